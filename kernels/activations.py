@@ -1,0 +1,100 @@
+"""Elementwise and row-wise activations over 2-D ``(rows, features)`` arrays, forward and backward.
+
+Activations are identified by small integer codes so one compiled kernel serves them all and the
+layer can fuse the bias add into the same pass (the GEMM epilogue).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+LINEAR = 0
+RELU = 1
+SIGMOID = 2
+TANH = 3
+SOFTMAX = 4
+
+CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+
+
+@njit(cache=True, inline="always")
+def _sigmoid(z):
+    # Split by sign so exp never overflows; the literals take z's dtype.
+    one = z - z + 1
+    if z >= 0:
+        return one / (one + np.exp(-z))
+    e = np.exp(z)
+    return e / (one + e)
+
+
+@njit(cache=True, inline="always")
+def _activate_row(row, code):
+    n = row.shape[0]
+    if code == RELU:
+        for j in range(n):
+            if row[j] < 0:
+                row[j] = 0
+    elif code == SIGMOID:
+        for j in range(n):
+            row[j] = _sigmoid(row[j])
+    elif code == TANH:
+        for j in range(n):
+            row[j] = np.tanh(row[j])
+    elif code == SOFTMAX:
+        peak = row[0]
+        for j in range(1, n):
+            if row[j] > peak:
+                peak = row[j]
+        total = row[0] - row[0]
+        for j in range(n):
+            row[j] = np.exp(row[j] - peak)
+            total += row[j]
+        for j in range(n):
+            row[j] /= total
+
+
+@njit(cache=True, parallel=True)
+def bias_activation_forward(z, bias, code, out):
+    """out[m, :] = act(z[m, :] + bias); z, out (M, N), bias (N,) or (0,) for none; out may be z."""
+    rows, cols = z.shape
+    has_bias = bias.shape[0] > 0
+    for i in prange(rows):
+        row = out[i]
+        for j in range(cols):
+            row[j] = z[i, j] + bias[j] if has_bias else z[i, j]
+        _activate_row(row, code)
+
+
+@njit(cache=True, parallel=True)
+def activation_backward(grad_y, y, code, out):
+    """out = dL/dz given dL/dy and y = act(z); all (M, N); out may be grad_y."""
+    rows, cols = y.shape
+    for i in prange(rows):
+        if code == LINEAR:
+            for j in range(cols):
+                out[i, j] = grad_y[i, j]
+        elif code == RELU:
+            for j in range(cols):
+                out[i, j] = grad_y[i, j] if y[i, j] > 0 else grad_y[i, j] - grad_y[i, j]
+        elif code == SIGMOID:
+            for j in range(cols):
+                out[i, j] = grad_y[i, j] * y[i, j] * (1 - y[i, j])
+        elif code == TANH:
+            for j in range(cols):
+                out[i, j] = grad_y[i, j] * (1 - y[i, j] * y[i, j])
+        else:
+            dot = y[i, 0] - y[i, 0]
+            for j in range(cols):
+                dot += grad_y[i, j] * y[i, j]
+            for j in range(cols):
+                out[i, j] = y[i, j] * (grad_y[i, j] - dot)
+
+
+@njit(cache=True, parallel=True)
+def column_sums_add(grad, out):
+    """out[n] += sum_m grad[m, n]; grad (M, N), out (N,): the bias gradient."""
+    rows, cols = grad.shape
+    for j in prange(cols):
+        acc = grad[0, j] - grad[0, j]
+        for i in range(rows):
+            acc += grad[i, j]
+        out[j] += acc
