@@ -1,0 +1,257 @@
+"""The layer graph: symbolic tensors, nodes, and forward/backward execution over a DAG.
+
+The graph knows only the layer contract (``forward(inputs, training) -> (outputs, ctx)`` and
+``backward(ctx, grad_outputs) -> grad_inputs``), never concrete layer classes. Contexts of a
+forward pass are returned to the caller as a tape, so concurrent calls never share state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class SymbolicTensor:
+    """A placeholder for an array in the graph: shape (batch axis None), dtype, origin."""
+
+    __slots__ = ("shape", "dtype", "node", "index", "name")
+
+    def __init__(self, shape, dtype, node=None, index=0, name=None):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.node = node
+        self.index = index
+        self.name = name
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={self.shape}, dtype={self.dtype.name}, name={self.name}>"
+
+    def __hash__(self):
+        return id(self)
+
+
+def is_symbolic(value) -> bool:
+    """True if ``value`` is a symbolic tensor or a non-empty list/tuple of them."""
+    if isinstance(value, SymbolicTensor):
+        return True
+    if isinstance(value, (list, tuple)) and value:
+        return any(isinstance(v, SymbolicTensor) for v in value)
+    return False
+
+
+class Node:
+    """One call of a layer on symbolic tensors: the layer, its input and output tensors."""
+
+    __slots__ = ("layer", "inputs", "outputs", "inputs_are_list", "outputs_are_list", "__weakref__")
+
+    def __init__(self, layer, inputs, output_shapes, output_dtype):
+        self.layer = layer
+        self.inputs_are_list = isinstance(inputs, (list, tuple))
+        self.inputs = list(inputs) if self.inputs_are_list else [inputs]
+        self.outputs_are_list = isinstance(output_shapes, list)
+        shapes = output_shapes if self.outputs_are_list else [output_shapes]
+        self.outputs = [
+            SymbolicTensor(shape, output_dtype, node=self, index=i, name=layer.name)
+            for i, shape in enumerate(shapes)
+        ]
+        layer._inbound_nodes.append(self)
+
+    @property
+    def parents(self) -> list[Node]:
+        return [t.node for t in self.inputs if t.node is not None]
+
+    @property
+    def is_input(self) -> bool:
+        return not self.inputs
+
+    def pack_inputs(self, arrays):
+        return list(arrays) if self.inputs_are_list else arrays[0]
+
+    def pack_outputs(self, arrays):
+        return list(arrays) if self.outputs_are_list else arrays[0]
+
+    def symbolic_outputs(self):
+        return self.pack_outputs(self.outputs)
+
+
+def _flatten(tensors) -> list:
+    if isinstance(tensors, dict):
+        return list(tensors.values())
+    if isinstance(tensors, (list, tuple)):
+        return list(tensors)
+    return [tensors]
+
+
+class Graph:
+    """A DAG from input tensors to output tensors, ordered once; runs forward and backward."""
+
+    def __init__(self, inputs: Sequence[SymbolicTensor], outputs: Sequence[SymbolicTensor]):
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        for role, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            for t in tensors:
+                if not isinstance(t, SymbolicTensor):
+                    raise _not_a_tensor_error(role, t)
+        self.nodes, self.layers = _order_graph(self.inputs, self.outputs)
+        self._check_unique_names()
+        # Positions of every tensor's value in the flat value table used by forward/backward.
+        self._slot = {}
+        for t in self.inputs:
+            self._slot.setdefault(id(t), len(self._slot))
+        for node in self.nodes:
+            for t in node.outputs:
+                self._slot.setdefault(id(t), len(self._slot))
+        self._node_input_slots = [[self._slot[id(t)] for t in n.inputs] for n in self.nodes]
+        self._node_output_slots = [[self._slot[id(t)] for t in n.outputs] for n in self.nodes]
+        self._input_slots = [self._slot[id(t)] for t in self.inputs]
+        self._output_slots = [self._slot[id(t)] for t in self.outputs]
+
+    def _check_unique_names(self):
+        seen = {}
+        for layer in self.layers:
+            if layer.name in seen and seen[layer.name] is not layer:
+                raise ValueError(
+                    f'The name "{layer.name}" is used by two layers in the model. '
+                    "All layer names should be unique: pass distinct `name=` arguments."
+                )
+            seen[layer.name] = layer
+
+    def forward(self, input_arrays: list, training: bool):
+        """Run every node in order; return (output arrays, tape of values and ctxs)."""
+        values = [None] * len(self._slot)
+        for slot, array in zip(self._input_slots, input_arrays):
+            values[slot] = array
+        ctxs = []
+        for node, in_slots, out_slots in zip(
+            self.nodes, self._node_input_slots, self._node_output_slots
+        ):
+            args = node.pack_inputs([values[s] for s in in_slots])
+            outputs, ctx = node.layer.forward(args, training)
+            ctxs.append(ctx)
+            if node.outputs_are_list:
+                for s, out in zip(out_slots, outputs):
+                    values[s] = out
+            else:
+                values[out_slots[0]] = outputs
+        return [values[s] for s in self._output_slots], (values, ctxs)
+
+    def backward(self, tape, output_grads: list) -> list:
+        """Propagate gradients from the outputs; weights accumulate .grad; return input grads."""
+        values, ctxs = tape
+        grads = [None] * len(values)
+        for slot, g in zip(self._output_slots, output_grads):
+            if g is not None:
+                grads[slot] = g if grads[slot] is None else grads[slot] + g
+        for i in range(len(self.nodes) - 1, -1, -1):
+            node = self.nodes[i]
+            out_slots = self._node_output_slots[i]
+            out_grads = [grads[s] for s in out_slots]
+            if all(g is None for g in out_grads):
+                continue
+            if node.outputs_are_list:
+                out_grads = [
+                    np.zeros_like(values[s]) if g is None else g
+                    for s, g in zip(out_slots, out_grads)
+                ]
+            in_grads = node.layer.backward(ctxs[i], node.pack_outputs(out_grads))
+            if not node.inputs_are_list:
+                in_grads = [in_grads]
+            for s, g in zip(self._node_input_slots[i], in_grads):
+                if g is None:
+                    continue
+                # Fan-out: a tensor read by several nodes sums their gradients.
+                grads[s] = g if grads[s] is None else grads[s] + g
+        return [grads[s] for s in self._input_slots]
+
+
+def _not_a_tensor_error(role, value):
+    if hasattr(value, "_inbound_nodes") and hasattr(value, "forward"):
+        return ValueError(
+            f"Model {role}= got the layer '{value.name}' ({type(value).__name__}), which is not a "
+            "tensor. Call the layer on a tensor first, e.g. `output = layer(x)`, and pass the "
+            "result."
+        )
+    return TypeError(
+        f"Model {role}= must be symbolic tensors from `fastnn.Input(...)` and layer calls; "
+        f"got {type(value).__name__}: {value!r:.80}"
+    )
+
+
+def _order_graph(inputs, outputs):
+    """Topologically order the nodes between inputs and outputs; order the layers as Keras does."""
+    input_ids = {id(t) for t in inputs}
+    finished, in_progress = set(), set()
+    ordered = []
+    first_seen = {}
+
+    def visit(tensor):
+        node = tensor.node
+        if node is None:
+            raise ValueError(f"Tensor {tensor} was not produced by a layer or an Input.")
+        if id(node) in finished:
+            return
+        if id(tensor) in input_ids and not node.is_input:
+            finished.add(id(node))
+            return
+        if id(node) in in_progress:
+            raise ValueError(f"Tensor {tensor} from layer '{node.layer.name}' is part of a cycle.")
+        first_seen.setdefault(id(node.layer), len(first_seen))
+        in_progress.add(id(node))
+        for parent_tensor in node.inputs:
+            visit(parent_tensor)
+        in_progress.discard(id(node))
+        finished.add(id(node))
+        ordered.append(node)
+
+    for t in outputs:
+        visit(t)
+
+    _check_connected(inputs, ordered)
+
+    # Depth: 0 at the outputs, a parent is one deeper than its deepest consumer.
+    depth = {}
+    layer_depth = {}
+    in_graph = {id(n) for n in ordered}
+    for node in reversed(ordered):
+        d = max(depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        depth[id(node)] = d
+        layer_depth[id(node.layer)] = d
+        for parent in node.parents:
+            if id(parent) in in_graph:
+                depth[id(parent)] = max(depth.get(id(parent), 0), d + 1)
+    layers = {}
+    for node in ordered:
+        layers.setdefault(id(node.layer), node.layer)
+    for t in inputs:  # unused inputs still count as layers of the model
+        if t.node is not None and t.node.is_input and id(t.node.layer) not in layers:
+            layers[id(t.node.layer)] = t.node.layer
+            layer_depth[id(t.node.layer)] = 0
+            first_seen[id(t.node.layer)] = -1
+    layer_list = sorted(
+        layers.values(), key=lambda lay: (-layer_depth[id(lay)], first_seen[id(lay)])
+    )
+    nodes = sorted(ordered, key=lambda n: -depth[id(n)])  # stable: keeps DFS order within a depth
+    return [n for n in nodes if not n.is_input], layer_list
+
+
+def _check_connected(inputs, ordered):
+    computable = {id(t) for t in inputs}
+    for node in ordered:
+        if node.is_input and not any(id(t) in computable for t in node.outputs):
+            raise ValueError(
+                f"Graph disconnected: the model's outputs depend on the input "
+                f"'{node.layer.name}', which is not among the model's inputs "
+                f"{[t.name for t in inputs]}. Pass it in `inputs=`."
+            )
+        for t in node.inputs:
+            if id(t) not in computable:
+                raise ValueError(
+                    f"Graph disconnected: cannot reach tensor {t} (input of layer "
+                    f"'{node.layer.name}') from the model's inputs."
+                )
+        computable.update(id(t) for t in node.outputs)

@@ -1,0 +1,58 @@
+"""Layers with Keras 3 names and arguments."""
+
+from fastnn.layers.base import Layer, Variable
+from fastnn.layers.convolutional import Conv2D
+from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from fastnn.layers.merging import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    maximum,
+    multiply,
+    subtract,
+)
+from fastnn.layers.normalization import BatchNormalization
+from fastnn.layers.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+
+Convolution2D = Conv2D
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
+
+__all__ = [
+    "Activation",
+    "Add",
+    "Average",
+    "AveragePooling2D",
+    "AvgPool2D",
+    "BatchNormalization",
+    "Concatenate",
+    "Conv2D",
+    "Convolution2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "GlobalAveragePooling2D",
+    "GlobalAvgPool2D",
+    "Input",
+    "InputLayer",
+    "Layer",
+    "MaxPool2D",
+    "MaxPooling2D",
+    "Maximum",
+    "Multiply",
+    "Subtract",
+    "Variable",
+    "add",
+    "average",
+    "concatenate",
+    "maximum",
+    "multiply",
+    "subtract",
+]

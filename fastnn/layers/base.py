@@ -1,0 +1,319 @@
+"""The layer contract every fastnn layer follows: build, compute_output_shape, forward, backward."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import defaultdict
+
+import numpy as np
+
+from fastnn import initializers, regularizers
+from fastnn.graph import Node, SymbolicTensor, is_symbolic
+
+FLOATX = "float32"
+
+_name_lock = threading.Lock()
+_name_counts: defaultdict[str, int] = defaultdict(int)
+
+
+def unique_name(prefix: str) -> str:
+    """'dense', 'dense_1', 'dense_2', ... per process, as Keras names layers."""
+    with _name_lock:
+        count = _name_counts[prefix]
+        _name_counts[prefix] += 1
+    return prefix if count == 0 else f"{prefix}_{count}"
+
+
+def reset_names() -> None:
+    """Restart automatic layer naming (``fastnn.utils.clear_session``)."""
+    with _name_lock:
+        _name_counts.clear()
+
+
+def snake_case(name: str) -> str:
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+class Variable:
+    """A weight: its value array (updated in place), a gradient accumulator, and metadata."""
+
+    __slots__ = ("value", "grad", "name", "path", "trainable", "regularizer")
+
+    def __init__(self, value: np.ndarray, name: str, path: str, trainable: bool, regularizer):
+        self.value = value
+        self.grad = np.zeros_like(value)
+        self.name = name
+        self.path = path
+        self.trainable = trainable
+        self.regularizer = regularizer
+
+    @property
+    def shape(self) -> tuple:
+        return self.value.shape
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    def numpy(self) -> np.ndarray:
+        return self.value.copy()
+
+    def assign(self, value) -> None:
+        value = np.asarray(value)
+        if value.shape != self.value.shape:
+            raise ValueError(
+                f"Cannot assign to variable '{self.path}': expected shape {self.value.shape}, "
+                f"got {value.shape}"
+            )
+        self.value[...] = value
+
+    def __repr__(self) -> str:
+        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype.name}>"
+
+
+def standardize_shape(shape, what="shape") -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(None if d is None else int(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"Invalid {what}: expected a tuple of integers, got {shape!r}") from None
+    for d in shape:
+        if d is not None and d < 0:
+            raise ValueError(f"Invalid {what} {shape}: dimensions must be non-negative")
+    return shape
+
+
+class Layer:
+    """Base class: lazily built weights, a forward that returns (outputs, ctx), and a backward.
+
+    Subclasses implement ``build(input_shape)``, ``compute_output_shape(input_shape)``,
+    ``forward(inputs, training) -> (outputs, ctx)`` and ``backward(ctx, grad_outputs) ->
+    grad_inputs``; ``backward`` adds into each weight's ``.grad``.
+    """
+
+    #: Floating inputs are cast to the layer's dtype; integer-consuming layers set this False.
+    casts_inputs = True
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        trainable: bool = True,
+        dtype=None,
+        input_shape=None,
+        input_dim: int | None = None,
+        batch_size: int | None = None,
+        **kwargs,
+    ):
+        if kwargs:
+            raise TypeError(
+                f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}"
+            )
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Layer name must be a non-empty string; got name={name!r}")
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        self.dtype = np.dtype(dtype or FLOATX).name
+        self._trainable = bool(trainable)
+        self._weights: list[Variable] = []
+        self._inbound_nodes: list[Node] = []
+        self.built = False
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        self._input_shape_arg = (
+            None if input_shape is None else standardize_shape(input_shape, "input_shape")
+        )
+        self._batch_size_arg = batch_size
+
+    # ---- weights -------------------------------------------------------------------------------
+    def add_weight(
+        self,
+        shape,
+        initializer="glorot_uniform",
+        name: str | None = None,
+        trainable: bool = True,
+        regularizer=None,
+        dtype=None,
+    ) -> Variable:
+        """Create a weight of ``shape`` initialized by ``initializer`` and track it."""
+        dtype = np.dtype(dtype or self.dtype)
+        value = initializers.get(initializer)(tuple(shape), dtype=dtype)
+        value = np.ascontiguousarray(value, dtype=dtype)
+        name = name or f"variable_{len(self._weights)}"
+        var = Variable(value, name, f"{self.name}/{name}", trainable, regularizers.get(regularizer))
+        self._weights.append(var)
+        return var
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+
+    @property
+    def weights(self) -> list[Variable]:
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self) -> list[Variable]:
+        if not self.trainable:
+            return []
+        return [w for w in self._weights if w.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list[Variable]:
+        if not self.trainable:
+            return list(self._weights)
+        return [w for w in self._weights if not w.trainable]
+
+    @property
+    def variables(self) -> list[Variable]:
+        return self.weights
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights) -> None:
+        """Assign all weights at once, in ``get_weights()`` order; nothing changes on error."""
+        own = self.weights
+        weights = list(weights)
+        if len(weights) != len(own):
+            raise ValueError(
+                f"Layer '{self.name}' expects {len(own)} weight arrays "
+                f"{[w.shape for w in own]}, got {len(weights)}"
+            )
+        arrays = [np.asarray(w) for w in weights]
+        for var, arr in zip(own, arrays):
+            if arr.shape != var.shape:
+                raise ValueError(
+                    f"Layer '{self.name}' weight '{var.name}' has shape {var.shape}, "
+                    f"got an array of shape {arr.shape}"
+                )
+        for var, arr in zip(own, arrays):
+            var.value[...] = arr
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(
+                f"Layer '{self.name}' is not built yet, so its number of parameters is unknown. "
+                "Call it on an input first."
+            )
+        return int(sum(w.value.size for w in self.weights))
+
+    def regularization_losses(self):
+        """(variable, regularizer) pairs for this layer's trainable weights."""
+        return [(w, w.regularizer) for w in self.trainable_weights if w.regularizer is not None]
+
+    # ---- the contract --------------------------------------------------------------------------
+    def build(self, input_shape) -> None:
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, inputs, training: bool):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, ctx, grad_outputs):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def check_input_shape(self, input_shape) -> None:
+        """Raise if a built layer cannot take ``input_shape`` (overridden where weights fix it)."""
+
+    # ---- calling -------------------------------------------------------------------------------
+    def _maybe_build(self, input_shape) -> None:
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+        else:
+            self.check_input_shape(input_shape)
+
+    def __call__(self, inputs, training=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"Layer '{self.name}' got unexpected call arguments {sorted(kwargs)}")
+        if is_symbolic(inputs):
+            return self._call_symbolic(inputs)
+        arrays = self._to_arrays(inputs)
+        shapes = [a.shape for a in arrays] if isinstance(arrays, list) else arrays.shape
+        self._maybe_build(shapes)
+        outputs, _ = self.forward(arrays, bool(training))
+        return outputs
+
+    def _call_symbolic(self, inputs):
+        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else inputs
+        for t in tensors if isinstance(tensors, list) else [tensors]:
+            if not isinstance(t, SymbolicTensor):
+                raise TypeError(
+                    f"Layer '{self.name}' was called on a mix of symbolic tensors and "
+                    f"{type(t).__name__}; all inputs must come from fastnn.Input or layers."
+                )
+        shapes = [t.shape for t in tensors] if isinstance(tensors, list) else tensors.shape
+        self._maybe_build(shapes)
+        output_shape = self.compute_output_shape(shapes)
+        node = Node(self, tensors, output_shape, self.output_dtype)
+        return node.symbolic_outputs()
+
+    @property
+    def output_dtype(self):
+        return self.dtype
+
+    def _to_arrays(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            return [self._cast(x) for x in inputs]
+        return self._cast(inputs)
+
+    def _cast(self, x):
+        x = np.asarray(x)
+        if self.casts_inputs and x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        return x
+
+    # ---- nodes and shapes ----------------------------------------------------------------------
+    def _single_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called and has no {what}.")
+        if len(self._inbound_nodes) > 1:
+            raise AttributeError(
+                f"Layer '{self.name}' has been called {len(self._inbound_nodes)} times; "
+                f"its {what} is ambiguous."
+            )
+        return self._inbound_nodes[0]
+
+    @property
+    def input(self):
+        node = self._single_node("input")
+        return node.pack_inputs(node.inputs)
+
+    @property
+    def output(self):
+        return self._single_node("output").symbolic_outputs()
+
+    @property
+    def output_shape(self):
+        out = self.output
+        return [t.shape for t in out] if isinstance(out, list) else out.shape
+
+    # ---- config --------------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self._input_shape_arg is not None:
+            config["input_shape"] = self._input_shape_arg
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def shape_error(layer: Layer, message: str, expected, given) -> ValueError:
+    """A shape error naming the layer with expected and given values side by side."""
+    return ValueError(
+        f"{type(layer).__name__} '{layer.name}': {message}; expected {expected}, got {given}"
+    )

@@ -1,0 +1,242 @@
+"""Core layers: Input, Dense, Activation, Flatten, Dropout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastnn import activations, initializers, regularizers
+from fastnn.graph import Node
+from fastnn.kernels import activations as act_kernels
+from fastnn.kernels import dropout as dropout_kernels
+from fastnn.layers.base import Layer, shape_error, standardize_shape
+from fastnn.random import make_rng
+
+
+class InputLayer(Layer):
+    """The entry point of a model: holds the input's shape and dtype, passes data through."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
+        super().__init__(name=name, dtype=dtype)
+        if shape is None and batch_shape is None:
+            raise ValueError("You must pass a `shape` argument to Input, e.g. Input(shape=(28,))")
+        if batch_shape is not None:
+            batch_shape = standardize_shape(batch_shape, "batch_shape")
+        else:
+            batch_shape = (batch_size, *standardize_shape(shape, "shape"))
+        self.batch_shape = batch_shape
+        self.built = True
+        node = Node(self, [], batch_shape, self.dtype)
+        node.outputs[0].name = self.name
+        self.output_tensor = node.outputs[0]
+
+    def forward(self, inputs, training):
+        return inputs, None
+
+    def backward(self, ctx, grad_outputs):
+        return grad_outputs
+
+    def get_config(self):
+        return {"batch_shape": self.batch_shape, "dtype": self.dtype, "name": self.name}
+
+
+def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):  # noqa: N802
+    """A symbolic input tensor of ``(batch_size, *shape)``, e.g. ``Input(shape=(28, 28, 1))``."""
+    return InputLayer(shape, batch_size, dtype, batch_shape, name).output_tensor
+
+
+class Dense(Layer):
+    """``activation(inputs @ kernel + bias)`` over the last axis.
+
+    Input shape: ``(batch, ..., input_dim)``. Output shape: ``(batch, ..., units)``.
+    Example: ``Dense(64, activation="relu")(x)``.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units <= 0:
+            raise ValueError(
+                "Received an invalid value for `units`, expected a positive integer. "
+                f"Received: units={units}"
+            )
+        self.units = int(units)
+        self.activation = activations.get_name(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._code = activations.code(self.activation)
+
+    def build(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise shape_error(
+                self, "input needs a known last axis", "(batch, ..., features)", input_shape
+            )
+        self.kernel = self.add_weight(
+            (input_shape[-1], self.units),
+            self.kernel_initializer,
+            "kernel",
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                (self.units,), self.bias_initializer, "bias", regularizer=self.bias_regularizer
+            )
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] != self.kernel.shape[0]:
+            raise shape_error(
+                self,
+                "incompatible input shape",
+                f"(batch, ..., {self.kernel.shape[0]})",
+                tuple(input_shape),
+            )
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def forward(self, inputs, training):
+        x = inputs.reshape(-1, inputs.shape[-1])
+        y = x @ self.kernel.value
+        bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
+        if self.use_bias or self._code != act_kernels.LINEAR:
+            act_kernels.bias_activation_forward(y, bias, self._code, y)
+        return y.reshape(*inputs.shape[:-1], self.units), (x, y, inputs.shape)
+
+    def backward(self, ctx, grad_outputs):
+        x, y, in_shape = ctx
+        grad = np.ascontiguousarray(grad_outputs).reshape(-1, self.units)
+        if self._code != act_kernels.LINEAR:
+            grad_z = np.empty_like(grad)
+            act_kernels.activation_backward(grad, y, self._code, grad_z)
+            grad = grad_z
+        if self.trainable:
+            self.kernel.grad += x.T @ grad
+            if self.use_bias:
+                act_kernels.column_sums_add(grad, self.bias.grad)
+        return (grad @ self.kernel.value.T).reshape(in_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+        }
+
+
+_NO_BIAS = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
+
+
+class Activation(Layer):
+    """Applies an activation function; softmax is over the last axis.
+
+    Example: ``Activation("relu")(x)``.
+    """
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get_name(activation)
+        self._code = activations.code(self.activation)
+
+    def forward(self, inputs, training):
+        x = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1]) if inputs.ndim else inputs
+        y = np.empty_like(x)
+        act_kernels.bias_activation_forward(x, _NO_BIAS[x.dtype.char], self._code, y)
+        return y.reshape(inputs.shape), y
+
+    def backward(self, ctx, grad_outputs):
+        y = ctx
+        grad = np.ascontiguousarray(grad_outputs).reshape(y.shape)
+        out = np.empty_like(grad)
+        act_kernels.activation_backward(grad, y, self._code, out)
+        return out.reshape(grad_outputs.shape)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+class Flatten(Layer):
+    """Flattens every axis but the batch axis: ``(batch, d1, d2, ...) -> (batch, d1*d2*...)``."""
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(
+                f"Flatten '{self.name}': fastnn supports only data_format='channels_last'; "
+                f"got {data_format!r}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        size = None if any(d is None for d in rest) else math.prod(rest)
+        return (input_shape[0], size)
+
+    def forward(self, inputs, training):
+        return inputs.reshape(inputs.shape[0], -1), inputs.shape
+
+    def backward(self, ctx, grad_outputs):
+        return grad_outputs.reshape(ctx)
+
+
+class Dropout(Layer):
+    """Zeroes a fraction ``rate`` of inputs while training and scales the rest by 1/(1-rate).
+
+    Example: ``Dropout(0.5)(x)``.
+    """
+
+    def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(
+                "Invalid value received for argument `rate`. Expected a float value between 0 "
+                f"and 1. Received: rate={rate}"
+            )
+        if noise_shape is not None:
+            raise NotImplementedError(f"Dropout '{self.name}': noise_shape is not supported yet")
+        self.rate = float(rate)
+        self.seed = seed
+        self.noise_shape = noise_shape
+        self._rng = make_rng(seed)
+
+    def forward(self, inputs, training):
+        if not training or self.rate == 0:
+            return inputs, None
+        x = np.ascontiguousarray(inputs)
+        uniform = self._rng.random(x.size, dtype=x.dtype)
+        out = np.empty_like(x)
+        dropout_kernels.dropout_forward(x.reshape(-1), uniform, self.rate, out.reshape(-1))
+        return out, uniform
+
+    def backward(self, ctx, grad_outputs):
+        if ctx is None:
+            return grad_outputs
+        grad = np.ascontiguousarray(grad_outputs)
+        out = np.empty_like(grad)
+        dropout_kernels.dropout_backward(grad.reshape(-1), ctx, self.rate, out.reshape(-1))
+        return out
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "seed": self.seed,
+            "noise_shape": self.noise_shape,
+        }

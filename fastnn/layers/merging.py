@@ -1,0 +1,231 @@
+"""Layers that merge a list of tensors: Concatenate, Add, Subtract, Multiply, Average, Maximum."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn.layers.base import Layer
+
+
+class _Merge(Layer):
+    """Base for merge layers: a list of at least two inputs."""
+
+    def _check_list(self, input_shape):
+        if not isinstance(input_shape, list) or len(input_shape) < 2:
+            given = len(input_shape) if isinstance(input_shape, list) else "a single tensor"
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': expected a list of at least 2 inputs; "
+                f"got {given}"
+            )
+
+    def build(self, input_shape):
+        self._check_list(input_shape)
+        self.compute_output_shape(input_shape)
+
+    def check_input_shape(self, input_shape):
+        self.build(input_shape)
+
+
+class Concatenate(_Merge):
+    """Joins inputs along ``axis``; all other axes must match.
+
+    Example: ``Concatenate()([x1, x2])`` with (batch, 32) and (batch, 16) gives (batch, 48).
+    """
+
+    def __init__(self, axis: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+
+    def compute_output_shape(self, input_shape):
+        self._check_list(input_shape)
+        ranks = {len(s) for s in input_shape}
+        if len(ranks) != 1:
+            raise ValueError(
+                f"Concatenate '{self.name}': inputs must have the same rank; got "
+                + " and ".join(str(tuple(s)) for s in input_shape)
+            )
+        rank = ranks.pop()
+        axis = self.axis % rank if -rank <= self.axis < rank else None
+        if axis is None or axis == 0:
+            raise ValueError(
+                f"Concatenate '{self.name}': axis {self.axis} is invalid for inputs of rank "
+                f"{rank}; expected an axis in 1..{rank - 1} or -{rank - 1}..-1"
+            )
+        out = list(input_shape[0])
+        for shape in input_shape[1:]:
+            for i, (a, b) in enumerate(zip(out, shape)):
+                if i == axis:
+                    continue
+                if a is not None and b is not None and a != b:
+                    raise ValueError(
+                        f"Concatenate '{self.name}': inputs must match on every axis but axis "
+                        f"{self.axis}; got " + " and ".join(str(tuple(s)) for s in input_shape)
+                    )
+                out[i] = a if a is not None else b
+        sizes = [s[axis] for s in input_shape]
+        out[axis] = None if any(d is None for d in sizes) else sum(sizes)
+        self._axis = axis
+        return tuple(out)
+
+    def forward(self, inputs, training):
+        axis = self.axis % inputs[0].ndim
+        splits = np.cumsum([x.shape[axis] for x in inputs])[:-1]
+        return np.concatenate(inputs, axis=axis), (axis, splits)
+
+    def backward(self, ctx, grad_outputs):
+        axis, splits = ctx
+        return [np.ascontiguousarray(g) for g in np.split(grad_outputs, splits, axis=axis)]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+def _broadcast_shape(layer, input_shape):
+    """Output shape of an elementwise merge: axes equal or 1 (broadcast); None is unknown."""
+    layer._check_list(input_shape)
+    rank = max(len(s) for s in input_shape)
+    out = [1] * rank
+    for shape in input_shape:
+        padded = (1,) * (rank - len(shape)) + tuple(shape)
+        for i, d in enumerate(padded):
+            if d == 1 or d is None and out[i] != 1:
+                continue
+            if out[i] in (1, None):
+                out[i] = d
+            elif out[i] != d:
+                raise ValueError(
+                    f"{type(layer).__name__} '{layer.name}': inputs must have the same shape "
+                    "(or broadcast: axes equal or 1); got "
+                    + " and ".join(str(tuple(s)) for s in input_shape)
+                )
+    return tuple(out)
+
+
+def _reduce_to(grad, shape):
+    """Sum a broadcast gradient back down to an input's shape."""
+    if grad.shape == shape:
+        return grad
+    while grad.ndim > len(shape):
+        grad = grad.sum(axis=0)
+    axes = tuple(i for i, (g, s) in enumerate(zip(grad.shape, shape)) if s == 1 and g != 1)
+    return grad.sum(axis=axes, keepdims=True) if axes else grad
+
+
+class _Elementwise(_Merge):
+    def compute_output_shape(self, input_shape):
+        return _broadcast_shape(self, input_shape)
+
+
+class Add(_Elementwise):
+    """Sums a list of inputs of the same shape. Example: ``Add()([x, shortcut])``."""
+
+    def forward(self, inputs, training):
+        out = inputs[0] + inputs[1]
+        for x in inputs[2:]:
+            out += x
+        return out, [x.shape for x in inputs]
+
+    def backward(self, ctx, grad_outputs):
+        return [_reduce_to(grad_outputs, shape) for shape in ctx]
+
+
+class Subtract(_Elementwise):
+    """``inputs[0] - inputs[1]``, exactly two inputs."""
+
+    def _check_list(self, input_shape):
+        super()._check_list(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(
+                f"Subtract '{self.name}': expected exactly 2 inputs; got {len(input_shape)}"
+            )
+
+    def forward(self, inputs, training):
+        return inputs[0] - inputs[1], [x.shape for x in inputs]
+
+    def backward(self, ctx, grad_outputs):
+        return [_reduce_to(grad_outputs, ctx[0]), -_reduce_to(grad_outputs, ctx[1])]
+
+
+class Multiply(_Elementwise):
+    """Elementwise product of a list of inputs. Example: ``Multiply()([a, b])``."""
+
+    def forward(self, inputs, training):
+        out = inputs[0] * inputs[1]
+        for x in inputs[2:]:
+            out = out * x
+        return out, inputs
+
+    def backward(self, ctx, grad_outputs):
+        grads = []
+        for i, x in enumerate(ctx):
+            others = grad_outputs
+            for j, y in enumerate(ctx):
+                if j != i:
+                    others = others * y
+            grads.append(_reduce_to(others, x.shape))
+        return grads
+
+
+class Average(_Elementwise):
+    """Elementwise mean of a list of inputs."""
+
+    def forward(self, inputs, training):
+        out = inputs[0] + inputs[1]
+        for x in inputs[2:]:
+            out += x
+        out /= out.dtype.type(len(inputs))
+        return out, [x.shape for x in inputs]
+
+    def backward(self, ctx, grad_outputs):
+        scaled = grad_outputs / grad_outputs.dtype.type(len(ctx))
+        return [_reduce_to(scaled, shape) for shape in ctx]
+
+
+class Maximum(_Elementwise):
+    """Elementwise maximum of a list of inputs (ties send the gradient to the first)."""
+
+    def forward(self, inputs, training):
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = np.maximum(out, x)
+        return out, (inputs, out)
+
+    def backward(self, ctx, grad_outputs):
+        inputs, out = ctx
+        taken = np.zeros(out.shape, dtype=bool)
+        grads = []
+        for x in inputs:
+            mine = (np.broadcast_to(x, out.shape) == out) & ~taken
+            taken |= mine
+            grads.append(_reduce_to(np.where(mine, grad_outputs, 0).astype(out.dtype), x.shape))
+        return grads
+
+
+def concatenate(inputs, axis: int = -1, **kwargs):
+    """Functional form of ``Concatenate(axis)(inputs)``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def add(inputs, **kwargs):
+    """Functional form of ``Add()(inputs)``."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    """Functional form of ``Subtract()(inputs)``."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """Functional form of ``Multiply()(inputs)``."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    """Functional form of ``Average()(inputs)``."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    """Functional form of ``Maximum()(inputs)``."""
+    return Maximum(**kwargs)(inputs)

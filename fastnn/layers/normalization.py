@@ -1,0 +1,136 @@
+"""BatchNormalization over the last (channels) axis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn import initializers, regularizers
+from fastnn.kernels import normalization as bn_kernels
+from fastnn.layers.base import Layer, shape_error
+
+
+class BatchNormalization(Layer):
+    """Normalizes each channel by batch statistics while training, moving averages otherwise.
+
+    Input/output shape: ``(batch, ..., channels)``. Weights: gamma, beta (trainable),
+    moving_mean, moving_variance (non-trainable). A frozen layer (``trainable=False``) runs in
+    inference mode, as in Keras 3.
+    """
+
+    def __init__(
+        self,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise ValueError(
+                f"BatchNormalization '{self.name}': fastnn normalizes the last (channels) axis "
+                f"only; got axis={axis}"
+            )
+        if epsilon <= 0:
+            raise ValueError(f"`epsilon` must be positive. Received: epsilon={epsilon}")
+        self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if len(input_shape) < 2 or channels is None:
+            raise shape_error(self, "needs a known channels axis", "(batch, ..., C)", input_shape)
+        shape = (channels,)
+        self.gamma = self.beta = None
+        if self.scale:
+            self.gamma = self.add_weight(
+                shape, self.gamma_initializer, "gamma", regularizer=self.gamma_regularizer
+            )
+        if self.center:
+            self.beta = self.add_weight(
+                shape, self.beta_initializer, "beta", regularizer=self.beta_regularizer
+            )
+        self.moving_mean = self.add_weight(
+            shape, self.moving_mean_initializer, "moving_mean", trainable=False
+        )
+        self.moving_variance = self.add_weight(
+            shape, self.moving_variance_initializer, "moving_variance", trainable=False
+        )
+
+    def check_input_shape(self, input_shape):
+        if input_shape[-1] != self.moving_mean.shape[0]:
+            raise shape_error(
+                self, "channels differ", f"(batch, ..., {self.moving_mean.shape[0]})", input_shape
+            )
+
+    def _affine(self, dtype):
+        c = self.moving_mean.shape[0]
+        gamma = self.gamma.value if self.scale else np.ones(c, dtype)
+        beta = self.beta.value if self.center else np.zeros(c, dtype)
+        return gamma, beta
+
+    def forward(self, inputs, training):
+        x = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1])
+        gamma, beta = self._affine(x.dtype)
+        y = np.empty_like(x)
+        eps = x.dtype.type(self.epsilon)
+        if not (training and self.trainable):
+            bn_kernels.batchnorm_forward_infer(
+                x, gamma, beta, self.moving_mean.value, self.moving_variance.value, eps, y
+            )
+            return y.reshape(inputs.shape), None
+        mean = np.empty(x.shape[1], x.dtype)
+        invstd = np.empty(x.shape[1], x.dtype)
+        bn_kernels.batchnorm_forward_train(x, gamma, beta, eps, y, mean, invstd)
+        m = x.dtype.type(self.momentum)
+        variance = 1 / (invstd * invstd) - eps
+        self.moving_mean.value *= m
+        self.moving_mean.value += (1 - m) * mean
+        self.moving_variance.value *= m
+        self.moving_variance.value += (1 - m) * variance
+        return y.reshape(inputs.shape), (x, gamma, mean, invstd)
+
+    def backward(self, ctx, grad_outputs):
+        grad = np.ascontiguousarray(grad_outputs)
+        if ctx is None:  # inference mode: a fixed affine map per channel
+            scale = self._affine(grad.dtype)[0] / np.sqrt(
+                self.moving_variance.value + grad.dtype.type(self.epsilon)
+            )
+            return grad * scale
+        x, gamma, mean, invstd = ctx
+        grad_y = grad.reshape(x.shape)
+        grad_x = np.empty_like(x)
+        dgamma = self.gamma.grad if self.scale else np.zeros_like(gamma)
+        dbeta = self.beta.grad if self.center else np.zeros_like(gamma)
+        bn_kernels.batchnorm_backward(grad_y, x, gamma, mean, invstd, grad_x, dgamma, dbeta)
+        return grad_x.reshape(grad_outputs.shape)
+
+    def get_config(self):
+        ser = initializers.serialize
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": ser(self.beta_initializer),
+            "gamma_initializer": ser(self.gamma_initializer),
+            "moving_mean_initializer": ser(self.moving_mean_initializer),
+            "moving_variance_initializer": ser(self.moving_variance_initializer),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+        }

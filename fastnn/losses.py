@@ -1,0 +1,497 @@
+"""Losses with Keras 3 names, defaults and math, each with its gradient for the training loop.
+
+A loss maps ``(y_true, y_pred)`` to per-sample values (``call``), reduces them like Keras
+(``__call__``, default ``"sum_over_batch_size"``: the mean), and gives the reduced value with
+its gradient with respect to ``y_pred`` (``value_and_grad``), computed by the fused kernels in
+``fastnn.kernels.losses``. ``kind`` tells the training loop what the loss expects:
+``"regression"``, ``"binary"``, ``"categorical"``, ``"sparse_categorical"`` or ``"custom"``.
+
+>>> import numpy as np
+>>> loss = get("sparse_categorical_crossentropy")
+>>> value, grad = loss.value_and_grad(np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+
+from fastnn.kernels import losses as K
+
+EPSILON = 1e-7  # keras.backend.epsilon()
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+
+
+class Loss:
+    """Base class. Subclasses implement ``call`` (per-sample values) and, to be trainable,
+    ``value_and_grad``.
+
+    Args:
+        name: name of the loss instance.
+        reduction: ``"sum_over_batch_size"`` (default) or ``"mean"``: mean of the weighted
+            per-sample losses; ``"sum"``; ``"mean_with_sample_weight"``: sum divided by the sum
+            of the sample weights; ``None`` / ``"none"``: no reduction.
+        dtype: compute dtype; default ``None`` uses y_pred's float dtype (float32 otherwise).
+    """
+
+    kind = "custom"
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        if reduction not in REDUCTIONS:
+            raise ValueError(
+                "Invalid value for argument `reduction`. Expected one of "
+                f"{list(REDUCTIONS)}. Received: reduction={reduction!r}"
+            )
+        self.name = name or _snake(type(self).__name__)
+        self.reduction = reduction
+        self.dtype = None if dtype is None else np.dtype(dtype).name
+
+    def call(self, y_true, y_pred) -> np.ndarray:
+        """Per-sample losses, shape ``y_pred.shape[:-1]``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred)")
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The reduced loss as a float (an array for ``reduction=None``)."""
+        values = np.asarray(self.call(y_true, y_pred))
+        value, _ = _reduce(values, sample_weight, self.reduction)
+        return value if np.ndim(value) else float(value)
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None):
+        """(reduced loss as a float, d(loss)/d(y_pred) with y_pred's shape and compute dtype)."""
+        raise NotImplementedError(
+            f"Loss '{self.name}' has no gradient: fastnn trains with "
+            "Loss.value_and_grad(y_true, y_pred). Subclass fastnn.losses.Loss and implement it, "
+            f"or use one of {sorted(_CLASSES)}"
+        )
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class _KernelLoss(Loss):
+    """A loss computed row-wise by one kernel of ``fastnn.kernels.losses``."""
+
+    sparse = False
+
+    def _kernel_args(self, target, pred):
+        """(kernel, target, extra scalar args, row mask or None) for 2-D pred; per loss."""
+        raise NotImplementedError
+
+    def _prepare(self, y_true, y_pred):
+        y_pred = np.asarray(y_pred)
+        dtype = np.dtype(self.dtype) if self.dtype else y_pred.dtype
+        if dtype.kind != "f":
+            dtype = np.dtype(np.float32)
+        y_pred = y_pred.astype(dtype, copy=False)
+        if y_pred.ndim == 0:
+            raise ValueError(f"{self._who()}: y_pred must have rank >= 1; got a scalar")
+        y_true = np.asarray(y_true)
+        if self.sparse:
+            if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
+                y_true = y_true[..., 0]
+            if y_true.shape != y_pred.shape[:-1]:
+                raise ValueError(
+                    f"{self._who()}: y_true must have y_pred's shape without the last (class) "
+                    f"axis; got y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}"
+                )
+            return y_true.astype(np.int64, copy=False), y_pred
+        y_true, y_pred_same = _squeeze_or_expand(y_true.astype(dtype, copy=False), y_pred)
+        if y_true.shape != y_pred_same.shape:
+            raise ValueError(
+                f"{self._who()}: y_true and y_pred must have the same shape; "
+                f"got y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}"
+            )
+        return y_true, y_pred_same
+
+    def _rows(self, y_true, y_pred):
+        """Per-sample losses (y_pred.shape[:-1]), the (M, C) gradient of each row's loss, and
+        a mask of the samples that count (None: all)."""
+        y_true, y_pred = self._prepare(y_true, y_pred)
+        pred = np.ascontiguousarray(y_pred.reshape(-1, y_pred.shape[-1]))
+        shape = (len(pred),) if self.sparse else pred.shape
+        target = np.ascontiguousarray(y_true.reshape(shape))
+        kernel, target, extra, mask = self._kernel_args(target, pred)
+        loss = np.empty(len(pred), pred.dtype)
+        grad = np.empty_like(pred)
+        kernel(pred, target, *extra, loss, grad)
+        if mask is not None:
+            loss[~mask] = 0
+            grad[~mask] = 0
+            mask = mask.reshape(y_pred.shape[:-1])
+        return loss.reshape(y_pred.shape[:-1]), grad, mask
+
+    def call(self, y_true, y_pred):
+        return self._rows(y_true, y_pred)[0]
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        values, _, mask = self._rows(y_true, y_pred)
+        value, _ = _reduce(values, sample_weight, self.reduction, mask)
+        return value if np.ndim(value) else float(value)
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None):
+        if self.reduction in (None, "none"):
+            raise ValueError(
+                f"{self._who()}: value_and_grad needs a reduced loss; "
+                f"got reduction={self.reduction!r}"
+            )
+        values, grad, mask = self._rows(y_true, y_pred)
+        value, weights = _reduce(values, sample_weight, self.reduction, mask)
+        grad *= weights.reshape(-1, 1).astype(grad.dtype, copy=False)
+        return float(value), grad.reshape(np.shape(y_pred))
+
+    def _who(self) -> str:
+        return f"{type(self).__name__} '{self.name}'"
+
+
+class MeanSquaredError(_KernelLoss):
+    """Mean over the last axis of ``(y_true - y_pred) ** 2``."""
+
+    kind = "regression"
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _kernel_args(self, target, pred):
+        return K.mean_squared_error, target, (), None
+
+
+class MeanAbsoluteError(_KernelLoss):
+    """Mean over the last axis of ``abs(y_true - y_pred)``."""
+
+    kind = "regression"
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _kernel_args(self, target, pred):
+        return K.mean_absolute_error, target, (), None
+
+
+class _Crossentropy(_KernelLoss):
+    def __init__(self, from_logits, label_smoothing, axis, reduction, name, dtype):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise ValueError(
+                f"Argument `from_logits` must be a bool. Received: from_logits={from_logits!r}"
+            )
+        if not 0 <= label_smoothing <= 1:
+            raise ValueError(
+                "Argument `label_smoothing` must be a float in [0, 1]. "
+                f"Received: label_smoothing={label_smoothing!r}"
+            )
+        if axis != -1:
+            raise ValueError(f"{self._who()}: only axis=-1 is supported. Received: axis={axis!r}")
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+        self.axis = axis
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=self.axis
+        )
+        return config
+
+
+class BinaryCrossentropy(_Crossentropy):
+    """Binary crossentropy, averaged over the last axis; y_pred holds probabilities or logits.
+
+    Args:
+        from_logits: whether y_pred are logits (then a stable sigmoid + BCE is used).
+        label_smoothing: float in [0, 1]; targets become ``t * (1 - ls) + 0.5 * ls``.
+    """
+
+    kind = "binary"
+
+    def __init__(
+        self,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="binary_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
+
+    def _kernel_args(self, target, pred):
+        if self.label_smoothing:
+            ls = pred.dtype.type(self.label_smoothing)
+            target = target * (1 - ls) + pred.dtype.type(0.5) * ls
+        if self.from_logits:
+            return K.binary_crossentropy_logits, target, (), None
+        return K.binary_crossentropy, target, (pred.dtype.type(EPSILON),), None
+
+
+class CategoricalCrossentropy(_Crossentropy):
+    """Crossentropy against one-hot (or soft) targets over the last axis.
+
+    Args:
+        from_logits: whether y_pred are logits (then a fused, stable log-softmax is used).
+        label_smoothing: float in [0, 1]; targets become ``t * (1 - ls) + ls / num_classes``.
+    """
+
+    kind = "categorical"
+
+    def __init__(
+        self,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="categorical_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
+
+    def _kernel_args(self, target, pred):
+        if pred.shape[1] == 1:
+            warnings.warn(
+                f"In loss {self.name}, expected y_pred.shape to be (batch_size, num_classes) "
+                f"with num_classes > 1. Received: y_pred.shape={pred.shape}. "
+                "Consider using 'binary_crossentropy' if you only have 2 classes.",
+                stacklevel=4,
+            )
+        if self.label_smoothing:
+            ls = pred.dtype.type(self.label_smoothing)
+            target = target * (1 - ls) + ls / pred.dtype.type(pred.shape[1])
+        if self.from_logits:
+            return K.softmax_cross_entropy_logits, target, (), None
+        return K.categorical_crossentropy, target, (pred.dtype.type(EPSILON),), None
+
+
+class SparseCategoricalCrossentropy(_KernelLoss):
+    """Crossentropy against integer class labels; y_true has y_pred's shape without the last axis.
+
+    Args:
+        from_logits: whether y_pred are logits (then a fused, stable log-softmax is used).
+        ignore_class: optional label whose samples get zero loss and are left out of the mean.
+    """
+
+    kind = "sparse_categorical"
+    sparse = True
+
+    def __init__(
+        self,
+        from_logits=False,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        axis=-1,
+        name="sparse_categorical_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise ValueError(
+                f"Argument `from_logits` must be a bool. Received: from_logits={from_logits!r}"
+            )
+        if axis != -1:
+            raise ValueError(f"{self._who()}: only axis=-1 is supported. Received: axis={axis!r}")
+        self.from_logits = bool(from_logits)
+        self.ignore_class = ignore_class
+        self.axis = axis
+
+    def _kernel_args(self, labels, pred):
+        classes = pred.shape[1]
+        mask = None
+        if self.ignore_class is not None:
+            mask = labels != self.ignore_class
+            labels = np.where(mask, labels, 0)
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise ValueError(
+                f"{self._who()}: labels must be integers in [0, {classes}) for y_pred with "
+                f"{classes} classes; got labels from {labels.min()} to {labels.max()}"
+            )
+        if self.from_logits:
+            return K.sparse_softmax_cross_entropy_logits, labels, (), mask
+        eps = (pred.dtype.type(EPSILON),)
+        return K.sparse_categorical_crossentropy, labels, eps, mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(from_logits=self.from_logits, ignore_class=self.ignore_class, axis=self.axis)
+        return config
+
+
+class LossFunctionWrapper(Loss):
+    """A loss from a plain function ``fn(y_true, y_pred) -> per-sample values`` (no gradient)."""
+
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
+        super().__init__(
+            name=name or getattr(fn, "__name__", None), reduction=reduction, dtype=dtype
+        )
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def call(self, y_true, y_pred):
+        return np.asarray(self.fn(y_true, y_pred, **self._fn_kwargs))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(fn=getattr(self.fn, "__name__", repr(self.fn)), **self._fn_kwargs)
+        return config
+
+
+# ---- Keras's function forms: per-sample values ----
+
+
+def mean_squared_error(y_true, y_pred):
+    """Per-sample mean over the last axis of ``(y_true - y_pred) ** 2``."""
+    return MeanSquaredError().call(y_true, y_pred)
+
+
+def mean_absolute_error(y_true, y_pred):
+    """Per-sample mean over the last axis of ``abs(y_true - y_pred)``."""
+    return MeanAbsoluteError().call(y_true, y_pred)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Per-sample binary crossentropy, averaged over the last axis."""
+    return BinaryCrossentropy(from_logits, label_smoothing, axis).call(y_true, y_pred)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Per-sample categorical crossentropy over the last axis."""
+    return CategoricalCrossentropy(from_logits, label_smoothing, axis).call(y_true, y_pred)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1):
+    """Per-sample crossentropy against integer labels."""
+    loss = SparseCategoricalCrossentropy(from_logits, ignore_class, axis=axis)
+    return loss.call(y_true, y_pred)
+
+
+mse = MSE = mean_squared_error
+mae = MAE = mean_absolute_error
+bce = BCE = binary_crossentropy
+
+_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        MeanSquaredError,
+        MeanAbsoluteError,
+        BinaryCrossentropy,
+        CategoricalCrossentropy,
+        SparseCategoricalCrossentropy,
+    )
+}
+_FUNCTIONS = {
+    mean_squared_error: MeanSquaredError,
+    mean_absolute_error: MeanAbsoluteError,
+    binary_crossentropy: BinaryCrossentropy,
+    categorical_crossentropy: CategoricalCrossentropy,
+    sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+}
+_ALIASES = {
+    **{fn.__name__: cls for fn, cls in _FUNCTIONS.items()},
+    **{a: MeanSquaredError for a in ("mse", "MSE")},
+    **{a: MeanAbsoluteError for a in ("mae", "MAE")},
+    **{a: BinaryCrossentropy for a in ("bce", "BCE")},
+}
+
+
+def valid_names() -> list[str]:
+    return sorted({*_CLASSES, *_ALIASES})
+
+
+def get(identifier) -> Loss | None:
+    """A Loss instance from a name ('mse', 'categorical_crossentropy', 'MeanSquaredError', ...),
+    a ``{"class_name", "config"}`` dict, a Loss class or instance, or a function
+    ``fn(y_true, y_pred) -> per-sample values``. ``None`` gives ``None``.
+    """
+    if identifier is None or isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _CLASSES.get(identifier) or _ALIASES.get(identifier)
+        if cls is None:
+            raise ValueError(
+                f"Could not interpret loss identifier: {identifier!r}. Valid names: {valid_names()}"
+            )
+        return cls()
+    if isinstance(identifier, dict):
+        name = identifier.get("class_name")
+        if name not in _CLASSES:
+            raise ValueError(
+                f"Could not interpret loss config {identifier!r}: unknown class_name {name!r}. "
+                f"Valid classes: {sorted(_CLASSES)}"
+            )
+        return _CLASSES[name].from_config(identifier.get("config", {}))
+    if inspect.isclass(identifier) and issubclass(identifier, Loss):
+        return identifier()
+    if identifier in _FUNCTIONS:
+        return _FUNCTIONS[identifier]()
+    if callable(identifier):
+        return LossFunctionWrapper(identifier)
+    raise ValueError(
+        f"Could not interpret loss identifier: {identifier!r}. Pass a name "
+        f"({valid_names()}), a Loss instance or a function."
+    )
+
+
+# ---- shared helpers ----
+
+
+def _squeeze_or_expand(y_true, y_pred):
+    """Keras's squeeze_or_expand_to_same_rank: fix a rank difference of one trailing unit axis."""
+    if y_true.ndim == y_pred.ndim + 1 and y_true.shape[-1] == 1:
+        if y_pred.ndim == 1:
+            y_pred = y_pred[:, None]
+        else:
+            y_true = y_true[..., 0]
+    elif y_pred.ndim == y_true.ndim + 1 and y_pred.shape[-1] == 1:
+        if y_true.ndim == 1:
+            y_true = y_true[:, None]
+        else:
+            y_pred = y_pred[..., 0]
+    return y_true, y_pred
+
+
+def _reduce(values, sample_weight, reduction, mask=None):
+    """Keras's reduce_weighted_values; returns (reduced value, d(value)/d(values))."""
+    dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float32)
+    weights = np.ones(values.shape, dtype)
+    if mask is not None:
+        mask = np.asarray(mask, bool).reshape(values.shape)
+        if reduction in ("mean", "sum_over_batch_size"):
+            valid = mask.sum()
+            weights = np.where(mask, dtype.type(mask.size / valid if valid else 0), 0).astype(dtype)
+        else:
+            weights = mask.astype(dtype)
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype)
+        if sw.ndim > values.ndim and sw.size == values.size:
+            sw = sw.reshape(values.shape)
+        sw = sw.reshape(sw.shape + (1,) * (values.ndim - sw.ndim))
+        try:
+            sw = np.broadcast_to(sw, values.shape)
+        except ValueError:
+            raise ValueError(
+                f"sample_weight of shape {np.shape(sample_weight)} does not match the per-sample "
+                f"losses of shape {values.shape}"
+            ) from None
+        weights = weights * sw
+    if reduction in (None, "none"):
+        return values * weights, weights
+    total = (values * weights).sum(dtype=dtype)
+    if reduction == "sum" or values.ndim == 0:
+        return total, weights
+    if reduction == "mean_with_sample_weight" and (sample_weight is not None or mask is not None):
+        divisor = weights.sum(dtype=dtype)
+    else:
+        divisor = dtype.type(values.size)
+    if divisor == 0:
+        return dtype.type(0), np.zeros_like(weights)
+    return total / divisor, weights / divisor
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))

@@ -1,0 +1,353 @@
+"""Models: a Functional ``Model(inputs, outputs)`` over the layer graph, and ``Sequential``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn.graph import Graph, SymbolicTensor, is_symbolic
+from fastnn.layers.base import Layer, Variable
+from fastnn.layers.core import InputLayer
+from fastnn.summary import print_summary
+from fastnn.training import Trainer
+
+
+def _as_list(value):
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+class Model(Trainer, Layer):
+    """A Functional model: the graph from ``inputs`` to ``outputs``; also usable as a layer.
+
+    Example::
+
+        inputs = fastnn.Input(shape=(10,))
+        outputs = fastnn.layers.Dense(1, activation="sigmoid")(inputs)
+        model = fastnn.Model(inputs=inputs, outputs=outputs)
+    """
+
+    def __init__(self, inputs=None, outputs=None, name: str | None = None, **kwargs):
+        if inputs is None or outputs is None:
+            raise TypeError(
+                "fastnn builds Functional models: pass both `inputs=` and `outputs=` "
+                "(e.g. Model(inputs=fastnn.Input(shape=(10,)), outputs=y)), or use Sequential. "
+                "Subclassed models with a custom call() are not supported."
+            )
+        super().__init__(name=name, **kwargs)
+        self._init_graph(inputs, outputs)
+
+    def _init_graph(self, inputs, outputs) -> None:
+        self._inputs_struct = inputs
+        self._outputs_struct = outputs
+        input_list, output_list = _as_list(inputs), _as_list(outputs)
+        self._graph = Graph(input_list, output_list)
+        self.inputs: list[SymbolicTensor] = input_list
+        self.outputs: list[SymbolicTensor] = output_list
+        if isinstance(inputs, dict):
+            self.input_names = list(inputs)
+        else:
+            self.input_names = [t.name or f"input_{i}" for i, t in enumerate(input_list)]
+        if isinstance(outputs, dict):
+            self.output_names = list(outputs)
+        else:
+            self.output_names = _unique_output_names(output_list)
+        self.built = True
+
+    # ---- layers and weights --------------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._graph.layers)
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name`` (or at ``index`` in ``layers``)."""
+        layers = self.layers
+        if index is not None:
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(
+                    f"Model '{self.name}' has {len(layers)} layers; index {index} is out of range"
+                )
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(
+            f"No such layer: {name!r}. Existing layers are: {[lay.name for lay in layers]}"
+        )
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = value
+
+    def _unique(self, attribute: str) -> list[Variable]:
+        seen, result = set(), []
+        for layer in self.layers:
+            for var in getattr(layer, attribute):
+                if id(var) not in seen:
+                    seen.add(id(var))
+                    result.append(var)
+        return result
+
+    @property
+    def weights(self) -> list[Variable]:
+        return self._unique("weights")
+
+    @property
+    def trainable_weights(self) -> list[Variable]:
+        return self._unique("trainable_weights") if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list[Variable]:
+        if not self.trainable:
+            return self.weights
+        return self._unique("non_trainable_weights")
+
+    def regularization_losses(self):
+        seen, pairs = set(), []
+        for layer in self.layers:
+            for var, reg in layer.regularization_losses():
+                if id(var) not in seen:
+                    seen.add(id(var))
+                    pairs.append((var, reg))
+        return pairs
+
+    def set_weights(self, weights) -> None:
+        """Assign all weights in ``get_weights()`` order; shapes are checked before any change."""
+        own = self.weights
+        weights = [np.asarray(w) for w in weights]
+        if len(weights) != len(own):
+            raise ValueError(
+                f"Model '{self.name}' expects {len(own)} weight arrays, got {len(weights)}"
+            )
+        for var, arr in zip(own, weights):
+            if arr.shape != var.shape:
+                raise ValueError(
+                    f"Model '{self.name}': weight '{var.path}' has shape {var.shape}, "
+                    f"got an array of shape {arr.shape}"
+                )
+        for var, arr in zip(own, weights):
+            var.value[...] = arr
+
+    def summary(self, line_length: int | None = None, print_fn=None) -> None:
+        """Print the layer table with output shapes and parameter counts, as Keras does."""
+        print_summary(self, line_length=line_length, print_fn=print_fn)
+
+    # ---- the model as a layer ------------------------------------------------------------------
+    def compute_output_shape(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        self.check_input_shape(shapes)
+        out = [t.shape for t in self.outputs]
+        return out if len(out) > 1 or isinstance(self._outputs_struct, (list, tuple)) else out[0]
+
+    def check_input_shape(self, input_shape) -> None:
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        if len(shapes) != len(self.inputs):
+            raise ValueError(
+                f"Model '{self.name}' expects {len(self.inputs)} inputs {self.input_names}, "
+                f"got {len(shapes)}"
+            )
+        for name, tensor, shape in zip(self.input_names, self.inputs, shapes):
+            if not _compatible(tensor.shape, shape):
+                raise ValueError(
+                    f"Model '{self.name}': input '{name}' expects shape {tensor.shape}, "
+                    f"got {tuple(shape)}"
+                )
+
+    def forward(self, inputs, training):
+        arrays = inputs if isinstance(inputs, list) else [inputs]
+        outputs, tape = self._graph.forward(arrays, training)
+        if len(outputs) == 1 and not isinstance(self._outputs_struct, (list, tuple)):
+            return outputs[0], tape
+        return outputs, tape
+
+    def backward(self, ctx, grad_outputs):
+        grads = grad_outputs if isinstance(grad_outputs, list) else [grad_outputs]
+        input_grads = self._graph.backward(ctx, grads)
+        return input_grads if len(input_grads) > 1 else input_grads[0]
+
+    def __call__(self, inputs, training=None, **kwargs):
+        if is_symbolic(inputs) or (isinstance(inputs, dict) and is_symbolic(list(inputs.values()))):
+            if isinstance(inputs, dict):
+                inputs = self._order_by_input_name(inputs, "call")
+            if isinstance(inputs, list) and len(inputs) == 1:
+                inputs = inputs[0]
+            return super().__call__(inputs, training=training, **kwargs)
+        if kwargs:
+            raise TypeError(f"Model '{self.name}' got unexpected call arguments {sorted(kwargs)}")
+        arrays = self._standardize_x(inputs)
+        outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], bool(training))
+        return outputs
+
+    def _order_by_input_name(self, mapping: dict, what: str) -> list:
+        unknown = sorted(set(mapping) - set(self.input_names))
+        missing = [n for n in self.input_names if n not in mapping]
+        if unknown or missing:
+            raise ValueError(
+                f"{what}: x has keys {sorted(mapping)} but the model's inputs are "
+                f"{self.input_names}"
+            )
+        return [mapping[n] for n in self.input_names]
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+def _compatible(expected, given) -> bool:
+    return len(expected) == len(given) and all(
+        e is None or g is None or e == g for e, g in zip(expected, given)
+    )
+
+
+def _unique_output_names(outputs) -> list[str]:
+    names = []
+    for t in outputs:
+        base = t.node.layer.name if t.node is not None else (t.name or "output")
+        name, k = base, 1
+        while name in names:
+            name = f"{base}_{k}"
+            k += 1
+        names.append(name)
+    return names
+
+
+class Sequential(Model):
+    """A linear stack of layers; a Functional model built from a list (or ``add``).
+
+    Example::
+
+        model = fastnn.Sequential([
+            fastnn.layers.Dense(64, activation="relu", input_shape=(10,)),
+            fastnn.layers.Dense(1),
+        ])
+    """
+
+    def __init__(self, layers=None, name: str | None = None, trainable: bool = True):
+        Layer.__init__(self, name=name, trainable=trainable)
+        self.built = False
+        self._layers: list[Layer] = []
+        self._input_layer: InputLayer | None = None
+        for layer in layers or []:
+            self.add(layer, rebuild=False)
+        self._maybe_build_from_declared_shape()
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    def add(self, layer, rebuild: bool = True) -> None:
+        """Append a layer (or start with ``fastnn.Input(...)``)."""
+        if isinstance(layer, SymbolicTensor) and layer.node is not None and layer.node.is_input:
+            layer = layer.node.layer
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError(
+                    f"Sequential '{self.name}': an Input may only be the first element"
+                )
+            self._input_layer = layer
+        elif isinstance(layer, Layer):
+            if any(existing.name == layer.name for existing in self._layers):
+                raise ValueError(
+                    f"Sequential '{self.name}': all layers added must have unique names; "
+                    f"'{layer.name}' is already in the model"
+                )
+            self._layers.append(layer)
+        else:
+            raise TypeError(
+                f"Sequential.add() expects a Layer or fastnn.Input; got {type(layer).__name__}"
+            )
+        if rebuild:
+            self._maybe_build_from_declared_shape()
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        if not self._layers:
+            raise ValueError(f"Sequential '{self.name}' has no layers to pop")
+        layer = self._layers.pop()
+        self.built = False
+        self._maybe_build_from_declared_shape()
+        return layer
+
+    def _declared_batch_shape(self):
+        if self._input_layer is not None:
+            return self._input_layer.batch_shape
+        if self._layers and self._layers[0]._input_shape_arg is not None:
+            first = self._layers[0]
+            return (first._batch_size_arg, *first._input_shape_arg)
+        return None
+
+    def _maybe_build_from_declared_shape(self) -> None:
+        shape = self._declared_batch_shape()
+        if shape is not None and self._layers:
+            self.build(shape)
+        else:
+            self.built = False
+
+    def build(self, input_shape=None) -> None:
+        """Build the graph for inputs of ``input_shape`` (batch axis included)."""
+        if input_shape is None:
+            input_shape = self._declared_batch_shape()
+        if input_shape is None:
+            raise ValueError(
+                f"Sequential '{self.name}' needs an input shape: give the first layer "
+                "`input_shape=`, start with fastnn.Input(...), or call fit/predict on data."
+            )
+        if not self._layers:
+            raise ValueError(f"Sequential '{self.name}' has no layers to build")
+        old_graph = getattr(self, "_graph", None)
+        if self._input_layer is None or tuple(self._input_layer.batch_shape) != tuple(input_shape):
+            dtype = self._input_layer.dtype if self._input_layer else self._layers[0].dtype
+            self._input_layer = InputLayer(
+                batch_shape=input_shape, dtype=dtype, name=f"{self.name}_input"
+            )
+        x = self._input_layer.output_tensor
+        for layer in self._layers:
+            x = layer(x)
+            if isinstance(x, list):
+                raise ValueError(
+                    f"Sequential '{self.name}': layer '{layer.name}' has several outputs; "
+                    "use the Functional API for multi-output layers"
+                )
+        if old_graph is not None:
+            _drop_nodes_of(old_graph)
+        self._init_graph(self._input_layer.output_tensor, x)
+
+    def _standardize_x(self, x):
+        if not self.built:
+            first = x[0] if isinstance(x, (list, tuple)) else x
+            first = np.asarray(first)
+            self.build((None, *first.shape[1:]))
+        return super()._standardize_x(x)
+
+    def _ensure_built_for_data(self, x) -> None:
+        if not self.built:
+            self._standardize_x(x)
+
+    def summary(self, line_length=None, print_fn=None) -> None:
+        if not self.built:
+            raise ValueError(
+                f"Sequential '{self.name}' has not yet been built. Build it first by giving the "
+                "first layer `input_shape=`, starting with fastnn.Input(...), calling "
+                "build(input_shape), or calling it on a batch of data."
+            )
+        super().summary(line_length, print_fn)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable}
+
+
+def _drop_nodes_of(graph: Graph) -> None:
+    """Forget the nodes of a replaced Sequential graph so layers keep only current calls."""
+    stale = {id(n) for n in graph.nodes}
+    for layer in graph.layers:
+        layer._inbound_nodes = [n for n in layer._inbound_nodes if id(n) not in stale]

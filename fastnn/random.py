@@ -1,0 +1,27 @@
+"""Seeded randomness: one process-wide generator that ``fastnn.utils.set_random_seed`` resets.
+
+Initializers, dropout and shuffling draw their own generators from it, so the same seed gives the
+same weights, masks and batch order (as in Keras), while each consumer keeps an independent stream.
+"""
+
+import threading
+
+import numpy as np
+
+_lock = threading.Lock()
+_root = np.random.default_rng()
+
+
+def set_seed(seed: int) -> None:
+    """Reset the process-wide generator to ``seed``."""
+    global _root
+    with _lock:
+        _root = np.random.default_rng(seed)
+
+
+def make_rng(seed: int | None = None) -> np.random.Generator:
+    """A new generator: from ``seed`` if given, else drawn from the process-wide one."""
+    if seed is not None:
+        return np.random.default_rng(seed)
+    with _lock:
+        return np.random.default_rng(_root.integers(2**63))

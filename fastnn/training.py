@@ -1,0 +1,594 @@
+"""compile / fit / evaluate / predict: batching, losses, metrics, optimizer steps.
+
+``Trainer`` is mixed into ``Model``; it works on the model it is given (its graph, inputs, outputs
+and weights) and never imports the models module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from fastnn import callbacks as callbacks_module
+from fastnn import losses as losses_module
+from fastnn import metrics as metrics_module
+from fastnn import optimizers as optimizers_module
+from fastnn.random import make_rng
+
+
+class Trainer:
+    """The training API a Model inherits (Keras 3 names, arguments and defaults)."""
+
+    optimizer = None
+    compiled = False
+    stop_training = False
+
+    # ---- compile -------------------------------------------------------------------------------
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        loss_weights=None,
+        metrics=None,
+        weighted_metrics=None,
+        run_eagerly=False,
+        steps_per_execution=1,
+        jit_compile="auto",
+        auto_scale_loss=True,
+    ) -> None:
+        """Set the optimizer, a loss per output (with weights) and the metrics to report."""
+        names = self.output_names
+        optimizer = optimizers_module.get(optimizer)
+        output_losses = _per_output("loss", loss, names, broadcast=True)
+        output_losses = [losses_module.get(x) for x in output_losses]
+        if all(x is None for x in output_losses):
+            raise ValueError(
+                f"compile(): no loss given for any of the model's outputs {names}; "
+                "pass loss='mse' (or a list / dict keyed by output name)"
+            )
+        weights = _per_output("loss_weights", loss_weights, names, broadcast=True, default=1.0)
+        weights = [1.0 if w is None else float(w) for w in weights]
+        metric_specs = _per_output("metrics", metrics, names, broadcast=True, as_list=True)
+        weighted_specs = _per_output(
+            "weighted_metrics", weighted_metrics, names, broadcast=True, as_list=True
+        )
+        for specs in metric_specs + weighted_specs:
+            for spec in specs:
+                metrics_module.get(spec, (None, 1), (None, 2))  # fail early on unknown names
+        self.optimizer = optimizer
+        self._losses = output_losses
+        self._loss_weights = weights
+        self._metric_specs = [m + w for m, w in zip(metric_specs, weighted_specs)]
+        self._weighted_counts = [len(w) for w in weighted_specs]
+        self._output_metrics = None  # resolved from the first batch's shapes
+        self.compiled = True
+
+    def _require_compiled(self, what: str) -> None:
+        if not self.compiled:
+            raise RuntimeError(
+                f"You must call compile() before {what}(): model '{self.name}' is not compiled"
+            )
+
+    # ---- data ----------------------------------------------------------------------------------
+    def _standardize_x(self, x) -> list[np.ndarray]:
+        """x as one cast array per model input, checked against the inputs' shapes."""
+        names = self.input_names
+        if isinstance(x, Mapping):
+            unknown = sorted(set(x) - set(names))
+            missing = [n for n in names if n not in x]
+            if unknown or missing:
+                raise ValueError(
+                    f"x has keys {sorted(x)} but the model's inputs are {names}"
+                    + (f"; missing {missing}" if missing else "")
+                )
+            arrays = [x[n] for n in names]
+        elif isinstance(x, (list, tuple)) and len(names) > 1:
+            arrays = list(x)
+        elif isinstance(x, (list, tuple)) and len(x) == 1 and _is_array_like(x[0]):
+            arrays = [x[0]]
+        else:
+            arrays = [x]
+        if len(arrays) != len(names):
+            raise ValueError(
+                f"Model '{self.name}' expects {len(names)} input arrays {names}, got {len(arrays)}"
+            )
+        return [
+            _as_input(a, t.shape, t.dtype, f"input '{n}'")
+            for a, t, n in zip(arrays, self.inputs, names)
+        ]
+
+    def _standardize_y(self, y) -> list:
+        """y as one array per output (None for outputs without a loss)."""
+        names = self.output_names
+        if isinstance(y, Mapping):
+            unknown = sorted(set(y) - set(names))
+            needed = [n for n, loss in zip(names, self._losses) if loss is not None]
+            missing = [n for n in needed if n not in y]
+            if unknown or missing:
+                raise ValueError(
+                    f"y has keys {sorted(y)} but the model's outputs are {names}"
+                    + (f"; missing {missing}" if missing else "")
+                )
+            arrays = [y.get(n) for n in names]
+        elif isinstance(y, (list, tuple)) and len(names) > 1:
+            arrays = list(y)
+        elif isinstance(y, (list, tuple)) and len(y) == 1 and _is_array_like(y[0]):
+            arrays = [y[0]]
+        else:
+            arrays = [y]
+        if len(arrays) != len(names):
+            raise ValueError(
+                f"Model '{self.name}' has {len(names)} outputs {names}, got {len(arrays)} "
+                "target arrays"
+            )
+        result = []
+        for name, arr, loss in zip(names, arrays, self._losses):
+            if arr is None:
+                if loss is not None:
+                    raise ValueError(f"y for output '{name}' is missing")
+                result.append(None)
+                continue
+            result.append(_as_target(arr, f"y for output '{name}'"))
+        return result
+
+    def _prepare(self, x, y=None, sample_weight=None):
+        """Standardize and validate everything before any work: nothing is half-applied."""
+        xs = self._standardize_x(x)
+        ys = self._standardize_y(y) if y is not None else None
+        sizes = {f"x['{n}']": len(a) for n, a in zip(self.input_names, xs)}
+        if ys is not None:
+            sizes.update(
+                {f"y['{n}']": len(a) for n, a in zip(self.output_names, ys) if a is not None}
+            )
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            sizes["sample_weight"] = len(sample_weight)
+        if len(set(sizes.values())) > 1:
+            raise ValueError(
+                "Data cardinality is ambiguous: all arrays must have the same number of "
+                f"samples; got {', '.join(f'{k}: {v}' for k, v in sizes.items())}"
+            )
+        if next(iter(sizes.values())) == 0:
+            raise ValueError(f"Model '{self.name}': the data has 0 samples")
+        return xs, ys, sample_weight
+
+    # ---- one step ------------------------------------------------------------------------------
+    def _resolve_metrics(self, ys, outputs) -> None:
+        if self._output_metrics is not None:
+            return
+        self._output_metrics = []
+        for specs, y, out in zip(self._metric_specs, ys, outputs):
+            y_shape = None if y is None else y.shape
+            self._output_metrics.append([metrics_module.get(s, y_shape, out.shape) for s in specs])
+        self._loss_trackers = [metrics_module.Mean(name="loss")] + [
+            metrics_module.Mean(name=f"{n}_loss") for n in self.output_names
+        ]
+
+    def _compute_loss(self, ys, outputs, sample_weight):
+        """Total loss, per-output unweighted losses, and the gradient for each output."""
+        total, per_output, grads = 0.0, [], []
+        for loss, weight, y, out in zip(self._losses, self._loss_weights, ys, outputs):
+            if loss is None:
+                per_output.append(None)
+                grads.append(None)
+                continue
+            value, grad = loss.value_and_grad(y, out, sample_weight)
+            per_output.append(value)
+            total += weight * value
+            grads.append(grad if weight == 1.0 else grad * grad.dtype.type(weight))
+        return total, per_output, grads
+
+    def _train_step(self, xs, ys, sample_weight=None):
+        outputs, tape = self._graph.forward(xs, training=True)
+        self._resolve_metrics(ys, outputs)
+        total, per_output, grads = self._compute_loss(ys, outputs, sample_weight)
+        regularized = self.regularization_losses()
+        for var, reg in regularized:
+            total += reg(var.value)
+        if not math.isfinite(total):
+            raise FloatingPointError(
+                f"Model '{self.name}': the training loss became {total}; weights were left as "
+                "they were after the last finite step. Lower the learning rate or check the data."
+            )
+        variables = self.trainable_weights
+        for var in variables:
+            var.grad.fill(0)
+        self._graph.backward(tape, grads)
+        for var, reg in regularized:
+            var.grad += reg.gradient(var.value)
+        self.optimizer.apply(variables)
+        self._update_metrics(ys, outputs, total, per_output, sample_weight)
+
+    def _test_step(self, xs, ys, sample_weight=None):
+        outputs, _ = self._graph.forward(xs, training=False)
+        self._resolve_metrics(ys, outputs)
+        total, per_output, _ = self._compute_loss(ys, outputs, sample_weight)
+        for var, reg in self.regularization_losses():
+            total += reg(var.value)
+        self._update_metrics(ys, outputs, total, per_output, sample_weight)
+
+    def _update_metrics(self, ys, outputs, total, per_output, sample_weight):
+        n = len(outputs[0])
+        self._loss_trackers[0].update_state(total, sample_weight=n)
+        for tracker, value in zip(self._loss_trackers[1:], per_output):
+            if value is not None:
+                tracker.update_state(value, sample_weight=n)
+        for metrics, weighted, y, out in zip(
+            self._output_metrics, self._weighted_counts, ys, outputs
+        ):
+            plain = len(metrics) - weighted
+            for i, metric in enumerate(metrics):
+                metric.update_state(y, out, sample_weight if i >= plain else None)
+
+    def _reset_metrics(self) -> None:
+        if self._output_metrics is None:
+            return
+        for tracker in self._loss_trackers:
+            tracker.reset_state()
+        for metrics in self._output_metrics:
+            for metric in metrics:
+                metric.reset_state()
+
+    def _logs(self) -> dict:
+        logs = {"loss": self._loss_trackers[0].result()}
+        multi = len(self.output_names) > 1
+        if multi:
+            for tracker, loss in zip(self._loss_trackers[1:], self._losses):
+                if loss is not None:
+                    logs[tracker.name] = tracker.result()
+        for name, metrics in zip(self.output_names, self._output_metrics):
+            for metric in metrics:
+                logs[f"{name}_{metric.name}" if multi else metric.name] = metric.result()
+        return logs
+
+    @property
+    def metrics_names(self) -> list[str]:
+        if not self.compiled or self._output_metrics is None:
+            return ["loss"] if self.compiled else []
+        return list(self._logs())
+
+    # ---- batching ------------------------------------------------------------------------------
+    @staticmethod
+    def _batches(n: int, batch_size: int, rng=None):
+        order = rng.permutation(n) if rng is not None else None
+        for start in range(0, n, batch_size):
+            if order is None:
+                yield slice(start, min(start + batch_size, n))
+            else:
+                yield np.sort(order[start : start + batch_size])
+
+    @staticmethod
+    def _take(arrays, index):
+        return [None if a is None else a[index] for a in arrays]
+
+    # ---- fit / evaluate / predict --------------------------------------------------------------
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose="auto",
+        callbacks=None,
+        validation_split: float = 0.0,
+        validation_data=None,
+        shuffle: bool = True,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch: int = 0,
+        steps_per_epoch=None,
+        validation_steps=None,
+        validation_batch_size=None,
+        validation_freq: int = 1,
+    ):
+        """Train for ``epochs`` epochs; returns a ``History`` whose ``.history`` holds the logs."""
+        self._require_compiled("fit")
+        _check_positive_int("epochs", epochs, allow_zero=True)
+        batch_size = _batch_size(batch_size)
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(
+                f"`validation_split` must be in [0, 1); got validation_split={validation_split}"
+            )
+        if y is None:
+            raise ValueError(f"fit(): model '{self.name}' needs targets y for its outputs")
+        self._ensure_built_for_data(x)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+        sample_weight = _with_class_weight(sample_weight, class_weight, ys)
+        val = None
+        if validation_data is not None:
+            val = self._prepare(*_unpack_validation(validation_data))
+        elif validation_split:
+            n = len(xs[0])
+            cut = int(n * (1.0 - validation_split))
+            if cut == 0 or cut == n:
+                raise ValueError(
+                    f"validation_split={validation_split} leaves no training or validation "
+                    f"samples out of {n}"
+                )
+            val = (
+                [a[cut:] for a in xs],
+                [None if a is None else a[cut:] for a in ys],
+                None if sample_weight is None else sample_weight[cut:],
+            )
+            xs = [a[:cut] for a in xs]
+            ys = [None if a is None else a[:cut] for a in ys]
+            sample_weight = None if sample_weight is None else sample_weight[:cut]
+
+        n = len(xs[0])
+        steps = math.ceil(n / batch_size)
+        history = callbacks_module.History()
+        cbs = callbacks_module.CallbackList(
+            callbacks,
+            model=self,
+            history=history,
+            verbose=_verbosity(verbose),
+            params={"epochs": epochs, "steps": steps, "verbose": _verbosity(verbose)},
+        )
+        rng = make_rng() if shuffle else None
+        self.stop_training = False
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            self._reset_metrics()
+            cbs.on_epoch_begin(epoch)
+            for step, index in enumerate(self._batches(n, batch_size, rng)):
+                cbs.on_train_batch_begin(step)
+                sw = None if sample_weight is None else sample_weight[index]
+                self._train_step(self._take(xs, index), self._take(ys, index), sw)
+                cbs.on_train_batch_end(step, self._logs())
+                if self.stop_training:
+                    break
+            logs = self._logs()
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs if epochs > initial_epoch else {})
+        return history
+
+    def _evaluate_arrays(self, xs, ys, sample_weight, batch_size, cbs=None) -> dict:
+        self._reset_metrics()
+        for step, index in enumerate(self._batches(len(xs[0]), batch_size)):
+            if cbs is not None:
+                cbs.on_test_batch_begin(step)
+            sw = None if sample_weight is None else sample_weight[index]
+            self._test_step(self._take(xs, index), self._take(ys, index), sw)
+            if cbs is not None:
+                cbs.on_test_batch_end(step, self._logs())
+        return self._logs()
+
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size: int | None = None,
+        verbose="auto",
+        sample_weight=None,
+        steps=None,
+        callbacks=None,
+        return_dict: bool = False,
+    ):
+        """Loss and metrics on (x, y): a float, a list in ``metrics_names`` order, or a dict."""
+        self._require_compiled("evaluate")
+        if y is None:
+            raise ValueError(f"evaluate(): model '{self.name}' needs targets y")
+        self._ensure_built_for_data(x)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+        batch_size = _batch_size(batch_size)
+        cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0)
+        cbs.on_test_begin()
+        logs = self._evaluate_arrays(xs, ys, sample_weight, batch_size, cbs)
+        cbs.on_test_end(logs)
+        return _format_logs(logs, return_dict)
+
+    def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None):
+        """Outputs for x, computed batch by batch: one array, or a list for several outputs."""
+        self._ensure_built_for_data(x)
+        xs = self._standardize_x(x)
+        n = _common_length(xs, self.input_names)
+        batch_size = _batch_size(batch_size)
+        results = None
+        cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0)
+        cbs.on_predict_begin()
+        for step, index in enumerate(self._batches(n, batch_size)):
+            cbs.on_predict_batch_begin(step)
+            outputs, _ = self._graph.forward(self._take(xs, index), training=False)
+            if results is None:
+                results = [np.empty((n, *o.shape[1:]), o.dtype) for o in outputs]
+            for result, out in zip(results, outputs):
+                result[index] = out
+            cbs.on_predict_batch_end(step, {})
+        cbs.on_predict_end()
+        return self._pack_outputs(results)
+
+    def _pack_outputs(self, arrays):
+        if isinstance(self._outputs_struct, Mapping):
+            return dict(zip(self.output_names, arrays))
+        if isinstance(self._outputs_struct, (list, tuple)):
+            return list(arrays)
+        return arrays[0]
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One optimizer step on one batch; returns that batch's loss and metrics."""
+        self._require_compiled("train_on_batch")
+        self._ensure_built_for_data(x)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+        sample_weight = _with_class_weight(sample_weight, class_weight, ys)
+        if self._output_metrics is not None:
+            self._reset_metrics()
+        self._train_step(xs, ys, sample_weight)
+        return _format_logs(self._logs(), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss and metrics on one batch, without updating weights."""
+        self._require_compiled("test_on_batch")
+        self._ensure_built_for_data(x)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+        if self._output_metrics is not None:
+            self._reset_metrics()
+        self._test_step(xs, ys, sample_weight)
+        return _format_logs(self._logs(), return_dict)
+
+    def predict_on_batch(self, x):
+        """Outputs for one batch."""
+        self._ensure_built_for_data(x)
+        outputs, _ = self._graph.forward(self._standardize_x(x), training=False)
+        return self._pack_outputs(outputs)
+
+    def _ensure_built_for_data(self, x) -> None:
+        """Hook for models that build from the first data they see (Sequential)."""
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def _is_array_like(value) -> bool:
+    return isinstance(value, np.ndarray) or hasattr(value, "__array__")
+
+
+def _per_output(arg, value, names, broadcast, default=None, as_list=False):
+    """Spread a compile() argument over the outputs: one value, a list, or a dict by name."""
+    n = len(names)
+    if value is None:
+        return [[] if as_list else default for _ in names]
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(
+                f"compile(): {arg} has keys {sorted(value)} but the model's outputs are {names}"
+            )
+        if arg == "loss":
+            missing = [name for name in names if name not in value]
+            if missing:
+                raise ValueError(
+                    f"compile(): the loss dict has no entry for output(s) {missing}; the model's "
+                    f"outputs are {names} (map an output to None to leave it untrained)"
+                )
+        spread = [value.get(name, default) for name in names]
+        return [_listify(v) for v in spread] if as_list else spread
+    if isinstance(value, (list, tuple)):
+        per_output = len(value) == n and (
+            not as_list or n == 1 or all(isinstance(v, (list, tuple)) or v is None for v in value)
+        )
+        if as_list:
+            if n > 1 and per_output:
+                return [_listify(v) for v in value]
+            return [list(value) for _ in names]
+        if len(value) != n:
+            raise ValueError(
+                f"compile(): {arg} is a list of {len(value)} but the model has {n} outputs {names}"
+            )
+        return list(value)
+    if not broadcast and n > 1:
+        raise ValueError(f"compile(): {arg} must be a list or dict for {n} outputs {names}")
+    return [[value] if as_list else value for _ in names]
+
+
+def _listify(value):
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _as_input(array, shape, dtype, what):
+    """One input array: cast to the input's dtype, rank adjusted as Keras does, shape checked."""
+    arr = np.asarray(array)
+    if arr.dtype == object:
+        raise TypeError(f"{what}: expected numeric data, got an array of Python objects")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: expected numeric data, got dtype {arr.dtype}")
+    if arr.ndim == len(shape) - 1 and shape[-1] == 1:
+        arr = arr[..., None]
+    elif arr.ndim == len(shape) + 1 and arr.shape[-1] == 1 and len(shape) > 1:
+        arr = arr[..., 0]
+    if arr.ndim != len(shape) or any(
+        e is not None and g != e for e, g in zip(shape[1:], arr.shape[1:])
+    ):
+        raise ValueError(f"{what} expects arrays of shape {shape}, got shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return np.ascontiguousarray(arr)
+
+
+def _as_target(array, what):
+    arr = np.asarray(array)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: expected numeric targets, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{what}: expected one target per sample, got a scalar")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    if arr.dtype.kind == "b" or arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _common_length(arrays, names) -> int:
+    sizes = {n: len(a) for n, a in zip(names, arrays)}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(
+            "Data cardinality is ambiguous: all inputs must have the same number of samples; "
+            f"got {', '.join(f'{k}: {v}' for k, v in sizes.items())}"
+        )
+    return next(iter(sizes.values()))
+
+
+def _check_positive_int(name, value, allow_zero=False):
+    low = 0 if allow_zero else 1
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low}; got {name}={value!r}")
+
+
+def _batch_size(batch_size):
+    if batch_size is None:
+        return 32
+    _check_positive_int("batch_size", batch_size)
+    return int(batch_size)
+
+
+def _verbosity(verbose) -> int:
+    if verbose == "auto":
+        return 1 if callbacks_module.is_interactive() else 2
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2; got verbose={verbose!r}")
+    return int(verbose)
+
+
+def _unpack_validation(data):
+    if not isinstance(data, (list, tuple)) or len(data) not in (2, 3):
+        raise ValueError(
+            "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight); "
+            f"got {type(data).__name__}"
+            + (f" of length {len(data)}" if isinstance(data, (list, tuple)) else "")
+        )
+    return tuple(data) if len(data) == 3 else (data[0], data[1], None)
+
+
+def _with_class_weight(sample_weight, class_weight, ys):
+    if class_weight is None:
+        return sample_weight
+    targets = [y for y in ys if y is not None]
+    if len(targets) != 1:
+        raise ValueError("class_weight is supported only for models with a single output")
+    y = targets[0]
+    labels = (
+        np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y), -1)[:, 0]
+    )
+    labels = np.rint(labels).astype(np.int64)
+    unknown = sorted(set(np.unique(labels).tolist()) - set(class_weight))
+    if unknown:
+        raise ValueError(f"class_weight has no entry for class(es) {unknown}")
+    weights = np.array([class_weight[int(c)] for c in labels], dtype=np.float64)
+    return weights if sample_weight is None else weights * sample_weight
+
+
+def _format_logs(logs: dict, return_dict: bool):
+    if return_dict:
+        return dict(logs)
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values

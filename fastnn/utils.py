@@ -1,0 +1,32 @@
+"""Utilities: seeding and session helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn import random as _random
+from fastnn.layers.base import reset_names
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed fastnn (initial weights, dropout masks, shuffling) and numpy's global generator."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer; got seed={seed!r}")
+    _random.set_seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+
+
+def clear_session() -> None:
+    """Restart automatic layer naming ('dense', 'dense_1', ...)."""
+    reset_names()
+
+
+def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.ndarray:
+    """One-hot encode integer labels: (N,) -> (N, num_classes)."""
+    y = np.asarray(y, dtype=np.int64)
+    if y.ndim > 1 and y.shape[-1] == 1:
+        y = y[..., 0]
+    num_classes = int(y.max()) + 1 if num_classes is None else num_classes
+    out = np.zeros((*y.shape, num_classes), dtype=dtype)
+    np.put_along_axis(out, y[..., None], 1, axis=-1)
+    return out

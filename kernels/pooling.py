@@ -1,0 +1,129 @@
+"""2-D max and average pooling, NHWC, forward and backward, with TensorFlow's padding semantics.
+
+Windows are clipped to the input: padded positions never win a max and are not counted in an
+average's divisor (as TF / Keras 'same' pooling). Use ``fastnn.kernels.conv.padding_amounts`` for
+the output size and the top / left padding. ``argmax`` holds, per output element, the flat index
+``h * W + w`` of the winning input pixel in its (sample, channel) plane, or -1 for an empty window.
+"""
+
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax):
+    """out, argmax (N,oh,ow,C) = max of x (N,H,W,C) over each clipped window, and its h*W+w."""
+    n_batch, h, w, c = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for r in prange(n_batch * out_h):
+        n = r // out_h
+        oh = r % out_h
+        h0 = oh * sh - pad_top
+        hs = max(h0, 0)
+        he = min(h0 + ph, h)
+        for ow in range(out_w):
+            w0 = ow * sw - pad_left
+            ws = max(w0, 0)
+            we = min(w0 + pw, w)
+            o = out[n, oh, ow]
+            a = argmax[n, oh, ow]
+            if hs >= he or ws >= we:
+                for ch in range(c):
+                    o[ch] = 0
+                    a[ch] = -1
+                continue
+            src = x[n, hs, ws]
+            first = hs * w + ws
+            for ch in range(c):
+                o[ch] = src[ch]
+                a[ch] = first
+            for hi in range(hs, he):
+                for wi in range(ws, we):
+                    src = x[n, hi, wi]
+                    idx = hi * w + wi
+                    for ch in range(c):
+                        if src[ch] > o[ch]:
+                            o[ch] = src[ch]
+                            a[ch] = idx
+
+
+@njit(cache=True, parallel=True)
+def maxpool2d_backward(grad_out, argmax, dx):
+    """dx (N,H,W,C) = zeros, then grad_out (N,oh,ow,C) scatter-added at argmax (same shape)."""
+    n_batch, h, w, c = dx.shape
+    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    for n in prange(n_batch):
+        img = dx[n]
+        for hh in range(h):
+            for ww in range(w):
+                for ch in range(c):
+                    img[hh, ww, ch] = 0
+        for oh in range(out_h):
+            for ow in range(out_w):
+                g = grad_out[n, oh, ow]
+                a = argmax[n, oh, ow]
+                for ch in range(c):
+                    idx = a[ch]
+                    if idx >= 0:
+                        img[idx // w, idx % w, ch] += g[ch]
+
+
+@njit(cache=True, parallel=True)
+def avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out):
+    """out (N,oh,ow,C) = mean of x (N,H,W,C) over each clipped window (padding not counted)."""
+    n_batch, h, w, c = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for r in prange(n_batch * out_h):
+        n = r // out_h
+        oh = r % out_h
+        h0 = oh * sh - pad_top
+        hs = max(h0, 0)
+        he = min(h0 + ph, h)
+        for ow in range(out_w):
+            w0 = ow * sw - pad_left
+            ws = max(w0, 0)
+            we = min(w0 + pw, w)
+            o = out[n, oh, ow]
+            for ch in range(c):
+                o[ch] = 0
+            count = (he - hs) * (we - ws)
+            if count <= 0:
+                continue
+            for hi in range(hs, he):
+                for wi in range(ws, we):
+                    src = x[n, hi, wi]
+                    for ch in range(c):
+                        o[ch] += src[ch]
+            div = x.dtype.type(count)
+            for ch in range(c):
+                o[ch] /= div
+
+
+@njit(cache=True, parallel=True)
+def avgpool2d_backward(grad_out, ph, pw, sh, sw, pad_top, pad_left, dx):
+    """dx (N,H,W,C) = zeros, then each grad_out (N,oh,ow,C) / window size added over its window."""
+    n_batch, h, w, c = dx.shape
+    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    for n in prange(n_batch):
+        img = dx[n]
+        for hh in range(h):
+            for ww in range(w):
+                for ch in range(c):
+                    img[hh, ww, ch] = 0
+        for oh in range(out_h):
+            h0 = oh * sh - pad_top
+            hs = max(h0, 0)
+            he = min(h0 + ph, h)
+            for ow in range(out_w):
+                w0 = ow * sw - pad_left
+                ws = max(w0, 0)
+                we = min(w0 + pw, w)
+                count = (he - hs) * (we - ws)
+                if count <= 0:
+                    continue
+                div = dx.dtype.type(count)
+                g = grad_out[n, oh, ow]
+                for hi in range(hs, he):
+                    for wi in range(ws, we):
+                        dst = img[hi, wi]
+                        for ch in range(c):
+                            dst[ch] += g[ch] / div

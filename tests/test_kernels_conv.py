@@ -1,0 +1,248 @@
+"""fastnn.kernels.conv against plain-numpy references (np.pad + strided slices)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastnn.kernels import conv
+from fastnn.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-12)}
+
+
+# ---------------------------------------------------------------- references
+
+
+def ref_pads(h, w, kh, kw, sh, sw, padding):
+    oh, pt, pb = conv.padding_amounts(h, kh, sh, padding)
+    ow, pl, pr = conv.padding_amounts(w, kw, sw, padding)
+    return oh, ow, ((0, 0), (pt, pb), (pl, pr), (0, 0))
+
+
+def ref_windows(x, kh, kw, sh, sw, padding):
+    """Yield (p, q, slice of padded x seen by kernel tap (p, q)) of shape (N, oh, ow, C)."""
+    _, h, w, _ = x.shape
+    oh, ow, pads = ref_pads(h, w, kh, kw, sh, sw, padding)
+    xp = np.pad(x, pads)
+    for p in range(kh):
+        for q in range(kw):
+            yield p, q, xp[:, p : p + sh * oh : sh, q : q + sw * ow : sw, :]
+
+
+def ref_im2col(x, kh, kw, sh, sw, padding):
+    taps = [win for _, _, win in ref_windows(x, kh, kw, sh, sw, padding)]
+    n, oh, ow, c = taps[0].shape
+    return np.stack(taps, axis=3).reshape(n * oh * ow, kh * kw * c)
+
+
+def ref_activation(z, code):
+    if code == RELU:
+        return np.maximum(z, 0)
+    if code == SIGMOID:
+        return 1 / (1 + np.exp(-z))
+    if code == TANH:
+        return np.tanh(z)
+    if code == SOFTMAX:
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    return z
+
+
+def ref_conv(x, k, b, strides, padding, code=LINEAR):
+    kh, kw, _, f = k.shape
+    y = 0
+    for p, q, win in ref_windows(x, kh, kw, *strides, padding):
+        y = y + win @ k[p, q]
+    if b is not None:
+        y = y + b
+    return ref_activation(y, code)
+
+
+def ref_conv_backward(x, k, dy, strides, padding):
+    """(dx, dk, db) of sum(conv(x, k) * dy)."""
+    n, h, w, c = x.shape
+    kh, kw, _, f = k.shape
+    sh, sw = strides
+    oh, ow, pads = ref_pads(h, w, kh, kw, sh, sw, padding)
+    xp = np.pad(x, pads)
+    dxp = np.zeros_like(xp)
+    dk = np.zeros_like(k)
+    for p in range(kh):
+        for q in range(kw):
+            win = xp[:, p : p + sh * oh : sh, q : q + sw * ow : sw, :]
+            dk[p, q] = np.einsum("nhwc,nhwf->cf", win, dy)
+            dxp[:, p : p + sh * oh : sh, q : q + sw * ow : sw, :] += dy @ k[p, q].T
+    (pt, _), (pl, _) = pads[1], pads[2]
+    return dxp[:, pt : pt + h, pl : pl + w, :], dk, dy.sum(axis=(0, 1, 2))
+
+
+# ---------------------------------------------------------------- strategies
+
+
+@st.composite
+def conv_cases(draw):
+    """(x_shape, (kh, kw), (sh, sw), padding, dtype) with a non-empty output."""
+    padding = draw(st.sampled_from(["valid", "same"]))
+    n = draw(st.integers(1, 3))
+    h = draw(st.integers(1, 9))
+    w = draw(st.integers(1, 9))
+    c = draw(st.integers(1, 4))
+    top = 4 if padding == "same" else 1
+    kh = draw(st.integers(1, min(4, max(h, top))))
+    kw = draw(st.integers(1, min(4, max(w, top))))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dtype = draw(st.sampled_from(DTYPES))
+    return (n, h, w, c), (kh, kw), strides, padding, dtype
+
+
+def _data(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize(
+    "in_size, k, stride, padding, expected",
+    [
+        (4, 2, 2, "same", (2, 0, 0)),  # fits exactly: no padding at all
+        (5, 4, 2, "same", (3, 1, 2)),  # odd total: the extra row goes after (bottom/right)
+        (5, 2, 2, "same", (3, 0, 1)),
+        (7, 3, 1, "same", (7, 1, 1)),
+        (1, 4, 3, "same", (1, 1, 2)),
+        (7, 3, 2, "valid", (3, 0, 0)),
+        (4, 4, 1, "valid", (1, 0, 0)),
+    ],
+)
+def test_padding_amounts_follow_tensorflow(in_size, k, stride, padding, expected):
+    assert conv.padding_amounts(in_size, k, stride, padding) == expected
+
+
+def test_padding_amounts_valid_too_small_returns_nonpositive():
+    assert conv.padding_amounts(2, 3, 1, "valid")[0] <= 0
+    with pytest.raises(ValueError, match="padding must be 'valid' or 'same'"):
+        conv.padding_amounts(4, 2, 1, "full")
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_cases(), st.integers(0, 2**31 - 1))
+def test_im2col_col2im_match_reference(case, seed):
+    x_shape, (kh, kw), (sh, sw), padding, dtype = case
+    rng = np.random.default_rng(seed)
+    x = _data(rng, x_shape, dtype)
+    oh, ow, pt, pl = conv.conv_geometry(x_shape, (kh, kw), (sh, sw), padding)
+    cols = np.full((x_shape[0] * oh * ow, kh * kw * x_shape[3]), np.nan, dtype=dtype)
+    conv.im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, cols)
+    np.testing.assert_array_equal(cols, ref_im2col(x, kh, kw, sh, sw, padding))
+
+    # col2im is im2col's adjoint: <im2col(x), d> == <x, col2im(d)>, and it overwrites dx.
+    d = _data(rng, cols.shape, dtype)
+    dx = np.full(x_shape, np.nan, dtype=dtype)
+    conv.col2im(d, kh, kw, sh, sw, pt, pl, oh, ow, dx)
+    assert dx.dtype == dtype
+    x64, d64 = x.astype(np.float64), d.astype(np.float64)
+    lhs = np.sum(ref_im2col(x64, kh, kw, sh, sw, padding) * d64)
+    np.testing.assert_allclose(lhs, np.sum(x64 * dx), **TOL[dtype])
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_cases(), st.integers(1, 5), st.sampled_from(list(range(5))), st.booleans(), st.data())
+def test_conv2d_forward_backward_match_reference(case, filters, code, use_bias, data):
+    x_shape, (kh, kw), strides, padding, dtype = case
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    x = _data(rng, x_shape, dtype)
+    k = _data(rng, (kh, kw, x_shape[3], filters), dtype)
+    b = _data(rng, (filters,), dtype) if use_bias else None
+
+    y, cols = conv.conv2d_forward(x, k, b, strides, padding, code)
+    assert y.dtype == dtype and cols.dtype == dtype
+    np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
+
+    dz = _data(rng, y.shape, dtype)
+    dk = np.ones_like(k)  # the kernel adds into the gradients: start from ones
+    db = np.ones(filters, dtype=dtype) if use_bias else None
+    dx = conv.conv2d_backward(dz, cols, x_shape, k, strides, padding, dk, db)
+    rdx, rdk, rdb = ref_conv_backward(x, k, dz, strides, padding)
+    assert dx.dtype == dtype and dk.dtype == dtype
+    np.testing.assert_allclose(dx, rdx, **TOL[dtype])
+    np.testing.assert_allclose(dk, rdk + 1, **TOL[dtype])
+    if use_bias:
+        assert db.dtype == dtype
+        np.testing.assert_allclose(db, rdb + 1, **TOL[dtype])
+
+
+def test_conv2d_forward_reuses_buffers_and_pointwise_path():
+    rng = np.random.default_rng(0)
+    x = _data(rng, (2, 5, 4, 3), np.float32)
+    k = _data(rng, (1, 1, 3, 6), np.float32)
+    out = np.empty((2, 5, 4, 6), np.float32)
+    y, cols = conv.conv2d_forward(x, k, None, (1, 1), "same", RELU, out=out)
+    assert y is out and cols.shape == (40, 3)
+    np.testing.assert_allclose(y, ref_conv(x, k, None, (1, 1), "same", RELU), rtol=1e-5)
+
+    k = _data(rng, (3, 2, 3, 6), np.float32)
+    cols = np.empty((2 * 5 * 4, 3 * 2 * 3), np.float32)
+    y, cols2 = conv.conv2d_forward(x, k, None, (1, 1), "same", LINEAR, cols=cols)
+    assert cols2 is cols
+    dk = np.zeros_like(k)
+    dx = np.empty_like(x)
+    assert conv.conv2d_backward(y, cols, x.shape, k, (1, 1), "same", dk, None, dx=dx) is dx
+    assert (
+        conv.conv2d_backward(y, cols, x.shape, k, (1, 1), "same", dk, None, need_dx=False) is None
+    )
+
+
+def test_conv2d_too_small_input_raises():
+    x = np.zeros((1, 2, 2, 1), np.float32)
+    k = np.zeros((3, 3, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="does not fit input"):
+        conv.conv2d_forward(x, k, None, (1, 1), "valid", LINEAR)
+
+
+@pytest.mark.parametrize(
+    "h, k, s, expected_pads",
+    [(4, 2, 2, (0, 0)), (5, 4, 2, (1, 2)), (6, 3, 2, (0, 1))],
+)
+def test_same_padding_asymmetry_matches_explicit_pad(h, k, s, expected_pads):
+    """Convolving with 'same' equals 'valid' on an input padded (before, after) as TF does."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, h, h, 2))
+    w = rng.standard_normal((k, k, 2, 3))
+    before, after = expected_pads
+    xp = np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+    y_same, _ = conv.conv2d_forward(x, w, None, (s, s), "same", LINEAR)
+    y_valid, _ = conv.conv2d_forward(xp, w, None, (s, s), "valid", LINEAR)
+    assert y_same.shape[1] == -(-h // s)
+    np.testing.assert_allclose(y_same, y_valid, rtol=1e-12)
+
+
+def test_conv2d_backward_matches_finite_differences():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 5, 4, 2))
+    k = rng.standard_normal((2, 3, 2, 3))
+    b = rng.standard_normal(3)
+    strides, padding = (2, 1), "same"
+    y, _ = conv.conv2d_forward(x, k, b, strides, padding, LINEAR)
+    r = rng.standard_normal(y.shape)
+
+    def loss():
+        return np.sum(conv.conv2d_forward(x, k, b, strides, padding, LINEAR)[0] * r)
+
+    _, cols = conv.conv2d_forward(x, k, b, strides, padding, LINEAR)
+    dk, db = np.zeros_like(k), np.zeros_like(b)
+    dx = conv.conv2d_backward(r, cols, x.shape, k, strides, padding, dk, db)
+    eps = 1e-6
+    for param, grad in ((x, dx), (k, dk), (b, db)):
+        num = np.zeros_like(param)
+        flat, nflat = param.reshape(-1), num.reshape(-1)
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + eps
+            up = loss()
+            flat[i] = old - eps
+            down = loss()
+            flat[i] = old
+            nflat[i] = (up - down) / (2 * eps)
+        np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-7)

@@ -1,0 +1,145 @@
+"""fastnn.kernels.pooling against plain-numpy loop references (TF padding semantics)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastnn.kernels import pooling
+from fastnn.kernels.conv import padding_amounts
+
+DTYPES = [np.float32, np.float64]
+
+
+def geometry(h, w, ph, pw, sh, sw, padding):
+    oh, pt, _ = padding_amounts(h, ph, sh, padding)
+    ow, pl, _ = padding_amounts(w, pw, sw, padding)
+    return oh, ow, pt, pl
+
+
+def windows(h, w, ph, pw, sh, sw, padding):
+    """Yield (i, j, rows, cols) of each output pixel's window, clipped to the input."""
+    oh, ow, pt, pl = geometry(h, w, ph, pw, sh, sw, padding)
+    for i in range(oh):
+        for j in range(ow):
+            r0, c0 = i * sh - pt, j * sw - pl
+            rows = range(max(r0, 0), min(r0 + ph, h))
+            cols = range(max(c0, 0), min(c0 + pw, w))
+            yield i, j, rows, cols
+
+
+def ref_pool(x, ph, pw, sh, sw, padding, mode):
+    n, h, w, c = x.shape
+    oh, ow, _, _ = geometry(h, w, ph, pw, sh, sw, padding)
+    out = np.zeros((n, oh, ow, c), dtype=x.dtype)
+    for i, j, rows, cols in windows(h, w, ph, pw, sh, sw, padding):
+        win = x[:, rows.start : rows.stop, cols.start : cols.stop, :]
+        out[:, i, j] = win.max(axis=(1, 2)) if mode == "max" else win.mean(axis=(1, 2))
+    return out
+
+
+def ref_pool_backward(x, g, ph, pw, sh, sw, padding, mode):
+    n, h, w, c = x.shape
+    dx = np.zeros_like(x)
+    for i, j, rows, cols in windows(h, w, ph, pw, sh, sw, padding):
+        win = x[:, rows.start : rows.stop, cols.start : cols.stop, :]
+        if mode == "avg":
+            share = g[:, i, j, :] / (len(rows) * len(cols))
+            dx[:, rows.start : rows.stop, cols.start : cols.stop, :] += share[:, None, None, :]
+            continue
+        flat = win.reshape(n, -1, c).argmax(axis=1)  # first max in row-major order
+        for b in range(n):
+            for ch in range(c):
+                r, q = divmod(int(flat[b, ch]), len(cols))
+                dx[b, rows.start + r, cols.start + q, ch] += g[b, i, j, ch]
+    return dx
+
+
+@st.composite
+def pool_cases(draw):
+    padding = draw(st.sampled_from(["valid", "same"]))
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    top = 4 if padding == "same" else 1
+    ph = draw(st.integers(1, min(4, max(h, top))))
+    pw = draw(st.integers(1, min(4, max(w, top))))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dtype = draw(st.sampled_from(DTYPES))
+    return (n, h, w, c), (ph, pw), strides, padding, dtype
+
+
+def run_max(x, ph, pw, sh, sw, padding):
+    n, h, w, c = x.shape
+    oh, ow, pt, pl = geometry(h, w, ph, pw, sh, sw, padding)
+    out = np.full((n, oh, ow, c), np.nan, dtype=x.dtype)
+    argmax = np.full((n, oh, ow, c), -7, dtype=np.int64)
+    pooling.maxpool2d_forward(x, ph, pw, sh, sw, pt, pl, out, argmax)
+    return out, argmax
+
+
+def run_avg(x, ph, pw, sh, sw, padding):
+    n, h, w, c = x.shape
+    oh, ow, pt, pl = geometry(h, w, ph, pw, sh, sw, padding)
+    out = np.full((n, oh, ow, c), np.nan, dtype=x.dtype)
+    pooling.avgpool2d_forward(x, ph, pw, sh, sw, pt, pl, out)
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(pool_cases(), st.integers(0, 2**31 - 1))
+def test_maxpool_matches_reference(case, seed):
+    shape, (ph, pw), (sh, sw), padding, dtype = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    out, argmax = run_max(x, ph, pw, sh, sw, padding)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, ref_pool(x, ph, pw, sh, sw, padding, "max"))
+    n, h, w, c = shape
+    plane = x.reshape(n, h * w, c)
+    picked = np.take_along_axis(plane, argmax.reshape(n, -1, c), axis=1).reshape(out.shape)
+    np.testing.assert_array_equal(picked, out)
+
+    g = rng.standard_normal(out.shape).astype(dtype)
+    dx = np.full(shape, np.nan, dtype=dtype)
+    pooling.maxpool2d_backward(g, argmax, dx)
+    assert dx.dtype == dtype
+    ref = ref_pool_backward(x, g, ph, pw, sh, sw, padding, "max")
+    np.testing.assert_allclose(dx, ref, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(pool_cases(), st.integers(0, 2**31 - 1))
+def test_avgpool_matches_reference(case, seed):
+    shape, (ph, pw), (sh, sw), padding, dtype = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    out = run_avg(x, ph, pw, sh, sw, padding)
+    assert out.dtype == dtype
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out, ref_pool(x, ph, pw, sh, sw, padding, "avg"), **tol)
+
+    n, h, w, c = shape
+    _, _, pt, pl = geometry(h, w, ph, pw, sh, sw, padding)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    dx = np.full(shape, np.nan, dtype=dtype)
+    pooling.avgpool2d_backward(g, ph, pw, sh, sw, pt, pl, dx)
+    assert dx.dtype == dtype
+    np.testing.assert_allclose(dx, ref_pool_backward(x, g, ph, pw, sh, sw, padding, "avg"), **tol)
+
+
+def test_same_padding_is_asymmetric_and_not_counted():
+    # H=W=5, pool 2, stride 2, 'same': out 3, padding 0 before and 1 after (TensorFlow's rule),
+    # so the last row/column of windows holds one real row/column and averages only over it.
+    x = np.arange(25, dtype=np.float64).reshape(1, 5, 5, 1)
+    avg = run_avg(x, 2, 2, 2, 2, "same")[0, :, :, 0]
+    np.testing.assert_allclose(avg[0], [3.0, 5.0, 6.5])
+    np.testing.assert_allclose(avg[2], [20.5, 22.5, 24.0])
+    mx, _ = run_max(-x, 2, 2, 2, 2, "same")  # all negative: a padded zero would win if counted
+    np.testing.assert_array_equal(
+        mx[0, :, :, 0], -np.array([[0, 2, 4], [10, 12, 14], [20, 22, 24]])
+    )
+    # H=5, pool 4, stride 2: padding 1 before, 2 after.
+    assert geometry(5, 5, 4, 4, 2, 2, "same") == (3, 3, 1, 1)
+    avg = run_avg(x, 4, 4, 2, 2, "same")[0, :, :, 0]
+    assert avg[0, 0] == pytest.approx(np.mean(x[0, :3, :3, 0]))
+    assert avg[2, 2] == pytest.approx(np.mean(x[0, 3:, 3:, 0]))
