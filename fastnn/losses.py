@@ -106,9 +106,18 @@ class _KernelLoss(Loss):
             return y_true.astype(np.int64, copy=False), y_pred
         y_true, y_pred_same = _squeeze_or_expand(y_true.astype(dtype, copy=False), y_pred)
         if y_true.shape != y_pred_same.shape:
+            hint = ""
+            if self.kind == "categorical" and y_true.shape in (
+                y_pred.shape[:-1],
+                y_pred.shape[:-1] + (1,),
+            ):
+                hint = (
+                    " (integer class labels? use SparseCategoricalCrossentropy, "
+                    "'sparse_categorical_crossentropy')"
+                )
             raise ValueError(
                 f"{self._who()}: y_true and y_pred must have the same shape; "
-                f"got y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}"
+                f"got y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}{hint}"
             )
         return y_true, y_pred_same
 

@@ -182,6 +182,7 @@ class Model(Trainer, Layer):
             return super().__call__(inputs, training=training, **kwargs)
         if kwargs:
             raise TypeError(f"Model '{self.name}' got unexpected call arguments {sorted(kwargs)}")
+        self._ensure_built_for_data(inputs)
         arrays = self._standardize_x(inputs)
         outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], bool(training))
         return outputs
@@ -322,16 +323,10 @@ class Sequential(Model):
             _drop_nodes_of(old_graph)
         self._init_graph(self._input_layer.output_tensor, x)
 
-    def _standardize_x(self, x):
-        if not self.built:
-            first = x[0] if isinstance(x, (list, tuple)) else x
-            first = np.asarray(first)
-            self.build((None, *first.shape[1:]))
-        return super()._standardize_x(x)
-
     def _ensure_built_for_data(self, x) -> None:
         if not self.built:
-            self._standardize_x(x)
+            first = x[0] if isinstance(x, (list, tuple)) else x
+            self.build((None, *np.shape(first)[1:]))
 
     def summary(self, line_length=None, print_fn=None) -> None:
         if not self.built:

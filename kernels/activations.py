@@ -91,10 +91,15 @@ def activation_backward(grad_y, y, code, out):
 
 @njit(cache=True, parallel=True)
 def column_sums_add(grad, out):
-    """out[n] += sum_m grad[m, n]; grad (M, N), out (N,): the bias gradient."""
+    """out[n] += sum_m grad[m, n]; grad (M, N), out (N,): the bias gradient, by row blocks."""
     rows, cols = grad.shape
-    for j in prange(cols):
-        acc = grad[0, j] - grad[0, j]
-        for i in range(rows):
-            acc += grad[i, j]
-        out[j] += acc
+    blocks = min(rows, 64)
+    partial = np.zeros((blocks, cols), dtype=grad.dtype)
+    for b in prange(blocks):
+        acc = partial[b]
+        for i in range(b * rows // blocks, (b + 1) * rows // blocks):
+            for j in range(cols):
+                acc[j] += grad[i, j]
+    for b in range(blocks):
+        for j in range(cols):
+            out[j] += partial[b, j]

@@ -14,7 +14,7 @@ arrays; the wrappers make sure of it.
 import numpy as np
 from numba import njit, prange
 
-from .activations import bias_activation_forward
+from .activations import bias_activation_forward, column_sums_add
 
 
 def padding_amounts(in_size, k, stride, padding):
@@ -92,23 +92,6 @@ def col2im(dcols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx):
                         dst[d0 + t] += row[s0 + t]
 
 
-@njit(cache=True, parallel=True)
-def bias_grad_add(grad, out):
-    """out[f] += sum_m grad[m, f]; grad (M, F), out (F,); parallel over row blocks (tall M)."""
-    rows, cols = grad.shape
-    blocks = min(rows, 64)
-    partial = np.zeros((blocks, cols), dtype=grad.dtype)
-    for b in prange(blocks):
-        acc = partial[b]
-        for i in range(b * rows // blocks, (b + 1) * rows // blocks):
-            g = grad[i]
-            for j in range(cols):
-                acc[j] += g[j]
-    for b in range(blocks):
-        for j in range(cols):
-            out[j] += partial[b, j]
-
-
 def conv_geometry(x_shape, kernel_shape, strides, padding):
     """(out_h, out_w, pad_top, pad_left) of a conv of x (N,H,W,C) with kernel (kh,kw,C,F)."""
     _, h, w, _ = x_shape
@@ -178,7 +161,7 @@ def conv2d_backward(
     if dkernel is not None:
         dkernel += (cols.T @ g2d).reshape(dkernel.shape)
     if dbias is not None:
-        bias_grad_add(g2d, dbias)
+        column_sums_add(g2d, dbias)
     if not need_dx:
         return None
     out_h, out_w, pad_top, pad_left = conv_geometry(x_shape, kernel.shape, strides, padding)

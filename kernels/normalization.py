@@ -11,6 +11,7 @@ LLVM vectorizes) measured as fast as ``prange`` (x (32768, 32) float32: forward 
 backward 0.55 vs 0.58 ms), and with another busy process on the machine every parallel launch
 could stall for a scheduler slice (~32 ms measured for a (40, 3) input). The ``prange`` loops
 run serially until it is switched on; the block layout is ready for it.
+
 When a Keras layer has ``center=False`` / ``scale=False`` the caller passes beta = zeros and
 gamma = ones.
 """
@@ -77,7 +78,7 @@ def batchnorm_forward_train(x, gamma, beta, eps, y, mean, invstd):
     scale = np.empty(cols, dtype=x.dtype)
     for j in range(cols):
         d = shift[j] * inv_m
-        var = invstd[j] * inv_m - d * d
+        var = max(invstd[j] * inv_m - d * d, one - one)
         mean[j] += d
         invstd[j] = one / np.sqrt(var + e)
         scale[j] = invstd[j] * gamma[j]

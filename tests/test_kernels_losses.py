@@ -3,9 +3,10 @@
 import numba
 import numpy as np
 import pytest
-from fastnn.kernels import losses as K
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from fastnn.kernels import losses as K
 
 EPS = 1e-7
 DTYPES = [np.float32, np.float64]

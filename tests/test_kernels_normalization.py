@@ -3,9 +3,10 @@
 import numba
 import numpy as np
 import pytest
-from fastnn.kernels import normalization as K
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from fastnn.kernels import normalization as K
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}

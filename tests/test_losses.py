@@ -350,6 +350,10 @@ def test_errors():
         r"the same shape; got y_true.shape=\(4, 3\) and y_pred.shape=\(4, 5\)",
     ):
         losses.CategoricalCrossentropy()(np.zeros((4, 3)), np.ones((4, 5)))
+    with pytest.raises(
+        ValueError, match=r"\(4,\) and y_pred.shape=\(4, 5\) \(integer class labels\? use Sparse"
+    ):
+        losses.CategoricalCrossentropy()(np.zeros(4), np.ones((4, 5)))
     with pytest.raises(ValueError, match=r"y_true.shape=\(4,\) and y_pred.shape=\(4, 2, 3\)"):
         losses.MeanSquaredError().value_and_grad(np.zeros(4), np.ones((4, 2, 3)))
     with pytest.raises(

@@ -1,0 +1,92 @@
+"""Activation kernels against plain numpy references, float32 and float64."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastnn.kernels import activations as K
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def reference_forward(z, code):
+    if code == K.LINEAR:
+        return z
+    if code == K.RELU:
+        return np.maximum(z, 0)
+    if code == K.SIGMOID:
+        return 1 / (1 + np.exp(-z))
+    if code == K.TANH:
+        return np.tanh(z)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reference_backward(g, y, code):
+    if code == K.LINEAR:
+        return g
+    if code == K.RELU:
+        return g * (y > 0)
+    if code == K.SIGMOID:
+        return g * y * (1 - y)
+    if code == K.TANH:
+        return g * (1 - y * y)
+    return y * (g - (g * y).sum(axis=1, keepdims=True))
+
+
+shapes = st.tuples(st.integers(1, 7), st.integers(1, 9))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", sorted(K.CODES.values()))
+@settings(max_examples=15, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31), with_bias=st.booleans())
+def test_bias_activation_forward_matches_numpy(dtype, code, shape, seed, with_bias):
+    rng = np.random.default_rng(seed)
+    z = (rng.standard_normal(shape) * 3).astype(dtype)
+    bias = rng.standard_normal(shape[1]).astype(dtype) if with_bias else np.empty(0, dtype)
+    out = np.empty_like(z)
+    K.bias_activation_forward(z, bias, code, out)
+    expected = reference_forward(z + (bias if with_bias else 0), code)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, expected, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", sorted(K.CODES.values()))
+@settings(max_examples=15, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31))
+def test_activation_backward_matches_numpy(dtype, code, shape, seed):
+    rng = np.random.default_rng(seed)
+    y = reference_forward(rng.standard_normal(shape), code).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    out = np.empty_like(g)
+    K.activation_backward(g, y, code, out)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, reference_backward(g, y, code), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_and_softmax_are_stable_for_huge_inputs(dtype):
+    z = np.array([[1e4, -1e4, 0.0]], dtype)
+    sig = np.empty_like(z)
+    K.bias_activation_forward(z, np.empty(0, dtype), K.SIGMOID, sig)
+    np.testing.assert_allclose(sig, [[1.0, 0.0, 0.5]])
+    soft = np.empty_like(z)
+    K.bias_activation_forward(z, np.empty(0, dtype), K.SOFTMAX, soft)
+    np.testing.assert_allclose(soft, [[1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_in_place_and_column_sums_accumulate(dtype):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((5, 4)).astype(dtype)
+    expected = np.maximum(z + 1, 0)
+    K.bias_activation_forward(z, np.ones(4, dtype), K.RELU, z)
+    np.testing.assert_allclose(z, expected, **TOL[dtype])
+    acc = np.ones(4, dtype)
+    K.column_sums_add(z, acc)
+    np.testing.assert_allclose(acc, 1 + expected.sum(axis=0), **TOL[dtype])
+    assert acc.dtype == dtype
