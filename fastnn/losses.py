@@ -66,6 +66,10 @@ class Loss:
             f"or use one of {sorted(_CLASSES)}"
         )
 
+    def check_target(self, y_true, output_shape, what: str) -> None:
+        """Raise a ValueError starting with ``what`` if ``y_true`` (all samples) cannot be scored
+        against outputs of ``output_shape`` (batch axis None); run before any training step."""
+
     def get_config(self) -> dict:
         return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
 
@@ -120,6 +124,18 @@ class _KernelLoss(Loss):
                 f"got y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}{hint}"
             )
         return y_true, y_pred_same
+
+    def check_target(self, y_true, output_shape, what: str) -> None:
+        if any(d is None for d in output_shape[1:]):
+            return
+        dtype = np.dtype(self.dtype or np.float32)
+        pred = np.broadcast_to(dtype.type(0), (len(y_true), *output_shape[1:]))  # no memory
+        try:
+            y_true, _ = self._prepare(y_true, pred)
+            if self.sparse:
+                self._check_labels(y_true, output_shape[-1])
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}") from None
 
     def _rows(self, y_true, y_pred):
         """Per-sample losses (y_pred.shape[:-1]), the (M, C) gradient of each row's loss, and
@@ -315,15 +331,21 @@ class SparseCategoricalCrossentropy(_KernelLoss):
         if self.ignore_class is not None:
             mask = labels != self.ignore_class
             labels = np.where(mask, labels, 0)
+        self._check_labels(labels, classes)
+        if self.from_logits:
+            return K.sparse_softmax_cross_entropy_logits, labels, (), mask
+        eps = (pred.dtype.type(EPSILON),)
+        return K.sparse_categorical_crossentropy, labels, eps, mask
+
+    def _check_labels(self, labels, classes):
+        """Labels must index one of ``classes`` (ignore_class aside)."""
+        if self.ignore_class is not None:
+            labels = labels[labels != self.ignore_class]
         if labels.size and (labels.min() < 0 or labels.max() >= classes):
             raise ValueError(
                 f"{self._who()}: labels must be integers in [0, {classes}) for y_pred with "
                 f"{classes} classes; got labels from {labels.min()} to {labels.max()}"
             )
-        if self.from_logits:
-            return K.sparse_softmax_cross_entropy_logits, labels, (), mask
-        eps = (pred.dtype.type(EPSILON),)
-        return K.sparse_categorical_crossentropy, labels, eps, mask
 
     def get_config(self):
         config = super().get_config()

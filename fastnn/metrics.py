@@ -193,7 +193,7 @@ def get(identifier, y_true_shape=None, y_pred_shape=None) -> Metric:
         if key in _LOSS_METRICS:
             from fastnn import losses
 
-            return MeanMetricWrapper(losses.get(key), name=key)
+            return MeanMetricWrapper(losses.get(key).call, name=key)
         raise ValueError(f"Unknown metric {identifier!r}. Valid metrics: {valid_names()}")
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn.graph import Graph, SymbolicTensor, is_symbolic
-from fastnn.layers.base import Layer, Variable
+from fastnn.layers.base import Layer, Variable, unique_name
 from fastnn.layers.core import InputLayer
 from fastnn.summary import print_summary
 from fastnn.training import Trainer
@@ -36,7 +36,8 @@ class Model(Trainer, Layer):
                 "(e.g. Model(inputs=fastnn.Input(shape=(10,)), outputs=y)), or use Sequential. "
                 "Subclassed models with a custom call() are not supported."
             )
-        super().__init__(name=name, **kwargs)
+        # Keras 3 names Functional models 'functional', 'functional_1', ...
+        super().__init__(name=name or unique_name("functional"), **kwargs)
         self._init_graph(inputs, outputs)
 
     def _init_graph(self, inputs, outputs) -> None:
@@ -268,7 +269,12 @@ class Sequential(Model):
                 f"Sequential.add() expects a Layer or fastnn.Input; got {type(layer).__name__}"
             )
         if rebuild:
-            self._maybe_build_from_declared_shape()
+            try:
+                self._maybe_build_from_declared_shape()
+            except Exception:
+                if self._layers and self._layers[-1] is layer:  # a failed add changes nothing
+                    self._layers.pop()
+                raise
 
     def pop(self) -> Layer:
         """Remove and return the last layer."""
@@ -306,19 +312,27 @@ class Sequential(Model):
         if not self._layers:
             raise ValueError(f"Sequential '{self.name}' has no layers to build")
         old_graph = getattr(self, "_graph", None)
-        if self._input_layer is None or tuple(self._input_layer.batch_shape) != tuple(input_shape):
-            dtype = self._input_layer.dtype if self._input_layer else self._layers[0].dtype
-            self._input_layer = InputLayer(
+        input_layer = self._input_layer
+        if input_layer is None or tuple(input_layer.batch_shape) != tuple(input_shape):
+            dtype = input_layer.dtype if input_layer else self._layers[0].dtype
+            input_layer = InputLayer(
                 batch_shape=input_shape, dtype=dtype, name=f"{self.name}_input"
             )
-        x = self._input_layer.output_tensor
-        for layer in self._layers:
-            x = layer(x)
-            if isinstance(x, list):
-                raise ValueError(
-                    f"Sequential '{self.name}': layer '{layer.name}' has several outputs; "
-                    "use the Functional API for multi-output layers"
-                )
+        x = input_layer.output_tensor
+        marks = [len(layer._inbound_nodes) for layer in self._layers]
+        try:
+            for layer in self._layers:
+                x = layer(x)
+                if isinstance(x, list):
+                    raise ValueError(
+                        f"Sequential '{self.name}': layer '{layer.name}' has several outputs; "
+                        "use the Functional API for multi-output layers"
+                    )
+        except Exception:
+            for layer, mark in zip(self._layers, marks):  # a failed build leaves no stray calls
+                del layer._inbound_nodes[mark:]
+            raise
+        self._input_layer = input_layer
         if old_graph is not None:
             _drop_nodes_of(old_graph)
         self._init_graph(self._input_layer.output_tensor, x)

@@ -17,9 +17,8 @@ CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "soft
 
 
 @njit(cache=True, inline="always")
-def _sigmoid(z):
-    # Split by sign so exp never overflows; the literals take z's dtype.
-    one = z - z + 1
+def _sigmoid(z, one):
+    # Split by sign so exp never overflows.
     if z >= 0:
         return one / (one + np.exp(-z))
     e = np.exp(z)
@@ -29,13 +28,15 @@ def _sigmoid(z):
 @njit(cache=True, inline="always")
 def _activate_row(row, code):
     n = row.shape[0]
+    zero = row.dtype.type(0)
     if code == RELU:
         for j in range(n):
-            if row[j] < 0:
-                row[j] = 0
+            if row[j] < zero:
+                row[j] = zero
     elif code == SIGMOID:
+        one = row.dtype.type(1)
         for j in range(n):
-            row[j] = _sigmoid(row[j])
+            row[j] = _sigmoid(row[j], one)
     elif code == TANH:
         for j in range(n):
             row[j] = np.tanh(row[j])
@@ -44,7 +45,7 @@ def _activate_row(row, code):
         for j in range(1, n):
             if row[j] > peak:
                 peak = row[j]
-        total = row[0] - row[0]
+        total = zero
         for j in range(n):
             row[j] = np.exp(row[j] - peak)
             total += row[j]
@@ -68,21 +69,23 @@ def bias_activation_forward(z, bias, code, out):
 def activation_backward(grad_y, y, code, out):
     """out = dL/dz given dL/dy and y = act(z); all (M, N); out may be grad_y."""
     rows, cols = y.shape
+    zero = y.dtype.type(0)
+    one = y.dtype.type(1)
     for i in prange(rows):
         if code == LINEAR:
             for j in range(cols):
                 out[i, j] = grad_y[i, j]
         elif code == RELU:
             for j in range(cols):
-                out[i, j] = grad_y[i, j] if y[i, j] > 0 else grad_y[i, j] - grad_y[i, j]
+                out[i, j] = grad_y[i, j] if y[i, j] > zero else zero
         elif code == SIGMOID:
             for j in range(cols):
-                out[i, j] = grad_y[i, j] * y[i, j] * (1 - y[i, j])
+                out[i, j] = grad_y[i, j] * y[i, j] * (one - y[i, j])
         elif code == TANH:
             for j in range(cols):
-                out[i, j] = grad_y[i, j] * (1 - y[i, j] * y[i, j])
+                out[i, j] = grad_y[i, j] * (one - y[i, j] * y[i, j])
         else:
-            dot = y[i, 0] - y[i, 0]
+            dot = zero
             for j in range(cols):
                 dot += grad_y[i, j] * y[i, j]
             for j in range(cols):

@@ -1,15 +1,16 @@
 """Float64 gradient checks: analytic input and weight gradients vs central finite differences.
 
 The checked scalar is ``sum(out * R)`` summed over every output, with a fixed random upstream
-gradient ``R`` per output, so ``backward(ctx, R)`` must equal the gradient of that scalar. Tolerances
-follow PyTorch's ``gradcheck`` (eps 1e-6, atol 1e-5, rtol 1e-3). Import from a test module::
+gradient ``R`` per output, so ``backward(ctx, R)`` must equal the gradient of that scalar.
+Tolerances follow PyTorch's ``gradcheck`` (eps 1e-6, atol 1e-5, rtol 1e-3).
+Import from a test module::
 
     from gradcheck import check_layer_gradients, check_model_gradients
 
 Each forward evaluation restores every weight afterwards, so layers that update state in their
 forward pass (BatchNormalization's moving statistics) are differentiated at a fixed point. Layers
-that draw randomness per call (Dropout) pass ``reset`` to re-seed before each evaluation; the
-check then asserts that every evaluation saw the same ctx (mask).
+that draw randomness per call (Dropout) pass ``reset`` to re-seed before each evaluation and
+``fixed`` to name the draw (the mask in the ctx), which must then be equal in every evaluation.
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ def check_gradients(
     *,
     seed=0,
     reset=None,
+    fixed=None,
     eps=EPS,
     atol=ATOL,
     rtol=RTOL,
     what="",
 ):
-    """Check ``backward`` against finite differences of ``forward``.
+    """Check ``backward`` against finite differences of ``forward``; return the input grads.
 
     Args:
         forward: ``forward(list of arrays) -> (list of outputs, ctx)``.
@@ -69,14 +71,15 @@ def check_gradients(
             adds into each of ``variables``' ``.grad``.
         inputs: list of float64 arrays (copied; never modified).
         variables: the weights whose ``.grad`` is checked.
-        state: every weight the forward may touch; restored after each evaluation.
+        state: every weight the forward may update; restored after each evaluation.
         reset: called before every forward (e.g. to re-seed a random generator).
-
-    Returns the analytic input gradients.
+        fixed: ``fixed(ctx) -> array``: what ``reset`` pins down (e.g. a dropout mask); it must
+            be equal in every evaluation, or the finite differences compare different functions.
     """
     inputs = [np.array(x, dtype=np.float64, order="C", copy=True) for x in inputs]
     state = list(state)
     saved = [v.value.copy() for v in state]
+    probing = [None]  # the array being perturbed: never restored over
     ctxs = []
 
     def run():
@@ -86,11 +89,11 @@ def check_gradients(
         outputs, ctx = forward(inputs)
         for x, x0 in zip(inputs, before):
             np.testing.assert_array_equal(x, x0, err_msg=f"{what}: forward modified its input")
-        for v in state:  # undo state updates (moving stats), keep a perturbation being probed
-            v.value[...] = saved_now[id(v)]
+        for v, s in zip(state, saved):
+            if v.value is not probing[0]:
+                v.value[...] = s
         return outputs, ctx
 
-    saved_now = {id(v): s for v, s in zip(state, saved)}
     outputs, ctx = run()
     for out in outputs:
         assert out.dtype == np.float64, f"{what}: output dtype {out.dtype}, expected float64"
@@ -99,57 +102,31 @@ def check_gradients(
     upstream_copy = [r.copy() for r in upstream]
     for v in variables:
         v.grad[...] = 0
-    grads = backward(ctx, upstream)
+    grads = list(backward(ctx, upstream))
     for r, r0 in zip(upstream, upstream_copy):
         np.testing.assert_array_equal(r, r0, err_msg=f"{what}: backward modified grad_outputs")
-    grads = [np.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
     assert len(grads) == len(inputs), f"{what}: {len(grads)} input grads for {len(inputs)} inputs"
+    grads = [np.zeros_like(x) if g is None else np.asarray(g) for x, g in zip(inputs, grads)]
     analytic = [g.copy() for g in grads] + [v.grad.copy() for v in variables]
 
     def objective():
         outs, ctx_now = run()
-        ctxs.append(ctx_now)
+        if fixed is not None:
+            ctxs.append(fixed(ctx_now))
         return float(sum(np.sum(o * r) for o, r in zip(outs, upstream_copy)))
-
-    def probe(array):
-        if array in [v.value for v in state]:
-            saved_now[id(state[[v.value for v in state].index(array)])] = array
-        return numeric_gradient(objective, array, eps)
 
     labels = [f"input {i}" for i in range(len(inputs))] + [v.path for v in variables]
     for label, array, grad in zip(labels, inputs + [v.value for v in variables], analytic):
-        assert grad.shape == array.shape, f"{what} {label}: grad shape {grad.shape}"
-        numeric = _numeric(objective, array, state, saved_now, eps)
+        assert grad.shape == array.shape, f"{what}: {label} grad shape {grad.shape}"
+        probing[0] = array
+        numeric = numeric_gradient(objective, array, eps)
+        probing[0] = None
         np.testing.assert_allclose(
             grad, numeric, atol=atol, rtol=rtol, err_msg=f"{what}: gradient of {label}"
         )
-    if reset is not None:
-        for c in ctxs:
-            _assert_same_ctx(ctx, c, what)
-    for v, s in zip(state, saved):
-        v.value[...] = s
+    for c in ctxs:
+        np.testing.assert_array_equal(c, fixed(ctx), err_msg=f"{what}: `fixed` part of ctx changed")
     return grads
-
-
-def _numeric(objective, array, state, saved_now, eps):
-    """Finite differences w.r.t. ``array``; a state weight being probed is not restored over."""
-    owner = next((v for v in state if v.value is array), None)
-    if owner is not None:
-        saved_now[id(owner)] = array  # restoring it onto itself keeps the perturbation
-    try:
-        return numeric_gradient(objective, array, eps)
-    finally:
-        if owner is not None:
-            saved_now[id(owner)] = array.copy()
-
-
-def _assert_same_ctx(a, b, what):
-    """Random draws recorded in two ctxs (arrays inside them) must be equal."""
-    if isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b, err_msg=f"{what}: reset did not reproduce the ctx")
-    elif isinstance(a, (list, tuple)):
-        for x, y in zip(a, b):
-            _assert_same_ctx(x, y, what)
 
 
 def _as_list(value):
@@ -157,7 +134,7 @@ def _as_list(value):
 
 
 def check_layer_gradients(layer, inputs, training=True, **kwargs):
-    """Gradient check of ``layer.forward`` / ``layer.backward`` (a single array or a list).
+    """Gradient check of ``layer.forward`` / ``layer.backward`` on an array or a list of arrays.
 
     Builds the layer if needed. Checks the input gradient(s) and every trainable weight's
     ``.grad``; keyword arguments go to ``check_gradients`` (seed, reset, eps, atol, rtol).
@@ -169,15 +146,16 @@ def check_layer_gradients(layer, inputs, training=True, **kwargs):
 
     def forward(xs):
         out, ctx = layer.forward(list(xs) if is_list else xs[0], training)
-        return _as_list(out), ctx
+        return _as_list(out), (ctx, isinstance(out, list))
 
     def backward(ctx, grads):
-        out_is_list = isinstance(ctx_outputs_are_list[0], bool) and ctx_outputs_are_list[0]
+        ctx, out_is_list = ctx
         g = layer.backward(ctx, grads if out_is_list else grads[0])
         return _as_list(g) if is_list else [g]
 
-    probe_out, _ = layer.forward(arrays if is_list else arrays[0], False)
-    ctx_outputs_are_list = [isinstance(probe_out, list)]
+    if kwargs.get("fixed") is not None:
+        fixed = kwargs["fixed"]
+        kwargs["fixed"] = lambda ctx: fixed(ctx[0])
     kwargs.setdefault("what", f"{type(layer).__name__} '{layer.name}'")
     return check_gradients(
         forward, backward, arrays, layer.trainable_weights, layer.weights, **kwargs

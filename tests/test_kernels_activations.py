@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba_checks import float64_ops
 
 from fastnn.kernels import activations as K
 
@@ -90,3 +91,12 @@ def test_forward_in_place_and_column_sums_accumulate(dtype):
     K.column_sums_add(z, acc)
     np.testing.assert_allclose(acc, 1 + expected.sum(axis=0), **TOL[dtype])
     assert acc.dtype == dtype
+
+
+@pytest.mark.parametrize("code", sorted(K.CODES.values()))
+def test_float32_stays_float32(code):
+    z = np.ones((3, 4), np.float32)
+    bias = np.ones(4, np.float32)
+    assert float64_ops(K.bias_activation_forward, z, bias, code, np.empty_like(z)) == []
+    assert float64_ops(K.activation_backward, z, z, code, np.empty_like(z)) == []
+    assert float64_ops(K.column_sums_add, z, bias) == []

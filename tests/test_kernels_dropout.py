@@ -1,10 +1,10 @@
 """Dropout kernels vs a numpy reference (float32 and float64)."""
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba_checks import float64_ops
 
 from fastnn.kernels import dropout as K
 
@@ -66,15 +66,6 @@ def test_float64_uniform_with_float32_x():
     out = np.empty_like(x)
     K.dropout_forward(x, u, 0.3, out)
     np.testing.assert_allclose(out, ref_dropout(x, u, np.float32(0.3)), rtol=3e-7)
-
-
-def float64_ops(kernel, *args):
-    """LLVM lines of a fresh (uncached) float32 compile of kernel that widen to double."""
-    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")}
-    fresh = numba.njit(**options)(kernel.py_func)
-    fresh(*args)
-    ir = "\n".join(fresh.inspect_llvm().values())
-    return [line for line in ir.splitlines() if "fpext" in line or " to double" in line]
 
 
 @pytest.mark.parametrize("kernel", [K.dropout_forward, K.dropout_backward])

@@ -1,10 +1,10 @@
 """Loss kernels vs numpy references (float32, float64) and central finite differences (float64)."""
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba_checks import float64_ops
 
 from fastnn.kernels import losses as K
 
@@ -223,15 +223,6 @@ def test_python_float_eps_does_not_promote():
 
 
 # ---- no silent float64 inside the float32 specializations ----
-
-
-def float64_ops(kernel, *args):
-    """LLVM lines of a fresh (uncached) float32 compile of kernel that widen to double."""
-    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")}
-    fresh = numba.njit(**options)(kernel.py_func)
-    fresh(*args)
-    ir = "\n".join(fresh.inspect_llvm().values())
-    return [line for line in ir.splitlines() if "fpext" in line or " to double" in line]
 
 
 @pytest.mark.parametrize("name", sorted(FD_CASES))

@@ -1,10 +1,10 @@
 """Batch-norm kernels vs numpy references (float32 and float64) and finite differences (float64)."""
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba_checks import float64_ops
 
 from fastnn.kernels import normalization as K
 
@@ -134,15 +134,6 @@ def test_float32_statistics_are_accurate_for_many_rows():
     np.testing.assert_allclose(mean, x64.mean(0), rtol=2e-7)
     np.testing.assert_allclose(invstd, 1 / np.sqrt(x64.var(0) + 1e-3), rtol=1e-4)
     np.testing.assert_allclose(y.mean(0), 0, atol=1e-3)
-
-
-def float64_ops(kernel, *args):
-    """LLVM lines of a fresh (uncached) float32 compile of kernel that widen to double."""
-    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")}
-    fresh = numba.njit(**options)(kernel.py_func)
-    fresh(*args)
-    ir = "\n".join(fresh.inspect_llvm().values())
-    return [line for line in ir.splitlines() if "fpext" in line or " to double" in line]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
 """Optimizer kernels vs a numpy transcription of Keras 3's update_step over several steps."""
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba_checks import float64_ops
 
 from fastnn.kernels import optimizers as K
 
@@ -142,15 +142,6 @@ def test_unused_slots_may_be_empty():
         p, np.ones(5), np.zeros(5), np.empty(0), np.empty(0), 0.1, 0.9, 0.0, 1e-7, False
     )
     np.testing.assert_allclose(p, 1 - 0.1 / np.sqrt(0.1 + 1e-7))
-
-
-def float64_ops(kernel, *args):
-    """LLVM lines of a fresh (uncached) float32 compile of kernel that widen to double."""
-    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")}
-    fresh = numba.njit(**options)(kernel.py_func)
-    fresh(*args)
-    ir = "\n".join(fresh.inspect_llvm().values())
-    return [line for line in ir.splitlines() if "fpext" in line or " to double" in line]
 
 
 @pytest.mark.parametrize(

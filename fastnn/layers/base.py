@@ -268,6 +268,11 @@ class Layer:
 
     def _cast(self, x):
         x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{type(self).__name__} '{self.name}': expected numeric input, got an array of "
+                f"dtype {x.dtype}"
+            )
         if self.casts_inputs and x.dtype != self.dtype:
             x = x.astype(self.dtype)
         return x

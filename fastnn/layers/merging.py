@@ -34,6 +34,11 @@ class Concatenate(_Merge):
 
     def __init__(self, axis: int = -1, **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool) or axis == 0:
+            raise ValueError(
+                f"Concatenate '{self.name}': `axis` must be a non-zero integer (axis 0 is the "
+                f"batch axis); got axis={axis!r}"
+            )
         self.axis = int(axis)
 
     def compute_output_shape(self, input_shape):
@@ -86,7 +91,7 @@ def _broadcast_shape(layer, input_shape):
     rank = max(len(s) for s in input_shape)
     out = [1] * rank
     for shape in input_shape:
-        padded = (1,) * (rank - len(shape)) + tuple(shape)
+        padded = _aligned_shape(shape, rank)
         for i, d in enumerate(padded):
             if d == 1 or d is None and out[i] != 1:
                 continue
@@ -101,14 +106,33 @@ def _broadcast_shape(layer, input_shape):
     return tuple(out)
 
 
+def _aligned_shape(shape, rank):
+    """A lower-rank input gets axes of length 1 after the batch axis (as Keras's Merge)."""
+    return (*shape[:1], *(1,) * (rank - len(shape)), *shape[1:])
+
+
+def _align(inputs):
+    rank = max(x.ndim for x in inputs)
+    return [x.reshape(_aligned_shape(x.shape, rank)) for x in inputs]
+
+
 def _reduce_to(grad, shape):
     """Sum a broadcast gradient back down to an input's shape."""
     if grad.shape == shape:
         return grad
-    while grad.ndim > len(shape):
-        grad = grad.sum(axis=0)
-    axes = tuple(i for i, (g, s) in enumerate(zip(grad.shape, shape)) if s == 1 and g != 1)
-    return grad.sum(axis=axes, keepdims=True) if axes else grad
+    aligned = _aligned_shape(shape, grad.ndim)
+    axes = tuple(i for i, (g, s) in enumerate(zip(grad.shape, aligned)) if s == 1 and g != 1)
+    return (grad.sum(axis=axes, keepdims=True) if axes else grad).reshape(shape)
+
+
+def _sum(inputs):
+    """The sum of broadcastable arrays, in one new array of the broadcast shape."""
+    shape = np.broadcast_shapes(*(x.shape for x in inputs))
+    out = np.empty(shape, np.result_type(*inputs))
+    np.add(inputs[0], inputs[1], out=out)
+    for x in inputs[2:]:
+        out += x
+    return out
 
 
 class _Elementwise(_Merge):
@@ -120,10 +144,7 @@ class Add(_Elementwise):
     """Sums a list of inputs of the same shape. Example: ``Add()([x, shortcut])``."""
 
     def forward(self, inputs, training):
-        out = inputs[0] + inputs[1]
-        for x in inputs[2:]:
-            out += x
-        return out, [x.shape for x in inputs]
+        return _sum(_align(inputs)), [x.shape for x in inputs]
 
     def backward(self, ctx, grad_outputs):
         return [_reduce_to(grad_outputs, shape) for shape in ctx]
@@ -140,7 +161,8 @@ class Subtract(_Elementwise):
             )
 
     def forward(self, inputs, training):
-        return inputs[0] - inputs[1], [x.shape for x in inputs]
+        a, b = _align(inputs)
+        return a - b, [x.shape for x in inputs]
 
     def backward(self, ctx, grad_outputs):
         return [_reduce_to(grad_outputs, ctx[0]), -_reduce_to(grad_outputs, ctx[1])]
@@ -150,19 +172,21 @@ class Multiply(_Elementwise):
     """Elementwise product of a list of inputs. Example: ``Multiply()([a, b])``."""
 
     def forward(self, inputs, training):
-        out = inputs[0] * inputs[1]
-        for x in inputs[2:]:
+        aligned = _align(inputs)
+        out = aligned[0] * aligned[1]
+        for x in aligned[2:]:
             out = out * x
-        return out, inputs
+        return out, (aligned, [x.shape for x in inputs])
 
     def backward(self, ctx, grad_outputs):
+        aligned, shapes = ctx
         grads = []
-        for i, x in enumerate(ctx):
+        for i, shape in enumerate(shapes):
             others = grad_outputs
-            for j, y in enumerate(ctx):
+            for j, y in enumerate(aligned):
                 if j != i:
                     others = others * y
-            grads.append(_reduce_to(others, x.shape))
+            grads.append(_reduce_to(others, shape))
         return grads
 
 
@@ -170,9 +194,7 @@ class Average(_Elementwise):
     """Elementwise mean of a list of inputs."""
 
     def forward(self, inputs, training):
-        out = inputs[0] + inputs[1]
-        for x in inputs[2:]:
-            out += x
+        out = _sum(_align(inputs))
         out /= out.dtype.type(len(inputs))
         return out, [x.shape for x in inputs]
 
@@ -185,19 +207,20 @@ class Maximum(_Elementwise):
     """Elementwise maximum of a list of inputs (ties send the gradient to the first)."""
 
     def forward(self, inputs, training):
-        out = inputs[0]
-        for x in inputs[1:]:
+        aligned = _align(inputs)
+        out = aligned[0]
+        for x in aligned[1:]:
             out = np.maximum(out, x)
-        return out, (inputs, out)
+        return out, (aligned, out, [x.shape for x in inputs])
 
     def backward(self, ctx, grad_outputs):
-        inputs, out = ctx
+        aligned, out, shapes = ctx
         taken = np.zeros(out.shape, dtype=bool)
         grads = []
-        for x in inputs:
+        for x, shape in zip(aligned, shapes):
             mine = (np.broadcast_to(x, out.shape) == out) & ~taken
             taken |= mine
-            grads.append(_reduce_to(np.where(mine, grad_outputs, 0).astype(out.dtype), x.shape))
+            grads.append(_reduce_to(np.where(mine, grad_outputs, 0).astype(out.dtype), shape))
         return grads
 
 

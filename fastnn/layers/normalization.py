@@ -88,10 +88,11 @@ class BatchNormalization(Layer):
         y = np.empty_like(x)
         eps = x.dtype.type(self.epsilon)
         if not (training and self.trainable):
-            bn_kernels.batchnorm_forward_infer(
-                x, gamma, beta, self.moving_mean.value, self.moving_variance.value, eps, y
-            )
-            return y.reshape(inputs.shape), None
+            mean, variance = self.moving_mean.value, self.moving_variance.value
+            bn_kernels.batchnorm_forward_infer(x, gamma, beta, mean, variance, eps, y)
+            # The moving statistics as of this call: a later training step must not change them.
+            invstd = 1 / np.sqrt(variance + eps)
+            return y.reshape(inputs.shape), (x, gamma, mean.copy(), invstd, False)
         mean = np.empty(x.shape[1], x.dtype)
         invstd = np.empty(x.shape[1], x.dtype)
         bn_kernels.batchnorm_forward_train(x, gamma, beta, eps, y, mean, invstd)
@@ -101,17 +102,18 @@ class BatchNormalization(Layer):
         self.moving_mean.value += (1 - m) * mean
         self.moving_variance.value *= m
         self.moving_variance.value += (1 - m) * variance
-        return y.reshape(inputs.shape), (x, gamma, mean, invstd)
+        return y.reshape(inputs.shape), (x, gamma, mean, invstd, True)
 
     def backward(self, ctx, grad_outputs):
-        grad = np.ascontiguousarray(grad_outputs)
-        if ctx is None:  # inference mode: a fixed affine map per channel
-            scale = self._affine(grad.dtype)[0] / np.sqrt(
-                self.moving_variance.value + grad.dtype.type(self.epsilon)
-            )
-            return grad * scale
-        x, gamma, mean, invstd = ctx
-        grad_y = grad.reshape(x.shape)
+        x, gamma, mean, invstd, batch_stats = ctx
+        grad_y = np.ascontiguousarray(grad_outputs).reshape(x.shape)
+        if not batch_stats:  # inference mode: a fixed affine map per channel
+            if self.trainable:  # still a function of gamma and beta (Keras fine-tuning)
+                if self.scale:
+                    self.gamma.grad += np.sum(grad_y * ((x - mean) * invstd), axis=0)
+                if self.center:
+                    self.beta.grad += np.sum(grad_y, axis=0)
+            return (grad_y * (gamma * invstd)).reshape(grad_outputs.shape)
         grad_x = np.empty_like(x)
         dgamma = self.gamma.grad if self.scale else np.zeros_like(gamma)
         dbeta = self.beta.grad if self.center else np.zeros_like(gamma)
