@@ -162,6 +162,10 @@ class Model(Trainer, Layer):
                     f"got {tuple(shape)}"
                 )
 
+    @property
+    def output_dtype(self):
+        return self.outputs[0].dtype
+
     def forward(self, inputs, training):
         arrays = inputs if isinstance(inputs, list) else [inputs]
         outputs, tape = self._graph.forward(arrays, training)

@@ -18,6 +18,11 @@ from fastnn import optimizers as optimizers_module
 from fastnn.random import make_rng
 
 
+class NotCompiledError(RuntimeError, ValueError):
+    """fit/evaluate/train_on_batch before compile(): a ValueError as in Keras 3, and a
+    RuntimeError as in tf.keras 2 (and earlier fastnn), so either ``except`` catches it."""
+
+
 class Trainer:
     """The training API a Model inherits (Keras 3 names, arguments and defaults)."""
 
@@ -67,7 +72,7 @@ class Trainer:
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
-            raise RuntimeError(
+            raise NotCompiledError(
                 f"You must call compile() before {what}(): model '{self.name}' is not compiled"
             )
 
@@ -152,6 +157,9 @@ class Trainer:
             )
         if next(iter(sizes.values())) == 0:
             raise ValueError(f"Model '{self.name}': the data has 0 samples")
+        for name, loss, y, out in zip(self.output_names, self._losses, ys or [], self.outputs):
+            if loss is not None and y is not None:  # before any forward pass changes state
+                loss.check_target(y, out.shape, f"y for output '{name}'")
         return xs, ys, sample_weight
 
     # ---- one step ------------------------------------------------------------------------------
@@ -189,8 +197,9 @@ class Trainer:
             total += reg(var.value)
         if not math.isfinite(total):
             raise FloatingPointError(
-                f"Model '{self.name}': the training loss became {total}; weights were left as "
-                "they were after the last finite step. Lower the learning rate or check the data."
+                f"Model '{self.name}': the training loss became {total}; this step's update was "
+                "skipped, so the weights are those of the last finite step. Lower the learning "
+                "rate or check the data."
             )
         variables = self.trainable_weights
         for var in variables:
@@ -232,22 +241,73 @@ class Trainer:
                 metric.reset_state()
 
     def _logs(self) -> dict:
-        logs = {"loss": self._loss_trackers[0].result()}
-        multi = len(self.output_names) > 1
-        if multi:
+        """Loss and metric results under Keras's keys, in Keras's order (sorted keys)."""
+        logs = {key: metric.result() for key, metric in self._metric_keys()}
+        if self._tracks_output_losses():
             for tracker, loss in zip(self._loss_trackers[1:], self._losses):
                 if loss is not None:
                     logs[tracker.name] = tracker.result()
-        for name, metrics in zip(self.output_names, self._output_metrics):
-            for metric in metrics:
-                logs[f"{name}_{metric.name}" if multi else metric.name] = metric.result()
-        return logs
+        logs["loss"] = self._loss_trackers[0].result()
+        return dict(sorted(logs.items()))
+
+    def _tracks_output_losses(self) -> bool:
+        """Keras logs '<output>_loss' only when more than one output has a loss."""
+        return sum(loss is not None for loss in self._losses) > 1
+
+    def _metric_keys(self) -> list:
+        """(log key, metric) pairs named as Keras's CompileMetrics.result() names them.
+
+        Keys get the output name as prefix when the model has several outputs; all outputs'
+        metrics come first, then their weighted metrics; a repeated key becomes 'weighted_<name>'
+        (weighted metrics) or gets a counter suffix '_1', '_2', ...
+        """
+        prefix = len(self.output_names) > 1
+        counts, pairs = {}, []
+        for weighted in (False, True):
+            for out, metrics, n_weighted in zip(
+                self.output_names, self._output_metrics, self._weighted_counts
+            ):
+                plain = len(metrics) - n_weighted
+                head = f"{out}_" if prefix else ""
+                for metric in metrics[plain:] if weighted else metrics[:plain]:
+                    key = head + metric.name
+                    if key in counts and weighted:
+                        key = f"{head}weighted_{metric.name}"
+                    if key in counts:
+                        counts[key] += 1
+                        key = f"{key}_{counts[key] - 1}"
+                    else:
+                        counts[key] = 1
+                    pairs.append((key, metric))
+        return pairs
+
+    def _ordered_keys(self, logs: dict) -> list[str]:
+        """Keras's order of evaluate()'s list (Trainer._flatten_metrics_in_order): 'loss', the
+        metrics' own (unprefixed) names, the per-output losses, then every other key sorted."""
+        names = ["loss"]
+        for weighted in (False, True):
+            for metrics, n_weighted in zip(self._output_metrics, self._weighted_counts):
+                plain = len(metrics) - n_weighted
+                names += [m.name for m in (metrics[plain:] if weighted else metrics[:plain])]
+        if self._tracks_output_losses():
+            names += [
+                t.name for t, loss in zip(self._loss_trackers[1:], self._losses) if loss is not None
+            ]
+        ordered = [n for n in names if n in logs]
+        return ordered + [k for k in sorted(logs) if k not in names]
+
+    def _format_logs(self, logs: dict, return_dict: bool):
+        if return_dict:
+            return dict(logs)
+        values = [logs[k] for k in self._ordered_keys(logs)]
+        return values[0] if len(values) == 1 else values
 
     @property
     def metrics_names(self) -> list[str]:
+        """The names of evaluate()'s list of results, in its order."""
         if not self.compiled or self._output_metrics is None:
             return ["loss"] if self.compiled else []
-        return list(self._logs())
+        return self._ordered_keys(self._logs())
 
     # ---- batching ------------------------------------------------------------------------------
     @staticmethod
@@ -287,7 +347,7 @@ class Trainer:
         self._require_compiled("fit")
         _check_positive_int("epochs", epochs, allow_zero=True)
         batch_size = _batch_size(batch_size)
-        if not 0.0 <= validation_split < 1.0:
+        if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
             raise ValueError(
                 f"`validation_split` must be in [0, 1); got validation_split={validation_split}"
             )
@@ -382,7 +442,7 @@ class Trainer:
         cbs.on_test_begin()
         logs = self._evaluate_arrays(xs, ys, sample_weight, batch_size, cbs)
         cbs.on_test_end(logs)
-        return _format_logs(logs, return_dict)
+        return self._format_logs(logs, return_dict)
 
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None):
         """Outputs for x, computed batch by batch: one array, or a list for several outputs."""
@@ -420,7 +480,7 @@ class Trainer:
         if self._output_metrics is not None:
             self._reset_metrics()
         self._train_step(xs, ys, sample_weight)
-        return _format_logs(self._logs(), return_dict)
+        return self._format_logs(self._logs(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics on one batch, without updating weights."""
@@ -430,7 +490,7 @@ class Trainer:
         if self._output_metrics is not None:
             self._reset_metrics()
         self._test_step(xs, ys, sample_weight)
-        return _format_logs(self._logs(), return_dict)
+        return self._format_logs(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
         """Outputs for one batch."""
@@ -470,13 +530,12 @@ def _per_output(arg, value, names, broadcast, default=None, as_list=False):
         spread = [value.get(name, default) for name in names]
         return [_listify(v) for v in spread] if as_list else spread
     if isinstance(value, (list, tuple)):
-        per_output = len(value) == n and (
-            not as_list or n == 1 or all(isinstance(v, (list, tuple)) or v is None for v in value)
-        )
         if as_list:
-            if n > 1 and per_output:
+            if n == 1:  # every metric is for the one output; Keras flattens nested lists
+                return [[m for v in value for m in _listify(v)]]
+            if len(value) == n:  # Keras 3: one entry (a metric, a list or None) per output
                 return [_listify(v) for v in value]
-            return [list(value) for _ in names]
+            return [list(value) for _ in names]  # as tf.keras 2: the same metrics for each output
         if len(value) != n:
             raise ValueError(
                 f"compile(): {arg} is a list of {len(value)} but the model has {n} outputs {names}"
@@ -585,10 +644,3 @@ def _with_class_weight(sample_weight, class_weight, ys):
         raise ValueError(f"class_weight has no entry for class(es) {unknown}")
     weights = np.array([class_weight[int(c)] for c in labels], dtype=np.float64)
     return weights if sample_weight is None else weights * sample_weight
-
-
-def _format_logs(logs: dict, return_dict: bool):
-    if return_dict:
-        return dict(logs)
-    values = list(logs.values())
-    return values[0] if len(values) == 1 else values

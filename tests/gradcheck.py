@@ -143,6 +143,8 @@ def check_layer_gradients(layer, inputs, training=True, **kwargs):
     arrays = _as_list(inputs)
     if not layer.built:
         layer._maybe_build([a.shape for a in arrays] if is_list else arrays[0].shape)
+    paths = [w.path for w in layer.weights]
+    assert len(set(paths)) == len(paths), f"weights created twice (build() then a call?): {paths}"
 
     def forward(xs):
         out, ctx = layer.forward(list(xs) if is_list else xs[0], training)

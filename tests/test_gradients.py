@@ -8,9 +8,12 @@ helpers live in ``tests/gradcheck.py``. Hypothesis draws sizes and a seed; the a
 import numpy as np
 import pytest
 from gradcheck import (
+    ATOL,
+    RTOL,
     check_gradients,
     check_layer_gradients,
     check_model_gradients,
+    numeric_gradient,
     randomize_weights,
 )
 from hypothesis import given, settings
@@ -60,7 +63,7 @@ def distinct(seed, *shapes):
 def test_dense(batch, inner, in_dim, units, activation, use_bias, seed):
     layer = layers.Dense(units, activation=activation, use_bias=use_bias, dtype=F64)
     shape = (batch, in_dim) if inner is None else (batch, inner, in_dim)
-    layer.build(shape)
+    layer._maybe_build(shape)  # sets built (build() alone does not)
     randomize_weights(layer, seed)
     check_layer_gradients(layer, normal(seed + 1, shape), seed=seed)
 
@@ -131,16 +134,19 @@ def test_batch_normalization(batch, spatial, channels, center, scale, training, 
     after every evaluation); inference mode is an affine map by the moving statistics."""
     shape = (batch, channels) if spatial is None else (batch, *spatial, channels)
     layer = layers.BatchNormalization(center=center, scale=scale, dtype=F64)
-    layer.build(shape)
+    layer._maybe_build(shape)  # sets built (build() alone does not)
     randomize_weights(layer, seed)
     x = normal(seed + 1, shape) * 2 + 1
+    moving = [layer.moving_mean.numpy(), layer.moving_variance.numpy()]
     check_layer_gradients(layer, x, training=training, seed=seed)
+    np.testing.assert_array_equal(layer.moving_mean.value, moving[0])  # restored by the check
+    np.testing.assert_array_equal(layer.moving_variance.value, moving[1])
 
 
 def test_batch_normalization_training_updates_moving_statistics():
     layer = layers.BatchNormalization(momentum=0.9, dtype=F64)
     x = normal(0, (5, 2, 3)) * 3 + 1
-    layer.build(x.shape)
+    layer._maybe_build(x.shape)
     layer.forward(x, True)
     flat = x.reshape(-1, 3)
     np.testing.assert_allclose(layer.moving_mean.value, 0.1 * flat.mean(0))
@@ -285,7 +291,6 @@ def two_headed_model(in_dim, hidden, units, activations):
 )
 def test_training_objective_of_a_two_loss_model(batch, in_dim, hidden, units, names, weights, seed):
     """d(w1 * loss1 + w2 * loss2)/d(weight) through the model's graph, for every weight."""
-    fastnn.utils.clear_session()
     specs = [LOSSES[n] for n in names]
     model = two_headed_model(in_dim, hidden, units, [s[1] for s in specs])
     randomize_weights(model, seed)
@@ -311,25 +316,14 @@ def test_training_objective_of_a_two_loss_model(batch, in_dim, hidden, units, na
     graph.backward(tape, grads)
 
     for var in model.trainable_weights:
-        flat = var.value.reshape(-1)
-        numeric = np.zeros(flat.size)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + 1e-6
-            up = objective()
-            flat[i] = old - 1e-6
-            down = objective()
-            flat[i] = old
-            numeric[i] = (up - down) / 2e-6
-        np.testing.assert_allclose(
-            var.grad.reshape(-1), numeric, atol=1e-5, rtol=1e-3, err_msg=var.path
-        )
-    model.set_weights(saved)
+        numeric = numeric_gradient(objective, var.value)
+        np.testing.assert_allclose(var.grad, numeric, atol=ATOL, rtol=RTOL, err_msg=var.path)
+    model.set_weights(saved)  # undo the moving-statistics updates of the finite differences
 
 
 def test_train_step_assembles_the_same_gradient():
-    """fit's step (loss weights, regularizers) leaves in .grad the gradient of its total loss."""
-    fastnn.utils.clear_session()
+    """fit's step (loss weights, sample weights, regularizers) leaves in .grad the gradient of
+    its total loss."""
     x = fastnn.Input((3,), dtype=F64)
     h = layers.Dense(4, activation="tanh", kernel_regularizer="l2", dtype=F64)(x)
     out1 = layers.Dense(2, dtype=F64)(h)
@@ -343,34 +337,21 @@ def test_train_step_assembles_the_same_gradient():
     )
     xs = normal(1, (4, 3))
     ys = [normal(2, (4, 2)), np.array([0, 2, 1, 2])]
+    sample_weight = np.array([1.0, 0.5, 2.0, 0.0])
     before = [v.numpy() for v in model.weights]
-    model._train_step([xs], ys)
+    model._train_step([xs], ys, sample_weight)
     for v, b in zip(model.weights, before):
         np.testing.assert_array_equal(v.value, b)  # learning rate 0
 
     def total():
         o1, o2 = model._graph.forward([xs], training=True)[0]
-        value = 0.5 * losses.MeanSquaredError()(ys[0], o1)
-        value += 2.0 * losses.SparseCategoricalCrossentropy()(ys[1], o2)
+        value = 0.5 * losses.MeanSquaredError()(ys[0], o1, sample_weight)
+        value += 2.0 * losses.SparseCategoricalCrossentropy()(ys[1], o2, sample_weight)
         return value + sum(reg(var.value) for var, reg in model.regularization_losses())
 
     for var in model.trainable_weights:
-        numeric = _numeric(total, var.value)
-        np.testing.assert_allclose(var.grad, numeric, atol=1e-5, rtol=1e-3, err_msg=var.path)
-
-
-def _numeric(objective, array, eps=1e-6):
-    flat = array.reshape(-1)
-    grad = np.zeros(flat.size)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = objective()
-        flat[i] = old - eps
-        down = objective()
-        flat[i] = old
-        grad[i] = (up - down) / (2 * eps)
-    return grad.reshape(array.shape)
+        numeric = numeric_gradient(total, var.value)
+        np.testing.assert_allclose(var.grad, numeric, atol=ATOL, rtol=RTOL, err_msg=var.path)
 
 
 # ---------------------------------------------------------------- graph shapes
@@ -465,11 +446,13 @@ def test_nested_model(batch, dim, seed):
 @SETTINGS
 @given(batch=batches, dim=features, seed=seeds)
 def test_nested_multi_output_model(batch, dim, seed):
+    """An inner model with three outputs, one of them unused outside (its gradient is None)."""
     z = fastnn.Input((dim,), dtype=F64)
     hz = dense(3)(z)
-    inner = fastnn.Model(z, [hz, dense(2, "sigmoid")(hz)], name="two_out")
+    unused = dense(2, "relu")(hz)
+    inner = fastnn.Model(z, [hz, dense(2, "sigmoid")(hz), unused], name="three_out")
     x = fastnn.Input((dim,), dtype=F64)
-    p, q = inner(x)
+    p, q, _ = inner(x)
     out = dense(1, "linear")(layers.Concatenate(dtype=F64)([p, q, x]))
     model = fastnn.Model(x, [out, q])
     randomize_weights(model, seed)
@@ -492,11 +475,29 @@ def test_conv_pool_graph(batch, size, channels, padding, seed):
     a = layers.AveragePooling2D(2, strides=1, padding=padding, dtype=F64)(h)
     c = layers.Conv2D(2, (2, 1), strides=(1, 2), padding=padding, dtype=F64)(a)
     gap = layers.GlobalAveragePooling2D(dtype=F64)(c)
+    kept = layers.GlobalAveragePooling2D(keepdims=True, dtype=F64)(p)
     flat = layers.Flatten(dtype=F64)(p)
     out = dense(2, "softmax")(layers.Concatenate(dtype=F64)([flat, gap]))
-    model = fastnn.Model(x, [out, gap])
+    model = fastnn.Model(x, [out, gap, kept])
     randomize_weights(model, seed)
     check_model_gradients(model, normal(seed, (batch, *size, channels)), seed=seed)
+
+
+@SETTINGS
+@given(batch=st.integers(2, 4), dim=features, seed=seeds)
+def test_frozen_layers_pass_gradients_on_but_keep_their_weights(batch, dim, seed):
+    x = fastnn.Input((dim,), dtype=F64)
+    frozen = dense(3, trainable=False)
+    norm = layers.BatchNormalization(trainable=False, dtype=F64)  # inference mode, as Keras 3
+    out = dense(2)(norm(frozen(x)))
+    model = fastnn.Model(x, out)
+    randomize_weights(model, seed)
+    assert len(model.trainable_weights) == 2
+    before = [v.numpy() for v in frozen.weights + norm.weights]
+    check_model_gradients(model, normal(seed, (batch, dim)), seed=seed)
+    for v, b in zip(frozen.weights + norm.weights, before):
+        np.testing.assert_array_equal(v.value, b)
+        assert not v.grad.any(), v.path
 
 
 def test_dropout_in_a_model():
@@ -614,7 +615,7 @@ def test_random_dag(recipe, batch, seed):
 
 def test_the_checker_catches_a_wrong_gradient():
     layer = dense(3)
-    layer.build((2, 4))
+    layer._maybe_build((2, 4))
     original = layer.backward
 
     def off_by_a_bit(ctx, grad):

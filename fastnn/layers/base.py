@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections import defaultdict
@@ -96,6 +97,19 @@ class Layer:
 
     #: Floating inputs are cast to the layer's dtype; integer-consuming layers set this False.
     casts_inputs = True
+
+    def __init_subclass__(cls, **kwargs):
+        # A layer is built once its build() returns, however build() was reached (as in Keras).
+        super().__init_subclass__(**kwargs)
+        if "build" in cls.__dict__:
+            build = cls.__dict__["build"]
+
+            @functools.wraps(build)
+            def build_once(self, *args, **kw):
+                build(self, *args, **kw)
+                self.built = True
+
+            cls.build = build_once
 
     def __init__(
         self,
