@@ -124,20 +124,29 @@ class Graph:
     def forward(self, input_arrays: list, training: bool):
         """Run every node in order; return (output arrays, tape of values and ctxs)."""
         values = [None] * len(self._slot)
+        masks = [None] * len(self._slot)  # e.g. Embedding(mask_zero=True) -> LSTM
         for slot, array in zip(self._input_slots, input_arrays):
             values[slot] = array
         ctxs = []
         for node, in_slots, out_slots in zip(
             self.nodes, self._node_input_slots, self._node_output_slots
         ):
+            layer = node.layer
             args = node.pack_inputs([values[s] for s in in_slots])
-            outputs, ctx = node.layer.forward(args, training)
+            in_masks = [masks[s] for s in in_slots]
+            mask = None if all(m is None for m in in_masks) else node.pack_inputs(in_masks)
+            if mask is not None and layer.supports_masking:
+                outputs, ctx = layer.forward(args, training, mask=mask)
+            else:
+                outputs, ctx = layer.forward(args, training)
+            out_mask = layer.compute_mask(args, mask)
             ctxs.append(ctx)
             if node.outputs_are_list:
-                for s, out in zip(out_slots, outputs):
-                    values[s] = out
+                out_masks = out_mask if isinstance(out_mask, list) else [out_mask] * len(out_slots)
+                for s, out, m in zip(out_slots, outputs, out_masks):
+                    values[s], masks[s] = out, m
             else:
-                values[out_slots[0]] = outputs
+                values[out_slots[0]], masks[out_slots[0]] = outputs, out_mask
         return [values[s] for s in self._output_slots], (values, ctxs)
 
     def backward(self, tape, output_grads: list) -> list:

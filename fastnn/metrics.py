@@ -78,7 +78,8 @@ def _match_rank(y_true, y_pred):
 
 
 class BinaryAccuracy(Metric):
-    """Fraction of predictions on the right side of ``threshold``."""
+    """Fraction where ``y_pred > threshold`` (as 0/1) equals the label; as in Keras, a soft
+    label such as 0.8 never matches."""
 
     def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
         self.threshold = threshold
@@ -86,7 +87,7 @@ class BinaryAccuracy(Metric):
 
     def values(self, y_true, y_pred):
         y_true = _match_rank(y_true, y_pred)
-        return ((y_pred > self.threshold) == (y_true > 0.5)).mean(axis=-1)
+        return ((y_pred > self.threshold) == y_true).mean(axis=-1)
 
     def get_config(self):
         return {"name": self.name, "threshold": self.threshold}
@@ -103,7 +104,7 @@ class CategoricalAccuracy(Metric):
 
 
 class SparseCategoricalAccuracy(Metric):
-    """Fraction where argmax(y_pred) equals the integer label."""
+    """Fraction where argmax(y_pred) equals the label (compared exactly, as in Keras)."""
 
     def __init__(self, name="sparse_categorical_accuracy", dtype=None):
         super().__init__(name, dtype)
@@ -111,7 +112,7 @@ class SparseCategoricalAccuracy(Metric):
     def values(self, y_true, y_pred):
         if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
             y_true = y_true[..., 0]
-        return (np.argmax(y_pred, axis=-1) == y_true.astype(np.int64)).astype(np.float64)
+        return (np.argmax(y_pred, axis=-1) == y_true).astype(np.float64)
 
 
 class MeanSquaredError(Metric):

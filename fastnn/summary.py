@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import numpy as np
+
 
 def _shape_text(layer, model) -> str:
     nodes = [n for n in layer._inbound_nodes if n in _model_nodes(model)] or layer._inbound_nodes
@@ -33,18 +37,41 @@ def _connected_to(layer, model) -> str:
     return ", ".join(sources) or "-"
 
 
+def _sequential_like(model) -> bool:
+    """Keras's test for leaving out 'Connected to': a Sequential, or a graph with one node per
+    depth (depth = longest path to an output), each reading one tensor, and no layer called twice.
+    """
+    if type(model).__name__ == "Sequential":
+        return True
+    graph = model._graph
+    nodes = list(dict.fromkeys([*(t.node for t in graph.inputs), *graph.nodes]))
+    depth = {}
+    for node in reversed(nodes):  # consumers before producers
+        d = depth.setdefault(id(node), 0)
+        for t in node.inputs:
+            depth[id(t.node)] = max(depth.get(id(t.node), 0), d + 1)
+    per_depth = Counter(depth[id(n)] for n in nodes)
+    if max(per_depth.values()) > 1 or any(len(n.inputs) > 1 for n in nodes):
+        return False
+    return len({id(n.layer) for n in nodes}) == len(nodes)
+
+
+def _type_name(layer) -> str:
+    """The class name Keras shows; a Functional model is a ``Model`` instance in fastnn."""
+    name = type(layer).__name__
+    return "Functional" if name == "Model" else name
+
+
 def print_summary(model, line_length=None, print_fn=None) -> None:
     """Print (or pass to ``print_fn`` line by line) the summary table of ``model``."""
     print_fn = print_fn or print
     layers = model.layers
-    functional = type(model).__name__ != "Sequential" and any(
-        len([t for n in lay._inbound_nodes for t in n.inputs]) > 1 for lay in layers
-    )
+    functional = not _sequential_like(model)
     headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional else [])
     rows = []
     for layer in layers:
         params = layer.count_params() if layer.built else 0
-        row = [f"{layer.name} ({type(layer).__name__})", _shape_text(layer, model), f"{params:,}"]
+        row = [f"{layer.name} ({_type_name(layer)})", _shape_text(layer, model), f"{params:,}"]
         if functional:
             row.append(_connected_to(layer, model))
         rows.append(row)
@@ -64,19 +91,33 @@ def print_summary(model, line_length=None, print_fn=None) -> None:
         if i < len(rows) - 1:
             print_fn("─" * total_width)
     print_fn(rule)
-    trainable = sum(w.value.size for w in model.trainable_weights)
-    total = sum(w.value.size for w in model.weights)
-    for label, count in (
-        ("Total params", total),
-        ("Trainable params", trainable),
-        ("Non-trainable params", total - trainable),
-    ):
-        print_fn(f" {label}: {count:,} ({_bytes_text(count * 4)})")
+    sections = [
+        ("Trainable params", _size(w.value for w in model.trainable_weights)),
+        ("Non-trainable params", _size(w.value for w in model.non_trainable_weights)),
+    ]
+    optimizer = getattr(model, "optimizer", None)
+    if getattr(model, "compiled", False) and optimizer is not None and optimizer.built:
+        # once built, Keras counts the optimizer's state too: iterations, learning rate, slots
+        sections.append(("Optimizer params", _size(optimizer.variables)))
+    total = (sum(c for _, (c, _) in sections), sum(b for _, (_, b) in sections))
+    for label, (count, nbytes) in [("Total params", total), *sections]:
+        print_fn(f" {label}: {count:,} ({_bytes_text(nbytes)})")
 
 
-def _bytes_text(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.2f} {unit}" if unit != "B" else f"{n} B"
+def _size(arrays) -> tuple[int, int]:
+    """Element count and bytes of ``arrays``; integer counters take 4 bytes, as Keras's int32."""
+    count = nbytes = 0
+    for a in arrays:
+        a = np.asarray(a)
+        count += a.size
+        nbytes += a.size * (4 if a.dtype.kind in "iu" else a.itemsize)
+    return count, nbytes
+
+
+def _bytes_text(n: float) -> str:
+    """Keras's readable_memory_size: two decimals and the largest unit below 1024."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024:
+            return f"{n:.2f} {unit}"
         n /= 1024
-    return f"{n:.2f} GB"
+    return f"{n:.2f} PB"

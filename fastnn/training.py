@@ -43,9 +43,31 @@ class Trainer:
         jit_compile="auto",
         auto_scale_loss=True,
     ) -> None:
-        """Set the optimizer, a loss per output (with weights) and the metrics to report."""
-        names = self.output_names
+        """Set the optimizer, a loss per output (with weights) and the metrics to report.
+
+        A Sequential without an input shape has no outputs yet: as in Keras, its losses and
+        metrics are spread over its output when the first data builds it.
+        """
         optimizer = optimizers_module.get(optimizer)
+        spec = (loss, loss_weights, metrics, weighted_metrics)
+        if self.built:
+            spread = self._spread_compile_args(*spec)
+        else:
+            for leaf in _leaves(loss):
+                losses_module.get(leaf)  # fail early on unknown names
+            for leaf in _leaves(metrics) + _leaves(weighted_metrics):
+                metrics_module.get(leaf, (None, 1), (None, 2))
+            spread = (None, None, None, None)
+        self.optimizer = optimizer
+        self._compile_spec = spec
+        self._losses, self._loss_weights, self._metric_specs, self._weighted_counts = spread
+        self._output_metrics = None  # resolved from the first batch's shapes
+        self.compiled = True
+
+    def _spread_compile_args(self, loss, loss_weights, metrics, weighted_metrics) -> tuple:
+        """Per output: the loss, its weight, the metrics then weighted metrics, and how many
+        of those are weighted."""
+        names = self.output_names
         output_losses = _per_output("loss", loss, names, broadcast=True)
         output_losses = [losses_module.get(x) for x in output_losses]
         if all(x is None for x in output_losses):
@@ -62,13 +84,12 @@ class Trainer:
         for specs in metric_specs + weighted_specs:
             for spec in specs:
                 metrics_module.get(spec, (None, 1), (None, 2))  # fail early on unknown names
-        self.optimizer = optimizer
-        self._losses = output_losses
-        self._loss_weights = weights
-        self._metric_specs = [m + w for m, w in zip(metric_specs, weighted_specs)]
-        self._weighted_counts = [len(w) for w in weighted_specs]
-        self._output_metrics = None  # resolved from the first batch's shapes
-        self.compiled = True
+        return (
+            output_losses,
+            weights,
+            [m + w for m, w in zip(metric_specs, weighted_specs)],
+            [len(w) for w in weighted_specs],
+        )
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
@@ -141,6 +162,9 @@ class Trainer:
     def _prepare(self, x, y=None, sample_weight=None):
         """Standardize and validate everything before any work: nothing is half-applied."""
         xs = self._standardize_x(x)
+        if self._losses is None:  # compiled before the first data built the model
+            spread = self._spread_compile_args(*self._compile_spec)
+            self._losses, self._loss_weights, self._metric_specs, self._weighted_counts = spread
         ys = self._standardize_y(y) if y is not None else None
         sizes = {f"x['{n}']": len(a) for n, a in zip(self.input_names, xs)}
         if ys is not None:
@@ -544,6 +568,15 @@ def _per_output(arg, value, names, broadcast, default=None, as_list=False):
     if not broadcast and n > 1:
         raise ValueError(f"compile(): {arg} must be a list or dict for {n} outputs {names}")
     return [[value] if as_list else value for _ in names]
+
+
+def _leaves(value) -> list:
+    """The non-None leaves of a compile() argument: one value, or nested lists / dicts."""
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [] if value is None else [value]
 
 
 def _listify(value):

@@ -3,6 +3,7 @@
 from fastnn.layers.base import Layer, Variable
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from fastnn.layers.embedding import Embedding
 from fastnn.layers.merging import (
     Add,
     Average,
@@ -19,6 +20,7 @@ from fastnn.layers.merging import (
 )
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from fastnn.layers.recurrent import GRU, LSTM
 
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
@@ -37,6 +39,9 @@ __all__ = [
     "Convolution2D",
     "Dense",
     "Dropout",
+    "Embedding",
+    "GRU",
+    "LSTM",
     "Flatten",
     "GlobalAveragePooling2D",
     "GlobalAvgPool2D",

@@ -235,6 +235,13 @@ class Layer:
     def backward(self, ctx, grad_outputs):
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
+    #: True if ``forward(inputs, training, mask=...)`` takes the mask of its inputs.
+    supports_masking = False
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of this layer's outputs given its inputs' mask (None: no mask)."""
+        return None
+
     def check_input_shape(self, input_shape) -> None:
         """Raise if a built layer cannot take ``input_shape`` (overridden where weights fix it)."""
 

@@ -1,0 +1,34 @@
+"""Embedding lookup: a row gather forward, a scatter-add of rows backward.
+
+``ids`` are int64 and already range-checked by the caller (the layer raises a clear error before
+any gather); the kernels do not check bounds. The backward splits the table's columns among
+threads, so repeated ids accumulate without races.
+"""
+
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def embedding_forward(table, ids, out):
+    """out[m, :] = table[ids[m], :]; table (V, D), ids int64 (M,), out (M, D)."""
+    width = table.shape[1]
+    for m in prange(ids.shape[0]):
+        row = table[ids[m]]
+        dst = out[m]
+        for d in range(width):
+            dst[d] = row[d]
+
+
+@njit(cache=True, parallel=True)
+def embedding_backward(grad, ids, dtable):
+    """dtable[ids[m], :] += grad[m, :] for every m (repeats add); grad (M, D), dtable (V, D)."""
+    width = grad.shape[1]
+    blocks = max(1, min(8, width // 16))
+    for b in prange(blocks):
+        lo = b * width // blocks
+        hi = (b + 1) * width // blocks
+        for m in range(ids.shape[0]):
+            src = grad[m]
+            dst = dtable[ids[m]]
+            for d in range(lo, hi):
+                dst[d] += src[d]

@@ -1,0 +1,338 @@
+"""LSTM and GRU over whole sequences, forward and backward through time (Keras 3 math).
+
+Layout: the sequence wrappers take time-major input ``x (T, N, in)`` in processing order (the
+caller reverses it for ``go_backwards``) and a per-step boolean ``mask (T, N)`` or None. At a
+masked step (``mask[t, n]`` False) the state is carried through unchanged; the step's output is
+the state, so the caller gets Keras's "repeat the previous output" by reading the states.
+
+Work per sequence: one GEMM projects the inputs of every step (``x @ kernel + bias``); each step
+does one GEMM for the recurrent part (``h @ recurrent_kernel``, numpy) and one fused Numba kernel
+for the gate nonlinearities and state update, which saves the gates backward needs. Backward
+mirrors it: a fused kernel per step for the gate derivatives, one GEMM per step back to ``h``, then
+one GEMM each for the kernel, recurrent-kernel and input gradients over all steps at once.
+
+Gate order and formulas follow Keras 3:
+LSTM (i, f, c, o): ``c = f * c + i * act(z_c)``, ``h = o * act(c)``, gates by ``rec_act``.
+GRU, reset_after=True (z, r, h), bias (2, 3u) = (input bias, recurrent bias):
+``hh = act(x_h + r * (h @ U_h + b_rh))``, ``h = z * h_prev + (1 - z) * hh``.
+Activations are the integer codes of ``kernels.activations`` (linear, relu, sigmoid, tanh).
+
+The per-step kernels are serial on purpose: a step holds only N * units elements (2048 for a
+batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. Threaded BLAS between the
+short steps is slow (the layers call these wrappers under a one-thread BLAS limit; see
+``fastnn.layers.recurrent``).
+"""
+
+import numpy as np
+from numba import njit
+
+from .activations import LINEAR, RELU, SIGMOID, TANH, bias_activation_forward, column_sums_add
+
+ELEMENTWISE = (LINEAR, RELU, SIGMOID, TANH)
+
+
+@njit(cache=True, inline="always")
+def _act(z, code, zero, one):
+    if code == SIGMOID:
+        if z >= zero:  # split by sign so exp never overflows
+            return one / (one + np.exp(-z))
+        e = np.exp(z)
+        return e / (one + e)
+    if code == TANH:
+        return np.tanh(z)
+    if code == RELU:
+        return z if z > zero else zero
+    return z
+
+
+@njit(cache=True, inline="always")
+def _dact(y, code, zero, one):
+    # The derivative of the activation, written in terms of its output y.
+    if code == SIGMOID:
+        return y * (one - y)
+    if code == TANH:
+        return one - y * y
+    if code == RELU:
+        return one if y > zero else zero
+    return one
+
+
+# ---------------------------------------------------------------- LSTM
+
+
+@njit(cache=True)
+def lstm_step_forward(xp, rec, h_prev, c_prev, mask, act, rec_act, gates, h, c):
+    """One LSTM step: z = xp + rec (N, 4u) -> gates (N, 4u) [i, f, g, o], h, c (N, u)."""
+    n, u = h.shape
+    zero = h.dtype.type(0)
+    one = h.dtype.type(1)
+    for b in range(n):
+        if not mask[b]:
+            for j in range(4 * u):
+                gates[b, j] = zero
+            for j in range(u):
+                h[b, j] = h_prev[b, j]
+                c[b, j] = c_prev[b, j]
+            continue
+        for j in range(u):
+            i = _act(xp[b, j] + rec[b, j], rec_act, zero, one)
+            f = _act(xp[b, u + j] + rec[b, u + j], rec_act, zero, one)
+            g = _act(xp[b, 2 * u + j] + rec[b, 2 * u + j], act, zero, one)
+            o = _act(xp[b, 3 * u + j] + rec[b, 3 * u + j], rec_act, zero, one)
+            cc = f * c_prev[b, j] + i * g
+            gates[b, j] = i
+            gates[b, u + j] = f
+            gates[b, 2 * u + j] = g
+            gates[b, 3 * u + j] = o
+            c[b, j] = cc
+            h[b, j] = o * _act(cc, act, zero, one)
+
+
+@njit(cache=True)
+def lstm_step_backward(dy, dhr, dh, dc, c_prev, c, gates, mask, act, rec_act, dz):
+    """LSTM step backward: dz (N, 4u) from dy, dhr (N, u); carries dh, dc (N, u) updated."""
+    # dL/dh_t = dy + dhr + dh with dhr = dz_{t+1} @ recurrent_kernel.T; masked rows pass it on.
+    n, u = c.shape
+    zero = c.dtype.type(0)
+    one = c.dtype.type(1)
+    for b in range(n):
+        if not mask[b]:
+            for j in range(u):
+                dh[b, j] += dy[b, j] + dhr[b, j]
+            for j in range(4 * u):
+                dz[b, j] = zero
+            continue
+        for j in range(u):
+            dh_t = dy[b, j] + dhr[b, j] + dh[b, j]
+            i = gates[b, j]
+            f = gates[b, u + j]
+            g = gates[b, 2 * u + j]
+            o = gates[b, 3 * u + j]
+            tc = _act(c[b, j], act, zero, one)
+            dc_t = dc[b, j] + dh_t * o * _dact(tc, act, zero, one)
+            dz[b, j] = dc_t * g * _dact(i, rec_act, zero, one)
+            dz[b, u + j] = dc_t * c_prev[b, j] * _dact(f, rec_act, zero, one)
+            dz[b, 2 * u + j] = dc_t * i * _dact(g, act, zero, one)
+            dz[b, 3 * u + j] = dh_t * tc * _dact(o, rec_act, zero, one)
+            dc[b, j] = dc_t * f
+            dh[b, j] = zero
+
+
+def _project(x, kernel, bias):
+    """x (T, N, in) @ kernel (in, G) + bias (G,) or None -> (T, N, G), one GEMM for every step."""
+    steps, n, _ = x.shape
+    xp = x.reshape(steps * n, x.shape[2]) @ kernel
+    if bias is not None:
+        bias_activation_forward(xp, bias, LINEAR, xp)
+    return xp.reshape(steps, n, kernel.shape[1])
+
+
+def _all_steps(mask, steps, n):
+    return np.ones((steps, n), dtype=np.bool_) if mask is None else np.ascontiguousarray(mask)
+
+
+def lstm_forward(x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act):
+    """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u).
+
+    x (T, N, in) time-major, kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,) or None,
+    mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
+    """
+    x = np.ascontiguousarray(x)
+    steps, n, _ = x.shape
+    units = recurrent_kernel.shape[0]
+    mask = _all_steps(mask, steps, n)
+    xp = _project(x, kernel, bias)
+    hs = np.empty((steps + 1, n, units), dtype=x.dtype)
+    cs = np.empty((steps + 1, n, units), dtype=x.dtype)
+    hs[0] = h0
+    cs[0] = c0
+    gates = np.empty((steps, n, 4 * units), dtype=x.dtype)
+    rec = np.empty((n, 4 * units), dtype=x.dtype)
+    for t in range(steps):
+        np.matmul(hs[t], recurrent_kernel, out=rec)
+        lstm_step_forward(
+            xp[t], rec, hs[t], cs[t], mask[t], act, rec_act, gates[t], hs[t + 1], cs[t + 1]
+        )
+    return hs, cs, gates
+
+
+def lstm_backward(
+    x,
+    kernel,
+    recurrent_kernel,
+    hs,
+    cs,
+    gates,
+    mask,
+    act,
+    rec_act,
+    dy,
+    dh_last,
+    dc_last,
+    dkernel=None,
+    drecurrent_kernel=None,
+    dbias=None,
+):
+    """(dx (T, N, in), dh0, dc0 (N, u)) from dy (T, N, u) or None and dh_last, dc_last (N, u).
+
+    dy is the gradient of each step's output hs[t + 1]; dh_last / dc_last that of the final
+    states. Adds into dkernel (in, 4u), drecurrent_kernel (u, 4u), dbias (4u,) unless None.
+    """
+    x = np.ascontiguousarray(x)
+    steps, n, _ = x.shape
+    units = recurrent_kernel.shape[0]
+    mask = _all_steps(mask, steps, n)
+    dtype = x.dtype
+    dh = np.array(dh_last, dtype=dtype, order="C")
+    dc = np.array(dc_last, dtype=dtype, order="C")
+    dhr = np.zeros((n, units), dtype=dtype)
+    no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
+    dz = np.empty((steps, n, 4 * units), dtype=dtype)
+    recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
+    for t in range(steps - 1, -1, -1):
+        dy_t = no_dy if dy is None else dy[t]
+        lstm_step_backward(
+            dy_t, dhr, dh, dc, cs[t], cs[t + 1], gates[t], mask[t], act, rec_act, dz[t]
+        )
+        np.matmul(dz[t], recurrent_t, out=dhr)
+    dh += dhr
+    return _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None), dh, dc
+
+
+def _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec):
+    """Weight gradients over all steps at once (one GEMM each) and dx = dxp @ kernel.T."""
+    steps, n, _ = x.shape
+    dxp2 = dxp.reshape(steps * n, dxp.shape[2])
+    drec2 = drec.reshape(steps * n, drec.shape[2])
+    if dkernel is not None:
+        dkernel += x.reshape(steps * n, x.shape[2]).T @ dxp2
+    if drecurrent_kernel is not None:
+        drecurrent_kernel += hs[:-1].reshape(steps * n, hs.shape[2]).T @ drec2
+    if dbias_in is not None:
+        column_sums_add(dxp2, dbias_in)
+    if dbias_rec is not None:
+        column_sums_add(drec2, dbias_rec)
+    return (dxp2 @ kernel.T).reshape(x.shape)
+
+
+# ---------------------------------------------------------------- GRU
+
+
+@njit(cache=True)
+def gru_step_forward(xp, rec, rbias, h_prev, mask, act, rec_act, gates, h):
+    """One GRU step: xp, rec (N, 3u), rbias (3u,) -> gates (N, 4u) [z, r, hh, rh], h (N, u)."""
+    n, u = h.shape
+    zero = h.dtype.type(0)
+    one = h.dtype.type(1)
+    for b in range(n):
+        if not mask[b]:
+            for j in range(4 * u):
+                gates[b, j] = zero
+            for j in range(u):
+                h[b, j] = h_prev[b, j]
+            continue
+        for j in range(u):
+            z = _act(xp[b, j] + (rec[b, j] + rbias[j]), rec_act, zero, one)
+            r = _act(xp[b, u + j] + (rec[b, u + j] + rbias[u + j]), rec_act, zero, one)
+            rh = rec[b, 2 * u + j] + rbias[2 * u + j]
+            hh = _act(xp[b, 2 * u + j] + r * rh, act, zero, one)
+            gates[b, j] = z
+            gates[b, u + j] = r
+            gates[b, 2 * u + j] = hh
+            gates[b, 3 * u + j] = rh
+            h[b, j] = z * h_prev[b, j] + (one - z) * hh
+
+
+@njit(cache=True)
+def gru_step_backward(dy, dhr, dh, h_prev, gates, mask, act, rec_act, dxp, drec):
+    """GRU step backward: dxp, drec (N, 3u) from dy, dhr (N, u); carry dh (N, u) updated."""
+    # dxp / drec: gradients of the input-side / recurrent-side preactivations (they differ in
+    # the candidate's third: drec_h = dxp_h * r). dL/dh_t = dy + dhr + dh as for the LSTM.
+    n, u = h_prev.shape
+    zero = h_prev.dtype.type(0)
+    one = h_prev.dtype.type(1)
+    for b in range(n):
+        if not mask[b]:
+            for j in range(u):
+                dh[b, j] += dy[b, j] + dhr[b, j]
+            for j in range(3 * u):
+                dxp[b, j] = zero
+                drec[b, j] = zero
+            continue
+        for j in range(u):
+            dh_t = dy[b, j] + dhr[b, j] + dh[b, j]
+            z = gates[b, j]
+            r = gates[b, u + j]
+            hh = gates[b, 2 * u + j]
+            rh = gates[b, 3 * u + j]
+            da = dh_t * (one - z) * _dact(hh, act, zero, one)
+            dzp = dh_t * (h_prev[b, j] - hh) * _dact(z, rec_act, zero, one)
+            drp = da * rh * _dact(r, rec_act, zero, one)
+            dxp[b, j] = dzp
+            dxp[b, u + j] = drp
+            dxp[b, 2 * u + j] = da
+            drec[b, j] = dzp
+            drec[b, u + j] = drp
+            drec[b, 2 * u + j] = da * r
+            dh[b, j] = dh_t * z
+
+
+def gru_forward(x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act):
+    """(hs, gates): states hs (T+1, N, u) from h0 (N, u) and gates (T, N, 4u) [z, r, hh, rh].
+
+    x (T, N, in) time-major, kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u) or None,
+    mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
+    """
+    x = np.ascontiguousarray(x)
+    steps, n, _ = x.shape
+    units = recurrent_kernel.shape[0]
+    mask = _all_steps(mask, steps, n)
+    xp = _project(x, kernel, None if bias is None else bias[0])
+    rbias = np.zeros(3 * units, dtype=x.dtype) if bias is None else bias[1]
+    hs = np.empty((steps + 1, n, units), dtype=x.dtype)
+    hs[0] = h0
+    gates = np.empty((steps, n, 4 * units), dtype=x.dtype)
+    rec = np.empty((n, 3 * units), dtype=x.dtype)
+    for t in range(steps):
+        np.matmul(hs[t], recurrent_kernel, out=rec)
+        gru_step_forward(xp[t], rec, rbias, hs[t], mask[t], act, rec_act, gates[t], hs[t + 1])
+    return hs, gates
+
+
+def gru_backward(
+    x,
+    kernel,
+    recurrent_kernel,
+    hs,
+    gates,
+    mask,
+    act,
+    rec_act,
+    dy,
+    dh_last,
+    dkernel=None,
+    drecurrent_kernel=None,
+    dbias=None,
+):
+    """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
+
+    Adds into dkernel (in, 3u), drecurrent_kernel (u, 3u), dbias (2, 3u) unless None.
+    """
+    x = np.ascontiguousarray(x)
+    steps, n, _ = x.shape
+    units = recurrent_kernel.shape[0]
+    mask = _all_steps(mask, steps, n)
+    dtype = x.dtype
+    dh = np.array(dh_last, dtype=dtype, order="C")
+    dhr = np.zeros((n, units), dtype=dtype)
+    no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
+    dxp = np.empty((steps, n, 3 * units), dtype=dtype)
+    drec = np.empty((steps, n, 3 * units), dtype=dtype)
+    recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
+    for t in range(steps - 1, -1, -1):
+        dy_t = no_dy if dy is None else dy[t]
+        gru_step_backward(dy_t, dhr, dh, hs[t], gates[t], mask[t], act, rec_act, dxp[t], drec[t])
+        np.matmul(drec[t], recurrent_t, out=dhr)
+    dh += dhr
+    db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
+    return _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec), dh

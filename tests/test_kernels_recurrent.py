@@ -1,0 +1,351 @@
+"""Embedding, LSTM and GRU kernels against plain numpy references, float32 and float64.
+
+Forward passes are compared with a step-by-step numpy transcription of Keras 3's math; backward
+passes with central differences of that reference in float64, and in float32 with the float64
+kernel. The fused per-step kernels must compile for float32 without widening to double.
+"""
+
+import numpy as np
+import pytest
+from gradcheck import numeric_gradient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba_checks import float64_ops
+
+from fastnn.kernels import activations as A
+from fastnn.kernels import embedding as E
+from fastnn.kernels import recurrent as R
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+SETTINGS = settings(max_examples=10, deadline=None)
+CODES = [A.LINEAR, A.RELU, A.SIGMOID, A.TANH]
+
+
+def act(z, code):
+    if code == A.SIGMOID:
+        return 1 / (1 + np.exp(-z))
+    if code == A.TANH:
+        return np.tanh(z)
+    if code == A.RELU:
+        return np.maximum(z, 0)
+    return z
+
+
+# ---------------------------------------------------------------- numpy references (Keras math)
+
+
+def lstm_reference(x, W, U, b, h, c, mask, a=A.TANH, ra=A.SIGMOID):
+    """hs (T+1, N, u), cs: states after every step of x (T, N, in), masked steps carried."""
+    hs, cs = [h], [c]
+    for t in range(x.shape[0]):
+        z = x[t] @ W + (0 if b is None else b) + h @ U
+        i, f, g, o = np.split(z, 4, axis=1)
+        c_new = act(f, ra) * c + act(i, ra) * act(g, a)
+        h_new = act(o, ra) * act(c_new, a)
+        keep = np.ones(len(h), bool) if mask is None else mask[t]
+        h = np.where(keep[:, None], h_new, h)
+        c = np.where(keep[:, None], c_new, c)
+        hs.append(h)
+        cs.append(c)
+    return np.stack(hs), np.stack(cs)
+
+
+def gru_reference(x, W, U, b, h, mask, a=A.TANH, ra=A.SIGMOID):
+    """hs (T+1, N, u): states after every step, reset_after=True, bias (2, 3u) or None."""
+    hs = [h]
+    b_in, b_rec = (0, 0) if b is None else (b[0], b[1])
+    for t in range(x.shape[0]):
+        xz, xr, xh = np.split(x[t] @ W + b_in, 3, axis=1)
+        rz, rr, rh = np.split(h @ U + b_rec, 3, axis=1)
+        z = act(xz + rz, ra)
+        r = act(xr + rr, ra)
+        hh = act(xh + r * rh, a)
+        h_new = z * h + (1 - z) * hh
+        keep = np.ones(len(h), bool) if mask is None else mask[t]
+        h = np.where(keep[:, None], h_new, h)
+        hs.append(h)
+    return np.stack(hs)
+
+
+def problem(seed, dtype, kind, steps, batch, in_dim, units, use_bias=True, masked=False):
+    rng = np.random.default_rng(seed)
+    g = 4 if kind == "lstm" else 3
+    p = {
+        "x": rng.standard_normal((steps, batch, in_dim)),
+        "W": rng.standard_normal((in_dim, g * units)) * 0.5,
+        "U": rng.standard_normal((units, g * units)) * 0.5,
+        "b": None
+        if not use_bias
+        else rng.standard_normal((g * units,) if g == 4 else (2, 3 * units)),
+        "h": rng.standard_normal((batch, units)) * 0.5,
+        "c": rng.standard_normal((batch, units)) * 0.5,
+    }
+    p = {k: None if v is None else np.ascontiguousarray(v, dtype=dtype) for k, v in p.items()}
+    p["mask"] = rng.random((steps, batch)) < 0.7 if masked else None
+    return p
+
+
+sizes = dict(
+    steps=st.integers(1, 5),
+    batch=st.integers(1, 3),
+    in_dim=st.integers(1, 4),
+    units=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    use_bias=st.booleans(),
+    masked=st.booleans(),
+)
+
+
+# ---------------------------------------------------------------- embedding
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_forward_gathers_rows(dtype):
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((7, 5)).astype(dtype)
+    ids = np.array([3, 0, 6, 3, 1], dtype=np.int64)
+    out = np.empty((5, 5), dtype)
+    E.embedding_forward(table, ids, out)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, table[ids])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [1, 5, 40])
+def test_embedding_backward_scatter_adds_and_accumulates_repeats(dtype, width):
+    rng = np.random.default_rng(1)
+    ids = np.array([2, 0, 2, 2, 5, 0], dtype=np.int64)
+    grad = rng.standard_normal((6, width)).astype(dtype)
+    dtable = rng.standard_normal((6, width)).astype(dtype)
+    expected = dtable.astype(np.float64)
+    np.add.at(expected, ids, grad.astype(np.float64))
+    E.embedding_backward(grad, ids, dtable)
+    assert dtable.dtype == dtype
+    np.testing.assert_allclose(dtable, expected, **TOL[dtype])
+
+
+# ---------------------------------------------------------------- forward vs reference
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(**sizes)
+def test_lstm_forward_matches_numpy(dtype, steps, batch, in_dim, units, seed, use_bias, masked):
+    p = problem(seed, dtype, "lstm", steps, batch, in_dim, units, use_bias, masked)
+    hs, cs, gates = R.lstm_forward(
+        p["x"], p["W"], p["U"], p["b"], p["h"], p["c"], p["mask"], A.TANH, A.SIGMOID
+    )
+    ref = lstm_reference(
+        *(p[k].astype(np.float64) if p[k] is not None else None for k in "xWUbhc"), p["mask"]
+    )
+    assert hs.dtype == cs.dtype == gates.dtype == dtype
+    assert gates.shape == (steps, batch, 4 * units)
+    np.testing.assert_allclose(hs, ref[0], **TOL[dtype])
+    np.testing.assert_allclose(cs, ref[1], **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(**sizes)
+def test_gru_forward_matches_numpy(dtype, steps, batch, in_dim, units, seed, use_bias, masked):
+    p = problem(seed, dtype, "gru", steps, batch, in_dim, units, use_bias, masked)
+    hs, gates = R.gru_forward(p["x"], p["W"], p["U"], p["b"], p["h"], p["mask"], A.TANH, A.SIGMOID)
+    ref = gru_reference(
+        *(p[k].astype(np.float64) if p[k] is not None else None for k in "xWUbh"), p["mask"]
+    )
+    assert hs.dtype == gates.dtype == dtype
+    np.testing.assert_allclose(hs, ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("a", CODES)
+@pytest.mark.parametrize("ra", [A.SIGMOID, A.LINEAR])
+def test_other_activations_match_numpy(a, ra):
+    p = problem(3, np.float64, "lstm", 4, 2, 3, 3)
+    hs, _, _ = R.lstm_forward(p["x"], p["W"], p["U"], p["b"], p["h"], p["c"], None, a, ra)
+    np.testing.assert_allclose(
+        hs, lstm_reference(p["x"], p["W"], p["U"], p["b"], p["h"], p["c"], None, a, ra)[0]
+    )
+    q = problem(3, np.float64, "gru", 4, 2, 3, 3)
+    hs, _ = R.gru_forward(q["x"], q["W"], q["U"], q["b"], q["h"], None, a, ra)
+    np.testing.assert_allclose(
+        hs, gru_reference(q["x"], q["W"], q["U"], q["b"], q["h"], None, a, ra)
+    )
+
+
+# ---------------------------------------------------------------- backward vs finite differences
+
+
+def run_backward(kind, p, dy, dlast, a=A.TANH, ra=A.SIGMOID):
+    """(dx, dstates, dW, dU, db) from the kernels; dlast = grads of the final states."""
+    dW, dU = np.zeros_like(p["W"]), np.zeros_like(p["U"])
+    db = None if p["b"] is None else np.zeros_like(p["b"])
+    if kind == "lstm":
+        hs, cs, gates = R.lstm_forward(
+            p["x"], p["W"], p["U"], p["b"], p["h"], p["c"], p["mask"], a, ra
+        )
+        dx, dh0, dc0 = R.lstm_backward(
+            p["x"], p["W"], p["U"], hs, cs, gates, p["mask"], a, ra, dy, *dlast, dW, dU, db
+        )
+        return dx, [dh0, dc0], dW, dU, db
+    hs, gates = R.gru_forward(p["x"], p["W"], p["U"], p["b"], p["h"], p["mask"], a, ra)
+    dx, dh0 = R.gru_backward(
+        p["x"], p["W"], p["U"], hs, gates, p["mask"], a, ra, dy, dlast[0], dW, dU, db
+    )
+    return dx, [dh0], dW, dU, db
+
+
+def objective(kind, p, dy, dlast, a=A.TANH, ra=A.SIGMOID):
+    """sum(dy * hs[1:]) + sum(dlast * final states), from the numpy reference."""
+
+    def value():
+        if kind == "lstm":
+            hs, cs = lstm_reference(
+                p["x"], p["W"], p["U"], p["b"], p["h"], p["c"], p["mask"], a, ra
+            )
+            finals = [hs[-1], cs[-1]]
+        else:
+            hs = gru_reference(p["x"], p["W"], p["U"], p["b"], p["h"], p["mask"], a, ra)
+            finals = [hs[-1]]
+        total = 0.0 if dy is None else float(np.sum(dy * hs[1:]))
+        return total + sum(float(np.sum(g * f)) for g, f in zip(dlast, finals))
+
+    return value
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@SETTINGS
+@given(**sizes, with_dy=st.booleans())
+def test_backward_matches_finite_differences(
+    kind, steps, batch, in_dim, units, seed, use_bias, masked, with_dy
+):
+    p = problem(seed, np.float64, kind, steps, batch, in_dim, units, use_bias, masked)
+    rng = np.random.default_rng(seed + 1)
+    dy = rng.standard_normal((steps, batch, units)) if with_dy else None
+    dlast = [rng.standard_normal((batch, units)) for _ in range(2 if kind == "lstm" else 1)]
+    dx, dstates, dW, dU, db = run_backward(kind, p, dy, dlast)
+    f = objective(kind, p, dy, dlast)
+    names = ["x", "h", "c"][: 1 + len(dstates)] + ["W", "U"] + (["b"] if use_bias else [])
+    grads = [dx, *dstates, dW, dU] + ([db] if use_bias else [])
+    for name, grad in zip(names, grads):
+        np.testing.assert_allclose(
+            grad, numeric_gradient(f, p[name]), rtol=1e-5, atol=1e-7, err_msg=name
+        )
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("a", [A.RELU, A.LINEAR])
+def test_backward_other_activations(kind, a):
+    p = problem(5, np.float64, kind, 3, 2, 3, 2, masked=True)
+    dy = np.random.default_rng(6).standard_normal((3, 2, 2))
+    dlast = [np.ones((2, 2))] * (2 if kind == "lstm" else 1)
+    dx, dstates, dW, dU, db = run_backward(kind, p, dy, dlast, a, A.SIGMOID)
+    f = objective(kind, p, dy, dlast, a, A.SIGMOID)
+    for name, grad in zip(["x", "W", "U", "b"], [dx, dW, dU, db]):
+        np.testing.assert_allclose(
+            grad, numeric_gradient(f, p[name]), rtol=1e-5, atol=1e-7, err_msg=name
+        )
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_float32_backward_matches_float64(kind):
+    p64 = problem(7, np.float64, kind, 6, 3, 4, 5, masked=True)
+    p32 = {k: v if v is None or v.dtype == bool else v.astype(np.float32) for k, v in p64.items()}
+    rng = np.random.default_rng(8)
+    dy = rng.standard_normal((6, 3, 5))
+    dlast = [rng.standard_normal((3, 5)) for _ in range(2 if kind == "lstm" else 1)]
+    got = run_backward(kind, p32, dy.astype(np.float32), [d.astype(np.float32) for d in dlast])
+    expected = run_backward(kind, p64, dy, dlast)
+    flat_got = [got[0], *got[1], *got[2:]]
+    flat_expected = [expected[0], *expected[1], *expected[2:]]
+    for g, e in zip(flat_got, flat_expected):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+
+
+def test_masked_rows_carry_state_and_gradient():
+    p = problem(9, np.float64, "lstm", 4, 2, 3, 2)
+    p["mask"] = np.array([[True, False], [False, False], [True, False], [False, False]])
+    hs, cs, _ = R.lstm_forward(
+        p["x"], p["W"], p["U"], p["b"], p["h"], p["c"], p["mask"], A.TANH, A.SIGMOID
+    )
+    np.testing.assert_array_equal(hs[:, 1], np.repeat(p["h"][1:], 5, axis=0))  # never updated
+    np.testing.assert_array_equal(hs[2, 0], hs[1, 0])
+    dlast = [np.ones((2, 2)), np.ones((2, 2))]
+    dx, (dh0, dc0), *_ = run_backward("lstm", p, None, dlast)
+    np.testing.assert_array_equal(dx[:, 1], 0)  # a fully masked sample gets no input gradient
+    np.testing.assert_array_equal(dh0[1], 1)  # and its final-state gradient passes straight back
+    np.testing.assert_array_equal(dc0[1], 1)
+
+
+# ---------------------------------------------------------------- no float64 inside float32 kernels
+
+
+def step_args(kind, dtype):
+    n, u = 2, 3
+    f = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
+    mask = np.ones(n, bool)
+    if kind == "lstm_forward":
+        return R.lstm_step_forward, (
+            f(n, 4 * u),
+            f(n, 4 * u),
+            f(n, u),
+            f(n, u),
+            mask,
+            3,
+            2,
+            f(n, 4 * u),
+            f(n, u),
+            f(n, u),
+        )
+    if kind == "lstm_backward":
+        return R.lstm_step_backward, (
+            f(n, u),
+            f(n, u),
+            f(n, u),
+            f(n, u),
+            f(n, u),
+            f(n, u),
+            f(n, 4 * u),
+            mask,
+            3,
+            2,
+            f(n, 4 * u),
+        )
+    if kind == "gru_forward":
+        return R.gru_step_forward, (
+            f(n, 3 * u),
+            f(n, 3 * u),
+            f(3 * u),
+            f(n, u),
+            mask,
+            3,
+            2,
+            f(n, 4 * u),
+            f(n, u),
+        )
+    return R.gru_step_backward, (
+        f(n, u),
+        f(n, u),
+        f(n, u),
+        f(n, u),
+        f(n, 4 * u),
+        mask,
+        3,
+        2,
+        f(n, 3 * u),
+        f(n, 3 * u),
+    )
+
+
+@pytest.mark.parametrize("kind", ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward"])
+def test_fused_cell_kernels_stay_float32(kind):
+    kernel, args = step_args(kind, np.float32)
+    assert float64_ops(kernel, *args) == []
+
+
+def test_embedding_kernels_stay_float32():
+    table = np.zeros((4, 3), np.float32)
+    ids = np.zeros(2, np.int64)
+    assert float64_ops(E.embedding_forward, table, ids, np.zeros((2, 3), np.float32)) == []
+    assert float64_ops(E.embedding_backward, np.zeros((2, 3), np.float32), ids, table) == []

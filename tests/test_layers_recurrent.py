@@ -1,0 +1,455 @@
+"""Embedding, LSTM and GRU layers: float64 gradient checks, Keras 3 parity, shapes, errors.
+
+Parity runs Keras 3 on the torch backend with the same weights (``set_weights``): outputs of every
+mode (return_sequences, return_state, go_backwards, initial_state, masks from a Keras
+``Embedding(mask_zero=True)``) and the seed document's text model, whose predictions and one Adam
+``train_on_batch`` must match.
+"""
+
+import os
+
+os.environ["KERAS_BACKEND"] = "torch"  # keras reads this once, at import
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from gradcheck import check_gradients, check_model_gradients, randomize_weights  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import fastnn  # noqa: E402
+from fastnn import layers  # noqa: E402
+from fastnn.layers.embedding import Embedding  # noqa: E402
+from fastnn.layers.recurrent import GRU, LSTM  # noqa: E402
+
+keras = pytest.importorskip("keras")
+
+F64 = "float64"
+SETTINGS = settings(max_examples=12, deadline=None)
+RNNS = {"lstm": (LSTM, 2), "gru": (GRU, 1)}
+
+
+def normal(rng, *shape, scale=1.0):
+    return scale * rng.standard_normal(shape)
+
+
+def random_mask(rng, n, steps):
+    return rng.random((n, steps)) < 0.6
+
+
+# ---------------------------------------------------------------- gradient checks (float64)
+
+
+def check_rnn(layer, x, states=(), mask=None, seed=0, **kwargs):
+    """Gradient check of ``layer.forward(..., mask=mask)`` w.r.t. x, the states and the weights."""
+    given_states = len(states) > 0
+
+    def forward(xs):
+        inputs = list(xs) if given_states else xs[0]
+        out, ctx = layer.forward(inputs, True, mask=mask)
+        return (out if isinstance(out, list) else [out]), ctx
+
+    def backward(ctx, grads):
+        g = layer.backward(ctx, grads if layer.return_state else grads[0])
+        return g if given_states else [g]
+
+    what = f"{type(layer).__name__} '{layer.name}'"
+    return check_gradients(
+        forward, backward, [x, *states], layer.trainable_weights, seed=seed, what=what, **kwargs
+    )
+
+
+@pytest.mark.parametrize("kind", list(RNNS))
+@SETTINGS
+@given(
+    batch=st.integers(1, 3),
+    steps=st.integers(1, 4),
+    in_dim=st.integers(1, 3),
+    units=st.integers(1, 3),
+    return_sequences=st.booleans(),
+    return_state=st.booleans(),
+    go_backwards=st.booleans(),
+    with_state=st.booleans(),
+    masked=st.booleans(),
+    use_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_rnn_gradients(
+    kind,
+    batch,
+    steps,
+    in_dim,
+    units,
+    return_sequences,
+    return_state,
+    go_backwards,
+    with_state,
+    masked,
+    use_bias,
+    seed,
+):
+    cls, n_states = RNNS[kind]
+    layer = cls(
+        units,
+        return_sequences=return_sequences,
+        return_state=return_state,
+        go_backwards=go_backwards,
+        use_bias=use_bias,
+        dtype=F64,
+    )
+    rng = np.random.default_rng(seed)
+    x = normal(rng, batch, steps, in_dim)
+    states = [normal(rng, batch, units, scale=0.5) for _ in range(n_states)] if with_state else []
+    layer._maybe_build([x.shape, *(s.shape for s in states)] if states else x.shape)
+    randomize_weights(layer, seed)
+    mask = random_mask(rng, batch, steps) if masked else None
+    check_rnn(layer, x, states, mask, seed=seed)
+
+
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_rnn_gradients_with_input_dropout(kind):
+    layer = RNNS[kind][0](3, dropout=0.4, return_sequences=True, seed=1, dtype=F64)
+    rng = np.random.default_rng(0)
+    x = normal(rng, 3, 4, 5)
+    layer._maybe_build(x.shape)
+    randomize_weights(layer, 2)
+
+    def reset():
+        layer._rng = np.random.default_rng(7)
+
+    grads = check_rnn(layer, x, reset=reset, fixed=lambda ctx: ctx[1])
+    reset()
+    _, ctx = layer.forward(x, True)
+    dropped = ctx[1] == 0  # (batch, features): the same units are dropped at every step
+    assert dropped.any() and not dropped.all()
+    np.testing.assert_array_equal(np.broadcast_to(dropped[:, None, :], x.shape), grads[0] == 0)
+
+
+@SETTINGS
+@given(
+    batch=st.integers(1, 3),
+    length=st.integers(1, 4),
+    vocab=st.integers(1, 6),
+    dim=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_embedding_gradient(batch, length, vocab, dim, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab, (batch, length))  # repeats are likely: gradients must add up
+    layer = Embedding(vocab, dim, dtype=F64)
+    layer._maybe_build(ids.shape)
+    randomize_weights(layer, seed)
+
+    def forward(_):
+        out, ctx = layer.forward(ids, True)
+        return [out], ctx
+
+    def backward(ctx, grads):
+        assert layer.backward(ctx, grads[0]) is None
+        return []
+
+    check_gradients(forward, backward, [], layer.trainable_weights, seed=seed)
+
+
+def test_text_model_gradients():
+    """Embedding -> LSTM -> GRU -> Dense as a fastnn Model: the graph path, float64."""
+    ids = fastnn.Input((5,))
+    x = Embedding(7, 3, dtype=F64)(ids)
+    x = LSTM(3, return_sequences=True, dtype=F64)(x)
+    x = GRU(2, go_backwards=True, dtype=F64)(x)
+    out = layers.Dense(1, activation="sigmoid", dtype=F64)(x)
+    model = fastnn.Model(ids, out)
+    randomize_weights(model, 3)
+    data = np.random.default_rng(4).integers(0, 7, (2, 5)).astype(F64)
+
+    def forward(_):  # ids are held fixed: they have no gradient
+        return model._graph.forward([data], True)
+
+    def backward(tape, grads):
+        assert model._graph.backward(tape, grads) == [None]
+        return []
+
+    check_gradients(forward, backward, [], model.trainable_weights, model.weights)
+
+
+def test_initial_state_through_a_model():
+    """initial_state= on symbolic tensors: the states are node inputs and get gradients."""
+    x, h0, c0 = fastnn.Input((4, 2)), fastnn.Input((3,)), fastnn.Input((3,))
+    seq, h, c = LSTM(3, return_sequences=True, return_state=True, dtype=F64)(
+        x, initial_state=[h0, c0]
+    )
+    assert seq.shape == (None, 4, 3) and h.shape == c.shape == (None, 3)
+    out = GRU(3, dtype=F64)(seq, initial_state=h)
+    model = fastnn.Model([x, h0, c0], [out, c])
+    randomize_weights(model, 5)
+    rng = np.random.default_rng(6)
+    grads = check_model_gradients(
+        model, [normal(rng, 2, 4, 2), normal(rng, 2, 3), normal(rng, 2, 3)]
+    )
+    assert all(np.abs(g).max() > 0 for g in grads)
+
+
+# ---------------------------------------------------------------- Keras parity (float32)
+
+
+def keras_numpy(value):
+    if isinstance(value, (list, tuple)):
+        return [keras_numpy(v) for v in value]
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def perturbed_weights(keras_layer, seed=0):
+    rng = np.random.default_rng(seed)
+    return [w + rng.normal(0, 0.2, w.shape).astype(w.dtype) for w in keras_layer.get_weights()]
+
+
+def assert_outputs_close(ours, theirs, rtol=1e-5, atol=1e-6):
+    theirs = keras_numpy(theirs)
+    if isinstance(theirs, list):
+        assert isinstance(ours, list) and len(ours) == len(theirs)
+        for o, t in zip(ours, theirs):
+            assert o.dtype == np.float32 and o.shape == t.shape
+            np.testing.assert_allclose(o, t, rtol=rtol, atol=atol)
+    else:
+        assert ours.dtype == np.float32 and ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol)
+
+
+def layer_pair(kind, **kwargs):
+    ours = RNNS[kind][0](5, **kwargs)
+    theirs = getattr(keras.layers, kind.upper())(5, **kwargs)
+    return ours, theirs
+
+
+CONFIGS = [
+    {},
+    {"return_sequences": True},
+    {"go_backwards": True},
+    {"go_backwards": True, "return_sequences": True},
+    {"return_state": True},
+    {"return_state": True, "return_sequences": True, "go_backwards": True},
+    {"use_bias": False},
+    {"activation": "relu", "recurrent_activation": "tanh"},
+]
+
+
+@pytest.mark.parametrize("kind", list(RNNS))
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_rnn_matches_keras(kind, config):
+    ours, theirs = layer_pair(kind, **config)
+    x = np.random.default_rng(1).standard_normal((4, 7, 3)).astype("float32")
+    theirs.build(x.shape)
+    weights = perturbed_weights(theirs)
+    ours._maybe_build(x.shape)
+    assert [w.shape for w in ours.weights] == [w.shape for w in weights]
+    assert [w.name for w in ours.weights] == [w.name for w in theirs.weights]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    assert_outputs_close(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("kind", list(RNNS))
+@pytest.mark.parametrize("masked", [False, True])
+def test_initial_state_matches_keras(kind, masked):
+    ours, theirs = layer_pair(kind, return_sequences=True, return_state=True)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 6, 3)).astype("float32")
+    states = [rng.standard_normal((4, 5)).astype("float32") for _ in range(RNNS[kind][1])]
+    theirs.build(x.shape)
+    weights = perturbed_weights(theirs, 1)
+    theirs.set_weights(weights)
+    ours._maybe_build([x.shape] + [s.shape for s in states])
+    ours.set_weights(weights)
+    # Leading masked steps: Keras outputs zeros there while the state stays the initial one.
+    mask = np.array([[0, 0, 1, 1, 0, 1], [1, 1, 1, 1, 1, 1], [0, 1, 0, 0, 1, 0], [0] * 6], bool)
+    kw = {"mask": mask} if masked else {}
+    expected = theirs(x, initial_state=states, **kw)
+    assert_outputs_close(ours(x, initial_state=states, **kw), expected)
+    assert_outputs_close(ours([x, *states], **kw), expected)
+
+
+@pytest.mark.parametrize("kind", list(RNNS))
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_mask_from_embedding_matches_keras(kind, return_sequences, go_backwards):
+    """Keras propagates Embedding(mask_zero=True)'s mask; fastnn gets it passed explicitly."""
+    opts = dict(return_sequences=return_sequences, go_backwards=go_backwards)
+    inp = keras.Input((6,))
+    emb_k = keras.layers.Embedding(9, 4, mask_zero=True)
+    rnn_k = getattr(keras.layers, kind.upper())(5, **opts)
+    theirs = keras.Model(inp, rnn_k(emb_k(inp)))
+    emb, rnn = Embedding(9, 4, mask_zero=True), RNNS[kind][0](5, **opts)
+    ids = np.array([[3, 4, 0, 0, 0, 0], [0, 0, 5, 1, 8, 2], [1, 2, 3, 4, 5, 6], [7, 0, 2, 0, 0, 1]])
+    emb._maybe_build(ids.shape)
+    emb.set_weights(perturbed_weights(emb_k))
+    emb_k.set_weights(emb.get_weights())
+    x = emb(ids)
+    rnn._maybe_build(x.shape)
+    weights = perturbed_weights(rnn_k, 3)
+    rnn.set_weights(weights)
+    rnn_k.set_weights(weights)
+    mask = emb.compute_mask(ids)
+    np.testing.assert_array_equal(mask, ids != 0)
+    assert (rnn.compute_mask(x, mask) is mask) == return_sequences
+    assert_outputs_close(rnn(x, mask=mask), theirs(ids))
+    inputs = fastnn.Input((6,))  # in a model the mask flows from the Embedding by itself
+    model = fastnn.Model(inputs, rnn(emb(inputs)))
+    assert_outputs_close(model.predict(ids, verbose=0), theirs(ids))
+
+
+def test_embedding_matches_keras():
+    ours, theirs = Embedding(11, 4), keras.layers.Embedding(11, 4)
+    ids = np.random.default_rng(0).integers(0, 11, (3, 5, 2))
+    theirs.build(ids.shape)
+    weights = perturbed_weights(theirs)
+    theirs.set_weights(weights)
+    ours._maybe_build(ids.shape)
+    assert [w.name for w in ours.weights] == ["embeddings"]
+    ours.set_weights(weights)
+    assert_outputs_close(ours(ids), theirs(ids), rtol=0, atol=0)
+    assert_outputs_close(ours(ids.astype("float32")), theirs(ids), rtol=0, atol=0)
+
+
+def text_model(K):
+    """The seed document's text branch."""
+    inputs = K.Input((100,), name="text")
+    x = K.layers.Embedding(5000, 128, name="embedding")(inputs)
+    x = K.layers.LSTM(64, name="lstm")(x)
+    outputs = K.layers.Dense(1, activation="sigmoid", name="score")(x)
+    return K.Model(inputs, outputs, name="text_model")
+
+
+def text_model_in(K):
+    if K is keras:
+        return text_model(K)
+    L = fastnn.layers
+    inputs = K.Input((100,), name="text")
+    x = Embedding(5000, 128, name="embedding")(inputs)
+    x = LSTM(64, name="lstm")(x)
+    outputs = L.Dense(1, activation="sigmoid", name="score")(x)
+    return K.Model(inputs, outputs, name="text_model")
+
+
+def test_seed_text_model_predicts_and_trains_like_keras():
+    keras.utils.set_random_seed(0)
+    theirs, ours = text_model_in(keras), text_model_in(fastnn)
+    assert ours.count_params() == theirs.count_params()
+    rng = np.random.default_rng(0)
+    weights = [w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in theirs.get_weights()]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    ids = rng.integers(0, 5000, (8, 100)).astype("float32")
+    labels = rng.integers(0, 2, (8, 1)).astype("float32")
+    assert_outputs_close(ours.predict(ids, verbose=0), theirs.predict(ids, verbose=0))
+    theirs.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
+    ours.compile(optimizer=fastnn.optimizers.Adam(), loss="binary_crossentropy")
+    expected = keras_numpy(theirs.train_on_batch(ids, labels))
+    got = ours.train_on_batch(ids, labels)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    for var, o, t in zip(theirs.weights, ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(o, t, rtol=1e-5, atol=1e-6, err_msg=var.path)
+
+
+# ---------------------------------------------------------------- defaults, shapes, config
+
+
+def test_defaults_follow_keras():
+    lstm = LSTM(4)
+    lstm._maybe_build((2, 3, 5))
+    assert [(w.name, w.shape) for w in lstm.weights] == [
+        ("kernel", (5, 16)),
+        ("recurrent_kernel", (4, 16)),
+        ("bias", (16,)),
+    ]
+    bias = lstm.bias.value
+    np.testing.assert_array_equal(bias, np.r_[np.zeros(4), np.ones(4), np.zeros(8)])
+    rk = lstm.recurrent_kernel.value
+    np.testing.assert_allclose(rk @ rk.T, np.eye(4), atol=1e-5)  # orthogonal rows
+    gru = GRU(4)
+    gru._maybe_build((2, 3, 5))
+    assert [w.shape for w in gru.weights] == [(5, 12), (4, 12), (2, 12)]
+    emb = Embedding(50, 3)
+    emb._maybe_build((2, 3))
+    table = emb.embeddings.value
+    assert table.dtype == np.float32 and np.abs(table).max() <= 0.05 and table.std() > 0.01
+
+
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_config_round_trip(kind):
+    layer = RNNS[kind][0](
+        3, return_sequences=True, go_backwards=True, dropout=0.25, activation="relu", name="rnn"
+    )
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    emb = Embedding(10, 2, mask_zero=True, name="emb")
+    assert Embedding.from_config(emb.get_config()).get_config() == emb.get_config()
+
+
+def test_symbolic_shapes():
+    ids = fastnn.Input((100,))
+    x = Embedding(5000, 128)(ids)
+    assert x.shape == (None, 100, 128)
+    assert LSTM(64)(x).shape == (None, 64)
+    assert GRU(8, return_sequences=True)(x).shape == (None, 100, 8)
+    outs = GRU(8, return_state=True)(x)
+    assert [t.shape for t in outs] == [(None, 8), (None, 8)]
+
+
+def test_dropout_only_in_training():
+    layer = LSTM(3, dropout=0.5, seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 5, 6)).astype("float32")
+    assert not np.allclose(layer(x, training=True), layer(x))
+    np.testing.assert_array_equal(layer(x), layer(x, training=False))
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_embedding_index_out_of_range_names_layer_index_and_input_dim():
+    layer = Embedding(5, 2, name="words")
+    with pytest.raises(ValueError, match=r"Embedding 'words'.*index 7.*\[0, 5\).*input_dim=5"):
+        layer(np.array([[1, 7, 2]]))
+    with pytest.raises(ValueError, match=r"index -1"):
+        layer(np.array([[-1, 0]]))
+
+
+def test_bad_arguments_and_shapes():
+    with pytest.raises(ValueError, match="units"):
+        LSTM(0)
+    with pytest.raises(ValueError, match="input_dim"):
+        Embedding(0, 3)
+    with pytest.raises(ValueError, match="elementwise"):
+        GRU(3, activation="softmax")
+    with pytest.raises(NotImplementedError, match="recurrent_dropout"):
+        LSTM(3, recurrent_dropout=0.2)
+    with pytest.raises(NotImplementedError, match="reset_after"):
+        GRU(3, reset_after=False)
+    with pytest.raises(ValueError, match=r"LSTM 'seq'.*\(batch, timesteps, features\)"):
+        LSTM(3, name="seq")(fastnn.Input((4,)))
+    layer = LSTM(3, name="lstm_s")
+    x = np.zeros((2, 4, 5), "float32")
+    with pytest.raises(ValueError, match=r"initial_state must hold 2"):
+        layer(x, initial_state=[np.zeros((2, 3), "float32")])
+    with pytest.raises(ValueError, match=r"initial state 'c'.*\(2, 3\).*\(2, 4\)"):
+        layer(x, initial_state=[np.zeros((2, 3)), np.zeros((2, 4))])
+    with pytest.raises(ValueError, match=r"mask must be"):
+        layer(x, mask=np.ones((2, 5), bool))
+    with pytest.raises(ValueError, match=r"\(batch, timesteps, 5\)"):
+        layer(np.zeros((2, 4, 6), "float32"))
+    with pytest.raises(NotImplementedError, match="array calls"):
+        layer(fastnn.Input((4, 5)), mask=np.ones((1, 4), bool))
+
+
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_mask_zero_in_a_model_ignores_padding_in_predict_and_training(kind):
+    inputs = fastnn.Input((4,))
+    embedding = Embedding(10, 3, mask_zero=True)
+    model = fastnn.Model(inputs, fastnn.layers.Dense(1)(RNNS[kind][0](2)(embedding(inputs))))
+    model.compile(optimizer="sgd", loss="mse")
+    ids = np.array([[1, 2, 0, 0], [3, 0, 0, 0], [0, 0, 5, 6]])
+    before = model.predict(ids, verbose=0)
+    table = embedding.embeddings.value
+    table[0] = 100.0  # padding rows must not matter when masked
+    np.testing.assert_allclose(model.predict(ids, verbose=0), before, rtol=1e-6)
+    model.train_on_batch(ids, np.ones((3, 1)))
+    np.testing.assert_array_equal(table[0], 100.0)  # no gradient reaches the padding row
