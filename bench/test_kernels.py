@@ -1,0 +1,140 @@
+"""Kernel benchmarks at the benchmark models' shapes: ``pytest bench/ --benchmark-columns=median``.
+
+Each benchmark records its GFLOP/s (or GB/s for memory-bound kernels) in ``extra_info``; the
+float32 GEMM peak of this machine is measured in the same run (numpy matmul at 1024 and 2048)
+so every figure can be read as a fraction of it (``--benchmark-json`` keeps them all).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastnn.kernels import activations, conv, losses, optimizers, pooling, recurrent
+
+RNG = np.random.default_rng(0)
+BATCHES = [32, 128]
+# (name, input HWC, filters) of seed_cnn's two convolutions, 3x3 'same'
+CONVS = [("conv1", (28, 28, 1), 32), ("conv2", (14, 14, 32), 64)]
+
+
+def rand(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def gflops(benchmark, flops):
+    benchmark.extra_info["gflop"] = flops / 1e9
+    benchmark.extra_info["gflops_per_s"] = flops / benchmark.stats["median"] / 1e9
+
+
+@pytest.mark.parametrize("n", [1024, 2048])
+def test_gemm_peak(benchmark, n):
+    a, b = rand(n, n), rand(n, n)
+    out = np.empty((n, n), np.float32)
+    benchmark(np.matmul, a, b, out=out)
+    gflops(benchmark, 2 * n**3)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("name, hwc, filters", CONVS)
+def test_conv2d_forward(benchmark, batch, name, hwc, filters):
+    x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
+    out, cols = conv.conv2d_forward(x, kernel, bias, (1, 1), "same", activations.RELU)
+    benchmark(conv.conv2d_forward, x, kernel, bias, (1, 1), "same", activations.RELU, out, cols)
+    gflops(benchmark, 2 * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("name, hwc, filters", CONVS)
+def test_conv2d_backward(benchmark, batch, name, hwc, filters):
+    x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
+    y, cols = conv.conv2d_forward(x, kernel, bias, (1, 1), "same", activations.LINEAR)
+    grad = rand(*y.shape)
+    dkernel, dbias = np.zeros_like(kernel), np.zeros_like(bias)
+    dx = np.empty_like(x)
+
+    def backward():
+        return conv.conv2d_backward(
+            grad, cols, x.shape, kernel, (1, 1), "same", dkernel, dbias, dx=dx
+        )
+
+    benchmark(backward)
+    gflops(benchmark, 4 * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_im2col(benchmark, batch):
+    x = rand(batch, 14, 14, 32)
+    cols = np.empty((batch * 196, 288), np.float32)
+    benchmark(conv.im2col, x, 3, 3, 1, 1, 1, 1, 14, 14, cols)
+    benchmark.extra_info["gb_per_s"] = (x.nbytes + cols.nbytes) / benchmark.stats["median"] / 1e9
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_col2im(benchmark, batch):
+    dcols = rand(batch * 196, 288)
+    dx = np.empty((batch, 14, 14, 32), np.float32)
+    benchmark(conv.col2im, dcols, 3, 3, 1, 1, 1, 1, 14, 14, dx)
+    benchmark.extra_info["gb_per_s"] = (dx.nbytes + dcols.nbytes) / benchmark.stats["median"] / 1e9
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_maxpool_forward_backward(benchmark, batch):
+    x = rand(batch, 28, 28, 32)
+    out = np.empty((batch, 14, 14, 32), np.float32)
+    argmax = np.empty(out.shape, np.int64)
+    dx = np.empty_like(x)
+
+    def step():
+        pooling.maxpool2d_forward(x, 2, 2, 2, 2, 0, 0, out, argmax)
+        pooling.maxpool2d_backward(out, argmax, dx)
+
+    benchmark(step)
+    moved = 2 * x.nbytes + 2 * out.nbytes + 2 * argmax.nbytes
+    benchmark.extra_info["gb_per_s"] = moved / benchmark.stats["median"] / 1e9
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_dense_relu_forward(benchmark, batch):
+    x, w, b = rand(batch, 3136), rand(3136, 100), rand(100)
+    out = np.empty((batch, 100), np.float32)
+
+    def forward():
+        np.matmul(x, w, out=out)
+        activations.bias_activation_forward(out, b, activations.RELU, out)
+
+    benchmark(forward)
+    gflops(benchmark, 2 * batch * 3136 * 100)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_sparse_softmax_cross_entropy(benchmark, batch):
+    logits, labels = rand(batch, 10), RNG.integers(0, 10, batch)
+    loss, grad = np.empty(batch, np.float32), np.empty_like(logits)
+    benchmark(losses.sparse_softmax_cross_entropy_logits, logits, labels, loss, grad)
+
+
+def test_adam_update(benchmark):
+    size = 313_700  # seed_cnn's largest kernel
+    param, grad, m, v = rand(size), rand(size), np.zeros(size, np.float32), rand(size) ** 2
+    benchmark(optimizers.adam_update, param, grad, m, v, np.float32(1e-3), 0.9, 0.999,
+              np.float32(1e-7))  # fmt: skip
+    benchmark.extra_info["gb_per_s"] = 6 * param.nbytes / benchmark.stats["median"] / 1e9
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_lstm_sequence_forward_backward(benchmark, batch):
+    from fastnn.layers import LSTM
+
+    layer = LSTM(64)
+    x = rand(batch, 100, 128)
+    layer(x[:1])
+    grad = rand(batch, 64)
+
+    def step():
+        y, ctx = layer.forward(x, training=True)
+        return layer.backward(ctx, grad)
+
+    benchmark(step)
+    gflops(benchmark, 3 * 2 * batch * 100 * (128 + 64) * 256)
+    assert recurrent is not None
