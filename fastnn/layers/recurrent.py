@@ -8,7 +8,8 @@ Beyond the layer contract, a recurrent layer takes two call arguments, as in Ker
   ``[x, h0, c0]`` is the same thing.
 * ``mask=`` a ``(batch, timesteps)`` boolean array (e.g. ``Embedding.compute_mask(ids)``): at a
   masked step the state is carried through and the output repeats the previous output (zeros
-  before the first unmasked step), as Keras does. Masks reach the layer from ``Embedding(mask_zero=True)`` in a model, or as ``mask=`` on array calls.
+  before the first unmasked step), as Keras does. In a model the mask comes from
+  ``Embedding(mask_zero=True)``; on array calls it may be passed as ``mask=``.
 """
 
 from __future__ import annotations
