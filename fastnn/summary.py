@@ -65,6 +65,7 @@ def _type_name(layer) -> str:
 def print_summary(model, line_length=None, print_fn=None) -> None:
     """Print (or pass to ``print_fn`` line by line) the summary table of ``model``."""
     print_fn = print_fn or print
+    print_fn(f'Model: "{model.name}"')
     layers = model.layers
     functional = not _sequential_like(model)
     headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional else [])
@@ -75,22 +76,8 @@ def print_summary(model, line_length=None, print_fn=None) -> None:
         if functional:
             row.append(_connected_to(layer, model))
         rows.append(row)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) + 2 for i, h in enumerate(headers)]
-    total_width = line_length or sum(widths)
-    rule = "━" * total_width
-
-    def fmt(cells):
-        return "".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    print_fn(f'Model: "{model.name}"')
-    print_fn(rule)
-    print_fn(fmt(headers))
-    print_fn(rule)
-    for i, row in enumerate(rows):
-        print_fn(fmt(row))
-        if i < len(rows) - 1:
-            print_fn("─" * total_width)
-    print_fn(rule)
+    for line in _box_table(headers, rows, line_length):
+        print_fn(line)
     sections = [
         ("Trainable params", _size(w.value for w in model.trainable_weights)),
         ("Non-trainable params", _size(w.value for w in model.non_trainable_weights)),
@@ -102,6 +89,31 @@ def print_summary(model, line_length=None, print_fn=None) -> None:
     total = (sum(c for _, (c, _) in sections), sum(b for _, (_, b) in sections))
     for label, (count, nbytes) in [("Total params", total), *sections]:
         print_fn(f" {label}: {count:,} ({_bytes_text(nbytes)})")
+
+
+def _box_table(headers, rows, line_length=None) -> list[str]:
+    """Keras's table drawing: heavy header box, a rule between rows, numbers right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    if line_length:  # stretch the first column so the table spans line_length, as Keras does
+        widths[0] = max(widths[0], line_length - sum(w + 3 for w in widths[1:]) - 4)
+    right = {headers.index("Param #")}
+
+    def line(cells, edge):
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ]
+        return edge + f" {edge} ".join(padded).join("  ") + edge
+
+    def rule(left, mid, right_, fill):
+        return left + mid.join(fill * (w + 2) for w in widths) + right_
+
+    out = [rule("┏", "┳", "┓", "━"), line(headers, "┃"), rule("┡", "╇", "┩", "━")]
+    for i, row in enumerate(rows):
+        if i:
+            out.append(rule("├", "┼", "┤", "─"))
+        out.append(line(row, "│"))
+    out.append(rule("└", "┴", "┘", "─"))
+    return out
 
 
 def _size(arrays) -> tuple[int, int]:

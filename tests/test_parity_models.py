@@ -317,8 +317,8 @@ def param_lines(model) -> list[str]:
     ]
 
 
-def keras_summary_rows(model) -> list[tuple]:
-    """Keras's table rows as cell tuples; cells wrapped over several lines are joined."""
+def summary_rows(model) -> list[tuple]:
+    """A summary table's rows as cell tuples; cells wrapped over several lines are joined."""
     rows, cells = [], None
     for line in summary_text(model).splitlines():
         if line.startswith("│"):
@@ -328,13 +328,6 @@ def keras_summary_rows(model) -> list[tuple]:
             rows.append(tuple(cells))
             cells = None
     return rows
-
-
-def fastnn_summary_rows(model) -> list[tuple]:
-    lines = summary_text(model).splitlines()
-    rule = next(i for i, line in enumerate(lines) if line.startswith("Layer (type)")) + 2
-    rows = [line for line in lines[rule:] if line and line[0] not in "━─ "]
-    return [tuple(re.split(r"\s{2,}", line.strip())) for line in rows]
 
 
 # ---------------------------------------------------------------- 1. predictions
@@ -599,7 +592,7 @@ def test_params_summary_and_layer_order_match_keras(name):
 def test_summary_rows_match_keras(name):
     """Layer (type), Output Shape, Param # and, for non-chain graphs, Connected to."""
     theirs, ours = build_pair(MODELS[name][0])
-    expected, got = keras_summary_rows(theirs), fastnn_summary_rows(ours)
+    expected, got = summary_rows(theirs), summary_rows(ours)
     assert len(got) == len(expected)
     for ours_row, theirs_row in zip(got, expected):
         assert len(ours_row) == len(theirs_row), (ours_row, theirs_row)
