@@ -6,6 +6,7 @@ and weights) and never imports the models module.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 
@@ -159,8 +160,12 @@ class Trainer:
             result.append(_as_target(arr, f"y for output '{name}'"))
         return result
 
-    def _prepare(self, x, y=None, sample_weight=None):
+    def _prepare(self, x, y=None, sample_weight=None, caller="fit()"):
         """Standardize and validate everything before any work: nothing is half-applied."""
+        with _named_errors(caller):
+            return self._prepare_unnamed(x, y, sample_weight)
+
+    def _prepare_unnamed(self, x, y, sample_weight):
         xs = self._standardize_x(x)
         if self._losses is None:  # compiled before the first data built the model
             spread = self._spread_compile_args(*self._compile_spec)
@@ -382,7 +387,9 @@ class Trainer:
         sample_weight = _with_class_weight(sample_weight, class_weight, ys)
         val = None
         if validation_data is not None:
-            val = self._prepare(*_unpack_validation(validation_data))
+            val = self._prepare(
+                *_unpack_validation(validation_data), caller="fit() validation_data"
+            )
         elif validation_split:
             n = len(xs[0])
             cut = int(n * (1.0 - validation_split))
@@ -456,11 +463,11 @@ class Trainer:
         return_dict: bool = False,
     ):
         """Loss and metrics on (x, y): a float, a list in ``metrics_names`` order, or a dict."""
-        self._require_compiled("evaluate")
+        self._require_compiled("evaluate()")
         if y is None:
             raise ValueError(f"evaluate(): model '{self.name}' needs targets y")
         self._ensure_built_for_data(x)
-        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight, "evaluate()")
         batch_size = _batch_size(batch_size)
         cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0)
         cbs.on_test_begin()
@@ -471,8 +478,9 @@ class Trainer:
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None):
         """Outputs for x, computed batch by batch: one array, or a list for several outputs."""
         self._ensure_built_for_data(x)
-        xs = self._standardize_x(x)
-        n = _common_length(xs, self.input_names)
+        with _named_errors("predict()"):
+            xs = self._standardize_x(x)
+            n = _common_length(xs, self.input_names)
         batch_size = _batch_size(batch_size)
         results = None
         cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0)
@@ -497,9 +505,9 @@ class Trainer:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns that batch's loss and metrics."""
-        self._require_compiled("train_on_batch")
+        self._require_compiled("train_on_batch()")
         self._ensure_built_for_data(x)
-        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight, "train_on_batch()")
         sample_weight = _with_class_weight(sample_weight, class_weight, ys)
         if self._output_metrics is not None:
             self._reset_metrics()
@@ -508,9 +516,9 @@ class Trainer:
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics on one batch, without updating weights."""
-        self._require_compiled("test_on_batch")
+        self._require_compiled("test_on_batch()")
         self._ensure_built_for_data(x)
-        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight, "test_on_batch()")
         if self._output_metrics is not None:
             self._reset_metrics()
         self._test_step(xs, ys, sample_weight)
@@ -519,11 +527,24 @@ class Trainer:
     def predict_on_batch(self, x):
         """Outputs for one batch."""
         self._ensure_built_for_data(x)
-        outputs, _ = self._graph.forward(self._standardize_x(x), training=False)
+        with _named_errors("predict_on_batch()"):
+            xs = self._standardize_x(x)
+        outputs, _ = self._graph.forward(xs, training=False)
         return self._pack_outputs(outputs)
 
     def _ensure_built_for_data(self, x) -> None:
         """Hook for models that build from the first data they see (Sequential)."""
+
+
+@contextlib.contextmanager
+def _named_errors(caller: str):
+    """Prefix data errors with the call they came from: ``fit(): y has keys ...``."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        if type(error) not in (ValueError, TypeError):
+            raise
+        raise type(error)(f"{caller}: {error}") from None
 
 
 # ---- helpers -----------------------------------------------------------------------------------
