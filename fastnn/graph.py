@@ -7,9 +7,45 @@ forward pass are returned to the caller as a tape, so concurrent calls never sha
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
+
+#: Arrays one workspace may hold before it starts over (bounds memory when batch shapes vary).
+WORKSPACE_LIMIT = 32
+
+
+class Workspace:
+    """Arrays one node keeps between calls and reuses while shapes stay the same.
+
+    Fresh large arrays cost page faults on every step; a layer that takes a workspace asks it
+    for its outputs and scratch buffers instead. Arrays from a workspace are overwritten by the
+    node's next call in the same workspace, so only callers that are done with a pass's results
+    before the next pass (training steps, batched predict) hand workspaces out.
+    """
+
+    __slots__ = ("_arrays",)
+
+    def __init__(self):
+        self._arrays = {}
+
+    def empty(self, name: str, shape, dtype) -> np.ndarray:
+        """An uninitialized array of ``shape``/``dtype``, the same one as last time if it fits."""
+        key = (name, tuple(shape), np.dtype(dtype).char)
+        array = self._arrays.get(key)
+        if array is None:
+            if len(self._arrays) >= WORKSPACE_LIMIT:
+                self._arrays.clear()
+            array = self._arrays[key] = np.empty(shape, dtype)
+        return array
+
+
+def scratch(workspace: Workspace | None, name: str, shape, dtype) -> np.ndarray:
+    """``workspace.empty(name, shape, dtype)``, or a fresh array when there is no workspace."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    return workspace.empty(name, shape, dtype)
 
 
 class SymbolicTensor:
@@ -110,6 +146,7 @@ class Graph:
         self._node_output_slots = [[self._slot[id(t)] for t in n.outputs] for n in self.nodes]
         self._input_slots = [self._slot[id(t)] for t in self.inputs]
         self._output_slots = [self._slot[id(t)] for t in self.outputs]
+        self._thread_workspaces = threading.local()
 
     def _check_unique_names(self):
         seen = {}
@@ -121,24 +158,39 @@ class Graph:
                 )
             seen[layer.name] = layer
 
-    def forward(self, input_arrays: list, training: bool):
-        """Run every node in order; return (output arrays, tape of values and ctxs)."""
+    def _workspaces(self, purpose):
+        """This thread's workspaces for ``purpose`` ('train', 'predict', ...), one per node."""
+        per_thread = self._thread_workspaces.__dict__
+        if purpose not in per_thread:
+            per_thread[purpose] = [
+                Workspace() if node.layer.uses_workspace else None for node in self.nodes
+            ]
+        return per_thread[purpose]
+
+    def forward(self, input_arrays: list, training: bool, reuse: str | None = None):
+        """Run every node in order; return (output arrays, tape of values and ctxs).
+
+        With ``reuse`` (a purpose such as 'train'), layers reuse this thread's buffers from the
+        previous pass of that purpose: the caller must be done with the previous pass's outputs
+        and tape. Without it every array is fresh.
+        """
+        workspaces = self._workspaces(reuse) if reuse else [None] * len(self.nodes)
         values = [None] * len(self._slot)
         masks = [None] * len(self._slot)  # e.g. Embedding(mask_zero=True) -> LSTM
         for slot, array in zip(self._input_slots, input_arrays):
             values[slot] = array
         ctxs = []
-        for node, in_slots, out_slots in zip(
-            self.nodes, self._node_input_slots, self._node_output_slots
+        for node, in_slots, out_slots, workspace in zip(
+            self.nodes, self._node_input_slots, self._node_output_slots, workspaces
         ):
             layer = node.layer
             args = node.pack_inputs([values[s] for s in in_slots])
             in_masks = [masks[s] for s in in_slots]
             mask = None if all(m is None for m in in_masks) else node.pack_inputs(in_masks)
+            extra = {} if workspace is None else {"workspace": workspace}
             if mask is not None and layer.supports_masking:
-                outputs, ctx = layer.forward(args, training, mask=mask)
-            else:
-                outputs, ctx = layer.forward(args, training)
+                extra["mask"] = mask
+            outputs, ctx = layer.forward(args, training, **extra)
             out_mask = layer.compute_mask(args, mask)
             ctxs.append(ctx)
             if node.outputs_are_list:

@@ -218,7 +218,7 @@ class Trainer:
         return total, per_output, grads
 
     def _train_step(self, xs, ys, sample_weight=None):
-        outputs, tape = self._graph.forward(xs, training=True)
+        outputs, tape = self._graph.forward(xs, training=True, reuse="train")
         self._resolve_metrics(ys, outputs)
         total, per_output, grads = self._compute_loss(ys, outputs, sample_weight)
         regularized = self.regularization_losses()
@@ -240,7 +240,7 @@ class Trainer:
         self._update_metrics(ys, outputs, total, per_output, sample_weight)
 
     def _test_step(self, xs, ys, sample_weight=None):
-        outputs, _ = self._graph.forward(xs, training=False)
+        outputs, _ = self._graph.forward(xs, training=False, reuse="test")
         self._resolve_metrics(ys, outputs)
         total, per_output, _ = self._compute_loss(ys, outputs, sample_weight)
         for var, reg in self.regularization_losses():
@@ -487,7 +487,7 @@ class Trainer:
         cbs.on_predict_begin()
         for step, index in enumerate(self._batches(n, batch_size)):
             cbs.on_predict_batch_begin(step)
-            outputs, _ = self._graph.forward(self._take(xs, index), training=False)
+            outputs, _ = self._graph.forward(self._take(xs, index), training=False, reuse="predict")
             if results is None:
                 results = [np.empty((n, *o.shape[1:]), o.dtype) for o in outputs]
             for result, out in zip(results, outputs):

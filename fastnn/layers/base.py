@@ -238,6 +238,10 @@ class Layer:
     #: True if ``forward(inputs, training, mask=...)`` takes the mask of its inputs.
     supports_masking = False
 
+    #: True if ``forward(inputs, training, workspace=...)`` takes a ``graph.Workspace`` to reuse
+    #: its arrays from call to call (``graph.scratch`` gives one either way).
+    uses_workspace = False
+
     def compute_mask(self, inputs, mask=None):
         """The mask of this layer's outputs given its inputs' mask (None: no mask)."""
         return None

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from fastnn import activations, initializers, regularizers
-from fastnn.graph import Node
+from fastnn.graph import Node, scratch
 from fastnn.kernels import activations as act_kernels
 from fastnn.kernels import dropout as dropout_kernels
 from fastnn.layers.base import Layer, shape_error, standardize_shape
@@ -108,26 +108,31 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
-    def forward(self, inputs, training):
+    uses_workspace = True
+
+    def forward(self, inputs, training, workspace=None):
         x = inputs.reshape(-1, inputs.shape[-1])
-        y = x @ self.kernel.value
+        y = scratch(workspace, "y", (x.shape[0], self.units), self.kernel.dtype)
+        np.matmul(x, self.kernel.value, out=y)
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
         if self.use_bias or self._code != act_kernels.LINEAR:
             act_kernels.bias_activation_forward(y, bias, self._code, y)
-        return y.reshape(*inputs.shape[:-1], self.units), (x, y, inputs.shape)
+        return y.reshape(*inputs.shape[:-1], self.units), (x, y, inputs.shape, workspace)
 
     def backward(self, ctx, grad_outputs):
-        x, y, in_shape = ctx
+        x, y, in_shape, workspace = ctx
         grad = np.ascontiguousarray(grad_outputs).reshape(-1, self.units)
         if self._code != act_kernels.LINEAR:
-            grad_z = np.empty_like(grad)
+            grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
             act_kernels.activation_backward(grad, y, self._code, grad_z)
             grad = grad_z
         if self.trainable:
             self.kernel.grad += x.T @ grad
             if self.use_bias:
                 act_kernels.column_sums_add(grad, self.bias.grad)
-        return (grad @ self.kernel.value.T).reshape(in_shape)
+        dx = scratch(workspace, "dx", x.shape, grad.dtype)
+        np.matmul(grad, self.kernel.value.T, out=dx)
+        return dx.reshape(in_shape)
 
     def get_config(self):
         return {
