@@ -1,4 +1,4 @@
-"""LSTM and GRU over whole sequences, forward and backward through time (Keras 3 math).
+"""LSTM, GRU and SimpleRNN over whole sequences, forward and backward through time (Keras 3 math).
 
 Layout: the sequence wrappers take time-major input ``x (T, N, in)`` in processing order (the
 caller reverses it for ``go_backwards``) and a per-step boolean ``mask (T, N)`` or None. At a
@@ -15,6 +15,7 @@ Gate order and formulas follow Keras 3:
 LSTM (i, f, c, o): ``c = f * c + i * act(z_c)``, ``h = o * act(c)``, gates by ``rec_act``.
 GRU, reset_after=True (z, r, h), bias (2, 3u) = (input bias, recurrent bias):
 ``hh = act(x_h + r * (h @ U_h + b_rh))``, ``h = z * h_prev + (1 - z) * hh``.
+SimpleRNN: ``h = act(x @ kernel + h_prev @ recurrent_kernel + bias)``.
 Activations are the integer codes of ``kernels.activations`` (linear, relu, sigmoid, tanh).
 
 The per-step kernels are serial on purpose: a step holds only N * units elements (2048 for a
@@ -336,3 +337,93 @@ def gru_backward(
     dh += dhr
     db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
     return _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec), dh
+
+
+# ---------------------------------------------------------------- SimpleRNN
+
+
+@njit(cache=True)
+def simple_rnn_step_forward(xp, rec, h_prev, mask, act, h):
+    """One SimpleRNN step: h (N, u) = act(xp + rec) from xp, rec (N, u); rec may alias h."""
+    n, u = h.shape
+    zero = h.dtype.type(0)
+    one = h.dtype.type(1)
+    for b in range(n):
+        if not mask[b]:
+            for j in range(u):
+                h[b, j] = h_prev[b, j]
+            continue
+        for j in range(u):
+            h[b, j] = _act(xp[b, j] + rec[b, j], act, zero, one)
+
+
+@njit(cache=True)
+def simple_rnn_step_backward(dy, dhr, dh, h, mask, act, dz):
+    """SimpleRNN step backward: dz (N, u) from dy, dhr and the step's output h (N, u); carry dh."""
+    # dL/dh_t = dy + dhr + dh as for the LSTM; dz is the gradient of the preactivation.
+    n, u = h.shape
+    zero = h.dtype.type(0)
+    one = h.dtype.type(1)
+    for b in range(n):
+        if not mask[b]:
+            for j in range(u):
+                dh[b, j] += dy[b, j] + dhr[b, j]
+                dz[b, j] = zero
+            continue
+        for j in range(u):
+            dz[b, j] = (dy[b, j] + dhr[b, j] + dh[b, j]) * _dact(h[b, j], act, zero, one)
+            dh[b, j] = zero
+
+
+def simple_rnn_forward(x, kernel, recurrent_kernel, bias, h0, mask, act):
+    """(hs,): states hs (T+1, N, u) from h0 (N, u); hs[t + 1] is the output of step t.
+
+    x (T, N, in) time-major, kernel (in, u), recurrent_kernel (u, u), bias (u,) or None,
+    mask (T, N) bool or None (a masked step carries the state through).
+    """
+    x = np.ascontiguousarray(x)
+    steps, n, _ = x.shape
+    units = recurrent_kernel.shape[0]
+    mask = _all_steps(mask, steps, n)
+    xp = _project(x, kernel, bias)
+    hs = np.empty((steps + 1, n, units), dtype=x.dtype)
+    hs[0] = h0
+    for t in range(steps):
+        np.matmul(hs[t], recurrent_kernel, out=hs[t + 1])  # the step kernel works in place
+        simple_rnn_step_forward(xp[t], hs[t + 1], hs[t], mask[t], act, hs[t + 1])
+    return (hs,)
+
+
+def simple_rnn_backward(
+    x,
+    kernel,
+    recurrent_kernel,
+    hs,
+    mask,
+    act,
+    dy,
+    dh_last,
+    dkernel=None,
+    drecurrent_kernel=None,
+    dbias=None,
+):
+    """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
+
+    Adds into dkernel (in, u), drecurrent_kernel (u, u), dbias (u,) unless None.
+    """
+    x = np.ascontiguousarray(x)
+    steps, n, _ = x.shape
+    units = recurrent_kernel.shape[0]
+    mask = _all_steps(mask, steps, n)
+    dtype = x.dtype
+    dh = np.array(dh_last, dtype=dtype, order="C")
+    dhr = np.zeros((n, units), dtype=dtype)
+    no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
+    dz = np.empty((steps, n, units), dtype=dtype)
+    recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
+    for t in range(steps - 1, -1, -1):
+        dy_t = no_dy if dy is None else dy[t]
+        simple_rnn_step_backward(dy_t, dhr, dh, hs[t + 1], mask[t], act, dz[t])
+        np.matmul(dz[t], recurrent_t, out=dhr)
+    dh += dhr
+    return _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None), dh

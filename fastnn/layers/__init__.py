@@ -20,7 +20,8 @@ from fastnn.layers.merging import (
 )
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
-from fastnn.layers.recurrent import GRU, LSTM
+from fastnn.layers.recurrent import GRU, LSTM, Masking, SimpleRNN
+from fastnn.layers.wrappers import Bidirectional
 
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
@@ -33,6 +34,7 @@ __all__ = [
     "Average",
     "AveragePooling2D",
     "AvgPool2D",
+    "Bidirectional",
     "BatchNormalization",
     "Concatenate",
     "Conv2D",
@@ -48,10 +50,12 @@ __all__ = [
     "Input",
     "InputLayer",
     "Layer",
+    "Masking",
     "MaxPool2D",
     "MaxPooling2D",
     "Maximum",
     "Multiply",
+    "SimpleRNN",
     "Subtract",
     "Variable",
     "add",

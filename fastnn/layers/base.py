@@ -242,9 +242,12 @@ class Layer:
     #: its arrays from call to call (``graph.scratch`` gives one either way).
     uses_workspace = False
 
+    #: True if the outputs carry the inputs' mask unchanged (elementwise / per-step layers).
+    passes_mask = False
+
     def compute_mask(self, inputs, mask=None):
         """The mask of this layer's outputs given its inputs' mask (None: no mask)."""
-        return None
+        return mask if self.passes_mask else None
 
     def check_input_shape(self, input_shape) -> None:
         """Raise if a built layer cannot take ``input_shape`` (overridden where weights fix it)."""

@@ -1,4 +1,8 @@
-"""Convolution layers: Conv2D (NHWC, Keras 3 arguments and weight layout)."""
+"""Convolution layers: Conv1D and Conv2D (channels_last, Keras 3 arguments and weight layout).
+
+Conv1D runs on the Conv2D kernels: a ``(batch, steps, channels)`` input is viewed as a one-row
+image ``(batch, 1, steps, channels)`` and its ``(k, in, out)`` kernel as ``(1, k, in, out)``.
+"""
 
 from __future__ import annotations
 
@@ -31,27 +35,29 @@ def standardize_tuple(value, n: int, name: str) -> tuple:
     return values
 
 
-def standardize_padding(padding) -> str:
-    """'valid' or 'same' (any case), else Keras's error."""
+def standardize_padding(padding, allow_causal: bool = False) -> str:
+    """'valid' or 'same' (or 'causal' if allowed; any case), else Keras's error."""
+    allowed = ("valid", "same", "causal") if allow_causal else ("valid", "same")
     value = padding.lower() if isinstance(padding, str) else padding
-    if value not in ("valid", "same"):
+    if value not in allowed:
+        names = ", ".join(repr(a) for a in allowed)
         raise ValueError(
-            "The `padding` argument must be one of {'valid', 'same'}. "
-            f"Received: padding={padding!r}"
+            f"The `padding` argument must be one of {{{names}}}. Received: padding={padding!r}"
         )
     return value
 
 
-def check_data_format(layer: Layer, data_format) -> str:
-    """fastnn is NHWC only: accept None / 'channels_last', explain 'channels_first'."""
+def check_data_format(layer: Layer, data_format, rank: int = 2) -> str:
+    """fastnn is channels_last only: accept None / 'channels_last', explain 'channels_first'."""
     value = data_format.lower() if isinstance(data_format, str) else data_format
     if value in (None, "channels_last"):
         return "channels_last"
+    layout, axes = ("NWC", (0, 2, 1)) if rank == 1 else ("NHWC", (0, 2, 3, 1))
     if value == "channels_first":
         raise ValueError(
             f"{type(layer).__name__} '{layer.name}': fastnn supports only "
-            "data_format='channels_last' (NHWC); got 'channels_first'. Transpose the input with "
-            "np.transpose(x, (0, 2, 3, 1)) instead."
+            f"data_format='channels_last' ({layout}); got 'channels_first'. Transpose the input "
+            f"with np.transpose(x, {axes}) instead."
         )
     raise ValueError(
         "The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
@@ -83,7 +89,253 @@ def spatial_output_shape(layer: Layer, input_shape, window, strides, padding, wh
     return tuple(out)
 
 
-class Conv2D(Layer):
+def temporal_output_length(layer: Layer, input_shape, window, stride, padding, what):
+    """Output steps of a 1-D window op on (batch, steps, channels); None stays None."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise shape_error(layer, "expects a 3-D input", "(batch, steps, channels)", input_shape)
+    steps = input_shape[1]
+    if steps is None:
+        return None
+    if padding == "causal":
+        out = conv_kernels.padding_amounts(steps + window - 1, window, stride, "valid")[0]
+    else:
+        out = conv_kernels.padding_amounts(steps, window, stride, padding)[0]
+    if out <= 0:
+        raise shape_error(
+            layer,
+            f"computed output size would be zero or negative for {what}=({window},), "
+            f"strides=({stride},), padding='{padding}'",
+            f"steps >= {window}",
+            input_shape,
+        )
+    return out
+
+
+def _check_filters(filters) -> int:
+    if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
+        raise ValueError(
+            "Invalid value for argument `filters`. Expected a strictly positive value. "
+            f"Received filters={filters}."
+        )
+    return int(filters)
+
+
+class _Conv(Layer):
+    """Arguments, weights, activation gradient and config shared by Conv1D and Conv2D."""
+
+    rank = 2
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides,
+        padding,
+        data_format,
+        dilation_rate,
+        groups,
+        activation,
+        use_bias,
+        kernel_initializer,
+        bias_initializer,
+        kernel_regularizer,
+        bias_regularizer,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        rank = self.rank
+        self.filters = _check_filters(filters)
+        self.kernel_size = standardize_tuple(kernel_size, rank, "kernel_size")
+        self.strides = standardize_tuple(strides, rank, "strides")
+        self.padding = standardize_padding(padding, allow_causal=rank == 1)
+        self.data_format = check_data_format(self, data_format, rank)
+        self.dilation_rate = standardize_tuple(dilation_rate, rank, "dilation_rate")
+        if groups != 1:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': fastnn does not support grouped "
+                f"convolution yet; expected groups=1, got groups={groups}"
+            )
+        self.groups = 1
+        self.activation = activations.get_name(activation)
+        self._code = activations.code(self.activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def _layout(self):
+        return "(batch, height, width, channels)" if self.rank == 2 else "(batch, steps, channels)"
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+        channels = input_shape[-1]
+        if channels is None:
+            raise shape_error(
+                self, "the channel axis must be known", self._layout(), tuple(input_shape)
+            )
+        self.kernel = self.add_weight(
+            (*self.kernel_size, channels, self.filters),
+            self.kernel_initializer,
+            "kernel",
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                (self.filters,), self.bias_initializer, "bias", regularizer=self.bias_regularizer
+            )
+
+    def check_input_shape(self, input_shape):
+        channels = self.kernel.shape[-2]
+        if len(input_shape) != self.rank + 2 or input_shape[-1] != channels:
+            expected = self._layout().replace("channels)", f"{channels})")
+            raise shape_error(self, "incompatible input shape", expected, tuple(input_shape))
+        self.compute_output_shape(input_shape)
+
+    def _activation_grad(self, grad_outputs, y):
+        """dL/dz (contiguous, y's dtype) from dL/dy through the fused activation."""
+        grad = np.ascontiguousarray(grad_outputs, dtype=y.dtype)
+        if self._code == act_kernels.LINEAR:
+            return grad
+        grad_z = np.empty_like(grad)
+        act_kernels.activation_backward(
+            grad.reshape(-1, self.filters),
+            y.reshape(-1, self.filters),
+            self._code,
+            grad_z.reshape(-1, self.filters),
+        )
+        return grad_z
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "data_format": self.data_format,
+            "dilation_rate": self.dilation_rate,
+            "groups": self.groups,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+        }
+
+
+class Conv1D(_Conv):
+    """1-D convolution (cross-correlation, as Keras) over sequences, plus bias and activation.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: int or (k,).
+        strides: int or (s,), default 1.
+        padding: 'valid' (no padding), 'same' (output ceil(steps / stride); the odd extra step
+            of padding goes at the end, TensorFlow's rule) or 'causal' (k - 1 zeros before the
+            first step, so output t sees only inputs <= t).
+        activation: 'relu', 'sigmoid', 'tanh', 'softmax' (over channels) or None, fused.
+        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as Keras. Only ``data_format='channels_last'``, ``dilation_rate=1`` and ``groups=1``.
+
+    Input shape: ``(batch, steps, channels)``.
+    Output shape: ``(batch, new_steps, filters)``.
+    Weights: ``kernel`` ``(k, channels, filters)`` then ``bias`` ``(filters,)``.
+
+    Example: ``Conv1D(64, 5, padding="causal", activation="relu")(x)``.
+    """
+
+    rank = 1
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        groups=1,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            data_format,
+            dilation_rate,
+            groups,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            **kwargs,
+        )
+        if self.dilation_rate != (1,):
+            raise NotImplementedError(
+                f"Conv1D '{self.name}': fastnn does not support dilated convolution yet; "
+                f"expected dilation_rate=(1,), got dilation_rate={self.dilation_rate}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        steps = temporal_output_length(
+            self, input_shape, self.kernel_size[0], self.strides[0], self.padding, "kernel_size"
+        )
+        return (input_shape[0], steps, self.filters)
+
+    def forward(self, inputs, training):
+        n, steps, c = inputs.shape
+        k = self.kernel_size[0]
+        x, padding = inputs, self.padding
+        if padding == "causal":  # left zero padding, then a 'valid' convolution
+            x = np.zeros((n, steps + k - 1, c), dtype=inputs.dtype)
+            x[:, k - 1 :] = inputs
+            padding = "valid"
+        x4 = np.ascontiguousarray(x).reshape(n, 1, x.shape[1], c)
+        bias = self.bias.value if self.use_bias else None
+        kernel = self.kernel.value.reshape(1, *self.kernel.shape)
+        y, cols = conv_kernels.conv2d_forward(
+            x4, kernel, bias, (1, self.strides[0]), padding, self._code
+        )
+        return y.reshape(n, y.shape[2], self.filters), (cols, x4.shape, y, padding)
+
+    def backward(self, ctx, grad_outputs):
+        cols, x4_shape, y, padding = ctx
+        grad = self._activation_grad(grad_outputs, y).reshape(y.shape)
+        kernel = self.kernel.value.reshape(1, *self.kernel.shape)
+        dkernel = self.kernel.grad.reshape(kernel.shape) if self.trainable else None
+        dbias = self.bias.grad if self.trainable and self.use_bias else None
+        dcols = cols if cols.base is None else None
+        dx = conv_kernels.conv2d_backward(
+            grad,
+            cols,
+            x4_shape,
+            kernel,
+            (1, self.strides[0]),
+            padding,
+            dkernel,
+            dbias,
+            dcols=dcols,
+        )
+        dx = dx.reshape(x4_shape[0], x4_shape[2], x4_shape[3])
+        if self.padding == "causal":
+            dx = dx[:, self.kernel_size[0] - 1 :]
+        return dx
+
+
+class Conv2D(_Conv):
     """2-D convolution (cross-correlation, as Keras) over NHWC images, plus bias and activation.
 
     Args:
@@ -103,6 +355,8 @@ class Conv2D(Layer):
     Example: ``Conv2D(32, 3, padding="same", activation="relu")(x)``.
     """
 
+    rank = 2
+
     def __init__(
         self,
         filters: int,
@@ -120,69 +374,27 @@ class Conv2D(Layer):
         bias_regularizer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
-            raise ValueError(
-                "Invalid value for argument `filters`. Expected a strictly positive value. "
-                f"Received filters={filters}."
-            )
-        self.filters = int(filters)
-        self.kernel_size = standardize_tuple(kernel_size, 2, "kernel_size")
-        self.strides = standardize_tuple(strides, 2, "strides")
-        self.padding = standardize_padding(padding)
-        self.data_format = check_data_format(self, data_format)
-        self.dilation_rate = standardize_tuple(dilation_rate, 2, "dilation_rate")
+        super().__init__(
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            data_format,
+            dilation_rate,
+            groups,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            **kwargs,
+        )
         if self.dilation_rate != (1, 1):
             raise ValueError(
                 f"Conv2D '{self.name}': fastnn does not support dilated convolution yet; "
                 f"expected dilation_rate=(1, 1), got dilation_rate={self.dilation_rate}"
             )
-        if groups != 1:
-            raise ValueError(
-                f"Conv2D '{self.name}': fastnn does not support grouped convolution yet; "
-                f"expected groups=1, got groups={groups}"
-            )
-        self.groups = 1
-        self.activation = activations.get_name(activation)
-        self._code = activations.code(self.activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-
-    def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-        channels = input_shape[-1]
-        if channels is None:
-            raise shape_error(
-                self,
-                "the channel axis must be known",
-                "(batch, height, width, channels)",
-                tuple(input_shape),
-            )
-        self.kernel = self.add_weight(
-            (*self.kernel_size, channels, self.filters),
-            self.kernel_initializer,
-            "kernel",
-            regularizer=self.kernel_regularizer,
-        )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                (self.filters,), self.bias_initializer, "bias", regularizer=self.bias_regularizer
-            )
-
-    def check_input_shape(self, input_shape):
-        channels = self.kernel.shape[2]
-        if len(input_shape) != 4 or input_shape[-1] != channels:
-            raise shape_error(
-                self,
-                "incompatible input shape",
-                f"(batch, height, width, {channels})",
-                tuple(input_shape),
-            )
-        self.compute_output_shape(input_shape)
 
     def compute_output_shape(self, input_shape):
         out_h, out_w = spatial_output_shape(
@@ -199,16 +411,7 @@ class Conv2D(Layer):
 
     def backward(self, ctx, grad_outputs):
         cols, x_shape, y = ctx
-        grad = np.ascontiguousarray(grad_outputs, dtype=y.dtype)
-        if self._code != act_kernels.LINEAR:
-            grad_z = np.empty_like(grad)
-            act_kernels.activation_backward(
-                grad.reshape(-1, self.filters),
-                y.reshape(-1, self.filters),
-                self._code,
-                grad_z.reshape(-1, self.filters),
-            )
-            grad = grad_z
+        grad = self._activation_grad(grad_outputs, y)
         dkernel = self.kernel.grad if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None
         # cols is dead once dkernel is done, so the input-gradient columns reuse its memory.
@@ -224,21 +427,3 @@ class Conv2D(Layer):
             dbias,
             dcols=dcols,
         )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-            "groups": self.groups,
-            "activation": self.activation,
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-        }

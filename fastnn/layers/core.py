@@ -109,6 +109,7 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     uses_workspace = True
+    passes_mask = True
 
     def forward(self, inputs, training, workspace=None):
         x = inputs.reshape(-1, inputs.shape[-1])
@@ -155,6 +156,8 @@ class Activation(Layer):
 
     Example: ``Activation("relu")(x)``.
     """
+
+    passes_mask = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -206,6 +209,8 @@ class Dropout(Layer):
 
     Example: ``Dropout(0.5)(x)``.
     """
+
+    passes_mask = True
 
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)

@@ -17,6 +17,8 @@ class BatchNormalization(Layer):
     inference mode, as in Keras 3.
     """
 
+    passes_mask = True
+
     def __init__(
         self,
         axis: int = -1,

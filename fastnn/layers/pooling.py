@@ -1,9 +1,16 @@
-"""Pooling layers: MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D (NHWC, Keras 3 args)."""
+"""Pooling layers, channels_last, Keras 3 arguments.
+
+1-D: MaxPooling1D, AveragePooling1D (on the 2-D kernels: ``(batch, steps, channels)`` is viewed as
+``(batch, 1, steps, channels)``), GlobalAveragePooling1D (averages only unmasked steps when a mask
+arrives), GlobalMaxPooling1D (ignores masks, as Keras 3). 2-D: MaxPooling2D, AveragePooling2D,
+GlobalAveragePooling2D.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from fastnn.graph import is_symbolic
 from fastnn.kernels import pooling as pool_kernels
 from fastnn.kernels.conv import padding_amounts
 from fastnn.layers.base import Layer, shape_error
@@ -12,6 +19,7 @@ from fastnn.layers.convolutional import (
     spatial_output_shape,
     standardize_padding,
     standardize_tuple,
+    temporal_output_length,
 )
 
 
@@ -161,3 +169,218 @@ class GlobalAveragePooling2D(Layer):
 
     def get_config(self):
         return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
+
+
+# ------------------------------------------------------------------------------------------ 1-D
+
+
+class _Pooling1D(Layer):
+    """Shared arguments, shapes and config of MaxPooling1D and AveragePooling1D."""
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = standardize_tuple(pool_size, 1, "pool_size")
+        self.strides = standardize_tuple(pool_size if strides is None else strides, 1, "strides")
+        self.padding = standardize_padding(padding)
+        self.data_format = check_data_format(self, data_format, rank=1)
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+
+    def check_input_shape(self, input_shape):
+        self.compute_output_shape(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        steps = temporal_output_length(
+            self, input_shape, self.pool_size[0], self.strides[0], self.padding, "pool_size"
+        )
+        return (input_shape[0], steps, input_shape[2])
+
+    def _geometry(self, x_shape):
+        """(out_shape as (n, 1, steps, c), pad_left) for a concrete (n, steps, c) input."""
+        n, steps, c = x_shape
+        out, pad_left, _ = padding_amounts(steps, self.pool_size[0], self.strides[0], self.padding)
+        return (n, 1, out, c), pad_left
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "padding": self.padding,
+            "strides": self.strides,
+            "data_format": self.data_format,
+        }
+
+
+class MaxPooling1D(_Pooling1D):
+    """Maximum over each window of ``pool_size`` steps; padding never wins ('same').
+
+    Args:
+        pool_size: int or (p,), default 2.
+        strides: int, (s,) or None (= pool_size).
+        padding: 'valid' or 'same' (output ceil(steps / stride); extra padding at the end).
+
+    Input shape: ``(batch, steps, channels)``.
+    Output shape: ``(batch, pooled_steps, channels)``.
+
+    Example: ``MaxPooling1D(2)(x)`` halves the number of steps.
+    """
+
+    def forward(self, inputs, training):
+        n, steps, c = inputs.shape
+        x = np.ascontiguousarray(inputs).reshape(n, 1, steps, c)
+        out_shape, pad_left = self._geometry(inputs.shape)
+        out = np.empty(out_shape, dtype=x.dtype)
+        argmax = np.empty(out_shape, dtype=np.int64)
+        p, s = self.pool_size[0], self.strides[0]
+        pool_kernels.maxpool2d_forward(x, 1, p, 1, s, 0, pad_left, out, argmax)
+        return out.reshape(n, out_shape[2], c), (argmax, x.shape, x.dtype)
+
+    def backward(self, ctx, grad_outputs):
+        argmax, x_shape, dtype = ctx
+        grad = np.ascontiguousarray(grad_outputs, dtype=dtype).reshape(argmax.shape)
+        dx = np.empty(x_shape, dtype=dtype)
+        pool_kernels.maxpool2d_backward(grad, argmax, dx)
+        return dx.reshape(x_shape[0], x_shape[2], x_shape[3])
+
+
+class AveragePooling1D(_Pooling1D):
+    """Mean over each window of ``pool_size`` steps; 'same' padding is not counted (as Keras).
+
+    Args:
+        pool_size: int or (p,), default 2 (Keras 3 requires it).
+        strides: int, (s,) or None (= pool_size).
+        padding: 'valid' or 'same' (output ceil(steps / stride); extra padding at the end).
+
+    Input shape: ``(batch, steps, channels)``.
+    Output shape: ``(batch, pooled_steps, channels)``.
+
+    Example: ``AveragePooling1D(pool_size=3, strides=1, padding="same")(x)``.
+    """
+
+    def forward(self, inputs, training):
+        n, steps, c = inputs.shape
+        x = np.ascontiguousarray(inputs).reshape(n, 1, steps, c)
+        out_shape, pad_left = self._geometry(inputs.shape)
+        out = np.empty(out_shape, dtype=x.dtype)
+        p, s = self.pool_size[0], self.strides[0]
+        pool_kernels.avgpool2d_forward(x, 1, p, 1, s, 0, pad_left, out)
+        return out.reshape(n, out_shape[2], c), (x.shape, x.dtype, pad_left)
+
+    def backward(self, ctx, grad_outputs):
+        x_shape, dtype, pad_left = ctx
+        n, _, steps, c = x_shape
+        grad = np.ascontiguousarray(grad_outputs, dtype=dtype)
+        grad = grad.reshape(n, 1, grad.shape[1], c)
+        dx = np.empty(x_shape, dtype=dtype)
+        p, s = self.pool_size[0], self.strides[0]
+        pool_kernels.avgpool2d_backward(grad, 1, p, 1, s, 0, pad_left, dx)
+        return dx.reshape(n, steps, c)
+
+
+class _GlobalPooling1D(Layer):
+    """Shared arguments, shapes and config of the global 1-D pooling layers."""
+
+    def __init__(self, data_format=None, keepdims: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = check_data_format(self, data_format, rank=1)
+        self.keepdims = bool(keepdims)
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+
+    def check_input_shape(self, input_shape):
+        self.compute_output_shape(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise shape_error(self, "expects a 3-D input", "(batch, steps, features)", input_shape)
+        if self.keepdims:
+            return (input_shape[0], 1, input_shape[2])
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling1D(_GlobalPooling1D):
+    """Mean over the steps axis: ``(batch, steps, features) -> (batch, features)``.
+
+    With a ``(batch, steps)`` mask (from ``Embedding(mask_zero=True)`` in a model, or ``mask=``
+    on an array call) only the unmasked steps are averaged, as Keras does; the output carries no
+    mask. A sample whose steps are all masked gives zeros (Keras: 0 / 0 = NaN).
+
+    Args:
+        keepdims: keep the steps axis with length 1 (default False).
+
+    Example: ``GlobalAveragePooling1D()(Embedding(1000, 16, mask_zero=True)(ids))``.
+    """
+
+    supports_masking = True
+
+    def __call__(self, inputs, training=None, mask=None, **kwargs):
+        """``layer(x)`` or, on arrays, ``layer(x, mask=m)`` with m of shape (batch, steps)."""
+        if mask is None:
+            return super().__call__(inputs, training=training, **kwargs)
+        if kwargs:
+            raise TypeError(f"Layer '{self.name}' got unexpected call arguments {sorted(kwargs)}")
+        if is_symbolic(inputs) or is_symbolic(mask):
+            raise NotImplementedError(
+                f"GlobalAveragePooling1D '{self.name}': an explicit mask= works on array calls; "
+                "in a model the mask comes from Embedding(mask_zero=True)"
+            )
+        x = self._cast(inputs)
+        self._maybe_build(x.shape)
+        outputs, _ = self.forward(x, bool(training), mask=np.asarray(mask))
+        return outputs
+
+    def forward(self, inputs, training, mask=None):
+        if mask is None:
+            return inputs.mean(axis=1, keepdims=self.keepdims), (inputs.shape, inputs.dtype, None)
+        if mask.shape != inputs.shape[:2]:
+            raise shape_error(
+                self, "mask must be (batch, steps)", inputs.shape[:2], tuple(mask.shape)
+            )
+        dtype = inputs.dtype
+        weights = mask.astype(dtype)
+        counts = np.maximum(weights.sum(axis=1, keepdims=True), dtype.type(1))
+        weights /= counts  # (batch, steps): 1 / count at unmasked steps, 0 elsewhere
+        out = np.einsum("ntc,nt->nc", inputs, weights)
+        return (out[:, None] if self.keepdims else out), (inputs.shape, dtype, weights)
+
+    def backward(self, ctx, grad_outputs):
+        (n, steps, c), dtype, weights = ctx
+        grad = np.asarray(grad_outputs, dtype=dtype).reshape(n, 1, c)
+        if weights is None:
+            dx = np.empty((n, steps, c), dtype=dtype)
+            dx[...] = grad * dtype.type(1.0 / steps)
+            return dx
+        return grad * weights[:, :, None]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class GlobalMaxPooling1D(_GlobalPooling1D):
+    """Maximum over the steps axis: ``(batch, steps, features) -> (batch, features)``.
+
+    As in Keras 3 it does not support masking: masked steps are included and the mask stops here.
+
+    Args:
+        keepdims: keep the steps axis with length 1 (default False).
+
+    Example: ``GlobalMaxPooling1D()(Conv1D(64, 5, activation="relu")(x))``.
+    """
+
+    def forward(self, inputs, training):
+        index = inputs.argmax(axis=1)[:, None]  # (batch, 1, features): the first maximum
+        out = np.take_along_axis(inputs, index, axis=1)
+        return (out if self.keepdims else out[:, 0]), (inputs.shape, inputs.dtype, index)
+
+    def backward(self, ctx, grad_outputs):
+        x_shape, dtype, index = ctx
+        grad = np.asarray(grad_outputs, dtype=dtype).reshape(index.shape)
+        dx = np.zeros(x_shape, dtype=dtype)
+        np.put_along_axis(dx, index, grad, axis=1)
+        return dx

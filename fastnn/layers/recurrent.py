@@ -1,4 +1,5 @@
-"""Recurrent layers: LSTM and GRU over whole sequences, Keras 3 arguments, weights and math.
+"""Recurrent layers: LSTM, GRU and SimpleRNN over whole sequences (Keras 3 arguments, weights
+and math), and Masking, which marks the timesteps they skip.
 
 Beyond the layer contract, a recurrent layer takes two call arguments, as in Keras:
 
@@ -8,8 +9,10 @@ Beyond the layer contract, a recurrent layer takes two call arguments, as in Ker
   ``[x, h0, c0]`` is the same thing.
 * ``mask=`` a ``(batch, timesteps)`` boolean array (e.g. ``Embedding.compute_mask(ids)``): at a
   masked step the state is carried through and the output repeats the previous output (zeros
-  before the first unmasked step), as Keras does. In a model the mask comes from
-  ``Embedding(mask_zero=True)``; on array calls it may be passed as ``mask=``.
+  before the first unmasked step), as Keras does; with ``zero_output_for_mask=True`` (which
+  ``Bidirectional`` sets when returning sequences) masked steps output zeros. In a model the mask
+  comes from ``Embedding(mask_zero=True)`` or ``Masking``; on array calls it may be passed as
+  ``mask=``.
 """
 
 from __future__ import annotations
@@ -70,16 +73,54 @@ class _SerialBLAS:
 _SERIAL_BLAS = _SerialBLAS()
 
 
-class _RNN(Layer):
-    """Shared machinery of LSTM and GRU: arguments, weights, layouts, masks, states, dropout.
+class SequenceLayer(Layer):
+    """A layer over ``(batch, timesteps, features)`` called with ``initial_state=`` and ``mask=``.
 
-    Subclasses set ``gates`` (4 or 3) and ``state_names`` and implement ``_bias_shape``,
+    ``layer(x, initial_state=[...])`` is ``layer([x, *states])``; ``mask=`` (array calls only) goes
+    to ``forward(inputs, training, mask=mask)``. Used by the recurrent layers and Bidirectional.
+    """
+
+    supports_masking = True  # forward(..., mask=) takes a (batch, timesteps) mask
+
+    def __call__(self, inputs, training=None, initial_state=None, mask=None, **kwargs):
+        """``layer(x)``, ``layer(x, initial_state=[...])``, ``layer(x, mask=m)`` (arrays)."""
+        if initial_state is not None:
+            if isinstance(inputs, (list, tuple)):
+                raise ValueError(
+                    f"{type(self).__name__} '{self.name}': pass the initial state either in the "
+                    "inputs list or as initial_state=, not both"
+                )
+            states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
+            inputs = [inputs, *states]
+        if mask is None:
+            return super().__call__(inputs, training=training, **kwargs)
+        if kwargs:
+            raise TypeError(f"Layer '{self.name}' got unexpected call arguments {sorted(kwargs)}")
+        if is_symbolic(inputs) or is_symbolic(mask):
+            raise NotImplementedError(
+                f"{type(self).__name__} '{self.name}': an explicit mask= works on array calls; "
+                "in a model the mask comes from Embedding(mask_zero=True) or Masking"
+            )
+        arrays = self._to_arrays(inputs)
+        shapes = [a.shape for a in arrays] if isinstance(arrays, list) else arrays.shape
+        self._maybe_build(shapes)
+        x = arrays[0] if isinstance(arrays, list) else arrays
+        mask = np.asarray(mask)
+        if mask.shape != x.shape[:2]:
+            raise shape_error(self, "mask must be (batch, timesteps)", x.shape[:2], mask.shape)
+        outputs, _ = self.forward(arrays, bool(training), mask=mask.astype(bool))
+        return outputs
+
+
+class _RNN(SequenceLayer):
+    """Shared machinery of LSTM, GRU and SimpleRNN: arguments, weights, layouts, masks, states.
+
+    Subclasses set ``gates`` (4, 3 or 1) and ``state_names`` and implement ``_bias_shape``,
     ``_bias_initializer``, ``_run`` and ``_run_backward`` over time-major arrays.
     """
 
     gates = 0
     state_names: tuple = ()
-    supports_masking = True  # forward(..., mask=) takes a (batch, timesteps) mask
 
     def __init__(
         self,
@@ -102,6 +143,7 @@ class _RNN(Layer):
         stateful: bool = False,
         unroll: bool = False,
         use_cudnn="auto",
+        zero_output_for_mask: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -154,6 +196,8 @@ class _RNN(Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.unroll = bool(unroll)  # accepted for Keras compatibility; results are the same
+        # False: a masked step repeats the previous output (Keras's default); True: zeros.
+        self.zero_output_for_mask = bool(zero_output_for_mask)
 
     # ---- weights and shapes --------------------------------------------------------------------
     def _split_shapes(self, input_shape):
@@ -232,36 +276,6 @@ class _RNN(Layer):
             return [output_mask] + [None] * len(self.state_names)
         return output_mask
 
-    # ---- calling -------------------------------------------------------------------------------
-    def __call__(self, inputs, training=None, initial_state=None, mask=None, **kwargs):
-        """``layer(x)``, ``layer(x, initial_state=[...])``, ``layer(x, mask=m)`` (arrays)."""
-        if initial_state is not None:
-            if isinstance(inputs, (list, tuple)):
-                raise ValueError(
-                    f"{type(self).__name__} '{self.name}': pass the initial state either in the "
-                    "inputs list or as initial_state=, not both"
-                )
-            states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
-            inputs = [inputs, *states]
-        if mask is None:
-            return super().__call__(inputs, training=training, **kwargs)
-        if kwargs:
-            raise TypeError(f"Layer '{self.name}' got unexpected call arguments {sorted(kwargs)}")
-        if is_symbolic(inputs) or is_symbolic(mask):
-            raise NotImplementedError(
-                f"{type(self).__name__} '{self.name}': an explicit mask= works on array calls; "
-                "in a model the mask comes from Embedding(mask_zero=True)"
-            )
-        arrays = self._to_arrays(inputs)
-        shapes = [a.shape for a in arrays] if isinstance(arrays, list) else arrays.shape
-        self._maybe_build(shapes)
-        x = arrays[0] if isinstance(arrays, list) else arrays
-        mask = np.asarray(mask)
-        if mask.shape != x.shape[:2]:
-            raise shape_error(self, "mask must be (batch, timesteps)", x.shape[:2], mask.shape)
-        outputs, _ = self.forward(arrays, bool(training), mask=mask.astype(bool))
-        return outputs
-
     # ---- forward / backward --------------------------------------------------------------------
     def forward(self, inputs, training, mask=None):
         if isinstance(mask, list):  # [x's mask, None for each initial state]
@@ -281,8 +295,9 @@ class _RNN(Layer):
         mt = seen = None
         if mask is not None:
             mt = np.ascontiguousarray(mask.T[::-1] if self.go_backwards else mask.T, dtype=bool)
-            # Keras repeats the previous *output*, which is zero before the first unmasked step.
-            seen = np.logical_or.accumulate(mt, axis=0)
+            # Keras repeats the previous *output*, which is zero before the first unmasked step,
+            # or outputs zeros at every masked step if zero_output_for_mask.
+            seen = mt if self.zero_output_for_mask else np.logical_or.accumulate(mt, axis=0)
             if seen.all():
                 seen = None
         states = [np.ascontiguousarray(s, dtype=dtype) for s in states] or [
@@ -349,6 +364,7 @@ class _RNN(Layer):
             "return_state": self.return_state,
             "go_backwards": self.go_backwards,
             "unroll": self.unroll,
+            "zero_output_for_mask": self.zero_output_for_mask,
         }
 
 
@@ -485,3 +501,117 @@ class GRU(_RNN):
 
     def get_config(self):
         return {**super().get_config(), "reset_after": self.reset_after}
+
+
+class SimpleRNN(_RNN):
+    """Fully connected RNN whose output is fed back: ``h = activation(x W + h U + b)``.
+
+    Weights (Keras order): kernel ``(features, units)``, recurrent_kernel ``(units, units)``,
+    bias ``(units,)``.
+
+    Input shape: ``(batch, timesteps, features)``. Output shape: ``(batch, units)``, or
+    ``(batch, timesteps, units)`` with ``return_sequences``; ``return_state`` gives
+    ``[output, h]``.
+    Example: ``SimpleRNN(4)(np.zeros((32, 10, 8), "float32")).shape == (32, 4)``.
+    """
+
+    gates = 1
+    state_names = ("h",)
+
+    def __init__(
+        self,
+        units: int,
+        activation="tanh",
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        if "recurrent_activation" in kwargs:
+            raise TypeError(
+                "SimpleRNN has no `recurrent_activation` argument (it has no gates); "
+                f"got recurrent_activation={kwargs['recurrent_activation']!r}"
+            )
+        super().__init__(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            **kwargs,
+        )
+
+    def _bias_shape(self):
+        return (self.units,)
+
+    def _bias_initializer(self):
+        return self.bias_initializer
+
+    def _run(self, xt, states, mt):
+        bias = self.bias.value if self.use_bias else None
+        return rnn_kernels.simple_rnn_forward(
+            xt, self.kernel.value, self.recurrent_kernel.value, bias, states[0], mt, self._act
+        )
+
+    def _run_backward(self, xt, mt, saved, dy, state_grads):
+        dx, dh0 = rnn_kernels.simple_rnn_backward(
+            xt,
+            self.kernel.value,
+            self.recurrent_kernel.value,
+            saved[0],
+            mt,
+            self._act,
+            dy,
+            state_grads[0],
+            *self._weight_grads(),
+        )
+        return dx, [dh0]
+
+    def get_config(self):
+        config = super().get_config()
+        del config["recurrent_activation"]
+        return config
+
+
+class Masking(Layer):
+    """Masks timesteps whose features all equal ``mask_value`` for the layers that follow.
+
+    ``compute_mask(x)`` is ``any(x != mask_value, axis=-1)``; the output is ``x`` at kept steps
+    and zeros at masked ones (the gradient likewise). In a model the mask flows on to the
+    recurrent layers (and Bidirectional), which skip the masked steps.
+
+    Args:
+        mask_value: the value that marks padding.
+
+    Input shape: ``(batch, timesteps, features)`` (any rank; the mask drops the last axis).
+    Output shape: the same.
+    Example: ``LSTM(8)(Masking()(Input((10, 3))))`` ignores all-zero timesteps.
+    """
+
+    supports_masking = True  # an incoming mask is replaced by this layer's own
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(mask_value, (int, float, np.number)) or isinstance(mask_value, bool):
+            raise ValueError(
+                f"Masking '{self.name}': `mask_value` must be a number; got "
+                f"mask_value={mask_value!r}"
+            )
+        self.mask_value = float(mask_value)
+
+    def compute_mask(self, inputs, mask=None):
+        """``any(inputs != mask_value, axis=-1)``: True where a timestep is kept."""
+        x = np.asarray(inputs)
+        return np.any(x != x.dtype.type(self.mask_value), axis=-1)
+
+    def forward(self, inputs, training, mask=None):
+        keep = self.compute_mask(inputs)[..., None]
+        return np.where(keep, inputs, inputs.dtype.type(0)), keep
+
+    def backward(self, ctx, grad_outputs):
+        return np.where(ctx, grad_outputs, grad_outputs.dtype.type(0))
+
+    def get_config(self):
+        return {**super().get_config(), "mask_value": self.mask_value}
