@@ -1,7 +1,7 @@
 """Layers with Keras 3 names and arguments."""
 
 from fastnn.layers.base import Layer, Variable
-from fastnn.layers.convolutional import Conv2D
+from fastnn.layers.convolutional import Conv1D, Conv2D
 from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer
 from fastnn.layers.embedding import Embedding
 from fastnn.layers.merging import (
@@ -19,11 +19,26 @@ from fastnn.layers.merging import (
     subtract,
 )
 from fastnn.layers.normalization import BatchNormalization
-from fastnn.layers.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from fastnn.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
 from fastnn.layers.recurrent import GRU, LSTM, Masking, SimpleRNN
+from fastnn.layers.reshaping import RepeatVector, Reshape
 from fastnn.layers.wrappers import Bidirectional
+from fastnn.layers.wrappers_time import TimeDistributed
 
+Convolution1D = Conv1D
 Convolution2D = Conv2D
+MaxPool1D = MaxPooling1D
+AvgPool1D = AveragePooling1D
+GlobalAvgPool1D = GlobalAveragePooling1D
+GlobalMaxPool1D = GlobalMaxPooling1D
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
@@ -32,31 +47,44 @@ __all__ = [
     "Activation",
     "Add",
     "Average",
+    "AveragePooling1D",
     "AveragePooling2D",
+    "AvgPool1D",
     "AvgPool2D",
-    "Bidirectional",
     "BatchNormalization",
+    "Bidirectional",
     "Concatenate",
+    "Conv1D",
     "Conv2D",
+    "Convolution1D",
     "Convolution2D",
     "Dense",
     "Dropout",
     "Embedding",
-    "GRU",
-    "LSTM",
     "Flatten",
+    "GRU",
+    "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
+    "GlobalAvgPool1D",
     "GlobalAvgPool2D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPooling1D",
     "Input",
     "InputLayer",
+    "LSTM",
     "Layer",
     "Masking",
+    "MaxPool1D",
     "MaxPool2D",
+    "MaxPooling1D",
     "MaxPooling2D",
     "Maximum",
     "Multiply",
+    "RepeatVector",
+    "Reshape",
     "SimpleRNN",
     "Subtract",
+    "TimeDistributed",
     "Variable",
     "add",
     "average",
