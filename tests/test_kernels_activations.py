@@ -93,10 +93,10 @@ def test_forward_in_place_and_column_sums_accumulate(dtype):
     assert acc.dtype == dtype
 
 
-@pytest.mark.parametrize("code", sorted(K.CODES.values()))
-def test_float32_stays_float32(code):
+def test_float32_stays_float32():
+    # The activation code is a runtime argument: one compile covers every activation.
     z = np.ones((3, 4), np.float32)
     bias = np.ones(4, np.float32)
-    assert float64_ops(K.bias_activation_forward, z, bias, code, np.empty_like(z)) == []
-    assert float64_ops(K.activation_backward, z, z, code, np.empty_like(z)) == []
+    assert float64_ops(K.bias_activation_forward, z, bias, K.SOFTMAX, np.empty_like(z)) == []
+    assert float64_ops(K.activation_backward, z, z, K.SOFTMAX, np.empty_like(z)) == []
     assert float64_ops(K.column_sums_add, z, bias) == []
