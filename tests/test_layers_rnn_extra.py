@@ -440,14 +440,20 @@ def padded_sequences(rng, n, steps=20, vocab=10):
     return ids.astype("float32"), labels.astype("float32")[:, None]
 
 
-def test_bidirectional_lstm_learns_whether_a_token_occurs():
+@pytest.mark.parametrize(
+    "rnn, mask_zero, bidirectional",
+    [(LSTM, True, True), (LSTM, True, False), (GRU, True, False), (LSTM, False, False),
+     (GRU, False, False)],
+)  # fmt: skip
+def test_recurrent_models_learn_whether_a_token_occurs(rnn, mask_zero, bidirectional):
+    """A task that needs memory across the sequence, with and without masked padding."""
     fastnn.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x, y = padded_sequences(rng, 1024)
     x_test, y_test = padded_sequences(rng, 512)
     inputs = fastnn.Input((20,))
-    h = Embedding(10, 8, mask_zero=True)(inputs)
-    h = Bidirectional(LSTM(8))(h)
+    h = Embedding(10, 8, mask_zero=mask_zero)(inputs)
+    h = Bidirectional(rnn(8))(h) if bidirectional else rnn(8)(h)
     model = fastnn.Model(inputs, Dense(1, activation="sigmoid")(h))
     model.compile(
         optimizer=fastnn.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"]

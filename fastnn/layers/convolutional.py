@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import activations, initializers, regularizers
+from fastnn.graph import scratch
 from fastnn.kernels import activations as act_kernels
 from fastnn.kernels import conv as conv_kernels
 from fastnn.layers.base import Layer, shape_error
@@ -194,12 +195,12 @@ class _Conv(Layer):
             raise shape_error(self, "incompatible input shape", expected, tuple(input_shape))
         self.compute_output_shape(input_shape)
 
-    def _activation_grad(self, grad_outputs, y):
+    def _activation_grad(self, grad_outputs, y, workspace=None):
         """dL/dz (contiguous, y's dtype) from dL/dy through the fused activation."""
         grad = np.ascontiguousarray(grad_outputs, dtype=y.dtype)
         if self._code == act_kernels.LINEAR:
             return grad
-        grad_z = np.empty_like(grad)
+        grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
         act_kernels.activation_backward(
             grad.reshape(-1, self.filters),
             y.reshape(-1, self.filters),
@@ -402,16 +403,27 @@ class Conv2D(_Conv):
         )
         return (input_shape[0], out_h, out_w, self.filters)
 
-    def forward(self, inputs, training):
+    uses_workspace = True
+
+    def forward(self, inputs, training, workspace=None):
         bias = self.bias.value if self.use_bias else None
+        out = cols = None
+        if workspace is not None:
+            n, _, _, c = inputs.shape
+            kh, kw = self.kernel_size
+            out_h, out_w, _, _ = conv_kernels.conv_geometry(
+                inputs.shape, self.kernel.shape, self.strides, self.padding
+            )
+            out = workspace.empty("y", (n, out_h, out_w, self.filters), self.kernel.dtype)
+            cols = workspace.empty("cols", (n * out_h * out_w, kh * kw * c), self.kernel.dtype)
         y, cols = conv_kernels.conv2d_forward(
-            inputs, self.kernel.value, bias, self.strides, self.padding, self._code
+            inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out, cols
         )
-        return y, (cols, inputs.shape, y)
+        return y, (cols, inputs.shape, y, workspace)
 
     def backward(self, ctx, grad_outputs):
-        cols, x_shape, y = ctx
-        grad = self._activation_grad(grad_outputs, y)
+        cols, x_shape, y, workspace = ctx
+        grad = self._activation_grad(grad_outputs, y, workspace)
         dkernel = self.kernel.grad if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None
         # cols is dead once dkernel is done, so the input-gradient columns reuse its memory.
@@ -425,5 +437,6 @@ class Conv2D(_Conv):
             self.padding,
             dkernel,
             dbias,
+            dx=scratch(workspace, "dx", x_shape, y.dtype),
             dcols=dcols,
         )

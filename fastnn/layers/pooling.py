@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.graph import is_symbolic
+from fastnn.graph import is_symbolic, scratch
 from fastnn.kernels import pooling as pool_kernels
 from fastnn.kernels.conv import padding_amounts
 from fastnn.layers.base import Layer, shape_error
@@ -76,20 +76,22 @@ class MaxPooling2D(_Pooling2D):
     Example: ``MaxPooling2D(2)(x)`` halves height and width.
     """
 
-    def forward(self, inputs, training):
+    uses_workspace = True
+
+    def forward(self, inputs, training, workspace=None):
         x = np.ascontiguousarray(inputs)
         out_shape, pad_top, pad_left = self._geometry(x.shape)
-        out = np.empty(out_shape, dtype=x.dtype)
-        argmax = np.empty(out_shape, dtype=np.int64)
+        out = scratch(workspace, "y", out_shape, x.dtype)
+        argmax = scratch(workspace, "argmax", out_shape, np.int64)
         ph, pw = self.pool_size
         sh, sw = self.strides
         pool_kernels.maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax)
-        return out, (argmax, x.shape, x.dtype)
+        return out, (argmax, x.shape, x.dtype, workspace)
 
     def backward(self, ctx, grad_outputs):
-        argmax, x_shape, dtype = ctx
+        argmax, x_shape, dtype, workspace = ctx
         grad = np.ascontiguousarray(grad_outputs, dtype=dtype)
-        dx = np.empty(x_shape, dtype=dtype)
+        dx = scratch(workspace, "dx", x_shape, dtype)
         pool_kernels.maxpool2d_backward(grad, argmax, dx)
         return dx
 
@@ -108,19 +110,21 @@ class AveragePooling2D(_Pooling2D):
     Example: ``AveragePooling2D(pool_size=3, strides=1, padding="same")(x)``.
     """
 
-    def forward(self, inputs, training):
+    uses_workspace = True
+
+    def forward(self, inputs, training, workspace=None):
         x = np.ascontiguousarray(inputs)
         out_shape, pad_top, pad_left = self._geometry(x.shape)
-        out = np.empty(out_shape, dtype=x.dtype)
+        out = scratch(workspace, "y", out_shape, x.dtype)
         ph, pw = self.pool_size
         sh, sw = self.strides
         pool_kernels.avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out)
-        return out, (x.shape, x.dtype, pad_top, pad_left)
+        return out, (x.shape, x.dtype, pad_top, pad_left, workspace)
 
     def backward(self, ctx, grad_outputs):
-        x_shape, dtype, pad_top, pad_left = ctx
+        x_shape, dtype, pad_top, pad_left, workspace = ctx
         grad = np.ascontiguousarray(grad_outputs, dtype=dtype)
-        dx = np.empty(x_shape, dtype=dtype)
+        dx = scratch(workspace, "dx", x_shape, dtype)
         ph, pw = self.pool_size
         sh, sw = self.strides
         pool_kernels.avgpool2d_backward(grad, ph, pw, sh, sw, pad_top, pad_left, dx)
