@@ -27,13 +27,21 @@ SPECS = {
     "seed_cnn": ([(28, 28, 1)], [("sparse", 10)]),
     "multi_input_mlp": ([(10,), (5,)], [("binary",)]),
     "multi_output_cnn": ([(28, 28, 1)], [("mse",), ("binary",)]),
+    "lstm_text": ([("ids", 100)], [("binary",)]),
+    "image_text": ([(64, 64, 3), ("ids", 100)], [("binary",)]),
 }
+VOCAB = 5000
 
 
 def make_data(name: str, n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     inputs, outputs = SPECS[name]
-    xs = [rng.random((n, *shape), dtype=np.float32) for shape in inputs]
+    xs = [
+        rng.integers(0, VOCAB, (n, shape[1])).astype(np.float32)
+        if shape[0] == "ids"
+        else rng.random((n, *shape), dtype=np.float32)
+        for shape in inputs
+    ]
     ys = []
     for kind in outputs:
         if kind[0] == "sparse":
@@ -77,6 +85,20 @@ def build_keras_api(lib, name: str):
         gender = layers.Dense(1, activation="sigmoid", name="gender")(x)
         model = lib.Model(inputs, [age, gender])
         model.compile(optimizer="adam", loss=["mse", "binary_crossentropy"])
+    elif name == "lstm_text":
+        inputs = lib.Input(shape=(100,))
+        x = layers.LSTM(64)(layers.Embedding(VOCAB, 128)(inputs))
+        model = lib.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+    elif name == "image_text":
+        image, text = lib.Input(shape=(64, 64, 3)), lib.Input(shape=(100,))
+        x1 = layers.MaxPooling2D(2)(layers.Conv2D(32, 3, activation="relu")(image))
+        x1 = layers.MaxPooling2D(2)(layers.Conv2D(64, 3, activation="relu")(x1))
+        x2 = layers.LSTM(64)(layers.Embedding(VOCAB, 128)(text))
+        x = layers.concatenate([layers.Flatten()(x1), x2])
+        x = layers.Dropout(0.5)(layers.Dense(64, activation="relu")(x))
+        model = lib.Model([image, text], layers.Dense(1, activation="sigmoid")(x))
+        model.compile(optimizer="adam", loss="binary_crossentropy")
     else:
         raise ValueError(f"unknown model {name!r}; choose from {sorted(SPECS)}")
     return model
@@ -123,6 +145,20 @@ def torch_runner(name, batch, channels_last=False):
                 self.head = nn.Sequential(
                     nn.Linear(48, 64), nn.Linear(64, 32), nn.Linear(32, 1), nn.Sigmoid()
                 )
+            elif name in ("lstm_text", "image_text"):
+                self.embedding = nn.Embedding(VOCAB, 128)
+                self.lstm = nn.LSTM(128, 64, batch_first=True)
+                if name == "lstm_text":
+                    self.head = nn.Sequential(nn.Linear(64, 1), nn.Sigmoid())
+                else:
+                    self.body = nn.Sequential(
+                        nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                    )  # fmt: skip
+                    self.head = nn.Sequential(
+                        nn.Linear(14 * 14 * 64 + 64, 64), nn.ReLU(), nn.Dropout(0.5),
+                        nn.Linear(64, 1), nn.Sigmoid(),
+                    )  # fmt: skip
             else:
                 self.body = nn.Sequential(
                     nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
@@ -135,6 +171,12 @@ def torch_runner(name, batch, channels_last=False):
                 return [self.body(xs[0])]
             if name == "multi_input_mlp":
                 return [self.head(torch.cat([self.a(xs[0]), self.b(xs[1])], dim=1))]
+            if name in ("lstm_text", "image_text"):
+                _, (h, _) = self.lstm(self.embedding(xs[-1].long()))
+                text = h[-1]
+                if name == "lstm_text":
+                    return [self.head(text)]
+                return [self.head(torch.cat([self.body(xs[0]), text], dim=1))]
             features = self.body(xs[0])
             return [self.age(features), torch.sigmoid(self.gender(features))]
 
@@ -146,6 +188,8 @@ def torch_runner(name, batch, channels_last=False):
         "seed_cnn": [nn.CrossEntropyLoss()],
         "multi_input_mlp": [nn.BCELoss()],
         "multi_output_cnn": [nn.MSELoss(), nn.BCELoss()],
+        "lstm_text": [nn.BCELoss()],
+        "image_text": [nn.BCELoss()],
     }[name]
 
     def to_torch(xs):
