@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn.graph import Graph, SymbolicTensor, is_symbolic
-from fastnn.layers.base import Layer, Variable, unique_name
+from fastnn.layers.base import Layer, Variable, assign_all, unique_name
 from fastnn.layers.core import InputLayer
 from fastnn.summary import print_summary
 from fastnn.training import Trainer
@@ -122,20 +122,7 @@ class Model(Trainer, Layer):
 
     def set_weights(self, weights) -> None:
         """Assign all weights in ``get_weights()`` order; shapes are checked before any change."""
-        own = self.weights
-        weights = [np.asarray(w) for w in weights]
-        if len(weights) != len(own):
-            raise ValueError(
-                f"Model '{self.name}' expects {len(own)} weight arrays, got {len(weights)}"
-            )
-        for var, arr in zip(own, weights):
-            if arr.shape != var.shape:
-                raise ValueError(
-                    f"Model '{self.name}': weight '{var.path}' has shape {var.shape}, "
-                    f"got an array of shape {arr.shape}"
-                )
-        for var, arr in zip(own, weights):
-            var.value[...] = arr
+        assign_all(self.weights, weights, f"Model '{self.name}':", lambda var: var.path)
 
     def summary(self, line_length: int | None = None, print_fn=None) -> None:
         """Print the layer table with output shapes and parameter counts, as Keras does."""

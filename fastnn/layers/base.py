@@ -74,6 +74,24 @@ class Variable:
         return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype.name}>"
 
 
+def assign_all(variables, weights, owner: str, label) -> None:
+    """Copy ``weights`` into ``variables`` after checking every count and shape (all or nothing)."""
+    arrays = [np.asarray(w) for w in weights]
+    if len(arrays) != len(variables):
+        raise ValueError(
+            f"{owner} expects {len(variables)} weight arrays, got {len(arrays)} "
+            f"(expected shapes {[v.shape for v in variables]})"
+        )
+    for var, arr in zip(variables, arrays):
+        if arr.shape != var.shape:
+            raise ValueError(
+                f"{owner} weight '{label(var)}' has shape {var.shape}, "
+                f"got an array of shape {arr.shape}"
+            )
+    for var, arr in zip(variables, arrays):
+        var.value[...] = arr
+
+
 def standardize_shape(shape, what="shape") -> tuple:
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
@@ -193,22 +211,7 @@ class Layer:
 
     def set_weights(self, weights) -> None:
         """Assign all weights at once, in ``get_weights()`` order; nothing changes on error."""
-        own = self.weights
-        weights = list(weights)
-        if len(weights) != len(own):
-            raise ValueError(
-                f"Layer '{self.name}' expects {len(own)} weight arrays "
-                f"{[w.shape for w in own]}, got {len(weights)}"
-            )
-        arrays = [np.asarray(w) for w in weights]
-        for var, arr in zip(own, arrays):
-            if arr.shape != var.shape:
-                raise ValueError(
-                    f"Layer '{self.name}' weight '{var.name}' has shape {var.shape}, "
-                    f"got an array of shape {arr.shape}"
-                )
-        for var, arr in zip(own, arrays):
-            var.value[...] = arr
+        assign_all(self.weights, weights, f"Layer '{self.name}'", lambda var: var.name)
 
     def count_params(self) -> int:
         if not self.built:
