@@ -57,6 +57,26 @@ class Model(Trainer, Layer):
             self.output_names = _unique_output_names(output_list)
         self.built = True
 
+    # ---- symbolic inputs and outputs, as Keras's Functional exposes them ------------------------
+    def _as_given(self, tensors, struct):
+        return tensors if isinstance(struct, (list, tuple, dict)) else tensors[0]
+
+    @property
+    def input(self):
+        return self._as_given(self.inputs, self._inputs_struct)
+
+    @property
+    def output(self):
+        return self._as_given(self.outputs, self._outputs_struct)
+
+    @property
+    def input_shape(self):
+        return self._as_given([t.shape for t in self.inputs], self._inputs_struct)
+
+    @property
+    def output_shape(self):
+        return self._as_given([t.shape for t in self.outputs], self._outputs_struct)
+
     # ---- layers and weights --------------------------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
