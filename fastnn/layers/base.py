@@ -227,6 +227,8 @@ class Layer:
 
     # ---- the contract --------------------------------------------------------------------------
     def build(self, input_shape) -> None:
+        """Create weights; a weightless layer only validates the shape (compute_output_shape)."""
+        self.compute_output_shape(input_shape)
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -254,6 +256,7 @@ class Layer:
 
     def check_input_shape(self, input_shape) -> None:
         """Raise if a built layer cannot take ``input_shape`` (overridden where weights fix it)."""
+        self.compute_output_shape(input_shape)
 
     # ---- calling -------------------------------------------------------------------------------
     def _maybe_build(self, input_shape) -> None:

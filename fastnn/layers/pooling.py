@@ -33,12 +33,6 @@ class _Pooling2D(Layer):
         self.padding = standardize_padding(padding)
         self.data_format = check_data_format(self, data_format)
 
-    def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-
-    def check_input_shape(self, input_shape):
-        self.compute_output_shape(input_shape)
-
     def compute_output_shape(self, input_shape):
         out_h, out_w = spatial_output_shape(
             self, input_shape, self.pool_size, self.strides, self.padding, "pool_size"
@@ -145,12 +139,6 @@ class GlobalAveragePooling2D(Layer):
         self.data_format = check_data_format(self, data_format)
         self.keepdims = bool(keepdims)
 
-    def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-
-    def check_input_shape(self, input_shape):
-        self.compute_output_shape(input_shape)
-
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != 4:
@@ -187,12 +175,6 @@ class _Pooling1D(Layer):
         self.strides = standardize_tuple(pool_size if strides is None else strides, 1, "strides")
         self.padding = standardize_padding(padding)
         self.data_format = check_data_format(self, data_format, rank=1)
-
-    def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-
-    def check_input_shape(self, input_shape):
-        self.compute_output_shape(input_shape)
 
     def compute_output_shape(self, input_shape):
         steps = temporal_output_length(
@@ -289,12 +271,6 @@ class _GlobalPooling1D(Layer):
         super().__init__(**kwargs)
         self.data_format = check_data_format(self, data_format, rank=1)
         self.keepdims = bool(keepdims)
-
-    def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-
-    def check_input_shape(self, input_shape):
-        self.compute_output_shape(input_shape)
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)

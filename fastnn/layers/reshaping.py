@@ -78,12 +78,6 @@ class Reshape(Layer):
             )
         return target
 
-    def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-
-    def check_input_shape(self, input_shape):
-        self.compute_output_shape(input_shape)
-
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) < 1:
@@ -117,12 +111,6 @@ class RepeatVector(Layer):
         if n <= 0:
             raise ValueError(f"Argument `n` should be a positive integer. Received: n={n}")
         self.n = int(n)
-
-    def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-
-    def check_input_shape(self, input_shape):
-        self.compute_output_shape(input_shape)
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
