@@ -7,11 +7,11 @@ busy-wait against BLAS threads as the OpenMP layer does. Set NUMBA_THREADING_LAY
 
 from __future__ import annotations
 
-import numba
-
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads in Numba kernels and in BLAS (when threadpoolctl is installed)."""
+    import numba  # here, not at module level: `import fastnn` stays free of numba's start-up
+
     if not isinstance(n, int) or not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(
             f"`n` must be an integer in 1..{numba.config.NUMBA_NUM_THREADS}; got n={n!r}"
@@ -26,6 +26,8 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """Threads Numba kernels use."""
+    import numba
+
     return numba.get_num_threads()
 
 

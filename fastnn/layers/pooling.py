@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn.graph import is_symbolic, scratch
+from fastnn.kernels import conv as conv_kernels
 from fastnn.kernels import pooling as pool_kernels
-from fastnn.kernels.conv import padding_amounts
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.convolutional import (
     check_data_format,
@@ -42,8 +42,12 @@ class _Pooling2D(Layer):
     def _geometry(self, x_shape):
         """(out_shape, pad_top, pad_left) for a concrete input shape."""
         n, h, w, c = x_shape
-        out_h, pad_top, _ = padding_amounts(h, self.pool_size[0], self.strides[0], self.padding)
-        out_w, pad_left, _ = padding_amounts(w, self.pool_size[1], self.strides[1], self.padding)
+        out_h, pad_top, _ = conv_kernels.padding_amounts(
+            h, self.pool_size[0], self.strides[0], self.padding
+        )
+        out_w, pad_left, _ = conv_kernels.padding_amounts(
+            w, self.pool_size[1], self.strides[1], self.padding
+        )
         return (n, out_h, out_w, c), pad_top, pad_left
 
     def get_config(self):
@@ -185,7 +189,9 @@ class _Pooling1D(Layer):
     def _geometry(self, x_shape):
         """(out_shape as (n, 1, steps, c), pad_left) for a concrete (n, steps, c) input."""
         n, steps, c = x_shape
-        out, pad_left, _ = padding_amounts(steps, self.pool_size[0], self.strides[0], self.padding)
+        out, pad_left, _ = conv_kernels.padding_amounts(
+            steps, self.pool_size[0], self.strides[0], self.padding
+        )
         return (n, 1, out, c), pad_left
 
     def get_config(self):
