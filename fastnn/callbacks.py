@@ -110,6 +110,10 @@ def _format_time(seconds: float) -> str:
     return f"{seconds * 1e6:.0f}us"
 
 
+class TerminateOnNaN(Callback):
+    """Stop training, instead of raising, when the loss becomes NaN or infinite."""
+
+
 class CallbackList:
     """Dispatches each hook to every callback, with History and the progress logger added."""
 
@@ -127,6 +131,9 @@ class CallbackList:
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params or {})
+
+    def terminates_on_nan(self) -> bool:
+        return any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks)
 
     def __getattr__(self, hook):
         if not hook.startswith("on_"):

@@ -426,7 +426,16 @@ class Trainer:
             for step, index in enumerate(self._batches(n, batch_size, rng)):
                 cbs.on_train_batch_begin(step)
                 sw = None if sample_weight is None else sample_weight[index]
-                self._train_step(self._take(xs, index), self._take(ys, index), sw)
+                try:
+                    self._train_step(self._take(xs, index), self._take(ys, index), sw)
+                except FloatingPointError as error:
+                    if not cbs.terminates_on_nan():
+                        raise FloatingPointError(
+                            f"fit(): epoch {epoch + 1}, step {step + 1}: {error}"
+                        ) from None
+                    print(f"Batch {step}: Invalid loss, terminating training")
+                    self.stop_training = True
+                    break
                 cbs.on_train_batch_end(step, self._logs())
                 if self.stop_training:
                     break

@@ -600,3 +600,29 @@ def test_get_layer_unknown_name_lists_names(regressor):
         regressor.get_layer("hiden")
     with pytest.raises(ValueError, match=r"has 4 layers; index 7 is out of range"):
         regressor.get_layer(index=7)
+
+
+def _diverging_model():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(1e30), loss="mse")
+    return model
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_a_non_finite_loss_stops_fit_with_the_epoch_and_step():
+    model = _diverging_model()
+    x, y = np.full((64, 2), 1e3, "float32"), np.full((64, 1), -1e3, "float32")
+    with pytest.raises(FloatingPointError, match=r"fit\(\): epoch 1, step \d+: .*loss became"):
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_terminate_on_nan_stops_training_instead_of_raising(capsys):
+    model = _diverging_model()
+    x, y = np.full((64, 2), 1e3, "float32"), np.full((64, 1), -1e3, "float32")
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])
+    assert "Invalid loss, terminating training" in capsys.readouterr().out
+    assert model.stop_training
+    assert all(np.isfinite(w).all() for w in model.get_weights())
