@@ -1,0 +1,110 @@
+"""Callbacks behave as Keras's: early stopping, learning-rate control, CSV logs, lambdas."""
+
+import csv
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import callbacks, layers
+
+
+def small_model(lr=0.01):
+    fastnn.utils.set_random_seed(0)
+    inputs = fastnn.Input((3,))
+    model = fastnn.Model(inputs, layers.Dense(1)(layers.Dense(4, activation="tanh")(inputs)))
+    model.compile(optimizer=fastnn.optimizers.SGD(lr), loss="mse")
+    return model
+
+
+DATA = np.random.default_rng(0).random((32, 3)).astype("float32")
+TARGET = DATA.sum(axis=1, keepdims=True)
+
+
+class Scripted(callbacks.Callback):
+    """Replaces the monitored value with a scripted sequence, one per epoch."""
+
+    def __init__(self, values, key="val_loss"):
+        super().__init__()
+        self.values, self.key = values, key
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs[self.key] = self.values[epoch]
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
+    model = small_model()
+    snapshots = []
+    record = callbacks.LambdaCallback(
+        on_epoch_end=lambda e, logs: snapshots.append(model.get_weights())
+    )
+    stop = callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    history = model.fit(
+        DATA, TARGET, epochs=10, verbose=0, callbacks=[Scripted([5, 3, 4, 4, 1, 0]), record, stop]
+    )
+    assert len(history.history["loss"]) == 4  # best at epoch 1, two epochs without improvement
+    assert stop.stopped_epoch == 3 and stop.best_epoch == 1
+    for restored, best in zip(model.get_weights(), snapshots[1]):
+        np.testing.assert_array_equal(restored, best)
+
+
+def test_early_stopping_on_accuracy_maximizes():
+    stop = callbacks.EarlyStopping(monitor="val_accuracy")
+    assert stop.mode == "max"
+    with pytest.raises(ValueError, match="mode"):
+        callbacks.EarlyStopping(mode="upwards")
+
+
+def test_learning_rate_scheduler_sets_and_logs_the_rate():
+    model = small_model(lr=0.1)
+    scheduler = callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+    history = model.fit(DATA, TARGET, epochs=3, verbose=0, callbacks=[scheduler])
+    assert history.history["learning_rate"] == pytest.approx([0.05, 0.025, 0.0125])
+    assert model.optimizer.learning_rate == pytest.approx(0.0125)
+    one_arg = callbacks.LearningRateScheduler(lambda epoch: 0.01 * (epoch + 1))
+    model.fit(DATA, TARGET, epochs=2, verbose=0, callbacks=[one_arg])
+    assert model.optimizer.learning_rate == pytest.approx(0.02)
+
+
+def test_reduce_lr_on_plateau_reduces_after_patience_with_cooldown():
+    model = small_model(lr=1.0)
+    reduce = callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, cooldown=1)
+    history = model.fit(
+        DATA, TARGET, epochs=6, verbose=0,
+        callbacks=[Scripted([1.0, 1.0, 1.0, 1.0, 1.0, 1.0]), reduce],
+    )  # fmt: skip
+    # Keras 3 gives these figures for the same script: the cooldown counter runs out at the top
+    # of the next epoch, so with patience=1 a cooldown of 1 does not delay the next reduction.
+    assert history.history["learning_rate"] == pytest.approx([1.0, 1.0, 0.5, 0.25, 0.125, 0.0625])
+    with pytest.raises(ValueError, match="factor >= 1.0"):
+        callbacks.ReduceLROnPlateau(factor=2.0)
+
+
+def test_csv_logger_writes_one_row_per_epoch(tmp_path):
+    path = tmp_path / "log.csv"
+    model = small_model()
+    model.fit(DATA, TARGET, epochs=3, verbose=0, validation_split=0.25,
+              callbacks=[callbacks.CSVLogger(str(path))])  # fmt: skip
+    rows = list(csv.reader(path.open()))
+    assert rows[0] == ["epoch", "loss", "val_loss"]
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2"]
+    model.fit(DATA, TARGET, epochs=1, verbose=0, validation_split=0.25,
+              callbacks=[callbacks.CSVLogger(str(path), append=True)])  # fmt: skip
+    assert len(list(csv.reader(path.open()))) == 5
+
+
+def test_callback_sees_model_params_and_can_stop_training():
+    seen = []
+
+    class Stopper(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((self.params["epochs"], self.params["steps"], batch))
+            if batch == 1:
+                self.model.stop_training = True
+
+    model = small_model()
+    history = model.fit(DATA, TARGET, epochs=5, batch_size=8, verbose=0, callbacks=[Stopper()])
+    assert seen == [(5, 4, 0), (5, 4, 1)]
+    assert len(history.history["loss"]) == 1
+    with pytest.raises(TypeError, match="unknown hooks"):
+        callbacks.LambdaCallback(on_epoch_ending=print)
