@@ -7,6 +7,7 @@ and weights) and never imports the models module.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Mapping
 
@@ -380,35 +381,32 @@ class Trainer:
             raise ValueError(
                 f"`validation_split` must be in [0, 1); got validation_split={validation_split}"
             )
-        if y is None:
-            raise ValueError(f"fit(): model '{self.name}' needs targets y for its outputs")
-        self._ensure_built_for_data(x)
-        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
-        sample_weight = _with_class_weight(sample_weight, class_weight, ys)
+        rng = make_rng() if shuffle else None
         val = None
+        if _is_batch_source(x):
+            if y is not None or validation_split:
+                raise ValueError(
+                    "fit(): a generator or PyDataset yields (x, y) batches itself; pass y=None "
+                    "and validation_data instead of validation_split"
+                )
+            epoch_batches = self._source_batches(x, steps_per_epoch)
+            steps = len(x) if hasattr(x, "__len__") else steps_per_epoch
+        else:
+            if y is None:
+                raise ValueError(f"fit(): model '{self.name}' needs targets y for its outputs")
+            self._ensure_built_for_data(x)
+            xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+            sample_weight = _with_class_weight(sample_weight, class_weight, ys)
+            if validation_split and validation_data is None:
+                xs, ys, sample_weight, val = _split_validation(
+                    xs, ys, sample_weight, validation_split
+                )
+            epoch_batches = self._array_batches(xs, ys, sample_weight, batch_size, rng)
+            steps = math.ceil(len(xs[0]) / batch_size)
         if validation_data is not None:
             val = self._prepare(
                 *_unpack_validation(validation_data), caller="fit() validation_data"
             )
-        elif validation_split:
-            n = len(xs[0])
-            cut = int(n * (1.0 - validation_split))
-            if cut == 0 or cut == n:
-                raise ValueError(
-                    f"validation_split={validation_split} leaves no training or validation "
-                    f"samples out of {n}"
-                )
-            val = (
-                [a[cut:] for a in xs],
-                [None if a is None else a[cut:] for a in ys],
-                None if sample_weight is None else sample_weight[cut:],
-            )
-            xs = [a[:cut] for a in xs]
-            ys = [None if a is None else a[:cut] for a in ys]
-            sample_weight = None if sample_weight is None else sample_weight[:cut]
-
-        n = len(xs[0])
-        steps = math.ceil(n / batch_size)
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList(
             callbacks,
@@ -417,17 +415,16 @@ class Trainer:
             verbose=_verbosity(verbose),
             params={"epochs": epochs, "steps": steps, "verbose": _verbosity(verbose)},
         )
-        rng = make_rng() if shuffle else None
         self.stop_training = False
         cbs.on_train_begin()
+        logs = {}
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.on_epoch_begin(epoch)
-            for step, index in enumerate(self._batches(n, batch_size, rng)):
+            for step, (batch_x, batch_y, batch_sw) in enumerate(epoch_batches()):
                 cbs.on_train_batch_begin(step)
-                sw = None if sample_weight is None else sample_weight[index]
                 try:
-                    self._train_step(self._take(xs, index), self._take(ys, index), sw)
+                    self._train_step(batch_x, batch_y, batch_sw)
                 except FloatingPointError as error:
                     if not cbs.terminates_on_nan():
                         raise FloatingPointError(
@@ -439,6 +436,9 @@ class Trainer:
                 cbs.on_train_batch_end(step, self._logs())
                 if self.stop_training:
                     break
+            if self._output_metrics is None:  # a generator that ran out of data
+                print("fit(): the input ran out of data; stopping training")
+                break
             logs = self._logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size)
@@ -446,8 +446,34 @@ class Trainer:
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        cbs.on_train_end(logs if epochs > initial_epoch else {})
+        cbs.on_train_end(logs)
         return history
+
+    def _array_batches(self, xs, ys, sample_weight, batch_size, rng):
+        """Per epoch: (x, y, sample_weight) batches of in-memory arrays, reshuffled by rng."""
+
+        def batches():
+            for index in self._batches(len(xs[0]), batch_size, rng):
+                sw = None if sample_weight is None else sample_weight[index]
+                yield self._take(xs, index), self._take(ys, index), sw
+
+        return batches
+
+    def _source_batches(self, source, steps_per_epoch):
+        """Per epoch: batches from a generator or a PyDataset-style object, each validated."""
+        indexable = hasattr(source, "__getitem__") and hasattr(source, "__len__")
+
+        def batches():
+            items = (source[i] for i in range(len(source))) if indexable else source
+            # islice stops before pulling a batch past the epoch, so the next epoch gets it.
+            for step, item in enumerate(itertools.islice(items, steps_per_epoch)):
+                batch_x, batch_y, batch_sw = _unpack_batch(item)
+                self._ensure_built_for_data(batch_x)
+                yield self._prepare(batch_x, batch_y, batch_sw, caller=f"fit() batch {step}")
+            if hasattr(source, "on_epoch_end"):
+                source.on_epoch_end()
+
+        return batches
 
     def _evaluate_arrays(self, xs, ys, sample_weight, batch_size, cbs=None) -> dict:
         self._reset_metrics()
@@ -679,6 +705,42 @@ def _verbosity(verbose) -> int:
     if verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2; got verbose={verbose!r}")
     return int(verbose)
+
+
+def _is_batch_source(x) -> bool:
+    """A generator / iterator of batches, or a PyDataset-style object (__len__, __getitem__)."""
+    if x is None or isinstance(x, (np.ndarray, list, tuple, Mapping)) or hasattr(x, "__array__"):
+        return False
+    return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__"))
+
+
+def _unpack_batch(item):
+    if not isinstance(item, (list, tuple)) or len(item) not in (2, 3):
+        raise ValueError(
+            "fit(): each batch from a generator or PyDataset must be (x, y) or "
+            f"(x, y, sample_weight); got {type(item).__name__}"
+            + (f" of length {len(item)}" if isinstance(item, (list, tuple)) else "")
+        )
+    return tuple(item) if len(item) == 3 else (item[0], item[1], None)
+
+
+def _split_validation(xs, ys, sample_weight, fraction):
+    """Keras's validation_split: the last ``fraction`` of the samples, before any shuffling."""
+    n = len(xs[0])
+    cut = int(n * (1.0 - fraction))
+    if cut == 0 or cut == n:
+        raise ValueError(
+            f"validation_split={fraction} leaves no training or validation samples out of {n}"
+        )
+
+    def head(a):
+        return None if a is None else a[:cut]
+
+    def tail(a):
+        return None if a is None else a[cut:]
+
+    val = ([tail(a) for a in xs], [tail(a) for a in ys], tail(sample_weight))
+    return [head(a) for a in xs], [head(a) for a in ys], head(sample_weight), val
 
 
 def _unpack_validation(data):

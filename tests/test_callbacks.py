@@ -108,3 +108,45 @@ def test_callback_sees_model_params_and_can_stop_training():
     assert len(history.history["loss"]) == 1
     with pytest.raises(TypeError, match="unknown hooks"):
         callbacks.LambdaCallback(on_epoch_ending=print)
+
+
+class Batches:
+    """A PyDataset-style source: len() batches, indexed, with an epoch hook."""
+
+    def __init__(self, x, y, batch_size):
+        self.x, self.y, self.batch_size, self.epochs_seen = x, y, batch_size, 0
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, i):
+        part = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return self.x[part], self.y[part]
+
+    def on_epoch_end(self):
+        self.epochs_seen += 1
+
+
+def test_fit_takes_a_pydataset_and_a_generator_like_keras():
+    arrays = small_model()
+    arrays.fit(DATA, TARGET, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    from_dataset = small_model()
+    source = Batches(DATA, TARGET, 8)
+    history = from_dataset.fit(source, epochs=2, verbose=0, validation_data=(DATA, TARGET))
+    assert source.epochs_seen == 2 and set(history.history) == {"loss", "val_loss"}
+    for a, b in zip(arrays.get_weights(), from_dataset.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+    def endless():
+        while True:
+            for i in range(4):
+                yield DATA[i * 8 : (i + 1) * 8], TARGET[i * 8 : (i + 1) * 8]
+
+    from_generator = small_model()
+    from_generator.fit(endless(), steps_per_epoch=4, epochs=2, verbose=0)
+    for a, b in zip(arrays.get_weights(), from_generator.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(ValueError, match="pass y=None"):
+        from_generator.fit(endless(), TARGET, steps_per_epoch=1)
+    with pytest.raises(ValueError, match=r"must be \(x, y\)"):
+        from_generator.fit(iter([DATA]), steps_per_epoch=1, verbose=0)
