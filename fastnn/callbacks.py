@@ -75,20 +75,25 @@ class ProgbarLogger(Callback):
         stream.flush()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        self._epoch = epoch
+        self._start = self._drawn = time.perf_counter()
+        self._epoch, self._steps_done = epoch, 0
         if self.verbose:
             self._write(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}\n")
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.verbose == 1:
+        # Redraw at most 20 times a second: a tiny model runs thousands of steps per second.
+        self._steps_done = batch + 1
+        now = time.perf_counter()
+        if self.verbose == 1 and now - self._drawn >= 0.05:
+            self._drawn = now
             self._write("\r" + self._line(batch + 1, logs or {}, bar=True))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.verbose == 1:
-            self._write("\r" + self._line(self.params.get("steps", 0), logs or {}, bar=True) + "\n")
+            line = self._line(self._steps_done, logs or {}, bar=True)
+            self._write("\r" + line + "\x1b[K\n")  # clear what a longer redraw left behind
         elif self.verbose == 2:
-            self._write(self._line(self.params.get("steps", 0), logs or {}, bar=False) + "\n")
+            self._write(self._line(self._steps_done, logs or {}, bar=False) + "\n")
 
     def _line(self, done: int, logs: dict, bar: bool) -> str:
         steps = self.params.get("steps") or done
