@@ -25,7 +25,9 @@ def _state(seed, n, dtype, slots):
 
 
 def _close(got, want, dtype):
-    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-2)
+    # atol is 0.1 x rtol: centered RMSprop divides by sqrt(velocity - average**2 + eps), whose
+    # cancellation turns one float32 rounding (FMA or not) into ~2e-7 absolute on values near 0.
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-1)
 
 
 # ---- numpy transcriptions of keras/src/optimizers/{sgd,adam,rmsprop}.py (scalars in dtype) ----
