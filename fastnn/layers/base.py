@@ -266,15 +266,31 @@ class Layer:
         else:
             self.check_input_shape(input_shape)
 
-    def __call__(self, inputs, training=None, **kwargs):
+    def __call__(self, inputs, training=None, mask=None, **kwargs):
+        """``layer(x)`` records a node on symbolic tensors, runs on arrays; masking layers also
+        take ``mask=`` (batch, steps) on array calls."""
         if kwargs:
             raise TypeError(f"Layer '{self.name}' got unexpected call arguments {sorted(kwargs)}")
-        if is_symbolic(inputs):
+        if mask is not None and not self.supports_masking:
+            raise TypeError(f"{type(self).__name__} '{self.name}' does not take a mask")
+        if is_symbolic(inputs) or is_symbolic(mask):
+            if mask is not None:
+                raise NotImplementedError(
+                    f"{type(self).__name__} '{self.name}': an explicit mask= works on array "
+                    "calls; in a model the mask comes from Embedding(mask_zero=True) or Masking"
+                )
             return self._call_symbolic(inputs)
         arrays = self._to_arrays(inputs)
         shapes = [a.shape for a in arrays] if isinstance(arrays, list) else arrays.shape
         self._maybe_build(shapes)
-        outputs, _ = self.forward(arrays, bool(training))
+        if mask is None:
+            outputs, _ = self.forward(arrays, bool(training))
+            return outputs
+        x = arrays[0] if isinstance(arrays, list) else arrays
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != x.shape[:2]:
+            raise shape_error(self, "mask must be (batch, steps)", x.shape[:2], mask.shape)
+        outputs, _ = self.forward(arrays, bool(training), mask=mask)
         return outputs
 
     def _call_symbolic(self, inputs):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.graph import is_symbolic, scratch
+from fastnn.graph import scratch
 from fastnn.kernels import conv as conv_kernels
 from fastnn.kernels import pooling as pool_kernels
 from fastnn.layers.base import Layer, shape_error
@@ -304,22 +304,6 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
     """
 
     supports_masking = True
-
-    def __call__(self, inputs, training=None, mask=None, **kwargs):
-        """``layer(x)`` or, on arrays, ``layer(x, mask=m)`` with m of shape (batch, steps)."""
-        if mask is None:
-            return super().__call__(inputs, training=training, **kwargs)
-        if kwargs:
-            raise TypeError(f"Layer '{self.name}' got unexpected call arguments {sorted(kwargs)}")
-        if is_symbolic(inputs) or is_symbolic(mask):
-            raise NotImplementedError(
-                f"GlobalAveragePooling1D '{self.name}': an explicit mask= works on array calls; "
-                "in a model the mask comes from Embedding(mask_zero=True)"
-            )
-        x = self._cast(inputs)
-        self._maybe_build(x.shape)
-        outputs, _ = self.forward(x, bool(training), mask=np.asarray(mask))
-        return outputs
 
     def forward(self, inputs, training, mask=None):
         if mask is None:

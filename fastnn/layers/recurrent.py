@@ -22,7 +22,6 @@ import threading
 import numpy as np
 
 from fastnn import activations, initializers, regularizers
-from fastnn.graph import is_symbolic
 from fastnn.kernels import recurrent as rnn_kernels
 from fastnn.layers.base import Layer, shape_error
 from fastnn.random import make_rng
@@ -92,24 +91,7 @@ class SequenceLayer(Layer):
                 )
             states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
             inputs = [inputs, *states]
-        if mask is None:
-            return super().__call__(inputs, training=training, **kwargs)
-        if kwargs:
-            raise TypeError(f"Layer '{self.name}' got unexpected call arguments {sorted(kwargs)}")
-        if is_symbolic(inputs) or is_symbolic(mask):
-            raise NotImplementedError(
-                f"{type(self).__name__} '{self.name}': an explicit mask= works on array calls; "
-                "in a model the mask comes from Embedding(mask_zero=True) or Masking"
-            )
-        arrays = self._to_arrays(inputs)
-        shapes = [a.shape for a in arrays] if isinstance(arrays, list) else arrays.shape
-        self._maybe_build(shapes)
-        x = arrays[0] if isinstance(arrays, list) else arrays
-        mask = np.asarray(mask)
-        if mask.shape != x.shape[:2]:
-            raise shape_error(self, "mask must be (batch, timesteps)", x.shape[:2], mask.shape)
-        outputs, _ = self.forward(arrays, bool(training), mask=mask.astype(bool))
-        return outputs
+        return super().__call__(inputs, training=training, mask=mask, **kwargs)
 
 
 class _RNN(SequenceLayer):
