@@ -372,3 +372,32 @@ def shape_error(layer: Layer, message: str, expected, given) -> ValueError:
     return ValueError(
         f"{type(layer).__name__} '{layer.name}': {message}; expected {expected}, got {given}"
     )
+
+
+def serialize_layer(layer: Layer) -> dict:
+    """``{"class_name", "config"}`` of a layer, as Keras serializes it."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize_layer(config: dict) -> Layer:
+    """A layer from ``serialize_layer``'s dict: a class of ``fastnn.layers``, else the one
+    Layer subclass of that name."""
+    import fastnn.layers  # at call time: the package imports this module
+
+    name = config.get("class_name")
+    cls = getattr(fastnn.layers, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        todo, found = [Layer], []
+        while todo:
+            for sub in todo.pop().__subclasses__():
+                if sub.__name__ == name:
+                    found.append(sub)
+                todo.append(sub)
+        if len(found) != 1:
+            why = "no" if not found else f"{len(found)}"
+            raise ValueError(
+                f"Cannot deserialize layer config {config!r:.120}: {why} layer classes are "
+                f"named {name!r}"
+            )
+        cls = found[0]
+    return cls.from_config(config.get("config", {}))

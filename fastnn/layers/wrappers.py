@@ -4,32 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.layers.base import Layer
+from fastnn.layers.base import Layer, deserialize_layer, serialize_layer
 from fastnn.layers.recurrent import SequenceLayer
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
-
-
-def serialize_layer(layer: Layer) -> dict:
-    """``{"class_name", "config"}`` of a layer, as Keras serializes it."""
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
-
-
-def deserialize_layer(config: dict) -> Layer:
-    """A layer from ``serialize_layer``'s dict: a class of ``fastnn.layers``, else any subclass."""
-    from fastnn import layers  # at call time: the package imports this module
-
-    name = config.get("class_name")
-    cls = getattr(layers, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        pending, cls = [Layer], None
-        while pending and cls is None:
-            sub = pending.pop()
-            cls = sub if sub.__name__ == name else None
-            pending.extend(sub.__subclasses__())
-    if cls is None:
-        raise ValueError(f"Unknown layer class_name {name!r} in config {config!r:.120}")
-    return cls.from_config(config.get("config", {}))
 
 
 def _copy(layer: Layer, name: str, **changes) -> Layer:

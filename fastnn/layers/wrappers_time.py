@@ -4,28 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.layers.base import Layer, shape_error
-
-
-def _layer_class(class_name: str):
-    """The Layer subclass called ``class_name``: fastnn.layers first, then any subclass."""
-    import fastnn.layers  # a call-time import: the package imports this module
-
-    cls = getattr(fastnn.layers, class_name, None)
-    if isinstance(cls, type) and issubclass(cls, Layer):
-        return cls
-    todo, found = [Layer], []
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            if sub.__name__ == class_name:
-                found.append(sub)
-            todo.append(sub)
-    if len(found) != 1:
-        why = "no" if not found else f"{len(found)}"
-        raise ValueError(
-            f"Cannot deserialize the wrapped layer: {why} layer classes are named {class_name!r}"
-        )
-    return found[0]
+from fastnn.layers.base import Layer, deserialize_layer, serialize_layer, shape_error
 
 
 class TimeDistributed(Layer):
@@ -144,13 +123,12 @@ class TimeDistributed(Layer):
 
     # ---- config --------------------------------------------------------------------------------
     def get_config(self):
-        inner = {"class_name": type(self.layer).__name__, "config": self.layer.get_config()}
-        return {**super().get_config(), "layer": inner}
+        return {**super().get_config(), "layer": serialize_layer(self.layer)}
 
     @classmethod
     def from_config(cls, config: dict):
         config = dict(config)
         inner = config.pop("layer")
         if isinstance(inner, dict):
-            inner = _layer_class(inner["class_name"]).from_config(inner["config"])
+            inner = deserialize_layer(inner)
         return cls(inner, **config)
