@@ -62,25 +62,67 @@ class History(Callback):
 
 
 class ProgbarLogger(Callback):
-    """Keras-style progress: verbose=1 redraws a bar per epoch, verbose=2 prints one line."""
+    """Keras-style progress: verbose=1 redraws a bar per epoch, verbose=2 prints one line.
+
+    The same display covers ``evaluate`` (test steps, ending with the metrics) and ``predict``
+    (predict steps); inside ``fit`` the validation pass draws nothing, as in Keras.
+    """
 
     def __init__(self, verbose: int = 1, stream=None):
         super().__init__()
         self.verbose = verbose
         self.stream = stream
+        self._in_fit = False
 
     def _write(self, text: str) -> None:
         stream = self.stream or sys.stdout
         stream.write(text)
         stream.flush()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def _begin(self) -> None:
         self._start = self._drawn = time.perf_counter()
-        self._epoch, self._steps_done = epoch, 0
+        self._steps_done = 0
+
+    def on_train_begin(self, logs=None):
+        self._in_fit = True
+
+    def on_train_end(self, logs=None):
+        self._in_fit = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._begin()
+        self._epoch = epoch
         if self.verbose:
             self._write(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}\n")
 
     def on_train_batch_end(self, batch, logs=None):
+        self._update(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._finish(logs)
+
+    def on_test_begin(self, logs=None):
+        if not self._in_fit:
+            self._begin()
+
+    def on_test_batch_end(self, batch, logs=None):
+        if not self._in_fit:
+            self._update(batch, logs)
+
+    def on_test_end(self, logs=None):
+        if not self._in_fit:
+            self._finish(logs)
+
+    def on_predict_begin(self, logs=None):
+        self._begin()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._update(batch, None)  # like Keras: the bar shows no prediction values
+
+    def on_predict_end(self, logs=None):
+        self._finish(None)
+
+    def _update(self, batch, logs) -> None:
         # Redraw at most 20 times a second: a tiny model runs thousands of steps per second.
         self._steps_done = batch + 1
         now = time.perf_counter()
@@ -88,7 +130,7 @@ class ProgbarLogger(Callback):
             self._drawn = now
             self._write("\r" + self._line(batch + 1, logs or {}, bar=True))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def _finish(self, logs) -> None:
         if self.verbose == 1:
             line = self._line(self._steps_done, logs or {}, bar=True)
             self._write("\r" + line + "\x1b[K\n")  # clear what a longer redraw left behind

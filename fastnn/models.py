@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn.graph import Graph, SymbolicTensor, is_symbolic
-from fastnn.layers.base import Layer, Variable, assign_all, unique_name
+from fastnn.layers.base import (
+    Layer,
+    Variable,
+    assign_all,
+    deserialize_layer,
+    serialize_layer,
+    unique_name,
+)
 from fastnn.layers.core import InputLayer
 from fastnn.summary import print_summary
 from fastnn.training import Trainer
@@ -210,10 +217,150 @@ class Model(Trainer, Layer):
         return [mapping[n] for n in self.input_names]
 
     def get_config(self) -> dict:
-        return {"name": self.name, "trainable": self.trainable}
+        """Keras 3's Functional config: every layer's config with the calls that wire it."""
+        nodes = [*(t.node for t in self.inputs), *self._graph.nodes]
+        node_index = _node_indices(self.layers, nodes)
+        tensor_ref = _tensor_ref(node_index, self.name)
+        layers = []
+        for layer in self.layers:
+            calls = [n for n in layer._inbound_nodes if id(n) in node_index and not n.is_input]
+            layers.append(
+                {
+                    **serialize_layer(layer),
+                    "name": layer.name,
+                    "inbound_nodes": [
+                        {"args": [_map_tensors(tensor_ref, n.pack_inputs(n.inputs))], "kwargs": {}}
+                        for n in calls
+                    ],
+                }
+            )
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "layers": layers,
+            "input_layers": _io_refs(tensor_ref, self._inputs_struct),
+            "output_layers": _io_refs(tensor_ref, self._outputs_struct),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
+        """The model ``get_config()`` describes, with fresh weights."""
+        return _functional_from_config(cls, config, custom_objects)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}>"
+
+
+def _node_indices(layers, nodes) -> dict:
+    """Each node's index among its layer's calls that belong to this model (Keras's numbering)."""
+    in_model = {id(n) for n in nodes}
+    index = {}
+    for layer in layers:
+        own = [n for n in layer._inbound_nodes if id(n) in in_model]
+        index.update((id(n), i) for i, n in enumerate(own))
+    return index
+
+
+def _tensor_ref(node_index: dict, model_name: str):
+    def ref(tensor: SymbolicTensor) -> list:
+        if tensor.node is None or id(tensor.node) not in node_index:
+            raise ValueError(
+                f"Model '{model_name}' cannot be serialized: tensor {tensor} does not come from "
+                "a layer of the model (model inputs must be fastnn.Input tensors)"
+            )
+        return [tensor.node.layer.name, node_index[id(tensor.node)], tensor.index]
+
+    return ref
+
+
+def _map_tensors(ref, structure):
+    """Replace each symbolic tensor of a call's (nested) arguments by Keras's tensor record."""
+    if isinstance(structure, dict):
+        return {k: _map_tensors(ref, v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return [_map_tensors(ref, v) for v in structure]
+    return {
+        "class_name": "__keras_tensor__",
+        "config": {
+            "shape": list(structure.shape),
+            "dtype": structure.dtype.name,
+            "keras_history": ref(structure),
+        },
+    }
+
+
+def _io_refs(ref, structure):
+    """Model inputs/outputs as ``[layer_name, node_index, tensor_index]`` triples, keeping a
+    dict or list; a single tensor is a list of one, as in Keras."""
+    if isinstance(structure, dict):
+        return {k: ref(v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return [ref(v) for v in structure]
+    return [ref(structure)]
+
+
+def _functional_from_config(cls, config: dict, custom_objects):
+    """Recreate the layers, then replay their calls in order once their inputs exist."""
+    created: dict[str, Layer] = {}
+    pending: dict[str, list] = {}
+    outputs: dict[tuple, list] = {}  # (layer name, node index) -> output tensors
+    for layer_data in config["layers"]:
+        layer = deserialize_layer(layer_data, custom_objects)
+        name = layer_data.get("name", layer.name)
+        created[name] = layer
+        pending[name] = list(layer_data.get("inbound_nodes", []))
+        if isinstance(layer, InputLayer):
+            outputs[(name, 0)] = [layer.output_tensor]
+
+    def tensor(history) -> SymbolicTensor:
+        name, node_index, tensor_index = history
+        return outputs[(name, node_index)][tensor_index]
+
+    def ready(value) -> bool:
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            name, node_index, _ = value["config"]["keras_history"]
+            return (name, node_index) in outputs
+        if isinstance(value, dict):
+            return all(ready(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return all(ready(v) for v in value)
+        return True
+
+    def resolve(value):
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            return tensor(value["config"]["keras_history"])
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [resolve(v) for v in value]
+        return value
+
+    progress = True
+    while progress and any(pending.values()):
+        progress = False
+        for name, calls in pending.items():
+            while calls and ready(calls[0]):
+                call = calls.pop(0)
+                result = created[name](*resolve(call["args"]), **resolve(call.get("kwargs", {})))
+                done = sum(1 for key in outputs if key[0] == name)
+                outputs[(name, done)] = result if isinstance(result, list) else [result]
+                progress = True
+    stuck = [name for name, calls in pending.items() if calls]
+    if stuck:
+        raise ValueError(f"Model config has calls whose inputs are never produced: layers {stuck}")
+
+    def io(refs):
+        if isinstance(refs, dict):
+            return {k: tensor(v) for k, v in refs.items()}
+        tensors = [tensor(v) for v in refs]
+        return tensors[0] if len(tensors) == 1 else tensors
+
+    return cls(
+        inputs=io(config["input_layers"]),
+        outputs=io(config["output_layers"]),
+        name=config.get("name"),
+        trainable=config.get("trainable", True),
+    )
 
 
 def _compatible(expected, given) -> bool:
@@ -363,7 +510,29 @@ class Sequential(Model):
         super().summary(line_length, print_fn)
 
     def get_config(self) -> dict:
-        return {"name": self.name, "trainable": self.trainable}
+        """Keras 3's Sequential config: the layers in order, an InputLayer first once built."""
+        layers = [self._input_layer] if self._input_layer is not None else []
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "layers": [serialize_layer(layer) for layer in [*layers, *self._layers]],
+        }
+        if self.built:
+            config["build_input_shape"] = list(self.inputs[0].shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Sequential:
+        """The Sequential ``get_config()`` describes, with fresh weights."""
+        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+        for layer_data in config["layers"]:
+            model.add(deserialize_layer(layer_data, custom_objects), rebuild=False)
+        shape = config.get("build_input_shape")
+        if model._declared_batch_shape() is None and shape is not None:
+            model.build(tuple(shape))
+        else:
+            model._maybe_build_from_declared_shape()
+        return model
 
 
 def _drop_nodes_of(graph: Graph) -> None:

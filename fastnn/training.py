@@ -504,7 +504,7 @@ class Trainer:
         self._ensure_built_for_data(x)
         xs, ys, sample_weight = self._prepare(x, y, sample_weight, "evaluate()")
         batch_size = _batch_size(batch_size)
-        cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0)
+        cbs = _progress_callbacks(callbacks, self, verbose, math.ceil(len(xs[0]) / batch_size))
         cbs.on_test_begin()
         logs = self._evaluate_arrays(xs, ys, sample_weight, batch_size, cbs)
         cbs.on_test_end(logs)
@@ -518,7 +518,7 @@ class Trainer:
             n = _common_length(xs, self.input_names)
         batch_size = _batch_size(batch_size)
         results = None
-        cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0)
+        cbs = _progress_callbacks(callbacks, self, verbose, math.ceil(n / batch_size))
         cbs.on_predict_begin()
         for step, index in enumerate(self._batches(n, batch_size)):
             cbs.on_predict_batch_begin(step)
@@ -705,6 +705,14 @@ def _verbosity(verbose) -> int:
     if verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2; got verbose={verbose!r}")
     return int(verbose)
+
+
+def _progress_callbacks(callbacks, model, verbose, steps):
+    """The CallbackList of evaluate/predict: one pass of ``steps`` batches, with a progress bar
+    (verbose=1) or a closing line (verbose=2), as Keras shows."""
+    verbose = _verbosity(verbose)
+    params = {"epochs": 1, "steps": steps, "verbose": verbose}
+    return callbacks_module.CallbackList(callbacks, model=model, verbose=verbose, params=params)
 
 
 def _is_batch_source(x) -> bool:

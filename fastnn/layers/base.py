@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 import threading
 from collections import defaultdict
@@ -361,6 +362,7 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict):
+        """The layer ``get_config()`` describes (weights are not part of a config)."""
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -375,29 +377,26 @@ def shape_error(layer: Layer, message: str, expected, given) -> ValueError:
 
 
 def serialize_layer(layer: Layer) -> dict:
-    """``{"class_name", "config"}`` of a layer, as Keras serializes it."""
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    """``{"class_name", "registered_name", "config"}`` of a layer, as Keras serializes it."""
+    from fastnn.saving.registry import registered_key  # the package imports this module
+
+    cls = type(layer)
+    return {
+        "class_name": "Functional" if cls.__name__ == "Model" else cls.__name__,
+        "registered_name": registered_key(cls),
+        "config": layer.get_config(),
+    }
 
 
-def deserialize_layer(config: dict) -> Layer:
-    """A layer from ``serialize_layer``'s dict: a class of ``fastnn.layers``, else the one
-    Layer subclass of that name."""
-    import fastnn.layers  # at call time: the package imports this module
+def deserialize_layer(config: dict, custom_objects: dict | None = None) -> Layer:
+    """A layer from ``serialize_layer``'s dict; the class must be fastnn's, registered with
+    ``fastnn.saving.register_serializable`` or given in ``custom_objects``."""
+    from fastnn.saving.registry import resolve_layer_class
 
-    name = config.get("class_name")
-    cls = getattr(fastnn.layers, name, None) if isinstance(name, str) else None
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        todo, found = [Layer], []
-        while todo:
-            for sub in todo.pop().__subclasses__():
-                if sub.__name__ == name:
-                    found.append(sub)
-                todo.append(sub)
-        if len(found) != 1:
-            why = "no" if not found else f"{len(found)}"
-            raise ValueError(
-                f"Cannot deserialize layer config {config!r:.120}: {why} layer classes are "
-                f"named {name!r}"
-            )
-        cls = found[0]
-    return cls.from_config(config.get("config", {}))
+    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
+        raise ValueError(f"A layer config must be a dict with a 'config' dict; got {config!r:.120}")
+    cls = resolve_layer_class(config, custom_objects)
+    inner = config.get("config", {})
+    if "custom_objects" in inspect.signature(cls.from_config).parameters:
+        return cls.from_config(inner, custom_objects=custom_objects)
+    return cls.from_config(inner)  # a user's from_config(cls, config), as Keras defines it

@@ -126,9 +126,9 @@ class TimeDistributed(Layer):
         return {**super().get_config(), "layer": serialize_layer(self.layer)}
 
     @classmethod
-    def from_config(cls, config: dict):
+    def from_config(cls, config: dict, custom_objects=None):
         config = dict(config)
         inner = config.pop("layer")
         if isinstance(inner, dict):
-            inner = deserialize_layer(inner)
+            inner = deserialize_layer(inner, custom_objects)
         return cls(inner, **config)
