@@ -14,6 +14,7 @@ from fastnn import (
     models,
     optimizers,
     regularizers,
+    saving,
     utils,
 )
 from fastnn.layers import Input, Layer
@@ -36,5 +37,6 @@ __all__ = [
     "models",
     "optimizers",
     "regularizers",
+    "saving",
     "utils",
 ]

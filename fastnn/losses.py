@@ -434,6 +434,22 @@ def valid_names() -> list[str]:
     return sorted({*_CLASSES, *_ALIASES})
 
 
+def serialize(loss):
+    """A JSON-able form of a loss as ``compile`` takes it: a name or ``{"class_name", "config"}``.
+
+    Raises ValueError for a user's Python function, which a file cannot hold.
+    """
+    if loss is None or isinstance(loss, str):
+        return loss
+    if inspect.isclass(loss) and loss.__name__ in _CLASSES and _CLASSES[loss.__name__] is loss:
+        return loss.__name__
+    if isinstance(loss, Loss) and _CLASSES.get(type(loss).__name__) is type(loss):
+        return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    if loss in _FUNCTIONS:
+        return loss.__name__
+    raise ValueError(f"The loss {loss!r} is a Python function or custom class and cannot be saved")
+
+
 def get(identifier) -> Loss | None:
     """A Loss instance from a name ('mse', 'categorical_crossentropy', 'MeanSquaredError', ...),
     a ``{"class_name", "config"}`` dict, a Loss class or instance, or a function

@@ -176,6 +176,20 @@ def valid_names() -> list[str]:
     return sorted({*_CLASSES, *_ACCURACY, *_LOSS_METRICS, *_CAMEL})
 
 
+def serialize(metric):
+    """A JSON-able form of a metric as ``compile`` takes it: a name or ``{"class_name",
+    "config"}``. Raises ValueError for a user's function or class, which a file cannot hold."""
+    if isinstance(metric, str):
+        return metric
+    if isinstance(metric, Metric) and _CAMEL.get(type(metric).__name__) is type(metric):
+        return {"class_name": type(metric).__name__, "config": metric.get_config()}
+    if isinstance(metric, type) and _CAMEL.get(metric.__name__) is metric:
+        return metric.__name__
+    raise ValueError(
+        f"The metric {metric!r} is a Python function or custom class and cannot be saved"
+    )
+
+
 def get(identifier, y_true_shape=None, y_pred_shape=None) -> Metric:
     """A metric from a name, instance or function; 'accuracy' picks its kind from the shapes.
 
@@ -198,6 +212,14 @@ def get(identifier, y_true_shape=None, y_pred_shape=None) -> Metric:
         raise ValueError(f"Unknown metric {identifier!r}. Valid metrics: {valid_names()}")
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
+    if isinstance(identifier, dict):
+        cls = _CAMEL.get(identifier.get("class_name"))
+        if cls is None:
+            raise ValueError(
+                f"Could not interpret metric config {identifier!r:.120}: unknown class_name. "
+                f"Valid classes: {sorted(_CAMEL)}"
+            )
+        return cls.from_config(identifier.get("config", {}))
     if callable(identifier):
         return MeanMetricWrapper(identifier)
     raise TypeError(f"Could not interpret metric {identifier!r}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 
 from fastnn.graph import Graph, SymbolicTensor, is_symbolic
@@ -14,6 +17,7 @@ from fastnn.layers.base import (
     unique_name,
 )
 from fastnn.layers.core import InputLayer
+from fastnn.saving import native
 from fastnn.summary import print_summary
 from fastnn.training import Trainer
 
@@ -216,6 +220,48 @@ class Model(Trainer, Layer):
             )
         return [mapping[n] for n in self.input_names]
 
+    # ---- saving --------------------------------------------------------------------------------
+    def save(self, filepath, overwrite: bool = True, include_optimizer: bool = True) -> None:
+        """Save architecture, weights, compile arguments and optimizer state to ``filepath``:
+        ``.fastnn`` (fastnn's zip) or ``.keras`` (Keras 3's format, needs h5py)."""
+        path = os.fspath(filepath)
+        if path.endswith(".fastnn"):
+            native.save_model(self, path, overwrite, include_optimizer)
+        elif path.endswith(".keras"):
+            _keras_format().save_keras_model(self, path, overwrite=overwrite)
+        else:
+            raise ValueError(
+                f"Model.save(): cannot tell the format of '{path}'; the file name must end in "
+                "'.fastnn' (fastnn's format) or '.keras' (Keras 3's format)"
+            )
+
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Save the weights: ``.weights.npz`` (numpy only) or ``.weights.h5`` (Keras's layout)."""
+        path = os.fspath(filepath)
+        if path.endswith(".weights.npz"):
+            native.save_weights(self, path, overwrite)
+        elif path.endswith(".weights.h5"):
+            _keras_format().save_keras_weights(self, path, overwrite=overwrite)
+        else:
+            raise ValueError(_weights_suffix_error("save_weights", path))
+
+    def load_weights(self, filepath, skip_mismatch: bool = False) -> None:
+        """Load weights saved by ``save_weights`` (or Keras's ``.weights.h5``); every shape is
+        checked before any weight changes."""
+        if skip_mismatch:
+            raise NotImplementedError("load_weights(skip_mismatch=True) is not supported")
+        path = os.fspath(filepath)
+        if path.endswith(".weights.npz"):
+            native.load_weights(self, path)
+        elif path.endswith(".weights.h5"):
+            _keras_format().load_keras_weights(self, path)
+        else:
+            raise ValueError(_weights_suffix_error("load_weights", path))
+
+    def to_json(self, **kwargs) -> str:
+        """The architecture (no weights) as JSON; ``fastnn.models.model_from_json`` reads it."""
+        return json.dumps(serialize_layer(self), **kwargs)
+
     def get_config(self) -> dict:
         """Keras 3's Functional config: every layer's config with the calls that wire it."""
         nodes = [*(t.node for t in self.inputs), *self._graph.nodes]
@@ -245,7 +291,9 @@ class Model(Trainer, Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
         """The model ``get_config()`` describes, with fresh weights."""
-        return _functional_from_config(cls, config, custom_objects)
+        return _functional_from_config(
+            cls, config, lambda data: deserialize_layer(data, custom_objects)
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}>"
@@ -299,13 +347,14 @@ def _io_refs(ref, structure):
     return [ref(structure)]
 
 
-def _functional_from_config(cls, config: dict, custom_objects):
-    """Recreate the layers, then replay their calls in order once their inputs exist."""
+def _functional_from_config(cls, config: dict, make_layer):
+    """Make each layer with ``make_layer(layer_data)``, then replay the calls in order once
+    their inputs exist."""
     created: dict[str, Layer] = {}
     pending: dict[str, list] = {}
     outputs: dict[tuple, list] = {}  # (layer name, node index) -> output tensors
     for layer_data in config["layers"]:
-        layer = deserialize_layer(layer_data, custom_objects)
+        layer = make_layer(layer_data)
         name = layer_data.get("name", layer.name)
         created[name] = layer
         pending[name] = list(layer_data.get("inbound_nodes", []))
@@ -524,15 +573,21 @@ class Sequential(Model):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> Sequential:
         """The Sequential ``get_config()`` describes, with fresh weights."""
-        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
-        for layer_data in config["layers"]:
-            model.add(deserialize_layer(layer_data, custom_objects), rebuild=False)
-        shape = config.get("build_input_shape")
-        if model._declared_batch_shape() is None and shape is not None:
-            model.build(tuple(shape))
-        else:
-            model._maybe_build_from_declared_shape()
-        return model
+        return _sequential_from_config(
+            cls, config, lambda data: deserialize_layer(data, custom_objects)
+        )
+
+
+def _sequential_from_config(cls, config: dict, make_layer) -> Sequential:
+    model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+    for layer_data in config["layers"]:
+        model.add(make_layer(layer_data), rebuild=False)
+    shape = config.get("build_input_shape")
+    if model._declared_batch_shape() is None and shape is not None:
+        model.build(tuple(shape))
+    else:
+        model._maybe_build_from_declared_shape()
+    return model
 
 
 def _drop_nodes_of(graph: Graph) -> None:
@@ -540,3 +595,69 @@ def _drop_nodes_of(graph: Graph) -> None:
     stale = {id(n) for n in graph.nodes}
     for layer in graph.layers:
         layer._inbound_nodes = [n for n in layer._inbound_nodes if id(n) not in stale]
+
+
+def _keras_format():
+    from fastnn.saving import keras_format  # h5py is optional: imported when a file needs it
+
+    return keras_format
+
+
+def _weights_suffix_error(what: str, path: str) -> str:
+    return (
+        f"{what}(): cannot tell the format of '{path}'; the file name must end in "
+        "'.weights.npz' (fastnn's format) or '.weights.h5' (Keras's format)"
+    )
+
+
+# ---- loading and copying models ----
+def load_model(filepath, custom_objects: dict | None = None, compile: bool = True, safe_mode=True):
+    """The model saved at ``filepath`` (``.fastnn`` or Keras 3's ``.keras``).
+
+    Loading never runs code from the file: classes resolve only against fastnn's layers, those
+    registered with ``fastnn.saving.register_serializable`` and ``custom_objects``
+    (``safe_mode`` is accepted for Keras compatibility; fastnn is always safe).
+    """
+    path = os.fspath(filepath)
+    if path.endswith(".keras"):
+        return _keras_format().load_keras_model(path, custom_objects=custom_objects)
+    if path.endswith(".fastnn"):
+        return native.load_model(path, custom_objects=custom_objects, compile=compile)
+    raise ValueError(
+        f"load_model(): cannot tell the format of '{path}'; the file name must end in "
+        "'.fastnn' (fastnn's format) or '.keras' (Keras 3's format)"
+    )
+
+
+def model_from_json(json_string: str, custom_objects: dict | None = None) -> Model:
+    """The model (fresh weights) that ``Model.to_json()`` described."""
+    try:
+        config = json.loads(json_string)
+    except (TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"model_from_json(): not valid JSON ({error})") from None
+    model = deserialize_layer(config, custom_objects)
+    if not isinstance(model, Model):
+        raise ValueError(f"model_from_json(): the JSON describes a {type(model).__name__}")
+    return model
+
+
+def clone_model(model: Model, input_tensors=None, clone_function=None) -> Model:
+    """A new model with the same architecture and fresh weights (as Keras's ``clone_model``).
+
+    ``clone_function(layer) -> layer`` makes each new layer (default: the layer class's
+    ``from_config(layer.get_config())``); inputs are recreated from their configs.
+    """
+    if input_tensors is not None:
+        raise NotImplementedError("clone_model(input_tensors=...) is not supported")
+    if not isinstance(model, Model):
+        raise ValueError(f"clone_model() expects a fastnn Model; got {type(model).__name__}")
+    clone = clone_function or (lambda layer: deserialize_layer(serialize_layer(layer)))
+    originals = {layer.name: layer for layer in model.layers}
+
+    def make_layer(data):
+        if data["class_name"] == "InputLayer":
+            return deserialize_layer(data)
+        return clone(originals[data["config"]["name"]])
+
+    rebuild = _sequential_from_config if isinstance(model, Sequential) else _functional_from_config
+    return rebuild(type(model), model.get_config(), make_layer)

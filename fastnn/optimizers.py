@@ -422,6 +422,17 @@ def valid_names() -> list[str]:
     return sorted(_CLASSES)
 
 
+def serialize(optimizer: Optimizer) -> dict:
+    """``{"class_name", "config"}`` of an optimizer (a learning-rate function cannot be saved)."""
+    config = optimizer.get_config()
+    if callable(config["learning_rate"]):
+        raise ValueError(
+            f"The learning rate of optimizer '{optimizer.name}' is a Python function "
+            f"({config['learning_rate']!r}) and cannot be saved"
+        )
+    return {"class_name": type(optimizer).__name__, "config": config}
+
+
 def get(identifier) -> Optimizer:
     """An optimizer from a name ('sgd', 'adam', 'rmsprop'; any case), a ``{"class_name",
     "config"}`` dict, an Optimizer class or an instance (returned as is).

@@ -66,6 +66,36 @@ class Trainer:
         self._output_metrics = None  # resolved from the first batch's shapes
         self.compiled = True
 
+    def get_compile_config(self) -> dict | None:
+        """The ``compile`` arguments as JSON-able data (None if not compiled).
+
+        Raises ValueError when a loss, metric or learning rate is a Python function.
+        """
+        if not self.compiled:
+            return None
+        loss, loss_weights, metrics, weighted_metrics = self._compile_spec
+        return {
+            "optimizer": optimizers_module.serialize(self.optimizer),
+            "loss": _map_leaves(losses_module.serialize, loss),
+            "loss_weights": loss_weights,
+            "metrics": _map_leaves(metrics_module.serialize, metrics),
+            "weighted_metrics": _map_leaves(metrics_module.serialize, weighted_metrics),
+        }
+
+    def compile_from_config(self, config: dict) -> None:
+        """``compile`` with the arguments ``get_compile_config()`` returned."""
+        config = dict(config)
+        for key, module in [
+            ("loss", losses_module),
+            ("metrics", metrics_module),
+            ("weighted_metrics", metrics_module),
+        ]:
+            config[key] = _map_leaves(
+                lambda leaf, get=module.get: get(leaf) if isinstance(leaf, dict) else leaf,
+                config.get(key),
+            )
+        self.compile(**config)
+
     def _spread_compile_args(self, loss, loss_weights, metrics, weighted_metrics) -> tuple:
         """Per output: the loss, its weight, the metrics then weighted metrics, and how many
         of those are weighted."""
@@ -381,7 +411,7 @@ class Trainer:
             raise ValueError(
                 f"`validation_split` must be in [0, 1); got validation_split={validation_split}"
             )
-        rng = make_rng() if shuffle else None
+        shuffle_seed = self._shuffle_seed_for(initial_epoch) if shuffle else None
         val = None
         if _is_batch_source(x):
             if y is not None or validation_split:
@@ -401,7 +431,7 @@ class Trainer:
                 xs, ys, sample_weight, val = _split_validation(
                     xs, ys, sample_weight, validation_split
                 )
-            epoch_batches = self._array_batches(xs, ys, sample_weight, batch_size, rng)
+            epoch_batches = self._array_batches(xs, ys, sample_weight, batch_size, shuffle_seed)
             steps = math.ceil(len(xs[0]) / batch_size)
         if validation_data is not None:
             val = self._prepare(
@@ -421,7 +451,7 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.on_epoch_begin(epoch)
-            for step, (batch_x, batch_y, batch_sw) in enumerate(epoch_batches()):
+            for step, (batch_x, batch_y, batch_sw) in enumerate(epoch_batches(epoch)):
                 cbs.on_train_batch_begin(step)
                 try:
                     self._train_step(batch_x, batch_y, batch_sw)
@@ -449,10 +479,24 @@ class Trainer:
         cbs.on_train_end(logs)
         return history
 
-    def _array_batches(self, xs, ys, sample_weight, batch_size, rng):
-        """Per epoch: (x, y, sample_weight) batches of in-memory arrays, reshuffled by rng."""
+    def _shuffle_seed_for(self, initial_epoch: int) -> int:
+        """The seed of this fit's batch orders: a fresh one, or the saved one when resuming.
 
-        def batches():
+        Epoch ``e`` is shuffled by ``(seed, e)``, so training 2 epochs, saving, loading and
+        training from ``initial_epoch=2`` visits the batches of one 4-epoch run.
+        """
+        seed = getattr(self, "_shuffle_seed", None)
+        if initial_epoch == 0 or seed is None:
+            seed = int(make_rng().integers(2**63))
+        self._shuffle_seed = seed
+        return seed
+
+    def _array_batches(self, xs, ys, sample_weight, batch_size, shuffle_seed):
+        """Per epoch: (x, y, sample_weight) batches of in-memory arrays, shuffled by
+        ``(shuffle_seed, epoch)`` unless the seed is None."""
+
+        def batches(epoch):
+            rng = None if shuffle_seed is None else np.random.default_rng([shuffle_seed, epoch])
             for index in self._batches(len(xs[0]), batch_size, rng):
                 sw = None if sample_weight is None else sample_weight[index]
                 yield self._take(xs, index), self._take(ys, index), sw
@@ -463,7 +507,7 @@ class Trainer:
         """Per epoch: batches from a generator or a PyDataset-style object, each validated."""
         indexable = hasattr(source, "__getitem__") and hasattr(source, "__len__")
 
-        def batches():
+        def batches(epoch):
             items = (source[i] for i in range(len(source))) if indexable else source
             # islice stops before pulling a batch past the epoch, so the next epoch gets it.
             for step, item in enumerate(itertools.islice(items, steps_per_epoch)):
@@ -633,6 +677,16 @@ def _leaves(value) -> list:
     if isinstance(value, (list, tuple)):
         return [leaf for v in value for leaf in _leaves(v)]
     return [] if value is None else [value]
+
+
+def _map_leaves(fn, value):
+    """``fn`` applied to every leaf of a loss/metric spec (nested lists and dicts kept; a
+    ``{"class_name", "config"}`` dict is one leaf)."""
+    if isinstance(value, dict) and "class_name" not in value:
+        return {k: _map_leaves(fn, v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_map_leaves(fn, v) for v in value]
+    return None if value is None else fn(value)
 
 
 def _listify(value):

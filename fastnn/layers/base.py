@@ -353,6 +353,16 @@ class Layer:
         out = self.output
         return [t.shape for t in out] if isinstance(out, list) else out.shape
 
+    # ---- random state (saved so a loaded model resumes training exactly) -----------------------
+    def get_random_state(self) -> dict | None:
+        """The JSON-able state of the layer's random generator; None if it draws no randomness."""
+        return None
+
+    def set_random_state(self, state: dict) -> None:
+        """Restore what ``get_random_state()`` returned."""
+        if state is not None:
+            raise ValueError(f"Layer '{self.name}' has no random state to restore")
+
     # ---- config --------------------------------------------------------------------------------
     def get_config(self) -> dict:
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}

@@ -1,0 +1,269 @@
+"""fastnn's own files: a zip of one JSON manifest and ``.npy`` arrays, never pickle.
+
+``.fastnn`` (a whole model) holds the model config (Keras 3's shape), the weights, the
+``compile`` arguments, the optimizer's state and the random state training needs to resume
+exactly. ``.weights.npz`` holds the weights alone (readable by ``numpy.load`` too). Loading
+validates the manifest against the arrays and the built model before anything is assigned.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+import zipfile
+
+import numpy as np
+
+from fastnn.saving.files import atomic_write
+
+MANIFEST = "fastnn.json"
+MODEL_FORMAT = "fastnn.model"
+WEIGHTS_FORMAT = "fastnn.weights"
+VERSION = 1
+
+
+class FileFormatError(ValueError):
+    """A saved file that is truncated, corrupted or does not match what it describes."""
+
+
+class MissingFileError(FileNotFoundError, ValueError):
+    """No file at the path (a ValueError too, as Keras raises)."""
+
+
+# ---- writing ----
+def save_model(model, path, overwrite: bool = True, include_optimizer: bool = True) -> None:
+    """Write ``model`` with its weights, compile arguments and optimizer state to ``path``."""
+    from fastnn.layers.base import serialize_layer
+
+    manifest = {"format": MODEL_FORMAT, "version": VERSION, "model": serialize_layer(model)}
+    arrays = {}
+    manifest["weights"] = _add_arrays(arrays, "weights", [v.value for v in model.weights])
+    manifest["compile"] = _compile_config(model)
+    optimizer = model.optimizer if manifest["compile"] and include_optimizer else None
+    manifest["optimizer_state"] = (
+        None if optimizer is None else _add_arrays(arrays, "optimizer_state", optimizer.get_state())
+    )
+    manifest["training_state"] = {
+        "shuffle_seed": getattr(model, "_shuffle_seed", None),
+        "random_states": {
+            layer.name: state
+            for layer in _all_layers(model)
+            if (state := layer.get_random_state()) is not None
+        },
+    }
+    _write_zip(path, manifest, arrays, overwrite)
+
+
+def save_weights(model, path, overwrite: bool = True) -> None:
+    """Write the model's weights, in ``get_weights()`` order, to a ``.weights.npz`` file."""
+    arrays = {}
+    manifest = {"format": WEIGHTS_FORMAT, "version": VERSION}
+    manifest["weights"] = _add_arrays(arrays, "weights", [v.value for v in model.weights])
+    manifest["names"] = [v.path for v in model.weights]
+    _write_zip(path, manifest, arrays, overwrite)
+
+
+def _compile_config(model) -> dict | None:
+    try:
+        return model.get_compile_config()
+    except ValueError as error:
+        warnings.warn(
+            f"Saving model '{model.name}' without its compile() arguments: {error}. "
+            "load_model() will return it uncompiled; compile it again after loading.",
+            stacklevel=3,
+        )
+        return None
+
+
+def _add_arrays(arrays: dict, folder: str, values) -> list[dict]:
+    """Queue ``values`` as ``folder/<i>.npy`` and return their manifest entries."""
+    entries = []
+    for i, value in enumerate(values):
+        value = np.asarray(value)
+        name = f"{folder}/{i}.npy"
+        arrays[name] = value
+        entries.append({"file": name, "shape": list(value.shape), "dtype": value.dtype.name})
+    return entries
+
+
+def _write_zip(path, manifest: dict, arrays: dict, overwrite: bool) -> None:
+    text = json.dumps(manifest, indent=1)
+    with atomic_write(path, overwrite) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(MANIFEST, text)
+        for name, value in arrays.items():
+            with zf.open(name, "w", force_zip64=value.nbytes > 2**30) as out:
+                np.lib.format.write_array(out, value, allow_pickle=False)
+
+
+# ---- reading ----
+def load_model(path, custom_objects: dict | None = None, compile: bool = True):
+    """The model saved at ``path``: same weights, and compiled with its optimizer state."""
+    from fastnn.layers.base import deserialize_layer
+    from fastnn.models import Model
+
+    with _open(path) as archive:
+        manifest = archive.manifest(MODEL_FORMAT)
+        try:
+            model = deserialize_layer(archive.field(manifest, "model", dict), custom_objects)
+        except FileFormatError:
+            raise
+        except Exception as error:  # any config the classes refuse: the file is wrong
+            raise archive.error(f"its model config cannot be built: {error}") from error
+        if not isinstance(model, Model):
+            raise archive.error(f"it holds a {type(model).__name__}, not a model")
+        weights = archive.arrays(manifest, "weights", [v.value for v in model.weights])
+        compile_config = archive.field(manifest, "compile", (dict, type(None)))
+        training = archive.field(manifest, "training_state", dict)
+        optimizer_state = None
+        if compile and compile_config is not None:
+            try:
+                model.compile_from_config(compile_config)
+            except Exception as error:
+                raise archive.error(f"its compile config is invalid: {error}") from error
+            optimizer_state = _optimizer_state(archive, manifest, model)
+        random_states = _check_random_states(archive, training, model)
+    for var, value in zip(model.weights, weights):
+        var.value[...] = value
+    if optimizer_state is not None:
+        model.optimizer.set_state(optimizer_state)
+        model.optimizer.learning_rate = compile_config["optimizer"]["config"]["learning_rate"]
+    for layer, state in random_states:
+        layer.set_random_state(state)
+    model._shuffle_seed = training.get("shuffle_seed")
+    return model
+
+
+def load_weights(model, path) -> None:
+    """Assign the weights saved by ``save_weights``; all shapes are checked before any change."""
+    with _open(path) as archive:
+        manifest = archive.manifest(WEIGHTS_FORMAT)
+        weights = archive.arrays(manifest, "weights", [v.value for v in model.weights])
+    for var, value in zip(model.weights, weights):
+        var.value[...] = value
+
+
+def _optimizer_state(archive, manifest, model):
+    entries = archive.field(manifest, "optimizer_state", (list, type(None)))
+    if entries is None:
+        return None
+    optimizer = model.optimizer
+    if len(entries) > 2:  # slots were saved: the optimizer had been built on the weights
+        optimizer.build(model.trainable_weights)
+    return archive.arrays(manifest, "optimizer_state", optimizer.variables)
+
+
+def _check_random_states(archive, training, model) -> list:
+    states = training.get("random_states", {})
+    layers = {layer.name: layer for layer in _all_layers(model)}
+    if not isinstance(states, dict) or not set(states) <= set(layers):
+        raise archive.error(f"random states are saved for unknown layers {sorted(states)}")
+    checked = []
+    for name, state in states.items():
+        probe = np.random.default_rng()
+        try:
+            probe.bit_generator.state = state
+        except (TypeError, ValueError, KeyError) as error:
+            raise archive.error(f"layer '{name}' has an invalid random state: {error}") from None
+        checked.append((layers[name], state))
+    return checked
+
+
+def _all_layers(model):
+    """Every layer, nested models' layers included."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "_graph") and layer is not model:
+            yield from _all_layers(layer)
+
+
+def _open(path) -> _Archive:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingFileError(f"No such file: '{path}'")
+    try:
+        return _Archive(path, zipfile.ZipFile(path))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise FileFormatError(f"Cannot load '{path}': not a fastnn zip file ({error})") from None
+
+
+class _Archive:
+    """An open zip with error messages that name the file."""
+
+    def __init__(self, path: str, zf: zipfile.ZipFile):
+        self.path = path
+        self.zf = zf
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.zf.close()
+
+    def error(self, what: str) -> FileFormatError:
+        return FileFormatError(f"Cannot load '{self.path}': {what}")
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self.zf.read(name)
+        except KeyError:
+            raise self.error(f"the entry '{name}' is missing") from None
+        except Exception as error:  # bad CRC, bad header, unsupported compression, ...
+            raise self.error(f"the entry '{name}' is corrupted ({error})") from None
+
+    def manifest(self, kind: str) -> dict:
+        try:
+            manifest = json.loads(self.read(MANIFEST).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise self.error(f"'{MANIFEST}' is not valid JSON ({error})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != kind:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
+            raise self.error(f"expected a '{kind}' file, found format {found!r}")
+        if manifest.get("version") != VERSION:
+            raise self.error(
+                f"format version {manifest.get('version')!r} is not supported (this fastnn "
+                f"reads version {VERSION})"
+            )
+        return manifest
+
+    def field(self, manifest: dict, key: str, kind):
+        value = manifest.get(key)
+        if not isinstance(value, kind):
+            raise self.error(f"'{key}' in '{MANIFEST}' is missing or malformed")
+        return value
+
+    def arrays(self, manifest: dict, key: str, targets) -> list[np.ndarray]:
+        """The arrays listed under ``key``, checked against ``targets``' shapes and dtypes."""
+        entries = self.field(manifest, key, list)
+        if len(entries) != len(targets):
+            raise self.error(f"it has {len(entries)} {key} arrays, the model needs {len(targets)}")
+        arrays = []
+        for i, (entry, target) in enumerate(zip(entries, targets)):
+            expected = (tuple(np.shape(target)), np.asarray(target).dtype.name)
+            if not isinstance(entry, dict) or entry.get("file") != f"{key}/{i}.npy":
+                raise self.error(f"{key} entry {i} is malformed: {entry!r:.80}")
+            declared = (tuple(entry.get("shape") or ()), entry.get("dtype"))
+            if declared != expected:
+                raise self.error(
+                    f"{key} array {i} is {declared[1]} {declared[0]} but the model expects "
+                    f"{expected[1]} {expected[0]}"
+                )
+            arrays.append(self._npy(entry["file"], expected))
+        return arrays
+
+    def _npy(self, name: str, expected) -> np.ndarray:
+        data = self.read(name)
+        try:
+            stream = io.BytesIO(data)
+            array = np.lib.format.read_array(stream, allow_pickle=False)
+            if stream.tell() != len(data):
+                raise ValueError(f"{len(data) - stream.tell()} bytes of trailing data")
+        except Exception as error:
+            raise self.error(f"'{name}' is not a valid .npy array ({error})") from None
+        if (array.shape, array.dtype.name) != expected:
+            raise self.error(
+                f"'{name}' holds {array.dtype.name} {array.shape}, expected "
+                f"{expected[1]} {expected[0]}"
+            )
+        return array
