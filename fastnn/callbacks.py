@@ -6,6 +6,7 @@ import csv
 import os
 import sys
 import time
+import warnings
 
 
 def is_interactive() -> bool:
@@ -396,3 +397,109 @@ class CallbackList:
                 getattr(cb, hook)(*args)
 
         return dispatch
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or its weights) every epoch, or only when ``monitor`` improves (Keras).
+
+    ``filepath`` may hold ``str.format`` fields: ``{epoch}`` (1-based), ``{batch}`` with an
+    integer ``save_freq``, and any log key such as ``{val_loss:.3f}``. A whole model goes to
+    ``.fastnn`` or ``.keras``, weights alone (``save_weights_only=True``) to ``.weights.npz`` or
+    ``.weights.h5``. Every write is atomic.
+    """
+
+    def __init__(
+        self,
+        filepath,
+        monitor: str = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        mode: str = "auto",
+        save_freq="epoch",
+        initial_value_threshold=None,
+    ):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        suffixes = (".weights.npz", ".weights.h5") if save_weights_only else (".fastnn", ".keras")
+        if not self.filepath.endswith(suffixes):
+            what = "save_weights_only=True" if save_weights_only else "a whole model"
+            raise ValueError(
+                f"ModelCheckpoint: with {what} the filepath must end in {' or '.join(suffixes)}; "
+                f"got filepath={self.filepath!r}"
+            )
+        if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
+            raise ValueError(
+                f"ModelCheckpoint: save_freq must be 'epoch' or a positive integer; "
+                f"got save_freq={save_freq!r}"
+            )
+        self.monitor, self.verbose = monitor, verbose
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.mode = _monitor_mode(monitor, mode)
+        self.save_freq = save_freq
+        self.best = initial_value_threshold
+        self._batches_seen = 0
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_seen += 1
+        if self._batches_seen % self.save_freq == 0:
+            self._save(self._epoch, batch, logs or {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs or {})
+
+    def _improved(self, current) -> bool:
+        if self.best is None:
+            return True
+        return current > self.best if self.mode == "max" else current < self.best
+
+    def _save(self, epoch: int, batch, logs: dict) -> None:
+        path = self._path(epoch, batch, logs)
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(
+                    f"ModelCheckpoint: can save the best model only with {self.monitor} "
+                    f"available; the logs have {sorted(logs)}. Skipping.",
+                    stacklevel=2,
+                )
+                return
+            if not self._improved(current):
+                if self.verbose > 0:
+                    print(
+                        f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}"
+                    )
+                return
+            if self.verbose > 0:
+                unset = "-inf" if self.mode == "max" else "inf"
+                previous = unset if self.best is None else f"{self.best:.5f}"
+                print(
+                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {previous} to "
+                    f"{current:.5f}, saving model to {path}"
+                )
+            self.best = current
+        elif self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        if self.save_weights_only:
+            self.model.save_weights(path, overwrite=True)
+        else:
+            self.model.save(path, overwrite=True)
+
+    def _path(self, epoch: int, batch, logs: dict) -> str:
+        fields = {**logs, "epoch": epoch + 1}
+        if batch is not None:
+            fields["batch"] = batch + 1
+        try:
+            return self.filepath.format(**fields)
+        except (KeyError, IndexError, ValueError) as error:
+            raise KeyError(
+                f"ModelCheckpoint: failed to format filepath {self.filepath!r} with the "
+                f"fields {sorted(fields)}: {error!r}"
+            ) from None

@@ -2,7 +2,7 @@
 
 from fastnn.layers.base import Layer, Variable
 from fastnn.layers.convolutional import Conv1D, Conv2D
-from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Lambda
 from fastnn.layers.embedding import Embedding
 from fastnn.layers.merging import (
     Add,
@@ -72,6 +72,7 @@ __all__ = [
     "Input",
     "InputLayer",
     "LSTM",
+    "Lambda",
     "Layer",
     "Masking",
     "MaxPool1D",

@@ -1,4 +1,4 @@
-"""Core layers: Input, Dense, Activation, Flatten, Dropout."""
+"""Core layers: Input, Dense, Activation, Flatten, Dropout, Lambda."""
 
 from __future__ import annotations
 
@@ -258,3 +258,71 @@ class Dropout(Layer):
             "seed": self.seed,
             "noise_shape": self.noise_shape,
         }
+
+
+class Lambda(Layer):
+    """Wraps a Python function of numpy arrays, ``function(inputs, **arguments)``, for inference.
+
+    fastnn differentiates layer by layer, and a Python function has no backward, so a model with
+    a Lambda predicts but cannot train through it; nor can it be saved, because a file holding
+    code would run it when loaded (Keras's CVE-2024-3660). Write a Layer subclass with
+    ``forward``/``backward`` (and ``fastnn.saving.register_serializable``) for either.
+    Example: ``Lambda(lambda x: x[:, :4])(x)``.
+    """
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"Lambda '{self.name}': `function` must be callable; got {function!r}")
+        if mask is not None:
+            raise NotImplementedError(f"Lambda '{self.name}': mask= is not supported")
+        self.function = function
+        self.output_shape_arg = output_shape
+        self.arguments = dict(arguments or {})
+
+    def compute_output_shape(self, input_shape):
+        if callable(self.output_shape_arg):
+            return self.output_shape_arg(input_shape)
+        if self.output_shape_arg is not None:
+            first = input_shape[0] if isinstance(input_shape, list) else input_shape
+            return (first[0], *standardize_shape(self.output_shape_arg, "output_shape"))
+        return self._probe_output_shape(input_shape)
+
+    def _probe_output_shape(self, input_shape):
+        """Run the function on zeros (unknown sizes as 1) to learn the output's shape."""
+
+        def zeros(shape):
+            return np.zeros([1 if d is None else d for d in shape], self.dtype)
+
+        probe = [zeros(s) for s in input_shape] if isinstance(input_shape, list) else None
+        out = self.function(probe if probe else zeros(input_shape), **self.arguments)
+        batch = (input_shape[0] if isinstance(input_shape, list) else input_shape)[0]
+        if isinstance(out, (list, tuple)):
+            return [(batch, *np.shape(o)[1:]) for o in out]
+        return (batch, *np.shape(out)[1:])
+
+    def forward(self, inputs, training):
+        outputs = self.function(inputs, **self.arguments)
+        if isinstance(outputs, (list, tuple)):
+            return [np.asarray(o) for o in outputs], None
+        return np.asarray(outputs), None
+
+    def backward(self, ctx, grad_outputs):
+        raise NotImplementedError(
+            f"Lambda '{self.name}' has no gradient: fastnn cannot differentiate a Python "
+            "function. Train without it, or write a Layer subclass with forward and backward."
+        )
+
+    def get_config(self):
+        raise ValueError(
+            f"Lambda '{self.name}' cannot be saved: fastnn files never hold code, because "
+            "loading a file that does runs it (Keras's CVE-2024-3660). Replace the Lambda with "
+            "a Layer subclass registered with fastnn.saving.register_serializable()."
+        )
+
+    @classmethod
+    def from_config(cls, config):
+        raise ValueError(
+            "Refusing to load a Lambda layer: fastnn never loads code from a file "
+            "(Keras's CVE-2024-3660)"
+        )

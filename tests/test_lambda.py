@@ -1,0 +1,65 @@
+"""Lambda: runs a numpy function for inference; refuses to train through, save or load it."""
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import layers
+
+
+def _model():
+    x = fastnn.Input((6,))
+    h = layers.Dense(4, name="dense")(x)
+    halves = layers.Lambda(lambda t: [t[:, :2], t[:, 2:] * 2.0], name="split")(h)
+    return fastnn.Model(x, halves)
+
+
+def test_forward_matches_the_function_and_shapes_are_inferred():
+    model = _model()
+    assert [t.shape for t in model.outputs] == [(None, 2), (None, 2)]
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    h = model.get_layer("dense")(x)
+    a, b = model.predict(x, verbose=0)
+    np.testing.assert_allclose(a, h[:, :2], rtol=1e-6)
+    np.testing.assert_allclose(b, h[:, 2:] * 2.0, rtol=1e-6)
+
+
+def test_declared_output_shape_and_arguments():
+    x = fastnn.Input((3,))
+    y = layers.Lambda(lambda t, k: np.repeat(t, k, axis=1), output_shape=(6,), arguments={"k": 2})(
+        x
+    )
+    assert y.shape == (None, 6)
+    out = fastnn.Model(x, y).predict(np.ones((2, 3)), verbose=0)
+    assert out.shape == (2, 6)
+
+
+def test_saving_is_refused_before_anything_is_written(tmp_path):
+    model = _model()
+    with pytest.raises(ValueError, match="CVE-2024-3660"):
+        model.save(tmp_path / "m.fastnn")
+    with pytest.raises(ValueError, match="Lambda 'split' cannot be saved"):
+        model.to_json()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loading_a_lambda_config_is_refused():
+    config = {"class_name": "Lambda", "config": {"function": "os.system", "name": "evil"}}
+    with pytest.raises(ValueError, match="Refusing to load a Lambda"):
+        fastnn.layers.base.deserialize_layer(config)
+
+
+def test_training_through_a_lambda_names_it_and_keeps_weights():
+    model = _model()
+    model.compile(optimizer="sgd", loss="mse")
+    before = model.get_weights()
+    x = np.ones((4, 6), "float32")
+    with pytest.raises(NotImplementedError, match="Lambda 'split' has no gradient"):
+        model.fit(x, [np.ones((4, 2)), np.ones((4, 2))], verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_function_must_be_callable():
+    with pytest.raises(TypeError, match="callable"):
+        layers.Lambda("x * 2")
