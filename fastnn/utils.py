@@ -1,4 +1,4 @@
-"""Utilities: seeding and session helpers."""
+"""Utilities: seeding and session helpers; ``plot_model``, ``model_to_dot``, ``plot_history``."""
 
 from __future__ import annotations
 
@@ -30,3 +30,19 @@ def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.nda
     out = np.zeros((*y.shape, num_classes), dtype=dtype)
     np.put_along_axis(out, y[..., None], 1, axis=-1)
     return out
+
+
+_PLOTTING = ("model_to_dot", "plot_history", "plot_model")
+
+
+def __getattr__(name: str):
+    """``fastnn.utils.plot_model`` and friends, imported on first use (as keras.utils has them)."""
+    if name in _PLOTTING:
+        from fastnn import plotting
+
+        return getattr(plotting, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PLOTTING])

@@ -1,0 +1,124 @@
+"""evaluate() and predict() show Keras's progress: a bar (verbose=1), one line (2), or nothing."""
+
+import io
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import callbacks, layers
+
+BAR = "━" * 20
+RNG = np.random.default_rng(0)
+X = RNG.random((40, 3)).astype("float32")
+Y = X.sum(axis=1, keepdims=True)
+
+
+def small_model():
+    fastnn.utils.set_random_seed(0)
+    inputs = fastnn.Input((3,))
+    model = fastnn.Model(inputs, layers.Dense(1)(layers.Dense(4, activation="tanh")(inputs)))
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    return model
+
+
+def final_state(out: str) -> str:
+    """What a terminal shows last: the text after the last carriage return, without the clear."""
+    return out.rsplit("\r", 1)[-1].replace("\x1b[K", "")
+
+
+def test_evaluate_verbose_1_draws_a_bar_that_ends_with_the_metrics(capsys):
+    loss, mae = small_model().evaluate(X, Y, batch_size=10, verbose=1)
+    out = capsys.readouterr().out
+    assert out.startswith("\r") and out.endswith("\x1b[K\n")
+    last = final_state(out)
+    assert last.startswith(f"4/4 {BAR} - ")
+    assert last.endswith(f"loss: {loss:.4f} - mae: {mae:.4f}\n")
+    assert "Epoch" not in out
+
+
+def test_evaluate_verbose_2_prints_one_line(capsys):
+    result = small_model().evaluate(X, Y, batch_size=16, verbose=2, return_dict=True)
+    out = capsys.readouterr().out
+    assert "\r" not in out and out.count("\n") == 1
+    assert out.startswith("3/3 - ") and "━" not in out
+    assert out.endswith(f"loss: {result['loss']:.4f} - mae: {result['mae']:.4f}\n")
+
+
+def test_predict_verbose_1_draws_a_bar_over_predict_steps(capsys):
+    predictions = small_model().predict(X, batch_size=16, verbose=1)
+    assert predictions.shape == (40, 1)
+    out = capsys.readouterr().out
+    last = final_state(out)
+    assert last.startswith(f"3/3 {BAR} - ") and last.endswith("/step\n")
+    assert "loss" not in out
+
+
+def test_predict_verbose_2_prints_one_line(capsys):
+    small_model().predict(X, batch_size=32, verbose=2)
+    out = capsys.readouterr().out
+    assert out.startswith("2/2 - ") and out.endswith("/step\n") and out.count("\n") == 1
+
+
+def test_verbose_0_is_silent(capsys):
+    model = small_model()
+    model.evaluate(X, Y, verbose=0)
+    model.predict(X, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_auto_is_a_bar_on_a_terminal_and_a_line_otherwise(capsys, monkeypatch):
+    model = small_model()
+    model.evaluate(X, Y, batch_size=20)  # captured output is not a terminal
+    assert capsys.readouterr().out.startswith("2/2 - ")
+    monkeypatch.setattr(callbacks, "is_interactive", lambda: True)
+    model.predict(X, batch_size=20)
+    assert final_state(capsys.readouterr().out).startswith(f"2/2 {BAR}")
+
+
+def test_bad_verbose_is_rejected():
+    model = small_model()
+    with pytest.raises(ValueError, match=r"`verbose` must be 'auto', 0, 1 or 2; got verbose=3"):
+        model.evaluate(X, Y, verbose=3)
+    with pytest.raises(ValueError, match=r"got verbose='yes'"):
+        model.predict(X, verbose="yes")
+
+
+def test_callbacks_see_the_step_count_and_every_batch():
+    seen = []
+
+    class Recorder(callbacks.Callback):
+        def on_test_batch_end(self, batch, logs=None):
+            seen.append(("test", batch, self.params["steps"]))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            seen.append(("predict", batch, self.params["steps"]))
+
+    model = small_model()
+    model.evaluate(X, Y, batch_size=25, verbose=0, callbacks=[Recorder()])
+    model.predict(X, batch_size=40, verbose=0, callbacks=[Recorder()])
+    assert seen == [("test", 0, 2), ("test", 1, 2), ("predict", 0, 1)]
+
+
+def test_fit_validation_draws_no_second_bar(capsys):
+    small_model().fit(X, Y, epochs=2, batch_size=10, validation_split=0.25, verbose=1)
+    out = capsys.readouterr().out
+    assert out.count("\x1b[K\n") == 2  # one finished bar per epoch
+    for epoch_output in out.split("Epoch ")[1:]:
+        assert final_state(epoch_output).startswith(f"3/3 {BAR}")
+        assert "val_loss: " in epoch_output
+
+
+def test_a_progbar_inside_fit_ignores_test_hooks():
+    stream = io.StringIO()
+    logger = callbacks.ProgbarLogger(verbose=1, stream=stream)
+    logger.set_params({"epochs": 1, "steps": 2})
+    logger.on_train_begin()
+    logger.on_test_begin()
+    logger.on_test_batch_end(0, {"loss": 1.0})
+    logger.on_test_end({"loss": 1.0})
+    assert stream.getvalue() == ""
+    logger.on_train_end()
+    logger.on_test_begin()  # after fit, the same logger draws evaluate's bar again
+    logger.on_test_end({"loss": 1.0})
+    assert stream.getvalue().endswith("loss: 1.0000\x1b[K\n")
