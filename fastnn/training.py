@@ -471,7 +471,9 @@ class Trainer:
                 break
             logs = self._logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size)
+                cbs.on_test_begin()  # as Keras: validation runs the callbacks' test hooks
+                val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size, cbs)
+                cbs.on_test_end(val_logs)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:

@@ -122,3 +122,32 @@ def test_a_progbar_inside_fit_ignores_test_hooks():
     logger.on_test_begin()  # after fit, the same logger draws evaluate's bar again
     logger.on_test_end({"loss": 1.0})
     assert stream.getvalue().endswith("loss: 1.0000\x1b[K\n")
+
+
+def test_fit_validation_runs_the_test_hooks_without_a_second_bar(capsys):
+    calls = []
+
+    class Recorder(fastnn.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            calls.append("test_begin")
+
+        def on_test_batch_end(self, batch, logs=None):
+            calls.append(f"test_batch_{batch}")
+
+        def on_test_end(self, logs=None):
+            calls.append(("test_end", sorted(logs)))
+
+    x = np.ones((8, 3), "float32")
+    model = fastnn.Sequential([fastnn.layers.Dense(1, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(
+        x,
+        x[:, :1],
+        epochs=1,
+        batch_size=4,
+        validation_data=(x, x[:, :1]),
+        verbose=2,
+        callbacks=[Recorder()],
+    )
+    assert calls == ["test_begin", "test_batch_0", "test_batch_1", ("test_end", ["loss"])]
+    assert capsys.readouterr().out.count("/step") == 1

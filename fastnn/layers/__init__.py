@@ -1,6 +1,8 @@
 """Layers with Keras 3 names and arguments."""
 
 from fastnn.layers.base import Layer, Variable
+from fastnn.layers.base import deserialize_layer as deserialize
+from fastnn.layers.base import serialize_layer as serialize
 from fastnn.layers.convolutional import Conv1D, Conv2D
 from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Lambda
 from fastnn.layers.embedding import Embedding
@@ -90,7 +92,9 @@ __all__ = [
     "add",
     "average",
     "concatenate",
+    "deserialize",
     "maximum",
     "multiply",
+    "serialize",
     "subtract",
 ]
