@@ -298,18 +298,37 @@ def _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, 
 # ---------------------------------------------------------------- GRU
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _gru_row32(xp, rec, rbias, h_prev, gates, h, u):
+    one = _F32_ONE
+    for j in range(u):
+        z = _sigmoid32(xp[j] + (rec[j] + rbias[j]))
+        r = _sigmoid32(xp[u + j] + (rec[u + j] + rbias[u + j]))
+        rh = rec[2 * u + j] + rbias[2 * u + j]
+        hh = _tanh32(xp[2 * u + j] + r * rh)
+        gates[j] = z
+        gates[u + j] = r
+        gates[2 * u + j] = hh
+        gates[3 * u + j] = rh
+        h[j] = z * h_prev[j] + (one - z) * hh
+
+
+@njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the loops vectorize
 def gru_step_forward(xp, rec, rbias, h_prev, mask, act, rec_act, gates, h):
     """One GRU step: xp, rec (N, 3u), rbias (3u,) -> gates (N, 4u) [z, r, hh, rh], h (N, u)."""
     n, u = h.shape
     zero = h.dtype.type(0)
     one = h.dtype.type(1)
+    fast = _fast_gates(act, rec_act, h)
     for b in range(n):
         if not mask[b]:
             for j in range(4 * u):
                 gates[b, j] = zero
             for j in range(u):
                 h[b, j] = h_prev[b, j]
+            continue
+        if fast:
+            _gru_row32(xp[b], rec[b], rbias, h_prev[b], gates[b], h[b], u)
             continue
         for j in range(u):
             z = _act(xp[b, j] + (rec[b, j] + rbias[j]), rec_act, zero, one)
