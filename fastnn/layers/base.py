@@ -354,14 +354,20 @@ class Layer:
         return [t.shape for t in out] if isinstance(out, list) else out.shape
 
     # ---- random state (saved so a loaded model resumes training exactly) -----------------------
+    # A layer that draws random numbers (Dropout, recurrent dropout) keeps its generator in _rng.
+    _rng: np.random.Generator | None = None
+
     def get_random_state(self) -> dict | None:
         """The JSON-able state of the layer's random generator; None if it draws no randomness."""
-        return None
+        return None if self._rng is None else self._rng.bit_generator.state
 
     def set_random_state(self, state: dict) -> None:
         """Restore what ``get_random_state()`` returned."""
-        if state is not None:
+        if self._rng is None:
             raise ValueError(f"Layer '{self.name}' has no random state to restore")
+        generator = np.random.default_rng()
+        generator.bit_generator.state = state  # validates the dict; then swap in one step
+        self._rng = generator
 
     # ---- config --------------------------------------------------------------------------------
     def get_config(self) -> dict:

@@ -243,14 +243,6 @@ class Dropout(Layer):
         dropout_kernels.dropout_backward(grad.reshape(-1), ctx, self.rate, out.reshape(-1))
         return out
 
-    def get_random_state(self) -> dict:
-        return self._rng.bit_generator.state
-
-    def set_random_state(self, state: dict) -> None:
-        generator = np.random.default_rng()
-        generator.bit_generator.state = state  # validates the dict; then swap in one step
-        self._rng = generator
-
     def get_config(self):
         return {
             **super().get_config(),

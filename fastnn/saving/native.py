@@ -42,14 +42,17 @@ def save_model(model, path, overwrite: bool = True, include_optimizer: bool = Tr
     manifest["weights"] = _add_arrays(arrays, "weights", [v.value for v in model.weights])
     manifest["compile"] = _compile_config(model)
     optimizer = model.optimizer if manifest["compile"] and include_optimizer else None
+    # Which of the model's weights the optimizer's slots belong to (it may have been built
+    # before some layers were frozen), so loading rebuilds it on the same variables.
+    manifest["optimizer_variables"] = _optimizer_variables(model, optimizer)
     manifest["optimizer_state"] = (
         None if optimizer is None else _add_arrays(arrays, "optimizer_state", optimizer.get_state())
     )
     manifest["training_state"] = {
         "shuffle_seed": getattr(model, "_shuffle_seed", None),
         "random_states": {
-            layer.name: state
-            for layer in _all_layers(model)
+            path: state
+            for path, layer in _all_layers(model)
             if (state := layer.get_random_state()) is not None
         },
     }
@@ -63,6 +66,20 @@ def save_weights(model, path, overwrite: bool = True) -> None:
     manifest["weights"] = _add_arrays(arrays, "weights", [v.value for v in model.weights])
     manifest["names"] = [v.path for v in model.weights]
     _write_zip(path, manifest, arrays, overwrite)
+
+
+def _optimizer_variables(model, optimizer) -> list[int] | None:
+    """Indices in ``model.weights`` of the variables the optimizer was built on, or None."""
+    if optimizer is None or not optimizer.built:
+        return None
+    index = {id(var): i for i, var in enumerate(model.weights)}
+    built_on = [index.get(id(var)) for var in optimizer._variables]
+    if None in built_on:
+        raise ValueError(
+            f"Cannot save model '{model.name}': its optimizer was built on variables that are "
+            "not the model's weights; save with include_optimizer=False"
+        )
+    return built_on
 
 
 def _compile_config(model) -> dict | None:
@@ -124,14 +141,20 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True):
                 raise archive.error(f"its compile config is invalid: {error}") from error
             optimizer_state = _optimizer_state(archive, manifest, model)
         random_states = _check_random_states(archive, training, model)
+        shuffle_seed = training.get("shuffle_seed")
+        if shuffle_seed is not None and not (
+            type(shuffle_seed) is int and 0 <= shuffle_seed < 2**63  # noqa: E721 (no bools)
+        ):
+            raise archive.error(f"the shuffle seed {shuffle_seed!r:.40} is not an integer")
     for var, value in zip(model.weights, weights):
         var.value[...] = value
     if optimizer_state is not None:
+        learning_rate = model.optimizer.learning_rate  # exact; the state holds it as float32
         model.optimizer.set_state(optimizer_state)
-        model.optimizer.learning_rate = compile_config["optimizer"]["config"]["learning_rate"]
+        model.optimizer.learning_rate = learning_rate
     for layer, state in random_states:
         layer.set_random_state(state)
-    model._shuffle_seed = training.get("shuffle_seed")
+    model._shuffle_seed = shuffle_seed
     return model
 
 
@@ -149,33 +172,51 @@ def _optimizer_state(archive, manifest, model):
     if entries is None:
         return None
     optimizer = model.optimizer
-    if len(entries) > 2:  # slots were saved: the optimizer had been built on the weights
-        optimizer.build(model.trainable_weights)
+    built_on = manifest.get("optimizer_variables")
+    weights = model.weights
+    if built_on is not None:
+        if not (
+            isinstance(built_on, list)
+            and all(type(i) is int and 0 <= i < len(weights) for i in built_on)  # noqa: E721
+            and len(set(built_on)) == len(built_on)
+        ):
+            raise archive.error(f"'optimizer_variables' in '{MANIFEST}' is malformed")
+        optimizer.build([weights[i] for i in built_on])
+    elif "optimizer_variables" not in manifest and len(entries) > 2:  # an earlier file: slots
+        optimizer.build(model.trainable_weights)  # imply the optimizer was built on these
     return archive.arrays(manifest, "optimizer_state", optimizer.variables)
 
 
 def _check_random_states(archive, training, model) -> list:
     states = training.get("random_states", {})
-    layers = {layer.name: layer for layer in _all_layers(model)}
-    if not isinstance(states, dict) or not set(states) <= set(layers):
+    layers = dict(_all_layers(model))
+    if not isinstance(states, dict):
+        raise archive.error(f"'random_states' in '{MANIFEST}' is malformed")
+    if not set(states) <= set(layers):
         raise archive.error(f"random states are saved for unknown layers {sorted(states)}")
     checked = []
     for name, state in states.items():
         probe = np.random.default_rng()
         try:
             probe.bit_generator.state = state
-        except (TypeError, ValueError, KeyError) as error:
+        except Exception as error:  # TypeError, ValueError, KeyError, OverflowError, ...
             raise archive.error(f"layer '{name}' has an invalid random state: {error}") from None
         checked.append((layers[name], state))
     return checked
 
 
-def _all_layers(model):
-    """Every layer, nested models' layers included."""
+def _all_layers(model, prefix: str = ""):
+    """``(path, layer)`` for every layer, nested models' and wrapped layers included; the path
+    (``"inner/dropout"``) tells apart layers of the same name in different nested models."""
     for layer in model.layers:
-        yield layer
+        path = prefix + layer.name
+        yield path, layer
         if hasattr(layer, "_graph") and layer is not model:
-            yield from _all_layers(layer)
+            yield from _all_layers(layer, f"{path}/")
+        for attr in ("layer", "forward_layer", "backward_layer"):  # TimeDistributed, Bidirectional
+            inner = getattr(layer, attr, None)
+            if inner is not None and hasattr(inner, "get_random_state"):
+                yield f"{path}/{attr}", inner
 
 
 def _open(path) -> _Archive:
@@ -184,7 +225,7 @@ def _open(path) -> _Archive:
         raise MissingFileError(f"No such file: '{path}'")
     try:
         return _Archive(path, zipfile.ZipFile(path))
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+    except Exception as error:  # zipfile raises many kinds on a malformed file
         raise FileFormatError(f"Cannot load '{path}': not a fastnn zip file ({error})") from None
 
 
@@ -215,7 +256,7 @@ class _Archive:
     def manifest(self, kind: str) -> dict:
         try:
             manifest = json.loads(self.read(MANIFEST).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise self.error(f"'{MANIFEST}' is not valid JSON ({error})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != kind:
             found = manifest.get("format") if isinstance(manifest, dict) else None
@@ -243,7 +284,10 @@ class _Archive:
             expected = (tuple(np.shape(target)), np.asarray(target).dtype.name)
             if not isinstance(entry, dict) or entry.get("file") != f"{key}/{i}.npy":
                 raise self.error(f"{key} entry {i} is malformed: {entry!r:.80}")
-            declared = (tuple(entry.get("shape") or ()), entry.get("dtype"))
+            shape = entry.get("shape")
+            if not (isinstance(shape, list) and all(type(n) is int for n in shape)):  # noqa: E721
+                raise self.error(f"{key} entry {i} is malformed: {entry!r:.80}")
+            declared = (tuple(shape), entry.get("dtype"))
             if declared != expected:
                 raise self.error(
                     f"{key} array {i} is {declared[1]} {declared[0]} but the model expects "
@@ -253,12 +297,34 @@ class _Archive:
         return arrays
 
     def _npy(self, name: str, expected) -> np.ndarray:
+        try:
+            size = self.zf.getinfo(name).file_size
+        except KeyError:
+            raise self.error(f"the entry '{name}' is missing") from None
+        nbytes = int(np.prod(expected[0])) * np.dtype(expected[1]).itemsize
+        if size > nbytes + 2**16:  # a header is far smaller: refuse before inflating it
+            raise self.error(f"'{name}' is {size} bytes, too large for {expected[1]} {expected[0]}")
         data = self.read(name)
         try:
             stream = io.BytesIO(data)
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                header = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, dtype = header
+            if (shape, dtype.name) != expected or dtype.hasobject:
+                raise self.error(
+                    f"'{name}' holds {dtype.name} {shape}, expected {expected[1]} {expected[0]}"
+                )
+            stream.seek(0)
             array = np.lib.format.read_array(stream, allow_pickle=False)
             if stream.tell() != len(data):
                 raise ValueError(f"{len(data) - stream.tell()} bytes of trailing data")
+        except FileFormatError:
+            raise
         except Exception as error:
             raise self.error(f"'{name}' is not a valid .npy array ({error})") from None
         if (array.shape, array.dtype.name) != expected:
