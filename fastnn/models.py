@@ -70,7 +70,9 @@ class Model(Trainer, Layer):
 
     # ---- symbolic inputs and outputs, as Keras's Functional exposes them ------------------------
     def _as_given(self, tensors, struct):
-        return tensors if isinstance(struct, (list, tuple, dict)) else tensors[0]
+        if isinstance(struct, dict):
+            return dict(zip(struct, tensors))
+        return tensors if isinstance(struct, (list, tuple)) else tensors[0]
 
     @property
     def input(self):
