@@ -622,7 +622,7 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
     """
     path = os.fspath(filepath)
     if path.endswith(".keras"):
-        return _keras_format().load_keras_model(path, custom_objects=custom_objects)
+        return _keras_format().load_keras_model(path, custom_objects, compile)
     if path.endswith(".fastnn"):
         return native.load_model(path, custom_objects=custom_objects, compile=compile)
     raise ValueError(

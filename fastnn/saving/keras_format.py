@@ -1,0 +1,733 @@
+"""Keras 3's files without Keras: ``.keras`` models and ``.weights.h5`` weights (needs h5py).
+
+A ``.keras`` file is a zip of ``config.json`` (Keras 3's model config), ``metadata.json`` and
+``model.weights.h5``. fastnn's model config has Keras's shape already, so loading is a per-key
+normalisation of what Keras adds (module names, dtype policies, build configs, and the ops that
+carry masks, which fastnn propagates by itself), then ``from_config``. A setting fastnn cannot
+honour is refused, naming the layer, before any model is built. Weights are read from Keras's
+layout (``layers/<snake_case class>[_k]/vars/<i>``: recurrent weights under ``cell``, wrapped
+layers under ``layer``, ``forward_layer``, ``backward_layer``, nested models under their own
+``layers``) and all of them are checked against the model before any is assigned.
+
+Nothing from a file is imported by name, evaluated or unpickled: classes resolve only against
+fastnn's layers, the registry and ``custom_objects``, and Keras's ``Lambda``, which stores
+Python code, is always refused (CVE-2024-3660).
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import io
+import json
+import os
+import warnings
+import zipfile
+
+import numpy as np
+
+# fastnn.models imports this module only when a Keras file is read or written: no import cycle.
+from fastnn.layers import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
+from fastnn.layers.base import assign_all, deserialize_layer, serialize_layer, snake_case
+from fastnn.layers.recurrent import SequenceLayer
+from fastnn.models import Model, Sequential
+from fastnn.saving.files import atomic_write
+from fastnn.saving.native import FileFormatError, MissingFileError
+from fastnn.saving.registry import builtin_classes, get_registered_object
+
+CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+#: The Keras release whose file format this module writes (and was tested against).
+KERAS_VERSION = "3.15.1"
+
+_RECURRENT = (LSTM, GRU, SimpleRNN)
+
+# Keras settings fastnn has no argument for, dropped when they hold the value that has no effect
+# (any other value is refused): constraints, activity regularizers, quantization, LoRA,
+# BatchNormalization's renormalization, stateful RNNs, and sparse/ragged/optional inputs.
+_INERT = {
+    "activity_regularizer": None,
+    "kernel_constraint": None,
+    "bias_constraint": None,
+    "recurrent_constraint": None,
+    "embeddings_constraint": None,
+    "beta_constraint": None,
+    "gamma_constraint": None,
+    "quantization_config": None,
+    "lora_rank": None,
+    "lora_alpha": None,
+    "renorm": False,
+    "renorm_clipping": None,
+    "stateful": False,
+    "sparse": False,
+    "ragged": False,
+    "optional": False,
+}
+# Dropped whatever their value: no effect on one device (synchronized) or without renorm.
+_IGNORED = {"synchronized", "renorm_momentum", "shared_object_id"}
+_FLOAT_POLICIES = ("float32", "float64")
+# Class names earlier Keras 3 releases wrote for initializers fastnn knows by Keras's later names.
+_RENAMED = {"OrthogonalInitializer": "Orthogonal", "IdentityInitializer": "Identity"}
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError(
+            'Reading and writing Keras files needs h5py: pip install "fastnn[keras]"'
+        ) from None
+    return h5py
+
+
+# ---- public API ------------------------------------------------------------------------------
+def load_keras_model(path, custom_objects: dict | None = None, compile: bool = True) -> Model:
+    """The model in a Keras 3 ``.keras`` file, with its weights, compiled as it was saved when
+    fastnn has its optimizer, losses and metrics (the optimizer's state is not read)."""
+    h5py = _h5py()
+    path = os.fspath(path)
+    config_data, weights = _read_entries(path, CONFIG, WEIGHTS)
+    config = _read_json(path, config_data)
+    try:
+        model = deserialize_layer(_model_entry_from_keras(config, custom_objects), custom_objects)
+    except Exception as error:  # a config fastnn refuses, or one malformed in any way
+        raise FileFormatError(f"Cannot load '{path}': {error}") from None
+    _load_h5(h5py, model, io.BytesIO(weights), path)
+    if compile and config.get("compile_config"):
+        _compile_from_keras(model, config["compile_config"], path)
+    return model
+
+
+def _compile_from_keras(model: Model, compile_config, path: str) -> None:
+    """Compile as Keras's ``compile_config`` says; warn and stay uncompiled if fastnn can't
+    (as Keras does when a compile config does not deserialize)."""
+    try:
+        model.compile_from_config(_strip_modules(compile_config))
+    except Exception as error:
+        warnings.warn(
+            f"'{path}': the model's compile() arguments could not be restored ({error}); "
+            "it is returned uncompiled: call compile() before training",
+            stacklevel=3,
+        )
+
+
+def _strip_modules(value):
+    """Keras's serialized objects without ``module``/``registered_name`` (fastnn resolves
+    ``class_name`` only against its own classes)."""
+    if isinstance(value, dict):
+        return {
+            k: _strip_modules(v) for k, v in value.items() if k not in ("module", "registered_name")
+        }
+    if isinstance(value, list):
+        return [_strip_modules(v) for v in value]
+    return value
+
+
+def _compile_to_keras(model: Model) -> dict | None:
+    """The compile arguments in Keras's form, or None when uncompiled or not serializable."""
+    try:
+        config = model.get_compile_config()
+    except ValueError:
+        return None
+    if config is None:
+        return None
+    modules = {"optimizer": "keras.optimizers", "loss": "keras.losses"}
+    return {
+        key: _with_module(modules.get(key, "keras.metrics"), value) for key, value in config.items()
+    }
+
+
+def _with_module(module: str, value):
+    if isinstance(value, dict) and "class_name" in value:
+        return _keras_object(module, value)
+    if isinstance(value, dict):
+        return {k: _with_module(module, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_module(module, v) for v in value]
+    return value
+
+
+def save_keras_model(model: Model, path, overwrite: bool = True) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` file that ``keras.saving.load_model`` reads."""
+    h5py = _h5py()
+    _check_built(model, "save_keras_model")
+    config = {**_keras_entry(model, serialize_layer(model))}
+    config["compile_config"] = _compile_to_keras(model)
+    saved = datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")
+    metadata = {"keras_version": KERAS_VERSION, "date_saved": saved}
+    weights = _h5_bytes(h5py, model)
+    with atomic_write(path, overwrite) as f, zipfile.ZipFile(f, "w") as zf:
+        zf.writestr(METADATA, json.dumps(metadata))
+        zf.writestr(CONFIG, json.dumps(config))
+        zf.writestr(WEIGHTS, weights)
+
+
+def load_keras_weights(model: Model, path) -> None:
+    """Assign the weights of a Keras ``.weights.h5`` file; all are checked before any change."""
+    h5py = _h5py()
+    _check_built(model, "load_keras_weights")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingFileError(f"No such file: '{path}'")
+    _load_h5(h5py, model, path, path)
+
+
+def save_keras_weights(model: Model, path, overwrite: bool = True) -> None:
+    """Write the model's weights as a Keras ``.weights.h5`` file."""
+    h5py = _h5py()
+    _check_built(model, "save_keras_weights")
+    data = _h5_bytes(h5py, model)
+    with atomic_write(path, overwrite) as f:
+        f.write(data)
+
+
+def _check_built(model, what: str) -> None:
+    if not isinstance(model, Model):
+        raise TypeError(f"{what}() expects a fastnn Model; got {type(model).__name__}")
+    if not model.built:
+        raise ValueError(
+            f"{what}(): model '{model.name}' is not built yet; give it an input shape (or call "
+            "it on data) first"
+        )
+
+
+# ---- reading the zip -------------------------------------------------------------------------
+def _read_entries(path: str, *names: str) -> list[bytes]:
+    if not os.path.isfile(path):
+        raise MissingFileError(f"No such file: '{path}'")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            missing = [name for name in names if name not in zf.namelist()]
+            if missing:
+                raise FileFormatError(f"Cannot load '{path}': the entry '{missing[0]}' is missing")
+            return [zf.read(name) for name in names]
+    except FileFormatError:
+        raise
+    except Exception as error:  # zipfile raises many kinds on a truncated or corrupted file
+        raise FileFormatError(
+            f"Cannot load '{path}': not a readable .keras zip file ({type(error).__name__}: "
+            f"{error})"
+        ) from None
+
+
+def _read_json(path: str, data: bytes) -> dict:
+    try:
+        config = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise FileFormatError(
+            f"Cannot load '{path}': '{CONFIG}' is not valid JSON ({error})"
+        ) from None
+    if not isinstance(config, dict):
+        raise FileFormatError(f"Cannot load '{path}': '{CONFIG}' does not hold a model config")
+    return config
+
+
+# ---- configs: Keras -> fastnn ----------------------------------------------------------------
+def _model_entry_from_keras(entry: dict, custom_objects) -> dict:
+    """fastnn's serialized model for the top of Keras's ``config.json``."""
+    cls = _layer_class(entry, custom_objects)
+    if not issubclass(cls, Model):
+        raise ValueError(f"the file holds a {entry.get('class_name')}, not a model")
+    return _entry_from_keras(entry, custom_objects)
+
+
+def _entry_from_keras(entry: dict, custom_objects) -> dict:
+    """``{"class_name", "registered_name", "config"}`` for fastnn from Keras's layer entry."""
+    cls = _layer_class(entry, custom_objects)
+    config = entry.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{_label(entry)} has no config dict")
+    if issubclass(cls, Sequential):
+        config = _sequential_from_keras(config, custom_objects)
+    elif issubclass(cls, Model):
+        config = _functional_from_keras(config, custom_objects)
+    else:
+        config = _layer_config_from_keras(cls, config, _label(entry), custom_objects)
+    registered = entry.get("registered_name")
+    custom = isinstance(registered, str) and get_registered_object(registered, custom_objects)
+    return {
+        "class_name": entry["class_name"],
+        "registered_name": registered if custom else None,
+        "config": config,
+    }
+
+
+def _label(entry: dict) -> str:
+    config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    return f"layer '{entry.get('name') or config.get('name')}' ({entry.get('class_name')})"
+
+
+def _is_keras_module(module) -> bool:
+    return module is None or module == "keras" or str(module).startswith("keras.")
+
+
+def _is_op(entry: dict) -> bool:
+    """True for Keras ops recorded in a Functional graph (e.g. the ``NotEqual`` of a mask)."""
+    return str(entry.get("module")).startswith(("keras.src.ops", "keras.ops"))
+
+
+def _layer_class(entry: dict, custom_objects) -> type:
+    """The fastnn class a Keras layer entry names; refuses Lambda and unknown classes."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"a layer entry must be a dict; got {entry!r:.80}")
+    class_name, module = entry.get("class_name"), entry.get("module")
+    if class_name == "Lambda" and _is_keras_module(module):
+        raise ValueError(
+            f"{_label(entry)}: refusing to load a Keras Lambda layer, which stores Python code; "
+            "fastnn never runs code from a file (Keras's CVE-2024-3660)"
+        )
+    for key in (entry.get("registered_name"), class_name):
+        cls = get_registered_object(key, custom_objects) if isinstance(key, str) else None
+        if cls is not None:
+            return cls
+    builtins = builtin_classes()
+    cls = builtins.get(class_name) if _is_keras_module(module) and not _is_op(entry) else None
+    if cls is None or class_name in ("Layer", "Lambda"):
+        where = f"module '{module}'" if module else "no module"
+        raise ValueError(
+            f"{_label(entry)}: fastnn does not support the Keras class {class_name!r} "
+            f"({where}); pass a fastnn equivalent in custom_objects if there is one"
+        )
+    return cls
+
+
+def _layer_config_from_keras(cls: type, config: dict, label: str, custom_objects) -> dict:
+    """A layer's config with Keras's wrapping removed; refuses settings fastnn cannot honour."""
+    out = {}
+    for key, value in config.items():
+        if key in _IGNORED:
+            continue
+        if key in _INERT:
+            if value != _INERT[key]:
+                raise ValueError(
+                    f"{label}: fastnn cannot honour the Keras setting {key}={value!r:.120}"
+                )
+            continue
+        out[key] = _value_from_keras(cls, key, value, label, custom_objects)
+    accepted = _accepted_arguments(cls)
+    unknown = [key for key in out if accepted is not None and key not in accepted]
+    if unknown:
+        key = unknown[0]
+        raise ValueError(f"{label}: fastnn's {cls.__name__} has no setting {key}={out[key]!r:.120}")
+    return out
+
+
+def _value_from_keras(cls: type, key: str, value, label: str, custom_objects):
+    if key == "dtype":
+        return _dtype_from_keras(value, label, inputs=cls.__name__ == "InputLayer")
+    if key.endswith(("_initializer", "_regularizer")) and isinstance(value, dict):
+        return _object_from_keras(key, value, label)
+    if key in ("layer", "backward_layer") and isinstance(value, dict):  # wrappers
+        return _entry_from_keras(value, custom_objects)
+    return value
+
+
+def _dtype_from_keras(value, label: str, inputs: bool) -> str:
+    """``"float32"`` from Keras's ``{"class_name": "DTypePolicy", "config": {"name": ...}}``;
+    an InputLayer's dtype (a plain name) may be any numeric type."""
+    name = value
+    if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+        name = (value.get("config") or {}).get("name")
+    try:
+        kind = np.dtype(name).kind if isinstance(name, str) else None
+    except TypeError:
+        kind = None
+    if name in _FLOAT_POLICIES or (inputs and kind in ("b", "i", "u", "f")):
+        return name
+    raise ValueError(
+        f"{label}: fastnn computes in float32 or float64; cannot honour the Keras dtype "
+        f"{value!r:.120}"
+    )
+
+
+def _object_from_keras(key: str, value: dict, label: str) -> dict:
+    """An initializer or regularizer ``{"class_name", "config"}`` without Keras's module keys."""
+    config = dict(value.get("config") or {})
+    for axes in ("input_axes", "output_axes"):  # Keras's fan axes for einsum kernels
+        if config.pop(axes, None) is not None:
+            raise ValueError(f"{label}: fastnn cannot honour {key} with {axes}={value!r:.120}")
+    class_name = value.get("class_name")
+    return {"class_name": _RENAMED.get(class_name, class_name), "config": config}
+
+
+def _accepted_arguments(cls: type) -> set[str] | None:
+    """The keyword arguments a fastnn layer class takes (None for classes not fastnn's own)."""
+    if not cls.__module__.startswith("fastnn."):
+        return None
+    accepted = set()
+    for klass in cls.__mro__:
+        if "__init__" not in klass.__dict__:
+            continue
+        params = inspect.signature(klass.__dict__["__init__"]).parameters.values()
+        accepted |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return accepted - {"self"}
+
+
+def _sequential_from_keras(config: dict, custom_objects) -> dict:
+    label = f"Sequential '{config.get('name')}'"
+    if "dtype" in config:
+        _dtype_from_keras(config["dtype"], label, inputs=False)
+    layers = config.get("layers")
+    if not isinstance(layers, list):
+        raise ValueError(f"{label} has no list of layers")
+    out = {
+        "name": config.get("name"),
+        "trainable": config.get("trainable", True),
+        "layers": [_entry_from_keras(entry, custom_objects) for entry in layers],
+    }
+    if config.get("build_input_shape") is not None:
+        out["build_input_shape"] = config["build_input_shape"]
+    return out
+
+
+def _functional_from_keras(config: dict, custom_objects) -> dict:
+    """A Functional config for fastnn: Keras's mask ops and ``mask=`` arguments dropped once
+    checked to be the masks fastnn propagates itself."""
+    entries = config.get("layers")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"model '{config.get('name')}' has no list of layer entries")
+    graph = _KerasGraph(entries)
+    layers = []
+    for entry in entries:
+        if _is_op(entry):
+            continue
+        cls = _layer_class(entry, custom_objects)
+        calls = entry.get("inbound_nodes", [])
+        layers.append(
+            {
+                **_entry_from_keras(entry, custom_objects),
+                "name": entry.get("name"),
+                "inbound_nodes": [graph.call_from_keras(entry, cls, call) for call in calls],
+            }
+        )
+    return {
+        "name": config.get("name"),
+        "trainable": config.get("trainable", True),
+        "layers": layers,
+        "input_layers": graph.io_from_keras(config.get("input_layers")),
+        "output_layers": graph.io_from_keras(config.get("output_layers")),
+    }
+
+
+class _KerasGraph:
+    """The entries of one Keras Functional config, to check where its ops' tensors go.
+
+    Keras records a mask as ops on the tensor that produced it (``NotEqual(ids, 0)`` for
+    ``Embedding(mask_zero=True)``, ``Any(NotEqual(x, mask_value), axis=-1)`` for ``Masking``)
+    and passes it as ``mask=``; fastnn propagates those masks itself, so such arguments are
+    dropped. Any other op, or an op's tensor used as data, is refused.
+    """
+
+    def __init__(self, entries: list[dict]):
+        self.ops = {e.get("name"): e for e in entries if _is_op(e)}
+        self.inputs_of = {}  # (class name, history of the first argument) -> configs
+        for entry in entries:
+            for call in entry.get("inbound_nodes") or []:
+                args = call.get("args") if isinstance(call, dict) else None
+                first = _history(args[0]) if isinstance(args, list) and args else None
+                key = (entry.get("class_name"), first)
+                self.inputs_of.setdefault(key, []).append(entry.get("config") or {})
+
+    def call_from_keras(self, entry: dict, cls: type, call: dict) -> dict:
+        """One recorded call with Keras-only arguments checked and removed."""
+        if not isinstance(call, dict):
+            raise ValueError(f"{_label(entry)} has a malformed call {call!r:.80}")
+        args, kwargs = call.get("args", []), dict(call.get("kwargs") or {})
+        mask = kwargs.pop("mask", None)
+        if kwargs.pop("training", None):
+            raise ValueError(
+                f"{_label(entry)} is called with training=True; fastnn cannot honour a "
+                "training mode fixed in the graph"
+            )
+        unknown = sorted(set(kwargs) - {"initial_state"})
+        if unknown:
+            raise ValueError(f"{_label(entry)} is called with arguments fastnn lacks: {unknown}")
+        self._check_no_ops(entry, [args, kwargs])
+        for tensor in _tensors(mask):
+            if not (cls.supports_masking and self._is_automatic_mask(tensor)):
+                raise ValueError(
+                    f"{_label(entry)} is called with an explicit mask=; fastnn takes masks only "
+                    "as Embedding(mask_zero=True) and Masking propagate them"
+                )
+        return {"args": args, "kwargs": kwargs}
+
+    def io_from_keras(self, refs):
+        """Model inputs/outputs: one ``[name, node, index]`` triple stands for a single tensor."""
+        if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str):
+            refs = [refs]
+        for ref in refs.values() if isinstance(refs, dict) else refs or []:
+            if isinstance(ref, list) and ref and ref[0] in self.ops:
+                raise ValueError(f"a model input or output is the Keras op '{ref[0]}'")
+        return refs
+
+    def _check_no_ops(self, entry: dict, structure) -> None:
+        for tensor in _tensors(structure):
+            if tensor[0] in self.ops:
+                op = self.ops[tensor[0]]
+                raise ValueError(
+                    f"{_label(entry)} takes the output of the Keras op '{tensor[0]}' "
+                    f"({op.get('class_name')}); fastnn models hold layers only"
+                )
+
+    def _op_call(self, tensor, class_name: str):
+        """(args, config) of the op call producing ``tensor`` if it is a ``class_name`` op."""
+        op = self.ops.get(tensor[0]) if tensor else None
+        if op is None or op.get("class_name") != class_name:
+            return None
+        calls = op.get("inbound_nodes") or []
+        index = tensor[1]
+        call = calls[index] if isinstance(index, int) and 0 <= index < len(calls) else None
+        args = call.get("args") if isinstance(call, dict) else None
+        return (args, op.get("config") or {}) if isinstance(args, list) else None
+
+    def _is_automatic_mask(self, tensor) -> bool:
+        """True if ``tensor`` is the mask an Embedding(mask_zero=True) or Masking computes."""
+        not_equal = self._op_call(tensor, "NotEqual")
+        if not_equal is not None and len(not_equal[0]) == 2 and not_equal[0][1] == 0:
+            source = _history(not_equal[0][0])
+            configs = self.inputs_of.get(("Embedding", source), [])
+            return any(c.get("mask_zero") is True for c in configs)
+        any_op = self._op_call(tensor, "Any")
+        if any_op is None or len(any_op[0]) != 1:
+            return False
+        args, config = any_op
+        if config.get("axis") != -1 or config.get("keepdims"):
+            return False
+        inner = self._op_call(_history(args[0]), "NotEqual")
+        if inner is None or len(inner[0]) != 2:
+            return False
+        configs = self.inputs_of.get(("Masking", _history(inner[0][0])), [])
+        return any(c.get("mask_value") == inner[0][1] for c in configs)
+
+
+def _history(value):
+    """``(layer name, node index, tensor index)`` of a Keras tensor record, else None."""
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        history = (value.get("config") or {}).get("keras_history")
+        if isinstance(history, list) and len(history) == 3:
+            return tuple(history)
+    return None
+
+
+def _tensors(structure) -> list[tuple]:
+    """The histories of every Keras tensor record in a (nested) call argument."""
+    found = _history(structure)
+    if found is not None:
+        return [found]
+    if isinstance(structure, dict):
+        return [t for v in structure.values() for t in _tensors(v)]
+    if isinstance(structure, list):
+        return [t for v in structure for t in _tensors(v)]
+    return []
+
+
+# ---- configs: fastnn -> Keras ----------------------------------------------------------------
+def _keras_entry(layer, data: dict) -> dict:
+    """Keras's serialized form of a layer (or model) from fastnn's ``serialize_layer`` dict."""
+    if isinstance(layer, Sequential):
+        module, config = "keras", _keras_sequential(layer, data["config"])
+    elif isinstance(layer, Model):
+        module, config = "keras.src.models.functional", _keras_functional(layer, data["config"])
+    else:
+        module, config = "keras.layers", _keras_layer_config(data["class_name"], data["config"])
+    registered = data.get("registered_name")  # a user's class: Keras finds it by this name
+    if registered is None and data["class_name"] == "Functional":
+        registered = "Functional"  # as Keras writes it
+    elif registered is not None:
+        module = None
+    return {
+        "module": module,
+        "class_name": data["class_name"],
+        "config": config,
+        "registered_name": registered,
+    }
+
+
+def _keras_layer_config(class_name: str, config: dict) -> dict:
+    out = {}
+    for key, value in config.items():
+        if key == "input_shape":  # the model's InputLayer holds the shape
+            continue
+        if key == "dtype" and class_name != "InputLayer":
+            value = _keras_object("keras", {"class_name": "DTypePolicy", "config": {"name": value}})
+        elif key.endswith("_initializer") and isinstance(value, dict):
+            value = _keras_object("keras.initializers", value)
+        elif key.endswith("_regularizer") and isinstance(value, dict):
+            value = _keras_object("keras.regularizers", value)
+        elif key in ("layer", "backward_layer") and isinstance(value, dict):
+            value = _keras_entry(None, value)
+        out[key] = value
+    return out
+
+
+def _keras_object(module: str, value: dict) -> dict:
+    return {"module": module, **value, "registered_name": None}
+
+
+def _keras_sequential(model: Sequential, config: dict) -> dict:
+    by_name = {layer.name: layer for layer in model.layers}
+    layers = [_keras_entry(by_name.get(d["config"].get("name")), d) for d in config["layers"]]
+    return {**config, "layers": layers}
+
+
+def _keras_functional(model: Model, config: dict) -> dict:
+    by_name = {layer.name: layer for layer in model.layers}
+    layers = []
+    for data in config["layers"]:
+        layer = by_name[data["name"]]
+        calls = [_keras_call(layer, call) for call in data["inbound_nodes"]]
+        layers.append({**_keras_entry(layer, data), "name": data["name"], "inbound_nodes": calls})
+    return {
+        **config,
+        "layers": layers,
+        "input_layers": _keras_io(model.input, config["input_layers"]),
+        "output_layers": _keras_io(model.output, config["output_layers"]),
+    }
+
+
+def _keras_call(layer, call: dict) -> dict:
+    """Keras passes a recurrent layer's initial states as ``initial_state=``, not in a list."""
+    args = call["args"]
+    if isinstance(layer, SequenceLayer) and len(args) == 1 and isinstance(args[0], list):
+        x, *states = args[0]
+        return {"args": [x], "kwargs": {**call["kwargs"], "initial_state": states}}
+    return call
+
+
+def _keras_io(given, refs):
+    """A single tensor is one ``[name, node, index]`` triple in Keras's config."""
+    single = not isinstance(given, (list, tuple, dict))
+    return refs[0] if single and isinstance(refs, list) and len(refs) == 1 else refs
+
+
+# ---- weights in Keras's h5 layout --------------------------------------------------------------
+def _weight_groups(model: Model) -> list[tuple[str, str, list]]:
+    """``(h5 group, owner name, variables)`` for each layer Keras's saver visits, in its order."""
+    groups = []
+    _visit(model, "", groups, set())
+    return groups
+
+
+def _visit(layer, path: str, groups: list, seen: set) -> None:
+    if id(layer) in seen:  # a shared layer is saved once, where it is first met
+        return
+    seen.add(id(layer))
+    if isinstance(layer, _RECURRENT):  # Keras keeps the weights on the layer's cell
+        groups.append((_join(path, "vars"), layer.name, []))
+        cell = f"{snake_case(type(layer).__name__)}_cell"
+        groups.append((_join(path, "cell", "vars"), cell, layer.weights))
+        return
+    children = _children(layer)
+    groups.append((_join(path, "vars"), layer.name, [] if children else layer.weights))
+    for attr, child in children:
+        if isinstance(child, list):
+            used: dict[str, int] = {}
+            for sub in child:
+                _visit(sub, _join(path, attr, _unique(_keras_snake(sub), used)), groups, seen)
+        else:
+            _visit(child, _join(path, attr), groups, seen)
+
+
+def _children(layer) -> list[tuple[str, object]]:
+    if isinstance(layer, Model):
+        return [("layers", layer.layers)]
+    if isinstance(layer, Bidirectional):
+        return [("backward_layer", layer.backward_layer), ("forward_layer", layer.forward_layer)]
+    if isinstance(layer, TimeDistributed):
+        return [("layer", layer.layer)]
+    return []
+
+
+def _keras_snake(layer) -> str:
+    name = type(layer).__name__
+    return snake_case("Functional" if name == "Model" else name)
+
+
+def _unique(name: str, used: dict[str, int]) -> str:
+    """Keras's names within one list: 'dense', 'dense_1', 'dense_2', ..."""
+    if name in used:
+        used[name] += 1
+        return f"{name}_{used[name]}"
+    used[name] = 0
+    return name
+
+
+def _join(*parts: str) -> str:
+    return "/".join(part for part in parts if part)
+
+
+def _h5_bytes(h5py, model: Model) -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        for group_path, owner, variables in _weight_groups(model):
+            group = f.create_group(group_path)
+            group.attrs["name"] = owner
+            for i, var in enumerate(variables):
+                group.create_dataset(str(i), data=var.value)
+    return buffer.getvalue()
+
+
+def _load_h5(h5py, model: Model, source, path: str) -> None:
+    """Check every array of an h5 weights file against ``model``, then assign them all."""
+    try:
+        with h5py.File(source, "r") as f:
+            variables, arrays = _read_h5(h5py, f, model, path)
+    except FileFormatError:
+        raise
+    except Exception as error:  # h5py raises OSError, KeyError, ... on a damaged file
+        raise FileFormatError(
+            f"Cannot load '{path}': its weights are not a readable HDF5 file "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    assign_all(variables, arrays, f"Cannot load '{path}':", lambda var: var.path)
+
+
+def _read_h5(h5py, f, model: Model, path: str) -> tuple[list, list]:
+    def fail(what: str) -> FileFormatError:
+        return FileFormatError(f"Cannot load '{path}': {what}")
+
+    variables, arrays, used = [], [], set()
+    for group_path, owner, owned in _weight_groups(model):
+        group = f.get(group_path)
+        if not isinstance(group, h5py.Group):
+            if owned or group is not None:
+                raise fail(f"it has no weights for layer '{owner}' (no group '{group_path}')")
+            continue
+        if set(group.keys()) != {str(i) for i in range(len(owned))}:
+            raise fail(
+                f"layer '{owner}' has {len(group)} weights in '{group_path}', "
+                f"the model expects {len(owned)}"
+            )
+        for i, var in enumerate(owned):
+            arrays.append(_read_array(h5py, group, f"{group_path}/{i}", var, fail))
+            variables.append(var)
+            used.add(f"{group_path}/{i}")
+    extra = sorted(set(_datasets(h5py, f)) - used)
+    if extra:
+        raise fail(f"it holds weights the model has no place for: {extra[:3]}")
+    return variables, arrays
+
+
+def _read_array(h5py, group, name: str, var, fail) -> np.ndarray:
+    """The array at ``name`` if it has ``var``'s shape and dtype."""
+    data = group[name.rsplit("/", 1)[1]]
+    if not isinstance(data, h5py.Dataset):
+        raise fail(f"'{name}' is a group, but weight '{var.path}' is an array")
+    if data.shape != var.shape or data.dtype != var.dtype:
+        raise fail(
+            f"'{name}' holds {data.dtype} {data.shape}, but weight '{var.path}' is "
+            f"{var.dtype} {var.shape}"
+        )
+    return data[()]
+
+
+def _datasets(h5py, f) -> list[str]:
+    """The names of the layers' datasets (the optimizer's are not read)."""
+    names = []
+    for top in ("layers", "vars"):
+        if isinstance(f.get(top), h5py.Group):
+            f[top].visit(lambda name, top=top: names.append(f"{top}/{name}"))
+        elif top in f:
+            names.append(top)
+    return [name for name in names if isinstance(f[name], h5py.Dataset)]
