@@ -626,3 +626,14 @@ def test_terminate_on_nan_stops_training_instead_of_raising(capsys):
     assert "Invalid loss, terminating training" in capsys.readouterr().out
     assert model.stop_training
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_inputs_of_different_lengths_and_empty_inputs_are_named_in_every_call():
+    a, b = keras.Input((2,), name="a"), keras.Input((2,), name="b")
+    model = keras.Model([a, b], layers.add([a, b]))
+    x = [np.ones((3, 2)), np.ones((4, 2))]
+    for call in (model.predict, model.predict_on_batch, model):
+        with pytest.raises(ValueError, match=r"x\['a'\]: 3, x\['b'\]: 4"):
+            call(x)
+    with pytest.raises(ValueError, match="predict\\(\\): .*0 samples"):
+        model.predict([np.ones((0, 2)), np.ones((0, 2))])

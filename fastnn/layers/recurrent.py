@@ -17,59 +17,15 @@ Beyond the layer contract, a recurrent layer takes two call arguments, as in Ker
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from fastnn import activations, initializers, regularizers
+from fastnn.config import serial_blas
 from fastnn.kernels import recurrent as rnn_kernels
 from fastnn.layers.base import Layer, shape_error
 from fastnn.random import make_rng
 
-
-class _SerialBLAS:
-    """Context manager: BLAS runs one thread inside, restored when the last user leaves.
-
-    The recurrent kernels alternate a small GEMM with a short Numba step T times. On 2 cores
-    (LSTM, batch 32, 100 steps, 128 -> 64 units) threaded BLAS measured 3-6x slower than one
-    thread while other processes loaded the machine (best of 9: forward 118-165 ms threaded,
-    54-70 ms with only the time loop limited, 27 ms with the whole pass limited; backward
-    26-52 ms vs 14 ms), and about 8% faster on an idle machine (forward + backward median of 15:
-    43.7 vs 47.2 ms, but worst case 130 vs 60 ms). The whole forward and backward pass run under
-    the limit: a small loss at best, no collapse at worst. Reference counted under a lock, so
-    concurrent passes never leave BLAS limited.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._controller = None
-        self._limiter = None
-
-    def __enter__(self):
-        with self._lock:
-            if self._depth == 0:
-                if self._controller is None:
-                    try:
-                        from threadpoolctl import ThreadpoolController
-                    except ImportError:  # optional at runtime: then BLAS keeps its threads
-                        self._controller = False
-                    else:
-                        self._controller = ThreadpoolController()
-                if self._controller:
-                    self._limiter = self._controller.limit(limits=1, user_api="blas")
-            self._depth += 1
-        return self
-
-    def __exit__(self, *exc_info):
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0 and self._limiter is not None:
-                self._limiter.restore_original_limits()
-                self._limiter = None
-
-
-_SERIAL_BLAS = _SerialBLAS()
+_SERIAL_BLAS = serial_blas()  # BLAS on one thread during recurrent passes (see config)
 
 
 class SequenceLayer(Layer):
