@@ -5,7 +5,7 @@ any gather); the kernels do not check bounds. The backward splits the table's co
 threads, so repeated ids accumulate without races.
 """
 
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 
 @njit(cache=True, parallel=True)
@@ -19,11 +19,16 @@ def embedding_forward(table, ids, out):
             dst[d] = row[d]
 
 
-@njit(cache=True, parallel=True)
 def embedding_backward(grad, ids, dtable):
     """dtable[ids[m], :] += grad[m, :] for every m (repeats add); grad (M, D), dtable (V, D)."""
+    # One column block per thread: long contiguous inner loops (vectorized) over each row.
+    blocks = max(1, min(get_num_threads(), grad.shape[1] // 16))
+    _scatter_add_columns(grad, ids, dtable, blocks)
+
+
+@njit(cache=True, parallel=True)
+def _scatter_add_columns(grad, ids, dtable, blocks):
     width = grad.shape[1]
-    blocks = max(1, min(8, width // 16))
     for b in prange(blocks):
         lo = b * width // blocks
         hi = (b + 1) * width // blocks
