@@ -147,6 +147,23 @@ class Graph:
         self._input_slots = [self._slot[id(t)] for t in self.inputs]
         self._output_slots = [self._slot[id(t)] for t in self.outputs]
         self._thread_workspaces = threading.local()
+        # Per node: does any input's value depend on weights (or, second list, on the graph's
+        # inputs too)? If not, its input gradient reaches nothing that needs it.
+        self._input_grad_needed = {flag: self._nodes_needing_input_grads(flag) for flag in (0, 1)}
+
+    def _nodes_needing_input_grads(self, graph_inputs: bool) -> list[bool]:
+        depends = [False] * len(self._slot)
+        for slot in self._input_slots:
+            depends[slot] = graph_inputs
+        needed = []
+        for node, in_slots, out_slots in zip(
+            self.nodes, self._node_input_slots, self._node_output_slots
+        ):
+            needs = any(depends[s] for s in in_slots)
+            needed.append(needs)
+            for s in out_slots:
+                depends[s] = needs or bool(node.layer.weights)
+        return needed
 
     def _check_unique_names(self):
         seen = {}
@@ -201,9 +218,16 @@ class Graph:
                 values[out_slots[0]], masks[out_slots[0]] = outputs, out_mask
         return [values[s] for s in self._output_slots], (values, ctxs)
 
-    def backward(self, tape, output_grads: list) -> list:
-        """Propagate gradients from the outputs; weights accumulate .grad; return input grads."""
+    def backward(self, tape, output_grads: list, need_input_grads: bool = True) -> list:
+        """Propagate gradients from the outputs; weights accumulate .grad; return input grads
+        (None for each input when ``need_input_grads`` is False, as in a training step).
+
+        Input gradients nothing needs are not computed: a weightless node fed only by the graph's
+        inputs is skipped, and a layer with ``skips_input_grad`` (a model's first Conv2D or
+        Dense) is told ``need_input_grad=False``.
+        """
         values, ctxs = tape
+        input_grad_needed = self._input_grad_needed[int(need_input_grads)]
         grads = [None] * len(values)
         for slot, g in zip(self._output_slots, output_grads):
             if g is not None:
@@ -219,7 +243,16 @@ class Graph:
                     np.zeros_like(values[s]) if g is None else g
                     for s, g in zip(out_slots, out_grads)
                 ]
-            in_grads = node.layer.backward(ctxs[i], node.pack_outputs(out_grads))
+            layer = node.layer
+            if not input_grad_needed[i]:
+                if not layer.weights:
+                    continue
+                if layer.skips_input_grad:
+                    layer.backward(ctxs[i], node.pack_outputs(out_grads), need_input_grad=False)
+                    continue
+            in_grads = layer.backward(ctxs[i], node.pack_outputs(out_grads))
+            if not input_grad_needed[i]:
+                continue
             if not node.inputs_are_list:
                 in_grads = [in_grads]
             for s, g in zip(self._node_input_slots[i], in_grads):

@@ -193,9 +193,11 @@ class Model(Trainer, Layer):
             return outputs[0], tape
         return outputs, tape
 
-    def backward(self, ctx, grad_outputs):
+    skips_input_grad = True
+
+    def backward(self, ctx, grad_outputs, need_input_grad=True):
         grads = grad_outputs if isinstance(grad_outputs, list) else [grad_outputs]
-        input_grads = self._graph.backward(ctx, grads)
+        input_grads = self._graph.backward(ctx, grads, need_input_grad)
         return input_grads if len(input_grads) > 1 else input_grads[0]
 
     def __call__(self, inputs, training=None, **kwargs):

@@ -280,7 +280,7 @@ class Trainer:
             variables = self.trainable_weights
             for var in variables:
                 var.grad.fill(0)
-            self._graph.backward(tape, grads)
+            self._graph.backward(tape, grads, need_input_grads=False)
             for var, reg in regularized:
                 var.grad += reg.gradient(var.value)
             self.optimizer.apply(variables)

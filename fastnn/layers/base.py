@@ -248,6 +248,10 @@ class Layer:
     #: its arrays from call to call (``graph.scratch`` gives one either way).
     uses_workspace = False
 
+    #: True if ``backward(ctx, grad_outputs, need_input_grad=False)`` skips computing the input
+    #: gradient (and returns None): the graph asks this of a model's first layers.
+    skips_input_grad = False
+
     #: True if the outputs carry the inputs' mask unchanged (elementwise / per-step layers).
     passes_mask = False
 

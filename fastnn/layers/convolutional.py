@@ -421,7 +421,9 @@ class Conv2D(_Conv):
         )
         return y, (cols, inputs.shape, y, workspace)
 
-    def backward(self, ctx, grad_outputs):
+    skips_input_grad = True
+
+    def backward(self, ctx, grad_outputs, need_input_grad=True):
         cols, x_shape, y, workspace = ctx
         grad = self._activation_grad(grad_outputs, y, workspace)
         dkernel = self.kernel.grad if self.trainable else None
@@ -437,6 +439,7 @@ class Conv2D(_Conv):
             self.padding,
             dkernel,
             dbias,
-            dx=scratch(workspace, "dx", x_shape, y.dtype),
+            dx=scratch(workspace, "dx", x_shape, y.dtype) if need_input_grad else None,
             dcols=dcols,
+            need_dx=need_input_grad,
         )

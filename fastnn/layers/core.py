@@ -120,7 +120,9 @@ class Dense(Layer):
             act_kernels.bias_activation_forward(y, bias, self._code, y)
         return y.reshape(*inputs.shape[:-1], self.units), (x, y, inputs.shape, workspace)
 
-    def backward(self, ctx, grad_outputs):
+    skips_input_grad = True
+
+    def backward(self, ctx, grad_outputs, need_input_grad=True):
         x, y, in_shape, workspace = ctx
         grad = np.ascontiguousarray(grad_outputs).reshape(-1, self.units)
         if self._code != act_kernels.LINEAR:
@@ -131,6 +133,8 @@ class Dense(Layer):
             self.kernel.grad += x.T @ grad
             if self.use_bias:
                 act_kernels.column_sums_add(grad, self.bias.grad)
+        if not need_input_grad:
+            return None
         dx = scratch(workspace, "dx", x.shape, grad.dtype)
         np.matmul(grad, self.kernel.value.T, out=dx)
         return dx.reshape(in_shape)
