@@ -150,6 +150,12 @@ class Graph:
         # Per node: does any input's value depend on weights (or, second list, on the graph's
         # inputs too)? If not, its input gradient reaches nothing that needs it.
         self._input_grad_needed = {flag: self._nodes_needing_input_grads(flag) for flag in (0, 1)}
+        #: Layers without a backward that a training step would have to run backward.
+        self.blocks_training = [
+            node.layer
+            for node, needed in zip(self.nodes, self._input_grad_needed[0])
+            if needed and not node.layer.has_backward
+        ]
 
     def _nodes_needing_input_grads(self, graph_inputs: bool) -> list[bool]:
         depends = [False] * len(self._slot)

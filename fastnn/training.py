@@ -261,6 +261,13 @@ class Trainer:
         return total, per_output, grads
 
     def _train_step(self, xs, ys, sample_weight=None):
+        if self._graph.blocks_training:  # before the forward pass moves any statistics
+            layer = self._graph.blocks_training[0]
+            raise NotImplementedError(
+                f"Model '{self.name}' cannot train: {type(layer).__name__} '{layer.name}' has no "
+                "gradient and layers with weights come before it. Move it before the weights, "
+                "or write a Layer subclass with forward and backward."
+            )
         # A Ctrl-C is held from the forward pass (which moves BatchNormalization's statistics)
         # to the optimizer's last write, then raised: weights, statistics and optimizer state
         # are always those of one finished step.

@@ -49,15 +49,33 @@ def test_loading_a_lambda_config_is_refused():
         fastnn.layers.base.deserialize_layer(config)
 
 
-def test_training_through_a_lambda_names_it_and_keeps_weights():
-    model = _model()
+def test_training_through_a_lambda_is_refused_before_any_change():
+    x = fastnn.Input((6,))
+    h = layers.BatchNormalization()(layers.Dense(4, name="dense")(x))
+    y = layers.Lambda(lambda t: t * 2.0, name="double")(h)
+    model = fastnn.Model(x, y)
     model.compile(optimizer="sgd", loss="mse")
-    before = model.get_weights()
-    x = np.ones((4, 6), "float32")
-    with pytest.raises(NotImplementedError, match="Lambda 'split' has no gradient"):
-        model.fit(x, [np.ones((4, 2)), np.ones((4, 2))], verbose=0)
+    before = model.get_weights()  # BatchNormalization's moving statistics included
+    data = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    for train in (
+        lambda: model.fit(data, np.ones((4, 4)), verbose=0),
+        lambda: model.train_on_batch(data, np.ones((4, 4))),
+    ):
+        with pytest.raises(NotImplementedError, match="Lambda 'double' has no gradient"):
+            train()
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_lambda_fed_only_by_inputs_trains():
+    """Preprocessing: no weights come before the Lambda, so no gradient has to pass it."""
+    x = fastnn.Input((6,))
+    scaled = layers.Lambda(lambda t: t / 10.0)(x)
+    model = fastnn.Model(x, layers.Dense(1)(scaled))
+    model.compile(optimizer="sgd", loss="mse")
+    data = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    history = model.fit(data, data.sum(axis=1, keepdims=True), epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
 
 
 def test_function_must_be_callable():

@@ -248,6 +248,10 @@ class Layer:
     #: its arrays from call to call (``graph.scratch`` gives one either way).
     uses_workspace = False
 
+    #: False for a layer that cannot pass gradients back (Lambda): training refuses, before any
+    #: step, a model with weights behind such a layer.
+    has_backward = True
+
     #: True if ``backward(ctx, grad_outputs, need_input_grad=False)`` skips computing the input
     #: gradient (and returns None): the graph asks this of a model's first layers.
     skips_input_grad = False

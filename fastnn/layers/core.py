@@ -259,12 +259,15 @@ class Dropout(Layer):
 class Lambda(Layer):
     """Wraps a Python function of numpy arrays, ``function(inputs, **arguments)``, for inference.
 
-    fastnn differentiates layer by layer, and a Python function has no backward, so a model with
-    a Lambda predicts but cannot train through it; nor can it be saved, because a file holding
-    code would run it when loaded (Keras's CVE-2024-3660). Write a Layer subclass with
-    ``forward``/``backward`` (and ``fastnn.saving.register_serializable``) for either.
+    fastnn differentiates layer by layer, and a Python function has no backward: a model trains
+    with Lambdas that only weightless layers and inputs feed (preprocessing), but not through a
+    Lambda behind weights. Nor can a Lambda be saved, because a file holding code would run it
+    when loaded (Keras's CVE-2024-3660). Write a Layer subclass with ``forward``/``backward``
+    (and ``fastnn.saving.register_serializable``) for either.
     Example: ``Lambda(lambda x: x[:, :4])(x)``.
     """
+
+    has_backward = False
 
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
