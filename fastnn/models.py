@@ -111,15 +111,8 @@ class Model(Trainer, Layer):
             f"No such layer: {name!r}. Existing layers are: {[lay.name for lay in layers]}"
         )
 
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        for layer in self.layers:
-            layer.trainable = value
+    def sublayers(self):
+        return [(layer.name, layer) for layer in self.layers]
 
     def _unique(self, attribute: str) -> list[Variable]:
         seen, result = set(), []

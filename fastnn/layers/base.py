@@ -185,7 +185,15 @@ class Layer:
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
+        """Freeze or unfreeze the layer and every layer it contains."""
         self._trainable = bool(value)
+        for _, layer in self.sublayers():
+            layer.trainable = value
+
+    def sublayers(self) -> list[tuple[str, Layer]]:
+        """``(key, layer)`` for each layer this one contains (a model's layers by name, a
+        wrapper's by attribute); none for a plain layer."""
+        return []
 
     @property
     def weights(self) -> list[Variable]:

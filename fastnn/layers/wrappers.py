@@ -94,16 +94,8 @@ class Bidirectional(SequenceLayer):
                 )
 
     # ---- weights -------------------------------------------------------------------------------
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        if hasattr(self, "backward_layer"):  # not yet during Layer.__init__
-            for sub in self._pair:
-                sub.trainable = value
+    def sublayers(self):
+        return [("forward_layer", self.forward_layer), ("backward_layer", self.backward_layer)]
 
     @property
     def weights(self):

@@ -48,14 +48,8 @@ class TimeDistributed(Layer):
     def output_dtype(self):
         return self.layer.output_dtype
 
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        self.layer.trainable = value
+    def sublayers(self):
+        return [("layer", self.layer)]
 
     @property
     def weights(self):

@@ -205,18 +205,14 @@ def _check_random_states(archive, training, model) -> list:
     return checked
 
 
-def _all_layers(model, prefix: str = ""):
-    """``(path, layer)`` for every layer, nested models' and wrapped layers included; the path
-    (``"inner/dropout"``) tells apart layers of the same name in different nested models."""
-    for layer in model.layers:
-        path = prefix + layer.name
-        yield path, layer
-        if hasattr(layer, "_graph") and layer is not model:
-            yield from _all_layers(layer, f"{path}/")
-        for attr in ("layer", "forward_layer", "backward_layer"):  # TimeDistributed, Bidirectional
-            inner = getattr(layer, attr, None)
-            if inner is not None and hasattr(inner, "get_random_state"):
-                yield f"{path}/{attr}", inner
+def _all_layers(layer, prefix: str = ""):
+    """``(path, layer)`` for every layer inside ``layer``, at any depth; the path
+    (``"inner/dropout"``, ``"bidirectional/forward_layer"``) tells apart layers of the same name
+    in different nested models."""
+    for key, inner in layer.sublayers():
+        path = prefix + key
+        yield path, inner
+        yield from _all_layers(inner, f"{path}/")
 
 
 def _open(path) -> _Archive:
