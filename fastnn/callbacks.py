@@ -168,6 +168,13 @@ def _monitor_mode(monitor: str, mode: str) -> str:
     return "max" if ("acc" in monitor or "auc" in monitor) else "min"
 
 
+def _beats(current, best, mode: str, min_delta=0.0) -> bool:
+    """True if ``current`` improves on ``best`` (None: nothing yet) by more than ``min_delta``."""
+    if best is None:
+        return True
+    return current > best + min_delta if mode == "max" else current < best - min_delta
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras)."""
 
@@ -279,13 +286,6 @@ class ReduceLROnPlateau(Callback):
     def on_train_begin(self, logs=None):
         self.best, self.wait, self.cooldown_counter = None, 0, 0
 
-    def _improved(self, current) -> bool:
-        if self.best is None:
-            return True
-        if self.mode == "max":
-            return current > self.best + self.min_delta
-        return current < self.best - self.min_delta
-
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         optimizer = self.model.optimizer
@@ -296,7 +296,7 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if self._improved(current):
+        if _beats(current, self.best, self.mode, self.min_delta):
             self.best, self.wait = current, 0
         elif self.cooldown_counter <= 0:
             self.wait += 1
@@ -455,11 +455,6 @@ class ModelCheckpoint(Callback):
         if self.save_freq == "epoch":
             self._save(epoch, None, logs or {})
 
-    def _improved(self, current) -> bool:
-        if self.best is None:
-            return True
-        return current > self.best if self.mode == "max" else current < self.best
-
     def _save(self, epoch: int, batch, logs: dict) -> None:
         path = self._path(epoch, batch, logs)
         if self.save_best_only:
@@ -471,7 +466,7 @@ class ModelCheckpoint(Callback):
                     stacklevel=2,
                 )
                 return
-            if not self._improved(current):
+            if not _beats(current, self.best, self.mode):
                 if self.verbose > 0:
                     print(
                         f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}"
