@@ -344,6 +344,10 @@ def _io_refs(ref, structure):
     return [ref(structure)]
 
 
+class _NotProducedYet(KeyError):
+    """A call's input comes from a layer call that has not been replayed yet."""
+
+
 def _functional_from_config(cls, config: dict, make_layer):
     """Make each layer with ``make_layer(layer_data)``, then replay the calls in order once
     their inputs exist."""
@@ -360,17 +364,9 @@ def _functional_from_config(cls, config: dict, make_layer):
 
     def tensor(history) -> SymbolicTensor:
         name, node_index, tensor_index = history
+        if (name, node_index) not in outputs:
+            raise _NotProducedYet((name, node_index))
         return outputs[(name, node_index)][tensor_index]
-
-    def ready(value) -> bool:
-        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-            name, node_index, _ = value["config"]["keras_history"]
-            return (name, node_index) in outputs
-        if isinstance(value, dict):
-            return all(ready(v) for v in value.values())
-        if isinstance(value, (list, tuple)):
-            return all(ready(v) for v in value)
-        return True
 
     def resolve(value):
         if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
@@ -381,15 +377,20 @@ def _functional_from_config(cls, config: dict, make_layer):
             return [resolve(v) for v in value]
         return value
 
+    calls_made = dict.fromkeys(pending, 0)
     progress = True
     while progress and any(pending.values()):
         progress = False
         for name, calls in pending.items():
-            while calls and ready(calls[0]):
-                call = calls.pop(0)
-                result = created[name](*resolve(call["args"]), **resolve(call.get("kwargs", {})))
-                done = sum(1 for key in outputs if key[0] == name)
-                outputs[(name, done)] = result if isinstance(result, list) else [result]
+            while calls:
+                try:
+                    args, kwargs = resolve(calls[0]["args"]), resolve(calls[0].get("kwargs", {}))
+                except _NotProducedYet:  # replayed once the layer producing it has been called
+                    break
+                calls.pop(0)
+                result = created[name](*args, **kwargs)
+                outputs[(name, calls_made[name])] = result if isinstance(result, list) else [result]
+                calls_made[name] += 1
                 progress = True
     stuck = [name for name, calls in pending.items() if calls]
     if stuck:
