@@ -146,8 +146,7 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True):
             type(shuffle_seed) is int and 0 <= shuffle_seed < 2**63  # noqa: E721 (no bools)
         ):
             raise archive.error(f"the shuffle seed {shuffle_seed!r:.40} is not an integer")
-    for var, value in zip(model.weights, weights):
-        var.value[...] = value
+    model.set_weights(weights)
     if optimizer_state is not None:
         learning_rate = model.optimizer.learning_rate  # exact; the state holds it as float32
         model.optimizer.set_state(optimizer_state)
@@ -163,8 +162,7 @@ def load_weights(model, path) -> None:
     with _open(path) as archive:
         manifest = archive.manifest(WEIGHTS_FORMAT)
         weights = archive.arrays(manifest, "weights", [v.value for v in model.weights])
-    for var, value in zip(model.weights, weights):
-        var.value[...] = value
+    model.set_weights(weights)
 
 
 def _optimizer_state(archive, manifest, model):
