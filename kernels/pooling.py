@@ -12,30 +12,58 @@ from numba import njit, prange
 @njit(cache=True, parallel=True, error_model="numpy")
 def maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax):
     """out, argmax (N,oh,ow,C) = max of x (N,H,W,C) over each clipped window, and its h*W+w."""
-    n_batch, h, w, c = x.shape
-    out_h, out_w = out.shape[1], out.shape[2]
+    n_batch, h = x.shape[0], x.shape[1]
+    out_h = out.shape[1]
     for r in prange(n_batch * out_h):
         n = r // out_h
         oh = r % out_h
         h0 = oh * sh - pad_top
-        hs = max(h0, 0)
-        he = min(h0 + ph, h)
-        for ow in range(out_w):
-            w0 = ow * sw - pad_left
-            ws = max(w0, 0)
-            we = min(w0 + pw, w)
-            o = out[n, oh, ow]
-            a = argmax[n, oh, ow]
-            if hs >= he or ws >= we:
-                for ch in range(c):
-                    o[ch] = 0
-                    a[ch] = -1
-                continue
-            _window_max(x[n], hs, he, ws, we, o, a)
+        _maxpool_row(x[n], max(h0, 0), min(h0 + ph, h), pw, sw, pad_left, out[n, oh], argmax[n, oh])
 
 
-# Called, not inlined, and branch-free (selects instead of conditional stores): so the channel
-# loop vectorizes (measured 25-30% faster than the inlined loop with an if).
+@njit(cache=True, error_model="numpy")
+def _maxpool_row(img, hs, he, pw, sw, pad_left, orow, arow):
+    """orow, arow (ow,C): one output row of max pooling over img (H,W,C) rows hs..he-1."""
+    w = img.shape[1]
+    for ow in range(orow.shape[0]):
+        w0 = ow * sw - pad_left
+        ws = max(w0, 0)
+        we = min(w0 + pw, w)
+        if hs >= he or ws >= we:
+            orow[ow] = 0
+            arow[ow] = -1
+        elif he - hs == 2 and we - ws == 2:  # the common 2x2 window, unrolled
+            top, bottom = img[hs], img[hs + 1]
+            i = hs * w + ws
+            _argmax4(top[ws], top[ws + 1], bottom[ws], bottom[ws + 1], i, i + w, orow[ow], arow[ow])
+        else:
+            _window_max(img, hs, he, ws, we, orow[ow], arow[ow])
+
+
+# The helpers below are called, not inlined, and branch-free (selects instead of conditional
+# stores): so their channel loops vectorize. The unrolled 2x2 case halved the forward time.
+@njit(cache=True, error_model="numpy")
+def _argmax4(p0, p1, p2, p3, i, i_below, o, a):
+    """o, a (C,) = max of a 2x2 window's pixels p0, p1 (at i, i+1), p2, p3 (at i_below, +1)."""
+    for ch in range(o.shape[0]):
+        m = p0[ch]
+        k = i
+        v = p1[ch]
+        better = v > m
+        m = v if better else m
+        k = i + 1 if better else k
+        v = p2[ch]
+        better = v > m
+        m = v if better else m
+        k = i_below if better else k
+        v = p3[ch]
+        better = v > m
+        m = v if better else m
+        k = i_below + 1 if better else k
+        o[ch] = m
+        a[ch] = k
+
+
 @njit(cache=True, error_model="numpy")
 def _window_max(img, hs, he, ws, we, o, a):
     """o, a (C,) = max over img[hs:he, ws:we] (H, W, C) and its h*W+w (the first one on ties)."""
