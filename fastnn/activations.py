@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.kernels import activations as K
+from fastnn import kernels
+from fastnn.kernels import codes
 
 
 def _apply(x, code):
@@ -12,7 +13,7 @@ def _apply(x, code):
     flat = np.ascontiguousarray(x, dtype=x.dtype if x.dtype.kind == "f" else "float32")
     rows = flat.reshape(-1, flat.shape[-1]) if flat.ndim else flat.reshape(1, 1)
     out = np.empty_like(rows)
-    K.bias_activation_forward(rows, np.empty(0, rows.dtype), code, out)
+    kernels.activations.bias_activation_forward(rows, np.empty(0, rows.dtype), code, out)
     return out.reshape(flat.shape)
 
 
@@ -23,22 +24,22 @@ def linear(x):
 
 def relu(x):
     """max(x, 0), elementwise."""
-    return _apply(x, K.RELU)
+    return _apply(x, codes.RELU)
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x)), elementwise."""
-    return _apply(x, K.SIGMOID)
+    return _apply(x, codes.SIGMOID)
 
 
 def tanh(x):
     """Hyperbolic tangent, elementwise."""
-    return _apply(x, K.TANH)
+    return _apply(x, codes.TANH)
 
 
 def softmax(x):
     """exp(x) / sum(exp(x)) over the last axis."""
-    return _apply(x, K.SOFTMAX)
+    return _apply(x, codes.SOFTMAX)
 
 
 _FUNCTIONS = {"linear": linear, "relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax}
@@ -50,9 +51,9 @@ def get_name(identifier) -> str:
         return "linear"
     if isinstance(identifier, str):
         name = identifier.lower()
-        if name not in K.CODES:
+        if name not in codes.CODES:
             raise ValueError(
-                f"Unknown activation {identifier!r}. Valid activations: {sorted(K.CODES)}"
+                f"Unknown activation {identifier!r}. Valid activations: {sorted(codes.CODES)}"
             )
         return name
     for name, fn in _FUNCTIONS.items():
@@ -60,7 +61,7 @@ def get_name(identifier) -> str:
             return name
     raise TypeError(
         f"Unsupported activation {identifier!r}: fastnn fuses activations into its kernels, so "
-        f"pass one of {sorted(K.CODES)} by name (or an Activation layer)."
+        f"pass one of {sorted(codes.CODES)} by name (or an Activation layer)."
     )
 
 
@@ -71,4 +72,4 @@ def get(identifier):
 
 def code(identifier) -> int:
     """The kernel code of an activation (for ``bias_activation_forward``)."""
-    return K.CODES[get_name(identifier)]
+    return codes.CODES[get_name(identifier)]

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from fastnn.kernels import losses as K
+from fastnn import kernels
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
@@ -186,7 +186,7 @@ class MeanSquaredError(_KernelLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def _kernel_args(self, target, pred):
-        return K.mean_squared_error, target, (), None
+        return kernels.losses.mean_squared_error, target, (), None
 
 
 class MeanAbsoluteError(_KernelLoss):
@@ -198,7 +198,7 @@ class MeanAbsoluteError(_KernelLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def _kernel_args(self, target, pred):
-        return K.mean_absolute_error, target, (), None
+        return kernels.losses.mean_absolute_error, target, (), None
 
 
 class _Crossentropy(_KernelLoss):
@@ -253,8 +253,8 @@ class BinaryCrossentropy(_Crossentropy):
             ls = pred.dtype.type(self.label_smoothing)
             target = target * (1 - ls) + pred.dtype.type(0.5) * ls
         if self.from_logits:
-            return K.binary_crossentropy_logits, target, (), None
-        return K.binary_crossentropy, target, (pred.dtype.type(EPSILON),), None
+            return kernels.losses.binary_crossentropy_logits, target, (), None
+        return kernels.losses.binary_crossentropy, target, (pred.dtype.type(EPSILON),), None
 
 
 class CategoricalCrossentropy(_Crossentropy):
@@ -290,8 +290,8 @@ class CategoricalCrossentropy(_Crossentropy):
             ls = pred.dtype.type(self.label_smoothing)
             target = target * (1 - ls) + ls / pred.dtype.type(pred.shape[1])
         if self.from_logits:
-            return K.softmax_cross_entropy_logits, target, (), None
-        return K.categorical_crossentropy, target, (pred.dtype.type(EPSILON),), None
+            return kernels.losses.softmax_cross_entropy_logits, target, (), None
+        return kernels.losses.categorical_crossentropy, target, (pred.dtype.type(EPSILON),), None
 
 
 class SparseCategoricalCrossentropy(_KernelLoss):
@@ -333,9 +333,9 @@ class SparseCategoricalCrossentropy(_KernelLoss):
             labels = np.where(mask, labels, 0)
         self._check_labels(labels, classes)
         if self.from_logits:
-            return K.sparse_softmax_cross_entropy_logits, labels, (), mask
+            return kernels.losses.sparse_softmax_cross_entropy_logits, labels, (), mask
         eps = (pred.dtype.type(EPSILON),)
-        return K.sparse_categorical_crossentropy, labels, eps, mask
+        return kernels.losses.sparse_categorical_crossentropy, labels, eps, mask
 
     def _check_labels(self, labels, classes):
         """Labels must index one of ``classes`` (ignore_class aside)."""

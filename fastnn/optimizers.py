@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from fastnn.kernels import optimizers as K
+from fastnn import kernels
 
 # Keras base-optimizer arguments accepted only at their inactive value, so Keras configs load.
 _INACTIVE = {
@@ -301,9 +301,11 @@ class SGD(Optimizer):
     def _update(self, param, grad, slots, lr):
         dt = param.dtype.type
         if self.momentum != 0:
-            K.sgd_momentum_update(param, grad, slots[0], dt(lr), dt(self.momentum), self.nesterov)
+            kernels.optimizers.sgd_momentum_update(
+                param, grad, slots[0], dt(lr), dt(self.momentum), self.nesterov
+            )
         else:
-            K.sgd_update(param, grad, dt(lr))
+            kernels.optimizers.sgd_update(param, grad, dt(lr))
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -341,9 +343,13 @@ class Adam(Optimizer):
         alpha = dt(lr) * np.sqrt(dt(1) - beta_2_power) / (dt(1) - beta_1_power)
         eps = dt(self.epsilon)
         if self.amsgrad:
-            K.adam_amsgrad_update(param, grad, *slots, alpha, self.beta_1, self.beta_2, eps)
+            kernels.optimizers.adam_amsgrad_update(
+                param, grad, *slots, alpha, self.beta_1, self.beta_2, eps
+            )
         else:
-            K.adam_update(param, grad, *slots, alpha, self.beta_1, self.beta_2, eps)
+            kernels.optimizers.adam_update(
+                param, grad, *slots, alpha, self.beta_1, self.beta_2, eps
+            )
 
     def get_config(self):
         return {
@@ -390,7 +396,7 @@ class RMSprop(Optimizer):
         empty = _EMPTY.get(param.dtype)
         momentum_buf = rest.pop(0) if self.momentum > 0 else empty
         average_grad = rest.pop(0) if self.centered else empty
-        K.rmsprop_update(
+        kernels.optimizers.rmsprop_update(
             param,
             grad,
             velocity,

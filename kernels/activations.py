@@ -7,13 +7,7 @@ layer can fuse the bias add into the same pass (the GEMM epilogue).
 import numpy as np
 from numba import njit, prange
 
-LINEAR = 0
-RELU = 1
-SIGMOID = 2
-TANH = 3
-SOFTMAX = 4
-
-CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+from .codes import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 
 
 @njit(cache=True, inline="always")

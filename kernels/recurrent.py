@@ -16,7 +16,7 @@ LSTM (i, f, c, o): ``c = f * c + i * act(z_c)``, ``h = o * act(c)``, gates by ``
 GRU, reset_after=True (z, r, h), bias (2, 3u) = (input bias, recurrent bias):
 ``hh = act(x_h + r * (h @ U_h + b_rh))``, ``h = z * h_prev + (1 - z) * hh``.
 SimpleRNN: ``h = act(x @ kernel + h_prev @ recurrent_kernel + bias)``.
-Activations are the integer codes of ``kernels.activations`` (linear, relu, sigmoid, tanh).
+Activations are the integer codes of ``kernels.codes`` (linear, relu, sigmoid, tanh).
 
 The per-step kernels are serial on purpose: a step holds only N * units elements (2048 for a
 batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. Threaded BLAS between the
@@ -30,9 +30,8 @@ import contextlib
 import numpy as np
 from numba import njit
 
-from .activations import LINEAR, RELU, SIGMOID, TANH, bias_activation_forward, column_sums_add
-
-ELEMENTWISE = (LINEAR, RELU, SIGMOID, TANH)
+from .activations import bias_activation_forward, column_sums_add
+from .codes import LINEAR, RELU, SIGMOID, TANH
 
 
 @njit(cache=True, inline="always")

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from numba_checks import float64_ops
 
 from fastnn.kernels import activations as K
+from fastnn.kernels import codes
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -41,7 +42,7 @@ shapes = st.tuples(st.integers(1, 7), st.integers(1, 9))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("code", sorted(K.CODES.values()))
+@pytest.mark.parametrize("code", sorted(codes.CODES.values()))
 @settings(max_examples=15, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2**31), with_bias=st.booleans())
 def test_bias_activation_forward_matches_numpy(dtype, code, shape, seed, with_bias):
@@ -56,7 +57,7 @@ def test_bias_activation_forward_matches_numpy(dtype, code, shape, seed, with_bi
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("code", sorted(K.CODES.values()))
+@pytest.mark.parametrize("code", sorted(codes.CODES.values()))
 @settings(max_examples=15, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2**31))
 def test_activation_backward_matches_numpy(dtype, code, shape, seed):

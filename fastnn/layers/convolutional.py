@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import activations, initializers, regularizers
+from fastnn import activations, initializers, kernels, regularizers
 from fastnn.graph import scratch
-from fastnn.kernels import activations as act_kernels
-from fastnn.kernels import conv as conv_kernels
 from fastnn.layers.base import Layer, shape_error
 
 
@@ -78,7 +76,7 @@ def spatial_output_shape(layer: Layer, input_shape, window, strides, padding, wh
         if size is None:
             out.append(None)
             continue
-        out.append(conv_kernels.padding_amounts(size, k, s, padding)[0])
+        out.append(kernels.conv.padding_amounts(size, k, s, padding)[0])
     if any(d is not None and d <= 0 for d in out):
         raise shape_error(
             layer,
@@ -99,9 +97,9 @@ def temporal_output_length(layer: Layer, input_shape, window, stride, padding, w
     if steps is None:
         return None
     if padding == "causal":
-        out = conv_kernels.padding_amounts(steps + window - 1, window, stride, "valid")[0]
+        out = kernels.conv.padding_amounts(steps + window - 1, window, stride, "valid")[0]
     else:
-        out = conv_kernels.padding_amounts(steps, window, stride, padding)[0]
+        out = kernels.conv.padding_amounts(steps, window, stride, padding)[0]
     if out <= 0:
         raise shape_error(
             layer,
@@ -198,10 +196,10 @@ class _Conv(Layer):
     def _activation_grad(self, grad_outputs, y, workspace=None):
         """dL/dz (contiguous, y's dtype) from dL/dy through the fused activation."""
         grad = np.ascontiguousarray(grad_outputs, dtype=y.dtype)
-        if self._code == act_kernels.LINEAR:
+        if self._code == kernels.codes.LINEAR:
             return grad
         grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
-        act_kernels.activation_backward(
+        kernels.activations.activation_backward(
             grad.reshape(-1, self.filters),
             y.reshape(-1, self.filters),
             self._code,
@@ -307,7 +305,7 @@ class Conv1D(_Conv):
         x4 = np.ascontiguousarray(x).reshape(n, 1, x.shape[1], c)
         bias = self.bias.value if self.use_bias else None
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
-        y, cols = conv_kernels.conv2d_forward(
+        y, cols = kernels.conv.conv2d_forward(
             x4, kernel, bias, (1, self.strides[0]), padding, self._code
         )
         return y.reshape(n, y.shape[2], self.filters), (cols, x4.shape, y, padding)
@@ -319,7 +317,7 @@ class Conv1D(_Conv):
         dkernel = self.kernel.grad.reshape(kernel.shape) if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None
         dcols = cols if cols.base is None else None
-        dx = conv_kernels.conv2d_backward(
+        dx = kernels.conv.conv2d_backward(
             grad,
             cols,
             x4_shape,
@@ -411,12 +409,12 @@ class Conv2D(_Conv):
         if workspace is not None:
             n, _, _, c = inputs.shape
             kh, kw = self.kernel_size
-            out_h, out_w, _, _ = conv_kernels.conv_geometry(
+            out_h, out_w, _, _ = kernels.conv.conv_geometry(
                 inputs.shape, self.kernel.shape, self.strides, self.padding
             )
             out = workspace.empty("y", (n, out_h, out_w, self.filters), self.kernel.dtype)
             cols = workspace.empty("cols", (n * out_h * out_w, kh * kw * c), self.kernel.dtype)
-        y, cols = conv_kernels.conv2d_forward(
+        y, cols = kernels.conv.conv2d_forward(
             inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out, cols
         )
         return y, (cols, inputs.shape, y, workspace)
@@ -430,7 +428,7 @@ class Conv2D(_Conv):
         dbias = self.bias.grad if self.trainable and self.use_bias else None
         # cols is dead once dkernel is done, so the input-gradient columns reuse its memory.
         dcols = cols if cols.base is None else None
-        return conv_kernels.conv2d_backward(
+        return kernels.conv.conv2d_backward(
             grad,
             cols,
             x_shape,

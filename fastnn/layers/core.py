@@ -6,10 +6,8 @@ import math
 
 import numpy as np
 
-from fastnn import activations, initializers, regularizers
+from fastnn import activations, initializers, kernels, regularizers
 from fastnn.graph import Node, scratch
-from fastnn.kernels import activations as act_kernels
-from fastnn.kernels import dropout as dropout_kernels
 from fastnn.layers.base import Layer, shape_error, standardize_shape
 from fastnn.random import make_rng
 
@@ -116,8 +114,8 @@ class Dense(Layer):
         y = scratch(workspace, "y", (x.shape[0], self.units), self.kernel.dtype)
         np.matmul(x, self.kernel.value, out=y)
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
-        if self.use_bias or self._code != act_kernels.LINEAR:
-            act_kernels.bias_activation_forward(y, bias, self._code, y)
+        if self.use_bias or self._code != kernels.codes.LINEAR:
+            kernels.activations.bias_activation_forward(y, bias, self._code, y)
         return y.reshape(*inputs.shape[:-1], self.units), (x, y, inputs.shape, workspace)
 
     skips_input_grad = True
@@ -125,14 +123,14 @@ class Dense(Layer):
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         x, y, in_shape, workspace = ctx
         grad = np.ascontiguousarray(grad_outputs).reshape(-1, self.units)
-        if self._code != act_kernels.LINEAR:
+        if self._code != kernels.codes.LINEAR:
             grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
-            act_kernels.activation_backward(grad, y, self._code, grad_z)
+            kernels.activations.activation_backward(grad, y, self._code, grad_z)
             grad = grad_z
         if self.trainable:
             self.kernel.grad += x.T @ grad
             if self.use_bias:
-                act_kernels.column_sums_add(grad, self.bias.grad)
+                kernels.activations.column_sums_add(grad, self.bias.grad)
         if not need_input_grad:
             return None
         dx = scratch(workspace, "dx", x.shape, grad.dtype)
@@ -171,14 +169,14 @@ class Activation(Layer):
     def forward(self, inputs, training):
         x = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1]) if inputs.ndim else inputs
         y = np.empty_like(x)
-        act_kernels.bias_activation_forward(x, _NO_BIAS[x.dtype.char], self._code, y)
+        kernels.activations.bias_activation_forward(x, _NO_BIAS[x.dtype.char], self._code, y)
         return y.reshape(inputs.shape), y
 
     def backward(self, ctx, grad_outputs):
         y = ctx
         grad = np.ascontiguousarray(grad_outputs).reshape(y.shape)
         out = np.empty_like(grad)
-        act_kernels.activation_backward(grad, y, self._code, out)
+        kernels.activations.activation_backward(grad, y, self._code, out)
         return out.reshape(grad_outputs.shape)
 
     def get_config(self):
@@ -236,7 +234,7 @@ class Dropout(Layer):
         x = np.ascontiguousarray(inputs)
         uniform = self._rng.random(x.size, dtype=x.dtype)
         out = np.empty_like(x)
-        dropout_kernels.dropout_forward(x.reshape(-1), uniform, self.rate, out.reshape(-1))
+        kernels.dropout.dropout_forward(x.reshape(-1), uniform, self.rate, out.reshape(-1))
         return out, uniform
 
     def backward(self, ctx, grad_outputs):
@@ -244,7 +242,7 @@ class Dropout(Layer):
             return grad_outputs
         grad = np.ascontiguousarray(grad_outputs)
         out = np.empty_like(grad)
-        dropout_kernels.dropout_backward(grad.reshape(-1), ctx, self.rate, out.reshape(-1))
+        kernels.dropout.dropout_backward(grad.reshape(-1), ctx, self.rate, out.reshape(-1))
         return out
 
     def get_config(self):

@@ -6,8 +6,7 @@ import warnings
 
 import numpy as np
 
-from fastnn import initializers, regularizers
-from fastnn.kernels import embedding as emb_kernels
+from fastnn import initializers, kernels, regularizers
 from fastnn.layers.base import Layer
 
 
@@ -94,14 +93,14 @@ class Embedding(Layer):
             )
         table = self.embeddings.value
         out = np.empty((flat.size, self.output_dim), dtype=table.dtype)
-        emb_kernels.embedding_forward(table, flat, out)
+        kernels.embedding.embedding_forward(table, flat, out)
         return out.reshape(*ids.shape, self.output_dim), flat
 
     def backward(self, ctx, grad_outputs):
         if self.trainable:
             table = self.embeddings.value
             grad = np.ascontiguousarray(grad_outputs, dtype=table.dtype)
-            emb_kernels.embedding_backward(
+            kernels.embedding.embedding_backward(
                 grad.reshape(-1, self.output_dim), ctx, self.embeddings.grad
             )
         return None  # ids are not differentiable

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import initializers, regularizers
-from fastnn.kernels import normalization as bn_kernels
+from fastnn import initializers, kernels, regularizers
 from fastnn.layers.base import Layer, shape_error
 
 
@@ -91,13 +90,13 @@ class BatchNormalization(Layer):
         eps = x.dtype.type(self.epsilon)
         if not (training and self.trainable):
             mean, variance = self.moving_mean.value, self.moving_variance.value
-            bn_kernels.batchnorm_forward_infer(x, gamma, beta, mean, variance, eps, y)
+            kernels.normalization.batchnorm_forward_infer(x, gamma, beta, mean, variance, eps, y)
             # The moving statistics as of this call: a later training step must not change them.
             invstd = 1 / np.sqrt(variance + eps)
             return y.reshape(inputs.shape), (x, gamma, mean.copy(), invstd, False)
         mean = np.empty(x.shape[1], x.dtype)
         invstd = np.empty(x.shape[1], x.dtype)
-        bn_kernels.batchnorm_forward_train(x, gamma, beta, eps, y, mean, invstd)
+        kernels.normalization.batchnorm_forward_train(x, gamma, beta, eps, y, mean, invstd)
         m = x.dtype.type(self.momentum)
         variance = 1 / (invstd * invstd) - eps
         self.moving_mean.value *= m
@@ -119,7 +118,9 @@ class BatchNormalization(Layer):
         grad_x = np.empty_like(x)
         dgamma = self.gamma.grad if self.scale else np.zeros_like(gamma)
         dbeta = self.beta.grad if self.center else np.zeros_like(gamma)
-        bn_kernels.batchnorm_backward(grad_y, x, gamma, mean, invstd, grad_x, dgamma, dbeta)
+        kernels.normalization.batchnorm_backward(
+            grad_y, x, gamma, mean, invstd, grad_x, dgamma, dbeta
+        )
         return grad_x.reshape(grad_outputs.shape)
 
     def get_config(self):

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import kernels
 from fastnn.graph import scratch
-from fastnn.kernels import conv as conv_kernels
-from fastnn.kernels import pooling as pool_kernels
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.convolutional import (
     check_data_format,
@@ -42,10 +41,10 @@ class _Pooling2D(Layer):
     def _geometry(self, x_shape):
         """(out_shape, pad_top, pad_left) for a concrete input shape."""
         n, h, w, c = x_shape
-        out_h, pad_top, _ = conv_kernels.padding_amounts(
+        out_h, pad_top, _ = kernels.conv.padding_amounts(
             h, self.pool_size[0], self.strides[0], self.padding
         )
-        out_w, pad_left, _ = conv_kernels.padding_amounts(
+        out_w, pad_left, _ = kernels.conv.padding_amounts(
             w, self.pool_size[1], self.strides[1], self.padding
         )
         return (n, out_h, out_w, c), pad_top, pad_left
@@ -83,14 +82,14 @@ class MaxPooling2D(_Pooling2D):
         argmax = scratch(workspace, "argmax", out_shape, np.int32)
         ph, pw = self.pool_size
         sh, sw = self.strides
-        pool_kernels.maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax)
+        kernels.pooling.maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax)
         return out, (argmax, x.shape, x.dtype, workspace)
 
     def backward(self, ctx, grad_outputs):
         argmax, x_shape, dtype, workspace = ctx
         grad = np.ascontiguousarray(grad_outputs, dtype=dtype)
         dx = scratch(workspace, "dx", x_shape, dtype)
-        pool_kernels.maxpool2d_backward(grad, argmax, dx)
+        kernels.pooling.maxpool2d_backward(grad, argmax, dx)
         return dx
 
 
@@ -116,7 +115,7 @@ class AveragePooling2D(_Pooling2D):
         out = scratch(workspace, "y", out_shape, x.dtype)
         ph, pw = self.pool_size
         sh, sw = self.strides
-        pool_kernels.avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out)
+        kernels.pooling.avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out)
         return out, (x.shape, x.dtype, pad_top, pad_left, workspace)
 
     def backward(self, ctx, grad_outputs):
@@ -125,7 +124,7 @@ class AveragePooling2D(_Pooling2D):
         dx = scratch(workspace, "dx", x_shape, dtype)
         ph, pw = self.pool_size
         sh, sw = self.strides
-        pool_kernels.avgpool2d_backward(grad, ph, pw, sh, sw, pad_top, pad_left, dx)
+        kernels.pooling.avgpool2d_backward(grad, ph, pw, sh, sw, pad_top, pad_left, dx)
         return dx
 
 
@@ -189,7 +188,7 @@ class _Pooling1D(Layer):
     def _geometry(self, x_shape):
         """(out_shape as (n, 1, steps, c), pad_left) for a concrete (n, steps, c) input."""
         n, steps, c = x_shape
-        out, pad_left, _ = conv_kernels.padding_amounts(
+        out, pad_left, _ = kernels.conv.padding_amounts(
             steps, self.pool_size[0], self.strides[0], self.padding
         )
         return (n, 1, out, c), pad_left
@@ -225,14 +224,14 @@ class MaxPooling1D(_Pooling1D):
         out = np.empty(out_shape, dtype=x.dtype)
         argmax = np.empty(out_shape, dtype=np.int32)
         p, s = self.pool_size[0], self.strides[0]
-        pool_kernels.maxpool2d_forward(x, 1, p, 1, s, 0, pad_left, out, argmax)
+        kernels.pooling.maxpool2d_forward(x, 1, p, 1, s, 0, pad_left, out, argmax)
         return out.reshape(n, out_shape[2], c), (argmax, x.shape, x.dtype)
 
     def backward(self, ctx, grad_outputs):
         argmax, x_shape, dtype = ctx
         grad = np.ascontiguousarray(grad_outputs, dtype=dtype).reshape(argmax.shape)
         dx = np.empty(x_shape, dtype=dtype)
-        pool_kernels.maxpool2d_backward(grad, argmax, dx)
+        kernels.pooling.maxpool2d_backward(grad, argmax, dx)
         return dx.reshape(x_shape[0], x_shape[2], x_shape[3])
 
 
@@ -256,7 +255,7 @@ class AveragePooling1D(_Pooling1D):
         out_shape, pad_left = self._geometry(inputs.shape)
         out = np.empty(out_shape, dtype=x.dtype)
         p, s = self.pool_size[0], self.strides[0]
-        pool_kernels.avgpool2d_forward(x, 1, p, 1, s, 0, pad_left, out)
+        kernels.pooling.avgpool2d_forward(x, 1, p, 1, s, 0, pad_left, out)
         return out.reshape(n, out_shape[2], c), (x.shape, x.dtype, pad_left)
 
     def backward(self, ctx, grad_outputs):
@@ -266,7 +265,7 @@ class AveragePooling1D(_Pooling1D):
         grad = grad.reshape(n, 1, grad.shape[1], c)
         dx = np.empty(x_shape, dtype=dtype)
         p, s = self.pool_size[0], self.strides[0]
-        pool_kernels.avgpool2d_backward(grad, 1, p, 1, s, 0, pad_left, dx)
+        kernels.pooling.avgpool2d_backward(grad, 1, p, 1, s, 0, pad_left, dx)
         return dx.reshape(n, steps, c)
 
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import activations, initializers, regularizers
+from fastnn import activations, initializers, kernels, regularizers
 from fastnn.config import serial_blas
-from fastnn.kernels import recurrent as rnn_kernels
 from fastnn.layers.base import Layer, shape_error
 from fastnn.random import make_rng
 
@@ -101,7 +100,7 @@ class _RNN(SequenceLayer):
             ("activation", self.activation),
             ("recurrent_activation", self.recurrent_activation),
         ):
-            if activations.code(name) not in rnn_kernels.ELEMENTWISE:
+            if activations.code(name) not in kernels.codes.ELEMENTWISE:
                 raise ValueError(
                     f"{type(self).__name__} '{self.name}': `{arg}` must be elementwise "
                     f"(linear, relu, sigmoid or tanh); got {name!r}"
@@ -344,7 +343,7 @@ class LSTM(_RNN):
 
     def _run(self, xt, states, mt):
         bias = self.bias.value if self.use_bias else None
-        return rnn_kernels.lstm_forward(
+        return kernels.recurrent.lstm_forward(
             xt,
             self.kernel.value,
             self.recurrent_kernel.value,
@@ -358,7 +357,7 @@ class LSTM(_RNN):
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
         hs, cs, gates = saved
-        dx, dh0, dc0 = rnn_kernels.lstm_backward(
+        dx, dh0, dc0 = kernels.recurrent.lstm_backward(
             xt,
             self.kernel.value,
             self.recurrent_kernel.value,
@@ -411,7 +410,7 @@ class GRU(_RNN):
 
     def _run(self, xt, states, mt):
         bias = self.bias.value if self.use_bias else None
-        return rnn_kernels.gru_forward(
+        return kernels.recurrent.gru_forward(
             xt,
             self.kernel.value,
             self.recurrent_kernel.value,
@@ -425,7 +424,7 @@ class GRU(_RNN):
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
         hs, gates = saved
-        dx, dh0 = rnn_kernels.gru_backward(
+        dx, dh0 = kernels.recurrent.gru_backward(
             xt,
             self.kernel.value,
             self.recurrent_kernel.value,
@@ -493,7 +492,7 @@ class SimpleRNN(_RNN):
 
     def _run(self, xt, states, mt):
         bias = self.bias.value if self.use_bias else None
-        return rnn_kernels.simple_rnn_forward(
+        return kernels.recurrent.simple_rnn_forward(
             xt,
             self.kernel.value,
             self.recurrent_kernel.value,
@@ -505,7 +504,7 @@ class SimpleRNN(_RNN):
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
-        dx, dh0 = rnn_kernels.simple_rnn_backward(
+        dx, dh0 = kernels.recurrent.simple_rnn_backward(
             xt,
             self.kernel.value,
             self.recurrent_kernel.value,
