@@ -2,19 +2,29 @@
 
 Run ``python -m bench.models`` from the repository root (``--help`` for options). Frameworks
 alternate model by model after a warm-up; each figure is the median of ``--repeats`` timed runs.
-Prints a table of samples/second with the fastnn/peer ratio and writes it, with the machine, to
-``bench/results/models-<date>.json``. For figures comparable with a user's machine, unset
-OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE in the benchmark command (never in tests or CI).
-"""
+Peers: PyTorch eager (default, channels_last, and "tuned": channels_last in a child process whose
+glibc keeps freed memory, see TUNED_ENV) and Keras 3 on each installed backend (a child process
+each; threads are bounded on the torch backend only). Prints a table of
+samples/second with the fastnn/peer ratio and writes it, with the machine, to
+``bench/results/models-<date>.json``; ``--memory`` adds each framework's peak memory of a training
+run, ``--scaling`` runs fastnn alone from 1 thread up instead. For figures comparable with a user's
+machine, unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE in the benchmark command (never in tests or
+CI)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import importlib.metadata
+import importlib.util
 import json
+import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -225,76 +235,204 @@ def torch_runner(name, batch, channels_last=False):
 
 
 # ---- harness -------------------------------------------------------------------------------------
-def frameworks(threads: int):
-    """Name -> factory(model_name, batch) for fastnn and every installed peer."""
-    import fastnn
+# glibc reads these at process start only, so "pytorch_tuned" runs in a child process started with
+# them: freed memory stays in the heap for reuse instead of costing fresh first-touch page faults.
+TUNED_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+KERAS_BACKENDS = ("jax", "tensorflow", "torch")  # those that train; one child process each
 
-    fastnn.config.set_num_threads(threads)
-    found = {"fastnn": lambda name, batch: KerasAPIRunner(fastnn, name, batch)}
-    try:
+
+def installed() -> list[str]:
+    """fastnn and every installed peer, in table order."""
+    names = ["fastnn"]
+    if importlib.util.find_spec("torch"):
+        names += ["pytorch", "pytorch_channels_last", "pytorch_tuned"]
+    if importlib.util.find_spec("keras"):
+        names += [f"keras_{b}" for b in KERAS_BACKENDS if importlib.util.find_spec(b)]
+    return names
+
+
+def child_env(fw: str) -> dict | None:
+    """The environment a framework needs at process start, if any (it then runs in a Child)."""
+    if fw == "pytorch_tuned":
+        return TUNED_ENV
+    return {"KERAS_BACKEND": fw.removeprefix("keras_")} if fw.startswith("keras_") else None
+
+
+def make_runner(fw: str, name: str, batch: int, threads: int):
+    """A runner of framework ``fw`` in this process; imports that framework only."""
+    if fw == "fastnn":
+        import fastnn
+
+        fastnn.config.set_num_threads(threads)
+        return KerasAPIRunner(fastnn, name, batch)
+    if fw.startswith(("pytorch", "keras_torch")):
         import torch
 
         torch.set_num_threads(threads)
-        found["pytorch"] = lambda name, batch: torch_runner(name, batch)
-        found["pytorch_channels_last"] = lambda name, batch: torch_runner(name, batch, True)
-    except ImportError:
-        pass
-    try:
+    if fw.startswith("keras"):
         import keras
 
-        backend = keras.backend.backend()
-        found[f"keras_{backend}"] = lambda name, batch: KerasAPIRunner(keras, name, batch)
-    except ImportError:
+        return KerasAPIRunner(keras, name, batch)
+    return torch_runner(name, batch, channels_last=fw != "pytorch")  # tuned: channels_last
+
+
+def peak_mib() -> float:
+    """Peak resident memory of this process in MiB: Linux's VmHWM, since a child's ru_maxrss
+    starts from its parent's peak (carried across fork and exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def serve(conn, fw: str, threads: int) -> None:
+    """The loop of a Child process: build a runner, time its steps, report peak memory."""
+    runner = data = None
+    try:
+        while (message := conn.recv()) is not None:
+            kind, *args = message
+            if kind == "build":
+                runner = data = None  # free the previous model first
+                name, batch, samples = args
+                runner, data = make_runner(fw, name, batch, threads), make_data(name, samples)
+                conn.send(None)
+            elif kind == "peak":
+                conn.send(peak_mib())
+            else:
+                conn.send(seconds(runner, kind, *data))
+    except EOFError:  # the parent has gone
         pass
+
+
+class Child:
+    """Framework ``fw`` in a fresh process started with ``env`` added to its environment, driven
+    over a pipe one step at a time; a step is timed in the child."""
+
+    def __init__(self, fw: str, threads: int, env: dict | None = None):
+        from unittest import mock  # here: bench.startup's children import this module
+
+        ctx = multiprocessing.get_context("spawn")  # a new interpreter: glibc sees env at start
+        self.conn, theirs = ctx.Pipe()
+        self.process = ctx.Process(target=serve, args=(theirs, fw, threads), daemon=True)
+        with mock.patch.dict(os.environ, env or {}):  # spawn hands os.environ to the child
+            self.process.start()
+        theirs.close()
+
+    def ask(self, *message):
+        self.conn.send(message)
+        return self.conn.recv()
+
+    def runner(self, name: str, batch: int, samples: int) -> Child:
+        """Build the model and its data in the child (make_data is seeded: same as the parent's)."""
+        self.ask("build", name, batch, samples)
+        return self
+
+    def train(self, xs, ys) -> float:
+        return self.ask("train")
+
+    def infer(self, xs) -> float:
+        return self.ask("infer")
+
+    def peak_mib(self) -> float:
+        return self.ask("peak")
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join()
+
+
+class Threaded:
+    """A fastnn runner that sets fastnn's thread count before each step (for --scaling)."""
+
+    def __init__(self, name: str, batch: int, threads: int):
+        import fastnn
+
+        self.runner, self.config = make_runner("fastnn", name, batch, threads), fastnn.config
+        self.threads = threads
+
+    def train(self, xs, ys):
+        self.config.set_num_threads(self.threads)
+        self.runner.train(xs, ys)
+
+    def infer(self, xs):
+        self.config.set_num_threads(self.threads)
+        self.runner.infer(xs)
+
+
+def factories(names: list[str], threads: int, samples: int) -> dict:
+    """Name -> factory(model, batch) of a runner; one persistent Child per child_env framework."""
+    found = {}
+    for fw in names:
+        if child_env(fw):
+            child = Child(fw, threads, child_env(fw))
+            found[fw] = lambda name, batch, child=child: child.runner(name, batch, samples)
+        else:
+            found[fw] = lambda name, batch, fw=fw: make_runner(fw, name, batch, threads)
     return found
 
 
-def time_call(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(runner, mode: str, xs, ys) -> float:
+    """Wall time of one training epoch or inference pass (a Child returns its own timing)."""
+    start = time.perf_counter()
+    reported = runner.train(xs, ys) if mode == "train" else runner.infer(xs)
+    return time.perf_counter() - start if reported is None else reported
 
 
-def run(models, batches, infer_batch, samples, repeats, threads, only=None):
-    found = frameworks(threads)
-    if only:
-        found = {k: v for k, v in found.items() if k in only or k == "fastnn"}
+def run(models, batches, infer_batch, samples, repeats, found: dict, speedup=False) -> list[dict]:
+    """Samples/s of each of ``found``'s runners per (model, mode, batch), printed as they come."""
     rows = []
     for name in models:
         for mode, batch in [("train", b) for b in batches] + [("infer", infer_batch)]:
             xs, ys = make_data(name, samples)
             runners = {fw: factory(name, batch) for fw, factory in found.items()}
-
-            def step(runner, mode=mode, xs=xs, ys=ys):
-                return runner.train(xs, ys) if mode == "train" else runner.infer(xs)
-
             for runner in runners.values():  # warm-up: compilation, allocator, caches
-                step(runner)
-            results = {}
+                seconds(runner, mode, xs, ys)
+            times = {fw: [] for fw in runners}
             for _ in range(repeats):  # alternate frameworks so drift hits all alike
                 for fw, runner in runners.items():
-                    results.setdefault(fw, []).append(time_call(lambda r=runner: step(r), 1))
+                    times[fw].append(seconds(runner, mode, xs, ys))
             row = {"model": name, "mode": mode, "batch": batch}
-            for fw, times in results.items():
-                row[fw] = samples / statistics.median(times)
+            row.update({fw: samples / statistics.median(t) for fw, t in times.items()})
             rows.append(row)
-            print(format_row(row, list(found)), flush=True)
-    return rows, list(found)
+            print(format_row(row, list(found), speedup), flush=True)
+    return rows
 
 
-def format_row(row, names):
+def peak_memory(models, batch: int, samples: int, threads: int, names: list[str]) -> list[dict]:
+    """Peak MiB of a fresh process per framework that builds each model and trains one epoch."""
+    rows = []
+    for name in models:
+        row = {"model": name, "mode": "train", "batch": batch}
+        for fw in names:
+            child = Child(fw, threads, child_env(fw))
+            child.runner(name, batch, samples).train(None, None)
+            row[fw] = child.peak_mib()
+            child.close()
+        rows.append(row)
+        print(format_row(row, names), flush=True)
+    return rows
+
+
+def format_row(row: dict, names: list[str], speedup: bool = False) -> str:
+    """One table line; each column's ratio is first/column, or column/first with ``speedup``."""
+    base = row[names[0]]
     cells = [f"{row['model']:<17} {row['mode']:<5} {row['batch']:>4}"]
     for fw in names:
         value = row.get(fw)
-        ratio = "" if fw == "fastnn" or not value else f" ({row['fastnn'] / value:.2f}x)"
-        cells.append(f"{fw}: {value:>10,.0f}{ratio}" if value else f"{fw}: -")
+        if not value:
+            cells.append(f"{fw}: -")
+            continue
+        ratio = "" if fw == names[0] else f" ({value / base if speedup else base / value:.2f}x)"
+        cells.append(f"{fw}: {value:>10,.0f}{ratio}")
     return " | ".join(cells)
 
 
 def machine() -> dict:
+    """Where a result came from: CPU, cores, versions, commit, BLAS libraries (threadpoolctl)."""
     info = {"python": platform.python_version(), "platform": platform.platform()}
     try:
         with open("/proc/cpuinfo") as f:
@@ -306,6 +444,13 @@ def machine() -> dict:
     import numpy
 
     info["numpy"], info["numba"] = numpy.__version__, numba.__version__
+    for dist in ("fastnn", "threadpoolctl", "torch", "keras", "jax", "tensorflow"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            info.setdefault("versions", {})[dist] = importlib.metadata.version(dist)
+    with contextlib.suppress(OSError):
+        describe = ["git", "describe", "--always", "--dirty"]
+        git = subprocess.run(describe, cwd=RESULTS.parent, capture_output=True, text=True)
+        info["commit"] = git.stdout.strip()
     try:
         from threadpoolctl import threadpool_info
 
@@ -321,6 +466,15 @@ def machine() -> dict:
     return info
 
 
+def save(kind: str, result: dict) -> None:
+    """Write ``result`` with the machine to bench/results/<kind>-<date>.json."""
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"{kind}-{stamp}.json"
+    path.write_text(json.dumps({"machine": machine(), **result}, indent=1))
+    print(f"wrote {path}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="fastnn vs peers: training/inference samples/s")
     parser.add_argument("--models", nargs="*", default=list(SPECS))
@@ -330,20 +484,37 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", nargs="*", help="peers to include (fastnn always runs)")
+    parser.add_argument(
+        "--memory", action="store_true",
+        help="also peak memory: a fresh process per model and framework trains one epoch at the "
+        "largest batch (a few minutes more)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scaling", action="store_true", help="fastnn alone at 1, 2, 4, ... up to --threads"
+    )
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
-    rows, names = run(
-        args.models, args.batches, args.infer_batch, args.samples, args.repeats, args.threads,
-        args.only,
-    )  # fmt: skip
+    sizes = args.models, args.batches, args.infer_batch, args.samples, args.repeats
+    result = {"args": vars(args)}
+    if args.scaling:
+        counts = sorted({2**i for i in range(args.threads.bit_length())} | {args.threads})
+        found = {f"threads_{n}": lambda name, batch, n=n: Threaded(name, batch, n) for n in counts}
+        print("fastnn samples/s; (x) = speed-up over 1 thread")
+        rows = run(*sizes, found, speedup=True)
+        for row in rows:
+            row["speedup"] = row[f"threads_{counts[-1]}"] / row["threads_1"]
+        result["scaling"] = rows
+    else:
+        names = [fw for fw in installed() if fw == "fastnn" or not args.only or fw in args.only]
+        print("samples/s; (x) = fastnn / peer")
+        result["rows"] = run(*sizes, factories(names, args.threads, args.samples))
+        if args.memory:
+            print("peak memory (MiB) of a process training one epoch; (x) = fastnn / peer")
+            result["memory_mib"] = peak_memory(
+                args.models, max(args.batches), args.samples, args.threads, names
+            )
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = RESULTS / f"models-{stamp}.json"
-        path.write_text(
-            json.dumps({"machine": machine(), "args": vars(args), "rows": rows}, indent=1)
-        )
-        print(f"wrote {path}")
+        save("scaling" if args.scaling else "models", result)
 
 
 if __name__ == "__main__":
