@@ -99,35 +99,46 @@ class _SerialBLAS:
     """Context manager: BLAS runs one thread inside; on leaving, the last user restores the
     ``set_num_threads`` bound, or BLAS's own count if none was set.
 
-    The recurrent kernels alternate a small GEMM with a short Numba step T times; threaded BLAS
-    wakes its threads for each of those GEMMs, which measured 3-6x slower than one thread on a
-    loaded 2-core machine. They run their time loops inside this context; the large GEMMs
-    before and after the loop (input projection, weight gradients) stay threaded, which measured
-    20-30% faster per training step than limiting the whole pass (LSTM text model, batch 32 and
-    128, idle 2-core machine). Reference counted under the module's lock, so concurrent passes
-    never leave BLAS limited.
+    fastnn's passes alternate GEMMs with Numba kernels. Threaded OpenBLAS keeps its threads
+    busy-waiting after each GEMM, against the Numba kernel that follows on the same cores: a
+    Conv2D forward measured 3-4x slower than its parts, LSTM time loops 3-6x. So forward and
+    backward passes run inside this section and ``fastnn.gemm.matmul`` splits large products
+    over threads that sleep when idle. Reference counted under the module's lock, so concurrent
+    passes never leave BLAS limited. threadpoolctl lets only one thread (the first to set a
+    limit) change OpenBLAS's process-wide count; in others the section changes nothing and
+    ``active`` stays False, so GEMMs are not split on top of BLAS's threads.
     """
 
     def __init__(self):
         self.depth = 0
-        self._limiter = None
+        self.active = False  # BLAS is on one thread because of this section
+        self._restore = []  # (library controller, its thread count before the section)
 
     def __enter__(self):
         with _lock:
             if self.depth == 0:
-                self._limiter = _limit_blas(1)
+                controller = _blas()
+                libraries = [
+                    lib for lib in (controller.lib_controllers if controller else [])
+                    if lib.user_api == "blas"
+                ]  # fmt: skip
+                self._restore = [(lib, lib.get_num_threads()) for lib in libraries]
+                for lib in libraries:
+                    lib.set_num_threads(1)
+                self.active = bool(libraries) and all(
+                    lib.get_num_threads() == 1 for lib in libraries
+                )
             self.depth += 1
         return self
 
     def __exit__(self, *exc_info):
         with _lock:
             self.depth -= 1
-            if self.depth == 0 and self._limiter is not None:
-                if _blas_threads is None:
-                    self._limiter.restore_original_limits()
-                else:
-                    _limit_blas(_blas_threads)
-                self._limiter = None
+            if self.depth == 0:
+                for lib, count in self._restore:
+                    lib.set_num_threads(count if _blas_threads is None else _blas_threads)
+                self._restore = []
+                self.active = False
 
 
 _SERIAL_BLAS = _SerialBLAS()

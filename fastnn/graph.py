@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fastnn import config
+
 #: Arrays one workspace may hold before it starts over (bounds memory when batch shapes vary).
 WORKSPACE_LIMIT = 32
 
@@ -195,8 +197,12 @@ class Graph:
 
         With ``reuse`` (a purpose such as 'train'), layers reuse this thread's buffers from the
         previous pass of that purpose: the caller must be done with the previous pass's outputs
-        and tape. Without it every array is fresh.
+        and tape. Without it every array is fresh. BLAS runs on one thread inside (``fastnn.gemm``).
         """
+        with config.serial_blas():
+            return self._forward(input_arrays, training, reuse)
+
+    def _forward(self, input_arrays, training, reuse):
         workspaces = self._workspaces(reuse) if reuse else [None] * len(self.nodes)
         values = [None] * len(self._slot)
         masks = [None] * len(self._slot)  # e.g. Embedding(mask_zero=True) -> LSTM
@@ -232,6 +238,10 @@ class Graph:
         inputs is skipped, and a layer with ``skips_input_grad`` (a model's first Conv2D or
         Dense) is told ``need_input_grad=False``.
         """
+        with config.serial_blas():
+            return self._backward(tape, output_grads, need_input_grads)
+
+    def _backward(self, tape, output_grads, need_input_grads):
         values, ctxs = tape
         input_grad_needed = self._input_grad_needed[int(need_input_grads)]
         grads = [None] * len(values)

@@ -7,6 +7,7 @@ and weights) and never imports the models module.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import signal
@@ -21,6 +22,17 @@ from fastnn import losses as losses_module
 from fastnn import metrics as metrics_module
 from fastnn import optimizers as optimizers_module
 from fastnn.random import make_rng
+
+
+def _serial_blas(method):
+    """Run ``method`` in one serial-BLAS section, so its passes' own sections cost ~nothing."""
+
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        with config.serial_blas():
+            return method(*args, **kwargs)
+
+    return run
 
 
 class NotCompiledError(RuntimeError, ValueError):
@@ -407,6 +419,7 @@ class Trainer:
         return [None if a is None else a[index] for a in arrays]
 
     # ---- fit / evaluate / predict --------------------------------------------------------------
+    @_serial_blas
     def fit(
         self,
         x=None,
@@ -555,6 +568,7 @@ class Trainer:
                 cbs.on_test_batch_end(step, self._logs())
         return self._logs()
 
+    @_serial_blas
     def evaluate(
         self,
         x=None,
@@ -579,6 +593,7 @@ class Trainer:
         cbs.on_test_end(logs)
         return self._format_logs(logs, return_dict)
 
+    @_serial_blas
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None):
         """Outputs for x, computed batch by batch: one array, or a list for several outputs."""
         self._ensure_built_for_data(x)

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import bias_activation_forward, column_sums_add
+from .gemm import matmul as numpy_matmul
 
 
 def padding_amounts(in_size, k, stride, padding):
@@ -110,12 +111,14 @@ def _is_pointwise(kernel_shape, strides):
     return kernel_shape[0] == kernel_shape[1] == 1 and tuple(strides) == (1, 1)
 
 
-def conv2d_forward(x, kernel, bias, strides, padding, activation_code, out=None, cols=None):
+def conv2d_forward(
+    x, kernel, bias, strides, padding, activation_code, out=None, cols=None, matmul=numpy_matmul
+):
     """(y, cols): y (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or None).
 
     ``cols`` (N*oh*ow, kh*kw*C) is what ``conv2d_backward`` needs; pass ``out`` / ``cols``
     buffers of those shapes to reuse a workspace (``cols`` is unused for 1x1 stride-1 kernels,
-    whose cols is a view of x).
+    whose cols is a view of x). ``matmul(a, b, out, accumulate=False)`` runs the GEMM.
     """
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
@@ -135,7 +138,7 @@ def conv2d_forward(x, kernel, bias, strides, padding, activation_code, out=None,
     if out is None:
         out = np.empty((n, out_h, out_w, filters), dtype=x.dtype)
     y2d = out.reshape(n * out_h * out_w, filters)
-    np.matmul(cols, np.ascontiguousarray(kernel).reshape(kh * kw * c, filters), out=y2d)
+    matmul(cols, np.ascontiguousarray(kernel).reshape(kh * kw * c, filters), y2d)
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     bias_activation_forward(y2d, b, activation_code, y2d)
     return out, cols
@@ -153,6 +156,7 @@ def conv2d_backward(
     dx=None,
     dcols=None,
     need_dx=True,
+    matmul=numpy_matmul,
 ):
     """dx (N,H,W,C) from grad_z (N,oh,ow,F) = dL/dz; adds into dkernel (kh,kw,C,F), dbias (F,).
 
@@ -160,11 +164,12 @@ def conv2d_backward(
     (frozen weights, no bias) to skip that gradient. Pass ``dx`` / ``dcols`` (shaped like x /
     cols) to reuse workspaces; ``dcols`` may be ``cols`` itself, which is dead once dkernel is
     updated. With ``need_dx=False`` (a model's first layer) dx is skipped and None returned.
+    ``matmul(a, b, out, accumulate=False)`` runs the GEMMs.
     """
     kh, kw, c, filters = kernel.shape
     g2d = np.ascontiguousarray(grad_z).reshape(-1, filters)
     if dkernel is not None:
-        dkernel += (cols.T @ g2d).reshape(dkernel.shape)
+        matmul(cols.T, g2d, dkernel.reshape(-1, filters), accumulate=True)
     if dbias is not None:
         column_sums_add(g2d, dbias)
     if not need_dx:
@@ -174,10 +179,10 @@ def conv2d_backward(
         dx = np.empty(x_shape, dtype=grad_z.dtype)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
     if _is_pointwise(kernel.shape, strides):
-        np.matmul(g2d, k2d.T, out=dx.reshape(-1, c))
+        matmul(g2d, k2d.T, dx.reshape(-1, c))
         return dx
     if dcols is None:
         dcols = np.empty((g2d.shape[0], kh * kw * c), dtype=g2d.dtype)
-    np.matmul(g2d, k2d.T, out=dcols)
+    matmul(g2d, k2d.T, dcols)
     col2im(dcols, kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w, dx)
     return dx

@@ -22,7 +22,8 @@ The per-step kernels are serial on purpose: a step holds only N * units elements
 batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. Threaded BLAS between the
 short steps is slow, so the sequence functions take ``steps_guard``, a context manager held
 around the time loop only (the layers pass one that keeps BLAS to one thread there; see
-``fastnn.config.serial_blas``), while the big GEMMs before and after the loop use every thread.
+``fastnn.config.serial_blas``), and ``matmul`` for the big GEMMs before and after the loop (the
+layers pass one that splits them over threads; see ``fastnn.gemm``).
 """
 
 import contextlib
@@ -32,6 +33,7 @@ from numba import njit
 
 from .activations import bias_activation_forward, column_sums_add
 from .codes import LINEAR, RELU, SIGMOID, TANH
+from .gemm import matmul as numpy_matmul
 
 
 @njit(cache=True, inline="always")
@@ -207,10 +209,11 @@ def _guarded(steps_guard):
     return contextlib.nullcontext() if steps_guard is None else steps_guard
 
 
-def _project(x, kernel, bias):
+def _project(x, kernel, bias, matmul):
     """x (T, N, in) @ kernel (in, G) + bias (G,) or None -> (T, N, G), one GEMM for every step."""
     steps, n, _ = x.shape
-    xp = x.reshape(steps * n, x.shape[2]) @ kernel
+    xp = np.empty((steps * n, kernel.shape[1]), dtype=x.dtype)
+    matmul(x.reshape(steps * n, x.shape[2]), kernel, xp)
     if bias is not None:
         bias_activation_forward(xp, bias, LINEAR, xp)
     return xp.reshape(steps, n, kernel.shape[1])
@@ -220,7 +223,10 @@ def _all_steps(mask, steps, n):
     return np.ones((steps, n), dtype=np.bool_) if mask is None else np.ascontiguousarray(mask)
 
 
-def lstm_forward(x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, steps_guard=None):
+def lstm_forward(
+    x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, steps_guard=None,
+    matmul=numpy_matmul,
+):  # fmt: skip
     """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u).
 
     x (T, N, in) time-major, kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,) or None,
@@ -230,7 +236,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, 
     steps, n, _ = x.shape
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n)
-    xp = _project(x, kernel, bias)
+    xp = _project(x, kernel, bias, matmul)
     hs = np.empty((steps + 1, n, units), dtype=x.dtype)
     cs = np.empty((steps + 1, n, units), dtype=x.dtype)
     hs[0] = h0
@@ -263,6 +269,7 @@ def lstm_backward(
     drecurrent_kernel=None,
     dbias=None,
     steps_guard=None,
+    matmul=numpy_matmul,
 ):
     """(dx (T, N, in), dh0, dc0 (N, u)) from dy (T, N, u) or None and dh_last, dc_last (N, u).
 
@@ -288,23 +295,29 @@ def lstm_backward(
             )
             np.matmul(dz[t], recurrent_t, out=dhr)
     dh += dhr
-    return _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None), dh, dc
+    return (
+        _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul),
+        dh,
+        dc,
+    )
 
 
-def _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec):
+def _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec, matmul):
     """Weight gradients over all steps at once (one GEMM each) and dx = dxp @ kernel.T."""
     steps, n, _ = x.shape
     dxp2 = dxp.reshape(steps * n, dxp.shape[2])
     drec2 = drec.reshape(steps * n, drec.shape[2])
     if dkernel is not None:
-        dkernel += x.reshape(steps * n, x.shape[2]).T @ dxp2
+        matmul(x.reshape(steps * n, x.shape[2]).T, dxp2, dkernel, accumulate=True)
     if drecurrent_kernel is not None:
-        drecurrent_kernel += hs[:-1].reshape(steps * n, hs.shape[2]).T @ drec2
+        matmul(hs[:-1].reshape(steps * n, hs.shape[2]).T, drec2, drecurrent_kernel, accumulate=True)
     if dbias_in is not None:
         column_sums_add(dxp2, dbias_in)
     if dbias_rec is not None:
         column_sums_add(drec2, dbias_rec)
-    return (dxp2 @ kernel.T).reshape(x.shape)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    matmul(dxp2, kernel.T, dx.reshape(steps * n, x.shape[2]))
+    return dx
 
 
 # ---------------------------------------------------------------- GRU
@@ -388,7 +401,10 @@ def gru_step_backward(dy, dhr, dh, h_prev, gates, mask, act, rec_act, dxp, drec)
             dh[b, j] = dh_t * z
 
 
-def gru_forward(x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None):
+def gru_forward(
+    x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None,
+    matmul=numpy_matmul,
+):  # fmt: skip
     """(hs, gates): states hs (T+1, N, u) from h0 (N, u) and gates (T, N, 4u) [z, r, hh, rh].
 
     x (T, N, in) time-major, kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u) or None,
@@ -398,7 +414,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps
     steps, n, _ = x.shape
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n)
-    xp = _project(x, kernel, None if bias is None else bias[0])
+    xp = _project(x, kernel, None if bias is None else bias[0], matmul)
     rbias = np.zeros(3 * units, dtype=x.dtype) if bias is None else bias[1]
     hs = np.empty((steps + 1, n, units), dtype=x.dtype)
     hs[0] = h0
@@ -426,6 +442,7 @@ def gru_backward(
     drecurrent_kernel=None,
     dbias=None,
     steps_guard=None,
+    matmul=numpy_matmul,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -451,7 +468,9 @@ def gru_backward(
             np.matmul(drec[t], recurrent_t, out=dhr)
     dh += dhr
     db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
-    return _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec), dh
+    return _input_side(
+        x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, matmul
+    ), dh
 
 
 # ---------------------------------------------------------------- SimpleRNN
@@ -490,7 +509,9 @@ def simple_rnn_step_backward(dy, dhr, dh, h, mask, act, dz):
             dh[b, j] = zero
 
 
-def simple_rnn_forward(x, kernel, recurrent_kernel, bias, h0, mask, act, steps_guard=None):
+def simple_rnn_forward(
+    x, kernel, recurrent_kernel, bias, h0, mask, act, steps_guard=None, matmul=numpy_matmul
+):
     """(hs,): states hs (T+1, N, u) from h0 (N, u); hs[t + 1] is the output of step t.
 
     x (T, N, in) time-major, kernel (in, u), recurrent_kernel (u, u), bias (u,) or None,
@@ -500,7 +521,7 @@ def simple_rnn_forward(x, kernel, recurrent_kernel, bias, h0, mask, act, steps_g
     steps, n, _ = x.shape
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n)
-    xp = _project(x, kernel, bias)
+    xp = _project(x, kernel, bias, matmul)
     hs = np.empty((steps + 1, n, units), dtype=x.dtype)
     hs[0] = h0
     with _guarded(steps_guard):
@@ -523,6 +544,7 @@ def simple_rnn_backward(
     drecurrent_kernel=None,
     dbias=None,
     steps_guard=None,
+    matmul=numpy_matmul,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -544,4 +566,4 @@ def simple_rnn_backward(
             simple_rnn_step_backward(dy_t, dhr, dh, hs[t + 1], mask[t], act, dz[t])
             np.matmul(dz[t], recurrent_t, out=dhr)
     dh += dhr
-    return _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None), dh
+    return _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul), dh

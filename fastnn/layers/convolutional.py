@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import activations, initializers, kernels, regularizers
+from fastnn import activations, gemm, initializers, kernels, regularizers
 from fastnn.graph import scratch
 from fastnn.layers.base import Layer, shape_error
 
@@ -306,7 +306,7 @@ class Conv1D(_Conv):
         bias = self.bias.value if self.use_bias else None
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         y, cols = kernels.conv.conv2d_forward(
-            x4, kernel, bias, (1, self.strides[0]), padding, self._code
+            x4, kernel, bias, (1, self.strides[0]), padding, self._code, matmul=gemm.matmul
         )
         return y.reshape(n, y.shape[2], self.filters), (cols, x4.shape, y, padding)
 
@@ -327,6 +327,7 @@ class Conv1D(_Conv):
             dkernel,
             dbias,
             dcols=dcols,
+            matmul=gemm.matmul,
         )
         dx = dx.reshape(x4_shape[0], x4_shape[2], x4_shape[3])
         if self.padding == "causal":
@@ -415,8 +416,9 @@ class Conv2D(_Conv):
             out = workspace.empty("y", (n, out_h, out_w, self.filters), self.kernel.dtype)
             cols = workspace.empty("cols", (n * out_h * out_w, kh * kw * c), self.kernel.dtype)
         y, cols = kernels.conv.conv2d_forward(
-            inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out, cols
-        )
+            inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out, cols,
+            gemm.matmul,
+        )  # fmt: skip
         return y, (cols, inputs.shape, y, workspace)
 
     skips_input_grad = True
@@ -440,4 +442,5 @@ class Conv2D(_Conv):
             dx=scratch(workspace, "dx", x_shape, y.dtype) if need_input_grad else None,
             dcols=dcols,
             need_dx=need_input_grad,
+            matmul=gemm.matmul,
         )

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from fastnn import activations, initializers, kernels, regularizers
+from fastnn import activations, gemm, initializers, kernels, regularizers
 from fastnn.graph import Node, scratch
 from fastnn.layers.base import Layer, shape_error, standardize_shape
 from fastnn.random import make_rng
@@ -112,7 +112,7 @@ class Dense(Layer):
     def forward(self, inputs, training, workspace=None):
         x = inputs.reshape(-1, inputs.shape[-1])
         y = scratch(workspace, "y", (x.shape[0], self.units), self.kernel.dtype)
-        np.matmul(x, self.kernel.value, out=y)
+        gemm.matmul(x, self.kernel.value, y)
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
         if self.use_bias or self._code != kernels.codes.LINEAR:
             kernels.activations.bias_activation_forward(y, bias, self._code, y)
@@ -128,13 +128,13 @@ class Dense(Layer):
             kernels.activations.activation_backward(grad, y, self._code, grad_z)
             grad = grad_z
         if self.trainable:
-            self.kernel.grad += x.T @ grad
+            gemm.matmul(x.T, grad, self.kernel.grad, accumulate=True)
             if self.use_bias:
                 kernels.activations.column_sums_add(grad, self.bias.grad)
         if not need_input_grad:
             return None
         dx = scratch(workspace, "dx", x.shape, grad.dtype)
-        np.matmul(grad, self.kernel.value.T, out=dx)
+        gemm.matmul(grad, self.kernel.value.T, dx)
         return dx.reshape(in_shape)
 
     def get_config(self):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import activations, initializers, kernels, regularizers
+from fastnn import activations, gemm, initializers, kernels, regularizers
 from fastnn.config import serial_blas
 from fastnn.layers.base import Layer, shape_error
 from fastnn.random import make_rng
@@ -353,6 +353,7 @@ class LSTM(_RNN):
             self._act,
             self._rec_act,
             steps_guard=_SERIAL_BLAS,
+            matmul=gemm.matmul,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -371,6 +372,7 @@ class LSTM(_RNN):
             *state_grads,
             *self._weight_grads(),
             steps_guard=_SERIAL_BLAS,
+            matmul=gemm.matmul,
         )
         return dx, [dh0, dc0]
 
@@ -420,6 +422,7 @@ class GRU(_RNN):
             self._act,
             self._rec_act,
             steps_guard=_SERIAL_BLAS,
+            matmul=gemm.matmul,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -437,6 +440,7 @@ class GRU(_RNN):
             state_grads[0],
             *self._weight_grads(),
             steps_guard=_SERIAL_BLAS,
+            matmul=gemm.matmul,
         )
         return dx, [dh0]
 
@@ -501,6 +505,7 @@ class SimpleRNN(_RNN):
             mt,
             self._act,
             steps_guard=_SERIAL_BLAS,
+            matmul=gemm.matmul,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -515,6 +520,7 @@ class SimpleRNN(_RNN):
             state_grads[0],
             *self._weight_grads(),
             steps_guard=_SERIAL_BLAS,
+            matmul=gemm.matmul,
         )
         return dx, [dh0]
 

@@ -1,0 +1,90 @@
+"""Matrix products of fastnn's passes: one BLAS call, or split in blocks over fastnn's threads.
+
+Inside a serial-BLAS section (``fastnn.config.serial_blas``, held around every forward and
+backward pass) BLAS runs one thread, so its threads do not busy-wait against the Numba kernels
+between GEMMs; ``matmul`` then splits a large product over a small pool of threads that sleep
+when idle, each block one single-threaded BLAS call (numpy releases the GIL around it).
+Outside such a section it is one ``np.matmul`` with BLAS's own threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from fastnn import config
+from fastnn.kernels.gemm import matmul as _product
+
+# A block must be worth waking a thread for (~10-50 us): at least this many flops.
+MIN_FLOPS_PER_BLOCK = 4_000_000
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> np.ndarray:
+    """out (M,N) = a (M,K) @ b (K,N), or ``out += a @ b`` with ``accumulate``; returns out.
+
+    ``a`` and ``b`` may be transposed views. Blocks are rows or columns of ``out`` (its longer
+    side), or slices of K with partial sums when both sides of ``out`` are short.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    threads = 1
+    if config._SERIAL_BLAS.active:
+        threads = min(config.get_num_threads(), 2 * m * n * k // MIN_FLOPS_PER_BLOCK)
+    if threads <= 1:
+        _product(a, b, out, accumulate)
+    elif max(m, n) >= 16 * threads:
+        blocks = _blocks(max(m, n), threads)
+        if m >= n:
+            _run([(a[i:j], b, out[i:j], accumulate) for i, j in blocks])
+        else:
+            _run([(a, b[:, i:j], out[:, i:j], accumulate) for i, j in blocks])
+    else:
+        partials = np.empty((threads - 1, m, n), dtype=out.dtype)
+        (i0, j0), *rest = _blocks(k, threads)
+        _run(
+            [(a[:, i0:j0], b[i0:j0], out, accumulate)]
+            + [(a[:, i:j], b[i:j], p, False) for (i, j), p in zip(rest, partials)]
+        )
+        out += partials.sum(axis=0)
+    return out
+
+
+def _blocks(size: int, parts: int) -> list:
+    """``parts`` contiguous (start, stop) ranges covering range(size) as evenly as possible."""
+    edges = [size * p // parts for p in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _run(products: list) -> None:
+    """``_product(*args)`` for each args: the first here, the rest on the pool; waits for all."""
+    futures = [_executor().submit(_product, *args) for args in products[1:]]
+    try:
+        _product(*products[0])
+    finally:
+        for future in futures:
+            future.result()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                workers = max(1, (os.cpu_count() or 2) - 1)
+                _pool = ThreadPoolExecutor(workers, thread_name_prefix="fastnn-gemm")
+    return _pool
+
+
+def _forget_pool() -> None:
+    """A fork child has none of the pool's threads: it starts a new pool on first use."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)

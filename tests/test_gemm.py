@@ -1,0 +1,84 @@
+"""fastnn.gemm.matmul: the split products equal numpy's, and passes run with BLAS on one thread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import fastnn
+from fastnn import config, gemm, layers
+
+pytestmark = pytest.mark.skipif(config.get_num_threads() < 2, reason="splits need 2 threads")
+
+
+def blas_threads() -> set:
+    """Thread counts of numpy's BLAS (Numba may load scipy's too, which fastnn never calls)."""
+    libs = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    own = [lib for lib in libs if "numpy" in lib["filepath"]] or libs
+    return {lib["num_threads"] for lib in own}
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Every product is split (no minimum size), inside a serial-BLAS section."""
+    monkeypatch.setattr(gemm, "MIN_FLOPS_PER_BLOCK", 1)
+    with config.serial_blas() as section:
+        assert section.active
+        yield
+
+
+# (m, k, n): rows split, columns split, K split with partial sums (both sides short)
+SHAPES = [(200, 7, 5), (5, 7, 200), (3, 500, 4), (1, 1, 1)]
+
+
+@pytest.mark.parametrize("m, k, n", SHAPES)
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_products_match_numpy(split_everything, m, k, n, transposed, dtype):
+    rng = np.random.default_rng(m * k * n)
+    a = rng.standard_normal((k, m) if transposed else (m, k)).astype(dtype)
+    a = a.T if transposed else a  # a transposed view, as dkernel = cols.T @ grad uses
+    b = rng.standard_normal((k, n)).astype(dtype)
+    out = np.full((m, n), np.nan, dtype)
+    assert gemm.matmul(a, b, out) is out
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, a @ b, **tol)
+
+    start = rng.standard_normal((m, n)).astype(dtype)
+    acc = start.copy()
+    gemm.matmul(a, b, acc, accumulate=True)
+    np.testing.assert_allclose(acc, start + a @ b, **tol)
+
+
+def test_an_error_in_a_block_reaches_the_caller(split_everything):
+    a, b = np.ones((64, 3), np.float32), np.ones((3, 2), np.float32)
+    with pytest.raises(ValueError):
+        gemm.matmul(a, b, np.empty((64, 5), np.float32))  # out has the wrong width
+
+
+def test_passes_run_blas_on_one_thread_and_restore_it():
+    """BLAS is serial inside forward and backward passes (Conv2D's GEMM sees it), and back to
+    its own count afterwards, for the user's numpy code."""
+    config.set_num_threads(2)
+    seen = []
+
+    class Spy(layers.Layer):
+        def forward(self, inputs, training):
+            seen.append(blas_threads())
+            return inputs, None
+
+        def backward(self, ctx, grad_outputs):
+            seen.append(blas_threads())
+            return grad_outputs
+
+    inputs = fastnn.Input((6, 6, 2))
+    x = Spy()(layers.Conv2D(4, 3, activation="relu")(inputs))
+    model = fastnn.Model(inputs, layers.Dense(1)(layers.Flatten()(x)))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((8, 6, 6, 2), np.float32), np.ones((8, 1), np.float32)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    model.predict(x, verbose=0)
+    model(x)
+    assert seen and all(threads == {1} for threads in seen)
+    assert blas_threads() == {2}
