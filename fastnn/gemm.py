@@ -1,4 +1,4 @@
-"""Matrix products of fastnn's passes: one BLAS call, or split in blocks over fastnn's threads.
+"""Matrix products and row-parallel loops of fastnn's passes, on fastnn's own threads.
 
 Inside a serial-BLAS section (``fastnn.config.serial_blas``, held around every forward and
 backward pass) BLAS runs one thread, so its threads do not busy-wait against the Numba kernels
@@ -20,6 +20,8 @@ from fastnn.kernels.gemm import matmul as _product
 
 # A block must be worth waking a thread for (~10-50 us): at least this many flops.
 MIN_FLOPS_PER_BLOCK = 4_000_000
+# Rows per block of row_shards: fewer make the blocks' Python loops contend for the GIL.
+MIN_ROWS_PER_SHARD = 16
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -41,15 +43,15 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
     elif max(m, n) >= 16 * threads:
         blocks = _blocks(max(m, n), threads)
         if m >= n:
-            _run([(a[i:j], b, out[i:j], accumulate) for i, j in blocks])
+            _run([(_product, a[i:j], b, out[i:j], accumulate) for i, j in blocks])
         else:
-            _run([(a, b[:, i:j], out[:, i:j], accumulate) for i, j in blocks])
+            _run([(_product, a, b[:, i:j], out[:, i:j], accumulate) for i, j in blocks])
     else:
         partials = np.empty((threads - 1, m, n), dtype=out.dtype)
         (i0, j0), *rest = _blocks(k, threads)
         _run(
-            [(a[:, i0:j0], b[i0:j0], out, accumulate)]
-            + [(a[:, i:j], b[i:j], p, False) for (i, j), p in zip(rest, partials)]
+            [(_product, a[:, i0:j0], b[i0:j0], out, accumulate)]
+            + [(_product, a[:, i:j], b[i:j], p, False) for (i, j), p in zip(rest, partials)]
         )
         out += partials.sum(axis=0)
     return out
@@ -61,11 +63,28 @@ def _blocks(size: int, parts: int) -> list:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _run(products: list) -> None:
-    """``_product(*args)`` for each args: the first here, the rest on the pool; waits for all."""
-    futures = [_executor().submit(_product, *args) for args in products[1:]]
+def row_shards(fn, rows: int) -> None:
+    """``fn(start, stop)`` on contiguous blocks of range(rows), one block per thread.
+
+    For work whose rows are independent, such as a recurrent layer's time loop over the samples
+    of a batch: each block runs its loop with no synchronization. One block (``fn(0, rows)``)
+    outside a serial-BLAS section or below ``MIN_ROWS_PER_SHARD`` rows per block.
+    """
+    threads = 1
+    if config._SERIAL_BLAS.active:
+        threads = min(config.get_num_threads(), rows // MIN_ROWS_PER_SHARD)
+    if threads <= 1:
+        fn(0, rows)
+    else:
+        _run([(fn, i, j) for i, j in _blocks(rows, threads)])
+
+
+def _run(calls: list) -> None:
+    """Each ``(fn, *args)`` of calls: the first here, the rest on the pool; waits for all."""
+    futures = [_executor().submit(*call) for call in calls[1:]]
+    fn, *args = calls[0]
     try:
-        _product(*products[0])
+        fn(*args)
     finally:
         for future in futures:
             future.result()

@@ -23,7 +23,10 @@ batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. Threaded BL
 short steps is slow, so the sequence functions take ``steps_guard``, a context manager held
 around the time loop only (the layers pass one that keeps BLAS to one thread there; see
 ``fastnn.config.serial_blas``), and ``matmul`` for the big GEMMs before and after the loop (the
-layers pass one that splits them over threads; see ``fastnn.gemm``).
+layers pass one that splits them over threads; see ``fastnn.gemm``). The samples of a batch are
+independent through time, so ``shards(fn, rows)`` may run the time loop as ``fn(start, stop)``
+on blocks of rows at once (the layers pass ``fastnn.gemm.row_shards``; the step kernels release
+the GIL); the default runs one block.
 """
 
 import contextlib
@@ -119,7 +122,9 @@ def _lstm_row32(xp, rec, c_prev, gates, h, c, u):
         h[j] = o * _tanh32(cc)
 
 
-@njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the loops vectorize
+@njit(
+    cache=True, nogil=True, error_model="numpy"
+)  # no ZeroDivisionError branch: the loops vectorize
 def lstm_step_forward(xp, rec, h_prev, c_prev, mask, act, rec_act, gates, h, c):
     """One LSTM step: z = xp + rec (N, 4u) -> gates (N, 4u) [i, f, g, o], h, c (N, u)."""
     n, u = h.shape
@@ -170,7 +175,7 @@ def _lstm_row_backward32(dy, dhr, dh, dc, c_prev, c, gates, dz, u):
         dh[j] = np.float32(0.0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_backward(dy, dhr, dh, dc, c_prev, c, gates, mask, act, rec_act, dz):
     """LSTM step backward: dz (N, 4u) from dy, dhr (N, u); carries dh, dc (N, u) updated."""
     # dL/dh_t = dy + dhr + dh with dhr = dz_{t+1} @ recurrent_kernel.T; masked rows pass it on.
@@ -204,6 +209,11 @@ def lstm_step_backward(dy, dhr, dh, dc, c_prev, c, gates, mask, act, rec_act, dz
             dh[b, j] = zero
 
 
+def _whole(fn, rows):
+    """The default ``shards``: ``fn(0, rows)``, every row in one block."""
+    fn(0, rows)
+
+
 def _guarded(steps_guard):
     """``steps_guard`` (a context manager held around a time loop), or one that does nothing."""
     return contextlib.nullcontext() if steps_guard is None else steps_guard
@@ -225,7 +235,7 @@ def _all_steps(mask, steps, n):
 
 def lstm_forward(
     x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul,
+    matmul=numpy_matmul, shards=_whole,
 ):  # fmt: skip
     """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u).
 
@@ -242,13 +252,19 @@ def lstm_forward(
     hs[0] = h0
     cs[0] = c0
     gates = np.empty((steps, n, 4 * units), dtype=x.dtype)
-    rec = np.empty((n, 4 * units), dtype=x.dtype)
-    with _guarded(steps_guard):
+
+    def run(r0, r1):
+        xp_, hs_, cs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, cs, mask, gates))
+        rec = np.empty((r1 - r0, 4 * units), dtype=x.dtype)
         for t in range(steps):
-            np.matmul(hs[t], recurrent_kernel, out=rec)
+            np.matmul(hs_[t], recurrent_kernel, out=rec)
             lstm_step_forward(
-                xp[t], rec, hs[t], cs[t], mask[t], act, rec_act, gates[t], hs[t + 1], cs[t + 1]
-            )
+                xp_[t], rec, hs_[t], cs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1],
+                cs_[t + 1],
+            )  # fmt: skip
+
+    with _guarded(steps_guard):
+        shards(run, n)
     return hs, cs, gates
 
 
@@ -270,6 +286,7 @@ def lstm_backward(
     dbias=None,
     steps_guard=None,
     matmul=numpy_matmul,
+    shards=_whole,
 ):
     """(dx (T, N, in), dh0, dc0 (N, u)) from dy (T, N, u) or None and dh_last, dc_last (N, u).
 
@@ -287,13 +304,20 @@ def lstm_backward(
     no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
     dz = np.empty((steps, n, 4 * units), dtype=dtype)
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
-    with _guarded(steps_guard):
+
+    def run(r0, r1):
+        cs_, gates_, mask_, dz_ = (a[:, r0:r1] for a in (cs, gates, mask, dz))
+        dhr_, dh_, dc_ = dhr[r0:r1], dh[r0:r1], dc[r0:r1]
         for t in range(steps - 1, -1, -1):
-            dy_t = no_dy if dy is None else dy[t]
+            dy_t = no_dy[r0:r1] if dy is None else dy[t, r0:r1]
             lstm_step_backward(
-                dy_t, dhr, dh, dc, cs[t], cs[t + 1], gates[t], mask[t], act, rec_act, dz[t]
-            )
-            np.matmul(dz[t], recurrent_t, out=dhr)
+                dy_t, dhr_, dh_, dc_, cs_[t], cs_[t + 1], gates_[t], mask_[t], act, rec_act,
+                dz_[t],
+            )  # fmt: skip
+            np.matmul(dz_[t], recurrent_t, out=dhr_)
+
+    with _guarded(steps_guard):
+        shards(run, n)
     dh += dhr
     return (
         _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul),
@@ -338,7 +362,9 @@ def _gru_row32(xp, rec, rbias, h_prev, gates, h, u):
         h[j] = z * h_prev[j] + (one - z) * hh
 
 
-@njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the loops vectorize
+@njit(
+    cache=True, nogil=True, error_model="numpy"
+)  # no ZeroDivisionError branch: the loops vectorize
 def gru_step_forward(xp, rec, rbias, h_prev, mask, act, rec_act, gates, h):
     """One GRU step: xp, rec (N, 3u), rbias (3u,) -> gates (N, 4u) [z, r, hh, rh], h (N, u)."""
     n, u = h.shape
@@ -367,7 +393,7 @@ def gru_step_forward(xp, rec, rbias, h_prev, mask, act, rec_act, gates, h):
             h[b, j] = z * h_prev[b, j] + (one - z) * hh
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def gru_step_backward(dy, dhr, dh, h_prev, gates, mask, act, rec_act, dxp, drec):
     """GRU step backward: dxp, drec (N, 3u) from dy, dhr (N, u); carry dh (N, u) updated."""
     # dxp / drec: gradients of the input-side / recurrent-side preactivations (they differ in
@@ -403,7 +429,7 @@ def gru_step_backward(dy, dhr, dh, h_prev, gates, mask, act, rec_act, dxp, drec)
 
 def gru_forward(
     x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul,
+    matmul=numpy_matmul, shards=_whole,
 ):  # fmt: skip
     """(hs, gates): states hs (T+1, N, u) from h0 (N, u) and gates (T, N, 4u) [z, r, hh, rh].
 
@@ -419,11 +445,18 @@ def gru_forward(
     hs = np.empty((steps + 1, n, units), dtype=x.dtype)
     hs[0] = h0
     gates = np.empty((steps, n, 4 * units), dtype=x.dtype)
-    rec = np.empty((n, 3 * units), dtype=x.dtype)
-    with _guarded(steps_guard):
+
+    def run(r0, r1):
+        xp_, hs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, mask, gates))
+        rec = np.empty((r1 - r0, 3 * units), dtype=x.dtype)
         for t in range(steps):
-            np.matmul(hs[t], recurrent_kernel, out=rec)
-            gru_step_forward(xp[t], rec, rbias, hs[t], mask[t], act, rec_act, gates[t], hs[t + 1])
+            np.matmul(hs_[t], recurrent_kernel, out=rec)
+            gru_step_forward(
+                xp_[t], rec, rbias, hs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1]
+            )
+
+    with _guarded(steps_guard):
+        shards(run, n)
     return hs, gates
 
 
@@ -443,6 +476,7 @@ def gru_backward(
     dbias=None,
     steps_guard=None,
     matmul=numpy_matmul,
+    shards=_whole,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -459,13 +493,19 @@ def gru_backward(
     dxp = np.empty((steps, n, 3 * units), dtype=dtype)
     drec = np.empty((steps, n, 3 * units), dtype=dtype)
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
-    with _guarded(steps_guard):
+
+    def run(r0, r1):
+        hs_, gates_, mask_, dxp_, drec_ = (a[:, r0:r1] for a in (hs, gates, mask, dxp, drec))
+        dhr_, dh_ = dhr[r0:r1], dh[r0:r1]
         for t in range(steps - 1, -1, -1):
-            dy_t = no_dy if dy is None else dy[t]
+            dy_t = no_dy[r0:r1] if dy is None else dy[t, r0:r1]
             gru_step_backward(
-                dy_t, dhr, dh, hs[t], gates[t], mask[t], act, rec_act, dxp[t], drec[t]
+                dy_t, dhr_, dh_, hs_[t], gates_[t], mask_[t], act, rec_act, dxp_[t], drec_[t]
             )
-            np.matmul(drec[t], recurrent_t, out=dhr)
+            np.matmul(drec_[t], recurrent_t, out=dhr_)
+
+    with _guarded(steps_guard):
+        shards(run, n)
     dh += dhr
     db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
     return _input_side(
@@ -476,7 +516,7 @@ def gru_backward(
 # ---------------------------------------------------------------- SimpleRNN
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def simple_rnn_step_forward(xp, rec, h_prev, mask, act, h):
     """One SimpleRNN step: h (N, u) = act(xp + rec) from xp, rec (N, u); rec may alias h."""
     n, u = h.shape
@@ -491,7 +531,7 @@ def simple_rnn_step_forward(xp, rec, h_prev, mask, act, h):
             h[b, j] = _act(xp[b, j] + rec[b, j], act, zero, one)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def simple_rnn_step_backward(dy, dhr, dh, h, mask, act, dz):
     """SimpleRNN step backward: dz (N, u) from dy, dhr and the step's output h (N, u); carry dh."""
     # dL/dh_t = dy + dhr + dh as for the LSTM; dz is the gradient of the preactivation.
@@ -510,8 +550,9 @@ def simple_rnn_step_backward(dy, dhr, dh, h, mask, act, dz):
 
 
 def simple_rnn_forward(
-    x, kernel, recurrent_kernel, bias, h0, mask, act, steps_guard=None, matmul=numpy_matmul
-):
+    x, kernel, recurrent_kernel, bias, h0, mask, act, steps_guard=None, matmul=numpy_matmul,
+    shards=_whole,
+):  # fmt: skip
     """(hs,): states hs (T+1, N, u) from h0 (N, u); hs[t + 1] is the output of step t.
 
     x (T, N, in) time-major, kernel (in, u), recurrent_kernel (u, u), bias (u,) or None,
@@ -524,10 +565,15 @@ def simple_rnn_forward(
     xp = _project(x, kernel, bias, matmul)
     hs = np.empty((steps + 1, n, units), dtype=x.dtype)
     hs[0] = h0
-    with _guarded(steps_guard):
+
+    def run(r0, r1):
+        xp_, hs_, mask_ = (a[:, r0:r1] for a in (xp, hs, mask))
         for t in range(steps):
-            np.matmul(hs[t], recurrent_kernel, out=hs[t + 1])  # the step kernel works in place
-            simple_rnn_step_forward(xp[t], hs[t + 1], hs[t], mask[t], act, hs[t + 1])
+            np.matmul(hs_[t], recurrent_kernel, out=hs_[t + 1])  # the step kernel works in place
+            simple_rnn_step_forward(xp_[t], hs_[t + 1], hs_[t], mask_[t], act, hs_[t + 1])
+
+    with _guarded(steps_guard):
+        shards(run, n)
     return (hs,)
 
 
@@ -545,6 +591,7 @@ def simple_rnn_backward(
     dbias=None,
     steps_guard=None,
     matmul=numpy_matmul,
+    shards=_whole,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -560,10 +607,16 @@ def simple_rnn_backward(
     no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
     dz = np.empty((steps, n, units), dtype=dtype)
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
-    with _guarded(steps_guard):
+
+    def run(r0, r1):
+        hs_, mask_, dz_ = (a[:, r0:r1] for a in (hs, mask, dz))
+        dhr_, dh_ = dhr[r0:r1], dh[r0:r1]
         for t in range(steps - 1, -1, -1):
-            dy_t = no_dy if dy is None else dy[t]
-            simple_rnn_step_backward(dy_t, dhr, dh, hs[t + 1], mask[t], act, dz[t])
-            np.matmul(dz[t], recurrent_t, out=dhr)
+            dy_t = no_dy[r0:r1] if dy is None else dy[t, r0:r1]
+            simple_rnn_step_backward(dy_t, dhr_, dh_, hs_[t + 1], mask_[t], act, dz_[t])
+            np.matmul(dz_[t], recurrent_t, out=dhr_)
+
+    with _guarded(steps_guard):
+        shards(run, n)
     dh += dhr
     return _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul), dh

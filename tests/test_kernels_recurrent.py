@@ -177,21 +177,31 @@ def test_other_activations_match_numpy(a, ra):
 # ---------------------------------------------------------------- backward vs finite differences
 
 
-def run_backward(kind, p, dy, dlast, a=A.TANH, ra=A.SIGMOID):
-    """(dx, dstates, dW, dU, db) from the kernels; dlast = grads of the final states."""
+def run_backward(kind, p, dy, dlast, a=A.TANH, ra=A.SIGMOID, **options):
+    """(dx, dstates, dW, dU, db) from the kernels; dlast = grads of the final states; options
+    (matmul=, shards=) go to the forward and backward kernels."""
     dW, dU = np.zeros_like(p["W"]), np.zeros_like(p["U"])
     db = None if p["b"] is None else np.zeros_like(p["b"])
     if kind == "lstm":
         hs, cs, gates = R.lstm_forward(
-            p["x"], p["W"], p["U"], p["b"], p["h"], p["c"], p["mask"], a, ra
+            p["x"], p["W"], p["U"], p["b"], p["h"], p["c"], p["mask"], a, ra, **options
         )
         dx, dh0, dc0 = R.lstm_backward(
-            p["x"], p["W"], p["U"], hs, cs, gates, p["mask"], a, ra, dy, *dlast, dW, dU, db
-        )
+            p["x"], p["W"], p["U"], hs, cs, gates, p["mask"], a, ra, dy, *dlast, dW, dU, db,
+            **options,
+        )  # fmt: skip
         return dx, [dh0, dc0], dW, dU, db
-    hs, gates = R.gru_forward(p["x"], p["W"], p["U"], p["b"], p["h"], p["mask"], a, ra)
+    if kind == "simple_rnn":
+        (hs,) = R.simple_rnn_forward(
+            p["x"], p["W"], p["U"], p["b"], p["h"], p["mask"], a, **options
+        )
+        dx, dh0 = R.simple_rnn_backward(
+            p["x"], p["W"], p["U"], hs, p["mask"], a, dy, dlast[0], dW, dU, db, **options
+        )
+        return dx, [dh0], dW, dU, db
+    hs, gates = R.gru_forward(p["x"], p["W"], p["U"], p["b"], p["h"], p["mask"], a, ra, **options)
     dx, dh0 = R.gru_backward(
-        p["x"], p["W"], p["U"], hs, gates, p["mask"], a, ra, dy, dlast[0], dW, dU, db
+        p["x"], p["W"], p["U"], hs, gates, p["mask"], a, ra, dy, dlast[0], dW, dU, db, **options
     )
     return dx, [dh0], dW, dU, db
 
@@ -385,3 +395,34 @@ def test_float32_tanh_and_sigmoid_match_numpy():
     out_t, out_s = np.empty_like(nan), np.empty_like(nan)
     _apply_gate_functions(nan, out_t, out_s)
     assert np.isnan(out_t[0]) and np.isnan(out_s[0])
+
+
+def uneven_shards(fn, rows):
+    """A ``shards`` that runs the time loop on blocks of 1, 2 and the remaining rows."""
+    edges = sorted({0, min(1, rows), min(3, rows), rows})
+    for start, stop in zip(edges[:-1], edges[1:]):
+        fn(start, stop)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_time_loops_on_blocks_of_rows_match_one_block(kind, masked):
+    """The samples of a batch are independent through time: running the loops on blocks of
+    rows (as fastnn.gemm.row_shards does on several threads) changes nothing."""
+    p = problem(7, np.float64, "lstm" if kind == "lstm" else "gru", 6, 7, 5, 4, masked=masked)
+    if kind == "simple_rnn":
+        rng = np.random.default_rng(1)
+        p["W"], p["U"], p["b"] = rng.standard_normal((5, 4)), rng.standard_normal((4, 4)), None
+    rng = np.random.default_rng(2)
+    dy = rng.standard_normal((6, 7, 4))
+    dlast = [rng.standard_normal((7, 4)) for _ in range(2 if kind == "lstm" else 1)]
+    whole = run_backward(kind, p, dy, dlast, a=A.TANH)
+    blocks = run_backward(kind, p, dy, dlast, a=A.TANH, shards=uneven_shards)
+    flat = [(g, w) for got, want in zip(blocks, whole) for g, w in zip(*map(_as_list, (got, want)))]
+    for got, want in flat:
+        if want is not None:  # no bias: no bias gradient
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]

@@ -354,6 +354,7 @@ class LSTM(_RNN):
             self._rec_act,
             steps_guard=_SERIAL_BLAS,
             matmul=gemm.matmul,
+            shards=gemm.row_shards,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -373,6 +374,7 @@ class LSTM(_RNN):
             *self._weight_grads(),
             steps_guard=_SERIAL_BLAS,
             matmul=gemm.matmul,
+            shards=gemm.row_shards,
         )
         return dx, [dh0, dc0]
 
@@ -423,6 +425,7 @@ class GRU(_RNN):
             self._rec_act,
             steps_guard=_SERIAL_BLAS,
             matmul=gemm.matmul,
+            shards=gemm.row_shards,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -441,6 +444,7 @@ class GRU(_RNN):
             *self._weight_grads(),
             steps_guard=_SERIAL_BLAS,
             matmul=gemm.matmul,
+            shards=gemm.row_shards,
         )
         return dx, [dh0]
 
@@ -506,6 +510,7 @@ class SimpleRNN(_RNN):
             self._act,
             steps_guard=_SERIAL_BLAS,
             matmul=gemm.matmul,
+            shards=gemm.row_shards,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -521,6 +526,7 @@ class SimpleRNN(_RNN):
             *self._weight_grads(),
             steps_guard=_SERIAL_BLAS,
             matmul=gemm.matmul,
+            shards=gemm.row_shards,
         )
         return dx, [dh0]
 
