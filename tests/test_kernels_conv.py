@@ -1,5 +1,7 @@
 """fastnn.kernels.conv against plain-numpy references (np.pad + strided slices)."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -147,9 +149,29 @@ def test_im2col_col2im_match_reference(case, seed):
     np.testing.assert_allclose(lhs, np.sum(x64 * dx), **TOL[dtype])
 
 
+PATHS = ["im2col", "direct"]
+
+
+@contextlib.contextmanager
+def conv_path(path):
+    """Run convolutions on the im2col + GEMM path, or on the direct kernels for any taps."""
+    saved = conv.DIRECT_MAX_TAPS
+    conv.DIRECT_MAX_TAPS = 0 if path == "im2col" else 10**9
+    try:
+        yield
+    finally:
+        conv.DIRECT_MAX_TAPS = saved
+
+
 @settings(max_examples=25, deadline=None)
 @given(conv_cases(), st.integers(1, 5), st.sampled_from(list(range(5))), st.booleans(), st.data())
-def test_conv2d_forward_backward_match_reference(case, filters, code, use_bias, data):
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_forward_backward_match_reference(path, case, filters, code, use_bias, data):
+    with conv_path(path):
+        check_conv2d_against_reference(case, filters, code, use_bias, data)
+
+
+def check_conv2d_against_reference(case, filters, code, use_bias, data):
     x_shape, (kh, kw), strides, padding, dtype = case
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
     x = _data(rng, x_shape, dtype)
@@ -157,13 +179,14 @@ def test_conv2d_forward_backward_match_reference(case, filters, code, use_bias, 
     b = _data(rng, (filters,), dtype) if use_bias else None
 
     y, cols = conv.conv2d_forward(x, k, b, strides, padding, code)
-    assert y.dtype == dtype and cols.dtype == dtype
+    assert y.dtype == dtype
+    assert (cols is None) == conv.is_direct(k.shape, strides)
     np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
 
     dz = _data(rng, y.shape, dtype)
     dk = np.ones_like(k)  # the kernel adds into the gradients: start from ones
     db = np.ones(filters, dtype=dtype) if use_bias else None
-    dx = conv.conv2d_backward(dz, cols, x_shape, k, strides, padding, dk, db)
+    dx = conv.conv2d_backward(dz, cols, x_shape, k, strides, padding, dk, db, x=x)
     rdx, rdk, rdb = ref_conv_backward(x, k, dz, strides, padding)
     assert dx.dtype == dtype and dk.dtype == dtype
     np.testing.assert_allclose(dx, rdx, **TOL[dtype])
@@ -173,7 +196,8 @@ def test_conv2d_forward_backward_match_reference(case, filters, code, use_bias, 
         np.testing.assert_allclose(db, rdb + 1, **TOL[dtype])
 
 
-def test_conv2d_forward_reuses_buffers_and_pointwise_path():
+def test_conv2d_forward_reuses_buffers_and_pointwise_path(monkeypatch):
+    monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0)  # the im2col path, whose cols can be reused
     rng = np.random.default_rng(0)
     x = _data(rng, (2, 5, 4, 3), np.float32)
     k = _data(rng, (1, 1, 3, 6), np.float32)
@@ -205,20 +229,24 @@ def test_conv2d_too_small_input_raises():
     "h, k, s, expected_pads",
     [(4, 2, 2, (0, 0)), (5, 4, 2, (1, 2)), (6, 3, 2, (0, 1))],
 )
-def test_same_padding_asymmetry_matches_explicit_pad(h, k, s, expected_pads):
+@pytest.mark.parametrize("path", PATHS)
+def test_same_padding_asymmetry_matches_explicit_pad(path, h, k, s, expected_pads):
     """Convolving with 'same' equals 'valid' on an input padded (before, after) as TF does."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, h, h, 2))
     w = rng.standard_normal((k, k, 2, 3))
     before, after = expected_pads
     xp = np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
-    y_same, _ = conv.conv2d_forward(x, w, None, (s, s), "same", LINEAR)
-    y_valid, _ = conv.conv2d_forward(xp, w, None, (s, s), "valid", LINEAR)
+    with conv_path(path):
+        y_same, _ = conv.conv2d_forward(x, w, None, (s, s), "same", LINEAR)
+        y_valid, _ = conv.conv2d_forward(xp, w, None, (s, s), "valid", LINEAR)
     assert y_same.shape[1] == -(-h // s)
     np.testing.assert_allclose(y_same, y_valid, rtol=1e-12)
 
 
-def test_conv2d_backward_matches_finite_differences():
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_backward_matches_finite_differences(path, monkeypatch):
+    monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0 if path == "im2col" else 10**9)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 5, 4, 2))
     k = rng.standard_normal((2, 3, 2, 3))
@@ -232,7 +260,7 @@ def test_conv2d_backward_matches_finite_differences():
 
     _, cols = conv.conv2d_forward(x, k, b, strides, padding, LINEAR)
     dk, db = np.zeros_like(k), np.zeros_like(b)
-    dx = conv.conv2d_backward(r, cols, x.shape, k, strides, padding, dk, db)
+    dx = conv.conv2d_backward(r, cols, x.shape, k, strides, padding, dk, db, x=x)
     eps = 1e-6
     for param, grad in ((x, dx), (k, dk), (b, db)):
         num = np.zeros_like(param)

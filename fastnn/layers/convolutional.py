@@ -308,15 +308,16 @@ class Conv1D(_Conv):
         y, cols = kernels.conv.conv2d_forward(
             x4, kernel, bias, (1, self.strides[0]), padding, self._code, matmul=gemm.matmul
         )
-        return y.reshape(n, y.shape[2], self.filters), (cols, x4.shape, y, padding)
+        return y.reshape(n, y.shape[2], self.filters), (cols, x4, y, padding)
 
     def backward(self, ctx, grad_outputs):
-        cols, x4_shape, y, padding = ctx
+        cols, x4, y, padding = ctx
+        x4_shape = x4.shape
         grad = self._activation_grad(grad_outputs, y).reshape(y.shape)
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         dkernel = self.kernel.grad.reshape(kernel.shape) if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None
-        dcols = cols if cols.base is None else None
+        dcols = cols if cols is not None and cols.base is None else None
         dx = kernels.conv.conv2d_backward(
             grad,
             cols,
@@ -328,6 +329,7 @@ class Conv1D(_Conv):
             dbias,
             dcols=dcols,
             matmul=gemm.matmul,
+            x=x4,
         )
         dx = dx.reshape(x4_shape[0], x4_shape[2], x4_shape[3])
         if self.padding == "causal":
@@ -414,33 +416,36 @@ class Conv2D(_Conv):
                 inputs.shape, self.kernel.shape, self.strides, self.padding
             )
             out = workspace.empty("y", (n, out_h, out_w, self.filters), self.kernel.dtype)
-            cols = workspace.empty("cols", (n * out_h * out_w, kh * kw * c), self.kernel.dtype)
+            if not kernels.conv.is_direct(self.kernel.shape, self.strides):
+                cols_shape = (n * out_h * out_w, kh * kw * c)
+                cols = workspace.empty("cols", cols_shape, self.kernel.dtype)
         y, cols = kernels.conv.conv2d_forward(
             inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out, cols,
             gemm.matmul,
         )  # fmt: skip
-        return y, (cols, inputs.shape, y, workspace)
+        return y, (cols, inputs, y, workspace)
 
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        cols, x_shape, y, workspace = ctx
+        cols, x, y, workspace = ctx
         grad = self._activation_grad(grad_outputs, y, workspace)
         dkernel = self.kernel.grad if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None
         # cols is dead once dkernel is done, so the input-gradient columns reuse its memory.
-        dcols = cols if cols.base is None else None
+        dcols = cols if cols is not None and cols.base is None else None
         return kernels.conv.conv2d_backward(
             grad,
             cols,
-            x_shape,
+            x.shape,
             self.kernel.value,
             self.strides,
             self.padding,
             dkernel,
             dbias,
-            dx=scratch(workspace, "dx", x_shape, y.dtype) if need_input_grad else None,
+            dx=scratch(workspace, "dx", x.shape, y.dtype) if need_input_grad else None,
             dcols=dcols,
             need_dx=need_input_grad,
             matmul=gemm.matmul,
+            x=x,
         )
