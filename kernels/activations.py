@@ -47,48 +47,96 @@ def _activate_row(row, code):
             row[j] /= total
 
 
-@njit(cache=True, parallel=True)
+# Below this many elements a parallel launch (~4 us) costs more than it saves: small layers (an
+# MLP's Dense at batch 32) run the serial twin of each kernel.
+PARALLEL_MIN_ELEMENTS = 16384
+
+
 def bias_activation_forward(z, bias, code, out):
     """out[m, :] = act(z[m, :] + bias); z, out (M, N), bias (N,) or (0,) for none; out may be z."""
-    rows, cols = z.shape
-    has_bias = bias.shape[0] > 0
-    for i in prange(rows):
-        row = out[i]
-        for j in range(cols):
-            row[j] = z[i, j] + bias[j] if has_bias else z[i, j]
-        _activate_row(row, code)
+    if z.size >= PARALLEL_MIN_ELEMENTS:
+        _bias_activation_parallel(z, bias, code, out)
+    else:
+        _bias_activation_serial(z, bias, code, out)
 
 
-@njit(cache=True, parallel=True)
 def activation_backward(grad_y, y, code, out):
     """out = dL/dz given dL/dy and y = act(z); all (M, N); out may be grad_y."""
-    rows, cols = y.shape
-    zero = y.dtype.type(0)
-    one = y.dtype.type(1)
-    for i in prange(rows):
-        if code == LINEAR:
-            for j in range(cols):
-                out[i, j] = grad_y[i, j]
-        elif code == RELU:
-            for j in range(cols):
-                out[i, j] = grad_y[i, j] if y[i, j] > zero else zero
-        elif code == SIGMOID:
-            for j in range(cols):
-                out[i, j] = grad_y[i, j] * y[i, j] * (one - y[i, j])
-        elif code == TANH:
-            for j in range(cols):
-                out[i, j] = grad_y[i, j] * (one - y[i, j] * y[i, j])
-        else:
-            dot = zero
-            for j in range(cols):
-                dot += grad_y[i, j] * y[i, j]
-            for j in range(cols):
-                out[i, j] = y[i, j] * (grad_y[i, j] - dot)
+    if y.size >= PARALLEL_MIN_ELEMENTS:
+        _activation_backward_parallel(grad_y, y, code, out)
+    else:
+        _activation_backward_serial(grad_y, y, code, out)
+
+
+def column_sums_add(grad, out):
+    """out[n] += sum_m grad[m, n]; grad (M, N), out (N,): the bias gradient."""
+    if grad.size >= PARALLEL_MIN_ELEMENTS:
+        _column_sums_add_parallel(grad, out)
+    else:
+        _column_sums_add_serial(grad, out)
+
+
+@njit(cache=True, inline="always")
+def _bias_activation_row(z, bias, code, out, i):
+    row = out[i]
+    has_bias = bias.shape[0] > 0
+    for j in range(z.shape[1]):
+        row[j] = z[i, j] + bias[j] if has_bias else z[i, j]
+    _activate_row(row, code)
 
 
 @njit(cache=True, parallel=True)
-def column_sums_add(grad, out):
-    """out[n] += sum_m grad[m, n]; grad (M, N), out (N,): the bias gradient, by row blocks."""
+def _bias_activation_parallel(z, bias, code, out):
+    for i in prange(z.shape[0]):
+        _bias_activation_row(z, bias, code, out, i)
+
+
+@njit(cache=True)
+def _bias_activation_serial(z, bias, code, out):
+    for i in range(z.shape[0]):
+        _bias_activation_row(z, bias, code, out, i)
+
+
+@njit(cache=True, inline="always")
+def _activation_backward_row(grad_y, y, code, out, i):
+    cols = y.shape[1]
+    zero = y.dtype.type(0)
+    one = y.dtype.type(1)
+    if code == LINEAR:
+        for j in range(cols):
+            out[i, j] = grad_y[i, j]
+    elif code == RELU:
+        for j in range(cols):
+            out[i, j] = grad_y[i, j] if y[i, j] > zero else zero
+    elif code == SIGMOID:
+        for j in range(cols):
+            out[i, j] = grad_y[i, j] * y[i, j] * (one - y[i, j])
+    elif code == TANH:
+        for j in range(cols):
+            out[i, j] = grad_y[i, j] * (one - y[i, j] * y[i, j])
+    else:
+        dot = zero
+        for j in range(cols):
+            dot += grad_y[i, j] * y[i, j]
+        for j in range(cols):
+            out[i, j] = y[i, j] * (grad_y[i, j] - dot)
+
+
+@njit(cache=True, parallel=True)
+def _activation_backward_parallel(grad_y, y, code, out):
+    for i in prange(y.shape[0]):
+        _activation_backward_row(grad_y, y, code, out, i)
+
+
+@njit(cache=True)
+def _activation_backward_serial(grad_y, y, code, out):
+    for i in range(y.shape[0]):
+        _activation_backward_row(grad_y, y, code, out, i)
+
+
+@njit(cache=True, parallel=True)
+def _column_sums_add_parallel(grad, out):
+    """By row blocks: one partial sum per block, then added."""
     rows, cols = grad.shape
     blocks = min(rows, 64)
     partial = np.zeros((blocks, cols), dtype=grad.dtype)
@@ -100,3 +148,10 @@ def column_sums_add(grad, out):
     for b in range(blocks):
         for j in range(cols):
             out[j] += partial[b, j]
+
+
+@njit(cache=True)
+def _column_sums_add_serial(grad, out):
+    for i in range(grad.shape[0]):
+        for j in range(grad.shape[1]):
+            out[j] += grad[i, j]

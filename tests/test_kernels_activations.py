@@ -1,4 +1,6 @@
-"""Activation kernels against plain numpy references, float32 and float64."""
+"""Activation kernels against plain numpy references, float32 and float64, serial and parallel."""
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -39,33 +41,49 @@ def reference_backward(g, y, code):
 
 
 shapes = st.tuples(st.integers(1, 7), st.integers(1, 9))
+PATHS = ["serial", "parallel"]
 
 
+@contextlib.contextmanager
+def kernel_path(path):
+    """Run the activation kernels' parallel or serial twins whatever the array size."""
+    saved = K.PARALLEL_MIN_ELEMENTS
+    K.PARALLEL_MIN_ELEMENTS = 0 if path == "parallel" else 2**62
+    try:
+        yield
+    finally:
+        K.PARALLEL_MIN_ELEMENTS = saved
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("code", sorted(codes.CODES.values()))
 @settings(max_examples=15, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2**31), with_bias=st.booleans())
-def test_bias_activation_forward_matches_numpy(dtype, code, shape, seed, with_bias):
+def test_bias_activation_forward_matches_numpy(path, dtype, code, shape, seed, with_bias):
     rng = np.random.default_rng(seed)
     z = (rng.standard_normal(shape) * 3).astype(dtype)
     bias = rng.standard_normal(shape[1]).astype(dtype) if with_bias else np.empty(0, dtype)
     out = np.empty_like(z)
-    K.bias_activation_forward(z, bias, code, out)
+    with kernel_path(path):
+        K.bias_activation_forward(z, bias, code, out)
     expected = reference_forward(z + (bias if with_bias else 0), code)
     assert out.dtype == dtype
     np.testing.assert_allclose(out, expected, **TOL[dtype])
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("code", sorted(codes.CODES.values()))
 @settings(max_examples=15, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2**31))
-def test_activation_backward_matches_numpy(dtype, code, shape, seed):
+def test_activation_backward_matches_numpy(path, dtype, code, shape, seed):
     rng = np.random.default_rng(seed)
     y = reference_forward(rng.standard_normal(shape), code).astype(dtype)
     g = rng.standard_normal(shape).astype(dtype)
     out = np.empty_like(g)
-    K.activation_backward(g, y, code, out)
+    with kernel_path(path):
+        K.activation_backward(g, y, code, out)
     assert out.dtype == dtype
     np.testing.assert_allclose(out, reference_backward(g, y, code), **TOL[dtype])
 
@@ -81,15 +99,17 @@ def test_sigmoid_and_softmax_are_stable_for_huge_inputs(dtype):
     np.testing.assert_allclose(soft, [[1.0, 0.0, 0.0]])
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_forward_in_place_and_column_sums_accumulate(dtype):
+def test_forward_in_place_and_column_sums_accumulate(path, dtype):
     rng = np.random.default_rng(0)
-    z = rng.standard_normal((5, 4)).astype(dtype)
+    z = rng.standard_normal((70, 4)).astype(dtype)  # more rows than the parallel sums' 64 blocks
     expected = np.maximum(z + 1, 0)
-    K.bias_activation_forward(z, np.ones(4, dtype), K.RELU, z)
-    np.testing.assert_allclose(z, expected, **TOL[dtype])
     acc = np.ones(4, dtype)
-    K.column_sums_add(z, acc)
+    with kernel_path(path):
+        K.bias_activation_forward(z, np.ones(4, dtype), K.RELU, z)
+        K.column_sums_add(z, acc)
+    np.testing.assert_allclose(z, expected, **TOL[dtype])
     np.testing.assert_allclose(acc, 1 + expected.sum(axis=0), **TOL[dtype])
     assert acc.dtype == dtype
 
@@ -98,6 +118,10 @@ def test_float32_stays_float32():
     # The activation code is a runtime argument: one compile covers every activation.
     z = np.ones((3, 4), np.float32)
     bias = np.ones(4, np.float32)
-    assert float64_ops(K.bias_activation_forward, z, bias, K.SOFTMAX, np.empty_like(z)) == []
-    assert float64_ops(K.activation_backward, z, z, K.SOFTMAX, np.empty_like(z)) == []
-    assert float64_ops(K.column_sums_add, z, bias) == []
+    for twin in ("parallel", "serial"):
+        forward = getattr(K, f"_bias_activation_{twin}")
+        backward = getattr(K, f"_activation_backward_{twin}")
+        sums = getattr(K, f"_column_sums_add_{twin}")
+        assert float64_ops(forward, z, bias, K.SOFTMAX, np.empty_like(z)) == []
+        assert float64_ops(backward, z, z, K.SOFTMAX, np.empty_like(z)) == []
+        assert float64_ops(sums, z, bias) == []
