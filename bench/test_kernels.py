@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from fastnn import config, gemm
 from fastnn.kernels import activations, conv, losses, optimizers, pooling, recurrent
 
 RNG = np.random.default_rng(0)
@@ -53,6 +54,13 @@ def fraction_of_gemm_peak(benchmark, gemm_peak):
         info["fraction_of_gemm_peak"] = info["gflops_per_s"] / gemm_peak
 
 
+@pytest.fixture
+def as_in_a_pass():
+    """BLAS on one thread, as inside fastnn's passes (GEMMs then split over fastnn's threads)."""
+    with config.serial_blas():
+        yield
+
+
 @pytest.mark.parametrize("n", [1024, 2048])
 def test_gemm_peak(benchmark, n):
     a, b = rand(n, n), rand(n, n)
@@ -63,29 +71,33 @@ def test_gemm_peak(benchmark, n):
 
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("name, hwc, filters", CONVS)
-def test_conv2d_forward(benchmark, batch, name, hwc, filters):
+def test_conv2d_forward(benchmark, as_in_a_pass, batch, name, hwc, filters):
     x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
-    out, cols = conv.conv2d_forward(x, kernel, bias, (1, 1), "same", activations.RELU)
-    benchmark(conv.conv2d_forward, x, kernel, bias, (1, 1), "same", activations.RELU, out, cols)
+    args = (x, kernel, bias, (1, 1), "same", activations.RELU)
+    out, cols = conv.conv2d_forward(*args, matmul=gemm.matmul)
+    benchmark(conv.conv2d_forward, *args, out, cols, gemm.matmul)
     gflops(benchmark, 2 * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
 
 
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("name, hwc, filters", CONVS)
-def test_conv2d_backward(benchmark, batch, name, hwc, filters):
+def test_conv2d_backward(benchmark, as_in_a_pass, batch, name, hwc, filters):
+    """As in seed_cnn's training step: conv1, the first layer, needs no input gradient."""
     x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
     y, cols = conv.conv2d_forward(x, kernel, bias, (1, 1), "same", activations.LINEAR)
     grad = rand(*y.shape)
     dkernel, dbias = np.zeros_like(kernel), np.zeros_like(bias)
-    dx = np.empty_like(x)
+    dx, need_dx = np.empty_like(x), name != "conv1"
 
     def backward():
         return conv.conv2d_backward(
-            grad, cols, x.shape, kernel, (1, 1), "same", dkernel, dbias, dx=dx
-        )
+            grad, cols, x.shape, kernel, (1, 1), "same", dkernel, dbias, dx=dx,
+            need_dx=need_dx, matmul=gemm.matmul, x=x,
+        )  # fmt: skip
 
     benchmark(backward)
-    gflops(benchmark, 4 * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
+    products = 2 if need_dx else 1  # the kernel gradient, and the input gradient if needed
+    gflops(benchmark, 2 * products * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -149,7 +161,7 @@ def test_adam_update(benchmark):
 
 
 @pytest.mark.parametrize("batch", BATCHES)
-def test_lstm_sequence_forward_backward(benchmark, batch):
+def test_lstm_sequence_forward_backward(benchmark, as_in_a_pass, batch):
     from fastnn.layers import LSTM
 
     layer = LSTM(64)
