@@ -33,7 +33,7 @@ def _scatter_add_columns(grad, ids, dtable, blocks):
         lo = b * width // blocks
         hi = (b + 1) * width // blocks
         for m in range(ids.shape[0]):
-            src = grad[m]
-            dst = dtable[ids[m]]
-            for d in range(lo, hi):
+            src = grad[m, lo:hi]  # views indexed from 0 by the loop variable: the loop vectorizes
+            dst = dtable[ids[m], lo:hi]
+            for d in range(hi - lo):
                 dst[d] += src[d]
