@@ -36,18 +36,18 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
     """
     m, k = a.shape
     n = b.shape[1]
-    blocks = 2 * m * n * k // MIN_FLOPS_PER_BLOCK
+    worth = 2 * m * n * k // MIN_FLOPS_PER_BLOCK  # how many blocks the product is worth
     threads = 1
-    if blocks > 1 and config._SERIAL_BLAS.active:  # small products skip the thread count's cost
-        threads = min(config.get_num_threads(), blocks)
+    if worth > 1 and config._SERIAL_BLAS.active:  # small products skip the thread count's cost
+        threads = min(config.get_num_threads(), worth)
     if threads <= 1:
         _product(a, b, out, accumulate)
     elif max(m, n) >= 16 * threads:
-        blocks = _blocks(max(m, n), threads)
+        spans = _blocks(max(m, n), threads)
         if m >= n:
-            _run([(_product, a[i:j], b, out[i:j], accumulate) for i, j in blocks])
+            _run([(_product, a[i:j], b, out[i:j], accumulate) for i, j in spans])
         else:
-            _run([(_product, a, b[:, i:j], out[:, i:j], accumulate) for i, j in blocks])
+            _run([(_product, a, b[:, i:j], out[:, i:j], accumulate) for i, j in spans])
     else:
         partials = np.empty((threads - 1, m, n), dtype=out.dtype)
         (i0, j0), *rest = _blocks(k, threads)

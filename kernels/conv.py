@@ -276,6 +276,8 @@ def conv2d_backward(
     g2d = grad_z.reshape(-1, filters)
     out_h, out_w, pad_top, pad_left = conv_geometry(x_shape, kernel.shape, strides, padding)
     if dkernel is not None and cols is None:
+        if x is None:
+            raise ValueError("conv2d_backward: without cols (a direct kernel), pass x=")
         partial = np.empty((min(g2d.shape[0] // out_w, 16), *kernel.shape), dtype=g2d.dtype)
         conv2d_direct_dkernel(
             np.ascontiguousarray(x), grad_z, strides[0], strides[1], pad_top, pad_left, partial
@@ -293,7 +295,7 @@ def conv2d_backward(
     if _is_pointwise(kernel.shape, strides):
         matmul(g2d, k2d.T, dx.reshape(-1, c))
         return dx
-    if dcols is None or cols is None:
+    if dcols is None:
         dcols = np.empty((g2d.shape[0], kh * kw * c), dtype=g2d.dtype)
     matmul(g2d, k2d.T, dcols)
     col2im(dcols, kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w, dx)
