@@ -91,7 +91,7 @@ def _bias_activation_parallel(z, bias, code, out):
         _bias_activation_row(z, bias, code, out, i)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bias_activation_serial(z, bias, code, out):
     for i in range(z.shape[0]):
         _bias_activation_row(z, bias, code, out, i)
@@ -128,7 +128,7 @@ def _activation_backward_parallel(grad_y, y, code, out):
         _activation_backward_row(grad_y, y, code, out, i)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _activation_backward_serial(grad_y, y, code, out):
     for i in range(y.shape[0]):
         _activation_backward_row(grad_y, y, code, out, i)
@@ -150,7 +150,7 @@ def _column_sums_add_parallel(grad, out):
             out[j] += partial[b, j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _column_sums_add_serial(grad, out):
     for i in range(grad.shape[0]):
         for j in range(grad.shape[1]):

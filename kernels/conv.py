@@ -18,7 +18,12 @@ arrays; the wrappers make sure of it.
 import numpy as np
 from numba import njit, prange
 
-from .activations import _activate_row, bias_activation_forward, column_sums_add
+from .activations import (
+    _activate_row,
+    _bias_activation_serial,
+    bias_activation_forward,
+    column_sums_add,
+)
 from .gemm import matmul as numpy_matmul
 
 
@@ -37,35 +42,47 @@ def padding_amounts(in_size, k, stride, padding):
 @njit(cache=True, parallel=True)
 def im2col(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols):
     """cols (N*oh*ow, kh*kw*C) = x (N,H,W,C)'s windows: row (n,i,j), column (p,q,c); 0 = padding."""
-    n_batch, h, w, c = x.shape
+    for r in prange(x.shape[0] * out_h):
+        _im2col_row(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, r)
+
+
+@njit(cache=True, nogil=True)
+def im2col_rows(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, start, stop):
+    """``im2col`` for output rows start..stop-1 of N*oh only, serially (for a caller's threads)."""
+    for r in range(start, stop):
+        _im2col_row(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, r)
+
+
+@njit(cache=True)
+def _im2col_row(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, r):
+    """The out_w rows of cols for output row r = n * oh + i."""
+    _, h, w, c = x.shape
     run = kw * c  # taps (p, 0..kw-1) are one contiguous run in both x's row and the cols row
-    xr = x.reshape(n_batch, h, w * c)
-    for r in prange(n_batch * out_h):
-        n = r // out_h
-        h0 = (r % out_h) * sh - pad_top
-        for ow in range(out_w):
-            row = cols[r * out_w + ow]
-            w0 = ow * sw - pad_left
-            lo = max(0, -w0)  # first in-bounds tap column
-            hi_q = min(kw, w - w0)  # one past the last in-bounds tap column
-            for p in range(kh):
-                hi = h0 + p
-                base = p * run
-                dst = row[base : base + run]
-                if hi < 0 or hi >= h or hi_q <= lo:
-                    for t in range(run):
-                        dst[t] = 0
-                    continue
-                # views indexed from 0 by the loop variable: a computed index would cost a
-                # negative-index check per element and keep the copy from vectorizing
-                src = xr[n, hi, (w0 + lo) * c : (w0 + hi_q) * c]
-                inside = dst[lo * c : hi_q * c]
-                for t in range(lo * c):
+    n = r // out_h
+    h0 = (r % out_h) * sh - pad_top
+    img = x[n].reshape(h, w * c)
+    for ow in range(out_w):
+        row = cols[r * out_w + ow]
+        w0 = ow * sw - pad_left
+        lo = max(0, -w0)  # first in-bounds tap column
+        hi_q = min(kw, w - w0)  # one past the last in-bounds tap column
+        for p in range(kh):
+            hi = h0 + p
+            dst = row[p * run : (p + 1) * run]
+            if hi < 0 or hi >= h or hi_q <= lo:
+                for t in range(run):
                     dst[t] = 0
-                for t in range((hi_q - lo) * c):
-                    inside[t] = src[t]
-                for t in range(hi_q * c, run):
-                    dst[t] = 0
+                continue
+            # views indexed from 0 by the loop variable: a computed index would cost a
+            # negative-index check per element and keep the copy from vectorizing
+            src = img[hi, (w0 + lo) * c : (w0 + hi_q) * c]
+            inside = dst[lo * c : hi_q * c]
+            for t in range(lo * c):
+                dst[t] = 0
+            for t in range((hi_q - lo) * c):
+                inside[t] = src[t]
+            for t in range(hi_q * c, run):
+                dst[t] = 0
 
 
 @njit(cache=True, parallel=True)
@@ -209,15 +226,23 @@ def is_direct(kernel_shape, strides) -> bool:
     return taps <= DIRECT_MAX_TAPS and not _is_pointwise(kernel_shape, strides)
 
 
+# Rows of cols per chunk of a tiled forward: ~1 MB of cols at 288 taps, so a chunk's im2col,
+# GEMM and epilogue work on data still in cache.
+TILE_ROWS = 1024
+
+
 def conv2d_forward(
-    x, kernel, bias, strides, padding, activation_code, out=None, cols=None, matmul=numpy_matmul
-):
+    x, kernel, bias, strides, padding, activation_code, out=None, cols=None, matmul=numpy_matmul,
+    tiles=None,
+):  # fmt: skip
     """(y, cols): y (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or None).
 
     ``cols`` (N*oh*ow, kh*kw*C) is what ``conv2d_backward`` needs; pass ``out`` / ``cols``
     buffers of those shapes to reuse a workspace (``cols`` is unused for 1x1 stride-1 kernels,
     whose cols is a view of x, and None for direct kernels, ``is_direct``: the backward then
-    needs x). ``matmul(a, b, out, accumulate=False)`` runs the GEMM.
+    needs x). ``matmul(a, b, out, accumulate=False)`` runs the GEMM. With ``tiles(fn, rows)``
+    (such as ``fastnn.gemm.row_shards``), im2col, GEMM and epilogue run together per chunk of
+    output rows, ``fn(start, stop)`` on the caller's threads, instead of one pass each.
     """
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
@@ -235,14 +260,30 @@ def conv2d_forward(
         sh, sw = strides
         conv2d_direct(x, kernel, b, sh, sw, pad_top, pad_left, activation_code, out)
         return out, None
-    if _is_pointwise(kernel.shape, strides):
-        cols = x.reshape(n * out_h * out_w, c)
-    else:
-        if cols is None:
-            cols = np.empty((n * out_h * out_w, kh * kw * c), dtype=x.dtype)
-        im2col(x, kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w, cols)
     y2d = out.reshape(n * out_h * out_w, filters)
-    matmul(cols, np.ascontiguousarray(kernel).reshape(kh * kw * c, filters), y2d)
+    k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
+    geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w)
+    pointwise = _is_pointwise(kernel.shape, strides)
+    if pointwise:
+        cols = x.reshape(n * out_h * out_w, c)
+    elif cols is None:
+        cols = np.empty((n * out_h * out_w, kh * kw * c), dtype=x.dtype)
+    if tiles is not None and not pointwise:
+
+        def run(start, stop):
+            step = max(1, TILE_ROWS // out_w)
+            for r0 in range(start, stop, step):
+                r1 = min(stop, r0 + step)
+                im2col_rows(x, *geometry, cols, r0, r1)
+                rows = slice(r0 * out_w, r1 * out_w)
+                np.matmul(cols[rows], k2d, out=y2d[rows])
+                _bias_activation_serial(y2d[rows], b, activation_code, y2d[rows])
+
+        tiles(run, n * out_h)
+        return out, cols
+    if not pointwise:
+        im2col(x, *geometry, cols)
+    matmul(cols, k2d, y2d)
     bias_activation_forward(y2d, b, activation_code, y2d)
     return out, cols
 

@@ -149,36 +149,45 @@ def test_im2col_col2im_match_reference(case, seed):
     np.testing.assert_allclose(lhs, np.sum(x64 * dx), **TOL[dtype])
 
 
-PATHS = ["im2col", "direct"]
+PATHS = ["im2col", "tiled", "direct"]
+
+
+def uneven_tiles(fn, rows):
+    """A ``tiles`` that runs blocks of 1, 2 and the remaining output rows."""
+    edges = sorted({0, min(1, rows), min(3, rows), rows})
+    for start, stop in zip(edges[:-1], edges[1:]):
+        fn(start, stop)
 
 
 @contextlib.contextmanager
 def conv_path(path):
-    """Run convolutions on the im2col + GEMM path, or on the direct kernels for any taps."""
-    saved = conv.DIRECT_MAX_TAPS
-    conv.DIRECT_MAX_TAPS = 0 if path == "im2col" else 10**9
+    """Yield the forward's extra arguments for a path: im2col + GEMM in one pass each, the same
+    tiled (blocks of rows, chunks of 2 output rows), or the direct kernels for any taps."""
+    saved = conv.DIRECT_MAX_TAPS, conv.TILE_ROWS
+    conv.DIRECT_MAX_TAPS = 10**9 if path == "direct" else 0
+    conv.TILE_ROWS = 1  # chunks of one output row: every chunk boundary is exercised
     try:
-        yield
+        yield {"tiles": uneven_tiles} if path == "tiled" else {}
     finally:
-        conv.DIRECT_MAX_TAPS = saved
+        conv.DIRECT_MAX_TAPS, conv.TILE_ROWS = saved
 
 
 @settings(max_examples=25, deadline=None)
 @given(conv_cases(), st.integers(1, 5), st.sampled_from(list(range(5))), st.booleans(), st.data())
 @pytest.mark.parametrize("path", PATHS)
 def test_conv2d_forward_backward_match_reference(path, case, filters, code, use_bias, data):
-    with conv_path(path):
-        check_conv2d_against_reference(case, filters, code, use_bias, data)
+    with conv_path(path) as options:
+        check_conv2d_against_reference(case, filters, code, use_bias, data, options)
 
 
-def check_conv2d_against_reference(case, filters, code, use_bias, data):
+def check_conv2d_against_reference(case, filters, code, use_bias, data, options):
     x_shape, (kh, kw), strides, padding, dtype = case
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
     x = _data(rng, x_shape, dtype)
     k = _data(rng, (kh, kw, x_shape[3], filters), dtype)
     b = _data(rng, (filters,), dtype) if use_bias else None
 
-    y, cols = conv.conv2d_forward(x, k, b, strides, padding, code)
+    y, cols = conv.conv2d_forward(x, k, b, strides, padding, code, **options)
     assert y.dtype == dtype
     assert (cols is None) == conv.is_direct(k.shape, strides)
     np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
@@ -237,14 +246,14 @@ def test_same_padding_asymmetry_matches_explicit_pad(path, h, k, s, expected_pad
     w = rng.standard_normal((k, k, 2, 3))
     before, after = expected_pads
     xp = np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
-    with conv_path(path):
-        y_same, _ = conv.conv2d_forward(x, w, None, (s, s), "same", LINEAR)
-        y_valid, _ = conv.conv2d_forward(xp, w, None, (s, s), "valid", LINEAR)
+    with conv_path(path) as options:
+        y_same, _ = conv.conv2d_forward(x, w, None, (s, s), "same", LINEAR, **options)
+        y_valid, _ = conv.conv2d_forward(xp, w, None, (s, s), "valid", LINEAR, **options)
     assert y_same.shape[1] == -(-h // s)
     np.testing.assert_allclose(y_same, y_valid, rtol=1e-12)
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", ["im2col", "direct"])  # the backward has no tiled path
 def test_conv2d_backward_matches_finite_differences(path, monkeypatch):
     monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0 if path == "im2col" else 10**9)
     rng = np.random.default_rng(2)

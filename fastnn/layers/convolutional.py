@@ -306,8 +306,9 @@ class Conv1D(_Conv):
         bias = self.bias.value if self.use_bias else None
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         y, cols = kernels.conv.conv2d_forward(
-            x4, kernel, bias, (1, self.strides[0]), padding, self._code, matmul=gemm.matmul
-        )
+            x4, kernel, bias, (1, self.strides[0]), padding, self._code, matmul=gemm.matmul,
+            tiles=gemm.row_shards,
+        )  # fmt: skip
         return y.reshape(n, y.shape[2], self.filters), (cols, x4, y, padding)
 
     def backward(self, ctx, grad_outputs):
@@ -421,7 +422,7 @@ class Conv2D(_Conv):
                 cols = workspace.empty("cols", cols_shape, self.kernel.dtype)
         y, cols = kernels.conv.conv2d_forward(
             inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out, cols,
-            gemm.matmul,
+            gemm.matmul, gemm.row_shards,
         )  # fmt: skip
         return y, (cols, inputs, y, workspace)
 
