@@ -56,7 +56,7 @@ def fraction_of_gemm_peak(benchmark, gemm_peak):
 
 @pytest.fixture
 def as_in_a_pass():
-    """BLAS on one thread, as inside fastnn's passes (GEMMs then split over fastnn's threads)."""
+    """BLAS on one thread, as inside fastnn's passes (GEMMs and conv tiles on fastnn's threads)."""
     with config.serial_blas():
         yield
 
@@ -75,7 +75,7 @@ def test_conv2d_forward(benchmark, as_in_a_pass, batch, name, hwc, filters):
     x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
     args = (x, kernel, bias, (1, 1), "same", activations.RELU)
     out, cols = conv.conv2d_forward(*args, matmul=gemm.matmul)
-    benchmark(conv.conv2d_forward, *args, out, cols, gemm.matmul)
+    benchmark(conv.conv2d_forward, *args, out, cols, gemm.matmul, gemm.row_shards)
     gflops(benchmark, 2 * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
 
 
@@ -92,7 +92,7 @@ def test_conv2d_backward(benchmark, as_in_a_pass, batch, name, hwc, filters):
     def backward():
         return conv.conv2d_backward(
             grad, cols, x.shape, kernel, (1, 1), "same", dkernel, dbias, dx=dx,
-            need_dx=need_dx, matmul=gemm.matmul, x=x,
+            need_dx=need_dx, matmul=gemm.matmul, x=x, tiles=gemm.row_shards,
         )  # fmt: skip
 
     benchmark(backward)

@@ -195,7 +195,7 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
     dz = _data(rng, y.shape, dtype)
     dk = np.ones_like(k)  # the kernel adds into the gradients: start from ones
     db = np.ones(filters, dtype=dtype) if use_bias else None
-    dx = conv.conv2d_backward(dz, cols, x_shape, k, strides, padding, dk, db, x=x)
+    dx = conv.conv2d_backward(dz, cols, x_shape, k, strides, padding, dk, db, x=x, **options)
     rdx, rdk, rdb = ref_conv_backward(x, k, dz, strides, padding)
     assert dx.dtype == dtype and dk.dtype == dtype
     np.testing.assert_allclose(dx, rdx, **TOL[dtype])

@@ -331,6 +331,7 @@ class Conv1D(_Conv):
             dcols=dcols,
             matmul=gemm.matmul,
             x=x4,
+            tiles=gemm.row_shards,
         )
         dx = dx.reshape(x4_shape[0], x4_shape[2], x4_shape[3])
         if self.padding == "causal":
@@ -449,4 +450,5 @@ class Conv2D(_Conv):
             need_dx=need_input_grad,
             matmul=gemm.matmul,
             x=x,
+            tiles=gemm.row_shards,
         )
