@@ -24,9 +24,10 @@ from fastnn.config import serial_blas
 from fastnn.layers.base import Layer, shape_error
 from fastnn.random import make_rng
 
-# BLAS on one thread during the time loops' many small GEMMs (see config); the one-GEMM input
-# projection and weight gradients around them use every thread.
-_SERIAL_BLAS = serial_blas()
+# How the sequence kernels run here: BLAS on one thread during the time loops' many small GEMMs
+# (see config), the input projection and weight gradients split over fastnn's threads, and the
+# time loop itself on blocks of the batch's rows at once (see fastnn.gemm).
+_ON_FASTNN_THREADS = dict(steps_guard=serial_blas(), matmul=gemm.matmul, shards=gemm.row_shards)
 
 
 class SequenceLayer(Layer):
@@ -352,9 +353,7 @@ class LSTM(_RNN):
             mt,
             self._act,
             self._rec_act,
-            steps_guard=_SERIAL_BLAS,
-            matmul=gemm.matmul,
-            shards=gemm.row_shards,
+            **_ON_FASTNN_THREADS,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -372,9 +371,7 @@ class LSTM(_RNN):
             dy,
             *state_grads,
             *self._weight_grads(),
-            steps_guard=_SERIAL_BLAS,
-            matmul=gemm.matmul,
-            shards=gemm.row_shards,
+            **_ON_FASTNN_THREADS,
         )
         return dx, [dh0, dc0]
 
@@ -423,9 +420,7 @@ class GRU(_RNN):
             mt,
             self._act,
             self._rec_act,
-            steps_guard=_SERIAL_BLAS,
-            matmul=gemm.matmul,
-            shards=gemm.row_shards,
+            **_ON_FASTNN_THREADS,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -442,9 +437,7 @@ class GRU(_RNN):
             dy,
             state_grads[0],
             *self._weight_grads(),
-            steps_guard=_SERIAL_BLAS,
-            matmul=gemm.matmul,
-            shards=gemm.row_shards,
+            **_ON_FASTNN_THREADS,
         )
         return dx, [dh0]
 
@@ -508,9 +501,7 @@ class SimpleRNN(_RNN):
             states[0],
             mt,
             self._act,
-            steps_guard=_SERIAL_BLAS,
-            matmul=gemm.matmul,
-            shards=gemm.row_shards,
+            **_ON_FASTNN_THREADS,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads):
@@ -524,9 +515,7 @@ class SimpleRNN(_RNN):
             dy,
             state_grads[0],
             *self._weight_grads(),
-            steps_guard=_SERIAL_BLAS,
-            matmul=gemm.matmul,
-            shards=gemm.row_shards,
+            **_ON_FASTNN_THREADS,
         )
         return dx, [dh0]
 
