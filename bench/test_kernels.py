@@ -74,24 +74,25 @@ def test_gemm_peak(benchmark, n):
 def test_conv2d_forward(benchmark, as_in_a_pass, batch, name, hwc, filters):
     x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
     args = (x, kernel, bias, (1, 1), "same", activations.RELU)
-    out, cols = conv.conv2d_forward(*args, matmul=gemm.matmul)
-    benchmark(conv.conv2d_forward, *args, out, cols, gemm.matmul, gemm.row_shards)
+    out = np.empty((batch, *hwc[:2], filters), np.float32)
+    benchmark(conv.conv2d_forward, *args, out, matmul=gemm.matmul, tiles=gemm.row_shards)
     gflops(benchmark, 2 * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
 
 
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("name, hwc, filters", CONVS)
 def test_conv2d_backward(benchmark, as_in_a_pass, batch, name, hwc, filters):
-    """As in seed_cnn's training step: conv1, the first layer, needs no input gradient."""
+    """As in seed_cnn's training step: conv1, the first layer, needs no input gradient; the
+    tiled forward keeps no cols, so the backward im2cols x again."""
     x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
-    y, cols = conv.conv2d_forward(x, kernel, bias, (1, 1), "same", activations.LINEAR)
+    y = conv.conv2d_forward(x, kernel, bias, (1, 1), "same", activations.LINEAR)[0]
     grad = rand(*y.shape)
     dkernel, dbias = np.zeros_like(kernel), np.zeros_like(bias)
     dx, need_dx = np.empty_like(x), name != "conv1"
 
     def backward():
         return conv.conv2d_backward(
-            grad, cols, x.shape, kernel, (1, 1), "same", dkernel, dbias, dx=dx,
+            grad, None, x.shape, kernel, (1, 1), "same", dkernel, dbias, dx=dx,
             need_dx=need_dx, matmul=gemm.matmul, x=x, tiles=gemm.row_shards,
         )  # fmt: skip
 

@@ -43,26 +43,29 @@ def padding_amounts(in_size, k, stride, padding):
 def im2col(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols):
     """cols (N*oh*ow, kh*kw*C) = x (N,H,W,C)'s windows: row (n,i,j), column (p,q,c); 0 = padding."""
     for r in prange(x.shape[0] * out_h):
-        _im2col_row(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, r)
+        _im2col_row(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols[r * out_w :], r)
 
 
 @njit(cache=True, nogil=True)
 def im2col_rows(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, start, stop):
-    """``im2col`` for output rows start..stop-1 of N*oh only, serially (for a caller's threads)."""
+    """cols ((stop-start)*ow, kh*kw*C) = ``im2col``'s rows for output rows start..stop-1 of N*oh,
+    serially (for a caller's threads; cols may be a small buffer reused chunk after chunk)."""
     for r in range(start, stop):
-        _im2col_row(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, r)
+        _im2col_row(
+            x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols[(r - start) * out_w :], r
+        )
 
 
 @njit(cache=True)
 def _im2col_row(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, r):
-    """The out_w rows of cols for output row r = n * oh + i."""
+    """cols[:ow] = the im2col rows of output row r = n * oh + i."""
     _, h, w, c = x.shape
     run = kw * c  # taps (p, 0..kw-1) are one contiguous run in both x's row and the cols row
     n = r // out_h
     h0 = (r % out_h) * sh - pad_top
     img = x[n].reshape(h, w * c)
     for ow in range(out_w):
-        row = cols[r * out_w + ow]
+        row = cols[ow]
         w0 = ow * sw - pad_left
         lo = max(0, -w0)  # first in-bounds tap column
         hi_q = min(kw, w - w0)  # one past the last in-bounds tap column
@@ -88,20 +91,25 @@ def _im2col_row(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, cols, r):
 @njit(cache=True, parallel=True)
 def col2im(dcols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx):
     """dx (N,H,W,C) = im2col's adjoint of dcols (N*oh*ow, kh*kw*C); overwritten, overlaps add."""
+    pixels = out_h * out_w
     for n in prange(dx.shape[0]):
-        _col2im_image(dcols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx, n)
+        _col2im_image(dcols[n * pixels :], kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx, n)
 
 
 @njit(cache=True, nogil=True)
 def col2im_images(dcols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx, start, stop):
-    """``col2im`` for images start..stop-1 only, serially (for a caller's threads)."""
+    """``col2im`` for images start..stop-1 only, from dcols ((stop-start)*oh*ow, kh*kw*C) holding
+    just their rows, serially (for a caller's threads)."""
+    pixels = out_h * out_w
     for n in range(start, stop):
-        _col2im_image(dcols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx, n)
+        _col2im_image(
+            dcols[(n - start) * pixels :], kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx, n
+        )
 
 
 @njit(cache=True)
 def _col2im_image(dcols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx, n):
-    """dx[n] from its out_h * out_w rows of dcols."""
+    """dx[n] from dcols[:oh*ow], its rows."""
     _, h, w, c = dx.shape
     run = kw * c
     img = dx[n].reshape(h, w * c)
@@ -109,7 +117,7 @@ def _col2im_image(dcols, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, dx, n)
     for oh in range(out_h):
         h0 = oh * sh - pad_top
         for ow in range(out_w):
-            row = dcols[(n * out_h + oh) * out_w + ow]
+            row = dcols[oh * out_w + ow]
             w0 = ow * sw - pad_left
             lo = max(0, -w0)
             hi_q = min(kw, w - w0)
@@ -249,12 +257,13 @@ def conv2d_forward(
 ):  # fmt: skip
     """(y, cols): y (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or None).
 
-    ``cols`` (N*oh*ow, kh*kw*C) is what ``conv2d_backward`` needs; pass ``out`` / ``cols``
-    buffers of those shapes to reuse a workspace (``cols`` is unused for 1x1 stride-1 kernels,
-    whose cols is a view of x, and None for direct kernels, ``is_direct``: the backward then
-    needs x). ``matmul(a, b, out, accumulate=False)`` runs the GEMM. With ``tiles(fn, rows)``
-    (such as ``fastnn.gemm.row_shards``), im2col, GEMM and epilogue run together per chunk of
-    output rows, ``fn(start, stop)`` on the caller's threads, instead of one pass each.
+    ``cols`` (N*oh*ow, kh*kw*C), the im2col matrix, is what ``conv2d_backward`` can reuse; pass
+    ``out`` / ``cols`` buffers of those shapes to reuse a workspace. For 1x1 stride-1 kernels it
+    is a view of x. It is None for direct kernels (``is_direct``) and on the tiled path: the
+    backward then recomputes what it needs from x. ``matmul(a, b, out, accumulate=False)`` runs
+    the GEMM. With ``tiles(fn, rows)`` (such as ``fastnn.gemm.row_shards``), im2col, GEMM and
+    epilogue run together per chunk of output rows, ``fn(start, stop)`` on the caller's threads,
+    each chunk's im2col rows in a small buffer that stays in cache.
     """
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
@@ -276,24 +285,26 @@ def conv2d_forward(
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
     geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w)
     pointwise = _is_pointwise(kernel.shape, strides)
-    if pointwise:
-        cols = x.reshape(n * out_h * out_w, c)
-    elif cols is None:
-        cols = np.empty((n * out_h * out_w, kh * kw * c), dtype=x.dtype)
     if tiles is not None and not pointwise:
 
         def run(start, stop):
             step = max(1, TILE_ROWS // out_w)
+            chunk = np.empty((min(step, stop - start) * out_w, kh * kw * c), dtype=x.dtype)
             for r0 in range(start, stop, step):
                 r1 = min(stop, r0 + step)
-                im2col_rows(x, *geometry, cols, r0, r1)
                 rows = slice(r0 * out_w, r1 * out_w)
-                np.matmul(cols[rows], k2d, out=y2d[rows])
+                chunk_cols = chunk[: (r1 - r0) * out_w]
+                im2col_rows(x, *geometry, chunk_cols, r0, r1)
+                np.matmul(chunk_cols, k2d, out=y2d[rows])
                 _bias_activation_serial(y2d[rows], b, activation_code, y2d[rows])
 
         tiles(run, n * out_h)
-        return out, cols
-    if not pointwise:
+        return out, None
+    if pointwise:
+        cols = x.reshape(n * out_h * out_w, c)
+    else:
+        if cols is None:
+            cols = np.empty((n * out_h * out_w, kh * kw * c), dtype=x.dtype)
         im2col(x, *geometry, cols)
     matmul(cols, k2d, y2d)
     bias_activation_forward(y2d, b, activation_code, y2d)
@@ -310,7 +321,6 @@ def conv2d_backward(
     dkernel,
     dbias,
     dx=None,
-    dcols=None,
     need_dx=True,
     matmul=numpy_matmul,
     x=None,
@@ -318,57 +328,99 @@ def conv2d_backward(
 ):
     """dx (N,H,W,C) from grad_z (N,oh,ow,F) = dL/dz; adds into dkernel (kh,kw,C,F), dbias (F,).
 
-    ``cols`` is the second result of ``conv2d_forward``; when it is None (direct kernels) the
-    kernel gradient is computed from the input ``x`` instead. ``dkernel`` / ``dbias`` may be None
-    (frozen weights, no bias) to skip that gradient. Pass ``dx`` / ``dcols`` (shaped like x /
-    cols) to reuse workspaces; ``dcols`` may be ``cols`` itself, which is dead once dkernel is
-    updated. With ``need_dx=False`` (a model's first layer) dx is skipped and None returned.
-    ``matmul(a, b, out, accumulate=False)`` runs the GEMMs; with ``tiles(fn, rows)`` the input
-    gradient's GEMM and col2im run together per chunk of images on the caller's threads.
+    ``cols`` is the second result of ``conv2d_forward``; when it is None the kernel gradient is
+    computed from the input ``x`` instead (direct kernels, or im2col again). ``dkernel`` /
+    ``dbias`` may be None (frozen weights, no bias) to skip that gradient. Pass ``dx`` (shaped
+    like x) to reuse a workspace. With ``need_dx=False`` (a model's first layer) dx is skipped
+    and None returned. ``matmul(a, b, out, accumulate=False)`` runs the GEMMs. With
+    ``tiles(fn, rows)`` both GEMMs, im2col and col2im run together per chunk of images on the
+    caller's threads, in small buffers that stay in cache.
     """
     kh, kw, c, filters = kernel.shape
     grad_z = np.ascontiguousarray(grad_z)
     g2d = grad_z.reshape(-1, filters)
     out_h, out_w, pad_top, pad_left = conv_geometry(x_shape, kernel.shape, strides, padding)
-    if dkernel is not None and cols is None:
-        if x is None:
-            raise ValueError("conv2d_backward: without cols (a direct kernel), pass x=")
-        partial = np.empty((min(g2d.shape[0] // out_w, 16), *kernel.shape), dtype=g2d.dtype)
-        conv2d_direct_dkernel(
-            np.ascontiguousarray(x), grad_z, strides[0], strides[1], pad_top, pad_left, partial
-        )
-        dkernel += partial.sum(axis=0)
-    elif dkernel is not None:
-        matmul(cols.T, g2d, dkernel.reshape(-1, filters), accumulate=True)
+    geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w)
+    if dkernel is not None and cols is None and x is None:
+        raise ValueError("conv2d_backward: without cols (direct or tiled forward), pass x=")
     if dbias is not None:
         column_sums_add(g2d, dbias)
+    pointwise = _is_pointwise(kernel.shape, strides)
+    if dkernel is not None and is_direct(kernel.shape, strides):
+        _direct_dkernel(x, grad_z, geometry, dkernel)
+        dkernel = None  # done
+    if tiles is not None and not pointwise:
+        return _tiled_backward(g2d, cols, x, x_shape, kernel, geometry, dkernel, dx, need_dx, tiles)
+    if dkernel is not None:
+        if cols is None and pointwise:
+            cols = np.ascontiguousarray(x).reshape(-1, c)
+        elif cols is None:
+            cols = np.empty((g2d.shape[0], kh * kw * c), dtype=g2d.dtype)
+            im2col(np.ascontiguousarray(x), *geometry, cols)
+        matmul(cols.T, g2d, dkernel.reshape(-1, filters), accumulate=True)
     if not need_dx:
         return None
     if dx is None:
         dx = np.empty(x_shape, dtype=grad_z.dtype)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
-    if _is_pointwise(kernel.shape, strides):
+    if pointwise:
         matmul(g2d, k2d.T, dx.reshape(-1, c))
         return dx
-    if dcols is None:
-        dcols = np.empty((g2d.shape[0], kh * kw * c), dtype=g2d.dtype)
-    geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w)
-    if tiles is None:
-        matmul(g2d, k2d.T, dcols)
-        col2im(dcols, *geometry, dx)
-        return dx
-    pixels = out_h * out_w
+    dcols = np.empty((g2d.shape[0], kh * kw * c), dtype=g2d.dtype)
+    matmul(g2d, k2d.T, dcols)
+    col2im(dcols, *geometry, dx)
+    return dx
+
+
+def _direct_dkernel(x, grad_z, geometry, dkernel):
+    """dkernel += the kernel gradient of a direct conv, from x and grad_z (no cols)."""
+    _, _, sh, sw, pad_top, pad_left, _, _ = geometry
+    rows = grad_z.shape[0] * grad_z.shape[1]
+    partial = np.empty((min(rows, 16), *dkernel.shape), dtype=grad_z.dtype)
+    conv2d_direct_dkernel(np.ascontiguousarray(x), grad_z, sh, sw, pad_top, pad_left, partial)
+    dkernel += partial.sum(axis=0)
+
+
+def _tiled_backward(g2d, cols, x, x_shape, kernel, geometry, dkernel, dx, need_dx, tiles):
+    """conv2d_backward's im2col path per chunk of whole images, on ``tiles``'s threads: each
+    chunk's cols (``cols``'s rows, or im2col of x again) and input-gradient columns live in one
+    small buffer, and each block sums its own part of dkernel."""
+    kh, kw, c, filters = kernel.shape
+    out_h, out_w = geometry[-2:]
+    pixels, taps = out_h * out_w, kh * kw * c
+    k2d = np.ascontiguousarray(kernel).reshape(taps, filters)
+    if x is not None:
+        x = np.ascontiguousarray(x)
+    if need_dx and dx is None:
+        dx = np.empty(x_shape, dtype=g2d.dtype)
+    dkernel_parts = []
 
     def run(start, stop):
         # Blocks come in output rows; an image belongs to the block holding its first row, so
         # no two threads add into the same image of dx.
         first, last = -(-start // out_h), -(-stop // out_h)
+        if first >= last:
+            return
         step = max(1, TILE_ROWS // pixels)
+        chunk = np.empty((min(step, last - first) * pixels, taps), dtype=g2d.dtype)
+        part = None if dkernel is None else np.zeros((taps, filters), dtype=g2d.dtype)
         for n0 in range(first, last, step):
             n1 = min(last, n0 + step)
             rows = slice(n0 * pixels, n1 * pixels)
-            np.matmul(g2d[rows], k2d.T, out=dcols[rows])
-            col2im_images(dcols, *geometry, dx, n0, n1)
+            chunk_cols = chunk[: (n1 - n0) * pixels]
+            if part is not None:
+                if cols is None:
+                    im2col_rows(x, *geometry, chunk_cols, n0 * out_h, n1 * out_h)
+                    part += chunk_cols.T @ g2d[rows]
+                else:
+                    part += cols[rows].T @ g2d[rows]
+            if need_dx:
+                np.matmul(g2d[rows], k2d.T, out=chunk_cols)
+                col2im_images(chunk_cols, *geometry, dx, n0, n1)
+        if part is not None:
+            dkernel_parts.append(part)
 
-    tiles(run, x_shape[0] * out_h)
-    return dx
+    tiles(run, g2d.shape[0] // out_w)
+    if dkernel_parts:
+        dkernel += sum(dkernel_parts).reshape(dkernel.shape)
+    return dx if need_dx else None

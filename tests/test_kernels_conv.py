@@ -189,7 +189,9 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
 
     y, cols = conv.conv2d_forward(x, k, b, strides, padding, code, **options)
     assert y.dtype == dtype
-    assert (cols is None) == conv.is_direct(k.shape, strides)
+    pointwise = k.shape[:2] == (1, 1) and tuple(strides) == (1, 1)
+    keeps_cols = pointwise or ("tiles" not in options and not conv.is_direct(k.shape, strides))
+    assert (cols is not None) == keeps_cols  # else the backward recomputes from x
     np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
 
     dz = _data(rng, y.shape, dtype)
@@ -227,6 +229,29 @@ def test_conv2d_forward_reuses_buffers_and_pointwise_path(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("kernel_shape, strides", [((1, 1, 3, 4), (1, 1)), ((3, 2, 3, 4), (2, 1))])
+@pytest.mark.parametrize("tiled", [False, True])
+def test_conv2d_backward_recomputes_cols_from_x(tiled, kernel_shape, strides, monkeypatch):
+    """Given x instead of cols (as after a tiled forward), the backward im2cols x itself."""
+    monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0)
+    monkeypatch.setattr(conv, "TILE_ROWS", 3)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 4, 3))
+    k = rng.standard_normal(kernel_shape)
+    y, cols = conv.conv2d_forward(x, k, None, strides, "same", LINEAR)
+    dz = rng.standard_normal(y.shape)
+    dk, dk_recomputed = np.zeros_like(k), np.zeros_like(k)
+    dx = conv.conv2d_backward(dz, cols, x.shape, k, strides, "same", dk, None)
+    options = {"tiles": uneven_tiles} if tiled else {}
+    dx2 = conv.conv2d_backward(
+        dz, None, x.shape, k, strides, "same", dk_recomputed, None, x=x, **options
+    )
+    np.testing.assert_allclose(dk_recomputed, dk, rtol=1e-12)
+    np.testing.assert_allclose(dx2, dx, rtol=1e-12)
+    with pytest.raises(ValueError, match="pass x="):
+        conv.conv2d_backward(dz, None, x.shape, k, strides, "same", dk, None)
+
+
 def test_conv2d_too_small_input_raises():
     x = np.zeros((1, 2, 2, 1), np.float32)
     k = np.zeros((3, 3, 1, 1), np.float32)
@@ -253,9 +278,13 @@ def test_same_padding_asymmetry_matches_explicit_pad(path, h, k, s, expected_pad
     np.testing.assert_allclose(y_same, y_valid, rtol=1e-12)
 
 
-@pytest.mark.parametrize("path", ["im2col", "direct"])  # the backward has no tiled path
-def test_conv2d_backward_matches_finite_differences(path, monkeypatch):
-    monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0 if path == "im2col" else 10**9)
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_backward_matches_finite_differences(path):
+    with conv_path(path) as options:
+        check_conv2d_gradients_by_finite_differences(options)
+
+
+def check_conv2d_gradients_by_finite_differences(options):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 5, 4, 2))
     k = rng.standard_normal((2, 3, 2, 3))
@@ -267,9 +296,9 @@ def test_conv2d_backward_matches_finite_differences(path, monkeypatch):
     def loss():
         return np.sum(conv.conv2d_forward(x, k, b, strides, padding, LINEAR)[0] * r)
 
-    _, cols = conv.conv2d_forward(x, k, b, strides, padding, LINEAR)
+    _, cols = conv.conv2d_forward(x, k, b, strides, padding, LINEAR, **options)
     dk, db = np.zeros_like(k), np.zeros_like(b)
-    dx = conv.conv2d_backward(r, cols, x.shape, k, strides, padding, dk, db, x=x)
+    dx = conv.conv2d_backward(r, cols, x.shape, k, strides, padding, dk, db, x=x, **options)
     eps = 1e-6
     for param, grad in ((x, dx), (k, dk), (b, db)):
         num = np.zeros_like(param)

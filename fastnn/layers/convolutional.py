@@ -318,7 +318,6 @@ class Conv1D(_Conv):
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         dkernel = self.kernel.grad.reshape(kernel.shape) if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None
-        dcols = cols if cols is not None and cols.base is None else None
         dx = kernels.conv.conv2d_backward(
             grad,
             cols,
@@ -328,7 +327,6 @@ class Conv1D(_Conv):
             padding,
             dkernel,
             dbias,
-            dcols=dcols,
             matmul=gemm.matmul,
             x=x4,
             tiles=gemm.row_shards,
@@ -410,20 +408,15 @@ class Conv2D(_Conv):
 
     def forward(self, inputs, training, workspace=None):
         bias = self.bias.value if self.use_bias else None
-        out = cols = None
+        out = None
         if workspace is not None:
-            n, _, _, c = inputs.shape
-            kh, kw = self.kernel_size
             out_h, out_w, _, _ = kernels.conv.conv_geometry(
                 inputs.shape, self.kernel.shape, self.strides, self.padding
             )
-            out = workspace.empty("y", (n, out_h, out_w, self.filters), self.kernel.dtype)
-            if not kernels.conv.is_direct(self.kernel.shape, self.strides):
-                cols_shape = (n * out_h * out_w, kh * kw * c)
-                cols = workspace.empty("cols", cols_shape, self.kernel.dtype)
+            out = workspace.empty("y", (len(inputs), out_h, out_w, self.filters), self.kernel.dtype)
         y, cols = kernels.conv.conv2d_forward(
-            inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out, cols,
-            gemm.matmul, gemm.row_shards,
+            inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out,
+            matmul=gemm.matmul, tiles=gemm.row_shards,
         )  # fmt: skip
         return y, (cols, inputs, y, workspace)
 
@@ -434,8 +427,6 @@ class Conv2D(_Conv):
         grad = self._activation_grad(grad_outputs, y, workspace)
         dkernel = self.kernel.grad if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None
-        # cols is dead once dkernel is done, so the input-gradient columns reuse its memory.
-        dcols = cols if cols is not None and cols.base is None else None
         return kernels.conv.conv2d_backward(
             grad,
             cols,
@@ -446,7 +437,6 @@ class Conv2D(_Conv):
             dkernel,
             dbias,
             dx=scratch(workspace, "dx", x.shape, y.dtype) if need_input_grad else None,
-            dcols=dcols,
             need_dx=need_input_grad,
             matmul=gemm.matmul,
             x=x,
