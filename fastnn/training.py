@@ -648,8 +648,10 @@ class Trainer:
         self._ensure_built_for_data(x)
         with _named_errors("predict_on_batch()"):
             xs = self._standardize_x(x)
-        outputs, _ = self._graph.forward(xs, training=False)
-        return self._pack_outputs(outputs)
+        # Layers reuse this thread's buffers from the last call (fresh large arrays cost page
+        # faults); the outputs, which may be such buffers, are copied out.
+        outputs, _ = self._graph.forward(xs, training=False, reuse="predict")
+        return self._pack_outputs([np.array(out) for out in outputs])
 
     def _ensure_built_for_data(self, x) -> None:
         """Hook for models that build from the first data they see (Sequential)."""

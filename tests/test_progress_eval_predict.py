@@ -151,3 +151,16 @@ def test_fit_validation_runs_the_test_hooks_without_a_second_bar(capsys):
     )
     assert calls == ["test_begin", "test_batch_0", "test_batch_1", ("test_end", ["loss"])]
     assert capsys.readouterr().out.count("/step") == 1
+
+
+def test_predict_on_batch_results_survive_the_next_call():
+    """predict_on_batch reuses its layers' buffers between calls, never the arrays it returned."""
+    model = fastnn.Sequential([fastnn.Input((3,)), layers.Dense(4), layers.Dense(2)])
+    rng = np.random.default_rng(0)
+    a, b = rng.random((5, 3), np.float32), rng.random((5, 3), np.float32)
+    first = model.predict_on_batch(a)
+    expected = first.copy()
+    second = model.predict_on_batch(b)
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_allclose(second, model.predict(b, verbose=0), rtol=1e-6)
+    assert not np.shares_memory(first, second)
