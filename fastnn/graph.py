@@ -7,6 +7,7 @@ forward pass are returned to the caller as a tape, so concurrent calls never sha
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Sequence
 
@@ -152,12 +153,35 @@ class Graph:
         # Per node: does any input's value depend on weights (or, second list, on the graph's
         # inputs too)? If not, its input gradient reaches nothing that needs it.
         self._input_grad_needed = {flag: self._nodes_needing_input_grads(flag) for flag in (0, 1)}
+        self._table_row_sources = self._find_table_row_sources()
         #: Layers without a backward that a training step would have to run backward.
         self.blocks_training = [
             node.layer
             for node, needed in zip(self.nodes, self._input_grad_needed[0])
             if needed and not node.layer.has_backward
         ]
+
+    def _find_table_row_sources(self) -> dict:
+        """{node index: index of the node feeding it table rows}, for each layer that
+        ``takes_table_rows`` whose one input is the 3-D output of a layer that
+        ``gathers_table_rows`` (Embedding), read by no other node and not a model output."""
+        readers = collections.Counter(s for slots in self._node_input_slots for s in slots)
+        producer = {s: i for i, slots in enumerate(self._node_output_slots) for s in slots}
+        sources = {}
+        for i, node in enumerate(self.nodes):
+            slots = self._node_input_slots[i]
+            if not node.layer.takes_table_rows or node.inputs_are_list or len(slots) != 1:
+                continue
+            source = producer.get(slots[0])
+            if (
+                source is not None
+                and self.nodes[source].layer.gathers_table_rows
+                and readers[slots[0]] == 1
+                and slots[0] not in self._output_slots
+                and len(node.inputs[0].shape) == 3
+            ):
+                sources[i] = source
+        return sources
 
     def _nodes_needing_input_grads(self, graph_inputs: bool) -> list[bool]:
         depends = [False] * len(self._slot)
@@ -209,8 +233,8 @@ class Graph:
         for slot, array in zip(self._input_slots, input_arrays):
             values[slot] = array
         ctxs = []
-        for node, in_slots, out_slots, workspace in zip(
-            self.nodes, self._node_input_slots, self._node_output_slots, workspaces
+        for i, (node, in_slots, out_slots, workspace) in enumerate(
+            zip(self.nodes, self._node_input_slots, self._node_output_slots, workspaces)
         ):
             layer = node.layer
             args = node.pack_inputs([values[s] for s in in_slots])
@@ -219,6 +243,9 @@ class Graph:
             extra = {} if workspace is None else {"workspace": workspace}
             if mask is not None and layer.supports_masking:
                 extra["mask"] = mask
+            if i in self._table_row_sources:  # e.g. an LSTM reading an Embedding's output
+                source = self._table_row_sources[i]
+                extra["embedded"] = (ctxs[source], self.nodes[source].layer)
             outputs, ctx = layer.forward(args, training, **extra)
             out_mask = layer.compute_mask(args, mask)
             ctxs.append(ctx)

@@ -17,6 +17,9 @@ GRU, reset_after=True (z, r, h), bias (2, 3u) = (input bias, recurrent bias):
 ``hh = act(x_h + r * (h @ U_h + b_rh))``, ``h = z * h_prev + (1 - z) * hh``.
 SimpleRNN: ``h = act(x @ kernel + h_prev @ recurrent_kernel + bias)``.
 Activations are the integer codes of ``kernels.codes`` (linear, relu, sigmoid, tanh).
+Each sequence function also takes ``x`` as ``TableRows``, rows of a table picked by ids (an
+Embedding's output): the projection is then done once per table row, and backward returns None
+for dx after adding the table's gradient into ``TableRows.dtable``.
 
 The per-step kernels are serial on purpose: a step holds only N * units elements (2048 for a
 batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. Threaded BLAS between the
@@ -30,12 +33,14 @@ the GIL); the default runs one block.
 """
 
 import contextlib
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from .activations import bias_activation_forward, column_sums_add
 from .codes import LINEAR, RELU, SIGMOID, TANH
+from .embedding import embedding_backward, embedding_forward
 from .gemm import matmul as numpy_matmul
 
 
@@ -219,8 +224,36 @@ def _guarded(steps_guard):
     return contextlib.nullcontext() if steps_guard is None else steps_guard
 
 
+class TableRows(NamedTuple):
+    """A sequence input given as rows of a table, such as an Embedding's output never gathered:
+    step t of sample n is ``table[ids[t, n]]``. The input projection then runs once on the table's
+    V rows instead of the T * N steps (fewer flops when T * N > V), and the backward adds the
+    table's gradient into ``dtable`` unless None, instead of returning dx."""
+
+    table: np.ndarray  # (V, in)
+    ids: np.ndarray  # (T, N) int64, time-major
+    dtable: np.ndarray | None = None  # (V, in)
+
+
+def _contiguous(x):
+    return x if isinstance(x, TableRows) else np.ascontiguousarray(x)
+
+
+def sequence_shape(x):
+    """(T, N, dtype) of a sequence input: an array (T, N, in) or TableRows."""
+    if isinstance(x, TableRows):
+        return (*x.ids.shape, x.table.dtype)
+    return (*x.shape[:2], x.dtype)
+
+
 def _project(x, kernel, bias, matmul):
-    """x (T, N, in) @ kernel (in, G) + bias (G,) or None -> (T, N, G), one GEMM for every step."""
+    """Every step's input projection (T, N, G): x (T, N, in) or TableRows, times kernel (in, G),
+    plus bias (G,) or None; one GEMM for every step (or for every row of the table)."""
+    if isinstance(x, TableRows):
+        rows = _project(x.table[None], kernel, bias, matmul)[0]
+        xp = np.empty((x.ids.size, kernel.shape[1]), dtype=rows.dtype)
+        embedding_forward(rows, x.ids.reshape(-1), xp)
+        return xp.reshape(*x.ids.shape, kernel.shape[1])
     steps, n, _ = x.shape
     xp = np.empty((steps * n, kernel.shape[1]), dtype=x.dtype)
     matmul(x.reshape(steps * n, x.shape[2]), kernel, xp)
@@ -242,20 +275,20 @@ def lstm_forward(
     x (T, N, in) time-major, kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,) or None,
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
     """
-    x = np.ascontiguousarray(x)
-    steps, n, _ = x.shape
+    x = _contiguous(x)
+    steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n)
     xp = _project(x, kernel, bias, matmul)
-    hs = np.empty((steps + 1, n, units), dtype=x.dtype)
-    cs = np.empty((steps + 1, n, units), dtype=x.dtype)
+    hs = np.empty((steps + 1, n, units), dtype=dtype)
+    cs = np.empty((steps + 1, n, units), dtype=dtype)
     hs[0] = h0
     cs[0] = c0
-    gates = np.empty((steps, n, 4 * units), dtype=x.dtype)
+    gates = np.empty((steps, n, 4 * units), dtype=dtype)
 
     def run(r0, r1):
         xp_, hs_, cs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, cs, mask, gates))
-        rec = np.empty((r1 - r0, 4 * units), dtype=x.dtype)
+        rec = np.empty((r1 - r0, 4 * units), dtype=dtype)
         for t in range(steps):
             np.matmul(hs_[t], recurrent_kernel, out=rec)
             lstm_step_forward(
@@ -293,11 +326,10 @@ def lstm_backward(
     dy is the gradient of each step's output hs[t + 1]; dh_last / dc_last that of the final
     states. Adds into dkernel (in, 4u), drecurrent_kernel (u, 4u), dbias (4u,) unless None.
     """
-    x = np.ascontiguousarray(x)
-    steps, n, _ = x.shape
+    x = _contiguous(x)
+    steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n)
-    dtype = x.dtype
     dh = np.array(dh_last, dtype=dtype, order="C")
     dc = np.array(dc_last, dtype=dtype, order="C")
     dhr = np.zeros((n, units), dtype=dtype)
@@ -327,18 +359,28 @@ def lstm_backward(
 
 
 def _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec, matmul):
-    """Weight gradients over all steps at once (one GEMM each) and dx = dxp @ kernel.T."""
-    steps, n, _ = x.shape
+    """Weight gradients over all steps at once (one GEMM each) and dx = dxp @ kernel.T; for
+    TableRows input, the table's gradient is added into its dtable and dx is None."""
+    steps, n, _ = dxp.shape
     dxp2 = dxp.reshape(steps * n, dxp.shape[2])
     drec2 = drec.reshape(steps * n, drec.shape[2])
-    if dkernel is not None:
-        matmul(x.reshape(steps * n, x.shape[2]).T, dxp2, dkernel, accumulate=True)
     if drecurrent_kernel is not None:
         matmul(hs[:-1].reshape(steps * n, hs.shape[2]).T, drec2, drecurrent_kernel, accumulate=True)
     if dbias_in is not None:
         column_sums_add(dxp2, dbias_in)
     if dbias_rec is not None:
         column_sums_add(drec2, dbias_rec)
+    if isinstance(x, TableRows):
+        # Each step's gradient summed into its table row first: then the GEMMs run on V rows.
+        per_row = np.zeros((x.table.shape[0], dxp2.shape[1]), dtype=dxp2.dtype)
+        embedding_backward(dxp2, x.ids.reshape(-1), per_row)
+        if dkernel is not None:
+            matmul(x.table.T, per_row, dkernel, accumulate=True)
+        if x.dtable is not None:
+            matmul(per_row, kernel.T, x.dtable, accumulate=True)
+        return None
+    if dkernel is not None:
+        matmul(x.reshape(steps * n, x.shape[2]).T, dxp2, dkernel, accumulate=True)
     dx = np.empty(x.shape, dtype=x.dtype)
     matmul(dxp2, kernel.T, dx.reshape(steps * n, x.shape[2]))
     return dx
@@ -436,19 +478,19 @@ def gru_forward(
     x (T, N, in) time-major, kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u) or None,
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
     """
-    x = np.ascontiguousarray(x)
-    steps, n, _ = x.shape
+    x = _contiguous(x)
+    steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n)
     xp = _project(x, kernel, None if bias is None else bias[0], matmul)
-    rbias = np.zeros(3 * units, dtype=x.dtype) if bias is None else bias[1]
-    hs = np.empty((steps + 1, n, units), dtype=x.dtype)
+    rbias = np.zeros(3 * units, dtype=dtype) if bias is None else bias[1]
+    hs = np.empty((steps + 1, n, units), dtype=dtype)
     hs[0] = h0
-    gates = np.empty((steps, n, 4 * units), dtype=x.dtype)
+    gates = np.empty((steps, n, 4 * units), dtype=dtype)
 
     def run(r0, r1):
         xp_, hs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, mask, gates))
-        rec = np.empty((r1 - r0, 3 * units), dtype=x.dtype)
+        rec = np.empty((r1 - r0, 3 * units), dtype=dtype)
         for t in range(steps):
             np.matmul(hs_[t], recurrent_kernel, out=rec)
             gru_step_forward(
@@ -482,11 +524,10 @@ def gru_backward(
 
     Adds into dkernel (in, 3u), drecurrent_kernel (u, 3u), dbias (2, 3u) unless None.
     """
-    x = np.ascontiguousarray(x)
-    steps, n, _ = x.shape
+    x = _contiguous(x)
+    steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n)
-    dtype = x.dtype
     dh = np.array(dh_last, dtype=dtype, order="C")
     dhr = np.zeros((n, units), dtype=dtype)
     no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
@@ -558,12 +599,12 @@ def simple_rnn_forward(
     x (T, N, in) time-major, kernel (in, u), recurrent_kernel (u, u), bias (u,) or None,
     mask (T, N) bool or None (a masked step carries the state through).
     """
-    x = np.ascontiguousarray(x)
-    steps, n, _ = x.shape
+    x = _contiguous(x)
+    steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n)
     xp = _project(x, kernel, bias, matmul)
-    hs = np.empty((steps + 1, n, units), dtype=x.dtype)
+    hs = np.empty((steps + 1, n, units), dtype=dtype)
     hs[0] = h0
 
     def run(r0, r1):
@@ -597,11 +638,10 @@ def simple_rnn_backward(
 
     Adds into dkernel (in, u), drecurrent_kernel (u, u), dbias (u,) unless None.
     """
-    x = np.ascontiguousarray(x)
-    steps, n, _ = x.shape
+    x = _contiguous(x)
+    steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n)
-    dtype = x.dtype
     dh = np.array(dh_last, dtype=dtype, order="C")
     dhr = np.zeros((n, units), dtype=dtype)
     no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None

@@ -426,3 +426,31 @@ def test_time_loops_on_blocks_of_rows_match_one_block(kind, masked):
 
 def _as_list(value):
     return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_table_rows_input_matches_its_gathered_rows(kind, dtype):
+    """x as TableRows (rows of a table picked by ids): the same states and weight gradients as
+    the gathered rows, and the table's gradient is the scatter-add of the gathered rows' dx."""
+    p = problem(7, dtype, kind if kind != "simple_rnn" else "gru", 4, 3, 2, 3, masked=True)
+    if kind == "simple_rnn":  # a GRU problem cut to one gate
+        p.update({k: np.ascontiguousarray(v[..., :3]) for k, v in p.items() if k in "WU"})
+        p["b"] = p["b"][0, :3].copy()
+    rng = np.random.default_rng(8)
+    table = rng.standard_normal((5, 2)).astype(dtype)
+    ids = rng.integers(0, 5, (4, 3))
+    dy = rng.standard_normal((4, 3, 3)).astype(dtype)
+    dlast = [rng.standard_normal((3, 3)).astype(dtype) for _ in range(2 if kind == "lstm" else 1)]
+    gathered = dict(p, x=np.ascontiguousarray(table[ids]))
+    dx, *ref = run_backward(kind, gathered, dy, dlast)
+    dtable = np.ones_like(table)  # the backward adds into it
+    rows = dict(p, x=R.TableRows(table, ids, dtable))
+    none, *got = run_backward(kind, rows, dy, dlast)
+    assert none is None
+    for a, b in zip(got, ref):
+        for x, y in zip(a, b) if isinstance(a, list) else [(a, b)]:
+            np.testing.assert_allclose(x, y, **TOL[dtype])
+    expected = np.ones_like(table)
+    np.add.at(expected, ids.reshape(-1), dx.reshape(-1, 2))
+    np.testing.assert_allclose(dtable, expected, **TOL[dtype])

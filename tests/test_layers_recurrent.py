@@ -172,6 +172,92 @@ def test_text_model_gradients():
     check_gradients(forward, backward, [], model.trainable_weights, model.weights)
 
 
+def embedded_rnn_model(rnn, mask_zero=False, vocab=6, steps=7):
+    """ids -> Embedding(vocab) -> rnn -> Dense(1), float64, random weights."""
+    ids = fastnn.Input((steps,))
+    x = rnn(Embedding(vocab, 3, mask_zero=mask_zero, dtype=F64)(ids))
+    if rnn.return_sequences:
+        x = layers.GlobalAveragePooling1D()(x)
+    model = fastnn.Model(ids, layers.Dense(1, dtype=F64)(x))
+    randomize_weights(model, 5)
+    return model
+
+
+def forward_backward(model, data, table_rows: bool):
+    """(output, weight gradients, the RNN's input as it ran) of one pass, with or without the
+    graph handing the Embedding's table rows to the RNN."""
+    graph = model._graph
+    saved, graph._table_row_sources = (
+        graph._table_row_sources,
+        (graph._table_row_sources if table_rows else {}),
+    )
+    try:
+        for w in model.weights:
+            w.grad[...] = 0
+        (out,), tape = graph.forward([data], True)
+        graph.backward(tape, [np.cos(out)])
+    finally:
+        graph._table_row_sources = saved
+    rnn_input = tape[1][1][0]
+    return out, [w.grad.copy() for w in model.weights], rnn_input
+
+
+RNN_CLASSES = [LSTM, GRU, layers.SimpleRNN]
+
+
+@pytest.mark.parametrize("cls", RNN_CLASSES)
+@pytest.mark.parametrize("mask_zero", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_rnn_projects_the_embedding_table_once_with_the_same_results(
+    cls, mask_zero, go_backwards, return_sequences
+):
+    """With at least as many steps (batch x time) as table rows, an RNN reading an Embedding
+    projects the table's rows instead of every step: same outputs and weight gradients."""
+    rnn = cls(4, go_backwards=go_backwards, return_sequences=return_sequences, dtype=F64)
+    model = embedded_rnn_model(rnn, mask_zero)
+    data = np.random.default_rng(0).integers(0, 6, (3, 7)).astype(F64)
+    data[:, 5:] = 0
+    out, grads, rnn_input = forward_backward(model, data, table_rows=True)
+    assert isinstance(rnn_input, fastnn.kernels.recurrent.TableRows)
+    ref_out, ref_grads, ref_input = forward_backward(model, data, table_rows=False)
+    assert isinstance(ref_input, np.ndarray)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-14)
+    for grad, ref in zip(grads, ref_grads):
+        np.testing.assert_allclose(grad, ref, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("cls", RNN_CLASSES)
+def test_embedding_table_rows_gradients_match_finite_differences(cls):
+    model = embedded_rnn_model(cls(3, go_backwards=True, dtype=F64), mask_zero=True)
+    data = np.random.default_rng(1).integers(0, 6, (2, 7)).astype(F64)
+    data[0, 4:] = 0
+    assert isinstance(forward_backward(model, data, True)[2], fastnn.kernels.recurrent.TableRows)
+
+    def forward(_):  # ids are held fixed: they have no gradient
+        return model._graph.forward([data], True)
+
+    def backward(tape, grads):
+        assert model._graph.backward(tape, grads) == [None]
+        return []
+
+    check_gradients(forward, backward, [], model.trainable_weights, model.weights)
+
+
+def test_rnn_reads_gathered_rows_when_the_table_is_not_worth_it_or_shared():
+    data = np.random.default_rng(2).integers(0, 6, (3, 7)).astype(F64)
+    few_steps = embedded_rnn_model(LSTM(2, dtype=F64), vocab=50)  # 21 steps < 50 rows
+    assert isinstance(forward_backward(few_steps, data, True)[2], np.ndarray)
+    dropout = embedded_rnn_model(LSTM(2, dropout=0.5, dtype=F64))  # masks x itself in training
+    assert isinstance(forward_backward(dropout, data, True)[2], np.ndarray)
+    ids = fastnn.Input((7,))
+    embedded = Embedding(6, 3, dtype=F64)(ids)
+    pooled = layers.GlobalAveragePooling1D()(embedded)  # a second reader of the rows
+    shared = fastnn.Model(ids, layers.concatenate([LSTM(2, dtype=F64)(embedded), pooled]))
+    as_output = fastnn.Model(ids, [LSTM(2, dtype=F64)(embedded), embedded])
+    assert shared._graph._table_row_sources == as_output._graph._table_row_sources == {}
+
+
 def test_initial_state_through_a_model():
     """initial_state= on symbolic tensors: the states are node inputs and get gradients."""
     x, h0, c0 = fastnn.Input((4, 2)), fastnn.Input((3,)), fastnn.Input((3,))

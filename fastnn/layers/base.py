@@ -267,6 +267,15 @@ class Layer:
     #: True if the outputs carry the inputs' mask unchanged (elementwise / per-step layers).
     passes_mask = False
 
+    #: True for a layer whose output is rows of a table picked by ids (Embedding), with the flat
+    #: int64 ids as its forward's ctx.
+    gathers_table_rows = False
+
+    #: True if ``forward(inputs, training, embedded=(ids, layer))`` can take its input as the ids
+    #: and table of such a layer, the only reader of its output (the graph passes them): then the
+    #: input's gradient goes into that layer's table and ``backward`` may return None for it.
+    takes_table_rows = False
+
     def compute_mask(self, inputs, mask=None):
         """The mask of this layer's outputs given its inputs' mask (None: no mask)."""
         return mask if self.passes_mask else None

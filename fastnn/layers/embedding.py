@@ -80,6 +80,8 @@ class Embedding(Layer):
             return None
         return np.asarray(inputs) != 0
 
+    gathers_table_rows = True
+
     def forward(self, inputs, training):
         ids = np.asarray(inputs)
         if ids.dtype != np.int64:

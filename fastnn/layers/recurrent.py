@@ -217,18 +217,23 @@ class _RNN(SequenceLayer):
         return output_mask
 
     # ---- forward / backward --------------------------------------------------------------------
-    def forward(self, inputs, training, mask=None):
+    takes_table_rows = True
+
+    def forward(self, inputs, training, mask=None, embedded=None):
         if isinstance(mask, list):  # [x's mask, None for each initial state]
             mask = mask[0]
         x, states = (inputs[0], list(inputs[1:])) if isinstance(inputs, list) else (inputs, [])
         n, steps, _ = x.shape
         dtype = self.kernel.value.dtype
-        xt = x.transpose(1, 0, 2)  # time-major, in processing order
-        if self.go_backwards:
-            xt = xt[::-1]
-        xt = np.ascontiguousarray(xt, dtype=dtype)
         keep = None
-        if training and 0 < self.dropout < 1:  # one mask per sample and feature for all steps
+        dropping = training and 0 < self.dropout < 1
+        xt = None if dropping else self._table_rows(embedded, n, steps, dtype)
+        if xt is None:
+            xt = x.transpose(1, 0, 2)  # time-major, in processing order
+            if self.go_backwards:
+                xt = xt[::-1]
+            xt = np.ascontiguousarray(xt, dtype=dtype)
+        if dropping:  # one mask per sample and feature for all steps
             keep = (self._rng.random((n, x.shape[2])) >= self.dropout).astype(dtype)
             keep *= dtype.type(1 / (1 - self.dropout))
             xt *= keep
@@ -252,13 +257,26 @@ class _RNN(SequenceLayer):
             out = hs[steps].copy() if seen is None else hs[steps] * seen[-1][:, None]
         if self.return_state:
             out = [out] + [s[steps].copy() for s in saved[: len(self.state_names)]]
-        ctx = (xt, keep, mt, seen, saved, isinstance(inputs, list))
+        source = None if embedded is None else embedded[1]
+        ctx = (xt, keep, mt, seen, saved, isinstance(inputs, list), source)
         return out, ctx
 
+    def _table_rows(self, embedded, n, steps, dtype):
+        """The input as ``TableRows`` of the Embedding feeding this layer (``embedded``, its
+        flat ids and the layer) when that costs fewer flops: at least as many steps as rows."""
+        if embedded is None:
+            return None
+        ids, embedding = embedded
+        table = embedding.embeddings.value
+        if table.dtype != dtype or n * steps < len(table):
+            return None
+        ids = ids.reshape(n, steps).T
+        ids = np.ascontiguousarray(ids[::-1] if self.go_backwards else ids)
+        return kernels.recurrent.TableRows(table, ids)
+
     def backward(self, ctx, grad_outputs):
-        xt, keep, mt, seen, saved, states_given = ctx
-        steps, n, _ = xt.shape
-        dtype = xt.dtype
+        xt, keep, mt, seen, saved, states_given, source = ctx
+        steps, n, dtype = kernels.recurrent.sequence_shape(xt)
         grads = list(grad_outputs) if self.return_state else [grad_outputs]
         grads = [np.ascontiguousarray(g, dtype=dtype) for g in grads]
         state_grads = grads[1:] or [np.zeros((n, self.units), dtype) for _ in self.state_names]
@@ -269,7 +287,11 @@ class _RNN(SequenceLayer):
         else:
             last = grads[0] if seen is None else grads[0] * seen[-1][:, None]
             state_grads[0] = state_grads[0] + last
+        if isinstance(xt, kernels.recurrent.TableRows) and source.trainable:
+            xt = xt._replace(dtable=source.embeddings.grad)
         dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads)
+        if dxt is None:  # the input's gradient went into the Embedding's table
+            return [None, *dstates] if states_given else None
         if keep is not None:
             dxt *= keep
         dx = dxt[::-1] if self.go_backwards else dxt
