@@ -182,3 +182,17 @@ def check_model_gradients(model, xs, training=True, **kwargs):
     return check_gradients(
         forward, backward, arrays, model.trainable_weights, model.weights, **kwargs
     )
+
+
+def check_model_gradients_at_fixed_ids(model, ids, **kwargs):
+    """Gradient check of a model's weights with its one input, integer ids, held fixed (ids
+    have no gradient: the graph must return None for them)."""
+
+    def forward(_):
+        return model._graph.forward([ids], True)
+
+    def backward(tape, grads):
+        assert model._graph.backward(tape, grads) == [None]
+        return []
+
+    return check_gradients(forward, backward, [], model.trainable_weights, model.weights, **kwargs)

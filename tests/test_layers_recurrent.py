@@ -13,7 +13,12 @@ os.environ["KERAS_BACKEND"] = "torch"  # keras reads this once, at import
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from gradcheck import check_gradients, check_model_gradients, randomize_weights  # noqa: E402
+from gradcheck import (  # noqa: E402
+    check_gradients,
+    check_model_gradients,
+    check_model_gradients_at_fixed_ids,
+    randomize_weights,
+)
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -161,15 +166,7 @@ def test_text_model_gradients():
     model = fastnn.Model(ids, out)
     randomize_weights(model, 3)
     data = np.random.default_rng(4).integers(0, 7, (2, 5)).astype(F64)
-
-    def forward(_):  # ids are held fixed: they have no gradient
-        return model._graph.forward([data], True)
-
-    def backward(tape, grads):
-        assert model._graph.backward(tape, grads) == [None]
-        return []
-
-    check_gradients(forward, backward, [], model.trainable_weights, model.weights)
+    check_model_gradients_at_fixed_ids(model, data)
 
 
 def embedded_rnn_model(rnn, mask_zero=False, vocab=6, steps=7):
@@ -233,15 +230,7 @@ def test_embedding_table_rows_gradients_match_finite_differences(cls):
     data = np.random.default_rng(1).integers(0, 6, (2, 7)).astype(F64)
     data[0, 4:] = 0
     assert isinstance(forward_backward(model, data, True)[2], fastnn.kernels.recurrent.TableRows)
-
-    def forward(_):  # ids are held fixed: they have no gradient
-        return model._graph.forward([data], True)
-
-    def backward(tape, grads):
-        assert model._graph.backward(tape, grads) == [None]
-        return []
-
-    check_gradients(forward, backward, [], model.trainable_weights, model.weights)
+    check_model_gradients_at_fixed_ids(model, data)
 
 
 def test_rnn_reads_gathered_rows_when_the_table_is_not_worth_it_or_shared():
