@@ -20,8 +20,8 @@ from numba import njit, prange
 
 from .activations import (
     _activate_row,
-    _bias_activation_serial,
     bias_activation_forward,
+    bias_activation_inplace_serial,
     column_sums_add,
 )
 from .gemm import matmul as numpy_matmul
@@ -296,7 +296,7 @@ def conv2d_forward(
                 chunk_cols = chunk[: (r1 - r0) * out_w]
                 im2col_rows(x, *geometry, chunk_cols, r0, r1)
                 np.matmul(chunk_cols, k2d, out=y2d[rows])
-                _bias_activation_serial(y2d[rows], b, activation_code, y2d[rows])
+                bias_activation_inplace_serial(y2d[rows], b, activation_code)
 
         tiles(run, n * out_h)
         return out, None
