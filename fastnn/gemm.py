@@ -65,16 +65,17 @@ def _blocks(size: int, parts: int) -> list:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def row_shards(fn, rows: int) -> None:
+def row_shards(fn, rows: int, min_rows: int = MIN_ROWS_PER_SHARD) -> None:
     """``fn(start, stop)`` on contiguous blocks of range(rows), one block per thread.
 
     For work whose rows are independent, such as a recurrent layer's time loop over the samples
     of a batch: each block runs its loop with no synchronization. One block (``fn(0, rows)``)
-    outside a serial-BLAS section or below ``MIN_ROWS_PER_SHARD`` rows per block.
+    outside a serial-BLAS section or below ``min_rows`` rows per block (fewer for work that
+    holds the GIL rarely, such as a whole time loop in one Numba call).
     """
     threads = 1
     if config._SERIAL_BLAS.active:
-        threads = min(config.get_num_threads(), rows // MIN_ROWS_PER_SHARD)
+        threads = min(config.get_num_threads(), rows // min_rows)
     if threads <= 1:
         fn(0, rows)
     else:

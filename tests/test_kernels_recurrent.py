@@ -98,6 +98,15 @@ sizes = dict(
 )
 
 
+@pytest.fixture(autouse=True, params=["loops", "blas"])
+def time_loop(request, monkeypatch):
+    """Run every test with the LSTM's steps as one Numba loop (small units) and as a Python loop
+    with a BLAS product per step (large units)."""
+    if request.param == "blas":
+        monkeypatch.setattr(R, "LOOP_MAX_RECURRENT_WEIGHTS", 0)
+    return request.param
+
+
 # ---------------------------------------------------------------- embedding
 
 
@@ -397,7 +406,7 @@ def test_float32_tanh_and_sigmoid_match_numpy():
     assert np.isnan(out_t[0]) and np.isnan(out_s[0])
 
 
-def uneven_shards(fn, rows):
+def uneven_shards(fn, rows, min_rows=None):
     """A ``shards`` that runs the time loop on blocks of 1, 2 and the remaining rows."""
     edges = sorted({0, min(1, rows), min(3, rows), rows})
     for start, stop in zip(edges[:-1], edges[1:]):
