@@ -207,6 +207,30 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
         np.testing.assert_allclose(db, rdb + 1, **TOL[dtype])
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    h=st.integers(3, 9),
+    w=st.integers(3, 9),
+    filters=st.integers(1, 9),
+    strides=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding=st.sampled_from(["valid", "same"]),
+    code=st.sampled_from([LINEAR, RELU, TANH]),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_direct_3x3_grey_kernel_matches_reference(
+    n, h, w, filters, strides, padding, code, dtype, seed
+):
+    """The 3x3 one-channel kernel (a first layer on grey images) has its own unrolled row."""
+    rng = np.random.default_rng(seed)
+    x, k = _data(rng, (n, h, w, 1), dtype), _data(rng, (3, 3, 1, filters), dtype)
+    b = _data(rng, (filters,), dtype)
+    assert conv.is_direct(k.shape, strides)
+    y, _ = conv.conv2d_forward(x, k, b, strides, padding, code)
+    np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
+
+
 def test_conv2d_forward_reuses_buffers_and_pointwise_path(monkeypatch):
     monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0)  # the im2col path, whose cols can be reused
     rng = np.random.default_rng(0)
