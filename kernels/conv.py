@@ -24,6 +24,7 @@ from .activations import (
     bias_activation_inplace_serial,
     column_sums_add,
 )
+from .codes import RELU
 from .gemm import matmul as numpy_matmul
 
 
@@ -153,7 +154,9 @@ def conv2d_direct(x, kernel, bias, sh, sw, pad_top, pad_left, code, out):
         orow = out[n, r % out_h]
         h0 = (r % out_h) * sh - pad_top
         if grey_3x3 and bias.shape[0] > 0:
-            _direct_row_grey_3x3(x[n], k9, bias, h0, sw, pad_left, orow)
+            _direct_row_grey_3x3(x[n], k9, bias, h0, sw, pad_left, code == RELU, orow)
+            if code == RELU:
+                continue  # done inside
         else:
             _direct_row(x[n], kernel, bias, h0, sw, pad_left, orow)
         for ow in range(orow.shape[0]):
@@ -167,12 +170,18 @@ def conv2d_direct_dkernel(x, grad, sh, sw, pad_top, pad_left, partial):
     out_h = grad.shape[1]
     rows = x.shape[0] * out_h
     blocks = partial.shape[0]
+    grey_3x3 = partial.shape[1] == partial.shape[2] == 3 and partial.shape[3] == 1
     for b in prange(blocks):
         acc = partial[b]
         acc[...] = 0
+        acc9 = acc.reshape(-1, acc.shape[3])  # (taps, F); used when there are 9
         for r in range(b * rows // blocks, (b + 1) * rows // blocks):
             n = r // out_h
-            _dkernel_row(x[n], grad[n, r % out_h], (r % out_h) * sh - pad_top, sw, pad_left, acc)
+            h0 = (r % out_h) * sh - pad_top
+            if grey_3x3:
+                _dkernel_row_grey_3x3(x[n], grad[n, r % out_h], h0, sw, pad_left, acc9)
+            else:
+                _dkernel_row(x[n], grad[n, r % out_h], h0, sw, pad_left, acc)
 
 
 # The row functions are called, not inlined, and index with loop variables on views (a computed
@@ -202,10 +211,10 @@ def _direct_row(img, kernel, bias, h0, sw, pad_left, orow):
 
 
 @njit(cache=True, error_model="numpy")
-def _direct_row_grey_3x3(img, k9, bias, h0, sw, pad_left, orow):
+def _direct_row_grey_3x3(img, k9, bias, h0, sw, pad_left, relu, orow):
     """``_direct_row`` for a 3x3 kernel on one channel (a model's first layer on grey images),
-    k9 (9, F): the 9 taps gathered once per pixel, then one fused loop over the filters, which
-    halved the layer's time (the generic row loops once per tap)."""
+    k9 (9, F), and relu applied too if ``relu``: the 9 taps gathered once per pixel, then one
+    fused loop over the filters, which halved the layer's time (the generic row loops per tap)."""
     k0, k1, k2, k3, k4, k5, k6, k7, k8 = (
         k9[0],
         k9[1],
@@ -217,18 +226,57 @@ def _direct_row_grey_3x3(img, k9, bias, h0, sw, pad_left, orow):
         k9[7],
         k9[8],
     )
+    zero = orow.dtype.type(0)
     for ow in range(orow.shape[0]):
-        w0 = ow * sw - pad_left
-        v0, v1, v2 = _pixel(img, h0, w0), _pixel(img, h0, w0 + 1), _pixel(img, h0, w0 + 2)
-        v3, v4 = _pixel(img, h0 + 1, w0), _pixel(img, h0 + 1, w0 + 1)
-        v5, v6 = _pixel(img, h0 + 1, w0 + 2), _pixel(img, h0 + 2, w0)
-        v7, v8 = _pixel(img, h0 + 2, w0 + 1), _pixel(img, h0 + 2, w0 + 2)
+        v0, v1, v2, v3, v4, v5, v6, v7, v8 = _grey_3x3_window(img, h0, ow * sw - pad_left)
         dst = orow[ow]
         for j in range(dst.shape[0]):
-            dst[j] = (
+            z = (
                 bias[j] + v0 * k0[j] + v1 * k1[j] + v2 * k2[j] + v3 * k3[j] + v4 * k4[j]
                 + v5 * k5[j] + v6 * k6[j] + v7 * k7[j] + v8 * k8[j]
             )  # fmt: skip
+            dst[j] = zero if relu and z < zero else z
+
+
+@njit(cache=True, error_model="numpy")
+def _dkernel_row_grey_3x3(img, grow, h0, sw, pad_left, acc9):
+    """``_dkernel_row`` for a 3x3 kernel on one channel, acc9 (9, F): one loop over the filters
+    per pixel instead of one per tap."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = (
+        acc9[0],
+        acc9[1],
+        acc9[2],
+        acc9[3],
+        acc9[4],
+        acc9[5],
+        acc9[6],
+        acc9[7],
+        acc9[8],
+    )
+    for ow in range(grow.shape[0]):
+        v0, v1, v2, v3, v4, v5, v6, v7, v8 = _grey_3x3_window(img, h0, ow * sw - pad_left)
+        g = grow[ow]
+        for j in range(g.shape[0]):
+            gj = g[j]
+            a0[j] += v0 * gj
+            a1[j] += v1 * gj
+            a2[j] += v2 * gj
+            a3[j] += v3 * gj
+            a4[j] += v4 * gj
+            a5[j] += v5 * gj
+            a6[j] += v6 * gj
+            a7[j] += v7 * gj
+            a8[j] += v8 * gj
+
+
+@njit(cache=True, inline="always")
+def _grey_3x3_window(img, h0, w0):
+    """The 9 pixels of img (H, W, 1) from (h0, w0), row by row, 0 in the padding."""
+    return (
+        _pixel(img, h0, w0), _pixel(img, h0, w0 + 1), _pixel(img, h0, w0 + 2),
+        _pixel(img, h0 + 1, w0), _pixel(img, h0 + 1, w0 + 1), _pixel(img, h0 + 1, w0 + 2),
+        _pixel(img, h0 + 2, w0), _pixel(img, h0 + 2, w0 + 1), _pixel(img, h0 + 2, w0 + 2),
+    )  # fmt: skip
 
 
 @njit(cache=True, inline="always")

@@ -219,16 +219,21 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
     dtype=st.sampled_from(DTYPES),
     seed=st.integers(0, 2**16),
 )
-def test_direct_3x3_grey_kernel_matches_reference(
+def test_direct_3x3_grey_kernels_match_reference(
     n, h, w, filters, strides, padding, code, dtype, seed
 ):
-    """The 3x3 one-channel kernel (a first layer on grey images) has its own unrolled row."""
+    """The 3x3 one-channel kernel (a first layer on grey images) has its own unrolled rows,
+    forward and for the kernel gradient."""
     rng = np.random.default_rng(seed)
     x, k = _data(rng, (n, h, w, 1), dtype), _data(rng, (3, 3, 1, filters), dtype)
     b = _data(rng, (filters,), dtype)
     assert conv.is_direct(k.shape, strides)
     y, _ = conv.conv2d_forward(x, k, b, strides, padding, code)
     np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
+    dz = _data(rng, y.shape, dtype)
+    dk = np.zeros_like(k)
+    conv.conv2d_backward(dz, None, x.shape, k, strides, padding, dk, None, need_dx=False, x=x)
+    np.testing.assert_allclose(dk, ref_conv_backward(x, k, dz, strides, padding)[1], **TOL[dtype])
 
 
 def test_conv2d_forward_reuses_buffers_and_pointwise_path(monkeypatch):
