@@ -128,6 +128,17 @@ def test_padding_amounts_valid_too_small_returns_nonpositive():
         conv.padding_amounts(4, 2, 1, "full")
 
 
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides", [(1, 1), (2, 1), (1, 3)])
+def test_im2col_3x3_rgb_windows_match_reference(strides, padding):
+    """3x3 windows on 3 channels (a first layer on RGB images) copy their rows unrolled."""
+    x = _data(np.random.default_rng(5), (2, 7, 8, 3), np.float32)
+    oh, ow, pt, pl = conv.conv_geometry(x.shape, (3, 3), strides, padding)
+    cols = np.full((2 * oh * ow, 27), np.nan, dtype=np.float32)
+    conv.im2col(x, 3, 3, *strides, pt, pl, oh, ow, cols)
+    np.testing.assert_array_equal(cols, ref_im2col(x, 3, 3, *strides, padding))
+
+
 @settings(max_examples=25, deadline=None)
 @given(conv_cases(), st.integers(0, 2**31 - 1))
 def test_im2col_col2im_match_reference(case, seed):
