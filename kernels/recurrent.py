@@ -226,8 +226,14 @@ LOOP_MAX_ROWS = 32
 LOOP_MIN_ROWS_PER_SHARD = 8
 
 
-def _steps_in_numba(recurrent_kernel, rows):
-    return recurrent_kernel.size <= LOOP_MAX_RECURRENT_WEIGHTS and rows <= LOOP_MAX_ROWS
+def _lstm_time_loop(in_numba, in_python, recurrent_kernel, rows, shards, steps_guard):
+    """Run the time loop on blocks of rows: ``in_numba(r0, r1)`` (one Numba call) for small
+    batches and units, else ``in_python(r0, r1)`` (a BLAS product per step)."""
+    with _guarded(steps_guard):
+        if recurrent_kernel.size <= LOOP_MAX_RECURRENT_WEIGHTS and rows <= LOOP_MAX_ROWS:
+            shards(in_numba, rows, LOOP_MIN_ROWS_PER_SHARD)
+        else:
+            shards(in_python, rows)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -344,16 +350,10 @@ def lstm_forward(
     cs[0] = c0
     gates = np.empty((steps, n, 4 * units), dtype=dtype)
 
-    if _steps_in_numba(recurrent_kernel, n):
+    def in_numba(r0, r1):
+        lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1)
 
-        def run(r0, r1):
-            lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1)
-
-        with _guarded(steps_guard):
-            shards(run, n, LOOP_MIN_ROWS_PER_SHARD)
-        return hs, cs, gates
-
-    def run(r0, r1):
+    def in_python(r0, r1):
         xp_, hs_, cs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, cs, mask, gates))
         rec = np.empty((r1 - r0, 4 * units), dtype=dtype)
         for t in range(steps):
@@ -363,8 +363,7 @@ def lstm_forward(
                 cs_[t + 1],
             )  # fmt: skip
 
-    with _guarded(steps_guard):
-        shards(run, n)
+    _lstm_time_loop(in_numba, in_python, recurrent_kernel, n, shards, steps_guard)
     return hs, cs, gates
 
 
@@ -400,39 +399,26 @@ def lstm_backward(
     dh = np.array(dh_last, dtype=dtype, order="C")
     dc = np.array(dc_last, dtype=dtype, order="C")
     dhr = np.zeros((n, units), dtype=dtype)
-    no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
+    # dy, or a zero step's gradient read at every step: (T, N, u) or (1, N, u)
+    dy = np.zeros((1, n, units), dtype) if dy is None else np.ascontiguousarray(dy, dtype)
     dz = np.empty((steps, n, 4 * units), dtype=dtype)
     recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
-    if _steps_in_numba(recurrent_kernel, n):
-        dy_ = np.zeros((1, n, units), dtype) if dy is None else np.ascontiguousarray(dy, dtype)
 
-        def steps_in_numba(r0, r1):
-            lstm_steps_backward(
-                dy_, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz, r0, r1
-            )
+    def in_numba(r0, r1):
+        lstm_steps_backward(dy, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz, r0, r1)
 
-        with _guarded(steps_guard):
-            shards(steps_in_numba, n, LOOP_MIN_ROWS_PER_SHARD)
-        dh += dhr
-        return (
-            _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul),
-            dh,
-            dc,
-        )
-
-    def run(r0, r1):
+    def in_python(r0, r1):
         cs_, gates_, mask_, dz_ = (a[:, r0:r1] for a in (cs, gates, mask, dz))
         dhr_, dh_, dc_ = dhr[r0:r1], dh[r0:r1], dc[r0:r1]
         for t in range(steps - 1, -1, -1):
-            dy_t = no_dy[r0:r1] if dy is None else dy[t, r0:r1]
+            dy_t = dy[t if len(dy) == steps else 0, r0:r1]
             lstm_step_backward(
                 dy_t, dhr_, dh_, dc_, cs_[t], cs_[t + 1], gates_[t], mask_[t], act, rec_act,
                 dz_[t],
             )  # fmt: skip
             np.matmul(dz_[t], recurrent_t, out=dhr_)
 
-    with _guarded(steps_guard):
-        shards(run, n)
+    _lstm_time_loop(in_numba, in_python, recurrent_kernel, n, shards, steps_guard)
     dh += dhr
     return (
         _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul),
