@@ -362,6 +362,12 @@ TRAIN_CASES = [
 ]
 
 
+# Adam moves a weight whose gradient is below its epsilon (1e-7) by lr * g / eps: float32 rounding
+# of 1% in such a gradient (a near-cancelled sum; BLAS kernels order it differently) moves the
+# weight by ~1.6e-6 at lr 1e-3. Each step's update is also checked against its own scale below.
+ADAM_ATOL = 4e-6
+
+
 @pytest.mark.parametrize("name, optimizer", TRAIN_CASES)
 def test_train_on_batch_matches_keras(name, optimizer):
     builder, _, compile_args = MODELS[name]
@@ -373,7 +379,7 @@ def test_train_on_batch_matches_keras(name, optimizer):
         expected = theirs.train_on_batch(x, y)
         got = ours.train_on_batch(x, y)
         assert_close(got, expected, what=f"step {step} loss and metrics")
-        assert_same_weights(ours, theirs)
+        assert_same_weights(ours, theirs, atol=ADAM_ATOL if optimizer == "adam" else 1e-6)
         assert_same_updates(ours, theirs, ours_before, theirs_before)
 
 
