@@ -37,3 +37,19 @@ def _scatter_add_columns(grad, ids, dtable, blocks):
             dst = dtable[ids[m], lo:hi]
             for d in range(hi - lo):
                 dst[d] += src[d]
+
+
+@njit(cache=True)
+def distinct_ids(ids, position, used, inverse):
+    """How many distinct ids (U) ids int64 (M,) holds; fills used[:U] with them in first-seen
+    order and inverse (M,) with used[inverse] == ids. position (V,) int64 is scratch."""
+    position[:] = -1
+    count = 0
+    for m in range(ids.shape[0]):
+        i = ids[m]
+        if position[i] < 0:
+            position[i] = count
+            used[count] = i
+            count += 1
+        inverse[m] = position[i]
+    return count

@@ -18,8 +18,10 @@ GRU, reset_after=True (z, r, h), bias (2, 3u) = (input bias, recurrent bias):
 SimpleRNN: ``h = act(x @ kernel + h_prev @ recurrent_kernel + bias)``.
 Activations are the integer codes of ``kernels.codes`` (linear, relu, sigmoid, tanh).
 Each sequence function also takes ``x`` as ``TableRows``, rows of a table picked by ids (an
-Embedding's output): the projection is then done once per table row, and backward returns None
-for dx after adding the table's gradient into ``TableRows.dtable``.
+Embedding's output): the projection is then done once per distinct row, and backward returns
+None for dx after adding the table's gradient into ``TableRows.dtable``. Every sequence function
+takes ``alloc(name, shape, dtype)`` for the arrays it uses and returns (``fresh``, new arrays, by
+default): a layer passes its workspace's, so steps of one shape reuse them and pay no page faults.
 
 The per-step kernels are serial on purpose: a step holds only N * units elements (2048 for a
 batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. Threaded BLAS between the
@@ -41,7 +43,7 @@ from numba import njit
 
 from .activations import bias_activation_forward, column_sums_add
 from .codes import LINEAR, RELU, SIGMOID, TANH
-from .embedding import embedding_backward, embedding_forward
+from .embedding import distinct_ids, embedding_backward, embedding_forward
 from .gemm import matmul as numpy_matmul
 
 
@@ -288,19 +290,62 @@ def _guarded(steps_guard):
     return contextlib.nullcontext() if steps_guard is None else steps_guard
 
 
+def fresh(name, shape, dtype):
+    """The sequence functions' default ``alloc``: a new uninitialized array on every call."""
+    return np.empty(shape, dtype)
+
+
+def _zeros(alloc, name, shape, dtype):
+    out = alloc(name, shape, dtype)
+    out.fill(0)
+    return out
+
+
+def _copy(alloc, name, src, dtype):
+    out = alloc(name, np.shape(src), dtype)
+    np.copyto(out, src)
+    return out
+
+
 class TableRows(NamedTuple):
     """A sequence input given as rows of a table, such as an Embedding's output never gathered:
-    step t of sample n is ``table[ids[t, n]]``. The input projection then runs once on the table's
-    V rows instead of the T * N steps (fewer flops when T * N > V), and the backward adds the
-    table's gradient into ``dtable`` unless None, instead of returning dx."""
+    step t of sample n is ``table[ids[t, n]]``. The input projection then runs once on each
+    distinct row the ids pick (at most min(V, T * N) rows, fewer when ids repeat), and the
+    backward adds the table's gradient into ``dtable`` unless None, instead of returning dx.
+    Make one with ``table_rows``, which finds the distinct rows."""
 
     table: np.ndarray  # (V, in)
     ids: np.ndarray  # (T, N) int64, time-major
+    used: np.ndarray  # (U,) int64: the distinct ids
+    inverse: np.ndarray  # (T * N,) int64: used[inverse] == ids.reshape(-1)
     dtable: np.ndarray | None = None  # (V, in)
 
 
-def _contiguous(x):
-    return x if isinstance(x, TableRows) else np.ascontiguousarray(x)
+def table_rows(table, ids, dtable=None, alloc=fresh) -> TableRows:
+    """``TableRows`` of table (V, in) picked by ids (T, N) int64, time-major, in [0, V)."""
+    ids = _copy(alloc, "ids", ids, np.int64)
+    position = alloc("position", (table.shape[0],), np.int64)
+    used = alloc("used", (_most_rows(table, ids),), np.int64)
+    inverse = alloc("inverse", (ids.size,), np.int64)
+    count = distinct_ids(ids.reshape(-1), position, used, inverse)
+    return TableRows(table, ids, used[:count], inverse, dtable)
+
+
+def _most_rows(table, ids):
+    """How many distinct rows ids can pick: arrays sized by it keep one shape across batches."""
+    return min(table.shape[0], ids.size)
+
+
+def _used_rows(x, alloc):
+    """The table's rows that x picks (U, in), in ``x.used`` order."""
+    rows = alloc("used_rows", (_most_rows(x.table, x.ids), x.table.shape[1]), x.table.dtype)
+    rows = rows[: len(x.used)]
+    embedding_forward(x.table, x.used, rows)
+    return rows
+
+
+def _contiguous(x, dtype=None):
+    return x if isinstance(x, TableRows) else np.ascontiguousarray(x, dtype)
 
 
 def sequence_shape(x):
@@ -310,56 +355,71 @@ def sequence_shape(x):
     return (*x.shape[:2], x.dtype)
 
 
-def _project(x, kernel, bias, matmul):
+def _project(x, kernel, bias, matmul, alloc):
     """Every step's input projection (T, N, G): x (T, N, in) or TableRows, times kernel (in, G),
-    plus bias (G,) or None; one GEMM for every step (or for every row of the table)."""
+    plus bias (G,) or None; one GEMM for every step (or for every distinct row of the table)."""
+    steps, n, dtype = sequence_shape(x)
+    width = kernel.shape[1]
+    xp = alloc("xp", (steps * n, width), dtype)
     if isinstance(x, TableRows):
-        rows = _project(x.table[None], kernel, bias, matmul)[0]
-        xp = np.empty((x.ids.size, kernel.shape[1]), dtype=rows.dtype)
-        embedding_forward(rows, x.ids.reshape(-1), xp)
-        return xp.reshape(*x.ids.shape, kernel.shape[1])
-    steps, n, _ = x.shape
-    xp = np.empty((steps * n, kernel.shape[1]), dtype=x.dtype)
-    matmul(x.reshape(steps * n, x.shape[2]), kernel, xp)
+        rows = _used_rows(x, alloc)
+        projected = alloc("projected", (_most_rows(x.table, x.ids), width), dtype)
+        projected = _affine(rows, kernel, bias, matmul, projected[: len(rows)])
+        embedding_forward(projected, x.inverse, xp)
+    else:
+        _affine(x.reshape(steps * n, x.shape[2]), kernel, bias, matmul, xp)
+    return xp.reshape(steps, n, width)
+
+
+def _affine(x, kernel, bias, matmul, out):
+    """out (M, G) = x (M, in) @ kernel (in, G) + bias (G,) or None."""
+    matmul(x, kernel, out)
     if bias is not None:
-        bias_activation_forward(xp, bias, LINEAR, xp)
-    return xp.reshape(steps, n, kernel.shape[1])
+        bias_activation_forward(out, bias, LINEAR, out)
+    return out
 
 
-def _all_steps(mask, steps, n):
-    return np.ones((steps, n), dtype=np.bool_) if mask is None else np.ascontiguousarray(mask)
+def _all_steps(mask, steps, n, alloc):
+    if mask is not None:
+        return np.ascontiguousarray(mask)
+    every = alloc("every_step", (steps, n), np.bool_)
+    every.fill(True)
+    return every
 
 
 def lstm_forward(
     x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole,
+    matmul=numpy_matmul, shards=_whole, alloc=fresh,
 ):  # fmt: skip
     """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u).
 
     x (T, N, in) time-major, kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,) or None,
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
+    ``alloc(name, shape, dtype)`` gives the arrays used and returned (``fresh`` by default; a
+    caller may hand out the same arrays again on its next call).
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n)
-    xp = _project(x, kernel, bias, matmul)
-    hs = np.empty((steps + 1, n, units), dtype=dtype)
-    cs = np.empty((steps + 1, n, units), dtype=dtype)
+    mask = _all_steps(mask, steps, n, alloc)
+    xp = _project(x, kernel, bias, matmul, alloc)
+    hs = alloc("hs", (steps + 1, n, units), dtype)
+    cs = alloc("cs", (steps + 1, n, units), dtype)
     hs[0] = h0
     cs[0] = c0
-    gates = np.empty((steps, n, 4 * units), dtype=dtype)
+    gates = alloc("gates", (steps, n, 4 * units), dtype)
+    rec = alloc("rec", (n, 4 * units), dtype)
 
     def in_numba(r0, r1):
         lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1)
 
     def in_python(r0, r1):
         xp_, hs_, cs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, cs, mask, gates))
-        rec = np.empty((r1 - r0, 4 * units), dtype=dtype)
+        rec_ = rec[r0:r1]
         for t in range(steps):
-            np.matmul(hs_[t], recurrent_kernel, out=rec)
+            np.matmul(hs_[t], recurrent_kernel, out=rec_)
             lstm_step_forward(
-                xp_[t], rec, hs_[t], cs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1],
+                xp_[t], rec_, hs_[t], cs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1],
                 cs_[t + 1],
             )  # fmt: skip
 
@@ -386,6 +446,7 @@ def lstm_backward(
     steps_guard=None,
     matmul=numpy_matmul,
     shards=_whole,
+    alloc=fresh,
 ):
     """(dx (T, N, in), dh0, dc0 (N, u)) from dy (T, N, u) or None and dh_last, dc_last (N, u).
 
@@ -395,14 +456,14 @@ def lstm_backward(
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n)
-    dh = np.array(dh_last, dtype=dtype, order="C")
-    dc = np.array(dc_last, dtype=dtype, order="C")
-    dhr = np.zeros((n, units), dtype=dtype)
+    mask = _all_steps(mask, steps, n, alloc)
+    dh = _copy(alloc, "dh", dh_last, dtype)
+    dc = _copy(alloc, "dc", dc_last, dtype)
+    dhr = _zeros(alloc, "dhr", (n, units), dtype)
     # dy, or a zero step's gradient read at every step: (T, N, u) or (1, N, u)
-    dy = np.zeros((1, n, units), dtype) if dy is None else np.ascontiguousarray(dy, dtype)
-    dz = np.empty((steps, n, 4 * units), dtype=dtype)
-    recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
+    dy = _zeros(alloc, "no_dy", (1, n, units), dtype) if dy is None else _contiguous(dy, dtype)
+    dz = alloc("dz", (steps, n, 4 * units), dtype)
+    recurrent_t = _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
 
     def in_numba(r0, r1):
         lstm_steps_backward(dy, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz, r0, r1)
@@ -421,13 +482,15 @@ def lstm_backward(
     _lstm_time_loop(in_numba, in_python, recurrent_kernel, n, shards, steps_guard)
     dh += dhr
     return (
-        _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul),
+        _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc),
         dh,
         dc,
     )
 
 
-def _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec, matmul):
+def _input_side(
+    x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec, matmul, alloc
+):
     """Weight gradients over all steps at once (one GEMM each) and dx = dxp @ kernel.T; for
     TableRows input, the table's gradient is added into its dtable and dx is None."""
     steps, n, _ = dxp.shape
@@ -440,17 +503,20 @@ def _input_side(x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, 
     if dbias_rec is not None:
         column_sums_add(drec2, dbias_rec)
     if isinstance(x, TableRows):
-        # Each step's gradient summed into its table row first: then the GEMMs run on V rows.
-        per_row = np.zeros((x.table.shape[0], dxp2.shape[1]), dtype=dxp2.dtype)
-        embedding_backward(dxp2, x.ids.reshape(-1), per_row)
+        # Each step's gradient summed into its row first: then the GEMMs run on the U rows used.
+        most = _most_rows(x.table, x.ids)
+        per_row = alloc("per_row", (most, dxp2.shape[1]), dxp2.dtype)[: len(x.used)]
+        per_row.fill(0)
+        embedding_backward(dxp2, x.inverse, per_row)
         if dkernel is not None:
-            matmul(x.table.T, per_row, dkernel, accumulate=True)
+            matmul(_used_rows(x, alloc).T, per_row, dkernel, accumulate=True)
         if x.dtable is not None:
-            matmul(per_row, kernel.T, x.dtable, accumulate=True)
+            drows = alloc("drows", (most, kernel.shape[0]), dxp2.dtype)[: len(x.used)]
+            embedding_backward(matmul(per_row, kernel.T, drows), x.used, x.dtable)
         return None
     if dkernel is not None:
         matmul(x.reshape(steps * n, x.shape[2]).T, dxp2, dkernel, accumulate=True)
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = alloc("dx", x.shape, x.dtype)
     matmul(dxp2, kernel.T, dx.reshape(steps * n, x.shape[2]))
     return dx
 
@@ -540,7 +606,7 @@ def gru_step_backward(dy, dhr, dh, h_prev, gates, mask, act, rec_act, dxp, drec)
 
 def gru_forward(
     x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole,
+    matmul=numpy_matmul, shards=_whole, alloc=fresh,
 ):  # fmt: skip
     """(hs, gates): states hs (T+1, N, u) from h0 (N, u) and gates (T, N, 4u) [z, r, hh, rh].
 
@@ -550,20 +616,21 @@ def gru_forward(
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n)
-    xp = _project(x, kernel, None if bias is None else bias[0], matmul)
-    rbias = np.zeros(3 * units, dtype=dtype) if bias is None else bias[1]
-    hs = np.empty((steps + 1, n, units), dtype=dtype)
+    mask = _all_steps(mask, steps, n, alloc)
+    xp = _project(x, kernel, None if bias is None else bias[0], matmul, alloc)
+    rbias = _zeros(alloc, "rbias", (3 * units,), dtype) if bias is None else bias[1]
+    hs = alloc("hs", (steps + 1, n, units), dtype)
     hs[0] = h0
-    gates = np.empty((steps, n, 4 * units), dtype=dtype)
+    gates = alloc("gates", (steps, n, 4 * units), dtype)
+    rec = alloc("rec", (n, 3 * units), dtype)
 
     def run(r0, r1):
         xp_, hs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, mask, gates))
-        rec = np.empty((r1 - r0, 3 * units), dtype=dtype)
+        rec_ = rec[r0:r1]
         for t in range(steps):
-            np.matmul(hs_[t], recurrent_kernel, out=rec)
+            np.matmul(hs_[t], recurrent_kernel, out=rec_)
             gru_step_forward(
-                xp_[t], rec, rbias, hs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1]
+                xp_[t], rec_, rbias, hs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1]
             )
 
     with _guarded(steps_guard):
@@ -588,6 +655,7 @@ def gru_backward(
     steps_guard=None,
     matmul=numpy_matmul,
     shards=_whole,
+    alloc=fresh,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -596,13 +664,13 @@ def gru_backward(
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n)
-    dh = np.array(dh_last, dtype=dtype, order="C")
-    dhr = np.zeros((n, units), dtype=dtype)
-    no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
-    dxp = np.empty((steps, n, 3 * units), dtype=dtype)
-    drec = np.empty((steps, n, 3 * units), dtype=dtype)
-    recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
+    mask = _all_steps(mask, steps, n, alloc)
+    dh = _copy(alloc, "dh", dh_last, dtype)
+    dhr = _zeros(alloc, "dhr", (n, units), dtype)
+    no_dy = _zeros(alloc, "no_dy", (n, units), dtype) if dy is None else None
+    dxp = alloc("dxp", (steps, n, 3 * units), dtype)
+    drec = alloc("drec", (steps, n, 3 * units), dtype)
+    recurrent_t = _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
 
     def run(r0, r1):
         hs_, gates_, mask_, dxp_, drec_ = (a[:, r0:r1] for a in (hs, gates, mask, dxp, drec))
@@ -619,7 +687,7 @@ def gru_backward(
     dh += dhr
     db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
     return _input_side(
-        x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, matmul
+        x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, matmul, alloc
     ), dh
 
 
@@ -661,7 +729,7 @@ def simple_rnn_step_backward(dy, dhr, dh, h, mask, act, dz):
 
 def simple_rnn_forward(
     x, kernel, recurrent_kernel, bias, h0, mask, act, steps_guard=None, matmul=numpy_matmul,
-    shards=_whole,
+    shards=_whole, alloc=fresh,
 ):  # fmt: skip
     """(hs,): states hs (T+1, N, u) from h0 (N, u); hs[t + 1] is the output of step t.
 
@@ -671,9 +739,9 @@ def simple_rnn_forward(
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n)
-    xp = _project(x, kernel, bias, matmul)
-    hs = np.empty((steps + 1, n, units), dtype=dtype)
+    mask = _all_steps(mask, steps, n, alloc)
+    xp = _project(x, kernel, bias, matmul, alloc)
+    hs = alloc("hs", (steps + 1, n, units), dtype)
     hs[0] = h0
 
     def run(r0, r1):
@@ -702,6 +770,7 @@ def simple_rnn_backward(
     steps_guard=None,
     matmul=numpy_matmul,
     shards=_whole,
+    alloc=fresh,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -710,12 +779,12 @@ def simple_rnn_backward(
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n)
-    dh = np.array(dh_last, dtype=dtype, order="C")
-    dhr = np.zeros((n, units), dtype=dtype)
-    no_dy = np.zeros((n, units), dtype=dtype) if dy is None else None
-    dz = np.empty((steps, n, units), dtype=dtype)
-    recurrent_t = np.ascontiguousarray(recurrent_kernel.T)
+    mask = _all_steps(mask, steps, n, alloc)
+    dh = _copy(alloc, "dh", dh_last, dtype)
+    dhr = _zeros(alloc, "dhr", (n, units), dtype)
+    no_dy = _zeros(alloc, "no_dy", (n, units), dtype) if dy is None else None
+    dz = alloc("dz", (steps, n, units), dtype)
+    recurrent_t = _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
 
     def run(r0, r1):
         hs_, mask_, dz_ = (a[:, r0:r1] for a in (hs, mask, dz))
@@ -728,4 +797,7 @@ def simple_rnn_backward(
     with _guarded(steps_guard):
         shards(run, n)
     dh += dhr
-    return _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul), dh
+    return (
+        _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc),
+        dh,
+    )

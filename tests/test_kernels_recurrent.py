@@ -135,6 +135,16 @@ def test_embedding_backward_scatter_adds_and_accumulates_repeats(dtype, width):
     np.testing.assert_allclose(dtable, expected, **TOL[dtype])
 
 
+@SETTINGS
+@given(ids=st.lists(st.integers(0, 11), max_size=40).map(lambda v: np.array(v, dtype=np.int64)))
+def test_distinct_ids_lists_each_id_once_in_first_seen_order(ids):
+    used, inverse = np.empty(len(ids), np.int64), np.empty(len(ids), np.int64)
+    used = used[: E.distinct_ids(ids, np.zeros(12, np.int64), used, inverse)]
+    _, first = np.unique(ids, return_index=True)
+    np.testing.assert_array_equal(used, ids[np.sort(first)])
+    np.testing.assert_array_equal(used[inverse], ids)
+
+
 # ---------------------------------------------------------------- forward vs reference
 
 
@@ -454,7 +464,7 @@ def test_table_rows_input_matches_its_gathered_rows(kind, dtype):
     gathered = dict(p, x=np.ascontiguousarray(table[ids]))
     dx, *ref = run_backward(kind, gathered, dy, dlast)
     dtable = np.ones_like(table)  # the backward adds into it
-    rows = dict(p, x=R.TableRows(table, ids, dtable))
+    rows = dict(p, x=R.table_rows(table, ids, dtable))
     none, *got = run_backward(kind, rows, dy, dlast)
     assert none is None
     for a, b in zip(got, ref):

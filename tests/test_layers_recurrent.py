@@ -209,8 +209,8 @@ RNN_CLASSES = [LSTM, GRU, layers.SimpleRNN]
 def test_rnn_projects_the_embedding_table_once_with_the_same_results(
     cls, mask_zero, go_backwards, return_sequences
 ):
-    """With at least as many steps (batch x time) as table rows, an RNN reading an Embedding
-    projects the table's rows instead of every step: same outputs and weight gradients."""
+    """An RNN reading an Embedding projects the table's rows its ids pick instead of every step:
+    the same outputs and weight gradients."""
     rnn = cls(4, go_backwards=go_backwards, return_sequences=return_sequences, dtype=F64)
     model = embedded_rnn_model(rnn, mask_zero)
     data = np.random.default_rng(0).integers(0, 6, (3, 7)).astype(F64)
@@ -233,10 +233,56 @@ def test_embedding_table_rows_gradients_match_finite_differences(cls):
     check_model_gradients_at_fixed_ids(model, data)
 
 
-def test_rnn_reads_gathered_rows_when_the_table_is_not_worth_it_or_shared():
+@pytest.mark.parametrize("cls", RNN_CLASSES)
+def test_rnn_projects_only_the_table_rows_its_ids_pick(cls):
+    """With fewer distinct ids than table rows, only those rows are projected; the rows no id
+    picks get no gradient, and the results are those of the gathered rows."""
+    model = embedded_rnn_model(cls(3, dtype=F64), vocab=50)
+    data = np.random.default_rng(2).integers(0, 6, (3, 7)).astype(F64)  # 21 steps, ids < 6
+    out, grads, rnn_input = forward_backward(model, data, table_rows=True)
+    assert isinstance(rnn_input, fastnn.kernels.recurrent.TableRows)
+    assert sorted(rnn_input.used) == sorted(set(data.astype(int).ravel()))
+    ref_out, ref_grads, _ = forward_backward(model, data, table_rows=False)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-14)
+    for grad, ref in zip(grads, ref_grads):
+        np.testing.assert_allclose(grad, ref, rtol=1e-10, atol=1e-13)
+    assert not grads[0][6:].any()  # the Embedding's table: rows 6.. are never picked
+
+
+@pytest.mark.parametrize("cls", RNN_CLASSES)
+@pytest.mark.parametrize("table_rows", [False, True])
+def test_rnn_reusing_its_buffers_gives_the_results_of_fresh_ones(cls, table_rows):
+    """Training steps hand the recurrent layers a workspace: a step after another (same shapes,
+    buffers reused) gets the outputs and gradients that fresh arrays give."""
+    rnn = cls(4, go_backwards=True, return_sequences=True, dtype=F64)
+    model = embedded_rnn_model(rnn, mask_zero=True, vocab=9)
+    graph = model._graph
+    sources = graph._table_row_sources if table_rows else {}
+    rng = np.random.default_rng(3)
+    first, second = (rng.integers(0, 9, (3, 7)).astype(F64) for _ in range(2))
+    second[1, 4:] = 0
+
+    def step(data, reuse):
+        saved, graph._table_row_sources = graph._table_row_sources, sources
+        try:
+            for w in model.weights:
+                w.grad[...] = 0
+            (out,), tape = graph.forward([data], True, reuse=reuse)
+            graph.backward(tape, [np.cos(out)])
+        finally:
+            graph._table_row_sources = saved
+        return out.copy(), [w.grad.copy() for w in model.weights]
+
+    step(first, "train")
+    out, grads = step(second, "train")
+    ref_out, ref_grads = step(second, None)
+    np.testing.assert_array_equal(out, ref_out)
+    for grad, ref in zip(grads, ref_grads):
+        np.testing.assert_array_equal(grad, ref)
+
+
+def test_rnn_reads_gathered_rows_under_input_dropout_or_when_the_rows_are_shared():
     data = np.random.default_rng(2).integers(0, 6, (3, 7)).astype(F64)
-    few_steps = embedded_rnn_model(LSTM(2, dtype=F64), vocab=50)  # 21 steps < 50 rows
-    assert isinstance(forward_backward(few_steps, data, True)[2], np.ndarray)
     dropout = embedded_rnn_model(LSTM(2, dropout=0.5, dtype=F64))  # masks x itself in training
     assert isinstance(forward_backward(dropout, data, True)[2], np.ndarray)
     ids = fastnn.Input((7,))

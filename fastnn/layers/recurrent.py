@@ -30,6 +30,12 @@ from fastnn.random import make_rng
 _ON_FASTNN_THREADS = dict(steps_guard=serial_blas(), matmul=gemm.matmul, shards=gemm.row_shards)
 
 
+def _copy_into(out, values):
+    """``out[...] = values``; returns out."""
+    out[...] = values
+    return out
+
+
 class SequenceLayer(Layer):
     """A layer over ``(batch, timesteps, features)`` called with ``initial_state=`` and ``mask=``.
 
@@ -218,21 +224,23 @@ class _RNN(SequenceLayer):
 
     # ---- forward / backward --------------------------------------------------------------------
     takes_table_rows = True
+    uses_workspace = True
 
-    def forward(self, inputs, training, mask=None, embedded=None):
+    def forward(self, inputs, training, mask=None, embedded=None, workspace=None):
         if isinstance(mask, list):  # [x's mask, None for each initial state]
             mask = mask[0]
         x, states = (inputs[0], list(inputs[1:])) if isinstance(inputs, list) else (inputs, [])
         n, steps, _ = x.shape
         dtype = self.kernel.value.dtype
+        alloc = kernels.recurrent.fresh if workspace is None else workspace.empty
         keep = None
         dropping = training and 0 < self.dropout < 1
-        xt = None if dropping else self._table_rows(embedded, n, steps, dtype)
+        xt = None if dropping else self._table_rows(embedded, n, steps, dtype, alloc)
         if xt is None:
             xt = x.transpose(1, 0, 2)  # time-major, in processing order
             if self.go_backwards:
                 xt = xt[::-1]
-            xt = np.ascontiguousarray(xt, dtype=dtype)
+            xt = _copy_into(alloc("xt", xt.shape, dtype), xt)
         if dropping:  # one mask per sample and feature for all steps
             keep = (self._rng.random((n, x.shape[2])) >= self.dropout).astype(dtype)
             keep *= dtype.type(1 / (1 - self.dropout))
@@ -246,9 +254,10 @@ class _RNN(SequenceLayer):
             if seen.all():
                 seen = None
         states = [np.ascontiguousarray(s, dtype=dtype) for s in states] or [
-            np.zeros((n, self.units), dtype) for _ in self.state_names
+            _copy_into(alloc(f"initial_{name}", (n, self.units), dtype), 0)
+            for name in self.state_names
         ]
-        saved = self._run(xt, states, mt)
+        saved = self._run(xt, states, mt, alloc)
         hs = saved[0]
         if self.return_sequences:
             seq = hs[1:] if seen is None else hs[1:] * seen[:, :, None]
@@ -258,24 +267,24 @@ class _RNN(SequenceLayer):
         if self.return_state:
             out = [out] + [s[steps].copy() for s in saved[: len(self.state_names)]]
         source = None if embedded is None else embedded[1]
-        ctx = (xt, keep, mt, seen, saved, isinstance(inputs, list), source)
+        ctx = (xt, keep, mt, seen, saved, isinstance(inputs, list), source, alloc)
         return out, ctx
 
-    def _table_rows(self, embedded, n, steps, dtype):
+    def _table_rows(self, embedded, n, steps, dtype, alloc):
         """The input as ``TableRows`` of the Embedding feeding this layer (``embedded``, its
-        flat ids and the layer) when that costs fewer flops: at least as many steps as rows."""
+        flat ids and the layer): the projection then runs on the distinct rows the ids pick."""
         if embedded is None:
             return None
         ids, embedding = embedded
         table = embedding.embeddings.value
-        if table.dtype != dtype or n * steps < len(table):
+        if table.dtype != dtype:
             return None
         ids = ids.reshape(n, steps).T
-        ids = np.ascontiguousarray(ids[::-1] if self.go_backwards else ids)
-        return kernels.recurrent.TableRows(table, ids)
+        ids = ids[::-1] if self.go_backwards else ids
+        return kernels.recurrent.table_rows(table, ids, alloc=alloc)
 
     def backward(self, ctx, grad_outputs):
-        xt, keep, mt, seen, saved, states_given, source = ctx
+        xt, keep, mt, seen, saved, states_given, source, alloc = ctx
         steps, n, dtype = kernels.recurrent.sequence_shape(xt)
         grads = list(grad_outputs) if self.return_state else [grad_outputs]
         grads = [np.ascontiguousarray(g, dtype=dtype) for g in grads]
@@ -289,13 +298,13 @@ class _RNN(SequenceLayer):
             state_grads[0] = state_grads[0] + last
         if isinstance(xt, kernels.recurrent.TableRows) and source.trainable:
             xt = xt._replace(dtable=source.embeddings.grad)
-        dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads)
+        dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads, alloc)
         if dxt is None:  # the input's gradient went into the Embedding's table
             return [None, *dstates] if states_given else None
         if keep is not None:
             dxt *= keep
-        dx = dxt[::-1] if self.go_backwards else dxt
-        dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        dx = (dxt[::-1] if self.go_backwards else dxt).transpose(1, 0, 2)
+        dx = _copy_into(alloc("dx_batch_major", dx.shape, dtype), dx)
         return [dx, *dstates] if states_given else dx
 
     def _weight_grads(self):
@@ -364,7 +373,7 @@ class LSTM(_RNN):
 
         return forget_bias_one
 
-    def _run(self, xt, states, mt):
+    def _run(self, xt, states, mt, alloc):
         bias = self.bias.value if self.use_bias else None
         return kernels.recurrent.lstm_forward(
             xt,
@@ -376,9 +385,10 @@ class LSTM(_RNN):
             self._act,
             self._rec_act,
             **_ON_FASTNN_THREADS,
+            alloc=alloc,
         )
 
-    def _run_backward(self, xt, mt, saved, dy, state_grads):
+    def _run_backward(self, xt, mt, saved, dy, state_grads, alloc):
         hs, cs, gates = saved
         dx, dh0, dc0 = kernels.recurrent.lstm_backward(
             xt,
@@ -394,6 +404,7 @@ class LSTM(_RNN):
             *state_grads,
             *self._weight_grads(),
             **_ON_FASTNN_THREADS,
+            alloc=alloc,
         )
         return dx, [dh0, dc0]
 
@@ -431,7 +442,7 @@ class GRU(_RNN):
     def _bias_initializer(self):
         return self.bias_initializer
 
-    def _run(self, xt, states, mt):
+    def _run(self, xt, states, mt, alloc):
         bias = self.bias.value if self.use_bias else None
         return kernels.recurrent.gru_forward(
             xt,
@@ -443,9 +454,10 @@ class GRU(_RNN):
             self._act,
             self._rec_act,
             **_ON_FASTNN_THREADS,
+            alloc=alloc,
         )
 
-    def _run_backward(self, xt, mt, saved, dy, state_grads):
+    def _run_backward(self, xt, mt, saved, dy, state_grads, alloc):
         hs, gates = saved
         dx, dh0 = kernels.recurrent.gru_backward(
             xt,
@@ -460,6 +472,7 @@ class GRU(_RNN):
             state_grads[0],
             *self._weight_grads(),
             **_ON_FASTNN_THREADS,
+            alloc=alloc,
         )
         return dx, [dh0]
 
@@ -513,7 +526,7 @@ class SimpleRNN(_RNN):
     def _bias_initializer(self):
         return self.bias_initializer
 
-    def _run(self, xt, states, mt):
+    def _run(self, xt, states, mt, alloc):
         bias = self.bias.value if self.use_bias else None
         return kernels.recurrent.simple_rnn_forward(
             xt,
@@ -524,9 +537,10 @@ class SimpleRNN(_RNN):
             mt,
             self._act,
             **_ON_FASTNN_THREADS,
+            alloc=alloc,
         )
 
-    def _run_backward(self, xt, mt, saved, dy, state_grads):
+    def _run_backward(self, xt, mt, saved, dy, state_grads, alloc):
         dx, dh0 = kernels.recurrent.simple_rnn_backward(
             xt,
             self.kernel.value,
@@ -538,6 +552,7 @@ class SimpleRNN(_RNN):
             state_grads[0],
             *self._weight_grads(),
             **_ON_FASTNN_THREADS,
+            alloc=alloc,
         )
         return dx, [dh0]
 
