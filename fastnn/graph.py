@@ -233,6 +233,7 @@ class Graph:
         for slot, array in zip(self._input_slots, input_arrays):
             values[slot] = array
         ctxs = []
+        gathered_by_readers = set(self._table_row_sources.values())
         for i, (node, in_slots, out_slots, workspace) in enumerate(
             zip(self.nodes, self._node_input_slots, self._node_output_slots, workspaces)
         ):
@@ -246,6 +247,8 @@ class Graph:
             if i in self._table_row_sources:  # e.g. an LSTM reading an Embedding's output
                 source = self._table_row_sources[i]
                 extra["embedded"] = (ctxs[source], self.nodes[source].layer)
+            elif i in gathered_by_readers:  # ... which then gathers no rows itself
+                extra["gather"] = False
             outputs, ctx = layer.forward(args, training, **extra)
             out_mask = layer.compute_mask(args, mask)
             ctxs.append(ctx)

@@ -283,8 +283,16 @@ def test_rnn_reusing_its_buffers_gives_the_results_of_fresh_ones(cls, table_rows
 
 def test_rnn_reads_gathered_rows_under_input_dropout_or_when_the_rows_are_shared():
     data = np.random.default_rng(2).integers(0, 6, (3, 7)).astype(F64)
-    dropout = embedded_rnn_model(LSTM(2, dropout=0.5, dtype=F64))  # masks x itself in training
-    assert isinstance(forward_backward(dropout, data, True)[2], np.ndarray)
+    rnn = LSTM(2, dropout=0.5, dtype=F64)
+    dropout = embedded_rnn_model(rnn)  # masks x itself in training
+    rnn._rng = np.random.default_rng(0)
+    out, grads, rnn_input = forward_backward(dropout, data, True)  # the LSTM gathers the rows
+    assert isinstance(rnn_input, np.ndarray)
+    rnn._rng = np.random.default_rng(0)
+    ref_out, ref_grads, _ = forward_backward(dropout, data, False)  # the Embedding does
+    np.testing.assert_array_equal(out, ref_out)
+    for grad, ref in zip(grads, ref_grads):
+        np.testing.assert_allclose(grad, ref, rtol=1e-12, atol=1e-15)
     ids = fastnn.Input((7,))
     embedded = Embedding(6, 3, dtype=F64)(ids)
     pooled = layers.GlobalAveragePooling1D()(embedded)  # a second reader of the rows

@@ -268,12 +268,15 @@ class Layer:
     passes_mask = False
 
     #: True for a layer whose output is rows of a table picked by ids (Embedding), with the flat
-    #: int64 ids as its forward's ctx.
+    #: int64 ids as its forward's ctx. Its ``forward(inputs, training, gather=False)`` returns an
+    #: unread stand-in of the output's shape: the graph asks that when the only reader of the
+    #: output takes the ids instead (below).
     gathers_table_rows = False
 
-    #: True if ``forward(inputs, training, embedded=(ids, layer))`` can take its input as the ids
-    #: and table of such a layer, the only reader of its output (the graph passes them): then the
-    #: input's gradient goes into that layer's table and ``backward`` may return None for it.
+    #: True if ``forward(inputs, training, embedded=(ids, layer))`` takes its input as the ids
+    #: and table of such a layer, the only reader of its output (the graph passes them, and the
+    #: input itself is then a stand-in): the input's gradient goes into that layer's table and
+    #: ``backward`` may return None for it, or it gathers the rows and returns their gradient.
     takes_table_rows = False
 
     def compute_mask(self, inputs, mask=None):

@@ -82,7 +82,7 @@ class Embedding(Layer):
 
     gathers_table_rows = True
 
-    def forward(self, inputs, training):
+    def forward(self, inputs, training, gather=True):
         ids = np.asarray(inputs)
         if ids.dtype != np.int64:
             ids = ids.astype(np.int64)
@@ -94,6 +94,8 @@ class Embedding(Layer):
                 f"[0, {self.input_dim}) for input_dim={self.input_dim}"
             )
         table = self.embeddings.value
+        if not gather:  # the reader takes the ids and table instead (see Layer.takes_table_rows)
+            return np.broadcast_to(table.dtype.type(0), (*ids.shape, self.output_dim)), flat
         out = np.empty((flat.size, self.output_dim), dtype=table.dtype)
         kernels.embedding.embedding_forward(table, flat, out)
         return out.reshape(*ids.shape, self.output_dim), flat

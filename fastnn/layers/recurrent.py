@@ -237,6 +237,8 @@ class _RNN(SequenceLayer):
         dropping = training and 0 < self.dropout < 1
         xt = None if dropping else self._table_rows(embedded, n, steps, dtype, alloc)
         if xt is None:
+            if embedded is not None:  # x is a stand-in: the Embedding gathered nothing
+                x = embedded[1].embeddings.value[embedded[0]].reshape(x.shape)
             xt = x.transpose(1, 0, 2)  # time-major, in processing order
             if self.go_backwards:
                 xt = xt[::-1]
