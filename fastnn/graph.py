@@ -51,6 +51,14 @@ def scratch(workspace: Workspace | None, name: str, shape, dtype) -> np.ndarray:
     return workspace.empty(name, shape, dtype)
 
 
+def scratch_copy(workspace: Workspace | None, name: str, values, dtype=None) -> np.ndarray:
+    """A C-contiguous copy of ``values`` (cast to ``dtype``) in ``scratch``'s array ``name``."""
+    values = np.asarray(values)
+    out = scratch(workspace, name, values.shape, values.dtype if dtype is None else dtype)
+    out[...] = values
+    return out
+
+
 class SymbolicTensor:
     """A placeholder for an array in the graph: shape (batch axis None), dtype, origin."""
 

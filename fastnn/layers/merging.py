@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn.graph import scratch, scratch_copy
 from fastnn.layers.base import Layer
 
 
@@ -72,14 +73,20 @@ class Concatenate(_Merge):
         self._axis = axis
         return tuple(out)
 
-    def forward(self, inputs, training):
+    uses_workspace = True
+
+    def forward(self, inputs, training, workspace=None):
         axis = self.axis % inputs[0].ndim
         splits = np.cumsum([x.shape[axis] for x in inputs])[:-1]
-        return np.concatenate(inputs, axis=axis), (axis, splits)
+        shape = list(inputs[0].shape)
+        shape[axis] = sum(x.shape[axis] for x in inputs)
+        out = scratch(workspace, "y", shape, np.result_type(*inputs))
+        return np.concatenate(inputs, axis=axis, out=out), (axis, splits, workspace)
 
     def backward(self, ctx, grad_outputs):
-        axis, splits = ctx
-        return [np.ascontiguousarray(g) for g in np.split(grad_outputs, splits, axis=axis)]
+        axis, splits, workspace = ctx
+        parts = np.split(grad_outputs, splits, axis=axis)
+        return [scratch_copy(workspace, f"dx{i}", g) for i, g in enumerate(parts)]
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}

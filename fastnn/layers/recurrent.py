@@ -21,6 +21,7 @@ import numpy as np
 
 from fastnn import activations, gemm, initializers, kernels, regularizers
 from fastnn.config import serial_blas
+from fastnn.graph import scratch_copy
 from fastnn.layers.base import Layer, shape_error
 from fastnn.random import make_rng
 
@@ -30,10 +31,9 @@ from fastnn.random import make_rng
 _ON_FASTNN_THREADS = dict(steps_guard=serial_blas(), matmul=gemm.matmul, shards=gemm.row_shards)
 
 
-def _copy_into(out, values):
-    """``out[...] = values``; returns out."""
-    out[...] = values
-    return out
+def _allocator(workspace):
+    """The sequence kernels' ``alloc``: the node's workspace's arrays, or fresh ones."""
+    return kernels.recurrent.fresh if workspace is None else workspace.empty
 
 
 class SequenceLayer(Layer):
@@ -232,9 +232,9 @@ class _RNN(SequenceLayer):
         x, states = (inputs[0], list(inputs[1:])) if isinstance(inputs, list) else (inputs, [])
         n, steps, _ = x.shape
         dtype = self.kernel.value.dtype
-        alloc = kernels.recurrent.fresh if workspace is None else workspace.empty
         keep = None
         dropping = training and 0 < self.dropout < 1
+        alloc = _allocator(workspace)
         xt = None if dropping else self._table_rows(embedded, n, steps, dtype, alloc)
         if xt is None:
             if embedded is not None:  # x is a stand-in: the Embedding gathered nothing
@@ -242,7 +242,7 @@ class _RNN(SequenceLayer):
             xt = x.transpose(1, 0, 2)  # time-major, in processing order
             if self.go_backwards:
                 xt = xt[::-1]
-            xt = _copy_into(alloc("xt", xt.shape, dtype), xt)
+            xt = scratch_copy(workspace, "xt", xt, dtype)
         if dropping:  # one mask per sample and feature for all steps
             keep = (self._rng.random((n, x.shape[2])) >= self.dropout).astype(dtype)
             keep *= dtype.type(1 / (1 - self.dropout))
@@ -256,8 +256,7 @@ class _RNN(SequenceLayer):
             if seen.all():
                 seen = None
         states = [np.ascontiguousarray(s, dtype=dtype) for s in states] or [
-            _copy_into(alloc(f"initial_{name}", (n, self.units), dtype), 0)
-            for name in self.state_names
+            np.zeros((n, self.units), dtype) for _ in self.state_names
         ]
         saved = self._run(xt, states, mt, alloc)
         hs = saved[0]
@@ -269,7 +268,7 @@ class _RNN(SequenceLayer):
         if self.return_state:
             out = [out] + [s[steps].copy() for s in saved[: len(self.state_names)]]
         source = None if embedded is None else embedded[1]
-        ctx = (xt, keep, mt, seen, saved, isinstance(inputs, list), source, alloc)
+        ctx = (xt, keep, mt, seen, saved, isinstance(inputs, list), source, workspace)
         return out, ctx
 
     def _table_rows(self, embedded, n, steps, dtype, alloc):
@@ -286,7 +285,8 @@ class _RNN(SequenceLayer):
         return kernels.recurrent.table_rows(table, ids, alloc=alloc)
 
     def backward(self, ctx, grad_outputs):
-        xt, keep, mt, seen, saved, states_given, source, alloc = ctx
+        xt, keep, mt, seen, saved, states_given, source, workspace = ctx
+        alloc = _allocator(workspace)
         steps, n, dtype = kernels.recurrent.sequence_shape(xt)
         grads = list(grad_outputs) if self.return_state else [grad_outputs]
         grads = [np.ascontiguousarray(g, dtype=dtype) for g in grads]
@@ -306,7 +306,7 @@ class _RNN(SequenceLayer):
         if keep is not None:
             dxt *= keep
         dx = (dxt[::-1] if self.go_backwards else dxt).transpose(1, 0, 2)
-        dx = _copy_into(alloc("dx_batch_major", dx.shape, dtype), dx)
+        dx = scratch_copy(workspace, "dx_batch_major", dx)
         return [dx, *dstates] if states_given else dx
 
     def _weight_grads(self):
