@@ -9,6 +9,7 @@ Outside such a section it is one ``np.matmul`` with BLAS's own threads.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,60 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
         )
         out += partials.sum(axis=0)
     return out
+
+
+def cblas_gemm(dtype):
+    """numpy's BLAS ``cblas_sgemm`` / ``cblas_dgemm`` as a ctypes function for ``dtype``
+    (float32 / float64), which Numba kernels call without Python per product, or None when
+    numpy's BLAS is not an OpenBLAS that exports it (the kernels then use loops)."""
+    dtype = np.dtype(dtype)
+    if dtype not in _CBLAS:
+        _CBLAS[dtype] = _find_cblas_gemm(dtype)
+    return _CBLAS[dtype]
+
+
+_CBLAS: dict = {}
+# Symbol names by how numpy's OpenBLAS is built: numpy 2 wheels, numpy 1.2x wheels (64-bit ints),
+# and a system OpenBLAS (32-bit ints).
+_CBLAS_SYMBOLS = (
+    ("scipy_cblas_{}gemm64_", True),
+    ("cblas_{}gemm64_", True),
+    ("cblas_{}gemm", False),
+)
+
+
+def _find_cblas_gemm(dtype):
+    prefix = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(dtype)
+    library = _numpy_openblas()
+    if prefix is None or library is None:
+        return None
+    real = ctypes.c_float if prefix == "s" else ctypes.c_double
+    for pattern, ilp64 in _CBLAS_SYMBOLS:
+        function = getattr(library, pattern.format(prefix), None)
+        if function is not None:
+            index = ctypes.c_int64 if ilp64 else ctypes.c_int
+            enum, pointer = ctypes.c_int, ctypes.c_void_p
+            function.argtypes = [enum, enum, enum, index, index, index, real, pointer, index]
+            function.argtypes += [pointer, index, real, pointer, index]
+            function.restype = None
+            return function
+    return None
+
+
+def _numpy_openblas():
+    """numpy's OpenBLAS as a ctypes library (the one ``config.serial_blas`` keeps on one
+    thread), or None: the one a numpy wheel bundles, else the only OpenBLAS loaded."""
+    controller = config._blas()
+    openblas = [lib for lib in (controller.lib_controllers if controller else [])]
+    openblas = [lib for lib in openblas if lib.internal_api == "openblas"]
+    bundled = [
+        lib for lib in openblas if "numpy" in os.path.basename(os.path.dirname(lib.filepath))
+    ]
+    chosen = bundled or (openblas if len(openblas) == 1 else [])
+    try:
+        return ctypes.CDLL(chosen[0].filepath) if chosen else None
+    except OSError:
+        return None
 
 
 def _blocks(size: int, parts: int) -> list:

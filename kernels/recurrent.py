@@ -31,8 +31,9 @@ around the time loop only (the layers pass one that keeps BLAS to one thread the
 layers pass one that splits them over threads; see ``fastnn.gemm``). The samples of a batch are
 independent through time, so ``shards(fn, rows)`` may run the time loop as ``fn(start, stop)``
 on blocks of rows at once (the layers pass ``fastnn.gemm.row_shards``; the step kernels release
-the GIL); the default runs one block. For a small LSTM batch the whole time loop is one Numba
-call instead (``lstm_steps_forward`` / ``lstm_steps_backward``, see ``LOOP_MAX_ROWS``).
+the GIL); the default runs one block. The LSTM's whole time loop is one Numba call per block
+instead (``lstm_steps_forward`` / ``lstm_steps_backward``) when the caller passes ``blas``, which
+gives a cblas gemm for the steps' products, or for small batches (see ``_lstm_time_loop``).
 """
 
 import contextlib
@@ -217,22 +218,25 @@ def lstm_step_backward(dy, dhr, dh, dc, c_prev, c, gates, mask, act, rec_act, dz
             dh[b, j] = zero
 
 
-# For small batches and units, the LSTM's whole time loop is one Numba call, with each step's
-# h @ recurrent_kernel as loops: a BLAS call per step costs more than it computes there, and with
-# no Python per step, blocks of a few rows run in parallel without contending for the GIL (the
-# Python loop needs 32 rows per block, see fastnn.gemm.row_shards). Measured on 2 threads, units
-# 64: forward + backward 1.2x faster at batch 16, 1.1x at 32, even at 48, slower from 64 (the
-# loops' product is slower than BLAS's once the per-step overhead is amortized).
+# The LSTM's whole time loop is one Numba call per block of rows, each step's h @ recurrent_kernel
+# either a call of BLAS's cblas gemm (``gemm``, a ctypes function the caller passes, for the
+# arrays' dtype) or, without one, loops. With no Python per step, blocks of a few rows run in
+# parallel without contending for the GIL. The loops' product is slower than BLAS's once the
+# per-step overhead is amortized, so without ``gemm`` only small batches and units take this
+# path (measured on 2 threads, units 64: 1.1-1.2x faster than the Python loop at batch 16-48,
+# slower from 64); the rest run a Python loop with a numpy product per step.
 LOOP_MAX_RECURRENT_WEIGHTS = 64 * 256  # units 64 with 4 gates: 64 KiB in float32, in L2
 LOOP_MAX_ROWS = 32
 LOOP_MIN_ROWS_PER_SHARD = 8
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
 
 
-def _lstm_time_loop(in_numba, in_python, recurrent_kernel, rows, shards, steps_guard):
-    """Run the time loop on blocks of rows: ``in_numba(r0, r1)`` (one Numba call) for small
-    batches and units, else ``in_python(r0, r1)`` (a BLAS product per step)."""
+def _lstm_time_loop(in_numba, in_python, recurrent_kernel, rows, shards, steps_guard, gemm):
+    """Run the time loop on blocks of rows: ``in_numba(r0, r1)`` (one Numba call) with a BLAS
+    ``gemm`` or for small batches and units, else ``in_python(r0, r1)`` (numpy per step)."""
+    small = recurrent_kernel.size <= LOOP_MAX_RECURRENT_WEIGHTS and rows <= LOOP_MAX_ROWS
     with _guarded(steps_guard):
-        if recurrent_kernel.size <= LOOP_MAX_RECURRENT_WEIGHTS and rows <= LOOP_MAX_ROWS:
+        if gemm is not None or small:
             shards(in_numba, rows, LOOP_MIN_ROWS_PER_SHARD)
         else:
             shards(in_python, rows)
@@ -253,12 +257,33 @@ def _times(a, w, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1):
-    """Every step of ``lstm_step_forward`` for rows r0..r1, with h @ recurrent_kernel as loops;
-    xp (T, N, 4u), hs / cs (T+1, N, u), mask (T, N), gates (T, N, 4u) as ``lstm_forward``."""
+def _step_product(gemm, a, w, transpose, out):
+    """out (n, G) = a (n, k) @ w (k, G), or @ w.T for w (G, k) with ``transpose``; a and out are
+    rows of C arrays. One call of ``gemm`` (cblas, row-major), or loops on w when it is None
+    (then ``transpose`` is ignored: pass w as (k, G))."""
+    if gemm is None:
+        _times(a, w, out)
+        return
+    n, k = a.shape
+    if n == 0:
+        return
+    g = out.shape[1]
+    item = a.itemsize
+    trans = _TRANS if transpose else _NO_TRANS
+    gemm(
+        _ROW_MAJOR, _NO_TRANS, trans, n, g, k, 1.0, a.ctypes.data, a.strides[0] // item,
+        w.ctypes.data, w.strides[0] // item, 0.0, out.ctypes.data, out.strides[0] // item,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm):
+    """Every step of ``lstm_step_forward`` for rows r0..r1, h @ recurrent_kernel by ``gemm`` or
+    loops (``_step_product``); xp (T, N, 4u), hs / cs (T+1, N, u), mask (T, N), gates (T, N, 4u)
+    as ``lstm_forward``."""
     rec = np.empty((r1 - r0, recurrent_kernel.shape[1]), dtype=xp.dtype)
     for t in range(xp.shape[0]):
-        _times(hs[t, r0:r1], recurrent_kernel, rec)
+        _step_product(gemm, hs[t, r0:r1], recurrent_kernel, False, rec)
         lstm_step_forward(
             xp[t, r0:r1], rec, hs[t, r0:r1], cs[t, r0:r1], mask[t, r0:r1], act, rec_act,
             gates[t, r0:r1], hs[t + 1, r0:r1], cs[t + 1, r0:r1],
@@ -266,18 +291,22 @@ def lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lstm_steps_backward(dy, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz, r0, r1):
+def lstm_steps_backward(
+    dy, recurrent_kernel, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz, r0, r1, gemm
+):
     """Every step of ``lstm_step_backward`` for rows r0..r1, latest first, with dz @
-    recurrent_kernel.T (``recurrent_t``, (4u, u)) as loops; dy (T, N, u), or (1, N, u) zeros for
-    none; dhr, dh, dc (N, u) carried; dz (T, N, 4u) filled."""
+    recurrent_kernel.T by ``gemm`` on recurrent_kernel (u, 4u), or loops on ``recurrent_t``
+    (4u, u); dy (T, N, u), or (1, N, u) zeros for none; dhr, dh, dc (N, u) carried; dz
+    (T, N, 4u) filled."""
     steps = gates.shape[0]
+    weights = recurrent_t if gemm is None else recurrent_kernel
     for t in range(steps - 1, -1, -1):
         lstm_step_backward(
             dy[t if dy.shape[0] == steps else 0, r0:r1], dhr[r0:r1], dh[r0:r1], dc[r0:r1],
             cs[t, r0:r1], cs[t + 1, r0:r1], gates[t, r0:r1], mask[t, r0:r1], act, rec_act,
             dz[t, r0:r1],
         )  # fmt: skip
-        _times(dz[t, r0:r1], recurrent_t, dhr[r0:r1])
+        _step_product(gemm, dz[t, r0:r1], weights, True, dhr[r0:r1])
 
 
 def _whole(fn, rows, min_rows=None):
@@ -389,14 +418,15 @@ def _all_steps(mask, steps, n, alloc):
 
 def lstm_forward(
     x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole, alloc=fresh,
+    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None,
 ):  # fmt: skip
     """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u).
 
     x (T, N, in) time-major, kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,) or None,
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
     ``alloc(name, shape, dtype)`` gives the arrays used and returned (``fresh`` by default; a
-    caller may hand out the same arrays again on its next call).
+    caller may hand out the same arrays again on its next call). ``blas(dtype)`` gives a ctypes
+    cblas gemm for the steps' products, or None (loops or numpy; see ``_lstm_time_loop``).
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
@@ -409,9 +439,10 @@ def lstm_forward(
     cs[0] = c0
     gates = alloc("gates", (steps, n, 4 * units), dtype)
     rec = alloc("rec", (n, 4 * units), dtype)
+    gemm = None if blas is None else blas(dtype)
 
     def in_numba(r0, r1):
-        lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1)
+        lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm)
 
     def in_python(r0, r1):
         xp_, hs_, cs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, cs, mask, gates))
@@ -423,7 +454,7 @@ def lstm_forward(
                 cs_[t + 1],
             )  # fmt: skip
 
-    _lstm_time_loop(in_numba, in_python, recurrent_kernel, n, shards, steps_guard)
+    _lstm_time_loop(in_numba, in_python, recurrent_kernel, n, shards, steps_guard, gemm)
     return hs, cs, gates
 
 
@@ -447,6 +478,7 @@ def lstm_backward(
     matmul=numpy_matmul,
     shards=_whole,
     alloc=fresh,
+    blas=None,
 ):
     """(dx (T, N, in), dh0, dc0 (N, u)) from dy (T, N, u) or None and dh_last, dc_last (N, u).
 
@@ -463,10 +495,18 @@ def lstm_backward(
     # dy, or a zero step's gradient read at every step: (T, N, u) or (1, N, u)
     dy = _zeros(alloc, "no_dy", (1, n, units), dtype) if dy is None else _contiguous(dy, dtype)
     dz = alloc("dz", (steps, n, 4 * units), dtype)
-    recurrent_t = _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
+    gemm = None if blas is None else blas(dtype)
+    recurrent_t = (
+        recurrent_kernel
+        if gemm is not None
+        else _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
+    )  # the loops' layout; gemm reads recurrent_kernel transposed
 
     def in_numba(r0, r1):
-        lstm_steps_backward(dy, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz, r0, r1)
+        lstm_steps_backward(
+            dy, recurrent_kernel, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz,
+            r0, r1, gemm,
+        )  # fmt: skip
 
     def in_python(r0, r1):
         cs_, gates_, mask_, dz_ = (a[:, r0:r1] for a in (cs, gates, mask, dz))
@@ -479,7 +519,7 @@ def lstm_backward(
             )  # fmt: skip
             np.matmul(dz_[t], recurrent_t, out=dhr_)
 
-    _lstm_time_loop(in_numba, in_python, recurrent_kernel, n, shards, steps_guard)
+    _lstm_time_loop(in_numba, in_python, recurrent_kernel, n, shards, steps_guard, gemm)
     dh += dhr
     return (
         _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc),

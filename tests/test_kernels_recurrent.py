@@ -5,6 +5,8 @@ passes with central differences of that reference in float64, and in float32 wit
 kernel. The fused per-step kernels must compile for float32 without widening to double.
 """
 
+import functools
+
 import numpy as np
 import pytest
 from gradcheck import numeric_gradient
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from numba import njit
 from numba_checks import float64_ops
 
+import fastnn.gemm
 from fastnn.kernels import activations as A
 from fastnn.kernels import embedding as E
 from fastnn.kernels import recurrent as R
@@ -98,12 +101,18 @@ sizes = dict(
 )
 
 
-@pytest.fixture(autouse=True, params=["loops", "blas"])
+@pytest.fixture(autouse=True, params=["loops", "blas", "cblas"])
 def time_loop(request, monkeypatch):
-    """Run every test with the LSTM's steps as one Numba loop (small units) and as a Python loop
-    with a BLAS product per step (large units)."""
+    """Run every test with the LSTM's steps as one Numba loop with the products as loops (small
+    units), as a Python loop with a numpy product per step (large units), and as one Numba loop
+    calling numpy's cblas gemm per step (what the layers pass)."""
     if request.param == "blas":
         monkeypatch.setattr(R, "LOOP_MAX_RECURRENT_WEIGHTS", 0)
+    if request.param == "cblas":
+        assert fastnn.gemm.cblas_gemm(np.float32) is not None  # numpy's wheel bundles OpenBLAS
+        for name in ("lstm_forward", "lstm_backward"):
+            kernel = functools.partial(getattr(R, name), blas=fastnn.gemm.cblas_gemm)
+            monkeypatch.setattr(R, name, kernel)
     return request.param
 
 
