@@ -231,15 +231,20 @@ LOOP_MIN_ROWS_PER_SHARD = 8
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
 
 
-def _lstm_time_loop(in_numba, in_python, recurrent_kernel, rows, shards, steps_guard, gemm):
-    """Run the time loop on blocks of rows: ``in_numba(r0, r1)`` (one Numba call) with a BLAS
-    ``gemm`` or for small batches and units, else ``in_python(r0, r1)`` (numpy per step)."""
-    small = recurrent_kernel.size <= LOOP_MAX_RECURRENT_WEIGHTS and rows <= LOOP_MAX_ROWS
+def _time_loop(in_numba, in_python, rows, shards, steps_guard, numba_loop):
+    """Run the time loop on blocks of rows: ``in_numba(r0, r1)`` (one Numba call) if
+    ``numba_loop``, else ``in_python(r0, r1)`` (a numpy product per step)."""
     with _guarded(steps_guard):
-        if gemm is not None or small:
+        if numba_loop:
             shards(in_numba, rows, LOOP_MIN_ROWS_PER_SHARD)
         else:
             shards(in_python, rows)
+
+
+def _lstm_in_numba(gemm, recurrent_kernel, rows):
+    """Whether the LSTM's time loop runs in Numba: with a BLAS gemm, or small enough for loops."""
+    small = recurrent_kernel.size <= LOOP_MAX_RECURRENT_WEIGHTS and rows <= LOOP_MAX_ROWS
+    return gemm is not None or small
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -454,7 +459,8 @@ def lstm_forward(
                 cs_[t + 1],
             )  # fmt: skip
 
-    _lstm_time_loop(in_numba, in_python, recurrent_kernel, n, shards, steps_guard, gemm)
+    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, numba_loop)
     return hs, cs, gates
 
 
@@ -519,7 +525,8 @@ def lstm_backward(
             )  # fmt: skip
             np.matmul(dz_[t], recurrent_t, out=dhr_)
 
-    _lstm_time_loop(in_numba, in_python, recurrent_kernel, n, shards, steps_guard, gemm)
+    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, numba_loop)
     dh += dhr
     return (
         _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc),
@@ -644,14 +651,47 @@ def gru_step_backward(dy, dhr, dh, h_prev, gates, mask, act, rec_act, dxp, drec)
             dh[b, j] = dh_t * z
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_steps_forward(xp, recurrent_kernel, rbias, hs, mask, act, rec_act, gates, r0, r1, gemm):
+    """Every step of ``gru_step_forward`` for rows r0..r1, h @ recurrent_kernel by ``gemm`` or
+    loops; xp (T, N, 3u), hs (T+1, N, u), mask (T, N), gates (T, N, 4u) as ``gru_forward``."""
+    rec = np.empty((r1 - r0, recurrent_kernel.shape[1]), dtype=xp.dtype)
+    for t in range(xp.shape[0]):
+        _step_product(gemm, hs[t, r0:r1], recurrent_kernel, False, rec)
+        gru_step_forward(
+            xp[t, r0:r1], rec, rbias, hs[t, r0:r1], mask[t, r0:r1], act, rec_act,
+            gates[t, r0:r1], hs[t + 1, r0:r1],
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_steps_backward(
+    dy, recurrent_kernel, recurrent_t, hs, gates, mask, act, rec_act, dhr, dh, dxp, drec, r0, r1,
+    gemm,
+):  # fmt: skip
+    """Every step of ``gru_step_backward`` for rows r0..r1, latest first, dhr = drec @
+    recurrent_kernel.T by ``gemm`` on recurrent_kernel (u, 3u), or loops on ``recurrent_t``
+    (3u, u); dy (T, N, u), or (1, N, u) zeros for none; dhr, dh (N, u) carried; dxp, drec
+    (T, N, 3u) filled."""
+    steps = gates.shape[0]
+    weights = recurrent_t if gemm is None else recurrent_kernel
+    for t in range(steps - 1, -1, -1):
+        gru_step_backward(
+            dy[t if dy.shape[0] == steps else 0, r0:r1], dhr[r0:r1], dh[r0:r1], hs[t, r0:r1],
+            gates[t, r0:r1], mask[t, r0:r1], act, rec_act, dxp[t, r0:r1], drec[t, r0:r1],
+        )  # fmt: skip
+        _step_product(gemm, drec[t, r0:r1], weights, True, dhr[r0:r1])
+
+
 def gru_forward(
     x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole, alloc=fresh,
+    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None,
 ):  # fmt: skip
     """(hs, gates): states hs (T+1, N, u) from h0 (N, u) and gates (T, N, 4u) [z, r, hh, rh].
 
     x (T, N, in) time-major, kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u) or None,
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
+    ``alloc`` and ``blas`` as for ``lstm_forward``; without a gemm the loop is Python's.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
@@ -663,8 +703,12 @@ def gru_forward(
     hs[0] = h0
     gates = alloc("gates", (steps, n, 4 * units), dtype)
     rec = alloc("rec", (n, 3 * units), dtype)
+    gemm = None if blas is None else blas(dtype)
 
-    def run(r0, r1):
+    def in_numba(r0, r1):
+        gru_steps_forward(xp, recurrent_kernel, rbias, hs, mask, act, rec_act, gates, r0, r1, gemm)
+
+    def in_python(r0, r1):
         xp_, hs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, mask, gates))
         rec_ = rec[r0:r1]
         for t in range(steps):
@@ -673,8 +717,7 @@ def gru_forward(
                 xp_[t], rec_, rbias, hs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1]
             )
 
-    with _guarded(steps_guard):
-        shards(run, n)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None)
     return hs, gates
 
 
@@ -696,6 +739,7 @@ def gru_backward(
     matmul=numpy_matmul,
     shards=_whole,
     alloc=fresh,
+    blas=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -707,23 +751,33 @@ def gru_backward(
     mask = _all_steps(mask, steps, n, alloc)
     dh = _copy(alloc, "dh", dh_last, dtype)
     dhr = _zeros(alloc, "dhr", (n, units), dtype)
-    no_dy = _zeros(alloc, "no_dy", (n, units), dtype) if dy is None else None
+    dy = _zeros(alloc, "no_dy", (1, n, units), dtype) if dy is None else _contiguous(dy, dtype)
     dxp = alloc("dxp", (steps, n, 3 * units), dtype)
     drec = alloc("drec", (steps, n, 3 * units), dtype)
-    recurrent_t = _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
+    gemm = None if blas is None else blas(dtype)
+    recurrent_t = (
+        recurrent_kernel
+        if gemm is not None
+        else _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
+    )  # the loops' layout; gemm reads recurrent_kernel transposed
 
-    def run(r0, r1):
+    def in_numba(r0, r1):
+        gru_steps_backward(
+            dy, recurrent_kernel, recurrent_t, hs, gates, mask, act, rec_act, dhr, dh, dxp, drec,
+            r0, r1, gemm,
+        )  # fmt: skip
+
+    def in_python(r0, r1):
         hs_, gates_, mask_, dxp_, drec_ = (a[:, r0:r1] for a in (hs, gates, mask, dxp, drec))
         dhr_, dh_ = dhr[r0:r1], dh[r0:r1]
         for t in range(steps - 1, -1, -1):
-            dy_t = no_dy[r0:r1] if dy is None else dy[t, r0:r1]
+            dy_t = dy[t if len(dy) == steps else 0, r0:r1]
             gru_step_backward(
                 dy_t, dhr_, dh_, hs_[t], gates_[t], mask_[t], act, rec_act, dxp_[t], drec_[t]
             )
             np.matmul(drec_[t], recurrent_t, out=dhr_)
 
-    with _guarded(steps_guard):
-        shards(run, n)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None)
     dh += dhr
     db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
     return _input_side(
@@ -767,14 +821,42 @@ def simple_rnn_step_backward(dy, dhr, dh, h, mask, act, dz):
             dh[b, j] = zero
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def simple_rnn_steps_forward(xp, recurrent_kernel, hs, mask, act, r0, r1, gemm):
+    """Every step of ``simple_rnn_step_forward`` for rows r0..r1, h @ recurrent_kernel by
+    ``gemm`` or loops; xp (T, N, u), hs (T+1, N, u), mask (T, N) as ``simple_rnn_forward``."""
+    for t in range(xp.shape[0]):
+        out = hs[t + 1, r0:r1]
+        _step_product(gemm, hs[t, r0:r1], recurrent_kernel, False, out)
+        simple_rnn_step_forward(xp[t, r0:r1], out, hs[t, r0:r1], mask[t, r0:r1], act, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def simple_rnn_steps_backward(
+    dy, recurrent_kernel, recurrent_t, hs, mask, act, dhr, dh, dz, r0, r1, gemm
+):
+    """Every step of ``simple_rnn_step_backward`` for rows r0..r1, latest first, dhr = dz @
+    recurrent_kernel.T by ``gemm`` on recurrent_kernel, or loops on ``recurrent_t``; dy
+    (T, N, u), or (1, N, u) zeros for none; dhr, dh (N, u) carried; dz (T, N, u) filled."""
+    steps = dz.shape[0]
+    weights = recurrent_t if gemm is None else recurrent_kernel
+    for t in range(steps - 1, -1, -1):
+        simple_rnn_step_backward(
+            dy[t if dy.shape[0] == steps else 0, r0:r1], dhr[r0:r1], dh[r0:r1],
+            hs[t + 1, r0:r1], mask[t, r0:r1], act, dz[t, r0:r1],
+        )  # fmt: skip
+        _step_product(gemm, dz[t, r0:r1], weights, True, dhr[r0:r1])
+
+
 def simple_rnn_forward(
     x, kernel, recurrent_kernel, bias, h0, mask, act, steps_guard=None, matmul=numpy_matmul,
-    shards=_whole, alloc=fresh,
+    shards=_whole, alloc=fresh, blas=None,
 ):  # fmt: skip
     """(hs,): states hs (T+1, N, u) from h0 (N, u); hs[t + 1] is the output of step t.
 
     x (T, N, in) time-major, kernel (in, u), recurrent_kernel (u, u), bias (u,) or None,
-    mask (T, N) bool or None (a masked step carries the state through).
+    mask (T, N) bool or None (a masked step carries the state through). ``alloc`` and
+    ``blas`` as for ``lstm_forward``; without a gemm the loop is Python's.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
@@ -783,15 +865,18 @@ def simple_rnn_forward(
     xp = _project(x, kernel, bias, matmul, alloc)
     hs = alloc("hs", (steps + 1, n, units), dtype)
     hs[0] = h0
+    gemm = None if blas is None else blas(dtype)
 
-    def run(r0, r1):
+    def in_numba(r0, r1):
+        simple_rnn_steps_forward(xp, recurrent_kernel, hs, mask, act, r0, r1, gemm)
+
+    def in_python(r0, r1):
         xp_, hs_, mask_ = (a[:, r0:r1] for a in (xp, hs, mask))
         for t in range(steps):
             np.matmul(hs_[t], recurrent_kernel, out=hs_[t + 1])  # the step kernel works in place
             simple_rnn_step_forward(xp_[t], hs_[t + 1], hs_[t], mask_[t], act, hs_[t + 1])
 
-    with _guarded(steps_guard):
-        shards(run, n)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None)
     return (hs,)
 
 
@@ -811,6 +896,7 @@ def simple_rnn_backward(
     matmul=numpy_matmul,
     shards=_whole,
     alloc=fresh,
+    blas=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
@@ -822,20 +908,29 @@ def simple_rnn_backward(
     mask = _all_steps(mask, steps, n, alloc)
     dh = _copy(alloc, "dh", dh_last, dtype)
     dhr = _zeros(alloc, "dhr", (n, units), dtype)
-    no_dy = _zeros(alloc, "no_dy", (n, units), dtype) if dy is None else None
+    dy = _zeros(alloc, "no_dy", (1, n, units), dtype) if dy is None else _contiguous(dy, dtype)
     dz = alloc("dz", (steps, n, units), dtype)
-    recurrent_t = _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
+    gemm = None if blas is None else blas(dtype)
+    recurrent_t = (
+        recurrent_kernel
+        if gemm is not None
+        else _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
+    )  # the loops' layout; gemm reads recurrent_kernel transposed
 
-    def run(r0, r1):
+    def in_numba(r0, r1):
+        simple_rnn_steps_backward(
+            dy, recurrent_kernel, recurrent_t, hs, mask, act, dhr, dh, dz, r0, r1, gemm
+        )
+
+    def in_python(r0, r1):
         hs_, mask_, dz_ = (a[:, r0:r1] for a in (hs, mask, dz))
         dhr_, dh_ = dhr[r0:r1], dh[r0:r1]
         for t in range(steps - 1, -1, -1):
-            dy_t = no_dy[r0:r1] if dy is None else dy[t, r0:r1]
+            dy_t = dy[t if len(dy) == steps else 0, r0:r1]
             simple_rnn_step_backward(dy_t, dhr_, dh_, hs_[t + 1], mask_[t], act, dz_[t])
             np.matmul(dz_[t], recurrent_t, out=dhr_)
 
-    with _guarded(steps_guard):
-        shards(run, n)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None)
     dh += dhr
     return (
         _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc),

@@ -103,16 +103,18 @@ sizes = dict(
 
 @pytest.fixture(autouse=True, params=["loops", "blas", "cblas"])
 def time_loop(request, monkeypatch):
-    """Run every test with the LSTM's steps as one Numba loop with the products as loops (small
-    units), as a Python loop with a numpy product per step (large units), and as one Numba loop
-    calling numpy's cblas gemm per step (what the layers pass)."""
+    """Run every test with each time loop: the LSTM's as one Numba loop with the products as
+    loops (small units); as a Python loop with a numpy product per step (large units, and the
+    GRU's and SimpleRNN's without a gemm); as one Numba loop calling numpy's cblas gemm per step
+    (what the layers pass)."""
     if request.param == "blas":
         monkeypatch.setattr(R, "LOOP_MAX_RECURRENT_WEIGHTS", 0)
     if request.param == "cblas":
         assert fastnn.gemm.cblas_gemm(np.float32) is not None  # numpy's wheel bundles OpenBLAS
-        for name in ("lstm_forward", "lstm_backward"):
-            kernel = functools.partial(getattr(R, name), blas=fastnn.gemm.cblas_gemm)
-            monkeypatch.setattr(R, name, kernel)
+        for kind in ("lstm", "gru", "simple_rnn"):
+            for name in (f"{kind}_forward", f"{kind}_backward"):
+                kernel = functools.partial(getattr(R, name), blas=fastnn.gemm.cblas_gemm)
+                monkeypatch.setattr(R, name, kernel)
     return request.param
 
 

@@ -27,9 +27,11 @@ from fastnn.random import make_rng
 
 # How the sequence kernels run here: BLAS on one thread during the time loops' many small GEMMs
 # (see config), the input projection and weight gradients split over fastnn's threads, the
-# time loop itself on blocks of the batch's rows at once (see fastnn.gemm). The LSTM's time loop
-# also calls numpy's BLAS for its step products from Numba (blas=gemm.cblas_gemm).
-_ON_FASTNN_THREADS = dict(steps_guard=serial_blas(), matmul=gemm.matmul, shards=gemm.row_shards)
+# time loop itself on blocks of the batch's rows at once (see fastnn.gemm), in one Numba call
+# per block that calls numpy's BLAS for each step's product (blas=gemm.cblas_gemm).
+_ON_FASTNN_THREADS = dict(
+    steps_guard=serial_blas(), matmul=gemm.matmul, shards=gemm.row_shards, blas=gemm.cblas_gemm
+)
 
 
 def _allocator(workspace):
@@ -389,7 +391,6 @@ class LSTM(_RNN):
             self._rec_act,
             **_ON_FASTNN_THREADS,
             alloc=alloc,
-            blas=gemm.cblas_gemm,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads, alloc):
@@ -409,7 +410,6 @@ class LSTM(_RNN):
             *self._weight_grads(),
             **_ON_FASTNN_THREADS,
             alloc=alloc,
-            blas=gemm.cblas_gemm,
         )
         return dx, [dh0, dc0]
 
