@@ -22,6 +22,9 @@ Embedding's output): the projection is then done once per distinct row, and back
 None for dx after adding the table's gradient into ``TableRows.dtable``. Every sequence function
 takes ``alloc(name, shape, dtype)`` for the arrays it uses and returns (``fresh``, new arrays, by
 default): a layer passes its workspace's, so steps of one shape reuse them and pay no page faults.
+``dropout=GateDropout(...)`` gives Keras 3's per-gate masks of the inputs and of the state (its
+cells' implementation 1, which ``recurrent_dropout`` selects): the projection then runs one GEMM
+per gate, and each step's recurrent product one per gate, in the Numba time loop.
 
 The per-step kernels are serial on purpose: a step holds only N * units elements (2048 for a
 batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. Threaded BLAS between the
@@ -282,13 +285,53 @@ def _step_product(gemm, a, w, transpose, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm):
+def _recurrent_product(gemm, h, keep, r0, w, dropped, out):
+    """out (n, Gu) = h (n, u) @ w (u, Gu) by ``_step_product``; with keep (G, N, u) (per-gate
+    recurrent dropout) gate g's columns are (h * keep[g, r0:r0 + n]) @ w's columns of gate g,
+    through ``dropped`` (n, u) scratch."""
+    if keep is None:
+        _step_product(gemm, h, w, False, out)
+        return
+    n, u = h.shape
+    for g in range(keep.shape[0]):
+        for b in range(n):
+            for j in range(u):
+                dropped[b, j] = h[b, j] * keep[g, r0 + b, j]
+        _step_product(gemm, dropped, w[:, g * u : (g + 1) * u], False, out[:, g * u : (g + 1) * u])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _recurrent_product_t(gemm, dz, keep, r0, w, part, dh):
+    """dh (n, u) = dz (n, Gu) @ U.T for U (u, Gu), given as w = U with ``gemm`` or w = U.T (Gu, u)
+    for the loops; with keep (G, N, u) the sum over gates g of (dz_g @ U_g.T) * keep[g, r0:r0 + n]
+    (the gradient through per-gate recurrent dropout), through ``part`` (n, u) scratch."""
+    if keep is None:
+        _step_product(gemm, dz, w, True, dh)
+        return
+    n, u = dh.shape
+    for g in range(keep.shape[0]):
+        block = dz[:, g * u : (g + 1) * u]
+        if gemm is None:
+            _step_product(gemm, block, w[g * u : (g + 1) * u], True, part)
+        else:
+            _step_product(gemm, block, w[:, g * u : (g + 1) * u], True, part)
+        for b in range(n):
+            for j in range(u):
+                v = part[b, j] * keep[g, r0 + b, j]
+                dh[b, j] = v if g == 0 else dh[b, j] + v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_steps_forward(
+    xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm, keep=None
+):
     """Every step of ``lstm_step_forward`` for rows r0..r1, h @ recurrent_kernel by ``gemm`` or
-    loops (``_step_product``); xp (T, N, 4u), hs / cs (T+1, N, u), mask (T, N), gates (T, N, 4u)
-    as ``lstm_forward``."""
+    loops (``_recurrent_product``, through keep (G, N, u) or None); xp (T, N, 4u), hs / cs
+    (T+1, N, u), mask (T, N), gates (T, N, 4u) as ``lstm_forward``."""
     rec = np.empty((r1 - r0, recurrent_kernel.shape[1]), dtype=xp.dtype)
+    dropped = np.empty((r1 - r0, recurrent_kernel.shape[0]), dtype=xp.dtype)
     for t in range(xp.shape[0]):
-        _step_product(gemm, hs[t, r0:r1], recurrent_kernel, False, rec)
+        _recurrent_product(gemm, hs[t, r0:r1], keep, r0, recurrent_kernel, dropped, rec)
         lstm_step_forward(
             xp[t, r0:r1], rec, hs[t, r0:r1], cs[t, r0:r1], mask[t, r0:r1], act, rec_act,
             gates[t, r0:r1], hs[t + 1, r0:r1], cs[t + 1, r0:r1],
@@ -297,21 +340,23 @@ def lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_steps_backward(
-    dy, recurrent_kernel, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz, r0, r1, gemm
-):
+    dy, recurrent_kernel, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz, r0, r1, gemm,
+    keep=None,
+):  # fmt: skip
     """Every step of ``lstm_step_backward`` for rows r0..r1, latest first, with dz @
     recurrent_kernel.T by ``gemm`` on recurrent_kernel (u, 4u), or loops on ``recurrent_t``
-    (4u, u); dy (T, N, u), or (1, N, u) zeros for none; dhr, dh, dc (N, u) carried; dz
-    (T, N, 4u) filled."""
+    (4u, u), through keep as forward; dy (T, N, u), or (1, N, u) zeros for none; dhr, dh, dc
+    (N, u) carried; dz (T, N, 4u) filled."""
     steps = gates.shape[0]
     weights = recurrent_t if gemm is None else recurrent_kernel
+    part = np.empty((r1 - r0, dh.shape[1]), dtype=dh.dtype)
     for t in range(steps - 1, -1, -1):
         lstm_step_backward(
             dy[t if dy.shape[0] == steps else 0, r0:r1], dhr[r0:r1], dh[r0:r1], dc[r0:r1],
             cs[t, r0:r1], cs[t + 1, r0:r1], gates[t, r0:r1], mask[t, r0:r1], act, rec_act,
             dz[t, r0:r1],
         )  # fmt: skip
-        _step_product(gemm, dz[t, r0:r1], weights, True, dhr[r0:r1])
+        _recurrent_product_t(gemm, dz[t, r0:r1], keep, r0, weights, part, dhr[r0:r1])
 
 
 def _whole(fn, rows, min_rows=None):
@@ -355,6 +400,15 @@ class TableRows(NamedTuple):
     dtable: np.ndarray | None = None  # (V, in)
 
 
+class GateDropout(NamedTuple):
+    """Keras 3's dropout under ``recurrent_dropout`` (its cells' implementation 1): each gate has
+    its own masks, the same at every step. Gate g's input projection reads ``x * inputs[g]`` and
+    its recurrent product ``h * recurrent[g]``; the masks hold 0 or 1 / (1 - rate)."""
+
+    inputs: np.ndarray | None  # (G, N, in), or None for no input dropout
+    recurrent: np.ndarray  # (G, N, u)
+
+
 def table_rows(table, ids, dtable=None, alloc=fresh) -> TableRows:
     """``TableRows`` of table (V, in) picked by ids (T, N) int64, time-major, in [0, V)."""
     ids = _copy(alloc, "ids", ids, np.int64)
@@ -389,20 +443,41 @@ def sequence_shape(x):
     return (*x.shape[:2], x.dtype)
 
 
-def _project(x, kernel, bias, matmul, alloc):
+def _project(x, kernel, bias, matmul, alloc, dropout=None):
     """Every step's input projection (T, N, G): x (T, N, in) or TableRows, times kernel (in, G),
-    plus bias (G,) or None; one GEMM for every step (or for every distinct row of the table)."""
+    plus bias (G,) or None; one GEMM for every step (or for every distinct row of the table), or
+    one per gate under ``GateDropout`` input masks."""
     steps, n, dtype = sequence_shape(x)
     width = kernel.shape[1]
     xp = alloc("xp", (steps * n, width), dtype)
+    keep = None if dropout is None else dropout.inputs
     if isinstance(x, TableRows):
+        if keep is not None:
+            raise ValueError("per-gate input dropout needs the input as an array, not TableRows")
         rows = _used_rows(x, alloc)
         projected = alloc("projected", (_most_rows(x.table, x.ids), width), dtype)
         projected = _affine(rows, kernel, bias, matmul, projected[: len(rows)])
         embedding_forward(projected, x.inverse, xp)
-    else:
+    elif keep is None:
         _affine(x.reshape(steps * n, x.shape[2]), kernel, bias, matmul, xp)
+    else:
+        for _, columns, x_g in _per_gate(x, keep, width, alloc, "dropped_x"):
+            matmul(x_g, kernel[:, columns], xp[:, columns])
+        if bias is not None:
+            bias_activation_forward(xp, bias, LINEAR, xp)
     return xp.reshape(steps, n, width)
+
+
+def _per_gate(x, keep, width, alloc, name):
+    """(g, gate g's columns of a width-G*u array, x * keep[g] as (T * N, k)) for each gate g, from
+    x (T, N, k) and keep (G, N, k); the products share one buffer, overwritten for each gate."""
+    gates = keep.shape[0]
+    units = width // gates
+    dropped = alloc(name, x.shape, x.dtype)
+    flat = dropped.reshape(-1, x.shape[2])
+    for g in range(gates):
+        np.multiply(x, keep[g], out=dropped)
+        yield g, slice(g * units, (g + 1) * units), flat
 
 
 def _affine(x, kernel, bias, matmul, out):
@@ -411,6 +486,11 @@ def _affine(x, kernel, bias, matmul, out):
     if bias is not None:
         bias_activation_forward(out, bias, LINEAR, out)
     return out
+
+
+def _recurrent_keep(dropout):
+    """The recurrent masks (G, N, u) of a ``GateDropout``, or None."""
+    return None if dropout is None else np.ascontiguousarray(dropout.recurrent)
 
 
 def _all_steps(mask, steps, n, alloc):
@@ -423,7 +503,7 @@ def _all_steps(mask, steps, n, alloc):
 
 def lstm_forward(
     x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None,
+    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None, dropout=None,
 ):  # fmt: skip
     """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u).
 
@@ -431,13 +511,14 @@ def lstm_forward(
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
     ``alloc(name, shape, dtype)`` gives the arrays used and returned (``fresh`` by default; a
     caller may hand out the same arrays again on its next call). ``blas(dtype)`` gives a ctypes
-    cblas gemm for the steps' products, or None (loops or numpy; see ``_lstm_time_loop``).
+    cblas gemm for the steps' products, or None (loops or numpy; see ``_lstm_in_numba``).
+    ``dropout``: a ``GateDropout`` (keep masks per gate), or None; it runs the loop in Numba.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n, alloc)
-    xp = _project(x, kernel, bias, matmul, alloc)
+    xp = _project(x, kernel, bias, matmul, alloc, dropout)
     hs = alloc("hs", (steps + 1, n, units), dtype)
     cs = alloc("cs", (steps + 1, n, units), dtype)
     hs[0] = h0
@@ -445,9 +526,12 @@ def lstm_forward(
     gates = alloc("gates", (steps, n, 4 * units), dtype)
     rec = alloc("rec", (n, 4 * units), dtype)
     gemm = None if blas is None else blas(dtype)
+    keep = _recurrent_keep(dropout)
 
     def in_numba(r0, r1):
-        lstm_steps_forward(xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm)
+        lstm_steps_forward(
+            xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm, keep
+        )
 
     def in_python(r0, r1):
         xp_, hs_, cs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, cs, mask, gates))
@@ -459,7 +543,7 @@ def lstm_forward(
                 cs_[t + 1],
             )  # fmt: skip
 
-    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n)
+    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n) or keep is not None
     _time_loop(in_numba, in_python, n, shards, steps_guard, numba_loop)
     return hs, cs, gates
 
@@ -485,11 +569,13 @@ def lstm_backward(
     shards=_whole,
     alloc=fresh,
     blas=None,
+    dropout=None,
 ):
     """(dx (T, N, in), dh0, dc0 (N, u)) from dy (T, N, u) or None and dh_last, dc_last (N, u).
 
     dy is the gradient of each step's output hs[t + 1]; dh_last / dc_last that of the final
     states. Adds into dkernel (in, 4u), drecurrent_kernel (u, 4u), dbias (4u,) unless None.
+    ``dropout``: the forward's ``GateDropout``, or None.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
@@ -508,10 +594,12 @@ def lstm_backward(
         else _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
     )  # the loops' layout; gemm reads recurrent_kernel transposed
 
+    keep = _recurrent_keep(dropout)
+
     def in_numba(r0, r1):
         lstm_steps_backward(
             dy, recurrent_kernel, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz,
-            r0, r1, gemm,
+            r0, r1, gemm, keep,
         )  # fmt: skip
 
     def in_python(r0, r1):
@@ -525,25 +613,31 @@ def lstm_backward(
             )  # fmt: skip
             np.matmul(dz_[t], recurrent_t, out=dhr_)
 
-    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n)
+    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n) or keep is not None
     _time_loop(in_numba, in_python, n, shards, steps_guard, numba_loop)
     dh += dhr
-    return (
-        _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc),
-        dh,
-        dc,
+    dx = _input_side(
+        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc, dropout
     )
+    return dx, dh, dc
 
 
 def _input_side(
-    x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec, matmul, alloc
-):
-    """Weight gradients over all steps at once (one GEMM each) and dx = dxp @ kernel.T; for
-    TableRows input, the table's gradient is added into its dtable and dx is None."""
+    x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec, matmul, alloc,
+    dropout=None,
+):  # fmt: skip
+    """Weight gradients over all steps at once (one GEMM each, or one per gate through
+    ``GateDropout`` masks) and dx = dxp @ kernel.T; for TableRows input, the table's gradient is
+    added into its dtable and dx is None."""
     steps, n, _ = dxp.shape
     dxp2 = dxp.reshape(steps * n, dxp.shape[2])
     drec2 = drec.reshape(steps * n, drec.shape[2])
-    if drecurrent_kernel is not None:
+    if drecurrent_kernel is not None and dropout is not None:
+        for _, columns, h_g in _per_gate(
+            hs[:-1], dropout.recurrent, drec2.shape[1], alloc, "dropped_h"
+        ):
+            matmul(h_g.T, drec2[:, columns], drecurrent_kernel[:, columns], accumulate=True)
+    elif drecurrent_kernel is not None:
         matmul(hs[:-1].reshape(steps * n, hs.shape[2]).T, drec2, drecurrent_kernel, accumulate=True)
     if dbias_in is not None:
         column_sums_add(dxp2, dbias_in)
@@ -561,10 +655,26 @@ def _input_side(
             drows = alloc("drows", (most, kernel.shape[0]), dxp2.dtype)[: len(x.used)]
             embedding_backward(matmul(per_row, kernel.T, drows), x.used, x.dtable)
         return None
+    if dropout is not None and dropout.inputs is not None:
+        return _input_grads_per_gate(x, kernel, dxp2, dkernel, dropout.inputs, matmul, alloc)
     if dkernel is not None:
         matmul(x.reshape(steps * n, x.shape[2]).T, dxp2, dkernel, accumulate=True)
     dx = alloc("dx", x.shape, x.dtype)
     matmul(dxp2, kernel.T, dx.reshape(steps * n, x.shape[2]))
+    return dx
+
+
+def _input_grads_per_gate(x, kernel, dxp2, dkernel, keep, matmul, alloc):
+    """dx (T, N, in) = the sum over gates g of (dxp_g @ kernel_g.T) * keep[g], adding
+    (x * keep[g]).T @ dxp_g into dkernel's gate-g columns unless None (per-gate input dropout)."""
+    dx = _zeros(alloc, "dx", x.shape, x.dtype)
+    part = alloc("dx_gate", x.shape, x.dtype)
+    for g, columns, x_g in _per_gate(x, keep, dxp2.shape[1], alloc, "dropped_x"):
+        if dkernel is not None:
+            matmul(x_g.T, dxp2[:, columns], dkernel[:, columns], accumulate=True)
+        matmul(dxp2[:, columns], kernel[:, columns].T, part.reshape(x_g.shape))
+        part *= keep[g]
+        dx += part
     return dx
 
 
@@ -652,12 +762,16 @@ def gru_step_backward(dy, dhr, dh, h_prev, gates, mask, act, rec_act, dxp, drec)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def gru_steps_forward(xp, recurrent_kernel, rbias, hs, mask, act, rec_act, gates, r0, r1, gemm):
+def gru_steps_forward(
+    xp, recurrent_kernel, rbias, hs, mask, act, rec_act, gates, r0, r1, gemm, keep=None
+):
     """Every step of ``gru_step_forward`` for rows r0..r1, h @ recurrent_kernel by ``gemm`` or
-    loops; xp (T, N, 3u), hs (T+1, N, u), mask (T, N), gates (T, N, 4u) as ``gru_forward``."""
+    loops through keep as ``lstm_steps_forward``; xp (T, N, 3u), hs (T+1, N, u), mask (T, N),
+    gates (T, N, 4u) as ``gru_forward``."""
     rec = np.empty((r1 - r0, recurrent_kernel.shape[1]), dtype=xp.dtype)
+    dropped = np.empty((r1 - r0, recurrent_kernel.shape[0]), dtype=xp.dtype)
     for t in range(xp.shape[0]):
-        _step_product(gemm, hs[t, r0:r1], recurrent_kernel, False, rec)
+        _recurrent_product(gemm, hs[t, r0:r1], keep, r0, recurrent_kernel, dropped, rec)
         gru_step_forward(
             xp[t, r0:r1], rec, rbias, hs[t, r0:r1], mask[t, r0:r1], act, rec_act,
             gates[t, r0:r1], hs[t + 1, r0:r1],
@@ -667,46 +781,51 @@ def gru_steps_forward(xp, recurrent_kernel, rbias, hs, mask, act, rec_act, gates
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_steps_backward(
     dy, recurrent_kernel, recurrent_t, hs, gates, mask, act, rec_act, dhr, dh, dxp, drec, r0, r1,
-    gemm,
+    gemm, keep=None,
 ):  # fmt: skip
     """Every step of ``gru_step_backward`` for rows r0..r1, latest first, dhr = drec @
     recurrent_kernel.T by ``gemm`` on recurrent_kernel (u, 3u), or loops on ``recurrent_t``
-    (3u, u); dy (T, N, u), or (1, N, u) zeros for none; dhr, dh (N, u) carried; dxp, drec
-    (T, N, 3u) filled."""
+    (3u, u), through keep as forward; dy (T, N, u), or (1, N, u) zeros for none; dhr, dh (N, u)
+    carried; dxp, drec (T, N, 3u) filled."""
     steps = gates.shape[0]
     weights = recurrent_t if gemm is None else recurrent_kernel
+    part = np.empty((r1 - r0, dh.shape[1]), dtype=dh.dtype)
     for t in range(steps - 1, -1, -1):
         gru_step_backward(
             dy[t if dy.shape[0] == steps else 0, r0:r1], dhr[r0:r1], dh[r0:r1], hs[t, r0:r1],
             gates[t, r0:r1], mask[t, r0:r1], act, rec_act, dxp[t, r0:r1], drec[t, r0:r1],
         )  # fmt: skip
-        _step_product(gemm, drec[t, r0:r1], weights, True, dhr[r0:r1])
+        _recurrent_product_t(gemm, drec[t, r0:r1], keep, r0, weights, part, dhr[r0:r1])
 
 
 def gru_forward(
     x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None,
+    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None, dropout=None,
 ):  # fmt: skip
     """(hs, gates): states hs (T+1, N, u) from h0 (N, u) and gates (T, N, 4u) [z, r, hh, rh].
 
     x (T, N, in) time-major, kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u) or None,
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
-    ``alloc`` and ``blas`` as for ``lstm_forward``; without a gemm the loop is Python's.
+    ``alloc``, ``blas`` and ``dropout`` as for ``lstm_forward``; without a gemm or dropout the
+    loop is Python's.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n, alloc)
-    xp = _project(x, kernel, None if bias is None else bias[0], matmul, alloc)
+    xp = _project(x, kernel, None if bias is None else bias[0], matmul, alloc, dropout)
     rbias = _zeros(alloc, "rbias", (3 * units,), dtype) if bias is None else bias[1]
     hs = alloc("hs", (steps + 1, n, units), dtype)
     hs[0] = h0
     gates = alloc("gates", (steps, n, 4 * units), dtype)
     rec = alloc("rec", (n, 3 * units), dtype)
     gemm = None if blas is None else blas(dtype)
+    keep = _recurrent_keep(dropout)
 
     def in_numba(r0, r1):
-        gru_steps_forward(xp, recurrent_kernel, rbias, hs, mask, act, rec_act, gates, r0, r1, gemm)
+        gru_steps_forward(
+            xp, recurrent_kernel, rbias, hs, mask, act, rec_act, gates, r0, r1, gemm, keep
+        )
 
     def in_python(r0, r1):
         xp_, hs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, mask, gates))
@@ -717,7 +836,7 @@ def gru_forward(
                 xp_[t], rec_, rbias, hs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1]
             )
 
-    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None or keep is not None)
     return hs, gates
 
 
@@ -740,10 +859,12 @@ def gru_backward(
     shards=_whole,
     alloc=fresh,
     blas=None,
+    dropout=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
     Adds into dkernel (in, 3u), drecurrent_kernel (u, 3u), dbias (2, 3u) unless None.
+    ``dropout``: the forward's ``GateDropout``, or None.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
@@ -761,10 +882,12 @@ def gru_backward(
         else _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
     )  # the loops' layout; gemm reads recurrent_kernel transposed
 
+    keep = _recurrent_keep(dropout)
+
     def in_numba(r0, r1):
         gru_steps_backward(
             dy, recurrent_kernel, recurrent_t, hs, gates, mask, act, rec_act, dhr, dh, dxp, drec,
-            r0, r1, gemm,
+            r0, r1, gemm, keep,
         )  # fmt: skip
 
     def in_python(r0, r1):
@@ -777,11 +900,11 @@ def gru_backward(
             )
             np.matmul(drec_[t], recurrent_t, out=dhr_)
 
-    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None or keep is not None)
     dh += dhr
     db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
     return _input_side(
-        x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, matmul, alloc
+        x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, matmul, alloc, dropout
     ), dh
 
 
@@ -822,53 +945,59 @@ def simple_rnn_step_backward(dy, dhr, dh, h, mask, act, dz):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def simple_rnn_steps_forward(xp, recurrent_kernel, hs, mask, act, r0, r1, gemm):
+def simple_rnn_steps_forward(xp, recurrent_kernel, hs, mask, act, r0, r1, gemm, keep=None):
     """Every step of ``simple_rnn_step_forward`` for rows r0..r1, h @ recurrent_kernel by
-    ``gemm`` or loops; xp (T, N, u), hs (T+1, N, u), mask (T, N) as ``simple_rnn_forward``."""
+    ``gemm`` or loops through keep as ``lstm_steps_forward``; xp (T, N, u), hs (T+1, N, u),
+    mask (T, N) as ``simple_rnn_forward``."""
+    dropped = np.empty((r1 - r0, recurrent_kernel.shape[0]), dtype=xp.dtype)
     for t in range(xp.shape[0]):
         out = hs[t + 1, r0:r1]
-        _step_product(gemm, hs[t, r0:r1], recurrent_kernel, False, out)
+        _recurrent_product(gemm, hs[t, r0:r1], keep, r0, recurrent_kernel, dropped, out)
         simple_rnn_step_forward(xp[t, r0:r1], out, hs[t, r0:r1], mask[t, r0:r1], act, out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def simple_rnn_steps_backward(
-    dy, recurrent_kernel, recurrent_t, hs, mask, act, dhr, dh, dz, r0, r1, gemm
+    dy, recurrent_kernel, recurrent_t, hs, mask, act, dhr, dh, dz, r0, r1, gemm, keep=None
 ):
     """Every step of ``simple_rnn_step_backward`` for rows r0..r1, latest first, dhr = dz @
-    recurrent_kernel.T by ``gemm`` on recurrent_kernel, or loops on ``recurrent_t``; dy
-    (T, N, u), or (1, N, u) zeros for none; dhr, dh (N, u) carried; dz (T, N, u) filled."""
+    recurrent_kernel.T by ``gemm`` on recurrent_kernel, or loops on ``recurrent_t``, through
+    keep as forward; dy (T, N, u), or (1, N, u) zeros for none; dhr, dh (N, u) carried; dz
+    (T, N, u) filled."""
     steps = dz.shape[0]
     weights = recurrent_t if gemm is None else recurrent_kernel
+    part = np.empty((r1 - r0, dh.shape[1]), dtype=dh.dtype)
     for t in range(steps - 1, -1, -1):
         simple_rnn_step_backward(
             dy[t if dy.shape[0] == steps else 0, r0:r1], dhr[r0:r1], dh[r0:r1],
             hs[t + 1, r0:r1], mask[t, r0:r1], act, dz[t, r0:r1],
         )  # fmt: skip
-        _step_product(gemm, dz[t, r0:r1], weights, True, dhr[r0:r1])
+        _recurrent_product_t(gemm, dz[t, r0:r1], keep, r0, weights, part, dhr[r0:r1])
 
 
 def simple_rnn_forward(
     x, kernel, recurrent_kernel, bias, h0, mask, act, steps_guard=None, matmul=numpy_matmul,
-    shards=_whole, alloc=fresh, blas=None,
+    shards=_whole, alloc=fresh, blas=None, dropout=None,
 ):  # fmt: skip
     """(hs,): states hs (T+1, N, u) from h0 (N, u); hs[t + 1] is the output of step t.
 
     x (T, N, in) time-major, kernel (in, u), recurrent_kernel (u, u), bias (u,) or None,
-    mask (T, N) bool or None (a masked step carries the state through). ``alloc`` and
-    ``blas`` as for ``lstm_forward``; without a gemm the loop is Python's.
+    mask (T, N) bool or None (a masked step carries the state through). ``alloc``, ``blas``
+    and ``dropout`` (one gate) as for ``lstm_forward``; without a gemm or dropout the loop is
+    Python's.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n, alloc)
-    xp = _project(x, kernel, bias, matmul, alloc)
+    xp = _project(x, kernel, bias, matmul, alloc, dropout)
     hs = alloc("hs", (steps + 1, n, units), dtype)
     hs[0] = h0
     gemm = None if blas is None else blas(dtype)
+    keep = _recurrent_keep(dropout)
 
     def in_numba(r0, r1):
-        simple_rnn_steps_forward(xp, recurrent_kernel, hs, mask, act, r0, r1, gemm)
+        simple_rnn_steps_forward(xp, recurrent_kernel, hs, mask, act, r0, r1, gemm, keep)
 
     def in_python(r0, r1):
         xp_, hs_, mask_ = (a[:, r0:r1] for a in (xp, hs, mask))
@@ -876,7 +1005,7 @@ def simple_rnn_forward(
             np.matmul(hs_[t], recurrent_kernel, out=hs_[t + 1])  # the step kernel works in place
             simple_rnn_step_forward(xp_[t], hs_[t + 1], hs_[t], mask_[t], act, hs_[t + 1])
 
-    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None or keep is not None)
     return (hs,)
 
 
@@ -897,10 +1026,12 @@ def simple_rnn_backward(
     shards=_whole,
     alloc=fresh,
     blas=None,
+    dropout=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
     Adds into dkernel (in, u), drecurrent_kernel (u, u), dbias (u,) unless None.
+    ``dropout``: the forward's ``GateDropout``, or None.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
@@ -917,9 +1048,11 @@ def simple_rnn_backward(
         else _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
     )  # the loops' layout; gemm reads recurrent_kernel transposed
 
+    keep = _recurrent_keep(dropout)
+
     def in_numba(r0, r1):
         simple_rnn_steps_backward(
-            dy, recurrent_kernel, recurrent_t, hs, mask, act, dhr, dh, dz, r0, r1, gemm
+            dy, recurrent_kernel, recurrent_t, hs, mask, act, dhr, dh, dz, r0, r1, gemm, keep
         )
 
     def in_python(r0, r1):
@@ -930,9 +1063,9 @@ def simple_rnn_backward(
             simple_rnn_step_backward(dy_t, dhr_, dh_, hs_[t + 1], mask_[t], act, dz_[t])
             np.matmul(dz_[t], recurrent_t, out=dhr_)
 
-    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None)
+    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None or keep is not None)
     dh += dhr
-    return (
-        _input_side(x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc),
-        dh,
+    dx = _input_side(
+        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc, dropout
     )
+    return dx, dh

@@ -39,11 +39,25 @@ def act(z, code):
 # ---------------------------------------------------------------- numpy references (Keras math)
 
 
-def lstm_reference(x, W, U, b, h, c, mask, a=A.TANH, ra=A.SIGMOID):
+def gate_products(x_t, h, W, U, dropout):
+    """(x_t @ W, h @ U), or with dropout = (keep_x (G, N, in) or None, keep_h (G, N, u)) each
+    gate's columns from its own masked inputs, as Keras's implementation 1."""
+    if dropout is None:
+        return x_t @ W, h @ U
+    keep_x, keep_h = dropout
+    gates = len(keep_h)
+    xs = [x_t if keep_x is None else x_t * keep_x[g] for g in range(gates)]
+    return (
+        np.concatenate([xg @ Wg for xg, Wg in zip(xs, np.split(W, gates, axis=1))], axis=1),
+        np.concatenate([(h * kg) @ Ug for kg, Ug in zip(keep_h, np.split(U, gates, axis=1))], 1),
+    )
+
+
+def lstm_reference(x, W, U, b, h, c, mask, a=A.TANH, ra=A.SIGMOID, dropout=None):
     """hs (T+1, N, u), cs: states after every step of x (T, N, in), masked steps carried."""
     hs, cs = [h], [c]
     for t in range(x.shape[0]):
-        z = x[t] @ W + (0 if b is None else b) + h @ U
+        z = sum(gate_products(x[t], h, W, U, dropout)) + (0 if b is None else b)
         i, f, g, o = np.split(z, 4, axis=1)
         c_new = act(f, ra) * c + act(i, ra) * act(g, a)
         h_new = act(o, ra) * act(c_new, a)
@@ -55,21 +69,45 @@ def lstm_reference(x, W, U, b, h, c, mask, a=A.TANH, ra=A.SIGMOID):
     return np.stack(hs), np.stack(cs)
 
 
-def gru_reference(x, W, U, b, h, mask, a=A.TANH, ra=A.SIGMOID):
+def gru_reference(x, W, U, b, h, mask, a=A.TANH, ra=A.SIGMOID, dropout=None):
     """hs (T+1, N, u): states after every step, reset_after=True, bias (2, 3u) or None."""
     hs = [h]
     b_in, b_rec = (0, 0) if b is None else (b[0], b[1])
     for t in range(x.shape[0]):
-        xz, xr, xh = np.split(x[t] @ W + b_in, 3, axis=1)
-        rz, rr, rh = np.split(h @ U + b_rec, 3, axis=1)
+        x_part, h_part = gate_products(x[t], h, W, U, dropout)
+        xz, xr, xh = np.split(x_part + b_in, 3, axis=1)
+        rz, rr, rh = np.split(h_part + b_rec, 3, axis=1)
         z = act(xz + rz, ra)
         r = act(xr + rr, ra)
         hh = act(xh + r * rh, a)
-        h_new = z * h + (1 - z) * hh
+        h_new = z * h + (1 - z) * hh  # the undropped h, as Keras
         keep = np.ones(len(h), bool) if mask is None else mask[t]
         h = np.where(keep[:, None], h_new, h)
         hs.append(h)
     return np.stack(hs)
+
+
+def simple_rnn_reference(x, W, U, b, h, mask, a=A.TANH, dropout=None):
+    """hs (T+1, N, u): states after every step of h = a(x W + h U + b)."""
+    hs = [h]
+    for t in range(x.shape[0]):
+        h_new = act(sum(gate_products(x[t], h, W, U, dropout)) + (0 if b is None else b), a)
+        keep = np.ones(len(h), bool) if mask is None else mask[t]
+        h = np.where(keep[:, None], h_new, h)
+        hs.append(h)
+    return np.stack(hs)
+
+
+def gate_dropout(seed, kind, batch, in_dim, units, dtype, inputs=True):
+    """Keep masks (0 or 1 / (1 - 0.4)) for each gate of kind's cell, as ``R.GateDropout``."""
+    rng = np.random.default_rng(seed)
+    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
+
+    def keep(shape):
+        return ((rng.random(shape) >= 0.4) / 0.6).astype(dtype)
+
+    keep_x = keep((gates, batch, in_dim)) if inputs else None
+    return R.GateDropout(keep_x, keep((gates, batch, units)))
 
 
 def problem(seed, dtype, kind, steps, batch, in_dim, units, use_bias=True, masked=False):
@@ -209,7 +247,7 @@ def test_other_activations_match_numpy(a, ra):
 
 def run_backward(kind, p, dy, dlast, a=A.TANH, ra=A.SIGMOID, **options):
     """(dx, dstates, dW, dU, db) from the kernels; dlast = grads of the final states; options
-    (matmul=, shards=) go to the forward and backward kernels."""
+    (matmul=, shards=, dropout=) go to the forward and backward kernels."""
     dW, dU = np.zeros_like(p["W"]), np.zeros_like(p["U"])
     db = None if p["b"] is None else np.zeros_like(p["b"])
     if kind == "lstm":
@@ -236,17 +274,19 @@ def run_backward(kind, p, dy, dlast, a=A.TANH, ra=A.SIGMOID, **options):
     return dx, [dh0], dW, dU, db
 
 
-def objective(kind, p, dy, dlast, a=A.TANH, ra=A.SIGMOID):
+def objective(kind, p, dy, dlast, a=A.TANH, ra=A.SIGMOID, dropout=None):
     """sum(dy * hs[1:]) + sum(dlast * final states), from the numpy reference."""
 
     def value():
+        args = (p["x"], p["W"], p["U"], p["b"], p["h"])
         if kind == "lstm":
-            hs, cs = lstm_reference(
-                p["x"], p["W"], p["U"], p["b"], p["h"], p["c"], p["mask"], a, ra
-            )
+            hs, cs = lstm_reference(*args, p["c"], p["mask"], a, ra, dropout)
             finals = [hs[-1], cs[-1]]
+        elif kind == "simple_rnn":
+            hs = simple_rnn_reference(*args, p["mask"], a, dropout)
+            finals = [hs[-1]]
         else:
-            hs = gru_reference(p["x"], p["W"], p["U"], p["b"], p["h"], p["mask"], a, ra)
+            hs = gru_reference(*args, p["mask"], a, ra, dropout)
             finals = [hs[-1]]
         total = 0.0 if dy is None else float(np.sum(dy * hs[1:]))
         return total + sum(float(np.sum(g * f)) for g, f in zip(dlast, finals))
@@ -317,6 +357,69 @@ def test_masked_rows_carry_state_and_gradient():
     np.testing.assert_array_equal(dx[:, 1], 0)  # a fully masked sample gets no input gradient
     np.testing.assert_array_equal(dh0[1], 1)  # and its final-state gradient passes straight back
     np.testing.assert_array_equal(dc0[1], 1)
+
+
+def one_gate(p):
+    """A GRU problem cut to SimpleRNN's one gate."""
+    p.update({k: np.ascontiguousarray(p[k][..., : p["h"].shape[1]]) for k in "WU"})
+    p["b"] = None if p["b"] is None else p["b"][0, : p["h"].shape[1]].copy()
+    return p
+
+
+def dropout_problem(seed, dtype, kind, steps, batch, in_dim, units, use_bias, masked, inputs):
+    p = problem(seed, dtype, "lstm" if kind == "lstm" else "gru", steps, batch, in_dim, units,
+                use_bias, masked)  # fmt: skip
+    p = one_gate(p) if kind == "simple_rnn" else p
+    return p, gate_dropout(seed + 3, kind, batch, in_dim, units, dtype, inputs)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(**sizes, inputs=st.booleans())
+def test_per_gate_dropout_forward_matches_numpy(
+    kind, dtype, steps, batch, in_dim, units, seed, use_bias, masked, inputs
+):
+    p, dropout = dropout_problem(
+        seed, dtype, kind, steps, batch, in_dim, units, use_bias, masked, inputs
+    )
+    wide = {k: None if p[k] is None else p[k].astype(np.float64) for k in "xWUbhc"}
+    masks = tuple(None if m is None else m.astype(np.float64) for m in dropout)
+    args = [p["x"], p["W"], p["U"], p["b"], p["h"]]
+    ref_args = [wide[k] for k in "xWUbh"]
+    if kind == "lstm":
+        hs = R.lstm_forward(*args, p["c"], p["mask"], A.TANH, A.SIGMOID, dropout=dropout)[0]
+        ref = lstm_reference(*ref_args, wide["c"], p["mask"], dropout=masks)[0]
+    elif kind == "gru":
+        hs = R.gru_forward(*args, p["mask"], A.TANH, A.SIGMOID, dropout=dropout)[0]
+        ref = gru_reference(*ref_args, p["mask"], dropout=masks)
+    else:
+        (hs,) = R.simple_rnn_forward(*args, p["mask"], A.TANH, dropout=dropout)
+        ref = simple_rnn_reference(*ref_args, p["mask"], dropout=masks)
+    assert hs.dtype == dtype
+    np.testing.assert_allclose(hs, ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@SETTINGS
+@given(**sizes, inputs=st.booleans(), with_dy=st.booleans())
+def test_per_gate_dropout_backward_matches_finite_differences(
+    kind, steps, batch, in_dim, units, seed, use_bias, masked, inputs, with_dy
+):
+    p, dropout = dropout_problem(
+        seed, np.float64, kind, steps, batch, in_dim, units, use_bias, masked, inputs
+    )
+    rng = np.random.default_rng(seed + 1)
+    dy = rng.standard_normal((steps, batch, units)) if with_dy else None
+    dlast = [rng.standard_normal((batch, units)) for _ in range(2 if kind == "lstm" else 1)]
+    dx, dstates, dW, dU, db = run_backward(kind, p, dy, dlast, dropout=dropout)
+    f = objective(kind, p, dy, dlast, dropout=dropout)
+    names = ["x", "h", "c"][: 1 + len(dstates)] + ["W", "U"] + (["b"] if use_bias else [])
+    grads = [dx, *dstates, dW, dU] + ([db] if use_bias else [])
+    for name, grad in zip(names, grads):
+        np.testing.assert_allclose(
+            grad, numeric_gradient(f, p[name]), rtol=1e-5, atol=1e-7, err_msg=name
+        )
 
 
 # ---------------------------------------------------------------- no float64 inside float32 kernels
@@ -436,9 +539,11 @@ def uneven_shards(fn, rows, min_rows=None):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
 @pytest.mark.parametrize("masked", [False, True])
-def test_time_loops_on_blocks_of_rows_match_one_block(kind, masked):
+@pytest.mark.parametrize("dropped", [False, True])
+def test_time_loops_on_blocks_of_rows_match_one_block(kind, masked, dropped):
     """The samples of a batch are independent through time: running the loops on blocks of
-    rows (as fastnn.gemm.row_shards does on several threads) changes nothing."""
+    rows (as fastnn.gemm.row_shards does on several threads) changes nothing, per-gate
+    dropout masks included (each block reads its own rows of them)."""
     p = problem(7, np.float64, "lstm" if kind == "lstm" else "gru", 6, 7, 5, 4, masked=masked)
     if kind == "simple_rnn":
         rng = np.random.default_rng(1)
@@ -446,8 +551,9 @@ def test_time_loops_on_blocks_of_rows_match_one_block(kind, masked):
     rng = np.random.default_rng(2)
     dy = rng.standard_normal((6, 7, 4))
     dlast = [rng.standard_normal((7, 4)) for _ in range(2 if kind == "lstm" else 1)]
-    whole = run_backward(kind, p, dy, dlast, a=A.TANH)
-    blocks = run_backward(kind, p, dy, dlast, a=A.TANH, shards=uneven_shards)
+    dropout = gate_dropout(3, kind, 7, 5, 4, np.float64) if dropped else None
+    whole = run_backward(kind, p, dy, dlast, a=A.TANH, dropout=dropout)
+    blocks = run_backward(kind, p, dy, dlast, a=A.TANH, shards=uneven_shards, dropout=dropout)
     flat = [(g, w) for got, want in zip(blocks, whole) for g, w in zip(*map(_as_list, (got, want)))]
     for got, want in flat:
         if want is not None:  # no bias: no bias gradient
@@ -464,9 +570,7 @@ def test_table_rows_input_matches_its_gathered_rows(kind, dtype):
     """x as TableRows (rows of a table picked by ids): the same states and weight gradients as
     the gathered rows, and the table's gradient is the scatter-add of the gathered rows' dx."""
     p = problem(7, dtype, kind if kind != "simple_rnn" else "gru", 4, 3, 2, 3, masked=True)
-    if kind == "simple_rnn":  # a GRU problem cut to one gate
-        p.update({k: np.ascontiguousarray(v[..., :3]) for k, v in p.items() if k in "WU"})
-        p["b"] = p["b"][0, :3].copy()
+    p = one_gate(p) if kind == "simple_rnn" else p
     rng = np.random.default_rng(8)
     table = rng.standard_normal((5, 2)).astype(dtype)
     ids = rng.integers(0, 5, (4, 3))

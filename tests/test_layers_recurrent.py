@@ -549,8 +549,6 @@ def test_bad_arguments_and_shapes():
         Embedding(0, 3)
     with pytest.raises(ValueError, match="elementwise"):
         GRU(3, activation="softmax")
-    with pytest.raises(NotImplementedError, match="recurrent_dropout"):
-        LSTM(3, recurrent_dropout=0.2)
     with pytest.raises(NotImplementedError, match="reset_after"):
         GRU(3, reset_after=False)
     with pytest.raises(ValueError, match=r"LSTM 'seq'.*\(batch, timesteps, features\)"):

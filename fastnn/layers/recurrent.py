@@ -34,9 +34,11 @@ _ON_FASTNN_THREADS = dict(
 )
 
 
-def _allocator(workspace):
-    """The sequence kernels' ``alloc``: the node's workspace's arrays, or fresh ones."""
-    return kernels.recurrent.fresh if workspace is None else workspace.empty
+def _kernel_options(workspace, dropout):
+    """The sequence kernels' keyword arguments: threads, ``alloc`` (the node's workspace's
+    arrays, or fresh ones) and ``dropout`` (a ``GateDropout`` or None)."""
+    alloc = kernels.recurrent.fresh if workspace is None else workspace.empty
+    return dict(_ON_FASTNN_THREADS, alloc=alloc, dropout=dropout)
 
 
 class SequenceLayer(Layer):
@@ -128,11 +130,6 @@ class _RNN(SequenceLayer):
                     f"{type(self).__name__} '{self.name}': `{arg}` must be a float in [0, 1]; "
                     f"got {arg}={rate!r}"
                 )
-        if recurrent_dropout:
-            raise NotImplementedError(
-                f"{type(self).__name__} '{self.name}': recurrent_dropout is not supported yet "
-                f"(got recurrent_dropout={recurrent_dropout}); use dropout= on the inputs"
-            )
         if stateful:
             raise NotImplementedError(
                 f"{type(self).__name__} '{self.name}': stateful=True is not supported yet"
@@ -233,12 +230,14 @@ class _RNN(SequenceLayer):
         if isinstance(mask, list):  # [x's mask, None for each initial state]
             mask = mask[0]
         x, states = (inputs[0], list(inputs[1:])) if isinstance(inputs, list) else (inputs, [])
-        n, steps, _ = x.shape
+        n, steps, features = x.shape
         dtype = self.kernel.value.dtype
-        keep = None
+        keep = gate_dropout = None
         dropping = training and 0 < self.dropout < 1
-        alloc = _allocator(workspace)
-        xt = None if dropping else self._table_rows(embedded, n, steps, dtype, alloc)
+        if training and 0 < self.recurrent_dropout < 1:
+            gate_dropout = self._gate_dropout(n, features, dtype)
+        options = _kernel_options(workspace, gate_dropout)
+        xt = None if dropping else self._table_rows(embedded, n, steps, dtype, options["alloc"])
         if xt is None:
             if embedded is not None:  # x is a stand-in: the Embedding gathered nothing
                 x = embedded[1].embeddings.value[embedded[0]].reshape(x.shape)
@@ -246,9 +245,8 @@ class _RNN(SequenceLayer):
             if self.go_backwards:
                 xt = xt[::-1]
             xt = scratch_copy(workspace, "xt", xt, dtype)
-        if dropping:  # one mask per sample and feature for all steps
-            keep = (self._rng.random((n, x.shape[2])) >= self.dropout).astype(dtype)
-            keep *= dtype.type(1 / (1 - self.dropout))
+        if dropping and gate_dropout is None:  # one mask per sample and feature for all steps
+            keep = self._keep_mask(self.dropout, (n, features), dtype)
             xt *= keep
         mt = seen = None
         if mask is not None:
@@ -261,7 +259,7 @@ class _RNN(SequenceLayer):
         states = [np.ascontiguousarray(s, dtype=dtype) for s in states] or [
             np.zeros((n, self.units), dtype) for _ in self.state_names
         ]
-        saved = self._run(xt, states, mt, alloc)
+        saved = self._run(xt, states, mt, options)
         hs = saved[0]
         if self.return_sequences:
             seq = hs[1:] if seen is None else hs[1:] * seen[:, :, None]
@@ -271,8 +269,23 @@ class _RNN(SequenceLayer):
         if self.return_state:
             out = [out] + [s[steps].copy() for s in saved[: len(self.state_names)]]
         source = None if embedded is None else embedded[1]
-        ctx = (xt, keep, mt, seen, saved, isinstance(inputs, list), source, workspace)
+        ctx = (xt, keep, mt, seen, saved, isinstance(inputs, list), source, workspace, gate_dropout)
         return out, ctx
+
+    def _keep_mask(self, rate, shape, dtype):
+        """A dropout mask of ``shape``: 0 where dropped, 1 / (1 - rate) where kept."""
+        keep = (self._rng.random(shape) >= rate).astype(dtype)
+        keep *= dtype.type(1 / (1 - rate))
+        return keep
+
+    def _gate_dropout(self, n, features, dtype):
+        """Keras 3's masks under ``recurrent_dropout``: for each gate, one of the inputs (with
+        ``dropout``) and one of the state, for all steps of the batch's n sequences."""
+        inputs = None
+        if 0 < self.dropout < 1:
+            inputs = self._keep_mask(self.dropout, (self.gates, n, features), dtype)
+        recurrent = self._keep_mask(self.recurrent_dropout, (self.gates, n, self.units), dtype)
+        return kernels.recurrent.GateDropout(inputs, recurrent)
 
     def _table_rows(self, embedded, n, steps, dtype, alloc):
         """The input as ``TableRows`` of the Embedding feeding this layer (``embedded``, its
@@ -288,8 +301,8 @@ class _RNN(SequenceLayer):
         return kernels.recurrent.table_rows(table, ids, alloc=alloc)
 
     def backward(self, ctx, grad_outputs):
-        xt, keep, mt, seen, saved, states_given, source, workspace = ctx
-        alloc = _allocator(workspace)
+        xt, keep, mt, seen, saved, states_given, source, workspace, gate_dropout = ctx
+        options = _kernel_options(workspace, gate_dropout)
         steps, n, dtype = kernels.recurrent.sequence_shape(xt)
         grads = list(grad_outputs) if self.return_state else [grad_outputs]
         grads = [np.ascontiguousarray(g, dtype=dtype) for g in grads]
@@ -303,7 +316,7 @@ class _RNN(SequenceLayer):
             state_grads[0] = state_grads[0] + last
         if isinstance(xt, kernels.recurrent.TableRows) and source.trainable:
             xt = xt._replace(dtable=source.embeddings.grad)
-        dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads, alloc)
+        dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads, options)
         if dxt is None:  # the input's gradient went into the Embedding's table
             return [None, *dstates] if states_given else None
         if keep is not None:
@@ -378,7 +391,7 @@ class LSTM(_RNN):
 
         return forget_bias_one
 
-    def _run(self, xt, states, mt, alloc):
+    def _run(self, xt, states, mt, options):
         bias = self.bias.value if self.use_bias else None
         return kernels.recurrent.lstm_forward(
             xt,
@@ -389,11 +402,10 @@ class LSTM(_RNN):
             mt,
             self._act,
             self._rec_act,
-            **_ON_FASTNN_THREADS,
-            alloc=alloc,
+            **options,
         )
 
-    def _run_backward(self, xt, mt, saved, dy, state_grads, alloc):
+    def _run_backward(self, xt, mt, saved, dy, state_grads, options):
         hs, cs, gates = saved
         dx, dh0, dc0 = kernels.recurrent.lstm_backward(
             xt,
@@ -408,8 +420,7 @@ class LSTM(_RNN):
             dy,
             *state_grads,
             *self._weight_grads(),
-            **_ON_FASTNN_THREADS,
-            alloc=alloc,
+            **options,
         )
         return dx, [dh0, dc0]
 
@@ -447,7 +458,7 @@ class GRU(_RNN):
     def _bias_initializer(self):
         return self.bias_initializer
 
-    def _run(self, xt, states, mt, alloc):
+    def _run(self, xt, states, mt, options):
         bias = self.bias.value if self.use_bias else None
         return kernels.recurrent.gru_forward(
             xt,
@@ -458,11 +469,10 @@ class GRU(_RNN):
             mt,
             self._act,
             self._rec_act,
-            **_ON_FASTNN_THREADS,
-            alloc=alloc,
+            **options,
         )
 
-    def _run_backward(self, xt, mt, saved, dy, state_grads, alloc):
+    def _run_backward(self, xt, mt, saved, dy, state_grads, options):
         hs, gates = saved
         dx, dh0 = kernels.recurrent.gru_backward(
             xt,
@@ -476,8 +486,7 @@ class GRU(_RNN):
             dy,
             state_grads[0],
             *self._weight_grads(),
-            **_ON_FASTNN_THREADS,
-            alloc=alloc,
+            **options,
         )
         return dx, [dh0]
 
@@ -531,7 +540,7 @@ class SimpleRNN(_RNN):
     def _bias_initializer(self):
         return self.bias_initializer
 
-    def _run(self, xt, states, mt, alloc):
+    def _run(self, xt, states, mt, options):
         bias = self.bias.value if self.use_bias else None
         return kernels.recurrent.simple_rnn_forward(
             xt,
@@ -541,11 +550,10 @@ class SimpleRNN(_RNN):
             states[0],
             mt,
             self._act,
-            **_ON_FASTNN_THREADS,
-            alloc=alloc,
+            **options,
         )
 
-    def _run_backward(self, xt, mt, saved, dy, state_grads, alloc):
+    def _run_backward(self, xt, mt, saved, dy, state_grads, options):
         dx, dh0 = kernels.recurrent.simple_rnn_backward(
             xt,
             self.kernel.value,
@@ -556,8 +564,7 @@ class SimpleRNN(_RNN):
             dy,
             state_grads[0],
             *self._weight_grads(),
-            **_ON_FASTNN_THREADS,
-            alloc=alloc,
+            **options,
         )
         return dx, [dh0]
 
