@@ -13,6 +13,10 @@ Beyond the layer contract, a recurrent layer takes two call arguments, as in Ker
   ``Bidirectional`` sets when returning sequences) masked steps output zeros. In a model the mask
   comes from ``Embedding(mask_zero=True)`` or ``Masking``; on array calls it may be passed as
   ``mask=``.
+
+In training, ``dropout`` masks the inputs with one mask per sequence for all its steps; with
+``recurrent_dropout`` too, as in Keras 3, each gate has its own masks of the inputs and of the
+state fed to the recurrent product (the carried state itself is not masked).
 """
 
 from __future__ import annotations
