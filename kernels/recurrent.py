@@ -15,6 +15,8 @@ Gate order and formulas follow Keras 3:
 LSTM (i, f, c, o): ``c = f * c + i * act(z_c)``, ``h = o * act(c)``, gates by ``rec_act``.
 GRU, reset_after=True (z, r, h), bias (2, 3u) = (input bias, recurrent bias):
 ``hh = act(x_h + r * (h @ U_h + b_rh))``, ``h = z * h_prev + (1 - z) * hh``.
+GRU, reset_after=False, bias (3u,) on the input side: ``hh = act(x_h + (r * h_prev) @ U_h)``;
+its step needs two products (h @ U_zr, then (r * h) @ U_h), each followed by a fused kernel.
 SimpleRNN: ``h = act(x @ kernel + h_prev @ recurrent_kernel + bias)``.
 Activations are the integer codes of ``kernels.codes`` (linear, relu, sigmoid, tanh).
 Each sequence function also takes ``x`` as ``TableRows``, rows of a table picked by ids (an
@@ -906,6 +908,221 @@ def gru_backward(
     return _input_side(
         x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, matmul, alloc, dropout
     ), dh
+
+
+# ------------------------------------------------ GRU, reset_after=False
+# Keras's other convention: the reset gate scales the state before its product,
+# ``hh = act(x_h + (r * h) @ U_h)``, and the one bias (3u,) is on the input side. The candidate's
+# product needs r of the same step, so each step runs two products (h @ U_zr, then (r * h) @ U_h)
+# with a fused kernel after each; the time loop is Python's.
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_reset_gates_forward(xp, rec, h_reset, rec_act, gates):
+    """The update and reset gates of a reset_after=False GRU step: xp (N, 3u), rec (N, 2u) =
+    h @ U_zr, h_reset (N, u) the state the reset gate scales -> gates (N, 4u) [z, r, ., r * h]."""
+    n, u = h_reset.shape
+    zero = h_reset.dtype.type(0)
+    one = h_reset.dtype.type(1)
+    for b in range(n):
+        for j in range(u):
+            z = _act(xp[b, j] + rec[b, j], rec_act, zero, one)
+            r = _act(xp[b, u + j] + rec[b, u + j], rec_act, zero, one)
+            gates[b, j] = z
+            gates[b, u + j] = r
+            gates[b, 3 * u + j] = r * h_reset[b, j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_candidate_forward(xp, rec_h, h_prev, mask, act, gates, h):
+    """The candidate and new state of a reset_after=False GRU step: xp (N, 3u), rec_h (N, u) =
+    (r * h) @ U_h, gates (N, 4u) from ``gru_reset_gates_forward`` -> gates' hh, h (N, u)."""
+    n, u = h.shape
+    zero = h.dtype.type(0)
+    one = h.dtype.type(1)
+    for b in range(n):
+        if not mask[b]:
+            for j in range(4 * u):
+                gates[b, j] = zero
+            for j in range(u):
+                h[b, j] = h_prev[b, j]
+            continue
+        for j in range(u):
+            z = gates[b, j]
+            hh = _act(xp[b, 2 * u + j] + rec_h[b, j], act, zero, one)
+            gates[b, 2 * u + j] = hh
+            h[b, j] = z * h_prev[b, j] + (one - z) * hh
+
+
+@njit(cache=True, nogil=True)
+def gru_candidate_backward(dy, dhr, dh, h_prev, gates, mask, act, rec_act, dxp):
+    """Backward of ``gru_candidate_forward`` and of z: dxp's z and hh thirds (N, 3u) from dy,
+    dhr (N, u); the carry dh (N, u) becomes dL/dh_t's direct path, dL/dh_t * z."""
+    n, u = h_prev.shape
+    zero = h_prev.dtype.type(0)
+    one = h_prev.dtype.type(1)
+    for b in range(n):
+        if not mask[b]:
+            for j in range(u):
+                dh[b, j] += dy[b, j] + dhr[b, j]
+            for j in range(3 * u):
+                dxp[b, j] = zero
+            continue
+        for j in range(u):
+            dh_t = dy[b, j] + dhr[b, j] + dh[b, j]
+            z = gates[b, j]
+            hh = gates[b, 2 * u + j]
+            dxp[b, j] = dh_t * (h_prev[b, j] - hh) * _dact(z, rec_act, zero, one)
+            dxp[b, 2 * u + j] = dh_t * (one - z) * _dact(hh, act, zero, one)
+            dh[b, j] = dh_t * z
+
+
+@njit(cache=True, nogil=True)
+def gru_reset_gate_backward(drh, h_reset, gates, rec_act, dxp, dh_reset):
+    """Backward through r * h_reset: drh (N, u) = d(r * h_reset) -> dxp's r third (N, 3u) and
+    dh_reset (N, u) = drh * r."""
+    n, u = h_reset.shape
+    zero = h_reset.dtype.type(0)
+    one = h_reset.dtype.type(1)
+    for b in range(n):
+        for j in range(u):
+            r = gates[b, u + j]
+            dxp[b, u + j] = drh[b, j] * h_reset[b, j] * _dact(r, rec_act, zero, one)
+            dh_reset[b, j] = drh[b, j] * r
+
+
+def _gate_state(h, keep, g, out):
+    """h (n, u), or h * keep[g] into out under recurrent dropout (keep (G, n, u) or None)."""
+    return h if keep is None else np.multiply(h, keep[g], out=out)
+
+
+def _gate_products(h, keep, weights, gates, out, scratch):
+    """out (n, G'u) = h @ weights (u, G'u) for the first G' gates, each gate's product reading
+    h * keep[g] under recurrent dropout; scratch (n, u)."""
+    if keep is None:
+        np.matmul(h, weights, out=out)
+        return out
+    u = h.shape[1]
+    for g in range(gates):
+        columns = slice(g * u, (g + 1) * u)
+        np.matmul(_gate_state(h, keep, g, scratch), weights[:, columns], out=out[:, columns])
+    return out
+
+
+def gru_reset_before_forward(
+    x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None,
+    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None, dropout=None,
+):  # fmt: skip
+    """(hs, gates) of a reset_after=False GRU: as ``gru_forward`` with bias (3u,) or None and
+    ``hh = act(x_h + (r * h) @ U_h)``; gates (T, N, 4u) [z, r, hh, r * h] (h dropped for the
+    candidate under recurrent dropout). ``blas`` is accepted for the common signature, unused."""
+    x = _contiguous(x)
+    steps, n, dtype = sequence_shape(x)
+    units = recurrent_kernel.shape[0]
+    mask = _all_steps(mask, steps, n, alloc)
+    xp = _project(x, kernel, bias, matmul, alloc, dropout)
+    hs = alloc("hs", (steps + 1, n, units), dtype)
+    hs[0] = h0
+    gates = alloc("gates", (steps, n, 4 * units), dtype)
+    rec = alloc("rec", (n, 2 * units), dtype)
+    rec_h = alloc("rec_h", (n, units), dtype)
+    scratch = alloc("dropped_state", (n, units), dtype)
+    keep = _recurrent_keep(dropout)
+    u_zr, u_h = recurrent_kernel[:, : 2 * units], recurrent_kernel[:, 2 * units :]
+
+    def in_python(r0, r1):
+        xp_, hs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, mask, gates))
+        rec_, rec_h_, scratch_ = rec[r0:r1], rec_h[r0:r1], scratch[r0:r1]
+        keep_ = None if keep is None else keep[:, r0:r1]
+        for t in range(steps):
+            _gate_products(hs_[t], keep_, u_zr, 2, rec_, scratch_)
+            h_reset = _gate_state(hs_[t], keep_, 2, scratch_)
+            gru_reset_gates_forward(xp_[t], rec_, h_reset, rec_act, gates_[t])
+            np.matmul(gates_[t][:, 3 * units :], u_h, out=rec_h_)
+            gru_candidate_forward(xp_[t], rec_h_, hs_[t], mask_[t], act, gates_[t], hs_[t + 1])
+
+    _time_loop(None, in_python, n, shards, steps_guard, False)
+    return hs, gates
+
+
+def gru_reset_before_backward(
+    x, kernel, recurrent_kernel, hs, gates, mask, act, rec_act, dy, dh_last, dkernel=None,
+    drecurrent_kernel=None, dbias=None, steps_guard=None, matmul=numpy_matmul, shards=_whole,
+    alloc=fresh, blas=None, dropout=None,
+):  # fmt: skip
+    """(dx (T, N, in), dh0 (N, u)) of ``gru_reset_before_forward``, as ``gru_backward``; adds
+    into dkernel (in, 3u), drecurrent_kernel (u, 3u), dbias (3u,) unless None."""
+    x = _contiguous(x)
+    steps, n, dtype = sequence_shape(x)
+    units = recurrent_kernel.shape[0]
+    mask = _all_steps(mask, steps, n, alloc)
+    dh = _copy(alloc, "dh", dh_last, dtype)
+    dhr = _zeros(alloc, "dhr", (n, units), dtype)
+    dy = _zeros(alloc, "no_dy", (1, n, units), dtype) if dy is None else _contiguous(dy, dtype)
+    dxp = alloc("dxp", (steps, n, 3 * units), dtype)
+    drh = alloc("drh", (n, units), dtype)
+    dh_reset = alloc("dh_reset", (n, units), dtype)
+    scratch = alloc("dropped_state", (n, units), dtype)
+    keep = _recurrent_keep(dropout)
+    u_zr_t = _copy(alloc, "u_zr_t", recurrent_kernel[:, : 2 * units].T, dtype)
+    u_h_t = _copy(alloc, "u_h_t", recurrent_kernel[:, 2 * units :].T, dtype)
+
+    def in_python(r0, r1):
+        hs_, gates_, mask_, dxp_ = (a[:, r0:r1] for a in (hs, gates, mask, dxp))
+        dhr_, dh_, drh_, dh_reset_ = dhr[r0:r1], dh[r0:r1], drh[r0:r1], dh_reset[r0:r1]
+        scratch_ = scratch[r0:r1]
+        keep_ = None if keep is None else keep[:, r0:r1]
+        for t in range(steps - 1, -1, -1):
+            dy_t = dy[t if len(dy) == steps else 0, r0:r1]
+            gru_candidate_backward(
+                dy_t, dhr_, dh_, hs_[t], gates_[t], mask_[t], act, rec_act, dxp_[t]
+            )
+            np.matmul(dxp_[t][:, 2 * units :], u_h_t, out=drh_)
+            h_reset = _gate_state(hs_[t], keep_, 2, scratch_)
+            gru_reset_gate_backward(drh_, h_reset, gates_[t], rec_act, dxp_[t], dh_reset_)
+            dh_ += _gate_state(dh_reset_, keep_, 2, scratch_)
+            _gate_products_t(dxp_[t][:, : 2 * units], keep_, u_zr_t, dhr_, scratch_)
+
+    _time_loop(None, in_python, n, shards, steps_guard, False)
+    dh += dhr
+    if drecurrent_kernel is not None:
+        _reset_before_recurrent_grads(hs, gates, dxp, keep, drecurrent_kernel, matmul, alloc)
+    dx = _input_side(x, kernel, hs, dxp, dxp, dkernel, None, dbias, None, matmul, alloc, dropout)
+    return dx, dh
+
+
+def _gate_products_t(dz, keep, weights_t, dh, scratch):
+    """dh (n, u) = dz (n, G'u) @ U.T for weights_t = U.T (G'u, u), gate g's part times keep[g]
+    under recurrent dropout (keep (G, n, u) or None); scratch (n, u)."""
+    if keep is None:
+        np.matmul(dz, weights_t, out=dh)
+        return
+    u = dh.shape[1]
+    for g in range(dz.shape[1] // u):
+        rows = slice(g * u, (g + 1) * u)
+        np.matmul(dz[:, rows], weights_t[rows], out=scratch)
+        scratch *= keep[g]
+        if g == 0:
+            dh[...] = scratch
+        else:
+            dh += scratch
+
+
+def _reset_before_recurrent_grads(hs, gates, dxp, keep, drecurrent_kernel, matmul, alloc):
+    """Adds every step's recurrent-kernel gradient into drecurrent_kernel (u, 3u): the z and r
+    columns from the states (dropped per gate), the candidate's from the saved r * h."""
+    steps, n, units = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    dxp2 = dxp.reshape(steps * n, 3 * units)
+    zr = slice(0, 2 * units)
+    if keep is None:
+        h_prev = hs[:-1].reshape(steps * n, units)
+        matmul(h_prev.T, dxp2[:, zr], drecurrent_kernel[:, zr], accumulate=True)
+    else:
+        for _, columns, h_g in _per_gate(hs[:-1], keep[:2], 2 * units, alloc, "dropped_h"):
+            matmul(h_g.T, dxp2[:, columns], drecurrent_kernel[:, columns], accumulate=True)
+    candidate = slice(2 * units, 3 * units)
+    reset_states = gates[..., 3 * units :].reshape(steps * n, units)
+    matmul(reset_states.T, dxp2[:, candidate], drecurrent_kernel[:, candidate], accumulate=True)
 
 
 # ---------------------------------------------------------------- SimpleRNN

@@ -6,6 +6,7 @@ mode (return_sequences, return_state, go_backwards, initial_state, masks from a 
 ``train_on_batch`` must match.
 """
 
+import functools
 import os
 
 os.environ["KERAS_BACKEND"] = "torch"  # keras reads this once, at import
@@ -31,7 +32,18 @@ keras = pytest.importorskip("keras")
 
 F64 = "float64"
 SETTINGS = settings(max_examples=12, deadline=None)
-RNNS = {"lstm": (LSTM, 2), "gru": (GRU, 1)}
+RNNS = {
+    "lstm": (LSTM, 2),
+    "gru": (GRU, 1),
+    "gru_reset_before": (functools.partial(GRU, reset_after=False), 1),
+}
+
+
+def keras_rnn(kind, *args, **kwargs):
+    """The Keras layer of ``RNNS[kind]``."""
+    if kind == "gru_reset_before":
+        return keras.layers.GRU(*args, reset_after=False, **kwargs)
+    return getattr(keras.layers, kind.upper())(*args, **kwargs)
 
 
 def normal(rng, *shape, scale=1.0):
@@ -199,7 +211,7 @@ def forward_backward(model, data, table_rows: bool):
     return out, [w.grad.copy() for w in model.weights], rnn_input
 
 
-RNN_CLASSES = [LSTM, GRU, layers.SimpleRNN]
+RNN_CLASSES = [LSTM, GRU, functools.partial(GRU, reset_after=False), layers.SimpleRNN]
 
 
 @pytest.mark.parametrize("cls", RNN_CLASSES)
@@ -346,7 +358,7 @@ def assert_outputs_close(ours, theirs, rtol=1e-5, atol=1e-6):
 
 def layer_pair(kind, **kwargs):
     ours = RNNS[kind][0](5, **kwargs)
-    theirs = getattr(keras.layers, kind.upper())(5, **kwargs)
+    theirs = keras_rnn(kind, 5, **kwargs)
     return ours, theirs
 
 
@@ -405,7 +417,7 @@ def test_mask_from_embedding_matches_keras(kind, return_sequences, go_backwards)
     opts = dict(return_sequences=return_sequences, go_backwards=go_backwards)
     inp = keras.Input((6,))
     emb_k = keras.layers.Embedding(9, 4, mask_zero=True)
-    rnn_k = getattr(keras.layers, kind.upper())(5, **opts)
+    rnn_k = keras_rnn(kind, 5, **opts)
     theirs = keras.Model(inp, rnn_k(emb_k(inp)))
     emb, rnn = Embedding(9, 4, mask_zero=True), RNNS[kind][0](5, **opts)
     ids = np.array([[3, 4, 0, 0, 0, 0], [0, 0, 5, 1, 8, 2], [1, 2, 3, 4, 5, 6], [7, 0, 2, 0, 0, 1]])
@@ -439,29 +451,19 @@ def test_embedding_matches_keras():
     assert_outputs_close(ours(ids.astype("float32")), theirs(ids), rtol=0, atol=0)
 
 
-def text_model(K):
-    """The seed document's text branch."""
+def text_model_in(K, kind="lstm"):
+    """The seed document's text branch, in keras or fastnn, with RNNS[kind] for its LSTM."""
+    rnn = keras_rnn(kind, 64, name="rnn") if K is keras else RNNS[kind][0](64, name="rnn")
     inputs = K.Input((100,), name="text")
     x = K.layers.Embedding(5000, 128, name="embedding")(inputs)
-    x = K.layers.LSTM(64, name="lstm")(x)
-    outputs = K.layers.Dense(1, activation="sigmoid", name="score")(x)
+    outputs = K.layers.Dense(1, activation="sigmoid", name="score")(rnn(x))
     return K.Model(inputs, outputs, name="text_model")
 
 
-def text_model_in(K):
-    if K is keras:
-        return text_model(K)
-    L = fastnn.layers
-    inputs = K.Input((100,), name="text")
-    x = Embedding(5000, 128, name="embedding")(inputs)
-    x = LSTM(64, name="lstm")(x)
-    outputs = L.Dense(1, activation="sigmoid", name="score")(x)
-    return K.Model(inputs, outputs, name="text_model")
-
-
-def test_seed_text_model_predicts_and_trains_like_keras():
+@pytest.mark.parametrize("kind", list(RNNS))
+def test_seed_text_model_predicts_and_trains_like_keras(kind):
     keras.utils.set_random_seed(0)
-    theirs, ours = text_model_in(keras), text_model_in(fastnn)
+    theirs, ours = text_model_in(keras, kind), text_model_in(fastnn, kind)
     assert ours.count_params() == theirs.count_params()
     rng = np.random.default_rng(0)
     weights = [w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in theirs.get_weights()]
@@ -497,6 +499,9 @@ def test_defaults_follow_keras():
     gru = GRU(4)
     gru._maybe_build((2, 3, 5))
     assert [w.shape for w in gru.weights] == [(5, 12), (4, 12), (2, 12)]
+    gru = GRU(4, reset_after=False)
+    gru._maybe_build((2, 3, 5))
+    assert [w.shape for w in gru.weights] == [(5, 12), (4, 12), (12,)]
     emb = Embedding(50, 3)
     emb._maybe_build((2, 3))
     table = emb.embeddings.value
@@ -549,8 +554,6 @@ def test_bad_arguments_and_shapes():
         Embedding(0, 3)
     with pytest.raises(ValueError, match="elementwise"):
         GRU(3, activation="softmax")
-    with pytest.raises(NotImplementedError, match="reset_after"):
-        GRU(3, reset_after=False)
     with pytest.raises(ValueError, match=r"LSTM 'seq'.*\(batch, timesteps, features\)"):
         LSTM(3, name="seq")(fastnn.Input((4,)))
     layer = LSTM(3, name="lstm_s")

@@ -20,11 +20,13 @@ from fastnn.kernels.recurrent import GateDropout  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
-KINDS = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}  # gates
+KINDS = {"LSTM": 4, "GRU": 3, "GRU_reset_before": 3, "SimpleRNN": 1}  # gates
+VARIANTS = {"GRU_reset_before": ("GRU", {"reset_after": False})}  # kind -> (class, options)
 
 
 def make(kind, module=layers, **kwargs):
-    return getattr(module, kind)(3, **kwargs)
+    name, options = VARIANTS.get(kind, (kind, {}))
+    return getattr(module, name)(3, **options, **kwargs)
 
 
 def fixed_masks(kind, batch, features, units, seed, with_inputs, dtype):

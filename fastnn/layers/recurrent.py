@@ -433,11 +433,13 @@ class LSTM(_RNN):
 
 
 class GRU(_RNN):
-    """Gated Recurrent Unit (Cho et al. 2014), Keras 3's ``reset_after=True`` form.
+    """Gated Recurrent Unit (Cho et al. 2014), both of Keras 3's forms.
 
-    Gates z, r, h: ``hh = activation(x_h + r * (h @ U_h + b_rh))``, ``h = z * h + (1 - z) * hh``;
-    z and r use ``recurrent_activation``. Weights (Keras order): kernel ``(features, 3 * units)``,
-    recurrent_kernel ``(units, 3 * units)``, bias ``(2, 3 * units)`` (input bias, recurrent bias).
+    Gates z, r, h: ``hh = activation(x_h + r * (h @ U_h + b_rh))`` (``reset_after=True``, the
+    default) or ``hh = activation(x_h + (r * h) @ U_h)`` (``reset_after=False``), and
+    ``h = z * h + (1 - z) * hh``; z and r use ``recurrent_activation``. Weights (Keras order):
+    kernel ``(features, 3 * units)``, recurrent_kernel ``(units, 3 * units)``, bias
+    ``(2, 3 * units)`` (input bias, recurrent bias), or ``(3 * units,)`` with ``reset_after=False``.
 
     Input shape: ``(batch, timesteps, features)``. Output shape: ``(batch, units)``, or
     ``(batch, timesteps, units)`` with ``return_sequences``; ``return_state`` gives
@@ -450,21 +452,22 @@ class GRU(_RNN):
 
     def __init__(self, units: int, *args, reset_after: bool = True, **kwargs):
         super().__init__(units, *args, **kwargs)
-        if not reset_after:
-            raise NotImplementedError(
-                f"GRU '{self.name}': only reset_after=True (the Keras 3 default) is supported"
-            )
-        self.reset_after = True
+        self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
-        return (2, 3 * self.units)
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
     def _bias_initializer(self):
         return self.bias_initializer
 
     def _run(self, xt, states, mt, options):
         bias = self.bias.value if self.use_bias else None
-        return kernels.recurrent.gru_forward(
+        forward = (
+            kernels.recurrent.gru_forward
+            if self.reset_after
+            else kernels.recurrent.gru_reset_before_forward
+        )
+        return forward(
             xt,
             self.kernel.value,
             self.recurrent_kernel.value,
@@ -478,7 +481,12 @@ class GRU(_RNN):
 
     def _run_backward(self, xt, mt, saved, dy, state_grads, options):
         hs, gates = saved
-        dx, dh0 = kernels.recurrent.gru_backward(
+        backward = (
+            kernels.recurrent.gru_backward
+            if self.reset_after
+            else kernels.recurrent.gru_reset_before_backward
+        )
+        dx, dh0 = backward(
             xt,
             self.kernel.value,
             self.recurrent_kernel.value,
