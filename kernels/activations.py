@@ -48,21 +48,26 @@ def _activate_row(row, code):
 
 
 # Below this many elements a parallel launch (~4 us) costs more than it saves: small layers (an
-# MLP's Dense at batch 32) run the serial twin of each kernel.
+# MLP's Dense at batch 32) run the serial kernel on all rows at once.
 PARALLEL_MIN_ELEMENTS = 16384
+# Each kernel is a serial one over rows [start, stop) that the parallel shell calls per block of
+# rows: the shell then compiles in a third of the time (Numba's parfor passes see one call, not
+# the inlined activation branches), and the serial path shares the compiled rows kernel.
+PARALLEL_BLOCKS = 256
 
 
 def bias_activation_forward(z, bias, code, out):
     """out[m, :] = act(z[m, :] + bias); z, out (M, N), bias (N,) or (0,) for none; out may be z."""
+    parallel = z.size >= PARALLEL_MIN_ELEMENTS
     if out is z:
-        if z.size >= PARALLEL_MIN_ELEMENTS:
+        if parallel:
             _bias_activation_inplace_parallel(z, bias, code)
         else:
-            bias_activation_inplace_serial(z, bias, code)
-    elif z.size >= PARALLEL_MIN_ELEMENTS:
+            bias_activation_inplace_rows(z, bias, code, 0, z.shape[0])
+    elif parallel:
         _bias_activation_parallel(z, bias, code, out)
     else:
-        _bias_activation_serial(z, bias, code, out)
+        _bias_activation_rows(z, bias, code, out, 0, z.shape[0])
 
 
 def activation_backward(grad_y, y, code, out):
@@ -70,7 +75,7 @@ def activation_backward(grad_y, y, code, out):
     if y.size >= PARALLEL_MIN_ELEMENTS:
         _activation_backward_parallel(grad_y, y, code, out)
     else:
-        _activation_backward_serial(grad_y, y, code, out)
+        _activation_backward_rows(grad_y, y, code, out, 0, y.shape[0])
 
 
 def column_sums_add(grad, out):
@@ -78,34 +83,32 @@ def column_sums_add(grad, out):
     if grad.size >= PARALLEL_MIN_ELEMENTS:
         _column_sums_add_parallel(grad, out)
     else:
-        _column_sums_add_serial(grad, out)
+        _column_sums_add_rows(grad, out, 0, grad.shape[0])
 
 
-@njit(cache=True, inline="always")
-def _bias_activation_row(z, bias, code, out, i):
-    row = out[i]
+@njit(cache=True, nogil=True)
+def _bias_activation_rows(z, bias, code, out, start, stop):
     has_bias = bias.shape[0] > 0
-    for j in range(z.shape[1]):
-        row[j] = z[i, j] + bias[j] if has_bias else z[i, j]
-    _activate_row(row, code)
+    for i in range(start, stop):
+        row = out[i]
+        for j in range(z.shape[1]):
+            row[j] = z[i, j] + bias[j] if has_bias else z[i, j]
+        _activate_row(row, code)
 
 
 @njit(cache=True, parallel=True)
 def _bias_activation_parallel(z, bias, code, out):
-    for i in prange(z.shape[0]):
-        _bias_activation_row(z, bias, code, out, i)
-
-
-@njit(cache=True, nogil=True)
-def _bias_activation_serial(z, bias, code, out):
-    for i in range(z.shape[0]):
-        _bias_activation_row(z, bias, code, out, i)
+    rows = z.shape[0]
+    blocks = min(rows, PARALLEL_BLOCKS)
+    for b in prange(blocks):
+        _bias_activation_rows(z, bias, code, out, b * rows // blocks, (b + 1) * rows // blocks)
 
 
 # In place, the bias and activation loops vectorize: with a separate input array that is y itself,
 # LLVM's runtime overlap check fails and falls back to scalar loops (4x slower at 32 columns).
-@njit(cache=True, inline="always")
-def _bias_activation_rows_inplace(y, bias, code, start, stop):
+@njit(cache=True, nogil=True)
+def bias_activation_inplace_rows(y, bias, code, start, stop):
+    """y[m, :] = act(y[m, :] + bias) in place for rows start..stop; y (M, N), bias (N,) or (0,)."""
     zero = y.dtype.type(0)
     if code == RELU and bias.shape[0] > 0:  # fused, the common conv / dense epilogue
         for i in range(start, stop):
@@ -124,18 +127,12 @@ def _bias_activation_rows_inplace(y, bias, code, start, stop):
             _activate_row(y[i], code)
 
 
-@njit(cache=True, nogil=True)
-def bias_activation_inplace_serial(y, bias, code):
-    """y[m, :] = act(y[m, :] + bias) in place, serially; y (M, N), bias (N,) or (0,) for none."""
-    _bias_activation_rows_inplace(y, bias, code, 0, y.shape[0])
-
-
 @njit(cache=True, parallel=True)
 def _bias_activation_inplace_parallel(y, bias, code):
     rows = y.shape[0]
-    blocks = min(rows, 256)
+    blocks = min(rows, PARALLEL_BLOCKS)
     for b in prange(blocks):
-        _bias_activation_rows_inplace(y, bias, code, b * rows // blocks, (b + 1) * rows // blocks)
+        bias_activation_inplace_rows(y, bias, code, b * rows // blocks, (b + 1) * rows // blocks)
 
 
 @njit(cache=True, inline="always")
@@ -163,6 +160,9 @@ def _activation_backward_row(grad_y, y, code, out, i):
             out[i, j] = y[i, j] * (grad_y[i, j] - dot)
 
 
+# Inlined, not a call to a rows kernel as above: out is often grad_y, and only inside the parfor
+# do the loops vectorize then (a separate kernel's overlap check fails and runs them scalar, 3x
+# slower).
 @njit(cache=True, parallel=True)
 def _activation_backward_parallel(grad_y, y, code, out):
     for i in prange(y.shape[0]):
@@ -170,9 +170,16 @@ def _activation_backward_parallel(grad_y, y, code, out):
 
 
 @njit(cache=True, nogil=True)
-def _activation_backward_serial(grad_y, y, code, out):
-    for i in range(y.shape[0]):
+def _activation_backward_rows(grad_y, y, code, out, start, stop):
+    for i in range(start, stop):
         _activation_backward_row(grad_y, y, code, out, i)
+
+
+@njit(cache=True, nogil=True)
+def _column_sums_add_rows(grad, out, start, stop):
+    for i in range(start, stop):
+        for j in range(grad.shape[1]):
+            out[j] += grad[i, j]
 
 
 @njit(cache=True, parallel=True)
@@ -182,17 +189,7 @@ def _column_sums_add_parallel(grad, out):
     blocks = min(rows, 64)
     partial = np.zeros((blocks, cols), dtype=grad.dtype)
     for b in prange(blocks):
-        acc = partial[b]
-        for i in range(b * rows // blocks, (b + 1) * rows // blocks):
-            for j in range(cols):
-                acc[j] += grad[i, j]
+        _column_sums_add_rows(grad, partial[b], b * rows // blocks, (b + 1) * rows // blocks)
     for b in range(blocks):
         for j in range(cols):
             out[j] += partial[b, j]
-
-
-@njit(cache=True, nogil=True)
-def _column_sums_add_serial(grad, out):
-    for i in range(grad.shape[0]):
-        for j in range(grad.shape[1]):
-            out[j] += grad[i, j]

@@ -21,7 +21,7 @@ from numba import njit, prange
 from .activations import (
     _activate_row,
     bias_activation_forward,
-    bias_activation_inplace_serial,
+    bias_activation_inplace_rows,
     column_sums_add,
 )
 from .codes import RELU
@@ -404,7 +404,7 @@ def conv2d_forward(
                 chunk_cols = chunk[: (r1 - r0) * out_w]
                 im2col_rows(x, *geometry, chunk_cols, r0, r1)
                 np.matmul(chunk_cols, k2d, out=y2d[rows])
-                bias_activation_inplace_serial(y2d[rows], b, activation_code)
+                bias_activation_inplace_rows(y2d, b, activation_code, rows.start, rows.stop)
 
         tiles(run, n * out_h)
         return out, None

@@ -118,10 +118,9 @@ def test_float32_stays_float32():
     # The activation code is a runtime argument: one compile covers every activation.
     z = np.ones((3, 4), np.float32)
     bias = np.ones(4, np.float32)
-    for twin in ("parallel", "serial"):
-        forward = getattr(K, f"_bias_activation_{twin}")
-        backward = getattr(K, f"_activation_backward_{twin}")
-        sums = getattr(K, f"_column_sums_add_{twin}")
-        assert float64_ops(forward, z, bias, K.SOFTMAX, np.empty_like(z)) == []
-        assert float64_ops(backward, z, z, K.SOFTMAX, np.empty_like(z)) == []
-        assert float64_ops(sums, z, bias) == []
+    assert float64_ops(K._bias_activation_parallel, z, bias, K.SOFTMAX, np.empty_like(z)) == []
+    assert float64_ops(K._bias_activation_rows, z, bias, K.SOFTMAX, np.empty_like(z), 0, 3) == []
+    assert float64_ops(K._activation_backward_parallel, z, z, K.SOFTMAX, np.empty_like(z)) == []
+    assert float64_ops(K._activation_backward_rows, z, z, K.SOFTMAX, np.empty_like(z), 0, 3) == []
+    assert float64_ops(K._column_sums_add_parallel, z, bias) == []
+    assert float64_ops(K._column_sums_add_rows, z, bias, 0, 3) == []

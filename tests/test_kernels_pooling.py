@@ -72,7 +72,7 @@ def run_max(x, ph, pw, sh, sw, padding):
     n, h, w, c = x.shape
     oh, ow, pt, pl = geometry(h, w, ph, pw, sh, sw, padding)
     out = np.full((n, oh, ow, c), np.nan, dtype=x.dtype)
-    argmax = np.full((n, oh, ow, c), -7, dtype=np.int64)
+    argmax = np.full((n, oh, ow, c), -7, dtype=np.int32)
     pooling.maxpool2d_forward(x, ph, pw, sh, sw, pt, pl, out, argmax)
     return out, argmax
 
