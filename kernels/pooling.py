@@ -84,82 +84,97 @@ def _window_max(img, hs, he, ws, we, o, a):
                 a[ch] = idx if better else a[ch]
 
 
+# The parallel kernels below call a serial kernel per image or output row, not inline loops:
+# Numba's parfor passes then see one call, which compiles in a fraction of the time.
 @njit(cache=True, parallel=True)
 def maxpool2d_backward(grad_out, argmax, dx):
     """dx (N,H,W,C) = zeros, then grad_out (N,oh,ow,C) scatter-added at argmax (same shape)."""
     n_batch, h, w, c = dx.shape
-    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
     planes = dx.reshape(n_batch, h * w, c)  # argmax indexes its rows: no division per element
     for n in prange(n_batch):
-        img = planes[n]
-        img[:, :] = 0
-        for oh in range(out_h):
-            for ow in range(out_w):
-                g = grad_out[n, oh, ow]
-                a = argmax[n, oh, ow]
-                for ch in range(c):
-                    idx = a[ch]
-                    if idx >= 0:
-                        img[idx, ch] += g[ch]
+        _maxpool_backward_image(grad_out[n], argmax[n], planes[n])
+
+
+@njit(cache=True)
+def _maxpool_backward_image(grad, argmax, plane):
+    """plane (H*W, C) = zeros, then grad (oh,ow,C) scatter-added at argmax (oh,ow,C)."""
+    plane[:, :] = 0
+    for oh in range(grad.shape[0]):
+        for ow in range(grad.shape[1]):
+            g = grad[oh, ow]
+            a = argmax[oh, ow]
+            for ch in range(g.shape[0]):
+                idx = a[ch]
+                if idx >= 0:
+                    plane[idx, ch] += g[ch]
 
 
 @njit(cache=True, parallel=True)
 def avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out):
     """out (N,oh,ow,C) = mean of x (N,H,W,C) over each clipped window (padding not counted)."""
-    n_batch, h, w, c = x.shape
-    out_h, out_w = out.shape[1], out.shape[2]
+    n_batch, h = x.shape[0], x.shape[1]
+    out_h = out.shape[1]
     for r in prange(n_batch * out_h):
         n = r // out_h
         oh = r % out_h
         h0 = oh * sh - pad_top
-        hs = max(h0, 0)
-        he = min(h0 + ph, h)
-        for ow in range(out_w):
-            w0 = ow * sw - pad_left
-            ws = max(w0, 0)
-            we = min(w0 + pw, w)
-            o = out[n, oh, ow]
-            for ch in range(c):
-                o[ch] = 0
-            count = (he - hs) * (we - ws)
-            if count <= 0:
-                continue
-            for hi in range(hs, he):
-                for wi in range(ws, we):
-                    src = x[n, hi, wi]
-                    for ch in range(c):
-                        o[ch] += src[ch]
-            div = x.dtype.type(count)
-            for ch in range(c):
-                o[ch] /= div
+        _avgpool_row(x[n], max(h0, 0), min(h0 + ph, h), pw, sw, pad_left, out[n, oh])
+
+
+@njit(cache=True)
+def _avgpool_row(img, hs, he, pw, sw, pad_left, orow):
+    """orow (ow,C): one output row of average pooling over img (H,W,C) rows hs..he-1."""
+    w = img.shape[1]
+    for ow in range(orow.shape[0]):
+        w0 = ow * sw - pad_left
+        ws = max(w0, 0)
+        we = min(w0 + pw, w)
+        o = orow[ow]
+        for ch in range(o.shape[0]):
+            o[ch] = 0
+        count = (he - hs) * (we - ws)
+        if count <= 0:
+            continue
+        for hi in range(hs, he):
+            for wi in range(ws, we):
+                src = img[hi, wi]
+                for ch in range(o.shape[0]):
+                    o[ch] += src[ch]
+        div = img.dtype.type(count)
+        for ch in range(o.shape[0]):
+            o[ch] /= div
 
 
 @njit(cache=True, parallel=True)
 def avgpool2d_backward(grad_out, ph, pw, sh, sw, pad_top, pad_left, dx):
     """dx (N,H,W,C) = zeros, then each grad_out (N,oh,ow,C) / window size added over its window."""
-    n_batch, h, w, c = dx.shape
-    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
-    for n in prange(n_batch):
-        img = dx[n]
-        for hh in range(h):
-            for ww in range(w):
-                for ch in range(c):
-                    img[hh, ww, ch] = 0
-        for oh in range(out_h):
-            h0 = oh * sh - pad_top
-            hs = max(h0, 0)
-            he = min(h0 + ph, h)
-            for ow in range(out_w):
-                w0 = ow * sw - pad_left
-                ws = max(w0, 0)
-                we = min(w0 + pw, w)
-                count = (he - hs) * (we - ws)
-                if count <= 0:
-                    continue
-                div = dx.dtype.type(count)
-                g = grad_out[n, oh, ow]
-                for hi in range(hs, he):
-                    for wi in range(ws, we):
-                        dst = img[hi, wi]
-                        for ch in range(c):
-                            dst[ch] += g[ch] / div
+    for n in prange(dx.shape[0]):
+        _avgpool_backward_image(grad_out[n], ph, pw, sh, sw, pad_top, pad_left, dx[n])
+
+
+@njit(cache=True)
+def _avgpool_backward_image(grad, ph, pw, sh, sw, pad_top, pad_left, img):
+    """img (H,W,C) = zeros, then each grad (oh,ow,C) / window size added over its window."""
+    h, w, c = img.shape
+    for hh in range(h):
+        for ww in range(w):
+            for ch in range(c):
+                img[hh, ww, ch] = 0
+    for oh in range(grad.shape[0]):
+        h0 = oh * sh - pad_top
+        hs = max(h0, 0)
+        he = min(h0 + ph, h)
+        for ow in range(grad.shape[1]):
+            w0 = ow * sw - pad_left
+            ws = max(w0, 0)
+            we = min(w0 + pw, w)
+            count = (he - hs) * (we - ws)
+            if count <= 0:
+                continue
+            div = img.dtype.type(count)
+            g = grad[oh, ow]
+            for hi in range(hs, he):
+                for wi in range(ws, we):
+                    dst = img[hi, wi]
+                    for ch in range(c):
+                        dst[ch] += g[ch] / div
