@@ -105,8 +105,8 @@ def cnn_2d(K):
     x = L.MaxPooling2D(2, name="max_pool")(x)
     x = L.Conv2D(6, (3, 3), strides=(1, 1), name="conv2")(x)
     flat = L.Flatten(name="flat")(L.AveragePooling2D(2, name="avg_pool")(x))
-    pooled = L.GlobalAveragePooling2D(name="gap")(x)
-    merged = L.Concatenate(name="cat")([flat, pooled])
+    pooled = [L.GlobalAveragePooling2D(name="gap")(x), L.GlobalMaxPooling2D(name="gmp")(x)]
+    merged = L.Concatenate(name="cat")([flat, *pooled])
     return K.Model(image, L.Dense(3, activation="softmax", name="probs")(merged), name="cnn2d")
 
 

@@ -7,9 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fastnn
 from fastnn.kernels.conv import padding_amounts
 from fastnn.layers.convolutional import Conv2D
-from fastnn.layers.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from fastnn.layers.pooling import (
+    AveragePooling2D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
+    MaxPooling2D,
+)
 
 ACTIVATIONS = [None, "relu", "sigmoid", "tanh", "softmax"]
 
@@ -98,10 +104,23 @@ def test_pooling_gradients(case, cls, default_strides, seed):
     gradcheck(layer, rng.standard_normal(shape), seed)
 
 
+GLOBAL_POOLINGS = [GlobalAveragePooling2D, GlobalMaxPooling2D]
+
+
+@pytest.mark.parametrize("cls", GLOBAL_POOLINGS)
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_global_average_pooling_gradients(keepdims):
+def test_global_pooling_gradients(cls, keepdims):
     x = np.random.default_rng(3).standard_normal((2, 3, 4, 5))
-    gradcheck(GlobalAveragePooling2D(keepdims=keepdims, dtype="float64"), x)
+    gradcheck(cls(keepdims=keepdims, dtype="float64"), x)
+
+
+def test_global_max_pooling_sends_the_gradient_to_each_channels_maximum():
+    x = np.random.default_rng(4).standard_normal((3, 4, 2, 5))
+    layer = GlobalMaxPooling2D(dtype="float64")
+    out, ctx = layer.forward(x, True)
+    np.testing.assert_array_equal(out, x.max(axis=(1, 2)))
+    dx = layer.backward(ctx, np.ones_like(out))
+    np.testing.assert_array_equal(dx, x == x.max(axis=(1, 2), keepdims=True))
 
 
 # ---------------------------------------------------------------- Keras parity
@@ -181,14 +200,38 @@ def test_pooling_matches_keras(keras, kind, shape, kwargs):
     np.testing.assert_allclose(ours(x), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("cls", GLOBAL_POOLINGS)
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_global_average_pooling_matches_keras(keras, keepdims):
+def test_global_pooling_matches_keras(keras, cls, keepdims):
     x = np.random.default_rng(2).standard_normal((2, 5, 3, 4)).astype(np.float32)
-    theirs = keras.layers.GlobalAveragePooling2D(keepdims=keepdims)
+    theirs = getattr(keras.layers, cls.__name__)(keepdims=keepdims)
     expected = keras.ops.convert_to_numpy(theirs(x))
-    np.testing.assert_allclose(
-        GlobalAveragePooling2D(keepdims=keepdims)(x), expected, rtol=1e-5, atol=1e-6
-    )
+    ours = cls(keepdims=keepdims)
+    np.testing.assert_allclose(ours(x), expected, rtol=1e-5, atol=1e-6)
+    shape = (None, 5, 3, 4)
+    assert ours.compute_output_shape(shape) == theirs.compute_output_shape(shape)
+    assert ours.get_config()["keepdims"] == theirs.get_config()["keepdims"] == keepdims
+
+
+def test_global_max_pooling_model_trains_like_keras(keras):
+    def build(K):
+        inputs = K.Input((6, 6, 2))
+        x = K.layers.Conv2D(3, 3, activation="relu", name="conv")(inputs)
+        x = K.layers.GlobalMaxPooling2D(name="gmp")(x)
+        return K.Model(inputs, K.layers.Dense(1, name="out")(x))
+
+    theirs, ours = build(keras), build(fastnn)
+    rng = np.random.default_rng(5)
+    weights = [w + rng.normal(0, 0.2, w.shape).astype(w.dtype) for w in theirs.get_weights()]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    x = rng.standard_normal((8, 6, 6, 2)).astype(np.float32)
+    y = rng.standard_normal((8, 1)).astype(np.float32)
+    theirs.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    ours.compile(optimizer=fastnn.optimizers.SGD(0.1), loss="mse")
+    np.testing.assert_allclose(ours.train_on_batch(x, y), theirs.train_on_batch(x, y), rtol=1e-5)
+    for o, t in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(o, t, rtol=1e-5, atol=1e-6)
 
 
 def test_configs_agree_with_keras(keras):

@@ -27,6 +27,7 @@ from fastnn.layers.pooling import (
     GlobalAveragePooling1D,
     GlobalAveragePooling2D,
     GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
     MaxPooling1D,
     MaxPooling2D,
 )
@@ -44,6 +45,7 @@ GlobalMaxPool1D = GlobalMaxPooling1D
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = [
     "Activation",
@@ -70,7 +72,9 @@ __all__ = [
     "GlobalAvgPool1D",
     "GlobalAvgPool2D",
     "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
     "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
     "Input",
     "InputLayer",
     "LSTM",

@@ -128,14 +128,9 @@ class AveragePooling2D(_Pooling2D):
         return dx
 
 
-class GlobalAveragePooling2D(Layer):
-    """Mean over height and width: ``(batch, h, w, c) -> (batch, c)`` (or (batch, 1, 1, c)).
-
-    Args:
-        keepdims: keep the spatial axes with length 1 (default False).
-
-    Example: ``GlobalAveragePooling2D()(x)`` before a Dense classifier.
-    """
+class _GlobalPooling2D(Layer):
+    """Pooling over height and width: ``(batch, h, w, c) -> (batch, c)``, or ``(batch, 1, 1, c)``
+    with ``keepdims``."""
 
     def __init__(self, data_format=None, keepdims: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -152,6 +147,19 @@ class GlobalAveragePooling2D(Layer):
             return (input_shape[0], 1, 1, input_shape[3])
         return (input_shape[0], input_shape[3])
 
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Mean over height and width: ``(batch, h, w, c) -> (batch, c)`` (or (batch, 1, 1, c)).
+
+    Args:
+        keepdims: keep the spatial axes with length 1 (default False).
+
+    Example: ``GlobalAveragePooling2D()(x)`` before a Dense classifier.
+    """
+
     def forward(self, inputs, training):
         return inputs.mean(axis=(1, 2), keepdims=self.keepdims), inputs.shape
 
@@ -162,8 +170,32 @@ class GlobalAveragePooling2D(Layer):
         dx[...] = grad * grad.dtype.type(1.0 / (h * w))
         return dx
 
-    def get_config(self):
-        return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Maximum over height and width: ``(batch, h, w, c) -> (batch, c)`` (or (batch, 1, 1, c)).
+
+    The gradient goes to the first maximum of each channel (row-major order) on ties.
+
+    Args:
+        keepdims: keep the spatial axes with length 1 (default False).
+
+    Example: ``GlobalMaxPooling2D()(Conv2D(64, 3, activation="relu")(x))``.
+    """
+
+    def forward(self, inputs, training):
+        n, h, w, c = inputs.shape
+        pixels = inputs.reshape(n, h * w, c)
+        index = pixels.argmax(axis=1)[:, None]  # (batch, 1, channels): the first maximum
+        out = np.take_along_axis(pixels, index, axis=1)
+        out = out.reshape(n, 1, 1, c) if self.keepdims else out[:, 0]
+        return out, (inputs.shape, inputs.dtype, index)
+
+    def backward(self, ctx, grad_outputs):
+        (n, h, w, c), dtype, index = ctx
+        grad = np.asarray(grad_outputs, dtype=dtype).reshape(index.shape)
+        dx = np.zeros((n, h * w, c), dtype=dtype)
+        np.put_along_axis(dx, index, grad, axis=1)
+        return dx.reshape(n, h, w, c)
 
 
 # ------------------------------------------------------------------------------------------ 1-D
