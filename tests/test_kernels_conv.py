@@ -201,7 +201,9 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
     y, cols = conv.conv2d_forward(x, k, b, strides, padding, code, **options)
     assert y.dtype == dtype
     pointwise = k.shape[:2] == (1, 1) and tuple(strides) == (1, 1)
-    keeps_cols = pointwise or ("tiles" not in options and not conv.is_direct(k.shape, strides))
+    keeps_cols = pointwise or (
+        "tiles" not in options and not conv.forward_is_direct(k.shape, strides)
+    )
     assert (cols is not None) == keeps_cols  # else the backward recomputes from x
     np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
 
@@ -245,6 +247,34 @@ def test_direct_3x3_grey_kernels_match_reference(
     dk = np.zeros_like(k)
     conv.conv2d_backward(dz, None, x.shape, k, strides, padding, dk, None, need_dx=False, x=x)
     np.testing.assert_allclose(dk, ref_conv_backward(x, k, dz, strides, padding)[1], **TOL[dtype])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    filters=st.integers(1, 9),
+    padding=st.sampled_from(["valid", "same"]),
+    code=st.sampled_from([LINEAR, RELU, TANH]),
+    use_bias=st.booleans(),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_direct_3x3_rgb_forward_matches_reference(
+    n, h, w, filters, padding, code, use_bias, dtype, seed
+):
+    """The 3x3 stride-1 kernel on three channels (a first layer on colour images) runs its
+    forward in its own unrolled kernel, windows inside the image and across its border."""
+    if padding == "valid" and (h < 3 or w < 3):
+        return  # no output
+    rng = np.random.default_rng(seed)
+    x, k = _data(rng, (n, h, w, 3), dtype), _data(rng, (3, 3, 3, filters), dtype)
+    b = _data(rng, (filters,), dtype) if use_bias else None
+    assert conv.forward_is_direct(k.shape, (1, 1)) and not conv.is_direct(k.shape, (1, 1))
+    y, cols = conv.conv2d_forward(x, k, b, (1, 1), padding, code)
+    assert cols is None
+    np.testing.assert_allclose(y, ref_conv(x, k, b, (1, 1), padding, code), **TOL[dtype])
 
 
 def test_conv2d_forward_reuses_buffers_and_pointwise_path(monkeypatch):
