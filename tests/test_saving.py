@@ -117,18 +117,14 @@ def conv1d_pooling():
 
 
 def conv2d_pooling():
-    model = fastnn.Sequential(
-        [
-            fastnn.Input((8, 8, 2)),
-            layers.Conv2D(3, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.AveragePooling2D(pool_size=(2, 2), strides=1, padding="same"),
-            layers.Conv2D(2, (2, 2), strides=(2, 2)),
-            layers.GlobalAveragePooling2D(),
-            layers.Activation("tanh"),
-        ]
-    )
-    return model, RNG.normal(size=(8, 8, 8, 2))
+    inputs = fastnn.Input((8, 8, 2))
+    h = layers.Conv2D(3, 3, padding="same", activation="relu")(inputs)
+    h = layers.MaxPooling2D(2)(h)
+    h = layers.AveragePooling2D(pool_size=(2, 2), strides=1, padding="same")(h)
+    h = layers.Conv2D(2, (2, 2), strides=(2, 2))(h)
+    pooled = [layers.GlobalAveragePooling2D()(h), layers.GlobalMaxPooling2D(keepdims=True)(h)]
+    flat = layers.Concatenate()([pooled[0], layers.Flatten()(pooled[1])])
+    return fastnn.Model(inputs, layers.Activation("tanh")(flat)), RNG.normal(size=(8, 8, 8, 2))
 
 
 def batchnorm():
@@ -166,10 +162,9 @@ def embedding_lstm_masked():
 
 
 def gru():
-    # reset_after=False is refused by the GRU layer (NotImplementedError), so only True here.
     inputs = fastnn.Input((6, 5))
     h = layers.GRU(4, reset_after=True, return_sequences=True)(inputs)
-    return fastnn.Model(inputs, layers.GRU(2, go_backwards=True)(h)), SEQ
+    return fastnn.Model(inputs, layers.GRU(2, reset_after=False, go_backwards=True)(h)), SEQ
 
 
 def simple_rnn():
