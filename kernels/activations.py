@@ -50,9 +50,10 @@ def _activate_row(row, code):
 # Below this many elements a parallel launch (~4 us) costs more than it saves: small layers (an
 # MLP's Dense at batch 32) run the serial kernel on all rows at once.
 PARALLEL_MIN_ELEMENTS = 16384
-# Each kernel is a serial one over rows [start, stop) that the parallel shell calls per block of
-# rows: the shell then compiles in a third of the time (Numba's parfor passes see one call, not
-# the inlined activation branches), and the serial path shares the compiled rows kernel.
+# Each kernel but the activation backward (see there) is a serial one over rows [start, stop)
+# that the parallel shell calls per block of rows: the shell then compiles in a third of the
+# time (Numba's parfor passes see one call, not the inlined activation branches), and the serial
+# path shares the compiled rows kernel.
 PARALLEL_BLOCKS = 256
 
 

@@ -634,13 +634,9 @@ def _input_side(
     steps, n, _ = dxp.shape
     dxp2 = dxp.reshape(steps * n, dxp.shape[2])
     drec2 = drec.reshape(steps * n, drec.shape[2])
-    if drecurrent_kernel is not None and dropout is not None:
-        for _, columns, h_g in _per_gate(
-            hs[:-1], dropout.recurrent, drec2.shape[1], alloc, "dropped_h"
-        ):
-            matmul(h_g.T, drec2[:, columns], drecurrent_kernel[:, columns], accumulate=True)
-    elif drecurrent_kernel is not None:
-        matmul(hs[:-1].reshape(steps * n, hs.shape[2]).T, drec2, drecurrent_kernel, accumulate=True)
+    if drecurrent_kernel is not None:
+        keep = None if dropout is None else dropout.recurrent
+        _state_side(hs, drec2, keep, drecurrent_kernel, matmul, alloc)
     if dbias_in is not None:
         column_sums_add(dxp2, dbias_in)
     if dbias_rec is not None:
@@ -664,6 +660,17 @@ def _input_side(
     dx = alloc("dx", x.shape, x.dtype)
     matmul(dxp2, kernel.T, dx.reshape(steps * n, x.shape[2]))
     return dx
+
+
+def _state_side(hs, drec2, keep, drecurrent_kernel, matmul, alloc):
+    """Adds hs[:-1] (T, N, u) .T @ drec2 (T * N, Gu) into drecurrent_kernel (u, Gu): one GEMM, or
+    one per gate through the states dropped by keep (G, N, u) (recurrent dropout) unless None."""
+    if keep is None:
+        states = hs[:-1].reshape(drec2.shape[0], hs.shape[2])
+        matmul(states.T, drec2, drecurrent_kernel, accumulate=True)
+        return
+    for _, columns, h_g in _per_gate(hs[:-1], keep, drec2.shape[1], alloc, "dropped_h"):
+        matmul(h_g.T, drec2[:, columns], drecurrent_kernel[:, columns], accumulate=True)
 
 
 def _input_grads_per_gate(x, kernel, dxp2, dkernel, keep, matmul, alloc):
@@ -1001,12 +1008,11 @@ def _gate_products(h, keep, weights, gates, out, scratch):
     h * keep[g] under recurrent dropout; scratch (n, u)."""
     if keep is None:
         np.matmul(h, weights, out=out)
-        return out
+        return
     u = h.shape[1]
     for g in range(gates):
         columns = slice(g * u, (g + 1) * u)
         np.matmul(_gate_state(h, keep, g, scratch), weights[:, columns], out=out[:, columns])
-    return out
 
 
 def gru_reset_before_forward(
@@ -1114,12 +1120,8 @@ def _reset_before_recurrent_grads(hs, gates, dxp, keep, drecurrent_kernel, matmu
     steps, n, units = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     dxp2 = dxp.reshape(steps * n, 3 * units)
     zr = slice(0, 2 * units)
-    if keep is None:
-        h_prev = hs[:-1].reshape(steps * n, units)
-        matmul(h_prev.T, dxp2[:, zr], drecurrent_kernel[:, zr], accumulate=True)
-    else:
-        for _, columns, h_g in _per_gate(hs[:-1], keep[:2], 2 * units, alloc, "dropped_h"):
-            matmul(h_g.T, dxp2[:, columns], drecurrent_kernel[:, columns], accumulate=True)
+    zr_keep = None if keep is None else keep[:2]
+    _state_side(hs, dxp2[:, zr], zr_keep, drecurrent_kernel[:, zr], matmul, alloc)
     candidate = slice(2 * units, 3 * units)
     reset_states = gates[..., 3 * units :].reshape(steps * n, units)
     matmul(reset_states.T, dxp2[:, candidate], drecurrent_kernel[:, candidate], accumulate=True)

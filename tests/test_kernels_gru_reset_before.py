@@ -12,6 +12,7 @@ from gradcheck import numeric_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_kernels_recurrent import TOL, act, gate_dropout, uneven_shards
+from test_kernels_recurrent import problem as gru_problem
 
 from fastnn.kernels import activations as A
 from fastnn.kernels import recurrent as R
@@ -41,16 +42,9 @@ def reference(x, W, U, b, h, mask, a=A.TANH, ra=A.SIGMOID, dropout=None):
 
 
 def problem(seed, dtype, steps, batch, in_dim, units, use_bias=True, masked=False):
-    rng = np.random.default_rng(seed)
-    p = {
-        "x": rng.standard_normal((steps, batch, in_dim)),
-        "W": rng.standard_normal((in_dim, 3 * units)) * 0.5,
-        "U": rng.standard_normal((units, 3 * units)) * 0.5,
-        "b": rng.standard_normal(3 * units) if use_bias else None,
-        "h": rng.standard_normal((batch, units)) * 0.5,
-    }
-    p = {k: None if v is None else np.ascontiguousarray(v, dtype=dtype) for k, v in p.items()}
-    p["mask"] = rng.random((steps, batch)) < 0.7 if masked else None
+    """test_kernels_recurrent's GRU problem with reset_after=False's one bias (3u,)."""
+    p = gru_problem(seed, dtype, "gru", steps, batch, in_dim, units, use_bias, masked)
+    p["b"] = None if p["b"] is None else np.ascontiguousarray(p["b"][0])
     return p
 
 

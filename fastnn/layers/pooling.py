@@ -184,18 +184,26 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
 
     def forward(self, inputs, training):
         n, h, w, c = inputs.shape
-        pixels = inputs.reshape(n, h * w, c)
-        index = pixels.argmax(axis=1)[:, None]  # (batch, 1, channels): the first maximum
-        out = np.take_along_axis(pixels, index, axis=1)
+        out, index = _first_max(inputs.reshape(n, h * w, c))
         out = out.reshape(n, 1, 1, c) if self.keepdims else out[:, 0]
         return out, (inputs.shape, inputs.dtype, index)
 
     def backward(self, ctx, grad_outputs):
         (n, h, w, c), dtype, index = ctx
-        grad = np.asarray(grad_outputs, dtype=dtype).reshape(index.shape)
-        dx = np.zeros((n, h * w, c), dtype=dtype)
-        np.put_along_axis(dx, index, grad, axis=1)
-        return dx.reshape(n, h, w, c)
+        return _to_first_max(grad_outputs, index, (n, h * w, c), dtype).reshape(n, h, w, c)
+
+
+def _first_max(x):
+    """(max, index), both (N, 1, C): the first maximum over axis 1 of x (N, K, C)."""
+    index = x.argmax(axis=1)[:, None]
+    return np.take_along_axis(x, index, axis=1), index
+
+
+def _to_first_max(grad, index, shape, dtype):
+    """dx (N, K, C) = zeros but grad (N, C) or (N, 1, C) at ``_first_max``'s index."""
+    dx = np.zeros(shape, dtype=dtype)
+    np.put_along_axis(dx, index, np.asarray(grad, dtype=dtype).reshape(index.shape), axis=1)
+    return dx
 
 
 # ------------------------------------------------------------------------------------------ 1-D
@@ -375,13 +383,9 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
     """
 
     def forward(self, inputs, training):
-        index = inputs.argmax(axis=1)[:, None]  # (batch, 1, features): the first maximum
-        out = np.take_along_axis(inputs, index, axis=1)
+        out, index = _first_max(inputs)
         return (out if self.keepdims else out[:, 0]), (inputs.shape, inputs.dtype, index)
 
     def backward(self, ctx, grad_outputs):
         x_shape, dtype, index = ctx
-        grad = np.asarray(grad_outputs, dtype=dtype).reshape(index.shape)
-        dx = np.zeros(x_shape, dtype=dtype)
-        np.put_along_axis(dx, index, grad, axis=1)
-        return dx
+        return _to_first_max(grad_outputs, index, x_shape, dtype)
