@@ -16,7 +16,7 @@ from gradcheck import (
     numeric_gradient,
     randomize_weights,
 )
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fastnn
@@ -416,11 +416,16 @@ def test_multiple_inputs_and_outputs(batch, dims, seed):
     h1, h2 = dense(3)(x1), dense(3, "sigmoid")(x2)
     merged = layers.Average(dtype=F64)([h1, h2])
     out_a = dense(2, "softmax")(merged)
-    out_b = layers.Maximum(dtype=F64)([h1, dense(3)(out_a)])
+    other = dense(3)(out_a)
+    out_b = layers.Maximum(dtype=F64)([h1, other])
     out_c = layers.Concatenate(dtype=F64)([out_a, x2])
     model = fastnn.Model(inputs=[x1, x2], outputs=[out_a, out_b, out_c])
     randomize_weights(model, seed)
     xs = normal(seed, (batch, dims[0]), (batch, dims[1]))
+    # Maximum's inputs are computed here, not drawn apart: skip draws that put them on its kink
+    # (seed 2650 left a gap of 3e-7, inside the finite differences' step).
+    a, b = fastnn.Model(inputs=[x1, x2], outputs=[h1, other]).predict(xs, verbose=0)
+    assume(np.abs(a - b).min() > 1e-4)
     check_model_gradients(model, xs, seed=seed)
 
 
