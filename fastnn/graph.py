@@ -17,6 +17,8 @@ from fastnn import config
 
 #: Arrays one workspace may hold before it starts over (bounds memory when batch shapes vary).
 WORKSPACE_LIMIT = 32
+#: The context of a node an inference pass ran fused with a neighbour: it has no backward.
+FUSED_FOR_INFERENCE = object()
 
 
 class Workspace:
@@ -162,6 +164,7 @@ class Graph:
         # inputs too)? If not, its input gradient reaches nothing that needs it.
         self._input_grad_needed = {flag: self._nodes_needing_input_grads(flag) for flag in (0, 1)}
         self._table_row_sources = self._find_table_row_sources()
+        self._max_pool_readers = self._find_max_pool_readers()
         #: Layers without a backward that a training step would have to run backward.
         self.blocks_training = [
             node.layer
@@ -190,6 +193,27 @@ class Graph:
             ):
                 sources[i] = source
         return sources
+
+    def _find_max_pool_readers(self) -> dict:
+        """{node index: index of its only reader}, for each layer that ``fuses_max_pool`` whose
+        one output is read only by a 2x2 max pool (``is_max_pool_2x2``) and is no model output:
+        at inference the graph runs the pair as one ``forward_max_pooled``."""
+        readers = collections.defaultdict(list)
+        for i, slots in enumerate(self._node_input_slots):
+            for s in slots:
+                readers[s].append(i)
+        pairs = {}
+        for i, node in enumerate(self.nodes):
+            out_slots = self._node_output_slots[i]
+            if not node.layer.fuses_max_pool or node.inputs_are_list or len(out_slots) != 1:
+                continue
+            (slot,) = out_slots
+            if len(readers[slot]) != 1 or slot in self._output_slots:
+                continue
+            reader = readers[slot][0]
+            if self.nodes[reader].layer.is_max_pool_2x2 and not self.nodes[reader].inputs_are_list:
+                pairs[i] = reader
+        return pairs
 
     def _nodes_needing_input_grads(self, graph_inputs: bool) -> list[bool]:
         depends = [False] * len(self._slot)
@@ -242,11 +266,20 @@ class Graph:
             values[slot] = array
         ctxs = []
         gathered_by_readers = set(self._table_row_sources.values())
+        pooled_by_producer = set() if training else set(self._max_pool_readers.values())
         for i, (node, in_slots, out_slots, workspace) in enumerate(
             zip(self.nodes, self._node_input_slots, self._node_output_slots, workspaces)
         ):
             layer = node.layer
+            if i in pooled_by_producer:  # its output came with its input (below)
+                ctxs.append(FUSED_FOR_INFERENCE)
+                continue
             args = node.pack_inputs([values[s] for s in in_slots])
+            if not training and i in self._max_pool_readers:  # e.g. Conv2D -> MaxPooling2D(2)
+                (pooled_slot,) = self._node_output_slots[self._max_pool_readers[i]]
+                values[pooled_slot] = layer.forward_max_pooled(args, workspace)
+                ctxs.append(FUSED_FOR_INFERENCE)
+                continue
             in_masks = [masks[s] for s in in_slots]
             mask = None if all(m is None for m in in_masks) else node.pack_inputs(in_masks)
             extra = {} if workspace is None else {"workspace": workspace}
@@ -298,6 +331,12 @@ class Graph:
                     for s, g in zip(out_slots, out_grads)
                 ]
             layer = node.layer
+            if ctxs[i] is FUSED_FOR_INFERENCE:
+                raise ValueError(
+                    f"{type(layer).__name__} '{layer.name}' has no gradient from this pass: at "
+                    "inference (training=False) it ran fused with its neighbour and kept nothing "
+                    "for a backward pass. Run the forward pass with training=True."
+                )
             if not input_grad_needed[i]:
                 if not layer.weights:
                     continue

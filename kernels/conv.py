@@ -27,6 +27,7 @@ from .activations import (
 )
 from .codes import RELU
 from .gemm import matmul as numpy_matmul
+from .pooling import max_2x2_row, max_pool_2x2
 
 
 def padding_amounts(in_size, k, stride, padding):
@@ -157,28 +158,41 @@ DIRECT_MAX_TAPS = 16
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def conv2d_direct(x, kernel, bias, sh, sw, pad_top, pad_left, code, out):
-    """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or (0,)), no im2col."""
-    n_batch, out_h = x.shape[0], out.shape[1]
-    grey_3x3 = kernel.shape[0] == kernel.shape[1] == 3 and kernel.shape[2] == 1
-    rgb_3x3 = kernel.shape[0] == kernel.shape[1] == 3 and kernel.shape[2] == 3 and sh == sw == 1
-    taps = kernel.reshape(-1, kernel.shape[3])  # (taps, F); used when there are 9 or 27
-    for r in prange(n_batch * out_h):
-        n = r // out_h
-        orow = out[n, r % out_h]
-        h0 = (r % out_h) * sh - pad_top
-        if grey_3x3 and bias.shape[0] > 0:
-            _direct_row_grey_3x3(x[n], taps, bias, h0, sw, pad_left, code == RELU, orow)
-            if code == RELU:
-                continue  # done inside
-        elif rgb_3x3 and bias.shape[0] > 0:
-            _direct_row_rgb_3x3(x[n], taps, bias, h0, pad_left, code == RELU, orow)
-            if code == RELU:
-                continue  # done inside
+def conv2d_direct(x, kernel, bias, sh, sw, pad_top, pad_left, code, out_w, max_pool, out):
+    """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or (0,)), no im2col;
+    with ``max_pool``, out (N,oh//2,ow//2,F) is its 2x2 stride-2 'valid' max pool instead, row
+    pair by row pair, so the conv's rows never leave the cache. ``out_w`` is the conv's ow."""
+    # One kernel for both: a second parallel kernel around the same rows doubled the compile time.
+    items = out.shape[1]  # output rows, or pooled rows
+    for r in prange(x.shape[0] * items):
+        n, i = r // items, r % items
+        if max_pool:
+            rows = np.empty((2, out_w, kernel.shape[3]), dtype=out.dtype)
+            for k in range(2):
+                h0 = (2 * i + k) * sh - pad_top
+                _direct_conv_row(x[n], kernel, bias, h0, sw, pad_left, code, rows[k])
+            max_2x2_row(rows[0], rows[1], out[n, i])
         else:
-            _direct_row(x[n], kernel, bias, h0, sw, pad_left, orow)
-        for ow in range(orow.shape[0]):
-            _activate_row(orow[ow], code)
+            _direct_conv_row(x[n], kernel, bias, i * sh - pad_top, sw, pad_left, code, out[n, i])
+
+
+@njit(cache=True, error_model="numpy")
+def _direct_conv_row(img, kernel, bias, h0, sw, pad_left, code, orow):
+    """orow (ow,F) = act(bias + img (H,W,C)'s windows from row h0 conv kernel (kh,kw,C,F))."""
+    taps = kernel.reshape(-1, kernel.shape[3])  # (taps, F); used when there are 9 or 27
+    square_3x3 = kernel.shape[0] == kernel.shape[1] == 3 and bias.shape[0] > 0
+    if square_3x3 and kernel.shape[2] == 1:
+        _direct_row_grey_3x3(img, taps, bias, h0, sw, pad_left, code == RELU, orow)
+        if code == RELU:
+            return  # done inside
+    elif square_3x3 and kernel.shape[2] == 3 and sw == 1:
+        _direct_row_rgb_3x3(img, taps, bias, h0, pad_left, code == RELU, orow)
+        if code == RELU:
+            return  # done inside
+    else:
+        _direct_row(img, kernel, bias, h0, sw, pad_left, orow)
+    for ow in range(orow.shape[0]):
+        _activate_row(orow[ow], code)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -440,21 +454,13 @@ def conv2d_forward(
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
     kh, kw, _, filters = kernel.shape
-    out_h, out_w, pad_top, pad_left = conv_geometry(x.shape, kernel.shape, strides, padding)
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(
-            f"conv2d: kernel {kernel.shape[:2]} with strides {tuple(strides)} and padding "
-            f"{padding!r} does not fit input of shape {x.shape}"
-        )
+    out_h, out_w, pad_top, pad_left = _checked_geometry(x.shape, kernel.shape, strides, padding)
     if out is None:
         out = np.empty((n, out_h, out_w, filters), dtype=x.dtype)
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     if forward_is_direct(kernel.shape, strides):
-        sh, sw = strides
-        kernel = np.ascontiguousarray(kernel)
-        if bias is None:  # the unrolled 3x3 rows take a bias: zeros cost less than the loops
-            b = np.zeros(filters, dtype=x.dtype)
-        conv2d_direct(x, kernel, b, sh, sw, pad_top, pad_left, activation_code, out)
+        kernel, b = _direct_arguments(kernel, bias, x.dtype)
+        conv2d_direct(x, kernel, b, *strides, pad_top, pad_left, activation_code, out_w, False, out)
         return out, None
     y2d = out.reshape(n * out_h * out_w, filters)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
@@ -484,6 +490,74 @@ def conv2d_forward(
     matmul(cols, k2d, y2d)
     bias_activation_forward(y2d, b, activation_code, y2d)
     return out, cols
+
+
+def conv2d_forward_max_pool(
+    x, kernel, bias, strides, padding, activation_code, out=None, tiles=None
+):
+    """y (N,oh//2,ow//2,F) = 2x2 stride-2 'valid' max pool of ``conv2d_forward``'s y, for
+    inference: per chunk of images (or pair of rows, for direct kernels) the conv's output stays
+    in cache and only the pooled output reaches memory; nothing is kept for a backward.
+
+    ``out`` is a buffer of that shape to reuse. With ``tiles(fn, rows, min_rows)`` (such as
+    ``fastnn.gemm.row_shards``) chunks of images run on the caller's threads.
+    """
+    x = np.ascontiguousarray(x)
+    n, _, _, c = x.shape
+    kh, kw, _, filters = kernel.shape
+    out_h, out_w, pad_top, pad_left = _checked_geometry(x.shape, kernel.shape, strides, padding)
+    if out is None:
+        out = np.empty((n, out_h // 2, out_w // 2, filters), dtype=x.dtype)
+    if forward_is_direct(kernel.shape, strides):
+        kernel, b = _direct_arguments(kernel, bias, x.dtype)
+        conv2d_direct(x, kernel, b, *strides, pad_top, pad_left, activation_code, out_w, True, out)
+        return out
+    b = np.empty(0, dtype=x.dtype) if bias is None else bias
+    k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
+    geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w)
+    pointwise = _is_pointwise(kernel.shape, strides)
+    pixels = out_h * out_w
+    per_chunk = max(1, TILE_ROWS // pixels)  # whole images: pooling never crosses a chunk
+
+    def run(start, stop):
+        images = min(per_chunk, stop - start)
+        y = np.empty((images * pixels, filters), dtype=x.dtype)
+        cols = None if pointwise else np.empty((images * pixels, kh * kw * c), dtype=x.dtype)
+        for i0 in range(start, stop, per_chunk):
+            i1 = min(stop, i0 + per_chunk)
+            rows = (i1 - i0) * pixels
+            if pointwise:
+                chunk_cols = x[i0:i1].reshape(rows, c)
+            else:
+                chunk_cols = cols[:rows]
+                im2col_rows(x, *geometry, chunk_cols, i0 * out_h, i1 * out_h)
+            np.matmul(chunk_cols, k2d, out=y[:rows])
+            bias_activation_inplace_rows(y, b, activation_code, 0, rows)
+            max_pool_2x2(y[:rows].reshape(i1 - i0, out_h, out_w, filters), out[i0:i1])
+
+    if tiles is None:
+        run(0, n)
+    else:
+        tiles(run, n, 1)
+    return out
+
+
+def _checked_geometry(x_shape, kernel_shape, strides, padding):
+    """``conv_geometry``, or a ValueError when the kernel does not fit the input."""
+    out_h, out_w, pad_top, pad_left = conv_geometry(x_shape, kernel_shape, strides, padding)
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(
+            f"conv2d: kernel {tuple(kernel_shape[:2])} with strides {tuple(strides)} and padding "
+            f"{padding!r} does not fit input of shape {tuple(x_shape)}"
+        )
+    return out_h, out_w, pad_top, pad_left
+
+
+def _direct_arguments(kernel, bias, dtype):
+    """(kernel, bias) as the direct kernels take them: contiguous, and zeros for no bias (the
+    unrolled 3x3 rows take a bias: zeros cost less than the generic loops)."""
+    kernel = np.ascontiguousarray(kernel)
+    return kernel, np.zeros(kernel.shape[3], dtype=dtype) if bias is None else bias
 
 
 def conv2d_backward(

@@ -84,6 +84,26 @@ def _window_max(img, hs, he, ws, we, o, a):
                 a[ch] = idx if better else a[ch]
 
 
+@njit(cache=True, error_model="numpy")
+def max_pool_2x2(y, out):
+    """out (N,H//2,W//2,C) = max of each 2x2 stride-2 window of y (N,H,W,C), 'valid' (a last odd
+    row or column is dropped), serially and without argmax: the inference-only pool of a fused
+    conv (``conv.conv2d_forward_max_pool``)."""
+    for n in range(out.shape[0]):
+        for p in range(out.shape[1]):
+            max_2x2_row(y[n, 2 * p], y[n, 2 * p + 1], out[n, p])
+
+
+@njit(cache=True, error_model="numpy")
+def max_2x2_row(top, bottom, orow):
+    """orow (W//2,C) = max of each 2x2 stride-2 window of the two rows top, bottom (W,C)."""
+    for ow in range(orow.shape[0]):
+        a, b, c, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
+        o = orow[ow]
+        for ch in range(o.shape[0]):
+            o[ch] = max(max(a[ch], b[ch]), max(c[ch], d[ch]))
+
+
 # The parallel kernels below call a serial kernel per image or output row, not inline loops:
 # Numba's parfor passes then see one call, which compiles in a fraction of the time.
 @njit(cache=True, parallel=True)

@@ -163,8 +163,8 @@ def test_im2col_col2im_match_reference(case, seed):
 PATHS = ["im2col", "tiled", "direct"]
 
 
-def uneven_tiles(fn, rows):
-    """A ``tiles`` that runs blocks of 1, 2 and the remaining output rows."""
+def uneven_tiles(fn, rows, min_rows=None):
+    """A ``tiles`` that runs blocks of 1, 2 and the remaining output rows (or images)."""
     edges = sorted({0, min(1, rows), min(3, rows), rows})
     for start, stop in zip(edges[:-1], edges[1:]):
         fn(start, stop)
@@ -275,6 +275,59 @@ def test_direct_3x3_rgb_forward_matches_reference(
     y, cols = conv.conv2d_forward(x, k, b, (1, 1), padding, code)
     assert cols is None
     np.testing.assert_allclose(y, ref_conv(x, k, b, (1, 1), padding, code), **TOL[dtype])
+
+
+def ref_max_pool_2x2(y):
+    """2x2 stride-2 'valid' max pooling of y (N,H,W,C): a last odd row or column is dropped."""
+    n, h, w, c = y.shape
+    y = y[:, : h // 2 * 2, : w // 2 * 2]
+    return y.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_cases(), st.integers(1, 5), st.sampled_from(list(range(5))), st.booleans(), st.data())
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_forward_max_pool_matches_reference(path, case, filters, code, use_bias, data):
+    """The inference-only fused conv + MaxPooling2D(2), odd and too-small outputs included."""
+    x_shape, (kh, kw), strides, padding, dtype = case
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    x = _data(rng, x_shape, dtype)
+    k = _data(rng, (kh, kw, x_shape[3], filters), dtype)
+    b = _data(rng, (filters,), dtype) if use_bias else None
+    with conv_path(path) as options:
+        pooled = conv.conv2d_forward_max_pool(x, k, b, strides, padding, code, **options)
+    assert pooled.dtype == dtype
+    expected = ref_max_pool_2x2(ref_conv(x, k, b, strides, padding, code))
+    np.testing.assert_allclose(pooled, expected, **TOL[dtype])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    hw=st.tuples(st.integers(2, 9), st.integers(2, 9)),
+    channels=st.sampled_from([1, 3]),
+    filters=st.integers(1, 9),
+    padding=st.sampled_from(["valid", "same"]),
+    code=st.sampled_from([LINEAR, RELU, TANH]),
+    use_bias=st.booleans(),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_direct_3x3_forward_max_pool_matches_reference(
+    n, hw, channels, filters, padding, code, use_bias, dtype, seed
+):
+    """The unrolled 3x3 grey and RGB rows under the fused max pool, into a reused buffer."""
+    if padding == "valid" and min(hw) < 3:
+        return  # no output
+    rng = np.random.default_rng(seed)
+    x, k = _data(rng, (n, *hw, channels), dtype), _data(rng, (3, 3, channels, filters), dtype)
+    b = _data(rng, (filters,), dtype) if use_bias else None
+    assert conv.forward_is_direct(k.shape, (1, 1))
+    expected = ref_max_pool_2x2(ref_conv(x, k, b, (1, 1), padding, code))
+    out = np.full(expected.shape, np.nan, dtype)
+    pooled = conv.conv2d_forward_max_pool(x, k, b, (1, 1), padding, code, out)
+    assert pooled is out
+    np.testing.assert_allclose(pooled, expected, **TOL[dtype])
 
 
 def test_conv2d_forward_reuses_buffers_and_pointwise_path(monkeypatch):

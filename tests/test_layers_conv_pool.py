@@ -394,3 +394,66 @@ def test_symbolic_call_records_output_shape():
     y = AveragePooling2D(2, padding="same")(Conv2D(4, 2, strides=2)(y))
     assert y.shape == (None, 4, 4, 4)
     assert GlobalAveragePooling2D()(y).shape == (None, 4)
+
+
+# ---------------------------------------------------------------- inference: Conv2D + MaxPooling2D
+
+
+def fusion_model(K):
+    """Conv2D -> MaxPooling2D pairs the graph runs fused at inference (the direct grey and RGB
+    rows, 1x1, im2col; odd sizes) and pairs it must not fuse: a pool that is not 2x2 stride-2
+    'valid', a conv output with a second reader, a conv output that is a model output."""
+    L = K.layers
+    grey, rgb = K.Input(shape=(10, 10, 1), name="grey"), K.Input(shape=(9, 9, 3), name="rgb")
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="c1")(grey)  # grey 3x3 rows
+    x = L.MaxPooling2D(2, name="p1")(x)
+    x = L.MaxPooling2D(name="p2")(L.Conv2D(6, 1, name="c2")(x))  # 1x1; 5x5 -> 2x2
+    x = L.Conv2D(3, 2, padding="same", activation="tanh", name="c3")(x)
+    x = L.MaxPooling2D(2, strides=1, name="p3")(x)
+    z = L.MaxPooling2D(2, name="p4")(L.Conv2D(3, 3, activation="relu", name="c4")(rgb))  # RGB
+    c5 = L.Conv2D(4, 3, activation="relu", name="c5")(rgb)  # read twice
+    c6 = L.Conv2D(5, 3, padding="same", name="c6")(L.MaxPooling2D(2, name="p5")(c5))
+    c7 = L.Conv2D(2, 3, padding="same", name="c7")(c6)  # a model output, read by p7 too
+    merged = L.Concatenate(name="merged")(
+        [L.Flatten(name="f1")(x), L.Flatten(name="f2")(z),
+         L.GlobalAveragePooling2D(name="g1")(c5),
+         L.Flatten(name="f3")(L.MaxPooling2D(2, padding="same", name="p6")(c6)),
+         L.Flatten(name="f4")(L.MaxPooling2D(2, name="p7")(c7))]
+    )  # fmt: skip
+    return K.Model([grey, rgb], [L.Dense(3, name="head")(merged), c7])
+
+
+def test_inference_fuses_only_conv_outputs_a_2x2_max_pool_alone_reads(keras, monkeypatch):
+    ours, theirs = fusion_model(fastnn), fusion_model(keras)
+    ours.set_weights(theirs.get_weights())
+    graph = ours._graph
+    fused = {
+        graph.nodes[i].layer.name: graph.nodes[j].layer.name
+        for i, j in graph._max_pool_readers.items()
+    }
+    assert fused == {"c1": "p1", "c2": "p2", "c4": "p4"}
+    calls = []
+    original = fastnn.kernels.conv.conv2d_forward_max_pool
+    monkeypatch.setattr(
+        fastnn.kernels.conv, "conv2d_forward_max_pool",
+        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs),
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((5, 10, 10, 1)), rng.standard_normal((5, 9, 9, 3))]
+    xs = [x.astype(np.float32) for x in xs]
+    for got, expected in zip(
+        ours.predict(xs, batch_size=2, verbose=0), theirs.predict(xs, verbose=0)
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert len(calls) == 3 * 3  # three fused pairs, three batches
+    # A training pass keeps each layer's own forward (the backward needs the conv's output).
+    calls.clear()
+    ours.compile(optimizer="sgd", loss=["mse", "mse"])
+    ys = [np.zeros((5, 3), np.float32), np.zeros((5, 3, 3, 2), np.float32)]
+    ours.train_on_batch(xs, ys)
+    assert calls == []
+    assert np.isfinite(ours.evaluate(xs, ys, verbose=0)).all() and len(calls) == 3
+    # An inference pass keeps no context for the fused pairs: a backward through one says so.
+    outputs, tape = ours.forward(xs, training=False)
+    with pytest.raises(ValueError, match="MaxPooling2D 'p4' has no gradient from this pass"):
+        ours.backward(tape, [np.ones_like(out) for out in outputs])

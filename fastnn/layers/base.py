@@ -279,6 +279,15 @@ class Layer:
     #: ``backward`` may return None for it, or it gathers the rows and returns their gradient.
     takes_table_rows = False
 
+    #: True if ``forward_max_pooled(inputs, workspace=None)`` returns, for inference, this
+    #: layer's output through a 2x2 stride-2 'valid' max pool in one pass (Conv2D): the graph
+    #: calls it when such a MaxPooling2D (``is_max_pool_2x2``) is the output's only reader.
+    fuses_max_pool = False
+
+    #: True for a 2x2 stride-2 'valid' max pool (MaxPooling2D), which ``fuses_max_pool`` layers
+    #: can run for it at inference.
+    is_max_pool_2x2 = False
+
     def compute_mask(self, inputs, mask=None):
         """The mask of this layer's outputs given its inputs' mask (None: no mask)."""
         return mask if self.passes_mask else None

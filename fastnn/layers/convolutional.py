@@ -420,6 +420,20 @@ class Conv2D(_Conv):
         )  # fmt: skip
         return y, (cols, inputs, y, workspace)
 
+    fuses_max_pool = True
+
+    def forward_max_pooled(self, inputs, workspace=None):
+        """Inference: MaxPooling2D(2)(this layer's output) in one pass, (batch, oh//2, ow//2, F)."""
+        bias = self.bias.value if self.use_bias else None
+        out_h, out_w, _, _ = kernels.conv.conv_geometry(
+            inputs.shape, self.kernel.shape, self.strides, self.padding
+        )
+        shape = (len(inputs), out_h // 2, out_w // 2, self.filters)
+        return kernels.conv.conv2d_forward_max_pool(
+            inputs, self.kernel.value, bias, self.strides, self.padding, self._code,
+            scratch(workspace, "pooled", shape, self.kernel.dtype), tiles=gemm.row_shards,
+        )  # fmt: skip
+
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):

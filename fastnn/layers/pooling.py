@@ -75,6 +75,10 @@ class MaxPooling2D(_Pooling2D):
 
     uses_workspace = True
 
+    @property
+    def is_max_pool_2x2(self):
+        return self.pool_size == self.strides == (2, 2) and self.padding == "valid"
+
     def forward(self, inputs, training, workspace=None):
         x = np.ascontiguousarray(inputs)
         out_shape, pad_top, pad_left = self._geometry(x.shape)
