@@ -7,6 +7,9 @@ the end of the process's work, and the whole process including its exit. The fir
 ``train_on_batch`` on a batch of 32 of the model in bench/models.py (so it also imports that
 module, ~25 ms), with Numba's cache warm (fastnn's usual cache) and cold (NUMBA_CACHE_DIR set to
 a new empty directory per process). ``import torch`` / ``import keras`` are timed when installed.
+Python's bytecode cache is warm in every case, as after ``pip install`` (which compiles it): the
+children run without PYTHONDONTWRITEBYTECODE, else a checkout's modules would be compiled from
+source in every process (~0.1 s for fastnn's).
 Writes ``bench/results/startup-<date>.json`` with the machine (``save`` in bench/models.py).
 """
 
@@ -58,6 +61,7 @@ TARGETS = {
 def launch(module: str, work: str, cache_dir: str | None = None) -> dict:
     """Run one fresh process; its import time, launch to end of work, and whole-process time."""
     env = dict(os.environ, **({"NUMBA_CACHE_DIR": cache_dir} if cache_dir else {}))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     script = CHILD.format(module=module, work=work)
     start = time.time()  # the child reports time.time() too: one clock across processes
     done = subprocess.run(
