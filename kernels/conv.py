@@ -162,37 +162,30 @@ def conv2d_direct(x, kernel, bias, sh, sw, pad_top, pad_left, code, out_w, max_p
     """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or (0,)), no im2col;
     with ``max_pool``, out (N,oh//2,ow//2,F) is its 2x2 stride-2 'valid' max pool instead, row
     pair by row pair, so the conv's rows never leave the cache. ``out_w`` is the conv's ow."""
-    # One kernel for both: a second parallel kernel around the same rows doubled the compile time.
+    # One kernel and one copy of the row dispatch for both forms: a second parallel kernel, or a
+    # row function called from two places, made it 1.4-2x slower to compile.
     items = out.shape[1]  # output rows, or pooled rows
+    grey_3x3 = kernel.shape[0] == kernel.shape[1] == 3 and kernel.shape[2] == 1
+    rgb_3x3 = kernel.shape[0] == kernel.shape[1] == 3 and kernel.shape[2] == 3 and sw == 1
+    unrolled = (grey_3x3 or rgb_3x3) and bias.shape[0] > 0
+    taps = kernel.reshape(-1, kernel.shape[3])  # (taps, F); used when there are 9 or 27
     for r in prange(x.shape[0] * items):
         n, i = r // items, r % items
+        rows = np.empty((2 if max_pool else 0, out_w, kernel.shape[3]), dtype=out.dtype)
+        for k in range(2 if max_pool else 1):
+            orow = rows[k] if max_pool else out[n, i]
+            h0 = (2 * i + k if max_pool else i) * sh - pad_top
+            if unrolled and grey_3x3:
+                _direct_row_grey_3x3(x[n], taps, bias, h0, sw, pad_left, code == RELU, orow)
+            elif unrolled:
+                _direct_row_rgb_3x3(x[n], taps, bias, h0, pad_left, code == RELU, orow)
+            else:
+                _direct_row(x[n], kernel, bias, h0, sw, pad_left, orow)
+            if not (unrolled and code == RELU):  # the unrolled rows apply relu themselves
+                for ow in range(orow.shape[0]):
+                    _activate_row(orow[ow], code)
         if max_pool:
-            rows = np.empty((2, out_w, kernel.shape[3]), dtype=out.dtype)
-            for k in range(2):
-                h0 = (2 * i + k) * sh - pad_top
-                _direct_conv_row(x[n], kernel, bias, h0, sw, pad_left, code, rows[k])
             max_2x2_row(rows[0], rows[1], out[n, i])
-        else:
-            _direct_conv_row(x[n], kernel, bias, i * sh - pad_top, sw, pad_left, code, out[n, i])
-
-
-@njit(cache=True, error_model="numpy")
-def _direct_conv_row(img, kernel, bias, h0, sw, pad_left, code, orow):
-    """orow (ow,F) = act(bias + img (H,W,C)'s windows from row h0 conv kernel (kh,kw,C,F))."""
-    taps = kernel.reshape(-1, kernel.shape[3])  # (taps, F); used when there are 9 or 27
-    square_3x3 = kernel.shape[0] == kernel.shape[1] == 3 and bias.shape[0] > 0
-    if square_3x3 and kernel.shape[2] == 1:
-        _direct_row_grey_3x3(img, taps, bias, h0, sw, pad_left, code == RELU, orow)
-        if code == RELU:
-            return  # done inside
-    elif square_3x3 and kernel.shape[2] == 3 and sw == 1:
-        _direct_row_rgb_3x3(img, taps, bias, h0, pad_left, code == RELU, orow)
-        if code == RELU:
-            return  # done inside
-    else:
-        _direct_row(img, kernel, bias, h0, sw, pad_left, orow)
-    for ow in range(orow.shape[0]):
-        _activate_row(orow[ow], code)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
