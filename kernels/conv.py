@@ -158,34 +158,46 @@ DIRECT_MAX_TAPS = 16
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def conv2d_direct(x, kernel, bias, sh, sw, pad_top, pad_left, code, out_w, max_pool, out):
-    """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or (0,)), no im2col;
-    with ``max_pool``, out (N,oh//2,ow//2,F) is its 2x2 stride-2 'valid' max pool instead, row
-    pair by row pair, so the conv's rows never leave the cache. ``out_w`` is the conv's ow."""
-    # One kernel and one copy of the row dispatch for both forms: a second parallel kernel, or a
-    # row function called from two places, made it 1.4-2x slower to compile.
-    items = out.shape[1]  # output rows, or pooled rows
-    grey_3x3 = kernel.shape[0] == kernel.shape[1] == 3 and kernel.shape[2] == 1
-    rgb_3x3 = kernel.shape[0] == kernel.shape[1] == 3 and kernel.shape[2] == 3 and sw == 1
-    unrolled = (grey_3x3 or rgb_3x3) and bias.shape[0] > 0
+def conv2d_direct(x, kernel, bias, sh, sw, pad_top, pad_left, code, out):
+    """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or (0,)), no im2col."""
+    out_h = out.shape[1]
+    for r in prange(x.shape[0] * out_h):
+        n = r // out_h
+        h0 = (r % out_h) * sh - pad_top
+        _direct_conv_row(x[n], kernel, bias, h0, sw, pad_left, code, out[n, r % out_h])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def conv2d_direct_max_pool(x, kernel, bias, sh, sw, pad_top, pad_left, code, out_w, out):
+    """out (N,oh//2,ow//2,F) = 2x2 stride-2 'valid' max pool of ``conv2d_direct``'s output
+    (N,oh,ow,F), whose ow is ``out_w``, row pair by row pair: its rows never leave the cache."""
+    pooled_h = out.shape[1]
+    for r in prange(x.shape[0] * pooled_h):
+        n = r // pooled_h
+        rows = np.empty((2, out_w, kernel.shape[3]), dtype=out.dtype)
+        for k in range(2):
+            h0 = (2 * (r % pooled_h) + k) * sh - pad_top
+            _direct_conv_row(x[n], kernel, bias, h0, sw, pad_left, code, rows[k])
+        max_2x2_row(rows[0], rows[1], out[n, r % pooled_h])
+
+
+# Inlined in Numba's IR, not called: a row function called from the two kernels (one more level of
+# linked code for LLVM to optimize) made their first compile 1.5x slower.
+@njit(cache=True, inline="always")
+def _direct_conv_row(img, kernel, bias, h0, sw, pad_left, code, orow):
+    """orow (ow,F) = act(bias + img (H,W,C)'s windows from row h0 conv kernel (kh,kw,C,F))."""
     taps = kernel.reshape(-1, kernel.shape[3])  # (taps, F); used when there are 9 or 27
-    for r in prange(x.shape[0] * items):
-        n, i = r // items, r % items
-        rows = np.empty((2 if max_pool else 0, out_w, kernel.shape[3]), dtype=out.dtype)
-        for k in range(2 if max_pool else 1):
-            orow = rows[k] if max_pool else out[n, i]
-            h0 = (2 * i + k if max_pool else i) * sh - pad_top
-            if unrolled and grey_3x3:
-                _direct_row_grey_3x3(x[n], taps, bias, h0, sw, pad_left, code == RELU, orow)
-            elif unrolled:
-                _direct_row_rgb_3x3(x[n], taps, bias, h0, pad_left, code == RELU, orow)
-            else:
-                _direct_row(x[n], kernel, bias, h0, sw, pad_left, orow)
-            if not (unrolled and code == RELU):  # the unrolled rows apply relu themselves
-                for ow in range(orow.shape[0]):
-                    _activate_row(orow[ow], code)
-        if max_pool:
-            max_2x2_row(rows[0], rows[1], out[n, i])
+    unrolled = kernel.shape[0] == kernel.shape[1] == 3 and bias.shape[0] > 0
+    if unrolled and kernel.shape[2] == 1:
+        _direct_row_grey_3x3(img, taps, bias, h0, sw, pad_left, code == RELU, orow)
+    elif unrolled and kernel.shape[2] == 3 and sw == 1:
+        _direct_row_rgb_3x3(img, taps, bias, h0, pad_left, code == RELU, orow)
+    else:
+        unrolled = False
+        _direct_row(img, kernel, bias, h0, sw, pad_left, orow)
+    if not (unrolled and code == RELU):  # the unrolled rows apply relu themselves
+        for ow in range(orow.shape[0]):
+            _activate_row(orow[ow], code)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -453,7 +465,7 @@ def conv2d_forward(
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     if forward_is_direct(kernel.shape, strides):
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
-        conv2d_direct(x, kernel, b, *strides, pad_top, pad_left, activation_code, out_w, False, out)
+        conv2d_direct(x, kernel, b, *strides, pad_top, pad_left, activation_code, out)
         return out, None
     y2d = out.reshape(n * out_h * out_w, filters)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
@@ -503,7 +515,9 @@ def conv2d_forward_max_pool(
         out = np.empty((n, out_h // 2, out_w // 2, filters), dtype=x.dtype)
     if forward_is_direct(kernel.shape, strides):
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
-        conv2d_direct(x, kernel, b, *strides, pad_top, pad_left, activation_code, out_w, True, out)
+        conv2d_direct_max_pool(
+            x, kernel, b, *strides, pad_top, pad_left, activation_code, out_w, out
+        )
         return out
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
