@@ -103,13 +103,17 @@ def print_profile(result: dict) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="fastnn per-layer profile of a benchmark model")
-    parser.add_argument("models", nargs="*", default=list(SPECS), choices=list(SPECS))
+    parser.add_argument("models", nargs="*", help=f"of {', '.join(SPECS)} (default: all)")
     parser.add_argument("--batches", nargs="*", type=int, default=[32, 128])
     parser.add_argument("--infer-batch", type=int, default=256)
     parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
+    args.models = args.models or list(SPECS)
+    unknown = sorted(set(args.models) - set(SPECS))
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {list(SPECS)}")
     results = []
     for name in args.models:
         cases = [(batch, True) for batch in args.batches] + [(args.infer_batch, False)]
