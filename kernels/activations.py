@@ -50,6 +50,11 @@ def _activate_row(row, code):
 # Below this many elements a parallel launch (~4 us) costs more than it saves: small layers (an
 # MLP's Dense at batch 32) run the serial kernel on all rows at once.
 PARALLEL_MIN_ELEMENTS = 16384
+# A bias with no activation or relu, and the bias gradient, take a few cycles an element: their
+# parallel kernels pay off only from 16x / 32x as many (serial 3 us against parallel 11-13 us at
+# 256 x 64; even at 2048 x 128 for the bias + relu, 1-4 million elements for the column sums).
+CHEAP_PARALLEL_FACTOR = 16
+COLUMN_SUMS_PARALLEL_FACTOR = 32
 # Each kernel but the activation backward (see there) is a serial one over rows [start, stop)
 # that the parallel shell calls per block of rows: the shell then compiles in a third of the
 # time (Numba's parfor passes see one call, not the inlined activation branches), and the serial
@@ -59,7 +64,8 @@ PARALLEL_BLOCKS = 256
 
 def bias_activation_forward(z, bias, code, out):
     """out[m, :] = act(z[m, :] + bias); z, out (M, N), bias (N,) or (0,) for none; out may be z."""
-    parallel = z.size >= PARALLEL_MIN_ELEMENTS
+    cheap = code in (LINEAR, RELU)
+    parallel = z.size >= PARALLEL_MIN_ELEMENTS * (CHEAP_PARALLEL_FACTOR if cheap else 1)
     if out is z:
         if parallel:
             _bias_activation_inplace_parallel(z, bias, code)
@@ -81,7 +87,7 @@ def activation_backward(grad_y, y, code, out):
 
 def column_sums_add(grad, out):
     """out[n] += sum_m grad[m, n]; grad (M, N), out (N,): the bias gradient."""
-    if grad.size >= PARALLEL_MIN_ELEMENTS:
+    if grad.size >= PARALLEL_MIN_ELEMENTS * COLUMN_SUMS_PARALLEL_FACTOR:
         _column_sums_add_parallel(grad, out)
     else:
         _column_sums_add_rows(grad, out, 0, grad.shape[0])
