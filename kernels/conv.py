@@ -478,11 +478,8 @@ def conv2d_forward(
             chunk = np.empty((min(step, stop - start) * out_w, kh * kw * c), dtype=x.dtype)
             for r0 in range(start, stop, step):
                 r1 = min(stop, r0 + step)
-                rows = slice(r0 * out_w, r1 * out_w)
-                chunk_cols = chunk[: (r1 - r0) * out_w]
-                im2col_rows(x, *geometry, chunk_cols, r0, r1)
-                np.matmul(chunk_cols, k2d, out=y2d[rows])
-                bias_activation_inplace_rows(y2d, b, activation_code, rows.start, rows.stop)
+                y = y2d[r0 * out_w : r1 * out_w]
+                _conv_rows(x, geometry, k2d, b, activation_code, chunk, r0, r1, y)
 
         tiles(run, n * out_h)
         return out, None
@@ -532,21 +529,28 @@ def conv2d_forward_max_pool(
         cols = None if pointwise else np.empty((images * pixels, kh * kw * c), dtype=x.dtype)
         for i0 in range(start, stop, per_chunk):
             i1 = min(stop, i0 + per_chunk)
-            rows = (i1 - i0) * pixels
-            if pointwise:
-                chunk_cols = x[i0:i1].reshape(rows, c)
-            else:
-                chunk_cols = cols[:rows]
-                im2col_rows(x, *geometry, chunk_cols, i0 * out_h, i1 * out_h)
-            np.matmul(chunk_cols, k2d, out=y[:rows])
-            bias_activation_inplace_rows(y, b, activation_code, 0, rows)
-            max_pool_2x2(y[:rows].reshape(i1 - i0, out_h, out_w, filters), out[i0:i1])
+            chunk = y[: (i1 - i0) * pixels]
+            _conv_rows(x, geometry, k2d, b, activation_code, cols, i0 * out_h, i1 * out_h, chunk)
+            max_pool_2x2(chunk.reshape(i1 - i0, out_h, out_w, filters), out[i0:i1])
 
     if tiles is None:
         run(0, n)
     else:
         tiles(run, n, 1)
     return out
+
+
+def _conv_rows(x, geometry, k2d, bias, code, cols, r0, r1, y):
+    """y ((r1-r0)*ow, F) = act(the im2col rows of output rows r0..r1-1 of N*oh @ k2d + bias),
+    those rows built in the buffer ``cols``; None for a 1x1 stride-1 kernel (x's own rows)."""
+    out_w = geometry[7]
+    if cols is None:
+        cols = x.reshape(-1, x.shape[3])[r0 * out_w : r1 * out_w]
+    else:
+        cols = cols[: len(y)]
+        im2col_rows(x, *geometry, cols, r0, r1)
+    np.matmul(cols, k2d, out=y)
+    bias_activation_inplace_rows(y, bias, code, 0, len(y))
 
 
 def _checked_geometry(x_shape, kernel_shape, strides, padding):
