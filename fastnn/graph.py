@@ -163,8 +163,9 @@ class Graph:
         # Per node: does any input's value depend on weights (or, second list, on the graph's
         # inputs too)? If not, its input gradient reaches nothing that needs it.
         self._input_grad_needed = {flag: self._nodes_needing_input_grads(flag) for flag in (0, 1)}
-        self._table_row_sources = self._find_table_row_sources()
-        self._max_pool_readers = self._find_max_pool_readers()
+        readers = self._slot_readers()
+        self._table_row_sources = self._find_table_row_sources(readers)
+        self._max_pool_readers = self._find_max_pool_readers(readers)
         #: Layers without a backward that a training step would have to run backward.
         self.blocks_training = [
             node.layer
@@ -172,11 +173,18 @@ class Graph:
             if needed and not node.layer.has_backward
         ]
 
-    def _find_table_row_sources(self) -> dict:
+    def _slot_readers(self) -> dict:
+        """{slot: indexes of the nodes reading it, once per read}."""
+        readers = collections.defaultdict(list)
+        for i, slots in enumerate(self._node_input_slots):
+            for s in slots:
+                readers[s].append(i)
+        return readers
+
+    def _find_table_row_sources(self, readers: dict) -> dict:
         """{node index: index of the node feeding it table rows}, for each layer that
         ``takes_table_rows`` whose one input is the 3-D output of a layer that
         ``gathers_table_rows`` (Embedding), read by no other node and not a model output."""
-        readers = collections.Counter(s for slots in self._node_input_slots for s in slots)
         producer = {s: i for i, slots in enumerate(self._node_output_slots) for s in slots}
         sources = {}
         for i, node in enumerate(self.nodes):
@@ -187,21 +195,17 @@ class Graph:
             if (
                 source is not None
                 and self.nodes[source].layer.gathers_table_rows
-                and readers[slots[0]] == 1
+                and len(readers[slots[0]]) == 1
                 and slots[0] not in self._output_slots
                 and len(node.inputs[0].shape) == 3
             ):
                 sources[i] = source
         return sources
 
-    def _find_max_pool_readers(self) -> dict:
+    def _find_max_pool_readers(self, readers: dict) -> dict:
         """{node index: index of its only reader}, for each layer that ``fuses_max_pool`` whose
         one output is read only by a 2x2 max pool (``is_max_pool_2x2``) and is no model output:
         at inference the graph runs the pair as one ``forward_max_pooled``."""
-        readers = collections.defaultdict(list)
-        for i, slots in enumerate(self._node_input_slots):
-            for s in slots:
-                readers[s].append(i)
         pairs = {}
         for i, node in enumerate(self.nodes):
             out_slots = self._node_output_slots[i]
