@@ -3,7 +3,7 @@ optimizer, and the Python overhead around them.
 
 Run ``python -m bench.profile seed_cnn`` from the repository root (``--help`` for options). After
 a warm-up epoch, it times ``fit`` (training at each ``--batches``) and ``predict`` (inference at
-``--infer-batch``) on the models of bench/models.py with every top-level layer's ``forward`` and
+``--infer-batch``), as bench/models.py runs them, with every top-level layer's ``forward`` and
 ``backward``, the model's loss and the optimizer's update wrapped in timers. "overhead" is the
 rest of the wall time: batching, the graph's bookkeeping, metrics and Python calls. Figures are
 milliseconds per batch, the median of ``--repeats`` epochs. Writes
@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 
 import fastnn
-from bench.models import SPECS, build_keras_api, make_data, save
+from bench.models import SPECS, KerasAPIRunner, make_data, save
 
 
 @contextlib.contextmanager
@@ -59,15 +59,15 @@ def timed_parts(model):
 
 def profile(name: str, batch: int, train: bool, samples: int, repeats: int) -> dict:
     """One model and batch: ms per batch of each part, median of ``repeats`` epochs."""
-    model = build_keras_api(fastnn, name)
+    runner = KerasAPIRunner(fastnn, name, batch)
+    model = runner.model
     xs, ys = make_data(name, samples)
-    x, y = (xs if len(xs) > 1 else xs[0]), (ys if len(ys) > 1 else ys[0])
 
     def epoch():
         if train:
-            model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+            runner.train(xs, ys)
         else:
-            model.predict(x, batch_size=batch, verbose=0)
+            runner.infer(xs)
 
     epoch()  # warm-up: compiles or loads the kernels and fills the workspaces
     batches = -(-samples // batch)
