@@ -122,6 +122,7 @@ class Optimizer:
         if self.built:
             return
         variables = list(variables)
+        n = len(variables)
         self._variables = variables
         self._index = {id(v): i for i, v in enumerate(variables)}
         if len(self._index) != len(variables):
@@ -131,6 +132,8 @@ class Optimizer:
             for group in self.slot_groups
             for name in group
         }
+        names = [name for group in self.slot_groups for name in group]
+        self._flat_slots = [[self._slots[name][i].reshape(-1) for name in names] for i in range(n)]
         self.built = True
 
     def apply(self, variables, grads=None) -> None:
@@ -152,43 +155,20 @@ class Optimizer:
         pairs = [(v, g) for v, g in zip(variables, grads, strict=True) if g is not None]
         if not pairs:
             raise ValueError("No gradients provided for any variable.")
-        indices, prepared = [], []
-        for v, g in pairs:
-            i = self._index.get(id(v))
-            if i is None or self._variables[i] is not v:
-                raise ValueError(
-                    f"{type(self).__name__}.apply(): unknown variable {_describe(v)}. This "
-                    f"optimizer was built for {len(self._variables)} variables and can only "
-                    "update those; create a new optimizer for a new set of variables."
-                )
-            value = v.value
-            if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
-                raise TypeError(
-                    f"{type(self).__name__}.apply(): variable {_describe(v)} must hold a float "
-                    f"numpy array; got {type(value).__name__}"
-                    + (f" of dtype {value.dtype}" if isinstance(value, np.ndarray) else "")
-                )
-            if not value.flags.writeable:
-                raise ValueError(f"{type(self).__name__}.apply(): {_describe(v)} is read-only")
-            g = np.asarray(g)
-            if g.shape != value.shape:
-                raise ValueError(
-                    f"{type(self).__name__}.apply(): gradient of {_describe(v)} has shape "
-                    f"{g.shape}, expected the variable's shape {value.shape}"
-                )
-            indices.append(i)
-            prepared.append(np.ascontiguousarray(g, dtype=value.dtype))
-        prepared = self._clip(prepared)
+        indices = [self._known_index(v) for v, _ in pairs]
+        prepared = self._clip([self._checked_grad(v, g) for v, g in pairs])
         lr = self.learning_rate
+        constants = {}  # per dtype: the step's scalars, as the kernels take them
         for i, g in zip(indices, prepared, strict=True):
             value = self._variables[i].value
+            dtype = value.dtype
             if self.weight_decay:
-                dt = value.dtype.type
-                value -= value * dt(self.weight_decay) * dt(lr)
+                value -= value * dtype.type(self.weight_decay) * dtype.type(lr)
+            if dtype not in constants:
+                constants[dtype] = self._step_constants(dtype.type, lr)
             flat = _flat(value)
-            slots = [_flat(self._slots[name][i]) for group in self.slot_groups for name in group]
-            self._update(flat, g.reshape(-1), slots, lr)
-            if not np.shares_memory(flat, value):
+            self._update(flat, g.reshape(-1), self._flat_slots[i], constants[dtype])
+            if not value.flags.c_contiguous:  # _flat made a copy
                 value[...] = flat.reshape(value.shape)
         self.iterations += 1
 
@@ -197,7 +177,43 @@ class Optimizer:
         grads, variables = zip(*grads_and_vars, strict=True)
         self.apply(variables, grads)
 
-    def _update(self, param, grad, slots, lr) -> None:
+    def _known_index(self, v) -> int:
+        """The index of ``v`` among the variables this optimizer was built for."""
+        i = self._index.get(id(v))
+        if i is None or self._variables[i] is not v:
+            raise ValueError(
+                f"{type(self).__name__}.apply(): unknown variable {_describe(v)}. This "
+                f"optimizer was built for {len(self._variables)} variables and can only "
+                "update those; create a new optimizer for a new set of variables."
+            )
+        return i
+
+    def _checked_grad(self, v, g) -> np.ndarray:
+        """``g`` as a C-contiguous array of ``v.value``'s dtype, after checking both."""
+        value = v.value
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise TypeError(
+                f"{type(self).__name__}.apply(): variable {_describe(v)} must hold a float "
+                f"numpy array; got {type(value).__name__}"
+                + (f" of dtype {value.dtype}" if isinstance(value, np.ndarray) else "")
+            )
+        if not value.flags.writeable:
+            raise ValueError(f"{type(self).__name__}.apply(): {_describe(v)} is read-only")
+        g = np.asarray(g)
+        if g.shape != value.shape:
+            raise ValueError(
+                f"{type(self).__name__}.apply(): gradient of {_describe(v)} has shape "
+                f"{g.shape}, expected the variable's shape {value.shape}"
+            )
+        if g.dtype != value.dtype or not g.flags.c_contiguous:
+            g = np.ascontiguousarray(g, dtype=value.dtype)
+        return g
+
+    def _step_constants(self, dt, lr) -> tuple:
+        """This step's scalars for variables of dtype type ``dt``, as ``_update`` takes them."""
+        raise NotImplementedError
+
+    def _update(self, param, grad, slots, constants) -> None:
         """Update flat ``param`` in place from ``grad``; slots in ``slot_groups`` order."""
         raise NotImplementedError
 
@@ -298,14 +314,17 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slot_groups = (("momentum",),) if self.momentum != 0 else ()
 
-    def _update(self, param, grad, slots, lr):
-        dt = param.dtype.type
+    def _step_constants(self, dt, lr):
+        return dt(lr), dt(self.momentum)
+
+    def _update(self, param, grad, slots, constants):
+        lr, momentum = constants
         if self.momentum != 0:
             kernels.optimizers.sgd_momentum_update(
-                param, grad, slots[0], dt(lr), dt(self.momentum), self.nesterov
+                param, grad, slots[0], lr, momentum, self.nesterov
             )
         else:
-            kernels.optimizers.sgd_update(param, grad, dt(lr))
+            kernels.optimizers.sgd_update(param, grad, lr)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -334,14 +353,16 @@ class Adam(Optimizer):
         groups = (("momentum", "velocity"),)
         self.slot_groups = groups + ((("velocity_hat",),) if self.amsgrad else ())
 
-    def _update(self, param, grad, slots, lr):
-        dt = param.dtype.type
+    def _step_constants(self, dt, lr):
         # Keras computes the bias correction in the variable's dtype.
         step = dt(self.iterations + 1)
         beta_1_power = dt(self.beta_1) ** step
         beta_2_power = dt(self.beta_2) ** step
         alpha = dt(lr) * np.sqrt(dt(1) - beta_2_power) / (dt(1) - beta_1_power)
-        eps = dt(self.epsilon)
+        return alpha, dt(self.epsilon)
+
+    def _update(self, param, grad, slots, constants):
+        alpha, eps = constants
         if self.amsgrad:
             kernels.optimizers.adam_amsgrad_update(
                 param, grad, *slots, alpha, self.beta_1, self.beta_2, eps
@@ -390,8 +411,11 @@ class RMSprop(Optimizer):
             groups.append(("average_gradient",))
         self.slot_groups = tuple(groups)
 
-    def _update(self, param, grad, slots, lr):
-        dt = param.dtype.type
+    def _step_constants(self, dt, lr):
+        return dt(lr), dt(self.momentum), dt(self.epsilon)
+
+    def _update(self, param, grad, slots, constants):
+        lr, momentum, epsilon = constants
         velocity, rest = slots[0], slots[1:]
         empty = _EMPTY.get(param.dtype)
         momentum_buf = rest.pop(0) if self.momentum > 0 else empty
@@ -402,10 +426,10 @@ class RMSprop(Optimizer):
             velocity,
             average_grad,
             momentum_buf,
-            dt(lr),
+            lr,
             self.rho,
-            dt(self.momentum),
-            dt(self.epsilon),
+            momentum,
+            epsilon,
             self.centered,
         )
 
