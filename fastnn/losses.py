@@ -505,6 +505,8 @@ def _squeeze_or_expand(y_true, y_pred):
 def _reduce(values, sample_weight, reduction, mask=None):
     """Keras's reduce_weighted_values; returns (reduced value, d(value)/d(values))."""
     dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float32)
+    if mask is None and sample_weight is None and reduction not in (None, "none"):
+        return _reduce_unweighted(values, reduction, dtype)
     weights = np.ones(values.shape, dtype)
     if mask is not None:
         mask = np.asarray(mask, bool).reshape(values.shape)
@@ -538,6 +540,17 @@ def _reduce(values, sample_weight, reduction, mask=None):
     if divisor == 0:
         return dtype.type(0), np.zeros_like(weights)
     return total / divisor, weights / divisor
+
+
+def _reduce_unweighted(values, reduction, dtype):
+    """``_reduce`` when every value weighs 1: the same figures, the gradient one scalar."""
+    total = values.sum(dtype=dtype)
+    if reduction == "sum" or values.ndim == 0:
+        return total, dtype.type(1)
+    if values.size == 0:
+        return dtype.type(0), dtype.type(0)
+    divisor = dtype.type(values.size)
+    return total / divisor, dtype.type(1) / divisor
 
 
 def _snake(name: str) -> str:
