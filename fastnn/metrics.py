@@ -58,6 +58,11 @@ class Mean(Metric):
     """The weighted mean of the values given to ``update_state(values)``."""
 
     def update_state(self, values, sample_weight=None) -> None:
+        if isinstance(values, float) and isinstance(sample_weight, (int, type(None))):
+            weight = 1 if sample_weight is None else sample_weight  # a loss per batch: no arrays
+            self._total += values * weight
+            self._count += weight
+            return
         values = np.asarray(values, dtype=np.float64)
         if sample_weight is None:
             self._total += float(values.sum())
