@@ -45,8 +45,9 @@ def timed_parts(model):
         if type(layer).__name__ != "InputLayer":
             wrap(layer, "forward", (layer.name, "forward"))
             wrap(layer, "backward", (layer.name, "backward"))
-        if layer.fuses_max_pool:  # inference runs it with the max pool that reads it
+        if layer.fuses_max_pool:  # runs with the max pool that reads it
             wrap(layer, "forward_max_pooled", (layer.name, "forward + max pool"))
+            wrap(layer, "backward_max_pooled", (layer.name, "backward + max pool"))
     wrap(model, "_compute_loss", ("loss", ""))
     if getattr(model, "optimizer", None) is not None:
         wrap(model.optimizer, "apply", ("optimizer", ""))

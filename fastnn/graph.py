@@ -19,6 +19,9 @@ from fastnn import config
 WORKSPACE_LIMIT = 32
 #: The context of a node an inference pass ran fused with a neighbour: it has no backward.
 FUSED_FOR_INFERENCE = object()
+#: The context of a max pool a training pass ran inside its producer's forward_max_pooled: the
+#: producer's backward_max_pooled takes the pool's output gradient.
+POOLED_BY_PRODUCER = object()
 
 
 class Workspace:
@@ -166,6 +169,16 @@ class Graph:
         readers = self._slot_readers()
         self._table_row_sources = self._find_table_row_sources(readers)
         self._max_pool_readers = self._find_max_pool_readers(readers)
+        trained = {
+            i: j
+            for i, j in self._max_pool_readers.items()
+            if self.nodes[i].layer.trains_fused_max_pool
+        }
+        # per training flag: {producer: its pool}, and the pools
+        self._fused_pools = {
+            flag: (pairs, set(pairs.values()))
+            for flag, pairs in ((False, self._max_pool_readers), (True, trained))
+        }
         #: Layers without a backward that a training step would have to run backward.
         self.blocks_training = [
             node.layer
@@ -205,7 +218,8 @@ class Graph:
     def _find_max_pool_readers(self, readers: dict) -> dict:
         """{node index: index of its only reader}, for each layer that ``fuses_max_pool`` whose
         one output is read only by a 2x2 max pool (``is_max_pool_2x2``) and is no model output:
-        at inference the graph runs the pair as one ``forward_max_pooled``."""
+        the graph runs the pair as one ``forward_max_pooled`` (in training if the layer
+        ``trains_fused_max_pool``)."""
         pairs = {}
         for i, node in enumerate(self.nodes):
             out_slots = self._node_output_slots[i]
@@ -270,19 +284,19 @@ class Graph:
             values[slot] = array
         ctxs = []
         gathered_by_readers = set(self._table_row_sources.values())
-        pooled_by_producer = set() if training else set(self._max_pool_readers.values())
+        pools, pooled_by_producer = self._fused_pools[bool(training)]
         for i, (node, in_slots, out_slots, workspace) in enumerate(
             zip(self.nodes, self._node_input_slots, self._node_output_slots, workspaces)
         ):
             layer = node.layer
             if i in pooled_by_producer:  # its output came with its input (below)
-                ctxs.append(FUSED_FOR_INFERENCE)
+                ctxs.append(POOLED_BY_PRODUCER if training else FUSED_FOR_INFERENCE)
                 continue
             args = node.pack_inputs([values[s] for s in in_slots])
-            if not training and i in self._max_pool_readers:  # e.g. Conv2D -> MaxPooling2D(2)
-                (pooled_slot,) = self._node_output_slots[self._max_pool_readers[i]]
-                values[pooled_slot] = layer.forward_max_pooled(args, workspace)
-                ctxs.append(FUSED_FOR_INFERENCE)
+            if i in pools:  # e.g. Conv2D -> MaxPooling2D(2)
+                (pooled_slot,) = self._node_output_slots[pools[i]]
+                values[pooled_slot], ctx = layer.forward_max_pooled(args, training, workspace)
+                ctxs.append(FUSED_FOR_INFERENCE if ctx is None else ctx)
                 continue
             in_masks = [masks[s] for s in in_slots]
             mask = None if all(m is None for m in in_masks) else node.pack_inputs(in_masks)
@@ -325,7 +339,15 @@ class Graph:
                 grads[slot] = g if grads[slot] is None else grads[slot] + g
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
+            layer = node.layer
+            if ctxs[i] is POOLED_BY_PRODUCER:  # its producer's backward_max_pooled runs it
+                continue
+            backward = layer.backward
             out_slots = self._node_output_slots[i]
+            pool = self._max_pool_readers.get(i)
+            if pool is not None and ctxs[pool] is POOLED_BY_PRODUCER:
+                backward = layer.backward_max_pooled
+                out_slots = self._node_output_slots[pool]
             out_grads = [grads[s] for s in out_slots]
             if all(g is None for g in out_grads):
                 continue
@@ -334,7 +356,6 @@ class Graph:
                     np.zeros_like(values[s]) if g is None else g
                     for s, g in zip(out_slots, out_grads)
                 ]
-            layer = node.layer
             if ctxs[i] is FUSED_FOR_INFERENCE:
                 raise ValueError(
                     f"{type(layer).__name__} '{layer.name}' has no gradient from this pass: at "
@@ -345,9 +366,9 @@ class Graph:
                 if not layer.weights:
                     continue
                 if layer.skips_input_grad:
-                    layer.backward(ctxs[i], node.pack_outputs(out_grads), need_input_grad=False)
+                    backward(ctxs[i], node.pack_outputs(out_grads), need_input_grad=False)
                     continue
-            in_grads = layer.backward(ctxs[i], node.pack_outputs(out_grads))
+            in_grads = backward(ctxs[i], node.pack_outputs(out_grads))
             if not input_grad_needed[i]:
                 continue
             if not node.inputs_are_list:

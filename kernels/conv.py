@@ -27,7 +27,13 @@ from .activations import (
 )
 from .codes import RELU
 from .gemm import matmul as numpy_matmul
-from .pooling import max_2x2_row, max_pool_2x2
+from .pooling import (
+    max_2x2_row,
+    max_2x2_row_codes,
+    max_pool_2x2,
+    max_unpool_2x2_row,
+    max_unpool_2x2_rows,
+)
 
 
 def padding_amounts(in_size, k, stride, padding):
@@ -168,17 +174,21 @@ def conv2d_direct(x, kernel, bias, sh, sw, pad_top, pad_left, code, out):
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def conv2d_direct_max_pool(x, kernel, bias, sh, sw, pad_top, pad_left, code, out_w, out):
+def conv2d_direct_max_pool(x, kernel, bias, sh, sw, pad_top, pad_left, code, out_w, out, codes):
     """out (N,oh//2,ow//2,F) = 2x2 stride-2 'valid' max pool of ``conv2d_direct``'s output
-    (N,oh,ow,F), whose ow is ``out_w``, row pair by row pair: its rows never leave the cache."""
+    (N,oh,ow,F), whose ow is ``out_w``, row pair by row pair: its rows never leave the cache.
+    codes (same shape, uint8) gets where each maximum was (``max_2x2_row_codes``) unless empty."""
     pooled_h = out.shape[1]
     for r in prange(x.shape[0] * pooled_h):
-        n = r // pooled_h
+        n, p = r // pooled_h, r % pooled_h
         rows = np.empty((2, out_w, kernel.shape[3]), dtype=out.dtype)
         for k in range(2):
-            h0 = (2 * (r % pooled_h) + k) * sh - pad_top
+            h0 = (2 * p + k) * sh - pad_top
             _direct_conv_row(x[n], kernel, bias, h0, sw, pad_left, code, rows[k])
-        max_2x2_row(rows[0], rows[1], out[n, r % pooled_h])
+        if codes.shape[0] == 0:
+            max_2x2_row(rows[0], rows[1], out[n, p])
+        else:
+            max_2x2_row_codes(rows[0], rows[1], out[n, p], codes[n, p])
 
 
 # Inlined in Numba's IR, not called: a row function called from the two kernels (one more level of
@@ -215,10 +225,38 @@ def conv2d_direct_dkernel(x, grad, sh, sw, pad_top, pad_left, partial):
         for r in range(b * rows // blocks, (b + 1) * rows // blocks):
             n = r // out_h
             h0 = (r % out_h) * sh - pad_top
-            if grey_3x3:
-                _dkernel_row_grey_3x3(x[n], grad[n, r % out_h], h0, sw, pad_left, acc9)
-            else:
-                _dkernel_row(x[n], grad[n, r % out_h], h0, sw, pad_left, acc)
+            _dkernel_row_any(x[n], grad[n, r % out_h], h0, sw, pad_left, grey_3x3, acc, acc9)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def conv2d_direct_dkernel_max_pooled(x, grad, codes, sh, sw, pad_top, pad_left, out_w, partial):
+    """``conv2d_direct_dkernel`` given the gradient of the conv's output through a 2x2 max pool:
+    grad (N,oh//2,ow//2,F) at the maxima ``codes`` marks (``max_2x2_row_codes``), ow = out_w.
+    Each block unpools its output rows one at a time into a row that stays in cache."""
+    pooled_h = grad.shape[1]
+    rows = x.shape[0] * 2 * pooled_h  # a last odd output row has no gradient: skipped
+    blocks = partial.shape[0]
+    grey_3x3 = partial.shape[1] == partial.shape[2] == 3 and partial.shape[3] == 1
+    for b in prange(blocks):
+        acc = partial[b]
+        acc[...] = 0
+        acc9 = acc.reshape(-1, acc.shape[3])
+        grow = np.empty((out_w, grad.shape[3]), dtype=grad.dtype)
+        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+            n, i = r // (2 * pooled_h), r % (2 * pooled_h)
+            max_unpool_2x2_row(grad[n, i // 2], codes[n, i // 2], i % 2, grow)
+            h0 = i * sh - pad_top
+            _dkernel_row_any(x[n], grow, h0, sw, pad_left, grey_3x3, acc, acc9)
+
+
+@njit(cache=True, inline="always")
+def _dkernel_row_any(img, grow, h0, sw, pad_left, grey_3x3, acc, acc9):
+    """acc (kh,kw,C,F) += img's windows for output row h0.. times grow (ow,F); acc9 is acc as
+    (taps, F), which the unrolled grey 3x3 row takes."""
+    if grey_3x3:
+        _dkernel_row_grey_3x3(img, grow, h0, sw, pad_left, acc9)
+    else:
+        _dkernel_row(img, grow, h0, sw, pad_left, acc)
 
 
 # The row functions are called, not inlined, and index with loop variables on views (a computed
@@ -495,13 +533,15 @@ def conv2d_forward(
 
 
 def conv2d_forward_max_pool(
-    x, kernel, bias, strides, padding, activation_code, out=None, tiles=None
+    x, kernel, bias, strides, padding, activation_code, out=None, tiles=None, codes=None
 ):
-    """y (N,oh//2,ow//2,F) = 2x2 stride-2 'valid' max pool of ``conv2d_forward``'s y, for
-    inference: per chunk of images (or pair of rows, for direct kernels) the conv's output stays
-    in cache and only the pooled output reaches memory; nothing is kept for a backward.
+    """y (N,oh//2,ow//2,F) = 2x2 stride-2 'valid' max pool of ``conv2d_forward``'s y: per chunk
+    of images (or pair of rows, for direct kernels) the conv's output stays in cache and only
+    the pooled output reaches memory.
 
-    ``out`` is a buffer of that shape to reuse. With ``tiles(fn, rows, min_rows)`` (such as
+    ``out`` is a buffer of that shape to reuse. For training, pass ``codes``, a uint8 buffer of
+    that shape: it gets where each maximum was (``max_2x2_row_codes``), which is all that
+    ``conv2d_backward_max_pooled`` needs besides x. With ``tiles(fn, rows, min_rows)`` (such as
     ``fastnn.gemm.row_shards``) chunks of images run on the caller's threads.
     """
     x = np.ascontiguousarray(x)
@@ -510,10 +550,12 @@ def conv2d_forward_max_pool(
     out_h, out_w, pad_top, pad_left = _checked_geometry(x.shape, kernel.shape, strides, padding)
     if out is None:
         out = np.empty((n, out_h // 2, out_w // 2, filters), dtype=x.dtype)
+    if codes is None:
+        codes = _NO_CODES
     if forward_is_direct(kernel.shape, strides):
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
         conv2d_direct_max_pool(
-            x, kernel, b, *strides, pad_top, pad_left, activation_code, out_w, out
+            x, kernel, b, *strides, pad_top, pad_left, activation_code, out_w, out, codes
         )
         return out
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
@@ -531,13 +573,17 @@ def conv2d_forward_max_pool(
             i1 = min(stop, i0 + per_chunk)
             chunk = y[: (i1 - i0) * pixels]
             _conv_rows(x, geometry, k2d, b, activation_code, cols, i0 * out_h, i1 * out_h, chunk)
-            max_pool_2x2(chunk.reshape(i1 - i0, out_h, out_w, filters), out[i0:i1])
+            pooled = chunk.reshape(i1 - i0, out_h, out_w, filters)
+            max_pool_2x2(pooled, out[i0:i1], codes[i0:i1])
 
     if tiles is None:
         run(0, n)
     else:
         tiles(run, n, 1)
     return out
+
+
+_NO_CODES = np.empty((0, 0, 0, 0), dtype=np.uint8)  # the kernels' "no codes wanted"
 
 
 def _conv_rows(x, geometry, k2d, bias, code, cols, r0, r1, y):
@@ -607,10 +653,13 @@ def conv2d_backward(
         column_sums_add(g2d, dbias)
     pointwise = _is_pointwise(kernel.shape, strides)
     if dkernel is not None and is_direct(kernel.shape, strides):
-        _direct_dkernel(x, grad_z, geometry, dkernel)
+        _direct_dkernel(x, grad_z, None, geometry, dkernel)
         dkernel = None  # done
+    if need_dx and dx is None:
+        dx = np.empty(x_shape, dtype=grad_z.dtype)
     if tiles is not None and not pointwise:
-        return _tiled_backward(g2d, cols, x, x_shape, kernel, geometry, dkernel, dx, need_dx, tiles)
+        _tiled_backward(g2d, cols, x, kernel, geometry, dkernel, dx if need_dx else None, tiles)
+        return dx if need_dx else None
     if dkernel is not None:
         if cols is None and pointwise:
             cols = np.ascontiguousarray(x).reshape(-1, c)
@@ -620,8 +669,6 @@ def conv2d_backward(
         matmul(cols.T, g2d, dkernel.reshape(-1, filters), accumulate=True)
     if not need_dx:
         return None
-    if dx is None:
-        dx = np.empty(x_shape, dtype=grad_z.dtype)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
     if pointwise:
         matmul(g2d, k2d.T, dx.reshape(-1, c))
@@ -632,27 +679,69 @@ def conv2d_backward(
     return dx
 
 
-def _direct_dkernel(x, grad_z, geometry, dkernel):
-    """dkernel += the kernel gradient of a direct conv, from x and grad_z (no cols)."""
-    _, _, sh, sw, pad_top, pad_left, _, _ = geometry
-    rows = grad_z.shape[0] * grad_z.shape[1]
-    partial = np.empty((min(rows, 16), *dkernel.shape), dtype=grad_z.dtype)
-    conv2d_direct_dkernel(np.ascontiguousarray(x), grad_z, sh, sw, pad_top, pad_left, partial)
+def conv2d_backward_max_pooled(
+    grad, codes, x, kernel, strides, padding, dkernel, dbias, dx=None, need_dx=True,
+    matmul=numpy_matmul, tiles=None,
+):  # fmt: skip
+    """``conv2d_backward`` after ``conv2d_forward_max_pool(..., codes=codes)``: grad
+    (N,oh//2,ow//2,F) is dL/dz at the pool's maxima (the activation's gradient applied, which
+    there needs only the pooled output), codes where they were. dz, 0 but at the maxima, is
+    unpooled row by row where it is read (direct kernels, and with ``tiles``), so no array of
+    the conv output's size is made; x (N,H,W,C) is the conv's input; other arguments as there.
+    """
+    filters = kernel.shape[3]
+    x = np.ascontiguousarray(x)
+    grad = np.ascontiguousarray(grad)
+    out_h, out_w, pad_top, pad_left = conv_geometry(x.shape, kernel.shape, strides, padding)
+    geometry = (*kernel.shape[:2], *strides, pad_top, pad_left, out_h, out_w)
+    if dbias is not None:
+        column_sums_add(grad.reshape(-1, filters), dbias)
+    if dkernel is not None and is_direct(kernel.shape, strides):
+        _direct_dkernel(x, grad, codes, geometry, dkernel)
+        dkernel = None  # done
+    if dkernel is None and not need_dx:
+        return None
+    if need_dx and dx is None:
+        dx = np.empty(x.shape, dtype=grad.dtype)
+    if tiles is not None and not _is_pointwise(kernel.shape, strides):
+        _tiled_backward((grad, codes), None, x, kernel, geometry, dkernel, dx, tiles)
+        return dx
+    dz = np.empty((x.shape[0], out_h, out_w, filters), dtype=grad.dtype)
+    max_unpool_2x2_rows(grad, codes, out_h, 0, x.shape[0] * out_h, dz.reshape(-1, filters))
+    return conv2d_backward(
+        dz, None, x.shape, kernel, strides, padding, dkernel, None, dx, need_dx, matmul, x
+    )
+
+
+def _direct_dkernel(x, grad, codes, geometry, dkernel):
+    """dkernel += the kernel gradient of a direct conv, from x and grad_z (N,oh,ow,F), or from
+    the gradient at its 2x2 max pool's maxima and their ``codes`` (no cols)."""
+    _, _, sh, sw, pad_top, pad_left, _, out_w = geometry
+    rows = grad.shape[0] * grad.shape[1]
+    partial = np.empty((min(rows, 16), *dkernel.shape), dtype=grad.dtype)
+    x = np.ascontiguousarray(x)
+    if codes is None:
+        conv2d_direct_dkernel(x, grad, sh, sw, pad_top, pad_left, partial)
+    else:
+        args = (sh, sw, pad_top, pad_left, out_w, partial)
+        conv2d_direct_dkernel_max_pooled(x, grad, codes, *args)
     dkernel += partial.sum(axis=0)
 
 
-def _tiled_backward(g2d, cols, x, x_shape, kernel, geometry, dkernel, dx, need_dx, tiles):
-    """conv2d_backward's im2col path per chunk of whole images, on ``tiles``'s threads: each
-    chunk's cols (``cols``'s rows, or im2col of x again) and input-gradient columns live in one
-    small buffer, and each block sums its own part of dkernel."""
+def _tiled_backward(grad, cols, x, kernel, geometry, dkernel, dx, tiles):
+    """The im2col backward per chunk of whole images, on ``tiles``'s threads: each chunk's cols
+    (``cols``'s rows, or im2col of x again) and input-gradient columns live in one small buffer,
+    and each block sums its own part of dkernel (None: not wanted), dx (None: not wanted) its
+    own images. grad is g2d (N*oh*ow, F), or (pooled gradient, codes) to unpool per chunk."""
     kh, kw, c, filters = kernel.shape
     out_h, out_w = geometry[-2:]
     pixels, taps = out_h * out_w, kh * kw * c
     k2d = np.ascontiguousarray(kernel).reshape(taps, filters)
+    pooled = grad if isinstance(grad, tuple) else None
+    dtype = grad.dtype if pooled is None else pooled[0].dtype
+    images = len(grad) // pixels if pooled is None else len(pooled[0])
     if x is not None:
         x = np.ascontiguousarray(x)
-    if need_dx and dx is None:
-        dx = np.empty(x_shape, dtype=g2d.dtype)
     dkernel_parts = []
 
     def run(start, stop):
@@ -662,25 +751,30 @@ def _tiled_backward(g2d, cols, x, x_shape, kernel, geometry, dkernel, dx, need_d
         if first >= last:
             return
         step = max(1, TILE_ROWS // pixels)
-        chunk = np.empty((min(step, last - first) * pixels, taps), dtype=g2d.dtype)
-        part = None if dkernel is None else np.zeros((taps, filters), dtype=g2d.dtype)
+        chunk = np.empty((min(step, last - first) * pixels, taps), dtype=dtype)
+        unpooled = None if pooled is None else np.empty((len(chunk), filters), dtype=dtype)
+        part = None if dkernel is None else np.zeros((taps, filters), dtype=dtype)
         for n0 in range(first, last, step):
             n1 = min(last, n0 + step)
             rows = slice(n0 * pixels, n1 * pixels)
             chunk_cols = chunk[: (n1 - n0) * pixels]
+            if pooled is None:
+                g = grad[rows]
+            else:
+                g = unpooled[: (n1 - n0) * pixels]
+                max_unpool_2x2_rows(*pooled, out_h, n0 * out_h, n1 * out_h, g)
             if part is not None:
                 if cols is None:
                     im2col_rows(x, *geometry, chunk_cols, n0 * out_h, n1 * out_h)
-                    part += chunk_cols.T @ g2d[rows]
+                    part += chunk_cols.T @ g
                 else:
-                    part += cols[rows].T @ g2d[rows]
-            if need_dx:
-                np.matmul(g2d[rows], k2d.T, out=chunk_cols)
+                    part += cols[rows].T @ g
+            if dx is not None:
+                np.matmul(g, k2d.T, out=chunk_cols)
                 col2im_images(chunk_cols, *geometry, dx, n0, n1)
         if part is not None:
             dkernel_parts.append(part)
 
-    tiles(run, g2d.shape[0] // out_w)
+    tiles(run, images * out_h)
     if dkernel_parts:
         dkernel += sum(dkernel_parts).reshape(dkernel.shape)
-    return dx if need_dx else None

@@ -6,6 +6,7 @@ the output size and the top / left padding. ``argmax`` holds, per output element
 ``h * W + w`` of the winning input pixel in its (sample, channel) plane, or -1 for an empty window.
 """
 
+import numpy as np
 from numba import njit, prange
 
 
@@ -85,13 +86,16 @@ def _window_max(img, hs, he, ws, we, o, a):
 
 
 @njit(cache=True, error_model="numpy")
-def max_pool_2x2(y, out):
+def max_pool_2x2(y, out, codes):
     """out (N,H//2,W//2,C) = max of each 2x2 stride-2 window of y (N,H,W,C), 'valid' (a last odd
-    row or column is dropped), serially and without argmax: the inference-only pool of a fused
-    conv (``conv.conv2d_forward_max_pool``)."""
+    row or column is dropped), serially: the pool of a fused conv (``conv2d_forward_max_pool``).
+    codes (N,H//2,W//2,C) uint8 gets ``max_2x2_row_codes``'s positions, unless it is empty."""
     for n in range(out.shape[0]):
         for p in range(out.shape[1]):
-            max_2x2_row(y[n, 2 * p], y[n, 2 * p + 1], out[n, p])
+            if codes.shape[0] == 0:
+                max_2x2_row(y[n, 2 * p], y[n, 2 * p + 1], out[n, p])
+            else:
+                max_2x2_row_codes(y[n, 2 * p], y[n, 2 * p + 1], out[n, p], codes[n, p])
 
 
 @njit(cache=True, error_model="numpy")
@@ -102,6 +106,64 @@ def max_2x2_row(top, bottom, orow):
         o = orow[ow]
         for ch in range(o.shape[0]):
             o[ch] = max(max(a[ch], b[ch]), max(c[ch], d[ch]))
+
+
+@njit(cache=True, error_model="numpy")
+def max_2x2_row_codes(top, bottom, orow, crow):
+    """``max_2x2_row``, and crow (W//2,C) uint8 = where each maximum was: 0, 1 (top left, right),
+    2, 3 (bottom left, right), the first on ties (as ``maxpool2d_forward``'s argmax)."""
+    one, two, three = np.uint8(1), np.uint8(2), np.uint8(3)
+    for ow in range(orow.shape[0]):
+        a, b, c, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
+        o, k = orow[ow], crow[ow]
+        for ch in range(o.shape[0]):
+            m = a[ch]
+            code = np.uint8(0)
+            v = b[ch]
+            better = v > m
+            m = v if better else m
+            code = one if better else code
+            v = c[ch]
+            better = v > m
+            m = v if better else m
+            code = two if better else code
+            v = d[ch]
+            better = v > m
+            m = v if better else m
+            code = three if better else code
+            o[ch] = m
+            k[ch] = code
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def max_unpool_2x2_rows(grad, codes, out_h, start, stop, dy):
+    """dy ((stop-start)*W,C) = rows start..stop-1 of N*H of the gradient of y (N,H,W,C) from
+    grad (N,H//2,W//2,C) of its 2x2 stride-2 'valid' max pool, whose maxima ``codes`` marks
+    (``max_2x2_row_codes``); 0 elsewhere, and in a last odd row or column."""
+    out_w = dy.shape[0] // max(stop - start, 1)
+    for r in range(start, stop):
+        n, i = r // out_h, r % out_h
+        row = dy[(r - start) * out_w : (r - start + 1) * out_w]
+        if i // 2 < grad.shape[1]:
+            max_unpool_2x2_row(grad[n, i // 2], codes[n, i // 2], i % 2, row)
+        else:
+            row[:, :] = 0
+
+
+@njit(cache=True, error_model="numpy")
+def max_unpool_2x2_row(grow, crow, k, out):
+    """out (W,C) = the gradient of row 2i+k of a 2x2 max pool's input from grow (W//2,C), the
+    gradient of its output row i: each value at its window's maximum (crow's code 2k: left,
+    2k+1: right), else 0; 0 in a last odd column."""
+    zero = out.dtype.type(0)
+    for ow in range(grow.shape[0]):
+        g, c = grow[ow], crow[ow]
+        for b in range(2):  # a loop per output pixel: storing both in one loop ran 8x slower
+            dst, here = out[2 * ow + b], np.uint8(2 * k + b)
+            for ch in range(g.shape[0]):
+                dst[ch] = g[ch] if c[ch] == here else zero
+    for w in range(2 * grow.shape[0], out.shape[0]):
+        out[w, :] = zero
 
 
 # The parallel kernels below call a serial kernel per image or output row, not inline loops:

@@ -488,6 +488,31 @@ def test_conv_pool_graph(batch, size, channels, padding, seed):
     check_model_gradients(model, normal(seed, (batch, *size, channels)), seed=seed)
 
 
+@settings(max_examples=8, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    size=st.tuples(st.integers(6, 9), st.integers(6, 9)),
+    activation=st.sampled_from(["linear", "relu", "sigmoid", "tanh"]),
+    seed=seeds,
+)
+def test_conv_max_pool_pairs_trained_as_one_pass(batch, size, activation, seed):
+    """Each Conv2D -> MaxPooling2D(2) pair runs fused in training (the direct grey rows, im2col
+    with odd and strided outputs, 1x1), its backward from the pool's gradient alone."""
+    x = fastnn.Input((*size, 1), dtype=F64)
+    h = layers.Conv2D(3, 3, padding="same", activation=activation, dtype=F64)(x)  # direct
+    h = layers.MaxPooling2D(2, dtype=F64)(h)
+    h = layers.Conv2D(4, 2, activation=activation, dtype=F64)(h)  # im2col, odd sizes
+    h = layers.MaxPooling2D(2, dtype=F64)(h)
+    s = layers.MaxPooling2D(2, dtype=F64)(layers.Conv2D(3, 1, activation=activation, dtype=F64)(x))
+    s = layers.Conv2D(2, 3, strides=2, padding="same", dtype=F64)(s)  # strided im2col
+    s = layers.MaxPooling2D(2, dtype=F64)(s)
+    out = dense(2)(layers.Concatenate(dtype=F64)([layers.Flatten(dtype=F64)(t) for t in (h, s)]))
+    model = fastnn.Model(x, out)
+    assert len(model._graph._fused_pools[True][0]) == 4
+    randomize_weights(model, seed)
+    check_model_gradients(model, normal(seed, (batch, *size, 1)), seed=seed)
+
+
 @SETTINGS
 @given(batch=st.integers(2, 4), dim=features, seed=seeds)
 def test_frozen_layers_pass_gradients_on_but_keep_their_weights(batch, dim, seed):

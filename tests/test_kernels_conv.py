@@ -273,6 +273,52 @@ def test_conv2d_forward_max_pool_matches_reference(path, case, filters, code, us
     np.testing.assert_allclose(pooled, expected, **TOL[dtype])
 
 
+@settings(max_examples=25, deadline=None)
+@given(conv_cases(), st.integers(1, 5), st.sampled_from([LINEAR, RELU, TANH]), st.data())
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_max_pooled_training_matches_reference(path, case, filters, code, data):
+    """Training through a fused conv + MaxPooling2D(2): the forward's codes mark a maximum of
+    each window, and the backward from the gradient at those maxima is the reference conv's
+    backward of that gradient unpooled (0 elsewhere), for each path, with and without dx."""
+    x_shape, (kh, kw), strides, padding, dtype = case
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    x = _data(rng, x_shape, dtype)
+    k = _data(rng, (kh, kw, x_shape[3], filters), dtype)
+    b = _data(rng, (filters,), dtype) if data.draw(st.booleans()) else None
+    y = ref_conv(x, k, b, strides, padding, code)
+    expected = ref_max_pool_2x2(y)
+    codes = np.full(expected.shape, 9, np.uint8)
+    need_dx = data.draw(st.booleans())
+    with conv_path(path) as options:
+        pooled = conv.conv2d_forward_max_pool(
+            x, k, b, strides, padding, code, codes=codes, **options
+        )
+        np.testing.assert_allclose(pooled, expected, **TOL[dtype])
+        n, ph, pw, _ = pooled.shape
+        i, j = np.arange(ph)[None, :, None, None], np.arange(pw)[None, None, :, None]
+        at = (np.arange(n)[:, None, None, None], 2 * i + codes // 2, 2 * j + codes % 2)
+        picked = y[(*at, np.arange(filters))]
+        np.testing.assert_allclose(picked, expected, **TOL[dtype])  # codes < 4, at a maximum
+
+        grad = _data(rng, pooled.shape, dtype)
+        dk = np.ones_like(k)  # the kernel adds into the gradients: start from ones
+        db = None if b is None else np.ones_like(b)
+        dx = conv.conv2d_backward_max_pooled(
+            grad, codes, x, k, strides, padding, dk, db, need_dx=need_dx, **options
+        )
+    dz = np.zeros(y.shape, dtype)
+    dz[(*at, np.arange(filters))] = grad
+    rdx, rdk, rdb = ref_conv_backward(x, k, dz, strides, padding)
+    np.testing.assert_allclose(dk, rdk + 1, **TOL[dtype])
+    if b is not None:
+        np.testing.assert_allclose(db, rdb + 1, **TOL[dtype])
+    if need_dx:
+        assert dx.dtype == dtype
+        np.testing.assert_allclose(dx, rdx, **TOL[dtype])
+    else:
+        assert dx is None
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 3),

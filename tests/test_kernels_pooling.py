@@ -108,6 +108,47 @@ def test_maxpool_matches_reference(case, seed, ties):
     np.testing.assert_allclose(dx, ref, rtol=1e-6, atol=1e-6)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    hw=st.tuples(st.integers(2, 9), st.integers(2, 9)),
+    c=st.integers(1, 20),
+    ties=st.booleans(),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_2x2_pool_codes_and_unpool_match_the_max_pool_layer_kernels(n, hw, c, ties, dtype, seed):
+    """A fused conv's 2x2 stride-2 'valid' pool: its codes (0..3, the window position of the
+    maximum) pick what maxpool2d_forward's argmax picks, the first maximum on ties, and
+    unpooling a gradient by them is maxpool2d_backward, odd last rows and columns included."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, (n, *hw, c)) if ties else rng.standard_normal((n, *hw, c))
+    y = y.astype(dtype)
+    expected, argmax = run_max(y, 2, 2, 2, 2, "valid")
+    out = np.full(expected.shape, np.nan, dtype)
+    codes = np.full(expected.shape, 9, np.uint8)
+    pooling.max_pool_2x2(y, out, codes)
+    np.testing.assert_array_equal(out, expected)
+    w = hw[1]
+    rows, cols = np.divmod(argmax, w)
+    pooled_h, pooled_w = expected.shape[1:3]
+    top = 2 * np.arange(pooled_h)[None, :, None, None]
+    left = 2 * np.arange(pooled_w)[None, None, :, None]
+    np.testing.assert_array_equal(codes, 2 * (rows - top) + (cols - left))
+    inference = np.full(expected.shape, np.nan, dtype)
+    pooling.max_pool_2x2(y, inference, np.empty((0, 0, 0, 0), np.uint8))
+    np.testing.assert_array_equal(inference, expected)
+
+    g = rng.standard_normal(expected.shape).astype(dtype)
+    dy = np.full(y.shape, np.nan, dtype)
+    pooling.maxpool2d_backward(g, argmax, dy)
+    unpooled = np.full((n * hw[0] * w, c), np.nan, dtype)
+    middle = min(1, n * hw[0])  # two calls: rows [0, 1) and [1, N*H)
+    pooling.max_unpool_2x2_rows(g, codes, hw[0], 0, middle, unpooled[: middle * w])
+    pooling.max_unpool_2x2_rows(g, codes, hw[0], middle, n * hw[0], unpooled[middle * w :])
+    np.testing.assert_array_equal(unpooled.reshape(y.shape), dy)
+
+
 @settings(max_examples=25, deadline=None)
 @given(pool_cases(), st.integers(0, 2**31 - 1))
 def test_avgpool_matches_reference(case, seed):

@@ -400,9 +400,10 @@ def test_symbolic_call_records_output_shape():
 
 
 def fusion_model(K):
-    """Conv2D -> MaxPooling2D pairs the graph runs fused at inference (the direct grey and RGB
-    rows, 1x1, im2col; odd sizes) and pairs it must not fuse: a pool that is not 2x2 stride-2
-    'valid', a conv output with a second reader, a conv output that is a model output."""
+    """Conv2D -> MaxPooling2D pairs the graph runs fused (the direct grey and RGB rows, 1x1,
+    im2col; odd sizes; one softmax conv, fused at inference only) and pairs it must not fuse: a
+    pool that is not 2x2 stride-2 'valid', a conv output with a second reader, a conv output
+    that is a model output."""
     L = K.layers
     grey, rgb = K.Input(shape=(10, 10, 1), name="grey"), K.Input(shape=(9, 9, 3), name="rgb")
     x = L.Conv2D(4, 3, padding="same", activation="relu", name="c1")(grey)  # grey 3x3 rows
@@ -414,46 +415,59 @@ def fusion_model(K):
     c5 = L.Conv2D(4, 3, activation="relu", name="c5")(rgb)  # read twice
     c6 = L.Conv2D(5, 3, padding="same", name="c6")(L.MaxPooling2D(2, name="p5")(c5))
     c7 = L.Conv2D(2, 3, padding="same", name="c7")(c6)  # a model output, read by p7 too
+    c8 = L.Conv2D(3, 2, strides=2, padding="same", activation="sigmoid", name="c8")(c6)  # strided
+    c9 = L.Conv2D(3, 2, padding="same", activation="softmax", name="c9")(c6)
     merged = L.Concatenate(name="merged")(
         [L.Flatten(name="f1")(x), L.Flatten(name="f2")(z),
          L.GlobalAveragePooling2D(name="g1")(c5),
          L.Flatten(name="f3")(L.MaxPooling2D(2, padding="same", name="p6")(c6)),
-         L.Flatten(name="f4")(L.MaxPooling2D(2, name="p7")(c7))]
+         L.Flatten(name="f4")(L.MaxPooling2D(2, name="p7")(c7)),
+         L.Flatten(name="f5")(L.MaxPooling2D(2, name="p8")(c8)),
+         L.Flatten(name="f6")(L.MaxPooling2D(2, name="p9")(c9))]
     )  # fmt: skip
     return K.Model([grey, rgb], [L.Dense(3, name="head")(merged), c7])
 
 
-def test_inference_fuses_only_conv_outputs_a_2x2_max_pool_alone_reads(keras, monkeypatch):
+def test_conv_and_the_2x2_max_pool_alone_reading_it_run_as_one_pass(keras, monkeypatch):
     ours, theirs = fusion_model(fastnn), fusion_model(keras)
-    ours.set_weights(theirs.get_weights())
+    rng = np.random.default_rng(0)
+    weights = [w + rng.normal(0, 0.3, w.shape).astype(w.dtype) for w in theirs.get_weights()]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
     graph = ours._graph
-    fused = {
-        graph.nodes[i].layer.name: graph.nodes[j].layer.name
-        for i, j in graph._max_pool_readers.items()
-    }
-    assert fused == {"c1": "p1", "c2": "p2", "c4": "p4"}
+
+    def fused(training):
+        pairs, _ = graph._fused_pools[training]
+        return {graph.nodes[i].layer.name: graph.nodes[j].layer.name for i, j in pairs.items()}
+
+    assert fused(False) == {"c1": "p1", "c2": "p2", "c4": "p4", "c8": "p8", "c9": "p9"}
+    assert fused(True) == {"c1": "p1", "c2": "p2", "c4": "p4", "c8": "p8"}  # softmax: not
     calls = []
     original = fastnn.kernels.conv.conv2d_forward_max_pool
     monkeypatch.setattr(
         fastnn.kernels.conv, "conv2d_forward_max_pool",
         lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs),
     )  # fmt: skip
-    rng = np.random.default_rng(0)
     xs = [rng.standard_normal((5, 10, 10, 1)), rng.standard_normal((5, 9, 9, 3))]
     xs = [x.astype(np.float32) for x in xs]
     for got, expected in zip(
         ours.predict(xs, batch_size=2, verbose=0), theirs.predict(xs, verbose=0)
     ):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    assert len(calls) == 3 * 3  # three fused pairs, three batches
-    # A training pass keeps each layer's own forward (the backward needs the conv's output).
+    assert len(calls) == 5 * 3  # five fused pairs, three batches
+    # Training runs four of them fused, and its gradients are Keras's.
     calls.clear()
-    ours.compile(optimizer="sgd", loss=["mse", "mse"])
-    ys = [np.zeros((5, 3), np.float32), np.zeros((5, 3, 3, 2), np.float32)]
-    ours.train_on_batch(xs, ys)
-    assert calls == []
-    assert np.isfinite(ours.evaluate(xs, ys, verbose=0)).all() and len(calls) == 3
+    ys = [rng.standard_normal((5, 3)), rng.standard_normal((5, 3, 3, 2))]
+    ys = [y.astype(np.float32) for y in ys]
+    for model, optimizers in [(ours, fastnn.optimizers), (theirs, keras.optimizers)]:
+        model.compile(optimizer=optimizers.SGD(0.1), loss=["mse", "mse"])
+    np.testing.assert_allclose(
+        ours.train_on_batch(xs, ys), theirs.train_on_batch(xs, ys), rtol=1e-5, atol=1e-6
+    )
+    assert len(calls) == 4
+    for w, o, t in zip(ours.weights, ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(o, t, rtol=1e-4, atol=1e-5, err_msg=w.path)
     # An inference pass keeps no context for the fused pairs: a backward through one says so.
     outputs, tape = ours.forward(xs, training=False)
-    with pytest.raises(ValueError, match="MaxPooling2D 'p4' has no gradient from this pass"):
+    with pytest.raises(ValueError, match="MaxPooling2D 'p9' has no gradient from this pass"):
         ours.backward(tape, [np.ones_like(out) for out in outputs])

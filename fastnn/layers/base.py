@@ -279,13 +279,19 @@ class Layer:
     #: ``backward`` may return None for it, or it gathers the rows and returns their gradient.
     takes_table_rows = False
 
-    #: True if ``forward_max_pooled(inputs, workspace=None)`` returns, for inference, this
-    #: layer's output through a 2x2 stride-2 'valid' max pool in one pass (Conv2D): the graph
-    #: calls it when such a MaxPooling2D (``is_max_pool_2x2``) is the output's only reader.
+    #: True if ``forward_max_pooled(inputs, training, workspace=None)`` returns
+    #: ``(pooled, ctx)``: this layer's output through a 2x2 stride-2 'valid' max pool, in one
+    #: pass (Conv2D). The graph calls it when such a MaxPooling2D (``is_max_pool_2x2``) is the
+    #: output's only reader. ctx is None at inference; in training it is what
+    #: ``backward_max_pooled(ctx, grad_pooled, need_input_grad=True)`` takes to return the
+    #: input's gradient from the pooled output's, as backward would.
     fuses_max_pool = False
 
+    #: True if the graph may also run ``forward_max_pooled`` in training (Conv2D but softmax).
+    trains_fused_max_pool = False
+
     #: True for a 2x2 stride-2 'valid' max pool (MaxPooling2D), which ``fuses_max_pool`` layers
-    #: can run for it at inference.
+    #: can run for it.
     is_max_pool_2x2 = False
 
     def compute_mask(self, inputs, mask=None):

@@ -422,16 +422,41 @@ class Conv2D(_Conv):
 
     fuses_max_pool = True
 
-    def forward_max_pooled(self, inputs, workspace=None):
-        """Inference: MaxPooling2D(2)(this layer's output) in one pass, (batch, oh//2, ow//2, F)."""
+    @property
+    def trains_fused_max_pool(self):
+        # The activation's gradient at a pool's maximum must follow from the pooled value alone:
+        # true of the elementwise ones, not of softmax over the channels.
+        return self._code != kernels.codes.SOFTMAX
+
+    def forward_max_pooled(self, inputs, training, workspace=None):
+        """(MaxPooling2D(2)(this layer's output), ctx) in one pass: (batch, oh//2, ow//2, F).
+
+        The conv's output never reaches memory; ctx (None at inference) keeps the input and
+        where each maximum was (uint8), which is all ``backward_max_pooled`` needs.
+        """
         bias = self.bias.value if self.use_bias else None
         out_h, out_w, _, _ = kernels.conv.conv_geometry(
             inputs.shape, self.kernel.shape, self.strides, self.padding
         )
         shape = (len(inputs), out_h // 2, out_w // 2, self.filters)
-        return kernels.conv.conv2d_forward_max_pool(
+        codes = scratch(workspace, "codes", shape, np.uint8) if training else None
+        pooled = kernels.conv.conv2d_forward_max_pool(
             inputs, self.kernel.value, bias, self.strides, self.padding, self._code,
             scratch(workspace, "pooled", shape, self.kernel.dtype), tiles=gemm.row_shards,
+            codes=codes,
+        )  # fmt: skip
+        return pooled, ((pooled, codes, inputs, workspace) if training else None)
+
+    def backward_max_pooled(self, ctx, grad_pooled, need_input_grad=True):
+        """The input's gradient from the pooled output's, after ``forward_max_pooled``."""
+        pooled, codes, x, workspace = ctx
+        grad = self._activation_grad(grad_pooled, pooled, workspace)  # dL/dz at the maxima
+        return kernels.conv.conv2d_backward_max_pooled(
+            grad, codes, x, self.kernel.value, self.strides, self.padding,
+            self.kernel.grad if self.trainable else None,
+            self.bias.grad if self.trainable and self.use_bias else None,
+            dx=scratch(workspace, "dx", x.shape, pooled.dtype) if need_input_grad else None,
+            need_dx=need_input_grad, matmul=gemm.matmul, tiles=gemm.row_shards,
         )  # fmt: skip
 
     skips_input_grad = True
