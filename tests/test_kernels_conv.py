@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnn.kernels import conv
+from fastnn.kernels import conv, winograd
 from fastnn.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 
 DTYPES = [np.float32, np.float64]
@@ -160,7 +160,7 @@ def test_im2col_col2im_match_reference(case, seed):
     np.testing.assert_allclose(lhs, np.sum(x64 * dx), **TOL[dtype])
 
 
-PATHS = ["im2col", "tiled", "direct"]
+PATHS = ["im2col", "tiled", "direct", "winograd"]
 
 
 def uneven_tiles(fn, rows, min_rows=None):
@@ -173,14 +173,18 @@ def uneven_tiles(fn, rows, min_rows=None):
 @contextlib.contextmanager
 def conv_path(path):
     """Yield the forward's extra arguments for a path: im2col + GEMM in one pass each, the same
-    tiled (blocks of rows, chunks of 2 output rows), or the direct kernels for any taps."""
-    saved = conv.DIRECT_MAX_TAPS, conv.TILE_ROWS
+    tiled (blocks of rows, chunks of 2 output rows), the direct kernels for any taps, or
+    Winograd for any 3x3 stride-1 kernel (blocks of images, chunks of 16 tiles; others take
+    im2col)."""
+    saved = conv.DIRECT_MAX_TAPS, conv.TILE_ROWS, winograd.MIN_CHANNELS, winograd.CHUNK_BYTES
     conv.DIRECT_MAX_TAPS = 10**9 if path == "direct" else 0
     conv.TILE_ROWS = 1  # chunks of one output row: every chunk boundary is exercised
+    winograd.MIN_CHANNELS = 1 if path == "winograd" else 10**9
+    winograd.CHUNK_BYTES = 1  # the fewest tiles a chunk holds
     try:
-        yield {"tiles": uneven_tiles} if path == "tiled" else {}
+        yield {"tiles": uneven_tiles} if path in ("tiled", "winograd") else {}
     finally:
-        conv.DIRECT_MAX_TAPS, conv.TILE_ROWS = saved
+        conv.DIRECT_MAX_TAPS, conv.TILE_ROWS, winograd.MIN_CHANNELS, winograd.CHUNK_BYTES = saved
 
 
 @settings(max_examples=25, deadline=None)
@@ -280,6 +284,10 @@ def test_conv2d_max_pooled_training_matches_reference(path, case, filters, code,
     """Training through a fused conv + MaxPooling2D(2): the forward's codes mark a maximum of
     each window, and the backward from the gradient at those maxima is the reference conv's
     backward of that gradient unpooled (0 elsewhere), for each path, with and without dx."""
+    check_max_pooled_training(path, case, filters, code, data)
+
+
+def check_max_pooled_training(path, case, filters, code, data):
     x_shape, (kh, kw), strides, padding, dtype = case
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
     x = _data(rng, x_shape, dtype)
