@@ -3,7 +3,9 @@
 Each benchmark records its GFLOP/s (or GB/s for memory-bound kernels) in ``extra_info``; the
 float32 GEMM peak of this machine is measured once per run (numpy matmul at 1024 and 2048, best
 of 5) and each GFLOP/s figure also gets its ``fraction_of_gemm_peak`` (``--benchmark-json`` keeps
-them all).
+them all). A convolution's FLOPs are those of its direct form, whatever it runs (conv2 runs by
+Winograd, with 2.25x fewer multiplications), so its figure is the speed of a conv of that
+shape, comparable across algorithms and with other frameworks, and its fraction may exceed 1.
 """
 
 from __future__ import annotations
@@ -98,6 +100,33 @@ def test_conv2d_backward(benchmark, as_in_a_pass, batch, name, hwc, filters):
 
     benchmark(backward)
     products = 2 if need_dx else 1  # the kernel gradient, and the input gradient if needed
+    gflops(benchmark, 2 * products * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("name, hwc, filters", CONVS)
+def test_conv2d_max_pool_forward_backward(benchmark, as_in_a_pass, batch, name, hwc, filters):
+    """Conv2D(relu) + MaxPooling2D(2) as seed_cnn's training step runs them: one fused forward
+    (pooled output and codes), one fused backward from the pooled gradient."""
+    x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
+    pooled = np.empty((batch, hwc[0] // 2, hwc[1] // 2, filters), np.float32)
+    codes = np.empty(pooled.shape, np.uint8)
+    grad = rand(*pooled.shape)
+    dkernel, dbias = np.zeros_like(kernel), np.zeros_like(bias)
+    dx, need_dx = np.empty_like(x), name != "conv1"
+    args = ((1, 1), "same")
+
+    def step():
+        conv.conv2d_forward_max_pool(
+            x, kernel, bias, *args, activations.RELU, pooled, gemm.row_shards, codes
+        )
+        return conv.conv2d_backward_max_pooled(
+            grad, codes, x, kernel, *args, dkernel, dbias, dx=dx, need_dx=need_dx,
+            matmul=gemm.matmul, tiles=gemm.row_shards,
+        )  # fmt: skip
+
+    benchmark(step)
+    products = 3 if need_dx else 2  # forward, kernel gradient, input gradient if needed
     gflops(benchmark, 2 * products * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
 
 
