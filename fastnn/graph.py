@@ -168,6 +168,7 @@ class Graph:
         self._input_grad_needed = {flag: self._nodes_needing_input_grads(flag) for flag in (0, 1)}
         readers = self._slot_readers()
         self._table_row_sources = self._find_table_row_sources(readers)
+        self._makes_masks = any(node.layer.makes_masks for node in self.nodes)
         self._max_pool_readers = self._find_max_pool_readers(readers)
         trained = {
             i: j
@@ -279,7 +280,8 @@ class Graph:
     def _forward(self, input_arrays, training, reuse):
         workspaces = self._workspaces(reuse) if reuse else [None] * len(self.nodes)
         values = [None] * len(self._slot)
-        masks = [None] * len(self._slot)  # e.g. Embedding(mask_zero=True) -> LSTM
+        # e.g. Embedding(mask_zero=True) -> LSTM; None when no layer makes masks
+        masks = [None] * len(self._slot) if self._makes_masks else None
         for slot, array in zip(self._input_slots, input_arrays):
             values[slot] = array
         ctxs = []
@@ -298,25 +300,33 @@ class Graph:
                 values[pooled_slot], ctx = layer.forward_max_pooled(args, training, workspace)
                 ctxs.append(FUSED_FOR_INFERENCE if ctx is None else ctx)
                 continue
-            in_masks = [masks[s] for s in in_slots]
-            mask = None if all(m is None for m in in_masks) else node.pack_inputs(in_masks)
             extra = {} if workspace is None else {"workspace": workspace}
-            if mask is not None and layer.supports_masking:
-                extra["mask"] = mask
+            mask = None
+            if masks is not None:
+                in_masks = [masks[s] for s in in_slots]
+                mask = None if all(m is None for m in in_masks) else node.pack_inputs(in_masks)
+                if mask is not None and layer.supports_masking:
+                    extra["mask"] = mask
             if i in self._table_row_sources:  # e.g. an LSTM reading an Embedding's output
                 source = self._table_row_sources[i]
                 extra["embedded"] = (ctxs[source], self.nodes[source].layer)
             elif i in gathered_by_readers:  # ... which then gathers no rows itself
                 extra["gather"] = False
             outputs, ctx = layer.forward(args, training, **extra)
-            out_mask = layer.compute_mask(args, mask)
             ctxs.append(ctx)
-            if node.outputs_are_list:
+            if not node.outputs_are_list:
+                values[out_slots[0]] = outputs
+                if masks is not None:
+                    masks[out_slots[0]] = layer.compute_mask(args, mask)
+                continue
+            out_masks = [None] * len(out_slots)
+            if masks is not None:
+                out_mask = layer.compute_mask(args, mask)
                 out_masks = out_mask if isinstance(out_mask, list) else [out_mask] * len(out_slots)
-                for s, out, m in zip(out_slots, outputs, out_masks):
-                    values[s], masks[s] = out, m
-            else:
-                values[out_slots[0]], masks[out_slots[0]] = outputs, out_mask
+                for s, m in zip(out_slots, out_masks):
+                    masks[s] = m
+            for s, out in zip(out_slots, outputs):
+                values[s] = out
         return [values[s] for s in self._output_slots], (values, ctxs)
 
     def backward(self, tape, output_grads: list, need_input_grads: bool = True) -> list:

@@ -298,6 +298,12 @@ class Layer:
         """The mask of this layer's outputs given its inputs' mask (None: no mask)."""
         return mask if self.passes_mask else None
 
+    @property
+    def makes_masks(self) -> bool:
+        """Whether ``compute_mask`` may make a mask of its own (it is overridden): in a graph
+        with no such layer every mask is None, and the graph skips them."""
+        return type(self).compute_mask is not Layer.compute_mask
+
     def check_input_shape(self, input_shape) -> None:
         """Raise if a built layer cannot take ``input_shape`` (overridden where weights fix it)."""
         self.compute_output_shape(input_shape)
