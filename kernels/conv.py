@@ -28,7 +28,7 @@ from .activations import (
     bias_activation_inplace_rows,
     column_sums_add,
 )
-from .codes import RELU
+from .codes import LINEAR, RELU
 from .gemm import matmul as numpy_matmul
 from .pooling import (
     max_2x2_row,
@@ -185,8 +185,13 @@ def conv2d_direct_max_pool(x, kernel, bias, sh, sw, pad_top, pad_left, code, out
     (N,oh,ow,F), whose ow is ``out_w``, row pair by row pair: its rows never leave the cache.
     codes (same shape, uint8) gets where each maximum was (``max_2x2_row_codes``) unless empty."""
     pooled_h = out.shape[1]
+    grey_3x3 = kernel.shape[:3] == (3, 3, 1) and sh == sw == 1 and code in (RELU, LINEAR)
     for r in prange(x.shape[0] * pooled_h):
         n, p = r // pooled_h, r % pooled_h
+        if grey_3x3:
+            k9, relu = kernel.reshape(9, kernel.shape[3]), code == RELU
+            _pool_row_grey_3x3(x[n], k9, bias, 2 * p - pad_top, pad_left, relu, out, codes, n, p)
+            continue
         rows = np.empty((2, out_w, kernel.shape[3]), dtype=out.dtype)
         for k in range(2):
             h0 = (2 * p + k) * sh - pad_top
@@ -240,7 +245,7 @@ def conv2d_direct_dkernel_max_pooled(x, grad, codes, sh, sw, pad_top, pad_left, 
     grad (N,oh//2,ow//2,F) at the maxima ``codes`` marks (``max_2x2_row_codes``), ow = out_w.
     Each block unpools its output rows one at a time into a row that stays in cache."""
     pooled_h = grad.shape[1]
-    rows = x.shape[0] * 2 * pooled_h  # a last odd output row has no gradient: skipped
+    rows = x.shape[0] * pooled_h  # pairs of output rows; a last odd one has no gradient
     blocks = partial.shape[0]
     grey_3x3 = partial.shape[1] == partial.shape[2] == 3 and partial.shape[3] == 1
     for b in prange(blocks):
@@ -249,10 +254,15 @@ def conv2d_direct_dkernel_max_pooled(x, grad, codes, sh, sw, pad_top, pad_left, 
         acc9 = acc.reshape(-1, acc.shape[3])
         grow = np.empty((out_w, grad.shape[3]), dtype=grad.dtype)
         for r in range(b * rows // blocks, (b + 1) * rows // blocks):
-            n, i = r // (2 * pooled_h), r % (2 * pooled_h)
-            max_unpool_2x2_row(grad[n, i // 2], codes[n, i // 2], i % 2, grow)
-            h0 = i * sh - pad_top
-            _dkernel_row_any(x[n], grow, h0, sw, pad_left, grey_3x3, acc, acc9)
+            n, p = r // pooled_h, r % pooled_h
+            if grey_3x3 and sh == sw == 1:
+                _dkernel_pool_row_grey_3x3(x[n], grad[n, p], codes[n, p], 2 * p - pad_top,
+                                           pad_left, acc9)  # fmt: skip
+                continue
+            for k in range(2):
+                max_unpool_2x2_row(grad[n, p], codes[n, p], k, grow)
+                h0 = (2 * p + k) * sh - pad_top
+                _dkernel_row_any(x[n], grow, h0, sw, pad_left, grey_3x3, acc, acc9)
 
 
 @njit(cache=True, inline="always")
@@ -403,6 +413,112 @@ def _dkernel_row_grey_3x3(img, grow, h0, sw, pad_left, acc9):
             a6[j] += v6 * gj
             a7[j] += v7 * gj
             a8[j] += v8 * gj
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _pool_row_grey_3x3(img, k9, bias, h0, pad_left, relu, out, codes, n, p):
+    """out[n, p] (ow//2,F) = the 2x2 max pools of a 3x3 stride-1 conv's output rows h0 and h0+1
+    on one channel, k9 (9,F), bias (F,), relu if ``relu``, and codes[n, p] where each maximum was
+    (``pooling.max_2x2_row_codes``'s codes) unless codes is empty. Each pooled pixel's four
+    outputs come from one 4x4 patch in one loop over the filters, each tap loaded once for all
+    four: 2.5x faster than the conv's rows followed by the pool."""
+    # Rows by index: unpacked with `= k9` they lose their C layout and the loop stops vectorizing.
+    k0, k1, k2, k3, k4, k5, k6, k7, k8 = (
+        k9[0], k9[1], k9[2], k9[3], k9[4], k9[5], k9[6], k9[7], k9[8],
+    )  # fmt: skip
+    orow = out[n, p]
+    zero = orow.dtype.type(0)
+    first, one, two, three = np.uint8(0), np.uint8(1), np.uint8(2), np.uint8(3)
+    for q in range(orow.shape[0]):
+        patch = _grey_4x4_patch(img, h0, 2 * q - pad_left)
+        o = orow[q]
+        if codes.shape[0] == 0:
+            for j in range(o.shape[0]):
+                taps = (k0[j], k1[j], k2[j], k3[j], k4[j], k5[j], k6[j], k7[j], k8[j])
+                z00, z01, z10, z11 = _quad_outputs(patch, taps, bias[j])
+                m = max(max(z00, z01), max(z10, z11))
+                o[j] = zero if relu and m < zero else m
+            continue
+        crow = codes[n, p, q]
+        for j in range(o.shape[0]):  # two stores in one loop: it still vectorizes, measured
+            taps = (k0[j], k1[j], k2[j], k3[j], k4[j], k5[j], k6[j], k7[j], k8[j])
+            z00, z01, z10, z11 = _quad_outputs(patch, taps, bias[j])
+            if relu:  # before the maximum: the first maximum of the relu's outputs, as unfused
+                z00, z01, z10, z11 = max(z00, zero), max(z01, zero), max(z10, zero), max(z11, zero)
+            m, k = z00, first
+            better = z01 > m
+            m, k = max(m, z01), one if better else k
+            better = z10 > m
+            m, k = max(m, z10), two if better else k
+            better = z11 > m
+            o[j], crow[j] = max(m, z11), three if better else k
+
+
+@njit(cache=True, inline="always")
+def _quad_outputs(patch, taps, bias):
+    """The 2x2 outputs (top left, top right, bottom left, bottom right) of a 3x3 kernel's taps
+    (9) over a 4x4 patch (16 values, row by row) of one channel, plus bias."""
+    a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3 = patch
+    t0, t1, t2, t3, t4, t5, t6, t7, t8 = taps
+    return (
+        bias + a0 * t0 + a1 * t1 + a2 * t2 + b0 * t3 + b1 * t4 + b2 * t5 + c0 * t6 + c1 * t7
+        + c2 * t8,
+        bias + a1 * t0 + a2 * t1 + a3 * t2 + b1 * t3 + b2 * t4 + b3 * t5 + c1 * t6 + c2 * t7
+        + c3 * t8,
+        bias + b0 * t0 + b1 * t1 + b2 * t2 + c0 * t3 + c1 * t4 + c2 * t5 + d0 * t6 + d1 * t7
+        + d2 * t8,
+        bias + b1 * t0 + b2 * t1 + b3 * t2 + c1 * t3 + c2 * t4 + c3 * t5 + d1 * t6 + d2 * t7
+        + d3 * t8,
+    )  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _dkernel_pool_row_grey_3x3(img, grow, crow, h0, pad_left, acc9):
+    """acc9 (9,F) += the kernel gradient of a 3x3 stride-1 conv on one channel over its output
+    rows h0 and h0+1, given as grow (ow//2,F), the gradient of their 2x2 max pool, at the maxima
+    crow marks: per pooled pixel one loop over the filters from its 4x4 patch (2.5x faster than
+    unpooling the rows first)."""
+    t0, t1, t2, t3, t4, t5, t6, t7, t8 = (
+        acc9[0], acc9[1], acc9[2], acc9[3], acc9[4], acc9[5], acc9[6], acc9[7], acc9[8],
+    )  # fmt: skip
+    zero = acc9.dtype.type(0)
+    for q in range(grow.shape[0]):
+        a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3 = _grey_4x4_patch(
+            img, h0, 2 * q - pad_left
+        )
+        g, c = grow[q], crow[q]
+        for j in range(g.shape[0]):
+            gj, cj = g[j], c[j]
+            g00, g01 = gj if cj == 0 else zero, gj if cj == 1 else zero
+            g10, g11 = gj if cj == 2 else zero, gj if cj == 3 else zero
+            t0[j] += g00 * a0 + g01 * a1 + g10 * b0 + g11 * b1
+            t1[j] += g00 * a1 + g01 * a2 + g10 * b1 + g11 * b2
+            t2[j] += g00 * a2 + g01 * a3 + g10 * b2 + g11 * b3
+            t3[j] += g00 * b0 + g01 * b1 + g10 * c0 + g11 * c1
+            t4[j] += g00 * b1 + g01 * b2 + g10 * c1 + g11 * c2
+            t5[j] += g00 * b2 + g01 * b3 + g10 * c2 + g11 * c3
+            t6[j] += g00 * c0 + g01 * c1 + g10 * d0 + g11 * d1
+            t7[j] += g00 * c1 + g01 * c2 + g10 * d1 + g11 * d2
+            t8[j] += g00 * c2 + g01 * c3 + g10 * d2 + g11 * d3
+
+
+@njit(cache=True, inline="always")
+def _grey_4x4_patch(img, h0, w0):
+    """The 16 pixels of img (H, W, 1) from (h0, w0), row by row, 0 in the padding."""
+    h, w = img.shape[0], img.shape[1]
+    if h0 >= 0 and h0 + 4 <= h and w0 >= 0 and w0 + 4 <= w:
+        r0, r1 = img[h0, w0 : w0 + 4, 0], img[h0 + 1, w0 : w0 + 4, 0]
+        r2, r3 = img[h0 + 2, w0 : w0 + 4, 0], img[h0 + 3, w0 : w0 + 4, 0]
+        return (r0[0], r0[1], r0[2], r0[3], r1[0], r1[1], r1[2], r1[3],
+                r2[0], r2[1], r2[2], r2[3], r3[0], r3[1], r3[2], r3[3])  # fmt: skip
+    return (
+        _pixel(img, h0, w0), _pixel(img, h0, w0 + 1), _pixel(img, h0, w0 + 2),
+        _pixel(img, h0, w0 + 3), _pixel(img, h0 + 1, w0), _pixel(img, h0 + 1, w0 + 1),
+        _pixel(img, h0 + 1, w0 + 2), _pixel(img, h0 + 1, w0 + 3), _pixel(img, h0 + 2, w0),
+        _pixel(img, h0 + 2, w0 + 1), _pixel(img, h0 + 2, w0 + 2), _pixel(img, h0 + 2, w0 + 3),
+        _pixel(img, h0 + 3, w0), _pixel(img, h0 + 3, w0 + 1), _pixel(img, h0 + 3, w0 + 2),
+        _pixel(img, h0 + 3, w0 + 3),
+    )  # fmt: skip
 
 
 @njit(cache=True, inline="always")
