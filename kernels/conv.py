@@ -31,6 +31,7 @@ from .activations import (
 from .codes import LINEAR, RELU
 from .gemm import matmul as numpy_matmul
 from .pooling import (
+    first_max4,
     max_2x2_row,
     max_2x2_row_codes,
     max_pool_2x2,
@@ -428,7 +429,6 @@ def _pool_row_grey_3x3(img, k9, bias, h0, pad_left, relu, out, codes, n, p):
     )  # fmt: skip
     orow = out[n, p]
     zero = orow.dtype.type(0)
-    first, one, two, three = np.uint8(0), np.uint8(1), np.uint8(2), np.uint8(3)
     for q in range(orow.shape[0]):
         patch = _grey_4x4_patch(img, h0, 2 * q - pad_left)
         o = orow[q]
@@ -445,13 +445,7 @@ def _pool_row_grey_3x3(img, k9, bias, h0, pad_left, relu, out, codes, n, p):
             z00, z01, z10, z11 = _quad_outputs(patch, taps, bias[j])
             if relu:  # before the maximum: the first maximum of the relu's outputs, as unfused
                 z00, z01, z10, z11 = max(z00, zero), max(z01, zero), max(z10, zero), max(z11, zero)
-            m, k = z00, first
-            better = z01 > m
-            m, k = max(m, z01), one if better else k
-            better = z10 > m
-            m, k = max(m, z10), two if better else k
-            better = z11 > m
-            o[j], crow[j] = max(m, z11), three if better else k
+            o[j], crow[j] = first_max4(z00, z01, z10, z11)
 
 
 @njit(cache=True, inline="always")

@@ -112,27 +112,24 @@ def max_2x2_row(top, bottom, orow):
 def max_2x2_row_codes(top, bottom, orow, crow):
     """``max_2x2_row``, and crow (W//2,C) uint8 = where each maximum was: 0, 1 (top left, right),
     2, 3 (bottom left, right), the first on ties (as ``maxpool2d_forward``'s argmax)."""
-    one, two, three = np.uint8(1), np.uint8(2), np.uint8(3)
     for ow in range(orow.shape[0]):
         a, b, c, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
         o, k = orow[ow], crow[ow]
         for ch in range(o.shape[0]):
-            m = a[ch]
-            code = np.uint8(0)
-            v = b[ch]
-            better = v > m
-            m = v if better else m
-            code = one if better else code
-            v = c[ch]
-            better = v > m
-            m = v if better else m
-            code = two if better else code
-            v = d[ch]
-            better = v > m
-            m = v if better else m
-            code = three if better else code
-            o[ch] = m
-            k[ch] = code
+            o[ch], k[ch] = first_max4(a[ch], b[ch], c[ch], d[ch])
+
+
+@njit(cache=True, inline="always")
+def first_max4(a, b, c, d):
+    """(the maximum of a, b, c, d, its place 0..3 as uint8): the first on ties, by selects (so
+    a loop over channels that calls it vectorizes)."""
+    m, k = a, np.uint8(0)
+    better = b > m
+    m, k = max(m, b), np.uint8(1) if better else k
+    better = c > m
+    m, k = max(m, c), np.uint8(2) if better else k
+    better = d > m
+    return max(m, d), np.uint8(3) if better else k
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -23,6 +23,7 @@ from numba import njit
 
 from .activations import _activate_row
 from .codes import LINEAR, RELU
+from .pooling import first_max4
 
 # A 3x3 stride-1 kernel with at least this many input channels runs here: fewer make the GEMMs
 # too thin for the transforms to pay off (a first layer on grey or RGB images runs direct).
@@ -198,7 +199,6 @@ def output_transform_max_pool(m, bias, code, tiles_h, tiles_w, t0, t1, pooled, c
     ms, pooled_s, codes_s = m.reshape(-1), pooled.reshape(-1), codes.reshape(-1)
     y = np.empty(4 * f, dtype=m.dtype)
     rows = np.empty(8 * f, dtype=m.dtype)
-    zero, one, two, three = np.uint8(0), np.uint8(1), np.uint8(2), np.uint8(3)
     for t in range(t0, t1):
         _tile_output(ms, (t - t0) * 16 * f, bias, code, f, rows, y)
         at = _u(t * f)  # the tiles are the pooled pixels
@@ -209,12 +209,7 @@ def output_transform_max_pool(m, bias, code, tiles_h, tiles_w, t0, t1, pooled, c
         if codes.shape[0] == 0:
             continue
         for j in range(_u(f)):  # the first maximum on ties, as the pooling kernels
-            best, k = y[p0 + j], zero
-            better = y[p1 + j] > best
-            best, k = max(best, y[p1 + j]), one if better else k
-            better = y[p2 + j] > best
-            best, k = max(best, y[p2 + j]), two if better else k
-            codes_s[at + j] = three if y[p3 + j] > best else k
+            codes_s[at + j] = first_max4(y[p0 + j], y[p1 + j], y[p2 + j], y[p3 + j])[1]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
