@@ -826,7 +826,9 @@ def conv2d_backward_max_pooled(
         dkernel = None  # done
     if dkernel is None and not need_dx:
         return None
-    if need_dx and dx is None:
+    if not need_dx:
+        dx = None
+    elif dx is None:
         dx = np.empty(x.shape, dtype=grad.dtype)
     if winograd.applies(kernel.shape, strides):
         return winograd.backward(grad, codes, x, kernel, *geometry[4:], dkernel, dx, tiles)
