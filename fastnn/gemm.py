@@ -19,8 +19,10 @@ import numpy as np
 from fastnn import config
 from fastnn.kernels.gemm import matmul as _product
 
-# A block must be worth waking a thread for (~10-50 us): at least this many flops.
-MIN_FLOPS_PER_BLOCK = 4_000_000
+# A block must be worth waking a thread for: at least this many flops. Products of under twice
+# this ran slower split in two on this 2-core VM (an idle thread took ~50-100 us to join in: a
+# 20 MFLOP dense layer 0.85x, 12.6 MFLOP 0.7x; from ~30 MFLOP 1.2-1.6x faster).
+MIN_FLOPS_PER_BLOCK = 16_000_000
 # Rows per block of row_shards: with fewer, the blocks' Python loops contend for the GIL (LSTM at
 # batch 32 measured 5% slower in two blocks of 16 than in one; 8-24% faster in blocks of 64+).
 MIN_ROWS_PER_SHARD = 32
