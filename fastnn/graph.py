@@ -8,6 +8,7 @@ forward pass are returned to the caller as a tape, so concurrent calls never sha
 from __future__ import annotations
 
 import collections
+import math
 import threading
 from collections.abc import Sequence
 
@@ -233,6 +234,14 @@ class Graph:
             if self.nodes[reader].layer.is_max_pool_2x2 and not self.nodes[reader].inputs_are_list:
                 pairs[i] = reader
         return pairs
+
+    def bytes_per_sample(self) -> int | None:
+        """Bytes of one sample's inputs and of every tensor a pass computes for it (None when
+        a size is not known before the data comes)."""
+        tensors = self.inputs + [t for node in self.nodes for t in node.outputs]
+        if any(d is None for t in tensors for d in t.shape[1:]):
+            return None
+        return sum(math.prod(t.shape[1:]) * t.dtype.itemsize for t in tensors)
 
     def _nodes_needing_input_grads(self, graph_inputs: bool) -> list[bool]:
         depends = [False] * len(self._slot)

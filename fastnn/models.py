@@ -95,6 +95,12 @@ class Model(Trainer, Layer):
     def layers(self) -> list[Layer]:
         return list(self._graph.layers)
 
+    @property
+    def samples_independent(self) -> bool:
+        return Layer.samples_independent.fget(self) and all(
+            layer.samples_independent for layer in self.layers
+        )
+
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """The layer called ``name`` (or at ``index`` in ``layers``)."""
         layers = self.layers

@@ -602,18 +602,32 @@ class Trainer:
         n = len(xs[0])
         batch_size = _batch_size(batch_size)
         results = None
-        cbs = _progress_callbacks(callbacks, self, verbose, math.ceil(n / batch_size))
+        steps = math.ceil(n / batch_size)
+        cbs = _progress_callbacks(callbacks, self, verbose, steps)
+        per_pass = 1 if callbacks else self._batches_per_pass(batch_size)
         cbs.on_predict_begin()
-        for step, index in enumerate(self._batches(n, batch_size)):
-            cbs.on_predict_batch_begin(step)
+        for first in range(0, steps, per_pass):
+            last = min(steps, first + per_pass)
+            for step in range(first, last):
+                cbs.on_predict_batch_begin(step)
+            index = slice(first * batch_size, min(n, last * batch_size))
             outputs, _ = self._graph.forward(self._take(xs, index), training=False, reuse="predict")
             if results is None:
                 results = [np.empty((n, *o.shape[1:]), o.dtype) for o in outputs]
             for result, out in zip(results, outputs):
                 result[index] = out
-            cbs.on_predict_batch_end(step, {})
+            for step in range(first, last):
+                cbs.on_predict_batch_end(step, {})
         cbs.on_predict_end()
         return self._pack_outputs(results)
+
+    def _batches_per_pass(self, batch_size: int) -> int:
+        """How many of predict's batches one forward pass may run: several, while their arrays
+        stay under PREDICT_PASS_BYTES, if every layer keeps samples apart at inference."""
+        per_sample = self._graph.bytes_per_sample()
+        if per_sample is None or not self.samples_independent:
+            return 1
+        return max(1, PREDICT_PASS_BYTES // (per_sample * batch_size))
 
     def _pack_outputs(self, arrays):
         if isinstance(self._outputs_struct, Mapping):
@@ -669,6 +683,13 @@ def _named_errors(caller: str):
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+
+
+# predict runs a small model's batches as one pass while their arrays stay under this size (a
+# few MB, so memory still grows with the batch size, not the data): results are the same, since
+# each sample's outputs depend on it alone, and a small model's pass costs mostly its Python and
+# BLAS calls (an MLP's: 66 us at 256 rows, 190 us at 1024).
+PREDICT_PASS_BYTES = 1 << 22
 
 
 def _is_array_like(value) -> bool:

@@ -454,7 +454,7 @@ def test_conv_and_the_2x2_max_pool_alone_reading_it_run_as_one_pass(keras, monke
         ours.predict(xs, batch_size=2, verbose=0), theirs.predict(xs, verbose=0)
     ):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    assert len(calls) == 5 * 3  # five fused pairs, three batches
+    assert len(calls) == 5  # five fused pairs, one pass (predict runs its three batches as one)
     # Training runs four of them fused, and its gradients are Keras's.
     calls.clear()
     ys = [rng.standard_normal((5, 3)), rng.standard_normal((5, 3, 3, 2))]

@@ -164,3 +164,80 @@ def test_predict_on_batch_results_survive_the_next_call():
     np.testing.assert_array_equal(first, expected)
     np.testing.assert_allclose(second, model.predict(b, verbose=0), rtol=1e-6)
     assert not np.shares_memory(first, second)
+
+
+def count_passes(model, monkeypatch):
+    """The list of the row counts of the model's forward passes from now on."""
+    rows = []
+    forward = model._graph.forward
+    monkeypatch.setattr(
+        model._graph, "forward", lambda xs, *a, **k: rows.append(len(xs[0])) or forward(xs, *a, **k)
+    )
+    return rows
+
+
+class Recorder(callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self.calls.append(("begin", batch))
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.calls.append(("end", batch))
+
+
+def test_predict_runs_a_small_models_batches_as_one_pass_with_the_same_results(monkeypatch):
+    """A model whose layers keep samples apart predicts several batches per forward pass (its
+    arrays stay small): the results are those of one pass per batch, which predict still makes
+    when a callback of the user's watches the batches."""
+    model = small_model()
+    passes = count_passes(model, monkeypatch)
+    merged = model.predict(X, batch_size=16, verbose=0)
+    assert passes == [40]
+    passes.clear()
+    recorder = Recorder()
+    per_batch = model.predict(X, batch_size=16, verbose=0, callbacks=[recorder])
+    assert passes == [16, 16, 8]
+    assert recorder.calls == [(kind, b) for b in range(3) for kind in ("begin", "end")]
+    np.testing.assert_allclose(merged, per_batch, rtol=1e-6, atol=1e-7)
+
+
+def test_predict_keeps_a_pass_per_batch_where_a_layer_may_mix_samples(monkeypatch):
+    """A Lambda (here: centering over the batch) and a layer class from outside fastnn may mix a
+    batch's samples, so each batch keeps its own pass, as in Keras."""
+    inputs = fastnn.Input((3,))
+    centered = layers.Lambda(lambda x: x - x.mean(axis=0))(inputs)
+    model = fastnn.Model(inputs, centered)
+    passes = count_passes(model, monkeypatch)
+    out = model.predict(X, batch_size=16, verbose=0)
+    assert passes == [16, 16, 8]
+    for start in (0, 16, 32):
+        part = X[start : start + 16]
+        np.testing.assert_allclose(out[start : start + 16], part - part.mean(axis=0), atol=1e-6)
+
+    class Doubled(layers.Layer):  # a user's layer: its forward is unknown to predict
+        def forward(self, inputs, training):
+            return 2 * inputs, None
+
+    model = fastnn.Model(inputs, Doubled()(inputs))
+    passes = count_passes(model, monkeypatch)
+    model.predict(X, batch_size=16, verbose=0)
+    assert passes == [16, 16, 8]
+
+
+def test_predict_passes_stay_under_the_memory_budget(monkeypatch):
+    """Batches merge only while a pass's arrays fit PREDICT_PASS_BYTES: memory still grows with
+    the batch size, not with the data."""
+    model = small_model()
+    per_sample = model._graph.bytes_per_sample()
+    assert per_sample == (3 + 4 + 1) * 4  # the input and each layer's output, float32
+    monkeypatch.setattr(fastnn.training, "PREDICT_PASS_BYTES", per_sample * 20)
+    passes = count_passes(model, monkeypatch)
+    model.predict(X, batch_size=8, verbose=0)
+    assert passes == [16, 16, 8]  # two batches of 8 a pass
+    monkeypatch.setattr(fastnn.training, "PREDICT_PASS_BYTES", per_sample * 7)
+    passes.clear()
+    model.predict(X, batch_size=8, verbose=0)
+    assert passes == [8] * 5  # a batch is over the budget alone: one a pass

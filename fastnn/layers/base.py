@@ -299,6 +299,13 @@ class Layer:
         return mask if self.passes_mask else None
 
     @property
+    def samples_independent(self) -> bool:
+        """Whether at inference each sample's outputs depend on that sample's inputs alone, so
+        predict may run several batches as one pass: true of fastnn's layers (Lambda aside); a
+        layer class from elsewhere is taken not to be, its forward unknown."""
+        return type(self).__module__.startswith("fastnn.")
+
+    @property
     def makes_masks(self) -> bool:
         """Whether ``compute_mask`` may make a mask of its own (it is overridden): in a graph
         with no such layer every mask is None, and the graph skips them."""

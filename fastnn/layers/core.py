@@ -266,6 +266,7 @@ class Lambda(Layer):
     """
 
     has_backward = False
+    samples_independent = False  # the function may mix a batch's samples
 
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
