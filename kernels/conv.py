@@ -186,12 +186,15 @@ def conv2d_direct_max_pool(x, kernel, bias, sh, sw, pad_top, pad_left, code, out
     (N,oh,ow,F), whose ow is ``out_w``, row pair by row pair: its rows never leave the cache.
     codes (same shape, uint8) gets where each maximum was (``max_2x2_row_codes``) unless empty."""
     pooled_h = out.shape[1]
-    grey_3x3 = kernel.shape[:3] == (3, 3, 1) and sh == sw == 1 and code in (RELU, LINEAR)
+    quads = kernel.shape[:2] == (3, 3) and sh == sw == 1 and code in (RELU, LINEAR)
+    taps, relu = kernel.reshape(-1, kernel.shape[3]), code == RELU
     for r in prange(x.shape[0] * pooled_h):
         n, p = r // pooled_h, r % pooled_h
-        if grey_3x3:
-            k9, relu = kernel.reshape(9, kernel.shape[3]), code == RELU
-            _pool_row_grey_3x3(x[n], k9, bias, 2 * p - pad_top, pad_left, relu, out, codes, n, p)
+        if quads and kernel.shape[2] == 1:
+            _pool_row_grey_3x3(x[n], taps, bias, 2 * p - pad_top, pad_left, relu, out, codes, n, p)
+            continue
+        if quads and kernel.shape[2] == 3:
+            _pool_row_rgb_3x3(x[n], taps, bias, 2 * p - pad_top, pad_left, relu, out, codes, n, p)
             continue
         rows = np.empty((2, out_w, kernel.shape[3]), dtype=out.dtype)
         for k in range(2):
@@ -249,16 +252,21 @@ def conv2d_direct_dkernel_max_pooled(x, grad, codes, sh, sw, pad_top, pad_left, 
     rows = x.shape[0] * pooled_h  # pairs of output rows; a last odd one has no gradient
     blocks = partial.shape[0]
     grey_3x3 = partial.shape[1] == partial.shape[2] == 3 and partial.shape[3] == 1
+    quads = partial.shape[1] == partial.shape[2] == 3 and sh == sw == 1
     for b in prange(blocks):
         acc = partial[b]
         acc[...] = 0
-        acc9 = acc.reshape(-1, acc.shape[3])
+        acc9 = acc.reshape(-1, acc.shape[3])  # (taps, F)
         grow = np.empty((out_w, grad.shape[3]), dtype=grad.dtype)
+        masked = np.empty((4, grad.shape[3]), dtype=grad.dtype)
         for r in range(b * rows // blocks, (b + 1) * rows // blocks):
             n, p = r // pooled_h, r % pooled_h
-            if grey_3x3 and sh == sw == 1:
-                _dkernel_pool_row_grey_3x3(x[n], grad[n, p], codes[n, p], 2 * p - pad_top,
-                                           pad_left, acc9)  # fmt: skip
+            h0 = 2 * p - pad_top
+            if quads and grey_3x3:
+                _dkernel_pool_row_grey_3x3(x[n], grad[n, p], codes[n, p], h0, pad_left, acc9)
+                continue
+            if quads and partial.shape[3] == 3:
+                _dkernel_pool_row_rgb_3x3(x[n], grad[n, p], codes[n, p], h0, pad_left, acc9, masked)
                 continue
             for k in range(2):
                 max_unpool_2x2_row(grad[n, p], codes[n, p], k, grow)
@@ -435,17 +443,245 @@ def _pool_row_grey_3x3(img, k9, bias, h0, pad_left, relu, out, codes, n, p):
         if codes.shape[0] == 0:
             for j in range(o.shape[0]):
                 taps = (k0[j], k1[j], k2[j], k3[j], k4[j], k5[j], k6[j], k7[j], k8[j])
-                z00, z01, z10, z11 = _quad_outputs(patch, taps, bias[j])
-                m = max(max(z00, z01), max(z10, z11))
-                o[j] = zero if relu and m < zero else m
+                o[j] = _pooled(_quad_outputs(patch, taps, bias[j]), relu, zero)[0]
             continue
         crow = codes[n, p, q]
         for j in range(o.shape[0]):  # two stores in one loop: it still vectorizes, measured
             taps = (k0[j], k1[j], k2[j], k3[j], k4[j], k5[j], k6[j], k7[j], k8[j])
-            z00, z01, z10, z11 = _quad_outputs(patch, taps, bias[j])
-            if relu:  # before the maximum: the first maximum of the relu's outputs, as unfused
-                z00, z01, z10, z11 = max(z00, zero), max(z01, zero), max(z10, zero), max(z11, zero)
-            o[j], crow[j] = first_max4(z00, z01, z10, z11)
+            o[j], crow[j] = _pooled(_quad_outputs(patch, taps, bias[j]), relu, zero)
+
+
+@njit(cache=True, inline="always")
+def _pooled(outputs, relu, zero):
+    """(maximum, place as ``first_max4``) of a pool window's four conv outputs, relu first if
+    ``relu``: the first maximum of the relu's outputs, as the layers unfused."""
+    z00, z01, z10, z11 = outputs
+    if relu:
+        z00, z01, z10, z11 = max(z00, zero), max(z01, zero), max(z10, zero), max(z11, zero)
+    return first_max4(z00, z01, z10, z11)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _pool_row_rgb_3x3(img, k27, bias, h0, pad_left, relu, out, codes, n, p):
+    """``_pool_row_grey_3x3`` on three channels, k27 (27,F) in (row, column, channel) order:
+    108 multiply-adds per filter and pooled pixel from one 4x4x3 patch, each tap loaded once."""
+    # Rows by index: unpacked with `= k27` they lose their C layout and the loop stops vectorizing.
+    (
+        t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t18, t19,
+        t20, t21, t22, t23, t24, t25, t26,
+    ) = (
+        k27[0], k27[1], k27[2], k27[3], k27[4], k27[5], k27[6], k27[7], k27[8], k27[9], k27[10],
+        k27[11], k27[12], k27[13], k27[14], k27[15], k27[16], k27[17], k27[18], k27[19], k27[20],
+        k27[21], k27[22], k27[23], k27[24], k27[25], k27[26],
+    )  # fmt: skip
+    window = np.empty((4, 4, 3), dtype=img.dtype)
+    orow = out[n, p]
+    zero = orow.dtype.type(0)
+    for q in range(orow.shape[0]):
+        patch = _rgb_4x4_patch(img, h0, 2 * q - pad_left, window)
+        o = orow[q]
+        if codes.shape[0] == 0:
+            for j in range(o.shape[0]):
+                taps = (
+                    t0[j], t1[j], t2[j], t3[j], t4[j], t5[j], t6[j], t7[j], t8[j], t9[j], t10[j],
+                    t11[j], t12[j], t13[j], t14[j], t15[j], t16[j], t17[j], t18[j], t19[j], t20[j],
+                    t21[j], t22[j], t23[j], t24[j], t25[j], t26[j],
+                )  # fmt: skip
+                o[j] = _pooled(_quad_outputs_rgb(patch, taps, bias[j]), relu, zero)[0]
+            continue
+        crow = codes[n, p, q]
+        for j in range(o.shape[0]):
+            taps = (
+                t0[j], t1[j], t2[j], t3[j], t4[j], t5[j], t6[j], t7[j], t8[j], t9[j], t10[j],
+                t11[j], t12[j], t13[j], t14[j], t15[j], t16[j], t17[j], t18[j], t19[j], t20[j],
+                t21[j], t22[j], t23[j], t24[j], t25[j], t26[j],
+            )  # fmt: skip
+            o[j], crow[j] = _pooled(_quad_outputs_rgb(patch, taps, bias[j]), relu, zero)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _dkernel_pool_row_rgb_3x3(img, grow, crow, h0, pad_left, acc27, masked):
+    """``_dkernel_pool_row_grey_3x3`` on three channels, acc27 (27,F) in (row, column, channel)
+    order: per pooled pixel the gradient at each of its four outputs (masked (4,F), scratch),
+    then one loop over the filters per tap (27 stores in one loop would run scalar)."""
+    (
+        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19,
+        a20, a21, a22, a23, a24, a25, a26,
+    ) = (
+        acc27[0], acc27[1], acc27[2], acc27[3], acc27[4], acc27[5], acc27[6], acc27[7], acc27[8],
+        acc27[9], acc27[10], acc27[11], acc27[12], acc27[13], acc27[14], acc27[15], acc27[16],
+        acc27[17], acc27[18], acc27[19], acc27[20], acc27[21], acc27[22], acc27[23], acc27[24],
+        acc27[25], acc27[26],
+    )  # fmt: skip
+    g00, g01, g10, g11 = masked[0], masked[1], masked[2], masked[3]
+    window = np.empty((4, 4, 3), dtype=img.dtype)
+    zero = acc27.dtype.type(0)
+    for q in range(grow.shape[0]):
+        patch = _rgb_4x4_patch(img, h0, 2 * q - pad_left, window)
+        g, c = grow[q], crow[q]
+        for j in range(g.shape[0]):
+            g00[j] = g[j] if c[j] == 0 else zero
+        for j in range(g.shape[0]):
+            g01[j] = g[j] if c[j] == 1 else zero
+        for j in range(g.shape[0]):
+            g10[j] = g[j] if c[j] == 2 else zero
+        for j in range(g.shape[0]):
+            g11[j] = g[j] if c[j] == 3 else zero
+        v00, v01, v10, v11 = patch[0], patch[3], patch[12], patch[15]
+        for j in range(g00.shape[0]):
+            a0[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[1], patch[4], patch[13], patch[16]
+        for j in range(g00.shape[0]):
+            a1[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[2], patch[5], patch[14], patch[17]
+        for j in range(g00.shape[0]):
+            a2[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[3], patch[6], patch[15], patch[18]
+        for j in range(g00.shape[0]):
+            a3[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[4], patch[7], patch[16], patch[19]
+        for j in range(g00.shape[0]):
+            a4[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[5], patch[8], patch[17], patch[20]
+        for j in range(g00.shape[0]):
+            a5[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[6], patch[9], patch[18], patch[21]
+        for j in range(g00.shape[0]):
+            a6[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[7], patch[10], patch[19], patch[22]
+        for j in range(g00.shape[0]):
+            a7[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[8], patch[11], patch[20], patch[23]
+        for j in range(g00.shape[0]):
+            a8[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[12], patch[15], patch[24], patch[27]
+        for j in range(g00.shape[0]):
+            a9[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[13], patch[16], patch[25], patch[28]
+        for j in range(g00.shape[0]):
+            a10[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[14], patch[17], patch[26], patch[29]
+        for j in range(g00.shape[0]):
+            a11[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[15], patch[18], patch[27], patch[30]
+        for j in range(g00.shape[0]):
+            a12[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[16], patch[19], patch[28], patch[31]
+        for j in range(g00.shape[0]):
+            a13[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[17], patch[20], patch[29], patch[32]
+        for j in range(g00.shape[0]):
+            a14[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[18], patch[21], patch[30], patch[33]
+        for j in range(g00.shape[0]):
+            a15[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[19], patch[22], patch[31], patch[34]
+        for j in range(g00.shape[0]):
+            a16[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[20], patch[23], patch[32], patch[35]
+        for j in range(g00.shape[0]):
+            a17[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[24], patch[27], patch[36], patch[39]
+        for j in range(g00.shape[0]):
+            a18[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[25], patch[28], patch[37], patch[40]
+        for j in range(g00.shape[0]):
+            a19[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[26], patch[29], patch[38], patch[41]
+        for j in range(g00.shape[0]):
+            a20[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[27], patch[30], patch[39], patch[42]
+        for j in range(g00.shape[0]):
+            a21[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[28], patch[31], patch[40], patch[43]
+        for j in range(g00.shape[0]):
+            a22[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[29], patch[32], patch[41], patch[44]
+        for j in range(g00.shape[0]):
+            a23[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[30], patch[33], patch[42], patch[45]
+        for j in range(g00.shape[0]):
+            a24[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[31], patch[34], patch[43], patch[46]
+        for j in range(g00.shape[0]):
+            a25[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+        v00, v01, v10, v11 = patch[32], patch[35], patch[44], patch[47]
+        for j in range(g00.shape[0]):
+            a26[j] += g00[j] * v00 + g01[j] * v01 + g10[j] * v10 + g11[j] * v11
+
+
+@njit(cache=True, inline="always")
+def _rgb_4x4_patch(img, h0, w0, window):
+    """The 48 values of img (H, W, 3) from (h0, w0), row by row, pixel by pixel; 0 in the
+    padding (through window (4, 4, 3), scratch)."""
+    h, w = img.shape[0], img.shape[1]
+    if not (h0 >= 0 and h0 + 4 <= h and w0 >= 0 and w0 + 4 <= w):
+        for r in range(4):
+            for c in range(4):
+                inside = 0 <= h0 + r < h and 0 <= w0 + c < w
+                for ch in range(3):
+                    window[r, c, ch] = img[h0 + r, w0 + c, ch] if inside else 0
+        img, h0, w0 = window, 0, 0
+    r0, r1 = img[h0, w0 : w0 + 4], img[h0 + 1, w0 : w0 + 4]
+    r2, r3 = img[h0 + 2, w0 : w0 + 4], img[h0 + 3, w0 : w0 + 4]
+    return (
+        r0[0, 0], r0[0, 1], r0[0, 2], r0[1, 0], r0[1, 1], r0[1, 2],
+        r0[2, 0], r0[2, 1], r0[2, 2], r0[3, 0], r0[3, 1], r0[3, 2],
+        r1[0, 0], r1[0, 1], r1[0, 2], r1[1, 0], r1[1, 1], r1[1, 2],
+        r1[2, 0], r1[2, 1], r1[2, 2], r1[3, 0], r1[3, 1], r1[3, 2],
+        r2[0, 0], r2[0, 1], r2[0, 2], r2[1, 0], r2[1, 1], r2[1, 2],
+        r2[2, 0], r2[2, 1], r2[2, 2], r2[3, 0], r2[3, 1], r2[3, 2],
+        r3[0, 0], r3[0, 1], r3[0, 2], r3[1, 0], r3[1, 1], r3[1, 2],
+        r3[2, 0], r3[2, 1], r3[2, 2], r3[3, 0], r3[3, 1], r3[3, 2],
+    )  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _quad_outputs_rgb(patch, taps, bias):
+    """``_quad_outputs`` on three channels: a 3x3 kernel's 27 taps (row, column, channel) over a
+    4x4 patch of 48 values (``_rgb_4x4_patch``)."""
+    return (
+        bias
+        + patch[0] * taps[0] + patch[1] * taps[1] + patch[2] * taps[2]
+        + patch[3] * taps[3] + patch[4] * taps[4] + patch[5] * taps[5]
+        + patch[6] * taps[6] + patch[7] * taps[7] + patch[8] * taps[8]
+        + patch[12] * taps[9] + patch[13] * taps[10] + patch[14] * taps[11]
+        + patch[15] * taps[12] + patch[16] * taps[13] + patch[17] * taps[14]
+        + patch[18] * taps[15] + patch[19] * taps[16] + patch[20] * taps[17]
+        + patch[24] * taps[18] + patch[25] * taps[19] + patch[26] * taps[20]
+        + patch[27] * taps[21] + patch[28] * taps[22] + patch[29] * taps[23]
+        + patch[30] * taps[24] + patch[31] * taps[25] + patch[32] * taps[26],
+        bias
+        + patch[3] * taps[0] + patch[4] * taps[1] + patch[5] * taps[2]
+        + patch[6] * taps[3] + patch[7] * taps[4] + patch[8] * taps[5]
+        + patch[9] * taps[6] + patch[10] * taps[7] + patch[11] * taps[8]
+        + patch[15] * taps[9] + patch[16] * taps[10] + patch[17] * taps[11]
+        + patch[18] * taps[12] + patch[19] * taps[13] + patch[20] * taps[14]
+        + patch[21] * taps[15] + patch[22] * taps[16] + patch[23] * taps[17]
+        + patch[27] * taps[18] + patch[28] * taps[19] + patch[29] * taps[20]
+        + patch[30] * taps[21] + patch[31] * taps[22] + patch[32] * taps[23]
+        + patch[33] * taps[24] + patch[34] * taps[25] + patch[35] * taps[26],
+        bias
+        + patch[12] * taps[0] + patch[13] * taps[1] + patch[14] * taps[2]
+        + patch[15] * taps[3] + patch[16] * taps[4] + patch[17] * taps[5]
+        + patch[18] * taps[6] + patch[19] * taps[7] + patch[20] * taps[8]
+        + patch[24] * taps[9] + patch[25] * taps[10] + patch[26] * taps[11]
+        + patch[27] * taps[12] + patch[28] * taps[13] + patch[29] * taps[14]
+        + patch[30] * taps[15] + patch[31] * taps[16] + patch[32] * taps[17]
+        + patch[36] * taps[18] + patch[37] * taps[19] + patch[38] * taps[20]
+        + patch[39] * taps[21] + patch[40] * taps[22] + patch[41] * taps[23]
+        + patch[42] * taps[24] + patch[43] * taps[25] + patch[44] * taps[26],
+        bias
+        + patch[15] * taps[0] + patch[16] * taps[1] + patch[17] * taps[2]
+        + patch[18] * taps[3] + patch[19] * taps[4] + patch[20] * taps[5]
+        + patch[21] * taps[6] + patch[22] * taps[7] + patch[23] * taps[8]
+        + patch[27] * taps[9] + patch[28] * taps[10] + patch[29] * taps[11]
+        + patch[30] * taps[12] + patch[31] * taps[13] + patch[32] * taps[14]
+        + patch[33] * taps[15] + patch[34] * taps[16] + patch[35] * taps[17]
+        + patch[39] * taps[18] + patch[40] * taps[19] + patch[41] * taps[20]
+        + patch[42] * taps[21] + patch[43] * taps[22] + patch[44] * taps[23]
+        + patch[45] * taps[24] + patch[46] * taps[25] + patch[47] * taps[26],
+    )  # fmt: skip
 
 
 @njit(cache=True, inline="always")
@@ -821,8 +1057,9 @@ def conv2d_backward_max_pooled(
     geometry = (*kernel.shape[:2], *strides, pad_top, pad_left, out_h, out_w)
     if dbias is not None:
         column_sums_add(grad.reshape(-1, filters), dbias)
-    if dkernel is not None and is_direct(kernel.shape, strides):
-        _direct_dkernel(x, grad, codes, geometry, dkernel)
+    rgb_3x3 = tuple(kernel.shape[:3]) == (3, 3, 3) and tuple(strides) == (1, 1)
+    if dkernel is not None and (rgb_3x3 or is_direct(kernel.shape, strides)):
+        _direct_dkernel(x, grad, codes, geometry, dkernel)  # RGB: from 4x4x3 patches
         dkernel = None  # done
     if dkernel is None and not need_dx:
         return None

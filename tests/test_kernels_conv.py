@@ -362,30 +362,33 @@ def test_direct_3x3_forward_and_its_max_pool_match_reference(
 
 
 @st.composite
-def grey_3x3_cases(draw):
-    """(x_shape, (3, 3), (1, 1), padding, dtype) on one channel: a model's first layer on grey
-    images, whose fused max pool has rows of its own (odd sizes and too-small outputs too)."""
+def quad_cases(draw):
+    """(x_shape, (3, 3), (1, 1), padding, dtype) on one or three channels: a model's first layer
+    on grey or RGB images, whose fused max pool has rows of its own (four outputs from one 4x4
+    patch), odd sizes and too-small outputs too."""
     padding = draw(st.sampled_from(["valid", "same"]))
     low = 3 if padding == "valid" else 1
-    shape = (draw(st.integers(1, 3)), draw(st.integers(low, 10)), draw(st.integers(low, 10)), 1)
-    return shape, (3, 3), (1, 1), padding, draw(st.sampled_from(DTYPES))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(low, 10)), draw(st.integers(low, 10)))
+    channels = draw(st.sampled_from([1, 3]))
+    return (*shape, channels), (3, 3), (1, 1), padding, draw(st.sampled_from(DTYPES))
 
 
 @settings(max_examples=40, deadline=None)
-@given(grey_3x3_cases(), st.integers(1, 9), st.sampled_from([LINEAR, RELU]), st.data())
-def test_direct_grey_3x3_max_pooled_training_matches_reference(case, filters, code, data):
-    """The grey 3x3 pool rows (four outputs per 4x4 patch) forward with codes, and their kernel
-    gradient from the pooled gradient, inside and across the border."""
+@given(quad_cases(), st.integers(1, 9), st.sampled_from([LINEAR, RELU]), st.data())
+def test_direct_3x3_max_pooled_training_matches_reference(case, filters, code, data):
+    """The grey and RGB 3x3 pool rows forward with codes, and their kernel gradients from the
+    pooled gradient (RGB: an input gradient too), inside and across the border."""
     check_max_pooled_training("direct", case, filters, code, data)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("code", [LINEAR, RELU])
-def test_direct_grey_3x3_pool_codes_pick_the_first_maximum_on_ties(code):
+def test_direct_3x3_pool_codes_pick_the_first_maximum_on_ties(code, channels):
     """On small integers the conv is exact and windows tie often (relu's zeros too): the codes
     then point where the MaxPooling2D layer's argmax does, the first maximum."""
     rng = np.random.default_rng(6)
-    x = rng.integers(-1, 2, (2, 9, 8, 1)).astype(np.float32)
-    k = rng.integers(-1, 2, (3, 3, 1, 5)).astype(np.float32)
+    x = rng.integers(-1, 2, (2, 9, 8, channels)).astype(np.float32)
+    k = rng.integers(-1, 2, (3, 3, channels, 5)).astype(np.float32)
     y, _ = conv.conv2d_forward(x, k, None, (1, 1), "same", code)
     codes = np.full((2, 4, 4, 5), 9, np.uint8)
     pooled = conv.conv2d_forward_max_pool(x, k, None, (1, 1), "same", code, codes=codes)
