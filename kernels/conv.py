@@ -186,16 +186,8 @@ def conv2d_direct_max_pool(x, kernel, bias, sh, sw, pad_top, pad_left, code, out
     (N,oh,ow,F), whose ow is ``out_w``, row pair by row pair: its rows never leave the cache.
     codes (same shape, uint8) gets where each maximum was (``max_2x2_row_codes``) unless empty."""
     pooled_h = out.shape[1]
-    quads = kernel.shape[:2] == (3, 3) and sh == sw == 1 and code in (RELU, LINEAR)
-    taps, relu = kernel.reshape(-1, kernel.shape[3]), code == RELU
     for r in prange(x.shape[0] * pooled_h):
         n, p = r // pooled_h, r % pooled_h
-        if quads and kernel.shape[2] == 1:
-            _pool_row_grey_3x3(x[n], taps, bias, 2 * p - pad_top, pad_left, relu, out, codes, n, p)
-            continue
-        if quads and kernel.shape[2] == 3:
-            _pool_row_rgb_3x3(x[n], taps, bias, 2 * p - pad_top, pad_left, relu, out, codes, n, p)
-            continue
         rows = np.empty((2, out_w, kernel.shape[3]), dtype=out.dtype)
         for k in range(2):
             h0 = (2 * p + k) * sh - pad_top
@@ -204,6 +196,60 @@ def conv2d_direct_max_pool(x, kernel, bias, sh, sw, pad_top, pad_left, code, out
             max_2x2_row(rows[0], rows[1], out[n, p])
         else:
             max_2x2_row_codes(rows[0], rows[1], out[n, p], codes[n, p])
+
+
+# The grey and RGB 3x3 stride-1 forms of conv2d_direct_max_pool and of the pooled kernel gradient
+# (linear or relu): four outputs per pooled pixel from one 4x4 patch. Kernels of their own, so a
+# model compiles the rows it runs only (both in one kernel put 8 s on seed_cnn's cold first step).
+@njit(cache=True, parallel=True, error_model="numpy")
+def conv2d_grey_3x3_max_pool(x, k9, bias, pad_top, pad_left, relu, out, codes):
+    """``conv2d_direct_max_pool`` of a 3x3 stride-1 kernel k9 (9,F) on x (N,H,W,1), bias (F,),
+    linear or relu: out (N,oh//2,ow//2,F) and codes (same shape, unless empty)."""
+    for r in prange(x.shape[0] * out.shape[1]):
+        n, p = r // out.shape[1], r % out.shape[1]
+        _pool_row_grey_3x3(x[n], k9, bias, 2 * p - pad_top, pad_left, relu, out, codes, n, p)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def conv2d_rgb_3x3_max_pool(x, k27, bias, pad_top, pad_left, relu, out, codes):
+    """``conv2d_grey_3x3_max_pool`` on x (N,H,W,3), k27 (27,F) in (row, column, channel) order."""
+    for r in prange(x.shape[0] * out.shape[1]):
+        n, p = r // out.shape[1], r % out.shape[1]
+        _pool_row_rgb_3x3(x[n], k27, bias, 2 * p - pad_top, pad_left, relu, out, codes, n, p)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def conv2d_grey_3x3_dkernel_max_pooled(x, grad, codes, pad_top, pad_left, partial):
+    """partial (B,9,F): the kernel gradient of ``conv2d_grey_3x3_max_pool`` from grad
+    (N,oh//2,ow//2,F) at the maxima ``codes`` marks, summed per block of pooled rows."""
+    rows, blocks = x.shape[0] * grad.shape[1], partial.shape[0]
+    for b in prange(blocks):
+        partial[b] = 0
+        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+            n, p = r // grad.shape[1], r % grad.shape[1]
+            _dkernel_pool_row_grey_3x3(
+                x[n], grad[n, p], codes[n, p], 2 * p - pad_top, pad_left, partial[b]
+            )
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def conv2d_rgb_3x3_dkernel_max_pooled(x, grad, codes, pad_top, pad_left, partial):
+    """``conv2d_grey_3x3_dkernel_max_pooled`` on x (N,H,W,3), partial (B,27,F)."""
+    rows, blocks = x.shape[0] * grad.shape[1], partial.shape[0]
+    for b in prange(blocks):
+        partial[b] = 0
+        masked = np.empty((4, grad.shape[3]), dtype=grad.dtype)
+        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+            n, p = r // grad.shape[1], r % grad.shape[1]
+            _dkernel_pool_row_rgb_3x3(
+                x[n], grad[n, p], codes[n, p], 2 * p - pad_top, pad_left, partial[b], masked
+            )
+
+
+def _pools_in_quads(kernel_shape, strides) -> bool:
+    """Whether a direct conv fused with a 2x2 max pool runs the 4x4-patch kernels above (their
+    forward for a linear or relu activation only)."""
+    return tuple(kernel_shape[:3]) in ((3, 3, 1), (3, 3, 3)) and tuple(strides) == (1, 1)
 
 
 # Inlined in Numba's IR, not called: a row function called from the two kernels (one more level of
@@ -252,22 +298,13 @@ def conv2d_direct_dkernel_max_pooled(x, grad, codes, sh, sw, pad_top, pad_left, 
     rows = x.shape[0] * pooled_h  # pairs of output rows; a last odd one has no gradient
     blocks = partial.shape[0]
     grey_3x3 = partial.shape[1] == partial.shape[2] == 3 and partial.shape[3] == 1
-    quads = partial.shape[1] == partial.shape[2] == 3 and sh == sw == 1
     for b in prange(blocks):
         acc = partial[b]
         acc[...] = 0
-        acc9 = acc.reshape(-1, acc.shape[3])  # (taps, F)
+        acc9 = acc.reshape(-1, acc.shape[3])  # (taps, F); used when there are 9
         grow = np.empty((out_w, grad.shape[3]), dtype=grad.dtype)
-        masked = np.empty((4, grad.shape[3]), dtype=grad.dtype)
         for r in range(b * rows // blocks, (b + 1) * rows // blocks):
             n, p = r // pooled_h, r % pooled_h
-            h0 = 2 * p - pad_top
-            if quads and grey_3x3:
-                _dkernel_pool_row_grey_3x3(x[n], grad[n, p], codes[n, p], h0, pad_left, acc9)
-                continue
-            if quads and partial.shape[3] == 3:
-                _dkernel_pool_row_rgb_3x3(x[n], grad[n, p], codes[n, p], h0, pad_left, acc9, masked)
-                continue
             for k in range(2):
                 max_unpool_2x2_row(grad[n, p], codes[n, p], k, grow)
                 h0 = (2 * p + k) * sh - pad_top
@@ -909,6 +946,11 @@ def conv2d_forward_max_pool(
         codes = _NO_CODES
     if forward_is_direct(kernel.shape, strides):
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
+        if _pools_in_quads(kernel.shape, strides) and activation_code in (RELU, LINEAR):
+            quads = conv2d_grey_3x3_max_pool if c == 1 else conv2d_rgb_3x3_max_pool
+            taps = kernel.reshape(-1, filters)
+            quads(x, taps, b, pad_top, pad_left, activation_code == RELU, out, codes)
+            return out
         conv2d_direct_max_pool(
             x, kernel, b, *strides, pad_top, pad_left, activation_code, out_w, out, codes
         )
@@ -1088,6 +1130,11 @@ def _direct_dkernel(x, grad, codes, geometry, dkernel):
     x = np.ascontiguousarray(x)
     if codes is None:
         conv2d_direct_dkernel(x, grad, sh, sw, pad_top, pad_left, partial)
+    elif _pools_in_quads(dkernel.shape, (sh, sw)):
+        grey = x.shape[3] == 1
+        quads = conv2d_grey_3x3_dkernel_max_pooled if grey else conv2d_rgb_3x3_dkernel_max_pooled
+        taps = partial.reshape(len(partial), 9 * x.shape[3], dkernel.shape[3])
+        quads(x, grad, codes, pad_top, pad_left, taps)
     else:
         args = (sh, sw, pad_top, pad_left, out_w, partial)
         conv2d_direct_dkernel_max_pooled(x, grad, codes, *args)
