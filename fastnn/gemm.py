@@ -23,6 +23,11 @@ from fastnn.kernels.gemm import matmul as _product
 # this ran slower split in two on this 2-core VM (an idle thread took ~50-100 us to join in: a
 # 20 MFLOP dense layer 0.85x, 12.6 MFLOP 0.7x; from ~30 MFLOP 1.2-1.6x faster).
 MIN_FLOPS_PER_BLOCK = 16_000_000
+# Products at least this many times longer in K than either side of the output run as slices of
+# K with partial sums: weight gradients such as an LSTM's hs.T @ dz (64 x 3200 x 256) or a dense
+# layer's (100 x 3136 x 100) ran 1.09-1.18x faster than in halves of the output (on 2 threads;
+# from K = max(M, N) down, halves of the output were faster).
+MIN_K_RATIO_TO_SPLIT_K = 2
 # Rows per block of row_shards: with fewer, the blocks' Python loops contend for the GIL (LSTM at
 # batch 32 measured 5% slower in two blocks of 16 than in one; 8-24% faster in blocks of 64+).
 MIN_ROWS_PER_SHARD = 32
@@ -35,7 +40,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
     """out (M,N) = a (M,K) @ b (K,N), or ``out += a @ b`` with ``accumulate``; returns out.
 
     ``a`` and ``b`` may be transposed views. Blocks are rows or columns of ``out`` (its longer
-    side), or slices of K with partial sums when both sides of ``out`` are short.
+    side), or slices of K with partial sums when K is long or both sides of ``out`` are short.
     """
     m, k = a.shape
     n = b.shape[1]
@@ -45,7 +50,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
         threads = min(config.get_num_threads(), worth)
     if threads <= 1:
         _product(a, b, out, accumulate)
-    elif max(m, n) >= 16 * threads:
+    elif max(m, n) >= 16 * threads and k < MIN_K_RATIO_TO_SPLIT_K * max(m, n):
         spans = _blocks(max(m, n), threads)
         if m >= n:
             _run([(_product, a[i:j], b, out[i:j], accumulate) for i, j in spans])
@@ -58,7 +63,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
             [(_product, a[:, i0:j0], b[i0:j0], out, accumulate)]
             + [(_product, a[:, i:j], b[i:j], p, False) for (i, j), p in zip(rest, partials)]
         )
-        out += partials.sum(axis=0)
+        for partial in partials:
+            out += partial
     return out
 
 

@@ -28,8 +28,8 @@ def split_everything(monkeypatch):
         yield
 
 
-# (m, k, n): rows split, columns split, K split with partial sums (both sides short)
-SHAPES = [(200, 7, 5), (5, 7, 200), (3, 500, 4), (1, 1, 1)]
+# (m, k, n): rows split, columns split, K split with partial sums (both sides short; K long)
+SHAPES = [(200, 7, 5), (5, 7, 200), (3, 500, 4), (40, 200, 30), (1, 1, 1)]
 
 
 @pytest.mark.parametrize("m, k, n", SHAPES)
