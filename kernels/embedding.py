@@ -5,6 +5,7 @@ any gather); the kernels do not check bounds. The backward splits the table's co
 threads, so repeated ids accumulate without races.
 """
 
+import numpy as np
 from numba import get_num_threads, njit, prange
 
 
@@ -37,6 +38,42 @@ def _scatter_add_columns(grad, ids, dtable, blocks):
             dst = dtable[ids[m], lo:hi]
             for d in range(hi - lo):
                 dst[d] += src[d]
+
+
+def sum_rows_by_id(grad, inverse, out, column_sums):
+    """out[p, :] = the sum of grad[m, :] over m with inverse[m] == p, and column_sums += grad's
+    column sums; grad (M, D), inverse int64 (M,) in first-seen order (as ``distinct_ids`` makes
+    it: each p first appears after 0..p-1), out (U, D) not zeroed (a row's first id writes it),
+    column_sums (D,), or (0,) for none (summed in float64)."""
+    blocks = max(1, min(get_num_threads(), grad.shape[1] // 16))
+    _sum_rows_by_id_columns(grad, inverse, out, column_sums, blocks)
+
+
+@njit(cache=True, parallel=True)
+def _sum_rows_by_id_columns(grad, inverse, out, column_sums, blocks):
+    width = grad.shape[1]
+    with_sums = column_sums.shape[0] > 0
+    for b in prange(blocks):
+        lo = b * width // blocks
+        hi = (b + 1) * width // blocks
+        sums = np.zeros(hi - lo, np.float64)
+        first_unseen = 0
+        for m in range(inverse.shape[0]):
+            src = grad[m, lo:hi]
+            dst = out[inverse[m], lo:hi]
+            if inverse[m] == first_unseen:
+                first_unseen += 1
+                for d in range(hi - lo):
+                    dst[d] = src[d]
+            else:
+                for d in range(hi - lo):
+                    dst[d] += src[d]
+            if with_sums:
+                for d in range(hi - lo):
+                    sums[d] += src[d]
+        if with_sums:
+            for d in range(hi - lo):
+                column_sums[lo + d] += sums[d]
 
 
 @njit(cache=True)

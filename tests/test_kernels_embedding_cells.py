@@ -58,6 +58,26 @@ def test_distinct_ids_lists_each_id_once_in_first_seen_order(ids):
     np.testing.assert_array_equal(used[inverse], ids)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [1, 5, 40])
+@pytest.mark.parametrize("with_sums", [False, True])
+def test_sum_rows_by_id_sums_each_distinct_ids_rows_and_the_columns(dtype, width, with_sums):
+    rng = np.random.default_rng(width)
+    ids = rng.integers(0, 9, 30)
+    used, inverse = np.empty(30, np.int64), np.empty(30, np.int64)
+    count = E.distinct_ids(ids, np.zeros(9, np.int64), used, inverse)
+    grad = rng.standard_normal((30, width)).astype(dtype)
+    out = np.full((count, width), np.nan, dtype)  # a row's first id writes it: no zeroing
+    start = rng.standard_normal(width).astype(dtype)
+    sums = start.copy() if with_sums else np.empty(0, dtype)
+    E.sum_rows_by_id(grad, inverse, out, sums)
+    expected = np.zeros((count, width))
+    np.add.at(expected, inverse, grad.astype(np.float64))
+    np.testing.assert_allclose(out, expected, **TOL[dtype])
+    if with_sums:
+        np.testing.assert_allclose(sums, start + grad.sum(axis=0, dtype=np.float64), **TOL[dtype])
+
+
 # ---------------------------------------------------------------- no float64 inside float32 kernels
 
 
