@@ -118,28 +118,29 @@ def _fast_gates(act, rec_act, array):
 
 
 # The row kernels are called, not inlined into the batch loop: inlined there, LLVM left the row
-# loop scalar (measured 6x slower); as separate functions each row loop vectorizes. They are
-# arithmetic-bound (five tanh per unit), so they contract multiply-adds into FMAs
-# (``_ROW_MATH``): a row of 64 units forward 4.3 -> 3.4 us. Only contraction: NaN and infinity
-# rules are kept.
+# loop scalar (measured 6x slower); as separate functions each row loop vectorizes. They take the
+# step's 2-D arrays and the row's index, not row views: a view per array and row cost a third of
+# the time of a 16 x 64 step. They are arithmetic-bound (five tanh per unit), so they contract
+# multiply-adds into FMAs (``_ROW_MATH``): a row of 64 units forward 4.3 -> 3.4 us. Only
+# contraction: NaN and infinity rules are kept.
 _ROW_MATH = {"contract"}
 
 
 @njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
-def _lstm_row32(xp, rec, c_prev, gates, h, c, u):
-    """One batch row of ``lstm_step_forward`` for tanh/sigmoid in float32."""
+def _lstm_row32(xp, rec, c_prev, gates, h, c, b, u):
+    """Row b of ``lstm_step_forward`` for tanh/sigmoid in float32."""
     for j in range(u):
-        i = _sigmoid32(xp[j] + rec[j])
-        f = _sigmoid32(xp[u + j] + rec[u + j])
-        g = _tanh32(xp[2 * u + j] + rec[2 * u + j])
-        o = _sigmoid32(xp[3 * u + j] + rec[3 * u + j])
-        cc = f * c_prev[j] + i * g
-        gates[j] = i
-        gates[u + j] = f
-        gates[2 * u + j] = g
-        gates[3 * u + j] = o
-        c[j] = cc
-        h[j] = o * _tanh32(cc)
+        i = _sigmoid32(xp[b, j] + rec[b, j])
+        f = _sigmoid32(xp[b, u + j] + rec[b, u + j])
+        g = _tanh32(xp[b, 2 * u + j] + rec[b, 2 * u + j])
+        o = _sigmoid32(xp[b, 3 * u + j] + rec[b, 3 * u + j])
+        cc = f * c_prev[b, j] + i * g
+        gates[b, j] = i
+        gates[b, u + j] = f
+        gates[b, 2 * u + j] = g
+        gates[b, 3 * u + j] = o
+        c[b, j] = cc
+        h[b, j] = o * _tanh32(cc)
 
 
 @njit(
@@ -160,7 +161,7 @@ def lstm_step_forward(xp, rec, h_prev, c_prev, mask, act, rec_act, gates, h, c):
                 c[b, j] = c_prev[b, j]
             continue
         if fast:
-            _lstm_row32(xp[b], rec[b], c_prev[b], gates[b], h[b], c[b], u)
+            _lstm_row32(xp, rec, c_prev, gates, h, c, b, u)
             continue
         for j in range(u):
             i = _act(xp[b, j] + rec[b, j], rec_act, zero, one)
@@ -177,22 +178,23 @@ def lstm_step_forward(xp, rec, h_prev, c_prev, mask, act, rec_act, gates, h, c):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
-def _lstm_row_backward32(dy, dhr, dh, dc, c_prev, c, gates, dz, u):
+def _lstm_row_backward32(dy, dhr, dh, dc, c_prev, c, gates, dz, b, u):
+    """Row b of ``lstm_step_backward`` for tanh/sigmoid in float32."""
     one = _F32_ONE
     for j in range(u):
-        dh_t = dy[j] + dhr[j] + dh[j]
-        i = gates[j]
-        f = gates[u + j]
-        g = gates[2 * u + j]
-        o = gates[3 * u + j]
-        tc = _tanh32(c[j])
-        dc_t = dc[j] + dh_t * o * (one - tc * tc)
-        dz[j] = dc_t * g * i * (one - i)
-        dz[u + j] = dc_t * c_prev[j] * f * (one - f)
-        dz[2 * u + j] = dc_t * i * (one - g * g)
-        dz[3 * u + j] = dh_t * tc * o * (one - o)
-        dc[j] = dc_t * f
-        dh[j] = np.float32(0.0)
+        dh_t = dy[b, j] + dhr[b, j] + dh[b, j]
+        i = gates[b, j]
+        f = gates[b, u + j]
+        g = gates[b, 2 * u + j]
+        o = gates[b, 3 * u + j]
+        tc = _tanh32(c[b, j])
+        dc_t = dc[b, j] + dh_t * o * (one - tc * tc)
+        dz[b, j] = dc_t * g * i * (one - i)
+        dz[b, u + j] = dc_t * c_prev[b, j] * f * (one - f)
+        dz[b, 2 * u + j] = dc_t * i * (one - g * g)
+        dz[b, 3 * u + j] = dh_t * tc * o * (one - o)
+        dc[b, j] = dc_t * f
+        dh[b, j] = np.float32(0.0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -211,7 +213,7 @@ def lstm_step_backward(dy, dhr, dh, dc, c_prev, c, gates, mask, act, rec_act, dz
                 dz[b, j] = zero
             continue
         if fast:
-            _lstm_row_backward32(dy[b], dhr[b], dh[b], dc[b], c_prev[b], c[b], gates[b], dz[b], u)
+            _lstm_row_backward32(dy, dhr, dh, dc, c_prev, c, gates, dz, b, u)
             continue
         for j in range(u):
             dh_t = dy[b, j] + dhr[b, j] + dh[b, j]
@@ -692,18 +694,19 @@ def _input_grads_per_gate(x, kernel, dxp2, dkernel, keep, matmul, alloc):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
-def _gru_row32(xp, rec, rbias, h_prev, gates, h, u):
+def _gru_row32(xp, rec, rbias, h_prev, gates, h, b, u):
+    """Row b of ``gru_step_forward`` for tanh/sigmoid in float32."""
     one = _F32_ONE
     for j in range(u):
-        z = _sigmoid32(xp[j] + (rec[j] + rbias[j]))
-        r = _sigmoid32(xp[u + j] + (rec[u + j] + rbias[u + j]))
-        rh = rec[2 * u + j] + rbias[2 * u + j]
-        hh = _tanh32(xp[2 * u + j] + r * rh)
-        gates[j] = z
-        gates[u + j] = r
-        gates[2 * u + j] = hh
-        gates[3 * u + j] = rh
-        h[j] = z * h_prev[j] + (one - z) * hh
+        z = _sigmoid32(xp[b, j] + (rec[b, j] + rbias[j]))
+        r = _sigmoid32(xp[b, u + j] + (rec[b, u + j] + rbias[u + j]))
+        rh = rec[b, 2 * u + j] + rbias[2 * u + j]
+        hh = _tanh32(xp[b, 2 * u + j] + r * rh)
+        gates[b, j] = z
+        gates[b, u + j] = r
+        gates[b, 2 * u + j] = hh
+        gates[b, 3 * u + j] = rh
+        h[b, j] = z * h_prev[b, j] + (one - z) * hh
 
 
 @njit(
@@ -723,7 +726,7 @@ def gru_step_forward(xp, rec, rbias, h_prev, mask, act, rec_act, gates, h):
                 h[b, j] = h_prev[b, j]
             continue
         if fast:
-            _gru_row32(xp[b], rec[b], rbias, h_prev[b], gates[b], h[b], u)
+            _gru_row32(xp, rec, rbias, h_prev, gates, h, b, u)
             continue
         for j in range(u):
             z = _act(xp[b, j] + (rec[b, j] + rbias[j]), rec_act, zero, one)
