@@ -574,12 +574,15 @@ def lstm_backward(
     alloc=fresh,
     blas=None,
     dropout=None,
+    matmuls=None,
 ):
     """(dx (T, N, in), dh0, dc0 (N, u)) from dy (T, N, u) or None and dh_last, dc_last (N, u).
 
     dy is the gradient of each step's output hs[t + 1]; dh_last / dc_last that of the final
     states. Adds into dkernel (in, 4u), drecurrent_kernel (u, 4u), dbias (4u,) unless None.
-    ``dropout``: the forward's ``GateDropout``, or None.
+    ``dropout``: the forward's ``GateDropout``, or None. ``matmuls(products)`` runs the
+    independent weight and input gradients' products together (``fastnn.gemm.matmuls``); None
+    runs them one after another by ``matmul``.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
@@ -621,18 +624,20 @@ def lstm_backward(
     _time_loop(in_numba, in_python, n, shards, steps_guard, numba_loop)
     dh += dhr
     dx = _input_side(
-        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc, dropout
-    )
+        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc, dropout,
+        matmuls,
+    )  # fmt: skip
     return dx, dh, dc
 
 
 def _input_side(
     x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec, matmul, alloc,
-    dropout=None,
+    dropout=None, matmuls=None,
 ):  # fmt: skip
     """Weight gradients over all steps at once (one GEMM each, or one per gate through
-    ``GateDropout`` masks) and dx = dxp @ kernel.T; for TableRows input, the table's gradient is
-    added into its dtable and dx is None."""
+    ``GateDropout`` masks) and dx = dxp @ kernel.T, the kernel's and the input's products
+    together by ``matmuls`` unless None; for TableRows input, the table's gradient is added into
+    its dtable and dx is None."""
     steps, n, _ = dxp.shape
     dxp2 = dxp.reshape(steps * n, dxp.shape[2])
     drec2 = drec.reshape(steps * n, drec.shape[2])
@@ -648,21 +653,33 @@ def _input_side(
         per_row = alloc("per_row", (most, dxp2.shape[1]), dxp2.dtype)[: len(x.used)]
         no_bias = np.empty(0, dxp2.dtype)
         sum_rows_by_id(dxp2, x.inverse, per_row, no_bias if dbias_in is None else dbias_in)
-        if dkernel is not None:
-            matmul(x.rows.T, per_row, dkernel, accumulate=True)
+        products = [] if dkernel is None else [(x.rows.T, per_row, dkernel, True)]
         if x.dtable is not None:
             drows = alloc("drows", (most, kernel.shape[0]), dxp2.dtype)[: len(x.used)]
-            embedding_backward(matmul(per_row, kernel.T, drows), x.used, x.dtable)
+            products.append((per_row, kernel.T, drows, False))
+        _together(products, matmul, matmuls)
+        if x.dtable is not None:
+            embedding_backward(drows, x.used, x.dtable)
         return None
     if dbias_in is not None:
         column_sums_add(dxp2, dbias_in)
     if dropout is not None and dropout.inputs is not None:
         return _input_grads_per_gate(x, kernel, dxp2, dkernel, dropout.inputs, matmul, alloc)
-    if dkernel is not None:
-        matmul(x.reshape(steps * n, x.shape[2]).T, dxp2, dkernel, accumulate=True)
     dx = alloc("dx", x.shape, x.dtype)
-    matmul(dxp2, kernel.T, dx.reshape(steps * n, x.shape[2]))
+    x2 = x.reshape(steps * n, x.shape[2])
+    products = [] if dkernel is None else [(x2.T, dxp2, dkernel, True)]
+    products.append((dxp2, kernel.T, dx.reshape(x2.shape), False))
+    _together(products, matmul, matmuls)
     return dx
+
+
+def _together(products, matmul, matmuls):
+    """Independent ``(a, b, out, accumulate)`` products: by ``matmuls``, or by ``matmul`` each."""
+    if matmuls is not None:
+        matmuls(products)
+        return
+    for product in products:
+        matmul(*product)
 
 
 def _state_side(hs, drec2, keep, drecurrent_kernel, matmul, alloc):
@@ -873,11 +890,12 @@ def gru_backward(
     alloc=fresh,
     blas=None,
     dropout=None,
+    matmuls=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
     Adds into dkernel (in, 3u), drecurrent_kernel (u, 3u), dbias (2, 3u) unless None.
-    ``dropout``: the forward's ``GateDropout``, or None.
+    ``dropout``: the forward's ``GateDropout``, or None; ``matmuls`` as ``lstm_backward``.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
@@ -917,8 +935,9 @@ def gru_backward(
     dh += dhr
     db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
     return _input_side(
-        x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, matmul, alloc, dropout
-    ), dh
+        x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, matmul, alloc, dropout,
+        matmuls,
+    ), dh  # fmt: skip
 
 
 # ------------------------------------------------ GRU, reset_after=False
@@ -1058,7 +1077,7 @@ def gru_reset_before_forward(
 def gru_reset_before_backward(
     x, kernel, recurrent_kernel, hs, gates, mask, act, rec_act, dy, dh_last, dkernel=None,
     drecurrent_kernel=None, dbias=None, steps_guard=None, matmul=numpy_matmul, shards=_whole,
-    alloc=fresh, blas=None, dropout=None,
+    alloc=fresh, blas=None, dropout=None, matmuls=None,
 ):  # fmt: skip
     """(dx (T, N, in), dh0 (N, u)) of ``gru_reset_before_forward``, as ``gru_backward``; adds
     into dkernel (in, 3u), drecurrent_kernel (u, 3u), dbias (3u,) unless None."""
@@ -1097,7 +1116,9 @@ def gru_reset_before_backward(
     dh += dhr
     if drecurrent_kernel is not None:
         _reset_before_recurrent_grads(hs, gates, dxp, keep, drecurrent_kernel, matmul, alloc)
-    dx = _input_side(x, kernel, hs, dxp, dxp, dkernel, None, dbias, None, matmul, alloc, dropout)
+    dx = _input_side(
+        x, kernel, hs, dxp, dxp, dkernel, None, dbias, None, matmul, alloc, dropout, matmuls
+    )
     return dx, dh
 
 
@@ -1250,11 +1271,12 @@ def simple_rnn_backward(
     alloc=fresh,
     blas=None,
     dropout=None,
+    matmuls=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
     Adds into dkernel (in, u), drecurrent_kernel (u, u), dbias (u,) unless None.
-    ``dropout``: the forward's ``GateDropout``, or None.
+    ``dropout``: the forward's ``GateDropout``, or None; ``matmuls`` as ``lstm_backward``.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
@@ -1289,6 +1311,7 @@ def simple_rnn_backward(
     _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None or keep is not None)
     dh += dhr
     dx = _input_side(
-        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc, dropout
-    )
+        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc, dropout,
+        matmuls,
+    )  # fmt: skip
     return dx, dh

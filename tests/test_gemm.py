@@ -51,6 +51,22 @@ def test_split_products_match_numpy(split_everything, m, k, n, transposed, dtype
     np.testing.assert_allclose(acc, start + a @ b, **tol)
 
 
+@pytest.mark.parametrize("count", [1, 2, 3])  # one split; side by side on 2 threads; in turn
+def test_independent_products_match_numpy(split_everything, monkeypatch, count):
+    monkeypatch.setattr(config, "get_num_threads", lambda: 2)
+    rng = np.random.default_rng(count)
+    products, expected = [], []
+    for i in range(count):
+        a, b = rng.standard_normal((40, 30)), rng.standard_normal((30, 20 + i))
+        out = rng.standard_normal((40, 20 + i))
+        accumulate = i % 2 == 0
+        expected.append(out + a @ b if accumulate else a @ b)
+        products.append((a, b, out, accumulate))
+    gemm.matmuls(products)
+    for (_, _, out, _), want in zip(products, expected):
+        np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+
+
 def test_an_error_in_a_block_reaches_the_caller(split_everything):
     a, b = np.ones((64, 3), np.float32), np.ones((3, 2), np.float32)
     with pytest.raises(ValueError):

@@ -127,15 +127,17 @@ class Dense(Layer):
             grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
             kernels.activations.activation_backward(grad, y, self._code, grad_z)
             grad = grad_z
+        products = []
         if self.trainable:
-            gemm.matmul(x.T, grad, self.kernel.grad, accumulate=True)
+            products.append((x.T, grad, self.kernel.grad, True))
             if self.use_bias:
                 kernels.activations.column_sums_add(grad, self.bias.grad)
-        if not need_input_grad:
-            return None
-        dx = scratch(workspace, "dx", x.shape, grad.dtype)
-        gemm.matmul(grad, self.kernel.value.T, dx)
-        return dx.reshape(in_shape)
+        dx = None
+        if need_input_grad:
+            dx = scratch(workspace, "dx", x.shape, grad.dtype)
+            products.append((grad, self.kernel.value.T, dx, False))
+        gemm.matmuls(products)
+        return None if dx is None else dx.reshape(in_shape)
 
     def get_config(self):
         return {

@@ -306,7 +306,7 @@ class _RNN(SequenceLayer):
 
     def backward(self, ctx, grad_outputs):
         xt, keep, mt, seen, saved, states_given, source, workspace, gate_dropout = ctx
-        options = _kernel_options(workspace, gate_dropout)
+        options = dict(_kernel_options(workspace, gate_dropout), matmuls=gemm.matmuls)
         steps, n, dtype = kernels.recurrent.sequence_shape(xt)
         grads = list(grad_outputs) if self.return_state else [grad_outputs]
         grads = [np.ascontiguousarray(g, dtype=dtype) for g in grads]
