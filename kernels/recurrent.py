@@ -337,14 +337,16 @@ def lstm_steps_forward(
 ):
     """Every step of ``lstm_step_forward`` for rows r0..r1, h @ recurrent_kernel by ``gemm`` or
     loops (``_recurrent_product``, through keep (G, N, u) or None); xp (T, N, 4u), hs / cs
-    (T+1, N, u), mask (T, N), gates (T, N, 4u) as ``lstm_forward``."""
+    (T+1, N, u), mask (T, N), gates (T, N, 4u), or (1, N, 4u) that each step overwrites, as
+    ``lstm_forward``."""
     rec = np.empty((r1 - r0, recurrent_kernel.shape[1]), dtype=xp.dtype)
     dropped = np.empty((r1 - r0, recurrent_kernel.shape[0]), dtype=xp.dtype)
-    for t in range(xp.shape[0]):
+    steps = xp.shape[0]
+    for t in range(steps):
         _recurrent_product(gemm, hs[t, r0:r1], keep, r0, recurrent_kernel, dropped, rec)
         lstm_step_forward(
             xp[t, r0:r1], rec, hs[t, r0:r1], cs[t, r0:r1], mask[t, r0:r1], act, rec_act,
-            gates[t, r0:r1], hs[t + 1, r0:r1], cs[t + 1, r0:r1],
+            gates[t if gates.shape[0] == steps else 0, r0:r1], hs[t + 1, r0:r1], cs[t + 1, r0:r1],
         )  # fmt: skip
 
 
@@ -507,9 +509,10 @@ def _all_steps(mask, steps, n, alloc):
 
 def lstm_forward(
     x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None, dropout=None,
+    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None, dropout=None, keep_gates=True,
 ):  # fmt: skip
-    """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u).
+    """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u), the
+    gates None unless ``keep_gates`` (an inference pass, with no backward, writes no gates).
 
     x (T, N, in) time-major, kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,) or None,
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
@@ -527,7 +530,9 @@ def lstm_forward(
     cs = alloc("cs", (steps + 1, n, units), dtype)
     hs[0] = h0
     cs[0] = c0
-    gates = alloc("gates", (steps, n, 4 * units), dtype)
+    # Without keep_gates every step writes the gates of one step: (T, N, 4u) floats never reach
+    # memory (lstm_text's inference at batch 256 wrote 26 MB of them).
+    gates = alloc("gates", (steps if keep_gates else 1, n, 4 * units), dtype)
     rec = alloc("rec", (n, 4 * units), dtype)
     gemm = None if blas is None else blas(dtype)
     keep = _recurrent_keep(dropout)
@@ -543,13 +548,13 @@ def lstm_forward(
         for t in range(steps):
             np.matmul(hs_[t], recurrent_kernel, out=rec_)
             lstm_step_forward(
-                xp_[t], rec_, hs_[t], cs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1],
-                cs_[t + 1],
+                xp_[t], rec_, hs_[t], cs_[t], mask_[t], act, rec_act,
+                gates_[t if keep_gates else 0], hs_[t + 1], cs_[t + 1],
             )  # fmt: skip
 
     numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n) or keep is not None
     _time_loop(in_numba, in_python, n, shards, steps_guard, numba_loop)
-    return hs, cs, gates
+    return hs, cs, (gates if keep_gates else None)
 
 
 def lstm_backward(

@@ -293,6 +293,38 @@ def test_rnn_reusing_its_buffers_gives_the_results_of_fresh_ones(cls, table_rows
         np.testing.assert_array_equal(grad, ref)
 
 
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_lstm_backward_after_an_inference_pass_matches_training(use_mask):
+    """An inference pass keeps no gates (they never reach memory); a backward run after one all
+    the same runs the forward again and gets the gradients of a training pass."""
+    rng = np.random.default_rng(4)
+    layer = LSTM(3, return_sequences=True, return_state=True, dtype=F64)
+    x, h0, c0 = (
+        rng.standard_normal((2, 5, 4)),
+        rng.standard_normal((2, 3)),
+        rng.standard_normal((2, 3)),
+    )
+    layer._maybe_build([x.shape, h0.shape, c0.shape])
+    mask = (np.arange(5) < np.array([[5], [3]])) if use_mask else None
+    grads = [
+        rng.standard_normal((2, 5, 3)),
+        rng.standard_normal((2, 3)),
+        rng.standard_normal((2, 3)),
+    ]
+
+    def pass_and_backward(training):
+        for w in layer.weights:
+            w.grad[...] = 0
+        out, ctx = layer.forward([x, h0, c0], training, mask=mask)
+        return out, ctx, layer.backward(ctx, grads), [w.grad.copy() for w in layer.weights]
+
+    out, ctx, dx, dw = pass_and_backward(False)
+    assert ctx[4][2] is None  # the saved (hs, cs, gates): no gates
+    ref_out, _, ref_dx, ref_dw = pass_and_backward(True)
+    for got, want in zip(out + dx + dw, ref_out + ref_dx + ref_dw):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
 def test_rnn_reads_gathered_rows_under_input_dropout_or_when_the_rows_are_shared():
     data = np.random.default_rng(2).integers(0, 6, (3, 7)).astype(F64)
     rnn = LSTM(2, dropout=0.5, dtype=F64)

@@ -71,7 +71,9 @@ class _RNN(SequenceLayer):
     """Shared machinery of LSTM, GRU and SimpleRNN: arguments, weights, layouts, masks, states.
 
     Subclasses set ``gates`` (4, 3 or 1) and ``state_names`` and implement ``_bias_shape``,
-    ``_bias_initializer``, ``_run`` and ``_run_backward`` over time-major arrays.
+    ``_bias_initializer``, ``_run`` and ``_run_backward`` over time-major arrays. ``_run``'s
+    ``for_backward`` is False in an inference pass: it may then keep less (the LSTM keeps no
+    gates, and its backward, if one is run after all, runs the forward again for them).
     """
 
     gates = 0
@@ -263,7 +265,7 @@ class _RNN(SequenceLayer):
         states = [np.ascontiguousarray(s, dtype=dtype) for s in states] or [
             np.zeros((n, self.units), dtype) for _ in self.state_names
         ]
-        saved = self._run(xt, states, mt, options)
+        saved = self._run(xt, states, mt, options, for_backward=bool(training))
         hs = saved[0]
         if self.return_sequences:
             seq = hs[1:] if seen is None else hs[1:] * seen[:, :, None]
@@ -306,7 +308,7 @@ class _RNN(SequenceLayer):
 
     def backward(self, ctx, grad_outputs):
         xt, keep, mt, seen, saved, states_given, source, workspace, gate_dropout = ctx
-        options = dict(_kernel_options(workspace, gate_dropout), matmuls=gemm.matmuls)
+        options = _kernel_options(workspace, gate_dropout)
         steps, n, dtype = kernels.recurrent.sequence_shape(xt)
         grads = list(grad_outputs) if self.return_state else [grad_outputs]
         grads = [np.ascontiguousarray(g, dtype=dtype) for g in grads]
@@ -320,6 +322,8 @@ class _RNN(SequenceLayer):
             state_grads[0] = state_grads[0] + last
         if isinstance(xt, kernels.recurrent.TableRows) and source.trainable:
             xt = xt._replace(dtable=source.embeddings.grad)
+        saved = self._saved_for_backward(xt, mt, saved, options)
+        options["matmuls"] = gemm.matmuls
         dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads, options)
         if dxt is None:  # the input's gradient went into the Embedding's table
             return [None, *dstates] if states_given else None
@@ -328,6 +332,14 @@ class _RNN(SequenceLayer):
         dx = (dxt[::-1] if self.go_backwards else dxt).transpose(1, 0, 2)
         dx = scratch_copy(workspace, "dx_batch_major", dx)
         return [dx, *dstates] if states_given else dx
+
+    def _saved_for_backward(self, xt, mt, saved, options):
+        """``_run``'s results with all that backward needs: those of an inference pass may lack
+        some, and the forward then runs again from the same inputs and initial states."""
+        if all(array is not None for array in saved):
+            return saved
+        initial = [np.array(states[0]) for states in saved[: len(self.state_names)]]
+        return self._run(xt, initial, mt, options, for_backward=True)
 
     def _weight_grads(self):
         if not self.trainable:
@@ -395,7 +407,7 @@ class LSTM(_RNN):
 
         return forget_bias_one
 
-    def _run(self, xt, states, mt, options):
+    def _run(self, xt, states, mt, options, for_backward):
         bias = self.bias.value if self.use_bias else None
         return kernels.recurrent.lstm_forward(
             xt,
@@ -407,6 +419,7 @@ class LSTM(_RNN):
             self._act,
             self._rec_act,
             **options,
+            keep_gates=for_backward,
         )
 
     def _run_backward(self, xt, mt, saved, dy, state_grads, options):
@@ -460,7 +473,7 @@ class GRU(_RNN):
     def _bias_initializer(self):
         return self.bias_initializer
 
-    def _run(self, xt, states, mt, options):
+    def _run(self, xt, states, mt, options, for_backward):
         bias = self.bias.value if self.use_bias else None
         forward = (
             kernels.recurrent.gru_forward
@@ -552,7 +565,7 @@ class SimpleRNN(_RNN):
     def _bias_initializer(self):
         return self.bias_initializer
 
-    def _run(self, xt, states, mt, options):
+    def _run(self, xt, states, mt, options, for_backward):
         bias = self.bias.value if self.use_bias else None
         return kernels.recurrent.simple_rnn_forward(
             xt,
