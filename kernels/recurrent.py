@@ -333,21 +333,38 @@ def _recurrent_product_t(gemm, dz, keep, r0, w, part, dh):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_steps_forward(
-    xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm, keep=None
+    xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm, keep=None, rows=None
 ):
     """Every step of ``lstm_step_forward`` for rows r0..r1, h @ recurrent_kernel by ``gemm`` or
-    loops (``_recurrent_product``, through keep (G, N, u) or None); xp (T, N, 4u), hs / cs
-    (T+1, N, u), mask (T, N), gates (T, N, 4u), or (1, N, 4u) that each step overwrites, as
-    ``lstm_forward``."""
+    loops (``_recurrent_product``, through keep (G, N, u) or None); xp (T * N, 4u) step by
+    step, or with rows (T, N) int64 projected rows (R, 4u) each step gathers from
+    (``_project_rows``); hs / cs (T+1, N, u), mask (T, N), gates (T, N, 4u), or (1, N, 4u)
+    that each step overwrites, as ``lstm_forward``."""
     rec = np.empty((r1 - r0, recurrent_kernel.shape[1]), dtype=xp.dtype)
     dropped = np.empty((r1 - r0, recurrent_kernel.shape[0]), dtype=xp.dtype)
-    steps = xp.shape[0]
+    gathered = np.empty((r1 - r0, recurrent_kernel.shape[1]), dtype=xp.dtype)
+    steps, n = mask.shape
     for t in range(steps):
         _recurrent_product(gemm, hs[t, r0:r1], keep, r0, recurrent_kernel, dropped, rec)
         lstm_step_forward(
-            xp[t, r0:r1], rec, hs[t, r0:r1], cs[t, r0:r1], mask[t, r0:r1], act, rec_act,
+            _step_inputs(xp, rows, t * n + r0, t * n + r1, gathered), rec, hs[t, r0:r1],
+            cs[t, r0:r1], mask[t, r0:r1], act, rec_act,
             gates[t if gates.shape[0] == steps else 0, r0:r1], hs[t + 1, r0:r1], cs[t + 1, r0:r1],
         )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _step_inputs(xp, rows, start, stop, out):
+    """Rows start..stop of the steps' projected inputs: those of xp (T * N, G), or with rows
+    (T, N) the rows of xp (R, G) that rows.reshape(-1)[start:stop] pick, gathered into out."""
+    if rows is None:
+        return xp[start:stop]
+    picks = rows.reshape(-1)
+    for b in range(stop - start):
+        row = picks[start + b]
+        for j in range(out.shape[1]):
+            out[b, j] = xp[row, j]
+    return out
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -454,24 +471,38 @@ def _project(x, kernel, bias, matmul, alloc, dropout=None):
     """Every step's input projection (T, N, G): x (T, N, in) or TableRows, times kernel (in, G),
     plus bias (G,) or None; one GEMM for every step (or for every distinct row of the table), or
     one per gate under ``GateDropout`` input masks."""
+    xp, rows = _project_rows(x, kernel, bias, matmul, alloc, dropout)
+    return xp if rows is None else _gather_steps(xp, rows, alloc)
+
+
+def _gather_steps(projected, rows, alloc):
+    """(T, N, G) from projected rows (R, G) and rows (T, N) int64 of them."""
+    xp = alloc("xp", (rows.size, projected.shape[1]), projected.dtype)
+    embedding_forward(projected, rows.reshape(-1), xp)
+    return xp.reshape(*rows.shape, projected.shape[1])
+
+
+def _project_rows(x, kernel, bias, matmul, alloc, dropout=None):
+    """``_project``'s result as (xp (T, N, G), None), or for TableRows as (the projected distinct
+    rows (U, G), rows (T, N) int64): step t of sample n is projected[rows[t, n]]."""
     steps, n, dtype = sequence_shape(x)
     width = kernel.shape[1]
-    xp = alloc("xp", (steps * n, width), dtype)
     keep = None if dropout is None else dropout.inputs
     if isinstance(x, TableRows):
         if keep is not None:
             raise ValueError("per-gate input dropout needs the input as an array, not TableRows")
         projected = alloc("projected", (_most_rows(x.table, x.ids), width), dtype)
         projected = _affine(x.rows, kernel, bias, matmul, projected[: len(x.rows)])
-        embedding_forward(projected, x.inverse, xp)
-    elif keep is None:
+        return projected, x.inverse.reshape(steps, n)
+    xp = alloc("xp", (steps * n, width), dtype)
+    if keep is None:
         _affine(x.reshape(steps * n, x.shape[2]), kernel, bias, matmul, xp)
     else:
         for _, columns, x_g in _per_gate(x, keep, width, alloc, "dropped_x"):
             matmul(x_g, kernel[:, columns], xp[:, columns])
         if bias is not None:
             bias_activation_forward(xp, bias, LINEAR, xp)
-    return xp.reshape(steps, n, width)
+    return xp.reshape(steps, n, width), None
 
 
 def _per_gate(x, keep, width, alloc, name):
@@ -525,7 +556,9 @@ def lstm_forward(
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n, alloc)
-    xp = _project(x, kernel, bias, matmul, alloc, dropout)
+    # From an Embedding's table rows the Numba loop gathers each step's projected rows itself:
+    # the (T, N, 4u) projections are never written out (26 MB at batch 256 of lstm_text).
+    xp, rows = _project_rows(x, kernel, bias, matmul, alloc, dropout)
     hs = alloc("hs", (steps + 1, n, units), dtype)
     cs = alloc("cs", (steps + 1, n, units), dtype)
     hs[0] = h0
@@ -537,10 +570,15 @@ def lstm_forward(
     gemm = None if blas is None else blas(dtype)
     keep = _recurrent_keep(dropout)
 
+    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n) or keep is not None
+    if rows is not None and not numba_loop:
+        xp, rows = _gather_steps(xp, rows, alloc), None
+
     def in_numba(r0, r1):
         lstm_steps_forward(
-            xp, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm, keep
-        )
+            xp.reshape(-1, xp.shape[-1]), recurrent_kernel, hs, cs, mask, act, rec_act, gates,
+            r0, r1, gemm, keep, rows,
+        )  # fmt: skip
 
     def in_python(r0, r1):
         xp_, hs_, cs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, cs, mask, gates))
@@ -552,7 +590,6 @@ def lstm_forward(
                 gates_[t if keep_gates else 0], hs_[t + 1], cs_[t + 1],
             )  # fmt: skip
 
-    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n) or keep is not None
     _time_loop(in_numba, in_python, n, shards, steps_guard, numba_loop)
     return hs, cs, (gates if keep_gates else None)
 
