@@ -20,8 +20,9 @@ its step needs two products (h @ U_zr, then (r * h) @ U_h), each followed by a f
 SimpleRNN: ``h = act(x @ kernel + h_prev @ recurrent_kernel + bias)``.
 Activations are the integer codes of ``kernels.codes`` (linear, relu, sigmoid, tanh).
 Each sequence function also takes ``x`` as ``TableRows``, rows of a table picked by ids (an
-Embedding's output): the projection is then done once per distinct row, and backward returns
-None for dx after adding the table's gradient into ``TableRows.dtable``. Every sequence function
+Embedding's output): the projection is then done once per distinct row (the LSTM's Numba loop
+reads each step's rows of it directly), and backward returns None for dx after adding the
+table's gradient into ``TableRows.dtable``. Every sequence function
 takes ``alloc(name, shape, dtype)`` for the arrays it uses and returns (``fresh``, new arrays, by
 default): a layer passes its workspace's, so steps of one shape reuse them and pay no page faults.
 ``dropout=GateDropout(...)`` gives Keras 3's per-gate masks of the inputs and of the state (its
