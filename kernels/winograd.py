@@ -166,7 +166,7 @@ def input_transform(x, pad_top, pad_left, tiles_h, tiles_w, t0, t1, v):
         if r0 >= 0 and r0 + 4 <= h and c0 >= 0 and c0 + 4 <= w:
             _bt(xs, _runs(((n * h + r0) * w + c0) * c, w * c), rows, _runs(0, 4 * c), _u(4 * c))
         else:
-            _window(xs, n, r0, c0, h, w, c, window)
+            _window(xs, n, r0, c0, h, w, c, 4, window)
             _bt(window, _runs(0, 4 * c), rows, _runs(0, 4 * c), _u(4 * c))
         for p in range(4):
             out = ((t - t0) * 4 + p) * 4 * c
@@ -223,21 +223,15 @@ def grad_transform(grad, codes, tiles_h, tiles_w, t0, t1, dm):
     dy = np.empty(4 * f, dtype=grad.dtype)  # the tile's 2 rows of 2 pixels
     rows = np.empty(8 * f, dtype=grad.dtype)  # A dY, 4 rows of 2 pixels
     for t in range(t0, t1):
-        n, r0, c0 = _tile_origin(t, tiles_h, tiles_w, 0, 0)
-        for k in range(4):
-            dst = _u(k * f)
-            r, col = r0 + k // 2, c0 + k % 2
-            if codes.shape[0] > 0:  # a tile is a pooled pixel
-                at, here = _u(t * f), np.uint8(k)
+        if codes.shape[0] > 0:  # a tile is a pooled pixel
+            at = _u(t * f)
+            for k in range(4):
+                dst, here = _u(k * f), np.uint8(k)
                 for j in range(_u(f)):
                     dy[dst + j] = gs[at + j] if cs[at + j] == here else zero
-            elif r < grad_h and col < grad_w:
-                at = _u(((n * grad_h + r) * grad_w + col) * f)
-                for j in range(_u(f)):
-                    dy[dst + j] = gs[at + j]
-            else:
-                for j in range(_u(f)):
-                    dy[dst + j] = zero
+        else:
+            n, r0, c0 = _tile_origin(t, tiles_h, tiles_w, 0, 0)
+            _window(gs, n, r0, c0, grad_h, grad_w, f, 2, dy)
         _a(dy, _runs(0, 2 * f), rows, _runs(0, 2 * f), _u(2 * f))
         for p in range(4):
             _a(rows, _runs(p * 2 * f, f), dms, _runs(((t - t0) * 4 + p) * 4 * f, f), _u(f))
@@ -285,11 +279,12 @@ def _tile_origin(t, tiles_h, tiles_w, pad_top, pad_left):
 
 
 @njit(cache=True, inline="always")
-def _window(xs, n, r0, c0, h, w, c, window):
-    """window (16C,) = the 4x4 pixels of image n of xs (N*H*W*C,) from (r0, c0), 0 outside."""
+def _window(xs, n, r0, c0, h, w, c, size, window):
+    """window (size*size*C,) = the size x size pixels of image n of xs (N*H*W*C,) from (r0, c0),
+    row by row, 0 outside."""
     zero = window.dtype.type(0)
-    for k in range(16):
-        r, col = r0 + k // 4, c0 + k % 4
+    for k in range(size * size):
+        r, col = r0 + k // size, c0 + k % size
         dst = _u(k * c)
         if 0 <= r < h and 0 <= col < w:
             at = _u(((n * h + r) * w + col) * c)
