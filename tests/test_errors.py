@@ -141,9 +141,14 @@ def test_elementwise_merge_mismatched_shapes(cls):
     assert merge([a, keras.Input(shape=(5, 3))]).shape == (None, 5, 3)
 
 
-def test_merge_of_a_single_tensor():
-    with pytest.raises(ValueError, match=r"Add 'sum': expected a list of at least 2 inputs"):
+def test_merge_of_a_single_tensor_or_an_empty_list():
+    message = r"Add 'sum': expected a list of at least 1 input; got "
+    with pytest.raises(ValueError, match=message + "a single tensor"):
         layers.Add(name="sum")(keras.Input(shape=(3,)))
+    with pytest.raises(ValueError, match=message + "an empty list"):
+        layers.Add(name="sum")([])
+    with pytest.raises(ValueError, match=r"Subtract 'diff': expected exactly 2 inputs; got 1"):
+        layers.Subtract(name="diff")([keras.Input(shape=(3,))])
 
 
 def test_built_layer_called_on_wrong_shape():

@@ -160,3 +160,53 @@ def test_image_and_text_model_trains():
     labels = RNG.integers(0, 2, (8, 1))
     for text_data in (RNG.integers(0, 5000, (8, 100)), RNG.integers(0, 5000, (8, 100)) * 1.0):
         model.fit([image_data, text_data], labels, epochs=2, batch_size=4, verbose=0)
+
+
+def create_model(use_profile=True, use_behavior=True):
+    """The seed's builder of optional feature groups: one group concatenates a list of one."""
+    inputs = []
+    features = []
+    if use_profile:
+        profile_input = layers.Input(shape=(3,))
+        profile_features = layers.Dense(32)(profile_input)
+        inputs.append(profile_input)
+        features.append(profile_features)
+    if use_behavior:
+        behavior_input = layers.Input(shape=(3,))
+        behavior_features = layers.Dense(32)(behavior_input)
+        inputs.append(behavior_input)
+        features.append(behavior_features)
+    combined = Concatenate()(features)
+    output = layers.Dense(1, activation="sigmoid")(combined)
+    return Model(inputs=inputs, outputs=output)
+
+
+@pytest.mark.parametrize("use_profile, use_behavior", [(True, True), (True, False), (False, True)])
+def test_optional_feature_model_trains_with_any_groups(use_profile, use_behavior):
+    model = create_model(use_profile=use_profile, use_behavior=use_behavior)
+    groups = use_profile + use_behavior
+    assert model.get_layer(index=-2).output.shape == (None, 32 * groups)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    x = [RNG.random((32, 3)) for _ in range(groups)]
+    history = model.fit(x, RNG.integers(0, 2, 32), epochs=2, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert model.predict(x, verbose=0).shape == (32, 1)
+
+
+@pytest.mark.parametrize(
+    "merge", [layers.Concatenate, layers.Add, layers.Multiply, layers.Average, layers.Maximum]
+)
+def test_a_merge_of_a_list_of_one_passes_it_through(merge):
+    """As in Keras 3: the merge layer's own output, of the input's shape and values."""
+    inputs = layers.Input(shape=(3,))
+    hidden = layers.Dense(4, name="hidden")(inputs)
+    merged = merge(name="merged")([hidden])
+    assert merged is not hidden and merged.shape == (None, 4)
+    model = Model(inputs, layers.Dense(1)(merged))
+    x = RNG.random((8, 3), dtype=np.float32)
+    inner = Model(inputs, [hidden, merged]).predict(x, verbose=0)
+    np.testing.assert_array_equal(inner[1], inner[0])
+    model.compile(optimizer="sgd", loss="mse")
+    before = model.get_layer("hidden").get_weights()[0].copy()
+    model.fit(x, RNG.random((8, 1)), epochs=1, verbose=0)
+    assert not np.array_equal(model.get_layer("hidden").get_weights()[0], before)

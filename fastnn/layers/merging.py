@@ -9,13 +9,14 @@ from fastnn.layers.base import Layer
 
 
 class _Merge(Layer):
-    """Base for merge layers: a list of at least two inputs."""
+    """Base for merge layers: a list of inputs. As in Keras 3 a list of one is accepted (the
+    output is a copy of it), so code that merges a variable number of branches runs with one."""
 
     def _check_list(self, input_shape):
-        if not isinstance(input_shape, list) or len(input_shape) < 2:
-            given = len(input_shape) if isinstance(input_shape, list) else "a single tensor"
+        if not isinstance(input_shape, list) or not input_shape:
+            given = "an empty list" if isinstance(input_shape, list) else "a single tensor"
             raise ValueError(
-                f"{type(self).__name__} '{self.name}': expected a list of at least 2 inputs; "
+                f"{type(self).__name__} '{self.name}': expected a list of at least 1 input; "
                 f"got {given}"
             )
 
@@ -139,6 +140,8 @@ def _reduce_to(grad, shape):
 
 def _sum(inputs):
     """The sum of broadcastable arrays, in one new array of the broadcast shape."""
+    if len(inputs) == 1:
+        return inputs[0].copy()
     shape = np.broadcast_shapes(*(x.shape for x in inputs))
     out = np.empty(shape, np.result_type(*inputs))
     np.add(inputs[0], inputs[1], out=out)
@@ -185,7 +188,7 @@ class Multiply(_Elementwise):
 
     def forward(self, inputs, training):
         aligned = _align(inputs)
-        out = aligned[0] * aligned[1]
+        out = aligned[0] * aligned[1] if len(aligned) > 1 else aligned[0].copy()
         for x in aligned[2:]:
             out = out * x
         return out, (aligned, [x.shape for x in inputs])
@@ -220,7 +223,7 @@ class Maximum(_Elementwise):
 
     def forward(self, inputs, training):
         aligned = _align(inputs)
-        out = aligned[0]
+        out = aligned[0] if len(aligned) > 1 else aligned[0].copy()
         for x in aligned[1:]:
             out = np.maximum(out, x)
         return out, (aligned, out, [x.shape for x in inputs])
