@@ -35,6 +35,52 @@ def _serial_blas(method):
     return run
 
 
+def _one_thread_at_a_time(call: str):
+    """Decorate a call that uses the model's loss, metric and optimizer state: while one thread
+    runs such a call on a model, another thread's fit/evaluate/train_on_batch/test_on_batch
+    would mix its gradients, loss trackers and metrics with this one's, so it raises a
+    RuntimeError instead (waiting could deadlock a callback that waits on that thread). The
+    holding thread may call in again: a callback's evaluate() inside fit()."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def run(self, *args, **kwargs):
+            outermost = _hold_state(self, call)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                _release_state(self, outermost)
+
+        return run
+
+    return decorate
+
+
+def _hold_state(model, call: str) -> bool:
+    """Take the model's state lock for ``call`` or raise; True if this is the outermost call."""
+    state = model.__dict__  # setdefault is atomic: racing first calls get one lock
+    lock = state.get("_state_lock") or state.setdefault("_state_lock", threading.RLock())
+    if not lock.acquire(blocking=False):
+        raise RuntimeError(
+            f"Model '{model.name}': {call} was called while {state.get('_state_user') or 'a call'}"
+            " runs in another thread. fit(), evaluate(), train_on_batch() and test_on_batch() "
+            "share the model's loss, metric and optimizer state, so one thread at a time may run "
+            "them (predict() may run alongside); wait for that call to end, or give each thread "
+            "its own model (fastnn.models.clone_model)"
+        )
+    if state.get("_state_user") is not None:
+        return False
+    state["_state_user"] = call
+    return True
+
+
+def _release_state(model, outermost: bool) -> None:
+    state = model.__dict__
+    if outermost:
+        state["_state_user"] = None
+    state["_state_lock"].release()
+
+
 class NotCompiledError(RuntimeError, ValueError):
     """fit/evaluate/train_on_batch before compile(): a ValueError as in Keras 3, and a
     RuntimeError as in tf.keras 2 (and earlier fastnn), so either ``except`` catches it."""
@@ -419,6 +465,7 @@ class Trainer:
         return [None if a is None else a[index] for a in arrays]
 
     # ---- fit / evaluate / predict --------------------------------------------------------------
+    @_one_thread_at_a_time("fit()")
     @_serial_blas
     def fit(
         self,
@@ -568,6 +615,7 @@ class Trainer:
                 cbs.on_test_batch_end(step, self._logs())
         return self._logs()
 
+    @_one_thread_at_a_time("evaluate()")
     @_serial_blas
     def evaluate(
         self,
@@ -636,6 +684,7 @@ class Trainer:
             return list(arrays)
         return arrays[0]
 
+    @_one_thread_at_a_time("train_on_batch()")
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns that batch's loss and metrics."""
         self._require_compiled("train_on_batch()")
@@ -647,6 +696,7 @@ class Trainer:
         self._train_step(xs, ys, sample_weight)
         return self._format_logs(self._logs(), return_dict)
 
+    @_one_thread_at_a_time("test_on_batch()")
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics on one batch, without updating weights."""
         self._require_compiled("test_on_batch()")
