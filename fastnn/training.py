@@ -829,6 +829,7 @@ def _as_input(array, shape, dtype, what, stream=False):
     ):
         raise ValueError(f"{what} expects arrays of shape {shape}, got shape {arr.shape}")
     _check_finite(arr, dtype, what)
+    _check_integer_range(arr, dtype, what)
     if arr.dtype == dtype and arr.flags.c_contiguous:
         return arr
     if stream:
@@ -904,6 +905,26 @@ def _check_finite(arr, dtype, what) -> None:
                 f"{what} has values beyond the range of {dtype.name} (first in sample {row})"
             )
         raise ValueError(f"{what} contains NaN or infinite values (first in sample {row})")
+
+
+def _check_integer_range(arr, dtype, what) -> None:
+    """Raise a ValueError naming the first value of ``arr`` that an integer ``dtype`` cannot
+    hold (the cast would wrap it around: 2**32 + 3 into int32 is 3); one min and max when the
+    cast is not safe, a search only on failure."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu" or arr.size == 0 or np.can_cast(arr.dtype, dtype):
+        return
+    info = np.iinfo(dtype)
+    if info.min <= arr.min() and arr.max() <= info.max:
+        return
+    rows = arr.reshape(len(arr), -1)
+    outside = (rows < info.min) | (rows > info.max)
+    row = int(np.argmax(outside.any(axis=1)))
+    value = rows[row][np.argmax(outside[row])]
+    raise ValueError(
+        f"{what} is {dtype.name}, which holds values in [{info.min}, {info.max}]; got {value} "
+        f"(first in sample {row})"
+    )
 
 
 class _CastOnRead:
