@@ -107,7 +107,10 @@ class _KernelLoss(Loss):
                     f"{self._who()}: y_true must have y_pred's shape without the last (class) "
                     f"axis; got y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}"
                 )
-            return y_true.astype(np.int64, copy=False), y_pred
+            labels = y_true.astype(np.int64, copy=False)
+            if y_true.dtype.kind == "f":
+                self._check_whole(y_true, labels)
+            return labels, y_pred
         y_true, y_pred_same = _squeeze_or_expand(y_true.astype(dtype, copy=False), y_pred)
         if y_true.shape != y_pred_same.shape:
             hint = ""
@@ -337,20 +340,48 @@ class SparseCategoricalCrossentropy(_KernelLoss):
         eps = (pred.dtype.type(EPSILON),)
         return kernels.losses.sparse_categorical_crossentropy, labels, eps, mask
 
+    def _check_whole(self, y_true, labels):
+        """Float labels must be whole numbers: 1.5 would read class 1 while accuracy misses."""
+        fraction = labels != y_true
+        if fraction.any():
+            index = _first(fraction)
+            raise ValueError(
+                f"{self._who()}: labels must be integer class indices; got {y_true[index]} "
+                f"(first at index {_index_text(index)})"
+            )
+
     def _check_labels(self, labels, classes):
         """Labels must index one of ``classes`` (ignore_class aside)."""
+        if not labels.size or (labels.min() >= 0 and labels.max() < classes):
+            return
+        outside = (labels < 0) | (labels >= classes)
         if self.ignore_class is not None:
-            labels = labels[labels != self.ignore_class]
-        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            outside &= labels != self.ignore_class
+        if outside.any():
+            ignored = self.ignore_class is not None
+            counted = labels[labels != self.ignore_class] if ignored else labels
+            index = _first(outside)
             raise ValueError(
                 f"{self._who()}: labels must be integers in [0, {classes}) for y_pred with "
-                f"{classes} classes; got labels from {labels.min()} to {labels.max()}"
+                f"{classes} classes; got labels from {counted.min()} to {counted.max()} (first "
+                f"outside: {labels[index]} at index {_index_text(index)})"
             )
 
     def get_config(self):
         config = super().get_config()
         config.update(from_logits=self.from_logits, ignore_class=self.ignore_class, axis=self.axis)
         return config
+
+
+def _first(flags: np.ndarray) -> tuple:
+    """The index of the first True of ``flags`` (any shape)."""
+    return np.unravel_index(int(np.argmax(flags)), flags.shape)
+
+
+def _index_text(index: tuple) -> str:
+    """``3`` for an index into a 1-D array, ``(3, 1)`` beyond."""
+    index = tuple(int(i) for i in index)
+    return str(index[0]) if len(index) == 1 else str(index)
 
 
 class LossFunctionWrapper(Loss):

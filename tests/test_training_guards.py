@@ -88,3 +88,79 @@ def test_an_unsigned_input_refuses_negative_ids():
     )
     with unchanged(model), pytest.raises(ValueError, match=message):
         model.fit(x, RNG.random((N, 1)), verbose=0)
+
+
+# ---- sparse labels ----------------------------------------------------------------------------
+
+
+class Spy(keras.callbacks.Callback):
+    """Records every hook called."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __getattribute__(self, name):
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: self.calls.append(name)
+        return super().__getattribute__(name)
+
+
+def classifier(steps=None):
+    """3 classes, per sample or (with ``steps``) per time step, trained one step."""
+    shape = (steps, 5) if steps else (5,)
+    inputs = keras.Input(shape=shape, name="features")
+    hidden = layers.BatchNormalization()(layers.Dense(4)(inputs))
+    model = keras.Model(inputs, layers.Dense(3, activation="softmax", name="label")(hidden))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    labels = RNG.integers(0, 3, (N, steps) if steps else N)
+    model.train_on_batch(RNG.random((N, *shape)), labels)
+    return model, RNG.random((N, *shape))
+
+
+@pytest.mark.parametrize("fit", [True, False])
+def test_non_integer_sparse_labels_are_refused_with_their_position(fit):
+    model, x = classifier()
+    y = np.array([0, 1, 2, 1, 1.5, 0, 2, 2.25])
+    message = re.escape(
+        "y for output 'label': SparseCategoricalCrossentropy 'sparse_categorical_crossentropy': "
+        "labels must be integer class indices; got 1.5 (first at index 4)"
+    )
+    spy = Spy()
+    with unchanged(model), pytest.raises(ValueError, match=message):
+        if fit:
+            model.fit(x, y, epochs=2, verbose=0, callbacks=[spy], validation_data=(x, y))
+        else:
+            model.evaluate(x, y[:, None], verbose=0, callbacks=[spy])
+    assert spy.calls == []
+
+
+def test_sparse_labels_per_step_name_the_sample_and_step():
+    model, x = classifier(steps=3)
+    y = RNG.integers(0, 3, (N, 3)).astype(np.float32)
+    y[6, 2] = 0.5
+    with unchanged(model), pytest.raises(ValueError, match=r"got 0.5 \(first at index \(6, 2\)\)"):
+        model.fit(x, y, verbose=0)
+    y[6, 2] = 3
+    with (
+        unchanged(model),
+        pytest.raises(ValueError, match=r"from 0 to 3 \(first outside: 3 at index \(6, 2\)\)"),
+    ):
+        model.fit(x, y, verbose=0)
+
+
+def test_out_of_range_sparse_labels_name_the_first():
+    model, x = classifier()
+    y = np.array([0, 1, 2, -1, 1, 0, 7, 2])
+    with (
+        unchanged(model),
+        pytest.raises(ValueError, match=r"from -1 to 7 \(first outside: -1 at index 3\)"),
+    ):
+        model.fit(x, y, verbose=0)
+
+
+def test_whole_float_sparse_labels_score_as_integers():
+    model, x = classifier()
+    y = RNG.integers(0, 3, N)
+    assert model.evaluate(x, y.astype(np.float64), verbose=0) == model.evaluate(x, y, verbose=0)
+    model.fit(x, y.astype(np.float32), epochs=1, verbose=0)
