@@ -1,4 +1,5 @@
-"""fastnn.config: set_num_threads bounds Numba and BLAS threads process-wide; the threading layer.
+"""fastnn.config: set_num_threads bounds Numba and BLAS threads process-wide (the threading
+layer's tests are in test_threading_layer.py).
 
 Numba's thread count is per calling thread, so the bound must reach threads that call fastnn
 after it was set; BLAS's is process-wide (threadpoolctl). Each test restores both.
@@ -6,7 +7,6 @@ after it was set; BLAS's is process-wide (threadpoolctl). Each test restores bot
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -120,14 +120,3 @@ def test_serial_blas_sections_end_at_the_set_bound():
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(run, range(4)))
     assert blas_threads() == {2}  # concurrent sections never leave BLAS limited
-
-
-@pytest.mark.skipif(
-    "NUMBA_THREADING_LAYER" in os.environ, reason="a threading layer was chosen by the user"
-)
-def test_the_threading_layer_is_tbb_when_installed():
-    try:
-        from numba.np.ufunc import tbbpool  # noqa: F401
-    except ImportError:
-        pytest.skip("TBB is not installed")
-    assert config.threading_layer() == "tbb"
