@@ -10,6 +10,7 @@ import contextlib
 import functools
 import itertools
 import math
+import numbers
 import signal
 import threading
 from collections.abc import Mapping
@@ -488,14 +489,15 @@ class Trainer:
     ):
         """Train for ``epochs`` epochs; returns a ``History`` whose ``.history`` holds the logs."""
         self._require_compiled("fit")
+        _require_x(x, "fit()")
         _check_positive_int("epochs", epochs, allow_zero=True)
+        _check_positive_int("initial_epoch", initial_epoch, allow_zero=True)
         batch_size = _batch_size(batch_size)
         if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
             raise ValueError(
                 f"`validation_split` must be in [0, 1); got validation_split={validation_split}"
             )
-        shuffle_seed = self._shuffle_seed_for(initial_epoch) if shuffle else None
-        val = None
+        val = train = None
         if _is_batch_source(x):
             if y is not None or validation_split:
                 raise ValueError(
@@ -514,12 +516,16 @@ class Trainer:
                 xs, ys, sample_weight, val = _split_validation(
                     xs, ys, sample_weight, validation_split
                 )
-            epoch_batches = self._array_batches(xs, ys, sample_weight, batch_size, shuffle_seed)
+            train = xs, ys, sample_weight
             steps = math.ceil(len(xs[0]) / batch_size)
         if validation_data is not None:
             val = self._prepare(
                 *_unpack_validation(validation_data), caller="fit() validation_data"
             )
+        # Every check passed: from here on the call changes the model.
+        if train is not None:
+            shuffle_seed = self._shuffle_seed_for(initial_epoch) if shuffle else None
+            epoch_batches = self._array_batches(*train, batch_size, shuffle_seed)
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList(
             callbacks,
@@ -629,7 +635,8 @@ class Trainer:
         return_dict: bool = False,
     ):
         """Loss and metrics on (x, y): a float, a list in ``metrics_names`` order, or a dict."""
-        self._require_compiled("evaluate()")
+        self._require_compiled("evaluate")
+        _require_x(x, "evaluate()")
         if y is None:
             raise ValueError(f"evaluate(): model '{self.name}' needs targets y")
         self._ensure_built_for_data(x)
@@ -644,6 +651,7 @@ class Trainer:
     @_serial_blas
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None):
         """Outputs for x, computed batch by batch: one array, or a list for several outputs."""
+        _require_x(x, "predict()")
         self._ensure_built_for_data(x)
         with _named_errors("predict()"):
             xs = self._standardize_x(x, stream=True)
@@ -687,7 +695,8 @@ class Trainer:
     @_one_thread_at_a_time("train_on_batch()")
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns that batch's loss and metrics."""
-        self._require_compiled("train_on_batch()")
+        self._require_compiled("train_on_batch")
+        _require_x(x, "train_on_batch()")
         self._ensure_built_for_data(x)
         xs, ys, sample_weight = self._prepare(x, y, sample_weight, "train_on_batch()")
         sample_weight = _with_class_weight(sample_weight, class_weight, ys)
@@ -699,7 +708,8 @@ class Trainer:
     @_one_thread_at_a_time("test_on_batch()")
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics on one batch, without updating weights."""
-        self._require_compiled("test_on_batch()")
+        self._require_compiled("test_on_batch")
+        _require_x(x, "test_on_batch()")
         self._ensure_built_for_data(x)
         xs, ys, sample_weight = self._prepare(x, y, sample_weight, "test_on_batch()")
         if self._output_metrics is not None:
@@ -709,6 +719,7 @@ class Trainer:
 
     def predict_on_batch(self, x):
         """Outputs for one batch."""
+        _require_x(x, "predict_on_batch()")
         self._ensure_built_for_data(x)
         with _named_errors("predict_on_batch()"):
             xs = self._standardize_x(x)
@@ -815,6 +826,8 @@ def _as_input(array, shape, dtype, what, stream=False):
     fit() reads its data every epoch, so it casts once up front; evaluate() and predict() read
     each sample once and stream, so a large input is never copied whole."""
     config._apply_num_threads()  # every call with data passes here, in the caller's thread
+    if array is None:
+        raise ValueError(f"{what} is missing: got None where its data belongs")
     arr = np.asarray(array)
     if arr.dtype == object:
         raise TypeError(f"{what}: expected numeric data, got an array of Python objects")
@@ -1009,6 +1022,14 @@ def _common_length(arrays, names) -> int:
     return next(iter(sizes.values()))
 
 
+def _require_x(x, caller: str) -> None:
+    if x is None:
+        raise ValueError(
+            f"{caller}: x is missing (None): pass the input data (an array, a list or dict of "
+            "arrays, or a generator / PyDataset of batches)"
+        )
+
+
 def _check_positive_int(name, value, allow_zero=False):
     low = 0 if allow_zero else 1
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
@@ -1087,6 +1108,11 @@ def _unpack_validation(data):
 def _with_class_weight(sample_weight, class_weight, ys):
     if class_weight is None:
         return sample_weight
+    if not isinstance(class_weight, Mapping):
+        raise TypeError(
+            "class_weight must be a dict from class index to weight; got "
+            f"{type(class_weight).__name__}"
+        )
     targets = [y for y in ys if y is not None]
     if len(targets) != 1:
         raise ValueError("class_weight is supported only for models with a single output")
@@ -1098,5 +1124,19 @@ def _with_class_weight(sample_weight, class_weight, ys):
     unknown = sorted(set(np.unique(labels).tolist()) - set(class_weight))
     if unknown:
         raise ValueError(f"class_weight has no entry for class(es) {unknown}")
-    weights = np.array([class_weight[int(c)] for c in labels], dtype=np.float64)
+    per_class = _class_weights(class_weight)
+    weights = np.array([per_class[int(c)] for c in labels], dtype=np.float64)
     return weights if sample_weight is None else weights * sample_weight
+
+
+def _class_weights(class_weight: Mapping) -> dict:
+    """class_weight's values as floats, each checked to be a finite number."""
+    weights = {}
+    for label, weight in class_weight.items():
+        if not isinstance(weight, numbers.Real) or not math.isfinite(weight):
+            raise ValueError(
+                f"class_weight: the weight of class {label!r} must be a finite number; "
+                f"got {weight!r}"
+            )
+        weights[label] = float(weight)
+    return weights

@@ -164,3 +164,108 @@ def test_whole_float_sparse_labels_score_as_integers():
     y = RNG.integers(0, 3, N)
     assert model.evaluate(x, y.astype(np.float64), verbose=0) == model.evaluate(x, y, verbose=0)
     model.fit(x, y.astype(np.float32), epochs=1, verbose=0)
+
+
+# ---- messages of bad arguments ----------------------------------------------------------------
+
+
+def regressor():
+    """A model trained one epoch (so it has a history and a shuffle seed)."""
+    inputs = keras.Input(shape=(3,), name="x")
+    out = layers.Dense(2, activation="softmax")(layers.BatchNormalization()(inputs))
+    model = keras.Model(inputs, out, name="m")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(RNG.random((N, 3)), RNG.integers(0, 2, N), epochs=1, verbose=0)
+    return model
+
+
+def refused(model, error, message, call):
+    """``call(spy)`` raises ``error`` matching ``message`` and changes nothing: weights, optimizer
+    state, the last history, the shuffle seed, and no callback hook ran."""
+    spy = Spy()
+    history, seed = model.history, model._shuffle_seed
+    with unchanged(model), pytest.raises(error, match=message):
+        call(spy)
+    assert spy.calls == []
+    assert model.history is history and model._shuffle_seed == seed
+
+
+@pytest.mark.parametrize("initial_epoch", [-1, 1.5, "1"])
+def test_a_bad_initial_epoch_is_named(initial_epoch):
+    model = regressor()
+    message = re.escape(
+        f"`initial_epoch` must be an integer >= 0; got initial_epoch={initial_epoch!r}"
+    )
+    x, y = RNG.random((N, 3)), RNG.integers(0, 2, N)
+    refused(
+        model,
+        ValueError,
+        message,
+        lambda spy: model.fit(x, y, epochs=3, initial_epoch=initial_epoch, callbacks=[spy]),
+    )
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate", "train_on_batch", "test_on_batch"])
+def test_calls_before_compile_name_themselves_once(call):
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, layers.Dense(1)(inputs), name="raw")
+    message = rf"^You must call compile\(\) before {call}\(\): model 'raw' is not compiled$"
+    with pytest.raises(ValueError, match=message):
+        getattr(model, call)(RNG.random((N, 3)), RNG.random((N, 1)))
+
+
+@pytest.mark.parametrize("weight", ["a", None, float("nan"), [1.0]])
+def test_a_class_weight_that_is_no_number_names_the_class(weight):
+    model = regressor()
+    message = re.escape(
+        f"class_weight: the weight of class 1 must be a finite number; got {weight!r}"
+    )
+    x, y = RNG.random((N, 3)), RNG.integers(0, 2, N)
+    refused(
+        model,
+        ValueError,
+        message,
+        lambda spy: model.fit(x, y, class_weight={0: 1.0, 1: weight}, callbacks=[spy]),
+    )
+    with unchanged(model), pytest.raises(ValueError, match=message):
+        model.train_on_batch(x, y, class_weight={0: 1, 1: weight})
+
+
+def test_a_class_weight_that_is_no_dict_is_refused():
+    model = regressor()
+    x, y = RNG.random((N, 3)), RNG.integers(0, 2, N)
+    message = "class_weight must be a dict from class index to weight; got list"
+    refused(model, TypeError, message, lambda spy: model.fit(x, y, class_weight=[1.0, 2.0]))
+
+
+MISSING_X = {
+    "fit": lambda model, spy: model.fit(None, RNG.integers(0, 2, N), callbacks=[spy]),
+    "evaluate": lambda model, spy: model.evaluate(x=None, y=RNG.integers(0, 2, N), callbacks=[spy]),
+    "predict": lambda model, spy: model.predict(None, callbacks=[spy]),
+    "train_on_batch": lambda model, spy: model.train_on_batch(None, RNG.integers(0, 2, N)),
+    "test_on_batch": lambda model, spy: model.test_on_batch(None, RNG.integers(0, 2, N)),
+    "predict_on_batch": lambda model, spy: model.predict_on_batch(None),
+}
+
+
+@pytest.mark.parametrize("call", list(MISSING_X))
+def test_a_missing_x_is_named(call):
+    model = regressor()
+    message = rf"^{call}\(\): x is missing \(None\): pass the input data"
+    refused(model, ValueError, message, lambda spy: MISSING_X[call](model, spy))
+
+
+def test_a_missing_x_leaves_a_sequential_unbuilt():
+    model = keras.Sequential([layers.Dense(2)], name="lazy")
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"fit\(\): x is missing"):
+        model.fit(y=np.zeros((N, 2)))
+    assert not model.built
+
+
+def test_a_missing_input_of_several_is_named():
+    a, b = keras.Input(shape=(2,), name="a"), keras.Input(shape=(2,), name="b")
+    model = keras.Model([a, b], layers.Add()([a, b]))
+    message = r"predict\(\): input 'b' is missing: got None where its data belongs"
+    with pytest.raises(ValueError, match=message):
+        model.predict({"a": np.zeros((N, 2)), "b": None}, verbose=0)
