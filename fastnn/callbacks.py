@@ -15,7 +15,11 @@ def is_interactive() -> bool:
 
 
 class Callback:
-    """Base class: override the ``on_*`` hooks; ``self.model`` and ``self.params`` are set."""
+    """Base class: override the ``on_*`` hooks; ``self.model`` and ``self.params`` are set.
+
+    As in Keras, every hook gets a logs dict (``{}`` when there is nothing to report), and
+    ``on_batch_begin`` / ``on_batch_end`` are the training batch hooks' older names.
+    """
 
     def __init__(self):
         self.model = None
@@ -31,8 +35,15 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
     def on_test_begin(self, logs=None): ...
     def on_test_end(self, logs=None): ...
     def on_test_batch_begin(self, batch, logs=None): ...
@@ -389,12 +400,22 @@ class CallbackList:
         return any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks)
 
     def __getattr__(self, hook):
+        """``on_<hook>([index], logs=None)`` calls it on every callback with a logs dict, as
+        Keras's CallbackList does: positional for epoch and begin/end hooks, ``logs=`` for batch
+        hooks."""
         if not hook.startswith("on_"):
             raise AttributeError(hook)
+        per_batch = "batch" in hook
+        indexed = per_batch or "epoch" in hook
 
         def dispatch(*args):
+            index, rest = (args[:1], args[1:]) if indexed else ((), args)
+            logs = rest[0] if rest and rest[0] is not None else {}
             for cb in self.callbacks:
-                getattr(cb, hook)(*args)
+                if per_batch:
+                    getattr(cb, hook)(*index, logs=logs)
+                else:
+                    getattr(cb, hook)(*index, logs)
 
         return dispatch
 

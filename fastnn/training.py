@@ -672,8 +672,10 @@ class Trainer:
                 results = [np.empty((n, *o.shape[1:]), o.dtype) for o in outputs]
             for result, out in zip(results, outputs):
                 result[index] = out
-            for step in range(first, last):
-                cbs.on_predict_batch_end(step, {})
+            for step in range(first, last):  # as Keras: each batch's outputs, as returned
+                rows = slice(step * batch_size, min(n, (step + 1) * batch_size))
+                batch_outputs = self._pack_outputs([result[rows] for result in results])
+                cbs.on_predict_batch_end(step, {"outputs": batch_outputs})
         cbs.on_predict_end()
         return self._pack_outputs(results)
 

@@ -150,3 +150,97 @@ def test_fit_takes_a_pydataset_and_a_generator_like_keras():
         from_generator.fit(endless(), TARGET, steps_per_epoch=1)
     with pytest.raises(ValueError, match=r"must be \(x, y\)"):
         from_generator.fit(iter([DATA]), steps_per_epoch=1, verbose=0)
+
+
+# ---- every hook gets a logs dict, as Keras passes them -----------------------------------------
+
+
+def recorder(base):
+    """A callback class on ``base`` (Keras's or fastnn's Callback) that records each hook as
+    (hook, index, how logs came, the logs' keys, and for predict the outputs' shape)."""
+
+    class Recorder(base):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __getattribute__(self, name):
+            if not name.startswith("on_"):
+                return super().__getattribute__(name)
+
+            def hook(*args, **kwargs):
+                how = "keyword" if "logs" in kwargs else "positional"
+                logs = kwargs["logs"] if "logs" in kwargs else args[-1]
+                index = args[0] if len(args) + len(kwargs) == 2 else None
+                shapes = {k: np.shape(v) for k, v in logs.items() if k == "outputs"}
+                self.calls.append((name, index, how, sorted(logs.keys()), shapes))
+
+            return hook
+
+    return Recorder
+
+
+def run_recorded(K, base):
+    model = K.Sequential([K.Input((3,)), K.layers.Dense(2, name="out")])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x, y = DATA[:5], DATA[:5, :2]
+    Recorder = recorder(base)
+    calls = []
+    for run in (
+        lambda cb: model.fit(x, y, batch_size=2, epochs=2, validation_data=(x, y), callbacks=[cb]),
+        lambda cb: model.evaluate(x, y, batch_size=4, callbacks=[cb]),
+        lambda cb: model.predict(x, batch_size=4, callbacks=[cb]),
+    ):
+        cb = Recorder()
+        run(cb)
+        calls += cb.calls
+    return calls
+
+
+def test_hooks_get_the_logs_dicts_keras_passes():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    expected = run_recorded(keras, keras.callbacks.Callback)
+    got = run_recorded(fastnn, callbacks.Callback)
+    assert got == expected
+    assert ("on_predict_batch_end", 1, "keyword", ["outputs"], {"outputs": (1, 2)}) in got
+
+
+def test_a_callback_reading_logs_keys_in_every_hook_runs():
+    model = small_model()
+    Recorder = recorder(callbacks.Callback)
+    cb = Recorder()
+    model.fit(DATA, TARGET, epochs=1, batch_size=16, validation_split=0.5, callbacks=[cb])
+    model.evaluate(DATA, TARGET, callbacks=[cb])
+    model.predict(DATA, callbacks=[cb])
+    assert {name for name, *_ in cb.calls} == {
+        f"on_{hook}" for hook in [
+            "train_begin", "train_end", "epoch_begin", "epoch_end", "train_batch_begin",
+            "train_batch_end", "test_begin", "test_end", "test_batch_begin", "test_batch_end",
+            "predict_begin", "predict_end", "predict_batch_begin", "predict_batch_end",
+        ]
+    }  # fmt: skip
+
+
+def test_on_batch_begin_and_end_are_the_train_batch_hooks_older_names():
+    class OldStyle(callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_batch_begin(self, batch, logs=None):
+            self.seen.append(("begin", batch, dict(logs)))
+
+        def on_batch_end(self, batch, logs=None):
+            self.seen.append(("end", batch, sorted(logs)))
+
+    cb = OldStyle()
+    small_model().fit(DATA, TARGET, epochs=1, batch_size=16, verbose=0, callbacks=[cb])
+    assert cb.seen == [
+        ("begin", 0, {}),
+        ("end", 0, ["loss"]),
+        ("begin", 1, {}),
+        ("end", 1, ["loss"]),
+    ]
