@@ -553,15 +553,6 @@ class Sequential(Model):
             first = x[0] if isinstance(x, (list, tuple)) else x
             self.build((None, *np.shape(first)[1:]))
 
-    def summary(self, line_length=None, print_fn=None) -> None:
-        if not self.built:
-            raise ValueError(
-                f"Sequential '{self.name}' has not yet been built. Build it first by giving the "
-                "first layer `input_shape=`, starting with fastnn.Input(...), calling "
-                "build(input_shape), or calling it on a batch of data."
-            )
-        super().summary(line_length, print_fn)
-
     def get_config(self) -> dict:
         """Keras 3's Sequential config: the layers in order, an InputLayer first once built."""
         layers = [self._input_layer] if self._input_layer is not None else []

@@ -16,6 +16,8 @@ def _shape_text(layer, model) -> str:
 
 
 def _model_nodes(model):
+    if not model.built:  # a Sequential waiting for its input shape: no graph yet
+        return set()
     nodes = getattr(model, "_node_set", None)
     if nodes is None or nodes[0] is not model._graph:
         nodes = (model._graph, {*model._graph.nodes, *(t.node for t in model._graph.inputs)})
@@ -56,6 +58,26 @@ def _sequential_like(model) -> bool:
     return len({id(n.layer) for n in nodes}) == len(nodes)
 
 
+#: The layers Keras builds when they are made (it has no weights to create for them): in the
+#: summary of a model not built yet they show 0 parameters, the others "0 (unbuilt)".
+_KERAS_BUILT_AT_INIT = frozenset(
+    [
+        "Activation",
+        "Dropout",
+        "Masking",
+        "Reshape",
+        *(f"{kind}Pooling{d}D" for kind in ("Max", "Average") for d in (1, 2)),
+        *(f"Global{kind}Pooling{d}D" for kind in ("Max", "Average") for d in (1, 2)),
+    ]
+)
+
+
+def _params_text(layer) -> str:
+    if layer.built:
+        return f"{layer.count_params():,}"
+    return "0" if type(layer).__name__ in _KERAS_BUILT_AT_INIT else "0 (unbuilt)"
+
+
 def _type_name(layer) -> str:
     """The class name Keras shows; a Functional model is a ``Model`` instance in fastnn."""
     name = type(layer).__name__
@@ -71,8 +93,11 @@ def print_summary(model, line_length=None, print_fn=None) -> None:
     headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional else [])
     rows = []
     for layer in layers:
-        params = layer.count_params() if layer.built else 0
-        row = [f"{layer.name} ({_type_name(layer)})", _shape_text(layer, model), f"{params:,}"]
+        row = [
+            f"{layer.name} ({_type_name(layer)})",
+            _shape_text(layer, model),
+            _params_text(layer),
+        ]
         if functional:
             row.append(_connected_to(layer, model))
         rows.append(row)
@@ -93,7 +118,7 @@ def print_summary(model, line_length=None, print_fn=None) -> None:
 
 def _box_table(headers, rows, line_length=None) -> list[str]:
     """Keras's table drawing: heavy header box, a rule between rows, numbers right-aligned."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     if line_length:  # stretch the first column so the table spans line_length, as Keras does
         widths[0] = max(widths[0], line_length - sum(w + 3 for w in widths[1:]) - 4)
     right = {headers.index("Param #")}

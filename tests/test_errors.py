@@ -591,10 +591,36 @@ def test_sequential_pop_on_empty():
         keras.Sequential(name="empty").pop()
 
 
-def test_summary_of_an_unbuilt_sequential():
-    model = keras.Sequential([layers.Dense(2)], name="lazy")
-    with pytest.raises(ValueError, match=r"Sequential 'lazy' has not yet been built"):
-        model.summary()
+def _summary_rows(model) -> list[list[str]]:
+    lines = []
+    model.summary(print_fn=lines.append)
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
+
+
+def test_summary_of_an_unbuilt_sequential_shows_unknown_shapes_as_keras():
+    """Keras 3 prints the layers with shape '?' and '0 (unbuilt)' (0 for the layers it builds
+    when made, which have no weights); nothing is built by printing."""
+    model = keras.Sequential(
+        [layers.Conv2D(4, 3), layers.MaxPooling2D(2), layers.Flatten(), layers.Dropout(0.1)],
+        name="lazy",
+    )
+    model.add(layers.Dense(1, name="head"))
+    model.compile(optimizer="adam", loss="mse")
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert lines[0] == 'Model: "lazy"'
+    assert _summary_rows(model) == [
+        [f"{layer.name} ({type(layer).__name__})", "?", params]
+        for layer, params in zip(
+            model.layers, ["0 (unbuilt)", "0", "0 (unbuilt)", "0", "0 (unbuilt)"]
+        )
+    ]
+    assert lines[-3:] == [
+        f" {kind} params: 0 (0.00 B)" for kind in ("Total", "Trainable", "Non-trainable")
+    ]
+    assert not model.built and not model.layers[0].built
+    empty = keras.Sequential(name="empty")
+    assert _summary_rows(empty) == []
 
 
 def test_get_layer_unknown_name_lists_names(regressor):
