@@ -91,6 +91,38 @@ def test_the_library_found_is_the_tbb_packages():
     assert os.path.realpath(path) in {os.path.realpath(f) for f in files}
 
 
+def test_without_the_packages_file_list_the_library_is_found_in_a_prefix_lib(tmp_path, monkeypatch):
+    """A tbb installed without a RECORD (e.g. by conda): the lib folder of sys.prefix."""
+
+    def no_files(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "files", no_files)
+    for name in ("prefix", "base_prefix"):
+        monkeypatch.setattr(sys, name, str(tmp_path / "elsewhere"))
+    monkeypatch.setattr("site.USER_BASE", str(tmp_path / "user"))
+    assert _tbb.find() is None
+    (tmp_path / "user" / "lib").mkdir(parents=True)
+    (tmp_path / "user" / "lib" / _tbb.LIBRARY).write_bytes(b"")
+    assert _tbb.find() == str(tmp_path / "user" / "lib" / _tbb.LIBRARY)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / _tbb.LIBRARY).write_bytes(b"")
+    assert _tbb.find() == str(tmp_path / "lib" / _tbb.LIBRARY)  # sys.prefix first
+
+
+def test_import_fastnn_loads_no_tbb_nor_numba_nor_importlib_metadata():
+    out = run_fresh(
+        """
+        import json, sys
+        import fastnn
+        print(json.dumps([fastnn._tbb.outcome(), "numba" in sys.modules,
+                          "importlib.metadata" in sys.modules]))
+        """
+    )
+    assert out == [None, False, False]
+
+
 # A model's passes, then in a fork child: a predict, an eager layer call, a model call.
 FORK = """
 import json, multiprocessing, sys, warnings
