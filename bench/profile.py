@@ -41,13 +41,9 @@ def timed_parts(model):
         setattr(owner, attribute, timer)
         wrapped.append((owner, attribute))
 
-    for layer in model.layers:
-        if type(layer).__name__ != "InputLayer":
-            wrap(layer, "forward", (layer.name, "forward"))
-            wrap(layer, "backward", (layer.name, "backward"))
-        if layer.fuses_max_pool:  # runs with the max pool that reads it
-            wrap(layer, "forward_max_pooled", (layer.name, "forward + max pool"))
-            wrap(layer, "backward_max_pooled", (layer.name, "backward + max pool"))
+    for step in model._graph.steps:  # fused layers (fastnn.fusion) as one: 'conv2d+max_pooling2d'
+        wrap(step.layer, "forward", (step.layer.name, "forward"))
+        wrap(step.layer, "backward", (step.layer.name, "backward"))
     wrap(model, "_compute_loss", ("loss", ""))
     if getattr(model, "optimizer", None) is not None:
         wrap(model.optimizer, "apply", ("optimizer", ""))

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from fastnn.graph import Graph, SymbolicTensor, is_symbolic
+from fastnn.graph import Graph
 from fastnn.layers.base import (
     Layer,
     Variable,
@@ -17,6 +17,7 @@ from fastnn.layers.base import (
     unique_name,
 )
 from fastnn.layers.core import InputLayer
+from fastnn.nodes import SymbolicTensor, is_symbolic
 from fastnn.saving import native
 from fastnn.summary import print_summary
 from fastnn.training import Trainer

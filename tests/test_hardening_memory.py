@@ -1,7 +1,7 @@
 """Memory: no growth over many steps with varying batch shapes; evaluate/predict stream big data.
 
 The soak runs the seed document's CNN (Conv2D/MaxPooling2D/Flatten/Dense/Dropout) on small
-images through more distinct batch shapes than a node's workspace holds (graph.WORKSPACE_LIMIT).
+images through more distinct batch shapes than a node's workspace holds (workspace.WORKSPACE_LIMIT).
 The issue asks for 10,000 training steps and 10,000 predict calls; CI runs a scaled-down count
 (SOAK_STEPS = 192 of each: every one of 96 batch sizes twice, half of them new after warm-up).
 ``FASTNN_SOAK=1`` runs the full 10,000.
@@ -19,10 +19,10 @@ import tracemalloc
 import numpy as np
 
 import fastnn
-from fastnn import graph, layers
+from fastnn import layers, workspace
 
 FULL = os.environ.get("FASTNN_SOAK") == "1"
-LARGEST = 3 * graph.WORKSPACE_LIMIT  # batch sizes 1..96: far more shapes than a workspace holds
+LARGEST = 3 * workspace.WORKSPACE_LIMIT  # batch sizes 1..96: far more shapes than a workspace holds
 SOAK_STEPS = 10_000 if FULL else 2 * LARGEST  # scaled down for CI: 192 steps and predicts
 
 
@@ -100,7 +100,7 @@ def test_soak_training_and_predict_with_varying_batch_sizes():
     report = json.loads(child.stdout.strip().splitlines()[-1])
     before, growth = report["before"], report["after"] - report["before"]
     assert growth < 0.05 * before, f"RSS grew {growth / 2**20:.1f} MiB from {before / 2**20:.0f}"
-    assert report["fullest"] <= graph.WORKSPACE_LIMIT
+    assert report["fullest"] <= workspace.WORKSPACE_LIMIT
 
 
 def dense_model() -> fastnn.Model:

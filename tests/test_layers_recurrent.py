@@ -24,7 +24,9 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import fastnn  # noqa: E402
-from fastnn import layers  # noqa: E402
+from fastnn import fusion, layers  # noqa: E402
+from fastnn.fusion.embedded_rnn import EmbeddedRNN  # noqa: E402
+from fastnn.graph import Graph  # noqa: E402
 from fastnn.layers.embedding import Embedding  # noqa: E402
 from fastnn.layers.recurrent import GRU, LSTM  # noqa: E402
 
@@ -192,23 +194,34 @@ def embedded_rnn_model(rnn, mask_zero=False, vocab=6, steps=7):
     return model
 
 
+def graph_of(model, table_rows: bool):
+    """The model's graph, or one over the same layers whose Embedding hands its RNN the
+    gathered rows (fusion rule 'embedded_rnn' off)."""
+    if table_rows:
+        return model._graph
+    with fusion.disabled("embedded_rnn"):
+        return Graph(model.inputs, model.outputs)
+
+
+def rnn_input_of(graph, tape):
+    """The input the recurrent layer ran on in the pass ``tape`` records."""
+    for step, ctx in zip(graph.steps, tape[1]):
+        if isinstance(step.layer, EmbeddedRNN):
+            return ctx[1].xt
+        if hasattr(step.layer, "forward_rows"):
+            return ctx.xt
+    raise AssertionError("no recurrent layer in the graph")
+
+
 def forward_backward(model, data, table_rows: bool):
     """(output, weight gradients, the RNN's input as it ran) of one pass, with or without the
-    graph handing the Embedding's table rows to the RNN."""
-    graph = model._graph
-    saved, graph._table_row_sources = (
-        graph._table_row_sources,
-        (graph._table_row_sources if table_rows else {}),
-    )
-    try:
-        for w in model.weights:
-            w.grad[...] = 0
-        (out,), tape = graph.forward([data], True)
-        graph.backward(tape, [np.cos(out)])
-    finally:
-        graph._table_row_sources = saved
-    rnn_input = tape[1][1][0]
-    return out, [w.grad.copy() for w in model.weights], rnn_input
+    Embedding's table rows handed to the RNN."""
+    graph = graph_of(model, table_rows)
+    for w in model.weights:
+        w.grad[...] = 0
+    (out,), tape = graph.forward([data], True)
+    graph.backward(tape, [np.cos(out)])
+    return out, [w.grad.copy() for w in model.weights], rnn_input_of(graph, tape)
 
 
 RNN_CLASSES = [LSTM, GRU, functools.partial(GRU, reset_after=False), layers.SimpleRNN]
@@ -268,21 +281,16 @@ def test_rnn_reusing_its_buffers_gives_the_results_of_fresh_ones(cls, table_rows
     buffers reused) gets the outputs and gradients that fresh arrays give."""
     rnn = cls(4, go_backwards=True, return_sequences=True, dtype=F64)
     model = embedded_rnn_model(rnn, mask_zero=True, vocab=9)
-    graph = model._graph
-    sources = graph._table_row_sources if table_rows else {}
+    graph = graph_of(model, table_rows)
     rng = np.random.default_rng(3)
     first, second = (rng.integers(0, 9, (3, 7)).astype(F64) for _ in range(2))
     second[1, 4:] = 0
 
     def step(data, reuse):
-        saved, graph._table_row_sources = graph._table_row_sources, sources
-        try:
-            for w in model.weights:
-                w.grad[...] = 0
-            (out,), tape = graph.forward([data], True, reuse=reuse)
-            graph.backward(tape, [np.cos(out)])
-        finally:
-            graph._table_row_sources = saved
+        for w in model.weights:
+            w.grad[...] = 0
+        (out,), tape = graph.forward([data], True, reuse=reuse)
+        graph.backward(tape, [np.cos(out)])
         return out.copy(), [w.grad.copy() for w in model.weights]
 
     step(first, "train")
@@ -358,7 +366,8 @@ def test_rnn_reads_gathered_rows_under_input_dropout_or_when_the_rows_are_shared
     pooled = layers.GlobalAveragePooling1D()(embedded)  # a second reader of the rows
     shared = fastnn.Model(ids, layers.concatenate([LSTM(2, dtype=F64)(embedded), pooled]))
     as_output = fastnn.Model(ids, [LSTM(2, dtype=F64)(embedded), embedded])
-    assert shared._graph._table_row_sources == as_output._graph._table_row_sources == {}
+    for model in (shared, as_output):
+        assert not any(isinstance(step.layer, EmbeddedRNN) for step in model._graph.steps)
 
 
 def test_initial_state_through_a_model():

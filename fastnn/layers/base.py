@@ -11,7 +11,7 @@ from collections import defaultdict
 import numpy as np
 
 from fastnn import initializers, regularizers
-from fastnn.graph import Node, SymbolicTensor, is_symbolic
+from fastnn.nodes import Node, SymbolicTensor, is_symbolic
 
 FLOATX = "float32"
 
@@ -113,9 +113,6 @@ class Layer:
     ``forward(inputs, training) -> (outputs, ctx)`` and ``backward(ctx, grad_outputs) ->
     grad_inputs``; ``backward`` adds into each weight's ``.grad``.
     """
-
-    #: Floating inputs are cast to the layer's dtype; integer-consuming layers set this False.
-    casts_inputs = True
 
     def __init_subclass__(cls, **kwargs):
         # A layer is built once its build() returns, however build() was reached (as in Keras).
@@ -249,54 +246,26 @@ class Layer:
     def backward(self, ctx, grad_outputs):
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
-    #: True if ``forward(inputs, training, mask=...)`` takes the mask of its inputs.
-    supports_masking = False
-
-    #: True if ``forward(inputs, training, workspace=...)`` takes a ``graph.Workspace`` to reuse
-    #: its arrays from call to call (``graph.scratch`` gives one either way).
-    uses_workspace = False
-
-    #: False for a layer that cannot pass gradients back (Lambda): training refuses, before any
-    #: step, a model with weights behind such a layer.
-    has_backward = True
-
-    #: True if ``backward(ctx, grad_outputs, need_input_grad=False)`` skips computing the input
-    #: gradient (and returns None): the graph asks this of a model's first layers.
-    skips_input_grad = False
-
-    #: True if the outputs carry the inputs' mask unchanged (elementwise / per-step layers).
-    passes_mask = False
-
-    #: True for a layer whose output is rows of a table picked by ids (Embedding), with the flat
-    #: int64 ids as its forward's ctx. Its ``forward(inputs, training, gather=False)`` returns an
-    #: unread stand-in of the output's shape: the graph asks that when the only reader of the
-    #: output takes the ids instead (below).
-    gathers_table_rows = False
-
-    #: True if ``forward(inputs, training, embedded=(ids, layer))`` takes its input as the ids
-    #: and table of such a layer, the only reader of its output (the graph passes them, and the
-    #: input itself is then a stand-in): the input's gradient goes into that layer's table and
-    #: ``backward`` may return None for it, or it gathers the rows and returns their gradient.
-    takes_table_rows = False
-
-    #: True if ``forward_max_pooled(inputs, training, workspace=None)`` returns
-    #: ``(pooled, ctx)``: this layer's output through a 2x2 stride-2 'valid' max pool, in one
-    #: pass (Conv2D). The graph calls it when such a MaxPooling2D (``is_max_pool_2x2``) is the
-    #: output's only reader. ctx is None at inference; in training it is what
-    #: ``backward_max_pooled(ctx, grad_pooled, need_input_grad=True)`` takes to return the
-    #: input's gradient from the pooled output's, as backward would.
-    fuses_max_pool = False
-
-    #: True if the graph may also run ``forward_max_pooled`` in training (Conv2D but softmax).
-    trains_fused_max_pool = False
-
-    #: True for a 2x2 stride-2 'valid' max pool (MaxPooling2D), which ``fuses_max_pool`` layers
-    #: can run for it.
-    is_max_pool_2x2 = False
-
     def compute_mask(self, inputs, mask=None):
         """The mask of this layer's outputs given its inputs' mask (None: no mask)."""
         return mask if self.passes_mask else None
+
+    # ---- what a layer tells the graph (class attributes; the defaults suit most layers) -------
+    #: Floating inputs are cast to the layer's dtype; integer-consuming layers set this False.
+    casts_inputs = True
+    #: ``forward(inputs, training, mask=...)`` takes the mask of its inputs.
+    supports_masking = False
+    #: The outputs carry the inputs' mask unchanged (elementwise and per-step layers).
+    passes_mask = False
+    #: ``forward(inputs, training, workspace=...)`` takes a ``fastnn.workspace.Workspace`` to
+    #: reuse its arrays from call to call (``workspace.scratch`` gives one either way).
+    uses_workspace = False
+    #: False for a layer that cannot pass gradients back (Lambda): training refuses, before any
+    #: step, a model with weights behind such a layer.
+    has_backward = True
+    #: ``backward(ctx, grad_outputs, need_input_grad=False)`` skips the input gradient (and
+    #: returns None): the graph asks this of a model's first layers.
+    skips_input_grad = False
 
     @property
     def samples_independent(self) -> bool:

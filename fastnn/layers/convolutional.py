@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import activations, gemm, initializers, kernels, regularizers
-from fastnn.graph import scratch
 from fastnn.layers.base import Layer, shape_error
+from fastnn.workspace import scratch
 
 
 def standardize_tuple(value, n: int, name: str) -> tuple:
@@ -420,12 +420,10 @@ class Conv2D(_Conv):
         )  # fmt: skip
         return y, (cols, inputs, y, workspace)
 
-    fuses_max_pool = True
-
     @property
-    def trains_fused_max_pool(self):
-        # The activation's gradient at a pool's maximum must follow from the pooled value alone:
-        # true of the elementwise ones, not of softmax over the channels.
+    def trains_max_pooled(self) -> bool:
+        """Whether training may run ``forward_max_pooled``: the activation's gradient at a pool's
+        maximum must follow from the pooled value alone (elementwise activations, not softmax)."""
         return self._code != kernels.codes.SOFTMAX
 
     def forward_max_pooled(self, inputs, training, workspace=None):

@@ -7,9 +7,10 @@ import math
 import numpy as np
 
 from fastnn import activations, gemm, initializers, kernels, regularizers
-from fastnn.graph import Node, scratch
 from fastnn.layers.base import Layer, shape_error, standardize_shape
+from fastnn.nodes import Node
 from fastnn.random import make_rng
+from fastnn.workspace import scratch
 
 
 class InputLayer(Layer):

@@ -80,25 +80,23 @@ class Embedding(Layer):
             return None
         return np.asarray(inputs) != 0
 
-    gathers_table_rows = True
+    def forward(self, inputs, training):
+        ids = self.flat_ids(inputs)
+        out = np.empty((ids.size, self.output_dim), dtype=self.embeddings.value.dtype)
+        kernels.embedding.embedding_forward(self.embeddings.value, ids, out)
+        return out.reshape(*np.shape(inputs), self.output_dim), ids
 
-    def forward(self, inputs, training, gather=True):
+    def flat_ids(self, inputs) -> np.ndarray:
+        """``inputs`` as flat int64 ids, checked to be in ``[0, input_dim)``."""
         ids = np.asarray(inputs)
-        if ids.dtype != np.int64:
-            ids = ids.astype(np.int64)
-        flat = np.ascontiguousarray(ids).reshape(-1)
+        flat = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if flat.size and (flat.min() < 0 or flat.max() >= self.input_dim):
             bad = flat[(flat < 0) | (flat >= self.input_dim)][0]
             raise ValueError(
                 f"Embedding '{self.name}': index {bad} is out of range; ids must be in "
                 f"[0, {self.input_dim}) for input_dim={self.input_dim}"
             )
-        table = self.embeddings.value
-        if not gather:  # the reader takes the ids and table instead (see Layer.takes_table_rows)
-            return np.broadcast_to(table.dtype.type(0), (*ids.shape, self.output_dim)), flat
-        out = np.empty((flat.size, self.output_dim), dtype=table.dtype)
-        kernels.embedding.embedding_forward(table, flat, out)
-        return out.reshape(*ids.shape, self.output_dim), flat
+        return flat
 
     def backward(self, ctx, grad_outputs):
         if self.trainable:

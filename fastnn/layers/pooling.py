@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import kernels
-from fastnn.graph import scratch
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.convolutional import (
     check_data_format,
@@ -20,6 +19,7 @@ from fastnn.layers.convolutional import (
     standardize_tuple,
     temporal_output_length,
 )
+from fastnn.workspace import scratch
 
 
 class _Pooling2D(Layer):
@@ -74,10 +74,6 @@ class MaxPooling2D(_Pooling2D):
     """
 
     uses_workspace = True
-
-    @property
-    def is_max_pool_2x2(self):
-        return self.pool_size == self.strides == (2, 2) and self.padding == "valid"
 
     def forward(self, inputs, training, workspace=None):
         x = np.ascontiguousarray(inputs)

@@ -21,13 +21,15 @@ state fed to the recurrent product (the carried state itself is not masked).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fastnn import activations, gemm, initializers, kernels, regularizers
 from fastnn.config import serial_blas
-from fastnn.graph import scratch_copy
 from fastnn.layers.base import Layer, shape_error
 from fastnn.random import make_rng
+from fastnn.workspace import scratch_copy
 
 # How the sequence kernels run here: BLAS on one thread during the time loops' many small GEMMs
 # (see config), the input projection and weight gradients split over fastnn's threads, the
@@ -43,6 +45,28 @@ def _kernel_options(workspace, dropout):
     arrays, or fresh ones) and ``dropout`` (a ``GateDropout`` or None)."""
     alloc = kernels.recurrent.fresh if workspace is None else workspace.empty
     return dict(_ON_FASTNN_THREADS, alloc=alloc, dropout=dropout)
+
+
+class _Rows(NamedTuple):
+    """A sequence given as rows of a table: step t of sample n is ``table[ids[n, t]]``."""
+
+    ids: np.ndarray  # (batch, steps) int64
+    table: np.ndarray  # (V, features)
+    dtable: np.ndarray | None  # where backward adds the input's gradient; None: nowhere
+
+
+class _Saved(NamedTuple):
+    """What a recurrent layer's forward keeps for its backward."""
+
+    xt: np.ndarray | kernels.recurrent.TableRows  # the input, time-major, in processing order
+    keep: np.ndarray | None  # the input's dropout mask (batch, features), or None
+    mt: np.ndarray | None  # the mask, time-major (steps, batch), or None
+    seen: np.ndarray | None  # where outputs are kept: mt, or steps after the first unmasked
+    saved: tuple  # the kernels' states (and gates) over time
+    states_given: bool  # initial states were inputs: backward returns their gradients
+    dtable: np.ndarray | None  # forward_rows's dtable
+    workspace: object  # the node's Workspace, or None
+    gate_dropout: kernels.recurrent.GateDropout | None  # recurrent_dropout's masks
 
 
 class SequenceLayer(Layer):
@@ -229,24 +253,33 @@ class _RNN(SequenceLayer):
         return output_mask
 
     # ---- forward / backward --------------------------------------------------------------------
-    takes_table_rows = True
     uses_workspace = True
 
-    def forward(self, inputs, training, mask=None, embedded=None, workspace=None):
+    def forward(self, inputs, training, mask=None, workspace=None):
+        x, states = (inputs[0], list(inputs[1:])) if isinstance(inputs, list) else (inputs, [])
+        return self._forward(x, None, states, isinstance(inputs, list), training, mask, workspace)
+
+    def forward_rows(self, ids, table, dtable, training, mask=None, workspace=None):
+        """The layer on ``table[ids]`` (ids (batch, steps), table (V, features)) without that
+        sequence: the input projection runs on the distinct rows the ids pick, and backward adds
+        the input's gradient into ``dtable`` (None: not wanted) and returns None for it."""
+        return self._forward(None, _Rows(ids, table, dtable), [], False, training, mask, workspace)
+
+    def _forward(self, x, rows, states, states_given, training, mask, workspace):
         if isinstance(mask, list):  # [x's mask, None for each initial state]
             mask = mask[0]
-        x, states = (inputs[0], list(inputs[1:])) if isinstance(inputs, list) else (inputs, [])
-        n, steps, features = x.shape
+        n, steps = x.shape[:2] if rows is None else rows.ids.shape
+        features = x.shape[2] if rows is None else rows.table.shape[1]
         dtype = self.kernel.value.dtype
         keep = gate_dropout = None
         dropping = training and 0 < self.dropout < 1
         if training and 0 < self.recurrent_dropout < 1:
             gate_dropout = self._gate_dropout(n, features, dtype)
         options = _kernel_options(workspace, gate_dropout)
-        xt = None if dropping else self._table_rows(embedded, n, steps, dtype, options["alloc"])
+        xt = None if dropping else self._table_rows(rows, dtype, options["alloc"])
         if xt is None:
-            if embedded is not None:  # x is a stand-in: the Embedding gathered nothing
-                x = embedded[1].embeddings.value[embedded[0]].reshape(x.shape)
+            if rows is not None:  # the inputs are dropped out: gather the rows
+                x = rows.table[rows.ids]
             xt = x.transpose(1, 0, 2)  # time-major, in processing order
             if self.go_backwards:
                 xt = xt[::-1]
@@ -274,8 +307,8 @@ class _RNN(SequenceLayer):
             out = hs[steps].copy() if seen is None else hs[steps] * seen[-1][:, None]
         if self.return_state:
             out = [out] + [s[steps].copy() for s in saved[: len(self.state_names)]]
-        source = None if embedded is None else embedded[1]
-        ctx = (xt, keep, mt, seen, saved, isinstance(inputs, list), source, workspace, gate_dropout)
+        dtable = None if rows is None else rows.dtable
+        ctx = _Saved(xt, keep, mt, seen, saved, states_given, dtable, workspace, gate_dropout)
         return out, ctx
 
     def _keep_mask(self, rate, shape, dtype):
@@ -293,21 +326,17 @@ class _RNN(SequenceLayer):
         recurrent = self._keep_mask(self.recurrent_dropout, (self.gates, n, self.units), dtype)
         return kernels.recurrent.GateDropout(inputs, recurrent)
 
-    def _table_rows(self, embedded, n, steps, dtype, alloc):
-        """The input as ``TableRows`` of the Embedding feeding this layer (``embedded``, its
-        flat ids and the layer): the projection then runs on the distinct rows the ids pick."""
-        if embedded is None:
+    def _table_rows(self, rows, dtype, alloc):
+        """``rows`` as the kernels' ``TableRows`` (time-major, in processing order): the
+        projection then runs on the distinct rows the ids pick. None without rows, or when the
+        table's dtype is not the layer's."""
+        if rows is None or rows.table.dtype != dtype:
             return None
-        ids, embedding = embedded
-        table = embedding.embeddings.value
-        if table.dtype != dtype:
-            return None
-        ids = ids.reshape(n, steps).T
-        ids = ids[::-1] if self.go_backwards else ids
-        return kernels.recurrent.table_rows(table, ids, alloc=alloc)
+        ids = rows.ids.T[::-1] if self.go_backwards else rows.ids.T
+        return kernels.recurrent.table_rows(rows.table, ids, alloc=alloc)
 
     def backward(self, ctx, grad_outputs):
-        xt, keep, mt, seen, saved, states_given, source, workspace, gate_dropout = ctx
+        xt, keep, mt, seen, saved, states_given, dtable, workspace, gate_dropout = ctx
         options = _kernel_options(workspace, gate_dropout)
         steps, n, dtype = kernels.recurrent.sequence_shape(xt)
         grads = list(grad_outputs) if self.return_state else [grad_outputs]
@@ -320,12 +349,12 @@ class _RNN(SequenceLayer):
         else:
             last = grads[0] if seen is None else grads[0] * seen[-1][:, None]
             state_grads[0] = state_grads[0] + last
-        if isinstance(xt, kernels.recurrent.TableRows) and source.trainable:
-            xt = xt._replace(dtable=source.embeddings.grad)
+        if isinstance(xt, kernels.recurrent.TableRows):
+            xt = xt._replace(dtable=dtable)
         saved = self._saved_for_backward(xt, mt, saved, options)
         options["matmuls"] = gemm.matmuls
         dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads, options)
-        if dxt is None:  # the input's gradient went into the Embedding's table
+        if dxt is None:  # the input's gradient went into the table's (forward_rows)
             return [None, *dstates] if states_given else None
         if keep is not None:
             dxt *= keep

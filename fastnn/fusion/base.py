@@ -1,0 +1,110 @@
+"""Fusion machinery: rules that rewrite a graph's nodes into composite ones, once, at build.
+
+A rule names a chain of node tests: a node that passes the first, whose one output is read by
+one node only (and is no model output), which passes the second, and so on. The chain then runs
+as one node whose layer ``fuse(*layers)`` makes: a ``FusedLayer`` with the ordinary
+``forward``/``backward`` contract. The graph runs the rewritten nodes without knowing which
+are fused; the model's own nodes, layers and weights stay as the user built them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
+
+from fastnn.layers.base import Layer
+from fastnn.nodes import Node
+
+
+class Rule(NamedTuple):
+    """A fusion: a chain of node tests and the composite layer of the layers that pass them."""
+
+    name: str
+    chain: tuple[Callable[[Node], bool], ...]
+    fuse: Callable[..., Layer]
+
+
+class FusedLayer(Layer):
+    """Layers that run as one (what a ``Rule`` makes): their weights are theirs, not its own,
+    and it is never listed, saved or summarized (the model keeps the layers)."""
+
+    def __init__(self, *layers: Layer):
+        super().__init__(name="+".join(layer.name for layer in layers), dtype=layers[0].dtype)
+        self.fused_layers = layers
+        self.built = True
+
+    @property
+    def weights(self):
+        return [w for layer in self.fused_layers for w in layer.weights]
+
+
+_lock = threading.Lock()
+#: Rules switched off: FASTNN_FUSION_OFF="conv_max_pool,embedded_rnn" (or "all") at start-up,
+#: or ``disabled(...)`` for the graphs built inside it.
+_off: set[str] = {name for name in os.environ.get("FASTNN_FUSION_OFF", "").split(",") if name}
+
+
+@contextlib.contextmanager
+def disabled(*names: str) -> Iterator[None]:
+    """Build graphs (models) inside without the named rules (all rules if none is named)."""
+    added = set(names or ["all"]) - _off
+    with _lock:
+        _off.update(added)
+    try:
+        yield
+    finally:
+        with _lock:
+            _off.difference_update(added)
+
+
+def is_enabled(rule: Rule) -> bool:
+    return rule.name not in _off and "all" not in _off
+
+
+def rewrite(nodes: Sequence[Node], outputs: Sequence, rules: Sequence[Rule]) -> list[Node]:
+    """``nodes`` (in topological order) with every match of an enabled rule run as one node."""
+    steps = list(nodes)
+    for rule in rules:
+        if is_enabled(rule):
+            steps = _apply(rule, steps, {id(t) for t in outputs})
+    return steps
+
+
+def _apply(rule: Rule, steps: list[Node], model_outputs: set[int]) -> list[Node]:
+    readers = defaultdict(list)
+    for step in steps:
+        for t in step.inputs:
+            readers[id(t)].append(step)
+    fused, consumed = {}, set()
+    for step in steps:
+        if id(step) in consumed:
+            continue
+        chain = _match(rule.chain, step, readers, model_outputs)
+        if chain is None or any(id(node) in consumed for node in chain):
+            continue
+        consumed.update(id(node) for node in chain)
+        fused[id(chain[-1])] = Node.fused(rule.fuse(*(n.layer for n in chain)), chain[0], chain[-1])
+    # The composite runs where the chain's last node ran: the chain's inner outputs have no
+    # other reader, so nothing in between needed them.
+    return [fused.get(id(s), s) for s in steps if id(s) in fused or id(s) not in consumed]
+
+
+def _match(tests, first: Node, readers, model_outputs) -> list[Node] | None:
+    """The chain of nodes from ``first`` that passes ``tests``, each the only reader of the one
+    output of the node before it; None if there is none."""
+    chain = [first]
+    if first.inputs_are_list or not tests[0](first):
+        return None
+    for test in tests[1:]:
+        last = chain[-1]
+        if len(last.outputs) != 1 or id(last.outputs[0]) in model_outputs:
+            return None
+        reading = readers[id(last.outputs[0])]
+        if len(reading) != 1 or reading[0].inputs_are_list or not test(reading[0]):
+            return None
+        chain.append(reading[0])
+    return chain

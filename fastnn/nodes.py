@@ -1,0 +1,82 @@
+"""Symbolic tensors and nodes: what calling a layer on symbolic inputs records (a leaf module)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SymbolicTensor:
+    """A placeholder for an array in the graph: shape (batch axis None), dtype, origin."""
+
+    __slots__ = ("shape", "dtype", "node", "index", "name")
+
+    def __init__(self, shape, dtype, node=None, index=0, name=None):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.node = node
+        self.index = index
+        self.name = name
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={self.shape}, dtype={self.dtype.name}, name={self.name}>"
+
+    def __hash__(self):
+        return id(self)
+
+
+def is_symbolic(value) -> bool:
+    """True if ``value`` is a symbolic tensor or a non-empty list/tuple of them."""
+    if isinstance(value, SymbolicTensor):
+        return True
+    if isinstance(value, (list, tuple)) and value:
+        return any(isinstance(v, SymbolicTensor) for v in value)
+    return False
+
+
+class Node:
+    """One call of a layer on symbolic tensors: the layer, its input and output tensors."""
+
+    __slots__ = ("layer", "inputs", "outputs", "inputs_are_list", "outputs_are_list", "__weakref__")
+
+    def __init__(self, layer, inputs, output_shapes, output_dtype):
+        self.layer = layer
+        self.inputs_are_list = isinstance(inputs, (list, tuple))
+        self.inputs = list(inputs) if self.inputs_are_list else [inputs]
+        self.outputs_are_list = isinstance(output_shapes, list)
+        shapes = output_shapes if self.outputs_are_list else [output_shapes]
+        self.outputs = [
+            SymbolicTensor(shape, output_dtype, node=self, index=i, name=layer.name)
+            for i, shape in enumerate(shapes)
+        ]
+        layer._inbound_nodes.append(self)
+
+    @classmethod
+    def fused(cls, layer, first: Node, last: Node) -> Node:
+        """A node running ``layer`` from ``first``'s inputs to ``last``'s outputs, for a fusion
+        rule: the graph runs it in their place; it is not recorded on any layer."""
+        node = cls.__new__(cls)
+        node.layer = layer
+        node.inputs, node.inputs_are_list = first.inputs, first.inputs_are_list
+        node.outputs, node.outputs_are_list = last.outputs, last.outputs_are_list
+        return node
+
+    @property
+    def parents(self) -> list[Node]:
+        return [t.node for t in self.inputs if t.node is not None]
+
+    @property
+    def is_input(self) -> bool:
+        return not self.inputs
+
+    def pack_inputs(self, arrays):
+        return list(arrays) if self.inputs_are_list else arrays[0]
+
+    def pack_outputs(self, arrays):
+        return list(arrays) if self.outputs_are_list else arrays[0]
+
+    def symbolic_outputs(self):
+        return self.pack_outputs(self.outputs)

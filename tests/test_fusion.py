@@ -1,0 +1,165 @@
+"""Fusion rules: where each fires and where not, fused == unfused, and switching rules off."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from gradcheck import randomize_weights
+
+import fastnn
+from fastnn import fusion, layers
+from fastnn.fusion.conv_max_pool import ConvMaxPool
+from fastnn.fusion.embedded_rnn import EmbeddedRNN
+from fastnn.graph import Graph
+
+F64 = "float64"
+
+
+def fused_names(model) -> list[str]:
+    return [
+        step.layer.name for step in model._graph.steps if isinstance(step.layer, fusion.FusedLayer)
+    ]
+
+
+def conv_pool(pool=None, second_reader=False, conv_is_output=False):
+    x = fastnn.Input((8, 8, 2))
+    c = layers.Conv2D(3, 3, padding="same", name="c")(x)
+    p = (pool or layers.MaxPooling2D(2, name="p"))(c)
+    outputs = [layers.Flatten(name="f")(p)]
+    if second_reader:
+        outputs.append(layers.GlobalAveragePooling2D(name="g")(c))
+    if conv_is_output:
+        outputs.append(c)
+    return fastnn.Model(x, outputs)
+
+
+def embedded(reader=None, second_reader=False, rows_are_output=False, initial_state=False):
+    ids = fastnn.Input((5,))
+    e = layers.Embedding(9, 4, name="e")(ids)
+    if initial_state:
+        h = fastnn.Input((3,))
+        outputs = [layers.SimpleRNN(3, name="r")(e, initial_state=[h])]
+        return fastnn.Model([ids, h], outputs)
+    outputs = [(reader or layers.LSTM(3, name="r"))(e)]
+    if second_reader:
+        outputs.append(layers.GlobalAveragePooling1D(name="g")(e))
+    if rows_are_output:
+        outputs.append(e)
+    return fastnn.Model(ids, outputs)
+
+
+@pytest.mark.parametrize(
+    "build, fused",
+    [
+        (conv_pool, ["c+p"]),
+        (lambda: conv_pool(layers.MaxPooling2D(2, strides=1, name="p")), []),
+        (lambda: conv_pool(layers.MaxPooling2D(2, padding="same", name="p")), []),
+        (lambda: conv_pool(layers.MaxPooling2D(3, name="p")), []),
+        (lambda: conv_pool(layers.AveragePooling2D(2, name="p")), []),
+        (lambda: conv_pool(second_reader=True), []),
+        (lambda: conv_pool(conv_is_output=True), []),
+        (embedded, ["e+r"]),
+        (lambda: embedded(layers.GRU(3, go_backwards=True, name="r")), ["e+r"]),
+        (lambda: embedded(layers.GlobalAveragePooling1D(name="r")), []),
+        (lambda: embedded(second_reader=True), []),
+        (lambda: embedded(rows_are_output=True), []),
+        (lambda: embedded(initial_state=True), []),
+    ],
+)
+def test_a_rule_fires_where_its_pattern_is_and_nowhere_else(build, fused):
+    model = build()
+    assert fused_names(model) == fused
+    assert not any(isinstance(layer, fusion.FusedLayer) for layer in model.layers)
+
+
+def test_switched_off_rules_leave_the_graph_as_written(monkeypatch):
+    with fusion.disabled("conv_max_pool"):
+        assert fused_names(conv_pool()) == []
+        assert fused_names(embedded()) == ["e+r"]
+        with fusion.disabled():
+            assert fused_names(embedded()) == []
+        assert fused_names(embedded()) == ["e+r"]
+    assert fused_names(conv_pool()) == ["c+p"]
+    env = {**os.environ, "FASTNN_FUSION_OFF": "embedded_rnn"}
+    code = (
+        "import fastnn; from fastnn import layers; i = fastnn.Input((5,)); "
+        "m = fastnn.Model(i, layers.LSTM(2)(layers.Embedding(4, 3)(i))); "
+        "print(len(m._graph.steps))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "2", out.stderr
+
+
+def conv_pool_net(activation):
+    x = fastnn.Input((7, 7, 2), dtype=F64)
+    h = layers.Conv2D(3, 3, padding="same", activation=activation, dtype=F64)(x)
+    h = layers.MaxPooling2D(2, dtype=F64)(h)
+    h = layers.Conv2D(4, 1, activation=activation, dtype=F64)(h)
+    h = layers.MaxPooling2D(2, dtype=F64)(h)
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
+
+
+def rnn_net(mask_zero, dropout):
+    ids = fastnn.Input((6,))
+    e = layers.Embedding(7, 3, mask_zero=mask_zero, dtype=F64)(ids)
+    h = layers.GRU(4, go_backwards=True, dropout=dropout, dtype=F64)(e)
+    return fastnn.Model(ids, layers.Dense(2, dtype=F64)(h))
+
+
+def pass_and_grads(graph, model, x, training):
+    """(outputs, weight gradients) of a forward and backward pass of ``graph``."""
+    for w in model.weights:
+        w.grad[...] = 0
+    for layer in model.layers:  # the same dropout masks in both graphs
+        if layer.get_random_state() is not None:
+            layer._rng = np.random.default_rng(0)
+    (out,), tape = graph.forward([x], training)
+    graph.backward(tape, [np.cos(out)])
+    return out, [w.grad.copy() for w in model.weights]
+
+
+@pytest.mark.parametrize(
+    "build, data",
+    [
+        *[
+            (lambda a=a: conv_pool_net(a), lambda rng: rng.standard_normal((3, 7, 7, 2)))
+            for a in ("relu", "tanh", "softmax", None)
+        ],
+        *[
+            (lambda m=m, d=d: rnn_net(m, d), lambda rng: rng.integers(0, 7, (3, 6)).astype(F64))
+            for m in (False, True)
+            for d in (0.0, 0.5)
+        ],
+    ],
+)
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_equals_unfused_in_values_and_gradients(build, data, training):
+    model = build()
+    randomize_weights(model, 1)
+    with fusion.disabled():
+        unfused = Graph(model.inputs, model.outputs)
+    assert len(unfused.steps) > len(model._graph.steps)
+    x = data(np.random.default_rng(2))
+    if x.dtype.kind == "f" and x.ndim == 2:
+        x[0, 4:] = 0  # padding, masked with mask_zero
+    got, want = (
+        pass_and_grads(model._graph, model, x, training),
+        pass_and_grads(unfused, model, x, training),
+    )
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-14)
+    for w, g, ref in zip(model.weights, got[1], want[1]):
+        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-13, err_msg=w.path)
+
+
+def test_fusion_changes_nothing_the_user_sees():
+    model = conv_pool()
+    with fusion.disabled():
+        unfused = conv_pool()
+    assert [type(layer) for layer in model.layers] == [type(layer) for layer in unfused.layers]
+    assert [w.path for w in model.weights] == ["c/kernel", "c/bias"]
+    assert isinstance(model._graph.steps[0].layer, ConvMaxPool)
+    assert len(model.get_config()["layers"]) == len(unfused.get_config()["layers"])
+    assert not isinstance(embedded()._graph.steps[0].layer, ConvMaxPool)
+    assert isinstance(embedded()._graph.steps[0].layer, EmbeddedRNN)
