@@ -55,7 +55,11 @@ class Model(Trainer, Layer):
     def _init_graph(self, inputs, outputs) -> None:
         self._inputs_struct = inputs
         self._outputs_struct = outputs
-        input_list, output_list = _as_list(inputs), _as_list(outputs)
+        input_list = _as_list(inputs)
+        if isinstance(outputs, dict):  # Keras flattens a dict in the order of its keys
+            output_list = [outputs[key] for key in _sorted_output_keys(outputs)]
+        else:
+            output_list = _as_list(outputs)
         self._graph = Graph(input_list, output_list)
         self.inputs: list[SymbolicTensor] = input_list
         self.outputs: list[SymbolicTensor] = output_list
@@ -64,7 +68,7 @@ class Model(Trainer, Layer):
         else:
             self.input_names = [t.name or f"input_{i}" for i, t in enumerate(input_list)]
         if isinstance(outputs, dict):
-            self.output_names = list(outputs)
+            self.output_names = _sorted_output_keys(outputs)
         else:
             self.output_names = _unique_output_names(output_list)
         self.built = True
@@ -81,6 +85,8 @@ class Model(Trainer, Layer):
 
     @property
     def output(self):
+        if isinstance(self._outputs_struct, dict):
+            return dict(self._outputs_struct)  # the dict as written, as Keras's `output`
         return self._as_given(self.outputs, self._outputs_struct)
 
     @property
@@ -89,7 +95,18 @@ class Model(Trainer, Layer):
 
     @property
     def output_shape(self):
-        return self._as_given([t.shape for t in self.outputs], self._outputs_struct)
+        shapes = [t.shape for t in self.outputs]
+        if isinstance(self._outputs_struct, dict):  # Keras: a list, in the outputs' order
+            return shapes if len(shapes) > 1 else shapes[0]
+        return self._as_given(shapes, self._outputs_struct)
+
+    def _outputs_as_written(self, tensors):
+        """A symbolic call's output tensors (one per output, in ``outputs`` order) keyed as the
+        model's ``outputs=`` dict was written, as Keras returns them; otherwise unchanged."""
+        if not isinstance(self._outputs_struct, dict):
+            return tensors
+        flat = dict(zip(self.output_names, tensors if isinstance(tensors, list) else [tensors]))
+        return {key: flat[key] for key in self._outputs_struct}
 
     # ---- layers and weights --------------------------------------------------------------------
     @property
@@ -206,12 +223,15 @@ class Model(Trainer, Layer):
                 inputs = self._order_by_input_name(inputs, "call")
             if isinstance(inputs, list) and len(inputs) == 1:
                 inputs = inputs[0]
-            return super().__call__(inputs, training=training, **kwargs)
+            tensors = super().__call__(inputs, training=training, **kwargs)
+            return self._outputs_as_written(tensors)
         if kwargs:
             raise TypeError(f"Model '{self.name}' got unexpected call arguments {sorted(kwargs)}")
         self._ensure_built_for_data(inputs)
         arrays = self._standardize_x(inputs)
         outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], bool(training))
+        if isinstance(self._outputs_struct, dict):  # a dict in the outputs' order, as Keras
+            return self._pack_outputs(outputs if isinstance(outputs, list) else [outputs])
         return outputs
 
     def _order_by_input_name(self, mapping: dict, what: str) -> list:
@@ -396,6 +416,8 @@ def _functional_from_config(cls, config: dict, make_layer):
                     break
                 calls.pop(0)
                 result = created[name](*args, **kwargs)
+                if isinstance(result, dict):  # a dict-output model: by the tensors' positions
+                    result = sorted(result.values(), key=lambda t: t.index)
                 outputs[(name, calls_made[name])] = result if isinstance(result, list) else [result]
                 calls_made[name] += 1
                 progress = True
@@ -421,6 +443,17 @@ def _compatible(expected, given) -> bool:
     return len(expected) == len(given) and all(
         e is None or g is None or e == g for e, g in zip(expected, given)
     )
+
+
+def _sorted_output_keys(outputs: dict) -> list[str]:
+    """The keys of an ``outputs=`` dict in Keras's order (sorted): the output names."""
+    for key in outputs:
+        if not isinstance(key, str):
+            raise TypeError(
+                f"Model outputs= dict keys name the outputs and must be strings; got {key!r} "
+                f"({type(key).__name__}) among the keys {list(outputs)}"
+            )
+    return sorted(outputs)
 
 
 def _unique_output_names(outputs) -> list[str]:

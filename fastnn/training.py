@@ -432,9 +432,15 @@ class Trainer:
                 plain = len(metrics) - n_weighted
                 names += [m.name for m in (metrics[plain:] if weighted else metrics[:plain])]
         if self._tracks_output_losses():
-            names += [
-                t.name for t, loss in zip(self._loss_trackers[1:], self._losses) if loss is not None
+            trackers = [
+                t for t, loss in zip(self._loss_trackers[1:], self._losses) if loss is not None
             ]
+            spec = self._compile_spec[0]
+            if isinstance(self._outputs_struct, Mapping) and isinstance(spec, Mapping):
+                # Keras lists a dict-output model's losses in the loss dict's order
+                position = {f"{key}_loss": i for i, key in enumerate(spec)}
+                trackers.sort(key=lambda t: position[t.name])
+            names += [t.name for t in trackers]
         ordered = [n for n in names if n in logs]
         return ordered + [k for k in sorted(logs) if k not in names]
 

@@ -388,11 +388,13 @@ def _functional_from_keras(config: dict, custom_objects) -> dict:
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ValueError(f"model '{config.get('name')}' has no list of layer entries")
     graph = _KerasGraph(entries)
-    layers = []
+    layers, functional = [], set()
     for entry in entries:
         if _is_op(entry):
             continue
         cls = _layer_class(entry, custom_objects)
+        if _is_functional(cls):
+            functional.add(entry.get("name"))
         calls = entry.get("inbound_nodes", [])
         layers.append(
             {
@@ -405,9 +407,14 @@ def _functional_from_keras(config: dict, custom_objects) -> dict:
         "name": config.get("name"),
         "trainable": config.get("trainable", True),
         "layers": layers,
-        "input_layers": graph.io_from_keras(config.get("input_layers")),
-        "output_layers": graph.io_from_keras(config.get("output_layers")),
+        "input_layers": graph.io_from_keras(config.get("input_layers"), functional),
+        "output_layers": graph.io_from_keras(config.get("output_layers"), functional),
     }
+
+
+def _is_functional(cls: type) -> bool:
+    """True for the models Keras saves as Functional (Sequential is not one)."""
+    return issubclass(cls, Model) and not issubclass(cls, Sequential)
 
 
 class _KerasGraph:
@@ -452,14 +459,19 @@ class _KerasGraph:
                 )
         return {"args": args, "kwargs": kwargs}
 
-    def io_from_keras(self, refs):
-        """Model inputs/outputs: one ``[name, node, index]`` triple stands for a single tensor."""
+    def io_from_keras(self, refs, functional: set):
+        """Model inputs/outputs: one ``[name, node, index]`` triple stands for a single tensor.
+
+        Here (not in layer calls) Keras counts the calls of a nested Functional model, named in
+        ``functional``, from 1, after the node its construction made in Keras 2; fastnn from 0.
+        (fastnn wrote 0 before it followed Keras: that stays 0, its model's one call.)
+        """
         if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str):
             refs = [refs]
         for ref in refs.values() if isinstance(refs, dict) else refs or []:
             if isinstance(ref, list) and ref and ref[0] in self.ops:
                 raise ValueError(f"a model input or output is the Keras op '{ref[0]}'")
-        return refs
+        return _map_refs(refs, functional, -1)
 
     def _check_no_ops(self, entry: dict, structure) -> None:
         for tensor in _tensors(structure):
@@ -499,6 +511,28 @@ class _KerasGraph:
             return False
         configs = self.inputs_of.get(("Masking", _history(inner[0][0])), [])
         return any(c.get("mask_value") == inner[0][1] for c in configs)
+
+
+def _map_refs(refs, functional: set, shift: int):
+    """Model input/output ``[name, node, index]`` triples with the node index of each one
+    naming a layer in ``functional`` moved by ``shift``."""
+
+    def move(ref):
+        if (
+            isinstance(ref, list)
+            and len(ref) == 3
+            and isinstance(ref[0], str)
+            and ref[0] in functional
+            and type(ref[1]) is int  # not a bool
+        ):
+            return [ref[0], max(ref[1] + shift, 0), ref[2]]
+        return ref
+
+    if isinstance(refs, dict):
+        return {key: move(ref) for key, ref in refs.items()}
+    if isinstance(refs, list):
+        return [move(ref) for ref in refs]
+    return refs
 
 
 def _history(value):
@@ -573,6 +607,7 @@ def _keras_sequential(model: Sequential, config: dict) -> dict:
 
 def _keras_functional(model: Model, config: dict) -> dict:
     by_name = {layer.name: layer for layer in model.layers}
+    functional = {name for name, layer in by_name.items() if _is_functional(type(layer))}
     layers = []
     for data in config["layers"]:
         layer = by_name[data["name"]]
@@ -581,8 +616,8 @@ def _keras_functional(model: Model, config: dict) -> dict:
     return {
         **config,
         "layers": layers,
-        "input_layers": _keras_io(model.input, config["input_layers"]),
-        "output_layers": _keras_io(model.output, config["output_layers"]),
+        "input_layers": _keras_io(model.input, config["input_layers"], functional),
+        "output_layers": _keras_io(model.output, config["output_layers"], functional),
     }
 
 
@@ -595,8 +630,10 @@ def _keras_call(layer, call: dict) -> dict:
     return call
 
 
-def _keras_io(given, refs):
-    """A single tensor is one ``[name, node, index]`` triple in Keras's config."""
+def _keras_io(given, refs, functional: set):
+    """A single tensor is one ``[name, node, index]`` triple in Keras's config; a nested
+    Functional model's calls count from 1 there (``io_from_keras``)."""
+    refs = _map_refs(refs, functional, 1)
     single = not isinstance(given, (list, tuple, dict))
     return refs[0] if single and isinstance(refs, list) and len(refs) == 1 else refs
 
