@@ -11,15 +11,20 @@ layers under ``layer``, ``forward_layer``, ``backward_layer``, nested models und
 
 Nothing from a file is imported by name, evaluated or unpickled: classes resolve only against
 fastnn's layers, the registry and ``custom_objects``, and Keras's ``Lambda``, which stores
-Python code, is always refused (CVE-2024-3660).
+Python code, is always refused (CVE-2024-3660). Nor is anything read from outside the file: an
+h5 file holding a link or a dataset stored elsewhere (external storage, virtual) is refused
+before any data is read, and a config declaring more weights than the file stores before any
+weight is made (``budget``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import inspect
 import io
 import json
+import math
 import os
 import warnings
 import zipfile
@@ -31,11 +36,20 @@ from fastnn.layers import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from fastnn.layers.base import assign_all, deserialize_layer, serialize_layer, snake_case
 from fastnn.layers.recurrent import SequenceLayer
 from fastnn.models import Model, Sequential
-from fastnn.saving.files import atomic_write
-from fastnn.saving.native import FileFormatError, MissingFileError
+from fastnn.saving.budget import check_weights_fit
+from fastnn.saving.files import (
+    atomic_write,
+    backed_size,
+    inflates_too_much,
+    read_entry,
+    remove_stale_temporaries,
+)
+from fastnn.saving.native import MAX_MANIFEST_BYTES, FileFormatError, MissingFileError
 from fastnn.saving.registry import builtin_classes, get_registered_object
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+#: The most bytes an entry may hold (the weights: only what its stored bytes can inflate to).
+_ENTRY_LIMITS = {CONFIG: MAX_MANIFEST_BYTES, METADATA: MAX_MANIFEST_BYTES, WEIGHTS: None}
 #: The Keras release whose file format this module writes (and was tested against).
 KERAS_VERSION = "3.15.1"
 
@@ -87,11 +101,17 @@ def load_keras_model(path, custom_objects: dict | None = None, compile: bool = T
     path = os.fspath(path)
     config_data, weights = _read_entries(path, CONFIG, WEIGHTS)
     config = _read_json(path, config_data)
+    weights = io.BytesIO(weights)
+    stored_bytes = _h5_stored_bytes(h5py, weights, path)
     try:
-        model = deserialize_layer(_model_entry_from_keras(config, custom_objects), custom_objects)
+        entry = _model_entry_from_keras(config, custom_objects)
+        check_weights_fit(entry, custom_objects, stored_bytes, _failure(path))
+        model = deserialize_layer(entry, custom_objects)
+    except FileFormatError:
+        raise
     except Exception as error:  # a config fastnn refuses, or one malformed in any way
         raise FileFormatError(f"Cannot load '{path}': {error}") from None
-    _load_h5(h5py, model, io.BytesIO(weights), path)
+    _load_h5(h5py, model, weights, path)
     if compile and config.get("compile_config"):
         _compile_from_keras(model, config["compile_config"], path)
     return model
@@ -168,6 +188,7 @@ def load_keras_weights(model: Model, path) -> None:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MissingFileError(f"No such file: '{path}'")
+    remove_stale_temporaries(path)
     _load_h5(h5py, model, path, path)
 
 
@@ -191,15 +212,22 @@ def _check_built(model, what: str) -> None:
 
 
 # ---- reading the zip -------------------------------------------------------------------------
+def _failure(path: str):
+    """``fail(what)``: the error for a fault of the file at ``path``."""
+    return lambda what: FileFormatError(f"Cannot load '{path}': {what}")
+
+
 def _read_entries(path: str, *names: str) -> list[bytes]:
     if not os.path.isfile(path):
         raise MissingFileError(f"No such file: '{path}'")
+    remove_stale_temporaries(path)
+    fail = _failure(path)
     try:
         with zipfile.ZipFile(path) as zf:
             missing = [name for name in names if name not in zf.namelist()]
             if missing:
-                raise FileFormatError(f"Cannot load '{path}': the entry '{missing[0]}' is missing")
-            return [zf.read(name) for name in names]
+                raise fail(f"the entry '{missing[0]}' is missing")
+            return [read_entry(zf, name, _ENTRY_LIMITS[name], fail) for name in names]
     except FileFormatError:
         raise
     except Exception as error:  # zipfile raises many kinds on a truncated or corrupted file
@@ -707,23 +735,82 @@ def _h5_bytes(h5py, model: Model) -> bytes:
 
 def _load_h5(h5py, model: Model, source, path: str) -> None:
     """Check every array of an h5 weights file against ``model``, then assign them all."""
+    with _h5_errors(path), h5py.File(source, "r") as f:
+        _self_contained_bytes(h5py, f, _failure(path))
+        variables, arrays = _read_h5(h5py, f, model, path)
+    assign_all(variables, arrays, f"Cannot load '{path}':", lambda var: var.path)
+
+
+def _h5_stored_bytes(h5py, source, path: str) -> int:
+    """The bytes an h5 file's datasets really hold, checked to keep their data inside it."""
+    with _h5_errors(path), h5py.File(source, "r") as f:
+        return _self_contained_bytes(h5py, f, _failure(path))
+
+
+@contextlib.contextmanager
+def _h5_errors(path: str):
+    """h5py's errors on a damaged file (OSError, KeyError, ...) as a FileFormatError."""
     try:
-        with h5py.File(source, "r") as f:
-            variables, arrays = _read_h5(h5py, f, model, path)
+        yield
     except FileFormatError:
         raise
-    except Exception as error:  # h5py raises OSError, KeyError, ... on a damaged file
+    except Exception as error:
         raise FileFormatError(
             f"Cannot load '{path}': its weights are not a readable HDF5 file "
             f"({type(error).__name__}: {error})"
         ) from None
-    assign_all(variables, arrays, f"Cannot load '{path}':", lambda var: var.path)
+
+
+def _self_contained_bytes(h5py, f, fail) -> int:
+    """The bytes the datasets of ``f`` really hold, once all its links and datasets are checked,
+    before any data is read: a link (soft, external), or a dataset whose data is in another file
+    (external storage, virtual) or not stored at all, is refused (a crafted file could make
+    the weights hold any local file)."""
+    total, seen, groups = 0, {f.id}, [f]
+    while groups:
+        group = groups.pop()
+        for name in group:
+            where = f"{group.name.rstrip('/')}/{name}"
+            link = group.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                raise fail(f"'{where}' is {_link_kind(h5py, link)}; weights files hold no links")
+            item = group[name]
+            if item.id in seen:
+                continue
+            seen.add(item.id)
+            if isinstance(item, h5py.Group):
+                groups.append(item)
+            elif isinstance(item, h5py.Dataset):
+                total += _dataset_bytes(item, where, fail)
+    return total
+
+
+def _link_kind(h5py, link) -> str:
+    if isinstance(link, h5py.ExternalLink):
+        return f"an external link to '{link.path}' in the file '{link.filename}'"
+    if isinstance(link, h5py.SoftLink):
+        return f"a soft link to '{link.path}'"
+    return f"a link of kind {type(link).__name__}"
+
+
+def _dataset_bytes(data, where: str, fail) -> int:
+    """The bytes ``data`` really holds; refused if they are not all inside the file."""
+    if data.id.get_create_plist().get_external_count() > 0:
+        raise fail(f"dataset '{where}' keeps its data in the external file {data.external[0][0]!r}")
+    if data.is_virtual:
+        raise fail(f"dataset '{where}' is a virtual dataset, mapping data from other files")
+    nbytes = math.prod(data.shape or ()) * data.dtype.itemsize
+    stored = data.id.get_storage_size()
+    if inflates_too_much(nbytes, stored):
+        raise fail(
+            f"dataset '{where}' declares {data.dtype} {data.shape} ({nbytes} bytes) but stores "
+            f"only {stored} bytes"
+        )
+    return backed_size(nbytes, stored)
 
 
 def _read_h5(h5py, f, model: Model, path: str) -> tuple[list, list]:
-    def fail(what: str) -> FileFormatError:
-        return FileFormatError(f"Cannot load '{path}': {what}")
-
+    fail = _failure(path)
     variables, arrays, used = [], [], set()
     for group_path, owner, owned in _weight_groups(model):
         group = f.get(group_path)

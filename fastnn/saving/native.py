@@ -3,7 +3,9 @@
 ``.fastnn`` (a whole model) holds the model config (Keras 3's shape), the weights, the
 ``compile`` arguments, the optimizer's state and the random state training needs to resume
 exactly. ``.weights.npz`` holds the weights alone (readable by ``numpy.load`` too). Loading
-validates the manifest against the arrays and the built model before anything is assigned.
+validates the manifest against the arrays and the built model before anything is assigned; the
+manifest and every entry are size-capped before they are read, and a config declaring more
+weights than the file stores is refused before any weight is made (``budget``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import zipfile
 
 import numpy as np
 
-from fastnn.saving.files import atomic_write
+from fastnn.saving.files import atomic_write, backed_size, read_entry, remove_stale_temporaries
 
 MANIFEST = "fastnn.json"
+#: The manifest's cap: about 24,000 layers' configs; its JSON can take ~25 times that in memory.
+MAX_MANIFEST_BYTES = 16 * 2**20
+#: Room for an .npy entry's header beside its data.
+NPY_HEADER_BYTES = 2**16
 MODEL_FORMAT = "fastnn.model"
 WEIGHTS_FORMAT = "fastnn.weights"
 VERSION = 1
@@ -117,19 +123,9 @@ def _write_zip(path, manifest: dict, arrays: dict, overwrite: bool) -> None:
 # ---- reading ----
 def load_model(path, custom_objects: dict | None = None, compile: bool = True):
     """The model saved at ``path``: same weights, and compiled with its optimizer state."""
-    from fastnn.layers.base import deserialize_layer
-    from fastnn.models import Model
-
     with _open(path) as archive:
         manifest = archive.manifest(MODEL_FORMAT)
-        try:
-            model = deserialize_layer(archive.field(manifest, "model", dict), custom_objects)
-        except FileFormatError:
-            raise
-        except Exception as error:  # any config the classes refuse: the file is wrong
-            raise archive.error(f"its model config cannot be built: {error}") from error
-        if not isinstance(model, Model):
-            raise archive.error(f"it holds a {type(model).__name__}, not a model")
+        model = _build_model(archive, manifest, custom_objects)
         weights = archive.arrays(manifest, "weights", [v.value for v in model.weights])
         compile_config = archive.field(manifest, "compile", (dict, type(None)))
         training = archive.field(manifest, "training_state", dict)
@@ -163,6 +159,28 @@ def load_weights(model, path) -> None:
         manifest = archive.manifest(WEIGHTS_FORMAT)
         weights = archive.arrays(manifest, "weights", [v.value for v in model.weights])
     model.set_weights(weights)
+
+
+def _build_model(archive, manifest: dict, custom_objects):
+    """The model of the manifest's config, refused before it is built if its weights are
+    more than the file stores."""
+    from fastnn.layers.base import deserialize_layer
+    from fastnn.models import Model
+    from fastnn.saving.budget import check_weights_fit
+
+    config = archive.field(manifest, "model", dict)
+    check_weights_fit(
+        config, custom_objects, archive.stored_bytes(manifest, "weights"), archive.error
+    )
+    try:
+        model = deserialize_layer(config, custom_objects)
+    except FileFormatError:
+        raise
+    except Exception as error:  # any config the classes refuse: the file is wrong
+        raise archive.error(f"its model config cannot be built: {error}") from error
+    if not isinstance(model, Model):
+        raise archive.error(f"it holds a {type(model).__name__}, not a model")
+    return model
 
 
 def _optimizer_state(archive, manifest, model):
@@ -217,6 +235,7 @@ def _open(path) -> _Archive:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MissingFileError(f"No such file: '{path}'")
+    remove_stale_temporaries(path)
     try:
         return _Archive(path, zipfile.ZipFile(path))
     except Exception as error:  # zipfile raises many kinds on a malformed file
@@ -239,17 +258,10 @@ class _Archive:
     def error(self, what: str) -> FileFormatError:
         return FileFormatError(f"Cannot load '{self.path}': {what}")
 
-    def read(self, name: str) -> bytes:
-        try:
-            return self.zf.read(name)
-        except KeyError:
-            raise self.error(f"the entry '{name}' is missing") from None
-        except Exception as error:  # bad CRC, bad header, unsupported compression, ...
-            raise self.error(f"the entry '{name}' is corrupted ({error})") from None
-
     def manifest(self, kind: str) -> dict:
+        data = read_entry(self.zf, MANIFEST, MAX_MANIFEST_BYTES, self.error)
         try:
-            manifest = json.loads(self.read(MANIFEST).decode("utf-8"))
+            manifest = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise self.error(f"'{MANIFEST}' is not valid JSON ({error})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != kind:
@@ -267,6 +279,16 @@ class _Archive:
         if not isinstance(value, kind):
             raise self.error(f"'{key}' in '{MANIFEST}' is missing or malformed")
         return value
+
+    def stored_bytes(self, manifest: dict, key: str) -> int:
+        """The bytes the entries listed under ``key`` can really hold (no data read)."""
+        entries = self.field(manifest, key, list)
+        names = {
+            e["file"] for e in entries if isinstance(e, dict) and isinstance(e.get("file"), str)
+        }
+        listed = {info.filename: info for info in self.zf.infolist()}
+        infos = [listed[name] for name in names if name in listed]
+        return sum(backed_size(info.file_size, info.compress_size) for info in infos)
 
     def arrays(self, manifest: dict, key: str, targets) -> list[np.ndarray]:
         """The arrays listed under ``key``, checked against ``targets``' shapes and dtypes."""
@@ -296,9 +318,9 @@ class _Archive:
         except KeyError:
             raise self.error(f"the entry '{name}' is missing") from None
         nbytes = int(np.prod(expected[0])) * np.dtype(expected[1]).itemsize
-        if size > nbytes + 2**16:  # a header is far smaller: refuse before inflating it
+        if size > nbytes + NPY_HEADER_BYTES:  # a header is far smaller: refuse before inflating
             raise self.error(f"'{name}' is {size} bytes, too large for {expected[1]} {expected[0]}")
-        data = self.read(name)
+        data = read_entry(self.zf, name, nbytes + NPY_HEADER_BYTES, self.error)
         try:
             stream = io.BytesIO(data)
             version = np.lib.format.read_magic(stream)
