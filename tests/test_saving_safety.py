@@ -423,8 +423,8 @@ def test_a_config_declaring_more_weights_than_stored_is_refused_before_allocatin
     with peak_memory() as peak, pytest.raises(FileFormatError) as info:
         load_model(path)
     assert str(info.value).startswith(
-        f"Cannot load '{path}': layer 'dense' (Dense) asks kernel_initializer for a float32 "
-        "(8, 20000000) weight (640000000 bytes), more than the "
+        f"Cannot load '{path}': layer 'dense' (Dense) asks for a float32 (8, 20000000) weight "
+        "'kernel' (640000000 bytes), more than the "
     )
     assert peak[0] < 50 * 2**20
 
@@ -446,7 +446,7 @@ def test_weights_stored_as_a_compression_bomb_do_not_count_as_stored(tmp_path):
     replace["fastnn.json"] = json.dumps(manifest)
     rezipped(path, path, replace, compress)
     assert path.stat().st_size < 2**14
-    pattern = r"asks kernel_initializer for a float32 \(8, 1000000\) weight"
+    pattern = r"asks for a float32 \(8, 1000000\) weight 'kernel'"
     with peak_memory() as peak, pytest.raises(FileFormatError, match=pattern):
         load_model(path)
     assert peak[0] < 50 * 2**20

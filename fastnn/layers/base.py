@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
+import math
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -17,6 +21,36 @@ FLOATX = "float32"
 
 _name_lock = threading.Lock()
 _name_counts: defaultdict[str, int] = defaultdict(int)
+
+
+#: [bytes left, bytes allowed, refuse] while ``weight_budget`` is in force in this context.
+_weight_budget: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "fastnn_weight_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def weight_budget(max_bytes: int, refuse: Callable[[str], Exception]) -> Iterator[None]:
+    """Inside, ``add_weight`` raises ``refuse(message)`` before it allocates a weight that would
+    take the bytes of the weights made so far past ``max_bytes`` (loaders: what a file stores)."""
+    token = _weight_budget.set([max_bytes, max_bytes, refuse])
+    try:
+        yield
+    finally:
+        _weight_budget.reset(token)
+
+
+def _take_from_budget(layer: Layer, name: str, shape: tuple, dtype: np.dtype) -> None:
+    budget = _weight_budget.get()
+    if budget is None:
+        return
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > budget[0]:
+        raise budget[2](
+            f"layer '{layer.name}' ({type(layer).__name__}) asks for a {dtype.name} {shape} "
+            f"weight '{name}' ({nbytes} bytes), more than the {budget[1]} bytes allowed"
+        )
+    budget[0] -= nbytes
 
 
 def unique_name(prefix: str) -> str:
@@ -169,9 +203,11 @@ class Layer:
     ) -> Variable:
         """Create a weight of ``shape`` initialized by ``initializer`` and track it."""
         dtype = np.dtype(dtype or self.dtype)
-        value = initializers.get(initializer)(tuple(shape), dtype=dtype)
-        value = np.ascontiguousarray(value, dtype=dtype)
+        shape = tuple(int(n) for n in shape)
         name = name or f"variable_{len(self._weights)}"
+        _take_from_budget(self, name, shape, dtype)
+        value = initializers.get(initializer)(shape, dtype=dtype)
+        value = np.ascontiguousarray(value, dtype=dtype)
         var = Variable(value, name, f"{self.name}/{name}", trainable, regularizers.get(regularizer))
         self._weights.append(var)
         return var

@@ -36,7 +36,7 @@ from fastnn.layers import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from fastnn.layers.base import assign_all, deserialize_layer, serialize_layer, snake_case
 from fastnn.layers.recurrent import SequenceLayer
 from fastnn.models import Model, Sequential
-from fastnn.saving.budget import check_weights_fit
+from fastnn.saving.budget import weights_within
 from fastnn.saving.files import (
     atomic_write,
     backed_size,
@@ -105,8 +105,8 @@ def load_keras_model(path, custom_objects: dict | None = None, compile: bool = T
     stored_bytes = _h5_stored_bytes(h5py, weights, path)
     try:
         entry = _model_entry_from_keras(config, custom_objects)
-        check_weights_fit(entry, custom_objects, stored_bytes, _failure(path))
-        model = deserialize_layer(entry, custom_objects)
+        with weights_within(stored_bytes, _failure(path)):
+            model = deserialize_layer(entry, custom_objects)
     except FileFormatError:
         raise
     except Exception as error:  # a config fastnn refuses, or one malformed in any way

@@ -166,14 +166,12 @@ def _build_model(archive, manifest: dict, custom_objects):
     more than the file stores."""
     from fastnn.layers.base import deserialize_layer
     from fastnn.models import Model
-    from fastnn.saving.budget import check_weights_fit
+    from fastnn.saving.budget import weights_within
 
     config = archive.field(manifest, "model", dict)
-    check_weights_fit(
-        config, custom_objects, archive.stored_bytes(manifest, "weights"), archive.error
-    )
     try:
-        model = deserialize_layer(config, custom_objects)
+        with weights_within(archive.stored_bytes(manifest, "weights"), archive.error):
+            model = deserialize_layer(config, custom_objects)
     except FileFormatError:
         raise
     except Exception as error:  # any config the classes refuse: the file is wrong
