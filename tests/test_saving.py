@@ -1035,3 +1035,95 @@ def test_a_save_killed_at_a_random_moment_leaves_a_loadable_file(tmp_path):
         # SIGKILL may leave a temporary file; it is never the model's name.
         others = {p.name for p in tmp_path.iterdir()} - {"m.fastnn", "reference.fastnn"}
         assert all(n.startswith(".m.fastnn.") and n.endswith(".tmp") for n in others), others
+
+
+def two_heads_out_of_key_order():
+    """A model with dict outputs whose heads were written out of key order (equal shapes)."""
+    x = fastnn.Input((3,), name="x")
+    trunk = layers.Dense(4, activation="tanh", name="trunk")(x)
+    heads = {"b": layers.Dense(2, name="head_b")(trunk), "a": layers.Dense(2, name="head_a")(trunk)}
+    model = fastnn.Model(x, heads)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def rewritten_manifest(path: Path, edit) -> None:
+    """Rewrite the JSON manifest of the zip at ``path`` by ``edit(manifest, arrays)``, where
+    ``arrays`` maps entry names to their bytes (edited in place too)."""
+    with zipfile.ZipFile(path) as zf:
+        entries = {name: zf.read(name) for name in zf.namelist()}
+    manifest_name = next(n for n in entries if n.endswith(".json"))
+    manifest = json.loads(entries[manifest_name])
+    edit(manifest, entries)
+    entries[manifest_name] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+
+
+def test_a_file_of_dict_heads_from_before_keras_order_loads_each_head_into_itself(tmp_path):
+    """Files written before fastnn ordered dict outputs by key stored the heads' weights as
+    written (head_b first) and no paths: they load into the right heads, never swapped."""
+    model = two_heads_out_of_key_order()
+    x = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
+    path = tmp_path / "old.fastnn"
+    model.save(path)
+    written = ["trunk", "head_b", "head_a"]
+    order = sorted(range(len(model.weights)), key=lambda i: written.index(
+        model.weights[i].path.split("/")[0]
+    ))  # fmt: skip
+
+    def as_before(manifest, entries):
+        del manifest["names"]
+        arrays = [entries[f"weights/{i}.npy"] for i in range(len(order))]
+        specs = manifest["weights"]
+        manifest["weights"] = [
+            {**specs[j], "file": f"weights/{i}.npy"} for i, j in enumerate(order)
+        ]
+        for i, j in enumerate(order):
+            entries[f"weights/{i}.npy"] = arrays[j]
+
+    rewritten_manifest(path, as_before)
+    loaded = load_model(path)
+    for key in ("a", "b"):
+        np.testing.assert_array_equal(
+            loaded.predict(x, verbose=0)[key], model.predict(x, verbose=0)[key]
+        )
+
+
+@pytest.mark.parametrize("name", ["m.fastnn", "m.weights.npz"])
+def test_weights_load_by_their_paths_when_the_file_lists_them_in_another_order(name, tmp_path):
+    model = two_heads_out_of_key_order()
+    path = tmp_path / name
+    (model.save if name.endswith(".fastnn") else model.save_weights)(path)
+
+    def reversed_order(manifest, entries):
+        n = len(manifest["names"])
+        arrays = [entries[f"weights/{i}.npy"] for i in range(n)]
+        specs = manifest["weights"]
+        manifest["names"] = manifest["names"][::-1]
+        manifest["weights"] = [{**specs[n - 1 - i], "file": f"weights/{i}.npy"} for i in range(n)]
+        for i in range(n):
+            entries[f"weights/{i}.npy"] = arrays[n - 1 - i]
+
+    rewritten_manifest(path, reversed_order)
+    loaded = load_model(path) if name.endswith(".fastnn") else two_heads_out_of_key_order()
+    if name.endswith(".npz"):
+        for w in loaded.weights:
+            w.value[...] = 0
+        loaded.load_weights(path)
+    for w, v in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(w, v)
+
+
+def test_weights_load_into_a_twin_model_whose_layers_have_other_names(tmp_path):
+    """As in Keras, a weights file loads into a model of the same structure by position."""
+    model = two_heads_out_of_key_order()
+    model.save_weights(tmp_path / "w.weights.npz")
+    x = fastnn.Input((3,))
+    trunk = layers.Dense(4, activation="tanh")(x)
+    twin = fastnn.Model(x, {"b": layers.Dense(2)(trunk), "a": layers.Dense(2)(trunk)})
+    twin.load_weights(tmp_path / "w.weights.npz")
+    for w, v in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_array_equal(w, v)

@@ -18,6 +18,8 @@ import zipfile
 
 import numpy as np
 
+from fastnn.graph import Graph
+from fastnn.layers.base import assign_all
 from fastnn.saving.files import atomic_write, backed_size, read_entry, remove_stale_temporaries
 
 MANIFEST = "fastnn.json"
@@ -46,6 +48,7 @@ def save_model(model, path, overwrite: bool = True, include_optimizer: bool = Tr
     manifest = {"format": MODEL_FORMAT, "version": VERSION, "model": serialize_layer(model)}
     arrays = {}
     manifest["weights"] = _add_arrays(arrays, "weights", [v.value for v in model.weights])
+    manifest["names"] = [v.path for v in model.weights]
     manifest["compile"] = _compile_config(model)
     optimizer = model.optimizer if manifest["compile"] and include_optimizer else None
     # Which of the model's weights the optimizer's slots belong to (it may have been built
@@ -126,7 +129,8 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True):
     with _open(path) as archive:
         manifest = archive.manifest(MODEL_FORMAT)
         model = _build_model(archive, manifest, custom_objects)
-        weights = archive.arrays(manifest, "weights", [v.value for v in model.weights])
+        stored = _stored_order(manifest, model)
+        weights = archive.arrays(manifest, "weights", [v.value for v in stored])
         compile_config = archive.field(manifest, "compile", (dict, type(None)))
         training = archive.field(manifest, "training_state", dict)
         optimizer_state = None
@@ -135,14 +139,14 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True):
                 model.compile_from_config(compile_config)
             except Exception as error:
                 raise archive.error(f"its compile config is invalid: {error}") from error
-            optimizer_state = _optimizer_state(archive, manifest, model)
+            optimizer_state = _optimizer_state(archive, manifest, model, stored)
         random_states = _check_random_states(archive, training, model)
         shuffle_seed = training.get("shuffle_seed")
         if shuffle_seed is not None and not (
             type(shuffle_seed) is int and 0 <= shuffle_seed < 2**63  # noqa: E721 (no bools)
         ):
             raise archive.error(f"the shuffle seed {shuffle_seed!r:.40} is not an integer")
-    model.set_weights(weights)
+    assign_all(stored, weights, f"Model '{model.name}'", lambda var: var.path)
     if optimizer_state is not None:
         learning_rate = model.optimizer.learning_rate  # exact; the state holds it as float32
         model.optimizer.set_state(optimizer_state)
@@ -157,8 +161,9 @@ def load_weights(model, path) -> None:
     """Assign the weights saved by ``save_weights``; all shapes are checked before any change."""
     with _open(path) as archive:
         manifest = archive.manifest(WEIGHTS_FORMAT)
-        weights = archive.arrays(manifest, "weights", [v.value for v in model.weights])
-    model.set_weights(weights)
+        stored = _stored_order(manifest, model)
+        weights = archive.arrays(manifest, "weights", [v.value for v in stored])
+    assign_all(stored, weights, f"Model '{model.name}'", lambda var: var.path)
 
 
 def _build_model(archive, manifest: dict, custom_objects):
@@ -181,13 +186,12 @@ def _build_model(archive, manifest: dict, custom_objects):
     return model
 
 
-def _optimizer_state(archive, manifest, model):
+def _optimizer_state(archive, manifest, model, weights):
     entries = archive.field(manifest, "optimizer_state", (list, type(None)))
     if entries is None:
         return None
     optimizer = model.optimizer
     built_on = manifest.get("optimizer_variables")
-    weights = model.weights
     if built_on is not None:
         if not (
             isinstance(built_on, list)
@@ -199,6 +203,26 @@ def _optimizer_state(archive, manifest, model):
     elif "optimizer_variables" not in manifest and len(entries) > 2:  # an earlier file: slots
         optimizer.build(model.trainable_weights)  # imply the optimizer was built on these
     return archive.arrays(manifest, "optimizer_state", optimizer.variables)
+
+
+def _stored_order(manifest: dict, model) -> list:
+    """The model's weights in the order the file stores them: by the paths it lists when they
+    are the model's in another order (a model with dict outputs saved before fastnn ordered
+    its heads by key, as Keras does), else in ``model.weights``' order (structure decides, as
+    in Keras: a twin model with other layer names loads too). Files of dict-output models
+    written before the paths were stored listed the heads as written."""
+    weights = model.weights
+    names = manifest.get("names")
+    paths = [w.path for w in weights]
+    unique = len(set(paths)) == len(paths)
+    if isinstance(names, list) and unique and sorted(names, key=str) == sorted(paths):
+        by_path = {w.path: w for w in weights}
+        return [by_path[name] for name in names]
+    outputs = getattr(model, "_outputs_struct", None)
+    if names is None and isinstance(outputs, dict):
+        as_written = Graph(model.inputs, list(outputs.values()))
+        return list({id(w): w for layer in as_written.layers for w in layer.weights}.values())
+    return weights
 
 
 def _check_random_states(archive, training, model) -> list:
