@@ -209,24 +209,31 @@ def _order_graph(inputs, outputs):
     ordered = []
     first_seen = {}
 
-    def visit(tensor):
-        node = tensor.node
-        if node is None:
-            raise ValueError(f"Tensor {tensor} was not produced by a layer or an Input.")
-        if id(node) in finished:
-            return
-        if id(tensor) in input_ids and not node.is_input:
-            finished.add(id(node))
-            return
-        if id(node) in in_progress:
-            raise ValueError(f"Tensor {tensor} from layer '{node.layer.name}' is part of a cycle.")
-        first_seen.setdefault(id(node.layer), len(first_seen))
-        in_progress.add(id(node))
-        for parent_tensor in node.inputs:
-            visit(parent_tensor)
-        in_progress.discard(id(node))
-        finished.add(id(node))
-        ordered.append(node)
+    def visit(output):  # depth first, parents in order; a stack, not recursion: deep models
+        stack = [(output, False)]
+        while stack:
+            tensor, parents_done = stack.pop()
+            node = tensor.node
+            if parents_done:
+                in_progress.discard(id(node))
+                finished.add(id(node))
+                ordered.append(node)
+                continue
+            if node is None:
+                raise ValueError(f"Tensor {tensor} was not produced by a layer or an Input.")
+            if id(node) in finished:
+                continue
+            if id(tensor) in input_ids and not node.is_input:
+                finished.add(id(node))
+                continue
+            if id(node) in in_progress:
+                raise ValueError(
+                    f"Tensor {tensor} from layer '{node.layer.name}' is part of a cycle."
+                )
+            first_seen.setdefault(id(node.layer), len(first_seen))
+            in_progress.add(id(node))
+            stack.append((tensor, True))
+            stack.extend((parent, False) for parent in reversed(node.inputs))
 
     for t in outputs:
         visit(t)

@@ -276,3 +276,14 @@ def test_random_functional_graph_forward_matches_numpy(
         assert got.dtype == np.float64 and got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(batched, want, rtol=1e-9, atol=1e-12)
+
+
+def test_a_model_deeper_than_pythons_recursion_limit_builds_and_runs():
+    """Ordering the graph walks it with a stack: 3000 layers deep is no RecursionError."""
+    x = fastnn.Input((2,))
+    y = x
+    for _ in range(3000):
+        y = layers.Activation("linear")(y)
+    model = fastnn.Model(x, layers.Dense(1)(y))
+    assert len(model.layers) == 3002
+    assert model.predict(np.ones((3, 2)), verbose=0).shape == (3, 1)
