@@ -12,7 +12,7 @@ import numpy as np
 
 from fastnn import kernels
 from fastnn.layers.base import Layer, shape_error
-from fastnn.layers.convolutional import (
+from fastnn.layers.geometry import (
     check_data_format,
     spatial_output_shape,
     standardize_padding,
