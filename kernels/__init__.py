@@ -15,7 +15,8 @@ the families that run Numba then raise RuntimeError, naming the cause, instead o
 import importlib
 import sys
 
-_NUMBA_FREE = ("codes", "gemm")  # families that import no Numba (they load with fastnn)
+#: Families without Numba: they load with fastnn.
+_NUMBA_FREE = ("codes", "gemm", "geometry")
 _refusal: str | None = None  # set by _refuse(): why Numba's families may not run here
 
 

@@ -30,6 +30,7 @@ from .activations import (
 )
 from .codes import LINEAR, RELU
 from .gemm import matmul as numpy_matmul
+from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .pooling import (
     first_max4,
     max_2x2_row,
@@ -38,18 +39,6 @@ from .pooling import (
     max_unpool_2x2_row,
     max_unpool_2x2_rows,
 )
-
-
-def padding_amounts(in_size, k, stride, padding):
-    """(out_size, pad_before, pad_after) along one axis, by TensorFlow's 'valid' / 'same' rule."""
-    if padding == "same":
-        out = -(-in_size // stride)
-        total = max((out - 1) * stride + k - in_size, 0)
-        before = total // 2
-        return out, before, total - before
-    if padding == "valid":
-        return (in_size - k) // stride + 1, 0, 0
-    raise ValueError(f"padding must be 'valid' or 'same'; got {padding!r}")
 
 
 @njit(cache=True, parallel=True)
@@ -836,15 +825,6 @@ def _tap_columns(q, sw, pad_left, w, out_w):
     while hi > lo and (hi - 1) * sw - pad_left + q >= w:
         hi -= 1
     return lo, hi
-
-
-def conv_geometry(x_shape, kernel_shape, strides, padding):
-    """(out_h, out_w, pad_top, pad_left) of a conv of x (N,H,W,C) with kernel (kh,kw,C,F)."""
-    _, h, w, _ = x_shape
-    kh, kw = kernel_shape[0], kernel_shape[1]
-    out_h, pad_top, _ = padding_amounts(h, kh, strides[0], padding)
-    out_w, pad_left, _ = padding_amounts(w, kw, strides[1], padding)
-    return out_h, out_w, pad_top, pad_left
 
 
 def _is_pointwise(kernel_shape, strides):

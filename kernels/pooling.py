@@ -1,9 +1,10 @@
 """2-D max and average pooling, NHWC, forward and backward, with TensorFlow's padding semantics.
 
 Windows are clipped to the input: padded positions never win a max and are not counted in an
-average's divisor (as TF / Keras 'same' pooling). Use ``fastnn.kernels.conv.padding_amounts`` for
-the output size and the top / left padding. ``argmax`` holds, per output element, the flat index
-``h * W + w`` of the winning input pixel in its (sample, channel) plane, or -1 for an empty window.
+average's divisor (as TF / Keras 'same' pooling). Use ``fastnn.kernels.geometry.padding_amounts``
+for the output size and the top / left padding. ``argmax`` holds, per output element, the flat
+index ``h * W + w`` of the winning input pixel in its (sample, channel) plane, or -1 for an empty
+window.
 """
 
 import numpy as np

@@ -2,9 +2,10 @@
 
 Numba is most of fastnn's import time, so ``fastnn.kernels`` imports a family (and with it Numba)
 on first attribute access. Each check runs in a fresh interpreter, where nothing is imported yet.
-Only the numba-free ``fastnn.kernels.codes`` (activation codes) and ``fastnn.kernels.gemm`` (the
-wrappers' default numpy GEMM) load with fastnn. No timing
-is asserted: the machine's load decides that; these tests pin down what is imported and when.
+Only the numba-free families (``fastnn.kernels._NUMBA_FREE``: activation codes, the wrappers' numpy
+GEMM, the window arithmetic layers use for shapes) load with fastnn, and building a model loads
+nothing more: Numba loads when the first step runs. No timing is asserted: the machine's load
+decides that; these tests pin down what is imported and when.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import json, sys
 def loaded():
     names = [m for m in sys.modules if m.split(".")[0] in ("numba", "llvmlite")]
     names += [m for m in sys.modules if m.startswith("fastnn.kernels.")]
-    return sorted(set(names) - {"fastnn.kernels.codes", "fastnn.kernels.gemm"})
+    free = getattr(sys.modules.get("fastnn.kernels"), "_NUMBA_FREE", ())
+    return sorted(set(names) - {f"fastnn.kernels.{name}" for name in free})
 """
 
 
@@ -65,6 +67,41 @@ def run_fresh(code: str) -> dict:
 def test_import_loads_neither_numba_nor_kernels(statement):
     out = run_fresh(f"{statement}\nprint(json.dumps(loaded()))")
     assert out == []
+
+
+def test_building_and_compiling_models_loads_no_kernels():
+    """Shapes are computed when a model is built, by the numba-free window arithmetic: the seed's
+    CNN, and layers of every family, build, summarize and compile without loading Numba."""
+    out = run_fresh(
+        """
+        import fastnn as keras
+        from fastnn import layers
+
+        cnn = keras.Sequential(
+            [keras.Input((28, 28, 1)),
+             layers.Conv2D(32, kernel_size=3, activation="relu", padding="same"),
+             layers.MaxPooling2D(2),
+             layers.Conv2D(64, kernel_size=3, activation="relu", padding="same"),
+             layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(100, activation="relu"),
+             layers.Dropout(0.4), layers.Dense(10, activation="softmax")]
+        )
+        cnn.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"])
+        cnn.summary(print_fn=lambda *args, **kwargs: None)
+        ids, img = keras.Input((6,), dtype="int32"), keras.Input((8, 8, 3))
+        x = layers.LSTM(8, return_sequences=True)(layers.Embedding(20, 8)(ids))
+        x = layers.Bidirectional(layers.GRU(4, return_sequences=True))(x)
+        x = layers.Conv1D(4, 3, padding="causal")(layers.SimpleRNN(4, return_sequences=True)(x))
+        x = layers.GlobalAveragePooling1D()(layers.AveragePooling1D(1)(layers.MaxPooling1D(2)(x)))
+        y = layers.Conv2D(4, 3, strides=2, padding="same")(img)
+        y = layers.GlobalMaxPooling2D()(layers.AveragePooling2D(2)(y))
+        z = layers.BatchNormalization()(layers.Concatenate()([x, y]))
+        model = keras.Model([ids, img], layers.Dense(3, activation="softmax")(z))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        print(json.dumps({"loaded": loaded(), "shape": list(cnn.output_shape)}))
+        """
+    )
+    assert out == {"loaded": [], "shape": [None, 10]}
 
 
 def test_first_training_step_loads_the_kernels_and_trains():

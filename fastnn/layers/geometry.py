@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import kernels
+from fastnn.kernels.geometry import padding_amounts
 from fastnn.layers.base import Layer, shape_error
 
 
@@ -73,7 +73,7 @@ def spatial_output_shape(layer: Layer, input_shape, window, strides, padding, wh
         if size is None:
             out.append(None)
             continue
-        out.append(kernels.conv.padding_amounts(size, k, s, padding)[0])
+        out.append(padding_amounts(size, k, s, padding)[0])
     if any(d is not None and d <= 0 for d in out):
         raise shape_error(
             layer,
@@ -94,9 +94,9 @@ def temporal_output_length(layer: Layer, input_shape, window, stride, padding, w
     if steps is None:
         return None
     if padding == "causal":
-        out = kernels.conv.padding_amounts(steps + window - 1, window, stride, "valid")[0]
+        out = padding_amounts(steps + window - 1, window, stride, "valid")[0]
     else:
-        out = kernels.conv.padding_amounts(steps, window, stride, padding)[0]
+        out = padding_amounts(steps, window, stride, padding)[0]
     if out <= 0:
         raise shape_error(
             layer,

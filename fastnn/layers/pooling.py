@@ -14,6 +14,7 @@ from fastnn import kernels
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.geometry import (
     check_data_format,
+    padding_amounts,
     spatial_output_shape,
     standardize_padding,
     standardize_tuple,
@@ -41,12 +42,8 @@ class _Pooling2D(Layer):
     def _geometry(self, x_shape):
         """(out_shape, pad_top, pad_left) for a concrete input shape."""
         n, h, w, c = x_shape
-        out_h, pad_top, _ = kernels.conv.padding_amounts(
-            h, self.pool_size[0], self.strides[0], self.padding
-        )
-        out_w, pad_left, _ = kernels.conv.padding_amounts(
-            w, self.pool_size[1], self.strides[1], self.padding
-        )
+        out_h, pad_top, _ = padding_amounts(h, self.pool_size[0], self.strides[0], self.padding)
+        out_w, pad_left, _ = padding_amounts(w, self.pool_size[1], self.strides[1], self.padding)
         return (n, out_h, out_w, c), pad_top, pad_left
 
     def get_config(self):
@@ -228,9 +225,7 @@ class _Pooling1D(Layer):
     def _geometry(self, x_shape):
         """(out_shape as (n, 1, steps, c), pad_left) for a concrete (n, steps, c) input."""
         n, steps, c = x_shape
-        out, pad_left, _ = kernels.conv.padding_amounts(
-            steps, self.pool_size[0], self.strides[0], self.padding
-        )
+        out, pad_left, _ = padding_amounts(steps, self.pool_size[0], self.strides[0], self.padding)
         return (n, 1, out, c), pad_left
 
     def get_config(self):
