@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 from gradcheck import randomize_weights
+from layer_harness import fused_names, pass_and_grads
 
 import fastnn
 from fastnn import fusion, layers
@@ -15,12 +16,6 @@ from fastnn.fusion.embedded_rnn import EmbeddedRNN
 from fastnn.graph import Graph
 
 F64 = "float64"
-
-
-def fused_names(model) -> list[str]:
-    return [
-        step.layer.name for step in model._graph.steps if isinstance(step.layer, fusion.FusedLayer)
-    ]
 
 
 def conv_pool(pool=None, second_reader=False, conv_is_output=False):
@@ -106,18 +101,6 @@ def rnn_net(mask_zero, dropout):
     e = layers.Embedding(7, 3, mask_zero=mask_zero, dtype=F64)(ids)
     h = layers.GRU(4, go_backwards=True, dropout=dropout, dtype=F64)(e)
     return fastnn.Model(ids, layers.Dense(2, dtype=F64)(h))
-
-
-def pass_and_grads(graph, model, x, training):
-    """(outputs, weight gradients) of a forward and backward pass of ``graph``."""
-    for w in model.weights:
-        w.grad[...] = 0
-    for layer in model.layers:  # the same dropout masks in both graphs
-        if layer.get_random_state() is not None:
-            layer._rng = np.random.default_rng(0)
-    (out,), tape = graph.forward([x], training)
-    graph.backward(tape, [np.cos(out)])
-    return out, [w.grad.copy() for w in model.weights]
 
 
 @pytest.mark.parametrize(
