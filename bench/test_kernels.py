@@ -15,13 +15,18 @@ import time
 import numpy as np
 import pytest
 
-from fastnn import config, gemm
+from fastnn import runtime
 from fastnn.kernels import activations, conv, losses, optimizers, pooling
 
 RNG = np.random.default_rng(0)
 BATCHES = [32, 128]
-# (name, input HWC, filters) of seed_cnn's two convolutions, 3x3 'same'
-CONVS = [("conv1", (28, 28, 1), 32), ("conv2", (14, 14, 32), 64)]
+# (name, input HWC, filters, padding) of seed_cnn's two convolutions (3x3 'same') and image_text's
+# first (3x3 'valid' on RGB: its unrolled direct rows and 4x4x3-patch pool kernels)
+CONVS = [
+    ("conv1", (28, 28, 1), 32, "same"),
+    ("conv2", (14, 14, 32), 64, "same"),
+    ("rgb", (64, 64, 3), 32, "valid"),
+]
 
 
 def rand(*shape):
@@ -58,9 +63,10 @@ def fraction_of_gemm_peak(benchmark, gemm_peak):
 
 @pytest.fixture
 def as_in_a_pass():
-    """BLAS on one thread, as inside fastnn's passes (GEMMs and conv tiles on fastnn's threads)."""
-    with config.serial_blas():
-        yield
+    """BLAS on one thread, as inside fastnn's calls (GEMMs and conv chunks on fastnn's threads);
+    yields the thread count the layers pass the kernels."""
+    with runtime.serial_blas():
+        yield runtime.threads()
 
 
 @pytest.mark.parametrize("n", [1024, 2048])
@@ -71,63 +77,71 @@ def test_gemm_peak(benchmark, n):
     gflops(benchmark, 2 * n**3)
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("name, hwc, filters", CONVS)
-def test_conv2d_forward(benchmark, as_in_a_pass, batch, name, hwc, filters):
-    x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
-    args = (x, kernel, bias, (1, 1), "same", activations.RELU)
-    out = np.empty((batch, *hwc[:2], filters), np.float32)
-    benchmark(conv.conv2d_forward, *args, out, matmul=gemm.matmul, tiles=gemm.row_shards)
-    gflops(benchmark, 2 * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
+def _conv_flops(batch, hwc, filters, padding):
+    """The direct form's FLOPs of a 3x3 stride-1 conv: 2 per tap, output pixel and filter."""
+    out = [size - 2 if padding == "valid" else size for size in hwc[:2]]
+    return 2 * batch * out[0] * out[1] * 9 * hwc[2] * filters
 
 
 @pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("name, hwc, filters", CONVS)
-def test_conv2d_backward(benchmark, as_in_a_pass, batch, name, hwc, filters):
-    """As in seed_cnn's training step: conv1, the first layer, needs no input gradient; the
-    tiled forward keeps no cols, so the backward im2cols x again."""
+@pytest.mark.parametrize("name, hwc, filters, padding", CONVS)
+def test_conv2d_forward(benchmark, as_in_a_pass, batch, name, hwc, filters, padding):
     x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
-    y = conv.conv2d_forward(x, kernel, bias, (1, 1), "same", activations.LINEAR)[0]
+    args = (x, kernel, bias, (1, 1), padding, activations.RELU)
+    out = conv.conv2d_forward(*args)
+    benchmark(conv.conv2d_forward, *args, out, threads=as_in_a_pass)
+    gflops(benchmark, _conv_flops(batch, hwc, filters, padding))
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("name, hwc, filters, padding", CONVS)
+def test_conv2d_backward(benchmark, as_in_a_pass, batch, name, hwc, filters, padding):
+    """As in a training step: a model's first layer (conv1, rgb) needs no input gradient; the
+    backward im2cols x again where it runs im2col."""
+    x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
+    y = conv.conv2d_forward(x, kernel, bias, (1, 1), padding, activations.LINEAR)
     grad = rand(*y.shape)
     dkernel, dbias = np.zeros_like(kernel), np.zeros_like(bias)
-    dx, need_dx = np.empty_like(x), name != "conv1"
+    dx, need_dx = np.empty_like(x), name == "conv2"
 
     def backward():
         return conv.conv2d_backward(
-            grad, None, x.shape, kernel, (1, 1), "same", dkernel, dbias, dx=dx,
-            need_dx=need_dx, matmul=gemm.matmul, x=x, tiles=gemm.row_shards,
+            grad, x, kernel, (1, 1), padding, dkernel, dbias, dx=dx, need_dx=need_dx,
+            threads=as_in_a_pass,
         )  # fmt: skip
 
     benchmark(backward)
     products = 2 if need_dx else 1  # the kernel gradient, and the input gradient if needed
-    gflops(benchmark, 2 * products * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
+    gflops(benchmark, products * _conv_flops(batch, hwc, filters, padding))
 
 
 @pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("name, hwc, filters", CONVS)
-def test_conv2d_max_pool_forward_backward(benchmark, as_in_a_pass, batch, name, hwc, filters):
-    """Conv2D(relu) + MaxPooling2D(2) as seed_cnn's training step runs them: one fused forward
-    (pooled output and codes), one fused backward from the pooled gradient."""
+@pytest.mark.parametrize("name, hwc, filters, padding", CONVS)
+def test_conv2d_max_pool_forward_backward(
+    benchmark, as_in_a_pass, batch, name, hwc, filters, padding
+):
+    """Conv2D(relu) + MaxPooling2D(2) as a training step runs them: one fused forward (pooled
+    output and codes), one fused backward from the pooled gradient."""
     x, kernel, bias = rand(batch, *hwc), rand(3, 3, hwc[2], filters), rand(filters)
-    pooled = np.empty((batch, hwc[0] // 2, hwc[1] // 2, filters), np.float32)
+    args = ((1, 1), padding)
+    pooled = conv.conv2d_forward_max_pool(x, kernel, bias, *args, activations.RELU)
     codes = np.empty(pooled.shape, np.uint8)
     grad = rand(*pooled.shape)
     dkernel, dbias = np.zeros_like(kernel), np.zeros_like(bias)
-    dx, need_dx = np.empty_like(x), name != "conv1"
-    args = ((1, 1), "same")
+    dx, need_dx = np.empty_like(x), name == "conv2"
 
     def step():
         conv.conv2d_forward_max_pool(
-            x, kernel, bias, *args, activations.RELU, pooled, gemm.row_shards, codes
+            x, kernel, bias, *args, activations.RELU, pooled, codes, threads=as_in_a_pass
         )
         return conv.conv2d_backward_max_pooled(
             grad, codes, x, kernel, *args, dkernel, dbias, dx=dx, need_dx=need_dx,
-            matmul=gemm.matmul, tiles=gemm.row_shards,
+            threads=as_in_a_pass,
         )  # fmt: skip
 
     benchmark(step)
     products = 3 if need_dx else 2  # forward, kernel gradient, input gradient if needed
-    gflops(benchmark, 2 * products * batch * hwc[0] * hwc[1] * 9 * hwc[2] * filters)
+    gflops(benchmark, products * _conv_flops(batch, hwc, filters, padding))
 
 
 @pytest.mark.parametrize("batch", BATCHES)

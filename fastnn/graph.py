@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fastnn import config, fusion
+from fastnn import fusion
+from fastnn.kernels.workspace import Workspace
 from fastnn.nodes import SymbolicTensor
-from fastnn.workspace import Workspace
 
 
 class Graph:
@@ -103,12 +103,9 @@ class Graph:
 
         With ``reuse`` (a purpose such as 'train'), layers reuse this thread's buffers from the
         previous pass of that purpose: the caller must be done with the previous pass's outputs
-        and tape. Without it every array is fresh. BLAS runs on one thread inside (``fastnn.gemm``).
+        and tape. Without it every array is fresh. The public call that runs it (``fit``,
+        ``predict``, ``model(x)``, ...) holds the serial-BLAS section (``fastnn.runtime``).
         """
-        with config.serial_blas():
-            return self._forward(input_arrays, training, reuse)
-
-    def _forward(self, input_arrays, training, reuse):
         workspaces = self._workspaces(reuse) if reuse else [None] * len(self.steps)
         values = [None] * len(self._slot)
         # e.g. Embedding(mask_zero=True) -> LSTM; None when no layer makes masks
@@ -149,10 +146,6 @@ class Graph:
         inputs is skipped, and a layer with ``skips_input_grad`` (a model's first Conv2D or
         Dense) is told ``need_input_grad=False``.
         """
-        with config.serial_blas():
-            return self._backward(tape, output_grads, need_input_grads)
-
-    def _backward(self, tape, output_grads, need_input_grads):
         values, ctxs = tape
         input_grad_needed = self._input_grad_needed[int(need_input_grads)]
         grads = [None] * len(values)

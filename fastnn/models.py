@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from fastnn import runtime
 from fastnn.graph import Graph
 from fastnn.layers.base import (
     Layer,
@@ -229,7 +230,8 @@ class Model(Trainer, Layer):
             raise TypeError(f"Model '{self.name}' got unexpected call arguments {sorted(kwargs)}")
         self._ensure_built_for_data(inputs)
         arrays = self._standardize_x(inputs)
-        outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], bool(training))
+        with runtime.serial_blas():  # once per call on arrays (see fastnn.runtime)
+            outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], bool(training))
         if isinstance(self._outputs_struct, dict):  # a dict in the outputs' order, as Keras
             return self._pack_outputs(outputs if isinstance(outputs, list) else [outputs])
         return outputs

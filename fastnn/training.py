@@ -18,19 +18,19 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastnn import callbacks as callbacks_module
-from fastnn import config
 from fastnn import losses as losses_module
 from fastnn import metrics as metrics_module
 from fastnn import optimizers as optimizers_module
+from fastnn import runtime
 from fastnn.random import make_rng
 
 
 def _serial_blas(method):
-    """Run ``method`` in one serial-BLAS section, so its passes' own sections cost ~nothing."""
+    """Run ``method`` in one serial-BLAS section (``fastnn.runtime``): once per public call."""
 
     @functools.wraps(method)
     def run(*args, **kwargs):
-        with config.serial_blas():
+        with runtime.serial_blas():
             return method(*args, **kwargs)
 
     return run
@@ -701,6 +701,7 @@ class Trainer:
         return arrays[0]
 
     @_one_thread_at_a_time("train_on_batch()")
+    @_serial_blas
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns that batch's loss and metrics."""
         self._require_compiled("train_on_batch")
@@ -714,6 +715,7 @@ class Trainer:
         return self._format_logs(self._logs(), return_dict)
 
     @_one_thread_at_a_time("test_on_batch()")
+    @_serial_blas
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics on one batch, without updating weights."""
         self._require_compiled("test_on_batch")
@@ -725,6 +727,7 @@ class Trainer:
         self._test_step(xs, ys, sample_weight)
         return self._format_logs(self._logs(), return_dict)
 
+    @_serial_blas
     def predict_on_batch(self, x):
         """Outputs for one batch."""
         _require_x(x, "predict_on_batch()")
@@ -833,7 +836,6 @@ def _as_input(array, shape, dtype, what, stream=False):
 
     fit() reads its data every epoch, so it casts once up front; evaluate() and predict() read
     each sample once and stream, so a large input is never copied whole."""
-    config._apply_num_threads()  # every call with data passes here, in the caller's thread
     if array is None:
         raise ValueError(f"{what} is missing: got None where its data belongs")
     arr = np.asarray(array)

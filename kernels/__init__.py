@@ -1,14 +1,16 @@
 """Numba kernels: plain functions over numpy arrays, one module per family.
 
-Kernels import only numpy and numba and know nothing of layers. Every kernel works in float32 and
-float64 without promoting, writes into buffers the caller passes, and is compiled lazily
-(``@njit(cache=True)``) on first use, never at import time.
+Kernels import only numpy and numba (``gemm``'s pool: the standard library's threads) and know
+nothing of layers: they take arrays, sizes and thread counts, never callbacks into fastnn. Every
+kernel works in float32 and float64 without promoting, writes into buffers the caller passes (or
+a ``workspace.Workspace``'s), and is compiled lazily (``@njit(cache=True)``) on first use, never
+at import time.
 
 Importing this package imports no family, hence not Numba (which would double the time of
 ``import fastnn``): ``kernels.conv`` imports ``kernels/conv.py`` on first access. Callers write
 ``from fastnn import kernels`` and ``kernels.conv.conv2d_forward(...)`` at call time; after the
 first access the family is a plain attribute of this package. In a fork child where Numba's
-threads cannot run (GNU OpenMP's layer started in the parent), fastnn.config calls ``_refuse``:
+threads cannot run (GNU OpenMP's layer started in the parent), fastnn.runtime calls ``_refuse``:
 the families that run Numba then raise RuntimeError, naming the cause, instead of the child dying.
 """
 
@@ -16,7 +18,7 @@ import importlib
 import sys
 
 #: Families without Numba: they load with fastnn.
-_NUMBA_FREE = ("codes", "gemm", "geometry")
+_NUMBA_FREE = ("codes", "gemm", "geometry", "workspace")
 _refusal: str | None = None  # set by _refuse(): why Numba's families may not run here
 
 
@@ -43,7 +45,7 @@ def __dir__() -> list[str]:
 
 def _refuse(message: str) -> None:
     """From now on ``kernels.<family>`` raises RuntimeError(message) for the families that run
-    Numba (fastnn.config calls this in a fork child where Numba's threads cannot run): the loaded
+    Numba (fastnn.runtime calls this in a fork child where Numba's threads cannot run): the loaded
     ones are dropped from this package's attributes, so their next access comes here."""
     global _refusal
     _refusal = message

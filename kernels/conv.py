@@ -1,11 +1,10 @@
-"""2-D convolution, NHWC: im2col / col2im in Numba, one BLAS GEMM in plain Python, fused epilogue.
+"""2-D convolution, NHWC: Numba kernels (direct loops, im2col / col2im, fused pools) and the
+plain-Python wrappers that run them with BLAS GEMMs and a fused epilogue.
 
-A kernel with few taps (``kh * kw * C <= DIRECT_MAX_TAPS``, such as a model's first 3x3 layer on
-a grey image) makes a GEMM too thin to pay for im2col: those run direct Numba kernels instead,
-forward (with bias and activation) and for the kernel gradient, and keep no im2col matrix. The
-forward of a 3x3 stride-1 kernel on RGB runs direct too; its backward keeps im2col + GEMM. A 3x3
-stride-1 kernel on more channels runs by Winograd's F(2x2, 3x3) (``winograd``), forward and
-backward, with 2.25x fewer multiplications.
+Which algorithm runs each part of a conv (direct loops, Winograd's F(2x2, 3x3) in ``winograd``,
+im2col + GEMM, or a 1x1 kernel's one GEMM) is decided in one place, ``plan_conv2d``, which the
+forward and backward wrappers share: see its docstring, and tests/test_kernels_plans.py for the
+table of shapes and what they run.
 
 The kernel layout is Keras's ``(kh, kw, in_ch, out_ch)``. An im2col row holds one output pixel's
 receptive field in ``(kh, kw, C)`` row-major order, so
@@ -14,9 +13,12 @@ follows TensorFlow's rule (the odd extra row or column of ``'same'`` padding goe
 right).
 
 GEMMs run in the plain-Python wrappers (``conv2d_forward`` / ``conv2d_backward``), never inside
-``njit`` (BLAS inside ``prange`` would oversubscribe the cores). The Numba kernels take C-contiguous
-arrays; the wrappers make sure of it.
+``njit`` (BLAS inside ``prange`` would oversubscribe the cores); the wrappers take ``threads``, how
+many threads their chunks and products may use (``kernels.gemm``). The Numba kernels take
+C-contiguous arrays; the wrappers make sure of it.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -29,7 +31,7 @@ from .activations import (
     column_sums_add,
 )
 from .codes import LINEAR, RELU
-from .gemm import matmul as numpy_matmul
+from .gemm import matmul, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .pooling import (
     first_max4,
@@ -233,12 +235,6 @@ def conv2d_rgb_3x3_dkernel_max_pooled(x, grad, codes, pad_top, pad_left, partial
             _dkernel_pool_row_rgb_3x3(
                 x[n], grad[n, p], codes[n, p], 2 * p - pad_top, pad_left, partial[b], masked
             )
-
-
-def _pools_in_quads(kernel_shape, strides) -> bool:
-    """Whether a direct conv fused with a 2x2 max pool runs the 4x4-patch kernels above (their
-    forward for a linear or relu activation only)."""
-    return tuple(kernel_shape[:3]) in ((3, 3, 1), (3, 3, 3)) and tuple(strides) == (1, 1)
 
 
 # Inlined in Numba's IR, not called: a row function called from the two kernels (one more level of
@@ -827,85 +823,109 @@ def _tap_columns(q, sw, pad_left, w, out_w):
     return lo, hi
 
 
-def _is_pointwise(kernel_shape, strides):
-    return kernel_shape[0] == kernel_shape[1] == 1 and tuple(strides) == (1, 1)
+# ---- planning: which algorithm runs each part of a conv of one shape ---------------------------
+# DIRECT: Numba loops over the input's windows (no im2col); WINOGRAD: F(2x2, 3x3) (``winograd``);
+# IM2COL: im2col rows + GEMM per chunk of output rows (or images), on the caller's threads;
+# POINTWISE: a 1x1 stride-1 kernel, one GEMM on x's own rows.
+DIRECT, WINOGRAD, IM2COL, POINTWISE = "direct", "winograd", "im2col", "pointwise"
 
 
-def is_direct(kernel_shape, strides) -> bool:
-    """Whether a conv with this kernel (kh,kw,C,F) runs the direct kernels (no im2col)."""
-    taps = kernel_shape[0] * kernel_shape[1] * kernel_shape[2]
-    return taps <= DIRECT_MAX_TAPS and not _is_pointwise(kernel_shape, strides)
+class ConvPlan(NamedTuple):
+    """How a conv of one shape runs (``plan_conv2d``), and its geometry."""
+
+    forward: str  # DIRECT, WINOGRAD, IM2COL or POINTWISE
+    dkernel: str  # the kernel gradient: DIRECT, WINOGRAD, IM2COL or POINTWISE
+    dx: str  # the input gradient: WINOGRAD, IM2COL or POINTWISE
+    quads: bool  # fused with a 2x2 max pool, DIRECT runs the 4x4-patch kernels (see below)
+    out_h: int
+    out_w: int
+    pad_top: int
+    pad_left: int
 
 
-def forward_is_direct(kernel_shape, strides) -> bool:
-    """Whether ``conv2d_forward`` runs a direct kernel (and returns no cols): ``is_direct``, or a
-    3x3 stride-1 kernel on three channels, whose backward still runs im2col + GEMM."""
-    rgb_3x3 = tuple(kernel_shape[:3]) == (3, 3, 3) and tuple(strides) == (1, 1)
-    return rgb_3x3 or is_direct(kernel_shape, strides)
+# With a 2x2 max pool, the grey and RGB 3x3 stride-1 direct convs run kernels of their own that
+# compute a pooled pixel's four outputs from one 4x4 patch: always for the kernel gradient, for the
+# forward with a linear or relu activation only (the activation is applied before the maximum).
+QUAD_ACTIVATIONS = (LINEAR, RELU)
 
 
-# Rows of cols per chunk of a tiled forward: ~1 MB of cols at 288 taps, so a chunk's im2col,
+def plan_conv2d(x_shape, kernel_shape, strides, padding, pooled: bool = False) -> ConvPlan:
+    """The algorithms of a conv of x (N,H,W,C) with kernel (kh,kw,C,F), forward and backward,
+    alone or (``pooled``) fused with a 2x2 stride-2 max pool; ValueError if it does not fit.
+
+    A kernel with few taps (``kh * kw * C <= DIRECT_MAX_TAPS``, such as a model's first 3x3 layer
+    on a grey image) makes a GEMM too thin to pay for im2col: it runs DIRECT, forward and kernel
+    gradient. The forward of a 3x3 stride-1 kernel on RGB runs DIRECT too (its kernel gradient
+    as well when pooled, from 4x4x3 patches); unpooled, its backward runs im2col + GEMM. A 3x3
+    stride-1 kernel on ``winograd.MIN_CHANNELS`` or more channels runs WINOGRAD throughout. The
+    input gradient of a DIRECT conv runs im2col + GEMM.
+    """
+    out_h, out_w, pad_top, pad_left = conv_geometry(x_shape, kernel_shape, strides, padding)
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(
+            f"conv2d: kernel {tuple(kernel_shape[:2])} with strides {tuple(strides)} and padding "
+            f"{padding!r} does not fit input of shape {tuple(x_shape)}"
+        )
+    kh, kw, c = kernel_shape[:3]
+    stride_1 = tuple(strides) == (1, 1)
+    pointwise = kh == kw == 1 and stride_1
+    few_taps = kh * kw * c <= DIRECT_MAX_TAPS and not pointwise
+    rgb_3x3 = (kh, kw, c) == (3, 3, 3) and stride_1
+    dx = WINOGRAD if winograd.applies(kernel_shape, strides) else POINTWISE if pointwise else IM2COL
+    forward = DIRECT if few_taps or rgb_3x3 else dx
+    dkernel = DIRECT if few_taps or (rgb_3x3 and pooled) else dx
+    quads = pooled and (kh, kw, c) in ((3, 3, 1), (3, 3, 3)) and stride_1
+    return ConvPlan(forward, dkernel, dx, quads, out_h, out_w, pad_top, pad_left)
+
+
+# Rows of cols per chunk of an im2col pass: ~1 MB of cols at 288 taps, so a chunk's im2col,
 # GEMM and epilogue work on data still in cache.
 TILE_ROWS = 1024
 
 
-def conv2d_forward(
-    x, kernel, bias, strides, padding, activation_code, out=None, cols=None, matmul=numpy_matmul,
-    tiles=None,
-):  # fmt: skip
-    """(y, cols): y (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or None).
-
-    ``cols`` (N*oh*ow, kh*kw*C), the im2col matrix, is what ``conv2d_backward`` can reuse; pass
-    ``out`` / ``cols`` buffers of those shapes to reuse a workspace. For 1x1 stride-1 kernels it
-    is a view of x. It is None for direct kernels (``is_direct``) and on the tiled path: the
-    backward then recomputes what it needs from x. ``matmul(a, b, out, accumulate=False)`` runs
-    the GEMM. With ``tiles(fn, rows)`` (such as ``fastnn.gemm.row_shards``), im2col, GEMM and
-    epilogue run together per chunk of output rows, ``fn(start, stop)`` on the caller's threads,
-    each chunk's im2col rows in a small buffer that stays in cache.
-    """
+def conv2d_forward(x, kernel, bias, strides, padding, activation_code, out=None, threads=1):
+    """y (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or None), by
+    ``plan_conv2d``'s algorithm; ``out`` is a buffer of y's shape to reuse. On up to ``threads``
+    threads: im2col, GEMM and epilogue run together per chunk of output rows, each chunk's
+    im2col rows in a small buffer that stays in cache; Winograd per chunk of images."""
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
     kh, kw, _, filters = kernel.shape
-    out_h, out_w, pad_top, pad_left = _checked_geometry(x.shape, kernel.shape, strides, padding)
+    plan = plan_conv2d(x.shape, kernel.shape, strides, padding)
     if out is None:
-        out = np.empty((n, out_h, out_w, filters), dtype=x.dtype)
+        out = np.empty((n, plan.out_h, plan.out_w, filters), dtype=x.dtype)
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
-    if forward_is_direct(kernel.shape, strides):
+    if plan.forward == DIRECT:
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
-        conv2d_direct(x, kernel, b, *strides, pad_top, pad_left, activation_code, out)
-        return out, None
-    if winograd.applies(kernel.shape, strides):
-        winograd.forward(x, kernel, b, pad_top, pad_left, activation_code, out, tiles)
-        return out, None
-    y2d = out.reshape(n * out_h * out_w, filters)
+        geometry = (*strides, plan.pad_top, plan.pad_left)
+        conv2d_direct(x, kernel, b, *geometry, activation_code, out)
+        return out
+    if plan.forward == WINOGRAD:
+        args = (plan.pad_top, plan.pad_left, activation_code, out)
+        return winograd.forward(x, kernel, b, *args, threads=threads)
+    y2d = out.reshape(n * plan.out_h * plan.out_w, filters)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
-    geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w)
-    pointwise = _is_pointwise(kernel.shape, strides)
-    if tiles is not None and not pointwise:
+    if plan.forward == POINTWISE:
+        matmul(x.reshape(-1, c), k2d, y2d, threads=threads)
+        bias_activation_forward(y2d, b, activation_code, y2d)
+        return out
+    geometry = _geometry(kernel.shape, strides, plan)
+    out_w = plan.out_w
 
-        def run(start, stop):
-            step = max(1, TILE_ROWS // out_w)
-            chunk = np.empty((min(step, stop - start) * out_w, kh * kw * c), dtype=x.dtype)
-            for r0 in range(start, stop, step):
-                r1 = min(stop, r0 + step)
-                y = y2d[r0 * out_w : r1 * out_w]
-                _conv_rows(x, geometry, k2d, b, activation_code, chunk, r0, r1, y)
+    def run(start, stop):
+        step = max(1, TILE_ROWS // out_w)
+        chunk = np.empty((min(step, stop - start) * out_w, kh * kw * c), dtype=x.dtype)
+        for r0 in range(start, stop, step):
+            r1 = min(stop, r0 + step)
+            y = y2d[r0 * out_w : r1 * out_w]
+            _conv_rows(x, geometry, k2d, b, activation_code, chunk, r0, r1, y)
 
-        tiles(run, n * out_h)
-        return out, None
-    if pointwise:
-        cols = x.reshape(n * out_h * out_w, c)
-    else:
-        if cols is None:
-            cols = np.empty((n * out_h * out_w, kh * kw * c), dtype=x.dtype)
-        im2col(x, *geometry, cols)
-    matmul(cols, k2d, y2d)
-    bias_activation_forward(y2d, b, activation_code, y2d)
-    return out, cols
+    row_blocks(run, n * plan.out_h, threads)
+    return out
 
 
 def conv2d_forward_max_pool(
-    x, kernel, bias, strides, padding, activation_code, out=None, tiles=None, codes=None
+    x, kernel, bias, strides, padding, activation_code, out=None, codes=None, threads=1
 ):
     """y (N,oh//2,ow//2,F) = 2x2 stride-2 'valid' max pool of ``conv2d_forward``'s y: per chunk
     of images (or pair of rows, for direct kernels) the conv's output stays in cache and only
@@ -913,35 +933,36 @@ def conv2d_forward_max_pool(
 
     ``out`` is a buffer of that shape to reuse. For training, pass ``codes``, a uint8 buffer of
     that shape: it gets where each maximum was (``max_2x2_row_codes``), which is all that
-    ``conv2d_backward_max_pooled`` needs besides x. With ``tiles(fn, rows, min_rows)`` (such as
-    ``fastnn.gemm.row_shards``) chunks of images run on the caller's threads.
+    ``conv2d_backward_max_pooled`` needs besides x. Chunks of images run on up to ``threads``
+    threads.
     """
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
     kh, kw, _, filters = kernel.shape
-    out_h, out_w, pad_top, pad_left = _checked_geometry(x.shape, kernel.shape, strides, padding)
+    plan = plan_conv2d(x.shape, kernel.shape, strides, padding, pooled=True)
+    out_h, out_w = plan.out_h, plan.out_w
     if out is None:
         out = np.empty((n, out_h // 2, out_w // 2, filters), dtype=x.dtype)
     if codes is None:
         codes = _NO_CODES
-    if forward_is_direct(kernel.shape, strides):
+    if plan.forward == DIRECT:
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
-        if _pools_in_quads(kernel.shape, strides) and activation_code in (RELU, LINEAR):
+        if plan.quads and activation_code in QUAD_ACTIVATIONS:
             quads = conv2d_grey_3x3_max_pool if c == 1 else conv2d_rgb_3x3_max_pool
             taps = kernel.reshape(-1, filters)
-            quads(x, taps, b, pad_top, pad_left, activation_code == RELU, out, codes)
+            relu = activation_code == RELU
+            quads(x, taps, b, plan.pad_top, plan.pad_left, relu, out, codes)
             return out
-        conv2d_direct_max_pool(
-            x, kernel, b, *strides, pad_top, pad_left, activation_code, out_w, out, codes
-        )
+        geometry = (*strides, plan.pad_top, plan.pad_left)
+        conv2d_direct_max_pool(x, kernel, b, *geometry, activation_code, out_w, out, codes)
         return out
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
-    if winograd.applies(kernel.shape, strides):
-        args = (pad_top, pad_left, activation_code, out, tiles)
-        return winograd.forward(x, kernel, b, *args, pooled=True, codes=codes)
+    if plan.forward == WINOGRAD:
+        args = (plan.pad_top, plan.pad_left, activation_code, out)
+        return winograd.forward(x, kernel, b, *args, threads=threads, pooled=True, codes=codes)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
-    geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w)
-    pointwise = _is_pointwise(kernel.shape, strides)
+    geometry = _geometry(kernel.shape, strides, plan)
+    pointwise = plan.forward == POINTWISE
     pixels = out_h * out_w
     per_chunk = max(1, TILE_ROWS // pixels)  # whole images: pooling never crosses a chunk
 
@@ -956,14 +977,17 @@ def conv2d_forward_max_pool(
             pooled = chunk.reshape(i1 - i0, out_h, out_w, filters)
             max_pool_2x2(pooled, out[i0:i1], codes[i0:i1])
 
-    if tiles is None:
-        run(0, n)
-    else:
-        tiles(run, n, 1)
+    row_blocks(run, n, threads, 1)
     return out
 
 
 _NO_CODES = np.empty((0, 0, 0, 0), dtype=np.uint8)  # the kernels' "no codes wanted"
+
+
+def _geometry(kernel_shape, strides, plan):
+    """(kh, kw, sh, sw, pad_top, pad_left, out_h, out_w): im2col's and col2im's arguments."""
+    kh, kw = kernel_shape[:2]
+    return (kh, kw, *strides, plan.pad_top, plan.pad_left, plan.out_h, plan.out_w)
 
 
 def _conv_rows(x, geometry, k2d, bias, code, cols, r0, r1, y):
@@ -979,17 +1003,6 @@ def _conv_rows(x, geometry, k2d, bias, code, cols, r0, r1, y):
     bias_activation_inplace_rows(y, bias, code, 0, len(y))
 
 
-def _checked_geometry(x_shape, kernel_shape, strides, padding):
-    """``conv_geometry``, or a ValueError when the kernel does not fit the input."""
-    out_h, out_w, pad_top, pad_left = conv_geometry(x_shape, kernel_shape, strides, padding)
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(
-            f"conv2d: kernel {tuple(kernel_shape[:2])} with strides {tuple(strides)} and padding "
-            f"{padding!r} does not fit input of shape {tuple(x_shape)}"
-        )
-    return out_h, out_w, pad_top, pad_left
-
-
 def _direct_arguments(kernel, bias, dtype):
     """(kernel, bias) as the direct kernels take them: contiguous, and zeros for no bias (the
     unrolled 3x3 rows take a bias: zeros cost less than the generic loops)."""
@@ -998,90 +1011,65 @@ def _direct_arguments(kernel, bias, dtype):
 
 
 def conv2d_backward(
-    grad_z,
-    cols,
-    x_shape,
-    kernel,
-    strides,
-    padding,
-    dkernel,
-    dbias,
-    dx=None,
-    need_dx=True,
-    matmul=numpy_matmul,
-    x=None,
-    tiles=None,
+    grad_z, x, kernel, strides, padding, dkernel, dbias, dx=None, need_dx=True, threads=1
 ):
-    """dx (N,H,W,C) from grad_z (N,oh,ow,F) = dL/dz; adds into dkernel (kh,kw,C,F), dbias (F,).
+    """dx (N,H,W,C) from grad_z (N,oh,ow,F) = dL/dz and the conv's input x; adds into dkernel
+    (kh,kw,C,F), dbias (F,), by ``plan_conv2d``'s algorithms.
 
-    ``cols`` is the second result of ``conv2d_forward``; when it is None the kernel gradient is
-    computed from the input ``x`` instead (direct kernels, or im2col again). ``dkernel`` /
-    ``dbias`` may be None (frozen weights, no bias) to skip that gradient. Pass ``dx`` (shaped
-    like x) to reuse a workspace. With ``need_dx=False`` (a model's first layer) dx is skipped
-    and None returned. ``matmul(a, b, out, accumulate=False)`` runs the GEMMs. With
-    ``tiles(fn, rows)`` both GEMMs, im2col and col2im run together per chunk of images on the
-    caller's threads, in small buffers that stay in cache.
+    ``dkernel`` / ``dbias`` may be None (frozen weights, no bias) to skip that gradient. Pass
+    ``dx`` (shaped like x) to reuse a workspace. With ``need_dx=False`` (a model's first layer)
+    dx is skipped and None returned. On up to ``threads`` threads: im2col, both GEMMs and col2im
+    run together per chunk of images, in small buffers that stay in cache.
     """
-    kh, kw, c, filters = kernel.shape
+    x = np.ascontiguousarray(x)
+    c, filters = kernel.shape[2:]
     grad_z = np.ascontiguousarray(grad_z)
     g2d = grad_z.reshape(-1, filters)
-    out_h, out_w, pad_top, pad_left = conv_geometry(x_shape, kernel.shape, strides, padding)
-    geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left, out_h, out_w)
-    if dkernel is not None and cols is None and x is None:
-        raise ValueError("conv2d_backward: without cols (direct or tiled forward), pass x=")
+    plan = plan_conv2d(x.shape, kernel.shape, strides, padding)
+    geometry = _geometry(kernel.shape, strides, plan)
     if dbias is not None:
         column_sums_add(g2d, dbias)
-    pointwise = _is_pointwise(kernel.shape, strides)
-    if dkernel is not None and is_direct(kernel.shape, strides):
+    if dkernel is not None and plan.dkernel == DIRECT:
         _direct_dkernel(x, grad_z, None, geometry, dkernel)
         dkernel = None  # done
-    if need_dx and dx is None:
-        dx = np.empty(x_shape, dtype=grad_z.dtype)
-    if cols is None and x is not None and winograd.applies(kernel.shape, strides):
-        dx = dx if need_dx else None
-        return winograd.backward(grad_z, None, x, kernel, *geometry[4:], dkernel, dx, tiles)
-    if tiles is not None and not pointwise:
-        _tiled_backward(g2d, cols, x, kernel, geometry, dkernel, dx if need_dx else None, tiles)
-        return dx if need_dx else None
-    if dkernel is not None:
-        if cols is None and pointwise:
-            cols = np.ascontiguousarray(x).reshape(-1, c)
-        elif cols is None:
-            cols = np.empty((g2d.shape[0], kh * kw * c), dtype=g2d.dtype)
-            im2col(np.ascontiguousarray(x), *geometry, cols)
-        matmul(cols.T, g2d, dkernel.reshape(-1, filters), accumulate=True)
     if not need_dx:
-        return None
-    k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
-    if pointwise:
-        matmul(g2d, k2d.T, dx.reshape(-1, c))
-        return dx
-    dcols = np.empty((g2d.shape[0], kh * kw * c), dtype=g2d.dtype)
-    matmul(g2d, k2d.T, dcols)
-    col2im(dcols, *geometry, dx)
+        if dkernel is None:
+            return None
+        dx = None
+    elif dx is None:
+        dx = np.empty(x.shape, dtype=grad_z.dtype)
+    if plan.dx == WINOGRAD:
+        winograd.backward(grad_z, None, x, kernel, *geometry[4:], dkernel, dx, threads)
+    elif plan.dx == POINTWISE:
+        x2d, k2d = x.reshape(-1, c), np.ascontiguousarray(kernel).reshape(c, filters)
+        products = [] if dkernel is None else [(x2d.T, g2d, dkernel.reshape(c, filters), True)]
+        if dx is not None:
+            products.append((g2d, k2d.T, dx.reshape(-1, c), False))
+        for product in products:
+            matmul(*product, threads=threads)
+    else:
+        _im2col_backward(g2d, x, kernel, geometry, dkernel, dx, threads)
     return dx
 
 
 def conv2d_backward_max_pooled(
-    grad, codes, x, kernel, strides, padding, dkernel, dbias, dx=None, need_dx=True,
-    matmul=numpy_matmul, tiles=None,
-):  # fmt: skip
+    grad, codes, x, kernel, strides, padding, dkernel, dbias, dx=None, need_dx=True, threads=1
+):
     """``conv2d_backward`` after ``conv2d_forward_max_pool(..., codes=codes)``: grad
     (N,oh//2,ow//2,F) is dL/dz at the pool's maxima (the activation's gradient applied, which
     there needs only the pooled output), codes where they were. dz, 0 but at the maxima, is
-    unpooled row by row where it is read (direct kernels, and with ``tiles``), so no array of
-    the conv output's size is made; x (N,H,W,C) is the conv's input; other arguments as there.
+    unpooled row by row where it is read (direct kernels, Winograd, im2col chunks), so no array
+    of the conv output's size is made; x (N,H,W,C) is the conv's input; other arguments as there.
     """
     filters = kernel.shape[3]
     x = np.ascontiguousarray(x)
     grad = np.ascontiguousarray(grad)
-    out_h, out_w, pad_top, pad_left = conv_geometry(x.shape, kernel.shape, strides, padding)
-    geometry = (*kernel.shape[:2], *strides, pad_top, pad_left, out_h, out_w)
+    plan = plan_conv2d(x.shape, kernel.shape, strides, padding, pooled=True)
+    geometry = _geometry(kernel.shape, strides, plan)
     if dbias is not None:
         column_sums_add(grad.reshape(-1, filters), dbias)
-    rgb_3x3 = tuple(kernel.shape[:3]) == (3, 3, 3) and tuple(strides) == (1, 1)
-    if dkernel is not None and (rgb_3x3 or is_direct(kernel.shape, strides)):
-        _direct_dkernel(x, grad, codes, geometry, dkernel)  # RGB: from 4x4x3 patches
+    if dkernel is not None and plan.dkernel == DIRECT:
+        _direct_dkernel(x, grad, codes, geometry, dkernel, plan.quads)
         dkernel = None  # done
     if dkernel is None and not need_dx:
         return None
@@ -1089,28 +1077,27 @@ def conv2d_backward_max_pooled(
         dx = None
     elif dx is None:
         dx = np.empty(x.shape, dtype=grad.dtype)
-    if winograd.applies(kernel.shape, strides):
-        return winograd.backward(grad, codes, x, kernel, *geometry[4:], dkernel, dx, tiles)
-    if tiles is not None and not _is_pointwise(kernel.shape, strides):
-        _tiled_backward((grad, codes), None, x, kernel, geometry, dkernel, dx, tiles)
+    if plan.dx == WINOGRAD:
+        return winograd.backward(grad, codes, x, kernel, *geometry[4:], dkernel, dx, threads)
+    if plan.dx == IM2COL:
+        _im2col_backward((grad, codes), x, kernel, geometry, dkernel, dx, threads)
         return dx
-    dz = np.empty((x.shape[0], out_h, out_w, filters), dtype=grad.dtype)
+    out_h = plan.out_h
+    dz = np.empty((x.shape[0], out_h, plan.out_w, filters), dtype=grad.dtype)
     max_unpool_2x2_rows(grad, codes, out_h, 0, x.shape[0] * out_h, dz.reshape(-1, filters))
-    return conv2d_backward(
-        dz, None, x.shape, kernel, strides, padding, dkernel, None, dx, need_dx, matmul, x
-    )
+    return conv2d_backward(dz, x, kernel, strides, padding, dkernel, None, dx, need_dx, threads)
 
 
-def _direct_dkernel(x, grad, codes, geometry, dkernel):
+def _direct_dkernel(x, grad, codes, geometry, dkernel, quads=False):
     """dkernel += the kernel gradient of a direct conv, from x and grad_z (N,oh,ow,F), or from
-    the gradient at its 2x2 max pool's maxima and their ``codes`` (no cols)."""
+    the gradient at its 2x2 max pool's maxima and their ``codes`` (no cols), by the 4x4-patch
+    kernels with ``quads``."""
     _, _, sh, sw, pad_top, pad_left, _, out_w = geometry
     rows = grad.shape[0] * grad.shape[1]
     partial = np.empty((min(rows, 16), *dkernel.shape), dtype=grad.dtype)
-    x = np.ascontiguousarray(x)
     if codes is None:
         conv2d_direct_dkernel(x, grad, sh, sw, pad_top, pad_left, partial)
-    elif _pools_in_quads(dkernel.shape, (sh, sw)):
+    elif quads:
         grey = x.shape[3] == 1
         quads = conv2d_grey_3x3_dkernel_max_pooled if grey else conv2d_rgb_3x3_dkernel_max_pooled
         taps = partial.reshape(len(partial), 9 * x.shape[3], dkernel.shape[3])
@@ -1121,20 +1108,17 @@ def _direct_dkernel(x, grad, codes, geometry, dkernel):
     dkernel += partial.sum(axis=0)
 
 
-def _tiled_backward(grad, cols, x, kernel, geometry, dkernel, dx, tiles):
-    """The im2col backward per chunk of whole images, on ``tiles``'s threads: each chunk's cols
-    (``cols``'s rows, or im2col of x again) and input-gradient columns live in one small buffer,
-    and each block sums its own part of dkernel (None: not wanted), dx (None: not wanted) its
-    own images. grad is g2d (N*oh*ow, F), or (pooled gradient, codes) to unpool per chunk."""
+def _im2col_backward(grad, x, kernel, geometry, dkernel, dx, threads):
+    """The im2col backward per chunk of whole images, on up to ``threads`` threads: each chunk's
+    im2col rows of x and input-gradient columns live in one small buffer, and each block sums
+    its own part of dkernel (None: not wanted), dx (None: not wanted) its own images. grad is
+    g2d (N*oh*ow, F), or (pooled gradient, codes) to unpool per chunk."""
     kh, kw, c, filters = kernel.shape
     out_h, out_w = geometry[-2:]
     pixels, taps = out_h * out_w, kh * kw * c
     k2d = np.ascontiguousarray(kernel).reshape(taps, filters)
     pooled = grad if isinstance(grad, tuple) else None
     dtype = grad.dtype if pooled is None else pooled[0].dtype
-    images = len(grad) // pixels if pooled is None else len(pooled[0])
-    if x is not None:
-        x = np.ascontiguousarray(x)
     dkernel_parts = []
 
     def run(start, stop):
@@ -1149,25 +1133,21 @@ def _tiled_backward(grad, cols, x, kernel, geometry, dkernel, dx, tiles):
         part = None if dkernel is None else np.zeros((taps, filters), dtype=dtype)
         for n0 in range(first, last, step):
             n1 = min(last, n0 + step)
-            rows = slice(n0 * pixels, n1 * pixels)
             chunk_cols = chunk[: (n1 - n0) * pixels]
             if pooled is None:
-                g = grad[rows]
+                g = grad[n0 * pixels : n1 * pixels]
             else:
                 g = unpooled[: (n1 - n0) * pixels]
                 max_unpool_2x2_rows(*pooled, out_h, n0 * out_h, n1 * out_h, g)
             if part is not None:
-                if cols is None:
-                    im2col_rows(x, *geometry, chunk_cols, n0 * out_h, n1 * out_h)
-                    part += chunk_cols.T @ g
-                else:
-                    part += cols[rows].T @ g
+                im2col_rows(x, *geometry, chunk_cols, n0 * out_h, n1 * out_h)
+                part += chunk_cols.T @ g
             if dx is not None:
                 np.matmul(g, k2d.T, out=chunk_cols)
                 col2im_images(chunk_cols, *geometry, dx, n0, n1)
         if part is not None:
             dkernel_parts.append(part)
 
-    tiles(run, images * out_h)
+    row_blocks(run, x.shape[0] * out_h, threads)
     if dkernel_parts:
         dkernel += sum(dkernel_parts).reshape(dkernel.shape)

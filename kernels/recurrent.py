@@ -22,27 +22,25 @@ Activations are the integer codes of ``kernels.codes`` (linear, relu, sigmoid, t
 Each sequence function also takes ``x`` as ``TableRows``, rows of a table picked by ids (an
 Embedding's output): the projection is then done once per distinct row (the LSTM's Numba loop
 reads each step's rows of it directly), and backward returns None for dx after adding the
-table's gradient into ``TableRows.dtable``. Every sequence function
-takes ``alloc(name, shape, dtype)`` for the arrays it uses and returns (``fresh``, new arrays, by
-default): a layer passes its workspace's, so steps of one shape reuse them and pay no page faults.
+table's gradient into ``TableRows.dtable``. Every sequence function takes a ``workspace``
+(``kernels.workspace``) for the arrays it uses and returns (None: new arrays): a layer passes its
+node's, so steps of one shape reuse them and pay no page faults.
 ``dropout=GateDropout(...)`` gives Keras 3's per-gate masks of the inputs and of the state (its
 cells' implementation 1, which ``recurrent_dropout`` selects): the projection then runs one GEMM
 per gate, and each step's recurrent product one per gate, in the Numba time loop.
 
 The per-step kernels are serial on purpose: a step holds only N * units elements (2048 for a
-batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. Threaded BLAS between the
-short steps is slow, so the sequence functions take ``steps_guard``, a context manager held
-around the time loop only (the layers pass one that keeps BLAS to one thread there; see
-``fastnn.config.serial_blas``), and ``matmul`` for the big GEMMs before and after the loop (the
-layers pass one that splits them over threads; see ``fastnn.gemm``). The samples of a batch are
-independent through time, so ``shards(fn, rows)`` may run the time loop as ``fn(start, stop)``
-on blocks of rows at once (the layers pass ``fastnn.gemm.row_shards``; the step kernels release
-the GIL); the default runs one block. The LSTM's whole time loop is one Numba call per block
-instead (``lstm_steps_forward`` / ``lstm_steps_backward``) when the caller passes ``blas``, which
-gives a cblas gemm for the steps' products, or for small batches (see ``_lstm_time_loop``).
+batch of 32 and 64 units); ``prange`` measured no faster on 2 cores. The caller runs BLAS on one
+thread (threaded BLAS between the short steps is slow) and passes ``threads``, how many threads
+the big GEMMs before and after the loop (split by ``gemm.matmul``) and the time loop may use: the
+samples of a batch are independent through time, so the one driver, ``_time_loop``, runs the
+loop on blocks of rows at once (``gemm.row_blocks``; the step kernels release the GIL). How the
+loop runs is ``plan_sequence``'s choice, the same for forward and backward: one Numba call per
+block (``lstm_steps_forward`` / ``lstm_steps_backward`` and the GRU's and SimpleRNN's) when the
+caller passes ``cblas``, numpy's cblas gemm for the steps' products, under recurrent dropout, or
+for an LSTM's small batches; else a Python loop with a numpy product per step.
 """
 
-import contextlib
 from typing import NamedTuple
 
 import numpy as np
@@ -51,7 +49,8 @@ from numba import njit
 from .activations import bias_activation_forward, column_sums_add
 from .codes import LINEAR, RELU, SIGMOID, TANH
 from .embedding import distinct_ids, embedding_backward, embedding_forward, sum_rows_by_id
-from .gemm import matmul as numpy_matmul
+from .gemm import matmul, matmuls, row_blocks
+from .workspace import scratch, scratch_copy, scratch_zeros
 
 
 @njit(cache=True, inline="always")
@@ -241,24 +240,43 @@ def lstm_step_backward(dy, dhr, dh, dc, c_prev, c, gates, mask, act, rec_act, dz
 # slower from 64); the rest run a Python loop with a numpy product per step.
 LOOP_MAX_RECURRENT_WEIGHTS = 64 * 256  # units 64 with 4 gates: 64 KiB in float32, in L2
 LOOP_MAX_ROWS = 32
-LOOP_MIN_ROWS_PER_SHARD = 8
+# Rows per block of a time loop in Numba: it holds the GIL once per block, not once per step.
+LOOP_MIN_ROWS_PER_BLOCK = 8
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
 
-
-def _time_loop(in_numba, in_python, rows, shards, steps_guard, numba_loop):
-    """Run the time loop on blocks of rows: ``in_numba(r0, r1)`` (one Numba call) if
-    ``numba_loop``, else ``in_python(r0, r1)`` (a numpy product per step)."""
-    with _guarded(steps_guard):
-        if numba_loop:
-            shards(in_numba, rows, LOOP_MIN_ROWS_PER_SHARD)
-        else:
-            shards(in_python, rows)
+# The cells of ``plan_sequence``: the time loops of each cell's forward and backward.
+LSTM, GRU, GRU_RESET_BEFORE, SIMPLE_RNN = "lstm", "gru", "gru_reset_before", "simple_rnn"
 
 
-def _lstm_in_numba(gemm, recurrent_kernel, rows):
-    """Whether the LSTM's time loop runs in Numba: with a BLAS gemm, or small enough for loops."""
-    small = recurrent_kernel.size <= LOOP_MAX_RECURRENT_WEIGHTS and rows <= LOOP_MAX_ROWS
-    return gemm is not None or small
+class SequencePlan(NamedTuple):
+    """How a recurrent cell's time loop runs (``plan_sequence``)."""
+
+    in_numba: bool  # one Numba call per block of rows; else Python, a numpy product per step
+    min_rows: int | None  # fewest rows per block when split over threads (None: gemm's default)
+
+
+def plan_sequence(
+    cell: str, batch: int, units: int, cblas: bool, recurrent_dropout: bool
+) -> SequencePlan:
+    """How the time loops of ``cell`` (LSTM, GRU, GRU_RESET_BEFORE or SIMPLE_RNN) run, forward
+    and backward, for ``batch`` rows of ``units`` units: in one Numba call per block of rows
+    with a cblas gemm (``cblas``) or under per-gate recurrent dropout, and for the LSTM also
+    when its recurrent kernel and batch are small enough for the loops' own product; else in
+    Python, with a numpy product per step. A reset_after=False GRU's steps run in Python."""
+    if cell == GRU_RESET_BEFORE:
+        in_numba = False
+    elif cblas or recurrent_dropout:
+        in_numba = True
+    else:
+        small = units * 4 * units <= LOOP_MAX_RECURRENT_WEIGHTS and batch <= LOOP_MAX_ROWS
+        in_numba = cell == LSTM and small
+    return SequencePlan(in_numba, LOOP_MIN_ROWS_PER_BLOCK if in_numba else None)
+
+
+def _time_loop(plan, in_numba, in_python, rows, threads):
+    """The one sequence driver: the time loop on blocks of rows, on up to ``threads`` threads,
+    as ``plan`` says: ``in_numba(r0, r1)`` (one Numba call) or ``in_python(r0, r1)``."""
+    row_blocks(in_numba if plan.in_numba else in_python, rows, threads, plan.min_rows)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -299,7 +317,7 @@ def _step_product(gemm, a, w, transpose, out):
 def _recurrent_product(gemm, h, keep, r0, w, dropped, out):
     """out (n, Gu) = h (n, u) @ w (u, Gu) by ``_step_product``; with keep (G, N, u) (per-gate
     recurrent dropout) gate g's columns are (h * keep[g, r0:r0 + n]) @ w's columns of gate g,
-    through ``dropped`` (n, u) scratch."""
+    through ``dropped`` (n, u) dropped."""
     if keep is None:
         _step_product(gemm, h, w, False, out)
         return
@@ -315,7 +333,7 @@ def _recurrent_product(gemm, h, keep, r0, w, dropped, out):
 def _recurrent_product_t(gemm, dz, keep, r0, w, part, dh):
     """dh (n, u) = dz (n, Gu) @ U.T for U (u, Gu), given as w = U with ``gemm`` or w = U.T (Gu, u)
     for the loops; with keep (G, N, u) the sum over gates g of (dz_g @ U_g.T) * keep[g, r0:r0 + n]
-    (the gradient through per-gate recurrent dropout), through ``part`` (n, u) scratch."""
+    (the gradient through per-gate recurrent dropout), through ``part`` (n, u) dropped."""
     if keep is None:
         _step_product(gemm, dz, w, True, dh)
         return
@@ -389,33 +407,6 @@ def lstm_steps_backward(
         _recurrent_product_t(gemm, dz[t, r0:r1], keep, r0, weights, part, dhr[r0:r1])
 
 
-def _whole(fn, rows, min_rows=None):
-    """The default ``shards``: ``fn(0, rows)``, every row in one block."""
-    fn(0, rows)
-
-
-def _guarded(steps_guard):
-    """``steps_guard`` (a context manager held around a time loop), or one that does nothing."""
-    return contextlib.nullcontext() if steps_guard is None else steps_guard
-
-
-def fresh(name, shape, dtype):
-    """The sequence functions' default ``alloc``: a new uninitialized array on every call."""
-    return np.empty(shape, dtype)
-
-
-def _zeros(alloc, name, shape, dtype):
-    out = alloc(name, shape, dtype)
-    out.fill(0)
-    return out
-
-
-def _copy(alloc, name, src, dtype):
-    out = alloc(name, np.shape(src), dtype)
-    np.copyto(out, src)
-    return out
-
-
 class TableRows(NamedTuple):
     """A sequence input given as rows of a table, such as an Embedding's output never gathered:
     step t of sample n is ``table[ids[t, n]]``. The input projection then runs once on each
@@ -440,14 +431,14 @@ class GateDropout(NamedTuple):
     recurrent: np.ndarray  # (G, N, u)
 
 
-def table_rows(table, ids, dtable=None, alloc=fresh) -> TableRows:
+def table_rows(table, ids, dtable=None, workspace=None) -> TableRows:
     """``TableRows`` of table (V, in) picked by ids (T, N) int64, time-major, in [0, V)."""
-    ids = _copy(alloc, "ids", ids, np.int64)
-    position = alloc("position", (table.shape[0],), np.int64)
-    used = alloc("used", (_most_rows(table, ids),), np.int64)
-    inverse = alloc("inverse", (ids.size,), np.int64)
+    ids = scratch_copy(workspace, "ids", ids, np.int64)
+    position = scratch(workspace, "position", (table.shape[0],), np.int64)
+    used = scratch(workspace, "used", (_most_rows(table, ids),), np.int64)
+    inverse = scratch(workspace, "inverse", (ids.size,), np.int64)
     count = distinct_ids(ids.reshape(-1), position, used, inverse)
-    rows = alloc("used_rows", (len(used), table.shape[1]), table.dtype)[:count]
+    rows = scratch(workspace, "used_rows", (len(used), table.shape[1]), table.dtype)[:count]
     embedding_forward(table, used[:count], rows)
     return TableRows(table, ids, used[:count], inverse, rows, dtable)
 
@@ -468,22 +459,22 @@ def sequence_shape(x):
     return (*x.shape[:2], x.dtype)
 
 
-def _project(x, kernel, bias, matmul, alloc, dropout=None):
+def _project(x, kernel, bias, workspace, threads, dropout=None):
     """Every step's input projection (T, N, G): x (T, N, in) or TableRows, times kernel (in, G),
     plus bias (G,) or None; one GEMM for every step (or for every distinct row of the table), or
     one per gate under ``GateDropout`` input masks."""
-    xp, rows = _project_rows(x, kernel, bias, matmul, alloc, dropout)
-    return xp if rows is None else _gather_steps(xp, rows, alloc)
+    xp, rows = _project_rows(x, kernel, bias, workspace, threads, dropout)
+    return xp if rows is None else _gather_steps(xp, rows, workspace)
 
 
-def _gather_steps(projected, rows, alloc):
+def _gather_steps(projected, rows, workspace):
     """(T, N, G) from projected rows (R, G) and rows (T, N) int64 of them."""
-    xp = alloc("xp", (rows.size, projected.shape[1]), projected.dtype)
+    xp = scratch(workspace, "xp", (rows.size, projected.shape[1]), projected.dtype)
     embedding_forward(projected, rows.reshape(-1), xp)
     return xp.reshape(*rows.shape, projected.shape[1])
 
 
-def _project_rows(x, kernel, bias, matmul, alloc, dropout=None):
+def _project_rows(x, kernel, bias, workspace, threads, dropout=None):
     """``_project``'s result as (xp (T, N, G), None), or for TableRows as (the projected distinct
     rows (U, G), rows (T, N) int64): step t of sample n is projected[rows[t, n]]."""
     steps, n, dtype = sequence_shape(x)
@@ -492,38 +483,45 @@ def _project_rows(x, kernel, bias, matmul, alloc, dropout=None):
     if isinstance(x, TableRows):
         if keep is not None:
             raise ValueError("per-gate input dropout needs the input as an array, not TableRows")
-        projected = alloc("projected", (_most_rows(x.table, x.ids), width), dtype)
-        projected = _affine(x.rows, kernel, bias, matmul, projected[: len(x.rows)])
+        projected = scratch(workspace, "projected", (_most_rows(x.table, x.ids), width), dtype)
+        projected = _affine(x.rows, kernel, bias, threads, projected[: len(x.rows)])
         return projected, x.inverse.reshape(steps, n)
-    xp = alloc("xp", (steps * n, width), dtype)
+    xp = scratch(workspace, "xp", (steps * n, width), dtype)
     if keep is None:
-        _affine(x.reshape(steps * n, x.shape[2]), kernel, bias, matmul, xp)
+        _affine(x.reshape(steps * n, x.shape[2]), kernel, bias, threads, xp)
     else:
-        for _, columns, x_g in _per_gate(x, keep, width, alloc, "dropped_x"):
-            matmul(x_g, kernel[:, columns], xp[:, columns])
+        for _, columns, x_g in _per_gate(x, keep, width, workspace, "dropped_x"):
+            matmul(x_g, kernel[:, columns], xp[:, columns], threads=threads)
         if bias is not None:
             bias_activation_forward(xp, bias, LINEAR, xp)
     return xp.reshape(steps, n, width), None
 
 
-def _per_gate(x, keep, width, alloc, name):
+def _per_gate(x, keep, width, workspace, name):
     """(g, gate g's columns of a width-G*u array, x * keep[g] as (T * N, k)) for each gate g, from
     x (T, N, k) and keep (G, N, k); the products share one buffer, overwritten for each gate."""
     gates = keep.shape[0]
     units = width // gates
-    dropped = alloc(name, x.shape, x.dtype)
+    dropped = scratch(workspace, name, x.shape, x.dtype)
     flat = dropped.reshape(-1, x.shape[2])
     for g in range(gates):
         np.multiply(x, keep[g], out=dropped)
         yield g, slice(g * units, (g + 1) * units), flat
 
 
-def _affine(x, kernel, bias, matmul, out):
-    """out (M, G) = x (M, in) @ kernel (in, G) + bias (G,) or None."""
-    matmul(x, kernel, out)
+def _affine(x, kernel, bias, threads, out):
+    """out (M, G) = x (M, in) @ kernel (in, G) + bias (G,) or None, on up to ``threads``."""
+    matmul(x, kernel, out, threads=threads)
     if bias is not None:
         bias_activation_forward(out, bias, LINEAR, out)
     return out
+
+
+def _step_grads(dy, n, units, dtype, workspace):
+    """dy (T, N, u) contiguous, or for None a zero step's gradient (1, N, u) read at every step."""
+    if dy is None:
+        return scratch_zeros(workspace, "no_dy", (1, n, units), dtype)
+    return _contiguous(dy, dtype)
 
 
 def _recurrent_keep(dropout):
@@ -531,54 +529,53 @@ def _recurrent_keep(dropout):
     return None if dropout is None else np.ascontiguousarray(dropout.recurrent)
 
 
-def _all_steps(mask, steps, n, alloc):
+def _all_steps(mask, steps, n, workspace):
     if mask is not None:
         return np.ascontiguousarray(mask)
-    every = alloc("every_step", (steps, n), np.bool_)
+    every = scratch(workspace, "every_step", (steps, n), np.bool_)
     every.fill(True)
     return every
 
 
 def lstm_forward(
-    x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None, dropout=None, keep_gates=True,
+    x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, workspace=None, threads=1,
+    cblas=None, dropout=None, keep_gates=True,
 ):  # fmt: skip
     """(hs, cs, gates): states hs, cs (T+1, N, u) from h0, c0 (N, u) and gates (T, N, 4u), the
     gates None unless ``keep_gates`` (an inference pass, with no backward, writes no gates).
 
     x (T, N, in) time-major, kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,) or None,
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
-    ``alloc(name, shape, dtype)`` gives the arrays used and returned (``fresh`` by default; a
-    caller may hand out the same arrays again on its next call). ``blas(dtype)`` gives a ctypes
-    cblas gemm for the steps' products, or None (loops or numpy; see ``_lstm_in_numba``).
+    ``workspace``: where the arrays used and returned come from (``workspace.scratch``; None:
+    new ones). ``threads``: how many threads the products and blocks of rows may use.
+    ``cblas``: numpy's cblas gemm for x's dtype (a ctypes function) for the steps' products, or
+    None (loops or numpy; see ``plan_sequence``).
     ``dropout``: a ``GateDropout`` (keep masks per gate), or None; it runs the loop in Numba.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n, alloc)
+    mask = _all_steps(mask, steps, n, workspace)
     # From an Embedding's table rows the Numba loop gathers each step's projected rows itself:
     # the (T, N, 4u) projections are never written out (26 MB at batch 256 of lstm_text).
-    xp, rows = _project_rows(x, kernel, bias, matmul, alloc, dropout)
-    hs = alloc("hs", (steps + 1, n, units), dtype)
-    cs = alloc("cs", (steps + 1, n, units), dtype)
+    xp, rows = _project_rows(x, kernel, bias, workspace, threads, dropout)
+    hs = scratch(workspace, "hs", (steps + 1, n, units), dtype)
+    cs = scratch(workspace, "cs", (steps + 1, n, units), dtype)
     hs[0] = h0
     cs[0] = c0
     # Without keep_gates every step writes the gates of one step: (T, N, 4u) floats never reach
     # memory (lstm_text's inference at batch 256 wrote 26 MB of them).
-    gates = alloc("gates", (steps if keep_gates else 1, n, 4 * units), dtype)
-    rec = alloc("rec", (n, 4 * units), dtype)
-    gemm = None if blas is None else blas(dtype)
+    gates = scratch(workspace, "gates", (steps if keep_gates else 1, n, 4 * units), dtype)
+    rec = scratch(workspace, "rec", (n, 4 * units), dtype)
     keep = _recurrent_keep(dropout)
-
-    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n) or keep is not None
-    if rows is not None and not numba_loop:
-        xp, rows = _gather_steps(xp, rows, alloc), None
+    plan = plan_sequence(LSTM, n, units, cblas is not None, keep is not None)
+    if rows is not None and not plan.in_numba:
+        xp, rows = _gather_steps(xp, rows, workspace), None
 
     def in_numba(r0, r1):
         lstm_steps_forward(
             xp.reshape(-1, xp.shape[-1]), recurrent_kernel, hs, cs, mask, act, rec_act, gates,
-            r0, r1, gemm, keep, rows,
+            r0, r1, cblas, keep, rows,
         )  # fmt: skip
 
     def in_python(r0, r1):
@@ -591,7 +588,7 @@ def lstm_forward(
                 gates_[t if keep_gates else 0], hs_[t + 1], cs_[t + 1],
             )  # fmt: skip
 
-    _time_loop(in_numba, in_python, n, shards, steps_guard, numba_loop)
+    _time_loop(plan, in_numba, in_python, n, threads)
     return hs, cs, (gates if keep_gates else None)
 
 
@@ -611,37 +608,31 @@ def lstm_backward(
     dkernel=None,
     drecurrent_kernel=None,
     dbias=None,
-    steps_guard=None,
-    matmul=numpy_matmul,
-    shards=_whole,
-    alloc=fresh,
-    blas=None,
+    workspace=None,
+    threads=1,
+    cblas=None,
     dropout=None,
-    matmuls=None,
 ):
     """(dx (T, N, in), dh0, dc0 (N, u)) from dy (T, N, u) or None and dh_last, dc_last (N, u).
 
     dy is the gradient of each step's output hs[t + 1]; dh_last / dc_last that of the final
     states. Adds into dkernel (in, 4u), drecurrent_kernel (u, 4u), dbias (4u,) unless None.
-    ``dropout``: the forward's ``GateDropout``, or None. ``matmuls(products)`` runs the
-    independent weight and input gradients' products together (``fastnn.gemm.matmuls``); None
-    runs them one after another by ``matmul``.
+    ``dropout``: the forward's ``GateDropout``, or None; the rest as ``lstm_forward``. The
+    independent weight and input gradients' products run side by side when worth it.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n, alloc)
-    dh = _copy(alloc, "dh", dh_last, dtype)
-    dc = _copy(alloc, "dc", dc_last, dtype)
-    dhr = _zeros(alloc, "dhr", (n, units), dtype)
-    # dy, or a zero step's gradient read at every step: (T, N, u) or (1, N, u)
-    dy = _zeros(alloc, "no_dy", (1, n, units), dtype) if dy is None else _contiguous(dy, dtype)
-    dz = alloc("dz", (steps, n, 4 * units), dtype)
-    gemm = None if blas is None else blas(dtype)
+    mask = _all_steps(mask, steps, n, workspace)
+    dh = scratch_copy(workspace, "dh", dh_last, dtype)
+    dc = scratch_copy(workspace, "dc", dc_last, dtype)
+    dhr = scratch_zeros(workspace, "dhr", (n, units), dtype)
+    dy = _step_grads(dy, n, units, dtype, workspace)
+    dz = scratch(workspace, "dz", (steps, n, 4 * units), dtype)
     recurrent_t = (
         recurrent_kernel
-        if gemm is not None
-        else _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
+        if cblas is not None
+        else scratch_copy(workspace, "recurrent_t", recurrent_kernel.T, dtype)
     )  # the loops' layout; gemm reads recurrent_kernel transposed
 
     keep = _recurrent_keep(dropout)
@@ -649,7 +640,7 @@ def lstm_backward(
     def in_numba(r0, r1):
         lstm_steps_backward(
             dy, recurrent_kernel, recurrent_t, cs, gates, mask, act, rec_act, dhr, dh, dc, dz,
-            r0, r1, gemm, keep,
+            r0, r1, cblas, keep,
         )  # fmt: skip
 
     def in_python(r0, r1):
@@ -663,88 +654,78 @@ def lstm_backward(
             )  # fmt: skip
             np.matmul(dz_[t], recurrent_t, out=dhr_)
 
-    numba_loop = _lstm_in_numba(gemm, recurrent_kernel, n) or keep is not None
-    _time_loop(in_numba, in_python, n, shards, steps_guard, numba_loop)
+    plan = plan_sequence(LSTM, n, units, cblas is not None, keep is not None)
+    _time_loop(plan, in_numba, in_python, n, threads)
     dh += dhr
     dx = _input_side(
-        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc, dropout,
-        matmuls,
-    )  # fmt: skip
+        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, workspace, threads, dropout
+    )
     return dx, dh, dc
 
 
 def _input_side(
-    x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec, matmul, alloc,
-    dropout=None, matmuls=None,
+    x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, dbias_in, dbias_rec, workspace, threads,
+    dropout=None,
 ):  # fmt: skip
     """Weight gradients over all steps at once (one GEMM each, or one per gate through
     ``GateDropout`` masks) and dx = dxp @ kernel.T, the kernel's and the input's products
-    together by ``matmuls`` unless None; for TableRows input, the table's gradient is added into
-    its dtable and dx is None."""
+    side by side when worth it (``gemm.matmuls``); for TableRows input, the table's gradient is
+    added into its dtable and dx is None."""
     steps, n, _ = dxp.shape
     dxp2 = dxp.reshape(steps * n, dxp.shape[2])
     drec2 = drec.reshape(steps * n, drec.shape[2])
     if drecurrent_kernel is not None:
         keep = None if dropout is None else dropout.recurrent
-        _state_side(hs, drec2, keep, drecurrent_kernel, matmul, alloc)
+        _state_side(hs, drec2, keep, drecurrent_kernel, workspace, threads)
     if dbias_rec is not None:
         column_sums_add(drec2, dbias_rec)
     if isinstance(x, TableRows):
         # Each step's gradient summed into its row first (the bias gradient in the same pass):
         # then the GEMMs run on the U rows used.
         most = _most_rows(x.table, x.ids)
-        per_row = alloc("per_row", (most, dxp2.shape[1]), dxp2.dtype)[: len(x.used)]
+        per_row = scratch(workspace, "per_row", (most, dxp2.shape[1]), dxp2.dtype)[: len(x.used)]
         no_bias = np.empty(0, dxp2.dtype)
         sum_rows_by_id(dxp2, x.inverse, per_row, no_bias if dbias_in is None else dbias_in)
         products = [] if dkernel is None else [(x.rows.T, per_row, dkernel, True)]
         if x.dtable is not None:
-            drows = alloc("drows", (most, kernel.shape[0]), dxp2.dtype)[: len(x.used)]
+            drows = scratch(workspace, "drows", (most, kernel.shape[0]), dxp2.dtype)[: len(x.used)]
             products.append((per_row, kernel.T, drows, False))
-        _together(products, matmul, matmuls)
+        matmuls(products, threads)
         if x.dtable is not None:
             embedding_backward(drows, x.used, x.dtable)
         return None
     if dbias_in is not None:
         column_sums_add(dxp2, dbias_in)
     if dropout is not None and dropout.inputs is not None:
-        return _input_grads_per_gate(x, kernel, dxp2, dkernel, dropout.inputs, matmul, alloc)
-    dx = alloc("dx", x.shape, x.dtype)
+        return _input_grads_per_gate(x, kernel, dxp2, dkernel, dropout.inputs, workspace, threads)
+    dx = scratch(workspace, "dx", x.shape, x.dtype)
     x2 = x.reshape(steps * n, x.shape[2])
     products = [] if dkernel is None else [(x2.T, dxp2, dkernel, True)]
     products.append((dxp2, kernel.T, dx.reshape(x2.shape), False))
-    _together(products, matmul, matmuls)
+    matmuls(products, threads)
     return dx
 
 
-def _together(products, matmul, matmuls):
-    """Independent ``(a, b, out, accumulate)`` products: by ``matmuls``, or by ``matmul`` each."""
-    if matmuls is not None:
-        matmuls(products)
-        return
-    for product in products:
-        matmul(*product)
-
-
-def _state_side(hs, drec2, keep, drecurrent_kernel, matmul, alloc):
+def _state_side(hs, drec2, keep, drecurrent_kernel, workspace, threads):
     """Adds hs[:-1] (T, N, u) .T @ drec2 (T * N, Gu) into drecurrent_kernel (u, Gu): one GEMM, or
     one per gate through the states dropped by keep (G, N, u) (recurrent dropout) unless None."""
     if keep is None:
         states = hs[:-1].reshape(drec2.shape[0], hs.shape[2])
-        matmul(states.T, drec2, drecurrent_kernel, accumulate=True)
+        matmul(states.T, drec2, drecurrent_kernel, accumulate=True, threads=threads)
         return
-    for _, columns, h_g in _per_gate(hs[:-1], keep, drec2.shape[1], alloc, "dropped_h"):
-        matmul(h_g.T, drec2[:, columns], drecurrent_kernel[:, columns], accumulate=True)
+    for _, columns, h_g in _per_gate(hs[:-1], keep, drec2.shape[1], workspace, "dropped_h"):
+        matmul(h_g.T, drec2[:, columns], drecurrent_kernel[:, columns], True, threads)
 
 
-def _input_grads_per_gate(x, kernel, dxp2, dkernel, keep, matmul, alloc):
+def _input_grads_per_gate(x, kernel, dxp2, dkernel, keep, workspace, threads):
     """dx (T, N, in) = the sum over gates g of (dxp_g @ kernel_g.T) * keep[g], adding
     (x * keep[g]).T @ dxp_g into dkernel's gate-g columns unless None (per-gate input dropout)."""
-    dx = _zeros(alloc, "dx", x.shape, x.dtype)
-    part = alloc("dx_gate", x.shape, x.dtype)
-    for g, columns, x_g in _per_gate(x, keep, dxp2.shape[1], alloc, "dropped_x"):
+    dx = scratch_zeros(workspace, "dx", x.shape, x.dtype)
+    part = scratch(workspace, "dx_gate", x.shape, x.dtype)
+    for g, columns, x_g in _per_gate(x, keep, dxp2.shape[1], workspace, "dropped_x"):
         if dkernel is not None:
-            matmul(x_g.T, dxp2[:, columns], dkernel[:, columns], accumulate=True)
-        matmul(dxp2[:, columns], kernel[:, columns].T, part.reshape(x_g.shape))
+            matmul(x_g.T, dxp2[:, columns], dkernel[:, columns], True, threads)
+        matmul(dxp2[:, columns], kernel[:, columns].T, part.reshape(x_g.shape), threads=threads)
         part *= keep[g]
         dx += part
     return dx
@@ -872,32 +853,30 @@ def gru_steps_backward(
 
 
 def gru_forward(
-    x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None, dropout=None,
+    x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, workspace=None, threads=1,
+    cblas=None, dropout=None,
 ):  # fmt: skip
     """(hs, gates): states hs (T+1, N, u) from h0 (N, u) and gates (T, N, 4u) [z, r, hh, rh].
 
     x (T, N, in) time-major, kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u) or None,
     mask (T, N) bool or None. hs[t + 1] is the output of step t (carried over masked steps).
-    ``alloc``, ``blas`` and ``dropout`` as for ``lstm_forward``; without a gemm or dropout the
-    loop is Python's.
+    ``workspace``, ``threads``, ``cblas`` and ``dropout`` as for ``lstm_forward``.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n, alloc)
-    xp = _project(x, kernel, None if bias is None else bias[0], matmul, alloc, dropout)
-    rbias = _zeros(alloc, "rbias", (3 * units,), dtype) if bias is None else bias[1]
-    hs = alloc("hs", (steps + 1, n, units), dtype)
+    mask = _all_steps(mask, steps, n, workspace)
+    xp = _project(x, kernel, None if bias is None else bias[0], workspace, threads, dropout)
+    rbias = scratch_zeros(workspace, "rbias", (3 * units,), dtype) if bias is None else bias[1]
+    hs = scratch(workspace, "hs", (steps + 1, n, units), dtype)
     hs[0] = h0
-    gates = alloc("gates", (steps, n, 4 * units), dtype)
-    rec = alloc("rec", (n, 3 * units), dtype)
-    gemm = None if blas is None else blas(dtype)
+    gates = scratch(workspace, "gates", (steps, n, 4 * units), dtype)
+    rec = scratch(workspace, "rec", (n, 3 * units), dtype)
     keep = _recurrent_keep(dropout)
 
     def in_numba(r0, r1):
         gru_steps_forward(
-            xp, recurrent_kernel, rbias, hs, mask, act, rec_act, gates, r0, r1, gemm, keep
+            xp, recurrent_kernel, rbias, hs, mask, act, rec_act, gates, r0, r1, cblas, keep
         )
 
     def in_python(r0, r1):
@@ -909,7 +888,8 @@ def gru_forward(
                 xp_[t], rec_, rbias, hs_[t], mask_[t], act, rec_act, gates_[t], hs_[t + 1]
             )
 
-    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None or keep is not None)
+    plan = plan_sequence(GRU, n, units, cblas is not None, keep is not None)
+    _time_loop(plan, in_numba, in_python, n, threads)
     return hs, gates
 
 
@@ -927,33 +907,29 @@ def gru_backward(
     dkernel=None,
     drecurrent_kernel=None,
     dbias=None,
-    steps_guard=None,
-    matmul=numpy_matmul,
-    shards=_whole,
-    alloc=fresh,
-    blas=None,
+    workspace=None,
+    threads=1,
+    cblas=None,
     dropout=None,
-    matmuls=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
     Adds into dkernel (in, 3u), drecurrent_kernel (u, 3u), dbias (2, 3u) unless None.
-    ``dropout``: the forward's ``GateDropout``, or None; ``matmuls`` as ``lstm_backward``.
+    ``dropout``: the forward's ``GateDropout``, or None; the rest as ``lstm_backward``.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n, alloc)
-    dh = _copy(alloc, "dh", dh_last, dtype)
-    dhr = _zeros(alloc, "dhr", (n, units), dtype)
-    dy = _zeros(alloc, "no_dy", (1, n, units), dtype) if dy is None else _contiguous(dy, dtype)
-    dxp = alloc("dxp", (steps, n, 3 * units), dtype)
-    drec = alloc("drec", (steps, n, 3 * units), dtype)
-    gemm = None if blas is None else blas(dtype)
+    mask = _all_steps(mask, steps, n, workspace)
+    dh = scratch_copy(workspace, "dh", dh_last, dtype)
+    dhr = scratch_zeros(workspace, "dhr", (n, units), dtype)
+    dy = _step_grads(dy, n, units, dtype, workspace)
+    dxp = scratch(workspace, "dxp", (steps, n, 3 * units), dtype)
+    drec = scratch(workspace, "drec", (steps, n, 3 * units), dtype)
     recurrent_t = (
         recurrent_kernel
-        if gemm is not None
-        else _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
+        if cblas is not None
+        else scratch_copy(workspace, "recurrent_t", recurrent_kernel.T, dtype)
     )  # the loops' layout; gemm reads recurrent_kernel transposed
 
     keep = _recurrent_keep(dropout)
@@ -961,7 +937,7 @@ def gru_backward(
     def in_numba(r0, r1):
         gru_steps_backward(
             dy, recurrent_kernel, recurrent_t, hs, gates, mask, act, rec_act, dhr, dh, dxp, drec,
-            r0, r1, gemm, keep,
+            r0, r1, cblas, keep,
         )  # fmt: skip
 
     def in_python(r0, r1):
@@ -974,12 +950,13 @@ def gru_backward(
             )
             np.matmul(drec_[t], recurrent_t, out=dhr_)
 
-    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None or keep is not None)
+    plan = plan_sequence(GRU, n, units, cblas is not None, keep is not None)
+    _time_loop(plan, in_numba, in_python, n, threads)
     dh += dhr
     db_in, db_rec = (None, None) if dbias is None else (dbias[0], dbias[1])
     return _input_side(
-        x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, matmul, alloc, dropout,
-        matmuls,
+        x, kernel, hs, dxp, drec, dkernel, drecurrent_kernel, db_in, db_rec, workspace, threads,
+        dropout,
     ), dh  # fmt: skip
 
 
@@ -1069,80 +1046,80 @@ def _gate_state(h, keep, g, out):
     return h if keep is None else np.multiply(h, keep[g], out=out)
 
 
-def _gate_products(h, keep, weights, gates, out, scratch):
+def _gate_products(h, keep, weights, gates, out, dropped):
     """out (n, G'u) = h @ weights (u, G'u) for the first G' gates, each gate's product reading
-    h * keep[g] under recurrent dropout; scratch (n, u)."""
+    h * keep[g] under recurrent dropout; dropped (n, u)."""
     if keep is None:
         np.matmul(h, weights, out=out)
         return
     u = h.shape[1]
     for g in range(gates):
         columns = slice(g * u, (g + 1) * u)
-        np.matmul(_gate_state(h, keep, g, scratch), weights[:, columns], out=out[:, columns])
+        np.matmul(_gate_state(h, keep, g, dropped), weights[:, columns], out=out[:, columns])
 
 
 def gru_reset_before_forward(
-    x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, steps_guard=None,
-    matmul=numpy_matmul, shards=_whole, alloc=fresh, blas=None, dropout=None,
+    x, kernel, recurrent_kernel, bias, h0, mask, act, rec_act, workspace=None, threads=1,
+    cblas=None, dropout=None,
 ):  # fmt: skip
     """(hs, gates) of a reset_after=False GRU: as ``gru_forward`` with bias (3u,) or None and
     ``hh = act(x_h + (r * h) @ U_h)``; gates (T, N, 4u) [z, r, hh, r * h] (h dropped for the
-    candidate under recurrent dropout). ``blas`` is accepted for the common signature, unused."""
+    candidate under recurrent dropout). ``cblas`` is accepted for the common signature, unused."""
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n, alloc)
-    xp = _project(x, kernel, bias, matmul, alloc, dropout)
-    hs = alloc("hs", (steps + 1, n, units), dtype)
+    mask = _all_steps(mask, steps, n, workspace)
+    xp = _project(x, kernel, bias, workspace, threads, dropout)
+    hs = scratch(workspace, "hs", (steps + 1, n, units), dtype)
     hs[0] = h0
-    gates = alloc("gates", (steps, n, 4 * units), dtype)
-    rec = alloc("rec", (n, 2 * units), dtype)
-    rec_h = alloc("rec_h", (n, units), dtype)
-    scratch = alloc("dropped_state", (n, units), dtype)
+    gates = scratch(workspace, "gates", (steps, n, 4 * units), dtype)
+    rec = scratch(workspace, "rec", (n, 2 * units), dtype)
+    rec_h = scratch(workspace, "rec_h", (n, units), dtype)
+    dropped = scratch(workspace, "dropped_state", (n, units), dtype)
     keep = _recurrent_keep(dropout)
     u_zr, u_h = recurrent_kernel[:, : 2 * units], recurrent_kernel[:, 2 * units :]
 
     def in_python(r0, r1):
         xp_, hs_, mask_, gates_ = (a[:, r0:r1] for a in (xp, hs, mask, gates))
-        rec_, rec_h_, scratch_ = rec[r0:r1], rec_h[r0:r1], scratch[r0:r1]
+        rec_, rec_h_, dropped_ = rec[r0:r1], rec_h[r0:r1], dropped[r0:r1]
         keep_ = None if keep is None else keep[:, r0:r1]
         for t in range(steps):
-            _gate_products(hs_[t], keep_, u_zr, 2, rec_, scratch_)
-            h_reset = _gate_state(hs_[t], keep_, 2, scratch_)
+            _gate_products(hs_[t], keep_, u_zr, 2, rec_, dropped_)
+            h_reset = _gate_state(hs_[t], keep_, 2, dropped_)
             gru_reset_gates_forward(xp_[t], rec_, h_reset, rec_act, gates_[t])
             np.matmul(gates_[t][:, 3 * units :], u_h, out=rec_h_)
             gru_candidate_forward(xp_[t], rec_h_, hs_[t], mask_[t], act, gates_[t], hs_[t + 1])
 
-    _time_loop(None, in_python, n, shards, steps_guard, False)
+    plan = plan_sequence(GRU_RESET_BEFORE, n, units, cblas is not None, keep is not None)
+    _time_loop(plan, None, in_python, n, threads)
     return hs, gates
 
 
 def gru_reset_before_backward(
     x, kernel, recurrent_kernel, hs, gates, mask, act, rec_act, dy, dh_last, dkernel=None,
-    drecurrent_kernel=None, dbias=None, steps_guard=None, matmul=numpy_matmul, shards=_whole,
-    alloc=fresh, blas=None, dropout=None, matmuls=None,
+    drecurrent_kernel=None, dbias=None, workspace=None, threads=1, cblas=None, dropout=None,
 ):  # fmt: skip
     """(dx (T, N, in), dh0 (N, u)) of ``gru_reset_before_forward``, as ``gru_backward``; adds
     into dkernel (in, 3u), drecurrent_kernel (u, 3u), dbias (3u,) unless None."""
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n, alloc)
-    dh = _copy(alloc, "dh", dh_last, dtype)
-    dhr = _zeros(alloc, "dhr", (n, units), dtype)
-    dy = _zeros(alloc, "no_dy", (1, n, units), dtype) if dy is None else _contiguous(dy, dtype)
-    dxp = alloc("dxp", (steps, n, 3 * units), dtype)
-    drh = alloc("drh", (n, units), dtype)
-    dh_reset = alloc("dh_reset", (n, units), dtype)
-    scratch = alloc("dropped_state", (n, units), dtype)
+    mask = _all_steps(mask, steps, n, workspace)
+    dh = scratch_copy(workspace, "dh", dh_last, dtype)
+    dhr = scratch_zeros(workspace, "dhr", (n, units), dtype)
+    dy = _step_grads(dy, n, units, dtype, workspace)
+    dxp = scratch(workspace, "dxp", (steps, n, 3 * units), dtype)
+    drh = scratch(workspace, "drh", (n, units), dtype)
+    dh_reset = scratch(workspace, "dh_reset", (n, units), dtype)
+    dropped = scratch(workspace, "dropped_state", (n, units), dtype)
     keep = _recurrent_keep(dropout)
-    u_zr_t = _copy(alloc, "u_zr_t", recurrent_kernel[:, : 2 * units].T, dtype)
-    u_h_t = _copy(alloc, "u_h_t", recurrent_kernel[:, 2 * units :].T, dtype)
+    u_zr_t = scratch_copy(workspace, "u_zr_t", recurrent_kernel[:, : 2 * units].T, dtype)
+    u_h_t = scratch_copy(workspace, "u_h_t", recurrent_kernel[:, 2 * units :].T, dtype)
 
     def in_python(r0, r1):
         hs_, gates_, mask_, dxp_ = (a[:, r0:r1] for a in (hs, gates, mask, dxp))
         dhr_, dh_, drh_, dh_reset_ = dhr[r0:r1], dh[r0:r1], drh[r0:r1], dh_reset[r0:r1]
-        scratch_ = scratch[r0:r1]
+        dropped_ = dropped[r0:r1]
         keep_ = None if keep is None else keep[:, r0:r1]
         for t in range(steps - 1, -1, -1):
             dy_t = dy[t if len(dy) == steps else 0, r0:r1]
@@ -1150,49 +1127,50 @@ def gru_reset_before_backward(
                 dy_t, dhr_, dh_, hs_[t], gates_[t], mask_[t], act, rec_act, dxp_[t]
             )
             np.matmul(dxp_[t][:, 2 * units :], u_h_t, out=drh_)
-            h_reset = _gate_state(hs_[t], keep_, 2, scratch_)
+            h_reset = _gate_state(hs_[t], keep_, 2, dropped_)
             gru_reset_gate_backward(drh_, h_reset, gates_[t], rec_act, dxp_[t], dh_reset_)
-            dh_ += _gate_state(dh_reset_, keep_, 2, scratch_)
-            _gate_products_t(dxp_[t][:, : 2 * units], keep_, u_zr_t, dhr_, scratch_)
+            dh_ += _gate_state(dh_reset_, keep_, 2, dropped_)
+            _gate_products_t(dxp_[t][:, : 2 * units], keep_, u_zr_t, dhr_, dropped_)
 
-    _time_loop(None, in_python, n, shards, steps_guard, False)
+    plan = plan_sequence(GRU_RESET_BEFORE, n, units, cblas is not None, keep is not None)
+    _time_loop(plan, None, in_python, n, threads)
     dh += dhr
     if drecurrent_kernel is not None:
-        _reset_before_recurrent_grads(hs, gates, dxp, keep, drecurrent_kernel, matmul, alloc)
+        _reset_before_recurrent_grads(hs, gates, dxp, keep, drecurrent_kernel, workspace, threads)
     dx = _input_side(
-        x, kernel, hs, dxp, dxp, dkernel, None, dbias, None, matmul, alloc, dropout, matmuls
+        x, kernel, hs, dxp, dxp, dkernel, None, dbias, None, workspace, threads, dropout
     )
     return dx, dh
 
 
-def _gate_products_t(dz, keep, weights_t, dh, scratch):
+def _gate_products_t(dz, keep, weights_t, dh, dropped):
     """dh (n, u) = dz (n, G'u) @ U.T for weights_t = U.T (G'u, u), gate g's part times keep[g]
-    under recurrent dropout (keep (G, n, u) or None); scratch (n, u)."""
+    under recurrent dropout (keep (G, n, u) or None); dropped (n, u)."""
     if keep is None:
         np.matmul(dz, weights_t, out=dh)
         return
     u = dh.shape[1]
     for g in range(dz.shape[1] // u):
         rows = slice(g * u, (g + 1) * u)
-        np.matmul(dz[:, rows], weights_t[rows], out=scratch)
-        scratch *= keep[g]
+        np.matmul(dz[:, rows], weights_t[rows], out=dropped)
+        dropped *= keep[g]
         if g == 0:
-            dh[...] = scratch
+            dh[...] = dropped
         else:
-            dh += scratch
+            dh += dropped
 
 
-def _reset_before_recurrent_grads(hs, gates, dxp, keep, drecurrent_kernel, matmul, alloc):
+def _reset_before_recurrent_grads(hs, gates, dxp, keep, drecurrent_kernel, workspace, threads):
     """Adds every step's recurrent-kernel gradient into drecurrent_kernel (u, 3u): the z and r
     columns from the states (dropped per gate), the candidate's from the saved r * h."""
     steps, n, units = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     dxp2 = dxp.reshape(steps * n, 3 * units)
     zr = slice(0, 2 * units)
     zr_keep = None if keep is None else keep[:2]
-    _state_side(hs, dxp2[:, zr], zr_keep, drecurrent_kernel[:, zr], matmul, alloc)
+    _state_side(hs, dxp2[:, zr], zr_keep, drecurrent_kernel[:, zr], workspace, threads)
     candidate = slice(2 * units, 3 * units)
     reset_states = gates[..., 3 * units :].reshape(steps * n, units)
-    matmul(reset_states.T, dxp2[:, candidate], drecurrent_kernel[:, candidate], accumulate=True)
+    matmul(reset_states.T, dxp2[:, candidate], drecurrent_kernel[:, candidate], True, threads)
 
 
 # ---------------------------------------------------------------- SimpleRNN
@@ -1263,28 +1241,26 @@ def simple_rnn_steps_backward(
 
 
 def simple_rnn_forward(
-    x, kernel, recurrent_kernel, bias, h0, mask, act, steps_guard=None, matmul=numpy_matmul,
-    shards=_whole, alloc=fresh, blas=None, dropout=None,
+    x, kernel, recurrent_kernel, bias, h0, mask, act, workspace=None, threads=1, cblas=None,
+    dropout=None,
 ):  # fmt: skip
     """(hs,): states hs (T+1, N, u) from h0 (N, u); hs[t + 1] is the output of step t.
 
     x (T, N, in) time-major, kernel (in, u), recurrent_kernel (u, u), bias (u,) or None,
-    mask (T, N) bool or None (a masked step carries the state through). ``alloc``, ``blas``
-    and ``dropout`` (one gate) as for ``lstm_forward``; without a gemm or dropout the loop is
-    Python's.
+    mask (T, N) bool or None (a masked step carries the state through). ``workspace``,
+    ``threads``, ``cblas`` and ``dropout`` (one gate) as for ``lstm_forward``.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n, alloc)
-    xp = _project(x, kernel, bias, matmul, alloc, dropout)
-    hs = alloc("hs", (steps + 1, n, units), dtype)
+    mask = _all_steps(mask, steps, n, workspace)
+    xp = _project(x, kernel, bias, workspace, threads, dropout)
+    hs = scratch(workspace, "hs", (steps + 1, n, units), dtype)
     hs[0] = h0
-    gemm = None if blas is None else blas(dtype)
     keep = _recurrent_keep(dropout)
 
     def in_numba(r0, r1):
-        simple_rnn_steps_forward(xp, recurrent_kernel, hs, mask, act, r0, r1, gemm, keep)
+        simple_rnn_steps_forward(xp, recurrent_kernel, hs, mask, act, r0, r1, cblas, keep)
 
     def in_python(r0, r1):
         xp_, hs_, mask_ = (a[:, r0:r1] for a in (xp, hs, mask))
@@ -1292,7 +1268,8 @@ def simple_rnn_forward(
             np.matmul(hs_[t], recurrent_kernel, out=hs_[t + 1])  # the step kernel works in place
             simple_rnn_step_forward(xp_[t], hs_[t + 1], hs_[t], mask_[t], act, hs_[t + 1])
 
-    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None or keep is not None)
+    plan = plan_sequence(SIMPLE_RNN, n, units, cblas is not None, keep is not None)
+    _time_loop(plan, in_numba, in_python, n, threads)
     return (hs,)
 
 
@@ -1308,39 +1285,35 @@ def simple_rnn_backward(
     dkernel=None,
     drecurrent_kernel=None,
     dbias=None,
-    steps_guard=None,
-    matmul=numpy_matmul,
-    shards=_whole,
-    alloc=fresh,
-    blas=None,
+    workspace=None,
+    threads=1,
+    cblas=None,
     dropout=None,
-    matmuls=None,
 ):
     """(dx (T, N, in), dh0 (N, u)) from dy (T, N, u) or None and dh_last (N, u).
 
     Adds into dkernel (in, u), drecurrent_kernel (u, u), dbias (u,) unless None.
-    ``dropout``: the forward's ``GateDropout``, or None; ``matmuls`` as ``lstm_backward``.
+    ``dropout``: the forward's ``GateDropout``, or None; the rest as ``lstm_backward``.
     """
     x = _contiguous(x)
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
-    mask = _all_steps(mask, steps, n, alloc)
-    dh = _copy(alloc, "dh", dh_last, dtype)
-    dhr = _zeros(alloc, "dhr", (n, units), dtype)
-    dy = _zeros(alloc, "no_dy", (1, n, units), dtype) if dy is None else _contiguous(dy, dtype)
-    dz = alloc("dz", (steps, n, units), dtype)
-    gemm = None if blas is None else blas(dtype)
+    mask = _all_steps(mask, steps, n, workspace)
+    dh = scratch_copy(workspace, "dh", dh_last, dtype)
+    dhr = scratch_zeros(workspace, "dhr", (n, units), dtype)
+    dy = _step_grads(dy, n, units, dtype, workspace)
+    dz = scratch(workspace, "dz", (steps, n, units), dtype)
     recurrent_t = (
         recurrent_kernel
-        if gemm is not None
-        else _copy(alloc, "recurrent_t", recurrent_kernel.T, dtype)
+        if cblas is not None
+        else scratch_copy(workspace, "recurrent_t", recurrent_kernel.T, dtype)
     )  # the loops' layout; gemm reads recurrent_kernel transposed
 
     keep = _recurrent_keep(dropout)
 
     def in_numba(r0, r1):
         simple_rnn_steps_backward(
-            dy, recurrent_kernel, recurrent_t, hs, mask, act, dhr, dh, dz, r0, r1, gemm, keep
+            dy, recurrent_kernel, recurrent_t, hs, mask, act, dhr, dh, dz, r0, r1, cblas, keep
         )
 
     def in_python(r0, r1):
@@ -1351,10 +1324,10 @@ def simple_rnn_backward(
             simple_rnn_step_backward(dy_t, dhr_, dh_, hs_[t + 1], mask_[t], act, dz_[t])
             np.matmul(dz_[t], recurrent_t, out=dhr_)
 
-    _time_loop(in_numba, in_python, n, shards, steps_guard, gemm is not None or keep is not None)
+    plan = plan_sequence(SIMPLE_RNN, n, units, cblas is not None, keep is not None)
+    _time_loop(plan, in_numba, in_python, n, threads)
     dh += dhr
     dx = _input_side(
-        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, matmul, alloc, dropout,
-        matmuls,
-    )  # fmt: skip
+        x, kernel, hs, dz, dz, dkernel, drecurrent_kernel, dbias, None, workspace, threads, dropout
+    )
     return dx, dh

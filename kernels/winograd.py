@@ -14,7 +14,7 @@ the conv's output never reaches memory.
 
 The transforms' coefficients are 0, +-1 and +-1/2, so the float32 error is that of a GEMM.
 Per chunk of tiles the transforms run here and the GEMMs in numpy (one stacked ``np.matmul``),
-on the caller's threads: ``tiles(fn, images, 1)`` runs ``fn(first, last)`` on blocks of images.
+on blocks of images on up to ``threads`` threads (``gemm.row_blocks``).
 Layouts: V (tiles, 16, C) and M (tiles, 16, F), one tile's values contiguous.
 """
 
@@ -23,6 +23,7 @@ from numba import njit
 
 from .activations import _activate_row
 from .codes import LINEAR, RELU
+from .gemm import row_blocks
 from .pooling import first_max4
 
 # A 3x3 stride-1 kernel with at least this many input channels runs here: fewer make the GEMMs
@@ -60,7 +61,7 @@ def _chunk_tiles(c, f, itemsize):
     return max(16, CHUNK_BYTES // (16 * (c + f) * itemsize))
 
 
-def forward(x, kernel, bias, pad_top, pad_left, code, out, tiles=None, pooled=False, codes=None):
+def forward(x, kernel, bias, pad_top, pad_left, code, out, threads=1, pooled=False, codes=None):
     """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (3,3,C,F) + bias (F,) or (0,)), stride 1;
     with ``pooled``, out (N,oh//2,ow//2,F) is its 2x2 stride-2 'valid' max pool instead, and
     codes (same shape, uint8; None or empty for none) where each maximum was."""
@@ -88,11 +89,11 @@ def forward(x, kernel, bias, pad_top, pad_left, code, out, tiles=None, pooled=Fa
             else:
                 output_transform(mc, bias, code, *grid, t0, t1, out)
 
-    _run(tiles, run, n)
+    row_blocks(run, n, threads, 1)
     return out
 
 
-def backward(grad, codes, x, kernel, pad_top, pad_left, out_h, out_w, dkernel, dx, tiles=None):
+def backward(grad, codes, x, kernel, pad_top, pad_left, out_h, out_w, dkernel, dx, threads=1):
     """dx (N,H,W,C), if not None, = the input's gradient, and dkernel (3,3,C,F), if not None,
     += the kernel's, of ``forward``'s conv from grad = dL/dz: (N,oh,ow,F), or with ``codes``
     (not None) the gradient at its 2x2 max pool's maxima (N,oh//2,ow//2,F) where codes says."""
@@ -129,7 +130,7 @@ def backward(grad, codes, x, kernel, pad_top, pad_left, out_h, out_w, dkernel, d
         if du is not None:
             parts.append(du)
 
-    _run(tiles, run, n)
+    row_blocks(run, n, threads, 1)
     if parts:
         kernel_transform_adjoint(sum(parts), dkernel)
     return dx
@@ -138,13 +139,6 @@ def backward(grad, codes, x, kernel, pad_top, pad_left, out_h, out_w, dkernel, d
 def _tile_grid(out_shape):
     """(tiles_h, tiles_w): 2x2 tiles covering an output (N, oh, ow, ...), the last ones cut."""
     return -(-out_shape[1] // 2), -(-out_shape[2] // 2)
-
-
-def _run(tiles, fn, images):
-    if tiles is None:
-        fn(0, images)
-    else:
-        tiles(fn, images, 1)
 
 
 # ---- the transforms, per chunk of tiles t0..t1 of N * tiles_h * tiles_w -------------------------

@@ -1,4 +1,5 @@
-"""fastnn.gemm.matmul: the split products equal numpy's, and passes run with BLAS on one thread."""
+"""fastnn.kernels.gemm: the split products and blocks of rows equal numpy's, and fastnn's calls
+run with BLAS on one thread (fastnn.runtime's serial-BLAS section)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import fastnn
-from fastnn import config, gemm, layers
+from fastnn import config, layers, runtime
+from fastnn.kernels import gemm
 
 pytestmark = pytest.mark.skipif(config.get_num_threads() < 2, reason="splits need 2 threads")
 
@@ -23,8 +25,8 @@ def blas_threads() -> set:
 def split_everything(monkeypatch):
     """Every product is split (no minimum size), inside a serial-BLAS section."""
     monkeypatch.setattr(gemm, "MIN_FLOPS_PER_BLOCK", 1)
-    with config.serial_blas() as section:
-        assert section.active
+    with runtime.serial_blas() as section:
+        assert section.active and runtime.threads() >= 2
         yield
 
 
@@ -41,19 +43,18 @@ def test_split_products_match_numpy(split_everything, m, k, n, transposed, dtype
     a = a.T if transposed else a  # a transposed view, as dkernel = cols.T @ grad uses
     b = rng.standard_normal((k, n)).astype(dtype)
     out = np.full((m, n), np.nan, dtype)
-    assert gemm.matmul(a, b, out) is out
+    assert gemm.matmul(a, b, out, threads=2) is out
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out, a @ b, **tol)
 
     start = rng.standard_normal((m, n)).astype(dtype)
     acc = start.copy()
-    gemm.matmul(a, b, acc, accumulate=True)
+    gemm.matmul(a, b, acc, accumulate=True, threads=2)
     np.testing.assert_allclose(acc, start + a @ b, **tol)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])  # one split; side by side on 2 threads; in turn
-def test_independent_products_match_numpy(split_everything, monkeypatch, count):
-    monkeypatch.setattr(config, "get_num_threads", lambda: 2)
+def test_independent_products_match_numpy(split_everything, count):
     rng = np.random.default_rng(count)
     products, expected = [], []
     for i in range(count):
@@ -62,7 +63,7 @@ def test_independent_products_match_numpy(split_everything, monkeypatch, count):
         accumulate = i % 2 == 0
         expected.append(out + a @ b if accumulate else a @ b)
         products.append((a, b, out, accumulate))
-    gemm.matmuls(products)
+    gemm.matmuls(products, threads=2)
     for (_, _, out, _), want in zip(products, expected):
         np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
 
@@ -70,7 +71,7 @@ def test_independent_products_match_numpy(split_everything, monkeypatch, count):
 def test_an_error_in_a_block_reaches_the_caller(split_everything):
     a, b = np.ones((64, 3), np.float32), np.ones((3, 2), np.float32)
     with pytest.raises(ValueError):
-        gemm.matmul(a, b, np.empty((64, 5), np.float32))  # out has the wrong width
+        gemm.matmul(a, b, np.empty((64, 5), np.float32), threads=2)  # out has the wrong width
 
 
 def test_passes_run_blas_on_one_thread_and_restore_it():
@@ -98,3 +99,25 @@ def test_passes_run_blas_on_one_thread_and_restore_it():
     model(x)
     assert seen and all(threads == {1} for threads in seen)
     assert blas_threads() == {2}
+
+
+@pytest.mark.parametrize(
+    "rows, threads, min_rows", [(7, 3, 1), (64, 2, None), (63, 2, None), (0, 2, 1)]
+)
+def test_row_blocks_cover_the_rows_once(rows, threads, min_rows):
+    """Blocks are contiguous, cover range(rows) once, and number min(threads, rows // min_rows)
+    (one block below that: ``fn(0, rows)``)."""
+    seen = []
+    gemm.row_blocks(lambda i, j: seen.append((i, j)), rows, threads, min_rows)
+    least = gemm.MIN_ROWS_PER_BLOCK if min_rows is None else min_rows
+    assert len(seen) == max(1, min(threads, rows // least))
+    assert sorted(seen)[0][0] == 0 and sorted(seen)[-1][1] == rows
+    assert all(a[1] == b[0] for a, b in zip(sorted(seen), sorted(seen)[1:]))
+
+
+def test_threads_is_one_outside_a_section_and_the_bound_inside():
+    config.set_num_threads(2)
+    assert runtime.threads() == 1
+    with runtime.serial_blas() as section:
+        assert runtime.threads() == (2 if section.active else 1)
+    assert runtime.threads() == 1

@@ -19,7 +19,8 @@ import tracemalloc
 import numpy as np
 
 import fastnn
-from fastnn import layers, workspace
+from fastnn import layers
+from fastnn.kernels import workspace
 
 FULL = os.environ.get("FASTNN_SOAK") == "1"
 LARGEST = 3 * workspace.WORKSPACE_LIMIT  # batch sizes 1..96: far more shapes than a workspace holds

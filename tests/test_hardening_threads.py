@@ -1,5 +1,5 @@
-"""fastnn.config: set_num_threads bounds Numba and BLAS threads process-wide (the threading
-layer's tests are in test_threading_layer.py).
+"""fastnn.config.set_num_threads bounds Numba and BLAS threads process-wide (fastnn.runtime; the
+threading layer's tests are in test_threading_layer.py).
 
 Numba's thread count is per calling thread, so the bound must reach threads that call fastnn
 after it was set; BLAS's is process-wide (threadpoolctl). Each test restores both.
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import config, layers
+from fastnn import config, layers, runtime
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 AVAILABLE = numba.config.NUMBA_NUM_THREADS
@@ -29,8 +29,7 @@ def blas_threads() -> set[int]:
 @pytest.fixture(autouse=True)
 def restore_threads(monkeypatch):
     """Leave Numba's count (this thread), the BLAS limits and fastnn's bound as they were."""
-    monkeypatch.setattr(config, "_numba_threads", None)
-    monkeypatch.setattr(config, "_blas_threads", None)
+    monkeypatch.setattr(runtime, "_bound", None)
     numba_before = numba.get_num_threads()
     blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
     before = blas.limit(limits=max(blas_threads() or {1}), user_api="blas")
@@ -97,11 +96,11 @@ def test_set_num_threads_accepts_the_whole_range():
 def test_serial_blas_sections_end_at_the_set_bound():
     """The recurrent layers run BLAS on one thread; leaving restores the bound set meanwhile."""
     config.set_num_threads(2)
-    with config.serial_blas():
+    with runtime.serial_blas():
         assert blas_threads() == {1}
         config.set_num_threads(1)  # from inside: applies when the section ends
         assert blas_threads() == {1}
-        with config.serial_blas():  # nested, as Bidirectional does
+        with runtime.serial_blas():  # nested, as a layer called inside a model's call
             pass
         assert blas_threads() == {1}
     assert blas_threads() == {1} and config.get_num_threads() == 1

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnn.kernels import conv, pooling, winograd
+from fastnn.kernels import conv, gemm, pooling, winograd
 from fastnn.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 
 DTYPES = [np.float32, np.float64]
@@ -160,31 +160,28 @@ def test_im2col_col2im_match_reference(case, seed):
     np.testing.assert_allclose(lhs, np.sum(x64 * dx), **TOL[dtype])
 
 
-PATHS = ["im2col", "tiled", "direct", "winograd"]
-
-
-def uneven_tiles(fn, rows, min_rows=None):
-    """A ``tiles`` that runs blocks of 1, 2 and the remaining output rows (or images)."""
-    edges = sorted({0, min(1, rows), min(3, rows), rows})
-    for start, stop in zip(edges[:-1], edges[1:]):
-        fn(start, stop)
+PATHS = ["im2col", "direct", "winograd"]
 
 
 @contextlib.contextmanager
 def conv_path(path):
-    """Yield the forward's extra arguments for a path: im2col + GEMM in one pass each, the same
-    tiled (blocks of rows, chunks of 2 output rows), the direct kernels for any taps, or
-    Winograd for any 3x3 stride-1 kernel (blocks of images, chunks of 16 tiles; others take
-    im2col)."""
-    saved = conv.DIRECT_MAX_TAPS, conv.TILE_ROWS, winograd.MIN_CHANNELS, winograd.CHUNK_BYTES
+    """Yield the wrappers' extra arguments for a path: im2col + GEMM (chunks of one output row),
+    the direct kernels for any taps, or Winograd for any 3x3 stride-1 kernel (chunks of 16
+    tiles; others take im2col), each on 3 threads in blocks of as little as one row or image
+    (blocks of uneven sizes run at once on the pool)."""
+    names = (conv, "DIRECT_MAX_TAPS"), (conv, "TILE_ROWS"), (gemm, "MIN_ROWS_PER_BLOCK")
+    names += (winograd, "MIN_CHANNELS"), (winograd, "CHUNK_BYTES")
+    saved = [getattr(module, name) for module, name in names]
     conv.DIRECT_MAX_TAPS = 10**9 if path == "direct" else 0
     conv.TILE_ROWS = 1  # chunks of one output row: every chunk boundary is exercised
+    gemm.MIN_ROWS_PER_BLOCK = 1
     winograd.MIN_CHANNELS = 1 if path == "winograd" else 10**9
     winograd.CHUNK_BYTES = 1  # the fewest tiles a chunk holds
     try:
-        yield {"tiles": uneven_tiles} if path in ("tiled", "winograd") else {}
+        yield {"threads": 3}
     finally:
-        conv.DIRECT_MAX_TAPS, conv.TILE_ROWS, winograd.MIN_CHANNELS, winograd.CHUNK_BYTES = saved
+        for (module, name), value in zip(names, saved):
+            setattr(module, name, value)
 
 
 @settings(max_examples=25, deadline=None)
@@ -202,19 +199,14 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
     k = _data(rng, (kh, kw, x_shape[3], filters), dtype)
     b = _data(rng, (filters,), dtype) if use_bias else None
 
-    y, cols = conv.conv2d_forward(x, k, b, strides, padding, code, **options)
+    y = conv.conv2d_forward(x, k, b, strides, padding, code, **options)
     assert y.dtype == dtype
-    pointwise = k.shape[:2] == (1, 1) and tuple(strides) == (1, 1)
-    keeps_cols = pointwise or (
-        "tiles" not in options and not conv.forward_is_direct(k.shape, strides)
-    )
-    assert (cols is not None) == keeps_cols  # else the backward recomputes from x
     np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
 
     dz = _data(rng, y.shape, dtype)
     dk = np.ones_like(k)  # the kernel adds into the gradients: start from ones
     db = np.ones(filters, dtype=dtype) if use_bias else None
-    dx = conv.conv2d_backward(dz, cols, x_shape, k, strides, padding, dk, db, x=x, **options)
+    dx = conv.conv2d_backward(dz, x, k, strides, padding, dk, db, **options)
     rdx, rdk, rdb = ref_conv_backward(x, k, dz, strides, padding)
     assert dx.dtype == dtype and dk.dtype == dtype
     np.testing.assert_allclose(dx, rdx, **TOL[dtype])
@@ -244,12 +236,13 @@ def test_direct_3x3_grey_kernels_match_reference(
     rng = np.random.default_rng(seed)
     x, k = _data(rng, (n, h, w, 1), dtype), _data(rng, (3, 3, 1, filters), dtype)
     b = _data(rng, (filters,), dtype)
-    assert conv.is_direct(k.shape, strides)
-    y, _ = conv.conv2d_forward(x, k, b, strides, padding, code)
+    plan = conv.plan_conv2d(x.shape, k.shape, strides, padding)
+    assert plan.forward == plan.dkernel == conv.DIRECT
+    y = conv.conv2d_forward(x, k, b, strides, padding, code)
     np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
     dz = _data(rng, y.shape, dtype)
     dk = np.zeros_like(k)
-    conv.conv2d_backward(dz, None, x.shape, k, strides, padding, dk, None, need_dx=False, x=x)
+    assert conv.conv2d_backward(dz, x, k, strides, padding, dk, None, need_dx=False) is None
     np.testing.assert_allclose(dk, ref_conv_backward(x, k, dz, strides, padding)[1], **TOL[dtype])
 
 
@@ -350,10 +343,10 @@ def test_direct_3x3_forward_and_its_max_pool_match_reference(
     rng = np.random.default_rng(seed)
     x, k = _data(rng, (n, *hw, channels), dtype), _data(rng, (3, 3, channels, filters), dtype)
     b = _data(rng, (filters,), dtype) if use_bias else None
-    assert conv.forward_is_direct(k.shape, (1, 1))
-    assert conv.is_direct(k.shape, (1, 1)) == (channels == 1)
-    y, cols = conv.conv2d_forward(x, k, b, (1, 1), padding, code)
-    assert cols is None
+    plan = conv.plan_conv2d(x.shape, k.shape, (1, 1), padding)
+    assert plan.forward == conv.DIRECT
+    assert plan.dkernel == (conv.DIRECT if channels == 1 else conv.IM2COL)
+    y = conv.conv2d_forward(x, k, b, (1, 1), padding, code)
     expected = ref_conv(x, k, b, (1, 1), padding, code)
     np.testing.assert_allclose(y, expected, **TOL[dtype])
     out = np.full(ref_max_pool_2x2(expected).shape, np.nan, dtype)
@@ -389,7 +382,7 @@ def test_direct_3x3_pool_codes_pick_the_first_maximum_on_ties(code, channels):
     rng = np.random.default_rng(6)
     x = rng.integers(-1, 2, (2, 9, 8, channels)).astype(np.float32)
     k = rng.integers(-1, 2, (3, 3, channels, 5)).astype(np.float32)
-    y, _ = conv.conv2d_forward(x, k, None, (1, 1), "same", code)
+    y = conv.conv2d_forward(x, k, None, (1, 1), "same", code)
     codes = np.full((2, 4, 4, 5), 9, np.uint8)
     pooled = conv.conv2d_forward_max_pool(x, k, None, (1, 1), "same", code, codes=codes)
     out, argmax = np.empty(codes.shape, np.float32), np.empty(codes.shape, np.int32)
@@ -401,49 +394,40 @@ def test_direct_3x3_pool_codes_pick_the_first_maximum_on_ties(code, channels):
     np.testing.assert_array_equal(codes, expected)
 
 
-def test_conv2d_forward_reuses_buffers_and_pointwise_path(monkeypatch):
-    monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0)  # the im2col path, whose cols can be reused
+@pytest.mark.parametrize("kernel_shape", [(1, 1, 3, 6), (3, 2, 3, 6)])  # pointwise, im2col
+def test_conv2d_reuses_the_buffers_it_is_given(kernel_shape):
     rng = np.random.default_rng(0)
     x = _data(rng, (2, 5, 4, 3), np.float32)
-    k = _data(rng, (1, 1, 3, 6), np.float32)
+    k = _data(rng, kernel_shape, np.float32)
     out = np.empty((2, 5, 4, 6), np.float32)
-    y, cols = conv.conv2d_forward(x, k, None, (1, 1), "same", RELU, out=out)
-    assert y is out and cols.shape == (40, 3)
+    y = conv.conv2d_forward(x, k, None, (1, 1), "same", RELU, out=out)
+    assert y is out
     np.testing.assert_allclose(y, ref_conv(x, k, None, (1, 1), "same", RELU), rtol=1e-5)
-
-    k = _data(rng, (3, 2, 3, 6), np.float32)
-    cols = np.empty((2 * 5 * 4, 3 * 2 * 3), np.float32)
-    y, cols2 = conv.conv2d_forward(x, k, None, (1, 1), "same", LINEAR, cols=cols)
-    assert cols2 is cols
     dk = np.zeros_like(k)
     dx = np.empty_like(x)
-    assert conv.conv2d_backward(y, cols, x.shape, k, (1, 1), "same", dk, None, dx=dx) is dx
-    assert (
-        conv.conv2d_backward(y, cols, x.shape, k, (1, 1), "same", dk, None, need_dx=False) is None
-    )
+    assert conv.conv2d_backward(y, x, k, (1, 1), "same", dk, None, dx=dx) is dx
+    assert conv.conv2d_backward(y, x, k, (1, 1), "same", dk, None, need_dx=False) is None
+    assert conv.conv2d_backward(y, x, k, (1, 1), "same", None, None, need_dx=False) is None
 
 
 @pytest.mark.parametrize("kernel_shape, strides", [((1, 1, 3, 4), (1, 1)), ((3, 2, 3, 4), (2, 1))])
-@pytest.mark.parametrize("tiled", [False, True])
-def test_conv2d_backward_recomputes_cols_from_x(tiled, kernel_shape, strides, monkeypatch):
-    """Given x instead of cols (as after a tiled forward), the backward im2cols x itself."""
-    monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0)
+def test_conv2d_on_threads_matches_one_thread(kernel_shape, strides, monkeypatch):
+    """Blocks of rows on the pool's threads (products split too) give one thread's results."""
     monkeypatch.setattr(conv, "TILE_ROWS", 3)
+    monkeypatch.setattr(gemm, "MIN_ROWS_PER_BLOCK", 1)
+    monkeypatch.setattr(gemm, "MIN_FLOPS_PER_BLOCK", 1)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 5, 4, 3))
     k = rng.standard_normal(kernel_shape)
-    y, cols = conv.conv2d_forward(x, k, None, strides, "same", LINEAR)
-    dz = rng.standard_normal(y.shape)
-    dk, dk_recomputed = np.zeros_like(k), np.zeros_like(k)
-    dx = conv.conv2d_backward(dz, cols, x.shape, k, strides, "same", dk, None)
-    options = {"tiles": uneven_tiles} if tiled else {}
-    dx2 = conv.conv2d_backward(
-        dz, None, x.shape, k, strides, "same", dk_recomputed, None, x=x, **options
-    )
-    np.testing.assert_allclose(dk_recomputed, dk, rtol=1e-12)
-    np.testing.assert_allclose(dx2, dx, rtol=1e-12)
-    with pytest.raises(ValueError, match="pass x="):
-        conv.conv2d_backward(dz, None, x.shape, k, strides, "same", dk, None)
+    results = []
+    for threads in (1, 3):
+        y = conv.conv2d_forward(x, k, None, strides, "same", LINEAR, threads=threads)
+        dz = np.sin(np.arange(y.size)).reshape(y.shape)
+        dk = np.zeros_like(k)
+        dx = conv.conv2d_backward(dz, x, k, strides, "same", dk, None, threads=threads)
+        results.append((y, dk, dx))
+    for one, three in zip(*results):
+        np.testing.assert_allclose(three, one, rtol=1e-12, atol=1e-12)
 
 
 def test_conv2d_too_small_input_raises():
@@ -466,8 +450,8 @@ def test_same_padding_asymmetry_matches_explicit_pad(path, h, k, s, expected_pad
     before, after = expected_pads
     xp = np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
     with conv_path(path) as options:
-        y_same, _ = conv.conv2d_forward(x, w, None, (s, s), "same", LINEAR, **options)
-        y_valid, _ = conv.conv2d_forward(xp, w, None, (s, s), "valid", LINEAR, **options)
+        y_same = conv.conv2d_forward(x, w, None, (s, s), "same", LINEAR, **options)
+        y_valid = conv.conv2d_forward(xp, w, None, (s, s), "valid", LINEAR, **options)
     assert y_same.shape[1] == -(-h // s)
     np.testing.assert_allclose(y_same, y_valid, rtol=1e-12)
 
@@ -484,15 +468,14 @@ def check_conv2d_gradients_by_finite_differences(options):
     k = rng.standard_normal((2, 3, 2, 3))
     b = rng.standard_normal(3)
     strides, padding = (2, 1), "same"
-    y, _ = conv.conv2d_forward(x, k, b, strides, padding, LINEAR)
+    y = conv.conv2d_forward(x, k, b, strides, padding, LINEAR)
     r = rng.standard_normal(y.shape)
 
     def loss():
-        return np.sum(conv.conv2d_forward(x, k, b, strides, padding, LINEAR)[0] * r)
+        return np.sum(conv.conv2d_forward(x, k, b, strides, padding, LINEAR) * r)
 
-    _, cols = conv.conv2d_forward(x, k, b, strides, padding, LINEAR, **options)
     dk, db = np.zeros_like(k), np.zeros_like(b)
-    dx = conv.conv2d_backward(r, cols, x.shape, k, strides, padding, dk, db, x=x, **options)
+    dx = conv.conv2d_backward(r, x, k, strides, padding, dk, db, **options)
     eps = 1e-6
     for param, grad in ((x, dx), (k, dk), (b, db)):
         num = np.zeros_like(param)

@@ -11,7 +11,7 @@ import pytest
 from gradcheck import numeric_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_kernels_recurrent import TOL, act, gate_dropout, uneven_shards
+from test_kernels_recurrent import TOL, act, gate_dropout, small_blocks  # noqa: F401
 from test_kernels_recurrent import problem as gru_problem
 
 from fastnn.kernels import activations as A
@@ -150,6 +150,7 @@ def test_float32_backward_matches_float64():
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.usefixtures("small_blocks")
 @pytest.mark.parametrize("dropped", [False, True])
 def test_blocks_of_rows_match_one_block(dropped):
     p = problem(3, np.float64, 6, 7, 5, 4, masked=True)
@@ -157,7 +158,7 @@ def test_blocks_of_rows_match_one_block(dropped):
     dy, dlast = rng.standard_normal((6, 7, 4)), rng.standard_normal((7, 4))
     dropout = gate_dropout(5, "gru", 7, 5, 4, np.float64) if dropped else None
     whole = run(p, dy, dlast, dropout=dropout)
-    for got, want in zip(run(p, dy, dlast, shards=uneven_shards, dropout=dropout), whole):
+    for got, want in zip(run(p, dy, dlast, threads=3, dropout=dropout), whole):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 

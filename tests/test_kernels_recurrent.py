@@ -14,8 +14,9 @@ from gradcheck import numeric_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fastnn.gemm
+from fastnn import runtime
 from fastnn.kernels import activations as A
+from fastnn.kernels import gemm
 from fastnn.kernels import recurrent as R
 
 DTYPES = [np.float32, np.float64]
@@ -146,12 +147,21 @@ def time_loop(request, monkeypatch):
     if request.param == "blas":
         monkeypatch.setattr(R, "LOOP_MAX_RECURRENT_WEIGHTS", 0)
     if request.param == "cblas":
-        assert fastnn.gemm.cblas_gemm(np.float32) is not None  # numpy's wheel bundles OpenBLAS
+        assert runtime.cblas_gemm(np.float32) is not None  # numpy's wheel bundles OpenBLAS
         for kind in ("lstm", "gru", "simple_rnn"):
             for name in (f"{kind}_forward", f"{kind}_backward"):
-                kernel = functools.partial(getattr(R, name), blas=fastnn.gemm.cblas_gemm)
-                monkeypatch.setattr(R, name, kernel)
+                monkeypatch.setattr(R, name, with_cblas(getattr(R, name)))
     return request.param
+
+
+def with_cblas(kernel):
+    """``kernel`` called with numpy's cblas gemm for its input's dtype, as the layers call it."""
+
+    @functools.wraps(kernel)
+    def call(x, *args, **kwargs):
+        return kernel(x, *args, cblas=runtime.cblas_gemm(R.sequence_shape(x)[2]), **kwargs)
+
+    return call
 
 
 # ---------------------------------------------------------------- forward vs reference
@@ -207,7 +217,7 @@ def test_other_activations_match_numpy(a, ra):
 
 def run_backward(kind, p, dy, dlast, a=A.TANH, ra=A.SIGMOID, **options):
     """(dx, dstates, dW, dU, db) from the kernels; dlast = grads of the final states; options
-    (matmul=, shards=, dropout=) go to the forward and backward kernels."""
+    (threads=, dropout=) go to the forward and backward kernels."""
     dW, dU = np.zeros_like(p["W"]), np.zeros_like(p["U"])
     db = None if p["b"] is None else np.zeros_like(p["b"])
     if kind == "lstm":
@@ -382,20 +392,20 @@ def test_per_gate_dropout_backward_matches_finite_differences(
         )
 
 
-def uneven_shards(fn, rows, min_rows=None):
-    """A ``shards`` that runs the time loop on blocks of 1, 2 and the remaining rows."""
-    edges = sorted({0, min(1, rows), min(3, rows), rows})
-    for start, stop in zip(edges[:-1], edges[1:]):
-        fn(start, stop)
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of rows as small as one row (7 rows on 3 threads: blocks of 2, 2 and 3)."""
+    monkeypatch.setattr(gemm, "MIN_ROWS_PER_BLOCK", 1)
+    monkeypatch.setattr(R, "LOOP_MIN_ROWS_PER_BLOCK", 1)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("dropped", [False, True])
-def test_time_loops_on_blocks_of_rows_match_one_block(kind, masked, dropped):
+def test_time_loops_on_blocks_of_rows_match_one_block(small_blocks, kind, masked, dropped):
     """The samples of a batch are independent through time: running the loops on blocks of
-    rows (as fastnn.gemm.row_shards does on several threads) changes nothing, per-gate
-    dropout masks included (each block reads its own rows of them)."""
+    rows on several threads (``gemm.row_blocks``) changes nothing, per-gate dropout masks
+    included (each block reads its own rows of them)."""
     p = problem(7, np.float64, "lstm" if kind == "lstm" else "gru", 6, 7, 5, 4, masked=masked)
     if kind == "simple_rnn":
         rng = np.random.default_rng(1)
@@ -405,7 +415,7 @@ def test_time_loops_on_blocks_of_rows_match_one_block(kind, masked, dropped):
     dlast = [rng.standard_normal((7, 4)) for _ in range(2 if kind == "lstm" else 1)]
     dropout = gate_dropout(3, kind, 7, 5, 4, np.float64) if dropped else None
     whole = run_backward(kind, p, dy, dlast, a=A.TANH, dropout=dropout)
-    blocks = run_backward(kind, p, dy, dlast, a=A.TANH, shards=uneven_shards, dropout=dropout)
+    blocks = run_backward(kind, p, dy, dlast, a=A.TANH, threads=3, dropout=dropout)
     flat = [(g, w) for got, want in zip(blocks, whole) for g, w in zip(*map(_as_list, (got, want)))]
     for got, want in flat:
         if want is not None:  # no bias: no bias gradient

@@ -72,12 +72,12 @@ def test_float32_error_is_that_of_a_gemm():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 14, 14, 32))
     k = rng.standard_normal((3, 3, 32, 64)) * 0.1
-    exact, _ = conv.conv2d_forward(x, k, None, (1, 1), "same", LINEAR)
+    exact = conv.conv2d_forward(x, k, None, (1, 1), "same", LINEAR)
     errors = {}
     for path in ("winograd", "im2col"):
         with conv_path(path) as options:
-            y, _ = conv.conv2d_forward(x.astype(np.float32), k.astype(np.float32), None,
-                                       (1, 1), "same", LINEAR, **options)  # fmt: skip
+            y = conv.conv2d_forward(x.astype(np.float32), k.astype(np.float32), None,
+                                    (1, 1), "same", LINEAR, **options)  # fmt: skip
         errors[path] = np.abs(y - exact).max()
     assert errors["winograd"] < 4 * errors["im2col"]
     np.testing.assert_allclose(errors["winograd"], 0, atol=TOL[np.float32]["atol"])
@@ -90,7 +90,7 @@ def test_winograd_pool_codes_pick_the_first_maximum_on_ties():
     x = rng.integers(-1, 2, (2, 8, 7, 8)).astype(np.float32)
     k = rng.integers(-1, 2, (3, 3, 8, 5)).astype(np.float32)
     with conv_path("winograd") as options:
-        y, _ = conv.conv2d_forward(x, k, None, (1, 1), "same", LINEAR, **options)
+        y = conv.conv2d_forward(x, k, None, (1, 1), "same", LINEAR, **options)
         codes = np.full((2, 4, 3, 5), 9, np.uint8)
         conv.conv2d_forward_max_pool(x, k, None, (1, 1), "same", LINEAR, codes=codes, **options)
     out, argmax = np.empty(codes.shape, np.float32), np.empty(codes.shape, np.int32)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from fastnn import initializers, regularizers
+from fastnn import initializers, regularizers, runtime
 from fastnn.nodes import Node, SymbolicTensor, is_symbolic
 
 FLOATX = "float32"
@@ -293,8 +293,8 @@ class Layer:
     supports_masking = False
     #: The outputs carry the inputs' mask unchanged (elementwise and per-step layers).
     passes_mask = False
-    #: ``forward(inputs, training, workspace=...)`` takes a ``fastnn.workspace.Workspace`` to
-    #: reuse its arrays from call to call (``workspace.scratch`` gives one either way).
+    #: ``forward(inputs, training, workspace=...)`` takes a ``fastnn.kernels.workspace.Workspace``
+    #: to reuse its arrays from call to call (``workspace.scratch`` gives one either way).
     uses_workspace = False
     #: False for a layer that cannot pass gradients back (Lambda): training refuses, before any
     #: step, a model with weights behind such a layer.
@@ -345,14 +345,14 @@ class Layer:
         arrays = self._to_arrays(inputs)
         shapes = [a.shape for a in arrays] if isinstance(arrays, list) else arrays.shape
         self._maybe_build(shapes)
-        if mask is None:
-            outputs, _ = self.forward(arrays, bool(training))
-            return outputs
-        x = arrays[0] if isinstance(arrays, list) else arrays
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != x.shape[:2]:
-            raise shape_error(self, "mask must be (batch, steps)", x.shape[:2], mask.shape)
-        outputs, _ = self.forward(arrays, bool(training), mask=mask)
+        extra = {}
+        if mask is not None:
+            x = arrays[0] if isinstance(arrays, list) else arrays
+            mask = extra["mask"] = np.asarray(mask, dtype=bool)
+            if mask.shape != x.shape[:2]:
+                raise shape_error(self, "mask must be (batch, steps)", x.shape[:2], mask.shape)
+        with runtime.serial_blas():  # once per call on arrays (see fastnn.runtime)
+            outputs, _ = self.forward(arrays, bool(training), **extra)
         return outputs
 
     def _call_symbolic(self, inputs):

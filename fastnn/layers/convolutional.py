@@ -6,9 +6,12 @@ image ``(batch, 1, steps, channels)`` and its ``(k, in, out)`` kernel as ``(1, k
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from fastnn import activations, gemm, initializers, kernels, regularizers
+from fastnn import activations, initializers, kernels, regularizers, runtime
+from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.geometry import (
     check_data_format,
@@ -17,7 +20,6 @@ from fastnn.layers.geometry import (
     standardize_tuple,
     temporal_output_length,
 )
-from fastnn.workspace import scratch
 
 
 def _check_filters(filters) -> int:
@@ -214,32 +216,22 @@ class Conv1D(_Conv):
         x4 = np.ascontiguousarray(x).reshape(n, 1, x.shape[1], c)
         bias = self.bias.value if self.use_bias else None
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
-        y, cols = kernels.conv.conv2d_forward(
-            x4, kernel, bias, (1, self.strides[0]), padding, self._code, matmul=gemm.matmul,
-            tiles=gemm.row_shards,
-        )  # fmt: skip
-        return y.reshape(n, y.shape[2], self.filters), (cols, x4, y, padding)
+        y = kernels.conv.conv2d_forward(
+            x4, kernel, bias, (1, self.strides[0]), padding, self._code, threads=runtime.threads()
+        )
+        return y.reshape(n, y.shape[2], self.filters), (x4, y, padding)
 
     def backward(self, ctx, grad_outputs):
-        cols, x4, y, padding = ctx
+        x4, y, padding = ctx
         x4_shape = x4.shape
         grad = self._activation_grad(grad_outputs, y).reshape(y.shape)
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         dkernel = self.kernel.grad.reshape(kernel.shape) if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None
         dx = kernels.conv.conv2d_backward(
-            grad,
-            cols,
-            x4_shape,
-            kernel,
-            (1, self.strides[0]),
-            padding,
-            dkernel,
-            dbias,
-            matmul=gemm.matmul,
-            x=x4,
-            tiles=gemm.row_shards,
-        )
+            grad, x4, kernel, (1, self.strides[0]), padding, dkernel, dbias,
+            threads=runtime.threads(),
+        )  # fmt: skip
         dx = dx.reshape(x4_shape[0], x4_shape[2], x4_shape[3])
         if self.padding == "causal":
             dx = dx[:, self.kernel_size[0] - 1 :]
@@ -322,12 +314,13 @@ class Conv2D(_Conv):
             out_h, out_w, _, _ = kernels.conv.conv_geometry(
                 inputs.shape, self.kernel.shape, self.strides, self.padding
             )
-            out = workspace.empty("y", (len(inputs), out_h, out_w, self.filters), self.kernel.dtype)
-        y, cols = kernels.conv.conv2d_forward(
+            shape = (len(inputs), out_h, out_w, self.filters)
+            out = scratch(workspace, "y", shape, self.kernel.dtype)
+        y = kernels.conv.conv2d_forward(
             inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out,
-            matmul=gemm.matmul, tiles=gemm.row_shards,
+            threads=runtime.threads(),
         )  # fmt: skip
-        return y, (cols, inputs, y, workspace)
+        return y, _Saved(inputs, y, workspace)
 
     @property
     def trains_max_pooled(self) -> bool:
@@ -349,42 +342,49 @@ class Conv2D(_Conv):
         codes = scratch(workspace, "codes", shape, np.uint8) if training else None
         pooled = kernels.conv.conv2d_forward_max_pool(
             inputs, self.kernel.value, bias, self.strides, self.padding, self._code,
-            scratch(workspace, "pooled", shape, self.kernel.dtype), tiles=gemm.row_shards,
-            codes=codes,
+            scratch(workspace, "pooled", shape, self.kernel.dtype), codes,
+            threads=runtime.threads(),
         )  # fmt: skip
-        return pooled, ((pooled, codes, inputs, workspace) if training else None)
+        return pooled, (_SavedPooled(pooled, codes, inputs, workspace) if training else None)
 
     def backward_max_pooled(self, ctx, grad_pooled, need_input_grad=True):
         """The input's gradient from the pooled output's, after ``forward_max_pooled``."""
-        pooled, codes, x, workspace = ctx
-        grad = self._activation_grad(grad_pooled, pooled, workspace)  # dL/dz at the maxima
+        x, workspace = ctx.x, ctx.workspace
+        grad = self._activation_grad(grad_pooled, ctx.pooled, workspace)  # dL/dz at the maxima
         return kernels.conv.conv2d_backward_max_pooled(
-            grad, codes, x, self.kernel.value, self.strides, self.padding,
+            grad, ctx.codes, x, self.kernel.value, self.strides, self.padding,
             self.kernel.grad if self.trainable else None,
             self.bias.grad if self.trainable and self.use_bias else None,
-            dx=scratch(workspace, "dx", x.shape, pooled.dtype) if need_input_grad else None,
-            need_dx=need_input_grad, matmul=gemm.matmul, tiles=gemm.row_shards,
+            dx=scratch(workspace, "dx", x.shape, ctx.pooled.dtype) if need_input_grad else None,
+            need_dx=need_input_grad, threads=runtime.threads(),
         )  # fmt: skip
 
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        cols, x, y, workspace = ctx
+        x, y, workspace = ctx
         grad = self._activation_grad(grad_outputs, y, workspace)
-        dkernel = self.kernel.grad if self.trainable else None
-        dbias = self.bias.grad if self.trainable and self.use_bias else None
         return kernels.conv.conv2d_backward(
-            grad,
-            cols,
-            x.shape,
-            self.kernel.value,
-            self.strides,
-            self.padding,
-            dkernel,
-            dbias,
+            grad, x, self.kernel.value, self.strides, self.padding,
+            self.kernel.grad if self.trainable else None,
+            self.bias.grad if self.trainable and self.use_bias else None,
             dx=scratch(workspace, "dx", x.shape, y.dtype) if need_input_grad else None,
-            need_dx=need_input_grad,
-            matmul=gemm.matmul,
-            x=x,
-            tiles=gemm.row_shards,
-        )
+            need_dx=need_input_grad, threads=runtime.threads(),
+        )  # fmt: skip
+
+
+class _Saved(NamedTuple):
+    """What Conv2D's forward keeps for its backward."""
+
+    x: np.ndarray  # the input (batch, h, w, c)
+    y: np.ndarray  # the output (batch, oh, ow, filters), the activation applied
+    workspace: Workspace | None  # the node's, or None
+
+
+class _SavedPooled(NamedTuple):
+    """What Conv2D's ``forward_max_pooled`` keeps for ``backward_max_pooled``."""
+
+    pooled: np.ndarray  # the pooled output (batch, oh // 2, ow // 2, filters)
+    codes: np.ndarray  # where each maximum was: uint8, pooled's shape
+    x: np.ndarray  # the input (batch, h, w, c)
+    workspace: Workspace | None  # the node's, or None

@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 
-from fastnn import activations, gemm, initializers, kernels, regularizers
+from fastnn import activations, initializers, kernels, regularizers, runtime
+from fastnn.kernels.workspace import scratch
 from fastnn.layers.base import Layer, shape_error, standardize_shape
 from fastnn.nodes import Node
 from fastnn.random import make_rng
-from fastnn.workspace import scratch
 
 
 class InputLayer(Layer):
@@ -113,7 +113,7 @@ class Dense(Layer):
     def forward(self, inputs, training, workspace=None):
         x = inputs.reshape(-1, inputs.shape[-1])
         y = scratch(workspace, "y", (x.shape[0], self.units), self.kernel.dtype)
-        gemm.matmul(x, self.kernel.value, y)
+        runtime.matmul(x, self.kernel.value, y)
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
         if self.use_bias or self._code != kernels.codes.LINEAR:
             kernels.activations.bias_activation_forward(y, bias, self._code, y)
@@ -137,7 +137,7 @@ class Dense(Layer):
         if need_input_grad:
             dx = scratch(workspace, "dx", x.shape, grad.dtype)
             products.append((grad, self.kernel.value.T, dx, False))
-        gemm.matmuls(products)
+        runtime.matmuls(products)
         return None if dx is None else dx.reshape(in_shape)
 
     def get_config(self):

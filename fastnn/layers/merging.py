@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn.kernels.workspace import scratch, scratch_copy
 from fastnn.layers.base import Layer
-from fastnn.workspace import scratch, scratch_copy
 
 
 class _Merge(Layer):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import kernels
+from fastnn.kernels.workspace import scratch
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.geometry import (
     check_data_format,
@@ -20,7 +21,6 @@ from fastnn.layers.geometry import (
     standardize_tuple,
     temporal_output_length,
 )
-from fastnn.workspace import scratch
 
 
 class _Pooling2D(Layer):

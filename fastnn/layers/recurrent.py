@@ -25,26 +25,24 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import activations, gemm, initializers, kernels, regularizers
-from fastnn.config import serial_blas
+from fastnn import activations, initializers, kernels, regularizers, runtime
+from fastnn.kernels.workspace import Workspace, scratch_copy
 from fastnn.layers.base import Layer, shape_error
 from fastnn.random import make_rng
-from fastnn.workspace import scratch_copy
-
-# How the sequence kernels run here: BLAS on one thread during the time loops' many small GEMMs
-# (see config), the input projection and weight gradients split over fastnn's threads, the
-# time loop itself on blocks of the batch's rows at once (see fastnn.gemm), in one Numba call
-# per block that calls numpy's BLAS for each step's product (blas=gemm.cblas_gemm).
-_ON_FASTNN_THREADS = dict(
-    steps_guard=serial_blas(), matmul=gemm.matmul, shards=gemm.row_shards, blas=gemm.cblas_gemm
-)
 
 
-def _kernel_options(workspace, dropout):
-    """The sequence kernels' keyword arguments: threads, ``alloc`` (the node's workspace's
-    arrays, or fresh ones) and ``dropout`` (a ``GateDropout`` or None)."""
-    alloc = kernels.recurrent.fresh if workspace is None else workspace.empty
-    return dict(_ON_FASTNN_THREADS, alloc=alloc, dropout=dropout)
+def _kernel_options(workspace, dropout, dtype):
+    """The sequence kernels' keyword arguments: the node's ``workspace`` (or None), the
+    ``threads`` they may use (the input projection and weight gradients split over them, the
+    time loop on blocks of the batch's rows at once), numpy's ``cblas`` gemm for ``dtype``
+    (each step's product, called from the Numba time loop) and ``dropout`` (a ``GateDropout``
+    or None)."""
+    return dict(
+        workspace=workspace,
+        threads=runtime.threads(),
+        cblas=runtime.cblas_gemm(dtype),
+        dropout=dropout,
+    )
 
 
 class _Rows(NamedTuple):
@@ -65,7 +63,7 @@ class _Saved(NamedTuple):
     saved: tuple  # the kernels' states (and gates) over time
     states_given: bool  # initial states were inputs: backward returns their gradients
     dtable: np.ndarray | None  # forward_rows's dtable
-    workspace: object  # the node's Workspace, or None
+    workspace: Workspace | None  # the node's, or None
     gate_dropout: kernels.recurrent.GateDropout | None  # recurrent_dropout's masks
 
 
@@ -275,8 +273,8 @@ class _RNN(SequenceLayer):
         dropping = training and 0 < self.dropout < 1
         if training and 0 < self.recurrent_dropout < 1:
             gate_dropout = self._gate_dropout(n, features, dtype)
-        options = _kernel_options(workspace, gate_dropout)
-        xt = None if dropping else self._table_rows(rows, dtype, options["alloc"])
+        options = _kernel_options(workspace, gate_dropout, dtype)
+        xt = None if dropping else self._table_rows(rows, dtype, workspace)
         if xt is None:
             if rows is not None:  # the inputs are dropped out: gather the rows
                 x = rows.table[rows.ids]
@@ -326,19 +324,19 @@ class _RNN(SequenceLayer):
         recurrent = self._keep_mask(self.recurrent_dropout, (self.gates, n, self.units), dtype)
         return kernels.recurrent.GateDropout(inputs, recurrent)
 
-    def _table_rows(self, rows, dtype, alloc):
+    def _table_rows(self, rows, dtype, workspace):
         """``rows`` as the kernels' ``TableRows`` (time-major, in processing order): the
         projection then runs on the distinct rows the ids pick. None without rows, or when the
         table's dtype is not the layer's."""
         if rows is None or rows.table.dtype != dtype:
             return None
         ids = rows.ids.T[::-1] if self.go_backwards else rows.ids.T
-        return kernels.recurrent.table_rows(rows.table, ids, alloc=alloc)
+        return kernels.recurrent.table_rows(rows.table, ids, workspace=workspace)
 
     def backward(self, ctx, grad_outputs):
-        xt, keep, mt, seen, saved, states_given, dtable, workspace, gate_dropout = ctx
-        options = _kernel_options(workspace, gate_dropout)
+        xt, mt, seen = ctx.xt, ctx.mt, ctx.seen
         steps, n, dtype = kernels.recurrent.sequence_shape(xt)
+        options = _kernel_options(ctx.workspace, ctx.gate_dropout, dtype)
         grads = list(grad_outputs) if self.return_state else [grad_outputs]
         grads = [np.ascontiguousarray(g, dtype=dtype) for g in grads]
         state_grads = grads[1:] or [np.zeros((n, self.units), dtype) for _ in self.state_names]
@@ -350,17 +348,16 @@ class _RNN(SequenceLayer):
             last = grads[0] if seen is None else grads[0] * seen[-1][:, None]
             state_grads[0] = state_grads[0] + last
         if isinstance(xt, kernels.recurrent.TableRows):
-            xt = xt._replace(dtable=dtable)
-        saved = self._saved_for_backward(xt, mt, saved, options)
-        options["matmuls"] = gemm.matmuls
+            xt = xt._replace(dtable=ctx.dtable)
+        saved = self._saved_for_backward(xt, mt, ctx.saved, options)
         dxt, dstates = self._run_backward(xt, mt, saved, dy, state_grads, options)
         if dxt is None:  # the input's gradient went into the table's (forward_rows)
-            return [None, *dstates] if states_given else None
-        if keep is not None:
-            dxt *= keep
+            return [None, *dstates] if ctx.states_given else None
+        if ctx.keep is not None:
+            dxt *= ctx.keep
         dx = (dxt[::-1] if self.go_backwards else dxt).transpose(1, 0, 2)
-        dx = scratch_copy(workspace, "dx_batch_major", dx)
-        return [dx, *dstates] if states_given else dx
+        dx = scratch_copy(ctx.workspace, "dx_batch_major", dx)
+        return [dx, *dstates] if ctx.states_given else dx
 
     def _saved_for_backward(self, xt, mt, saved, options):
         """``_run``'s results with all that backward needs: those of an inference pass may lack
