@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from fastnn import activations, initializers, kernels, regularizers, runtime
-from fastnn.kernels.workspace import scratch
+from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error, standardize_shape
 from fastnn.nodes import Node
 from fastnn.random import make_rng
@@ -117,7 +118,7 @@ class Dense(Layer):
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
         if self.use_bias or self._code != kernels.codes.LINEAR:
             kernels.activations.bias_activation_forward(y, bias, self._code, y)
-        return y.reshape(*inputs.shape[:-1], self.units), (x, y, inputs.shape, workspace)
+        return y.reshape(*inputs.shape[:-1], self.units), _DenseSaved(x, y, inputs.shape, workspace)
 
     skips_input_grad = True
 
@@ -151,6 +152,15 @@ class Dense(Layer):
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
         }
+
+
+class _DenseSaved(NamedTuple):
+    """What Dense's forward keeps for its backward."""
+
+    x: np.ndarray  # the input as rows (samples, features)
+    y: np.ndarray  # the output rows (samples, units), the activation applied
+    in_shape: tuple  # the input's shape
+    workspace: Workspace | None  # the node's, or None
 
 
 _NO_BIAS = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}

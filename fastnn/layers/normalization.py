@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fastnn import initializers, kernels, regularizers
 from fastnn.layers.base import Layer, shape_error
+
+
+class _Saved(NamedTuple):
+    """What BatchNormalization's forward keeps for its backward."""
+
+    x: np.ndarray  # the input as rows (samples, channels)
+    gamma: np.ndarray  # the scale used (ones without ``scale``)
+    mean: np.ndarray  # the mean used: the batch's, or the moving mean as of the call
+    invstd: np.ndarray  # 1 / sqrt(variance + epsilon) used
+    batch_stats: bool  # the batch's statistics were used (training), else the moving ones
 
 
 class BatchNormalization(Layer):
@@ -93,7 +105,7 @@ class BatchNormalization(Layer):
             kernels.normalization.batchnorm_forward_infer(x, gamma, beta, mean, variance, eps, y)
             # The moving statistics as of this call: a later training step must not change them.
             invstd = 1 / np.sqrt(variance + eps)
-            return y.reshape(inputs.shape), (x, gamma, mean.copy(), invstd, False)
+            return y.reshape(inputs.shape), _Saved(x, gamma, mean.copy(), invstd, False)
         mean = np.empty(x.shape[1], x.dtype)
         invstd = np.empty(x.shape[1], x.dtype)
         kernels.normalization.batchnorm_forward_train(x, gamma, beta, eps, y, mean, invstd)
@@ -103,7 +115,7 @@ class BatchNormalization(Layer):
         self.moving_mean.value += (1 - m) * mean
         self.moving_variance.value *= m
         self.moving_variance.value += (1 - m) * variance
-        return y.reshape(inputs.shape), (x, gamma, mean, invstd, True)
+        return y.reshape(inputs.shape), _Saved(x, gamma, mean, invstd, True)
 
     def backward(self, ctx, grad_outputs):
         x, gamma, mean, invstd, batch_stats = ctx

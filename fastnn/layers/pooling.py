@@ -8,10 +8,12 @@ GlobalAveragePooling2D.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fastnn import kernels
-from fastnn.kernels.workspace import scratch
+from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.geometry import (
     check_data_format,
@@ -80,14 +82,22 @@ class MaxPooling2D(_Pooling2D):
         ph, pw = self.pool_size
         sh, sw = self.strides
         kernels.pooling.maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax)
-        return out, (argmax, x.shape, x.dtype, workspace)
+        return out, _MaxSaved(argmax, x.shape, x.dtype, workspace)
 
     def backward(self, ctx, grad_outputs):
-        argmax, x_shape, dtype, workspace = ctx
-        grad = np.ascontiguousarray(grad_outputs, dtype=dtype)
-        dx = scratch(workspace, "dx", x_shape, dtype)
-        kernels.pooling.maxpool2d_backward(grad, argmax, dx)
+        grad = np.ascontiguousarray(grad_outputs, dtype=ctx.dtype)
+        dx = scratch(ctx.workspace, "dx", ctx.x_shape, ctx.dtype)
+        kernels.pooling.maxpool2d_backward(grad, ctx.argmax, dx)
         return dx
+
+
+class _MaxSaved(NamedTuple):
+    """What MaxPooling2D's forward keeps for its backward."""
+
+    argmax: np.ndarray  # int32 (batch, oh, ow, c): each maximum's place in its window
+    x_shape: tuple
+    dtype: np.dtype
+    workspace: Workspace | None  # the node's, or None
 
 
 class AveragePooling2D(_Pooling2D):
@@ -113,16 +123,26 @@ class AveragePooling2D(_Pooling2D):
         ph, pw = self.pool_size
         sh, sw = self.strides
         kernels.pooling.avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out)
-        return out, (x.shape, x.dtype, pad_top, pad_left, workspace)
+        return out, _AverageSaved(x.shape, x.dtype, pad_top, pad_left, workspace)
 
     def backward(self, ctx, grad_outputs):
-        x_shape, dtype, pad_top, pad_left, workspace = ctx
-        grad = np.ascontiguousarray(grad_outputs, dtype=dtype)
-        dx = scratch(workspace, "dx", x_shape, dtype)
+        grad = np.ascontiguousarray(grad_outputs, dtype=ctx.dtype)
+        dx = scratch(ctx.workspace, "dx", ctx.x_shape, ctx.dtype)
         ph, pw = self.pool_size
         sh, sw = self.strides
-        kernels.pooling.avgpool2d_backward(grad, ph, pw, sh, sw, pad_top, pad_left, dx)
+        args = (ph, pw, sh, sw, ctx.pad_top, ctx.pad_left)
+        kernels.pooling.avgpool2d_backward(grad, *args, dx)
         return dx
+
+
+class _AverageSaved(NamedTuple):
+    """What AveragePooling2D's forward keeps for its backward."""
+
+    x_shape: tuple
+    dtype: np.dtype
+    pad_top: int
+    pad_left: int
+    workspace: Workspace | None  # the node's, or None
 
 
 class _GlobalPooling2D(Layer):

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fastnn.layers.base import Layer, deserialize_layer, serialize_layer
 from fastnn.layers.recurrent import SequenceLayer
+
+
+class _Saved(NamedTuple):
+    """What Bidirectional's forward keeps for its backward."""
+
+    ctxs: list  # the forward and backward layers' contexts
+    saved: tuple | None  # (y, y_rev) for merge_mode='mul', else None
+    units: int  # the width of one direction's output
+    states_given: bool  # initial states were inputs: backward returns their gradients
+
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -199,7 +211,7 @@ class Bidirectional(SequenceLayer):
             outs = [y, np.ascontiguousarray(y_rev)]
         outs += fwd_states + bwd_states
         saved = (y, y_rev) if mode == "mul" else None
-        ctx = (ctxs, saved, y.shape[-1], isinstance(inputs, list))
+        ctx = _Saved(ctxs, saved, y.shape[-1], isinstance(inputs, list))
         return (outs if len(outs) > 1 else outs[0]), ctx
 
     def backward(self, ctx, grad_outputs):
