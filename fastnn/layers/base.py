@@ -14,10 +14,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from fastnn import initializers, regularizers, runtime
+from fastnn import config, initializers, regularizers, runtime
 from fastnn.nodes import Node, SymbolicTensor, is_symbolic
-
-FLOATX = "float32"
 
 _name_lock = threading.Lock()
 _name_counts: defaultdict[str, int] = defaultdict(int)
@@ -179,7 +177,7 @@ class Layer:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Layer name must be a non-empty string; got name={name!r}")
         self.name = name or unique_name(snake_case(type(self).__name__))
-        self.dtype = np.dtype(dtype or FLOATX).name
+        self.dtype = np.dtype(dtype or config.floatx()).name
         self._trainable = bool(trainable)
         self._weights: list[Variable] = []
         self._inbound_nodes: list[Node] = []
