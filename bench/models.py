@@ -1,15 +1,19 @@
 """End-to-end throughput: the same models trained and run in fastnn and in each installed peer.
 
-Run ``python -m bench.models`` from the repository root (``--help`` for options). Frameworks
-alternate model by model after a warm-up; each figure is the median of ``--repeats`` timed runs.
-Peers: PyTorch eager (default, channels_last, and "tuned": channels_last in a child process whose
-glibc keeps freed memory, see TUNED_ENV) and Keras 3 on each installed backend (a child process
-each; threads are bounded on the torch backend only). Prints a table of
-samples/second with the fastnn/peer ratio and writes it, with the machine, to
-``bench/results/models-<date>.json``; ``--memory`` adds each framework's peak memory of a training
-run, ``--scaling`` runs fastnn alone from 1 thread up instead. For figures comparable with a user's
-machine, unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE in the benchmark command (never in tests or
-CI)."""
+Run ``python -m bench.models`` from the repository root (``--help`` for options): the seed's
+five models by default, ``--models`` to pick any (``--zoo``: every model of bench/zoo.py; those
+that need a layer fastnn lacks are skipped with a "needs <Layer>" line). Every framework runs in
+a child process of its own (``Child``), fastnn included, so no two thread pools share a process;
+frameworks alternate model by model after a warm-up; each figure is the median of ``--repeats``
+timed runs. The models' trainable parameter counts must agree across frameworks (asserted).
+Peers: PyTorch eager (default, channels_last, and "tuned": channels_last in a process whose
+glibc keeps freed memory, see TUNED_ENV) and Keras 3 on each installed backend (threads are
+bounded on the torch backend only). Prints a table of samples/second with the fastnn/peer ratio
+and writes it, with the machine, each framework's threads (Numba's threading layer for fastnn)
+and the load average, to ``bench/results/models-<date>.json``; ``--memory`` adds each
+framework's peak memory of a training run, ``--scaling`` runs fastnn alone from 1 thread up
+instead. For figures comparable with a user's machine, unset OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE in the benchmark command (never in tests or CI)."""
 
 from __future__ import annotations
 
@@ -27,21 +31,26 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 
+from bench import zoo
+
 RESULTS = Path(__file__).parent / "results"
 
-# name -> (input shapes, output kinds); kinds: ("sparse", classes) / ("binary",) / ("mse",)
-SPECS = {
+# name -> (input shapes, output kinds); kinds: ("sparse", classes) / ("binary",) / ("mse",);
+# ("binary", shape) for a target of that shape per sample
+SEED_SPECS = {
     "seed_cnn": ([(28, 28, 1)], [("sparse", 10)]),
     "multi_input_mlp": ([(10,), (5,)], [("binary",)]),
     "multi_output_cnn": ([(28, 28, 1)], [("mse",), ("binary",)]),
     "lstm_text": ([("ids", 100)], [("binary",)]),
     "image_text": ([(64, 64, 3), ("ids", 100)], [("binary",)]),
 }
-VOCAB = 5000
+SPECS = {**SEED_SPECS, **zoo.SPECS}
+VOCAB = zoo.VOCAB
 
 
 def make_data(name: str, n: int, seed: int = 0):
@@ -58,7 +67,8 @@ def make_data(name: str, n: int, seed: int = 0):
         if kind[0] == "sparse":
             ys.append(rng.integers(0, kind[1], n))
         elif kind[0] == "binary":
-            ys.append(rng.integers(0, 2, (n, 1)).astype(np.float32))
+            shape = kind[1] if len(kind) > 1 else (1,)
+            ys.append(rng.integers(0, 2, (n, *shape)).astype(np.float32))
         else:
             ys.append(rng.random((n, 1), dtype=np.float32))
     return xs, ys
@@ -67,6 +77,8 @@ def make_data(name: str, n: int, seed: int = 0):
 # ---- Keras-API builders (fastnn and keras share them) -------------------------------------------
 def build_keras_api(lib, name: str):
     """The benchmark model in a Keras-compatible library (fastnn or keras), compiled."""
+    if name in zoo.SPECS:
+        return zoo.build(lib, name)
     layers = lib.layers
     if name == "seed_cnn":
         inputs = lib.Input(shape=(28, 28, 1))
@@ -121,6 +133,7 @@ class KerasAPIRunner:
     def __init__(self, lib, name, batch):
         self.model = build_keras_api(lib, name)
         self.name, self.batch = name, batch
+        self.params = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
 
     def train(self, xs, ys):
         self.model.fit(
@@ -140,6 +153,8 @@ class KerasAPIRunner:
 def torch_runner(name, batch, channels_last=False):
     import torch
     from torch import nn
+
+    from bench.zoo_torch import keras_trainable_count
 
     class Net(nn.Module):
         def __init__(self):
@@ -191,17 +206,17 @@ def torch_runner(name, batch, channels_last=False):
             features = self.body(xs[0])
             return [self.age(features), torch.sigmoid(self.gender(features))]
 
-    net = Net()
+    if name in zoo.SPECS:
+        from bench import zoo_torch
+
+        net = zoo_torch.build(name)
+    else:
+        net = Net()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-    losses = {
-        "seed_cnn": [nn.CrossEntropyLoss()],
-        "multi_input_mlp": [nn.BCELoss()],
-        "multi_output_cnn": [nn.MSELoss(), nn.BCELoss()],
-        "lstm_text": [nn.BCELoss()],
-        "image_text": [nn.BCELoss()],
-    }[name]
+    loss_of_kind = {"sparse": nn.CrossEntropyLoss, "binary": nn.BCELoss, "mse": nn.MSELoss}
+    losses = [loss_of_kind[kind[0]]() for kind in SPECS[name][1]]
 
     def to_torch(xs):
         out = []
@@ -213,6 +228,8 @@ def torch_runner(name, batch, channels_last=False):
         return out
 
     class Runner:
+        params = keras_trainable_count(net)
+
         def train(self, xs, ys):
             xs = to_torch(xs)
             ys = [torch.from_numpy(y) for y in ys]
@@ -253,7 +270,7 @@ def installed() -> list[str]:
 
 
 def child_env(fw: str) -> dict | None:
-    """The environment a framework needs at process start, if any (it then runs in a Child)."""
+    """The environment a framework needs at process start, if any, added to its Child's."""
     if fw == "pytorch_tuned":
         return TUNED_ENV
     return {"KERAS_BACKEND": fw.removeprefix("keras_")} if fw.startswith("keras_") else None
@@ -290,46 +307,83 @@ def peak_mib() -> float:
         return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
 
+def framework_info(fw: str) -> dict:
+    """How framework ``fw`` runs in this process: its threads (and Numba's threading layer for
+    fastnn, ATen's parallel backend for PyTorch), Keras's backend, glibc's malloc settings."""
+    info = {"pid": os.getpid()}
+    if fw == "fastnn":
+        import fastnn
+
+        info["threads"] = fastnn.config.get_num_threads()
+        info["threading_layer"] = fastnn.config.threading_layer()
+    if fw.startswith(("pytorch", "keras_torch")):
+        import torch
+
+        info["threads"] = torch.get_num_threads()
+        parallel = torch.__config__.parallel_info().splitlines()
+        info["parallel_backend"] = next((x for x in parallel if "parallel backend" in x), "")
+    if fw.startswith("keras"):
+        import keras
+
+        info["keras_backend"] = keras.backend.backend()
+    info["env"] = {k: os.environ[k] for k in TUNED_ENV if k in os.environ}
+    return info
+
+
 def serve(conn, fw: str, threads: int) -> None:
-    """The loop of a Child process: build a runner, time its steps, report peak memory."""
+    """The loop of a Child process: build a runner, time its steps, report on itself. Each reply
+    is (True, value), or (False, traceback) when the step raised."""
     runner = data = None
     try:
         while (message := conn.recv()) is not None:
             kind, *args = message
-            if kind == "build":
-                runner = data = None  # free the previous model first
-                name, batch, samples = args
-                runner, data = make_runner(fw, name, batch, threads), make_data(name, samples)
-                conn.send(None)
-            elif kind == "peak":
-                conn.send(peak_mib())
+            try:
+                if kind == "build":
+                    runner = data = None  # free the previous model first
+                    name, batch, samples = args
+                    runner = make_runner(fw, name, batch, threads)
+                    data = make_data(name, samples)
+                    reply = runner.params
+                elif kind == "peak":
+                    reply = peak_mib()
+                elif kind == "info":
+                    reply = framework_info(fw)
+                else:
+                    reply = seconds(runner, kind, *data)
+            except Exception:
+                conn.send((False, traceback.format_exc()))
             else:
-                conn.send(seconds(runner, kind, *data))
+                conn.send((True, reply))
     except EOFError:  # the parent has gone
         pass
 
 
 class Child:
-    """Framework ``fw`` in a fresh process started with ``env`` added to its environment, driven
-    over a pipe one step at a time; a step is timed in the child."""
+    """Framework ``fw`` in a fresh process (its child_env added to the environment), driven
+    over a pipe one step at a time; a step is timed in the child. ``child(name, batch)`` builds
+    a model and its data there (make_data is seeded: the same as the parent's) and returns the
+    child as the model's runner."""
 
-    def __init__(self, fw: str, threads: int, env: dict | None = None):
+    def __init__(self, fw: str, threads: int, samples: int):
         from unittest import mock  # here: bench.startup's children import this module
 
         ctx = multiprocessing.get_context("spawn")  # a new interpreter: glibc sees env at start
         self.conn, theirs = ctx.Pipe()
         self.process = ctx.Process(target=serve, args=(theirs, fw, threads), daemon=True)
-        with mock.patch.dict(os.environ, env or {}):  # spawn hands os.environ to the child
+        with mock.patch.dict(os.environ, child_env(fw) or {}):  # spawn hands os.environ over
             self.process.start()
         theirs.close()
+        self.fw, self.samples, self.params = fw, samples, None
 
     def ask(self, *message):
         self.conn.send(message)
-        return self.conn.recv()
+        ok, reply = self.conn.recv()
+        if not ok:
+            raise RuntimeError(f"{self.fw} (child process) failed at {message[0]}:\n{reply}")
+        return reply
 
-    def runner(self, name: str, batch: int, samples: int) -> Child:
-        """Build the model and its data in the child (make_data is seeded: same as the parent's)."""
-        self.ask("build", name, batch, samples)
+    def __call__(self, name: str, batch: int) -> Child:
+        self.params = self.ask("build", name, batch, self.samples)
         return self
 
     def train(self, xs, ys) -> float:
@@ -340,6 +394,9 @@ class Child:
 
     def peak_mib(self) -> float:
         return self.ask("peak")
+
+    def info(self) -> dict:
+        return self.ask("info")
 
     def close(self) -> None:
         self.conn.send(None)
@@ -353,7 +410,7 @@ class Threaded:
         import fastnn
 
         self.runner, self.config = make_runner("fastnn", name, batch, threads), fastnn.config
-        self.threads = threads
+        self.threads, self.params = threads, self.runner.params
 
     def train(self, xs, ys):
         self.config.set_num_threads(self.threads)
@@ -362,18 +419,6 @@ class Threaded:
     def infer(self, xs):
         self.config.set_num_threads(self.threads)
         self.runner.infer(xs)
-
-
-def factories(names: list[str], threads: int, samples: int) -> dict:
-    """Name -> factory(model, batch) of a runner; one persistent Child per child_env framework."""
-    found = {}
-    for fw in names:
-        if child_env(fw):
-            child = Child(fw, threads, child_env(fw))
-            found[fw] = lambda name, batch, child=child: child.runner(name, batch, samples)
-        else:
-            found[fw] = lambda name, batch, fw=fw: make_runner(fw, name, batch, threads)
-    return found
 
 
 def seconds(runner, mode: str, xs, ys) -> float:
@@ -389,24 +434,97 @@ MIN_TIMED_SECONDS = 0.25
 
 
 def run(models, batches, infer_batch, samples, repeats, found: dict, speedup=False) -> list[dict]:
-    """Samples/s of each of ``found``'s runners per (model, mode, batch), printed as they come."""
+    """Samples/s of each of ``found``'s runners per (model, mode, batch), printed as they come.
+    Each row also has the 1-minute load average at its end and the share of the machine's CPU
+    time that other processes took while it ran (``others_cpu``; None off Linux)."""
     rows = []
     for name in models:
         for mode, batch in [("train", b) for b in batches] + [("infer", infer_batch)]:
             xs, ys = make_data(name, samples)
             runners = {fw: factory(name, batch) for fw, factory in found.items()}
-            # warm-up (compilation, allocator, caches), and how many passes make a timed run
-            warm = min(seconds(runner, mode, xs, ys) for runner in runners.values())
-            passes = max(1, math.ceil(MIN_TIMED_SECONDS / max(warm, 1e-6)))
-            times = {fw: [] for fw in runners}
-            for _ in range(repeats):  # alternate frameworks so drift hits all alike
-                for fw, runner in runners.items():
-                    times[fw].append(sum(seconds(runner, mode, xs, ys) for _ in range(passes)))
-            row = {"model": name, "mode": mode, "batch": batch, "passes": passes}
-            row.update({fw: passes * samples / statistics.median(t) for fw, t in times.items()})
+            row = {"model": name, "mode": mode, "batch": batch}
+            row["params"] = check_params(name, runners)
+            others = OthersCPU(runners.values())
+            row["passes"], times = timed_runs(runners, mode, xs, ys, repeats)
+            row.update(
+                {fw: row["passes"] * samples / statistics.median(t) for fw, t in times.items()}
+            )
+            row["load_1min"], row["others_cpu"] = round(os.getloadavg()[0], 2), others.share()
             rows.append(row)
             print(format_row(row, list(found), speedup), flush=True)
     return rows
+
+
+def timed_runs(runners: dict, mode: str, xs, ys, repeats: int) -> tuple[int, dict]:
+    """After a warm-up (compilation, allocator, caches), ``repeats`` timed runs of each runner,
+    alternating so drift hits all alike; a run is as many passes as make MIN_TIMED_SECONDS."""
+    warm = min(seconds(runner, mode, xs, ys) for runner in runners.values())
+    passes = max(1, math.ceil(MIN_TIMED_SECONDS / max(warm, 1e-6)))
+    times = {fw: [] for fw in runners}
+    for _ in range(repeats):
+        for fw, runner in runners.items():
+            times[fw].append(sum(seconds(runner, mode, xs, ys) for _ in range(passes)))
+    return passes, times
+
+
+class OthersCPU:
+    """The share of the machine's CPU time that processes other than this one and ``runners``'
+    children use from now until ``share()``: how loaded the machine was by others (Linux)."""
+
+    def __init__(self, runners):
+        self.pids = [os.getpid()] + [r.process.pid for r in runners if isinstance(r, Child)]
+        self.start = time.monotonic(), self.busy_seconds(), self.our_seconds()
+
+    def share(self) -> float | None:
+        wall, busy, ours = self.start
+        if busy is None:
+            return None
+        elapsed = (time.monotonic() - wall) * (os.cpu_count() or 1)
+        others = (self.busy_seconds() - busy) - (self.our_seconds() - ours)
+        return round(max(0.0, others / elapsed), 3)
+
+    @staticmethod
+    def busy_seconds() -> float | None:
+        try:
+            with open("/proc/stat") as f:
+                user, nice, system, idle, iowait, *rest = map(int, f.readline().split()[1:9])
+        except (OSError, ValueError):
+            return None
+        return (user + nice + system + sum(rest)) / os.sysconf("SC_CLK_TCK")
+
+    def our_seconds(self) -> float:
+        total = 0
+        for pid in self.pids:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command's name
+                total += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
+        return total / os.sysconf("SC_CLK_TCK")
+
+
+def check_params(name: str, runners: dict) -> int:
+    """The number of trainable parameters of the model, the same in every framework."""
+    counts = {fw: runner.params for fw, runner in runners.items()}
+    if len(set(counts.values())) > 1:
+        raise AssertionError(f"{name}: trainable parameters differ between frameworks: {counts}")
+    return next(iter(counts.values()))
+
+
+def missing_in_fastnn(name: str) -> list[str]:
+    """The layers model ``name`` needs that fastnn lacks (imports fastnn, which starts no
+    threads)."""
+    import fastnn
+
+    return zoo.missing_layers(fastnn, name)
+
+
+def runnable(models: list[str]) -> tuple[list[str], dict]:
+    """The models fastnn can build, and why each other one is skipped (printed)."""
+    skipped = {}
+    for name in models:
+        if missing := missing_in_fastnn(name):
+            skipped[name] = f"needs {', '.join(missing)}"
+            print(f"{name:<17} skipped: {skipped[name]}")
+    return [name for name in models if name not in skipped], skipped
 
 
 def peak_memory(models, batch: int, samples: int, threads: int, names: list[str]) -> list[dict]:
@@ -415,8 +533,8 @@ def peak_memory(models, batch: int, samples: int, threads: int, names: list[str]
     for name in models:
         row = {"model": name, "mode": "train", "batch": batch}
         for fw in names:
-            child = Child(fw, threads, child_env(fw))
-            child.runner(name, batch, samples).train(None, None)
+            child = Child(fw, threads, samples)
+            child(name, batch).train(None, None)
             row[fw] = child.peak_mib()
             child.close()
         rows.append(row)
@@ -435,6 +553,8 @@ def format_row(row: dict, names: list[str], speedup: bool = False) -> str:
             continue
         ratio = "" if fw == names[0] else f" ({value / base if speedup else base / value:.2f}x)"
         cells.append(f"{fw}: {value:>10,.0f}{ratio}")
+    if row.get("others_cpu") is not None:
+        cells.append(f"others' CPU {row['others_cpu']:.0%}, load {row['load_1min']}")
     return " | ".join(cells)
 
 
@@ -482,9 +602,43 @@ def save(kind: str, result: dict) -> None:
     print(f"wrote {path}")
 
 
-def main(argv=None) -> None:
+def compare(args, models: list[str]) -> dict:
+    """fastnn against every installed peer (``--only``), each in a Child of its own."""
+    names = [fw for fw in installed() if fw == "fastnn" or not args.only or fw in args.only]
+    children = {fw: Child(fw, args.threads, args.samples) for fw in names}
+    sizes = models, args.batches, args.infer_batch, args.samples, args.repeats
+    print("samples/s; (x) = fastnn / peer")
+    result = {"rows": run(*sizes, children)}
+    result["frameworks"] = {fw: child.info() for fw, child in children.items()}
+    for child in children.values():
+        child.close()
+    if args.memory:
+        print("peak memory (MiB) of a process training one epoch; (x) = fastnn / peer")
+        batch = max(args.batches)
+        result["memory_mib"] = peak_memory(models, batch, args.samples, args.threads, names)
+    return result
+
+
+def scaling(args, models: list[str]) -> dict:
+    """fastnn alone, in this process, at 1, 2, 4, ... threads up to ``--threads``."""
+    counts = sorted({2**i for i in range(args.threads.bit_length())} | {args.threads})
+    found = {f"threads_{n}": lambda name, batch, n=n: Threaded(name, batch, n) for n in counts}
+    print("fastnn samples/s; (x) = speed-up over 1 thread")
+    sizes = models, args.batches, args.infer_batch, args.samples, args.repeats
+    rows = run(*sizes, found, speedup=True)
+    for row in rows:
+        row["speedup"] = row[f"threads_{counts[-1]}"] / row["threads_1"]
+    return {"scaling": rows}
+
+
+def parse_args(argv):
     parser = argparse.ArgumentParser(description="fastnn vs peers: training/inference samples/s")
-    parser.add_argument("--models", nargs="*", default=list(SPECS))
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--models", nargs="*", default=list(SEED_SPECS), choices=list(SPECS), metavar="MODEL",
+        help=f"default: the seed's {', '.join(SEED_SPECS)}; the zoo: {', '.join(zoo.SPECS)}",
+    )  # fmt: skip
+    which.add_argument("--zoo", action="store_true", help="every model of the zoo")
     parser.add_argument("--batches", nargs="*", type=int, default=[32, 128])
     parser.add_argument("--infer-batch", type=int, default=256)
     parser.add_argument("--samples", type=int, default=2048)
@@ -501,25 +655,19 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
-    sizes = args.models, args.batches, args.infer_batch, args.samples, args.repeats
-    result = {"args": vars(args)}
-    if args.scaling:
-        counts = sorted({2**i for i in range(args.threads.bit_length())} | {args.threads})
-        found = {f"threads_{n}": lambda name, batch, n=n: Threaded(name, batch, n) for n in counts}
-        print("fastnn samples/s; (x) = speed-up over 1 thread")
-        rows = run(*sizes, found, speedup=True)
-        for row in rows:
-            row["speedup"] = row[f"threads_{counts[-1]}"] / row["threads_1"]
-        result["scaling"] = rows
-    else:
-        names = [fw for fw in installed() if fw == "fastnn" or not args.only or fw in args.only]
-        print("samples/s; (x) = fastnn / peer")
-        result["rows"] = run(*sizes, factories(names, args.threads, args.samples))
-        if args.memory:
-            print("peak memory (MiB) of a process training one epoch; (x) = fastnn / peer")
-            result["memory_mib"] = peak_memory(
-                args.models, max(args.batches), args.samples, args.threads, names
-            )
+    if args.zoo:
+        args.models = list(zoo.SPECS)
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    result = {"args": vars(args), "load_average": {"start": os.getloadavg()}}
+    models, result["skipped"] = runnable(args.models)
+    result.update(scaling(args, models) if args.scaling else compare(args, models))
+    result["load_average"]["end"] = os.getloadavg()
+    print(f"load average (1, 5, 15 min): start {result['load_average']['start']}, end "
+          f"{result['load_average']['end']}")  # fmt: skip
     if not args.no_save:
         save("scaling" if args.scaling else "models", result)
 
