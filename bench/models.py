@@ -10,7 +10,8 @@ Peers: PyTorch eager (default, channels_last, and "tuned": channels_last in a pr
 glibc keeps freed memory, see TUNED_ENV) and Keras 3 on each installed backend (threads are
 bounded on the torch backend only). Prints a table of samples/second with the fastnn/peer ratio
 and writes it, with the machine, each framework's threads (Numba's threading layer for fastnn)
-and the load average, to ``bench/results/models-<date>.json``; ``--memory`` adds each
+and the load average, to ``bench/results/models-<date>.json`` (``models-zoo-<date>.json`` with
+``--zoo``; ``python -m bench.table`` makes the README's table of it); ``--memory`` adds each
 framework's peak memory of a training run, ``--scaling`` runs fastnn alone from 1 thread up
 instead. For figures comparable with a user's machine, unset OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE in the benchmark command (never in tests or CI)."""
@@ -669,7 +670,8 @@ def main(argv=None) -> None:
     print(f"load average (1, 5, 15 min): start {result['load_average']['start']}, end "
           f"{result['load_average']['end']}")  # fmt: skip
     if not args.no_save:
-        save("scaling" if args.scaling else "models", result)
+        kind = "scaling" if args.scaling else "models-zoo" if args.zoo else "models"
+        save(kind, result)
 
 
 if __name__ == "__main__":

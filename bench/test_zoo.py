@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from bench import models, profile, zoo
+from bench import models, profile, table, zoo
 
 torch = pytest.importorskip("torch")
 from bench import zoo_torch  # noqa: E402  (needs torch)
@@ -113,3 +113,16 @@ def test_profile_takes_a_saved_model(tmp_path, monkeypatch, capsys):
     assert steps["GlobalMaxPooling1D"]["bound"] == "memory"
     assert infer["mode"] == "inference" and saved["ceilings"]["gemm_gflops"] > 0
     assert "% peak" in capsys.readouterr().out
+
+
+def test_table_gives_fastnn_against_the_fastest_peer_of_each_row():
+    rows = [
+        {"model": "lenet5", "mode": "train", "batch": 32, "fastnn": 300, "pytorch": 100,
+         "pytorch_tuned": 150},
+        {"model": "lenet5", "mode": "infer", "batch": 256, "fastnn": 900, "pytorch": 1000},
+    ]  # fmt: skip
+    lines = table.markdown(rows, table.peers_of(rows, None)).splitlines()
+    assert lines[0] == (
+        "| model | training, batch 32 | vs fastest peer | inference, batch 256 | vs fastest peer |"
+    )
+    assert lines[2] == "| lenet5 | 300 | 2.00x (PyTorch tuned) | 900 | 0.90x (PyTorch eager) |"
