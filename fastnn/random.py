@@ -30,3 +30,16 @@ def make_rng(seed: int | None = None) -> np.random.Generator:
         if _root is None:
             _root = np.random.default_rng()
         return np.random.default_rng(_root.integers(2**63))
+
+
+_KERAS_RANDOM = ("SeedGenerator", "dropout", "normal", "randint", "shuffle", "truncated_normal",
+                 "uniform")  # fmt: skip
+
+
+def __getattr__(name: str):
+    """keras.random's functions (``fastnn.ops.random``), imported on first use."""
+    if name in _KERAS_RANDOM:
+        from fastnn.ops import random
+
+        return getattr(random, name)
+    raise AttributeError(f"module 'fastnn.random' has no attribute {name!r}")

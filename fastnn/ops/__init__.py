@@ -1,0 +1,15 @@
+"""fastnn.ops: keras.ops's names on numpy arrays, differentiable on a GradientTape.
+
+Outside a tape the ops take and return numpy arrays (``ops.sum(x, axis=1)`` is numpy's sum).
+Under a ``fastnn.GradientTape`` they record what their gradient needs (``tape.py``); every
+op's gradient rule is in ``rules.py``.
+"""
+
+from fastnn.ops import core, nn, numpy, rules  # noqa: F401  (rules registers the gradients)
+from fastnn.ops.core import *  # noqa: F403
+from fastnn.ops.nn import *  # noqa: F403
+from fastnn.ops.numpy import *  # noqa: F403
+from fastnn.ops.tape import GradientTape
+from fastnn.ops.tensor import Tensor
+
+__all__ = [*core.__all__, *numpy.__all__, *nn.__all__, "GradientTape", "Tensor"]

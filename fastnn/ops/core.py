@@ -1,0 +1,117 @@
+"""Core ops: conversion, dtype and shape queries, casts, slices, stop_gradient, custom_gradient."""
+
+from __future__ import annotations
+
+import builtins
+import functools
+from collections.abc import Callable
+
+import numpy as np
+
+from fastnn.ops import tape
+from fastnn.ops.tape import OpError, Tensor, apply, as_array, is_variable, paused, unwrap
+
+__all__ = [
+    "cast", "convert_to_numpy", "convert_to_tensor", "custom_gradient", "dtype", "is_tensor",
+    "shape", "slice", "slice_update", "stop_gradient", "unstack",
+]  # fmt: skip
+
+
+def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
+    """``x`` as an array (a tensor a tape tracks stays one); Python floats become floatx."""
+    if sparse or ragged:
+        raise ValueError("convert_to_tensor: fastnn has no sparse or ragged tensors")
+    if isinstance(x, Tensor) or (is_variable(x) and tape.tracked(x)):
+        return x if dtype is None or np.dtype(dtype) == x.dtype else cast(x, dtype)
+    return as_array(x, dtype)
+
+
+def convert_to_numpy(x) -> np.ndarray:
+    """A numpy copy of ``x`` (a tensor, a Variable, a list); a constant to every tape."""
+    return np.array(unwrap(x))
+
+
+def is_tensor(x) -> bool:
+    """True for what fastnn.ops return: numpy arrays and tape Tensors."""
+    return isinstance(x, (np.ndarray, Tensor))
+
+
+def shape(x) -> tuple:
+    """The shape of ``x`` as a tuple of ints."""
+    return tuple(np.shape(unwrap(x)))
+
+
+def dtype(x) -> str:
+    """The dtype name of ``x``, e.g. 'float32'."""
+    return np.result_type(unwrap(x)).name
+
+
+def cast(x, dtype):
+    """``x`` as ``dtype``; the gradient flows back through float-to-float casts only."""
+    return apply("cast", _cast, x, dtype=np.dtype(dtype))
+
+
+def _cast(x, dtype):
+    return as_array(x).astype(dtype, copy=False)
+
+
+def stop_gradient(variable) -> np.ndarray:
+    """The value of ``variable`` with no gradient: a plain array, a constant to every tape
+    (a new view, so that not even a watched numpy array is seen again)."""
+    return np.asarray(unwrap(variable)).view()
+
+
+def slice(inputs, start_indices, shape):  # noqa: A001 (Keras's name)
+    """The block of ``shape`` starting at ``start_indices``: (...) -> shape."""
+    return apply("get_item", _get_item, inputs, index=_block(start_indices, shape))
+
+
+def slice_update(inputs, start_indices, updates):
+    """``inputs`` with the block at ``start_indices`` replaced by ``updates`` (a new array)."""
+    index = _block(start_indices, np.shape(unwrap(updates)))
+    return apply("slice_update", _slice_update, inputs, updates, index=index)
+
+
+def _block(start_indices, shape) -> tuple:
+    starts = [int(s) for s in np.asarray(unwrap(start_indices)).reshape(-1)]
+    return tuple(builtins.slice(s, s + int(n)) for s, n in zip(starts, shape))
+
+
+def _get_item(x, index):
+    return as_array(x)[index]
+
+
+def _slice_update(x, updates, index):
+    out = np.array(as_array(x))
+    if out[index].shape != np.shape(updates):
+        raise ValueError(f"the block {out[index].shape} does not match the updates")
+    out[index] = updates
+    return out
+
+
+def custom_gradient(f: Callable) -> Callable:
+    """Decorator: ``f(*args) -> (output, grad_fn)`` becomes a function whose gradient is
+    ``grad_fn(*upstream) -> one gradient per arg``; ops inside ``f`` are not recorded."""
+
+    @functools.wraps(f)
+    def wrapper(*args):
+        with paused():
+            output, grad_fn = f(*args)
+        outputs = list(output) if isinstance(output, (list, tuple)) else [output]
+        if not tape.STATE.tapes:
+            return output
+        results = tape.record(
+            lambda grads: grad_fn(*grads), args, outputs, name=f"custom_gradient({f.__name__})"
+        )
+        return type(output)(results) if isinstance(output, (list, tuple)) else results[0]
+
+    return wrapper
+
+
+def unstack(x, num: int | None = None, axis: int = 0) -> list:
+    """The slices of ``x`` along ``axis``: (..., n, ...) -> n arrays of (..., ...)."""
+    n = np.shape(unwrap(x))[axis]
+    if num is not None and num != n:
+        raise OpError(f"unstack: num={num} but axis {axis} of shape {shape(x)} has {n}")
+    lead = (builtins.slice(None),) * (axis % len(shape(x)))
+    return [apply("get_item", _get_item, x, index=(*lead, i)) for i in range(n)]

@@ -1,0 +1,458 @@
+"""The tape: which values derive from watched ones, what each op records, and the walk back.
+
+Outside a tape every op takes and returns numpy arrays; the only cost is one look at this
+thread's list of recording tapes. While a ``GradientTape`` records, an op one of whose inputs the
+tape tracks (a watched value, a trainable Variable it read, or a value computed from one) returns
+a ``Tensor``: the result array and the key the tapes know it by. The op appends one ``Entry`` to
+each tape that tracks an input: its rule (from ``rules.py``), the keys of its inputs and output,
+and only the values the rule reads. Results computed from nothing tracked stay plain arrays, as
+do integer and boolean results (they have no gradient). Python operators, indexing and numpy
+functions on a Tensor or Variable go through ``fastnn.ops``, so ``x * 2 + b`` records too.
+
+``GradientTape.gradient`` replays the entries in reverse, summing gradients where a value fans
+out. Rules are written with fastnn.ops, so when an outer tape tracks what an inner tape saved, the
+inner tape's backward is itself recorded and gradients of gradients work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from fastnn.ops.tensor import (  # noqa: F401 (OpError, TensorOps: fastnn.ops imports them here)
+    OpError,
+    Spec,
+    Tensor,
+    TensorOps,
+    _VariableRead,
+    as_array,
+    is_float,
+    is_variable,
+    unwrap,
+)
+
+
+class _State(threading.local):
+    def __init__(self) -> None:
+        self.tapes: list[GradientTape] = []  # this thread's recording tapes, innermost last
+
+
+STATE = _State()
+_new_key = itertools.count(1).__next__
+
+
+# ---- rules and entries ---------------------------------------------------------------------
+RULES: dict[str, Rule] = {}
+
+
+class Rule:
+    """An op's VJP: one function per input, ``vjp(g, ans, *inputs, **params) -> input grad``
+    (or one ``vjp(g, ans, *inputs, argnum, **params)`` for ops with any number of inputs), and
+    which of ans and the inputs it reads: only those are saved, the rest become ``Spec``s."""
+
+    __slots__ = ("name", "vjps", "keep_ans", "keep", "variadic")
+
+    def __init__(self, name: str, saves: str, vjps: Sequence[Callable]) -> None:
+        code = vjps[0].__code__  # (g, ans, *inputs): read from the code object, not inspect
+        self.variadic = bool(code.co_flags & inspect.CO_VARARGS)
+        names = list(code.co_varnames[1 : code.co_argcount])
+        if self.variadic:
+            names.append(code.co_varnames[code.co_argcount + code.co_kwonlyargcount])
+        unknown = set(saves.split()) - set(names)
+        if unknown:
+            raise ValueError(f"rule {name!r} saves {sorted(unknown)}, not among {names}")
+        self.name = name
+        self.vjps = tuple(vjps)
+        self.keep_ans = names[0] in saves.split()
+        self.keep = [n in saves.split() for n in names[1:]]
+
+    def save(self, inputs: Sequence, ans) -> tuple:
+        """(ans, *inputs), with a Spec for each the rule does not read."""
+        saved = [ans if self.keep_ans else Spec(ans)]
+        if self.variadic:
+            keep_all = self.keep[-1]
+            saved += [x if keep_all else Spec(x) for x in inputs]
+        else:
+            saved += [x if k else Spec(x) for x, k in zip(inputs, self.keep)]
+        return tuple(saved)
+
+    def backward(self, grads: list, saved: tuple, params: dict, need: list) -> list:
+        """The gradients of the inputs flagged in ``need`` (None for the others)."""
+        g, (ans, *xs) = grads[0], saved
+        if self.variadic:
+            vjp = self.vjps[0]
+            return [vjp(g, ans, *xs, argnum=i, **params) if n else None for i, n in enumerate(need)]
+        return [
+            f(g, ans, *xs, **params) if n and f is not None else None
+            for f, n in zip(self.vjps, need)
+        ]
+
+
+class JointRule:
+    """A VJP that returns every input's gradient at once: ``vjp(output_grads) -> input_grads``
+    (a layer's backward, a custom_gradient's grad_fn). Missing output gradients become zeros."""
+
+    __slots__ = ("name", "vjp", "outputs")
+
+    def __init__(self, name: str, vjp: Callable, outputs: Sequence) -> None:
+        self.name, self.vjp, self.outputs = name, vjp, [Spec(y) for y in outputs]
+
+    def backward(self, grads: list, saved: tuple, params: dict, need: list) -> list:
+        grads = [
+            np.zeros(s.shape, s.dtype) if g is None else g for g, s in zip(grads, self.outputs)
+        ]
+        result = self.vjp(grads)
+        result = list(result) if isinstance(result, (list, tuple)) else [result]
+        if len(result) != len(need):
+            raise ValueError(
+                f"{self.name}: the gradient function returned {len(result)} gradients for "
+                f"{len(need)} inputs"
+            )
+        return result
+
+
+class _NoRule:
+    """Recorded for an op without a rule: fine until a gradient has to pass through it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def save(self, inputs: Sequence, ans) -> tuple:
+        return ()
+
+    def backward(self, grads, saved, params, need):
+        raise LookupError(f"fastnn.ops has no gradient for `{self.name}`")
+
+
+class Entry:
+    """One recorded op: its rule, input and output keys, saved values and static params."""
+
+    __slots__ = ("rule", "in_keys", "out_keys", "saved", "params")
+
+    def __init__(self, rule, in_keys: list, out_keys: tuple, saved: tuple, params: dict) -> None:
+        self.rule, self.in_keys, self.out_keys = rule, in_keys, out_keys
+        self.saved, self.params = saved, params
+
+
+# ---- recording ---------------------------------------------------------------------------------
+def apply(name: str, forward: Callable, *inputs, **params):
+    """Run ``forward(*arrays, **params)`` on the inputs' arrays; on each recording tape that
+    tracks an input, record the op under rule ``name``. Inputs are the differentiable operands;
+    params are static (axes, shapes, index arrays)."""
+    values = [unwrap(x) for x in inputs]
+    try:
+        out = forward(*values, **params)
+    except OpError:
+        raise
+    except (ValueError, IndexError) as error:
+        raise shape_error(name, values, params, error) from None
+    if STATE.tapes and is_float(out):
+        return _record(name, inputs, values, out, params)
+    return out
+
+
+def _record(name: str, inputs: Sequence, values: list, out, params: dict):
+    hits = [(tape, keys) for tape in STATE.tapes if (keys := tape.input_keys(inputs))]
+    if not hits:
+        return out
+    rule = RULES.get(name) or _NoRule(name)
+    result = Tensor(out, _new_key())
+    # One tape: the rule's values are constants to every other tape, so arrays suffice. Several:
+    # save the tensors themselves, so that an outer tape records the inner tape's backward.
+    if len(hits) == 1:
+        saved = rule.save(values, out)
+    else:
+        saved = rule.save([_VariableRead(x) if is_variable(x) else x for x in inputs], result)
+    for tape, keys in hits:
+        tape.append(Entry(rule, keys, (result.key,), saved, params))
+    return result
+
+
+def record(vjp: Callable, inputs: Sequence, outputs: Sequence, name: str = "record") -> list:
+    """Record one entry for a computation done outside fastnn.ops (a built-in layer's call, a
+    custom_gradient): ``vjp(output_grads) -> input_grads`` in the inputs' order. ``outputs`` are
+    arrays; returns them as Tensors where a recording tape tracks an input."""
+    outputs = [unwrap(y) for y in outputs]
+    hits = [(tape, keys) for tape in STATE.tapes if (keys := tape.input_keys(inputs))]
+    if not hits:
+        return outputs
+    results = [Tensor(y, _new_key()) if is_float(y) else y for y in outputs]
+    out_keys = tuple(y.key if isinstance(y, Tensor) else -1 for y in results)
+    rule = JointRule(name, vjp, outputs)
+    for tape, keys in hits:
+        tape.append(Entry(rule, keys, out_keys, (), {}))
+    return results
+
+
+def tracked(x) -> bool:
+    """True if a recording tape of this thread tracks ``x``."""
+    return any(tape.key(x) is not None for tape in STATE.tapes)
+
+
+def shape_error(name: str, values: Sequence, params: dict, error: Exception) -> Exception:
+    """The error an op raises for inputs it cannot take: the op, every input shape, the cause."""
+    shapes = " and ".join(str(np.shape(v)) for v in values) or "no inputs"
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+    message = f"{name}: cannot take shapes {shapes}{f' with {shown}' if shown else ''}: {error}"
+    is_index = isinstance(error, IndexError) and not isinstance(error, ValueError)
+    return (IndexError if is_index else ValueError)(message)
+
+
+def _short(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"<{value.dtype} array of shape {value.shape}>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@contextlib.contextmanager
+def paused(tapes: Sequence[GradientTape] | None = None) -> Iterator[None]:
+    """Inside, ``tapes`` (all of this thread's, by default) do not record."""
+    saved = list(STATE.tapes)
+    stop = saved if tapes is None else tapes
+    STATE.tapes[:] = [t for t in saved if all(t is not s for s in stop)]
+    try:
+        yield
+    finally:
+        STATE.tapes[:] = saved
+
+
+# ---- the tape ------------------------------------------------------------------------------------
+class GradientTape:
+    """Records the ops run on watched values and trainable Variables, then computes gradients:
+    ``with GradientTape() as tape: loss = f(w)`` and ``tape.gradient(loss, w)``, as
+    tf.GradientTape. Trainable Variables an op reads are watched unless
+    ``watch_accessed_variables=False``; a non-persistent tape computes one set of gradients."""
+
+    def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True) -> None:
+        self.persistent = bool(persistent)
+        self.watch_accessed_variables = bool(watch_accessed_variables)
+        self._entries: list[Entry] | None = []
+        self._live: set[int] = set()  # keys of the values this tape tracks
+        self._variables: dict[int, tuple[int, object]] = {}  # id(variable) -> (key, variable)
+        self._arrays: dict[int, tuple[int, np.ndarray]] = {}  # id(array) -> (key, array)
+
+    def __enter__(self) -> GradientTape:
+        if any(t is self for t in STATE.tapes):
+            raise RuntimeError("This GradientTape is already recording; it cannot be re-entered")
+        if self._entries is None:
+            raise RuntimeError("This non-persistent GradientTape was used; make a new one")
+        STATE.tapes.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        STATE.tapes[:] = [t for t in STATE.tapes if t is not self]
+
+    # -- tracking
+    def watch(self, tensor):
+        """Track ``tensor`` (a Tensor, Variable or numpy array, or a list of them). Returns
+        what it tracks; for a numpy array a Tensor, whose operators record (numpy's own
+        operators on the array cannot; fastnn.ops functions given the array do)."""
+        if isinstance(tensor, (list, tuple)):
+            return type(tensor)(self.watch(t) for t in tensor)
+        if not is_float(tensor):
+            warnings.warn(
+                f"GradientTape.watch: only float values have gradients; got {_describe(tensor)}",
+                stacklevel=2,
+            )
+            return tensor
+        if isinstance(tensor, Tensor):
+            self._live.add(tensor.key)
+            return tensor
+        if is_variable(tensor):
+            self._variable_key(tensor, watch=True)
+            return tensor
+        if isinstance(tensor, np.ndarray):
+            key = self._arrays.get(id(tensor), (None,))[0] or _new_key()
+            self._arrays[id(tensor)] = (key, tensor)
+            self._live.add(key)
+            return Tensor(tensor, key)
+        watched = Tensor(as_array(tensor), _new_key())
+        self._live.add(watched.key)
+        return watched
+
+    def watched_variables(self) -> tuple:
+        """The Variables this tape watches, in the order it met them."""
+        return tuple(variable for _, variable in self._variables.values())
+
+    @contextlib.contextmanager
+    def stop_recording(self) -> Iterator[None]:
+        """Inside, this tape records nothing."""
+        if not any(t is self for t in STATE.tapes):
+            raise ValueError("stop_recording(): this GradientTape is not recording")
+        with paused([self]):
+            yield
+
+    def reset(self) -> None:
+        """Forget everything recorded and watched."""
+        self._entries, self._live = [], set()
+        self._variables.clear()
+        self._arrays.clear()
+
+    def key(self, x) -> int | None:
+        """The key this tape tracks ``x`` by, or None."""
+        if isinstance(x, Tensor):
+            if type(x) is _VariableRead:
+                return self._variable_key(x.variable)
+            return x.key if x.key in self._live else None
+        if isinstance(x, np.ndarray):
+            return self._arrays[id(x)][0] if id(x) in self._arrays else None
+        if isinstance(x, (int, float, np.generic)) or not is_variable(x):
+            return None
+        return self._variable_key(x)
+
+    def input_keys(self, inputs: Sequence) -> list | None:
+        """Each input's key (None where untracked), or None if no input is tracked."""
+        keys = [self.key(x) for x in inputs]
+        return keys if any(k is not None for k in keys) else None
+
+    def append(self, entry: Entry) -> None:
+        if self._entries is not None:
+            self._entries.append(entry)
+            self._live.update(entry.out_keys)
+
+    def _variable_key(self, variable, watch: bool = False) -> int | None:
+        found = self._variables.get(id(variable))
+        if found is not None:
+            return found[0]
+        if not (watch or (self.watch_accessed_variables and variable.trainable)):
+            return None
+        if not is_float(variable):
+            return None
+        key = _new_key()
+        self._variables[id(variable)] = (key, variable)
+        self._live.add(key)
+        return key
+
+    # -- gradients
+    def gradient(self, target, sources, output_gradients=None, unconnected_gradients: str = "none"):
+        """d(sum of ``target``)/d``source`` for each source, in the sources' structure; None
+        for a source the target does not depend on (zeros with ``unconnected_gradients='zero'``)."""
+        if self._entries is None:
+            raise RuntimeError(
+                "A non-persistent GradientTape computes one set of gradients; make it with "
+                "GradientTape(persistent=True) to call gradient() again"
+            )
+        if unconnected_gradients not in ("none", "zero"):
+            raise ValueError(
+                f"unconnected_gradients must be 'none' or 'zero'; got {unconnected_gradients!r}"
+            )
+        targets = _flatten(target)
+        keys = [self._target_key(t, len(targets)) for t in targets]
+        seeds = self._seeds(targets, output_gradients)
+        flat_sources = _flatten(sources)
+        source_keys = [self._source_key(s) for s in flat_sources]
+        with paused([self]):
+            grads = backward(self._entries, keys, seeds, source_keys)
+        if not self.persistent:
+            self.reset()
+            self._entries = None
+        result = [
+            _finish(grads.get(k) if k is not None else None, s, unconnected_gradients)
+            for k, s in zip(source_keys, flat_sources)
+        ]
+        return _pack(sources, iter(result))
+
+    def _target_key(self, target, count: int) -> int:
+        key = self.key(target)
+        if key is None:
+            which = "a target" if count > 1 else "the target"
+            raise ValueError(
+                f"GradientTape.gradient: {which} ({_describe(target)}) is not on this tape: it "
+                "was not computed, while this tape recorded, from a value the tape watches (a "
+                "trainable Variable, or x after tape.watch(x)). numpy functions and operators on "
+                "a plain numpy array do not record: use fastnn.ops, or the tensor tape.watch "
+                "returns"
+            )
+        return key
+
+    def _seeds(self, targets: list, output_gradients) -> list:
+        if output_gradients is None:
+            return [np.ones(np.shape(unwrap(t)), np.result_type(unwrap(t))) for t in targets]
+        seeds = _flatten(output_gradients)
+        if len(seeds) != len(targets):
+            raise ValueError(
+                f"GradientTape.gradient: {len(seeds)} output_gradients for {len(targets)} targets"
+            )
+        return seeds
+
+    def _source_key(self, source) -> int | None:
+        if not (isinstance(source, (Tensor, np.ndarray)) or is_variable(source)):
+            raise TypeError(
+                "GradientTape.gradient: sources must be Variables, tensors or watched numpy "
+                f"arrays; got {_describe(source)}"
+            )
+        return self.key(source) if not is_variable(source) else self._known_variable(source)
+
+    def _known_variable(self, variable) -> int | None:
+        found = self._variables.get(id(variable))
+        return None if found is None else found[0]
+
+
+def backward(entries: list[Entry], target_keys: list, seeds: list, source_keys: list) -> dict:
+    """Replay ``entries`` in reverse from the targets; the gradient of every key on a path to a
+    source, summed over fan-out."""
+    wanted = {k for k in source_keys if k is not None}
+    needs = set(wanted)  # keys on a path from a source: only their gradients are computed
+    for entry in entries:
+        if not needs.isdisjoint(entry.in_keys):
+            needs.update(entry.out_keys)
+    grads: dict[int, object] = {}
+    for key, seed in zip(target_keys, seeds):
+        grads[key] = seed if key not in grads else grads[key] + seed
+    for entry in reversed(entries):
+        outs = [grads.get(k) if k in wanted else grads.pop(k, None) for k in entry.out_keys]
+        need = [k in needs for k in entry.in_keys]
+        if all(g is None for g in outs) or not any(need):
+            continue
+        in_grads = entry.rule.backward(outs, entry.saved, entry.params, need)
+        for key, grad, n in zip(entry.in_keys, in_grads, need):
+            if n and grad is not None:
+                grads[key] = grad if key not in grads else grads[key] + grad
+    return grads
+
+
+def _finish(grad, source, unconnected: str):
+    value = unwrap(source)
+    if grad is None:
+        return np.zeros_like(value) if unconnected == "zero" else None
+    array = unwrap(grad)
+    if np.shape(array) != np.shape(value) or np.result_type(array) != np.result_type(value):
+        array = np.broadcast_to(array, np.shape(value)).astype(np.result_type(value))
+        return array if not isinstance(grad, Tensor) else _core.cast(grad, array.dtype)
+    return grad
+
+
+def _flatten(x) -> list:
+    if isinstance(x, (list, tuple)):
+        return [y for item in x for y in _flatten(item)]
+    if isinstance(x, dict):
+        return [y for k in x for y in _flatten(x[k])]
+    return [x]
+
+
+def _pack(structure, flat: Iterator):
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_pack(s, flat) for s in structure)
+    if isinstance(structure, dict):
+        return {k: _pack(v, flat) for k, v in structure.items()}
+    return next(flat)
+
+
+def _describe(x) -> str:
+    if isinstance(x, Tensor):
+        return f"a Tensor of shape {x.shape} and dtype {x.dtype}"
+    if is_variable(x):
+        return f"Variable '{x.name}' of shape {x.shape}"
+    if isinstance(x, (np.ndarray, np.generic)):
+        return f"a numpy array of shape {np.shape(x)} and dtype {x.dtype}"
+    return f"a {type(x).__name__}"
+
+
+from fastnn.ops import core as _core  # noqa: E402  (core imports this module)

@@ -1,0 +1,273 @@
+"""Values on a tape: ``Tensor`` (an array and the key tapes know it by) and the Python operators,
+indexing and numpy interop that ``Tensor`` and ``Variable`` share (``TensorOps``): all go through
+fastnn.ops, so ``x * 2 + b``, ``x[:, 0]`` and ``np.exp(x)`` record like ``ops.exp(x)``.
+A numpy function without a fastnn op raises on a value a tape tracks instead of silently
+dropping its gradient. Also: ``unwrap``/``as_array`` (an op's view of its inputs) and ``Spec``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from fastnn import backend
+
+
+class OpError(ValueError):
+    """An op's own argument or shape error: its message already names the op."""
+
+
+# ---- values ------------------------------------------------------------------------------------
+@functools.cache
+def _variable_class() -> type:
+    from fastnn.layers.base import Variable  # here: layers may import fastnn.ops
+
+    return Variable
+
+
+def is_variable(x) -> bool:
+    """True for fastnn Variables: layer weights and ``fastnn.Variable``."""
+    return isinstance(x, _variable_class())
+
+
+def unwrap(x):
+    """The array behind a Tensor or Variable; anything else as given."""
+    if type(x) is np.ndarray or isinstance(x, (int, float, np.generic)):
+        return x
+    if isinstance(x, Tensor) or is_variable(x):
+        return x.value
+    return x
+
+
+def as_array(x, dtype=None) -> np.ndarray:
+    """``x`` as an array; Python floats become ``floatx()`` and Python ints int32, as in Keras."""
+    x = unwrap(x)
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
+    array = np.asarray(x)
+    if dtype is None and array.dtype == np.float64:
+        dtype = backend.floatx()
+    elif dtype is None and array.dtype == np.int64 and _fits_int32(array):
+        dtype = "int32"
+    return array if dtype is None else array.astype(dtype)
+
+
+def _fits_int32(array: np.ndarray) -> bool:
+    return array.size > 0 and array.min() >= -(2**31) and array.max() < 2**31
+
+
+def is_float(x) -> bool:
+    """True for float values (arrays, tensors, Python floats): the ones with gradients."""
+    if isinstance(x, float):
+        return True
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind in "fc"
+
+
+@functools.cache
+def _op(name: str) -> Callable:
+    """The fastnn.ops function ``name`` (looked up on first use: fastnn.ops imports this file)."""
+    from fastnn.ops import numpy
+
+    return getattr(numpy, name)
+
+
+class TensorOps:
+    """Python operators, indexing and numpy interop for ``Tensor`` and ``Variable``: all go
+    through fastnn.ops, so they record on a tape."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__  # by identity, though == is elementwise (as in Keras)
+
+    @property
+    def shape(self) -> tuple:
+        return self.value.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.value.dtype
+
+    @property
+    def ndim(self) -> int:
+        return np.ndim(self.value)
+
+    @property
+    def size(self) -> int:
+        return np.size(self.value)
+
+    @property
+    def T(self):  # noqa: N802 (numpy's name)
+        return _op("transpose")(self)
+
+    def numpy(self) -> np.ndarray:
+        return np.array(self.value)
+
+    def reshape(self, *shape):
+        return _op("reshape")(self, shape[0] if len(shape) == 1 else shape)
+
+    def astype(self, dtype):
+        return _op("cast")(self, dtype)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = np.asarray(self.value, dtype=dtype)
+        return array.copy() if copy else array.view()  # a new object: not a watched array
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        name = UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+        if name is not None:
+            return _op(name)(*inputs)
+        return _numpy_fallback(f"numpy.{ufunc.__name__}", inputs, kwargs, getattr(ufunc, method))
+
+    def __array_function__(self, func, types, args, kwargs):
+        if func.__name__ in FUNCTIONS:
+            return _op(func.__name__)(*args, **kwargs)
+        return _numpy_fallback(f"numpy.{func.__name__}", args, kwargs, func)
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __iter__(self) -> Iterator:
+        return (self[i] for i in range(len(self)))
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __int__(self) -> int:
+        return int(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(np.asarray(self.value).item() if self.size == 1 else self.value, spec)
+
+    def __getitem__(self, index):
+        return _op("get_item")(self, index)
+
+    def __setitem__(self, index, value) -> None:
+        raise TypeError(
+            f"{type(self).__name__} does not support item assignment; use "
+            "fastnn.ops.slice_update or fastnn.ops.where (or .assign for a Variable)"
+        )
+
+    def __neg__(self):
+        return _op("negative")(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _op("abs")(self)
+
+    def __invert__(self):
+        return _op("logical_not")(self)
+
+
+def _binary(name: str, reflected: bool = False) -> Callable:
+    def method(self, other):
+        op = _op(name)
+        return op(other, self) if reflected else op(self, other)
+
+    method.__name__ = name
+    return method
+
+
+for _dunder, _name in {
+    "add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide", "pow": "power",
+    "floordiv": "floor_divide", "mod": "mod", "matmul": "matmul", "and": "logical_and",
+    "or": "logical_or", "xor": "logical_xor",
+}.items():  # fmt: skip
+    setattr(TensorOps, f"__{_dunder}__", _binary(_name))
+    setattr(TensorOps, f"__r{_dunder}__", _binary(_name, reflected=True))
+for _dunder, _name in {
+    "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal", "eq": "equal",
+    "ne": "not_equal",
+}.items():  # fmt: skip
+    setattr(TensorOps, f"__{_dunder}__", _binary(_name))
+
+#: numpy ufuncs a Tensor routes to the fastnn.ops function of that name (or the one given).
+UFUNCS = {
+    **{n: n for n in (
+        "add", "subtract", "multiply", "divide", "power", "floor_divide", "matmul", "negative",
+        "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "square", "sin", "cos", "tan",
+        "sinh", "cosh", "tanh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh",
+        "arctan2", "reciprocal", "sign", "floor", "ceil", "trunc", "maximum", "minimum",
+        "logaddexp", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal",
+        "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite",
+    )},
+    "true_divide": "divide", "absolute": "abs", "remainder": "mod", "rint": "round",
+}  # fmt: skip
+
+#: numpy functions a Tensor routes to the fastnn.ops function of the same name.
+FUNCTIONS = frozenset([
+    "sum", "mean", "max", "min", "amax", "amin", "prod", "std", "var", "all", "any", "argmax",
+    "argmin", "cumsum", "cumprod", "reshape", "transpose", "expand_dims", "squeeze", "concatenate",
+    "stack", "split", "take", "take_along_axis", "tile", "repeat", "pad", "sort", "argsort",
+    "where", "clip", "dot", "matmul", "einsum", "tensordot", "outer", "broadcast_to", "flip",
+    "roll", "swapaxes", "moveaxis", "ravel", "tril", "triu", "diagonal", "zeros_like", "ones_like",
+    "full_like", "shape", "ndim", "size", "round", "average", "abs", "square", "sqrt", "exp",
+    "log", "maximum", "minimum",
+])  # fmt: skip
+
+
+def _numpy_fallback(what: str, args, kwargs, func):
+    from fastnn.ops.tape import tracked
+
+    if any(tracked(x) for x in _flat(args)):
+        raise TypeError(
+            f"{what} has no gradient rule in fastnn and a recording tape tracks its input; "
+            "use the fastnn.ops function, or ops.stop_gradient(x) to take the value alone"
+        )
+    args = [[unwrap(v) for v in a] if isinstance(a, (list, tuple)) else unwrap(a) for a in args]
+    return func(*args, **{k: unwrap(v) for k, v in kwargs.items()})
+
+
+def _flat(args) -> Iterator:
+    for a in args:
+        yield from (a if isinstance(a, (list, tuple)) else (a,))
+
+
+class Tensor(TensorOps):
+    """A value a recording tape computed from a watched one: ``value`` (its array) and ``key``."""
+
+    __slots__ = ("value", "key")
+
+    def __init__(self, value, key: int) -> None:
+        self.value = value
+        self.key = key
+
+    def __repr__(self) -> str:
+        body = np.array2string(np.asarray(self.value), prefix="Tensor(")
+        return f"Tensor({body}, shape={self.shape}, dtype={self.dtype})"
+
+
+class _VariableRead(Tensor):
+    """A Variable as a rule saves it while several tapes record: operators work on it, and each
+    tape finds its own key for the variable behind it."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable) -> None:
+        super().__init__(variable.value, -1)
+        self.variable = variable
+
+
+class Spec:
+    """What a rule may read of a value it did not save: shape and dtype."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, value) -> None:
+        self.shape = np.shape(value)
+        self.dtype = getattr(value, "dtype", None)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
