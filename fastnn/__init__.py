@@ -39,4 +39,28 @@ __all__ = [
     "regularizers",
     "saving",
     "utils",
+    "GradientTape",
+    "Variable",
+    "backend",
+    "ops",
+    "random",
 ]
+
+_LAZY = {  # name -> (module, attribute): imported on first use
+    "GradientTape": ("fastnn.ops.tape", "GradientTape"),
+    "Variable": ("fastnn.ops.variables", "Variable"),
+    "backend": ("fastnn.backend", None),
+    "ops": ("fastnn.ops", None),
+    "random": ("fastnn.random", None),
+}
+
+
+def __getattr__(name: str):
+    """``fastnn.ops``, ``backend``, ``random``, ``GradientTape`` and ``Variable``, on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    import importlib
+
+    module, attribute = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attribute is None else getattr(value, attribute)

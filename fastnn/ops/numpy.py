@@ -156,7 +156,7 @@ def divide(x1, x2):
 def _divide(x1, x2):
     x1, x2 = _promote(x1, x2)
     if not (is_float(x1) or is_float(x2)):
-        x1 = _float(x1)
+        x1, x2 = _float(x1), _float(x2)
     return np.divide(x1, x2)
 
 

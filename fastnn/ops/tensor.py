@@ -270,4 +270,3 @@ class Spec:
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
-
