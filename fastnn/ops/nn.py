@@ -106,8 +106,8 @@ def _leaky_relu(x, negative_slope):
 
 
 def hard_sigmoid(x):
-    """clip(x / 6 + 0.5, 0, 1) elementwise: (...) -> (...)."""
-    return fnp.clip(fnp.add(fnp.divide(x, 6.0), 0.5), 0.0, 1.0)
+    """relu6(x + 3) / 6 elementwise (gradient 0 at -3 and 3, as torch): (...) -> (...)."""
+    return fnp.divide(relu6(fnp.add(x, 3.0)), 6.0)
 
 
 def hard_silu(x):
@@ -119,8 +119,8 @@ hard_swish = hard_silu
 
 
 def hard_tanh(x):
-    """clip(x, -1, 1) elementwise: (...) -> (...)."""
-    return fnp.clip(x, -1.0, 1.0)
+    """clip(x, -1, 1) elementwise (gradient 0 at -1 and 1, as torch): (...) -> (...)."""
+    return apply("hard_tanh", lambda v: np.clip(_float(v), -1, 1), x)
 
 
 def softmax(x, axis=-1):

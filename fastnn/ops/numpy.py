@@ -175,6 +175,8 @@ def clip(x, x_min, x_max):
 
 def _clip(x, x_min, x_max):
     x = as_array(x)
+    if not is_float(x) and (is_float(x_min) or is_float(x_max)):
+        x = _float(x)  # as Keras: an integer x clipped to float bounds is floatx
     return np.clip(x, np.asarray(x_min, x.dtype), np.asarray(x_max, x.dtype))
 
 
@@ -292,7 +294,8 @@ def _logsumexp(x, axis, keepdims):
     x = _float(x)
     top = np.max(x, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0)
-    out = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
+    with np.errstate(divide="ignore"):  # all -inf: log(0) = -inf, as intended
+        out = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
     return out if keepdims else np.squeeze(out, axis=axis)
 
 

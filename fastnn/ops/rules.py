@@ -397,6 +397,7 @@ defvjp("sort", "x", _sort)
 # ---- nn ----------------------------------------------------------------------------------------
 defvjp("relu", "ans", lambda g, ans, x: g * _mask(unwrap(ans) > 0, g))
 defvjp("relu6", "ans", lambda g, ans, x: g * _mask((unwrap(ans) > 0) & (unwrap(ans) < 6), g))
+defvjp("hard_tanh", "ans", lambda g, ans, x: g * _mask(np.abs(unwrap(ans)) < 1, g))
 defvjp("sigmoid", "ans", lambda g, ans, x: g * ans * (1 - ans))
 defvjp("softplus", "x", lambda g, ans, x: g * nn.sigmoid(x))
 defvjp("softsign", "x", lambda g, ans, x: g / fnp.square(1 + fnp.abs(x)))
