@@ -335,6 +335,12 @@ def test_shape_errors_name_the_op_and_the_shapes(call, message):
         call()
 
 
+def test_symbolic_tensors_are_refused():
+    x = fastnn.Input((3,))
+    with pytest.raises(TypeError, match="symbolic tensor .*shape \\(None, 3\\).*Lambda layer"):
+        ops.sum(x)
+
+
 def test_gradient_errors():
     with GradientTape(persistent=True) as tape:
         x = tape.watch(X)

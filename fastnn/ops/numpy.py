@@ -24,7 +24,7 @@ from fastnn.ops.core import (  # part of this namespace: Tensor methods and nump
     slice_update,
     unstack,
 )
-from fastnn.ops.tape import OpError, apply, as_array, is_float, unwrap
+from fastnn.ops.tape import OpError, Tensor, apply, as_array, is_float, unwrap
 
 __all__ = [
     "abs", "absolute", "add", "all", "amax", "amin", "any", "arange", "arccos", "arccosh",
@@ -59,6 +59,8 @@ def _operand(x):
 def _promote(a, b) -> tuple:
     """An integer or bool array meeting a float takes the float's dtype (floatx for a Python
     float), as in Keras; numpy would give float64. Python scalars stay weak."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.dtype == b.dtype:
+        return a, b
     a, b = _operand(a), _operand(b)
     fa, fb = is_float(a), is_float(b)
     if fa and not fb and hasattr(b, "dtype"):
@@ -398,6 +400,8 @@ def _einsum(*operands, subscripts):
 def reshape(x, newshape):
     """``x`` with shape ``newshape`` (one -1 allowed)."""
     newshape = (newshape,) if isinstance(newshape, (int, np.integer)) else tuple(newshape)
+    if isinstance(x, (np.ndarray, Tensor)) and x.shape == newshape:
+        return x  # nothing to record or compute
     return apply("reshape", lambda v, newshape: np.reshape(as_array(v), newshape), x,
                  newshape=newshape)  # fmt: skip
 

@@ -237,6 +237,8 @@ defvjp("cumprod", "ans x", _cumprod)
 # ---- products --------------------------------------------------------------------------------
 def _matmul(g, x1, x2, argnum: int):
     """matmul's VJP, with numpy's promotion of 1-D operands and batch broadcasting."""
+    if len(x1.shape) == len(x2.shape) == 2:
+        return g @ fnp.transpose(x2) if argnum == 0 else fnp.transpose(x1) @ g
     a = x1 if len(x1.shape) > 1 else fnp.reshape(x1, (1, -1))
     b = x2 if len(x2.shape) > 1 else fnp.reshape(x2, (-1, 1))
     if len(x2.shape) == 1:

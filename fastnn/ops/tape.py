@@ -7,7 +7,13 @@ a ``Tensor``: the result array and the key the tapes know it by. The op appends 
 each tape that tracks an input: its rule (from ``rules.py``), the keys of its inputs and output,
 and only the values the rule reads. Results computed from nothing tracked stay plain arrays, as
 do integer and boolean results (they have no gradient). Python operators, indexing and numpy
-functions on a Tensor or Variable go through ``fastnn.ops``, so ``x * 2 + b`` records too.
+functions on a Tensor or Variable go through ``fastnn.ops``, so ``x * 2 + b`` records too
+(``tensor.py``). Keys are never ``id()``s of results, so views and reused memory cannot confuse
+a tape; only numpy arrays given to ``watch`` are known by identity (the tape holds them).
+
+Why a wrapper and not an ndarray subclass: every ndarray method a subclass does not override
+(``.clip``, ``.cumsum``, a view from ``.T``) would return an unrecorded subclass instance and
+silently lose the gradient; a Tensor has only what records, and refuses the rest.
 
 ``GradientTape.gradient`` replays the entries in reverse, summing gradients where a value fans
 out. Rules are written with fastnn.ops, so when an outer tape tracks what an inner tape saved, the
@@ -74,13 +80,11 @@ class Rule:
 
     def save(self, inputs: Sequence, ans) -> tuple:
         """(ans, *inputs), with a Spec for each the rule does not read."""
-        saved = [ans if self.keep_ans else Spec(ans)]
-        if self.variadic:
-            keep_all = self.keep[-1]
-            saved += [x if keep_all else Spec(x) for x in inputs]
-        else:
-            saved += [x if k else Spec(x) for x, k in zip(inputs, self.keep)]
-        return tuple(saved)
+        keep = self.keep[-1:] * len(inputs) if self.variadic else self.keep
+        return (
+            ans if self.keep_ans else Spec(ans),
+            *[x if k else Spec(x) for x, k in zip(inputs, keep)],
+        )
 
     def backward(self, grads: list, saved: tuple, params: dict, need: list) -> list:
         """The gradients of the inputs flagged in ``need`` (None for the others)."""
@@ -302,7 +306,8 @@ class GradientTape:
                 return self._variable_key(x.variable)
             return x.key if x.key in self._live else None
         if isinstance(x, np.ndarray):
-            return self._arrays[id(x)][0] if id(x) in self._arrays else None
+            found = self._arrays.get(id(x)) if self._arrays else None
+            return None if found is None else found[0]
         if isinstance(x, (int, float, np.generic)) or not is_variable(x):
             return None
         return self._variable_key(x)
@@ -310,7 +315,7 @@ class GradientTape:
     def input_keys(self, inputs: Sequence) -> list | None:
         """Each input's key (None where untracked), or None if no input is tracked."""
         keys = [self.key(x) for x in inputs]
-        return keys if any(k is not None for k in keys) else None
+        return None if keys.count(None) == len(keys) else keys
 
     def append(self, entry: Entry) -> None:
         if self._entries is not None:

@@ -38,7 +38,19 @@ def unwrap(x):
         return x
     if isinstance(x, Tensor) or is_variable(x):
         return x.value
+    if isinstance(x, _symbolic_class()):
+        raise TypeError(
+            f"fastnn.ops got a symbolic tensor ({x.name!r}, shape {x.shape}): ops compute on "
+            "arrays. Call them in a layer's call() or wrap them in a Lambda layer"
+        )
     return x
+
+
+@functools.cache
+def _symbolic_class() -> type:
+    from fastnn.nodes import SymbolicTensor
+
+    return SymbolicTensor
 
 
 def as_array(x, dtype=None) -> np.ndarray:
@@ -62,8 +74,8 @@ def is_float(x) -> bool:
     """True for float values (arrays, tensors, Python floats): the ones with gradients."""
     if isinstance(x, float):
         return True
-    dtype = getattr(x, "dtype", None)
-    return dtype is not None and np.dtype(dtype).kind in "fc"
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    return kind is not None and kind in "fc"
 
 
 @functools.cache
@@ -260,7 +272,8 @@ class Spec:
     __slots__ = ("shape", "dtype")
 
     def __init__(self, value) -> None:
-        self.shape = np.shape(value)
+        shape = getattr(value, "shape", None)
+        self.shape = np.shape(value) if shape is None else shape
         self.dtype = getattr(value, "dtype", None)
 
     @property
