@@ -291,6 +291,22 @@ def test_a_custom_training_loop_fits_a_line():
     np.testing.assert_allclose([w.numpy(), b.numpy()], [3.0, -0.5], atol=1e-3)
 
 
+def test_gradients_feed_an_optimizer():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.25
+    w, b = Variable("zeros", shape=(3, 1), name="w"), Variable("zeros", shape=(1,), name="b")
+    optimizer = fastnn.optimizers.Adam(learning_rate=0.05)
+    for _ in range(300):
+        with GradientTape() as tape:
+            loss = ops.mean(ops.square(x @ w + b - y))
+        grads = tape.gradient(loss, [w, b])
+        assert all(g.flags.writeable and g.dtype == np.float32 for g in grads)
+        optimizer.apply_gradients(zip(grads, [w, b]))
+    np.testing.assert_allclose(w.numpy().ravel(), [1.0, -2.0, 0.5], atol=1e-2)
+    np.testing.assert_allclose(b.numpy(), [0.25], atol=1e-2)
+
+
 # ---- the hook for layers ---------------------------------------------------------------------
 def test_record_makes_one_entry_whose_vjp_is_a_backward():
     w = Variable(np.array([2.0, 3.0]), name="w")

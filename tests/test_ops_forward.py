@@ -213,6 +213,24 @@ def test_shapes_and_indexing():
     assert ops.dtype(x) == "float64" and ops.cast(x, "float32").dtype == np.float32
 
 
+def test_top_k_and_control_flow():
+    values, indices = ops.top_k(np.array([[1.0, 5, 3, 5], [0, -1, 2, 1]]), 2)
+    np.testing.assert_array_equal(values, [[5, 5], [2, 1]])
+    np.testing.assert_array_equal(indices, [[1, 3], [2, 3]])  # ties: the lower index first (TF)
+    assert indices.dtype == np.int32
+    assert ops.cond(A[0, 0] > 100, lambda: "yes", lambda: "no") == "no"
+    assert ops.switch(5, [lambda v: v, lambda v: -v], 2.0) == -2.0
+    assert ops.fori_loop(0, 4, lambda i, v: v + i, 10) == 16
+    assert ops.while_loop(lambda a, b: a < 5, lambda a, b: (a + 1, b * 2), (0, 1)) == (5, 32)
+    assert ops.while_loop(lambda a: a < 10, lambda a: a + 3, 0, maximum_iterations=2) == 6
+    np.testing.assert_allclose(ops.map(ops.sum, A), A.sum(1))
+    np.testing.assert_allclose(ops.vectorized_map(lambda t: t[0] @ t[1], (A, B)), (A * B).sum(1))
+    carry, ys = ops.scan(lambda c, x: (c + x, c * x), 0.0, np.arange(4.0))
+    assert carry == 6 and ys.tolist() == [0, 0, 2, 9]
+    carry, ys = ops.scan(lambda c, x: (c + 1, c), 0, length=3, reverse=True)
+    assert carry == 3 and ys.tolist() == [2, 1, 0]
+
+
 def test_making_arrays():
     assert ops.zeros((2, 3)).dtype == np.float32 and ops.ones(3).sum() == 3
     np.testing.assert_array_equal(ops.full((2,), 7), [7, 7])

@@ -419,6 +419,14 @@ def test_dot_product_attention(heads, kv_heads, mask, causal, bias):
     check_grads(f, q, k, v, rng=rng)
 
 
+def test_top_k_and_control_flow_record():
+    x = np.random.default_rng(19).permutation(12).reshape(3, 4) / 5.0
+    check_grads(lambda v: ops.top_k(v, 2)[0], x)
+    check_grads(lambda v: ops.scan(lambda c, r: (c * r + 1, c * 2), np.ones(4), v)[1], x)
+    check_grads(lambda v: ops.fori_loop(0, 3, lambda i, c: ops.sin(c) * v, v), x)
+    check_grads(lambda v: ops.map(ops.softmax, v) + ops.vectorized_map(ops.exp, v), x)
+
+
 def test_dropout_and_shuffle_record():
     from fastnn import random as frandom
 

@@ -12,8 +12,9 @@ from fastnn.ops import tape
 from fastnn.ops.tape import OpError, Tensor, apply, as_array, is_variable, paused, unwrap
 
 __all__ = [
-    "cast", "convert_to_numpy", "convert_to_tensor", "custom_gradient", "dtype", "is_tensor",
-    "shape", "slice", "slice_update", "stop_gradient", "unstack",
+    "cast", "cond", "convert_to_numpy", "convert_to_tensor", "custom_gradient", "dtype",
+    "fori_loop", "is_tensor", "map", "scan", "shape", "slice", "slice_update", "stop_gradient",
+    "switch", "unstack", "vectorized_map", "while_loop",
 ]  # fmt: skip
 
 
@@ -115,3 +116,66 @@ def unstack(x, num: int | None = None, axis: int = 0) -> list:
         raise OpError(f"unstack: num={num} but axis {axis} of shape {shape(x)} has {n}")
     lead = (builtins.slice(None),) * (axis % len(shape(x)))
     return [apply("get_item", _get_item, x, index=(*lead, i)) for i in range(n)]
+
+
+# ---- control flow: eager Python, so the ops inside record as usual ---------------------------
+def cond(pred, true_fn: Callable, false_fn: Callable):
+    """``true_fn()`` if ``pred`` else ``false_fn()``."""
+    return true_fn() if bool(unwrap(pred)) else false_fn()
+
+
+def switch(index, branches: list, *operands):
+    """``branches[index](*operands)``, the index clamped to the branches."""
+    i = builtins.min(builtins.max(int(unwrap(index)), 0), len(branches) - 1)
+    return branches[i](*operands)
+
+
+def fori_loop(lower: int, upper: int, body_fun: Callable, init_val):
+    """``val = body_fun(i, val)`` for i in [lower, upper); the final val."""
+    val = init_val
+    for i in range(int(lower), int(upper)):
+        val = body_fun(i, val)
+    return val
+
+
+def while_loop(cond: Callable, body: Callable, loop_vars, maximum_iterations=None):
+    """``loop_vars = body(*loop_vars)`` while ``cond(*loop_vars)``, at most maximum_iterations."""
+    packed = isinstance(loop_vars, (list, tuple))
+    state = tuple(loop_vars) if packed else (loop_vars,)
+    count = 0
+    while bool(unwrap(cond(*state))) and (maximum_iterations is None or count < maximum_iterations):
+        state = body(*state)
+        state = tuple(state) if isinstance(state, (list, tuple)) else (state,)
+        count += 1
+    return type(loop_vars)(state) if packed else state[0]
+
+
+def map(f: Callable, xs):  # noqa: A001 (Keras's name)
+    """``f`` on each slice of ``xs`` along axis 0, the results stacked."""
+    from fastnn.ops.numpy import stack
+
+    return stack([f(x) for x in unstack(xs)])
+
+
+def vectorized_map(function: Callable, elements):
+    """``function`` on each slice along axis 0 (of every tensor in a tuple), results stacked."""
+    from fastnn.ops.numpy import stack
+
+    if isinstance(elements, (list, tuple)):
+        return stack([function(type(elements)(e)) for e in zip(*(unstack(x) for x in elements))])
+    return stack([function(x) for x in unstack(elements)])
+
+
+def scan(f: Callable, init, xs=None, length=None, reverse: bool = False, unroll: int = 1):
+    """``carry, y = f(carry, x)`` over xs (or ``length`` steps of None): (final carry, stacked
+    ys)."""
+    from fastnn.ops.numpy import stack
+
+    steps = [None] * int(length) if xs is None else unstack(xs)
+    carry, ys = init, []
+    for x in reversed(steps) if reverse else steps:
+        carry, y = f(carry, x)
+        ys.append(y)
+    if reverse:
+        ys.reverse()
+    return carry, (stack(ys) if ys and ys[0] is not None else None)

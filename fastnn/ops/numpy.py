@@ -39,8 +39,9 @@ __all__ = [
     "ones", "ones_like", "outer", "pad", "power", "prod", "ravel", "reciprocal", "repeat",
     "reshape", "roll", "round", "rsqrt", "shape", "sign", "sin", "sinh", "size", "slice",
     "slice_update", "sort", "split", "sqrt", "square", "squeeze", "stack", "std", "subtract",
-    "sum", "swapaxes", "take", "take_along_axis", "tan", "tanh", "tensordot", "tile", "transpose",
-    "tril", "triu", "true_divide", "trunc", "unstack", "var", "where", "zeros", "zeros_like",
+    "sum", "swapaxes", "take", "take_along_axis", "tan", "tanh", "tensordot", "tile", "top_k",
+    "transpose", "tril", "triu", "true_divide", "trunc", "unstack", "var", "where", "zeros",
+    "zeros_like",
 ]  # fmt: skip
 
 _SCALARS = (int, float, complex, np.ndarray, np.generic)
@@ -595,6 +596,12 @@ def sort(x, axis: int = -1):
 def argsort(x, axis: int = -1) -> np.ndarray:
     """The indices (int32) that sort ``x`` along ``axis``; ties keep their order."""
     return np.argsort(as_array(x), axis=axis, kind="stable").astype("int32")
+
+
+def top_k(x, k: int, sorted: bool = True) -> tuple:  # noqa: A002 (Keras's name)
+    """The ``k`` largest entries along the last axis and their indices (int32, first of ties)."""
+    order = np.argsort(-as_array(x), axis=-1, kind="stable")[..., :k].astype("int32")
+    return take_along_axis(x, order, axis=-1), order
 
 
 def size(x) -> int:

@@ -424,14 +424,17 @@ def backward(entries: list[Entry], target_keys: list, seeds: list, source_keys: 
 
 
 def _finish(grad, source, unconnected: str):
+    """The source's gradient in its dtype: a writable array, or a Tensor an outer tape tracks."""
     value = unwrap(source)
     if grad is None:
         return np.zeros_like(value) if unconnected == "zero" else None
-    array = unwrap(grad)
-    if np.shape(array) != np.shape(value) or np.result_type(array) != np.result_type(value):
-        array = np.broadcast_to(array, np.shape(value)).astype(np.result_type(value))
-        return array if not isinstance(grad, Tensor) else _core.cast(grad, array.dtype)
-    return grad
+    dtype = np.result_type(value)
+    if isinstance(grad, Tensor):
+        return grad if grad.dtype == dtype else _core.cast(grad, dtype)
+    array = np.asarray(grad)
+    if array.dtype != dtype or not array.flags.writeable:  # e.g. a broadcast view
+        array = array.astype(dtype)
+    return array
 
 
 def _flatten(x) -> list:
