@@ -112,6 +112,15 @@ def test_unconnected_sources_get_none_or_zeros():
     assert tape.gradient(y, ops.stop_gradient(x)) is None
 
 
+def test_cast_passes_the_gradient_back_in_the_source_dtype():
+    with GradientTape() as tape:
+        x = tape.watch(X)
+        y = ops.sum(ops.cast(x, "float32") * 2 + ops.cast(ops.cast(x, "int32"), "float32"))
+    grad = tape.gradient(y, X)
+    assert grad.dtype == np.float64
+    np.testing.assert_array_equal(grad, [2, 2, 2])  # the int cast stops the gradient
+
+
 def test_float32_stays_float32():
     x32 = X.astype(np.float32)
     with GradientTape() as tape:

@@ -88,6 +88,8 @@ UNARY = {
     "power_const": (lambda x: x**3 + ops.power(ops.abs(x), 1.5) + x**0, "away0"),
     "rdiv": (lambda x: 2.0 / x - x / 3.0, "away0"), "pos": (lambda x: +x - (1 - x), "any"),
     "mod": (lambda x: ops.mod(x, 0.7), "any"),
+    "ceil_trunc": (lambda x: ops.ceil(x) + ops.trunc(x) * x, "away0"),
+    "hard_tanh": (ops.hard_tanh, "away1"),
 }  # fmt: skip
 
 
@@ -111,6 +113,7 @@ BINARY = {
     "power": (ops.power, "pos", "any"), "maximum": (ops.maximum, "any", "any"),
     "minimum": (ops.minimum, "any", "any"), "arctan2": (ops.arctan2, "away0", "away0"),
     "logaddexp": (ops.logaddexp, "any", "any"),
+    "floor_divide": (lambda a, b: ops.floor_divide(a, b) + a * b, "any", "away0"),
     "operators": (lambda a, b: a * b - a / b + a**2 + 1 - b, "any", "away0"),
     "where": (lambda a, b: ops.where(np.sin(np.arange(np.size(a))).reshape(np.shape(a)) > 0,
                                      a, b), "any", "any"),
@@ -459,6 +462,21 @@ SECOND_ORDER = {
     "average_pool": (lambda x: ops.average_pool(x, 2, padding="same") ** 3, (1, 3, 1)),
     "take_pad": (lambda x: ops.pad(ops.take(x, [0, 0, 1], axis=1), 1, "reflect") ** 2, (2, 3)),
 }
+
+
+@pytest.mark.parametrize("wrt", [0, 1])
+def test_second_order_conv_through_both_adjoints(wrt):
+    """The gradient of conv w.r.t. x (conv_input_grad) or kernel (conv_kernel_grad),
+    differentiated w.r.t. both x and kernel: every rule of the three."""
+    rng = np.random.default_rng(20)
+
+    def grad(x, k):
+        with GradientTape() as tape:
+            xt, kt = tape.watch(x), tape.watch(k)
+            y = ops.sum(ops.conv(xt, kt, strides=2, padding="same") ** 2)
+        return tape.gradient(y, [xt, kt][wrt])
+
+    check_grads(grad, rng.standard_normal((1, 5, 2)), rng.standard_normal((3, 2, 2)), rng=rng)
 
 
 @pytest.mark.parametrize("name", SECOND_ORDER)

@@ -58,8 +58,9 @@ def _mask(condition, g) -> np.ndarray:
     return np.asarray(unwrap(condition), dtype=g.dtype)
 
 
-def _zero(g, ans, *xs, **params):
-    return fnp.zeros_like(g)
+def _zero(g, ans, *xs, argnum, **params):
+    """The gradient of a piecewise-constant op (sign, floor, round, floor_divide): zeros."""
+    return np.zeros(xs[argnum].shape, g.dtype)
 
 
 # ---- elementwise, one input ------------------------------------------------------------------
