@@ -233,11 +233,11 @@ def test_predict_passes_stay_under_the_memory_budget(monkeypatch):
     model = small_model()
     per_sample = model._graph.bytes_per_sample()
     assert per_sample == (3 + 4 + 1) * 4  # the input and each layer's output, float32
-    monkeypatch.setattr(fastnn.training, "PREDICT_PASS_BYTES", per_sample * 20)
+    monkeypatch.setattr(fastnn.training.trainer, "PREDICT_PASS_BYTES", per_sample * 20)
     passes = count_passes(model, monkeypatch)
     model.predict(X, batch_size=8, verbose=0)
     assert passes == [16, 16, 8]  # two batches of 8 a pass
-    monkeypatch.setattr(fastnn.training, "PREDICT_PASS_BYTES", per_sample * 7)
+    monkeypatch.setattr(fastnn.training.trainer, "PREDICT_PASS_BYTES", per_sample * 7)
     passes.clear()
     model.predict(X, batch_size=8, verbose=0)
     assert passes == [8] * 5  # a batch is over the budget alone: one a pass
