@@ -1,0 +1,268 @@
+"""The data of fit / evaluate / predict as the trainer takes it: x, y and sample weights checked
+and cast (one array per model input or output), class weights, validation splits, and the
+batches of generators and PyDatasets.
+
+Every check runs before any step, so a bad argument changes nothing; each error names the input or
+output and shows what was expected next to what was given.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def _is_array_like(value) -> bool:
+    return isinstance(value, np.ndarray) or hasattr(value, "__array__")
+
+
+def _as_input(array, shape, dtype, what, stream=False):
+    """One input array: rank adjusted as Keras does, shape and values checked, cast to the input's
+    dtype once: whole, or with ``stream`` batch by batch as read (a ``_CastOnRead``).
+
+    fit() reads its data every epoch, so it casts once up front; evaluate() and predict() read
+    each sample once and stream, so a large input is never copied whole."""
+    if array is None:
+        raise ValueError(f"{what} is missing: got None where its data belongs")
+    arr = np.asarray(array)
+    if arr.dtype == object:
+        raise TypeError(f"{what}: expected numeric data, got an array of Python objects")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: expected numeric data, got dtype {arr.dtype}")
+    if arr.ndim == len(shape) - 1 and shape[-1] == 1:
+        arr = arr[..., None]
+    elif arr.ndim == len(shape) + 1 and arr.shape[-1] == 1 and len(shape) > 1:
+        arr = arr[..., 0]
+    if arr.ndim != len(shape) or any(
+        e is not None and g != e for e, g in zip(shape[1:], arr.shape[1:])
+    ):
+        raise ValueError(f"{what} expects arrays of shape {shape}, got shape {arr.shape}")
+    _check_finite(arr, dtype, what)
+    _check_integer_range(arr, dtype, what)
+    if arr.dtype == dtype and arr.flags.c_contiguous:
+        return arr
+    if stream:
+        return _CastOnRead(arr, dtype)
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _as_target(array, what):
+    """One target array: numeric, one per sample, finite; bool and non-float32 floats cast to
+    float32 once (integer labels stay integers: sparse losses index by them)."""
+    arr = np.asarray(array)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: expected numeric targets, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{what}: expected one target per sample, got a scalar")
+    _check_finite(arr, np.float32, what)
+    if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and arr.dtype != np.float32):
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _as_sample_weight(sample_weight, loss_shapes):
+    """sample_weight as float64, numeric and finite, shaped to weigh the per-sample losses of
+    every output (``loss_shapes``: (output name, per-sample loss shape without the batch axis)
+    of the outputs with a loss), so a bad one fails before any step rather than inside one. The
+    number of samples is compared with x's by the caller."""
+    arr = np.asarray(sample_weight)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight: expected numeric weights, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError("sample_weight: expected one weight per sample, got a scalar")
+    arr = arr.astype(np.float64)
+    _check_finite(arr, np.float64, "sample_weight")
+    per_sample = arr.shape[1:]
+    for name, shape in loss_shapes:
+        if None in shape or (
+            len(per_sample) > len(shape) and math.prod(per_sample) == math.prod(shape)
+        ):
+            continue  # losses._reduce reshapes a weight of the losses' size to their shape
+        padded = per_sample + (1,) * (len(shape) - len(per_sample))
+        if len(padded) != len(shape) or any(w not in (1, s) for w, s in zip(padded, shape)):
+            raise ValueError(
+                f"sample_weight of shape {arr.shape} does not match the per-sample losses of "
+                f"output '{name}', of shape {(len(arr), *shape)}"
+            )
+    return arr
+
+
+#: Bytes of values checked at a time: the finiteness check's temporaries stay this small.
+_CHECK_BYTES = 1 << 22
+
+
+def _check_finite(arr, dtype, what) -> None:
+    """Raise a ValueError naming the first sample of float ``arr`` with a NaN or infinity, or
+    with a value that overflows the float ``dtype`` it will be cast to; checked in chunks."""
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return
+    dtype = np.dtype(dtype)
+    narrowing = dtype.kind == "f" and dtype.itemsize < arr.dtype.itemsize
+    rows = max(1, _CHECK_BYTES // arr[0].nbytes)
+    for start in range(0, len(arr), rows):
+        chunk = arr[start : start + rows]
+        if narrowing:
+            with np.errstate(over="ignore"):
+                ok = np.isfinite(chunk.astype(dtype))
+        else:
+            ok = np.isfinite(chunk)
+        if ok.all():
+            continue
+        row = start + int(np.argmin(ok.reshape(len(chunk), -1).all(axis=1)))
+        if np.isfinite(arr[row]).all():
+            raise ValueError(
+                f"{what} has values beyond the range of {dtype.name} (first in sample {row})"
+            )
+        raise ValueError(f"{what} contains NaN or infinite values (first in sample {row})")
+
+
+def _check_integer_range(arr, dtype, what) -> None:
+    """Raise a ValueError naming the first value of ``arr`` that an integer ``dtype`` cannot
+    hold (the cast would wrap it around: 2**32 + 3 into int32 is 3); one min and max when the
+    cast is not safe, a search only on failure."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu" or arr.size == 0 or np.can_cast(arr.dtype, dtype):
+        return
+    info = np.iinfo(dtype)
+    if info.min <= arr.min() and arr.max() <= info.max:
+        return
+    rows = arr.reshape(len(arr), -1)
+    outside = (rows < info.min) | (rows > info.max)
+    row = int(np.argmax(outside.any(axis=1)))
+    value = rows[row][np.argmax(outside[row])]
+    raise ValueError(
+        f"{what} is {dtype.name}, which holds values in [{info.min}, {info.max}]; got {value} "
+        f"(first in sample {row})"
+    )
+
+
+class _CastOnRead:
+    """A checked input that evaluate()/predict() read batch by batch: ``a[index]`` is a
+    contiguous copy of those samples in the input's dtype, so the whole input is never copied."""
+
+    __slots__ = ("array", "dtype")
+
+    def __init__(self, array: np.ndarray, dtype):
+        self.array = array
+        self.dtype = np.dtype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @property
+    def shape(self) -> tuple:
+        return self.array.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
+    def __getitem__(self, index) -> np.ndarray:
+        return np.ascontiguousarray(self.array[index], dtype=self.dtype)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.ascontiguousarray(self.array, dtype=dtype or self.dtype)
+
+
+def _common_length(arrays, names) -> int:
+    sizes = {n: len(a) for n, a in zip(names, arrays)}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(
+            "Data cardinality is ambiguous: all inputs must have the same number of samples; "
+            f"got {', '.join(f'{k}: {v}' for k, v in sizes.items())}"
+        )
+    return next(iter(sizes.values()))
+
+
+def _require_x(x, caller: str) -> None:
+    if x is None:
+        raise ValueError(
+            f"{caller}: x is missing (None): pass the input data (an array, a list or dict of "
+            "arrays, or a generator / PyDataset of batches)"
+        )
+
+
+def _is_batch_source(x) -> bool:
+    """A generator / iterator of batches, or a PyDataset-style object (__len__, __getitem__)."""
+    if x is None or isinstance(x, (np.ndarray, list, tuple, Mapping)) or hasattr(x, "__array__"):
+        return False
+    return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__"))
+
+
+def _unpack_batch(item):
+    if not isinstance(item, (list, tuple)) or len(item) not in (2, 3):
+        raise ValueError(
+            "fit(): each batch from a generator or PyDataset must be (x, y) or "
+            f"(x, y, sample_weight); got {type(item).__name__}"
+            + (f" of length {len(item)}" if isinstance(item, (list, tuple)) else "")
+        )
+    return tuple(item) if len(item) == 3 else (item[0], item[1], None)
+
+
+def _split_validation(xs, ys, sample_weight, fraction):
+    """Keras's validation_split: the last ``fraction`` of the samples, before any shuffling."""
+    n = len(xs[0])
+    cut = int(n * (1.0 - fraction))
+    if cut == 0 or cut == n:
+        raise ValueError(
+            f"validation_split={fraction} leaves no training or validation samples out of {n}"
+        )
+
+    def head(a):
+        return None if a is None else a[:cut]
+
+    def tail(a):
+        return None if a is None else a[cut:]
+
+    val = ([tail(a) for a in xs], [tail(a) for a in ys], tail(sample_weight))
+    return [head(a) for a in xs], [head(a) for a in ys], head(sample_weight), val
+
+
+def _unpack_validation(data):
+    if not isinstance(data, (list, tuple)) or len(data) not in (2, 3):
+        raise ValueError(
+            "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight); "
+            f"got {type(data).__name__}"
+            + (f" of length {len(data)}" if isinstance(data, (list, tuple)) else "")
+        )
+    return tuple(data) if len(data) == 3 else (data[0], data[1], None)
+
+
+def _with_class_weight(sample_weight, class_weight, ys):
+    if class_weight is None:
+        return sample_weight
+    if not isinstance(class_weight, Mapping):
+        raise TypeError(
+            "class_weight must be a dict from class index to weight; got "
+            f"{type(class_weight).__name__}"
+        )
+    targets = [y for y in ys if y is not None]
+    if len(targets) != 1:
+        raise ValueError("class_weight is supported only for models with a single output")
+    y = targets[0]
+    labels = (
+        np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y), -1)[:, 0]
+    )
+    labels = np.rint(labels).astype(np.int64)
+    unknown = sorted(set(np.unique(labels).tolist()) - set(class_weight))
+    if unknown:
+        raise ValueError(f"class_weight has no entry for class(es) {unknown}")
+    per_class = _class_weights(class_weight)
+    weights = np.array([per_class[int(c)] for c in labels], dtype=np.float64)
+    return weights if sample_weight is None else weights * sample_weight
+
+
+def _class_weights(class_weight: Mapping) -> dict:
+    """class_weight's values as floats, each checked to be a finite number."""
+    weights = {}
+    for label, weight in class_weight.items():
+        if not isinstance(weight, numbers.Real) or not math.isfinite(weight):
+            raise ValueError(
+                f"class_weight: the weight of class {label!r} must be a finite number; "
+                f"got {weight!r}"
+            )
+        weights[label] = float(weight)
+    return weights
