@@ -8,20 +8,86 @@ output and shows what was expected next to what was given.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
+
+
+def standardize_x(x, names: list[str], inputs: list, owner: str, stream: bool = False) -> list:
+    """x as one cast array per model input (``names``, symbolic ``inputs``), checked against the
+    inputs' shapes; with ``stream`` (calls that read each sample once) cast batch by batch when
+    read. ``owner`` is the model's name, for errors."""
+    if isinstance(x, Mapping):
+        unknown = sorted(set(x) - set(names))
+        missing = [n for n in names if n not in x]
+        if unknown or missing:
+            raise ValueError(
+                f"x has keys {sorted(x)} but the model's inputs are {names}"
+                + (f"; missing {missing}" if missing else "")
+            )
+        arrays = [x[n] for n in names]
+    elif isinstance(x, (list, tuple)) and len(names) > 1:
+        arrays = list(x)
+    elif isinstance(x, (list, tuple)) and len(x) == 1 and _is_array_like(x[0]):
+        arrays = [x[0]]
+    else:
+        arrays = [x]
+    if len(arrays) != len(names):
+        raise ValueError(
+            f"Model '{owner}' expects {len(names)} input arrays {names}, got {len(arrays)}"
+        )
+    xs = [
+        as_input(a, t.shape, t.dtype, f"input '{n}'", stream)
+        for a, t, n in zip(arrays, inputs, names)
+    ]
+    if _common_length(xs, [f"x['{n}']" for n in names]) == 0:
+        raise ValueError(f"Model '{owner}': the data has 0 samples")
+    return xs
+
+
+def standardize_y(y, names: list[str], losses: list, owner: str) -> list:
+    """y as one array per output (``names``; None for outputs without a loss)."""
+    if isinstance(y, Mapping):
+        unknown = sorted(set(y) - set(names))
+        needed = [n for n, loss in zip(names, losses) if loss is not None]
+        missing = [n for n in needed if n not in y]
+        if unknown or missing:
+            raise ValueError(
+                f"y has keys {sorted(y)} but the model's outputs are {names}"
+                + (f"; missing {missing}" if missing else "")
+            )
+        arrays = [y.get(n) for n in names]
+    elif isinstance(y, (list, tuple)) and len(names) > 1:
+        arrays = list(y)
+    elif isinstance(y, (list, tuple)) and len(y) == 1 and _is_array_like(y[0]):
+        arrays = [y[0]]
+    else:
+        arrays = [y]
+    if len(arrays) != len(names):
+        raise ValueError(
+            f"Model '{owner}' has {len(names)} outputs {names}, got {len(arrays)} target arrays"
+        )
+    result = []
+    for name, arr, loss in zip(names, arrays, losses):
+        if arr is None:
+            if loss is not None:
+                raise ValueError(f"y for output '{name}' is missing")
+            result.append(None)
+            continue
+        result.append(as_target(arr, f"y for output '{name}'"))
+    return result
 
 
 def _is_array_like(value) -> bool:
     return isinstance(value, np.ndarray) or hasattr(value, "__array__")
 
 
-def _as_input(array, shape, dtype, what, stream=False):
+def as_input(array, shape, dtype, what, stream=False):
     """One input array: rank adjusted as Keras does, shape and values checked, cast to the input's
-    dtype once: whole, or with ``stream`` batch by batch as read (a ``_CastOnRead``).
+    dtype once: whole, or with ``stream`` batch by batch as read (a ``CastOnRead``).
 
     fit() reads its data every epoch, so it casts once up front; evaluate() and predict() read
     each sample once and stream, so a large input is never copied whole."""
@@ -45,11 +111,11 @@ def _as_input(array, shape, dtype, what, stream=False):
     if arr.dtype == dtype and arr.flags.c_contiguous:
         return arr
     if stream:
-        return _CastOnRead(arr, dtype)
+        return CastOnRead(arr, dtype)
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _as_target(array, what):
+def as_target(array, what):
     """One target array: numeric, one per sample, finite; bool and non-float32 floats cast to
     float32 once (integer labels stay integers: sparse losses index by them)."""
     arr = np.asarray(array)
@@ -63,7 +129,7 @@ def _as_target(array, what):
     return arr
 
 
-def _as_sample_weight(sample_weight, loss_shapes):
+def as_sample_weight(sample_weight, loss_shapes):
     """sample_weight as float64, numeric and finite, shaped to weigh the per-sample losses of
     every output (``loss_shapes``: (output name, per-sample loss shape without the batch axis)
     of the outputs with a loss), so a bad one fails before any step rather than inside one. The
@@ -139,7 +205,7 @@ def _check_integer_range(arr, dtype, what) -> None:
     )
 
 
-class _CastOnRead:
+class CastOnRead:
     """A checked input that evaluate()/predict() read batch by batch: ``a[index]`` is a
     contiguous copy of those samples in the input's dtype, so the whole input is never copied."""
 
@@ -177,7 +243,7 @@ def _common_length(arrays, names) -> int:
     return next(iter(sizes.values()))
 
 
-def _require_x(x, caller: str) -> None:
+def require_x(x, caller: str) -> None:
     if x is None:
         raise ValueError(
             f"{caller}: x is missing (None): pass the input data (an array, a list or dict of "
@@ -185,14 +251,14 @@ def _require_x(x, caller: str) -> None:
         )
 
 
-def _is_batch_source(x) -> bool:
+def is_batch_source(x) -> bool:
     """A generator / iterator of batches, or a PyDataset-style object (__len__, __getitem__)."""
     if x is None or isinstance(x, (np.ndarray, list, tuple, Mapping)) or hasattr(x, "__array__"):
         return False
     return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__"))
 
 
-def _unpack_batch(item):
+def unpack_batch(item):
     if not isinstance(item, (list, tuple)) or len(item) not in (2, 3):
         raise ValueError(
             "fit(): each batch from a generator or PyDataset must be (x, y) or "
@@ -202,7 +268,7 @@ def _unpack_batch(item):
     return tuple(item) if len(item) == 3 else (item[0], item[1], None)
 
 
-def _split_validation(xs, ys, sample_weight, fraction):
+def split_validation(xs, ys, sample_weight, fraction):
     """Keras's validation_split: the last ``fraction`` of the samples, before any shuffling."""
     n = len(xs[0])
     cut = int(n * (1.0 - fraction))
@@ -221,7 +287,7 @@ def _split_validation(xs, ys, sample_weight, fraction):
     return [head(a) for a in xs], [head(a) for a in ys], head(sample_weight), val
 
 
-def _unpack_validation(data):
+def unpack_validation(data):
     if not isinstance(data, (list, tuple)) or len(data) not in (2, 3):
         raise ValueError(
             "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight); "
@@ -231,7 +297,7 @@ def _unpack_validation(data):
     return tuple(data) if len(data) == 3 else (data[0], data[1], None)
 
 
-def _with_class_weight(sample_weight, class_weight, ys):
+def with_class_weight(sample_weight, class_weight, ys):
     if class_weight is None:
         return sample_weight
     if not isinstance(class_weight, Mapping):
@@ -266,3 +332,48 @@ def _class_weights(class_weight: Mapping) -> dict:
             )
         weights[label] = float(weight)
     return weights
+
+
+# ---- batches -----------------------------------------------------------------------------------
+def batch_indices(n: int, batch_size: int, rng=None) -> Iterator:
+    """The samples of each batch: slices in order, or with ``rng`` sorted indices of a shuffle."""
+    order = rng.permutation(n) if rng is not None else None
+    for start in range(0, n, batch_size):
+        if order is None:
+            yield slice(start, min(start + batch_size, n))
+        else:
+            yield np.sort(order[start : start + batch_size])
+
+
+def take(arrays: list, index) -> list:
+    """``arrays``' rows at ``index`` (None stays None)."""
+    return [None if a is None else a[index] for a in arrays]
+
+
+def array_batches(xs, ys, sample_weight, batch_size: int, shuffle_seed: int | None) -> Callable:
+    """Per epoch: (x, y, sample_weight) batches of in-memory arrays, shuffled by
+    ``(shuffle_seed, epoch)`` unless the seed is None."""
+
+    def batches(epoch):
+        rng = None if shuffle_seed is None else np.random.default_rng([shuffle_seed, epoch])
+        for index in batch_indices(len(xs[0]), batch_size, rng):
+            sw = None if sample_weight is None else sample_weight[index]
+            yield take(xs, index), take(ys, index), sw
+
+    return batches
+
+
+def source_batches(source, steps_per_epoch: int | None, prepare: Callable) -> Callable:
+    """Per epoch: batches from a generator or a PyDataset-style object, each unpacked and passed
+    through ``prepare(step, x, y, sample_weight)``, which checks it and returns (xs, ys, sw)."""
+    indexable = hasattr(source, "__getitem__") and hasattr(source, "__len__")
+
+    def batches(epoch):
+        items = (source[i] for i in range(len(source))) if indexable else source
+        # islice stops before pulling a batch past the epoch, so the next epoch gets it.
+        for step, item in enumerate(itertools.islice(items, steps_per_epoch)):
+            yield prepare(step, *unpack_batch(item))
+        if hasattr(source, "on_epoch_end"):
+            source.on_epoch_end()
+
+    return batches

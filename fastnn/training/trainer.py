@@ -1,14 +1,15 @@
-"""compile / fit / evaluate / predict: batching, losses, metrics, optimizer steps.
+"""The training API a Model inherits: compile / fit / evaluate / predict and their steps
+(forward, losses, backward, optimizer), metrics, callbacks and the progress line.
 
-``Trainer`` is mixed into ``Model``; it works on the model it is given (its graph, inputs, outputs
-and weights) and never imports the models module.
+``data_adapters`` checks the data and makes the batches; ``compile_spec`` spreads compile()'s
+arguments over the outputs and names the logs. ``Trainer`` works on the model it is given (its
+graph, inputs, outputs and weights) and never imports the models module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 import signal
 import threading
@@ -17,25 +18,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastnn import callbacks as callbacks_module
-from fastnn import losses as losses_module
 from fastnn import metrics as metrics_module
 from fastnn import optimizers as optimizers_module
 from fastnn import runtime
 from fastnn.random import make_rng
-from fastnn.training.compile_spec import _leaves, _map_leaves, _per_output
-from fastnn.training.data_adapters import (
-    _as_input,
-    _as_sample_weight,
-    _as_target,
-    _common_length,
-    _is_array_like,
-    _is_batch_source,
-    _require_x,
-    _split_validation,
-    _unpack_batch,
-    _unpack_validation,
-    _with_class_weight,
-)
+from fastnn.training import compile_spec, data_adapters
 
 
 def _serial_blas(method):
@@ -128,12 +115,9 @@ class Trainer:
         optimizer = optimizers_module.get(optimizer)
         spec = (loss, loss_weights, metrics, weighted_metrics)
         if self.built:
-            spread = self._spread_compile_args(*spec)
+            spread = compile_spec.spread(self.output_names, *spec)
         else:
-            for leaf in _leaves(loss):
-                losses_module.get(leaf)  # fail early on unknown names
-            for leaf in _leaves(metrics) + _leaves(weighted_metrics):
-                metrics_module.get(leaf, (None, 1), (None, 2))
+            compile_spec.check_names(loss, metrics, weighted_metrics)  # fail early
             spread = (None, None, None, None)
         self.optimizer = optimizer
         self._compile_spec = spec
@@ -148,55 +132,14 @@ class Trainer:
         """
         if not self.compiled:
             return None
-        loss, loss_weights, metrics, weighted_metrics = self._compile_spec
         return {
             "optimizer": optimizers_module.serialize(self.optimizer),
-            "loss": _map_leaves(losses_module.serialize, loss),
-            "loss_weights": loss_weights,
-            "metrics": _map_leaves(metrics_module.serialize, metrics),
-            "weighted_metrics": _map_leaves(metrics_module.serialize, weighted_metrics),
+            **compile_spec.serialize(*self._compile_spec),
         }
 
     def compile_from_config(self, config: dict) -> None:
         """``compile`` with the arguments ``get_compile_config()`` returned."""
-        config = dict(config)
-        for key, module in [
-            ("loss", losses_module),
-            ("metrics", metrics_module),
-            ("weighted_metrics", metrics_module),
-        ]:
-            config[key] = _map_leaves(
-                lambda leaf, get=module.get: get(leaf) if isinstance(leaf, dict) else leaf,
-                config.get(key),
-            )
-        self.compile(**config)
-
-    def _spread_compile_args(self, loss, loss_weights, metrics, weighted_metrics) -> tuple:
-        """Per output: the loss, its weight, the metrics then weighted metrics, and how many
-        of those are weighted."""
-        names = self.output_names
-        output_losses = _per_output("loss", loss, names, broadcast=True)
-        output_losses = [losses_module.get(x) for x in output_losses]
-        if all(x is None for x in output_losses):
-            raise ValueError(
-                f"compile(): no loss given for any of the model's outputs {names}; "
-                "pass loss='mse' (or a list / dict keyed by output name)"
-            )
-        weights = _per_output("loss_weights", loss_weights, names, broadcast=True, default=1.0)
-        weights = [1.0 if w is None else float(w) for w in weights]
-        metric_specs = _per_output("metrics", metrics, names, broadcast=True, as_list=True)
-        weighted_specs = _per_output(
-            "weighted_metrics", weighted_metrics, names, broadcast=True, as_list=True
-        )
-        for specs in metric_specs + weighted_specs:
-            for spec in specs:
-                metrics_module.get(spec, (None, 1), (None, 2))  # fail early on unknown names
-        return (
-            output_losses,
-            weights,
-            [m + w for m, w in zip(metric_specs, weighted_specs)],
-            [len(w) for w in weighted_specs],
-        )
+        self.compile(**compile_spec.deserialize(config))
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
@@ -206,69 +149,8 @@ class Trainer:
 
     # ---- data ----------------------------------------------------------------------------------
     def _standardize_x(self, x, stream: bool = False) -> list[np.ndarray]:
-        """x as one cast array per model input, checked against the inputs' shapes; with
-        ``stream`` (calls that read each sample once) cast batch by batch when read."""
-        names = self.input_names
-        if isinstance(x, Mapping):
-            unknown = sorted(set(x) - set(names))
-            missing = [n for n in names if n not in x]
-            if unknown or missing:
-                raise ValueError(
-                    f"x has keys {sorted(x)} but the model's inputs are {names}"
-                    + (f"; missing {missing}" if missing else "")
-                )
-            arrays = [x[n] for n in names]
-        elif isinstance(x, (list, tuple)) and len(names) > 1:
-            arrays = list(x)
-        elif isinstance(x, (list, tuple)) and len(x) == 1 and _is_array_like(x[0]):
-            arrays = [x[0]]
-        else:
-            arrays = [x]
-        if len(arrays) != len(names):
-            raise ValueError(
-                f"Model '{self.name}' expects {len(names)} input arrays {names}, got {len(arrays)}"
-            )
-        xs = [
-            _as_input(a, t.shape, t.dtype, f"input '{n}'", stream)
-            for a, t, n in zip(arrays, self.inputs, names)
-        ]
-        if _common_length(xs, [f"x['{n}']" for n in names]) == 0:
-            raise ValueError(f"Model '{self.name}': the data has 0 samples")
-        return xs
-
-    def _standardize_y(self, y) -> list:
-        """y as one array per output (None for outputs without a loss)."""
-        names = self.output_names
-        if isinstance(y, Mapping):
-            unknown = sorted(set(y) - set(names))
-            needed = [n for n, loss in zip(names, self._losses) if loss is not None]
-            missing = [n for n in needed if n not in y]
-            if unknown or missing:
-                raise ValueError(
-                    f"y has keys {sorted(y)} but the model's outputs are {names}"
-                    + (f"; missing {missing}" if missing else "")
-                )
-            arrays = [y.get(n) for n in names]
-        elif isinstance(y, (list, tuple)) and len(names) > 1:
-            arrays = list(y)
-        elif isinstance(y, (list, tuple)) and len(y) == 1 and _is_array_like(y[0]):
-            arrays = [y[0]]
-        else:
-            arrays = [y]
-        if len(arrays) != len(names):
-            raise ValueError(
-                f"Model '{self.name}' has {len(names)} outputs {names}, got {len(arrays)} "
-                "target arrays"
-            )
-        result = []
-        for name, arr, loss in zip(names, arrays, self._losses):
-            if arr is None:
-                if loss is not None:
-                    raise ValueError(f"y for output '{name}' is missing")
-                result.append(None)
-                continue
-            result.append(_as_target(arr, f"y for output '{name}'"))
-        return result
+        """x as one cast array per model input (``data_adapters.standardize_x``)."""
+        return data_adapters.standardize_x(x, self.input_names, self.inputs, self.name, stream)
 
     def _prepare(self, x, y=None, sample_weight=None, caller="fit()", stream=False):
         """Standardize and validate everything before any work: nothing is half-applied."""
@@ -278,11 +160,13 @@ class Trainer:
     def _prepare_unnamed(self, x, y, sample_weight, stream):
         xs = self._standardize_x(x, stream)
         if self._losses is None:  # compiled before the first data built the model
-            spread = self._spread_compile_args(*self._compile_spec)
+            spread = compile_spec.spread(self.output_names, *self._compile_spec)
             self._losses, self._loss_weights, self._metric_specs, self._weighted_counts = spread
         if y is None and any(loss is not None for loss in self._losses):
             raise ValueError(f"model '{self.name}' needs targets y for its outputs")
-        ys = self._standardize_y(y) if y is not None else None
+        ys = None
+        if y is not None:
+            ys = data_adapters.standardize_y(y, self.output_names, self._losses, self.name)
         sizes = {f"x['{n}']": len(a) for n, a in zip(self.input_names, xs)}
         if ys is not None:
             sizes.update(
@@ -294,7 +178,7 @@ class Trainer:
                 for name, loss, out in zip(self.output_names, self._losses, self.outputs)
                 if loss is not None and len(out.shape) > 1
             ]
-            sample_weight = _as_sample_weight(sample_weight, loss_shapes if ys else [])
+            sample_weight = data_adapters.as_sample_weight(sample_weight, loss_shapes if ys else [])
             sizes["sample_weight"] = len(sample_weight)
         if len(set(sizes.values())) > 1:
             raise ValueError(
@@ -397,65 +281,28 @@ class Trainer:
 
     def _logs(self) -> dict:
         """Loss and metric results under Keras's keys, in Keras's order (sorted keys)."""
-        logs = {key: metric.result() for key, metric in self._metric_keys()}
-        if self._tracks_output_losses():
+        pairs = compile_spec.metric_keys(
+            self.output_names, self._output_metrics, self._weighted_counts
+        )
+        logs = {key: metric.result() for key, metric in pairs}
+        if compile_spec.tracks_output_losses(self._losses):
             for tracker, loss in zip(self._loss_trackers[1:], self._losses):
                 if loss is not None:
                     logs[tracker.name] = tracker.result()
         logs["loss"] = self._loss_trackers[0].result()
         return dict(sorted(logs.items()))
 
-    def _tracks_output_losses(self) -> bool:
-        """Keras logs '<output>_loss' only when more than one output has a loss."""
-        return sum(loss is not None for loss in self._losses) > 1
-
-    def _metric_keys(self) -> list:
-        """(log key, metric) pairs named as Keras's CompileMetrics.result() names them.
-
-        Keys get the output name as prefix when the model has several outputs; all outputs'
-        metrics come first, then their weighted metrics; a repeated key becomes 'weighted_<name>'
-        (weighted metrics) or gets a counter suffix '_1', '_2', ...
-        """
-        prefix = len(self.output_names) > 1
-        counts, pairs = {}, []
-        for weighted in (False, True):
-            for out, metrics, n_weighted in zip(
-                self.output_names, self._output_metrics, self._weighted_counts
-            ):
-                plain = len(metrics) - n_weighted
-                head = f"{out}_" if prefix else ""
-                for metric in metrics[plain:] if weighted else metrics[:plain]:
-                    key = head + metric.name
-                    if key in counts and weighted:
-                        key = f"{head}weighted_{metric.name}"
-                    if key in counts:
-                        counts[key] += 1
-                        key = f"{key}_{counts[key] - 1}"
-                    else:
-                        counts[key] = 1
-                    pairs.append((key, metric))
-        return pairs
-
     def _ordered_keys(self, logs: dict) -> list[str]:
-        """Keras's order of evaluate()'s list (Trainer._flatten_metrics_in_order): 'loss', the
-        metrics' own (unprefixed) names, the per-output losses, then every other key sorted."""
-        names = ["loss"]
-        for weighted in (False, True):
-            for metrics, n_weighted in zip(self._output_metrics, self._weighted_counts):
-                plain = len(metrics) - n_weighted
-                names += [m.name for m in (metrics[plain:] if weighted else metrics[:plain])]
-        if self._tracks_output_losses():
-            trackers = [
-                t for t, loss in zip(self._loss_trackers[1:], self._losses) if loss is not None
-            ]
-            spec = self._compile_spec[0]
-            if isinstance(self._outputs_struct, Mapping) and isinstance(spec, Mapping):
-                # Keras lists a dict-output model's losses in the loss dict's order
-                position = {f"{key}_loss": i for i, key in enumerate(spec)}
-                trackers.sort(key=lambda t: position[t.name])
-            names += [t.name for t in trackers]
-        ordered = [n for n in names if n in logs]
-        return ordered + [k for k in sorted(logs) if k not in names]
+        """The keys of ``logs`` in the order of evaluate()'s list."""
+        return compile_spec.ordered_keys(
+            logs,
+            self._output_metrics,
+            self._weighted_counts,
+            self._loss_trackers,
+            self._losses,
+            self._compile_spec[0],
+            isinstance(self._outputs_struct, Mapping),
+        )
 
     def _format_logs(self, logs: dict, return_dict: bool):
         if return_dict:
@@ -469,20 +316,6 @@ class Trainer:
         if not self.compiled or self._output_metrics is None:
             return ["loss"] if self.compiled else []
         return self._ordered_keys(self._logs())
-
-    # ---- batching ------------------------------------------------------------------------------
-    @staticmethod
-    def _batches(n: int, batch_size: int, rng=None):
-        order = rng.permutation(n) if rng is not None else None
-        for start in range(0, n, batch_size):
-            if order is None:
-                yield slice(start, min(start + batch_size, n))
-            else:
-                yield np.sort(order[start : start + batch_size])
-
-    @staticmethod
-    def _take(arrays, index):
-        return [None if a is None else a[index] for a in arrays]
 
     # ---- fit / evaluate / predict --------------------------------------------------------------
     @_one_thread_at_a_time("fit()")
@@ -508,7 +341,7 @@ class Trainer:
     ):
         """Train for ``epochs`` epochs; returns a ``History`` whose ``.history`` holds the logs."""
         self._require_compiled("fit")
-        _require_x(x, "fit()")
+        data_adapters.require_x(x, "fit()")
         _check_positive_int("epochs", epochs, allow_zero=True)
         _check_positive_int("initial_epoch", initial_epoch, allow_zero=True)
         batch_size = _batch_size(batch_size)
@@ -517,34 +350,34 @@ class Trainer:
                 f"`validation_split` must be in [0, 1); got validation_split={validation_split}"
             )
         val = train = None
-        if _is_batch_source(x):
+        if data_adapters.is_batch_source(x):
             if y is not None or validation_split:
                 raise ValueError(
                     "fit(): a generator or PyDataset yields (x, y) batches itself; pass y=None "
                     "and validation_data instead of validation_split"
                 )
-            epoch_batches = self._source_batches(x, steps_per_epoch)
+            epoch_batches = data_adapters.source_batches(x, steps_per_epoch, self._prepare_batch)
             steps = len(x) if hasattr(x, "__len__") else steps_per_epoch
         else:
             if y is None:
                 raise ValueError(f"fit(): model '{self.name}' needs targets y for its outputs")
             self._ensure_built_for_data(x)
             xs, ys, sample_weight = self._prepare(x, y, sample_weight)
-            sample_weight = _with_class_weight(sample_weight, class_weight, ys)
+            sample_weight = data_adapters.with_class_weight(sample_weight, class_weight, ys)
             if validation_split and validation_data is None:
-                xs, ys, sample_weight, val = _split_validation(
+                xs, ys, sample_weight, val = data_adapters.split_validation(
                     xs, ys, sample_weight, validation_split
                 )
             train = xs, ys, sample_weight
             steps = math.ceil(len(xs[0]) / batch_size)
         if validation_data is not None:
             val = self._prepare(
-                *_unpack_validation(validation_data), caller="fit() validation_data"
+                *data_adapters.unpack_validation(validation_data), caller="fit() validation_data"
             )
         # Every check passed: from here on the call changes the model.
         if train is not None:
             shuffle_seed = self._shuffle_seed_for(initial_epoch) if shuffle else None
-            epoch_batches = self._array_batches(*train, batch_size, shuffle_seed)
+            epoch_batches = data_adapters.array_batches(*train, batch_size, shuffle_seed)
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList(
             callbacks,
@@ -601,41 +434,18 @@ class Trainer:
         self._shuffle_seed = seed
         return seed
 
-    def _array_batches(self, xs, ys, sample_weight, batch_size, shuffle_seed):
-        """Per epoch: (x, y, sample_weight) batches of in-memory arrays, shuffled by
-        ``(shuffle_seed, epoch)`` unless the seed is None."""
-
-        def batches(epoch):
-            rng = None if shuffle_seed is None else np.random.default_rng([shuffle_seed, epoch])
-            for index in self._batches(len(xs[0]), batch_size, rng):
-                sw = None if sample_weight is None else sample_weight[index]
-                yield self._take(xs, index), self._take(ys, index), sw
-
-        return batches
-
-    def _source_batches(self, source, steps_per_epoch):
-        """Per epoch: batches from a generator or a PyDataset-style object, each validated."""
-        indexable = hasattr(source, "__getitem__") and hasattr(source, "__len__")
-
-        def batches(epoch):
-            items = (source[i] for i in range(len(source))) if indexable else source
-            # islice stops before pulling a batch past the epoch, so the next epoch gets it.
-            for step, item in enumerate(itertools.islice(items, steps_per_epoch)):
-                batch_x, batch_y, batch_sw = _unpack_batch(item)
-                self._ensure_built_for_data(batch_x)
-                yield self._prepare(batch_x, batch_y, batch_sw, caller=f"fit() batch {step}")
-            if hasattr(source, "on_epoch_end"):
-                source.on_epoch_end()
-
-        return batches
+    def _prepare_batch(self, step: int, batch_x, batch_y, batch_sw):
+        """One batch of a generator or PyDataset, checked as fit() checks arrays."""
+        self._ensure_built_for_data(batch_x)
+        return self._prepare(batch_x, batch_y, batch_sw, caller=f"fit() batch {step}")
 
     def _evaluate_arrays(self, xs, ys, sample_weight, batch_size, cbs=None) -> dict:
         self._reset_metrics()
-        for step, index in enumerate(self._batches(len(xs[0]), batch_size)):
+        for step, index in enumerate(data_adapters.batch_indices(len(xs[0]), batch_size)):
             if cbs is not None:
                 cbs.on_test_batch_begin(step)
             sw = None if sample_weight is None else sample_weight[index]
-            self._test_step(self._take(xs, index), self._take(ys, index), sw)
+            self._test_step(data_adapters.take(xs, index), data_adapters.take(ys, index), sw)
             if cbs is not None:
                 cbs.on_test_batch_end(step, self._logs())
         return self._logs()
@@ -655,7 +465,7 @@ class Trainer:
     ):
         """Loss and metrics on (x, y): a float, a list in ``metrics_names`` order, or a dict."""
         self._require_compiled("evaluate")
-        _require_x(x, "evaluate()")
+        data_adapters.require_x(x, "evaluate()")
         if y is None:
             raise ValueError(f"evaluate(): model '{self.name}' needs targets y")
         self._ensure_built_for_data(x)
@@ -670,7 +480,7 @@ class Trainer:
     @_serial_blas
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None):
         """Outputs for x, computed batch by batch: one array, or a list for several outputs."""
-        _require_x(x, "predict()")
+        data_adapters.require_x(x, "predict()")
         self._ensure_built_for_data(x)
         with _named_errors("predict()"):
             xs = self._standardize_x(x, stream=True)
@@ -686,7 +496,9 @@ class Trainer:
             for step in range(first, last):
                 cbs.on_predict_batch_begin(step)
             index = slice(first * batch_size, min(n, last * batch_size))
-            outputs, _ = self._graph.forward(self._take(xs, index), training=False, reuse="predict")
+            outputs, _ = self._graph.forward(
+                data_adapters.take(xs, index), training=False, reuse="predict"
+            )
             if results is None:
                 results = [np.empty((n, *o.shape[1:]), o.dtype) for o in outputs]
             for result, out in zip(results, outputs):
@@ -718,10 +530,10 @@ class Trainer:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns that batch's loss and metrics."""
         self._require_compiled("train_on_batch")
-        _require_x(x, "train_on_batch()")
+        data_adapters.require_x(x, "train_on_batch()")
         self._ensure_built_for_data(x)
         xs, ys, sample_weight = self._prepare(x, y, sample_weight, "train_on_batch()")
-        sample_weight = _with_class_weight(sample_weight, class_weight, ys)
+        sample_weight = data_adapters.with_class_weight(sample_weight, class_weight, ys)
         if self._output_metrics is not None:
             self._reset_metrics()
         self._train_step(xs, ys, sample_weight)
@@ -732,7 +544,7 @@ class Trainer:
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics on one batch, without updating weights."""
         self._require_compiled("test_on_batch")
-        _require_x(x, "test_on_batch()")
+        data_adapters.require_x(x, "test_on_batch()")
         self._ensure_built_for_data(x)
         xs, ys, sample_weight = self._prepare(x, y, sample_weight, "test_on_batch()")
         if self._output_metrics is not None:
@@ -743,7 +555,7 @@ class Trainer:
     @_serial_blas
     def predict_on_batch(self, x):
         """Outputs for one batch."""
-        _require_x(x, "predict_on_batch()")
+        data_adapters.require_x(x, "predict_on_batch()")
         self._ensure_built_for_data(x)
         with _named_errors("predict_on_batch()"):
             xs = self._standardize_x(x)
