@@ -15,30 +15,45 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
+#: What x and y hold, as their errors name it: the model's inputs or outputs, and a count error.
+_ROLES = {
+    "x": ("inputs", "expects {n} input arrays {names}, got {k}"),
+    "y": ("outputs", "has {n} outputs {names}, got {k} target arrays"),
+}
+
+
+def per_name(data, names: list[str], arg: str, owner: str, required=None) -> list:
+    """``data`` for ``arg`` ('x': one entry per model input, 'y': per output, named ``names``)
+    as a list in ``names``' order: a dict by name, a list or tuple (one entry per name; a list of
+    one array for a single name), or one array. A dict may leave out the names not ``required``
+    (default: all are), which get None. Errors name ``arg`` and the model ``owner``."""
+    role, count_error = _ROLES[arg]
+    if isinstance(data, Mapping):
+        unknown = sorted(set(data) - set(names))
+        missing = [n for n in (names if required is None else required) if n not in data]
+        if unknown or missing:
+            raise ValueError(
+                f"{arg} has keys {sorted(data)} but the model's {role} are {names}"
+                + (f"; missing {missing}" if missing else "")
+            )
+        return [data.get(n) for n in names]
+    if isinstance(data, (list, tuple)) and len(names) > 1:
+        arrays = list(data)
+    elif isinstance(data, (list, tuple)) and len(data) == 1 and _is_array_like(data[0]):
+        arrays = [data[0]]
+    else:
+        arrays = [data]
+    if len(arrays) != len(names):
+        message = count_error.format(n=len(names), names=names, k=len(arrays))
+        raise ValueError(f"Model '{owner}' {message}")
+    return arrays
+
 
 def standardize_x(x, names: list[str], inputs: list, owner: str, stream: bool = False) -> list:
     """x as one cast array per model input (``names``, symbolic ``inputs``), checked against the
     inputs' shapes; with ``stream`` (calls that read each sample once) cast batch by batch when
     read. ``owner`` is the model's name, for errors."""
-    if isinstance(x, Mapping):
-        unknown = sorted(set(x) - set(names))
-        missing = [n for n in names if n not in x]
-        if unknown or missing:
-            raise ValueError(
-                f"x has keys {sorted(x)} but the model's inputs are {names}"
-                + (f"; missing {missing}" if missing else "")
-            )
-        arrays = [x[n] for n in names]
-    elif isinstance(x, (list, tuple)) and len(names) > 1:
-        arrays = list(x)
-    elif isinstance(x, (list, tuple)) and len(x) == 1 and _is_array_like(x[0]):
-        arrays = [x[0]]
-    else:
-        arrays = [x]
-    if len(arrays) != len(names):
-        raise ValueError(
-            f"Model '{owner}' expects {len(names)} input arrays {names}, got {len(arrays)}"
-        )
+    arrays = per_name(x, names, "x", owner)
     xs = [
         as_input(a, t.shape, t.dtype, f"input '{n}'", stream)
         for a, t, n in zip(arrays, inputs, names)
@@ -50,28 +65,9 @@ def standardize_x(x, names: list[str], inputs: list, owner: str, stream: bool = 
 
 def standardize_y(y, names: list[str], losses: list, owner: str) -> list:
     """y as one array per output (``names``; None for outputs without a loss)."""
-    if isinstance(y, Mapping):
-        unknown = sorted(set(y) - set(names))
-        needed = [n for n, loss in zip(names, losses) if loss is not None]
-        missing = [n for n in needed if n not in y]
-        if unknown or missing:
-            raise ValueError(
-                f"y has keys {sorted(y)} but the model's outputs are {names}"
-                + (f"; missing {missing}" if missing else "")
-            )
-        arrays = [y.get(n) for n in names]
-    elif isinstance(y, (list, tuple)) and len(names) > 1:
-        arrays = list(y)
-    elif isinstance(y, (list, tuple)) and len(y) == 1 and _is_array_like(y[0]):
-        arrays = [y[0]]
-    else:
-        arrays = [y]
-    if len(arrays) != len(names):
-        raise ValueError(
-            f"Model '{owner}' has {len(names)} outputs {names}, got {len(arrays)} target arrays"
-        )
+    needed = [n for n, loss in zip(names, losses) if loss is not None]
     result = []
-    for name, arr, loss in zip(names, arrays, losses):
+    for name, arr, loss in zip(names, per_name(y, names, "y", owner, needed), losses):
         if arr is None:
             if loss is not None:
                 raise ValueError(f"y for output '{name}' is missing")
