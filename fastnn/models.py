@@ -9,17 +9,12 @@ import numpy as np
 
 from fastnn import runtime
 from fastnn.graph import Graph
-from fastnn.layers.base import (
-    Layer,
-    Variable,
-    assign_all,
-    deserialize_layer,
-    serialize_layer,
-    unique_name,
-)
+from fastnn.layers.base import Layer, Variable, assign_all, unique_name
 from fastnn.layers.core import InputLayer
 from fastnn.nodes import SymbolicTensor, is_symbolic
 from fastnn.saving import native
+from fastnn.saving.registry import register_builtins
+from fastnn.saving.serialization import deserialize_layer, serialize_layer
 from fastnn.summary import print_summary
 from fastnn.training import Trainer
 
@@ -639,6 +634,10 @@ def _weights_suffix_error(what: str, path: str) -> str:
         f"{what}(): cannot tell the format of '{path}'; the file name must end in "
         "'.weights.npz' (fastnn's format) or '.weights.h5' (Keras's format)"
     )
+
+
+# Saved configs name models by these (Keras 3 saves a Model as 'Functional').
+register_builtins({"Functional": Model, "Model": Model, "Sequential": Sequential})
 
 
 # ---- loading and copying models ----

@@ -753,7 +753,7 @@ def test_to_json_and_model_from_json(case):
     with pytest.raises(ValueError, match="not valid JSON"):
         model_from_json(text[:-3])
     with pytest.raises(ValueError, match="describes a Dense"):
-        model_from_json(json.dumps(fastnn.layers.base.serialize_layer(layers.Dense(2))))
+        model_from_json(json.dumps(fastnn.layers.serialize(layers.Dense(2))))
 
 
 @pytest.mark.parametrize("case", ["seed_sequential", "seed_nested", "seed_shared_layer"])

@@ -1,8 +1,6 @@
 """Layers with Keras 3 names and arguments."""
 
 from fastnn.layers.base import Layer, Variable
-from fastnn.layers.base import deserialize_layer as deserialize
-from fastnn.layers.base import serialize_layer as serialize
 from fastnn.layers.convolutional import Conv1D, Conv2D
 from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Lambda
 from fastnn.layers.embedding import Embedding
@@ -35,6 +33,9 @@ from fastnn.layers.recurrent import GRU, LSTM, Masking, SimpleRNN
 from fastnn.layers.reshaping import RepeatVector, Reshape
 from fastnn.layers.wrappers import Bidirectional
 from fastnn.layers.wrappers_time import TimeDistributed
+from fastnn.saving.registry import register_builtins
+from fastnn.saving.serialization import deserialize_layer as deserialize
+from fastnn.saving.serialization import serialize_layer as serialize
 
 Convolution1D = Conv1D
 Convolution2D = Conv2D
@@ -102,3 +103,12 @@ __all__ = [
     "serialize",
     "subtract",
 ]
+
+# Saved configs may name every layer class above by its name here (aliases too).
+register_builtins(
+    {
+        name: obj
+        for name, obj in list(globals().items())
+        if isinstance(obj, type) and issubclass(obj, Layer)
+    }
+)

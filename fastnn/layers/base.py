@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import inspect
 import math
 import re
 import threading
@@ -449,29 +448,3 @@ def shape_error(layer: Layer, message: str, expected, given) -> ValueError:
     return ValueError(
         f"{type(layer).__name__} '{layer.name}': {message}; expected {expected}, got {given}"
     )
-
-
-def serialize_layer(layer: Layer) -> dict:
-    """``{"class_name", "registered_name", "config"}`` of a layer, as Keras serializes it."""
-    from fastnn.saving.registry import registered_key  # the package imports this module
-
-    cls = type(layer)
-    return {
-        "class_name": "Functional" if cls.__name__ == "Model" else cls.__name__,
-        "registered_name": registered_key(cls),
-        "config": layer.get_config(),
-    }
-
-
-def deserialize_layer(config: dict, custom_objects: dict | None = None) -> Layer:
-    """A layer from ``serialize_layer``'s dict; the class must be fastnn's, registered with
-    ``fastnn.saving.register_serializable`` or given in ``custom_objects``."""
-    from fastnn.saving.registry import resolve_layer_class
-
-    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
-        raise ValueError(f"A layer config must be a dict with a 'config' dict; got {config!r:.120}")
-    cls = resolve_layer_class(config, custom_objects)
-    inner = config.get("config", {})
-    if "custom_objects" in inspect.signature(cls.from_config).parameters:
-        return cls.from_config(inner, custom_objects=custom_objects)
-    return cls.from_config(inner)  # a user's from_config(cls, config), as Keras defines it

@@ -6,8 +6,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.layers.base import Layer, deserialize_layer, serialize_layer
+from fastnn.layers.base import Layer
 from fastnn.layers.recurrent import SequenceLayer
+from fastnn.saving.serialization import deserialize_layer, serialize_layer
 
 
 class _Saved(NamedTuple):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.layers.base import Layer, deserialize_layer, serialize_layer, shape_error
+from fastnn.layers.base import Layer, shape_error
+from fastnn.saving.serialization import deserialize_layer, serialize_layer
 
 
 class TimeDistributed(Layer):

@@ -33,7 +33,7 @@ import numpy as np
 
 # fastnn.models imports this module only when a Keras file is read or written: no import cycle.
 from fastnn.layers import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
-from fastnn.layers.base import assign_all, deserialize_layer, serialize_layer, snake_case
+from fastnn.layers.base import assign_all, snake_case
 from fastnn.layers.recurrent import SequenceLayer
 from fastnn.models import Model, Sequential
 from fastnn.saving.budget import weights_within
@@ -46,6 +46,7 @@ from fastnn.saving.files import (
 )
 from fastnn.saving.native import MAX_MANIFEST_BYTES, FileFormatError, MissingFileError
 from fastnn.saving.registry import builtin_classes, get_registered_object
+from fastnn.saving.serialization import deserialize_layer, serialize_layer
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 #: The most bytes an entry may hold (the weights: only what its stored bytes can inflate to).

@@ -20,7 +20,9 @@ import numpy as np
 
 from fastnn.graph import Graph
 from fastnn.layers.base import assign_all
+from fastnn.saving.budget import weights_within
 from fastnn.saving.files import atomic_write, backed_size, read_entry, remove_stale_temporaries
+from fastnn.saving.serialization import deserialize_layer, serialize_layer
 
 MANIFEST = "fastnn.json"
 #: The manifest's cap: about 24,000 layers' configs; its JSON can take ~25 times that in memory.
@@ -43,8 +45,6 @@ class MissingFileError(FileNotFoundError, ValueError):
 # ---- writing ----
 def save_model(model, path, overwrite: bool = True, include_optimizer: bool = True) -> None:
     """Write ``model`` with its weights, compile arguments and optimizer state to ``path``."""
-    from fastnn.layers.base import serialize_layer
-
     manifest = {"format": MODEL_FORMAT, "version": VERSION, "model": serialize_layer(model)}
     arrays = {}
     manifest["weights"] = _add_arrays(arrays, "weights", [v.value for v in model.weights])
@@ -169,9 +169,7 @@ def load_weights(model, path) -> None:
 def _build_model(archive, manifest: dict, custom_objects):
     """The model of the manifest's config, refused before it is built if its weights are
     more than the file stores."""
-    from fastnn.layers.base import deserialize_layer
     from fastnn.models import Model
-    from fastnn.saving.budget import weights_within
 
     config = archive.field(manifest, "model", dict)
     try:

@@ -1,15 +1,19 @@
 """Which classes a saved config may name: fastnn's own and those registered by the user.
 
-Loading never imports by name from a file: a ``class_name`` resolves only against this registry,
-fastnn's built-in layers and models, and a ``custom_objects`` mapping the caller passes.
+Loading never imports by name from a file: a ``class_name`` resolves only against this registry
+(the classes users register, and fastnn's built-in layers and models, which their packages
+register when imported) and a ``custom_objects`` mapping the caller passes. A leaf: it imports
+nothing from fastnn, so every module may import it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 _lock = threading.Lock()
 _registered: dict[str, type] = {}
+_builtins: dict[str, type] = {}
 
 
 def register_serializable(package: str = "Custom", name: str | None = None):
@@ -57,39 +61,14 @@ def get_registered_object(name: str, custom_objects: dict | None = None):
         return _registered.get(name)
 
 
+def register_builtins(classes: Mapping[str, type]) -> None:
+    """Let saved configs name fastnn's own ``classes`` by these names: ``fastnn.layers`` and
+    ``fastnn.models`` register theirs when imported, so this module imports neither."""
+    with _lock:
+        _builtins.update(classes)
+
+
 def builtin_classes() -> dict[str, type]:
     """fastnn's layer and model classes by the names saved configs use."""
-    import fastnn.layers
-    import fastnn.models  # at call time: models and layers import this module's users
-
-    classes = {
-        name: obj
-        for name, obj in vars(fastnn.layers).items()
-        if isinstance(obj, type) and issubclass(obj, fastnn.layers.Layer)
-    }
-    classes.update(
-        Functional=fastnn.models.Model,
-        Model=fastnn.models.Model,
-        Sequential=fastnn.models.Sequential,
-    )
-    return classes
-
-
-def resolve_layer_class(config: dict, custom_objects: dict | None = None) -> type:
-    """The Layer class a ``{"class_name", "registered_name", ...}`` config names."""
-    from fastnn.layers.base import Layer
-
-    class_name = config.get("class_name")
-    registered = config.get("registered_name")
-    cls = None
-    for key in (registered, class_name):
-        if isinstance(key, str) and cls is None:
-            cls = get_registered_object(key, custom_objects)
-    if cls is None and isinstance(class_name, str):
-        cls = builtin_classes().get(class_name)
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise ValueError(
-            f"Unknown layer class {class_name!r}: not a fastnn layer, not registered with "
-            "fastnn.saving.register_serializable() and not in custom_objects"
-        )
-    return cls
+    with _lock:
+        return dict(_builtins)
