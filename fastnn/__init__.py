@@ -20,6 +20,10 @@ from fastnn import (
 from fastnn.layers import Input, Layer
 from fastnn.models import Model, Sequential
 
+# The file formats register their suffixes with fastnn.saving.api (which Model.save calls).
+from fastnn.saving import keras_format as _keras_format  # noqa: F401
+from fastnn.saving import native as _native  # noqa: F401
+
 __version__ = "0.1.0"
 
 __all__ = [

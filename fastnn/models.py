@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from fastnn.graph import Graph
 from fastnn.layers.base import Layer, Variable, assign_all, unique_name
 from fastnn.layers.core import InputLayer
 from fastnn.nodes import SymbolicTensor, is_symbolic
-from fastnn.saving import native
+from fastnn.saving import api as saving_api
 from fastnn.saving.registry import register_builtins
 from fastnn.saving.serialization import deserialize_layer, serialize_layer
 from fastnn.summary import print_summary
@@ -245,39 +244,16 @@ class Model(Trainer, Layer):
     def save(self, filepath, overwrite: bool = True, include_optimizer: bool = True) -> None:
         """Save architecture, weights, compile arguments and optimizer state to ``filepath``:
         ``.fastnn`` (fastnn's zip) or ``.keras`` (Keras 3's format, needs h5py)."""
-        path = os.fspath(filepath)
-        if path.endswith(".fastnn"):
-            native.save_model(self, path, overwrite, include_optimizer)
-        elif path.endswith(".keras"):
-            _keras_format().save_keras_model(self, path, overwrite=overwrite)
-        else:
-            raise ValueError(
-                f"Model.save(): cannot tell the format of '{path}'; the file name must end in "
-                "'.fastnn' (fastnn's format) or '.keras' (Keras 3's format)"
-            )
+        saving_api.save_model(self, filepath, overwrite, include_optimizer)
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         """Save the weights: ``.weights.npz`` (numpy only) or ``.weights.h5`` (Keras's layout)."""
-        path = os.fspath(filepath)
-        if path.endswith(".weights.npz"):
-            native.save_weights(self, path, overwrite)
-        elif path.endswith(".weights.h5"):
-            _keras_format().save_keras_weights(self, path, overwrite=overwrite)
-        else:
-            raise ValueError(_weights_suffix_error("save_weights", path))
+        saving_api.save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath, skip_mismatch: bool = False) -> None:
         """Load weights saved by ``save_weights`` (or Keras's ``.weights.h5``); every shape is
         checked before any weight changes."""
-        if skip_mismatch:
-            raise NotImplementedError("load_weights(skip_mismatch=True) is not supported")
-        path = os.fspath(filepath)
-        if path.endswith(".weights.npz"):
-            native.load_weights(self, path)
-        elif path.endswith(".weights.h5"):
-            _keras_format().load_keras_weights(self, path)
-        else:
-            raise ValueError(_weights_suffix_error("load_weights", path))
+        saving_api.load_weights(self, filepath, skip_mismatch)
 
     def to_json(self, **kwargs) -> str:
         """The architecture (no weights) as JSON; ``fastnn.models.model_from_json`` reads it."""
@@ -623,40 +599,14 @@ def _drop_nodes_of(graph: Graph) -> None:
         layer._inbound_nodes = [n for n in layer._inbound_nodes if id(n) not in stale]
 
 
-def _keras_format():
-    from fastnn.saving import keras_format  # h5py is optional: imported when a file needs it
-
-    return keras_format
-
-
-def _weights_suffix_error(what: str, path: str) -> str:
-    return (
-        f"{what}(): cannot tell the format of '{path}'; the file name must end in "
-        "'.weights.npz' (fastnn's format) or '.weights.h5' (Keras's format)"
-    )
-
-
 # Saved configs name models by these (Keras 3 saves a Model as 'Functional').
 register_builtins({"Functional": Model, "Model": Model, "Sequential": Sequential})
 
 
 # ---- loading and copying models ----
-def load_model(filepath, custom_objects: dict | None = None, compile: bool = True, safe_mode=True):
-    """The model saved at ``filepath`` (``.fastnn`` or Keras 3's ``.keras``).
-
-    Loading never runs code from the file: classes resolve only against fastnn's layers, those
-    registered with ``fastnn.saving.register_serializable`` and ``custom_objects``
-    (``safe_mode`` is accepted for Keras compatibility; fastnn is always safe).
-    """
-    path = os.fspath(filepath)
-    if path.endswith(".keras"):
-        return _keras_format().load_keras_model(path, custom_objects, compile)
-    if path.endswith(".fastnn"):
-        return native.load_model(path, custom_objects=custom_objects, compile=compile)
-    raise ValueError(
-        f"load_model(): cannot tell the format of '{path}'; the file name must end in "
-        "'.fastnn' (fastnn's format) or '.keras' (Keras 3's format)"
-    )
+#: The model saved at a path (``.fastnn`` or Keras 3's ``.keras``): one function with
+#: ``fastnn.saving.load_model``, as Keras's keras.models and keras.saving share theirs.
+load_model = saving_api.load_model
 
 
 def model_from_json(json_string: str, custom_objects: dict | None = None) -> Model:

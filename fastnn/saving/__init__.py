@@ -1,6 +1,13 @@
-"""Saving and loading models: configs, weights, and the registry of custom classes."""
+"""Saving and loading models: configs, weights, and the registry of custom classes.
 
-from fastnn.saving.native import FileFormatError
+Layers import ``registry`` (a leaf) and ``serialization``, so this package imports only modules
+that import no layer beyond ``layers.base``: ``api`` dispatches by file suffix to the formats,
+``native`` (``.fastnn``, ``.weights.npz``) and ``keras_format`` (``.keras``, ``.weights.h5``),
+which import models and register with ``api`` when ``import fastnn`` imports them.
+"""
+
+from fastnn.saving.api import load_model, save_model
+from fastnn.saving.files import FileFormatError
 from fastnn.saving.registry import (
     get_registered_name,
     get_registered_object,
@@ -9,19 +16,6 @@ from fastnn.saving.registry import (
 
 #: Keras's name for ``register_serializable``.
 register_keras_serializable = register_serializable
-
-
-def save_model(model, filepath, overwrite: bool = True) -> None:
-    """``model.save(filepath)``."""
-    model.save(filepath, overwrite=overwrite)
-
-
-def load_model(filepath, custom_objects: dict | None = None, compile: bool = True, safe_mode=True):
-    """``fastnn.models.load_model``."""
-    from fastnn.models import load_model  # models import this package
-
-    return load_model(filepath, custom_objects, compile, safe_mode)
-
 
 __all__ = [
     "FileFormatError",

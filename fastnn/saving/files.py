@@ -1,4 +1,5 @@
-"""Atomic file writes, the leftovers of killed ones, and bounded reads of zip entries.
+"""Atomic file writes, the leftovers of killed ones, bounded reads of zip entries, and the errors
+of reading a saved file.
 
 A save writes a temporary file ``.<name>.XXXXXXXX.tmp`` next to its target, fsyncs it and
 renames it over the target, so a crash or a full disk leaves the previous file intact. A
@@ -33,6 +34,14 @@ MAX_EXPANSION = 1100
 EXPANSION_FLOOR = 2**16
 #: Without file locks (Windows), a leftover this old is taken for a dead writer's.
 STALE_SECONDS = 3600
+
+
+class FileFormatError(ValueError):
+    """A saved file that is truncated, corrupted or does not match what it describes."""
+
+
+class MissingFileError(FileNotFoundError, ValueError):
+    """No file at the path (a ValueError too, as Keras raises)."""
 
 
 @contextlib.contextmanager

@@ -31,20 +31,22 @@ import zipfile
 
 import numpy as np
 
-# fastnn.models imports this module only when a Keras file is read or written: no import cycle.
 from fastnn.layers import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from fastnn.layers.base import assign_all, snake_case
 from fastnn.layers.recurrent import SequenceLayer
 from fastnn.models import Model, Sequential
+from fastnn.saving import api
 from fastnn.saving.budget import weights_within
 from fastnn.saving.files import (
+    FileFormatError,
+    MissingFileError,
     atomic_write,
     backed_size,
     inflates_too_much,
     read_entry,
     remove_stale_temporaries,
 )
-from fastnn.saving.native import MAX_MANIFEST_BYTES, FileFormatError, MissingFileError
+from fastnn.saving.native import MAX_MANIFEST_BYTES
 from fastnn.saving.registry import builtin_classes, get_registered_object
 from fastnn.saving.serialization import deserialize_layer, serialize_layer
 
@@ -85,7 +87,7 @@ _RENAMED = {"OrthogonalInitializer": "Orthogonal", "IdentityInitializer": "Ident
 
 
 def _h5py():
-    try:
+    try:  # here, not at module level: h5py is optional
         import h5py
     except ImportError:
         raise ImportError(
@@ -167,8 +169,11 @@ def _with_module(module: str, value):
     return value
 
 
-def save_keras_model(model: Model, path, overwrite: bool = True) -> None:
-    """Write ``model`` as a Keras 3 ``.keras`` file that ``keras.saving.load_model`` reads."""
+def save_keras_model(
+    model: Model, path, overwrite: bool = True, include_optimizer: bool = True
+) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` file that ``keras.saving.load_model`` reads
+    (without the optimizer's state, whatever ``include_optimizer`` says)."""
     h5py = _h5py()
     _check_built(model, "save_keras_model")
     config = {**_keras_entry(model, serialize_layer(model))}
@@ -856,3 +861,7 @@ def _datasets(h5py, f) -> list[str]:
         elif top in f:
             names.append(top)
     return [name for name in names if isinstance(f[name], h5py.Dataset)]
+
+
+api.register_model_format(".keras", "Keras 3's format", save_keras_model, load_keras_model)
+api.register_weights_format(".weights.h5", "Keras's format", save_keras_weights, load_keras_weights)

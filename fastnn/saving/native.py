@@ -20,8 +20,17 @@ import numpy as np
 
 from fastnn.graph import Graph
 from fastnn.layers.base import assign_all
+from fastnn.models import Model
+from fastnn.saving import api
 from fastnn.saving.budget import weights_within
-from fastnn.saving.files import atomic_write, backed_size, read_entry, remove_stale_temporaries
+from fastnn.saving.files import (
+    FileFormatError,
+    MissingFileError,
+    atomic_write,
+    backed_size,
+    read_entry,
+    remove_stale_temporaries,
+)
 from fastnn.saving.serialization import deserialize_layer, serialize_layer
 
 MANIFEST = "fastnn.json"
@@ -32,14 +41,6 @@ NPY_HEADER_BYTES = 2**16
 MODEL_FORMAT = "fastnn.model"
 WEIGHTS_FORMAT = "fastnn.weights"
 VERSION = 1
-
-
-class FileFormatError(ValueError):
-    """A saved file that is truncated, corrupted or does not match what it describes."""
-
-
-class MissingFileError(FileNotFoundError, ValueError):
-    """No file at the path (a ValueError too, as Keras raises)."""
 
 
 # ---- writing ----
@@ -169,8 +170,6 @@ def load_weights(model, path) -> None:
 def _build_model(archive, manifest: dict, custom_objects):
     """The model of the manifest's config, refused before it is built if its weights are
     more than the file stores."""
-    from fastnn.models import Model
-
     config = archive.field(manifest, "model", dict)
     try:
         with weights_within(archive.stored_bytes(manifest, "weights"), archive.error):
@@ -369,3 +368,7 @@ class _Archive:
                 f"{expected[1]} {expected[0]}"
             )
         return array
+
+
+api.register_model_format(".fastnn", "fastnn's format", save_model, load_model)
+api.register_weights_format(".weights.npz", "fastnn's format", save_weights, load_weights)
