@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import losses
+
 
 class Metric:
     """Base class: a running mean of a per-sample value, weighted by sample count."""
@@ -211,8 +213,6 @@ def get(identifier, y_true_shape=None, y_pred_shape=None) -> Metric:
         if cls is not None:
             return cls(name=identifier)
         if key in _LOSS_METRICS:
-            from fastnn import losses
-
             return MeanMetricWrapper(losses.get(key).call, name=key)
         raise ValueError(f"Unknown metric {identifier!r}. Valid metrics: {valid_names()}")
     if isinstance(identifier, type) and issubclass(identifier, Metric):

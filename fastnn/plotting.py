@@ -103,7 +103,7 @@ def _history_panels(logs: dict, metrics) -> list[tuple[str, list[tuple[str, str]
 
 def _matplotlib():
     """matplotlib's Figure, Agg canvas and integer tick locator, or an ImportError that says how."""
-    try:
+    try:  # here, not at module level: matplotlib is optional
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator

@@ -36,8 +36,10 @@ _PLOTTING = ("model_to_dot", "plot_history", "plot_model")
 
 
 def __getattr__(name: str):
-    """``fastnn.utils.plot_model`` and friends, imported on first use (as keras.utils has them)."""
+    """``fastnn.utils.plot_model`` and friends (as keras.utils has them), imported on first use."""
     if name in _PLOTTING:
+        # here, not at module level, for start-up time: plotting's imports (subprocess, html,
+        # shutil) would add ~4 ms to `import fastnn`, which imports this module
         from fastnn import plotting
 
         return getattr(plotting, name)
