@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from layer_harness import CHECKS, LayerSpec, check_layer
 
+import fastnn
 from fastnn import layers as L
 
 
@@ -238,19 +239,8 @@ ROWS = {
     "time_distributed-dropout": replace(row(td(L.Dropout, 0.5, seed=2), (3, 2)), random=True),
 }
 
-FROZEN_FLAGS = (
-    "a frozen layer's Variable.trainable stays True for {} ({}); Keras 3's Layer.trainable "
-    "setter sets each variable's to False ({}). trainable_weights and non_trainable_weights agree"
-)
 #: (row, check) -> what is wrong, with the numbers: run as strict xfails until fixed.
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("dense-frozen", "weights"): FROZEN_FLAGS.format(
-        "kernel, bias", "[True, True]", "[False, False]"
-    ),
-    ("batch_norm-frozen", "weights"): FROZEN_FLAGS.format(
-        "gamma, beta", "[True, True, False, False]", "[False, False, False, False]"
-    ),
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def cases(checks):
@@ -289,3 +279,15 @@ def test_every_built_in_layer_has_a_row():
     exported = {getattr(L, name) for name in L.__all__}
     classes = {c for c in exported if isinstance(c, type) and issubclass(c, L.Layer)}
     assert classes - tested == {L.Layer, L.InputLayer}
+
+
+def test_freezing_a_layer_turns_its_weights_flags_off_and_unfreezing_back_on():
+    """As in Keras 3: the trainable kinds follow the layer; statistics stay non-trainable."""
+    norm = L.BatchNormalization(trainable=False)
+    norm.build((None, 3))
+    assert [w.trainable for w in norm.weights] == [False] * 4
+    norm.trainable = True
+    assert [w.trainable for w in norm.weights] == [True, True, False, False]
+    model = fastnn.Sequential([fastnn.Input((3,)), L.Dense(3), norm])
+    model.trainable = False
+    assert not any(w.trainable for w in model.weights) and model.trainable_weights == []

@@ -179,6 +179,7 @@ class Layer:
         self.dtype = np.dtype(dtype or config.floatx()).name
         self._trainable = bool(trainable)
         self._weights: list[Variable] = []
+        self._trainable_variables: list[Variable] = []  # of a trainable kind (not statistics)
         self._inbound_nodes: list[Node] = []
         self.built = False
         if input_dim is not None and input_shape is None:
@@ -205,8 +206,14 @@ class Layer:
         _take_from_budget(self, name, shape, dtype)
         value = initializers.get(initializer)(shape, dtype=dtype)
         value = np.ascontiguousarray(value, dtype=dtype)
-        var = Variable(value, name, f"{self.name}/{name}", trainable, regularizers.get(regularizer))
+        # As in Keras, a frozen layer's weights say trainable=False until it is unfrozen.
+        path = f"{self.name}/{name}"
+        var = Variable(
+            value, name, path, trainable and self.trainable, regularizers.get(regularizer)
+        )
         self._weights.append(var)
+        if trainable:
+            self._trainable_variables.append(var)
         return var
 
     @property
@@ -217,6 +224,8 @@ class Layer:
     def trainable(self, value: bool) -> None:
         """Freeze or unfreeze the layer and every layer it contains."""
         self._trainable = bool(value)
+        for var in self._trainable_variables:
+            var.trainable = self._trainable
         for _, layer in self.sublayers():
             layer.trainable = value
 
