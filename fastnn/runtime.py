@@ -172,13 +172,14 @@ def _limit_blas(n: int):
 # ---- products on fastnn's threads ------------------------------------------------------------
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> np.ndarray:
     """out (M,N) = a (M,K) @ b (K,N), or ``out += a @ b``, on ``threads()`` threads; returns out."""
-    return _gemm.matmul(a, b, out, accumulate, threads())
+    n = _bound if _bound is not None and _SECTION.active else threads()  # a call less, mostly
+    return _gemm.matmul(a, b, out, accumulate, n)
 
 
 def matmuls(products: list) -> None:
     """Independent ``(a, b, out, accumulate)`` products on ``threads()`` threads: side by side
     when there are as many as threads and they are of about one size (``kernels.gemm.matmuls``)."""
-    _gemm.matmuls(products, threads())
+    _gemm.matmuls(products, _bound if _bound is not None and _SECTION.active else threads())
 
 
 def cblas_gemm(dtype):

@@ -46,8 +46,11 @@ def matmul(
     m, k = a.shape
     n = b.shape[1]
     threads = min(threads, 2 * m * n * k // MIN_FLOPS_PER_BLOCK)  # the blocks it is worth
-    if threads <= 1:
-        _product(a, b, out, accumulate)
+    if threads <= 1:  # most products of small layers: no call more than numpy's
+        if accumulate:
+            out += a @ b
+        else:
+            np.matmul(a, b, out=out)
     elif max(m, n) >= 16 * threads and k < MIN_K_RATIO_TO_SPLIT_K * max(m, n):
         spans = _blocks(max(m, n), threads)
         if m >= n:
