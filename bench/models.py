@@ -355,7 +355,7 @@ def serve(conn, fw: str, threads: int) -> None:
                 conn.send((False, traceback.format_exc()))
             else:
                 conn.send((True, reply))
-    except EOFError:  # the parent has gone
+    except (EOFError, BrokenPipeError):  # the parent has gone
         pass
 
 
@@ -434,10 +434,14 @@ def seconds(runner, mode: str, xs, ys) -> float:
 MIN_TIMED_SECONDS = 0.25
 
 
-def run(models, batches, infer_batch, samples, repeats, found: dict, speedup=False) -> list[dict]:
+def run(
+    models, batches, infer_batch, samples, repeats, found: dict, speedup=False, quiet=None
+) -> list[dict]:
     """Samples/s of each of ``found``'s runners per (model, mode, batch), printed as they come.
     Each row also has the 1-minute load average at its end and the share of the machine's CPU
-    time that other processes took while it ran (``others_cpu``; None off Linux)."""
+    time that other processes took while it ran (``others_cpu``; None off Linux). With ``quiet``
+    = (share, minutes), a row first waits until others take less than that share, at most that
+    long (``waited_s``)."""
     rows = []
     for name in models:
         for mode, batch in [("train", b) for b in batches] + [("infer", infer_batch)]:
@@ -445,6 +449,8 @@ def run(models, batches, infer_batch, samples, repeats, found: dict, speedup=Fal
             runners = {fw: factory(name, batch) for fw, factory in found.items()}
             row = {"model": name, "mode": mode, "batch": batch}
             row["params"] = check_params(name, runners)
+            if quiet:
+                row["waited_s"] = wait_for_quiet(runners.values(), *quiet)
             others = OthersCPU(runners.values())
             row["passes"], times = timed_runs(runners, mode, xs, ys, repeats)
             row.update(
@@ -466,6 +472,18 @@ def timed_runs(runners: dict, mode: str, xs, ys, repeats: int) -> tuple[int, dic
         for fw, runner in runners.items():
             times[fw].append(sum(seconds(runner, mode, xs, ys) for _ in range(passes)))
     return passes, times
+
+
+def wait_for_quiet(runners, share: float, minutes: float, window: float = 5.0) -> float:
+    """Wait until other processes take less than ``share`` of the CPU over ``window`` seconds,
+    or ``minutes`` have passed; the seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < 60 * minutes:
+        others = OthersCPU(runners)
+        time.sleep(window)
+        if (others.share() or 0.0) < share:
+            break
+    return round(time.monotonic() - start - window, 1)
 
 
 class OthersCPU:
@@ -609,7 +627,7 @@ def compare(args, models: list[str]) -> dict:
     children = {fw: Child(fw, args.threads, args.samples) for fw in names}
     sizes = models, args.batches, args.infer_batch, args.samples, args.repeats
     print("samples/s; (x) = fastnn / peer")
-    result = {"rows": run(*sizes, children)}
+    result = {"rows": run(*sizes, children, quiet=args.quiet)}
     result["frameworks"] = {fw: child.info() for fw, child in children.items()}
     for child in children.values():
         child.close()
@@ -626,7 +644,7 @@ def scaling(args, models: list[str]) -> dict:
     found = {f"threads_{n}": lambda name, batch, n=n: Threaded(name, batch, n) for n in counts}
     print("fastnn samples/s; (x) = speed-up over 1 thread")
     sizes = models, args.batches, args.infer_batch, args.samples, args.repeats
-    rows = run(*sizes, found, speedup=True)
+    rows = run(*sizes, found, speedup=True, quiet=args.quiet)
     for row in rows:
         row["speedup"] = row[f"threads_{counts[-1]}"] / row["threads_1"]
     return {"scaling": rows}
@@ -654,6 +672,11 @@ def parse_args(argv):
     parser.add_argument(
         "--scaling", action="store_true", help="fastnn alone at 1, 2, 4, ... up to --threads"
     )
+    parser.add_argument(
+        "--quiet", nargs=2, type=float, metavar=("SHARE", "MINUTES"),
+        help="before each row, wait until other processes take less than SHARE of the CPU "
+        "(e.g. 0.1), at most MINUTES: for a machine others use too",
+    )  # fmt: skip
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     if args.zoo:
