@@ -121,3 +121,44 @@ def test_threads_is_one_outside_a_section_and_the_bound_inside():
     with runtime.serial_blas() as section:
         assert runtime.threads() == (2 if section.active else 1)
     assert runtime.threads() == 1
+
+
+def test_each_public_call_enters_the_section_once(monkeypatch):
+    """fit, evaluate, predict, the *_on_batch calls and calls on arrays enter the serial-BLAS
+    section once each (not once per pass), and the graph's passes run inside it."""
+    entered, inside = [], []
+    section = runtime.serial_blas()
+    enter = type(section).__enter__
+
+    def counting_enter(self):
+        entered.append(self.depth)
+        return enter(self)
+
+    monkeypatch.setattr(type(section), "__enter__", counting_enter)
+    inputs = fastnn.Input((4,))
+    dense = layers.Dense(3)
+    model = fastnn.Model(inputs, layers.Dense(1)(dense(inputs)))
+    model.compile(optimizer="sgd", loss="mse")
+    forward = model._graph.forward
+
+    def spy(*args, **kwargs):
+        inside.append(section.depth)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model._graph, "forward", spy)
+    x, y = np.ones((16, 4), np.float32), np.ones((16, 1), np.float32)
+    calls = {
+        "fit": lambda: model.fit(x, y, batch_size=4, epochs=2, verbose=0),
+        "evaluate": lambda: model.evaluate(x, y, batch_size=4, verbose=0),
+        "predict": lambda: model.predict(x, batch_size=4, verbose=0),
+        "train_on_batch": lambda: model.train_on_batch(x, y),
+        "test_on_batch": lambda: model.test_on_batch(x, y),
+        "predict_on_batch": lambda: model.predict_on_batch(x),
+        "model(x)": lambda: model(x),
+        "layer(x)": lambda: dense(x),
+    }
+    for name, call in calls.items():
+        entered.clear()
+        call()
+        assert entered == [0], name  # once, from outside any section
+    assert inside and all(depth == 1 for depth in inside)
