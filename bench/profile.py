@@ -20,8 +20,9 @@ with fewer multiplications, can pass 100%; backward twice forward: the weights' 
 where needed, the input's); any other step with the memory bandwidth of a large array copy, its
 bytes the least it must move (forward: its inputs read and its outputs written once; backward:
 the saved inputs and the output gradients read, the input gradients written; above 100%, the data
-stayed in cache). The peak and the bandwidth are measured before and after the profiles and the
-higher of each is used (other processes' load lowers them), so the tables are printed at the end.
+stayed in cache). The peak and the bandwidth are measured before the profiles and after each,
+and the best of each is used (other processes' load lowers them: on 2 cores, a test run on the
+other core halves the 2-thread GEMM peak), so the tables are printed at the end.
 Writes ``bench/results/profile-<date>.json`` with the machine (``save`` in bench/models.py).
 """
 
@@ -310,12 +311,11 @@ def parse_args(argv):
 
 
 def measure_ceilings(threads: int) -> dict:
-    ceilings = {"gemm_gflops": gemm_peak_gflops(threads), "copy_gbs": copy_bandwidth_gbs()}
-    print(
-        f"float32 GEMM peak {ceilings['gemm_gflops']:.1f} GFLOP/s, copy bandwidth "
-        f"{ceilings['copy_gbs']:.1f} GB/s (load average {os.getloadavg()[0]:.2f})"
-    )
-    return ceilings
+    return {
+        "gemm_gflops": round(gemm_peak_gflops(threads), 1),
+        "copy_gbs": round(copy_bandwidth_gbs(), 2),
+        "load_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 def with_fractions(result: dict, ceilings: dict) -> dict:
@@ -334,7 +334,7 @@ def main(argv=None) -> None:
     fastnn.config.set_num_threads(args.threads)
     layer = fastnn.config.threading_layer()
     print(f"{args.threads} threads, Numba threading layer {layer}")
-    before = measure_ceilings(args.threads)
+    measured = [measure_ceilings(args.threads)]
     results = []
     for target in args.models:
         if not is_file(target) and (missing := missing_in_fastnn(target)):
@@ -342,16 +342,17 @@ def main(argv=None) -> None:
             continue
         cases = [(batch, True) for batch in args.batches] + [(args.infer_batch, False)]
         for batch, train in cases:
-            results.append(profile(target, batch, train, args))
-            done = results[-1]
-            print(
-                f"{done['model']} {done['mode']} batch {batch}: {done['parts_ms']['total']:.2f} ms"
-            )
-    after = measure_ceilings(args.threads)
-    ceilings = {key: max(before[key], after[key]) for key in before}
+            results.append(done := profile(target, batch, train, args))
+            print(f"{done['model']} {done['mode']} batch {batch}: {done['parts_ms']['total']} ms")
+            measured.append(measure_ceilings(args.threads))
+    ceilings = {key: max(m[key] for m in measured) for key in ("gemm_gflops", "copy_gbs")}
+    print(
+        f"float32 GEMM peak {ceilings['gemm_gflops']:.1f} GFLOP/s, copy bandwidth "
+        f"{ceilings['copy_gbs']:.1f} GB/s: the best of {len(measured)} measurements"
+    )
     for result in results:
         print_profile(with_fractions(result, ceilings), ceilings)
-    ceilings.update(before={**before}, after={**after}, threads=args.threads, threading_layer=layer)
+    ceilings.update(measured=measured, threads=args.threads, threading_layer=layer)
     if not args.no_save:
         save("profile", {"args": vars(args), "ceilings": ceilings, "profiles": results})
 
