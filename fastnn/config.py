@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import runtime
+from fastnn import backend, runtime
 from fastnn.runtime import ThreadingLayerWarning
 
 __all__ = [
@@ -45,5 +45,5 @@ def threading_layer() -> str:
 
 
 def floatx() -> str:
-    """The default float dtype of weights and inputs."""
-    return "float32"
+    """The default float dtype of weights and inputs: ``fastnn.backend.floatx()``."""
+    return backend.floatx()

@@ -123,7 +123,7 @@ class Graph:
             if masks is not None:
                 in_masks = [masks[s] for s in in_slots]
                 mask = None if all(m is None for m in in_masks) else step.pack_inputs(in_masks)
-                if mask is not None and layer.supports_masking:
+                if mask is not None and (layer.supports_masking or layer._takes_mask):
                     extra["mask"] = mask
             outputs, ctx = layer.forward(args, training, **extra)
             ctxs.append(ctx)
@@ -137,6 +137,40 @@ class Graph:
                 for s, m in zip(out_slots, out_mask):
                     masks[s] = m
         return [values[s] for s in self._output_slots], (values, ctxs)
+
+    def run(self, input_values: list, training: bool) -> list:
+        """Run every step as a layer call: under a recording GradientTape each built-in step is
+        one tape entry (``Layer._call_arrays``) and a ``call()`` layer's ops record one by one,
+        so the tape differentiates the whole graph and its ``add_loss`` values. The outputs."""
+        values = [None] * len(self._slot)
+        masks = [None] * len(self._slot) if self._makes_masks else None
+        for slot, value in zip(self._input_slots, input_values):
+            values[slot] = value
+        for step, in_slots, out_slots in zip(
+            self.steps, self._step_input_slots, self._step_output_slots
+        ):
+            layer = step.layer
+            args = step.pack_inputs([values[s] for s in in_slots])
+            extra, mask = {}, None
+            if masks is not None:
+                in_masks = [masks[s] for s in in_slots]
+                mask = None if all(m is None for m in in_masks) else step.pack_inputs(in_masks)
+            if layer._runs_call:
+                outputs = layer._call_user(args, (), {}, training, mask)
+            else:
+                if mask is not None and layer.supports_masking:
+                    extra["mask"] = mask
+                outputs = layer._call_arrays(args, training, extra)
+            outputs = list(outputs) if step.outputs_are_list else [outputs]
+            for s, out in zip(out_slots, outputs):
+                values[s] = out
+            if masks is not None:
+                out_mask = layer.compute_mask(args, mask)
+                if not isinstance(out_mask, list):
+                    out_mask = [out_mask] * len(out_slots)
+                for s, m in zip(out_slots, out_mask):
+                    masks[s] = m
+        return [values[s] for s in self._output_slots]
 
     def backward(self, tape, output_grads: list, need_input_grads: bool = True) -> list:
         """Propagate gradients from the outputs; weights accumulate .grad; return input grads
@@ -156,7 +190,8 @@ class Graph:
             step, layer = self.steps[i], self.steps[i].layer
             out_slots = self._step_output_slots[i]
             out_grads = [grads[s] for s in out_slots]
-            if all(g is None for g in out_grads):
+            # A call() layer's add_loss values need its backward even with no output gradient.
+            if all(g is None for g in out_grads) and not getattr(ctxs[i], "added_losses", None):
                 continue
             if step.outputs_are_list:
                 out_grads = [

@@ -32,6 +32,24 @@ def make_rng(seed: int | None = None) -> np.random.Generator:
         return np.random.default_rng(_root.integers(2**63))
 
 
+def root_state() -> dict | None:
+    """The process-wide generator's state (None before its first use)."""
+    with _lock:
+        return None if _root is None else _root.bit_generator.state
+
+
+def set_root_state(state: dict | None) -> None:
+    """Put back what ``root_state()`` returned."""
+    global _root
+    with _lock:
+        if state is None:
+            _root = None
+        else:
+            if _root is None:
+                _root = np.random.default_rng()
+            _root.bit_generator.state = state
+
+
 _KERAS_RANDOM = ("SeedGenerator", "dropout", "normal", "randint", "shuffle", "truncated_normal",
                  "uniform")  # fmt: skip
 

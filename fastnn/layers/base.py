@@ -14,7 +14,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from fastnn import config, initializers, regularizers, runtime
+from fastnn.layers import custom
 from fastnn.nodes import Node, SymbolicTensor, is_symbolic
+from fastnn.ops import tape as tape_module
+from fastnn.ops.core import cast as ops_cast
+from fastnn.ops.tensor import Tensor, TensorOps, is_float, unwrap
 
 _name_lock = threading.Lock()
 _name_counts: defaultdict[str, int] = defaultdict(int)
@@ -69,8 +73,12 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-class Variable:
-    """A weight: its value array (updated in place), a gradient accumulator, and metadata."""
+class Variable(TensorOps):
+    """A weight: its value array (updated in place), a gradient accumulator, and metadata.
+
+    Python operators, indexing and numpy functions on it go through fastnn.ops (``x @ w + b``
+    records on a tape), so ``==`` is elementwise, as in Keras: compare Variables by identity.
+    """
 
     __slots__ = ("value", "grad", "name", "path", "trainable", "regularizer")
 
@@ -93,14 +101,26 @@ class Variable:
     def numpy(self) -> np.ndarray:
         return self.value.copy()
 
-    def assign(self, value) -> None:
-        value = np.asarray(value)
-        if value.shape != self.value.shape:
+    def assign(self, value) -> np.ndarray:
+        """Overwrite the value in place (same shape, or a scalar); returns it."""
+        value = np.asarray(unwrap(value))
+        if value.shape != self.value.shape and value.shape != ():
             raise ValueError(
                 f"Cannot assign to variable '{self.path}': expected shape {self.value.shape}, "
                 f"got {value.shape}"
             )
         self.value[...] = value
+        return self.value
+
+    def assign_add(self, delta) -> np.ndarray:
+        """Add ``delta`` to the value in place; returns it."""
+        self.value += np.asarray(unwrap(delta), dtype=self.value.dtype)
+        return self.value
+
+    def assign_sub(self, delta) -> np.ndarray:
+        """Subtract ``delta`` from the value in place; returns it."""
+        self.value -= np.asarray(unwrap(delta), dtype=self.value.dtype)
+        return self.value
 
     def __repr__(self) -> str:
         return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype.name}>"
@@ -140,14 +160,26 @@ def standardize_shape(shape, what="shape") -> tuple:
 class Layer:
     """Base class: lazily built weights, a forward that returns (outputs, ctx), and a backward.
 
-    Subclasses implement ``build(input_shape)``, ``compute_output_shape(input_shape)``,
+    Built-in layers implement ``build(input_shape)``, ``compute_output_shape(input_shape)``,
     ``forward(inputs, training) -> (outputs, ctx)`` and ``backward(ctx, grad_outputs) ->
-    grad_inputs``; ``backward`` adds into each weight's ``.grad``.
+    grad_inputs``; ``backward`` adds into each weight's ``.grad``. A user's layer may instead
+    write ``call(inputs)`` with fastnn.ops (``build`` and ``compute_output_shape`` optional, as in
+    Keras): its gradients come from a tape of the ops it runs (``fastnn.layers.custom``), and
+    layers it holds as attributes (also in lists and dicts) are tracked.
     """
+
+    #: The layer runs ``call()`` (gradients from a tape) rather than ``forward``/``backward``.
+    _runs_call = False
+    #: ``call()`` takes ``mask=``: the graph passes the inputs' mask.
+    _takes_mask = False
 
     def __init_subclass__(cls, **kwargs):
         # A layer is built once its build() returns, however build() was reached (as in Keras).
         super().__init_subclass__(**kwargs)
+        cls._runs_call = cls.call is not Layer.call and cls.forward is Layer.forward
+        cls._takes_mask = cls._runs_call and custom.call_arguments(cls)[1]
+        if cls._runs_call:  # the tape computes only the gradients asked for
+            cls.skips_input_grad = True
         if "build" in cls.__dict__:
             build = cls.__dict__["build"]
 
@@ -180,6 +212,7 @@ class Layer:
         self._trainable = bool(trainable)
         self._weights: list[Variable] = []
         self._trainable_variables: list[Variable] = []  # of a trainable kind (not statistics)
+        self._loss_values: list = []  # add_loss values of the last call
         self._inbound_nodes: list[Node] = []
         self.built = False
         if input_dim is not None and input_shape is None:
@@ -202,19 +235,36 @@ class Layer:
         """Create a weight of ``shape`` initialized by ``initializer`` and track it."""
         dtype = np.dtype(dtype or self.dtype)
         shape = tuple(int(n) for n in shape)
-        name = name or f"variable_{len(self._weights)}"
+        name = name or unique_name("variable")  # Keras's names: variable, variable_1, ...
         _take_from_budget(self, name, shape, dtype)
         value = initializers.get(initializer)(shape, dtype=dtype)
-        value = np.ascontiguousarray(value, dtype=dtype)
+        value = np.asarray(value, dtype=dtype, order="C")  # (ascontiguousarray makes () (1,))
         # As in Keras, a frozen layer's weights say trainable=False until it is unfrozen.
-        path = f"{self.name}/{name}"
+        path = f"{custom.path_prefix(self)}/{name}"
         var = Variable(
             value, name, path, trainable and self.trainable, regularizers.get(regularizer)
         )
-        self._weights.append(var)
-        if trainable:
-            self._trainable_variables.append(var)
+        self._track_variable(var, trainable)
         return var
+
+    def _track_variable(self, var: Variable, trainable: bool) -> None:
+        """Own ``var``: trainable kinds first, then the rest, each in creation order (Keras's
+        ``weights`` order)."""
+        if trainable:
+            self._weights.insert(len(self._trainable_variables), var)
+            self._trainable_variables.append(var)
+        else:
+            self._weights.append(var)
+
+    def __setattr__(self, name: str, value) -> None:
+        # A Variable assigned as an attribute is tracked, as Keras's layers track it.
+        if (
+            isinstance(value, Variable)
+            and "_weights" in self.__dict__
+            and all(v is not value for v in self._weights)
+        ):
+            self._track_variable(value, value.trainable)
+        object.__setattr__(self, name, value)
 
     @property
     def trainable(self) -> bool:
@@ -231,24 +281,40 @@ class Layer:
 
     def sublayers(self) -> list[tuple[str, Layer]]:
         """``(key, layer)`` for each layer this one contains (a model's layers by name, a
-        wrapper's by attribute); none for a plain layer."""
-        return []
+        wrapper's by attribute, a ``call()`` layer's attributes in assignment order, lists and
+        dicts of layers included); none for a plain layer."""
+        if not self._runs_call:
+            return []
+        found: list[tuple[str, Layer]] = []
+        for key, value in self.__dict__.items():
+            _find_layers(key, value, found)
+        return found
 
     @property
     def weights(self) -> list[Variable]:
-        return list(self._weights)
+        """Own weights (trainable kinds first), then those of the layers it holds."""
+        subs = self.sublayers()
+        if not subs:
+            return list(self._weights)
+        seen, result = {id(w) for w in self._weights}, list(self._weights)
+        for _, layer in subs:
+            for w in layer.weights:
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    result.append(w)
+        return result
 
     @property
     def trainable_weights(self) -> list[Variable]:
         if not self.trainable:
             return []
-        return [w for w in self._weights if w.trainable]
+        return [w for w in self.weights if w.trainable]
 
     @property
     def non_trainable_weights(self) -> list[Variable]:
         if not self.trainable:
-            return list(self._weights)
-        return [w for w in self._weights if not w.trainable]
+            return self.weights
+        return [w for w in self.weights if not w.trainable]
 
     @property
     def variables(self) -> list[Variable]:
@@ -273,20 +339,62 @@ class Layer:
         """(variable, regularizer) pairs for this layer's trainable weights."""
         return [(w, w.regularizer) for w in self.trainable_weights if w.regularizer is not None]
 
+    # ---- losses added by call() ----------------------------------------------------------------
+    def add_loss(self, loss) -> None:
+        """Add ``loss`` (a scalar made with fastnn.ops) to the training loss of this pass; it
+        shows in ``losses`` until the next outermost call."""
+        self._loss_values.append(loss)
+        sink = custom.LOSS_SINK.get()
+        if sink is not None:
+            sink.append(loss)
+
+    @property
+    def losses(self) -> list:
+        """The ``add_loss`` values of the last call (this layer's, then its layers'), then the
+        weight regularizers' penalties (recorded on a tape that watches the weights)."""
+        layers = custom.layer_tree(self)
+        values = [loss for layer in layers for loss in layer._loss_values]
+        values += [reg(w) for w, reg in self.regularization_losses()]
+        return values
+
     # ---- the contract --------------------------------------------------------------------------
     def build(self, input_shape) -> None:
-        """Create weights; a weightless layer only validates the shape (compute_output_shape)."""
-        self.compute_output_shape(input_shape)
+        """Create weights; a weightless layer only validates the shape (compute_output_shape).
+        A ``call()`` layer without a build of its own builds its layers on its first call."""
+        if not self._runs_call:
+            self.compute_output_shape(input_shape)
         self.built = True
 
     def compute_output_shape(self, input_shape):
+        """The output shape(s) for ``input_shape``; a ``call()`` layer without its own runs
+        ``call()`` on zeros of that shape to find out (nothing it changes is kept)."""
+        if self._runs_call:
+            return custom.output_shapes(self, input_shape, self.dtype)[0]
         return input_shape
 
-    def forward(self, inputs, training: bool):
-        raise NotImplementedError(f"{type(self).__name__}.forward")
+    def call(self, inputs, *args, **kwargs):
+        """The layer's computation with fastnn.ops (a user's layer writes it)."""
+        raise NotImplementedError(self._no_computation())
 
-    def backward(self, ctx, grad_outputs):
-        raise NotImplementedError(f"{type(self).__name__}.backward")
+    def forward(self, inputs, training: bool, **kwargs):
+        """``(outputs, ctx)``: a ``call()`` layer runs it under a tape (the ctx)."""
+        if self._runs_call:
+            return custom.forward(self, inputs, training, **kwargs)
+        raise NotImplementedError(self._no_computation())
+
+    def backward(self, ctx, grad_outputs, **kwargs):
+        """Input gradients; weights' gradients add into ``.grad`` (a ``call()`` layer replays
+        the tape of its forward)."""
+        if self._runs_call:
+            return custom.backward(self, ctx, grad_outputs, **kwargs)
+        raise NotImplementedError(self._no_computation())
+
+    def _no_computation(self) -> str:
+        return (
+            f"{type(self).__name__} '{self.name}' has no computation: write call(self, inputs) "
+            "with fastnn.ops (its gradients come from a tape), or forward(inputs, training) -> "
+            "(outputs, ctx) and backward(ctx, grad_outputs) -> input gradients"
+        )
 
     def compute_mask(self, inputs, mask=None):
         """The mask of this layer's outputs given its inputs' mask (None: no mask)."""
@@ -323,22 +431,42 @@ class Layer:
         return type(self).compute_mask is not Layer.compute_mask
 
     def check_input_shape(self, input_shape) -> None:
-        """Raise if a built layer cannot take ``input_shape`` (overridden where weights fix it)."""
-        self.compute_output_shape(input_shape)
+        """Raise if a built layer cannot take ``input_shape`` (overridden where weights fix it);
+        a ``call()`` layer finds out when it runs."""
+        if not self._runs_call:
+            self.compute_output_shape(input_shape)
 
     # ---- calling -------------------------------------------------------------------------------
     def _maybe_build(self, input_shape) -> None:
         if not self.built:
-            self.build(input_shape)
+            if self._runs_call:
+                with custom.scoped(self, None):  # weights get the paths of the running calls
+                    self.build(input_shape)
+            else:
+                self.build(input_shape)
             self.built = True
         else:
             self.check_input_shape(input_shape)
 
-    def __call__(self, inputs, training=None, mask=None, **kwargs):
+    def __call__(self, inputs, *args, **kwargs):
         """``layer(x)`` records a node on symbolic tensors, runs on arrays; masking layers also
-        take ``mask=`` (batch, steps) on array calls."""
-        if kwargs:
-            raise TypeError(f"Layer '{self.name}' got unexpected call arguments {sorted(kwargs)}")
+        take ``mask=`` (batch, steps) on array calls. ``training`` defaults to the enclosing
+        call's. Under a recording GradientTape, a built-in layer is one tape entry whose
+        gradient is its backward; a ``call()`` layer's ops record one by one."""
+        training = kwargs.pop("training", None)
+        mask = kwargs.pop("mask", None)
+        if self._runs_call:
+            if args and len(args) > custom.positional_slots(type(self)) and training is None:
+                training, args = args[0], args[1:]  # layer(x, training), as for built-in layers
+            return self._call_user(inputs, args, kwargs, training, mask)
+        if args and len(args) <= 2 and training is None:  # layer(x, training[, mask])
+            training, mask = args[0], (args[1] if len(args) > 1 else mask)
+            args = ()
+        if args or kwargs:
+            raise TypeError(
+                f"Layer '{self.name}' got unexpected call arguments "
+                f"{[*map(repr, args), *sorted(kwargs)]}"
+            )
         if mask is not None and not self.supports_masking:
             raise TypeError(f"{type(self).__name__} '{self.name}' does not take a mask")
         if is_symbolic(inputs) or is_symbolic(mask):
@@ -348,7 +476,12 @@ class Layer:
                     "calls; in a model the mask comes from Embedding(mask_zero=True) or Masking"
                 )
             return self._call_symbolic(inputs)
-        arrays = self._to_arrays(inputs)
+        if training is None:
+            training = custom.TRAINING.get()
+        if tape_module.STATE.tapes and self._tracked(inputs):
+            arrays = self._to_values(inputs)
+        else:
+            arrays = self._to_arrays(inputs)
         shapes = [a.shape for a in arrays] if isinstance(arrays, list) else arrays.shape
         self._maybe_build(shapes)
         extra = {}
@@ -358,8 +491,85 @@ class Layer:
             if mask.shape != x.shape[:2]:
                 raise shape_error(self, "mask must be (batch, steps)", x.shape[:2], mask.shape)
         with runtime.serial_blas():  # once per call on arrays (see fastnn.runtime)
-            outputs, _ = self.forward(arrays, bool(training), **extra)
+            return self._call_arrays(arrays, bool(training), extra)
+
+    def _call_arrays(self, inputs, training: bool, extra: dict):
+        """Run on built inputs: ``forward``, as one tape entry when a recording tape tracks an
+        input or a trainable weight (its gradient: ``backward``, weights' gradients included)."""
+        if tape_module.STATE.tapes and (self._tracked(inputs) or self._tracked(self.weights)):
+            return self._record_call(inputs, training, extra)
+        values = [unwrap(x) for x in inputs] if isinstance(inputs, list) else unwrap(inputs)
+        outputs, _ = self.forward(values, training, **extra)
         return outputs
+
+    def _record_call(self, inputs, training: bool, extra: dict):
+        is_list = isinstance(inputs, list)
+        flat = inputs if is_list else [inputs]
+        values = [unwrap(x) for x in flat]
+        weights = self.trainable_weights
+        with tape_module.paused():
+            outputs, ctx = self.forward(values if is_list else values[0], training, **extra)
+        out_list = isinstance(outputs, list)
+        flat_out = outputs if out_list else [outputs]
+        dtypes = [y.dtype for y in flat_out]
+
+        def vjp(grads):
+            grads = [np.asarray(unwrap(g), dtype=t) for g, t in zip(grads, dtypes)]
+            saved = [w.grad for w in weights]
+            fresh = [np.zeros_like(w.value) for w in weights]
+            for w, g in zip(weights, fresh):
+                w.grad = g
+            try:
+                with tape_module.paused():
+                    in_grads = self.backward(ctx, grads if out_list else grads[0])
+            finally:
+                for w, g in zip(weights, saved):
+                    w.grad = g
+            in_grads = list(in_grads) if is_list else [in_grads]
+            return [*in_grads, *fresh]
+
+        results = tape_module.record(vjp, [*flat, *weights], flat_out, name=self.name)
+        return results if out_list else results[0]
+
+    @staticmethod
+    def _tracked(values) -> bool:
+        if isinstance(values, (list, tuple)):
+            return any(tape_module.tracked(v) for v in values)
+        return tape_module.tracked(values)
+
+    def _to_values(self, inputs):
+        """Inputs as arrays, tensors a tape tracks kept (float ones cast on the tape)."""
+
+        def convert(x):
+            if isinstance(x, Tensor):
+                if self.casts_inputs and is_float(x) and x.dtype != self.dtype:
+                    return ops_cast(x, self.dtype)
+                return x
+            return self._cast(x)
+
+        if isinstance(inputs, (list, tuple)):
+            return [convert(x) for x in inputs]
+        return convert(inputs)
+
+    def _call_user(self, inputs, args, kwargs, training, mask):
+        """``layer(...)`` of a layer that writes ``call()``: symbolic calls record a node with
+        the output shape a run on zeros gives; other calls run ``call()``."""
+        if is_symbolic(inputs) or is_symbolic(mask):
+            if args or kwargs or mask is not None:
+                raise NotImplementedError(
+                    f"{type(self).__name__} '{self.name}': on symbolic tensors a layer takes its "
+                    "inputs alone (one tensor or a list); pass other arguments to its "
+                    "constructor, or call it inside another layer's call()"
+                )
+            return self._call_symbolic(inputs)
+        inputs = custom.convert_inputs(self, inputs)
+        self._maybe_build(_shapes(inputs))
+        outermost = not custom.SCOPE.get()
+        if outermost:  # as Keras: losses are those of the last outermost call
+            for layer in custom.layer_tree(self):
+                layer._loss_values.clear()
+        with runtime.serial_blas():
+            return custom.run_call(self, inputs, training, mask, args, kwargs)
 
     def _call_symbolic(self, inputs):
         tensors = list(inputs) if isinstance(inputs, (list, tuple)) else inputs
@@ -371,8 +581,13 @@ class Layer:
                 )
         shapes = [t.shape for t in tensors] if isinstance(tensors, list) else tensors.shape
         self._maybe_build(shapes)
-        output_shape = self.compute_output_shape(shapes)
-        node = Node(self, tensors, output_shape, self.output_dtype)
+        dtype = self.output_dtype
+        if self._runs_call and type(self).compute_output_shape is Layer.compute_output_shape:
+            dtypes = [t.dtype for t in tensors] if isinstance(tensors, list) else tensors.dtype
+            output_shape, dtype = custom.output_shapes(self, shapes, dtypes)
+        else:
+            output_shape = self.compute_output_shape(shapes)
+        node = Node(self, tensors, output_shape, dtype)
         return node.symbolic_outputs()
 
     @property
@@ -450,6 +665,29 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _find_layers(key: str, value, found: list) -> None:
+    """Append ``(key, layer)`` for each Layer in ``value`` (a layer, list, tuple or dict)."""
+    if isinstance(value, Layer):
+        if all(value is not layer for _, layer in found):
+            found.append((key, value))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _find_layers(f"{key}/{i}", item, found)
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            _find_layers(f"{key}/{k}", item, found)
+
+
+def _shapes(structure):
+    """The shapes of a call's inputs, in their structure (None for what has no shape)."""
+    if isinstance(structure, (list, tuple)):
+        return [_shapes(x) for x in structure]
+    if isinstance(structure, dict):
+        return {k: _shapes(v) for k, v in structure.items()}
+    shape = getattr(structure, "shape", None)
+    return None if shape is None else tuple(shape)
 
 
 def shape_error(layer: Layer, message: str, expected, given) -> ValueError:

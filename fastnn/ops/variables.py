@@ -1,8 +1,7 @@
 """``fastnn.Variable``: keras.Variable on top of the Variable layers and optimizers already use.
 
-It adds Keras's constructor, ``assign_add``/``assign_sub`` and the Tensor operators (so
-``v * 2 + b`` records on a tape that watches ``v``). Layer weights (``layers.base.Variable``)
-work with every op and tape as they are; only Python operators need this class.
+It adds Keras's constructor; operators (``v * 2 + b`` records on a tape that watches ``v``),
+``assign``, ``assign_add`` and ``assign_sub`` are the layer weights' own (``layers.base.Variable``).
 """
 
 from __future__ import annotations
@@ -12,10 +11,10 @@ import numpy as np
 from fastnn import backend, initializers
 from fastnn.layers.base import Variable as _Weight
 from fastnn.layers.base import unique_name
-from fastnn.ops.tape import TensorOps, as_array, unwrap
+from fastnn.ops.tape import as_array
 
 
-class Variable(_Weight, TensorOps):
+class Variable(_Weight):
     """A mutable array: ``Variable(initializer, shape=None, dtype=None, trainable=True,
     name=None)`` as keras.Variable, ``initializer`` an array-like value or, with ``shape``, an
     initializer (name or callable). A GradientTape watches it when it is trainable."""
@@ -43,19 +42,6 @@ class Variable(_Weight, TensorOps):
         name = name or unique_name("variable")
         value = _initial_value(initializer, shape, dtype)
         super().__init__(value, name=name, path=name, trainable=bool(trainable), regularizer=None)
-
-    def assign(self, value) -> np.ndarray:
-        """Overwrite the value in place (same shape); returns it."""
-        super().assign(unwrap(value))
-        return self.value
-
-    def assign_add(self, delta) -> np.ndarray:
-        """Add ``delta`` to the value in place; returns it."""
-        return self.assign(self.value + unwrap(delta))
-
-    def assign_sub(self, delta) -> np.ndarray:
-        """Subtract ``delta`` from the value in place; returns it."""
-        return self.assign(self.value - unwrap(delta))
 
     def __repr__(self) -> str:
         return (

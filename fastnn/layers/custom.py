@@ -1,0 +1,336 @@
+"""Layers written as ``call()`` with fastnn.ops: their gradients come from a tape of the ops run.
+
+To the graph such a layer is one more layer with the ordinary contract: ``forward`` runs
+``call()`` under a private ``GradientTape`` and returns it as the context; ``backward`` replays
+it, adding into the weights' ``.grad`` and returning the input gradients. A built-in layer called
+inside ``call()`` is one tape entry whose VJP is its own ``backward`` (``Layer._record_call``),
+so it keeps its fused kernels. Called on arrays outside any tape, ``call()`` is plain numpy.
+
+The call context (per thread and task: context variables) carries what Keras's does: the
+``training`` flag nested calls inherit, the name scope that gives sublayers' weights their paths
+(``outer/dense/kernel``), and where ``add_loss`` values go. Output shapes on symbolic inputs come
+from running ``call()`` once or twice on zeros (``output_shapes``), as Keras's torch backend runs
+it on placeholder sizes; nothing it changes (weights, random generators, losses) survives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+from collections.abc import Iterator
+
+import numpy as np
+
+from fastnn import random as fastnn_random
+from fastnn.ops import tape as tape_module
+from fastnn.ops.core import cast as ops_cast
+from fastnn.ops.tape import GradientTape, Tensor, paused, unwrap
+from fastnn.ops.tensor import is_float, is_variable
+
+#: ``training`` for calls that are not given it: set by the outermost call that is.
+TRAINING: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "fastnn_training", default=None
+)
+#: The layers whose calls are running, outermost first: weights made inside get their paths.
+SCOPE: contextvars.ContextVar[tuple] = contextvars.ContextVar("fastnn_scope", default=())
+#: Where ``add_loss`` values go besides the layer's ``losses``: the innermost tape forward's
+#: list (its backward seeds them), or the trainer's (the loss it reports).
+LOSS_SINK: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "fastnn_loss_sink", default=None
+)
+
+
+@functools.cache
+def call_arguments(cls: type) -> tuple[bool, bool]:
+    """Whether ``cls.call`` takes ``training`` and ``mask`` (or ``**kwargs``)."""
+    parameters = _parameters(cls)
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    names = {p.name for p in parameters}
+    return "training" in names or var_kw, "mask" in names or var_kw
+
+
+@functools.cache
+def positional_slots(cls: type) -> float:
+    """How many positional arguments ``cls.call`` takes after the inputs (inf with ``*args``)."""
+    kinds = [p.kind for p in _parameters(cls)[2:]]  # after self and inputs
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return float("inf")
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(kind in plain for kind in kinds)
+
+
+def _parameters(cls: type) -> list:
+    try:
+        return list(inspect.signature(cls.call).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def path_prefix(layer) -> str:
+    """The path of ``layer``'s weights: the running calls' names, then its own."""
+    scope = SCOPE.get()
+    names = [lay.name for lay in scope]
+    if not scope or scope[-1] is not layer:
+        names.append(layer.name)
+    return "/".join(names)
+
+
+@contextlib.contextmanager
+def scoped(layer, training: bool | None) -> Iterator[None]:
+    """Inside: ``layer``'s name scope, and ``training`` for calls not given it."""
+    scope = SCOPE.get()
+    token = SCOPE.set(scope if scope and scope[-1] is layer else (*scope, layer))
+    token_training = TRAINING.set(training) if training is not None else None
+    try:
+        yield
+    finally:
+        SCOPE.reset(token)
+        if token_training is not None:
+            TRAINING.reset(token_training)
+
+
+def run_call(layer, inputs, training, mask, args=(), kwargs=None):
+    """``layer.call(inputs, *args, **kwargs)``, given ``training`` and ``mask`` when it takes
+    them, in the layer's scope."""
+    kwargs = dict(kwargs or {})
+    takes_training, takes_mask = call_arguments(type(layer))
+    if training is None:
+        training = TRAINING.get()
+    if takes_training and training is not None:
+        kwargs["training"] = training
+    if takes_mask and mask is not None:
+        kwargs["mask"] = mask
+    with scoped(layer, training):
+        return layer.call(inputs, *args, **kwargs)
+
+
+def convert_inputs(layer, inputs):
+    """Inputs as a call takes them: arrays (float ones in the layer's dtype) or, where a tape
+    tracks them, tensors (cast on the tape)."""
+
+    def convert(x):
+        if isinstance(x, Tensor) or is_variable(x):
+            if layer.casts_inputs and is_float(x) and x.dtype != layer.dtype:
+                return ops_cast(x, layer.dtype)
+            return x
+        if x is None or isinstance(x, (str, bool)):
+            return x
+        array = np.asarray(x)
+        if array.dtype.kind == "f" and layer.casts_inputs and array.dtype != layer.dtype:
+            array = array.astype(layer.dtype)
+        return array
+
+    return _map(inputs, convert)
+
+
+# ---- the graph's contract: forward under a private tape, backward replays it -------------------
+class CallContext:
+    """What a tape forward keeps for its backward: the tape, the watched inputs (flat), the
+    outputs (flat) and the ``add_loss`` values of the pass."""
+
+    __slots__ = ("tape", "inputs", "outputs", "losses", "inputs_are_list")
+
+    def __init__(self, tape, inputs, outputs, losses, inputs_are_list):
+        self.tape, self.inputs, self.outputs = tape, inputs, outputs
+        self.losses, self.inputs_are_list = losses, inputs_are_list
+
+    @property
+    def added_losses(self) -> list:
+        """The pass's ``add_loss`` values: the graph runs the backward for them alone too."""
+        return self.losses
+
+
+def forward(layer, inputs, training: bool, mask=None):
+    """Run ``layer.call`` under a private tape: (outputs as arrays, ``CallContext``)."""
+    tape = GradientTape()
+    losses: list = []
+    _clear_losses(layer)  # a pass's losses replace the last one's, as an outermost call's do
+    parent = LOSS_SINK.get()
+    token = LOSS_SINK.set(losses)
+    is_list = isinstance(inputs, (list, tuple))
+    try:
+        with paused(), tape:
+            flat = list(inputs) if is_list else [inputs]
+            watched = [tape.watch(x) if is_float(x) else x for x in flat]
+            outputs = run_call(layer, watched if is_list else watched[0], training, mask)
+    finally:
+        LOSS_SINK.reset(token)
+    if parent is not None:
+        parent.extend(losses)
+    out_list = isinstance(outputs, (list, tuple))
+    flat_out = list(outputs) if out_list else [outputs]
+    arrays = [y.value.copy() if is_variable(y) else np.asarray(unwrap(y)) for y in flat_out]
+    ctx = CallContext(tape, watched, flat_out, losses, is_list)
+    return (arrays if out_list else arrays[0]), ctx
+
+
+def backward(layer, ctx: CallContext, grad_outputs, need_input_grad: bool = True):
+    """Replay a tape forward: weights' gradients add into their ``.grad``; the inputs'
+    gradients come back (None where an input has none); ``add_loss`` values count once each."""
+    tape = ctx.tape
+    grads = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+    keys, seeds = [], []
+    for y, g in zip(ctx.outputs, grads):
+        key = tape.key(y)
+        if key is not None and g is not None:
+            keys.append(key)
+            seeds.append(g)
+    for value in ctx.losses:
+        key = tape.key(value)
+        if key is not None:
+            keys.append(key)
+            seeds.append(np.ones(np.shape(unwrap(value)), np.result_type(unwrap(value))))
+    variables = [v for v in tape.watched_variables() if v.trainable]
+    var_keys = [tape.key(v) for v in variables]
+    in_keys = [tape.key(x) if need_input_grad else None for x in ctx.inputs]
+    result = {}
+    if keys:
+        with paused():
+            result = tape_module.backward(tape._entries, keys, seeds, [*in_keys, *var_keys])
+    for var, key in zip(variables, var_keys):
+        g = result.get(key)
+        if g is not None:
+            var.grad += unwrap(g)
+    if not need_input_grad:
+        return None
+    in_grads = [
+        None if k is None or result.get(k) is None else tape_module._finish(result[k], x, "none")
+        for k, x in zip(in_keys, ctx.inputs)
+    ]
+    return in_grads if ctx.inputs_are_list else in_grads[0]
+
+
+# ---- symbolic calls: output shapes from running call() on zeros --------------------------------
+def output_shapes(layer, shapes, dtypes):
+    """The output shape(s) and dtype of ``layer`` on inputs of ``shapes`` (a shape, or a list
+    or dict of them; batch axis None) and ``dtypes`` (one, or the same structure): ``call()``
+    runs on zeros, unknown sizes as 2 and again as 3 where there are any (a size that follows
+    them is unknown). Weights, random generators and losses are put back."""
+    names = list(shapes) if isinstance(shapes, dict) else None
+    is_list = isinstance(shapes, list) or names is not None
+    shape_list = [shapes[n] for n in names] if names else (shapes if is_list else [shapes])
+    if isinstance(dtypes, dict):
+        dtype_list = [dtypes[n] for n in names]
+    elif isinstance(dtypes, list):
+        dtype_list = dtypes
+    else:
+        dtype_list = [dtypes] * len(shape_list)
+    unknown = any(d is None for s in shape_list for d in s)
+    runs = []
+    for size in (2, 3) if unknown else (2,):
+        arrays = [
+            np.zeros([size if d is None else d for d in s], t)
+            for s, t in zip(shape_list, dtype_list)
+        ]
+        given = dict(zip(names, arrays)) if names else (arrays if is_list else arrays[0])
+        runs.append(_probe(layer, given))
+    (first, out_list), merged = runs[0], []
+    for i, (shape, _) in enumerate(first):
+        for other, _ in runs[1:]:
+            if len(other) != len(first) or len(other[i][0]) != len(shape):
+                raise ValueError(
+                    f"{type(layer).__name__} '{layer.name}': call() returns outputs of "
+                    "different ranks for different batch sizes"
+                )
+            shape = tuple(a if a == b else None for a, b in zip(shape, other[i][0]))
+        merged.append(shape)
+    dtype = first[0][1] if first else np.dtype(layer.dtype)
+    return (merged if out_list else merged[0]), dtype
+
+
+def _probe(layer, inputs):
+    """Run ``call()`` on ``inputs``: ([(shape, dtype) per output], outputs are a list); every
+    weight, random generator and loss as it was before."""
+    variables = _variables(layer)
+    saved_values = [v.value.copy() for v in variables]
+    generators = _generators(layer)
+    saved_states = [g.bit_generator.state for g in generators]
+    root = fastnn_random.root_state()
+    count = len(variables)
+    token = LOSS_SINK.set([])
+    try:
+        with paused():
+            try:
+                outputs = run_call(layer, inputs, False, None)
+            except Exception:
+                if not layer._takes_mask:
+                    raise
+                # it may need the mask of its inputs' steps (an Embedding's): all steps kept
+                first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+                first = first[0] if isinstance(first, (list, tuple)) else first
+                mask = np.ones(first.shape[:2], bool)
+                outputs = run_call(layer, inputs, False, mask)
+    except Exception as error:
+        shown = _map(inputs, lambda a: a.shape)
+        raise ValueError(
+            f"{type(layer).__name__} '{layer.name}' cannot tell its output shape: call() on "
+            f"zeros of shape {shown} raised {type(error).__name__}: {error}. Make call() work "
+            "on any batch of these shapes, or write compute_output_shape(input_shape)"
+        ) from error
+    finally:
+        LOSS_SINK.reset(token)
+        for v, value in zip(variables, saved_values):
+            v.value[...] = value
+        for g, state in zip(generators, saved_states):
+            g.bit_generator.state = state
+        _clear_losses(layer)
+    if len(_variables(layer)) == count:  # no weights were made: draws for them stay drawn
+        fastnn_random.set_root_state(root)
+    if isinstance(outputs, dict):
+        raise TypeError(
+            f"{type(layer).__name__} '{layer.name}': call() returns a dict; in a model a layer's "
+            "outputs are one tensor or a list of them"
+        )
+    out_list = isinstance(outputs, (list, tuple))
+    flat = list(outputs) if out_list else [outputs]
+    return [(tuple(np.shape(unwrap(y))), np.result_type(unwrap(y))) for y in flat], out_list
+
+
+def _variables(layer) -> list:
+    seen, found = set(), []
+    for lay in layer_tree(layer):
+        for v in lay.weights:
+            if id(v) not in seen:
+                seen.add(id(v))
+                found.append(v)
+    return found
+
+
+def _generators(layer) -> list:
+    found = []
+    for lay in layer_tree(layer):
+        for value in [lay._rng, *vars(lay).values()]:
+            rng = getattr(value, "_rng", value)
+            if isinstance(rng, np.random.Generator) and all(rng is not g for g in found):
+                found.append(rng)
+    return found
+
+
+def layer_tree(layer) -> list:
+    """``layer`` and every layer it contains, depth first, each once."""
+    seen, order, stack = set(), [], [layer]
+    while stack:
+        lay = stack.pop()
+        if id(lay) in seen:
+            continue
+        seen.add(id(lay))
+        order.append(lay)
+        stack.extend(reversed([sub for _, sub in lay.sublayers()]))
+    return order
+
+
+def _clear_losses(layer) -> None:
+    for lay in layer_tree(layer):
+        lay._loss_values.clear()
+
+
+def _map(structure, fn):
+    if isinstance(structure, list):
+        return [_map(x, fn) for x in structure]
+    if isinstance(structure, tuple):
+        return tuple(_map(x, fn) for x in structure)
+    if isinstance(structure, dict):
+        return {k: _map(v, fn) for k, v in structure.items()}
+    return fn(structure)
