@@ -317,6 +317,7 @@ def framework_info(fw: str) -> dict:
 
         info["threads"] = fastnn.config.get_num_threads()
         info["threading_layer"] = fastnn.config.threading_layer()
+        info["module"] = fastnn.__file__
     if fw.startswith(("pytorch", "keras_torch")):
         import torch
 
@@ -580,6 +581,7 @@ def format_row(row: dict, names: list[str], speedup: bool = False) -> str:
 def machine() -> dict:
     """Where a result came from: CPU, cores, versions, commit, BLAS libraries (threadpoolctl)."""
     info = {"python": platform.python_version(), "platform": platform.platform()}
+    info["prefix"] = sys.prefix  # which virtualenv
     try:
         with open("/proc/cpuinfo") as f:
             info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)

@@ -73,8 +73,9 @@ def main(argv=None) -> None:
         result = json.load(f)
     rows = result["rows"]
     print(markdown(rows, peers_of(rows, args.peers), args.against))
-    for name, reason in result.get("skipped", {}).items():
-        print(f"\n{name}: skipped, {reason}")
+    skipped = result.get("skipped", {})
+    if skipped:
+        print("\n" + "\n".join(f"{name}: skipped, {reason}" for name, reason in skipped.items()))
 
 
 if __name__ == "__main__":
