@@ -8,9 +8,12 @@ import numpy as np
 
 from fastnn import runtime
 from fastnn.graph import Graph
-from fastnn.layers.base import Layer, Variable, assign_all, unique_name
+from fastnn.layers import custom
+from fastnn.layers.base import Layer, Variable, assign_all, snake_case, unique_name
 from fastnn.layers.core import InputLayer
-from fastnn.nodes import SymbolicTensor, is_symbolic
+from fastnn.nodes import Node, SymbolicTensor, is_symbolic
+from fastnn.ops import tape as tape_module
+from fastnn.ops.core import cast as ops_cast
 from fastnn.saving import api as saving_api
 from fastnn.saving.registry import register_builtins
 from fastnn.saving.serialization import deserialize_layer, serialize_layer
@@ -28,6 +31,8 @@ def _as_list(value):
 
 class Model(Trainer, Layer):
     """A Functional model: the graph from ``inputs`` to ``outputs``; also usable as a layer.
+    A subclass that writes ``__init__`` and ``call()`` instead is a subclassed model: its
+    ``call()`` runs as one ``call()`` layer (gradients from a tape), its graph that one node.
 
     Example::
 
@@ -36,12 +41,26 @@ class Model(Trainer, Layer):
         model = fastnn.Model(inputs=inputs, outputs=outputs)
     """
 
+    #: A subclassed model (``call()``); its graph, one node of itself, is made from the first
+    #: data or ``build``.
+    _subclassed = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._runs_call = cls.call is not Layer.call  # a subclass's call() is its computation
+        cls._takes_mask = cls._runs_call and custom.call_arguments(cls)[1]
+
     def __init__(self, inputs=None, outputs=None, name: str | None = None, **kwargs):
+        if inputs is None and outputs is None and self._runs_call:
+            super().__init__(name=name or unique_name(snake_case(type(self).__name__)), **kwargs)
+            self._subclassed = True
+            self._build_shapes = None
+            return
         if inputs is None or outputs is None:
             raise TypeError(
                 "fastnn builds Functional models: pass both `inputs=` and `outputs=` "
-                "(e.g. Model(inputs=fastnn.Input(shape=(10,)), outputs=y)), or use Sequential. "
-                "Subclassed models with a custom call() are not supported."
+                "(e.g. Model(inputs=fastnn.Input(shape=(10,)), outputs=y)), or use Sequential, "
+                "or subclass Model and write call()."
             )
         # Keras 3 names Functional models 'functional', 'functional_1', ...
         super().__init__(name=name or unique_name("functional"), **kwargs)
@@ -106,6 +125,8 @@ class Model(Trainer, Layer):
     # ---- layers and weights --------------------------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
+        if self._subclassed:  # the layers it holds as attributes, as Keras lists them
+            return [layer for _, layer in Layer.sublayers(self)]
         return list(self._graph.layers)
 
     @property
@@ -131,6 +152,8 @@ class Model(Trainer, Layer):
         )
 
     def sublayers(self):
+        if self._subclassed:
+            return Layer.sublayers(self)
         return [(layer.name, layer) for layer in self.layers]
 
     def _unique(self, attribute: str) -> list[Variable]:
@@ -144,19 +167,27 @@ class Model(Trainer, Layer):
 
     @property
     def weights(self) -> list[Variable]:
+        if self._subclassed:
+            return Layer.weights.fget(self)
         return self._unique("weights")
 
     @property
     def trainable_weights(self) -> list[Variable]:
+        if self._subclassed:
+            return Layer.trainable_weights.fget(self)
         return self._unique("trainable_weights") if self.trainable else []
 
     @property
     def non_trainable_weights(self) -> list[Variable]:
+        if self._subclassed:
+            return Layer.non_trainable_weights.fget(self)
         if not self.trainable:
             return self.weights
         return self._unique("non_trainable_weights")
 
     def regularization_losses(self):
+        if self._subclassed:
+            return Layer.regularization_losses(self)
         seen, pairs = set(), []
         for layer in self.layers:
             for var, reg in layer.regularization_losses():
@@ -171,16 +202,25 @@ class Model(Trainer, Layer):
 
     def summary(self, line_length: int | None = None, print_fn=None) -> None:
         """Print the layer table with output shapes and parameter counts, as Keras does."""
+        if self._subclassed and not self.built:
+            raise ValueError(
+                f"Model '{self.name}' has not been built yet, so it has no summary: call it on "
+                "data, fit it, or call build(input_shape) first"
+            )
         print_summary(self, line_length=line_length, print_fn=print_fn)
 
     # ---- the model as a layer ------------------------------------------------------------------
     def compute_output_shape(self, input_shape):
+        if self._subclassed:
+            return Layer.compute_output_shape(self, input_shape)
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         self.check_input_shape(shapes)
         out = [t.shape for t in self.outputs]
         return out if len(out) > 1 or isinstance(self._outputs_struct, (list, tuple)) else out[0]
 
     def check_input_shape(self, input_shape) -> None:
+        if self._subclassed:
+            return
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         if len(shapes) != len(self.inputs):
             raise ValueError(
@@ -196,9 +236,13 @@ class Model(Trainer, Layer):
 
     @property
     def output_dtype(self):
+        if self._subclassed:
+            return self.outputs[0].dtype if self._graph is not None else self.dtype
         return self.outputs[0].dtype
 
-    def forward(self, inputs, training):
+    def forward(self, inputs, training, **kwargs):
+        if self._subclassed:
+            return custom.forward(self, self._as_call_inputs(inputs), training, **kwargs)
         arrays = inputs if isinstance(inputs, list) else [inputs]
         outputs, tape = self._graph.forward(arrays, training)
         if len(outputs) == 1 and not isinstance(self._outputs_struct, (list, tuple)):
@@ -208,11 +252,20 @@ class Model(Trainer, Layer):
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
+        if self._subclassed:
+            grads = custom.backward(self, ctx, grad_outputs, need_input_grad=need_input_grad)
+            if need_input_grad and isinstance(grads, dict):
+                return [grads[name] for name in self.input_names]
+            return grads
         grads = grad_outputs if isinstance(grad_outputs, list) else [grad_outputs]
         input_grads = self._graph.backward(ctx, grads, need_input_grad)
         return input_grads if len(input_grads) > 1 else input_grads[0]
 
-    def __call__(self, inputs, training=None, **kwargs):
+    def __call__(self, inputs, *args, training=None, **kwargs):
+        if self._subclassed:
+            return Layer.__call__(self, inputs, *args, training=training, **kwargs)
+        if args:
+            raise TypeError(f"Model '{self.name}' got unexpected call arguments {args}")
         if is_symbolic(inputs) or (isinstance(inputs, dict) and is_symbolic(list(inputs.values()))):
             if isinstance(inputs, dict):
                 inputs = self._order_by_input_name(inputs, "call")
@@ -223,12 +276,122 @@ class Model(Trainer, Layer):
         if kwargs:
             raise TypeError(f"Model '{self.name}' got unexpected call arguments {sorted(kwargs)}")
         self._ensure_built_for_data(inputs)
+        if training is None:
+            training = custom.TRAINING.get()
+        if tape_module.STATE.tapes:  # each layer a tape entry (call() layers: their ops)
+            given = inputs
+            if isinstance(inputs, dict):
+                given = self._order_by_input_name(inputs, "call")
+            values = [
+                _on_tape(x, t.dtype) if tape_module.tracked(x) else a
+                for x, a, t in zip(_as_list(given), self._standardize_x(inputs), self.inputs)
+            ]
+            with runtime.serial_blas():
+                outputs = self._graph.run(values, bool(training))
+            return self._pack_outputs(outputs)
         arrays = self._standardize_x(inputs)
         with runtime.serial_blas():  # once per call on arrays (see fastnn.runtime)
             outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], bool(training))
         if isinstance(self._outputs_struct, dict):  # a dict in the outputs' order, as Keras
             return self._pack_outputs(outputs if isinstance(outputs, list) else [outputs])
         return outputs
+
+    # ---- a subclassed model's graph: one node of itself ---------------------------------------
+    def build(self, input_shape=None) -> None:
+        """A subclassed model: build its layers and its graph for inputs of ``input_shape``
+        (batch axis included; a list or dict of shapes for several inputs)."""
+        if not self._subclassed:
+            self.built = True
+            return
+        if input_shape is None:
+            raise ValueError(f"Model '{self.name}'.build() needs the input shape")
+        self._build_graph(_standardize_shapes(input_shape), None)
+
+    def _build_graph(self, shapes, dtypes) -> None:
+        """Inputs of ``shapes`` (a shape, or a list or dict of them), and the graph of one node
+        running ``call()`` on them; the output shapes come from running it on zeros."""
+        if isinstance(shapes, dict):
+            names = list(shapes)
+            shape_list = [shapes[n] for n in names]
+        else:
+            names = None
+            shape_list = shapes if isinstance(shapes, list) else [shapes]
+        dtype_list = dtypes or [self.dtype] * len(shape_list)
+        inputs = []
+        for i, (shape, dtype) in enumerate(zip(shape_list, dtype_list)):
+            name = names[i] if names else f"{self.name}_input" + (f"_{i}" if i else "")
+            layer = InputLayer(batch_shape=(None, *shape[1:]), dtype=dtype, name=name)
+            inputs.append(layer.output_tensor)
+        batch_shapes = [t.shape for t in inputs]
+        if names:
+            structure = dict(zip(names, batch_shapes))
+            dtype_structure = dict(zip(names, dtype_list))
+        elif isinstance(shapes, list):
+            structure, dtype_structure = batch_shapes, dtype_list
+        else:
+            structure, dtype_structure = batch_shapes[0], dtype_list[0]
+        out_shapes, out_dtype = custom.output_shapes(self, structure, dtype_structure)
+        node = Node(self, inputs if isinstance(shapes, (list, dict)) else inputs[0], out_shapes,
+                    out_dtype)  # fmt: skip
+        self._inbound_nodes.remove(node)  # the model's own graph, not a call of the model
+        outputs = node.outputs if node.outputs_are_list else node.outputs[0]
+        self._graph = Graph(inputs, node.outputs)
+        self._inputs_struct = (
+            dict(zip(names, inputs))
+            if names
+            else (inputs if isinstance(shapes, list) else inputs[0])
+        )
+        self._outputs_struct = outputs
+        self.inputs, self.outputs = inputs, list(node.outputs)
+        self.input_names = names or [t.name for t in inputs]
+        self.output_names = _unique_output_names(self.outputs)
+        self._build_input_shape = shapes
+        self.built = True
+
+    def _as_call_inputs(self, inputs):
+        """A graph's inputs as ``call()`` takes them: a dict by input name if built from one."""
+        if isinstance(self._inputs_struct, dict) and isinstance(inputs, list):
+            return dict(zip(self.input_names, inputs))
+        return inputs
+
+    def get_build_config(self) -> dict | None:
+        """``{"input_shape": ...}`` of a built subclassed model (saved beside its config)."""
+        shapes = getattr(self, "_build_input_shape", None)
+        if not self._subclassed or shapes is None:
+            return None
+        return {"input_shape": _jsonable_shapes(shapes)}
+
+    def build_from_config(self, config: dict) -> None:
+        """Build as ``get_build_config()`` says."""
+        self.build(_standardize_shapes(config["input_shape"]))
+
+    def _ensure_built_for_data(self, x) -> None:
+        """A subclassed model: its graph for inputs like ``x`` (made once, or again if ``x``'s
+        dtypes are of another kind, e.g. token ids where floats were assumed)."""
+        if not self._subclassed:
+            return
+        graph = getattr(self, "_graph", None)
+        if isinstance(x, dict):
+            arrays = {k: np.asarray(v) for k, v in x.items()}
+            shapes = {k: a.shape for k, a in arrays.items()}
+            dtypes = [self._input_dtype(a) for a in arrays.values()]
+        elif isinstance(x, (list, tuple)):
+            arrays = [np.asarray(v) for v in x]
+            shapes = [a.shape for a in arrays]
+            dtypes = [self._input_dtype(a) for a in arrays]
+        else:
+            array = np.asarray(x)
+            shapes, dtypes = array.shape, [self._input_dtype(array)]
+        if graph is not None and [t.dtype.kind for t in self.inputs] == [
+            np.dtype(d).kind for d in dtypes
+        ]:
+            return
+        if not self.built and type(self).build is not Model.build:
+            self._maybe_build(shapes)  # the user's build first, as Keras calls it
+        self._build_graph(shapes, dtypes)
+
+    def _input_dtype(self, array: np.ndarray) -> str:
+        return self.dtype if array.dtype.kind == "f" else array.dtype.name
 
     def _order_by_input_name(self, mapping: dict, what: str) -> list:
         unknown = sorted(set(mapping) - set(self.input_names))
@@ -260,7 +423,10 @@ class Model(Trainer, Layer):
         return json.dumps(serialize_layer(self), **kwargs)
 
     def get_config(self) -> dict:
-        """Keras 3's Functional config: every layer's config with the calls that wire it."""
+        """Keras 3's Functional config: every layer's config with the calls that wire it (a
+        subclassed model writes its own, with its constructor's arguments)."""
+        if self._subclassed:
+            return Layer.get_config(self)
         nodes = [*(t.node for t in self.inputs), *self._graph.nodes]
         node_index = _node_indices(self.layers, nodes)
         tensor_ref = _tensor_ref(node_index, self.name)
@@ -288,6 +454,8 @@ class Model(Trainer, Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
         """The model ``get_config()`` describes, with fresh weights."""
+        if cls._runs_call and "layers" not in config:  # a subclassed model: its constructor's
+            return cls(**config)
         return _functional_from_config(
             cls, config, lambda data: deserialize_layer(data, custom_objects)
         )
@@ -410,6 +578,34 @@ def _functional_from_config(cls, config: dict, make_layer):
         name=config.get("name"),
         trainable=config.get("trainable", True),
     )
+
+
+def _on_tape(x, dtype):
+    """A tracked input in the input's dtype (cast on the tape)."""
+    return ops_cast(x, dtype) if x.dtype.kind == "f" and x.dtype != dtype else x
+
+
+def _is_shape(value) -> bool:
+    return isinstance(value, (tuple, list)) and all(
+        d is None or isinstance(d, (int, np.integer)) for d in value
+    )
+
+
+def _standardize_shapes(shapes):
+    """A shape as a tuple, or a list or dict of them."""
+    if isinstance(shapes, dict):
+        return {k: tuple(v) for k, v in shapes.items()}
+    if _is_shape(shapes):
+        return tuple(None if d is None else int(d) for d in shapes)
+    return [_standardize_shapes(s) for s in shapes]
+
+
+def _jsonable_shapes(shapes):
+    if isinstance(shapes, dict):
+        return {k: list(v) for k, v in shapes.items()}
+    if _is_shape(shapes):
+        return [None if d is None else int(d) for d in shapes]
+    return [_jsonable_shapes(s) for s in shapes]
 
 
 def _compatible(expected, given) -> bool:

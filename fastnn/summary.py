@@ -16,7 +16,7 @@ def _shape_text(layer, model) -> str:
 
 
 def _model_nodes(model):
-    if not model.built:  # a Sequential waiting for its input shape: no graph yet
+    if not model.built or getattr(model, "_graph", None) is None:  # no graph (yet)
         return set()
     nodes = getattr(model, "_node_set", None)
     if nodes is None or nodes[0] is not model._graph:
@@ -43,7 +43,7 @@ def _sequential_like(model) -> bool:
     """Keras's test for leaving out 'Connected to': a Sequential, or a graph with one node per
     depth (depth = longest path to an output), each reading one tensor, and no layer called twice.
     """
-    if type(model).__name__ == "Sequential":
+    if type(model).__name__ == "Sequential" or getattr(model, "_subclassed", False):
         return True
     graph = model._graph
     nodes = list(dict.fromkeys([*(t.node for t in graph.inputs), *graph.nodes]))

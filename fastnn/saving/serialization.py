@@ -16,11 +16,15 @@ from fastnn.saving.registry import builtin_classes, get_registered_object, regis
 def serialize_layer(layer: Layer) -> dict:
     """``{"class_name", "registered_name", "config"}`` of a layer, as Keras serializes it."""
     cls = type(layer)
-    return {
+    data = {
         "class_name": "Functional" if cls.__name__ == "Model" else cls.__name__,
         "registered_name": registered_key(cls),
         "config": layer.get_config(),
     }
+    build_config = getattr(layer, "get_build_config", lambda: None)()
+    if build_config is not None:  # a subclassed model: the input shape it was built for
+        data["build_config"] = build_config
+    return data
 
 
 def deserialize_layer(config: dict, custom_objects: dict | None = None) -> Layer:
@@ -31,8 +35,13 @@ def deserialize_layer(config: dict, custom_objects: dict | None = None) -> Layer
     cls = resolve_layer_class(config, custom_objects)
     inner = config.get("config", {})
     if "custom_objects" in inspect.signature(cls.from_config).parameters:
-        return cls.from_config(inner, custom_objects=custom_objects)
-    return cls.from_config(inner)  # a user's from_config(cls, config), as Keras defines it
+        layer = cls.from_config(inner, custom_objects=custom_objects)
+    else:
+        layer = cls.from_config(inner)  # a user's from_config(cls, config), as Keras defines it
+    build_config = config.get("build_config")
+    if isinstance(build_config, dict) and hasattr(layer, "build_from_config"):
+        layer.build_from_config(build_config)
+    return layer
 
 
 def resolve_layer_class(config: dict, custom_objects: dict | None = None) -> type:

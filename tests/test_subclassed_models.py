@@ -1,0 +1,234 @@
+"""Subclassed models (``__init__`` + ``call``, issue 21): fit, evaluate, predict against Keras 3
+(torch), summary once built, weights and whole-model files, symbolic calls and several inputs.
+
+Each model class is written once against a module ``K`` (fastnn or keras) and built in both.
+"""
+
+import numpy as np
+import pytest
+from gradcheck import check_model_gradients, randomize_weights
+from keras_twin import (
+    assert_same_history,
+    assert_same_weights,
+    copy_weights,
+    fit_both,
+    keras_module,
+    to_numpy,
+)
+
+import fastnn
+from fastnn import layers as L
+from fastnn import ops
+
+
+def mlp(K):
+    class MLP(K.Model):
+        def __init__(self, hidden=16, classes=3, **kwargs):
+            super().__init__(**kwargs)
+            self.hidden, self.classes = hidden, classes
+            self.dense_1 = K.layers.Dense(hidden, activation="relu", name="dense_1")
+            self.dropout = K.layers.Dropout(0.0, name="dropout")
+            self.dense_2 = K.layers.Dense(classes, name="dense_2")
+
+        def call(self, inputs, training=False):
+            x = self.dropout(self.dense_1(inputs), training=training)
+            return K.ops.softmax(self.dense_2(x))
+
+        def get_config(self):
+            return {**super().get_config(), "hidden": self.hidden, "classes": self.classes}
+
+    return MLP
+
+
+def small_cnn(K):
+    class SmallCNN(K.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.convs = [
+                K.layers.Conv2D(4, 3, activation="relu", name="c0"),
+                K.layers.Conv2D(6, 3, padding="same", name="c1"),
+            ]
+            self.pool = K.layers.MaxPooling2D(2, name="pool")
+            self.head = K.layers.Dense(2, name="head")
+
+        def call(self, x):
+            for conv in self.convs:
+                x = conv(x)
+            x = self.pool(K.ops.relu(x))
+            return self.head(K.ops.mean(x, axis=(1, 2)))
+
+    return SmallCNN
+
+
+def two_inputs(K):
+    class TwoInputs(K.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.embed = K.layers.Embedding(10, 4, name="embed")
+            self.dense = K.layers.Dense(3, name="dense")
+
+        def call(self, inputs):
+            ids, features = inputs
+            pooled = K.ops.mean(self.embed(ids), axis=1)
+            return self.dense(K.ops.concatenate([pooled, features], axis=-1))
+
+    return TwoInputs
+
+
+def _data(seed=0, n=32):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 6)).astype("float32"), rng.integers(0, 3, n)
+
+
+# ---------------------------------------------------------------- Keras parity
+def test_mlp_fit_evaluate_predict_match_keras():
+    keras = keras_module()
+    ours, theirs = mlp(fastnn)(name="mlp"), mlp(keras)(name="mlp")
+    x, y = _data()
+    theirs(x[:2]), ours(x[:2])
+    copy_weights(theirs, ours)
+    histories = fit_both(
+        ours,
+        theirs,
+        x,
+        y,
+        optimizer="sgd",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    assert_same_history(*histories)
+    assert_same_weights(ours, theirs)
+    np.testing.assert_allclose(
+        ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), rtol=1e-4, atol=1e-6
+    )
+    assert [w.path for w in ours.weights] == [w.path for w in theirs.weights]
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+
+
+def test_small_cnn_sgd_steps_match_keras():
+    keras = keras_module()
+    ours, theirs = small_cnn(fastnn)(), small_cnn(keras)()
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((16, 8, 8, 1)).astype("float32"), rng.standard_normal((16, 2))
+    theirs(x[:1]), ours(x[:1])
+    copy_weights(theirs, ours)
+    histories = fit_both(ours, theirs, x, y, optimizer="sgd", loss="mse", batch_size=4)
+    assert_same_history(*histories)
+    assert_same_weights(ours, theirs)
+
+
+def test_gradients_of_a_subclassed_model_in_float64():
+    class Net(fastnn.Model):
+        def __init__(self):
+            super().__init__(dtype="float64")
+            self.a = L.Dense(4, activation="tanh", dtype="float64")
+            self.b = L.Dense(2, dtype="float64")
+
+        def call(self, x):
+            h = self.a(x)
+            return self.b(h) * ops.sigmoid(h[:, :2])
+
+    model = Net()
+    model.build((None, 3))
+    randomize_weights(model, seed=0)
+    check_model_gradients(model, np.random.default_rng(0).standard_normal((5, 3)))
+
+
+# ---------------------------------------------------------------- building, layers, summary
+def test_built_by_fit_then_summary_lists_its_layers(capsys):
+    model = mlp(fastnn)(name="classifier")
+    with pytest.raises(ValueError, match="not been built"):
+        model.summary()
+    x, y = _data()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    model.summary()
+    text = capsys.readouterr().out
+    assert 'Model: "classifier"' in text and "dense_1 (Dense)" in text
+    assert "Total params: " in text and f"{6 * 16 + 16 + 16 * 3 + 3}" in text
+    assert model.built and [layer.name for layer in model.layers] == [
+        "dense_1",
+        "dropout",
+        "dense_2",
+    ]
+
+
+def test_build_makes_the_weights():
+    model = mlp(fastnn)()
+    model.build((None, 6))
+    assert [w.shape for w in model.weights] == [(6, 16), (16,), (16, 3), (3,)]
+    assert model.predict(np.ones((2, 6)), verbose=0).shape == (2, 3)
+
+
+def test_called_on_a_symbolic_input_inside_a_functional_model():
+    inner = mlp(fastnn)()
+    inputs = fastnn.Input((6,))
+    outer = fastnn.Model(inputs, L.Dense(1)(inner(inputs)))
+    assert outer.output_shape == (None, 1)
+    x, y = _data()
+    outer.compile("sgd", "mse")
+    before = [w.numpy() for w in inner.weights]
+    outer.fit(x, y.astype("float32")[:, None], verbose=0)
+    assert any(not np.allclose(a, w.value) for a, w in zip(before, inner.weights))
+
+
+def test_two_inputs_with_token_ids_build_from_the_data():
+    model = two_inputs(fastnn)()
+    rng = np.random.default_rng(2)
+    ids, feats = rng.integers(0, 10, (12, 5)), rng.standard_normal((12, 2))
+    model.compile("sgd", "mse")
+    model.fit([ids, feats], rng.standard_normal((12, 3)), epochs=2, verbose=0)
+    assert model.inputs[0].dtype.kind == "i" and model.predict([ids, feats], verbose=0).shape == (
+        12,
+        3,
+    )
+
+
+def test_eager_calls_and_gradient_tape():
+    model = mlp(fastnn)()
+    x, y = _data()
+    assert model(x).shape == (32, 3)
+    with fastnn.GradientTape() as tape:
+        loss = ops.mean(ops.sum(ops.square(model(x, training=True)), axis=-1))
+    grads = tape.gradient(loss, model.trainable_weights)
+    assert [g.shape for g in grads] == [w.shape for w in model.trainable_weights]
+
+
+# ---------------------------------------------------------------- files
+def test_save_weights_and_load_weights(tmp_path):
+    x, _ = _data()
+    model, twin = mlp(fastnn)(), mlp(fastnn)()
+    model(x), twin(x)
+    randomize_weights(model, seed=3)
+    model.save_weights(tmp_path / "m.weights.npz")
+    twin.load_weights(tmp_path / "m.weights.npz")
+    np.testing.assert_array_equal(twin.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_save_and_load_model_when_registered(tmp_path):
+    MLP = fastnn.saving.register_keras_serializable(package="subclassed_tests")(mlp(fastnn))
+    model = MLP(hidden=8, classes=2, name="saved")
+    x, y = _data()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y % 2, epochs=2, verbose=0)
+    model.save(tmp_path / "m.fastnn")
+    loaded = fastnn.models.load_model(tmp_path / "m.fastnn")
+    assert type(loaded) is MLP and loaded.hidden == 8 and loaded.name == "saved"
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    loaded.fit(x, y % 2, epochs=1, verbose=0)
+
+
+def test_load_model_refuses_an_unregistered_class(tmp_path):
+    model = mlp(fastnn)()
+    model(np.ones((1, 6)))
+    model.save(tmp_path / "m.fastnn")
+    with pytest.raises(Exception, match="MLP"):
+        fastnn.models.load_model(tmp_path / "m.fastnn")
+
+
+def test_a_model_without_call_or_graph_says_what_to_write():
+    with pytest.raises(TypeError, match="or subclass Model and write call"):
+        fastnn.Model()
