@@ -6,6 +6,10 @@ its gradient with respect to ``y_pred`` (``value_and_grad``), computed by the fu
 ``fastnn.kernels.losses``. ``kind`` tells the training loop what the loss expects:
 ``"regression"``, ``"binary"``, ``"categorical"``, ``"sparse_categorical"`` or ``"custom"``.
 
+A user's loss (a function of fastnn.ops, or a ``Loss`` subclass with ``call``) gets its gradient
+from a tape. On a value a recording GradientTape tracks, every loss records: a built-in one as
+one tape entry whose gradient is its kernel's.
+
 >>> import numpy as np
 >>> loss = get("sparse_categorical_crossentropy")
 >>> value, grad = loss.value_and_grad(np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
@@ -19,6 +23,10 @@ import warnings
 import numpy as np
 
 from fastnn import kernels
+from fastnn.ops import numpy as fnp
+from fastnn.ops import tape as tape_module
+from fastnn.ops.core import cast as ops_cast
+from fastnn.ops.tensor import TensorOps, unwrap
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
@@ -53,18 +61,31 @@ class Loss:
         raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred)")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        """The reduced loss as a float (an array for ``reduction=None``)."""
-        values = np.asarray(self.call(y_true, y_pred))
-        value, _ = _reduce(values, sample_weight, self.reduction)
-        return value if np.ndim(value) else float(value)
+        """The reduced loss: a float, or a scalar tensor when a recording tape tracks y_pred
+        (an array for ``reduction=None``)."""
+        dtype = self.dtype or _float_dtype(y_pred)
+        y_pred = _as_dtype(y_pred, dtype)
+        y_true = _as_dtype(y_true, dtype)
+        values = self.call(y_true, y_pred)
+        value = _reduce_tensor(values, sample_weight, self.reduction, None, dtype)
+        return _finish(value)
 
     def value_and_grad(self, y_true, y_pred, sample_weight=None):
-        """(reduced loss as a float, d(loss)/d(y_pred) with y_pred's shape and compute dtype)."""
-        raise NotImplementedError(
-            f"Loss '{self.name}' has no gradient: fastnn trains with "
-            "Loss.value_and_grad(y_true, y_pred). Subclass fastnn.losses.Loss and implement it, "
-            f"or use one of {sorted(_CLASSES)}"
-        )
+        """(reduced loss as a float, d(loss)/d(y_pred) with y_pred's shape and compute dtype):
+        from a tape of ``call`` and the reduction."""
+        y_pred = np.asarray(y_pred)
+        dtype = np.dtype(self.dtype or _float_dtype(y_pred))
+        with tape_module.GradientTape() as tape:
+            pred = tape.watch(y_pred.astype(dtype, copy=False))
+            value = self(y_true, pred, sample_weight)
+        if np.ndim(unwrap(value)):
+            raise ValueError(
+                f"Loss '{self.name}': training needs a reduced loss; "
+                f"got reduction={self.reduction!r}"
+            )
+        grad = tape.gradient(value, pred) if tape.key(value) is not None else None
+        grad = np.zeros_like(unwrap(pred)) if grad is None else grad
+        return float(unwrap(value)), grad.reshape(y_pred.shape)
 
     def check_target(self, y_true, output_shape, what: str) -> None:
         """Raise a ValueError starting with ``what`` if ``y_true`` (all samples) cannot be scored
@@ -158,12 +179,29 @@ class _KernelLoss(Loss):
         return loss.reshape(y_pred.shape[:-1]), grad, mask
 
     def call(self, y_true, y_pred):
-        return self._rows(y_true, y_pred)[0]
+        return self._values(y_true, y_pred)[0]
+
+    def _values(self, y_true, y_pred):
+        """(per-sample losses, mask or None); on a tracked y_pred the losses are a tape entry
+        whose gradient is the kernel's."""
+        if not (isinstance(y_pred, TensorOps) and tape_module.tracked(y_pred)):
+            values, _, mask = self._rows(unwrap(y_true), unwrap(y_pred))
+            return values, mask
+        pred = unwrap(y_pred)
+        values, grad, mask = self._rows(unwrap(y_true), pred)
+
+        def vjp(grads):
+            g = np.asarray(unwrap(grads[0]), grad.dtype).reshape(-1, 1)
+            return [(g * grad).reshape(pred.shape).astype(pred.dtype, copy=False)]
+
+        return tape_module.record(vjp, [y_pred], [values], name=self.name)[0], mask
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        values, _, mask = self._rows(y_true, y_pred)
-        value, _ = _reduce(values, sample_weight, self.reduction, mask)
-        return value if np.ndim(value) else float(value)
+        values, mask = self._values(y_true, y_pred)
+        if isinstance(values, np.ndarray):
+            value, _ = _reduce(values, sample_weight, self.reduction, mask)
+            return value if np.ndim(value) else float(value)
+        return _reduce_tensor(values, sample_weight, self.reduction, mask, values.dtype)
 
     def value_and_grad(self, y_true, y_pred, sample_weight=None):
         if self.reduction in (None, "none"):
@@ -385,7 +423,8 @@ def _index_text(index: tuple) -> str:
 
 
 class LossFunctionWrapper(Loss):
-    """A loss from a plain function ``fn(y_true, y_pred) -> per-sample values`` (no gradient)."""
+    """A loss from a function ``fn(y_true, y_pred) -> per-sample values`` written with
+    fastnn.ops (its gradient comes from a tape)."""
 
     def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
         super().__init__(
@@ -395,7 +434,8 @@ class LossFunctionWrapper(Loss):
         self._fn_kwargs = kwargs
 
     def call(self, y_true, y_pred):
-        return np.asarray(self.fn(y_true, y_pred, **self._fn_kwargs))
+        y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self):
         config = super().get_config()
@@ -531,6 +571,62 @@ def _squeeze_or_expand(y_true, y_pred):
         else:
             y_pred = y_pred[..., 0]
     return y_true, y_pred
+
+
+def squeeze_or_expand_to_same_rank(x1, x2, expand_rank_1: bool = True):
+    """Keras's: squeeze or expand a trailing unit axis when the ranks differ by one."""
+    r1, r2 = np.ndim(unwrap(x1)), np.ndim(unwrap(x2))
+    if r1 == r2 + 1 and np.shape(unwrap(x1))[-1] == 1:
+        if r2 == 1 and expand_rank_1:
+            x2 = fnp.expand_dims(x2, -1)
+        else:
+            x1 = fnp.squeeze(x1, -1)
+    if r2 == r1 + 1 and np.shape(unwrap(x2))[-1] == 1:
+        if r1 == 1 and expand_rank_1:
+            x1 = fnp.expand_dims(x1, -1)
+        else:
+            x2 = fnp.squeeze(x2, -1)
+    return x1, x2
+
+
+def _float_dtype(x) -> np.dtype:
+    dtype = np.result_type(unwrap(x))
+    return dtype if dtype.kind == "f" else np.dtype(np.float32)
+
+
+def _as_dtype(x, dtype):
+    """``x`` as ``dtype``: a tensor cast on the tape, anything else as an array."""
+    if isinstance(x, TensorOps):
+        return x if x.dtype == dtype else ops_cast(x, dtype)
+    return np.asarray(x, dtype=dtype)
+
+
+def _finish(value):
+    """A reduced loss off any tape as a float (arrays for reduction None), else the tensor."""
+    if isinstance(value, TensorOps) and tape_module.tracked(value):
+        return value
+    value = unwrap(value)
+    return value if np.ndim(value) else float(value)
+
+
+def _reduce_tensor(values, sample_weight, reduction, mask, dtype):
+    """Keras's reduce_weighted_values with fastnn.ops, so a tracked ``values`` records (the
+    weights are constants)."""
+    dtype = np.dtype(dtype)
+    shape = np.shape(unwrap(values))
+    if mask is None and sample_weight is None:
+        if reduction in (None, "none"):
+            return values
+        total = fnp.sum(values)
+        if reduction == "sum" or not shape:
+            return total
+        size = int(np.prod(shape))
+        return total / dtype.type(size) if size else fnp.zeros((), dtype)
+    _, weights = _reduce(np.zeros(shape, dtype), sample_weight, reduction, mask)
+    weights = np.broadcast_to(np.asarray(weights, dtype), shape)
+    if reduction in (None, "none"):
+        return values * weights
+    return fnp.sum(values * weights)  # weights already hold 1 / divisor
 
 
 def _reduce(values, sample_weight, reduction, mask=None):

@@ -1,26 +1,65 @@
-"""Streaming metrics with Keras 3 names: ``update_state``, ``result``, ``reset_state``."""
+"""Streaming metrics with Keras 3 names: ``update_state``, ``result``, ``reset_state``.
+
+A user's metric subclasses ``Metric`` as in Keras: ``add_variable`` (or ``add_weight``) makes its
+state, ``update_state`` updates it with fastnn.ops and ``assign``/``assign_add``, ``result``
+reads it, and the default ``reset_state`` sets every variable back to zeros.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from fastnn import losses
+from fastnn import backend, initializers, losses
+from fastnn.layers.base import Variable
+from fastnn.ops.tensor import unwrap
 
 
 class Metric:
-    """Base class: a running mean of a per-sample value, weighted by sample count."""
+    """Base class: a running mean of a per-sample value, weighted by sample count (built-in
+    metrics), or the state a subclass makes with ``add_variable``."""
 
     def __init__(self, name: str | None = None, dtype=None):
         self.name = name or _snake(type(self).__name__)
-        self.reset_state()
-
-    def reset_state(self) -> None:
+        self.dtype = np.dtype(dtype or backend.floatx()).name
+        self._variables: list[Variable] = []
         self._total = 0.0
         self._count = 0.0
 
+    # ---- state, as Keras's Metric keeps it ----
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation="sum", name=None):
+        """A variable of this metric's state (non-trainable), in ``variables``."""
+        dtype = np.dtype(dtype or self.dtype)
+        shape = tuple(int(n) for n in shape)
+        name = name or f"variable_{len(self._variables)}"
+        value = np.asarray(initializers.get(initializer)(shape, dtype=dtype), dtype, order="C")
+        variable = Variable(value, name, f"{self.name}/{name}", trainable=False, regularizer=None)
+        self._variables.append(variable)
+        return variable
+
+    def add_weight(self, name=None, shape=(), initializer="zeros", dtype=None, aggregation="sum"):
+        """``add_variable`` under its older name (``name`` first, as tf.keras's)."""
+        return self.add_variable(shape, initializer, dtype, aggregation, name)
+
+    @property
+    def variables(self) -> list[Variable]:
+        return list(self._variables)
+
+    def reset_state(self) -> None:
+        """Every variable back to zeros (and the built-in running mean)."""
+        for variable in self._variables:
+            variable.value[...] = 0
+        self._total = 0.0
+        self._count = 0.0
+
+    def reset_states(self) -> None:
+        """``reset_state`` under its older name."""
+        self.reset_state()
+
     def values(self, y_true, y_pred) -> np.ndarray:
         """Per-sample values averaged by ``update_state``."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement update_state() and result() (or values())"
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
         values = np.asarray(self.values(np.asarray(y_true), np.asarray(y_pred)), dtype=np.float64)
@@ -46,6 +85,22 @@ class Metric:
         self.update_state(y_true, y_pred, sample_weight)
         return self.result()
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+def as_numpy(value) -> np.ndarray:
+    """A tensor, Variable or array-like as a numpy array."""
+    return np.asarray(unwrap(value))
+
+
+def result_value(value):
+    """A metric's result as logs hold it: a float (a dict of them for a dict of results)."""
+    if isinstance(value, dict):
+        return {k: result_value(v) for k, v in value.items()}
+    array = np.asarray(unwrap(value))
+    return float(array) if array.size == 1 else array
+
 
 def _snake(name: str) -> str:
     out = []
@@ -65,7 +120,7 @@ class Mean(Metric):
             self._total += values * weight
             self._count += weight
             return
-        values = np.asarray(values, dtype=np.float64)
+        values = np.asarray(unwrap(values), dtype=np.float64)
         if sample_weight is None:
             self._total += float(values.sum())
             self._count += values.size

@@ -51,10 +51,10 @@ class Model(Trainer, Layer):
         cls._takes_mask = cls._runs_call and custom.call_arguments(cls)[1]
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None, **kwargs):
-        if inputs is None and outputs is None and self._runs_call:
+        if inputs is None and outputs is None and (self._runs_call or type(self) is not Model):
             super().__init__(name=name or unique_name(snake_case(type(self).__name__)), **kwargs)
             self._subclassed = True
-            self._build_shapes = None
+            self._graph = None
             return
         if inputs is None or outputs is None:
             raise TypeError(
@@ -368,9 +368,9 @@ class Model(Trainer, Layer):
     def _ensure_built_for_data(self, x) -> None:
         """A subclassed model: its graph for inputs like ``x`` (made once, or again if ``x``'s
         dtypes are of another kind, e.g. token ids where floats were assumed)."""
-        if not self._subclassed:
+        if not self._subclassed or not self._runs_call:  # without call(): no graph (a GAN)
             return
-        graph = getattr(self, "_graph", None)
+        graph = self._graph
         if isinstance(x, dict):
             arrays = {k: np.asarray(v) for k, v in x.items()}
             shapes = {k: a.shape for k, a in arrays.items()}

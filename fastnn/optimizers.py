@@ -136,21 +136,39 @@ class Optimizer:
         self._flat_slots = [[self._slots[name][i].reshape(-1) for name in names] for i in range(n)]
         self.built = True
 
-    def apply(self, variables, grads=None) -> None:
-        """One step on ``variables`` (their ``.grad``, or ``grads`` in the same order).
+    def apply(self, grads, trainable_variables=None) -> None:
+        """One step: Keras's ``apply(grads, trainable_variables)`` (the variables it was built on
+        when None), or ``apply(variables)`` on their ``.grad`` (what fit() does), or
+        ``apply(variables, grads)``.
 
         Variables whose gradient is None are skipped. Nothing is updated if any argument is bad.
         """
-        variables = list(variables)
-        if grads is None:
-            grads = [v.grad for v in variables]
-        else:
-            grads = list(grads)
-            if len(grads) != len(variables):
+        first = list(grads)
+        if trainable_variables is None and (not first or _holds_variables(first)):
+            variables, grads = first, [v.grad for v in first]  # apply(variables)
+        elif trainable_variables is None:
+            if not self.built:
                 raise ValueError(
-                    f"{type(self).__name__}.apply(): got {len(grads)} gradients for "
-                    f"{len(variables)} variables"
+                    f"{type(self).__name__}.apply(grads): give the variables on the first call "
+                    "(apply(grads, trainable_variables)), or build(variables) first"
                 )
+            variables, grads = list(self._variables), first
+        elif _holds_variables(first) and not _holds_variables(list(trainable_variables)):
+            variables, grads = first, list(trainable_variables)  # apply(variables, grads)
+        else:
+            variables, grads = list(trainable_variables), first
+        self._apply(variables, grads)
+
+    def _apply(self, variables: list, grads: list) -> None:
+        if len(grads) != len(variables):
+            raise ValueError(
+                f"{type(self).__name__}.apply(): got {len(grads)} gradients for "
+                f"{len(variables)} variables"
+            )
+        if not variables:  # a model without trainable weights: nothing to do, as in Keras
+            self.iterations += 1
+            return
+        grads = [None if g is None else _as_grad(g) for g in grads]
         self.build(variables)
         pairs = [(v, g) for v, g in zip(variables, grads, strict=True) if g is not None]
         if not pairs:
@@ -174,8 +192,9 @@ class Optimizer:
 
     def apply_gradients(self, grads_and_vars) -> None:
         """Keras-style: ``apply_gradients(zip(grads, variables))``."""
-        grads, variables = zip(*grads_and_vars, strict=True)
-        self.apply(variables, grads)
+        pairs = list(grads_and_vars)
+        grads, variables = ([p[0] for p in pairs], [p[1] for p in pairs])
+        self._apply(variables, grads)
 
     def _known_index(self, v) -> int:
         """The index of ``v`` among the variables this optimizer was built for."""
@@ -508,6 +527,16 @@ def _check_number(arg, value, lo, hi, expected=None, upper_open=False):
         raise ValueError(
             f"Argument `{arg}` should be {expected}. Received instead: {arg}={value!r}"
         )
+
+
+def _holds_variables(items: list) -> bool:
+    """Whether ``items`` are variables (they carry ``.grad``), not gradients."""
+    return bool(items) and all(hasattr(v, "grad") and hasattr(v, "value") for v in items)
+
+
+def _as_grad(g):
+    """A gradient as an array (a tape tensor's value)."""
+    return g if isinstance(g, np.ndarray) else np.asarray(getattr(g, "value", g))
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

@@ -172,6 +172,8 @@ class Layer:
     _runs_call = False
     #: ``call()`` takes ``mask=``: the graph passes the inputs' mask.
     _takes_mask = False
+    #: Called on symbolic tensors as ``layer(a, b)``: the graph's list of inputs is spread.
+    _spreads_inputs = False
 
     def __init_subclass__(cls, **kwargs):
         # A layer is built once its build() returns, however build() was reached (as in Keras).
@@ -554,11 +556,14 @@ class Layer:
     def _call_user(self, inputs, args, kwargs, training, mask):
         """``layer(...)`` of a layer that writes ``call()``: symbolic calls record a node with
         the output shape a run on zeros gives; other calls run ``call()``."""
-        if is_symbolic(inputs) or is_symbolic(mask):
+        if is_symbolic(inputs) or is_symbolic(mask) or is_symbolic(list(args)):
+            if args and not kwargs and all(isinstance(a, SymbolicTensor) for a in args):
+                self._spreads_inputs = True  # layer(targets, logits): call(targets, logits)
+                return self._call_symbolic([inputs, *args])
             if args or kwargs or mask is not None:
                 raise NotImplementedError(
-                    f"{type(self).__name__} '{self.name}': on symbolic tensors a layer takes its "
-                    "inputs alone (one tensor or a list); pass other arguments to its "
+                    f"{type(self).__name__} '{self.name}': on symbolic tensors a layer takes "
+                    "tensors alone (positional, or one list); pass other arguments to its "
                     "constructor, or call it inside another layer's call()"
                 )
             return self._call_symbolic(inputs)

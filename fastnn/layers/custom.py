@@ -103,6 +103,8 @@ def run_call(layer, inputs, training, mask, args=(), kwargs=None):
     if takes_mask and mask is not None:
         kwargs["mask"] = mask
     with scoped(layer, training):
+        if layer._spreads_inputs and isinstance(inputs, list) and not args:
+            return layer.call(*inputs, **kwargs)
         return layer.call(inputs, *args, **kwargs)
 
 

@@ -199,6 +199,22 @@ for _dunder, _name in {
 }.items():  # fmt: skip
     setattr(TensorOps, f"__{_dunder}__", _binary(_name))
 
+
+def _method(name: str, op: str | None = None) -> Callable:
+    def method(self, *args, **kwargs):
+        return _op(op or name)(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"``fastnn.ops.{op or name}(self, ...)``, as numpy's method (records)."
+    return method
+
+
+# numpy's reductions and reshapes as methods (``y.sum(-1)``), through the fastnn.ops functions.
+for _name in ("sum", "mean", "max", "min", "prod", "std", "var", "argmax", "argmin", "clip",
+              "squeeze", "cumsum", "cumprod", "round", "any", "all", "dot"):  # fmt: skip
+    setattr(TensorOps, _name, _method(_name))
+TensorOps.ravel = TensorOps.flatten = lambda self: _op("reshape")(self, (-1,))
+
 #: numpy ufuncs a Tensor routes to the fastnn.ops function of that name (or the one given).
 UFUNCS = {
     **{n: n for n in (

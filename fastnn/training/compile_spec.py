@@ -18,12 +18,7 @@ def spread(names: list[str], loss, loss_weights, metrics, weighted_metrics) -> t
     """Per output of ``names``: the loss, its weight, the metrics then weighted metrics, and how
     many of those are weighted."""
     output_losses = _per_output("loss", loss, names, broadcast=True)
-    output_losses = [losses_module.get(x) for x in output_losses]
-    if all(x is None for x in output_losses):
-        raise ValueError(
-            f"compile(): no loss given for any of the model's outputs {names}; "
-            "pass loss='mse' (or a list / dict keyed by output name)"
-        )
+    output_losses = [losses_module.get(x) for x in output_losses]  # all None: add_loss only
     weights = _per_output("loss_weights", loss_weights, names, broadcast=True, default=1.0)
     weights = [1.0 if w is None else float(w) for w in weights]
     metric_specs = _per_output("metrics", metrics, names, broadcast=True, as_list=True)

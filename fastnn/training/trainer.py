@@ -4,6 +4,11 @@
 ``data_adapters`` checks the data and makes the batches; ``compile_spec`` spreads compile()'s
 arguments over the outputs and names the logs. ``Trainer`` works on the model it is given (its
 graph, inputs, outputs and weights) and never imports the models module.
+
+A user's model may override ``train_step``/``test_step`` (given Keras's ``data``, returning a
+dict of logs) or ``compute_loss`` (then the loss and its gradients come from a tape); the
+public ``compute_loss``, ``metrics`` and the optimizer's ``apply`` serve such code
+(``custom_steps``). Losses a model adds in ``call()`` (``add_loss``) join the training loss.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from fastnn import callbacks as callbacks_module
 from fastnn import metrics as metrics_module
 from fastnn import optimizers as optimizers_module
 from fastnn import runtime
+from fastnn.ops import numpy as fnp
+from fastnn.ops.tape import GradientTape
+from fastnn.ops.tensor import unwrap
 from fastnn.random import make_rng
-from fastnn.training import compile_spec, data_adapters
+from fastnn.training import compile_spec, custom_steps, data_adapters
 
 
 def _serial_blas(method):
@@ -82,6 +90,18 @@ def _release_state(model, outermost: bool) -> None:
     state["_state_lock"].release()
 
 
+def _layer_tree(layer) -> list:
+    """``layer`` and every layer it holds, each once."""
+    seen, order, stack = set(), [], [layer]
+    while stack:
+        item = stack.pop()
+        if id(item) not in seen:
+            seen.add(id(item))
+            order.append(item)
+            stack.extend(sub for _, sub in reversed(item.sublayers()))
+    return order
+
+
 class NotCompiledError(RuntimeError, ValueError):
     """fit/evaluate/train_on_batch before compile(): a ValueError as in Keras 3, and a
     RuntimeError as in tf.keras 2 (and earlier fastnn), so either ``except`` catches it."""
@@ -93,6 +113,7 @@ class Trainer:
     optimizer = None
     compiled = False
     stop_training = False
+    _step_logs = None  # the logs a user's train_step/test_step returned last
 
     # ---- compile -------------------------------------------------------------------------------
     def compile(
@@ -114,7 +135,7 @@ class Trainer:
         """
         optimizer = optimizers_module.get(optimizer)
         spec = (loss, loss_weights, metrics, weighted_metrics)
-        if self.built:
+        if self.built and hasattr(self, "output_names"):
             spread = compile_spec.spread(self.output_names, *spec)
         else:
             compile_spec.check_names(loss, metrics, weighted_metrics)  # fail early
@@ -123,6 +144,9 @@ class Trainer:
         self._compile_spec = spec
         self._losses, self._loss_weights, self._metric_specs, self._weighted_counts = spread
         self._output_metrics = None  # resolved from the first batch's shapes
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self._compile_metrics = custom_steps.CompileMetrics(self)
+        self._step_logs = None
         self.compiled = True
 
     def get_compile_config(self) -> dict | None:
@@ -157,12 +181,27 @@ class Trainer:
         with _named_errors(caller):
             return self._prepare_unnamed(x, y, sample_weight, stream)
 
-    def _prepare_unnamed(self, x, y, sample_weight, stream):
-        xs = self._standardize_x(x, stream)
+    def _spread_compile_args(self) -> None:
+        if self._losses is None and not hasattr(self, "output_names"):  # no outputs (a GAN)
+            self._losses, self._loss_weights, self._metric_specs, self._weighted_counts = (
+                [],
+                [],
+                [],
+                [],
+            )
         if self._losses is None:  # compiled before the first data built the model
             spread = compile_spec.spread(self.output_names, *self._compile_spec)
             self._losses, self._loss_weights, self._metric_specs, self._weighted_counts = spread
-        if y is None and any(loss is not None for loss in self._losses):
+
+    def _prepare_unnamed(self, x, y, sample_weight, stream):
+        if getattr(self, "_graph", None) is None and self._overrides("train_step"):
+            return self._raw_data(x, y, sample_weight)
+        xs = self._standardize_x(x, stream)
+        self._spread_compile_args()
+        needs_y = any(loss is not None for loss in self._losses) and not self._overrides(
+            "train_step"
+        )
+        if y is None and needs_y:
             raise ValueError(f"model '{self.name}' needs targets y for its outputs")
         ys = None
         if y is not None:
@@ -194,11 +233,14 @@ class Trainer:
     def _resolve_metrics(self, ys, outputs) -> None:
         if self._output_metrics is not None:
             return
+        self._spread_compile_args()
         self._output_metrics = []
         for specs, y, out in zip(self._metric_specs, ys, outputs):
-            y_shape = None if y is None else y.shape
-            self._output_metrics.append([metrics_module.get(s, y_shape, out.shape) for s in specs])
-        self._loss_trackers = [metrics_module.Mean(name="loss")] + [
+            y_shape = None if y is None else np.shape(y)
+            self._output_metrics.append(
+                [metrics_module.get(s, y_shape, np.shape(out)) for s in specs]
+            )
+        self._loss_trackers = [self._loss_tracker] + [
             metrics_module.Mean(name=f"{n}_loss") for n in self.output_names
         ]
 
@@ -216,7 +258,22 @@ class Trainer:
             grads.append(grad if weight == 1.0 else grad * grad.dtype.type(weight))
         return total, per_output, grads
 
+    def _overrides(self, method: str) -> bool:
+        """Whether the model's class writes its own ``method`` (train_step, compute_loss...)."""
+        return getattr(type(self), method) is not getattr(Trainer, method)
+
     def _train_step(self, xs, ys, sample_weight=None):
+        if self._overrides("train_step"):
+            data = custom_steps.pack_data(
+                self._pack_inputs(xs), self._pack_targets(ys), sample_weight
+            )
+            self._step_logs = custom_steps.flatten_logs(self.train_step(data))
+            return
+        self._step_logs = None
+        self._fit_step(xs, ys, sample_weight)
+
+    def _fit_step(self, xs, ys, sample_weight=None):
+        """fit()'s step: forward, losses, backward, optimizer, metrics."""
         if self._graph.blocks_training:  # before the forward pass moves any statistics
             layer = self._graph.blocks_training[0]
             raise NotImplementedError(
@@ -230,31 +287,87 @@ class Trainer:
         with _HeldSigint():
             outputs, tape = self._graph.forward(xs, training=True, reuse="train")
             self._resolve_metrics(ys, outputs)
-            total, per_output, grads = self._compute_loss(ys, outputs, sample_weight)
-            regularized = self.regularization_losses()
-            for var, reg in regularized:
-                total += reg(var.value)
+            variables = self.trainable_weights
+            if self._overrides("compute_loss"):
+                total, per_output, grads = self._loss_on_tape(xs, ys, outputs, sample_weight)
+                regularized = []  # the user's compute_loss adds them, or not, as in Keras
+            else:
+                total, per_output, grads = self._compute_loss(ys, outputs, sample_weight)
+                regularized = self.regularization_losses()
+                added = self._added_loss_values()
+                for var, reg in regularized:
+                    total += reg(var.value)
+                total += sum(float(unwrap(v)) for v in added)
+                if not added and not regularized and all(g is None for g in grads):
+                    raise ValueError(
+                        f"Model '{self.name}' has no loss to minimize: pass `loss` to "
+                        "compile(), or add losses in call() with self.add_loss()"
+                    )
             if not math.isfinite(total):
                 raise FloatingPointError(
                     f"Model '{self.name}': the training loss became {total}; this step's update "
                     "was skipped, so the weights are those of the last finite step. Lower the "
                     "learning rate or check the data."
                 )
-            variables = self.trainable_weights
             for var in variables:
                 var.grad.fill(0)
+            if self._overrides("compute_loss"):
+                for var, g in zip(variables, grads[len(outputs) :]):
+                    if g is not None:
+                        var.grad += g
+                grads = grads[: len(outputs)]
             self._graph.backward(tape, grads, need_input_grads=False)
             for var, reg in regularized:
                 var.grad += reg.gradient(var.value)
             self.optimizer.apply(variables)
         self._update_metrics(ys, outputs, total, per_output, sample_weight)
 
+    def _loss_on_tape(self, xs, ys, outputs, sample_weight):
+        """A user's ``compute_loss`` on the outputs (watched) and the trainable weights: (total,
+        no per-output losses, gradients of the outputs then of the weights)."""
+        variables = self.trainable_weights
+        with GradientTape() as tape:
+            watched = [tape.watch(o) for o in outputs]
+            loss = self.compute_loss(
+                x=self._pack_inputs(xs),
+                y=self._pack_targets(ys),
+                y_pred=self._pack_outputs(watched),
+                sample_weight=sample_weight,
+            )
+        if tape.key(loss) is None:
+            grads = [None] * (len(watched) + len(variables))
+        else:
+            grads = tape.gradient(loss, [*watched, *variables])
+        return float(unwrap(loss)), [None] * len(outputs), grads
+
     def _test_step(self, xs, ys, sample_weight=None):
+        if self._overrides("test_step"):
+            data = custom_steps.pack_data(
+                self._pack_inputs(xs), self._pack_targets(ys), sample_weight
+            )
+            self._step_logs = custom_steps.flatten_logs(self.test_step(data))
+            return
+        self._step_logs = None
+        self._evaluate_step(xs, ys, sample_weight)
+
+    def _evaluate_step(self, xs, ys, sample_weight=None):
+        """evaluate()'s step: forward, losses, metrics."""
         outputs, _ = self._graph.forward(xs, training=False, reuse="test")
         self._resolve_metrics(ys, outputs)
-        total, per_output, _ = self._compute_loss(ys, outputs, sample_weight)
-        for var, reg in self.regularization_losses():
-            total += reg(var.value)
+        if self._overrides("compute_loss"):
+            loss = self.compute_loss(
+                x=self._pack_inputs(xs),
+                y=self._pack_targets(ys),
+                y_pred=self._pack_outputs(outputs),
+                sample_weight=sample_weight,
+                training=False,
+            )
+            total, per_output = float(unwrap(loss)), [None] * len(outputs)
+        else:
+            total, per_output, _ = self._compute_loss(ys, outputs, sample_weight)
+            for var, reg in self.regularization_losses():
+                total += reg(var.value)
+            total += sum(float(unwrap(v)) for v in self._added_loss_values())
         self._update_metrics(ys, outputs, total, per_output, sample_weight)
 
     def _update_metrics(self, ys, outputs, total, per_output, sample_weight):
@@ -268,9 +381,15 @@ class Trainer:
         ):
             plain = len(metrics) - weighted
             for i, metric in enumerate(metrics):
-                metric.update_state(y, out, sample_weight if i >= plain else None)
+                if y is not None:
+                    metric.update_state(y, out, sample_weight if i >= plain else None)
 
     def _reset_metrics(self) -> None:
+        for metric in self._attribute_metrics():
+            metric.reset_state()
+        if self._overrides("train_step") or self._overrides("test_step"):
+            for metric in self.metrics:
+                metric.reset_state()
         if self._output_metrics is None:
             return
         for tracker in self._loss_trackers:
@@ -280,11 +399,17 @@ class Trainer:
                 metric.reset_state()
 
     def _logs(self) -> dict:
-        """Loss and metric results under Keras's keys, in Keras's order (sorted keys)."""
+        """Loss and metric results under Keras's keys, in Keras's order (sorted keys); what a
+        user's train_step or test_step returned, after it."""
+        if self._step_logs is not None:
+            return dict(self._step_logs)
+        return self._fit_logs()
+
+    def _fit_logs(self) -> dict:
         pairs = compile_spec.metric_keys(
             self.output_names, self._output_metrics, self._weighted_counts
         )
-        logs = {key: metric.result() for key, metric in pairs}
+        logs = {key: metrics_module.result_value(metric.result()) for key, metric in pairs}
         if compile_spec.tracks_output_losses(self._losses):
             for tracker, loss in zip(self._loss_trackers[1:], self._losses):
                 if loss is not None:
@@ -307,15 +432,174 @@ class Trainer:
     def _format_logs(self, logs: dict, return_dict: bool):
         if return_dict:
             return dict(logs)
+        if self._step_logs is not None:  # a user's step: its keys in its order
+            values = list(logs.values())
+            return values[0] if len(values) == 1 else values
         values = [logs[k] for k in self._ordered_keys(logs)]
         return values[0] if len(values) == 1 else values
 
     @property
     def metrics_names(self) -> list[str]:
         """The names of evaluate()'s list of results, in its order."""
+        if self._step_logs is not None:
+            return list(self._step_logs)
         if not self.compiled or self._output_metrics is None:
             return ["loss"] if self.compiled else []
         return self._ordered_keys(self._logs())
+
+    # ---- what a user's train_step, test_step and loop use (Keras 3's names) --------------------
+    def train_step(self, data) -> dict:
+        """One training step on ``data`` (``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``):
+        forward, loss, backward, optimizer; returns the logs. Override it to train otherwise
+        (with ``fastnn.GradientTape``, ``compute_loss`` and ``optimizer.apply``); fit() calls it
+        once per batch."""
+        x, y, sample_weight = custom_steps.unpack_data(data)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight, "train_step()")
+        self._fit_step(xs, ys if ys is not None else [None] * len(self.outputs), sample_weight)
+        return self._fit_logs()
+
+    def test_step(self, data) -> dict:
+        """One evaluation step on ``data``: forward, loss, metrics; returns the logs. Override
+        it to evaluate otherwise; evaluate() calls it once per batch."""
+        x, y, sample_weight = custom_steps.unpack_data(data)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight, "test_step()")
+        self._evaluate_step(xs, ys if ys is not None else [None] * len(self.outputs), sample_weight)
+        return self._fit_logs()
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled losses of ``y_pred`` against ``y`` (weighted), plus ``self.losses``
+        (``add_loss`` values and weight penalties): a scalar that a recording GradientTape
+        differentiates. Override it to change the training loss; fit() then takes its
+        gradients from a tape."""
+        self._spread_compile_args()
+        terms = []
+        ys, outputs = self._output_list(y), self._output_list(y_pred)
+        for loss, weight, target, out in zip(self._losses, self._loss_weights, ys, outputs):
+            if loss is None or target is None:
+                continue
+            value = loss(target, out, sample_weight)
+            terms.append(value if weight == 1.0 else value * weight)
+        terms += list(self.losses)
+        if not terms:
+            raise ValueError(
+                f"Model '{self.name}': no loss to compute; provide a `loss` argument in "
+                "compile(), or add losses with self.add_loss()"
+            )
+        total = terms[0]
+        for term in terms[1:]:
+            total = fnp.add(total, term)
+        return total
+
+    @property
+    def compiled_loss(self):
+        """``compiled_loss(y, y_pred, sample_weight=None, regularization_losses=None)``:
+        tf.keras's form of the compiled losses (Keras 3 keeps it for old train_steps)."""
+
+        def compiled_loss(y, y_pred, sample_weight=None, regularization_losses=None):
+            total = self._compiled_terms(y, y_pred, sample_weight)
+            for term in regularization_losses or []:
+                total = fnp.add(total, term)
+            return total
+
+        return compiled_loss
+
+    def _compiled_terms(self, y, y_pred, sample_weight):
+        self._spread_compile_args()
+        total = 0.0
+        for loss, weight, target, out in zip(
+            self._losses, self._loss_weights, self._output_list(y), self._output_list(y_pred)
+        ):
+            if loss is not None and target is not None:
+                value = loss(target, out, sample_weight)
+                total = fnp.add(total, value if weight == 1.0 else value * weight)
+        return total
+
+    @property
+    def compiled_metrics(self):
+        """The compiled metrics as one metric: ``update_state(y, y_pred)`` (tf.keras's name)."""
+        self._require_compiled("compiled_metrics")
+        return self._compile_metrics
+
+    @property
+    def metrics(self) -> list:
+        """Keras 3's ``model.metrics``: the loss tracker ('loss') and the compiled metrics
+        ('compile_metrics', a dict result) once compiled, then the metrics held as attributes.
+        fit() and evaluate() reset them at each epoch and call."""
+        found = []
+        if self.compiled:
+            found.append(self._loss_tracker)
+            if any(self._compile_spec[2:]):
+                found.append(self._compile_metrics)
+        return found + self._attribute_metrics()
+
+    def _attribute_metrics(self) -> list:
+        found, tracker = [], self.__dict__.get("_loss_tracker")
+        for value in vars(self).values():
+            if (
+                isinstance(value, metrics_module.Metric)
+                and not isinstance(value, custom_steps.CompileMetrics)
+                and value is not tracker
+                and all(value is not m for m in found)
+            ):
+                found.append(value)
+        return found
+
+    def reset_metrics(self) -> None:
+        """Reset every metric in ``metrics``."""
+        for metric in self.metrics:
+            metric.reset_state()
+        self._reset_metrics()
+
+    def _output_list(self, value) -> list:
+        """A structure of per-output values as a list in ``output_names`` order (None: Nones)."""
+        if value is None:
+            return [None] * len(self.output_names)
+        if isinstance(value, Mapping):
+            return [value.get(name) for name in self.output_names]
+        if isinstance(value, (list, tuple)) and len(self.output_names) > 1:
+            return list(value)
+        return [value]
+
+    def _raw_data(self, x, y, sample_weight):
+        """A model without a graph (a GAN: its train_step uses its models) gets its data as
+        given, batched along the first axis: one array per leaf of x, y as they are."""
+        if isinstance(x, Mapping):
+            self._raw_struct = list(x)
+            xs = [np.asarray(v) for v in x.values()]
+        elif isinstance(x, (list, tuple)):
+            self._raw_struct, xs = "list", [np.asarray(v) for v in x]
+        else:
+            self._raw_struct, xs = None, [np.asarray(x)]
+        ys = None if y is None else [np.asarray(v) for v in (y if isinstance(y, list) else [y])]
+        arrays = xs + (ys or []) + ([] if sample_weight is None else [sample_weight])
+        if len({len(a) for a in arrays}) > 1:
+            raise ValueError("Data cardinality is ambiguous: all arrays must have the same length")
+        sample_weight = None if sample_weight is None else np.asarray(sample_weight)
+        return xs, ys, sample_weight
+
+    def _pack_inputs(self, xs):
+        if getattr(self, "_graph", None) is None and hasattr(self, "_raw_struct"):
+            struct = self._raw_struct
+            if isinstance(struct, list):
+                return dict(zip(struct, xs))
+            return list(xs) if struct == "list" else xs[0]
+        struct = getattr(self, "_inputs_struct", None)
+        if isinstance(struct, Mapping):
+            return dict(zip(self.input_names, xs))
+        if isinstance(struct, (list, tuple)):
+            return list(xs)
+        return xs[0]
+
+    def _pack_targets(self, ys):
+        if ys is None or all(y is None for y in ys):
+            return None
+        if getattr(self, "_graph", None) is None:
+            return ys[0] if len(ys) == 1 else list(ys)
+        return self._pack_outputs(ys)
+
+    def _added_loss_values(self) -> list:
+        """The ``add_loss`` values of the last forward pass (the layers keep them)."""
+        return [v for layer in _layer_tree(self) for v in layer._loss_values]
 
     # ---- fit / evaluate / predict --------------------------------------------------------------
     @_one_thread_at_a_time("fit()")
@@ -359,10 +643,10 @@ class Trainer:
             epoch_batches = data_adapters.source_batches(x, steps_per_epoch, self._prepare_batch)
             steps = len(x) if hasattr(x, "__len__") else steps_per_epoch
         else:
-            if y is None:
-                raise ValueError(f"fit(): model '{self.name}' needs targets y for its outputs")
             self._ensure_built_for_data(x)
             xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+            if ys is None:  # the model adds its own losses, or its train_step needs none
+                ys = [None] * len(getattr(self, "outputs", [None]))
             sample_weight = data_adapters.with_class_weight(sample_weight, class_weight, ys)
             if validation_split and validation_data is None:
                 xs, ys, sample_weight, val = data_adapters.split_validation(
@@ -407,7 +691,7 @@ class Trainer:
                 cbs.on_train_batch_end(step, self._logs())
                 if self.stop_training:
                     break
-            if self._output_metrics is None:  # a generator that ran out of data
+            if self._output_metrics is None and self._step_logs is None:  # ran out of data
                 print("fit(): the input ran out of data; stopping training")
                 break
             logs = self._logs()
@@ -466,10 +750,14 @@ class Trainer:
         """Loss and metrics on (x, y): a float, a list in ``metrics_names`` order, or a dict."""
         self._require_compiled("evaluate")
         data_adapters.require_x(x, "evaluate()")
-        if y is None:
-            raise ValueError(f"evaluate(): model '{self.name}' needs targets y")
         self._ensure_built_for_data(x)
+        self._spread_compile_args()
+        needs_y = any(loss is not None for loss in self._losses)
+        if y is None and needs_y and not self._overrides("test_step"):
+            raise ValueError(f"evaluate(): model '{self.name}' needs targets y")
         xs, ys, sample_weight = self._prepare(x, y, sample_weight, "evaluate()", stream=True)
+        if ys is None:
+            ys = [None] * len(self.outputs)
         batch_size = _batch_size(batch_size)
         cbs = _progress_callbacks(callbacks, self, verbose, math.ceil(len(xs[0]) / batch_size))
         cbs.on_test_begin()
