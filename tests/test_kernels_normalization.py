@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numba_checks import float64_ops
 
 from fastnn.kernels import normalization as K
+from fastnn.kernels.codes import LINEAR, RELU
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
@@ -26,59 +27,74 @@ def _inputs(seed, shape, dtype):
     return x, gamma, beta, rng
 
 
-def forward_train(x, gamma, beta, eps):
+def forward_train(x, gamma, beta, eps, code=LINEAR):
     y = np.empty_like(x)
-    mean = np.empty(x.shape[1], x.dtype)
-    invstd = np.empty(x.shape[1], x.dtype)
-    K.batchnorm_forward_train(x, gamma, beta, x.dtype.type(eps), y, mean, invstd)
-    assert y.dtype == mean.dtype == invstd.dtype == x.dtype
+    mean, var, invstd = (np.empty(x.shape[1], x.dtype) for _ in range(3))
+    K.batchnorm_forward_train(x, gamma, beta, x.dtype.type(eps), code, y, mean, var, invstd)
+    assert y.dtype == mean.dtype == var.dtype == invstd.dtype == x.dtype
+    np.testing.assert_allclose(var, x.astype(np.float64).var(0), rtol=1e-4, atol=1e-6)
     return y, mean, invstd
 
 
-def ref_forward(x, gamma, beta, eps):
+def ref_forward(x, gamma, beta, eps, code=LINEAR):
     mean = x.mean(0)
     invstd = 1 / np.sqrt(x.var(0) + eps)
-    return (x - mean) * invstd * gamma + beta, mean, invstd
+    y = (x - mean) * invstd * gamma + beta
+    return (np.maximum(y, 0) if code == RELU else y), mean, invstd
 
 
-def ref_backward(dy, x, gamma, mean, invstd):
+def ref_backward(dy, x, gamma, beta, mean, invstd, code=LINEAR):
     xhat = (x - mean) * invstd
+    if code == RELU:
+        dy = np.where(xhat * gamma + beta > 0, dy, 0)
     dbeta = dy.sum(0)
     dgamma = (dy * xhat).sum(0)
     dx = gamma * invstd * (dy - dbeta / len(x) - xhat * dgamma / len(x))
     return dx, dgamma, dbeta
 
 
+@pytest.fixture(params=["serial", "parallel"])
+def split(request, monkeypatch):
+    """Runs a test on the serial kernels and again on the parallel ones (any size)."""
+    if request.param == "parallel":
+        monkeypatch.setattr(K, "PARALLEL_MIN_ELEMENTS", 1)
+
+
+codes = st.sampled_from([LINEAR, RELU])
+FIXTURE = HealthCheck.function_scoped_fixture  # split only patches a constant: safe to share
+
+
 def _close(got, want, dtype):
     np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=ATOL[dtype])
 
 
-@settings(max_examples=25, deadline=None)
-@given(shape=shapes, seed=seeds, dtype=dtypes)
-def test_forward_train(shape, seed, dtype):
+@settings(max_examples=25, deadline=None, suppress_health_check=[FIXTURE])
+@given(shape=shapes, seed=seeds, dtype=dtypes, code=codes)
+def test_forward_train(split, shape, seed, dtype, code):
     x, gamma, beta, _ = _inputs(seed, shape, dtype)
-    got = forward_train(x, gamma, beta, 1e-3)
-    want = ref_forward(*(a.astype(np.float64) for a in (x, gamma, beta)), 1e-3)
+    got = forward_train(x, gamma, beta, 1e-3, code)
+    want = ref_forward(*(a.astype(np.float64) for a in (x, gamma, beta)), 1e-3, code)
     for g, w in zip(got, want, strict=True):
         _close(g, w, dtype)
 
 
-@settings(max_examples=25, deadline=None)
-@given(shape=shapes, seed=seeds, dtype=dtypes)
-def test_forward_infer(shape, seed, dtype):
+@settings(max_examples=25, deadline=None, suppress_health_check=[FIXTURE])
+@given(shape=shapes, seed=seeds, dtype=dtypes, code=codes)
+def test_forward_infer(split, shape, seed, dtype, code):
     x, gamma, beta, rng = _inputs(seed, shape, dtype)
     mm = rng.normal(0, 1, shape[1]).astype(dtype)
     mv = rng.uniform(0.1, 3, shape[1]).astype(dtype)
     y = np.empty_like(x)
-    K.batchnorm_forward_infer(x, gamma, beta, mm, mv, dtype(1e-3), y)
+    K.batchnorm_forward_infer(x, gamma, beta, mm, mv, dtype(1e-3), code, y)
     assert y.dtype == dtype
     w = [a.astype(np.float64) for a in (x, gamma, beta, mm, mv)]
-    _close(y, (w[0] - w[3]) / np.sqrt(w[4] + 1e-3) * w[1] + w[2], dtype)
+    want = (w[0] - w[3]) / np.sqrt(w[4] + 1e-3) * w[1] + w[2]
+    _close(y, np.maximum(want, 0) if code == RELU else want, dtype)
 
 
-@settings(max_examples=25, deadline=None)
-@given(shape=shapes, seed=seeds, dtype=dtypes)
-def test_backward_overwrites_grad_x_and_adds_into_dgamma_dbeta(shape, seed, dtype):
+@settings(max_examples=25, deadline=None, suppress_health_check=[FIXTURE])
+@given(shape=shapes, seed=seeds, dtype=dtypes, code=codes)
+def test_backward_overwrites_grad_x_and_adds_into_dgamma_dbeta(split, shape, seed, dtype, code):
     x, gamma, beta, rng = _inputs(seed, shape, dtype)
     _, mean, invstd = forward_train(x, gamma, beta, 1e-3)
     dy = rng.normal(0, 1, shape).astype(dtype)
@@ -86,9 +102,9 @@ def test_backward_overwrites_grad_x_and_adds_into_dgamma_dbeta(shape, seed, dtyp
     dgamma0 = rng.normal(0, 1, shape[1]).astype(dtype)
     dbeta0 = rng.normal(0, 1, shape[1]).astype(dtype)
     dgamma, dbeta = dgamma0.copy(), dbeta0.copy()
-    K.batchnorm_backward(dy, x, gamma, mean, invstd, dx, dgamma, dbeta)
+    K.batchnorm_backward(dy, x, gamma, beta, mean, invstd, code, dx, dgamma, dbeta)
     assert dx.dtype == dgamma.dtype == dbeta.dtype == dtype
-    w = ref_backward(*(a.astype(np.float64) for a in (dy, x, gamma, mean, invstd)))
+    w = ref_backward(*(a.astype(np.float64) for a in (dy, x, gamma, beta, mean, invstd)), code)
     # dx is a difference of nearly equal terms: compare against the scale of its parts.
     scale = np.abs(w[0]).max() + np.abs(gamma * invstd).max() * np.abs(dy).max()
     np.testing.assert_allclose(dx, w[0], rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
@@ -97,19 +113,19 @@ def test_backward_overwrites_grad_x_and_adds_into_dgamma_dbeta(shape, seed, dtyp
 
 
 @settings(max_examples=10, deadline=None)
-@given(shape=st.tuples(st.integers(2, 70), st.integers(1, 3)), seed=seeds)
-def test_backward_matches_finite_differences(shape, seed):
+@given(shape=st.tuples(st.integers(2, 70), st.integers(1, 3)), seed=seeds, code=codes)
+def test_backward_matches_finite_differences(shape, seed, code):
     """d/d(x, gamma, beta) of sum(w * y) with y the training-mode output, in float64."""
     x, gamma, beta, rng = _inputs(seed, shape, np.float64)
     w = rng.normal(0, 1, shape)
 
     def objective(x, gamma, beta):
-        return (w * forward_train(x, gamma, beta, 1e-3)[0]).sum()
+        return (w * forward_train(x, gamma, beta, 1e-3, code)[0]).sum()
 
-    _, mean, invstd = forward_train(x, gamma, beta, 1e-3)
+    _, mean, invstd = forward_train(x, gamma, beta, 1e-3, code)
     dx = np.empty_like(x)
     dgamma, dbeta = np.zeros_like(gamma), np.zeros_like(beta)
-    K.batchnorm_backward(w, x, gamma, mean, invstd, dx, dgamma, dbeta)
+    K.batchnorm_backward(w, x, gamma, beta, mean, invstd, code, dx, dgamma, dbeta)
     h = 1e-6
     params = [x, gamma, beta]
     for which, grad in enumerate([dx, dgamma, dbeta]):
@@ -136,25 +152,30 @@ def test_float32_statistics_are_accurate_for_many_rows():
     np.testing.assert_allclose(y.mean(0), 0, atol=1e-3)
 
 
+def test_float32_statistics_are_accurate_for_a_large_mean(split):
+    """Keras's moments in float64 on an input whose mean dwarfs its spread."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(1e4, 1.0, (20_000, 4)).astype(np.float32)
+    ones, zeros = np.ones(4, np.float32), np.zeros(4, np.float32)
+    y, mean, invstd = forward_train(x, ones, zeros, 1e-3)
+    want = ref_forward(x.astype(np.float64), 1.0, 0.0, 1e-3)
+    np.testing.assert_allclose(invstd, want[2], rtol=1e-5)
+    np.testing.assert_allclose(y, want[0], rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize(
-    "name",
-    [
-        "_block_sums",
-        "_pairwise_total",
-        "batchnorm_forward_train",
-        "batchnorm_forward_infer",
-        "batchnorm_backward",
-    ],
+    "name", ["_apply_rows", "_apply_parallel", "_grad_x_rows", "_grad_x_parallel"]
 )
 def test_float32_stays_float32(name):
+    """The passes that write float32 arrays compute in float32 (the statistics' accumulators
+    are float64 by design)."""
     f = np.float32
     x, gamma, beta, _ = _inputs(0, (70, 3), f)
     c = np.ones(3, f)
     args = {
-        "_block_sums": (x, c, np.empty((2, 3), f), np.empty((2, 3), f)),
-        "_pairwise_total": (np.ones((5, 3), f), c.copy()),
-        "batchnorm_forward_train": (x, gamma, beta, f(1e-3), np.empty_like(x), c.copy(), c.copy()),
-        "batchnorm_forward_infer": (x, gamma, beta, c, c, f(1e-3), np.empty_like(x)),
-        "batchnorm_backward": (x, x, gamma, c, c, np.empty_like(x), c.copy(), c.copy()),
+        "_apply_rows": (x, c, gamma, beta, RELU, np.empty_like(x), 0, 70),
+        "_apply_parallel": (x, c, gamma, beta, RELU, np.empty_like(x)),
+        "_grad_x_rows": (x, x, c, gamma, beta, RELU, c, c, c, np.empty_like(x), 0, 70),
+        "_grad_x_parallel": (x, x, c, gamma, beta, RELU, c, c, c, np.empty_like(x)),
     }[name]
     assert float64_ops(getattr(K, name), *args) == []

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import initializers, kernels, regularizers
+from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.layers.base import Layer, shape_error
 
 
@@ -15,9 +16,11 @@ class _Saved(NamedTuple):
 
     x: np.ndarray  # the input as rows (samples, channels)
     gamma: np.ndarray  # the scale used (ones without ``scale``)
+    beta: np.ndarray  # the shift used (zeros without ``center``)
     mean: np.ndarray  # the mean used: the batch's, or the moving mean as of the call
     invstd: np.ndarray  # 1 / sqrt(variance + epsilon) used
     batch_stats: bool  # the batch's statistics were used (training), else the moving ones
+    code: int  # the activation applied after the affine map: LINEAR or RELU
 
 
 class BatchNormalization(Layer):
@@ -96,31 +99,39 @@ class BatchNormalization(Layer):
         return gamma, beta
 
     def forward(self, inputs, training):
+        return self.forward_activated(inputs, training, LINEAR)
+
+    def forward_activated(self, inputs, training, code):
+        """``forward`` followed by the activation ``code`` (LINEAR or RELU) in the same pass."""
         x = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1])
         gamma, beta = self._affine(x.dtype)
         y = np.empty_like(x)
         eps = x.dtype.type(self.epsilon)
+        norm = kernels.normalization
         if not (training and self.trainable):
             mean, variance = self.moving_mean.value, self.moving_variance.value
-            kernels.normalization.batchnorm_forward_infer(x, gamma, beta, mean, variance, eps, y)
+            norm.batchnorm_forward_infer(x, gamma, beta, mean, variance, eps, code, y)
             # The moving statistics as of this call: a later training step must not change them.
             invstd = 1 / np.sqrt(variance + eps)
-            return y.reshape(inputs.shape), _Saved(x, gamma, mean.copy(), invstd, False)
-        mean = np.empty(x.shape[1], x.dtype)
-        invstd = np.empty(x.shape[1], x.dtype)
-        kernels.normalization.batchnorm_forward_train(x, gamma, beta, eps, y, mean, invstd)
+            saved = _Saved(x, gamma, beta, mean.copy(), invstd, False, code)
+            return y.reshape(inputs.shape), saved
+        mean, variance, invstd = (np.empty(x.shape[1], x.dtype) for _ in range(3))
+        norm.batchnorm_forward_train(x, gamma, beta, eps, code, y, mean, variance, invstd)
         m = x.dtype.type(self.momentum)
-        variance = 1 / (invstd * invstd) - eps
         self.moving_mean.value *= m
         self.moving_mean.value += (1 - m) * mean
         self.moving_variance.value *= m
         self.moving_variance.value += (1 - m) * variance
-        return y.reshape(inputs.shape), _Saved(x, gamma, mean, invstd, True)
+        return y.reshape(inputs.shape), _Saved(x, gamma, beta, mean, invstd, True, code)
 
     def backward(self, ctx, grad_outputs):
-        x, gamma, mean, invstd, batch_stats = ctx
+        x, gamma, beta, mean, invstd, batch_stats, code = ctx
         grad_y = np.ascontiguousarray(grad_outputs).reshape(x.shape)
         if not batch_stats:  # inference mode: a fixed affine map per channel
+            if code == RELU:
+                scale = (invstd * gamma).astype(x.dtype)
+                z = (x - mean) * scale + beta
+                grad_y = np.where(z > 0, grad_y, x.dtype.type(0))
             if self.trainable:  # still a function of gamma and beta (Keras fine-tuning)
                 if self.scale:
                     self.gamma.grad += np.sum(grad_y * ((x - mean) * invstd), axis=0)
@@ -131,7 +142,7 @@ class BatchNormalization(Layer):
         dgamma = self.gamma.grad if self.scale else np.zeros_like(gamma)
         dbeta = self.beta.grad if self.center else np.zeros_like(gamma)
         kernels.normalization.batchnorm_backward(
-            grad_y, x, gamma, mean, invstd, grad_x, dgamma, dbeta
+            grad_y, x, gamma, beta, mean, invstd, code, grad_x, dgamma, dbeta
         )
         return grad_x.reshape(grad_outputs.shape)
 
