@@ -39,6 +39,11 @@ def with_initial_state(layer, x, training):
     return layer(x[0], initial_state=x[1:], training=training)
 
 
+def relu_after(dtype):
+    """The follower of the BN + activation fusion rule."""
+    return L.Activation("relu", dtype=dtype)
+
+
 def pool_2x2(dtype):
     """The follower of the conv + max pool fusion rule."""
     return L.MaxPooling2D(2, dtype=dtype)
@@ -139,9 +144,16 @@ ROWS = {
     "global_max_pool2d-keepdims": row(L.GlobalMaxPooling2D, (3, 4, 2), keepdims=True),
     # ---- normalization
     "batch_norm-2d": row(L.BatchNormalization, (4,)),
-    "batch_norm-4d": row(L.BatchNormalization, (3, 2, 3), momentum=0.9),
-    "batch_norm-no_center_no_scale": row(L.BatchNormalization, (2, 3), center=False, scale=False),
-    "batch_norm-frozen": row(L.BatchNormalization, (3,), trainable=False),
+    "batch_norm-4d": replace(
+        row(L.BatchNormalization, (3, 2, 3), momentum=0.9), fused_with=relu_after
+    ),
+    "batch_norm-no_center_no_scale": replace(
+        row(L.BatchNormalization, (2, 3), center=False, scale=False),
+        fused_with=relu_after,
+    ),
+    "batch_norm-frozen": replace(
+        row(L.BatchNormalization, (3,), trainable=False), fused_with=relu_after
+    ),
     # ---- merging
     "add": row(L.Add, [(3,), (3,)]),
     "add-3_inputs": row(L.Add, [(2, 3), (2, 3), (2, 3)]),

@@ -45,9 +45,28 @@ def embedded(reader=None, second_reader=False, rows_are_output=False, initial_st
     return fastnn.Model(ids, outputs)
 
 
+def bn_act(reader=None, second_reader=False, bn_is_output=False, **bn):
+    x = fastnn.Input((4, 4, 3))
+    b = layers.BatchNormalization(name="b", **bn)(x)
+    outputs = [(reader or layers.Activation("relu", name="a"))(b)]
+    if second_reader:
+        outputs.append(layers.Activation("relu", name="a2")(b))
+    if bn_is_output:
+        outputs.append(b)
+    return fastnn.Model(x, outputs)
+
+
 @pytest.mark.parametrize(
     "build, fused",
     [
+        (bn_act, ["b+a"]),
+        (lambda: bn_act(layers.Activation("linear", name="a")), ["b+a"]),
+        (lambda: bn_act(center=False, scale=False), ["b+a"]),
+        (lambda: bn_act(layers.Activation("tanh", name="a")), []),
+        (lambda: bn_act(layers.Activation("softmax", name="a")), []),
+        (lambda: bn_act(layers.Dense(2, activation="relu", name="a")), []),
+        (lambda: bn_act(second_reader=True), []),
+        (lambda: bn_act(bn_is_output=True), []),
         (conv_pool, ["c+p"]),
         (lambda: conv_pool(layers.MaxPooling2D(2, strides=1, name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(2, padding="same", name="p")), []),
@@ -96,6 +115,16 @@ def conv_pool_net(activation):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
+def bn_net(activation, **bn):
+    x = fastnn.Input((5, 5, 2), dtype=F64)
+    h = layers.Conv2D(3, 3, dtype=F64)(x)
+    h = layers.BatchNormalization(dtype=F64, **bn)(h)
+    h = layers.Activation(activation, dtype=F64)(h)
+    h = layers.Dense(4, dtype=F64)(layers.Flatten(dtype=F64)(h))
+    h = layers.BatchNormalization(momentum=0.5, dtype=F64, **bn)(h)
+    return fastnn.Model(x, layers.Activation(activation, dtype=F64)(h))
+
+
 def rnn_net(mask_zero, dropout):
     ids = fastnn.Input((6,))
     e = layers.Embedding(7, 3, mask_zero=mask_zero, dtype=F64)(ids)
@@ -109,6 +138,14 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda a=a: conv_pool_net(a), lambda rng: rng.standard_normal((3, 7, 7, 2)))
             for a in ("relu", "tanh", "softmax", None)
+        ],
+        *[
+            (
+                lambda a=a, c=c: bn_net(a, center=c, scale=c),
+                lambda rng: rng.normal(2, 3, (4, 5, 5, 2)),
+            )
+            for a in ("relu", "linear")
+            for c in (True, False)
         ],
         *[
             (lambda m=m, d=d: rnn_net(m, d), lambda rng: rng.integers(0, 7, (3, 6)).astype(F64))
