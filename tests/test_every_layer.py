@@ -44,6 +44,11 @@ def relu_after(dtype):
     return L.Activation("relu", dtype=dtype)
 
 
+def bn_after(dtype):
+    """The follower of the conv + BN fusion rule."""
+    return L.BatchNormalization(dtype=dtype)
+
+
 def pool_2x2(dtype):
     """The follower of the conv + max pool fusion rule."""
     return L.MaxPooling2D(2, dtype=dtype)
@@ -118,7 +123,12 @@ ROWS = {
         fused_with=pool_2x2,
     ),
     "conv2d-strides_2": row(L.Conv2D, (7, 7, 2), 3, 3, strides=2, activation="tanh"),
-    "conv2d-same-strides_2": row(L.Conv2D, (6, 5, 1), 2, 3, strides=(2, 1), padding="same"),
+    "conv2d-same-strides_2": replace(
+        row(L.Conv2D, (6, 5, 1), 2, 3, strides=(2, 1), padding="same"), fused_with=bn_after
+    ),
+    "conv2d-no_bias-bn": replace(
+        row(L.Conv2D, (6, 6, 3), 4, 3, padding="same", use_bias=False), fused_with=bn_after
+    ),
     # ---- pooling
     "max_pool1d": row(L.MaxPooling1D, (6, 2)),
     "max_pool1d-same-strides_1": row(L.MaxPooling1D, (5, 2), 3, strides=1, padding="same"),

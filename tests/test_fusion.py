@@ -45,6 +45,16 @@ def embedded(reader=None, second_reader=False, rows_are_output=False, initial_st
     return fastnn.Model(ids, outputs)
 
 
+def conv_bn(activation="relu", conv_activation=None, second_reader=False, act_reader=None):
+    x = fastnn.Input((6, 6, 2))
+    c = layers.Conv2D(3, 3, activation=conv_activation, name="c")(x)
+    b = layers.BatchNormalization(name="b")(c)
+    outputs = [(act_reader or layers.Activation(activation, name="a"))(b)]
+    if second_reader:
+        outputs.append(layers.Flatten(name="f")(c))
+    return fastnn.Model(x, outputs)
+
+
 def bn_act(reader=None, second_reader=False, bn_is_output=False, **bn):
     x = fastnn.Input((4, 4, 3))
     b = layers.BatchNormalization(name="b", **bn)(x)
@@ -67,6 +77,12 @@ def bn_act(reader=None, second_reader=False, bn_is_output=False, **bn):
         (lambda: bn_act(layers.Dense(2, activation="relu", name="a")), []),
         (lambda: bn_act(second_reader=True), []),
         (lambda: bn_act(bn_is_output=True), []),
+        (conv_bn, ["c+b+a"]),
+        (lambda: conv_bn("linear"), ["c+b+a"]),
+        (lambda: conv_bn("tanh"), ["c+b"]),
+        (lambda: conv_bn(conv_activation="relu"), ["b+a"]),
+        (lambda: conv_bn(second_reader=True), ["b+a"]),
+        (lambda: conv_bn(act_reader=layers.Flatten(name="a")), ["c+b"]),
         (conv_pool, ["c+p"]),
         (lambda: conv_pool(layers.MaxPooling2D(2, strides=1, name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(2, padding="same", name="p")), []),
@@ -115,9 +131,9 @@ def conv_pool_net(activation):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
-def bn_net(activation, **bn):
+def bn_net(activation, conv_bias=True, **bn):
     x = fastnn.Input((5, 5, 2), dtype=F64)
-    h = layers.Conv2D(3, 3, dtype=F64)(x)
+    h = layers.Conv2D(3, 3, use_bias=conv_bias, dtype=F64)(x)
     h = layers.BatchNormalization(dtype=F64, **bn)(h)
     h = layers.Activation(activation, dtype=F64)(h)
     h = layers.Dense(4, dtype=F64)(layers.Flatten(dtype=F64)(h))
@@ -146,6 +162,10 @@ def rnn_net(mask_zero, dropout):
             )
             for a in ("relu", "linear")
             for c in (True, False)
+        ],
+        *[
+            (lambda a=a: bn_net(a, conv_bias=False), lambda rng: rng.normal(2, 3, (4, 5, 5, 2)))
+            for a in ("relu", "tanh")
         ],
         *[
             (lambda m=m, d=d: rnn_net(m, d), lambda rng: rng.integers(0, 7, (3, 6)).astype(F64))

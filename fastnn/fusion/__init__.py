@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastnn.fusion import base, bn_activation, conv_max_pool, embedded_rnn
+from fastnn.fusion import base, bn_activation, conv_bn_activation, conv_max_pool, embedded_rnn
 from fastnn.fusion.base import FusedLayer, Rule, disabled
 from fastnn.nodes import Node
 
 #: The rules, applied in this order.
-RULES: tuple[Rule, ...] = (conv_max_pool.RULE, embedded_rnn.RULE, bn_activation.RULE)
+RULES: tuple[Rule, ...] = (
+    conv_max_pool.RULE,
+    embedded_rnn.RULE,
+    *conv_bn_activation.RULES,
+    bn_activation.RULE,
+)
 
 
 def rewrite(nodes: Sequence[Node], outputs: Sequence) -> list[Node]:

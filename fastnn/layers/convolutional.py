@@ -309,6 +309,12 @@ class Conv2D(_Conv):
 
     def forward(self, inputs, training, workspace=None):
         bias = self.bias.value if self.use_bias else None
+        y = self.forward_with(inputs, self.kernel.value, bias, self._code, workspace)
+        return y, _Saved(inputs, y, workspace)
+
+    def forward_with(self, inputs, kernel, bias, code, workspace=None):
+        """This conv's output computed with ``kernel``, ``bias`` (or None) and the activation
+        ``code`` in place of its own (a composite folding a per-channel affine map into it)."""
         out = None
         if workspace is not None:
             out_h, out_w, _, _ = kernels.conv.conv_geometry(
@@ -316,11 +322,10 @@ class Conv2D(_Conv):
             )
             shape = (len(inputs), out_h, out_w, self.filters)
             out = scratch(workspace, "y", shape, self.kernel.dtype)
-        y = kernels.conv.conv2d_forward(
-            inputs, self.kernel.value, bias, self.strides, self.padding, self._code, out,
+        return kernels.conv.conv2d_forward(
+            inputs, kernel, bias, self.strides, self.padding, code, out,
             threads=runtime.threads(),
         )  # fmt: skip
-        return y, _Saved(inputs, y, workspace)
 
     @property
     def trains_max_pooled(self) -> bool:
