@@ -126,3 +126,19 @@ def test_table_gives_fastnn_against_the_fastest_peer_of_each_row():
         "| model | training, batch 32 | vs fastest peer | inference, batch 256 | vs fastest peer |"
     )
     assert lines[2] == "| lenet5 | 300 | 2.00x (PyTorch tuned) | 900 | 0.90x (PyTorch eager) |"
+
+
+def test_table_takes_each_row_from_the_quietest_run():
+    quiet = {
+        "model": "m",
+        "mode": "train",
+        "batch": 32,
+        "fastnn": 2,
+        "pytorch": 1,
+        "others_cpu": 0.1,
+    }
+    busy = {**quiet, "fastnn": 1, "others_cpu": 0.5}
+    other = {**busy, "model": "n"}
+    rows = table.quietest_rows({"a": {"rows": [busy, other]}, "b": {"rows": [quiet]}})
+    assert [(r["model"], r["source"], r["fastnn"]) for r in rows] == [("m", "b", 2), ("n", "a", 1)]
+    assert "| n | 1 † |" in table.markdown(rows, ["pytorch"], busy=0.2)
