@@ -18,13 +18,14 @@ class BatchNormActivation(FusedLayer):
     """
 
     passes_mask = True
+    uses_workspace = True
 
     def __init__(self, bn: BatchNormalization, activation: Activation):
         super().__init__(bn, activation)
         self.bn, self.code = bn, activation._code
 
-    def forward(self, inputs, training):
-        return self.bn.forward_activated(inputs, training, self.code)
+    def forward(self, inputs, training, workspace=None):
+        return self.bn.forward_activated(inputs, training, self.code, workspace)
 
     def backward(self, ctx, grad_outputs):
         return self.bn.backward(ctx, grad_outputs)

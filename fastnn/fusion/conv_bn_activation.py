@@ -67,7 +67,7 @@ class ConvBatchNorm(FusedLayer):
             y = self.conv.forward_with(inputs, kernel, bias, self.code, workspace)
             return y, _Inputs(inputs)
         y, conv_ctx = self.conv.forward(inputs, True, workspace=workspace)
-        out, bn_ctx = self.bn.forward_activated(y, True, self.code)
+        out, bn_ctx = self.bn.forward_activated(y, True, self.code, workspace)
         return out, _Trained(conv_ctx, bn_ctx)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):

@@ -8,6 +8,7 @@ import numpy as np
 
 from fastnn import initializers, kernels, regularizers
 from fastnn.kernels.codes import LINEAR, RELU
+from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
 
 
@@ -21,6 +22,7 @@ class _Saved(NamedTuple):
     invstd: np.ndarray  # 1 / sqrt(variance + epsilon) used
     batch_stats: bool  # the batch's statistics were used (training), else the moving ones
     code: int  # the activation applied after the affine map: LINEAR or RELU
+    workspace: Workspace | None  # the forward's, where the backward's gradient goes too
 
 
 class BatchNormalization(Layer):
@@ -32,6 +34,7 @@ class BatchNormalization(Layer):
     """
 
     passes_mask = True
+    uses_workspace = True
 
     def __init__(
         self,
@@ -98,14 +101,14 @@ class BatchNormalization(Layer):
         beta = self.beta.value if self.center else np.zeros(c, dtype)
         return gamma, beta
 
-    def forward(self, inputs, training):
-        return self.forward_activated(inputs, training, LINEAR)
+    def forward(self, inputs, training, workspace=None):
+        return self.forward_activated(inputs, training, LINEAR, workspace)
 
-    def forward_activated(self, inputs, training, code):
+    def forward_activated(self, inputs, training, code, workspace=None):
         """``forward`` followed by the activation ``code`` (LINEAR or RELU) in the same pass."""
         x = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1])
         gamma, beta = self._affine(x.dtype)
-        y = np.empty_like(x)
+        y = scratch(workspace, "bn_y", x.shape, x.dtype)
         eps = x.dtype.type(self.epsilon)
         norm = kernels.normalization
         if not (training and self.trainable):
@@ -113,7 +116,7 @@ class BatchNormalization(Layer):
             norm.batchnorm_forward_infer(x, gamma, beta, mean, variance, eps, code, y)
             # The moving statistics as of this call: a later training step must not change them.
             invstd = 1 / np.sqrt(variance + eps)
-            saved = _Saved(x, gamma, beta, mean.copy(), invstd, False, code)
+            saved = _Saved(x, gamma, beta, mean.copy(), invstd, False, code, workspace)
             return y.reshape(inputs.shape), saved
         mean, variance, invstd = (np.empty(x.shape[1], x.dtype) for _ in range(3))
         norm.batchnorm_forward_train(x, gamma, beta, eps, code, y, mean, variance, invstd)
@@ -122,10 +125,11 @@ class BatchNormalization(Layer):
         self.moving_mean.value += (1 - m) * mean
         self.moving_variance.value *= m
         self.moving_variance.value += (1 - m) * variance
-        return y.reshape(inputs.shape), _Saved(x, gamma, beta, mean, invstd, True, code)
+        saved = _Saved(x, gamma, beta, mean, invstd, True, code, workspace)
+        return y.reshape(inputs.shape), saved
 
     def backward(self, ctx, grad_outputs):
-        x, gamma, beta, mean, invstd, batch_stats, code = ctx
+        x, gamma, beta, mean, invstd, batch_stats, code, workspace = ctx
         grad_y = np.ascontiguousarray(grad_outputs).reshape(x.shape)
         if not batch_stats:  # inference mode: a fixed affine map per channel
             if code == RELU:
@@ -138,7 +142,7 @@ class BatchNormalization(Layer):
                 if self.center:
                     self.beta.grad += np.sum(grad_y, axis=0)
             return (grad_y * (gamma * invstd)).reshape(grad_outputs.shape)
-        grad_x = np.empty_like(x)
+        grad_x = scratch(workspace, "bn_dx", x.shape, x.dtype)
         dgamma = self.gamma.grad if self.scale else np.zeros_like(gamma)
         dbeta = self.beta.grad if self.center else np.zeros_like(gamma)
         kernels.normalization.batchnorm_backward(
