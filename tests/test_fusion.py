@@ -45,11 +45,15 @@ def embedded(reader=None, second_reader=False, rows_are_output=False, initial_st
     return fastnn.Model(ids, outputs)
 
 
-def conv_bn(activation="relu", conv_activation=None, second_reader=False, act_reader=None):
+def conv_bn(
+    activation="relu", conv_activation=None, second_reader=False, act_reader=None, pool=None
+):
     x = fastnn.Input((6, 6, 2))
     c = layers.Conv2D(3, 3, activation=conv_activation, name="c")(x)
     b = layers.BatchNormalization(name="b")(c)
     outputs = [(act_reader or layers.Activation(activation, name="a"))(b)]
+    if pool is not None:
+        outputs = [pool(outputs[0])]
     if second_reader:
         outputs.append(layers.Flatten(name="f")(c))
     return fastnn.Model(x, outputs)
@@ -83,6 +87,9 @@ def bn_act(reader=None, second_reader=False, bn_is_output=False, **bn):
         (lambda: conv_bn(conv_activation="relu"), ["b+a"]),
         (lambda: conv_bn(second_reader=True), ["b+a"]),
         (lambda: conv_bn(act_reader=layers.Flatten(name="a")), ["c+b"]),
+        (lambda: conv_bn(pool=layers.MaxPooling2D(2, name="p")), ["c+b+a+p"]),
+        (lambda: conv_bn(pool=layers.MaxPooling2D(3, name="p")), ["c+b+a"]),
+        (lambda: conv_bn("tanh", pool=layers.MaxPooling2D(2, name="p")), ["c+b"]),
         (conv_pool, ["c+p"]),
         (lambda: conv_pool(layers.MaxPooling2D(2, strides=1, name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(2, padding="same", name="p")), []),
@@ -131,11 +138,13 @@ def conv_pool_net(activation):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
-def bn_net(activation, conv_bias=True, **bn):
-    x = fastnn.Input((5, 5, 2), dtype=F64)
+def bn_net(activation, conv_bias=True, pool=False, **bn):
+    x = fastnn.Input((7, 7, 2), dtype=F64)
     h = layers.Conv2D(3, 3, use_bias=conv_bias, dtype=F64)(x)
     h = layers.BatchNormalization(dtype=F64, **bn)(h)
     h = layers.Activation(activation, dtype=F64)(h)
+    if pool:
+        h = layers.MaxPooling2D(2, dtype=F64)(h)
     h = layers.Dense(4, dtype=F64)(layers.Flatten(dtype=F64)(h))
     h = layers.BatchNormalization(momentum=0.5, dtype=F64, **bn)(h)
     return fastnn.Model(x, layers.Activation(activation, dtype=F64)(h))
@@ -158,14 +167,18 @@ def rnn_net(mask_zero, dropout):
         *[
             (
                 lambda a=a, c=c: bn_net(a, center=c, scale=c),
-                lambda rng: rng.normal(2, 3, (4, 5, 5, 2)),
+                lambda rng: rng.normal(2, 3, (4, 7, 7, 2)),
             )
             for a in ("relu", "linear")
             for c in (True, False)
         ],
         *[
-            (lambda a=a: bn_net(a, conv_bias=False), lambda rng: rng.normal(2, 3, (4, 5, 5, 2)))
+            (lambda a=a: bn_net(a, conv_bias=False), lambda rng: rng.normal(2, 3, (4, 7, 7, 2)))
             for a in ("relu", "tanh")
+        ],
+        *[
+            (lambda a=a: bn_net(a, pool=True), lambda rng: rng.normal(2, 3, (4, 7, 7, 2)))
+            for a in ("relu", "linear")
         ],
         *[
             (lambda m=m, d=d: rnn_net(m, d), lambda rng: rng.integers(0, 7, (3, 6)).astype(F64))

@@ -1,5 +1,6 @@
-"""Conv2D (no activation), the BatchNormalization that alone reads it and optionally the relu
-(or linear) Activation that alone reads that: at inference, one conv with BN folded in."""
+"""Conv2D (no activation), the BatchNormalization that alone reads it, optionally the relu (or
+linear) Activation that alone reads that and the 2x2 max pool that alone reads the activation:
+at inference, one conv with BN folded in (and pooled in its epilogue)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,21 @@ import numpy as np
 
 from fastnn.fusion.base import FusedLayer, Rule
 from fastnn.fusion.bn_activation import _is_batch_norm, _is_relu
+from fastnn.fusion.conv_max_pool import _is_max_pool_2x2
 from fastnn.kernels.codes import LINEAR
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.core import Activation
 from fastnn.layers.normalization import BatchNormalization
+from fastnn.layers.pooling import MaxPooling2D
 from fastnn.nodes import Node
 
 
 class _Trained(NamedTuple):
-    """A pass with the batch's statistics, run as the conv and BN(+activation): their contexts."""
+    """A pass with the batch's statistics, run as the conv, BN(+activation) and the pool."""
 
     conv: tuple
     bn: tuple
+    pool: tuple | None
 
 
 class _Inputs(NamedTuple):
@@ -30,24 +34,32 @@ class _Inputs(NamedTuple):
 
 
 class ConvBatchNorm(FusedLayer):
-    """``act(BatchNormalization(...)(Conv2D(...)(x)))``, act relu or none.
+    """``pool(act(BatchNormalization(...)(Conv2D(...)(x))))``, act relu or none, pool a 2x2
+    stride-2 'valid' MaxPooling2D or none.
 
     At inference BN is an affine map per channel (its moving statistics), folded at each call
     into a copy of the conv's kernel and bias: with ``s = gamma / sqrt(moving_variance +
     epsilon)``, ``kernel * s`` and ``(bias - moving_mean) * s + beta``; the activation runs in
-    the conv's epilogue, so the conv's output is written once, as the result. In training
+    the conv's epilogue, so the conv's output is written once, as the result (or only the
+    pooled output is, ``Conv2D.max_pooled_with``). In training
     BN's statistics need the conv's output: the conv runs, then BN and the activation in one
     pass (a frozen BN too: it runs as at inference, unfolded, keeping what the backward needs).
 
-    Input shape ``(batch, h, w, c)``; output ``(batch, oh, ow, filters)``.
+    Input shape ``(batch, h, w, c)``; output ``(batch, oh, ow, filters)``, halved by a pool.
     """
 
     uses_workspace = True
     skips_input_grad = True
 
-    def __init__(self, conv: Conv2D, bn: BatchNormalization, activation: Activation | None = None):
-        super().__init__(*(layer for layer in (conv, bn, activation) if layer is not None))
-        self.conv, self.bn = conv, bn
+    def __init__(
+        self,
+        conv: Conv2D,
+        bn: BatchNormalization,
+        activation: Activation | None = None,
+        pool: MaxPooling2D | None = None,
+    ):
+        super().__init__(*(layer for layer in (conv, bn, activation, pool) if layer is not None))
+        self.conv, self.bn, self.pool = conv, bn, pool
         self.code = LINEAR if activation is None else activation._code
 
     def folded(self):
@@ -64,18 +76,29 @@ class ConvBatchNorm(FusedLayer):
     def forward(self, inputs, training, workspace=None):
         if not training:
             kernel, bias = self.folded()
-            y = self.conv.forward_with(inputs, kernel, bias, self.code, workspace)
+            if self.pool is not None:
+                y = self.conv.max_pooled_with(inputs, kernel, bias, self.code, None, workspace)
+            else:
+                y = self.conv.forward_with(inputs, kernel, bias, self.code, workspace)
             return y, _Inputs(inputs)
-        y, conv_ctx = self.conv.forward(inputs, True, workspace=workspace)
-        out, bn_ctx = self.bn.forward_activated(y, True, self.code, workspace)
-        return out, _Trained(conv_ctx, bn_ctx)
+        return self._run(inputs, True, workspace)
+
+    def _run(self, inputs, training, workspace=None):
+        """The layers as written (BN and the activation in one pass): (output, _Trained)."""
+        y, conv_ctx = self.conv.forward(inputs, training, workspace=workspace)
+        out, bn_ctx = self.bn.forward_activated(y, training, self.code, workspace)
+        pool_ctx = None
+        if self.pool is not None:
+            out, pool_ctx = self.pool.forward(out, training)
+        return out, _Trained(conv_ctx, bn_ctx, pool_ctx)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         if isinstance(ctx, _Inputs):  # run the layers as written with the statistics they used
-            y, conv_ctx = self.conv.forward(ctx.inputs, False)
-            _, bn_ctx = self.bn.forward_activated(y, False, self.code)
-            ctx = _Trained(conv_ctx, bn_ctx)
-        grad = self.bn.backward(ctx.bn, grad_outputs)
+            _, ctx = self._run(ctx.inputs, False)
+        grad = grad_outputs
+        if self.pool is not None:
+            grad = self.pool.backward(ctx.pool, grad)
+        grad = self.bn.backward(ctx.bn, grad)
         return self.conv.backward(ctx.conv, grad, need_input_grad=need_input_grad)
 
 
@@ -87,8 +110,13 @@ def _is_same_dtype_batch_norm(node: Node) -> bool:
     return _is_batch_norm(node) and node.inputs[0].dtype == node.outputs[0].dtype
 
 
-#: Two chains under one name: with the activation, then without.
+#: Three chains under one name: with the activation and a pool, with the activation, without.
 RULES = (
+    Rule(
+        "conv_bn_act",
+        (_is_linear_conv2d, _is_same_dtype_batch_norm, _is_relu, _is_max_pool_2x2),
+        ConvBatchNorm,
+    ),
     Rule("conv_bn_act", (_is_linear_conv2d, _is_same_dtype_batch_norm, _is_relu), ConvBatchNorm),
     Rule("conv_bn_act", (_is_linear_conv2d, _is_same_dtype_batch_norm), ConvBatchNorm),
 )

@@ -345,12 +345,21 @@ class Conv2D(_Conv):
         )
         shape = (len(inputs), out_h // 2, out_w // 2, self.filters)
         codes = scratch(workspace, "codes", shape, np.uint8) if training else None
-        pooled = kernels.conv.conv2d_forward_max_pool(
-            inputs, self.kernel.value, bias, self.strides, self.padding, self._code,
+        pooled = self.max_pooled_with(inputs, self.kernel.value, bias, self._code, codes, workspace)
+        return pooled, (_SavedPooled(pooled, codes, inputs, workspace) if training else None)
+
+    def max_pooled_with(self, inputs, kernel, bias, code, codes=None, workspace=None):
+        """``forward_max_pooled``'s output computed with ``kernel``, ``bias`` (or None) and the
+        activation ``code`` in place of its own; ``codes`` (uint8, pooled shape) or None."""
+        out_h, out_w, _, _ = kernels.conv.conv_geometry(
+            inputs.shape, self.kernel.shape, self.strides, self.padding
+        )
+        shape = (len(inputs), out_h // 2, out_w // 2, self.filters)
+        return kernels.conv.conv2d_forward_max_pool(
+            inputs, kernel, bias, self.strides, self.padding, code,
             scratch(workspace, "pooled", shape, self.kernel.dtype), codes,
             threads=runtime.threads(),
         )  # fmt: skip
-        return pooled, (_SavedPooled(pooled, codes, inputs, workspace) if training else None)
 
     def backward_max_pooled(self, ctx, grad_pooled, need_input_grad=True):
         """The input's gradient from the pooled output's, after ``forward_max_pooled``."""
