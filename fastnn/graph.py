@@ -50,6 +50,8 @@ class Graph:
         # inputs too)? If not, its input gradient reaches nothing that needs it.
         self._input_grad_needed = {flag: self._steps_needing_input_grads(flag) for flag in (0, 1)}
         self._makes_masks = any(step.layer.makes_masks for step in self.steps)
+        #: Steps whose passes may add losses (call() layers, models holding them).
+        self._loss_steps = [i for i, step in enumerate(self.steps) if step.layer.may_add_losses]
         #: Layers without a backward that a training step would have to run backward.
         self.blocks_training = [
             step.layer
@@ -138,6 +140,19 @@ class Graph:
                     masks[s] = m
         return [values[s] for s in self._output_slots], (values, ctxs)
 
+    @property
+    def may_add_losses(self) -> bool:
+        """Whether a pass may add losses (a step is a call() layer or holds one)."""
+        return bool(self._loss_steps)
+
+    def added_losses(self, tape) -> list:
+        """The ``add_loss`` values of the pass that made ``tape`` (empty for graphs of built-in
+        layers alone)."""
+        if not self._loss_steps:
+            return []
+        ctxs = tape[1]
+        return [v for i in self._loss_steps for v in self.steps[i].layer.added_losses(ctxs[i])]
+
     def run(self, input_values: list, training: bool) -> list:
         """Run every step as a layer call: under a recording GradientTape each built-in step is
         one tape entry (``Layer._call_arrays``) and a ``call()`` layer's ops record one by one,
@@ -191,7 +206,9 @@ class Graph:
             out_slots = self._step_output_slots[i]
             out_grads = [grads[s] for s in out_slots]
             # A call() layer's add_loss values need its backward even with no output gradient.
-            if all(g is None for g in out_grads) and not getattr(ctxs[i], "added_losses", None):
+            if all(g is None for g in out_grads) and not (
+                self._loss_steps and layer.added_losses(ctxs[i])
+            ):
                 continue
             if step.outputs_are_list:
                 out_grads = [

@@ -96,6 +96,8 @@ def as_numpy(value) -> np.ndarray:
 
 def result_value(value):
     """A metric's result as logs hold it: a float (a dict of them for a dict of results)."""
+    if type(value) is float:
+        return value
     if isinstance(value, dict):
         return {k: result_value(v) for k, v in value.items()}
     array = np.asarray(unwrap(value))

@@ -209,6 +209,17 @@ class Model(Trainer, Layer):
             )
         print_summary(self, line_length=line_length, print_fn=print_fn)
 
+    @property
+    def may_add_losses(self) -> bool:
+        if self._subclassed:
+            return True
+        return self._graph.may_add_losses
+
+    def added_losses(self, ctx) -> list:
+        if self._subclassed:
+            return Layer.added_losses(self, ctx)
+        return self._graph.added_losses(ctx)
+
     # ---- the model as a layer ------------------------------------------------------------------
     def compute_output_shape(self, input_shape):
         if self._subclassed:

@@ -159,7 +159,11 @@ class Optimizer:
             variables, grads = list(trainable_variables), first
         self._apply(variables, grads)
 
-    def _apply(self, variables: list, grads: list) -> None:
+    def apply_own_gradients(self, variables: list) -> None:
+        """One step on ``variables`` from their ``.grad`` (fit()'s step)."""
+        self._apply(variables, [v.grad for v in variables], arrays=True)
+
+    def _apply(self, variables: list, grads: list, arrays: bool = False) -> None:
         if len(grads) != len(variables):
             raise ValueError(
                 f"{type(self).__name__}.apply(): got {len(grads)} gradients for "
@@ -168,7 +172,8 @@ class Optimizer:
         if not variables:  # a model without trainable weights: nothing to do, as in Keras
             self.iterations += 1
             return
-        grads = [None if g is None else _as_grad(g) for g in grads]
+        if not arrays:
+            grads = [g if g is None or type(g) is np.ndarray else _as_grad(g) for g in grads]
         self.build(variables)
         pairs = [(v, g) for v, g in zip(variables, grads, strict=True) if g is not None]
         if not pairs:
@@ -530,8 +535,8 @@ def _check_number(arg, value, lo, hi, expected=None, upper_open=False):
 
 
 def _holds_variables(items: list) -> bool:
-    """Whether ``items`` are variables (they carry ``.grad``), not gradients."""
-    return bool(items) and all(hasattr(v, "grad") and hasattr(v, "value") for v in items)
+    """Whether ``items`` are variables (they carry ``.grad``), not gradients (the first says)."""
+    return bool(items) and hasattr(items[0], "grad") and hasattr(items[0], "value")
 
 
 def _as_grad(g):

@@ -126,6 +126,9 @@ class Variable(TensorOps):
         return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype.name}>"
 
 
+tape_module._WEIGHT[0] = Variable  # the tape's first read of a weight, without lookups
+
+
 def assign_all(variables, weights, owner: str, label) -> None:
     """Copy ``weights`` into ``variables`` after checking every count and shape (all or nothing)."""
     arrays = [np.asarray(w) for w in weights]
@@ -178,10 +181,11 @@ class Layer:
     def __init_subclass__(cls, **kwargs):
         # A layer is built once its build() returns, however build() was reached (as in Keras).
         super().__init_subclass__(**kwargs)
-        cls._runs_call = cls.call is not Layer.call and cls.forward is Layer.forward
+        cls._runs_call = cls.call is not Layer.call and cls.forward in _TAPE_FORWARDS
         cls._takes_mask = cls._runs_call and custom.call_arguments(cls)[1]
-        if cls._runs_call:  # the tape computes only the gradients asked for
-            cls.skips_input_grad = True
+        if cls._runs_call:  # the graph calls the tape's forward and backward directly
+            cls.forward, cls.backward = custom.forward, custom.backward
+            cls.skips_input_grad = True  # the tape computes only the gradients asked for
         if "build" in cls.__dict__:
             build = cls.__dict__["build"]
 
@@ -259,13 +263,15 @@ class Layer:
             self._weights.append(var)
 
     def __setattr__(self, name: str, value) -> None:
-        # A Variable assigned as an attribute is tracked, as Keras's layers track it.
-        if (
-            isinstance(value, Variable)
-            and "_weights" in self.__dict__
-            and all(v is not value for v in self._weights)
-        ):
-            self._track_variable(value, value.trainable)
+        # Never reads self.__dict__: that would turn CPython's inline attribute values into a
+        # dict, making every attribute read of the layer slower.
+        if isinstance(value, Variable):  # tracked, as Keras's layers track it
+            weights = getattr(self, "_weights", None)
+            if weights is not None and all(v is not value for v in weights):
+                self._track_variable(value, value.trainable)
+        elif self._runs_call and name not in _UNTRACKED:
+            value = custom.tracked(value, self)  # lists and dicts: later changes are seen
+            object.__setattr__(self, "_tracked_cache", None)  # look for its layers again
         object.__setattr__(self, name, value)
 
     @property
@@ -287,14 +293,20 @@ class Layer:
         dicts of layers included); none for a plain layer."""
         if not self._runs_call:
             return []
-        found: list[tuple[str, Layer]] = []
-        for key, value in self.__dict__.items():
-            _find_layers(key, value, found)
-        return found
+        found = self.__dict__.get("_tracked_cache")
+        if found is None:  # made again when an attribute or a tracked container changes
+            found = []
+            for key, value in list(self.__dict__.items()):
+                if key not in _UNTRACKED:
+                    _find_layers(key, value, found)
+            self.__dict__["_tracked_cache"] = found
+        return list(found)
 
     @property
     def weights(self) -> list[Variable]:
         """Own weights (trainable kinds first), then those of the layers it holds."""
+        if not self._runs_call:  # a built-in layer's: its own (the training step reads these)
+            return list(self._weights)
         subs = self.sublayers()
         if not subs:
             return list(self._weights)
@@ -308,8 +320,10 @@ class Layer:
 
     @property
     def trainable_weights(self) -> list[Variable]:
-        if not self.trainable:
+        if not self._trainable:
             return []
+        if not self._runs_call:
+            return [w for w in self._weights if w.trainable]
         return [w for w in self.weights if w.trainable]
 
     @property
@@ -349,6 +363,15 @@ class Layer:
         sink = custom.LOSS_SINK.get()
         if sink is not None:
             sink.append(loss)
+
+    @property
+    def may_add_losses(self) -> bool:
+        """Whether a pass may add losses (a ``call()`` layer may): the graph asks only these."""
+        return self._runs_call
+
+    def added_losses(self, ctx) -> list:
+        """The ``add_loss`` values of the pass whose context is ``ctx``."""
+        return ctx.added_losses if self._runs_call else []
 
     @property
     def losses(self) -> list:
@@ -569,11 +592,12 @@ class Layer:
             return self._call_symbolic(inputs)
         inputs = custom.convert_inputs(self, inputs)
         self._maybe_build(_shapes(inputs))
-        outermost = not custom.SCOPE.get()
-        if outermost:  # as Keras: losses are those of the last outermost call
-            for layer in custom.layer_tree(self):
-                layer._loss_values.clear()
-        with runtime.serial_blas():
+        if custom.SCOPE.get():  # inside another layer's call
+            return custom.run_call(self, inputs, training, mask, args, kwargs)
+        # outermost: as in Keras, losses are those of the last outermost call
+        for layer in custom.layer_tree(self):
+            layer._loss_values.clear()
+        with runtime.serial_blas(), custom.collecting_losses(self):
             return custom.run_call(self, inputs, training, mask, args, kwargs)
 
     def _call_symbolic(self, inputs):
@@ -672,6 +696,20 @@ class Layer:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
 
 
+#: A layer's own bookkeeping, never searched for layers.
+_UNTRACKED = frozenset(
+    [
+        "_weights",
+        "_trainable_variables",
+        "_loss_values",
+        "_inbound_nodes",
+        "_tracked_cache",
+        "_tape_variables",
+        "_loss_owners",
+    ]
+)
+
+
 def _find_layers(key: str, value, found: list) -> None:
     """Append ``(key, layer)`` for each Layer in ``value`` (a layer, list, tuple or dict)."""
     if isinstance(value, Layer):
@@ -693,6 +731,10 @@ def _shapes(structure):
         return {k: _shapes(v) for k, v in structure.items()}
     shape = getattr(structure, "shape", None)
     return None if shape is None else tuple(shape)
+
+
+#: What ``forward`` is for a layer that runs ``call()``: the base's, or the tape's bound to it.
+_TAPE_FORWARDS = (Layer.forward, custom.forward)
 
 
 def shape_error(layer: Layer, message: str, expected, given) -> ValueError:

@@ -42,13 +42,18 @@ LOSS_SINK: contextvars.ContextVar[list | None] = contextvars.ContextVar(
 )
 
 
-@functools.cache
+_CALL_ARGUMENTS: dict[type, tuple[bool, bool]] = {}
+
+
 def call_arguments(cls: type) -> tuple[bool, bool]:
     """Whether ``cls.call`` takes ``training`` and ``mask`` (or ``**kwargs``)."""
-    parameters = _parameters(cls)
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-    names = {p.name for p in parameters}
-    return "training" in names or var_kw, "mask" in names or var_kw
+    found = _CALL_ARGUMENTS.get(cls)
+    if found is None:
+        parameters = _parameters(cls)
+        var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+        names = {p.name for p in parameters}
+        found = _CALL_ARGUMENTS[cls] = ("training" in names or var_kw, "mask" in names or var_kw)
+    return found
 
 
 @functools.cache
@@ -94,18 +99,26 @@ def scoped(layer, training: bool | None) -> Iterator[None]:
 def run_call(layer, inputs, training, mask, args=(), kwargs=None):
     """``layer.call(inputs, *args, **kwargs)``, given ``training`` and ``mask`` when it takes
     them, in the layer's scope."""
-    kwargs = dict(kwargs or {})
-    takes_training, takes_mask = call_arguments(type(layer))
+    kwargs = dict(kwargs) if kwargs else {}
+    takes_training, takes_mask = _CALL_ARGUMENTS.get(type(layer)) or call_arguments(type(layer))
+    current = TRAINING.get()
     if training is None:
-        training = TRAINING.get()
+        training = current
     if takes_training and training is not None:
         kwargs["training"] = training
     if takes_mask and mask is not None:
         kwargs["mask"] = mask
-    with scoped(layer, training):
+    scope = SCOPE.get()  # the scope and training, set by hand: a context manager costs ~2 us
+    token = SCOPE.set(scope if scope and scope[-1] is layer else (*scope, layer))
+    token_training = TRAINING.set(training) if training is not current else None
+    try:
         if layer._spreads_inputs and isinstance(inputs, list) and not args:
             return layer.call(*inputs, **kwargs)
         return layer.call(inputs, *args, **kwargs)
+    finally:
+        SCOPE.reset(token)
+        if token_training is not None:
+            TRAINING.reset(token_training)
 
 
 def convert_inputs(layer, inputs):
@@ -130,78 +143,178 @@ def convert_inputs(layer, inputs):
 # ---- the graph's contract: forward under a private tape, backward replays it -------------------
 class CallContext:
     """What a tape forward keeps for its backward: the tape, the watched inputs (flat), the
-    outputs (flat) and the ``add_loss`` values of the pass."""
+    outputs (flat) and the ``add_loss`` values of the pass (``added_losses``: the graph runs
+    the backward for them alone too)."""
 
-    __slots__ = ("tape", "inputs", "outputs", "losses", "inputs_are_list")
+    __slots__ = ("tape", "inputs", "outputs", "added_losses", "inputs_are_list")
 
     def __init__(self, tape, inputs, outputs, losses, inputs_are_list):
         self.tape, self.inputs, self.outputs = tape, inputs, outputs
-        self.losses, self.inputs_are_list = losses, inputs_are_list
+        self.added_losses, self.inputs_are_list = losses, inputs_are_list
 
-    @property
-    def added_losses(self) -> list:
-        """The pass's ``add_loss`` values: the graph runs the backward for them alone too."""
-        return self.losses
+
+@contextlib.contextmanager
+def collecting_losses(layer) -> Iterator[list]:
+    """Inside: ``add_loss`` values go to the list given (and to an enclosing collector); after,
+    ``layer`` knows which of its layers hold them (a tape forward clears those)."""
+    losses: list = []
+    parent = LOSS_SINK.get()
+    token = LOSS_SINK.set(losses)
+    try:
+        yield losses
+    finally:
+        LOSS_SINK.reset(token)
+        if losses:
+            layer.__dict__["_loss_owners"] = [lay for lay in layer_tree(layer) if lay._loss_values]
+            if parent is not None:
+                parent.extend(losses)
 
 
 def forward(layer, inputs, training: bool, mask=None):
-    """Run ``layer.call`` under a private tape: (outputs as arrays, ``CallContext``)."""
-    tape = GradientTape()
+    """Run ``layer.call`` under a private tape: (outputs as arrays, ``CallContext``). Other
+    tapes of the thread are paused meanwhile. The losses it adds replace those of its last
+    pass in ``layer.losses``, as an outermost call's do. (Spelled out, without context
+    managers: this runs once per call() layer and training step.)"""
+    state = layer.__dict__
+    owners = state.pop("_loss_owners", None)
+    if owners:
+        for owner in owners:
+            owner._loss_values.clear()
+    known = state.get("_tape_variables")
+    tape = _private_tape(known)
     losses: list = []
-    _clear_losses(layer)  # a pass's losses replace the last one's, as an outermost call's do
     parent = LOSS_SINK.get()
     token = LOSS_SINK.set(losses)
+    cls = type(layer)
+    takes_training, takes_mask = _CALL_ARGUMENTS.get(cls) or call_arguments(cls)
+    kwargs = {"training": training} if takes_training else {}
+    if takes_mask and mask is not None:
+        kwargs["mask"] = mask
+    scope = SCOPE.get()
+    scope_token = SCOPE.set(scope if scope and scope[-1] is layer else (*scope, layer))
+    training_token = TRAINING.set(training)
+    thread = tape_module.STATE
+    outer = thread.tapes
+    thread.tapes = [tape]  # the tape alone records
     is_list = isinstance(inputs, (list, tuple))
     try:
-        with paused(), tape:
-            flat = list(inputs) if is_list else [inputs]
-            watched = [tape.watch(x) if is_float(x) else x for x in flat]
-            outputs = run_call(layer, watched if is_list else watched[0], training, mask)
+        if is_list:
+            watched = [_watch(tape, x) for x in inputs]
+            if layer._spreads_inputs:
+                outputs = layer.call(*watched, **kwargs)
+            else:
+                outputs = layer.call(watched, **kwargs)
+        else:
+            watched = [_watch(tape, inputs)]
+            outputs = layer.call(watched[0], **kwargs)
     finally:
+        thread.tapes = outer
+        TRAINING.reset(training_token)
+        SCOPE.reset(scope_token)
         LOSS_SINK.reset(token)
-    if parent is not None:
-        parent.extend(losses)
-    out_list = isinstance(outputs, (list, tuple))
-    flat_out = list(outputs) if out_list else [outputs]
-    arrays = [y.value.copy() if is_variable(y) else np.asarray(unwrap(y)) for y in flat_out]
-    ctx = CallContext(tape, watched, flat_out, losses, is_list)
-    return (arrays if out_list else arrays[0]), ctx
+    if known is None or len(tape._variables) != len(known[0]):
+        # Keys are this tape's names for values: the next tape may reuse them for the same
+        # weights (a key is never handed out twice), saving each weight's first-read lookup.
+        variables = dict(tape._variables)
+        state["_tape_variables"] = (variables, frozenset(k for k, _ in variables.values()))
+    if losses:
+        state["_loss_owners"] = [lay for lay in layer_tree(layer) if lay._loss_values]
+        if parent is not None:
+            parent.extend(losses)
+    if isinstance(outputs, (list, tuple)):
+        flat_out = list(outputs)
+        arrays = [_array(y) for y in flat_out]
+    else:
+        flat_out = [outputs]
+        arrays = _array(outputs)
+    return arrays, CallContext(tape, watched, flat_out, losses, is_list)
+
+
+def _private_tape(known) -> GradientTape:
+    """A GradientTape for one forward, knowing the weights the last one read (``known``)."""
+    tape = GradientTape.__new__(GradientTape)
+    tape.persistent, tape.watch_accessed_variables = False, True
+    tape._entries, tape._arrays = [], {}
+    if known:
+        tape._variables, tape._live = dict(known[0]), set(known[1])
+    else:
+        tape._variables, tape._live = {}, set()
+    return tape
+
+
+def _watch(tape, x):
+    """``tape.watch(x)`` for an input: float arrays (the common case, inline) and tensors."""
+    if type(x) is np.ndarray and x.dtype.kind == "f":
+        key = tape_module._new_key()
+        tape._arrays[id(x)] = (key, x)
+        tape._live.add(key)
+        return Tensor(x, key)
+    return tape.watch(x) if is_float(x) else x
+
+
+def _array(y) -> np.ndarray:
+    """An output as the graph keeps it: an array (a Variable's value copied)."""
+    kind = type(y)
+    if kind is Tensor:
+        return y.value
+    if kind is np.ndarray:
+        return y
+    if is_variable(y):
+        return y.value.copy()
+    return np.asarray(unwrap(y))
 
 
 def backward(layer, ctx: CallContext, grad_outputs, need_input_grad: bool = True):
     """Replay a tape forward: weights' gradients add into their ``.grad``; the inputs'
     gradients come back (None where an input has none); ``add_loss`` values count once each."""
     tape = ctx.tape
-    grads = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
     keys, seeds = [], []
-    for y, g in zip(ctx.outputs, grads):
-        key = tape.key(y)
-        if key is not None and g is not None:
+    if isinstance(grad_outputs, (list, tuple)):
+        pairs = zip(ctx.outputs, grad_outputs)
+    else:
+        pairs = ((ctx.outputs[0], grad_outputs),)
+    for y, g in pairs:
+        if g is not None and (key := tape.key(y)) is not None:
             keys.append(key)
             seeds.append(g)
-    for value in ctx.losses:
-        key = tape.key(value)
-        if key is not None:
+    for value in ctx.added_losses:
+        if (key := tape.key(value)) is not None:
             keys.append(key)
             seeds.append(np.ones(np.shape(unwrap(value)), np.result_type(unwrap(value))))
-    variables = [v for v in tape.watched_variables() if v.trainable]
-    var_keys = [tape.key(v) for v in variables]
-    in_keys = [tape.key(x) if need_input_grad else None for x in ctx.inputs]
-    result = {}
-    if keys:
-        with paused():
-            result = tape_module.backward(tape._entries, keys, seeds, [*in_keys, *var_keys])
-    for var, key in zip(variables, var_keys):
+    if not keys:
+        return None if not need_input_grad else _no_grads(ctx)
+    variables = [(k, v) for k, v in tape._variables.values() if v.trainable]
+    in_keys = [tape.key(x) for x in ctx.inputs] if need_input_grad else []
+    sources = in_keys + [k for k, _ in variables]
+    state = tape_module.STATE
+    outer = state.tapes
+    state.tapes = []  # rules run on ops: nothing records the backward
+    try:
+        result = tape_module.backward(tape._entries, keys, seeds, sources)
+    finally:
+        state.tapes = outer
+    for key, var in variables:
         g = result.get(key)
         if g is not None:
-            var.grad += unwrap(g)
+            var.grad += g if type(g) is np.ndarray else unwrap(g)
     if not need_input_grad:
         return None
-    in_grads = [
-        None if k is None or result.get(k) is None else tape_module._finish(result[k], x, "none")
-        for k, x in zip(in_keys, ctx.inputs)
-    ]
+    in_grads = [_input_grad(result.get(k), x) if k is not None else None
+                for k, x in zip(in_keys, ctx.inputs)]  # fmt: skip
     return in_grads if ctx.inputs_are_list else in_grads[0]
+
+
+def _input_grad(grad, x):
+    """An input's gradient as the graph takes it: a writable array of the input's dtype."""
+    if grad is None:
+        return None
+    if type(grad) is np.ndarray and grad.dtype == x.dtype and grad.flags.writeable:
+        return grad
+    return tape_module._finish(grad, x, "none")
+
+
+def _no_grads(ctx: CallContext):
+    return [None] * len(ctx.inputs) if ctx.inputs_are_list else None
 
 
 # ---- symbolic calls: output shapes from running call() on zeros --------------------------------
@@ -326,6 +439,63 @@ def layer_tree(layer) -> list:
 def _clear_losses(layer) -> None:
     for lay in layer_tree(layer):
         lay._loss_values.clear()
+
+
+# ---- containers a call() layer holds: changing them makes it look for its layers again ------
+class TrackedList(list):
+    """A list a ``call()`` layer holds as an attribute (Keras's TrackedList): appending a layer
+    to it later is seen."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, items, owner) -> None:
+        super().__init__(items)
+        self._owner = owner
+
+    def _changed(self) -> None:
+        self._owner.__dict__["_tracked_cache"] = None
+
+
+class TrackedDict(dict):
+    """A dict a ``call()`` layer holds as an attribute (Keras's TrackedDict)."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, items, owner) -> None:
+        super().__init__(items)
+        self._owner = owner
+
+    def _changed(self) -> None:
+        self._owner.__dict__["_tracked_cache"] = None
+
+
+def _mutator(base: type, name: str):
+    method = getattr(base, name)
+
+    def changed(self, *args, **kwargs):
+        result = method(self, *args, **kwargs)
+        self._changed()
+        return result
+
+    changed.__name__ = name
+    return changed
+
+
+for _name in ("append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse",
+              "__setitem__", "__delitem__", "__iadd__", "__imul__"):  # fmt: skip
+    setattr(TrackedList, _name, _mutator(list, _name))
+for _name in ("__setitem__", "__delitem__", "pop", "popitem", "clear", "update", "setdefault",
+              "__ior__"):  # fmt: skip
+    setattr(TrackedDict, _name, _mutator(dict, _name))
+
+
+def tracked(value, owner):
+    """``value`` as a ``call()`` layer keeps it: a plain list or dict becomes a tracked one."""
+    if type(value) is list:
+        return TrackedList(value, owner)
+    if type(value) is dict:
+        return TrackedDict(value, owner)
+    return value
 
 
 def _map(structure, fn):

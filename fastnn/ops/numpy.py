@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fastnn import backend
+from fastnn.ops import tensor as _tensor
 from fastnn.ops.core import (  # part of this namespace: Tensor methods and numpy calls use them
     _get_item,
     cast,
@@ -352,7 +353,11 @@ def cumprod(x, axis=None, dtype=None):
 # ---- products ----------------------------------------------------------------------------------
 def matmul(x1, x2):
     """Matrix product with numpy's batch broadcasting: (..., n, k), (..., k, m) -> (..., n, m)."""
-    return apply("matmul", lambda a, b: np.matmul(*_promote(a, b)), x1, x2)
+    return apply("matmul", _matmul, x1, x2)
+
+
+def _matmul(a, b):
+    return np.matmul(*_promote(a, b))
 
 
 def tensordot(x1, x2, axes=2):
@@ -720,3 +725,6 @@ def _prod_others_forward(x, axis):
     left = np.cumprod(np.concatenate([one, flat[..., :-1]], -1), -1)
     right = np.cumprod(np.concatenate([one, flat[..., :0:-1]], -1), -1)[..., ::-1]
     return np.moveaxis((left * right).reshape(moved.shape), dest, axes)
+
+
+_tensor.bind_operators(globals())

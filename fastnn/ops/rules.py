@@ -26,15 +26,25 @@ def defvjp(name: str, saves: str, *vjps) -> None:
     RULES[name] = Rule(name, saves, vjps)
 
 
+#: (gradient shape, operand shape) -> the axes unbroadcast sums over (a bounded cache).
+_SUMMED_AXES: dict[tuple, tuple] = {}
+
+
 def unbroadcast(g, shape: tuple):
     """Sum ``g`` down to ``shape``: the gradient of broadcasting a ``shape`` value to g's shape."""
     shape = tuple(shape)
     if g.shape == shape:
         return g
-    lead = len(g.shape) - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
-    )
+    axes = _SUMMED_AXES.get((g.shape, shape))
+    if axes is None:
+        lead = len(g.shape) - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
+        )
+        if len(_SUMMED_AXES) < 4096:
+            _SUMMED_AXES[g.shape, shape] = axes
+    if type(g) is np.ndarray:  # off any tape: numpy's own (a gradient of gradients records)
+        return g.sum(axis=axes).reshape(shape)
     return fnp.reshape(fnp.sum(g, axis=axes), shape)
 
 
@@ -239,6 +249,9 @@ defvjp("cumprod", "ans x", _cumprod)
 def _matmul(g, x1, x2, argnum: int):
     """matmul's VJP, with numpy's promotion of 1-D operands and batch broadcasting."""
     if len(x1.shape) == len(x2.shape) == 2:
+        other = x2 if argnum == 0 else x1
+        if type(g) is np.ndarray and type(other) is np.ndarray:  # off any tape: numpy's own
+            return g @ other.T if argnum == 0 else other.T @ g
         return g @ fnp.transpose(x2) if argnum == 0 else fnp.transpose(x1) @ g
     a = x1 if len(x1.shape) > 1 else fnp.reshape(x1, (1, -1))
     b = x2 if len(x2.shape) > 1 else fnp.reshape(x2, (-1, 1))

@@ -50,6 +50,8 @@ class _State(threading.local):
 
 
 STATE = _State()
+#: The layers' Variable class, set when fastnn.layers.base defines it (it imports this module).
+_WEIGHT: list = [type(None)]
 _new_key = itertools.count(1).__next__
 
 
@@ -80,15 +82,34 @@ class Rule:
 
     def save(self, inputs: Sequence, ans) -> tuple:
         """(ans, *inputs), with a Spec for each the rule does not read."""
+        if len(inputs) == 2 and len(self.keep) >= 2 and not self.variadic:  # most ops
+            keep, (x1, x2) = self.keep, inputs
+            k1, k2 = keep[0], keep[1]
+            return (
+                ans if self.keep_ans else Spec(ans),
+                x1 if k1 else Spec(x1),
+                x2 if k2 else Spec(x2),
+            )
         keep = self.keep[-1:] * len(inputs) if self.variadic else self.keep
-        return (
-            ans if self.keep_ans else Spec(ans),
-            *[x if k else Spec(x) for x, k in zip(inputs, keep)],
-        )
+        saved = [ans if self.keep_ans else Spec(ans)]
+        saved += [x if k else Spec(x) for x, k in zip(inputs, keep)]
+        return tuple(saved)
 
     def backward(self, grads: list, saved: tuple, params: dict, need: list) -> list:
         """The gradients of the inputs flagged in ``need`` (None for the others)."""
-        g, (ans, *xs) = grads[0], saved
+        g = grads[0]
+        if len(need) == 2 and len(saved) == 3 and len(self.vjps) == 2 and not self.variadic:
+            (f1, f2), (n1, n2), (ans, x1, x2) = self.vjps, need, saved  # most ops, spelled out
+            if params:
+                return [
+                    f1(g, ans, x1, x2, **params) if n1 and f1 is not None else None,
+                    f2(g, ans, x1, x2, **params) if n2 and f2 is not None else None,
+                ]
+            return [
+                f1(g, ans, x1, x2) if n1 and f1 is not None else None,
+                f2(g, ans, x1, x2) if n2 and f2 is not None else None,
+            ]
+        ans, xs = saved[0], saved[1:]
         if self.variadic:
             vjp = self.vjps[0]
             return [vjp(g, ans, *xs, argnum=i, **params) if n else None for i, n in enumerate(need)]
@@ -149,20 +170,53 @@ def apply(name: str, forward: Callable, *inputs, **params):
     """Run ``forward(*arrays, **params)`` on the inputs' arrays; on each recording tape that
     tracks an input, record the op under rule ``name``. Inputs are the differentiable operands;
     params are static (axes, shapes, index arrays)."""
-    values = [unwrap(x) for x in inputs]
+    values = [
+        x if type(x) is np.ndarray else x.value if isinstance(x, TensorOps) else unwrap(x)
+        for x in inputs
+    ]
     try:
         out = forward(*values, **params)
     except OpError:
         raise
     except (ValueError, IndexError) as error:
         raise shape_error(name, values, params, error) from None
-    if STATE.tapes and is_float(out):
-        return _record(name, inputs, values, out, params)
-    return out
+    tapes = STATE.tapes
+    if not tapes or not (out.dtype.kind in "fc" if type(out) is np.ndarray else is_float(out)):
+        return out
+    if len(tapes) == 1:  # the common case (a custom layer's forward, a training loop), inline
+        tape = tapes[0]
+        live, variables, arrays = tape._live, tape._variables, tape._arrays
+        keys, hit = [], False
+        for x in inputs:
+            kind = type(x)
+            if kind is Tensor:
+                k = x.key if x.key in live else None
+            elif kind is np.ndarray:
+                found = arrays.get(id(x)) if arrays else None
+                k = None if found is None else found[0]
+            else:
+                found = variables.get(id(x))
+                if found is not None and found[1] is x:
+                    k = found[0]
+                elif isinstance(x, _WEIGHT[0]) and tape.watch_accessed_variables:  # first read
+                    k = tape._variable_key(x)
+                else:
+                    k = tape.key(x)
+            keys.append(k)
+            hit = hit or k is not None
+        if not hit or tape._entries is None:
+            return out
+        rule = RULES.get(name) or _NoRule(name)
+        key = _new_key()
+        tape._entries.append(Entry(rule, keys, (key,), rule.save(values, out), params))
+        live.add(key)
+        return Tensor(out, key)
+    return _record(name, inputs, values, out, params)
 
 
 def _record(name: str, inputs: Sequence, values: list, out, params: dict):
-    hits = [(tape, keys) for tape in STATE.tapes if (keys := tape.input_keys(inputs))]
+    tapes = STATE.tapes
+    hits = [(tape, keys) for tape in tapes if (keys := tape.input_keys(inputs))]
     if not hits:
         return out
     rule = RULES.get(name) or _NoRule(name)
@@ -301,6 +355,15 @@ class GradientTape:
 
     def key(self, x) -> int | None:
         """The key this tape tracks ``x`` by, or None."""
+        kind = type(x)
+        if kind is Tensor:
+            return x.key if x.key in self._live else None
+        if kind is np.ndarray:
+            found = self._arrays.get(id(x)) if self._arrays else None
+            return None if found is None else found[0]
+        found = self._variables.get(id(x))  # a Variable met before
+        if found is not None and found[1] is x:
+            return found[0]
         if isinstance(x, Tensor):
             if type(x) is _VariableRead:
                 return self._variable_key(x.variable)
@@ -314,8 +377,12 @@ class GradientTape:
 
     def input_keys(self, inputs: Sequence) -> list | None:
         """Each input's key (None where untracked), or None if no input is tracked."""
-        keys = [self.key(x) for x in inputs]
-        return None if keys.count(None) == len(keys) else keys
+        key = self.key
+        keys = [key(x) for x in inputs]
+        for k in keys:
+            if k is not None:
+                return keys
+        return None
 
     def append(self, entry: Entry) -> None:
         if self._entries is not None:
@@ -405,21 +472,33 @@ def backward(entries: list[Entry], target_keys: list, seeds: list, source_keys: 
     source, summed over fan-out."""
     wanted = {k for k in source_keys if k is not None}
     needs = set(wanted)  # keys on a path from a source: only their gradients are computed
+    plan = []  # (entry, which inputs need a gradient) for the entries on such a path
     for entry in entries:
-        if not needs.isdisjoint(entry.in_keys):
+        need = [k in needs for k in entry.in_keys]
+        if True in need:
             needs.update(entry.out_keys)
+            plan.append((entry, need))
     grads: dict[int, object] = {}
     for key, seed in zip(target_keys, seeds):
         grads[key] = seed if key not in grads else grads[key] + seed
-    for entry in reversed(entries):
-        outs = [grads.get(k) if k in wanted else grads.pop(k, None) for k in entry.out_keys]
-        need = [k in needs for k in entry.in_keys]
-        if all(g is None for g in outs) or not any(need):
-            continue
+    get, pop = grads.get, grads.pop
+    for entry, need in reversed(plan):
+        out_keys = entry.out_keys
+        if len(out_keys) == 1:  # most entries: one output, without a list comprehension
+            k = out_keys[0]
+            g = get(k) if k in wanted else pop(k, None)
+            if g is None:
+                continue
+            outs = [g]
+        else:
+            outs = [get(k) if k in wanted else pop(k, None) for k in out_keys]
+            if all(g is None for g in outs):
+                continue
         in_grads = entry.rule.backward(outs, entry.saved, entry.params, need)
         for key, grad, n in zip(entry.in_keys, in_grads, need):
             if n and grad is not None:
-                grads[key] = grad if key not in grads else grads[key] + grad
+                before = get(key)
+                grads[key] = grad if before is None else before + grad
     return grads
 
 

@@ -186,6 +186,26 @@ def _binary(name: str, reflected: bool = False) -> Callable:
     return method
 
 
+def bind_operators(ops: dict) -> None:
+    """Point the arithmetic operators straight at the fastnn.ops functions in ``ops`` (called
+    when fastnn.ops.numpy has loaded them): a call less per operator."""
+    for dunder, name in _ARITHMETIC.items():
+        op = ops[name]
+        setattr(TensorOps, f"__{dunder}__", op)
+        setattr(TensorOps, f"__r{dunder}__", _reflected(op))
+
+
+def _reflected(op: Callable) -> Callable:
+    def method(self, other):
+        return op(other, self)
+
+    method.__name__ = f"r{op.__name__}"
+    return method
+
+
+_ARITHMETIC = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
+               "pow": "power", "matmul": "matmul"}  # fmt: skip
+
 for _dunder, _name in {
     "add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide", "pow": "power",
     "floordiv": "floor_divide", "mod": "mod", "matmul": "matmul", "and": "logical_and",
@@ -288,6 +308,9 @@ class Spec:
     __slots__ = ("shape", "dtype")
 
     def __init__(self, value) -> None:
+        if type(value) is np.ndarray:  # the common case, without lookups
+            self.shape, self.dtype = value.shape, value.dtype
+            return
         shape = getattr(value, "shape", None)
         self.shape = np.shape(value) if shape is None else shape
         self.dtype = getattr(value, "dtype", None)

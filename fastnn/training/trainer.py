@@ -90,16 +90,8 @@ def _release_state(model, outermost: bool) -> None:
     state["_state_lock"].release()
 
 
-def _layer_tree(layer) -> list:
-    """``layer`` and every layer it holds, each once."""
-    seen, order, stack = set(), [], [layer]
-    while stack:
-        item = stack.pop()
-        if id(item) not in seen:
-            seen.add(id(item))
-            order.append(item)
-            stack.extend(sub for _, sub in reversed(item.sublayers()))
-    return order
+def _all_none(values: list) -> bool:
+    return all(value is None for value in values)
 
 
 class NotCompiledError(RuntimeError, ValueError):
@@ -258,9 +250,20 @@ class Trainer:
             grads.append(grad if weight == 1.0 else grad * grad.dtype.type(weight))
         return total, per_output, grads
 
+    #: The step methods a model's class writes itself (set per class: a check per step).
+    _own_steps: frozenset = frozenset()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._own_steps = frozenset(
+            name
+            for name in ("train_step", "test_step", "compute_loss")
+            if getattr(cls, name) is not getattr(Trainer, name)
+        )
+
     def _overrides(self, method: str) -> bool:
         """Whether the model's class writes its own ``method`` (train_step, compute_loss...)."""
-        return getattr(type(self), method) is not getattr(Trainer, method)
+        return method in self._own_steps
 
     def _train_step(self, xs, ys, sample_weight=None):
         if self._overrides("train_step"):
@@ -294,11 +297,12 @@ class Trainer:
             else:
                 total, per_output, grads = self._compute_loss(ys, outputs, sample_weight)
                 regularized = self.regularization_losses()
-                added = self._added_loss_values()
+                added = self._graph.added_losses(tape)
                 for var, reg in regularized:
                     total += reg(var.value)
-                total += sum(float(unwrap(v)) for v in added)
-                if not added and not regularized and all(g is None for g in grads):
+                if added:
+                    total += sum(float(unwrap(v)) for v in added)
+                elif not regularized and _all_none(grads):
                     raise ValueError(
                         f"Model '{self.name}' has no loss to minimize: pass `loss` to "
                         "compile(), or add losses in call() with self.add_loss()"
@@ -319,7 +323,7 @@ class Trainer:
             self._graph.backward(tape, grads, need_input_grads=False)
             for var, reg in regularized:
                 var.grad += reg.gradient(var.value)
-            self.optimizer.apply(variables)
+            self.optimizer.apply_own_gradients(variables)
         self._update_metrics(ys, outputs, total, per_output, sample_weight)
 
     def _loss_on_tape(self, xs, ys, outputs, sample_weight):
@@ -352,7 +356,7 @@ class Trainer:
 
     def _evaluate_step(self, xs, ys, sample_weight=None):
         """evaluate()'s step: forward, losses, metrics."""
-        outputs, _ = self._graph.forward(xs, training=False, reuse="test")
+        outputs, tape = self._graph.forward(xs, training=False, reuse="test")
         self._resolve_metrics(ys, outputs)
         if self._overrides("compute_loss"):
             loss = self.compute_loss(
@@ -367,7 +371,7 @@ class Trainer:
             total, per_output, _ = self._compute_loss(ys, outputs, sample_weight)
             for var, reg in self.regularization_losses():
                 total += reg(var.value)
-            total += sum(float(unwrap(v)) for v in self._added_loss_values())
+            total += sum(float(unwrap(v)) for v in self._graph.added_losses(tape))
         self._update_metrics(ys, outputs, total, per_output, sample_weight)
 
     def _update_metrics(self, ys, outputs, total, per_output, sample_weight):
@@ -596,10 +600,6 @@ class Trainer:
         if getattr(self, "_graph", None) is None:
             return ys[0] if len(ys) == 1 else list(ys)
         return self._pack_outputs(ys)
-
-    def _added_loss_values(self) -> list:
-        """The ``add_loss`` values of the last forward pass (the layers keep them)."""
-        return [v for layer in _layer_tree(self) for v in layer._loss_values]
 
     # ---- fit / evaluate / predict --------------------------------------------------------------
     @_one_thread_at_a_time("fit()")
