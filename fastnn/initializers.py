@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from fastnn.random import make_rng
+from fastnn.saving.registry import register_builtins
 
 
 def compute_fans(shape) -> tuple[float, float]:
@@ -254,3 +255,7 @@ def get(identifier) -> Initializer:
 
 def serialize(initializer) -> dict | str:
     return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+
+
+# Saved configs (fastnn.saving.deserialize_keras_object) may name these classes.
+register_builtins(_CLASSES, kind="initializers")

@@ -27,6 +27,7 @@ from fastnn.ops import numpy as fnp
 from fastnn.ops import tape as tape_module
 from fastnn.ops.core import cast as ops_cast
 from fastnn.ops.tensor import TensorOps, unwrap
+from fastnn.saving.registry import register_builtins
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
@@ -682,3 +683,7 @@ def _reduce_unweighted(values, reduction, dtype):
 
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+# Saved configs (fastnn.saving.deserialize_keras_object) may name these classes.
+register_builtins({cls.__name__: cls for cls in _CLASSES.values()}, kind="losses")

@@ -12,6 +12,7 @@ import numpy as np
 from fastnn import backend, initializers, losses
 from fastnn.layers.base import Variable
 from fastnn.ops.tensor import unwrap
+from fastnn.saving.registry import register_builtins
 
 
 class Metric:
@@ -295,3 +296,9 @@ def _accuracy_for(y_true_shape, y_pred_shape):
     if len(y_true_shape) < len(y_pred_shape) or (y_true_shape[-1] == 1 and y_pred_shape[-1] > 1):
         return SparseCategoricalAccuracy
     return CategoricalAccuracy
+
+
+# Saved configs (fastnn.saving.deserialize_keras_object) may name these classes.
+register_builtins(
+    {cls.__name__: cls for cls in [*_CLASSES.values(), Mean, MeanMetricWrapper]}, kind="metrics"
+)

@@ -22,6 +22,7 @@ import re
 import numpy as np
 
 from fastnn import kernels
+from fastnn.saving.registry import register_builtins
 
 # Keras base-optimizer arguments accepted only at their inactive value, so Keras configs load.
 _INACTIVE = {
@@ -557,3 +558,7 @@ def _describe(v) -> str:
 def _snake(name: str) -> str:
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+# Saved configs (fastnn.saving.deserialize_keras_object) may name these classes.
+register_builtins({cls.__name__: cls for cls in _CLASSES.values()}, kind="optimizers")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn.saving.registry import register_builtins
+
 
 class Regularizer:
     """Base class for weight penalties."""
@@ -35,11 +37,20 @@ class L1L2(Regularizer):
         self.l1, self.l2 = float(l1), float(l2)
 
     def __call__(self, x):
+        """The penalty: a float for an array; for a Variable or tensor, a value a recording
+        GradientTape differentiates (numpy's functions on it go through fastnn.ops)."""
+        if isinstance(x, np.ndarray):
+            total = 0.0
+            if self.l1:
+                total += self.l1 * float(np.abs(x).sum())
+            if self.l2:
+                total += self.l2 * float(np.square(x).sum())
+            return total
         total = 0.0
         if self.l1:
-            total += self.l1 * float(np.abs(x).sum())
+            total = total + self.l1 * np.sum(np.abs(x))
         if self.l2:
-            total += self.l2 * float(np.square(x).sum())
+            total = total + self.l2 * np.sum(np.square(x))
         return total
 
     def gradient(self, x):
@@ -97,3 +108,7 @@ def serialize(regularizer):
     if regularizer is None:
         return None
     return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+
+
+# Saved configs (fastnn.saving.deserialize_keras_object) may name these classes.
+register_builtins({cls.__name__: cls for cls in _NAMES.values()}, kind="regularizers")

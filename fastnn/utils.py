@@ -6,6 +6,16 @@ import numpy as np
 
 from fastnn import random as _random
 from fastnn.layers.base import reset_names
+from fastnn.saving.registry import (  # noqa: F401 (keras.utils's names for them)
+    CustomObjectScope,
+    custom_object_scope,
+    get_custom_objects,
+)
+from fastnn.saving.registry import register_serializable as register_keras_serializable  # noqa: F401
+from fastnn.saving.serialization import (  # noqa: F401
+    deserialize_keras_object,
+    serialize_keras_object,
+)
 
 
 def set_random_seed(seed: int) -> None:

@@ -869,7 +869,7 @@ def test_register_serializable_refuses_a_taken_name_and_bad_packages():
         fastnn.saving.register_serializable("test_saving", "Scale")(type("Other", (Scale,), {}))
     with pytest.raises(ValueError, match="package"):
         fastnn.saving.register_serializable("a>b")
-    with pytest.raises(TypeError, match="decorates classes"):
+    with pytest.raises(TypeError, match="decorates classes and named functions"):
         fastnn.saving.register_serializable("test_saving")(lambda: None)
 
 

@@ -232,3 +232,62 @@ def test_load_model_refuses_an_unregistered_class(tmp_path):
 def test_a_model_without_call_or_graph_says_what_to_write():
     with pytest.raises(TypeError, match="or subclass Model and write call"):
         fastnn.Model()
+
+
+# ---------------------------------------------------------------- Keras's saving names
+def test_custom_objects_scope_and_global_dict_load_unregistered_classes(tmp_path):
+    MLP = mlp(fastnn)
+    model = MLP(name="plain")
+    model(np.ones((2, 6), "float32"))
+    model.save(tmp_path / "m.fastnn")
+    with fastnn.saving.custom_object_scope({"MLP": MLP}):
+        assert type(fastnn.models.load_model(tmp_path / "m.fastnn")) is MLP
+    with pytest.raises(Exception, match="MLP"):
+        fastnn.models.load_model(tmp_path / "m.fastnn")
+    fastnn.saving.get_custom_objects()["MLP"] = MLP
+    try:
+        assert type(fastnn.models.load_model(tmp_path / "m.fastnn")) is MLP
+    finally:
+        del fastnn.saving.get_custom_objects()["MLP"]
+    assert fastnn.utils.custom_object_scope is fastnn.saving.custom_object_scope
+
+
+@fastnn.saving.register_keras_serializable(package="subclassed_tests")
+def scaled_mse(y_true, y_pred):
+    return 2.0 * ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+
+def test_serialize_and_deserialize_keras_objects():
+    from fastnn.saving import deserialize_keras_object, serialize_keras_object
+
+    Dense = fastnn.saving.register_keras_serializable("subclassed_tests")(
+        type("SerializedDense", (L.Dense,), {})
+    )
+    layer = Dense(3, activation="relu", name="sd")
+    data = serialize_keras_object(layer)
+    assert data["registered_name"] == "subclassed_tests>SerializedDense"
+    twin = deserialize_keras_object(data)
+    assert type(twin) is Dense and twin.get_config() == layer.get_config()
+    assert serialize_keras_object(scaled_mse)["class_name"] == "function"
+    assert deserialize_keras_object(serialize_keras_object(scaled_mse)) is scaled_mse
+    for obj in (
+        fastnn.optimizers.Adam(0.01),
+        fastnn.metrics.Mean(name="m"),
+        fastnn.regularizers.L2(0.1),
+        fastnn.losses.MeanSquaredError(),
+    ):
+        back = deserialize_keras_object(serialize_keras_object(obj))
+        assert type(back) is type(obj) and back.get_config() == obj.get_config()
+    nested = {"a": [1, "x", None], "w": np.arange(3.0)}
+    back = deserialize_keras_object(serialize_keras_object(nested))
+    assert back["a"] == [1, "x", None] and np.array_equal(back["w"], np.arange(3.0))
+    with pytest.raises(ValueError, match="Unknown class 'os.system'"):
+        deserialize_keras_object({"class_name": "os.system", "config": {}, "module": "os"})
+
+
+def test_serialized_form_has_keras_s_keys():
+    keras = keras_module()
+    ours = fastnn.saving.serialize_keras_object(fastnn.layers.Dense(2, name="d"))
+    theirs = keras.saving.serialize_keras_object(keras.layers.Dense(2, name="d"))
+    assert {"module", "class_name", "config", "registered_name"} <= set(ours)
+    assert ours["class_name"] == theirs["class_name"] and ours["config"]["units"] == 2

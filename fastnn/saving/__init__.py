@@ -9,6 +9,9 @@ which import models and register with ``api`` when ``import fastnn`` imports the
 from fastnn.saving.api import load_model, save_model
 from fastnn.saving.files import FileFormatError
 from fastnn.saving.registry import (
+    CustomObjectScope,
+    custom_object_scope,
+    get_custom_objects,
     get_registered_name,
     get_registered_object,
     register_serializable,
@@ -18,11 +21,28 @@ from fastnn.saving.registry import (
 register_keras_serializable = register_serializable
 
 __all__ = [
+    "CustomObjectScope",
     "FileFormatError",
+    "custom_object_scope",
+    "deserialize_keras_object",
+    "get_custom_objects",
     "load_model",
     "save_model",
     "get_registered_name",
     "get_registered_object",
     "register_keras_serializable",
     "register_serializable",
+    "serialize_keras_object",
 ]
+
+_LAZY = ("serialize_keras_object", "deserialize_keras_object")
+
+
+def __getattr__(name: str):
+    """``serialize_keras_object`` and ``deserialize_keras_object``, from ``serialization``
+    (which imports layers, which import this package's registry): looked up on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fastnn.saving' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module("fastnn.saving.serialization"), name)

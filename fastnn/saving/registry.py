@@ -8,16 +8,26 @@ nothing from fastnn, so every module may import it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 _lock = threading.Lock()
-_registered: dict[str, type] = {}
+#: Keras's global custom objects: what ``register_serializable`` registers, and what users add.
+_registered: dict[str, object] = {}
 _builtins: dict[str, type] = {}
 
 
+class _Scopes(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[dict] = []  # this thread's custom_object_scope dicts, innermost last
+
+
+_scopes = _Scopes()
+
+
 def register_serializable(package: str = "Custom", name: str | None = None):
-    """Class decorator: let saved configs name this class as ``'package>name'``.
+    """Class (or function) decorator: let saved configs name it as ``'package>name'``.
 
     Example::
 
@@ -28,8 +38,11 @@ def register_serializable(package: str = "Custom", name: str | None = None):
         raise ValueError(f"`package` must be a non-empty string without '>'; got {package!r}")
 
     def decorator(cls: type) -> type:
-        if not isinstance(cls, type):
-            raise TypeError(f"register_serializable() decorates classes; got {cls!r}")
+        function = hasattr(cls, "__code__") and getattr(cls, "__name__", "") != "<lambda>"
+        if not isinstance(cls, type) and not function:
+            raise TypeError(
+                f"register_serializable() decorates classes and named functions; got {cls!r}"
+            )
         key = f"{package}>{name or cls.__name__}"
         with _lock:
             if _registered.get(key, cls) is not cls:
@@ -54,21 +67,58 @@ def registered_key(cls: type) -> str | None:
 
 
 def get_registered_object(name: str, custom_objects: dict | None = None):
-    """The class registered (or passed in ``custom_objects``) under ``name``, else None."""
+    """The class (or function) registered under ``name``, in ``custom_objects``, in an enclosing
+    ``custom_object_scope`` or in ``get_custom_objects()``, else None."""
     if custom_objects and name in custom_objects:
         return custom_objects[name]
+    for scope in reversed(_scopes.stack):
+        if name in scope:
+            return scope[name]
     with _lock:
         return _registered.get(name)
 
 
-def register_builtins(classes: Mapping[str, type]) -> None:
+def get_custom_objects() -> dict:
+    """Keras's global dict of custom objects (``register_serializable`` adds to it; so may
+    you: ``get_custom_objects()["MyLayer"] = MyLayer``)."""
+    return _registered
+
+
+@contextlib.contextmanager
+def custom_object_scope(*scopes: Mapping) -> Iterator[None]:
+    """Inside, loading finds the objects of these dicts by name (in this thread)."""
+    merged: dict = {}
+    for scope in scopes:
+        if scope is not None:
+            merged.update(scope)
+    _scopes.stack.append(merged)
+    try:
+        yield
+    finally:
+        _scopes.stack.pop()
+
+
+#: Keras's class name for ``custom_object_scope``.
+CustomObjectScope = custom_object_scope
+
+
+#: fastnn's other classes a config may name, by kind ('losses', 'metrics', 'optimizers',
+#: 'initializers', 'regularizers'): each module registers its own when imported.
+_other_builtins: dict[str, dict[str, type]] = {}
+
+
+def register_builtins(classes: Mapping[str, type], kind: str = "layers") -> None:
     """Let saved configs name fastnn's own ``classes`` by these names: ``fastnn.layers`` and
-    ``fastnn.models`` register theirs when imported, so this module imports neither."""
+    ``fastnn.models`` register theirs when imported (kind 'layers'), as do the losses,
+    metrics, optimizers, initializers and regularizers, so this module imports none."""
     with _lock:
-        _builtins.update(classes)
+        if kind == "layers":
+            _builtins.update(classes)
+        else:
+            _other_builtins.setdefault(kind, {}).update(classes)
 
 
-def builtin_classes() -> dict[str, type]:
-    """fastnn's layer and model classes by the names saved configs use."""
+def builtin_classes(kind: str = "layers") -> dict[str, type]:
+    """fastnn's classes of ``kind`` (layers and models by default) by their names in configs."""
     with _lock:
-        return dict(_builtins)
+        return dict(_builtins if kind == "layers" else _other_builtins.get(kind, {}))
