@@ -336,6 +336,16 @@ class Layer:
     def variables(self) -> list[Variable]:
         return self.weights
 
+    @property
+    def trainable_variables(self) -> list[Variable]:
+        """Keras 3's name for ``trainable_weights``."""
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self) -> list[Variable]:
+        """Keras 3's name for ``non_trainable_weights``."""
+        return self.non_trainable_weights
+
     def get_weights(self) -> list[np.ndarray]:
         return [w.numpy() for w in self.weights]
 
