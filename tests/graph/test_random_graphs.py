@@ -2,7 +2,7 @@
 
 Hypothesis draws an image part (Conv2D, shared Conv2D, MaxPooling2D, AveragePooling2D, Add,
 Multiply, Concatenate over 1-2 image inputs, with fan-out), flattens it into the vector DAG of
-tests/test_gradients.py (its ``dag_recipes`` strategy: Dense, shared Dense, merges, a second
+tests/graph/test_gradients.py (its ``dag_recipes`` strategy: Dense, shared Dense, merges, a second
 input) and outputs 1-3 tensors of mixed ranks. The same graph is evaluated by numpy from the
 layers' weights and configs. test_gradients.py checks the gradients of such DAGs.
 """

@@ -25,7 +25,7 @@ from fastnn.saving import FileFormatError, budget, files
 
 h5py = pytest.importorskip("h5py")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KERNEL = "layers/dense/vars/0"
 #: What a crafted file would make the kernel hold: the bytes of another local file.
 SECRET = np.arange(24, dtype="float32").reshape(8, 3) + 1000.0

@@ -23,7 +23,7 @@ from fastnn import layers
 from fastnn.models import clone_model, load_model, model_from_json
 from fastnn.utils import set_random_seed
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---- helpers -----------------------------------------------------------------------------------
