@@ -691,10 +691,30 @@ class Layer:
         self._rng = generator
 
     # ---- config --------------------------------------------------------------------------------
+    def __new__(cls, *args, **kwargs):
+        layer = super().__new__(cls)
+        if cls._runs_call:  # as Keras: the constructor's arguments are the default config
+            object.__setattr__(
+                layer, "_auto_config", custom.constructor_arguments(cls, args, kwargs)
+            )
+        return layer
+
     def get_config(self) -> dict:
+        """The constructor's arguments (Keras 3's names). A ``call()`` layer that writes no
+        ``get_config`` gives the arguments it was made with when they are plain values, as
+        Keras does; other arguments need a ``get_config`` of its own."""
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self._input_shape_arg is not None:
             config["input_shape"] = self._input_shape_arg
+        auto = self.__dict__.get("_auto_config", False)
+        if auto is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} '{self.name}' was made with arguments that are not plain "
+                "values (numbers, strings, lists, dicts), so it cannot describe itself: write "
+                "its get_config() returning the arguments from_config() needs"
+            )
+        if auto:
+            config = {**auto, **config}
         return config
 
     @classmethod

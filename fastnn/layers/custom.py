@@ -66,6 +66,60 @@ def positional_slots(cls: type) -> float:
     return sum(kind in plain for kind in kinds)
 
 
+@functools.cache
+def _init_signature(cls: type):
+    try:
+        return inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return None
+
+
+def constructor_arguments(cls: type, args: tuple, kwargs: dict) -> dict | None:
+    """A ``call()`` layer's constructor arguments as its config when it writes no get_config
+    of its own (defaults included, as Keras 3's auto config): {} when it writes one or they
+    cannot be read, None when a value is not plain data (numbers, strings, lists, dicts)."""
+    if _writes_get_config(cls):
+        return {}
+    signature = _init_signature(cls)
+    if signature is None:
+        return {}
+    try:
+        bound = signature.bind(None, *args, **kwargs)
+    except TypeError:
+        return {}  # the constructor will say what is wrong
+    bound.apply_defaults()
+    config = {}
+    for i, (name, value) in enumerate(bound.arguments.items()):
+        parameter = signature.parameters[name]
+        if i == 0:  # self
+            continue
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            config.update(value)
+        elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                return None
+        else:
+            config[name] = value
+    return config if all(_plain(v) for v in config.values()) else None
+
+
+def _writes_get_config(cls: type) -> bool:
+    for klass in cls.__mro__:
+        if "get_config" in klass.__dict__:
+            return klass.__module__.split(".")[0] != "fastnn"
+    return False
+
+
+def _plain(value) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
 def _parameters(cls: type) -> list:
     try:
         return list(inspect.signature(cls.call).parameters.values())

@@ -476,3 +476,55 @@ def test_custom_dense_mlp_matches_keras_with_a_loss_and_metric():
         histories.append(history.history)
     assert_same_history(*histories)
     assert_same_weights(ours, theirs)
+
+
+# ---------------------------------------------------------------- configs, as Keras 3 makes them
+def test_a_layer_without_get_config_describes_itself_by_its_arguments():
+    """Keras 3's auto config: the constructor's plain arguments, defaults included."""
+
+    def auto(K):
+        class Scaled(K.layers.Layer):
+            def __init__(self, units, act="relu", extra=None, **kwargs):
+                super().__init__(**kwargs)
+                self.units = units
+
+            def call(self, x):
+                return x
+
+        return Scaled
+
+    keras = keras_module()
+    ours, theirs = auto(fastnn)(3, extra=[1, 2]), auto(keras)(3, extra=[1, 2])
+    mine, keras_config = ours.get_config(), theirs.get_config()
+    for key in ("units", "act", "extra", "trainable"):
+        assert mine[key] == keras_config[key]
+    assert type(ours).from_config(mine).units == 3
+
+    class TakesAFunction(fastnn.layers.Layer):
+        def __init__(self, fn):
+            super().__init__()
+
+        def call(self, x):
+            return x
+
+    with pytest.raises(NotImplementedError, match="write its get_config"):
+        TakesAFunction(np.sum).get_config()
+
+
+def test_a_model_with_an_unconfigured_custom_layer_saves_and_loads(tmp_path):
+    @fastnn.saving.register_keras_serializable(package="custom_layer_tests")
+    class Shift(fastnn.layers.Layer):
+        def __init__(self, amount=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.amount = amount
+
+        def call(self, x):
+            return x + self.amount
+
+    inputs = fastnn.Input((3,))
+    model = fastnn.Model(inputs, L.Dense(2)(Shift(2.5)(inputs)))
+    model.save(tmp_path / "m.fastnn")
+    loaded = fastnn.models.load_model(tmp_path / "m.fastnn")
+    x = np.ones((2, 3), "float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.layers[1].amount == 2.5
