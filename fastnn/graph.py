@@ -52,6 +52,9 @@ class Graph:
         self._makes_masks = any(step.layer.makes_masks for step in self.steps)
         #: Steps whose passes may add losses (call() layers, models holding them).
         self._loss_steps = [i for i, step in enumerate(self.steps) if step.layer.may_add_losses]
+        #: Those that are call() layers: their contexts hold the values (``added_losses``).
+        self._call_steps = [i for i in self._loss_steps if self.steps[i].layer._runs_call]
+        self._other_loss_steps = [i for i in self._loss_steps if i not in self._call_steps]
         #: Layers without a backward that a training step would have to run backward.
         self.blocks_training = [
             step.layer
@@ -150,8 +153,14 @@ class Graph:
         layers alone)."""
         if not self._loss_steps:
             return []
-        ctxs = tape[1]
-        return [v for i in self._loss_steps for v in self.steps[i].layer.added_losses(ctxs[i])]
+        ctxs, found = tape[1], []
+        for i in self._call_steps:
+            losses = ctxs[i].added_losses
+            if losses:
+                found += losses
+        for i in self._other_loss_steps:
+            found += self.steps[i].layer.added_losses(ctxs[i])
+        return found
 
     def run(self, input_values: list, training: bool) -> list:
         """Run every step as a layer call: under a recording GradientTape each built-in step is

@@ -291,23 +291,26 @@ class Layer:
         """``(key, layer)`` for each layer this one contains (a model's layers by name, a
         wrapper's by attribute, a ``call()`` layer's attributes in assignment order, lists and
         dicts of layers included); none for a plain layer."""
-        if not self._runs_call:
-            return []
+        return list(self._tracked_layers()) if self._runs_call else []
+
+    def _tracked_layers(self) -> list[tuple[str, Layer]]:
+        """A ``call()`` layer's layers, found once and again only when an attribute or a
+        tracked container changes (the list itself: callers do not change it)."""
         found = self.__dict__.get("_tracked_cache")
-        if found is None:  # made again when an attribute or a tracked container changes
+        if found is None:
             found = []
             for key, value in list(self.__dict__.items()):
                 if key not in _UNTRACKED:
                     _find_layers(key, value, found)
             self.__dict__["_tracked_cache"] = found
-        return list(found)
+        return found
 
     @property
     def weights(self) -> list[Variable]:
         """Own weights (trainable kinds first), then those of the layers it holds."""
         if not self._runs_call:  # a built-in layer's: its own (the training step reads these)
             return list(self._weights)
-        subs = self.sublayers()
+        subs = self._tracked_layers()
         if not subs:
             return list(self._weights)
         seen, result = {id(w) for w in self._weights}, list(self._weights)
@@ -322,7 +325,7 @@ class Layer:
     def trainable_weights(self) -> list[Variable]:
         if not self._trainable:
             return []
-        if not self._runs_call:
+        if not self._runs_call or not self._tracked_layers():
             return [w for w in self._weights if w.trainable]
         return [w for w in self.weights if w.trainable]
 
