@@ -435,7 +435,10 @@ class Layer:
         )
 
     def compute_mask(self, inputs, mask=None):
-        """The mask of this layer's outputs given its inputs' mask (None: no mask)."""
+        """The mask of this layer's outputs given its inputs' mask (None: no mask); a
+        ``call()`` layer passes it on when it sets ``supports_masking``, as in Keras."""
+        if self._runs_call:
+            return mask if self.supports_masking else None
         return mask if self.passes_mask else None
 
     # ---- what a layer tells the graph (class attributes; the defaults suit most layers) -------

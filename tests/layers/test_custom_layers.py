@@ -528,3 +528,23 @@ def test_a_model_with_an_unconfigured_custom_layer_saves_and_loads(tmp_path):
     x = np.ones((2, 3), "float32")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert loaded.layers[1].amount == 2.5
+
+
+def test_a_masking_custom_layer_passes_the_mask_on():
+    class Doubler(fastnn.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, x):
+            return x * 2.0
+
+    ids = fastnn.Input((4,), dtype="int32")
+    x = Doubler()(L.Embedding(10, 3, mask_zero=True)(ids))
+    model = fastnn.Model(ids, L.LSTM(2)(x))
+    batch = np.array([[1, 2, 0, 0], [3, 4, 5, 0]])
+    short = np.array([[1, 2], [3, 4]])
+    inputs = fastnn.Input((2,), dtype="int32")
+    twin = fastnn.Model(inputs, model.layers[-1](model.layers[2](model.layers[1](inputs))))
+    padded, unpadded = model.predict(batch, verbose=0), twin.predict(short, verbose=0)
+    np.testing.assert_allclose(padded[0], unpadded[0], rtol=1e-5)
