@@ -32,7 +32,7 @@ import zipfile
 import numpy as np
 
 from fastnn.layers import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
-from fastnn.layers.base import assign_all, snake_case
+from fastnn.layers.base import Layer, assign_all, snake_case
 from fastnn.layers.recurrent import SequenceLayer
 from fastnn.models import Model, Sequential
 from fastnn.saving import api
@@ -690,7 +690,8 @@ def _visit(layer, path: str, groups: list, seen: set) -> None:
         groups.append((_join(path, "cell", "vars"), cell, layer.weights))
         return
     children = _children(layer)
-    groups.append((_join(path, "vars"), layer.name, [] if children else layer.weights))
+    own = layer._weights if layer._runs_call else ([] if children else layer.weights)
+    groups.append((_join(path, "vars"), layer.name, own))
     for attr, child in children:
         if isinstance(child, list):
             used: dict[str, int] = {}
@@ -701,6 +702,8 @@ def _visit(layer, path: str, groups: list, seen: set) -> None:
 
 
 def _children(layer) -> list[tuple[str, object]]:
+    if layer._runs_call:  # a call() layer or subclassed model: its attributes, as Keras walks
+        return _attribute_children(layer)
     if isinstance(layer, Model):
         return [("layers", layer.layers)]
     if isinstance(layer, Bidirectional):
@@ -708,6 +711,25 @@ def _children(layer) -> list[tuple[str, object]]:
     if isinstance(layer, TimeDistributed):
         return [("layer", layer.layer)]
     return []
+
+
+def _attribute_children(layer) -> list[tuple[str, object]]:
+    """Keras's saver walks a layer's public attributes in sorted order (and a model's
+    ``layers``): a layer, or a list or dict of layers (their values), each."""
+    found = {}
+    for attr, value in vars(layer).items():
+        if attr.startswith("_"):
+            continue
+        if isinstance(value, Layer):
+            found[attr] = value
+        elif isinstance(value, (list, tuple, dict)):
+            items = value.values() if isinstance(value, dict) else value
+            sublayers = [item for item in items if isinstance(item, Layer)]
+            if sublayers:
+                found[attr] = sublayers
+    if isinstance(layer, Model):
+        found["layers"] = layer.layers
+    return sorted(found.items())
 
 
 def _keras_snake(layer) -> str:

@@ -291,3 +291,48 @@ def test_serialized_form_has_keras_s_keys():
     theirs = keras.saving.serialize_keras_object(keras.layers.Dense(2, name="d"))
     assert {"module", "class_name", "config", "registered_name"} <= set(ours)
     assert ours["class_name"] == theirs["class_name"] and ours["config"]["units"] == 2
+
+
+def nested_model(K):
+    class Block(K.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.first = K.layers.Dense(3)
+            self.blocks = [K.layers.Dense(4), K.layers.Dense(5), K.layers.Dropout(0.1)]
+            self.by_key = {"z": K.layers.Dense(2), "a": K.layers.Dense(2)}
+
+        def build(self, input_shape):
+            self.gain = self.add_weight(shape=(1,), name="gain")
+
+        def call(self, x):
+            y = self.first(x)
+            for layer in self.blocks:
+                y = layer(y)
+            return self.by_key["a"](self.by_key["z"](y)) * self.gain
+
+    class Outer(K.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.block = Block()
+            self._head = K.layers.Dense(2)
+
+        def call(self, x):
+            return self._head(self.block(x))
+
+    return Outer
+
+
+def test_weights_h5_files_have_keras_s_layout_both_ways(tmp_path):
+    keras = keras_module()
+    ours, theirs = nested_model(fastnn)(), nested_model(keras)()
+    x = np.random.default_rng(4).standard_normal((3, 6)).astype("float32")
+    ours(x), theirs(x)
+    theirs.save_weights(tmp_path / "keras.weights.h5")
+    ours.load_weights(tmp_path / "keras.weights.h5")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    randomize_weights(ours, seed=5)
+    ours.save_weights(tmp_path / "ours.weights.h5")
+    theirs.load_weights(tmp_path / "ours.weights.h5")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
