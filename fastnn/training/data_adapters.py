@@ -255,12 +255,20 @@ def is_batch_source(x) -> bool:
 
 
 def unpack_batch(item):
-    if not isinstance(item, (list, tuple)) or len(item) not in (2, 3):
+    """A generator's or PyDataset's batch as (x, y, sample_weight): ``(x, y)``,
+    ``(x, y, sample_weight)``, or x alone (an array, or ``(x,)``: a model that needs no
+    targets, such as a GAN's train_step, as Keras takes it)."""
+    if isinstance(item, np.ndarray) or (hasattr(item, "shape") and hasattr(item, "dtype")):
+        return item, None, None
+    if not isinstance(item, (list, tuple)) or len(item) not in (1, 2, 3):
         raise ValueError(
-            "fit(): each batch from a generator or PyDataset must be (x, y) or "
-            f"(x, y, sample_weight); got {type(item).__name__}"
+            "fit(): each batch from a generator or PyDataset must be (x, y), "
+            "(x, y, sample_weight) or x alone; got "
+            f"{type(item).__name__}"
             + (f" of length {len(item)}" if isinstance(item, (list, tuple)) else "")
         )
+    if len(item) == 1:
+        return item[0], None, None
     return tuple(item) if len(item) == 3 else (item[0], item[1], None)
 
 

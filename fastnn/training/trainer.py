@@ -721,7 +721,10 @@ class Trainer:
     def _prepare_batch(self, step: int, batch_x, batch_y, batch_sw):
         """One batch of a generator or PyDataset, checked as fit() checks arrays."""
         self._ensure_built_for_data(batch_x)
-        return self._prepare(batch_x, batch_y, batch_sw, caller=f"fit() batch {step}")
+        xs, ys, sw = self._prepare(batch_x, batch_y, batch_sw, caller=f"fit() batch {step}")
+        if ys is None:  # x alone: the model adds its own losses, or its train_step needs none
+            ys = [None] * len(getattr(self, "outputs", [None]))
+        return xs, ys, sw
 
     def _evaluate_arrays(self, xs, ys, sample_weight, batch_size, cbs=None) -> dict:
         self._reset_metrics()

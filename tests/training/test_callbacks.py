@@ -148,8 +148,10 @@ def test_fit_takes_a_pydataset_and_a_generator_like_keras():
         np.testing.assert_allclose(a, b, rtol=1e-6)
     with pytest.raises(ValueError, match="pass y=None"):
         from_generator.fit(endless(), TARGET, steps_per_epoch=1)
-    with pytest.raises(ValueError, match=r"must be \(x, y\)"):
+    with pytest.raises(ValueError, match="batch 0: .*needs targets y"):  # x alone: no loss
         from_generator.fit(iter([DATA]), steps_per_epoch=1, verbose=0)
+    with pytest.raises(ValueError, match=r"must be \(x, y\)"):
+        from_generator.fit(iter([(DATA, TARGET, TARGET, TARGET)]), steps_per_epoch=1, verbose=0)
 
 
 # ---- every hook gets a logs dict, as Keras passes them -----------------------------------------

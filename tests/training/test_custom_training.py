@@ -273,3 +273,37 @@ def test_optimizer_apply_takes_keras_s_order_and_the_built_variables():
     np.testing.assert_allclose(w.value, 0.0)
     with pytest.raises(ValueError, match="give the variables"):
         fastnn.optimizers.SGD().apply([np.ones(3)])
+
+
+def test_generators_of_x_alone_feed_a_gan_and_an_add_loss_model():
+    gan_model = gan(fastnn)
+    gan_model.compile(
+        d_optimizer=fastnn.optimizers.Adam(1e-3),
+        g_optimizer=fastnn.optimizers.Adam(1e-3),
+        loss_fn=fastnn.losses.BinaryCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(5)
+
+    def gan_batches():
+        for _ in range(3):
+            yield [rng.uniform(-1, 1, (4, 4)).astype("float32"),
+                   *rng.standard_normal((2, 4, 3)).astype("float32")],  # fmt: skip
+
+    history = gan_model.fit(gan_batches(), epochs=1, verbose=0)
+    assert sorted(history.history) == ["d_loss", "g_loss"]
+
+    class Activity(L.Layer):
+        def call(self, inputs):
+            self.add_loss(ops.mean(ops.square(inputs)))
+            return inputs
+
+    inputs = fastnn.Input((5,))
+    model = fastnn.Model(inputs, Activity()(L.Dense(3)(inputs)))
+    model.compile("sgd")
+
+    def x_batches():
+        for _ in range(4):
+            yield rng.standard_normal((8, 5)).astype("float32")
+
+    history = model.fit(x_batches(), epochs=1, verbose=0)
+    assert history.history["loss"][0] > 0
