@@ -150,7 +150,7 @@ def scoped(layer, training: bool | None) -> Iterator[None]:
             TRAINING.reset(token_training)
 
 
-def run_call(layer, inputs, training, mask, args=(), kwargs=None):
+def run_call(layer, inputs, training: bool | None, mask, args: tuple = (), kwargs=None):
     """``layer.call(inputs, *args, **kwargs)``, given ``training`` and ``mask`` when it takes
     them, in the layer's scope."""
     kwargs = dict(kwargs) if kwargs else {}
@@ -175,7 +175,7 @@ def run_call(layer, inputs, training, mask, args=(), kwargs=None):
             TRAINING.reset(token_training)
 
 
-def convert_inputs(layer, inputs):
+def convert_inputs(layer, inputs) -> object:
     """Inputs as a call takes them: arrays (float ones in the layer's dtype) or, where a tape
     tracks them, tensors (cast on the tape)."""
 
@@ -224,7 +224,7 @@ def collecting_losses(layer) -> Iterator[list]:
                 parent.extend(losses)
 
 
-def forward(layer, inputs, training: bool, mask=None):
+def forward(layer, inputs, training: bool, mask=None) -> tuple:
     """Run ``layer.call`` under a private tape: (outputs as arrays, ``CallContext``). Other
     tapes of the thread are paused meanwhile. The losses it adds replace those of its last
     pass in ``layer.losses``, as an outermost call's do. (Spelled out, without context
@@ -318,7 +318,7 @@ def _array(y) -> np.ndarray:
     return np.asarray(unwrap(y))
 
 
-def backward(layer, ctx: CallContext, grad_outputs, need_input_grad: bool = True):
+def backward(layer, ctx: CallContext, grad_outputs, need_input_grad: bool = True) -> object:
     """Replay a tape forward: weights' gradients add into their ``.grad``; the inputs'
     gradients come back (None where an input has none); ``add_loss`` values count once each."""
     tape = ctx.tape
@@ -372,7 +372,7 @@ def _no_grads(ctx: CallContext):
 
 
 # ---- symbolic calls: output shapes from running call() on zeros --------------------------------
-def output_shapes(layer, shapes, dtypes):
+def output_shapes(layer, shapes, dtypes) -> tuple:
     """The output shape(s) and dtype of ``layer`` on inputs of ``shapes`` (a shape, or a list
     or dict of them; batch axis None) and ``dtypes`` (one, or the same structure): ``call()``
     runs on zeros, unknown sizes as 2 and again as 3 where there are any (a size that follows
@@ -409,7 +409,7 @@ def output_shapes(layer, shapes, dtypes):
     return (merged if out_list else merged[0]), dtype
 
 
-def _probe(layer, inputs):
+def _probe(layer, inputs) -> tuple[list, bool]:
     """Run ``call()`` on ``inputs``: ([(shape, dtype) per output], outputs are a list); every
     weight, random generator and loss as it was before."""
     variables = _variables(layer)
@@ -543,7 +543,7 @@ for _name in ("__setitem__", "__delitem__", "pop", "popitem", "clear", "update",
     setattr(TrackedDict, _name, _mutator(dict, _name))
 
 
-def tracked(value, owner):
+def tracked(value, owner) -> object:
     """``value`` as a ``call()`` layer keeps it: a plain list or dict becomes a tracked one."""
     if type(value) is list:
         return TrackedList(value, owner)

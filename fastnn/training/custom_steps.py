@@ -11,7 +11,7 @@ from fastnn import metrics as metrics_module
 from fastnn.training import compile_spec
 
 
-def pack_data(x, y, sample_weight):
+def pack_data(x, y, sample_weight) -> tuple:
     """Keras's ``pack_x_y_sample_weight``: ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``."""
     if y is None:
         return (x,)
