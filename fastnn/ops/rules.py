@@ -32,7 +32,8 @@ _SUMMED_AXES: dict[tuple, tuple] = {}
 
 def unbroadcast(g, shape: tuple):
     """Sum ``g`` down to ``shape``: the gradient of broadcasting a ``shape`` value to g's shape."""
-    shape = tuple(shape)
+    if type(shape) is not tuple:
+        shape = tuple(shape)
     if g.shape == shape:
         return g
     axes = _SUMMED_AXES.get((g.shape, shape))

@@ -64,7 +64,7 @@ class Rule:
     (or one ``vjp(g, ans, *inputs, argnum, **params)`` for ops with any number of inputs), and
     which of ans and the inputs it reads: only those are saved, the rest become ``Spec``s."""
 
-    __slots__ = ("name", "vjps", "keep_ans", "keep", "variadic")
+    __slots__ = ("name", "vjps", "keep_ans", "keep", "variadic", "binary")
 
     def __init__(self, name: str, saves: str, vjps: Sequence[Callable]) -> None:
         code = vjps[0].__code__  # (g, ans, *inputs): read from the code object, not inspect
@@ -79,6 +79,7 @@ class Rule:
         self.vjps = tuple(vjps)
         self.keep_ans = names[0] in saves.split()
         self.keep = [n in saves.split() for n in names[1:]]
+        self.binary = len(self.vjps) == 2 and not self.variadic  # two inputs: spelled out
 
     def save(self, inputs: Sequence, ans) -> tuple:
         """(ans, *inputs), with a Spec for each the rule does not read."""
@@ -98,7 +99,7 @@ class Rule:
     def backward(self, grads: list, saved: tuple, params: dict, need: list) -> list:
         """The gradients of the inputs flagged in ``need`` (None for the others)."""
         g = grads[0]
-        if len(need) == 2 and len(saved) == 3 and len(self.vjps) == 2 and not self.variadic:
+        if self.binary and len(need) == 2 and len(saved) == 3:
             (f1, f2), (n1, n2), (ans, x1, x2) = self.vjps, need, saved  # most ops, spelled out
             if params:
                 return [
@@ -470,7 +471,8 @@ class GradientTape:
 def backward(entries: list[Entry], target_keys: list, seeds: list, source_keys: list) -> dict:
     """Replay ``entries`` in reverse from the targets; the gradient of every key on a path to a
     source, summed over fan-out."""
-    wanted = {k for k in source_keys if k is not None}
+    wanted = set(source_keys)
+    wanted.discard(None)
     needs = set(wanted)  # keys on a path from a source: only their gradients are computed
     plan = []  # (entry, which inputs need a gradient) for the entries on such a path
     for entry in entries:
