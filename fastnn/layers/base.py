@@ -554,22 +554,29 @@ class Layer:
         flat_out = outputs if out_list else [outputs]
         dtypes = [y.dtype for y in flat_out]
 
-        def vjp(grads):
+        def vjp(grads, need):
             grads = [np.asarray(unwrap(g), dtype=t) for g, t in zip(grads, dtypes)]
             saved = [w.grad for w in weights]
             fresh = [np.zeros_like(w.value) for w in weights]
             for w, g in zip(weights, fresh):
                 w.grad = g
+            grads = grads if out_list else grads[0]
             try:
                 with tape_module.paused():
-                    in_grads = self.backward(ctx, grads if out_list else grads[0])
+                    if self.skips_input_grad and not any(need[: len(flat)]):
+                        self.backward(ctx, grads, need_input_grad=False)  # e.g. a first Dense
+                        in_grads = [None] * len(flat) if is_list else None
+                    else:
+                        in_grads = self.backward(ctx, grads)
             finally:
                 for w, g in zip(weights, saved):
                     w.grad = g
             in_grads = list(in_grads) if is_list else [in_grads]
             return [*in_grads, *fresh]
 
-        results = tape_module.record(vjp, [*flat, *weights], flat_out, name=self.name)
+        results = tape_module.record(
+            vjp, [*flat, *weights], flat_out, name=self.name, takes_need=True
+        )
         return results if out_list else results[0]
 
     @staticmethod

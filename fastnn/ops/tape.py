@@ -122,18 +122,20 @@ class Rule:
 
 class JointRule:
     """A VJP that returns every input's gradient at once: ``vjp(output_grads) -> input_grads``
-    (a layer's backward, a custom_gradient's grad_fn). Missing output gradients become zeros."""
+    (a layer's backward, a custom_gradient's grad_fn), or ``vjp(output_grads, need)`` told
+    which inputs need one (the others may be None). Missing output gradients become zeros."""
 
-    __slots__ = ("name", "vjp", "outputs")
+    __slots__ = ("name", "vjp", "outputs", "takes_need")
 
-    def __init__(self, name: str, vjp: Callable, outputs: Sequence) -> None:
+    def __init__(self, name: str, vjp: Callable, outputs: Sequence, takes_need=False) -> None:
         self.name, self.vjp, self.outputs = name, vjp, [Spec(y) for y in outputs]
+        self.takes_need = takes_need
 
     def backward(self, grads: list, saved: tuple, params: dict, need: list) -> list:
         grads = [
             np.zeros(s.shape, s.dtype) if g is None else g for g, s in zip(grads, self.outputs)
         ]
-        result = self.vjp(grads)
+        result = self.vjp(grads, need) if self.takes_need else self.vjp(grads)
         result = list(result) if isinstance(result, (list, tuple)) else [result]
         if len(result) != len(need):
             raise ValueError(
@@ -233,17 +235,20 @@ def _record(name: str, inputs: Sequence, values: list, out, params: dict):
     return result
 
 
-def record(vjp: Callable, inputs: Sequence, outputs: Sequence, name: str = "record") -> list:
+def record(
+    vjp: Callable, inputs: Sequence, outputs: Sequence, name: str = "record", takes_need=False
+) -> list:
     """Record one entry for a computation done outside fastnn.ops (a built-in layer's call, a
-    custom_gradient): ``vjp(output_grads) -> input_grads`` in the inputs' order. ``outputs`` are
-    arrays; returns them as Tensors where a recording tape tracks an input."""
+    custom_gradient): ``vjp(output_grads) -> input_grads`` in the inputs' order (with
+    ``takes_need``, ``vjp(output_grads, need)``, told which inputs need a gradient).
+    ``outputs`` are arrays; returns them as Tensors where a recording tape tracks an input."""
     outputs = [unwrap(y) for y in outputs]
     hits = [(tape, keys) for tape in STATE.tapes if (keys := tape.input_keys(inputs))]
     if not hits:
         return outputs
     results = [Tensor(y, _new_key()) if is_float(y) else y for y in outputs]
     out_keys = tuple(y.key if isinstance(y, Tensor) else -1 for y in results)
-    rule = JointRule(name, vjp, outputs)
+    rule = JointRule(name, vjp, outputs, takes_need)
     for tape, keys in hits:
         tape.append(Entry(rule, keys, out_keys, (), {}))
     return results
