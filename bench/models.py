@@ -436,13 +436,21 @@ MIN_TIMED_SECONDS = 0.25
 
 
 def run(
-    models, batches, infer_batch, samples, repeats, found: dict, speedup=False, quiet=None
+    models,
+    batches,
+    infer_batch,
+    samples,
+    repeats,
+    found: dict,
+    speedup=False,
+    quiet=None,
+    on_row=None,
 ) -> list[dict]:
     """Samples/s of each of ``found``'s runners per (model, mode, batch), printed as they come.
     Each row also has the 1-minute load average at its end and the share of the machine's CPU
     time that other processes took while it ran (``others_cpu``; None off Linux). With ``quiet``
     = (share, minutes), a row first waits until others take less than that share, at most that
-    long (``waited_s``)."""
+    long (``waited_s``). ``on_row(rows)`` is called after each row."""
     rows = []
     for name in models:
         for mode, batch in [("train", b) for b in batches] + [("infer", infer_batch)]:
@@ -460,6 +468,8 @@ def run(
             row["load_1min"], row["others_cpu"] = round(os.getloadavg()[0], 2), others.share()
             rows.append(row)
             print(format_row(row, list(found), speedup), flush=True)
+            if on_row:
+                on_row(rows)
     return rows
 
 
@@ -616,21 +626,40 @@ def machine() -> dict:
 
 def save(kind: str, result: dict) -> None:
     """Write ``result`` with the machine to bench/results/<kind>-<date>.json."""
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = RESULTS / f"{kind}-{stamp}.json"
-    path.write_text(json.dumps({"machine": machine(), **result}, indent=1))
-    print(f"wrote {path}")
+    ResultFile(kind).write(result)
 
 
-def compare(args, models: list[str]) -> dict:
-    """fastnn against every installed peer (``--only``), each in a Child of its own."""
+class ResultFile:
+    """bench/results/<kind>-<date>.json with the machine; a run writes it again after each row
+    (``"complete": false`` until its end), so a stopped run keeps the rows it measured."""
+
+    def __init__(self, kind: str):
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.path, self.machine = RESULTS / f"{kind}-{stamp}.json", machine()
+
+    def write(self, result: dict, complete: bool = True) -> None:
+        RESULTS.mkdir(exist_ok=True)
+        content = {"machine": self.machine, **result, "complete": complete}
+        self.path.write_text(json.dumps(content, indent=1))
+        if complete:
+            print(f"wrote {self.path}")
+
+
+def compare(args, models: list[str], progress) -> dict:
+    """fastnn against every installed peer (``--only``), each in a Child of its own;
+    ``progress(result)`` after each row."""
     names = [fw for fw in installed() if fw == "fastnn" or not args.only or fw in args.only]
     children = {fw: Child(fw, args.threads, args.samples) for fw in names}
     sizes = models, args.batches, args.infer_batch, args.samples, args.repeats
+    result = {}
+
+    def on_row(rows):
+        if len(rows) == 1:  # the frameworks have been imported and set up
+            result["frameworks"] = {fw: child.info() for fw, child in children.items()}
+        progress({**result, "rows": rows})
+
     print("samples/s; (x) = fastnn / peer")
-    result = {"rows": run(*sizes, children, quiet=args.quiet)}
-    result["frameworks"] = {fw: child.info() for fw, child in children.items()}
+    result["rows"] = run(*sizes, children, quiet=args.quiet, on_row=on_row)
     for child in children.values():
         child.close()
     if args.memory:
@@ -640,13 +669,15 @@ def compare(args, models: list[str]) -> dict:
     return result
 
 
-def scaling(args, models: list[str]) -> dict:
+def scaling(args, models: list[str], progress) -> dict:
     """fastnn alone, in this process, at 1, 2, 4, ... threads up to ``--threads``."""
     counts = sorted({2**i for i in range(args.threads.bit_length())} | {args.threads})
     found = {f"threads_{n}": lambda name, batch, n=n: Threaded(name, batch, n) for n in counts}
     print("fastnn samples/s; (x) = speed-up over 1 thread")
     sizes = models, args.batches, args.infer_batch, args.samples, args.repeats
-    rows = run(*sizes, found, speedup=True, quiet=args.quiet)
+    rows = run(
+        *sizes, found, speedup=True, quiet=args.quiet, on_row=lambda r: progress({"scaling": r})
+    )
     for row in rows:
         row["speedup"] = row[f"threads_{counts[-1]}"] / row["threads_1"]
     return {"scaling": rows}
@@ -689,14 +720,21 @@ def parse_args(argv):
 def main(argv=None) -> None:
     args = parse_args(argv)
     result = {"args": vars(args), "load_average": {"start": os.getloadavg()}}
+    kind = "scaling" if args.scaling else "models-zoo" if args.zoo else "models"
+    out = None if args.no_save else ResultFile(kind)
+
+    def progress(partial: dict) -> None:
+        if out:
+            out.write({**result, **partial}, complete=False)
+
     models, result["skipped"] = runnable(args.models)
-    result.update(scaling(args, models) if args.scaling else compare(args, models))
+    measure = scaling if args.scaling else compare
+    result.update(measure(args, models, progress))
     result["load_average"]["end"] = os.getloadavg()
     print(f"load average (1, 5, 15 min): start {result['load_average']['start']}, end "
           f"{result['load_average']['end']}")  # fmt: skip
-    if not args.no_save:
-        kind = "scaling" if args.scaling else "models-zoo" if args.zoo else "models"
-        save(kind, result)
+    if out:
+        out.write(result)
 
 
 if __name__ == "__main__":

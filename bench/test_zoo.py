@@ -3,6 +3,7 @@ model end to end: ``pytest bench/test_zoo.py`` (a minute; Keras runs on its torc
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -65,11 +66,21 @@ def test_a_skipped_model_names_the_layers_it_needs(monkeypatch):
     )
 
 
-def test_models_runs_every_framework_in_a_child_and_records_its_threads(monkeypatch, capsys):
-    saved = {}
-    monkeypatch.setattr(models, "save", lambda kind, result: saved.update(result))
+def test_models_runs_every_framework_in_a_child_and_records_its_threads(monkeypatch, tmp_path):
+    writes = []
+    monkeypatch.setattr(models, "RESULTS", tmp_path)
+    real_write = models.ResultFile.write
+    monkeypatch.setattr(
+        models.ResultFile,
+        "write",
+        lambda self, *a, **k: writes.append(self) or real_write(self, *a, **k),
+    )
     argv = ["--models", "mlp_dropout", "--only", "pytorch", "--batches", "32"]
     models.main([*argv, "--samples", "64", "--repeats", "1", "--threads", "1"])
+    assert len(writes) == 3  # after each of the two rows, then complete
+    (path,) = tmp_path.glob("models-*.json")
+    saved = json.loads(path.read_text())
+    assert saved["complete"] and saved["machine"]["cores"] == os.cpu_count()
     (row, _) = saved["rows"]
     assert row["params"] == 669_706 and row["fastnn"] > 0 and row["pytorch"] > 0
     fastnn_child = saved["frameworks"]["fastnn"]
