@@ -25,7 +25,7 @@ from fastnn.ops.core import (  # part of this namespace: Tensor methods and nump
     slice_update,
     unstack,
 )
-from fastnn.ops.tape import OpError, Tensor, apply, as_array, is_float, unwrap
+from fastnn.ops.tape import OpError, Tensor, apply, apply_binary, as_array, is_float, unwrap
 
 __all__ = [
     "abs", "absolute", "add", "all", "amax", "amin", "any", "arange", "arccos", "arccosh",
@@ -91,11 +91,8 @@ def _unary(name: str, doc: str, fn: Callable, floats: bool = True) -> Callable:
 
 
 def _binary(name: str, doc: str, fn: Callable) -> Callable:
-    def forward(x1, x2):
-        return fn(*_promote(x1, x2))
-
     def op(x1, x2):
-        return apply(name, forward, x1, x2)
+        return apply_binary(name, fn, _promote, x1, x2)
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = doc
@@ -353,11 +350,7 @@ def cumprod(x, axis=None, dtype=None):
 # ---- products ----------------------------------------------------------------------------------
 def matmul(x1, x2):
     """Matrix product with numpy's batch broadcasting: (..., n, k), (..., k, m) -> (..., n, m)."""
-    return apply("matmul", _matmul, x1, x2)
-
-
-def _matmul(a, b):
-    return np.matmul(*_promote(a, b))
+    return apply_binary("matmul", np.matmul, _promote, x1, x2)
 
 
 def tensordot(x1, x2, axes=2):

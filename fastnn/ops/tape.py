@@ -186,35 +186,62 @@ def apply(name: str, forward: Callable, *inputs, **params):
     tapes = STATE.tapes
     if not tapes or not (out.dtype.kind in "fc" if type(out) is np.ndarray else is_float(out)):
         return out
-    if len(tapes) == 1:  # the common case (a custom layer's forward, a training loop), inline
-        tape = tapes[0]
-        live, variables, arrays = tape._live, tape._variables, tape._arrays
-        keys, hit = [], False
-        for x in inputs:
-            kind = type(x)
-            if kind is Tensor:
-                k = x.key if x.key in live else None
-            elif kind is np.ndarray:
-                found = arrays.get(id(x)) if arrays else None
-                k = None if found is None else found[0]
-            else:
-                found = variables.get(id(x))
-                if found is not None and found[1] is x:
-                    k = found[0]
-                elif isinstance(x, _WEIGHT[0]) and tape.watch_accessed_variables:  # first read
-                    k = tape._variable_key(x)
-                else:
-                    k = tape.key(x)
-            keys.append(k)
-            hit = hit or k is not None
-        if not hit or tape._entries is None:
-            return out
-        rule = RULES.get(name) or _NoRule(name)
-        key = _new_key()
-        tape._entries.append(Entry(rule, keys, (key,), rule.save(values, out), params))
-        live.add(key)
-        return Tensor(out, key)
+    if len(tapes) == 1:  # the common case (a custom layer's forward, a training loop)
+        return _record_one(tapes[0], name, inputs, values, out, params)
     return _record(name, inputs, values, out, params)
+
+
+def apply_binary(name: str, fn: Callable, promote: Callable, x1, x2):
+    """``apply`` for an op of two operands without params, ``fn(a, b)`` (after
+    ``promote(a, b)`` unless both are arrays of one dtype): the ops most code runs
+    (``x @ w + b``), spelled out."""
+    a = x1 if type(x1) is np.ndarray else x1.value if isinstance(x1, TensorOps) else unwrap(x1)
+    b = x2 if type(x2) is np.ndarray else x2.value if isinstance(x2, TensorOps) else unwrap(x2)
+    try:
+        if type(a) is np.ndarray and type(b) is np.ndarray and a.dtype == b.dtype:
+            out = fn(a, b)
+        else:
+            out = fn(*promote(a, b))
+    except OpError:
+        raise
+    except (ValueError, IndexError) as error:
+        raise shape_error(name, [a, b], {}, error) from None
+    tapes = STATE.tapes
+    if not tapes or not (out.dtype.kind in "fc" if type(out) is np.ndarray else is_float(out)):
+        return out
+    if len(tapes) == 1:
+        return _record_one(tapes[0], name, (x1, x2), [a, b], out, {})
+    return _record(name, (x1, x2), [a, b], out, {})
+
+
+def _record_one(tape, name: str, inputs: Sequence, values: list, out, params: dict):
+    """Record an op on ``tape`` alone (keys read inline, a weight's first read keyed directly)."""
+    live, variables, arrays = tape._live, tape._variables, tape._arrays
+    keys, hit = [], False
+    for x in inputs:
+        kind = type(x)
+        if kind is Tensor:
+            k = x.key if x.key in live else None
+        elif kind is np.ndarray:
+            found = arrays.get(id(x)) if arrays else None
+            k = None if found is None else found[0]
+        else:
+            found = variables.get(id(x))
+            if found is not None and found[1] is x:
+                k = found[0]
+            elif isinstance(x, _WEIGHT[0]) and tape.watch_accessed_variables:  # first read
+                k = tape._variable_key(x)
+            else:
+                k = tape.key(x)
+        keys.append(k)
+        hit = hit or k is not None
+    if not hit or tape._entries is None:
+        return out
+    rule = RULES.get(name) or _NoRule(name)
+    key = _new_key()
+    tape._entries.append(Entry(rule, keys, (key,), rule.save(values, out), params))
+    live.add(key)
+    return Tensor(out, key)
 
 
 def _record(name: str, inputs: Sequence, values: list, out, params: dict):
