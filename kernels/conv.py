@@ -3,8 +3,8 @@ plain-Python wrappers that run them with BLAS GEMMs and a fused epilogue.
 
 Which algorithm runs each part of a conv (direct loops, Winograd's F(2x2, 3x3) in ``winograd``,
 im2col + GEMM, or a 1x1 kernel's one GEMM) is decided in one place, ``plan_conv2d``, which the
-forward and backward wrappers share: see its docstring, and tests/kernels/test_kernels_plans.py for the
-table of shapes and what they run.
+forward and backward wrappers share: see its docstring, and
+tests/kernels/test_kernels_plans.py for the table of shapes and what they run.
 
 The kernel layout is Keras's ``(kh, kw, in_ch, out_ch)``. An im2col row holds one output pixel's
 receptive field in ``(kh, kw, C)`` row-major order, so

@@ -3,8 +3,9 @@
 Every drawn case is invalid by construction (wrong ranks, shapes, dtypes, empty arrays, NaN or
 inf, values that overflow float32, mismatched lengths, wrong dict keys or array counts, bad
 labels or sample weights) and must end in ValueError or TypeError, with weights and optimizer
-state (slots, iterations) bit-identical: ``unchanged`` from tests/training/test_errors.py. Both models
-have a BatchNormalization layer, whose statistics any training forward pass would move.
+state (slots, iterations) bit-identical: ``unchanged`` from tests/training/test_errors.py.
+Both models have a BatchNormalization layer, whose statistics any training forward pass would
+move.
 tests/training/test_errors.py holds the fixed cases and their exact messages.
 """
 
