@@ -174,8 +174,9 @@ def timed_parts(model):
         wrap(step.layer, "backward", (step.layer.name, "backward"))
     if hasattr(model, "_compute_loss"):
         wrap(model, "_compute_loss", ("loss", ""))
-    if getattr(model, "optimizer", None) is not None:
-        wrap(model.optimizer, "apply", ("optimizer", ""))
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:  # _apply: where apply() and fit()'s apply_own_gradients() meet
+        wrap(optimizer, "_apply" if hasattr(optimizer, "_apply") else "apply", ("optimizer", ""))
     try:
         yield seconds
     finally:

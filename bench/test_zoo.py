@@ -122,6 +122,7 @@ def test_profile_takes_a_saved_model(tmp_path, monkeypatch, capsys):
     steps = {row["layers"]: row for row in train["steps"]}
     assert steps["Conv1D"]["bound"] == "gemm" and steps["Conv1D"]["fwd_ms"] > 0
     assert steps["GlobalMaxPooling1D"]["bound"] == "memory"
+    assert train["parts_ms"]["optimizer"] > 0 and train["parts_ms"]["loss"] > 0
     assert infer["mode"] == "inference" and saved["ceilings"]["gemm_gflops"] > 0
     assert "% peak" in capsys.readouterr().out
 
