@@ -266,6 +266,19 @@ def percent(fraction) -> str:
     return "-" if fraction is None else f"{100 * fraction:.0f}%"
 
 
+SHORT_KINDS = {"BatchNormalization": "BN", "Activation": "Act", "MaxPooling2D": "MaxPool2D"}
+STEP, LAYERS = 32, 30  # column widths
+
+
+def short_step(name: str) -> str:
+    """A step's name, a fused one's as its first layer's and '+...' when it is too long."""
+    return name if len(name) <= STEP else name.split("+")[0][: STEP - 4] + "+..."
+
+
+def short_layers(kinds: str) -> str:
+    return "+".join(SHORT_KINDS.get(kind, kind) for kind in kinds.split("+"))[:LAYERS]
+
+
 def print_profile(result: dict, ceilings: dict) -> None:
     parts = result["parts_ms"]
     total = parts["total"]
@@ -275,19 +288,19 @@ def print_profile(result: dict, ceilings: dict) -> None:
         f"{ceilings['copy_gbs']:.1f} GB/s for memory steps)"
     )
     print(
-        f"  {'step':<34} {'layers':<30} {'bound':<6} {'fwd ms':>8} {'% peak':>6} "
+        f"  {'step':<{STEP}} {'layers':<{LAYERS}} {'bound':<6} {'fwd ms':>8} {'% peak':>6} "
         f"{'bwd ms':>8} {'% peak':>6} {'% time':>6}"
     )
     for row in result["steps"]:
         share = 100 * (row["fwd_ms"] + row["bwd_ms"]) / total
         print(
-            f"  {row['step'][:34]:<34} {row['layers'][:30]:<30} {row['bound']:<6} "
-            f"{row['fwd_ms']:8.3f} {percent(row['fwd_fraction_of_peak']):>6} "
+            f"  {short_step(row['step']):<{STEP}} {short_layers(row['layers']):<{LAYERS}} "
+            f"{row['bound']:<6} {row['fwd_ms']:8.3f} {percent(row['fwd_fraction_of_peak']):>6} "
             f"{row['bwd_ms']:8.3f} {percent(row['bwd_fraction_of_peak']):>6} {share:5.1f}%"
         )
     for part in ("loss", "optimizer", "overhead"):
-        print(f"  {part:<34} {'':<30} {'':<6} {parts[part]:8.3f} {'':>6} {'':>8} {'':>6} "
-              f"{100 * parts[part] / total:5.1f}%")  # fmt: skip
+        print(f"  {part:<{STEP}} {'':<{LAYERS}} {'':<6} {parts[part]:8.3f} {'':>6} {'':>8} "
+              f"{'':>6} {100 * parts[part] / total:5.1f}%")  # fmt: skip
 
 
 # ---- main ----------------------------------------------------------------------------------------
