@@ -44,6 +44,9 @@ from fastnn.kernels import gemm as _gemm
 _lock = threading.Lock()
 _bound: int | None = None  # set_num_threads(n); None: Numba's default in each thread, BLAS's own
 _controller = None  # threadpoolctl.ThreadpoolController, or False without threadpoolctl
+#: Numba's thread count in each thread when it last entered the section (``count``): asking
+#: Numba takes a lock, too dear for every product of a small layer.
+_entered = threading.local()
 
 
 # ---- the thread bound ------------------------------------------------------------------------
@@ -78,6 +81,9 @@ def threads() -> int:
         return 1
     if _bound is not None:
         return _bound
+    count = getattr(_entered, "count", None)
+    if count is not None:
+        return count
     import numba
 
     return numba.get_num_threads()
@@ -85,13 +91,13 @@ def threads() -> int:
 
 def _apply_bound() -> None:
     """Bound Numba's threads in the calling thread (Numba's count is thread-local: a thread that
-    never called numba.set_num_threads uses all of them)."""
-    n = _bound
-    if n is not None:
-        import numba
+    never called numba.set_num_threads uses all of them), and note its count for ``threads``."""
+    import numba
 
-        if numba.get_num_threads() != n:
-            numba.set_num_threads(n)
+    n = _bound
+    if n is not None and numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    _entered.count = numba.get_num_threads()
 
 
 # ---- the serial-BLAS section -----------------------------------------------------------------
@@ -172,14 +178,13 @@ def _limit_blas(n: int):
 # ---- products on fastnn's threads ------------------------------------------------------------
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> np.ndarray:
     """out (M,N) = a (M,K) @ b (K,N), or ``out += a @ b``, on ``threads()`` threads; returns out."""
-    n = _bound if _bound is not None and _SECTION.active else threads()  # a call less, mostly
-    return _gemm.matmul(a, b, out, accumulate, n)
+    return _gemm.matmul(a, b, out, accumulate, threads())
 
 
 def matmuls(products: list) -> None:
     """Independent ``(a, b, out, accumulate)`` products on ``threads()`` threads: side by side
     when there are as many as threads and they are of about one size (``kernels.gemm.matmuls``)."""
-    _gemm.matmuls(products, _bound if _bound is not None and _SECTION.active else threads())
+    _gemm.matmuls(products, threads())
 
 
 def cblas_gemm(dtype):
