@@ -124,23 +124,15 @@ class Graph:
             layer = step.layer
             args = step.pack_inputs([values[s] for s in in_slots])
             extra = {} if workspace is None else {"workspace": workspace}
-            mask = None
-            if masks is not None:
-                in_masks = [masks[s] for s in in_slots]
-                mask = None if all(m is None for m in in_masks) else step.pack_inputs(in_masks)
-                if mask is not None and (layer.supports_masking or layer._takes_mask):
-                    extra["mask"] = mask
+            mask = None if masks is None else _input_mask(step, in_slots, masks)
+            if mask is not None and (layer.supports_masking or layer._takes_mask):
+                extra["mask"] = mask
             outputs, ctx = layer.forward(args, training, **extra)
             ctxs.append(ctx)
-            outputs = outputs if step.outputs_are_list else [outputs]
-            for s, out in zip(out_slots, outputs):
+            for s, out in zip(out_slots, outputs if step.outputs_are_list else [outputs]):
                 values[s] = out
             if masks is not None:
-                out_mask = layer.compute_mask(args, mask)
-                if not isinstance(out_mask, list):
-                    out_mask = [out_mask] * len(out_slots)
-                for s, m in zip(out_slots, out_mask):
-                    masks[s] = m
+                _store_masks(step, out_slots, masks, args, mask)
         return [values[s] for s in self._output_slots], (values, ctxs)
 
     @property
@@ -175,25 +167,18 @@ class Graph:
         ):
             layer = step.layer
             args = step.pack_inputs([values[s] for s in in_slots])
-            extra, mask = {}, None
-            if masks is not None:
-                in_masks = [masks[s] for s in in_slots]
-                mask = None if all(m is None for m in in_masks) else step.pack_inputs(in_masks)
+            extra = {}
+            mask = None if masks is None else _input_mask(step, in_slots, masks)
             if layer._runs_call:
                 outputs = layer._call_user(args, (), {}, training, mask)
             else:
                 if mask is not None and layer.supports_masking:
                     extra["mask"] = mask
                 outputs = layer._call_arrays(args, training, extra)
-            outputs = list(outputs) if step.outputs_are_list else [outputs]
-            for s, out in zip(out_slots, outputs):
+            for s, out in zip(out_slots, outputs if step.outputs_are_list else [outputs]):
                 values[s] = out
             if masks is not None:
-                out_mask = layer.compute_mask(args, mask)
-                if not isinstance(out_mask, list):
-                    out_mask = [out_mask] * len(out_slots)
-                for s, m in zip(out_slots, out_mask):
-                    masks[s] = m
+                _store_masks(step, out_slots, masks, args, mask)
         return [values[s] for s in self._output_slots]
 
     def backward(self, tape, output_grads: list, need_input_grads: bool = True) -> list:
@@ -241,6 +226,21 @@ class Graph:
                 # Fan-out: a tensor read by several steps sums their gradients.
                 grads[s] = g if grads[s] is None else grads[s] + g
         return [grads[s] for s in self._input_slots]
+
+
+def _input_mask(step, in_slots: list, masks: list):
+    """The mask of a step's inputs, packed as the step takes them; None when there is none."""
+    in_masks = [masks[s] for s in in_slots]
+    return None if all(m is None for m in in_masks) else step.pack_inputs(in_masks)
+
+
+def _store_masks(step, out_slots: list, masks: list, args, mask) -> None:
+    """Put the masks of a step's outputs in their slots."""
+    out_mask = step.layer.compute_mask(args, mask)
+    if not isinstance(out_mask, list):
+        out_mask = [out_mask] * len(out_slots)
+    for s, m in zip(out_slots, out_mask):
+        masks[s] = m
 
 
 def _not_a_tensor_error(role, value):

@@ -68,13 +68,7 @@ class CompileMetrics(metrics_module.Metric):
         ys = model._output_list(y_true)
         outputs = [metrics_module.as_numpy(o) for o in model._output_list(y_pred)]
         model._resolve_metrics(ys, outputs)
-        for metrics, weighted, y, out in zip(
-            model._output_metrics, model._weighted_counts, ys, outputs
-        ):
-            plain = len(metrics) - weighted
-            for i, metric in enumerate(metrics):
-                if y is not None:
-                    metric.update_state(y, out, sample_weight if i >= plain else None)
+        model._update_output_metrics(ys, outputs, sample_weight)
 
     def result(self) -> dict:
         model = self._model

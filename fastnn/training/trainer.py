@@ -380,6 +380,10 @@ class Trainer:
         for tracker, value in zip(self._loss_trackers[1:], per_output):
             if value is not None:
                 tracker.update_state(value, sample_weight=n)
+        self._update_output_metrics(ys, outputs, sample_weight)
+
+    def _update_output_metrics(self, ys, outputs, sample_weight) -> None:
+        """Each output's compiled metrics on its targets; weighted ones get ``sample_weight``."""
         for metrics, weighted, y, out in zip(
             self._output_metrics, self._weighted_counts, ys, outputs
         ):
