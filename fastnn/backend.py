@@ -6,6 +6,8 @@ fastnn.ops reads them (Python floats become ``floatx()`` arrays, losses clip by 
 
 from __future__ import annotations
 
+from fastnn import naming
+
 _FLOATS = ("float16", "float32", "float64")
 _FORMATS = ("channels_last", "channels_first")
 
@@ -63,7 +65,5 @@ def standardize_data_format(data_format: str | None) -> str:
 
 
 def clear_session() -> None:
-    """Restart automatic layer naming, as ``keras.backend.clear_session`` does."""
-    from fastnn.utils import clear_session as clear
-
-    clear()
+    """Restart automatic layer naming ('dense', 'dense_1', ...), as Keras's does."""
+    naming.reset_names()

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from fastnn.random import make_rng
 from fastnn.saving.registry import register_builtins
+from fastnn.seeding import make_rng
 
 
 def compute_fans(shape) -> tuple[float, float]:

@@ -9,8 +9,9 @@ import numpy as np
 from fastnn import runtime
 from fastnn.graph import Graph
 from fastnn.layers import custom
-from fastnn.layers.base import Layer, Variable, assign_all, snake_case, unique_name
+from fastnn.layers.base import Layer, Variable, assign_all, snake_case
 from fastnn.layers.core import InputLayer
+from fastnn.naming import unique_name
 from fastnn.nodes import Node, SymbolicTensor, is_symbolic
 from fastnn.ops import tape as tape_module
 from fastnn.ops.core import cast as ops_cast

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import random as _random
-from fastnn.layers.base import reset_names
+from fastnn import seeding
+from fastnn.backend import clear_session  # noqa: F401 (keras.utils.clear_session)
 from fastnn.saving.registry import (  # noqa: F401 (keras.utils's names for them)
     CustomObjectScope,
     custom_object_scope,
@@ -22,13 +22,8 @@ def set_random_seed(seed: int) -> None:
     """Seed fastnn (initial weights, dropout masks, shuffling) and numpy's global generator."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer; got seed={seed!r}")
-    _random.set_seed(int(seed))
+    seeding.set_seed(int(seed))
     np.random.seed(int(seed) % 2**32)
-
-
-def clear_session() -> None:
-    """Restart automatic layer naming ('dense', 'dense_1', ...)."""
-    reset_names()
 
 
 def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.ndarray:

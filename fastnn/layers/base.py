@@ -7,22 +7,17 @@ import contextvars
 import functools
 import math
 import re
-import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from fastnn import config, initializers, regularizers, runtime
 from fastnn.layers import custom
+from fastnn.naming import unique_name
 from fastnn.nodes import Node, SymbolicTensor, is_symbolic
 from fastnn.ops import tape as tape_module
 from fastnn.ops.core import cast as ops_cast
-from fastnn.ops.tensor import Tensor, TensorOps, is_float, unwrap
-
-_name_lock = threading.Lock()
-_name_counts: defaultdict[str, int] = defaultdict(int)
-
+from fastnn.ops.tensor import Tensor, Variable, is_float, unwrap  # noqa: F401 (Variable: layers' name for it)
 
 #: [bytes left, bytes allowed, refuse] while ``weight_budget`` is in force in this context.
 _weight_budget: contextvars.ContextVar[list | None] = contextvars.ContextVar(
@@ -54,79 +49,9 @@ def _take_from_budget(layer: Layer, name: str, shape: tuple, dtype: np.dtype) ->
     budget[0] -= nbytes
 
 
-def unique_name(prefix: str) -> str:
-    """'dense', 'dense_1', 'dense_2', ... per process, as Keras names layers."""
-    with _name_lock:
-        count = _name_counts[prefix]
-        _name_counts[prefix] += 1
-    return prefix if count == 0 else f"{prefix}_{count}"
-
-
-def reset_names() -> None:
-    """Restart automatic layer naming (``fastnn.utils.clear_session``)."""
-    with _name_lock:
-        _name_counts.clear()
-
-
 def snake_case(name: str) -> str:
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-class Variable(TensorOps):
-    """A weight: its value array (updated in place), a gradient accumulator, and metadata.
-
-    Python operators, indexing and numpy functions on it go through fastnn.ops (``x @ w + b``
-    records on a tape), so ``==`` is elementwise, as in Keras: compare Variables by identity.
-    """
-
-    __slots__ = ("value", "grad", "name", "path", "trainable", "regularizer")
-
-    def __init__(self, value: np.ndarray, name: str, path: str, trainable: bool, regularizer):
-        self.value = value
-        self.grad = np.zeros_like(value)
-        self.name = name
-        self.path = path
-        self.trainable = trainable
-        self.regularizer = regularizer
-
-    @property
-    def shape(self) -> tuple:
-        return self.value.shape
-
-    @property
-    def dtype(self):
-        return self.value.dtype
-
-    def numpy(self) -> np.ndarray:
-        return self.value.copy()
-
-    def assign(self, value) -> np.ndarray:
-        """Overwrite the value in place (same shape, or a scalar); returns it."""
-        value = np.asarray(unwrap(value))
-        if value.shape != self.value.shape and value.shape != ():
-            raise ValueError(
-                f"Cannot assign to variable '{self.path}': expected shape {self.value.shape}, "
-                f"got {value.shape}"
-            )
-        self.value[...] = value
-        return self.value
-
-    def assign_add(self, delta) -> np.ndarray:
-        """Add ``delta`` to the value in place; returns it."""
-        self.value += np.asarray(unwrap(delta), dtype=self.value.dtype)
-        return self.value
-
-    def assign_sub(self, delta) -> np.ndarray:
-        """Subtract ``delta`` from the value in place; returns it."""
-        self.value -= np.asarray(unwrap(delta), dtype=self.value.dtype)
-        return self.value
-
-    def __repr__(self) -> str:
-        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype.name}>"
-
-
-tape_module._WEIGHT[0] = Variable  # the tape's first read of a weight, without lookups
 
 
 def assign_all(variables, weights, owner: str, label) -> None:

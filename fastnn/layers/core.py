@@ -11,7 +11,7 @@ from fastnn import activations, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error, standardize_shape
 from fastnn.nodes import Node
-from fastnn.random import make_rng
+from fastnn.seeding import make_rng
 
 
 class InputLayer(Layer):

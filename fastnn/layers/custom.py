@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fastnn import random as fastnn_random
+from fastnn import seeding
 from fastnn.ops import tape as tape_module
 from fastnn.ops.core import cast as ops_cast
 from fastnn.ops.tape import GradientTape, Tensor, paused, unwrap
@@ -416,7 +416,7 @@ def _probe(layer, inputs) -> tuple[list, bool]:
     saved_values = [v.value.copy() for v in variables]
     generators = _generators(layer)
     saved_states = [g.bit_generator.state for g in generators]
-    root = fastnn_random.root_state()
+    root = seeding.root_state()
     count = len(variables)
     token = LOSS_SINK.set([])
     try:
@@ -446,7 +446,7 @@ def _probe(layer, inputs) -> tuple[list, bool]:
             g.bit_generator.state = state
         _clear_losses(layer)
     if len(_variables(layer)) == count:  # no weights were made: draws for them stay drawn
-        fastnn_random.set_root_state(root)
+        seeding.set_root_state(root)
     if isinstance(outputs, dict):
         raise TypeError(
             f"{type(layer).__name__} '{layer.name}': call() returns a dict; in a model a layer's "

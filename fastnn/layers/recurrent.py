@@ -28,7 +28,7 @@ import numpy as np
 from fastnn import activations, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch_copy
 from fastnn.layers.base import Layer, shape_error
-from fastnn.random import make_rng
+from fastnn.seeding import make_rng
 
 
 def _kernel_options(workspace, dropout, dtype):

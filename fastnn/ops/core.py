@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fastnn.ops import tape
-from fastnn.ops.tape import OpError, Tensor, apply, as_array, is_variable, paused, unwrap
+from fastnn.ops.tape import OpError, Tensor, apply, as_array, cast, is_variable, paused, unwrap  # noqa: F401 (cast: fastnn.ops.cast)
 
 __all__ = [
     "cast", "cond", "convert_to_numpy", "convert_to_tensor", "custom_gradient", "dtype",
@@ -45,15 +45,6 @@ def shape(x) -> tuple:
 def dtype(x) -> str:
     """The dtype name of ``x``, e.g. 'float32'."""
     return np.result_type(unwrap(x)).name
-
-
-def cast(x, dtype):
-    """``x`` as ``dtype``; the gradient flows back through float-to-float casts only."""
-    return apply("cast", _cast, x, dtype=np.dtype(dtype))
-
-
-def _cast(x, dtype):
-    return as_array(x).astype(dtype, copy=False)
 
 
 def stop_gradient(variable) -> np.ndarray:
@@ -109,6 +100,11 @@ def custom_gradient(f: Callable) -> Callable:
     return wrapper
 
 
+def stack(x, axis: int = 0):
+    """Arrays of one shape stacked along a new ``axis``."""
+    return apply("stack", lambda *vs, axis: np.stack(vs, axis), *x, axis=axis)
+
+
 def unstack(x, num: int | None = None, axis: int = 0) -> list:
     """The slices of ``x`` along ``axis``: (..., n, ...) -> n arrays of (..., ...)."""
     n = np.shape(unwrap(x))[axis]
@@ -152,15 +148,11 @@ def while_loop(cond: Callable, body: Callable, loop_vars, maximum_iterations=Non
 
 def map(f: Callable, xs):  # noqa: A001 (Keras's name)
     """``f`` on each slice of ``xs`` along axis 0, the results stacked."""
-    from fastnn.ops.numpy import stack
-
     return stack([f(x) for x in unstack(xs)])
 
 
 def vectorized_map(function: Callable, elements):
     """``function`` on each slice along axis 0 (of every tensor in a tuple), results stacked."""
-    from fastnn.ops.numpy import stack
-
     if isinstance(elements, (list, tuple)):
         return stack([function(type(elements)(e)) for e in zip(*(unstack(x) for x in elements))])
     return stack([function(x) for x in unstack(elements)])
@@ -169,8 +161,6 @@ def vectorized_map(function: Callable, elements):
 def scan(f: Callable, init, xs=None, length=None, reverse: bool = False, unroll: int = 1):
     """``carry, y = f(carry, x)`` over xs (or ``length`` steps of None): (final carry, stacked
     ys)."""
-    from fastnn.ops.numpy import stack
-
     steps = [None] * int(length) if xs is None else unstack(xs)
     carry, ys = init, []
     for x in reversed(steps) if reverse else steps:

@@ -23,6 +23,7 @@ from fastnn.ops.core import (  # part of this namespace: Tensor methods and nump
     shape,
     slice,
     slice_update,
+    stack,
     unstack,
 )
 from fastnn.ops.tape import OpError, Tensor, apply, apply_binary, as_array, is_float, unwrap
@@ -454,11 +455,6 @@ def broadcast_to(x, shape):
 def concatenate(xs, axis: int = 0):
     """Arrays joined along ``axis``: shapes equal but on that axis."""
     return apply("concatenate", lambda *vs, axis: np.concatenate(vs, axis), *xs, axis=axis)
-
-
-def stack(x, axis: int = 0):
-    """Arrays of one shape stacked along a new ``axis``."""
-    return apply("stack", lambda *vs, axis: np.stack(vs, axis), *x, axis=axis)
 
 
 def split(x, indices_or_sections, axis: int = 0) -> list:

@@ -12,7 +12,11 @@ import numpy as np
 from fastnn import backend
 from fastnn.ops import numpy as fnp
 from fastnn.ops.tape import OpError, unwrap
-from fastnn.random import make_rng
+from fastnn.seeding import make_rng
+
+__all__ = [
+    "SeedGenerator", "dropout", "normal", "randint", "shuffle", "truncated_normal", "uniform",
+]  # fmt: skip
 
 
 class SeedGenerator:

@@ -25,33 +25,26 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from fastnn.ops.tensor import (  # noqa: F401 (OpError, TensorOps: fastnn.ops imports them here)
+    STATE,
     OpError,
     Spec,
     Tensor,
     TensorOps,
+    Variable,
     _VariableRead,
     as_array,
     is_float,
     is_variable,
+    tracked,
     unwrap,
 )
 
-
-class _State(threading.local):
-    def __init__(self) -> None:
-        self.tapes: list[GradientTape] = []  # this thread's recording tapes, innermost last
-
-
-STATE = _State()
-#: The layers' Variable class, set when fastnn.layers.base defines it (it imports this module).
-_WEIGHT: list = [type(None)]
 _new_key = itertools.count(1).__next__
 
 
@@ -229,7 +222,7 @@ def _record_one(tape, name: str, inputs: Sequence, values: list, out, params: di
             found = variables.get(id(x))
             if found is not None and found[1] is x:
                 k = found[0]
-            elif isinstance(x, _WEIGHT[0]) and tape.watch_accessed_variables:  # first read
+            elif isinstance(x, Variable) and tape.watch_accessed_variables:  # first read
                 k = tape._variable_key(x)
             else:
                 k = tape.key(x)
@@ -281,9 +274,13 @@ def record(
     return results
 
 
-def tracked(x) -> bool:
-    """True if a recording tape of this thread tracks ``x``."""
-    return any(tape.key(x) is not None for tape in STATE.tapes)
+def cast(x, dtype):
+    """``x`` as ``dtype``; the gradient flows back through float-to-float casts only."""
+    return apply("cast", _cast, x, dtype=np.dtype(dtype))
+
+
+def _cast(x, dtype):
+    return as_array(x).astype(dtype, copy=False)
 
 
 def shape_error(name: str, values: Sequence, params: dict, error: Exception) -> Exception:
@@ -543,7 +540,7 @@ def _finish(grad, source, unconnected: str):
         return np.zeros_like(value) if unconnected == "zero" else None
     dtype = np.result_type(value)
     if isinstance(grad, Tensor):
-        return grad if grad.dtype == dtype else _core.cast(grad, dtype)
+        return grad if grad.dtype == dtype else cast(grad, dtype)
     array = np.asarray(grad)
     if array.dtype != dtype or not array.flags.writeable:  # e.g. a broadcast view
         array = array.astype(dtype)
@@ -574,6 +571,3 @@ def _describe(x) -> str:
     if isinstance(x, (np.ndarray, np.generic)):
         return f"a numpy array of shape {np.shape(x)} and dtype {x.dtype}"
     return f"a {type(x).__name__}"
-
-
-from fastnn.ops import core as _core  # noqa: E402  (core imports this module)

@@ -7,29 +7,40 @@ dropping its gradient. Also: ``unwrap``/``as_array`` (an op's view of its inputs
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from fastnn import backend
+from fastnn.nodes import SymbolicTensor
 
 
 class OpError(ValueError):
     """An op's own argument or shape error: its message already names the op."""
 
 
+class _Recording(threading.local):
+    def __init__(self) -> None:
+        self.tapes: list = []  # this thread's recording GradientTapes, innermost last
+
+
+STATE = _Recording()
+
+#: fastnn.ops functions by name, for the operators and numpy calls on a Tensor or Variable
+#: (fastnn.ops.numpy fills it: it imports this file).
+OPERATIONS: dict[str, Callable] = {}
+
+
+def tracked(x) -> bool:
+    """True if a recording tape of this thread tracks ``x``."""
+    return any(tape.key(x) is not None for tape in STATE.tapes)
+
+
 # ---- values ------------------------------------------------------------------------------------
-@functools.cache
-def _variable_class() -> type:
-    from fastnn.layers.base import Variable  # here: layers may import fastnn.ops
-
-    return Variable
-
-
 def is_variable(x) -> bool:
     """True for fastnn Variables: layer weights and ``fastnn.Variable``."""
-    return isinstance(x, _variable_class())
+    return isinstance(x, Variable)
 
 
 def unwrap(x):
@@ -38,19 +49,12 @@ def unwrap(x):
         return x
     if isinstance(x, Tensor) or is_variable(x):
         return x.value
-    if isinstance(x, _symbolic_class()):
+    if isinstance(x, SymbolicTensor):
         raise TypeError(
             f"fastnn.ops got a symbolic tensor ({x.name!r}, shape {x.shape}): ops compute on "
             "arrays. Call them in a layer's call() or wrap them in a Lambda layer"
         )
     return x
-
-
-@functools.cache
-def _symbolic_class() -> type:
-    from fastnn.nodes import SymbolicTensor
-
-    return SymbolicTensor
 
 
 def as_array(x, dtype=None) -> np.ndarray:
@@ -78,12 +82,9 @@ def is_float(x) -> bool:
     return kind is not None and kind in "fc"
 
 
-@functools.cache
 def _op(name: str) -> Callable:
-    """The fastnn.ops function ``name`` (looked up on first use: fastnn.ops imports this file)."""
-    from fastnn.ops import numpy
-
-    return getattr(numpy, name)
+    """The fastnn.ops function ``name``."""
+    return OPERATIONS[name]
 
 
 class TensorOps:
@@ -187,8 +188,9 @@ def _binary(name: str, reflected: bool = False) -> Callable:
 
 
 def bind_operators(ops: dict) -> None:
-    """Point the arithmetic operators straight at the fastnn.ops functions in ``ops`` (called
-    when fastnn.ops.numpy has loaded them): a call less per operator."""
+    """Take the fastnn.ops functions in ``ops`` for the operators and numpy calls (fastnn.ops.numpy
+    calls it once it has them); the arithmetic operators point straight at them (a call less)."""
+    OPERATIONS.update((name, op) for name, op in ops.items() if callable(op))
     for dunder, name in _ARITHMETIC.items():
         op = ops[name]
         setattr(TensorOps, f"__{dunder}__", op)
@@ -261,8 +263,6 @@ FUNCTIONS = frozenset([
 
 
 def _numpy_fallback(what: str, args, kwargs, func):
-    from fastnn.ops.tape import tracked
-
     if any(tracked(x) for x in _flat(args)):
         raise TypeError(
             f"{what} has no gradient rule in fastnn and a recording tape tracks its input; "
@@ -289,6 +289,59 @@ class Tensor(TensorOps):
     def __repr__(self) -> str:
         body = np.array2string(np.asarray(self.value), prefix="Tensor(")
         return f"Tensor({body}, shape={self.shape}, dtype={self.dtype})"
+
+
+class Variable(TensorOps):
+    """A weight: its value array (updated in place), a gradient accumulator, and metadata.
+
+    Python operators, indexing and numpy functions on it go through fastnn.ops (``x @ w + b``
+    records on a tape), so ``==`` is elementwise, as in Keras: compare Variables by identity.
+    """
+
+    __slots__ = ("value", "grad", "name", "path", "trainable", "regularizer")
+
+    def __init__(self, value: np.ndarray, name: str, path: str, trainable: bool, regularizer):
+        self.value = value
+        self.grad = np.zeros_like(value)
+        self.name = name
+        self.path = path
+        self.trainable = trainable
+        self.regularizer = regularizer
+
+    @property
+    def shape(self) -> tuple:
+        return self.value.shape
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    def numpy(self) -> np.ndarray:
+        return self.value.copy()
+
+    def assign(self, value) -> np.ndarray:
+        """Overwrite the value in place (same shape, or a scalar); returns it."""
+        value = np.asarray(unwrap(value))
+        if value.shape != self.value.shape and value.shape != ():
+            raise ValueError(
+                f"Cannot assign to variable '{self.path}': expected shape {self.value.shape}, "
+                f"got {value.shape}"
+            )
+        self.value[...] = value
+        return self.value
+
+    def assign_add(self, delta) -> np.ndarray:
+        """Add ``delta`` to the value in place; returns it."""
+        self.value += np.asarray(unwrap(delta), dtype=self.value.dtype)
+        return self.value
+
+    def assign_sub(self, delta) -> np.ndarray:
+        """Subtract ``delta`` from the value in place; returns it."""
+        self.value -= np.asarray(unwrap(delta), dtype=self.value.dtype)
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype.name}>"
 
 
 class _VariableRead(Tensor):

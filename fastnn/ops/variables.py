@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import backend, initializers
-from fastnn.layers.base import Variable as _Weight
-from fastnn.layers.base import unique_name
-from fastnn.ops.tape import as_array
+from fastnn.naming import unique_name
+from fastnn.ops.tensor import Variable as _Weight
+from fastnn.ops.tensor import as_array
 
 
 class Variable(_Weight):

@@ -29,7 +29,7 @@ from fastnn import runtime
 from fastnn.ops import numpy as fnp
 from fastnn.ops.tape import GradientTape
 from fastnn.ops.tensor import unwrap
-from fastnn.random import make_rng
+from fastnn.seeding import make_rng
 from fastnn.training import compile_spec, custom_steps, data_adapters
 
 

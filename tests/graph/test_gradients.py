@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import fastnn
 from fastnn import layers, losses
 from fastnn.fusion.conv_max_pool import ConvMaxPool
-from fastnn.random import make_rng
+from fastnn.seeding import make_rng
 
 F64 = "float64"
 ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax"]

@@ -19,19 +19,6 @@ ROOT = Path(fastnn.__file__).resolve().parent
 DELIBERATELY_LAZY = {
     ("fastnn.utils", "fastnn.plotting"): "start-up time: plotting's imports cost ~4 ms",
 }
-#: Not yet untangled in fastnn.ops and its neighbours (issue 21, written alongside issue 23's
-#: reorganization): imports inside functions, and the one cycle (tape imports core at its end).
-#: Remove entries as they go; new ones fail these tests.
-OPS_PENDING = {
-    ("fastnn.backend", "fastnn.utils"),
-    ("fastnn.ops.core", "fastnn.ops.numpy"),
-    ("fastnn.ops.tensor", "fastnn.layers.base"),
-    ("fastnn.ops.tensor", "fastnn.nodes"),
-    ("fastnn.ops.tensor", "fastnn.ops.numpy"),
-    ("fastnn.ops.tensor", "fastnn.ops.tape"),
-    ("fastnn.random", "fastnn.ops.random"),
-}
-OPS_PENDING_CYCLE_EDGES = {("fastnn.ops.tape", "fastnn.ops.core")}
 #: What each part must not import (prefixes), as the house's dependency direction says.
 FORBIDDEN = {
     "fastnn.kernels": ["fastnn"],  # but fastnn.kernels itself, see below
@@ -112,8 +99,6 @@ def imports(module: str) -> tuple[set[str], set[str]]:
 
 
 GRAPH = {name: imports(name) for name in MODULES}
-for _module, _target in OPS_PENDING_CYCLE_EDGES:
-    GRAPH[_module][0].discard(_target)
 
 
 def test_no_import_cycle():
@@ -143,7 +128,7 @@ def test_no_import_cycle():
 
 def test_nothing_imports_fastnn_inside_a_function_but_what_must_load_late():
     late = {(m, i) for m, (_, inner) in GRAPH.items() for i in inner}
-    allowed = set(DELIBERATELY_LAZY) | OPS_PENDING
+    allowed = set(DELIBERATELY_LAZY)
     assert late <= allowed, sorted(late - allowed)
 
 
