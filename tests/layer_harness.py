@@ -80,6 +80,11 @@ class LayerSpec:
         return list(items) if self.takes_list else items[0]
 
 
+def row(make, input_shape, *args, **kwargs) -> LayerSpec:
+    """The spec of ``make(*args, **kwargs)`` on inputs of ``input_shape`` (no batch axis)."""
+    return LayerSpec(make, input_shape, args, kwargs)
+
+
 def check_layer(spec: LayerSpec, checks=CHECKS, *, seed: int = 0, batch: int = 2) -> None:
     """Run ``checks`` (names in ``CHECKS``) on the layer ``spec`` describes."""
     for name in checks:

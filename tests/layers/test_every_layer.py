@@ -8,19 +8,15 @@ calls, so it has none.
 
 import importlib.util
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from layer_harness import CHECKS, LayerSpec, check_layer
+from layer_harness import CHECKS, check_layer, row
 
 import fastnn
 from fastnn import layers as L
-
-
-def row(make, input_shape, *args, **kwargs) -> LayerSpec:
-    """The spec of ``make(*args, **kwargs)`` on inputs of ``input_shape`` (no batch axis)."""
-    return LayerSpec(make, input_shape, args, kwargs)
 
 
 def first_two_doubled(x):
@@ -260,6 +256,22 @@ ROWS = {
     "time_distributed-conv2d": row(td(L.Conv2D, 2, 2), (2, 3, 3, 1)),
     "time_distributed-dropout": replace(row(td(L.Dropout, 0.5, seed=2), (3, 2)), random=True),
 }
+
+
+def family_rows() -> dict:
+    """The rows of the layer families kept in tests/layers/rows_<family>.py (a ``ROWS`` dict)."""
+    rows = {}
+    for path in sorted(Path(__file__).parent.glob("rows_*.py")):
+        spec = importlib.util.spec_from_file_location(f"layer_rows_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        clash = rows.keys() & module.ROWS.keys() | ROWS.keys() & module.ROWS.keys()
+        assert not clash, f"{path.name} repeats row names {sorted(clash)}"
+        rows.update(module.ROWS)
+    return rows
+
+
+ROWS.update(family_rows())
 
 #: (row, check) -> what is wrong, with the numbers: run as strict xfails until fixed.
 KNOWN_BUGS: dict[tuple[str, str], str] = {}
