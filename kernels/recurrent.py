@@ -49,6 +49,7 @@ from numba import njit
 from .activations import bias_activation_forward, column_sums_add
 from .codes import LINEAR, RELU, SIGMOID, TANH
 from .embedding import distinct_ids, embedding_backward, embedding_forward, sum_rows_by_id
+from .fastmath import F32_ONE, sigmoid32, tanh32
 from .gemm import matmul, matmuls, row_blocks
 from .workspace import scratch, scratch_copy, scratch_zeros
 
@@ -79,35 +80,6 @@ def _dact(y, code, zero, one):
     return one
 
 
-# Float32 tanh as a rational function x * P(x^2) / Q(x^2) on [-9, 9] (tanh rounds to +-1 beyond),
-# fitted as a minimax approximation for this module: |error| < 4e-7, under 7 float32 ulps near 1.
-# Unlike tanhf/expf calls it is straight-line arithmetic, so LLVM vectorizes the loops using it
-# (8 lanes with AVX2): the LSTM step runs several times faster. float64 keeps np.tanh/np.exp.
-_T_CLAMP = np.float32(9.0)
-_T_P1, _T_P2, _T_P3, _T_P4 = (
-    np.float32(c) for c in (1.3381605e-01, 3.4962662e-03, 2.0619766e-05, 1.3368299e-08)
-)
-_T_Q1, _T_Q2, _T_Q3, _T_Q4 = (
-    np.float32(c) for c in (4.6714923e-01, 2.5879588e-02, 3.2867247e-04, 7.7824035e-07)
-)
-_F32_ONE = np.float32(1.0)
-_F32_HALF = np.float32(0.5)
-
-
-@njit(cache=True, inline="always")
-def _tanh32(x):
-    x = min(max(x, -_T_CLAMP), _T_CLAMP)
-    x2 = x * x
-    p = (((_T_P4 * x2 + _T_P3) * x2 + _T_P2) * x2 + _T_P1) * x2 + _F32_ONE
-    q = (((_T_Q4 * x2 + _T_Q3) * x2 + _T_Q2) * x2 + _T_Q1) * x2 + _F32_ONE
-    return min(max(x * p / q, -_F32_ONE), _F32_ONE)
-
-
-@njit(cache=True, inline="always")
-def _sigmoid32(x):
-    return _F32_HALF + _F32_HALF * _tanh32(_F32_HALF * x)
-
-
 @njit(cache=True, inline="always")
 def _fast_gates(act, rec_act, array):
     """True for Keras's default LSTM/GRU activations in float32: the vectorized path."""
@@ -130,17 +102,17 @@ _ROW_MATH = {"contract"}
 def _lstm_row32(xp, rec, c_prev, gates, h, c, b, u):
     """Row b of ``lstm_step_forward`` for tanh/sigmoid in float32."""
     for j in range(u):
-        i = _sigmoid32(xp[b, j] + rec[b, j])
-        f = _sigmoid32(xp[b, u + j] + rec[b, u + j])
-        g = _tanh32(xp[b, 2 * u + j] + rec[b, 2 * u + j])
-        o = _sigmoid32(xp[b, 3 * u + j] + rec[b, 3 * u + j])
+        i = sigmoid32(xp[b, j] + rec[b, j])
+        f = sigmoid32(xp[b, u + j] + rec[b, u + j])
+        g = tanh32(xp[b, 2 * u + j] + rec[b, 2 * u + j])
+        o = sigmoid32(xp[b, 3 * u + j] + rec[b, 3 * u + j])
         cc = f * c_prev[b, j] + i * g
         gates[b, j] = i
         gates[b, u + j] = f
         gates[b, 2 * u + j] = g
         gates[b, 3 * u + j] = o
         c[b, j] = cc
-        h[b, j] = o * _tanh32(cc)
+        h[b, j] = o * tanh32(cc)
 
 
 @njit(
@@ -180,14 +152,14 @@ def lstm_step_forward(xp, rec, h_prev, c_prev, mask, act, rec_act, gates, h, c):
 @njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
 def _lstm_row_backward32(dy, dhr, dh, dc, c_prev, c, gates, dz, b, u):
     """Row b of ``lstm_step_backward`` for tanh/sigmoid in float32."""
-    one = _F32_ONE
+    one = F32_ONE
     for j in range(u):
         dh_t = dy[b, j] + dhr[b, j] + dh[b, j]
         i = gates[b, j]
         f = gates[b, u + j]
         g = gates[b, 2 * u + j]
         o = gates[b, 3 * u + j]
-        tc = _tanh32(c[b, j])
+        tc = tanh32(c[b, j])
         dc_t = dc[b, j] + dh_t * o * (one - tc * tc)
         dz[b, j] = dc_t * g * i * (one - i)
         dz[b, u + j] = dc_t * c_prev[b, j] * f * (one - f)
@@ -737,12 +709,12 @@ def _input_grads_per_gate(x, kernel, dxp2, dkernel, keep, workspace, threads):
 @njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
 def _gru_row32(xp, rec, rbias, h_prev, gates, h, b, u):
     """Row b of ``gru_step_forward`` for tanh/sigmoid in float32."""
-    one = _F32_ONE
+    one = F32_ONE
     for j in range(u):
-        z = _sigmoid32(xp[b, j] + (rec[b, j] + rbias[j]))
-        r = _sigmoid32(xp[b, u + j] + (rec[b, u + j] + rbias[u + j]))
+        z = sigmoid32(xp[b, j] + (rec[b, j] + rbias[j]))
+        r = sigmoid32(xp[b, u + j] + (rec[b, u + j] + rbias[u + j]))
         rh = rec[b, 2 * u + j] + rbias[2 * u + j]
-        hh = _tanh32(xp[b, 2 * u + j] + r * rh)
+        hh = tanh32(xp[b, 2 * u + j] + r * rh)
         gates[b, j] = z
         gates[b, u + j] = r
         gates[b, 2 * u + j] = hh
