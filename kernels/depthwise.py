@@ -1,0 +1,193 @@
+"""Depthwise 2-D convolution, NHWC: direct Numba loops, forward and backward.
+
+Each input channel c is convolved with its own ``M`` (depth multiplier) filters: kernel
+(kh,kw,C,M) (Keras's layout), output channel ``c*M + m``. The Numba kernels take it as
+(kh,kw,C*M), each tap's filters one contiguous row (the wrappers reshape it). Input pixel
+(i*sh + p*dh - top, j*sw + q*dw - left) meets output pixel (i, j) through tap (p, q). Channels
+are the innermost loop everywhere, so it vectorizes over contiguous channels; the loops run in
+parallel over rows of the batch (``prange``): output rows (forward), input rows (input gradient,
+gathered, so no two rows write the same place) and blocks of output rows with a partial kernel
+gradient each.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .activations import _activate_row, column_sums_add
+
+# Fused multiply-adds: without this LLVM keeps each product and sum apart (one rounding fewer).
+_CONTRACT = {"contract"}
+
+
+@njit(cache=True, inline="always")
+def _tap_span(offset, stride, size, out_size):
+    """(lo, hi): the output positions o with 0 <= o*stride + offset < size."""
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi = 0 if size - 1 - offset < 0 else (size - 1 - offset) // stride + 1
+    return lo, min(hi, out_size)
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
+def depthwise_forward(x, kernel, bias, sh, sw, dh, dw, top, left, code, out):
+    """out (N,OH,OW,C*M) = act(depthwise conv of x (N,H,W,C) by kernel (kh,kw,C*M) + bias (C*M,)
+    or (0,)); ``code`` an activation code."""
+    n_rows, out_h = x.shape[0] * out.shape[1], out.shape[1]
+    for r in prange(n_rows):
+        n, i = r // out_h, r % out_h
+        _forward_row(x[n], kernel, bias, i * sh - top, sw, dh, dw, left, out[n, i])
+        for j in range(out.shape[2]):
+            _activate_row(out[n, i, j], code)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _forward_row(img, kernel, bias, h0, sw, dh, dw, left, orow):
+    """orow (OW,C*M) = bias + the depthwise taps of img (H,W,C) from row h0."""
+    h, w, c = img.shape
+    kh, kw, m = kernel.shape[0], kernel.shape[1], kernel.shape[2] // c
+    zero = orow.dtype.type(0)
+    for j in range(orow.shape[0]):
+        dst = orow[j]
+        for t in range(dst.shape[0]):
+            dst[t] = bias[t] if bias.shape[0] > 0 else zero
+    for p in range(kh):
+        hi = h0 + p * dh
+        if hi < 0 or hi >= h:
+            continue
+        src_row = img[hi]
+        for q in range(kw):
+            offset = q * dw - left
+            lo, hi_j = _tap_span(offset, sw, w, orow.shape[0])
+            taps = kernel[p, q]
+            for j in range(lo, hi_j):
+                src, dst = src_row[j * sw + offset], orow[j]
+                if m == 1:
+                    for ch in range(c):
+                        dst[ch] += src[ch] * taps[ch]
+                else:
+                    for ch in range(c):
+                        v = src[ch]
+                        for k in range(m):
+                            dst[ch * m + k] += v * taps[ch * m + k]
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
+def depthwise_backward_input(grad, kernel, sh, sw, dh, dw, top, left, dx):
+    """dx (N,H,W,C) = the input gradient of ``depthwise_forward`` from grad (N,OH,OW,C*M) =
+    dL/dz, each input row gathered from the output rows its taps reach; overwritten."""
+    h = dx.shape[1]
+    out_h = grad.shape[1]
+    kh = kernel.shape[0]
+    for r in prange(dx.shape[0] * h):
+        n, hi = r // h, r % h
+        drow = dx[n, hi]
+        drow[:, :] = 0
+        for p in range(kh):
+            num = hi + top - p * dh  # = i * sh for the output row i that tap p reaches from here
+            if num < 0 or num % sh != 0 or num // sh >= out_h:
+                continue
+            _input_row(grad[n, num // sh], kernel[p], sw, dw, left, drow)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _input_row(grow, ktaps, sw, dw, left, drow):
+    """drow (W,C) += grow (OW,C*M) through the kernel's row of taps ktaps (kw,C*M)."""
+    w, c = drow.shape
+    kw, m = ktaps.shape[0], ktaps.shape[1] // c
+    zero = drow.dtype.type(0)
+    for q in range(kw):
+        offset = q * dw - left
+        lo, hi_j = _tap_span(offset, sw, w, grow.shape[0])
+        taps = ktaps[q]
+        for j in range(lo, hi_j):
+            dst, g = drow[j * sw + offset], grow[j]
+            if m == 1:
+                for ch in range(c):
+                    dst[ch] += g[ch] * taps[ch]
+            else:
+                for ch in range(c):
+                    s = zero
+                    for k in range(m):
+                        s += g[ch * m + k] * taps[ch * m + k]
+                    dst[ch] += s
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
+def depthwise_backward_kernel(x, grad, sh, sw, dh, dw, top, left, partial):
+    """partial (B,kh,kw,C*M): for each of B blocks of output rows, the kernel gradient of
+    ``depthwise_forward`` over the block from x (N,H,W,C) and grad (N,OH,OW,C*M) = dL/dz;
+    dkernel is partial.sum(0)."""
+    out_h = grad.shape[1]
+    rows, blocks = x.shape[0] * out_h, partial.shape[0]
+    for b in prange(blocks):
+        acc = partial[b]
+        acc[...] = 0
+        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+            n, i = r // out_h, r % out_h
+            _kernel_row(x[n], grad[n, i], i * sh - top, sw, dh, dw, left, acc)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _kernel_row(img, grow, h0, sw, dh, dw, left, acc):
+    """acc (kh,kw,C*M) += img (H,W,C)'s taps from row h0 times grow (OW,C*M)."""
+    h, w, c = img.shape
+    kh, kw, m = acc.shape[0], acc.shape[1], acc.shape[2] // c
+    for p in range(kh):
+        hi = h0 + p * dh
+        if hi < 0 or hi >= h:
+            continue
+        src_row = img[hi]
+        for q in range(kw):
+            offset = q * dw - left
+            lo, hi_j = _tap_span(offset, sw, w, grow.shape[0])
+            a = acc[p, q]
+            for j in range(lo, hi_j):
+                src, g = src_row[j * sw + offset], grow[j]
+                if m == 1:
+                    for ch in range(c):
+                        a[ch] += src[ch] * g[ch]
+                else:
+                    for ch in range(c):
+                        v = src[ch]
+                        for k in range(m):
+                            a[ch * m + k] += v * g[ch * m + k]
+
+
+def depthwise_conv2d_forward(x, kernel, bias, strides, dilation, pads, activation_code, out):
+    """out (N,OH,OW,C*M) = act(depthwise conv of x (N,H,W,C) by kernel (kh,kw,C,M) + bias (C*M,)
+    or None); ``pads`` = (top, left) rows and columns of zeros before x's first; returns out."""
+    x = np.ascontiguousarray(x)
+    kernel = _flat_taps(kernel)
+    b = np.empty(0, dtype=x.dtype) if bias is None else bias
+    depthwise_forward(x, kernel, b, *strides, *dilation, *pads, activation_code, out)
+    return out
+
+
+def depthwise_conv2d_backward(
+    grad_z, x, kernel, strides, dilation, pads, dkernel, dbias, dx=None, need_dx=True
+):
+    """dx (N,H,W,C) of ``depthwise_conv2d_forward`` from grad_z (N,OH,OW,C*M) = dL/dz and its
+    input x; adds into dkernel (kh,kw,C,M) and dbias (C*M,) unless None. ``dx`` a buffer shaped
+    like x to reuse; with ``need_dx=False`` dx is skipped and None returned."""
+    x = np.ascontiguousarray(x)
+    grad_z = np.ascontiguousarray(grad_z)
+    kernel = _flat_taps(kernel)
+    geometry = (*strides, *dilation, *pads)
+    if dbias is not None:
+        column_sums_add(grad_z.reshape(-1, grad_z.shape[3]), dbias)
+    if dkernel is not None:
+        rows = grad_z.shape[0] * grad_z.shape[1]
+        partial = np.empty((min(rows, 16), *kernel.shape), dtype=grad_z.dtype)
+        depthwise_backward_kernel(x, grad_z, *geometry, partial)
+        dkernel += partial.sum(axis=0).reshape(dkernel.shape)
+    if not need_dx:
+        return None
+    if dx is None:
+        dx = np.empty(x.shape, dtype=grad_z.dtype)
+    depthwise_backward_input(grad_z, kernel, *geometry, dx)
+    return dx
+
+
+def _flat_taps(kernel):
+    """kernel (kh,kw,C,M) as the Numba kernels take it: (kh,kw,C*M), C-contiguous."""
+    kh, kw, c, m = kernel.shape
+    return np.ascontiguousarray(kernel).reshape(kh, kw, c * m)

@@ -1,0 +1,160 @@
+"""fastnn.kernels.depthwise against plain-numpy references (np.pad + strided slices)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba_checks import float64_ops
+
+from fastnn.kernels import codes, depthwise
+from fastnn.kernels.geometry import padding_amounts
+
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-12)}
+
+
+def ref_activation(z, code):
+    if code == codes.RELU:
+        return np.maximum(z, 0)
+    if code == codes.SIGMOID:
+        return 1 / (1 + np.exp(-z))
+    if code == codes.TANH:
+        return np.tanh(z)
+    if code == codes.SOFTMAX:
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    return z
+
+
+def geometry(x_shape, k_shape, strides, dilation, padding):
+    """((OH, OW), (top, left), numpy pads) by TensorFlow's rule on the dilated kernel's extent."""
+    sizes, befores, pads = [], [], [(0, 0)]
+    for size, k, s, d in zip(x_shape[1:3], k_shape[:2], strides, dilation):
+        out, before, after = padding_amounts(size, (k - 1) * d + 1, s, padding)
+        sizes.append(out)
+        befores.append(before)
+        pads.append((before, after))
+    return tuple(sizes), tuple(befores), (*pads, (0, 0))
+
+
+def ref_windows(x, k_shape, strides, dilation, padding):
+    """Yield (p, q, window of padded x seen by tap (p, q)) of shape (N, OH, OW, C)."""
+    (oh, ow), _, pads = geometry(x.shape, k_shape, strides, dilation, padding)
+    xp = np.pad(x, pads)
+    (sh, sw), (dh, dw) = strides, dilation
+    for p in range(k_shape[0]):
+        rows = xp[:, p * dh : p * dh + sh * (oh - 1) + 1 : sh]
+        for q in range(k_shape[1]):
+            yield p, q, rows[:, :, q * dw : q * dw + sw * (ow - 1) + 1 : sw]
+
+
+def ref_forward(x, k, b, strides, dilation, padding, code):
+    z = 0
+    for p, q, win in ref_windows(x, k.shape, strides, dilation, padding):
+        z = z + win[..., None] * k[p, q]  # (N, OH, OW, C, M)
+    z = z.reshape(*z.shape[:3], -1) + (0 if b is None else b)
+    return ref_activation(z, code)
+
+
+def ref_backward(x, k, dz, strides, dilation, padding):
+    """(dx, dk, db) of sum(depthwise(x, k) * dz), before the activation."""
+    (oh, ow), (top, left), pads = geometry(x.shape, k.shape, strides, dilation, padding)
+    n, h, w, c = x.shape
+    (sh, sw), (dh, dw) = strides, dilation
+    xp = np.pad(x, pads)
+    dxp, dk = np.zeros_like(xp), np.zeros_like(k)
+    g = dz.reshape(n, oh, ow, c, -1)
+    for p in range(k.shape[0]):
+        for q in range(k.shape[1]):
+            rows = slice(p * dh, p * dh + sh * (oh - 1) + 1, sh)
+            cols = slice(q * dw, q * dw + sw * (ow - 1) + 1, sw)
+            dk[p, q] = np.einsum("nhwc,nhwcm->cm", xp[:, rows, cols], g)
+            dxp[:, rows, cols] += np.einsum("nhwcm,cm->nhwc", g, k[p, q])
+    return dxp[:, top : top + h, left : left + w], dk, dz.sum(axis=(0, 1, 2))
+
+
+@st.composite
+def depthwise_cases(draw):
+    """(x shape, kernel shape, strides, dilation, padding, dtype) with a non-empty output."""
+    padding = draw(st.sampled_from(["valid", "same"]))
+    n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    c, m = draw(st.sampled_from([1, 3, 8])), draw(st.sampled_from([1, 2]))
+    dilation = draw(st.sampled_from([(1, 1), (2, 1), (1, 2)]))
+    limits = [size if padding == "valid" else 4 for size in (h, w)]
+    kh, kw = (draw(st.integers(1, max(1, min(4, lim)))) for lim in limits)
+    if padding == "valid":  # the dilated kernel must fit too
+        dilation = tuple(d if (k - 1) * d < s else 1 for d, k, s in zip(dilation, (kh, kw), (h, w)))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return (n, h, w, c), (kh, kw, c, m), strides, dilation, padding, dtype
+
+
+def check_against_reference(case, code, use_bias, seed):
+    x_shape, k_shape, strides, dilation, padding, dtype = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    k = rng.standard_normal(k_shape).astype(dtype)
+    channels = k_shape[2] * k_shape[3]
+    b = rng.standard_normal(channels).astype(dtype) if use_bias else None
+    out_size, pads, _ = geometry(x_shape, k_shape, strides, dilation, padding)
+    out = np.full((x_shape[0], *out_size, channels), np.nan, dtype)
+    y = depthwise.depthwise_conv2d_forward(x, k, b, strides, dilation, pads, code, out)
+    assert y is out and y.dtype == dtype
+    x64, k64 = x.astype(np.float64), k.astype(np.float64)
+    want = ref_forward(x64, k64, b, strides, dilation, padding, code)
+    np.testing.assert_allclose(y, want, **TOL[dtype])
+
+    dz = rng.standard_normal(y.shape).astype(dtype)
+    dk, db = np.full(k.shape, 0.5, dtype), np.full(channels, 0.25, dtype)
+    dx = np.full(x.shape, np.nan, dtype)
+    got = depthwise.depthwise_conv2d_backward(dz, x, k, strides, dilation, pads, dk, db, dx)
+    dz64 = dz.astype(np.float64)
+    ref_dx, ref_dk, ref_db = ref_backward(x64, k64, dz64, strides, dilation, padding)
+    assert got is dx and dk.dtype == db.dtype == dtype
+    np.testing.assert_allclose(dx, ref_dx, **TOL[dtype])
+    np.testing.assert_allclose(dk, ref_dk + 0.5, **TOL[dtype])  # added into, not overwritten
+    np.testing.assert_allclose(db, ref_db + 0.25, **TOL[dtype])
+
+
+@settings(max_examples=5, deadline=None)
+@given(depthwise_cases(), st.sampled_from(list(codes.CODES.values())), st.booleans(), st.data())
+def test_forward_backward_match_reference(case, code, use_bias, data):
+    check_against_reference(case, code, use_bias, data.draw(st.integers(0, 2**31 - 1)))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # MobileNet's: 3x3 'same' stride 2 on 8 channels, multiplier 1
+        ((2, 7, 6, 8), (3, 3, 8, 1), (2, 2), (1, 1), "same", np.float32),
+        # multiplier 2, dilated, 'same': taps reach past both borders
+        ((1, 5, 5, 3), (3, 2, 3, 2), (1, 1), (2, 2), "same", np.float64),
+        # 'valid', strides that skip input rows and columns (their gradient is 0)
+        ((2, 8, 7, 3), (2, 2, 3, 3), (3, 3), (1, 1), "valid", np.float64),
+        # one row: how DepthwiseConv1D runs
+        ((3, 1, 9, 4), (1, 3, 4, 1), (1, 2), (1, 1), "same", np.float64),
+    ],
+)
+def test_layer_shapes_match_reference(case):
+    check_against_reference(case, codes.RELU, True, seed=11)
+
+
+def test_backward_skips_what_is_not_wanted():
+    rng = np.random.default_rng(2)
+    x, k = rng.standard_normal((2, 5, 5, 3)), rng.standard_normal((3, 3, 3, 1))
+    dz = rng.standard_normal((2, 5, 5, 3))
+    args = ((1, 1), (1, 1), (1, 1))
+    assert depthwise.depthwise_conv2d_backward(dz, x, k, *args, None, None, None, False) is None
+    dk = np.zeros_like(k)
+    assert depthwise.depthwise_conv2d_backward(dz, x, k, *args, dk, None, None, False) is None
+    ref_dk = ref_backward(x, k, dz, (1, 1), (1, 1), "same")[1]
+    np.testing.assert_allclose(dk, ref_dk, **TOL[np.float64])
+
+
+def test_float32_kernels_never_widen_to_double():
+    x = np.ones((1, 4, 4, 2), np.float32)
+    k, b = np.ones((3, 3, 2), np.float32), np.ones(2, np.float32)  # taps as (kh, kw, C*M)
+    out, partial = np.empty((1, 4, 4, 2), np.float32), np.empty((1, 3, 3, 2), np.float32)
+    geometry = (1, 1, 1, 1, 1, 1)
+    assert float64_ops(depthwise.depthwise_forward, x, k, b, *geometry, codes.RELU, out) == []
+    assert float64_ops(depthwise.depthwise_backward_input, out, k, *geometry, x.copy()) == []
+    assert float64_ops(depthwise.depthwise_backward_kernel, x, out, *geometry, partial) == []
