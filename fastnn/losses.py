@@ -412,6 +412,282 @@ class SparseCategoricalCrossentropy(_KernelLoss):
         return config
 
 
+class Huber(_KernelLoss):
+    """Mean over the last axis of ``0.5 * e**2`` where ``|e| <= delta``, else
+    ``delta * |e| - 0.5 * delta**2``, with ``e = y_pred - y_true``."""
+
+    kind = "regression"
+
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.delta = float(delta)
+
+    def _kernel_args(self, target, pred):
+        return kernels.losses.huber, target, (pred.dtype.type(self.delta),), None
+
+    def get_config(self):
+        return super().get_config() | {"delta": self.delta}
+
+
+class LogCosh(_KernelLoss):
+    """Mean over the last axis of ``log(cosh(y_pred - y_true))``."""
+
+    kind = "regression"
+
+    def __init__(self, reduction="sum_over_batch_size", name="log_cosh", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _kernel_args(self, target, pred):
+        return kernels.losses.log_cosh, target, (), None
+
+
+class KLDivergence(_KernelLoss):
+    """Sum over the last axis of ``y_true * log(y_true / y_pred)``, both clipped to [eps, 1]."""
+
+    kind = "regression"
+
+    def __init__(self, reduction="sum_over_batch_size", name="kl_divergence", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _kernel_args(self, target, pred):
+        return kernels.losses.kl_divergence, target, (pred.dtype.type(EPSILON),), None
+
+
+class Poisson(_KernelLoss):
+    """Mean over the last axis of ``y_pred - y_true * log(y_pred + eps)``."""
+
+    kind = "regression"
+
+    def __init__(self, reduction="sum_over_batch_size", name="poisson", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _kernel_args(self, target, pred):
+        return kernels.losses.poisson, target, (pred.dtype.type(EPSILON),), None
+
+
+class MeanAbsolutePercentageError(_KernelLoss):
+    """Mean over the last axis of ``100 * |y_true - y_pred| / max(|y_true|, eps)``."""
+
+    kind = "regression"
+
+    def __init__(
+        self,
+        reduction="sum_over_batch_size",
+        name="mean_absolute_percentage_error",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _kernel_args(self, target, pred):
+        eps = (pred.dtype.type(EPSILON),)
+        return kernels.losses.mean_absolute_percentage_error, target, eps, None
+
+
+class MeanSquaredLogarithmicError(_KernelLoss):
+    """Mean over the last axis of ``(log(y_pred + 1) - log(y_true + 1))**2``, both floored at
+    eps."""
+
+    kind = "regression"
+
+    def __init__(
+        self,
+        reduction="sum_over_batch_size",
+        name="mean_squared_logarithmic_error",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _kernel_args(self, target, pred):
+        eps = (pred.dtype.type(EPSILON),)
+        return kernels.losses.mean_squared_logarithmic_error, target, eps, None
+
+
+class CosineSimilarity(_KernelLoss):
+    """``-sum(l2_normalize(y_true) * l2_normalize(y_pred))`` over ``axis``: -1 for the same
+    direction, 0 if either is a zero vector.
+
+    Args:
+        axis: the feature axis the similarity is taken over (default -1).
+    """
+
+    kind = "regression"
+
+    def __init__(
+        self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity", dtype=None
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"{self._who()}: `axis` must be an int. Received: axis={axis!r}")
+        self.axis = int(axis)
+
+    def _kernel_args(self, target, pred):
+        return kernels.losses.cosine_similarity, target, (pred.dtype.type(EPSILON),), None
+
+    def _moved(self, y_true, y_pred):
+        """(y_true, y_pred, source axis or None): ``axis`` moved last when it is not already."""
+        rank = np.ndim(unwrap(y_pred))
+        if not -rank <= self.axis < rank:
+            raise ValueError(
+                f"{self._who()}: axis={self.axis} is out of range for y_pred of rank {rank}"
+            )
+        axis = self.axis % rank
+        if axis == rank - 1 or np.ndim(unwrap(y_true)) != rank:
+            return y_true, y_pred, None
+        y_true = np.moveaxis(np.asarray(unwrap(y_true)), axis, -1)
+        if isinstance(y_pred, TensorOps):
+            return y_true, fnp.moveaxis(y_pred, axis, -1), axis
+        return y_true, np.moveaxis(np.asarray(y_pred), axis, -1), axis
+
+    def _values(self, y_true, y_pred):
+        y_true, y_pred, _ = self._moved(y_true, y_pred)
+        return super()._values(y_true, y_pred)
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None):
+        y_true, moved_pred, axis = self._moved(y_true, y_pred)
+        value, grad = super().value_and_grad(y_true, moved_pred, sample_weight)
+        return value, grad if axis is None else np.moveaxis(grad, -1, axis)
+
+    def get_config(self):
+        return super().get_config() | {"axis": self.axis}
+
+
+class Hinge(_KernelLoss):
+    """Mean over the last axis of ``max(1 - y_true * y_pred, 0)``; labels in {-1, 1}, or {0, 1}
+    (then mapped to {-1, 1} when every label of the batch is 0 or 1, as Keras does)."""
+
+    kind = "regression"
+    squared = False
+
+    def __init__(self, reduction="sum_over_batch_size", name="hinge", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _kernel_args(self, target, pred):
+        if np.all((target == 0) | (target == 1)):
+            target = 2 * target - 1
+        return kernels.losses.hinge, target, (self.squared,), None
+
+
+class SquaredHinge(Hinge):
+    """Mean over the last axis of ``max(1 - y_true * y_pred, 0) ** 2``; labels as ``Hinge``."""
+
+    squared = True
+
+    def __init__(self, reduction="sum_over_batch_size", name="squared_hinge", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+
+class CategoricalHinge(_KernelLoss):
+    """``max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)`` over the last axis."""
+
+    kind = "categorical"
+
+    def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _kernel_args(self, target, pred):
+        return kernels.losses.categorical_hinge, target, (), None
+
+
+class BinaryFocalCrossentropy(_Crossentropy):
+    """Binary crossentropy scaled by ``(1 - p_t) ** gamma`` (Lin et al.), averaged over the last
+    axis; y_pred holds probabilities or logits.
+
+    Args:
+        apply_class_balancing: weigh class 1 by ``alpha`` and class 0 by ``1 - alpha``.
+        alpha: the balancing weight of class 1.
+        gamma: the focusing parameter; 0 gives binary crossentropy.
+        from_logits: whether y_pred are logits.
+        label_smoothing: float in [0, 1]; targets become ``t * (1 - ls) + 0.5 * ls``.
+    """
+
+    kind = "binary"
+
+    def __init__(
+        self,
+        apply_class_balancing=False,
+        alpha=0.25,
+        gamma=2.0,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="binary_focal_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
+        self.apply_class_balancing = bool(apply_class_balancing)
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+
+    def _kernel_args(self, target, pred):
+        if self.label_smoothing:
+            ls = pred.dtype.type(self.label_smoothing)
+            target = target * (1 - ls) + pred.dtype.type(0.5) * ls
+        scalar = pred.dtype.type
+        extra = (
+            self.from_logits,
+            self.apply_class_balancing,
+            scalar(self.alpha),
+            scalar(self.gamma),
+            scalar(EPSILON),
+        )
+        return kernels.losses.binary_focal_crossentropy, target, extra, None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            apply_class_balancing=self.apply_class_balancing, alpha=self.alpha, gamma=self.gamma
+        )
+        return config
+
+
+class CategoricalFocalCrossentropy(_Crossentropy):
+    """Categorical crossentropy with each class's term scaled by ``alpha * (1 - p) ** gamma``
+    (Lin et al.), against one-hot (or soft) targets over the last axis.
+
+    Args:
+        alpha: the weight of every class, or a list with one weight per class.
+        gamma: the focusing parameter; 0 (with alpha 1) gives categorical crossentropy.
+        from_logits: whether y_pred are logits (softmax first).
+        label_smoothing: float in [0, 1]; targets become ``t * (1 - ls) + ls / num_classes``.
+    """
+
+    kind = "categorical"
+
+    def __init__(
+        self,
+        alpha=0.25,
+        gamma=2.0,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="categorical_focal_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
+        self.alpha = [float(a) for a in alpha] if np.ndim(alpha) else float(alpha)
+        self.gamma = float(gamma)
+
+    def _kernel_args(self, target, pred):
+        classes = pred.shape[1]
+        if np.ndim(self.alpha) and len(self.alpha) != classes:
+            raise ValueError(
+                f"{self._who()}: alpha has {len(self.alpha)} class weights but y_pred has "
+                f"{classes} classes"
+            )
+        if self.label_smoothing:
+            ls = pred.dtype.type(self.label_smoothing)
+            target = target * (1 - ls) + ls / pred.dtype.type(classes)
+        alpha = np.ascontiguousarray(np.broadcast_to(np.asarray(self.alpha, pred.dtype), classes))
+        scalar = pred.dtype.type
+        extra = (self.from_logits, alpha, scalar(self.gamma), scalar(EPSILON))
+        return kernels.losses.categorical_focal_crossentropy, target, extra, None
+
+    def get_config(self):
+        return super().get_config() | {"alpha": self.alpha, "gamma": self.gamma}
+
+
 def _first(flags: np.ndarray) -> tuple:
     """The index of the first True of ``flags`` (any shape)."""
     return np.unravel_index(int(np.argmax(flags)), flags.shape)
@@ -473,9 +749,87 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     return loss.call(y_true, y_pred)
 
 
+def huber(y_true, y_pred, delta=1.0):
+    """Per-sample Huber loss, averaged over the last axis."""
+    return Huber(delta).call(y_true, y_pred)
+
+
+def log_cosh(y_true, y_pred):
+    """Per-sample mean over the last axis of ``log(cosh(y_pred - y_true))``."""
+    return LogCosh().call(y_true, y_pred)
+
+
+def kl_divergence(y_true, y_pred):
+    """Per-sample Kullback-Leibler divergence over the last axis."""
+    return KLDivergence().call(y_true, y_pred)
+
+
+def poisson(y_true, y_pred):
+    """Per-sample Poisson loss, averaged over the last axis."""
+    return Poisson().call(y_true, y_pred)
+
+
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """Per-sample negative cosine similarity over ``axis``."""
+    return CosineSimilarity(axis).call(y_true, y_pred)
+
+
+def hinge(y_true, y_pred):
+    """Per-sample hinge loss, averaged over the last axis."""
+    return Hinge().call(y_true, y_pred)
+
+
+def squared_hinge(y_true, y_pred):
+    """Per-sample squared hinge loss, averaged over the last axis."""
+    return SquaredHinge().call(y_true, y_pred)
+
+
+def categorical_hinge(y_true, y_pred):
+    """Per-sample categorical hinge loss over the last axis."""
+    return CategoricalHinge().call(y_true, y_pred)
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    """Per-sample mean absolute percentage error over the last axis."""
+    return MeanAbsolutePercentageError().call(y_true, y_pred)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """Per-sample mean squared logarithmic error over the last axis."""
+    return MeanSquaredLogarithmicError().call(y_true, y_pred)
+
+
+def binary_focal_crossentropy(
+    y_true,
+    y_pred,
+    apply_class_balancing=False,
+    alpha=0.25,
+    gamma=2.0,
+    from_logits=False,
+    label_smoothing=0.0,
+    axis=-1,
+):
+    """Per-sample binary focal crossentropy, averaged over the last axis."""
+    loss = BinaryFocalCrossentropy(
+        apply_class_balancing, alpha, gamma, from_logits, label_smoothing, axis
+    )
+    return loss.call(y_true, y_pred)
+
+
+def categorical_focal_crossentropy(
+    y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1
+):
+    """Per-sample categorical focal crossentropy over the last axis."""
+    loss = CategoricalFocalCrossentropy(alpha, gamma, from_logits, label_smoothing, axis)
+    return loss.call(y_true, y_pred)
+
+
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
 bce = BCE = binary_crossentropy
+kld = KLD = kl_divergence
+mape = MAPE = mean_absolute_percentage_error
+msle = MSLE = mean_squared_logarithmic_error
 
 _CLASSES = {
     cls.__name__: cls
@@ -485,6 +839,18 @@ _CLASSES = {
         BinaryCrossentropy,
         CategoricalCrossentropy,
         SparseCategoricalCrossentropy,
+        Huber,
+        LogCosh,
+        KLDivergence,
+        Poisson,
+        CosineSimilarity,
+        Hinge,
+        SquaredHinge,
+        CategoricalHinge,
+        MeanAbsolutePercentageError,
+        MeanSquaredLogarithmicError,
+        BinaryFocalCrossentropy,
+        CategoricalFocalCrossentropy,
     )
 }
 _FUNCTIONS = {
@@ -493,12 +859,27 @@ _FUNCTIONS = {
     binary_crossentropy: BinaryCrossentropy,
     categorical_crossentropy: CategoricalCrossentropy,
     sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+    huber: Huber,
+    log_cosh: LogCosh,
+    kl_divergence: KLDivergence,
+    poisson: Poisson,
+    cosine_similarity: CosineSimilarity,
+    hinge: Hinge,
+    squared_hinge: SquaredHinge,
+    categorical_hinge: CategoricalHinge,
+    mean_absolute_percentage_error: MeanAbsolutePercentageError,
+    mean_squared_logarithmic_error: MeanSquaredLogarithmicError,
+    binary_focal_crossentropy: BinaryFocalCrossentropy,
+    categorical_focal_crossentropy: CategoricalFocalCrossentropy,
 }
 _ALIASES = {
     **{fn.__name__: cls for fn, cls in _FUNCTIONS.items()},
     **{a: MeanSquaredError for a in ("mse", "MSE")},
     **{a: MeanAbsoluteError for a in ("mae", "MAE")},
     **{a: BinaryCrossentropy for a in ("bce", "BCE")},
+    **{a: KLDivergence for a in ("kld", "KLD")},
+    **{a: MeanAbsolutePercentageError for a in ("mape", "MAPE")},
+    **{a: MeanSquaredLogarithmicError for a in ("msle", "MSLE")},
 }
 
 

@@ -232,3 +232,231 @@ def test_float32_stays_float32(name):
     target = labels if kind == "labels" else t
     args = (p, target, *(np.float32(e) for e in extra), np.empty(3, np.float32), np.empty_like(p))
     assert float64_ops(kernel, *args) == []
+
+
+# ---- the other Keras losses: references (float64, as Keras's torch backend computes them) ----
+
+
+def ref_huber(p, t, delta):
+    e = p - t
+    quad = np.abs(e) <= delta
+    loss = np.where(quad, 0.5 * e**2, delta * np.abs(e) - 0.5 * delta**2)
+    return loss.mean(-1), np.where(quad, e, delta * np.sign(e)) / p.shape[-1]
+
+
+def ref_log_cosh(p, t):
+    x = p - t
+    return np.log(np.cosh(x)).mean(-1), np.tanh(x) / p.shape[-1]
+
+
+def ref_kl_divergence(p, t, dtype=np.float64):
+    lo = float(dtype(EPS))
+    tc, q = np.clip(t, lo, 1), np.clip(p, lo, 1)
+    return (tc * np.log(tc / q)).sum(-1), np.where((p >= lo) & (p <= 1), -tc / q, 0.0)
+
+
+def ref_poisson(p, t):
+    return (p - t * np.log(p + EPS)).mean(-1), (1 - t / (p + EPS)) / p.shape[-1]
+
+
+def ref_hinge(p, t, squared):
+    margin = np.maximum(1 - t * p, 0)
+    if squared:
+        return (margin**2).mean(-1), -2 * t * margin / p.shape[-1]
+    return margin.mean(-1), np.where(margin > 0, -t, 0.0) / p.shape[-1]
+
+
+def ref_categorical_hinge(p, t):
+    pos = (t * p).sum(-1)
+    neg_terms = (1 - t) * p
+    worst = neg_terms.argmax(-1)
+    loss = np.maximum(neg_terms.max(-1) - pos + 1, 0)
+    grad = -t.copy()
+    grad[np.arange(len(p)), worst] += 1 - t[np.arange(len(p)), worst]
+    return loss, np.where((loss > 0)[:, None], grad, 0.0)
+
+
+def ref_mape(p, t):
+    denom = np.maximum(np.abs(t), EPS)
+    return 100 * (np.abs(t - p) / denom).mean(-1), 100 * np.sign(p - t) / denom / p.shape[-1]
+
+
+def ref_msle(p, t):
+    d = np.log(np.maximum(p, EPS) + 1) - np.log(np.maximum(t, EPS) + 1)
+    grad = np.where(p > EPS, 2 * d / (np.maximum(p, EPS) + 1), 0.0) / p.shape[-1]
+    return (d**2).mean(-1), grad
+
+
+def ref_cosine_similarity(p, t):
+    pn = np.sqrt((p * p).sum(-1, keepdims=True))
+    tn = np.sqrt((t * t).sum(-1, keepdims=True))
+    u, y = t / tn, p / pn
+    return -(u * y).sum(-1), -(u - (u * y).sum(-1, keepdims=True) * y) / pn
+
+
+def ref_binary_focal(x, t, from_logits, balanced, alpha, gamma, dtype=np.float64):
+    """Loss and gradient by the chain rule written out in numpy, all float64."""
+    lo, hi = clip_bounds(dtype)
+    s = 1 / (1 + np.exp(-x)) if from_logits else x
+    q = np.clip(s, lo, hi)
+    bce = -(t * np.log(q) + (1 - t) * np.log(1 - q))
+    d_bce = np.where((s >= lo) & (s <= hi), (q - t) / (q * (1 - q)), 0.0)
+    base = 1 - (t * s + (1 - t) * (1 - s))
+    weight = t * alpha + (1 - t) * (1 - alpha) if balanced else 1.0
+    d = weight * (gamma * base ** (gamma - 1) * (1 - 2 * t) * bce + base**gamma * d_bce)
+    if from_logits:
+        d = d * s * (1 - s)
+    return (weight * base**gamma * bce).mean(-1), d / x.shape[-1]
+
+
+def ref_categorical_focal(x, t, from_logits, alpha, gamma, dtype=np.float64):
+    lo, hi = clip_bounds(dtype)
+    if from_logits:
+        e = np.exp(x - x.max(-1, keepdims=True))
+        s = e / e.sum(-1, keepdims=True)
+    else:
+        s = x
+    total = s.sum(-1, keepdims=True)
+    o = s / total
+    c = np.clip(o, lo, hi)
+    loss = (alpha * (1 - c) ** gamma * -t * np.log(c)).sum(-1)
+    d_c = alpha * t * (gamma * (1 - c) ** (gamma - 1) * np.log(c) - (1 - c) ** gamma / c)
+    d_c = np.where((o >= lo) & (o <= hi), d_c, 0.0)
+    d_s = (d_c - (d_c * o).sum(-1, keepdims=True)) / total
+    if from_logits:
+        d_s = s * (d_s - (d_s * s).sum(-1, keepdims=True))
+    return loss, d_s
+
+
+def _signed(t):
+    return np.where(t > 0.5, 1.0, -1.0).astype(t.dtype)
+
+
+def _onehot_like(labels, p):
+    return np.eye(p.shape[1], dtype=p.dtype)[labels]
+
+
+# name: (kernel, extra scalar args, reference(p, t, dtype), pred range, target maker)
+MORE_KERNELS = {
+    "huber": (K.huber, (0.8,), lambda p, t, d: ref_huber(p, t, 0.8), (-3, 3), None),
+    "log_cosh": (K.log_cosh, (), lambda p, t, d: ref_log_cosh(p, t), (-3, 3), None),
+    "kl_divergence": (K.kl_divergence, (EPS,), ref_kl_divergence, (0.05, 1.0), None),
+    "poisson": (K.poisson, (EPS,), lambda p, t, d: ref_poisson(p, t), (0.05, 3), None),
+    "hinge": (K.hinge, (False,), lambda p, t, d: ref_hinge(p, t, False), (-2, 2), _signed),
+    "squared_hinge": (K.hinge, (True,), lambda p, t, d: ref_hinge(p, t, True), (-2, 2), _signed),
+    "categorical_hinge": (
+        K.categorical_hinge,
+        (),
+        lambda p, t, d: ref_categorical_hinge(p, t),
+        (-2, 2),
+        "onehot",
+    ),
+    "mape": (
+        K.mean_absolute_percentage_error,
+        (EPS,),
+        lambda p, t, d: ref_mape(p, t),
+        (-3, 3),
+        None,
+    ),
+    "msle": (
+        K.mean_squared_logarithmic_error,
+        (EPS,),
+        lambda p, t, d: ref_msle(p, t),
+        (0.05, 3),
+        None,
+    ),
+    "cosine_similarity": (
+        K.cosine_similarity,
+        (EPS,),
+        lambda p, t, d: ref_cosine_similarity(p, t),
+        (-2, 2),
+        None,
+    ),
+    "binary_focal": (
+        K.binary_focal_crossentropy,
+        (False, False, 0.25, 2.0, EPS),
+        lambda p, t, d: ref_binary_focal(p, t, False, False, 0.25, 2.0, d),
+        (0.02, 0.98),
+        None,
+    ),
+    "binary_focal_logits_balanced": (
+        K.binary_focal_crossentropy,
+        (True, True, 0.3, 1.5, EPS),
+        lambda p, t, d: ref_binary_focal(p, t, True, True, 0.3, 1.5, d),
+        (-4, 4),
+        None,
+    ),
+    "categorical_focal": (
+        K.categorical_focal_crossentropy,
+        (False, "alpha", 2.0, EPS),
+        lambda p, t, d: ref_categorical_focal(p, t, False, 0.25, 2.0, d),
+        (0.05, 1.0),
+        "onehot",
+    ),
+    "categorical_focal_logits": (
+        K.categorical_focal_crossentropy,
+        (True, "alpha", 1.5, EPS),
+        lambda p, t, d: ref_categorical_focal(p, t, True, 0.25, 1.5, d),
+        (-4, 4),
+        None,
+    ),
+}
+
+
+def _more_args(name, shape, seed, dtype):
+    """(kernel, pred, target, extra args cast to ``dtype``, reference) for MORE_KERNELS[name]."""
+    kernel, extra, ref, (lo, hi), target_kind = MORE_KERNELS[name]
+    p, t, labels = _inputs(seed, shape, dtype, lo, hi)
+    if target_kind == "onehot":
+        t = _onehot_like(labels, p)
+    elif target_kind is not None:
+        t = target_kind(t)
+    args = tuple(
+        np.full(shape[1], 0.25, dtype) if e == "alpha" else e if isinstance(e, bool) else dtype(e)
+        for e in extra
+    )
+    return kernel, p, t, args, ref
+
+
+@pytest.mark.parametrize("name", sorted(MORE_KERNELS))
+@settings(max_examples=5, deadline=None)
+@given(shape=shapes, seed=seeds, dtype=dtypes)
+def test_more_losses_match_references(name, shape, seed, dtype):
+    kernel, p, t, args, ref = _more_args(name, shape, seed, dtype)
+    want = ref(p.astype(np.float64), t.astype(np.float64), dtype)
+    _check(_run(kernel, p, t, *args), want, dtype)
+
+
+@pytest.mark.parametrize("name", sorted(MORE_KERNELS))
+@settings(max_examples=5, deadline=None)
+@given(shape=shapes, seed=seeds)
+def test_more_losses_gradient_finite_differences(name, shape, seed):
+    kernel, p, t, args, _ = _more_args(name, shape, seed, np.float64)
+    _, grad = _run(kernel, p, t, *args)
+    h = 1e-6
+    fd = np.empty_like(p)
+    for idx in np.ndindex(*p.shape):
+        up, down = p.copy(), p.copy()
+        up[idx] += h
+        down[idx] -= h
+        row = idx[0]
+        fd[idx] = (_run(kernel, up, t, *args)[0][row] - _run(kernel, down, t, *args)[0][row]) / (
+            2 * h
+        )
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(MORE_KERNELS))
+def test_more_losses_float32_stays_float32(name):
+    kernel, p, t, args, _ = _more_args(name, (3, 4), 0, np.float32)
+    out = (np.empty(3, np.float32), np.empty_like(p))
+    assert float64_ops(kernel, p, t, *args, *out) == []
+
+
+def test_cosine_similarity_of_a_zero_vector_is_zero():
+    p = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 2.0]])
+    t = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    loss, grad = _run(K.cosine_similarity, p, t, EPS)
+    np.testing.assert_array_equal(loss, [0.0, 0.0])
+    np.testing.assert_allclose(grad[0], [-1 / EPS, 0.0, 0.0])  # the norm's inverse capped: 1/eps
+    np.testing.assert_array_equal(grad[1], [0.0, 0.0, 0.0])
