@@ -26,7 +26,7 @@ def randomize_weights(layer, seed=0, scale=0.5) -> None:
     """Give every weight of ``layer`` (or a model) random values; variances stay positive."""
     rng = np.random.default_rng(seed)
     for var in layer.weights:
-        if var.name == "moving_variance":
+        if var.name in ("moving_variance", "variance"):  # BatchNormalization, Normalization
             var.value[...] = rng.uniform(0.5, 2.0, var.shape)
         else:
             var.value[...] = scale * rng.standard_normal(var.shape)

@@ -1,4 +1,5 @@
-"""Reshaping layers: Reshape and RepeatVector (Keras 3 arguments; masks stop here, as in Keras)."""
+"""Reshaping layers: Reshape, RepeatVector, Permute, Identity, zero padding, cropping and
+up-sampling (Keras 3 arguments; masks stop here, as in Keras, but Identity passes them)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 import numpy as np
 
+from fastnn import backend, kernels
 from fastnn.layers.base import Layer, shape_error
 
 
@@ -129,3 +131,438 @@ class RepeatVector(Layer):
 
     def get_config(self):
         return {**super().get_config(), "n": self.n}
+
+
+# ---- argument checks Keras's reshaping layers share ---------------------------------------------
+
+
+def standardize_tuple(value, n: int, name: str, allow_zero: bool = False) -> tuple:
+    """An int or n ints as a tuple of n ints, >= 0 (``allow_zero``) or > 0 (Keras's check)."""
+    message = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
+    if _is_int(value):
+        values = (int(value),) * n
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            raise ValueError(message) from None
+        if len(values) != n:
+            raise ValueError(message)
+        for v in values:
+            if not _is_int(v):
+                raise ValueError(f"{message} including element {v} of type {type(v)}")
+        values = tuple(int(v) for v in values)
+    bad = {v for v in values if (v < 0 if allow_zero else v <= 0)}
+    if bad:
+        wanted = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{message}, including values {bad} that do not satisfy `value {wanted}`")
+    return values
+
+
+def standardize_data_format(data_format) -> str:
+    """'channels_last' or 'channels_first'; None is ``fastnn.backend.image_data_format()``."""
+    if data_format is None:
+        return backend.image_data_format()
+    value = str(data_format).lower()
+    if value not in ("channels_first", "channels_last"):
+        raise ValueError(
+            "The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
+            f"Received: data_format={data_format}"
+        )
+    return value
+
+
+def _pairs_2d(value, name: str) -> tuple:
+    """ZeroPadding2D's and Cropping2D's argument as ((top, bottom), (left, right))."""
+    if _is_int(value):
+        if value < 0:
+            raise ValueError(f"`{name}` cannot be negative. Received: {name}={value}.")
+        return ((int(value),) * 2,) * 2
+    if not hasattr(value, "__len__"):
+        raise ValueError(
+            f"`{name}` should be either an int, a tuple of 2 ints "
+            "(symmetric_height_crop, symmetric_width_crop), "
+            "or a tuple of 2 tuples of 2 ints "
+            "((top_crop, bottom_crop), (left_crop, right_crop)). "
+            f"Received: {name}={value}."
+        )
+    if len(value) != 2:
+        raise ValueError(f"`{name}` should have two elements. Received: {name}={value}.")
+    return (
+        standardize_tuple(value[0], 2, f"1st entry of {name}", allow_zero=True),
+        standardize_tuple(value[1], 2, f"2nd entry of {name}", allow_zero=True),
+    )
+
+
+def check_rank(layer: Layer, input_shape, ndim: int, layout: str) -> tuple:
+    """``input_shape`` as a tuple, or Keras's InputSpec error naming the layer."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) != ndim:
+        raise shape_error(
+            layer, f"expected ndim={ndim}, found ndim={len(input_shape)}", layout, input_shape
+        )
+    return input_shape
+
+
+def _spatial_axes(data_format: str, rank: int) -> tuple:
+    """The spatial axes of a (batch, ..., channels) or (batch, channels, ...) input."""
+    first = 2 if data_format == "channels_first" else 1
+    return tuple(range(first, first + rank))
+
+
+def layout_name(data_format: str, rank: int) -> str:
+    names = ("steps",) if rank == 1 else ("height", "width")
+    dims = ("channels", *names) if data_format == "channels_first" else (*names, "channels")
+    return f"(batch, {', '.join(dims)})"
+
+
+# ---- Permute, Identity ------------------------------------------------------------------------
+
+
+class Permute(Layer):
+    """Permutes the non-batch axes by ``dims`` (1-based): ``Permute((2, 1))`` swaps two axes.
+
+    Example: ``Permute((2, 1))(Input((10, 64)))`` has shape ``(None, 64, 10)``.
+    """
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        dims = tuple(dims)
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError(
+                "Invalid permutation argument `dims` for Permute Layer. "
+                "The set of indices in `dims` must be consecutive and start "
+                f"from 1. Received dims={dims}"
+            )
+        self.dims = tuple(int(d) for d in dims)
+        self._axes = (0, *self.dims)
+        self._inverse = tuple(int(a) for a in np.argsort(self._axes))
+
+    def compute_output_shape(self, input_shape):
+        rank = len(self.dims) + 1
+        input_shape = check_rank(self, input_shape, rank, f"a {rank}-D input")
+        return tuple(input_shape[a] for a in self._axes)
+
+    def forward(self, inputs, training):
+        return np.ascontiguousarray(inputs.transpose(self._axes)), None
+
+    def backward(self, ctx, grad_outputs):
+        return np.ascontiguousarray(np.asarray(grad_outputs).transpose(self._inverse))
+
+    def get_config(self):
+        return {**super().get_config(), "dims": self.dims}
+
+
+class Identity(Layer):
+    """Passes its inputs (one array or a list) through unchanged, masks included."""
+
+    passes_mask = True
+
+    def forward(self, inputs, training):
+        return inputs, None
+
+    def backward(self, ctx, grad_outputs):
+        return grad_outputs
+
+
+# ---- padding and cropping -----------------------------------------------------------------------
+
+
+class _Window(Layer):
+    """Zero padding and cropping: a box of the input's spatial axes, ``_box`` per axis as
+    (start, stop) within the larger of the input and the output."""
+
+    rank = 1
+    data_format = "channels_last"
+
+    def _edges(self):
+        """((before, after), ...) per spatial axis."""
+        raise NotImplementedError
+
+    def _new_size(self, size, before, after):
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        input_shape = check_rank(
+            self, input_shape, self.rank + 2, layout_name(self.data_format, self.rank)
+        )
+        shape = list(input_shape)
+        for axis, (before, after) in zip(_spatial_axes(self.data_format, self.rank), self._edges()):
+            if shape[axis] is not None:
+                shape[axis] = self._new_size(shape[axis], before, after, input_shape)
+        return tuple(shape)
+
+    def _slices(self, big_shape):
+        """The index of the small array inside the big one."""
+        index = [slice(None)] * len(big_shape)
+        for axis, (before, after) in zip(_spatial_axes(self.data_format, self.rank), self._edges()):
+            index[axis] = slice(before, big_shape[axis] - after)
+        return tuple(index)
+
+
+class _Padding(_Window):
+    def _edges(self):
+        return self.padding if self.rank > 1 else (self.padding,)
+
+    def _new_size(self, size, before, after, input_shape):
+        return size + before + after
+
+    def forward(self, inputs, training):
+        out = np.zeros(self.compute_output_shape(inputs.shape), inputs.dtype)
+        out[self._slices(out.shape)] = inputs
+        return out, None
+
+    def backward(self, ctx, grad_outputs):
+        grad = np.asarray(grad_outputs)
+        return np.ascontiguousarray(grad[self._slices(grad.shape)])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "data_format": self.data_format}
+
+
+class ZeroPadding1D(_Padding):
+    """Adds zeros before and after the steps: ``(batch, steps, features)``.
+
+    Args:
+        padding: an int (both ends), or ``(before, after)``.
+        data_format: ``"channels_last"`` (``(batch, steps, features)``, the default) or
+            ``"channels_first"`` (``(batch, features, steps)``).
+
+    Example: ``ZeroPadding1D(2)`` turns ``(None, 5, 3)`` into ``(None, 9, 3)``.
+    """
+
+    rank = 1
+
+    def __init__(self, padding=1, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = standardize_data_format(data_format)
+        self.padding = standardize_tuple(padding, 2, "padding", allow_zero=True)
+
+
+class ZeroPadding2D(_Padding):
+    """Adds rows and columns of zeros around images.
+
+    Args:
+        padding: an int (all four sides), ``(rows, columns)`` (each at both ends), or
+            ``((top, bottom), (left, right))``.
+        data_format: ``"channels_last"`` (NHWC, the default) or ``"channels_first"`` (NCHW).
+
+    Example: ``ZeroPadding2D(((1, 0), (2, 2)))`` turns ``(None, 4, 4, 3)`` into
+    ``(None, 5, 8, 3)``.
+    """
+
+    rank = 2
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = standardize_data_format(data_format)
+        self.padding = _pairs_2d(padding, "padding")
+
+
+class _Cropping(_Window):
+    def _edges(self):
+        return self.cropping if self.rank > 1 else (self.cropping,)
+
+    def _new_size(self, size, before, after, input_shape):
+        if before + after >= size:
+            raise shape_error(
+                self,
+                f"`cropping` must leave some of each spatial axis; cropping={self.cropping}",
+                "spatial sizes larger than the cropping",
+                input_shape,
+            )
+        return size - before - after
+
+    def forward(self, inputs, training):
+        self.compute_output_shape(inputs.shape)  # the crop must fit
+        return np.ascontiguousarray(inputs[self._slices(inputs.shape)]), inputs.shape
+
+    def backward(self, ctx, grad_outputs):
+        grad_x = np.zeros(ctx, np.asarray(grad_outputs).dtype)
+        grad_x[self._slices(ctx)] = grad_outputs
+        return grad_x
+
+
+class Cropping1D(_Cropping):
+    """Removes steps at the start and end: ``(batch, steps, features)``.
+
+    Args:
+        cropping: an int (both ends), or ``(start, end)``.
+
+    Example: ``Cropping1D((1, 2))`` turns ``(None, 6, 3)`` into ``(None, 3, 3)``.
+    """
+
+    rank = 1
+
+    def __init__(self, cropping=(1, 1), **kwargs):
+        super().__init__(**kwargs)
+        self.cropping = standardize_tuple(cropping, 2, "cropping", allow_zero=True)
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": self.cropping}
+
+
+class Cropping2D(_Cropping):
+    """Removes rows and columns at the edges of images.
+
+    Args:
+        cropping: an int (all four sides), ``(rows, columns)`` (each at both ends), or
+            ``((top, bottom), (left, right))``.
+        data_format: ``"channels_last"`` (NHWC, the default) or ``"channels_first"`` (NCHW).
+
+    Example: ``Cropping2D(((2, 2), (4, 4)))`` turns ``(None, 28, 28, 3)`` into
+    ``(None, 24, 20, 3)``.
+    """
+
+    rank = 2
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = standardize_data_format(data_format)
+        self.cropping = _pairs_2d(cropping, "cropping")
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": self.cropping, "data_format": self.data_format}
+
+
+# ---- up-sampling --------------------------------------------------------------------------------
+
+
+class UpSampling1D(Layer):
+    """Repeats each step ``size`` times: ``(batch, steps, features) -> (batch, steps * size,
+    features)``.
+
+    Example: ``UpSampling1D(2)`` turns steps ``a b`` into ``a a b b``.
+    """
+
+    def __init__(self, size: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        if not _is_int(size):
+            raise TypeError(f"Expected an integer value for `size`, got {type(size)}.")
+        if size <= 0:
+            raise ValueError(f"Argument `size` should be a positive integer. Received: size={size}")
+        self.size = int(size)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = check_rank(self, input_shape, 3, "(batch, steps, features)")
+        steps = None if input_shape[1] is None else input_shape[1] * self.size
+        return (input_shape[0], steps, input_shape[2])
+
+    def forward(self, inputs, training):
+        n, steps, features = inputs.shape
+        out = np.empty((n, steps, self.size, features), inputs.dtype)
+        out[...] = inputs[:, :, None, :]
+        return out.reshape(n, steps * self.size, features), None
+
+    def backward(self, ctx, grad_outputs):
+        grad = np.asarray(grad_outputs)
+        n, steps, features = grad.shape
+        return grad.reshape(n, steps // self.size, self.size, features).sum(axis=2)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+#: ``ops.image.resize``'s interpolations: UpSampling2D accepts these names.
+RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "lanczos3", "lanczos5", "bicubic", "area")
+
+
+class UpSampling2D(Layer):
+    """Enlarges images by ``size`` = (rows, columns) factors.
+
+    Args:
+        size: an int or ``(rows, columns)``, positive.
+        data_format: ``"channels_last"`` (NHWC, the default) or ``"channels_first"`` (NCHW).
+        interpolation: ``"nearest"`` (each pixel repeated) or ``"bilinear"`` (half-pixel
+            centres, no antialiasing: Keras's ``ops.image.resize``, torch's
+            ``interpolate(mode="bilinear", align_corners=False)``).
+
+    Example: ``UpSampling2D(2, interpolation="bilinear")`` turns ``(None, 8, 8, 3)`` into
+    ``(None, 16, 16, 3)``.
+    """
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = standardize_data_format(data_format)
+        self.size = standardize_tuple(size, 2, "size")
+        if not isinstance(interpolation, str) or interpolation.lower() not in RESIZE_INTERPOLATIONS:
+            raise ValueError(
+                "Invalid value for argument `interpolation`. Expected of one "
+                f"{RESIZE_INTERPOLATIONS}. Received: interpolation={interpolation}"
+            )
+        self.interpolation = interpolation.lower()
+        if self.interpolation not in ("nearest", "bilinear"):
+            raise NotImplementedError(
+                f"UpSampling2D '{self.name}': fastnn has interpolation='nearest' and 'bilinear'; "
+                f"got {interpolation!r}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        input_shape = check_rank(self, input_shape, 4, layout_name(self.data_format, 2))
+        shape = list(input_shape)
+        for axis, factor in zip(_spatial_axes(self.data_format, 2), self.size):
+            if shape[axis] is not None:
+                shape[axis] *= factor
+        return tuple(shape)
+
+    def forward(self, inputs, training):
+        if self.interpolation == "bilinear":
+            return self._bilinear_forward(inputs), inputs.shape
+        sh, sw = self.size
+        x = inputs
+        out = np.empty(self.compute_output_shape(x.shape), x.dtype)
+        if self.data_format == "channels_last":
+            n, h, w, c = x.shape
+            out.reshape(n, h, sh, w, sw, c)[...] = x[:, :, None, :, None, :]
+        else:
+            n, c, h, w = x.shape
+            out.reshape(n, c, h, sh, w, sw)[...] = x[:, :, :, None, :, None]
+        return out, inputs.shape
+
+    def backward(self, ctx, grad_outputs):
+        grad = np.asarray(grad_outputs)
+        if self.interpolation == "bilinear":
+            return self._bilinear_backward(grad, ctx)
+        sh, sw = self.size
+        if self.data_format == "channels_last":
+            n, h, w, c = ctx
+            return grad.reshape(n, h, sh, w, sw, c).sum(axis=(2, 4))
+        n, c, h, w = ctx
+        return grad.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
+
+    def _as_nhwc(self, x):
+        """A channels_last view of x: NCHW planes are (N*C, H, W, 1) images."""
+        if self.data_format == "channels_last":
+            return np.ascontiguousarray(x)
+        n, c, h, w = x.shape
+        return np.ascontiguousarray(x).reshape(n * c, h, w, 1)
+
+    def _taps(self, h, w, dtype):
+        taps = kernels.resize.linear_taps
+        return taps(h, h * self.size[0], dtype), taps(w, w * self.size[1], dtype)
+
+    def _bilinear_forward(self, inputs):
+        x = self._as_nhwc(inputs)
+        n, h, w, c = x.shape
+        rows, cols = self._taps(h, w, x.dtype)
+        out = np.empty((n, h * self.size[0], w * self.size[1], c), x.dtype)
+        kernels.resize.bilinear_forward(x, *rows, *cols, out)
+        return out.reshape(self.compute_output_shape(inputs.shape))
+
+    def _bilinear_backward(self, grad, in_shape):
+        g = self._as_nhwc(grad)
+        n, oh, ow, c = g.shape
+        h, w = oh // self.size[0], ow // self.size[1]
+        rows, cols = self._taps(h, w, g.dtype)
+        grad_x = np.empty((n, h, w, c), g.dtype)
+        by_input = kernels.resize.taps_by_input
+        kernels.resize.bilinear_backward(g, *by_input(*rows, h), *by_input(*cols, w), grad_x)
+        return grad_x.reshape(in_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "data_format": self.data_format,
+            "interpolation": self.interpolation,
+        }
