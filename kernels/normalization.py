@@ -1,4 +1,6 @@
-"""Batch normalization over 2-D ``(M, C)`` arrays: statistics per column ``C``, near bandwidth.
+"""Batch, layer and group normalization kernels.
+
+Batch normalization over 2-D ``(M, C)`` arrays: statistics per column ``C``, near bandwidth.
 
 The caller reshapes NHWC activations to ``(N*H*W, C)``. Training forward is two passes over x:
 one gathers per-column sums of ``d = x - x[0]`` and ``d**2`` in float64 (per-block partials over
@@ -215,3 +217,220 @@ def batchnorm_backward(grad_y, x, gamma, beta, mean, invstd, code, grad_x, dgamm
         _grad_x_parallel(grad_y, x, mean, scale, beta, code, k_dy, k_x, k_0, grad_x)
     else:
         _grad_x_rows(grad_y, x, mean, scale, beta, code, k_dy, k_x, k_0, grad_x, 0, rows)
+
+
+# ---- layer normalization: statistics per row of (M, D) -----------------------------------------
+#
+# One row at a time: its mean, its variance around that mean (the row is in cache by then, so
+# the second read is free) and the normalized row, accumulated in float64. The statistics are
+# kept as float64 (M,) arrays for the backward, which is one pass per row too: the two row sums
+# the input gradient needs, then the gradient, while dgamma and dbeta gather per block of rows.
+# ``rms`` is Keras's deprecated ``rms_scaling``: y = x * rstd * gamma, the variance still
+# centered, no beta.
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _layernorm_rows(x, gamma, beta, eps, rms, y, mean, rstd, start, stop):
+    """y = (x - mean) * rstd * gamma + beta per row of rows [start, stop); rms: x * rstd * gamma."""
+    cols = x.shape[1]
+    for i in range(start, stop):
+        total = 0.0
+        for j in range(cols):
+            total += x[i, j]
+        m = total / cols
+        sq = 0.0
+        for j in range(cols):
+            d = x[i, j] - m
+            sq += d * d
+        r = 1.0 / np.sqrt(sq / cols + eps)
+        mean[i] = m
+        rstd[i] = r
+        mm, rr = x.dtype.type(m), x.dtype.type(r)  # the write loop in x's dtype: vectorizes
+        if rms:
+            for j in range(cols):
+                y[i, j] = x[i, j] * rr * gamma[j]
+        else:
+            for j in range(cols):
+                y[i, j] = (x[i, j] - mm) * rr * gamma[j] + beta[j]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _layernorm_parallel(x, gamma, beta, eps, rms, y, mean, rstd):
+    rows = x.shape[0]
+    blocks = min(rows, PARALLEL_BLOCKS)
+    for b in prange(blocks):
+        start, stop = b * rows // blocks, (b + 1) * rows // blocks
+        _layernorm_rows(x, gamma, beta, eps, rms, y, mean, rstd, start, stop)
+
+
+def layernorm_forward(x, gamma, beta, eps, rms, y, mean, rstd):
+    """y (M, D) = LayerNorm of x (M, D) per row with gamma, beta (D,); mean, rstd (M,) float64
+    written (1 / sqrt(var + eps)); ``rms``: y = x * rstd * gamma (beta unused)."""
+    if _blocks(*x.shape) > 1:
+        _layernorm_parallel(x, gamma, beta, eps, rms, y, mean, rstd)
+    else:
+        _layernorm_rows(x, gamma, beta, eps, rms, y, mean, rstd, 0, x.shape[0])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _layernorm_grad_rows(grad_y, x, gamma, mean, rstd, rms, grad_x, dgamma, dbeta, start, stop):
+    """grad_x over rows [start, stop); dgamma, dbeta (D,) float64 added into."""
+    cols = x.shape[1]
+    for i in range(start, stop):
+        m = mean[i]
+        r = rstd[i]
+        sum_g = 0.0
+        sum_gu = 0.0  # sum of g * u, u = d y / d gamma (x * rstd with rms, else xhat)
+        for j in range(cols):
+            dy = np.float64(grad_y[i, j])
+            u = x[i, j] * r if rms else (x[i, j] - m) * r
+            g = dy * gamma[j]
+            sum_g += g
+            sum_gu += g * u
+            dgamma[j] += dy * u
+            dbeta[j] += dy
+        t = x.dtype.type
+        mm, rr = t(m), t(r)
+        mean_g = t(0.0) if rms else t(sum_g / cols)
+        mean_gu = t(sum_gu / cols)
+        for j in range(cols):
+            xhat = (x[i, j] - mm) * rr
+            grad_x[i, j] = rr * (grad_y[i, j] * gamma[j] - mean_g - xhat * mean_gu)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _layernorm_grad_parallel(grad_y, x, gamma, mean, rstd, rms, grad_x, part_g, part_b):
+    rows = x.shape[0]
+    blocks = part_g.shape[0]
+    for b in prange(blocks):
+        start, stop = b * rows // blocks, (b + 1) * rows // blocks
+        _layernorm_grad_rows(
+            grad_y, x, gamma, mean, rstd, rms, grad_x, part_g[b], part_b[b], start, stop
+        )
+
+
+def layernorm_backward(grad_y, x, gamma, mean, rstd, rms, grad_x, dgamma, dbeta):
+    """grad_x (M, D) overwritten; dgamma, dbeta (D,) added into (dbeta: sum of grad_y, which
+    ``rms`` outputs do not depend on); mean, rstd (M,) float64 from ``layernorm_forward``."""
+    rows, cols = x.shape
+    blocks = _blocks(rows, cols)
+    part_g = np.zeros((blocks, cols))
+    part_b = np.zeros((blocks, cols))
+    if blocks > 1:
+        _layernorm_grad_parallel(grad_y, x, gamma, mean, rstd, rms, grad_x, part_g, part_b)
+    else:
+        _layernorm_grad_rows(
+            grad_y, x, gamma, mean, rstd, rms, grad_x, part_g[0], part_b[0], 0, rows
+        )
+    dgamma += part_g.sum(axis=0).astype(dgamma.dtype)
+    dbeta += part_b.sum(axis=0).astype(dbeta.dtype)
+
+
+# ---- group normalization: statistics per sample and group of channels ------------------------
+#
+# x is (N, S, C) channels-last (S: every axis between batch and channels, flattened), the C
+# channels in G groups of C // G neighbours. Per sample: one read for the group sums, one for
+# the centered squares, one to write; the sample's S * C values are in cache for the later ones
+# when they fit. Parallel over samples.
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _groupnorm_sample(x, gamma, beta, eps, groups, y, mean, rstd, n):
+    steps, channels = x.shape[1], x.shape[2]
+    width = channels // groups
+    count = steps * width
+    acc = np.zeros(groups)
+    for t in range(steps):
+        for c in range(channels):
+            acc[c // width] += x[n, t, c]
+    for g in range(groups):
+        mean[n, g] = acc[g] / count
+        acc[g] = 0.0
+    for t in range(steps):
+        for c in range(channels):
+            d = x[n, t, c] - mean[n, c // width]
+            acc[c // width] += d * d
+    for g in range(groups):
+        rstd[n, g] = 1.0 / np.sqrt(acc[g] / count + eps)
+    for t in range(steps):
+        for c in range(channels):
+            g = c // width
+            y[n, t, c] = (x[n, t, c] - mean[n, g]) * rstd[n, g] * gamma[c] + beta[c]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _groupnorm_serial(x, gamma, beta, eps, groups, y, mean, rstd):
+    for n in range(x.shape[0]):
+        _groupnorm_sample(x, gamma, beta, eps, groups, y, mean, rstd, n)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _groupnorm_parallel(x, gamma, beta, eps, groups, y, mean, rstd):
+    for n in prange(x.shape[0]):
+        _groupnorm_sample(x, gamma, beta, eps, groups, y, mean, rstd, n)
+
+
+def groupnorm_forward(x, gamma, beta, eps, groups, y, mean, rstd):
+    """y (N, S, C) = GroupNorm of x (N, S, C) over ``groups`` groups of channels, gamma, beta
+    (C,); mean, rstd (N, groups) float64 written (rstd = 1 / sqrt(var + eps))."""
+    if x.shape[0] > 1 and x.size >= PARALLEL_MIN_ELEMENTS:
+        _groupnorm_parallel(x, gamma, beta, eps, groups, y, mean, rstd)
+    else:
+        _groupnorm_serial(x, gamma, beta, eps, groups, y, mean, rstd)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _groupnorm_grad_sample(grad_y, x, gamma, mean, rstd, grad_x, dgamma, dbeta, n):
+    """grad_x[n]; dgamma[n], dbeta[n] (C,) float64: this sample's parts."""
+    steps, channels = x.shape[1], x.shape[2]
+    groups = mean.shape[1]
+    width = channels // groups
+    count = steps * width
+    sum_g = np.zeros(groups)
+    sum_gx = np.zeros(groups)
+    for t in range(steps):
+        for c in range(channels):
+            k = c // width
+            dy = np.float64(grad_y[n, t, c])
+            xhat = (x[n, t, c] - mean[n, k]) * rstd[n, k]
+            g = dy * gamma[c]
+            sum_g[k] += g
+            sum_gx[k] += g * xhat
+            dgamma[c] += dy * xhat
+            dbeta[c] += dy
+    for k in range(groups):
+        sum_g[k] /= count
+        sum_gx[k] /= count
+    for t in range(steps):
+        for c in range(channels):
+            k = c // width
+            xhat = (x[n, t, c] - mean[n, k]) * rstd[n, k]
+            g = grad_y[n, t, c] * gamma[c]
+            grad_x[n, t, c] = rstd[n, k] * (g - sum_g[k] - xhat * sum_gx[k])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _groupnorm_grad_serial(grad_y, x, gamma, mean, rstd, grad_x, part_g, part_b):
+    for n in range(x.shape[0]):
+        _groupnorm_grad_sample(grad_y, x, gamma, mean, rstd, grad_x, part_g[0], part_b[0], n)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _groupnorm_grad_parallel(grad_y, x, gamma, mean, rstd, grad_x, part_g, part_b):
+    for n in prange(x.shape[0]):
+        _groupnorm_grad_sample(grad_y, x, gamma, mean, rstd, grad_x, part_g[n], part_b[n], n)
+
+
+def groupnorm_backward(grad_y, x, gamma, mean, rstd, grad_x, dgamma, dbeta):
+    """grad_x (N, S, C) overwritten; dgamma, dbeta (C,) added into; mean, rstd (N, groups)
+    float64 from ``groupnorm_forward``."""
+    parallel = x.shape[0] > 1 and x.size >= PARALLEL_MIN_ELEMENTS
+    parts = x.shape[0] if parallel else 1
+    part_g = np.zeros((parts, x.shape[2]))
+    part_b = np.zeros((parts, x.shape[2]))
+    if parallel:
+        _groupnorm_grad_parallel(grad_y, x, gamma, mean, rstd, grad_x, part_g, part_b)
+    else:
+        _groupnorm_grad_serial(grad_y, x, gamma, mean, rstd, grad_x, part_g, part_b)
+    dgamma += part_g.sum(axis=0).astype(dgamma.dtype)
+    dbeta += part_b.sum(axis=0).astype(dbeta.dtype)

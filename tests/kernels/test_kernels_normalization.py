@@ -179,3 +179,170 @@ def test_float32_stays_float32(name):
         "_grad_x_parallel": (x, x, c, gamma, beta, RELU, c, c, c, np.empty_like(x)),
     }[name]
     assert float64_ops(getattr(K, name), *args) == []
+
+
+# ---- layer normalization -------------------------------------------------------------------
+
+
+def ref_layernorm(x, gamma, beta, eps, rms):
+    """numpy LayerNorm over the last axis in float64; rms: Keras's rms_scaling."""
+    mean = x.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(x.var(-1, keepdims=True) + eps)
+    y = x * rstd * gamma if rms else (x - mean) * rstd * gamma + beta
+    return y, mean[:, 0], rstd[:, 0]
+
+
+def ref_layernorm_backward(dy, x, gamma, eps, rms):
+    """The gradients of sum(dy * y) by the chain rule, written out in numpy (float64)."""
+    d = x.shape[1]
+    mean = x.mean(-1, keepdims=True)
+    xc = x - mean
+    rstd = 1 / np.sqrt((xc**2).mean(-1, keepdims=True) + eps)
+    u = x * rstd if rms else xc * rstd
+    g = dy * gamma
+    # dy/drstd through the variance: d rstd / d x_j = -rstd**3 * xc_j / d
+    grad_rstd = (g * (x if rms else xc)).sum(-1, keepdims=True)
+    dx = g * rstd - rstd**3 * xc / d * grad_rstd
+    if not rms:
+        dx -= (g * rstd).mean(-1, keepdims=True)  # through the mean
+    return dx, (dy * u).sum(0), dy.sum(0)
+
+
+ln_shapes = st.tuples(st.integers(1, 150), st.integers(1, 9))
+flags = st.booleans()
+
+
+def _layernorm(x, gamma, beta, eps, rms):
+    y = np.full_like(x, np.nan)
+    mean, rstd = np.empty(len(x)), np.empty(len(x))
+    K.layernorm_forward(x, gamma, beta, eps, rms, y, mean, rstd)
+    return y, mean, rstd
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[FIXTURE])
+@given(shape=ln_shapes, seed=seeds, dtype=dtypes, rms=flags)
+def test_layernorm_forward(split, shape, seed, dtype, rms):
+    x, _, _, rng = _inputs(seed, shape, dtype)
+    gamma = rng.uniform(0.5, 2.0, shape[1]).astype(dtype)
+    beta = rng.normal(0, 1, shape[1]).astype(dtype)
+    y, mean, rstd = _layernorm(x, gamma, beta, 1e-3, rms)
+    assert y.dtype == dtype
+    want = ref_layernorm(*(a.astype(np.float64) for a in (x, gamma, beta)), 1e-3, rms)
+    for got, ref in zip((y, mean, rstd), want, strict=True):
+        _close(got, ref, dtype)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[FIXTURE])
+@given(shape=ln_shapes, seed=seeds, dtype=dtypes, rms=flags)
+def test_layernorm_backward_overwrites_grad_x_and_adds_into_dgamma_dbeta(
+    split, shape, seed, dtype, rms
+):
+    x, _, _, rng = _inputs(seed, shape, dtype)
+    gamma = rng.uniform(0.5, 2.0, shape[1]).astype(dtype)
+    _, mean, rstd = _layernorm(x, gamma, gamma, 1e-3, rms)
+    dy = rng.normal(0, 1, shape).astype(dtype)
+    dx = np.full_like(x, np.nan)
+    dgamma0, dbeta0 = rng.normal(0, 1, (2, shape[1])).astype(dtype)
+    dgamma, dbeta = dgamma0.copy(), dbeta0.copy()
+    K.layernorm_backward(dy, x, gamma, mean, rstd, rms, dx, dgamma, dbeta)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == dtype
+    want = ref_layernorm_backward(*(a.astype(np.float64) for a in (dy, x, gamma)), 1e-3, rms)
+    scale = np.abs(want[0]).max() + np.abs(gamma).max() * rstd.max() * np.abs(dy).max()
+    np.testing.assert_allclose(dx, want[0], rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
+    _close(dgamma, dgamma0 + want[1], dtype)
+    _close(dbeta, dbeta0 + want[2], dtype)
+
+
+@settings(max_examples=5, deadline=None)
+@given(shape=st.tuples(st.integers(1, 5), st.integers(2, 6)), seed=seeds, rms=flags)
+def test_layernorm_backward_matches_finite_differences(shape, seed, rms):
+    x, _, _, rng = _inputs(seed, shape, np.float64)
+    gamma, beta = rng.uniform(0.5, 2.0, (2, shape[1]))
+    w = rng.normal(0, 1, shape)
+    _, mean, rstd = _layernorm(x, gamma, beta, 1e-3, rms)
+    grads = [np.empty_like(x), np.zeros_like(gamma), np.zeros_like(beta)]
+    K.layernorm_backward(w, x, gamma, mean, rstd, rms, *grads)
+    params = [x, gamma, beta]
+    for which, grad in enumerate(grads[:2] if rms else grads):  # rms: no beta in the output
+        for idx in np.ndindex(*params[which].shape):
+            up, down = [p.copy() for p in params], [p.copy() for p in params]
+            up[which][idx] += 1e-6
+            down[which][idx] -= 1e-6
+            fd = (w * _layernorm(*up, 1e-3, rms)[0]).sum() - (
+                w * _layernorm(*down, 1e-3, rms)[0]
+            ).sum()
+            np.testing.assert_allclose(grad[idx], fd / 2e-6, rtol=1e-5, atol=1e-6)
+
+
+# ---- group normalization -------------------------------------------------------------------
+
+
+def ref_groupnorm(x, gamma, beta, eps, groups):
+    """numpy GroupNorm of x (N, S, C) in float64: statistics per sample and group."""
+    n, s, c = x.shape
+    grouped = x.reshape(n, s, groups, c // groups)
+    mean = grouped.mean(axis=(1, 3), keepdims=True)
+    rstd = 1 / np.sqrt(grouped.var(axis=(1, 3), keepdims=True) + eps)
+    y = ((grouped - mean) * rstd).reshape(x.shape) * gamma + beta
+    return y, mean.reshape(n, groups), rstd.reshape(n, groups)
+
+
+def ref_groupnorm_backward(dy, x, gamma, eps, groups):
+    n, s, c = x.shape
+    y, mean, rstd = ref_groupnorm(x, gamma, np.zeros(c), eps, groups)
+    xhat = y / gamma
+    g = (dy * gamma).reshape(n, s, groups, c // groups)
+    xh = xhat.reshape(g.shape)
+    r = rstd.reshape(n, 1, groups, 1)
+    dx = r * (
+        g - g.mean(axis=(1, 3), keepdims=True) - xh * (g * xh).mean(axis=(1, 3), keepdims=True)
+    )
+    return dx.reshape(x.shape), (dy * xhat).sum(axis=(0, 1)), dy.sum(axis=(0, 1))
+
+
+gn_cases = st.tuples(
+    st.integers(1, 4), st.integers(1, 7), st.sampled_from([(1, 3), (2, 2), (3, 2), (4, 1)])
+)
+
+
+def _gn_inputs(seed, case, dtype):
+    n, s, (groups, width) = case
+    x, _, _, rng = _inputs(seed, (n * s, groups * width), dtype)
+    gamma, beta = rng.uniform(0.5, 2.0, (2, groups * width)).astype(dtype)
+    return x.reshape(n, s, groups * width), gamma, beta, groups, rng
+
+
+def _groupnorm(x, gamma, beta, eps, groups):
+    y = np.full_like(x, np.nan)
+    mean, rstd = np.empty((len(x), groups)), np.empty((len(x), groups))
+    K.groupnorm_forward(x, gamma, beta, eps, groups, y, mean, rstd)
+    return y, mean, rstd
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[FIXTURE])
+@given(case=gn_cases, seed=seeds, dtype=dtypes)
+def test_groupnorm_forward(split, case, seed, dtype):
+    x, gamma, beta, groups, _ = _gn_inputs(seed, case, dtype)
+    got = _groupnorm(x, gamma, beta, 1e-3, groups)
+    assert got[0].dtype == dtype
+    want = ref_groupnorm(*(a.astype(np.float64) for a in (x, gamma, beta)), 1e-3, groups)
+    for g, w in zip(got, want, strict=True):
+        _close(g, w, dtype)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[FIXTURE])
+@given(case=gn_cases, seed=seeds, dtype=dtypes)
+def test_groupnorm_backward_overwrites_grad_x_and_adds_into_dgamma_dbeta(split, case, seed, dtype):
+    x, gamma, beta, groups, rng = _gn_inputs(seed, case, dtype)
+    _, mean, rstd = _groupnorm(x, gamma, beta, 1e-3, groups)
+    dy = rng.normal(0, 1, x.shape).astype(dtype)
+    dx = np.full_like(x, np.nan)
+    dgamma0, dbeta0 = rng.normal(0, 1, (2, x.shape[2])).astype(dtype)
+    dgamma, dbeta = dgamma0.copy(), dbeta0.copy()
+    K.groupnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == dtype
+    want = ref_groupnorm_backward(*(a.astype(np.float64) for a in (dy, x, gamma)), 1e-3, groups)
+    scale = np.abs(want[0]).max() + np.abs(gamma).max() * rstd.max() * np.abs(dy).max()
+    np.testing.assert_allclose(dx, want[0], rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
+    _close(dgamma, dgamma0 + want[1], dtype)
+    _close(dbeta, dbeta0 + want[2], dtype)
