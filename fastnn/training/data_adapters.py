@@ -1,6 +1,7 @@
 """The data of fit / evaluate / predict as the trainer takes it: x, y and sample weights checked
 and cast (one array per model input or output), class weights, validation splits, and the
-batches of generators and PyDatasets.
+batches of batch sources: ``PyDataset`` (keras.utils.PyDataset), generators, torch DataLoaders
+and other iterables of batches (``BatchSource``).
 
 Every check runs before any step, so a bad argument changes nothing; each error names the input or
 output and shows what was expected next to what was given.
@@ -14,6 +15,8 @@ import numbers
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
+
+from fastnn.seeding import make_rng
 
 #: What x and y hold, as their errors name it: the model's inputs or outputs, and a count error.
 _ROLES = {
@@ -248,28 +251,56 @@ def require_x(x, caller: str) -> None:
 
 
 def is_batch_source(x) -> bool:
-    """A generator / iterator of batches, or a PyDataset-style object (__len__, __getitem__)."""
-    if x is None or isinstance(x, (np.ndarray, list, tuple, Mapping)) or hasattr(x, "__array__"):
+    """Whether ``x`` yields batches rather than holding the data: a PyDataset (or any object
+    with ``__len__`` and ``__getitem__``), a generator or iterator, a torch DataLoader or another
+    iterable. Arrays, array-likes (tensors), lists, tuples, dicts and strings hold data."""
+    if x is None or isinstance(x, (np.ndarray, list, tuple, Mapping, str, bytes)):
         return False
-    return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__"))
+    if hasattr(x, "__array__"):
+        return False
+    return (
+        hasattr(x, "__next__")
+        or hasattr(x, "__iter__")
+        or (hasattr(x, "__getitem__") and hasattr(x, "__len__"))
+    )
 
 
 def unpack_batch(item):
-    """A generator's or PyDataset's batch as (x, y, sample_weight): ``(x, y)``,
-    ``(x, y, sample_weight)``, or x alone (an array, or ``(x,)``: a model that needs no
-    targets, such as a GAN's train_step, as Keras takes it)."""
-    if isinstance(item, np.ndarray) or (hasattr(item, "shape") and hasattr(item, "dtype")):
-        return item, None, None
+    """A batch from a generator, PyDataset or DataLoader as (x, y, sample_weight), tensors as
+    numpy arrays: ``(x, y)``, ``(x, y, sample_weight)``, or x alone (an array, a dict of
+    inputs by name, or ``(x,)``: a model that needs no targets, such as a GAN's train_step, as
+    Keras takes it)."""
+    if (
+        isinstance(item, Mapping)
+        or _is_array_like(item)
+        or (hasattr(item, "shape") and hasattr(item, "dtype"))
+    ):
+        return as_numpy(item), None, None
     if not isinstance(item, (list, tuple)) or len(item) not in (1, 2, 3):
         raise ValueError(
-            "fit(): each batch from a generator or PyDataset must be (x, y), "
+            "each batch from a generator, PyDataset or other iterable must be (x, y), "
             "(x, y, sample_weight) or x alone; got "
             f"{type(item).__name__}"
             + (f" of length {len(item)}" if isinstance(item, (list, tuple)) else "")
         )
-    if len(item) == 1:
-        return item[0], None, None
-    return tuple(item) if len(item) == 3 else (item[0], item[1], None)
+    parts = [as_numpy(part) for part in item] + [None, None]
+    return parts[0], parts[1], parts[2]
+
+
+def as_numpy(value):
+    """``value`` with every tensor in it (torch's, on any device, with or without gradients) as a
+    numpy array; arrays, None and other values as they are; dicts, lists, tuples walked."""
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, Mapping):
+        return {key: as_numpy(part) for key, part in value.items()}
+    if isinstance(value, list):
+        return [as_numpy(part) for part in value]
+    if isinstance(value, tuple):
+        return tuple(as_numpy(part) for part in value)
+    if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
+        return value.detach().cpu().numpy()
+    return value
 
 
 def split_validation(xs, ys, sample_weight, fraction):
@@ -294,8 +325,8 @@ def split_validation(xs, ys, sample_weight, fraction):
 def unpack_validation(data):
     if not isinstance(data, (list, tuple)) or len(data) not in (2, 3):
         raise ValueError(
-            "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight); "
-            f"got {type(data).__name__}"
+            "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight), "
+            f"or a PyDataset, generator or other iterable of batches; got {type(data).__name__}"
             + (f" of length {len(data)}" if isinstance(data, (list, tuple)) else "")
         )
     return tuple(data) if len(data) == 3 else (data[0], data[1], None)
@@ -367,17 +398,150 @@ def array_batches(xs, ys, sample_weight, batch_size: int, shuffle_seed: int | No
     return batches
 
 
-def source_batches(source, steps_per_epoch: int | None, prepare: Callable) -> Callable:
-    """Per epoch: batches from a generator or a PyDataset-style object, each unpacked and passed
-    through ``prepare(step, x, y, sample_weight)``, which checks it and returns (xs, ys, sw)."""
-    indexable = hasattr(source, "__getitem__") and hasattr(source, "__len__")
+# ---- batch sources: PyDatasets, generators, DataLoaders -----------------------------------------
+class PyDataset:
+    """Keras 3's base class for data written in Python: ``__len__`` is the number of batches and
+    ``__getitem__(i)`` returns batch ``i`` as ``(x, y)``, ``(x, y, sample_weight)`` or x alone;
+    ``on_epoch_begin`` / ``on_epoch_end`` run around each epoch. ``fit`` visits the batches in a
+    new order each epoch unless ``shuffle=False``; ``evaluate`` and ``predict`` in order.
 
-    def batches(epoch):
-        items = (source[i] for i in range(len(source))) if indexable else source
-        # islice stops before pulling a batch past the epoch, so the next epoch gets it.
-        for step, item in enumerate(itertools.islice(items, steps_per_epoch)):
-            yield prepare(step, *unpack_batch(item))
-        if hasattr(source, "on_epoch_end"):
-            source.on_epoch_end()
+    ``workers``, ``use_multiprocessing`` and ``max_queue_size`` are Keras's arguments and are
+    kept, but fastnn reads the batches one at a time in the calling thread.
+    """
 
-    return batches
+    def __init__(
+        self, workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10
+    ):
+        self.workers = workers
+        self.use_multiprocessing = use_multiprocessing
+        self.max_queue_size = max_queue_size
+
+    def __getitem__(self, index):
+        """Batch ``index``."""
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__(index)")
+
+    def __iter__(self):
+        batches = self.num_batches
+        for index in range(batches) if batches is not None else itertools.count():
+            yield self[index]
+
+    @property
+    def num_batches(self) -> int | None:
+        """The number of batches (``len(self)``), or None for an endless dataset."""
+        if hasattr(self, "__len__"):
+            return len(self)
+        raise NotImplementedError(
+            "You need to implement the `num_batches` property:\n\n"
+            "@property\ndef num_batches(self):\n  return ..."
+        )
+
+    def on_epoch_begin(self) -> None:
+        """Called at the beginning of every epoch."""
+
+    def on_epoch_end(self) -> None:
+        """Called at the end of every epoch."""
+
+
+def check_source(x, caller: str, y=None, sample_weight=None, validation_split=0.0) -> None:
+    """Refuse what a batch source brings itself, as Keras does: y, sample_weight and a
+    validation split belong in its batches (or validation_data)."""
+    given = [
+        name for name, value in (("y", y), ("sample_weight", sample_weight)) if value is not None
+    ] + (["validation_split"] if validation_split else [])
+    if given:
+        raise ValueError(
+            f"{caller}: a generator, PyDataset or other iterable yields (x, y) or "
+            "(x, y, sample_weight) batches itself; pass y=None and sample_weight=None (and "
+            f"validation_data instead of validation_split); got {', '.join(given)}"
+        )
+
+
+def _num_batches(source) -> int | None:
+    if isinstance(source, PyDataset):
+        try:
+            return source.num_batches
+        except NotImplementedError:
+            return None
+    if hasattr(source, "__len__") and not hasattr(source, "__next__"):
+        try:
+            return len(source)
+        except TypeError:  # a DataLoader over an IterableDataset
+            return None
+    return None
+
+
+class BatchSource:
+    """The batches of a PyDataset, generator, torch DataLoader or other iterable, drawn epoch by
+    epoch as Keras's EpochIterator draws them. With ``steps`` per epoch one iterator runs on
+    across epochs (restarted once a source of known length is used up); without, each epoch
+    reads the source afresh: a PyDataset or DataLoader again, a generator what is left of it.
+    ``shuffle`` visits a PyDataset's batches in a new order each epoch, from fastnn's seed."""
+
+    def __init__(self, source, steps: int | None = None, shuffle: bool = False):
+        if steps is not None and (
+            not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1
+        ):
+            raise ValueError(f"steps must be a positive integer or None; got {steps!r}")
+        self.source = source
+        self.steps = None if steps is None else int(steps)
+        self.size = _num_batches(source)
+        self.indexable = self.size is not None and (
+            isinstance(source, PyDataset) or hasattr(source, "__getitem__")
+        )
+        self.shuffle = shuffle and isinstance(source, PyDataset) and self.size is not None
+        self._iterator = None
+        self._drawn = 0
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Batches an epoch runs, when known before it runs."""
+        return self.steps or self.size
+
+    def _fresh(self):
+        if not self.indexable:
+            return iter(self.source)
+        order = make_rng().permutation(self.size) if self.shuffle else range(self.size)
+        return (self.source[int(index)] for index in order)
+
+    def _items(self):
+        steps = self.steps or self.size
+        if not steps:  # an endless or unsized source without `steps`: until it stops
+            yield from self._fresh()
+            return
+        if self._iterator is None or self.steps is None:
+            self._iterator, self._drawn = self._fresh(), 0
+        for _ in range(steps):
+            if self.size is not None and self._drawn >= self.size:
+                break
+            try:
+                item = next(self._iterator)
+            except StopIteration:
+                self._iterator = None
+                return
+            self._drawn += 1
+            yield item
+        if self.size is not None and self._drawn >= self.size:
+            self._iterator = None
+
+    def epoch(self, prepare: Callable | None = None) -> Iterator:
+        """This epoch's batches as (x, y, sample_weight), or ``prepare(step, x, y,
+        sample_weight)`` of each; the source's epoch hooks run around them."""
+        _call_hook(self.source, "on_epoch_begin")
+        for step, item in enumerate(self._items()):
+            batch = unpack_batch(item)
+            yield batch if prepare is None else prepare(step, *batch)
+        _call_hook(self.source, "on_epoch_end")
+
+
+def _call_hook(source, name: str) -> None:
+    hook = getattr(source, name, None)
+    if callable(hook):
+        hook()
+
+
+def source_batches(source, steps_per_epoch, prepare: Callable, shuffle: bool = False):
+    """Per epoch: the batches of a batch source (``BatchSource``), each unpacked and passed
+    through ``prepare(step, x, y, sample_weight)``, which checks it and returns (xs, ys, sw);
+    the ``BatchSource`` itself is returned too."""
+    batch_source = BatchSource(source, steps_per_epoch, shuffle)
+    return (lambda epoch: batch_source.epoch(prepare)), batch_source

@@ -639,13 +639,12 @@ class Trainer:
             )
         val = train = None
         if data_adapters.is_batch_source(x):
-            if y is not None or validation_split:
-                raise ValueError(
-                    "fit(): a generator or PyDataset yields (x, y) batches itself; pass y=None "
-                    "and validation_data instead of validation_split"
-                )
-            epoch_batches = data_adapters.source_batches(x, steps_per_epoch, self._prepare_batch)
-            steps = len(x) if hasattr(x, "__len__") else steps_per_epoch
+            data_adapters.check_source(x, "fit()", y, sample_weight, validation_split)
+            prepare = functools.partial(self._prepare_batch, "fit()", class_weight)
+            epoch_batches, source = data_adapters.source_batches(
+                x, steps_per_epoch, prepare, shuffle
+            )
+            steps = source.steps_per_epoch
         else:
             self._ensure_built_for_data(x)
             xs, ys, sample_weight = self._prepare(x, y, sample_weight)
@@ -658,7 +657,9 @@ class Trainer:
                 )
             train = xs, ys, sample_weight
             steps = math.ceil(len(xs[0]) / batch_size)
-        if validation_data is not None:
+        if validation_data is not None and data_adapters.is_batch_source(validation_data):
+            val = data_adapters.BatchSource(validation_data, validation_steps)
+        elif validation_data is not None:
             val = self._prepare(
                 *data_adapters.unpack_validation(validation_data), caller="fit() validation_data"
             )
@@ -680,7 +681,9 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.on_epoch_begin(epoch)
+            ran = False
             for step, (batch_x, batch_y, batch_sw) in enumerate(epoch_batches(epoch)):
+                ran = True
                 cbs.on_train_batch_begin(step)
                 try:
                     self._train_step(batch_x, batch_y, batch_sw)
@@ -695,13 +698,15 @@ class Trainer:
                 cbs.on_train_batch_end(step, self._logs())
                 if self.stop_training:
                     break
-            if self._output_metrics is None and self._step_logs is None:  # ran out of data
+            if not ran:  # a generator ran out of data
                 print("fit(): the input ran out of data; stopping training")
                 break
             logs = self._logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
                 cbs.on_test_begin()  # as Keras: validation runs the callbacks' test hooks
-                val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size, cbs)
+                val_logs = self._evaluate_data(
+                    val, validation_batch_size or batch_size, cbs, "fit() validation_data"
+                )
                 cbs.on_test_end(val_logs)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, logs)
@@ -722,23 +727,33 @@ class Trainer:
         self._shuffle_seed = seed
         return seed
 
-    def _prepare_batch(self, step: int, batch_x, batch_y, batch_sw):
-        """One batch of a generator or PyDataset, checked as fit() checks arrays."""
+    def _prepare_batch(self, caller: str, class_weight, step: int, batch_x, batch_y, batch_sw):
+        """One batch of a batch source, checked as ``caller`` checks arrays."""
         self._ensure_built_for_data(batch_x)
-        xs, ys, sw = self._prepare(batch_x, batch_y, batch_sw, caller=f"fit() batch {step}")
+        xs, ys, sw = self._prepare(batch_x, batch_y, batch_sw, caller=f"{caller} batch {step}")
         if ys is None:  # x alone: the model adds its own losses, or its train_step needs none
             ys = [None] * len(getattr(self, "outputs", [None]))
-        return xs, ys, sw
+        return xs, ys, data_adapters.with_class_weight(sw, class_weight, ys)
 
-    def _evaluate_arrays(self, xs, ys, sample_weight, batch_size, cbs=None) -> dict:
+    def _evaluate_data(self, data, batch_size, cbs=None, caller="evaluate()") -> dict:
+        """Loss and metrics over checked arrays (xs, ys, sample_weight) or a ``BatchSource``."""
+        if isinstance(data, data_adapters.BatchSource):
+            prepare = functools.partial(self._prepare_batch, caller, None)
+            return self._evaluate_batches(data.epoch(prepare), cbs)
+        batches = data_adapters.array_batches(*data, batch_size, shuffle_seed=None)
+        return self._evaluate_batches(batches(0), cbs)
+
+    def _evaluate_batches(self, batches, cbs=None) -> dict:
         self._reset_metrics()
-        for step, index in enumerate(data_adapters.batch_indices(len(xs[0]), batch_size)):
+        step = -1
+        for step, (xs, ys, sample_weight) in enumerate(batches):
             if cbs is not None:
                 cbs.on_test_batch_begin(step)
-            sw = None if sample_weight is None else sample_weight[index]
-            self._test_step(data_adapters.take(xs, index), data_adapters.take(ys, index), sw)
+            self._test_step(xs, ys, sample_weight)
             if cbs is not None:
                 cbs.on_test_batch_end(step, self._logs())
+        if step < 0:
+            raise ValueError("the data yielded no batches to evaluate (a generator ran out?)")
         return self._logs()
 
     @_one_thread_at_a_time("evaluate()")
@@ -757,6 +772,9 @@ class Trainer:
         """Loss and metrics on (x, y): a float, a list in ``metrics_names`` order, or a dict."""
         self._require_compiled("evaluate")
         data_adapters.require_x(x, "evaluate()")
+        if data_adapters.is_batch_source(x):
+            data_adapters.check_source(x, "evaluate()", y, sample_weight)
+            return self._evaluate_source(x, steps, verbose, callbacks, return_dict)
         self._ensure_built_for_data(x)
         self._spread_compile_args()
         needs_y = any(loss is not None for loss in self._losses)
@@ -768,7 +786,16 @@ class Trainer:
         batch_size = _batch_size(batch_size)
         cbs = _progress_callbacks(callbacks, self, verbose, math.ceil(len(xs[0]) / batch_size))
         cbs.on_test_begin()
-        logs = self._evaluate_arrays(xs, ys, sample_weight, batch_size, cbs)
+        logs = self._evaluate_data((xs, ys, sample_weight), batch_size, cbs)
+        cbs.on_test_end(logs)
+        return self._format_logs(logs, return_dict)
+
+    def _evaluate_source(self, x, steps, verbose, callbacks, return_dict):
+        """evaluate() over a PyDataset, generator or other iterable of batches."""
+        source = data_adapters.BatchSource(x, steps)
+        cbs = _progress_callbacks(callbacks, self, verbose, source.steps_per_epoch)
+        cbs.on_test_begin()
+        logs = self._evaluate_data(source, None, cbs)
         cbs.on_test_end(logs)
         return self._format_logs(logs, return_dict)
 
@@ -776,6 +803,8 @@ class Trainer:
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None):
         """Outputs for x, computed batch by batch: one array, or a list for several outputs."""
         data_adapters.require_x(x, "predict()")
+        if data_adapters.is_batch_source(x):
+            return self._predict_source(x, steps, verbose, callbacks)
         self._ensure_built_for_data(x)
         with _named_errors("predict()"):
             xs = self._standardize_x(x, stream=True)
@@ -804,6 +833,26 @@ class Trainer:
                 cbs.on_predict_batch_end(step, {"outputs": batch_outputs})
         cbs.on_predict_end()
         return self._pack_outputs(results)
+
+    def _predict_source(self, x, steps, verbose, callbacks):
+        """predict() over a PyDataset, generator or other iterable: the x of each batch (its y
+        and sample weights are ignored, as in Keras); the outputs concatenated."""
+        source = data_adapters.BatchSource(x, steps)
+        cbs = _progress_callbacks(callbacks, self, verbose, source.steps_per_epoch)
+        cbs.on_predict_begin()
+        parts = []
+        for step, (batch_x, _, _) in enumerate(source.epoch()):
+            cbs.on_predict_batch_begin(step)
+            self._ensure_built_for_data(batch_x)
+            with _named_errors(f"predict() batch {step}"):
+                xs = self._standardize_x(batch_x)
+            outputs, _ = self._graph.forward(xs, training=False, reuse="predict")
+            parts.append([np.array(out) for out in outputs])  # layers reuse their buffers
+            cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(parts[-1])})
+        cbs.on_predict_end()
+        if not parts:
+            raise ValueError("predict(): the data yielded no batches (a generator ran out?)")
+        return self._pack_outputs([np.concatenate(outs) for outs in zip(*parts)])
 
     def _batches_per_pass(self, batch_size: int) -> int:
         """How many of predict's batches one forward pass may run: several, while their arrays

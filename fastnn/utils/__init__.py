@@ -1,6 +1,10 @@
-"""Utilities: seeding and session helpers; ``plot_model``, ``model_to_dot``, ``plot_history``."""
+"""keras.utils: seeding and session helpers, ``to_categorical``, ``normalize``,
+``pad_sequences``, ``split_dataset``, ``timeseries_dataset_from_array``, ``PyDataset``; on first
+use ``get_file`` (the download cache), ``plot_model``, ``model_to_dot`` and ``plot_history``."""
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 
@@ -16,6 +20,12 @@ from fastnn.saving.serialization import (  # noqa: F401
     deserialize_keras_object,
     serialize_keras_object,
 )
+from fastnn.training.data_adapters import PyDataset
+from fastnn.utils.dataset_utils import split_dataset, timeseries_dataset_from_array  # noqa: F401
+from fastnn.utils.numerical_utils import normalize, to_categorical  # noqa: F401
+from fastnn.utils.sequence_utils import pad_sequences  # noqa: F401
+
+Sequence = PyDataset  # Keras 3 keeps tf.keras's name for it
 
 
 def set_random_seed(seed: int) -> None:
@@ -26,30 +36,25 @@ def set_random_seed(seed: int) -> None:
     np.random.seed(int(seed) % 2**32)
 
 
-def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.ndarray:
-    """One-hot encode integer labels: (N,) -> (N, num_classes)."""
-    y = np.asarray(y, dtype=np.int64)
-    if y.ndim > 1 and y.shape[-1] == 1:
-        y = y[..., 0]
-    num_classes = int(y.max()) + 1 if num_classes is None else num_classes
-    out = np.zeros((*y.shape, num_classes), dtype=dtype)
-    np.put_along_axis(out, y[..., None], 1, axis=-1)
-    return out
-
-
 _PLOTTING = ("model_to_dot", "plot_history", "plot_model")
+#: Names imported on first use, for start-up time: file_utils' imports (tarfile, zipfile,
+#: hashlib, tempfile, urllib) would add ~15 ms to `import fastnn`, which imports this module.
+_FILE_UTILS = ("get_file",)
 
 
 def __getattr__(name: str):
-    """``fastnn.utils.plot_model`` and friends (as keras.utils has them), imported on first use."""
+    """``fastnn.utils.plot_model``, ``get_file`` and friends (as keras.utils has them), imported
+    on first use."""
     if name in _PLOTTING:
         # here, not at module level, for start-up time: plotting's imports (subprocess, html,
         # shutil) would add ~4 ms to `import fastnn`, which imports this module
         from fastnn import plotting
 
         return getattr(plotting, name)
+    if name in _FILE_UTILS:
+        return getattr(importlib.import_module("fastnn.utils.file_utils"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_PLOTTING])
+    return sorted([*globals(), *_PLOTTING, *_FILE_UTILS])
