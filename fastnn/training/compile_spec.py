@@ -1,9 +1,10 @@
 """compile()'s arguments spread over a model's outputs, and the names of what they report.
 
 One loss, loss weight and list of metrics per output, from one value, a list, or a dict by output
-name; the log keys of those metrics and their order in evaluate()'s list, as Keras's compile_utils
-and Trainer name and order them. Functions of the arguments and the output names: the trainer keeps
-the results on the model.
+name (an output a loss dict leaves out, or a None loss, gets no loss and no gradient); the log
+keys of those metrics and their order in evaluate()'s list, as Keras's compile_utils and Trainer
+name and order them. Functions of the arguments and the output names: the trainer keeps the
+results on the model.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def ordered_keys(
 
 
 def _per_output(arg, value, names, broadcast, default=None, as_list=False):
-    """Spread a compile() argument over the outputs: one value, a list, or a dict by name."""
+    """Spread a compile() argument over the outputs: one value, a list, or a dict by name (an
+    output a dict leaves out gets ``default``: no loss, weight 1, no metrics)."""
     n = len(names)
     if value is None:
         return [[] if as_list else default for _ in names]
@@ -144,13 +146,6 @@ def _per_output(arg, value, names, broadcast, default=None, as_list=False):
             raise ValueError(
                 f"compile(): {arg} has keys {sorted(value)} but the model's outputs are {names}"
             )
-        if arg == "loss":
-            missing = [name for name in names if name not in value]
-            if missing:
-                raise ValueError(
-                    f"compile(): the loss dict has no entry for output(s) {missing}; the model's "
-                    f"outputs are {names} (map an output to None to leave it untrained)"
-                )
         spread = [value.get(name, default) for name in names]
         return [_listify(v) for v in spread] if as_list else spread
     if isinstance(value, (list, tuple)):
