@@ -8,7 +8,6 @@ keep their inputs' masks, as in Keras.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 
@@ -180,13 +179,6 @@ class GaussianDropout(Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
-class _Penalized(NamedTuple):
-    """What ActivityRegularization's forward keeps: its input and the loss it adds."""
-
-    x: np.ndarray
-    loss: np.ndarray  # a scalar of x's dtype
-
-
 class ActivityRegularization(Layer):
     """The identity, adding ``(l1 * sum(|x|) + l2 * sum(x**2)) / batch_size`` of its input to
     the training loss (Keras 3 divides an activity penalty by the batch size), at every call.
@@ -209,7 +201,7 @@ class ActivityRegularization(Layer):
         return True
 
     def added_losses(self, ctx) -> list:
-        return [ctx.loss]
+        return [self._penalty(ctx)]  # computed when asked for: predict never asks
 
     def _penalty(self, x: np.ndarray) -> np.ndarray:
         kind = x.dtype.type
@@ -221,10 +213,10 @@ class ActivityRegularization(Layer):
         return kind(loss / max(x.shape[0], 1) if x.ndim else loss)
 
     def forward(self, inputs, training):
-        return inputs, _Penalized(inputs, self._penalty(np.asarray(inputs)))
+        return inputs, inputs
 
     def backward(self, ctx, grad_outputs):
-        x = ctx.x
+        x = ctx
         batch = max(x.shape[0], 1) if x.ndim else 1
         grad = np.zeros_like(x) if grad_outputs is None else np.array(grad_outputs, x.dtype)
         if self.l1:
@@ -242,7 +234,7 @@ class ActivityRegularization(Layer):
             self.add_loss(self._penalty_op(inputs))
             return inputs
         outputs, ctx = self.forward(np.asarray(inputs), training)
-        self.add_loss(ctx.loss)
+        self.add_loss(self._penalty(ctx))
         return outputs
 
     def _penalty_op(self, x):
