@@ -46,7 +46,9 @@ __all__ = [
     "GradientTape",
     "Variable",
     "backend",
+    "datasets",
     "ops",
+    "preprocessing",
     "random",
 ]
 
@@ -54,13 +56,16 @@ _LAZY = {  # name -> (module, attribute): imported on first use
     "GradientTape": ("fastnn.ops.tape", "GradientTape"),
     "Variable": ("fastnn.ops.variables", "Variable"),
     "backend": ("fastnn.backend", None),
+    "datasets": ("fastnn.datasets", None),
     "ops": ("fastnn.ops", None),
+    "preprocessing": ("fastnn.preprocessing", None),
     "random": ("fastnn.random", None),
 }
 
 
 def __getattr__(name: str):
-    """``fastnn.ops``, ``backend``, ``random``, ``GradientTape`` and ``Variable``, on first use."""
+    """``fastnn.ops``, ``backend``, ``random``, ``datasets``, ``preprocessing``, ``GradientTape``
+    and ``Variable``, on first use."""
     if name not in _LAZY:
         raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
     import importlib
