@@ -1,11 +1,14 @@
-"""Activation functions by name, with the kernel code that layers fuse into their epilogue.
+"""Activation functions by Keras 3 name, with the kernel code that layers fuse into their epilogue.
 
-On arrays the functions run the fused kernels; on values a GradientTape tracks (a ``call()``
-layer's, a custom loop's) they are fastnn.ops, so they record. Keras's other activations are
-fastnn.ops functions.
+On arrays the functions run the fused kernels (those with arguments Keras's defaults do not
+cover run the activation layers' kernels, or the ops); on values a GradientTape tracks (a
+``call()`` layer's, a custom loop's) they are fastnn.ops, so they record. ``swish`` is ``silu``
+and ``hard_swish`` is ``hard_silu``, and they serialize as those, as in Keras.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,15 +19,27 @@ from fastnn.ops import numpy as ops_numpy
 from fastnn.ops.tensor import TensorOps
 
 
-def _apply(x, code):
+def _rows(x) -> np.ndarray:
+    """x as a contiguous float array (float32 unless float64) of rows over its last axis."""
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    flat = np.ascontiguousarray(x, dtype=dtype)
+    return flat.reshape(-1, flat.shape[-1]) if flat.ndim else flat.reshape(1, 1)
+
+
+def _apply(x, code: int):
     if isinstance(x, TensorOps):  # a tensor or Variable: record on the tapes that track it
         return _OPS[code](x)
-    x = np.asarray(x)
-    flat = np.ascontiguousarray(x, dtype=x.dtype if x.dtype.kind == "f" else "float32")
-    rows = flat.reshape(-1, flat.shape[-1]) if flat.ndim else flat.reshape(1, 1)
+    shape = np.shape(x)
+    rows = _rows(x)
     out = np.empty_like(rows)
-    kernels.activations.bias_activation_forward(rows, np.empty(0, rows.dtype), code, out)
-    return out.reshape(flat.shape)
+    if rows.size:
+        kernels.activations.bias_activation_forward(rows, np.empty(0, rows.dtype), code, out)
+    return out.reshape(shape)
+
+
+def _last_axis(x, axis) -> bool:
+    return isinstance(axis, (int, np.integer)) and axis in (-1, np.ndim(x) - 1)
 
 
 def linear(x):
@@ -32,42 +47,186 @@ def linear(x):
     return x if isinstance(x, TensorOps) else np.asarray(x)
 
 
-def relu(x):
-    """max(x, 0), elementwise."""
-    return _apply(x, codes.RELU)
+def relu(x, negative_slope: float = 0.0, max_value: float | None = None, threshold: float = 0.0):
+    """max(x, 0); with arguments, Keras's: x above ``threshold`` (else 0), clipped to
+    ``max_value``, plus ``negative_slope * (x - threshold)`` below the threshold."""
+    if negative_slope == 0 and max_value is None and threshold == 0:
+        return _apply(x, codes.RELU)
+    if isinstance(x, TensorOps):
+        return _relu_ops(x, negative_slope, max_value, threshold)
+    flat = _rows(x).reshape(-1)
+    out = np.empty_like(flat)
+    kernels.activations.relu_forward(flat, negative_slope, max_value, threshold, out)
+    return out.reshape(np.shape(x))
+
+
+def _relu_ops(x, negative_slope, max_value, threshold):
+    """Keras's relu with arguments, step by step in fastnn.ops (so it records)."""
+    if negative_slope != 0 and max_value is None and threshold == 0:
+        return ops_nn.leaky_relu(x, negative_slope=negative_slope)
+    if negative_slope != 0:
+        negative_part = ops_nn.relu(ops_numpy.subtract(threshold, x))
+    clip_max = max_value is not None
+    if threshold != 0:
+        y = ops_numpy.where(ops_numpy.greater(x, threshold), x, ops_numpy.zeros_like(x))
+    elif max_value == 6:
+        y, clip_max = ops_nn.relu6(x), False
+    else:
+        y = ops_nn.relu(x)
+    if clip_max:
+        y = ops_numpy.clip(y, 0.0, max_value)
+    if negative_slope != 0:
+        y = ops_numpy.subtract(y, ops_numpy.multiply(negative_part, negative_slope))
+    return y
+
+
+def leaky_relu(x, negative_slope: float = 0.2):
+    """x if x > 0 else negative_slope * x."""
+    if negative_slope == codes.LEAKY_RELU_SLOPE:
+        return _apply(x, codes.LEAKY_RELU)
+    if isinstance(x, TensorOps):
+        return ops_nn.leaky_relu(x, negative_slope=negative_slope)
+    return relu(x, negative_slope=negative_slope)
+
+
+def relu6(x):
+    """min(max(x, 0), 6)."""
+    return _apply(x, codes.RELU6)
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), elementwise."""
+    """1 / (1 + exp(-x))."""
     return _apply(x, codes.SIGMOID)
 
 
 def tanh(x):
-    """Hyperbolic tangent, elementwise."""
+    """Hyperbolic tangent."""
     return _apply(x, codes.TANH)
 
 
-def softmax(x):
-    """exp(x) / sum(exp(x)) over the last axis."""
-    return _apply(x, codes.SOFTMAX)
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) over ``axis`` (an int or a tuple of ints)."""
+    if _last_axis(x, axis):
+        return _apply(x, codes.SOFTMAX)
+    return ops_nn.softmax(x, axis=axis)
 
 
-_OPS = {
+def log_softmax(x, axis=-1):
+    """x - log(sum(exp(x))) over ``axis``."""
+    if _last_axis(x, axis):
+        return _apply(x, codes.LOG_SOFTMAX)
+    return ops_nn.log_softmax(x, axis=axis)
+
+
+def elu(x, alpha: float = 1.0):
+    """x if x > 0 else alpha * (exp(x) - 1)."""
+    if alpha == 1:
+        return _apply(x, codes.ELU)
+    if isinstance(x, TensorOps):
+        return ops_nn.elu(x, alpha=alpha)
+    flat = _rows(x).reshape(-1)
+    out = np.empty_like(flat)
+    kernels.activations.elu_forward(flat, alpha, out)
+    return out.reshape(np.shape(x))
+
+
+def selu(x):
+    """scale * elu(x, alpha) with Klambauer et al.'s scale and alpha."""
+    return _apply(x, codes.SELU)
+
+
+def softplus(x):
+    """log(1 + exp(x))."""
+    return _apply(x, codes.SOFTPLUS)
+
+
+def softsign(x):
+    """x / (1 + |x|)."""
+    return _apply(x, codes.SOFTSIGN)
+
+
+def gelu(x, approximate: bool = False):
+    """x * P(X <= x) for X ~ N(0, 1): exact (erf) by default, the tanh approximation if
+    ``approximate``."""
+    return _apply(x, codes.GELU_TANH if approximate else codes.GELU)
+
+
+def silu(x):
+    """x * sigmoid(x) (also called swish)."""
+    return _apply(x, codes.SILU)
+
+
+def hard_sigmoid(x):
+    """relu6(x + 3) / 6."""
+    return _apply(x, codes.HARD_SIGMOID)
+
+
+def hard_silu(x):
+    """x * relu6(x + 3) / 6 (also called hard_swish)."""
+    return _apply(x, codes.HARD_SILU)
+
+
+def exponential(x):
+    """exp(x)."""
+    return _apply(x, codes.EXPONENTIAL)
+
+
+def mish(x):
+    """x * tanh(softplus(x))."""
+    return _apply(x, codes.MISH)
+
+
+swish = silu
+hard_swish = hard_silu
+
+
+def _mish_ops(x):
+    return ops_numpy.multiply(x, ops_numpy.tanh(ops_nn.softplus(x)))
+
+
+# What each code records on a tape: fastnn.ops with Keras's default arguments.
+_OPS: dict[int, Callable] = {
     codes.RELU: ops_nn.relu,
     codes.SIGMOID: ops_nn.sigmoid,
     codes.TANH: ops_numpy.tanh,
     codes.SOFTMAX: ops_nn.softmax,
+    codes.ELU: ops_nn.elu,
+    codes.SELU: ops_nn.selu,
+    codes.SOFTPLUS: ops_nn.softplus,
+    codes.SOFTSIGN: ops_nn.softsign,
+    codes.HARD_SIGMOID: ops_nn.hard_sigmoid,
+    codes.EXPONENTIAL: ops_numpy.exp,
+    codes.LEAKY_RELU: ops_nn.leaky_relu,
+    codes.RELU6: ops_nn.relu6,
+    codes.LOG_SOFTMAX: ops_nn.log_softmax,
+    codes.GELU: lambda x: ops_nn.gelu(x, approximate=False),
+    codes.GELU_TANH: lambda x: ops_nn.gelu(x, approximate=True),
+    codes.SILU: ops_nn.silu,
+    codes.HARD_SILU: ops_nn.hard_silu,
+    codes.MISH: _mish_ops,
 }
 
-# Keras's other activations, as the ops compute them (on arrays and tensors alike).
-elu, selu, gelu, silu, softplus, softsign = (
-    ops_nn.elu, ops_nn.selu, ops_nn.gelu, ops_nn.silu, ops_nn.softplus, ops_nn.softsign
-)  # fmt: skip
-swish, leaky_relu, relu6 = ops_nn.silu, ops_nn.leaky_relu, ops_nn.relu6
-log_softmax, exponential = ops_nn.log_softmax, ops_numpy.exp
-hard_sigmoid, hard_silu, hard_swish = ops_nn.hard_sigmoid, ops_nn.hard_silu, ops_nn.hard_silu
-
-_FUNCTIONS = {"linear": linear, "relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax}
+_FUNCTIONS: dict[str, Callable] = {
+    "linear": linear,
+    "relu": relu,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "softmax": softmax,
+    "elu": elu,
+    "selu": selu,
+    "softplus": softplus,
+    "softsign": softsign,
+    "hard_sigmoid": hard_sigmoid,
+    "exponential": exponential,
+    "leaky_relu": leaky_relu,
+    "relu6": relu6,
+    "log_softmax": log_softmax,
+    "gelu": gelu,
+    "silu": silu,
+    "hard_silu": hard_silu,
+    "mish": mish,
+}
+_ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}  # Keras serializes them as these
 
 
 def get_name(identifier) -> str:
@@ -75,10 +234,11 @@ def get_name(identifier) -> str:
     if identifier is None:
         return "linear"
     if isinstance(identifier, str):
-        name = identifier.lower()
+        name = _ALIASES.get(identifier.lower(), identifier.lower())
         if name not in codes.CODES:
             raise ValueError(
-                f"Unknown activation {identifier!r}. Valid activations: {sorted(codes.CODES)}"
+                f"Unknown activation {identifier!r}. Valid activations: "
+                f"{sorted([*codes.CODES, *_ALIASES])}"
             )
         return name
     for name, fn in _FUNCTIONS.items():
@@ -86,13 +246,24 @@ def get_name(identifier) -> str:
             return name
     raise TypeError(
         f"Unsupported activation {identifier!r}: fastnn fuses activations into its kernels, so "
-        f"pass one of {sorted(codes.CODES)} by name (or an Activation layer)."
+        f"pass one of {sorted(codes.CODES)} by name or as fastnn.activations' function (or an "
+        "Activation layer)."
     )
 
 
-def get(identifier):
-    """The activation function for a name or function."""
+def get(identifier) -> Callable:
+    """The activation function for a name, a function of this module or None (linear)."""
     return _FUNCTIONS[get_name(identifier)]
+
+
+def serialize(activation) -> str:
+    """The name an activation is saved by (``swish`` as ``silu``), as Keras."""
+    return get_name(activation)
+
+
+def deserialize(config) -> Callable:
+    """The activation function a saved name stands for."""
+    return get(config)
 
 
 def code(identifier) -> int:

@@ -1,5 +1,6 @@
 """Layers with Keras 3 names and arguments."""
 
+from fastnn.layers.activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from fastnn.layers.base import Layer, Variable
 from fastnn.layers.convolutional import Conv1D, Conv2D
 from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Lambda
@@ -65,6 +66,7 @@ __all__ = [
     "Convolution2D",
     "Dense",
     "Dropout",
+    "ELU",
     "Embedding",
     "Flatten",
     "GRU",
@@ -81,6 +83,7 @@ __all__ = [
     "LSTM",
     "Lambda",
     "Layer",
+    "LeakyReLU",
     "Masking",
     "MaxPool1D",
     "MaxPool2D",
@@ -88,9 +91,12 @@ __all__ = [
     "MaxPooling2D",
     "Maximum",
     "Multiply",
+    "PReLU",
+    "ReLU",
     "RepeatVector",
     "Reshape",
     "SimpleRNN",
+    "Softmax",
     "Subtract",
     "TimeDistributed",
     "Variable",

@@ -452,12 +452,17 @@ class Layer:
         self._maybe_build(shapes)
         extra = {}
         if mask is not None:
-            x = arrays[0] if isinstance(arrays, list) else arrays
-            mask = extra["mask"] = np.asarray(mask, dtype=bool)
-            if mask.shape != x.shape[:2]:
-                raise shape_error(self, "mask must be (batch, steps)", x.shape[:2], mask.shape)
+            extra["mask"] = self.standardize_mask(arrays, mask)
         with runtime.serial_blas():  # once per call on arrays (see fastnn.runtime)
             return self._call_arrays(arrays, bool(training), extra)
+
+    def standardize_mask(self, inputs, mask) -> np.ndarray:
+        """An explicit ``mask=`` of an array call as ``forward`` takes it: bool (batch, steps)."""
+        x = inputs[0] if isinstance(inputs, list) else inputs
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != x.shape[:2]:
+            raise shape_error(self, "mask must be (batch, steps)", x.shape[:2], mask.shape)
+        return mask
 
     def _call_arrays(self, inputs, training: bool, extra: dict):
         """Run on built inputs: ``forward``, as one tape entry when a recording tape tracks an

@@ -104,15 +104,33 @@ class _Conv(Layer):
             raise shape_error(self, "incompatible input shape", expected, tuple(input_shape))
         self.compute_output_shape(input_shape)
 
-    def _activation_grad(self, grad_outputs, y, workspace=None):
-        """dL/dz (contiguous, y's dtype) from dL/dy through the fused activation."""
-        grad = np.ascontiguousarray(grad_outputs, dtype=y.dtype)
+    @property
+    def _epilogue_code(self) -> int:
+        """The activation the conv kernels fuse: none for those whose gradient reads z."""
+        return kernels.codes.LINEAR if self._code in kernels.codes.FROM_INPUT else self._code
+
+    def _activated(self, z, workspace=None) -> tuple:
+        """(output, what the backward reads) of the conv kernels' output z, which has the
+        activation unless its gradient reads z (kernels.codes.FROM_INPUT)."""
+        if self._code not in kernels.codes.FROM_INPUT:
+            return z, z
+        y = scratch(workspace, "activated", z.shape, z.dtype)
+        kernels.activations.bias_activation_forward(
+            z.reshape(-1, self.filters), np.empty(0, z.dtype), self._code,
+            y.reshape(-1, self.filters),
+        )  # fmt: skip
+        return y, z
+
+    def _activation_grad(self, grad_outputs, saved, workspace=None):
+        """dL/dz (contiguous, saved's dtype) from dL/dy through the fused activation; saved is
+        the output y, or z for kernels.codes.FROM_INPUT."""
+        grad = np.ascontiguousarray(grad_outputs, dtype=saved.dtype)
         if self._code == kernels.codes.LINEAR:
             return grad
         grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
         kernels.activations.activation_backward(
             grad.reshape(-1, self.filters),
-            y.reshape(-1, self.filters),
+            saved.reshape(-1, self.filters),
             self._code,
             grad_z.reshape(-1, self.filters),
         )
@@ -147,7 +165,8 @@ class Conv1D(_Conv):
         padding: 'valid' (no padding), 'same' (output ceil(steps / stride); the odd extra step
             of padding goes at the end, TensorFlow's rule) or 'causal' (k - 1 zeros before the
             first step, so output t sees only inputs <= t).
-        activation: 'relu', 'sigmoid', 'tanh', 'softmax' (over channels) or None, fused.
+        activation: an activation name (``fastnn.activations``; softmax is over channels) or
+            None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
             as Keras. Only ``data_format='channels_last'``, ``dilation_rate=1`` and ``groups=1``.
 
@@ -216,15 +235,17 @@ class Conv1D(_Conv):
         x4 = np.ascontiguousarray(x).reshape(n, 1, x.shape[1], c)
         bias = self.bias.value if self.use_bias else None
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
-        y = kernels.conv.conv2d_forward(
-            x4, kernel, bias, (1, self.strides[0]), padding, self._code, threads=runtime.threads()
-        )
-        return y.reshape(n, y.shape[2], self.filters), (x4, y, padding)
+        z = kernels.conv.conv2d_forward(
+            x4, kernel, bias, (1, self.strides[0]), padding, self._epilogue_code,
+            threads=runtime.threads(),
+        )  # fmt: skip
+        y, saved = self._activated(z)
+        return y.reshape(n, y.shape[2], self.filters), (x4, saved, padding)
 
     def backward(self, ctx, grad_outputs):
-        x4, y, padding = ctx
+        x4, saved, padding = ctx
         x4_shape = x4.shape
-        grad = self._activation_grad(grad_outputs, y).reshape(y.shape)
+        grad = self._activation_grad(grad_outputs, saved).reshape(saved.shape)
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         dkernel = self.kernel.grad.reshape(kernel.shape) if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None
@@ -247,7 +268,8 @@ class Conv2D(_Conv):
         strides: int or (sh, sw), default 1.
         padding: 'valid' (no padding) or 'same' (output size ceil(in / stride); TensorFlow's rule,
             the odd extra row / column of padding goes at the bottom / right).
-        activation: 'relu', 'sigmoid', 'tanh', 'softmax' (over channels) or None, fused.
+        activation: an activation name (``fastnn.activations``; softmax is over channels) or
+            None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
             as Keras. Only ``data_format='channels_last'``, ``dilation_rate=1`` and ``groups=1``.
 
@@ -309,8 +331,9 @@ class Conv2D(_Conv):
 
     def forward(self, inputs, training, workspace=None):
         bias = self.bias.value if self.use_bias else None
-        y = self.forward_with(inputs, self.kernel.value, bias, self._code, workspace)
-        return y, _Saved(inputs, y, workspace)
+        z = self.forward_with(inputs, self.kernel.value, bias, self._epilogue_code, workspace)
+        y, saved = self._activated(z, workspace)
+        return y, _Saved(inputs, saved, workspace)
 
     def forward_with(self, inputs, kernel, bias, code, workspace=None):
         """This conv's output computed with ``kernel``, ``bias`` (or None) and the activation
@@ -330,8 +353,10 @@ class Conv2D(_Conv):
     @property
     def trains_max_pooled(self) -> bool:
         """Whether training may run ``forward_max_pooled``: the activation's gradient at a pool's
-        maximum must follow from the pooled value alone (elementwise activations, not softmax)."""
-        return self._code != kernels.codes.SOFTMAX
+        maximum must follow from the pooled value alone (elementwise activations whose gradient
+        reads their output: not softmax, nor gelu)."""
+        codes = kernels.codes
+        return self._code not in codes.ROW_WISE and self._code not in codes.FROM_INPUT
 
     def forward_max_pooled(self, inputs, training, workspace=None):
         """(MaxPooling2D(2)(this layer's output), ctx) in one pass: (batch, oh//2, ow//2, F).
@@ -376,13 +401,13 @@ class Conv2D(_Conv):
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, y, workspace = ctx
-        grad = self._activation_grad(grad_outputs, y, workspace)
+        x, saved, workspace = ctx
+        grad = self._activation_grad(grad_outputs, saved, workspace)
         return kernels.conv.conv2d_backward(
             grad, x, self.kernel.value, self.strides, self.padding,
             self.kernel.grad if self.trainable else None,
             self.bias.grad if self.trainable and self.use_bias else None,
-            dx=scratch(workspace, "dx", x.shape, y.dtype) if need_input_grad else None,
+            dx=scratch(workspace, "dx", x.shape, saved.dtype) if need_input_grad else None,
             need_dx=need_input_grad, threads=runtime.threads(),
         )  # fmt: skip
 
@@ -391,7 +416,8 @@ class _Saved(NamedTuple):
     """What Conv2D's forward keeps for its backward."""
 
     x: np.ndarray  # the input (batch, h, w, c)
-    y: np.ndarray  # the output (batch, oh, ow, filters), the activation applied
+    saved: np.ndarray  # the output (batch, oh, ow, filters), or the pre-activation one for the
+    # activations whose gradient reads it (kernels.codes.FROM_INPUT)
     workspace: Workspace | None  # the node's, or None
 
 

@@ -116,18 +116,23 @@ class Dense(Layer):
         y = scratch(workspace, "y", (x.shape[0], self.units), self.kernel.dtype)
         runtime.matmul(x, self.kernel.value, y)
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
-        if self.use_bias or self._code != kernels.codes.LINEAR:
+        saved = y
+        if self._code in kernels.codes.FROM_INPUT:  # the backward reads z = x @ kernel + bias
+            y = scratch(workspace, "activated", saved.shape, saved.dtype)
+            kernels.activations.bias_activation_forward_keep_input(saved, bias, self._code, y)
+        elif self.use_bias or self._code != kernels.codes.LINEAR:
             kernels.activations.bias_activation_forward(y, bias, self._code, y)
-        return y.reshape(*inputs.shape[:-1], self.units), _DenseSaved(x, y, inputs.shape, workspace)
+        out = y.reshape(*inputs.shape[:-1], self.units)
+        return out, _DenseSaved(x, saved, inputs.shape, workspace)
 
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, y, in_shape, workspace = ctx
+        x, saved, in_shape, workspace = ctx
         grad = np.ascontiguousarray(grad_outputs).reshape(-1, self.units)
         if self._code != kernels.codes.LINEAR:
             grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
-            kernels.activations.activation_backward(grad, y, self._code, grad_z)
+            kernels.activations.activation_backward(grad, saved, self._code, grad_z)
             grad = grad_z
         products = []
         if self.trainable:
@@ -158,7 +163,8 @@ class _DenseSaved(NamedTuple):
     """What Dense's forward keeps for its backward."""
 
     x: np.ndarray  # the input as rows (samples, features)
-    y: np.ndarray  # the output rows (samples, units), the activation applied
+    saved: np.ndarray  # the output rows (samples, units), or the pre-activation ones for the
+    # activations whose gradient reads them (kernels.codes.FROM_INPUT)
     in_shape: tuple  # the input's shape
     workspace: Workspace | None  # the node's, or None
 
@@ -183,13 +189,13 @@ class Activation(Layer):
         x = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1]) if inputs.ndim else inputs
         y = np.empty_like(x)
         kernels.activations.bias_activation_forward(x, _NO_BIAS[x.dtype.char], self._code, y)
-        return y.reshape(inputs.shape), y
+        return y.reshape(inputs.shape), (x if self._code in kernels.codes.FROM_INPUT else y)
 
     def backward(self, ctx, grad_outputs):
-        y = ctx
-        grad = np.ascontiguousarray(grad_outputs).reshape(y.shape)
+        saved = ctx  # the output rows, or the input ones (kernels.codes.FROM_INPUT)
+        grad = np.ascontiguousarray(grad_outputs).reshape(saved.shape)
         out = np.empty_like(grad)
-        kernels.activations.activation_backward(grad, y, self._code, out)
+        kernels.activations.activation_backward(grad, saved, self._code, out)
         return out.reshape(grad_outputs.shape)
 
     def get_config(self):
