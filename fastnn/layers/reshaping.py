@@ -3,6 +3,7 @@ up-sampling (Keras 3 arguments; masks stop here, as in Keras, but Identity passe
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -537,26 +538,22 @@ class UpSampling2D(Layer):
         n, c, h, w = x.shape
         return np.ascontiguousarray(x).reshape(n * c, h, w, 1)
 
-    def _taps(self, h, w, dtype):
-        taps = kernels.resize.linear_taps
-        return taps(h, h * self.size[0], dtype), taps(w, w * self.size[1], dtype)
-
     def _bilinear_forward(self, inputs):
         x = self._as_nhwc(inputs)
         n, h, w, c = x.shape
-        rows, cols = self._taps(h, w, x.dtype)
-        out = np.empty((n, h * self.size[0], w * self.size[1], c), x.dtype)
-        kernels.resize.bilinear_forward(x, *rows, *cols, out)
+        (sh, sw), dtype = self.size, x.dtype.str
+        out = np.empty((n, h * sh, w * sw, c), x.dtype)
+        kernels.resize.bilinear_forward(x, *_taps(h, sh, dtype), *_taps(w, sw, dtype), out)
         return out.reshape(self.compute_output_shape(inputs.shape))
 
     def _bilinear_backward(self, grad, in_shape):
         g = self._as_nhwc(grad)
         n, oh, ow, c = g.shape
-        h, w = oh // self.size[0], ow // self.size[1]
-        rows, cols = self._taps(h, w, g.dtype)
+        (sh, sw), dtype = self.size, g.dtype.str
+        h, w = oh // sh, ow // sw
         grad_x = np.empty((n, h, w, c), g.dtype)
-        by_input = kernels.resize.taps_by_input
-        kernels.resize.bilinear_backward(g, *by_input(*rows, h), *by_input(*cols, w), grad_x)
+        rows, cols = _taps_by_input(h, sh, dtype), _taps_by_input(w, sw, dtype)
+        kernels.resize.bilinear_backward(g, *rows, *cols, grad_x)
         return grad_x.reshape(in_shape)
 
     def get_config(self):
@@ -566,3 +563,21 @@ class UpSampling2D(Layer):
             "data_format": self.data_format,
             "interpolation": self.interpolation,
         }
+
+
+@functools.lru_cache(maxsize=64)
+def _taps(size: int, factor: int, dtype: str) -> tuple:
+    """The bilinear taps of an axis of ``size`` enlarged ``factor`` times, made once per shape
+    (read-only: every layer and call shares them)."""
+    return _read_only(kernels.resize.linear_taps(size, size * factor, np.dtype(dtype)))
+
+
+@functools.lru_cache(maxsize=64)
+def _taps_by_input(size: int, factor: int, dtype: str) -> tuple:
+    return _read_only(kernels.resize.taps_by_input(*_taps(size, factor, dtype), size))
+
+
+def _read_only(arrays: tuple) -> tuple:
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
