@@ -148,10 +148,8 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True):
         ):
             raise archive.error(f"the shuffle seed {shuffle_seed!r:.40} is not an integer")
     assign_all(stored, weights, f"Model '{model.name}'", lambda var: var.path)
-    if optimizer_state is not None:
-        learning_rate = model.optimizer.learning_rate  # exact; the state holds it as float32
+    if optimizer_state is not None:  # keeps the compiled learning rate where float32 agrees
         model.optimizer.set_state(optimizer_state)
-        model.optimizer.learning_rate = learning_rate
     for layer, state in random_states:
         layer.set_random_state(state)
     model._shuffle_seed = shuffle_seed

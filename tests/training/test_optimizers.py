@@ -1,4 +1,6 @@
-"""fastnn.optimizers: Keras 3 parity over several steps, state, validation and error messages."""
+"""fastnn.optimizers (SGD, Adam, RMSprop and the base class): Keras 3 parity over several steps,
+state, validation and error messages. The other optimizers, schedules as learning rates and the
+base-class options are in test_optimizers_keras.py."""
 
 import os
 import re
@@ -90,7 +92,7 @@ def test_learning_rate_set_between_steps_matches_keras(name):
     assert ours.learning_rate == 0.002
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(
     name=st.sampled_from(["SGD", "Adam", "RMSprop"]),
     lr=st.floats(1e-4, 0.2),
@@ -244,9 +246,9 @@ def test_get(identifier, cls):
 
 def test_errors():
     with pytest.raises(
-        ValueError, match=r"optimizer identifier: 'adamw'.*\['adam', 'rmsprop', 'sgd'\]"
+        ValueError, match=r"optimizer identifier: 'adafactor'.*\['adadelta', 'adagrad', 'adam',"
     ):
-        optimizers.get("adamw")
+        optimizers.get("adafactor")
     with pytest.raises(ValueError, match="Could not interpret optimizer identifier"):
         optimizers.get(None)
     with pytest.raises(ValueError, match=r"`learning_rate` should be a non-negative float.*=-0.1"):
@@ -269,5 +271,5 @@ def test_errors():
         optimizers.Adam(clipnorm=1.0, clipvalue=1.0)
     with pytest.raises(ValueError, match=r"Argument\(s\) not recognized: \{'decay_steps': 3\}"):
         optimizers.Adam(decay_steps=3)
-    with pytest.raises(ValueError, match="`use_ema` is not supported"):
-        optimizers.Adam(use_ema=True)
+    with pytest.raises(ValueError, match="`loss_scale_factor` is not supported"):
+        optimizers.Adam(loss_scale_factor=128.0)
