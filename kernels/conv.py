@@ -30,7 +30,7 @@ from .activations import (
     bias_activation_inplace_rows,
     column_sums_add,
 )
-from .codes import LINEAR, RELU
+from .codes import LINEAR, RELU, SOFTMAX
 from .gemm import matmul, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .pooling import (
@@ -823,18 +823,144 @@ def _tap_columns(q, sw, pad_left, w, out_w):
     return lo, hi
 
 
+# ---- few filters: along the output row ----------------------------------------------------------
+# The GEMM and the direct kernels above run their innermost loop over the filters: with fewer than
+# FEW_FILTERS (LeNet's 6) most vector lanes idle and a GEMM with N = 6 runs at 2-8 GFLOP/s. These
+# run it along an output row instead, filter by filter, on the row's input gathered per channel
+# (zero padded, split by stride phase so every loop has unit stride); rows are computed ROW_LANES
+# wide so the loops need no scalar remainder. With more than FEW_CHANNELS input channels the
+# im2col GEMM (K = kh*kw*C) is faster again.
+FEW_FILTERS = 16
+FEW_CHANNELS = 4
+ROW_LANES = 8
+ROW_BLOCKS = 64  # blocks of output rows the parallel loops split into (each has its buffers)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def conv2d_rows(x, kernel, bias, sh, sw, pad_top, pad_left, code, out):
+    """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or (0,)), each
+    output row filter by filter along the row (for few filters)."""
+    out_h, out_w, filters = out.shape[1], out.shape[2], out.shape[3]
+    rows = x.shape[0] * out_h
+    blocks = min(rows, ROW_BLOCKS)
+    wide = -(-out_w // ROW_LANES) * ROW_LANES
+    for b in prange(blocks):
+        window = np.empty((sw, wide + (kernel.shape[1] - 1) // sw), dtype=x.dtype)
+        acc = np.empty((filters, wide), dtype=x.dtype)
+        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+            n, oh = r // out_h, r % out_h
+            _rows_conv_row(x[n], kernel, bias, oh * sh - pad_top, sw, pad_left, window, acc)
+            _rows_store(acc, code, out[n, oh])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def conv2d_rows_dkernel(x, grad, sh, sw, pad_top, pad_left, partial):
+    """partial (B,kh,kw,C,F): for each of B blocks of output rows, the sum over the block of
+    x (N,H,W,C)'s windows times grad (N,oh,ow,F), along the rows; dkernel is partial.sum(0)."""
+    out_h, out_w, filters = grad.shape[1], grad.shape[2], grad.shape[3]
+    rows = x.shape[0] * out_h
+    blocks = partial.shape[0]
+    wide = -(-out_w // ROW_LANES) * ROW_LANES
+    for b in prange(blocks):
+        acc = partial[b]
+        acc[...] = 0
+        window = np.empty((sw, wide + (partial.shape[2] - 1) // sw), dtype=x.dtype)
+        grad_t = np.zeros((filters, wide), dtype=grad.dtype)  # the row's grad, transposed
+        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+            n, oh = r // out_h, r % out_h
+            grow = grad[n, oh]
+            for o in range(out_w):
+                for j in range(filters):
+                    grad_t[j, o] = grow[o, j]
+            _rows_dkernel_row(x[n], grad_t, oh * sh - pad_top, sw, pad_left, window, acc)
+
+
+@njit(cache=True, inline="always")
+def _rows_window(img, hi, ch, pad_left, window):
+    """window (sw, n)[phase, i] = img[hi, i * sw + phase - pad_left, ch], zero outside the image:
+    output column o's tap q reads window[q % sw, o + q // sw]."""
+    w = img.shape[1]
+    sw = window.shape[0]
+    for phase in range(sw):
+        for i in range(window.shape[1]):
+            wi = i * sw + phase - pad_left
+            window[phase, i] = img[hi, wi, ch] if 0 <= wi < w else 0
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _rows_conv_row(img, kernel, bias, h0, sw, pad_left, window, acc):
+    """acc (F, wide) = bias + img (H,W,C)'s windows from row h0 conv kernel (kh,kw,C,F)."""
+    kh, kw, c, filters = kernel.shape
+    wide = acc.shape[1]
+    for j in range(filters):
+        start = bias[j] if bias.shape[0] > 0 else 0
+        for o in range(wide):
+            acc[j, o] = start
+    for p in range(kh):
+        hi = h0 + p
+        if hi < 0 or hi >= img.shape[0]:
+            continue
+        for ch in range(c):
+            _rows_window(img, hi, ch, pad_left, window)
+            for q in range(kw):
+                source = window[q % sw, q // sw :]
+                for j in range(filters):
+                    tap = kernel[p, q, ch, j]
+                    row = acc[j]
+                    for o in range(wide):
+                        row[o] += tap * source[o]
+
+
+@njit(cache=True, error_model="numpy")
+def _rows_store(acc, code, orow):
+    """orow (ow,F) = act(acc (F, wide)), transposed; a softmax over each output pixel's F."""
+    out_w, filters = orow.shape
+    if code != SOFTMAX:
+        for j in range(filters):
+            _activate_row(acc[j, :out_w], code)
+    for o in range(out_w):
+        for j in range(filters):
+            orow[o, j] = acc[j, o]
+    if code == SOFTMAX:
+        for o in range(out_w):
+            _activate_row(orow[o], code)
+
+
+# Sums along the row: reassociation lets them vectorize (the order of a float sum changes).
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def _rows_dkernel_row(img, grad_t, h0, sw, pad_left, window, acc):
+    """acc (kh,kw,C,F) += img (H,W,C)'s windows from row h0 times grad_t (F, wide)."""
+    kh, kw, c, filters = acc.shape
+    wide = grad_t.shape[1]
+    for p in range(kh):
+        hi = h0 + p
+        if hi < 0 or hi >= img.shape[0]:
+            continue
+        for ch in range(c):
+            _rows_window(img, hi, ch, pad_left, window)
+            for q in range(kw):
+                source = window[q % sw, q // sw :]
+                for j in range(filters):
+                    g = grad_t[j]
+                    total = acc.dtype.type(0)
+                    for o in range(wide):
+                        total += source[o] * g[o]
+                    acc[p, q, ch, j] += total
+
+
 # ---- planning: which algorithm runs each part of a conv of one shape ---------------------------
 # DIRECT: Numba loops over the input's windows (no im2col); WINOGRAD: F(2x2, 3x3) (``winograd``);
 # IM2COL: im2col rows + GEMM per chunk of output rows (or images), on the caller's threads;
 # POINTWISE: a 1x1 stride-1 kernel, one GEMM on x's own rows.
 DIRECT, WINOGRAD, IM2COL, POINTWISE = "direct", "winograd", "im2col", "pointwise"
+ROWS = "rows"  # few filters: along the output row, filter by filter
 
 
 class ConvPlan(NamedTuple):
     """How a conv of one shape runs (``plan_conv2d``), and its geometry."""
 
-    forward: str  # DIRECT, WINOGRAD, IM2COL or POINTWISE
-    dkernel: str  # the kernel gradient: DIRECT, WINOGRAD, IM2COL or POINTWISE
+    forward: str  # DIRECT, ROWS, WINOGRAD, IM2COL or POINTWISE
+    dkernel: str  # the kernel gradient: DIRECT, ROWS, WINOGRAD, IM2COL or POINTWISE
     dx: str  # the input gradient: WINOGRAD, IM2COL or POINTWISE
     quads: bool  # fused with a 2x2 max pool, DIRECT runs the 4x4-patch kernels (see below)
     out_h: int
@@ -858,7 +984,9 @@ def plan_conv2d(x_shape, kernel_shape, strides, padding, pooled: bool = False) -
     gradient. The forward of a 3x3 stride-1 kernel on RGB runs DIRECT too (its kernel gradient
     as well when pooled, from 4x4x3 patches); unpooled, its backward runs im2col + GEMM. A 3x3
     stride-1 kernel on ``winograd.MIN_CHANNELS`` or more channels runs WINOGRAD throughout. The
-    input gradient of a DIRECT conv runs im2col + GEMM.
+    input gradient of a DIRECT conv runs im2col + GEMM. Unpooled, a stride-1 kernel with fewer
+    than ``FEW_FILTERS`` filters on at most ``FEW_CHANNELS`` channels (but 1x1) runs ROWS,
+    forward and kernel gradient (strided, ROWS measured no faster than im2col).
     """
     out_h, out_w, pad_top, pad_left = conv_geometry(x_shape, kernel_shape, strides, padding)
     if out_h <= 0 or out_w <= 0:
@@ -866,14 +994,16 @@ def plan_conv2d(x_shape, kernel_shape, strides, padding, pooled: bool = False) -
             f"conv2d: kernel {tuple(kernel_shape[:2])} with strides {tuple(strides)} and padding "
             f"{padding!r} does not fit input of shape {tuple(x_shape)}"
         )
-    kh, kw, c = kernel_shape[:3]
+    kh, kw, c, filters = kernel_shape
     stride_1 = tuple(strides) == (1, 1)
     pointwise = kh == kw == 1 and stride_1
     few_taps = kh * kw * c <= DIRECT_MAX_TAPS and not pointwise
+    few_filters = filters < FEW_FILTERS and c <= FEW_CHANNELS and stride_1 and not pooled
+    few_filters = few_filters and not pointwise  # a 1x1 kernel is one GEMM on x's rows
     rgb_3x3 = (kh, kw, c) == (3, 3, 3) and stride_1
     dx = WINOGRAD if winograd.applies(kernel_shape, strides) else POINTWISE if pointwise else IM2COL
-    forward = DIRECT if few_taps or rgb_3x3 else dx
-    dkernel = DIRECT if few_taps or (rgb_3x3 and pooled) else dx
+    forward = ROWS if few_filters else DIRECT if few_taps or rgb_3x3 else dx
+    dkernel = ROWS if few_filters else DIRECT if few_taps or (rgb_3x3 and pooled) else dx
     quads = pooled and (kh, kw, c) in ((3, 3, 1), (3, 3, 3)) and stride_1
     return ConvPlan(forward, dkernel, dx, quads, out_h, out_w, pad_top, pad_left)
 
@@ -895,10 +1025,11 @@ def conv2d_forward(x, kernel, bias, strides, padding, activation_code, out=None,
     if out is None:
         out = np.empty((n, plan.out_h, plan.out_w, filters), dtype=x.dtype)
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
-    if plan.forward == DIRECT:
+    if plan.forward in (DIRECT, ROWS):
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
         geometry = (*strides, plan.pad_top, plan.pad_left)
-        conv2d_direct(x, kernel, b, *geometry, activation_code, out)
+        direct = conv2d_direct if plan.forward == DIRECT else conv2d_rows
+        direct(x, kernel, b, *geometry, activation_code, out)
         return out
     if plan.forward == WINOGRAD:
         args = (plan.pad_top, plan.pad_left, activation_code, out)
@@ -1029,8 +1160,8 @@ def conv2d_backward(
     geometry = _geometry(kernel.shape, strides, plan)
     if dbias is not None:
         column_sums_add(g2d, dbias)
-    if dkernel is not None and plan.dkernel == DIRECT:
-        _direct_dkernel(x, grad_z, None, geometry, dkernel)
+    if dkernel is not None and plan.dkernel in (DIRECT, ROWS):
+        _direct_dkernel(x, grad_z, None, geometry, dkernel, rows=plan.dkernel == ROWS)
         dkernel = None  # done
     if not need_dx:
         if dkernel is None:
@@ -1088,14 +1219,16 @@ def conv2d_backward_max_pooled(
     return conv2d_backward(dz, x, kernel, strides, padding, dkernel, None, dx, need_dx, threads)
 
 
-def _direct_dkernel(x, grad, codes, geometry, dkernel, quads=False):
+def _direct_dkernel(x, grad, codes, geometry, dkernel, quads=False, rows=False):
     """dkernel += the kernel gradient of a direct conv, from x and grad_z (N,oh,ow,F), or from
     the gradient at its 2x2 max pool's maxima and their ``codes`` (no cols), by the 4x4-patch
-    kernels with ``quads``."""
+    kernels with ``quads``; along the output rows (ROWS) with ``rows``."""
     _, _, sh, sw, pad_top, pad_left, _, out_w = geometry
-    rows = grad.shape[0] * grad.shape[1]
-    partial = np.empty((min(rows, 16), *dkernel.shape), dtype=grad.dtype)
-    if codes is None:
+    blocks = min(grad.shape[0] * grad.shape[1], 16)
+    partial = np.empty((blocks, *dkernel.shape), dtype=grad.dtype)
+    if rows:
+        conv2d_rows_dkernel(x, grad, sh, sw, pad_top, pad_left, partial)
+    elif codes is None:
         conv2d_direct_dkernel(x, grad, sh, sw, pad_top, pad_left, partial)
     elif quads:
         grey = x.shape[3] == 1

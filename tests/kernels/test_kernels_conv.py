@@ -160,19 +160,23 @@ def test_im2col_col2im_match_reference(case, seed):
     np.testing.assert_allclose(lhs, np.sum(x64 * dx), **TOL[dtype])
 
 
-PATHS = ["im2col", "direct", "winograd"]
+PATHS = ["im2col", "direct", "winograd", "rows"]
+POOLED_PATHS = PATHS[:3]  # a conv fused with a max pool never runs along the rows
 
 
 @contextlib.contextmanager
 def conv_path(path):
     """Yield the wrappers' extra arguments for a path: im2col + GEMM (chunks of one output row),
-    the direct kernels for any taps, or Winograd for any 3x3 stride-1 kernel (chunks of 16
-    tiles; others take im2col), each on 3 threads in blocks of as little as one row or image
+    the direct kernels for any taps, Winograd for any 3x3 stride-1 kernel (chunks of 16
+    tiles; others take im2col), or the along-the-row kernels for any unpooled stride-1 kernel
+    but 1x1 (others take im2col), each on 3 threads in blocks of as little as one row or image
     (blocks of uneven sizes run at once on the pool)."""
     names = (conv, "DIRECT_MAX_TAPS"), (conv, "TILE_ROWS"), (gemm, "MIN_ROWS_PER_BLOCK")
     names += (winograd, "MIN_CHANNELS"), (winograd, "CHUNK_BYTES")
+    names += (conv, "FEW_FILTERS"), (conv, "FEW_CHANNELS")
     saved = [getattr(module, name) for module, name in names]
     conv.DIRECT_MAX_TAPS = 10**9 if path == "direct" else 0
+    conv.FEW_FILTERS = conv.FEW_CHANNELS = 10**9 if path == "rows" else 0
     conv.TILE_ROWS = 1  # chunks of one output row: every chunk boundary is exercised
     gemm.MIN_ROWS_PER_BLOCK = 1
     winograd.MIN_CHANNELS = 1 if path == "winograd" else 10**9
@@ -182,6 +186,16 @@ def conv_path(path):
     finally:
         for (module, name), value in zip(names, saved):
             setattr(module, name, value)
+
+
+@contextlib.contextmanager
+def without_rows():
+    """Plans as if no conv had few filters: for the tests of the direct kernels' own rows."""
+    saved, conv.FEW_FILTERS = conv.FEW_FILTERS, 0
+    try:
+        yield
+    finally:
+        conv.FEW_FILTERS = saved
 
 
 @settings(max_examples=25, deadline=None)
@@ -216,6 +230,26 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
         np.testing.assert_allclose(db, rdb + 1, **TOL[dtype])
 
 
+@settings(max_examples=15, deadline=None)
+@given(conv_cases(), st.integers(1, 5), st.sampled_from([LINEAR, TANH, SOFTMAX]), st.data())
+def test_rows_kernels_match_reference_at_any_stride(case, filters, code, data):
+    """The along-the-row kernels on their own, strided too (the plan runs them at stride 1)."""
+    x_shape, (kh, kw), strides, padding, dtype = case
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    x = _data(rng, x_shape, dtype)
+    k = _data(rng, (kh, kw, x_shape[3], filters), dtype)
+    b = _data(rng, (filters,), dtype)
+    oh, ow, pad_top, pad_left = conv.conv_geometry(x_shape, (kh, kw), strides, padding)
+    y = np.empty((x_shape[0], oh, ow, filters), dtype=dtype)
+    conv.conv2d_rows(x, k, b, *strides, pad_top, pad_left, code, y)
+    np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
+    dz = _data(rng, y.shape, dtype)
+    partial = np.empty((3, *k.shape), dtype=dtype)
+    conv.conv2d_rows_dkernel(x, dz, *strides, pad_top, pad_left, partial)
+    _, rdk, _ = ref_conv_backward(x, k, dz, strides, padding)
+    np.testing.assert_allclose(partial.sum(axis=0), rdk, **TOL[dtype])
+
+
 @settings(max_examples=20, deadline=None)
 @given(
     n=st.integers(1, 3),
@@ -231,18 +265,19 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
 def test_direct_3x3_grey_kernels_match_reference(
     n, h, w, filters, strides, padding, code, dtype, seed
 ):
-    """The 3x3 one-channel kernel (a first layer on grey images) has its own unrolled rows,
-    forward and for the kernel gradient."""
+    """The 3x3 one-channel kernel (a first layer on grey images) has its own unrolled direct
+    rows, forward and for the kernel gradient (which run from FEW_FILTERS filters, or strided)."""
     rng = np.random.default_rng(seed)
     x, k = _data(rng, (n, h, w, 1), dtype), _data(rng, (3, 3, 1, filters), dtype)
     b = _data(rng, (filters,), dtype)
-    plan = conv.plan_conv2d(x.shape, k.shape, strides, padding)
-    assert plan.forward == plan.dkernel == conv.DIRECT
-    y = conv.conv2d_forward(x, k, b, strides, padding, code)
+    with without_rows():
+        plan = conv.plan_conv2d(x.shape, k.shape, strides, padding)
+        assert plan.forward == plan.dkernel == conv.DIRECT
+        y = conv.conv2d_forward(x, k, b, strides, padding, code)
+        dz = _data(rng, y.shape, dtype)
+        dk = np.zeros_like(k)
+        assert conv.conv2d_backward(dz, x, k, strides, padding, dk, None, need_dx=False) is None
     np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, code), **TOL[dtype])
-    dz = _data(rng, y.shape, dtype)
-    dk = np.zeros_like(k)
-    assert conv.conv2d_backward(dz, x, k, strides, padding, dk, None, need_dx=False) is None
     np.testing.assert_allclose(dk, ref_conv_backward(x, k, dz, strides, padding)[1], **TOL[dtype])
 
 
@@ -255,7 +290,7 @@ def ref_max_pool_2x2(y):
 
 @settings(max_examples=25, deadline=None)
 @given(conv_cases(), st.integers(1, 5), st.sampled_from(list(range(5))), st.booleans(), st.data())
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", POOLED_PATHS)
 def test_conv2d_forward_max_pool_matches_reference(path, case, filters, code, use_bias, data):
     """The inference-only fused conv + MaxPooling2D(2), odd and too-small outputs included."""
     x_shape, (kh, kw), strides, padding, dtype = case
@@ -272,7 +307,7 @@ def test_conv2d_forward_max_pool_matches_reference(path, case, filters, code, us
 
 @settings(max_examples=25, deadline=None)
 @given(conv_cases(), st.integers(1, 5), st.sampled_from([LINEAR, RELU, TANH]), st.data())
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", POOLED_PATHS)
 def test_conv2d_max_pooled_training_matches_reference(path, case, filters, code, data):
     """Training through a fused conv + MaxPooling2D(2): the forward's codes mark a maximum of
     each window, and the backward from the gradient at those maxima is the reference conv's
@@ -343,10 +378,11 @@ def test_direct_3x3_forward_and_its_max_pool_match_reference(
     rng = np.random.default_rng(seed)
     x, k = _data(rng, (n, *hw, channels), dtype), _data(rng, (3, 3, channels, filters), dtype)
     b = _data(rng, (filters,), dtype) if use_bias else None
-    plan = conv.plan_conv2d(x.shape, k.shape, (1, 1), padding)
+    with without_rows():
+        plan = conv.plan_conv2d(x.shape, k.shape, (1, 1), padding)
+        y = conv.conv2d_forward(x, k, b, (1, 1), padding, code)
     assert plan.forward == conv.DIRECT
     assert plan.dkernel == (conv.DIRECT if channels == 1 else conv.IM2COL)
-    y = conv.conv2d_forward(x, k, b, (1, 1), padding, code)
     expected = ref_conv(x, k, b, (1, 1), padding, code)
     np.testing.assert_allclose(y, expected, **TOL[dtype])
     out = np.full(ref_max_pool_2x2(expected).shape, np.nan, dtype)
@@ -394,10 +430,10 @@ def test_direct_3x3_pool_codes_pick_the_first_maximum_on_ties(code, channels):
     np.testing.assert_array_equal(codes, expected)
 
 
-@pytest.mark.parametrize("kernel_shape", [(1, 1, 3, 6), (3, 2, 3, 6)])  # pointwise, im2col
+@pytest.mark.parametrize("kernel_shape", [(1, 1, 5, 6), (3, 2, 5, 6)])  # pointwise, im2col
 def test_conv2d_reuses_the_buffers_it_is_given(kernel_shape):
     rng = np.random.default_rng(0)
-    x = _data(rng, (2, 5, 4, 3), np.float32)
+    x = _data(rng, (2, 5, 4, 5), np.float32)
     k = _data(rng, kernel_shape, np.float32)
     out = np.empty((2, 5, 4, 6), np.float32)
     y = conv.conv2d_forward(x, k, None, (1, 1), "same", RELU, out=out)

@@ -11,6 +11,7 @@ from fastnn.kernels import conv
 from fastnn.kernels import recurrent as R
 
 D, W, I, P = conv.DIRECT, conv.WINOGRAD, conv.IM2COL, conv.POINTWISE  # noqa: E741
+RW = conv.ROWS
 
 # x shape, kernel shape, strides, padding, pooled -> forward, kernel gradient, input gradient,
 # quads (the fused pool's 4x4-patch kernels)
@@ -26,8 +27,16 @@ CONV_PLANS = [
     # few taps: direct, strided too (no 4x4 patches then), up to DIRECT_MAX_TAPS
     ((2, 9, 9, 1), (3, 3, 1, 4), (2, 2), "same", True, (D, D, I, False)),
     ((2, 9, 9, 1), (4, 4, 1, 4), (1, 1), "valid", True, (D, D, I, False)),
-    ((2, 9, 9, 2), (2, 2, 2, 4), (1, 1), "same", False, (D, D, I, False)),
-    ((2, 9, 9, 1), (5, 5, 1, 4), (1, 1), "same", False, (I, I, I, False)),
+    ((2, 9, 9, 2), (2, 2, 2, 16), (1, 1), "same", False, (D, D, I, False)),
+    ((2, 9, 9, 1), (5, 5, 1, 16), (1, 1), "same", False, (I, I, I, False)),
+    # few filters on few channels, unpooled, stride 1: along the rows (LeNet's first conv)
+    ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", False, (RW, RW, I, False)),
+    ((2, 9, 9, 2), (2, 2, 2, 4), (1, 1), "same", False, (RW, RW, I, False)),
+    ((2, 9, 9, 4), (3, 3, 4, 15), (1, 1), "valid", False, (RW, RW, I, False)),
+    ((2, 9, 9, 1), (3, 3, 1, 8), (1, 1), "same", True, (D, D, I, True)),
+    ((2, 9, 9, 1), (3, 3, 1, 8), (2, 2), "same", False, (D, D, I, False)),
+    ((2, 14, 14, 6), (5, 5, 6, 8), (1, 1), "valid", False, (I, I, I, False)),
+    ((2, 9, 9, 3), (1, 1, 3, 8), (1, 1), "valid", False, (P, P, P, False)),
     # Winograd from MIN_CHANNELS channels, 3x3 stride 1 only
     ((2, 9, 9, 7), (3, 3, 7, 4), (1, 1), "same", False, (I, I, I, False)),
     ((2, 9, 9, 8), (3, 3, 8, 4), (1, 1), "same", False, (W, W, W, False)),
@@ -73,7 +82,7 @@ def test_the_wrappers_run_what_the_plan_says(monkeypatch):
     for name in ("conv2d_direct", "conv2d_direct_dkernel", "conv2d_direct_max_pool"):
         monkeypatch.setattr(conv, name, refuse)
     rng = np.random.default_rng(0)
-    x, k = rng.standard_normal((2, 6, 6, 4)), rng.standard_normal((3, 3, 4, 5))
+    x, k = rng.standard_normal((2, 6, 6, 4)), rng.standard_normal((3, 3, 4, 16))
     assert conv.plan_conv2d(x.shape, k.shape, (1, 1), "same").forward == conv.IM2COL
     y = conv.conv2d_forward(x, k, None, (1, 1), "same", conv.LINEAR)
     conv.conv2d_backward(y, x, k, (1, 1), "same", np.zeros_like(k), None)
