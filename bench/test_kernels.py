@@ -199,8 +199,9 @@ def test_sparse_softmax_cross_entropy(benchmark, batch):
 def test_adam_update(benchmark):
     size = 313_700  # seed_cnn's largest kernel
     param, grad, m, v = rand(size), rand(size), np.zeros(size, np.float32), rand(size) ** 2
+    no_decay = np.float32(1)
     benchmark(optimizers.adam_update, param, grad, m, v, np.float32(1e-3), 0.9, 0.999,
-              np.float32(1e-7))  # fmt: skip
+              np.float32(1e-7), no_decay)  # fmt: skip
     benchmark.extra_info["gb_per_s"] = 6 * param.nbytes / benchmark.stats["median"] / 1e9
 
 
