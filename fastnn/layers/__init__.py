@@ -1,6 +1,7 @@
 """Layers with Keras 3 names and arguments."""
 
 from fastnn.layers.activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from fastnn.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
 from fastnn.layers.base import Layer, Variable
 from fastnn.layers.convolutional import Conv1D, Conv2D
 from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Lambda
@@ -9,17 +10,23 @@ from fastnn.layers.merging import (
     Add,
     Average,
     Concatenate,
+    Dot,
     Maximum,
     Multiply,
     Subtract,
     add,
     average,
     concatenate,
+    dot,
     maximum,
     multiply,
     subtract,
 )
-from fastnn.layers.normalization import BatchNormalization
+from fastnn.layers.normalization import (
+    BatchNormalization,
+    GroupNormalization,
+    LayerNormalization,
+)
 from fastnn.layers.pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -52,6 +59,8 @@ GlobalMaxPool2D = GlobalMaxPooling2D
 __all__ = [
     "Activation",
     "Add",
+    "AdditiveAttention",
+    "Attention",
     "Average",
     "AveragePooling1D",
     "AveragePooling2D",
@@ -65,6 +74,7 @@ __all__ = [
     "Convolution1D",
     "Convolution2D",
     "Dense",
+    "Dot",
     "Dropout",
     "ELU",
     "Embedding",
@@ -78,11 +88,13 @@ __all__ = [
     "GlobalMaxPool2D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
+    "GroupNormalization",
     "Input",
     "InputLayer",
     "LSTM",
     "Lambda",
     "Layer",
+    "LayerNormalization",
     "LeakyReLU",
     "Masking",
     "MaxPool1D",
@@ -90,6 +102,7 @@ __all__ = [
     "MaxPooling1D",
     "MaxPooling2D",
     "Maximum",
+    "MultiHeadAttention",
     "Multiply",
     "PReLU",
     "ReLU",
@@ -104,6 +117,7 @@ __all__ = [
     "average",
     "concatenate",
     "deserialize",
+    "dot",
     "maximum",
     "multiply",
     "serialize",

@@ -1,4 +1,5 @@
-"""Layers that merge a list of tensors: Concatenate, Add, Subtract, Multiply, Average, Maximum."""
+"""Layers that merge a list of tensors: Concatenate, Add, Subtract, Multiply, Average, Maximum,
+Dot."""
 
 from __future__ import annotations
 
@@ -239,6 +240,120 @@ class Maximum(_Elementwise):
         return grads
 
 
+class Dot(_Merge):
+    """Batchwise dot product of two inputs over ``axes`` (an int, or one axis per input);
+    ``normalize=True`` L2-normalizes both along those axes first (cosine similarity).
+
+    Example: ``Dot(axes=1)([a, b])`` with (batch, 8) and (batch, 8) gives (batch, 1); with
+    (batch, 5, 8) and (batch, 7, 8), ``axes=2`` gives (batch, 5, 7).
+    """
+
+    def __init__(self, axes, normalize: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(axes, int):
+            if not isinstance(axes, (list, tuple)):
+                raise TypeError(
+                    "Invalid type for argument `axes`: it should be a list or an int. "
+                    f"Received: axes={axes}"
+                )
+            if len(axes) != 2:
+                raise ValueError(
+                    "Invalid format for argument `axes`: it should contain two elements. "
+                    f"Received: axes={axes}"
+                )
+            if not all(isinstance(a, int) for a in axes):
+                raise ValueError(
+                    "Invalid format for argument `axes`: list elements should be integers. "
+                    f"Received: axes={axes}"
+                )
+            axes = list(axes)
+        self.axes, self.normalize = axes, bool(normalize)
+
+    def _dot_axes(self, input_shape) -> tuple[int, int]:
+        if not isinstance(input_shape, list) or len(input_shape) != 2:
+            raise ValueError(
+                f"Dot '{self.name}': expected a list of 2 inputs; got "
+                f"{len(input_shape) if isinstance(input_shape, list) else 'a single tensor'}"
+            )
+        pair = [self.axes] * 2 if isinstance(self.axes, int) else self.axes
+        axes = []
+        for axis, shape in zip(pair, input_shape):
+            rank = len(shape)
+            if rank < 2 or not -rank <= axis < rank or axis % rank == 0:
+                raise ValueError(
+                    f"Dot '{self.name}': axis {axis} is not a non-batch axis of an input of "
+                    f"shape {tuple(shape)} (the batch axis 0 cannot be summed over)"
+                )
+            axes.append(axis % rank)
+        first, second = (input_shape[i][axes[i]] for i in range(2))
+        if first is not None and second is not None and first != second:
+            raise ValueError(
+                f"Dot '{self.name}': Incompatible input shapes: axis values {first} (at axis "
+                f"{axes[0]}) != {second} (at axis {axes[1]}). Full input shapes: "
+                f"{tuple(input_shape[0])}, {tuple(input_shape[1])}"
+            )
+        return axes[0], axes[1]
+
+    def compute_output_shape(self, input_shape):
+        a0, a1 = self._dot_axes(input_shape)
+        first, second = list(input_shape[0]), list(input_shape[1])
+        del first[a0], second[a1]
+        out = first + second[1:]
+        return tuple(out + [1] if len(out) == 1 else out)
+
+    def forward(self, inputs, training):
+        a0, a1 = self._dot_axes([x.shape for x in inputs])
+        x, y = inputs
+        scales = None
+        if self.normalize:
+            (x, inv_x), (y, inv_y) = _l2_normalized(x, a0), _l2_normalized(y, a1)
+            scales = (x, inv_x, y, inv_y)
+        rows = np.moveaxis(x, a0, -1)
+        cols = np.moveaxis(y, a1, 1)
+        rows = rows.reshape(len(x), -1, rows.shape[-1])
+        cols = cols.reshape(len(y), cols.shape[1], -1)
+        out = np.matmul(rows, cols).reshape(
+            len(x), *self.compute_output_shape([x.shape, y.shape])[1:]
+        )
+        return out, (rows, cols, x.shape, y.shape, a0, a1, scales)
+
+    def backward(self, ctx, grad_outputs):
+        rows, cols, x_shape, y_shape, a0, a1, scales = ctx
+        grad = grad_outputs.reshape(len(rows), rows.shape[1], cols.shape[2])
+        grad_rows = np.matmul(grad, cols.transpose(0, 2, 1))
+        grad_cols = np.matmul(rows.transpose(0, 2, 1), grad)
+        moved_x = (*x_shape[:a0], *x_shape[a0 + 1 :], x_shape[a0])  # a0 moved last
+        moved_y = (y_shape[0], y_shape[a1], *(d for i, d in enumerate(y_shape) if i not in (0, a1)))
+        grad_x = np.moveaxis(grad_rows.reshape(moved_x), -1, a0)
+        grad_y = np.moveaxis(grad_cols.reshape(moved_y), 1, a1)
+        if scales is not None:
+            x, inv_x, y, inv_y = scales
+            grad_x = _l2_normalized_backward(grad_x, x, inv_x, a0)
+            grad_y = _l2_normalized_backward(grad_y, y, inv_y, a1)
+        return [np.ascontiguousarray(grad_x), np.ascontiguousarray(grad_y)]
+
+    def get_config(self):
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+
+
+#: Keras's ``ops.normalize``: 1 / norm is capped at 1 / epsilon (backend.epsilon()).
+_NORMALIZE_EPSILON = 1e-7
+
+
+def _l2_normalized(x, axis):
+    """(x / ||x|| along ``axis``, 1 / ||x|| capped at 1 / epsilon), as Keras's normalize."""
+    inv = 1 / np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
+    inv = np.minimum(inv, x.dtype.type(1 / _NORMALIZE_EPSILON))
+    return x * inv, inv
+
+
+def _l2_normalized_backward(grad, normed, inv, axis):
+    """The gradient of x given that of ``_l2_normalized(x)[0]`` (normed, inv from it)."""
+    capped = inv >= normed.dtype.type(1 / _NORMALIZE_EPSILON)
+    along = np.sum(grad * normed, axis=axis, keepdims=True)
+    return inv * np.where(capped, grad, grad - normed * along)
+
+
 def concatenate(inputs, axis: int = -1, **kwargs):
     """Functional form of ``Concatenate(axis)(inputs)``."""
     return Concatenate(axis=axis, **kwargs)(inputs)
@@ -262,6 +377,11 @@ def multiply(inputs, **kwargs):
 def average(inputs, **kwargs):
     """Functional form of ``Average()(inputs)``."""
     return Average(**kwargs)(inputs)
+
+
+def dot(inputs, axes=-1, **kwargs):
+    """Functional form of ``Dot(axes)(inputs)``."""
+    return Dot(axes=axes, **kwargs)(inputs)
 
 
 def maximum(inputs, **kwargs):

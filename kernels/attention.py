@@ -1,0 +1,104 @@
+"""Attention's softmax: over the last axis of ``(B, H, Tq, Tv)`` scores, masked, one pass a row.
+
+The mask is a ``(B, Tq, Tv)`` boolean array shared by the heads (True: attend), or a
+``(0, 0, 0)`` array for none; ``causal`` also masks key positions after the query's
+(``j > i``). Keras masks two ways, and both are kept:
+
+* ``MASK_REPLACE`` (MultiHeadAttention, through Keras's ``Softmax`` layer): a masked score
+  becomes -1e9 and its weight is then set to 0, so a row masked entirely has weights 0;
+* ``MASK_SUBTRACT`` (``Attention``, ``AdditiveAttention``): a masked score loses 1e9, so a row
+  masked entirely keeps the softmax of its scores shifted alike.
+
+Rows run in parallel blocks from ``PARALLEL_MIN_ELEMENTS`` scores on. The backward is the
+softmax's: ``dz = y * (dy - sum(dy * y))`` per row, whatever the mask (a masked weight is 0 or a
+constant's, and a weight set to 0 passes no gradient).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+MASK_REPLACE = 0
+MASK_SUBTRACT = 1
+PARALLEL_MIN_ELEMENTS = 1 << 15
+PARALLEL_BLOCKS = 64
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _softmax_rows(scores, mask, causal, mode, out, start, stop):
+    """Rows [start, stop) of the (B * H * Tq, Tv) row view: masked softmax into out."""
+    heads, steps, keys = scores.shape[1], scores.shape[2], scores.shape[3]
+    has_mask = mask.shape[0] > 0
+    big = scores.dtype.type(1e9)
+    zero = scores.dtype.type(0)
+    for r in range(start, stop):
+        b = r // (heads * steps)
+        h = (r // steps) % heads
+        i = r % steps
+        row = out[b, h, i]
+        src = scores[b, h, i]
+        peak = -np.inf
+        for j in range(keys):
+            v = src[j]
+            if (causal and j > i) or (has_mask and not mask[b, i, j]):
+                v = -big if mode == MASK_REPLACE else v - big
+            row[j] = v
+            if v > peak:
+                peak = v
+        total = zero
+        for j in range(keys):
+            e = np.exp(row[j] - peak)
+            row[j] = e
+            total += e
+        inv = scores.dtype.type(1) / total
+        for j in range(keys):
+            row[j] *= inv
+        if mode == MASK_REPLACE and (causal or has_mask):
+            for j in range(keys):
+                if (causal and j > i) or (has_mask and not mask[b, i, j]):
+                    row[j] = zero
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _softmax_parallel(scores, mask, causal, mode, out):
+    rows = scores.shape[0] * scores.shape[1] * scores.shape[2]
+    blocks = min(rows, PARALLEL_BLOCKS)
+    for b in prange(blocks):
+        _softmax_rows(scores, mask, causal, mode, out, b * rows // blocks, (b + 1) * rows // blocks)
+
+
+def masked_softmax(scores, mask, causal, mode, out):
+    """out (B, H, Tq, Tv) = softmax over Tv of ``scores`` (B, H, Tq, Tv), masked by ``mask``
+    (B, Tq, Tv) bool or (0, 0, 0), and by ``j > i`` when ``causal``; ``mode`` MASK_REPLACE or
+    MASK_SUBTRACT (see the module). out may be scores."""
+    if scores.size >= PARALLEL_MIN_ELEMENTS:
+        _softmax_parallel(scores, mask, causal, mode, out)
+    else:
+        rows = scores.shape[0] * scores.shape[1] * scores.shape[2]
+        _softmax_rows(scores, mask, causal, mode, out, 0, rows)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _softmax_grad_rows(grad_y, y, out, start, stop):
+    for i in range(start, stop):
+        dot = y.dtype.type(0)
+        for j in range(y.shape[1]):
+            dot += grad_y[i, j] * y[i, j]
+        for j in range(y.shape[1]):
+            out[i, j] = y[i, j] * (grad_y[i, j] - dot)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _softmax_grad_parallel(grad_y, y, out):
+    rows = y.shape[0]
+    blocks = min(rows, PARALLEL_BLOCKS)
+    for b in prange(blocks):
+        _softmax_grad_rows(grad_y, y, out, b * rows // blocks, (b + 1) * rows // blocks)
+
+
+def softmax_backward(grad_y, y, out):
+    """out (M, N) = y * (grad_y - sum(grad_y * y) per row): the gradient of the scores given
+    that of the weights y (M, N) ``masked_softmax`` wrote; out may be grad_y."""
+    if y.size >= PARALLEL_MIN_ELEMENTS:
+        _softmax_grad_parallel(grad_y, y, out)
+    else:
+        _softmax_grad_rows(grad_y, y, out, 0, y.shape[0])

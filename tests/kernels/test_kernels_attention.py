@@ -1,0 +1,98 @@
+"""Attention's masked softmax kernels vs numpy references (float32 and float64)."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastnn.kernels import attention as K
+
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+ATOL = {np.float32: 1e-6, np.float64: 1e-14}
+FIXTURE = HealthCheck.function_scoped_fixture  # split only patches a constant: safe to share
+NO_MASK = np.zeros((0, 0, 0), bool)
+
+shapes = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 6), st.integers(1, 7))
+seeds = st.integers(0, 2**32 - 1)
+dtypes = st.sampled_from(DTYPES)
+modes = st.sampled_from([K.MASK_REPLACE, K.MASK_SUBTRACT])
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def split(request, monkeypatch):
+    """Runs a test on the serial kernel and again on the parallel one (any size)."""
+    if request.param == "parallel":
+        monkeypatch.setattr(K, "PARALLEL_MIN_ELEMENTS", 1)
+
+
+def ref_masked_softmax(scores, mask, causal, mode):
+    """numpy: Keras's Softmax-layer masking (replace, weights zeroed) or Attention's (subtract)."""
+    b, h, tq, tv = scores.shape
+    keep = np.ones((b, tq, tv), bool) if mask is None else mask.copy()
+    if causal:
+        keep &= np.tril(np.ones((tq, tv), bool))
+    keep = keep[:, None]
+    big = scores.dtype.type(1e9)  # in the scores' dtype: float32 rounds s - 1e9 to -1e9
+    if mode == K.MASK_REPLACE:
+        masked = np.where(keep, scores, -big)
+    else:
+        masked = np.where(keep, scores, scores - big)
+    masked = masked.astype(np.float64)
+    e = np.exp(masked - masked.max(-1, keepdims=True))
+    weights = e / e.sum(-1, keepdims=True)
+    return np.where(keep, weights, 0) if mode == K.MASK_REPLACE else weights
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[FIXTURE])
+@given(
+    shape=shapes, seed=seeds, dtype=dtypes, mode=modes, causal=st.booleans(), masked=st.booleans()
+)
+def test_masked_softmax(split, shape, seed, dtype, mode, causal, masked):
+    rng = np.random.default_rng(seed)
+    scores = (3 * rng.standard_normal(shape)).astype(dtype)
+    mask = rng.random((shape[0], shape[2], shape[3])) > 0.3 if masked else None
+    out = np.full_like(scores, np.nan)
+    K.masked_softmax(scores, NO_MASK if mask is None else mask, causal, mode, out)
+    assert out.dtype == dtype
+    want = ref_masked_softmax(scores, mask, causal, mode)
+    np.testing.assert_allclose(out, want, rtol=RTOL[dtype], atol=ATOL[dtype])
+
+
+def test_rows_masked_entirely():
+    """Keras's two behaviours: MultiHeadAttention gives weights 0, Attention the softmax of the
+    shifted scores (uniform in float32, where 1e9 swallows them)."""
+    scores = np.array([[[[1.0, 2.0, 3.0]]]], np.float32)
+    mask = np.zeros((1, 1, 3), bool)
+    out = np.empty_like(scores)
+    K.masked_softmax(scores, mask, False, K.MASK_REPLACE, out)
+    np.testing.assert_array_equal(out, 0)
+    K.masked_softmax(scores, mask, False, K.MASK_SUBTRACT, out)
+    np.testing.assert_allclose(out, 1 / 3, rtol=1e-6)
+
+
+def test_in_place():
+    scores = np.random.default_rng(0).standard_normal((2, 2, 3, 4))
+    want = ref_masked_softmax(scores, None, True, K.MASK_REPLACE)
+    K.masked_softmax(scores, NO_MASK, True, K.MASK_REPLACE, scores)
+    np.testing.assert_allclose(scores, want, rtol=1e-12, atol=1e-15)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[FIXTURE])
+@given(rows=st.integers(1, 70), cols=st.integers(1, 9), seed=seeds, dtype=dtypes)
+def test_softmax_backward(split, rows, cols, seed, dtype):
+    rng = np.random.default_rng(seed)
+    y = rng.random((rows, cols)).astype(dtype)
+    y /= y.sum(-1, keepdims=True)
+    dy = rng.standard_normal((rows, cols)).astype(dtype)
+    out = np.full_like(y, np.nan)
+    K.softmax_backward(dy, y, out)
+    assert out.dtype == dtype
+    y64, dy64 = y.astype(np.float64), dy.astype(np.float64)
+    # the Jacobian of softmax, diag(y) - y y^T, row by row
+    want = np.einsum(
+        "rij,rj->ri",
+        np.einsum("ri,ij->rij", y64, np.eye(cols)) - y64[:, :, None] * y64[:, None, :],
+        dy64,
+    )
+    np.testing.assert_allclose(out, want, rtol=RTOL[dtype] * 10, atol=ATOL[dtype] * 10)
