@@ -159,8 +159,16 @@ class ProgbarLogger(Callback):
             filled = int(20 * done / max(steps, 1))
             parts[0] += " " + "━" * filled + "─" * (20 - filled)
         parts.append(f"{elapsed:.0f}s {_format_time(per_step)}/step")
-        parts += [f"{k}: {v:.4f}" for k, v in sorted(logs.items())]
+        parts += [f"{k}: {_scalar(v):.4f}" for k, v in sorted(logs.items())]
         return " - ".join(parts)
+
+
+def _scalar(value) -> float:
+    """A logged value as the progress line shows it: an array result (F1Score per class, a
+    metric at several thresholds) by its mean, as Keras's Progbar does."""
+    if isinstance(value, float):
+        return value
+    return sum(value.flat) / value.size if hasattr(value, "flat") else float(value)
 
 
 def _format_time(seconds: float) -> str:

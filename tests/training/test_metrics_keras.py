@@ -342,3 +342,19 @@ def test_metrics_by_name_in_compile_log_as_keras(kind):
     assert sorted(logs[0]) == sorted(logs[1])
     for key, value in logs[1].items():
         np.testing.assert_allclose(logs[0][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_array_results_log_whole_and_print_as_their_mean(capsys):
+    """F1Score per class and Precision at two thresholds: arrays in the logs (as Keras's), their
+    means on the progress line (as Keras's Progbar)."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(16, 5)).astype("float32")
+    y = np.eye(6, dtype="float32")[rng.integers(0, 6, 16)]
+    model = _classifier(fastnn, 6, "softmax")
+    f1, precision = metrics.F1Score(), metrics.Precision(thresholds=[0.1, 0.2])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[f1, precision])
+    history = model.fit(x, y, epochs=1, batch_size=8, verbose=1).history
+    assert history["f1_score"][0].shape == (6,) and history["precision"][0].shape == (2,)
+    shown = capsys.readouterr().out
+    assert f"f1_score: {np.mean(history['f1_score'][0]):.4f}" in shown
+    assert f"precision: {np.mean(history['precision'][0]):.4f}" in shown
