@@ -229,15 +229,33 @@ class _SpatialConv(Layer):
             y = np.ascontiguousarray(np.moveaxis(y, -1, 1))
         return y
 
-    def _activation_grad(self, grad, y, workspace=None) -> np.ndarray:
-        """dL/dz (NHWC, y's dtype) from dL/dy (NHWC) through the fused activation."""
-        grad = np.ascontiguousarray(grad, dtype=y.dtype)
+    @property
+    def _epilogue_code(self) -> int:
+        """The activation the kernels fuse: none for those whose gradient reads z."""
+        return kernels.codes.LINEAR if self._code in kernels.codes.FROM_INPUT else self._code
+
+    def _activated(self, z, workspace=None) -> tuple:
+        """(output, what the backward reads) of the kernels' NHWC output z, which has the
+        activation unless its gradient reads z (kernels.codes.FROM_INPUT)."""
+        if self._code not in kernels.codes.FROM_INPUT:
+            return z, z
+        channels = z.shape[-1]
+        y = scratch(workspace, "activated", z.shape, z.dtype)
+        kernels.activations.bias_activation_forward(
+            z.reshape(-1, channels), np.empty(0, z.dtype), self._code, y.reshape(-1, channels)
+        )
+        return y, z
+
+    def _activation_grad(self, grad, saved, workspace=None) -> np.ndarray:
+        """dL/dz (NHWC, saved's dtype) from dL/dy (NHWC) through the fused activation; saved is
+        the output y, or z for kernels.codes.FROM_INPUT."""
+        grad = np.ascontiguousarray(grad, dtype=saved.dtype)
         if self._code == kernels.codes.LINEAR:
             return grad
-        channels = y.shape[-1]
+        channels = saved.shape[-1]
         grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
         kernels.activations.activation_backward(
-            grad.reshape(-1, channels), y.reshape(-1, channels), self._code,
+            grad.reshape(-1, channels), saved.reshape(-1, channels), self._code,
             grad_z.reshape(-1, channels),
         )  # fmt: skip
         return grad_z
@@ -341,21 +359,22 @@ class _ConvTranspose(_SpatialConv):
         x = self._to_nhwc(inputs)
         out_size, crops = self._nhwc_geometry(x)
         out = scratch(workspace, "y", (len(x), *out_size, self.filters), self.kernel.dtype)
-        y = kernels.conv_transpose.conv2d_transpose_forward(
+        z = kernels.conv_transpose.conv2d_transpose_forward(
             x, self._kernel_2d(self.kernel.value), self.bias.value if self.use_bias else None,
             self._as_2d(self.strides), self._as_2d(self.dilation_rate), crops, out_size,
-            self._code, out, threads=runtime.threads(),
+            self._epilogue_code, out, threads=runtime.threads(),
         )  # fmt: skip
-        return self._from_nhwc(y), _Saved(x, y, crops, workspace)
+        y, saved = self._activated(z, workspace)
+        return self._from_nhwc(y), _Saved(x, saved, crops, workspace)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, y, crops, workspace = ctx
-        grad = self._activation_grad(self._to_nhwc(grad_outputs), y, workspace)
+        x, saved, crops, workspace = ctx
+        grad = self._activation_grad(self._to_nhwc(grad_outputs), saved, workspace)
         dkernel = self._kernel_2d(self.kernel.grad) if self.trainable else None
         dx = kernels.conv_transpose.conv2d_transpose_backward(
             grad, x, self._kernel_2d(self.kernel.value), self._as_2d(self.strides),
             self._as_2d(self.dilation_rate), crops, dkernel, self._bias_grad(),
-            dx=scratch(workspace, "dx", x.shape, y.dtype) if need_input_grad else None,
+            dx=scratch(workspace, "dx", x.shape, grad.dtype) if need_input_grad else None,
             need_dx=need_input_grad, threads=runtime.threads(),
         )  # fmt: skip
         return None if dx is None else self._from_nhwc(dx)
@@ -386,7 +405,8 @@ class Conv2DTranspose(_ConvTranspose):
             'valid', (in - 1) * stride + kernel % 2 + output_padding for 'same').
         data_format: 'channels_last' (default) or 'channels_first'.
         dilation_rate: int or (dh, dw); > 1 only with strides 1.
-        activation: 'relu', 'sigmoid', 'tanh', 'softmax' (over channels) or None, fused.
+        activation: an activation name (``fastnn.activations``; softmax is over channels) or
+            None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
             as Keras. Constraints: None only.
 
@@ -468,7 +488,7 @@ class _Saved(NamedTuple):
     """What a transposed or depthwise conv's forward keeps for its backward."""
 
     x: np.ndarray  # the input, NHWC
-    y: np.ndarray  # the output, NHWC, the activation applied
+    saved: np.ndarray  # the output, NHWC, or the pre-activation for kernels.codes.FROM_INPUT
     offsets: tuple  # (top, left): crops (transposed) or padding before (depthwise)
     workspace: Workspace | None  # the node's, or None
 
@@ -549,20 +569,22 @@ class _DepthwiseConv(_Depthwise):
         out_size, pads = self._nhwc_geometry(x)
         channels = x.shape[3] * self.depth_multiplier
         out = scratch(workspace, "y", (len(x), *out_size, channels), self.kernel.dtype)
-        y = kernels.depthwise.depthwise_conv2d_forward(
+        z = kernels.depthwise.depthwise_conv2d_forward(
             x, self._kernel_2d(self.kernel.value), self.bias.value if self.use_bias else None,
-            self._as_2d(self.strides), self._as_2d(self.dilation_rate), pads, self._code, out,
+            self._as_2d(self.strides), self._as_2d(self.dilation_rate), pads,
+            self._epilogue_code, out,
         )  # fmt: skip
-        return self._from_nhwc(y), _Saved(x, y, pads, workspace)
+        y, saved = self._activated(z, workspace)
+        return self._from_nhwc(y), _Saved(x, saved, pads, workspace)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, y, pads, workspace = ctx
-        grad = self._activation_grad(self._to_nhwc(grad_outputs), y, workspace)
+        x, saved, pads, workspace = ctx
+        grad = self._activation_grad(self._to_nhwc(grad_outputs), saved, workspace)
         dkernel = self._kernel_2d(self.kernel.grad) if self.trainable else None
         dx = kernels.depthwise.depthwise_conv2d_backward(
             grad, x, self._kernel_2d(self.kernel.value), self._as_2d(self.strides),
             self._as_2d(self.dilation_rate), pads, dkernel, self._bias_grad(),
-            dx=scratch(workspace, "dx", x.shape, y.dtype) if need_input_grad else None,
+            dx=scratch(workspace, "dx", x.shape, grad.dtype) if need_input_grad else None,
             need_dx=need_input_grad,
         )  # fmt: skip
         return None if dx is None else self._from_nhwc(dx)
@@ -588,7 +610,8 @@ class DepthwiseConv2D(_DepthwiseConv):
         depth_multiplier: output channels per input channel (output channel ``c * M + m``).
         data_format: 'channels_last' (default) or 'channels_first'.
         dilation_rate: int or (dh, dw).
-        activation: 'relu', 'sigmoid', 'tanh', 'softmax' (over channels) or None, fused.
+        activation: an activation name (``fastnn.activations``; softmax is over channels) or
+            None, fused.
         use_bias, depthwise_initializer, bias_initializer, depthwise_regularizer,
             bias_regularizer: as Keras. Constraints: None only.
 
@@ -748,18 +771,20 @@ class _SeparableConv(_Depthwise):
             x, self._kernel_2d(self.depthwise_kernel.value), None, self._as_2d(self.strides),
             self._as_2d(self.dilation_rate), pads, kernels.codes.LINEAR, mid,
         )  # fmt: skip
-        y = scratch(workspace, "y", (*mid.shape[:3], self.filters), dtype)
-        y2d = y.reshape(-1, self.filters)
+        z = scratch(workspace, "y", (*mid.shape[:3], self.filters), dtype)
+        z2d = z.reshape(-1, self.filters)
         pointwise = self._pointwise_2d(self.pointwise_kernel.value)
-        runtime.matmul(mid.reshape(-1, mid.shape[3]), pointwise, y2d)
-        if self.use_bias or self._code != kernels.codes.LINEAR:
+        runtime.matmul(mid.reshape(-1, mid.shape[3]), pointwise, z2d)
+        code = self._epilogue_code
+        if self.use_bias or code != kernels.codes.LINEAR:
             bias = self.bias.value if self.use_bias else np.empty(0, dtype)
-            kernels.activations.bias_activation_forward(y2d, bias, self._code, y2d)
-        return self._from_nhwc(y), _SavedSeparable(x, mid, y, pads, workspace)
+            kernels.activations.bias_activation_forward(z2d, bias, code, z2d)
+        y, saved = self._activated(z, workspace)
+        return self._from_nhwc(y), _SavedSeparable(x, mid, saved, pads, workspace)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, mid, y, pads, workspace = ctx
-        grad = self._activation_grad(self._to_nhwc(grad_outputs), y, workspace)
+        x, mid, saved, pads, workspace = ctx
+        grad = self._activation_grad(self._to_nhwc(grad_outputs), saved, workspace)
         g2d = grad.reshape(-1, self.filters)
         mid2d = mid.reshape(-1, mid.shape[3])
         bias_grad = self._bias_grad()
@@ -803,7 +828,7 @@ class _SavedSeparable(NamedTuple):
 
     x: np.ndarray  # the input, NHWC
     mid: np.ndarray  # the depthwise output, NHWC (channels * depth_multiplier)
-    y: np.ndarray  # the output, NHWC, the activation applied
+    saved: np.ndarray  # the output, NHWC, or the pre-activation for kernels.codes.FROM_INPUT
     pads: tuple  # (top, left) padding before
     workspace: Workspace | None  # the node's, or None
 
@@ -816,7 +841,8 @@ class SeparableConv2D(_SeparableConv):
         filters: number of output channels.
         kernel_size, strides, padding, data_format, dilation_rate, depth_multiplier: the
             depthwise step's, as ``DepthwiseConv2D``.
-        activation: 'relu', 'sigmoid', 'tanh', 'softmax' (over channels) or None, fused.
+        activation: an activation name (``fastnn.activations``; softmax is over channels) or
+            None, fused.
         use_bias, depthwise_initializer, pointwise_initializer, bias_initializer,
             depthwise_regularizer, pointwise_regularizer, bias_regularizer: as Keras.
             Constraints: None only.
