@@ -237,3 +237,21 @@ def test_progress_counts_a_sources_batches(capsys):
     assert capsys.readouterr().out.startswith("3/3 - ")
     model.predict(batches(), verbose=2)  # no length: the count of batches seen
     assert capsys.readouterr().out.startswith("3/3 - ")
+
+
+def test_class_weight_weighs_a_sources_batches_as_arrays():
+    labels = (Y > 0).astype("int64")[:, 0]
+    weights = {0: 1.0, 1: 3.0}
+
+    def fitted(data, **kwargs):
+        fastnn.utils.set_random_seed(0)
+        inputs = fastnn.Input((3,))
+        model = fastnn.Model(inputs, layers.Dense(2, activation="softmax")(inputs))
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        model.fit(data, class_weight=weights, epochs=2, shuffle=False, verbose=0, **kwargs)
+        return model
+
+    arrays = fitted(X, y=labels, batch_size=BATCH)
+    assert_same_weights(fitted(Dataset(X, labels)), arrays)
+    assert_same_weights(fitted(iter([(X[i : i + 8], labels[i : i + 8]) for i in (0, 8, 16)] * 2),
+                               steps_per_epoch=3), arrays)  # fmt: skip
