@@ -707,8 +707,10 @@ class Trainer:
                 val_logs = self._evaluate_data(
                     val, validation_batch_size or batch_size, cbs, "fit() validation_data"
                 )
-                cbs.on_test_end(val_logs)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                if val_logs is None:  # a generator without validation_steps ran out
+                    print("fit(): validation_data ran out of data; no validation this epoch")
+                cbs.on_test_end(val_logs or {})
+                logs.update({f"val_{k}": v for k, v in (val_logs or {}).items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -745,7 +747,8 @@ class Trainer:
         batches = data_adapters.array_batches(*data, batch_size, shuffle_seed=None)
         return self._evaluate_batches(batches(0), cbs)
 
-    def _evaluate_batches(self, batches, cbs=None) -> dict:
+    def _evaluate_batches(self, batches, cbs=None) -> dict | None:
+        """The logs of test steps over ``batches``; None if there were none."""
         self._reset_metrics()
         step = -1
         for step, (xs, ys, sample_weight) in enumerate(batches):
@@ -754,9 +757,7 @@ class Trainer:
             self._test_step(xs, ys, sample_weight)
             if cbs is not None:
                 cbs.on_test_batch_end(step, self._logs())
-        if step < 0:
-            raise ValueError("the data yielded no batches to evaluate (a generator ran out?)")
-        return self._logs()
+        return None if step < 0 else self._logs()
 
     @_one_thread_at_a_time("evaluate()")
     @_serial_blas
@@ -798,6 +799,8 @@ class Trainer:
         cbs = _progress_callbacks(callbacks, self, verbose, source.steps_per_epoch)
         cbs.on_test_begin()
         logs = self._evaluate_data(source, None, cbs)
+        if logs is None:
+            raise ValueError("evaluate(): the data yielded no batches (a generator ran out?)")
         cbs.on_test_end(logs)
         return self._format_logs(logs, return_dict)
 

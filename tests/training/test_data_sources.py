@@ -255,3 +255,10 @@ def test_class_weight_weighs_a_sources_batches_as_arrays():
     assert_same_weights(fitted(Dataset(X, labels)), arrays)
     assert_same_weights(fitted(iter([(X[i : i + 8], labels[i : i + 8]) for i in (0, 8, 16)] * 2),
                                steps_per_epoch=3), arrays)  # fmt: skip
+
+
+def test_a_validation_generator_that_runs_out_skips_validation_but_not_training(capsys):
+    model = make_model()
+    history = model.fit(X, Y, epochs=2, validation_data=batches(), verbose=0)
+    assert "validation_data ran out of data" in capsys.readouterr().out
+    assert len(history.history["loss"]) == 2 and len(history.history["val_loss"]) == 1
