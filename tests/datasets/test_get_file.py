@@ -221,7 +221,9 @@ def test_import_fastnn_does_not_load_the_download_machinery():
     code = (
         "import sys, fastnn; "
         "print(sorted(m for m in ('tarfile', 'urllib.request', 'fastnn.datasets', "
-        "'fastnn.utils.file_utils') if m in sys.modules))"
+        "'fastnn.utils.file_utils') if m in sys.modules)); "
+        "assert fastnn.datasets.cifar100.load_data and fastnn.utils.get_file; "
+        "assert fastnn.preprocessing.sequence.pad_sequences is fastnn.utils.pad_sequences"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
