@@ -409,6 +409,9 @@ class PyDataset:
     kept, but fastnn reads the batches one at a time in the calling thread.
     """
 
+    # what a subclass that does not call super().__init__() has, as Keras's defaults
+    workers, use_multiprocessing, max_queue_size = 1, False, 10
+
     def __init__(
         self, workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10
     ):

@@ -17,13 +17,22 @@ from fastnn.seeding import make_rng
 
 
 # ---- split_dataset -----------------------------------------------------------------------------
-def split_dataset(dataset, left_size=None, right_size=None, shuffle: bool = False, seed=None):
+def split_dataset(
+    dataset,
+    left_size=None,
+    right_size=None,
+    shuffle: bool = False,
+    seed=None,
+    preferred_backend=None,
+):
     """Split an array, or a tuple / list of arrays of one length, into (left, right) of the same
     structure: the first ``left_size`` samples and the last ``right_size`` (an int: a count; a
     float: a fraction; None: the rest), after a shuffle with ``seed`` if ``shuffle``.
 
     Sizes, their errors and the shuffle's order (Python's ``random.Random(seed)``) are those of
     Keras's tf.data version; a shuffle without a seed draws one from fastnn's seeded generator.
+    ``preferred_backend`` (Keras's choice between tf.data and torch datasets) is accepted and
+    changes nothing: the splits are arrays.
     """
     arrays, structure = _dataset_arrays(dataset)
     if right_size is None and left_size is None:
@@ -175,6 +184,7 @@ def timeseries_dataset_from_array(
     seed=None,
     start_index=None,
     end_index=None,
+    format: str = "tf",
 ) -> TimeseriesDataset:
     """Sliding windows over ``data`` (time on axis 0): window ``i`` holds
     ``data[s_i], data[s_i + sampling_rate], ...`` (``sequence_length`` steps), with
@@ -183,10 +193,13 @@ def timeseries_dataset_from_array(
     windows); (windows, targets) pairs, or windows alone when ``targets`` is None.
 
     ``shuffle`` shuffles the windows' order with ``np.random.RandomState(seed)`` as Keras does;
-    Keras's tf.data then also shuffles within a buffer, which fastnn does not.
+    Keras's tf.data then also shuffles within a buffer, which fastnn does not. ``format``
+    ('tf' or 'grain', Keras's kind of dataset) is checked and changes nothing.
     """
     data = np.asarray(data)
     _check_timeseries_arguments(len(data), start_index, end_index, sampling_rate, sequence_stride)
+    if format not in ("tf", "grain"):
+        raise ValueError(f'`format` should be either "tf" or "grain". Received: format={format}')
     for name, value in (("sequence_length", sequence_length), ("batch_size", batch_size)):
         if value is not None and (not isinstance(value, (int, np.integer)) or value <= 0):
             raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")

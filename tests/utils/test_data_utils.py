@@ -230,6 +230,7 @@ def test_timeseries_shuffle_targets_unbatched_and_errors():
         ({"sequence_stride": 30}, "`sequence_stride` must be lower than the length"),
         ({"start_index": 40}, "`start_index` must be lower"),
         ({"start_index": 5, "end_index": 3}, "`end_index` must be higher than `start_index`"),
+        ({"format": "torch"}, '`format` should be either "tf" or "grain"'),
     ]:
         with pytest.raises(ValueError, match=match):
             utils.timeseries_dataset_from_array(data, None, sequence_length=3, **kwargs)
@@ -263,5 +264,6 @@ def test_pydataset_keeps_keras_arguments_and_iterates_its_batches():
 
     first = [int(b[0]) for b, _ in zip(Endless(), range(4))]
     assert first == [0, 1, 2, 3]
+    assert (Endless().workers, Endless().use_multiprocessing) == (1, False)  # no super().__init__
     with pytest.raises(NotImplementedError):
         utils.PyDataset()[0]
