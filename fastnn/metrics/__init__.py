@@ -1,7 +1,8 @@
 """Streaming metrics with Keras 3 names: ``update_state``, ``result``, ``reset_state``.
 
 One module per family: ``base`` (Metric, Mean, Sum, MeanMetricWrapper), ``accuracy``,
-``regression``, ``confusion`` (counts, Precision, Recall, AUC), ``f_score`` and ``iou``.
+``regression``, ``probabilistic`` (losses as metrics), ``confusion`` (counts, Precision, Recall,
+AUC), ``f_score`` and ``iou``.
 A user's metric subclasses ``Metric`` as in Keras: ``add_variable`` (or ``add_weight``) makes its
 state, ``update_state`` updates it with fastnn.ops and ``assign``/``assign_add``, ``result``
 reads it, and the default ``reset_state`` sets every variable back to zeros.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import re
 
-from fastnn import losses
 from fastnn.metrics.accuracy import (
     BinaryAccuracy,
     CategoricalAccuracy,
@@ -40,7 +40,19 @@ from fastnn.metrics.confusion import (
 )
 from fastnn.metrics.f_score import F1Score, FBetaScore
 from fastnn.metrics.iou import MeanIoU
+from fastnn.metrics.probabilistic import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    CategoricalHinge,
+    Hinge,
+    KLDivergence,
+    Poisson,
+    SparseCategoricalCrossentropy,
+    SquaredHinge,
+)
 from fastnn.metrics.regression import (
+    CosineSimilarity,
+    LogCoshError,
     MeanAbsoluteError,
     MeanAbsolutePercentageError,
     MeanSquaredError,
@@ -53,11 +65,18 @@ from fastnn.saving.registry import register_builtins
 __all__ = [
     "AUC",
     "BinaryAccuracy",
+    "BinaryCrossentropy",
     "CategoricalAccuracy",
+    "CategoricalCrossentropy",
+    "CategoricalHinge",
+    "CosineSimilarity",
     "F1Score",
     "FBetaScore",
     "FalseNegatives",
     "FalsePositives",
+    "Hinge",
+    "KLDivergence",
+    "LogCoshError",
     "Mean",
     "MeanAbsoluteError",
     "MeanAbsolutePercentageError",
@@ -66,12 +85,15 @@ __all__ = [
     "MeanSquaredError",
     "MeanSquaredLogarithmicError",
     "Metric",
+    "Poisson",
     "Precision",
     "R2Score",
     "Recall",
     "RootMeanSquaredError",
     "SparseCategoricalAccuracy",
+    "SparseCategoricalCrossentropy",
     "SparseTopKCategoricalAccuracy",
+    "SquaredHinge",
     "Sum",
     "TopKCategoricalAccuracy",
     "TrueNegatives",
@@ -116,6 +138,16 @@ _BUILT_IN = (
     MeanIoU,
     Mean,
     Sum,
+    LogCoshError,
+    CosineSimilarity,
+    KLDivergence,
+    Poisson,
+    Hinge,
+    SquaredHinge,
+    CategoricalHinge,
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
 )
 # A name compile() takes: Keras's snake-case class names and its short aliases.
 _CLASSES = {
@@ -130,16 +162,11 @@ _CLASSES = {
     "MSLE": MeanSquaredLogarithmicError,
 }
 _ACCURACY = ("accuracy", "acc")
-_LOSS_METRICS = (
-    "binary_crossentropy",
-    "categorical_crossentropy",
-    "sparse_categorical_crossentropy",
-)
 _CAMEL = {cls.__name__: cls for cls in _BUILT_IN}
 
 
 def valid_names() -> list[str]:
-    return sorted({*_CLASSES, *_ACCURACY, *_LOSS_METRICS, *_CAMEL})
+    return sorted({*_CLASSES, *_ACCURACY, *_CAMEL})
 
 
 def serialize(metric):
@@ -171,8 +198,6 @@ def get(identifier, y_true_shape=None, y_pred_shape=None) -> Metric:
         cls = _CLASSES.get(key) or _CAMEL.get(key)
         if cls is not None:
             return cls(name=identifier)
-        if key in _LOSS_METRICS:
-            return MeanMetricWrapper(losses.get(key).call, name=key)
         raise ValueError(f"Unknown metric {identifier!r}. Valid metrics: {valid_names()}")
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()

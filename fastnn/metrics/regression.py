@@ -1,5 +1,5 @@
 """Regression metrics: mean squared / absolute / percentage / squared-log errors, their root,
-and the coefficient of determination (``R2Score``)."""
+log-cosh error, cosine similarity and the coefficient of determination (``R2Score``)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,30 @@ class MeanSquaredLogarithmicError(Metric):
 
     def values(self, y_true, y_pred):
         return losses.mean_squared_logarithmic_error(y_true, _float(y_pred))
+
+
+class LogCoshError(Metric):
+    """The mean of ``log(cosh(y_pred - y_true))``."""
+
+    def __init__(self, name="logcosh", dtype=None):
+        super().__init__(name, dtype)
+
+    def values(self, y_true, y_pred):
+        return losses.log_cosh(y_true, _float(y_pred))
+
+
+class CosineSimilarity(Metric):
+    """The mean cosine similarity of y_true and y_pred over ``axis`` (1: the same direction)."""
+
+    def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
+        super().__init__(name, dtype)
+        self.axis = axis
+
+    def values(self, y_true, y_pred):
+        return -losses.cosine_similarity(y_true, _float(y_pred), self.axis)
+
+    def get_config(self):
+        return super().get_config() | {"axis": self.axis}
 
 
 def _float(x: np.ndarray) -> np.ndarray:
