@@ -278,7 +278,7 @@ def unpack_batch(item):
         return as_numpy(item), None, None
     if not isinstance(item, (list, tuple)) or len(item) not in (1, 2, 3):
         raise ValueError(
-            "each batch from a generator, PyDataset or other iterable must be (x, y), "
+            "Each batch from a generator, PyDataset or other iterable must be (x, y), "
             "(x, y, sample_weight) or x alone; got "
             f"{type(item).__name__}"
             + (f" of length {len(item)}" if isinstance(item, (list, tuple)) else "")
