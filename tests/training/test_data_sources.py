@@ -262,3 +262,23 @@ def test_a_validation_generator_that_runs_out_skips_validation_but_not_training(
     history = model.fit(X, Y, epochs=2, validation_data=batches(), verbose=0)
     assert "validation_data ran out of data" in capsys.readouterr().out
     assert len(history.history["loss"]) == 2 and len(history.history["val_loss"]) == 1
+
+
+def test_fit_evaluate_predict_on_a_torch_dataloader_match_keras():
+    keras = keras_module()
+    ours, theirs = make_model(), make_model(keras)
+    copy_weights(theirs, ours)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(Y), torch.tensor(W)),
+        batch_size=BATCH,
+    )
+    our_history = ours.fit(loader, epochs=2, verbose=0).history
+    their_history = theirs.fit(loader, epochs=2, verbose=0).history
+    for key in their_history:
+        np.testing.assert_allclose(our_history[key], their_history[key], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        ours.evaluate(loader, verbose=0), theirs.evaluate(loader, verbose=0), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        ours.predict(loader, verbose=0), theirs.predict(loader, verbose=0), rtol=1e-4, atol=1e-6
+    )
