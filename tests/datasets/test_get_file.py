@@ -40,7 +40,9 @@ def test_downloads_into_keras_home_once_then_reads_the_cache(server, keras_home,
     path = get_file("data.bin", server.url + "data.bin", file_hash=sha256(PAYLOAD))
     assert path == str(keras_home / "datasets" / "data.bin")
     assert Path(path).read_bytes() == PAYLOAD
-    assert f"Downloading data from {server.url}data.bin" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the message and the progress bar go to stderr
+    assert f"Downloading data from {server.url}data.bin" in err
+    assert f"1,450/1,450 bytes [{'=' * 30}]" in err
     assert get_file("data.bin", server.url + "data.bin", file_hash=sha256(PAYLOAD)) == path
     assert get_file(origin=server.url + "data.bin") == path  # the name from the URL
     assert server.requests == ["/data.bin"]
