@@ -216,6 +216,14 @@ def float64_model():
     return fastnn.Model(inputs, outputs), SEQ.astype("float64")
 
 
+def activation_layers():
+    inputs = fastnn.Input((4, 3))
+    h = layers.PReLU(shared_axes=[1])(layers.Conv1D(3, 2, activation="gelu")(inputs))
+    h = layers.ReLU(max_value=6.0, negative_slope=0.1, threshold=0.2)(layers.Flatten()(h))
+    h = layers.ELU(alpha=0.5)(layers.LeakyReLU()(layers.Dense(5, activation="swish")(h)))
+    return fastnn.Model(inputs, layers.Softmax()(h)), SEQ[:, :4, :3]
+
+
 # ---- the seed models ---------------------------------------------------------------------------
 def seed_sequential():
     model = fastnn.Sequential(
@@ -284,6 +292,7 @@ CASES = {
     "masking_lstm": masking_lstm,
     "lstm_initial_state_and_return_state": lstm_initial_state_and_return_state,
     "float64": float64_model,
+    "activation_layers": activation_layers,
     "seed_sequential": seed_sequential,
     "seed_two_inputs": seed_two_inputs,
     "seed_two_outputs": seed_two_outputs,
