@@ -405,3 +405,33 @@ def test_compiled_by_name_trains_as_keras(loss):
         logs.append([float(model.train_on_batch(x, y)) for _ in range(3)])
     np.testing.assert_allclose(logs[0], logs[1], rtol=1e-4, atol=1e-6)
     assert_same_weights(ours, theirs)
+
+
+def test_function_forms_inside_a_custom_loss_train_as_keras():
+    """A user's loss built from the function forms records them on the tape (their kernels'
+    gradients), CosineSimilarity's moved axis included."""
+
+    def make_loss(K):
+        def mixed(y_true, y_pred):
+            y_true3 = K.ops.reshape(y_true, (-1, 2, 2))
+            y_pred3 = K.ops.reshape(y_pred, (-1, 2, 2))
+            cosine = K.ops.mean(K.losses.cosine_similarity(y_true3, y_pred3, axis=1), axis=-1)
+            return (
+                K.losses.huber(y_true, y_pred, delta=0.5)
+                + 0.5 * K.losses.log_cosh(y_true, y_pred)
+                + 0.1 * cosine
+            )
+
+        return mixed
+
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(16, 5)).astype(np.float32)
+    y = rng.normal(size=(16, 4)).astype(np.float32)
+    ours, theirs = _model(fastnn, 4, "normal"), _model(keras, 4, "normal")
+    copy_weights(theirs, ours)
+    logs = []
+    for model, K in ((ours, fastnn), (theirs, keras)):
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss=make_loss(K))
+        logs.append([float(model.train_on_batch(x, y)) for _ in range(3)])
+    np.testing.assert_allclose(logs[0], logs[1], rtol=1e-4, atol=1e-6)
+    assert_same_weights(ours, theirs)
