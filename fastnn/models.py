@@ -449,10 +449,7 @@ class Model(Trainer, Layer):
                 {
                     **serialize_layer(layer),
                     "name": layer.name,
-                    "inbound_nodes": [
-                        {"args": [_map_tensors(tensor_ref, n.pack_inputs(n.inputs))], "kwargs": {}}
-                        for n in calls
-                    ],
+                    "inbound_nodes": [_call_record(layer, n, tensor_ref) for n in calls],
                 }
             )
         return {
@@ -498,12 +495,22 @@ def _tensor_ref(node_index: dict, model_name: str):
     return ref
 
 
+def _call_record(layer, node, tensor_ref) -> dict:
+    """Keras's record of one call: the node's inputs as one argument, or as the layer's
+    ``call_record`` spreads them with keyword options (the attention layers)."""
+    inputs = node.pack_inputs(node.inputs)
+    args, kwargs = layer.call_record(inputs) if hasattr(layer, "call_record") else ([inputs], {})
+    return {"args": _map_tensors(tensor_ref, args), "kwargs": _map_tensors(tensor_ref, kwargs)}
+
+
 def _map_tensors(ref, structure):
     """Replace each symbolic tensor of a call's (nested) arguments by Keras's tensor record."""
     if isinstance(structure, dict):
         return {k: _map_tensors(ref, v) for k, v in structure.items()}
     if isinstance(structure, (list, tuple)):
         return [_map_tensors(ref, v) for v in structure]
+    if not isinstance(structure, SymbolicTensor):  # a plain option (use_causal_mask=True)
+        return structure
     return {
         "class_name": "__keras_tensor__",
         "config": {

@@ -57,9 +57,23 @@ class _AttentionBase(Layer):
         self._rng = make_rng(seed) if self.dropout > 0 else None
         self._options: _Options | None = None  # those of the symbolic call
 
+    #: Keyword arguments of a recorded call a saved model may hold (Keras's call arguments).
+    call_keywords = frozenset({"return_attention_scores", "use_causal_mask"})
+
     @property
     def makes_masks(self) -> bool:
         return False  # the output's mask is the query's, passed on
+
+    def call_record(self, inputs: list) -> tuple[list, dict]:
+        """(args, kwargs) of the symbolic call on ``inputs`` (its node's tensors), as Keras
+        writes a call in a model's config: the options this layer keeps are keywords."""
+        kwargs = {}
+        options = self._options or _DEFAULT
+        if options.scores:
+            kwargs["return_attention_scores"] = True
+        if options.causal:
+            kwargs["use_causal_mask"] = True
+        return [inputs], kwargs
 
     def compute_mask(self, inputs, mask=None):
         query_mask = mask[0] if isinstance(mask, list) else None
@@ -308,6 +322,17 @@ class MultiHeadAttention(_AttentionBase):
             masks.append(None)
         return self._run(tensors, options, training, masks)
 
+    call_keywords = _AttentionBase.call_keywords | {"attention_mask"}
+
+    def call_record(self, inputs: list) -> tuple[list, dict]:
+        """Keras's record of a call: query, value (and key) as arguments, the rest keywords."""
+        _, kwargs = super().call_record(inputs)
+        options = self._options or _DEFAULT
+        args = list(inputs[: 3 if options.key else 2])
+        if options.attention_mask:
+            kwargs["attention_mask"] = inputs[-1]
+        return args, kwargs
+
     # ---- shapes and weights ----------------------------------------------------------------
     def _shapes(self, input_shape, options: _Options | None = None):
         """(query, value, key) shapes of a list of input shapes, checked."""
@@ -383,10 +408,12 @@ class MultiHeadAttention(_AttentionBase):
 
     @property
     def sublayer_weights(self) -> dict[str, list]:
-        """Keras's sublayers and their weights, as its ``.weights.h5`` layout groups them."""
+        """The weights of Keras's sublayers by the names its ``.weights.h5`` files group them
+        under (the softmax and dropout sublayers hold none)."""
         names = ("query_dense", "key_dense", "value_dense", "output_dense")
         parts = (self._query, self._key, self._value, self._output)
-        return {n: [w for w in part if w is not None] for n, part in zip(names, parts)}
+        groups = {n: [w for w in part if w is not None] for n, part in zip(names, parts)}
+        return {**groups, "_softmax": [], "_dropout_layer": []}
 
     def check_input_shape(self, input_shape, options: _Options | None = None):
         query, value, key = self._shapes(input_shape, options)

@@ -481,7 +481,7 @@ class _KerasGraph:
                 f"{_label(entry)} is called with training=True; fastnn cannot honour a "
                 "training mode fixed in the graph"
             )
-        unknown = sorted(set(kwargs) - {"initial_state"})
+        unknown = sorted(set(kwargs) - {"initial_state"} - getattr(cls, "call_keywords", set()))
         if unknown:
             raise ValueError(f"{_label(entry)} is called with arguments fastnn lacks: {unknown}")
         self._check_no_ops(entry, [args, kwargs])
@@ -688,6 +688,11 @@ def _visit(layer, path: str, groups: list, seen: set) -> None:
         groups.append((_join(path, "vars"), layer.name, []))
         cell = f"{snake_case(type(layer).__name__)}_cell"
         groups.append((_join(path, "cell", "vars"), cell, layer.weights))
+        return
+    if hasattr(layer, "sublayer_weights"):  # a built-in layer keeping Keras's sublayers' weights
+        groups.append((_join(path, "vars"), layer.name, []))
+        for name, variables in layer.sublayer_weights.items():
+            groups.append((_join(path, name, "vars"), name, variables))
         return
     children = _children(layer)
     own = layer._weights if layer._runs_call else ([] if children else layer.weights)

@@ -322,3 +322,51 @@ def test_normalization_errors():
         norm(np.zeros((1, 3, 3), "float32"))
     with pytest.raises(NotImplementedError, match="weight constraints"):
         L.LayerNormalization(gamma_constraint="non_neg")
+
+
+# ---- saving: fastnn's files and Keras's, both ways ------------------------------------------
+
+
+def _attention_model(lib):
+    """Self-attention with a causal mask, an attention_mask input, scores out, and Attention."""
+    x, m = lib.Input((5, 4)), lib.Input((5, 5), dtype="bool")
+    y, scores = lib.layers.MultiHeadAttention(2, 3, name="mha")(
+        x, x, attention_mask=m, use_causal_mask=True, return_attention_scores=True
+    )
+    z = lib.layers.Attention(use_scale=True, name="att")([y, x], use_causal_mask=True)
+    return lib.Model([x, m], [lib.layers.LayerNormalization()(z), scores])
+
+
+def _inputs():
+    rng = np.random.default_rng(7)
+    mask = rng.random((2, 5, 5)) > 0.3
+    mask[:, :, 0] = True
+    return [rng.standard_normal((2, 5, 4)).astype("float32"), mask]
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".fastnn"])
+def test_saved_models_keep_call_options_and_weights(tmp_path, suffix):
+    model = _attention_model(fastnn)
+    randomize_weights(model)
+    path = tmp_path / f"m{suffix}"
+    model.save(path)
+    loaded = fastnn.models.load_model(path)
+    for got, want in zip(loaded.predict(_inputs(), verbose=0), model.predict(_inputs(), verbose=0)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_keras_files_both_ways(tmp_path):
+    """Keras's .keras layout for MultiHeadAttention (query_dense, ... groups in the h5 file) and
+    its call records (query, value as arguments; attention_mask, use_causal_mask,
+    return_attention_scores as keywords)."""
+    ours = _attention_model(fastnn)
+    randomize_weights(ours)
+    ours.save(tmp_path / "ours.keras")
+    theirs = keras.saving.load_model(tmp_path / "ours.keras")
+    for got, want in zip(ours.predict(_inputs(), verbose=0), theirs(_inputs())):
+        close(got, want)
+    keras_model = _attention_model(keras)
+    keras_model.save(tmp_path / "theirs.keras")
+    loaded = fastnn.models.load_model(tmp_path / "theirs.keras")
+    for got, want in zip(loaded.predict(_inputs(), verbose=0), keras_model(_inputs())):
+        close(got, want)

@@ -152,6 +152,20 @@ def merging():
     return fastnn.Model([a, b], outputs), [RNG.normal(size=(8, 4)), RNG.normal(size=(8, 4))]
 
 
+def attention_normalization():
+    """A transformer-style block: causal self-attention, Attention, AdditiveAttention, Dot and
+    the normalizations (BatchNormalization on axis 1)."""
+    a = fastnn.Input((5, 4), name="a")
+    h = layers.MultiHeadAttention(2, 3)(a, a, use_causal_mask=True)
+    h = layers.LayerNormalization()(layers.Add()([a, h]))
+    h = layers.GroupNormalization(2)(h)
+    h = layers.BatchNormalization(axis=1)(h)
+    c = layers.Attention(use_scale=True)([h, a])
+    d = layers.AdditiveAttention()([c, a], use_causal_mask=True)
+    outputs = layers.Dot(axes=2, normalize=True)([c, d])
+    return fastnn.Model(a, outputs), RNG.normal(size=(8, 5, 4))
+
+
 def embedding_lstm_masked():
     inputs = fastnn.Input((6,), dtype="int32")
     h = layers.Embedding(10, 4, mask_zero=True)(inputs)
@@ -283,6 +297,7 @@ CASES = {
     "conv2d_pooling": conv2d_pooling,
     "batchnorm": batchnorm,
     "merging": merging,
+    "attention_normalization": attention_normalization,
     "embedding_lstm_masked": embedding_lstm_masked,
     "gru": gru,
     "simple_rnn": simple_rnn,
