@@ -275,8 +275,9 @@ class Softmax(Layer):
         """The softmax axes, non-negative and sorted."""
         axes = self.axis if isinstance(self.axis, list) else [self.axis]
         if any(not -ndim <= a < ndim for a in axes):
+            rank = max(a + 1 if a >= 0 else -a for a in axes)
             raise shape_error(
-                self, f"axis={self.axis} is out of range", f"a shape of rank > {max(axes)}", shape
+                self, f"axis={self.axis} is out of range", f"a shape of rank >= {rank}", shape
             )
         return tuple(sorted({a % ndim for a in axes}))
 

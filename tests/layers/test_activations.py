@@ -227,8 +227,10 @@ def test_softmax_refuses_a_mask_it_cannot_broadcast_and_a_bad_axis():
     x = np.zeros((2, 3, 4), np.float32)
     with pytest.raises(ValueError, match=r"Softmax '.*': the mask must be broadcastable.*3, 4"):
         L.Softmax()(x, mask=np.ones((2, 4), bool))
-    with pytest.raises(ValueError, match=r"Softmax '.*': axis=3 is out of range"):
+    with pytest.raises(ValueError, match=r"Softmax '.*': axis=3 is out of range.*rank >= 4"):
         L.Softmax(axis=3)(x)
+    with pytest.raises(ValueError, match=r"axis=\[1, -4\] is out of range.*rank >= 4"):
+        L.Softmax(axis=[1, -4])(fastnn.Input((3, 4)))
     with pytest.raises(ValueError, match=r"`axis` must be an int or a list of ints"):
         L.Softmax(axis="last")
 
