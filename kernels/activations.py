@@ -36,6 +36,7 @@ from .codes import (
     SOFTSIGN,
     TANH,
 )
+from .fastmath import sigmoid, tanh
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -43,15 +44,6 @@ GELU_TANH_COEF = 0.044715
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-@njit(cache=True, inline="always")
-def _sigmoid(z, one):
-    # Split by sign so exp never overflows.
-    if z >= 0:
-        return one / (one + np.exp(-z))
-    e = np.exp(z)
-    return e / (one + e)
 
 
 @njit(cache=True, inline="always")
@@ -63,12 +55,11 @@ def _activate_row(row, code):
             v = row[j]
             row[j] = zero if v < zero else v  # a select, not a conditional store: vectorizes
     elif code == SIGMOID:
-        one = row.dtype.type(1)
         for j in range(n):
-            row[j] = _sigmoid(row[j], one)
+            row[j] = sigmoid(row[j])
     elif code == TANH:
         for j in range(n):
-            row[j] = np.tanh(row[j])
+            row[j] = tanh(row[j])
     elif code == SOFTMAX:
         peak = row[0]
         for j in range(1, n):
@@ -91,7 +82,7 @@ def _softplus(z, zero, one):
 
 # Called, not inlined: the conv and Winograd epilogues inline _activate_row, and these branches
 # would compile into each of them again.
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _activate_row_more(row, code):
     """The codes after SOFTMAX, in place on one row (N,)."""
     n = row.shape[0]
@@ -145,10 +136,10 @@ def _activate_row_more(row, code):
         half, k, c = t(0.5), t(SQRT_2_OVER_PI), t(GELU_TANH_COEF)
         for j in range(n):
             v = row[j]
-            row[j] = half * v * (one + np.tanh(k * (v + c * v * v * v)))
+            row[j] = half * v * (one + tanh(k * (v + c * v * v * v)))
     elif code == SILU:
         for j in range(n):
-            row[j] = row[j] * _sigmoid(row[j], one)
+            row[j] = row[j] * sigmoid(row[j])
     elif code == HARD_SILU:
         for j in range(n):
             v = row[j]
@@ -156,7 +147,7 @@ def _activate_row_more(row, code):
     elif code == MISH:
         for j in range(n):
             v = row[j]
-            row[j] = v * np.tanh(_softplus(v, zero, one))
+            row[j] = v * tanh(_softplus(v, zero, one))
 
 
 # Below this many elements a parallel launch (~4 us) costs more than it saves: small layers (an
@@ -214,7 +205,7 @@ def column_sums_add(grad, out):
         _column_sums_add_rows(grad, out, 0, grad.shape[0])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _bias_activation_rows(z, bias, code, out, start, stop):
     has_bias = bias.shape[0] > 0
     for i in range(start, stop):
@@ -224,7 +215,7 @@ def _bias_activation_rows(z, bias, code, out, start, stop):
         _activate_row(row, code)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _bias_activation_parallel(z, bias, code, out):
     rows = z.shape[0]
     blocks = min(rows, PARALLEL_BLOCKS)
@@ -234,7 +225,7 @@ def _bias_activation_parallel(z, bias, code, out):
 
 # In place, the bias and activation loops vectorize: with a separate input array that is y itself,
 # LLVM's runtime overlap check fails and falls back to scalar loops (4x slower at 32 columns).
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def bias_activation_inplace_rows(y, bias, code, start, stop):
     """y[m, :] = act(y[m, :] + bias) in place for rows start..stop; y (M, N), bias (N,) or (0,)."""
     zero = y.dtype.type(0)
@@ -255,7 +246,7 @@ def bias_activation_inplace_rows(y, bias, code, start, stop):
             _activate_row(y[i], code)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _bias_activation_inplace_parallel(y, bias, code):
     rows = y.shape[0]
     blocks = min(rows, PARALLEL_BLOCKS)
@@ -290,7 +281,7 @@ def _activation_backward_row(grad_y, y, code, out, i):
         _activation_backward_row_more(grad_y[i], y[i], code, out[i])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _activation_backward_row_more(g, s, code, out):
     """The codes after SOFTMAX on one row (N,): s is y = act(z), or z for ``FROM_INPUT``."""
     n = s.shape[0]
@@ -340,12 +331,12 @@ def _activation_backward_row_more(g, s, code, out):
         half, k, c = t(0.5), t(SQRT_2_OVER_PI), t(GELU_TANH_COEF)
         for j in range(n):
             v = s[j]
-            th = np.tanh(k * (v + c * v * v * v))
+            th = np.tanh(k * (v + c * v * v * v))  # exact: 1 - th * th amplifies an error
             slope = k * (one + t(3) * c * v * v)
             out[j] = g[j] * half * (one + th + v * (one - th * th) * slope)
     elif code == SILU:
         for j in range(n):
-            sig = _sigmoid(s[j], one)
+            sig = sigmoid(s[j])
             out[j] = g[j] * sig * (one + s[j] * (one - sig))
     elif code == HARD_SILU:
         for j in range(n):
@@ -359,33 +350,33 @@ def _activation_backward_row_more(g, s, code, out):
     elif code == MISH:
         for j in range(n):
             v = s[j]
-            th = np.tanh(_softplus(v, zero, one))
-            out[j] = g[j] * (th + v * (one - th * th) * _sigmoid(v, one))
+            th = np.tanh(_softplus(v, zero, one))  # exact: 1 - th * th amplifies an error
+            out[j] = g[j] * (th + v * (one - th * th) * sigmoid(v))
 
 
 # Inlined, not a call to a rows kernel as above: out is often grad_y, and only inside the parfor
 # do the loops vectorize then (a separate kernel's overlap check fails and runs them scalar, 3x
 # slower).
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _activation_backward_parallel(grad_y, y, code, out):
     for i in prange(y.shape[0]):
         _activation_backward_row(grad_y, y, code, out, i)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _activation_backward_rows(grad_y, y, code, out, start, stop):
     for i in range(start, stop):
         _activation_backward_row(grad_y, y, code, out, i)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _column_sums_add_rows(grad, out, start, stop):
     for i in range(start, stop):
         for j in range(grad.shape[1]):
             out[j] += grad[i, j]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _column_sums_add_parallel(grad, out):
     """By row blocks: one partial sum per block, then added."""
     rows, cols = grad.shape
@@ -443,14 +434,14 @@ def _relu_value_and_slope(v, slope, bound, threshold, bounded, zero, one):
     return y, d
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _relu_span(x, slope, bound, threshold, bounded, out, start, stop):
     zero, one = x.dtype.type(0), x.dtype.type(1)
     for i in range(start, stop):
         out[i] = _relu_value_and_slope(x[i], slope, bound, threshold, bounded, zero, one)[0]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _relu_parallel(x, slope, bound, threshold, bounded, out):
     n = x.size
     for b in prange(PARALLEL_BLOCKS):
@@ -458,7 +449,7 @@ def _relu_parallel(x, slope, bound, threshold, bounded, out):
         _relu_span(x, slope, bound, threshold, bounded, out, start, stop)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _relu_backward_span(grad_y, x, slope, bound, threshold, bounded, out, start, stop):
     zero, one = x.dtype.type(0), x.dtype.type(1)
     for i in range(start, stop):
@@ -466,7 +457,7 @@ def _relu_backward_span(grad_y, x, slope, bound, threshold, bounded, out, start,
         out[i] = grad_y[i] * d
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _relu_backward_parallel(grad_y, x, slope, bound, threshold, bounded, out):
     n = x.size
     for b in prange(PARALLEL_BLOCKS):
@@ -491,7 +482,7 @@ def elu_backward(grad_y, x, y, alpha, out):
         _elu_backward_span(grad_y, x, y, x.dtype.type(alpha), out, 0, x.size)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _elu_span(x, alpha, out, start, stop):
     zero = x.dtype.type(0)
     for i in range(start, stop):
@@ -499,21 +490,21 @@ def _elu_span(x, alpha, out, start, stop):
         out[i] = v if v > zero else alpha * np.expm1(v)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _elu_parallel(x, alpha, out):
     n = x.size
     for b in prange(PARALLEL_BLOCKS):
         _elu_span(x, alpha, out, b * n // PARALLEL_BLOCKS, (b + 1) * n // PARALLEL_BLOCKS)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _elu_backward_span(grad_y, x, y, alpha, out, start, stop):
     zero = x.dtype.type(0)
     for i in range(start, stop):  # alpha * exp(x) = y + alpha below 0
         out[i] = grad_y[i] if x[i] > zero else grad_y[i] * (y[i] + alpha)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _elu_backward_parallel(grad_y, x, y, alpha, out):
     n = x.size
     for b in prange(PARALLEL_BLOCKS):
@@ -540,7 +531,7 @@ def prelu_backward(grad_y, x, alpha, grad_x, grad_alpha):
         _prelu_backward_rows(grad_y, x, alpha, need_x, grad_x, grad_alpha, 0, x.shape[0])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _prelu_rows(x, alpha, out, start, stop):
     zero = x.dtype.type(0)
     for i in range(start, stop):
@@ -549,7 +540,7 @@ def _prelu_rows(x, alpha, out, start, stop):
             out[i, j] = v if v > zero else alpha[j] * v
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _prelu_parallel(x, alpha, out):
     rows = x.shape[0]
     blocks = min(rows, PARALLEL_BLOCKS)
@@ -557,7 +548,7 @@ def _prelu_parallel(x, alpha, out):
         _prelu_rows(x, alpha, out, b * rows // blocks, (b + 1) * rows // blocks)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _prelu_backward_rows(grad_y, x, alpha, need_x, grad_x, grad_alpha, start, stop):
     zero = x.dtype.type(0)
     for i in range(start, stop):
@@ -569,7 +560,7 @@ def _prelu_backward_rows(grad_y, x, alpha, need_x, grad_x, grad_alpha, start, st
                 grad_x[i, j] = g if v > zero else (g * alpha[j] if v < zero else zero)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _prelu_backward_parallel(grad_y, x, alpha, need_x, grad_x, grad_alpha):
     """By row blocks: one partial alpha gradient per block, then added."""
     rows, cols = x.shape

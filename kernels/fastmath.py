@@ -1,8 +1,10 @@
 """Float32 transcendental functions as straight-line arithmetic that LLVM vectorizes (kernels
-inline them): tanh32, sigmoid32."""
+inline them): tanh32, sigmoid32; ``tanh`` and ``sigmoid`` pick them for float32 at compile time
+and keep numpy's exact forms for float64."""
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 # Float32 tanh as a rational function x * P(x^2) / Q(x^2) on [-9, 9] (tanh rounds to +-1 beyond),
 # fitted as a minimax approximation for fastnn: |error| < 4e-7, under 7 float32 ulps near 1.
@@ -27,10 +29,43 @@ def tanh32(x):
     x2 = x * x
     p = (((_T_P4 * x2 + _T_P3) * x2 + _T_P2) * x2 + _T_P1) * x2 + F32_ONE
     q = (((_T_Q4 * x2 + _T_Q3) * x2 + _T_Q2) * x2 + _T_Q1) * x2 + F32_ONE
-    return min(max(x * p / q, -F32_ONE), F32_ONE)
+    t = min(max(x * p / q, -F32_ONE), F32_ONE)
+    return F32_ONE if x >= _T_CLAMP else -F32_ONE if x <= -_T_CLAMP else t  # as tanhf rounds
 
 
 @njit(cache=True, inline="always")
 def sigmoid32(x):
     """1 / (1 + exp(-x)) of a float32 scalar, as 0.5 + 0.5 tanh(x / 2)."""
     return F32_HALF + F32_HALF * tanh32(F32_HALF * x)
+
+
+def tanh(x):
+    """tanh of a scalar in a kernel: ``tanh32`` for float32, numpy's otherwise."""
+    return np.tanh(x)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) of a scalar in a kernel: ``sigmoid32`` for float32, otherwise split by
+    sign so exp never overflows."""
+    return 1 / (1 + np.exp(-x))
+
+
+@overload(tanh, inline="always")
+def _tanh_of(x):
+    if x == types.float32:
+        return lambda x: tanh32(x)
+    return lambda x: np.tanh(x)
+
+
+@overload(sigmoid, inline="always")
+def _sigmoid_of(x):
+    if x == types.float32:
+        return lambda x: sigmoid32(x)
+
+    def split_by_sign(x):
+        if x >= 0:
+            return 1 / (1 + np.exp(-x))
+        e = np.exp(x)
+        return e / (1 + e)
+
+    return split_by_sign
