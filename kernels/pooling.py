@@ -166,7 +166,7 @@ def max_unpool_2x2_row(grow, crow, k, out):
 
 # The parallel kernels below call a serial kernel per image or output row, not inline loops:
 # Numba's parfor passes then see one call, which compiles in a fraction of the time.
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def maxpool2d_backward(grad_out, argmax, dx):
     """dx (N,H,W,C) = zeros, then grad_out (N,oh,ow,C) scatter-added at argmax (same shape)."""
     n_batch, h, w, c = dx.shape
@@ -175,7 +175,7 @@ def maxpool2d_backward(grad_out, argmax, dx):
         _maxpool_backward_image(grad_out[n], argmax[n], planes[n])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _maxpool_backward_image(grad, argmax, plane):
     """plane (H*W, C) = zeros, then grad (oh,ow,C) scatter-added at argmax (oh,ow,C)."""
     plane[:, :] = 0
@@ -189,7 +189,7 @@ def _maxpool_backward_image(grad, argmax, plane):
                     plane[idx, ch] += g[ch]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out):
     """out (N,oh,ow,C) = mean of x (N,H,W,C) over each clipped window (padding not counted)."""
     n_batch, h = x.shape[0], x.shape[1]
@@ -201,7 +201,7 @@ def avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out):
         _avgpool_row(x[n], max(h0, 0), min(h0 + ph, h), pw, sw, pad_left, out[n, oh])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _avgpool_row(img, hs, he, pw, sw, pad_left, orow):
     """orow (ow,C): one output row of average pooling over img (H,W,C) rows hs..he-1."""
     w = img.shape[1]
@@ -220,19 +220,19 @@ def _avgpool_row(img, hs, he, pw, sw, pad_left, orow):
                 src = img[hi, wi]
                 for ch in range(o.shape[0]):
                     o[ch] += src[ch]
-        div = img.dtype.type(count)
+        scale = img.dtype.type(1) / img.dtype.type(count)
         for ch in range(o.shape[0]):
-            o[ch] /= div
+            o[ch] *= scale
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def avgpool2d_backward(grad_out, ph, pw, sh, sw, pad_top, pad_left, dx):
     """dx (N,H,W,C) = zeros, then each grad_out (N,oh,ow,C) / window size added over its window."""
     for n in prange(dx.shape[0]):
         _avgpool_backward_image(grad_out[n], ph, pw, sh, sw, pad_top, pad_left, dx[n])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _avgpool_backward_image(grad, ph, pw, sh, sw, pad_top, pad_left, img):
     """img (H,W,C) = zeros, then each grad (oh,ow,C) / window size added over its window."""
     h, w, c = img.shape
@@ -251,10 +251,10 @@ def _avgpool_backward_image(grad, ph, pw, sh, sw, pad_top, pad_left, img):
             count = (he - hs) * (we - ws)
             if count <= 0:
                 continue
-            div = img.dtype.type(count)
+            scale = img.dtype.type(1) / img.dtype.type(count)
             g = grad[oh, ow]
             for hi in range(hs, he):
                 for wi in range(ws, we):
                     dst = img[hi, wi]
                     for ch in range(c):
-                        dst[ch] += g[ch] / div
+                        dst[ch] += g[ch] * scale
