@@ -37,8 +37,28 @@ from fastnn.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from fastnn.layers.preprocessing import CategoryEncoding, Normalization, Rescaling
 from fastnn.layers.recurrent import GRU, LSTM, Masking, SimpleRNN
-from fastnn.layers.reshaping import RepeatVector, Reshape
+from fastnn.layers.regularization import (
+    ActivityRegularization,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout1D,
+    SpatialDropout2D,
+)
+from fastnn.layers.reshaping import (
+    Cropping1D,
+    Cropping2D,
+    Identity,
+    Permute,
+    RepeatVector,
+    Reshape,
+    UpSampling1D,
+    UpSampling2D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+)
+from fastnn.layers.unit_normalization import UnitNormalization
 from fastnn.layers.wrappers import Bidirectional
 from fastnn.layers.wrappers_time import TimeDistributed
 from fastnn.saving.registry import register_builtins
@@ -58,6 +78,7 @@ GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = [
     "Activation",
+    "ActivityRegularization",
     "Add",
     "AdditiveAttention",
     "Attention",
@@ -68,11 +89,14 @@ __all__ = [
     "AvgPool2D",
     "BatchNormalization",
     "Bidirectional",
+    "CategoryEncoding",
     "Concatenate",
     "Conv1D",
     "Conv2D",
     "Convolution1D",
     "Convolution2D",
+    "Cropping1D",
+    "Cropping2D",
     "Dense",
     "Dot",
     "Dropout",
@@ -80,6 +104,8 @@ __all__ = [
     "Embedding",
     "Flatten",
     "GRU",
+    "GaussianDropout",
+    "GaussianNoise",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
     "GlobalAvgPool1D",
@@ -89,6 +115,7 @@ __all__ = [
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
     "GroupNormalization",
+    "Identity",
     "Input",
     "InputLayer",
     "LSTM",
@@ -104,15 +131,25 @@ __all__ = [
     "Maximum",
     "MultiHeadAttention",
     "Multiply",
+    "Normalization",
     "PReLU",
+    "Permute",
     "ReLU",
     "RepeatVector",
+    "Rescaling",
     "Reshape",
     "SimpleRNN",
     "Softmax",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
     "Subtract",
     "TimeDistributed",
+    "UnitNormalization",
+    "UpSampling1D",
+    "UpSampling2D",
     "Variable",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
     "add",
     "average",
     "concatenate",
