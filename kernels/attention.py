@@ -36,7 +36,7 @@ def _softmax_rows(scores, mask, causal, mode, out, start, stop):
         i = r % steps
         row = out[b, h, i]
         src = scores[b, h, i]
-        peak = -np.inf
+        peak = scores.dtype.type(-np.inf)
         for j in range(keys):
             v = src[j]
             if (causal and j > i) or (has_mask and not mask[b, i, j]):

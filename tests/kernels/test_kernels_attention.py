@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from numba_checks import float64_ops
 
 from fastnn.kernels import attention as K
 
@@ -96,3 +97,21 @@ def test_softmax_backward(split, rows, cols, seed, dtype):
         dy64,
     )
     np.testing.assert_allclose(out, want, rtol=RTOL[dtype] * 10, atol=ATOL[dtype] * 10)
+
+
+@pytest.mark.parametrize(
+    "name", ["_softmax_rows", "_softmax_parallel", "_softmax_grad_rows", "_softmax_grad_parallel"]
+)
+def test_float32_stays_float32(name):
+    """Attention's softmax runs in the scores' dtype: float32 scores never widen to double."""
+    f = np.float32
+    scores = np.random.default_rng(0).standard_normal((2, 2, 3, 4)).astype(f)
+    mask = np.ones((2, 3, 4), bool)
+    rows, out = scores.reshape(-1, 4), np.empty((12, 4), f)
+    args = {
+        "_softmax_rows": (scores, mask, True, K.MASK_REPLACE, np.empty_like(scores), 0, 12),
+        "_softmax_parallel": (scores, mask, True, K.MASK_SUBTRACT, np.empty_like(scores)),
+        "_softmax_grad_rows": (rows, rows, out, 0, 12),
+        "_softmax_grad_parallel": (rows, rows, out),
+    }[name]
+    assert float64_ops(getattr(K, name), *args) == []
