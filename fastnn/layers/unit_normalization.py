@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import kernels
 from fastnn.layers.base import Layer
 
 #: Keras's lower bound on the norm: ``ops.normalize(..., epsilon=1e-12)``.
@@ -48,28 +49,36 @@ class UnitNormalization(Layer):
                 )
         return input_shape
 
-    def _squares(self, a, b):
-        """sum(a * b) over the axes, kept as size-1 axes (one pass for the last axis)."""
-        if self._axes in ((-1,), (a.ndim - 1,)):
-            return np.einsum("...i,...i->...", a, b)[..., None]
-        return np.sum(a * b, axis=self._axes, keepdims=True)
+    def _over_last_axis(self, ndim: int) -> bool:
+        return self._axes in ((-1,), (ndim - 1,))
 
     def forward(self, inputs, training):
-        x = inputs
+        x = np.ascontiguousarray(inputs)
+        bound = x.dtype.type(1 / EPSILON)
+        if self._over_last_axis(x.ndim):  # rows, in one kernel pass
+            rows = x.reshape(-1, x.shape[-1])
+            y, scale = np.empty_like(rows), np.empty(rows.shape[0], x.dtype)
+            kernels.unit_norm.unit_norm_forward(rows, bound, y, scale)
+            return y.reshape(x.shape), (y, scale)
         with np.errstate(divide="ignore"):
-            scale = 1 / np.sqrt(self._squares(x, x))
-        np.minimum(scale, x.dtype.type(1 / EPSILON), out=scale)
+            scale = 1 / np.sqrt(np.sum(x * x, axis=self._axes, keepdims=True))
+        np.minimum(scale, bound, out=scale)
         y = x * scale
         return y, (y, scale)
 
     def backward(self, ctx, grad_outputs):
         y, scale = ctx
-        # Where the bound holds, the output is x / epsilon: a linear map.
-        free = scale < y.dtype.type(1 / EPSILON)
-        along = self._squares(grad_outputs, y) * free
-        grad = grad_outputs - y * along
-        grad *= scale
-        return grad
+        grad = np.ascontiguousarray(grad_outputs, y.dtype)
+        bound = y.dtype.type(1 / EPSILON)
+        if scale.ndim == 1:  # the forward ran on rows
+            grad_x = np.empty_like(y)
+            kernels.unit_norm.unit_norm_backward(grad.reshape(y.shape), y, scale, bound, grad_x)
+            return grad_x.reshape(grad.shape)
+        # Where the bound holds, the output is x * bound: a linear map.
+        along = np.sum(grad * y, axis=self._axes, keepdims=True) * (scale < bound)
+        grad_x = grad - y * along
+        grad_x *= scale
+        return grad_x
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
