@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba_checks import float64_ops
 
 from fastnn.kernels import resize
 
@@ -77,3 +78,12 @@ def test_doubling_uses_quarter_weights_and_clamps_at_the_edges():
     np.testing.assert_array_equal(lo, [0, 0, 0, 1, 1, 2])
     np.testing.assert_array_equal(hi, [1, 1, 1, 2, 2, 2])
     np.testing.assert_array_equal(frac, np.float32([0, 0.25, 0.75, 0.25, 0.75, 0.25]))
+
+
+def test_float32_stays_float32():
+    x = np.ones((1, 2, 3, 2), np.float32)
+    rows, cols = resize.linear_taps(2, 4, np.float32), resize.linear_taps(3, 6, np.float32)
+    out = np.empty((1, 4, 6, 2), np.float32)
+    assert float64_ops(resize.bilinear_forward, x, *rows, *cols, out) == []
+    by_rows, by_cols = resize.taps_by_input(*rows, 2), resize.taps_by_input(*cols, 3)
+    assert float64_ops(resize.bilinear_backward, out, *by_rows, *by_cols, x) == []
