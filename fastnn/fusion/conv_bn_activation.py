@@ -1,6 +1,7 @@
-"""Conv2D (no activation), the BatchNormalization that alone reads it, optionally the relu (or
-linear) Activation that alone reads that and the 2x2 max pool that alone reads the activation:
-at inference, one conv with BN folded in (and pooled in its epilogue)."""
+"""Conv2D or Dense (no activation), the BatchNormalization over its last axis that alone reads
+it, optionally the relu (or linear) Activation that alone reads that and (after a conv) the 2x2
+max pool that alone reads the activation: at inference, one conv or product with BN folded in
+(and pooled in its epilogue)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ from fastnn.fusion.bn_activation import _is_batch_norm, _is_relu
 from fastnn.fusion.conv_max_pool import _is_max_pool_2x2
 from fastnn.kernels.codes import LINEAR
 from fastnn.layers.convolutional import Conv2D
-from fastnn.layers.core import Activation
+from fastnn.layers.core import Activation, Dense
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.pooling import MaxPooling2D
 from fastnn.nodes import Node
 
 
 class _Trained(NamedTuple):
-    """A pass with the batch's statistics, run as the conv, BN(+activation) and the pool."""
+    """A pass with the batch's statistics, run as the conv (or Dense), BN(+activation) and the
+    pool."""
 
-    conv: tuple
+    linear: tuple
     bn: tuple
     pool: tuple | None
 
@@ -33,19 +35,20 @@ class _Inputs(NamedTuple):
     inputs: np.ndarray
 
 
-class ConvBatchNorm(FusedLayer):
-    """``pool(act(BatchNormalization(...)(Conv2D(...)(x))))``, act relu or none, pool a 2x2
-    stride-2 'valid' MaxPooling2D or none.
+class LinearBatchNorm(FusedLayer):
+    """``pool(act(BatchNormalization(...)(linear(x))))``, linear a Conv2D or Dense without
+    activation, act relu or none, pool (after a conv) a 2x2 stride-2 'valid' MaxPooling2D or none.
 
     At inference BN is an affine map per channel (its moving statistics), folded at each call
-    into a copy of the conv's kernel and bias: with ``s = gamma / sqrt(moving_variance +
+    into a copy of the layer's kernel and bias: with ``s = gamma / sqrt(moving_variance +
     epsilon)``, ``kernel * s`` and ``(bias - moving_mean) * s + beta``; the activation runs in
-    the conv's epilogue, so the conv's output is written once, as the result (or only the
-    pooled output is, ``Conv2D.max_pooled_with``). In training
-    BN's statistics need the conv's output: the conv runs, then BN and the activation in one
-    pass (a frozen BN too: it runs as at inference, unfolded, keeping what the backward needs).
+    the layer's epilogue, so its output is written once, as the result (or only the pooled
+    output is, ``Conv2D.max_pooled_with``). In training BN's statistics need the layer's output:
+    it runs, then BN and the activation in one pass (a frozen BN too: it runs as at inference,
+    unfolded, keeping what the backward needs).
 
-    Input shape ``(batch, h, w, c)``; output ``(batch, oh, ow, filters)``, halved by a pool.
+    Shapes: a conv's ``(batch, h, w, c)`` to ``(batch, oh, ow, filters)``, halved by a pool; a
+    Dense's ``(batch, ..., input_dim)`` to ``(batch, ..., units)``.
     """
 
     uses_workspace = True
@@ -53,44 +56,45 @@ class ConvBatchNorm(FusedLayer):
 
     def __init__(
         self,
-        conv: Conv2D,
+        linear: Conv2D | Dense,
         bn: BatchNormalization,
         activation: Activation | None = None,
         pool: MaxPooling2D | None = None,
     ):
-        super().__init__(*(layer for layer in (conv, bn, activation, pool) if layer is not None))
-        self.conv, self.bn, self.pool = conv, bn, pool
+        chain = (linear, bn, activation, pool)
+        super().__init__(*(layer for layer in chain if layer is not None))
+        self.linear, self.bn, self.pool = linear, bn, pool
         self.code = LINEAR if activation is None else activation._code
 
     def folded(self):
-        """The conv's kernel and bias with BN's moving-statistics affine map folded in."""
-        bn, dtype = self.bn, self.conv.kernel.value.dtype
+        """The layer's kernel and bias with BN's moving-statistics affine map folded in."""
+        bn, dtype = self.bn, self.linear.kernel.value.dtype
         gamma, beta = bn._affine(dtype)
         invstd = 1 / np.sqrt(bn.moving_variance.value + dtype.type(bn.epsilon))
         scale = (invstd * gamma).astype(dtype)
         bias = -bn.moving_mean.value
-        if self.conv.use_bias:
-            bias = self.conv.bias.value + bias
-        return self.conv.kernel.value * scale, (bias * scale + beta).astype(dtype)
+        if self.linear.use_bias:
+            bias = self.linear.bias.value + bias
+        return self.linear.kernel.value * scale, (bias * scale + beta).astype(dtype)
 
     def forward(self, inputs, training, workspace=None):
         if not training:
             kernel, bias = self.folded()
             if self.pool is not None:
-                y = self.conv.max_pooled_with(inputs, kernel, bias, self.code, None, workspace)
+                y = self.linear.max_pooled_with(inputs, kernel, bias, self.code, None, workspace)
             else:
-                y = self.conv.forward_with(inputs, kernel, bias, self.code, workspace)
+                y = self.linear.forward_with(inputs, kernel, bias, self.code, workspace)
             return y, _Inputs(inputs)
         return self._run(inputs, True, workspace)
 
     def _run(self, inputs, training, workspace=None):
         """The layers as written (BN and the activation in one pass): (output, _Trained)."""
-        y, conv_ctx = self.conv.forward(inputs, training, workspace=workspace)
+        y, linear_ctx = self.linear.forward(inputs, training, workspace=workspace)
         out, bn_ctx = self.bn.forward_activated(y, training, self.code, workspace)
         pool_ctx = None
         if self.pool is not None:
             out, pool_ctx = self.pool.forward(out, training)
-        return out, _Trained(conv_ctx, bn_ctx, pool_ctx)
+        return out, _Trained(linear_ctx, bn_ctx, pool_ctx)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         if isinstance(ctx, _Inputs):  # run the layers as written with the statistics they used
@@ -99,24 +103,33 @@ class ConvBatchNorm(FusedLayer):
         if self.pool is not None:
             grad = self.pool.backward(ctx.pool, grad)
         grad = self.bn.backward(ctx.bn, grad)
-        return self.conv.backward(ctx.conv, grad, need_input_grad=need_input_grad)
+        return self.linear.backward(ctx.linear, grad, need_input_grad=need_input_grad)
 
 
 def _is_linear_conv2d(node: Node) -> bool:
     return isinstance(node.layer, Conv2D) and node.layer._code == LINEAR
 
 
-def _is_same_dtype_batch_norm(node: Node) -> bool:
-    return _is_batch_norm(node) and node.inputs[0].dtype == node.outputs[0].dtype
+def _is_linear_dense(node: Node) -> bool:
+    return type(node.layer) is Dense and node.layer._code == LINEAR
 
 
-#: Three chains under one name: with the activation and a pool, with the activation, without.
+def _is_channel_batch_norm(node: Node) -> bool:
+    """A BatchNormalization over the last axis (the filters or units), keeping its dtype."""
+    if not _is_batch_norm(node) or node.inputs[0].dtype != node.outputs[0].dtype:
+        return False
+    return node.layer.axis in (-1, len(node.outputs[0].shape) - 1)
+
+
+#: Chains under two names: with the activation (and a pool, for a conv), without.
 RULES = (
     Rule(
         "conv_bn_act",
-        (_is_linear_conv2d, _is_same_dtype_batch_norm, _is_relu, _is_max_pool_2x2),
-        ConvBatchNorm,
+        (_is_linear_conv2d, _is_channel_batch_norm, _is_relu, _is_max_pool_2x2),
+        LinearBatchNorm,
     ),
-    Rule("conv_bn_act", (_is_linear_conv2d, _is_same_dtype_batch_norm, _is_relu), ConvBatchNorm),
-    Rule("conv_bn_act", (_is_linear_conv2d, _is_same_dtype_batch_norm), ConvBatchNorm),
+    Rule("conv_bn_act", (_is_linear_conv2d, _is_channel_batch_norm, _is_relu), LinearBatchNorm),
+    Rule("conv_bn_act", (_is_linear_conv2d, _is_channel_batch_norm), LinearBatchNorm),
+    Rule("dense_bn_act", (_is_linear_dense, _is_channel_batch_norm, _is_relu), LinearBatchNorm),
+    Rule("dense_bn_act", (_is_linear_dense, _is_channel_batch_norm), LinearBatchNorm),
 )

@@ -125,6 +125,15 @@ class Dense(Layer):
         out = y.reshape(*inputs.shape[:-1], self.units)
         return out, _DenseSaved(x, saved, inputs.shape, workspace)
 
+    def forward_with(self, inputs, kernel, bias, code, workspace=None):
+        """This layer's output (batch, ..., units) computed with ``kernel``, ``bias`` and the
+        activation ``code`` in place of its own (a composite folding an affine map into it)."""
+        x = inputs.reshape(-1, inputs.shape[-1])
+        y = scratch(workspace, "y", (x.shape[0], self.units), kernel.dtype)
+        runtime.matmul(x, kernel, y)
+        kernels.activations.bias_activation_forward(y, bias, code, y)
+        return y.reshape(*inputs.shape[:-1], self.units)
+
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):

@@ -30,6 +30,13 @@ def conv_pool(pool=None, second_reader=False, conv_is_output=False):
     return fastnn.Model(x, outputs)
 
 
+def dense_bn(activation="relu", use_bias=False, axis=-1, time_steps=False):
+    x = fastnn.Input((3, 4) if time_steps else (4,))
+    d = layers.Dense(3, use_bias=use_bias, name="d")(x)
+    b = layers.BatchNormalization(axis=axis, name="b")(d)
+    return fastnn.Model(x, layers.Activation(activation, name="a")(b))
+
+
 def embedded(reader=None, second_reader=False, rows_are_output=False, initial_state=False):
     ids = fastnn.Input((5,))
     e = layers.Embedding(9, 4, name="e")(ids)
@@ -90,6 +97,10 @@ def bn_act(reader=None, second_reader=False, bn_is_output=False, **bn):
         (lambda: conv_bn(pool=layers.MaxPooling2D(2, name="p")), ["c+b+a+p"]),
         (lambda: conv_bn(pool=layers.MaxPooling2D(3, name="p")), ["c+b+a"]),
         (lambda: conv_bn("tanh", pool=layers.MaxPooling2D(2, name="p")), ["c+b"]),
+        (dense_bn, ["d+b+a"]),
+        (lambda: dense_bn(use_bias=True, time_steps=True), ["d+b+a"]),
+        (lambda: dense_bn("tanh"), ["d+b"]),
+        (lambda: dense_bn(time_steps=True, axis=1), ["b+a"]),
         (conv_pool, ["c+p"]),
         (lambda: conv_pool(layers.MaxPooling2D(2, strides=1, name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(2, padding="same", name="p")), []),
