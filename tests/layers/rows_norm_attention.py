@@ -13,6 +13,11 @@ KERAS_TORCH_LAYER_NORM_AXIS = (
 )
 
 
+def relu_after(dtype):
+    """The follower of the BN + activation fusion rule (BN on any axis)."""
+    return L.Activation("relu", dtype=dtype)
+
+
 def spread(layer, x, training):
     """Keras's MultiHeadAttention takes query, value (and key) as arguments, not a list."""
     return layer(*x, training=training)
@@ -45,7 +50,9 @@ def keras_scores_causal_list(layer, x, training):
 
 ROWS = {
     # ---- BatchNormalization on an axis other than the last (moved last and back)
-    "batch_norm-axis_1-channels_first": row(L.BatchNormalization, (3, 2, 2), axis=1),
+    "batch_norm-axis_1-channels_first": replace(
+        row(L.BatchNormalization, (3, 2, 2), axis=1), fused_with=relu_after
+    ),
     "batch_norm-axis_-2-3d": row(L.BatchNormalization, (3, 2), axis=-2, momentum=0.8),
     "batch_norm-axis_1-frozen": row(L.BatchNormalization, (2, 3), axis=1, trainable=False),
     # ---- LayerNormalization
