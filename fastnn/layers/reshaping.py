@@ -568,16 +568,10 @@ class UpSampling2D(Layer):
 @functools.lru_cache(maxsize=64)
 def _taps(size: int, factor: int, dtype: str) -> tuple:
     """The bilinear taps of an axis of ``size`` enlarged ``factor`` times, made once per shape
-    (read-only: every layer and call shares them)."""
-    return _read_only(kernels.resize.linear_taps(size, size * factor, np.dtype(dtype)))
+    (every layer and call shares them; the kernels only read them)."""
+    return kernels.resize.linear_taps(size, size * factor, np.dtype(dtype))
 
 
 @functools.lru_cache(maxsize=64)
 def _taps_by_input(size: int, factor: int, dtype: str) -> tuple:
-    return _read_only(kernels.resize.taps_by_input(*_taps(size, factor, dtype), size))
-
-
-def _read_only(arrays: tuple) -> tuple:
-    for a in arrays:
-        a.flags.writeable = False
-    return arrays
+    return kernels.resize.taps_by_input(*_taps(size, factor, dtype), size)
