@@ -322,7 +322,7 @@ class MultiHeadAttention(_AttentionBase):
             masks.append(None)
         return self._run(tensors, options, training, masks)
 
-    call_keywords = _AttentionBase.call_keywords | {"attention_mask"}
+    call_keywords = _AttentionBase.call_keywords | {"query", "value", "key", "attention_mask"}
 
     def call_record(self, inputs: list) -> tuple[list, dict]:
         """Keras's record of a call: query, value (and key) as arguments, the rest keywords."""

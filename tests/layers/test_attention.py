@@ -328,10 +328,11 @@ def test_normalization_errors():
 
 
 def _attention_model(lib):
-    """Self-attention with a causal mask, an attention_mask input, scores out, and Attention."""
+    """Self-attention with a causal mask, an attention_mask input, scores out, and Attention;
+    key by keyword (a record Keras writes so)."""
     x, m = lib.Input((5, 4)), lib.Input((5, 5), dtype="bool")
     y, scores = lib.layers.MultiHeadAttention(2, 3, name="mha")(
-        x, x, attention_mask=m, use_causal_mask=True, return_attention_scores=True
+        x, x, key=x, attention_mask=m, use_causal_mask=True, return_attention_scores=True
     )
     z = lib.layers.Attention(use_scale=True, name="att")([y, x], use_causal_mask=True)
     return lib.Model([x, m], [lib.layers.LayerNormalization()(z), scores])
