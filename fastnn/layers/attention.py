@@ -111,9 +111,9 @@ class _AttentionBase(Layer):
             arrays = self._to_arrays(tensors)
         shapes = [tuple(a.shape) for a in arrays]
         if not self.built:
-            self.build(shapes, options)
+            self.build(shapes, options=options)
         else:
-            self.check_input_shape(shapes, options)
+            self.check_input_shape(shapes, options=options)
         with runtime.serial_blas():  # once per call on arrays (see fastnn.runtime)
             return self._call_arrays(arrays, bool(training), extra)
 
@@ -370,7 +370,10 @@ class MultiHeadAttention(_AttentionBase):
                 )
         return query, value, key
 
-    def build(self, input_shape, options: _Options | None = None):
+    def build(self, query_shape, value_shape=None, key_shape=None, *, options=None):
+        """Keras's ``build(query_shape, value_shape, key_shape=None)``, or one list of shapes
+        laid out as the call's tensors."""
+        input_shape = _shape_list(query_shape, value_shape, key_shape)
         query, value, key = self._shapes(input_shape, options)
         for what, shape in (("query", query), ("value", value), ("key", key)):
             if shape[-1] is None:
@@ -415,7 +418,7 @@ class MultiHeadAttention(_AttentionBase):
         groups = {n: [w for w in part if w is not None] for n, part in zip(names, parts)}
         return {**groups, "_softmax": [], "_dropout_layer": []}
 
-    def check_input_shape(self, input_shape, options: _Options | None = None):
+    def check_input_shape(self, input_shape, *, options=None):
         query, value, key = self._shapes(input_shape, options)
         if (query[-1], value[-1], key[-1]) != self._dims:
             raise shape_error(
@@ -425,7 +428,10 @@ class MultiHeadAttention(_AttentionBase):
                 (query[-1], value[-1], key[-1]),
             )
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+        """Keras's ``compute_output_shape(query_shape, value_shape, key_shape=None)``, or one
+        list of shapes."""
+        input_shape = _shape_list(query_shape, value_shape, key_shape)
         query, value, _ = self._shapes(input_shape)
         output = (*query[:-1], *(self.output_shape_arg or query[-1:]))
         if (self._options or _options_of(input_shape)).scores:
@@ -564,6 +570,13 @@ class MultiHeadAttention(_AttentionBase):
         }
 
 
+def _shape_list(query_shape, value_shape, key_shape) -> list:
+    """The shapes as one list: given separately (Keras's signature), or a list already."""
+    if value_shape is None:
+        return query_shape
+    return [query_shape, value_shape] + ([key_shape] if key_shape is not None else [])
+
+
 def _options_of(inputs) -> _Options:
     """Options a bare list implies (a layer never called symbolically): a third item is key."""
     return _Options(len(inputs) > 2, False, False, False)
@@ -662,7 +675,7 @@ class Attention(_AttentionBase):
             )
         return query, value, key
 
-    def build(self, input_shape, options: _Options | None = None):
+    def build(self, input_shape, *, options=None):
         self._shapes(input_shape)
         self.scale = self.concat_score_weight = None
         if self.use_scale:
@@ -670,7 +683,7 @@ class Attention(_AttentionBase):
         if self.score_mode == "concat":
             self.concat_score_weight = self.add_weight((), "ones", "concat_score_weight")
 
-    def check_input_shape(self, input_shape, options: _Options | None = None):
+    def check_input_shape(self, input_shape, *, options=None):
         self._shapes(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -781,7 +794,7 @@ class AdditiveAttention(Attention):
     def __init__(self, use_scale: bool = True, dropout: float = 0.0, **kwargs):
         super().__init__(use_scale=use_scale, dropout=dropout, **kwargs)
 
-    def build(self, input_shape, options: _Options | None = None):
+    def build(self, input_shape, *, options=None):
         query, _, _ = self._shapes(input_shape)
         self.scale = None
         if self.use_scale:

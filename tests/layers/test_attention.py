@@ -89,6 +89,17 @@ def test_mha_key_and_query_value_masks_match_keras():
     assert np.all(scores[0, :, 2] == 0) and np.all(scores[0, :, :, 3:] == 0)
 
 
+def test_mha_build_and_compute_output_shape_take_keras_arguments():
+    ours = L.MultiHeadAttention(2, 3, output_shape=7, name="mha")
+    theirs = keras.layers.MultiHeadAttention(2, 3, output_shape=7, name="mha")
+    shapes = (None, 4, 6), (None, 5, 8), (None, 5, 2)
+    assert ours.compute_output_shape(*shapes[:2]) == theirs.compute_output_shape(*shapes[:2])
+    ours.build(*shapes)
+    theirs.build(*shapes)
+    assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    assert [w.path for w in ours.weights] == [w.path for w in theirs.weights]
+
+
 def test_self_attention_in_a_functional_model_with_padding_masks_and_causal():
     """x -> Embedding(mask_zero) -> MultiHeadAttention(x, x, use_causal_mask) -> LayerNorm:
     the padded steps' mask reaches the attention through the graph, as in Keras."""
