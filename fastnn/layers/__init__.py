@@ -4,6 +4,14 @@ from fastnn.layers.activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from fastnn.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
 from fastnn.layers.base import Layer, Variable
 from fastnn.layers.convolutional import Conv1D, Conv2D
+from fastnn.layers.convolutional_extra import (
+    Conv1DTranspose,
+    Conv2DTranspose,
+    DepthwiseConv1D,
+    DepthwiseConv2D,
+    SeparableConv1D,
+    SeparableConv2D,
+)
 from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Lambda
 from fastnn.layers.embedding import Embedding
 from fastnn.layers.merging import (
@@ -67,6 +75,10 @@ from fastnn.saving.serialization import serialize_layer as serialize
 
 Convolution1D = Conv1D
 Convolution2D = Conv2D
+Convolution1DTranspose = Conv1DTranspose
+Convolution2DTranspose = Conv2DTranspose
+SeparableConvolution1D = SeparableConv1D
+SeparableConvolution2D = SeparableConv2D
 MaxPool1D = MaxPooling1D
 AvgPool1D = AveragePooling1D
 GlobalAvgPool1D = GlobalAveragePooling1D
@@ -92,12 +104,18 @@ __all__ = [
     "CategoryEncoding",
     "Concatenate",
     "Conv1D",
+    "Conv1DTranspose",
     "Conv2D",
+    "Conv2DTranspose",
     "Convolution1D",
+    "Convolution1DTranspose",
     "Convolution2D",
+    "Convolution2DTranspose",
     "Cropping1D",
     "Cropping2D",
     "Dense",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
     "Dot",
     "Dropout",
     "ELU",
@@ -138,6 +156,10 @@ __all__ = [
     "RepeatVector",
     "Rescaling",
     "Reshape",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "SeparableConvolution1D",
+    "SeparableConvolution2D",
     "SimpleRNN",
     "Softmax",
     "SpatialDropout1D",
