@@ -143,6 +143,24 @@ def test_keras_files_cross_both_ways(tmp_path):
     np.testing.assert_allclose(back.predict(x, verbose=0), ours.predict(x, verbose=0), 1e-5, 1e-6)
 
 
+def test_fastnn_files_keep_the_layers_and_their_training(tmp_path):
+    """A compiled model saved as .fastnn loads with the same predictions, summary and config."""
+    model = mobile_unet(fastnn)
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(4).standard_normal((2, 8, 8, 3)).astype("float32")
+    model.train_on_batch(x, np.zeros((2, 2), "float32"))
+    model.save(tmp_path / "m.fastnn")
+    again = fastnn.models.load_model(tmp_path / "m.fastnn")
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert again.get_config() == model.get_config()
+    lines = []
+    again.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    for name in ("DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Conv1DTranspose"):
+        assert name in text, text
+    assert f"{model.count_params():,}" in text
+
+
 @pytest.mark.parametrize(
     "make, error, message",
     [
