@@ -3,8 +3,9 @@
 ``Model.save``, ``Model.save_weights``, ``Model.load_weights``, ``fastnn.models.load_model`` and
 ``fastnn.saving.load_model`` call the functions here. Each file format registers its suffix when
 its module is imported (``import fastnn`` imports them): ``native`` reads and writes ``.fastnn``
-and ``.weights.npz``, ``keras_format`` ``.keras`` and ``.weights.h5``. The formats import models;
-this module imports no format, so models import it without an import cycle.
+and ``.weights.npz``, ``keras_format`` ``.keras`` and ``.weights.h5``, ``legacy_h5`` Keras 2's
+``.h5`` and ``.hdf5`` weights (read only); the longest matching suffix wins. The formats import
+models; this module imports no format, so models import it without an import cycle.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
 
 
 def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
-    """Load weights saved by ``save_weights`` (or Keras's ``.weights.h5``); every shape is
-    checked before any weight changes."""
+    """Load weights saved by ``save_weights`` (or Keras's ``.weights.h5``, or Keras 2's ``.h5``);
+    every shape is checked before any weight changes."""
     if skip_mismatch:
         raise NotImplementedError("load_weights(skip_mismatch=True) is not supported")
     path = os.fspath(filepath)
@@ -74,9 +75,9 @@ def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
 
 
 def _format(formats: dict[str, Format], path: str, caller: str) -> Format:
-    for suffix, format_ in formats.items():
-        if path.endswith(suffix):
-            return format_
+    matches = [suffix for suffix in formats if path.endswith(suffix)]
+    if matches:  # the longest: '.weights.h5' before '.h5'
+        return formats[max(matches, key=len)]
     choices = " or ".join(f"'{f.suffix}' ({f.name})" for f in formats.values())
     raise ValueError(
         f"{caller}(): cannot tell the format of '{path}'; the file name must end in {choices}"
