@@ -30,7 +30,7 @@ from .activations import (
     bias_activation_inplace_rows,
     column_sums_add,
 )
-from .codes import LINEAR, RELU, SOFTMAX
+from .codes import LINEAR, LOG_SOFTMAX, RELU, SOFTMAX
 from .gemm import matmul, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .pooling import (
@@ -913,15 +913,16 @@ def _rows_conv_row(img, kernel, bias, h0, sw, pad_left, window, acc):
 
 @njit(cache=True, error_model="numpy")
 def _rows_store(acc, code, orow):
-    """orow (ow,F) = act(acc (F, wide)), transposed; a softmax over each output pixel's F."""
+    """orow (ow,F) = act(acc (F, wide)), transposed; a (log) softmax over each output pixel's F."""
     out_w, filters = orow.shape
-    if code != SOFTMAX:
+    row_wise = code == SOFTMAX or code == LOG_SOFTMAX
+    if not row_wise:
         for j in range(filters):
             _activate_row(acc[j, :out_w], code)
     for o in range(out_w):
         for j in range(filters):
             orow[o, j] = acc[j, o]
-    if code == SOFTMAX:
+    if row_wise:
         for o in range(out_w):
             _activate_row(orow[o], code)
 

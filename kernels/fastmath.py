@@ -50,14 +50,14 @@ def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh_of(x):
     if x == types.float32:
         return lambda x: tanh32(x)
     return lambda x: np.tanh(x)
 
 
-@overload(sigmoid, inline="always")
+@overload(sigmoid)
 def _sigmoid_of(x):
     if x == types.float32:
         return lambda x: sigmoid32(x)

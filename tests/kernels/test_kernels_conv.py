@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from fastnn.kernels import conv, gemm, pooling, winograd
 from fastnn.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
+from fastnn.kernels.codes import LOG_SOFTMAX
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -49,6 +50,9 @@ def ref_activation(z, code):
     if code == SOFTMAX:
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
+    if code == LOG_SOFTMAX:
+        shifted = z - z.max(axis=-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
     return z
 
 
@@ -231,7 +235,12 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
 
 
 @settings(max_examples=15, deadline=None)
-@given(conv_cases(), st.integers(1, 5), st.sampled_from([LINEAR, TANH, SOFTMAX]), st.data())
+@given(
+    conv_cases(),
+    st.integers(1, 5),
+    st.sampled_from([LINEAR, TANH, SOFTMAX, LOG_SOFTMAX]),
+    st.data(),
+)
 def test_rows_kernels_match_reference_at_any_stride(case, filters, code, data):
     """The along-the-row kernels on their own, strided too (the plan runs them at stride 1)."""
     x_shape, (kh, kw), strides, padding, dtype = case
