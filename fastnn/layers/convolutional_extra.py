@@ -75,10 +75,13 @@ def _output_padding(value, rank: int, strides: tuple):
     return values
 
 
-def transpose_axis(size, kernel, stride, dilation, padding, output_padding):
+def transpose_axis(
+    size: int | None, kernel: int, stride: int, dilation: int, padding: str, output_padding
+) -> tuple[int | None, int]:
     """(output size, crop) of a transposed conv along one axis, by Keras 3's rules: the output is
     the full one ((size-1)*stride + extent rows) less ``crop`` rows before it, cut or extended
-    with zeros after it to the output size. None for an unknown size."""
+    with zeros after it to the output size; output_padding None or an int. The size is None for
+    an unknown size."""
     extent = (kernel - 1) * dilation + 1
     if padding == "valid":
         extra = max(extent, stride) - extent if output_padding is None else output_padding
@@ -95,7 +98,9 @@ def transpose_axis(size, kernel, stride, dilation, padding, output_padding):
     return out, extent - 1 - before
 
 
-def conv_axis(size, kernel, stride, dilation, padding):
+def conv_axis(
+    size: int | None, kernel: int, stride: int, dilation: int, padding: str
+) -> tuple[int | None, int]:
     """(output size, padding before) of a convolution along one axis (TensorFlow's 'same' rule
     on the dilated kernel's extent); None for an unknown size."""
     if size is None:
