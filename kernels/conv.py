@@ -915,7 +915,7 @@ def _rows_conv_row(img, kernel, bias, h0, sw, pad_left, window, acc):
 def _rows_store(acc, code, orow):
     """orow (ow,F) = act(acc (F, wide)), transposed; a (log) softmax over each output pixel's F."""
     out_w, filters = orow.shape
-    row_wise = code == SOFTMAX or code == LOG_SOFTMAX
+    row_wise = code in (SOFTMAX, LOG_SOFTMAX)
     if not row_wise:
         for j in range(filters):
             _activate_row(acc[j, :out_w], code)
