@@ -238,6 +238,22 @@ def activation_layers():
     return fastnn.Model(inputs, layers.Softmax()(h)), SEQ[:, :4, :3]
 
 
+def shaping_regularization_preprocessing():
+    images, ids = fastnn.Input((4, 5, 3)), fastnn.Input((3,), dtype="int32")
+    h = layers.ZeroPadding2D(((1, 0), (0, 2)))(layers.Rescaling(0.5, offset=0.1)(images))
+    h = layers.Cropping2D(1)(layers.UpSampling2D((2, 1), interpolation="bilinear")(h))
+    h = layers.SpatialDropout2D(0.3, seed=1)(layers.UpSampling2D(2)(h))
+    h = layers.Reshape((-1, 3))(layers.Permute((2, 1, 3))(h))
+    h = layers.GaussianNoise(0.1)(layers.ZeroPadding1D(1)(layers.Cropping1D((2, 1))(h)))
+    h = layers.GaussianDropout(0.2)(layers.SpatialDropout1D(0.2)(layers.UpSampling1D(2)(h)))
+    h = layers.UnitNormalization()(layers.Normalization(mean=0.1, variance=2.0)(h))
+    h = layers.ActivityRegularization(0.01)(layers.Identity()(h))
+    counts = layers.Normalization()(layers.CategoryEncoding(4, output_mode="count")(ids))
+    merged = layers.Concatenate()([layers.GlobalAveragePooling1D()(h), counts])
+    model = fastnn.Model([images, ids], layers.Dense(2)(merged))
+    return model, [RNG.normal(size=(8, 4, 5, 3)).astype("float32"), RNG.integers(0, 4, (8, 3))]
+
+
 # ---- the seed models ---------------------------------------------------------------------------
 def seed_sequential():
     model = fastnn.Sequential(
@@ -308,6 +324,7 @@ CASES = {
     "lstm_initial_state_and_return_state": lstm_initial_state_and_return_state,
     "float64": float64_model,
     "activation_layers": activation_layers,
+    "shaping_regularization_preprocessing": shaping_regularization_preprocessing,
     "seed_sequential": seed_sequential,
     "seed_two_inputs": seed_two_inputs,
     "seed_two_outputs": seed_two_outputs,
