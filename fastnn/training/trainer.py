@@ -676,7 +676,13 @@ class Trainer:
             params={"epochs": epochs, "steps": steps, "verbose": _verbosity(verbose)},
         )
         self.stop_training = False
+        self._resume_at = None
         cbs.on_train_begin()
+        skip = 0
+        if self._resume_at is not None:  # a BackupAndRestore callback restored a backup
+            initial_epoch, skip = self._resume_at
+            if train is not None and shuffle and self._shuffle_seed is not None:
+                epoch_batches = data_adapters.array_batches(*train, batch_size, self._shuffle_seed)
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
@@ -684,6 +690,8 @@ class Trainer:
             ran = False
             for step, (batch_x, batch_y, batch_sw) in enumerate(epoch_batches(epoch)):
                 ran = True
+                if step < skip:  # done before the backup this fit resumes from
+                    continue
                 cbs.on_train_batch_begin(step)
                 try:
                     self._train_step(batch_x, batch_y, batch_sw)
@@ -701,6 +709,7 @@ class Trainer:
             if not ran:  # a generator ran out of data
                 print("fit(): the input ran out of data; stopping training")
                 break
+            skip = 0
             logs = self._logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
                 cbs.on_test_begin()  # as Keras: validation runs the callbacks' test hooks
