@@ -48,8 +48,9 @@ CODES = {
 LEAKY_RELU_SLOPE = 0.2  # keras.activations.leaky_relu's default
 
 ELEMENTWISE = (LINEAR, RELU, SIGMOID, TANH)  # the ones the recurrent kernels apply
-ROW_WISE = frozenset({SOFTMAX, LOG_SOFTMAX})  # act on a whole row (the last axis)
+# Tuples, so Numba code can test ``code in ROW_WISE`` too.
+ROW_WISE = (SOFTMAX, LOG_SOFTMAX)  # act on a whole row (the last axis), not elementwise
 # The codes whose gradient ``activation_backward`` computes from the activation's input (the
 # pre-activation z) instead of its output y: these functions dip below zero and come back, so y
 # does not tell z. A layer keeps z for them (``bias_activation_forward_keep_input``).
-FROM_INPUT = frozenset({GELU, GELU_TANH, SILU, HARD_SILU, MISH})
+FROM_INPUT = (GELU, GELU_TANH, SILU, HARD_SILU, MISH)

@@ -114,7 +114,8 @@ def kernel_path(path):
 
 def test_every_code_has_a_reference_and_names_are_unique():
     assert set(FORWARD) == set(ALL_CODES)
-    assert set(SLOPE) | codes.ROW_WISE == set(ALL_CODES)
+    assert set(SLOPE) | set(codes.ROW_WISE) == set(ALL_CODES)
+    assert set(codes.FROM_INPUT) & set(codes.ROW_WISE) == set()
     assert len(set(codes.CODES.values())) == len(codes.CODES)
 
 
