@@ -212,6 +212,7 @@ def _spatial_axes(data_format: str, rank: int) -> tuple:
 
 
 def layout_name(data_format: str, rank: int) -> str:
+    """The expected input layout in words, for shape errors: '(batch, steps, channels)'."""
     names = ("steps",) if rank == 1 else ("height", "width")
     dims = ("channels", *names) if data_format == "channels_first" else (*names, "channels")
     return f"(batch, {', '.join(dims)})"
@@ -270,8 +271,8 @@ class Identity(Layer):
 
 
 class _Window(Layer):
-    """Zero padding and cropping: a box of the input's spatial axes, ``_box`` per axis as
-    (start, stop) within the larger of the input and the output."""
+    """Zero padding and cropping: the smaller of input and output is a box inside the larger,
+    ``_edges()`` (before, after) away from its ends along each spatial axis."""
 
     rank = 1
     data_format = "channels_last"
@@ -280,7 +281,8 @@ class _Window(Layer):
         """((before, after), ...) per spatial axis."""
         raise NotImplementedError
 
-    def _new_size(self, size, before, after):
+    def _new_size(self, size, before, after, input_shape):
+        """The output size of a spatial axis of ``size``."""
         raise NotImplementedError
 
     def compute_output_shape(self, input_shape):
