@@ -12,6 +12,7 @@ import numpy as np
 
 from fastnn import backend
 from fastnn.layers.base import Layer, shape_error
+from fastnn.nodes import is_symbolic
 from fastnn.ops.tensor import Tensor, unwrap
 
 
@@ -381,22 +382,45 @@ class CategoryEncoding(Layer):
             return (*input_shape, self.num_tokens)
         return (*input_shape[:-1], self.num_tokens)
 
+    def __call__(self, inputs, *args, count_weights=None, **kwargs):
+        """``layer(ids)``; on arrays, ``count_weights`` (ids' shape) weighs each id's count in
+        ``"count"`` mode, as Keras's."""
+        if count_weights is None:
+            return super().__call__(inputs, *args, **kwargs)
+        if self.output_mode != "count":
+            raise ValueError(
+                "`count_weights` is not used when `output_mode` is not `'count'`. "
+                f"Received `count_weights={count_weights}`."
+            )
+        if is_symbolic(inputs) or is_symbolic(count_weights):
+            raise NotImplementedError(
+                f"CategoryEncoding '{self.name}': count_weights= works on array calls"
+            )
+        ids = self._ids(unwrap(inputs))
+        weights = np.asarray(unwrap(count_weights), self.dtype)
+        if weights.shape != ids.shape:
+            raise shape_error(self, "count_weights must match the ids", ids.shape, weights.shape)
+        return self._encode(ids, weights)
+
     def forward(self, inputs, training):
-        ids = self._ids(inputs)
+        return self._encode(self._ids(inputs)), None
+
+    def _encode(self, ids, weights=None) -> np.ndarray:
         depth = self.num_tokens
         if self.output_mode == "one_hot":
             if ids.ndim > 1 and ids.shape[-1] == 1:
                 ids = ids.reshape(ids.shape[:-1])
             out = np.zeros((ids.size, depth), self.dtype)
             out[np.arange(ids.size), ids.reshape(-1)] = 1
-            return out.reshape(*ids.shape, depth), None
+            return out.reshape(*ids.shape, depth)
         lead = ids.shape[:-1]
         rows = ids.reshape(-1, ids.shape[-1])
         flat = (np.arange(rows.shape[0])[:, None] * depth + rows).reshape(-1)
-        counts = np.bincount(flat, minlength=rows.shape[0] * depth)
+        weights = None if weights is None else weights.reshape(-1)
+        counts = np.bincount(flat, weights, minlength=rows.shape[0] * depth)
         if self.output_mode == "multi_hot":
             counts = np.minimum(counts, 1)
-        return counts.astype(self.dtype).reshape(*lead, depth), None
+        return counts.astype(self.dtype).reshape(*lead, depth)
 
     def _ids(self, inputs) -> np.ndarray:
         ids = np.asarray(inputs)

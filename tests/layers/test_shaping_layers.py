@@ -478,3 +478,16 @@ def test_a_model_of_every_layer_here_saves_and_loads_both_ways_with_keras(tmp_pa
     model.save(tmp_path / "ours.fastnn")
     native = fastnn.models.load_model(tmp_path / "ours.fastnn")
     np.testing.assert_array_equal(native.predict(data, verbose=0), want)
+
+
+def test_category_encoding_count_weights_as_keras():
+    ids = np.array([[0, 1, 1], [3, 3, 2]])
+    weights = np.array([[0.5, 1.0, 2.0], [1.5, 0.25, 3.0]], "float32")
+    ours, theirs = both("CategoryEncoding", 4, output_mode="count")
+    got = ours(ids, count_weights=weights)
+    np.testing.assert_allclose(got, keras_numpy(theirs(ids, count_weights=weights)))
+    assert got.dtype == np.float32
+    with pytest.raises(ValueError, match="`count_weights` is not used"):
+        L.CategoryEncoding(4)(ids, count_weights=weights)
+    with pytest.raises(ValueError, match="count_weights must match the ids"):
+        ours(ids, count_weights=weights[:, :2])
