@@ -433,7 +433,7 @@ class CategoryEncoding(Layer):
         ids = ids.astype(np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_tokens):
             raise ValueError(
-                f"CategoryEncoding '{self.name}': input values must be in the range "
+                f"CategoryEncoding '{self.name}': Input values must be in the range "
                 f"0 <= values < num_tokens with num_tokens={self.num_tokens}; got values from "
                 f"{ids.min()} to {ids.max()}"
             )
