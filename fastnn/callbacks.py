@@ -79,15 +79,32 @@ class History(Callback):
 class ProgbarLogger(Callback):
     """Keras-style progress: verbose=1 redraws a bar per epoch, verbose=2 prints one line.
 
-    The same display covers ``evaluate`` (test steps, ending with the metrics) and ``predict``
-    (predict steps); inside ``fit`` the validation pass draws nothing, as in Keras.
+    fit, evaluate and predict add one when their ``verbose`` is not 0; one passed in
+    ``callbacks`` replaces it and, as in Keras, takes its verbosity from the call's. The same
+    display covers ``evaluate`` (test steps, ending with the metrics) and ``predict`` (predict
+    steps); inside ``fit`` the validation pass draws nothing, as in Keras. ``count_mode`` and
+    ``stateful_metrics`` are tf.keras's arguments: progress is counted in steps and every log
+    is shown as given (both what Keras 3 does), so only ``count_mode="steps"`` or None is
+    accepted. ``verbose`` fixes the verbosity and ``stream`` the output (stdout by default).
     """
 
-    def __init__(self, verbose: int = 1, stream=None):
+    def __init__(self, count_mode=None, stateful_metrics=None, *, verbose=None, stream=None):
         super().__init__()
-        self.verbose = verbose
+        if count_mode not in (None, "steps"):
+            raise ValueError(
+                "ProgbarLogger: fastnn counts progress in steps, as Keras 3 does; "
+                f"count_mode must be None or 'steps', got count_mode={count_mode!r}"
+            )
+        self.count_mode, self.stateful_metrics = count_mode, stateful_metrics
+        self._fixed_verbose = verbose
+        self.verbose = 1 if verbose is None else verbose
         self.stream = stream
         self._in_fit = False
+
+    def set_params(self, params: dict) -> None:
+        super().set_params(params)
+        if self._fixed_verbose is None and "verbose" in params:
+            self.verbose = 1 if params["verbose"] == "auto" else params["verbose"]
 
     def _write(self, text: str) -> None:
         stream = self.stream or sys.stdout
@@ -107,8 +124,9 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._begin()
         self._epoch = epoch
-        if self.verbose:
-            self._write(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}\n")
+        epochs = self.params.get("epochs", 1)
+        if self.verbose and epochs > 1:  # as Keras 3: no "Epoch 1/1" line
+            self._write(f"Epoch {epoch + 1}/{epochs}\n")
 
     def on_train_batch_end(self, batch, logs=None):
         self._update(batch, logs)
@@ -183,22 +201,143 @@ def _format_time(seconds: float) -> str:
 
 
 def _monitor_mode(monitor: str, mode: str) -> str:
+    """``mode`` checked; for 'auto', what the monitor's name decides ('min' for a loss, 'max'
+    for an accuracy or AUC), else 'auto' until the model's metrics decide (``_resolve_mode``)."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"`mode` must be 'auto', 'min' or 'max'; got mode={mode!r}")
     if mode != "auto":
         return mode
-    return "max" if ("acc" in monitor or "auc" in monitor) else "min"
+    name = monitor.removeprefix("val_")
+    if name == "loss" or name.endswith("_loss"):
+        return "min"
+    return "max" if ("acc" in name or "auc" in name) else "auto"
+
+
+#: Keras 3's metric directions (its ``_direction``), by class name; the first class in a
+#: metric's MRO found here decides. Metrics in neither (Mean, Sum, TruePositives...) have none.
+_METRICS_UP = frozenset(
+    [
+        "Accuracy",
+        "BinaryAccuracy",
+        "CategoricalAccuracy",
+        "SparseCategoricalAccuracy",
+        "TopKCategoricalAccuracy",
+        "SparseTopKCategoricalAccuracy",
+        "Precision",
+        "Recall",
+        "AUC",
+        "PrecisionAtRecall",
+        "RecallAtPrecision",
+        "SensitivityAtSpecificity",
+        "SpecificityAtSensitivity",
+        "FBetaScore",
+        "F1Score",
+        "IoU",
+        "BinaryIoU",
+        "MeanIoU",
+        "OneHotIoU",
+        "OneHotMeanIoU",
+        "CosineSimilarity",
+        "R2Score",
+        "PearsonCorrelation",
+        "ConcordanceCorrelation",
+    ]
+)
+_METRICS_DOWN = frozenset(
+    [
+        "MeanMetricWrapper",
+        "KLDivergence",
+        "Poisson",
+        "Hinge",
+        "SquaredHinge",
+        "CategoricalHinge",
+        "BinaryCrossentropy",
+        "CategoricalCrossentropy",
+        "SparseCategoricalCrossentropy",
+        "MeanSquaredError",
+        "MeanAbsoluteError",
+        "RootMeanSquaredError",
+        "MeanAbsolutePercentageError",
+        "MeanSquaredLogarithmicError",
+        "LogCoshError",
+    ]
+)
+
+
+def _metric_direction(model, name: str) -> str | None:
+    """'up' or 'down' for the model's compiled metric logged as ``name``; None if unknown."""
+    for key, metric in _compiled_metrics(model):
+        if key != name and getattr(metric, "name", None) != name:
+            continue
+        direction = getattr(metric, "_direction", None)
+        if direction in ("up", "down"):
+            return direction
+        for cls in type(metric).__mro__:
+            if cls.__name__ in _METRICS_UP:
+                return "up"
+            if cls.__name__ in _METRICS_DOWN:
+                return "down"
+    return None
+
+
+def _compiled_metrics(model) -> list:
+    """(log key, metric) for the model's compiled metrics, then the metrics it holds."""
+    pairs = []
+    if getattr(model, "_output_metrics", None) is not None:
+        from fastnn.training import compile_spec
+
+        pairs += compile_spec.metric_keys(
+            model.output_names, model._output_metrics, model._weighted_counts
+        )
+    pairs += [(metric.name, metric) for metric in getattr(model, "metrics", [])]
+    return pairs
+
+
+def _resolve_mode(callback) -> str:
+    """The callback's mode; 'auto' is decided as Keras 3 decides it at the first epoch end:
+    by the direction of the compiled metric the monitor names, or a ValueError."""
+    if callback.mode == "auto":
+        direction = _metric_direction(callback.model, callback.monitor.removeprefix("val_"))
+        if direction is None:
+            raise ValueError(
+                f"{type(callback).__name__} callback received monitor={callback.monitor}, but "
+                "fastnn isn't able to automatically determine whether that metric should be "
+                "maximized or minimized. Pass `mode='max'` in order to monitor based on the "
+                "highest metric value, or pass `mode='min'` in order to use the lowest value."
+            )
+        callback.mode = "max" if direction == "up" else "min"
+    return callback.mode
 
 
 def _beats(current, best, mode: str, min_delta=0.0) -> bool:
     """True if ``current`` improves on ``best`` (None: nothing yet) by more than ``min_delta``."""
     if best is None:
         return True
-    return current > best + min_delta if mode == "max" else current < best - min_delta
+    min_delta = abs(min_delta)
+    return current - min_delta > best if mode == "max" else current + min_delta < best
+
+
+def _monitored(callback, logs, what: str):
+    """The monitored value in ``logs``; None, with Keras's warning, if it is not there."""
+    logs = logs or {}
+    value = logs.get(callback.monitor)
+    if value is None:
+        warnings.warn(
+            f"{what} conditioned on metric `{callback.monitor}` which is not available. "
+            f"Available metrics are: {','.join(logs)}",
+            stacklevel=3,
+        )
+    return value
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras)."""
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras).
+
+    Epochs before ``start_from_epoch`` are not watched; ``baseline`` is a value the monitor
+    must beat to reset the patience; ``restore_best_weights`` puts back the weights of the best
+    epoch when training stops (or ends). ``mode='auto'`` minimizes a loss and follows the
+    direction of the compiled metric of that name, as Keras 3 does.
+    """
 
     def __init__(
         self,
@@ -214,26 +353,25 @@ class EarlyStopping(Callback):
         super().__init__()
         self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
         self.mode = _monitor_mode(monitor, mode)
-        self.min_delta = abs(min_delta) if self.mode == "max" else -abs(min_delta)
+        self.min_delta = abs(min_delta)
         self.baseline, self.restore_best_weights = baseline, restore_best_weights
         self.start_from_epoch = start_from_epoch
+        self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
+        self.best, self.best_weights = None, None
 
     def _better(self, value, reference) -> bool:
-        if reference is None:
-            return True
-        shifted = value - self.min_delta
-        return shifted > reference if self.mode == "max" else shifted < reference
+        return _beats(value, reference, _resolve_mode(self), self.min_delta)
 
     def on_train_begin(self, logs=None):
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self.best, self.best_weights = None, None
 
     def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
+        current = _monitored(self, logs, "Early stopping")
         if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = self.model.get_weights()
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
         self.wait += 1
         if self._better(current, self.best):
             self.best, self.best_epoch = current, epoch
@@ -241,7 +379,7 @@ class EarlyStopping(Callback):
                 self.best_weights = self.model.get_weights()
             if self.baseline is None or self._better(current, self.baseline):
                 self.wait = 0
-                return
+            return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
@@ -266,16 +404,16 @@ class LearningRateScheduler(Callback):
         self.schedule, self.verbose = schedule, verbose
 
     def on_epoch_begin(self, epoch, logs=None):
-        lr = float(self.model.optimizer.learning_rate)
+        optimizer = self.model.optimizer
         try:
-            lr = self.schedule(epoch, lr)
+            lr = self.schedule(epoch, float(optimizer.learning_rate))
         except TypeError:  # a schedule of the epoch only
             lr = self.schedule(epoch)
-        if not isinstance(lr, (int, float)):
-            raise ValueError(f"The schedule must return a float; got {lr!r}")
-        self.model.optimizer.learning_rate = float(lr)
+        if not isinstance(lr, (float, np.floating)):  # as Keras: an int is refused too
+            raise ValueError(f"The output of the `schedule` function should be a float. Got: {lr}")
+        optimizer.learning_rate = float(lr)
         if self.verbose > 0:
-            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -283,7 +421,12 @@ class LearningRateScheduler(Callback):
 
 
 class ReduceLROnPlateau(Callback):
-    """Multiply the learning rate by ``factor`` when ``monitor`` stalls for ``patience`` epochs."""
+    """Multiply the learning rate by ``factor`` when ``monitor`` stalls for ``patience`` epochs.
+
+    As in Keras, an optimizer whose learning rate is a ``LearningRateSchedule`` cannot be
+    reduced: the first reduction raises its TypeError. Other keyword arguments (tf.keras's
+    ``epsilon``...) are accepted and ignored, as Keras 3 does.
+    """
 
     def __init__(
         self,
@@ -295,6 +438,7 @@ class ReduceLROnPlateau(Callback):
         min_delta=1e-4,
         cooldown=0,
         min_lr=0.0,
+        **kwargs,
     ):
         super().__init__()
         if factor >= 1.0:
@@ -303,39 +447,52 @@ class ReduceLROnPlateau(Callback):
             )
         self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
         self.mode = _monitor_mode(monitor, mode)
-        self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, min_lr
+        self.min_delta, self.cooldown, self.min_lr = abs(min_delta), cooldown, min_lr
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
 
     def on_train_begin(self, logs=None):
         self.best, self.wait, self.cooldown_counter = None, 0, 0
 
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        optimizer = self.model.optimizer
-        logs["learning_rate"] = float(optimizer.learning_rate)
-        current = logs.get(self.monitor)
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        current = _monitored(self, logs, "Learning rate reduction")
         if current is None:
             return
-        if self.cooldown_counter > 0:
+        if self.in_cooldown():
             self.cooldown_counter -= 1
             self.wait = 0
-        if _beats(current, self.best, self.mode, self.min_delta):
+        if _beats(current, self.best, _resolve_mode(self), self.min_delta):
             self.best, self.wait = current, 0
-        elif self.cooldown_counter <= 0:
+        elif not self.in_cooldown():
             self.wait += 1
-            if self.wait >= self.patience:
-                old_lr = float(optimizer.learning_rate)
-                if old_lr > self.min_lr:
-                    optimizer.learning_rate = max(old_lr * self.factor, self.min_lr)
-                    if self.verbose > 0:
-                        print(
-                            f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to "
-                            f"{optimizer.learning_rate}."
-                        )
-                    self.cooldown_counter, self.wait = self.cooldown, 0
+            if self.wait >= self.patience and self._reduce(epoch):
+                self.cooldown_counter, self.wait = self.cooldown, 0
+
+    def _reduce(self, epoch: int) -> bool:
+        optimizer = self.model.optimizer
+        old_lr = float(optimizer.learning_rate)
+        if not old_lr > np.float32(self.min_lr):
+            return False
+        new_lr = max(old_lr * self.factor, self.min_lr)
+        optimizer.learning_rate = new_lr
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+        return True
 
 
 class LambdaCallback(Callback):
-    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
+    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``.
+
+    Any of Keras 3's hooks may be given (``on_epoch_begin``, ``on_train_batch_end``,
+    ``on_test_begin``, ``on_predict_batch_end``, the older ``on_batch_begin``...); they are
+    called as Keras calls them (batch hooks with ``logs=`` as a keyword). Other keyword
+    arguments become attributes, as in Keras; a misspelt hook (an unknown ``on_*`` name) is a
+    TypeError.
+    """
 
     _HOOKS = (
         "on_epoch_begin",
@@ -344,89 +501,203 @@ class LambdaCallback(Callback):
         "on_train_end",
         "on_train_batch_begin",
         "on_train_batch_end",
+        "on_batch_begin",
+        "on_batch_end",
+        "on_test_begin",
+        "on_test_end",
+        "on_test_batch_begin",
+        "on_test_batch_end",
+        "on_predict_begin",
+        "on_predict_end",
+        "on_predict_batch_begin",
+        "on_predict_batch_end",
     )
 
-    def __init__(self, on_batch_begin=None, on_batch_end=None, **hooks):
+    def __init__(
+        self,
+        on_epoch_begin=None,
+        on_epoch_end=None,
+        on_train_begin=None,
+        on_train_end=None,
+        on_train_batch_begin=None,
+        on_train_batch_end=None,
+        **kwargs,
+    ):
         super().__init__()
-        unknown = sorted(set(hooks) - set(self._HOOKS))
+        unknown = sorted(k for k in kwargs if k.startswith("on_") and k not in self._HOOKS)
         if unknown:
             raise TypeError(f"LambdaCallback got unknown hooks {unknown}; valid: {self._HOOKS}")
-        hooks.setdefault("on_train_batch_begin", on_batch_begin)
-        hooks.setdefault("on_train_batch_end", on_batch_end)
-        for hook, fn in hooks.items():
+        self.__dict__.update(kwargs)
+        named = {
+            "on_epoch_begin": on_epoch_begin,
+            "on_epoch_end": on_epoch_end,
+            "on_train_begin": on_train_begin,
+            "on_train_end": on_train_end,
+            "on_train_batch_begin": on_train_batch_begin,
+            "on_train_batch_end": on_train_batch_end,
+        }
+        for hook, fn in named.items():
             if fn is not None:
                 setattr(self, hook, fn)
 
 
 class CSVLogger(Callback):
-    """Write each epoch's logs as a CSV row: ``epoch`` then the log keys in sorted order."""
+    """Write each epoch's logs as a CSV row, as Keras 3 does: ``epoch`` then the log keys in
+    sorted order, with a ``val_`` column for each when the first epoch has no validation
+    logs (``NA`` where a value is missing; an array as ``"[a, b]"``). With ``append`` the
+    header is written only if the file is new or empty."""
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
-        self.filename, self.separator, self.append = filename, separator, append
+        self.sep = self.separator = separator
+        self.filename, self.append = os.fspath(filename), append
+        self.csv_file, self.writer, self.keys = None, None, None
+        self.append_header = True
 
     def on_train_begin(self, logs=None):
-        exists = self.append and os.path.exists(self.filename)
-        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
-        self._writer, self._keys = None, None
-        self._header_written = exists
+        self.append_header = True
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename) as f:
+                self.append_header = not f.readline()
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.csv_file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self.writer, self.keys = None, None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if self._keys is None:
-            self._keys = sorted(logs)
-            self._writer = csv.writer(self._file, delimiter=self.separator)
-            if not self._header_written:
-                self._writer.writerow(["epoch", *self._keys])
-        self._writer.writerow([epoch, *(logs.get(k, "NA") for k in self._keys)])
-        self._file.flush()
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(key.startswith("val_") for key in self.keys):
+                self.keys += [f"val_{key}" for key in self.keys]
+        if self.writer is None:
+            self.writer = csv.writer(self.csv_file, delimiter=self.sep)
+            if self.append_header:
+                self.writer.writerow(["epoch", *self.keys])
+        self.writer.writerow([epoch, *(_csv_value(logs.get(k, "NA")) for k in self.keys)])
+        self.csv_file.flush()
 
     def on_train_end(self, logs=None):
-        self._file.close()
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.writer = None
+
+
+def _csv_value(value):
+    if isinstance(value, str) or np.ndim(value) == 0:
+        return value
+    return f'"[{", ".join(map(str, np.ravel(value)))}]"'
 
 
 class TerminateOnNaN(Callback):
-    """Stop training, instead of raising, when the loss becomes NaN or infinite."""
+    """Stop training when the loss becomes NaN or infinite (``raise_error=True``: raise a
+    RuntimeError instead). fit() skips the update of a step whose loss is not finite, so the
+    weights stay those of the last finite step."""
+
+    def __init__(self, raise_error: bool = False):
+        super().__init__()
+        self.raise_error = raise_error
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.all(np.isfinite(loss)):
+            self.invalid_loss(batch, loss)
+
+    def invalid_loss(self, batch, loss) -> None:
+        """Raise, or stop training, for the non-finite ``loss`` of training batch ``batch``."""
+        if self.raise_error:
+            raise RuntimeError(
+                f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. "
+                "Terminating training immediately."
+            )
+        print(f"Batch {batch}: Invalid loss, terminating training")
+        self.model.stop_training = True
 
 
-class CallbackList:
-    """Dispatches each hook to every callback, with History and the progress logger added."""
+class CallbackList(Callback):
+    """Dispatches each hook to every callback (Keras 3's container).
 
-    def __init__(self, callbacks=None, model=None, history=None, verbose=0, params=None):
+    ``CallbackList(callbacks, add_history=False, add_progbar=False, model=None, **params)`` as
+    in Keras; fit passes its own ``history``, and ``verbose`` adds a ProgbarLogger (and goes
+    in ``params``) unless one is in ``callbacks``. Every hook gets a logs dict.
+    """
+
+    def __init__(
+        self,
+        callbacks=None,
+        add_history=False,
+        add_progbar=False,
+        model=None,
+        *,
+        history=None,
+        verbose=0,
+        params=None,
+        **more_params,
+    ):
+        super().__init__()
         self.callbacks = list(callbacks or [])
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(
                     f"callbacks must be fastnn.callbacks.Callback instances; got {cb!r}"
                 )
-        if verbose and not any(isinstance(cb, ProgbarLogger) for cb in self.callbacks):
-            self.callbacks.append(ProgbarLogger(verbose))
-        if history is not None:
-            self.callbacks.append(history)
+        if (add_history or history is not None) and not any(
+            isinstance(cb, History) for cb in self.callbacks
+        ):
+            self.callbacks.append(history if history is not None else History())
+        if (add_progbar or verbose) and not any(
+            isinstance(cb, ProgbarLogger) for cb in self.callbacks
+        ):
+            self.callbacks.append(ProgbarLogger())
+        params = {**(params or {}), **more_params}
+        if verbose and "verbose" not in params:
+            params["verbose"] = verbose
+        self.set_model(model)
+        self.set_params(params)
+
+    def append(self, callback: Callback) -> None:
+        self.callbacks.append(callback)
+
+    def set_model(self, model) -> None:
+        super().set_model(model)
         for cb in self.callbacks:
             cb.set_model(model)
-            cb.set_params(params or {})
+
+    def set_params(self, params: dict) -> None:
+        super().set_params(params)
+        if params:
+            for cb in self.callbacks:
+                cb.set_params(params)
 
     def terminates_on_nan(self) -> bool:
         return any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks)
 
-    def __getattr__(self, hook):
+    def invalid_loss(self, batch, loss) -> None:
+        """fit's step found a non-finite loss: each TerminateOnNaN raises or stops training."""
+        for cb in self.callbacks:
+            if isinstance(cb, TerminateOnNaN):
+                cb.invalid_loss(batch, loss)
+
+    def __getattribute__(self, name):
         """``on_<hook>([index], logs=None)`` calls it on every callback with a logs dict, as
         Keras's CallbackList does: positional for epoch and begin/end hooks, ``logs=`` for batch
         hooks."""
-        if not hook.startswith("on_"):
-            raise AttributeError(hook)
-        per_batch = "batch" in hook
-        indexed = per_batch or "epoch" in hook
+        if not name.startswith("on_"):
+            return super().__getattribute__(name)
+        per_batch = "batch" in name
+        indexed = per_batch or "epoch" in name
+        callbacks = super().__getattribute__("callbacks")
 
-        def dispatch(*args):
+        def dispatch(*args, logs=None):
             index, rest = (args[:1], args[1:]) if indexed else ((), args)
-            logs = rest[0] if rest and rest[0] is not None else {}
-            for cb in self.callbacks:
+            if rest:
+                logs = rest[0]
+            logs = logs if logs is not None else {}
+            for cb in callbacks:
                 if per_batch:
-                    getattr(cb, hook)(*index, logs=logs)
+                    getattr(cb, name)(*index, logs=logs)
                 else:
-                    getattr(cb, hook)(*index, logs)
+                    getattr(cb, name)(*index, logs)
 
         return dispatch
 
@@ -498,7 +769,7 @@ class ModelCheckpoint(Callback):
                     stacklevel=2,
                 )
                 return
-            if not _beats(current, self.best, self.mode):
+            if not _beats(current, self.best, _resolve_mode(self)):
                 if self.verbose > 0:
                     print(
                         f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}"

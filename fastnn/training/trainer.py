@@ -308,11 +308,13 @@ class Trainer:
                         "compile(), or add losses in call() with self.add_loss()"
                     )
             if not math.isfinite(total):
-                raise FloatingPointError(
+                error = FloatingPointError(
                     f"Model '{self.name}': the training loss became {total}; this step's update "
                     "was skipped, so the weights are those of the last finite step. Lower the "
                     "learning rate or check the data."
                 )
+                error.loss = total  # for TerminateOnNaN's message
+                raise error
             for var in variables:
                 var.grad.fill(0)
             if self._overrides("compute_loss"):
@@ -700,8 +702,7 @@ class Trainer:
                         raise FloatingPointError(
                             f"fit(): epoch {epoch + 1}, step {step + 1}: {error}"
                         ) from None
-                    print(f"Batch {step}: Invalid loss, terminating training")
-                    self.stop_training = True
+                    cbs.invalid_loss(step, getattr(error, "loss", math.nan))
                     break
                 cbs.on_train_batch_end(step, self._logs())
                 if self.stop_training:
