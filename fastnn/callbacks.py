@@ -313,8 +313,11 @@ def _beats(current, best, mode: str, min_delta=0.0) -> bool:
     """True if ``current`` improves on ``best`` (None: nothing yet) by more than ``min_delta``."""
     if best is None:
         return True
-    min_delta = abs(min_delta)
-    return current - min_delta > best if mode == "max" else current + min_delta < best
+    # as Keras (ops.greater/ops.less on Python floats): the shifted value and the reference
+    # are compared in float32, so 0.7 + 0.1 does not beat 0.8
+    if mode == "max":
+        return bool(np.float32(current - abs(min_delta)) > np.float32(best))
+    return bool(np.float32(current + abs(min_delta)) < np.float32(best))
 
 
 def _monitored(callback, logs, what: str):
@@ -367,6 +370,7 @@ class EarlyStopping(Callback):
         self.best, self.best_weights = None, None
 
     def on_epoch_end(self, epoch, logs=None):
+        _resolve_mode(self)  # as Keras: first, so a monitor no metric explains raises
         current = _monitored(self, logs, "Early stopping")
         if current is None or epoch < self.start_from_epoch:
             return
@@ -457,6 +461,7 @@ class ReduceLROnPlateau(Callback):
         return self.cooldown_counter > 0
 
     def on_epoch_end(self, epoch, logs=None):
+        _resolve_mode(self)  # as Keras: first, so a monitor no metric explains raises
         logs = logs if logs is not None else {}
         logs["learning_rate"] = float(self.model.optimizer.learning_rate)
         current = _monitored(self, logs, "Learning rate reduction")
