@@ -22,6 +22,7 @@ from fastnn.models import Model, Sequential
 
 # The file formats register their suffixes with fastnn.saving.api (which Model.save calls).
 from fastnn.saving import keras_format as _keras_format  # noqa: F401
+from fastnn.saving import legacy_h5 as _legacy_h5  # noqa: F401
 from fastnn.saving import native as _native  # noqa: F401
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "utils",
     "GradientTape",
     "Variable",
+    "applications",
     "backend",
     "datasets",
     "ops",
@@ -55,6 +57,7 @@ __all__ = [
 _LAZY = {  # name -> (module, attribute): imported on first use
     "GradientTape": ("fastnn.ops.tape", "GradientTape"),
     "Variable": ("fastnn.ops.variables", "Variable"),
+    "applications": ("fastnn.applications", None),
     "backend": ("fastnn.backend", None),
     "datasets": ("fastnn.datasets", None),
     "ops": ("fastnn.ops", None),
@@ -64,8 +67,8 @@ _LAZY = {  # name -> (module, attribute): imported on first use
 
 
 def __getattr__(name: str):
-    """``fastnn.ops``, ``backend``, ``random``, ``datasets``, ``preprocessing``, ``GradientTape``
-    and ``Variable``, on first use."""
+    """``fastnn.ops``, ``backend``, ``random``, ``datasets``, ``preprocessing``, ``applications``,
+    ``GradientTape`` and ``Variable``, on first use."""
     if name not in _LAZY:
         raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
     import importlib

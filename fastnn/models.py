@@ -227,8 +227,33 @@ class Model(Trainer, Layer):
             return Layer.compute_output_shape(self, input_shape)
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         self.check_input_shape(shapes)
-        out = [t.shape for t in self.outputs]
+        out = self._output_shapes_for(shapes)
         return out if len(out) > 1 or isinstance(self._outputs_struct, (list, tuple)) else out[0]
+
+    def _output_shapes_for(self, input_shapes) -> list[tuple]:
+        """The outputs' shapes given more specific input shapes (a nested model called on
+        Input((224, 224, 3)) whose own input is (None, None, 3)), as Keras infers them; the
+        model's own output shapes where a layer cannot tell (a call() layer, an error)."""
+        own = [t.shape for t in self.outputs]
+        if all(tuple(s) == t.shape for s, t in zip(input_shapes, self.inputs)):
+            return own
+        known = {id(t): tuple(s) for t, s in zip(self.inputs, input_shapes)}
+        for node in self._graph.nodes:
+            if node.is_input:
+                continue
+            if node.layer._runs_call:
+                return own
+            given = node.pack_inputs([known.get(id(t), t.shape) for t in node.inputs])
+            try:
+                found = node.layer.compute_output_shape(given)
+            except Exception:
+                return own
+            found = found if node.outputs_are_list else [found]
+            for tensor, shape in zip(node.outputs, found):
+                if not _compatible(tensor.shape, tuple(shape)):
+                    return own
+                known[id(tensor)] = tuple(shape)
+        return [known.get(id(t), t.shape) for t in self.outputs]
 
     def check_input_shape(self, input_shape) -> None:
         if self._subclassed:
