@@ -389,10 +389,20 @@ def built_keras_layer(spec: LayerSpec, layer: Layer):
 
 def _from_config(keras, entry: dict):
     config = dict(entry["config"])
-    for key in ("layer", "backward_layer"):  # a wrapper's layers: Keras finds them by module
+    for key in ("layer", "backward_layer", "cell"):  # a wrapper's or RNN's layers
         if isinstance(config.get(key), dict):
-            config[key] = {**config[key], "module": "keras.layers"}
+            config[key] = _in_keras_layers(config[key])
+    if isinstance(config.get("cells"), list):  # StackedRNNCells
+        config["cells"] = [_in_keras_layers(cell) for cell in config["cells"]]
     return getattr(keras.layers, entry["class_name"]).from_config(config)
+
+
+def _in_keras_layers(entry: dict) -> dict:
+    """A layer's entry as Keras finds it, by module (a stack's cells too)."""
+    config = entry["config"]
+    if isinstance(config.get("cells"), list):
+        config = {**config, "cells": [_in_keras_layers(cell) for cell in config["cells"]]}
+    return {**entry, "config": config, "module": "keras.layers"}
 
 
 def keras_inputs(spec: LayerSpec) -> list:

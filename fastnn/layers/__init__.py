@@ -66,6 +66,7 @@ from fastnn.layers.reshaping import (
     ZeroPadding1D,
     ZeroPadding2D,
 )
+from fastnn.layers.rnn_cells import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from fastnn.layers.unit_normalization import UnitNormalization
 from fastnn.layers.wrappers import Bidirectional
 from fastnn.layers.wrappers_time import TimeDistributed
@@ -122,6 +123,7 @@ __all__ = [
     "Embedding",
     "Flatten",
     "GRU",
+    "GRUCell",
     "GaussianDropout",
     "GaussianNoise",
     "GlobalAveragePooling1D",
@@ -137,6 +139,7 @@ __all__ = [
     "Input",
     "InputLayer",
     "LSTM",
+    "LSTMCell",
     "Lambda",
     "Layer",
     "LayerNormalization",
@@ -153,6 +156,7 @@ __all__ = [
     "PReLU",
     "Permute",
     "ReLU",
+    "RNN",
     "RepeatVector",
     "Rescaling",
     "Reshape",
@@ -161,9 +165,11 @@ __all__ = [
     "SeparableConvolution1D",
     "SeparableConvolution2D",
     "SimpleRNN",
+    "SimpleRNNCell",
     "Softmax",
     "SpatialDropout1D",
     "SpatialDropout2D",
+    "StackedRNNCells",
     "Subtract",
     "TimeDistributed",
     "UnitNormalization",

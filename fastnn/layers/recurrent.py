@@ -7,6 +7,11 @@ Beyond the layer contract, a recurrent layer takes two call arguments, as in Ker
   layer's node reads ``[x, h0, c0]``; this works on arrays and on symbolic tensors, and
   ``backward`` returns the gradients of the states too. Calling the layer on the list
   ``[x, h0, c0]`` is the same thing.
+* ``stateful=True`` (Keras 3's semantics): the batch size is fixed by the model's input
+  (``Input(shape, batch_size=n)``); the last states of a call are the initial states of the next
+  one, sample i to sample i, until ``reset_state()`` / ``reset_states()`` sets them to zeros.
+  The states are non-trainable Variables in ``layer.states`` and, as in Keras, not among the
+  layer's weights, so files do not hold them (a loaded model starts from zeros).
 * ``mask=`` a ``(batch, timesteps)`` boolean array (e.g. ``Embedding.compute_mask(ids)``): at a
   masked step the state is carried through and the output repeats the previous output (zeros
   before the first unmasked step), as Keras does; with ``zero_output_for_mask=True`` (which
@@ -27,7 +32,7 @@ import numpy as np
 
 from fastnn import activations, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch_copy
-from fastnn.layers.base import Layer, shape_error
+from fastnn.layers.base import Layer, Variable, shape_error
 from fastnn.seeding import make_rng
 
 
@@ -89,7 +94,60 @@ class SequenceLayer(Layer):
         return super().__call__(inputs, training=training, mask=mask, **kwargs)
 
 
-class _RNN(SequenceLayer):
+class StatefulStates:
+    """``stateful=True``'s states for a sequence layer: Variables of ``(batch, size)`` made at
+    build from the input's fixed batch size, read as the initial states of a call that is given
+    none, and overwritten with its last states (Keras 3's ``RNN.states``)."""
+
+    stateful = False
+    states: list | None = None
+
+    def _make_states(self, batch, sizes, dtype) -> None:
+        """The state Variables of ``sizes`` for a batch of ``batch`` (None: refused)."""
+        if batch is None:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': when using `stateful=True` in a RNN, the "
+                "batch size must be static; found a dynamic batch size. Give the model's input "
+                "one, e.g. Input(shape, batch_size=32)"
+            )
+        self.states = [
+            Variable(
+                np.zeros((batch, size), dtype), "rnn_state", f"{self.name}/rnn_state", False, None
+            )
+            for size in sizes
+        ]
+
+    def _stateful_initial(self, n: int) -> list:
+        """The stored states as a call's initial states, for a batch of ``n`` sequences."""
+        expected = self.states[0].shape[0]
+        if n != expected:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': if an RNN is stateful, the batch size of "
+                "the input sequences must be the same as the batch size of the initial state; "
+                f"expected batch size {expected}, got {n}"
+            )
+        return [s.value.copy() for s in self.states]
+
+    def _keep_states(self, last_states) -> None:
+        for var, value in zip(self.states, last_states):
+            var.value[...] = value
+
+    def reset_state(self) -> None:
+        """Set the stored states to zeros (``stateful=True``; nothing otherwise)."""
+        for var in self.states or ():
+            var.value[...] = 0
+
+    def reset_states(self) -> None:
+        """Keras's older name for ``reset_state``."""
+        self.reset_state()
+
+    @property
+    def samples_independent(self) -> bool:
+        """A stateful layer's batches follow each other: predict must not merge them."""
+        return not self.stateful and Layer.samples_independent.fget(self)
+
+
+class _RNN(StatefulStates, SequenceLayer):
     """Shared machinery of LSTM, GRU and SimpleRNN: arguments, weights, layouts, masks, states.
 
     Subclasses set ``gates`` (4, 3 or 1) and ``state_names`` and implement ``_bias_shape``,
@@ -158,10 +216,7 @@ class _RNN(SequenceLayer):
                     f"{type(self).__name__} '{self.name}': `{arg}` must be a float in [0, 1]; "
                     f"got {arg}={rate!r}"
                 )
-        if stateful:
-            raise NotImplementedError(
-                f"{type(self).__name__} '{self.name}': stateful=True is not supported yet"
-            )
+        self.stateful = bool(stateful)
         self.dropout = float(dropout)
         self.recurrent_dropout = float(recurrent_dropout)
         self.seed = seed
@@ -227,6 +282,8 @@ class _RNN(SequenceLayer):
                 "bias",
                 regularizer=self.bias_regularizer,
             )
+        if self.stateful:
+            self._make_states(x_shape[0], [self.units] * len(self.state_names), self.dtype)
         self.built = True
 
     def check_input_shape(self, input_shape):
@@ -293,10 +350,14 @@ class _RNN(SequenceLayer):
             seen = mt if self.zero_output_for_mask else np.logical_or.accumulate(mt, axis=0)
             if seen.all():
                 seen = None
+        if self.stateful and not states:
+            states = self._stateful_initial(n)
         states = [np.ascontiguousarray(s, dtype=dtype) for s in states] or [
             np.zeros((n, self.units), dtype) for _ in self.state_names
         ]
         saved = self._run(xt, states, mt, options, for_backward=bool(training))
+        if self.stateful:
+            self._keep_states([s[steps] for s in saved[: len(self.state_names)]])
         hs = saved[0]
         if self.return_sequences:
             seq = hs[1:] if seen is None else hs[1:] * seen[:, :, None]
@@ -392,6 +453,7 @@ class _RNN(SequenceLayer):
             "return_sequences": self.return_sequences,
             "return_state": self.return_state,
             "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
             "unroll": self.unroll,
             "zero_output_for_mask": self.zero_output_for_mask,
         }
