@@ -450,10 +450,11 @@ class Model(Trainer, Layer):
         """Save the weights: ``.weights.npz`` (numpy only) or ``.weights.h5`` (Keras's layout)."""
         saving_api.save_weights(self, filepath, overwrite)
 
-    def load_weights(self, filepath, skip_mismatch: bool = False) -> None:
-        """Load weights saved by ``save_weights`` (or Keras's ``.weights.h5``); every shape is
-        checked before any weight changes."""
-        saving_api.load_weights(self, filepath, skip_mismatch)
+    def load_weights(self, filepath, skip_mismatch: bool = False, *, by_name=None) -> None:
+        """Load weights saved by ``save_weights`` (or Keras's ``.weights.h5``, or Keras 2's
+        ``.h5``, by layer name with ``by_name=True``); every shape is checked before any weight
+        changes."""
+        saving_api.load_weights(self, filepath, skip_mismatch, by_name=by_name)
 
     def to_json(self, **kwargs) -> str:
         """The architecture (no weights) as JSON; ``fastnn.models.model_from_json`` reads it."""

@@ -29,6 +29,8 @@ class Format(NamedTuple):
 MODEL_FORMATS: dict[str, Format] = {}
 #: Formats of weights alone: ``save(model, path, overwrite)`` and ``load(model, path)``.
 WEIGHTS_FORMATS: dict[str, Format] = {}
+#: The weights suffixes whose ``load`` also takes ``by_name`` (Keras 2's legacy files).
+BY_NAME_SUFFIXES = (".h5", ".hdf5")
 
 
 def register_model_format(suffix: str, name: str, save: Callable, load: Callable) -> None:
@@ -65,13 +67,21 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     _format(WEIGHTS_FORMATS, path, "save_weights").save(model, path, overwrite)
 
 
-def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
-    """Load weights saved by ``save_weights`` (or Keras's ``.weights.h5``, or Keras 2's ``.h5``);
-    every shape is checked before any weight changes."""
+def load_weights(model, filepath, skip_mismatch: bool = False, *, by_name=None) -> None:
+    """Load weights saved by ``save_weights`` (or Keras's ``.weights.h5``, or Keras 2's ``.h5``,
+    by layer name with ``by_name=True``); every shape is checked before any weight changes."""
     if skip_mismatch:
         raise NotImplementedError("load_weights(skip_mismatch=True) is not supported")
     path = os.fspath(filepath)
-    _format(WEIGHTS_FORMATS, path, "load_weights").load(model, path)
+    format_ = _format(WEIGHTS_FORMATS, path, "load_weights")
+    if by_name is None:
+        format_.load(model, path)
+    elif format_.suffix in BY_NAME_SUFFIXES:
+        format_.load(model, path, by_name=bool(by_name))
+    else:
+        raise ValueError(
+            f"`by_name` only supports loading legacy '.h5' or '.hdf5' files. Received: {path}"
+        )
 
 
 def _format(formats: dict[str, Format], path: str, caller: str) -> Format:

@@ -198,5 +198,7 @@ def _refuse_save(model, path, overwrite: bool = True) -> None:
     )
 
 
-api.register_weights_format(".h5", "Keras 2's legacy HDF5", _refuse_save, load_legacy_h5_weights)
-api.register_weights_format(".hdf5", "Keras 2's legacy HDF5", _refuse_save, load_legacy_h5_weights)
+for _suffix in api.BY_NAME_SUFFIXES:
+    api.register_weights_format(
+        _suffix, "Keras 2's legacy HDF5, read only", _refuse_save, load_legacy_h5_weights
+    )

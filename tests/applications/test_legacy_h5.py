@@ -88,7 +88,7 @@ def test_by_name_loads_matching_layers_and_skips_the_rest(tmp_path):
     twin, path = keras_weights_file(tmp_path / "w.h5")
     model = small_model(fastnn, order=("conv", "other_bn", "dense"))
     before = model.get_weights()
-    load_legacy_h5_weights(model, path, by_name=True)
+    model.load_weights(path, by_name=True)  # Keras's keyword
     after = model.get_weights()
     twin_weights = twin.get_weights()
     assert_same_weights(after[:2] + after[-2:], twin_weights[:2] + twin_weights[-2:])
@@ -162,6 +162,15 @@ def test_suffixes_pick_the_format_and_legacy_h5_is_read_only(tmp_path):
     model.load_weights(tmp_path / "w.weights.h5")
     with pytest.raises(ValueError, match="legacy '.h5' weights are read only"):
         model.save_weights(tmp_path / "w.h5")
+    with pytest.raises(ValueError, match="`by_name` only supports loading legacy '.h5' or"):
+        model.load_weights(tmp_path / "w.weights.h5", by_name=True)
+
+
+def test_by_name_loads_only_the_layers_whose_names_match(tmp_path):
+    twin, path = keras_weights_file(tmp_path / "w.h5")
+    model = small_model(fastnn, order=("dense_x", "bn", "conv_y"))
+    load_legacy_h5_weights(model, path, by_name=True)
+    assert_same_weights(model.get_weights()[2:6], twin.get_weights()[2:6])
 
 
 def external_link(f, folder):
