@@ -218,3 +218,18 @@ def test_crafted_files_reading_elsewhere_are_refused_before_anything_changes(
     with pytest.raises(FileFormatError, match=f"Cannot load '{path}': .*{message}"):
         model.load_weights(path)
     assert_same_weights(model.get_weights(), before)
+
+
+def test_flat_weight_names_as_in_keras_1_files_load(tmp_path):
+    """The oldest ImageNet files name arrays 'block1_conv1_W_1:0' directly in the layer group."""
+    source = with_random_weights(small_model(fastnn), 6)
+    entries = [
+        (name, [(f"{name}_{i}:0", array) for i, (_, array) in enumerate(weights)])
+        for name, weights in legacy_layers(source)
+    ]
+    path = write_legacy_weights(tmp_path / "w.h5", entries)
+    with h5py.File(path, "r") as f:
+        assert isinstance(f["conv/conv_0:0"], h5py.Dataset)
+    model = small_model(fastnn)
+    model.load_weights(path)
+    assert_same_weights(model.get_weights(), source.get_weights())
