@@ -350,3 +350,30 @@ def test_keras_writes_the_same_tags_and_steps(tmp_path):
     assert {"batch_loss", "epoch_mae"} <= {t for _, t, _ in keras_kept}
     assert sum(t.endswith("/histogram") for _, t, _ in keras_kept) == 8  # 4 weights, 2 epochs
     assert sorted(ours) == sorted(keras_kept)
+
+
+def test_only_logs_with_one_value_become_scalars(tmp_path):
+    board = callbacks.TensorBoard(log_dir=tmp_path, write_graph=False)
+    board.set_model(small_model())
+    board.on_train_begin()
+    logs = {"loss": 1.5, "f1": np.array([0.25, 0.5]), "one": np.array([3.0]), "n": 2}
+    board.on_epoch_end(0, logs)
+    board.on_train_end()
+    train = read_events(tmp_path / "train")
+    tags = {kind[1]: value for _, _, kind, value in train if kind != "file_version"}
+    assert tags == {
+        "epoch_loss": 1.5,
+        "epoch_one": 3.0,
+        "epoch_n": 2.0,
+        "epoch_learning_rate": float(np.float32(0.05)),
+    }
+
+
+def test_arguments_fastnn_cannot_honour_warn_and_bad_ones_raise(tmp_path):
+    for kwargs in ({"write_images": True}, {"profile_batch": 2}, {"embeddings_freq": 1}):
+        with pytest.warns(UserWarning, match="fastnn does not write"):
+            callbacks.TensorBoard(log_dir=tmp_path, **kwargs)
+    with pytest.raises(ValueError, match="update_freq"):
+        callbacks.TensorBoard(log_dir=tmp_path, update_freq="step")
+    with pytest.raises(ValueError, match="histogram_freq"):
+        callbacks.TensorBoard(log_dir=tmp_path, histogram_freq=-1)
