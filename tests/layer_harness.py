@@ -402,6 +402,8 @@ def _in_keras_layers(entry: dict) -> dict:
     config = entry["config"]
     if isinstance(config.get("cells"), list):
         config = {**config, "cells": [_in_keras_layers(cell) for cell in config["cells"]]}
+    if isinstance(config.get("cell"), dict):
+        config = {**config, "cell": _in_keras_layers(config["cell"])}
     return {**entry, "config": config, "module": "keras.layers"}
 
 

@@ -75,7 +75,8 @@ class _Saved(NamedTuple):
 class SequenceLayer(Layer):
     """A layer over ``(batch, timesteps, features)`` called with ``initial_state=`` and ``mask=``.
 
-    ``layer(x, initial_state=[...])`` is ``layer([x, *states])``; ``mask=`` (array calls only) goes
+    ``layer(x, initial_state=[...])`` is ``layer([x, *states])`` (states nested per cell are
+    flattened); ``mask=`` (array calls only) goes
     to ``forward(inputs, training, mask=mask)``. Used by the recurrent layers and Bidirectional.
     """
 
@@ -89,9 +90,15 @@ class SequenceLayer(Layer):
                     f"{type(self).__name__} '{self.name}': pass the initial state either in the "
                     "inputs list or as initial_state=, not both"
                 )
-            states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
-            inputs = [inputs, *states]
+            inputs = [inputs, *_flat_states(initial_state)]
         return super().__call__(inputs, training=training, mask=mask, **kwargs)
+
+
+def _flat_states(states) -> list:
+    """Initial states given as one array, a list, or lists nested per cell (a stack's)."""
+    if isinstance(states, (list, tuple)):
+        return [leaf for item in states for leaf in _flat_states(item)]
+    return [states]
 
 
 class StatefulStates:

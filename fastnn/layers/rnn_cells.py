@@ -482,11 +482,12 @@ class StackedRNNCells(Layer):
     """
 
     def __init__(self, cells, **kwargs):
-        super().__init__(**kwargs)
         if not isinstance(cells, (list, tuple)) or not cells:
             raise ValueError(f"StackedRNNCells: `cells` must be a non-empty list; got {cells!r}")
         for cell in cells:
             _check_cell(cell, "StackedRNNCells: every cell")
+        kwargs.setdefault("dtype", cells[0].dtype)  # it passes the steps on as they are
+        super().__init__(**kwargs)
         self.cells = list(cells)
 
     @property
@@ -738,6 +739,8 @@ class RNN(StatefulStates, SequenceLayer):
         for i, (engine, cell) in enumerate(zip(self._engines, cells)):
             engine._rng = cell._rng  # the cell's seed and random state draw the masks
             engine._trainable = cell.trainable
+            if i == len(cells) - 1:  # Bidirectional sets it on the layer it wraps
+                engine.zero_output_for_mask = self.zero_output_for_mask
             engine_mask = mask
             if mask is not None and i > 0 and self.go_backwards:
                 engine_mask = mask[:, ::-1]  # the first layer's outputs are in reverse order

@@ -146,8 +146,9 @@ class Bidirectional(SequenceLayer):
         self.backward_layer._maybe_build(bwd_shape)
         self._n_states = len(self._state_shapes(fwd_shape))
         for sub in self._pair:
-            for var in sub.weights:
-                var.path = f"{self.name}/{sub.name}/{var.name}"
+            for var in sub.weights:  # an RNN's keep their cell's part: forward_rnn/lstm_cell/kernel
+                rest = var.path.split(f"{sub.name}/", 1)[-1]
+                var.path = f"{self.name}/{sub.name}/{rest}"
         if self._initial_weights is not None:
             self.set_weights(self._initial_weights)
             self._initial_weights = None

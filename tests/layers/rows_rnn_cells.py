@@ -260,6 +260,21 @@ ROWS = {
         go_backwards=True,
     ),  # fmt: skip
     "rnn-stacked-user_and_gru": replace(row(mixed_stack, (4, 3)), keras=keras_mixed_stack),
+    # ---- wrapped
+    "bidirectional-rnn-lstm_cell": row(
+        lambda dtype: L.Bidirectional(L.RNN(L.LSTMCell(2, dtype=dtype), dtype=dtype)), (3, 2)
+    ),
+    "bidirectional-rnn-stacked-sum-sequences": row(
+        lambda dtype: L.Bidirectional(
+            L.RNN(
+                [L.GRUCell(2, dtype=dtype), L.SimpleRNNCell(2, dtype=dtype)],
+                return_sequences=True,
+                dtype=dtype,
+            ),
+            merge_mode="sum",
+        ),
+        (3, 2),
+    ),
     # ---- the cells alone: one step, cell([x, *states])
     "lstm_cell": replace(row(L.LSTMCell, [(3,), (2,), (2,)], 2), keras_call=cell_call),
     "lstm_cell-no_bias-relu": replace(
