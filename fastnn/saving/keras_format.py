@@ -60,7 +60,7 @@ _RECURRENT = (LSTM, GRU, SimpleRNN)
 
 # Keras settings fastnn has no argument for, dropped when they hold the value that has no effect
 # (any other value is refused): constraints, activity regularizers, quantization, LoRA,
-# BatchNormalization's renormalization, stateful RNNs, and sparse/ragged/optional inputs.
+# BatchNormalization's renormalization, and sparse/ragged/optional inputs.
 _INERT = {
     "activity_regularizer": None,
     "kernel_constraint": None,
@@ -74,7 +74,6 @@ _INERT = {
     "lora_alpha": None,
     "renorm": False,
     "renorm_clipping": None,
-    "stateful": False,
     "sparse": False,
     "ragged": False,
     "optional": False,
@@ -350,8 +349,10 @@ def _value_from_keras(cls: type, key: str, value, label: str, custom_objects):
         return _dtype_from_keras(value, label, inputs=cls.__name__ == "InputLayer")
     if key.endswith(("_initializer", "_regularizer")) and isinstance(value, dict):
         return _object_from_keras(key, value, label)
-    if key in ("layer", "backward_layer") and isinstance(value, dict):  # wrappers
+    if key in ("layer", "backward_layer", "cell") and isinstance(value, dict):  # wrappers, RNN
         return _entry_from_keras(value, custom_objects)
+    if key == "cells" and isinstance(value, list):  # StackedRNNCells
+        return [_entry_from_keras(cell, custom_objects) for cell in value]
     return value
 
 
@@ -623,8 +624,10 @@ def _keras_layer_config(class_name: str, config: dict) -> dict:
             value = _keras_object("keras.initializers", value)
         elif key.endswith("_regularizer") and isinstance(value, dict):
             value = _keras_object("keras.regularizers", value)
-        elif key in ("layer", "backward_layer") and isinstance(value, dict):
+        elif key in ("layer", "backward_layer", "cell") and isinstance(value, dict):
             value = _keras_entry(None, value)
+        elif key == "cells" and isinstance(value, list):
+            value = [_keras_entry(None, cell) for cell in value]
         out[key] = value
     return out
 

@@ -49,9 +49,10 @@ def _all_layers(model):
         yield layer
         if isinstance(layer, fastnn.Model):
             yield from _all_layers(layer)
-        for attr in ("layer", "forward_layer", "backward_layer"):
+        for attr in ("layer", "forward_layer", "backward_layer", "cell"):
             if isinstance(getattr(layer, attr, None), fastnn.Layer):
                 yield getattr(layer, attr)
+        yield from getattr(getattr(layer, "cell", None), "cells", [])  # StackedRNNCells
 
 
 def _fit_briefly(model, x, seed=0):
@@ -221,6 +222,13 @@ def lstm_initial_state_and_return_state():
     return fastnn.Model([x, h0, c0], [outputs, c]), [SEQ, *RNG.normal(size=(2, 8, 3))]
 
 
+def rnn_cells():
+    inputs = fastnn.Input((6, 5))
+    h = layers.RNN(layers.LSTMCell(3), return_sequences=True)(inputs)
+    cells = [layers.GRUCell(2, reset_after=False), layers.SimpleRNNCell(3, activation="relu")]
+    return fastnn.Model(inputs, layers.RNN(cells, go_backwards=True)(h)), SEQ
+
+
 def float64_model():
     inputs = fastnn.Input((6, 5), dtype="float64")
     h = layers.LSTM(3, return_sequences=True, dtype="float64")(inputs)
@@ -322,6 +330,7 @@ CASES = {
     "time_distributed_reshape_repeat": time_distributed_reshape_repeat,
     "masking_lstm": masking_lstm,
     "lstm_initial_state_and_return_state": lstm_initial_state_and_return_state,
+    "rnn_cells": rnn_cells,
     "float64": float64_model,
     "activation_layers": activation_layers,
     "shaping_regularization_preprocessing": shaping_regularization_preprocessing,
