@@ -17,8 +17,18 @@ from fastnn.seeding import make_rng
 class InputLayer(Layer):
     """The entry point of a model: holds the input's shape and dtype, passes data through."""
 
-    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
+    def __init__(
+        self,
+        shape=None,
+        batch_size=None,
+        dtype=None,
+        batch_shape=None,
+        name=None,
+        batch_input_shape=None,
+    ):
         super().__init__(name=name, dtype=dtype)
+        if batch_shape is None:  # Keras's legacy name for it
+            batch_shape = batch_input_shape
         if shape is None and batch_shape is None:
             raise ValueError("You must pass a `shape` argument to Input, e.g. Input(shape=(28,))")
         if batch_shape is not None:

@@ -19,6 +19,8 @@ and ``initial_state`` may be given flat or nested.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fastnn import activations, initializers, kernels, regularizers
@@ -28,6 +30,14 @@ from fastnn.layers.recurrent import GRU, LSTM, SequenceLayer, SimpleRNN, Statefu
 from fastnn.ops import numpy as ops_numpy
 from fastnn.saving.serialization import deserialize_layer, serialize_layer
 from fastnn.seeding import make_rng
+
+
+class _Saved(NamedTuple):
+    """What RNN's forward keeps for its backward."""
+
+    on_tape: bool  # the cell ran step by step on a tape (else on its layers' kernels)
+    ctx: object  # the tape's CallContext, or the layers' contexts in stack order
+    states_given: bool  # initial states were inputs: backward returns their gradients
 
 
 def _flatten(structure) -> list:
@@ -718,7 +728,7 @@ class RNN(StatefulStates, SequenceLayer):
         if self._engines is None:
             run_inputs = [x, *states] if states else x
             outputs, ctx = custom.forward(self, run_inputs, training, mask=mask)
-            ctx = ("tape", ctx, given, bool(states))
+            ctx = _Saved(True, ctx, given)
         else:
             outputs, ctx = self._engine_forward(x, states, given, training, mask, workspace)
         if self.stateful:
@@ -750,12 +760,12 @@ class RNN(StatefulStates, SequenceLayer):
             )  # fmt: skip
             ctxs.append(ctx)
             last_states += last
-        return [y, *last_states], ("engines", ctxs, given, bool(states))
+        return [y, *last_states], _Saved(False, ctxs, given)
 
     def backward(self, ctx, grad_outputs):
-        kind, saved, given, had_states = ctx
+        on_tape, saved, given = ctx
         grads = list(grad_outputs) if self.return_state else [grad_outputs]
-        if kind == "tape":
+        if on_tape:
             if not self.return_state:  # the tape recorded [output, *states]
                 grads += [None] * len(self._flat_sizes)
             back = custom.backward(self, saved, grads)

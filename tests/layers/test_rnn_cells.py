@@ -108,13 +108,14 @@ def test_rnn_over_each_built_in_cell_runs_its_layers_kernels():
         rnn(fastnn.Input((3, 4)))
         assert [type(e) for e in rnn._engines] == [layer]
         _, ctx = rnn.forward(np.ones((2, 3, 4), "float32"), True)
-        assert ctx[0] == "engines"
+        assert not ctx.on_tape
     stacked = L.RNN([L.LSTMCell(2), L.GRUCell(3, reset_after=False)])
     stacked(fastnn.Input((3, 4)))
     assert [type(e) for e in stacked._engines] == [L.LSTM, L.GRU]
     for on_tape in (L.RNN(L.LSTMCell(2, activation="gelu")), L.RNN(PeepCell(2))):
         on_tape(fastnn.Input((3, 4)))
         assert on_tape._engines is None
+        assert on_tape.forward(np.ones((2, 3, 4), "float32"), True)[1].on_tape
 
 
 @pytest.mark.parametrize(
@@ -308,6 +309,17 @@ def test_stateful_states_are_not_weights_and_layers_called_on_arrays_carry_them(
     np.testing.assert_array_equal(layer(x), first)
     assert not layer.samples_independent and L.GRU(2).samples_independent
     assert hasattr(fastnn.Model, "reset_states") == hasattr(keras.Model, "reset_states")
+
+
+def test_the_batch_size_comes_from_the_input_as_keras_gives_it():
+    """``Input(batch_shape=...)``, ``InputLayer(batch_input_shape=...)`` (Keras's legacy name)
+    and a Sequential's first layer's ``batch_size`` fix the states' batch."""
+    inputs = fastnn.Input(batch_shape=(3, 4, 2))
+    assert L.LSTM(2, stateful=True)(inputs).shape == (3, 2)
+    model = fastnn.Sequential([L.InputLayer(batch_input_shape=(5, 4, 2)), L.GRU(2, stateful=True)])
+    assert model.layers[-1].states[0].shape == (5, 2)
+    model = fastnn.Sequential([L.SimpleRNN(2, stateful=True, batch_size=6, input_shape=(4, 2))])
+    assert model.layers[-1].states[0].shape == (6, 2)
 
 
 def test_stateful_errors_name_the_layer_and_the_batch_sizes():
