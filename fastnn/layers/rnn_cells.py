@@ -28,6 +28,7 @@ from fastnn.layers import custom
 from fastnn.layers.base import Layer, shape_error, snake_case
 from fastnn.layers.recurrent import GRU, LSTM, SequenceLayer, SimpleRNN, StatefulStates
 from fastnn.ops import numpy as ops_numpy
+from fastnn.ops.tensor import unwrap
 from fastnn.saving.serialization import deserialize_layer, serialize_layer
 from fastnn.seeding import make_rng
 
@@ -528,12 +529,17 @@ class StackedRNNCells(Layer):
         return [inputs, *_flatten(new_states)] if flat else (inputs, new_states)
 
     def get_initial_state(self, batch_size=None) -> list:
-        return [
-            [np.zeros((batch_size, s), self.dtype) for s in size]
-            if isinstance(size, (list, tuple))
-            else np.zeros((batch_size, size), self.dtype)
-            for size in self.state_size
-        ]
+        """Each cell's ``get_initial_state`` if it has one, else zeros, per cell."""
+        states = []
+        for cell in self.cells:
+            make = getattr(cell, "get_initial_state", None)
+            if make is not None:
+                states.append(make(batch_size=batch_size))
+            elif isinstance(cell.state_size, (list, tuple)):
+                states.append([np.zeros((batch_size, s), self.dtype) for s in cell.state_size])
+            else:
+                states.append(np.zeros((batch_size, cell.state_size), self.dtype))
+        return states
 
     def get_config(self):
         return {**_base_config(self), "cells": [serialize_layer(cell) for cell in self.cells]}
@@ -805,7 +811,7 @@ class RNN(StatefulStates, SequenceLayer):
         n, steps = x.shape[0], x.shape[1]
         dtype = np.dtype(self.dtype)
         if not states:
-            states = [np.zeros((n, size), dtype) for size in self._flat_sizes]
+            states = self._initial_states(n, dtype)
         order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
         carried = emitted = None
         outputs = []
@@ -832,6 +838,13 @@ class RNN(StatefulStates, SequenceLayer):
             _reset_dropout(self.cell)
         result = ops_numpy.stack(outputs, axis=1) if self.return_sequences else emitted
         return [result, *states]
+
+    def _initial_states(self, n: int, dtype) -> list:
+        """The cell's ``get_initial_state(batch_size=n)`` if it has one, else zeros (flat)."""
+        make = getattr(self.cell, "get_initial_state", None)
+        if make is None:
+            return [np.zeros((n, size), dtype) for size in self._flat_sizes]
+        return [np.asarray(unwrap(s), dtype) for s in _flatten(make(batch_size=n))]
 
     def _nest(self, flat: list):
         """Flat states as the cell takes them: a list (a list per cell for a stack)."""

@@ -92,6 +92,31 @@ class Bidirectional(SequenceLayer):
     def _pair(self):
         return (self.forward_layer, self.backward_layer)
 
+    # ---- stateful layers (Keras's Bidirectional.reset_state and states) ------------------------
+    @property
+    def stateful(self) -> bool:
+        return bool(getattr(self.forward_layer, "stateful", False))
+
+    @property
+    def states(self):
+        """The forward layer's states then the backward layer's (None unless stateful)."""
+        fwd, bwd = (getattr(sub, "states", None) for sub in self._pair)
+        return tuple(fwd + bwd) if fwd and bwd else None
+
+    def reset_state(self) -> None:
+        if not self.stateful:
+            raise AttributeError(f"Bidirectional '{self.name}': layer must be stateful.")
+        for sub in self._pair:
+            sub.reset_state()
+
+    def reset_states(self) -> None:
+        """Keras's older name for ``reset_state``."""
+        self.reset_state()
+
+    @property
+    def samples_independent(self) -> bool:
+        return not self.stateful and Layer.samples_independent.fget(self)
+
     def _check_pair(self):
         fwd, bwd = self._pair
         if fwd.go_backwards == bwd.go_backwards:

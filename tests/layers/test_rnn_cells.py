@@ -417,3 +417,80 @@ def test_rnn_of_a_user_cell_trains_as_keras():
     keras_model.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(model.get_weights(), keras_model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, 1e-5, 1e-6)
+
+
+class OnesStartCell(PeepCell):
+    """PeepCell whose states start at ones (its ``get_initial_state``)."""
+
+    def get_initial_state(self, batch_size=None):
+        return [np.ones((batch_size, self.units), "float32")] * 2
+
+
+class KerasOnesStartCell(KerasPeepCell):
+    def get_initial_state(self, batch_size=None):
+        return [kops.ones((batch_size, self.units))] * 2
+
+
+def test_a_cells_get_initial_state_starts_the_sequence_as_in_keras():
+    x = np.random.default_rng(12).standard_normal((2, 4, 3)).astype("float32")
+    for ours_cells, keras_cells in (
+        (lambda: OnesStartCell(2), lambda: KerasOnesStartCell(2)),
+        (
+            lambda: [L.GRUCell(2), OnesStartCell(2)],
+            lambda: [keras.layers.GRUCell(2), KerasOnesStartCell(2)],
+        ),
+    ):
+        ours, theirs = L.RNN(ours_cells()), keras.layers.RNN(keras_cells())
+        ours(x)
+        theirs(x)
+        theirs.set_weights(ours.get_weights())
+        np.testing.assert_allclose(ours(x), kops.convert_to_numpy(theirs(x)), 1e-5, 1e-6)
+
+
+def test_stateful_bidirectional_carries_and_resets_states_as_keras():
+    x = np.random.default_rng(13).standard_normal((8, 3, 2)).astype("float32")
+    inputs = fastnn.Input((3, 2), batch_size=4)
+    ours = fastnn.Model(inputs, L.Bidirectional(L.RNN(L.LSTMCell(2), stateful=True))(inputs))
+    randomize_weights(ours, 4)
+    keras_inputs = keras.Input((3, 2), batch_size=4)
+    layer = keras.layers.Bidirectional(keras.layers.RNN(keras.layers.LSTMCell(2), stateful=True))
+    theirs = keras.Model(keras_inputs, layer(keras_inputs))
+    theirs.set_weights(ours.get_weights())
+    assert not ours.samples_independent
+    for _ in range(2):
+        np.testing.assert_allclose(
+            ours.predict(x, batch_size=4, verbose=0),
+            theirs.predict(x, batch_size=4, verbose=0),
+            1e-5,
+            1e-6,
+        )
+    wrapper = ours.layers[1]
+    assert len(wrapper.states) == 4 and np.abs(wrapper.states[0].value).max() > 0
+    wrapper.reset_states()
+    layer.reset_states()
+    assert not any(s.value.any() for s in wrapper.states)
+    np.testing.assert_allclose(
+        ours.predict(x[:4], verbose=0), theirs.predict(x[:4], verbose=0), 1e-5, 1e-6
+    )
+    with pytest.raises(AttributeError, match="must be stateful"):
+        L.Bidirectional(L.LSTM(2)).reset_states()
+
+
+@pytest.mark.parametrize("name", ["lstm_cell", "user_cell (tape)"])
+def test_a_gradient_tape_sees_through_rnn(name):
+    """Called under a user's GradientTape, RNN is one tape entry whose gradient is its
+    backward: the same gradients as the forward/backward pair, for x and the weights."""
+    rng = np.random.default_rng(14)
+    rnn = L.RNN(CELLS[name][0](F64), dtype=F64, return_sequences=True)
+    x = rng.standard_normal((2, 4, 4))
+    rnn(x)
+    with fastnn.GradientTape() as tape:
+        xt = tape.watch(x)
+        loss = ops.sum(ops.sin(rnn(xt)))
+    got = tape.gradient(loss, [xt, *rnn.trainable_weights])
+    for w in rnn.weights:
+        w.grad[...] = 0
+    out, ctx = rnn.forward(x, True)
+    dx = rnn.backward(ctx, np.cos(out))
+    for a, b in zip(got, [dx, *[w.grad for w in rnn.trainable_weights]], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
