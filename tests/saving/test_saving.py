@@ -262,6 +262,21 @@ def shaping_regularization_preprocessing():
     return model, [RNG.normal(size=(8, 4, 5, 3)).astype("float32"), RNG.integers(0, 4, (8, 3))]
 
 
+def conv_extra():
+    """The transposed, depthwise and separable convs of a small U-Net / MobileNet-style model."""
+    images, steps = fastnn.Input((6, 6, 3)), fastnn.Input((7, 2))
+    h = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(images)
+    h = layers.SeparableConv2D(4, 3, strides=2, padding="same", activation="relu")(h)
+    h = layers.Conv2DTranspose(3, 3, strides=2, padding="same", output_padding=1)(h)
+    t = layers.DepthwiseConv1D(2, use_bias=False)(steps)
+    t = layers.Conv1DTranspose(3, 3, strides=2)(layers.SeparableConv1D(2, 3, padding="same")(t))
+    merged = layers.Concatenate()(
+        [layers.GlobalAveragePooling2D()(h), layers.GlobalAveragePooling1D()(t)]
+    )
+    model = fastnn.Model([images, steps], layers.Dense(2)(merged))
+    return model, [RNG.normal(size=(8, 6, 6, 3)), RNG.normal(size=(8, 7, 2))]
+
+
 # ---- the seed models ---------------------------------------------------------------------------
 def seed_sequential():
     model = fastnn.Sequential(
@@ -334,6 +349,7 @@ CASES = {
     "float64": float64_model,
     "activation_layers": activation_layers,
     "shaping_regularization_preprocessing": shaping_regularization_preprocessing,
+    "conv_extra": conv_extra,
     "seed_sequential": seed_sequential,
     "seed_two_inputs": seed_two_inputs,
     "seed_two_outputs": seed_two_outputs,
