@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import zipfile
 
 import numpy as np
 
 from fastnn.callbacks.base import Callback, is_int
+from fastnn.saving.files import FileFormatError, atomic_write, read_entry
+
+MANIFEST = "fastnn.json"  # as .fastnn files: load_model names the format it found
+VERSION = 1
+#: Caps on what a backup's entries may inflate to before they are read.
+MAX_MANIFEST_BYTES = 16 * 2**20
+NPY_HEADER_BYTES = 2**16
 
 
 class BackupAndRestore(Callback):
     """Back up the training state so that a ``fit`` interrupted by an error resumes where the
     last backup left it when run again with this callback (Keras 3).
 
-    Each backup replaces ``backup_dir/latest.fastnn`` atomically: the weights, the optimizer's
-    state, the layers' random generators, fit's shuffle seed, and the epoch (and, with an
-    integer ``save_freq``, how many of its batches were done). The next ``fit`` restores them
+    Each backup replaces ``backup_dir/latest.fastnn`` atomically (a zip of a JSON manifest and
+    ``.npy`` arrays, as fastnn's model files, of format ``fastnn.backup``): the weights, the
+    optimizer's state, the layers' random generators, fit's shuffle seed, and the epoch (and,
+    with an integer ``save_freq``, how many of its batches were done). A PyDataset or generator
+    that shuffles itself is not rewound to the same order. The next ``fit`` restores them
     at ``on_train_begin`` and starts at that epoch, so it ends with the weights an uninterrupted
     run would have. Unlike Keras, which repeats a partly done epoch from its first batch,
     fastnn skips the batches the backup had done (that epoch's logged metrics then average the
@@ -23,8 +35,6 @@ class BackupAndRestore(Callback):
     ``latest.fastnn.bkp`` and used if the latest cannot be read. ``delete_checkpoint`` removes
     the backup when fit ends normally (and the folder, once empty).
     """
-
-    FILE_FORMAT = "fastnn.backup"
 
     def __init__(
         self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True
@@ -58,7 +68,7 @@ class BackupAndRestore(Callback):
                     "beforehand by calling it on a batch of data."
                 )
             try:
-                epoch, batch = _restore_training_state(self.model, path, self.FILE_FORMAT)
+                epoch, batch = restore_training_state(self.model, path)
             except (OSError, ValueError):
                 if path == self._path and os.path.exists(self._previous_path):
                     continue  # as Keras: a backup that cannot be read falls back to the previous
@@ -85,7 +95,7 @@ class BackupAndRestore(Callback):
         os.makedirs(self.backup_dir, exist_ok=True)
         if self.double_checkpoint and os.path.exists(self._path):
             os.replace(self._path, self._previous_path)
-        _save_training_state(self.model, self._path, self.FILE_FORMAT, epoch, batch)
+        save_training_state(self.model, self._path, epoch, batch)
 
     def on_train_end(self, logs=None):
         if not self.delete_checkpoint:
@@ -97,79 +107,123 @@ class BackupAndRestore(Callback):
             os.rmdir(self.backup_dir)
 
 
-def _save_training_state(model, path: str, file_format: str, epoch: int, batch: int) -> None:
+def save_training_state(model, path: str, epoch: int, batch: int) -> None:
     """Write the weights, optimizer state, random states, shuffle seed and the position in
-    training to one ``.fastnn``-style zip (JSON manifest and ``.npy`` arrays), atomically."""
-    from fastnn.saving import native
-
-    arrays = {}
-    manifest = {"format": file_format, "version": native.VERSION, "epoch": epoch, "batch": batch}
-    manifest["weights"] = native._add_arrays(arrays, "weights", [v.value for v in model.weights])
-    manifest["names"] = [v.path for v in model.weights]
+    training to one zip of a JSON manifest and ``.npy`` arrays (never pickle), atomically."""
     optimizer = model.optimizer
-    manifest["optimizer_variables"] = native._optimizer_variables(model, optimizer)
-    manifest["optimizer_state"] = (
-        None
-        if optimizer is None
-        else native._add_arrays(arrays, "optimizer_state", optimizer.get_state())
-    )
-    manifest["training_state"] = {
+    arrays = {
+        "weights": model.get_weights(),
+        "optimizer": [] if optimizer is None else optimizer.get_state(),
+    }
+    manifest = {
+        "format": "fastnn.backup",
+        "version": VERSION,
+        "epoch": epoch,
+        "batch": batch,
+        "weight_paths": [v.path for v in model.weights],
+        "optimizer_built": bool(optimizer is not None and optimizer.built),
         "shuffle_seed": getattr(model, "_shuffle_seed", None),
         # in layer order: a model built again in a new process names its layers otherwise
-        "random_states": [
-            state for _, layer in native._all_layers(model) if (state := layer.get_random_state())
-        ],
+        "random_states": [layer.get_random_state() for layer in _drawing_layers(model)],
     }
-    native._write_zip(path, manifest, arrays, overwrite=True)
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(MANIFEST, json.dumps(manifest))
+        for group, values in arrays.items():
+            for i, value in enumerate(values):
+                value = np.asarray(value)
+                with zf.open(f"{group}/{i}.npy", "w", force_zip64=value.nbytes > 2**30) as out:
+                    np.lib.format.write_array(out, value, allow_pickle=False)
 
 
-def _restore_training_state(model, path: str, file_format: str) -> tuple[int, int]:
-    """Read what ``_save_training_state`` wrote into ``model``; everything is checked before
-    anything changes. Returns (epoch, batch)."""
-    from fastnn.layers.base import assign_all
-    from fastnn.saving import native
+def restore_training_state(model, path: str) -> tuple[int, int]:
+    """Read what ``save_training_state`` wrote into ``model``; every array and state is
+    checked against the model before anything is assigned. Returns (epoch, batch)."""
 
-    with native._open(path) as archive:
-        manifest = archive.manifest(file_format)
-        position = [archive.field(manifest, key, int) for key in ("epoch", "batch")]
-        if min(position) < 0:
-            raise archive.error(f"the epoch and batch {position} are negative")
-        stored = native._stored_order(manifest, model)
-        weights = archive.arrays(manifest, "weights", [v.value for v in stored])
-        optimizer_state = None
-        if manifest.get("optimizer_state") is not None and model.optimizer is not None:
-            optimizer_state = native._optimizer_state(archive, manifest, model, stored)
-        training = archive.field(manifest, "training_state", dict)
-        random_states = _checked_random_states(archive, training.get("random_states"), model)
-        shuffle_seed = training.get("shuffle_seed")
-        if shuffle_seed is not None and not (
-            type(shuffle_seed) is int and 0 <= shuffle_seed < 2**63  # noqa: E721 (no bools)
-        ):
-            raise archive.error(f"the shuffle seed {shuffle_seed!r:.40} is not an integer")
-    assign_all(stored, weights, f"Model '{model.name}'", lambda var: var.path)
+    def fail(what: str) -> FileFormatError:
+        return FileFormatError(f"Cannot load backup '{path}': {what}")
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile, ValueError) as error:
+        raise fail(f"not a zip file ({error})") from None
+    with archive as zf:
+        manifest = _manifest(zf, fail)
+        weights = _arrays(zf, "weights", model.get_weights(), fail)
+        optimizer, optimizer_state = model.optimizer, None
+        if optimizer is not None and manifest.get("optimizer_built"):
+            optimizer.build(model.trainable_weights)  # as fit's first step would
+            optimizer_state = _arrays(zf, "optimizer", optimizer.variables, fail)
+        drawing = _drawing_layers(model)
+        states = manifest.get("random_states")
+        if not isinstance(states, list) or len(states) != len(drawing):
+            raise fail(f"its random states do not match the model's {len(drawing)} random layers")
+        for layer, state in zip(drawing, states):
+            try:
+                np.random.default_rng().bit_generator.state = state
+            except Exception as error:  # TypeError, ValueError, KeyError, OverflowError, ...
+                raise fail(f"layer '{layer.name}' has an invalid random state: {error}") from None
+    model.set_weights(weights)
     if optimizer_state is not None:
-        model.optimizer.set_state(optimizer_state)
-    for layer, state in random_states:
-        layer.set_random_state(state)
-    model._shuffle_seed = shuffle_seed
-    return position[0], position[1]
-
-
-def _checked_random_states(archive, states, model) -> list:
-    """(layer, state) for each layer that draws random numbers, in order; checked."""
-    from fastnn.saving import native
-
-    drawing = [layer for _, layer in native._all_layers(model) if layer.get_random_state()]
-    if not isinstance(states, list) or len(states) != len(drawing):
-        raise archive.error(
-            f"it holds random states for {len(states) if isinstance(states, list) else '?'} "
-            f"layers, the model has {len(drawing)} layers that draw random numbers"
-        )
+        optimizer.set_state(optimizer_state)
     for layer, state in zip(drawing, states):
+        layer.set_random_state(state)
+    model._shuffle_seed = manifest["shuffle_seed"]
+    return manifest["epoch"], manifest["batch"]
+
+
+def _manifest(zf: zipfile.ZipFile, fail) -> dict:
+    try:
+        manifest = json.loads(read_entry(zf, MANIFEST, MAX_MANIFEST_BYTES, fail))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise fail(f"'{MANIFEST}' is not valid JSON ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "fastnn.backup":
+        raise fail("it is not a fastnn backup")
+    if manifest.get("version") != VERSION:
+        raise fail(f"format version {manifest.get('version')!r} is not supported")
+    for key in ("epoch", "batch"):
+        if type(manifest.get(key)) is not int or manifest[key] < 0:
+            raise fail(f"its {key} is not a count: {manifest.get(key)!r:.40}")
+    seed = manifest.get("shuffle_seed")
+    if seed is not None and not (type(seed) is int and 0 <= seed < 2**63):
+        raise fail(f"the shuffle seed {seed!r:.40} is not an integer")
+    return manifest
+
+
+def _arrays(zf: zipfile.ZipFile, group: str, targets: list, fail) -> list[np.ndarray]:
+    """The arrays ``group/<i>.npy``, one per target and of its shape and dtype."""
+    stored = sum(name.startswith(f"{group}/") for name in zf.namelist())
+    if stored != len(targets):
+        raise fail(f"it holds {stored} {group} arrays, the model needs {len(targets)}")
+    arrays = []
+    for i, target in enumerate(targets):
+        name, target = f"{group}/{i}.npy", np.asarray(target)
+        data = read_entry(zf, name, target.nbytes + NPY_HEADER_BYTES, fail)
         try:
-            np.random.default_rng().bit_generator.state = state
-        except Exception as error:  # TypeError, ValueError, KeyError, OverflowError, ...
-            raise archive.error(
-                f"layer '{layer.name}' has an invalid random state: {error}"
-            ) from None
-    return list(zip(drawing, states))
+            stream = io.BytesIO(data)
+            version = np.lib.format.read_magic(stream)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }[version]
+            shape, _, dtype = read_header(stream)
+            if shape != target.shape or dtype != target.dtype:
+                raise fail(
+                    f"'{name}' holds {dtype} {shape}, the model has {target.dtype} {target.shape}"
+                )
+            stream.seek(0)
+            arrays.append(np.lib.format.read_array(stream, allow_pickle=False))
+        except FileFormatError:
+            raise
+        except Exception as error:  # a malformed .npy header or body
+            raise fail(f"'{name}' is not a valid .npy array ({error})") from None
+    return arrays
+
+
+def _drawing_layers(model) -> list:
+    """The layers inside ``model``, at any depth and in order, that draw random numbers."""
+    found = []
+    for _, layer in model.sublayers():
+        if layer.get_random_state() is not None:
+            found.append(layer)
+        found += _drawing_layers(layer)
+    return found

@@ -76,9 +76,10 @@ _METRICS_DOWN = frozenset(
 
 
 def _metric_direction(model, name: str) -> str | None:
-    """'up' or 'down' for the model's compiled metric logged as ``name``; None if unknown."""
-    for key, metric in _compiled_metrics(model):
-        if key != name and getattr(metric, "name", None) != name:
+    """'up' or 'down' for the model's metric logged as ``name`` (``"mae"``, or with an output's
+    prefix ``"head_mae"``); None if no metric of that name has a known direction."""
+    for metric in _model_metrics(model):
+        if name != metric.name and not name.endswith(f"_{metric.name}"):
             continue
         direction = getattr(metric, "_direction", None)
         if direction in ("up", "down"):
@@ -91,17 +92,11 @@ def _metric_direction(model, name: str) -> str | None:
     return None
 
 
-def _compiled_metrics(model) -> list:
-    """(log key, metric) for the model's compiled metrics, then the metrics it holds."""
-    pairs = []
-    if getattr(model, "_output_metrics", None) is not None:
-        from fastnn.training import compile_spec
-
-        pairs += compile_spec.metric_keys(
-            model.output_names, model._output_metrics, model._weighted_counts
-        )
-    pairs += [(metric.name, metric) for metric in getattr(model, "metrics", [])]
-    return pairs
+def _model_metrics(model) -> list:
+    """The metrics compiled for each output (once the first batch made them), then those the
+    model holds as attributes."""
+    compiled = getattr(model, "_output_metrics", None) or []
+    return [m for metrics in compiled for m in metrics] + list(getattr(model, "metrics", []))
 
 
 def resolve_mode(callback) -> str:

@@ -128,7 +128,7 @@ def test_a_backup_that_cannot_be_read_falls_back_to_the_previous_one(tmp_path):
     single = callbacks.BackupAndRestore(tmp_path / "single")
     os.makedirs(tmp_path / "single")
     (tmp_path / "single" / "latest.fastnn").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a fastnn zip file"):
+    with pytest.raises(ValueError, match="not a zip file"):
         small_model().fit(X, Y, epochs=1, verbose=0, callbacks=[single])
 
 
