@@ -1,7 +1,9 @@
 """Keras 3's recurrent cells and the RNN layer that runs a cell over a sequence.
 
 A cell is one step: ``cell(x_t, states) -> (output, new_states)``, written with fastnn.ops, so it
-records on a tape and runs on plain arrays. ``LSTMCell``, ``GRUCell`` and ``SimpleRNNCell`` take
+records on a tape and runs on plain arrays. A built-in cell also takes ``cell([x_t, *states])``
+and returns the flat list ``[output, *new_states]``, the form a graph node takes (Keras's cells
+have no such form). ``LSTMCell``, ``GRUCell`` and ``SimpleRNNCell`` take
 Keras's arguments and make Keras's weights (kernel, recurrent_kernel, bias); ``StackedRNNCells``
 chains cells as one. A user's cell is a Layer subclass with ``state_size`` (an int or a list),
 optionally ``output_size``, ``build(input_shape)`` and ``call(inputs, states)`` returning
@@ -68,7 +70,7 @@ class _Cell(Layer):
     """What LSTMCell, GRUCell and SimpleRNNCell share: arguments, weights, dropout masks.
 
     Subclasses set ``gates`` and ``engine`` (the sequence layer whose kernels run the cell in an
-    RNN) and write ``_bias_shape``, ``_bias_initializer`` and ``_step``.
+    RNN) and write ``_bias_shape``, ``_bias_initializer`` and ``call``.
     """
 
     gates = 1
