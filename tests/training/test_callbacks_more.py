@@ -463,3 +463,25 @@ def test_callback_list_takes_keras_arguments():
     stream_check.on_epoch_end(0, {"loss": 1.0})
     stream_check.on_train_batch_end(0, logs=None)
     assert seen == [{"loss": 1.0}] and model.history.history == {"loss": [1.0]}
+
+
+def test_auto_mode_finds_the_metric_of_an_output():
+    inputs = fastnn.Input((3,))
+    outputs = {
+        "a": layers.Dense(1, name="a")(inputs),
+        "b": layers.Dense(1, activation="sigmoid", name="b")(inputs),
+    }
+    model = fastnn.Model(inputs, outputs)
+    model.compile(
+        "sgd", {"a": "mse", "b": "binary_crossentropy"}, metrics={"a": "mae", "b": "r2_score"}
+    )
+    watching = {
+        monitor: callbacks.EarlyStopping(monitor=monitor, patience=9)
+        for monitor in ("val_a_mae", "val_b_r2_score", "val_b_loss")
+    }
+    targets = {"a": Y, "b": (Y > 1.5).astype("float32")}
+    model.fit(
+        X, targets, epochs=1, verbose=0, validation_split=0.25, callbacks=[*watching.values()]
+    )
+    modes = {monitor: cb.mode for monitor, cb in watching.items()}
+    assert modes == {"val_a_mae": "min", "val_b_r2_score": "max", "val_b_loss": "min"}

@@ -377,3 +377,19 @@ def test_arguments_fastnn_cannot_honour_warn_and_bad_ones_raise(tmp_path):
         callbacks.TensorBoard(log_dir=tmp_path, update_freq="step")
     with pytest.raises(ValueError, match="histogram_freq"):
         callbacks.TensorBoard(log_dir=tmp_path, histogram_freq=-1)
+
+
+def test_a_subclassed_model_writes_no_graph(tmp_path):
+    class Subclassed(fastnn.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = layers.Dense(1)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    model = Subclassed()
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(X, Y, epochs=1, verbose=0, callbacks=[callbacks.TensorBoard(log_dir=tmp_path)])
+    kinds = [kind for _, _, kind, _ in read_events(tmp_path / "train")]
+    assert ("tensor", "keras") not in kinds and ("scalar", "epoch_loss") in kinds
