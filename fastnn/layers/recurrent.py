@@ -82,6 +82,14 @@ class SequenceLayer(Layer):
 
     supports_masking = True  # forward(..., mask=) takes a (batch, timesteps) mask
 
+    def _check_unroll(self, x_shape) -> None:
+        """Keras refuses ``unroll=True`` on sequences of unknown length."""
+        if getattr(self, "unroll", False) and x_shape[1] is None:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': cannot unroll a RNN if the time dimension "
+                f"is undefined; got input shape {x_shape}. Give the Input a number of timesteps"
+            )
+
     def __call__(self, inputs, training=None, initial_state=None, mask=None, **kwargs):
         """``layer(x)``, ``layer(x, initial_state=[...])``, ``layer(x, mask=m)`` (arrays)."""
         if initial_state is not None:
@@ -268,6 +276,7 @@ class _RNN(StatefulStates, SequenceLayer):
     def build(self, input_shape):
         x_shape, state_shapes = self._split_shapes(input_shape)
         self._check_shapes(x_shape, state_shapes, None)
+        self._check_unroll(x_shape)
         width = self.gates * self.units
         self.kernel = self.add_weight(
             (x_shape[-1], width),

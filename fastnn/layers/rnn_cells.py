@@ -665,6 +665,7 @@ class RNN(StatefulStates, SequenceLayer):
     def build(self, input_shape):
         x_shape, state_shapes = self._split_shapes(input_shape)
         self._check_shapes(x_shape, state_shapes)
+        self._check_unroll(x_shape)
         with custom.scoped(self, None):  # the cell's weights: rnn/lstm_cell/kernel
             self.cell._maybe_build((x_shape[0], x_shape[2]))
         self._engines = self._make_engines()

@@ -179,6 +179,20 @@ def keras_mixed_stack(keras):
     return keras.layers.RNN(stack, return_sequences=True, name="rnn_mixed")
 
 
+def dropping_stack(dtype):
+    """A user cell under an LSTMCell with dropout: the stack runs on a tape, masks drawn once per
+    sequence."""
+    lstm = L.LSTMCell(2, dropout=0.3, recurrent_dropout=0.3, seed=4, name="lstm", dtype=dtype)
+    stack = L.StackedRNNCells([MinimalRNNCell(2, name="minimal", dtype=dtype), lstm], name="stack")
+    return L.RNN(stack, name="rnn_drop", dtype=dtype)
+
+
+def keras_dropping_stack(keras):
+    lstm = keras.layers.LSTMCell(2, dropout=0.3, recurrent_dropout=0.3, seed=4, name="lstm")
+    cells = [keras_twins()["minimal"](2, name="minimal"), lstm]
+    return keras.layers.RNN(keras.layers.StackedRNNCells(cells, name="stack"), name="rnn_drop")
+
+
 ROWS = {
     # ---- RNN over a built-in cell: the layer's fused kernels
     "rnn-lstm_cell": row(rnn(L.LSTMCell, 2), (4, 3)),
@@ -260,6 +274,9 @@ ROWS = {
         go_backwards=True,
     ),  # fmt: skip
     "rnn-stacked-user_and_gru": replace(row(mixed_stack, (4, 3)), keras=keras_mixed_stack),
+    "rnn-stacked-user_and_lstm-dropout": replace(
+        row(dropping_stack, (3, 2)), keras=keras_dropping_stack, random=True
+    ),
     # ---- wrapped
     "bidirectional-rnn-lstm_cell": row(
         lambda dtype: L.Bidirectional(L.RNN(L.LSTMCell(2, dtype=dtype), dtype=dtype)), (3, 2)

@@ -369,6 +369,10 @@ def test_bad_cells_and_states_are_refused_early():
         L.LSTMCell(2, name="c")(np.zeros((2, 3), "float32"))
     with pytest.raises(ValueError, match="`dropout` must be a float in"):
         L.GRUCell(2, dropout=2)
+    for layer in (L.RNN(L.GRUCell(2), unroll=True, name="u"), L.GRU(2, unroll=True, name="u")):
+        with pytest.raises(ValueError, match="'u': cannot unroll a RNN if the time dimension"):
+            layer(fastnn.Input((None, 3)))
+    assert L.RNN(L.GRUCell(2), unroll=True)(fastnn.Input((4, 3))).shape == (None, 2)
 
 
 def test_a_cell_steps_as_keras_and_keeps_its_dropout_masks_for_a_sequence():
