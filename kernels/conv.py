@@ -1014,11 +1014,16 @@ def plan_conv2d(x_shape, kernel_shape, strides, padding, pooled: bool = False) -
 TILE_ROWS = 1024
 
 
-def conv2d_forward(x, kernel, bias, strides, padding, activation_code, out=None, threads=1):
+def conv2d_forward(
+    x, kernel, bias, strides, padding, activation_code, out=None, threads=1, dilation=(1, 1)
+):
     """y (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or None), by
     ``plan_conv2d``'s algorithm; ``out`` is a buffer of y's shape to reuse. On up to ``threads``
     threads: im2col, GEMM and epilogue run together per chunk of output rows, each chunk's
-    im2col rows in a small buffer that stays in cache; Winograd per chunk of images."""
+    im2col rows in a small buffer that stays in cache; Winograd per chunk of images. With
+    ``dilation`` (stride 1), the taps are that far apart (``dilated_phases``)."""
+    if tuple(dilation) != (1, 1):
+        return _dilated_forward(x, kernel, bias, dilation, padding, activation_code, out, threads)
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
     kh, kw, _, filters = kernel.shape
@@ -1143,7 +1148,17 @@ def _direct_arguments(kernel, bias, dtype):
 
 
 def conv2d_backward(
-    grad_z, x, kernel, strides, padding, dkernel, dbias, dx=None, need_dx=True, threads=1
+    grad_z,
+    x,
+    kernel,
+    strides,
+    padding,
+    dkernel,
+    dbias,
+    dx=None,
+    need_dx=True,
+    threads=1,
+    dilation=(1, 1),
 ):
     """dx (N,H,W,C) from grad_z (N,oh,ow,F) = dL/dz and the conv's input x; adds into dkernel
     (kh,kw,C,F), dbias (F,), by ``plan_conv2d``'s algorithms.
@@ -1151,8 +1166,12 @@ def conv2d_backward(
     ``dkernel`` / ``dbias`` may be None (frozen weights, no bias) to skip that gradient. Pass
     ``dx`` (shaped like x) to reuse a workspace. With ``need_dx=False`` (a model's first layer)
     dx is skipped and None returned. On up to ``threads`` threads: im2col, both GEMMs and col2im
-    run together per chunk of images, in small buffers that stay in cache.
+    run together per chunk of images, in small buffers that stay in cache. ``dilation`` as in
+    ``conv2d_forward``.
     """
+    if tuple(dilation) != (1, 1):
+        args = (grad_z, x, kernel, dilation, padding, dkernel, dbias, dx, need_dx, threads)
+        return _dilated_backward(*args)
     x = np.ascontiguousarray(x)
     c, filters = kernel.shape[2:]
     grad_z = np.ascontiguousarray(grad_z)
@@ -1285,3 +1304,69 @@ def _im2col_backward(grad, x, kernel, geometry, dkernel, dx, threads):
     row_blocks(run, x.shape[0] * out_h, threads)
     if dkernel_parts:
         dkernel += sum(dkernel_parts).reshape(dkernel.shape)
+
+
+# ---- dilated kernels: undilated convs over the input's phases ---------------------------------
+def dilated_phases(x_shape, kernel_shape, dilation, padding):
+    """How a stride-1 conv whose taps are ``dilation`` (dh, dw) apart runs as undilated ones:
+    (padded input shape, pad_top, pad_left, phases). Output pixel (i, j) reads the padded
+    input's rows i + p*dh and columns j + q*dw, so the outputs of one phase (a, b) = (i % dh,
+    j % dw) form a 'valid' undilated conv of the padded input's rows a::dh and columns b::dw."""
+    kh, kw, c, f = kernel_shape
+    dh, dw = dilation
+    span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1, c, f)
+    out_h, out_w, pad_top, pad_left = conv_geometry(x_shape, span, (1, 1), padding)
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(
+            f"conv2d: kernel {(kh, kw)} with dilation {tuple(dilation)} and padding {padding!r} "
+            f"does not fit input of shape {tuple(x_shape)}"
+        )
+    padded = (x_shape[0], out_h + span[0] - 1, out_w + span[1] - 1, c)
+    phases = [(a, b) for a in range(min(dh, out_h)) for b in range(min(dw, out_w))]
+    return padded, pad_top, pad_left, phases
+
+
+def _padded(x, padded_shape, pad_top, pad_left):
+    """x (N,H,W,C) in a zero array of ``padded_shape`` at (pad_top, pad_left)."""
+    xp = np.zeros(padded_shape, dtype=x.dtype)
+    h, w = x.shape[1:3]
+    xp[:, pad_top : pad_top + h, pad_left : pad_left + w] = x
+    return xp
+
+
+def _dilated_forward(x, kernel, bias, dilation, padding, code, out, threads):
+    padded, pad_top, pad_left, phases = dilated_phases(x.shape, kernel.shape, dilation, padding)
+    xp = _padded(x, padded, pad_top, pad_left)
+    (dh, dw), (kh, kw) = dilation, kernel.shape[:2]
+    shape = (x.shape[0], padded[1] - (kh - 1) * dh, padded[2] - (kw - 1) * dw, kernel.shape[3])
+    y = np.empty(shape, dtype=x.dtype) if out is None else out
+    for a, b in phases:
+        phase = np.ascontiguousarray(xp[:, a::dh, b::dw])
+        y[:, a::dh, b::dw] = conv2d_forward(
+            phase, kernel, bias, (1, 1), "valid", code, None, threads
+        )
+    return y
+
+
+def _dilated_backward(grad_z, x, kernel, dilation, padding, dkernel, dbias, dx, need_dx, threads):
+    padded, pad_top, pad_left, phases = dilated_phases(x.shape, kernel.shape, dilation, padding)
+    xp = _padded(x, padded, pad_top, pad_left)
+    dxp = np.zeros(padded, dtype=grad_z.dtype) if need_dx else None
+    if dbias is not None:
+        column_sums_add(np.ascontiguousarray(grad_z).reshape(-1, kernel.shape[3]), dbias)
+    dh, dw = dilation
+    for a, b in phases:
+        phase = np.ascontiguousarray(xp[:, a::dh, b::dw])
+        grad = np.ascontiguousarray(grad_z[:, a::dh, b::dw])
+        args = (grad, phase, kernel, (1, 1), "valid", dkernel, None)
+        dphase = conv2d_backward(*args, need_dx=need_dx, threads=threads)
+        if need_dx:  # the phases read disjoint rows and columns of the padded input
+            dxp[:, a::dh, b::dw] = dphase
+    if not need_dx:
+        return None
+    h, w = x.shape[1:3]
+    inner = dxp[:, pad_top : pad_top + h, pad_left : pad_left + w]
+    if dx is None:
+        return np.ascontiguousarray(inner)
+    dx[...] = inner
+    return dx

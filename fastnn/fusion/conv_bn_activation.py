@@ -107,7 +107,8 @@ class LinearBatchNorm(FusedLayer):
 
 
 def _is_linear_conv2d(node: Node) -> bool:
-    return isinstance(node.layer, Conv2D) and node.layer._code == LINEAR
+    layer = node.layer
+    return isinstance(layer, Conv2D) and layer._code == LINEAR and layer.dilation_rate == (1, 1)
 
 
 def _is_linear_dense(node: Node) -> bool:

@@ -61,6 +61,11 @@ class _Conv(Layer):
         self.padding = standardize_padding(padding, allow_causal=rank == 1)
         self.data_format = check_data_format(self, data_format, rank)
         self.dilation_rate = standardize_tuple(dilation_rate, rank, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
         if groups != 1:
             raise ValueError(
                 f"{type(self).__name__} '{self.name}': fastnn does not support grouped "
@@ -74,6 +79,11 @@ class _Conv(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    @property
+    def _span(self) -> tuple:
+        """The kernel's extent on the input, its taps ``dilation_rate`` apart: (k - 1) * d + 1."""
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
 
     def _layout(self):
         return "(batch, height, width, channels)" if self.rank == 2 else "(batch, steps, channels)"
@@ -165,10 +175,12 @@ class Conv1D(_Conv):
         padding: 'valid' (no padding), 'same' (output ceil(steps / stride); the odd extra step
             of padding goes at the end, TensorFlow's rule) or 'causal' (k - 1 zeros before the
             first step, so output t sees only inputs <= t).
+        dilation_rate: int or tuple, default 1: the kernel's taps that far apart (stride 1 only,
+            as in Keras).
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as Keras. Only ``data_format='channels_last'``, ``dilation_rate=1`` and ``groups=1``.
+            as Keras. Only ``data_format='channels_last'`` and ``groups=1``.
 
     Input shape: ``(batch, steps, channels)``.
     Output shape: ``(batch, new_steps, filters)``.
@@ -212,21 +224,16 @@ class Conv1D(_Conv):
             bias_regularizer,
             **kwargs,
         )
-        if self.dilation_rate != (1,):
-            raise NotImplementedError(
-                f"Conv1D '{self.name}': fastnn does not support dilated convolution yet; "
-                f"expected dilation_rate=(1,), got dilation_rate={self.dilation_rate}"
-            )
 
     def compute_output_shape(self, input_shape):
         steps = temporal_output_length(
-            self, input_shape, self.kernel_size[0], self.strides[0], self.padding, "kernel_size"
+            self, input_shape, self._span[0], self.strides[0], self.padding, "kernel_size"
         )
         return (input_shape[0], steps, self.filters)
 
     def forward(self, inputs, training):
         n, steps, c = inputs.shape
-        k = self.kernel_size[0]
+        k = self._span[0]
         x, padding = inputs, self.padding
         if padding == "causal":  # left zero padding, then a 'valid' convolution
             x = np.zeros((n, steps + k - 1, c), dtype=inputs.dtype)
@@ -237,7 +244,7 @@ class Conv1D(_Conv):
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         z = kernels.conv.conv2d_forward(
             x4, kernel, bias, (1, self.strides[0]), padding, self._epilogue_code,
-            threads=runtime.threads(),
+            threads=runtime.threads(), dilation=(1, self.dilation_rate[0]),
         )  # fmt: skip
         y, saved = self._activated(z)
         return y.reshape(n, y.shape[2], self.filters), (x4, saved, padding)
@@ -251,11 +258,11 @@ class Conv1D(_Conv):
         dbias = self.bias.grad if self.trainable and self.use_bias else None
         dx = kernels.conv.conv2d_backward(
             grad, x4, kernel, (1, self.strides[0]), padding, dkernel, dbias,
-            threads=runtime.threads(),
+            threads=runtime.threads(), dilation=(1, self.dilation_rate[0]),
         )  # fmt: skip
         dx = dx.reshape(x4_shape[0], x4_shape[2], x4_shape[3])
         if self.padding == "causal":
-            dx = dx[:, self.kernel_size[0] - 1 :]
+            dx = dx[:, self._span[0] - 1 :]
         return dx
 
 
@@ -268,10 +275,12 @@ class Conv2D(_Conv):
         strides: int or (sh, sw), default 1.
         padding: 'valid' (no padding) or 'same' (output size ceil(in / stride); TensorFlow's rule,
             the odd extra row / column of padding goes at the bottom / right).
+        dilation_rate: int or tuple, default 1: the kernel's taps that far apart (stride 1 only,
+            as in Keras).
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as Keras. Only ``data_format='channels_last'``, ``dilation_rate=1`` and ``groups=1``.
+            as Keras. Only ``data_format='channels_last'`` and ``groups=1``.
 
     Input shape: ``(batch, height, width, channels)``.
     Output shape: ``(batch, new_height, new_width, filters)``.
@@ -315,15 +324,10 @@ class Conv2D(_Conv):
             bias_regularizer,
             **kwargs,
         )
-        if self.dilation_rate != (1, 1):
-            raise ValueError(
-                f"Conv2D '{self.name}': fastnn does not support dilated convolution yet; "
-                f"expected dilation_rate=(1, 1), got dilation_rate={self.dilation_rate}"
-            )
 
     def compute_output_shape(self, input_shape):
         out_h, out_w = spatial_output_shape(
-            self, input_shape, self.kernel_size, self.strides, self.padding, "kernel_size"
+            self, input_shape, self._span, self.strides, self.padding, "kernel_size"
         )
         return (input_shape[0], out_h, out_w, self.filters)
 
@@ -341,13 +345,13 @@ class Conv2D(_Conv):
         out = None
         if workspace is not None:
             out_h, out_w, _, _ = kernels.conv.conv_geometry(
-                inputs.shape, self.kernel.shape, self.strides, self.padding
+                inputs.shape, (*self._span, *self.kernel.shape[2:]), self.strides, self.padding
             )
             shape = (len(inputs), out_h, out_w, self.filters)
             out = scratch(workspace, "y", shape, self.kernel.dtype)
         return kernels.conv.conv2d_forward(
             inputs, kernel, bias, self.strides, self.padding, code, out,
-            threads=runtime.threads(),
+            threads=runtime.threads(), dilation=self.dilation_rate,
         )  # fmt: skip
 
     @property
@@ -408,7 +412,7 @@ class Conv2D(_Conv):
             self.kernel.grad if self.trainable else None,
             self.bias.grad if self.trainable and self.use_bias else None,
             dx=scratch(workspace, "dx", x.shape, saved.dtype) if need_input_grad else None,
-            need_dx=need_input_grad, threads=runtime.threads(),
+            need_dx=need_input_grad, threads=runtime.threads(), dilation=self.dilation_rate,
         )  # fmt: skip
 
 

@@ -475,6 +475,31 @@ def test_conv2d_on_threads_matches_one_thread(kernel_shape, strides, monkeypatch
         np.testing.assert_allclose(three, one, rtol=1e-12, atol=1e-12)
 
 
+@settings(max_examples=20, deadline=None)
+@given(conv_cases(), st.integers(1, 4), st.tuples(st.integers(1, 3), st.integers(1, 3)), st.data())
+def test_dilated_conv2d_matches_the_conv_of_the_zero_dilated_kernel(case, filters, dilation, data):
+    """Taps ``dilation`` apart equal a kernel with zeros between its taps (stride 1)."""
+    x_shape, (kh, kw), _, padding, dtype = case
+    span = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+    if padding == "valid" and (span[0] > x_shape[1] or span[1] > x_shape[2]):
+        return  # no output
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    x = _data(rng, x_shape, dtype)
+    k = _data(rng, (kh, kw, x_shape[3], filters), dtype)
+    b = _data(rng, (filters,), dtype)
+    spread = np.zeros((*span, x_shape[3], filters), dtype=dtype)
+    spread[:: dilation[0], :: dilation[1]] = k
+    y = conv.conv2d_forward(x, k, b, (1, 1), padding, RELU, dilation=dilation)
+    np.testing.assert_allclose(y, ref_conv(x, spread, b, (1, 1), padding, RELU), **TOL[dtype])
+    dz = _data(rng, y.shape, dtype)
+    dk, db = np.zeros_like(k), np.zeros_like(b)
+    dx = conv.conv2d_backward(dz, x, k, (1, 1), padding, dk, db, dilation=dilation)
+    rdx, rdk, rdb = ref_conv_backward(x, spread, dz, (1, 1), padding)
+    np.testing.assert_allclose(dx, rdx, **TOL[dtype])
+    np.testing.assert_allclose(dk, rdk[:: dilation[0], :: dilation[1]], **TOL[dtype])
+    np.testing.assert_allclose(db, rdb, **TOL[dtype])
+
+
 def test_conv2d_too_small_input_raises():
     x = np.zeros((1, 2, 2, 1), np.float32)
     k = np.zeros((3, 3, 1, 1), np.float32)

@@ -107,6 +107,12 @@ ROWS = {
     "conv1d-causal": row(L.Conv1D, (6, 2), 2, 3, padding="causal", activation="tanh"),
     "conv1d-strides_2": row(L.Conv1D, (8, 2), 3, 2, strides=2, use_bias=False),
     "conv1d-same-even_kernel-strides_2": row(L.Conv1D, (7, 2), 2, 4, strides=2, padding="same"),
+    "conv1d-causal-dilated": row(L.Conv1D, (9, 2), 3, 3, padding="causal", dilation_rate=2),
+    "conv1d-same-dilated": row(L.Conv1D, (9, 2), 2, 2, padding="same", dilation_rate=3),
+    "conv2d-same-dilated-relu": row(
+        L.Conv2D, (7, 8, 2), 3, 3, padding="same", dilation_rate=(2, 3), activation="relu"
+    ),
+    "conv2d-valid-dilated": row(L.Conv2D, (7, 6, 3), 2, 2, dilation_rate=2, use_bias=False),
     "conv2d-valid": replace(row(L.Conv2D, (6, 7, 2), 3, 3), fused_with=pool_2x2),
     "conv2d-same-relu": replace(
         row(L.Conv2D, (6, 6, 2), 3, 3, padding="same", activation="relu"), fused_with=pool_2x2

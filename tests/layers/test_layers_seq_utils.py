@@ -533,7 +533,7 @@ def test_masks_stop_at_reshape_and_repeat_vector_as_in_keras():
         (dict(filters=2, kernel_size=3, strides=0), ValueError, r"Received strides=0"),
         (dict(filters=2, kernel_size=3, padding="full"), ValueError, r"'causal'.*padding='full'"),
         (dict(filters=2, kernel_size=3, data_format="channels_first"), ValueError, r"\(0, 2, 1\)"),
-        (dict(filters=2, kernel_size=3, dilation_rate=2), NotImplementedError, "dilation_rate"),
+        (dict(filters=2, kernel_size=3, dilation_rate=2, strides=2), ValueError, r"`strides > 1`"),
         (dict(filters=2, kernel_size=3, groups=2), ValueError, "groups=2"),
         (dict(filters=2, kernel_size=3, activation="swishy"), ValueError, "swishy"),
         (dict(filters=2, kernel_size=3, bogus=1), TypeError, "bogus"),
