@@ -1015,13 +1015,26 @@ TILE_ROWS = 1024
 
 
 def conv2d_forward(
-    x, kernel, bias, strides, padding, activation_code, out=None, threads=1, dilation=(1, 1)
+    x,
+    kernel,
+    bias,
+    strides,
+    padding,
+    activation_code,
+    out=None,
+    threads=1,
+    dilation=(1, 1),
+    groups=1,
 ):
     """y (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or None), by
     ``plan_conv2d``'s algorithm; ``out`` is a buffer of y's shape to reuse. On up to ``threads``
     threads: im2col, GEMM and epilogue run together per chunk of output rows, each chunk's
     im2col rows in a small buffer that stays in cache; Winograd per chunk of images. With
-    ``dilation`` (stride 1), the taps are that far apart (``dilated_phases``)."""
+    ``dilation`` (stride 1), the taps are that far apart (``dilated_phases``). With ``groups``,
+    kernel is (kh,kw,C/groups,F) and each group of C/groups channels makes F/groups filters."""
+    if groups > 1:
+        args = (x, kernel, bias, strides, padding, activation_code, out, threads, dilation)
+        return _grouped_forward(*args, groups)
     if tuple(dilation) != (1, 1):
         return _dilated_forward(x, kernel, bias, dilation, padding, activation_code, out, threads)
     x = np.ascontiguousarray(x)
@@ -1159,6 +1172,7 @@ def conv2d_backward(
     need_dx=True,
     threads=1,
     dilation=(1, 1),
+    groups=1,
 ):
     """dx (N,H,W,C) from grad_z (N,oh,ow,F) = dL/dz and the conv's input x; adds into dkernel
     (kh,kw,C,F), dbias (F,), by ``plan_conv2d``'s algorithms.
@@ -1166,9 +1180,12 @@ def conv2d_backward(
     ``dkernel`` / ``dbias`` may be None (frozen weights, no bias) to skip that gradient. Pass
     ``dx`` (shaped like x) to reuse a workspace. With ``need_dx=False`` (a model's first layer)
     dx is skipped and None returned. On up to ``threads`` threads: im2col, both GEMMs and col2im
-    run together per chunk of images, in small buffers that stay in cache. ``dilation`` as in
-    ``conv2d_forward``.
+    run together per chunk of images, in small buffers that stay in cache. ``dilation`` and
+    ``groups`` as in ``conv2d_forward``.
     """
+    if groups > 1:
+        args = (grad_z, x, kernel, strides, padding, dkernel, dbias, dx, need_dx, threads)
+        return _grouped_backward(*args, dilation, groups)
     if tuple(dilation) != (1, 1):
         args = (grad_z, x, kernel, dilation, padding, dkernel, dbias, dx, need_dx, threads)
         return _dilated_backward(*args)
@@ -1370,3 +1387,44 @@ def _dilated_backward(grad_z, x, kernel, dilation, padding, dkernel, dbias, dx, 
         return np.ascontiguousarray(inner)
     dx[...] = inner
     return dx
+
+
+# ---- grouped kernels: one conv per group of channels --------------------------------------------
+def _group(x, kernel, g, groups):
+    """Group g's input channels (contiguous), kernel (kh,kw,C/groups,F/groups) and filters."""
+    c, f = kernel.shape[2], kernel.shape[3] // groups
+    x_g = np.ascontiguousarray(x[..., g * c : (g + 1) * c])
+    return x_g, np.ascontiguousarray(kernel[..., g * f : (g + 1) * f]), slice(g * f, (g + 1) * f)
+
+
+def _grouped_forward(x, kernel, bias, strides, padding, code, out, threads, dilation, groups):
+    parts = []
+    for g in range(groups):
+        x_g, k_g, filters = _group(x, kernel, g, groups)
+        args = (x_g, k_g, None if bias is None else bias[filters], strides, padding, LINEAR)
+        parts.append(conv2d_forward(*args, threads=threads, dilation=dilation))
+    y = np.concatenate(parts, axis=-1, out=out)
+    if code != LINEAR:  # after the groups meet: a softmax acts on all channels
+        rows = y.reshape(-1, y.shape[-1])
+        bias_activation_forward(rows, np.empty(0, y.dtype), code, rows)
+    return y
+
+
+def _grouped_backward(
+    grad_z, x, kernel, strides, padding, dkernel, dbias, dx, need_dx, threads, dilation, groups
+):
+    grad_z = np.ascontiguousarray(grad_z)
+    if dbias is not None:
+        column_sums_add(grad_z.reshape(-1, kernel.shape[3]), dbias)
+    parts = []
+    for g in range(groups):
+        x_g, k_g, filters = _group(x, kernel, g, groups)
+        dk_g = None if dkernel is None else np.zeros_like(k_g)
+        grad_g = np.ascontiguousarray(grad_z[..., filters])
+        args = (grad_g, x_g, k_g, strides, padding, dk_g, None)
+        parts.append(conv2d_backward(*args, need_dx=need_dx, threads=threads, dilation=dilation))
+        if dkernel is not None:
+            dkernel[..., filters] += dk_g
+    if not need_dx:
+        return None
+    return np.concatenate(parts, axis=-1, out=dx)

@@ -108,7 +108,8 @@ class LinearBatchNorm(FusedLayer):
 
 def _is_linear_conv2d(node: Node) -> bool:
     layer = node.layer
-    return isinstance(layer, Conv2D) and layer._code == LINEAR and layer.dilation_rate == (1, 1)
+    plain = layer.dilation_rate == (1, 1) and layer.groups == 1
+    return isinstance(layer, Conv2D) and layer._code == LINEAR and plain
 
 
 def _is_linear_dense(node: Node) -> bool:

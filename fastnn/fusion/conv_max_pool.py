@@ -60,7 +60,8 @@ class ConvMaxPool(FusedLayer):
 
 
 def _is_conv2d(node: Node) -> bool:
-    return isinstance(node.layer, Conv2D) and node.layer.dilation_rate == (1, 1)
+    layer = node.layer
+    return isinstance(layer, Conv2D) and layer.dilation_rate == (1, 1) and layer.groups == 1
 
 
 def _is_max_pool_2x2(node: Node) -> bool:

@@ -66,12 +66,16 @@ class _Conv(Layer):
                 "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
                 f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
             )
-        if groups != 1:
+        if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups <= 0:
             raise ValueError(
-                f"{type(self).__name__} '{self.name}': fastnn does not support grouped "
-                f"convolution yet; expected groups=1, got groups={groups}"
+                f"The number of groups must be a positive integer. Received: groups={groups}."
             )
-        self.groups = 1
+        if self.filters % groups:
+            raise ValueError(
+                "The number of filters must be evenly divisible by the number of groups. "
+                f"Received: groups={groups}, filters={self.filters}."
+            )
+        self.groups = int(groups)
         self.activation = activations.get_name(activation)
         self._code = activations.code(self.activation)
         self.use_bias = bool(use_bias)
@@ -95,8 +99,14 @@ class _Conv(Layer):
             raise shape_error(
                 self, "the channel axis must be known", self._layout(), tuple(input_shape)
             )
+        if channels % self.groups:
+            raise ValueError(
+                "The number of input channels must be evenly divisible by the number of groups. "
+                f"Received groups={self.groups}, but the input has {channels} channels (full "
+                f"input shape is {tuple(input_shape)})."
+            )
         self.kernel = self.add_weight(
-            (*self.kernel_size, channels, self.filters),
+            (*self.kernel_size, channels // self.groups, self.filters),
             self.kernel_initializer,
             "kernel",
             regularizer=self.kernel_regularizer,
@@ -108,7 +118,7 @@ class _Conv(Layer):
             )
 
     def check_input_shape(self, input_shape):
-        channels = self.kernel.shape[-2]
+        channels = self.kernel.shape[-2] * self.groups
         if len(input_shape) != self.rank + 2 or input_shape[-1] != channels:
             expected = self._layout().replace("channels)", f"{channels})")
             raise shape_error(self, "incompatible input shape", expected, tuple(input_shape))
@@ -177,10 +187,12 @@ class Conv1D(_Conv):
             first step, so output t sees only inputs <= t).
         dilation_rate: int or tuple, default 1: the kernel's taps that far apart (stride 1 only,
             as in Keras).
+        groups: default 1: the channels split into this many groups, each convolved with its
+            own filters // groups filters (a kernel of channels // groups input channels).
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as Keras. Only ``data_format='channels_last'`` and ``groups=1``.
+            as Keras. Only ``data_format='channels_last'``.
 
     Input shape: ``(batch, steps, channels)``.
     Output shape: ``(batch, new_steps, filters)``.
@@ -244,7 +256,7 @@ class Conv1D(_Conv):
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         z = kernels.conv.conv2d_forward(
             x4, kernel, bias, (1, self.strides[0]), padding, self._epilogue_code,
-            threads=runtime.threads(), dilation=(1, self.dilation_rate[0]),
+            threads=runtime.threads(), dilation=(1, self.dilation_rate[0]), groups=self.groups,
         )  # fmt: skip
         y, saved = self._activated(z)
         return y.reshape(n, y.shape[2], self.filters), (x4, saved, padding)
@@ -258,7 +270,7 @@ class Conv1D(_Conv):
         dbias = self.bias.grad if self.trainable and self.use_bias else None
         dx = kernels.conv.conv2d_backward(
             grad, x4, kernel, (1, self.strides[0]), padding, dkernel, dbias,
-            threads=runtime.threads(), dilation=(1, self.dilation_rate[0]),
+            threads=runtime.threads(), dilation=(1, self.dilation_rate[0]), groups=self.groups,
         )  # fmt: skip
         dx = dx.reshape(x4_shape[0], x4_shape[2], x4_shape[3])
         if self.padding == "causal":
@@ -277,10 +289,12 @@ class Conv2D(_Conv):
             the odd extra row / column of padding goes at the bottom / right).
         dilation_rate: int or tuple, default 1: the kernel's taps that far apart (stride 1 only,
             as in Keras).
+        groups: default 1: the channels split into this many groups, each convolved with its
+            own filters // groups filters (a kernel of channels // groups input channels).
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as Keras. Only ``data_format='channels_last'`` and ``groups=1``.
+            as Keras. Only ``data_format='channels_last'``.
 
     Input shape: ``(batch, height, width, channels)``.
     Output shape: ``(batch, new_height, new_width, filters)``.
@@ -351,7 +365,7 @@ class Conv2D(_Conv):
             out = scratch(workspace, "y", shape, self.kernel.dtype)
         return kernels.conv.conv2d_forward(
             inputs, kernel, bias, self.strides, self.padding, code, out,
-            threads=runtime.threads(), dilation=self.dilation_rate,
+            threads=runtime.threads(), dilation=self.dilation_rate, groups=self.groups,
         )  # fmt: skip
 
     @property
@@ -413,6 +427,7 @@ class Conv2D(_Conv):
             self.bias.grad if self.trainable and self.use_bias else None,
             dx=scratch(workspace, "dx", x.shape, saved.dtype) if need_input_grad else None,
             need_dx=need_input_grad, threads=runtime.threads(), dilation=self.dilation_rate,
+            groups=self.groups,
         )  # fmt: skip
 
 

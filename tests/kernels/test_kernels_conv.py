@@ -500,6 +500,33 @@ def test_dilated_conv2d_matches_the_conv_of_the_zero_dilated_kernel(case, filter
     np.testing.assert_allclose(db, rdb, **TOL[dtype])
 
 
+@settings(max_examples=15, deadline=None)
+@given(conv_cases(), st.integers(1, 3), st.integers(1, 3), st.data())
+def test_grouped_conv2d_matches_the_conv_of_the_block_diagonal_kernel(case, groups, per, data):
+    """Groups of channels with their own filters equal one conv whose kernel is zero between
+    a group's channels and another group's filters."""
+    x_shape, (kh, kw), strides, padding, dtype = case
+    x_shape = (*x_shape[:3], 2 * groups)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    x = _data(rng, x_shape, dtype)
+    k = _data(rng, (kh, kw, 2, per * groups), dtype)
+    b = _data(rng, (per * groups,), dtype)
+    full = np.zeros((kh, kw, 2 * groups, per * groups), dtype=dtype)
+    for g in range(groups):
+        full[:, :, 2 * g : 2 * g + 2, per * g : per * (g + 1)] = k[..., per * g : per * (g + 1)]
+    y = conv.conv2d_forward(x, k, b, strides, padding, SOFTMAX, groups=groups)
+    np.testing.assert_allclose(y, ref_conv(x, full, b, strides, padding, SOFTMAX), **TOL[dtype])
+    dz = _data(rng, y.shape, dtype)
+    dk, db = np.zeros_like(k), np.zeros_like(b)
+    dx = conv.conv2d_backward(dz, x, k, strides, padding, dk, db, groups=groups)
+    rdx, rdk, rdb = ref_conv_backward(x, full, dz, strides, padding)
+    np.testing.assert_allclose(dx, rdx, **TOL[dtype])
+    for g in range(groups):
+        block = rdk[:, :, 2 * g : 2 * g + 2, per * g : per * (g + 1)]
+        np.testing.assert_allclose(dk[..., per * g : per * (g + 1)], block, **TOL[dtype])
+    np.testing.assert_allclose(db, rdb, **TOL[dtype])
+
+
 def test_conv2d_too_small_input_raises():
     x = np.zeros((1, 2, 2, 1), np.float32)
     k = np.zeros((3, 3, 1, 1), np.float32)

@@ -113,6 +113,12 @@ ROWS = {
         L.Conv2D, (7, 8, 2), 3, 3, padding="same", dilation_rate=(2, 3), activation="relu"
     ),
     "conv2d-valid-dilated": row(L.Conv2D, (7, 6, 3), 2, 2, dilation_rate=2, use_bias=False),
+    "conv2d-same-groups-softmax": row(
+        L.Conv2D, (5, 6, 4), 6, 3, padding="same", groups=2, activation="softmax"
+    ),
+    "conv1d-causal-dilated-groups": row(
+        L.Conv1D, (9, 6), 3, 2, padding="causal", dilation_rate=2, groups=3, use_bias=False
+    ),
     "conv2d-valid": replace(row(L.Conv2D, (6, 7, 2), 3, 3), fused_with=pool_2x2),
     "conv2d-same-relu": replace(
         row(L.Conv2D, (6, 6, 2), 3, 3, padding="same", activation="relu"), fused_with=pool_2x2
