@@ -107,9 +107,11 @@ class LinearBatchNorm(FusedLayer):
 
 
 def _is_linear_conv2d(node: Node) -> bool:
+    """A Conv2D without activation, dilation or groups."""
     layer = node.layer
-    plain = layer.dilation_rate == (1, 1) and layer.groups == 1
-    return isinstance(layer, Conv2D) and layer._code == LINEAR and plain
+    if not isinstance(layer, Conv2D) or layer._code != LINEAR:
+        return False
+    return layer.dilation_rate == (1, 1) and layer.groups == 1
 
 
 def _is_linear_dense(node: Node) -> bool:
