@@ -78,14 +78,16 @@ class LinearBatchNorm(FusedLayer):
         return self.linear.kernel.value * scale, (bias * scale + beta).astype(dtype)
 
     def forward(self, inputs, training, workspace=None):
-        if not training:
+        # Folding copies the kernel at every call: it pays when the kernel is smaller than the
+        # input (a conv's, a Dense's on many rows); a Dense's on a few rows runs as written.
+        if not training and self.linear.kernel.value.size <= inputs.size:
             kernel, bias = self.folded()
             if self.pool is not None:
                 y = self.linear.max_pooled_with(inputs, kernel, bias, self.code, None, workspace)
             else:
                 y = self.linear.forward_with(inputs, kernel, bias, self.code, workspace)
             return y, _Inputs(inputs)
-        return self._run(inputs, True, workspace)
+        return self._run(inputs, training, workspace)
 
     def _run(self, inputs, training, workspace=None):
         """The layers as written (BN and the activation in one pass): (output, _Trained)."""

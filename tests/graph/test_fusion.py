@@ -161,6 +161,14 @@ def bn_net(activation, conv_bias=True, pool=False, **bn):
     return fastnn.Model(x, layers.Activation(activation, dtype=F64)(h))
 
 
+def dense_bn_net(units):
+    """Dense + BN + relu: folded at inference when the kernel is no larger than the input."""
+    x = fastnn.Input((3,), dtype=F64)
+    h = layers.Dense(units, use_bias=False, dtype=F64)(x)
+    h = layers.BatchNormalization(momentum=0.5, dtype=F64)(h)
+    return fastnn.Model(x, layers.Activation("relu", dtype=F64)(h))
+
+
 def rnn_net(mask_zero, dropout):
     ids = fastnn.Input((6,))
     e = layers.Embedding(7, 3, mask_zero=mask_zero, dtype=F64)(ids)
@@ -190,6 +198,10 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda a=a: bn_net(a, pool=True), lambda rng: rng.normal(2, 3, (4, 7, 7, 2)))
             for a in ("relu", "linear")
+        ],
+        *[
+            (lambda u=u: dense_bn_net(u), lambda rng: rng.normal(2, 3, (4, 3)))
+            for u in (2, 16)  # kernel 6 <= input 12: folded; 48 > 12: as written
         ],
         *[
             (lambda m=m, d=d: rnn_net(m, d), lambda rng: rng.integers(0, 7, (3, 6)).astype(F64))
