@@ -16,6 +16,7 @@ from numba import njit, prange
 
 from .codes import (
     ELU,
+    EPILOGUE,
     EXPONENTIAL,
     GELU,
     GELU_TANH,
@@ -48,18 +49,13 @@ INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 @njit(cache=True, inline="always")
 def _activate_row(row, code):
+    """row (N,) = act(row) in place for the codes in ``codes.EPILOGUE``."""
     n = row.shape[0]
     zero = row.dtype.type(0)
     if code == RELU:
         for j in range(n):
             v = row[j]
             row[j] = zero if v < zero else v  # a select, not a conditional store: vectorizes
-    elif code == SIGMOID:
-        for j in range(n):
-            row[j] = sigmoid(row[j])
-    elif code == TANH:
-        for j in range(n):
-            row[j] = tanh(row[j])
     elif code == SOFTMAX:
         peak = row[0]
         for j in range(1, n):
@@ -71,8 +67,6 @@ def _activate_row(row, code):
             total += row[j]
         for j in range(n):
             row[j] /= total
-    elif code > SOFTMAX:
-        _activate_row_more(row, code)
 
 
 @njit(cache=True, inline="always")
@@ -80,15 +74,20 @@ def _softplus(z, zero, one):
     return max(z, zero) + np.log1p(np.exp(-abs(z)))
 
 
-# Called, not inlined: the conv and Winograd epilogues inline _activate_row, and these branches
-# would compile into each of them again.
+# Called, not inlined, and never from _activate_row (see codes.EPILOGUE).
 @njit(cache=True, nogil=True, error_model="numpy")
 def _activate_row_more(row, code):
-    """The codes after SOFTMAX, in place on one row (N,)."""
+    """The codes outside codes.EPILOGUE, in place on one row (N,)."""
     n = row.shape[0]
     t = row.dtype.type
     zero, one, six = t(0), t(1), t(6)
-    if code == ELU:
+    if code == SIGMOID:
+        for j in range(n):
+            row[j] = sigmoid(row[j])
+    elif code == TANH:
+        for j in range(n):
+            row[j] = tanh(row[j])
+    elif code == ELU:
         for j in range(n):
             v = row[j]
             row[j] = v if v > zero else np.expm1(v)
@@ -167,6 +166,14 @@ PARALLEL_BLOCKS = 256
 
 def bias_activation_forward(z, bias, code, out):
     """out[m, :] = act(z[m, :] + bias); z, out (M, N), bias (N,) or (0,) for none; out may be z."""
+    if code not in EPILOGUE:  # the bias, then the activation as a pass of its own
+        if bias.shape[0] > 0 or out is not z:
+            bias_activation_forward(z, bias, LINEAR, out)
+        if out.size >= PARALLEL_MIN_ELEMENTS:
+            _activate_more_parallel(out, code)
+        else:
+            activate_rows_more(out, code, 0, out.shape[0])
+        return
     cheap = code in (LINEAR, RELU)
     parallel = z.size >= PARALLEL_MIN_ELEMENTS * (CHEAP_PARALLEL_FACTOR if cheap else 1)
     if out is z:
@@ -244,6 +251,29 @@ def bias_activation_inplace_rows(y, bias, code, start, stop):
     else:
         for i in range(start, stop):
             _activate_row(y[i], code)
+
+
+def bias_activation_rows(y, bias, code):
+    """y (M, N) = act(y + bias) in place, serially (on a caller's thread), for any code."""
+    epilogue = code if code in EPILOGUE else LINEAR
+    bias_activation_inplace_rows(y, bias, epilogue, 0, y.shape[0])
+    if epilogue != code:
+        activate_rows_more(y, code, 0, y.shape[0])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def activate_rows_more(y, code, start, stop):
+    """Rows start..stop of y (M, N) = act(them) in place, for a code outside codes.EPILOGUE."""
+    for i in range(start, stop):
+        _activate_row_more(y[i], code)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _activate_more_parallel(y, code):
+    rows = y.shape[0]
+    blocks = min(rows, PARALLEL_BLOCKS)
+    for b in prange(blocks):
+        activate_rows_more(y, code, b * rows // blocks, (b + 1) * rows // blocks)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -27,10 +27,10 @@ from . import winograd
 from .activations import (
     _activate_row,
     bias_activation_forward,
-    bias_activation_inplace_rows,
+    bias_activation_rows,
     column_sums_add,
 )
-from .codes import LINEAR, LOG_SOFTMAX, RELU, SOFTMAX
+from .codes import EPILOGUE, LINEAR, RELU, SOFTMAX
 from .gemm import matmul, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .pooling import (
@@ -913,9 +913,9 @@ def _rows_conv_row(img, kernel, bias, h0, sw, pad_left, window, acc):
 
 @njit(cache=True, error_model="numpy")
 def _rows_store(acc, code, orow):
-    """orow (ow,F) = act(acc (F, wide)), transposed; a (log) softmax over each output pixel's F."""
+    """orow (ow,F) = act(acc (F, wide)), transposed; a softmax over each output pixel's F."""
     out_w, filters = orow.shape
-    row_wise = code in (SOFTMAX, LOG_SOFTMAX)
+    row_wise = code == SOFTMAX
     if not row_wise:
         for j in range(filters):
             _activate_row(acc[j, :out_w], code)
@@ -1032,6 +1032,12 @@ def conv2d_forward(
     im2col rows in a small buffer that stays in cache; Winograd per chunk of images. With
     ``dilation`` (stride 1), the taps are that far apart (``dilated_phases``). With ``groups``,
     kernel is (kh,kw,C/groups,F) and each group of C/groups channels makes F/groups filters."""
+    if activation_code not in EPILOGUE:  # the conv, then the activation as a pass of its own
+        args = (x, kernel, bias, strides, padding, LINEAR, out, threads, dilation, groups)
+        y = conv2d_forward(*args)
+        rows = y.reshape(-1, y.shape[3])
+        bias_activation_forward(rows, np.empty(0, y.dtype), activation_code, rows)
+        return y
     if groups > 1:
         args = (x, kernel, bias, strides, padding, activation_code, out, threads, dilation)
         return _grouped_forward(*args, groups)
@@ -1084,8 +1090,15 @@ def conv2d_forward_max_pool(
     ``out`` is a buffer of that shape to reuse. For training, pass ``codes``, a uint8 buffer of
     that shape: it gets where each maximum was (``max_2x2_row_codes``), which is all that
     ``conv2d_backward_max_pooled`` needs besides x. Chunks of images run on up to ``threads``
-    threads.
+    threads. An activation outside ``codes.EPILOGUE`` runs unfused: the conv, then the pool.
     """
+    if activation_code not in EPILOGUE:
+        y = conv2d_forward(x, kernel, bias, strides, padding, activation_code, threads=threads)
+        n, out_h, out_w, filters = y.shape
+        if out is None:
+            out = np.empty((n, out_h // 2, out_w // 2, filters), dtype=y.dtype)
+        max_pool_2x2(y, out, _NO_CODES if codes is None else codes)
+        return out
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
     kh, kw, _, filters = kernel.shape
@@ -1150,7 +1163,7 @@ def _conv_rows(x, geometry, k2d, bias, code, cols, r0, r1, y):
         cols = cols[: len(y)]
         im2col_rows(x, *geometry, cols, r0, r1)
     np.matmul(cols, k2d, out=y)
-    bias_activation_inplace_rows(y, bias, code, 0, len(y))
+    bias_activation_rows(y, bias, code)
 
 
 def _direct_arguments(kernel, bias, dtype):

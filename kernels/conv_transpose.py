@@ -20,7 +20,7 @@ inside ``njit``.
 import numpy as np
 from numba import njit
 
-from .activations import bias_activation_inplace_rows, column_sums_add
+from .activations import bias_activation_rows, column_sums_add
 from .gemm import row_blocks
 
 # Elements of cols per chunk (1 MB in float32): a chunk's GEMM and scatter share data in cache.
@@ -112,7 +112,7 @@ def conv2d_transpose_forward(
             np.matmul(x2d[n0 * pixels : n1 * pixels], k2d.T, out=chunk)
             scatter_images(chunk, *geometry, out, n0, n1)
             rows = y2d[n0:n1].reshape(-1, filters)
-            bias_activation_inplace_rows(rows, b, activation_code, 0, len(rows))
+            bias_activation_rows(rows, b, activation_code)
 
     row_blocks(run, n, threads, 1)
     return out

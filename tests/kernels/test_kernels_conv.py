@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fastnn.kernels import conv, gemm, pooling, winograd
 from fastnn.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
-from fastnn.kernels.codes import LOG_SOFTMAX
+from fastnn.kernels.codes import ELU, LOG_SOFTMAX
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -50,6 +50,8 @@ def ref_activation(z, code):
     if code == SOFTMAX:
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
+    if code == ELU:
+        return np.where(z > 0, z, np.expm1(z))
     if code == LOG_SOFTMAX:
         shifted = z - z.max(axis=-1, keepdims=True)
         return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
@@ -165,7 +167,17 @@ def test_im2col_col2im_match_reference(case, seed):
 
 
 PATHS = ["im2col", "direct", "winograd", "rows"]
-POOLED_PATHS = PATHS[:3]  # a conv fused with a max pool never runs along the rows
+POOLED_PATHS = PATHS[:3]
+# The epilogue's codes (codes.EPILOGUE) and two that the wrappers run as a pass of their own.
+CODES = [
+    LINEAR,
+    RELU,
+    SIGMOID,
+    TANH,
+    SOFTMAX,
+    ELU,
+    LOG_SOFTMAX,
+]  # a conv fused with a max pool never runs along the rows
 
 
 @contextlib.contextmanager
@@ -203,7 +215,7 @@ def without_rows():
 
 
 @settings(max_examples=25, deadline=None)
-@given(conv_cases(), st.integers(1, 5), st.sampled_from(list(range(5))), st.booleans(), st.data())
+@given(conv_cases(), st.integers(1, 5), st.sampled_from(CODES), st.booleans(), st.data())
 @pytest.mark.parametrize("path", PATHS)
 def test_conv2d_forward_backward_match_reference(path, case, filters, code, use_bias, data):
     with conv_path(path) as options:
@@ -238,7 +250,7 @@ def check_conv2d_against_reference(case, filters, code, use_bias, data, options)
 @given(
     conv_cases(),
     st.integers(1, 5),
-    st.sampled_from([LINEAR, TANH, SOFTMAX, LOG_SOFTMAX]),
+    st.sampled_from([LINEAR, TANH, SOFTMAX]),  # codes.EPILOGUE: the wrapper runs the rest
     st.data(),
 )
 def test_rows_kernels_match_reference_at_any_stride(case, filters, code, data):
@@ -298,7 +310,7 @@ def ref_max_pool_2x2(y):
 
 
 @settings(max_examples=25, deadline=None)
-@given(conv_cases(), st.integers(1, 5), st.sampled_from(list(range(5))), st.booleans(), st.data())
+@given(conv_cases(), st.integers(1, 5), st.sampled_from(CODES), st.booleans(), st.data())
 @pytest.mark.parametrize("path", POOLED_PATHS)
 def test_conv2d_forward_max_pool_matches_reference(path, case, filters, code, use_bias, data):
     """The inference-only fused conv + MaxPooling2D(2), odd and too-small outputs included."""
