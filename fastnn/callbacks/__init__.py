@@ -6,14 +6,20 @@ TensorBoard logs.
 and predict dispatch through; each other module a family of callbacks.
 """
 
-from fastnn.callbacks.backup import BackupAndRestore
+import importlib
+
 from fastnn.callbacks.base import Callback, History, is_interactive
 from fastnn.callbacks.callback_list import CallbackList
 from fastnn.callbacks.learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from fastnn.callbacks.monitor import EarlyStopping, ModelCheckpoint
 from fastnn.callbacks.progbar import ProgbarLogger
 from fastnn.callbacks.simple import CSVLogger, LambdaCallback, TerminateOnNaN
-from fastnn.callbacks.tensorboard import TensorBoard
+
+#: Callbacks whose modules cost start-up time (zipfile, socket): imported on first use.
+_LAZY = {
+    "BackupAndRestore": "fastnn.callbacks.backup",
+    "TensorBoard": "fastnn.callbacks.tensorboard",
+}
 
 __all__ = [
     "BackupAndRestore",
@@ -31,3 +37,9 @@ __all__ = [
     "TerminateOnNaN",
     "is_interactive",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fastnn.callbacks' has no attribute {name!r}")
