@@ -253,6 +253,12 @@ def bias_activation_inplace_rows(y, bias, code, start, stop):
             _activate_row(y[i], code)
 
 
+def activate(y, code):
+    """y (..., N) = act(y) in place over its last axis, for any code; y contiguous."""
+    rows = y.reshape(-1, y.shape[-1])
+    bias_activation_forward(rows, np.empty(0, y.dtype), code, rows)
+
+
 def bias_activation_rows(y, bias, code):
     """y (M, N) = act(y + bias) in place, serially (on a caller's thread), for any code."""
     epilogue = code if code in EPILOGUE else LINEAR

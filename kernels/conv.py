@@ -26,6 +26,7 @@ from numba import njit, prange
 from . import winograd
 from .activations import (
     _activate_row,
+    activate,
     bias_activation_forward,
     bias_activation_rows,
     column_sums_add,
@@ -1035,8 +1036,7 @@ def conv2d_forward(
     if activation_code not in EPILOGUE:  # the conv, then the activation as a pass of its own
         args = (x, kernel, bias, strides, padding, LINEAR, out, threads, dilation, groups)
         y = conv2d_forward(*args)
-        rows = y.reshape(-1, y.shape[3])
-        bias_activation_forward(rows, np.empty(0, y.dtype), activation_code, rows)
+        activate(y, activation_code)
         return y
     if groups > 1:
         args = (x, kernel, bias, strides, padding, activation_code, out, threads, dilation)
@@ -1418,8 +1418,7 @@ def _grouped_forward(x, kernel, bias, strides, padding, code, out, threads, dila
         parts.append(conv2d_forward(*args, threads=threads, dilation=dilation))
     y = np.concatenate(parts, axis=-1, out=out)
     if code != LINEAR:  # after the groups meet: a softmax acts on all channels
-        rows = y.reshape(-1, y.shape[-1])
-        bias_activation_forward(rows, np.empty(0, y.dtype), code, rows)
+        activate(y, code)
     return y
 
 

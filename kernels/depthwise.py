@@ -13,7 +13,7 @@ gradient each.
 import numpy as np
 from numba import njit, prange
 
-from .activations import _activate_row, bias_activation_forward, column_sums_add
+from .activations import _activate_row, activate, column_sums_add
 from .codes import EPILOGUE, LINEAR
 
 # Fused multiply-adds: without this LLVM keeps each product and sum apart (one rounding fewer).
@@ -162,8 +162,7 @@ def depthwise_conv2d_forward(x, kernel, bias, strides, dilation, pads, activatio
     epilogue = activation_code if activation_code in EPILOGUE else LINEAR
     depthwise_forward(x, kernel, b, *strides, *dilation, *pads, epilogue, out)
     if epilogue != activation_code:  # a pass of its own (codes.EPILOGUE)
-        rows = out.reshape(-1, out.shape[3])
-        bias_activation_forward(rows, np.empty(0, out.dtype), activation_code, rows)
+        activate(out, activation_code)
     return out
 
 
