@@ -162,6 +162,26 @@ class StatefulStates:
         return not self.stateful and Layer.samples_independent.fget(self)
 
 
+def unit_config(layer) -> dict:
+    """The config keys a recurrent layer and its cell share (Keras's order): units,
+    activations, initializers, regularizers, dropouts and seed."""
+    return {
+        "units": layer.units,
+        "activation": layer.activation,
+        "recurrent_activation": layer.recurrent_activation,
+        "use_bias": layer.use_bias,
+        "kernel_initializer": initializers.serialize(layer.kernel_initializer),
+        "recurrent_initializer": initializers.serialize(layer.recurrent_initializer),
+        "bias_initializer": initializers.serialize(layer.bias_initializer),
+        "kernel_regularizer": regularizers.serialize(layer.kernel_regularizer),
+        "recurrent_regularizer": regularizers.serialize(layer.recurrent_regularizer),
+        "bias_regularizer": regularizers.serialize(layer.bias_regularizer),
+        "dropout": layer.dropout,
+        "recurrent_dropout": layer.recurrent_dropout,
+        "seed": layer.seed,
+    }
+
+
 class _RNN(StatefulStates, SequenceLayer):
     """Shared machinery of LSTM, GRU and SimpleRNN: arguments, weights, layouts, masks, states.
 
@@ -453,19 +473,7 @@ class _RNN(StatefulStates, SequenceLayer):
     def get_config(self):
         return {
             **super().get_config(),
-            "units": self.units,
-            "activation": self.activation,
-            "recurrent_activation": self.recurrent_activation,
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "seed": self.seed,
+            **unit_config(self),
             "return_sequences": self.return_sequences,
             "return_state": self.return_state,
             "go_backwards": self.go_backwards,

@@ -28,7 +28,14 @@ import numpy as np
 from fastnn import activations, initializers, kernels, regularizers
 from fastnn.layers import custom
 from fastnn.layers.base import Layer, shape_error, snake_case
-from fastnn.layers.recurrent import GRU, LSTM, SequenceLayer, SimpleRNN, StatefulStates
+from fastnn.layers.recurrent import (
+    GRU,
+    LSTM,
+    SequenceLayer,
+    SimpleRNN,
+    StatefulStates,
+    unit_config,
+)
 from fastnn.ops import numpy as ops_numpy
 from fastnn.ops.tensor import unwrap
 from fastnn.saving.serialization import deserialize_layer, serialize_layer
@@ -233,22 +240,7 @@ class _Cell(Layer):
         return [np.zeros((batch_size, size), self.dtype) for size in sizes]
 
     def get_config(self):
-        return {
-            **_base_config(self),
-            "units": self.units,
-            "activation": self.activation,
-            "recurrent_activation": self.recurrent_activation,
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "seed": self.seed,
-        }
+        return {**_base_config(self), **unit_config(self)}
 
 
 class LSTMCell(_Cell):
