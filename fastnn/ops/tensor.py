@@ -298,15 +298,40 @@ class Variable(TensorOps):
     records on a tape), so ``==`` is elementwise, as in Keras: compare Variables by identity.
     """
 
-    __slots__ = ("value", "grad", "name", "path", "trainable", "regularizer")
+    __slots__ = ("value", "grad", "name", "path", "trainable", "regularizer", "_constraint")
 
-    def __init__(self, value: np.ndarray, name: str, path: str, trainable: bool, regularizer):
+    def __init__(
+        self,
+        value: np.ndarray,
+        name: str,
+        path: str,
+        trainable: bool,
+        regularizer,
+        constraint=None,
+    ):
         self.value = value
         self.grad = np.zeros_like(value)
         self.name = name
         self.path = path
         self.trainable = trainable
         self.regularizer = regularizer
+        self.constraint = constraint
+
+    @property
+    def constraint(self):
+        """What the optimizer projects the value with after each update (``w = c(w)``), or
+        None, as Keras's ``variable.constraint``."""
+        return self._constraint
+
+    @constraint.setter
+    def constraint(self, value) -> None:
+        if value is not None and not callable(value):
+            raise ValueError(
+                "Invalid value for attribute `constraint`. Expected a callable (such as a "
+                "`keras.constraints.Constraint` instance) or `None`. "
+                f"Received: constraint={value}"
+            )
+        self._constraint = value
 
     @property
     def shape(self) -> tuple:
