@@ -1,0 +1,221 @@
+"""ONNX converters of the convolution family: Conv1D/2D, DepthwiseConv1D/2D, pooling, global
+pooling, zero padding, cropping and nearest upsampling.
+
+They work channels-first (ONNX's layout for Conv and the pools); the builder puts a Transpose
+where a value enters or leaves such a chain, once per value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastnn.export.builder import CHANNELS_FIRST, Value
+from fastnn.export.convert_core import activation, folded_weights
+from fastnn.export.registry import Call, converter
+from fastnn.layers import convolutional, convolutional_extra, pooling, reshaping
+
+
+def _check_channels_last(call: Call) -> None:
+    if getattr(call.layer, "data_format", "channels_last") != "channels_last":
+        raise call.refuse(
+            f"data_format={call.layer.data_format!r}: the exporter converts channels_last "
+            "layers only"
+        )
+
+
+def _pads(call: Call, x: Value, kernel, strides, dilations) -> dict:
+    """Conv/pool padding attributes for Keras's 'valid', 'same' (TensorFlow's: the odd pixel
+    after) and 'causal' (all before)."""
+    padding = call.layer.padding
+    rank = len(kernel)
+    if padding == "valid":
+        return {"pads": [0] * (2 * rank)}
+    spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    if padding == "causal":
+        return {"pads": [spans[0] - 1, 0]}
+    sizes = x.shape[1:-1]
+    if any(size is None for size in sizes):
+        return {"auto_pad": "SAME_UPPER"}
+    before, after = [], []
+    for size, span, stride in zip(sizes, spans, strides):
+        total = max((math.ceil(size / stride) - 1) * stride + span - size, 0)
+        before.append(total // 2)
+        after.append(total - total // 2)
+    return {"pads": before + after}
+
+
+def _conv(call: Call, kernel: np.ndarray, bias, group: int) -> Value:
+    """A channels-first Conv of ``call.x`` with a Keras kernel ``(k..., in/group, out)``."""
+    layer, b = call.layer, call.builder
+    _check_channels_last(call)
+    x = b.channels_first(call.x, call.hint)
+    kernel, bias = folded_weights(call, kernel, bias)
+    rank = kernel.ndim - 2
+    weight = np.transpose(kernel, (rank + 1, rank, *range(rank)))  # (out, in/group, k...)
+    inputs = [x.name, b.const(weight, f"{call.hint}/kernel")]
+    if bias is not None:
+        inputs.append(b.const(bias, f"{call.hint}/bias"))
+    dilations = list(getattr(layer, "dilation_rate", (1,) * rank))
+    out = b.op(
+        "Conv",
+        inputs,
+        call.hint,
+        kernel_shape=list(kernel.shape[:rank]),
+        strides=list(layer.strides),
+        dilations=dilations,
+        group=group,
+        **_pads(call, call.x, kernel.shape[:rank], layer.strides, dilations),
+    )
+    return activation(call, Value(out, call.output_shapes[0], CHANNELS_FIRST), layer.activation)
+
+
+@converter(convolutional.Conv1D, convolutional.Conv2D, folds_bn=True)
+def _convolution(call: Call):
+    layer = call.layer
+    bias = layer.bias.value if layer.use_bias else None
+    return [_conv(call, layer.kernel.value, bias, layer.groups)]
+
+
+@converter(convolutional_extra.DepthwiseConv1D, convolutional_extra.DepthwiseConv2D)
+def _depthwise(call: Call):
+    layer = call.layer
+    kernel = layer.kernel.value  # (k..., channels, multiplier)
+    rank = kernel.ndim - 2
+    channels, multiplier = kernel.shape[-2:]
+    # Output channel c * multiplier + m is input channel c's filter m: a grouped conv.
+    grouped = kernel.reshape(*kernel.shape[:rank], 1, channels * multiplier)
+    bias = layer.bias.value if layer.use_bias else None
+    return [_conv(call, grouped, bias, channels)]
+
+
+@converter(convolutional_extra.SeparableConv1D, convolutional_extra.SeparableConv2D)
+def _separable(call: Call):
+    layer, b = call.layer, call.builder
+    depthwise = layer.depthwise_kernel.value
+    rank = depthwise.ndim - 2
+    channels, multiplier = depthwise.shape[-2:]
+    grouped = depthwise.reshape(*depthwise.shape[:rank], 1, channels * multiplier)
+    linear = Call(b, _Linear(layer), call.inputs, call.output_shapes, options=call.options)
+    middle = _conv(linear, grouped, None, channels)
+    pointwise = Call(b, _Pointwise(layer), [middle], call.output_shapes, options=call.options)
+    bias = layer.bias.value if layer.use_bias else None
+    return [_conv(pointwise, layer.pointwise_kernel.value, bias, 1)]
+
+
+class _Linear:
+    """A separable conv's depthwise half: the layer's geometry, no activation."""
+
+    activation = "linear"
+
+    def __init__(self, layer):
+        self.name, self.data_format = layer.name, layer.data_format
+        self.padding, self.strides, self.dilation_rate = (
+            layer.padding,
+            layer.strides,
+            layer.dilation_rate,
+        )
+
+
+class _Pointwise:
+    """A separable conv's 1x1 half: unit strides, the layer's activation."""
+
+    padding, data_format = "valid", "channels_last"
+
+    def __init__(self, layer):
+        self.name, self.activation = layer.name, layer.activation
+        self.strides = self.dilation_rate = (1,) * len(layer.strides)
+
+
+# ---- pooling -----------------------------------------------------------------------------------
+@converter(
+    pooling.MaxPooling1D, pooling.MaxPooling2D, pooling.AveragePooling1D, pooling.AveragePooling2D
+)
+def _pool(call: Call):
+    layer, b = call.layer, call.builder
+    _check_channels_last(call)
+    x = b.channels_first(call.x, call.hint)
+    rank = len(layer.pool_size)
+    pads = _pads(call, call.x, layer.pool_size, layer.strides, (1,) * rank)
+    is_max = isinstance(layer, (pooling.MaxPooling1D, pooling.MaxPooling2D))
+    extra = {} if is_max else {"count_include_pad": 0}  # Keras's 'same' averages real pixels
+    out = b.op(
+        "MaxPool" if is_max else "AveragePool",
+        [x.name],
+        call.hint,
+        kernel_shape=list(layer.pool_size),
+        strides=list(layer.strides),
+        **pads,
+        **extra,
+    )
+    return [Value(out, call.output_shapes[0], CHANNELS_FIRST)]
+
+
+@converter(
+    pooling.GlobalAveragePooling1D,
+    pooling.GlobalAveragePooling2D,
+    pooling.GlobalMaxPooling1D,
+    pooling.GlobalMaxPooling2D,
+)
+def _global_pool(call: Call):
+    layer, b = call.layer, call.builder
+    _check_channels_last(call)
+    x = b.channels_first(call.x, call.hint)
+    is_max = isinstance(layer, (pooling.GlobalMaxPooling1D, pooling.GlobalMaxPooling2D))
+    out = b.op("GlobalMaxPool" if is_max else "GlobalAveragePool", [x.name], call.hint)
+    if layer.keepdims:  # (batch, channels, 1, ...): Keras's (batch, 1, ..., channels)
+        return [Value(out, call.output_shapes[0], CHANNELS_FIRST)]
+    return [Value(b.op("Flatten", [out], call.hint, axis=1), call.output_shapes[0])]
+
+
+# ---- padding, cropping, upsampling -------------------------------------------------------------
+def _spatial_positions(x: Value) -> list[int]:
+    """Where the spatial axes of ``x`` sit in its layout."""
+    return list(range(2, x.rank)) if x.layout == CHANNELS_FIRST else list(range(1, x.rank - 1))
+
+
+@converter(reshaping.ZeroPadding1D, reshaping.ZeroPadding2D)
+def _zero_padding(call: Call):
+    _check_channels_last(call)
+    b, x = call.builder, call.x
+    begin, end = [0] * x.rank, [0] * x.rank
+    for axis, (before, after) in zip(_spatial_positions(x), call.layer._edges()):
+        begin[axis], end[axis] = before, after
+    out = b.op("Pad", [x.name, b.ints(begin + end, f"{call.hint}/pads")], call.hint)
+    return [Value(out, call.output_shapes[0], x.layout)]
+
+
+@converter(reshaping.Cropping1D, reshaping.Cropping2D)
+def _cropping(call: Call):
+    _check_channels_last(call)
+    b, x = call.builder, call.x
+    axes = _spatial_positions(x)
+    edges = list(call.layer._edges())
+    starts = [before for before, _ in edges]
+    ends = [-after if after else np.iinfo(np.int64).max for _, after in edges]
+    out = b.slice(x.name, starts, ends, axes, call.hint)
+    return [Value(out, call.output_shapes[0], x.layout)]
+
+
+@converter(reshaping.UpSampling1D, reshaping.UpSampling2D)
+def _upsampling(call: Call):
+    layer, b = call.layer, call.builder
+    _check_channels_last(call)
+    if getattr(layer, "interpolation", "nearest") != "nearest":
+        raise call.refuse(
+            f"interpolation={layer.interpolation!r}: only 'nearest' upsampling is converted"
+        )
+    x = b.channels_first(call.x, call.hint)
+    sizes = tuple(np.atleast_1d(layer.size).tolist())
+    scales = b.const(np.array([1.0, 1.0, *sizes], np.float32), f"{call.hint}/scales",
+                     dtype=np.float32)  # fmt: skip
+    out = b.op(
+        "Resize",
+        [x.name, "", scales],
+        call.hint,
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )
+    return [Value(out, call.output_shapes[0], CHANNELS_FIRST)]

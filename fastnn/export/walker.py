@@ -1,0 +1,251 @@
+"""Export a model to ONNX: walk its graph of layer calls (before fusion) in run order and let
+each layer's converter (``fastnn.export.registry``) add its nodes.
+
+Model inputs and outputs keep Keras's layout and names; inside, convolution chains run
+channels-first (``GraphBuilder.as_layout``). A BatchNormalization that alone reads a linear
+Dense or convolution is folded into its weights. Nested Functional and Sequential models are
+inlined; anything the walker cannot export faithfully raises ``ExportError`` naming the layer,
+and no file is written.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from fastnn.export import convert_conv, convert_core, convert_recurrent  # noqa: F401 (register)
+from fastnn.export.builder import (
+    ExportError,
+    GraphBuilder,
+    Value,
+    check_opset,
+    default_opset,
+    import_onnx,
+)
+from fastnn.export.registry import Call, find
+from fastnn.layers.core import Lambda
+from fastnn.layers.normalization import BatchNormalization
+
+_ONNX_TYPES = {
+    "float32": "FLOAT",
+    "float64": "DOUBLE",
+    "float16": "FLOAT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+}
+
+
+def export_onnx(
+    model,
+    path,
+    opset: int | None = None,
+    batch_size: int | None = None,
+    assume_post_padding: bool = False,
+):
+    """Write ``model`` as an ONNX file at ``path``; return the ``onnx.ModelProto``."""
+    proto = model_proto(model, opset, batch_size, assume_post_padding)
+    builder_onnx = import_onnx()
+    builder_onnx.checker.check_model(proto)
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    builder_onnx.save_model(proto, os.fspath(path))
+    return proto
+
+
+def model_proto(model, opset=None, batch_size=None, assume_post_padding=False):
+    """The ``onnx.ModelProto`` of ``model`` (see ``fastnn.export.onnx``)."""
+    graph = _functional_graph(model, outermost=True)
+    opset = default_opset() if opset is None else check_opset(opset)
+    if batch_size is not None and (
+        not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+        or batch_size <= 0
+    ):  # fmt: skip
+        raise ExportError(
+            f"ONNX export: `batch_size` must be a positive integer or None (a dynamic batch "
+            f"axis); got batch_size={batch_size!r}"
+        )
+    builder = GraphBuilder(opset, model.dtype)
+    onnx = builder.onnx
+    options = {"assume_post_padding": bool(assume_post_padding), "batch_size": batch_size}
+    input_names, output_names = list(model.input_names), list(model.output_names)
+    for name in input_names + output_names:
+        builder.reserve(name)
+    batch = batch_size if batch_size is not None else None
+    values = {}
+    graph_inputs = []
+    for name, tensor in zip(input_names, graph.inputs):
+        shape = (batch, *tensor.shape[1:])
+        values[id(tensor)] = Value(name, shape)
+        graph_inputs.append(_value_info(onnx, name, tensor.dtype, shape, "batch"))
+    masks = {}
+    _walk(builder, graph, values, masks, options)
+    graph_outputs = []
+    for name, tensor in zip(output_names, graph.outputs):
+        value = builder.native(values[id(tensor)], name)
+        builder.op_into("Identity", [value.name], [name], name)
+        shape = (batch, *tensor.shape[1:])
+        graph_outputs.append(_value_info(onnx, name, model.dtype, shape, "batch"))
+    onnx_graph = onnx.helper.make_graph(
+        builder.nodes, model.name, graph_inputs, graph_outputs, builder.initializers
+    )
+    proto = onnx.helper.make_model(
+        onnx_graph,
+        opset_imports=[onnx.helper.make_opsetid("", opset)],
+        producer_name="fastnn",
+        ir_version=_ir_version(onnx, opset),
+    )
+    return proto
+
+
+def _ir_version(onnx, opset: int) -> int:
+    """The IR version that goes with ``opset`` (not the newest: older runtimes refuse it)."""
+    for _release, ir, ai_onnx, *_ in onnx.helper.VERSION_TABLE:
+        if ai_onnx == opset:
+            return ir
+    return onnx.IR_VERSION
+
+
+def _value_info(onnx, name, dtype, shape, batch_param):
+    elem = getattr(onnx.TensorProto, _ONNX_TYPES[np.dtype(dtype).name])
+    dims = [
+        (batch_param if i == 0 else f"{name}_dim{i}") if d is None else int(d)
+        for i, d in enumerate(shape)
+    ]
+    return onnx.helper.make_tensor_value_info(name, elem, dims)
+
+
+def _functional_graph(model, outermost: bool = False):
+    """The layer graph of a Functional or Sequential model, or the reason it has none."""
+    if getattr(model, "_subclassed", False):
+        raise ExportError(
+            f"{type(model).__name__} '{model.name}' cannot be exported to ONNX: it is a "
+            "subclassed model, whose call() runs Python code the exporter cannot see; build "
+            "the same layers as a Functional or Sequential model to export it"
+        )
+    graph = getattr(model, "_graph", None)
+    if graph is None:
+        what = "the model" if outermost else f"the nested model '{model.name}'"
+        raise ExportError(
+            f"{type(model).__name__} '{model.name}' cannot be exported to ONNX: {what} is not "
+            "built; call it on data or give its first layer an input shape first"
+        )
+    return graph
+
+
+def _is_model(layer) -> bool:
+    return hasattr(layer, "_graph") and hasattr(layer, "_subclassed")
+
+
+def _walk(builder, graph, values: dict, masks: dict, options: dict) -> None:
+    """Convert ``graph``'s nodes in run order; ``values`` maps tensors (by id) to Values."""
+    readers = _readers(graph)
+    folds = _bn_folds(graph, readers)
+    folded_bns = {id(bn_node) for bn_node in folds.values()}
+    for node in graph.nodes:
+        if id(node) in folded_bns:
+            continue
+        inputs = [values[id(t)] for t in node.inputs]
+        in_mask = next((masks[id(t)] for t in node.inputs[:1] if id(t) in masks), None)
+        layer = node.layer
+        if _is_model(layer):
+            inner = _functional_graph(layer)
+            inner_values = {id(t): v for t, v in zip(inner.inputs, inputs)}
+            inner_masks = {}
+            if in_mask is not None:
+                inner_masks[id(inner.inputs[0])] = in_mask
+            _walk(builder, inner, inner_values, inner_masks, options)
+            for outer, t in zip(node.outputs, inner.outputs):
+                values[id(outer)] = inner_values[id(t)]
+                if id(t) in inner_masks:
+                    masks[id(outer)] = inner_masks[id(t)]
+            continue
+        bn_node = folds.get(id(node))
+        outputs = bn_node.outputs if bn_node is not None else node.outputs
+        call = Call(
+            builder,
+            layer,
+            inputs,
+            [(options["batch_size"], *t.shape[1:]) for t in outputs],
+            in_mask,
+            options,
+            bn_node.layer if bn_node is not None else None,
+        )
+        results = _convert(call)
+        if len(results) != len(outputs):
+            raise AssertionError(f"converter of {type(layer).__name__} gave {len(results)} values")
+        out_mask = call.output_mask
+        if out_mask is None and in_mask is not None and layer.passes_mask:
+            out_mask = in_mask
+        for t, value in zip(outputs, results):
+            values[id(t)] = value
+            if out_mask is not None:
+                masks[id(t)] = out_mask
+        if out_mask is not None and getattr(layer, "return_state", False):
+            for t in outputs[1:]:  # states carry no mask
+                masks.pop(id(t), None)
+
+
+def _convert(call: Call) -> list[Value]:
+    layer = call.layer
+    name = f"{type(layer).__name__} '{layer.name}'"
+    if type(layer) is Lambda:
+        raise call.refuse(
+            "a Lambda runs a Python function, which has no ONNX form; write the computation "
+            "with built-in layers to export it"
+        )
+    if getattr(layer, "_runs_call", False):
+        raise call.refuse(
+            "it is a custom layer whose call() runs fastnn.ops in Python; the exporter does "
+            "not trace ops, so it has no ONNX form (write it with built-in layers to export it)"
+        )
+    found = find(layer)
+    if found is None:
+        raise call.refuse(
+            f"there is no ONNX converter for the class {type(layer).__module__}."
+            f"{type(layer).__name__} (a subclass of a built-in layer needs its own: register "
+            "one with fastnn.export.registry.converter)"
+        )
+    if call.input_mask is not None and layer.supports_masking and not found.uses_mask:
+        raise call.refuse(
+            f"{name} receives a mask (from Embedding(mask_zero=True) or Masking) and uses it, "
+            "which the exporter does not convert"
+        )
+    return found.fn(call)
+
+
+def _readers(graph) -> dict:
+    """How many times each tensor (by id) is read: by a node or as a model output."""
+    count: dict[int, int] = {}
+    for node in graph.nodes:
+        for t in node.inputs:
+            count[id(t)] = count.get(id(t), 0) + 1
+    for t in graph.outputs:
+        count[id(t)] = count.get(id(t), 0) + 1
+    return count
+
+
+def _bn_folds(graph, readers: dict) -> dict:
+    """{id(producer node): BatchNormalization node} for each BN that alone reads the output of
+    a linear Dense or convolution whose converter folds it, along the channels axis."""
+    folds = {}
+    for node in graph.nodes:
+        if type(node.layer) is not BatchNormalization or len(node.inputs) != 1:
+            continue
+        t = node.inputs[0]
+        producer = t.node
+        if producer is None or producer.is_input or readers.get(id(t), 0) != 1:
+            continue
+        found = find(producer.layer)
+        if found is None or not found.folds_bn or len(producer.outputs) != 1:
+            continue
+        if getattr(producer.layer, "activation", None) != "linear":
+            continue
+        if node.layer.axis not in (-1, len(t.shape) - 1):
+            continue
+        folds[id(producer)] = node
+    return folds
