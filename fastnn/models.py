@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from fastnn import runtime
+from fastnn.export import export_model
 from fastnn.graph import Graph
 from fastnn.layers import custom
 from fastnn.layers.base import Layer, Variable, assign_all, snake_case
@@ -455,6 +456,12 @@ class Model(Trainer, Layer):
         ``.h5``, by layer name with ``by_name=True``); every shape is checked before any weight
         changes."""
         saving_api.load_weights(self, filepath, skip_mismatch, by_name=by_name)
+
+    def export(self, filepath, format: str = "onnx", verbose=None, input_signature=None,
+               **kwargs):  # fmt: skip
+        """Write the model for use outside fastnn: ``format="onnx"`` (needs the onnx package;
+        ``opset=``, ``batch_size=``, ``assume_post_padding=`` as ``fastnn.export.onnx``)."""
+        return export_model(self, filepath, format, verbose, input_signature, **kwargs)
 
     def to_json(self, **kwargs) -> str:
         """The architecture (no weights) as JSON; ``fastnn.models.model_from_json`` reads it."""
