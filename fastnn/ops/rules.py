@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from fastnn.ops import nn
+from fastnn.ops import nn, nn_extra
 from fastnn.ops import numpy as fnp
 from fastnn.ops.numpy import _along
 from fastnn.ops.tape import RULES, OpError, Rule, unwrap
@@ -477,3 +477,58 @@ defvjp("max_pool_grad", "x", lambda h, ans, g, x, **p: nn._max_pool_gather(h, x,
 defvjp("max_pool_gather", "x", lambda u, ans, h, x, **p: nn._max_pool_grad(u, x, **p), None)
 defvjp("average_pool", "", lambda g, ans, x, **p: nn._average_pool_grad(g, x.shape, **p))
 defvjp("average_pool_grad", "", lambda h, ans, g, x_shape, **p: nn._average_pool(h, **p))
+
+
+# transposed and depthwise convs are bilinear too: each with its two adjoints, as conv.
+defvjp(
+    "conv_transpose", "x kernel",
+    lambda g, ans, x, kernel, **p: nn_extra._conv_transpose_input_grad(g, kernel, x.shape, **p),
+    lambda g, ans, x, kernel, **p: nn_extra._conv_transpose_kernel_grad(x, g, kernel.shape, **p),
+)  # fmt: skip
+defvjp(
+    "conv_transpose_input_grad", "g kernel",
+    lambda h, ans, g, kernel, x_shape, **p: nn_extra._conv_transpose(h, kernel, **p),
+    lambda h, ans, g, kernel, x_shape, **p: nn_extra._conv_transpose_kernel_grad(
+        h, g, kernel.shape, **p
+    ),
+)  # fmt: skip
+defvjp(
+    "conv_transpose_kernel_grad", "x g",
+    lambda h, ans, x, g, kernel_shape, **p: nn_extra._conv_transpose_input_grad(
+        g, h, x.shape, **p
+    ),
+    lambda h, ans, x, g, kernel_shape, **p: nn_extra._conv_transpose(x, h, **p),
+)  # fmt: skip
+defvjp(
+    "depthwise_conv", "x kernel",
+    lambda g, ans, x, kernel, **p: nn_extra._depthwise_input_grad(g, kernel, x.shape, **p),
+    lambda g, ans, x, kernel, **p: nn_extra._depthwise_kernel_grad(x, g, kernel.shape, **p),
+)  # fmt: skip
+defvjp(
+    "depthwise_conv_input_grad", "g kernel",
+    lambda h, ans, g, kernel, x_shape, **p: nn_extra._depthwise_apply(h, kernel, **p),
+    lambda h, ans, g, kernel, x_shape, **p: nn_extra._depthwise_kernel_grad(
+        h, g, kernel.shape, **p
+    ),
+)  # fmt: skip
+defvjp(
+    "depthwise_conv_kernel_grad", "x g",
+    lambda h, ans, x, g, kernel_shape, **p: nn_extra._depthwise_input_grad(g, h, x.shape, **p),
+    lambda h, ans, x, g, kernel_shape, **p: nn_extra._depthwise_apply(x, h, **p),
+)  # fmt: skip
+
+
+def _sparsemax(g, ans, x, axis):
+    """On the support (ans > 0) g less its mean there; 0 off it."""
+    support = _mask(unwrap(ans) > 0, g)
+    count = np.sum(support, axis=axis, keepdims=True)
+    return support * (g - fnp.sum(g * support, axis=axis, keepdims=True) / count)
+
+
+defvjp("sparsemax", "ans", _sparsemax)
+defvjp(
+    "ctc_loss", "output",
+    lambda g, ans, output, **p: fnp.multiply(
+        fnp.reshape(g, (-1, 1, 1)), nn_extra._ctc_loss_grad(output, **p)
+    ),
+)  # fmt: skip
