@@ -879,13 +879,14 @@ def clone_model(model: Model, input_tensors=None, clone_function=None) -> Model:
         raise NotImplementedError("clone_model(input_tensors=...) is not supported")
     if not isinstance(model, Model):
         raise ValueError(f"clone_model() expects a fastnn Model; got {type(model).__name__}")
-    clone = clone_function or (lambda layer: deserialize_layer(serialize_layer(layer)))
-    originals = {layer.name: layer for layer in model.layers}
+    clone = clone_function or (lambda layer: type(layer).from_config(layer.get_config()))
+    # The config lists the layers in model.layers' order (a user's get_config may omit "name").
+    originals = iter([layer for layer in model.layers if not isinstance(layer, InputLayer)])
 
     def make_layer(data):
         if data["class_name"] == "InputLayer":
             return deserialize_layer(data)
-        return clone(originals[data["config"]["name"]])
+        return clone(next(originals))
 
     rebuild = _sequential_from_config if isinstance(model, Sequential) else _functional_from_config
     return rebuild(type(model), model.get_config(), make_layer)

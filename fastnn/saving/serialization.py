@@ -24,12 +24,24 @@ def serialize_layer(layer: Layer) -> dict:
     data = {
         "class_name": "Functional" if cls.__name__ == "Model" else cls.__name__,
         "registered_name": registered_key(cls),
-        "config": layer.get_config(),
+        "config": _nested_objects_serialized(layer.get_config()),
     }
     build_config = getattr(layer, "get_build_config", lambda: None)()
     if build_config is not None:  # a subclassed model: the input shape it was built for
         data["build_config"] = build_config
     return data
+
+
+def _nested_objects_serialized(value):
+    """A config with the objects in it (a user's layer may hold layers, regularizers,
+    initializers) as ``serialize_keras_object`` writes them, as Keras does; the rest as is."""
+    if isinstance(value, dict):
+        return {k: _nested_objects_serialized(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_nested_objects_serialized(v) for v in value)
+    if isinstance(value, Layer) or (hasattr(value, "get_config") and not isinstance(value, type)):
+        return serialize_keras_object(value)
+    return value
 
 
 def deserialize_layer(config: dict, custom_objects: dict | None = None) -> Layer:
