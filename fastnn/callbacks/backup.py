@@ -36,6 +36,8 @@ class BackupAndRestore(Callback):
     the backup when fit ends normally (and the folder, once empty).
     """
 
+    main_rank_only = True  # under DataParallel, rank 0 alone prints / writes
+
     def __init__(
         self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True
     ):

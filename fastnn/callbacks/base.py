@@ -18,6 +18,9 @@ class Callback:
     ``on_batch_begin`` / ``on_batch_end`` are the training batch hooks' older names.
     """
 
+    #: Under a DataParallel distribution only rank 0 runs it: it prints or writes files.
+    main_rank_only = False
+
     def __init__(self):
         self.model = None
         self.params = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fastnn import distribution
 from fastnn.callbacks.base import Callback, History
 from fastnn.callbacks.progbar import ProgbarLogger
 from fastnn.callbacks.simple import TerminateOnNaN
@@ -12,7 +13,9 @@ class CallbackList(Callback):
 
     ``CallbackList(callbacks, add_history=False, add_progbar=False, model=None, **params)`` as
     in Keras; fit passes its own ``history``, and ``verbose`` adds a ProgbarLogger (and goes
-    in ``params``) unless one is in ``callbacks``. Every hook gets a logs dict.
+    in ``params``) unless one is in ``callbacks``. Every hook gets a logs dict. Under a
+    DataParallel distribution, ranks but 0 leave out the callbacks that print or write files
+    (``main_rank_only``).
     """
 
     def __init__(
@@ -42,6 +45,8 @@ class CallbackList(Callback):
             isinstance(cb, ProgbarLogger) for cb in self.callbacks
         ):
             self.callbacks.append(ProgbarLogger())
+        if distribution.active() is not None and not distribution.is_main():
+            self.callbacks = [cb for cb in self.callbacks if not cb.main_rank_only]
         params = {**(params or {}), **more_params}
         if verbose and "verbose" not in params:
             params["verbose"] = verbose

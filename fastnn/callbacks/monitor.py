@@ -215,6 +215,8 @@ class ModelCheckpoint(Callback):
     ``.weights.h5``. Every write is atomic.
     """
 
+    main_rank_only = True  # under DataParallel, rank 0 alone prints / writes
+
     def __init__(
         self,
         filepath,

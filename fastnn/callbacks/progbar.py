@@ -20,6 +20,8 @@ class ProgbarLogger(Callback):
     accepted. ``verbose`` fixes the verbosity and ``stream`` the output (stdout by default).
     """
 
+    main_rank_only = True  # under DataParallel, rank 0 alone prints / writes
+
     def __init__(self, count_mode=None, stateful_metrics=None, *, verbose=None, stream=None):
         super().__init__()
         if count_mode not in (None, "steps"):

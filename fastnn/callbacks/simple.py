@@ -73,6 +73,8 @@ class CSVLogger(Callback):
     logs (``NA`` where a value is missing; an array as ``"[a, b]"``). With ``append`` the
     header is written only if the file is new or empty."""
 
+    main_rank_only = True  # under DataParallel, rank 0 alone prints / writes
+
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.sep = self.separator = separator

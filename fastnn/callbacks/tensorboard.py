@@ -26,6 +26,8 @@ class TensorBoard(Callback):
     when they ask for something.
     """
 
+    main_rank_only = True  # under DataParallel, rank 0 alone prints / writes
+
     def __init__(
         self,
         log_dir="logs",

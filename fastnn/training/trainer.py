@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastnn import callbacks as callbacks_module
+from fastnn import distribution as distribution_module
 from fastnn import metrics as metrics_module
 from fastnn import optimizers as optimizers_module
 from fastnn import runtime
@@ -42,6 +43,25 @@ def _serial_blas(method):
             return method(*args, **kwargs)
 
     return run
+
+
+def _ranks_fail_together(call: str):
+    """Decorate fit/evaluate/predict: under a DataParallel distribution, an error on one rank
+    is printed naming the rank and ends the whole MPI job (``DataParallel.guard``) instead of
+    leaving the other ranks waiting in an allreduce."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def run(self, *args, **kwargs):
+            dist = distribution_module.active()
+            if dist is None:
+                return method(self, *args, **kwargs)
+            with dist.guard(call):
+                return method(self, *args, **kwargs)
+
+        return run
+
+    return decorate
 
 
 def _one_thread_at_a_time(call: str):
@@ -284,49 +304,78 @@ class Trainer:
                 "gradient and layers with weights come before it. Move it before the weights, "
                 "or write a Layer subclass with forward and backward."
             )
+        dist = distribution_module.active()
+        if dist is not None:  # this rank's part of the global batch
+            xs, ys, sample_weight = dist.shard(self, xs, ys, sample_weight)
         # A Ctrl-C is held from the forward pass (which moves BatchNormalization's statistics)
         # to the optimizer's last write, then raised: weights, statistics and optimizer state
         # are always those of one finished step.
         with _HeldSigint():
-            outputs, tape = self._graph.forward(xs, training=True, reuse="train")
-            self._resolve_metrics(ys, outputs)
             variables = self.trainable_weights
-            if self._overrides("compute_loss"):
-                total, per_output, grads = self._loss_on_tape(xs, ys, outputs, sample_weight)
-                regularized = []  # the user's compute_loss adds them, or not, as in Keras
-            else:
-                total, per_output, grads = self._compute_loss(ys, outputs, sample_weight)
-                regularized = self.regularization_losses()
-                added = self._graph.added_losses(tape)
-                for var, reg in regularized:
-                    total += reg(var.value)
-                if added:
-                    total += sum(float(unwrap(v)) for v in added)
-                elif not regularized and _all_none(grads):
-                    raise ValueError(
-                        f"Model '{self.name}' has no loss to minimize: pass `loss` to "
-                        "compile(), or add losses in call() with self.add_loss()"
-                    )
-            if not math.isfinite(total):
-                error = FloatingPointError(
-                    f"Model '{self.name}': the training loss became {total}; this step's update "
-                    "was skipped, so the weights are those of the last finite step. Lower the "
-                    "learning rate or check the data."
+            if dist is None or dist.has_rows:
+                outputs, total, per_output, regularized = self._step_gradients(
+                    xs, ys, sample_weight, variables, dist
                 )
-                error.loss = total  # for TerminateOnNaN's message
-                raise error
-            for var in variables:
-                var.grad.fill(0)
-            if self._overrides("compute_loss"):
-                for var, g in zip(variables, grads[len(outputs) :]):
-                    if g is not None:
-                        var.grad += g
-                grads = grads[: len(outputs)]
-            self._graph.backward(tape, grads, need_input_grads=False)
+            else:  # a last batch smaller than the ranks: the others' gradients only
+                for var in variables:
+                    var.grad.fill(0)
+                total, outputs = 0.0, None
+                regularized = (
+                    [] if self._overrides("compute_loss") else self.regularization_losses()
+                )
+            if dist is not None:  # the global gradients and loss, the same on every rank
+                self._check_finite(dist.reduce_gradients(variables, total))
             for var, reg in regularized:
                 var.grad += reg.gradient(var.value)
             self.optimizer.apply_own_gradients(variables)
-        self._update_metrics(ys, outputs, total, per_output, sample_weight)
+        if outputs is not None:
+            self._update_metrics(ys, outputs, total, per_output, sample_weight)
+
+    def _step_gradients(self, xs, ys, sample_weight, variables, dist):
+        """Forward, losses and backward of a training step: the weights' gradients in ``.grad``
+        (scaled to this rank's share under ``dist``); returns the outputs, the total loss, the
+        per-output losses and the regularized weights."""
+        outputs, tape = self._graph.forward(xs, training=True, reuse="train")
+        self._resolve_metrics(ys, outputs)
+        if self._overrides("compute_loss"):
+            total, per_output, grads = self._loss_on_tape(xs, ys, outputs, sample_weight)
+            regularized = []  # the user's compute_loss adds them, or not, as in Keras
+        else:
+            total, per_output, grads = self._compute_loss(ys, outputs, sample_weight)
+            regularized = self.regularization_losses()
+            added = self._graph.added_losses(tape)
+            for var, reg in regularized:
+                total += reg(var.value)
+            if added:
+                total += sum(float(unwrap(v)) for v in added)
+            elif not regularized and _all_none(grads):
+                raise ValueError(
+                    f"Model '{self.name}' has no loss to minimize: pass `loss` to "
+                    "compile(), or add losses in call() with self.add_loss()"
+                )
+        if dist is None:  # else every rank checks the global loss after the allreduce
+            self._check_finite(total)
+        else:
+            grads = dist.scale_loss_gradients(grads, self._losses)
+        for var in variables:
+            var.grad.fill(0)
+        if self._overrides("compute_loss"):
+            for var, g in zip(variables, grads[len(outputs) :]):
+                if g is not None:
+                    var.grad += g
+            grads = grads[: len(outputs)]
+        self._graph.backward(tape, grads, need_input_grads=False)
+        return outputs, total, per_output, regularized
+
+    def _check_finite(self, total: float) -> None:
+        if not math.isfinite(total):
+            error = FloatingPointError(
+                f"Model '{self.name}': the training loss became {total}; this step's update "
+                "was skipped, so the weights are those of the last finite step. Lower the "
+                "learning rate or check the data."
+            )
+            error.loss = total  # for TerminateOnNaN's message
+            raise error
 
     def _loss_on_tape(self, xs, ys, outputs, sample_weight):
         """A user's ``compute_loss`` on the outputs (watched) and the trainable weights: (total,
@@ -358,6 +407,11 @@ class Trainer:
 
     def _evaluate_step(self, xs, ys, sample_weight=None):
         """evaluate()'s step: forward, losses, metrics."""
+        dist = distribution_module.active()
+        if dist is not None:  # this rank's part of the batch; the logs sum every rank's
+            xs, ys, sample_weight = dist.shard(self, xs, ys, sample_weight)
+            if not dist.has_rows:
+                return
         outputs, tape = self._graph.forward(xs, training=False, reuse="test")
         self._resolve_metrics(ys, outputs)
         if self._overrides("compute_loss"):
@@ -414,6 +468,14 @@ class Trainer:
         if self._step_logs is not None:
             return dict(self._step_logs)
         return self._fit_logs()
+
+    def _synced_logs(self) -> dict:
+        """``_logs()``; under a DataParallel distribution, over every rank's metric states (a
+        collective: every rank calls it at the same points)."""
+        dist = distribution_module.active()
+        if dist is None or self._step_logs is not None:
+            return self._logs()
+        return dist.reduce_logs(self, self._fit_logs)
 
     def _fit_logs(self) -> dict:
         pairs = compile_spec.metric_keys(
@@ -608,6 +670,7 @@ class Trainer:
         return self._pack_outputs(ys)
 
     # ---- fit / evaluate / predict --------------------------------------------------------------
+    @_ranks_fail_together("fit()")
     @_one_thread_at_a_time("fit()")
     @_serial_blas
     def fit(
@@ -680,11 +743,15 @@ class Trainer:
         self.stop_training = False
         self._resume_at = None
         cbs.on_train_begin()
+        dist = distribution_module.active()
+        if dist is not None:  # rank 0's weights, optimizer state, shuffle seed, resume point
+            dist.prepare(self)
         skip = 0
         if self._resume_at is not None:  # a BackupAndRestore callback restored a backup
             initial_epoch, skip = self._resume_at
-            if train is not None and shuffle and self._shuffle_seed is not None:
-                epoch_batches = data_adapters.array_batches(*train, batch_size, self._shuffle_seed)
+        agreed = self._resume_at is not None or dist is not None  # a seed from a backup or rank 0
+        if agreed and train is not None and shuffle and self._shuffle_seed is not None:
+            epoch_batches = data_adapters.array_batches(*train, batch_size, self._shuffle_seed)
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
@@ -704,14 +771,14 @@ class Trainer:
                         ) from None
                     cbs.invalid_loss(step, getattr(error, "loss", math.nan))
                     break
-                cbs.on_train_batch_end(step, self._logs())
+                cbs.on_train_batch_end(step, self._synced_logs())
                 if self.stop_training:
                     break
             if not ran:  # a generator ran out of data
                 print("fit(): the input ran out of data; stopping training")
                 break
             skip = 0
-            logs = self._logs()
+            logs = self._synced_logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
                 cbs.on_test_begin()  # as Keras: validation runs the callbacks' test hooks
                 val_logs = self._evaluate_data(
@@ -766,9 +833,10 @@ class Trainer:
                 cbs.on_test_batch_begin(step)
             self._test_step(xs, ys, sample_weight)
             if cbs is not None:
-                cbs.on_test_batch_end(step, self._logs())
-        return None if step < 0 else self._logs()
+                cbs.on_test_batch_end(step, self._synced_logs())
+        return None if step < 0 else self._synced_logs()
 
+    @_ranks_fail_together("evaluate()")
     @_one_thread_at_a_time("evaluate()")
     @_serial_blas
     def evaluate(
@@ -814,17 +882,29 @@ class Trainer:
         cbs.on_test_end(logs)
         return self._format_logs(logs, return_dict)
 
+    @_ranks_fail_together("predict()")
     @_serial_blas
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None):
-        """Outputs for x, computed batch by batch: one array, or a list for several outputs."""
+        """Outputs for x, computed batch by batch: one array, or a list for several outputs.
+        Under a DataParallel distribution each rank predicts its part of x, and every rank
+        gets all the outputs."""
         data_adapters.require_x(x, "predict()")
         if data_adapters.is_batch_source(x):
             return self._predict_source(x, steps, verbose, callbacks)
         self._ensure_built_for_data(x)
         with _named_errors("predict()"):
             xs = self._standardize_x(x, stream=True)
-        n = len(xs[0])
         batch_size = _batch_size(batch_size)
+        dist = distribution_module.active()
+        if dist is None or len(xs[0]) < dist.size:
+            return self._pack_outputs(self._predict_arrays(xs, batch_size, verbose, callbacks))
+        part = data_adapters.take(xs, dist.predict_rows(len(xs[0])))
+        outputs = self._predict_arrays(part, batch_size, verbose, callbacks)
+        return self._pack_outputs(dist.gather(outputs, len(xs[0])))
+
+    def _predict_arrays(self, xs, batch_size, verbose, callbacks) -> list | None:
+        """predict() over checked arrays: an array per output (None without samples)."""
+        n = len(xs[0])
         results = None
         steps = math.ceil(n / batch_size)
         cbs = _progress_callbacks(callbacks, self, verbose, steps)
@@ -847,7 +927,7 @@ class Trainer:
                 batch_outputs = self._pack_outputs([result[rows] for result in results])
                 cbs.on_predict_batch_end(step, {"outputs": batch_outputs})
         cbs.on_predict_end()
-        return self._pack_outputs(results)
+        return results
 
     def _predict_source(self, x, steps, verbose, callbacks):
         """predict() over a PyDataset, generator or other iterable: the x of each batch (its y
@@ -896,7 +976,7 @@ class Trainer:
         if self._output_metrics is not None:
             self._reset_metrics()
         self._train_step(xs, ys, sample_weight)
-        return self._format_logs(self._logs(), return_dict)
+        return self._format_logs(self._synced_logs(), return_dict)
 
     @_one_thread_at_a_time("test_on_batch()")
     @_serial_blas
@@ -909,7 +989,7 @@ class Trainer:
         if self._output_metrics is not None:
             self._reset_metrics()
         self._test_step(xs, ys, sample_weight)
-        return self._format_logs(self._logs(), return_dict)
+        return self._format_logs(self._synced_logs(), return_dict)
 
     @_serial_blas
     def predict_on_batch(self, x):
