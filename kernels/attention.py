@@ -14,8 +14,9 @@ softmax's: ``dz = y * (dy - sum(dy * y))`` per row, whatever the mask (a masked 
 constant's, and a weight set to 0 passes no gradient).
 """
 
-import numpy as np
 from numba import njit, prange
+
+from .fastmath import exp
 
 MASK_REPLACE = 0
 MASK_SUBTRACT = 1
@@ -23,30 +24,42 @@ PARALLEL_MIN_ELEMENTS = 1 << 15
 PARALLEL_BLOCKS = 64
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+# Sums may be reassociated so the exp-and-sum and dot-product loops vectorize.
+_REASSOC = {"reassoc", "contract"}
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_REASSOC)
 def _softmax_rows(scores, mask, causal, mode, out, start, stop):
-    """Rows [start, stop) of the (B * H * Tq, Tv) row view: masked softmax into out."""
+    """Rows [start, stop) of the (B * H * Tq, Tv) row view: masked softmax into out (both
+    C-contiguous)."""
     heads, steps, keys = scores.shape[1], scores.shape[2], scores.shape[3]
     has_mask = mask.shape[0] > 0
     big = scores.dtype.type(1e9)
     zero = scores.dtype.type(0)
+    flat_scores, flat_out = scores.ravel(), out.ravel()
     for r in range(start, stop):
         b = r // (heads * steps)
-        h = (r // steps) % heads
         i = r % steps
-        row = out[b, h, i]
-        src = scores[b, h, i]
-        peak = scores.dtype.type(-np.inf)
-        for j in range(keys):
-            v = src[j]
-            if (causal and j > i) or (has_mask and not mask[b, i, j]):
-                v = -big if mode == MASK_REPLACE else v - big
-            row[j] = v
-            if v > peak:
-                peak = v
+        row = flat_out[r * keys : (r + 1) * keys]
+        src = flat_scores[r * keys : (r + 1) * keys]
+        if causal or has_mask:
+            for j in range(keys):
+                v = src[j]
+                if (causal and j > i) or (has_mask and not mask[b, i, j]):
+                    v = -big if mode == MASK_REPLACE else v - big
+                row[j] = v
+        else:
+            for j in range(keys):
+                row[j] = src[j]
+        # From here on only row is read and written: a loop reading src and writing row
+        # stays scalar when they are the same memory (out is scores), as LLVM cannot rule
+        # out the overlap.
+        peak = row[0]
+        for j in range(1, keys):
+            peak = max(peak, row[j])
         total = zero
         for j in range(keys):
-            e = np.exp(row[j] - peak)
+            e = exp(row[j] - peak)
             row[j] = e
             total += e
         inv = scores.dtype.type(1) / total
@@ -69,7 +82,9 @@ def _softmax_parallel(scores, mask, causal, mode, out):
 def masked_softmax(scores, mask, causal, mode, out):
     """out (B, H, Tq, Tv) = softmax over Tv of ``scores`` (B, H, Tq, Tv), masked by ``mask``
     (B, Tq, Tv) bool or (0, 0, 0), and by ``j > i`` when ``causal``; ``mode`` MASK_REPLACE or
-    MASK_SUBTRACT (see the module). out may be scores."""
+    MASK_SUBTRACT (see the module). out may be scores; both C-contiguous."""
+    if not (scores.flags.c_contiguous and out.flags.c_contiguous):
+        raise ValueError("masked_softmax: scores and out must be C-contiguous")
     if scores.size >= PARALLEL_MIN_ELEMENTS:
         _softmax_parallel(scores, mask, causal, mode, out)
     else:
@@ -77,7 +92,7 @@ def masked_softmax(scores, mask, causal, mode, out):
         _softmax_rows(scores, mask, causal, mode, out, 0, rows)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_REASSOC)
 def _softmax_grad_rows(grad_y, y, out, start, stop):
     for i in range(start, stop):
         dot = y.dtype.type(0)

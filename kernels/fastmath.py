@@ -1,10 +1,11 @@
 """Float32 transcendental functions as straight-line arithmetic that LLVM vectorizes (kernels
-inline them): tanh32, sigmoid32; ``tanh`` and ``sigmoid`` pick them for float32 at compile time
-and keep numpy's exact forms for float64."""
+inline them): exp32, tanh32, sigmoid32; ``exp``, ``tanh`` and ``sigmoid`` pick them for float32
+at compile time and keep numpy's exact forms for float64."""
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 # Float32 tanh as a rational function x * P(x^2) / Q(x^2) on [-9, 9] (tanh rounds to +-1 beyond),
 # fitted as a minimax approximation for fastnn: |error| < 4e-7, under 7 float32 ulps near 1.
@@ -20,6 +21,48 @@ _T_Q1, _T_Q2, _T_Q3, _T_Q4 = (
 )
 F32_ONE = np.float32(1.0)
 F32_HALF = np.float32(0.5)
+
+# Float32 exp as Cephes's expf: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by a degree-7
+# polynomial, 2^n put into the exponent bits (a bit cast, not an ldexpf call). Within 2 ulps on
+# [-87.3, 88.4]; 0 below, inf above, NaN kept.
+_E_LOW, _E_HIGH = np.float32(-87.33654), np.float32(88.72283)
+_E_LOG2E = np.float32(1.44269504088896341)
+_E_LN2_HIGH, _E_LN2_LOW = np.float32(0.693359375), np.float32(-2.12194440e-4)
+_E_P = tuple(
+    np.float32(c)
+    for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1)
+)
+_E_P5 = np.float32(5.0000001201e-1)
+_F32_ZERO = np.float32(0.0)
+_F32_INF = np.float32(np.inf)
+_EXPONENT_BIAS = np.int32(127)
+_MANTISSA_BITS = np.int32(23)
+_MAX_EXPONENT = np.float32(127.0)
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the low 32 of the integer ``bits`` (a bit cast)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = context.cast(builder, args[0], signature.args[0], types.int32)
+        return builder.bitcast(low, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@njit(cache=True, inline="always")
+def exp32(x):
+    """exp of a float32 scalar, within 2 ulps."""
+    c = min(max(x, _E_LOW), _E_HIGH)
+    n = min(np.floor(c * _E_LOG2E + F32_HALF), _MAX_EXPONENT)
+    r = (c - n * _E_LN2_HIGH) - n * _E_LN2_LOW
+    p = (((_E_P[0] * r + _E_P[1]) * r + _E_P[2]) * r + _E_P[3]) * r + _E_P[4]
+    p = (p * r + _E_P5) * r * r + r + F32_ONE
+    e = p * _float32_from_bits((np.int32(n) + _EXPONENT_BIAS) << _MANTISSA_BITS)
+    return _F32_ZERO if x < _E_LOW else _F32_INF if x > _E_HIGH else e if x == x else x
 
 
 @njit(cache=True, inline="always")
@@ -39,6 +82,11 @@ def sigmoid32(x):
     return F32_HALF + F32_HALF * tanh32(F32_HALF * x)
 
 
+def exp(x):
+    """exp of a scalar in a kernel: ``exp32`` for float32, numpy's otherwise."""
+    return np.exp(x)
+
+
 def tanh(x):
     """tanh of a scalar in a kernel: ``tanh32`` for float32, numpy's otherwise."""
     return np.tanh(x)
@@ -48,6 +96,13 @@ def sigmoid(x):
     """1 / (1 + exp(-x)) of a scalar in a kernel: ``sigmoid32`` for float32, otherwise split by
     sign so exp never overflows."""
     return 1 / (1 + np.exp(-x))
+
+
+@overload(exp)
+def _exp_of(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: np.exp(x)
 
 
 @overload(tanh)
