@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from fastnn import initializers, kernels, regularizers
+from fastnn import constraints, initializers, kernels, regularizers
 from fastnn.layers.base import Layer, shape_error
 
 
@@ -153,14 +153,9 @@ class PReLU(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if alpha_constraint is not None:
-            raise NotImplementedError(
-                f"PReLU '{self.name}': alpha_constraint is not supported yet; expected None, "
-                f"got {alpha_constraint!r}"
-            )
         self.alpha_initializer = initializers.get(alpha_initializer)
         self.alpha_regularizer = regularizers.get(alpha_regularizer)
-        self.alpha_constraint = None
+        self.alpha_constraint = constraints.get(alpha_constraint)
         if shared_axes is None:
             self.shared_axes = None
         else:
@@ -196,7 +191,11 @@ class PReLU(Layer):
                 tuple(input_shape),
             )
         self.alpha = self.add_weight(
-            shape, self.alpha_initializer, "alpha", regularizer=self.alpha_regularizer
+            shape,
+            self.alpha_initializer,
+            "alpha",
+            regularizer=self.alpha_regularizer,
+            constraint=self.alpha_constraint,
         )
 
     def check_input_shape(self, input_shape):
@@ -243,7 +242,7 @@ class PReLU(Layer):
             **super().get_config(),
             "alpha_initializer": initializers.serialize(self.alpha_initializer),
             "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
-            "alpha_constraint": None,
+            "alpha_constraint": constraints.serialize(self.alpha_constraint),
             "shared_axes": self.shared_axes,
         }
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import initializers, kernels, regularizers, runtime
+from fastnn import constraints, initializers, kernels, regularizers, runtime
 from fastnn.layers import custom
 from fastnn.layers.base import Layer, shape_error
 from fastnn.nodes import is_symbolic
@@ -235,8 +235,6 @@ class MultiHeadAttention(_AttentionBase):
             "flash_attention": (flash_attention, (None, False)),
             "use_gate": (use_gate, False),
             "activity_regularizer": (activity_regularizer, None),
-            "kernel_constraint": (kernel_constraint, None),
-            "bias_constraint": (bias_constraint, None),
         }
         for arg, (value, default) in unsupported.items():
             if value not in (default if isinstance(default, tuple) else (default,)):
@@ -270,6 +268,8 @@ class MultiHeadAttention(_AttentionBase):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self._scale = 1.0 / math.sqrt(float(self.key_dim))
 
     # ---- calling ---------------------------------------------------------------------------
@@ -396,12 +396,20 @@ class MultiHeadAttention(_AttentionBase):
         """(kernel, bias or None) of one of Keras's four EinsumDense sublayers, their weights
         named and pathed as Keras's (``<layer>/<name>/kernel``)."""
         kernel = self.add_weight(
-            kernel_shape, self.kernel_initializer, "kernel", regularizer=self.kernel_regularizer
+            kernel_shape,
+            self.kernel_initializer,
+            "kernel",
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         bias = None
         if self.use_bias:
             bias = self.add_weight(
-                bias_shape, self.bias_initializer, "bias", regularizer=self.bias_regularizer
+                bias_shape,
+                self.bias_initializer,
+                "bias",
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
             )
         for var in (kernel, bias):
             if var is not None:
@@ -566,6 +574,8 @@ class MultiHeadAttention(_AttentionBase):
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
             "seed": self.seed,
         }
 

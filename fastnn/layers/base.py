@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from fastnn import config, initializers, regularizers, runtime
+from fastnn import config, constraints, initializers, regularizers, runtime
 from fastnn.layers import custom
 from fastnn.naming import unique_name
 from fastnn.nodes import Node, SymbolicTensor, is_symbolic
@@ -162,8 +162,10 @@ class Layer:
         trainable: bool = True,
         regularizer=None,
         dtype=None,
+        constraint=None,
     ) -> Variable:
-        """Create a weight of ``shape`` initialized by ``initializer`` and track it."""
+        """Create a weight of ``shape`` initialized by ``initializer`` and track it; the optimizer
+        projects it by ``constraint`` (a name, config or callable) after each update."""
         dtype = np.dtype(dtype or self.dtype)
         shape = tuple(int(n) for n in shape)
         name = name or unique_name("variable")  # Keras's names: variable, variable_1, ...
@@ -173,7 +175,12 @@ class Layer:
         # As in Keras, a frozen layer's weights say trainable=False until it is unfrozen.
         path = f"{custom.path_prefix(self)}/{name}"
         var = Variable(
-            value, name, path, trainable and self.trainable, regularizers.get(regularizer)
+            value,
+            name,
+            path,
+            trainable and self.trainable,
+            regularizers.get(regularizer),
+            constraints.get(constraint),
         )
         self._track_variable(var, trainable)
         return var

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import activations, initializers, kernels, regularizers, runtime
+from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.geometry import (
@@ -51,6 +51,8 @@ class _Conv(Layer):
         bias_initializer,
         kernel_regularizer,
         bias_regularizer,
+        kernel_constraint,
+        bias_constraint,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -83,6 +85,8 @@ class _Conv(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     @property
     def _span(self) -> tuple:
@@ -110,11 +114,16 @@ class _Conv(Layer):
             self.kernel_initializer,
             "kernel",
             regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
-                (self.filters,), self.bias_initializer, "bias", regularizer=self.bias_regularizer
+                (self.filters,),
+                self.bias_initializer,
+                "bias",
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
             )
 
     def check_input_shape(self, input_shape):
@@ -172,6 +181,8 @@ class _Conv(Layer):
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
         }
 
 
@@ -191,8 +202,8 @@ class Conv1D(_Conv):
             own filters // groups filters (a kernel of channels // groups input channels).
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
-        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as Keras. Only ``data_format='channels_last'``.
+        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            kernel_constraint, bias_constraint: as Keras. Only ``data_format='channels_last'``.
 
     Input shape: ``(batch, steps, channels)``.
     Output shape: ``(batch, new_steps, filters)``.
@@ -218,6 +229,8 @@ class Conv1D(_Conv):
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
         **kwargs,
     ):
         super().__init__(
@@ -234,6 +247,8 @@ class Conv1D(_Conv):
             bias_initializer,
             kernel_regularizer,
             bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
             **kwargs,
         )
 
@@ -293,8 +308,8 @@ class Conv2D(_Conv):
             own filters // groups filters (a kernel of channels // groups input channels).
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
-        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as Keras. Only ``data_format='channels_last'``.
+        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            kernel_constraint, bias_constraint: as Keras. Only ``data_format='channels_last'``.
 
     Input shape: ``(batch, height, width, channels)``.
     Output shape: ``(batch, new_height, new_width, filters)``.
@@ -320,6 +335,8 @@ class Conv2D(_Conv):
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
         **kwargs,
     ):
         super().__init__(
@@ -336,6 +353,8 @@ class Conv2D(_Conv):
             bias_initializer,
             kernel_regularizer,
             bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
             **kwargs,
         )
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import activations, initializers, kernels, regularizers, runtime
+from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
 from fastnn.kernels.geometry import padding_amounts
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
@@ -128,7 +128,7 @@ class _SpatialConv(Layer):
         use_bias,
         bias_initializer,
         bias_regularizer,
-        constraints: dict,
+        constraint_args: dict,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -143,12 +143,9 @@ class _SpatialConv(Layer):
         self.use_bias = bool(use_bias)
         self.bias_initializer = initializers.get(bias_initializer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        for name, value in constraints.items():
-            if value is not None:
-                raise NotImplementedError(
-                    f"{type(self).__name__} '{self.name}': {name} is not supported yet; "
-                    f"expected None, got {value!r}"
-                )
+        self._constraint_names = tuple(constraint_args)
+        for name, value in constraint_args.items():  # kernel_constraint=... as attributes
+            setattr(self, name, constraints.get(value))
 
     # ---- shapes ---------------------------------------------------------------------------------
     def _layout(self, channels="channels") -> str:
@@ -272,7 +269,11 @@ class _SpatialConv(Layer):
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
-                (size,), self.bias_initializer, "bias", regularizer=self.bias_regularizer
+                (size,),
+                self.bias_initializer,
+                "bias",
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
             )
 
     def get_config(self):
@@ -287,6 +288,7 @@ class _SpatialConv(Layer):
             "use_bias": self.use_bias,
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            **{name: constraints.serialize(getattr(self, name)) for name in self._constraint_names},
         }
 
 
@@ -315,10 +317,13 @@ class _ConvTranspose(_SpatialConv):
         bias_constraint,
         **kwargs,
     ):
-        constraints = {"kernel_constraint": kernel_constraint, "bias_constraint": bias_constraint}
+        constraint_args = {
+            "kernel_constraint": kernel_constraint,
+            "bias_constraint": bias_constraint,
+        }
         super().__init__(
             kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
-            bias_initializer, bias_regularizer, constraints, **kwargs,
+            bias_initializer, bias_regularizer, constraint_args, **kwargs,
         )  # fmt: skip
         self.filters = _positive_int(filters, "filters")
         self.output_padding = _output_padding(output_padding, self.rank, self.strides)
@@ -357,6 +362,7 @@ class _ConvTranspose(_SpatialConv):
             self.kernel_initializer,
             "kernel",
             regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self._add_bias(self.filters)
 
@@ -413,7 +419,7 @@ class Conv2DTranspose(_ConvTranspose):
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as Keras. Constraints: None only.
+            the constraints (``fastnn.constraints``): as Keras.
 
     Input shape: ``(batch, height, width, channels)`` (channels_first: channels second).
     Output shape: ``(batch, new_height, new_width, filters)``.
@@ -540,13 +546,13 @@ class _DepthwiseConv(_Depthwise):
         bias_constraint,
         **kwargs,
     ):
-        constraints = {
+        constraint_args = {
             "depthwise_constraint": depthwise_constraint,
             "bias_constraint": bias_constraint,
         }
         super().__init__(
             kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
-            bias_initializer, bias_regularizer, constraints, **kwargs,
+            bias_initializer, bias_regularizer, constraint_args, **kwargs,
         )  # fmt: skip
         self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier")
         self.depthwise_initializer = initializers.get(depthwise_initializer)
@@ -566,6 +572,7 @@ class _DepthwiseConv(_Depthwise):
             self.depthwise_initializer,
             "kernel",
             regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint,
         )
         self._add_bias(channels * self.depth_multiplier)
 
@@ -618,7 +625,7 @@ class DepthwiseConv2D(_DepthwiseConv):
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
         use_bias, depthwise_initializer, bias_initializer, depthwise_regularizer,
-            bias_regularizer: as Keras. Constraints: None only.
+            bias_regularizer, depthwise_constraint, bias_constraint: as Keras.
 
     Input shape: ``(batch, height, width, channels)`` (channels_first: channels second).
     Output shape: ``(batch, new_height, new_width, channels * depth_multiplier)``.
@@ -725,14 +732,14 @@ class _SeparableConv(_Depthwise):
         bias_constraint,
         **kwargs,
     ):
-        constraints = {
+        constraint_args = {
             "depthwise_constraint": depthwise_constraint,
             "pointwise_constraint": pointwise_constraint,
             "bias_constraint": bias_constraint,
         }
         super().__init__(
             kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
-            bias_initializer, bias_regularizer, constraints, **kwargs,
+            bias_initializer, bias_regularizer, constraint_args, **kwargs,
         )  # fmt: skip
         self.filters = _positive_int(filters, "filters")
         self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier")
@@ -754,12 +761,14 @@ class _SeparableConv(_Depthwise):
             self.depthwise_initializer,
             "depthwise_kernel",
             regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint,
         )
         self.pointwise_kernel = self.add_weight(
             (*(1,) * self.rank, channels * self.depth_multiplier, self.filters),
             self.pointwise_initializer,
             "pointwise_kernel",
             regularizer=self.pointwise_regularizer,
+            constraint=self.pointwise_constraint,
         )
         self._add_bias(self.filters)
 
@@ -849,8 +858,8 @@ class SeparableConv2D(_SeparableConv):
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
         use_bias, depthwise_initializer, pointwise_initializer, bias_initializer,
-            depthwise_regularizer, pointwise_regularizer, bias_regularizer: as Keras.
-            Constraints: None only.
+            depthwise_regularizer, pointwise_regularizer, bias_regularizer and the
+            constraints: as Keras.
 
     Input shape: ``(batch, height, width, channels)`` (channels_first: channels second).
     Output shape: ``(batch, new_height, new_width, filters)``.

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import activations, initializers, kernels, regularizers, runtime
+from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error, standardize_shape
 from fastnn.nodes import Node
@@ -72,6 +72,8 @@ class Dense(Layer):
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,6 +89,8 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self._code = activations.code(self.activation)
 
     def build(self, input_shape):
@@ -99,11 +103,16 @@ class Dense(Layer):
             self.kernel_initializer,
             "kernel",
             regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
-                (self.units,), self.bias_initializer, "bias", regularizer=self.bias_regularizer
+                (self.units,),
+                self.bias_initializer,
+                "bias",
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
             )
 
     def check_input_shape(self, input_shape):
@@ -175,6 +184,8 @@ class Dense(Layer):
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
         }
 
 

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from fastnn import initializers, kernels, regularizers
+from fastnn import constraints, initializers, kernels, regularizers
 from fastnn.layers.base import Layer
 
 
@@ -47,16 +47,13 @@ class Embedding(Layer):
                     f"`{arg}` must be a positive integer. Received: {arg}={value!r} "
                     f"(of type {type(value).__name__})."
                 )
-        if embeddings_constraint is not None:
-            raise NotImplementedError(
-                f"Embedding '{self.name}': embeddings_constraint is not supported yet"
-            )
         if input_length is not None:
             warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.embeddings_constraint = constraints.get(embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         if weights is not None:
             self.build(None)
@@ -68,6 +65,7 @@ class Embedding(Layer):
             self.embeddings_initializer,
             "embeddings",
             regularizer=self.embeddings_regularizer,
+            constraint=self.embeddings_constraint,
         )
         self.built = True
 
@@ -114,5 +112,6 @@ class Embedding(Layer):
             "output_dim": self.output_dim,
             "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
             "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
+            "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
             "mask_zero": self.mask_zero,
         }

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import initializers, kernels, regularizers
+from fastnn import constraints, initializers, kernels, regularizers
 from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
@@ -51,6 +51,8 @@ class BatchNormalization(Layer):
         moving_variance_initializer="ones",
         beta_regularizer=None,
         gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -69,6 +71,8 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
 
     def build(self, input_shape):
         axis = _channel_axis(self, self.axis, input_shape)
@@ -81,11 +85,19 @@ class BatchNormalization(Layer):
         self.gamma = self.beta = None
         if self.scale:
             self.gamma = self.add_weight(
-                shape, self.gamma_initializer, "gamma", regularizer=self.gamma_regularizer
+                shape,
+                self.gamma_initializer,
+                "gamma",
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
             )
         if self.center:
             self.beta = self.add_weight(
-                shape, self.beta_initializer, "beta", regularizer=self.beta_regularizer
+                shape,
+                self.beta_initializer,
+                "beta",
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
             )
         self.moving_mean = self.add_weight(
             shape, self.moving_mean_initializer, "moving_mean", trainable=False
@@ -187,6 +199,8 @@ class BatchNormalization(Layer):
             "moving_variance_initializer": ser(self.moving_variance_initializer),
             "beta_regularizer": regularizers.serialize(self.beta_regularizer),
             "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
         }
 
 
@@ -239,15 +253,6 @@ class _Normalization(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (
-            ("beta_constraint", beta_constraint),
-            ("gamma_constraint", gamma_constraint),
-        ):
-            if value is not None:
-                raise NotImplementedError(
-                    f"{type(self).__name__} '{self.name}': fastnn has no weight constraints; "
-                    f"got {name}={value!r}"
-                )
         if not isinstance(epsilon, (int, float)) or epsilon <= 0:
             raise ValueError(f"`epsilon` must be positive. Received: epsilon={epsilon}")
         self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
@@ -255,16 +260,26 @@ class _Normalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
 
     def _make_weights(self, shape, scale: bool, center: bool) -> None:
         self.gamma = self.beta = None
         if scale:
             self.gamma = self.add_weight(
-                shape, self.gamma_initializer, "gamma", regularizer=self.gamma_regularizer
+                shape,
+                self.gamma_initializer,
+                "gamma",
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
             )
         if center:
             self.beta = self.add_weight(
-                shape, self.beta_initializer, "beta", regularizer=self.beta_regularizer
+                shape,
+                self.beta_initializer,
+                "beta",
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
             )
 
     def _affine(self, size: int, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -295,6 +310,8 @@ class _Normalization(Layer):
             "gamma_initializer": ser(self.gamma_initializer),
             "beta_regularizer": regularizers.serialize(self.beta_regularizer),
             "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
         }
 
 

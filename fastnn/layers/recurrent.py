@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import activations, initializers, kernels, regularizers, runtime
+from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch_copy
 from fastnn.layers.base import Layer, Variable, shape_error
 from fastnn.seeding import make_rng
@@ -164,7 +164,7 @@ class StatefulStates:
 
 def unit_config(layer) -> dict:
     """The config keys a recurrent layer and its cell share (Keras's order): units,
-    activations, initializers, regularizers, dropouts and seed."""
+    activations, initializers, regularizers, constraints, dropouts and seed."""
     return {
         "units": layer.units,
         "activation": layer.activation,
@@ -176,6 +176,9 @@ def unit_config(layer) -> dict:
         "kernel_regularizer": regularizers.serialize(layer.kernel_regularizer),
         "recurrent_regularizer": regularizers.serialize(layer.recurrent_regularizer),
         "bias_regularizer": regularizers.serialize(layer.bias_regularizer),
+        "kernel_constraint": constraints.serialize(layer.kernel_constraint),
+        "recurrent_constraint": constraints.serialize(layer.recurrent_constraint),
+        "bias_constraint": constraints.serialize(layer.bias_constraint),
         "dropout": layer.dropout,
         "recurrent_dropout": layer.recurrent_dropout,
         "seed": layer.seed,
@@ -206,6 +209,9 @@ class _RNN(StatefulStates, SequenceLayer):
         kernel_regularizer=None,
         recurrent_regularizer=None,
         bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         seed: int | None = None,
@@ -245,6 +251,9 @@ class _RNN(StatefulStates, SequenceLayer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         for arg, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
                 raise ValueError(
@@ -303,12 +312,14 @@ class _RNN(StatefulStates, SequenceLayer):
             self.kernel_initializer,
             "kernel",
             regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.recurrent_kernel = self.add_weight(
             (self.units, width),
             self.recurrent_initializer,
             "recurrent_kernel",
             regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
         )
         self.bias = None
         if self.use_bias:
@@ -317,6 +328,7 @@ class _RNN(StatefulStates, SequenceLayer):
                 self._bias_initializer(),
                 "bias",
                 regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
             )
         if self.stateful:
             self._make_states(x_shape[0], [self.units] * len(self.state_names), self.dtype)

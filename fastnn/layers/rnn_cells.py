@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import activations, initializers, kernels, regularizers
+from fastnn import activations, constraints, initializers, kernels, regularizers
 from fastnn.layers import custom
 from fastnn.layers.base import Layer, shape_error, snake_case
 from fastnn.layers.recurrent import (
@@ -95,6 +95,9 @@ class _Cell(Layer):
         kernel_regularizer=None,
         recurrent_regularizer=None,
         bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         seed: int | None = None,
@@ -116,6 +119,9 @@ class _Cell(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.dropout = _check_rate(self, "dropout", dropout)
         self.recurrent_dropout = _check_rate(self, "recurrent_dropout", recurrent_dropout)
         self.seed = seed
@@ -128,17 +134,17 @@ class _Cell(Layer):
         width = self.gates * self.units
         self.kernel = self.add_weight(
             (input_shape[-1], width), self.kernel_initializer, "kernel",
-            regularizer=self.kernel_regularizer,
+            regularizer=self.kernel_regularizer, constraint=self.kernel_constraint,
         )  # fmt: skip
         self.recurrent_kernel = self.add_weight(
             (self.units, width), self.recurrent_initializer, "recurrent_kernel",
-            regularizer=self.recurrent_regularizer,
+            regularizer=self.recurrent_regularizer, constraint=self.recurrent_constraint,
         )  # fmt: skip
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
                 self._bias_shape(), self._bias_initializer(), "bias",
-                regularizer=self.bias_regularizer,
+                regularizer=self.bias_regularizer, constraint=self.bias_constraint,
             )  # fmt: skip
 
     # ---- dropout, as Keras's DropoutRNNCell: masks drawn once per sequence ---------------------

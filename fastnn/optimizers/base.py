@@ -2,7 +2,8 @@
 gradient accumulation, slots and state; subclasses add their fused update.
 
 The training loop calls ``optimizer.apply(variables)``: each variable has ``.value`` (a numpy
-array, updated in place, never rebound) and ``.grad`` (same shape). Slots (momenta, velocities)
+array, updated in place, never rebound) and ``.grad`` (same shape); a variable's
+``constraint``, if any, projects it after the update. Slots (momenta, velocities)
 are created on the first call, for the variables of that call; later calls may pass those
 variables or a subset of them, in any order. ``iterations`` counts calls to ``apply`` (updates,
 with gradient accumulation).
@@ -26,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from fastnn import kernels
+from fastnn import constraints, kernels
 from fastnn.optimizers.schedules import LearningRateSchedule
 from fastnn.optimizers.schedules import deserialize as deserialize_schedule
 from fastnn.optimizers.schedules import serialize as serialize_schedule
@@ -295,6 +296,8 @@ class Optimizer:
             self._update_all(indices, step_grads)
             for accumulator in self._accumulators:
                 accumulator.fill(0)
+        for variable, _ in pairs:  # as Keras: after the gradients, on every apply
+            constraints.apply(variable)
         if self.use_ema:
             self._update_averages()
         self._iterations += 1

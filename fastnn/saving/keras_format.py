@@ -57,18 +57,14 @@ _ENTRY_LIMITS = {CONFIG: MAX_MANIFEST_BYTES, METADATA: MAX_MANIFEST_BYTES, WEIGH
 KERAS_VERSION = "3.15.1"
 
 _RECURRENT = (LSTM, GRU, SimpleRNN)
+#: Where Keras writes the optimizer's variables in ``model.weights.h5``.
+_OPTIMIZER_GROUP = "optimizer/vars"
 
 # Keras settings fastnn has no argument for, dropped when they hold the value that has no effect
-# (any other value is refused): constraints, activity regularizers, quantization, LoRA,
+# (any other value is refused): activity regularizers, quantization, LoRA,
 # BatchNormalization's renormalization, and sparse/ragged/optional inputs.
 _INERT = {
     "activity_regularizer": None,
-    "kernel_constraint": None,
-    "bias_constraint": None,
-    "recurrent_constraint": None,
-    "embeddings_constraint": None,
-    "beta_constraint": None,
-    "gamma_constraint": None,
     "quantization_config": None,
     "lora_rank": None,
     "lora_alpha": None,
@@ -98,7 +94,8 @@ def _h5py():
 # ---- public API ------------------------------------------------------------------------------
 def load_keras_model(path, custom_objects: dict | None = None, compile: bool = True) -> Model:
     """The model in a Keras 3 ``.keras`` file, with its weights, compiled as it was saved when
-    fastnn has its optimizer, losses and metrics (the optimizer's state is not read)."""
+    fastnn has its optimizer, losses and metrics, with the optimizer's state (its variables
+    under ``optimizer/vars``, in Keras's order) when the file holds it."""
     h5py = _h5py()
     path = os.fspath(path)
     config_data, weights = _read_entries(path, CONFIG, WEIGHTS)
@@ -116,7 +113,64 @@ def load_keras_model(path, custom_objects: dict | None = None, compile: bool = T
     _load_h5(h5py, model, weights, path)
     if compile and config.get("compile_config"):
         _compile_from_keras(model, config["compile_config"], path)
+        if model.compiled:
+            _load_optimizer_state(h5py, model, weights, path)
     return model
+
+
+def _load_optimizer_state(h5py, model: Model, source, path: str) -> None:
+    """The optimizer's variables from ``optimizer/vars``, as Keras loads them: the optimizer is
+    built on the model's trainable weights (unless the file holds only iterations and the
+    learning rate); a file whose count or shapes do not fit is skipped with Keras's warning."""
+    with _h5_errors(path), h5py.File(source, "r") as f:
+        group = f.get(_OPTIMIZER_GROUP)
+        if not isinstance(group, h5py.Group):
+            return
+        if set(group.keys()) != {str(i) for i in range(len(group))}:
+            raise _failure(path)(f"'{_OPTIMIZER_GROUP}' holds {sorted(group.keys())[:5]}...")
+        arrays = [_read_optimizer_array(h5py, group, str(i), path) for i in range(len(group))]
+    optimizer = model.optimizer
+    if len(arrays) != len(optimizer.variables):  # the slots too: build as Keras's load does
+        optimizer.build(model.trainable_weights)
+    expected = optimizer.variables
+    if len(arrays) != len(expected) or any(
+        np.shape(a) != np.shape(e) for a, e in zip(arrays, expected)
+    ):
+        warnings.warn(
+            f"Skipping variable loading for optimizer '{optimizer.name}', because it has "
+            f"{len(expected)} variables whereas the saved optimizer has {len(arrays)} variables "
+            f"('{path}')",
+            stacklevel=3,
+        )
+        return
+    optimizer.set_state(arrays)
+
+
+def _read_optimizer_array(h5py, group, name: str, path: str) -> np.ndarray:
+    data = group[name]
+    if not isinstance(data, h5py.Dataset) or data.dtype.kind not in "fiu":
+        raise _failure(path)(f"'{_OPTIMIZER_GROUP}/{name}' is not a numeric array")
+    return data[()]
+
+
+def _optimizer_state(model: Model, include_optimizer: bool) -> list | None:
+    """The optimizer's variables to write under ``optimizer/vars`` (Keras's order), or None:
+    not compiled, ``include_optimizer=False``, or built on other variables than the model's
+    trainable weights (which Keras's loader builds it on)."""
+    optimizer = getattr(model, "optimizer", None)
+    if not include_optimizer or optimizer is None or not model.compiled:
+        return None
+    if optimizer.built:
+        built_on = [id(v) for v in optimizer._variables]
+        if built_on != [id(v) for v in model.trainable_weights]:
+            warnings.warn(
+                f"Saving model '{model.name}' without its optimizer's state: the optimizer was "
+                "built on other variables than the model's trainable weights, where a .keras "
+                "file's optimizer state belongs",
+                stacklevel=4,
+            )
+            return None
+    return optimizer.get_state()
 
 
 def _compile_from_keras(model: Model, compile_config, path: str) -> None:
@@ -171,15 +225,16 @@ def _with_module(module: str, value):
 def save_keras_model(
     model: Model, path, overwrite: bool = True, include_optimizer: bool = True
 ) -> None:
-    """Write ``model`` as a Keras 3 ``.keras`` file that ``keras.saving.load_model`` reads
-    (without the optimizer's state, whatever ``include_optimizer`` says)."""
+    """Write ``model`` as a Keras 3 ``.keras`` file that ``keras.saving.load_model`` reads,
+    with the optimizer's state unless ``include_optimizer`` is False."""
     h5py = _h5py()
     _check_built(model, "save_keras_model")
     config = {**_keras_entry(model, serialize_layer(model))}
     config["compile_config"] = _compile_to_keras(model)
     saved = datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")
     metadata = {"keras_version": KERAS_VERSION, "date_saved": saved}
-    weights = _h5_bytes(h5py, model)
+    optimizer = _optimizer_state(model, include_optimizer) if config["compile_config"] else None
+    weights = _h5_bytes(h5py, model, optimizer)
     with atomic_write(path, overwrite) as f, zipfile.ZipFile(f, "w") as zf:
         zf.writestr(METADATA, json.dumps(metadata))
         zf.writestr(CONFIG, json.dumps(config))
@@ -349,6 +404,8 @@ def _value_from_keras(cls: type, key: str, value, label: str, custom_objects):
         return _dtype_from_keras(value, label, inputs=cls.__name__ == "InputLayer")
     if key.endswith(("_initializer", "_regularizer")) and isinstance(value, dict):
         return _object_from_keras(key, value, label)
+    if key.endswith("_constraint") and isinstance(value, dict):
+        return _constraint_from_keras(value)
     if key in ("layer", "backward_layer", "cell") and isinstance(value, dict):  # wrappers, RNN
         return _entry_from_keras(value, custom_objects)
     if key == "cells" and isinstance(value, list):  # StackedRNNCells
@@ -382,6 +439,14 @@ def _object_from_keras(key: str, value: dict, label: str) -> dict:
             raise ValueError(f"{label}: fastnn cannot honour {key} with {axes}={value!r:.120}")
     class_name = value.get("class_name")
     return {"class_name": _RENAMED.get(class_name, class_name), "config": config}
+
+
+def _constraint_from_keras(value: dict) -> dict:
+    """A constraint ``{"class_name", "config"}`` (and a custom class's registered name)."""
+    out = {"class_name": value.get("class_name"), "config": dict(value.get("config") or {})}
+    if isinstance(value.get("registered_name"), str) and value.get("module") is None:
+        out["registered_name"] = value["registered_name"]
+    return out
 
 
 def _accepted_arguments(cls: type) -> set[str] | None:
@@ -624,6 +689,8 @@ def _keras_layer_config(class_name: str, config: dict) -> dict:
             value = _keras_object("keras.initializers", value)
         elif key.endswith("_regularizer") and isinstance(value, dict):
             value = _keras_object("keras.regularizers", value)
+        elif key.endswith("_constraint") and isinstance(value, dict):
+            value = _keras_constraint(value)
         elif key in ("layer", "backward_layer", "cell") and isinstance(value, dict):
             value = _keras_entry(None, value)
         elif key == "cells" and isinstance(value, list):
@@ -634,6 +701,14 @@ def _keras_layer_config(class_name: str, config: dict) -> dict:
 
 def _keras_object(module: str, value: dict) -> dict:
     return {"module": module, **value, "registered_name": None}
+
+
+def _keras_constraint(value: dict) -> dict:
+    """Keras's form of a constraint config; a registered class by its registered name."""
+    registered = value.get("registered_name")
+    if registered:
+        return {"module": None, **value, "registered_name": registered}
+    return _keras_object("keras.constraints", value)
 
 
 def _keras_sequential(model: Sequential, config: dict) -> dict:
@@ -758,7 +833,8 @@ def _join(*parts: str) -> str:
     return "/".join(part for part in parts if part)
 
 
-def _h5_bytes(h5py, model: Model) -> bytes:
+def _h5_bytes(h5py, model: Model, optimizer_state: list | None = None) -> bytes:
+    """Keras's h5 layout of the model's weights, and of the optimizer's variables if given."""
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         for group_path, owner, variables in _weight_groups(model):
@@ -766,6 +842,11 @@ def _h5_bytes(h5py, model: Model) -> bytes:
             group.attrs["name"] = owner
             for i, var in enumerate(variables):
                 group.create_dataset(str(i), data=var.value)
+        if optimizer_state is not None:
+            group = f.create_group(_OPTIMIZER_GROUP)
+            group.attrs["name"] = model.optimizer.name
+            for i, array in enumerate(optimizer_state):
+                group.create_dataset(str(i), data=array)
     return buffer.getvalue()
 
 

@@ -175,8 +175,8 @@ def test_fastnn_files_keep_the_layers_and_their_training(tmp_path):
          r"Received depth_multiplier=0"),
         (lambda: L.SeparableConv1D(2, 3, data_format="nhwc"), ValueError,
          r"must be one of \{'channels_first', 'channels_last'\}"),
-        (lambda: L.SeparableConv2D(2, 3, pointwise_constraint="non_neg"), NotImplementedError,
-         r"SeparableConv2D '.*': pointwise_constraint is not supported yet"),
+        (lambda: L.SeparableConv2D(2, 3, pointwise_constraint="nonneg"), ValueError,
+         r"Could not interpret constraint identifier: 'nonneg'"),
         (lambda: L.DepthwiseConv1D(3, padding="causal"), ValueError, r"padding=.causal."),
     ],
 )  # fmt: skip

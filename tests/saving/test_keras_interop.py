@@ -473,7 +473,6 @@ def keras_op(K):
     "builder, match",
     [
         (keras_op, r"Keras op 'exp'"),
-        (dense_with(kernel_constraint="non_neg"), "kernel_constraint"),
         (dense_with(activity_regularizer="l2"), "activity_regularizer"),
         (dense_with(dtype="mixed_float16"), "mixed_float16"),
         (conv_channels_first, "channels_first"),
