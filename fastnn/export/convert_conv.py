@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from fastnn.export.builder import CHANNELS_FIRST, Value
+from fastnn.export.builder import CHANNELS_FIRST, NATIVE, Value
 from fastnn.export.convert_core import activation, folded_weights
 from fastnn.export.registry import Call, converter
 from fastnn.layers import convolutional, convolutional_extra, pooling, reshaping
@@ -159,14 +159,14 @@ def _pool(call: Call):
     pooling.GlobalMaxPooling2D,
 )
 def _global_pool(call: Call):
-    layer, b = call.layer, call.builder
+    layer, b, x = call.layer, call.builder, call.x
     _check_channels_last(call)
-    x = b.channels_first(call.x, call.hint)
     is_max = isinstance(layer, (pooling.GlobalMaxPooling1D, pooling.GlobalMaxPooling2D))
-    out = b.op("GlobalMaxPool" if is_max else "GlobalAveragePool", [x.name], call.hint)
-    if layer.keepdims:  # (batch, channels, 1, ...): Keras's (batch, 1, ..., channels)
-        return [Value(out, call.output_shapes[0], CHANNELS_FIRST)]
-    return [Value(b.op("Flatten", [out], call.hint, axis=1), call.output_shapes[0])]
+    axes = _spatial_positions(x)  # in either layout: no Transpose needed
+    out = b.reduce("ReduceMax" if is_max else "ReduceMean", x.name, axes, call.hint,
+                   keepdims=layer.keepdims)  # fmt: skip
+    layout = x.layout if layer.keepdims else NATIVE
+    return [Value(out, call.output_shapes[0], layout)]
 
 
 # ---- padding, cropping, upsampling -------------------------------------------------------------

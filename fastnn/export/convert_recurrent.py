@@ -124,6 +124,7 @@ def _run(call: Call, layers: list, direction: str, initial: list[str]):
     b = call.builder
     first = layers[0]
     op_type, attrs = _op_and_attributes(call, first)
+    attrs["activations"] = attrs["activations"] * len(layers)  # listed per direction
     weights = [_direction_weights(layer) for layer in layers]
     w = b.const(np.stack([w for w, _, _ in weights]), f"{call.hint}/W")
     r = b.const(np.stack([r for _, r, _ in weights]), f"{call.hint}/R")

@@ -1,0 +1,201 @@
+"""One small model per converted layer (and per code path), exported and run by ONNX's reference
+evaluator and ONNX Runtime, equal to ``model.predict``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx_check import assert_matches
+
+import fastnn
+from fastnn import layers
+from fastnn.export.convert_core import ACTIVATION_NAMES
+
+RNG = np.random.default_rng(0)
+
+
+def data(*shape, low=-1.0, high=1.0):
+    return RNG.uniform(low, high, (3, *shape)).astype(np.float32)
+
+
+def ids(steps, vocab=7, pad_after=None):
+    """Token ids (3, steps), zero-padded at the end of each row from ``pad_after[i]`` on."""
+    tokens = RNG.integers(1, vocab, (3, steps)).astype(np.float32)
+    for row, start in enumerate(pad_after or []):
+        tokens[row, start:] = 0
+    return tokens
+
+
+def one(layer, shape, x=None):
+    """A model of one layer on inputs of ``shape``; its data."""
+    inputs = fastnn.Input(shape)
+    return fastnn.Model(inputs, layer(inputs)), data(*shape) if x is None else x
+
+
+def with_random_weights(model):
+    """Random weights (BN statistics too), so nothing is exported as a trivial 0 or 1."""
+    for w in model.weights:
+        if "variance" in w.path:
+            value = RNG.uniform(0.5, 1.5, w.shape)
+        else:
+            value = RNG.normal(0, 0.5, w.shape)
+        w.assign(value.astype(w.dtype))
+    return model
+
+
+def conv_chain(*stack, shape=(6, 6, 3)):
+    inputs = fastnn.Input(shape)
+    x = inputs
+    for layer in stack:
+        x = layer(x)
+    return fastnn.Model(inputs, x), data(*shape)
+
+
+CASES = {
+    "dense": lambda: one(layers.Dense(4), (5,)),
+    "dense-3d": lambda: one(layers.Dense(4, activation="relu"), (2, 5)),
+    "dense-no-bias": lambda: one(layers.Dense(4, use_bias=False), (5,)),
+    "relu-layer": lambda: one(layers.ReLU(), (5,)),
+    "relu-capped-slope-threshold": lambda: one(
+        layers.ReLU(max_value=0.5, negative_slope=0.1, threshold=0.2), (5,)
+    ),
+    "leaky-relu": lambda: one(layers.LeakyReLU(negative_slope=0.3), (5,)),
+    "elu-layer": lambda: one(layers.ELU(alpha=0.7), (5,)),
+    "prelu": lambda: one(layers.PReLU(shared_axes=[1]), (3, 4)),
+    "softmax-layer": lambda: one(layers.Softmax(axis=1), (3, 4)),
+    "softmax-two-axes": lambda: one(layers.Softmax(axis=[1, 2]), (3, 4)),
+    "dropout": lambda: one(layers.Dropout(0.5), (5,)),
+    "noise": lambda: conv_chain(
+        layers.GaussianNoise(1.0),
+        layers.GaussianDropout(0.3),
+        layers.SpatialDropout2D(0.5),
+        layers.Identity(),
+    ),  # fmt: skip
+    "flatten": lambda: one(layers.Flatten(), (2, 3, 2)),
+    "reshape": lambda: one(layers.Reshape((3, -1)), (2, 3, 2)),
+    "permute": lambda: one(layers.Permute((2, 1)), (2, 3)),
+    "repeat-vector": lambda: one(layers.RepeatVector(3), (4,)),
+    "batch-norm": lambda: one(layers.BatchNormalization(), (4,)),
+    "batch-norm-axis-1": lambda: one(layers.BatchNormalization(axis=1, center=False), (3, 4)),
+    "dense-bn-folded": lambda: conv_chain(
+        layers.Dense(4), layers.BatchNormalization(), layers.Activation("relu"), shape=(5,)
+    ),  # fmt: skip
+    "layer-norm": lambda: one(layers.LayerNormalization(), (2, 4)),
+    "layer-norm-two-axes": lambda: one(layers.LayerNormalization(axis=[1, 2], scale=False), (2, 4)),
+    "rescaling": lambda: one(layers.Rescaling(0.5, offset=-1.0), (4,)),
+    "embedding": lambda: one(layers.Embedding(7, 3), (4,), ids(4)),
+    "conv1d-same": lambda: one(layers.Conv1D(4, 3, padding="same", activation="tanh"), (7, 2)),
+    "conv1d-causal-dilated": lambda: one(
+        layers.Conv1D(4, 2, padding="causal", dilation_rate=2), (7, 2)
+    ),
+    "conv1d-strided-valid": lambda: one(layers.Conv1D(3, 3, strides=2), (8, 2)),
+    "conv2d-same-strided": lambda: one(layers.Conv2D(4, 3, strides=2, padding="same"), (7, 6, 3)),
+    "conv2d-dilated": lambda: one(layers.Conv2D(4, 3, dilation_rate=2, padding="same"), (7, 7, 2)),
+    "conv2d-groups": lambda: one(layers.Conv2D(4, 2, groups=2, activation="softmax"), (5, 5, 4)),
+    "conv-bn-relu-folded": lambda: conv_chain(
+        layers.Conv2D(4, 3, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.Activation("relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+    ),
+    "conv-chain-no-transposes": lambda: conv_chain(
+        layers.Conv2D(4, 3, padding="same", activation="relu"),
+        layers.BatchNormalization(),  # not folded (the conv has an activation): channels-first
+        layers.Conv2D(3, 1),
+        layers.GlobalAveragePooling2D(),
+    ),
+    "depthwise2d": lambda: one(
+        layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), (5, 5, 3)
+    ),  # fmt: skip
+    "depthwise1d": lambda: one(layers.DepthwiseConv1D(3, strides=2), (9, 2)),
+    "separable2d": lambda: one(layers.SeparableConv2D(4, 3, activation="relu"), (6, 6, 2)),
+    "maxpool2d-same": lambda: one(layers.MaxPooling2D(2, padding="same"), (5, 5, 2)),
+    "avgpool2d-same": lambda: one(layers.AveragePooling2D(3, strides=2, padding="same"), (5, 5, 2)),
+    "avgpool2d-valid": lambda: one(layers.AveragePooling2D(2), (4, 6, 2)),
+    "maxpool1d": lambda: one(layers.MaxPooling1D(2), (6, 3)),
+    "avgpool1d-same": lambda: one(layers.AveragePooling1D(2, padding="same"), (5, 3)),
+    "global-max2d": lambda: one(layers.GlobalMaxPooling2D(), (4, 4, 3)),
+    "global-avg2d-keepdims": lambda: one(layers.GlobalAveragePooling2D(keepdims=True), (4, 4, 3)),
+    "global-avg1d": lambda: one(layers.GlobalAveragePooling1D(), (5, 3)),
+    "global-max1d": lambda: one(layers.GlobalMaxPooling1D(), (5, 3)),
+    "zero-padding2d": lambda: one(layers.ZeroPadding2D(((1, 0), (2, 1))), (3, 3, 2)),
+    "zero-padding1d": lambda: one(layers.ZeroPadding1D((2, 1)), (3, 2)),
+    "cropping2d": lambda: one(layers.Cropping2D(((1, 0), (0, 2))), (4, 5, 2)),
+    "cropping1d": lambda: one(layers.Cropping1D((1, 2)), (6, 2)),
+    "upsampling2d": lambda: one(layers.UpSampling2D((2, 3)), (2, 3, 2)),
+    "upsampling1d": lambda: one(layers.UpSampling1D(2), (3, 2)),
+    "conv-pad-crop-up-chain": lambda: conv_chain(
+        layers.Conv2D(3, 3),
+        layers.ZeroPadding2D(1),
+        layers.UpSampling2D(2),
+        layers.Cropping2D(1),
+        layers.Conv2D(2, 1),
+    ),
+}
+
+for _name in sorted(ACTIVATION_NAMES):
+    CASES[f"activation-{_name}"] = lambda name=_name: one(layers.Activation(name), (2, 5))
+    CASES[f"dense-{_name}"] = lambda name=_name: one(layers.Dense(3, activation=name), (4,))
+CASES["conv-softmax-channels-first"] = lambda: conv_chain(
+    layers.Conv2D(3, 1), layers.Activation("softmax"), layers.Conv2D(2, 1)
+)
+
+
+def merge_case(layer, n=2):
+    inputs = [fastnn.Input((3, 4)) for _ in range(n)]
+    return fastnn.Model(inputs, layer(inputs)), [data(3, 4) for _ in range(n)]
+
+
+def conv_merge_case(layer):
+    """A merge of two conv outputs: it runs channels-first, no transposes between."""
+    inputs = fastnn.Input((4, 4, 2))
+    a = layers.Conv2D(3, 1)(inputs)
+    b = layers.Conv2D(3, 1)(inputs)
+    return fastnn.Model(inputs, layers.Conv2D(2, 1)(layer([a, b]))), data(4, 4, 2)
+
+
+for _cls in (layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum):
+    CASES[f"merge-{_cls.__name__}"] = lambda cls=_cls: merge_case(cls())
+    CASES[f"merge-{_cls.__name__}-channels-first"] = lambda cls=_cls: conv_merge_case(cls())
+CASES["merge-Add-three"] = lambda: merge_case(layers.Add(), 3)
+CASES["merge-Concatenate"] = lambda: merge_case(layers.Concatenate(axis=1))
+CASES["merge-Concatenate-channels-first"] = lambda: conv_merge_case(layers.Concatenate())
+CASES["merge-Concatenate-height"] = lambda: conv_merge_case(layers.Concatenate(axis=1))
+if hasattr(layers, "Minimum"):
+    CASES["merge-Minimum"] = lambda: merge_case(layers.Minimum())
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layer_exports(case, tmp_path):
+    model, x = CASES[case]()
+    with_random_weights(model)
+    assert_matches(model, x, tmp_path)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_older_opsets_use_formulas(opset, tmp_path):
+    """gelu, mish and hard_silu before the opsets that have them as operators."""
+    inputs = fastnn.Input((5,))
+    x = inputs
+    for name in ("gelu", "mish", "hard_silu", "silu"):
+        x = layers.Activation(name)(x)
+    model = fastnn.Model(inputs, layers.Dense(3)(x))
+    proto = assert_matches(model, data(5), tmp_path, opset=opset)
+    assert proto.opset_import[0].version == opset
+    assert not {"Gelu", "Mish"} & {node.op_type for node in proto.graph.node}
+
+
+def test_conv_chain_has_transposes_only_at_the_edges(tmp_path):
+    model, x = CASES["conv-chain-no-transposes"]()
+    proto = assert_matches(with_random_weights(model), x, tmp_path)
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.count("Transpose") == 1  # into channels-first; global pooling leaves it
+    assert "BatchNormalization" not in ops
+
+
+def test_bn_after_a_linear_conv_is_folded(tmp_path):
+    model, x = CASES["conv-bn-relu-folded"]()
+    proto = assert_matches(with_random_weights(model), x, tmp_path)
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.count("Conv") == 1 and "Mul" not in ops and "Add" not in ops

@@ -1,0 +1,188 @@
+"""Whole models: the seed's five benchmark models, Sequential, nested models, several inputs and
+outputs with their names, the batch axis, opsets, ``Model.export``, and every refusal."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx_check import assert_matches, export_and_check, run_both
+from test_onnx_layers import data, with_random_weights
+
+import fastnn
+from fastnn import layers, ops
+from fastnn.export import ExportError
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # bench/ sits beside tests/
+    sys.path.insert(0, str(ROOT))
+bench_models = importlib.import_module("bench.models")
+
+
+@pytest.mark.parametrize("name", sorted(bench_models.SEED_SPECS))
+def test_seed_models(name, tmp_path):
+    model = with_random_weights(bench_models.build_keras_api(fastnn, name))
+    xs, _ = bench_models.make_data(name, 2)
+    assert_matches(model, xs, tmp_path)
+
+
+def small_multi_io():
+    image, side = fastnn.Input((6, 6, 2), name="image"), fastnn.Input((3,), name="side")
+    x = layers.Conv2D(3, 3, activation="relu")(image)
+    x = layers.Flatten()(layers.MaxPooling2D(2)(x))
+    x = layers.Concatenate()([x, layers.Dense(4)(side)])
+    score = layers.Dense(1, activation="sigmoid", name="score")(x)
+    kind = layers.Dense(3, activation="softmax", name="kind")(x)
+    model = fastnn.Model([image, side], [score, kind])
+    return with_random_weights(model), [data(6, 6, 2), data(3)]
+
+
+def test_several_inputs_and_outputs_keep_their_names(tmp_path):
+    model, xs = small_multi_io()
+    proto = assert_matches(model, xs, tmp_path)
+    assert [i.name for i in proto.graph.input] == ["image", "side"]
+    assert [o.name for o in proto.graph.output] == ["score", "kind"]
+
+
+def test_dynamic_batch_axis_runs_two_batch_sizes(tmp_path):
+    model, _ = small_multi_io()
+    proto = export_and_check(model, tmp_path)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    for n in (1, 5):
+        xs = [np.random.default_rng(n).random((n, *s), np.float32) for s in ((6, 6, 2), (3,))]
+        expected = model.predict(xs, verbose=0)
+        for outputs in run_both(proto, dict(zip(model.input_names, xs))):
+            for got, want in zip(outputs, expected):
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_size_fixes_the_batch_axis(tmp_path):
+    model, xs = small_multi_io()
+    proto = assert_matches(model, xs, tmp_path, batch_size=3)
+    for value in [*proto.graph.input, *proto.graph.output]:
+        assert value.type.tensor_type.shape.dim[0].dim_value == 3
+
+
+def test_sequential_and_nested_models(tmp_path):
+    inner = fastnn.Sequential([fastnn.Input((4,)), layers.Dense(5, activation="tanh")])
+    block_in = fastnn.Input((5,))
+    block = fastnn.Model(block_in, layers.Dense(2)(layers.BatchNormalization()(block_in)))
+    outer = fastnn.Sequential([fastnn.Input((4,)), inner, block, layers.Activation("softmax")])
+    assert_matches(with_random_weights(outer), data(4), tmp_path)
+
+
+def test_model_export_writes_the_same_file(tmp_path):
+    model, xs = small_multi_io()
+    model.export(tmp_path / "m.onnx", format="onnx", opset_version=17)
+    proto = onnx.load(tmp_path / "m.onnx")
+    assert proto.opset_import[0].version == 17
+    expected = model.predict(xs, verbose=0)
+    for outputs in run_both(proto, dict(zip(model.input_names, xs))):
+        for got, want in zip(outputs, expected):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_default_opset_is_capped():
+    model, _ = small_multi_io()
+    proto = fastnn.export.walker.model_proto(model)
+    assert proto.opset_import[0].version == min(onnx.defs.onnx_opset_version(), 21)
+
+
+# ---- refusals ----------------------------------------------------------------------------------
+def refused(model, tmp_path, match, **options):
+    path = tmp_path / "refused.onnx"
+    with pytest.raises(ExportError, match=match):
+        fastnn.export.onnx(model, path, **options)
+    assert not path.exists()
+
+
+def test_model_export_refuses_other_formats(tmp_path):
+    model, _ = small_multi_io()
+    for fmt in ("tf_saved_model", "openvino"):
+        with pytest.raises(ValueError, match=f"format='{fmt}' is not supported.*'onnx'"):
+            model.export(tmp_path / "m", format=fmt)
+    with pytest.raises(TypeError, match=r"unexpected arguments \['dynamic_axes'\]"):
+        model.export(tmp_path / "m.onnx", dynamic_axes=True)
+
+
+def test_opset_too_old_for_a_layer_names_it(tmp_path):
+    inputs = fastnn.Input((3, 4))
+    model = fastnn.Model(inputs, layers.LayerNormalization(name="norm")(inputs))
+    refused(model, tmp_path, r"LayerNormalization 'norm' .*needs opset 17.*declares opset 16",
+            opset=16)  # fmt: skip
+    refused(model, tmp_path, r"`opset` must be between 13 and \d+ .*; got opset=9", opset=9)
+
+
+def test_lambda_is_refused(tmp_path):
+    inputs = fastnn.Input((3,))
+    model = fastnn.Model(inputs, layers.Lambda(lambda x: x * 2, name="double")(inputs))
+    refused(model, tmp_path, r"Lambda 'double' cannot be exported to ONNX: a Lambda runs a Python")
+
+
+class Scale(fastnn.Layer):
+    def call(self, x):
+        return ops.multiply(x, 2.0)
+
+
+def test_custom_call_layer_is_refused(tmp_path):
+    inputs = fastnn.Input((3,))
+    model = fastnn.Model(inputs, layers.Dense(2)(Scale(name="scale")(inputs)))
+    refused(model, tmp_path, r"Scale 'scale' cannot be exported to ONNX: it is a custom layer")
+
+
+class Doubled(fastnn.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = layers.Dense(2)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def test_subclassed_model_is_refused(tmp_path):
+    model = Doubled()
+    model.predict(np.zeros((1, 3), np.float32), verbose=0)
+    refused(model, tmp_path, r"Doubled '\w+' cannot be exported to ONNX: it is a subclassed model")
+
+
+class MyDense(layers.Dense):
+    pass
+
+
+def test_layer_without_converter_is_refused(tmp_path):
+    inputs = fastnn.Input((3,))
+    model = fastnn.Model(inputs, MyDense(2, name="mine")(inputs))
+    refused(model, tmp_path, r"MyDense 'mine' .*no ONNX converter for the class .*MyDense")
+    a, b = fastnn.Input((3,)), fastnn.Input((3,))
+    model = fastnn.Model([a, b], layers.Dot(axes=1, name="dot")([a, b]))
+    refused(model, tmp_path, r"Dot 'dot' cannot be exported to ONNX: there is no ONNX converter")
+
+
+def test_a_layer_that_would_use_a_mask_is_refused(tmp_path):
+    inputs = fastnn.Input((5,))
+    x = layers.Embedding(7, 3, mask_zero=True)(inputs)
+    model = fastnn.Model(inputs, layers.GlobalAveragePooling1D(name="pool")(x))
+    match = r"GlobalAveragePooling1D 'pool' .*receives a mask"
+    refused(model, tmp_path, match, assume_post_padding=True)
+
+
+def test_unbuilt_model_is_refused(tmp_path):
+    refused(fastnn.Sequential([layers.Dense(2)]), tmp_path, r"Sequential '\w+' .*is not built")
+
+
+def test_missing_onnx_says_how_to_install(monkeypatch, tmp_path):
+    real = importlib.import_module
+
+    def no_onnx(name, *args):
+        if name == "onnx":
+            raise ImportError("No module named 'onnx'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", no_onnx)
+    model, _ = small_multi_io()
+    with pytest.raises(ImportError, match=r'pip install "fastnn\[onnx\]"'):
+        fastnn.export.onnx(model, tmp_path / "m.onnx")
