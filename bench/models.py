@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import zoo
+from bench import onnx_peer, zoo
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -147,6 +147,11 @@ class KerasAPIRunner:
         )
 
     def infer(self, xs):
+        if self.batch == 1:  # latency: one call per sample, as a service answering requests
+            for i in range(len(xs[0])):
+                one = [x[i : i + 1] for x in xs]
+                self.model.predict(one if len(one) > 1 else one[0], verbose=0)
+            return
         self.model.predict(xs if len(xs) > 1 else xs[0], batch_size=self.batch, verbose=0)
 
 
@@ -283,7 +288,10 @@ def make_runner(fw: str, name: str, batch: int, threads: int):
         import fastnn
 
         fastnn.config.set_num_threads(threads)
+        fastnn.utils.set_random_seed(onnx_peer.WEIGHTS_SEED)  # the weights onnxruntime runs
         return KerasAPIRunner(fastnn, name, batch)
+    if fw == "onnxruntime":
+        return onnx_peer.OnnxRuntimeRunner(name, batch, threads)
     if fw.startswith(("pytorch", "keras_torch")):
         import torch
 
@@ -452,8 +460,9 @@ def run(
     = (share, minutes), a row first waits until others take less than that share, at most that
     long (``waited_s``). ``on_row(rows)`` is called after each row."""
     rows = []
+    infer_batches = infer_batch if isinstance(infer_batch, list) else [infer_batch]
     for name in models:
-        for mode, batch in [("train", b) for b in batches] + [("infer", infer_batch)]:
+        for mode, batch in [("train", b) for b in batches] + [("infer", b) for b in infer_batches]:
             xs, ys = make_data(name, samples)
             runners = {fw: factory(name, batch) for fw, factory in found.items()}
             row = {"model": name, "mode": mode, "batch": batch}
@@ -648,9 +657,12 @@ class ResultFile:
 def compare(args, models: list[str], progress) -> dict:
     """fastnn against every installed peer (``--only``), each in a Child of its own;
     ``progress(result)`` after each row."""
-    names = [fw for fw in installed() if fw == "fastnn" or not args.only or fw in args.only]
+    peers = installed() + (["onnxruntime"] if args.inference and onnx_peer.available() else [])
+    names = [fw for fw in peers if fw == "fastnn" or not args.only or fw in args.only]
     children = {fw: Child(fw, args.threads, args.samples) for fw in names}
     sizes = models, args.batches, args.infer_batch, args.samples, args.repeats
+    if args.inference:  # batch 1 latency and --infer-batch throughput, no training
+        sizes = models, [], [1, args.infer_batch], args.samples, args.repeats
     result = {}
 
     def on_row(rows):
@@ -710,6 +722,11 @@ def parse_args(argv):
         help="before each row, wait until other processes take less than SHARE of the CPU "
         "(e.g. 0.1), at most MINUTES: for a machine others use too",
     )  # fmt: skip
+    parser.add_argument(
+        "--inference", action="store_true",
+        help="inference only, at batch 1 (latency: a predict call per sample) and --infer-batch; "
+        "adds ONNX Runtime running fastnn's exported file (bench/onnx_peer.py) as a peer",
+    )  # fmt: skip
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     if args.zoo:
@@ -721,6 +738,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     result = {"args": vars(args), "load_average": {"start": os.getloadavg()}}
     kind = "scaling" if args.scaling else "models-zoo" if args.zoo else "models"
+    kind += "-inference" if args.inference else ""
     out = None if args.no_save else ResultFile(kind)
 
     def progress(partial: dict) -> None:
@@ -728,6 +746,9 @@ def main(argv=None) -> None:
             out.write({**result, **partial}, complete=False)
 
     models, result["skipped"] = runnable(args.models)
+    if args.inference and onnx_peer.available():  # every framework runs the same models
+        models, not_exported = onnx_peer.exportable(models)
+        result["skipped"].update(not_exported)
     measure = scaling if args.scaling else compare
     result.update(measure(args, models, progress))
     result["load_average"]["end"] = os.getloadavg()
