@@ -17,6 +17,7 @@ import numpy as np
 
 from fastnn.ops import nn, nn_extra
 from fastnn.ops import numpy as fnp
+from fastnn.ops import numpy_extra as fnpx
 from fastnn.ops.numpy import _along
 from fastnn.ops.tape import RULES, OpError, Rule, unwrap
 
@@ -532,3 +533,42 @@ defvjp(
         fnp.reshape(g, (-1, 1, 1)), nn_extra._ctc_loss_grad(output, **p)
     ),
 )  # fmt: skip
+
+
+# ---- numpy_extra's primitives ------------------------------------------------------------------
+defvjp("cbrt", "ans", lambda g, ans, x: g / (3 * ans * ans))
+defvjp("exp2", "ans", lambda g, ans, x: g * ans * math.log(2))
+defvjp("erfc", "x", lambda g, ans, x: g * (-2 / math.sqrt(math.pi) * fnp.exp(-x * x)))
+defvjp("erfinv", "ans", lambda g, ans, x: g * (math.sqrt(math.pi) / 2 * fnp.exp(ans * ans)))
+defvjp("copy", "", lambda g, ans, x: g)
+defvjp(
+    "hypot", "ans x1 x2",
+    lambda g, ans, x1, x2: unbroadcast(g * x1 / ans, x1.shape),
+    lambda g, ans, x1, x2: unbroadcast(g * x2 / ans, x2.shape),
+)  # fmt: skip
+defvjp(
+    "logaddexp2", "ans x1 x2",
+    lambda g, ans, x1, x2: unbroadcast(g * fnpx.exp2(x1 - ans), x1.shape),
+    lambda g, ans, x1, x2: unbroadcast(g * fnpx.exp2(x2 - ans), x2.shape),
+)  # fmt: skip
+defvjp(
+    "fmod", "x1 x2",
+    lambda g, ans, x1, x2: unbroadcast(g, x1.shape),
+    lambda g, ans, x1, x2: unbroadcast(-g * fnp.trunc(x1 / x2), x2.shape),
+)  # fmt: skip
+
+
+def _segment_extreme(g, ans, data, ids, count, fn):
+    """segment_max/min: each segment's gradient to the rows equal to its result, shared among
+    ties; rows with ids outside [0, count) get none."""
+    kept = (ids >= 0) & (ids < count)
+    safe = np.where(kept, ids, 0)
+    hit = np.equal(unwrap(data), unwrap(ans)[safe]) & kept.reshape(-1, *(1,) * (data.ndim - 1))
+    hit = hit.astype(g.dtype)
+    ties = np.zeros(ans.shape, g.dtype)
+    np.add.at(ties, safe, hit)
+    return fnp.take(g, safe, axis=0) * (hit / np.maximum(ties[safe], 1))
+
+
+defvjp("segment_max", "ans data", _segment_extreme)
+defvjp("segment_min", "ans data", _segment_extreme)
