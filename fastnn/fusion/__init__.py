@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastnn.fusion import base, bn_activation, conv_bn_activation, conv_max_pool, embedded_rnn
+from fastnn.fusion import (
+    add_activation,
+    base,
+    bn_activation,
+    conv_bn_activation,
+    conv_max_pool,
+    embedded_rnn,
+)
 from fastnn.fusion.base import FusedLayer, Rule, disabled
 from fastnn.nodes import Node
 
@@ -19,6 +26,7 @@ RULES: tuple[Rule, ...] = (
     embedded_rnn.RULE,
     *conv_bn_activation.RULES,
     bn_activation.RULE,
+    add_activation.RULE,
 )
 
 

@@ -97,7 +97,7 @@ def _match(tests, first: Node, readers, model_outputs) -> list[Node] | None:
     """The chain of nodes from ``first`` that passes ``tests``, each the only reader of the one
     output of the node before it; None if there is none."""
     chain = [first]
-    if first.inputs_are_list or not tests[0](first):
+    if not tests[0](first):  # the first node may take a list (an Add); the rest take one input
         return None
     for test in tests[1:]:
         last = chain[-1]

@@ -77,9 +77,27 @@ def bn_act(reader=None, second_reader=False, bn_is_output=False, **bn):
     return fastnn.Model(x, outputs)
 
 
+def add_act(activation="relu", inputs=2, shapes_differ=False, sum_is_output=False, act=None):
+    x = fastnn.Input((4, 3))
+    branches = [layers.Dense(3, name=f"d{i}")(x) for i in range(inputs)]
+    if shapes_differ:
+        branches[-1] = layers.Dense(1, name="narrow")(x)  # broadcast over the last axis
+    total = layers.Add(name="s")(branches)
+    outputs = [(act or layers.Activation(activation, name="a"))(total)]
+    if sum_is_output:
+        outputs.append(total)
+    return fastnn.Model(x, outputs)
+
+
 @pytest.mark.parametrize(
     "build, fused",
     [
+        (add_act, ["s+a"]),
+        (lambda: add_act("gelu", inputs=3), ["s+a"]),
+        (lambda: add_act("softmax"), []),
+        (lambda: add_act(shapes_differ=True), []),
+        (lambda: add_act(sum_is_output=True), []),
+        (lambda: add_act(act=layers.Dense(2, activation="relu", name="a")), []),
         (bn_act, ["b+a"]),
         (lambda: bn_act(layers.Activation("linear", name="a")), ["b+a"]),
         (lambda: bn_act(center=False, scale=False), ["b+a"]),
@@ -169,6 +187,14 @@ def dense_bn_net(units):
     return fastnn.Model(x, layers.Activation("relu", dtype=F64)(h))
 
 
+def residual_net(activation, inputs):
+    """relu(Dense(x) + Dense(x) [+ x]) -> Dense: the add_act rule's residual block."""
+    x = fastnn.Input((5,), dtype=F64)
+    branches = [layers.Dense(5, dtype=F64)(x) for _ in range(2)] + [x] * (inputs - 2)
+    h = layers.Activation(activation, dtype=F64)(layers.Add(dtype=F64)(branches))
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(h))
+
+
 def rnn_net(mask_zero, dropout):
     ids = fastnn.Input((6,))
     e = layers.Embedding(7, 3, mask_zero=mask_zero, dtype=F64)(ids)
@@ -202,6 +228,10 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda u=u: dense_bn_net(u), lambda rng: rng.normal(2, 3, (4, 3)))
             for u in (2, 16)  # kernel 6 <= input 12: folded; 48 > 12: as written
+        ],
+        *[
+            (lambda a=a, n=n: residual_net(a, n), lambda rng: rng.standard_normal((4, 5)))
+            for a, n in (("relu", 2), ("tanh", 3), ("gelu", 2))
         ],
         *[
             (lambda m=m, d=d: rnn_net(m, d), lambda rng: rng.integers(0, 7, (3, 6)).astype(F64))

@@ -1,0 +1,70 @@
+"""Add and the Activation that alone reads it (a residual block's ``relu(x + shortcut)``), as
+one node: the sum is activated where it was written, with no array in between."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn import kernels
+from fastnn.fusion.base import FusedLayer, Rule
+from fastnn.layers.core import Activation
+from fastnn.layers.merging import Add
+from fastnn.nodes import Node
+
+_NO_BIAS = np.empty(0, np.float32), np.empty(0, np.float64)
+
+
+class AddActivation(FusedLayer):
+    """``Activation(act)(Add()([a, b, ...]))`` for inputs of one shape: the sum is written once
+    and activated in place (or, for an activation whose gradient reads its input, into the
+    output). The backward takes the activation's gradient once and hands it to every input.
+
+    Shapes: inputs ``(batch, ...)``, all alike; output the same.
+    """
+
+    def __init__(self, add: Add, activation: Activation):
+        super().__init__(add, activation)
+        self.code = activation._code
+
+    def forward(self, inputs, training):
+        z = np.add(inputs[0], inputs[1])
+        for x in inputs[2:]:
+            z += x
+        rows = z.reshape(-1, z.shape[-1])
+        bias = _NO_BIAS[z.dtype == np.float64]
+        if self.code in kernels.codes.FROM_INPUT:  # the backward reads z: keep it
+            y = np.empty_like(rows)
+            kernels.activations.bias_activation_forward(rows, bias, self.code, y)
+            return y.reshape(z.shape), (rows, len(inputs))
+        kernels.activations.bias_activation_forward(rows, bias, self.code, rows)
+        return z, (rows, len(inputs))
+
+    def backward(self, ctx, grad_outputs):
+        saved, count = ctx
+        grad = np.ascontiguousarray(grad_outputs).reshape(saved.shape)
+        out = np.empty_like(grad)
+        kernels.activations.activation_backward(grad, saved, self.code, out)
+        return [out.reshape(grad_outputs.shape)] * count
+
+
+def _is_plain_add(node: Node) -> bool:
+    """An Add of inputs of one shape and dtype (no broadcasting, no cast)."""
+    if type(node.layer) is not Add:
+        return False
+    first = node.inputs[0]
+    return all(t.shape == first.shape and t.dtype == first.dtype for t in node.inputs) and (
+        node.outputs[0].dtype == first.dtype
+    )
+
+
+def _is_elementwise_activation(node: Node) -> bool:
+    """An Activation applied elementwise (not softmax), keeping its input's dtype."""
+    layer = node.layer
+    return (
+        type(layer) is Activation
+        and layer._code not in kernels.codes.ROW_WISE
+        and node.inputs[0].dtype == node.outputs[0].dtype
+    )
+
+
+RULE = Rule("add_act", (_is_plain_add, _is_elementwise_activation), AddActivation)
