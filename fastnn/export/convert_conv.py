@@ -1,4 +1,5 @@
-"""ONNX converters of the convolution family: Conv1D/2D, DepthwiseConv1D/2D, pooling, global
+"""ONNX converters of the convolution family: Conv1D/2D, their depthwise, separable and
+transposed forms, pooling, global
 pooling, zero padding, cropping and nearest upsampling.
 
 They work channels-first (ONNX's layout for Conv and the pools); the builder puts a Transpose
@@ -126,6 +127,45 @@ class _Pointwise:
     def __init__(self, layer):
         self.name, self.activation = layer.name, layer.activation
         self.strides = self.dilation_rate = (1,) * len(layer.strides)
+
+
+@converter(convolutional_extra.Conv1DTranspose, convolutional_extra.Conv2DTranspose)
+def _conv_transpose(call: Call):
+    layer, b = call.layer, call.builder
+    _check_channels_last(call)
+    sizes = call.x.shape[1:-1]
+    if any(size is None for size in sizes):
+        raise call.refuse("its output size needs the input's spatial sizes; give them in Input")
+    begin, end, extra = [], [], []
+    paddings = layer.output_padding or (None,) * len(sizes)
+    for size, k, s, d, op in zip(
+        sizes, layer.kernel_size, layer.strides, layer.dilation_rate, paddings
+    ):
+        out, crop = convolutional_extra.transpose_axis(size, k, s, d, layer.padding, op)
+        # ONNX: (size - 1) * s + extent + output_padding - pads; Keras cuts `crop` before and
+        # cuts, or extends, the end to `out`.
+        trim = (size - 1) * s + (k - 1) * d + 1 - crop - out
+        begin.append(crop)
+        end.append(max(trim, 0))
+        extra.append(max(-trim, 0))
+    kernel = layer.kernel.value  # (k..., filters, channels)
+    rank = kernel.ndim - 2
+    weight = np.transpose(kernel, (rank + 1, rank, *range(rank)))  # (channels, filters, k...)
+    x = b.channels_first(call.x, call.hint)
+    inputs = [x.name, b.const(weight, f"{call.hint}/kernel")]
+    if layer.use_bias:
+        inputs.append(b.const(layer.bias.value, f"{call.hint}/bias"))
+    out = b.op(
+        "ConvTranspose",
+        inputs,
+        call.hint,
+        kernel_shape=list(layer.kernel_size),
+        strides=list(layer.strides),
+        dilations=list(layer.dilation_rate),
+        pads=begin + end,
+        output_padding=extra,
+    )
+    return [activation(call, Value(out, call.output_shapes[0], CHANNELS_FIRST), layer.activation)]
 
 
 # ---- pooling -----------------------------------------------------------------------------------

@@ -110,6 +110,28 @@ CASES = {
     ),  # fmt: skip
     "depthwise1d": lambda: one(layers.DepthwiseConv1D(3, strides=2), (9, 2)),
     "separable2d": lambda: one(layers.SeparableConv2D(4, 3, activation="relu"), (6, 6, 2)),
+    "separable1d": lambda: one(layers.SeparableConv1D(3, 2, padding="same"), (6, 2)),
+    "conv2d-transpose-same": lambda: one(
+        layers.Conv2DTranspose(3, 3, strides=2, padding="same"), (3, 4, 2)
+    ),  # fmt: skip
+    "conv2d-transpose-valid": lambda: one(
+        layers.Conv2DTranspose(2, (2, 3), strides=(2, 1)), (3, 3, 2)
+    ),  # fmt: skip
+    "conv2d-transpose-stride-beyond-kernel": lambda: one(
+        layers.Conv2DTranspose(2, 2, strides=3, activation="relu"), (2, 3, 2)
+    ),
+    "conv2d-transpose-output-padding": lambda: one(
+        layers.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=1), (3, 3, 2)
+    ),
+    "conv2d-transpose-dilated": lambda: one(
+        layers.Conv2DTranspose(2, 3, dilation_rate=2, padding="same"), (4, 4, 2)
+    ),
+    "conv1d-transpose-same": lambda: one(
+        layers.Conv1DTranspose(3, 4, strides=2, padding="same"), (5, 2)
+    ),  # fmt: skip
+    "conv1d-transpose-valid-output-padding": lambda: one(
+        layers.Conv1DTranspose(3, 3, strides=2, output_padding=1), (5, 2)
+    ),
     "maxpool2d-same": lambda: one(layers.MaxPooling2D(2, padding="same"), (5, 5, 2)),
     "avgpool2d-same": lambda: one(layers.AveragePooling2D(3, strides=2, padding="same"), (5, 5, 2)),
     "avgpool2d-valid": lambda: one(layers.AveragePooling2D(2), (4, 6, 2)),
