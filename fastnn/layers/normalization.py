@@ -11,6 +11,11 @@ from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
 
+#: Sums a float64 array over every process of a data-parallel job, in place; set by
+#: ``fastnn.distribution`` for ``DataParallel(sync_batchnorm=True)``, when BatchNormalization
+#: takes its training statistics over the global batch. None: over this process's batch.
+cross_replica_sum = None
+
 
 class _Saved(NamedTuple):
     """What BatchNormalization's forward keeps for its backward."""
@@ -147,7 +152,11 @@ class BatchNormalization(Layer):
             saved = _Saved(x, gamma, beta, mean.copy(), invstd, False, code, workspace, None)
             return y.reshape(inputs.shape), saved
         mean, variance, invstd = (np.empty(x.shape[1], x.dtype) for _ in range(3))
-        norm.batchnorm_forward_train(x, gamma, beta, eps, code, y, mean, variance, invstd)
+        if cross_replica_sum is None:
+            norm.batchnorm_forward_train(x, gamma, beta, eps, code, y, mean, variance, invstd)
+        else:
+            _global_moments(x, eps, mean, variance, invstd)
+            norm.batchnorm_apply(x, mean, invstd * gamma, beta, code, y)
         m = x.dtype.type(self.momentum)
         self.moving_mean.value *= m
         self.moving_mean.value += (1 - m) * mean
@@ -179,9 +188,10 @@ class BatchNormalization(Layer):
         grad_x = scratch(workspace, "bn_dx", x.shape, x.dtype)
         dgamma = self.gamma.grad if self.scale else np.zeros_like(gamma)
         dbeta = self.beta.grad if self.center else np.zeros_like(gamma)
-        kernels.normalization.batchnorm_backward(
-            grad_y, x, gamma, beta, mean, invstd, code, grad_x, dgamma, dbeta
-        )
+        backward = kernels.normalization.batchnorm_backward
+        if cross_replica_sum is not None:
+            backward = _global_batchnorm_backward
+        backward(grad_y, x, gamma, beta, mean, invstd, code, grad_x, dgamma, dbeta)
         return grad_x.reshape(grad_outputs.shape)
 
     def get_config(self):
@@ -202,6 +212,42 @@ class BatchNormalization(Layer):
             "beta_constraint": constraints.serialize(self.beta_constraint),
             "gamma_constraint": constraints.serialize(self.gamma_constraint),
         }
+
+
+def _global_moments(x, eps, mean, variance, invstd) -> None:
+    """``kernels.normalization.batchnorm_moments`` over the rows of x (M, C) on every process
+    (``cross_replica_sum``): the mean, then the variance around it, in float64."""
+    sums = np.append(x.sum(axis=0, dtype=np.float64), len(x))
+    cross_replica_sum(sums)
+    rows = sums[-1]
+    batch_mean = sums[:-1] / rows
+    squares = np.square(x - batch_mean).sum(axis=0)
+    cross_replica_sum(squares)
+    mean[:] = batch_mean
+    variance[:] = squares / rows
+    invstd[:] = 1 / np.sqrt(squares / rows + eps)
+
+
+def _global_batchnorm_backward(grad_y, x, gamma, beta, mean, invstd, code, grad_x, dgamma, dbeta):
+    """``kernels.normalization.batchnorm_backward`` for statistics over every process: this
+    process's dgamma, dbeta (summed with the other gradients later); grad_x from the sums of
+    dz and dz * (x - mean) over every process."""
+    centered = x - mean
+    if code == RELU:  # as the forward computed it: the relu mask matches bit for bit
+        grad_y = np.where(centered * (invstd * gamma) + beta > 0, grad_y, x.dtype.type(0))
+    cols = x.shape[1]
+    sums = np.empty(2 * cols + 1)
+    sums[:cols] = grad_y.sum(axis=0, dtype=np.float64)
+    sums[cols:-1] = np.einsum("ij,ij->j", grad_y, centered, dtype=np.float64)
+    sums[-1] = len(x)
+    dbeta += sums[:cols]
+    dgamma += sums[cols:-1] * invstd
+    cross_replica_sum(sums)
+    rows, inv = sums[-1], invstd.astype(np.float64)
+    k = gamma * inv
+    k_x = k * inv * inv * sums[cols:-1] / rows
+    k_0 = -k * sums[:cols] / rows
+    grad_x[...] = grad_y * k - centered * k_x + k_0
 
 
 def _channel_axis(layer: Layer, axis: int, input_shape) -> int:
