@@ -1,0 +1,122 @@
+"""A small training script the distribution tests run alone or under ``mpiexec -n N``.
+
+``python driver.py <case> <out_dir> [--dp] [--sync-bn]``: builds the case's model with seed 0,
+trains it (with a DataParallel distribution when ``--dp``) and writes ``rank<r>.npz`` (the
+weights, then the history's values) into ``out_dir``. Cases: mlp, cnn, lstm (training), fault
+(rank 1 raises at its third batch), kill (rank 1 kills itself there), save / resume (train one
+epoch and save to out_dir/model.fastnn; load it and train the second epoch), evaluate (the
+evaluate and predict results), print (fit with verbose=2 and a CSVLogger).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+import numpy as np
+
+import fastnn as keras
+from fastnn import distribution, layers
+
+SAMPLES = 25  # with a global batch of 10: batches of 10, 10 and 5 (split 3/3/4 and 1/2/2)
+BATCH = 10
+
+
+def data(case: str):
+    rng = np.random.default_rng(1)
+    if case == "cnn":
+        x = rng.normal(size=(SAMPLES, 6, 6, 2)).astype("float32")
+    elif case == "lstm":
+        x = rng.normal(size=(SAMPLES, 5, 3)).astype("float32")
+    else:
+        x = rng.normal(size=(SAMPLES, 4)).astype("float32")
+    y = rng.integers(0, 3, size=SAMPLES)
+    return x, y
+
+
+def model_for(case: str):
+    if case == "cnn":
+        stack = [
+            keras.Input((6, 6, 2)),
+            layers.Conv2D(4, 3, padding="same", use_bias=False),  # BN removes a bias
+            layers.BatchNormalization(),
+            layers.Activation("relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(3),
+        ]
+    elif case == "lstm":
+        stack = [keras.Input((5, 3)), layers.LSTM(4), layers.Dense(3)]
+    else:
+        stack = [keras.Input((4,)), layers.Dense(8, activation="tanh"), layers.Dense(3)]
+    model = keras.Sequential(stack)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.05),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def write(out_dir: str, model, values: list) -> None:
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"v{i}": np.asarray(v, np.float64) for i, v in enumerate(values)})
+    np.savez(os.path.join(out_dir, f"rank{distribution.rank()}.npz"), **arrays)
+
+
+def history_values(history) -> list:
+    return [history.history[k] for k in sorted(history.history)]
+
+
+class Fail(keras.callbacks.Callback):
+    """On rank 1, at the third batch: raise, or die from SIGKILL."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+
+    def on_train_batch_end(self, batch, logs=None):
+        if distribution.rank() == 1 and batch == 2:
+            if self.how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("the data loader broke")
+
+
+def main(case: str, out_dir: str, flags: list[str]) -> None:
+    keras.utils.set_random_seed(0)
+    if "--dp" in flags:
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(sync_batchnorm="--sync-bn" in flags)
+        )
+    x, y = data(case)
+    path = os.path.join(out_dir, "model.fastnn")
+    if case == "resume":
+        model = keras.saving.load_model(path)
+        history = model.fit(x, y, batch_size=BATCH, epochs=2, initial_epoch=1, verbose=0)
+        write(out_dir, model, history_values(history))
+        return
+    model = model_for("mlp" if case in ("fault", "kill", "save", "print", "evaluate") else case)
+    if case in ("fault", "kill"):
+        model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[Fail(case)])
+        return
+    if case == "evaluate":
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+        results = model.evaluate(x, y, batch_size=BATCH, verbose=0)
+        write(out_dir, model, [results, model.predict(x, batch_size=4, verbose=0)])
+        return
+    if case == "print":
+        log = keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"))
+        model.fit(x, y, batch_size=BATCH, epochs=2, verbose=2, callbacks=[log])
+        print(json.dumps({"rank": distribution.rank(), "done": True}))
+        return
+    epochs = 1 if case == "save" else 2
+    history = model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, validation_data=(x, y))
+    if case == "save" and distribution.is_main():
+        model.save(path)
+    write(out_dir, model, history_values(history))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])
