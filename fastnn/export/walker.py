@@ -14,7 +14,12 @@ import os
 
 import numpy as np
 
-from fastnn.export import convert_conv, convert_core, convert_recurrent  # noqa: F401 (register)
+from fastnn.export import (  # noqa: F401 (they register their converters)
+    convert_attention,
+    convert_conv,
+    convert_core,
+    convert_recurrent,
+)
 from fastnn.export.builder import (
     ExportError,
     GraphBuilder,

@@ -188,20 +188,14 @@ def test_missing_onnx_says_how_to_install(monkeypatch, tmp_path):
         fastnn.export.onnx(model, tmp_path / "m.onnx")
 
 
-ZOO = [name for name in bench_models.zoo.SPECS if name != "transformer_encoder"]
+ZOO = list(bench_models.zoo.SPECS)
 
 
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_models(name, tmp_path):
-    """The benchmark zoo (but its transformer: MultiHeadAttention has no converter), through
-    ONNX Runtime only: the reference evaluator takes minutes on these convolutions. Keras's
-    initial weights: random N(0, 0.5) recurrent kernels make 100-step RNNs chaotic, where float32
-    rounding alone moves outputs by more than 1e-5."""
+    """The benchmark zoo through ONNX Runtime only: the reference evaluator takes minutes on
+    these convolutions. Keras's initial weights: random N(0, 0.5) recurrent kernels make
+    100-step RNNs chaotic, where float32 rounding alone moves outputs by more than 1e-5."""
     model = bench_models.build_keras_api(fastnn, name)
     xs, _ = bench_models.make_data(name, 2)
     assert_matches(model, xs, tmp_path, reference=False)
-
-
-def test_zoo_transformer_is_refused_naming_attention(tmp_path):
-    model = bench_models.build_keras_api(fastnn, "transformer_encoder")
-    refused(model, tmp_path, r"MultiHeadAttention '\w+' cannot be exported to ONNX")
