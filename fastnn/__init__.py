@@ -51,6 +51,7 @@ __all__ = [
     "applications",
     "backend",
     "datasets",
+    "distribution",
     "ops",
     "preprocessing",
     "random",
@@ -62,6 +63,7 @@ _LAZY = {  # name -> (module, attribute): imported on first use
     "applications": ("fastnn.applications", None),
     "backend": ("fastnn.backend", None),
     "datasets": ("fastnn.datasets", None),
+    "distribution": ("fastnn.distribution", None),
     "ops": ("fastnn.ops", None),
     "preprocessing": ("fastnn.preprocessing", None),
     "random": ("fastnn.random", None),
@@ -69,8 +71,8 @@ _LAZY = {  # name -> (module, attribute): imported on first use
 
 
 def __getattr__(name: str):
-    """``fastnn.ops``, ``backend``, ``random``, ``datasets``, ``preprocessing``, ``applications``,
-    ``GradientTape`` and ``Variable``, on first use."""
+    """``fastnn.ops``, ``backend``, ``random``, ``datasets``, ``distribution``,
+    ``preprocessing``, ``applications``, ``GradientTape`` and ``Variable``, on first use."""
     if name not in _LAZY:
         raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
     import importlib
