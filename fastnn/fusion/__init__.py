@@ -15,6 +15,7 @@ from fastnn.fusion import (
     bn_activation,
     conv_bn_activation,
     conv_max_pool,
+    dense_dropout,
     embedded_rnn,
 )
 from fastnn.fusion.base import FusedLayer, Rule, disabled
@@ -27,6 +28,7 @@ RULES: tuple[Rule, ...] = (
     *conv_bn_activation.RULES,
     bn_activation.RULE,
     add_activation.RULE,
+    dense_dropout.RULE,
 )
 
 

@@ -89,9 +89,26 @@ def add_act(activation="relu", inputs=2, shapes_differ=False, sum_is_output=Fals
     return fastnn.Model(x, outputs)
 
 
+def dense_dropout(activation="relu", second_reader=False, dense_is_output=False):
+    x = fastnn.Input((4, 3))
+    d = layers.Dense(3, activation=activation, name="d")(x)
+    outputs = [layers.Dropout(0.5, name="o")(d)]
+    if second_reader:
+        outputs.append(layers.Flatten(name="f")(d))
+    if dense_is_output:
+        outputs.append(d)
+    return fastnn.Model(x, outputs)
+
+
 @pytest.mark.parametrize(
     "build, fused",
     [
+        (dense_dropout, ["d+o"]),
+        (lambda: dense_dropout("linear"), ["d+o"]),
+        (lambda: dense_dropout("gelu"), ["d+o"]),
+        (lambda: dense_dropout("tanh"), []),  # its gradient reads the output dropout scaled
+        (lambda: dense_dropout(second_reader=True), []),
+        (lambda: dense_dropout(dense_is_output=True), []),
         (add_act, ["s+a"]),
         (lambda: add_act("gelu", inputs=3), ["s+a"]),
         (lambda: add_act("softmax"), []),
@@ -195,6 +212,14 @@ def residual_net(activation, inputs):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(h))
 
 
+def dropout_net(activation):
+    """Dense(activation) -> Dropout -> Dense: the dense_dropout rule (and Dense's own)."""
+    x = fastnn.Input((5,), dtype=F64)
+    h = layers.Dense(6, activation=activation, dtype=F64)(x)
+    h = layers.Dropout(0.4, seed=3, dtype=F64)(h)
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(h))
+
+
 def rnn_net(mask_zero, dropout):
     ids = fastnn.Input((6,))
     e = layers.Embedding(7, 3, mask_zero=mask_zero, dtype=F64)(ids)
@@ -228,6 +253,10 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda u=u: dense_bn_net(u), lambda rng: rng.normal(2, 3, (4, 3)))
             for u in (2, 16)  # kernel 6 <= input 12: folded; 48 > 12: as written
+        ],
+        *[
+            (lambda a=a: dropout_net(a), lambda rng: rng.standard_normal((8, 5)))
+            for a in ("relu", "linear", "silu")
         ],
         *[
             (lambda a=a, n=n: residual_net(a, n), lambda rng: rng.standard_normal((4, 5)))
