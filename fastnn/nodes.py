@@ -21,11 +21,50 @@ class SymbolicTensor:
     def ndim(self) -> int:
         return len(self.shape)
 
+    @property
+    def _keras_mask(self) -> SymbolicTensor | None:
+        """Keras's mask of this tensor: a bool placeholder of the mask's shape when the layers
+        that made it carry one (``Embedding(mask_zero=True)``, ``Masking``, ...), else None."""
+        mask = _probe_mask(self, {})
+        if mask is None:
+            return None
+        first = self.node.inputs[0]
+        shape = tuple(
+            None if axis < first.ndim and first.shape[axis] is None else size
+            for axis, size in enumerate(mask.shape)
+        )
+        return SymbolicTensor(shape, bool, name=f"{self.name}_mask")
+
     def __repr__(self) -> str:
         return f"<SymbolicTensor shape={self.shape}, dtype={self.dtype.name}, name={self.name}>"
 
     def __hash__(self):
         return id(self)
+
+
+def _probe_mask(tensor: SymbolicTensor, probed: dict) -> np.ndarray | None:
+    """The mask ``tensor`` would carry on zeros of the graph's input shapes (unknown sizes as
+    2): each layer's ``compute_mask`` on zeros of its inputs, given its inputs' probed masks
+    (``probed``: the masks found so far, by tensor)."""
+    node = tensor.node
+    if node is None or node.is_input:
+        return None
+    if tensor not in probed:
+        in_masks = [_probe_mask(t, probed) for t in node.inputs]
+        no_mask = all(m is None for m in in_masks)
+        masks = None
+        if not no_mask or node.layer.makes_masks:
+            zeros = [
+                np.zeros([2 if n is None else n for n in t.shape], t.dtype) for t in node.inputs
+            ]
+            masks = node.layer.compute_mask(
+                node.pack_inputs(zeros), None if no_mask else node.pack_inputs(in_masks)
+            )
+        if not isinstance(masks, (list, tuple)):
+            masks = [masks] * len(node.outputs)
+        for out, mask in zip(node.outputs, masks):
+            probed[out] = None if mask is None else np.asarray(mask, dtype=bool)
+    return probed[tensor]
 
 
 def is_symbolic(value) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 
 from fastnn import config, constraints, initializers, regularizers, runtime
 from fastnn.layers import custom
+from fastnn.layers.eager_masks import carried_mask, with_mask
 from fastnn.naming import unique_name
 from fastnn.nodes import Node, SymbolicTensor, is_symbolic
 from fastnn.ops import tape as tape_module
@@ -431,7 +432,12 @@ class Layer:
         if self._runs_call:
             if args and len(args) > custom.positional_slots(type(self)) and training is None:
                 training, args = args[0], args[1:]  # layer(x, training), as for built-in layers
-            return self._call_user(inputs, args, kwargs, training, mask)
+            if mask is None and not is_symbolic(inputs):
+                mask = carried_mask(inputs)  # an earlier eager call's output carries it
+            outputs = self._call_user(
+                inputs, args, kwargs, training, mask if self._takes_mask else None
+            )
+            return self._with_output_mask(inputs, outputs, mask)
         if args and len(args) <= 2 and training is None:  # layer(x, training[, mask])
             training, mask = args[0], (args[1] if len(args) > 1 else mask)
             args = ()
@@ -449,6 +455,10 @@ class Layer:
                     "calls; in a model the mask comes from Embedding(mask_zero=True) or Masking"
                 )
             return self._call_symbolic(inputs)
+        carried = None
+        if mask is None and not isinstance(inputs, (list, tuple)):
+            carried = carried_mask(inputs)  # an earlier eager call's output carries it
+            mask = carried if self.supports_masking else None
         if training is None:
             training = custom.TRAINING.get()
         if tape_module.STATE.tapes and self._tracked(inputs):
@@ -461,7 +471,14 @@ class Layer:
         if mask is not None:
             extra["mask"] = self.standardize_mask(arrays, mask)
         with runtime.serial_blas():  # once per call on arrays (see fastnn.runtime)
-            return self._call_arrays(arrays, bool(training), extra)
+            outputs = self._call_arrays(arrays, bool(training), extra)
+        return self._with_output_mask(arrays, outputs, extra.get("mask", carried))
+
+    def _with_output_mask(self, inputs, outputs, mask):
+        """Eager outputs carrying ``compute_mask``'s mask as ``_keras_mask``, as Keras's do."""
+        if (mask is None and not self.makes_masks) or is_symbolic(outputs):
+            return outputs
+        return with_mask(outputs, self.compute_mask(inputs, mask))
 
     def standardize_mask(self, inputs, mask) -> np.ndarray:
         """An explicit ``mask=`` of an array call as ``forward`` takes it: bool (batch, steps)."""
