@@ -109,7 +109,11 @@ def main(case: str, out_dir: str, flags: list[str]) -> None:
     if case == "print":
         log = keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"))
         model.fit(x, y, batch_size=BATCH, epochs=2, verbose=2, callbacks=[log])
-        print(json.dumps({"rank": distribution.rank(), "done": True}))
+        summed = distribution.distribution().allreduce([distribution.rank() + 1.0], False)
+        report = {"rank": distribution.rank(), "done": True, "sum": float(summed[0])}
+        report["local_size"] = distribution.local_size()
+        with open(os.path.join(out_dir, f"report{distribution.rank()}.json"), "w") as f:
+            json.dump(report, f)
         return
     epochs = 1 if case == "save" else 2
     history = model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, validation_data=(x, y))

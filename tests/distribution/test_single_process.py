@@ -13,6 +13,7 @@ import pytest
 
 import fastnn as keras
 from fastnn import distribution, layers, losses
+from fastnn.distribution import world
 from fastnn.distribution.data_parallel import DataParallel
 from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.layers import normalization
@@ -170,3 +171,18 @@ def test_batchnorm_over_every_process_equals_the_kernels_in_one(code, monkeypatc
     assert calls == [(4,), (3,), (7,)]  # sums and count, squares; backward's sums and count
     for got, expected in zip(summed, train(None)):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("cores", "bound", "local", "threads"),
+    [(8, 8, 2, 4), (8, 8, 3, 2), (2, 2, 4, 1), (8, 2, 2, 2)],  # the last: the launcher bound us
+)
+def test_threads_per_rank_share_the_host(cores, bound, local, threads, monkeypatch):
+    import numba
+
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(bound)))
+    monkeypatch.setattr(world._world, "local_size", local)
+    assert world._threads_per_rank("auto") == threads
+    assert world._threads_per_rank(3) == 3
