@@ -468,10 +468,9 @@ class MultiHeadAttention(_AttentionBase):
         q *= q.dtype.type(self._scale)  # as Keras: the query scaled, not the scores
         k = self._project(rows[2], self._key, self.key_dim, batch, keys)
         v = self._project(rows[1], self._value, self.value_dim, batch, keys)
-        scores = np.matmul(q, k.transpose(0, 1, 3, 2))
-        weights = np.empty_like(scores)
+        weights = np.matmul(q, k.transpose(0, 1, 3, 2))  # the scores, softmaxed in place
         kernels.attention.masked_softmax(
-            scores, padding, options.causal, kernels.attention.MASK_REPLACE, weights
+            weights, padding, options.causal, kernels.attention.MASK_REPLACE, weights
         )
         dropped, uniform = self._dropout(weights, training)
         heads_out = np.matmul(dropped, v)  # (B, H, Tq, dv)
