@@ -27,11 +27,12 @@ def exportable(models: list[str]) -> tuple[list[str], dict]:
     them in this process (importing fastnn starts no threads)."""
     import fastnn
     from bench.models import build_keras_api
+    from fastnn.export.walker import model_proto
 
     skipped = {}
     for name in models:
         try:
-            fastnn.export.walker.model_proto(build_keras_api(fastnn, name))
+            model_proto(build_keras_api(fastnn, name))
         except fastnn.export.ExportError as error:
             skipped[name] = f"not exported to ONNX: {error}"
             print(f"{name:<17} skipped: {skipped[name]}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 from fastnn.export.builder import ExportError
-from fastnn.export.walker import export_onnx
 
 #: The formats ``Model.export`` writes.
 FORMATS = ("onnx",)
@@ -36,7 +35,11 @@ def onnx(
     Returns: the ``onnx.ModelProto`` written. Raises ``ExportError`` (a ValueError) naming the
     layer that cannot export, before any file is written.
     """
-    return export_onnx(model, path, opset, batch_size, assume_post_padding)
+    # Here, not at the top: the converters cost ~10 ms of `import fastnn` that no model needs
+    # until it is exported (tests/robustness/test_import_graph.py, DELIBERATELY_LAZY).
+    from fastnn.export import walker
+
+    return walker.export_onnx(model, path, opset, batch_size, assume_post_padding)
 
 
 def export_model(model, filepath, format: str = "onnx", verbose=None, input_signature=None,

@@ -16,6 +16,7 @@ from test_onnx_layers import data, with_random_weights
 import fastnn
 from fastnn import layers, ops
 from fastnn.export import ExportError
+from fastnn.export.walker import model_proto
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ sits beside tests/
@@ -88,7 +89,7 @@ def test_model_export_writes_the_same_file(tmp_path):
 
 def test_default_opset_is_capped():
     model, _ = small_multi_io()
-    proto = fastnn.export.walker.model_proto(model)
+    proto = model_proto(model)
     assert proto.opset_import[0].version == min(onnx.defs.onnx_opset_version(), 21)
 
 

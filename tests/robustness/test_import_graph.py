@@ -18,6 +18,7 @@ ROOT = Path(fastnn.__file__).resolve().parent
 #: Imports left inside functions on purpose, and why: (module, imported module).
 DELIBERATELY_LAZY = {
     ("fastnn.utils", "fastnn.plotting"): "start-up time: plotting's imports cost ~4 ms",
+    ("fastnn.export", "fastnn.export.walker"): "start-up time: the ONNX converters, ~10 ms",
 }
 #: What each part must not import (prefixes), as the house's dependency direction says.
 FORBIDDEN = {
