@@ -5,8 +5,9 @@ Under a ``fastnn.GradientTape`` they record what their gradient needs (``tape.py
 op's gradient rule is in ``rules.py``.
 """
 
-from fastnn.ops import core, nn, nn_extra, numpy, numpy_extra, rules  # noqa: F401  (rules registers the gradients)
+from fastnn.ops import core, linalg, nn, nn_extra, numpy, numpy_extra, rules  # noqa: F401  (rules registers the gradients)
 from fastnn.ops.core import *  # noqa: F403
+from fastnn.ops.linalg import *  # noqa: F403
 from fastnn.ops.nn import *  # noqa: F403
 from fastnn.ops.nn_extra import *  # noqa: F403
 from fastnn.ops.numpy import *  # noqa: F403
@@ -16,5 +17,5 @@ from fastnn.ops.tensor import Tensor
 
 __all__ = [
     *core.__all__, *numpy.__all__, *numpy_extra.__all__, *nn.__all__, *nn_extra.__all__,
-    "GradientTape", "Tensor",
+    *linalg.__all__, "GradientTape", "Tensor",
 ]  # fmt: skip

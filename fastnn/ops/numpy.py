@@ -37,7 +37,7 @@ __all__ = [
     "get_item", "greater", "greater_equal", "identity", "isclose", "isfinite", "isinf", "isnan",
     "less", "less_equal", "linspace", "log", "log10", "log1p", "log2", "logaddexp", "logical_and",
     "logical_not", "logical_or", "logical_xor", "logsumexp", "matmul", "max", "maximum", "mean",
-    "min", "minimum", "mod", "moveaxis", "multiply", "ndim", "negative", "norm", "not_equal",
+    "min", "minimum", "mod", "moveaxis", "multiply", "ndim", "negative", "not_equal",
     "ones", "ones_like", "outer", "pad", "power", "prod", "ravel", "reciprocal", "repeat",
     "reshape", "roll", "round", "rsqrt", "shape", "sign", "sin", "sinh", "size", "slice",
     "slice_update", "sort", "split", "sqrt", "square", "squeeze", "stack", "std", "subtract",

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from fastnn.ops import nn, nn_extra
+from fastnn.ops import linalg, nn, nn_extra
 from fastnn.ops import numpy as fnp
 from fastnn.ops import numpy_extra as fnpx
 from fastnn.ops.numpy import _along
@@ -572,3 +572,41 @@ def _segment_extreme(g, ans, data, ids, count, fn):
 
 defvjp("segment_max", "ans data", _segment_extreme)
 defvjp("segment_min", "ans data", _segment_extreme)
+
+
+# ---- linalg --------------------------------------------------------------------------------------
+def _t(x):
+    return fnp.swapaxes(x, -1, -2)
+
+
+def _per_matrix(g):
+    """A gradient of shape (...) as (..., 1, 1), to scale whole matrices."""
+    return fnp.expand_dims(fnp.expand_dims(g, -1), -1)
+
+
+defvjp("inv", "ans", lambda g, ans, x: -_t(ans) @ g @ _t(ans))
+defvjp("det", "ans x", lambda g, ans, x: _per_matrix(g * ans) * _t(linalg.inv(x)))
+defvjp("logabsdet", "x", lambda g, ans, x: _per_matrix(g) * _t(linalg.inv(x)))
+defvjp(
+    "solve", "ans a b",
+    lambda g, ans, a, b: -linalg.solve(_t(a), g) @ _t(ans),
+    lambda g, ans, a, b: linalg.solve(_t(a), g),
+)  # fmt: skip
+
+
+def _cholesky(g, ans, x):
+    """Murray (2016): S = L^-T Phi(L^T g) L^-1, Phi the lower triangle with half its diagonal;
+    the symmetric part, read from the lower triangle."""
+    n = ans.shape[-1]
+    inverse = linalg.inv(ans)
+    product = _t(ans) @ g
+    phi = fnp.tril(product, -1) + product * (0.5 * np.eye(n))
+    s = _t(inverse) @ phi @ inverse
+    return linalg.lower_triangle_grad((s + _t(s)) / 2)
+
+
+defvjp("cholesky", "ans", _cholesky)
+defvjp(
+    "singular_values", "x",
+    lambda g, ans, x: linalg._singular_values_grad(g, x),
+)  # fmt: skip
