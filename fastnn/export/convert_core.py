@@ -324,29 +324,39 @@ def _batch_normalization(call: Call):
     return [Value(out, x.shape, x.layout)]
 
 
+def normalized(b: GraphBuilder, x: str, axes, hint: str, epsilon: float, rms: bool = False):
+    """``(x - mean) / sqrt(var + epsilon)`` over ``axes`` (``x / ...`` with ``rms``)."""
+    mean = b.reduce("ReduceMean", x, axes, hint)
+    centered = b.op("Sub", [x, mean], hint)
+    variance = b.reduce("ReduceMean", b.op("Mul", [centered, centered], hint), axes, hint)
+    spread = b.op("Sqrt", [b.op("Add", [variance, b.const(epsilon, f"{hint}/eps")], hint)], hint)
+    return b.op("Div", [x if rms else centered, spread], hint)
+
+
 @converter(normalization.LayerNormalization)
 def _layer_normalization(call: Call):
-    layer, b = call.layer, call.builder
-    x = b.native(call.x, call.hint)
+    layer, b, hint = call.layer, call.builder, call.hint
+    x = b.native(call.x, hint)
     axes = sorted({a % x.rank for a in np.atleast_1d(layer.axis).tolist()})
-    if axes != list(range(axes[0], x.rank)):
-        raise call.refuse(
-            f"ONNX's LayerNormalization normalizes trailing axes only; axis={layer.axis} on "
-            f"inputs of rank {x.rank} is not a run of trailing axes"
-        )
-    if layer.rms_scaling:
-        raise call.refuse("rms_scaling=True has no converter yet")
-    call.need_opset(17, "LayerNormalization")
     shape = tuple(x.shape[a] for a in axes)
-    gamma = layer.gamma.value if layer.scale else np.ones(shape)
-    beta = layer.beta.value if layer.center else np.zeros(shape)
-    out = b.op(
-        "LayerNormalization",
-        [x.name, b.const(gamma, f"{call.hint}/gamma"), b.const(beta, f"{call.hint}/beta")],
-        call.hint,
-        axis=axes[0],
-        epsilon=float(layer.epsilon),
-    )
+    gamma = layer.gamma.value if layer.scale or layer.rms_scaling else np.ones(shape)
+    beta = layer.beta.value if layer.center and not layer.rms_scaling else np.zeros(shape)
+    trailing = axes == list(range(axes[0], x.rank))
+    if trailing and not layer.rms_scaling and b.opset >= 17:
+        out = b.op(
+            "LayerNormalization",
+            [x.name, b.const(gamma, f"{hint}/gamma"), b.const(beta, f"{hint}/beta")],
+            hint,
+            axis=axes[0],
+            epsilon=float(layer.epsilon),
+        )
+        return [Value(out, x.shape)]
+    # Other axes, rms_scaling (x / sqrt(var + eps) * gamma) or opsets before 17: the formula.
+    broadcast = [x.shape[i] if i in axes else 1 for i in range(1, x.rank)]
+    out = normalized(b, x.name, axes, hint, layer.epsilon, rms=layer.rms_scaling)
+    out = b.op("Mul", [out, b.const(np.reshape(gamma, broadcast), f"{hint}/gamma")], hint)
+    if not layer.rms_scaling:
+        out = b.op("Add", [out, b.const(np.reshape(beta, broadcast), f"{hint}/beta")], hint)
     return [Value(out, x.shape)]
 
 

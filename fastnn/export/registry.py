@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastnn.export.builder import ExportError, GraphBuilder, Value
+from fastnn.layers.core import Lambda
 
 
 @dataclass
@@ -82,3 +83,32 @@ def converter(*classes: type, uses_mask: bool = False, folds_bn: bool = False):
 def find(layer) -> Converter | None:
     """The converter registered for ``layer``'s exact class, or None."""
     return CONVERTERS.get(type(layer))
+
+
+def convert(call: Call) -> list[Value]:
+    """The values of ``call``'s outputs from its layer's converter, or the error that names
+    the layer and says why it cannot export."""
+    layer = call.layer
+    if type(layer) is Lambda:
+        raise call.refuse(
+            "a Lambda runs a Python function, which has no ONNX form; write the computation "
+            "with built-in layers to export it"
+        )
+    if getattr(layer, "_runs_call", False):
+        raise call.refuse(
+            "it is a custom layer whose call() runs fastnn.ops in Python; the exporter does "
+            "not trace ops, so it has no ONNX form (write it with built-in layers to export it)"
+        )
+    found = find(layer)
+    if found is None:
+        raise call.refuse(
+            f"there is no ONNX converter for the class {type(layer).__module__}."
+            f"{type(layer).__name__} (a subclass of a built-in layer needs its own: register "
+            "one with fastnn.export.registry.converter)"
+        )
+    if call.input_mask is not None and layer.supports_masking and not found.uses_mask:
+        raise call.refuse(
+            "it receives a mask (from Embedding(mask_zero=True) or Masking) and would use it, "
+            "which its converter does not"
+        )
+    return found.fn(call)

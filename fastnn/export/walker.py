@@ -18,6 +18,7 @@ from fastnn.export import (  # noqa: F401 (they register their converters)
     convert_attention,
     convert_conv,
     convert_core,
+    convert_extra,
     convert_recurrent,
 )
 from fastnn.export.builder import (
@@ -28,8 +29,7 @@ from fastnn.export.builder import (
     default_opset,
     import_onnx,
 )
-from fastnn.export.registry import Call, find
-from fastnn.layers.core import Lambda
+from fastnn.export.registry import Call, convert, find
 from fastnn.layers.normalization import BatchNormalization
 
 _ONNX_TYPES = {
@@ -180,7 +180,7 @@ def _walk(builder, graph, values: dict, masks: dict, options: dict) -> None:
             options,
             bn_node.layer if bn_node is not None else None,
         )
-        results = _convert(call)
+        results = convert(call)
         if len(results) != len(outputs):
             raise AssertionError(f"converter of {type(layer).__name__} gave {len(results)} values")
         out_mask = call.output_mask
@@ -193,34 +193,6 @@ def _walk(builder, graph, values: dict, masks: dict, options: dict) -> None:
         if out_mask is not None and getattr(layer, "return_state", False):
             for t in outputs[1:]:  # states carry no mask
                 masks.pop(id(t), None)
-
-
-def _convert(call: Call) -> list[Value]:
-    layer = call.layer
-    name = f"{type(layer).__name__} '{layer.name}'"
-    if type(layer) is Lambda:
-        raise call.refuse(
-            "a Lambda runs a Python function, which has no ONNX form; write the computation "
-            "with built-in layers to export it"
-        )
-    if getattr(layer, "_runs_call", False):
-        raise call.refuse(
-            "it is a custom layer whose call() runs fastnn.ops in Python; the exporter does "
-            "not trace ops, so it has no ONNX form (write it with built-in layers to export it)"
-        )
-    found = find(layer)
-    if found is None:
-        raise call.refuse(
-            f"there is no ONNX converter for the class {type(layer).__module__}."
-            f"{type(layer).__name__} (a subclass of a built-in layer needs its own: register "
-            "one with fastnn.export.registry.converter)"
-        )
-    if call.input_mask is not None and layer.supports_masking and not found.uses_mask:
-        raise call.refuse(
-            f"{name} receives a mask (from Embedding(mask_zero=True) or Masking) and uses it, "
-            "which the exporter does not convert"
-        )
-    return found.fn(call)
 
 
 def _readers(graph) -> dict:

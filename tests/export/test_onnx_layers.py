@@ -82,6 +82,27 @@ CASES = {
     ),  # fmt: skip
     "layer-norm": lambda: one(layers.LayerNormalization(), (2, 4)),
     "layer-norm-two-axes": lambda: one(layers.LayerNormalization(axis=[1, 2], scale=False), (2, 4)),
+    "layer-norm-rms": lambda: one(layers.LayerNormalization(rms_scaling=True), (2, 4)),
+    "layer-norm-middle-axis": lambda: one(layers.LayerNormalization(axis=1), (3, 4)),
+    "group-norm": lambda: one(layers.GroupNormalization(groups=2), (3, 3, 4)),
+    "group-norm-instance-no-affine": lambda: one(
+        layers.GroupNormalization(groups=-1, center=False, scale=False), (5, 3)
+    ),
+    "group-norm-after-conv": lambda: conv_chain(
+        layers.Conv2D(4, 3), layers.GroupNormalization(groups=2), layers.Conv2D(2, 1)
+    ),
+    "unit-norm": lambda: one(layers.UnitNormalization(), (2, 4)),
+    "unit-norm-two-axes": lambda: one(layers.UnitNormalization(axis=[1, 2]), (2, 4)),
+    "normalization": lambda: one(
+        layers.Normalization(mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1.0]), (2, 3)
+    ),
+    "normalization-invert": lambda: one(
+        layers.Normalization(mean=1.5, variance=2.0, invert=True), (3,)
+    ),
+    "time-distributed-dense": lambda: one(
+        layers.TimeDistributed(layers.Dense(3, activation="relu")), (4, 5)
+    ),
+    "time-distributed-conv": lambda: one(layers.TimeDistributed(layers.Conv2D(2, 3)), (2, 5, 5, 3)),
     "rescaling": lambda: one(layers.Rescaling(0.5, offset=-1.0), (4,)),
     "embedding": lambda: one(layers.Embedding(7, 3), (4,), ids(4)),
     "conv1d-same": lambda: one(layers.Conv1D(4, 3, padding="same", activation="tanh"), (7, 2)),
@@ -169,6 +190,11 @@ def merge_case(layer, n=2):
     return fastnn.Model(inputs, layer(inputs)), [data(3, 4) for _ in range(n)]
 
 
+def merge_case_shapes(layer, *shapes):
+    inputs = [fastnn.Input(shape) for shape in shapes]
+    return fastnn.Model(inputs, layer(inputs)), [data(*shape) for shape in shapes]
+
+
 def conv_merge_case(layer):
     """A merge of two conv outputs: it runs channels-first, no transposes between."""
     inputs = fastnn.Input((4, 4, 2))
@@ -184,6 +210,11 @@ CASES["merge-Add-three"] = lambda: merge_case(layers.Add(), 3)
 CASES["merge-Concatenate"] = lambda: merge_case(layers.Concatenate(axis=1))
 CASES["merge-Concatenate-channels-first"] = lambda: conv_merge_case(layers.Concatenate())
 CASES["merge-Concatenate-height"] = lambda: conv_merge_case(layers.Concatenate(axis=1))
+CASES["dot-2d"] = lambda: merge_case_shapes(layers.Dot(axes=1), (4,), (4,))
+CASES["dot-3d-normalized"] = lambda: merge_case_shapes(
+    layers.Dot(axes=(2, 2), normalize=True), (3, 4), (5, 4)
+)
+CASES["dot-3d-matmul"] = lambda: merge_case_shapes(layers.Dot(axes=(2, 1)), (3, 4), (4, 2))
 if hasattr(layers, "Minimum"):
     CASES["merge-Minimum"] = lambda: merge_case(layers.Minimum())
 
@@ -197,15 +228,19 @@ def test_layer_exports(case, tmp_path):
 
 @pytest.mark.parametrize("opset", [13, 17])
 def test_older_opsets_use_formulas(opset, tmp_path):
-    """gelu, mish and hard_silu before the opsets that have them as operators."""
+    """gelu, mish, hard_silu and LayerNormalization before the opsets that have them as
+    operators."""
     inputs = fastnn.Input((5,))
     x = inputs
     for name in ("gelu", "mish", "hard_silu", "silu"):
         x = layers.Activation(name)(x)
-    model = fastnn.Model(inputs, layers.Dense(3)(x))
+    x = layers.LayerNormalization()(x)
+    model = with_random_weights(fastnn.Model(inputs, layers.Dense(3)(x)))
     proto = assert_matches(model, data(5), tmp_path, opset=opset)
     assert proto.opset_import[0].version == opset
-    assert not {"Gelu", "Mish"} & {node.op_type for node in proto.graph.node}
+    ops = {node.op_type for node in proto.graph.node}
+    assert not {"Gelu", "Mish"} & ops
+    assert ("LayerNormalization" in ops) == (opset >= 17)
 
 
 def test_conv_chain_has_transposes_only_at_the_edges(tmp_path):
