@@ -1,6 +1,7 @@
-"""ONNX converter of MultiHeadAttention: the four projections as MatMul, scaled dot-product
-attention per head, causal and attention masks as ``Where`` (masked scores -1e9 before the
-softmax, their weights 0 after it, as the layer computes them)."""
+"""ONNX converters of the attention layers. MultiHeadAttention: the four projections as MatMul,
+scaled dot-product attention per head, causal and attention masks as ``Where`` (masked scores
+-1e9 before the softmax, their weights 0 after it, as the layer computes them). Attention (dot
+or concat scores) and AdditiveAttention: their scores, a causal mask subtracting 1e9."""
 
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ def _heads(call: Call, x: Value, weights, dim: int, hint: str) -> str:
     return b.transpose(out, [0, 2, 1, 3], hint)
 
 
-def _causal(call: Call, scores: str) -> str:
-    """The (Tq, Tv) lower-triangular bool mask of ``scores``'s last two axes."""
+def _causal(call: Call, scores: str, last_axes=(2, 4)) -> str:
+    """The (Tq, Tv) lower-triangular bool mask of ``scores``'s last two axes (``last_axes``:
+    where they sit in its shape, as a slice)."""
     call.need_opset(14, "use_causal_mask (Trilu)")
     b, hint = call.builder, f"{call.hint}/causal"
-    size = b.slice(b.op("Shape", [scores], hint), [2], [4], [0], hint)
+    size = b.slice(b.op("Shape", [scores], hint), [last_axes[0]], [last_axes[1]], [0], hint)
     ones = b.op(
         "ConstantOfShape",
         [size],
@@ -76,6 +78,48 @@ def _multi_head_attention(call: Call):
         out = b.op("Add", [out, b.const(bias.value.reshape(-1), f"{hint}/output/bias")], hint)
     if len(out_shape) > 1:
         out = b.reshape(out, [0, 0, *out_shape], hint)
+    outputs = [Value(out, call.output_shapes[0])]
+    if options.scores:
+        outputs.append(Value(weights, call.output_shapes[1]))
+    return outputs
+
+
+def _scores(call: Call, query: str, key: str) -> str:
+    """The (B, Tq, Tv) scores of Attention (dot or concat) and AdditiveAttention."""
+    layer, b, hint = call.layer, call.builder, call.hint
+    if isinstance(layer, attention.AdditiveAttention) or layer.score_mode == "concat":
+        summed = b.op(
+            "Add", [b.unsqueeze(query, [2], hint), b.unsqueeze(key, [1], hint)], hint
+        )  # (B, Tq, Tv, dim)
+        if isinstance(layer, attention.AdditiveAttention):
+            tanh = b.op("Tanh", [summed], hint)
+            if layer.use_scale:
+                return b.op("MatMul", [tanh, b.const(layer.scale.value, f"{hint}/scale")], hint)
+            return b.reduce("ReduceSum", tanh, [-1], hint, keepdims=False)
+        if layer.use_scale:
+            summed = b.op("Mul", [summed, b.const(layer.scale.value, f"{hint}/scale")], hint)
+        total = b.reduce("ReduceSum", b.op("Tanh", [summed], hint), [-1], hint, keepdims=False)
+        weight = b.const(layer.concat_score_weight.value, f"{hint}/concat_score_weight")
+        return b.op("Mul", [total, weight], hint)
+    scores = b.op("MatMul", [query, b.transpose(key, [0, 2, 1], hint)], hint)
+    if layer.use_scale:
+        scores = b.op("Mul", [scores, b.const(layer.scale.value, f"{hint}/scale")], hint)
+    return scores
+
+
+@converter(attention.Attention, attention.AdditiveAttention)
+def _attention(call: Call):
+    layer, b, hint = call.layer, call.builder, call.hint
+    options = layer._options
+    inputs = [b.native(v, hint) for v in call.inputs]
+    query, value = inputs[0].name, inputs[1].name
+    key = inputs[2].name if options.key else value
+    scores = _scores(call, query, key)
+    if options.causal:  # a masked score loses 1e9 (no row is masked entirely)
+        lowered = b.op("Sub", [scores, b.const(-_MASKED_SCORE, f"{hint}/big")], hint)
+        scores = b.op("Where", [_causal(call, scores, last_axes=(1, 3)), scores, lowered], hint)
+    weights = b.op("Softmax", [scores], hint, axis=-1)
+    out = b.op("MatMul", [weights, value], hint)
     outputs = [Value(out, call.output_shapes[0])]
     if options.scores:
         outputs.append(Value(weights, call.output_shapes[1]))

@@ -46,3 +46,27 @@ def test_causal_mask_needs_opset_14(tmp_path):
     model = fastnn.Model(x, layers.MultiHeadAttention(2, 3, name="mha")(x, x, use_causal_mask=True))
     with pytest.raises(ExportError, match=r"MultiHeadAttention 'mha' .*needs opset 14"):
         fastnn.export.onnx(model, tmp_path / "m.onnx", opset=13)
+
+
+SCORE_LAYERS = {
+    "dot": lambda: layers.Attention(),
+    "dot-scaled": lambda: layers.Attention(use_scale=True),
+    "concat-scaled": lambda: layers.Attention(score_mode="concat", use_scale=True),
+    "additive": lambda: layers.AdditiveAttention(),
+    "additive-unscaled": lambda: layers.AdditiveAttention(use_scale=False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCORE_LAYERS))
+@pytest.mark.parametrize("causal", [False, True])
+def test_score_attention(case, causal, tmp_path):
+    q, v, k = fastnn.Input((3, 4)), fastnn.Input((5, 2)), fastnn.Input((5, 4))
+    out = SCORE_LAYERS[case]()([q, v, k], use_causal_mask=causal, return_attention_scores=True)
+    model = with_random_weights(fastnn.Model([q, v, k], list(out)))
+    assert_matches(model, [data(3, 4), data(5, 2), data(5, 4)], tmp_path)
+
+
+def test_attention_on_query_and_value(tmp_path):
+    q, v = fastnn.Input((3, 4)), fastnn.Input((5, 4))
+    model = with_random_weights(fastnn.Model([q, v], layers.Attention()([q, v])))
+    assert_matches(model, [data(3, 4), data(5, 4)], tmp_path)
