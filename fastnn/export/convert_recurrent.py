@@ -17,7 +17,7 @@ import numpy as np
 
 from fastnn.export.builder import Value
 from fastnn.export.registry import Call, converter
-from fastnn.layers import recurrent, wrappers
+from fastnn.layers import recurrent, rnn_cells, wrappers
 
 _INT64_MIN = np.iinfo(np.int64).min
 _ONNX_ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}
@@ -267,3 +267,37 @@ def _masking(call: Call):
     keep = b.unsqueeze(call.output_mask, [-1], call.hint)
     zero = b.const(0.0, f"{call.hint}/zero")
     return [Value(b.op("Where", [keep, x.name, zero], call.hint), x.shape)]
+
+
+@converter(rnn_cells.RNN, uses_mask=True)
+def _rnn_over_cells(call: Call):
+    """RNN over LSTMCell, GRUCell, SimpleRNNCell or a stack of them: the chain of sequence
+    layers the RNN itself runs (its engines, sharing the cells' weights)."""
+    layer, b = call.layer, call.builder
+    engines = layer._engines
+    if engines is None:
+        raise call.refuse(
+            "its cell is not a built-in cell (LSTMCell, GRUCell, SimpleRNNCell or a stack of "
+            "them with elementwise activations), so it has no ONNX operator"
+        )
+    if layer.stateful:
+        raise call.refuse(
+            "stateful=True keeps states between calls in the model, which an ONNX file cannot"
+        )
+    if call.input_mask is not None and len(engines) > 1 and layer.go_backwards:
+        raise call.refuse(
+            "a mask with stacked cells and go_backwards: the cells after the first see the "
+            "sequence reversed, padded at its start, which sequence_lens cannot express"
+        )
+    given, y, last_states = call.inputs[1:], call.x, []
+    for i, engine in enumerate(engines):
+        if i == len(engines) - 1:  # as RNN.forward: Bidirectional sets it on the RNN
+            engine.zero_output_for_mask = layer.zero_output_for_mask
+        n_states = len(engine.state_names)
+        states, given = given[:n_states], given[n_states:]
+        shapes = engine.compute_output_shape((call.output_shapes[0][0], *y.shape[1:]))
+        sub = Call(b, engine, [y, *states], shapes, call.input_mask, call.options)
+        y, *engine_states = _recurrent(sub)
+        last_states += engine_states
+    outputs = [y, *last_states] if layer.return_state else [y]
+    return [Value(v.name, shape) for v, shape in zip(outputs, call.output_shapes)]

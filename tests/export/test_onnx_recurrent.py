@@ -143,3 +143,45 @@ def test_stateful_is_refused(tmp_path):
     model = fastnn.Model(inputs, layers.LSTM(2, stateful=True)(inputs))
     with pytest.raises(ExportError, match="LSTM 'lstm\\w*' cannot be exported to ONNX: stateful"):
         fastnn.export.onnx(model, tmp_path / "m.onnx")
+
+
+CELLS = {
+    "lstm-cell": lambda: layers.RNN(layers.LSTMCell(3), return_sequences=True),
+    "gru-cell-backwards-state": lambda: layers.RNN(
+        layers.GRUCell(3), go_backwards=True, return_state=True
+    ),
+    "stacked-cells": lambda: layers.RNN(
+        [layers.SimpleRNNCell(4), layers.LSTMCell(3)], return_state=True
+    ),
+    "stacked-cells-backwards-sequences": lambda: layers.RNN(
+        layers.StackedRNNCells([layers.GRUCell(2), layers.GRUCell(3)]),
+        go_backwards=True,
+        return_sequences=True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CELLS))
+def test_rnn_over_cells(case, tmp_path):
+    model, x = sequence_model(CELLS[case]())
+    assert_matches(model, x, tmp_path)
+
+
+def test_rnn_over_cells_with_a_mask(tmp_path):
+    model = masked_model(layers.RNN([layers.GRUCell(3), layers.LSTMCell(2)], return_sequences=True))
+    tokens = ids(6, pad_after=[2, 6, 4])
+    assert_matches(model, tokens, tmp_path, reference=False, assume_post_padding=True)
+
+
+class DoubleCell(fastnn.Layer):
+    state_size = 2
+
+    def call(self, x, states):
+        return x, [states[0]]
+
+
+def test_rnn_over_a_custom_cell_is_refused(tmp_path):
+    inputs = fastnn.Input((4, 2))
+    model = fastnn.Model(inputs, layers.RNN(DoubleCell(), name="mine")(inputs))
+    with pytest.raises(ExportError, match="RNN 'mine' cannot be exported to ONNX: its cell is not"):
+        fastnn.export.onnx(model, tmp_path / "m.onnx")
