@@ -67,8 +67,8 @@ def initialize(
     num_threads: int | str | None = "auto",
 ) -> None:
     """Join the MPI job this process was launched in (``mpiexec -n N``, ``srun``): rank and size
-    come from MPI. Harmless in a single process: without a launcher and without mpi4py it is a
-    process of rank 0 of 1. Calling it again does nothing.
+    come from MPI. Harmless in a single process: one no launcher started is rank 0 of 1 and
+    leaves MPI alone (mpi4py need not be installed). Calling it again does nothing.
 
     Keras's ``job_addresses`` has no meaning here (the MPI launcher connects the processes) and
     must be None; ``num_processes`` and ``process_id``, if given, are checked against MPI's.
@@ -96,8 +96,16 @@ def initialize(
             )
 
 
+def launched() -> bool:
+    """Whether an MPI launcher started this process (its rank or size variables are set)."""
+    return any(name in os.environ for name in _RANK_VARIABLES + _SIZE_VARIABLES)
+
+
 def _join(num_processes: int | None) -> None:
     wanted = max(launched_size(), num_processes or 1)
+    if not launched() and wanted == 1:  # a plain process: rank 0 of 1, MPI left alone
+        _world.initialized = True
+        return
     try:
         mpi = _import_mpi("running on several processes")
     except ImportError:
