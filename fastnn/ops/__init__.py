@@ -5,7 +5,7 @@ Under a ``fastnn.GradientTape`` they record what their gradient needs (``tape.py
 op's gradient rule is in ``rules.py``.
 """
 
-from fastnn.ops import core, linalg, nn, nn_extra, numpy, numpy_extra, rules  # noqa: F401  (rules registers the gradients)
+from fastnn.ops import core, image, linalg, nn, nn_extra, numpy, numpy_extra, rules  # noqa: F401  (rules registers the gradients)
 from fastnn.ops.core import *  # noqa: F403
 from fastnn.ops.linalg import *  # noqa: F403
 from fastnn.ops.nn import *  # noqa: F403

@@ -1,0 +1,134 @@
+"""fastnn.ops.image: forward against keras.ops.image (torch backend) and written references,
+float64 gradients against finite differences, and errors naming the op and the shapes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from test_ops_gradients import check_grads
+
+from fastnn.ops import image
+
+RNG = np.random.default_rng(0)
+IM = RNG.standard_normal((2, 5, 7, 3)).astype(np.float32)
+TRANSFORMS = np.array(
+    [[0.9, -0.2, 1.013, 0.3, 1.1, -0.52, 0, 0], [1, 0, 0.5, 0, 1, 0.3, 0, 0]], np.float32
+)  # no exact half-pixel ties, where float rounding order decides 'nearest'
+
+
+@pytest.fixture(scope="module")
+def keras_ops():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras runs on another backend in this process")
+    return keras.ops
+
+
+def _img(o):
+    return image if o is image else o.image
+
+
+PARITY = {
+    "resize_up": lambda o: _img(o).resize(IM, (8, 11)),
+    "resize_down": lambda o: _img(o).resize(IM, (3, 4)),
+    "resize_down_antialias": lambda o: _img(o).resize(IM, (3, 4), antialias=True),
+    "resize_up_antialias": lambda o: _img(o).resize(IM, (9, 13), antialias=True),
+    "resize_mixed_antialias": lambda o: _img(o).resize(IM, (2, 13), antialias=True),
+    "resize_nearest_up": lambda o: _img(o).resize(IM, (8, 11), "nearest"),
+    "resize_nearest_down": lambda o: _img(o).resize(IM, (3, 4), "nearest"),
+    "resize_crop_to_aspect": lambda o: _img(o).resize(IM, (4, 4), crop_to_aspect_ratio=True),
+    "resize_pad_to_aspect": lambda o: _img(o).resize(
+        IM, (6, 4), pad_to_aspect_ratio=True, fill_value=2.0),
+    "resize_single_channels_first": lambda o: _img(o).resize(
+        IM[0].transpose(2, 0, 1), (6, 4), data_format="channels_first"),
+    "pad_images": lambda o: _img(o).pad_images(IM, 1, 2, target_height=8, target_width=10),
+    "pad_single_image": lambda o: _img(o).pad_images(
+        IM[0], top_padding=1, bottom_padding=0, left_padding=0, right_padding=3),
+    "crop_images": lambda o: _img(o).crop_images(IM, 1, 2, target_height=3, target_width=4),
+    "crop_single_image": lambda o: _img(o).crop_images(
+        IM[0], top_cropping=1, bottom_cropping=1, left_cropping=2, right_cropping=0),
+    "extract_patches": lambda o: _img(o).extract_patches(IM, 2),
+    "extract_patches_same": lambda o: _img(o).extract_patches(
+        IM, (2, 3), strides=1, padding="same"),
+    "rgb_to_grayscale": lambda o: _img(o).rgb_to_grayscale(IM),
+    "rgb_to_grayscale_first": lambda o: _img(o).rgb_to_grayscale(
+        IM.transpose(0, 3, 1, 2), data_format="channels_first"),
+    "affine_bilinear": lambda o: _img(o).affine_transform(IM, TRANSFORMS),
+    "affine_bilinear_fill": lambda o: _img(o).affine_transform(IM, TRANSFORMS, fill_value=0.5),
+    "affine_nearest": lambda o: _img(o).affine_transform(IM, TRANSFORMS, "nearest"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PARITY)
+def test_forward_matches_keras(keras_ops, name):
+    ours, theirs = PARITY[name](image), keras_ops.convert_to_numpy(PARITY[name](keras_ops))
+    assert np.shape(ours) == theirs.shape
+    assert np.result_type(ours) == theirs.dtype, f"dtype {np.result_type(ours)} vs {theirs.dtype}"
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_resize_references():
+    x = RNG.standard_normal((1, 4, 4, 1))
+    np.testing.assert_allclose(image.resize(x, (4, 4)), x, atol=1e-12)
+    doubled = image.resize(x, (8, 8), "nearest")
+    np.testing.assert_array_equal(doubled, x.repeat(2, 1).repeat(2, 2))
+    halved = image.resize(x, (2, 2))  # half-pixel centres: the mean of each 2x2 block
+    np.testing.assert_allclose(halved, x.reshape(1, 2, 2, 2, 2, 1).mean((2, 4)), atol=1e-12)
+
+
+def test_projective_transform_and_identity():
+    x = RNG.standard_normal((1, 4, 5, 2))
+    identity = np.array([1, 0, 0, 0, 1, 0, 0, 0.0])
+    np.testing.assert_allclose(image.affine_transform(x, identity), x, atol=1e-12)
+    shifted = image.affine_transform(x, [1, 0, 1, 0, 1, 0, 0, 0.0], fill_value=7.0)
+    np.testing.assert_allclose(shifted[:, :, :-1], x[:, :, 1:], atol=1e-12)
+    np.testing.assert_allclose(shifted[:, :, -1], 7.0)
+    # a projective row (c0, c1): output (x, y) reads (x / k, y / k), k = c0 x + 1
+    bent = image.affine_transform(x, [1, 0, 0, 0, 1, 0, 1.0, 0], "nearest")
+    ys, xs = np.meshgrid(np.arange(4), np.arange(5), indexing="ij")
+    rows, cols = np.round(ys / (xs + 1)).astype(int), np.round(xs / (xs + 1)).astype(int)
+    np.testing.assert_allclose(bent[0, :, :, 0], x[0, rows, cols, 0])
+
+
+GRADIENTS = {
+    "resize_bilinear": lambda x: image.resize(x, (5, 3)),
+    "resize_antialias": lambda x: image.resize(x, (2, 3), antialias=True),
+    "resize_nearest": lambda x: image.resize(x, (6, 2), "nearest"),
+    "resize_pad_aspect": lambda x: image.resize(x, (2, 4), pad_to_aspect_ratio=True),
+    "pad_images": lambda x: image.pad_images(x, 1, 0, 1, 2),
+    "crop_images": lambda x: image.crop_images(x, 1, 1, target_height=2, target_width=2),
+    "extract_patches": lambda x: image.extract_patches(x, 2, strides=1),
+    "rgb_to_grayscale": lambda x: image.rgb_to_grayscale(x),
+    "affine_bilinear": lambda x: image.affine_transform(x, TRANSFORMS[:1].astype(np.float64)),
+}
+
+
+@pytest.mark.parametrize("name", GRADIENTS)
+def test_gradients(name):
+    rng = np.random.default_rng(3)
+    check_grads(GRADIENTS[name], rng.standard_normal((1, 4, 4, 3)), rng=rng)
+
+
+ERRORS = {
+    "resize_rank": (lambda: image.resize(IM[0, 0], (2, 2)), r"resize.*\(7, 3\)"),
+    "resize_method": (lambda: image.resize(IM, (2, 2), "lanczos3"), "resize.*interpolation"),
+    "pad_two_of": (lambda: image.pad_images(IM, 1, 1, 1, 1, 5, 5), "pad_images.*exactly two"),
+    "pad_negative": (lambda: image.pad_images(IM, 1, 1, target_height=3, target_width=9),
+                     r"pad_images.*bottom_padding.*\(2, 5, 7, 3\)"),
+    "crop_too_big": (lambda: image.crop_images(IM, 1, 1, target_height=9, target_width=2),
+                     r"crop_images.*\(2, 5, 7, 3\)"),
+    "grayscale_channels": (lambda: image.rgb_to_grayscale(IM[..., :2]),
+                           r"rgb_to_grayscale.*\(2, 5, 7, 2\)"),
+    "affine_transform_shape": (lambda: image.affine_transform(IM, np.zeros((3, 8))),
+                               r"affine_transform.*\(3, 8\).*\(2, 5, 7, 3\)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_errors_name_the_op_and_shapes(name):
+    fn, match = ERRORS[name]
+    with pytest.raises(ValueError, match=match):
+        fn()
