@@ -100,3 +100,21 @@ def _time_distributed(call: Call):
     leading = b.slice(b.op("Shape", [x.name], hint), [0], [2], [0], hint)
     target = b.op("Concat", [leading, b.ints(list(out_shape), f"{hint}/shape")], hint, axis=0)
     return [Value(b.op("Reshape", [result.name, target], hint), call.output_shapes[0])]
+
+
+@converter(preprocessing.CategoryEncoding)
+def _category_encoding(call: Call):
+    layer, b, hint = call.layer, call.builder, call.hint
+    x = b.native(call.x, hint)
+    if layer.output_mode != "one_hot" and x.rank < 2:
+        raise call.refuse(f"output_mode={layer.output_mode!r} is converted for (batch, k) ids")
+    ids = b.op("Cast", [x.name], f"{hint}/ids", to=7)  # INT64
+    if layer.output_mode == "one_hot" and x.rank > 1 and x.shape[-1] == 1:
+        ids = b.reshape(ids, [0] * (x.rank - 1), hint)  # the trailing 1 dropped
+    depth = b.ints(layer.num_tokens, f"{hint}/depth")  # a scalar
+    values = b.const([0.0, 1.0], f"{hint}/values")
+    hot = b.op("OneHot", [ids, depth, values], hint, axis=-1)
+    if layer.output_mode != "one_hot":  # (..., k, tokens) -> (..., tokens)
+        reduce = "ReduceMax" if layer.output_mode == "multi_hot" else "ReduceSum"
+        hot = b.reduce(reduce, hot, [-2], hint, keepdims=False)
+    return [Value(hot, call.output_shapes[0])]

@@ -103,6 +103,10 @@ CASES = {
         layers.TimeDistributed(layers.Dense(3, activation="relu")), (4, 5)
     ),
     "time-distributed-conv": lambda: one(layers.TimeDistributed(layers.Conv2D(2, 3)), (2, 5, 5, 3)),
+    "category-one-hot": lambda: one(layers.CategoryEncoding(5, "one_hot"), (1,), ids(1, 5)),
+    "category-one-hot-2d": lambda: one(layers.CategoryEncoding(5, "one_hot"), (3,), ids(3, 5)),
+    "category-multi-hot": lambda: one(layers.CategoryEncoding(5), (4,), ids(4, 5)),
+    "category-count": lambda: one(layers.CategoryEncoding(5, "count"), (4,), ids(4, 5)),
     "rescaling": lambda: one(layers.Rescaling(0.5, offset=-1.0), (4,)),
     "embedding": lambda: one(layers.Embedding(7, 3), (4,), ids(4)),
     "conv1d-same": lambda: one(layers.Conv1D(4, 3, padding="same", activation="tanh"), (7, 2)),
