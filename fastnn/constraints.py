@@ -12,11 +12,9 @@ import inspect
 
 import numpy as np
 
+from fastnn import backend
 from fastnn.ops.tensor import unwrap
 from fastnn.saving.registry import get_registered_object, register_builtins
-
-#: Keras's backend.epsilon(), added to the norms before dividing by them.
-EPSILON = 1e-7
 
 
 class Constraint:
@@ -45,8 +43,8 @@ def _norms(w: np.ndarray, axis) -> np.ndarray:
 
 
 def _rescaled(w: np.ndarray, desired: np.ndarray, norms: np.ndarray) -> np.ndarray:
-    """``w * desired / (epsilon + norms)`` in ``w``'s dtype."""
-    scale = desired / (w.dtype.type(EPSILON) + norms)
+    """``w * desired / (epsilon + norms)`` in ``w``'s dtype (Keras's ``backend.epsilon()``)."""
+    scale = desired / (w.dtype.type(backend.epsilon()) + norms)
     return (w * scale).astype(w.dtype, copy=False)
 
 
@@ -83,7 +81,7 @@ class UnitNorm(Constraint):
     def __call__(self, w):
         w = _array(w)
         norms = _norms(w, self.axis)
-        return (w / (w.dtype.type(EPSILON) + norms)).astype(w.dtype, copy=False)
+        return (w / (w.dtype.type(backend.epsilon()) + norms)).astype(w.dtype, copy=False)
 
     def get_config(self) -> dict:
         return {"axis": self.axis}

@@ -109,9 +109,11 @@ class LinearBatchNorm(FusedLayer):
 
 
 def _is_linear_conv2d(node: Node) -> bool:
-    """A Conv2D without activation, dilation or groups."""
+    """A channels_last Conv2D without activation, dilation or groups."""
     layer = node.layer
     if not isinstance(layer, Conv2D) or layer._code != LINEAR:
+        return False
+    if layer.data_format != "channels_last":
         return False
     return layer.dilation_rate == (1, 1) and layer.groups == 1
 

@@ -61,7 +61,9 @@ class ConvMaxPool(FusedLayer):
 
 def _is_conv2d(node: Node) -> bool:
     layer = node.layer
-    return isinstance(layer, Conv2D) and layer.dilation_rate == (1, 1) and layer.groups == 1
+    if not isinstance(layer, Conv2D) or layer.data_format != "channels_last":
+        return False
+    return layer.dilation_rate == (1, 1) and layer.groups == 1
 
 
 def _is_max_pool_2x2(node: Node) -> bool:
@@ -70,6 +72,7 @@ def _is_max_pool_2x2(node: Node) -> bool:
         isinstance(pool, MaxPooling2D)
         and pool.pool_size == pool.strides == (2, 2)
         and pool.padding == "valid"
+        and pool.data_format == "channels_last"
     )
 
 

@@ -1,7 +1,9 @@
-"""Convolution layers: Conv1D and Conv2D (channels_last, Keras 3 arguments and weight layout).
+"""Convolution layers: Conv1D and Conv2D (Keras 3 arguments and weight layout).
 
 Conv1D runs on the Conv2D kernels: a ``(batch, steps, channels)`` input is viewed as a one-row
 image ``(batch, 1, steps, channels)`` and its ``(k, in, out)`` kernel as ``(1, k, in, out)``.
+``data_format='channels_first'`` inputs are transposed to channels_last at the layer's edges
+(the weights are the same in both formats, as in Keras).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from fastnn import activations, constraints, initializers, kernels, regularizers
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.geometry import (
+    channels_last_shape,
     check_data_format,
+    from_channels_last,
+    shape_in_format,
     spatial_output_shape,
     standardize_padding,
     standardize_tuple,
     temporal_output_length,
+    to_channels_last,
 )
 
 
@@ -79,7 +85,12 @@ class _Conv(Layer):
             )
         self.groups = int(groups)
         self.activation = activations.get_name(activation)
-        self._code = activations.code(self.activation)
+        self._code = activations.code(self.activation)  # what the channels_last kernels apply
+        # Keras applies a softmax over the output's last axis: the width when channels_first,
+        # so that one runs after the transpose back (_in_format), outside the kernels.
+        self._last_axis_code = kernels.codes.LINEAR
+        if self.data_format == "channels_first" and self._code in kernels.codes.ROW_WISE:
+            self._last_axis_code, self._code = self._code, kernels.codes.LINEAR
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
@@ -94,11 +105,14 @@ class _Conv(Layer):
         return tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
 
     def _layout(self):
-        return "(batch, height, width, channels)" if self.rank == 2 else "(batch, steps, channels)"
+        spatial = "height, width" if self.rank == 2 else "steps"
+        if self.data_format == "channels_first":
+            return f"(batch, channels, {spatial})"
+        return f"(batch, {spatial}, channels)"
 
     def build(self, input_shape):
         self.compute_output_shape(input_shape)
-        channels = input_shape[-1]
+        channels = channels_last_shape(input_shape, self.data_format)[-1]
         if channels is None:
             raise shape_error(
                 self, "the channel axis must be known", self._layout(), tuple(input_shape)
@@ -128,10 +142,33 @@ class _Conv(Layer):
 
     def check_input_shape(self, input_shape):
         channels = self.kernel.shape[-2] * self.groups
-        if len(input_shape) != self.rank + 2 or input_shape[-1] != channels:
-            expected = self._layout().replace("channels)", f"{channels})")
+        shape = channels_last_shape(input_shape, self.data_format)
+        if len(shape) != self.rank + 2 or shape[-1] != channels:
+            expected = self._layout().replace("channels", str(channels))
             raise shape_error(self, "incompatible input shape", expected, tuple(input_shape))
         self.compute_output_shape(input_shape)
+
+    def _in_format(self, y: np.ndarray) -> tuple:
+        """(output, what ``_grad_channels_last`` reads) of the channels_last output ``y``: in
+        the layer's data_format, after the activation Keras applies over its last axis."""
+        y = from_channels_last(y, self.data_format)
+        code = self._last_axis_code
+        if code == kernels.codes.LINEAR:
+            return y, None
+        rows = y.reshape(-1, y.shape[-1])
+        kernels.activations.bias_activation_forward(rows, np.empty(0, y.dtype), code, rows)
+        return y, y
+
+    def _grad_channels_last(self, grad_outputs, activated) -> np.ndarray:
+        """The output gradient through ``_in_format``: channels_last, as the kernels take it."""
+        if activated is not None:
+            grad = np.ascontiguousarray(grad_outputs, dtype=activated.dtype)
+            rows = grad.reshape(-1, grad.shape[-1])
+            grad_z = np.empty_like(rows)
+            last = activated.reshape(rows.shape)
+            kernels.activations.activation_backward(rows, last, self._last_axis_code, grad_z)
+            grad_outputs = grad_z.reshape(grad.shape)
+        return to_channels_last(grad_outputs, self.data_format)
 
     @property
     def _epilogue_code(self) -> int:
@@ -203,10 +240,12 @@ class Conv1D(_Conv):
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-            kernel_constraint, bias_constraint: as Keras. Only ``data_format='channels_last'``.
+            kernel_constraint, bias_constraint: as Keras.
+        data_format: 'channels_last' (default) or 'channels_first' (transposed to channels_last
+            around the kernels).
 
-    Input shape: ``(batch, steps, channels)``.
-    Output shape: ``(batch, new_steps, filters)``.
+    Input shape: ``(batch, steps, channels)`` (channels_first: ``(batch, channels, steps)``).
+    Output shape: ``(batch, new_steps, filters)`` (channels_first: ``(batch, filters, ...)``).
     Weights: ``kernel`` ``(k, channels, filters)`` then ``bias`` ``(filters,)``.
 
     Example: ``Conv1D(64, 5, padding="causal", activation="relu")(x)``.
@@ -253,12 +292,14 @@ class Conv1D(_Conv):
         )
 
     def compute_output_shape(self, input_shape):
+        shape = channels_last_shape(input_shape, self.data_format)
         steps = temporal_output_length(
-            self, input_shape, self._span[0], self.strides[0], self.padding, "kernel_size"
+            self, shape, self._span[0], self.strides[0], self.padding, "kernel_size"
         )
-        return (input_shape[0], steps, self.filters)
+        return shape_in_format((shape[0], steps, self.filters), self.data_format)
 
     def forward(self, inputs, training):
+        inputs = to_channels_last(inputs, self.data_format)
         n, steps, c = inputs.shape
         k = self._span[0]
         x, padding = inputs, self.padding
@@ -274,10 +315,12 @@ class Conv1D(_Conv):
             threads=runtime.threads(), dilation=(1, self.dilation_rate[0]), groups=self.groups,
         )  # fmt: skip
         y, saved = self._activated(z)
-        return y.reshape(n, y.shape[2], self.filters), (x4, saved, padding)
+        y, activated = self._in_format(y.reshape(n, y.shape[2], self.filters))
+        return y, (x4, saved, padding, activated)
 
     def backward(self, ctx, grad_outputs):
-        x4, saved, padding = ctx
+        x4, saved, padding, activated = ctx
+        grad_outputs = self._grad_channels_last(grad_outputs, activated)
         x4_shape = x4.shape
         grad = self._activation_grad(grad_outputs, saved).reshape(saved.shape)
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
@@ -290,7 +333,7 @@ class Conv1D(_Conv):
         dx = dx.reshape(x4_shape[0], x4_shape[2], x4_shape[3])
         if self.padding == "causal":
             dx = dx[:, self._span[0] - 1 :]
-        return dx
+        return from_channels_last(dx, self.data_format)
 
 
 class Conv2D(_Conv):
@@ -309,10 +352,13 @@ class Conv2D(_Conv):
         activation: an activation name (``fastnn.activations``; softmax is over channels) or
             None, fused.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-            kernel_constraint, bias_constraint: as Keras. Only ``data_format='channels_last'``.
+            kernel_constraint, bias_constraint: as Keras.
+        data_format: 'channels_last' (default) or 'channels_first' (transposed to channels_last
+            around the kernels).
 
-    Input shape: ``(batch, height, width, channels)``.
-    Output shape: ``(batch, new_height, new_width, filters)``.
+    Input shape: ``(batch, height, width, channels)`` (channels_first: channels on axis 1).
+    Output shape: ``(batch, new_height, new_width, filters)`` (channels_first: filters on
+    axis 1).
     Weights: ``kernel`` ``(kh, kw, channels, filters)`` then ``bias`` ``(filters,)``.
 
     Example: ``Conv2D(32, 3, padding="same", activation="relu")(x)``.
@@ -359,22 +405,26 @@ class Conv2D(_Conv):
         )
 
     def compute_output_shape(self, input_shape):
+        shape = channels_last_shape(input_shape, self.data_format)
         out_h, out_w = spatial_output_shape(
-            self, input_shape, self._span, self.strides, self.padding, "kernel_size"
+            self, shape, self._span, self.strides, self.padding, "kernel_size"
         )
-        return (input_shape[0], out_h, out_w, self.filters)
+        return shape_in_format((shape[0], out_h, out_w, self.filters), self.data_format)
 
     uses_workspace = True
 
     def forward(self, inputs, training, workspace=None):
+        inputs = to_channels_last(inputs, self.data_format)
         bias = self.bias.value if self.use_bias else None
         z = self.forward_with(inputs, self.kernel.value, bias, self._epilogue_code, workspace)
         y, saved = self._activated(z, workspace)
-        return y, _Saved(inputs, saved, workspace)
+        y, activated = self._in_format(y)
+        return y, _Saved(inputs, saved, workspace, activated)
 
     def forward_with(self, inputs, kernel, bias, code, workspace=None):
         """This conv's output computed with ``kernel``, ``bias`` (or None) and the activation
-        ``code`` in place of its own (a composite folding a per-channel affine map into it)."""
+        ``code`` in place of its own (a composite folding a per-channel affine map into it);
+        channels_last inputs and outputs whatever the layer's data_format."""
         out = None
         if workspace is not None:
             out_h, out_w, _, _ = kernels.conv.conv_geometry(
@@ -438,9 +488,10 @@ class Conv2D(_Conv):
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, saved, workspace = ctx
+        x, saved, workspace, activated = ctx
+        grad_outputs = self._grad_channels_last(grad_outputs, activated)
         grad = self._activation_grad(grad_outputs, saved, workspace)
-        return kernels.conv.conv2d_backward(
+        dx = kernels.conv.conv2d_backward(
             grad, x, self.kernel.value, self.strides, self.padding,
             self.kernel.grad if self.trainable else None,
             self.bias.grad if self.trainable and self.use_bias else None,
@@ -448,6 +499,7 @@ class Conv2D(_Conv):
             need_dx=need_input_grad, threads=runtime.threads(), dilation=self.dilation_rate,
             groups=self.groups,
         )  # fmt: skip
+        return None if dx is None else from_channels_last(dx, self.data_format)
 
 
 class _Saved(NamedTuple):
@@ -457,6 +509,8 @@ class _Saved(NamedTuple):
     saved: np.ndarray  # the output (batch, oh, ow, filters), or the pre-activation one for the
     # activations whose gradient reads it (kernels.codes.FROM_INPUT)
     workspace: Workspace | None  # the node's, or None
+    activated: np.ndarray | None = None  # channels_first: the output after a softmax over its
+    # last axis (Keras's), or None
 
 
 class _SavedPooled(NamedTuple):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import backend
 from fastnn.kernels.geometry import padding_amounts
 from fastnn.layers.base import Layer, shape_error
 
@@ -44,21 +45,49 @@ def standardize_padding(padding, allow_causal: bool = False) -> str:
 
 
 def check_data_format(layer: Layer, data_format, rank: int = 2) -> str:
-    """fastnn is channels_last only: accept None / 'channels_last', explain 'channels_first'."""
+    """'channels_last' or 'channels_first' (None: ``fastnn.backend.image_data_format()``, as
+    Keras), else Keras's error."""
     value = data_format.lower() if isinstance(data_format, str) else data_format
-    if value in (None, "channels_last"):
-        return "channels_last"
-    layout, axes = ("NWC", (0, 2, 1)) if rank == 1 else ("NHWC", (0, 2, 3, 1))
-    if value == "channels_first":
-        raise ValueError(
-            f"{type(layer).__name__} '{layer.name}': fastnn supports only "
-            f"data_format='channels_last' ({layout}); got 'channels_first'. Transpose the input "
-            f"with np.transpose(x, {axes}) instead."
-        )
+    if value is None:
+        return backend.image_data_format()
+    if value in ("channels_last", "channels_first"):
+        return value
     raise ValueError(
         "The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
         f"Received: data_format={data_format!r}"
     )
+
+
+def to_channels_last(x: np.ndarray, data_format: str) -> np.ndarray:
+    """A (batch, channels, ...) array as a C-contiguous (batch, ..., channels) one when
+    ``data_format`` is channels_first (the layers run channels_last kernels); else ``x``."""
+    if data_format == "channels_last":
+        return x
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+
+def from_channels_last(y: np.ndarray, data_format: str) -> np.ndarray:
+    """A (batch, ..., channels) result in ``data_format``'s layout (``to_channels_last``'s
+    inverse); a 2-D (batch, channels) one stays as it is."""
+    if data_format == "channels_last" or y.ndim < 3:
+        return y
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1))
+
+
+def channels_last_shape(shape, data_format: str) -> tuple:
+    """An input shape in ``data_format`` as its channels_last shape."""
+    shape = tuple(shape)
+    if data_format == "channels_last" or len(shape) < 3:
+        return shape
+    return (shape[0], *shape[2:], shape[1])
+
+
+def shape_in_format(shape, data_format: str) -> tuple:
+    """A channels_last shape in ``data_format``'s layout (``channels_last_shape``'s inverse)."""
+    shape = tuple(shape)
+    if data_format == "channels_last" or len(shape) < 3:
+        return shape
+    return (shape[0], shape[-1], *shape[1:-1])
 
 
 def spatial_output_shape(layer: Layer, input_shape, window, strides, padding, what) -> tuple:

@@ -1,4 +1,5 @@
-"""Pooling layers, channels_last, Keras 3 arguments.
+"""Pooling layers, Keras 3 arguments; ``data_format='channels_first'`` inputs are transposed to
+channels_last at the layer's edges.
 
 1-D: MaxPooling1D, AveragePooling1D (on the 2-D kernels: ``(batch, steps, channels)`` is viewed as
 ``(batch, 1, steps, channels)``), GlobalAveragePooling1D (averages only unmasked steps when a mask
@@ -16,12 +17,16 @@ from fastnn import kernels
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
 from fastnn.layers.geometry import (
+    channels_last_shape,
     check_data_format,
+    from_channels_last,
     padding_amounts,
+    shape_in_format,
     spatial_output_shape,
     standardize_padding,
     standardize_tuple,
     temporal_output_length,
+    to_channels_last,
 )
 
 
@@ -36,10 +41,11 @@ class _Pooling2D(Layer):
         self.data_format = check_data_format(self, data_format)
 
     def compute_output_shape(self, input_shape):
+        shape = channels_last_shape(input_shape, self.data_format)
         out_h, out_w = spatial_output_shape(
-            self, input_shape, self.pool_size, self.strides, self.padding, "pool_size"
+            self, shape, self.pool_size, self.strides, self.padding, "pool_size"
         )
-        return (input_shape[0], out_h, out_w, input_shape[3])
+        return shape_in_format((shape[0], out_h, out_w, shape[3]), self.data_format)
 
     def _geometry(self, x_shape):
         """(out_shape, pad_top, pad_left) for a concrete input shape."""
@@ -75,20 +81,22 @@ class MaxPooling2D(_Pooling2D):
     uses_workspace = True
 
     def forward(self, inputs, training, workspace=None):
-        x = np.ascontiguousarray(inputs)
+        x = np.ascontiguousarray(to_channels_last(inputs, self.data_format))
         out_shape, pad_top, pad_left = self._geometry(x.shape)
         out = scratch(workspace, "y", out_shape, x.dtype)
         argmax = scratch(workspace, "argmax", out_shape, np.int32)
         ph, pw = self.pool_size
         sh, sw = self.strides
         kernels.pooling.maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax)
+        out = from_channels_last(out, self.data_format)
         return out, _MaxSaved(argmax, x.shape, x.dtype, workspace)
 
     def backward(self, ctx, grad_outputs):
-        grad = np.ascontiguousarray(grad_outputs, dtype=ctx.dtype)
+        grad = to_channels_last(grad_outputs, self.data_format)
+        grad = np.ascontiguousarray(grad, dtype=ctx.dtype)
         dx = scratch(ctx.workspace, "dx", ctx.x_shape, ctx.dtype)
         kernels.pooling.maxpool2d_backward(grad, ctx.argmax, dx)
-        return dx
+        return from_channels_last(dx, self.data_format)
 
 
 class _MaxSaved(NamedTuple):
@@ -117,22 +125,24 @@ class AveragePooling2D(_Pooling2D):
     uses_workspace = True
 
     def forward(self, inputs, training, workspace=None):
-        x = np.ascontiguousarray(inputs)
+        x = np.ascontiguousarray(to_channels_last(inputs, self.data_format))
         out_shape, pad_top, pad_left = self._geometry(x.shape)
         out = scratch(workspace, "y", out_shape, x.dtype)
         ph, pw = self.pool_size
         sh, sw = self.strides
         kernels.pooling.avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out)
+        out = from_channels_last(out, self.data_format)
         return out, _AverageSaved(x.shape, x.dtype, pad_top, pad_left, workspace)
 
     def backward(self, ctx, grad_outputs):
-        grad = np.ascontiguousarray(grad_outputs, dtype=ctx.dtype)
+        grad = to_channels_last(grad_outputs, self.data_format)
+        grad = np.ascontiguousarray(grad, dtype=ctx.dtype)
         dx = scratch(ctx.workspace, "dx", ctx.x_shape, ctx.dtype)
         ph, pw = self.pool_size
         sh, sw = self.strides
         args = (ph, pw, sh, sw, ctx.pad_top, ctx.pad_left)
         kernels.pooling.avgpool2d_backward(grad, *args, dx)
-        return dx
+        return from_channels_last(dx, self.data_format)
 
 
 class _AverageSaved(NamedTuple):
@@ -157,12 +167,14 @@ class _GlobalPooling2D(Layer):
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != 4:
-            raise shape_error(
-                self, "expects a 4-D input", "(batch, height, width, channels)", input_shape
-            )
+            layout = "(batch, height, width, channels)"
+            if self.data_format == "channels_first":
+                layout = "(batch, channels, height, width)"
+            raise shape_error(self, "expects a 4-D input", layout, input_shape)
+        shape = channels_last_shape(input_shape, self.data_format)
         if self.keepdims:
-            return (input_shape[0], 1, 1, input_shape[3])
-        return (input_shape[0], input_shape[3])
+            return shape_in_format((shape[0], 1, 1, shape[3]), self.data_format)
+        return (shape[0], shape[3])
 
     def get_config(self):
         return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
@@ -178,11 +190,13 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
     """
 
     def forward(self, inputs, training):
-        return inputs.mean(axis=(1, 2), keepdims=self.keepdims), inputs.shape
+        axes = (2, 3) if self.data_format == "channels_first" else (1, 2)
+        return inputs.mean(axis=axes, keepdims=self.keepdims), inputs.shape
 
     def backward(self, ctx, grad_outputs):
-        n, h, w, c = ctx
-        grad = np.asarray(grad_outputs, dtype=self.dtype).reshape(n, 1, 1, c)
+        n, h, w, c = channels_last_shape(ctx, self.data_format)
+        grad_shape = shape_in_format((n, 1, 1, c), self.data_format)
+        grad = np.asarray(grad_outputs, dtype=self.dtype).reshape(grad_shape)
         dx = np.empty(ctx, dtype=grad.dtype)
         dx[...] = grad * grad.dtype.type(1.0 / (h * w))
         return dx
@@ -200,14 +214,17 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
     """
 
     def forward(self, inputs, training):
-        n, h, w, c = inputs.shape
-        out, index = _first_max(inputs.reshape(n, h * w, c))
+        x = to_channels_last(inputs, self.data_format)
+        n, h, w, c = x.shape
+        out, index = _first_max(x.reshape(n, h * w, c))
         out = out.reshape(n, 1, 1, c) if self.keepdims else out[:, 0]
-        return out, (inputs.shape, inputs.dtype, index)
+        return from_channels_last(out, self.data_format), (x.shape, x.dtype, index)
 
     def backward(self, ctx, grad_outputs):
         (n, h, w, c), dtype, index = ctx
-        return _to_first_max(grad_outputs, index, (n, h * w, c), dtype).reshape(n, h, w, c)
+        grad = to_channels_last(np.asarray(grad_outputs), self.data_format)
+        dx = _to_first_max(grad, index, (n, h * w, c), dtype).reshape(n, h, w, c)
+        return from_channels_last(dx, self.data_format)
 
 
 def _first_max(x):
@@ -237,10 +254,11 @@ class _Pooling1D(Layer):
         self.data_format = check_data_format(self, data_format, rank=1)
 
     def compute_output_shape(self, input_shape):
+        shape = channels_last_shape(input_shape, self.data_format)
         steps = temporal_output_length(
-            self, input_shape, self.pool_size[0], self.strides[0], self.padding, "pool_size"
+            self, shape, self.pool_size[0], self.strides[0], self.padding, "pool_size"
         )
-        return (input_shape[0], steps, input_shape[2])
+        return shape_in_format((shape[0], steps, shape[2]), self.data_format)
 
     def _geometry(self, x_shape):
         """(out_shape as (n, 1, steps, c), pad_left) for a concrete (n, steps, c) input."""
@@ -273,6 +291,7 @@ class MaxPooling1D(_Pooling1D):
     """
 
     def forward(self, inputs, training):
+        inputs = to_channels_last(inputs, self.data_format)
         n, steps, c = inputs.shape
         x = np.ascontiguousarray(inputs).reshape(n, 1, steps, c)
         out_shape, pad_left = self._geometry(inputs.shape)
@@ -280,14 +299,17 @@ class MaxPooling1D(_Pooling1D):
         argmax = np.empty(out_shape, dtype=np.int32)
         p, s = self.pool_size[0], self.strides[0]
         kernels.pooling.maxpool2d_forward(x, 1, p, 1, s, 0, pad_left, out, argmax)
-        return out.reshape(n, out_shape[2], c), (argmax, x.shape, x.dtype)
+        out = from_channels_last(out.reshape(n, out_shape[2], c), self.data_format)
+        return out, (argmax, x.shape, x.dtype)
 
     def backward(self, ctx, grad_outputs):
         argmax, x_shape, dtype = ctx
-        grad = np.ascontiguousarray(grad_outputs, dtype=dtype).reshape(argmax.shape)
+        grad = to_channels_last(grad_outputs, self.data_format)
+        grad = np.ascontiguousarray(grad, dtype=dtype).reshape(argmax.shape)
         dx = np.empty(x_shape, dtype=dtype)
         kernels.pooling.maxpool2d_backward(grad, argmax, dx)
-        return dx.reshape(x_shape[0], x_shape[2], x_shape[3])
+        dx = dx.reshape(x_shape[0], x_shape[2], x_shape[3])
+        return from_channels_last(dx, self.data_format)
 
 
 class AveragePooling1D(_Pooling1D):
@@ -305,23 +327,26 @@ class AveragePooling1D(_Pooling1D):
     """
 
     def forward(self, inputs, training):
+        inputs = to_channels_last(inputs, self.data_format)
         n, steps, c = inputs.shape
         x = np.ascontiguousarray(inputs).reshape(n, 1, steps, c)
         out_shape, pad_left = self._geometry(inputs.shape)
         out = np.empty(out_shape, dtype=x.dtype)
         p, s = self.pool_size[0], self.strides[0]
         kernels.pooling.avgpool2d_forward(x, 1, p, 1, s, 0, pad_left, out)
-        return out.reshape(n, out_shape[2], c), (x.shape, x.dtype, pad_left)
+        out = from_channels_last(out.reshape(n, out_shape[2], c), self.data_format)
+        return out, (x.shape, x.dtype, pad_left)
 
     def backward(self, ctx, grad_outputs):
         x_shape, dtype, pad_left = ctx
         n, _, steps, c = x_shape
-        grad = np.ascontiguousarray(grad_outputs, dtype=dtype)
+        grad = to_channels_last(grad_outputs, self.data_format)
+        grad = np.ascontiguousarray(grad, dtype=dtype)
         grad = grad.reshape(n, 1, grad.shape[1], c)
         dx = np.empty(x_shape, dtype=dtype)
         p, s = self.pool_size[0], self.strides[0]
         kernels.pooling.avgpool2d_backward(grad, 1, p, 1, s, 0, pad_left, dx)
-        return dx.reshape(n, steps, c)
+        return from_channels_last(dx.reshape(n, steps, c), self.data_format)
 
 
 class _GlobalPooling1D(Layer):
@@ -335,10 +360,14 @@ class _GlobalPooling1D(Layer):
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != 3:
-            raise shape_error(self, "expects a 3-D input", "(batch, steps, features)", input_shape)
+            layout = "(batch, steps, features)"
+            if self.data_format == "channels_first":
+                layout = "(batch, features, steps)"
+            raise shape_error(self, "expects a 3-D input", layout, input_shape)
+        shape = channels_last_shape(input_shape, self.data_format)
         if self.keepdims:
-            return (input_shape[0], 1, input_shape[2])
-        return (input_shape[0], input_shape[2])
+            return shape_in_format((shape[0], 1, shape[2]), self.data_format)
+        return (shape[0], shape[2])
 
     def get_config(self):
         return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
@@ -360,6 +389,10 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
     supports_masking = True
 
     def forward(self, inputs, training, mask=None):
+        out, ctx = self._forward_last(to_channels_last(inputs, self.data_format), mask)
+        return from_channels_last(out, self.data_format), ctx
+
+    def _forward_last(self, inputs, mask):
         if mask is None:
             return inputs.mean(axis=1, keepdims=self.keepdims), (inputs.shape, inputs.dtype, None)
         if mask.shape != inputs.shape[:2]:
@@ -375,12 +408,14 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
 
     def backward(self, ctx, grad_outputs):
         (n, steps, c), dtype, weights = ctx
-        grad = np.asarray(grad_outputs, dtype=dtype).reshape(n, 1, c)
+        grad = to_channels_last(np.asarray(grad_outputs, dtype=dtype), self.data_format)
+        grad = grad.reshape(n, 1, c)
         if weights is None:
             dx = np.empty((n, steps, c), dtype=dtype)
             dx[...] = grad * dtype.type(1.0 / steps)
-            return dx
-        return grad * weights[:, :, None]
+        else:
+            dx = grad * weights[:, :, None]
+        return from_channels_last(dx, self.data_format)
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -398,9 +433,12 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
     """
 
     def forward(self, inputs, training):
-        out, index = _first_max(inputs)
-        return (out if self.keepdims else out[:, 0]), (inputs.shape, inputs.dtype, index)
+        x = to_channels_last(inputs, self.data_format)
+        out, index = _first_max(x)
+        out = from_channels_last(out if self.keepdims else out[:, 0], self.data_format)
+        return out, (x.shape, x.dtype, index)
 
     def backward(self, ctx, grad_outputs):
         x_shape, dtype, index = ctx
-        return _to_first_max(grad_outputs, index, x_shape, dtype)
+        grad = to_channels_last(np.asarray(grad_outputs), self.data_format)
+        return from_channels_last(_to_first_max(grad, index, x_shape, dtype), self.data_format)

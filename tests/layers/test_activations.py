@@ -254,9 +254,9 @@ def test_bad_arguments_are_refused_naming_the_layer(make, message):
         make()
 
 
-def test_prelu_refuses_constraints_shared_batch_axes_and_unknown_sizes():
-    with pytest.raises(NotImplementedError, match="PReLU '.*': alpha_constraint"):
-        L.PReLU(alpha_constraint="non_neg")
+def test_prelu_refuses_bad_constraints_shared_batch_axes_and_unknown_sizes():
+    with pytest.raises(ValueError, match="Could not interpret constraint identifier: 'nonneg'"):
+        L.PReLU(alpha_constraint="nonneg")
     with pytest.raises(ValueError, match=r"shared_axes=\[3\] names an axis the input lacks"):
         L.PReLU(shared_axes=3)(fastnn.Input((4, 2)))
     with pytest.raises(ValueError, match=r"every axis but the batch axis .*\(None, None, 2\)"):

@@ -344,7 +344,7 @@ def test_conv2d_gradients_accumulate_and_respect_trainable():
         (dict(filters=2, kernel_size=(1, 2, 3)), ValueError, r"tuple of 2 integers"),
         (dict(filters=2, kernel_size=3, strides=0), ValueError, r"Received strides=0"),
         (dict(filters=2, kernel_size=3, padding="full"), ValueError, r"Received: padding='full'"),
-        (dict(filters=2, kernel_size=3, data_format="channels_first"), ValueError, "NHWC"),
+        (dict(filters=2, kernel_size=3, data_format="NHWC"), ValueError, "data_format='NHWC'"),
         (dict(filters=2, kernel_size=3, dilation_rate=2, strides=2), ValueError, r"`strides > 1`"),
         (dict(filters=2, kernel_size=3, dilation_rate=0), ValueError, "dilation_rate"),
         (dict(filters=3, kernel_size=3, groups=2), ValueError, r"divisible.*groups=2, filters=3"),
@@ -367,9 +367,9 @@ def test_pooling_bad_arguments(cls):
     with pytest.raises(ValueError, match=r"Received: padding='causal'"):
         cls(padding="causal")
     with pytest.raises(ValueError, match="channels_last"):
-        cls(data_format="channels_first")
+        cls(data_format="NCHW")
     with pytest.raises(ValueError, match="channels_last"):
-        GlobalAveragePooling2D(data_format="channels_first")
+        GlobalAveragePooling2D(data_format="NCHW")
 
 
 def test_shape_errors_name_the_layer():

@@ -454,11 +454,6 @@ def dense_with(**kwargs):
     return builder
 
 
-def conv_channels_first(K):
-    x = K.Input(shape=(2, 5, 5))
-    return K.Model(x, K.layers.Conv2D(2, 3, data_format="channels_first", name="dense_x")(x))
-
-
 def explicit_mask(K):
     x, mask = K.Input(shape=(3, 2)), K.Input(shape=(3,), dtype="bool")
     return K.Model([x, mask], K.layers.LSTM(2, name="dense_x")(x, mask=mask))
@@ -475,7 +470,6 @@ def keras_op(K):
         (keras_op, r"Keras op 'exp'"),
         (dense_with(activity_regularizer="l2"), "activity_regularizer"),
         (dense_with(dtype="mixed_float16"), "mixed_float16"),
-        (conv_channels_first, "channels_first"),
         (explicit_mask, "explicit mask"),
     ],
 )
