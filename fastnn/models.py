@@ -202,14 +202,21 @@ class Model(Trainer, Layer):
         """Assign all weights in ``get_weights()`` order; shapes are checked before any change."""
         assign_all(self.weights, weights, f"Model '{self.name}':", lambda var: var.path)
 
-    def summary(self, line_length: int | None = None, print_fn=None) -> None:
-        """Print the layer table with output shapes and parameter counts, as Keras does."""
+    def summary(
+        self,
+        line_length: int | None = None,
+        print_fn=None,
+        expand_nested: bool = False,
+        show_trainable: bool = False,
+    ) -> None:
+        """Print the layer table with output shapes and parameter counts, as Keras does
+        (``expand_nested``: nested models' layers too; ``show_trainable``: a Y/N column)."""
         if self._subclassed and not self.built:
             raise ValueError(
                 f"Model '{self.name}' has not been built yet, so it has no summary: call it on "
                 "data, fit it, or call build(input_shape) first"
             )
-        print_summary(self, line_length=line_length, print_fn=print_fn)
+        print_summary(self, line_length, print_fn, expand_nested, show_trainable)
 
     @property
     def may_add_losses(self) -> bool:

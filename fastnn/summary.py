@@ -84,22 +84,30 @@ def _type_name(layer) -> str:
     return "Functional" if name == "Model" else name
 
 
-def print_summary(model, line_length=None, print_fn=None) -> None:
-    """Print (or pass to ``print_fn`` line by line) the summary table of ``model``."""
+def print_summary(
+    model, line_length=None, print_fn=None, expand_nested=False, show_trainable=False
+) -> None:
+    """Print (or pass to ``print_fn`` line by line) the summary table of ``model``; with
+    ``expand_nested``, a nested model's layers follow it, indented; with ``show_trainable``, a
+    last column says whether each layer with weights is trainable (Y/N), as Keras's does."""
     print_fn = print_fn or print
     print_fn(f'Model: "{model.name}"')
-    layers = model.layers
     functional = not _sequential_like(model)
     headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional else [])
+    if show_trainable:
+        headers.append("Trainable")
     rows = []
-    for layer in layers:
+    for layer, parent, level in _listed_layers(model, expand_nested):
+        prefix = "   " * level + "└ " if level else ""
         row = [
-            f"{layer.name} ({_type_name(layer)})",
-            _shape_text(layer, model),
+            f"{prefix}{layer.name} ({_type_name(layer)})",
+            _shape_text(layer, parent),
             _params_text(layer),
         ]
         if functional:
-            row.append(_connected_to(layer, model))
+            row.append(_connected_to(layer, parent))
+        if show_trainable:
+            row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
         rows.append(row)
     for line in _box_table(headers, rows, line_length):
         print_fn(line)
@@ -116,17 +124,30 @@ def print_summary(model, line_length=None, print_fn=None) -> None:
         print_fn(f" {label}: {count:,} ({_bytes_text(nbytes)})")
 
 
+def _listed_layers(model, expand_nested: bool, level: int = 0):
+    """``(layer, the model holding it, nesting level)`` of each row, a nested model's layers
+    right after it when ``expand_nested``."""
+    for layer in model.layers:
+        yield layer, model, level
+        if expand_nested and getattr(layer, "layers", None):
+            yield from _listed_layers(layer, True, level + 1)
+
+
 def _box_table(headers, rows, line_length=None) -> list[str]:
     """Keras's table drawing: heavy header box, a rule between rows, numbers right-aligned."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     if line_length:  # stretch the first column so the table spans line_length, as Keras does
         widths[0] = max(widths[0], line_length - sum(w + 3 for w in widths[1:]) - 4)
     right = {headers.index("Param #")}
+    centered = {headers.index("Trainable")} if "Trainable" in headers else set()
+
+    def align(i, cell, width):
+        if i in right:
+            return cell.rjust(width)
+        return cell.center(width) if i in centered else cell.ljust(width)
 
     def line(cells, edge):
-        padded = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ]
+        padded = [align(i, c, w) for i, (c, w) in enumerate(zip(cells, widths))]
         return edge + f" {edge} ".join(padded).join("  ") + edge
 
     def rule(left, mid, right_, fill):
