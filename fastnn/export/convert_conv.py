@@ -18,17 +18,34 @@ from fastnn.export.registry import Call, converter
 from fastnn.layers import convolutional, convolutional_extra, pooling, reshaping
 
 
-def _check_channels_last(call: Call) -> None:
-    if getattr(call.layer, "data_format", "channels_last") != "channels_last":
-        raise call.refuse(
-            f"data_format={call.layer.data_format!r}: the exporter converts channels_last "
-            "layers only"
-        )
+def _is_channels_first(call: Call) -> bool:
+    return getattr(call.layer, "data_format", "channels_last") == "channels_first"
 
 
-def _pads(call: Call, x: Value, kernel, strides, dilations) -> dict:
+def _operand(call: Call) -> tuple[Value, list, str]:
+    """The input as ONNX's (batch, channels, ...), its spatial sizes, and the layout a result
+    in that arrangement has: a channels_last layer's input is transposed (once per value), a
+    channels_first layer's is already so."""
+    b = call.builder
+    if _is_channels_first(call):
+        x = b.native(call.x, call.hint)
+        return x, list(x.shape[2:]), NATIVE
+    return b.channels_first(call.x, call.hint), list(call.x.shape[1:-1]), CHANNELS_FIRST
+
+
+def _spatial_axes(call: Call) -> tuple[Value, list[int]]:
+    """The input (in a layout this layer can use) and where its spatial axes sit in it."""
+    if _is_channels_first(call):
+        x = call.builder.native(call.x, call.hint)
+        return x, list(range(2, x.rank))
+    x = call.x
+    positions = range(2, x.rank) if x.layout == CHANNELS_FIRST else range(1, x.rank - 1)
+    return x, list(positions)
+
+
+def _pads(call: Call, sizes, kernel, strides, dilations) -> dict:
     """Conv/pool padding attributes for Keras's 'valid', 'same' (TensorFlow's: the odd pixel
-    after) and 'causal' (all before)."""
+    after) and 'causal' (all before), on spatial ``sizes``."""
     padding = call.layer.padding
     rank = len(kernel)
     if padding == "valid":
@@ -36,7 +53,6 @@ def _pads(call: Call, x: Value, kernel, strides, dilations) -> dict:
     spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     if padding == "causal":
         return {"pads": [spans[0] - 1, 0]}
-    sizes = x.shape[1:-1]
     if any(size is None for size in sizes):
         return {"auto_pad": "SAME_UPPER"}
     before, after = [], []
@@ -50,8 +66,9 @@ def _pads(call: Call, x: Value, kernel, strides, dilations) -> dict:
 def _conv(call: Call, kernel: np.ndarray, bias, group: int) -> Value:
     """A channels-first Conv of ``call.x`` with a Keras kernel ``(k..., in/group, out)``."""
     layer, b = call.layer, call.builder
-    _check_channels_last(call)
-    x = b.channels_first(call.x, call.hint)
+    if _is_channels_first(call) and layer.activation in ("softmax", "log_softmax"):
+        raise call.refuse(f"activation={layer.activation!r} with data_format='channels_first'")
+    x, sizes, layout = _operand(call)
     kernel, bias = folded_weights(call, kernel, bias)
     rank = kernel.ndim - 2
     weight = np.transpose(kernel, (rank + 1, rank, *range(rank)))  # (out, in/group, k...)
@@ -67,9 +84,9 @@ def _conv(call: Call, kernel: np.ndarray, bias, group: int) -> Value:
         strides=list(layer.strides),
         dilations=dilations,
         group=group,
-        **_pads(call, call.x, kernel.shape[:rank], layer.strides, dilations),
+        **_pads(call, sizes, kernel.shape[:rank], layer.strides, dilations),
     )
-    return activation(call, Value(out, call.output_shapes[0], CHANNELS_FIRST), layer.activation)
+    return activation(call, Value(out, call.output_shapes[0], layout), layer.activation)
 
 
 @converter(convolutional.Conv1D, convolutional.Conv2D, folds_bn=True)
@@ -122,18 +139,23 @@ class _Linear:
 class _Pointwise:
     """A separable conv's 1x1 half: unit strides, the layer's activation."""
 
-    padding, data_format = "valid", "channels_last"
+    padding = "valid"
 
     def __init__(self, layer):
-        self.name, self.activation = layer.name, layer.activation
+        self.name, self.activation, self.data_format = (
+            layer.name,
+            layer.activation,
+            layer.data_format,
+        )
         self.strides = self.dilation_rate = (1,) * len(layer.strides)
 
 
 @converter(convolutional_extra.Conv1DTranspose, convolutional_extra.Conv2DTranspose)
 def _conv_transpose(call: Call):
     layer, b = call.layer, call.builder
-    _check_channels_last(call)
-    sizes = call.x.shape[1:-1]
+    if _is_channels_first(call) and layer.activation in ("softmax", "log_softmax"):
+        raise call.refuse(f"activation={layer.activation!r} with data_format='channels_first'")
+    x, sizes, layout = _operand(call)
     if any(size is None for size in sizes):
         raise call.refuse("its output size needs the input's spatial sizes; give them in Input")
     begin, end, extra = [], [], []
@@ -151,7 +173,6 @@ def _conv_transpose(call: Call):
     kernel = layer.kernel.value  # (k..., filters, channels)
     rank = kernel.ndim - 2
     weight = np.transpose(kernel, (rank + 1, rank, *range(rank)))  # (channels, filters, k...)
-    x = b.channels_first(call.x, call.hint)
     inputs = [x.name, b.const(weight, f"{call.hint}/kernel")]
     if layer.use_bias:
         inputs.append(b.const(layer.bias.value, f"{call.hint}/bias"))
@@ -165,7 +186,7 @@ def _conv_transpose(call: Call):
         pads=begin + end,
         output_padding=extra,
     )
-    return [activation(call, Value(out, call.output_shapes[0], CHANNELS_FIRST), layer.activation)]
+    return [activation(call, Value(out, call.output_shapes[0], layout), layer.activation)]
 
 
 # ---- pooling -----------------------------------------------------------------------------------
@@ -174,10 +195,9 @@ def _conv_transpose(call: Call):
 )
 def _pool(call: Call):
     layer, b = call.layer, call.builder
-    _check_channels_last(call)
-    x = b.channels_first(call.x, call.hint)
+    x, sizes, layout = _operand(call)
     rank = len(layer.pool_size)
-    pads = _pads(call, call.x, layer.pool_size, layer.strides, (1,) * rank)
+    pads = _pads(call, sizes, layer.pool_size, layer.strides, (1,) * rank)
     is_max = isinstance(layer, (pooling.MaxPooling1D, pooling.MaxPooling2D))
     extra = {} if is_max else {"count_include_pad": 0}  # Keras's 'same' averages real pixels
     out = b.op(
@@ -189,7 +209,7 @@ def _pool(call: Call):
         **pads,
         **extra,
     )
-    return [Value(out, call.output_shapes[0], CHANNELS_FIRST)]
+    return [Value(out, call.output_shapes[0], layout)]
 
 
 @converter(
@@ -199,10 +219,9 @@ def _pool(call: Call):
     pooling.GlobalMaxPooling2D,
 )
 def _global_pool(call: Call):
-    layer, b, x = call.layer, call.builder, call.x
-    _check_channels_last(call)
+    layer, b = call.layer, call.builder
     is_max = isinstance(layer, (pooling.GlobalMaxPooling1D, pooling.GlobalMaxPooling2D))
-    axes = _spatial_positions(x)  # in either layout: no Transpose needed
+    x, axes = _spatial_axes(call)  # in either layout: no Transpose needed
     out = b.reduce("ReduceMax" if is_max else "ReduceMean", x.name, axes, call.hint,
                    keepdims=layer.keepdims)  # fmt: skip
     layout = x.layout if layer.keepdims else NATIVE
@@ -210,17 +229,12 @@ def _global_pool(call: Call):
 
 
 # ---- padding, cropping, upsampling -------------------------------------------------------------
-def _spatial_positions(x: Value) -> list[int]:
-    """Where the spatial axes of ``x`` sit in its layout."""
-    return list(range(2, x.rank)) if x.layout == CHANNELS_FIRST else list(range(1, x.rank - 1))
-
-
 @converter(reshaping.ZeroPadding1D, reshaping.ZeroPadding2D)
 def _zero_padding(call: Call):
-    _check_channels_last(call)
-    b, x = call.builder, call.x
+    b = call.builder
+    x, axes = _spatial_axes(call)
     begin, end = [0] * x.rank, [0] * x.rank
-    for axis, (before, after) in zip(_spatial_positions(x), call.layer._edges()):
+    for axis, (before, after) in zip(axes, call.layer._edges()):
         begin[axis], end[axis] = before, after
     out = b.op("Pad", [x.name, b.ints(begin + end, f"{call.hint}/pads")], call.hint)
     return [Value(out, call.output_shapes[0], x.layout)]
@@ -228,9 +242,8 @@ def _zero_padding(call: Call):
 
 @converter(reshaping.Cropping1D, reshaping.Cropping2D)
 def _cropping(call: Call):
-    _check_channels_last(call)
-    b, x = call.builder, call.x
-    axes = _spatial_positions(x)
+    b = call.builder
+    x, axes = _spatial_axes(call)
     edges = list(call.layer._edges())
     starts = [before for before, _ in edges]
     ends = [-after if after else np.iinfo(np.int64).max for _, after in edges]
@@ -241,12 +254,11 @@ def _cropping(call: Call):
 @converter(reshaping.UpSampling1D, reshaping.UpSampling2D)
 def _upsampling(call: Call):
     layer, b = call.layer, call.builder
-    _check_channels_last(call)
     if getattr(layer, "interpolation", "nearest") != "nearest":
         raise call.refuse(
             f"interpolation={layer.interpolation!r}: only 'nearest' upsampling is converted"
         )
-    x = b.channels_first(call.x, call.hint)
+    x, _, layout = _operand(call)
     sizes = tuple(np.atleast_1d(layer.size).tolist())
     scales = b.const(np.array([1.0, 1.0, *sizes], np.float32), f"{call.hint}/scales",
                      dtype=np.float32)  # fmt: skip
@@ -258,4 +270,4 @@ def _upsampling(call: Call):
         coordinate_transformation_mode="asymmetric",
         nearest_mode="floor",
     )
-    return [Value(out, call.output_shapes[0], CHANNELS_FIRST)]
+    return [Value(out, call.output_shapes[0], layout)]

@@ -157,6 +157,21 @@ CASES = {
     "conv1d-transpose-valid-output-padding": lambda: one(
         layers.Conv1DTranspose(3, 3, strides=2, output_padding=1), (5, 2)
     ),
+    "channels-first-depthwise-chain": lambda: conv_chain(
+        layers.DepthwiseConv2D(3, data_format="channels_first", activation="relu"),
+        layers.ZeroPadding2D(1, data_format="channels_first"),
+        layers.SeparableConv2D(2, 3, data_format="channels_first"),
+        layers.UpSampling2D(2, data_format="channels_first"),
+        layers.Cropping2D((1, 2), data_format="channels_first"),
+        layers.Conv2DTranspose(2, 2, strides=2, data_format="channels_first"),
+        layers.Flatten(),
+        shape=(3, 7, 6),
+    ),
+    "channels-first-after-channels-last": lambda: conv_chain(
+        layers.Conv2D(3, 3),  # channels-first inside: the next layer reads Keras's layout
+        layers.DepthwiseConv2D(2, data_format="channels_first"),
+        layers.Conv2D(2, 1),
+    ),
     "maxpool2d-same": lambda: one(layers.MaxPooling2D(2, padding="same"), (5, 5, 2)),
     "avgpool2d-same": lambda: one(layers.AveragePooling2D(3, strides=2, padding="same"), (5, 5, 2)),
     "avgpool2d-valid": lambda: one(layers.AveragePooling2D(2), (4, 6, 2)),
