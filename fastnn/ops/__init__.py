@@ -2,20 +2,24 @@
 
 Outside a tape the ops take and return numpy arrays (``ops.sum(x, axis=1)`` is numpy's sum).
 Under a ``fastnn.GradientTape`` they record what their gradient needs (``tape.py``); every
-op's gradient rule is in ``rules.py``.
+op's gradient rule is in ``rules.py``. The modules: ``numpy`` and ``numpy_extra`` (keras.ops'
+numpy ops), ``nn`` and ``nn_extra``, ``core`` (conversion, control flow), ``linalg`` and
+``image`` (keras.ops.linalg and keras.ops.image, also reachable as ``ops.linalg`` /
+``ops.image``), ``signal`` (the Fourier transforms).
 """
 
-from fastnn.ops import core, image, linalg, nn, nn_extra, numpy, numpy_extra, rules  # noqa: F401  (rules registers the gradients)
+from fastnn.ops import core, image, linalg, nn, nn_extra, numpy, numpy_extra, rules, signal  # noqa: F401  (rules registers the gradients)
 from fastnn.ops.core import *  # noqa: F403
 from fastnn.ops.linalg import *  # noqa: F403
 from fastnn.ops.nn import *  # noqa: F403
 from fastnn.ops.nn_extra import *  # noqa: F403
 from fastnn.ops.numpy import *  # noqa: F403
 from fastnn.ops.numpy_extra import *  # noqa: F403
+from fastnn.ops.signal import *  # noqa: F403
 from fastnn.ops.tape import GradientTape
 from fastnn.ops.tensor import Tensor
 
 __all__ = [
     *core.__all__, *numpy.__all__, *numpy_extra.__all__, *nn.__all__, *nn_extra.__all__,
-    *linalg.__all__, "GradientTape", "Tensor",
+    *linalg.__all__, *signal.__all__, "GradientTape", "Tensor",
 ]  # fmt: skip

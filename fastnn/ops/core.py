@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -12,9 +13,10 @@ from fastnn.ops import tape
 from fastnn.ops.tape import OpError, Tensor, apply, as_array, cast, is_variable, paused, unwrap  # noqa: F401 (cast: fastnn.ops.cast)
 
 __all__ = [
-    "cast", "cond", "convert_to_numpy", "convert_to_tensor", "custom_gradient", "dtype",
-    "fori_loop", "is_tensor", "map", "scan", "shape", "slice", "slice_update", "stop_gradient",
-    "switch", "unstack", "vectorized_map", "while_loop",
+    "associative_scan", "cast", "cond", "convert_to_numpy", "convert_to_tensor",
+    "custom_gradient", "dtype", "fori_loop", "is_tensor", "map", "scan", "shape", "slice",
+    "slice_update", "stop_gradient", "switch", "unstack", "vectorize", "vectorized_map",
+    "while_loop",
 ]  # fmt: skip
 
 
@@ -169,3 +171,90 @@ def scan(f: Callable, init, xs=None, length=None, reverse: bool = False, unroll:
     if reverse:
         ys.reverse()
     return carry, (stack(ys) if ys and ys[0] is not None else None)
+
+
+def associative_scan(f: Callable, elems, reverse: bool = False, axis: int = 0):
+    """Running ``f``-combination along ``axis`` of elems (an array, or a list/tuple of arrays
+    that ``f`` takes and returns alike): entry i is f(...f(e0, e1)..., ei). ``f`` gets slices
+    that keep ``axis`` (size 1), as Keras's backends batch them."""
+    packed = isinstance(elems, (list, tuple))
+    arrays = list(elems) if packed else [elems]
+    lengths = {np.shape(unwrap(a))[axis] for a in arrays}
+    if len(lengths) != 1:
+        raise OpError(
+            "associative_scan: every elem needs the same size along axis "
+            f"{axis}; got shapes {[np.shape(unwrap(a)) for a in arrays]}"
+        )
+    n = lengths.pop()
+    lead = (builtins.slice(None),) * (axis % np.ndim(unwrap(arrays[0])))
+
+    def step(i):
+        part = [apply("get_item", _get_item, a, index=(*lead, builtins.slice(i, i + 1)))
+                for a in arrays]  # fmt: skip
+        return type(elems)(part) if packed else part[0]
+
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    results, carry = [], None
+    for i in order:
+        carry = step(i) if carry is None else f(carry, step(i))
+        results.append(list(carry) if packed else [carry])
+    if reverse:
+        results.reverse()
+    joined = [_concatenate([r[j] for r in results], axis) for j in range(len(arrays))]
+    return type(elems)(joined) if packed else joined[0]
+
+
+def _concatenate(parts: list, axis: int):
+    return apply("concatenate", lambda *vs, axis: np.concatenate(vs, axis), *parts, axis=axis)
+
+
+def vectorize(pyfunc: Callable, *, excluded=None, signature: str | None = None) -> Callable:
+    """``pyfunc`` mapped over the leading (broadcast) axes of its array arguments, as
+    np.vectorize: each call gets one element (or, with a gufunc ``signature`` such as
+    '(n),(n)->()', one core block); results are stacked, so gradients flow."""
+    excluded = set(excluded or ())
+    core_dims = _parse_signature(signature) if signature else None
+
+    @functools.wraps(pyfunc)
+    def wrapper(*args, **kwargs):
+        mapped = [i for i in range(len(args)) if i not in excluded]
+        cores = core_dims or [()] * len(mapped)
+        if len(cores) != len(mapped):
+            raise OpError(
+                f"vectorize: signature {signature!r} names {len(cores)} inputs; got {len(mapped)}"
+            )
+        loops = [np.shape(unwrap(args[i]))[: np.ndim(unwrap(args[i])) - len(c)]
+                 for i, c in zip(mapped, cores)]  # fmt: skip
+        batch = np.broadcast_shapes(*loops) if loops else ()
+        outputs = []
+        for index in np.ndindex(*batch):
+            call = list(args)
+            for i, loop in zip(mapped, loops):
+                own = tuple(
+                    0 if n == 1 else k for k, n in zip(index[len(batch) - len(loop) :], loop)
+                )
+                call[i] = apply("get_item", _get_item, args[i], index=own) if own else args[i]
+            outputs.append(pyfunc(*call, **kwargs))
+        if not outputs:
+            raise OpError("vectorize: the inputs' loop axes are empty")
+        if isinstance(outputs[0], (list, tuple)):
+            return type(outputs[0])(
+                _stacked([o[j] for o in outputs], batch) for j in range(len(outputs[0]))
+            )
+        return _stacked(outputs, batch)
+
+    return wrapper
+
+
+def _stacked(values: list, batch: tuple):
+    if not batch:
+        return values[0]
+    joined = stack([v if isinstance(v, Tensor) else as_array(v) for v in values])
+    return apply("reshape", lambda v, newshape: np.reshape(v, newshape), joined,
+                 newshape=(*batch, *np.shape(unwrap(joined))[1:]))  # fmt: skip
+
+
+def _parse_signature(signature: str) -> list:
+    """The core dimensions of each input of a gufunc signature '(m,n),(n)->(m)'."""
+    inputs = signature.replace(" ", "").split("->")[0]
+    return [tuple(d for d in group.split(",") if d) for group in re.findall(r"\(([^)]*)\)", inputs)]

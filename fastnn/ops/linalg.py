@@ -4,7 +4,7 @@ last two axes (batched over the others).
 Gradients (rules in ``rules.py``): inv, det, slogdet's and logdet's log|det|, solve,
 solve_triangular, cholesky, cholesky_inverse, eigh (values and vectors, distinct eigenvalues),
 svd's singular values (compute_uv=False) and every norm. qr, svd's vectors, eig, lstsq, pinv,
-lu_factor and matrix_rank compute forward only: a gradient through them raises.
+lu_factor compute forward only: given a value a recording tape tracks they raise.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from fastnn.ops import numpy as fnp
 from fastnn.ops.core import custom_gradient
 from fastnn.ops.numpy import _float
+from fastnn.ops.signal import forward_only
 from fastnn.ops.tape import OpError, apply, as_array, unwrap
 
 __all__ = [
@@ -172,6 +173,7 @@ def eig(x) -> tuple:
     """Eigenvalues and eigenvectors of square matrices (complex when numpy's are; forward
     only)."""
     _square("eig", x)
+    forward_only("eig", x)
     values, vectors = np.linalg.eig(as_array(x))
     return values, vectors
 
@@ -182,6 +184,7 @@ def qr(x, mode: str = "reduced") -> tuple:
         raise OpError(f"qr: mode must be 'reduced' or 'complete'; got {mode!r}")
     if np.ndim(unwrap(x)) < 2:
         raise OpError(f"qr: expected matrices (..., m, n); got shape {np.shape(unwrap(x))}")
+    forward_only("qr", x)
     return tuple(np.linalg.qr(_floats(x), mode=mode))
 
 
@@ -192,6 +195,7 @@ def svd(x, full_matrices: bool = True, compute_uv: bool = True):
         raise OpError(f"svd: expected matrices (..., m, n); got shape {np.shape(unwrap(x))}")
     if not compute_uv:
         return apply("singular_values", lambda v: np.linalg.svd(_floats(v), compute_uv=False), x)
+    forward_only("svd", x)
     return tuple(np.linalg.svd(_floats(x), full_matrices=full_matrices))
 
 
@@ -211,12 +215,14 @@ def lstsq(a, b, rcond=None):
     a_shape, b_shape = np.shape(unwrap(a)), np.shape(unwrap(b))
     if len(a_shape) != 2 or len(b_shape) not in (1, 2) or b_shape[0] != a_shape[0]:
         raise OpError(f"lstsq: expected a (m, n) and b (m,) or (m, k); got {a_shape} and {b_shape}")
+    forward_only("lstsq", a, b)
     a_value, b_value = fnp._promote(_floats(a), _floats(b))
     return np.linalg.lstsq(a_value, b_value, rcond=rcond)[0]
 
 
 def pinv(x, rcond=None):
     """The Moore-Penrose pseudo-inverse (forward only): (..., m, n) -> (..., n, m)."""
+    forward_only("pinv", x)
     value = _floats(x)
     return np.linalg.pinv(value) if rcond is None else np.linalg.pinv(value, rcond=rcond)
 
@@ -230,6 +236,7 @@ def lu_factor(x) -> tuple:
     """(lu, pivots): L below the diagonal (unit diagonal implied) and U on and above it, with
     LAPACK's 0-based row swaps (int32), of square matrices (forward only)."""
     _square("lu_factor", x)
+    forward_only("lu_factor", x)
     value = np.array(_floats(x))
     batch = value.reshape(-1, *value.shape[-2:])
     pivots = np.zeros(batch.shape[:2], np.int32)
