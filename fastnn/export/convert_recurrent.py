@@ -110,6 +110,13 @@ def sequence_lengths(call: Call) -> tuple[str, str] | tuple[str, None]:
     return lengths, poison
 
 
+def _sequence_masks(call: Call, sequences: bool, n_outputs: int, n_total: int) -> None:
+    """The output masks, as the layers' compute_mask: the input's on each of the first
+    ``n_outputs`` outputs if they are sequences, none on the rest (the states)."""
+    mask = call.input_mask if sequences else None
+    call.output_masks = [mask] * n_outputs + [None] * (n_total - n_outputs)
+
+
 def _poisoned(call: Call, name: str, rank: int, poison: str | None) -> str:
     """``name`` plus the (batch,) poison broadcast over its other axes."""
     if poison is None:
@@ -208,6 +215,7 @@ def _recurrent(call: Call):
     if layer.return_state:
         for state in [y_h, *y_c]:
             outs.append(Value(_poisoned(call, _state(call, state, 0), 2, poison), (None, units)))
+    _sequence_masks(call, layer.return_sequences, 1, len(outs))
     return [Value(v.name, shape) for v, shape in zip(outs, call.output_shapes)]
 
 
@@ -248,10 +256,12 @@ def _bidirectional(call: Call):
     else:
         merged = halves
     outs = [_poisoned(call, m, rank, poison) for m in merged]
+    n_sequences = len(outs)
     if layer.return_state:
         for d in (0, 1):
             for state in [y_h, *y_c]:
                 outs.append(_poisoned(call, _state(call, state, d), 2, poison))
+    _sequence_masks(call, layer.return_sequences, n_sequences, len(outs))
     return [Value(name, shape) for name, shape in zip(outs, call.output_shapes)]
 
 
@@ -300,4 +310,5 @@ def _rnn_over_cells(call: Call):
         y, *engine_states = _recurrent(sub)
         last_states += engine_states
     outputs = [y, *last_states] if layer.return_state else [y]
+    _sequence_masks(call, layer.return_sequences, 1, len(outputs))
     return [Value(v.name, shape) for v, shape in zip(outputs, call.output_shapes)]

@@ -32,6 +32,8 @@ class Call:
     folded_bn: object = None
     #: Set by a converter whose layer makes a mask (Embedding, Masking): the ONNX name.
     output_mask: str | None = None
+    #: Or one mask (or None) per output, set by a converter that decides them (recurrent).
+    output_masks: list | None = None
 
     @property
     def hint(self) -> str:

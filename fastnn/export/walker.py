@@ -183,16 +183,16 @@ def _walk(builder, graph, values: dict, masks: dict, options: dict) -> None:
         results = convert(call)
         if len(results) != len(outputs):
             raise AssertionError(f"converter of {type(layer).__name__} gave {len(results)} values")
-        out_mask = call.output_mask
-        if out_mask is None and in_mask is not None and layer.passes_mask:
-            out_mask = in_mask
-        for t, value in zip(outputs, results):
+        out_masks = call.output_masks
+        if out_masks is None:
+            out_mask = call.output_mask
+            if out_mask is None and in_mask is not None and layer.passes_mask:
+                out_mask = in_mask
+            out_masks = [out_mask] * len(outputs)
+        for t, value, mask in zip(outputs, results, out_masks):
             values[id(t)] = value
-            if out_mask is not None:
-                masks[id(t)] = out_mask
-        if out_mask is not None and getattr(layer, "return_state", False):
-            for t in outputs[1:]:  # states carry no mask
-                masks.pop(id(t), None)
+            if mask is not None:
+                masks[id(t)] = mask
 
 
 def _readers(graph) -> dict:

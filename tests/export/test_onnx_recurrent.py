@@ -185,3 +185,19 @@ def test_rnn_over_a_custom_cell_is_refused(tmp_path):
     model = fastnn.Model(inputs, layers.RNN(DoubleCell(), name="mine")(inputs))
     with pytest.raises(ExportError, match="RNN 'mine' cannot be exported to ONNX: its cell is not"):
         fastnn.export.onnx(model, tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_mask_flows_through_a_returned_sequence(wrapped, tmp_path):
+    """LSTM(return_sequences) passes its mask on to the next recurrent layer, as in Keras."""
+    inputs = fastnn.Input((6,))
+    x = layers.Embedding(7, 3, mask_zero=True)(inputs)
+    first = layers.LSTM(3, return_sequences=True)
+    x = (layers.Bidirectional(first, merge_mode="sum") if wrapped else first)(x)
+    x = layers.GRU(2, return_sequences=True)(x)
+    model = with_random_weights(fastnn.Model(inputs, layers.SimpleRNN(2)(x)))
+    proto = assert_matches(
+        model, ids(6, pad_after=[2, 6, 4]), tmp_path, reference=False, assume_post_padding=True
+    )
+    rnns = [n for n in proto.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
+    assert len(rnns) == 3 and all(n.input[4] for n in rnns)
