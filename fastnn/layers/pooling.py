@@ -228,15 +228,19 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
 
 
 def _first_max(x):
-    """(max, index), both (N, 1, C): the first maximum over axis 1 of x (N, K, C)."""
-    index = x.argmax(axis=1)[:, None]
-    return np.take_along_axis(x, index, axis=1), index
+    """(max (N, 1, C), index (N, C)): the first maximum over axis 1 of x (N, K, C) and where."""
+    x = np.ascontiguousarray(x)
+    out = np.empty((x.shape[0], x.shape[2]), x.dtype)
+    index = np.empty((x.shape[0], x.shape[2]), np.int64)
+    kernels.pooling.global_max_pool(x, out, index)
+    return out[:, None], index
 
 
 def _to_first_max(grad, index, shape, dtype):
     """dx (N, K, C) = zeros but grad (N, C) or (N, 1, C) at ``_first_max``'s index."""
-    dx = np.zeros(shape, dtype=dtype)
-    np.put_along_axis(dx, index, np.asarray(grad, dtype=dtype).reshape(index.shape), axis=1)
+    dx = np.empty(shape, dtype=dtype)
+    grad = np.ascontiguousarray(grad, dtype=dtype).reshape(index.shape)
+    kernels.pooling.global_max_pool_backward(grad, index, dx)
     return dx
 
 

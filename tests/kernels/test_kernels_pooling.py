@@ -185,3 +185,42 @@ def test_same_padding_is_asymmetric_and_not_counted():
     avg = run_avg(x, 4, 4, 2, 2, "same")[0, :, :, 0]
     assert avg[0, 0] == pytest.approx(np.mean(x[0, :3, :3, 0]))
     assert avg[2, 2] == pytest.approx(np.mean(x[0, 3:, 3:, 0]))
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    k=st.integers(1, 7),
+    c=st.integers(1, 9),
+    ties=st.booleans(),
+    nans=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_global_max_pool_is_numpys_max_and_first_argmax(n, k, c, ties, nans, seed):
+    """Values and the first maximum's step as numpy's max/argmax (NaN wins, as in argmax);
+    the backward puts each gradient at that step."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, (n, k, c)) if ties else rng.standard_normal((n, k, c))
+    x = x.astype(np.float32)
+    if nans:
+        x[rng.random(x.shape) < 0.2] = np.nan
+    out, index = np.empty((n, c), np.float32), np.empty((n, c), np.int64)
+    pooling.global_max_pool(x, out, index)
+    want_index = x.argmax(axis=1)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(out, np.take_along_axis(x, want_index[:, None], 1)[:, 0])
+    grad = rng.standard_normal((n, c)).astype(np.float32)
+    dx = np.full(x.shape, 7, np.float32)
+    pooling.global_max_pool_backward(grad, index, dx)
+    want = np.zeros_like(x)
+    np.put_along_axis(want, want_index[:, None], grad[:, None], axis=1)
+    np.testing.assert_array_equal(dx, want)
+
+
+def test_global_max_pool_parallel_equals_serial():
+    x = np.random.default_rng(0).standard_normal((8, 64, 160)).astype(np.float32)
+    assert x.size >= pooling.PARALLEL_MIN_ELEMENTS
+    out, index = np.empty((8, 160), np.float32), np.empty((8, 160), np.int64)
+    pooling.global_max_pool(x, out, index)
+    np.testing.assert_array_equal(index, x.argmax(axis=1))
+    np.testing.assert_array_equal(out, x.max(axis=1))
