@@ -381,7 +381,9 @@ def _embedding(call: Call):
     ids = as_int64(call, call.x)
     table = b.const(call.layer.embeddings.value, f"{call.hint}/embeddings")
     out = b.op("Gather", [table, ids], call.hint, axis=0)
-    if call.layer.mask_zero:
-        zero = b.ints(0, f"{call.hint}/zero")
-        call.output_mask = b.op("Not", [b.op("Equal", [ids, zero], call.hint)], f"{call.hint}/mask")
+    if call.layer.mask_zero:  # ids != 0 on the ids as given (0.5 is kept, as the layer)
+        given = b.op("Cast", [call.x.name], f"{call.hint}/mask", to=11)  # DOUBLE: exact here
+        zero = b.const(0.0, f"{call.hint}/zero", dtype=np.float64)
+        equal = b.op("Equal", [given, zero], f"{call.hint}/mask")
+        call.output_mask = b.op("Not", [equal], f"{call.hint}/mask")
     return [Value(out, call.output_shapes[0])]
