@@ -96,7 +96,7 @@ def _convolution(call: Call):
     return [_conv(call, layer.kernel.value, bias, layer.groups)]
 
 
-@converter(convolutional_extra.DepthwiseConv1D, convolutional_extra.DepthwiseConv2D)
+@converter(convolutional_extra.DepthwiseConv1D, convolutional_extra.DepthwiseConv2D, folds_bn=True)
 def _depthwise(call: Call):
     layer = call.layer
     kernel = layer.kernel.value  # (k..., channels, multiplier)

@@ -222,7 +222,8 @@ def _bn_folds(graph, readers: dict) -> dict:
             continue
         if getattr(producer.layer, "activation", None) != "linear":
             continue
-        if node.layer.axis not in (-1, len(t.shape) - 1):
-            continue
+        channels_last = getattr(producer.layer, "data_format", "channels_last") == "channels_last"
+        if not channels_last or node.layer.axis not in (-1, len(t.shape) - 1):
+            continue  # the BN would not normalize the producer's channels
         folds[id(producer)] = node
     return folds

@@ -133,6 +133,9 @@ CASES = {
     "depthwise2d": lambda: one(
         layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), (5, 5, 3)
     ),  # fmt: skip
+    "depthwise-bn-folded": lambda: conv_chain(
+        layers.DepthwiseConv2D(3, depth_multiplier=2), layers.BatchNormalization()
+    ),
     "depthwise1d": lambda: one(layers.DepthwiseConv1D(3, strides=2), (9, 2)),
     "separable2d": lambda: one(layers.SeparableConv2D(4, 3, activation="relu"), (6, 6, 2)),
     "separable1d": lambda: one(layers.SeparableConv1D(3, 2, padding="same"), (6, 2)),
@@ -166,6 +169,12 @@ CASES = {
         layers.Conv2DTranspose(2, 2, strides=2, data_format="channels_first"),
         layers.Flatten(),
         shape=(3, 7, 6),
+    ),
+    "channels-first-bn-along-width-not-folded": lambda: conv_chain(
+        layers.DepthwiseConv2D(2, data_format="channels_first"),
+        layers.BatchNormalization(),  # axis -1: the width here, not the channels
+        layers.BatchNormalization(axis=1),
+        shape=(3, 5, 4),
     ),
     "channels-first-after-channels-last": lambda: conv_chain(
         layers.Conv2D(3, 3),  # channels-first inside: the next layer reads Keras's layout
@@ -270,8 +279,15 @@ def test_conv_chain_has_transposes_only_at_the_edges(tmp_path):
     assert "BatchNormalization" not in ops
 
 
-def test_bn_after_a_linear_conv_is_folded(tmp_path):
-    model, x = CASES["conv-bn-relu-folded"]()
+@pytest.mark.parametrize("case", ["conv-bn-relu-folded", "depthwise-bn-folded"])
+def test_bn_after_a_linear_conv_is_folded(case, tmp_path):
+    model, x = CASES[case]()
     proto = assert_matches(with_random_weights(model), x, tmp_path)
     ops = [node.op_type for node in proto.graph.node]
     assert ops.count("Conv") == 1 and "Mul" not in ops and "Add" not in ops
+
+
+def test_bn_along_another_axis_than_the_channels_is_not_folded(tmp_path):
+    model, x = CASES["channels-first-bn-along-width-not-folded"]()
+    proto = assert_matches(with_random_weights(model), x, tmp_path)
+    assert [node.op_type for node in proto.graph.node].count("Mul") == 2
