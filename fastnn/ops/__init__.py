@@ -8,18 +8,30 @@ numpy ops), ``nn`` and ``nn_extra``, ``core`` (conversion, control flow), ``lina
 ``ops.image``), ``signal`` (the Fourier transforms).
 """
 
-from fastnn.ops import core, image, linalg, nn, nn_extra, numpy, numpy_extra, rules, signal  # noqa: F401  (rules registers the gradients)
+from fastnn.ops import (  # noqa: F401  (rules registers the gradients; image, linalg: keras's)
+    core,
+    image,
+    linalg,
+    nn,
+    nn_extra,
+    numpy,
+    numpy_extra,
+    numpy_more,
+    rules,
+    signal,
+)
 from fastnn.ops.core import *  # noqa: F403
 from fastnn.ops.linalg import *  # noqa: F403
 from fastnn.ops.nn import *  # noqa: F403
 from fastnn.ops.nn_extra import *  # noqa: F403
 from fastnn.ops.numpy import *  # noqa: F403
 from fastnn.ops.numpy_extra import *  # noqa: F403
+from fastnn.ops.numpy_more import *  # noqa: F403
 from fastnn.ops.signal import *  # noqa: F403
 from fastnn.ops.tape import GradientTape
 from fastnn.ops.tensor import Tensor
 
 __all__ = [
-    *core.__all__, *numpy.__all__, *numpy_extra.__all__, *nn.__all__, *nn_extra.__all__,
-    *linalg.__all__, *signal.__all__, "GradientTape", "Tensor",
+    *core.__all__, *numpy.__all__, *numpy_extra.__all__, *numpy_more.__all__, *nn.__all__,
+    *nn_extra.__all__, *linalg.__all__, *signal.__all__, "GradientTape", "Tensor",
 ]  # fmt: skip

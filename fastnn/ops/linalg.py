@@ -10,6 +10,7 @@ lu_factor compute forward only: given a value a recording tape tracks they raise
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 
 import numpy as np
 
@@ -17,11 +18,11 @@ from fastnn.ops import numpy as fnp
 from fastnn.ops.core import custom_gradient
 from fastnn.ops.numpy import _float
 from fastnn.ops.signal import forward_only
-from fastnn.ops.tape import OpError, apply, as_array, unwrap
+from fastnn.ops.tape import GradientTape, OpError, apply, as_array, unwrap
 
 __all__ = [
     "cholesky", "cholesky_inverse", "det", "eig", "eigh", "inv", "logdet", "lstsq", "lu_factor",
-    "matrix_rank", "norm", "pinv", "qr", "slogdet", "solve", "solve_triangular", "svd",
+    "jvp", "matrix_rank", "norm", "pinv", "qr", "slogdet", "solve", "solve_triangular", "svd",
 ]  # fmt: skip
 
 
@@ -329,3 +330,28 @@ def _matrix_norm(x, ord, axes: tuple, keepdims: bool):  # noqa: A002
 
 def _squeezed(value, axes: tuple, keepdims: bool):
     return value if keepdims else fnp.squeeze(value, tuple(axes))
+
+
+# ---- forward-mode derivatives ------------------------------------------------------------------
+def jvp(fun: Callable, primals, tangents, has_aux: bool = False):
+    """(fun(*primals), J @ tangents) (and aux with ``has_aux``), as keras.ops.linalg.jvp: the
+    Jacobian-vector product as the gradient, in u, of <J^T u, tangents> (a tape over a tape,
+    so every op on the way needs a rule whose own ops record)."""
+    primals, tangents = list(primals), list(tangents)
+    if len(primals) != len(tangents):
+        raise OpError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    values = [np.asarray(as_array(p), _float(p).dtype) for p in primals]
+    with GradientTape() as outer:
+        with GradientTape() as inner:
+            watched = [inner.watch(v) for v in values]
+            result = fun(*watched)
+            output, aux = result if has_aux else (result, None)
+        u = outer.watch(np.zeros(_shape(output), np.result_type(unwrap(output))))
+        grads = inner.gradient(output, watched, output_gradients=u, unconnected_gradients="zero")
+        pairing = None
+        for g, t in zip(grads, tangents):
+            term = fnp.sum(fnp.multiply(g, np.asarray(as_array(t), np.result_type(unwrap(g)))))
+            pairing = term if pairing is None else fnp.add(pairing, term)
+    tangent_out = outer.gradient(pairing, u, unconnected_gradients="zero")
+    out = np.asarray(unwrap(output))
+    return (out, tangent_out, aux) if has_aux else (out, tangent_out)
