@@ -44,12 +44,13 @@ def onnx(
 
 def export_model(model, filepath, format: str = "onnx", verbose=None, input_signature=None,
                  **kwargs):  # fmt: skip
-    """``Model.export``: Keras 3's signature; ``format="onnx"`` is the one fastnn writes."""
+    """``Model.export``: Keras 3's signature; ``format="onnx"`` is the one fastnn writes. Says
+    where it saved unless ``verbose=False``, as Keras."""
     if format not in FORMATS:
         raise ValueError(
             f"Model '{model.name}'.export: format={format!r} is not supported; fastnn exports "
-            f"format={FORMATS[0]!r} only (Keras's 'tf_saved_model' and 'openvino' need "
-            "TensorFlow or OpenVINO)"
+            f"format={FORMATS[0]!r} only (Keras's 'tf_saved_model', 'openvino', 'litert' and "
+            "'torch' need those frameworks)"
         )
     if input_signature is not None:
         raise ValueError(
@@ -70,7 +71,10 @@ def export_model(model, filepath, format: str = "onnx", verbose=None, input_sign
             f"Model '{model.name}'.export got unexpected arguments {unknown}; it takes opset "
             f"(or opset_version), {sorted(known)}"
         )
-    return onnx(model, filepath, opset if opset is not None else opset_version, **kwargs)
+    proto = onnx(model, filepath, opset if opset is not None else opset_version, **kwargs)
+    if verbose is None or verbose:  # Keras's message, on by default
+        print(f"Saved artifact at '{filepath}'.")
+    return proto
 
 
 __all__ = ["FORMATS", "ExportError", "export_model", "onnx"]

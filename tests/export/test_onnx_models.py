@@ -76,9 +76,12 @@ def test_sequential_and_nested_models(tmp_path):
     assert_matches(with_random_weights(outer), data(4), tmp_path)
 
 
-def test_model_export_writes_the_same_file(tmp_path):
+def test_model_export_writes_the_same_file(tmp_path, capsys):
     model, xs = small_multi_io()
     model.export(tmp_path / "m.onnx", format="onnx", opset_version=17)
+    assert capsys.readouterr().out == f"Saved artifact at '{tmp_path / 'm.onnx'}'.\n"
+    model.export(tmp_path / "m.onnx", verbose=False)
+    assert capsys.readouterr().out == ""
     proto = onnx.load(tmp_path / "m.onnx")
     assert proto.opset_import[0].version == 17
     expected = model.predict(xs, verbose=0)
@@ -103,7 +106,7 @@ def refused(model, tmp_path, match, **options):
 
 def test_model_export_refuses_other_formats(tmp_path):
     model, _ = small_multi_io()
-    for fmt in ("tf_saved_model", "openvino"):
+    for fmt in ("tf_saved_model", "openvino", "torch"):
         with pytest.raises(ValueError, match=f"format='{fmt}' is not supported.*'onnx'"):
             model.export(tmp_path / "m", format=fmt)
     with pytest.raises(TypeError, match=r"unexpected arguments \['dynamic_axes'\]"):
