@@ -119,6 +119,24 @@ def _join(num_processes: int | None) -> None:
     _world.rank, _world.size, _world.local_size = comm.Get_rank(), comm.Get_size(), local.size
     local.Free()
     _world.initialized = True
+    if _world.size > 1:
+        sys.excepthook = _aborting_excepthook(sys.excepthook)
+
+
+def _aborting_excepthook(previous):
+    """An excepthook that, after ``previous`` prints the error, ends every rank: a rank whose
+    script dies outside fit() would otherwise leave the others waiting in a collective."""
+
+    def hook(kind, error, trace):
+        previous(kind, error, trace)
+        sys.stderr.write(
+            f"fastnn.distribution: rank {_world.rank} of {_world.size} ended on an uncaught "
+            f"{kind.__name__}; aborting every rank.\n"
+        )
+        sys.stderr.flush()
+        _world.comm.Abort(1)
+
+    return hook
 
 
 def _threads_per_rank(num_threads: int | str) -> int:

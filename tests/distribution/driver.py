@@ -3,7 +3,8 @@
 ``python driver.py <case> <out_dir> [--dp] [--sync-bn]``: builds the case's model with seed 0,
 trains it (with a DataParallel distribution when ``--dp``) and writes ``rank<r>.npz`` (the
 weights, then the history's values) into ``out_dir``. Cases: mlp, cnn, lstm (training), fault
-(rank 1 raises at its third batch), kill (rank 1 kills itself there), save / resume (train one
+(rank 1 raises at its third batch), kill (rank 1 kills itself there), raise (rank 1 raises
+before fit), save / resume (train one
 epoch and save to out_dir/model.fastnn; load it and train the second epoch), evaluate (the
 evaluate and predict results), print (fit with verbose=2 and a CSVLogger).
 """
@@ -97,7 +98,12 @@ def main(case: str, out_dir: str, flags: list[str]) -> None:
         history = model.fit(x, y, batch_size=BATCH, epochs=2, initial_epoch=1, verbose=0)
         write(out_dir, model, history_values(history))
         return
-    model = model_for("mlp" if case in ("fault", "kill", "save", "print", "evaluate") else case)
+    model = model_for(case if case in ("cnn", "lstm") else "mlp")
+    if case == "raise":  # outside fit, while the other ranks wait in fit's first broadcast
+        if distribution.rank() == 1:
+            raise RuntimeError("the script broke before fit")
+        model.fit(x, y, batch_size=4, epochs=3, verbose=0)
+        return
     if case in ("fault", "kill"):
         model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[Fail(case)])
         return

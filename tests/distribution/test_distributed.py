@@ -148,6 +148,15 @@ def test_a_rank_that_raises_stops_every_rank(tmp_path):
     assert "RuntimeError: the data loader broke" in done.stderr
 
 
+def test_a_rank_that_raises_outside_fit_stops_every_rank(tmp_path):
+    started = time.monotonic()
+    done = run(2, "raise", tmp_path, timeout=60)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 30
+    assert "rank 1 of 2 ended on an uncaught RuntimeError" in done.stderr
+    assert "RuntimeError: the script broke before fit" in done.stderr
+
+
 def test_a_killed_rank_ends_the_job(tmp_path):
     started = time.monotonic()
     done = run(2, "kill", tmp_path, timeout=60)
