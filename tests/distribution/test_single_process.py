@@ -186,3 +186,14 @@ def test_threads_per_rank_share_the_host(cores, bound, local, threads, monkeypat
     monkeypatch.setattr(world._world, "local_size", local)
     assert world._threads_per_rank("auto") == threads
     assert world._threads_per_rank(3) == 3
+
+
+def test_a_model_with_its_own_train_step_is_refused():
+    class OwnStep(keras.Model):
+        def train_step(self, data):
+            return {}
+
+    inputs = keras.Input((2,))
+    model = OwnStep(inputs, layers.Dense(1)(inputs))
+    with pytest.raises(NotImplementedError, match="writes its own train_step/test_step"):
+        _rank(0, 2).prepare(model)
