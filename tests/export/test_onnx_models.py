@@ -80,7 +80,7 @@ def test_model_export_writes_the_same_file(tmp_path, capsys):
     model, xs = small_multi_io()
     model.export(tmp_path / "m.onnx", format="onnx", opset_version=17)
     assert capsys.readouterr().out == f"Saved artifact at '{tmp_path / 'm.onnx'}'.\n"
-    model.export(tmp_path / "m.onnx", verbose=False)
+    model.export(tmp_path / "quiet.onnx", verbose=False)
     assert capsys.readouterr().out == ""
     proto = onnx.load(tmp_path / "m.onnx")
     assert proto.opset_import[0].version == 17
