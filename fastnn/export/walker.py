@@ -92,7 +92,14 @@ def model_proto(model, opset=None, batch_size=None, assume_post_padding=False):
     graph_outputs = []
     for name, tensor in zip(output_names, graph.outputs):
         value = builder.native(values[id(tensor)], name)
-        builder.op_into("Identity", [value.name], [name], name)
+        if name in input_names:  # an input returned as it is: the graph's input, no node
+            if value.name != name:
+                raise ExportError(
+                    f"ONNX export: the output name '{name}' is also an input's; ONNX needs "
+                    "distinct names"
+                )
+        else:
+            builder.op_into("Identity", [value.name], [name], name)
         shape = (batch, *tensor.shape[1:])
         graph_outputs.append(_value_info(onnx, name, model.dtype, shape, "batch"))
     onnx_graph = onnx.helper.make_graph(

@@ -61,6 +61,12 @@ def test_dynamic_batch_axis_runs_two_batch_sizes(tmp_path):
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_an_input_returned_as_an_output(tmp_path):
+    x = fastnn.Input((3,), name="x")
+    model = with_random_weights(fastnn.Model(x, [x, layers.Dense(2, name="d")(x)]))
+    assert_matches(model, data(3), tmp_path)
+
+
 def test_batch_size_fixes_the_batch_axis(tmp_path):
     model, xs = small_multi_io()
     proto = assert_matches(model, xs, tmp_path, batch_size=3)
