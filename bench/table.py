@@ -21,6 +21,7 @@ PEER_NAMES = {
     "keras_jax": "Keras, JAX",
     "keras_tensorflow": "Keras, TensorFlow",
     "keras_torch": "Keras, torch",
+    "onnxruntime": "ONNX Runtime",  # bench.models --inference
 }
 
 
