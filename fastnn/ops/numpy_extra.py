@@ -17,6 +17,7 @@ import numpy as np
 
 from fastnn import backend
 from fastnn.ops import numpy as fnp
+from fastnn.ops import tensor as _tensor
 from fastnn.ops.numpy import _binary, _erf, _float, _unary
 from fastnn.ops.tape import OpError, apply, as_array, unwrap
 
@@ -909,3 +910,7 @@ blackman = _window("blackman", np.blackman)
 def kaiser(x, beta) -> np.ndarray:
     """The Kaiser window of length x and shape ``beta`` (floatx)."""
     return np.kaiser(int(unwrap(x)), float(unwrap(beta))).astype(backend.floatx())
+
+
+# numpy's functions and ufuncs of these names on a Tensor or Variable route here (tensor.py)
+_tensor.OPERATIONS.update((name, globals()[name]) for name in __all__)

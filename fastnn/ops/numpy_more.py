@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fastnn.ops import numpy as fnp
+from fastnn.ops import tensor as _tensor
 from fastnn.ops.core import _get_item
 from fastnn.ops.numpy import _float
 from fastnn.ops.numpy_extra import _as_float, _segments
@@ -257,3 +258,7 @@ def fold(x, output_size, kernel_size, dilation=1, padding=0, stride=1):
     padded = fnp._index_add(blocks, padded_shape, index)
     return fnp.get_item(padded, (slice(None), slice(None), slice(ph, ph + size[0]),
                                  slice(pw, pw + size[1])))  # fmt: skip
+
+
+# numpy's functions and ufuncs of these names on a Tensor or Variable route here (tensor.py)
+_tensor.OPERATIONS.update((name, globals()[name]) for name in __all__)

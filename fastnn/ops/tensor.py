@@ -246,6 +246,8 @@ UFUNCS = {
         "arctan2", "reciprocal", "sign", "floor", "ceil", "trunc", "maximum", "minimum",
         "logaddexp", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal",
         "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite",
+        "cbrt", "exp2", "hypot", "logaddexp2", "fmod", "fmax", "fmin", "deg2rad", "rad2deg",
+        "fabs", "signbit",
     )},
     "true_divide": "divide", "absolute": "abs", "remainder": "mod", "rint": "round",
 }  # fmt: skip
@@ -259,6 +261,13 @@ FUNCTIONS = frozenset([
     "roll", "swapaxes", "moveaxis", "ravel", "tril", "triu", "diagonal", "zeros_like", "ones_like",
     "full_like", "shape", "ndim", "size", "round", "average", "abs", "square", "sqrt", "exp",
     "log", "maximum", "minimum",
+    # numpy_extra / numpy_more / linalg: the same names and arguments as numpy's
+    "hstack", "vstack", "dstack", "append", "array_split", "hsplit", "vsplit", "dsplit", "diag",
+    "diagflat", "trace", "fliplr", "flipud", "rot90", "diff", "median", "quantile", "percentile",
+    "nansum", "nanmean", "nanmax", "nanmin", "nanprod", "nanstd", "nanvar", "nanmedian",
+    "nanquantile", "nanpercentile", "nancumsum", "nancumprod", "ptp", "inner", "kron", "vdot",
+    "cross", "correlate", "nan_to_num", "copy", "meshgrid", "select", "vander", "trapezoid",
+    "sinc", "corrcoef", "real", "imag", "conj", "conjugate",
 ])  # fmt: skip
 
 

@@ -299,3 +299,14 @@ def test_errors_name_the_op_and_shapes(name):
     fn, match = ERRORS[name]
     with pytest.raises(ValueError, match=match):
         fn()
+
+
+def test_numpy_functions_on_tensors_route_to_these_ops():
+    """np.median(t), np.cbrt(t), ... on a tracked Tensor record like the fastnn.ops calls."""
+    rng = np.random.default_rng(9)
+
+    def through_numpy(x):
+        return (np.median(x, axis=0) + np.trace(x) + np.sum(np.diff(x), axis=0)[:1]
+                + np.cbrt(x[0] + 3) + np.fmax(x[1], 0.1) + np.hypot(x[2], 1.0))  # fmt: skip
+
+    check_grads(through_numpy, rng.standard_normal((4, 4)), rng=rng)
