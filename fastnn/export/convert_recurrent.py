@@ -99,8 +99,8 @@ def sequence_lengths(call: Call) -> tuple[str, str] | tuple[str, None]:
     # Post-padded: the mask never rises from one step to the next.
     later = b.slice(steps, [1], [np.iinfo(np.int64).max], [1], hint)
     earlier = b.slice(steps, [0], [-1], [1], hint)
-    rises = b.op("Greater", [later, earlier], hint)
-    bad = b.reduce("ReduceMax", b.op("Cast", [rises], hint, to=6), [1], hint, keepdims=False)
+    rises = b.op("Greater", [later, earlier], hint)  # a sum: 0 over no pairs (1 step)
+    bad = b.reduce("ReduceSum", b.op("Cast", [rises], hint, to=6), [1], hint, keepdims=False)
     bad = b.op("Cast", [bad], hint, to=9)  # BOOL
     poison = b.op(
         "Where",

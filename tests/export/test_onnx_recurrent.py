@@ -201,3 +201,13 @@ def test_a_mask_flows_through_a_returned_sequence(wrapped, tmp_path):
     )
     rnns = [n for n in proto.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
     assert len(rnns) == 3 and all(n.input[4] for n in rnns)
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_mask_with_unknown_steps_and_an_all_padding_sample(steps, tmp_path):
+    inputs = fastnn.Input((None,))
+    x = layers.Embedding(7, 3, mask_zero=True)(inputs)
+    x = layers.GRU(3, return_sequences=True)(x)
+    model = with_random_weights(fastnn.Model(inputs, layers.Bidirectional(layers.LSTM(2))(x)))
+    tokens = ids(steps, pad_after=[0, steps, 1])  # the first sample is all padding
+    assert_matches(model, tokens, tmp_path, reference=False, assume_post_padding=True)
