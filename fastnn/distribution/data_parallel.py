@@ -85,6 +85,16 @@ class DataParallel:
                 self._broadcast_array(array)
             optimizer.set_state(state)
 
+    def share_statistics(self, model) -> None:
+        """Rank 0's non-trainable weights (BatchNormalization's moving statistics, which each
+        rank keeps from its own part of the batches without sync_batchnorm) on every rank:
+        before evaluating and predicting and at the end of fit, so every rank holds the model
+        rank 0 saves. Training's forward uses batch statistics, so training is unchanged."""
+        if self.sync_batchnorm:  # computed from the same global sums on every rank already
+            return
+        for variable in model.non_trainable_weights:
+            self._broadcast_array(variable.value)
+
     def _broadcast_array(self, array: np.ndarray) -> None:
         if array.flags.c_contiguous:
             self.comm.Bcast(array, root=0)

@@ -793,6 +793,8 @@ class Trainer:
                 break
         if epochs > 0:  # as Keras: an optimizer with use_ema sets the weights to their averages
             self.optimizer.finalize_variable_values(self.trainable_weights)
+        if dist is not None:  # every rank ends with rank 0's model
+            dist.share_statistics(self)
         cbs.on_train_end(logs)
         return history
 
@@ -826,6 +828,9 @@ class Trainer:
 
     def _evaluate_batches(self, batches, cbs=None) -> dict | None:
         """The logs of test steps over ``batches``; None if there were none."""
+        dist = distribution_module.active()
+        if dist is not None:  # every rank evaluates with rank 0's moving statistics
+            dist.share_statistics(self)
         self._reset_metrics()
         step = -1
         for step, (xs, ys, sample_weight) in enumerate(batches):
@@ -898,6 +903,7 @@ class Trainer:
         dist = distribution_module.active()
         if dist is None or len(xs[0]) < dist.size:
             return self._pack_outputs(self._predict_arrays(xs, batch_size, verbose, callbacks))
+        dist.share_statistics(self)
         part = data_adapters.take(xs, dist.predict_rows(len(xs[0])))
         outputs = self._predict_arrays(part, batch_size, verbose, callbacks)
         return self._pack_outputs(dist.gather(outputs, len(xs[0])))

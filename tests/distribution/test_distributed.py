@@ -94,16 +94,13 @@ def test_training_equals_one_process_on_the_global_batch(
 
 
 def test_batchnorm_statistics_stay_per_rank_without_sync(tmp_path, tmp_path_factory):
-    """Without sync_batchnorm each rank normalizes by its own part's statistics: the trainable
-    weights still agree bit for bit across ranks (but differ from one process's), the moving
-    statistics are each rank's own."""
+    """Without sync_batchnorm each rank normalizes by its own part's statistics: the weights
+    differ from one process's; the trainable ones agree bit for bit across ranks, and the
+    moving statistics are rank 0's on every rank after fit (evaluated with them too)."""
     ranks = trained(2, "cnn", tmp_path)
+    assert_same_on_every_rank(ranks)
     expected = single("cnn", tmp_path_factory)
-    # conv kernel, gamma, beta, moving mean and variance, dense kernel and bias
-    for key in ("w0", "w1", "w2", "w5", "w6"):
-        assert np.array_equal(ranks[0][key], ranks[1][key]), key
-    assert not np.allclose(ranks[0]["w1"], expected["w1"], rtol=1e-5, atol=1e-6)
-    assert not np.array_equal(ranks[0]["w3"], ranks[1]["w3"])
+    assert not np.allclose(ranks[0]["w1"], expected["w1"], rtol=1e-5, atol=1e-6)  # gamma
 
 
 def test_resume_on_another_rank_count(tmp_path, tmp_path_factory):
