@@ -53,11 +53,14 @@ def _pads(call: Call, sizes, kernel, strides, dilations) -> dict:
     spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     if padding == "causal":
         return {"pads": [spans[0] - 1, 0]}
-    if any(size is None for size in sizes):
-        return {"auto_pad": "SAME_UPPER"}
+    if any(size is None and stride > 1 for size, stride in zip(sizes, strides)):
+        return {"auto_pad": "SAME_UPPER"}  # pads that depend on the size (no dilation here)
     before, after = [], []
     for size, span, stride in zip(sizes, spans, strides):
-        total = max((math.ceil(size / stride) - 1) * stride + span - size, 0)
+        if stride == 1:  # span - 1 whatever the size
+            total = span - 1
+        else:
+            total = max((math.ceil(size / stride) - 1) * stride + span - size, 0)
         before.append(total // 2)
         after.append(total - total // 2)
     return {"pads": before + after}

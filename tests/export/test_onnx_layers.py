@@ -48,7 +48,7 @@ def conv_chain(*stack, shape=(6, 6, 3)):
     x = inputs
     for layer in stack:
         x = layer(x)
-    return fastnn.Model(inputs, x), data(*shape)
+    return fastnn.Model(inputs, x), data(*[7 if d is None else d for d in shape])
 
 
 CASES = {
@@ -180,6 +180,22 @@ CASES = {
         layers.Conv2D(3, 3),  # channels-first inside: the next layer reads Keras's layout
         layers.DepthwiseConv2D(2, data_format="channels_first"),
         layers.Conv2D(2, 1),
+    ),
+    "unknown-sizes-same-padding": lambda: conv_chain(
+        layers.Conv2D(3, 3, strides=2, padding="same"),
+        layers.MaxPooling2D(2, padding="same"),
+        layers.AveragePooling2D(3, strides=2, padding="same"),
+        layers.Conv2D(2, 2, dilation_rate=2, padding="same"),
+        layers.GlobalAveragePooling2D(),
+        shape=(None, None, 3),
+    ),
+    "unknown-steps-conv1d": lambda: (
+        conv_chain(
+            layers.Conv1D(2, 3, padding="same"),
+            layers.Conv1D(2, 2, padding="causal"),
+            shape=(None, 3),
+        )[0],  # fmt: skip
+        data(7, 3),
     ),
     "maxpool2d-same": lambda: one(layers.MaxPooling2D(2, padding="same"), (5, 5, 2)),
     "avgpool2d-same": lambda: one(layers.AveragePooling2D(3, strides=2, padding="same"), (5, 5, 2)),
