@@ -257,20 +257,17 @@ def _cropping(call: Call):
 @converter(reshaping.UpSampling1D, reshaping.UpSampling2D)
 def _upsampling(call: Call):
     layer, b = call.layer, call.builder
-    if getattr(layer, "interpolation", "nearest") != "nearest":
-        raise call.refuse(
-            f"interpolation={layer.interpolation!r}: only 'nearest' upsampling is converted"
-        )
+    interpolation = getattr(layer, "interpolation", "nearest")
+    if interpolation not in ("nearest", "bilinear"):
+        raise call.refuse(f"interpolation={interpolation!r} has no converter")
     x, _, layout = _operand(call)
     sizes = tuple(np.atleast_1d(layer.size).tolist())
     scales = b.const(np.array([1.0, 1.0, *sizes], np.float32), f"{call.hint}/scales",
                      dtype=np.float32)  # fmt: skip
-    out = b.op(
-        "Resize",
-        [x.name, "", scales],
-        call.hint,
-        mode="nearest",
-        coordinate_transformation_mode="asymmetric",
-        nearest_mode="floor",
-    )
+    if interpolation == "nearest":  # each pixel repeated
+        modes = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+                 "nearest_mode": "floor"}  # fmt: skip
+    else:  # half-pixel centers, edges clamped
+        modes = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    out = b.op("Resize", [x.name, "", scales], call.hint, **modes)
     return [Value(out, call.output_shapes[0], layout)]

@@ -211,6 +211,9 @@ CASES = {
     "cropping2d": lambda: one(layers.Cropping2D(((1, 0), (0, 2))), (4, 5, 2)),
     "cropping1d": lambda: one(layers.Cropping1D((1, 2)), (6, 2)),
     "upsampling2d": lambda: one(layers.UpSampling2D((2, 3)), (2, 3, 2)),
+    "upsampling2d-bilinear": lambda: one(
+        layers.UpSampling2D((2, 3), interpolation="bilinear"), (3, 4, 2)
+    ),
     "upsampling1d": lambda: one(layers.UpSampling1D(2), (3, 2)),
     "conv-pad-crop-up-chain": lambda: conv_chain(
         layers.Conv2D(3, 3),
