@@ -80,3 +80,38 @@ def bilinear_backward(grad, row_start, row_out, row_weight, col_start, col_out, 
                     gj = g[col_out[q]]
                     for c in range(acc.shape[1]):
                         acc[x, c] += w * gj[c]
+
+
+# Nearest-neighbour enlarging by whole factors (UpSampling's default): each input pixel fills a
+# (sh, sw) block of the output; the backward sums each block back into its pixel.
+@njit(cache=True, parallel=True, error_model="numpy")
+def nearest_forward(x, sh, sw, out):
+    """out (N, H*sh, W*sw, C) = x (N,H,W,C) with each pixel repeated sh x sw times."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    for r in prange(x.shape[0] * h):
+        n, i = r // h, r % h
+        for di in range(sh):
+            orow = out[n, i * sh + di]
+            for j in range(w):
+                src = x[n, i, j]
+                for dj in range(sw):
+                    dst = orow[j * sw + dj]
+                    for k in range(c):
+                        dst[k] = src[k]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def nearest_backward(grad, sh, sw, grad_x):
+    """grad_x (N,H,W,C) = the sums of grad (N, H*sh, W*sw, C) over each pixel's block."""
+    h, w, c = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    for r in prange(grad_x.shape[0] * h):
+        n, i = r // h, r % h
+        for j in range(w):
+            acc = grad_x[n, i, j]
+            for k in range(c):
+                acc[k] = 0
+            for di in range(sh):
+                for dj in range(sw):
+                    src = grad[n, i * sh + di, j * sw + dj]
+                    for k in range(c):
+                        acc[k] += src[k]

@@ -453,14 +453,17 @@ class UpSampling1D(Layer):
 
     def forward(self, inputs, training):
         n, steps, features = inputs.shape
-        out = np.empty((n, steps, self.size, features), inputs.dtype)
-        out[...] = inputs[:, :, None, :]
+        x = np.ascontiguousarray(inputs).reshape(n, 1, steps, features)
+        out = np.empty((n, 1, steps * self.size, features), inputs.dtype)
+        kernels.resize.nearest_forward(x, 1, self.size, out)
         return out.reshape(n, steps * self.size, features), None
 
     def backward(self, ctx, grad_outputs):
-        grad = np.asarray(grad_outputs)
-        n, steps, features = grad.shape
-        return grad.reshape(n, steps // self.size, self.size, features).sum(axis=2)
+        n, steps, features = grad_outputs.shape
+        grad = np.ascontiguousarray(grad_outputs).reshape(n, 1, steps, features)
+        grad_x = np.empty((n, 1, steps // self.size, features), grad.dtype)
+        kernels.resize.nearest_backward(grad, 1, self.size, grad_x)
+        return grad_x.reshape(n, steps // self.size, features)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size}
@@ -511,27 +514,23 @@ class UpSampling2D(Layer):
     def forward(self, inputs, training):
         if self.interpolation == "bilinear":
             return self._bilinear_forward(inputs), inputs.shape
+        x = self._as_nhwc(inputs)
+        n, h, w, c = x.shape
         sh, sw = self.size
-        x = inputs
-        out = np.empty(self.compute_output_shape(x.shape), x.dtype)
-        if self.data_format == "channels_last":
-            n, h, w, c = x.shape
-            out.reshape(n, h, sh, w, sw, c)[...] = x[:, :, None, :, None, :]
-        else:
-            n, c, h, w = x.shape
-            out.reshape(n, c, h, sh, w, sw)[...] = x[:, :, :, None, :, None]
-        return out, inputs.shape
+        out = np.empty((n, h * sh, w * sw, c), x.dtype)
+        kernels.resize.nearest_forward(x, sh, sw, out)
+        return out.reshape(self.compute_output_shape(inputs.shape)), inputs.shape
 
     def backward(self, ctx, grad_outputs):
         grad = np.asarray(grad_outputs)
         if self.interpolation == "bilinear":
             return self._bilinear_backward(grad, ctx)
+        g = self._as_nhwc(grad)
+        n, oh, ow, c = g.shape
         sh, sw = self.size
-        if self.data_format == "channels_last":
-            n, h, w, c = ctx
-            return grad.reshape(n, h, sh, w, sw, c).sum(axis=(2, 4))
-        n, c, h, w = ctx
-        return grad.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
+        grad_x = np.empty((n, oh // sh, ow // sw, c), g.dtype)
+        kernels.resize.nearest_backward(g, sh, sw, grad_x)
+        return grad_x.reshape(ctx)
 
     def _as_nhwc(self, x):
         """A channels_last view of x: NCHW planes are (N*C, H, W, 1) images."""

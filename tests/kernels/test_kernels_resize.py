@@ -87,3 +87,21 @@ def test_float32_stays_float32():
     assert float64_ops(resize.bilinear_forward, x, *rows, *cols, out) == []
     by_rows, by_cols = resize.taps_by_input(*rows, 2), resize.taps_by_input(*cols, 3)
     assert float64_ops(resize.bilinear_backward, out, *by_rows, *by_cols, x) == []
+
+
+@pytest.mark.parametrize(
+    "shape, factors", [((2, 3, 4, 5), (2, 2)), ((1, 1, 7, 3), (1, 3)), ((3, 2, 2, 1), (3, 1))]
+)
+def test_nearest_repeats_each_pixel_and_sums_its_block_back(shape, factors):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    sh, sw = factors
+    n, h, w, c = shape
+    out = np.empty((n, h * sh, w * sw, c))
+    resize.nearest_forward(x, sh, sw, out)
+    np.testing.assert_array_equal(out, x.repeat(sh, axis=1).repeat(sw, axis=2))
+    grad = rng.standard_normal(out.shape)
+    grad_x = np.full(shape, np.nan)
+    resize.nearest_backward(grad, sh, sw, grad_x)
+    want = grad.reshape(n, h, sh, w, sw, c).sum(axis=(2, 4))
+    np.testing.assert_allclose(grad_x, want, rtol=1e-12)
