@@ -6,6 +6,7 @@ Converters add nodes through ``GraphBuilder`` and never touch ``onnx`` protobufs
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 
 import numpy as np
@@ -88,6 +89,7 @@ class GraphBuilder:
         self.initializers: list = []
         self._names: set[str] = set()
         self._layout_cache: dict[tuple[str, str], Value] = {}
+        self._constants: dict[tuple, str] = {}
 
     # ---- names and constants -----------------------------------------------------------------
     def fresh(self, hint: str) -> str:
@@ -103,11 +105,15 @@ class GraphBuilder:
         self._names.add(name)
 
     def const(self, array, hint: str, dtype=None) -> str:
-        """An initializer holding ``array`` (cast to the model's float unless ``dtype``)."""
+        """An initializer holding ``array`` (cast to the model's float unless ``dtype``); equal
+        arrays share one (a shared layer's weights are stored once)."""
         array = np.asarray(array, dtype=dtype or self.dtype)
-        name = self.fresh(hint)
-        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
-        return name
+        key = (array.dtype.str, array.shape, hashlib.sha1(array.tobytes()).digest())
+        if key not in self._constants:
+            name = self.fresh(hint)
+            self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+            self._constants[key] = name
+        return self._constants[key]
 
     def ints(self, values, hint: str) -> str:
         """An int64 initializer (shapes, axes, pads, indices)."""

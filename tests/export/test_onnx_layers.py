@@ -266,11 +266,12 @@ if hasattr(layers, "Minimum"):
     CASES["merge-Minimum"] = lambda: merge_case(layers.Minimum())
 
 
+@pytest.mark.parametrize("opset", [None, 13])  # the default, and the oldest accepted
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_layer_exports(case, tmp_path):
+def test_layer_exports(case, opset, tmp_path):
     model, x = CASES[case]()
     with_random_weights(model)
-    assert_matches(model, x, tmp_path)
+    assert_matches(model, x, tmp_path, opset=opset)
 
 
 @pytest.mark.parametrize("opset", [13, 17])

@@ -82,6 +82,14 @@ def test_sequential_and_nested_models(tmp_path):
     assert_matches(with_random_weights(outer), data(4), tmp_path)
 
 
+def test_a_shared_layer_stores_its_weights_once(tmp_path):
+    a, b = fastnn.Input((4,)), fastnn.Input((4,))
+    shared = layers.Dense(3, name="shared")
+    model = with_random_weights(fastnn.Model([a, b], layers.Subtract()([shared(a), shared(b)])))
+    proto = assert_matches(model, [data(4), data(4)], tmp_path)
+    assert len(proto.graph.initializer) == 2  # the kernel and the bias
+
+
 def test_model_export_writes_the_same_file(tmp_path, capsys):
     model, xs = small_multi_io()
     model.export(tmp_path / "m.onnx", format="onnx", opset_version=17)
