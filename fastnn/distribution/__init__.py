@@ -21,6 +21,7 @@ from fastnn.distribution.data_parallel import (
     DataParallel,
     active,
     distribution,
+    get_device_count,
     list_devices,
     set_distribution,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "barrier",
     "communicator",
     "distribution",
+    "get_device_count",
     "initialize",
     "is_main",
     "list_devices",

@@ -21,16 +21,31 @@ class DataParallel:
 
     ``devices``: the ranks taking part, as ``list_devices()`` names them (``"cpu:0"`` ...
     ``"cpu:N-1"``, one per rank of the job); None is all of them. A run on a subset of the
-    ranks is not supported. ``sync_batchnorm``: BatchNormalization layers compute their
-    training statistics over the global batch (an allreduce of the sums in the forward and the
-    backward) instead of over each rank's part.
+    ranks is not supported, nor Keras's ``device_mesh``. ``auto_shard_dataset`` must stay True:
+    every rank is given the same data and takes its part of each global batch.
+    ``sync_batchnorm``: BatchNormalization layers compute their training statistics over the
+    global batch (an allreduce of the sums in the forward and the backward) instead of over
+    each rank's part.
     """
 
-    def __init__(self, devices=None, sync_batchnorm: bool = False, device_mesh=None):
+    def __init__(
+        self,
+        device_mesh=None,
+        devices=None,
+        auto_shard_dataset: bool = True,
+        *,
+        sync_batchnorm: bool = False,
+    ):
         if device_mesh is not None:
             raise ValueError(
                 "DataParallel: `device_mesh` is not supported; fastnn spreads the batch over "
                 "the MPI ranks of the job (pass devices=None or list_devices())"
+            )
+        if auto_shard_dataset is not True:
+            raise ValueError(
+                "DataParallel: `auto_shard_dataset` must be True: fastnn gives every rank the "
+                "same data and splits each global batch among the ranks (per-rank datasets are "
+                f"not supported); got auto_shard_dataset={auto_shard_dataset!r}"
             )
         world.initialize()
         expected = list_devices()
@@ -276,6 +291,11 @@ def list_devices(device_type: str | None = None) -> list[str]:
     if device_type not in (None, "cpu", "CPU"):
         raise ValueError(f"list_devices(): fastnn runs on CPUs; got device_type={device_type!r}")
     return [f"cpu:{r}" for r in range(world.size())]
+
+
+def get_device_count(device_type: str | None = None) -> int:
+    """How many devices ``list_devices`` names: the ranks of the job (Keras's name)."""
+    return len(list_devices(device_type))
 
 
 def set_distribution(value: DataParallel | None) -> None:

@@ -4,12 +4,14 @@ imported only when asked for."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from keras_twin import keras_module
 
 import fastnn as keras
 from fastnn import distribution, layers, losses
@@ -197,3 +199,23 @@ def test_a_model_with_its_own_train_step_is_refused():
     model = OwnStep(inputs, layers.Dense(1)(inputs))
     with pytest.raises(NotImplementedError, match="writes its own train_step/test_step"):
         _rank(0, 2).prepare(model)
+
+
+def test_keras_names_and_argument_order():
+    """Keras 3's keras.distribution names that mean something on MPI ranks, with Keras's
+    arguments first and in Keras's order (fastnn's own after them)."""
+    keras_distribution = keras_module().distribution
+    for name in (
+        "DataParallel",
+        "distribution",
+        "get_device_count",
+        "initialize",
+        "list_devices",
+        "set_distribution",
+    ):
+        ours = list(inspect.signature(getattr(distribution, name)).parameters)
+        theirs = list(inspect.signature(getattr(keras_distribution, name)).parameters)
+        assert ours[: len(theirs)] == theirs, name
+    assert distribution.get_device_count() == distribution.get_device_count("cpu") == 1
+    with pytest.raises(ValueError, match="`auto_shard_dataset` must be True"):
+        DataParallel(auto_shard_dataset=False)
