@@ -3,6 +3,7 @@
 from fastnn.layers.activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from fastnn.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
 from fastnn.layers.base import Layer, Variable
+from fastnn.layers.conv_lstm import ConvLSTM1D, ConvLSTM2D
 from fastnn.layers.convolutional import Conv1D, Conv2D
 from fastnn.layers.convolutional_extra import (
     Conv1DTranspose,
@@ -108,6 +109,8 @@ __all__ = [
     "Conv1DTranspose",
     "Conv2D",
     "Conv2DTranspose",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
     "Convolution1D",
     "Convolution1DTranspose",
     "Convolution2D",

@@ -31,7 +31,15 @@ import zipfile
 
 import numpy as np
 
-from fastnn.layers import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
+from fastnn.layers import (
+    GRU,
+    LSTM,
+    Bidirectional,
+    ConvLSTM1D,
+    ConvLSTM2D,
+    SimpleRNN,
+    TimeDistributed,
+)
 from fastnn.layers.base import Layer, assign_all, snake_case
 from fastnn.layers.recurrent import SequenceLayer
 from fastnn.models import Model, Sequential
@@ -56,7 +64,7 @@ _ENTRY_LIMITS = {CONFIG: MAX_MANIFEST_BYTES, METADATA: MAX_MANIFEST_BYTES, WEIGH
 #: The Keras release whose file format this module writes (and was tested against).
 KERAS_VERSION = "3.15.1"
 
-_RECURRENT = (LSTM, GRU, SimpleRNN)
+_RECURRENT = (LSTM, GRU, SimpleRNN, ConvLSTM1D, ConvLSTM2D)
 #: Where Keras writes the optimizer's variables in ``model.weights.h5``.
 _OPTIMIZER_GROUP = "optimizer/vars"
 
@@ -764,7 +772,8 @@ def _visit(layer, path: str, groups: list, seen: set) -> None:
     seen.add(id(layer))
     if isinstance(layer, _RECURRENT):  # Keras keeps the weights on the layer's cell
         groups.append((_join(path, "vars"), layer.name, []))
-        cell = f"{snake_case(type(layer).__name__)}_cell"
+        conv = isinstance(layer, (ConvLSTM1D, ConvLSTM2D))
+        cell = "conv_lstm_cell" if conv else f"{snake_case(type(layer).__name__)}_cell"
         groups.append((_join(path, "cell", "vars"), cell, layer.weights))
         return
     if hasattr(layer, "sublayer_weights"):  # a built-in layer keeping Keras's sublayers' weights

@@ -277,6 +277,17 @@ def conv_extra():
     return model, [RNG.normal(size=(8, 6, 6, 3)), RNG.normal(size=(8, 7, 2))]
 
 
+def conv_lstm():
+    """ConvLSTM2D (channels_first too) and ConvLSTM1D over short sequences of frames."""
+    frames, steps = fastnn.Input((3, 5, 5, 2)), fastnn.Input((3, 2, 6))
+    h = layers.ConvLSTM2D(3, 3, padding="same", return_sequences=True)(frames)
+    h = layers.ConvLSTM2D(2, 3, go_backwards=True, unit_forget_bias=False)(h)
+    t = layers.ConvLSTM1D(2, 3, data_format="channels_first", return_sequences=True)(steps)
+    merged = layers.Concatenate()([layers.Flatten()(h), layers.Flatten()(t)])
+    model = fastnn.Model([frames, steps], layers.Dense(2)(merged))
+    return model, [RNG.normal(size=(8, 3, 5, 5, 2)), RNG.normal(size=(8, 3, 2, 6))]
+
+
 # ---- the seed models ---------------------------------------------------------------------------
 def seed_sequential():
     model = fastnn.Sequential(
@@ -350,6 +361,7 @@ CASES = {
     "activation_layers": activation_layers,
     "shaping_regularization_preprocessing": shaping_regularization_preprocessing,
     "conv_extra": conv_extra,
+    "conv_lstm": conv_lstm,
     "seed_sequential": seed_sequential,
     "seed_two_inputs": seed_two_inputs,
     "seed_two_outputs": seed_two_outputs,
