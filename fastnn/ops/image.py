@@ -12,13 +12,16 @@ import numpy as np
 from fastnn import backend
 from fastnn.ops import numpy as fnp
 from fastnn.ops.core import slice as block
+from fastnn.ops.linalg import solve
 from fastnn.ops.nn import conv
+from fastnn.ops.nn_extra import depthwise_conv
 from fastnn.ops.numpy import _float
 from fastnn.ops.tape import OpError, as_array, unwrap
 
 __all__ = [
-    "affine_transform", "crop_images", "extract_patches", "pad_images", "resize",
-    "rgb_to_grayscale",
+    "affine_transform", "crop_images", "extract_patches", "extract_patches_3d", "gaussian_blur",
+    "hsv_to_rgb", "map_coordinates", "pad_images", "perspective_transform", "resize",
+    "rgb_to_grayscale", "rgb_to_hsv", "sobel_edges", "ssim",
 ]  # fmt: skip
 
 _RESIZE_METHODS = ("bilinear", "nearest")
@@ -240,10 +243,17 @@ def affine_transform(
     x, undo = _batched("affine_transform", images, data_format)
     n, height, width, channels = np.shape(unwrap(x))
     t = _float(transform).reshape(-1, 8)  # its dtype, as Keras: ties round alike
+    return undo(_projected(x, t, interpolation, fill_value, np.shape(unwrap(transform)),
+                           np.shape(unwrap(images))))  # fmt: skip
+
+
+def _projected(x, t, interpolation, fill_value, t_shape, images_shape):
+    """x (N, H, W, C) sampled where the transforms t (1 or N, 8) send each output pixel."""
+    n, height, width, channels = np.shape(unwrap(x))
     if len(t) not in (1, n):
         raise OpError(
-            f"affine_transform: transform of shape {np.shape(unwrap(transform))} needs 8 "
-            f"values per image for images of shape {np.shape(unwrap(images))}"
+            f"affine_transform: transform of shape {t_shape} needs 8 values per image for "
+            f"images of shape {images_shape}"
         )
     t = np.broadcast_to(t, (n, 8))
     rows, cols = np.meshgrid(*(np.arange(n, dtype=t.dtype) for n in (height, width)), indexing="ij")
@@ -271,4 +281,258 @@ def affine_transform(
         term = fnp.multiply(fnp.take(flat, index, axis=0), w.reshape(-1, 1).astype(dtype))
         out = term if out is None else fnp.add(out, term)
     out = fnp.add(out, (filled.reshape(-1, 1) * float(fill_value)).astype(dtype))
-    return undo(fnp.reshape(out, (n, height, width, channels)))
+    return fnp.reshape(out, (n, height, width, channels))
+
+
+def perspective_transform(
+    images, start_points, end_points, interpolation: str = "bilinear", fill_value=0,
+    data_format=None,
+):  # fmt: skip
+    """Images warped so that the 4 ``start_points`` (x, y) land on ``end_points``: the
+    homography from end to start points, solved per image, then ``affine_transform``'s
+    sampling: (N, H, W, C), (N or 1, 4, 2) x 2 -> (N, H, W, C)."""
+    start, end = _float(start_points), _float(end_points)
+    if start.shape[-2:] != (4, 2) or start.ndim not in (2, 3) or start.shape != end.shape:
+        raise OpError(
+            "perspective_transform: start_points and end_points must both be (4, 2) or "
+            f"(N, 4, 2); got {start.shape} and {end.shape}"
+        )
+    if interpolation not in _RESIZE_METHODS:
+        raise OpError(
+            f"perspective_transform: interpolation must be one of {_RESIZE_METHODS}; got "
+            f"{interpolation!r}"
+        )
+    x, undo = _batched("perspective_transform", images, data_format)
+    x = _as_float(x)
+    t = _homography(start.reshape(-1, 4, 2), end.reshape(-1, 4, 2)).astype(as_array(x).dtype)
+    return undo(_projected(x, t, interpolation, fill_value, start.shape,
+                           np.shape(unwrap(images))))  # fmt: skip
+
+
+def _homography(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The 8 coefficients (N, 8) sending each end point to its start point."""
+    ex, ey, sx, sy = end[..., 0], end[..., 1], start[..., 0], start[..., 1]
+    one, zero = np.ones_like(ex), np.zeros_like(ex)
+    rows_x = np.stack([ex, ey, one, zero, zero, zero, -sx * ex, -sx * ey], -1)
+    rows_y = np.stack([zero, zero, zero, ex, ey, one, -sy * ex, -sy * ey], -1)
+    system = np.stack([rows_x, rows_y], 2).reshape(len(start), 8, 8)
+    targets = np.stack([sx, sy], 2).reshape(len(start), 8)
+    return solve(system.astype(np.float64), targets.astype(np.float64))
+
+
+# ---- map_coordinates (scipy.ndimage's, orders 0 and 1) ----------------------------------------
+def _mirror(index, size):
+    s = max(size - 1, 1)
+    return np.abs((index + s) % (2 * s) - s)
+
+
+_INDEX_FIXERS = {
+    "constant": lambda i, n: np.clip(i, 0, n - 1),
+    "nearest": lambda i, n: np.clip(i, 0, n - 1),
+    "wrap": lambda i, n: i % n,
+    "mirror": _mirror,
+    "reflect": lambda i, n: (_mirror(2 * i + 1, 2 * n + 1) - 1) // 2,
+}
+
+
+def map_coordinates(inputs, coordinates, order: int, fill_mode: str = "constant", fill_value=0):
+    """``inputs`` (any rank) read at ``coordinates`` (rank, ...) by nearest (order 0) or
+    linear (order 1) interpolation; outside, per fill_mode (constant, nearest, wrap, mirror,
+    reflect): -> coordinates.shape[1:]."""
+    shape = np.shape(unwrap(inputs))
+    coords = np.asarray(as_array(coordinates), np.float64)
+    if coords.shape[:1] != (len(shape),):
+        raise OpError(
+            f"map_coordinates: coordinates of shape {coords.shape} must lead with the input's "
+            f"rank {len(shape)} (input shape {shape})"
+        )
+    if order not in (0, 1):
+        raise OpError(f"map_coordinates: order must be 0 or 1; got {order}")
+    if fill_mode not in _INDEX_FIXERS:
+        raise OpError(f"map_coordinates: fill_mode must be one of {sorted(_INDEX_FIXERS)}")
+    per_axis = []
+    for c, size in zip(coords, shape):
+        if order == 0:
+            nodes = [(np.round(c).astype(np.int64), 1.0)]
+        else:
+            low = np.floor(c)
+            nodes = [(low.astype(np.int64), 1 - (c - low)), (low.astype(np.int64) + 1, c - low)]
+        per_axis.append([(_INDEX_FIXERS[fill_mode](i, size), (i >= 0) & (i < size), w)
+                         for i, w in nodes])  # fmt: skip
+    flat = fnp.reshape(inputs, (-1,))
+    dtype = _float(inputs).dtype if as_array(inputs).dtype.kind != "f" else as_array(inputs).dtype
+    out, filled = None, np.zeros(coords.shape[1:])
+    for corner in _corners(per_axis):
+        index = np.ravel_multi_index(tuple(i for i, _, _ in corner), shape)
+        weight = np.prod([np.broadcast_to(w, coords.shape[1:]) for _, _, w in corner], axis=0)
+        valid = np.all([v for _, v, _ in corner], axis=0) if fill_mode == "constant" else True
+        filled += np.where(valid, 0.0, weight)
+        term = fnp.multiply(fnp.take(flat, index), np.where(valid, weight, 0.0).astype(dtype))
+        out = term if out is None else fnp.add(out, term)
+    out = fnp.add(out, (filled * float(fill_value)).astype(dtype))
+    if as_array(inputs).dtype.kind in "iub":
+        return np.round(as_array(out)).astype(as_array(inputs).dtype)
+    return out
+
+
+def _corners(per_axis: list):
+    if not per_axis:
+        yield ()
+        return
+    for rest in _corners(per_axis[1:]):
+        for node in per_axis[0]:
+            yield (node, *rest)
+
+
+# ---- filters -----------------------------------------------------------------------------------
+def _gaussian(size: int, sigma: float) -> np.ndarray:
+    x = np.arange(size) - (size - 1) / 2
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(images, kernel_size=(3, 3), sigma=(1.0, 1.0), data_format=None):
+    """Each channel convolved with a Gaussian (zero padding of kernel_size[0] // 2 on both
+    axes, as Keras's torch backend)."""
+    size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    spread = (sigma, sigma) if isinstance(sigma, (int, float)) else tuple(sigma)
+    x, undo = _batched("gaussian_blur", images, data_format)
+    x = _as_float(x)
+    channels = np.shape(unwrap(x))[-1]
+    # torch's outer(k_y, k_x) laid out as (kernel_size[0], kernel_size[1]), as Keras's backend
+    kernel = np.outer(_gaussian(size[1], spread[1]), _gaussian(size[0], spread[0]))
+    kernel = kernel.reshape(size[0], size[1], 1, 1)
+    kernel = np.tile(kernel, (1, 1, channels, 1)).astype(as_array(x).dtype)
+    pad = size[0] // 2
+    padded = fnp.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    return undo(depthwise_conv(padded, kernel))
+
+
+_SOBEL_Y = np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], np.float64)
+
+
+def sobel_edges(images, data_format=None):
+    """Sobel gradients of each channel, (dy, dx) on a new last axis: (N, H, W, C) ->
+    (N, H, W, C, 2) (zero padding)."""
+    shape = np.shape(unwrap(images))
+    if len(shape) != 4:
+        raise OpError(f"sobel_edges: expected a batch of images (N, H, W, C); got shape {shape}")
+    x, _ = _batched("sobel_edges", images, data_format)
+    x = _as_float(x)
+    channels = np.shape(unwrap(x))[-1]
+    dtype = as_array(x).dtype
+    padded = fnp.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    edges = []
+    for k in (_SOBEL_Y, _SOBEL_Y.T):
+        kernel = np.tile(k.reshape(3, 3, 1, 1), (1, 1, channels, 1)).astype(dtype)
+        edges.append(depthwise_conv(padded, kernel))
+    stacked = fnp.stack(edges, axis=-1)  # (N, H, W, C, 2)
+    if backend.standardize_data_format(data_format) == "channels_first":
+        return fnp.moveaxis(stacked, 3, 1)
+    return stacked
+
+
+# ---- colour spaces -----------------------------------------------------------------------------
+def _channel_planes(name: str, images, data_format) -> tuple:
+    shape = np.shape(unwrap(images))
+    axis = -3 if backend.standardize_data_format(data_format) == "channels_first" else -1
+    if len(shape) not in (3, 4) or shape[axis] != 3:
+        raise OpError(
+            f"{name}: expected images (..., 3) (channels first: (..., 3, H, W)); got shape {shape}"
+        )
+    if as_array(images).dtype.kind != "f":
+        raise OpError(f"{name}: expected float images; got {as_array(images).dtype}")
+    planes = [fnp.take(images, i, axis=axis) for i in range(3)]
+    return planes, axis
+
+
+def rgb_to_hsv(images, data_format=None):
+    """RGB in [0, 1] to hue, saturation, value in [0, 1] (piecewise; gradients through the
+    pieces)."""
+    (r, g, b), axis = _channel_planes("rgb_to_hsv", images, data_format)
+    eps = np.finfo(as_array(images).dtype).eps
+    r, g, b = (fnp.where(np.abs(as_array(p)) < eps, 0.0, p) for p in (r, g, b))
+    value = fnp.maximum(fnp.maximum(r, g), b)
+    spread = fnp.subtract(value, fnp.minimum(fnp.minimum(r, g), b))
+    v, s_ = as_array(value), as_array(spread)
+    saturation = fnp.where(v > 0, fnp.divide(spread, fnp.where(v > 0, value, 1.0)), 0.0)
+    norm = fnp.divide(1.0, fnp.multiply(fnp.where(s_ > 0, spread, 1.0), 6.0))
+    hue = fnp.where(v == as_array(g), fnp.add(fnp.multiply(norm, fnp.subtract(b, r)), 2 / 6),
+                    fnp.add(fnp.multiply(norm, fnp.subtract(r, g)), 4 / 6))  # fmt: skip
+    hue = fnp.where(v == as_array(r), fnp.multiply(norm, fnp.subtract(g, b)), hue)
+    hue = fnp.where(s_ > 0, hue, 0.0)
+    hue = fnp.add(hue, (as_array(hue) < 0).astype(as_array(hue).dtype))
+    return fnp.stack([hue, saturation, value], axis=axis)
+
+
+def hsv_to_rgb(images, data_format=None):
+    """Hue, saturation, value in [0, 1] to RGB in [0, 1]."""
+    (h, s_, v), axis = _channel_planes("hsv_to_rgb", images, data_format)
+    dh = fnp.multiply(fnp.mod(h, 1.0), 6.0)
+    dr = fnp.clip(fnp.subtract(fnp.abs(fnp.subtract(dh, 3.0)), 1.0), 0.0, 1.0)
+    dg = fnp.clip(fnp.subtract(2.0, fnp.abs(fnp.subtract(dh, 2.0))), 0.0, 1.0)
+    db = fnp.clip(fnp.subtract(2.0, fnp.abs(fnp.subtract(dh, 4.0))), 0.0, 1.0)
+    grey = fnp.subtract(1.0, s_)
+    planes = [fnp.multiply(v, fnp.add(grey, fnp.multiply(s_, d))) for d in (dr, dg, db)]
+    return fnp.stack(planes, axis=axis)
+
+
+# ---- similarity and 3-D patches ----------------------------------------------------------------
+def ssim(
+    image1, image2, max_val=1.0, filter_size: int = 11, filter_sigma=1.5, k1=0.01, k2=0.03,
+    data_format=None,
+):  # fmt: skip
+    """Structural similarity per image (Gaussian window, 'valid'), averaged over channels:
+    (N, H, W, C) x 2 -> (N,)."""
+    s1, s2 = np.shape(unwrap(image1)), np.shape(unwrap(image2))
+    if s1 != s2:
+        raise OpError(f"ssim: image1 and image2 must have one shape; got {s1} and {s2}")
+    a, undo = _batched("ssim", image1, data_format)
+    b, _ = _batched("ssim", image2, data_format)
+    a, b = _as_float(a), _as_float(b)
+    n, height, width, channels = np.shape(unwrap(a))
+    dtype = as_array(a).dtype
+    g = _gaussian(filter_size, filter_sigma)
+    kernel = np.outer(g, g).reshape(filter_size, filter_size, 1, 1).astype(dtype)
+
+    def blur(z):
+        per_channel = fnp.reshape(fnp.transpose(z, (0, 3, 1, 2)), (-1, height, width, 1))
+        return depthwise_conv(per_channel, kernel)
+
+    mu1, mu2 = blur(a), blur(b)
+    c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
+    var1 = fnp.subtract(blur(fnp.multiply(a, a)), fnp.multiply(mu1, mu1))
+    var2 = fnp.subtract(blur(fnp.multiply(b, b)), fnp.multiply(mu2, mu2))
+    cov = fnp.subtract(blur(fnp.multiply(a, b)), fnp.multiply(mu1, mu2))
+    top = fnp.multiply(fnp.add(fnp.multiply(fnp.multiply(mu1, mu2), 2.0), c1),
+                       fnp.add(fnp.multiply(cov, 2.0), c2))  # fmt: skip
+    bottom = fnp.multiply(
+        fnp.add(fnp.add(fnp.multiply(mu1, mu1), fnp.multiply(mu2, mu2)), c1),
+        fnp.add(fnp.add(var1, var2), c2),
+    )
+    per_map = fnp.mean(fnp.divide(top, bottom), axis=(1, 2, 3))
+    result = fnp.mean(fnp.reshape(per_map, (n, channels)), axis=-1)
+    return result if len(s1) == 4 else fnp.squeeze(result, 0)
+
+
+def extract_patches_3d(
+    volumes, size, strides=None, dilation_rate=1, padding: str = "valid", data_format=None
+):
+    """Each 3-D window's voxels as one vector: (N, D, H, W, C) -> (N, od, oh, ow,
+    d * h * w * C)."""
+    patch = (size,) * 3 if isinstance(size, (int, np.integer)) else tuple(size)
+    shape = np.shape(unwrap(volumes))
+    if len(patch) != 3 or len(shape) not in (4, 5):
+        raise OpError(
+            f"extract_patches_3d: expected size of 3 and volumes (N, D, H, W, C); got "
+            f"size={size} and shape {shape}"
+        )
+    first = backend.standardize_data_format(data_format) == "channels_first"
+    x = volumes if len(shape) == 5 else fnp.expand_dims(volumes, 0)
+    x = fnp.moveaxis(x, 1, -1) if first else x
+    channels = np.shape(unwrap(x))[-1]
+    depth = patch[0] * patch[1] * patch[2] * channels
+    kernel = np.eye(depth, dtype=_float(x).dtype).reshape(*patch, channels, depth)
+    y = conv(_as_float(x), kernel, strides or patch, padding, None, dilation_rate)
+    y = fnp.moveaxis(y, -1, 1) if first else y
+    return y if len(shape) == 5 else fnp.squeeze(y, 0)

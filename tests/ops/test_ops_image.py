@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from test_ops_gradients import check_grads
 
+from fastnn import ops
 from fastnn.ops import image
 
 RNG = np.random.default_rng(0)
@@ -25,6 +26,16 @@ def keras_ops():
     if keras.backend.backend() != "torch":
         pytest.skip("keras runs on another backend in this process")
     return keras.ops
+
+
+SQUARE = RNG.standard_normal((2, 6, 6, 3)).astype(np.float32)
+RGB = RNG.random((2, 5, 6, 3)).astype(np.float32)
+VOLUMES = RNG.standard_normal((2, 4, 5, 6, 2)).astype(np.float32)
+START = np.array([[0, 0], [5, 0], [5, 5], [0, 5]], np.float32)
+END = np.array([[0.5, 0.2], [5.3, 0.4], [4.6, 5.2], [0.1, 4.7]], np.float32)
+COORDS = np.stack(
+    np.meshgrid(np.linspace(-1.3, 6.7, 7), np.linspace(-0.6, 5.9, 5), indexing="ij")
+).astype(np.float32)
 
 
 def _img(o):
@@ -59,6 +70,39 @@ PARITY = {
     "affine_bilinear": lambda o: _img(o).affine_transform(IM, TRANSFORMS),
     "affine_bilinear_fill": lambda o: _img(o).affine_transform(IM, TRANSFORMS, fill_value=0.5),
     "affine_nearest": lambda o: _img(o).affine_transform(IM, TRANSFORMS, "nearest"),
+    # Keras's torch gaussian_blur reads data_format=None as channels_first: given explicitly
+    "gaussian_blur": lambda o: _img(o).gaussian_blur(SQUARE, data_format="channels_last"),
+    "gaussian_blur_sizes": lambda o: _img(o).gaussian_blur(
+        SQUARE, (5, 3), (1.5, 0.7), data_format="channels_last"),
+    "gaussian_blur_first": lambda o: _img(o).gaussian_blur(
+        SQUARE.transpose(0, 3, 1, 2), data_format="channels_first"),
+    "sobel_edges": lambda o: _img(o).sobel_edges(SQUARE),
+    "sobel_edges_first": lambda o: _img(o).sobel_edges(
+        SQUARE.transpose(0, 3, 1, 2), data_format="channels_first"),
+    "rgb_to_hsv": lambda o: _img(o).rgb_to_hsv(RGB),
+    "hsv_to_rgb": lambda o: _img(o).hsv_to_rgb(RGB),
+    "rgb_to_hsv_first": lambda o: _img(o).rgb_to_hsv(
+        RGB[0].transpose(2, 0, 1), data_format="channels_first"),
+    "ssim": lambda o: _img(o).ssim(RGB, RGB * 0.8 + 0.1, filter_size=3),
+    "ssim_single": lambda o: _img(o).ssim(RGB[0], RGB[1], filter_size=5),
+    "extract_patches_3d": lambda o: _img(o).extract_patches_3d(VOLUMES, 2),
+    "extract_patches_3d_same": lambda o: _img(o).extract_patches_3d(
+        VOLUMES, (2, 3, 2), strides=1, padding="same"),
+    # square images: Keras's torch backend swaps the grid's axes on others
+    "perspective_transform": lambda o: _img(o).perspective_transform(SQUARE, START, END),
+    "perspective_nearest_fill": lambda o: _img(o).perspective_transform(
+        SQUARE, START, END, "nearest", fill_value=1.0),
+    "map_coordinates_0": lambda o: _img(o).map_coordinates(SQUARE[0, :, :, 0], COORDS, 0),
+    "map_coordinates_1_fill": lambda o: _img(o).map_coordinates(
+        SQUARE[0, :, :, 0], COORDS, 1, fill_value=2.0),
+    "map_coordinates_nearest": lambda o: _img(o).map_coordinates(
+        SQUARE[0, :, :, 0], COORDS, 1, "nearest"),
+    "map_coordinates_wrap": lambda o: _img(o).map_coordinates(
+        SQUARE[0, :, :, 0], COORDS, 1, "wrap"),
+    "map_coordinates_mirror": lambda o: _img(o).map_coordinates(
+        SQUARE[0, :, :, 0], COORDS, 1, "mirror"),
+    "map_coordinates_reflect": lambda o: _img(o).map_coordinates(
+        SQUARE[0, :, :, 0], COORDS, 0, "reflect"),
 }  # fmt: skip
 
 
@@ -103,6 +147,12 @@ GRADIENTS = {
     "extract_patches": lambda x: image.extract_patches(x, 2, strides=1),
     "rgb_to_grayscale": lambda x: image.rgb_to_grayscale(x),
     "affine_bilinear": lambda x: image.affine_transform(x, TRANSFORMS[:1].astype(np.float64)),
+    "perspective": lambda x: image.perspective_transform(x, START[:, ::-1] * 0.6, END * 0.6),
+    "gaussian_blur": lambda x: image.gaussian_blur(x, (3, 3), (1.0, 0.5)),
+    "sobel_edges": lambda x: image.sobel_edges(x),
+    "hsv_round_trip": lambda x: image.hsv_to_rgb(image.rgb_to_hsv(ops.sigmoid(x))),
+    "ssim": lambda x: image.ssim(x, ops.tanh(x), filter_size=3),
+    "map_coordinates": lambda x: image.map_coordinates(x[0, :, :, 0], COORDS * 0.55, 1, "mirror"),
 }
 
 
@@ -110,6 +160,15 @@ GRADIENTS = {
 def test_gradients(name):
     rng = np.random.default_rng(3)
     check_grads(GRADIENTS[name], rng.standard_normal((1, 4, 4, 3)), rng=rng)
+
+
+def test_hsv_round_trip_and_perspective_identity():
+    np.testing.assert_allclose(image.hsv_to_rgb(image.rgb_to_hsv(RGB)), RGB, atol=1e-6)
+    x = RNG.standard_normal((1, 4, 5, 2))
+    corners = np.array([[0, 0], [4, 0], [4, 3], [0, 3]], np.float64)
+    np.testing.assert_allclose(image.perspective_transform(x, corners, corners), x, atol=1e-9)
+    moved = image.perspective_transform(x, corners, corners - [1, 0])  # end = start shifted
+    np.testing.assert_allclose(moved[:, :, :-1], x[:, :, 1:], atol=1e-9)
 
 
 ERRORS = {
@@ -124,6 +183,13 @@ ERRORS = {
                            r"rgb_to_grayscale.*\(2, 5, 7, 2\)"),
     "affine_transform_shape": (lambda: image.affine_transform(IM, np.zeros((3, 8))),
                                r"affine_transform.*\(3, 8\).*\(2, 5, 7, 3\)"),
+    "perspective_points": (lambda: image.perspective_transform(IM, START[:3], END),
+                           r"perspective_transform.*\(3, 2\) and \(4, 2\)"),
+    "map_coordinates": (lambda: image.map_coordinates(IM[0], COORDS, 1),
+                        r"map_coordinates.*\(2, 7, 5\).*\(5, 7, 3\)"),
+    "ssim": (lambda: image.ssim(RGB, RGB[:1]), r"ssim.*\(2, 5, 6, 3\) and \(1, 5, 6, 3\)"),
+    "rgb_to_hsv": (lambda: image.rgb_to_hsv(IM[..., :2]), r"rgb_to_hsv.*\(2, 5, 7, 2\)"),
+    "sobel_edges": (lambda: image.sobel_edges(IM[0]), r"sobel_edges.*\(5, 7, 3\)"),
 }  # fmt: skip
 
 
