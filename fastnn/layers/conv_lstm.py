@@ -162,6 +162,7 @@ class _ConvLSTM(StatefulStates, SequenceLayer):
         return f"(batch, time, {spatial}, channels)"
 
     def _split_shapes(self, input_shape):
+        """(the sequence's shape, the initial states' shapes) of a call's input shape(s)."""
         if isinstance(input_shape, list):
             return tuple(input_shape[0]), [tuple(s) for s in input_shape[1:]]
         return tuple(input_shape), []
@@ -177,6 +178,7 @@ class _ConvLSTM(StatefulStates, SequenceLayer):
         return tuple(x_shape[2:-1]), x_shape[-1]
 
     def _out_sizes(self, sizes) -> tuple:
+        """The output frame's sizes of the input conv (None stays None), checked positive."""
         out = []
         for size, k, s, d in zip(sizes, self.kernel_size, self.strides, self.dilation_rate):
             out.append(
