@@ -159,11 +159,12 @@ def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, **kwarg
     centred = fnp.subtract(x, mean)
     variance = fnp.mean(fnp.square(centred), axis=tuple(axes), keepdims=True)
     out = fnp.multiply(centred, fnp.rsqrt(fnp.add(variance, epsilon)))
+    dtype = as_array(x).dtype
     if gamma is not None:
-        out = fnp.multiply(out, _broadcast_param(gamma, shape, axes))
+        out = fnp.multiply(out, _cast_to(_broadcast_param(gamma, shape, axes), dtype))
     if beta is not None:
-        out = fnp.add(out, _broadcast_param(beta, shape, axes))
-    return fnp.cast(out, as_array(x).dtype)
+        out = fnp.add(out, _cast_to(_broadcast_param(beta, shape, axes), dtype))
+    return out
 
 
 def rms_normalization(x, scale=None, axis=-1, epsilon=None):
@@ -177,8 +178,8 @@ def rms_normalization(x, scale=None, axis=-1, epsilon=None):
     mean_square = fnp.mean(fnp.square(x), axis=tuple(axes), keepdims=True)
     out = fnp.multiply(x, fnp.rsqrt(fnp.add(mean_square, epsilon)))
     if scale is not None:
-        out = fnp.multiply(out, _broadcast_param(scale, shape, axes))
-    return fnp.cast(out, as_array(x).dtype)
+        out = fnp.multiply(out, _cast_to(_broadcast_param(scale, shape, axes), as_array(x).dtype))
+    return out
 
 
 # ---- metrics and encodings -----------------------------------------------------------------------
@@ -329,11 +330,16 @@ def _conv_args(name: str, inputs, kernel, strides, dilation_rate, data_format) -
     dtype = np.result_type(_float(x).dtype, as_array(kernel).dtype)
     if dtype not in (np.float32, np.float64):
         dtype = np.dtype(backend.floatx())
-    x, kernel = fnp.cast(x, dtype), fnp.cast(kernel, dtype)
+    x, kernel = _cast_to(x, dtype), _cast_to(kernel, dtype)
     if d == 1:
         x, kernel = fnp.expand_dims(x, 1), fnp.expand_dims(kernel, 0)
         strides, dilation = (1, *strides), (1, *dilation)
     return x, kernel, d == 1, first, strides, dilation
+
+
+def _cast_to(x, dtype):
+    """x in ``dtype``, recording a cast only when it changes the dtype."""
+    return x if as_array(x).dtype == dtype else fnp.cast(x, dtype)
 
 
 def _conv_result(y, one_d: bool, first: bool):
@@ -530,7 +536,7 @@ def separable_conv(
             f"separable_conv: pointwise_kernel of shape {p_shape} does not fit the depthwise "
             f"output's {channels} channels: expected (*1s, {channels}, filters)"
         )
-    pointwise = fnp.cast(fnp.reshape(pointwise_kernel, p_shape[-2:]), as_array(mid).dtype)
+    pointwise = _cast_to(fnp.reshape(pointwise_kernel, p_shape[-2:]), as_array(mid).dtype)
     return _conv_result(fnp.matmul(mid, pointwise), one_d, first)
 
 
@@ -552,7 +558,7 @@ def ctc_loss(target, output, target_length, output_length, mask_index: int = 0):
             f"ctc_loss: lengths {label_lengths.tolist()} and {time_lengths.tolist()} exceed "
             f"target {labels.shape} or output {o_shape}"
         )
-    output = fnp.cast(output, np.result_type(_float(output).dtype, np.float32))
+    output = _cast_to(output, np.result_type(_float(output).dtype, np.float32))
     return apply(
         "ctc_loss", _ctc_loss_forward, output, labels=labels, label_lengths=label_lengths,
         time_lengths=time_lengths, blank=int(mask_index),
