@@ -16,10 +16,12 @@ from fastnn.ops.linalg import solve
 from fastnn.ops.nn import conv
 from fastnn.ops.nn_extra import depthwise_conv
 from fastnn.ops.numpy import _float
+from fastnn.ops.random import normal
 from fastnn.ops.tape import OpError, as_array, unwrap
 
 __all__ = [
-    "affine_transform", "crop_images", "extract_patches", "extract_patches_3d", "gaussian_blur",
+    "affine_transform", "crop_images", "elastic_transform", "extract_patches",
+    "extract_patches_3d", "gaussian_blur",
     "hsv_to_rgb", "map_coordinates", "pad_images", "perspective_transform", "resize",
     "rgb_to_grayscale", "rgb_to_hsv", "sobel_edges", "ssim",
 ]  # fmt: skip
@@ -536,3 +538,36 @@ def extract_patches_3d(
     y = conv(_as_float(x), kernel, strides or patch, padding, None, dilation_rate)
     y = fnp.moveaxis(y, -1, 1) if first else y
     return y if len(shape) == 5 else fnp.squeeze(y, 0)
+
+
+def elastic_transform(
+    images, alpha=20.0, sigma=5.0, interpolation: str = "bilinear", fill_mode: str = "reflect",
+    fill_value=0.0, seed=None, data_format=None,
+):  # fmt: skip
+    """Images resampled along a random smooth displacement field (Simard et al.), as Keras:
+    per image, N(0, sigma**2) noise blurred by a Gaussian of width int(6 sigma) | 1 and
+    scaled by ``alpha`` moves each pixel's read position (keras.random's seeds; the field is
+    a constant, the images get gradients)."""
+    if interpolation not in _RESIZE_METHODS:
+        raise OpError(
+            f"elastic_transform: interpolation must be one of {_RESIZE_METHODS}; got "
+            f"{interpolation!r}"
+        )
+    x, undo = _batched("elastic_transform", images, data_format)
+    x = _as_float(x)
+    n, height, width, channels = np.shape(unwrap(x))
+    dtype = as_array(x).dtype
+    size = int(6 * sigma) | 1
+    field = normal((2 * n, height, width, 1), stddev=float(sigma), dtype=dtype, seed=seed)
+    field = as_array(gaussian_blur(field, (size, size), (sigma, sigma), "channels_last"))
+    dy, dx = (alpha * field[i * n : (i + 1) * n, ..., 0] for i in (1, 0))
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    shape = (n, height, width, channels)
+    coordinates = np.stack([
+        np.broadcast_to(np.arange(n)[:, None, None, None], shape),
+        np.broadcast_to((rows + dy)[..., None], shape),
+        np.broadcast_to((cols + dx)[..., None], shape),
+        np.broadcast_to(np.arange(channels), shape),
+    ])  # fmt: skip
+    order = 0 if interpolation == "nearest" else 1
+    return undo(map_coordinates(x, coordinates, order, fill_mode, fill_value))

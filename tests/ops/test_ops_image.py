@@ -198,3 +198,19 @@ def test_errors_name_the_op_and_shapes(name):
     fn, match = ERRORS[name]
     with pytest.raises(ValueError, match=match):
         fn()
+
+
+def test_elastic_transform(keras_ops):
+    """Random fields cannot match Keras's draws: shape and dtype as Keras, alpha=0 the
+    identity, a seed reproducible, the images differentiable."""
+    ours = image.elastic_transform(IM, seed=1)
+    theirs = keras_ops.convert_to_numpy(keras_ops.image.elastic_transform(IM, seed=1))
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    np.testing.assert_allclose(image.elastic_transform(IM, alpha=0.0, seed=1), IM, atol=1e-6)
+    np.testing.assert_array_equal(ours, image.elastic_transform(IM, seed=1))
+    assert not np.allclose(ours, image.elastic_transform(IM, seed=2))
+    nearest = image.elastic_transform(IM, 3.0, 1.0, "nearest", seed=0)
+    assert np.isin(nearest, IM).all()  # nearest reads pixels, never blends them
+    rng = np.random.default_rng(7)
+    check_grads(lambda x: image.elastic_transform(x, 2.0, 1.0, seed=5), rng.standard_normal(
+        (1, 4, 4, 2)), rng=rng)  # fmt: skip
