@@ -36,7 +36,7 @@ OPTIONS = {
 def test_recurrent_layer(kind, option, tmp_path):
     options = OPTIONS[option]
     model, x = sequence_model(KINDS[kind](4, **options))
-    proto = assert_matches(model, x, tmp_path, reference="activation" not in options)
+    proto = assert_matches(model, x, tmp_path)
     ops = {node.op_type for node in proto.graph.node}
     assert {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN"}[kind] in ops
     assert "Loop" not in ops and "Scan" not in ops
@@ -46,7 +46,7 @@ def test_recurrent_layer(kind, option, tmp_path):
 def test_gru_reset_after_and_before(reset_after, tmp_path):
     layer = layers.GRU(4, reset_after=reset_after, recurrent_activation="tanh")
     model, x = sequence_model(layer)
-    proto = assert_matches(model, x, tmp_path, reference=False)
+    proto = assert_matches(model, x, tmp_path)
     gru = next(node for node in proto.graph.node if node.op_type == "GRU")
     linear_before_reset = next(a.i for a in gru.attribute if a.name == "linear_before_reset")
     assert linear_before_reset == int(reset_after)
@@ -104,7 +104,7 @@ MASKED = {
 def test_post_padded_mask_as_sequence_lens(case, tmp_path):
     model = masked_model(MASKED[case]())
     tokens = ids(6, pad_after=[3, 6, 1])
-    proto = assert_matches(model, tokens, tmp_path, reference=False, assume_post_padding=True)
+    proto = assert_matches(model, tokens, tmp_path, assume_post_padding=True)
     rnn = next(n for n in proto.graph.node if n.op_type in ("LSTM", "GRU", "RNN"))
     assert rnn.input[4], "the mask becomes sequence_lens"
 
@@ -114,7 +114,7 @@ def test_masking_layer(tmp_path):
     x = data(6, 2)
     x[0, 4:] = 0.0
     x[2, 1:] = 0.0
-    assert_matches(model, x, tmp_path, reference=False, assume_post_padding=True)
+    assert_matches(model, x, tmp_path, assume_post_padding=True)
 
 
 def test_a_mask_is_refused_without_assume_post_padding(tmp_path):
@@ -133,7 +133,7 @@ def test_padding_not_at_the_end_gives_nan_not_other_numbers(tmp_path):
     tokens[0, :2] = 0  # pre-padded
     tokens[2, 3] = 0  # a hole
     expected = model.predict(tokens, verbose=0)
-    for (got,) in run_both(proto, {model.input_names[0]: tokens}, reference=False):
+    for (got,) in run_both(proto, {model.input_names[0]: tokens}):
         assert np.isnan(got[[0, 2]]).all()
         np.testing.assert_allclose(got[1], expected[1], rtol=1e-5, atol=1e-5)
 
@@ -170,7 +170,7 @@ def test_rnn_over_cells(case, tmp_path):
 def test_rnn_over_cells_with_a_mask(tmp_path):
     model = masked_model(layers.RNN([layers.GRUCell(3), layers.LSTMCell(2)], return_sequences=True))
     tokens = ids(6, pad_after=[2, 6, 4])
-    assert_matches(model, tokens, tmp_path, reference=False, assume_post_padding=True)
+    assert_matches(model, tokens, tmp_path, assume_post_padding=True)
 
 
 class DoubleCell(fastnn.Layer):
@@ -196,9 +196,7 @@ def test_a_mask_flows_through_a_returned_sequence(wrapped, tmp_path):
     x = (layers.Bidirectional(first, merge_mode="sum") if wrapped else first)(x)
     x = layers.GRU(2, return_sequences=True)(x)
     model = with_random_weights(fastnn.Model(inputs, layers.SimpleRNN(2)(x)))
-    proto = assert_matches(
-        model, ids(6, pad_after=[2, 6, 4]), tmp_path, reference=False, assume_post_padding=True
-    )
+    proto = assert_matches(model, ids(6, pad_after=[2, 6, 4]), tmp_path, assume_post_padding=True)
     rnns = [n for n in proto.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
     assert len(rnns) == 3 and all(n.input[4] for n in rnns)
 
@@ -210,4 +208,4 @@ def test_mask_with_unknown_steps_and_an_all_padding_sample(steps, tmp_path):
     x = layers.GRU(3, return_sequences=True)(x)
     model = with_random_weights(fastnn.Model(inputs, layers.Bidirectional(layers.LSTM(2))(x)))
     tokens = ids(steps, pad_after=[0, steps, 1])  # the first sample is all padding
-    assert_matches(model, tokens, tmp_path, reference=False, assume_post_padding=True)
+    assert_matches(model, tokens, tmp_path, assume_post_padding=True)
