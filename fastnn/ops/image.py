@@ -23,7 +23,7 @@ __all__ = [
     "affine_transform", "crop_images", "elastic_transform", "extract_patches",
     "extract_patches_3d", "gaussian_blur",
     "hsv_to_rgb", "map_coordinates", "pad_images", "perspective_transform", "resize",
-    "rgb_to_grayscale", "rgb_to_hsv", "sobel_edges", "ssim",
+    "rgb_to_grayscale", "rgb_to_hsv", "scale_and_translate", "sobel_edges", "ssim",
 ]  # fmt: skip
 
 _RESIZE_METHODS = ("bilinear", "nearest")
@@ -571,3 +571,73 @@ def elastic_transform(
     ])  # fmt: skip
     order = 0 if interpolation == "nearest" else 1
     return undo(map_coordinates(x, coordinates, order, fill_mode, fill_value))
+
+
+# ---- scale_and_translate (jax.image's) ---------------------------------------------------------
+def _lanczos(radius: float):
+    def kernel(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = radius * np.sin(np.pi * x) * np.sin(np.pi * x / radius) / (np.pi**2 * x**2)
+        return np.where(x > radius, 0.0, np.where(x > 1e-3, y, 1.0))
+
+    return kernel
+
+
+def _keys_cubic(x):
+    near = ((1.5 * x - 2.5) * x) * x + 1.0
+    far = ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0
+    return np.where(x >= 2.0, 0.0, np.where(x >= 1.0, far, near))
+
+
+_SCALE_KERNELS = {
+    "linear": lambda x: np.maximum(0.0, 1 - np.abs(x)), "cubic": _keys_cubic,
+    "lanczos3": _lanczos(3.0), "lanczos5": _lanczos(5.0),
+}  # fmt: skip
+_SCALE_METHODS = {"bilinear": "linear", "trilinear": "linear", "triangle": "linear",
+                  "bicubic": "cubic", "tricubic": "cubic"}  # fmt: skip
+
+
+def _scale_weights(size: int, out: int, scale: float, shift: float, kernel, antialias: bool):
+    """The (size, out) resampling matrix of one axis (jax.image.scale_and_translate's)."""
+    inverse = 1.0 / scale
+    widen = max(inverse, 1.0) if antialias else 1.0
+    sample = (np.arange(out) + 0.5) * inverse - shift * inverse - 0.5
+    weights = kernel(np.abs(sample[None, :] - np.arange(size)[:, None]) / widen)
+    total = weights.sum(axis=0, keepdims=True)
+    weights = np.where(np.abs(total) > 1000 * np.finfo(np.float32).eps,
+                       weights / np.where(total != 0, total, 1), 0.0)  # fmt: skip
+    return np.where(((sample >= -0.5) & (sample <= size - 0.5))[None, :], weights, 0.0)
+
+
+def scale_and_translate(
+    images, output_shape, scale, translation, spatial_dims, method: str, antialias: bool = True
+):
+    """``images`` resampled along ``spatial_dims`` to ``output_shape``: output position o of
+    an axis reads the input at (o + 0.5 - translation) / scale - 0.5 through the method's
+    kernel (linear, cubic, lanczos3, lanczos5), widened when down-scaling with antialias."""
+    kernel = _SCALE_KERNELS.get(_SCALE_METHODS.get(method, method))
+    if kernel is None:
+        raise OpError(
+            f"scale_and_translate: method must be one of {sorted(_SCALE_KERNELS)} (or "
+            f"{sorted(_SCALE_METHODS)}); got {method!r}"
+        )
+    shape = np.shape(unwrap(images))
+    scales, shifts = np.atleast_1d(unwrap(scale)), np.atleast_1d(unwrap(translation))
+    if len(output_shape) != len(shape) or not len(scales) == len(shifts) == len(spatial_dims):
+        raise OpError(
+            f"scale_and_translate: output_shape {tuple(output_shape)} must have images' rank "
+            f"(shape {shape}) and scale, translation one entry per spatial dim {spatial_dims}"
+        )
+    integer = as_array(images).dtype.kind in "iub"
+    out = _as_float(images)
+    dtype = as_array(out).dtype
+    for i, d in enumerate(spatial_dims):
+        d %= len(shape)
+        w = _scale_weights(shape[d], int(output_shape[d]), float(scales[i]), float(shifts[i]),
+                           kernel, antialias)  # fmt: skip
+        out = fnp.moveaxis(fnp.tensordot(out, w.astype(dtype), axes=([d], [0])), -1, d)
+    if integer:
+        value = as_array(images)
+        rounded = np.clip(np.round(as_array(out)), value.min(), value.max())
+        return rounded.astype(value.dtype)
+    return out

@@ -103,6 +103,21 @@ PARITY = {
         SQUARE[0, :, :, 0], COORDS, 1, "mirror"),
     "map_coordinates_reflect": lambda o: _img(o).map_coordinates(
         SQUARE[0, :, :, 0], COORDS, 0, "reflect"),
+    "scale_and_translate_linear": lambda o: _img(o).scale_and_translate(
+        IM, (2, 9, 5, 3), np.array([1.5, 0.7], "float32"), np.array([0.3, -1.0], "float32"),
+        (1, 2), "linear"),
+    "scale_and_translate_cubic": lambda o: _img(o).scale_and_translate(
+        IM, (2, 3, 12, 3), np.array([0.5, 1.7], "float32"), np.array([0.0, 0.5], "float32"),
+        (1, 2), "cubic"),
+    "scale_and_translate_lanczos3_no_antialias": lambda o: _img(o).scale_and_translate(
+        IM, (2, 3, 12, 3), np.array([0.5, 1.7], "float32"), np.array([0.0, 0.5], "float32"),
+        (1, 2), "lanczos3", antialias=False),
+    "scale_and_translate_lanczos5_one_axis": lambda o: _img(o).scale_and_translate(
+        IM, (2, 5, 4, 3), np.array([0.6], "float32"), np.array([0.2], "float32"), (2,),
+        "lanczos5"),
+    "scale_and_translate_uint8": lambda o: _img(o).scale_and_translate(
+        (RGB[:1] * 255).astype("uint8"), (1, 8, 9, 3), np.array([1.6, 1.6]),
+        np.array([0.0, 0.0]), (1, 2), "bicubic"),
 }  # fmt: skip
 
 
@@ -153,6 +168,9 @@ GRADIENTS = {
     "hsv_round_trip": lambda x: image.hsv_to_rgb(image.rgb_to_hsv(ops.sigmoid(x))),
     "ssim": lambda x: image.ssim(x, ops.tanh(x), filter_size=3),
     "map_coordinates": lambda x: image.map_coordinates(x[0, :, :, 0], COORDS * 0.55, 1, "mirror"),
+    "scale_and_translate": lambda x: image.scale_and_translate(
+        x, (1, 3, 6, 3), np.array([0.7, 1.4]), np.array([0.2, -0.3]), (1, 2), "cubic"
+    ),
 }
 
 
@@ -190,6 +208,11 @@ ERRORS = {
     "ssim": (lambda: image.ssim(RGB, RGB[:1]), r"ssim.*\(2, 5, 6, 3\) and \(1, 5, 6, 3\)"),
     "rgb_to_hsv": (lambda: image.rgb_to_hsv(IM[..., :2]), r"rgb_to_hsv.*\(2, 5, 7, 2\)"),
     "sobel_edges": (lambda: image.sobel_edges(IM[0]), r"sobel_edges.*\(5, 7, 3\)"),
+    "scale_and_translate": (lambda: image.scale_and_translate(IM, (2, 3), [1.0], [0.0], (1,),
+                                                              "linear"),
+                            r"scale_and_translate.*\(2, 3\).*\(2, 5, 7, 3\)"),
+    "scale_and_translate_method": (lambda: image.scale_and_translate(
+        IM, IM.shape, [1.0], [0.0], (1,), "area"), "scale_and_translate.*method"),
 }  # fmt: skip
 
 
