@@ -31,6 +31,9 @@ from fastnn.export.builder import (
 )
 from fastnn.export.registry import Call, convert, find
 from fastnn.layers.normalization import BatchNormalization
+from fastnn.saving.files import atomic_write
+
+_PROTOBUF_LIMIT = 2**31
 
 _ONNX_TYPES = {
     "float32": "FLOAT",
@@ -53,12 +56,17 @@ def export_onnx(
 ):
     """Write ``model`` as an ONNX file at ``path``; return the ``onnx.ModelProto``."""
     proto = model_proto(model, opset, batch_size, assume_post_padding)
-    builder_onnx = import_onnx()
-    builder_onnx.checker.check_model(proto)
+    if proto.ByteSize() >= _PROTOBUF_LIMIT:
+        raise ExportError(
+            f"ONNX export: model '{model.name}' takes {proto.ByteSize() / 2**30:.1f} GiB, more "
+            "than the 2 GiB one ONNX file (a protobuf) can hold"
+        )
+    import_onnx().checker.check_model(proto)
     directory = os.path.dirname(os.fspath(path))
     if directory:
         os.makedirs(directory, exist_ok=True)
-    builder_onnx.save_model(proto, os.fspath(path))
+    with atomic_write(path) as f:  # the old file or the new one, never half of one
+        f.write(proto.SerializeToString())
     return proto
 
 

@@ -138,6 +138,10 @@ def test_lambda_is_refused(tmp_path):
     inputs = fastnn.Input((3,))
     model = fastnn.Model(inputs, layers.Lambda(lambda x: x * 2, name="double")(inputs))
     refused(model, tmp_path, r"Lambda 'double' cannot be exported to ONNX: a Lambda runs a Python")
+    (tmp_path / "old.onnx").write_bytes(b"old")  # a refused export leaves a file as it was
+    with pytest.raises(ExportError):
+        model.export(tmp_path / "old.onnx")
+    assert (tmp_path / "old.onnx").read_bytes() == b"old"
 
 
 class Scale(fastnn.Layer):
