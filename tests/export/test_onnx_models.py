@@ -65,6 +65,10 @@ def test_an_input_returned_as_an_output(tmp_path):
     x = fastnn.Input((3,), name="x")
     model = with_random_weights(fastnn.Model(x, [x, layers.Dense(2, name="d")(x)]))
     assert_matches(model, data(3), tmp_path)
+    ids = fastnn.Input((3,), dtype="int32", name="ids")  # an int output keeps its type
+    model = with_random_weights(fastnn.Model(ids, [ids, layers.Embedding(5, 2, name="e")(ids)]))
+    proto = assert_matches(model, np.array([[1, 2, 3], [0, 4, 4]], np.int32), tmp_path)
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
 
 
 def test_batch_size_fixes_the_batch_axis(tmp_path):
