@@ -93,7 +93,10 @@ def model_proto(model, opset=None, batch_size=None, assume_post_padding=False):
     graph_inputs = []
     for name, tensor in zip(input_names, graph.inputs):
         shape = (batch, *tensor.shape[1:])
-        values[id(tensor)] = Value(name, shape)
+        value = name
+        if tensor.dtype.kind == "f" and tensor.dtype != builder.dtype:  # as the layers cast
+            value = builder.op("Cast", [name], name, to=_onnx_type(onnx, builder.dtype))
+        values[id(tensor)] = Value(value, shape)
         graph_inputs.append(_value_info(onnx, name, tensor.dtype, shape, "batch"))
     masks = {}
     _walk(builder, graph, values, masks, options)
@@ -130,8 +133,12 @@ def _ir_version(onnx, opset: int) -> int:
     return onnx.IR_VERSION
 
 
+def _onnx_type(onnx, dtype) -> int:
+    return getattr(onnx.TensorProto, _ONNX_TYPES[np.dtype(dtype).name])
+
+
 def _value_info(onnx, name, dtype, shape, batch_param):
-    elem = getattr(onnx.TensorProto, _ONNX_TYPES[np.dtype(dtype).name])
+    elem = _onnx_type(onnx, dtype)
     dims = [
         (batch_param if i == 0 else f"{name}_dim{i}") if d is None else int(d)
         for i, d in enumerate(shape)

@@ -71,6 +71,12 @@ def test_an_input_returned_as_an_output(tmp_path):
     assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
 
 
+def test_a_float64_input_is_cast_as_the_layers_cast_it(tmp_path):
+    x = fastnn.Input((3,), dtype="float64")
+    model = with_random_weights(fastnn.Model(x, layers.Dense(2)(x)))
+    assert_matches(model, data(3).astype(np.float64), tmp_path)
+
+
 def test_batch_size_fixes_the_batch_axis(tmp_path):
     model, xs = small_multi_io()
     proto = assert_matches(model, xs, tmp_path, batch_size=3)
