@@ -309,3 +309,35 @@ def global_max_pool_backward(grad, index, dx):
     for n in range(dx.shape[0]):
         for c in range(dx.shape[2]):
             dx[n, index[n, c], c] = grad[n, c]
+
+
+# ---- global average pooling over the middle axis of (N, K, C) -----------------------------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _global_mean_sample(x, n, out, total):
+    """out[n] (C,) = the mean over K of x[n] (K, C), summed in float64 in ``total`` (C,)."""
+    steps, channels = x.shape[1], x.shape[2]
+    for c in range(channels):
+        total[c] = x[n, 0, c]
+    for k in range(1, steps):
+        row = x[n, k]
+        for c in range(channels):
+            total[c] += row[c]
+    inv = 1.0 / steps
+    for c in range(channels):
+        out[n, c] = total[c] * inv
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _global_mean_parallel(x, out):
+    for n in prange(x.shape[0]):
+        _global_mean_sample(x, n, out, np.empty(x.shape[2]))
+
+
+def global_mean(x, out):
+    """out (N, C) = the mean over K of x (N, K, C), accumulated in float64."""
+    if x.shape[0] > 1 and x.size >= PARALLEL_MIN_ELEMENTS:
+        _global_mean_parallel(x, out)
+    else:
+        total = np.empty(x.shape[2])
+        for n in range(x.shape[0]):
+            _global_mean_sample(x, n, out, total)

@@ -190,8 +190,11 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
     """
 
     def forward(self, inputs, training):
-        axes = (2, 3) if self.data_format == "channels_first" else (1, 2)
-        return inputs.mean(axis=axes, keepdims=self.keepdims), inputs.shape
+        if self.data_format == "channels_first":  # the mean over each contiguous plane
+            return inputs.mean(axis=(2, 3), keepdims=self.keepdims), inputs.shape
+        n, h, w, c = inputs.shape
+        out = _mean_over_steps(inputs.reshape(n, h * w, c))
+        return (out.reshape(n, 1, 1, c) if self.keepdims else out), inputs.shape
 
     def backward(self, ctx, grad_outputs):
         n, h, w, c = channels_last_shape(ctx, self.data_format)
@@ -225,6 +228,14 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
         grad = to_channels_last(np.asarray(grad_outputs), self.data_format)
         dx = _to_first_max(grad, index, (n, h * w, c), dtype).reshape(n, h, w, c)
         return from_channels_last(dx, self.data_format)
+
+
+def _mean_over_steps(x):
+    """(N, C): the mean over axis 1 of x (N, K, C)."""
+    x = np.ascontiguousarray(x)
+    out = np.empty((x.shape[0], x.shape[2]), x.dtype)
+    kernels.pooling.global_mean(x, out)
+    return out
 
 
 def _first_max(x):
@@ -398,7 +409,9 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
 
     def _forward_last(self, inputs, mask):
         if mask is None:
-            return inputs.mean(axis=1, keepdims=self.keepdims), (inputs.shape, inputs.dtype, None)
+            out = _mean_over_steps(inputs)
+            out = out[:, None] if self.keepdims else out
+            return out, (inputs.shape, inputs.dtype, None)
         if mask.shape != inputs.shape[:2]:
             raise shape_error(
                 self, "mask must be (batch, steps)", inputs.shape[:2], tuple(mask.shape)

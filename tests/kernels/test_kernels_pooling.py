@@ -224,3 +224,13 @@ def test_global_max_pool_parallel_equals_serial():
     pooling.global_max_pool(x, out, index)
     np.testing.assert_array_equal(index, x.argmax(axis=1))
     np.testing.assert_array_equal(out, x.max(axis=1))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 5, 7), (8, 64, 160)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_mean_is_numpys_mean_over_the_middle_axis(shape, dtype):
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    out = np.empty((shape[0], shape[2]), dtype)
+    pooling.global_mean(x, out)
+    want = x.astype(np.float64).mean(axis=1)
+    np.testing.assert_allclose(out, want, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=1e-7)
