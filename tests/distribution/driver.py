@@ -4,9 +4,9 @@
 trains it (with a DataParallel distribution when ``--dp``) and writes ``rank<r>.npz`` (the
 weights, then the history's values) into ``out_dir``. Cases: mlp, cnn, lstm (training), fault
 (rank 1 raises at its third batch), kill (rank 1 kills itself there), raise (rank 1 raises
-before fit), save / resume (train one
-epoch and save to out_dir/model.fastnn; load it and train the second epoch), evaluate (the
-evaluate and predict results), print (fit with verbose=2 and a CSVLogger).
+before fit), save / resume (train one epoch and save to out_dir/model.fastnn; load it and train
+the second epoch). Training runs with validation and a CSVLogger; the mlp case prints its
+progress (verbose=2) and adds evaluate's and predict's results and report<rank>.json.
 """
 
 from __future__ import annotations
@@ -107,25 +107,35 @@ def main(case: str, out_dir: str, flags: list[str]) -> None:
     if case in ("fault", "kill"):
         model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[Fail(case)])
         return
-    if case == "evaluate":
-        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-        results = model.evaluate(x, y, batch_size=BATCH, verbose=0)
-        write(out_dir, model, [results, model.predict(x, batch_size=4, verbose=0)])
-        return
-    if case == "print":
-        log = keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"))
-        model.fit(x, y, batch_size=BATCH, epochs=2, verbose=2, callbacks=[log])
-        summed = distribution.distribution().allreduce([distribution.rank() + 1.0], False)
-        report = {"rank": distribution.rank(), "done": True, "sum": float(summed[0])}
-        report["local_size"] = distribution.local_size()
-        with open(os.path.join(out_dir, f"report{distribution.rank()}.json"), "w") as f:
-            json.dump(report, f)
-        return
     epochs = 1 if case == "save" else 2
-    history = model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, validation_data=(x, y))
+    log = keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"))
+    history = model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=epochs,
+        verbose=2 if case == "mlp" else 0,
+        validation_data=(x, y),
+        callbacks=[log],
+    )
+    values = history_values(history)
     if case == "save" and distribution.is_main():
         model.save(path)
-    write(out_dir, model, history_values(history))
+    if case == "mlp":  # evaluate's and predict's results; what each rank sees of the job
+        values += [model.evaluate(x, y, batch_size=BATCH, verbose=0)]
+        values += [model.predict(x, batch_size=4, verbose=0)]
+        report(out_dir)
+    write(out_dir, model, values)
+
+
+def report(out_dir: str) -> None:
+    """report<rank>.json: the rank, an allreduce of rank + 1 over the ranks, the local size."""
+    dp = distribution.distribution()
+    summed = dp.allreduce([distribution.rank() + 1.0], False) if dp else [1.0]
+    facts = {"rank": distribution.rank(), "sum": float(summed[0])}
+    facts["local_size"] = distribution.local_size()
+    with open(os.path.join(out_dir, f"report{distribution.rank()}.json"), "w") as f:
+        json.dump(facts, f)
 
 
 if __name__ == "__main__":

@@ -45,23 +45,25 @@ def run(ranks: int, case: str, out_dir: Path, *flags: str, timeout: float = 60):
     )
 
 
-def trained(ranks: int, case: str, tmp_path: Path, *flags: str) -> list[dict]:
-    """Each rank's arrays (weights w<i>, history v<i>) after the driver ran ``case``."""
-    out = tmp_path / f"{case}-{ranks}"
-    out.mkdir()
-    done = run(ranks, case, out, *flags)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [dict(np.load(out / f"rank{r}.npz")) for r in range(ranks)]
+_runs: dict = {}
 
 
-_single: dict = {}
+def trained(ranks: int, case: str, tmp_path_factory, *flags: str):
+    """Each rank's arrays (weights w<i>, then history, evaluate and predict values v<i>) after
+    the driver ran ``case``, its finished process and its folder (run once per session)."""
+    key = (ranks, case, flags)
+    if key not in _runs:
+        out = tmp_path_factory.mktemp(f"{case}-{ranks}")
+        done = run(ranks, case, out, *flags)
+        assert done.returncode == 0, done.stderr[-3000:]
+        arrays = [dict(np.load(out / f"rank{r}.npz")) for r in range(ranks)]
+        _runs[key] = arrays, done, out
+    return _runs[key]
 
 
 def single(case: str, tmp_path_factory) -> dict:
-    """The one-process run of ``case`` (once per session)."""
-    if case not in _single:
-        _single[case] = trained(1, case, tmp_path_factory.mktemp(case))[0]
-    return _single[case]
+    """The arrays of the one-process run of ``case``."""
+    return trained(1, case, tmp_path_factory)[0][0]
 
 
 def assert_same_on_every_rank(ranks: list[dict]) -> None:
@@ -82,22 +84,21 @@ def assert_close(got: dict, expected: dict, prefix: str = "") -> None:
     ("case", "ranks", "flags"),
     [("mlp", 2, ()), ("mlp", 3, ()), ("lstm", 3, ()), ("cnn", 3, ("--sync-bn",))],
 )
-def test_training_equals_one_process_on_the_global_batch(
-    case, ranks, flags, tmp_path, tmp_path_factory
-):
+def test_training_equals_one_process_on_the_global_batch(case, ranks, flags, tmp_path_factory):
     """Two epochs of 3 batches (10, 10, 5 samples: uneven parts) with Adam and validation:
     weights (BN's moving statistics too, with sync_batchnorm), losses, metrics and validation
-    results as one process computes them, and the same bits on every rank."""
-    ranks_arrays = trained(ranks, case, tmp_path, *flags)
+    results (for the MLP, evaluate's and predict's too: the full result on every rank) as one
+    process computes them, and the same bits on every rank."""
+    ranks_arrays = trained(ranks, case, tmp_path_factory, *flags)[0]
     assert_same_on_every_rank(ranks_arrays)
     assert_close(ranks_arrays[0], single(case, tmp_path_factory))
 
 
-def test_batchnorm_statistics_stay_per_rank_without_sync(tmp_path, tmp_path_factory):
+def test_batchnorm_statistics_stay_per_rank_without_sync(tmp_path_factory):
     """Without sync_batchnorm each rank normalizes by its own part's statistics: the weights
     differ from one process's; the trainable ones agree bit for bit across ranks, and the
     moving statistics are rank 0's on every rank after fit (evaluated with them too)."""
-    ranks = trained(2, "cnn", tmp_path)
+    ranks = trained(2, "cnn", tmp_path_factory)[0]
     assert_same_on_every_rank(ranks)
     expected = single("cnn", tmp_path_factory)
     assert not np.allclose(ranks[0]["w1"], expected["w1"], rtol=1e-5, atol=1e-6)  # gamma
@@ -117,23 +118,14 @@ def test_resume_on_another_rank_count(tmp_path, tmp_path_factory):
     assert_close(ranks[0], expected, prefix="w")
 
 
-def test_evaluate_and_predict_give_the_full_result(tmp_path, tmp_path_factory):
-    ranks = trained(3, "evaluate", tmp_path)
-    assert_same_on_every_rank(ranks)
-    assert_close(ranks[0], single("evaluate", tmp_path_factory))
-
-
-def test_only_rank_zero_prints_and_writes(tmp_path):
-    out = tmp_path / "print"
-    out.mkdir()
-    done = run(3, "print", out)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_only_rank_zero_prints_and_writes(tmp_path_factory):
+    _, done, out = trained(3, "mlp", tmp_path_factory)
     assert done.stdout.count("Epoch 1/2") == 1 and done.stdout.count("Epoch 2/2") == 1
-    reports = [json.loads((out / f"report{r}.json").read_text()) for r in range(3)]
-    assert sorted(r["rank"] for r in reports) == [0, 1, 2]
-    assert all(r["sum"] == 6.0 and r["local_size"] == 3 for r in reports)  # allreduce of 1..3
     rows = (out / "log.csv").read_text().splitlines()
     assert rows[0] == "epoch,accuracy,loss,val_accuracy,val_loss" and len(rows) == 3
+    reports = [json.loads((out / f"report{r}.json").read_text()) for r in range(3)]
+    assert [r["rank"] for r in reports] == [0, 1, 2]
+    assert all(r["sum"] == 6.0 and r["local_size"] == 3 for r in reports)  # allreduce of 1..3
 
 
 def test_a_rank_that_raises_stops_every_rank(tmp_path):
