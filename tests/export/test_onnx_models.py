@@ -4,12 +4,14 @@ outputs with their names, the batch axis, opsets, ``Model.export``, and every re
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from keras_twin import keras_module
 from onnx_check import assert_matches, export_and_check, run_both
 from test_onnx_layers import data, with_random_weights
 
@@ -112,6 +114,18 @@ def test_model_export_writes_the_same_file(tmp_path, capsys):
     for outputs in run_both(proto, dict(zip(model.input_names, xs))):
         for got, want in zip(outputs, expected):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_model_export_takes_keras_arguments():
+    """Keras 3's Model.export parameters, in its order (fastnn's default format is 'onnx', the
+    one it writes; Keras's is 'tf_saved_model')."""
+    keras = keras_module()
+    ours = inspect.signature(fastnn.Model.export).parameters
+    theirs = inspect.signature(keras.Model.export).parameters
+    assert list(ours) == list(theirs)
+    for name in ("verbose", "input_signature"):
+        assert ours[name].default == theirs[name].default
+    assert ours["format"].default == "onnx"
 
 
 def test_default_opset_is_capped():
