@@ -85,7 +85,8 @@ def assert_close(got: dict, expected: dict, prefix: str = "") -> None:
     [("mlp", 2, ()), ("mlp", 3, ()), ("lstm", 3, ()), ("cnn", 3, ("--sync-bn",))],
 )
 def test_training_equals_one_process_on_the_global_batch(case, ranks, flags, tmp_path_factory):
-    """Two epochs of 3 batches (10, 10, 5 samples: uneven parts) with Adam and validation:
+    """Two epochs of 3 batches (10, 10, 5 samples: uneven parts; the LSTM's last batch of 2
+    leaves a rank without samples) with Adam and validation:
     weights (BN's moving statistics too, with sync_batchnorm), losses, metrics and validation
     results (for the MLP, evaluate's and predict's too: the full result on every rank) as one
     process computes them, and the same bits on every rank."""
