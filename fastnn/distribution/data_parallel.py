@@ -87,14 +87,15 @@ class DataParallel:
 
     def broadcast_model(self, model) -> None:
         """Rank 0's weights and optimizer state on every rank (fit does it at its start)."""
+        if self.comm is None:
+            return
         for variable in model.weights:
             self._broadcast_array(variable.value)
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
             return
-        if self.comm.bcast(bool(optimizer.built), root=0) and not optimizer.built:
-            optimizer.build(model.trainable_weights)
-        if optimizer.built:
+        if self.comm.bcast(bool(optimizer.built), root=0):  # rank 0's says for every rank
+            optimizer.build(model.trainable_weights)  # nothing if built
             state = optimizer.get_state()
             for array in state:
                 self._broadcast_array(array)
@@ -105,7 +106,7 @@ class DataParallel:
         rank keeps from its own part of the batches without sync_batchnorm) on every rank:
         before evaluating and predicting and at the end of fit, so every rank holds the model
         rank 0 saves. Training's forward uses batch statistics, so training is unchanged."""
-        if self.sync_batchnorm:  # computed from the same global sums on every rank already
+        if self.sync_batchnorm or self.comm is None:  # the same on every rank already
             return
         for variable in model.non_trainable_weights:
             self._broadcast_array(variable.value)

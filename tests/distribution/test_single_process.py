@@ -73,6 +73,11 @@ def test_one_process_names_and_fit_unchanged():
     with dp.scope():
         assert distribution.distribution() is dp and distribution.active() is None
         got = train()
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(1)])
+    before = model.get_weights()
+    dp.broadcast_model(model)  # one rank: nothing to do
+    np.testing.assert_array_equal(model.get_weights()[0], before[0])
+    np.testing.assert_array_equal(dp.allreduce([1.0, 2.0]), [1.0, 2.0])
     assert distribution.distribution() is None
     for a, b in zip(got, expected):
         np.testing.assert_array_equal(a, b)
