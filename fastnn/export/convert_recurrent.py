@@ -20,7 +20,7 @@ from fastnn.export.registry import Call, converter
 from fastnn.layers import recurrent, rnn_cells, wrappers
 
 _INT64_MIN = np.iinfo(np.int64).min
-_ONNX_ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}
+_ONNX_ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", "linear": "Affine"}
 #: Keras's LSTM gate blocks (i, f, c, o) in ONNX's order (i, o, f, c).
 _LSTM_ORDER = (0, 3, 1, 2)
 
@@ -63,6 +63,9 @@ def _op_and_attributes(call: Call, layer) -> tuple[str, dict]:
                 f"here (converted: {sorted(_ONNX_ACTIVATIONS)})"
             )
     attrs = {"activations": [_ONNX_ACTIVATIONS[n] for n in names], "layout": 0}
+    if "linear" in names:  # Affine(x) = alpha * x + beta: one (alpha, beta) per activation
+        attrs["activation_alpha"] = [1.0] * len(names)
+        attrs["activation_beta"] = [0.0] * len(names)
     if op_type == "GRU":
         attrs["linear_before_reset"] = int(layer.reset_after)
     return op_type, attrs
@@ -131,7 +134,9 @@ def _run(call: Call, layers: list, direction: str, initial: list[str]):
     b = call.builder
     first = layers[0]
     op_type, attrs = _op_and_attributes(call, first)
-    attrs["activations"] = attrs["activations"] * len(layers)  # listed per direction
+    for key in ("activations", "activation_alpha", "activation_beta"):  # listed per direction
+        if key in attrs:
+            attrs[key] = attrs[key] * len(layers)
     weights = [_direction_weights(layer) for layer in layers]
     w = b.const(np.stack([w for w, _, _ in weights]), f"{call.hint}/W")
     r = b.const(np.stack([r for _, r, _ in weights]), f"{call.hint}/R")
