@@ -148,6 +148,11 @@ def _value_info(onnx, name, dtype, shape, batch_param):
 
 def _functional_graph(model, outermost: bool = False):
     """The layer graph of a Functional or Sequential model, or the reason it has none."""
+    if not _is_model(model):
+        raise ExportError(
+            f"ONNX export takes a fastnn Model (Functional or Sequential); got "
+            f"{type(model).__module__}.{type(model).__name__}"
+        )
     if getattr(model, "_subclassed", False):
         raise ExportError(
             f"{type(model).__name__} '{model.name}' cannot be exported to ONNX: it is a "

@@ -215,6 +215,10 @@ def test_a_layer_that_would_use_a_mask_is_refused(tmp_path):
     refused(model, tmp_path, match, assume_post_padding=True)
 
 
+def test_something_else_than_a_model_is_refused(tmp_path):
+    refused(layers.Dense(2), tmp_path, r"takes a fastnn Model .*; got fastnn.layers.core.Dense")
+
+
 def test_unbuilt_model_is_refused(tmp_path):
     refused(fastnn.Sequential([layers.Dense(2)]), tmp_path, r"Sequential '\w+' .*is not built")
 
