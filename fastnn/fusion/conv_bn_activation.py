@@ -1,7 +1,7 @@
-"""Conv2D or Dense (no activation), the BatchNormalization over its last axis that alone reads
-it, optionally the relu (or linear) Activation that alone reads that and (after a conv) the 2x2
-max pool that alone reads the activation: at inference, one conv or product with BN folded in
-(and pooled in its epilogue)."""
+"""Conv2D, DepthwiseConv2D or Dense (no activation), the BatchNormalization over its last axis
+that alone reads it, optionally the relu (or linear) Activation that alone reads that and (after
+a Conv2D) the 2x2 max pool that alone reads the activation: at inference, one conv or product
+with BN folded in (and pooled in its epilogue)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fastnn.fusion.bn_activation import _is_batch_norm, _is_relu
 from fastnn.fusion.conv_max_pool import _is_max_pool_2x2
 from fastnn.kernels.codes import LINEAR
 from fastnn.layers.convolutional import Conv2D
+from fastnn.layers.convolutional_extra import DepthwiseConv2D
 from fastnn.layers.core import Activation, Dense
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.pooling import MaxPooling2D
@@ -36,8 +37,9 @@ class _Inputs(NamedTuple):
 
 
 class LinearBatchNorm(FusedLayer):
-    """``pool(act(BatchNormalization(...)(linear(x))))``, linear a Conv2D or Dense without
-    activation, act relu or none, pool (after a conv) a 2x2 stride-2 'valid' MaxPooling2D or none.
+    """``pool(act(BatchNormalization(...)(linear(x))))``, linear a Conv2D, DepthwiseConv2D or
+    Dense without activation, act relu or none, pool (after a Conv2D) a 2x2 stride-2 'valid'
+    MaxPooling2D or none.
 
     At inference BN is an affine map per channel (its moving statistics), folded at each call
     into a copy of the layer's kernel and bias: with ``s = gamma / sqrt(moving_variance +
@@ -47,8 +49,9 @@ class LinearBatchNorm(FusedLayer):
     it runs, then BN and the activation in one pass (a frozen BN too: it runs as at inference,
     unfolded, keeping what the backward needs).
 
-    Shapes: a conv's ``(batch, h, w, c)`` to ``(batch, oh, ow, filters)``, halved by a pool; a
-    Dense's ``(batch, ..., input_dim)`` to ``(batch, ..., units)``.
+    Shapes: a conv's ``(batch, h, w, c)`` to ``(batch, oh, ow, filters)`` (a depthwise conv's
+    filters ``c * depth_multiplier``), halved by a pool; a Dense's ``(batch, ..., input_dim)``
+    to ``(batch, ..., units)``.
     """
 
     uses_workspace = True
@@ -56,7 +59,7 @@ class LinearBatchNorm(FusedLayer):
 
     def __init__(
         self,
-        linear: Conv2D | Dense,
+        linear: Conv2D | DepthwiseConv2D | Dense,
         bn: BatchNormalization,
         activation: Activation | None = None,
         pool: MaxPooling2D | None = None,
@@ -75,7 +78,10 @@ class LinearBatchNorm(FusedLayer):
         bias = -bn.moving_mean.value
         if self.linear.use_bias:
             bias = self.linear.bias.value + bias
-        return self.linear.kernel.value * scale, (bias * scale + beta).astype(dtype)
+        kernel = self.linear.kernel.value
+        if isinstance(self.linear, DepthwiseConv2D):  # output channel c * M + m: kernel[..., c, m]
+            return kernel * scale.reshape(kernel.shape[-2:]), (bias * scale + beta).astype(dtype)
+        return kernel * scale, (bias * scale + beta).astype(dtype)
 
     def forward(self, inputs, training, workspace=None):
         # Folding copies the kernel at every call: it pays when the kernel is smaller than the
@@ -118,6 +124,17 @@ def _is_linear_conv2d(node: Node) -> bool:
     return layer.dilation_rate == (1, 1) and layer.groups == 1
 
 
+def _is_linear_depthwise2d(node: Node) -> bool:
+    """A channels_last DepthwiseConv2D without activation or dilation."""
+    layer = node.layer
+    return (
+        type(layer) is DepthwiseConv2D
+        and layer._code == LINEAR
+        and layer.data_format == "channels_last"
+        and layer.dilation_rate == (1, 1)
+    )
+
+
 def _is_linear_dense(node: Node) -> bool:
     return type(node.layer) is Dense and node.layer._code == LINEAR
 
@@ -138,6 +155,12 @@ RULES = (
     ),
     Rule("conv_bn_act", (_is_linear_conv2d, _is_channel_batch_norm, _is_relu), LinearBatchNorm),
     Rule("conv_bn_act", (_is_linear_conv2d, _is_channel_batch_norm), LinearBatchNorm),
+    Rule(
+        "depthwise_bn_act",
+        (_is_linear_depthwise2d, _is_channel_batch_norm, _is_relu),
+        LinearBatchNorm,
+    ),
+    Rule("depthwise_bn_act", (_is_linear_depthwise2d, _is_channel_batch_norm), LinearBatchNorm),
     Rule("dense_bn_act", (_is_linear_dense, _is_channel_batch_norm, _is_relu), LinearBatchNorm),
     Rule("dense_bn_act", (_is_linear_dense, _is_channel_batch_norm), LinearBatchNorm),
 )

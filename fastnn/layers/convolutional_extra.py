@@ -578,16 +578,29 @@ class _DepthwiseConv(_Depthwise):
 
     def forward(self, inputs, training, workspace=None):
         x = self._to_nhwc(inputs)
-        out_size, pads = self._nhwc_geometry(x)
-        channels = x.shape[3] * self.depth_multiplier
-        out = scratch(workspace, "y", (len(x), *out_size, channels), self.kernel.dtype)
-        z = kernels.depthwise.depthwise_conv2d_forward(
-            x, self._kernel_2d(self.kernel.value), self.bias.value if self.use_bias else None,
-            self._as_2d(self.strides), self._as_2d(self.dilation_rate), pads,
-            self._epilogue_code, out,
-        )  # fmt: skip
+        bias = self.bias.value if self.use_bias else None
+        z, pads = self._depthwise(x, self.kernel.value, bias, self._epilogue_code, workspace)
         y, saved = self._activated(z, workspace)
         return self._from_nhwc(y), _Saved(x, saved, pads, workspace)
+
+    def forward_with(self, inputs, kernel, bias, code, workspace=None):
+        """This layer's output computed with ``kernel`` (its shape), ``bias`` (or None) and the
+        activation ``code`` in place of its own (a composite folding a per-channel affine map
+        into it)."""
+        z, _ = self._depthwise(self._to_nhwc(inputs), kernel, bias, code, workspace)
+        return self._from_nhwc(z)
+
+    def _depthwise(self, x, kernel, bias, code, workspace):
+        """(act(x (N,H,W,C) depthwise-convolved with kernel + bias), the padding before it
+        (top, left))."""
+        out_size, pads = self._nhwc_geometry(x)
+        channels = x.shape[3] * self.depth_multiplier
+        out = scratch(workspace, "y", (len(x), *out_size, channels), kernel.dtype)
+        z = kernels.depthwise.depthwise_conv2d_forward(
+            x, self._kernel_2d(kernel), bias, self._as_2d(self.strides),
+            self._as_2d(self.dilation_rate), pads, code, out,
+        )  # fmt: skip
+        return z, pads
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         x, saved, pads, workspace = ctx

@@ -89,6 +89,16 @@ def add_act(activation="relu", inputs=2, shapes_differ=False, sum_is_output=Fals
     return fastnn.Model(x, outputs)
 
 
+def depthwise_bn(activation="relu", depthwise_activation=None, dilation=1, multiplier=1):
+    x = fastnn.Input((6, 6, 3))
+    d = layers.DepthwiseConv2D(
+        3, depth_multiplier=multiplier, activation=depthwise_activation,
+        dilation_rate=dilation, name="d",
+    )(x)  # fmt: skip
+    b = layers.BatchNormalization(name="b")(d)
+    return fastnn.Model(x, layers.Activation(activation, name="a")(b))
+
+
 def dense_dropout(activation="relu", second_reader=False, dense_is_output=False):
     x = fastnn.Input((4, 3))
     d = layers.Dense(3, activation=activation, name="d")(x)
@@ -103,6 +113,11 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
 @pytest.mark.parametrize(
     "build, fused",
     [
+        (depthwise_bn, ["d+b+a"]),
+        (lambda: depthwise_bn(multiplier=2), ["d+b+a"]),
+        (lambda: depthwise_bn("tanh"), ["d+b"]),
+        (lambda: depthwise_bn(depthwise_activation="relu"), ["b+a"]),
+        (lambda: depthwise_bn(dilation=2), ["b+a"]),
         (dense_dropout, ["d+o"]),
         (lambda: dense_dropout("linear"), ["d+o"]),
         (lambda: dense_dropout("gelu"), ["d+o"]),
@@ -212,6 +227,15 @@ def residual_net(activation, inputs):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(h))
 
 
+def depthwise_bn_net(activation, multiplier):
+    """DepthwiseConv2D -> BN -> act: the depthwise_bn_act rule, BN folded in at inference."""
+    x = fastnn.Input((6, 6, 2), dtype=F64)
+    h = layers.DepthwiseConv2D(3, depth_multiplier=multiplier, padding="same", dtype=F64)(x)
+    h = layers.BatchNormalization(momentum=0.5, dtype=F64)(h)
+    h = layers.Activation(activation, dtype=F64)(h)
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
+
+
 def dropout_net(activation):
     """Dense(activation) -> Dropout -> Dense: the dense_dropout rule (and Dense's own)."""
     x = fastnn.Input((5,), dtype=F64)
@@ -253,6 +277,10 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda u=u: dense_bn_net(u), lambda rng: rng.normal(2, 3, (4, 3)))
             for u in (2, 16)  # kernel 6 <= input 12: folded; 48 > 12: as written
+        ],
+        *[
+            (lambda a=a, m=m: depthwise_bn_net(a, m), lambda rng: rng.normal(2, 3, (3, 6, 6, 2)))
+            for a, m in (("relu", 1), ("linear", 2))
         ],
         *[
             (lambda a=a: dropout_net(a), lambda rng: rng.standard_normal((8, 5)))
