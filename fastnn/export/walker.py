@@ -31,6 +31,7 @@ from fastnn.export.builder import (
 )
 from fastnn.export.registry import Call, convert, find
 from fastnn.layers.normalization import BatchNormalization
+from fastnn.models import Model
 from fastnn.saving.files import atomic_write
 
 _PROTOBUF_LIMIT = 2**31
@@ -170,7 +171,7 @@ def _functional_graph(model, outermost: bool = False):
 
 
 def _is_model(layer) -> bool:
-    return hasattr(layer, "_graph") and hasattr(layer, "_subclassed")
+    return isinstance(layer, Model)
 
 
 def _walk(builder, graph, values: dict, masks: dict, options: dict) -> None:
