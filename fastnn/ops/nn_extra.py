@@ -152,6 +152,7 @@ def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, **kwarg
     if kwargs:
         raise OpError(f"layer_normalization: unexpected arguments {sorted(kwargs)}")
     epsilon = backend.epsilon() if epsilon is None else epsilon
+    original = as_array(x).dtype
     x = _as_float(x)
     shape = np.shape(unwrap(x))
     axes = _axes(axis, len(shape))
@@ -164,12 +165,13 @@ def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, **kwarg
         out = fnp.multiply(out, _cast_to(_broadcast_param(gamma, shape, axes), dtype))
     if beta is not None:
         out = fnp.add(out, _cast_to(_broadcast_param(beta, shape, axes), dtype))
-    return out
+    return _cast_to(out, original)  # integers back to their dtype, as Keras casts
 
 
 def rms_normalization(x, scale=None, axis=-1, epsilon=None):
     """x * rsqrt(mean(x**2) + epsilon) * scale over ``axis``: (...) -> (...)."""
     epsilon = backend.epsilon() if epsilon is None else epsilon
+    original = as_array(x).dtype
     x = _as_float(x)
     if np.ndim(unwrap(x)) == 0:
         x = fnp.expand_dims(x, 0)
@@ -179,7 +181,7 @@ def rms_normalization(x, scale=None, axis=-1, epsilon=None):
     out = fnp.multiply(x, fnp.rsqrt(fnp.add(mean_square, epsilon)))
     if scale is not None:
         out = fnp.multiply(out, _cast_to(_broadcast_param(scale, shape, axes), as_array(x).dtype))
-    return out
+    return _cast_to(out, original)  # integers back to their dtype, as Keras casts
 
 
 # ---- metrics and encodings -----------------------------------------------------------------------

@@ -118,7 +118,8 @@ def deg2rad(x):
 
 def rad2deg(x):
     """Radians to degrees elementwise: (...) -> (...)."""
-    return fnp.multiply(_as_float(x), 180 / math.pi)
+    x = x if _is_float(x) else _wide_float(x)
+    return fnp.multiply(x, 180 / math.pi)
 
 
 def fabs(x):
@@ -133,6 +134,8 @@ def _as_float(x):
 
 def divide_no_nan(x1, x2):
     """x1 / x2, and 0 where x2 == 0 (the gradient too), broadcast."""
+    if isinstance(x2, (int, float)):  # a Python scalar stays weak, as in Keras
+        return fnp.multiply(x1, 0.0) if x2 == 0 else fnp.divide(x1, x2)
     zero = as_array(x2) == 0
     safe = fnp.where(zero, np.ones((), as_array(x2).dtype), x2)
     return fnp.where(zero, 0.0, fnp.divide(x1, safe))
@@ -282,7 +285,13 @@ def trace(x, offset: int = 0, axis1: int = 0, axis2: int = 1):
     """The sum of diagonal ``offset`` of the (axis1, axis2) planes."""
     if _ndim(x) < 2:
         raise OpError(f"trace: needs an array of 2+ dimensions; got shape {_shape(x)}")
-    return fnp.sum(fnp.diagonal(x, offset, axis1, axis2), axis=-1)
+    return _keep_int32(x, fnp.sum(fnp.diagonal(x, offset, axis1, axis2), axis=-1))
+
+
+def _keep_int32(x, result):
+    """Sums and products of int32 or bool values as int32, as Keras (numpy widens them)."""
+    kind = as_array(x).dtype
+    return result.astype("int32") if kind in (np.int32, np.bool_) else result
 
 
 def tri(N: int, M=None, k: int = 0, dtype=None) -> np.ndarray:  # noqa: N803 (Keras's names)
@@ -326,6 +335,11 @@ def diff(a, n: int = 1, axis: int = -1):
     """The ``n``-th differences along ``axis``: (..., m, ...) -> (..., m - n, ...)."""
     axis %= builtins.max(_ndim(a), 1)
     lead = (builtins.slice(None),) * axis
+    if as_array(a).dtype == np.bool_:  # booleans differ where they change, as Keras's
+        for _ in range(n):
+            a = np.not_equal(as_array(a)[(*lead, builtins.slice(1, None))],
+                             as_array(a)[(*lead, builtins.slice(None, -1))])  # fmt: skip
+        return a
     for _ in range(n):
         a = fnp.subtract(fnp.get_item(a, (*lead, builtins.slice(1, None))),
                          fnp.get_item(a, (*lead, builtins.slice(None, -1))))  # fmt: skip
@@ -458,12 +472,12 @@ def _without_nan(x, fill):
 
 def nansum(x, axis=None, keepdims: bool = False):
     """Sum over ``axis``, NaNs counted as 0."""
-    return fnp.sum(_without_nan(x, 0), axis=axis, keepdims=keepdims)
+    return _keep_int32(x, fnp.sum(_without_nan(x, 0), axis=axis, keepdims=keepdims))
 
 
 def nanprod(x, axis=None, keepdims: bool = False):
     """Product over ``axis``, NaNs counted as 1."""
-    return fnp.prod(_without_nan(x, 1), axis=axis, keepdims=keepdims)
+    return _keep_int32(x, fnp.prod(_without_nan(x, 1), axis=axis, keepdims=keepdims))
 
 
 def _valid_count(x, axis, keepdims: bool) -> np.ndarray:
@@ -530,12 +544,14 @@ def _is_float(x) -> bool:
 
 def nancumsum(x, axis=None, dtype=None):
     """Running sum along ``axis``, NaNs counted as 0."""
-    return fnp.cumsum(_without_nan(x, 0), axis=axis, dtype=dtype)
+    result = fnp.cumsum(_without_nan(x, 0), axis=axis, dtype=dtype)
+    return result if dtype is not None else _keep_int32(x, result)
 
 
 def nancumprod(x, axis=None, dtype=None):
     """Running product along ``axis``, NaNs counted as 1."""
-    return fnp.cumprod(_without_nan(x, 1), axis=axis, dtype=dtype)
+    result = fnp.cumprod(_without_nan(x, 1), axis=axis, dtype=dtype)
+    return result if dtype is not None else _keep_int32(x, result)
 
 
 def ptp(x, axis=None, keepdims: bool = False):

@@ -17,7 +17,7 @@ from fastnn.ops import numpy as fnp
 from fastnn.ops import tensor as _tensor
 from fastnn.ops.core import _get_item
 from fastnn.ops.numpy import _float
-from fastnn.ops.numpy_extra import _as_float, _segments
+from fastnn.ops.numpy_extra import _as_float, _segments, _wide_float
 from fastnn.ops.tape import OpError, apply, as_array, unwrap
 
 __all__ = [
@@ -96,7 +96,7 @@ def sinc(x):
 
 def i0(x):
     """The modified Bessel function of the first kind, order 0 (no gradient: it raises)."""
-    return apply("i0", lambda v: np.i0(_float(v)).astype(_float(v).dtype), x)
+    return apply("i0", lambda v: np.i0(_wide_float(v)).astype(_wide_float(v).dtype), x)
 
 
 def ldexp(x1, x2):
@@ -171,7 +171,7 @@ def cdist(x, y):
 
 def corrcoef(x):
     """Pearson correlation coefficients of the rows of x: (k, n) -> (k, k)."""
-    x = _as_float(x)
+    x = x if as_array(x).dtype.kind in "fc" else _wide_float(x)
     if np.ndim(unwrap(x)) == 1:
         x = fnp.expand_dims(x, 0)
     centred = fnp.subtract(x, fnp.mean(x, axis=1, keepdims=True))

@@ -57,6 +57,9 @@ PARITY = {  # name -> f(ops module): the same call on fastnn.ops and keras.ops
     "layer_normalization": lambda o: o.layer_normalization(
         X, np.arange(3, dtype="float32"), np.ones(3, "float32")),
     "rms_normalization": lambda o: o.rms_normalization(X, np.arange(3, dtype="float32")),
+    "layer_normalization_int_cast_back": lambda o: o.layer_normalization(
+        (X * 4).astype("int32")),
+    "rms_normalization_float64_scale": lambda o: o.rms_normalization(X, np.arange(3.0)),
     "glu": lambda o: o.glu(X1[..., :2]), "celu": lambda o: o.celu(X, 0.7),
     "hard_shrink": lambda o: o.hard_shrink(X), "soft_shrink": lambda o: o.soft_shrink(X, 0.3),
     "tanh_shrink": lambda o: o.tanh_shrink(X), "squareplus": lambda o: o.squareplus(X, 2),

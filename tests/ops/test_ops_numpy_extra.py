@@ -121,6 +121,13 @@ PARITY = {  # name -> f(ops module): the same call on fastnn.ops and keras.ops
     "vander": lambda o: o.vander(V, 3), "trapezoid": lambda o: o.trapezoid(A),
     "trapezoid_x": lambda o: o.trapezoid(A, V[:4]), "allclose": lambda o: o.allclose(A, A),
     "isposinf": lambda o: o.isposinf(N), "isneginf": lambda o: o.isneginf(N),
+    # Keras's dtypes: int32 and bool sums stay int32, int64 float ops give float64
+    "trace_int32": lambda o: o.trace(I.astype("int32")),
+    "nansum_bool": lambda o: o.nansum(I > 2, axis=0),
+    "nancumprod_int32": lambda o: o.nancumprod(I.astype("int32"), axis=1),
+    "diff_bool": lambda o: o.diff(I > 2), "rad2deg_int64": lambda o: o.rad2deg(I),
+    "divide_no_nan_float16_scalar": lambda o: o.divide_no_nan(A.astype("float16"), 0.5),
+    "divide_no_nan_by_zero_scalar": lambda o: o.divide_no_nan(A, 0.0),
 }  # fmt: skip
 
 

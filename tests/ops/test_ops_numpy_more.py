@@ -59,6 +59,7 @@ PARITY = {
                                            (2, 3), (1, 2), 1, 2),
     "view_as_real": lambda o: o.view_as_real(np.array([1 + 2j, 3 - 1j], "complex64")),
     "polar": lambda o: o.polar(np.abs(A), B),
+    "i0_int64": lambda o: o.i0(I), "corrcoef_int64": lambda o: o.corrcoef(I),
 }  # fmt: skip
 
 
