@@ -16,9 +16,12 @@ MIN_OPSET = 13
 #: Newest opset chosen by default (ONNX Runtime 1.20+ runs it).
 MAX_DEFAULT_OPSET = 21
 
-#: Keras's layout of a tensor value ("native") or channels moved to axis 1 ("channels_first").
+#: How a value's axes are laid out: Keras's order ("native"), channels moved to axis 1
+#: ("channels_first", ONNX's for convolutions) or steps first ("time_major", ONNX's recurrent
+#: operators'; sequences of rank 3).
 NATIVE = "native"
 CHANNELS_FIRST = "channels_first"
+TIME_MAJOR = "time_major"
 
 
 class ExportError(ValueError):
@@ -68,14 +71,18 @@ class Value:
         return len(self.shape)
 
 
-def to_channels_first(rank: int) -> list[int]:
-    """The permutation taking (batch, ..., channels) to (batch, channels, ...)."""
-    return [0, rank - 1, *range(1, rank - 1)]
+def layout_perm(layout: str, rank: int) -> list[int]:
+    """The permutation of Keras's axes a value in ``layout`` is stored in."""
+    if layout == CHANNELS_FIRST:
+        return [0, rank - 1, *range(1, rank - 1)]
+    if layout == TIME_MAJOR:
+        return [1, 0, *range(2, rank)]
+    return list(range(rank))
 
 
-def to_channels_last(rank: int) -> list[int]:
-    """The permutation taking (batch, channels, ...) back to (batch, ..., channels)."""
-    return [0, *range(2, rank), 1]
+def position(value: Value, axis: int) -> int:
+    """Where Keras's ``axis`` of ``value`` sits in its layout."""
+    return layout_perm(value.layout, value.rank).index(axis % value.rank)
 
 
 class GraphBuilder:
@@ -170,12 +177,14 @@ class GraphBuilder:
     # ---- layouts -----------------------------------------------------------------------------
     def as_layout(self, value: Value, layout: str, hint: str) -> Value:
         """``value`` in ``layout``, through one Transpose made once per value and layout (so
-        a channels-first chain of convs has none between its layers)."""
-        if value.layout == layout or value.rank < 3:
+        a channels-first chain of convs, or time-major chain of recurrent layers, has none
+        between its layers)."""
+        if value.layout == layout or (value.rank < 3 and value.layout == NATIVE):
             return value
         key = (value.name, layout)
         if key not in self._layout_cache:
-            perm = (to_channels_first if layout == CHANNELS_FIRST else to_channels_last)(value.rank)
+            stored, wanted = layout_perm(value.layout, value.rank), layout_perm(layout, value.rank)
+            perm = [stored.index(axis) for axis in wanted]
             name = self.transpose(value.name, perm, f"{hint}/to_{layout}")
             self._layout_cache[key] = Value(name, value.shape, layout)
         return self._layout_cache[key]
@@ -187,3 +196,7 @@ class GraphBuilder:
     def channels_first(self, value: Value, hint: str) -> Value:
         """``value`` with its channels on axis 1."""
         return self.as_layout(value, CHANNELS_FIRST, hint)
+
+    def time_major(self, value: Value, hint: str) -> Value:
+        """A sequence ``(batch, steps, features)`` as ``(steps, batch, features)``."""
+        return self.as_layout(value, TIME_MAJOR, hint)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from fastnn.export.builder import CHANNELS_FIRST, NATIVE, Value
+from fastnn.export.builder import CHANNELS_FIRST, NATIVE, Value, position
 from fastnn.export.convert_core import activation, folded_weights
 from fastnn.export.registry import Call, converter
 from fastnn.layers import convolutional, convolutional_extra, pooling, reshaping
@@ -39,8 +39,7 @@ def _spatial_axes(call: Call) -> tuple[Value, list[int]]:
         x = call.builder.native(call.x, call.hint)
         return x, list(range(2, x.rank))
     x = call.x
-    positions = range(2, x.rank) if x.layout == CHANNELS_FIRST else range(1, x.rank - 1)
-    return x, list(positions)
+    return x, [position(x, axis) for axis in range(1, x.rank - 1)]
 
 
 def _pads(call: Call, sizes, kernel, strides, dilations) -> dict:

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from fastnn.export.builder import CHANNELS_FIRST, GraphBuilder, Value
+from fastnn.export.builder import GraphBuilder, Value, position
 from fastnn.export.registry import Call, converter
 from fastnn.layers import activations as activation_layers
 from fastnn.layers import (
@@ -26,12 +26,12 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 # ---- activations --------------------------------------------------------------------------------
 def activation(call: Call, x: Value, name: str, hint: str | None = None) -> Value:
-    """``x`` through the Keras activation ``name`` (any layout: softmax runs over the channels
-    axis, 1 in a channels-first value)."""
+    """``x`` through the Keras activation ``name`` (any layout: softmax runs over Keras's last
+    axis wherever the layout keeps it)."""
     b, hint = call.builder, hint or call.hint
     if name == "linear":
         return x
-    axis = 1 if x.layout == CHANNELS_FIRST and x.rank >= 3 else -1
+    axis = position(x, -1)
     if name == "gelu":
         out = _gelu(call, x.name, hint, approximate=False)
     elif name in _ACTIVATIONS:
@@ -240,8 +240,8 @@ def _repeat_vector(call: Call):
 
 # ---- merging -----------------------------------------------------------------------------------
 def _same_layout(call: Call) -> list[Value]:
-    """The inputs in one layout: channels-first if all are, else Keras's."""
-    if all(v.layout == CHANNELS_FIRST for v in call.inputs):
+    """The inputs in one layout: theirs if they share one, else Keras's."""
+    if len({v.layout for v in call.inputs}) == 1:
         return call.inputs
     return [call.builder.native(v, call.hint) for v in call.inputs]
 
@@ -292,11 +292,8 @@ if hasattr(merging, "Minimum"):  # registered when the merging family has it
 @converter(merging.Concatenate)
 def _concatenate(call: Call):
     values = _same_layout(call)
-    rank = values[0].rank
-    axis = call.layer.axis % rank
     layout = values[0].layout
-    if layout == CHANNELS_FIRST:  # where Keras's axis sits in (batch, channels, ...)
-        axis = 1 if axis == rank - 1 else axis + 1
+    axis = position(values[0], call.layer.axis)  # where Keras's axis sits in the layout
     out = call.builder.op("Concat", [v.name for v in values], call.hint, axis=axis)
     return [Value(out, call.output_shapes[0], layout)]
 
@@ -305,11 +302,8 @@ def _concatenate(call: Call):
 def _channel_constant(call: Call, x: Value, vector: np.ndarray, axis: int, hint: str) -> str:
     """``vector`` shaped to broadcast along Keras axis ``axis`` of ``x`` in its layout."""
     shape = [1] * x.rank
-    position = axis % x.rank
-    if x.layout == CHANNELS_FIRST:
-        position = 1 if position == x.rank - 1 else position + 1
-    shape[position] = vector.size
-    return call.builder.const(vector.reshape(shape[1:]), hint)
+    shape[position(x, axis)] = vector.size
+    return call.builder.const(vector.reshape(shape), hint)
 
 
 @converter(normalization.BatchNormalization)
