@@ -17,6 +17,7 @@ from fastnn.kernels import codes
 from fastnn.ops import nn as ops_nn
 from fastnn.ops import numpy as ops_numpy
 from fastnn.ops.tensor import TensorOps
+from fastnn.saving.registry import get_registered_object, registered_key
 
 
 def _rows(x) -> np.ndarray:
@@ -245,25 +246,65 @@ def get_name(identifier) -> str:
         if identifier is fn:
             return name
     raise TypeError(
-        f"Unsupported activation {identifier!r}: fastnn fuses activations into its kernels, so "
-        f"pass one of {sorted(codes.CODES)} by name or as fastnn.activations' function (or an "
-        "Activation layer)."
+        f"Unsupported activation {identifier!r}: this layer fuses its activation into its "
+        f"kernels, so pass one of {sorted(codes.CODES)} by name or as fastnn.activations' "
+        "function; Dense and Activation also take a function of yours (written with fastnn.ops)"
     )
 
 
+def is_user_function(identifier) -> bool:
+    """Whether ``identifier`` is a user's activation function: a callable not in this module."""
+    return (
+        callable(identifier)
+        and not isinstance(identifier, type)
+        and all(identifier is not fn for fn in _FUNCTIONS.values())
+    )
+
+
+def resolve(identifier):
+    """A built-in activation's canonical name, or a user's function as Keras takes one: the
+    callable, the name it is registered under (``register_keras_serializable``,
+    ``custom_object_scope``), or the ``{"class_name": "function", ...}`` config it is saved as."""
+    if isinstance(identifier, dict) and identifier.get("class_name") == "function":
+        key = identifier.get("config")  # Keras writes the registered name there
+        found = get_registered_object(key) if isinstance(key, str) else None
+        if not callable(found):
+            raise ValueError(
+                f"Unknown activation function {key!r}: register it with "
+                "fastnn.saving.register_keras_serializable() or pass it in custom_objects"
+            )
+        return found
+    if isinstance(identifier, str) and identifier.lower() not in {*codes.CODES, *_ALIASES}:
+        found = get_registered_object(identifier)
+        if callable(found):
+            return found
+    return identifier if is_user_function(identifier) else get_name(identifier)
+
+
 def get(identifier) -> Callable:
-    """The activation function for a name, a function of this module or None (linear)."""
-    return _FUNCTIONS[get_name(identifier)]
+    """The activation function for a name, a function of this module, None (linear) or a
+    user's function (returned as it is, as Keras)."""
+    found = resolve(identifier)
+    return found if callable(found) else _FUNCTIONS[found]
 
 
-def serialize(activation) -> str:
-    """The name an activation is saved by (``swish`` as ``silu``), as Keras."""
+def serialize(activation) -> str | dict:
+    """The name an activation is saved by (``swish`` as ``silu``), or a user's function's
+    config (``{"class_name": "function", ...}``, its registered name), as Keras."""
+    if is_user_function(activation):
+        return {  # Keras 3's form of a function in a layer's config
+            "module": "builtins",
+            "class_name": "function",
+            "config": registered_key(activation) or activation.__name__,
+            "registered_name": "function",
+        }
     return get_name(activation)
 
 
 def deserialize(config) -> Callable:
-    """The activation function a saved name stands for."""
-    return get(config)
+    """The activation function a saved name (or a user's function's config) stands for."""
+    found = resolve(config)
+    return found if callable(found) else get(found)
 
 
 def code(identifier) -> int:

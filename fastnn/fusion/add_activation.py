@@ -63,6 +63,7 @@ def _is_elementwise_activation(node: Node) -> bool:
     return (
         type(layer) is Activation
         and layer._code not in kernels.codes.ROW_WISE
+        and layer._code in kernels.codes.CODES.values()  # not a user's function
         and node.inputs[0].dtype == node.outputs[0].dtype
     )
 

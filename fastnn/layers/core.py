@@ -9,6 +9,7 @@ import numpy as np
 
 from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch
+from fastnn.layers import user_activation
 from fastnn.layers.base import Layer, shape_error, standardize_shape
 from fastnn.nodes import Node
 from fastnn.seeding import make_rng
@@ -83,7 +84,7 @@ class Dense(Layer):
                 f"Received: units={units}"
             )
         self.units = int(units)
-        self.activation = activations.get_name(activation)
+        self.activation = activations.resolve(activation)  # a name, or a user's function
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
@@ -91,7 +92,7 @@ class Dense(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
-        self._code = activations.code(self.activation)
+        self._code = _code_of(self.activation)
 
     def build(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -139,6 +140,10 @@ class Dense(Layer):
         if self._code in kernels.codes.FROM_INPUT:  # the backward reads z = x @ kernel + bias
             y = scratch(workspace, "activated", saved.shape, saved.dtype)
             kernels.activations.bias_activation_forward_keep_input(saved, bias, self._code, y)
+        elif self._code == user_activation.USER_FUNCTION:
+            if self.use_bias:
+                kernels.activations.bias_activation_forward(y, bias, kernels.codes.LINEAR, y)
+            y, saved = user_activation.forward(self.activation, y)
         elif self.use_bias or self._code != kernels.codes.LINEAR:
             kernels.activations.bias_activation_forward(y, bias, self._code, y)
         out = y.reshape(*inputs.shape[:-1], self.units)
@@ -158,7 +163,9 @@ class Dense(Layer):
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         x, saved, in_shape, workspace = ctx
         grad = np.ascontiguousarray(grad_outputs).reshape(-1, self.units)
-        if self._code != kernels.codes.LINEAR:
+        if self._code == user_activation.USER_FUNCTION:
+            grad = user_activation.backward(saved, grad)
+        elif self._code != kernels.codes.LINEAR:
             grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
             kernels.activations.activation_backward(grad, saved, self._code, grad_z)
             grad = grad_z
@@ -178,7 +185,7 @@ class Dense(Layer):
         return {
             **super().get_config(),
             "units": self.units,
-            "activation": self.activation,
+            "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
@@ -193,13 +200,21 @@ class _DenseSaved(NamedTuple):
     """What Dense's forward keeps for its backward."""
 
     x: np.ndarray  # the input as rows (samples, features)
-    saved: np.ndarray  # the output rows (samples, units), or the pre-activation ones for the
-    # activations whose gradient reads them (kernels.codes.FROM_INPUT)
+    saved: np.ndarray | tuple  # the output rows (samples, units), or the pre-activation ones
+    # for the activations whose gradient reads them (kernels.codes.FROM_INPUT), or what a
+    # user's activation function's backward needs (user_activation.forward)
     in_shape: tuple  # the input's shape
     workspace: Workspace | None  # the node's, or None
 
 
 _NO_BIAS = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
+
+
+def _code_of(activation) -> int:
+    """The kernel code of a resolved activation; a user's function has none of its own."""
+    if callable(activation):
+        return user_activation.USER_FUNCTION
+    return activations.code(activation)
 
 
 class Activation(Layer):
@@ -212,16 +227,20 @@ class Activation(Layer):
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
-        self.activation = activations.get_name(activation)
-        self._code = activations.code(self.activation)
+        self.activation = activations.resolve(activation)  # a name, or a user's function
+        self._code = _code_of(self.activation)
 
     def forward(self, inputs, training):
+        if self._code == user_activation.USER_FUNCTION:
+            return user_activation.forward(self.activation, inputs)
         x = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1]) if inputs.ndim else inputs
         y = np.empty_like(x)
         kernels.activations.bias_activation_forward(x, _NO_BIAS[x.dtype.char], self._code, y)
         return y.reshape(inputs.shape), (x if self._code in kernels.codes.FROM_INPUT else y)
 
     def backward(self, ctx, grad_outputs):
+        if self._code == user_activation.USER_FUNCTION:
+            return user_activation.backward(ctx, grad_outputs)
         saved = ctx  # the output rows, or the input ones (kernels.codes.FROM_INPUT)
         grad = np.ascontiguousarray(grad_outputs).reshape(saved.shape)
         out = np.empty_like(grad)
@@ -229,7 +248,7 @@ class Activation(Layer):
         return out.reshape(grad_outputs.shape)
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation}
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
 
 
 class Flatten(Layer):

@@ -12,7 +12,12 @@ import inspect
 import numpy as np
 
 from fastnn.layers.base import Layer
-from fastnn.saving.registry import builtin_classes, get_registered_object, registered_key
+from fastnn.saving.registry import (
+    builtin_classes,
+    custom_object_scope,
+    get_registered_object,
+    registered_key,
+)
 
 #: The kinds of fastnn classes a Keras object config may name, by the module it names.
 _KINDS = ("losses", "metrics", "optimizers", "initializers", "regularizers")
@@ -51,10 +56,12 @@ def deserialize_layer(config: dict, custom_objects: dict | None = None) -> Layer
         raise ValueError(f"A layer config must be a dict with a 'config' dict; got {config!r:.120}")
     cls = resolve_layer_class(config, custom_objects)
     inner = config.get("config", {})
-    if "custom_objects" in inspect.signature(cls.from_config).parameters:
-        layer = cls.from_config(inner, custom_objects=custom_objects)
-    else:
-        layer = cls.from_config(inner)  # a user's from_config(cls, config), as Keras defines it
+    # the names inside the config (a user's activation function) resolve against them too
+    with custom_object_scope(custom_objects or {}):
+        if "custom_objects" in inspect.signature(cls.from_config).parameters:
+            layer = cls.from_config(inner, custom_objects=custom_objects)
+        else:
+            layer = cls.from_config(inner)  # a user's from_config(cls, config), as Keras's
     build_config = config.get("build_config")
     if isinstance(build_config, dict) and hasattr(layer, "build_from_config"):
         layer.build_from_config(build_config)

@@ -103,7 +103,7 @@ def test_unknown_names_and_functions_are_refused_with_the_valid_names():
     with pytest.raises(ValueError, match=r"Unknown activation 'gelux'.*'gelu'.*'swish'"):
         L.Dense(2, activation="gelux")
     with pytest.raises(TypeError, match="Unsupported activation"):
-        L.Dense(2, activation=lambda x: x)
+        L.Conv2D(2, 3, activation=lambda x: x)  # Dense and Activation take one (user_activation)
 
 
 def test_recurrent_layers_refuse_activations_their_kernels_lack():
