@@ -50,6 +50,19 @@ def _batched(name: str, images, data_format) -> tuple:
     return x, undo
 
 
+def _in_dtype_of(images, result, how: str = "round"):
+    """``result`` in integer images' dtype, as Keras's torch backend returns it: rounded
+    ('round'), truncated ('truncate') or wrapped around ('wrap', integer arithmetic); float
+    images' results as they are."""
+    dtype = as_array(images).dtype
+    if dtype.kind not in "iub":
+        return result
+    value = np.asarray(unwrap(result))
+    if how == "round":
+        value = np.round(value)
+    return value.astype(np.int64).astype(dtype) if how == "wrap" else value.astype(dtype)
+
+
 def _as_float(x):
     return x if as_array(x).dtype.kind in "fc" else fnp.cast(x, backend.floatx())
 
@@ -112,7 +125,7 @@ def resize(
     dtype = as_array(x).dtype
     rows = _interpolation(height, size[0], interpolation, antialias).astype(dtype)
     cols = _interpolation(width, size[1], interpolation, antialias).astype(dtype)
-    return undo(fnp.einsum("oh,nhwc,pw->nopc", rows, x, cols))
+    return undo(_in_dtype_of(images, fnp.einsum("oh,nhwc,pw->nopc", rows, x, cols)))
 
 
 def _crop_to_aspect(x, size: tuple):
@@ -207,7 +220,8 @@ def extract_patches(
     channels = np.shape(unwrap(x))[-1]
     depth = patch[0] * patch[1] * channels
     kernel = np.eye(depth, dtype=_float(x).dtype).reshape(*patch, channels, depth)
-    return undo(conv(_as_float(x), kernel, strides or patch, padding, None, dilation_rate))
+    patches = conv(_as_float(x), kernel, strides or patch, padding, None, dilation_rate)
+    return undo(_in_dtype_of(images, patches))
 
 
 def rgb_to_grayscale(images, data_format=None):
@@ -223,7 +237,8 @@ def rgb_to_grayscale(images, data_format=None):
     if channels == 1:
         return undo(fnp.multiply(x, np.ones((), as_array(x).dtype)))
     weights = np.array([0.2989, 0.587, 0.114], _float(x).dtype).reshape(3, 1)
-    return undo(fnp.cast(fnp.matmul(_as_float(x), weights), _float(x).dtype))
+    grey = fnp.cast(fnp.matmul(_as_float(x), weights), _float(x).dtype)
+    return undo(_in_dtype_of(images, grey, "truncate"))
 
 
 # ---- affine transforms -------------------------------------------------------------------------
@@ -245,8 +260,8 @@ def affine_transform(
     x, undo = _batched("affine_transform", images, data_format)
     n, height, width, channels = np.shape(unwrap(x))
     t = _float(transform).reshape(-1, 8)  # its dtype, as Keras: ties round alike
-    return undo(_projected(x, t, interpolation, fill_value, np.shape(unwrap(transform)),
-                           np.shape(unwrap(images))))  # fmt: skip
+    shapes = np.shape(unwrap(transform)), np.shape(unwrap(images))
+    return undo(_in_dtype_of(images, _projected(x, t, interpolation, fill_value, *shapes)))
 
 
 def _projected(x, t, interpolation, fill_value, t_shape, images_shape):
@@ -293,7 +308,10 @@ def perspective_transform(
     """Images warped so that the 4 ``start_points`` (x, y) land on ``end_points``: the
     homography from end to start points, solved per image, then ``affine_transform``'s
     sampling: (N, H, W, C), (N or 1, 4, 2) x 2 -> (N, H, W, C)."""
-    start, end = _float(start_points), _float(end_points)
+    start, end = as_array(start_points), as_array(end_points)
+    if as_array(images).dtype.kind in "iub":  # Keras's torch backend casts them so
+        start, end = start.astype(as_array(images).dtype), end.astype(as_array(images).dtype)
+    start, end = _float(start), _float(end)
     if start.shape[-2:] != (4, 2) or start.ndim not in (2, 3) or start.shape != end.shape:
         raise OpError(
             "perspective_transform: start_points and end_points must both be (4, 2) or "
@@ -307,8 +325,8 @@ def perspective_transform(
     x, undo = _batched("perspective_transform", images, data_format)
     x = _as_float(x)
     t = _homography(start.reshape(-1, 4, 2), end.reshape(-1, 4, 2)).astype(as_array(x).dtype)
-    return undo(_projected(x, t, interpolation, fill_value, start.shape,
-                           np.shape(unwrap(images))))  # fmt: skip
+    shapes = start.shape, np.shape(unwrap(images))
+    return undo(_in_dtype_of(images, _projected(x, t, interpolation, fill_value, *shapes)))
 
 
 def _homography(start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -428,7 +446,7 @@ def sobel_edges(images, data_format=None):
     for k in (_SOBEL_Y, _SOBEL_Y.T):
         kernel = np.tile(k.reshape(3, 3, 1, 1), (1, 1, channels, 1)).astype(dtype)
         edges.append(depthwise_conv(padded, kernel))
-    stacked = fnp.stack(edges, axis=-1)  # (N, H, W, C, 2)
+    stacked = _in_dtype_of(images, fnp.stack(edges, axis=-1), "wrap")  # (N, H, W, C, 2)
     if backend.standardize_data_format(data_format) == "channels_first":
         return fnp.moveaxis(stacked, 3, 1)
     return stacked
@@ -535,7 +553,8 @@ def extract_patches_3d(
     channels = np.shape(unwrap(x))[-1]
     depth = patch[0] * patch[1] * patch[2] * channels
     kernel = np.eye(depth, dtype=_float(x).dtype).reshape(*patch, channels, depth)
-    y = conv(_as_float(x), kernel, strides or patch, padding, None, dilation_rate)
+    y = _in_dtype_of(volumes, conv(_as_float(x), kernel, strides or patch, padding, None,
+                                   dilation_rate))  # fmt: skip
     y = fnp.moveaxis(y, -1, 1) if first else y
     return y if len(shape) == 5 else fnp.squeeze(y, 0)
 

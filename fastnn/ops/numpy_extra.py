@@ -644,8 +644,9 @@ def unique(
     x, sorted: bool = True, return_index: bool = False, return_inverse: bool = False,  # noqa: A002
     return_counts: bool = False, axis=None, size=None, fill_value=None,
 ):  # fmt: skip
-    """The distinct values (sorted), optionally with first indices, the inverse and counts;
-    with ``size``, padded with ``fill_value`` (or the smallest value) to that many."""
+    """The distinct values (sorted), optionally with first indices, the inverse and counts
+    (int64, as Keras's torch and numpy backends); with ``size``, padded with ``fill_value``
+    (or the smallest value) to that many."""
     value = as_array(x)
     results = np.unique(value, True, True, True, axis=axis)
     values, first, inverse, counts = results
@@ -661,7 +662,7 @@ def unique(
         first = np.concatenate([first[:size], np.zeros(builtins.max(pad, 0), first.dtype)])
         counts = np.concatenate([counts[:size], np.zeros(builtins.max(pad, 0), counts.dtype)])
     extra = [
-        a.astype("int32")
+        a.astype(np.int64)
         for a, wanted in ((first, return_index), (inverse.reshape(value.shape) if axis is None
                           else inverse, return_inverse), (counts, return_counts))
         if wanted

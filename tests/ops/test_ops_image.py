@@ -237,3 +237,30 @@ def test_elastic_transform(keras_ops):
     rng = np.random.default_rng(7)
     check_grads(lambda x: image.elastic_transform(x, 2.0, 1.0, seed=5), rng.standard_normal(
         (1, 4, 4, 2)), rng=rng)  # fmt: skip
+
+
+UINT8 = (RGB * 255).astype(np.uint8)
+INTEGER_IMAGES = {
+    "resize": lambda o, x: _img(o).resize(x, (4, 5)),
+    "resize_nearest": lambda o, x: _img(o).resize(x, (8, 9), "nearest"),
+    "resize_antialias": lambda o, x: _img(o).resize(x, (3, 3), antialias=True),
+    "extract_patches": lambda o, x: _img(o).extract_patches(x, 2),
+    "rgb_to_grayscale": lambda o, x: _img(o).rgb_to_grayscale(x),
+    "affine_transform": lambda o, x: _img(o).affine_transform(x, TRANSFORMS),
+    "sobel_edges": lambda o, x: _img(o).sobel_edges(x),
+    "perspective_transform": lambda o, x: _img(o).perspective_transform(
+        x[:, :5, :5], START * 0.8, END * 0.8
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int32"])
+@pytest.mark.parametrize("name", INTEGER_IMAGES)
+def test_integer_images_keep_their_dtype(keras_ops, name, dtype):
+    """As Keras's torch backend: rounded (truncated for grayscale, wrapped for sobel's
+    integer arithmetic); torch's own uint8 bilinear kernel rounds differently by at most 1."""
+    x = (UINT8 if dtype == "uint8" else (RGB * 1000).astype(np.int32))[:, :5, :6]
+    ours = INTEGER_IMAGES[name](image, x)
+    theirs = keras_ops.convert_to_numpy(INTEGER_IMAGES[name](keras_ops, x))
+    assert ours.dtype == theirs.dtype == np.dtype(dtype) and ours.shape == theirs.shape
+    np.testing.assert_allclose(ours.astype(np.int64), theirs.astype(np.int64), atol=1)
