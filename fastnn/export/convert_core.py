@@ -179,7 +179,9 @@ def bn_scale_shift(bn) -> tuple[np.ndarray, np.ndarray]:
 @converter(core.Dense, folds_bn=True)
 def _dense(call: Call):
     layer, b = call.layer, call.builder
-    x = b.native(call.x, call.hint)
+    x = call.x
+    if position(x, -1) != x.rank - 1:  # the features must be the last axis (time-major is)
+        x = b.native(x, call.hint)
     bias = layer.bias.value if layer.use_bias else None
     kernel, bias = folded_weights(call, layer.kernel.value, bias)
     w = b.const(kernel, f"{call.hint}/kernel")
@@ -190,7 +192,7 @@ def _dense(call: Call):
         if bias is not None:
             out = b.op("Add", [out, b.const(bias, f"{call.hint}/bias")], call.hint)
     shape = call.output_shapes[0]
-    return [activation(call, Value(out, shape), layer.activation)]
+    return [activation(call, Value(out, shape, x.layout), layer.activation)]
 
 
 # ---- layers that do nothing at inference ---------------------------------------------------------

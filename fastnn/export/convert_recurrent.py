@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.export.builder import Value
+from fastnn.export.builder import TIME_MAJOR, Value, position
 from fastnn.export.registry import Call, converter
 from fastnn.layers import recurrent, rnn_cells, wrappers
 
@@ -120,13 +120,17 @@ def _sequence_masks(call: Call, sequences: bool, n_outputs: int, n_total: int) -
     call.output_masks = [mask] * n_outputs + [None] * (n_total - n_outputs)
 
 
-def _poisoned(call: Call, name: str, rank: int, poison: str | None) -> str:
-    """``name`` plus the (batch,) poison broadcast over its other axes."""
+def _poisoned(call: Call, value: Value, poison: str | None) -> Value:
+    """``value`` plus the (batch,) poison broadcast over its other axes (in its layout)."""
     if poison is None:
-        return name
+        return value
     b = call.builder
-    spread = b.unsqueeze(poison, list(range(1, rank)), f"{call.hint}/poison")
-    return b.op("Add", [name, spread], f"{call.hint}/poison")
+    batch_axis = position(value, 0)
+    others = [axis for axis in range(value.rank) if axis != batch_axis]
+    spread = b.unsqueeze(poison, others, f"{call.hint}/poison")
+    return Value(
+        b.op("Add", [value.name, spread], f"{call.hint}/poison"), value.shape, value.layout
+    )
 
 
 def _run(call: Call, layers: list, direction: str, initial: list[str]):
@@ -141,7 +145,7 @@ def _run(call: Call, layers: list, direction: str, initial: list[str]):
     w = b.const(np.stack([w for w, _, _ in weights]), f"{call.hint}/W")
     r = b.const(np.stack([r for _, r, _ in weights]), f"{call.hint}/R")
     bias = b.const(np.stack([bb for _, _, bb in weights]), f"{call.hint}/B")
-    x = b.transpose(b.native(call.x, call.hint).name, [1, 0, 2], call.hint)
+    x = b.time_major(call.x, call.hint).name  # shared by the layers reading the same input
     lengths, poison = sequence_lengths(call)
     inputs = [x, w, r, bias, lengths, *initial]
     while inputs and inputs[-1] == "":
@@ -175,21 +179,21 @@ def _initial_states(call: Call, per_direction: int, directions: int) -> list[str
     return states
 
 
-def _batch_major(call: Call, y: str, direction_index: int, reverse: bool) -> str:
-    """Y's sequence of one direction as (B, T, u), time reversed if ``reverse``."""
-    b = call.builder
-    one = b.slice(y, [direction_index], [direction_index + 1], [1], call.hint)
-    seq = b.transpose(one, [2, 0, 1, 3], call.hint)  # (B, T, 1, u)
-    seq = b.reshape(seq, [0, 0, -1], call.hint)
+def _sequence(call: Call, y: str, direction_index: int, reverse: bool) -> Value:
+    """Y's sequence of one direction, time-major (T, B, u) as the next recurrent layer takes
+    it, time reversed if ``reverse``."""
+    b, units = call.builder, state_size(call)
+    one = b.slice(y, [direction_index], [direction_index + 1], [1], call.hint)  # (T, 1, B, u)
+    seq = b.reshape(one, [0, -1, units], call.hint)
     if reverse:
-        seq = b.slice(seq, [-1], [_INT64_MIN], [1], call.hint, steps=[-1])
-    return seq
+        seq = b.slice(seq, [-1], [_INT64_MIN], [0], call.hint, steps=[-1])
+    return Value(seq, (call.output_shapes[0][0], call.x.shape[1], units), TIME_MAJOR)
 
 
-def _state(call: Call, state: str, direction_index: int) -> str:
-    b = call.builder
+def _state(call: Call, state: str, direction_index: int) -> Value:
+    b, units = call.builder, state_size(call)
     one = b.slice(state, [direction_index], [direction_index + 1], [0], call.hint)
-    return b.reshape(one, [-1, state_size(call)], call.hint)
+    return Value(b.reshape(one, [-1, units], call.hint), (call.output_shapes[0][0], units))
 
 
 def state_size(call: Call) -> int:
@@ -205,23 +209,22 @@ def _recurrent(call: Call):
     initial = _initial_states(call, n_states, 1)
     direction = "reverse" if layer.go_backwards else "forward"
     (y, y_h, *y_c), poison = _run(call, [layer], direction, initial)
-    units = layer.units
     if layer.return_sequences:
-        out = _batch_major(call, y, 0, reverse=layer.go_backwards)
+        out = _sequence(call, y, 0, reverse=layer.go_backwards)
         repeats_last = not (layer.zero_output_for_mask or layer.go_backwards)
         if call.input_mask is not None and repeats_last:
             # Keras repeats the last output over the padding; ONNX writes zeros there.
+            out = b.native(out, call.hint)
             keep = b.unsqueeze(call.input_mask, [2], call.hint)
-            last = b.unsqueeze(_state(call, y_h, 0), [1], call.hint)
-            out = b.op("Where", [keep, out, last], call.hint)
-        outs = [Value(_poisoned(call, out, 3, poison), (None, None, units))]
+            last = b.unsqueeze(_state(call, y_h, 0).name, [1], call.hint)
+            out = Value(b.op("Where", [keep, out.name, last], call.hint), out.shape)
+        outs = [out]
     else:
-        outs = [Value(_poisoned(call, _state(call, y_h, 0), 2, poison), (None, units))]
+        outs = [_state(call, y_h, 0)]
     if layer.return_state:
-        for state in [y_h, *y_c]:
-            outs.append(Value(_poisoned(call, _state(call, state, 0), 2, poison), (None, units)))
+        outs += [_state(call, state, 0) for state in [y_h, *y_c]]
     _sequence_masks(call, layer.return_sequences, 1, len(outs))
-    return [Value(v.name, shape) for v, shape in zip(outs, call.output_shapes)]
+    return [_poisoned(call, v, poison) for v in outs]
 
 
 @converter(wrappers.Bidirectional, uses_mask=True)
@@ -242,32 +245,28 @@ def _bidirectional(call: Call):
     n_states = len(forward.state_names)
     initial = _initial_states(call, n_states, 2)
     (y, y_h, *y_c), poison = _run(call, [forward, backward], "bidirectional", initial)
-    if layer.return_sequences:
-        halves = [_batch_major(call, y, d, reverse=False) for d in (0, 1)]
-        rank = 3
+    if layer.return_sequences:  # ONNX's reverse direction is in time order already
+        halves = [_sequence(call, y, d, reverse=False) for d in (0, 1)]
     else:
         halves = [_state(call, y_h, d) for d in (0, 1)]
-        rank = 2
+    names, layout = [h.name for h in halves], halves[0].layout
     mode = layer.merge_mode
-    if mode == "concat":
-        merged = [b.op("Concat", halves, call.hint, axis=-1)]
+    if mode == "concat":  # the features are the last axis in either layout
+        merged = [b.op("Concat", names, call.hint, axis=-1)]
     elif mode == "sum":
-        merged = [b.op("Add", halves, call.hint)]
+        merged = [b.op("Add", names, call.hint)]
     elif mode == "mul":
-        merged = [b.op("Mul", halves, call.hint)]
+        merged = [b.op("Mul", names, call.hint)]
     elif mode == "ave":
-        total = b.op("Add", halves, call.hint)
+        total = b.op("Add", names, call.hint)
         merged = [b.op("Mul", [total, b.const(0.5, f"{call.hint}/half")], call.hint)]
     else:
-        merged = halves
-    outs = [_poisoned(call, m, rank, poison) for m in merged]
-    n_sequences = len(outs)
+        merged = names
+    outs = [Value(m, shape, layout) for m, shape in zip(merged, call.output_shapes)]
     if layer.return_state:
-        for d in (0, 1):
-            for state in [y_h, *y_c]:
-                outs.append(_poisoned(call, _state(call, state, d), 2, poison))
-    _sequence_masks(call, layer.return_sequences, n_sequences, len(outs))
-    return [Value(name, shape) for name, shape in zip(outs, call.output_shapes)]
+        outs += [_state(call, state, d) for d in (0, 1) for state in [y_h, *y_c]]
+    _sequence_masks(call, layer.return_sequences, len(merged), len(outs))
+    return [_poisoned(call, v, poison) for v in outs]
 
 
 @converter(recurrent.Masking, uses_mask=True)
@@ -316,4 +315,4 @@ def _rnn_over_cells(call: Call):
         last_states += engine_states
     outputs = [y, *last_states] if layer.return_state else [y]
     _sequence_masks(call, layer.return_sequences, 1, len(outputs))
-    return [Value(v.name, shape) for v, shape in zip(outputs, call.output_shapes)]
+    return [Value(v.name, shape, v.layout) for v, shape in zip(outputs, call.output_shapes)]

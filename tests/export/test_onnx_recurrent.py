@@ -212,3 +212,16 @@ def test_mask_with_unknown_steps_and_an_all_padding_sample(steps, tmp_path):
     model = with_random_weights(fastnn.Model(inputs, layers.Bidirectional(layers.LSTM(2))(x)))
     tokens = ids(steps, pad_after=[0, steps, 1])  # the first sample is all padding
     assert_matches(model, tokens, tmp_path, assume_post_padding=True)
+
+
+def test_stacked_sequences_stay_time_major(tmp_path):
+    """Recurrent layers (and a Dense between) read one another's time-major outputs: one
+    Transpose in, one out."""
+    inputs = fastnn.Input((5, 3))
+    x = layers.LSTM(4, return_sequences=True)(inputs)
+    x = layers.Dense(3, activation="tanh")(x)
+    x = layers.Bidirectional(layers.GRU(2, return_sequences=True, go_backwards=False))(x)
+    x = layers.SimpleRNN(3, return_sequences=True, go_backwards=True)(x)
+    model = with_random_weights(fastnn.Model(inputs, layers.LayerNormalization()(x)))
+    proto = assert_matches(model, data(5, 3), tmp_path)
+    assert [n.op_type for n in proto.graph.node].count("Transpose") == 2
