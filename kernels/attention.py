@@ -14,9 +14,12 @@ softmax's: ``dz = y * (dy - sum(dy * y))`` per row, whatever the mask (a masked 
 constant's, and a weight set to 0 passes no gradient).
 """
 
+import numpy as np
 from numba import njit, prange
 
+from .dropout import dropout_backward
 from .fastmath import exp
+from .gemm import row_blocks
 
 MASK_REPLACE = 0
 MASK_SUBTRACT = 1
@@ -79,17 +82,73 @@ def _softmax_parallel(scores, mask, causal, mode, out):
         _softmax_rows(scores, mask, causal, mode, out, b * rows // blocks, (b + 1) * rows // blocks)
 
 
-def masked_softmax(scores, mask, causal, mode, out):
+def masked_softmax(scores, mask, causal, mode, out, parallel=True):
     """out (B, H, Tq, Tv) = softmax over Tv of ``scores`` (B, H, Tq, Tv), masked by ``mask``
     (B, Tq, Tv) bool or (0, 0, 0), and by ``j > i`` when ``causal``; ``mode`` MASK_REPLACE or
-    MASK_SUBTRACT (see the module). out may be scores; both C-contiguous."""
+    MASK_SUBTRACT (see the module). out may be scores; both C-contiguous. ``parallel=False``
+    keeps it on the calling thread."""
     if not (scores.flags.c_contiguous and out.flags.c_contiguous):
         raise ValueError("masked_softmax: scores and out must be C-contiguous")
-    if scores.size >= PARALLEL_MIN_ELEMENTS:
+    if parallel and scores.size >= PARALLEL_MIN_ELEMENTS:
         _softmax_parallel(scores, mask, causal, mode, out)
     else:
         rows = scores.shape[0] * scores.shape[1] * scores.shape[2]
         _softmax_rows(scores, mask, causal, mode, out, 0, rows)
+
+
+def attend(q, k, v, mask, causal, mode, weights, out, threads=1):
+    """weights (B, H, Tq, Tk) = ``masked_softmax`` of q (B, H, Tq, D) @ k (B, H, Tk, D)^T and,
+    unless v is None, out (B, H, Tq, Dv) = weights @ v (B, H, Tk, Dv); all C-contiguous.
+
+    Blocks of batch rows run on up to ``threads`` threads, each block's products (numpy's, one
+    thread) and softmax on one: the products of small heads run serially otherwise.
+    """
+    has_mask = mask.shape[0] > 0
+    one_block = min(threads, q.shape[0]) <= 1  # then its softmax may use Numba's threads
+
+    def run(start, stop):
+        scores = weights[start:stop]
+        np.matmul(q[start:stop], k[start:stop].transpose(0, 1, 3, 2), out=scores)
+        block_mask = mask[start:stop] if has_mask else mask
+        masked_softmax(scores, block_mask, causal, mode, scores, parallel=one_block)
+        if v is not None:
+            np.matmul(scores, v[start:stop], out=out[start:stop])
+
+    row_blocks(run, q.shape[0], threads, 1)
+
+
+def attend_backward(grad_out, q, k, v, weights, dropout, extra, grad_q, grad_k, grad_v, threads=1):
+    """The gradients of ``attend`` (with dropout on the weights) from grad_out (B, H, Tq, Dv):
+    grad_v = dropped^T @ grad_out; through the dropout and the softmax to the scores' dS;
+    grad_q = dS @ k, grad_k = dS^T @ q (all (B, H, ., .), C-contiguous).
+
+    ``dropout`` is (dropped weights, uniforms (B*H*Tq*Tk,), rate), or None without dropout;
+    ``extra`` (B, H, Tq, Tk) or None is a gradient of the weights themselves (when the layer
+    returned them). In blocks of batch rows on up to ``threads`` threads, as ``attend``.
+    """
+    dropped = weights if dropout is None else dropout[0]
+    one_block = min(threads, q.shape[0]) <= 1
+
+    def run(start, stop):
+        block = slice(start, stop)
+        np.matmul(dropped[block].transpose(0, 1, 3, 2), grad_out[block], out=grad_v[block])
+        grad_w = np.matmul(grad_out[block], v[block].transpose(0, 1, 3, 2))
+        if dropout is not None:
+            uniform = dropout[1].reshape(weights.shape)[block]
+            flat = grad_w.reshape(-1)
+            dropout_backward(flat, uniform.reshape(-1), dropout[2], flat)
+        if extra is not None:
+            grad_w += extra[block]
+        rows = grad_w.reshape(-1, grad_w.shape[-1])
+        y = weights[block].reshape(rows.shape)
+        if one_block:
+            softmax_backward(rows, y, rows)
+        else:
+            _softmax_grad_rows(rows, y, rows, 0, rows.shape[0])
+        np.matmul(grad_w, k[block], out=grad_q[block])
+        np.matmul(grad_w.transpose(0, 1, 3, 2), q[block], out=grad_k[block])
+
+    row_blocks(run, q.shape[0], threads, 1)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_REASSOC)

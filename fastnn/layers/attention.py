@@ -468,12 +468,16 @@ class MultiHeadAttention(_AttentionBase):
         q *= q.dtype.type(self._scale)  # as Keras: the query scaled, not the scores
         k = self._project(rows[2], self._key, self.key_dim, batch, keys)
         v = self._project(rows[1], self._value, self.value_dim, batch, keys)
-        weights = np.matmul(q, k.transpose(0, 1, 3, 2))  # the scores, softmaxed in place
-        kernels.attention.masked_softmax(
-            weights, padding, options.causal, kernels.attention.MASK_REPLACE, weights
-        )
+        weights = np.empty((batch, self.num_heads, steps, keys), q.dtype)
+        heads_out = np.empty((batch, self.num_heads, steps, self.value_dim), q.dtype)
+        dropping = training and self.dropout > 0
+        kernels.attention.attend(
+            q, k, None if dropping else v, padding, options.causal,
+            kernels.attention.MASK_REPLACE, weights, heads_out, threads=runtime.threads(),
+        )  # fmt: skip
         dropped, uniform = self._dropout(weights, training)
-        heads_out = np.matmul(dropped, v)  # (B, H, Tq, dv)
+        if dropping:
+            np.matmul(dropped, v, out=heads_out)
         combined = np.ascontiguousarray(heads_out.transpose(0, 2, 1, 3)).reshape(batch * steps, -1)
         kernel, bias = self._output
         out = np.empty((combined.shape[0], math.prod(kernel.shape[2:])), combined.dtype)
@@ -517,21 +521,14 @@ class MultiHeadAttention(_AttentionBase):
         grad_heads = np.ascontiguousarray(
             grad_combined.reshape(batch, steps, heads, dv).transpose(0, 2, 1, 3)
         )
-        grad_v = np.matmul(dropped.transpose(0, 1, 3, 2), grad_heads)
-        grad_weights = self._dropout_backward(
-            np.matmul(grad_heads, v.transpose(0, 1, 3, 2)), uniform
-        )
-        if grad_scores is not None:
-            grad_weights = grad_weights + grad_scores
-        grad_s = np.empty_like(weights)
-        kernels.attention.softmax_backward(
-            grad_weights.reshape(-1, weights.shape[-1]),
-            weights.reshape(-1, weights.shape[-1]),
-            grad_s.reshape(-1, weights.shape[-1]),
-        )
-        grad_q = np.matmul(grad_s, k)
+        grad_q, grad_k, grad_v = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+        dropout = None if uniform is None else (dropped, uniform, self.dropout)
+        extra = None if grad_scores is None else np.ascontiguousarray(grad_scores, q.dtype)
+        kernels.attention.attend_backward(
+            grad_heads, q, k, v, weights, dropout, extra, grad_q, grad_k, grad_v,
+            threads=runtime.threads(),
+        )  # fmt: skip
         grad_q *= grad_q.dtype.type(self._scale)
-        grad_k = np.matmul(grad_s.transpose(0, 1, 3, 2), q)
         grad_query = self._project_backward(rows[0], self._query, grad_q)
         grad_key = self._project_backward(rows[2], self._key, grad_k)
         grad_value = self._project_backward(rows[1], self._value, grad_v)

@@ -115,3 +115,41 @@ def test_float32_stays_float32(name):
         "_softmax_grad_parallel": (rows, rows, out),
     }[name]
     assert float64_ops(getattr(K, name), *args) == []
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("with_dropout", [False, True])
+def test_attend_and_its_backward_match_numpy_in_blocks(threads, with_dropout):
+    """``attend`` (scores, masked softmax, weights @ v) and ``attend_backward`` in blocks of
+    batch rows on several threads equal the whole-batch numpy products."""
+    rng = np.random.default_rng(threads)
+    b, h, tq, tk, d, dv = 5, 2, 4, 6, 3, 2
+    q, k = rng.standard_normal((b, h, tq, d)), rng.standard_normal((b, h, tk, d))
+    v = rng.standard_normal((b, h, tk, dv))
+    mask = rng.random((b, tq, tk)) < 0.8
+    weights, out = np.empty((b, h, tq, tk)), np.empty((b, h, tq, dv))
+    K.attend(q, k, None if with_dropout else v, mask, True, K.MASK_REPLACE, weights, out, threads)
+    want_w = ref_masked_softmax(q @ k.transpose(0, 1, 3, 2), mask, True, K.MASK_REPLACE)
+    np.testing.assert_allclose(weights, want_w, rtol=1e-12, atol=1e-14)
+    dropout, dropped, rate = None, weights, 0.3
+    if with_dropout:
+        uniform = rng.random(weights.size)
+        dropped = np.where(uniform.reshape(weights.shape) >= rate, weights / (1 - rate), 0.0)
+        dropout = (dropped, uniform, rate)
+    else:
+        np.testing.assert_allclose(out, want_w @ v, rtol=1e-12)
+    grad_out, extra = rng.standard_normal((b, h, tq, dv)), rng.standard_normal(weights.shape)
+    grads = [np.empty_like(a) for a in (q, k, v)]
+    K.attend_backward(grad_out, q, k, v, weights, dropout, extra, *grads, threads=threads)
+    grad_dropped = grad_out @ v.transpose(0, 1, 3, 2)
+    grad_w = extra + (
+        np.where(uniform.reshape(weights.shape) >= rate, grad_dropped / (1 - rate), 0.0)
+        if with_dropout
+        else grad_dropped
+    )
+    grad_s = weights * (grad_w - (grad_w * weights).sum(-1, keepdims=True))
+    for got, want in zip(
+        grads,
+        (grad_s @ k, grad_s.transpose(0, 1, 3, 2) @ q, dropped.transpose(0, 1, 3, 2) @ grad_out),
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
