@@ -225,3 +225,27 @@ def test_stacked_sequences_stay_time_major(tmp_path):
     model = with_random_weights(fastnn.Model(inputs, layers.LayerNormalization()(x)))
     proto = assert_matches(model, data(5, 3), tmp_path)
     assert [n.op_type for n in proto.graph.node].count("Transpose") == 2
+
+
+AFTER_A_SEQUENCE = {
+    "batch-norm": lambda: layers.BatchNormalization(),
+    "batch-norm-steps-axis": lambda: layers.BatchNormalization(axis=1),
+    "global-pool-keepdims": lambda: layers.GlobalAveragePooling1D(keepdims=True),
+    "global-max": lambda: layers.GlobalMaxPooling1D(),
+    "conv1d": lambda: layers.Conv1D(2, 2, padding="causal"),
+    "padding": lambda: layers.ZeroPadding1D((1, 2)),
+    "cropping": lambda: layers.Cropping1D((1, 1)),
+    "softmax": lambda: layers.Activation("softmax"),
+    "prelu": lambda: layers.PReLU(),
+    "flatten": lambda: layers.Flatten(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AFTER_A_SEQUENCE))
+def test_layers_reading_a_time_major_sequence(case, tmp_path):
+    inputs = fastnn.Input((5, 3))
+    seq = layers.GRU(4, return_sequences=True)(inputs)
+    x = AFTER_A_SEQUENCE[case]()(seq)
+    joined = layers.Concatenate(axis=1)([x, layers.Dense(4)(inputs)]) if x.shape == seq.shape else x
+    model = with_random_weights(fastnn.Model(inputs, joined))
+    assert_matches(model, data(5, 3), tmp_path)
