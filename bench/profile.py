@@ -86,6 +86,19 @@ def gemm_flops(layer, in_shapes: list[tuple], out_shapes: list[tuple]) -> int:
     if kind in ("Conv1D", "Conv2D"):
         taps = math.prod(layer.kernel_size) * in_shapes[0][-1]
         return 2 * math.prod(out_shapes[0]) * taps
+    if kind in ("Conv1DTranspose", "Conv2DTranspose"):  # each input pixel times the kernel
+        return 2 * math.prod(in_shapes[0]) * math.prod(layer.kernel_size) * layer.filters
+    if kind == "MultiHeadAttention":  # four projections, then scores and weights @ values
+        query, value, key = (*in_shapes[:2], in_shapes[2] if len(in_shapes) > 2 else in_shapes[1])
+        batch, steps, keys = query[0], query[1], value[1]
+        heads, dim, dim_v = layer.num_heads, layer.key_dim, layer.value_dim
+        projections = batch * (
+            steps * query[-1] * heads * dim
+            + keys * key[-1] * heads * dim
+            + keys * value[-1] * heads * dim_v
+            + steps * heads * dim_v * out_shapes[0][-1]
+        )
+        return 2 * (projections + batch * heads * steps * keys * (dim + dim_v))
     if kind in GATES:
         batch, steps, features = in_shapes[0]
         return 2 * batch * steps * GATES[kind] * layer.units * (features + layer.units)
