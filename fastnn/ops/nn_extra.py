@@ -12,7 +12,7 @@ import numpy as np
 from fastnn import backend, kernels, runtime
 from fastnn.kernels.geometry import padding_amounts
 from fastnn.ops import numpy as fnp
-from fastnn.ops.nn import _channels_last, _spatial, log_softmax, one_hot, sigmoid
+from fastnn.ops.nn import _channels_last, _spatial, conv, log_softmax, one_hot, sigmoid
 from fastnn.ops.numpy import _float
 from fastnn.ops.tape import OpError, apply, as_array, unwrap
 
@@ -315,13 +315,13 @@ def adaptive_max_pool(inputs, output_size, data_format=None):
 
 # ---- transposed, depthwise and separable convolutions (the layers' kernels, NHWC) ------------
 def _conv_args(name: str, inputs, kernel, strides, dilation_rate, data_format) -> tuple:
-    """(x as NHWC, kernel as 2-D, is 1-D, channels_first, strides, dilation): 1-D inputs become
-    one-row images, as the layers do."""
+    """(x channels_last, kernel, is 1-D, channels_first, strides, dilation): 1-D inputs become
+    one-row images, as the layers do, for the 2-D kernels; 3-D ones stay as they are."""
     x, first = _channels_last(name, inputs, data_format)
     d = np.ndim(unwrap(x)) - 2
     k_shape = np.shape(unwrap(kernel))
-    if d not in (1, 2):
-        raise OpError(f"{name}: supports 1-D and 2-D inputs; got shape {np.shape(unwrap(x))}")
+    if d not in (1, 2, 3):
+        raise OpError(f"{name}: supports 1-D, 2-D and 3-D inputs; got shape {np.shape(unwrap(x))}")
     if len(k_shape) != d + 2:
         raise OpError(
             f"{name}: kernel of shape {k_shape} does not fit inputs of shape "
@@ -369,8 +369,8 @@ def conv_transpose(
     inputs, kernel, strides=1, padding: str = "valid", output_padding=None, data_format=None,
     dilation_rate=1,
 ):  # fmt: skip
-    """Transposed convolution as keras.ops.conv_transpose (1-D and 2-D):
-    (N, *S, C), (*K, O, C) -> (N, *o, O) (channels_last)."""
+    """Transposed convolution as keras.ops.conv_transpose (1-D and 2-D on the layers' kernel,
+    3-D composed): (N, *S, C), (*K, O, C) -> (N, *o, O) (channels_last)."""
     x, kernel, one_d, first, strides, dilation = _conv_args(
         "conv_transpose", inputs, kernel, strides, dilation_rate, data_format
     )
@@ -388,7 +388,7 @@ def conv_transpose(
     extras = (None,) * one_d + extras
     axes = [
         _transpose_axis(n, k, s, dl, padding, e)
-        for n, k, s, dl, e in zip(x_shape[1:3], k_shape[:2], strides, dilation, extras)
+        for n, k, s, dl, e in zip(x_shape[1:-1], k_shape[:-2], strides, dilation, extras)
     ]
     if one_d:
         axes[0] = (1, 0)
@@ -397,7 +397,35 @@ def conv_transpose(
         raise OpError(f"conv_transpose: inputs of shape {x_shape} give an empty output {out_size}")
     params = {"strides": strides, "dilation": dilation, "crops": tuple(a[1] for a in axes),
               "out_size": out_size}  # fmt: skip
+    if len(out_size) == 3:
+        return _conv_result(_conv_transpose_nd(x, kernel, **params), one_d, first)
     return _conv_result(_conv_transpose(x, kernel, **params), one_d, first)
+
+
+def _conv_transpose_nd(x, kernel, strides, dilation, crops, out_size):
+    """Any-rank transposed conv as recorded ops: each input pixel times each tap (a
+    tensordot), summed where it lands in the full output (index_add), then cropped or
+    zero-extended to ``out_size``: (N, *S, C), (*K, F, C) -> (N, *out_size, F)."""
+    x_shape, k_shape = np.shape(unwrap(x)), np.shape(unwrap(kernel))
+    d, filters = len(strides), k_shape[-2]
+    products = fnp.tensordot(x, kernel, axes=([-1], [-1]))  # (N, *S, *K, F)
+    full = [(n - 1) * s + (k - 1) * dl + 1
+            for n, k, s, dl in zip(x_shape[1:-1], k_shape[:-2], strides, dilation)]  # fmt: skip
+    rank = 2 * d + 2
+    index = [np.arange(x_shape[0]).reshape((-1,) + (1,) * (rank - 1))]
+    for i, (n, k, s, dl) in enumerate(zip(x_shape[1:-1], k_shape[:-2], strides, dilation)):
+        pixel = np.arange(n).reshape([-1 if j == 1 + i else 1 for j in range(rank)])
+        tap = np.arange(k).reshape([-1 if j == 1 + d + i else 1 for j in range(rank)])
+        index.append(pixel * s + tap * dl)
+    index.append(np.arange(filters).reshape((1,) * (rank - 1) + (-1,)))
+    summed = fnp._index_add(products, (x_shape[0], *full, filters), tuple(index))
+    extend = (
+        [(0, 0)] + [(0, max(c + o - f, 0)) for c, o, f in zip(crops, out_size, full)] + [(0, 0)]
+    )
+    if any(after for _, after in extend):
+        summed = fnp.pad(summed, extend)
+    window = tuple(slice(c, c + o) for c, o in zip(crops, out_size))
+    return fnp.get_item(summed, (slice(None), *window))
 
 
 def _output_padding(value, rank: int, strides: tuple) -> tuple:
@@ -452,8 +480,8 @@ def _conv_transpose_kernel_grad_forward(x, g, kernel_shape, strides, dilation, c
 def depthwise_conv(
     inputs, kernel, strides=1, padding: str = "valid", data_format=None, dilation_rate=1
 ):
-    """Each channel convolved with its own ``M`` filters (1-D and 2-D):
-    (N, *S, C), (*K, C, M) -> (N, *o, C*M) (channels_last)."""
+    """Each channel convolved with its own ``M`` filters (1-D and 2-D on the layers' kernel,
+    3-D composed): (N, *S, C), (*K, C, M) -> (N, *o, C*M) (channels_last)."""
     x, kernel, one_d, first, strides, dilation = _conv_args(
         "depthwise_conv", inputs, kernel, strides, dilation_rate, data_format
     )
@@ -463,7 +491,7 @@ def depthwise_conv(
 def _depthwise(x, kernel, strides, dilation, padding):
     """The NHWC depthwise conv of ``depthwise_conv`` and ``separable_conv``."""
     x_shape, k_shape = np.shape(unwrap(x)), np.shape(unwrap(kernel))
-    if k_shape[2] != x_shape[-1]:
+    if k_shape[-2] != x_shape[-1]:
         raise OpError(
             f"depthwise_conv: kernel of shape {k_shape} does not fit inputs of shape "
             f"{x_shape}: expected (*window, {x_shape[-1]} input channels, multiplier)"
@@ -473,14 +501,19 @@ def _depthwise(x, kernel, strides, dilation, padding):
         raise OpError(f"depthwise_conv: padding must be 'valid' or 'same'; got {padding!r}")
     axes = [
         padding_amounts(n, (k - 1) * dl + 1, s, padding)
-        for n, k, s, dl in zip(x_shape[1:3], k_shape[:2], strides, dilation)
+        for n, k, s, dl in zip(x_shape[1:-1], k_shape[:-2], strides, dilation)
     ]
     out_size = tuple(a[0] for a in axes)
     if min(out_size) < 1:
         raise OpError(
             f"depthwise_conv: input of shape {x_shape} is smaller than the window "
-            f"{k_shape[:2]} (dilation {dilation}) with padding='valid'"
+            f"{k_shape[:-2]} (dilation {dilation}) with padding='valid'"
         )
+    if len(out_size) == 3:  # the general conv with a block-diagonal kernel
+        channels, multiplier = k_shape[-2:]
+        blocks = fnp.einsum("...cm,cd->...cdm", kernel, np.eye(channels, dtype=as_array(x).dtype))
+        full = fnp.reshape(blocks, (*k_shape[:-2], channels, channels * multiplier))
+        return conv(x, full, strides, padding, "channels_last", dilation)
     params = {"strides": strides, "dilation": dilation, "pads": tuple(a[1] for a in axes),
               "out_size": out_size}  # fmt: skip
     return _depthwise_apply(x, kernel, **params)

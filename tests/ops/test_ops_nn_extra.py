@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from test_ops_gradients import check_grads, sample
 
 from fastnn import ops
-from fastnn.ops import GradientTape
+from fastnn.ops import GradientTape, nn_extra
 
 FAST = settings(max_examples=4, deadline=None, derandomize=True)
 SEEDS = st.integers(0, 2**16)
@@ -23,6 +23,9 @@ KT = RNG.standard_normal((3, 3, 4, 3)).astype(np.float32)  # (kh, kw, out, in)
 KD = RNG.standard_normal((3, 3, 3, 2)).astype(np.float32)  # (kh, kw, in, multiplier)
 KP = RNG.standard_normal((1, 1, 6, 5)).astype(np.float32)
 ONE_WINNER = np.where(X.max(-1, keepdims=True) == X, X + 1.5, X)  # sparsemax's support: 1
+X3 = RNG.standard_normal((2, 4, 5, 3, 3)).astype(np.float32)  # 3-D: composed paths
+KT3 = RNG.standard_normal((3, 2, 3, 4, 3)).astype(np.float32)
+KD3 = RNG.standard_normal((2, 3, 2, 3, 2)).astype(np.float32)
 LOGITS = np.random.default_rng(1).standard_normal((2, 6, 5)).astype(np.float32)
 LABELS, LABEL_LENGTHS, TIME_LENGTHS = np.array([[1, 2, 2], [3, 1, 0]]), [3, 2], [6, 4]
 
@@ -52,6 +55,14 @@ PARITY = {  # name -> f(ops module): the same call on fastnn.ops and keras.ops
     "depthwise_dilated": lambda o: o.depthwise_conv(X, KD, 1, "same", dilation_rate=2),
     "depthwise_1d": lambda o: o.depthwise_conv(X1, KD[0], 2, "same"),
     "separable": lambda o: o.separable_conv(X, KD, KP, 1, "same"),
+    "conv_transpose_3d": lambda o: o.conv_transpose(X3, KT3, 2, "same"),
+    "conv_transpose_3d_output_padding": lambda o: o.conv_transpose(
+        X3, KT3, (2, 3, 2), "valid", output_padding=(1, 2, 0)),
+    "conv_transpose_3d_dilated_first": lambda o: o.conv_transpose(
+        np.moveaxis(X3, -1, 1), KT3, 1, "same", data_format="channels_first", dilation_rate=2),
+    "depthwise_3d": lambda o: o.depthwise_conv(X3, KD3, 2, "valid"),
+    "depthwise_3d_dilated": lambda o: o.depthwise_conv(X3, KD3, 1, "same", dilation_rate=(1, 2, 1)),
+    "separable_3d": lambda o: o.separable_conv(X3, KD3, KP[None], 1, "same"),
     "separable_channels_first": lambda o: o.separable_conv(
         X.transpose(0, 3, 1, 2), KD, KP, 2, "valid", data_format="channels_first"),
     "layer_normalization": lambda o: o.layer_normalization(
@@ -246,6 +257,30 @@ def test_conv_gradients(name, seed):
     check_grads(fn, rng.standard_normal(x_shape), rng.standard_normal(k_shape), rng=rng)
 
 
+def test_composed_transposed_conv_matches_the_kernel_path():
+    """The 3-D path (tensordot, index_add, crop) on 2-D inputs gives the Numba kernel's
+    result for every padding rule."""
+    x, k = RNG.standard_normal((2, 4, 5, 3)), RNG.standard_normal((3, 2, 4, 3))
+    for padding, output_padding, strides in (("same", None, 2), ("valid", 1, 2), ("same", 1, 3)):
+        got = ops.conv_transpose(x, k, strides, padding, output_padding)
+        extras = nn_extra._output_padding(output_padding, 2, (strides, strides))
+        axes = [nn_extra._transpose_axis(n, kk, strides, 1, padding, e)
+                for n, kk, e in zip(x.shape[1:3], k.shape[:2], extras)]  # fmt: skip
+        composed = nn_extra._conv_transpose_nd(
+            x, k, (strides, strides), (1, 1), tuple(a[1] for a in axes), tuple(a[0] for a in axes)
+        )
+        np.testing.assert_allclose(composed, got, rtol=1e-10, atol=1e-12)
+
+
+def test_3d_conv_gradients():
+    rng = np.random.default_rng(8)
+    x, kt, kd = (
+        rng.standard_normal(s) for s in ((1, 2, 3, 2, 2), (2, 2, 1, 3, 2), (2, 1, 2, 2, 2))
+    )
+    check_grads(lambda a, b: ops.conv_transpose(a, b, 2, "same", output_padding=1), x, kt, rng=rng)
+    check_grads(lambda a, b: ops.depthwise_conv(a, b, 1, "same"), x, kd, rng=rng)
+
+
 def test_separable_conv_gradients():
     rng = np.random.default_rng(4)
     x, dk, pk = (rng.standard_normal(s) for s in ((1, 4, 4, 2), (2, 2, 2, 2), (1, 1, 4, 3)))
@@ -322,7 +357,8 @@ ERRORS = {
         X, KT, 2, output_padding=2), "output_padding"),
     "depthwise_conv": (lambda: ops.depthwise_conv(X, KT), r"depthwise_conv.*\(3, 3, 4, 3\).*"
                        r"\(2, 5, 6, 3\)"),
-    "depthwise_conv_3d": (lambda: ops.depthwise_conv(X[..., None], KD[None]), "1-D and 2-D"),
+    "depthwise_conv_4d": (lambda: ops.depthwise_conv(X3[..., None], KD3[None]),
+                          "1-D, 2-D and 3-D"),
     "separable_conv": (lambda: ops.separable_conv(X, KD, KP[..., :3, :]), r"\(1, 1, 3, 5\)"),
     "glu": (lambda: ops.glu(X), r"glu.*\(2, 5, 6, 3\)"),
     "psnr": (lambda: ops.psnr(X, X[:1], 1.0), r"psnr.*\(2, 5, 6, 3\) and \(1, 5, 6, 3\)"),
