@@ -163,17 +163,18 @@ def _run(call: Call, layers: list, direction: str, initial: list[str]):
     return results, poison
 
 
-def _initial_states(call: Call, per_direction: int, directions: int) -> list[str]:
-    """The initial state inputs (initial_h, initial_c) from the call's extra inputs."""
+def _initial_states(call: Call, per_direction: int, order=(0,)) -> list[str]:
+    """The initial state inputs (initial_h, initial_c) from the call's extra inputs, which
+    hold each layer's states in turn; ``order``: which layer each ONNX direction runs."""
     given = call.inputs[1:]
     if not given:
         return []
     b = call.builder
     states = []
+    directions = len(order)
     for k in range(per_direction):
         parts = [
-            b.unsqueeze(given[d * per_direction + k].name, [0], f"{call.hint}/state")
-            for d in range(directions)
+            b.unsqueeze(given[d * per_direction + k].name, [0], f"{call.hint}/state") for d in order
         ]
         states.append(parts[0] if directions == 1 else b.op("Concat", parts, call.hint, axis=0))
     return states
@@ -206,7 +207,7 @@ def _recurrent(call: Call):
     layer, b = call.layer, call.builder
     _check_layer(call, layer)
     n_states = len(layer.state_names)
-    initial = _initial_states(call, n_states, 1)
+    initial = _initial_states(call, n_states)
     direction = "reverse" if layer.go_backwards else "forward"
     (y, y_h, *y_c), poison = _run(call, [layer], direction, initial)
     if layer.return_sequences:
@@ -237,18 +238,24 @@ def _bidirectional(call: Call):
         getattr(forward, a, None) == getattr(backward, a, None)
         for a in ("units", "activation", "recurrent_activation", "reset_after", "use_bias")
     )
-    if not same or forward.go_backwards or not backward.go_backwards:
+    if not same or forward.go_backwards == backward.go_backwards:
         raise call.refuse(
             "ONNX's bidirectional operator runs one layer forward and one of the same kind "
             "and settings backward; this Bidirectional's pair differs"
         )
+    # ONNX runs direction 0 forward in time, 1 backward: which layer is which.
+    swapped = forward.go_backwards  # Bidirectional(LSTM(go_backwards=True))
+    order = (1, 0) if swapped else (0, 1)  # the ONNX direction of (forward_, backward_layer)
     n_states = len(forward.state_names)
-    initial = _initial_states(call, n_states, 2)
-    (y, y_h, *y_c), poison = _run(call, [forward, backward], "bidirectional", initial)
-    if layer.return_sequences:  # ONNX's reverse direction is in time order already
-        halves = [_sequence(call, y, d, reverse=False) for d in (0, 1)]
+    initial = _initial_states(call, n_states, order)
+    pair = [backward, forward] if swapped else [forward, backward]
+    (y, y_h, *y_c), poison = _run(call, pair, "bidirectional", initial)
+    if layer.return_sequences:
+        # ONNX writes both directions in time order; Keras's forward_layer output is in its
+        # processing order and the backward_layer's is reversed: both flip when swapped.
+        halves = [_sequence(call, y, d, reverse=swapped) for d in order]
     else:
-        halves = [_state(call, y_h, d) for d in (0, 1)]
+        halves = [_state(call, y_h, d) for d in order]
     names, layout = [h.name for h in halves], halves[0].layout
     mode = layer.merge_mode
     if mode == "concat":  # the features are the last axis in either layout
@@ -264,7 +271,7 @@ def _bidirectional(call: Call):
         merged = names
     outs = [Value(m, shape, layout) for m, shape in zip(merged, call.output_shapes)]
     if layer.return_state:
-        outs += [_state(call, state, d) for d in (0, 1) for state in [y_h, *y_c]]
+        outs += [_state(call, state, d) for d in order for state in [y_h, *y_c]]
     _sequence_masks(call, layer.return_sequences, len(merged), len(outs))
     return [_poisoned(call, v, poison) for v in outs]
 

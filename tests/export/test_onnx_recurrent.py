@@ -70,6 +70,16 @@ def test_bidirectional_last_output_and_states(kind, tmp_path):
     assert_matches(model, x, tmp_path)
 
 
+@pytest.mark.parametrize("sequences", [False, True])
+def test_bidirectional_over_a_backwards_layer(sequences, tmp_path):
+    """Bidirectional(LSTM(go_backwards=True)): ONNX's forward direction runs the backward_layer."""
+    inner = layers.LSTM(2, go_backwards=True, return_sequences=sequences, return_state=True)
+    x_in, *states = [fastnn.Input((4, 3))] + [fastnn.Input((2,)) for _ in range(4)]
+    out = layers.Bidirectional(inner, merge_mode=None)(x_in, initial_state=states)
+    model = with_random_weights(fastnn.Model([x_in, *states], out))
+    assert_matches(model, [data(4, 3)] + [data(2) for _ in range(4)], tmp_path)
+
+
 def test_initial_states_as_inputs(tmp_path):
     x_in, h_in, c_in = fastnn.Input((4, 3)), fastnn.Input((2,)), fastnn.Input((2,))
     y = layers.LSTM(2, return_sequences=True)(x_in, initial_state=[h_in, c_in])
@@ -97,6 +107,9 @@ MASKED = {
     "simple-rnn-state": lambda: layers.SimpleRNN(3, return_state=True),
     "lstm-backwards-sequences": lambda: layers.LSTM(3, go_backwards=True, return_sequences=True),
     "bidirectional-gru": lambda: layers.Bidirectional(layers.GRU(3)),
+    "bidirectional-over-backwards": lambda: layers.Bidirectional(
+        layers.GRU(3, go_backwards=True, return_sequences=True)
+    ),
     "bidirectional-lstm-sequences": lambda: layers.Bidirectional(
         layers.LSTM(3, return_sequences=True), merge_mode="sum"
     ),
