@@ -15,7 +15,7 @@ from fastnn.ops.core import slice as block
 from fastnn.ops.linalg import solve
 from fastnn.ops.nn import conv
 from fastnn.ops.nn_extra import depthwise_conv
-from fastnn.ops.numpy import _float
+from fastnn.ops.numpy import _as_float, _float
 from fastnn.ops.random import normal
 from fastnn.ops.tape import OpError, as_array, unwrap
 
@@ -61,10 +61,6 @@ def _in_dtype_of(images, result, how: str = "round"):
     if how == "round":
         value = np.round(value)
     return value.astype(np.int64).astype(dtype) if how == "wrap" else value.astype(dtype)
-
-
-def _as_float(x):
-    return x if as_array(x).dtype.kind in "fc" else fnp.cast(x, backend.floatx())
 
 
 # ---- resize ----------------------------------------------------------------------------------

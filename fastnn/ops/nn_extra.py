@@ -13,7 +13,7 @@ from fastnn import backend, kernels, runtime
 from fastnn.kernels.geometry import padding_amounts
 from fastnn.ops import numpy as fnp
 from fastnn.ops.nn import _channels_last, _spatial, conv, log_softmax, one_hot, sigmoid
-from fastnn.ops.numpy import _float
+from fastnn.ops.numpy import _as_float, _float
 from fastnn.ops.tape import OpError, apply, as_array, unwrap
 
 __all__ = [
@@ -103,11 +103,6 @@ def threshold(x, threshold, default_value):
     value = as_array(x)
     default = np.asarray(unwrap(default_value), value.dtype)
     return fnp.where(value > unwrap(threshold), x, default)
-
-
-def _as_float(x):
-    """x unchanged if float (a tensor keeps its key), else cast to floatx."""
-    return x if as_array(x).dtype.kind in "fc" else fnp.cast(x, backend.floatx())
 
 
 def sparsemax(x, axis: int = -1):

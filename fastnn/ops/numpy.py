@@ -55,6 +55,11 @@ def _float(x) -> np.ndarray:
     return x if x.dtype.kind in "fc" else x.astype(backend.floatx())
 
 
+def _as_float(x):
+    """``x`` itself if float (a tensor keeps its key on the tape), else cast to floatx."""
+    return x if as_array(x).dtype.kind in "fc" else cast(x, backend.floatx())
+
+
 def _operand(x):
     return x if isinstance(x, _SCALARS) else as_array(x)
 

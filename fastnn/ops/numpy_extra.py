@@ -18,7 +18,7 @@ import numpy as np
 from fastnn import backend
 from fastnn.ops import numpy as fnp
 from fastnn.ops import tensor as _tensor
-from fastnn.ops.numpy import _binary, _erf, _float, _unary
+from fastnn.ops.numpy import _as_float, _binary, _erf, _float, _unary
 from fastnn.ops.tape import OpError, apply, as_array, unwrap
 
 __all__ = [
@@ -125,11 +125,6 @@ def rad2deg(x):
 def fabs(x):
     """|x| elementwise, as floats: (...) -> (...)."""
     return fnp.abs(_as_float(x))
-
-
-def _as_float(x):
-    """x unchanged if float (a tensor keeps its key), else cast to floatx."""
-    return x if as_array(x).dtype.kind in "fc" else fnp.cast(x, backend.floatx())
 
 
 def divide_no_nan(x1, x2):

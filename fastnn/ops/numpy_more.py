@@ -16,8 +16,8 @@ import numpy as np
 from fastnn.ops import numpy as fnp
 from fastnn.ops import tensor as _tensor
 from fastnn.ops.core import _get_item
-from fastnn.ops.numpy import _float
-from fastnn.ops.numpy_extra import _as_float, _segments, _wide_float
+from fastnn.ops.numpy import _as_float, _float
+from fastnn.ops.numpy_extra import _segments, _wide_float
 from fastnn.ops.tape import OpError, apply, as_array, unwrap
 
 __all__ = [
