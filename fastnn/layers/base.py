@@ -119,6 +119,8 @@ class Layer:
             def build_once(self, *args, **kw):
                 build(self, *args, **kw)
                 self.built = True
+                shape = args[0] if args else kw.get("input_shape")
+                self.__dict__["_build_input_shape"] = shape  # for get_build_config
 
             cls.build = build_once
 
@@ -335,6 +337,20 @@ class Layer:
         if not self._runs_call:
             self.compute_output_shape(input_shape)
         self.built = True
+
+    def get_build_config(self) -> dict | None:
+        """``{"input_shape": ...}`` the layer was built for, or None before ``build`` (Keras's;
+        a layer that builds with more arguments adds them, and ``build_from_config`` reads
+        them back: a saved file then keeps them)."""
+        shape = self.__dict__.get("_build_input_shape")
+        if shape is None:
+            return None
+        return {"input_shape": list(shape) if isinstance(shape, tuple) else shape}
+
+    def build_from_config(self, config: dict) -> None:
+        """Build as ``get_build_config()`` says."""
+        if config and config.get("input_shape") is not None:
+            self.build(config["input_shape"])
 
     def compute_output_shape(self, input_shape):
         """The output shape(s) for ``input_shape``; a ``call()`` layer without its own runs

@@ -340,11 +340,14 @@ def _entry_from_keras(entry: dict, custom_objects) -> dict:
         config = _layer_config_from_keras(cls, config, _label(entry), custom_objects)
     registered = entry.get("registered_name")
     custom = isinstance(registered, str) and get_registered_object(registered, custom_objects)
-    return {
+    found = {
         "class_name": entry["class_name"],
         "registered_name": registered if custom else None,
         "config": config,
     }
+    if custom and isinstance(entry.get("build_config"), dict):  # a user's build arguments
+        found["build_config"] = entry["build_config"]
+    return found
 
 
 def _label(entry: dict) -> str:
@@ -678,12 +681,15 @@ def _keras_entry(layer, data: dict) -> dict:
         registered = "Functional"  # as Keras writes it
     elif registered is not None:
         module = None
-    return {
+    entry = {
         "module": module,
         "class_name": data["class_name"],
         "config": config,
         "registered_name": registered,
     }
+    if "build_config" in data:  # what the layer was built with (a user's build arguments)
+        entry["build_config"] = data["build_config"]
+    return entry
 
 
 def _keras_layer_config(class_name: str, config: dict) -> dict:

@@ -31,9 +31,11 @@ def serialize_layer(layer: Layer) -> dict:
         "registered_name": registered_key(cls),
         "config": _nested_objects_serialized(layer.get_config()),
     }
-    build_config = getattr(layer, "get_build_config", lambda: None)()
-    if build_config is not None:  # a subclassed model: the input shape it was built for
-        data["build_config"] = build_config
+    # what a subclassed model or a layer with its own get_build_config was built with
+    if type(layer).get_build_config is not Layer.get_build_config:
+        build_config = layer.get_build_config()
+        if build_config is not None:
+            data["build_config"] = build_config
     return data
 
 
