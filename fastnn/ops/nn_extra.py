@@ -697,10 +697,12 @@ def ctc_decode(
     inputs, sequence_lengths, strategy: str = "greedy", beam_width: int = 100, top_paths: int = 1,
     merge_repeated: bool = True, mask_index: int = 0,
 ):  # fmt: skip
-    """Greedy CTC decoding: (B, T, K) scores -> (decoded (1, B, T) with -1 padding,
-    scores (B, 1))."""
+    """CTC decoding, greedy or by prefix beam search: (B, T, K) scores -> (decoded
+    (top_paths, B, T) with -1 padding, scores (B, top_paths))."""
+    if strategy == "beam_search":
+        return _ctc_beam_search(inputs, sequence_lengths, beam_width, top_paths, mask_index)
     if strategy != "greedy":
-        raise OpError(f"ctc_decode: fastnn decodes strategy='greedy' only; got {strategy!r}")
+        raise OpError(f"ctc_decode: strategy must be 'greedy' or 'beam_search'; got {strategy!r}")
     x = _float(inputs)
     x = x.astype(np.result_type(x.dtype, np.float32))
     lengths = as_array(sequence_lengths).astype(np.int64)
@@ -719,3 +721,50 @@ def ctc_decode(
     order = np.argsort(np.where(invalid, steps, np.arange(steps)[None, :]), axis=-1, kind="stable")
     indices = np.take_along_axis(indices, order, axis=-1)
     return indices[None], (-np.sum(scores, axis=1)[:, None]).astype(x.dtype)
+
+
+def _ctc_beam_search(inputs, sequence_lengths, beam_width: int, top_paths: int, mask_index):
+    """Prefix beam search over log_softmax(inputs): each prefix keeps the log-probabilities
+    of its alignments ending in a blank and in its last label; the ``beam_width`` likeliest
+    prefixes survive each step. A loop over steps and beams, per sequence."""
+    x = _float(inputs)
+    x = x.astype(np.result_type(x.dtype, np.float32))
+    logp = np.asarray(unwrap(log_softmax(x, axis=-1)), np.float64)
+    lengths = as_array(sequence_lengths).astype(np.int64)
+    batch, steps, classes = x.shape
+    blank = classes - 1 if mask_index is None else int(mask_index)
+    paths = np.full((top_paths, batch, steps), -1, np.int32)
+    scores = np.full((batch, top_paths), -np.inf, x.dtype)
+    for b in range(batch):
+        ranked = _prefix_beams(logp[b, : lengths[b]], blank, beam_width)[:top_paths]
+        for i, (prefix, score) in enumerate(ranked):
+            paths[i, b, : len(prefix)] = prefix
+            scores[b, i] = score
+    return paths, scores
+
+
+def _prefix_beams(logp: np.ndarray, blank: int, beam_width: int) -> list:
+    """[(prefix, log-probability)] best first, for one sequence's (T, K) log-probabilities."""
+    beams = {(): (0.0, -np.inf)}  # prefix -> (ending in blank, ending in its last label)
+    labels = [c for c in range(logp.shape[1]) if c != blank]
+    for row in logp:
+        grown: dict = {}
+        for prefix, (p_blank, p_label) in beams.items():
+            _add(grown, prefix, in_blank=np.logaddexp(p_blank, p_label) + row[blank])
+            last = prefix[-1] if prefix else None
+            for c in labels:
+                if c == last:  # a repeat extends only after a blank; else it merges
+                    _add(grown, prefix + (c,), in_label=p_blank + row[c])
+                    _add(grown, prefix, in_label=p_label + row[c])
+                else:
+                    _add(grown, prefix + (c,), in_label=np.logaddexp(p_blank, p_label) + row[c])
+        ranked = sorted(grown.items(), key=lambda item: -np.logaddexp(*item[1]))
+        beams = dict(ranked[:beam_width])
+    return [(prefix, float(np.logaddexp(*p))) for prefix, p in
+            sorted(beams.items(), key=lambda item: -np.logaddexp(*item[1]))]  # fmt: skip
+
+
+def _add(beams: dict, prefix: tuple, in_blank=-np.inf, in_label=-np.inf) -> None:
+    """Add log-probabilities into a prefix's (ending in blank, ending in label) pair."""
+    old_blank, old_label = beams.get(prefix, (-np.inf, -np.inf))
+    beams[prefix] = (np.logaddexp(old_blank, in_blank), np.logaddexp(old_label, in_label))

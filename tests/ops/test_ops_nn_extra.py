@@ -100,6 +100,12 @@ PARITY = {  # name -> f(ops module): the same call on fastnn.ops and keras.ops
         LABELS, LOGITS, LABEL_LENGTHS, TIME_LENGTHS, mask_index=4),
     "ctc_decode": lambda o: o.ctc_decode(LOGITS, np.array([6, 4]))[0],
     "ctc_decode_scores": lambda o: o.ctc_decode(LOGITS, np.array([6, 4]), mask_index=2)[1],
+    "ctc_decode_beam_paths": lambda o: o.ctc_decode(
+        LOGITS * 2, np.array([6, 4]), "beam_search", 10, 2)[0],
+    "ctc_decode_beam_scores": lambda o: o.ctc_decode(
+        LOGITS * 2, np.array([6, 4]), "beam_search", 10, 2)[1],
+    "ctc_decode_narrow_beam_blank_last": lambda o: o.ctc_decode(
+        LOGITS * 2, np.array([5, 6]), "beam_search", 3, 3, mask_index=4)[0],
 }  # fmt: skip
 
 
@@ -192,6 +198,22 @@ def test_ctc_loss_against_all_paths():
     np.testing.assert_allclose(got, want, rtol=1e-10)
     short = ops.ctc_loss(np.array([[2, 0]]), logits[:1], [1], [3], mask_index=0)
     np.testing.assert_allclose(short, [_ctc_brute_force(logits[0, :3], [2], 0)], rtol=1e-10)
+
+
+def test_ctc_beam_search_finds_the_likeliest_labelings():
+    """With a beam wide enough to keep every prefix, the search is exact: the top labelings
+    and their probabilities summed over all alignments, by enumeration."""
+    logits = RNG.standard_normal((1, 4, 3)) * 2
+    logp = logits[0] - np.log(np.exp(logits[0]).sum(-1, keepdims=True))
+    totals: dict = {}
+    for path in np.ndindex(3, 3, 3, 3):
+        label = tuple(c for i, c in enumerate(path) if c != 0 and (i == 0 or c != path[i - 1]))
+        totals[label] = totals.get(label, 0.0) + np.exp(sum(logp[t, c] for t, c in enumerate(path)))
+    best = sorted(totals.items(), key=lambda item: -item[1])[:3]
+    paths, scores = ops.ctc_decode(logits, [4], "beam_search", beam_width=50, top_paths=3)
+    for i, (label, probability) in enumerate(best):
+        assert tuple(paths[i, 0][paths[i, 0] >= 0]) == label
+        np.testing.assert_allclose(scores[0, i], np.log(probability), rtol=1e-6)
 
 
 # ---- gradients ---------------------------------------------------------------------------------
@@ -368,7 +390,7 @@ ERRORS = {
     "adaptive_pool": (lambda: ops.adaptive_max_pool(X, (2, 2, 2)), "output_size"),
     "ctc_loss": (lambda: ops.ctc_loss(LABELS, LOGITS[0], [1, 1], [1, 1]), r"\(2, 3\).*\(6, 5\)"),
     "ctc_loss_lengths": (lambda: ops.ctc_loss(LABELS, LOGITS, [4, 1], [6, 6]), "exceed"),
-    "ctc_decode_beam": (lambda: ops.ctc_decode(LOGITS, [6, 6], "beam_search"), "greedy"),
+    "ctc_decode_strategy": (lambda: ops.ctc_decode(LOGITS, [6, 6], "viterbi"), "beam_search"),
 }  # fmt: skip
 
 
