@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .dropout import dropout_backward
-from .fastmath import exp
+from .fastmath import exp, row_max
 from .gemm import row_blocks
 
 MASK_REPLACE = 0
@@ -57,9 +57,7 @@ def _softmax_rows(scores, mask, causal, mode, out, start, stop):
         # From here on only row is read and written: a loop reading src and writing row
         # stays scalar when they are the same memory (out is scores), as LLVM cannot rule
         # out the overlap.
-        peak = row[0]
-        for j in range(1, keys):
-            peak = max(peak, row[j])
+        peak = row_max(row)
         total = zero
         for j in range(keys):
             e = exp(row[j] - peak)

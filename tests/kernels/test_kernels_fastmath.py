@@ -43,3 +43,16 @@ def test_float64_exp_is_numpys():
 def test_float32_exp_stays_float32():
     x = np.ones(4, np.float32)
     assert float64_ops(_exp_all, x, np.empty_like(x)) == []
+
+
+@njit
+def _row_maxes(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fastmath.row_max(x[i, : i + 1])
+
+
+def test_row_max_is_the_largest_value_of_every_length():
+    x = np.random.default_rng(0).standard_normal((70, 70)).astype(np.float32)
+    out = np.empty(70, np.float32)
+    _row_maxes(x, out)
+    np.testing.assert_array_equal(out, [x[i, : i + 1].max() for i in range(70)])
