@@ -27,6 +27,7 @@ __all__ = [
 ]  # fmt: skip
 
 _RESIZE_METHODS = ("bilinear", "nearest")
+_RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic")
 
 
 def _batched(name: str, images, data_format) -> tuple:
@@ -73,14 +74,25 @@ def _interpolation(size: int, out: int, method: str, antialias: bool) -> np.ndar
     if method == "nearest":  # torch's 'nearest-exact'
         weights[rows, np.minimum(np.floor((rows + 0.5) * scale).astype(int), size - 1)] = 1
         return weights
-    if antialias and scale > 1:  # a triangle filter widened to the down-scaling factor
+    if antialias and (scale > 1 or method == "bicubic"):  # torch's antialiasing filters,
+        widen = max(scale, 1.0)  # widened to the down-scaling factor; bicubic's a = -0.5
+        support = widen * (2.0 if method == "bicubic" else 1.0)
         centre = scale * (rows + 0.5)
-        low = np.maximum((centre - scale + 0.5).astype(int), 0)
-        high = np.minimum((centre + scale + 0.5).astype(int), size)
+        low = np.maximum((centre - support + 0.5).astype(int), 0)
+        high = np.minimum((centre + support + 0.5).astype(int), size)
         for i in rows:
             taps = np.arange(low[i], high[i])
-            w = np.maximum(0.0, 1 - np.abs((taps - centre[i] + 0.5) / scale))
+            distance = np.abs((taps - centre[i] + 0.5) / widen)
+            w = _cubic(distance, -0.5) if method == "bicubic" else np.maximum(0.0, 1 - distance)
             weights[i, taps] = w / w.sum()
+        return weights
+    if method == "bicubic":  # torch's cubic convolution (a = -0.75), edge pixels repeated
+        source = (rows + 0.5) * scale - 0.5
+        below = np.floor(source).astype(int)
+        fraction = source - below
+        for offset in (-1, 0, 1, 2):
+            taps = np.clip(below + offset, 0, size - 1)
+            np.add.at(weights, (rows, taps), _cubic(np.abs(fraction - offset), -0.75))
         return weights
     source = np.maximum((rows + 0.5) * scale - 0.5, 0)
     below = np.floor(source).astype(int)
@@ -91,16 +103,24 @@ def _interpolation(size: int, out: int, method: str, antialias: bool) -> np.ndar
     return weights
 
 
+def _cubic(distance: np.ndarray, a: float) -> np.ndarray:
+    """Keys's cubic convolution kernel with parameter ``a`` at |distance|."""
+    d = np.abs(distance)
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+
 def resize(
     images, size, interpolation: str = "bilinear", antialias: bool = False,
     crop_to_aspect_ratio: bool = False, pad_to_aspect_ratio: bool = False,
     fill_mode: str = "constant", fill_value: float = 0.0, data_format=None,
 ):  # fmt: skip
-    """Images resized to ``size`` (height, width) by bilinear or nearest interpolation, with
-    half-pixel centres as Keras: (N, H, W, C) -> (N, height, width, C)."""
-    if interpolation not in _RESIZE_METHODS:
+    """Images resized to ``size`` (height, width) by bilinear, nearest or bicubic
+    interpolation, with half-pixel centres as Keras: (N, H, W, C) -> (N, height, width, C)."""
+    if interpolation not in _RESIZE_INTERPOLATIONS:
         raise OpError(
-            f"resize: interpolation must be one of {_RESIZE_METHODS}; got {interpolation!r}"
+            f"resize: interpolation must be one of {_RESIZE_INTERPOLATIONS}; got {interpolation!r}"
         )
     if fill_mode != "constant":
         raise OpError(f"resize: only fill_mode='constant' is supported; got {fill_mode!r}")
@@ -121,7 +141,10 @@ def resize(
     dtype = as_array(x).dtype
     rows = _interpolation(height, size[0], interpolation, antialias).astype(dtype)
     cols = _interpolation(width, size[1], interpolation, antialias).astype(dtype)
-    return undo(_in_dtype_of(images, fnp.einsum("oh,nhwc,pw->nopc", rows, x, cols)))
+    resized = fnp.einsum("oh,nhwc,pw->nopc", rows, x, cols)
+    if interpolation == "bicubic" and as_array(images).dtype == np.uint8:  # overshoots
+        resized = fnp.clip(resized, 0.0, 255.0)
+    return undo(_in_dtype_of(images, resized))
 
 
 def _crop_to_aspect(x, size: tuple):
