@@ -28,41 +28,16 @@ SELU_SCALE = 1.0507009873554804934193349852946
 def activation(call: Call, x: Value, name: str, hint: str | None = None) -> Value:
     """``x`` through the Keras activation ``name`` (any layout: softmax runs over Keras's last
     axis wherever the layout keeps it)."""
-    b, hint = call.builder, hint or call.hint
     if name == "linear":
         return x
-    axis = position(x, -1)
-    if name == "gelu":
-        out = _gelu(call, x.name, hint, approximate=False)
-    elif name in _ACTIVATIONS:
-        out = _ACTIVATIONS[name](call, b, x.name, hint, axis)
-    else:
+    if name not in _ACTIVATIONS:
         raise call.refuse(f"the activation {name!r} has no ONNX form in this exporter")
+    out = _ACTIVATIONS[name](call.builder, x.name, hint or call.hint, position(x, -1))
     return Value(out, x.shape, x.layout)
 
 
-def _gelu(call: Call, x: str, hint: str, approximate: bool) -> str:
-    b = call.builder
-    if b.opset >= 20:
-        return b.op("Gelu", [x], hint, approximate="tanh" if approximate else "none")
-    half = b.const(0.5, f"{hint}/half")
-    one = b.const(1.0, f"{hint}/one")
-    if approximate:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-        cube = b.op("Mul", [b.op("Mul", [x, x], hint), x], hint)
-        inner = b.op("Add", [x, b.op("Mul", [cube, b.const(0.044715, f"{hint}/c")], hint)], hint)
-        scaled = b.op("Mul", [inner, b.const(math.sqrt(2 / math.pi), f"{hint}/k")], hint)
-        gate = b.op("Tanh", [scaled], hint)
-    else:  # 0.5 x (1 + erf(x / sqrt(2)))
-        gate = b.op("Erf", [b.op("Mul", [x, b.const(1 / math.sqrt(2), f"{hint}/k")], hint)], hint)
-    return b.op("Mul", [b.op("Mul", [x, half], hint), b.op("Add", [gate, one], hint)], hint)
-
-
 def _unary(op_type, **attrs):
-    return lambda call, b, x, hint, axis: b.op(op_type, [x], hint, **attrs)
-
-
-def _times(op_type, **attrs):  # x * op(x): silu, hard_silu before opset 14
-    return lambda call, b, x, hint, axis: b.op("Mul", [x, b.op(op_type, [x], hint, **attrs)], hint)
+    return lambda b, x, hint, axis: b.op(op_type, [x], hint, **attrs)
 
 
 def _clip(b: GraphBuilder, x: str, low, high, hint: str) -> str:
@@ -71,38 +46,55 @@ def _clip(b: GraphBuilder, x: str, low, high, hint: str) -> str:
     return b.op("Clip", [x, low_name, high_name], hint)
 
 
-def _hard_silu(call, b, x, hint, axis):
+def _gelu(b: GraphBuilder, x: str, hint: str, axis: int) -> str:
+    """Gelu from opset 20; before, 0.5 x (1 + erf(x / sqrt(2)))."""
+    if b.opset >= 20:
+        return b.op("Gelu", [x], hint)
+    scaled = b.op("Mul", [x, b.const(1 / math.sqrt(2), f"{hint}/k")], hint)
+    gate = b.op("Add", [b.op("Erf", [scaled], hint), b.const(1.0, f"{hint}/one")], hint)
+    return b.op("Mul", [b.op("Mul", [x, b.const(0.5, f"{hint}/half")], hint), gate], hint)
+
+
+def _silu(b: GraphBuilder, x: str, hint: str, axis: int) -> str:
+    return b.op("Mul", [x, b.op("Sigmoid", [x], hint)], hint)
+
+
+def _hard_silu(b: GraphBuilder, x: str, hint: str, axis: int) -> str:
+    """HardSwish from opset 14; before, x * hard_sigmoid(x)."""
     if b.opset >= 14:
         return b.op("HardSwish", [x], hint)
     return b.op("Mul", [x, b.op("HardSigmoid", [x], hint, alpha=1 / 6, beta=0.5)], hint)
 
 
-def _mish(call, b, x, hint, axis):
+def _mish(b: GraphBuilder, x: str, hint: str, axis: int) -> str:
+    """Mish from opset 18; before, x * tanh(softplus(x))."""
     if b.opset >= 18:
         return b.op("Mish", [x], hint)
     return b.op("Mul", [x, b.op("Tanh", [b.op("Softplus", [x], hint)], hint)], hint)
 
 
+#: Keras's activations (fastnn.activations' names) as ONNX: fn(builder, x, hint, axis).
 _ACTIVATIONS = {
     "relu": _unary("Relu"),
     "sigmoid": _unary("Sigmoid"),
     "tanh": _unary("Tanh"),
-    "softmax": lambda call, b, x, hint, axis: b.op("Softmax", [x], hint, axis=axis),
-    "log_softmax": lambda call, b, x, hint, axis: b.op("LogSoftmax", [x], hint, axis=axis),
+    "softmax": lambda b, x, hint, axis: b.op("Softmax", [x], hint, axis=axis),
+    "log_softmax": lambda b, x, hint, axis: b.op("LogSoftmax", [x], hint, axis=axis),
     "elu": _unary("Elu", alpha=1.0),
     "selu": _unary("Selu", alpha=SELU_ALPHA, gamma=SELU_SCALE),
     "softplus": _unary("Softplus"),
     "softsign": _unary("Softsign"),
-    "hard_sigmoid": _unary("HardSigmoid", alpha=1 / 6, beta=0.5),
+    "hard_sigmoid": _unary("HardSigmoid", alpha=1 / 6, beta=0.5),  # relu6(x + 3) / 6
     "exponential": _unary("Exp"),
     "leaky_relu": _unary("LeakyRelu", alpha=0.2),
-    "relu6": lambda call, b, x, hint, axis: _clip(b, x, 0.0, 6.0, hint),
-    "silu": _times("Sigmoid"),
+    "relu6": lambda b, x, hint, axis: _clip(b, x, 0.0, 6.0, hint),
+    "gelu": _gelu,
+    "silu": _silu,
     "hard_silu": _hard_silu,
     "mish": _mish,
 }
 #: Every activation name the exporter converts.
-ACTIVATION_NAMES = frozenset({"linear", "gelu", *_ACTIVATIONS})
+ACTIVATION_NAMES = frozenset({"linear", *_ACTIVATIONS})
 
 
 @converter(core.Activation)
