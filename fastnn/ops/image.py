@@ -268,22 +268,24 @@ def affine_transform(
     """Images resampled by projective transforms [a0, a1, a2, b0, b1, b2, c0, c1] (one, or
     one per image; Keras's order): output pixel (x, y) reads the input at
     ((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k), k = c0 x + c1 y + 1, by bilinear or
-    nearest interpolation, ``fill_value`` outside."""
+    nearest interpolation; outside, ``fill_value`` or map_coordinates' other fill modes."""
     if interpolation not in _RESIZE_METHODS:
         raise OpError(
             f"affine_transform: interpolation must be one of {_RESIZE_METHODS}; got "
             f"{interpolation!r}"
         )
-    if fill_mode != "constant":
-        raise OpError(f"affine_transform: fastnn fills with a constant; got {fill_mode!r}")
+    if fill_mode not in _INDEX_FIXERS:
+        raise OpError(
+            f"affine_transform: fill_mode must be one of {sorted(_INDEX_FIXERS)}; got {fill_mode!r}"
+        )
     x, undo = _batched("affine_transform", images, data_format)
-    n, height, width, channels = np.shape(unwrap(x))
     t = _float(transform).reshape(-1, 8)  # its dtype, as Keras: ties round alike
     shapes = np.shape(unwrap(transform)), np.shape(unwrap(images))
-    return undo(_in_dtype_of(images, _projected(x, t, interpolation, fill_value, *shapes)))
+    warped = _projected(x, t, interpolation, fill_value, *shapes, fill_mode=fill_mode)
+    return undo(_in_dtype_of(images, warped))
 
 
-def _projected(x, t, interpolation, fill_value, t_shape, images_shape):
+def _projected(x, t, interpolation, fill_value, t_shape, images_shape, fill_mode="constant"):
     """x (N, H, W, C) sampled where the transforms t (1 or N, 8) send each output pixel."""
     n, height, width, channels = np.shape(unwrap(x))
     if len(t) not in (1, n):
@@ -297,6 +299,9 @@ def _projected(x, t, interpolation, fill_value, t_shape, images_shape):
     src_x = (t[:, 0, None, None] * cols + t[:, 1, None, None] * rows + t[:, 2, None, None]) / k
     src_y = (t[:, 3, None, None] * cols + t[:, 4, None, None] * rows + t[:, 5, None, None]) / k
     x = _as_float(x)
+    if fill_mode != "constant":
+        order = 0 if interpolation == "nearest" else 1
+        return _sampled(x, src_y, src_x, order, fill_mode, fill_value)
     flat = fnp.reshape(x, (n * height * width, channels))
     if interpolation == "nearest":
         corners = [(np.round(src_y), np.round(src_x), 1.0)]
@@ -600,15 +605,22 @@ def elastic_transform(
     field = as_array(gaussian_blur(field, (size, size), (sigma, sigma), "channels_last"))
     dy, dx = (alpha * field[i * n : (i + 1) * n, ..., 0] for i in (1, 0))
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    shape = (n, height, width, channels)
+    order = 0 if interpolation == "nearest" else 1
+    return undo(_sampled(x, rows + dy, cols + dx, order, fill_mode, fill_value))
+
+
+def _sampled(x, src_y, src_x, order: int, fill_mode: str, fill_value):
+    """x (N, H, W, C) read at the (N, H, W) positions (src_y, src_x) of each image, every
+    channel alike, by map_coordinates."""
+    shape = np.shape(unwrap(x))
+    n, channels = shape[0], shape[-1]
     coordinates = np.stack([
         np.broadcast_to(np.arange(n)[:, None, None, None], shape),
-        np.broadcast_to((rows + dy)[..., None], shape),
-        np.broadcast_to((cols + dx)[..., None], shape),
+        np.broadcast_to(src_y[..., None], shape),
+        np.broadcast_to(src_x[..., None], shape),
         np.broadcast_to(np.arange(channels), shape),
     ])  # fmt: skip
-    order = 0 if interpolation == "nearest" else 1
-    return undo(map_coordinates(x, coordinates, order, fill_mode, fill_value))
+    return map_coordinates(x, coordinates, order, fill_mode, fill_value)
 
 
 # ---- scale_and_translate (jax.image's) ---------------------------------------------------------

@@ -75,6 +75,11 @@ PARITY = {
     "affine_bilinear": lambda o: _img(o).affine_transform(IM, TRANSFORMS),
     "affine_bilinear_fill": lambda o: _img(o).affine_transform(IM, TRANSFORMS, fill_value=0.5),
     "affine_nearest": lambda o: _img(o).affine_transform(IM, TRANSFORMS, "nearest"),
+    "affine_fill_nearest": lambda o: _img(o).affine_transform(IM, TRANSFORMS, fill_mode="nearest"),
+    "affine_fill_wrap": lambda o: _img(o).affine_transform(IM, TRANSFORMS, fill_mode="wrap"),
+    "affine_fill_mirror": lambda o: _img(o).affine_transform(
+        IM, TRANSFORMS, "nearest", fill_mode="mirror"),
+    "affine_fill_reflect": lambda o: _img(o).affine_transform(IM, TRANSFORMS, fill_mode="reflect"),
     # Keras's torch gaussian_blur reads data_format=None as channels_first: given explicitly
     "gaussian_blur": lambda o: _img(o).gaussian_blur(SQUARE, data_format="channels_last"),
     "gaussian_blur_sizes": lambda o: _img(o).gaussian_blur(
@@ -168,6 +173,9 @@ GRADIENTS = {
     "extract_patches": lambda x: image.extract_patches(x, 2, strides=1),
     "rgb_to_grayscale": lambda x: image.rgb_to_grayscale(x),
     "affine_bilinear": lambda x: image.affine_transform(x, TRANSFORMS[:1].astype(np.float64)),
+    "affine_reflect": lambda x: image.affine_transform(
+        x, TRANSFORMS[1:].astype(np.float64), fill_mode="reflect"
+    ),
     "perspective": lambda x: image.perspective_transform(x, START[:, ::-1] * 0.6, END * 0.6),
     "gaussian_blur": lambda x: image.gaussian_blur(x, (3, 3), (1.0, 0.5)),
     "sobel_edges": lambda x: image.sobel_edges(x),
