@@ -334,7 +334,7 @@ def _entry_from_keras(entry: dict, custom_objects) -> dict:
         raise ValueError(f"{_label(entry)} has no config dict")
     if issubclass(cls, Sequential):
         config = _sequential_from_keras(config, custom_objects)
-    elif issubclass(cls, Model):
+    elif issubclass(cls, Model) and "layers" in config:  # a subclassed model has its own
         config = _functional_from_keras(config, custom_objects)
     else:
         config = _layer_config_from_keras(cls, config, _label(entry), custom_objects)
@@ -672,7 +672,7 @@ def _keras_entry(layer, data: dict) -> dict:
     """Keras's serialized form of a layer (or model) from fastnn's ``serialize_layer`` dict."""
     if isinstance(layer, Sequential):
         module, config = "keras", _keras_sequential(layer, data["config"])
-    elif isinstance(layer, Model):
+    elif isinstance(layer, Model) and not layer._subclassed:
         module, config = "keras.src.models.functional", _keras_functional(layer, data["config"])
     else:
         module, config = "keras.layers", _keras_layer_config(data["class_name"], data["config"])
