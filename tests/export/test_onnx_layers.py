@@ -10,6 +10,7 @@ from onnx_check import assert_matches
 import fastnn
 from fastnn import layers
 from fastnn.export.convert_core import ACTIVATION_NAMES
+from fastnn.kernels import codes
 
 RNG = np.random.default_rng(0)
 
@@ -311,3 +312,7 @@ def test_bn_along_another_axis_than_the_channels_is_not_folded(tmp_path):
     model, x = CASES["channels-first-bn-along-width-not-folded"]()
     proto = assert_matches(with_random_weights(model), x, tmp_path)
     assert [node.op_type for node in proto.graph.node].count("Mul") == 2
+
+
+def test_every_activation_name_converts():
+    assert set(codes.CODES) == ACTIVATION_NAMES  # the names fastnn.activations knows
