@@ -51,6 +51,21 @@ def test_several_inputs_and_outputs_keep_their_names(tmp_path):
     assert [o.name for o in proto.graph.output] == ["score", "kind"]
 
 
+def test_dict_inputs_and_outputs_keep_their_keys(tmp_path):
+    a, b = fastnn.Input((3,), name="a"), fastnn.Input((2,), name="b")
+    x = layers.Concatenate()([a, b])
+    outputs = {"zeta": layers.Dense(1)(x), "alpha": layers.Dense(2)(x)}
+    model = with_random_weights(fastnn.Model({"b": b, "a": a}, outputs))
+    proto = export_and_check(model, tmp_path)
+    assert [i.name for i in proto.graph.input] == ["b", "a"]
+    assert [o.name for o in proto.graph.output] == ["alpha", "zeta"]  # Keras's sorted keys
+    feeds = {"a": data(3), "b": data(2)}
+    expected = model.predict(feeds, verbose=0)
+    for outputs in run_both(proto, feeds):
+        for name, got in zip(["alpha", "zeta"], outputs):
+            np.testing.assert_allclose(got, expected[name], rtol=1e-5, atol=1e-5)
+
+
 def test_dynamic_batch_axis_runs_two_batch_sizes(tmp_path):
     model, _ = small_multi_io()
     proto = export_and_check(model, tmp_path)
