@@ -35,3 +35,13 @@ __all__ = [
     *core.__all__, *numpy.__all__, *numpy_extra.__all__, *numpy_more.__all__, *nn.__all__,
     *nn_extra.__all__, *linalg.__all__, *signal.__all__, "GradientTape", "Tensor",
 ]  # fmt: skip
+
+# keras.ops.nn and keras.ops.numpy list the newer ops too: the same functions, there as well
+for _name in nn_extra.__all__:
+    setattr(nn, _name, getattr(nn_extra, _name))
+for _name in (*numpy_extra.__all__, *numpy_more.__all__):
+    setattr(numpy, _name, globals()[_name])
+for _name in ("fold", "unfold", "polar"):
+    setattr(nn, _name, getattr(numpy_more, _name))
+numpy.slogdet, numpy.vectorize = linalg.slogdet, core.vectorize
+del _name

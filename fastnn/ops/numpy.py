@@ -262,7 +262,13 @@ def _reduction(name: str, doc: str, fn: Callable, floats: bool = False) -> Calla
 sum = _reduction("sum", "Sum over ``axis`` (all by default): (...) -> reduced.", np.sum)  # noqa: A001
 mean = _reduction("mean", "Mean over ``axis``: (...) -> reduced.", np.mean, floats=True)
 var = _reduction("var", "Variance (population) over ``axis``: (...) -> reduced.", np.var, True)
-prod = _reduction("prod", "Product over ``axis``: (...) -> reduced.", np.prod)
+_prod = _reduction("prod", "Product over ``axis``: (...) -> reduced.", np.prod)
+
+
+def prod(x, axis=None, keepdims: bool = False, dtype=None):
+    """Product over ``axis`` (all by default), in ``dtype`` if given: (...) -> reduced."""
+    result = _prod(x, axis=axis, keepdims=keepdims)
+    return result if dtype is None else cast(result, dtype)
 
 
 def std(x, axis=None, keepdims: bool = False):
