@@ -56,7 +56,11 @@ from fastnn.saving.files import (
 )
 from fastnn.saving.native import MAX_MANIFEST_BYTES
 from fastnn.saving.registry import builtin_classes, get_registered_object
-from fastnn.saving.serialization import deserialize_layer, serialize_layer
+from fastnn.saving.serialization import (
+    deserialize_layer,
+    serialize_keras_object,
+    serialize_layer,
+)
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 #: The most bytes an entry may hold (the weights: only what its stored bytes can inflate to).
@@ -184,8 +188,9 @@ def _optimizer_state(model: Model, include_optimizer: bool) -> list | None:
 def _compile_from_keras(model: Model, compile_config, path: str) -> None:
     """Compile as Keras's ``compile_config`` says; warn and stay uncompiled if fastnn can't
     (as Keras does when a compile config does not deserialize)."""
-    try:
-        model.compile_from_config(_strip_modules(compile_config))
+    own = type(model).compile_from_config is not Model.compile_from_config
+    try:  # a model's own compile_from_config reads the config as saved, as Keras's does
+        model.compile_from_config(compile_config if own else _strip_modules(compile_config))
     except Exception as error:
         warnings.warn(
             f"'{path}': the model's compile() arguments could not be restored ({error}); "
@@ -214,6 +219,8 @@ def _compile_to_keras(model: Model) -> dict | None:
         return None
     if config is None:
         return None
+    if type(model).get_compile_config is not Model.get_compile_config:
+        return serialize_keras_object(config)  # a model's own: its objects, as Keras saves them
     modules = {"optimizer": "keras.optimizers", "loss": "keras.losses"}
     return {
         key: _with_module(modules.get(key, "keras.metrics"), value) for key, value in config.items()

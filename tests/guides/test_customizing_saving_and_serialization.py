@@ -3,9 +3,11 @@
 with only the imports changed (``tf.Variable`` is ``keras.Variable``, ``tf.matmul``
 ``ops.matmul``).
 
-Not run: ``save_assets`` / ``load_assets`` (fastnn's ``.keras`` files hold no assets folder)
-and ``get_compile_config`` / ``compile_from_config`` on a subclassed model (fastnn writes a
-subclassed model's compile arguments only as its built-in ``compile`` takes them).
+Not run: ``save_assets`` / ``load_assets`` (fastnn's ``.keras`` files hold no assets
+folder), and the ``get_compile_config`` / ``compile_from_config`` section as written: its model's
+``__init__`` takes no arguments, so the model cannot be made again from its config, and Keras 3
+itself refuses to load it ("could not be deserialized properly"); with an ``__init__`` taking
+``**kwargs`` it runs in tests/saving/test_subclassed_keras_files.py.
 """
 
 import numpy as np
