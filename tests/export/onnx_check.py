@@ -6,11 +6,12 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
-import onnx
 import pytest
-from onnx.reference import ReferenceEvaluator
 
 import fastnn
+
+onnx = pytest.importorskip("onnx")  # the onnx extra; every test here needs it
+ReferenceEvaluator = pytest.importorskip("onnx.reference").ReferenceEvaluator
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 RTOL = ATOL = 1e-5

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from keras_twin import keras_module
-from onnx_check import assert_matches, export_and_check, run_both
+from onnx_check import assert_matches, export_and_check, onnx, run_both
 from test_onnx_layers import data, with_random_weights
 
 import fastnn
