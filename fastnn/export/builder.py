@@ -59,12 +59,15 @@ def check_opset(opset) -> int:
 class Value:
     """A tensor of the ONNX graph standing for a model tensor: its name, Keras shape, layout."""
 
-    __slots__ = ("name", "shape", "layout")
+    __slots__ = ("name", "shape", "layout", "flattened_from")
 
-    def __init__(self, name: str, shape: tuple, layout: str = NATIVE):
+    def __init__(self, name: str, shape: tuple, layout: str = NATIVE, flattened_from=None):
         self.name = name
         self.shape = tuple(shape)
         self.layout = layout
+        #: A Flatten's output: the channels-first value it flattens, which a Dense can read
+        #: itself with its kernel's rows reordered (no Transpose back to Keras's layout).
+        self.flattened_from = flattened_from
 
     @property
     def rank(self) -> int:
@@ -173,6 +176,16 @@ class GraphBuilder:
         if steps is not None:
             inputs.append(self.ints(steps, f"{hint}/steps"))
         return self.op("Slice", inputs, hint)
+
+    def prune(self, outputs: list[str]) -> None:
+        """Drop the nodes no graph output depends on, and the initializers no node reads."""
+        needed, kept = set(outputs), []
+        for node in reversed(self.nodes):
+            if any(name in needed for name in node.output):
+                kept.append(node)
+                needed.update(name for name in node.input if name)
+        self.nodes = kept[::-1]
+        self.initializers = [i for i in self.initializers if i.name in needed]
 
     # ---- layouts -----------------------------------------------------------------------------
     def as_layout(self, value: Value, layout: str, hint: str) -> Value:

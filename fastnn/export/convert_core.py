@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from fastnn.export.builder import GraphBuilder, Value, position
+from fastnn.export.builder import CHANNELS_FIRST, GraphBuilder, Value, position
 from fastnn.export.registry import Call, converter
 from fastnn.layers import activations as activation_layers
 from fastnn.layers import (
@@ -176,6 +176,10 @@ def _dense(call: Call):
         x = b.native(x, call.hint)
     bias = layer.bias.value if layer.use_bias else None
     kernel, bias = folded_weights(call, layer.kernel.value, bias)
+    if x.flattened_from is not None:  # Flatten of a channels-first value: reorder the rows
+        source = x.flattened_from
+        x = Value(b.op("Flatten", [source.name], call.hint, axis=1), x.shape)
+        kernel = kernel[_channels_first_order(source.shape[1:])]
     w = b.const(kernel, f"{call.hint}/kernel")
     if x.rank == 2 and bias is not None:
         out = b.op("Gemm", [x.name, w, b.const(bias, f"{call.hint}/bias")], call.hint)
@@ -185,6 +189,13 @@ def _dense(call: Call):
             out = b.op("Add", [out, b.const(bias, f"{call.hint}/bias")], call.hint)
     shape = call.output_shapes[0]
     return [activation(call, Value(out, shape, x.layout), layer.activation)]
+
+
+def _channels_first_order(shape: tuple) -> np.ndarray:
+    """For each feature of a channels-first flattening of ``(..., channels)``, its index in
+    Keras's (channels-last) flattening."""
+    keras_index = np.arange(int(np.prod(shape))).reshape(shape)
+    return np.moveaxis(keras_index, -1, 0).reshape(-1)
 
 
 # ---- layers that do nothing at inference ---------------------------------------------------------
@@ -204,8 +215,12 @@ def _inference_identity(call: Call):
 # ---- shaping -----------------------------------------------------------------------------------
 @converter(core.Flatten)
 def _flatten(call: Call):
-    x = call.builder.native(call.x, call.hint)
-    return [Value(call.builder.op("Flatten", [x.name], call.hint, axis=1), call.output_shapes[0])]
+    b, source = call.builder, call.x
+    x = b.native(source, call.hint)
+    out = Value(b.op("Flatten", [x.name], call.hint, axis=1), call.output_shapes[0])
+    if source.layout == CHANNELS_FIRST and None not in source.shape[1:]:
+        out.flattened_from = source  # a Dense reads it without the Transpose (pruned then)
+    return [out]
 
 
 @converter(reshaping.Reshape)

@@ -114,6 +114,7 @@ def model_proto(model, opset=None, batch_size=None, assume_post_padding=False):
             builder.op_into("Identity", [value.name], [name], name)
         shape = (batch, *tensor.shape[1:])
         graph_outputs.append(_value_info(onnx, name, tensor.dtype, shape, "batch"))
+    builder.prune(output_names)
     onnx_graph = onnx.helper.make_graph(
         builder.nodes, model.name, graph_inputs, graph_outputs, builder.initializers
     )
