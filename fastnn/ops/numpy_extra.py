@@ -18,6 +18,7 @@ import numpy as np
 from fastnn import backend
 from fastnn.ops import numpy as fnp
 from fastnn.ops import tensor as _tensor
+from fastnn.ops.core import convert_to_tensor
 from fastnn.ops.numpy import _as_float, _binary, _erf, _float, _unary
 from fastnn.ops.tape import OpError, apply, as_array, unwrap
 
@@ -798,9 +799,11 @@ def select(condlist, choicelist, default=0):
 
 
 # ---- making arrays (constants on every tape) ------------------------------------------------
-def array(x, dtype=None) -> np.ndarray:
-    """``x`` as a new array (Python floats as floatx)."""
-    return np.array(as_array(x, dtype))
+def array(x, dtype=None):
+    """``x`` as a new array (Python floats as floatx); a tracked tensor stays one, as
+    convert_to_tensor keeps it."""
+    value = convert_to_tensor(x, dtype)
+    return np.array(value) if type(value) is np.ndarray else value
 
 
 def empty(shape, dtype=None) -> np.ndarray:

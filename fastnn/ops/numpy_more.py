@@ -108,10 +108,11 @@ def ldexp(x1, x2):
     return fnp.multiply(x1, np.ldexp(np.ones((), as_array(x1).dtype), exponent))
 
 
-def nextafter(x1, x2) -> np.ndarray:
-    """The next float after x1 towards x2 (no gradient)."""
+def nextafter(x1, x2):
+    """The next float after x1 towards x2 (gradient 1 in x1, 0 in x2)."""
     a, b = fnp._promote(_float(x1), _float(x2))
-    return np.nextafter(a, b)
+    step = np.nextafter(a, b) - a
+    return fnp.add(_as_float(x1), step.astype(np.result_type(a)))
 
 
 def fmax(x1, x2):
@@ -142,9 +143,13 @@ def lcm(x1, x2) -> np.ndarray:
     return np.lcm(as_array(x1), as_array(x2))
 
 
-def saturate_cast(x, dtype) -> np.ndarray:
-    """``x`` clipped to ``dtype``'s range, then cast (no wrap-around)."""
+def saturate_cast(x, dtype):
+    """``x`` clipped to ``dtype``'s range, then cast (no wrap-around); float to float records
+    (the gradient passes inside the range)."""
     value, target = as_array(x), np.dtype(dtype)
+    if target.kind == "f" and value.dtype.kind == "f":
+        info = np.finfo(target)
+        return fnp.cast(fnp.clip(x, float(info.min), float(info.max)), target)
     if target.kind in "iub":
         info = np.iinfo(target) if target.kind != "b" else None
         if info is not None and value.dtype.kind in "fc":
@@ -152,9 +157,6 @@ def saturate_cast(x, dtype) -> np.ndarray:
         elif info is not None:
             value = np.clip(value, max(info.min, np.iinfo(value.dtype).min),
                             min(info.max, np.iinfo(value.dtype).max))  # fmt: skip
-    elif target.kind == "f" and value.dtype.kind == "f":
-        info = np.finfo(target)
-        value = np.clip(value, info.min, info.max)
     return value.astype(target)
 
 

@@ -193,6 +193,7 @@ UNARY = {
     "cbrt": (ops.cbrt, "away0"), "exp2": (ops.exp2, "any"), "erfc": (ops.erfc, "any"),
     "erfinv": (ops.erfinv, "unit"), "deg2rad": (ops.deg2rad, "any"),
     "nan_to_num": (ops.nan_to_num, "any"), "copy": (ops.copy, "any"),
+    "array": (lambda x: ops.array(x) * x, "any"),
     "diff": (lambda x: ops.diff(x, 2, axis=0), "any"), "trace": (ops.trace, "any"),
     "diag": (lambda x: ops.diag(ops.diag(x, -1), -1), "any"),
     "diagflat": (lambda x: ops.diagflat(x, 1), "any"),

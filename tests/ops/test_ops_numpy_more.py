@@ -46,6 +46,8 @@ PARITY = {
     "saturate_cast_uint8": lambda o: o.saturate_cast(np.array([-1.0, 256, 3.7], "float32"),
                                                      "uint8"),
     "saturate_cast_int8": lambda o: o.saturate_cast(np.array([-200, 300]), "int8"),
+    "saturate_cast_float16": lambda o: o.saturate_cast(np.array([-1e6, 3.5, 7e4], "float32"),
+                                                       "float16"),
     "cdist": lambda o: o.cdist(A, B[:2]), "corrcoef": lambda o: o.corrcoef(A),
     "histogram_counts": lambda o: o.histogram(A.ravel(), 5)[0],
     "histogram_edges": lambda o: o.histogram(A.ravel(), 4, (-1, 1))[1],
@@ -81,6 +83,8 @@ def test_complex_views_and_imag():
 GRADIENTS = {
     "sinc": (lambda x: ops.sinc(x), 1),
     "ldexp": (lambda x: ops.ldexp(x, np.array([1, -2, 0, 3])), 1),
+    "nextafter": (lambda x: ops.nextafter(x, x * 0 + 5.0) * x, 1),
+    "saturate_cast_float": (lambda x: ops.saturate_cast(x * 1e300, "float64") * 1e-300, 1),
     "fmax": (lambda x: ops.fmax(x, np.where(np.eye(3, 4) > 0, np.nan, 0.1)), 1),
     "fmin": (lambda x: ops.fmin(np.where(np.eye(3, 4) > 0, np.nan, x), x * 0.5), 1),
     "cdist": (lambda x, y: ops.cdist(x, y[:2]), 2),
