@@ -1,6 +1,6 @@
 """Rows of ConvLSTM1D and ConvLSTM2D (fastnn/layers/conv_lstm.py) for
 tests/layers/test_every_layer.py: one per code path (padding, strides, dilation, return modes,
-go_backwards, channels_first, initial states, activations, no bias, dropout)."""
+go_backwards, channels_first, initial states, activations, no bias, dropout, Bidirectional)."""
 
 from dataclasses import replace
 
@@ -9,6 +9,12 @@ from layer_harness import row
 from fastnn import layers as L
 
 FIRST = {"data_format": "channels_first"}
+
+
+def bidirectional(dtype):
+    """Bidirectional over a ConvLSTM2D returning sequences (Keras's wrapper takes any RNN)."""
+    inner = L.ConvLSTM2D(2, 3, padding="same", return_sequences=True, dtype=dtype)
+    return L.Bidirectional(inner, merge_mode="sum", dtype=dtype)
 
 
 def with_initial_state(layer, x, training):
@@ -63,6 +69,7 @@ ROWS = {
         ),
         random=True,
     ),
+    "conv_lstm2d-bidirectional-sum": row(bidirectional, (2, 3, 3, 2)),
     # ---- ConvLSTM1D
     "conv_lstm1d-same": row(L.ConvLSTM1D, (3, 5, 2), 3, 3, padding="same"),
     "conv_lstm1d-channels_first-sequences-backwards": row(
