@@ -39,6 +39,8 @@ def test_random_image_stacks(tmp_path_factory, draw):
     for _ in range(draw.draw(st.integers(1, 4))):
         x = draw.draw(st.sampled_from(IMAGE_LAYERS))(draw)(x)
     x = draw.draw(st.sampled_from(HEADS))(draw)(x)
+    if draw.draw(st.booleans()):  # a Dense head reads Flatten's channels-first map itself
+        x = layers.Dense(2)(layers.Flatten()(x) if len(x.shape) > 2 else x)
     model = with_random_weights(fastnn.Model(inputs, x))
     assert_matches(model, data(5, 5, 2), tmp_path_factory.mktemp("onnx"))
 
