@@ -1,9 +1,9 @@
 """ONNX converters of the convolution family: Conv1D/2D, their depthwise, separable and
-transposed forms, pooling, global
-pooling, zero padding, cropping and nearest upsampling.
+transposed forms, pooling, global pooling, zero padding, cropping and upsampling.
 
 They work channels-first (ONNX's layout for Conv and the pools); the builder puts a Transpose
-where a value enters or leaves such a chain, once per value.
+where a value enters or leaves such a chain, once per value. A channels_first layer's input is
+in that layout already.
 """
 
 from __future__ import annotations
