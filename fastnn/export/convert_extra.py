@@ -1,5 +1,6 @@
 """ONNX converters written as formulas of basic operators: GroupNormalization,
-UnitNormalization, Normalization, Dot, and TimeDistributed around any converted layer."""
+UnitNormalization, Normalization, Dot, CategoryEncoding, and TimeDistributed around any
+converted layer."""
 
 from __future__ import annotations
 
