@@ -62,7 +62,14 @@ def export_onnx(
             f"ONNX export: model '{model.name}' takes {proto.ByteSize() / 2**30:.1f} GiB, more "
             "than the 2 GiB one ONNX file (a protobuf) can hold"
         )
-    import_onnx().checker.check_model(proto)
+    onnx = import_onnx()
+    try:  # the file must load wherever ONNX is read: types and shapes checked too
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        raise ExportError(
+            f"ONNX export of model '{model.name}' made a graph ONNX rejects, a bug in fastnn's "
+            f"exporter (please report it); nothing was written: {error}"
+        ) from error
     directory = os.path.dirname(os.fspath(path))
     if directory:
         os.makedirs(directory, exist_ok=True)
