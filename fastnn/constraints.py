@@ -14,7 +14,7 @@ import numpy as np
 
 from fastnn import backend
 from fastnn.ops.tensor import unwrap
-from fastnn.saving.registry import get_registered_object, register_builtins
+from fastnn.saving.registry import get_registered_object, register_builtins, registered_key
 
 
 class Constraint:
@@ -128,14 +128,22 @@ _ALIASES = {
 
 def serialize(constraint) -> dict | None:
     """``{"class_name", "config"}`` of a constraint (None for None); a registered class by its
-    registered name."""
+    registered name; a plain function as Keras writes one (``class_name`` 'function', its
+    registered name or ``__name__`` as config), which loads from ``custom_objects``."""
     if constraint is None:
         return None
     if not hasattr(constraint, "get_config"):
-        raise ValueError(
-            f"Cannot serialize the constraint {constraint!r}: it has no get_config(); "
-            "subclass fastnn.constraints.Constraint"
-        )
+        if not hasattr(constraint, "__name__"):
+            raise ValueError(
+                f"Cannot serialize the constraint {constraint!r}: it has no get_config(); "
+                "subclass fastnn.constraints.Constraint"
+            )
+        return {
+            "module": "builtins",
+            "class_name": "function",
+            "config": registered_key(constraint) or constraint.__name__,
+            "registered_name": "function",
+        }
     cls = type(constraint)
     registered = cls.__dict__.get("_registered_name")
     return {
@@ -149,6 +157,15 @@ def deserialize(config: dict, custom_objects: dict | None = None) -> Constraint:
     """The constraint a ``serialize`` (or Keras) config describes."""
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise ValueError(f"Could not interpret constraint config {config!r}")
+    if config["class_name"] == "function":  # a plain function, by the name it was saved under
+        key = config.get("config")
+        found = get_registered_object(key, custom_objects) if isinstance(key, str) else None
+        if not callable(found):
+            raise ValueError(
+                f"Unknown constraint function {key!r}: register it with "
+                "fastnn.saving.register_keras_serializable() or pass it in custom_objects"
+            )
+        return found
     cls = None
     for key in (config.get("registered_name"), config["class_name"]):
         if isinstance(key, str) and cls is None:

@@ -460,7 +460,10 @@ def _object_from_keras(key: str, value: dict, label: str) -> dict:
 
 
 def _constraint_from_keras(value: dict) -> dict:
-    """A constraint ``{"class_name", "config"}`` (and a custom class's registered name)."""
+    """A constraint ``{"class_name", "config"}`` (and a custom class's registered name; a
+    plain function's name as its config)."""
+    if value.get("class_name") == "function":
+        return {"class_name": "function", "config": value.get("config")}
     out = {"class_name": value.get("class_name"), "config": dict(value.get("config") or {})}
     if isinstance(value.get("registered_name"), str) and value.get("module") is None:
         out["registered_name"] = value["registered_name"]
@@ -725,7 +728,10 @@ def _keras_object(module: str, value: dict) -> dict:
 
 
 def _keras_constraint(value: dict) -> dict:
-    """Keras's form of a constraint config; a registered class by its registered name."""
+    """Keras's form of a constraint config; a registered class by its registered name (a plain
+    function's config is Keras's already)."""
+    if value.get("class_name") == "function":
+        return value
     registered = value.get("registered_name")
     if registered:
         return {"module": None, **value, "registered_name": registered}

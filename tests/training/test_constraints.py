@@ -324,3 +324,28 @@ def test_a_custom_layers_weight_constraint_applies_in_fit():
     x = np.ones((8, 3), np.float32)
     model.fit(x, -x, epochs=2, batch_size=4, verbose=0)  # pushes the scale below zero
     np.testing.assert_array_equal(model.layers[1].scale.numpy(), 0)
+
+
+def clip_quarter(w):
+    """A plain function as a constraint (Keras takes any callable)."""
+    return np.clip(np.asarray(w), -0.25, 0.25)
+
+
+def test_a_function_constraint_is_saved_as_keras_saves_it(tmp_path):
+    keras = keras_module()
+    dense = layers.Dense(2, kernel_constraint=clip_quarter)
+    config = dense.get_config()["kernel_constraint"]
+    assert (
+        config
+        == keras.layers.Dense(2, kernel_constraint=clip_quarter).get_config()["kernel_constraint"]
+    )
+    inputs = fastnn.Input((3,))
+    fastnn.Model(inputs, dense(inputs)).save(tmp_path / "f.keras")
+    with pytest.raises(ValueError, match="Unknown constraint function 'clip_quarter'"):
+        load_model(tmp_path / "f.keras")
+    again = load_model(tmp_path / "f.keras", custom_objects={"clip_quarter": clip_quarter})
+    assert again.layers[1].kernel_constraint is clip_quarter
+    theirs = keras.saving.load_model(
+        tmp_path / "f.keras", custom_objects={"clip_quarter": clip_quarter}
+    )
+    assert theirs.layers[1].kernel_constraint is clip_quarter
