@@ -262,3 +262,13 @@ def test_zoo_models(name, tmp_path):
     model = bench_models.build_keras_api(fastnn, name)
     xs, _ = bench_models.make_data(name, 2)
     assert_matches(model, xs, tmp_path, reference=False)
+
+
+def test_keras_applications_mobilenet_v2(tmp_path):
+    """fastnn.applications' MobileNetV2 (ReLU(6), depthwise convs with BN folded, residual
+    adds), through ONNX Runtime only (the reference evaluator is slow on it)."""
+    model = fastnn.applications.MobileNetV2(
+        weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=5
+    )
+    proto = assert_matches(model, data(32, 32, 3), tmp_path, reference=False)
+    assert [n.op_type for n in proto.graph.node].count("Transpose") == 1
