@@ -21,7 +21,8 @@ import pytest
 
 from fastnn import runtime
 from fastnn.kernels import codes, conv_transpose, depthwise
-from fastnn.layers.convolutional_extra import conv_axis, transpose_axis
+from fastnn.kernels.geometry import transpose_axis
+from fastnn.layers.convolutional_extra import conv_axis
 
 TINY = os.environ.get("FASTNN_BENCH_TINY") == "1"
 RNG = np.random.default_rng(0)

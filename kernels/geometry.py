@@ -24,3 +24,26 @@ def conv_geometry(x_shape, kernel_shape, strides, padding):
     out_h, pad_top, _ = padding_amounts(h, kh, strides[0], padding)
     out_w, pad_left, _ = padding_amounts(w, kw, strides[1], padding)
     return out_h, out_w, pad_top, pad_left
+
+
+def transpose_axis(
+    size: int | None, kernel: int, stride: int, dilation: int, padding: str, output_padding
+) -> tuple[int | None, int]:
+    """(output size, crop) of a transposed conv along one axis, by Keras 3's rules: the output is
+    the full one ((size-1)*stride + extent rows) less ``crop`` rows before it, cut or extended
+    with zeros after it to the output size; output_padding None or an int. The size is None for
+    an unknown size."""
+    extent = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        extra = max(extent, stride) - extent if output_padding is None else output_padding
+        return None if size is None else (size - 1) * stride + extent + extra, 0
+    # Keras pads the stride-dilated input by `before` and `total - before` for a conv by the
+    # flipped kernel: the full output has extent - 1 of padding before, so `crop` rows are cut
+    if output_padding is None:
+        total = stride + extent - 2
+        out = None if size is None else size * stride
+    else:
+        total = extent + extent % 2 - 2 + output_padding
+        out = None if size is None else (size - 1) * stride + extent % 2 + output_padding
+    before = min(total // 2 + total % 2, extent - 1)
+    return out, extent - 1 - before

@@ -15,6 +15,7 @@ import numpy as np
 from fastnn.export.builder import CHANNELS_FIRST, NATIVE, Value, position
 from fastnn.export.convert_core import activation, folded_weights
 from fastnn.export.registry import Call, converter
+from fastnn.kernels.geometry import transpose_axis
 from fastnn.layers import convolutional, convolutional_extra, pooling, reshaping
 
 
@@ -165,7 +166,7 @@ def _conv_transpose(call: Call):
     for size, k, s, d, op in zip(
         sizes, layer.kernel_size, layer.strides, layer.dilation_rate, paddings
     ):
-        out, crop = convolutional_extra.transpose_axis(size, k, s, d, layer.padding, op)
+        out, crop = transpose_axis(size, k, s, d, layer.padding, op)
         # ONNX: (size - 1) * s + extent + output_padding - pads; Keras cuts `crop` before and
         # cuts, or extends, the end to `out`.
         trim = (size - 1) * s + (k - 1) * d + 1 - crop - out

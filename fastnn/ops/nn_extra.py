@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from fastnn import backend, kernels, runtime
-from fastnn.kernels.geometry import padding_amounts
+from fastnn.kernels.geometry import padding_amounts, transpose_axis
 from fastnn.ops import numpy as fnp
 from fastnn.ops.nn import _channels_last, _spatial, conv, log_softmax, one_hot, sigmoid
 from fastnn.ops.numpy import _as_float, _float
@@ -345,21 +345,6 @@ def _conv_result(y, one_d: bool, first: bool):
     return fnp.moveaxis(y, -1, 1) if first else y
 
 
-def _transpose_axis(size: int, kernel: int, stride: int, dilation: int, padding: str, extra):
-    """(output size, rows cropped before) of a transposed conv along one axis, Keras 3's rule
-    (the same as layers.convolutional_extra.transpose_axis, which ops may not import)."""
-    extent = (kernel - 1) * dilation + 1
-    if padding == "valid":
-        pad = max(extent, stride) - extent if extra is None else extra
-        return (size - 1) * stride + extent + pad, 0
-    if extra is None:
-        total, out = stride + extent - 2, size * stride
-    else:
-        total = extent + extent % 2 - 2 + extra
-        out = (size - 1) * stride + extent % 2 + extra
-    return out, extent - 1 - min(total // 2 + total % 2, extent - 1)
-
-
 def conv_transpose(
     inputs, kernel, strides=1, padding: str = "valid", output_padding=None, data_format=None,
     dilation_rate=1,
@@ -382,7 +367,7 @@ def conv_transpose(
     extras = _output_padding(output_padding, len(strides) - one_d, strides[one_d:])
     extras = (None,) * one_d + extras
     axes = [
-        _transpose_axis(n, k, s, dl, padding, e)
+        transpose_axis(n, k, s, dl, padding, e)
         for n, k, s, dl, e in zip(x_shape[1:-1], k_shape[:-2], strides, dilation, extras)
     ]
     if one_d:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from test_ops_gradients import check_grads, sample
 
 from fastnn import ops
+from fastnn.kernels.geometry import transpose_axis
 from fastnn.ops import GradientTape, nn_extra
 
 FAST = settings(max_examples=4, deadline=None, derandomize=True)
@@ -286,7 +287,7 @@ def test_composed_transposed_conv_matches_the_kernel_path():
     for padding, output_padding, strides in (("same", None, 2), ("valid", 1, 2), ("same", 1, 3)):
         got = ops.conv_transpose(x, k, strides, padding, output_padding)
         extras = nn_extra._output_padding(output_padding, 2, (strides, strides))
-        axes = [nn_extra._transpose_axis(n, kk, strides, 1, padding, e)
+        axes = [transpose_axis(n, kk, strides, 1, padding, e)
                 for n, kk, e in zip(x.shape[1:3], k.shape[:2], extras)]  # fmt: skip
         composed = nn_extra._conv_transpose_nd(
             x, k, (strides, strides), (1, 1), tuple(a[1] for a in axes), tuple(a[0] for a in axes)
