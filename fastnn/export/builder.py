@@ -59,15 +59,17 @@ def check_opset(opset) -> int:
 class Value:
     """A tensor of the ONNX graph standing for a model tensor: its name, Keras shape, layout."""
 
-    __slots__ = ("name", "shape", "layout", "flattened_from")
+    __slots__ = ("name", "shape", "layout", "permuted")
 
-    def __init__(self, name: str, shape: tuple, layout: str = NATIVE, flattened_from=None):
+    def __init__(self, name: str, shape: tuple, layout: str = NATIVE, permuted=None):
         self.name = name
         self.shape = tuple(shape)
         self.layout = layout
-        #: A Flatten's output: the channels-first value it flattens, which a Dense can read
-        #: itself with its kernel's rows reordered (no Transpose back to Keras's layout).
-        self.flattened_from = flattened_from
+        #: For features (batch, n): ``(name, order)``, the same features stored in another
+        #: order (feature i of ``name`` is Keras's feature ``order[i]``), e.g. a Flatten of a
+        #: channels-first map without the Transpose back; a Dense reads it with its kernel's
+        #: rows reordered. Nodes only it needs are pruned when nothing reads it.
+        self.permuted = permuted
 
     @property
     def rank(self) -> int:

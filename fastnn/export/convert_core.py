@@ -176,10 +176,9 @@ def _dense(call: Call):
         x = b.native(x, call.hint)
     bias = layer.bias.value if layer.use_bias else None
     kernel, bias = folded_weights(call, layer.kernel.value, bias)
-    if x.flattened_from is not None:  # Flatten of a channels-first value: reorder the rows
-        source = x.flattened_from
-        x = Value(b.op("Flatten", [source.name], call.hint, axis=1), x.shape)
-        kernel = kernel[_channels_first_order(source.shape[1:])]
+    if x.permuted is not None:  # e.g. a channels-first map flattened: reorder the rows
+        name, order = x.permuted
+        x, kernel = Value(name, x.shape), kernel[order]
     w = b.const(kernel, f"{call.hint}/kernel")
     if x.rank == 2 and bias is not None:
         out = b.op("Gemm", [x.name, w, b.const(bias, f"{call.hint}/bias")], call.hint)
@@ -219,7 +218,8 @@ def _flatten(call: Call):
     x = b.native(source, call.hint)
     out = Value(b.op("Flatten", [x.name], call.hint, axis=1), call.output_shapes[0])
     if source.layout == CHANNELS_FIRST and None not in source.shape[1:]:
-        out.flattened_from = source  # a Dense reads it without the Transpose (pruned then)
+        as_stored = b.op("Flatten", [source.name], call.hint, axis=1)
+        out.permuted = (as_stored, _channels_first_order(source.shape[1:]))
     return [out]
 
 
@@ -303,8 +303,27 @@ def _concatenate(call: Call):
     values = _same_layout(call)
     layout = values[0].layout
     axis = position(values[0], call.layer.axis)  # where Keras's axis sits in the layout
-    out = call.builder.op("Concat", [v.name for v in values], call.hint, axis=axis)
-    return [Value(out, call.output_shapes[0], layout)]
+    out = Value(call.builder.op("Concat", [v.name for v in values], call.hint, axis=axis),
+                call.output_shapes[0], layout)  # fmt: skip
+    out.permuted = _permuted_concat(call, values)
+    return [out]
+
+
+def _permuted_concat(call: Call, values: list[Value]):
+    """The features of (batch, n) inputs joined with each one's stored order where it has one
+    (``Value.permuted``), or None when none has or a size is unknown."""
+    if values[0].rank != 2 or all(v.permuted is None for v in values):
+        return None
+    if any(v.shape[1] is None for v in values):
+        return None
+    names, orders, offset = [], [], 0
+    for v in values:
+        name, order = v.permuted or (v.name, np.arange(v.shape[1]))
+        names.append(name)
+        orders.append(order + offset)
+        offset += v.shape[1]
+    joined = call.builder.op("Concat", names, call.hint, axis=1)
+    return joined, np.concatenate(orders)
 
 
 # ---- normalization -----------------------------------------------------------------------------
