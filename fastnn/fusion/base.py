@@ -97,14 +97,16 @@ def _match(tests, first: Node, readers, model_outputs) -> list[Node] | None:
     """The chain of nodes from ``first`` that passes ``tests``, each the only reader of the one
     output of the node before it; None if there is none."""
     chain = [first]
-    if not tests[0](first):  # the first node may take a list (an Add); the rest take one input
+    if first.layer._runs_call or not tests[0](first):  # a layer running call() never fuses
         return None
     for test in tests[1:]:
         last = chain[-1]
         if len(last.outputs) != 1 or id(last.outputs[0]) in model_outputs:
             return None
         reading = readers[id(last.outputs[0])]
-        if len(reading) != 1 or reading[0].inputs_are_list or not test(reading[0]):
+        if len(reading) != 1 or reading[0].inputs_are_list or reading[0].layer._runs_call:
+            return None
+        if not test(reading[0]):
             return None
         chain.append(reading[0])
     return chain

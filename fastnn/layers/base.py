@@ -104,10 +104,20 @@ class Layer:
     #: Called on symbolic tensors as ``layer(a, b)``: the graph's list of inputs is spread.
     _spreads_inputs = False
 
+    #: A user's subclass of a built-in layer that writes call(): the built-in's (forward,
+    #: backward), which ``super().call(x)`` runs as one tape entry.
+    _builtin_pass: tuple | None = None
+
     def __init_subclass__(cls, **kwargs):
         # A layer is built once its build() returns, however build() was reached (as in Keras).
         super().__init_subclass__(**kwargs)
-        cls._runs_call = cls.call is not Layer.call and cls.forward in _TAPE_FORWARDS
+        builtin = _builtin_under_call(cls)
+        if builtin is not None:  # Dense subclassed with a call() of the user's: call() runs
+            cls._builtin_pass = builtin
+            cls.uses_workspace = False
+        cls._runs_call = cls.call is not Layer.call and (
+            cls.forward in _TAPE_FORWARDS or builtin is not None
+        )
         cls._takes_mask = cls._runs_call and custom.call_arguments(cls)[1]
         if cls._runs_call:  # the graph calls the tape's forward and backward directly
             cls.forward, cls.backward = custom.forward, custom.backward
@@ -360,8 +370,19 @@ class Layer:
         return input_shape
 
     def call(self, inputs, *args, **kwargs):
-        """The layer's computation with fastnn.ops (a user's layer writes it)."""
-        raise NotImplementedError(self._no_computation())
+        """The layer's computation with fastnn.ops (a user's layer writes it); in a user's
+        subclass of a built-in layer, the built-in's pass (``super().call(x)``)."""
+        if self._builtin_pass is None:
+            raise NotImplementedError(self._no_computation())
+        training = kwargs.get("training")
+        training = bool(custom.TRAINING.get() if training is None else training)
+        if tape_module.STATE.tapes:
+            values = self._to_values(inputs)
+            if self._tracked(values) or self._tracked(self.weights):
+                return self._record_call(values, training, {}, self._builtin_pass)
+        forward = self._builtin_pass[0]
+        arrays = [unwrap(x) for x in inputs] if isinstance(inputs, list) else unwrap(inputs)
+        return forward(self, self._to_arrays(arrays), training)[0]
 
     def forward(self, inputs, training: bool, **kwargs):
         """``(outputs, ctx)``: a ``call()`` layer runs it under a tape (the ctx)."""
@@ -513,13 +534,24 @@ class Layer:
         outputs, _ = self.forward(values, training, **extra)
         return outputs
 
-    def _record_call(self, inputs, training: bool, extra: dict):
+    def _record_call(self, inputs, training: bool, extra: dict, builtin_pass=None):
+        """One tape entry for the layer's forward (``builtin_pass``: a built-in's (forward,
+        backward) under a user's call()), whose gradient is its backward."""
         is_list = isinstance(inputs, list)
         flat = inputs if is_list else [inputs]
         values = [unwrap(x) for x in flat]
         weights = self.trainable_weights
+        forward, backward = (
+            (self.forward, self.backward)
+            if builtin_pass is None
+            else (
+                functools.partial(builtin_pass[0], self),
+                functools.partial(builtin_pass[1], self),
+            )
+        )
+        skips_input_grad = self.skips_input_grad and builtin_pass is None
         with tape_module.paused():
-            outputs, ctx = self.forward(values if is_list else values[0], training, **extra)
+            outputs, ctx = forward(values if is_list else values[0], training, **extra)
         out_list = isinstance(outputs, list)
         flat_out = outputs if out_list else [outputs]
         dtypes = [y.dtype for y in flat_out]
@@ -533,11 +565,11 @@ class Layer:
             grads = grads if out_list else grads[0]
             try:
                 with tape_module.paused():
-                    if self.skips_input_grad and not any(need[: len(flat)]):
-                        self.backward(ctx, grads, need_input_grad=False)  # e.g. a first Dense
+                    if skips_input_grad and not any(need[: len(flat)]):
+                        backward(ctx, grads, need_input_grad=False)  # e.g. a first Dense
                         in_grads = [None] * len(flat) if is_list else None
                     else:
-                        in_grads = self.backward(ctx, grads)
+                        in_grads = backward(ctx, grads)
             finally:
                 for w, g in zip(weights, saved):
                     w.grad = g
@@ -604,7 +636,7 @@ class Layer:
         shapes = [t.shape for t in tensors] if isinstance(tensors, list) else tensors.shape
         self._maybe_build(shapes)
         dtype = self.output_dtype
-        if self._runs_call and type(self).compute_output_shape is Layer.compute_output_shape:
+        if self._runs_call and not _own_output_shape(type(self)):
             dtypes = [t.dtype for t in tensors] if isinstance(tensors, list) else tensors.dtype
             output_shape, dtype = custom.output_shapes(self, shapes, dtypes)
         else:
@@ -748,6 +780,31 @@ def _shapes(structure):
 
 #: What ``forward`` is for a layer that runs ``call()``: the base's, or the tape's bound to it.
 _TAPE_FORWARDS = (Layer.forward, custom.forward)
+
+
+def _own_output_shape(cls) -> bool:
+    """Whether a ``call()`` layer's class tells its output shape itself (else a run of call()
+    on zeros does): a built-in's under a user's call() does not count."""
+    owner = next(k for k in cls.__mro__ if "compute_output_shape" in k.__dict__)
+    if owner is Layer:
+        return False
+    return cls._builtin_pass is None or not owner.__module__.startswith("fastnn.")
+
+
+def _builtin_under_call(cls) -> tuple | None:
+    """(forward, backward) of the built-in layer that ``cls``, a user's subclass of it, puts a
+    ``call()`` of its own over (as Keras runs a subclass's call); None for other classes."""
+    call_owner = next(k for k in cls.__mro__ if "call" in k.__dict__)
+    forward_owner = next(k for k in cls.__mro__ if "forward" in k.__dict__)
+    if (
+        forward_owner.__dict__["forward"] in _TAPE_FORWARDS
+        or call_owner is forward_owner
+        or not issubclass(call_owner, forward_owner)
+        or call_owner.__module__.startswith("fastnn.")  # a built-in's own call (RNN's)
+    ):
+        return None
+    backward_owner = next(k for k in cls.__mro__ if "backward" in k.__dict__)
+    return forward_owner.__dict__["forward"], backward_owner.__dict__["backward"]
 
 
 def shape_error(layer: Layer, message: str, expected, given) -> ValueError:
