@@ -15,6 +15,7 @@ import numpy as np
 from fastnn import kernels
 from fastnn.kernels import codes
 from fastnn.ops import nn as ops_nn
+from fastnn.ops import nn_extra as ops_nn_extra
 from fastnn.ops import numpy as ops_numpy
 from fastnn.ops.tensor import TensorOps
 from fastnn.saving.registry import get_registered_object, registered_key
@@ -181,6 +182,87 @@ swish = silu
 hard_swish = hard_silu
 
 
+# Keras's activations with no kernel code: fastnn.ops on arrays and tensors alike. Dense and
+# Activation run them on a tape, as they run a user's function; they serialize by name.
+def celu(x, alpha: float = 1.0):
+    """x above 0, else alpha * (exp(x / alpha) - 1)."""
+    return ops_nn_extra.celu(x, alpha)
+
+
+def glu(x, axis: int = -1):
+    """a * sigmoid(b) of x's two halves along ``axis`` (halves that axis)."""
+    return ops_nn_extra.glu(x, axis)
+
+
+def hard_shrink(x, threshold: float = 0.5):
+    """x where |x| > threshold, else 0."""
+    return ops_nn_extra.hard_shrink(x, threshold)
+
+
+def hard_tanh(x):
+    """x clipped to [-1, 1]."""
+    return ops_nn.hard_tanh(x)
+
+
+def log_sigmoid(x):
+    """log(sigmoid(x)) = -softplus(-x)."""
+    return ops_nn.log_sigmoid(x)
+
+
+def soft_shrink(x, threshold: float = 0.5):
+    """x - threshold above it, x + threshold below -threshold, else 0."""
+    return ops_nn_extra.soft_shrink(x, threshold)
+
+
+def sparse_plus(x):
+    """0 below -1, x above 1, (x + 1)^2 / 4 between."""
+    return ops_nn_extra.sparse_plus(x)
+
+
+def sparse_sigmoid(x):
+    """0 below -1, 1 above 1, (x + 1) / 2 between."""
+    return ops_nn_extra.sparse_sigmoid(x)
+
+
+def sparsemax(x, axis: int = -1):
+    """The Euclidean projection of x onto the probability simplex along ``axis``."""
+    return ops_nn_extra.sparsemax(x, axis)
+
+
+def squareplus(x, b: float = 4):
+    """(x + sqrt(x^2 + b)) / 2."""
+    return ops_nn_extra.squareplus(x, b)
+
+
+def tanh_shrink(x):
+    """x - tanh(x)."""
+    return ops_nn_extra.tanh_shrink(x)
+
+
+def threshold(x, threshold, default_value):
+    """x where x > threshold, else default_value."""
+    return ops_nn_extra.threshold(x, threshold, default_value)
+
+
+_ON_OPS: dict[str, Callable] = {
+    fn.__name__: fn
+    for fn in (
+        celu,
+        glu,
+        hard_shrink,
+        hard_tanh,
+        log_sigmoid,
+        soft_shrink,
+        sparse_plus,
+        sparse_sigmoid,
+        sparsemax,
+        squareplus,
+        tanh_shrink,
+        threshold,
+    )  # fmt: skip
+}
+
+
 def _mish_ops(x):
     return ops_numpy.multiply(x, ops_numpy.tanh(ops_nn.softplus(x)))
 
@@ -236,13 +318,13 @@ def get_name(identifier) -> str:
         return "linear"
     if isinstance(identifier, str):
         name = _ALIASES.get(identifier.lower(), identifier.lower())
-        if name not in codes.CODES:
+        if name not in codes.CODES and name not in _ON_OPS:
             raise ValueError(
                 f"Unknown activation {identifier!r}. Valid activations: "
-                f"{sorted([*codes.CODES, *_ALIASES])}"
+                f"{sorted([*codes.CODES, *_ALIASES, *_ON_OPS])}"
             )
         return name
-    for name, fn in _FUNCTIONS.items():
+    for name, fn in (*_FUNCTIONS.items(), *_ON_OPS.items()):
         if identifier is fn:
             return name
     raise TypeError(
@@ -257,7 +339,7 @@ def is_user_function(identifier) -> bool:
     return (
         callable(identifier)
         and not isinstance(identifier, type)
-        and all(identifier is not fn for fn in _FUNCTIONS.values())
+        and all(identifier is not fn for fn in (*_FUNCTIONS.values(), *_ON_OPS.values()))
     )
 
 
@@ -278,7 +360,10 @@ def resolve(identifier):
         found = get_registered_object(identifier)
         if callable(found):
             return found
-    return identifier if is_user_function(identifier) else get_name(identifier)
+    if is_user_function(identifier):
+        return identifier
+    name = get_name(identifier)
+    return _ON_OPS.get(name, name)  # an activation without a kernel code runs as a function
 
 
 def get(identifier) -> Callable:
@@ -309,4 +394,10 @@ def deserialize(config) -> Callable:
 
 def code(identifier) -> int:
     """The kernel code of an activation (for ``bias_activation_forward``)."""
-    return codes.CODES[get_name(identifier)]
+    name = get_name(identifier)
+    if name in _ON_OPS:
+        raise ValueError(
+            f"activation {name!r} has no fused kernel: Dense and Activation take it (it runs "
+            f"on fastnn.ops); elsewhere follow the layer with Activation({name!r})"
+        )
+    return codes.CODES[name]

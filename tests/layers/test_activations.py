@@ -299,3 +299,38 @@ def test_a_model_with_the_new_layers_and_activations_saves_and_loads(tmp_path):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(theirs(data)), model.predict(data, verbose=0), atol=1e-5
     )
+
+
+# ---- Keras's activations without a kernel code: fastnn.ops, on a tape in Dense/Activation ------
+ON_OPS = sorted(set(activations._ON_OPS) - {"glu", "threshold"})  # glu halves, threshold needs args
+
+
+@pytest.mark.parametrize("name", ON_OPS)
+def test_activations_on_ops_match_keras_in_dense_and_round_trip(name):
+    x = random((5, 4), np.float32)
+    model = fastnn.Sequential([fastnn.Input((4,)), L.Dense(6, activation=name)])
+    twin = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation=name)])
+    twin.set_weights(model.get_weights())
+    want = np.asarray(twin.predict(x, verbose=0))
+    if name == "sparsemax":  # Keras 3's threshold is wrong with several non-zero entries
+        z = x @ model.get_weights()[0] + model.get_weights()[1]
+        want = np.asarray(fastnn.ops.sparsemax(z))
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    config = model.layers[0].get_config()
+    assert config["activation"] == name
+    assert L.Dense.from_config(config).activation is activations.get(name)
+
+
+@pytest.mark.parametrize("name", ON_OPS)
+def test_gradients_through_a_dense_layer_with_an_activation_on_ops(name):
+    dense = L.Dense(3, activation=name, dtype="float64")
+    dense.build((None, 4))
+    rng = np.random.default_rng(1)
+    for w in dense.weights:
+        w.value[...] = rng.standard_normal(w.shape)
+    check_layer_gradients(dense, rng.standard_normal((2, 4)) * 2, seed=1)
+
+
+def test_an_activation_on_ops_in_a_fused_kernel_layer_says_where_it_runs():
+    with pytest.raises(ValueError, match="has no fused kernel.*Activation\\('celu'\\)"):
+        L.Conv2D(2, 3, activation="celu")
