@@ -5,18 +5,10 @@ callable of the same name in fastnn.ops and its submodule of that name."""
 from __future__ import annotations
 
 import inspect
-import os
 
 import pytest
 
 from fastnn import ops
-
-
-@pytest.fixture(scope="module")
-def keras_ops():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    return keras.ops
 
 
 @pytest.mark.parametrize("namespace", ["", "nn", "numpy", "linalg", "image"])

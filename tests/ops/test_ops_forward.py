@@ -8,7 +8,6 @@ through torch's autograd.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -363,15 +362,6 @@ def test_random_functions():
 
 
 # ---- against keras.ops (torch backend) ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def keras_ops():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras runs on another backend in this process")
-    return keras.ops
-
-
 X32 = RNG.standard_normal((2, 3, 4)).astype(np.float32)
 T32 = RNG.random((2, 3, 4)).astype(np.float32)
 PARITY = {  # name -> f(ops module): the same call on fastnn.ops and keras.ops

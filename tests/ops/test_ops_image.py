@@ -3,8 +3,6 @@ float64 gradients against finite differences, and errors naming the op and the s
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from test_ops_gradients import check_grads
@@ -17,15 +15,6 @@ IM = RNG.standard_normal((2, 5, 7, 3)).astype(np.float32)
 TRANSFORMS = np.array(
     [[0.9, -0.2, 1.013, 0.3, 1.1, -0.52, 0, 0], [1, 0, 0.5, 0, 1, 0.3, 0, 0]], np.float32
 )  # no exact half-pixel ties, where float rounding order decides 'nearest'
-
-
-@pytest.fixture(scope="module")
-def keras_ops():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras runs on another backend in this process")
-    return keras.ops
 
 
 SQUARE = RNG.standard_normal((2, 6, 6, 3)).astype(np.float32)

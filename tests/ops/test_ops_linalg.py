@@ -3,8 +3,6 @@ against finite differences, and errors naming the op and the shapes."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -22,15 +20,6 @@ SPD = (M @ M.transpose(0, 2, 1) + 3 * np.eye(3)).astype(np.float32)
 B_MATRIX = RNG.standard_normal((2, 3, 2)).astype(np.float32)
 B_VECTOR = RNG.standard_normal((2, 3)).astype(np.float32)
 T = RNG.standard_normal((4, 3)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def keras_ops():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras runs on another backend in this process")
-    return keras.ops
 
 
 def _lin(o):

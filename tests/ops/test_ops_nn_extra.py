@@ -3,8 +3,6 @@ gradients against finite differences, and the errors for shapes an op cannot tak
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -29,15 +27,6 @@ KT3 = RNG.standard_normal((3, 2, 3, 4, 3)).astype(np.float32)
 KD3 = RNG.standard_normal((2, 3, 2, 3, 2)).astype(np.float32)
 LOGITS = np.random.default_rng(1).standard_normal((2, 6, 5)).astype(np.float32)
 LABELS, LABEL_LENGTHS, TIME_LENGTHS = np.array([[1, 2, 2], [3, 1, 0]]), [3, 2], [6, 4]
-
-
-@pytest.fixture(scope="module")
-def keras_ops():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras runs on another backend in this process")
-    return keras.ops
 
 
 PARITY = {  # name -> f(ops module): the same call on fastnn.ops and keras.ops

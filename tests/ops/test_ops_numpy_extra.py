@@ -4,7 +4,6 @@ gradients against finite differences, and errors naming the op and the shapes.""
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -28,15 +27,6 @@ AN[0, 1] = np.nan
 AN[2, :] = np.nan
 X3 = RNG.standard_normal((2, 3, 4)).astype(np.float32)
 V3 = RNG.standard_normal((2, 4, 3)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def keras_ops():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras runs on another backend in this process")
-    return keras.ops
 
 
 PARITY = {  # name -> f(ops module): the same call on fastnn.ops and keras.ops

@@ -3,8 +3,6 @@ forward-mode derivatives against the Jacobian, and errors."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from test_ops_gradients import check_grads
@@ -19,15 +17,6 @@ AN, BN = A.copy(), B.copy()
 AN[0, 1] = BN[0, 1] = BN[1, 2] = np.nan
 I = np.array([[12, 18, 7], [0, 5, 9]])  # noqa: E741
 IM = RNG.standard_normal((2, 3, 6, 5)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def keras_ops():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras runs on another backend in this process")
-    return keras.ops
 
 
 def _images(o):

@@ -4,8 +4,6 @@ ops have them, and the forward-only refusals."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from test_ops_gradients import check_grads
@@ -17,15 +15,6 @@ RNG = np.random.default_rng(0)
 S = RNG.standard_normal((2, 40)).astype(np.float32)
 C = (RNG.standard_normal((2, 8)).astype(np.float32), RNG.standard_normal((2, 8)).astype(np.float32))
 C2 = tuple(RNG.standard_normal((2, 4, 6)).astype(np.float32) for _ in range(2))
-
-
-@pytest.fixture(scope="module")
-def keras_ops():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras runs on another backend in this process")
-    return keras.ops
 
 
 PARITY = {
