@@ -116,7 +116,12 @@ class _SpatialConv(Layer):
         self.data_format = _data_format(data_format)
         self.dilation_rate = standardize_tuple(dilation_rate, rank, "dilation_rate")
         self.activation = activations.get_name(activation)
-        self._code = activations.code(self.activation)
+        self._code = activations.code(self.activation)  # what the NHWC kernels apply
+        # Keras applies a softmax over the output's last axis: the width when channels_first,
+        # so that one runs on the layer's output (_output), outside the kernels.
+        self._last_axis_code = kernels.codes.LINEAR
+        if self.data_format == "channels_first" and self._code in kernels.codes.ROW_WISE:
+            self._last_axis_code, self._code = self._code, kernels.codes.LINEAR
         self.use_bias = bool(use_bias)
         self.bias_initializer = initializers.get(bias_initializer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
@@ -207,6 +212,29 @@ class _SpatialConv(Layer):
         if self.data_format == "channels_first":
             y = np.ascontiguousarray(np.moveaxis(y, -1, 1))
         return y
+
+    def _output(self, y: np.ndarray) -> np.ndarray:
+        """The kernels' NHWC output in the layer's layout, after the activation Keras applies
+        over its last axis when that is not the channels' (``_last_axis_code``)."""
+        out = self._from_nhwc(y)  # a new array whenever _last_axis_code is set
+        code = self._last_axis_code
+        if code != kernels.codes.LINEAR:
+            rows = out.reshape(-1, out.shape[-1])
+            kernels.activations.bias_activation_forward(rows, np.empty(0, out.dtype), code, rows)
+        return out
+
+    def _output_grad(self, grad_outputs, saved) -> np.ndarray:
+        """dL/dy (NHWC) from the output's gradient through ``_output``'s activation, whose
+        output is made again from ``saved`` (the kernels' output, unactivated then)."""
+        code = self._last_axis_code
+        if code != kernels.codes.LINEAR:
+            y = self._output(saved)
+            grad = np.ascontiguousarray(grad_outputs, dtype=y.dtype)
+            rows = grad.reshape(-1, grad.shape[-1])
+            grad_y = np.empty_like(rows)
+            kernels.activations.activation_backward(rows, y.reshape(rows.shape), code, grad_y)
+            grad_outputs = grad_y.reshape(grad.shape)
+        return self._to_nhwc(grad_outputs)
 
     @property
     def _epilogue_code(self) -> int:
@@ -353,11 +381,11 @@ class _ConvTranspose(_SpatialConv):
             self._epilogue_code, out, threads=runtime.threads(),
         )  # fmt: skip
         y, saved = self._activated(z, workspace)
-        return self._from_nhwc(y), _Saved(x, saved, crops, workspace)
+        return self._output(y), _Saved(x, saved, crops, workspace)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         x, saved, crops, workspace = ctx
-        grad = self._activation_grad(self._to_nhwc(grad_outputs), saved, workspace)
+        grad = self._activation_grad(self._output_grad(grad_outputs, saved), saved, workspace)
         dkernel = self._kernel_2d(self.kernel.grad) if self.trainable else None
         dx = kernels.conv_transpose.conv2d_transpose_backward(
             grad, x, self._kernel_2d(self.kernel.value), self._as_2d(self.strides),
@@ -558,7 +586,7 @@ class _DepthwiseConv(_Depthwise):
         bias = self.bias.value if self.use_bias else None
         z, pads = self._depthwise(x, self.kernel.value, bias, self._epilogue_code, workspace)
         y, saved = self._activated(z, workspace)
-        return self._from_nhwc(y), _Saved(x, saved, pads, workspace)
+        return self._output(y), _Saved(x, saved, pads, workspace)
 
     def forward_with(self, inputs, kernel, bias, code, workspace=None):
         """This layer's output computed with ``kernel`` (its shape), ``bias`` (or None) and the
@@ -581,7 +609,7 @@ class _DepthwiseConv(_Depthwise):
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         x, saved, pads, workspace = ctx
-        grad = self._activation_grad(self._to_nhwc(grad_outputs), saved, workspace)
+        grad = self._activation_grad(self._output_grad(grad_outputs, saved), saved, workspace)
         dkernel = self._kernel_2d(self.kernel.grad) if self.trainable else None
         dx = kernels.depthwise.depthwise_conv2d_backward(
             grad, x, self._kernel_2d(self.kernel.value), self._as_2d(self.strides),
@@ -784,11 +812,11 @@ class _SeparableConv(_Depthwise):
             bias = self.bias.value if self.use_bias else np.empty(0, dtype)
             kernels.activations.bias_activation_forward(z2d, bias, code, z2d)
         y, saved = self._activated(z, workspace)
-        return self._from_nhwc(y), _SavedSeparable(x, mid, saved, pads, workspace)
+        return self._output(y), _SavedSeparable(x, mid, saved, pads, workspace)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         x, mid, saved, pads, workspace = ctx
-        grad = self._activation_grad(self._to_nhwc(grad_outputs), saved, workspace)
+        grad = self._activation_grad(self._output_grad(grad_outputs, saved), saved, workspace)
         g2d = grad.reshape(-1, self.filters)
         mid2d = mid.reshape(-1, mid.shape[3])
         bias_grad = self._bias_grad()

@@ -1,7 +1,8 @@
 """Rows of ``data_format='channels_first'`` for Conv1D, Conv2D and the pooling layers
 (fastnn/layers/convolutional.py, pooling.py) for tests/layers/test_every_layer.py: each
 planned conv path (direct, im2col, Winograd, dilated, grouped, causal, strided; a softmax,
-which Keras applies over the channels_first output's last axis) and each pooling."""
+which Keras applies over the channels_first output's last axis, in the transposed, depthwise
+and separable convs too) and each pooling."""
 
 from layer_harness import row
 
@@ -37,6 +38,19 @@ ROWS = {
     ),
     "conv2d-channels_first-groups-no_bias": row(
         L.Conv2D, (4, 4, 4), 2, 3, groups=2, use_bias=False, **FIRST
+    ),
+    # ---- the transposed, depthwise and separable convs: a softmax over the last axis, as Keras
+    "conv2d_transpose-channels_first-softmax": row(
+        L.Conv2DTranspose, (2, 3, 3), 2, 2, strides=2, activation="softmax", **FIRST
+    ),
+    "depthwise_conv2d-channels_first-log_softmax": row(
+        L.DepthwiseConv2D, (2, 4, 4), 3, activation="log_softmax", **FIRST
+    ),
+    "separable_conv2d-channels_first-softmax": row(
+        L.SeparableConv2D, (2, 5, 4), 3, 3, activation="softmax", **FIRST
+    ),
+    "separable_conv1d-channels_first-softmax": row(
+        L.SeparableConv1D, (2, 6), 2, 3, padding="same", activation="softmax", **FIRST
     ),
     # ---- pooling
     "max_pooling2d-channels_first": row(L.MaxPooling2D, (2, 4, 5), **FIRST),
