@@ -796,6 +796,9 @@ def _builtin_under_call(cls) -> tuple | None:
     ``call()`` of its own over (as Keras runs a subclass's call); None for other classes."""
     call_owner = next(k for k in cls.__mro__ if "call" in k.__dict__)
     forward_owner = next(k for k in cls.__mro__ if "forward" in k.__dict__)
+    hook_owner = next((k for k in cls.__mro__ if "convolution_op" in k.__dict__), None)
+    if hook_owner is not None and not hook_owner.__module__.startswith("fastnn."):
+        call_owner = hook_owner  # a conv subclass's own convolution_op: its call runs it
     if (
         forward_owner.__dict__["forward"] in _TAPE_FORWARDS
         or call_owner is forward_owner

@@ -26,6 +26,8 @@ from fastnn.layers.geometry import (
     temporal_output_length,
     to_channels_last,
 )
+from fastnn.ops import nn as ops_nn
+from fastnn.ops import numpy as ops_numpy
 
 
 def _check_filters(filters) -> int:
@@ -201,6 +203,30 @@ class _Conv(Layer):
             grad_z.reshape(-1, self.filters),
         )
         return grad_z
+
+    def convolution_op(self, inputs, kernel):
+        """``inputs`` convolved with ``kernel`` by ``fastnn.ops.conv`` (no bias, no activation),
+        as Keras's hook: a subclass may override it, or call it from a call() of its own."""
+        return ops_nn.conv(
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=self.padding,
+            data_format=self.data_format,
+            dilation_rate=self.dilation_rate,
+        )
+
+    def call(self, inputs):
+        """Keras's convolution on fastnn.ops, run by a subclass that overrides
+        ``convolution_op`` or calls ``super().call(x)`` (the layer itself runs its kernels)."""
+        y = self.convolution_op(inputs, self.kernel)
+        if self.use_bias:
+            channels_first = self.data_format == "channels_first"
+            bias = self.bias
+            if channels_first:
+                bias = ops_numpy.reshape(bias, (-1, *[1] * (len(self.kernel_size))))
+            y = y + bias
+        return activations.get(self.activation)(y)
 
     def get_config(self):
         return {

@@ -96,3 +96,21 @@ def test_a_subclass_with_call_trains_as_keras(optimizer):
         model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, to_numpy(b), rtol=1e-4, atol=1e-6)
+
+
+class ScaledKernelConv(layers.Conv2D):
+    """Overrides Keras's convolution_op hook alone: Conv's call runs it, then bias and relu."""
+
+    def convolution_op(self, inputs, kernel):
+        return ops.conv(inputs, kernel * 2.0, strides=self.strides, padding=self.padding)
+
+
+def test_a_conv_subclass_overriding_convolution_op_runs_it():
+    conv = ScaledKernelConv(2, 3, activation="relu", dtype="float64")
+    x = RNG.normal(size=(2, 5, 5, 3))
+    plain = layers.Conv2D(2, 3, activation="relu", dtype="float64")
+    plain.build(x.shape)
+    conv.build(x.shape)
+    plain.set_weights([2.0 * conv.kernel.numpy(), conv.bias.numpy()])
+    np.testing.assert_allclose(conv(x), plain(x), rtol=1e-10)
+    check_layer_gradients(ScaledKernelConv(2, 3, dtype="float64"), x)
