@@ -322,6 +322,15 @@ class Layer:
         if sink is not None:
             sink.append(loss)
 
+    def add_metric(self, *args, **kwargs):
+        """Gone, as in Keras 3: it raises Keras's error, which says what to use instead."""
+        raise NotImplementedError(
+            "Layer `add_metric()` method is deprecated. Add your metric in "
+            "`Model.compile(metrics=[...])`, or create metric trackers in init() or build() "
+            "when subclassing the layer or model, then call `metric.update_state()` whenever "
+            "necessary."
+        )
+
     @property
     def may_add_losses(self) -> bool:
         """Whether a pass may add losses (a ``call()`` layer may): the graph asks only these."""

@@ -114,3 +114,12 @@ def test_a_conv_subclass_overriding_convolution_op_runs_it():
     plain.set_weights([2.0 * conv.kernel.numpy(), conv.bias.numpy()])
     np.testing.assert_allclose(conv(x), plain(x), rtol=1e-10)
     check_layer_gradients(ScaledKernelConv(2, 3, dtype="float64"), x)
+
+
+def test_add_metric_raises_keras_3_s_error():
+    keras = keras_module()
+    for k in (fastnn, keras):
+        with pytest.raises(
+            NotImplementedError, match=r"Layer `add_metric\(\)` method is deprecated"
+        ):
+            k.layers.Dense(1).add_metric(1.0, name="m")
