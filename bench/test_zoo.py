@@ -104,7 +104,8 @@ def test_profile_counts_gemm_work_from_shapes():
         "fwd": 2 * 8 * 28 * 28 * 32 * 9,
         "bwd": 2 * 8 * 28 * 28 * 32 * 9,
     }
-    dense = profile.step_cost(by_kind["Dense"], graph, 8, True, needs_input_grad=True)
+    hidden = by_kind["DenseDropout"]  # the fusion rule dense_dropout: Dense(100) + Dropout
+    dense = profile.step_cost(hidden, graph, 8, True, needs_input_grad=True)
     assert dense["fwd"] == 2 * 8 * 7 * 7 * 64 * 100 and dense["bwd"] == 2 * dense["fwd"]
     flatten = profile.step_cost(by_kind["Flatten"], graph, 8, True, needs_input_grad=True)
     assert flatten == {"bound": "memory", "fwd": 0, "bwd": 0}
