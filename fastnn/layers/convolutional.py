@@ -344,7 +344,9 @@ class Conv1D(_Conv):
         y, activated = self._in_format(y.reshape(n, y.shape[2], self.filters))
         return y, (x4, saved, padding, activated)
 
-    def backward(self, ctx, grad_outputs):
+    skips_input_grad = True
+
+    def backward(self, ctx, grad_outputs, need_input_grad=True):
         x4, saved, padding, activated = ctx
         grad_outputs = self._grad_channels_last(grad_outputs, activated)
         x4_shape = x4.shape
@@ -354,8 +356,11 @@ class Conv1D(_Conv):
         dbias = self.bias.grad if self.trainable and self.use_bias else None
         dx = kernels.conv.conv2d_backward(
             grad, x4, kernel, (1, self.strides[0]), padding, dkernel, dbias,
-            threads=runtime.threads(), dilation=(1, self.dilation_rate[0]), groups=self.groups,
+            need_dx=need_input_grad, threads=runtime.threads(),
+            dilation=(1, self.dilation_rate[0]), groups=self.groups,
         )  # fmt: skip
+        if dx is None:  # a model's first layer: no input gradient wanted
+            return None
         dx = dx.reshape(x4_shape[0], x4_shape[2], x4_shape[3])
         if self.padding == "causal":
             dx = dx[:, self._span[0] - 1 :]
