@@ -1,4 +1,5 @@
-"""Attention's softmax: over the last axis of ``(B, H, Tq, Tv)`` scores, masked, one pass a row.
+"""Attention's core: the scores, their masked softmax over the last axis of ``(B, H, Tq, Tv)``
+(one pass a row), the weights' product with the values, and the backward of all three.
 
 The mask is a ``(B, Tq, Tv)`` boolean array shared by the heads (True: attend), or a
 ``(0, 0, 0)`` array for none; ``causal`` also masks key positions after the query's
@@ -9,7 +10,9 @@ The mask is a ``(B, Tq, Tv)`` boolean array shared by the heads (True: attend), 
 * ``MASK_SUBTRACT`` (``Attention``, ``AdditiveAttention``): a masked score loses 1e9, so a row
   masked entirely keeps the softmax of its scores shifted alike.
 
-Rows run in parallel blocks from ``PARALLEL_MIN_ELEMENTS`` scores on. The backward is the
+Rows run in parallel blocks from ``PARALLEL_MIN_ELEMENTS`` scores on; ``attend`` and
+``attend_backward`` run the products and the softmax in blocks of batch rows on fastnn's
+threads instead (numpy's stacked per-head products use one thread). The backward is the
 softmax's: ``dz = y * (dy - sum(dy * y))`` per row, whatever the mask (a masked weight is 0 or a
 constant's, and a weight set to 0 passes no gradient).
 """
@@ -139,10 +142,7 @@ def attend_backward(grad_out, q, k, v, weights, dropout, extra, grad_q, grad_k, 
             grad_w += extra[block]
         rows = grad_w.reshape(-1, grad_w.shape[-1])
         y = weights[block].reshape(rows.shape)
-        if one_block:
-            softmax_backward(rows, y, rows)
-        else:
-            _softmax_grad_rows(rows, y, rows, 0, rows.shape[0])
+        softmax_backward(rows, y, rows, parallel=one_block)
         np.matmul(grad_w, k[block], out=grad_q[block])
         np.matmul(grad_w.transpose(0, 1, 3, 2), q[block], out=grad_k[block])
 
@@ -167,10 +167,11 @@ def _softmax_grad_parallel(grad_y, y, out):
         _softmax_grad_rows(grad_y, y, out, b * rows // blocks, (b + 1) * rows // blocks)
 
 
-def softmax_backward(grad_y, y, out):
+def softmax_backward(grad_y, y, out, parallel=True):
     """out (M, N) = y * (grad_y - sum(grad_y * y) per row): the gradient of the scores given
-    that of the weights y (M, N) ``masked_softmax`` wrote; out may be grad_y."""
-    if y.size >= PARALLEL_MIN_ELEMENTS:
+    that of the weights y (M, N) ``masked_softmax`` wrote; out may be grad_y. ``parallel=False``
+    keeps it on the calling thread."""
+    if parallel and y.size >= PARALLEL_MIN_ELEMENTS:
         _softmax_grad_parallel(grad_y, y, out)
     else:
         _softmax_grad_rows(grad_y, y, out, 0, y.shape[0])
