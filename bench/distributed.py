@@ -1,7 +1,7 @@
 """Data-parallel training over MPI on this machine, and a model of scaling to 8-64 nodes.
 
-    python bench/distributed.py [--widths 256,1024] [--samples 8192] [--batch 256] [--epochs 3]
-                                [--alpha-us 20] [--gbps 25]
+    python -m bench.distributed [--widths 256,1024] [--samples 8192] [--batch 256] [--epochs 3]
+                                [--alpha-us 20] [--gbps 25] [--no-save]
 
 For an MLP per width (784 -> width -> width -> 10), in separate processes: samples/s of fit for
 1 rank x 1 thread, 2 ranks x 1 thread (``mpiexec -n 2``, DataParallel) and 1 process x 2 threads;
@@ -173,6 +173,7 @@ def controller(args) -> None:
         f"{'allreduce':>10} {'share':>6}   (samples/s; allreduce ms of a 2-rank step)"
     )
     measured = []
+    saved = {"batch": args.batch, "widths": [], "scaling": []}
     for width in args.widths:
         extra = ("--width", str(width))
         one = _launch(args, 1, 1, *extra)
@@ -185,6 +186,9 @@ def controller(args) -> None:
             f"{two_ranks['allreduce'] * 1e3:>10.3f} {share:>6.1%}"
         )
         measured.append((width, one))
+        saved["widths"].append(
+            {"width": width, "one_rank": one, "two_ranks": two_ranks, "two_threads": two_threads}
+        )
     wire = _launch(args, 2, 1, "--pingpong")
     sizes, seconds = np.array(wire["bytes"]), np.array(wire["seconds"])
     alpha = float(np.median(seconds[sizes <= 1024]))  # latency: the small messages
@@ -215,6 +219,12 @@ def controller(args) -> None:
             table = "  ".join(f"{n}:{s:.1f}x/{eff:.0%}/{weak:.0%}" for n, s, eff, weak in rows)
             print(f"  {name}: N:speedup/efficiency (strong)/efficiency (weak)\n    {table}")
             print(f"    {_stops(rows)}")
+            saved["scaling"].append({"width": width, "network": name, "rows": rows})
+    saved.update(alpha_s=alpha, beta_s_per_byte=beta)
+    if not args.no_save:
+        from bench.models import save  # with the machine, in bench/results/distributed-<date>.json
+
+        save("distributed", saved)
 
 
 def main() -> None:
@@ -227,6 +237,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--alpha-us", type=float, default=20.0)
     parser.add_argument("--gbps", type=float, default=25.0)
+    parser.add_argument("--no-save", action="store_true")
     # a worker's own arguments
     parser.add_argument("--ranks", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
