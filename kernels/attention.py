@@ -151,12 +151,17 @@ def attend_backward(grad_out, q, k, v, weights, dropout, extra, grad_q, grad_k, 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_REASSOC)
 def _softmax_grad_rows(grad_y, y, out, start, stop):
-    for i in range(start, stop):
+    in_place = out.ctypes.data == grad_y.ctypes.data  # then read and write one array: a loop
+    for i in range(start, stop):  # reading grad_y and writing out, the same memory, stays scalar
         dot = y.dtype.type(0)
         for j in range(y.shape[1]):
             dot += grad_y[i, j] * y[i, j]
-        for j in range(y.shape[1]):
-            out[i, j] = y[i, j] * (grad_y[i, j] - dot)
+        if in_place:
+            for j in range(y.shape[1]):
+                out[i, j] = y[i, j] * (out[i, j] - dot)
+        else:
+            for j in range(y.shape[1]):
+                out[i, j] = y[i, j] * (grad_y[i, j] - dot)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -72,3 +72,14 @@ def test_float64_uniform_with_float32_x():
 def test_float32_stays_float32(kernel):
     x = np.ones(8, np.float32)
     assert float64_ops(kernel, x, x, np.float32(0.5), np.empty_like(x)) == []
+
+
+@pytest.mark.parametrize("kernel", [K.dropout_forward, K.dropout_backward])
+def test_in_place_equals_into_another_array(kernel):
+    """The in-place loop (one array, so it vectorizes) computes what the two-array one does."""
+    rng = np.random.default_rng(0)
+    x, u = rng.standard_normal(1000).astype(np.float32), rng.random(1000).astype(np.float32)
+    apart, same = np.empty_like(x), x.copy()
+    kernel(x, u, 0.3, apart)
+    kernel(same, u, 0.3, same)
+    np.testing.assert_array_equal(same, apart)
