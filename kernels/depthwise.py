@@ -46,7 +46,15 @@ def _forward_row(img, kernel, bias, h0, sw, dh, dw, left, orow):
     h, w, c = img.shape
     kh, kw, m = kernel.shape[0], kernel.shape[1], kernel.shape[2] // c
     zero = orow.dtype.type(0)
+    # Output columns whose 3x3 window lies inside the image: all nine taps summed in registers
+    # and each output stored once (the tap-by-tap loops below store it nine times).
+    inner_lo, inner_hi = 0, 0
+    if m == 1 and kh == 3 and kw == 3 and dh == 1 and dw == 1 and h0 >= 0 and h0 + 2 < h:
+        inner_lo, inner_hi = _tap_span(-left, sw, w - 2, orow.shape[0])
+        _forward_3x3_inner(img, kernel, bias, h0, sw, left, inner_lo, inner_hi, orow)
     for j in range(orow.shape[0]):
+        if inner_lo <= j < inner_hi:
+            continue
         dst = orow[j]
         for t in range(dst.shape[0]):
             dst[t] = bias[t] if bias.shape[0] > 0 else zero
@@ -59,16 +67,50 @@ def _forward_row(img, kernel, bias, h0, sw, dh, dw, left, orow):
             offset = q * dw - left
             lo, hi_j = _tap_span(offset, sw, w, orow.shape[0])
             taps = kernel[p, q]
-            for j in range(lo, hi_j):
-                src, dst = src_row[j * sw + offset], orow[j]
-                if m == 1:
-                    for ch in range(c):
-                        dst[ch] += src[ch] * taps[ch]
-                else:
-                    for ch in range(c):
-                        v = src[ch]
-                        for k in range(m):
-                            dst[ch * m + k] += v * taps[ch * m + k]
+            if inner_hi > inner_lo:  # the columns on either side of those done above
+                _add_tap(src_row, taps, offset, sw, m, lo, min(hi_j, inner_lo), orow)
+                _add_tap(src_row, taps, offset, sw, m, max(lo, inner_hi), hi_j, orow)
+            else:
+                _add_tap(src_row, taps, offset, sw, m, lo, hi_j, orow)
+
+
+@njit(cache=True, inline="always")
+def _add_tap(src_row, taps, offset, sw, m, lo, hi, orow):
+    """orow[j] += one tap's filters (C*M,) times src_row's pixel j*sw+offset, j in [lo, hi)."""
+    c = src_row.shape[1]
+    for j in range(lo, hi):
+        src, dst = src_row[j * sw + offset], orow[j]
+        if m == 1:
+            for ch in range(c):
+                dst[ch] += src[ch] * taps[ch]
+        else:
+            for ch in range(c):
+                v = src[ch]
+                for k in range(m):
+                    dst[ch * m + k] += v * taps[ch * m + k]
+
+
+@njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
+def _forward_3x3_inner(img, kernel, bias, h0, sw, left, lo, hi, orow):
+    """orow[j] = bias + the nine taps of img rows h0..h0+2 at columns j*sw-left.. for j in
+    [lo, hi), a 3x3 kernel (3,3,C) of multiplier 1, all inside the image."""
+    has_bias = bias.shape[0] > 0
+    r0, r1, r2 = img[h0], img[h0 + 1], img[h0 + 2]
+    k00, k01, k02 = kernel[0, 0], kernel[0, 1], kernel[0, 2]
+    k10, k11, k12 = kernel[1, 0], kernel[1, 1], kernel[1, 2]
+    k20, k21, k22 = kernel[2, 0], kernel[2, 1], kernel[2, 2]
+    for j in range(lo, hi):
+        x0 = j * sw - left
+        a0, a1, a2 = r0[x0], r0[x0 + 1], r0[x0 + 2]
+        b0, b1, b2 = r1[x0], r1[x0 + 1], r1[x0 + 2]
+        c0, c1, c2 = r2[x0], r2[x0 + 1], r2[x0 + 2]
+        dst = orow[j]
+        for ch in range(dst.shape[0]):
+            top = a0[ch] * k00[ch] + a1[ch] * k01[ch] + a2[ch] * k02[ch]
+            mid = b0[ch] * k10[ch] + b1[ch] * k11[ch] + b2[ch] * k12[ch]
+            low = c0[ch] * k20[ch] + c1[ch] * k21[ch] + c2[ch] * k22[ch]
+            total = top + mid + low
+            dst[ch] = total + bias[ch] if has_bias else total
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
