@@ -229,6 +229,16 @@ def depthwise_conv2d_backward(
         return None
     if dx is None:
         dx = np.empty(x.shape, dtype=grad_z.dtype)
+    kh, kw, channels = kernel.shape
+    if strides == (1, 1) and dilation == (1, 1) and channels == x.shape[3]:
+        # Stride 1, multiplier 1: the input gradient is the forward conv of grad_z by the
+        # kernel turned half a turn, padded by what the forward's padding leaves of kh-1, kw-1
+        # (and so takes the forward's fast paths).
+        flipped = np.ascontiguousarray(kernel[::-1, ::-1])
+        pads_dx = (kh - 1 - pads[0], kw - 1 - pads[1])
+        empty = np.empty(0, dtype=grad_z.dtype)
+        depthwise_forward(grad_z, flipped, empty, 1, 1, 1, 1, *pads_dx, LINEAR, dx)
+        return dx
     depthwise_backward_input(grad_z, kernel, *geometry, dx)
     return dx
 

@@ -136,6 +136,8 @@ def test_forward_backward_match_reference(case, code, use_bias, data):
         # 3x3 multiplier 1, stride 1: the nine-tap path inside, tap by tap at the borders
         ((2, 6, 9, 5), (3, 3, 5, 1), (1, 1), (1, 1), "same", np.float32),
         ((1, 5, 8, 3), (3, 3, 3, 1), (1, 1), (1, 1), "valid", np.float64),
+        # stride 1, multiplier 1, an even kernel: the input gradient as the flipped forward
+        ((2, 5, 6, 4), (2, 4, 4, 1), (1, 1), (1, 1), "same", np.float64),
         # multiplier 2, dilated, 'same': taps reach past both borders
         ((1, 5, 5, 3), (3, 2, 3, 2), (1, 1), (2, 2), "same", np.float64),
         # 'valid', strides that skip input rows and columns (their gradient is 0)
