@@ -53,6 +53,7 @@ def test_the_config_is_keras_s_and_loads_back_by_registered_name():
 
 
 def test_a_model_with_the_function_trains_saves_and_loads(tmp_path):
+    fastnn.utils.set_random_seed(0)  # the model is quartic in its inputs: not any start trains
     inputs = fastnn.Input((4,))
     x = layers.Dense(8, activation=squared)(inputs)
     skip = layers.Dense(8)(inputs)
@@ -68,7 +69,7 @@ def test_a_model_with_the_function_trains_saves_and_loads(tmp_path):
         return ((h + xs @ w[2] + w[3]) ** 2) @ w[4] + w[5]
 
     np.testing.assert_allclose(model.predict(data, verbose=0), by_hand(data), rtol=1e-4)
-    model.compile(optimizer=fastnn.optimizers.SGD(1e-3), loss="mse")
+    model.compile(optimizer=fastnn.optimizers.SGD(1e-4), loss="mse")
     history = model.fit(data, target, epochs=3, batch_size=8, verbose=0)
     assert history.history["loss"][2] < history.history["loss"][0]
     np.testing.assert_allclose(model.predict(data, verbose=0), by_hand(data), rtol=1e-4)
