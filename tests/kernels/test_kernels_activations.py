@@ -152,7 +152,10 @@ def test_activation_backward_matches_numpy(path, dtype, code, shape, seed, in_pl
     with kernel_path(path):
         K.activation_backward(g, z if code in codes.FROM_INPUT else y, code, out)
     assert out.dtype == dtype
-    np.testing.assert_allclose(out, expected, **TOL[dtype])
+    tol = TOL[dtype]
+    if dtype == np.float32:  # float32 tanh/sigmoid (within 4e-7) times |z| up to ~10 where a
+        tol = {**tol, "atol": 4e-6}  # gradient multiplies by z (mish, silu), near-cancelling
+    np.testing.assert_allclose(out, expected, **tol)
 
 
 @pytest.mark.parametrize("code", sorted(codes.FROM_INPUT))
