@@ -29,7 +29,7 @@ from fastnn.layers.geometry import (
     standardize_padding,
     standardize_tuple,
 )
-from fastnn.layers.recurrent import SequenceLayer, StatefulStates
+from fastnn.layers.recurrent import SequenceLayer, StatefulStates, check_rate
 from fastnn.seeding import make_rng
 
 _GATES = 4  # i, f, c, o: Keras's order along the kernels' last axis
@@ -137,14 +137,8 @@ class _ConvLSTM(StatefulStates, SequenceLayer):
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.recurrent_constraint = constraints.get(recurrent_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
-        for arg, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
-                raise ValueError(
-                    f"{type(self).__name__} '{self.name}': `{arg}` must be a float in [0, 1]; "
-                    f"got {arg}={rate!r}"
-                )
-        self.dropout = float(dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
+        self.dropout = check_rate(self, "dropout", dropout)
+        self.recurrent_dropout = check_rate(self, "recurrent_dropout", recurrent_dropout)
         self.seed = seed
         self._rng = make_rng(seed)
         self.return_sequences = bool(return_sequences)

@@ -50,6 +50,16 @@ def _kernel_options(workspace, dropout, dtype):
     )
 
 
+def check_rate(layer, arg: str, rate) -> float:
+    """A dropout rate in [0, 1] as a float; otherwise a ValueError naming the layer and ``arg``."""
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
+        raise ValueError(
+            f"{type(layer).__name__} '{layer.name}': `{arg}` must be a float in [0, 1]; "
+            f"got {arg}={rate!r}"
+        )
+    return float(rate)
+
+
 class _Rows(NamedTuple):
     """A sequence given as rows of a table: step t of sample n is ``table[ids[n, t]]``."""
 
@@ -254,15 +264,9 @@ class _RNN(StatefulStates, SequenceLayer):
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.recurrent_constraint = constraints.get(recurrent_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
-        for arg, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
-                raise ValueError(
-                    f"{type(self).__name__} '{self.name}': `{arg}` must be a float in [0, 1]; "
-                    f"got {arg}={rate!r}"
-                )
         self.stateful = bool(stateful)
-        self.dropout = float(dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
+        self.dropout = check_rate(self, "dropout", dropout)
+        self.recurrent_dropout = check_rate(self, "recurrent_dropout", recurrent_dropout)
         self.seed = seed
         self._rng = make_rng(seed)
         self.return_sequences = bool(return_sequences)

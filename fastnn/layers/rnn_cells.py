@@ -34,6 +34,7 @@ from fastnn.layers.recurrent import (
     SequenceLayer,
     SimpleRNN,
     StatefulStates,
+    check_rate,
     unit_config,
 )
 from fastnn.ops import numpy as ops_numpy
@@ -62,15 +63,6 @@ def _base_config(layer: Layer) -> dict:
     if layer._input_shape_arg is not None:
         config["input_shape"] = layer._input_shape_arg
     return config
-
-
-def _check_rate(layer, arg: str, rate) -> float:
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
-        raise ValueError(
-            f"{type(layer).__name__} '{layer.name}': `{arg}` must be a float in [0, 1]; "
-            f"got {arg}={rate!r}"
-        )
-    return float(rate)
 
 
 class _Cell(Layer):
@@ -122,8 +114,8 @@ class _Cell(Layer):
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.recurrent_constraint = constraints.get(recurrent_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
-        self.dropout = _check_rate(self, "dropout", dropout)
-        self.recurrent_dropout = _check_rate(self, "recurrent_dropout", recurrent_dropout)
+        self.dropout = check_rate(self, "dropout", dropout)
+        self.recurrent_dropout = check_rate(self, "recurrent_dropout", recurrent_dropout)
         self.seed = seed
         self._rng = make_rng(seed)
         self._masks = None  # (input masks, state masks) of the running sequence
