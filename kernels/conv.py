@@ -1,8 +1,9 @@
 """2-D convolution, NHWC: Numba kernels (direct loops, im2col / col2im, fused pools) and the
 plain-Python wrappers that run them with BLAS GEMMs and a fused epilogue.
 
-Which algorithm runs each part of a conv (direct loops, Winograd's F(2x2, 3x3) in ``winograd``,
-im2col + GEMM, or a 1x1 kernel's one GEMM) is decided in one place, ``plan_conv2d``, which the
+Which algorithm runs each part of a conv (direct loops, a float32 forward's SIMD micro-kernels
+in ``conv_simd``, Winograd's F(2x2, 3x3) in ``winograd``, im2col + GEMM, or a 1x1 kernel's one
+GEMM) is decided in one place, ``plan_conv2d``, which the
 forward and backward wrappers share: see its docstring, and
 tests/kernels/test_kernels_plans.py for the table of shapes and what they run.
 
@@ -23,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from . import winograd
+from . import conv_simd, winograd
 from .activations import (
     _activate_row,
     activate,
@@ -32,7 +33,7 @@ from .activations import (
     column_sums_add,
 )
 from .codes import EPILOGUE, LINEAR, RELU, SOFTMAX
-from .gemm import matmul, row_blocks
+from .gemm import MIN_FLOPS_PER_BLOCK, matmul, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .pooling import (
     first_max4,
@@ -956,12 +957,21 @@ def _rows_dkernel_row(img, grad_t, h0, sw, pad_left, window, acc):
 # POINTWISE: a 1x1 stride-1 kernel, one GEMM on x's own rows.
 DIRECT, WINOGRAD, IM2COL, POINTWISE = "direct", "winograd", "im2col", "pointwise"
 ROWS = "rows"  # few filters: along the output row, filter by filter
+SIMD = "simd"  # float32 forward: register-blocked direct conv on SIMD micro-kernels (conv_simd)
+# The float32 forward runs SIMD below these sizes, where it measured faster than the GEMM paths
+# (2 threads, batch 32-256): 16 to 32 channels 3x3 1.3-2.2x over Winograd, 5x5 on 16 2.3x, the
+# RGB and grey first layers 1.3-3.6x over direct loops, 1x1 on 16 to 32 channels 1.3-1.6x over
+# one GEMM. From 48 channels Winograd's fewer multiplications win (0.7-0.85x), and with
+# SIMD_MAX_TAPS taps and more the GEMMs reuse their panels better (256 to 512 channels 0.5x).
+SIMD_MAX_WINOGRAD_CHANNELS = 48
+SIMD_MAX_POINTWISE_CHANNELS = 64
+SIMD_MAX_TAPS = 576
 
 
 class ConvPlan(NamedTuple):
     """How a conv of one shape runs (``plan_conv2d``), and its geometry."""
 
-    forward: str  # DIRECT, ROWS, WINOGRAD, IM2COL or POINTWISE
+    forward: str  # SIMD, DIRECT, ROWS, WINOGRAD, IM2COL or POINTWISE
     dkernel: str  # the kernel gradient: DIRECT, ROWS, WINOGRAD, IM2COL or POINTWISE
     dx: str  # the input gradient: WINOGRAD, IM2COL or POINTWISE
     quads: bool  # fused with a 2x2 max pool, DIRECT runs the 4x4-patch kernels (see below)
@@ -977,9 +987,17 @@ class ConvPlan(NamedTuple):
 QUAD_ACTIVATIONS = (LINEAR, RELU)
 
 
-def plan_conv2d(x_shape, kernel_shape, strides, padding, pooled: bool = False) -> ConvPlan:
+def plan_conv2d(
+    x_shape, kernel_shape, strides, padding, pooled: bool = False, dtype=np.float32
+) -> ConvPlan:
     """The algorithms of a conv of x (N,H,W,C) with kernel (kh,kw,C,F), forward and backward,
     alone or (``pooled``) fused with a 2x2 stride-2 max pool; ValueError if it does not fit.
+
+    Unpooled, the forward of a float32 conv runs SIMD where it measured faster: below
+    ``SIMD_MAX_WINOGRAD_CHANNELS`` channels for a kernel Winograd would take, below
+    ``SIMD_MAX_POINTWISE_CHANNELS`` for a 1x1 stride-1 one, else below ``SIMD_MAX_TAPS`` taps.
+    (Its backward stays as follows: an input gradient by SIMD, apart from the kernel gradient,
+    measured slower than both together by Winograd or im2col.) Otherwise as follows.
 
     A kernel with few taps (``kh * kw * C <= DIRECT_MAX_TAPS``, such as a model's first 3x3 layer
     on a grey image) makes a GEMM too thin to pay for im2col: it runs DIRECT, forward and kernel
@@ -1006,8 +1024,20 @@ def plan_conv2d(x_shape, kernel_shape, strides, padding, pooled: bool = False) -
     dx = WINOGRAD if winograd.applies(kernel_shape, strides) else POINTWISE if pointwise else IM2COL
     forward = ROWS if few_filters else DIRECT if few_taps or rgb_3x3 else dx
     dkernel = ROWS if few_filters else DIRECT if few_taps or (rgb_3x3 and pooled) else dx
+    if not pooled and np.dtype(dtype) == np.float32 and _simd_wins(kernel_shape, forward):
+        forward = SIMD
     quads = pooled and (kh, kw, c) in ((3, 3, 1), (3, 3, 3)) and stride_1
     return ConvPlan(forward, dkernel, dx, quads, out_h, out_w, pad_top, pad_left)
+
+
+def _simd_wins(kernel_shape, forward: str) -> bool:
+    """Whether the float32 forward of this kernel (kh,kw,C,F) runs SIMD rather than ``forward``."""
+    kh, kw, c, _ = kernel_shape
+    if forward == WINOGRAD:
+        return c < SIMD_MAX_WINOGRAD_CHANNELS
+    if forward == POINTWISE:
+        return c < SIMD_MAX_POINTWISE_CHANNELS
+    return kh * kw * c < SIMD_MAX_TAPS
 
 
 # Rows of cols per chunk of an im2col pass: ~1 MB of cols at 288 taps, so a chunk's im2col,
@@ -1046,9 +1076,12 @@ def conv2d_forward(
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
     kh, kw, _, filters = kernel.shape
-    plan = plan_conv2d(x.shape, kernel.shape, strides, padding)
+    plan = plan_conv2d(x.shape, kernel.shape, strides, padding, dtype=x.dtype)
     if out is None:
         out = np.empty((n, plan.out_h, plan.out_w, filters), dtype=x.dtype)
+    if plan.forward == SIMD:
+        geometry = (strides, plan.pad_top, plan.pad_left)
+        return _simd_conv(x, kernel, bias, *geometry, activation_code, out, threads)
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     if plan.forward in (DIRECT, ROWS):
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
@@ -1145,6 +1178,24 @@ def conv2d_forward_max_pool(
 
 
 _NO_CODES = np.empty((0, 0, 0, 0), dtype=np.uint8)  # the kernels' "no codes wanted"
+
+
+def _simd_conv(x, kernel, bias, strides, pad_top, pad_left, code, out, threads):
+    """``conv_simd.forward`` for a code in ``EPILOGUE`` (a softmax after it, over all filters),
+    on as many threads as its work is worth."""
+    filters = kernel.shape[3]
+    b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias)
+    y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
+    flops = 2 * y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+    threads = max(1, min(threads, flops // MIN_FLOPS_PER_BLOCK))
+    panels = conv_simd.pack_kernel(kernel)
+    geometry = (kernel.shape, strides, pad_top, pad_left)
+    conv_simd.forward(np.ascontiguousarray(x), panels, b, *geometry, code == RELU, y, threads)
+    if code == SOFTMAX:
+        activate(y, code)
+    if y is not out:
+        out[...] = y
+    return out
 
 
 def _geometry(kernel_shape, strides, plan):

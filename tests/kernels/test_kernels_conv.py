@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnn.kernels import conv, gemm, pooling, winograd
+from fastnn.kernels import conv, conv_simd, gemm, pooling, winograd
 from fastnn.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from fastnn.kernels.codes import ELU, EPILOGUE, LOG_SOFTMAX
 
@@ -166,7 +166,7 @@ def test_im2col_col2im_match_reference(case, seed):
     np.testing.assert_allclose(lhs, np.sum(x64 * dx), **TOL[dtype])
 
 
-PATHS = ["im2col", "direct", "winograd", "rows"]
+PATHS = ["im2col", "direct", "winograd", "rows", "simd"]
 POOLED_PATHS = PATHS[:3]
 # The epilogue's codes (codes.EPILOGUE) and two that the wrappers run as a pass of their own.
 CODES = [
@@ -184,13 +184,19 @@ CODES = [
 def conv_path(path):
     """Yield the wrappers' extra arguments for a path: im2col + GEMM (chunks of one output row),
     the direct kernels for any taps, Winograd for any 3x3 stride-1 kernel (chunks of 16
-    tiles; others take im2col), or the along-the-row kernels for any unpooled stride-1 kernel
-    but 1x1 (others take im2col), each on 3 threads in blocks of as little as one row or image
-    (blocks of uneven sizes run at once on the pool)."""
+    tiles; others take im2col), the along-the-row kernels for any unpooled stride-1 kernel
+    but 1x1 (others take im2col), or the SIMD forward for any unpooled float32 conv (its
+    backward by im2col), each on 3 threads in blocks of as little as one row or image (blocks
+    of uneven sizes run at once on the pool)."""
     names = (conv, "DIRECT_MAX_TAPS"), (conv, "TILE_ROWS"), (gemm, "MIN_ROWS_PER_BLOCK")
     names += (winograd, "MIN_CHANNELS"), (winograd, "CHUNK_BYTES")
     names += (conv, "FEW_FILTERS"), (conv, "FEW_CHANNELS")
+    names += tuple((conv, name) for name in SIMD_LIMITS) + ((conv, "MIN_FLOPS_PER_BLOCK"),)
+    names += ((conv_simd, "MIN_ROWS_PER_BLOCK"),)
     saved = [getattr(module, name) for module, name in names]
+    for name in SIMD_LIMITS:
+        setattr(conv, name, 10**9 if path == "simd" else 0)
+    conv.MIN_FLOPS_PER_BLOCK = conv_simd.MIN_ROWS_PER_BLOCK = 1
     conv.DIRECT_MAX_TAPS = 10**9 if path == "direct" else 0
     conv.FEW_FILTERS = conv.FEW_CHANNELS = 10**9 if path == "rows" else 0
     conv.TILE_ROWS = 1  # chunks of one output row: every chunk boundary is exercised
@@ -204,14 +210,22 @@ def conv_path(path):
             setattr(module, name, value)
 
 
+SIMD_LIMITS = ("SIMD_MAX_TAPS", "SIMD_MAX_WINOGRAD_CHANNELS", "SIMD_MAX_POINTWISE_CHANNELS")
+
+
 @contextlib.contextmanager
 def without_rows():
-    """Plans as if no conv had few filters: for the tests of the direct kernels' own rows."""
-    saved, conv.FEW_FILTERS = conv.FEW_FILTERS, 0
+    """Plans as if no conv had few filters and SIMD ran no forward: for the tests of the direct
+    kernels' own rows."""
+    names = ("FEW_FILTERS", *SIMD_LIMITS)
+    saved = [getattr(conv, name) for name in names]
+    for name in names:
+        setattr(conv, name, 0)
     try:
         yield
     finally:
-        conv.FEW_FILTERS = saved
+        for name, value in zip(names, saved):
+            setattr(conv, name, value)
 
 
 @settings(max_examples=25, deadline=None)

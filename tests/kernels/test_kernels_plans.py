@@ -14,7 +14,7 @@ D, W, I, P = conv.DIRECT, conv.WINOGRAD, conv.IM2COL, conv.POINTWISE  # noqa: E7
 RW = conv.ROWS
 
 # x shape, kernel shape, strides, padding, pooled -> forward, kernel gradient, input gradient,
-# quads (the fused pool's 4x4-patch kernels)
+# quads (the fused pool's 4x4-patch kernels), in float64 (float32 forwards: SIMD_FORWARDS)
 CONV_PLANS = [
     # seed_cnn's convs: a 3x3 first layer on grey images, then 32 to 64 channels
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, (D, D, I, False)),
@@ -56,7 +56,7 @@ CONV_PLANS = [
 
 @pytest.mark.parametrize("x_shape, kernel_shape, strides, padding, pooled, expected", CONV_PLANS)
 def test_plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, expected):
-    plan = conv.plan_conv2d(x_shape, kernel_shape, strides, padding, pooled)
+    plan = conv.plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, np.float64)
     assert (plan.forward, plan.dkernel, plan.dx, plan.quads) == expected
     out_h, out_w, pad_top, pad_left = conv.conv_geometry(x_shape, kernel_shape, strides, padding)
     assert (plan.out_h, plan.out_w, plan.pad_top, plan.pad_left) == (
@@ -65,6 +65,37 @@ def test_plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, expected):
         pad_top,
         pad_left,
     )
+
+
+S = conv.SIMD
+# x shape, kernel shape, strides, padding, pooled -> the float32 forward (its backward as in
+# float64): SIMD below 48 channels where Winograd would run, below 64 for a 1x1 stride-1 kernel,
+# else below 576 taps; never fused with a pool
+SIMD_FORWARDS = [
+    ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, S),  # grey first layers
+    ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", True, D),
+    ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", False, S),  # LeNet's
+    ((32, 32, 32, 3), (3, 3, 3, 16), (1, 1), "same", False, S),  # RGB first layers
+    ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), "same", False, S),
+    ((32, 32, 32, 16), (3, 3, 16, 16), (1, 1), "same", False, S),  # ResNet-20's
+    ((32, 16, 16, 32), (3, 3, 32, 32), (1, 1), "same", False, S),
+    ((32, 8, 8, 64), (3, 3, 64, 64), (1, 1), "same", False, W),
+    ((32, 16, 16, 48), (3, 3, 48, 48), (1, 1), "same", False, W),
+    ((32, 32, 32, 16), (3, 3, 16, 32), (2, 2), "same", False, S),
+    ((32, 8, 8, 256), (3, 3, 256, 512), (2, 2), "same", False, I),
+    ((32, 16, 16, 32), (1, 1, 32, 64), (1, 1), "valid", False, S),  # pointwise
+    ((32, 16, 16, 64), (1, 1, 64, 256), (1, 1), "valid", False, P),
+    ((32, 16, 16, 63), (5, 5, 63, 8), (1, 1), "same", False, I),  # taps 1575
+    ((32, 16, 16, 22), (5, 5, 22, 8), (1, 1), "same", False, S),  # taps 550
+]
+
+
+@pytest.mark.parametrize("x_shape, kernel_shape, strides, padding, pooled, forward", SIMD_FORWARDS)
+def test_plan_conv2d_float32_forward(x_shape, kernel_shape, strides, padding, pooled, forward):
+    plan = conv.plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, np.float32)
+    base = conv.plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, np.float64)
+    assert plan.forward == forward
+    assert plan._replace(forward=base.forward) == base
 
 
 def test_plan_conv2d_refuses_a_kernel_larger_than_the_input():
@@ -83,7 +114,7 @@ def test_the_wrappers_run_what_the_plan_says(monkeypatch):
         monkeypatch.setattr(conv, name, refuse)
     rng = np.random.default_rng(0)
     x, k = rng.standard_normal((2, 6, 6, 4)), rng.standard_normal((3, 3, 4, 16))
-    assert conv.plan_conv2d(x.shape, k.shape, (1, 1), "same").forward == conv.IM2COL
+    assert conv.plan_conv2d(x.shape, k.shape, (1, 1), "same", dtype=x.dtype).forward == conv.IM2COL
     y = conv.conv2d_forward(x, k, None, (1, 1), "same", conv.LINEAR)
     conv.conv2d_backward(y, x, k, (1, 1), "same", np.zeros_like(k), None)
     with pytest.raises(AssertionError, match="a direct kernel ran"):

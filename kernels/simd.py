@@ -1,0 +1,228 @@
+"""Register-blocked product micro-kernels in explicit 16-lane float32 SIMD, for kernels that run
+implicit GEMMs (a direct convolution's windows times its filters) without packing A.
+
+``block_product(rows, lanes)`` makes a Numba intrinsic computing a (rows, lanes) block of
+outputs, each ``act(sum of products + bias)``, whose accumulators stay in registers from the
+first product to the store: per step, ``lanes / 16`` vector loads of a packed B panel, ``rows``
+broadcasts of A and ``rows * lanes / 16`` fused multiply-adds. It is written as LLVM vectors,
+not left to Numba's loop vectorizer, which keeps accumulators in memory and uses 8 lanes on CPUs
+that prefer 256-bit vectors: the function calling a micro-kernel is marked to use 512-bit ones
+(on a CPU without AVX-512, LLVM splits each vector into narrower ones, still correct).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LANES = 16  # float32 lanes of one vector
+_ARRAY = types.Array(types.float32, 1, "C")
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+@functools.cache
+def block_product(lanes: int, rows: tuple = (1,)):
+    """The intrinsic ``f(r_count, out, out_start, ldo, count, bias, bias_start, relu, a, a_start,
+    lda, a_step, b, b_start, k, outer)`` on float32 1-D contiguous arrays (``relu`` a bool, the
+    rest integers), for r < r_count (one of ``rows``: a kernel of each is built) and l < count
+    (count <= lanes, a multiple of 16):
+
+        out[out_start + r * ldo + l] = act(bias[bias_start + l] + sum over o < outer, t < k of
+            a[a_start + o * a_step + r * lda + t] * b[b_start + (o * k + t) * lanes + l])
+
+    act is max(., 0) with ``relu``, else none. For a direct conv: r a pixel of an output row,
+    o a kernel row, t the kw * C inputs of a window's row. Lanes past ``count`` are neither
+    read from bias nor written; an r_count not in ``rows`` writes nothing. No bounds checks:
+    the caller's indices must be in range.
+    """
+    if lanes % LANES:
+        raise ValueError(f"lanes must be a multiple of {LANES}, got {lanes}")
+
+    @intrinsic
+    def product(
+        typingctx, r_count, out, out_start, ldo, count, bias, bias_start, relu,
+        a, a_start, lda, a_step, b, b_start, k, outer,
+    ):  # fmt: skip
+        args = (r_count, out, out_start, ldo, count, bias, bias_start, relu)
+        args += (a, a_start, lda, a_step, b, b_start, k, outer)
+        if any(array != _ARRAY for array in (out, bias, a, b)):
+            return None
+
+        def codegen(context, builder, sig, values):
+            _prefer_512_bit_vectors(builder.function)
+            wide = [
+                context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+                for v, t in zip(values, sig.args)
+            ]
+            r_count, out, out_start, ldo, count, bias, bias_start = wide[:7]
+            a, a_start, lda, a_step, b, b_start, k, outer = wide[8:]
+            relu = context.cast(builder, values[7], sig.args[7], types.boolean)
+            data = {
+                name: context.make_array(_ARRAY)(context, builder, value).data
+                for name, value in (("out", out), ("bias", bias), ("a", a), ("b", b))
+            }
+            a_ptr, b_ptr = builder.gep(data["a"], [a_start]), builder.gep(data["b"], [b_start])
+            bias_ptr = builder.gep(data["bias"], [bias_start])
+            merge = builder.append_basic_block("micro.merge")
+            switch = builder.switch(r_count, merge)
+            for choice in rows:
+                case = builder.append_basic_block(f"micro.rows{choice}")
+                switch.add_case(ir.Constant(_I64, choice), case)
+                builder.position_at_end(case)
+                kernel = _Kernel(builder, choice, lanes)
+                sums = kernel.products(a_ptr, lda, a_step, b_ptr, k, outer)
+                kernel.store_block(sums, bias_ptr, count, relu, data["out"], out_start, ldo)
+                builder.branch(merge)
+            builder.position_at_end(merge)
+            return context.get_dummy_value()
+
+        return types.none(*args), codegen
+
+    return product
+
+
+class _Kernel:
+    """IR of one micro-kernel of ``rows`` x ``lanes`` accumulators, built at ``builder``."""
+
+    def __init__(self, builder: ir.IRBuilder, rows: int, lanes: int):
+        self.builder, self.rows, self.vectors, self.lanes = builder, rows, lanes // LANES, lanes
+        module = builder.module
+        ptr = _VECTOR.as_pointer()
+        mask = ir.VectorType(ir.IntType(1), LANES)
+        self.fma = _function(module, "llvm.fma.v16f32", _VECTOR, [_VECTOR] * 3)
+        self.masked_load = _function(
+            module, "llvm.masked.load.v16f32.p0", _VECTOR, [ptr, _I32, mask, _VECTOR]
+        )
+        self.masked_store = _function(
+            module, "llvm.masked.store.v16f32.p0", ir.VoidType(), [_VECTOR, ptr, _I32, mask]
+        )
+
+    def products(self, a_ptr, lda, a_step, b_ptr, k, outer):
+        """The sums over o < outer, t < k, as ``rows`` lists of ``vectors`` values."""
+        builder, zero = self.builder, _int(0)
+        start = [ir.Constant(_VECTOR, [0.0] * LANES)] * (self.rows * self.vectors)
+        row_ptrs = [builder.gep(a_ptr, [builder.mul(lda, _int(r))]) for r in range(self.rows)]
+        entry = builder.block
+        outer_head = builder.append_basic_block("micro.outer")
+        inner = builder.append_basic_block("micro.inner")
+        outer_tail = builder.append_basic_block("micro.outer_tail")
+        done = builder.append_basic_block("micro.done")
+        run = builder.icmp_signed(">", k, zero)
+        builder.cbranch(builder.and_(run, builder.icmp_signed(">", outer, zero)), outer_head, done)
+
+        builder.position_at_end(outer_head)
+        o = builder.phi(_I64)
+        outer_accs = [builder.phi(_VECTOR) for _ in start]
+        a_row = builder.mul(o, a_step)
+        b_row = builder.mul(builder.mul(o, k), _int(self.lanes))
+        builder.branch(inner)
+
+        builder.position_at_end(inner)
+        t = builder.phi(_I64)
+        accs = [builder.phi(_VECTOR) for _ in start]
+        b_at = builder.add(b_row, builder.mul(t, _int(self.lanes)))
+        panel = [self.load(b_ptr, v * LANES, None, b_at) for v in range(self.vectors)]
+        a_at = builder.add(a_row, t)
+        updated = []
+        for r in range(self.rows):
+            scalar = builder.load(builder.gep(row_ptrs[r], [a_at]), align=4)
+            broadcast = self.broadcast(scalar)
+            for v in range(self.vectors):
+                updated.append(builder.call(self.fma, [broadcast, panel[v], accs[len(updated)]]))
+        t_next = builder.add(t, _int(1))
+        builder.cbranch(builder.icmp_signed("<", t_next, k), inner, outer_tail)
+        inner_end = builder.block
+
+        builder.position_at_end(outer_tail)
+        o_next = builder.add(o, _int(1))
+        builder.cbranch(builder.icmp_signed("<", o_next, outer), outer_head, done)
+
+        o.add_incoming(zero, entry)
+        o.add_incoming(o_next, outer_tail)
+        t.add_incoming(zero, outer_head)
+        t.add_incoming(t_next, inner_end)
+        for outer_acc, acc, value, initial in zip(outer_accs, accs, updated, start):
+            outer_acc.add_incoming(initial, entry)
+            outer_acc.add_incoming(value, outer_tail)
+            acc.add_incoming(outer_acc, outer_head)
+            acc.add_incoming(value, inner_end)
+
+        builder.position_at_end(done)
+        finals = []
+        for value, initial in zip(updated, start):
+            final = builder.phi(_VECTOR)
+            final.add_incoming(initial, entry)
+            final.add_incoming(value, outer_tail)
+            finals.append(final)
+        v = self.vectors
+        return [finals[r * v : (r + 1) * v] for r in range(self.rows)]
+
+    def store_block(self, sums, bias_ptr, count, relu, out_ptr, out_start, ldo):
+        """out rows r: act(sums[r] + bias), the lanes below ``count`` of each."""
+        builder = self.builder
+        masks = self.masks(count)
+        biases = [self.load(bias_ptr, v * LANES, masks[v]) for v in range(self.vectors)]
+        for r, vectors in enumerate(sums):
+            row = builder.gep(out_ptr, [builder.add(out_start, builder.mul(ldo, _int(r)))])
+            for v, total in enumerate(vectors):
+                value = builder.fadd(total, biases[v])
+                value = builder.select(relu, self.relu(value), value)
+                self.store(value, row, v * LANES, masks[v])
+
+    def masks(self, count):
+        """Per vector of the block, which of its lanes are below ``count`` (None: all, known)."""
+        builder = self.builder
+        masks = []
+        for v in range(self.vectors):
+            lanes = ir.Constant(ir.VectorType(_I64, LANES), [v * LANES + i for i in range(LANES)])
+            limit = self.broadcast(count, ir.VectorType(_I64, LANES))
+            masks.append(builder.icmp_signed("<", lanes, limit))
+        return masks
+
+    def load(self, base, offset, mask, index=None):
+        """The vector at base[index + offset], its lanes outside ``mask`` zero."""
+        builder = self.builder
+        at = _int(offset) if index is None else builder.add(index, _int(offset))
+        ptr = builder.bitcast(builder.gep(base, [at]), _VECTOR.as_pointer())
+        if mask is None:
+            return builder.load(ptr, align=4)
+        zeros = ir.Constant(_VECTOR, [0.0] * LANES)
+        return builder.call(self.masked_load, [ptr, ir.Constant(_I32, 4), mask, zeros])
+
+    def store(self, value, base, offset, mask):
+        """base[offset + l] = value[l] for the lanes in ``mask``."""
+        ptr = self.builder.bitcast(self.builder.gep(base, [_int(offset)]), _VECTOR.as_pointer())
+        self.builder.call(self.masked_store, [value, ptr, ir.Constant(_I32, 4), mask])
+
+    def relu(self, value):
+        """max(value, 0), NaN kept (as numpy's relu)."""
+        zeros = ir.Constant(_VECTOR, [0.0] * LANES)
+        return self.builder.select(self.builder.fcmp_ordered("<", value, zeros), zeros, value)
+
+    def broadcast(self, scalar, vector=_VECTOR):
+        undef = ir.Constant(vector, ir.Undefined)
+        one = self.builder.insert_element(undef, scalar, ir.Constant(_I32, 0))
+        lane_zero = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
+        return self.builder.shuffle_vector(one, undef, lane_zero)
+
+
+def _int(value: int) -> ir.Constant:
+    return ir.Constant(_I64, value)
+
+
+def _function(module: ir.Module, name: str, result, arguments) -> ir.Function:
+    return cgutils.get_or_insert_function(module, ir.FunctionType(result, arguments), name)
+
+
+def _prefer_512_bit_vectors(function: ir.Function) -> None:
+    """Let LLVM keep 16-lane float32 vectors whole in ``function`` (CPUs that prefer 256-bit
+    vectors would split them); function attributes outside llvmlite's known set, so added as
+    the set's raw strings."""
+    for attribute in ('"prefer-vector-width"="512"', '"min-legal-vector-width"="512"'):
+        set.add(function.attributes, attribute)

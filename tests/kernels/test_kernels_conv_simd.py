@@ -1,0 +1,103 @@
+"""The SIMD micro-kernels (``kernels.simd``) and the direct float32 conv built on them
+(``kernels.conv_simd``) against numpy: every block width (12 or 8 pixels, the row's 4, 2 and 1
+pixel tails), 16- and 32-lane filter blocks with the filters past F masked, strides, padding,
+the relu epilogue, and blocks of rows on several threads."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit
+from test_kernels_conv import ref_conv
+
+from fastnn.kernels import conv, conv_simd, simd
+from fastnn.kernels.codes import LINEAR, RELU
+
+_NARROW = simd.block_product(16, (12, 3))
+_WIDE = simd.block_product(32, (2,))
+
+
+@njit(cache=True)
+def _run(wide, rows, out, start, ldo, count, bias, f0, relu, a, a_start, lda, a_step, b, k, outer):
+    args = (rows, out, start, ldo, count, bias, f0, relu, a, a_start, lda, a_step, b, 0, k, outer)
+    if wide:
+        _WIDE(*args)
+    else:
+        _NARROW(*args)
+
+
+def ref_block(rows, lanes, count, bias, f0, relu, a, a_start, lda, a_step, b, k, outer):
+    """The (rows, count) block ``block_product`` computes, in float64."""
+    block = np.zeros((rows, lanes))
+    for o in range(outer):
+        for r in range(rows):
+            start = a_start + o * a_step + r * lda
+            row = a[start : start + k].astype(np.float64)
+            block[r] += row @ b[o * k * lanes : (o + 1) * k * lanes].reshape(k, lanes)
+    block = block[:, :count] + bias[f0 : f0 + count]
+    return np.maximum(block, 0) if relu else block
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.sampled_from([(16, 12), (16, 3), (32, 2)]),
+    count=st.integers(1, 32),
+    k=st.integers(0, 9),
+    outer=st.integers(0, 3),
+    relu=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_block_product_matches_reference(shape, count, k, outer, relu, seed):
+    """A block's sums over strided rows of A and a packed B panel, bias and relu, stored to the
+    block's ``count`` lanes and nowhere else (k or outer 0: the bias alone); each of a
+    product's row counts."""
+    lanes, rows = shape
+    count = min(count, lanes)
+    rng = np.random.default_rng(seed)
+    lda, a_step, a_start, f0, ldo = k + 3, rows * (k + 3) + 5, 2, 3, lanes + 7
+    a = rng.standard_normal(a_start + outer * a_step + rows * lda + k).astype(np.float32)
+    b = rng.standard_normal(max(1, outer * k * lanes)).astype(np.float32)
+    bias = rng.standard_normal(f0 + lanes).astype(np.float32)
+    out = np.full(5 + rows * ldo, np.nan, np.float32)
+    args = (count, bias, f0, relu, a, a_start, lda, a_step, b, k, outer)
+    _run(lanes == 32, rows, out, 5, ldo, *args)
+    expected = ref_block(rows, lanes, *args)
+    written = out[5:].reshape(rows, ldo)
+    np.testing.assert_allclose(written[:, :count], expected, rtol=1e-5, atol=1e-5)
+    assert np.isnan(written[:, count:]).all() and np.isnan(out[:5]).all()
+
+
+def test_block_product_writes_nothing_for_a_row_count_it_lacks():
+    out, ones = np.full(64, np.nan, np.float32), np.ones(64, np.float32)
+    _run(False, 5, out, 0, 16, 16, ones, 0, False, ones, 0, 1, 1, ones, 1, 1)
+    assert np.isnan(out).all()
+
+
+@st.composite
+def simd_cases(draw):
+    """(x_shape, kernel shape, strides, padding): rows long enough for every block width."""
+    padding = draw(st.sampled_from(["valid", "same"]))
+    n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 30))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    if padding == "valid":
+        h, w = max(h, kh), max(w, kw)
+    c = draw(st.sampled_from([1, 3, 5, 16]))
+    filters = draw(st.sampled_from([1, 7, 16, 17, 32, 40]))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return (n, h, w, c), (kh, kw, c, filters), strides, padding
+
+
+@settings(max_examples=40, deadline=None)
+@given(simd_cases(), st.sampled_from([LINEAR, RELU]), st.integers(1, 3), st.integers(0, 2**16))
+def test_simd_conv_matches_reference(case, code, threads, seed):
+    x_shape, kernel_shape, strides, padding = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    kernel = rng.standard_normal(kernel_shape).astype(np.float32)
+    bias = rng.standard_normal(kernel_shape[3]).astype(np.float32)
+    out_h, out_w, pad_top, pad_left = conv.conv_geometry(x_shape, kernel_shape, strides, padding)
+    out = np.full((x_shape[0], out_h, out_w, kernel_shape[3]), np.nan, np.float32)
+    panels = conv_simd.pack_kernel(kernel)
+    geometry = (kernel_shape, strides, pad_top, pad_left)
+    conv_simd.forward(x, panels, bias, *geometry, code == RELU, out, threads)
+    expected = ref_conv(x, kernel, bias, strides, padding, code)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
