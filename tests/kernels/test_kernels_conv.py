@@ -167,7 +167,7 @@ def test_im2col_col2im_match_reference(case, seed):
 
 
 PATHS = ["im2col", "direct", "winograd", "rows", "simd"]
-POOLED_PATHS = PATHS[:3]
+POOLED_PATHS = ["im2col", "direct", "winograd", "simd"]
 # The epilogue's codes (codes.EPILOGUE) and two that the wrappers run as a pass of their own.
 CODES = [
     LINEAR,
@@ -185,18 +185,18 @@ def conv_path(path):
     """Yield the wrappers' extra arguments for a path: im2col + GEMM (chunks of one output row),
     the direct kernels for any taps, Winograd for any 3x3 stride-1 kernel (chunks of 16
     tiles; others take im2col), the along-the-row kernels for any unpooled stride-1 kernel
-    but 1x1 (others take im2col), or the SIMD forward for any unpooled float32 conv (its
-    backward by im2col), each on 3 threads in blocks of as little as one row or image (blocks
-    of uneven sizes run at once on the pool)."""
+    but 1x1 (others take im2col), or the SIMD forward for any float32 conv (its backward by
+    im2col; fused with a pool, in chunks of one image), each on 3 threads in blocks of as
+    little as one row or image (blocks of uneven sizes run at once on the pool)."""
     names = (conv, "DIRECT_MAX_TAPS"), (conv, "TILE_ROWS"), (gemm, "MIN_ROWS_PER_BLOCK")
     names += (winograd, "MIN_CHANNELS"), (winograd, "CHUNK_BYTES")
     names += (conv, "FEW_FILTERS"), (conv, "FEW_CHANNELS")
     names += tuple((conv, name) for name in SIMD_LIMITS) + ((conv, "MIN_FLOPS_PER_BLOCK"),)
-    names += ((conv_simd, "MIN_ROWS_PER_BLOCK"),)
+    names += ((conv_simd, "MIN_ROWS_PER_BLOCK"), (conv, "SIMD_POOL_CHUNK_PIXELS"))
     saved = [getattr(module, name) for module, name in names]
     for name in SIMD_LIMITS:
         setattr(conv, name, 10**9 if path == "simd" else 0)
-    conv.MIN_FLOPS_PER_BLOCK = conv_simd.MIN_ROWS_PER_BLOCK = 1
+    conv.MIN_FLOPS_PER_BLOCK = conv_simd.MIN_ROWS_PER_BLOCK = conv.SIMD_POOL_CHUNK_PIXELS = 1
     conv.DIRECT_MAX_TAPS = 10**9 if path == "direct" else 0
     conv.FEW_FILTERS = conv.FEW_CHANNELS = 10**9 if path == "rows" else 0
     conv.TILE_ROWS = 1  # chunks of one output row: every chunk boundary is exercised

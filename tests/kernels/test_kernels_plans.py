@@ -70,11 +70,14 @@ def test_plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, expected):
 S = conv.SIMD
 # x shape, kernel shape, strides, padding, pooled -> the float32 forward (its backward as in
 # float64): SIMD below 48 channels where Winograd would run, below 64 for a 1x1 stride-1 kernel,
-# else below 576 taps; never fused with a pool
+# else below 576 taps; fused with a pool, only where im2col or one GEMM would run
 SIMD_FORWARDS = [
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, S),  # grey first layers
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", True, D),
     ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", False, S),  # LeNet's
+    ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", True, S),
+    ((64, 14, 14, 6), (5, 5, 6, 16), (1, 1), "valid", True, S),
+    ((64, 14, 14, 32), (3, 3, 32, 64), (1, 1), "same", True, W),
     ((32, 32, 32, 3), (3, 3, 3, 16), (1, 1), "same", False, S),  # RGB first layers
     ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), "same", False, S),
     ((32, 32, 32, 16), (3, 3, 16, 16), (1, 1), "same", False, S),  # ResNet-20's
