@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from .gemm import row_blocks
-from .simd import LANES, block_product
+from .simd import ACCUMULATE, BIAS, BIAS_RELU, LANES, block_product
 
 # Pixels per block by filter-block width: 12 x 16 and 8 x 32 keep 12 and 16 accumulators of the
 # 32 vector registers (a 1-thread product of 8 pixels by 32 filters ran at 174 GFLOP/s, 12 by
@@ -83,7 +83,8 @@ def _conv_rows(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, st
                 pixels = _block_pixels(out_w - x0, lanes)
                 at = (row * out_w + x0) * filters + f0
                 a_start = (y * sh * width + x0 * sw) * c
-                args = (pixels, flat_out, at, filters, count, bias, f0, relu, image, a_start)
+                epilogue = BIAS_RELU if relu else BIAS
+                args = (pixels, flat_out, at, filters, count, bias, f0, epilogue, image, a_start)
                 if lanes == WIDE:
                     _WIDE_BLOCKS(*args, sw * c, width * c, panels[block], 0, run, kh)
                 else:
@@ -93,9 +94,87 @@ def _conv_rows(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, st
 
 @njit(cache=True, nogil=True, inline="always")
 def _block_pixels(left, lanes):
-    """Pixels in the next block of a row with ``left`` pixels to go."""
+    """Rows (pixels, or channels) in the next block with ``left`` of them to go."""
     full = PIXELS_WIDE if lanes == WIDE else PIXELS_NARROW
     return full if left >= full else 4 if left >= 4 else 2 if left >= 2 else 1
+
+
+def kernel_gradient(x, grad, kernel_shape, pad_top, pad_left, dkernel, threads=1):
+    """dkernel (kh,kw,C,F) += the kernel gradient of a stride-1 conv of x (N,H,W,C) whose output
+    gradient is grad (N,oh,ow,F), float32: per image, each block of a tap's channels by a block
+    of filters sums over all output pixels in registers. On up to ``threads`` threads by images,
+    each summing its own part."""
+    parts = []
+
+    def run(start, stop):
+        part = np.zeros(dkernel.shape, np.float32)
+        _kernel_gradient_images(x, grad, *kernel_shape[:2], pad_top, pad_left, part, start, stop)
+        parts.append(part)
+
+    row_blocks(run, x.shape[0], threads, 1)
+    dkernel += sum(parts)
+    return dkernel
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _kernel_gradient_images(x, grad, kh, kw, pad_top, pad_left, dkernel, start, stop):
+    """dkernel += the kernel gradient from images [start, stop): each image copied channel by
+    channel into a zero-bordered buffer (C, height, width), so a tap's input for an output row
+    is one contiguous run; each block of filters of its gradient packed (oh*ow, lanes)."""
+    c = x.shape[3]
+    _, out_h, out_w, filters = grad.shape
+    lanes = lanes_for(filters)
+    height, width = out_h - 1 + kh, out_w - 1 + kw
+    plane = height * width
+    pixels = out_h * out_w
+    image = np.zeros(c * plane, np.float32)
+    flat_grad, flat_dkernel = grad.reshape(-1), dkernel.reshape(-1)
+    packed = flat_grad if filters == lanes else np.zeros(pixels * lanes, np.float32)
+    for n in range(start, stop):
+        _load_planes(x[n], image, height, width, pad_top, pad_left)
+        for f0 in range(0, filters, lanes):
+            count = min(lanes, filters - f0)
+            b_start = n * pixels * filters  # the image's own gradient when it has lanes filters
+            if filters != lanes:
+                _pack_filters(flat_grad, b_start, pixels, filters, f0, count, lanes, packed)
+                b_start = 0
+            for tap in range(kh * kw):
+                i, j = tap // kw, tap % kw
+                c0 = 0
+                while c0 < c:
+                    block = _block_pixels(c - c0, lanes)
+                    at = (tap * c + c0) * filters + f0
+                    a_start = c0 * plane + i * width + j
+                    args = (block, flat_dkernel, at, filters, count, packed, 0, ACCUMULATE)
+                    args_b = (image, a_start, plane, width, packed, b_start, out_w, out_h)
+                    if lanes == WIDE:
+                        _WIDE_BLOCKS(*args, *args_b)
+                    else:
+                        _NARROW_BLOCKS(*args, *args_b)
+                    c0 += block
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pack_filters(flat_grad, start, pixels, filters, f0, count, lanes, packed):
+    """packed (pixels*lanes) = filters f0..f0+count-1 of the (pixels, filters) rows at start."""
+    for p in range(pixels):
+        source = start + p * filters + f0
+        for j in range(count):
+            packed[p * lanes + j] = flat_grad[source + j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _load_planes(img, image, height, width, pad_top, pad_left):
+    """image (C*height*width) = img (H,W,C) channel by channel at (pad_top, pad_left), inside a
+    border left zero."""
+    h, w, c = img.shape
+    rows, cols = min(h, height - pad_top), min(w, width - pad_left)
+    plane = height * width
+    for r in range(rows):
+        for q in range(cols):
+            at = (pad_top + r) * width + pad_left + q
+            for ch in range(c):
+                image[ch * plane + at] = img[r, q, ch]
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -24,32 +24,36 @@ _ARRAY = types.Array(types.float32, 1, "C")
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
+# What a micro-kernel does with its sums (its ``epilogue`` argument): add the bias, then a relu
+# or not; or add them to what ``out`` holds (a gradient summed over blocks of the data).
+BIAS, BIAS_RELU, ACCUMULATE = 0, 1, 2
 
 
 @functools.cache
 def block_product(lanes: int, rows: tuple = (1,)):
-    """The intrinsic ``f(r_count, out, out_start, ldo, count, bias, bias_start, relu, a, a_start,
-    lda, a_step, b, b_start, k, outer)`` on float32 1-D contiguous arrays (``relu`` a bool, the
-    rest integers), for r < r_count (one of ``rows``: a kernel of each is built) and l < count
-    (count <= lanes, a multiple of 16):
+    """The intrinsic ``f(r_count, out, out_start, ldo, count, bias, bias_start, epilogue, a,
+    a_start, lda, a_step, b, b_start, k, outer)`` on float32 1-D contiguous arrays (the rest
+    integers), for r < r_count (one of ``rows``: a kernel of each is built) and l < count
+    (count <= lanes, a multiple of 16), with
 
-        out[out_start + r * ldo + l] = act(bias[bias_start + l] + sum over o < outer, t < k of
-            a[a_start + o * a_step + r * lda + t] * b[b_start + (o * k + t) * lanes + l])
+        sum[r, l] = sum over o < outer, t < k of
+            a[a_start + o * a_step + r * lda + t] * b[b_start + (o * k + t) * lanes + l]
 
-    act is max(., 0) with ``relu``, else none. For a direct conv: r a pixel of an output row,
-    o a kernel row, t the kw * C inputs of a window's row. Lanes past ``count`` are neither
-    read from bias nor written; an r_count not in ``rows`` writes nothing. No bounds checks:
-    the caller's indices must be in range.
+    sets out[out_start + r * ldo + l] to bias[bias_start + l] + sum[r, l] (``BIAS``), the same
+    through max(., 0) (``BIAS_RELU``), or adds sum[r, l] to it (``ACCUMULATE``, bias unread).
+    For a direct conv: r a pixel of an output row, o a kernel row, t the kw * C inputs of a
+    window's row. Lanes past ``count`` are neither read nor written; an r_count not in ``rows``
+    writes nothing. No bounds checks: the caller's indices must be in range.
     """
     if lanes % LANES:
         raise ValueError(f"lanes must be a multiple of {LANES}, got {lanes}")
 
     @intrinsic
     def product(
-        typingctx, r_count, out, out_start, ldo, count, bias, bias_start, relu,
+        typingctx, r_count, out, out_start, ldo, count, bias, bias_start, epilogue,
         a, a_start, lda, a_step, b, b_start, k, outer,
     ):  # fmt: skip
-        args = (r_count, out, out_start, ldo, count, bias, bias_start, relu)
+        args = (r_count, out, out_start, ldo, count, bias, bias_start, epilogue)
         args += (a, a_start, lda, a_step, b, b_start, k, outer)
         if any(array != _ARRAY for array in (out, bias, a, b)):
             return None
@@ -60,9 +64,8 @@ def block_product(lanes: int, rows: tuple = (1,)):
                 context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
                 for v, t in zip(values, sig.args)
             ]
-            r_count, out, out_start, ldo, count, bias, bias_start = wide[:7]
+            r_count, out, out_start, ldo, count, bias, bias_start, epilogue = wide[:8]
             a, a_start, lda, a_step, b, b_start, k, outer = wide[8:]
-            relu = context.cast(builder, values[7], sig.args[7], types.boolean)
             data = {
                 name: context.make_array(_ARRAY)(context, builder, value).data
                 for name, value in (("out", out), ("bias", bias), ("a", a), ("b", b))
@@ -77,7 +80,7 @@ def block_product(lanes: int, rows: tuple = (1,)):
                 builder.position_at_end(case)
                 kernel = _Kernel(builder, choice, lanes)
                 sums = kernel.products(a_ptr, lda, a_step, b_ptr, k, outer)
-                kernel.store_block(sums, bias_ptr, count, relu, data["out"], out_start, ldo)
+                kernel.store_block(sums, bias_ptr, count, epilogue, data["out"], out_start, ldo)
                 builder.branch(merge)
             builder.position_at_end(merge)
             return context.get_dummy_value()
@@ -163,17 +166,27 @@ class _Kernel:
         v = self.vectors
         return [finals[r * v : (r + 1) * v] for r in range(self.rows)]
 
-    def store_block(self, sums, bias_ptr, count, relu, out_ptr, out_start, ldo):
-        """out rows r: act(sums[r] + bias), the lanes below ``count`` of each."""
+    def store_block(self, sums, bias_ptr, count, epilogue, out_ptr, out_start, ldo):
+        """out rows r = the ``epilogue`` of sums[r], the lanes below ``count`` of each."""
         builder = self.builder
         masks = self.masks(count)
-        biases = [self.load(bias_ptr, v * LANES, masks[v]) for v in range(self.vectors)]
-        for r, vectors in enumerate(sums):
-            row = builder.gep(out_ptr, [builder.add(out_start, builder.mul(ldo, _int(r)))])
-            for v, total in enumerate(vectors):
-                value = builder.fadd(total, biases[v])
-                value = builder.select(relu, self.relu(value), value)
-                self.store(value, row, v * LANES, masks[v])
+        relu = builder.icmp_signed("==", epilogue, _int(BIAS_RELU))
+        accumulate = builder.icmp_signed("==", epilogue, _int(ACCUMULATE))
+        with builder.if_else(accumulate) as (then, otherwise):
+            with then:
+                for r, vectors in enumerate(sums):
+                    row = builder.gep(out_ptr, [builder.add(out_start, builder.mul(ldo, _int(r)))])
+                    for v, total in enumerate(vectors):
+                        value = builder.fadd(total, self.load(row, v * LANES, masks[v]))
+                        self.store(value, row, v * LANES, masks[v])
+            with otherwise:
+                biases = [self.load(bias_ptr, v * LANES, masks[v]) for v in range(self.vectors)]
+                for r, vectors in enumerate(sums):
+                    row = builder.gep(out_ptr, [builder.add(out_start, builder.mul(ldo, _int(r)))])
+                    for v, total in enumerate(vectors):
+                        value = builder.fadd(total, biases[v])
+                        value = builder.select(relu, self.relu(value), value)
+                        self.store(value, row, v * LANES, masks[v])
 
     def masks(self, count):
         """Per vector of the block, which of its lanes are below ``count`` (None: all, known)."""

@@ -185,9 +185,10 @@ def conv_path(path):
     """Yield the wrappers' extra arguments for a path: im2col + GEMM (chunks of one output row),
     the direct kernels for any taps, Winograd for any 3x3 stride-1 kernel (chunks of 16
     tiles; others take im2col), the along-the-row kernels for any unpooled stride-1 kernel
-    but 1x1 (others take im2col), or the SIMD forward for any float32 conv (its backward by
-    im2col; fused with a pool, in chunks of one image), each on 3 threads in blocks of as
-    little as one row or image (blocks of uneven sizes run at once on the pool)."""
+    but 1x1 (others take im2col), or the SIMD forward for any float32 conv (fused with a pool,
+    in chunks of one image) and its gradients where the plan takes SIMD for them (others by
+    im2col), each on 3 threads in blocks of as little as one row or image (blocks of uneven
+    sizes run at once on the pool)."""
     names = (conv, "DIRECT_MAX_TAPS"), (conv, "TILE_ROWS"), (gemm, "MIN_ROWS_PER_BLOCK")
     names += (winograd, "MIN_CHANNELS"), (winograd, "CHUNK_BYTES")
     names += (conv, "FEW_FILTERS"), (conv, "FEW_CHANNELS")
@@ -201,7 +202,7 @@ def conv_path(path):
     conv.FEW_FILTERS = conv.FEW_CHANNELS = 10**9 if path == "rows" else 0
     conv.TILE_ROWS = 1  # chunks of one output row: every chunk boundary is exercised
     gemm.MIN_ROWS_PER_BLOCK = 1
-    winograd.MIN_CHANNELS = 1 if path == "winograd" else 10**9
+    winograd.MIN_CHANNELS = 1 if path in ("winograd", "simd") else 10**9  # simd: its dx then
     winograd.CHUNK_BYTES = 1  # the fewest tiles a chunk holds
     try:
         yield {"threads": 3}
@@ -211,6 +212,7 @@ def conv_path(path):
 
 
 SIMD_LIMITS = ("SIMD_MAX_TAPS", "SIMD_MAX_WINOGRAD_CHANNELS", "SIMD_MAX_POINTWISE_CHANNELS")
+SIMD_LIMITS += ("SIMD_GRADIENTS",)  # 0: none by SIMD; 10**9 (true): where the plan says
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
-from test_kernels_conv import ref_conv
+from test_kernels_conv import ref_conv, ref_conv_backward
 
 from fastnn.kernels import conv, conv_simd, simd
 from fastnn.kernels.codes import LINEAR, RELU
@@ -17,24 +17,23 @@ _WIDE = simd.block_product(32, (2,))
 
 
 @njit(cache=True)
-def _run(wide, rows, out, start, ldo, count, bias, f0, relu, a, a_start, lda, a_step, b, k, outer):
-    args = (rows, out, start, ldo, count, bias, f0, relu, a, a_start, lda, a_step, b, 0, k, outer)
+def _run(wide, rows, out, start, ldo, count, bias, f0, mode, a, a_start, lda, a_step, b, k, outer):
+    args = (rows, out, start, ldo, count, bias, f0, mode, a, a_start, lda, a_step, b, 0, k, outer)
     if wide:
         _WIDE(*args)
     else:
         _NARROW(*args)
 
 
-def ref_block(rows, lanes, count, bias, f0, relu, a, a_start, lda, a_step, b, k, outer):
-    """The (rows, count) block ``block_product`` computes, in float64."""
+def ref_sums(rows, lanes, count, a, a_start, lda, a_step, b, k, outer):
+    """The (rows, count) sums ``block_product`` computes, in float64."""
     block = np.zeros((rows, lanes))
     for o in range(outer):
         for r in range(rows):
             start = a_start + o * a_step + r * lda
             row = a[start : start + k].astype(np.float64)
             block[r] += row @ b[o * k * lanes : (o + 1) * k * lanes].reshape(k, lanes)
-    block = block[:, :count] + bias[f0 : f0 + count]
-    return np.maximum(block, 0) if relu else block
+    return block[:, :count]
 
 
 @settings(max_examples=30, deadline=None)
@@ -43,13 +42,13 @@ def ref_block(rows, lanes, count, bias, f0, relu, a, a_start, lda, a_step, b, k,
     count=st.integers(1, 32),
     k=st.integers(0, 9),
     outer=st.integers(0, 3),
-    relu=st.booleans(),
+    epilogue=st.sampled_from([simd.BIAS, simd.BIAS_RELU, simd.ACCUMULATE]),
     seed=st.integers(0, 2**16),
 )
-def test_block_product_matches_reference(shape, count, k, outer, relu, seed):
-    """A block's sums over strided rows of A and a packed B panel, bias and relu, stored to the
-    block's ``count`` lanes and nowhere else (k or outer 0: the bias alone); each of a
-    product's row counts."""
+def test_block_product_matches_reference(shape, count, k, outer, epilogue, seed):
+    """A block's sums over strided rows of A and a packed B panel, plus the bias (and a relu)
+    or added to the output, stored to the block's ``count`` lanes and nowhere else (k or outer
+    0: no sums); each of a product's row counts."""
     lanes, rows = shape
     count = min(count, lanes)
     rng = np.random.default_rng(seed)
@@ -58,9 +57,32 @@ def test_block_product_matches_reference(shape, count, k, outer, relu, seed):
     b = rng.standard_normal(max(1, outer * k * lanes)).astype(np.float32)
     bias = rng.standard_normal(f0 + lanes).astype(np.float32)
     out = np.full(5 + rows * ldo, np.nan, np.float32)
-    args = (count, bias, f0, relu, a, a_start, lda, a_step, b, k, outer)
-    _run(lanes == 32, rows, out, 5, ldo, *args)
-    expected = ref_block(rows, lanes, *args)
+    before = rng.standard_normal((rows, count)).astype(np.float32)
+    out[5:].reshape(rows, ldo)[:, :count] = before
+    _run(
+        lanes == 32,
+        rows,
+        out,
+        5,
+        ldo,
+        count,
+        bias,
+        f0,
+        epilogue,
+        a,
+        a_start,
+        lda,
+        a_step,
+        b,
+        k,
+        outer,
+    )
+    sums = ref_sums(rows, lanes, count, a, a_start, lda, a_step, b, k, outer)
+    if epilogue == simd.ACCUMULATE:
+        expected = before + sums
+    else:
+        expected = sums + bias[f0 : f0 + count]
+        expected = np.maximum(expected, 0) if epilogue == simd.BIAS_RELU else expected
     written = out[5:].reshape(rows, ldo)
     np.testing.assert_allclose(written[:, :count], expected, rtol=1e-5, atol=1e-5)
     assert np.isnan(written[:, count:]).all() and np.isnan(out[:5]).all()
@@ -68,7 +90,7 @@ def test_block_product_matches_reference(shape, count, k, outer, relu, seed):
 
 def test_block_product_writes_nothing_for_a_row_count_it_lacks():
     out, ones = np.full(64, np.nan, np.float32), np.ones(64, np.float32)
-    _run(False, 5, out, 0, 16, 16, ones, 0, False, ones, 0, 1, 1, ones, 1, 1)
+    _run(False, 5, out, 0, 16, 16, ones, 0, simd.BIAS, ones, 0, 1, 1, ones, 1, 1)
     assert np.isnan(out).all()
 
 
@@ -101,3 +123,32 @@ def test_simd_conv_matches_reference(case, code, threads, seed):
     conv_simd.forward(x, panels, bias, *geometry, code == RELU, out, threads)
     expected = ref_conv(x, kernel, bias, strides, padding, code)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+@st.composite
+def gradient_cases(draw):
+    """(x_shape, kernel shape, padding) of stride-1 convs: channel blocks of 12/8, 4, 2 and 1."""
+    padding = draw(st.sampled_from(["valid", "same"]))
+    n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 7)), draw(st.integers(1, 9))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    if padding == "valid":
+        h, w = max(h, kh), max(w, kw)
+    c = draw(st.sampled_from([1, 3, 8, 15, 16]))
+    filters = draw(st.sampled_from([1, 7, 16, 17, 32, 40]))
+    return (n, h, w, c), (kh, kw, c, filters), padding
+
+
+@settings(max_examples=40, deadline=None)
+@given(gradient_cases(), st.integers(1, 3), st.integers(0, 2**16))
+def test_simd_kernel_gradient_matches_reference(case, threads, seed):
+    """dkernel += the stride-1 conv's kernel gradient, summed over images on several threads."""
+    x_shape, kernel_shape, padding = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    kernel = rng.standard_normal(kernel_shape).astype(np.float32)
+    out_h, out_w, pad_top, pad_left = conv.conv_geometry(x_shape, kernel_shape, (1, 1), padding)
+    grad = rng.standard_normal((x_shape[0], out_h, out_w, kernel_shape[3])).astype(np.float32)
+    dkernel = np.ones(kernel_shape, np.float32)
+    conv_simd.kernel_gradient(x, grad, kernel_shape, pad_top, pad_left, dkernel, threads)
+    _, expected, _ = ref_conv_backward(x, kernel, grad, (1, 1), padding)
+    np.testing.assert_allclose(dkernel, expected + 1, rtol=1e-4, atol=1e-4)

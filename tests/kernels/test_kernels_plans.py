@@ -14,7 +14,7 @@ D, W, I, P = conv.DIRECT, conv.WINOGRAD, conv.IM2COL, conv.POINTWISE  # noqa: E7
 RW = conv.ROWS
 
 # x shape, kernel shape, strides, padding, pooled -> forward, kernel gradient, input gradient,
-# quads (the fused pool's 4x4-patch kernels), in float64 (float32 forwards: SIMD_FORWARDS)
+# quads (the fused pool's 4x4-patch kernels), in float64 (float32: FLOAT32_PLANS)
 CONV_PLANS = [
     # seed_cnn's convs: a 3x3 first layer on grey images, then 32 to 64 channels
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, (D, D, I, False)),
@@ -68,37 +68,42 @@ def test_plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, expected):
 
 
 S = conv.SIMD
-# x shape, kernel shape, strides, padding, pooled -> the float32 forward (its backward as in
-# float64): SIMD below 48 channels where Winograd would run, below 64 for a 1x1 stride-1 kernel,
-# else below 576 taps; fused with a pool, only where im2col or one GEMM would run
-SIMD_FORWARDS = [
-    ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, S),  # grey first layers
-    ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", True, D),
-    ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", False, S),  # LeNet's
-    ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", True, S),
-    ((64, 14, 14, 6), (5, 5, 6, 16), (1, 1), "valid", True, S),
-    ((64, 14, 14, 32), (3, 3, 32, 64), (1, 1), "same", True, W),
-    ((32, 32, 32, 3), (3, 3, 3, 16), (1, 1), "same", False, S),  # RGB first layers
-    ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), "same", False, S),
-    ((32, 32, 32, 16), (3, 3, 16, 16), (1, 1), "same", False, S),  # ResNet-20's
-    ((32, 16, 16, 32), (3, 3, 32, 32), (1, 1), "same", False, S),
-    ((32, 8, 8, 64), (3, 3, 64, 64), (1, 1), "same", False, W),
-    ((32, 16, 16, 48), (3, 3, 48, 48), (1, 1), "same", False, W),
-    ((32, 32, 32, 16), (3, 3, 16, 32), (2, 2), "same", False, S),
-    ((32, 8, 8, 256), (3, 3, 256, 512), (2, 2), "same", False, I),
-    ((32, 16, 16, 32), (1, 1, 32, 64), (1, 1), "valid", False, S),  # pointwise
-    ((32, 16, 16, 64), (1, 1, 64, 256), (1, 1), "valid", False, P),
-    ((32, 16, 16, 63), (5, 5, 63, 8), (1, 1), "same", False, I),  # taps 1575
-    ((32, 16, 16, 22), (5, 5, 22, 8), (1, 1), "same", False, S),  # taps 550
+# x shape, kernel shape, strides, padding, pooled -> forward, kernel gradient, input gradient in
+# float32 (the rest as in float64). The forward by SIMD below 48 channels where Winograd would
+# run, below 64 for a 1x1 stride-1 kernel, else below 576 taps; fused with a pool, only where
+# im2col or one GEMM would run. Unpooled, the kernel gradient of a stride-1 kernel but 1x1, on
+# 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
+# would (not from 64 channels in and out)
+FLOAT32_PLANS = [
+    ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, (S, D, I)),  # grey first layers
+    ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", True, (D, D, I)),
+    ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", False, (S, RW, I)),  # LeNet's
+    ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", True, (S, I, I)),
+    ((64, 14, 14, 6), (5, 5, 6, 16), (1, 1), "valid", True, (S, I, I)),
+    ((64, 14, 14, 6), (5, 5, 6, 16), (1, 1), "valid", False, (S, S, I)),
+    ((64, 14, 14, 32), (3, 3, 32, 64), (1, 1), "same", True, (W, W, W)),
+    ((32, 32, 32, 3), (3, 3, 3, 16), (1, 1), "same", False, (S, S, I)),  # RGB first layers
+    ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), "same", False, (S, I, I)),
+    ((32, 32, 32, 16), (3, 3, 16, 16), (1, 1), "same", False, (S, S, S)),  # ResNet-20's
+    ((32, 16, 16, 32), (3, 3, 32, 32), (1, 1), "same", False, (S, S, S)),
+    ((32, 8, 8, 64), (3, 3, 64, 64), (1, 1), "same", False, (W, W, W)),
+    ((32, 16, 16, 48), (3, 3, 48, 48), (1, 1), "same", False, (W, S, S)),
+    ((32, 16, 16, 64), (3, 3, 64, 32), (1, 1), "same", False, (W, S, S)),
+    ((32, 32, 32, 16), (3, 3, 16, 32), (2, 2), "same", False, (S, I, I)),
+    ((32, 8, 8, 256), (3, 3, 256, 512), (2, 2), "same", False, (I, I, I)),
+    ((32, 16, 16, 32), (1, 1, 32, 64), (1, 1), "valid", False, (S, P, P)),  # pointwise
+    ((32, 16, 16, 64), (1, 1, 64, 256), (1, 1), "valid", False, (P, P, P)),
+    ((32, 16, 16, 63), (5, 5, 63, 8), (1, 1), "same", False, (I, S, I)),  # taps 1575
+    ((32, 16, 16, 22), (5, 5, 22, 8), (1, 1), "same", False, (S, S, I)),  # taps 550
 ]
 
 
-@pytest.mark.parametrize("x_shape, kernel_shape, strides, padding, pooled, forward", SIMD_FORWARDS)
-def test_plan_conv2d_float32_forward(x_shape, kernel_shape, strides, padding, pooled, forward):
+@pytest.mark.parametrize("x_shape, kernel_shape, strides, padding, pooled, expected", FLOAT32_PLANS)
+def test_plan_conv2d_float32(x_shape, kernel_shape, strides, padding, pooled, expected):
     plan = conv.plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, np.float32)
     base = conv.plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, np.float64)
-    assert plan.forward == forward
-    assert plan._replace(forward=base.forward) == base
+    assert (plan.forward, plan.dkernel, plan.dx) == expected
+    assert plan._replace(forward=base.forward, dkernel=base.dkernel, dx=base.dx) == base
 
 
 def test_plan_conv2d_refuses_a_kernel_larger_than_the_input():
