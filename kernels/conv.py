@@ -967,9 +967,8 @@ SIMD_MAX_WINOGRAD_CHANNELS = 48
 # The float32 backward of a stride-1 kernel (but 1x1, or on one channel) computes its kernel
 # gradient by SIMD (``conv_simd.kernel_gradient``, 1.2-2.7x faster than Winograd or im2col for
 # 3x3 and 5x5 on 3 to 64 channels); where Winograd would have run, its input gradient too, as
-# the SIMD conv of grad_z with the flipped kernel (with the kernel gradient: 1.2-2.1x faster
-# than Winograd's, on par from 64 channels in and out, where Winograd stays).
-SIMD_MIN_WINOGRAD_BACKWARD_CHANNELS = 64
+# the SIMD conv of grad_z with the flipped kernel (both: 1.1-1.6x faster than Winograd's from
+# 16 to 128 channels, 2.9x at 256 on 4x4 images).
 SIMD_GRADIENTS = True  # False: float32 backward plans as float64's (their own tests' paths)
 SIMD_MAX_POINTWISE_CHANNELS = 64
 SIMD_MAX_TAPS = 576
@@ -1004,9 +1003,8 @@ def plan_conv2d(
     ``SIMD_MAX_WINOGRAD_CHANNELS`` channels for a kernel Winograd would take, below
     ``SIMD_MAX_POINTWISE_CHANNELS`` for a 1x1 stride-1 one, else below ``SIMD_MAX_TAPS`` taps.
     Unpooled, a float32 stride-1 kernel on more than one channel takes its kernel gradient by
-    SIMD where Winograd or im2col would run, and its input gradient where Winograd would, but
-    for Winograd kernels from ``SIMD_MIN_WINOGRAD_BACKWARD_CHANNELS`` in and out. Otherwise
-    (float64 too) as follows.
+    SIMD where Winograd or im2col would run, and its input gradient where Winograd would.
+    Otherwise (float64 too) as follows.
 
     A kernel with few taps (``kh * kw * C <= DIRECT_MAX_TAPS``, such as a model's first 3x3 layer
     on a grey image) makes a GEMM too thin to pay for im2col: it runs DIRECT, forward and kernel
@@ -1040,9 +1038,7 @@ def plan_conv2d(
             SIMD if (simd_pool or not pooled) and _simd_wins(kernel_shape, forward) else forward
         )
         if SIMD_GRADIENTS and not pooled and stride_1 and dkernel in (WINOGRAD, IM2COL) and c > 1:
-            wide = dkernel == WINOGRAD and min(c, filters) >= SIMD_MIN_WINOGRAD_BACKWARD_CHANNELS
-            dkernel = dkernel if wide else SIMD
-            dx = SIMD if dkernel == SIMD and dx == WINOGRAD else dx
+            dkernel, dx = SIMD, SIMD if dx == WINOGRAD else dx
     quads = pooled and (kh, kw, c) in ((3, 3, 1), (3, 3, 3)) and stride_1
     return ConvPlan(forward, dkernel, dx, quads, out_h, out_w, pad_top, pad_left)
 

@@ -73,7 +73,7 @@ S = conv.SIMD
 # run, below 64 for a 1x1 stride-1 kernel, else below 576 taps; fused with a pool, only where
 # im2col or one GEMM would run. Unpooled, the kernel gradient of a stride-1 kernel but 1x1, on
 # 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
-# would (not from 64 channels in and out)
+# would
 FLOAT32_PLANS = [
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, (S, D, I)),  # grey first layers
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", True, (D, D, I)),
@@ -86,7 +86,7 @@ FLOAT32_PLANS = [
     ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), "same", False, (S, I, I)),
     ((32, 32, 32, 16), (3, 3, 16, 16), (1, 1), "same", False, (S, S, S)),  # ResNet-20's
     ((32, 16, 16, 32), (3, 3, 32, 32), (1, 1), "same", False, (S, S, S)),
-    ((32, 8, 8, 64), (3, 3, 64, 64), (1, 1), "same", False, (W, W, W)),
+    ((32, 8, 8, 64), (3, 3, 64, 64), (1, 1), "same", False, (W, S, S)),
     ((32, 16, 16, 48), (3, 3, 48, 48), (1, 1), "same", False, (W, S, S)),
     ((32, 16, 16, 64), (3, 3, 64, 32), (1, 1), "same", False, (W, S, S)),
     ((32, 32, 32, 16), (3, 3, 16, 32), (2, 2), "same", False, (S, I, I)),
