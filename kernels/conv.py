@@ -958,20 +958,26 @@ def _rows_dkernel_row(img, grad_t, h0, sw, pad_left, window, acc):
 DIRECT, WINOGRAD, IM2COL, POINTWISE = "direct", "winograd", "im2col", "pointwise"
 ROWS = "rows"  # few filters: along the output row, filter by filter
 SIMD = "simd"  # float32 forward: register-blocked direct conv on SIMD micro-kernels (conv_simd)
-# The float32 forward runs SIMD below these sizes, where it measured faster than the GEMM paths
-# (2 threads, batch 32-256): 16 to 32 channels 3x3 1.3-2.2x over Winograd, 5x5 on 16 2.3x, the
-# RGB and grey first layers 1.3-3.6x over direct loops, 1x1 on 16 to 32 channels 1.3-1.6x over
-# one GEMM. From 48 channels Winograd's fewer multiplications win (0.7-0.85x), and with
-# SIMD_MAX_TAPS taps and more the GEMMs reuse their panels better (256 to 512 channels 0.5x).
+# The float32 forward runs SIMD where it measured faster than the other paths (2 threads, batch
+# 32-256): 3x3 on 16 to 32 channels 1.1-2.2x over Winograd, and on 48 to 128 channels into 16
+# to 32 filters 1.0-1.1x (from 48 channels into more filters Winograd's fewer multiplications
+# win, 0.7-0.85x); 5x5 on 16 channels 2.3x over im2col; the RGB and grey first layers 1.3-3.6x
+# over the direct loops; 1x1 from under 48 channels into 16 or more filters 1.0-1.3x over one
+# GEMM (into fewer, or from 48, 0.5-0.9x: memory-bound, a filter block's lanes left empty).
+# From SIMD_MAX_TAPS taps the GEMMs reuse their panels better (256 to 512 channels 0.5x). One
+# filter (a lane of 16 used) stays on the GEMMs.
 SIMD_MAX_WINOGRAD_CHANNELS = 48
+SIMD_MAX_WINOGRAD_FILTERS = 32  # or fewer filters, from any number of channels
+SIMD_MAX_POINTWISE_CHANNELS = 48
+SIMD_MIN_POINTWISE_FILTERS = 16
+SIMD_MAX_TAPS = 576
+SIMD_MIN_FILTERS = 2
 # The float32 backward of a stride-1 kernel (but 1x1, or on one channel) computes its kernel
 # gradient by SIMD (``conv_simd.kernel_gradient``, 1.2-2.7x faster than Winograd or im2col for
 # 3x3 and 5x5 on 3 to 64 channels); where Winograd would have run, its input gradient too, as
 # the SIMD conv of grad_z with the flipped kernel (both: 1.1-1.6x faster than Winograd's from
 # 16 to 128 channels, 2.9x at 256 on 4x4 images).
 SIMD_GRADIENTS = True  # False: float32 backward plans as float64's (their own tests' paths)
-SIMD_MAX_POINTWISE_CHANNELS = 64
-SIMD_MAX_TAPS = 576
 
 
 class ConvPlan(NamedTuple):
@@ -999,9 +1005,8 @@ def plan_conv2d(
     """The algorithms of a conv of x (N,H,W,C) with kernel (kh,kw,C,F), forward and backward,
     alone or (``pooled``) fused with a 2x2 stride-2 max pool; ValueError if it does not fit.
 
-    Unpooled, the forward of a float32 conv runs SIMD where it measured faster: below
-    ``SIMD_MAX_WINOGRAD_CHANNELS`` channels for a kernel Winograd would take, below
-    ``SIMD_MAX_POINTWISE_CHANNELS`` for a 1x1 stride-1 one, else below ``SIMD_MAX_TAPS`` taps.
+    The forward of a float32 conv runs SIMD where it measured faster (``_simd_wins``: see the
+    SIMD_ constants) and, fused with a max pool, where im2col or one GEMM would run.
     Unpooled, a float32 stride-1 kernel on more than one channel takes its kernel gradient by
     SIMD where Winograd or im2col would run, and its input gradient where Winograd would.
     Otherwise (float64 too) as follows.
@@ -1045,11 +1050,13 @@ def plan_conv2d(
 
 def _simd_wins(kernel_shape, forward: str) -> bool:
     """Whether the float32 forward of this kernel (kh,kw,C,F) runs SIMD rather than ``forward``."""
-    kh, kw, c, _ = kernel_shape
+    kh, kw, c, filters = kernel_shape
+    if filters < SIMD_MIN_FILTERS:
+        return False
     if forward == WINOGRAD:
-        return c < SIMD_MAX_WINOGRAD_CHANNELS
+        return c < SIMD_MAX_WINOGRAD_CHANNELS or filters <= SIMD_MAX_WINOGRAD_FILTERS
     if forward == POINTWISE:
-        return c < SIMD_MAX_POINTWISE_CHANNELS
+        return c < SIMD_MAX_POINTWISE_CHANNELS and filters >= SIMD_MIN_POINTWISE_FILTERS
     return kh * kw * c < SIMD_MAX_TAPS
 
 

@@ -195,8 +195,8 @@ def conv_path(path):
     names += tuple((conv, name) for name in SIMD_LIMITS) + ((conv, "MIN_FLOPS_PER_BLOCK"),)
     names += ((conv_simd, "MIN_ROWS_PER_BLOCK"), (conv, "SIMD_POOL_CHUNK_PIXELS"))
     saved = [getattr(module, name) for module, name in names]
-    for name in SIMD_LIMITS:
-        setattr(conv, name, 10**9 if path == "simd" else 0)
+    for name, (every, none) in SIMD_LIMITS.items():
+        setattr(conv, name, every if path == "simd" else none)
     conv.MIN_FLOPS_PER_BLOCK = conv_simd.MIN_ROWS_PER_BLOCK = conv.SIMD_POOL_CHUNK_PIXELS = 1
     conv.DIRECT_MAX_TAPS = 10**9 if path == "direct" else 0
     conv.FEW_FILTERS = conv.FEW_CHANNELS = 10**9 if path == "rows" else 0
@@ -211,8 +211,16 @@ def conv_path(path):
             setattr(module, name, value)
 
 
-SIMD_LIMITS = ("SIMD_MAX_TAPS", "SIMD_MAX_WINOGRAD_CHANNELS", "SIMD_MAX_POINTWISE_CHANNELS")
-SIMD_LIMITS += ("SIMD_GRADIENTS",)  # 0: none by SIMD; 10**9 (true): where the plan says
+# The plan's SIMD limits, as (every conv SIMD, none SIMD): gradients where the plan says.
+SIMD_LIMITS = {
+    "SIMD_MAX_TAPS": (10**9, 0),
+    "SIMD_MAX_WINOGRAD_CHANNELS": (10**9, 0),
+    "SIMD_MAX_WINOGRAD_FILTERS": (10**9, -1),
+    "SIMD_MAX_POINTWISE_CHANNELS": (10**9, 0),
+    "SIMD_MIN_POINTWISE_FILTERS": (0, 10**9),
+    "SIMD_MIN_FILTERS": (0, 10**9),
+    "SIMD_GRADIENTS": (True, False),
+}
 
 
 @contextlib.contextmanager
@@ -221,8 +229,9 @@ def without_rows():
     kernels' own rows."""
     names = ("FEW_FILTERS", *SIMD_LIMITS)
     saved = [getattr(conv, name) for name in names]
-    for name in names:
-        setattr(conv, name, 0)
+    conv.FEW_FILTERS = 0
+    for name, (_, none) in SIMD_LIMITS.items():
+        setattr(conv, name, none)
     try:
         yield
     finally:

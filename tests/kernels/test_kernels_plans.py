@@ -69,9 +69,10 @@ def test_plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, expected):
 
 S = conv.SIMD
 # x shape, kernel shape, strides, padding, pooled -> forward, kernel gradient, input gradient in
-# float32 (the rest as in float64). The forward by SIMD below 48 channels where Winograd would
-# run, below 64 for a 1x1 stride-1 kernel, else below 576 taps; fused with a pool, only where
-# im2col or one GEMM would run. Unpooled, the kernel gradient of a stride-1 kernel but 1x1, on
+# float32 (the rest as in float64). The forward by SIMD from 2 filters, where Winograd would run
+# below 48 channels or into at most 32 filters, for a 1x1 stride-1 kernel below 48 channels into
+# 16 or more filters, else below 576 taps; fused with a pool, only where im2col or one GEMM
+# would run. Unpooled, the kernel gradient of a stride-1 kernel but 1x1, on
 # 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
 # would
 FLOAT32_PLANS = [
@@ -88,11 +89,14 @@ FLOAT32_PLANS = [
     ((32, 16, 16, 32), (3, 3, 32, 32), (1, 1), "same", False, (S, S, S)),
     ((32, 8, 8, 64), (3, 3, 64, 64), (1, 1), "same", False, (W, S, S)),
     ((32, 16, 16, 48), (3, 3, 48, 48), (1, 1), "same", False, (W, S, S)),
-    ((32, 16, 16, 64), (3, 3, 64, 32), (1, 1), "same", False, (W, S, S)),
+    ((32, 16, 16, 64), (3, 3, 64, 32), (1, 1), "same", False, (S, S, S)),
+    ((32, 16, 16, 128), (3, 3, 128, 64), (1, 1), "same", False, (W, S, S)),
+    ((32, 64, 64, 16), (3, 3, 16, 1), (1, 1), "same", False, (W, S, S)),  # one filter
     ((32, 32, 32, 16), (3, 3, 16, 32), (2, 2), "same", False, (S, I, I)),
     ((32, 8, 8, 256), (3, 3, 256, 512), (2, 2), "same", False, (I, I, I)),
     ((32, 16, 16, 32), (1, 1, 32, 64), (1, 1), "valid", False, (S, P, P)),  # pointwise
     ((32, 16, 16, 64), (1, 1, 64, 256), (1, 1), "valid", False, (P, P, P)),
+    ((32, 16, 16, 32), (1, 1, 32, 8), (1, 1), "valid", False, (P, P, P)),
     ((32, 16, 16, 63), (5, 5, 63, 8), (1, 1), "same", False, (I, S, I)),  # taps 1575
     ((32, 16, 16, 22), (5, 5, 22, 8), (1, 1), "same", False, (S, S, I)),  # taps 550
 ]
