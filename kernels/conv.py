@@ -976,7 +976,10 @@ SIMD_MIN_FILTERS = 2
 # gradient by SIMD (``conv_simd.kernel_gradient``, 1.2-2.7x faster than Winograd or im2col for
 # 3x3 and 5x5 on 3 to 64 channels); where Winograd would have run, its input gradient too, as
 # the SIMD conv of grad_z with the flipped kernel (both: 1.1-1.6x faster than Winograd's from
-# 16 to 128 channels, 2.9x at 256 on 4x4 images).
+# 16 to 128 channels, 2.9x at 256 on 4x4 images). The input gradient of a 1x1 stride-1 kernel
+# into fewer than 16 filters from 16 or more channels, a GEMM thin in K, runs as the 1x1 SIMD
+# conv of grad_z (U-Net's last conv, 16 -> 1: 3.3x faster; 16 -> 3 1.1x; from 16 filters on
+# par or slower).
 SIMD_GRADIENTS = True  # False: float32 backward plans as float64's (their own tests' paths)
 
 
@@ -1008,7 +1011,8 @@ def plan_conv2d(
     The forward of a float32 conv runs SIMD where it measured faster (``_simd_wins``: see the
     SIMD_ constants) and, fused with a max pool, where im2col or one GEMM would run.
     Unpooled, a float32 stride-1 kernel on more than one channel takes its kernel gradient by
-    SIMD where Winograd or im2col would run, and its input gradient where Winograd would.
+    SIMD where Winograd or im2col would run, and its input gradient where Winograd would; a 1x1
+    one into fewer than 16 filters from 16 or more channels its input gradient.
     Otherwise (float64 too) as follows.
 
     A kernel with few taps (``kh * kw * C <= DIRECT_MAX_TAPS``, such as a model's first 3x3 layer
@@ -1044,6 +1048,9 @@ def plan_conv2d(
         )
         if SIMD_GRADIENTS and not pooled and stride_1 and dkernel in (WINOGRAD, IM2COL) and c > 1:
             dkernel, dx = SIMD, SIMD if dx == WINOGRAD else dx
+        # dx = grad_z (.., F) @ kernel.T: a GEMM thin in K below 16 filters, a 1x1 conv by SIMD
+        thin = filters < SIMD_MIN_POINTWISE_FILTERS <= c
+        dx = SIMD if SIMD_GRADIENTS and not pooled and pointwise and thin else dx
     quads = pooled and (kh, kw, c) in ((3, 3, 1), (3, 3, 3)) and stride_1
     return ConvPlan(forward, dkernel, dx, quads, out_h, out_w, pad_top, pad_left)
 
@@ -1335,19 +1342,21 @@ def conv2d_backward(
         dx = None
     elif dx is None:
         dx = np.empty(x.shape, dtype=grad_z.dtype)
-    if plan.dx == SIMD:
-        return _simd_input_gradient(grad_z, kernel, plan, dx, threads)
-    if plan.dx == WINOGRAD:
-        winograd.backward(grad_z, None, x, kernel, *geometry[4:], dkernel, dx, threads)
-    elif plan.dx == POINTWISE:
+    # the kernel gradient not yet summed, and dx with it unless SIMD computes dx on its own
+    method, joint = (plan.dkernel, None) if plan.dx == SIMD else (plan.dx, dx)
+    if method == WINOGRAD:
+        winograd.backward(grad_z, None, x, kernel, *geometry[4:], dkernel, joint, threads)
+    elif method == POINTWISE:
         x2d, k2d = x.reshape(-1, c), np.ascontiguousarray(kernel).reshape(c, filters)
         products = [] if dkernel is None else [(x2d.T, g2d, dkernel.reshape(c, filters), True)]
-        if dx is not None:
-            products.append((g2d, k2d.T, dx.reshape(-1, c), False))
+        if joint is not None:
+            products.append((g2d, k2d.T, joint.reshape(-1, c), False))
         for product in products:
             matmul(*product, threads=threads)
-    else:
-        _im2col_backward(g2d, x, kernel, geometry, dkernel, dx, threads)
+    elif dkernel is not None or joint is not None:
+        _im2col_backward(g2d, x, kernel, geometry, dkernel, joint, threads)
+    if plan.dx == SIMD and dx is not None:
+        _simd_input_gradient(grad_z, kernel, plan, dx, threads)
     return dx
 
 

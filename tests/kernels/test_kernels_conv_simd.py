@@ -152,3 +152,26 @@ def test_simd_kernel_gradient_matches_reference(case, threads, seed):
     conv_simd.kernel_gradient(x, grad, kernel_shape, pad_top, pad_left, dkernel, threads)
     _, expected, _ = ref_conv_backward(x, kernel, grad, (1, 1), padding)
     np.testing.assert_allclose(dkernel, expected + 1, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.sampled_from([((1, 1, 16, 1), "valid"), ((1, 1, 20, 7), "same"), ((3, 3, 9, 4), "same")]),
+    st.integers(1, 3),
+    st.integers(0, 2**16),
+)
+def test_gradients_the_plan_runs_by_simd_match_reference(kernel_case, threads, seed):
+    """conv2d_backward where the float32 plan takes SIMD for dx: a 1x1 kernel into few filters
+    (the 1x1 conv of grad_z) and a 3x3 one (kernel gradient too)."""
+    kernel_shape, padding = kernel_case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 5, 6, kernel_shape[2])).astype(np.float32)
+    kernel = rng.standard_normal(kernel_shape).astype(np.float32)
+    assert conv.plan_conv2d(x.shape, kernel_shape, (1, 1), padding).dx == conv.SIMD
+    y = conv.conv2d_forward(x, kernel, None, (1, 1), padding, LINEAR)
+    grad = rng.standard_normal(y.shape).astype(np.float32)
+    dkernel = np.zeros_like(kernel)
+    dx = conv.conv2d_backward(grad, x, kernel, (1, 1), padding, dkernel, None, threads=threads)
+    expected_dx, expected_dkernel, _ = ref_conv_backward(x, kernel, grad, (1, 1), padding)
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dkernel, expected_dkernel, rtol=1e-4, atol=1e-4)

@@ -74,7 +74,7 @@ S = conv.SIMD
 # 16 or more filters, else below 576 taps; fused with a pool, only where im2col or one GEMM
 # would run. Unpooled, the kernel gradient of a stride-1 kernel but 1x1, on
 # 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
-# would
+# would, and for a 1x1 one from 16+ channels into fewer than 16 filters
 FLOAT32_PLANS = [
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, (S, D, I)),  # grey first layers
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", True, (D, D, I)),
@@ -96,7 +96,9 @@ FLOAT32_PLANS = [
     ((32, 8, 8, 256), (3, 3, 256, 512), (2, 2), "same", False, (I, I, I)),
     ((32, 16, 16, 32), (1, 1, 32, 64), (1, 1), "valid", False, (S, P, P)),  # pointwise
     ((32, 16, 16, 64), (1, 1, 64, 256), (1, 1), "valid", False, (P, P, P)),
-    ((32, 16, 16, 32), (1, 1, 32, 8), (1, 1), "valid", False, (P, P, P)),
+    ((32, 16, 16, 32), (1, 1, 32, 8), (1, 1), "valid", False, (P, P, S)),
+    ((32, 64, 64, 16), (1, 1, 16, 1), (1, 1), "valid", False, (P, P, S)),  # U-Net's last
+    ((32, 64, 64, 8), (1, 1, 8, 1), (1, 1), "valid", False, (P, P, P)),
     ((32, 16, 16, 63), (5, 5, 63, 8), (1, 1), "same", False, (I, S, I)),  # taps 1575
     ((32, 16, 16, 22), (5, 5, 22, 8), (1, 1), "same", False, (S, S, I)),  # taps 550
 ]
