@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import kernels, runtime
 from fastnn.kernels.workspace import scratch, scratch_copy
 from fastnn.layers.base import Layer
 
@@ -82,11 +83,25 @@ class Concatenate(_Merge):
         sizes = [x.shape[axis] for x in inputs]
         shape = list(inputs[0].shape)
         shape[axis] = sum(sizes)
-        out = scratch(workspace, "y", shape, np.result_type(*inputs))
+        dtype = np.result_type(*inputs)
+        out = scratch(workspace, "y", shape, dtype)
+        if _by_rows(axis, out, dtype):  # channels: whole rows at a time, on fastnn's threads
+            parts = tuple(np.ascontiguousarray(x, dtype).reshape(-1, x.shape[-1]) for x in inputs)
+            kernels.columns.concatenate(parts, out.reshape(-1, shape[-1]), runtime.threads())
+            return out, (axis, sizes, workspace)
         return np.concatenate(inputs, axis=axis, out=out), (axis, sizes, workspace)
 
     def backward(self, ctx, grad_outputs):
         axis, sizes, workspace = ctx
+        if _by_rows(axis, grad_outputs, grad_outputs.dtype):
+            values = np.ascontiguousarray(grad_outputs)
+            rows = values.reshape(-1, values.shape[-1])
+            parts = tuple(
+                scratch(workspace, f"dx{i}", (len(rows), size), values.dtype)
+                for i, size in enumerate(sizes)
+            )
+            kernels.columns.split(rows, parts, runtime.threads())
+            return [part.reshape(*values.shape[:-1], size) for part, size in zip(parts, sizes)]
         index = [slice(None)] * grad_outputs.ndim
         grads, start = [], 0
         for i, size in enumerate(sizes):  # slicing: np.split costs more than the copies here
@@ -97,6 +112,12 @@ class Concatenate(_Merge):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
+
+
+def _by_rows(axis: int, array: np.ndarray, dtype) -> bool:
+    """Whether a concatenation along ``axis`` of ``array``'s shape runs as ``kernels.columns``'s
+    rows: along the last axis of float arrays."""
+    return axis == array.ndim - 1 and array.ndim > 1 and dtype in (np.float32, np.float64)
 
 
 def _broadcast_shape(layer, input_shape):
