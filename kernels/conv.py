@@ -1222,7 +1222,7 @@ def _simd_conv_max_pool(x, kernel, bias, strides, plan, code, out, codes, thread
     n = x.shape[0]
     pixels, filters = plan.out_h * plan.out_w, kernel.shape[3]
     per_chunk = max(1, SIMD_POOL_CHUNK_PIXELS // pixels)
-    b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias)
+    b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     panels = conv_simd.pack_kernel(kernel)
     geometry = (kernel.shape, strides, plan.pad_top, plan.pad_left, code == RELU)
 
@@ -1252,7 +1252,7 @@ def _simd_conv(x, kernel, bias, strides, pad_top, pad_left, code, out, threads):
     """``conv_simd.forward`` for a code in ``EPILOGUE`` (a softmax after it, over all filters),
     on as many threads as its work is worth."""
     filters = kernel.shape[3]
-    b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias)
+    b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
     flops = 2 * y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
     threads = max(1, min(threads, flops // MIN_FLOPS_PER_BLOCK))
