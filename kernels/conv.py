@@ -33,7 +33,7 @@ from .activations import (
     column_sums_add,
 )
 from .codes import EPILOGUE, LINEAR, RELU, SOFTMAX
-from .gemm import MIN_FLOPS_PER_BLOCK, matmul, row_blocks
+from .gemm import MIN_FLOPS_PER_BLOCK, matmul, matmuls, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .pooling import (
     first_max4,
@@ -1351,8 +1351,7 @@ def conv2d_backward(
         products = [] if dkernel is None else [(x2d.T, g2d, dkernel.reshape(c, filters), True)]
         if joint is not None:
             products.append((g2d, k2d.T, joint.reshape(-1, c), False))
-        for product in products:
-            matmul(*product, threads=threads)
+        matmuls(products, threads)  # side by side when both are wanted and worth a thread
     elif dkernel is not None or joint is not None:
         _im2col_backward(g2d, x, kernel, geometry, dkernel, joint, threads)
     if plan.dx == SIMD and dx is not None:
