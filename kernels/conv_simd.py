@@ -7,6 +7,11 @@ sw * C further on and the next input row's a row further, for any stride. Each t
 one image at a time into a zero-bordered buffer (in cache: a 34x34x16 image is 74 KB), so every
 window lies inside it and the padding costs no branches. Bias and a relu are applied as a block
 leaves its registers.
+
+The kernel gradient of a stride-1 conv (``kernel_gradient``) is the same micro-kernel the other
+way round: a block of 12 of a tap's channels by a block of filters sums over all of an image's
+output pixels, from a copy of the image made channel by channel (so a tap's inputs along an
+output row are contiguous), and is added into the gradient as it leaves its registers.
 """
 
 from __future__ import annotations

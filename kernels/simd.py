@@ -1,13 +1,14 @@
 """Register-blocked product micro-kernels in explicit 16-lane float32 SIMD, for kernels that run
 implicit GEMMs (a direct convolution's windows times its filters) without packing A.
 
-``block_product(rows, lanes)`` makes a Numba intrinsic computing a (rows, lanes) block of
-outputs, each ``act(sum of products + bias)``, whose accumulators stay in registers from the
-first product to the store: per step, ``lanes / 16`` vector loads of a packed B panel, ``rows``
-broadcasts of A and ``rows * lanes / 16`` fused multiply-adds. It is written as LLVM vectors,
-not left to Numba's loop vectorizer, which keeps accumulators in memory and uses 8 lanes on CPUs
-that prefer 256-bit vectors: the function calling a micro-kernel is marked to use 512-bit ones
-(on a CPU without AVX-512, LLVM splits each vector into narrower ones, still correct).
+``block_product(lanes, rows)`` makes a Numba intrinsic computing a (rows, lanes) block of
+outputs, each ``act(sum of products + bias)`` or added into what they hold, whose accumulators
+stay in registers from the first product to the store: per step, ``lanes / 16`` vector loads
+of a packed B panel, ``rows`` broadcasts of A and ``rows * lanes / 16`` fused multiply-adds.
+It is written as LLVM vectors, not left to Numba's loop vectorizer, which keeps accumulators in
+memory and uses 8 lanes on CPUs that prefer 256-bit vectors: the function calling a
+micro-kernel is marked to use 512-bit ones (on a CPU without AVX-512, LLVM splits each vector
+into narrower ones, still correct).
 """
 
 from __future__ import annotations
