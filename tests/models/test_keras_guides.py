@@ -404,6 +404,10 @@ def test_custom_losses_metrics_and_add_loss_of_the_built_in_methods_guide():
 
 # ---------------------------------------------------------------- customizing what fit() does
 def test_customizing_what_happens_in_fit():
+    # Seeded: from some unseeded starts 3 epochs of Adam at 1e-3 on 100 random samples did not
+    # lower the loss (0.5096 after 0.5084: seen once in ~6 runs).
+    keras.utils.set_random_seed(0)
+
     class CustomModel(keras.Model):
         def train_step(self, data):
             # Unpack the data. Its structure depends on your model and
