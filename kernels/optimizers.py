@@ -17,7 +17,8 @@ vectorized and 1M float32 Adam steps took 3.9 ms instead of 0.65 ms. ``PARALLEL`
 made that 0.35 ms on 2 cores, but the update is O(params) once per batch (a few % of
 a training step), most tensors are small (biases), and with another busy process on the machine
 each parallel launch could stall for a scheduler slice (~32 ms measured). The ``prange`` loops
-run serially until it is switched on.
+run serially until it is switched on; instead the optimizers update a large tensor in blocks on
+fastnn's own threads (``Optimizer._update_all``), which the kernels allow by releasing the GIL.
 """
 
 import numpy as np
@@ -26,7 +27,7 @@ from numba import njit, prange
 PARALLEL = False
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def sgd_update(param, grad, lr, keep):
     """param = param*keep - lr*grad; param, grad (n,)."""
     a = param.dtype.type(lr)
@@ -35,7 +36,7 @@ def sgd_update(param, grad, lr, keep):
         param[i] = param[i] * k - grad[i] * a
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def sgd_momentum_update(param, grad, velocity, lr, momentum, nesterov, keep):
     """v = momentum*v - lr*g; param = param*keep + v (nesterov: momentum*v - lr*g); all (n,)."""
     a = param.dtype.type(lr)
@@ -48,7 +49,7 @@ def sgd_momentum_update(param, grad, velocity, lr, momentum, nesterov, keep):
         param[i] = param[i] * k + (v * mu - step if nesterov else v)
 
 
-@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, nogil=True, error_model="numpy")
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon, keep):
     """Keras Adam, alpha = lr*sqrt(1-beta_2**t)/(1-beta_1**t) from the caller; all arrays (n,)."""
     a = param.dtype.type(alpha)
@@ -65,7 +66,7 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon, keep):
         param[i] = param[i] * k - mi * a / (np.sqrt(vi) + eps)
 
 
-@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, nogil=True, error_model="numpy")
 def adam_amsgrad_update(param, grad, m, v, v_hat, alpha, beta_1, beta_2, epsilon, keep):
     """Adam with AMSGrad: v_hat = max(v_hat, v) replaces v in the step; all arrays (n,)."""
     a = param.dtype.type(alpha)
@@ -84,7 +85,7 @@ def adam_amsgrad_update(param, grad, m, v, v_hat, alpha, beta_1, beta_2, epsilon
         param[i] = param[i] * k - mi * a / (np.sqrt(vh) + eps)
 
 
-@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, nogil=True, error_model="numpy")
 def nadam_update(param, grad, m, v, beta_1, beta_2, m_scale, g_scale, v_divisor, lr, epsilon, keep):
     """Keras Nadam: m_hat = m_scale*m + g_scale*g, v_hat = v/v_divisor (the step's bias
     corrections from the caller); param -= lr*m_hat/(sqrt(v_hat)+eps); all arrays (n,)."""
@@ -103,7 +104,7 @@ def nadam_update(param, grad, m, v, beta_1, beta_2, m_scale, g_scale, v_divisor,
         param[i] = param[i] * k - m_hat * a / (np.sqrt(vi / dv) + eps)
 
 
-@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, nogil=True, error_model="numpy")
 def adamax_update(param, grad, m, u, lr, beta_1, beta_2, bias_correction, epsilon, keep):
     """Keras Adamax: u = max(beta_2*u, |g|); param -= lr*m/((u+eps)*(1-beta_1**t)), the
     last factor ``bias_correction`` from the caller; all arrays (n,)."""
@@ -119,7 +120,7 @@ def adamax_update(param, grad, m, u, lr, beta_1, beta_2, bias_correction, epsilo
         param[i] = param[i] * k - mi * a / ((ui + eps) * c)
 
 
-@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, nogil=True, error_model="numpy")
 def adagrad_update(param, grad, accumulator, lr, epsilon, keep):
     """Keras Adagrad: acc += g**2; param -= lr*g/sqrt(acc+eps); all arrays (n,)."""
     dt = param.dtype.type
@@ -131,7 +132,7 @@ def adagrad_update(param, grad, accumulator, lr, epsilon, keep):
         param[i] = param[i] * k - g * a / np.sqrt(acc + eps)
 
 
-@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, nogil=True, error_model="numpy")
 def adadelta_update(param, grad, accumulated_grad, accumulated_delta, lr, rho, epsilon, keep):
     """Keras Adadelta: delta = -sqrt(acc_delta+eps)/sqrt(acc_grad+eps)*g; param += lr*delta;
     both accumulators are running means of squares (rho); all arrays (n,)."""
@@ -147,7 +148,7 @@ def adadelta_update(param, grad, accumulated_grad, accumulated_delta, lr, rho, e
         param[i] = param[i] * k + delta * a
 
 
-@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, nogil=True, error_model="numpy")
 def lion_update(param, grad, m, lr, beta_1, beta_2, keep):
     """Keras Lion: param -= lr*sign(beta_1*m + (1-beta_1)*g); m = beta_2*m + (1-beta_2)*g;
     all arrays (n,)."""
@@ -164,7 +165,7 @@ def lion_update(param, grad, m, lr, beta_1, beta_2, keep):
         m[i] = m[i] * b2 + g * c2
 
 
-@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, nogil=True, error_model="numpy")
 def ftrl_update(param, grad, accumulator, linear, lr, power, l1, l2, shrinkage, keep):
     """Keras Ftrl with ``power = -learning_rate_power``, ``l2`` the L2 strength plus
     ``beta / (2 * lr)`` and ``shrinkage`` twice the L2-shrinkage strength; all arrays (n,)."""
@@ -189,7 +190,7 @@ def ftrl_update(param, grad, accumulator, linear, lr, power, l1, l2, shrinkage, 
         param[i] = (clipped - lin) / quadratic
 
 
-@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, nogil=True, error_model="numpy")
 def rmsprop_update(
     param, grad, velocity, average_grad, momentum_buf, lr, rho, momentum, epsilon, centered, keep
 ):
@@ -220,7 +221,7 @@ def rmsprop_update(
             param[i] = param[i] * k - increment
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def ema_update(average, param, momentum):
     """average = momentum*average + (1-momentum)*param (Keras's use_ema); both (n,)."""
     mu = average.dtype.type(momentum)
