@@ -1,5 +1,6 @@
-"""Optimizer updates of large variables in blocks on fastnn's threads (``Optimizer._update_all``):
-the same values as one call for every built-in optimizer."""
+"""Optimizer updates in blocks on fastnn's threads (``Optimizer._run_updates``): the values of
+all variables end to end split into one block per thread, the same values as one call each
+for every built-in optimizer."""
 
 import numpy as np
 import pytest
@@ -24,19 +25,22 @@ from fastnn.optimizers import base
         lambda: fastnn.optimizers.Lion(),
     ],
 )
-def test_a_large_variable_updates_in_blocks_exactly_as_whole(make, monkeypatch):
-    """Above SPLIT_MIN_VALUES a variable's update runs in blocks on fastnn's threads: the same
-    values as one call, since every built-in update is elementwise."""
+def test_updates_in_blocks_exactly_as_whole(make, monkeypatch):
+    """From SPLIT_MIN_VALUES values in all, a step's updates run in blocks on fastnn's threads,
+    a block's edge inside a variable and a block across several: the same values as one call
+    per variable, since every built-in update is elementwise."""
     rng = np.random.default_rng(0)
-    start = rng.standard_normal(1001).astype(np.float32)
-    grads = [rng.standard_normal(1001).astype(np.float32) for _ in range(3)]
+    shapes = [(7,), (40, 25), (3,), (500,)]
+    starts = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    steps = [[rng.standard_normal(shape).astype(np.float32) for shape in shapes] for _ in range(3)]
     results = []
     for split in (10**9, 100):  # whole, then blocks of at least 50 values
         monkeypatch.setattr(base, "SPLIT_MIN_VALUES", split)
-        variable, optimizer = fastnn.Variable(start.copy()), make()
+        variables, optimizer = [fastnn.Variable(s.copy()) for s in starts], make()
         with runtime.serial_blas():
-            for grad in grads:
-                optimizer.apply([grad], [variable])
-        results.append(variable.numpy())
-    np.testing.assert_array_equal(results[0], results[1])
-    assert not np.array_equal(results[0], start)
+            for grads in steps:
+                optimizer.apply(grads, variables)
+        results.append([v.numpy() for v in variables])
+    for whole, blocks, start in zip(*results, starts):
+        np.testing.assert_array_equal(whole, blocks)
+        assert not np.array_equal(whole, start)
