@@ -32,9 +32,10 @@ from fastnn.optimizers.schedules import LearningRateSchedule
 from fastnn.optimizers.schedules import deserialize as deserialize_schedule
 from fastnn.optimizers.schedules import serialize as serialize_schedule
 
-# From this many values in all, a step's updates run in blocks on fastnn's threads (a block must
-# be worth waking a thread for: ~0.1 ms of a 1-thread Adam step).
-SPLIT_MIN_VALUES = 1 << 18
+# From this many values in all, a step's updates run in blocks on fastnn's threads: waking a
+# thread (50-100 us) must buy more than it costs (seed_cnn's 333k values measured 5% slower so;
+# deep_mlp's 1.7M 8% faster).
+SPLIT_MIN_VALUES = 1 << 20
 
 
 class Optimizer:
@@ -206,6 +207,8 @@ class Optimizer:
             [self._slots[name][i].reshape(-1) for name in names] for i in range(len(variables))
         ]
         self._extra = self._build_extra(variables)
+        # the most values a step updates: below SPLIT_MIN_VALUES no step needs the split's sums
+        self._values = sum(int(np.asarray(v.value).size) for v in variables)
         self.built = True
 
     def _slot_initial_value(self, name: str) -> float:
@@ -307,10 +310,12 @@ class Optimizer:
         self._iterations += 1
 
     def _update_all(self, indices: list, grads: list) -> None:
-        """Clip ``grads``, then update each variable by fused kernel calls (``_run_updates``)."""
+        """Clip ``grads``, then update each variable by fused kernel calls: one each, or, for
+        an optimizer of many values, in blocks on fastnn's threads (``_run_in_blocks``)."""
         grads = self._clip(grads)
         lr = self.learning_rate
         self._begin_update()
+        split = self._values >= SPLIT_MIN_VALUES and self._elementwise_update()
         constants = {}  # per dtype: the step's scalars, as the kernels take them
         work, copies = [], []
         for i, g in zip(indices, grads, strict=True):
@@ -324,22 +329,27 @@ class Optimizer:
             if keep != 1 and not self._uses_weight_decay(variable):
                 keep = dt(1)
             flat = _flat(value)
-            work.append((flat, g.reshape(-1), self._flat_slots[i], step_constants, keep))
+            item = (flat, g.reshape(-1), self._flat_slots[i], step_constants, keep)
+            if split:
+                work.append(item)
+            else:
+                self._update(*item)
             if not value.flags.c_contiguous:  # _flat made a copy
                 copies.append((value, flat))
-        self._run_updates(work)
+        if work:
+            self._run_in_blocks(work)
         for value, flat in copies:
             value[...] = flat.reshape(value.shape)
 
-    def _run_updates(self, work: list) -> None:
+    def _run_in_blocks(self, work: list) -> None:
         """``_update`` on each ``(param, grad, slots, constants, keep)`` of ``work``; from
         SPLIT_MIN_VALUES values in all, the values of all of them (as if end to end) in one
         block per fastnn thread, side by side: every built-in update is elementwise (deep_mlp's
         1.7M-value Adam step 1.0 -> 0.66 ms on 2 threads; one wake-up per step, not per
         variable, which cost more than it saved at 262k values)."""
-        total = sum(item[0].size for item in work)
         threads = runtime.threads()
-        if threads == 1 or total < SPLIT_MIN_VALUES or not self._elementwise_update():
+        total = sum(item[0].size for item in work)
+        if threads == 1 or total < SPLIT_MIN_VALUES:
             for item in work:
                 self._update(*item)
             return
