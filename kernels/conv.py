@@ -1222,8 +1222,7 @@ def _simd_conv_max_pool(x, kernel, bias, strides, plan, code, out, codes, thread
     n = x.shape[0]
     pixels, filters = plan.out_h * plan.out_w, kernel.shape[3]
     per_chunk = max(1, SIMD_POOL_CHUNK_PIXELS // pixels)
-    b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
-    panels = conv_simd.pack_kernel(kernel)
+    panels, b = _simd_arguments(kernel, bias)
     geometry = (kernel.shape, strides, plan.pad_top, plan.pad_left, code == RELU)
 
     def run(start, stop):
@@ -1248,15 +1247,21 @@ def _simd_input_gradient(grad_z, kernel, plan, dx, threads):
     return _simd_conv(grad_z, flipped, None, (1, 1), *pads, LINEAR, dx, threads)
 
 
+def _simd_arguments(kernel, bias):
+    """(panels, bias) as ``conv_simd`` takes them: the packed kernel, a float32 bias (zeros for
+    none)."""
+    filters = kernel.shape[3]
+    b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    return conv_simd.pack_kernel(kernel), b
+
+
 def _simd_conv(x, kernel, bias, strides, pad_top, pad_left, code, out, threads):
     """``conv_simd.forward`` for a code in ``EPILOGUE`` (a softmax after it, over all filters),
     on as many threads as its work is worth."""
-    filters = kernel.shape[3]
-    b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
     flops = 2 * y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
     threads = max(1, min(threads, flops // MIN_FLOPS_PER_BLOCK))
-    panels = conv_simd.pack_kernel(kernel)
+    panels, b = _simd_arguments(kernel, bias)
     geometry = (kernel.shape, strides, pad_top, pad_left)
     conv_simd.forward(np.ascontiguousarray(x), panels, b, *geometry, code == RELU, y, threads)
     if code == SOFTMAX:

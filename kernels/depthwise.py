@@ -77,17 +77,22 @@ def _forward_row(img, kernel, bias, h0, sw, dh, dw, left, orow):
 @njit(cache=True, inline="always")
 def _add_tap(src_row, taps, offset, sw, m, lo, hi, orow):
     """orow[j] += one tap's filters (C*M,) times src_row's pixel j*sw+offset, j in [lo, hi)."""
-    c = src_row.shape[1]
     for j in range(lo, hi):
-        src, dst = src_row[j * sw + offset], orow[j]
-        if m == 1:
-            for ch in range(c):
-                dst[ch] += src[ch] * taps[ch]
-        else:
-            for ch in range(c):
-                v = src[ch]
-                for k in range(m):
-                    dst[ch * m + k] += v * taps[ch * m + k]
+        _multiply_add(orow[j], src_row[j * sw + offset], taps, m)
+
+
+@njit(cache=True, inline="always")
+def _multiply_add(dst, src, weights, m):
+    """dst[c*m + k] += src[c] * weights[c*m + k]: a pixel's C channels, each to its M filters."""
+    c = src.shape[0]
+    if m == 1:
+        for ch in range(c):
+            dst[ch] += src[ch] * weights[ch]
+    else:
+        for ch in range(c):
+            v = src[ch]
+            for k in range(m):
+                dst[ch * m + k] += v * weights[ch * m + k]
 
 
 @njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
@@ -184,15 +189,7 @@ def _kernel_row(img, grow, h0, sw, dh, dw, left, acc):
             lo, hi_j = _tap_span(offset, sw, w, grow.shape[0])
             a = acc[p, q]
             for j in range(lo, hi_j):
-                src, g = src_row[j * sw + offset], grow[j]
-                if m == 1:
-                    for ch in range(c):
-                        a[ch] += src[ch] * g[ch]
-                else:
-                    for ch in range(c):
-                        v = src[ch]
-                        for k in range(m):
-                            a[ch * m + k] += v * g[ch * m + k]
+                _multiply_add(a, src_row[j * sw + offset], grow[j], m)
 
 
 def depthwise_conv2d_forward(x, kernel, bias, strides, dilation, pads, activation_code, out):
