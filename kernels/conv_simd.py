@@ -3,7 +3,7 @@
 An output row runs in blocks of pixels; each block of pixels by 16 or 32 filters is one
 micro-kernel call whose accumulators stay in registers over the whole window: in NHWC the
 kw * C inputs a pixel's window takes from one input row are contiguous, the next pixel's start
-sw * C further on and the next input row's a row further, for any stride. Each thread copies
+sw * C further on and the next input row's a row further, for any stride. Each block copies
 one image at a time into a zero-bordered buffer (in cache: a 34x34x16 image is 74 KB), so every
 window lies inside it and the padding costs no branches. Bias and a relu are applied as a block
 leaves its registers.
@@ -17,9 +17,8 @@ output row are contiguous), and is added into the gradient as it leaves its regi
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .gemm import row_blocks
 from .simd import ACCUMULATE, BIAS, BIAS_RELU, LANES, block_product
 
 # Pixels per block: 12 x 16 and 12 x 32 keep 12 and 24 accumulators of the 32 vector registers
@@ -30,8 +29,11 @@ WIDE = 2 * LANES
 PIXELS = 12
 _WIDE_BLOCKS = block_product(WIDE, (PIXELS, 8, 4, 2, 1))
 _NARROW_BLOCKS = block_product(LANES, (PIXELS, 8, 4, 2, 1))
-# Output rows per thread's block: a row is at least a few thousand multiply-adds.
+# Output rows per block: a row is at least a few thousand multiply-adds.
 MIN_ROWS_PER_BLOCK = 2
+# Blocks per thread: Numba's threads (TBB) take the blocks as they come free, so a thread slowed
+# by the other process's work does not hold the rest up.
+BLOCKS_PER_THREAD = 4
 
 
 @njit(cache=True, inline="always")
@@ -54,16 +56,26 @@ def pack_kernel(kernel: np.ndarray) -> np.ndarray:
 
 def forward(x, panels, bias, kernel_shape, strides, pad_top, pad_left, relu, out, threads=1):
     """out (N,oh,ow,F) = x (N,H,W,C) conv kernel + bias (F,), then max(., 0) with ``relu``;
-    float32, the kernel packed by ``pack_kernel``; on up to ``threads`` threads by output rows."""
+    float32, the kernel packed by ``pack_kernel``; on up to ``threads`` of Numba's threads by
+    blocks of output rows."""
     n, out_h = out.shape[:2]
     kh, kw = kernel_shape[:2]
-    geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left)
-
-    def run(start, stop):
-        _conv_rows(x, panels, bias, *geometry, relu, out, start, stop)
-
-    row_blocks(run, n * out_h, threads, MIN_ROWS_PER_BLOCK)
+    args = (x, panels, bias, kh, kw, strides[0], strides[1], pad_top, pad_left, relu, out)
+    blocks = min(BLOCKS_PER_THREAD * threads, n * out_h // MIN_ROWS_PER_BLOCK)
+    if threads > 1 and blocks > 1:
+        _conv_blocks(*args, blocks)
+    else:
+        _conv_rows(*args, 0, n * out_h)
     return out
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _conv_blocks(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, blocks):
+    """``_conv_rows`` over all of out's rows in ``blocks`` blocks, on Numba's threads."""
+    rows = out.shape[0] * out.shape[1]
+    for b in prange(blocks):
+        start, stop = b * rows // blocks, (b + 1) * rows // blocks
+        _conv_rows(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, start, stop)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -109,18 +121,29 @@ def _block_rows(left):
 def kernel_gradient(x, grad, kernel_shape, pad_top, pad_left, dkernel, threads=1):
     """dkernel (kh,kw,C,F) += the kernel gradient of a stride-1 conv of x (N,H,W,C) whose output
     gradient is grad (N,oh,ow,F), float32: per image, each block of a tap's channels by a block
-    of filters sums over all output pixels in registers. On up to ``threads`` threads by images,
-    each summing its own part."""
-    parts = []
-
-    def run(start, stop):
+    of filters sums over all output pixels in registers. On up to ``threads`` of Numba's threads
+    by blocks of images, each summing its own part."""
+    kh, kw = kernel_shape[:2]
+    blocks = min(threads, x.shape[0])
+    if blocks > 1:
+        parts = np.zeros((blocks, *dkernel.shape), np.float32)
+        _kernel_gradient_blocks(x, grad, kh, kw, pad_top, pad_left, parts)
+        dkernel += parts.sum(axis=0)
+    else:
         part = np.zeros(dkernel.shape, np.float32)
-        _kernel_gradient_images(x, grad, *kernel_shape[:2], pad_top, pad_left, part, start, stop)
-        parts.append(part)
-
-    row_blocks(run, x.shape[0], threads, 1)
-    dkernel += sum(parts)
+        _kernel_gradient_images(x, grad, kh, kw, pad_top, pad_left, part, 0, x.shape[0])
+        dkernel += part
     return dkernel
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _kernel_gradient_blocks(x, grad, kh, kw, pad_top, pad_left, parts):
+    """parts[b] (kh,kw,C,F) = ``_kernel_gradient_images`` of block b of the images, on Numba's
+    threads."""
+    n, blocks = x.shape[0], parts.shape[0]
+    for b in prange(blocks):
+        start, stop = b * n // blocks, (b + 1) * n // blocks
+        _kernel_gradient_images(x, grad, kh, kw, pad_top, pad_left, parts[b], start, stop)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
