@@ -187,6 +187,14 @@ def bias_activation_forward(z, bias, code, out):
         _bias_activation_rows(z, bias, code, out, 0, z.shape[0])
 
 
+def add_activation_forward(a, b, code, out):
+    """out (M, N) = act(a + b) in one pass; a, b (M, N); act relu or none (code RELU or LINEAR)."""
+    if out.size >= PARALLEL_MIN_ELEMENTS * CHEAP_PARALLEL_FACTOR:
+        _add_activation_parallel(a, b, code, out)
+    else:
+        _add_activation_rows(a, b, code, out, 0, out.shape[0])
+
+
 def bias_activation_forward_keep_input(z, bias, code, out):
     """z[m, :] += bias in place, then out = act(z): z stays the pre-activation that
     ``activation_backward`` reads for the codes in ``codes.FROM_INPUT``; z, out (M, N) apart."""
@@ -228,6 +236,24 @@ def _bias_activation_parallel(z, bias, code, out):
     blocks = min(rows, PARALLEL_BLOCKS)
     for b in prange(blocks):
         _bias_activation_rows(z, bias, code, out, b * rows // blocks, (b + 1) * rows // blocks)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _add_activation_rows(a, b, code, out, start, stop):
+    zero = out.dtype.type(0)
+    for i in range(start, stop):
+        row = out[i]
+        for j in range(row.shape[0]):
+            v = a[i, j] + b[i, j]
+            row[j] = zero if code == RELU and v < zero else v
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _add_activation_parallel(a, b, code, out):
+    rows = out.shape[0]
+    blocks = min(rows, PARALLEL_BLOCKS)
+    for k in prange(blocks):
+        _add_activation_rows(a, b, code, out, k * rows // blocks, (k + 1) * rows // blocks)
 
 
 # In place, the bias and activation loops vectorize: with a separate input array that is y itself,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import kernels, runtime
+from fastnn.kernels.codes import LINEAR
 from fastnn.kernels.workspace import scratch, scratch_copy
 from fastnn.layers.base import Layer
 
@@ -167,13 +168,20 @@ def _reduce_to(grad, shape):
     return (grad.sum(axis=axes, keepdims=True) if axes else grad).reshape(shape)
 
 
-def _sum(inputs, workspace=None):
+def sum_arrays(inputs, workspace=None):
     """The sum of broadcastable arrays, in one array of the broadcast shape (``workspace``'s)."""
     if len(inputs) == 1:
         return inputs[0].copy()
     shape = np.broadcast_shapes(*(x.shape for x in inputs))
     out = scratch(workspace, "sum", shape, np.result_type(*inputs))
-    np.add(inputs[0], inputs[1], out=out)
+    a, b = inputs[:2]
+    same = a.shape == b.shape == shape and a.dtype == b.dtype == out.dtype
+    if same and out.dtype in (np.float32, np.float64) and out.size:
+        rows = out.reshape(-1, shape[-1])  # one pass on every thread; numpy's runs on one
+        a, b = (np.ascontiguousarray(x).reshape(rows.shape) for x in (a, b))
+        kernels.activations.add_activation_forward(a, b, LINEAR, rows)
+    else:
+        np.add(a, b, out=out)
     for x in inputs[2:]:
         out += x
     return out
@@ -190,7 +198,7 @@ class Add(_Elementwise):
     uses_workspace = True  # a fresh array a call costs its page faults (2-4 ms at 17 MB)
 
     def forward(self, inputs, training, workspace=None):
-        return _sum(_align(inputs), workspace), [x.shape for x in inputs]
+        return sum_arrays(_align(inputs), workspace), [x.shape for x in inputs]
 
     def backward(self, ctx, grad_outputs):
         return [_reduce_to(grad_outputs, shape) for shape in ctx]
@@ -240,7 +248,7 @@ class Average(_Elementwise):
     """Elementwise mean of a list of inputs."""
 
     def forward(self, inputs, training):
-        out = _sum(_align(inputs))
+        out = sum_arrays(_align(inputs))
         out /= out.dtype.type(len(inputs))
         return out, [x.shape for x in inputs]
 

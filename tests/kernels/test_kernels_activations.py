@@ -168,6 +168,21 @@ def test_from_input_codes_cannot_be_inverted_from_the_output(code):
     assert 0 < low < len(grid) - 1 and y[low] < y[0] and y[low] < y[-1]
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", [codes.LINEAR, codes.RELU])
+@settings(max_examples=5, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31))
+def test_add_activation_forward_matches_numpy(path, dtype, code, shape, seed):
+    rng = np.random.default_rng(seed)
+    a, b = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    out = np.full(shape, np.nan, dtype)
+    with kernel_path(path):
+        K.add_activation_forward(a, b, code, out)
+    expected = a + b if code == codes.LINEAR else np.maximum(a + b, 0)
+    np.testing.assert_array_equal(out, expected)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_keep_input_adds_the_bias_in_place_and_activates_into_out(dtype):
     rng = np.random.default_rng(1)
