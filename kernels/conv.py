@@ -958,19 +958,31 @@ def _rows_dkernel_row(img, grad_t, h0, sw, pad_left, window, acc):
 DIRECT, WINOGRAD, IM2COL, POINTWISE = "direct", "winograd", "im2col", "pointwise"
 ROWS = "rows"  # few filters: along the output row, filter by filter
 SIMD = "simd"  # float32 forward: register-blocked direct conv on SIMD micro-kernels (conv_simd)
-# The float32 forward runs SIMD where it measured faster than the other paths (2 threads, batch
-# 32-256): 3x3 on 16 to 32 channels 1.1-2.2x over Winograd, and on 48 to 128 channels into 16
-# to 32 filters 1.0-1.1x (from 48 channels into more filters Winograd's fewer multiplications
-# win, 0.7-0.85x); 5x5 on 16 channels 2.3x over im2col; the RGB and grey first layers 1.3-3.6x
-# over the direct loops; 1x1 from under 48 channels into 16 or more filters 1.0-1.3x over one
-# GEMM (into fewer, or from 48, 0.5-0.9x: memory-bound, a filter block's lanes left empty).
-# From SIMD_MAX_TAPS taps the GEMMs reuse their panels better (256 to 512 channels 0.5x). One
-# filter (a lane of 16 used) stays on the GEMMs.
+# The float32 forward runs SIMD where it measured faster (on Numba's threads, 2 threads, batch
+# 32-256). 3x3 stride 1 on 16 to 32 channels 1.2-2.4x over Winograd, and on 48 or more into 16 to
+# 32 filters 1.0-1.1x; from 48 channels into more filters Winograd's fewer multiplications win
+# (0.5-0.85x) once the conv is worth its transforms: below SIMD_MAX_WINOGRAD_FLOPS SIMD ran
+# 1.0-1.4x faster (8x8x64 or 4x4x128 images at batch 32). Where im2col would run, SIMD takes
+# any kernel under SIMD_MAX_TAPS taps (5x5 on 6 to 16 channels 2-3.5x), up to SIMD_MAX_ROW_TAPS
+# for output rows of at least SIMD_MIN_ROW_PIXELS pixels (3x3 stride 2 on 64 to 128 channels,
+# 5x5 on 64: 1.1-1.6x), and any on rows of SIMD_LONG_ROW_PIXELS at stride 1 (7x7 on 64, 5x5 on
+# 128: 1.1-1.6x). Short rows leave its 12-pixel blocks part empty: with 256 channels into 4x4 or
+# 8x8 outputs the GEMMs ran 1.5-5x faster. 1x1 from under 48 channels into 16 or more filters
+# 1.0-1.8x over one GEMM (into fewer 0.5-0.9x: memory-bound, a filter block's lanes left
+# empty), and from up to 128 channels into at least 32 filters and half as many as channels on
+# rows of SIMD_MIN_ROW_PIXELS 1.0-1.7x (from 256 channels 0.8-1.1x). One filter (a lane of 16
+# used) stays on the GEMMs.
 SIMD_MAX_WINOGRAD_CHANNELS = 48
 SIMD_MAX_WINOGRAD_FILTERS = 32  # or fewer filters, from any number of channels
+SIMD_MAX_WINOGRAD_FLOPS = 160_000_000
+SIMD_MAX_TAPS = 576
+SIMD_MAX_ROW_TAPS = 1600
+SIMD_MIN_ROW_PIXELS = 8
+SIMD_LONG_ROW_PIXELS = 16
 SIMD_MAX_POINTWISE_CHANNELS = 48
 SIMD_MIN_POINTWISE_FILTERS = 16
-SIMD_MAX_TAPS = 576
+SIMD_MAX_WIDE_POINTWISE_CHANNELS = 128
+SIMD_MIN_WIDE_POINTWISE_FILTERS = 32
 SIMD_MIN_FILTERS = 2
 # The float32 backward of a stride-1 kernel (but 1x1, or on one channel) computes its kernel
 # gradient by SIMD (``conv_simd.kernel_gradient``, 1.2-2.7x faster than Winograd or im2col for
@@ -1043,8 +1055,9 @@ def plan_conv2d(
     if np.dtype(dtype) == np.float32:
         # pooled, the direct 4x4-patch kernels and Winograd pool in registers: SIMD a pass later
         simd_pool = forward in (IM2COL, POINTWISE)
+        simd_args = (kernel_shape, x_shape[0] * out_h * out_w, out_w, stride_1)
         forward = (
-            SIMD if (simd_pool or not pooled) and _simd_wins(kernel_shape, forward) else forward
+            SIMD if (simd_pool or not pooled) and _simd_wins(*simd_args, forward) else forward
         )
         if SIMD_GRADIENTS and not pooled and stride_1 and dkernel in (WINOGRAD, IM2COL) and c > 1:
             dkernel, dx = SIMD, SIMD if dx == WINOGRAD else dx
@@ -1055,16 +1068,24 @@ def plan_conv2d(
     return ConvPlan(forward, dkernel, dx, quads, out_h, out_w, pad_top, pad_left)
 
 
-def _simd_wins(kernel_shape, forward: str) -> bool:
-    """Whether the float32 forward of this kernel (kh,kw,C,F) runs SIMD rather than ``forward``."""
+def _simd_wins(kernel_shape, outputs: int, out_w: int, stride_1: bool, forward: str) -> bool:
+    """Whether the float32 forward of this kernel (kh,kw,C,F) into ``outputs`` pixels (N*oh*ow)
+    in rows of ``out_w`` runs SIMD rather than ``forward`` (see the SIMD_ constants)."""
     kh, kw, c, filters = kernel_shape
     if filters < SIMD_MIN_FILTERS:
         return False
     if forward == WINOGRAD:
-        return c < SIMD_MAX_WINOGRAD_CHANNELS or filters <= SIMD_MAX_WINOGRAD_FILTERS
+        small = 2 * outputs * kh * kw * c * filters < SIMD_MAX_WINOGRAD_FLOPS
+        return small or c < SIMD_MAX_WINOGRAD_CHANNELS or filters <= SIMD_MAX_WINOGRAD_FILTERS
     if forward == POINTWISE:
-        return c < SIMD_MAX_POINTWISE_CHANNELS and filters >= SIMD_MIN_POINTWISE_FILTERS
-    return kh * kw * c < SIMD_MAX_TAPS
+        if c < SIMD_MAX_POINTWISE_CHANNELS:
+            return filters >= SIMD_MIN_POINTWISE_FILTERS
+        wide = filters >= max(SIMD_MIN_WIDE_POINTWISE_FILTERS, c // 2)
+        return c <= SIMD_MAX_WIDE_POINTWISE_CHANNELS and wide and out_w >= SIMD_MIN_ROW_PIXELS
+    taps = kh * kw * c
+    if taps < SIMD_MAX_TAPS or (out_w >= SIMD_LONG_ROW_PIXELS and stride_1):
+        return True
+    return out_w >= SIMD_MIN_ROW_PIXELS and taps <= SIMD_MAX_ROW_TAPS
 
 
 # Rows of cols per chunk of an im2col pass: ~1 MB of cols at 288 taps, so a chunk's im2col,
@@ -1217,25 +1238,12 @@ SIMD_POOL_CHUNK_PIXELS = 8192
 
 
 def _simd_conv_max_pool(x, kernel, bias, strides, plan, code, out, codes, threads):
-    """``conv2d_forward_max_pool`` by SIMD: per chunk of images, the conv into a buffer that
-    stays in cache, then its pool."""
-    n = x.shape[0]
-    pixels, filters = plan.out_h * plan.out_w, kernel.shape[3]
-    per_chunk = max(1, SIMD_POOL_CHUNK_PIXELS // pixels)
+    """``conv2d_forward_max_pool`` by SIMD (``conv_simd.forward_max_pool``)."""
+    per_chunk = max(1, SIMD_POOL_CHUNK_PIXELS // (plan.out_h * plan.out_w))
     panels, b = _simd_arguments(kernel, bias)
-    geometry = (kernel.shape, strides, plan.pad_top, plan.pad_left, code == RELU)
-
-    def run(start, stop):
-        y = np.empty((min(per_chunk, stop - start), plan.out_h, plan.out_w, filters), np.float32)
-        for i0 in range(start, stop, per_chunk):
-            i1 = min(stop, i0 + per_chunk)
-            conv_simd.forward(x[i0:i1], panels, b, *geometry, y[: i1 - i0])
-            if code == SOFTMAX:
-                activate(y[: i1 - i0], code)
-            max_pool_2x2(y[: i1 - i0], out[i0:i1], codes[i0:i1])
-
-    row_blocks(run, n, threads, 1)
-    return out
+    geometry = (kernel.shape, strides, (plan.pad_top, plan.pad_left), (plan.out_h, plan.out_w))
+    args = (code, out, codes, per_chunk, threads)
+    return conv_simd.forward_max_pool(x, panels, b, *geometry, *args)
 
 
 def _simd_input_gradient(grad_z, kernel, plan, dx, threads):

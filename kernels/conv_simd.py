@@ -6,7 +6,8 @@ kw * C inputs a pixel's window takes from one input row are contiguous, the next
 sw * C further on and the next input row's a row further, for any stride. Each block copies
 one image at a time into a zero-bordered buffer (in cache: a 34x34x16 image is 74 KB), so every
 window lies inside it and the padding costs no branches. Bias and a relu are applied as a block
-leaves its registers.
+leaves its registers. Fused with a 2x2 max pool (``forward_max_pool``), a chunk of images at a
+time is convolved into a buffer that stays in cache and pooled from there.
 
 The kernel gradient of a stride-1 conv (``kernel_gradient``) is the same micro-kernel the other
 way round: a block of 12 of a tap's channels by a block of filters sums over all of an image's
@@ -19,6 +20,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .activations import bias_activation_inplace_rows
+from .codes import RELU, SOFTMAX
+from .pooling import max_pool_2x2
 from .simd import ACCUMULATE, BIAS, BIAS_RELU, LANES, block_product
 
 # Pixels per block: 12 x 16 and 12 x 32 keep 12 and 24 accumulators of the 32 vector registers
@@ -76,6 +80,55 @@ def _conv_blocks(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, 
     for b in prange(blocks):
         start, stop = b * rows // blocks, (b + 1) * rows // blocks
         _conv_rows(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, start, stop)
+
+
+def forward_max_pool(
+    x, panels, bias, kernel_shape, strides, pads, conv_shape, code, out, codes, per_chunk, threads
+):
+    """out (N,oh//2,ow//2,F) = the 2x2 stride-2 max pool of ``forward``'s output (oh, ow) =
+    ``conv_shape``, activated by ``code`` (LINEAR, RELU or SOFTMAX), and codes (out's shape,
+    uint8, or empty) where each maximum was: per chunk of ``per_chunk`` images, the conv into a
+    buffer that stays in cache, then its pool; chunks on up to ``threads`` of Numba's threads."""
+    kh, kw = kernel_shape[:2]
+    args = (x, panels, bias, kh, kw, *strides, *pads, *conv_shape, code, out, codes, per_chunk)
+    chunks = -(-x.shape[0] // per_chunk)
+    if threads > 1 and chunks > 1:
+        _pooled_chunks_parallel(*args, min(chunks, BLOCKS_PER_THREAD * threads))
+    else:
+        _pooled_chunks(*args, 0, chunks)
+    return out
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _pooled_chunks_parallel(
+    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, per_chunk, blocks
+):
+    """``_pooled_chunks`` over all chunks in ``blocks`` blocks, on Numba's threads."""
+    chunks = -(-x.shape[0] // per_chunk)
+    for b in prange(blocks):
+        first, last = b * chunks // blocks, (b + 1) * chunks // blocks
+        _pooled_chunks(
+            x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, per_chunk,
+            first, last,
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pooled_chunks(
+    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, per_chunk, first, last
+):
+    """Chunks [first, last) of ``per_chunk`` images: the conv, its activation, its pool."""
+    n, filters = x.shape[0], out.shape[3]
+    y = np.empty((per_chunk, out_h, out_w, filters), np.float32)
+    for chunk in range(first, last):
+        i0, i1 = chunk * per_chunk, min(n, (chunk + 1) * per_chunk)
+        conv = y[: i1 - i0]
+        rows = (i1 - i0) * out_h
+        _conv_rows(x[i0:i1], panels, bias, kh, kw, sh, sw, pt, pl, code == RELU, conv, 0, rows)
+        if code == SOFTMAX:
+            pixels = conv.reshape(rows * out_w, filters)
+            bias_activation_inplace_rows(pixels, bias[:0], code, 0, rows * out_w)
+        max_pool_2x2(conv, out[i0:i1], codes[i0:i1] if codes.shape[0] else codes)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

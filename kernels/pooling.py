@@ -89,7 +89,7 @@ def _window_max(img, hs, he, ws, we, o, a):
                 a[ch] = idx if better else a[ch]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def max_pool_2x2(y, out, codes):
     """out (N,H//2,W//2,C) = max of each 2x2 stride-2 window of y (N,H,W,C), 'valid' (a last odd
     row or column is dropped), serially: the pool of a fused conv (``conv2d_forward_max_pool``).

@@ -216,11 +216,23 @@ SIMD_LIMITS = {
     "SIMD_MAX_TAPS": (10**9, 0),
     "SIMD_MAX_WINOGRAD_CHANNELS": (10**9, 0),
     "SIMD_MAX_WINOGRAD_FILTERS": (10**9, -1),
+    "SIMD_MAX_WINOGRAD_FLOPS": (10**18, 0),
+    "SIMD_MAX_ROW_TAPS": (10**9, 0),
+    "SIMD_MIN_ROW_PIXELS": (0, 10**9),
+    "SIMD_LONG_ROW_PIXELS": (0, 10**9),
+    "SIMD_MAX_WIDE_POINTWISE_CHANNELS": (10**9, 0),
+    "SIMD_MIN_WIDE_POINTWISE_FILTERS": (0, 10**9),
     "SIMD_MAX_POINTWISE_CHANNELS": (10**9, 0),
     "SIMD_MIN_POINTWISE_FILTERS": (0, 10**9),
     "SIMD_MIN_FILTERS": (0, 10**9),
     "SIMD_GRADIENTS": (True, False),
 }
+
+
+def test_simd_limits_cover_every_simd_planning_constant():
+    """A new SIMD_ threshold must be in SIMD_LIMITS, or the other paths' tests run SIMD."""
+    planning = {name for name in dir(conv) if name.startswith("SIMD_")}
+    assert planning - {"SIMD_POOL_CHUNK_PIXELS"} == set(SIMD_LIMITS)
 
 
 @contextlib.contextmanager
