@@ -97,7 +97,8 @@ def reference_backward(g, z, code):
     return g * SLOPE[code](z)
 
 
-shapes = st.tuples(st.integers(1, 7), st.integers(1, 9))
+# From 32 rows of a few values the elementwise passes run on longer rows (``long_rows``).
+shapes = st.tuples(st.sampled_from([1, 2, 3, 5, 7, 32, 60]), st.integers(1, 9))
 PATHS = ["serial", "parallel"]
 
 
@@ -156,6 +157,15 @@ def test_activation_backward_matches_numpy(path, dtype, code, shape, seed, in_pl
     if dtype == np.float32:  # float32 tanh/sigmoid (within 4e-7) times |z| up to ~10 where a
         tol = {**tol, "atol": 4e-6}  # gradient multiplies by z (mish, silu), near-cancelling
     np.testing.assert_allclose(out, expected, **tol)
+
+
+def test_long_rows_reflows_short_contiguous_rows_only():
+    a, b = np.zeros((64, 6)), np.ones((64, 6))
+    long_a, long_b = K.long_rows(a, b)
+    assert long_a.shape == long_b.shape == (4, 96) and np.shares_memory(long_a, a)
+    assert K.long_rows(np.zeros((7, 6)))[0].shape == (7, 6)  # no k from 11 divides 7
+    assert K.long_rows(np.zeros((64, 64)))[0].shape == (64, 64)
+    assert K.long_rows(np.zeros((64, 12))[:, :6])[0].shape == (64, 6)  # not contiguous
 
 
 @pytest.mark.parametrize("code", sorted(codes.FROM_INPUT))
