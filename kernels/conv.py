@@ -984,9 +984,9 @@ SIMD_MIN_POINTWISE_FILTERS = 16
 SIMD_MAX_WIDE_POINTWISE_CHANNELS = 128
 SIMD_MIN_WIDE_POINTWISE_FILTERS = 32
 SIMD_MIN_FILTERS = 2
-# The float32 backward of a stride-1 kernel (but 1x1, or on one channel) computes its kernel
-# gradient by SIMD (``conv_simd.kernel_gradient``, 1.2-2.7x faster than Winograd or im2col for
-# 3x3 and 5x5 on 3 to 64 channels); where Winograd would have run, its input gradient too, as
+# The float32 backward of a stride-1 kernel (but 1x1) computes its kernel gradient by SIMD
+# (``conv_simd.kernel_gradient``, 1.2-2.7x faster than Winograd or im2col for 3x3 and 5x5 on 3
+# to 64 channels; on grey images 1.0-1.2x over ROWS, 1.4-4x over DIRECT); where Winograd would have run, its input gradient too, as
 # the SIMD conv of grad_z with the flipped kernel (both: 1.1-1.6x faster than Winograd's from
 # 16 to 128 channels, 2.9x at 256 on 4x4 images). The input gradient of a 1x1 stride-1 kernel
 # into fewer than 16 filters from 16 or more channels, a GEMM thin in K, runs as the 1x1 SIMD
@@ -1056,10 +1056,8 @@ def plan_conv2d(
         # pooled, the direct 4x4-patch kernels and Winograd pool in registers: SIMD a pass later
         simd_pool = forward in (IM2COL, POINTWISE)
         simd_args = (kernel_shape, x_shape[0] * out_h * out_w, out_w, stride_1)
-        forward = (
-            SIMD if (simd_pool or not pooled) and _simd_wins(*simd_args, forward) else forward
-        )
-        if SIMD_GRADIENTS and not pooled and stride_1 and dkernel in (WINOGRAD, IM2COL) and c > 1:
+        forward = SIMD if (simd_pool or not pooled) and _simd_wins(*simd_args, forward) else forward
+        if SIMD_GRADIENTS and not pooled and stride_1 and dkernel != POINTWISE:
             dkernel, dx = SIMD, SIMD if dx == WINOGRAD else dx
         # dx = grad_z (.., F) @ kernel.T: a GEMM thin in K below 16 filters, a 1x1 conv by SIMD
         thin = filters < SIMD_MIN_POINTWISE_FILTERS <= c

@@ -99,7 +99,7 @@ def simd_cases(draw, max_h, max_w, channels, strided):
     """(x_shape, kernel shape, strides, padding), the strides (1, 1) unless ``strided``."""
     padding = draw(st.sampled_from(["valid", "same"]))
     n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, max_h)), draw(st.integers(1, max_w))
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 6))  # with few channels, kw rows
     if padding == "valid":
         h, w = max(h, kh), max(w, kw)
     c = draw(st.sampled_from(channels))

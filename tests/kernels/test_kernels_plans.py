@@ -76,9 +76,9 @@ S = conv.SIMD
 # 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
 # would, and for a 1x1 one from 16+ channels into fewer than 16 filters
 FLOAT32_PLANS = [
-    ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, (S, D, I)),  # grey first layers
+    ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, (S, S, I)),  # grey first layers
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", True, (D, D, I)),
-    ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", False, (S, RW, I)),  # LeNet's
+    ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", False, (S, S, I)),  # LeNet's
     ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", True, (S, I, I)),
     ((64, 14, 14, 6), (5, 5, 6, 16), (1, 1), "valid", True, (S, I, I)),
     ((64, 14, 14, 6), (5, 5, 6, 16), (1, 1), "valid", False, (S, S, I)),
