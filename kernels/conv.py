@@ -992,6 +992,10 @@ SIMD_MIN_FILTERS = 2
 # into fewer than 16 filters from 16 or more channels, a GEMM thin in K, runs as the 1x1 SIMD
 # conv of grad_z (U-Net's last conv, 16 -> 1: 3.3x faster; 16 -> 3 1.1x; from 16 filters on
 # par or slower).
+# Where im2col would run, the input gradient of a kernel on SIMD_MIN_INPUT_GRADIENT_CHANNELS or
+# more channels runs SIMD too (5x5 and 7x7 on 16 to 64 channels 1.35-1.6x; on 3 or 6 channels,
+# a filter block's lanes mostly empty, 0.55-0.9x).
+SIMD_MIN_INPUT_GRADIENT_CHANNELS = 16
 SIMD_GRADIENTS = True  # False: float32 backward plans as float64's (their own tests' paths)
 
 
@@ -1058,7 +1062,8 @@ def plan_conv2d(
         simd_args = (kernel_shape, x_shape[0] * out_h * out_w, out_w, stride_1)
         forward = SIMD if (simd_pool or not pooled) and _simd_wins(*simd_args, forward) else forward
         if SIMD_GRADIENTS and not pooled and stride_1 and dkernel != POINTWISE:
-            dkernel, dx = SIMD, SIMD if dx == WINOGRAD else dx
+            wide = dx == IM2COL and c >= SIMD_MIN_INPUT_GRADIENT_CHANNELS
+            dkernel, dx = SIMD, SIMD if dx == WINOGRAD or wide else dx
         # dx = grad_z (.., F) @ kernel.T: a GEMM thin in K below 16 filters, a 1x1 conv by SIMD
         thin = filters < SIMD_MIN_POINTWISE_FILTERS <= c
         dx = SIMD if SIMD_GRADIENTS and not pooled and pointwise and thin else dx
