@@ -986,12 +986,12 @@ SIMD_MIN_WIDE_POINTWISE_FILTERS = 32
 SIMD_MIN_FILTERS = 2
 # The float32 backward of a stride-1 kernel (but 1x1) computes its kernel gradient by SIMD
 # (``conv_simd.kernel_gradient``, 1.2-2.7x faster than Winograd or im2col for 3x3 and 5x5 on 3
-# to 64 channels; on grey images 1.0-1.2x over ROWS, 1.4-4x over DIRECT); where Winograd would have run, its input gradient too, as
-# the SIMD conv of grad_z with the flipped kernel (both: 1.1-1.6x faster than Winograd's from
-# 16 to 128 channels, 2.9x at 256 on 4x4 images). The input gradient of a 1x1 stride-1 kernel
-# into fewer than 16 filters from 16 or more channels, a GEMM thin in K, runs as the 1x1 SIMD
-# conv of grad_z (U-Net's last conv, 16 -> 1: 3.3x faster; 16 -> 3 1.1x; from 16 filters on
-# par or slower).
+# to 64 channels; on grey images 1.0-1.2x over ROWS, 1.4-4x over DIRECT); where Winograd would
+# have run, its input gradient too, as the SIMD conv of grad_z with the flipped kernel (both:
+# 1.1-1.6x faster than Winograd's from 16 to 128 channels, 2.9x at 256 on 4x4 images). The
+# input gradient of a 1x1 stride-1 kernel into fewer than 16 filters from 16 or more channels,
+# a GEMM thin in K, runs as the 1x1 SIMD conv of grad_z (U-Net's last conv, 16 -> 1: 3.3x
+# faster; 16 -> 3 1.1x; from 16 filters on par or slower).
 # Where im2col would run, the input gradient of a kernel on SIMD_MIN_INPUT_GRADIENT_CHANNELS or
 # more channels runs SIMD too (5x5 and 7x7 on 16 to 64 channels 1.35-1.6x; on 3 or 6 channels,
 # a filter block's lanes mostly empty, 0.55-0.9x).

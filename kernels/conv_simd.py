@@ -22,17 +22,14 @@ from numba import njit, prange
 
 from .activations import bias_activation_inplace_rows
 from .codes import RELU, SOFTMAX
+from .matmul_simd import NARROW_BLOCKS, WIDE, WIDE_BLOCKS, block_rows, lanes_for, pack
 from .pooling import max_pool_2x2
-from .simd import ACCUMULATE, BIAS, BIAS_RELU, LANES, block_product
+from .simd import ACCUMULATE, BIAS, BIAS_RELU
 
-# Pixels per block: 12 x 16 and 12 x 32 keep 12 and 24 accumulators of the 32 vector registers
-# (a 1-thread product of 8 pixels by 32 filters ran at 174 GFLOP/s, 12 by 16 at 136, where
-# OpenBLAS's sgemm peaks at ~150; as a conv, 12 pixels by 32 filters beat 8 by 1.05-1.2x). A
-# row's last pixels run in blocks of 8, 4, 2 and 1.
-WIDE = 2 * LANES
-PIXELS = 12
-_WIDE_BLOCKS = block_product(WIDE, (PIXELS, 8, 4, 2, 1))
-_NARROW_BLOCKS = block_product(LANES, (PIXELS, 8, 4, 2, 1))
+# Pixels per block (``matmul_simd.PIXELS``): 12 x 16 and 12 x 32 keep 12 and 24 accumulators of
+# the 32 vector registers (a 1-thread product of 8 pixels by 32 filters ran at 174 GFLOP/s, 12
+# by 16 at 136, where OpenBLAS's sgemm peaks at ~150; as a conv, 12 pixels by 32 filters beat 8
+# by 1.05-1.2x). A row's last pixels run in blocks of 8, 4, 2 and 1.
 # Output rows per block: a row is at least a few thousand multiply-adds.
 MIN_ROWS_PER_BLOCK = 2
 # Blocks per thread: Numba's threads (TBB) take the blocks as they come free, so a thread slowed
@@ -40,22 +37,10 @@ MIN_ROWS_PER_BLOCK = 2
 BLOCKS_PER_THREAD = 4
 
 
-@njit(cache=True, inline="always")
-def lanes_for(filters: int) -> int:
-    """The filter-block width for ``filters`` filters: 16 up to 16 of them, else 32."""
-    return LANES if filters <= LANES else WIDE
-
-
 def pack_kernel(kernel: np.ndarray) -> np.ndarray:
     """kernel (kh,kw,C,F) as the micro-kernels' panels (ceil(F/lanes), kh*kw*C*lanes) float32,
     lanes = ``lanes_for(F)``, the filters past F zero."""
-    kh, kw, c, filters = kernel.shape
-    lanes = lanes_for(filters)
-    blocks = -(-filters // lanes)
-    padded = np.zeros((kh, kw, c, blocks * lanes), np.float32)
-    padded[..., :filters] = kernel
-    panels = padded.reshape(kh * kw * c, blocks, lanes).transpose(1, 0, 2)
-    return np.ascontiguousarray(panels).reshape(blocks, -1)
+    return pack(kernel.reshape(-1, kernel.shape[3]))
 
 
 def forward(x, panels, bias, kernel_shape, strides, pad_top, pad_left, relu, out, threads=1):
@@ -151,24 +136,16 @@ def _conv_rows(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, st
             count = min(lanes, filters - f0)
             x0 = 0
             while x0 < out_w:
-                pixels = _block_rows(out_w - x0)
+                pixels = block_rows(out_w - x0)
                 at = (row * out_w + x0) * filters + f0
                 a_start = (y * sh * width + x0 * sw) * c
                 epilogue = BIAS_RELU if relu else BIAS
                 args = (pixels, flat_out, at, filters, count, bias, f0, epilogue, image, a_start)
                 if lanes == WIDE:
-                    _WIDE_BLOCKS(*args, sw * c, width * c, panels[block], 0, run, kh)
+                    WIDE_BLOCKS(*args, sw * c, width * c, panels[block], 0, run, kh)
                 else:
-                    _NARROW_BLOCKS(*args, sw * c, width * c, panels[block], 0, run, kh)
+                    NARROW_BLOCKS(*args, sw * c, width * c, panels[block], 0, run, kh)
                 x0 += pixels
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _block_rows(left):
-    """Rows (pixels, or channels) in the next block with ``left`` of them to go."""
-    return (
-        PIXELS if left >= PIXELS else 8 if left >= 8 else 4 if left >= 4 else 2 if left >= 2 else 1
-    )
 
 
 def kernel_gradient(x, grad, kernel_shape, pad_top, pad_left, dkernel, threads=1):
@@ -238,14 +215,14 @@ def _kernel_gradient_images(x, grad, kh, kw, pad_top, pad_left, dkernel, start, 
                     a_base, at_base = ch * plane + i * width, (i * kw * c + ch) * filters
                 r0 = 0
                 while r0 < rows:
-                    block = _block_rows(rows - r0)
+                    block = block_rows(rows - r0)
                     at = at_base + r0 * ldo + f0
                     args = (block, flat_dkernel, at, ldo, count, packed, 0, ACCUMULATE, image)
                     args_b = (a_base + r0 * lda, lda, width, packed, b_start, out_w, out_h)
                     if lanes == WIDE:
-                        _WIDE_BLOCKS(*args, *args_b)
+                        WIDE_BLOCKS(*args, *args_b)
                     else:
-                        _NARROW_BLOCKS(*args, *args_b)
+                        NARROW_BLOCKS(*args, *args_b)
                     r0 += block
 
 

@@ -30,6 +30,11 @@ MIN_K_RATIO_TO_SPLIT_K = 2
 # batch 32 measured 5% slower in two blocks of 16 than in one; 8-24% faster in blocks of 64+).
 MIN_ROWS_PER_BLOCK = 32
 
+# Float32 products this many times longer than b's larger side (and of SIMD_MIN_FLOPS) run on
+# fastnn's SIMD micro-kernels (``matmul_simd``), 1.2-2.6x faster than OpenBLAS's there.
+SIMD_ROWS_PER_SIDE = 16
+SIMD_MIN_FLOPS = 4_000_000
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -45,6 +50,10 @@ def matmul(
     """
     m, k = a.shape
     n = b.shape[1]
+    if _simd_wins(a, b, out, m, k, n):
+        from . import matmul_simd  # Numba's: imported at the first product that runs there
+
+        return matmul_simd.product(a, b, out, accumulate, threads)
     threads = min(threads, 2 * m * n * k // MIN_FLOPS_PER_BLOCK)  # the blocks it is worth
     if threads <= 1:  # most products of small layers: no call more than numpy's
         if accumulate:
@@ -67,6 +76,16 @@ def matmul(
         for partial in partials:
             out += partial
     return out
+
+
+def _simd_wins(a, b, out, m: int, k: int, n: int) -> bool:
+    """Whether ``matmul_simd`` takes this product: float32, a and out C-contiguous, and long
+    enough for its packing of b to pay (``matmul_simd.wins``, restated here: this module loads
+    without Numba)."""
+    if not (a.dtype == b.dtype == out.dtype == np.float32):
+        return False
+    long = m >= SIMD_ROWS_PER_SIDE * max(k, n) and 2 * m * k * n >= SIMD_MIN_FLOPS
+    return long and a.flags.c_contiguous and out.flags.c_contiguous
 
 
 def matmuls(products: list, threads: int = 1) -> None:

@@ -1,0 +1,69 @@
+"""fastnn.kernels.matmul_simd: the SIMD products equal numpy's, and gemm.matmul hands them the
+long float32 products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastnn import runtime
+from fastnn.kernels import gemm, matmul_simd
+from fastnn.kernels.simd import ACCUMULATE, BIAS, BIAS_RELU
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 130),  # row tiles of 48 and blocks of 12, 8, 4, 2, 1
+    k=st.integers(1, 40),
+    n=st.sampled_from([1, 7, 16, 17, 32, 40, 70]),  # one or more panels of 16 or 32, cut
+    epilogue=st.sampled_from([BIAS, BIAS_RELU, ACCUMULATE]),
+    transposed=st.booleans(),
+    threads=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_matmul_matches_numpy(m, k, n, epilogue, transposed, threads, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32).T if transposed else None
+    b = rng.standard_normal((k, n)).astype(np.float32) if b is None else b
+    bias = rng.standard_normal(n).astype(np.float32)
+    out = rng.standard_normal((m, n)).astype(np.float32)
+    before = out.astype(np.float64)
+    product = a.astype(np.float64) @ b.astype(np.float64)
+    expected = {
+        BIAS: product + bias,
+        BIAS_RELU: np.maximum(product + bias, 0),
+        ACCUMULATE: before + product,
+    }[epilogue]
+    with runtime.serial_blas():
+        matmul_simd.matmul(a, matmul_simd.pack(b), bias, epilogue, out, threads)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+
+
+def test_pack_pads_the_last_panel_with_zeros():
+    b = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
+    panels = matmul_simd.pack(b)
+    assert panels.shape == (1, 3 * 16)
+    rows = panels.reshape(3, 16)
+    np.testing.assert_array_equal(rows[:, :4], b)
+    assert not rows[:, 4:].any()
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_gemm_runs_long_float32_products_on_simd(monkeypatch, accumulate):
+    calls = []
+    real = matmul_simd.product
+    monkeypatch.setattr(matmul_simd, "product", lambda *args: calls.append(1) or real(*args))
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4096, 64)).astype(np.float32)  # 64 times b's longer side
+    b = rng.standard_normal((64, 48)).astype(np.float32)
+    out = rng.standard_normal((4096, 48)).astype(np.float32)
+    expected = a.astype(np.float64) @ b + (out if accumulate else 0)
+    with runtime.serial_blas():
+        gemm.matmul(a, b, out, accumulate, threads=2)
+        gemm.matmul(a[:100], b, out[:100].copy())  # short: numpy's
+        gemm.matmul(a.astype(np.float64), b.astype(np.float64), np.empty((4096, 48)))
+    assert calls == [1]
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
