@@ -19,6 +19,7 @@ ROOT = Path(fastnn.__file__).resolve().parent
 DELIBERATELY_LAZY = {
     ("fastnn.utils", "fastnn.plotting"): "start-up time: plotting's imports cost ~4 ms",
     ("fastnn.export", "fastnn.export.walker"): "start-up time: the ONNX converters, ~10 ms",
+    ("fastnn.kernels.gemm", "fastnn.kernels.matmul_simd"): "gemm loads with fastnn, no Numba",
 }
 #: What each part must not import (prefixes), as the house's dependency direction says.
 FORBIDDEN = {
