@@ -23,6 +23,8 @@ from numba import njit, prange
 from .dropout import dropout_backward
 from .fastmath import exp, row_max
 from .gemm import row_blocks
+from .matmul_simd import NARROW_BLOCKS, WIDE, WIDE_BLOCKS, block_rows, lanes_for
+from .simd import BIAS
 
 MASK_REPLACE = 0
 MASK_SUBTRACT = 1
@@ -180,3 +182,109 @@ def softmax_backward(grad_y, y, out, parallel=True):
         _softmax_grad_parallel(grad_y, y, out)
     else:
         _softmax_grad_rows(grad_y, y, out, 0, y.shape[0])
+
+
+# ---- the heads side by side: inference straight from the projections ---------------------------
+def attend_heads(q, k, v, heads, scale, mask, causal, mode, weights, out, threads=1):
+    """out (B, Tq, H*dv) = each head's ``masked_softmax(scale * q_h @ k_h^T) @ v_h`` in that
+    head's columns, weights (B, H, Tq, Tk) the softmax, from the projections as they come: q
+    (B, Tq, H*d), k (B, Tk, H*d), v (B, Tk, H*dv), a head's d (or dv) columns side by side;
+    float32, C-contiguous; mask, causal and mode as ``masked_softmax``'s. Per (batch row, head)
+    on up to ``threads`` of Numba's threads: k's head packed (scaled) and v's, both products by
+    the SIMD micro-kernels, which read q and write out in place: no per-head copies."""
+    pairs = q.shape[0] * heads
+    blocks = min(pairs, BLOCKS_PER_THREAD * threads)
+    args = (q, k, v, heads, np.float32(scale), mask, causal, mode, weights, out)
+    if blocks > 1:
+        _heads_parallel(*args, blocks)
+    else:
+        _heads(*args, 0, pairs)
+    return out
+
+
+BLOCKS_PER_THREAD = 4
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _heads_parallel(q, k, v, heads, scale, mask, causal, mode, weights, out, blocks):
+    pairs = q.shape[0] * heads
+    for b in prange(blocks):
+        start, stop = b * pairs // blocks, (b + 1) * pairs // blocks
+        _heads(q, k, v, heads, scale, mask, causal, mode, weights, out, start, stop)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _heads(q, k, v, heads, scale, mask, causal, mode, weights, out, start, stop):
+    """(batch row, head) pairs [start, stop), numbered b * heads + h."""
+    steps, keys = q.shape[1], k.shape[1]
+    d, dv = q.shape[2] // heads, v.shape[2] // heads
+    key_lanes, value_lanes = lanes_for(keys), lanes_for(dv)
+    key_panels = np.empty((-(-keys // key_lanes), d * key_lanes), np.float32)
+    value_panels = np.empty((-(-dv // value_lanes), keys * value_lanes), np.float32)
+    zeros = np.zeros(max(keys, dv), np.float32)  # the epilogue's bias
+    flat_q, flat_w, flat_out = q.reshape(-1), weights.reshape(-1), out.reshape(-1)
+    for pair in range(start, stop):
+        b, h = pair // heads, pair % heads
+        _pack_head_columns(k[b], h * d, d, scale, key_lanes, key_panels)
+        for p in range(key_panels.shape[0]):  # scores (Tq, Tk) = q_h @ (scale * k_h)^T
+            count = min(key_lanes, keys - p * key_lanes)
+            i = 0
+            while i < steps:
+                rows = block_rows(steps - i)
+                at = (pair * steps + i) * keys + p * key_lanes
+                a_start = (b * steps + i) * q.shape[2] + h * d
+                args = (rows, flat_w, at, keys, count, zeros, 0, BIAS, flat_q, a_start)
+                _product(key_lanes, args, q.shape[2], key_panels[p], d)
+                i += rows
+        _softmax_rows(weights, mask, causal, mode, weights, pair * steps, (pair + 1) * steps)
+        _pack_head_rows(v[b], h * dv, dv, value_lanes, value_panels)
+        for p in range(value_panels.shape[0]):  # out's head columns = weights @ v_h
+            count = min(value_lanes, dv - p * value_lanes)
+            i = 0
+            while i < steps:
+                rows = block_rows(steps - i)
+                at = (b * steps + i) * out.shape[2] + h * dv + p * value_lanes
+                a_start = (pair * steps + i) * keys
+                args = (rows, flat_out, at, out.shape[2], count, zeros, 0, BIAS, flat_w, a_start)
+                _product(value_lanes, args, keys, value_panels[p], keys)
+                i += rows
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _product(lanes, args, lda, panel, k):
+    """One micro-kernel call on ``args`` (its first ten), reading a's rows lda apart."""
+    if lanes == WIDE:
+        WIDE_BLOCKS(*args, lda, 0, panel, 0, k, 1)
+    else:
+        NARROW_BLOCKS(*args, lda, 0, panel, 0, k, 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pack_head_columns(x, first, width, scale, lanes, panels):
+    """panels (ceil(T/lanes), width*lanes) = scale * x[:, first:first+width]^T (x (T, columns))
+    in panels of ``lanes`` rows of x, the rows past T zero."""
+    steps = x.shape[0]
+    for p in range(panels.shape[0]):
+        t0 = p * lanes
+        count = min(lanes, steps - t0)
+        panel = panels[p]
+        for c in range(width):
+            for j in range(count):
+                panel[c * lanes + j] = scale * x[t0 + j, first + c]
+            for j in range(count, lanes):
+                panel[c * lanes + j] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pack_head_rows(x, first, width, lanes, panels):
+    """panels (ceil(width/lanes), T*lanes) = x[:, first:first+width] (x (T, columns)) in panels
+    of ``lanes`` of its columns, the columns past width zero."""
+    for p in range(panels.shape[0]):
+        c0 = p * lanes
+        count = min(lanes, width - c0)
+        panel = panels[p]
+        for t in range(x.shape[0]):
+            for j in range(count):
+                panel[t * lanes + j] = x[t, first + c0 + j]
+            for j in range(count, lanes):
+                panel[t * lanes + j] = 0

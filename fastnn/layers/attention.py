@@ -464,21 +464,16 @@ class MultiHeadAttention(_AttentionBase):
             (batch, steps, keys),
         )
         rows = [np.ascontiguousarray(x).reshape(-1, x.shape[-1]) for x in (query, value, key)]
-        q = self._project(rows[0], self._query, self.key_dim, batch, steps)
-        q *= q.dtype.type(self._scale)  # as Keras: the query scaled, not the scores
-        k = self._project(rows[2], self._key, self.key_dim, batch, keys)
-        v = self._project(rows[1], self._value, self.value_dim, batch, keys)
-        weights = np.empty((batch, self.num_heads, steps, keys), q.dtype)
-        heads_out = np.empty((batch, self.num_heads, steps, self.value_dim), q.dtype)
-        dropping = training and self.dropout > 0
-        kernels.attention.attend(
-            q, k, None if dropping else v, padding, options.causal,
-            kernels.attention.MASK_REPLACE, weights, heads_out, threads=runtime.threads(),
-        )  # fmt: skip
-        dropped, uniform = self._dropout(weights, training)
-        if dropping:
-            np.matmul(dropped, v, out=heads_out)
-        combined = np.ascontiguousarray(heads_out.transpose(0, 2, 1, 3)).reshape(batch * steps, -1)
+        if not training and rows[0].dtype == np.float32:
+            heads, combined = self._attend_side_by_side(rows, padding, options, batch, steps)
+            dropped, uniform = heads[3], None
+        else:
+            heads, combined = self._attend_per_head(rows, padding, options, training, batch)
+            dropped, uniform = self._dropout(heads[3], training)
+            if training and self.dropout > 0:
+                heads_out = np.matmul(dropped, heads[2])
+                combined = heads_out.transpose(0, 2, 1, 3).reshape(batch * steps, -1)
+        q, k, v, weights = heads
         kernel, bias = self._output
         out = np.empty((combined.shape[0], math.prod(kernel.shape[2:])), combined.dtype)
         runtime.matmul(combined, kernel.value.reshape(combined.shape[1], -1), out)
@@ -491,19 +486,69 @@ class MultiHeadAttention(_AttentionBase):
         )
         return ([out, weights.copy()] if options.scores else out), ctx
 
-    def _project(self, rows, weights, dim, batch, steps):
-        """rows (B*T, features) @ kernel + bias, as heads (B, H, T, dim), contiguous."""
+    def _attend_per_head(self, rows, padding, options, training, batch):
+        """((q scaled, k, v per head (B, H, T, dim), weights (B, H, Tq, Tk)), the heads'
+        outputs as rows (B*Tq, H*dv), None when dropout is to come)."""
+        q = self._heads(self._project(rows[0], self._query, self.key_dim), batch)
+        q *= q.dtype.type(self._scale)  # as Keras: the query scaled, not the scores
+        k = self._heads(self._project(rows[2], self._key, self.key_dim), batch)
+        v = self._heads(self._project(rows[1], self._value, self.value_dim), batch)
+        steps, keys = q.shape[2], k.shape[2]
+        weights = np.empty((batch, self.num_heads, steps, keys), q.dtype)
+        heads_out = np.empty((batch, self.num_heads, steps, self.value_dim), q.dtype)
+        dropping = training and self.dropout > 0
+        kernels.attention.attend(
+            q, k, None if dropping else v, padding, options.causal,
+            kernels.attention.MASK_REPLACE, weights, heads_out, threads=runtime.threads(),
+        )  # fmt: skip
+        combined = None if dropping else heads_out.transpose(0, 2, 1, 3).reshape(batch * steps, -1)
+        return (q, k, v, weights), combined
+
+    def _attend_side_by_side(self, rows, padding, options, batch, steps):
+        """``_attend_per_head`` for float32 inference: on the projections' rows as they come,
+        the heads side by side (``kernels.attention.attend_heads``); the heads themselves are
+        only made if a backward asks (``_per_head``)."""
+        q, k, v = (
+            self._project(rows[i], weights, dim).reshape(batch, -1, self.num_heads * dim)
+            for i, weights, dim in (
+                (0, self._query, self.key_dim),
+                (2, self._key, self.key_dim),
+                (1, self._value, self.value_dim),
+            )
+        )
+        weights = np.empty((batch, self.num_heads, steps, k.shape[1]), q.dtype)
+        combined = np.empty((batch, steps, self.num_heads * self.value_dim), q.dtype)
+        kernels.attention.attend_heads(
+            q, k, v, self.num_heads, self._scale, padding, options.causal,
+            kernels.attention.MASK_REPLACE, weights, combined, threads=runtime.threads(),
+        )  # fmt: skip
+        return (q, k, v, weights), combined.reshape(batch * steps, -1)
+
+    def _per_head(self, q, k, v):
+        """(q scaled, k, v) per head (B, H, T, dim) from ``_attend_side_by_side``'s rows."""
+        q = self._heads(q, len(q))
+        q *= q.dtype.type(self._scale)
+        return q, self._heads(k, len(k)), self._heads(v, len(v))
+
+    def _project(self, rows, weights, dim):
+        """rows (B*T, features) @ kernel + bias: (B*T, H*dim), the heads side by side."""
         kernel, bias = weights
         out = np.empty((rows.shape[0], self.num_heads * dim), rows.dtype)
         runtime.matmul(rows, kernel.value.reshape(rows.shape[1], -1), out)
         if bias is not None:
             out += bias.value.reshape(-1)
-        return np.ascontiguousarray(
-            out.reshape(batch, steps, self.num_heads, dim).transpose(0, 2, 1, 3)
-        )
+        return out
+
+    def _heads(self, side_by_side, batch):
+        """(B*T, H*dim) or (B, T, H*dim) rows as heads (B, H, T, dim), contiguous."""
+        dim = side_by_side.shape[-1] // self.num_heads
+        heads = side_by_side.reshape(batch, -1, self.num_heads, dim).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(heads)
 
     def backward(self, ctx, grad_outputs):
         rows, (q, k, v), weights, dropped, uniform, combined, options, shapes = ctx
+        if q.ndim == 3:  # inference's heads side by side
+            q, k, v = self._per_head(q, k, v)
         grad_scores = None
         if options.scores:
             grad_outputs, grad_scores = grad_outputs

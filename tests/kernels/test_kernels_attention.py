@@ -153,3 +153,39 @@ def test_attend_and_its_backward_match_numpy_in_blocks(threads, with_dropout):
         (grad_s @ k, grad_s.transpose(0, 1, 3, 2) @ q, dropped.transpose(0, 1, 3, 2) @ grad_out),
     ):
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    heads=st.integers(1, 3),
+    steps=st.integers(1, 30),  # blocks of 12, 8, 4, 2, 1 query rows
+    keys=st.sampled_from([1, 5, 16, 17, 33, 40]),  # one or more panels of 16 or 32 keys
+    dims=st.sampled_from([(1, 1), (4, 8), (16, 16), (8, 40)]),  # (d, dv): dv past a panel
+    causal=st.booleans(),
+    masked=st.booleans(),
+    threads=st.integers(1, 3),
+    seed=seeds,
+)
+def test_attend_heads_matches_numpy(batch, heads, steps, keys, dims, causal, masked, threads, seed):
+    """Each head's softmax(scale * q_h k_h^T) v_h from the projections' rows, heads side by
+    side, as per-head numpy products."""
+    d, dv = dims
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((batch, steps, heads * d)).astype(np.float32)
+    k = rng.standard_normal((batch, keys, heads * d)).astype(np.float32)
+    v = rng.standard_normal((batch, keys, heads * dv)).astype(np.float32)
+    mask = rng.random((batch, steps, keys)) > 0.3 if masked else None
+    scale = 1 / np.sqrt(d)
+    weights = np.full((batch, heads, steps, keys), np.nan, np.float32)
+    out = np.full((batch, steps, heads * dv), np.nan, np.float32)
+    K.attend_heads(
+        q, k, v, heads, scale, NO_MASK if mask is None else mask, causal, K.MASK_REPLACE,
+        weights, out, threads,
+    )  # fmt: skip
+    per_head = lambda x, dim: x.reshape(batch, -1, heads, dim).transpose(0, 2, 1, 3)  # noqa: E731
+    scores = per_head(q, d).astype(np.float64) @ (scale * per_head(k, d)).transpose(0, 1, 3, 2)
+    want_weights = ref_masked_softmax(scores, mask, causal, K.MASK_REPLACE)
+    want = (want_weights @ per_head(v, dv)).transpose(0, 2, 1, 3).reshape(out.shape)
+    np.testing.assert_allclose(weights, want_weights, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5 * np.sqrt(keys))
