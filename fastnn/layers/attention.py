@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import constraints, initializers, kernels, regularizers, runtime
+from fastnn.kernels.workspace import scratch
 from fastnn.layers import custom
 from fastnn.layers.base import Layer, shape_error
 from fastnn.nodes import is_symbolic
@@ -447,7 +448,9 @@ class MultiHeadAttention(_AttentionBase):
         return output
 
     # ---- forward and backward --------------------------------------------------------------
-    def forward(self, inputs, training, mask=None, options=None):
+    uses_workspace = True  # a fresh (B, H, Tq, Tk) array per call costs its page faults
+
+    def forward(self, inputs, training, mask=None, options=None, workspace=None):
         options = options or self._options or _options_of(inputs)
         query, value, key = (np.asarray(x) for x in self._split(inputs, options))
         batch, steps, keys = query.shape[0], query.shape[1], value.shape[1]
@@ -465,17 +468,20 @@ class MultiHeadAttention(_AttentionBase):
         )
         rows = [np.ascontiguousarray(x).reshape(-1, x.shape[-1]) for x in (query, value, key)]
         if not training and rows[0].dtype == np.float32:
-            heads, combined = self._attend_side_by_side(rows, padding, options, batch, steps)
+            args = (rows, padding, options, batch, steps, workspace)
+            heads, combined = self._attend_side_by_side(*args)
             dropped, uniform = heads[3], None
         else:
-            heads, combined = self._attend_per_head(rows, padding, options, training, batch)
+            args = (rows, padding, options, training, batch, workspace)
+            heads, combined = self._attend_per_head(*args)
             dropped, uniform = self._dropout(heads[3], training)
             if training and self.dropout > 0:
                 heads_out = np.matmul(dropped, heads[2])
                 combined = heads_out.transpose(0, 2, 1, 3).reshape(batch * steps, -1)
         q, k, v, weights = heads
         kernel, bias = self._output
-        out = np.empty((combined.shape[0], math.prod(kernel.shape[2:])), combined.dtype)
+        out_shape = (combined.shape[0], math.prod(kernel.shape[2:]))
+        out = scratch(workspace, "out", out_shape, combined.dtype)
         runtime.matmul(combined, kernel.value.reshape(combined.shape[1], -1), out)
         if bias is not None:
             out += bias.value.reshape(-1)
@@ -486,38 +492,38 @@ class MultiHeadAttention(_AttentionBase):
         )
         return ([out, weights.copy()] if options.scores else out), ctx
 
-    def _attend_per_head(self, rows, padding, options, training, batch):
+    def _attend_per_head(self, rows, padding, options, training, batch, workspace=None):
         """((q scaled, k, v per head (B, H, T, dim), weights (B, H, Tq, Tk)), the heads'
         outputs as rows (B*Tq, H*dv), None when dropout is to come)."""
-        q = self._heads(self._project(rows[0], self._query, self.key_dim), batch)
+        q, k, v = (
+            self._heads(projection, batch, workspace, name)
+            for projection, name in zip(self._projections(rows, workspace), "qkv")
+        )
         q *= q.dtype.type(self._scale)  # as Keras: the query scaled, not the scores
-        k = self._heads(self._project(rows[2], self._key, self.key_dim), batch)
-        v = self._heads(self._project(rows[1], self._value, self.value_dim), batch)
         steps, keys = q.shape[2], k.shape[2]
-        weights = np.empty((batch, self.num_heads, steps, keys), q.dtype)
-        heads_out = np.empty((batch, self.num_heads, steps, self.value_dim), q.dtype)
+        weights = scratch(workspace, "weights", (batch, self.num_heads, steps, keys), q.dtype)
+        heads_shape = (batch, self.num_heads, steps, self.value_dim)
+        heads_out = scratch(workspace, "heads_out", heads_shape, q.dtype)
         dropping = training and self.dropout > 0
         kernels.attention.attend(
             q, k, None if dropping else v, padding, options.causal,
             kernels.attention.MASK_REPLACE, weights, heads_out, threads=runtime.threads(),
         )  # fmt: skip
-        combined = None if dropping else heads_out.transpose(0, 2, 1, 3).reshape(batch * steps, -1)
-        return (q, k, v, weights), combined
+        if dropping:
+            return (q, k, v, weights), None
+        combined = scratch(workspace, "combined", (batch, steps, *heads_shape[1::2]), q.dtype)
+        np.copyto(combined, heads_out.transpose(0, 2, 1, 3))
+        return (q, k, v, weights), combined.reshape(batch * steps, -1)
 
-    def _attend_side_by_side(self, rows, padding, options, batch, steps):
+    def _attend_side_by_side(self, rows, padding, options, batch, steps, workspace=None):
         """``_attend_per_head`` for float32 inference: on the projections' rows as they come,
         the heads side by side (``kernels.attention.attend_heads``); the heads themselves are
         only made if a backward asks (``_per_head``)."""
-        q, k, v = (
-            self._project(rows[i], weights, dim).reshape(batch, -1, self.num_heads * dim)
-            for i, weights, dim in (
-                (0, self._query, self.key_dim),
-                (2, self._key, self.key_dim),
-                (1, self._value, self.value_dim),
-            )
+        q, k, v = (p.reshape(batch, -1, p.shape[1]) for p in self._projections(rows, workspace))
+        weights = scratch(workspace, "weights", (batch, self.num_heads, steps, k.shape[1]), q.dtype)
+        combined = scratch(
+            workspace, "combined", (batch, steps, self.num_heads * self.value_dim), q.dtype
         )
-        weights = np.empty((batch, self.num_heads, steps, k.shape[1]), q.dtype)
-        combined = np.empty((batch, steps, self.num_heads * self.value_dim), q.dtype)
         kernels.attention.attend_heads(
             q, k, v, self.num_heads, self._scale, padding, options.causal,
             kernels.attention.MASK_REPLACE, weights, combined, threads=runtime.threads(),
@@ -530,20 +536,33 @@ class MultiHeadAttention(_AttentionBase):
         q *= q.dtype.type(self._scale)
         return q, self._heads(k, len(k)), self._heads(v, len(v))
 
-    def _project(self, rows, weights, dim):
+    def _projections(self, rows, workspace=None):
+        """The query's, key's and value's projections (B*T, H*dim), each head's dim columns
+        side by side, from the query, value and key rows."""
+        specs = (
+            (0, self._query, self.key_dim, "q"),
+            (2, self._key, self.key_dim, "k"),
+            (1, self._value, self.value_dim, "v"),
+        )
+        return [self._project(rows[i], w, dim, workspace, name) for i, w, dim, name in specs]
+
+    def _project(self, rows, weights, dim, workspace=None, name="projection"):
         """rows (B*T, features) @ kernel + bias: (B*T, H*dim), the heads side by side."""
         kernel, bias = weights
-        out = np.empty((rows.shape[0], self.num_heads * dim), rows.dtype)
+        out = scratch(workspace, name, (rows.shape[0], self.num_heads * dim), rows.dtype)
         runtime.matmul(rows, kernel.value.reshape(rows.shape[1], -1), out)
         if bias is not None:
             out += bias.value.reshape(-1)
         return out
 
-    def _heads(self, side_by_side, batch):
+    def _heads(self, side_by_side, batch, workspace=None, name="heads"):
         """(B*T, H*dim) or (B, T, H*dim) rows as heads (B, H, T, dim), contiguous."""
         dim = side_by_side.shape[-1] // self.num_heads
-        heads = side_by_side.reshape(batch, -1, self.num_heads, dim).transpose(0, 2, 1, 3)
-        return np.ascontiguousarray(heads)
+        by_step = side_by_side.reshape(batch, -1, self.num_heads, dim)
+        shape = (batch, self.num_heads, by_step.shape[1], dim)
+        heads = scratch(workspace, name + "_heads", shape, by_step.dtype)
+        np.copyto(heads, by_step.transpose(0, 2, 1, 3))
+        return heads
 
     def backward(self, ctx, grad_outputs):
         rows, (q, k, v), weights, dropped, uniform, combined, options, shapes = ctx
