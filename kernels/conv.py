@@ -1046,6 +1046,9 @@ def plan_conv2d(
             f"conv2d: kernel {tuple(kernel_shape[:2])} with strides {tuple(strides)} and padding "
             f"{padding!r} does not fit input of shape {tuple(x_shape)}"
         )
+    if _strided_1x1(kernel_shape, strides):  # the stride-1 conv of the pixels it reads
+        sampled = (x_shape[0], out_h, out_w, x_shape[3])
+        return plan_conv2d(sampled, kernel_shape, (1, 1), "valid", pooled, dtype)
     kh, kw, c, filters = kernel_shape
     stride_1 = tuple(strides) == (1, 1)
     pointwise = kh == kw == 1 and stride_1
@@ -1069,6 +1072,29 @@ def plan_conv2d(
         dx = SIMD if SIMD_GRADIENTS and not pooled and pointwise and thin else dx
     quads = pooled and (kh, kw, c) in ((3, 3, 1), (3, 3, 3)) and stride_1
     return ConvPlan(forward, dkernel, dx, quads, out_h, out_w, pad_top, pad_left)
+
+
+def _strided_1x1(kernel_shape, strides) -> bool:
+    """A 1x1 kernel with a stride: it reads every stride-th pixel and pads none, so it runs as
+    the 1x1 stride-1 conv of those pixels (``_sampled``; ResNet's shortcuts: 3-10x faster than
+    its windows by im2col)."""
+    return tuple(kernel_shape[:2]) == (1, 1) and tuple(strides) != (1, 1)
+
+
+def _sampled(x, strides):
+    """The pixels (N, ceil(H/sh), ceil(W/sw), C) a strided 1x1 kernel reads, contiguous."""
+    return np.ascontiguousarray(x[:, :: strides[0], :: strides[1]])
+
+
+def _unsampled(d_sampled, strides, x_shape, dx=None):
+    """dx (x_shape, made if None) = d_sampled at the pixels a strided 1x1 kernel read, 0
+    elsewhere; None for no d_sampled."""
+    if d_sampled is None:
+        return None
+    dx = np.empty(x_shape, d_sampled.dtype) if dx is None else dx
+    dx[...] = 0
+    dx[:, :: strides[0], :: strides[1]] = d_sampled
+    return dx
 
 
 def _simd_wins(kernel_shape, outputs: int, out_w: int, stride_1: bool, forward: str) -> bool:
@@ -1124,6 +1150,9 @@ def conv2d_forward(
         return _grouped_forward(*args, groups)
     if tuple(dilation) != (1, 1):
         return _dilated_forward(x, kernel, bias, dilation, padding, activation_code, out, threads)
+    if _strided_1x1(kernel.shape, strides):
+        args = (bias, (1, 1), "valid", activation_code, out, threads)
+        return conv2d_forward(_sampled(x, strides), kernel, *args)
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
     kh, kw, _, filters = kernel.shape
@@ -1176,6 +1205,9 @@ def conv2d_forward_max_pool(
     ``conv2d_backward_max_pooled`` needs besides x. Chunks of images run on up to ``threads``
     threads. An activation outside ``codes.EPILOGUE`` runs unfused: the conv, then the pool.
     """
+    if _strided_1x1(kernel.shape, strides):
+        args = (bias, (1, 1), "valid", activation_code, out, codes, threads)
+        return conv2d_forward_max_pool(_sampled(x, strides), kernel, *args)
     if activation_code not in EPILOGUE:
         y = conv2d_forward(x, kernel, bias, strides, padding, activation_code, threads=threads)
         n, out_h, out_w, filters = y.shape
@@ -1337,6 +1369,10 @@ def conv2d_backward(
     if tuple(dilation) != (1, 1):
         args = (grad_z, x, kernel, dilation, padding, dkernel, dbias, dx, need_dx, threads)
         return _dilated_backward(*args)
+    if _strided_1x1(kernel.shape, strides):
+        args = (kernel, (1, 1), "valid", dkernel, dbias, None, need_dx, threads)
+        d_sampled = conv2d_backward(grad_z, _sampled(x, strides), *args)
+        return _unsampled(d_sampled, strides, x.shape, dx)
     x = np.ascontiguousarray(x)
     c, filters = kernel.shape[2:]
     grad_z = np.ascontiguousarray(grad_z)
@@ -1384,6 +1420,10 @@ def conv2d_backward_max_pooled(
     unpooled row by row where it is read (direct kernels, Winograd, im2col chunks), so no array
     of the conv output's size is made; x (N,H,W,C) is the conv's input; other arguments as there.
     """
+    if _strided_1x1(kernel.shape, strides):
+        args = (kernel, (1, 1), "valid", dkernel, dbias, None, need_dx, threads)
+        d_sampled = conv2d_backward_max_pooled(grad, codes, _sampled(x, strides), *args)
+        return _unsampled(d_sampled, strides, x.shape, dx)
     filters = kernel.shape[3]
     x = np.ascontiguousarray(x)
     grad = np.ascontiguousarray(grad)

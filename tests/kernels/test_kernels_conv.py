@@ -636,3 +636,43 @@ def check_conv2d_gradients_by_finite_differences(options):
             flat[i] = old
             nflat[i] = (up - down) / (2 * eps)
         np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "x_shape, strides, padding",
+    [
+        ((2, 7, 8, 3), (2, 2), "same"),
+        ((1, 9, 5, 16), (3, 2), "valid"),
+        ((2, 6, 6, 20), (2, 1), "same"),
+    ],
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_1x1_runs_as_the_pointwise_conv_of_the_pixels_it_reads(
+    x_shape, strides, padding, dtype
+):
+    """Forward, backward and the fused max pool of a strided 1x1 kernel (ResNet's shortcut)."""
+    rng = np.random.default_rng(1)
+    x = _data(rng, x_shape, dtype)
+    k = _data(rng, (1, 1, x_shape[3], 17), dtype)
+    b = _data(rng, (17,), dtype)
+    assert conv.plan_conv2d(x_shape, k.shape, strides, padding, dtype=dtype).pad_top == 0
+    y = conv.conv2d_forward(x, k, b, strides, padding, RELU, threads=2)
+    np.testing.assert_allclose(y, ref_conv(x, k, b, strides, padding, RELU), **TOL[dtype])
+    dy = _data(rng, y.shape, dtype)
+    dk, db = np.zeros_like(k), np.zeros_like(b)
+    dx = conv.conv2d_backward(dy, x, k, strides, padding, dk, db, threads=2)
+    for ours, ref in zip((dx, dk, db), ref_conv_backward(x, k, dy, strides, padding)):
+        np.testing.assert_allclose(ours, ref, **TOL[dtype])
+    pooled = conv.conv2d_forward_max_pool(x, k, b, strides, padding, LINEAR, threads=2)
+    expected = ref_max_pool_2x2(ref_conv(x, k, b, strides, padding))
+    np.testing.assert_allclose(pooled, expected, **TOL[dtype])
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    st.sampled_from([((2, 7, 8, 3), (2, 2), "same"), ((1, 9, 6, 16), (3, 2), "valid")]), st.data()
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_1x1_max_pooled_training_matches_reference(dtype, shapes, data):
+    x_shape, strides, padding = shapes
+    check_max_pooled_training("simd", (x_shape, (1, 1), strides, padding, dtype), 5, RELU, data)

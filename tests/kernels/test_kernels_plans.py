@@ -43,11 +43,11 @@ CONV_PLANS = [
     ((2, 9, 9, 8), (3, 3, 8, 4), (2, 2), "same", False, (I, I, I, False)),
     ((2, 9, 9, 8), (3, 2, 8, 4), (1, 1), "same", False, (I, I, I, False)),
     ((2, 9, 9, 8), (5, 5, 8, 4), (1, 1), "same", True, (I, I, I, False)),
-    # 1x1: one GEMM on x's rows at stride 1; strided, by its taps (direct up to 16 channels)
+    # 1x1: one GEMM on x's rows; strided, the same on the pixels it reads
     ((2, 8, 8, 32), (1, 1, 32, 8), (1, 1), "valid", False, (P, P, P, False)),
     ((2, 8, 8, 32), (1, 1, 32, 8), (1, 1), "valid", True, (P, P, P, False)),
-    ((2, 8, 8, 32), (1, 1, 32, 8), (2, 2), "valid", False, (I, I, I, False)),
-    ((2, 8, 8, 16), (1, 1, 16, 8), (2, 2), "valid", False, (D, D, I, False)),
+    ((2, 8, 8, 32), (1, 1, 32, 8), (2, 2), "valid", False, (P, P, P, False)),
+    ((2, 8, 8, 16), (1, 1, 16, 8), (2, 2), "same", False, (P, P, P, False)),
     # Conv1D as a one-row image
     ((4, 1, 50, 1), (1, 3, 1, 16), (1, 1), "valid", False, (D, D, I, False)),
     ((4, 1, 50, 8), (1, 5, 8, 16), (1, 2), "same", False, (I, I, I, False)),
