@@ -215,6 +215,7 @@ def bias_activation_forward(z, bias, code, out):
 
 def add_activation_forward(a, b, code, out):
     """out (M, N) = act(a + b) in one pass; a, b (M, N); act relu or none (code RELU or LINEAR)."""
+    a, b, out = long_rows(a, b, out)
     if out.size >= PARALLEL_MIN_ELEMENTS * CHEAP_PARALLEL_FACTOR:
         _add_activation_parallel(a, b, code, out)
     else:

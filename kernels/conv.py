@@ -1024,12 +1024,13 @@ def plan_conv2d(
     """The algorithms of a conv of x (N,H,W,C) with kernel (kh,kw,C,F), forward and backward,
     alone or (``pooled``) fused with a 2x2 stride-2 max pool; ValueError if it does not fit.
 
-    The forward of a float32 conv runs SIMD where it measured faster (``_simd_wins``: see the
-    SIMD_ constants) and, fused with a max pool, where im2col or one GEMM would run.
-    Unpooled, a float32 stride-1 kernel on more than one channel takes its kernel gradient by
-    SIMD where Winograd or im2col would run, and its input gradient where Winograd would; a 1x1
-    one into fewer than 16 filters from 16 or more channels its input gradient.
-    Otherwise (float64 too) as follows.
+    A strided 1x1 kernel is planned as the 1x1 stride-1 conv of the pixels it reads, which the
+    wrappers run (``_strided_1x1``). The forward of a float32 conv runs SIMD where it measured
+    faster (``_simd_wins``: see the SIMD_ constants) and, fused with a max pool, where im2col or
+    one GEMM would run. Unpooled, a float32 stride-1 kernel (but 1x1) takes its kernel gradient
+    by SIMD, and its input gradient where Winograd would run or im2col from
+    SIMD_MIN_INPUT_GRADIENT_CHANNELS channels; a 1x1 one into fewer than 16 filters from 16 or
+    more channels its input gradient. Otherwise (float64 too) as follows.
 
     A kernel with few taps (``kh * kw * C <= DIRECT_MAX_TAPS``, such as a model's first 3x3 layer
     on a grey image) makes a GEMM too thin to pay for im2col: it runs DIRECT, forward and kernel

@@ -30,6 +30,7 @@ from .simd import ACCUMULATE, BIAS, BIAS_RELU
 # the 32 vector registers (a 1-thread product of 8 pixels by 32 filters ran at 174 GFLOP/s, 12
 # by 16 at 136, where OpenBLAS's sgemm peaks at ~150; as a conv, 12 pixels by 32 filters beat 8
 # by 1.05-1.2x). A row's last pixels run in blocks of 8, 4, 2 and 1.
+
 # Output rows per block: a row is at least a few thousand multiply-adds.
 MIN_ROWS_PER_BLOCK = 2
 # Blocks per thread: Numba's threads (TBB) take the blocks as they come free, so a thread slowed
@@ -196,8 +197,8 @@ def _kernel_gradient_images(x, grad, kh, kw, pad_top, pad_left, dkernel, start, 
     # grey or RGB image's 3 or 5 taps, where blocks of 1 to 3 channels ran 2-4x slower).
     by_channels = c >= kw
     rows = c if by_channels else kw
-    lda = plane if by_channels else 1  # between a block's rows: in the image and in dkernel
-    ldo = filters if by_channels else c * filters
+    lda = plane if by_channels else 1  # between a block's rows in the image
+    ldo = filters if by_channels else c * filters  # and in dkernel
     for n in range(start, stop):
         _load_planes(x[n], image, height, width, pad_top, pad_left)
         for f0 in range(0, filters, lanes):
