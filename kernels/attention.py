@@ -23,7 +23,7 @@ from numba import njit, prange
 from .dropout import dropout_backward
 from .fastmath import exp, row_max
 from .gemm import row_blocks
-from .matmul_simd import NARROW_BLOCKS, WIDE, WIDE_BLOCKS, block_rows, lanes_for
+from .matmul_simd import NARROW_BLOCKS, WIDE, WIDE_BLOCKS, block_rows, lanes_for, pack_into
 from .simd import BIAS
 
 MASK_REPLACE = 0
@@ -185,6 +185,9 @@ def softmax_backward(grad_y, y, out, parallel=True):
 
 
 # ---- the heads side by side: inference straight from the projections ---------------------------
+BLOCKS_PER_THREAD = 4  # (batch row, head) blocks per thread: Numba's threads take them as free
+
+
 def attend_heads(q, k, v, heads, scale, mask, causal, mode, weights, out, threads=1):
     """out (B, Tq, H*dv) = each head's ``masked_softmax(scale * q_h @ k_h^T) @ v_h`` in that
     head's columns, weights (B, H, Tq, Tk) the softmax, from the projections as they come: q
@@ -200,9 +203,6 @@ def attend_heads(q, k, v, heads, scale, mask, causal, mode, weights, out, thread
     else:
         _heads(*args, 0, pairs)
     return out
-
-
-BLOCKS_PER_THREAD = 4
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -225,7 +225,8 @@ def _heads(q, k, v, heads, scale, mask, causal, mode, weights, out, start, stop)
     flat_q, flat_w, flat_out = q.reshape(-1), weights.reshape(-1), out.reshape(-1)
     for pair in range(start, stop):
         b, h = pair // heads, pair % heads
-        _pack_head_columns(k[b], h * d, d, scale, key_lanes, key_panels)
+        pack_into(k[b, :, h * d : (h + 1) * d].T, key_lanes, key_panels)
+        key_panels *= scale  # Keras scales the query: the same scores to float32 rounding
         for p in range(key_panels.shape[0]):  # scores (Tq, Tk) = q_h @ (scale * k_h)^T
             count = min(key_lanes, keys - p * key_lanes)
             i = 0
@@ -237,7 +238,7 @@ def _heads(q, k, v, heads, scale, mask, causal, mode, weights, out, start, stop)
                 _product(key_lanes, args, q.shape[2], key_panels[p], d)
                 i += rows
         _softmax_rows(weights, mask, causal, mode, weights, pair * steps, (pair + 1) * steps)
-        _pack_head_rows(v[b], h * dv, dv, value_lanes, value_panels)
+        pack_into(v[b, :, h * dv : (h + 1) * dv], value_lanes, value_panels)
         for p in range(value_panels.shape[0]):  # out's head columns = weights @ v_h
             count = min(value_lanes, dv - p * value_lanes)
             i = 0
@@ -257,34 +258,3 @@ def _product(lanes, args, lda, panel, k):
         WIDE_BLOCKS(*args, lda, 0, panel, 0, k, 1)
     else:
         NARROW_BLOCKS(*args, lda, 0, panel, 0, k, 1)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _pack_head_columns(x, first, width, scale, lanes, panels):
-    """panels (ceil(T/lanes), width*lanes) = scale * x[:, first:first+width]^T (x (T, columns))
-    in panels of ``lanes`` rows of x, the rows past T zero."""
-    steps = x.shape[0]
-    for p in range(panels.shape[0]):
-        t0 = p * lanes
-        count = min(lanes, steps - t0)
-        panel = panels[p]
-        for c in range(width):
-            for j in range(count):
-                panel[c * lanes + j] = scale * x[t0 + j, first + c]
-            for j in range(count, lanes):
-                panel[c * lanes + j] = 0
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _pack_head_rows(x, first, width, lanes, panels):
-    """panels (ceil(width/lanes), T*lanes) = x[:, first:first+width] (x (T, columns)) in panels
-    of ``lanes`` of its columns, the columns past width zero."""
-    for p in range(panels.shape[0]):
-        c0 = p * lanes
-        count = min(lanes, width - c0)
-        panel = panels[p]
-        for t in range(x.shape[0]):
-            for j in range(count):
-                panel[t * lanes + j] = x[t, first + c0 + j]
-            for j in range(count, lanes):
-                panel[t * lanes + j] = 0

@@ -48,12 +48,13 @@ def pack(b: np.ndarray) -> np.ndarray:
     lanes = ``lanes_for(N)``, the columns past N zero."""
     lanes = lanes_for(b.shape[1])
     panels = np.empty((-(-b.shape[1] // lanes), b.shape[0] * lanes), np.float32)
-    _pack(b, lanes, panels)
+    pack_into(b, lanes, panels)
     return panels
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pack(b, lanes, panels):
+def pack_into(b, lanes, panels):
+    """``pack``'s panels of b (K,N), any strides, written into ``panels``."""
     k, n = b.shape
     panels[:] = 0
     for t in range(k):
