@@ -10,7 +10,7 @@ from fastnn.fusion.base import FusedLayer, Rule
 from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.kernels.workspace import scratch
 from fastnn.layers.core import Activation
-from fastnn.layers.merging import Add, sum_arrays
+from fastnn.layers.merging import Add, add_rows, sum_arrays
 from fastnn.nodes import Node
 
 _NO_BIAS = np.empty(0, np.float32), np.empty(0, np.float64)
@@ -33,10 +33,8 @@ class AddActivation(FusedLayer):
     def forward(self, inputs, training, workspace=None):
         if len(inputs) == 2 and self.code in (LINEAR, RELU):  # activated as it is summed
             z = scratch(workspace, "sum", inputs[0].shape, inputs[0].dtype)
-            rows = z.reshape(-1, z.shape[-1])
-            a, b = (np.ascontiguousarray(x).reshape(rows.shape) for x in inputs)
-            kernels.activations.add_activation_forward(a, b, self.code, rows)
-            return z, (rows, 2, workspace)
+            add_rows(*inputs, self.code, z)
+            return z, (z.reshape(-1, z.shape[-1]), 2, workspace)
         z = sum_arrays(inputs, workspace)
         rows = z.reshape(-1, z.shape[-1])
         bias = _NO_BIAS[z.dtype == np.float64]

@@ -177,13 +177,20 @@ def sum_arrays(inputs, workspace=None):
     a, b = inputs[:2]
     same = a.shape == b.shape == shape and a.dtype == b.dtype == out.dtype
     if same and out.dtype in (np.float32, np.float64) and out.size:
-        rows = out.reshape(-1, shape[-1])  # one pass on every thread; numpy's runs on one
-        a, b = (np.ascontiguousarray(x).reshape(rows.shape) for x in (a, b))
-        kernels.activations.add_activation_forward(a, b, LINEAR, rows)
+        add_rows(a, b, LINEAR, out)
     else:
         np.add(a, b, out=out)
     for x in inputs[2:]:
         out += x
+    return out
+
+
+def add_rows(a, b, code, out):
+    """out = act(a + b), act relu or none (code RELU or LINEAR), for float arrays of out's
+    shape and dtype: one pass by rows on every thread (numpy's add runs on one)."""
+    rows = out.reshape(-1, out.shape[-1])
+    a, b = (np.ascontiguousarray(x).reshape(rows.shape) for x in (a, b))
+    kernels.activations.add_activation_forward(a, b, code, rows)
     return out
 
 
