@@ -18,7 +18,7 @@ import importlib
 import sys
 
 #: Families without Numba: they load with fastnn.
-_NUMBA_FREE = ("codes", "gemm", "geometry", "workspace")
+_NUMBA_FREE = ("codes", "forms", "gemm", "geometry", "workspace")
 _refusal: str | None = None  # set by _refuse(): why Numba's families may not run here
 
 

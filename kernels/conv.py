@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from . import conv_simd, winograd
+from . import conv_simd, forms, winograd
 from .activations import (
     _activate_row,
     activate,
@@ -1146,14 +1146,15 @@ def conv2d_forward(
         y = conv2d_forward(*args)
         activate(y, activation_code)
         return y
+    if _strided_1x1(kernel.shape, strides) and groups == 1 and tuple(dilation) == (1, 1):
+        args = (bias, (1, 1), "valid", activation_code, out, threads)
+        return conv2d_forward(_sampled(x, strides), kernel, *args)
+    kernel, kept = forms.split(kernel)
     if groups > 1:
         args = (x, kernel, bias, strides, padding, activation_code, out, threads, dilation)
         return _grouped_forward(*args, groups)
     if tuple(dilation) != (1, 1):
         return _dilated_forward(x, kernel, bias, dilation, padding, activation_code, out, threads)
-    if _strided_1x1(kernel.shape, strides):
-        args = (bias, (1, 1), "valid", activation_code, out, threads)
-        return conv2d_forward(_sampled(x, strides), kernel, *args)
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
     kh, kw, _, filters = kernel.shape
@@ -1162,7 +1163,7 @@ def conv2d_forward(
         out = np.empty((n, plan.out_h, plan.out_w, filters), dtype=x.dtype)
     if plan.forward == SIMD:
         geometry = (strides, plan.pad_top, plan.pad_left)
-        return _simd_conv(x, kernel, bias, *geometry, activation_code, out, threads)
+        return _simd_conv(x, kernel, bias, *geometry, activation_code, out, threads, kept)
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     if plan.forward in (DIRECT, ROWS):
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
@@ -1172,7 +1173,7 @@ def conv2d_forward(
         return out
     if plan.forward == WINOGRAD:
         args = (plan.pad_top, plan.pad_left, activation_code, out)
-        return winograd.forward(x, kernel, b, *args, threads=threads)
+        return winograd.forward(x, _winograd_u(kernel, kept), b, *args, threads=threads)
     y2d = out.reshape(n * plan.out_h * plan.out_w, filters)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
     if plan.forward == POINTWISE:
@@ -1216,6 +1217,7 @@ def conv2d_forward_max_pool(
             out = np.empty((n, out_h // 2, out_w // 2, filters), dtype=y.dtype)
         max_pool_2x2(y, out, _NO_CODES if codes is None else codes)
         return out
+    kernel, kept = forms.split(kernel)
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
     kh, kw, _, filters = kernel.shape
@@ -1227,7 +1229,7 @@ def conv2d_forward_max_pool(
         codes = _NO_CODES
     if plan.forward == SIMD:
         return _simd_conv_max_pool(
-            x, kernel, bias, strides, plan, activation_code, out, codes, threads
+            x, kernel, bias, strides, plan, activation_code, out, codes, threads, kept
         )
     if plan.forward == DIRECT:
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
@@ -1243,7 +1245,8 @@ def conv2d_forward_max_pool(
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     if plan.forward == WINOGRAD:
         args = (plan.pad_top, plan.pad_left, activation_code, out)
-        return winograd.forward(x, kernel, b, *args, threads=threads, pooled=True, codes=codes)
+        u = _winograd_u(kernel, kept)
+        return winograd.forward(x, u, b, *args, threads=threads, pooled=True, codes=codes)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
     geometry = _geometry(kernel.shape, strides, plan)
     pointwise = plan.forward == POINTWISE
@@ -1273,10 +1276,10 @@ _NO_CODES = np.empty((0, 0, 0, 0), dtype=np.uint8)  # the kernels' "no codes wan
 SIMD_POOL_CHUNK_PIXELS = 8192
 
 
-def _simd_conv_max_pool(x, kernel, bias, strides, plan, code, out, codes, threads):
+def _simd_conv_max_pool(x, kernel, bias, strides, plan, code, out, codes, threads, kept=None):
     """``conv2d_forward_max_pool`` by SIMD (``conv_simd.forward_max_pool``)."""
     per_chunk = max(1, SIMD_POOL_CHUNK_PIXELS // (plan.out_h * plan.out_w))
-    panels, b = _simd_arguments(kernel, bias)
+    panels, b = _simd_arguments(kernel, bias, kept)
     geometry = (kernel.shape, strides, (plan.pad_top, plan.pad_left), (plan.out_h, plan.out_w))
     args = (code, out, codes, per_chunk, threads)
     return conv_simd.forward_max_pool(x, panels, b, *geometry, *args)
@@ -1291,21 +1294,26 @@ def _simd_input_gradient(grad_z, kernel, plan, dx, threads):
     return _simd_conv(grad_z, flipped, None, (1, 1), *pads, LINEAR, dx, threads)
 
 
-def _simd_arguments(kernel, bias):
-    """(panels, bias) as ``conv_simd`` takes them: the packed kernel, a float32 bias (zeros for
-    none)."""
+def _simd_arguments(kernel, bias, kept=None):
+    """(panels, bias) as ``conv_simd`` takes them: the packed kernel (packed once for
+    ``kept``, the kernel's ``forms.Forms``), a float32 bias (zeros for none)."""
     filters = kernel.shape[3]
     b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
-    return conv_simd.pack_kernel(kernel), b
+    return forms.derived(kept, kernel, "simd", conv_simd.pack_kernel), b
 
 
-def _simd_conv(x, kernel, bias, strides, pad_top, pad_left, code, out, threads):
+def _winograd_u(kernel, kept=None):
+    """Winograd's transform of the kernel (made once for ``kept``, its ``forms.Forms``)."""
+    return forms.derived(kept, kernel, "winograd", winograd.kernel_transform)
+
+
+def _simd_conv(x, kernel, bias, strides, pad_top, pad_left, code, out, threads, kept=None):
     """``conv_simd.forward`` for a code in ``EPILOGUE`` (a softmax after it, over all filters),
     on as many threads as its work is worth."""
     y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
     flops = 2 * y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
     threads = max(1, min(threads, flops // MIN_FLOPS_PER_BLOCK))
-    panels, b = _simd_arguments(kernel, bias)
+    panels, b = _simd_arguments(kernel, bias, kept)
     geometry = (kernel.shape, strides, pad_top, pad_left)
     conv_simd.forward(np.ascontiguousarray(x), panels, b, *geometry, code == RELU, y, threads)
     if code == SOFTMAX:

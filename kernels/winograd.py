@@ -61,14 +61,14 @@ def _chunk_tiles(c, f, itemsize):
     return max(16, CHUNK_BYTES // (16 * (c + f) * itemsize))
 
 
-def forward(x, kernel, bias, pad_top, pad_left, code, out, threads=1, pooled=False, codes=None):
-    """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (3,3,C,F) + bias (F,) or (0,)), stride 1;
-    with ``pooled``, out (N,oh//2,ow//2,F) is its 2x2 stride-2 'valid' max pool instead, and
-    codes (same shape, uint8; None or empty for none) where each maximum was."""
+def forward(x, u, bias, pad_top, pad_left, code, out, threads=1, pooled=False, codes=None):
+    """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (3,3,C,F) + bias (F,) or (0,)), stride 1,
+    given u = ``kernel_transform(kernel)`` (16,C,F); with ``pooled``, out (N,oh//2,ow//2,F) is
+    its 2x2 stride-2 'valid' max pool instead, and codes (same shape, uint8; None or empty for
+    none) where each maximum was."""
     x = np.ascontiguousarray(x)
     n, _, _, c = x.shape
-    f = kernel.shape[3]
-    u = kernel_transform(np.ascontiguousarray(kernel))
+    f = u.shape[2]
     tiles_h, tiles_w = (out.shape[1], out.shape[2]) if pooled else _tile_grid(out.shape)
     per_image = tiles_h * tiles_w
     step = _chunk_tiles(c, f, x.itemsize)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn.ops.tensor import weights_written
+
 EPS = 1e-6
 ATOL = 1e-5
 RTOL = 1e-3
@@ -33,17 +35,21 @@ def randomize_weights(layer, seed=0, scale=0.5) -> None:
 
 
 def numeric_gradient(objective, array, eps=EPS) -> np.ndarray:
-    """Central differences of the scalar ``objective()`` w.r.t. ``array``, perturbed in place."""
+    """Central differences of the scalar ``objective()`` w.r.t. ``array``, perturbed in place
+    (a weight's too, so each write says so: inference keeps forms made from the weights)."""
     flat = array.reshape(-1)
     assert np.shares_memory(flat, array), "numeric_gradient needs a contiguous array"
     grad = np.zeros(flat.size)
     for i in range(flat.size):
         old = flat[i]
         flat[i] = old + eps
+        weights_written()
         up = objective()
         flat[i] = old - eps
+        weights_written()
         down = objective()
         flat[i] = old
+        weights_written()
         grad[i] = (up - down) / (2 * eps)
     return grad.reshape(array.shape)
 

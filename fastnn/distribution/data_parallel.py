@@ -14,6 +14,7 @@ import numpy as np
 from fastnn import seeding
 from fastnn.distribution import world
 from fastnn.layers import normalization
+from fastnn.ops.tensor import weights_written
 
 
 class DataParallel:
@@ -91,6 +92,7 @@ class DataParallel:
             return
         for variable in model.weights:
             self._broadcast_array(variable.value)
+        weights_written()
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
             return
@@ -110,6 +112,7 @@ class DataParallel:
             return
         for variable in model.non_trainable_weights:
             self._broadcast_array(variable.value)
+        weights_written()
 
     def _broadcast_array(self, array: np.ndarray) -> None:
         if array.flags.c_contiguous:

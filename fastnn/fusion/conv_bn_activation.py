@@ -13,6 +13,8 @@ from fastnn.fusion.base import FusedLayer, Rule
 from fastnn.fusion.bn_activation import _is_batch_norm, _is_relu
 from fastnn.fusion.conv_max_pool import _is_max_pool_2x2
 from fastnn.kernels.codes import LINEAR
+from fastnn.kernels.forms import Forms
+from fastnn.layers.base import kept
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.convolutional_extra import DepthwiseConv2D
 from fastnn.layers.core import Activation, Dense
@@ -41,9 +43,10 @@ class LinearBatchNorm(FusedLayer):
     Dense without activation, act relu or none, pool (after a Conv2D) a 2x2 stride-2 'valid'
     MaxPooling2D or none.
 
-    At inference BN is an affine map per channel (its moving statistics), folded at each call
-    into a copy of the layer's kernel and bias: with ``s = gamma / sqrt(moving_variance +
-    epsilon)``, ``kernel * s`` and ``(bias - moving_mean) * s + beta``; the activation runs in
+    At inference BN is an affine map per channel (its moving statistics), folded into a copy
+    of the layer's kernel and bias that is kept while the weights stay the same: with
+    ``s = gamma / sqrt(moving_variance + epsilon)``, ``kernel * s`` and
+    ``(bias - moving_mean) * s + beta``; the activation runs in
     the layer's epilogue, so its output is written once, as the result (or only the pooled
     output is, ``Conv2D.max_pooled_with``). In training BN's statistics need the layer's output:
     it runs, then BN and the activation in one pass (a frozen BN too: it runs as at inference,
@@ -70,7 +73,12 @@ class LinearBatchNorm(FusedLayer):
         self.code = LINEAR if activation is None else activation._code
 
     def folded(self):
-        """The layer's kernel and bias with BN's moving-statistics affine map folded in."""
+        """The layer's kernel (a conv's as ``kernels.forms.Forms``) and bias with BN's
+        moving-statistics affine map folded in: folded once while the weights stay the same."""
+        sources = tuple(w.value for w in (*self.linear.weights, *self.bn.weights))
+        return kept(self, "folded", sources, lambda *_: self._fold())
+
+    def _fold(self):
         bn, dtype = self.bn, self.linear.kernel.value.dtype
         gamma, beta = bn._affine(dtype)
         invstd = 1 / np.sqrt(bn.moving_variance.value + dtype.type(bn.epsilon))
@@ -78,15 +86,15 @@ class LinearBatchNorm(FusedLayer):
         bias = -bn.moving_mean.value
         if self.linear.use_bias:
             bias = self.linear.bias.value + bias
-        kernel = self.linear.kernel.value
+        kernel, bias = self.linear.kernel.value, (bias * scale + beta).astype(dtype)
         if isinstance(self.linear, DepthwiseConv2D):  # output channel c * M + m: kernel[..., c, m]
-            return kernel * scale.reshape(kernel.shape[-2:]), (bias * scale + beta).astype(dtype)
-        return kernel * scale, (bias * scale + beta).astype(dtype)
+            return kernel * scale.reshape(kernel.shape[-2:]), bias
+        if isinstance(self.linear, Conv2D):
+            return Forms(kernel * scale), bias
+        return kernel * scale, bias
 
     def forward(self, inputs, training, workspace=None):
-        # Folding copies the kernel at every call: it pays when the kernel is smaller than the
-        # input (a conv's, a Dense's on many rows); a Dense's on a few rows runs as written.
-        if not training and self.linear.kernel.value.size <= inputs.size:
+        if not training:
             kernel, bias = self.folded()
             if self.pool is not None:
                 y = self.linear.max_pooled_with(inputs, kernel, bias, self.code, None, workspace)

@@ -18,7 +18,14 @@ from fastnn.naming import unique_name
 from fastnn.nodes import Node, SymbolicTensor, is_symbolic
 from fastnn.ops import tape as tape_module
 from fastnn.ops.core import cast as ops_cast
-from fastnn.ops.tensor import Tensor, Variable, is_float, unwrap  # noqa: F401 (Variable: layers' name for it)
+from fastnn.ops.tensor import (  # noqa: F401 (Variable: layers' name for it)
+    Tensor,
+    Variable,
+    is_float,
+    unwrap,
+    weights_generation,
+    weights_written,
+)
 
 #: [bytes left, bytes allowed, refuse] while ``weight_budget`` is in force in this context.
 _weight_budget: contextvars.ContextVar[list | None] = contextvars.ContextVar(
@@ -71,6 +78,25 @@ def assign_all(variables, weights, owner: str, label) -> None:
             )
     for var, arr in zip(variables, arrays):
         var.value[...] = arr
+    weights_written()
+
+
+def kept(owner, name: str, sources: tuple, make: Callable):
+    """``make(*sources)``, kept on ``owner`` under ``name`` while no weight is written
+    (``weights_generation``) and ``sources`` are the same arrays: what inference computes from
+    weights that stay the same from call to call (a conv's kernel in its packed forms)."""
+    cache = getattr(owner, "_kept", None)
+    if cache is None:
+        cache = {}
+        object.__setattr__(owner, "_kept", cache)  # not a tracked attribute
+    generation = weights_generation()  # before make(): a write meanwhile makes it stale
+    entry = cache.get(name)
+    same = entry is not None and entry[0] == generation and len(entry[1]) == len(sources)
+    if same and all(a is b for a, b in zip(entry[1], sources)):
+        return entry[2]
+    value = make(*sources)
+    cache[name] = (generation, sources, value)
+    return value
 
 
 def standardize_shape(shape, what="shape") -> tuple:

@@ -14,7 +14,7 @@ import numpy as np
 
 from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch
-from fastnn.layers.base import Layer, shape_error
+from fastnn.layers.base import Layer, kept, shape_error
 from fastnn.layers.geometry import (
     channels_last_shape,
     check_data_format,
@@ -447,15 +447,23 @@ class Conv2D(_Conv):
     def forward(self, inputs, training, workspace=None):
         inputs = to_channels_last(inputs, self.data_format)
         bias = self.bias.value if self.use_bias else None
-        z = self.forward_with(inputs, self.kernel.value, bias, self._epilogue_code, workspace)
+        kernel = self.kernel_for(training)
+        z = self.forward_with(inputs, kernel, bias, self._epilogue_code, workspace)
         y, saved = self._activated(z, workspace)
         y, activated = self._in_format(y)
         return y, _Saved(inputs, saved, workspace, activated)
 
+    def kernel_for(self, training: bool):
+        """The kernel's array; at inference its ``kernels.forms.Forms``, which keeps the forms
+        the conv computes with (packed, transformed) while the kernel stays the same."""
+        value = self.kernel.value
+        return value if training else kept(self, "kernel", (value,), kernels.forms.Forms)
+
     def forward_with(self, inputs, kernel, bias, code, workspace=None):
-        """This conv's output computed with ``kernel``, ``bias`` (or None) and the activation
-        ``code`` in place of its own (a composite folding a per-channel affine map into it);
-        channels_last inputs and outputs whatever the layer's data_format."""
+        """This conv's output computed with ``kernel`` (an array or its ``Forms``), ``bias`` (or
+        None) and the activation ``code`` in place of its own (a composite folding a per-channel
+        affine map into it); channels_last inputs and outputs whatever the layer's
+        data_format."""
         out = None
         if workspace is not None:
             out_h, out_w, _, _ = kernels.conv.conv_geometry(
@@ -488,7 +496,8 @@ class Conv2D(_Conv):
         )
         shape = (len(inputs), out_h // 2, out_w // 2, self.filters)
         codes = scratch(workspace, "codes", shape, np.uint8) if training else None
-        pooled = self.max_pooled_with(inputs, self.kernel.value, bias, self._code, codes, workspace)
+        kernel = self.kernel_for(training)
+        pooled = self.max_pooled_with(inputs, kernel, bias, self._code, codes, workspace)
         return pooled, (_SavedPooled(pooled, codes, inputs, workspace) if training else None)
 
     def max_pooled_with(self, inputs, kernel, bias, code, codes=None, workspace=None):

@@ -27,7 +27,7 @@ from fastnn import seeding
 from fastnn.ops import tape as tape_module
 from fastnn.ops.core import cast as ops_cast
 from fastnn.ops.tape import GradientTape, Tensor, paused, unwrap
-from fastnn.ops.tensor import is_float, is_variable
+from fastnn.ops.tensor import is_float, is_variable, weights_written
 
 #: ``training`` for calls that are not given it: set by the outermost call that is.
 TRAINING: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
@@ -442,6 +442,7 @@ def _probe(layer, inputs) -> tuple[list, bool]:
         LOSS_SINK.reset(token)
         for v, value in zip(variables, saved_values):
             v.value[...] = value
+        weights_written()
         for g, state in zip(generators, saved_states):
             g.bit_generator.state = state
         _clear_losses(layer)

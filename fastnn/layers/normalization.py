@@ -10,6 +10,7 @@ from fastnn import constraints, initializers, kernels, regularizers
 from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
+from fastnn.ops.tensor import weights_written
 
 #: Sums a float64 array over every process of a data-parallel job, in place; set by
 #: ``fastnn.distribution`` for ``DataParallel(sync_batchnorm=True)``, when BatchNormalization
@@ -162,6 +163,7 @@ class BatchNormalization(Layer):
         self.moving_mean.value += (1 - m) * mean
         self.moving_variance.value *= m
         self.moving_variance.value += (1 - m) * variance
+        weights_written()
         saved = _Saved(x, gamma, beta, mean, invstd, True, code, workspace, None)
         return y.reshape(inputs.shape), saved
 

@@ -13,7 +13,7 @@ import numpy as np
 from fastnn import backend
 from fastnn.layers.base import Layer, shape_error
 from fastnn.nodes import is_symbolic
-from fastnn.ops.tensor import Tensor, unwrap
+from fastnn.ops.tensor import Tensor, unwrap, weights_written
 
 
 def _to_config_value(value):
@@ -268,6 +268,7 @@ class Normalization(Layer):
             mean, variance = self._combined_moments(batches)
         self.adapt_mean.value[...] = mean
         self.adapt_variance.value[...] = variance
+        weights_written()
 
     def _check_adapt_shape(self, shape) -> None:
         if len(shape) != len(self._build_shape) or any(

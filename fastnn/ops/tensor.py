@@ -37,6 +37,23 @@ def tracked(x) -> bool:
     return any(tape.key(x) is not None for tape in STATE.tapes)
 
 
+# ---- weight writes -----------------------------------------------------------------------------
+class _WeightWrites:
+    count = 0
+
+
+def weights_written() -> None:
+    """Note that weight values may have changed: every writer of weights in place (assign,
+    optimizers, BatchNormalization's statistics, set_weights, loading) calls it after writing."""
+    _WeightWrites.count += 1
+
+
+def weights_generation() -> int:
+    """A number that changes whenever weights may have been written (``weights_written``):
+    what is computed from weights (a conv's packed kernel at inference) holds while it stays."""
+    return _WeightWrites.count
+
+
 # ---- values ------------------------------------------------------------------------------------
 def is_variable(x) -> bool:
     """True for fastnn Variables: layer weights and ``fastnn.Variable``."""
@@ -362,16 +379,19 @@ class Variable(TensorOps):
                 f"got {value.shape}"
             )
         self.value[...] = value
+        weights_written()
         return self.value
 
     def assign_add(self, delta) -> np.ndarray:
         """Add ``delta`` to the value in place; returns it."""
         self.value += np.asarray(unwrap(delta), dtype=self.value.dtype)
+        weights_written()
         return self.value
 
     def assign_sub(self, delta) -> np.ndarray:
         """Subtract ``delta`` from the value in place; returns it."""
         self.value -= np.asarray(unwrap(delta), dtype=self.value.dtype)
+        weights_written()
         return self.value
 
     def __repr__(self) -> str:

@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from fastnn import constraints, kernels, runtime
+from fastnn.ops.tensor import weights_written
 from fastnn.optimizers.schedules import LearningRateSchedule
 from fastnn.optimizers.schedules import deserialize as deserialize_schedule
 from fastnn.optimizers.schedules import serialize as serialize_schedule
@@ -307,6 +308,7 @@ class Optimizer:
             constraints.apply(variable)
         if self.use_ema:
             self._update_averages()
+        weights_written()
         self._iterations += 1
 
     def _update_all(self, indices: list, grads: list) -> None:
@@ -384,6 +386,7 @@ class Optimizer:
     def _overwrite_with_averages(self, variables: list) -> None:
         for variable, average in zip(variables, self._averages, strict=True):
             variable.value[...] = average
+        weights_written()
 
     def finalize_variable_values(self, var_list) -> None:
         """With ``use_ema``, set the variables to their moving averages (fit() calls this)."""
