@@ -3,11 +3,13 @@
 An output row runs in blocks of pixels; each block of pixels by 16 or 32 filters is one
 micro-kernel call whose accumulators stay in registers over the whole window: in NHWC the
 kw * C inputs a pixel's window takes from one input row are contiguous, the next pixel's start
-sw * C further on and the next input row's a row further, for any stride. Each block copies
-one image at a time into a zero-bordered buffer (in cache: a 34x34x16 image is 74 KB), so every
-window lies inside it and the padding costs no branches. Bias and a relu are applied as a block
-leaves its registers. Fused with a 2x2 max pool (``forward_max_pool``), a chunk of images at a
-time is convolved into a buffer that stays in cache and pooled from there.
+sw * C further on and the next input row's a row further, for any stride. Each block of rows
+copies the input rows under it, an image at a time, into a zero-bordered buffer (in cache: all
+of a 34x34x16 image is 74 KB), so every window lies inside it and the padding costs no
+branches. Bias and a relu are applied as a block leaves its registers. Fused with a 2x2 max
+pool (``forward_max_pool``), a band of an image's rows at a time is convolved into a buffer
+that stays in cache and pooled from there; a small batch splits its images into several
+bands, so it runs on all threads too.
 
 The kernel gradient of a stride-1 conv (``kernel_gradient``) is the same micro-kernel the other
 way round: a block of 12 of a tap's channels by a block of filters sums over all of an image's
@@ -48,89 +50,121 @@ def forward(x, panels, bias, kernel_shape, strides, pad_top, pad_left, relu, out
     """out (N,oh,ow,F) = x (N,H,W,C) conv kernel + bias (F,), then max(., 0) with ``relu``;
     float32, the kernel packed by ``pack_kernel``; on up to ``threads`` of Numba's threads by
     blocks of output rows."""
-    n, out_h = out.shape[:2]
+    n, out_h, out_w, filters = out.shape
     kh, kw = kernel_shape[:2]
-    args = (x, panels, bias, kh, kw, strides[0], strides[1], pad_top, pad_left, relu, out)
+    rows = out.reshape(n * out_h, out_w, filters)
+    args = (x, panels, bias, kh, kw, strides[0], strides[1], pad_top, pad_left, relu, out_h, rows)
     blocks = min(BLOCKS_PER_THREAD * threads, n * out_h // MIN_ROWS_PER_BLOCK)
     if threads > 1 and blocks > 1:
         _conv_blocks(*args, blocks)
     else:
-        _conv_rows(*args, 0, n * out_h)
+        image = _band_buffer(x, kh, kw, *strides, out_h, out_w, n * out_h)
+        _conv_rows(*args, image, 0, 0, n * out_h)
     return out
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _conv_blocks(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, blocks):
+def _conv_blocks(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, blocks):
     """``_conv_rows`` over all of out's rows in ``blocks`` blocks, on Numba's threads."""
-    rows = out.shape[0] * out.shape[1]
+    rows, out_w = out.shape[:2]
     for b in prange(blocks):
         start, stop = b * rows // blocks, (b + 1) * rows // blocks
-        _conv_rows(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, start, stop)
+        image = _band_buffer(x, kh, kw, sh, sw, out_h, out_w, stop - start)
+        _conv_rows(
+            x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, image, 0,
+            start, stop,
+        )  # fmt: skip
 
 
 def forward_max_pool(
-    x, panels, bias, kernel_shape, strides, pads, conv_shape, code, out, codes, per_chunk, threads
+    x, panels, bias, kernel_shape, strides, pads, conv_shape, code, out, codes, band, threads
 ):
     """out (N,oh//2,ow//2,F) = the 2x2 stride-2 max pool of ``forward``'s output (oh, ow) =
     ``conv_shape``, activated by ``code`` (LINEAR, RELU or SOFTMAX), and codes (out's shape,
-    uint8, or empty) where each maximum was: per chunk of ``per_chunk`` images, the conv into a
-    buffer that stays in cache, then its pool; chunks on up to ``threads`` of Numba's threads."""
+    uint8, or empty) where each maximum was: per band of ``band`` pooled rows of an image, the
+    conv into a buffer that stays in cache, then its pool; bands on up to ``threads`` of
+    Numba's threads."""
     kh, kw = kernel_shape[:2]
-    args = (x, panels, bias, kh, kw, *strides, *pads, *conv_shape, code, out, codes, per_chunk)
-    chunks = -(-x.shape[0] // per_chunk)
-    if threads > 1 and chunks > 1:
-        _pooled_chunks_parallel(*args, min(chunks, BLOCKS_PER_THREAD * threads))
+    args = (x, panels, bias, kh, kw, *strides, *pads, *conv_shape, code, out, codes, band)
+    bands = x.shape[0] * -(-out.shape[1] // band)
+    if threads > 1 and bands > 1:
+        _pooled_bands_parallel(*args, min(bands, BLOCKS_PER_THREAD * threads))
     else:
-        _pooled_chunks(*args, 0, chunks)
+        _pooled_bands(*args, 0, bands)
     return out
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _pooled_chunks_parallel(
-    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, per_chunk, blocks
+def _pooled_bands_parallel(
+    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, band, blocks
 ):
-    """``_pooled_chunks`` over all chunks in ``blocks`` blocks, on Numba's threads."""
-    chunks = -(-x.shape[0] // per_chunk)
+    """``_pooled_bands`` over all bands in ``blocks`` blocks, on Numba's threads."""
+    bands = x.shape[0] * -(-out.shape[1] // band)
     for b in prange(blocks):
-        first, last = b * chunks // blocks, (b + 1) * chunks // blocks
-        _pooled_chunks(
-            x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, per_chunk,
+        first, last = b * bands // blocks, (b + 1) * bands // blocks
+        _pooled_bands(
+            x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, band,
             first, last,
         )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pooled_chunks(
-    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, per_chunk, first, last
+def _pooled_bands(
+    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, band, first, last
 ):
-    """Chunks [first, last) of ``per_chunk`` images: the conv, its activation, its pool."""
-    n, filters = x.shape[0], out.shape[3]
-    y = np.empty((per_chunk, out_h, out_w, filters), np.float32)
-    for chunk in range(first, last):
-        i0, i1 = chunk * per_chunk, min(n, (chunk + 1) * per_chunk)
-        conv = y[: i1 - i0]
-        rows = (i1 - i0) * out_h
-        _conv_rows(x[i0:i1], panels, bias, kh, kw, sh, sw, pt, pl, code == RELU, conv, 0, rows)
+    """Bands [first, last) of ``band`` pooled rows (numbered image * bands per image + band of
+    the image): the conv's rows under it, their activation, their pool."""
+    n, pooled_h, pooled_w, filters = out.shape
+    per_image = -(-pooled_h // band)
+    y = np.empty((2 * band, out_w, filters), np.float32)
+    image = _band_buffer(x, kh, kw, sh, sw, out_h, out_w, 2 * band)
+    pooled_rows = out.reshape(n * pooled_h, pooled_w, filters)
+    code_rows = codes.reshape(codes.shape[0] * codes.shape[1], pooled_w, codes.shape[3])
+    for unit in range(first, last):
+        i, p0 = unit // per_image, unit % per_image * band
+        p1 = min(pooled_h, p0 + band)
+        rows = 2 * (p1 - p0)
+        start = i * out_h + 2 * p0
+        conv = y[:rows]
+        _conv_rows(
+            x, panels, bias, kh, kw, sh, sw, pt, pl, code == RELU, out_h, conv, image, start,
+            start, start + rows,
+        )  # fmt: skip
         if code == SOFTMAX:
             pixels = conv.reshape(rows * out_w, filters)
             bias_activation_inplace_rows(pixels, bias[:0], code, 0, rows * out_w)
-        max_pool_2x2(conv, out[i0:i1], codes[i0:i1] if codes.shape[0] else codes)
+        at = i * pooled_h + p0
+        target = pooled_rows[at : at + p1 - p0].reshape(1, p1 - p0, pooled_w, filters)
+        where = code_rows[at : at + p1 - p0].reshape(target.shape) if codes.shape[0] else codes
+        max_pool_2x2(conv.reshape(1, rows, out_w, filters), target, where)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _band_buffer(x, kh, kw, sh, sw, out_h, out_w, rows):
+    """A buffer for the zero-bordered input rows under up to ``rows`` output rows of an image."""
+    width = (out_w - 1) * sw + kw
+    return np.empty(((min(rows, out_h) - 1) * sh + kh) * width * x.shape[3], np.float32)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _conv_rows(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, start, stop):
-    """Output rows [start, stop) of out (N,oh,ow,F), rows numbered n * oh + y."""
-    lanes = lanes_for(out.shape[3])
+def _conv_rows(
+    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, image, first, start,
+    stop,
+):  # fmt: skip
+    """Output rows [start, stop) of the conv of x (N,H,W,C), rows numbered n * out_h + y, into
+    out (rows, ow, F) at row - first. Each image's input rows under them are copied into
+    ``image`` (``_band_buffer``), zero-bordered, first."""
+    lanes = lanes_for(out.shape[2])
     c = x.shape[3]
-    _, out_h, out_w, filters = out.shape
-    height, width = (out_h - 1) * sh + kh, (out_w - 1) * sw + kw
-    image = np.zeros(height * width * c, np.float32)
+    out_w, filters = out.shape[1], out.shape[2]
+    width = (out_w - 1) * sw + kw
     flat_out, flat_x = out.reshape(-1), x.reshape(-1)
-    run, loaded = kw * c, -1
+    run, loaded, top = kw * c, -1, 0
     for row in range(start, stop):
         n, y = row // out_h, row % out_h
         if n != loaded:
-            _load_image(flat_x, n, x.shape, image, height, width, pad_top, pad_left)
+            top, last = y * sh, min(stop - n * out_h, out_h) - 1
+            _load_band(flat_x, n, x.shape, image, top, last * sh + kh, width, pad_top, pad_left)
             loaded = n
         for block in range(panels.shape[0]):
             f0 = block * lanes
@@ -138,8 +172,8 @@ def _conv_rows(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out, st
             x0 = 0
             while x0 < out_w:
                 pixels = block_rows(out_w - x0)
-                at = (row * out_w + x0) * filters + f0
-                a_start = (y * sh * width + x0 * sw) * c
+                at = ((row - first) * out_w + x0) * filters + f0
+                a_start = ((y * sh - top) * width + x0 * sw) * c
                 epilogue = BIAS_RELU if relu else BIAS
                 args = (pixels, flat_out, at, filters, count, bias, f0, epilogue, image, a_start)
                 if lanes == WIDE:
@@ -251,12 +285,22 @@ def _load_planes(img, image, height, width, pad_top, pad_left):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _load_image(flat_x, n, shape, image, height, width, pad_top, pad_left):
-    """image (height*width*C) = image n of x (N,H,W,C), flat, at (pad_top, pad_left) inside a
-    border left zero."""
+def _load_band(flat_x, n, shape, image, top, bottom, width, pad_top, pad_left):
+    """image ((bottom-top)*width*C, flat) = rows [top, bottom) of image n of x (N,H,W,C) put at
+    (pad_top, pad_left) inside a zero border ``width`` pixels wide."""
     _, h, w, c = shape
-    rows, run = min(h, height - pad_top), min(w, width - pad_left) * c
-    for r in range(rows):
-        source = (n * h + r) * w * c
-        target = ((pad_top + r) * width + pad_left) * c
-        image[target : target + run] = flat_x[source : source + run]
+    cols = min(w, width - pad_left)
+    line = width * c
+    for padded in range(top, bottom):
+        base, r = (padded - top) * line, padded - pad_top
+        if r < 0 or r >= h:
+            for i in range(line):
+                image[base + i] = 0
+            continue
+        for i in range(pad_left * c):
+            image[base + i] = 0
+        source, target = (n * h + r) * w * c, base + pad_left * c
+        for i in range(cols * c):
+            image[target + i] = flat_x[source + i]
+        for i in range((pad_left + cols) * c, line):
+            image[base + i] = 0
