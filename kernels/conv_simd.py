@@ -294,13 +294,9 @@ def _load_band(flat_x, n, shape, image, top, bottom, width, pad_top, pad_left):
     for padded in range(top, bottom):
         base, r = (padded - top) * line, padded - pad_top
         if r < 0 or r >= h:
-            for i in range(line):
-                image[base + i] = 0
+            image[base : base + line] = 0
             continue
-        for i in range(pad_left * c):
-            image[base + i] = 0
         source, target = (n * h + r) * w * c, base + pad_left * c
-        for i in range(cols * c):
-            image[target + i] = flat_x[source + i]
-        for i in range((pad_left + cols) * c, line):
-            image[base + i] = 0
+        image[base:target] = 0
+        image[target : target + cols * c] = flat_x[source : source + cols * c]
+        image[target + cols * c : base + line] = 0
