@@ -78,11 +78,12 @@ def matmul(a, panels, bias, epilogue, out, threads=1):
     return out
 
 
-def product(a, b, out, accumulate=False, threads=1):
+def product(a, b, out, accumulate=False, threads=1, panels=None):
     """out (M,N) = a (M,K) @ b (K,N), or out += a @ b; float32, a and out C-contiguous, b any
-    strides: ``matmul`` with b packed here."""
+    strides: ``matmul`` with b packed here, or given packed as ``panels``."""
     bias = np.zeros(out.shape[1], np.float32)
-    return matmul(a, pack(b), bias, ACCUMULATE if accumulate else BIAS, out, threads)
+    panels = pack(b) if panels is None else panels
+    return matmul(a, panels, bias, ACCUMULATE if accumulate else BIAS, out, threads)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -73,7 +73,7 @@ class LinearBatchNorm(FusedLayer):
         self.code = LINEAR if activation is None else activation._code
 
     def folded(self):
-        """The layer's kernel (a conv's as ``kernels.forms.Forms``) and bias with BN's
+        """The layer's kernel (but a depthwise conv's as ``kernels.forms.Forms``) and bias with BN's
         moving-statistics affine map folded in: folded once while the weights stay the same."""
         sources = tuple(w.value for w in (*self.linear.weights, *self.bn.weights))
         return kept(self, "folded", sources, lambda *_: self._fold())
@@ -89,9 +89,7 @@ class LinearBatchNorm(FusedLayer):
         kernel, bias = self.linear.kernel.value, (bias * scale + beta).astype(dtype)
         if isinstance(self.linear, DepthwiseConv2D):  # output channel c * M + m: kernel[..., c, m]
             return kernel * scale.reshape(kernel.shape[-2:]), bias
-        if isinstance(self.linear, Conv2D):
-            return Forms(kernel * scale), bias
-        return kernel * scale, bias
+        return Forms(kernel * scale), bias
 
     def forward(self, inputs, training, workspace=None):
         if not training:

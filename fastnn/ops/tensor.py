@@ -322,6 +322,9 @@ class Variable(TensorOps):
 
     Python operators, indexing and numpy functions on it go through fastnn.ops (``x @ w + b``
     records on a tape), so ``==`` is elementwise, as in Keras: compare Variables by identity.
+    Write it with ``assign`` (or a layer's ``set_weights``): code that writes ``value`` in place
+    otherwise must call ``weights_written()`` after, or inference may use the forms it kept of
+    the old values.
     """
 
     __slots__ = ("value", "grad", "name", "path", "trainable", "regularizer", "_constraint")

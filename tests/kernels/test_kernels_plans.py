@@ -71,7 +71,7 @@ S = conv.SIMD
 # x shape, kernel shape, strides, padding, pooled -> forward, kernel gradient, input gradient in
 # float32 (the rest as in float64). The forward by SIMD from 2 filters, where Winograd would run
 # below 48 channels or into at most 32 filters, for a 1x1 stride-1 kernel below 48 channels into
-# 16 or more filters, else below 576 taps; fused with a pool, only where im2col or one GEMM
+# 16 or more filters, else below 576 taps; fused with a pool too, but where the direct kernels
 # would run. Unpooled, the kernel gradient of a stride-1 kernel but 1x1, on
 # 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
 # would, and for a 1x1 one from 16+ channels into fewer than 16 filters
@@ -82,7 +82,9 @@ FLOAT32_PLANS = [
     ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", True, (S, I, I)),
     ((64, 14, 14, 6), (5, 5, 6, 16), (1, 1), "valid", True, (S, I, I)),
     ((64, 14, 14, 6), (5, 5, 6, 16), (1, 1), "valid", False, (S, S, I)),  # dx: 6 of 16 lanes
-    ((64, 14, 14, 32), (3, 3, 32, 64), (1, 1), "same", True, (W, W, W)),
+    ((64, 14, 14, 32), (3, 3, 32, 64), (1, 1), "same", True, (S, W, W)),  # pooled, few channels
+    ((64, 14, 14, 64), (3, 3, 64, 64), (1, 1), "same", True, (W, W, W)),  # and enough for W
+    ((1, 16, 16, 64), (3, 3, 64, 64), (1, 1), "same", True, (S, W, W)),  # a batch of one
     ((32, 32, 32, 3), (3, 3, 3, 16), (1, 1), "same", False, (S, S, I)),  # RGB first layers
     ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), "same", False, (S, I, I)),
     ((32, 32, 32, 16), (3, 3, 16, 16), (1, 1), "same", False, (S, S, S)),  # ResNet-20's

@@ -1,6 +1,6 @@
-"""Inference keeps a conv's kernel in the forms it computes with (packed, Winograd-transformed,
-BatchNormalization folded in) from call to call: every way of changing weights must be seen by
-the next predict, and calls without a change must not redo the work."""
+"""Inference keeps conv and Dense kernels in the forms they compute with (packed,
+Winograd-transformed, BatchNormalization folded in) from call to call: every way of changing
+weights must be seen by the next predict, and calls without a change must not redo the work."""
 
 import numpy as np
 import pytest
@@ -8,12 +8,13 @@ import pytest
 import fastnn
 from fastnn import kernels, layers
 
-X = np.random.default_rng(0).random((4, 12, 12, 3)).astype("float32")
-Y = np.random.default_rng(1).random((4, 10)).astype("float32")
+X = np.random.default_rng(0).random((8, 12, 12, 3)).astype("float32")
+Y = np.random.default_rng(1).random((8, 10)).astype("float32")
 
 
 def cnn():
-    """Convs through every kept form: BN folded (with a fused max pool), SIMD, Winograd."""
+    """Convs through every kept form (BN folded, with a fused max pool; SIMD; Winograd) and a
+    Dense layer whose product on 8 rows runs on the kept packed kernel."""
     fastnn.utils.set_random_seed(0)
     inputs = fastnn.Input((12, 12, 3))
     x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
@@ -22,7 +23,7 @@ def cnn():
     x = layers.MaxPooling2D()(x)
     x = layers.Conv2D(32, 3, padding="same", activation="relu")(x)  # SIMD
     x = layers.Conv2D(16, 3, padding="same", activation="relu")(x)  # Winograd or SIMD
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(256, activation="relu")(layers.Flatten()(x))
     model = fastnn.Model(inputs, layers.Dense(10)(x))
     model.compile(optimizer=fastnn.optimizers.Adam(0.05), loss="mse")
     return model
@@ -80,6 +81,7 @@ CHANGES = {
     ),
     "assign": lambda model: conv(model, 2).kernel.assign(conv(model, 2).kernel.numpy() * 2),
     "assign_add": lambda model: conv(model).kernel.assign_add(0.1),
+    "Dense assign": lambda model: model.layers[-2].kernel.assign(model.layers[-2].kernel * 3),
     "assign_sub": lambda model: bn(model).moving_variance.assign_sub(0.5),
     "moving statistics": lambda model: model(X * 3, training=True),
     "optimizer.apply_gradients": custom_loop_step,
@@ -106,13 +108,15 @@ def test_predict_sees_loaded_weights(tmp_path, suffix):
 def test_calls_without_a_change_pack_each_kernel_once(monkeypatch):
     model = cnn()
     calls = []
-    pack = kernels.conv_simd.pack_kernel
-    monkeypatch.setattr(kernels.conv_simd, "pack_kernel", lambda k: calls.append(k) or pack(k))
+    for module, name in ((kernels.conv_simd, "pack_kernel"), (kernels.matmul_simd, "pack")):
+        pack = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda k, pack=pack: calls.append(k.shape) or pack(k))
     first = model.predict(X, verbose=0)
     packed = len(calls)
-    assert packed >= 1  # the SIMD conv at least
+    assert (576, 256) in calls  # the Dense layer's, besides the SIMD convs'
+    assert packed >= 2
     for _ in range(3):
-        np.testing.assert_array_equal(model.predict(X[:1], verbose=0), first[:1])
+        np.testing.assert_allclose(model.predict(X[:1], verbose=0), first[:1], rtol=1e-5, atol=1e-6)
         model(X)
     assert len(calls) == packed
     model.fit(X, Y, epochs=1, verbose=0)  # training packs its changing kernels every step
