@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from . import conv_simd, forms, winograd
+from . import conv_simd, forms, matmul_simd, winograd
 from .activations import (
     _activate_row,
     activate,
@@ -43,6 +43,7 @@ from .pooling import (
     max_unpool_2x2_row,
     max_unpool_2x2_rows,
 )
+from .simd import BIAS, BIAS_RELU
 
 
 @njit(cache=True, parallel=True)
@@ -967,11 +968,12 @@ SIMD = "simd"  # float32 forward: register-blocked direct conv on SIMD micro-ker
 # for output rows of at least SIMD_MIN_ROW_PIXELS pixels (3x3 stride 2 on 64 to 128 channels,
 # 5x5 on 64: 1.1-1.6x), and any on rows of SIMD_LONG_ROW_PIXELS at stride 1 (7x7 on 64, 5x5 on
 # 128: 1.1-1.6x). Short rows leave its 12-pixel blocks part empty: with 256 channels into 4x4 or
-# 8x8 outputs the GEMMs ran 1.5-5x faster. 1x1 from under 48 channels into 16 or more filters
-# 1.0-1.8x over one GEMM (into fewer 0.5-0.9x: memory-bound, a filter block's lanes left
-# empty), and from up to 128 channels into at least 32 filters and half as many as channels on
-# rows of SIMD_MIN_ROW_PIXELS 1.0-1.7x (from 256 channels 0.8-1.1x). One filter (a lane of 16
-# used) stays on the GEMMs.
+# 8x8 outputs the GEMMs ran 1.5-5x faster. A 1x1 stride-1 kernel is one product on x's rows,
+# run by ``matmul_simd`` with the bias and relu in its epilogue: from up to 256 channels into 16
+# or more filters on SIMD_MIN_POINTWISE_ROWS pixels it ran 1.04-1.2x faster than OpenBLAS's
+# GEMM and its epilogue pass (and 1.1-2x faster than conv_simd's rows); from 512 channels, or on
+# 200 pixels or fewer, 0.8-1.0x. Into fewer filters (memory-bound, a filter block's lanes left
+# empty) and one filter stay on the GEMMs.
 SIMD_MAX_WINOGRAD_CHANNELS = 48
 SIMD_MAX_WINOGRAD_FILTERS = 32  # or fewer filters, from any number of channels
 SIMD_MAX_WINOGRAD_FLOPS = 160_000_000
@@ -979,10 +981,9 @@ SIMD_MAX_TAPS = 576
 SIMD_MAX_ROW_TAPS = 1600
 SIMD_MIN_ROW_PIXELS = 8
 SIMD_LONG_ROW_PIXELS = 16
-SIMD_MAX_POINTWISE_CHANNELS = 48
+SIMD_MAX_POINTWISE_CHANNELS = 256
 SIMD_MIN_POINTWISE_FILTERS = 16
-SIMD_MAX_WIDE_POINTWISE_CHANNELS = 128
-SIMD_MIN_WIDE_POINTWISE_FILTERS = 32
+SIMD_MIN_POINTWISE_ROWS = 256
 SIMD_MIN_FILTERS = 2
 # The float32 backward of a stride-1 kernel (but 1x1) computes its kernel gradient by SIMD
 # (``conv_simd.kernel_gradient``, 1.2-2.7x faster than Winograd or im2col for 3x3 and 5x5 on 3
@@ -1109,10 +1110,8 @@ def _simd_wins(kernel_shape, outputs: int, out_w: int, stride_1: bool, forward: 
         small = 2 * outputs * kh * kw * c * filters < SIMD_MAX_WINOGRAD_FLOPS
         return small or c < SIMD_MAX_WINOGRAD_CHANNELS or filters <= SIMD_MAX_WINOGRAD_FILTERS
     if forward == POINTWISE:
-        if c < SIMD_MAX_POINTWISE_CHANNELS:
-            return filters >= SIMD_MIN_POINTWISE_FILTERS
-        wide = filters >= max(SIMD_MIN_WIDE_POINTWISE_FILTERS, c // 2)
-        return c <= SIMD_MAX_WIDE_POINTWISE_CHANNELS and wide and out_w >= SIMD_MIN_ROW_PIXELS
+        wide = c <= SIMD_MAX_POINTWISE_CHANNELS and filters >= SIMD_MIN_POINTWISE_FILTERS
+        return wide and outputs >= SIMD_MIN_POINTWISE_ROWS
     taps = kh * kw * c
     if taps < SIMD_MAX_TAPS or (out_w >= SIMD_LONG_ROW_PIXELS and stride_1):
         return True
@@ -1318,8 +1317,14 @@ def _simd_conv(x, kernel, bias, strides, pad_top, pad_left, code, out, threads, 
     flops = 2 * y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
     threads = max(1, min(threads, flops // MIN_FLOPS_PER_BLOCK))
     panels, b = _simd_arguments(kernel, bias, kept)
-    geometry = (kernel.shape, strides, pad_top, pad_left)
-    conv_simd.forward(np.ascontiguousarray(x), panels, b, *geometry, code == RELU, y, threads)
+    x = np.ascontiguousarray(x)
+    if kernel.shape[:2] == (1, 1) and tuple(strides) == (1, 1):  # one product on x's rows
+        rows = y.reshape(-1, kernel.shape[3])
+        epilogue = BIAS_RELU if code == RELU else BIAS
+        matmul_simd.matmul(x.reshape(-1, x.shape[3]), panels, b, epilogue, rows, threads)
+    else:
+        geometry = (kernel.shape, strides, pad_top, pad_left)
+        conv_simd.forward(x, panels, b, *geometry, code == RELU, y, threads)
     if code == SOFTMAX:
         activate(y, code)
     if y is not out:

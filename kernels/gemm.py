@@ -38,8 +38,11 @@ SIMD_ROWS_PER_SIDE = 16
 SIMD_MIN_FLOPS = 4_000_000
 # With b kept packed (a ``forms.Forms``: a Dense layer's kernel at inference), float32 products
 # of SIMD_MIN_KEPT_FLOPS run there at any length: 1-4 rows by 512x512 to 784x512 2.4-4.8x
-# faster than OpenBLAS's, 64-256 rows 1.15-1.6x; under it, Numba's thread launch cost more.
+# faster than OpenBLAS's, 64-256 rows 1.15-1.6x; under it, Numba's thread launch cost more. So
+# do products of one row by a b of SIMD_MIN_KEPT_VALUES: streamed by one thread from one
+# core's cache, a 784-512-512-10 MLP's weights took 2x as long as split over both cores'.
 SIMD_MIN_KEPT_FLOPS = 1_500_000
+SIMD_MIN_KEPT_VALUES = 262_144
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -102,10 +105,10 @@ def _simd_wins(a, b, out, m: int, k: int, n: int) -> bool:
 
 
 def _kept_simd_wins(a, b, out, m: int, k: int, n: int) -> bool:
-    """Whether ``matmul_simd`` takes this product of a kept b (SIMD_MIN_KEPT_FLOPS)."""
+    """Whether ``matmul_simd`` takes this product of a kept b (SIMD_MIN_KEPT_FLOPS, _VALUES)."""
     if not (a.dtype == b.dtype == out.dtype == np.float32):
         return False
-    worth = 2 * m * k * n >= SIMD_MIN_KEPT_FLOPS
+    worth = 2 * m * k * n >= SIMD_MIN_KEPT_FLOPS or k * n >= SIMD_MIN_KEPT_VALUES
     return worth and a.flags.c_contiguous and out.flags.c_contiguous
 
 

@@ -13,7 +13,7 @@ CONVS = [  # x shape, kernel shape, pooled, the plan's forward
     ((2, 10, 10, 8), (3, 3, 8, 16), True, conv.SIMD),
     ((16, 12, 12, 64), (3, 3, 64, 64), False, conv.WINOGRAD),
     ((16, 12, 12, 64), (3, 3, 64, 64), True, conv.WINOGRAD),
-    ((1, 9, 9, 16), (1, 1, 16, 32), False, conv.SIMD),
+    ((4, 9, 9, 16), (1, 1, 16, 32), False, conv.SIMD),  # a product on matmul_simd
 ]
 
 
@@ -53,5 +53,5 @@ def test_a_product_on_a_kept_b_matches_numpy(m, k, n, accumulate):
             gemm.matmul(a, kept, out, accumulate, threads=2)
         expected = a.astype(np.float64) @ b + (start if accumulate else 0)
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
-    simd = 2 * m * k * n >= gemm.SIMD_MIN_KEPT_FLOPS
+    simd = 2 * m * k * n >= gemm.SIMD_MIN_KEPT_FLOPS or k * n >= gemm.SIMD_MIN_KEPT_VALUES
     assert set(kept._made) == ({"simd"} if simd else set())

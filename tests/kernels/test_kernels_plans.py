@@ -70,8 +70,8 @@ def test_plan_conv2d(x_shape, kernel_shape, strides, padding, pooled, expected):
 S = conv.SIMD
 # x shape, kernel shape, strides, padding, pooled -> forward, kernel gradient, input gradient in
 # float32 (the rest as in float64). The forward by SIMD from 2 filters, where Winograd would run
-# below 48 channels or into at most 32 filters, for a 1x1 stride-1 kernel below 48 channels into
-# 16 or more filters, else below 576 taps; fused with a pool too, but where the direct kernels
+# below 48 channels or into at most 32 filters, for a 1x1 stride-1 kernel from up to 256
+# channels into 16 or more filters on 256+ pixels, else below 576 taps; fused with a pool too, but where the direct kernels
 # would run. Unpooled, the kernel gradient of a stride-1 kernel but 1x1, on
 # 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
 # would, and for a 1x1 one from 16+ channels into fewer than 16 filters
@@ -103,9 +103,11 @@ FLOAT32_PLANS = [
     ((32, 16, 16, 256), (5, 5, 256, 64), (2, 2), "same", False, (I, I, I)),
     ((32, 16, 16, 32), (1, 1, 32, 64), (1, 1), "valid", False, (S, P, P)),  # pointwise
     ((32, 16, 16, 64), (1, 1, 64, 256), (1, 1), "valid", False, (S, P, P)),
-    ((32, 8, 8, 128), (1, 1, 128, 32), (1, 1), "valid", False, (P, P, P)),
-    ((32, 4, 4, 64), (1, 1, 64, 128), (1, 1), "valid", False, (P, P, P)),  # rows of 4
-    ((32, 8, 8, 256), (1, 1, 256, 256), (1, 1), "valid", False, (P, P, P)),
+    ((32, 8, 8, 128), (1, 1, 128, 32), (1, 1), "valid", False, (S, P, P)),
+    ((32, 4, 4, 64), (1, 1, 64, 128), (1, 1), "valid", False, (S, P, P)),  # rows of 4
+    ((32, 8, 8, 256), (1, 1, 256, 256), (1, 1), "valid", False, (S, P, P)),
+    ((32, 8, 8, 512), (1, 1, 512, 512), (1, 1), "valid", False, (P, P, P)),  # OpenBLAS's
+    ((1, 4, 4, 256), (1, 1, 256, 256), (1, 1), "valid", False, (P, P, P)),  # too few rows
     ((32, 16, 16, 32), (1, 1, 32, 8), (1, 1), "valid", False, (P, P, S)),
     ((32, 64, 64, 16), (1, 1, 16, 1), (1, 1), "valid", False, (P, P, S)),  # U-Net's last
     ((32, 64, 64, 8), (1, 1, 8, 1), (1, 1), "valid", False, (P, P, P)),
