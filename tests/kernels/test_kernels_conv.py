@@ -192,12 +192,12 @@ def conv_path(path):
     names = (conv, "DIRECT_MAX_TAPS"), (conv, "TILE_ROWS"), (gemm, "MIN_ROWS_PER_BLOCK")
     names += (winograd, "MIN_CHANNELS"), (winograd, "CHUNK_BYTES")
     names += (conv, "FEW_FILTERS"), (conv, "FEW_CHANNELS")
-    names += tuple((conv, name) for name in SIMD_LIMITS) + ((conv, "MIN_FLOPS_PER_BLOCK"),)
+    names += tuple((conv, name) for name in SIMD_LIMITS) + ((conv, "SIMD_MIN_FLOPS_PER_THREAD"),)
     names += ((conv_simd, "MIN_ROWS_PER_BLOCK"), (conv, "SIMD_POOL_CHUNK_PIXELS"))
     saved = [getattr(module, name) for module, name in names]
     for name, (every, none) in SIMD_LIMITS.items():
         setattr(conv, name, every if path == "simd" else none)
-    conv.MIN_FLOPS_PER_BLOCK = conv_simd.MIN_ROWS_PER_BLOCK = conv.SIMD_POOL_CHUNK_PIXELS = 1
+    conv.SIMD_MIN_FLOPS_PER_THREAD = conv_simd.MIN_ROWS_PER_BLOCK = conv.SIMD_POOL_CHUNK_PIXELS = 1
     conv.DIRECT_MAX_TAPS = 10**9 if path == "direct" else 0
     conv.FEW_FILTERS = conv.FEW_CHANNELS = 10**9 if path == "rows" else 0
     conv.TILE_ROWS = 1  # chunks of one output row: every chunk boundary is exercised
@@ -232,7 +232,7 @@ SIMD_LIMITS = {
 def test_simd_limits_cover_every_simd_planning_constant():
     """A new SIMD_ threshold must be in SIMD_LIMITS, or the other paths' tests run SIMD."""
     planning = {name for name in dir(conv) if name.startswith("SIMD_")}
-    assert planning - {"SIMD_POOL_CHUNK_PIXELS"} == set(SIMD_LIMITS)
+    assert planning - {"SIMD_POOL_CHUNK_PIXELS", "SIMD_MIN_FLOPS_PER_THREAD"} == set(SIMD_LIMITS)
 
 
 @contextlib.contextmanager

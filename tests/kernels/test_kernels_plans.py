@@ -71,9 +71,9 @@ S = conv.SIMD
 # x shape, kernel shape, strides, padding, pooled -> forward, kernel gradient, input gradient in
 # float32 (the rest as in float64). The forward by SIMD from 2 filters, where Winograd would run
 # below 48 channels or into at most 32 filters, for a 1x1 stride-1 kernel from up to 256
-# channels into 16 or more filters on 256+ pixels, else below 576 taps; fused with a pool too, but where the direct kernels
-# would run. Unpooled, the kernel gradient of a stride-1 kernel but 1x1, on
-# 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
+# channels into 16 or more filters on 256+ pixels, else below 576 taps; fused with a pool too,
+# but where the direct kernels would run. Unpooled, the kernel gradient of a stride-1 kernel but
+# 1x1, on 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
 # would, and for a 1x1 one from 16+ channels into fewer than 16 filters
 FLOAT32_PLANS = [
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, (S, S, I)),  # grey first layers
