@@ -43,7 +43,7 @@ from .pooling import (
     max_unpool_2x2_row,
     max_unpool_2x2_rows,
 )
-from .simd import BIAS, BIAS_RELU
+from .simd import BIAS, BIAS_RELU, LANES
 
 
 @njit(cache=True, parallel=True)
@@ -1321,7 +1321,7 @@ def _simd_conv(x, kernel, bias, strides, pad_top, pad_left, code, out, threads, 
     on as many threads as its work is worth (SIMD_MIN_FLOPS_PER_THREAD)."""
     y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
     kh, kw, c, filters = kernel.shape
-    lanes = -(-filters // 16) * 16  # what the micro-kernels compute, empty lanes included
+    lanes = -(-filters // LANES) * LANES  # what the micro-kernels compute, empty lanes too
     flops = 2 * (y.size // filters) * kh * kw * c * lanes
     threads = max(1, min(threads, flops // SIMD_MIN_FLOPS_PER_THREAD))
     panels, b = _simd_arguments(kernel, bias, kept)
