@@ -73,8 +73,8 @@ class LinearBatchNorm(FusedLayer):
         self.code = LINEAR if activation is None else activation._code
 
     def folded(self):
-        """The layer's kernel (but a depthwise conv's as ``kernels.forms.Forms``) and bias with BN's
-        moving-statistics affine map folded in: folded once while the weights stay the same."""
+        """The layer's kernel (as ``kernels.forms.Forms``, a depthwise conv's as an array) and
+        bias with BN's moving-statistics affine map folded in, once while the weights stay."""
         sources = tuple(w.value for w in (*self.linear.weights, *self.bn.weights))
         return kept(self, "folded", sources, lambda *_: self._fold())
 

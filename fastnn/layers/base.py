@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from fastnn import config, constraints, initializers, regularizers, runtime
+from fastnn.kernels.forms import Forms
 from fastnn.layers import custom
 from fastnn.layers.eager_masks import carried_mask, with_mask
 from fastnn.naming import unique_name
@@ -97,6 +98,13 @@ def kept(owner, name: str, sources: tuple, make: Callable):
     value = make(*sources)
     cache[name] = (generation, sources, value)
     return value
+
+
+def kernel_for(layer, training: bool):
+    """``layer.kernel``'s array; at inference its ``kernels.forms.Forms``, which keeps the forms
+    the kernels compute with (packed, transformed) while the kernel stays the same."""
+    value = layer.kernel.value
+    return value if training else kept(layer, "kernel", (value,), Forms)
 
 
 def standardize_shape(shape, what="shape") -> tuple:

@@ -14,7 +14,7 @@ import numpy as np
 
 from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch
-from fastnn.layers.base import Layer, kept, shape_error
+from fastnn.layers.base import Layer, kernel_for, shape_error
 from fastnn.layers.geometry import (
     channels_last_shape,
     check_data_format,
@@ -447,17 +447,11 @@ class Conv2D(_Conv):
     def forward(self, inputs, training, workspace=None):
         inputs = to_channels_last(inputs, self.data_format)
         bias = self.bias.value if self.use_bias else None
-        kernel = self.kernel_for(training)
+        kernel = kernel_for(self, training)
         z = self.forward_with(inputs, kernel, bias, self._epilogue_code, workspace)
         y, saved = self._activated(z, workspace)
         y, activated = self._in_format(y)
         return y, _Saved(inputs, saved, workspace, activated)
-
-    def kernel_for(self, training: bool):
-        """The kernel's array; at inference its ``kernels.forms.Forms``, which keeps the forms
-        the conv computes with (packed, transformed) while the kernel stays the same."""
-        value = self.kernel.value
-        return value if training else kept(self, "kernel", (value,), kernels.forms.Forms)
 
     def forward_with(self, inputs, kernel, bias, code, workspace=None):
         """This conv's output computed with ``kernel`` (an array or its ``Forms``), ``bias`` (or
@@ -496,7 +490,7 @@ class Conv2D(_Conv):
         )
         shape = (len(inputs), out_h // 2, out_w // 2, self.filters)
         codes = scratch(workspace, "codes", shape, np.uint8) if training else None
-        kernel = self.kernel_for(training)
+        kernel = kernel_for(self, training)
         pooled = self.max_pooled_with(inputs, kernel, bias, self._code, codes, workspace)
         return pooled, (_SavedPooled(pooled, codes, inputs, workspace) if training else None)
 

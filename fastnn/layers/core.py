@@ -10,7 +10,7 @@ import numpy as np
 from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers import user_activation
-from fastnn.layers.base import Layer, kept, shape_error, standardize_shape
+from fastnn.layers.base import Layer, kernel_for, shape_error, standardize_shape
 from fastnn.nodes import Node
 from fastnn.seeding import make_rng
 
@@ -134,7 +134,7 @@ class Dense(Layer):
     def forward(self, inputs, training, workspace=None):
         x = inputs.reshape(-1, inputs.shape[-1])
         y = scratch(workspace, "y", (x.shape[0], self.units), self.kernel.dtype)
-        runtime.matmul(x, self.kernel_for(training), y)
+        runtime.matmul(x, kernel_for(self, training), y)
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
         saved = y
         if self._code in kernels.codes.FROM_INPUT:  # the backward reads z = x @ kernel + bias
@@ -148,12 +148,6 @@ class Dense(Layer):
             kernels.activations.bias_activation_forward(y, bias, self._code, y)
         out = y.reshape(*inputs.shape[:-1], self.units)
         return out, _DenseSaved(x, saved, inputs.shape, workspace)
-
-    def kernel_for(self, training: bool):
-        """The kernel's array; at inference its ``kernels.forms.Forms``, which keeps it packed
-        for the SIMD products while it stays the same."""
-        value = self.kernel.value
-        return value if training else kept(self, "kernel", (value,), kernels.forms.Forms)
 
     def forward_with(self, inputs, kernel, bias, code, workspace=None):
         """This layer's output (batch, ..., units) computed with ``kernel`` (an array or its
