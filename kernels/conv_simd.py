@@ -211,7 +211,10 @@ def _kernel_gradient_blocks(x, grad, kh, kw, pad_top, pad_left, parts):
         _kernel_gradient_images(x, grad, kh, kw, pad_top, pad_left, parts[b], start, stop)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+# Inlined into its callers at Numba's level: compiled in a process as a function of its own
+# (before the parallel shell, or when the shell was compiled there rather than loaded from the
+# cache), the shell ran it 2.3x slower (6.1 ms against 2.6 ms for 32 images of 32x32x32).
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _kernel_gradient_images(x, grad, kh, kw, pad_top, pad_left, dkernel, start, stop):
     """dkernel += the kernel gradient from images [start, stop): each image copied channel by
     channel into a zero-bordered buffer (C, height, width), so a tap's input for an output row
