@@ -26,7 +26,7 @@ def test_variance_scaling_initializers_have_keras_scale(name, limit_or_std, kind
     w = initializers.get(name)((300, 200), dtype="float32")
     assert w.shape == (300, 200) and w.dtype == np.float32
     if kind == "uniform":
-        assert np.abs(w).max() <= limit_or_std
+        assert np.abs(w).max() <= np.float32(limit_or_std)  # a draw below it may round up to it
         assert np.abs(w).max() > 0.95 * limit_or_std
     else:
         assert w.std() == pytest.approx(limit_or_std, rel=0.05)
