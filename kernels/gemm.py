@@ -61,15 +61,11 @@ def matmul(
     m, k = a.shape
     n = b.shape[1]
     b, kept = forms.split(b)
-    if kept is not None and _kept_simd_wins(a, b, out, m, k, n):
-        from . import matmul_simd
-
-        panels = forms.derived(kept, b, "simd", matmul_simd.pack)
-        return matmul_simd.product(a, b, out, accumulate, threads, panels)
-    if _simd_wins(a, b, out, m, k, n):
+    if _simd_wins(a, b, out, m, k, n, kept is not None):
         from . import matmul_simd  # Numba's: imported at the first product that runs there
 
-        return matmul_simd.product(a, b, out, accumulate, threads)
+        panels = forms.derived(kept, b, "simd", matmul_simd.pack)  # packed now if not kept
+        return matmul_simd.product(a, b, out, accumulate, threads, panels)
     threads = min(threads, 2 * m * n * k // MIN_FLOPS_PER_BLOCK)  # the blocks it is worth
     if threads <= 1:  # most products of small layers: no call more than numpy's
         if accumulate:
@@ -94,21 +90,17 @@ def matmul(
     return out
 
 
-def _simd_wins(a, b, out, m: int, k: int, n: int) -> bool:
+def _simd_wins(a, b, out, m: int, k: int, n: int, kept: bool = False) -> bool:
     """Whether ``matmul_simd`` takes this product: float32, a and out C-contiguous, and long
-    enough for its packing of b to pay (``matmul_simd.wins``, restated here: this module loads
-    without Numba)."""
+    enough for its packing of b to pay (SIMD_ROWS_PER_SIDE, SIMD_MIN_FLOPS) or, b ``kept``
+    packed, worth Numba's threads (SIMD_MIN_KEPT_FLOPS, SIMD_MIN_KEPT_VALUES)."""
     if not (a.dtype == b.dtype == out.dtype == np.float32):
         return False
-    long = m >= SIMD_ROWS_PER_SIDE * max(k, n) and 2 * m * k * n >= SIMD_MIN_FLOPS
-    return long and a.flags.c_contiguous and out.flags.c_contiguous
-
-
-def _kept_simd_wins(a, b, out, m: int, k: int, n: int) -> bool:
-    """Whether ``matmul_simd`` takes this product of a kept b (SIMD_MIN_KEPT_FLOPS, _VALUES)."""
-    if not (a.dtype == b.dtype == out.dtype == np.float32):
-        return False
-    worth = 2 * m * k * n >= SIMD_MIN_KEPT_FLOPS or k * n >= SIMD_MIN_KEPT_VALUES
+    flops = 2 * m * k * n
+    if kept:
+        worth = flops >= SIMD_MIN_KEPT_FLOPS or k * n >= SIMD_MIN_KEPT_VALUES
+    else:
+        worth = m >= SIMD_ROWS_PER_SIDE * max(k, n) and flops >= SIMD_MIN_FLOPS
     return worth and a.flags.c_contiguous and out.flags.c_contiguous
 
 

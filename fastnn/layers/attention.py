@@ -495,11 +495,7 @@ class MultiHeadAttention(_AttentionBase):
     def _attend_per_head(self, rows, padding, options, training, batch, workspace=None):
         """((q scaled, k, v per head (B, H, T, dim), weights (B, H, Tq, Tk)), the heads'
         outputs as rows (B*Tq, H*dv), None when dropout is to come)."""
-        q, k, v = (
-            self._heads(projection, batch, workspace, name)
-            for projection, name in zip(self._projections(rows, workspace), "qkv")
-        )
-        q *= q.dtype.type(self._scale)  # as Keras: the query scaled, not the scores
+        q, k, v = self._per_head(*self._projections(rows, workspace), batch, workspace)
         steps, keys = q.shape[2], k.shape[2]
         weights = scratch(workspace, "weights", (batch, self.num_heads, steps, keys), q.dtype)
         heads_shape = (batch, self.num_heads, steps, self.value_dim)
@@ -530,11 +526,12 @@ class MultiHeadAttention(_AttentionBase):
         )  # fmt: skip
         return (q, k, v, weights), combined.reshape(batch * steps, -1)
 
-    def _per_head(self, q, k, v):
-        """(q scaled, k, v) per head (B, H, T, dim) from ``_attend_side_by_side``'s rows."""
-        q = self._heads(q, len(q))
-        q *= q.dtype.type(self._scale)
-        return q, self._heads(k, len(k)), self._heads(v, len(v))
+    def _per_head(self, q, k, v, batch, workspace=None):
+        """(q scaled, k, v) per head (B, H, T, dim) from their projections' rows, the heads side
+        by side ((B*T, H*dim) or (B, T, H*dim))."""
+        q, k, v = (self._heads(x, batch, workspace, name) for x, name in zip((q, k, v), "qkv"))
+        q *= q.dtype.type(self._scale)  # as Keras: the query scaled, not the scores
+        return q, k, v
 
     def _projections(self, rows, workspace=None):
         """The query's, key's and value's projections (B*T, H*dim), each head's dim columns
@@ -567,7 +564,7 @@ class MultiHeadAttention(_AttentionBase):
     def backward(self, ctx, grad_outputs):
         rows, (q, k, v), weights, dropped, uniform, combined, options, shapes = ctx
         if q.ndim == 3:  # inference's heads side by side
-            q, k, v = self._per_head(q, k, v)
+            q, k, v = self._per_head(q, k, v, len(q))
         grad_scores = None
         if options.scores:
             grad_outputs, grad_scores = grad_outputs
