@@ -23,7 +23,7 @@ from numba import njit, prange
 from .dropout import dropout_backward
 from .fastmath import exp, row_max
 from .gemm import row_blocks
-from .matmul_simd import NARROW_BLOCKS, WIDE, WIDE_BLOCKS, block_rows, lanes_for, pack_into
+from .matmul_simd import block_rows, lanes_for, micro_kernel, pack_into
 from .simd import BIAS
 
 MASK_REPLACE = 0
@@ -235,7 +235,7 @@ def _heads(q, k, v, heads, scale, mask, causal, mode, weights, out, start, stop)
                 at = (pair * steps + i) * keys + p * key_lanes
                 a_start = (b * steps + i) * q.shape[2] + h * d
                 args = (rows, flat_w, at, keys, count, zeros, 0, BIAS, flat_q, a_start)
-                _product(key_lanes, args, q.shape[2], key_panels[p], d)
+                micro_kernel(key_lanes, (*args, q.shape[2], 0, key_panels[p], 0, d, 1))
                 i += rows
         _softmax_rows(weights, mask, causal, mode, weights, pair * steps, (pair + 1) * steps)
         pack_into(v[b, :, h * dv : (h + 1) * dv], value_lanes, value_panels)
@@ -247,14 +247,5 @@ def _heads(q, k, v, heads, scale, mask, causal, mode, weights, out, start, stop)
                 at = (b * steps + i) * out.shape[2] + h * dv + p * value_lanes
                 a_start = (pair * steps + i) * keys
                 args = (rows, flat_out, at, out.shape[2], count, zeros, 0, BIAS, flat_w, a_start)
-                _product(value_lanes, args, keys, value_panels[p], keys)
+                micro_kernel(value_lanes, (*args, keys, 0, value_panels[p], 0, keys, 1))
                 i += rows
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _product(lanes, args, lda, panel, k):
-    """One micro-kernel call on ``args`` (its first ten), reading a's rows lda apart."""
-    if lanes == WIDE:
-        WIDE_BLOCKS(*args, lda, 0, panel, 0, k, 1)
-    else:
-        NARROW_BLOCKS(*args, lda, 0, panel, 0, k, 1)

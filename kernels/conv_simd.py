@@ -24,7 +24,7 @@ from numba import njit, prange
 
 from .activations import bias_activation_inplace_rows
 from .codes import RELU, SOFTMAX
-from .matmul_simd import NARROW_BLOCKS, WIDE, WIDE_BLOCKS, block_rows, lanes_for, pack
+from .matmul_simd import block_rows, lanes_for, micro_kernel, pack
 from .pooling import max_pool_2x2
 from .simd import ACCUMULATE, BIAS, BIAS_RELU
 
@@ -176,10 +176,7 @@ def _conv_rows(
                 a_start = ((y * sh - top) * width + x0 * sw) * c
                 epilogue = BIAS_RELU if relu else BIAS
                 args = (pixels, flat_out, at, filters, count, bias, f0, epilogue, image, a_start)
-                if lanes == WIDE:
-                    WIDE_BLOCKS(*args, sw * c, width * c, panels[block], 0, run, kh)
-                else:
-                    NARROW_BLOCKS(*args, sw * c, width * c, panels[block], 0, run, kh)
+                micro_kernel(lanes, (*args, sw * c, width * c, panels[block], 0, run, kh))
                 x0 += pixels
 
 
@@ -257,10 +254,7 @@ def _kernel_gradient_images(x, grad, kh, kw, pad_top, pad_left, dkernel, start, 
                     at = at_base + r0 * ldo + f0
                     args = (block, flat_dkernel, at, ldo, count, packed, 0, ACCUMULATE, image)
                     args_b = (a_base + r0 * lda, lda, width, packed, b_start, out_w, out_h)
-                    if lanes == WIDE:
-                        WIDE_BLOCKS(*args, *args_b)
-                    else:
-                        NARROW_BLOCKS(*args, *args_b)
+                    micro_kernel(lanes, (*args, *args_b))
                     r0 += block
 
 

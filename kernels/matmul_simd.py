@@ -36,6 +36,16 @@ def lanes_for(columns: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def micro_kernel(lanes, args):
+    """One call of the micro-kernel for ``lanes`` (WIDE or LANES) on ``args``, the 16 arguments
+    ``simd.block_product``'s kernels take."""
+    if lanes == WIDE:
+        WIDE_BLOCKS(*args)
+    else:
+        NARROW_BLOCKS(*args)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def block_rows(left):
     """Rows in the next micro-kernel call with ``left`` of them to go."""
     return (
@@ -113,8 +123,5 @@ def _tiles(a, panels, bias, epilogue, out, first, last):
         while r < stop:
             rows = block_rows(stop - r)
             args = (rows, flat_out, r * n + f0, n, count, bias, f0, epilogue, flat_a, r * k, k, 0)
-            if lanes == WIDE:
-                WIDE_BLOCKS(*args, panels[block], 0, k, 1)
-            else:
-                NARROW_BLOCKS(*args, panels[block], 0, k, 1)
+            micro_kernel(lanes, (*args, panels[block], 0, k, 1))
             r += rows
