@@ -19,10 +19,20 @@ WORKSPACE_LIMIT = 32
 class Workspace:
     """The arrays of one caller (a graph node), by name, shape and dtype (see ``scratch``)."""
 
-    __slots__ = ("_arrays",)
+    __slots__ = ("_arrays", "_kept")
 
     def __init__(self):
         self._arrays = {}
+        self._kept = {}
+
+
+def kept_for(workspace: Workspace, owner, make):
+    """What ``make()`` returned the first time ``owner`` asked ``workspace``: a nested model's
+    graph keeps its steps' workspaces in the one its caller's graph handed it."""
+    found = workspace._kept.get(owner)
+    if found is None:
+        found = workspace._kept[owner] = make()
+    return found
 
 
 def scratch(workspace: Workspace | None, name: str, shape, dtype) -> np.ndarray:

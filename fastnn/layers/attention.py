@@ -181,6 +181,7 @@ class _MHASaved(NamedTuple):
     combined: np.ndarray  # the heads' outputs as rows (B*Tq, H*dv)
     options: _Options
     shapes: tuple  # the query, value and key input shapes
+    workspace: object  # the forward's Workspace (or None): the backward's arrays too
 
 
 class MultiHeadAttention(_AttentionBase):
@@ -488,7 +489,7 @@ class MultiHeadAttention(_AttentionBase):
         out = out.reshape(batch, steps, *kernel.shape[2:])
         shapes = (query.shape, value.shape, key.shape)
         ctx = _MHASaved(
-            tuple(rows), (q, k, v), weights, dropped, uniform, combined, options, shapes
+            tuple(rows), (q, k, v), weights, dropped, uniform, combined, options, shapes, workspace
         )
         return ([out, weights.copy()] if options.scores else out), ctx
 
@@ -562,7 +563,7 @@ class MultiHeadAttention(_AttentionBase):
         return heads
 
     def backward(self, ctx, grad_outputs):
-        rows, (q, k, v), weights, dropped, uniform, combined, options, shapes = ctx
+        rows, (q, k, v), weights, dropped, uniform, combined, options, shapes, workspace = ctx
         if q.ndim == 3:  # inference's heads side by side
             q, k, v = self._per_head(q, k, v, len(q))
         grad_scores = None
@@ -571,7 +572,7 @@ class MultiHeadAttention(_AttentionBase):
         batch, steps = shapes[0][:2]
         grad = np.ascontiguousarray(grad_outputs).reshape(batch * steps, -1)
         kernel, bias = self._output
-        grad_combined = np.empty_like(combined)
+        grad_combined = scratch(workspace, "d_combined", combined.shape, combined.dtype)
         products = [(grad, kernel.value.reshape(combined.shape[1], -1).T, grad_combined, False)]
         if self.trainable:
             products.append((combined.T, grad, kernel.grad.reshape(combined.shape[1], -1), True))
@@ -579,10 +580,12 @@ class MultiHeadAttention(_AttentionBase):
                 bias.grad += grad.sum(axis=0).reshape(bias.shape)
         runtime.matmuls(products)
         heads, dv = self.num_heads, self.value_dim
-        grad_heads = np.ascontiguousarray(
-            grad_combined.reshape(batch, steps, heads, dv).transpose(0, 2, 1, 3)
+        grad_heads = scratch(workspace, "d_heads", (batch, heads, steps, dv), combined.dtype)
+        np.copyto(grad_heads, grad_combined.reshape(batch, steps, heads, dv).transpose(0, 2, 1, 3))
+        grad_q, grad_k, grad_v = (
+            scratch(workspace, name, x.shape, x.dtype)
+            for x, name in zip((q, k, v), ("dq", "dk", "dv"))
         )
-        grad_q, grad_k, grad_v = np.empty_like(q), np.empty_like(k), np.empty_like(v)
         dropout = None if uniform is None else (dropped, uniform, self.dropout)
         extra = None if grad_scores is None else np.ascontiguousarray(grad_scores, q.dtype)
         kernels.attention.attend_backward(
@@ -590,23 +593,27 @@ class MultiHeadAttention(_AttentionBase):
             threads=runtime.threads(),
         )  # fmt: skip
         grad_q *= grad_q.dtype.type(self._scale)
-        grad_query = self._project_backward(rows[0], self._query, grad_q)
-        grad_key = self._project_backward(rows[2], self._key, grad_k)
-        grad_value = self._project_backward(rows[1], self._value, grad_v)
+        grad_query = self._project_backward(rows[0], self._query, grad_q, workspace, "d_query")
+        grad_key = self._project_backward(rows[2], self._key, grad_k, workspace, "d_key")
+        grad_value = self._project_backward(rows[1], self._value, grad_v, workspace, "d_value")
         if options.key:
             grads = [grad_query, grad_value, grad_key]
         else:
-            grads = [grad_query, grad_value + grad_key]
+            grads = [grad_query, np.add(grad_value, grad_key, out=grad_value)]
         grads = [g.reshape(s) for g, s in zip(grads, shapes)]
         if options.attention_mask:
             grads.append(None)
         return grads
 
-    def _project_backward(self, rows, weights, grad_heads):
-        """The input rows' gradient of ``_project``; the kernel's and bias's added in."""
+    def _project_backward(self, rows, weights, grad_heads, workspace, name):
+        """The input rows' gradient of ``_project`` (``workspace``'s array ``name``); the
+        kernel's and bias's added in."""
         kernel, bias = weights
-        grad = np.ascontiguousarray(grad_heads.transpose(0, 2, 1, 3)).reshape(rows.shape[0], -1)
-        grad_rows = np.empty_like(rows)
+        by_step = grad_heads.transpose(0, 2, 1, 3)
+        grad = scratch(workspace, name + "_by_step", by_step.shape, by_step.dtype)
+        np.copyto(grad, by_step)
+        grad = grad.reshape(rows.shape[0], -1)
+        grad_rows = scratch(workspace, name, rows.shape, rows.dtype)
         products = [(grad, kernel.value.reshape(rows.shape[1], -1).T, grad_rows, False)]
         if self.trainable:
             products.append((rows.T, grad, kernel.grad.reshape(rows.shape[1], -1), True))

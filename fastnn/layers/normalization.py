@@ -372,6 +372,7 @@ class _NormSaved(NamedTuple):
     rstd: np.ndarray  # float64 1 / sqrt(var + epsilon), alike
     order: list[int] | None  # the permutation that moved the axes last, or None
     moved_shape: tuple  # the input's shape after that permutation
+    workspace: object  # the forward's Workspace (or None): the backward's gradient too
 
 
 class LayerNormalization(_Normalization):
@@ -469,13 +470,13 @@ class LayerNormalization(_Normalization):
             x, gamma, beta, self.epsilon, self.rms_scaling, y, mean, rstd
         )
         out = _axes_back(y.reshape(moved.shape), order)
-        return out, _NormSaved(x, gamma, mean, rstd, order, moved.shape)
+        return out, _NormSaved(x, gamma, mean, rstd, order, moved.shape, workspace)
 
     def backward(self, ctx, grad_outputs):
-        x, gamma, mean, rstd, order, moved_shape = ctx
+        x, gamma, mean, rstd, order, moved_shape, workspace = ctx
         grad_y = grad_outputs if order is None else grad_outputs.transpose(order)
         grad_y = np.ascontiguousarray(grad_y).reshape(x.shape)
-        grad_x = np.empty_like(x)
+        grad_x = scratch(workspace, "norm_dx", x.shape, x.dtype)
         dgamma, dbeta = self._affine_grads(x.shape[1], x.dtype)
         kernels.normalization.layernorm_backward(
             grad_y, x, gamma, mean, rstd, self.rms_scaling, grad_x, dgamma, dbeta
@@ -586,13 +587,13 @@ class GroupNormalization(_Normalization):
             x, gamma, beta, self.epsilon, self.groups, y, mean, rstd
         )
         out = _axes_back(y.reshape(moved.shape), order)
-        return out, _NormSaved(x, gamma, mean, rstd, order, moved.shape)
+        return out, _NormSaved(x, gamma, mean, rstd, order, moved.shape, workspace)
 
     def backward(self, ctx, grad_outputs):
-        x, gamma, mean, rstd, order, moved_shape = ctx
+        x, gamma, mean, rstd, order, moved_shape, workspace = ctx
         grad_y = grad_outputs if order is None else grad_outputs.transpose(order)
         grad_y = np.ascontiguousarray(grad_y).reshape(x.shape)
-        grad_x = np.empty_like(x)
+        grad_x = scratch(workspace, "norm_dx", x.shape, x.dtype)
         dgamma, dbeta = self._affine_grads(self._channels, x.dtype)
         kernels.normalization.groupnorm_backward(
             grad_y, x, gamma, mean, rstd, grad_x, dgamma, dbeta

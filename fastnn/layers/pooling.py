@@ -189,18 +189,22 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
     Example: ``GlobalAveragePooling2D()(x)`` before a Dense classifier.
     """
 
-    def forward(self, inputs, training):
+    uses_workspace = True  # the backward's image-sized gradient
+
+    def forward(self, inputs, training, workspace=None):
+        ctx = (inputs.shape, workspace)
         if self.data_format == "channels_first":  # the mean over each contiguous plane
-            return inputs.mean(axis=(2, 3), keepdims=self.keepdims), inputs.shape
+            return inputs.mean(axis=(2, 3), keepdims=self.keepdims), ctx
         n, h, w, c = inputs.shape
         out = _mean_over_steps(inputs.reshape(n, h * w, c))
-        return (out.reshape(n, 1, 1, c) if self.keepdims else out), inputs.shape
+        return (out.reshape(n, 1, 1, c) if self.keepdims else out), ctx
 
     def backward(self, ctx, grad_outputs):
-        n, h, w, c = channels_last_shape(ctx, self.data_format)
+        in_shape, workspace = ctx
+        n, h, w, c = channels_last_shape(in_shape, self.data_format)
         grad_shape = shape_in_format((n, 1, 1, c), self.data_format)
         grad = np.asarray(grad_outputs, dtype=self.dtype).reshape(grad_shape)
-        dx = np.empty(ctx, dtype=grad.dtype)
+        dx = scratch(workspace, "dx", in_shape, grad.dtype)
         dx[...] = grad * grad.dtype.type(1.0 / (h * w))
         return dx
 
@@ -403,9 +407,11 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
 
     supports_masking = True
 
-    def forward(self, inputs, training, mask=None):
+    uses_workspace = True  # the backward's sequence-sized gradient
+
+    def forward(self, inputs, training, mask=None, workspace=None):
         out, ctx = self._forward_last(to_channels_last(inputs, self.data_format), mask)
-        return from_channels_last(out, self.data_format), ctx
+        return from_channels_last(out, self.data_format), (*ctx, workspace)
 
     def _forward_last(self, inputs, mask):
         if mask is None:
@@ -424,11 +430,11 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
         return (out[:, None] if self.keepdims else out), (inputs.shape, dtype, weights)
 
     def backward(self, ctx, grad_outputs):
-        (n, steps, c), dtype, weights = ctx
+        (n, steps, c), dtype, weights, workspace = ctx
         grad = to_channels_last(np.asarray(grad_outputs, dtype=dtype), self.data_format)
         grad = grad.reshape(n, 1, c)
         if weights is None:
-            dx = np.empty((n, steps, c), dtype=dtype)
+            dx = scratch(workspace, "dx", (n, steps, c), dtype)
             dx[...] = grad * dtype.type(1.0 / steps)
         else:
             dx = grad * weights[:, :, None]

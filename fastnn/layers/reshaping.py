@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from fastnn import backend, kernels
+from fastnn.kernels.workspace import scratch
 from fastnn.layers.base import Layer, shape_error
 
 
@@ -511,26 +512,35 @@ class UpSampling2D(Layer):
                 shape[axis] *= factor
         return tuple(shape)
 
-    def forward(self, inputs, training):
-        if self.interpolation == "bilinear":
-            return self._bilinear_forward(inputs), inputs.shape
+    uses_workspace = True  # a fresh enlarged image per call costs its page faults
+
+    def forward(self, inputs, training, workspace=None):
+        ctx = (inputs.shape, workspace)
         x = self._as_nhwc(inputs)
         n, h, w, c = x.shape
         sh, sw = self.size
-        out = np.empty((n, h * sh, w * sw, c), x.dtype)
-        kernels.resize.nearest_forward(x, sh, sw, out)
-        return out.reshape(self.compute_output_shape(inputs.shape)), inputs.shape
+        out = scratch(workspace, "y", (n, h * sh, w * sw, c), x.dtype)
+        if self.interpolation == "bilinear":
+            kernels.resize.bilinear_forward(
+                x, *_taps(h, sh, x.dtype.str), *_taps(w, sw, x.dtype.str), out
+            )
+        else:
+            kernels.resize.nearest_forward(x, sh, sw, out)
+        return out.reshape(self.compute_output_shape(inputs.shape)), ctx
 
     def backward(self, ctx, grad_outputs):
-        grad = np.asarray(grad_outputs)
-        if self.interpolation == "bilinear":
-            return self._bilinear_backward(grad, ctx)
-        g = self._as_nhwc(grad)
+        in_shape, workspace = ctx
+        g = self._as_nhwc(np.asarray(grad_outputs))
         n, oh, ow, c = g.shape
-        sh, sw = self.size
-        grad_x = np.empty((n, oh // sh, ow // sw, c), g.dtype)
-        kernels.resize.nearest_backward(g, sh, sw, grad_x)
-        return grad_x.reshape(ctx)
+        (sh, sw), dtype = self.size, g.dtype.str
+        h, w = oh // sh, ow // sw
+        grad_x = scratch(workspace, "dx", (n, h, w, c), g.dtype)
+        if self.interpolation == "bilinear":
+            rows, cols = _taps_by_input(h, sh, dtype), _taps_by_input(w, sw, dtype)
+            kernels.resize.bilinear_backward(g, *rows, *cols, grad_x)
+        else:
+            kernels.resize.nearest_backward(g, sh, sw, grad_x)
+        return grad_x.reshape(in_shape)
 
     def _as_nhwc(self, x):
         """A channels_last view of x: NCHW planes are (N*C, H, W, 1) images."""
@@ -538,24 +548,6 @@ class UpSampling2D(Layer):
             return np.ascontiguousarray(x)
         n, c, h, w = x.shape
         return np.ascontiguousarray(x).reshape(n * c, h, w, 1)
-
-    def _bilinear_forward(self, inputs):
-        x = self._as_nhwc(inputs)
-        n, h, w, c = x.shape
-        (sh, sw), dtype = self.size, x.dtype.str
-        out = np.empty((n, h * sh, w * sw, c), x.dtype)
-        kernels.resize.bilinear_forward(x, *_taps(h, sh, dtype), *_taps(w, sw, dtype), out)
-        return out.reshape(self.compute_output_shape(inputs.shape))
-
-    def _bilinear_backward(self, grad, in_shape):
-        g = self._as_nhwc(grad)
-        n, oh, ow, c = g.shape
-        (sh, sw), dtype = self.size, g.dtype.str
-        h, w = oh // sh, ow // sw
-        grad_x = np.empty((n, h, w, c), g.dtype)
-        rows, cols = _taps_by_input(h, sh, dtype), _taps_by_input(w, sw, dtype)
-        kernels.resize.bilinear_backward(g, *rows, *cols, grad_x)
-        return grad_x.reshape(in_shape)
 
     def get_config(self):
         return {
