@@ -43,6 +43,14 @@ SIMD_MIN_FLOPS = 4_000_000
 # core's cache, a 784-512-512-10 MLP's weights took 2x as long as split over both cores'.
 SIMD_MIN_KEPT_FLOPS = 1_500_000
 SIMD_MIN_KEPT_VALUES = 262_144
+# Packed at the call, a b of SIMD_MIN_KEPT_VALUES to SIMD_MAX_PACKED_VALUES values by
+# SIMD_MIN_PACKED_ROWS to SIMD_MAX_PACKED_ROWS rows runs there too (a Dense layer's products in
+# training, whose kernel changes every step): 8-256 rows by 512x512 or 784x512 ran 1.1-1.6x
+# OpenBLAS's speed (packing a contiguous b costs a copy; a transposed one, x @ kernel.T, more);
+# 1 row and b of 1024x1024 ran slower.
+SIMD_MIN_PACKED_ROWS = 8
+SIMD_MAX_PACKED_ROWS = 256
+SIMD_MAX_PACKED_VALUES = 1 << 19
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -64,7 +72,10 @@ def matmul(
     if _simd_wins(a, b, out, m, k, n, kept is not None):
         from . import matmul_simd  # Numba's: imported at the first product that runs there
 
-        panels = forms.derived(kept, b, "simd", matmul_simd.pack)  # packed now if not kept
+        if kept is None:  # packed now, into this thread's buffer (a fresh one: page faults)
+            panels = matmul_simd.pack(b, _packing_buffer(matmul_simd.packed_size(k, n)))
+        else:
+            panels = forms.derived(kept, b, "simd", matmul_simd.pack)
         return matmul_simd.product(a, b, out, accumulate, threads, panels)
     threads = min(threads, 2 * m * n * k // MIN_FLOPS_PER_BLOCK)  # the blocks it is worth
     if threads <= 1:  # most products of small layers: no call more than numpy's
@@ -90,17 +101,31 @@ def matmul(
     return out
 
 
+_buffers = threading.local()
+
+
+def _packing_buffer(size: int) -> np.ndarray:
+    """This thread's float32 buffer for b's panels, at least ``size`` values."""
+    buffer = getattr(_buffers, "panels", None)
+    if buffer is None or buffer.size < size:
+        buffer = _buffers.panels = np.empty(size, np.float32)
+    return buffer
+
+
 def _simd_wins(a, b, out, m: int, k: int, n: int, kept: bool = False) -> bool:
     """Whether ``matmul_simd`` takes this product: float32, a and out C-contiguous, and long
-    enough for its packing of b to pay (SIMD_ROWS_PER_SIDE, SIMD_MIN_FLOPS) or, b ``kept``
-    packed, worth Numba's threads (SIMD_MIN_KEPT_FLOPS, SIMD_MIN_KEPT_VALUES)."""
+    enough for its packing of b to pay (SIMD_ROWS_PER_SIDE, SIMD_MIN_FLOPS), or of a mid-sized
+    b (the SIMD_ ... PACKED constants), or, b ``kept`` packed, worth Numba's threads
+    (SIMD_MIN_KEPT_FLOPS, SIMD_MIN_KEPT_VALUES)."""
     if not (a.dtype == b.dtype == out.dtype == np.float32):
         return False
     flops = 2 * m * k * n
     if kept:
         worth = flops >= SIMD_MIN_KEPT_FLOPS or k * n >= SIMD_MIN_KEPT_VALUES
     else:
-        worth = m >= SIMD_ROWS_PER_SIDE * max(k, n) and flops >= SIMD_MIN_FLOPS
+        long = m >= SIMD_ROWS_PER_SIDE * max(k, n) and flops >= SIMD_MIN_FLOPS
+        few_rows = SIMD_MIN_PACKED_ROWS <= m <= SIMD_MAX_PACKED_ROWS
+        worth = long or few_rows and SIMD_MIN_KEPT_VALUES <= k * n <= SIMD_MAX_PACKED_VALUES
     return worth and a.flags.c_contiguous and out.flags.c_contiguous
 
 

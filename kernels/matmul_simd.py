@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .simd import ACCUMULATE, BIAS, LANES, block_product
+from .simd import ACCUMULATE, BIAS, LANES, block_product, copy_lanes
 
 WIDE = 2 * LANES
 PIXELS = 12  # rows per micro-kernel call: 12 x 32 keeps 24 accumulators in registers
@@ -53,27 +53,67 @@ def block_rows(left):
     )
 
 
-def pack(b: np.ndarray) -> np.ndarray:
+def pack(b: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray:
     """b (K,N), any strides, as the micro-kernels' panels (ceil(N/lanes), K*lanes) float32,
-    lanes = ``lanes_for(N)``, the columns past N zero."""
+    lanes = ``lanes_for(N)``, the columns past N zero; on Numba's threads from
+    ``PACK_PARALLEL_MIN_VALUES`` values. Written at the start of ``buffer`` (float32, 1-D,
+    large enough: ``packed_size``) if given."""
     lanes = lanes_for(b.shape[1])
-    panels = np.empty((-(-b.shape[1] // lanes), b.shape[0] * lanes), np.float32)
-    pack_into(b, lanes, panels)
+    shape = (-(-b.shape[1] // lanes), b.shape[0] * lanes)
+    if buffer is None:
+        panels = np.empty(shape, np.float32)
+    else:
+        panels = buffer[: shape[0] * shape[1]].reshape(shape)
+    if b.size >= PACK_PARALLEL_MIN_VALUES and panels.shape[0] > 1:
+        _pack_parallel(b, lanes, panels)
+    else:
+        pack_into(b, lanes, panels)
     return panels
+
+
+def packed_size(k: int, n: int) -> int:
+    """Values of ``pack``'s panels of a (K,N) b."""
+    lanes = lanes_for(n)
+    return -(-n // lanes) * k * lanes
+
+
+PACK_PARALLEL_MIN_VALUES = 1 << 16
+PACK_COLUMN_ROWS = 64  # a transposed b is packed this many rows at a time: their lanes in L1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def pack_into(b, lanes, panels):
     """``pack``'s panels of b (K,N), any strides, written into ``panels``."""
+    for block in range(panels.shape[0]):
+        _pack_panel(b, lanes, panels[block], block)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _pack_parallel(b, lanes, panels):
+    for block in prange(panels.shape[0]):
+        _pack_panel(b, lanes, panels[block], block)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pack_panel(b, lanes, panel, block):
+    """Panel ``block`` of ``pack``: b's columns from block * lanes as K rows of lanes."""
     k, n = b.shape
-    panels[:] = 0
-    for t in range(k):
-        row = b[t]
-        for block in range(panels.shape[0]):
-            f0 = block * lanes
-            panel = panels[block]
-            for j in range(min(lanes, n - f0)):
-                panel[t * lanes + j] = row[f0 + j]
+    f0 = block * lanes
+    count = min(lanes, n - f0)
+    row_step, column_step = b.strides[0] // 4, b.strides[1] // 4
+    if column_step == 1:  # b's rows are contiguous: a vector at a time
+        for t in range(k):
+            for v in range(0, lanes, LANES):
+                copy_lanes(b, t * row_step + f0 + v, panel, t * lanes + v, count - v)
+        return
+    for t0 in range(0, k, PACK_COLUMN_ROWS):  # read along b's columns, a few rows at a time
+        t1 = min(k, t0 + PACK_COLUMN_ROWS)
+        for j in range(count):
+            for t in range(t0, t1):
+                panel[t * lanes + j] = b[t, f0 + j]
+    if count < lanes:
+        for t in range(k):
+            panel[t * lanes + count : (t + 1) * lanes] = 0
 
 
 def matmul(a, panels, bias, epilogue, out, threads=1):
@@ -98,25 +138,35 @@ def product(a, b, out, accumulate=False, threads=1, panels=None):
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def _tiles_parallel(a, panels, bias, epilogue, out):
+    """The tiles on Numba's threads: a thread takes a span of row chunks (each with every
+    panel: a's rows stay in cache) or, where b's panels outweigh a, a span of panels (each
+    with every row chunk: read from memory once, where by chunks every thread streamed all of
+    a 4 MB b from memory and ran at half speed)."""
     blocks = panels.shape[0]
     chunks = -(-a.shape[0] // ROWS_PER_TILE)
-    if chunks >= 8:
+    by_panel = panels.size > a.size
+    if chunks >= 8 and not by_panel:
         for chunk in prange(chunks):
-            _tiles(a, panels, bias, epilogue, out, chunk * blocks, (chunk + 1) * blocks)
+            _tiles(a, panels, bias, epilogue, out, chunk * blocks, (chunk + 1) * blocks, False)
     else:
         for tile in prange(chunks * blocks):
-            _tiles(a, panels, bias, epilogue, out, tile, tile + 1)
+            _tiles(a, panels, bias, epilogue, out, tile, tile + 1, by_panel)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _tiles(a, panels, bias, epilogue, out, first, last):
-    """Tiles [first, last) of out, numbered row chunk * panels + panel."""
+def _tiles(a, panels, bias, epilogue, out, first, last, by_panel=False):
+    """Tiles [first, last) of out, numbered row chunk * panels + panel (``by_panel``: panel *
+    row chunks + row chunk)."""
     m, k = a.shape
     n = out.shape[1]
     lanes = lanes_for(n)
+    chunks = -(-m // ROWS_PER_TILE)
     flat_a, flat_out = a.reshape(-1), out.reshape(-1)
     for tile in range(first, last):
-        chunk, block = tile // panels.shape[0], tile % panels.shape[0]
+        if by_panel:
+            chunk, block = tile % chunks, tile // chunks
+        else:
+            chunk, block = tile // panels.shape[0], tile % panels.shape[0]
         f0 = block * lanes
         count = min(lanes, n - f0)
         r, stop = chunk * ROWS_PER_TILE, min(m, (chunk + 1) * ROWS_PER_TILE)

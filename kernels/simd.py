@@ -91,6 +91,33 @@ def block_product(lanes: int, rows: tuple = (1,)):
     return product
 
 
+@intrinsic
+def copy_lanes(typingctx, src, src_start, dst, dst_start, count):
+    """dst[dst_start + l] = src[src_start + l] for l < count, 0 for count <= l < 16: one
+    vector load (masked) and store, on float32 arrays of any layout (offsets in values from
+    their first; the caller keeps them in range). Numba's own loops copy such spans a value
+    at a time: they cannot tell dst from src."""
+    if not all(isinstance(x, types.Array) and x.dtype == types.float32 for x in (src, dst)):
+        return None
+
+    def codegen(context, builder, sig, values):
+        _prefer_512_bit_vectors(builder.function)
+        src_array, src_at, dst_array, dst_at, count = (
+            context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+            for v, t in zip(values, sig.args)
+        )
+        src_ptr = context.make_array(sig.args[0])(context, builder, src_array).data
+        dst_ptr = context.make_array(sig.args[2])(context, builder, dst_array).data
+        kernel = _Kernel(builder, 1, LANES)
+        (mask,) = kernel.masks(count)
+        value = kernel.load(src_ptr, 0, mask, src_at)
+        target = builder.bitcast(builder.gep(dst_ptr, [dst_at]), _VECTOR.as_pointer())
+        builder.store(value, target, align=4)
+        return context.get_dummy_value()
+
+    return types.none(src, src_start, dst, dst_start, count), codegen
+
+
 class _Kernel:
     """IR of one micro-kernel of ``rows`` x ``lanes`` accumulators, built at ``builder``."""
 

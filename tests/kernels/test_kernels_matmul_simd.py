@@ -42,6 +42,36 @@ def test_matmul_matches_numpy(m, k, n, epilogue, transposed, threads, seed):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(k))
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    k=st.integers(1, 300),
+    n=st.integers(1, 300),
+    layout=st.sampled_from(["rows", "columns", "sliced"]),
+    buffered=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_pack_of_any_layout_matches_numpy(k, n, layout, buffered, seed):
+    """Panels of b read along its rows (vectors), its columns (a transposed view) or any
+    strides, serially and (from PACK_PARALLEL_MIN_VALUES) on Numba's threads, into a buffer
+    of garbage too: the lanes past N are zeros."""
+    rng = np.random.default_rng(seed)
+    if layout == "rows":
+        b = rng.standard_normal((k, n)).astype(np.float32)
+    elif layout == "columns":
+        b = rng.standard_normal((n, k)).astype(np.float32).T
+    else:
+        b = rng.standard_normal((2 * k, n + 3)).astype(np.float32)[::2, 1 : n + 1]
+    size = matmul_simd.packed_size(k, n)
+    buffer = np.full(size + 5, np.nan, np.float32) if buffered else None
+    panels = matmul_simd.pack(b, buffer)
+    lanes = matmul_simd.lanes_for(n)
+    expected = np.zeros((panels.shape[0], k, lanes), np.float32)
+    for block in range(panels.shape[0]):
+        columns = b[:, block * lanes : (block + 1) * lanes]
+        expected[block, :, : columns.shape[1]] = columns
+    np.testing.assert_array_equal(panels, expected.reshape(panels.shape))
+
+
 def test_pack_pads_the_last_panel_with_zeros():
     b = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
     panels = matmul_simd.pack(b)
@@ -67,3 +97,22 @@ def test_gemm_runs_long_float32_products_on_simd(monkeypatch, accumulate):
         gemm.matmul(a.astype(np.float64), b.astype(np.float64), np.empty((4096, 48)))
     assert calls == [1]
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_gemm_runs_few_rows_by_a_mid_sized_b_on_simd(monkeypatch, transposed):
+    """A Dense layer's products in training (8 to 256 rows by a 512 x 512 kernel, or by its
+    transpose) pack b at the call and run there; one row by it runs on numpy's."""
+    calls = []
+    real = matmul_simd.product
+    monkeypatch.setattr(matmul_simd, "product", lambda *args: calls.append(1) or real(*args))
+    rng = np.random.default_rng(1)
+    kernel = rng.standard_normal((512, 512)).astype(np.float32)
+    b = kernel.T if transposed else kernel
+    for rows in (32, 1):
+        a = rng.standard_normal((rows, 512)).astype(np.float32)
+        out = np.empty((rows, 512), np.float32)
+        with runtime.serial_blas():
+            gemm.matmul(a, b, out, threads=2)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+    assert calls == [1]

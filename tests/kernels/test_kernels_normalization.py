@@ -13,7 +13,7 @@ DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
 ATOL = {np.float32: 1e-5, np.float64: 1e-11}
 
-# Rows up to 200 cover one block, several blocks and a ragged last block (block = 64 rows).
+# Rows up to 200 cover one block, several blocks and a ragged last block (up to 64 blocks).
 shapes = st.tuples(st.integers(1, 200), st.integers(1, 5))
 seeds = st.integers(0, 2**32 - 1)
 dtypes = st.sampled_from(DTYPES)
@@ -58,6 +58,7 @@ def split(request, monkeypatch):
     """Runs a test on the serial kernels and again on the parallel ones (any size)."""
     if request.param == "parallel":
         monkeypatch.setattr(K, "PARALLEL_MIN_ELEMENTS", 1)
+        monkeypatch.setattr(K, "MIN_ROWS_PER_BLOCK", 1)
 
 
 codes = st.sampled_from([LINEAR, RELU])
