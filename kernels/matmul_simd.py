@@ -5,7 +5,7 @@ a @ b into out, in one pass: ``gemm.matmul``'s long float32 products, and (its m
 calls and packing) the SIMD convolutions of ``conv_simd``.
 b is packed first (``pack``: panels of 16 or 32 columns, K rows each, the columns past N zero),
 a is read in place. The output is cut into tiles of ``ROWS_PER_TILE`` rows by one panel; each
-tile runs blocks of 12 rows (8, 4, 2, 1 at its end) whose accumulators stay in registers over
+tile runs blocks of 12 rows (8 to 1 at its end) whose accumulators stay in registers over
 all of K, and Numba's threads take the tiles as they come free. Against numpy's (OpenBLAS)
 sgemm on 2 threads this ran 1.2-2.6x faster on long products of a small b (see below).
 """
@@ -19,8 +19,11 @@ from .simd import ACCUMULATE, BIAS, LANES, block_product, copy_lanes
 
 WIDE = 2 * LANES
 PIXELS = 12  # rows per micro-kernel call: 12 x 32 keeps 24 accumulators in registers
-WIDE_BLOCKS = block_product(WIDE, (PIXELS, 8, 4, 2, 1))
-NARROW_BLOCKS = block_product(LANES, (PIXELS, 8, 4, 2, 1))
+# Every count of rows up to 8 has a kernel: a block of 5 run as 4 and 1 spent as long on its one
+# row (a single chain of dependent multiply-adds) as on the four.
+BLOCK_ROWS = (PIXELS, 8, 7, 6, 5, 4, 3, 2, 1)
+WIDE_BLOCKS = block_product(WIDE, BLOCK_ROWS)
+NARROW_BLOCKS = block_product(LANES, BLOCK_ROWS)
 ROWS_PER_TILE = 48
 # Where products run here: ``gemm.SIMD_ROWS_PER_SIDE`` and ``gemm.SIMD_MIN_FLOPS``. Packing b
 # costs about a tenth of a product of as many rows as b has values per side, so it pays on
@@ -48,9 +51,7 @@ def micro_kernel(lanes, args):
 @njit(cache=True, nogil=True, inline="always")
 def block_rows(left):
     """Rows in the next micro-kernel call with ``left`` of them to go."""
-    return (
-        PIXELS if left >= PIXELS else 8 if left >= 8 else 4 if left >= 4 else 2 if left >= 2 else 1
-    )
+    return PIXELS if left >= PIXELS else 8 if left >= 8 else left
 
 
 def pack(b: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray:
