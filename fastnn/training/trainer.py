@@ -913,6 +913,11 @@ class Trainer:
         n = len(xs[0])
         results = None
         steps = math.ceil(n / batch_size)
+        if steps == 1 and not callbacks and verbose == 0:  # no hook to run: one pass (~10 us less)
+            outputs, _ = self._graph.forward(
+                data_adapters.take(xs, slice(None)), training=False, reuse="predict"
+            )
+            return [np.array(out) for out in outputs]  # the layers reuse their buffers
         cbs = _progress_callbacks(callbacks, self, verbose, steps)
         hooks = bool(cbs.callbacks)  # else no batch hook runs: a 1-sample call costs ~15 us less
         per_pass = 1 if callbacks or steps == 1 else self._batches_per_pass(batch_size)

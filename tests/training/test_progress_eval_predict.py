@@ -166,6 +166,19 @@ def test_predict_on_batch_results_survive_the_next_call():
     assert not np.shares_memory(first, second)
 
 
+def test_predict_of_one_batch_results_survive_the_next_call():
+    """predict of a single batch, with no hook to run, makes one pass and returns copies."""
+    model = fastnn.Sequential([fastnn.Input((3,)), layers.Dense(4), layers.Dense(2)])
+    rng = np.random.default_rng(1)
+    a, b = rng.random((1, 3), np.float32), rng.random((5, 3), np.float32)
+    first = model.predict(a, verbose=0)
+    expected = first.copy()
+    second = model.predict(b, verbose=0)
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_allclose(second, model.predict_on_batch(b), rtol=1e-6)
+    assert not np.shares_memory(first, second)
+
+
 def count_passes(model, monkeypatch):
     """The list of the row counts of the model's forward passes from now on."""
     rows = []
