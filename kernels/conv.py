@@ -35,6 +35,7 @@ from .activations import (
 from .codes import EPILOGUE, LINEAR, RELU, SOFTMAX
 from .gemm import matmul, matmuls, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
+from .normalization import batchnorm_moments
 from .pooling import (
     first_max4,
     max_2x2_row,
@@ -1195,6 +1196,26 @@ def conv2d_forward(
     return out
 
 
+def conv2d_forward_moments(x, kernel, bias, strides, padding, moments, out=None, threads=1):
+    """``conv2d_forward`` without activation, and in moments (2, F) the mean and the biased
+    variance of each filter's outputs (a BatchNormalization's batch statistics): gathered as
+    the SIMD kernels write y's rows, else in a pass over y."""
+    x = np.ascontiguousarray(x)
+    array, kept = forms.split(kernel)
+    plan = plan_conv2d(x.shape, array.shape, strides, padding, dtype=x.dtype)
+    if plan.forward == SIMD and array.shape[:2] != (1, 1):
+        if out is None:
+            out = np.empty((len(x), plan.out_h, plan.out_w, array.shape[3]), x.dtype)
+        geometry = (strides, plan.pad_top, plan.pad_left)
+        return _simd_conv(x, array, bias, *geometry, LINEAR, out, threads, kept, moments)
+    y = conv2d_forward(x, kernel, bias, strides, padding, LINEAR, out, threads)
+    rows = y.reshape(-1, y.shape[3])
+    mean, var, invstd = (np.empty(rows.shape[1], y.dtype) for _ in range(3))
+    batchnorm_moments(rows, y.dtype.type(0), mean, var, invstd)
+    moments[0], moments[1] = mean, var
+    return y
+
+
 def conv2d_forward_max_pool(
     x, kernel, bias, strides, padding, activation_code, out=None, codes=None, threads=1
 ):
@@ -1316,9 +1337,12 @@ def _winograd_u(kernel, kept=None):
     return forms.derived(kept, kernel, "winograd", winograd.kernel_transform)
 
 
-def _simd_conv(x, kernel, bias, strides, pad_top, pad_left, code, out, threads, kept=None):
+def _simd_conv(
+    x, kernel, bias, strides, pad_top, pad_left, code, out, threads, kept=None, moments=None
+):
     """``conv_simd.forward`` for a code in ``EPILOGUE`` (a softmax after it, over all filters),
-    on as many threads as its work is worth (SIMD_MIN_FLOPS_PER_THREAD)."""
+    on as many threads as its work is worth (SIMD_MIN_FLOPS_PER_THREAD); ``moments`` as
+    there (not for a 1x1 kernel)."""
     y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
     kh, kw, c, filters = kernel.shape
     lanes = -(-filters // LANES) * LANES  # what the micro-kernels compute, empty lanes too
@@ -1332,7 +1356,7 @@ def _simd_conv(x, kernel, bias, strides, pad_top, pad_left, code, out, threads, 
         matmul_simd.matmul(x.reshape(-1, x.shape[3]), panels, b, epilogue, rows, threads)
     else:
         geometry = (kernel.shape, strides, pad_top, pad_left)
-        conv_simd.forward(x, panels, b, *geometry, code == RELU, y, threads)
+        conv_simd.forward(x, panels, b, *geometry, code == RELU, y, threads, moments)
     if code == SOFTMAX:
         activate(y, code)
     if y is not out:

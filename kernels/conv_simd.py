@@ -46,34 +46,79 @@ def pack_kernel(kernel: np.ndarray) -> np.ndarray:
     return pack(kernel.reshape(-1, kernel.shape[3]))
 
 
-def forward(x, panels, bias, kernel_shape, strides, pad_top, pad_left, relu, out, threads=1):
+def forward(
+    x, panels, bias, kernel_shape, strides, pad_top, pad_left, relu, out, threads=1, moments=None
+):
     """out (N,oh,ow,F) = x (N,H,W,C) conv kernel + bias (F,), then max(., 0) with ``relu``;
     float32, the kernel packed by ``pack_kernel``; on up to ``threads`` of Numba's threads by
-    blocks of output rows."""
+    blocks of output rows. With ``moments`` ((2, F)), also the mean and the biased variance
+    of each filter's outputs, gathered as each row is written (a BatchNormalization's batch
+    statistics without a pass of their own over out)."""
     n, out_h, out_w, filters = out.shape
     kh, kw = kernel_shape[:2]
     rows = out.reshape(n * out_h, out_w, filters)
     args = (x, panels, bias, kh, kw, strides[0], strides[1], pad_top, pad_left, relu, out_h, rows)
     blocks = min(BLOCKS_PER_THREAD * threads, n * out_h // MIN_ROWS_PER_BLOCK)
-    if threads > 1 and blocks > 1:
-        _conv_blocks(*args, blocks)
+    blocks = blocks if threads > 1 and blocks > 1 else 1
+    sums, gather = np.zeros((blocks, 3, filters)), moments is not None
+    if blocks > 1:
+        _conv_blocks(*args, sums, gather, blocks)
     else:
         image = _band_buffer(x, kh, kw, *strides, out_h, out_w, n * out_h)
-        _conv_rows(*args, image, 0, 0, n * out_h)
+        _conv_rows(*args, image, 0, 0, n * out_h, sums[0], gather)
+    if moments is not None:
+        bounds = np.arange(blocks + 1) * len(rows) // blocks
+        _combine_moments(sums, np.diff(bounds) * out_w, moments)
     return out
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _conv_blocks(x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, blocks):
-    """``_conv_rows`` over all of out's rows in ``blocks`` blocks, on Numba's threads."""
+def _conv_blocks(
+    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, sums, gather, blocks
+):
+    """``_conv_rows`` over all of out's rows in ``blocks`` blocks, on Numba's threads; with
+    ``gather``, block b's moments' sums into sums[b]."""
     rows, out_w = out.shape[:2]
     for b in prange(blocks):
         start, stop = b * rows // blocks, (b + 1) * rows // blocks
         image = _band_buffer(x, kh, kw, sh, sw, out_h, out_w, stop - start)
         _conv_rows(
             x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, image, 0,
-            start, stop,
+            start, stop, sums[b], gather,
         )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _add_row_sums(row, sums, first):
+    """sums (3, F) float64: a shift per filter (row's first pixel, the first time), then the
+    sums of (value - shift) and of its square over row (ow, F)."""
+    if first:
+        for f in range(row.shape[1]):
+            sums[0, f] = row[0, f]
+    for p in range(row.shape[0]):
+        for f in range(row.shape[1]):
+            d = np.float64(row[p, f]) - sums[0, f]
+            sums[1, f] += d
+            sums[2, f] += d * d
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _combine_moments(sums, counts, moments):
+    """moments (2, F) = the mean and biased variance from blocks' shifted sums (B, 3, F) of
+    counts[b] values each (Chan et al.'s pairwise combination, in float64)."""
+    total = counts.sum()
+    for f in range(sums.shape[2]):
+        mean = 0.0
+        for b in range(sums.shape[0]):
+            mean += (sums[b, 0, f] + sums[b, 1, f] / counts[b]) * counts[b]
+        mean /= total
+        m2 = 0.0
+        for b in range(sums.shape[0]):
+            block_mean = sums[b, 0, f] + sums[b, 1, f] / counts[b]
+            m2 += sums[b, 2, f] - sums[b, 1, f] ** 2 / counts[b]
+            m2 += counts[b] * (block_mean - mean) ** 2
+        moments[0, f] = mean
+        moments[1, f] = max(m2 / total, 0.0)
 
 
 def forward_max_pool(
@@ -118,6 +163,7 @@ def _pooled_bands(
     per_image = -(-pooled_h // band)
     y = np.empty((2 * band, out_w, filters), np.float32)
     image = _band_buffer(x, kh, kw, sh, sw, out_h, out_w, 2 * band)
+    no_sums = np.zeros((3, filters))
     pooled_rows = out.reshape(n * pooled_h, pooled_w, filters)
     code_rows = codes.reshape(codes.shape[0] * codes.shape[1], pooled_w, codes.shape[3])
     for unit in range(first, last):
@@ -128,7 +174,7 @@ def _pooled_bands(
         conv = y[:rows]
         _conv_rows(
             x, panels, bias, kh, kw, sh, sw, pt, pl, code == RELU, out_h, conv, image, start,
-            start, start + rows,
+            start, start + rows, no_sums, False,
         )  # fmt: skip
         if code == SOFTMAX:
             pixels = conv.reshape(rows * out_w, filters)
@@ -149,11 +195,12 @@ def _band_buffer(x, kh, kw, sh, sw, out_h, out_w, rows):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _conv_rows(
     x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, image, first, start,
-    stop,
+    stop, sums, gather,
 ):  # fmt: skip
     """Output rows [start, stop) of the conv of x (N,H,W,C), rows numbered n * out_h + y, into
     out (rows, ow, F) at row - first. Each image's input rows under them are copied into
-    ``image`` (``_band_buffer``), zero-bordered, first."""
+    ``image`` (``_band_buffer``), zero-bordered, first. With ``gather``, each row's moments'
+    sums are added into sums (3, F) as it is written (``_add_row_sums``)."""
     lanes = lanes_for(out.shape[2])
     c = x.shape[3]
     out_w, filters = out.shape[1], out.shape[2]
@@ -178,6 +225,8 @@ def _conv_rows(
                 args = (pixels, flat_out, at, filters, count, bias, f0, epilogue, image, a_start)
                 micro_kernel(lanes, (*args, sw * c, width * c, panels[block], 0, run, kh))
                 x0 += pixels
+        if gather:
+            _add_row_sums(out[row - first], sums, row == start)
 
 
 def kernel_gradient(x, grad, kernel_shape, pad_top, pad_left, dkernel, threads=1):

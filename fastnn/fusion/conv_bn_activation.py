@@ -49,8 +49,9 @@ class LinearBatchNorm(FusedLayer):
     ``(bias - moving_mean) * s + beta``; the activation runs in
     the layer's epilogue, so its output is written once, as the result (or only the pooled
     output is, ``Conv2D.max_pooled_with``). In training BN's statistics need the layer's output:
-    it runs, then BN and the activation in one pass (a frozen BN too: it runs as at inference,
-    unfolded, keeping what the backward needs).
+    a Conv2D's kernels gather them as they write it (``kernels.conv.conv2d_forward_moments``;
+    a Dense or DepthwiseConv2D leaves them to BN), then BN and the activation run in one pass (a
+    frozen BN too: it runs as at inference, unfolded, keeping what the backward needs).
 
     Shapes: a conv's ``(batch, h, w, c)`` to ``(batch, oh, ow, filters)`` (a depthwise conv's
     filters ``c * depth_multiplier``), halved by a pool; a Dense's ``(batch, ..., input_dim)``
@@ -102,9 +103,15 @@ class LinearBatchNorm(FusedLayer):
         return self._run(inputs, training, workspace)
 
     def _run(self, inputs, training, workspace=None):
-        """The layers as written (BN and the activation in one pass): (output, _Trained)."""
-        y, linear_ctx = self.linear.forward(inputs, training, workspace=workspace)
-        out, bn_ctx = self.bn.forward_activated(y, training, self.code, workspace)
+        """The layers as written (BN and the activation in one pass, the statistics gathered
+        by a conv as it writes its output): (output, _Trained)."""
+        moments, extra = None, {}
+        if training and isinstance(self.linear, Conv2D) and self.bn.takes_moments:
+            moments = extra["moments"] = np.empty(
+                (2, self.linear.filters), self.linear.kernel.dtype
+            )
+        y, linear_ctx = self.linear.forward(inputs, training, workspace=workspace, **extra)
+        out, bn_ctx = self.bn.forward_activated(y, training, self.code, workspace, moments)
         pool_ctx = None
         if self.pool is not None:
             out, pool_ctx = self.pool.forward(out, training)

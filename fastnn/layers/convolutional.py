@@ -444,11 +444,20 @@ class Conv2D(_Conv):
 
     uses_workspace = True
 
-    def forward(self, inputs, training, workspace=None):
+    def forward(self, inputs, training, workspace=None, moments=None):
+        """The layer's forward; with ``moments`` ((2, filters), for a channels_last conv without
+        activation, dilation or groups: a BatchNormalization's), also its outputs' mean and
+        biased variance per filter (``kernels.conv.conv2d_forward_moments``)."""
         inputs = to_channels_last(inputs, self.data_format)
         bias = self.bias.value if self.use_bias else None
         kernel = kernel_for(self, training)
-        z = self.forward_with(inputs, kernel, bias, self._epilogue_code, workspace)
+        if moments is None:
+            z = self.forward_with(inputs, kernel, bias, self._epilogue_code, workspace)
+        else:
+            z = kernels.conv.conv2d_forward_moments(
+                inputs, kernel, bias, self.strides, self.padding, moments,
+                self._output_buffer(inputs, workspace), threads=runtime.threads(),
+            )  # fmt: skip
         y, saved = self._activated(z, workspace)
         y, activated = self._in_format(y)
         return y, _Saved(inputs, saved, workspace, activated)
@@ -458,17 +467,20 @@ class Conv2D(_Conv):
         None) and the activation ``code`` in place of its own (a composite folding a per-channel
         affine map into it); channels_last inputs and outputs whatever the layer's
         data_format."""
-        out = None
-        if workspace is not None:
-            out_h, out_w, _, _ = kernels.conv.conv_geometry(
-                inputs.shape, (*self._span, *self.kernel.shape[2:]), self.strides, self.padding
-            )
-            shape = (len(inputs), out_h, out_w, self.filters)
-            out = scratch(workspace, "y", shape, self.kernel.dtype)
         return kernels.conv.conv2d_forward(
-            inputs, kernel, bias, self.strides, self.padding, code, out,
-            threads=runtime.threads(), dilation=self.dilation_rate, groups=self.groups,
+            inputs, kernel, bias, self.strides, self.padding, code,
+            self._output_buffer(inputs, workspace), threads=runtime.threads(),
+            dilation=self.dilation_rate, groups=self.groups,
         )  # fmt: skip
+
+    def _output_buffer(self, inputs, workspace):
+        """The workspace's array for the conv's channels_last output (None without one)."""
+        if workspace is None:
+            return None
+        out_h, out_w, _, _ = kernels.conv.conv_geometry(
+            inputs.shape, (*self._span, *self.kernel.shape[2:]), self.strides, self.padding
+        )
+        return scratch(workspace, "y", (len(inputs), out_h, out_w, self.filters), self.kernel.dtype)
 
     @property
     def trains_max_pooled(self) -> bool:

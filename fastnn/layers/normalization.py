@@ -131,15 +131,23 @@ class BatchNormalization(Layer):
     def forward(self, inputs, training, workspace=None):
         return self.forward_activated(inputs, training, LINEAR, workspace)
 
-    def forward_activated(self, inputs, training, code, workspace=None):
-        """``forward`` followed by the activation ``code`` (LINEAR or RELU) in the same pass."""
+    def forward_activated(self, inputs, training, code, workspace=None, moments=None):
+        """``forward`` followed by the activation ``code`` (LINEAR or RELU) in the same pass.
+        ``moments`` ((2, C): the mean and biased variance of the inputs over the last axis,
+        gathered by the layer before) stand in for the batch's statistics in training."""
         axis = self.axis % inputs.ndim
         if axis != inputs.ndim - 1:  # channels moved last, the kernels' layout, and back
             y, saved = self._forward_last(np.moveaxis(inputs, axis, -1), training, code, workspace)
             return np.ascontiguousarray(np.moveaxis(y, -1, axis)), saved._replace(axis=axis)
-        return self._forward_last(inputs, training, code, workspace)
+        return self._forward_last(inputs, training, code, workspace, moments)
 
-    def _forward_last(self, inputs, training, code, workspace):
+    @property
+    def takes_moments(self) -> bool:
+        """Whether a training pass uses the batch statistics a layer before gathered
+        (``forward_activated``'s moments): not frozen, not synchronized over replicas."""
+        return self.trainable and cross_replica_sum is None
+
+    def _forward_last(self, inputs, training, code, workspace, moments=None):
         x = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1])
         gamma, beta = self._affine(x.dtype)
         y = scratch(workspace, "bn_y", x.shape, x.dtype)
@@ -153,7 +161,11 @@ class BatchNormalization(Layer):
             saved = _Saved(x, gamma, beta, mean.copy(), invstd, False, code, workspace, None)
             return y.reshape(inputs.shape), saved
         mean, variance, invstd = (np.empty(x.shape[1], x.dtype) for _ in range(3))
-        if cross_replica_sum is None:
+        if moments is not None and cross_replica_sum is None:
+            mean[:], variance[:] = moments
+            invstd[:] = 1 / np.sqrt(variance + eps)
+            norm.batchnorm_apply(x, mean, invstd * gamma, beta, code, y)
+        elif cross_replica_sum is None:
             norm.batchnorm_forward_train(x, gamma, beta, eps, code, y, mean, variance, invstd)
         else:
             _global_moments(x, eps, mean, variance, invstd)

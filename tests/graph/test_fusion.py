@@ -11,9 +11,11 @@ from layer_harness import fused_names, pass_and_grads
 
 import fastnn
 from fastnn import fusion, layers
+from fastnn.fusion.conv_bn_activation import LinearBatchNorm
 from fastnn.fusion.conv_max_pool import ConvMaxPool
 from fastnn.fusion.embedded_rnn import EmbeddedRNN
 from fastnn.graph import Graph
+from fastnn.kernels import conv_simd
 
 F64 = "float64"
 
@@ -314,6 +316,41 @@ def test_fused_equals_unfused_in_values_and_gradients(build, data, training):
     np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-14)
     for w, g, ref in zip(model.weights, got[1], want[1]):
         np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-13, err_msg=w.path)
+
+
+@pytest.mark.parametrize("strides, filters", [(1, 16), (2, 32), (1, 8)])
+def test_a_float32_conv_gathers_batch_norm_statistics_as_the_layers_compute_them(
+    monkeypatch, strides, filters
+):
+    """In training a float32 Conv2D's SIMD kernels gather the following BatchNormalization's
+    batch statistics as they write its rows: the fused step's output, moving statistics and
+    gradients are those of the layers as written."""
+    gathered = []
+    combine = conv_simd._combine_moments
+    monkeypatch.setattr(conv_simd, "_combine_moments", lambda *a: gathered.append(1) or combine(*a))
+    x = fastnn.Input((12, 12, 8))
+    h = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    h = layers.Activation("relu")(layers.BatchNormalization(momentum=0.5)(h))
+    model = fastnn.Model(x, layers.Dense(3)(layers.Flatten()(h)))
+    assert isinstance(model._graph.steps[0].layer, LinearBatchNorm)
+    randomize_weights(model, 3)
+    with fusion.disabled():
+        unfused = Graph(model.inputs, model.outputs)
+    data = np.random.default_rng(4).normal(1.5, 2, (6, 12, 12, 8)).astype(np.float32)
+    bn = model.layers[2]
+    results = []
+    for graph in (model._graph, unfused):
+        before = [w.value.copy() for w in bn.weights]
+        results.append((*pass_and_grads(graph, model, data, True), [w.value for w in bn.weights]))
+        for w, value in zip(bn.weights, before):
+            w.value[...] = value
+    (out, grads, stats), (ref_out, ref_grads, ref_stats) = results
+    assert gathered == [1]  # by the fused step's conv; the unfused BatchNormalization's own
+    np.testing.assert_allclose(out, ref_out, rtol=1e-4, atol=1e-4)
+    for got, want in zip(stats, ref_stats):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for w, got, want in zip(model.weights, grads, ref_grads):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3, err_msg=w.path)
 
 
 def test_fusion_changes_nothing_the_user_sees():

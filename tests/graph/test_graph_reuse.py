@@ -4,10 +4,10 @@ write into their workspaces, over a pass after another."""
 
 import numpy as np
 import pytest
+from gradcheck import check_model_gradients
 
 import fastnn
 from fastnn import layers
-from tests.gradcheck import check_model_gradients
 
 F64 = "float64"
 

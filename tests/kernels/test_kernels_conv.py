@@ -675,3 +675,31 @@ def test_strided_1x1_runs_as_the_pointwise_conv_of_the_pixels_it_reads(
 def test_strided_1x1_max_pooled_training_matches_reference(dtype, shapes, data):
     x_shape, strides, padding = shapes
     check_max_pooled_training("simd", (x_shape, (1, 1), strides, padding, dtype), 5, RELU, data)
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, strides, padding, dtype",
+    [
+        ((5, 11, 9, 8), (3, 3, 8, 16), (1, 1), "same", np.float32),  # SIMD, by rows
+        ((3, 12, 12, 6), (3, 3, 6, 40), (2, 2), "same", np.float32),  # strided, 2 panels
+        ((2, 9, 9, 3), (5, 5, 3, 16), (1, 1), "valid", np.float32),
+        ((4, 6, 6, 16), (1, 1, 16, 32), (1, 1), "valid", np.float32),  # 1x1: a pass over y
+        ((2, 7, 7, 3), (3, 3, 3, 4), (1, 1), "same", np.float64),  # float64: a pass over y
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_forward_moments_are_the_outputs_mean_and_variance(
+    shape, kernel, strides, padding, dtype, threads
+):
+    """``conv2d_forward_moments``: y as ``conv2d_forward`` makes it, and each filter's mean and
+    biased variance over y's pixels, on inputs whose mean dwarfs their spread."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(50, 1, shape).astype(dtype)
+    k = rng.normal(0, 0.3, kernel).astype(dtype)
+    moments = np.empty((2, kernel[3]), dtype)
+    y = conv.conv2d_forward_moments(x, k, None, strides, padding, moments, threads=threads)
+    want = conv.conv2d_forward(x, k, None, strides, padding, LINEAR, threads=threads)
+    np.testing.assert_array_equal(y, want)
+    pixels = want.reshape(-1, kernel[3]).astype(np.float64)
+    np.testing.assert_allclose(moments[0], pixels.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(moments[1], pixels.var(0), rtol=1e-4)
