@@ -454,6 +454,12 @@ class Conv2D(_Conv):
         if moments is None:
             z = self.forward_with(inputs, kernel, bias, self._epilogue_code, workspace)
         else:
+            plain = self._code == kernels.codes.LINEAR and self.groups == 1
+            if not (plain and self.dilation_rate == (1, 1)):
+                raise ValueError(
+                    f"Conv2D '{self.name}': moments are gathered for a conv without "
+                    "activation, dilation or groups"
+                )
             z = kernels.conv.conv2d_forward_moments(
                 inputs, kernel, bias, self.strides, self.padding, moments,
                 self._output_buffer(inputs, workspace), threads=runtime.threads(),
