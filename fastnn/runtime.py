@@ -181,6 +181,12 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
     return _gemm.matmul(a, b, out, accumulate, threads())
 
 
+def matmul_bias(a: np.ndarray, b, bias: np.ndarray, relu: bool, out: np.ndarray) -> bool:
+    """out = a @ b + bias (relu'd) in one pass where the product runs on the SIMD kernels, on
+    ``threads()`` threads; False where it does not (``kernels.gemm.matmul_bias``)."""
+    return _gemm.matmul_bias(a, b, bias, relu, out, threads())
+
+
 def matmuls(products: list) -> None:
     """Independent ``(a, b, out, accumulate)`` products on ``threads()`` threads: side by side
     when there are as many as threads and they are of about one size (``kernels.gemm.matmuls``)."""

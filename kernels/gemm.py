@@ -72,11 +72,7 @@ def matmul(
     if _simd_wins(a, b, out, m, k, n, kept is not None):
         from . import matmul_simd  # Numba's: imported at the first product that runs there
 
-        if kept is None:  # packed now, into this thread's buffer (a fresh one: page faults)
-            panels = matmul_simd.pack(b, _packing_buffer(matmul_simd.packed_size(k, n)))
-        else:
-            panels = forms.derived(kept, b, "simd", matmul_simd.pack)
-        return matmul_simd.product(a, b, out, accumulate, threads, panels)
+        return matmul_simd.product(a, b, out, accumulate, threads, _panels(b, kept))
     threads = min(threads, 2 * m * n * k // MIN_FLOPS_PER_BLOCK)  # the blocks it is worth
     if threads <= 1:  # most products of small layers: no call more than numpy's
         if accumulate:
@@ -99,6 +95,33 @@ def matmul(
         for partial in partials:
             out += partial
     return out
+
+
+def matmul_bias(a: np.ndarray, b, bias: np.ndarray, relu: bool, out: np.ndarray, threads: int = 1):
+    """out (M,N) = a (M,K) @ b (K,N) + bias (N,), through max(., 0) with ``relu``, in one pass
+    (the SIMD micro-kernels' epilogue) where ``matmul`` would run the product there: True;
+    elsewhere False, and out is untouched. ``b`` as ``matmul`` takes it."""
+    m, k = a.shape
+    n = b.shape[1]
+    b, kept = forms.split(b)
+    fits = bias.shape == (n,) and bias.dtype == np.float32 and bias.flags.c_contiguous
+    if not fits or not _simd_wins(a, b, out, m, k, n, kept is not None):
+        return False
+    from . import matmul_simd
+
+    matmul_simd.matmul_bias(a, _panels(b, kept), bias, relu, out, threads)
+    return True
+
+
+def _panels(b, kept):
+    """b packed for ``matmul_simd``: once per ``kept`` (its ``forms.Forms``), or now into this
+    thread's buffer (a fresh array a call would cost its page faults)."""
+    from . import matmul_simd
+
+    if kept is None:
+        k, n = b.shape
+        return matmul_simd.pack(b, _packing_buffer(matmul_simd.packed_size(k, n)))
+    return forms.derived(kept, b, "simd", matmul_simd.pack)
 
 
 _buffers = threading.local()

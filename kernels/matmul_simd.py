@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .simd import ACCUMULATE, BIAS, LANES, block_product, copy_lanes
+from .simd import ACCUMULATE, BIAS, BIAS_RELU, LANES, block_product, copy_lanes
 
 WIDE = 2 * LANES
 PIXELS = 12  # rows per micro-kernel call: 12 x 32 keeps 24 accumulators in registers
@@ -127,6 +127,11 @@ def matmul(a, panels, bias, epilogue, out, threads=1):
     else:
         _tiles(a, panels, bias, epilogue, out, 0, tiles)
     return out
+
+
+def matmul_bias(a, panels, bias, relu, out, threads=1):
+    """``matmul`` with the bias epilogue: out = a @ b + bias, through max(., 0) with relu."""
+    return matmul(a, panels, bias, BIAS_RELU if relu else BIAS, out, threads)
 
 
 def product(a, b, out, accumulate=False, threads=1, panels=None):

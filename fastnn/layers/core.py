@@ -134,8 +134,12 @@ class Dense(Layer):
     def forward(self, inputs, training, workspace=None):
         x = inputs.reshape(-1, inputs.shape[-1])
         y = scratch(workspace, "y", (x.shape[0], self.units), self.kernel.dtype)
-        runtime.matmul(x, kernel_for(self, training), y)
+        kernel = kernel_for(self, training)
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
+        out_shape = (*inputs.shape[:-1], self.units)
+        if _biased_product(x, kernel, bias, self._code, y):
+            return y.reshape(out_shape), _DenseSaved(x, y, inputs.shape, workspace)
+        runtime.matmul(x, kernel, y)
         saved = y
         if self._code in kernels.codes.FROM_INPUT:  # the backward reads z = x @ kernel + bias
             y = scratch(workspace, "activated", saved.shape, saved.dtype)
@@ -146,8 +150,7 @@ class Dense(Layer):
             y, saved = user_activation.forward(self.activation, y)
         elif self.use_bias or self._code != kernels.codes.LINEAR:
             kernels.activations.bias_activation_forward(y, bias, self._code, y)
-        out = y.reshape(*inputs.shape[:-1], self.units)
-        return out, _DenseSaved(x, saved, inputs.shape, workspace)
+        return y.reshape(out_shape), _DenseSaved(x, saved, inputs.shape, workspace)
 
     def forward_with(self, inputs, kernel, bias, code, workspace=None):
         """This layer's output (batch, ..., units) computed with ``kernel`` (an array or its
@@ -155,8 +158,9 @@ class Dense(Layer):
         folding an affine map into it)."""
         x = inputs.reshape(-1, inputs.shape[-1])
         y = scratch(workspace, "y", (x.shape[0], self.units), kernel.dtype)
-        runtime.matmul(x, kernel, y)
-        kernels.activations.bias_activation_forward(y, bias, code, y)
+        if not _biased_product(x, kernel, bias, code, y):
+            runtime.matmul(x, kernel, y)
+            kernels.activations.bias_activation_forward(y, bias, code, y)
         return y.reshape(*inputs.shape[:-1], self.units)
 
     skips_input_grad = True
@@ -209,6 +213,15 @@ class _DenseSaved(NamedTuple):
 
 
 _NO_BIAS = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
+
+
+def _biased_product(x, kernel, bias, code, y) -> bool:
+    """y = act(x @ kernel + bias) for a bias (not empty) and act linear or relu in one pass,
+    where the product runs on the SIMD kernels (their epilogue): True; else False, y untouched."""
+    codes = kernels.codes
+    if code not in (codes.LINEAR, codes.RELU) or bias.shape[0] == 0:
+        return False
+    return runtime.matmul_bias(x, kernel, bias, code == codes.RELU, y)
 
 
 def _code_of(activation) -> int:

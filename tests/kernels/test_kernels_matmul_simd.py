@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastnn import runtime
-from fastnn.kernels import gemm, matmul_simd
+from fastnn.kernels import forms, gemm, matmul_simd
 from fastnn.kernels.simd import ACCUMULATE, BIAS, BIAS_RELU
 
 
@@ -116,3 +116,38 @@ def test_gemm_runs_few_rows_by_a_mid_sized_b_on_simd(monkeypatch, transposed):
             gemm.matmul(a, b, out, threads=2)
         np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("kept", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_matmul_bias_adds_the_bias_and_relu_in_the_products_pass(kept, relu):
+    """A Dense layer's product, bias and relu in one pass where the product runs on the SIMD
+    kernels (a kernel kept packed at inference, or packed at the call in training)."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((64, 512)).astype(np.float32)
+    b = rng.standard_normal((512, 512)).astype(np.float32)
+    bias = rng.standard_normal(512).astype(np.float32)
+    out = np.empty((64, 512), np.float32)
+    with runtime.serial_blas():
+        assert gemm.matmul_bias(a, forms.Forms(b) if kept else b, bias, relu, out, threads=2)
+    expected = a.astype(np.float64) @ b + bias
+    expected = np.maximum(expected, 0) if relu else expected
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_matmul_bias_declines_what_the_simd_kernels_do_not_take():
+    """Float64, a bias of another length or dtype, a short product: False, out untouched."""
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((64, 512)), rng.standard_normal((512, 512))
+    bias = np.zeros(512, np.float32)
+    cases = [
+        (a, b, bias.astype(np.float64), np.empty((64, 512))),
+        (a.astype(np.float32), b.astype(np.float32), bias[:10], np.empty((64, 512), np.float32)),
+        (a.astype(np.float32), b.astype(np.float32), bias.astype(np.float64), None),
+        (a[:2, :8].astype(np.float32), b[:8, :8].astype(np.float32), bias[:8], None),
+    ]
+    for x, w, v, out in cases:
+        out = np.full((len(x), w.shape[1]), 7, x.dtype) if out is None else out
+        out[...] = 7
+        assert not gemm.matmul_bias(x, w, v, True, out, threads=2)
+        assert (out == 7).all()
