@@ -97,6 +97,12 @@ def matmul(
     return out
 
 
+def may_run_simd(m: int, k: int, n: int) -> bool:
+    """A quick test every product ``matmul_simd`` takes passes (b of SIMD_MIN_KEPT_VALUES
+    values or SIMD_MIN_KEPT_FLOPS flops): False spares a small product's caller the rest."""
+    return k * n >= SIMD_MIN_KEPT_VALUES or 2 * m * k * n >= SIMD_MIN_KEPT_FLOPS
+
+
 def matmul_bias(a: np.ndarray, b, bias: np.ndarray, relu: bool, out: np.ndarray, threads: int = 1):
     """out (M,N) = a (M,K) @ b (K,N) + bias (N,), through max(., 0) with ``relu``, in one pass
     (the SIMD micro-kernels' epilogue) where ``matmul`` would run the product there: True;

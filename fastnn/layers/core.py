@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
+from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers import user_activation
 from fastnn.layers.base import Layer, kernel_for, shape_error, standardize_shape
@@ -218,10 +219,9 @@ _NO_BIAS = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
 def _biased_product(x, kernel, bias, code, y) -> bool:
     """y = act(x @ kernel + bias) for a bias (not empty) and act linear or relu in one pass,
     where the product runs on the SIMD kernels (their epilogue): True; else False, y untouched."""
-    codes = kernels.codes
-    if code not in (codes.LINEAR, codes.RELU) or bias.shape[0] == 0:
+    if bias.shape[0] == 0 or (code != RELU and code != LINEAR):
         return False
-    return runtime.matmul_bias(x, kernel, bias, code == codes.RELU, y)
+    return runtime.matmul_bias(x, kernel, bias, code == RELU, y)
 
 
 def _code_of(activation) -> int:

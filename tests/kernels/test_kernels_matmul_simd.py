@@ -151,3 +151,17 @@ def test_matmul_bias_declines_what_the_simd_kernels_do_not_take():
         out[...] = 7
         assert not gemm.matmul_bias(x, w, v, True, out, threads=2)
         assert (out == 7).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    m=st.integers(1, 5000),
+    k=st.integers(1, 2048),
+    n=st.integers(1, 2048),
+    kept=st.booleans(),
+)
+def test_may_run_simd_holds_wherever_simd_wins(m, k, n, kept):
+    """The quick test that spares small Dense layers the rest never turns a SIMD product away."""
+    a, b, out = (np.empty(shape, np.float32) for shape in ((1, 1), (1, 1), (1, 1)))
+    if gemm._simd_wins(a, b, out, m, k, n, kept):
+        assert gemm.may_run_simd(m, k, n)
