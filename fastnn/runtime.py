@@ -184,8 +184,6 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
 def matmul_bias(a: np.ndarray, b, bias: np.ndarray, relu: bool, out: np.ndarray) -> bool:
     """out = a @ b + bias (relu'd) in one pass where the product runs on the SIMD kernels, on
     ``threads()`` threads; False where it does not (``kernels.gemm.matmul_bias``)."""
-    if not _gemm.may_run_simd(a.shape[0], a.shape[1], out.shape[1]):
-        return False
     return _gemm.matmul_bias(a, b, bias, relu, out, threads())
 
 

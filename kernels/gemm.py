@@ -69,10 +69,11 @@ def matmul(
     m, k = a.shape
     n = b.shape[1]
     b, kept = forms.split(b)
-    if _simd_wins(a, b, out, m, k, n, kept is not None):
-        from . import matmul_simd  # Numba's: imported at the first product that runs there
+    panels = _simd_panels(a, b, kept, out)
+    if panels is not None:
+        from . import matmul_simd
 
-        return matmul_simd.product(a, b, out, accumulate, threads, _panels(b, kept))
+        return matmul_simd.product(a, b, out, accumulate, threads, panels)
     threads = min(threads, 2 * m * n * k // MIN_FLOPS_PER_BLOCK)  # the blocks it is worth
     if threads <= 1:  # most products of small layers: no call more than numpy's
         if accumulate:
@@ -99,7 +100,7 @@ def matmul(
 
 def may_run_simd(m: int, k: int, n: int) -> bool:
     """A quick test every product ``matmul_simd`` takes passes (b of SIMD_MIN_KEPT_VALUES
-    values or SIMD_MIN_KEPT_FLOPS flops): False spares a small product's caller the rest."""
+    values or SIMD_MIN_KEPT_FLOPS flops): False spares a small product the rest of the tests."""
     return k * n >= SIMD_MIN_KEPT_VALUES or 2 * m * k * n >= SIMD_MIN_KEPT_FLOPS
 
 
@@ -107,25 +108,32 @@ def matmul_bias(a: np.ndarray, b, bias: np.ndarray, relu: bool, out: np.ndarray,
     """out (M,N) = a (M,K) @ b (K,N) + bias (N,), through max(., 0) with ``relu``, in one pass
     (the SIMD micro-kernels' epilogue) where ``matmul`` would run the product there: True;
     elsewhere False, and out is untouched. ``b`` as ``matmul`` takes it."""
-    m, k = a.shape
-    n = b.shape[1]
+    n = out.shape[1]
+    if not may_run_simd(a.shape[0], a.shape[1], n):
+        return False
+    if bias.shape != (n,) or bias.dtype != np.float32 or not bias.flags.c_contiguous:
+        return False
     b, kept = forms.split(b)
-    fits = bias.shape == (n,) and bias.dtype == np.float32 and bias.flags.c_contiguous
-    if not fits or not _simd_wins(a, b, out, m, k, n, kept is not None):
+    panels = _simd_panels(a, b, kept, out)
+    if panels is None:
         return False
     from . import matmul_simd
 
-    matmul_simd.matmul_bias(a, _panels(b, kept), bias, relu, out, threads)
+    matmul_simd.matmul_bias(a, panels, bias, relu, out, threads)
     return True
 
 
-def _panels(b, kept):
-    """b packed for ``matmul_simd``: once per ``kept`` (its ``forms.Forms``), or now into this
-    thread's buffer (a fresh array a call would cost its page faults)."""
-    from . import matmul_simd
+def _simd_panels(a, b, kept, out):
+    """b packed for ``matmul_simd`` where it takes a @ b into out (``_simd_wins``), else None:
+    once per ``kept`` (b's ``forms.Forms``), or now into this thread's buffer (a fresh array a
+    call would cost its page faults)."""
+    m, k = a.shape
+    n = b.shape[1]
+    if not _simd_wins(a, b, out, m, k, n, kept is not None):
+        return None
+    from . import matmul_simd  # Numba's: imported at the first product that runs there
 
     if kept is None:
-        k, n = b.shape
         return matmul_simd.pack(b, _packing_buffer(matmul_simd.packed_size(k, n)))
     return forms.derived(kept, b, "simd", matmul_simd.pack)
 
