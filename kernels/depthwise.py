@@ -28,12 +28,37 @@ def _tap_span(offset, stride, size, out_size):
     return lo, min(hi, out_size)
 
 
-@njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
+# Below this many multiply-adds a pass runs on the calling thread: engaging Numba's second
+# thread costs ~10 us, 10-25 us once it sleeps (between the layers of a batch-1 predict).
+PARALLEL_MIN_TAPS = 1 << 17
+
+
+def _parallel(out, kernel) -> bool:
+    """Whether a pass over out (N,OH,OW,C*M)'s pixels with kernel (kh,kw,C*M) runs threaded."""
+    return out.size * kernel.shape[0] * kernel.shape[1] >= PARALLEL_MIN_TAPS
+
+
 def depthwise_forward(x, kernel, bias, sh, sw, dh, dw, top, left, code, out):
     """out (N,OH,OW,C*M) = act(depthwise conv of x (N,H,W,C) by kernel (kh,kw,C*M) + bias (C*M,)
     or (0,)); ``code`` an activation code."""
-    n_rows, out_h = x.shape[0] * out.shape[1], out.shape[1]
-    for r in prange(n_rows):
+    args = (x, kernel, bias, sh, sw, dh, dw, top, left, code, out)
+    if _parallel(out, kernel):
+        _forward_parallel(*args)
+    else:
+        _forward_rows(*args, 0, x.shape[0] * out.shape[1])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _forward_parallel(x, kernel, bias, sh, sw, dh, dw, top, left, code, out):
+    for r in prange(x.shape[0] * out.shape[1]):
+        _forward_rows(x, kernel, bias, sh, sw, dh, dw, top, left, code, out, r, r + 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_CONTRACT)
+def _forward_rows(x, kernel, bias, sh, sw, dh, dw, top, left, code, out, start, stop):
+    """Output rows [start, stop) of N*OH of ``depthwise_forward``."""
+    out_h = out.shape[1]
+    for r in range(start, stop):
         n, i = r // out_h, r % out_h
         _forward_row(x[n], kernel, bias, i * sh - top, sw, dh, dw, left, out[n, i])
         for j in range(out.shape[2]):
@@ -118,14 +143,29 @@ def _forward_3x3_inner(img, kernel, bias, h0, sw, left, lo, hi, orow):
             dst[ch] = total + bias[ch] if has_bias else total
 
 
-@njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
 def depthwise_backward_input(grad, kernel, sh, sw, dh, dw, top, left, dx):
     """dx (N,H,W,C) = the input gradient of ``depthwise_forward`` from grad (N,OH,OW,C*M) =
     dL/dz, each input row gathered from the output rows its taps reach; overwritten."""
+    args = (grad, kernel, sh, sw, dh, dw, top, left, dx)
+    if _parallel(grad, kernel):
+        _input_parallel(*args)
+    else:
+        _input_rows(*args, 0, dx.shape[0] * dx.shape[1])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _input_parallel(grad, kernel, sh, sw, dh, dw, top, left, dx):
+    for r in prange(dx.shape[0] * dx.shape[1]):
+        _input_rows(grad, kernel, sh, sw, dh, dw, top, left, dx, r, r + 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_CONTRACT)
+def _input_rows(grad, kernel, sh, sw, dh, dw, top, left, dx, start, stop):
+    """Input rows [start, stop) of N*H of ``depthwise_backward_input``."""
     h = dx.shape[1]
     out_h = grad.shape[1]
     kh = kernel.shape[0]
-    for r in prange(dx.shape[0] * h):
+    for r in range(start, stop):
         n, hi = r // h, r % h
         drow = dx[n, hi]
         drow[:, :] = 0
@@ -159,19 +199,33 @@ def _input_row(grow, ktaps, sw, dw, left, drow):
                     dst[ch] += s
 
 
-@njit(cache=True, parallel=True, error_model="numpy", fastmath=_CONTRACT)
 def depthwise_backward_kernel(x, grad, sh, sw, dh, dw, top, left, partial):
     """partial (B,kh,kw,C*M): for each of B blocks of output rows, the kernel gradient of
     ``depthwise_forward`` over the block from x (N,H,W,C) and grad (N,OH,OW,C*M) = dL/dz;
     dkernel is partial.sum(0)."""
+    args = (x, grad, sh, sw, dh, dw, top, left, partial)
+    if partial.shape[0] > 1:
+        _kernel_parallel(*args)
+    else:
+        _kernel_block(*args, 0)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _kernel_parallel(x, grad, sh, sw, dh, dw, top, left, partial):
+    for b in prange(partial.shape[0]):
+        _kernel_block(x, grad, sh, sw, dh, dw, top, left, partial, b)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_CONTRACT)
+def _kernel_block(x, grad, sh, sw, dh, dw, top, left, partial, b):
+    """partial[b] = the kernel gradient over block b of ``depthwise_backward_kernel``."""
     out_h = grad.shape[1]
     rows, blocks = x.shape[0] * out_h, partial.shape[0]
-    for b in prange(blocks):
-        acc = partial[b]
-        acc[...] = 0
-        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
-            n, i = r // out_h, r % out_h
-            _kernel_row(x[n], grad[n, i], i * sh - top, sw, dh, dw, left, acc)
+    acc = partial[b]
+    acc[...] = 0
+    for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+        n, i = r // out_h, r % out_h
+        _kernel_row(x[n], grad[n, i], i * sh - top, sw, dh, dw, left, acc)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_CONTRACT)
@@ -219,7 +273,8 @@ def depthwise_conv2d_backward(
         column_sums_add(grad_z.reshape(-1, grad_z.shape[3]), dbias)
     if dkernel is not None:
         rows = grad_z.shape[0] * grad_z.shape[1]
-        partial = np.empty((min(rows, 16), *kernel.shape), dtype=grad_z.dtype)
+        blocks = min(rows, 16) if _parallel(grad_z, kernel) else 1
+        partial = np.empty((blocks, *kernel.shape), dtype=grad_z.dtype)
         depthwise_backward_kernel(x, grad_z, *geometry, partial)
         dkernel += partial.sum(axis=0).reshape(dkernel.shape)
     if not need_dx:

@@ -10,18 +10,33 @@ window.
 import numpy as np
 from numba import njit, prange
 
-# Below this many elements of x, global max pooling runs serially (a parallel launch costs ~10 us).
+# Below this much work (elements of x, or of the output times the window), pooling runs on the
+# calling thread: engaging Numba's second thread costs ~10 us, 10-25 us once it sleeps (between
+# the layers of a batch-1 predict, where a LeNet's 28x28x6 average pool took 25 us, 5 alone).
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def maxpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax):
     """out, argmax (N,oh,ow,C) = max of x (N,H,W,C) over each clipped window, and its h*W+w."""
-    n_batch, h = x.shape[0], x.shape[1]
-    out_h = out.shape[1]
-    for r in prange(n_batch * out_h):
-        n = r // out_h
-        oh = r % out_h
+    args = (x, ph, pw, sh, sw, pad_top, pad_left, out, argmax)
+    if out.size * ph * pw >= PARALLEL_MIN_ELEMENTS:
+        _maxpool_parallel(*args)
+    else:
+        _maxpool_rows(*args, 0, out.shape[0] * out.shape[1])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _maxpool_parallel(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax):
+    for r in prange(out.shape[0] * out.shape[1]):
+        _maxpool_rows(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax, r, r + 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _maxpool_rows(x, ph, pw, sh, sw, pad_top, pad_left, out, argmax, start, stop):
+    """Output rows [start, stop) of N*oh of ``maxpool2d_forward``."""
+    h, out_h = x.shape[1], out.shape[1]
+    for r in range(start, stop):
+        n, oh = r // out_h, r % out_h
         h0 = oh * sh - pad_top
         _maxpool_row(x[n], max(h0, 0), min(h0 + ph, h), pw, sw, pad_left, out[n, oh], argmax[n, oh])
 
@@ -169,12 +184,20 @@ def max_unpool_2x2_row(grow, crow, k, out):
 
 # The parallel kernels below call a serial kernel per image or output row, not inline loops:
 # Numba's parfor passes then see one call, which compiles in a fraction of the time.
-@njit(cache=True, parallel=True, error_model="numpy")
 def maxpool2d_backward(grad_out, argmax, dx):
     """dx (N,H,W,C) = zeros, then grad_out (N,oh,ow,C) scatter-added at argmax (same shape)."""
     n_batch, h, w, c = dx.shape
     planes = dx.reshape(n_batch, h * w, c)  # argmax indexes its rows: no division per element
-    for n in prange(n_batch):
+    if n_batch > 1 and dx.size >= PARALLEL_MIN_ELEMENTS:
+        _maxpool_backward_parallel(grad_out, argmax, planes)
+    else:
+        for n in range(n_batch):
+            _maxpool_backward_image(grad_out[n], argmax[n], planes[n])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _maxpool_backward_parallel(grad_out, argmax, planes):
+    for n in prange(planes.shape[0]):
         _maxpool_backward_image(grad_out[n], argmax[n], planes[n])
 
 
@@ -192,14 +215,27 @@ def _maxpool_backward_image(grad, argmax, plane):
                     plane[idx, ch] += g[ch]
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def avgpool2d_forward(x, ph, pw, sh, sw, pad_top, pad_left, out):
     """out (N,oh,ow,C) = mean of x (N,H,W,C) over each clipped window (padding not counted)."""
-    n_batch, h = x.shape[0], x.shape[1]
-    out_h = out.shape[1]
-    for r in prange(n_batch * out_h):
-        n = r // out_h
-        oh = r % out_h
+    args = (x, ph, pw, sh, sw, pad_top, pad_left, out)
+    if out.size * ph * pw >= PARALLEL_MIN_ELEMENTS:
+        _avgpool_parallel(*args)
+    else:
+        _avgpool_rows(*args, 0, out.shape[0] * out.shape[1])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _avgpool_parallel(x, ph, pw, sh, sw, pad_top, pad_left, out):
+    for r in prange(out.shape[0] * out.shape[1]):
+        _avgpool_rows(x, ph, pw, sh, sw, pad_top, pad_left, out, r, r + 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _avgpool_rows(x, ph, pw, sh, sw, pad_top, pad_left, out, start, stop):
+    """Output rows [start, stop) of N*oh of ``avgpool2d_forward``."""
+    h, out_h = x.shape[1], out.shape[1]
+    for r in range(start, stop):
+        n, oh = r // out_h, r % out_h
         h0 = oh * sh - pad_top
         _avgpool_row(x[n], max(h0, 0), min(h0 + ph, h), pw, sw, pad_left, out[n, oh])
 
@@ -228,9 +264,18 @@ def _avgpool_row(img, hs, he, pw, sw, pad_left, orow):
             o[ch] *= scale
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def avgpool2d_backward(grad_out, ph, pw, sh, sw, pad_top, pad_left, dx):
     """dx (N,H,W,C) = zeros, then each grad_out (N,oh,ow,C) / window size added over its window."""
+    args = (ph, pw, sh, sw, pad_top, pad_left)
+    if dx.shape[0] > 1 and dx.size >= PARALLEL_MIN_ELEMENTS:
+        _avgpool_backward_parallel(grad_out, *args, dx)
+    else:
+        for n in range(dx.shape[0]):
+            _avgpool_backward_image(grad_out[n], *args, dx[n])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _avgpool_backward_parallel(grad_out, ph, pw, sh, sw, pad_top, pad_left, dx):
     for n in prange(dx.shape[0]):
         _avgpool_backward_image(grad_out[n], ph, pw, sh, sw, pad_top, pad_left, dx[n])
 

@@ -146,7 +146,10 @@ def test_forward_backward_match_reference(case, code, use_bias, data):
         ((3, 1, 9, 4), (1, 3, 4, 1), (1, 2), (1, 1), "same", np.float64),
     ],
 )
-def test_layer_shapes_match_reference(case):
+@pytest.mark.parametrize("parallel", [False, True])
+def test_layer_shapes_match_reference(case, parallel, monkeypatch):
+    """Each shape on the serial loops and on the parallel shells (from any size)."""
+    monkeypatch.setattr(depthwise, "PARALLEL_MIN_TAPS", 0 if parallel else 2**62)
     check_against_reference(case, codes.RELU, True, seed=11)
 
 
@@ -167,6 +170,7 @@ def test_float32_kernels_never_widen_to_double():
     k, b = np.ones((3, 3, 2), np.float32), np.ones(2, np.float32)  # taps as (kh, kw, C*M)
     out, partial = np.empty((1, 4, 4, 2), np.float32), np.empty((1, 3, 3, 2), np.float32)
     geometry = (1, 1, 1, 1, 1, 1)
-    assert float64_ops(depthwise.depthwise_forward, x, k, b, *geometry, codes.RELU, out) == []
-    assert float64_ops(depthwise.depthwise_backward_input, out, k, *geometry, x.copy()) == []
-    assert float64_ops(depthwise.depthwise_backward_kernel, x, out, *geometry, partial) == []
+    assert float64_ops(depthwise._forward_parallel, x, k, b, *geometry, codes.RELU, out) == []
+    assert float64_ops(depthwise._input_parallel, out, k, *geometry, x.copy()) == []
+    assert float64_ops(depthwise._kernel_parallel, x, out, *geometry, partial) == []
+    assert float64_ops(depthwise._forward_rows, x, k, b, *geometry, codes.RELU, out, 0, 4) == []

@@ -25,7 +25,9 @@ SETTINGS = settings(max_examples=10, deadline=None)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_embedding_forward_gathers_rows(dtype):
+@pytest.mark.parametrize("parallel", [False, True])
+def test_embedding_forward_gathers_rows(dtype, parallel, monkeypatch):
+    monkeypatch.setattr(E, "PARALLEL_MIN_VALUES", 0 if parallel else 2**62)
     rng = np.random.default_rng(0)
     table = rng.standard_normal((7, 5)).astype(dtype)
     ids = np.array([3, 0, 6, 3, 1], dtype=np.int64)
@@ -148,7 +150,9 @@ def test_fused_cell_kernels_stay_float32(kind):
 def test_embedding_kernels_stay_float32():
     table = np.zeros((4, 3), np.float32)
     ids = np.zeros(2, np.int64)
-    assert float64_ops(E.embedding_forward, table, ids, np.zeros((2, 3), np.float32)) == []
+    out = np.zeros((2, 3), np.float32)
+    assert float64_ops(E._gather_rows, table, ids, out, 0, 2) == []
+    assert float64_ops(E._gather_parallel, table, ids, out) == []
     grad = np.zeros((2, 3), np.float32)
     assert float64_ops(E._scatter_add_columns, grad, ids, table, 1) == []
 

@@ -1,5 +1,7 @@
 """fastnn.kernels.pooling against plain-numpy loop references (TF padding semantics)."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -68,6 +70,17 @@ def pool_cases(draw):
     return (n, h, w, c), (ph, pw), strides, padding, dtype
 
 
+@contextlib.contextmanager
+def on_threads(parallel: bool):
+    """The window pools' parallel shells (from any size), or their serial loops (at any)."""
+    saved = pooling.PARALLEL_MIN_ELEMENTS
+    pooling.PARALLEL_MIN_ELEMENTS = 0 if parallel else 2**62
+    try:
+        yield
+    finally:
+        pooling.PARALLEL_MIN_ELEMENTS = saved
+
+
 def run_max(x, ph, pw, sh, sw, padding):
     n, h, w, c = x.shape
     oh, ow, pt, pl = geometry(h, w, ph, pw, sh, sw, padding)
@@ -86,8 +99,13 @@ def run_avg(x, ph, pw, sh, sw, padding):
 
 
 @settings(max_examples=40, deadline=None)
-@given(pool_cases(), st.integers(0, 2**31 - 1), st.booleans())
-def test_maxpool_matches_reference(case, seed, ties):
+@given(pool_cases(), st.integers(0, 2**31 - 1), st.booleans(), st.booleans())
+def test_maxpool_matches_reference(case, seed, ties, parallel):
+    with on_threads(parallel):
+        check_maxpool(case, seed, ties)
+
+
+def check_maxpool(case, seed, ties):
     shape, (ph, pw), (sh, sw), padding, dtype = case
     rng = np.random.default_rng(seed)
     # with ties (values from {0, 1, 2}) the gradient must go to the first maximum, as TensorFlow
@@ -150,8 +168,13 @@ def test_2x2_pool_codes_and_unpool_match_the_max_pool_layer_kernels(n, hw, c, ti
 
 
 @settings(max_examples=25, deadline=None)
-@given(pool_cases(), st.integers(0, 2**31 - 1))
-def test_avgpool_matches_reference(case, seed):
+@given(pool_cases(), st.integers(0, 2**31 - 1), st.booleans())
+def test_avgpool_matches_reference(case, seed, parallel):
+    with on_threads(parallel):
+        check_avgpool(case, seed)
+
+
+def check_avgpool(case, seed):
     shape, (ph, pw), (sh, sw), padding, dtype = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(dtype)
