@@ -483,9 +483,7 @@ class MultiHeadAttention(_AttentionBase):
         kernel, bias = self._output
         out_shape = (combined.shape[0], math.prod(kernel.shape[2:]))
         out = scratch(workspace, "out", out_shape, combined.dtype)
-        runtime.matmul(combined, kernel.value.reshape(combined.shape[1], -1), out)
-        if bias is not None:
-            out += bias.value.reshape(-1)
+        _affine(combined, kernel, bias, out)
         out = out.reshape(batch, steps, *kernel.shape[2:])
         shapes = (query.shape, value.shape, key.shape)
         ctx = _MHASaved(
@@ -548,10 +546,7 @@ class MultiHeadAttention(_AttentionBase):
         """rows (B*T, features) @ kernel + bias: (B*T, H*dim), the heads side by side."""
         kernel, bias = weights
         out = scratch(workspace, name, (rows.shape[0], self.num_heads * dim), rows.dtype)
-        runtime.matmul(rows, kernel.value.reshape(rows.shape[1], -1), out)
-        if bias is not None:
-            out += bias.value.reshape(-1)
-        return out
+        return _affine(rows, kernel, bias, out)
 
     def _heads(self, side_by_side, batch, workspace=None, name="heads"):
         """(B*T, H*dim) or (B, T, H*dim) rows as heads (B, H, T, dim), contiguous."""
@@ -894,3 +889,15 @@ class AdditiveAttention(Attention):
         config = super().get_config()
         del config["score_mode"]
         return config
+
+
+def _affine(rows, kernel, bias, out):
+    """out (M, units) = rows (M, features) @ kernel (features, ...) + bias (...) or None: the bias
+    in the SIMD product's epilogue where it runs there, else a pass of its own."""
+    weights = kernel.value.reshape(rows.shape[1], -1)
+    if bias is not None and runtime.matmul_bias(rows, weights, bias.value.reshape(-1), False, out):
+        return out
+    runtime.matmul(rows, weights, out)
+    if bias is not None:
+        out += bias.value.reshape(-1)
+    return out

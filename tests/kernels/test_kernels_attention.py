@@ -47,14 +47,21 @@ def ref_masked_softmax(scores, mask, causal, mode):
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[FIXTURE])
 @given(
-    shape=shapes, seed=seeds, dtype=dtypes, mode=modes, causal=st.booleans(), masked=st.booleans()
+    shape=shapes,
+    seed=seeds,
+    dtype=dtypes,
+    mode=modes,
+    causal=st.booleans(),
+    masked=st.booleans(),
+    in_place=st.booleans(),
 )
-def test_masked_softmax(split, shape, seed, dtype, mode, causal, masked):
+def test_masked_softmax(split, shape, seed, dtype, mode, causal, masked, in_place):
     rng = np.random.default_rng(seed)
     scores = (3 * rng.standard_normal(shape)).astype(dtype)
     mask = rng.random((shape[0], shape[2], shape[3])) > 0.3 if masked else None
-    out = np.full_like(scores, np.nan)
-    K.masked_softmax(scores, NO_MASK if mask is None else mask, causal, mode, out)
+    out = scores.copy() if in_place else np.full_like(scores, np.nan)
+    source = out if in_place else scores  # in place, the kernel reads and writes one array
+    K.masked_softmax(source, NO_MASK if mask is None else mask, causal, mode, out)
     assert out.dtype == dtype
     want = ref_masked_softmax(scores, mask, causal, mode)
     np.testing.assert_allclose(out, want, rtol=RTOL[dtype], atol=ATOL[dtype])
