@@ -468,7 +468,7 @@ class MultiHeadAttention(_AttentionBase):
             (batch, steps, keys),
         )
         rows = [np.ascontiguousarray(x).reshape(-1, x.shape[-1]) for x in (query, value, key)]
-        if not training and rows[0].dtype == np.float32:
+        if rows[0].dtype == np.float32 and not (training and self.dropout > 0):
             args = (rows, padding, options, batch, steps, workspace)
             heads, combined = self._attend_side_by_side(*args)
             dropped, uniform = heads[3], None
@@ -559,8 +559,8 @@ class MultiHeadAttention(_AttentionBase):
 
     def backward(self, ctx, grad_outputs):
         rows, (q, k, v), weights, dropped, uniform, combined, options, shapes, workspace = ctx
-        if q.ndim == 3:  # inference's heads side by side
-            q, k, v = self._per_head(q, k, v, len(q))
+        if q.ndim == 3:  # the heads side by side (float32 without dropout)
+            q, k, v = self._per_head(q, k, v, len(q), workspace)
         grad_scores = None
         if options.scores:
             grad_outputs, grad_scores = grad_outputs

@@ -192,24 +192,31 @@ def test_mha_masked_gradients_float64(seed, causal, training):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_mha_float32_inference_path_has_the_training_paths_values_and_gradients(causal):
-    """Float32 inference runs the heads side by side (kernels.attention.attend_heads); a
-    backward after it (a base model called with training=False) is the per-head path's."""
-    layer = L.MultiHeadAttention(3, 4, value_dim=5)
-    q, v, mask = data(7, tq=5, tv=6, dim=8)
-    layer(q, v, attention_mask=mask)
-    randomize_weights(layer, 7)
+@pytest.mark.parametrize("training", [False, True])
+def test_mha_float32_side_by_side_path_has_the_per_head_paths_values_and_gradients(
+    causal, training
+):
+    """Float32 without dropout runs the heads side by side (kernels.attention.attend_heads),
+    in training too; its outputs and the backward after it are the float64 per-head path's."""
+    twins = []
+    for dtype in ("float32", "float64"):
+        layer = L.MultiHeadAttention(3, 4, value_dim=5, dtype=dtype)
+        q, v, mask = data(7, tq=5, tv=6, dim=8)
+        layer(q.astype(dtype), v.astype(dtype), attention_mask=mask)
+        randomize_weights(layer, 7)
+        twins.append((layer, q.astype(dtype), v.astype(dtype), mask))
     options = L.attention._Options(False, True, False, causal)
-    grad_out = np.random.default_rng(7).standard_normal((2, 5, 8)).astype("float32")
+    grad_out = np.random.default_rng(7).standard_normal((2, 5, 8))
     results = []
-    for training in (False, True):
+    for layer, q, v, mask in twins:
         out, ctx = layer.forward([q, v, mask], training, options=options)
         for w in layer.trainable_weights:
             w.grad[...] = 0
-        grads = layer.backward(ctx, grad_out)[:2]
+        grads = layer.backward(ctx, grad_out.astype(q.dtype))[:2]
         results.append((out, *grads, *(w.grad.copy() for w in layer.trainable_weights)))
-    for fused, per_head in zip(*results):
-        np.testing.assert_allclose(fused, per_head, rtol=1e-4, atol=1e-5)
+    for side_by_side, per_head in zip(*results):
+        assert side_by_side.dtype == np.float32
+        np.testing.assert_allclose(side_by_side, per_head, rtol=1e-4, atol=1e-5)
 
 
 @settings(max_examples=3, deadline=None)
