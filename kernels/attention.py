@@ -220,34 +220,107 @@ def _heads(q, k, v, heads, scale, mask, causal, mode, weights, out, start, stop)
     """(batch row, head) pairs [start, stop), numbered b * heads + h."""
     steps, keys = q.shape[1], k.shape[1]
     d, dv = q.shape[2] // heads, v.shape[2] // heads
-    key_lanes, value_lanes = lanes_for(keys), lanes_for(dv)
-    key_panels = np.empty((-(-keys // key_lanes), d * key_lanes), np.float32)
-    value_panels = np.empty((-(-dv // value_lanes), keys * value_lanes), np.float32)
+    key_panels = _panels_for(d, keys)
+    value_panels = _panels_for(keys, dv)
     zeros = np.zeros(max(keys, dv), np.float32)  # the epilogue's bias
     flat_q, flat_w, flat_out = q.reshape(-1), weights.reshape(-1), out.reshape(-1)
     for pair in range(start, stop):
         b, h = pair // heads, pair % heads
-        pack_into(k[b, :, h * d : (h + 1) * d].T, key_lanes, key_panels)
+        pack_into(k[b, :, h * d : (h + 1) * d].T, lanes_for(keys), key_panels)
         key_panels *= scale  # Keras scales the query: the same scores to float32 rounding
-        for p in range(key_panels.shape[0]):  # scores (Tq, Tk) = q_h @ (scale * k_h)^T
-            count = min(key_lanes, keys - p * key_lanes)
-            i = 0
-            while i < steps:
-                rows = block_rows(steps - i)
-                at = (pair * steps + i) * keys + p * key_lanes
-                a_start = (b * steps + i) * q.shape[2] + h * d
-                args = (rows, flat_w, at, keys, count, zeros, 0, BIAS, flat_q, a_start)
-                micro_kernel(key_lanes, (*args, q.shape[2], 0, key_panels[p], 0, d, 1))
-                i += rows
+        q_at, w_at = b * steps * q.shape[2] + h * d, pair * steps * keys
+        # scores (Tq, Tk) = q_h @ (scale * k_h)^T
+        _product(steps, flat_q, q_at, q.shape[2], d, key_panels, keys, flat_w, w_at, keys, zeros)
         _softmax_rows(weights, mask, causal, mode, weights, pair * steps, (pair + 1) * steps)
-        pack_into(v[b, :, h * dv : (h + 1) * dv], value_lanes, value_panels)
-        for p in range(value_panels.shape[0]):  # out's head columns = weights @ v_h
-            count = min(value_lanes, dv - p * value_lanes)
-            i = 0
-            while i < steps:
-                rows = block_rows(steps - i)
-                at = (b * steps + i) * out.shape[2] + h * dv + p * value_lanes
-                a_start = (pair * steps + i) * keys
-                args = (rows, flat_out, at, out.shape[2], count, zeros, 0, BIAS, flat_w, a_start)
-                micro_kernel(value_lanes, (*args, keys, 0, value_panels[p], 0, keys, 1))
-                i += rows
+        pack_into(v[b, :, h * dv : (h + 1) * dv], lanes_for(dv), value_panels)
+        out_at = b * steps * out.shape[2] + h * dv  # out's head columns = weights @ v_h
+        _product(
+            steps, flat_w, w_at, keys, keys, value_panels, dv, flat_out, out_at, out.shape[2], zeros
+        )
+
+
+def attend_heads_backward(
+    grad_out, q, k, v, heads, scale, weights, extra, grad_q, grad_k, grad_v, threads=1
+):
+    """The gradients of ``attend_heads`` (q, k, v, weights as it took and wrote them) from
+    grad_out (B, Tq, H*dv), the heads side by side as there: grad_q (B, Tq, H*d), grad_k (B,
+    Tk, H*d) and grad_v (B, Tk, H*dv), overwritten. ``extra`` (B, H, Tq, Tk) or empty is a
+    gradient of the weights themselves. Per (batch row, head) by the SIMD micro-kernels, as
+    the forward: dW = dO_h @ v_h^T, dS = the softmax's backward, dq_h = scale * dS @ k_h,
+    dk_h = scale * dS^T @ q_h, dv_h = W^T @ dO_h."""
+    pairs = q.shape[0] * heads
+    blocks = min(pairs, BLOCKS_PER_THREAD * threads)
+    args = (grad_out, q, k, v, heads, np.float32(scale), weights, extra, grad_q, grad_k, grad_v)
+    if blocks > 1:
+        _heads_backward_parallel(*args, blocks)
+    else:
+        _heads_backward(*args, 0, pairs)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _heads_backward_parallel(grad_out, q, k, v, heads, scale, weights, extra, dq, dk, dv, blocks):
+    pairs = q.shape[0] * heads
+    for b in prange(blocks):
+        start, stop = b * pairs // blocks, (b + 1) * pairs // blocks
+        _heads_backward(grad_out, q, k, v, heads, scale, weights, extra, dq, dk, dv, start, stop)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _heads_backward(grad_out, q, k, v, heads, scale, weights, extra, dq, dk, dv, start, stop):
+    """Pairs [start, stop) of ``attend_heads_backward``, numbered b * heads + h."""
+    steps, keys = q.shape[1], k.shape[1]
+    d, d_value = q.shape[2] // heads, v.shape[2] // heads
+    go, wide_q, wide_v = grad_out.shape[2], q.shape[2], v.shape[2]  # row strides
+    values_t = _panels_for(d_value, keys)  # v_h^T
+    keys_p, queries_p = _panels_for(keys, d), _panels_for(steps, d)
+    grads_p = _panels_for(steps, d_value)  # dO_h
+    grad_w = np.empty((steps, keys), np.float32)
+    transposed = np.empty((keys, steps), np.float32)
+    zeros = np.zeros(max(keys, d, d_value), np.float32)
+    flat_go, flat_gw, flat_t = grad_out.reshape(-1), grad_w.reshape(-1), transposed.reshape(-1)
+    flat_dq, flat_dk, flat_dv = dq.reshape(-1), dk.reshape(-1), dv.reshape(-1)
+    for pair in range(start, stop):
+        b, h = pair // heads, pair % heads
+        w = weights[b, h]
+        go_at = b * steps * go + h * d_value
+        pack_into(v[b, :, h * d_value : (h + 1) * d_value].T, lanes_for(keys), values_t)
+        _product(steps, flat_go, go_at, go, d_value, values_t, keys, flat_gw, 0, keys, zeros)
+        if extra.shape[0] > 0:
+            grad_w += extra[b, h]
+        _softmax_grad_rows(grad_w, w, grad_w, 0, steps)  # now dS
+        pack_into(k[b, :, h * d : (h + 1) * d], lanes_for(d), keys_p)
+        keys_p *= scale
+        q_at = b * steps * wide_q + h * d
+        _product(steps, flat_gw, 0, keys, keys, keys_p, d, flat_dq, q_at, wide_q, zeros)
+        transposed[...] = grad_w.T
+        pack_into(q[b, :, h * d : (h + 1) * d], lanes_for(d), queries_p)
+        queries_p *= scale
+        k_at = b * keys * wide_q + h * d
+        _product(keys, flat_t, 0, steps, steps, queries_p, d, flat_dk, k_at, wide_q, zeros)
+        transposed[...] = w.T
+        pack_into(grad_out[b, :, h * d_value : (h + 1) * d_value], lanes_for(d_value), grads_p)
+        v_at = b * keys * wide_v + h * d_value
+        _product(keys, flat_t, 0, steps, steps, grads_p, d_value, flat_dv, v_at, wide_v, zeros)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _panels_for(depth, columns):
+    """A buffer for ``pack_into``'s panels of a (depth, columns) operand."""
+    lanes = lanes_for(columns)
+    return np.empty((-(-columns // lanes), depth * lanes), np.float32)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _product(rows, a, a_at, lda, depth, panels, columns, out, out_at, ldo, zeros):
+    """out[out_at + r * ldo + c] = sum over t < depth of a[a_at + r * lda + t] * b[t, c] for
+    r < rows, c < columns: b (depth, columns) packed in ``panels`` by ``pack_into``; a and out
+    flat float32, zeros (>= columns) the epilogue's bias."""
+    lanes = lanes_for(columns)
+    for p in range(panels.shape[0]):
+        count = min(lanes, columns - p * lanes)
+        i = 0
+        while i < rows:
+            block = block_rows(rows - i)
+            args = (block, out, out_at + i * ldo + p * lanes, ldo, count, zeros, 0, BIAS)
+            micro_kernel(lanes, (*args, a, a_at + i * lda, lda, 0, panels[p], 0, depth, 1))
+            i += block

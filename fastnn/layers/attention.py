@@ -559,8 +559,6 @@ class MultiHeadAttention(_AttentionBase):
 
     def backward(self, ctx, grad_outputs):
         rows, (q, k, v), weights, dropped, uniform, combined, options, shapes, workspace = ctx
-        if q.ndim == 3:  # the heads side by side (float32 without dropout)
-            q, k, v = self._per_head(q, k, v, len(q), workspace)
         grad_scores = None
         if options.scores:
             grad_outputs, grad_scores = grad_outputs
@@ -574,20 +572,14 @@ class MultiHeadAttention(_AttentionBase):
             if bias is not None:
                 bias.grad += grad.sum(axis=0).reshape(bias.shape)
         runtime.matmuls(products)
-        heads, dv = self.num_heads, self.value_dim
-        grad_heads = scratch(workspace, "d_heads", (batch, heads, steps, dv), combined.dtype)
-        np.copyto(grad_heads, grad_combined.reshape(batch, steps, heads, dv).transpose(0, 2, 1, 3))
-        grad_q, grad_k, grad_v = (
-            scratch(workspace, name, x.shape, x.dtype)
-            for x, name in zip((q, k, v), ("dq", "dk", "dv"))
-        )
-        dropout = None if uniform is None else (dropped, uniform, self.dropout)
         extra = None if grad_scores is None else np.ascontiguousarray(grad_scores, q.dtype)
-        kernels.attention.attend_backward(
-            grad_heads, q, k, v, weights, dropout, extra, grad_q, grad_k, grad_v,
-            threads=runtime.threads(),
-        )  # fmt: skip
-        grad_q *= grad_q.dtype.type(self._scale)
+        if q.ndim == 3:  # the heads side by side (float32 without dropout)
+            grad_q, grad_k, grad_v = self._attend_side_by_side_backward(
+                grad_combined.reshape(batch, steps, -1), q, k, v, weights, extra, workspace
+            )
+        else:
+            args = (grad_combined, q, k, v, weights, dropped, uniform, extra, workspace)
+            grad_q, grad_k, grad_v = self._attend_per_head_backward(*args)
         grad_query = self._project_backward(rows[0], self._query, grad_q, workspace, "d_query")
         grad_key = self._project_backward(rows[2], self._key, grad_k, workspace, "d_key")
         grad_value = self._project_backward(rows[1], self._value, grad_v, workspace, "d_value")
@@ -600,14 +592,44 @@ class MultiHeadAttention(_AttentionBase):
             grads.append(None)
         return grads
 
-    def _project_backward(self, rows, weights, grad_heads, workspace, name):
-        """The input rows' gradient of ``_project`` (``workspace``'s array ``name``); the
-        kernel's and bias's added in."""
+    def _attend_side_by_side_backward(self, grad_combined, q, k, v, weights, extra, workspace):
+        """The projections' gradients as rows (B*T, H*dim), from the heads' output gradient
+        (B, Tq, H*dv), by ``kernels.attention.attend_heads_backward``."""
+        names = ("dq", "dk", "dv")
+        grads = [scratch(workspace, name, x.shape, x.dtype) for x, name in zip((q, k, v), names)]
+        no_extra = np.empty((0, 0, 0, 0), np.float32)
+        kernels.attention.attend_heads_backward(
+            grad_combined, q, k, v, self.num_heads, self._scale, weights,
+            no_extra if extra is None else extra, *grads, threads=runtime.threads(),
+        )  # fmt: skip
+        return [g.reshape(-1, g.shape[2]) for g in grads]
+
+    def _attend_per_head_backward(
+        self, grad_combined, q, k, v, weights, dropped, uniform, extra, workspace
+    ):
+        """The projections' gradients as rows (B*T, H*dim), per head through
+        ``kernels.attention.attend_backward``."""
+        batch, heads, steps, dv = (*q.shape[:3], self.value_dim)
+        grad_heads = scratch(workspace, "d_heads", (batch, heads, steps, dv), q.dtype)
+        np.copyto(grad_heads, grad_combined.reshape(batch, steps, heads, dv).transpose(0, 2, 1, 3))
+        grad_q, grad_k, grad_v = (
+            scratch(workspace, name, x.shape, x.dtype)
+            for x, name in zip((q, k, v), ("dq", "dk", "dv"))
+        )
+        dropout = None if uniform is None else (dropped, uniform, self.dropout)
+        kernels.attention.attend_backward(
+            grad_heads, q, k, v, weights, dropout, extra, grad_q, grad_k, grad_v,
+            threads=runtime.threads(),
+        )  # fmt: skip
+        grad_q *= grad_q.dtype.type(self._scale)
+        return [
+            _side_by_side(g, workspace, name) for g, name in zip((grad_q, grad_k, grad_v), "qkv")
+        ]
+
+    def _project_backward(self, rows, weights, grad, workspace, name):
+        """The input rows' gradient of ``_project`` from its output's, ``grad`` (B*T, H*dim)
+        (``workspace``'s array ``name``); the kernel's and bias's added in."""
         kernel, bias = weights
-        by_step = grad_heads.transpose(0, 2, 1, 3)
-        grad = scratch(workspace, name + "_by_step", by_step.shape, by_step.dtype)
-        np.copyto(grad, by_step)
-        grad = grad.reshape(rows.shape[0], -1)
         grad_rows = scratch(workspace, name, rows.shape, rows.dtype)
         products = [(grad, kernel.value.reshape(rows.shape[1], -1).T, grad_rows, False)]
         if self.trainable:
@@ -901,3 +923,11 @@ def _affine(rows, kernel, bias, out):
     if bias is not None:
         out += bias.value.reshape(-1)
     return out
+
+
+def _side_by_side(per_head, workspace, name):
+    """Heads (B, H, T, dim) as rows (B*T, H*dim), each head's dim columns side by side."""
+    by_step = per_head.transpose(0, 2, 1, 3)
+    rows = scratch(workspace, "d_" + name + "_by_step", by_step.shape, by_step.dtype)
+    np.copyto(rows, by_step)
+    return rows.reshape(-1, rows.shape[2] * rows.shape[3])

@@ -196,3 +196,55 @@ def test_attend_heads_matches_numpy(batch, heads, steps, keys, dims, causal, mas
     want = (want_weights @ per_head(v, dv)).transpose(0, 2, 1, 3).reshape(out.shape)
     np.testing.assert_allclose(weights, want_weights, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5 * np.sqrt(keys))
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    heads=st.integers(1, 3),
+    steps=st.sampled_from([1, 7, 13]),
+    keys=st.sampled_from([1, 5, 17, 33]),
+    dims=st.sampled_from([(1, 1), (4, 8), (16, 16), (8, 40)]),
+    scores_grad=st.booleans(),
+    threads=st.integers(1, 3),
+    seed=seeds,
+)
+def test_attend_heads_backward_matches_numpy(
+    batch, heads, steps, keys, dims, scores_grad, threads, seed
+):
+    """The gradients of attend_heads, heads side by side, as per-head numpy float64 ones (a
+    gradient of the weights themselves added in, as when the layer returns them)."""
+    d, dv = dims
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((batch, steps, heads * d)).astype(np.float32)
+    k = rng.standard_normal((batch, keys, heads * d)).astype(np.float32)
+    v = rng.standard_normal((batch, keys, heads * dv)).astype(np.float32)
+    scale = 1 / np.sqrt(d)
+    weights = np.empty((batch, heads, steps, keys), np.float32)
+    out = np.empty((batch, steps, heads * dv), np.float32)
+    K.attend_heads(q, k, v, heads, scale, NO_MASK, False, K.MASK_REPLACE, weights, out, threads)
+    grad_out = rng.standard_normal(out.shape).astype(np.float32)
+    extra = rng.standard_normal(weights.shape).astype(np.float32) if scores_grad else None
+    grads = [np.full(x.shape, np.nan, np.float32) for x in (q, k, v)]
+    K.attend_heads_backward(
+        grad_out, q, k, v, heads, scale, weights, np.empty((0, 0, 0, 0), np.float32)
+        if extra is None else extra, *grads, threads,
+    )  # fmt: skip
+
+    def per_head(x, dim):
+        return x.reshape(batch, -1, heads, dim).transpose(0, 2, 1, 3).astype(np.float64)
+
+    def side_by_side(x):
+        return x.transpose(0, 2, 1, 3).reshape(batch, x.shape[2], -1)
+
+    qh, kh, vh, gh = per_head(q, d), per_head(k, d), per_head(v, dv), per_head(grad_out, dv)
+    w = weights.astype(np.float64)
+    grad_w = gh @ vh.transpose(0, 1, 3, 2) + (0 if extra is None else extra)
+    grad_s = w * (grad_w - (grad_w * w).sum(-1, keepdims=True))
+    want = [
+        side_by_side(scale * grad_s @ kh),
+        side_by_side(scale * grad_s.transpose(0, 1, 3, 2) @ qh),
+        side_by_side(w.transpose(0, 1, 3, 2) @ gh),
+    ]
+    for got, expected in zip(grads, want):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-5 * np.sqrt(keys * steps))
