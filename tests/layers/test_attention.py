@@ -193,11 +193,13 @@ def test_mha_masked_gradients_float64(seed, causal, training):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("scores", [False, True])
 def test_mha_float32_side_by_side_path_has_the_per_head_paths_values_and_gradients(
-    causal, training
+    causal, training, scores
 ):
     """Float32 without dropout runs the heads side by side (kernels.attention.attend_heads),
-    in training too; its outputs and the backward after it are the float64 per-head path's."""
+    in training too; its outputs and the backward after it (with the returned scores'
+    gradient too) are the float64 per-head path's."""
     twins = []
     for dtype in ("float32", "float64"):
         layer = L.MultiHeadAttention(3, 4, value_dim=5, dtype=dtype)
@@ -205,15 +207,18 @@ def test_mha_float32_side_by_side_path_has_the_per_head_paths_values_and_gradien
         layer(q.astype(dtype), v.astype(dtype), attention_mask=mask)
         randomize_weights(layer, 7)
         twins.append((layer, q.astype(dtype), v.astype(dtype), mask))
-    options = L.attention._Options(False, True, False, causal)
-    grad_out = np.random.default_rng(7).standard_normal((2, 5, 8))
+    options = L.attention._Options(False, True, scores, causal)
+    rng = np.random.default_rng(7)
+    grad_out = [rng.standard_normal((2, 5, 8)), rng.standard_normal((2, 3, 5, 6))]
     results = []
     for layer, q, v, mask in twins:
-        out, ctx = layer.forward([q, v, mask], training, options=options)
+        outs, ctx = layer.forward([q, v, mask], training, options=options)
         for w in layer.trainable_weights:
             w.grad[...] = 0
-        grads = layer.backward(ctx, grad_out.astype(q.dtype))[:2]
-        results.append((out, *grads, *(w.grad.copy() for w in layer.trainable_weights)))
+        grad = [g.astype(q.dtype) for g in grad_out] if scores else grad_out[0].astype(q.dtype)
+        grads = layer.backward(ctx, grad)[:2]
+        outs = outs if scores else [outs]
+        results.append((*outs, *grads, *(w.grad.copy() for w in layer.trainable_weights)))
     for side_by_side, per_head in zip(*results):
         assert side_by_side.dtype == np.float32
         np.testing.assert_allclose(side_by_side, per_head, rtol=1e-4, atol=1e-5)
