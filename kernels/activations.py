@@ -186,10 +186,12 @@ def long_rows(*arrays):
 
 def bias_activation_forward(z, bias, code, out):
     """out[m, :] = act(z[m, :] + bias); z, out (M, N), bias (N,) or (0,) for none; out may be z."""
-    if bias.shape[0] == 0 and code not in ROW_WISE:  # elementwise: any rows will do
-        in_place = out is z
+    if code not in ROW_WISE:  # elementwise: any rows will do, the bias repeated along them
+        in_place, columns = out is z, z.shape[1]
         z, out = long_rows(z, out)
         out = z if in_place else out  # the same view: the in-place kernels below
+        if bias.shape[0] and z.shape[1] != columns:
+            bias = np.tile(bias, z.shape[1] // columns)
     if code not in EPILOGUE:  # the bias, then the activation as a pass of its own
         if bias.shape[0] > 0 or out is not z:
             bias_activation_forward(z, bias, LINEAR, out)
@@ -243,6 +245,12 @@ def activation_backward(grad_y, saved, code, out):
 
 def column_sums_add(grad, out):
     """out[n] += sum_m grad[m, n]; grad (M, N), out (N,): the bias gradient."""
+    (wide,) = long_rows(grad)
+    if wide is not grad:  # short rows: the sums of long ones, then each column's among them
+        sums = np.zeros(wide.shape[1], out.dtype)
+        column_sums_add(wide, sums)
+        out += sums.reshape(-1, grad.shape[1]).sum(axis=0)
+        return
     if grad.size >= PARALLEL_MIN_ELEMENTS * COLUMN_SUMS_PARALLEL_FACTOR:
         _column_sums_add_parallel(grad, out)
     else:

@@ -33,7 +33,7 @@ from .activations import (
     column_sums_add,
 )
 from .codes import EPILOGUE, LINEAR, RELU, SOFTMAX
-from .gemm import matmul, matmuls, row_blocks
+from .gemm import matmul, matmul_bias, matmuls, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .normalization import batchnorm_moments
 from .pooling import (
@@ -1177,9 +1177,12 @@ def conv2d_forward(
         return winograd.forward(x, _winograd_u(kernel, kept), b, *args, threads=threads)
     y2d = out.reshape(n * plan.out_h * plan.out_w, filters)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
-    if plan.forward == POINTWISE:
-        matmul(x.reshape(-1, c), k2d, y2d, threads=threads)
-        bias_activation_forward(y2d, b, activation_code, y2d)
+    if plan.forward == POINTWISE:  # the bias and a relu in the product's epilogue where it can
+        x2d, relu = x.reshape(-1, c), activation_code == RELU
+        fused = b.shape[0] > 0 and activation_code in (LINEAR, RELU)
+        if not (fused and matmul_bias(x2d, k2d, b, relu, y2d, threads)):
+            matmul(x2d, k2d, y2d, threads=threads)
+            bias_activation_forward(y2d, b, activation_code, y2d)
         return out
     geometry = _geometry(kernel.shape, strides, plan)
     out_w = plan.out_w

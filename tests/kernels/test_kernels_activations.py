@@ -244,6 +244,18 @@ def test_forward_in_place_and_column_sums_accumulate(path, dtype):
     assert acc.dtype == dtype
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", [(131072, 1), (96, 3), (60, 7), (7, 5), (64, 64)])
+def test_column_sums_of_short_rows_are_each_columns_sum(path, shape):
+    """Short rows are summed as long ones (``long_rows``), then each column's sums gathered:
+    the bias gradient of a 1-filter conv or a Dense(3)."""
+    grad = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    out = np.full(shape[1], 0.5, np.float32)
+    with kernel_path(path):
+        K.column_sums_add(grad, out)
+    np.testing.assert_allclose(out, 0.5 + grad.astype(np.float64).sum(axis=0), rtol=1e-4, atol=1e-3)
+
+
 # ---- the activation layers' kernels ------------------------------------------------------------
 
 

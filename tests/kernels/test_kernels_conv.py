@@ -703,3 +703,26 @@ def test_conv2d_forward_moments_are_the_outputs_mean_and_variance(
     pixels = want.reshape(-1, kernel[3]).astype(np.float64)
     np.testing.assert_allclose(moments[0], pixels.mean(0), rtol=1e-6)
     np.testing.assert_allclose(moments[1], pixels.var(0), rtol=1e-4)
+
+
+@pytest.mark.parametrize("code", [LINEAR, RELU, SIGMOID])
+@pytest.mark.parametrize("filters", [1, 3])
+def test_pointwise_conv_takes_its_bias_in_the_simd_products_epilogue(code, filters, monkeypatch):
+    """A long float32 1x1 conv into few filters (a segmentation head) runs one SIMD product
+    with the bias, and a relu, in its epilogue; other activations as a pass after it."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 64, 64, 16)).astype(np.float32)  # U-Net's last layer's input
+    k = rng.standard_normal((1, 1, 16, filters)).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    assert conv.plan_conv2d(x.shape, k.shape, (1, 1), "valid").forward == conv.POINTWISE
+    fused = []
+
+    def recorded(*args, **kwargs):
+        fused.append(gemm.matmul_bias(*args, **kwargs))
+        return fused[-1]
+
+    monkeypatch.setattr(conv, "matmul_bias", recorded)
+    y = conv.conv2d_forward(x, k, b, (1, 1), "valid", code, threads=2)
+    assert fused == [True]
+    want = ref_conv(x.astype(np.float64), k, b, (1, 1), "valid", code)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
