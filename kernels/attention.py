@@ -270,7 +270,7 @@ def _heads_backward(grad_out, q, k, v, heads, scale, weights, extra, dq, dk, dv,
     """Pairs [start, stop) of ``attend_heads_backward``, numbered b * heads + h."""
     steps, keys = q.shape[1], k.shape[1]
     d, d_value = q.shape[2] // heads, v.shape[2] // heads
-    go, wide_q, wide_v = grad_out.shape[2], q.shape[2], v.shape[2]  # row strides
+    go, wide_q, wide_k, wide_v = grad_out.shape[2], q.shape[2], k.shape[2], v.shape[2]
     values_t = _panels_for(d_value, keys)  # v_h^T
     keys_p, queries_p = _panels_for(keys, d), _panels_for(steps, d)
     grads_p = _panels_for(steps, d_value)  # dO_h
@@ -295,8 +295,8 @@ def _heads_backward(grad_out, q, k, v, heads, scale, weights, extra, dq, dk, dv,
         transposed[...] = grad_w.T
         pack_into(q[b, :, h * d : (h + 1) * d], lanes_for(d), queries_p)
         queries_p *= scale
-        k_at = b * keys * wide_q + h * d
-        _product(keys, flat_t, 0, steps, steps, queries_p, d, flat_dk, k_at, wide_q, zeros)
+        k_at = b * keys * wide_k + h * d
+        _product(keys, flat_t, 0, steps, steps, queries_p, d, flat_dk, k_at, wide_k, zeros)
         transposed[...] = w.T
         pack_into(grad_out[b, :, h * d_value : (h + 1) * d_value], lanes_for(d_value), grads_p)
         v_at = b * keys * wide_v + h * d_value
