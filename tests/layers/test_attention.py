@@ -415,3 +415,31 @@ def test_keras_files_both_ways(tmp_path):
     loaded = fastnn.models.load_model(tmp_path / "theirs.keras")
     for got, want in zip(loaded.predict(_inputs(), verbose=0), keras_model(_inputs())):
         close(got, want)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_float32_self_attention_trains_as_in_keras(causal):
+    """A float32 encoder block trained by SGD, the heads side by side in training (the SIMD
+    kernels), has Keras's losses and weights after three steps."""
+
+    def build(lib):
+        x = lib.Input((6, 8))
+        y = lib.layers.MultiHeadAttention(2, 4, value_dim=3, name="mha")(
+            x, x, use_causal_mask=causal
+        )
+        y = lib.layers.LayerNormalization()(lib.layers.Add()([x, y]))
+        return lib.Model(x, lib.layers.Dense(1)(lib.layers.GlobalAveragePooling1D()(y)))
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6, 8)).astype("float32")
+    y = rng.standard_normal((4, 1)).astype("float32")
+    ours, theirs = build(fastnn), build(keras)
+    randomize_weights(ours, 5)
+    theirs.set_weights(ours.get_weights())
+    losses = []
+    for model, lib in ((ours, fastnn), (theirs, keras)):
+        model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.1), loss="mse")
+        losses.append([float(model.train_on_batch(x, y)) for _ in range(3)])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+    for got, want in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(got, to_numpy(want), rtol=1e-4, atol=1e-5)
