@@ -181,10 +181,11 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
     return _gemm.matmul(a, b, out, accumulate, threads())
 
 
-def matmul_bias(a: np.ndarray, b, bias: np.ndarray, relu: bool, out: np.ndarray) -> bool:
-    """out = a @ b + bias (relu'd) in one pass where the product runs on the SIMD kernels, on
-    ``threads()`` threads; False where it does not (``kernels.gemm.matmul_bias``)."""
-    return _gemm.matmul_bias(a, b, bias, relu, out, threads())
+def matmul_bias(a: np.ndarray, b, bias: np.ndarray, code: int, out: np.ndarray) -> bool:
+    """out = act(a @ b + bias) in one pass (act linear or relu, an activation ``code``) where
+    the product runs on the SIMD kernels, on ``threads()`` threads; False where it does not
+    (``kernels.gemm.matmul_bias``)."""
+    return _gemm.matmul_bias(a, b, bias, code, out, threads())
 
 
 def matmuls(products: list) -> None:

@@ -1178,9 +1178,8 @@ def conv2d_forward(
     y2d = out.reshape(n * plan.out_h * plan.out_w, filters)
     k2d = np.ascontiguousarray(kernel).reshape(kh * kw * c, filters)
     if plan.forward == POINTWISE:  # the bias and a relu in the product's epilogue where it can
-        x2d, relu = x.reshape(-1, c), activation_code == RELU
-        fused = b.shape[0] > 0 and activation_code in (LINEAR, RELU)
-        if not (fused and matmul_bias(x2d, k2d, b, relu, y2d, threads)):
+        x2d = x.reshape(-1, c)
+        if not (b.shape[0] > 0 and matmul_bias(x2d, k2d, b, activation_code, y2d, threads)):
             matmul(x2d, k2d, y2d, threads=threads)
             bias_activation_forward(y2d, b, activation_code, y2d)
         return out

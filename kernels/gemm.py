@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import forms
+from .codes import LINEAR, RELU
 
 # A block must be worth waking a thread for: at least this many flops. Products of under twice
 # this ran slower split in two on this 2-core VM (an idle thread took ~50-100 us to join in: a
@@ -104,12 +105,13 @@ def may_run_simd(m: int, k: int, n: int) -> bool:
     return k * n >= SIMD_MIN_KEPT_VALUES or 2 * m * k * n >= SIMD_MIN_KEPT_FLOPS
 
 
-def matmul_bias(a: np.ndarray, b, bias: np.ndarray, relu: bool, out: np.ndarray, threads: int = 1):
-    """out (M,N) = a (M,K) @ b (K,N) + bias (N,), through max(., 0) with ``relu``, in one pass
-    (the SIMD micro-kernels' epilogue) where ``matmul`` would run the product there: True;
-    elsewhere False, and out is untouched. ``b`` as ``matmul`` takes it."""
+def matmul_bias(a: np.ndarray, b, bias: np.ndarray, code: int, out: np.ndarray, threads: int = 1):
+    """out (M,N) = act(a (M,K) @ b (K,N) + bias (N,)) in one pass (the SIMD micro-kernels'
+    epilogue), act the activation ``code`` (``codes.LINEAR`` or ``RELU``: the epilogue's), where
+    ``matmul`` would run the product there: True; elsewhere, or for another activation, False,
+    and out is untouched. ``b`` as ``matmul`` takes it."""
     n = out.shape[1]
-    if not may_run_simd(a.shape[0], a.shape[1], n):
+    if code not in (LINEAR, RELU) or not may_run_simd(a.shape[0], a.shape[1], n):
         return False
     if bias.shape != (n,) or bias.dtype != np.float32 or not bias.flags.c_contiguous:
         return False
@@ -119,7 +121,7 @@ def matmul_bias(a: np.ndarray, b, bias: np.ndarray, relu: bool, out: np.ndarray,
         return False
     from . import matmul_simd
 
-    matmul_simd.matmul_bias(a, panels, bias, relu, out, threads)
+    matmul_simd.matmul_bias(a, panels, bias, code == RELU, out, threads)
     return True
 
 

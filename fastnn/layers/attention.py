@@ -917,11 +917,12 @@ def _affine(rows, kernel, bias, out):
     """out (M, units) = rows (M, features) @ kernel (features, ...) + bias (...) or None: the bias
     in the SIMD product's epilogue where it runs there, else a pass of its own."""
     weights = kernel.value.reshape(rows.shape[1], -1)
-    if bias is not None and runtime.matmul_bias(rows, weights, bias.value.reshape(-1), False, out):
-        return out
-    runtime.matmul(rows, weights, out)
-    if bias is not None:
-        out += bias.value.reshape(-1)
+    if bias is None:
+        return runtime.matmul(rows, weights, out)
+    values = bias.value.reshape(-1)
+    if not runtime.matmul_bias(rows, weights, values, kernels.codes.LINEAR, out):
+        runtime.matmul(rows, weights, out)
+        out += values
     return out
 
 

@@ -8,7 +8,6 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
-from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers import user_activation
 from fastnn.layers.base import Layer, kernel_for, shape_error, standardize_shape
@@ -217,11 +216,9 @@ _NO_BIAS = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
 
 
 def _biased_product(x, kernel, bias, code, y) -> bool:
-    """y = act(x @ kernel + bias) for a bias (not empty) and act linear or relu in one pass,
-    where the product runs on the SIMD kernels (their epilogue): True; else False, y untouched."""
-    if bias.shape[0] == 0 or (code != RELU and code != LINEAR):
-        return False
-    return runtime.matmul_bias(x, kernel, bias, code == RELU, y)
+    """y = act(x @ kernel + bias) in one pass for a bias (not empty) where the product runs on
+    the SIMD kernels, whose epilogue has the activation ``code``: True; else False, y untouched."""
+    return bias.shape[0] > 0 and runtime.matmul_bias(x, kernel, bias, code, y)
 
 
 def _code_of(activation) -> int:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fastnn import runtime
 from fastnn.kernels import forms, gemm, matmul_simd
+from fastnn.kernels.codes import LINEAR, RELU, TANH
 from fastnn.kernels.simd import ACCUMULATE, BIAS, BIAS_RELU
 
 
@@ -129,14 +130,16 @@ def test_matmul_bias_adds_the_bias_and_relu_in_the_products_pass(kept, relu):
     bias = rng.standard_normal(512).astype(np.float32)
     out = np.empty((64, 512), np.float32)
     with runtime.serial_blas():
-        assert gemm.matmul_bias(a, forms.Forms(b) if kept else b, bias, relu, out, threads=2)
+        code = RELU if relu else LINEAR
+        assert gemm.matmul_bias(a, forms.Forms(b) if kept else b, bias, code, out, threads=2)
     expected = a.astype(np.float64) @ b + bias
     expected = np.maximum(expected, 0) if relu else expected
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-3)
 
 
 def test_matmul_bias_declines_what_the_simd_kernels_do_not_take():
-    """Float64, a bias of another length or dtype, a short product: False, out untouched."""
+    """Float64, a bias of another length or dtype, a short product, an activation outside the
+    epilogue: False, out untouched."""
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((64, 512)), rng.standard_normal((512, 512))
     bias = np.zeros(512, np.float32)
@@ -149,8 +152,11 @@ def test_matmul_bias_declines_what_the_simd_kernels_do_not_take():
     for x, w, v, out in cases:
         out = np.full((len(x), w.shape[1]), 7, x.dtype) if out is None else out
         out[...] = 7
-        assert not gemm.matmul_bias(x, w, v, True, out, threads=2)
+        assert not gemm.matmul_bias(x, w, v, RELU, out, threads=2)
         assert (out == 7).all()
+    out = np.full((64, 512), 7, np.float32)
+    assert not gemm.matmul_bias(a.astype(np.float32), b.astype(np.float32), bias, TANH, out)
+    assert (out == 7).all()
 
 
 @settings(max_examples=200, deadline=None)
