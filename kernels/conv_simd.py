@@ -25,6 +25,7 @@ from numba import njit, prange
 from .activations import bias_activation_inplace_rows
 from .codes import RELU, SOFTMAX
 from .matmul_simd import block_rows, lanes_for, micro_kernel, pack
+from .normalization import moment_rows
 from .pooling import max_pool_2x2
 from .simd import ACCUMULATE, BIAS, BIAS_RELU
 
@@ -91,15 +92,12 @@ def _conv_blocks(
 @njit(cache=True, nogil=True, error_model="numpy")
 def _add_row_sums(row, sums, first):
     """sums (3, F) float64: a shift per filter (row's first pixel, the first time), then the
-    sums of (value - shift) and of its square over row (ow, F)."""
+    sums of (value - shift) and of its square over row (ow, F), as BatchNormalization's own
+    statistics sum them (``normalization.moment_rows``)."""
     if first:
         for f in range(row.shape[1]):
             sums[0, f] = row[0, f]
-    for p in range(row.shape[0]):
-        for f in range(row.shape[1]):
-            d = np.float64(row[p, f]) - sums[0, f]
-            sums[1, f] += d
-            sums[2, f] += d * d
+    moment_rows(row, sums[0], sums[1], sums[2], 0, row.shape[0])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

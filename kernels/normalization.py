@@ -48,7 +48,7 @@ def _blocks(rows, cols):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _moment_rows(x, shift, acc, acc_sq, start, stop):
+def moment_rows(x, shift, acc, acc_sq, start, stop):
     """acc[c] += sum of d, acc_sq[c] += sum of d**2 over rows [start, stop); d = x - shift, f64."""
     for i in range(start, stop):
         for j in range(x.shape[1]):
@@ -64,7 +64,7 @@ def _moments_parallel(x, shift, partial, partial_sq):
     blocks = partial.shape[0]
     for b in prange(blocks):
         start, stop = b * rows // blocks, (b + 1) * rows // blocks
-        _moment_rows(x, shift, partial[b], partial_sq[b], start, stop)
+        moment_rows(x, shift, partial[b], partial_sq[b], start, stop)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -125,7 +125,7 @@ def batchnorm_moments(x, eps, mean, var, invstd):
     if blocks > 1:
         _moments_parallel(x, shift, partial, partial_sq)
     else:
-        _moment_rows(x, shift, partial[0], partial_sq[0], 0, rows)
+        moment_rows(x, shift, partial[0], partial_sq[0], 0, rows)
     _finish_moments(partial, partial_sq, shift, rows, eps, mean, var, invstd)
 
 
