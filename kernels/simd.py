@@ -26,8 +26,9 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
 # What a micro-kernel does with its sums (its ``epilogue`` argument): add the bias, then a relu
-# or not; or add them to what ``out`` holds (a gradient summed over blocks of the data).
-BIAS, BIAS_RELU, ACCUMULATE = 0, 1, 2
+# or not; or add them to what ``out`` holds (a gradient summed over blocks of the data, a
+# product over slices of K), then a relu or not (the last slice of a relu layer's product).
+BIAS, BIAS_RELU, ACCUMULATE, ACCUMULATE_RELU = 0, 1, 2, 3
 
 
 @functools.cache
@@ -41,7 +42,8 @@ def block_product(lanes: int, rows: tuple = (1,)):
             a[a_start + o * a_step + r * lda + t] * b[b_start + (o * k + t) * lanes + l]
 
     sets out[out_start + r * ldo + l] to bias[bias_start + l] + sum[r, l] (``BIAS``), the same
-    through max(., 0) (``BIAS_RELU``), or adds sum[r, l] to it (``ACCUMULATE``, bias unread).
+    through max(., 0) (``BIAS_RELU``), or adds sum[r, l] to it (``ACCUMULATE``, bias unread),
+    the result through max(., 0) with ``ACCUMULATE_RELU``.
     For a direct conv: r a pixel of an output row, o a kernel row, t the kw * C inputs of a
     window's row. Lanes past ``count`` are neither read nor written; an r_count not in ``rows``
     writes nothing. No bounds checks: the caller's indices must be in range.
@@ -213,13 +215,15 @@ class _Kernel:
         builder = self.builder
         masks = self.masks(count)
         relu = builder.icmp_signed("==", epilogue, _int(BIAS_RELU))
-        accumulate = builder.icmp_signed("==", epilogue, _int(ACCUMULATE))
+        accumulate = builder.icmp_signed(">=", epilogue, _int(ACCUMULATE))
+        accumulate_relu = builder.icmp_signed("==", epilogue, _int(ACCUMULATE_RELU))
         with builder.if_else(accumulate) as (then, otherwise):
             with then:
                 for r, vectors in enumerate(sums):
                     row = builder.gep(out_ptr, [builder.add(out_start, builder.mul(ldo, _int(r)))])
                     for v, total in enumerate(vectors):
                         value = builder.fadd(total, self.load(row, v * LANES, masks[v]))
+                        value = builder.select(accumulate_relu, self.relu(value), value)
                         self.store(value, row, v * LANES, masks[v])
             with otherwise:
                 biases = [self.load(bias_ptr, v * LANES, masks[v]) for v in range(self.vectors)]

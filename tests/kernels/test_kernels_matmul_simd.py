@@ -11,15 +11,17 @@ from hypothesis import strategies as st
 from fastnn import runtime
 from fastnn.kernels import forms, gemm, matmul_simd
 from fastnn.kernels.codes import LINEAR, RELU, TANH
-from fastnn.kernels.simd import ACCUMULATE, BIAS, BIAS_RELU
+from fastnn.kernels.simd import ACCUMULATE, ACCUMULATE_RELU, BIAS, BIAS_RELU
 
 
 @settings(max_examples=40, deadline=None)
 @given(
     m=st.integers(1, 130),  # row tiles of 48 and blocks of 12, 8, 4, 2, 1
-    k=st.integers(1, 40),
+    k=st.one_of(
+        st.integers(1, 40), st.integers(matmul_simd.K_BLOCK - 6, 2 * matmul_simd.K_BLOCK + 90)
+    ),
     n=st.sampled_from([1, 7, 16, 17, 32, 40, 70]),  # one or more panels of 16 or 32, cut
-    epilogue=st.sampled_from([BIAS, BIAS_RELU, ACCUMULATE]),
+    epilogue=st.sampled_from([BIAS, BIAS_RELU, ACCUMULATE, ACCUMULATE_RELU]),
     transposed=st.booleans(),
     threads=st.integers(1, 3),
     seed=st.integers(0, 2**16),
@@ -37,6 +39,7 @@ def test_matmul_matches_numpy(m, k, n, epilogue, transposed, threads, seed):
         BIAS: product + bias,
         BIAS_RELU: np.maximum(product + bias, 0),
         ACCUMULATE: before + product,
+        ACCUMULATE_RELU: np.maximum(before + product, 0),
     }[epilogue]
     with runtime.serial_blas():
         matmul_simd.matmul(a, matmul_simd.pack(b), bias, epilogue, out, threads)
