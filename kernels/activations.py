@@ -178,7 +178,7 @@ def long_rows(*arrays):
     if n >= LONG_ROW or not all(a.flags.c_contiguous for a in arrays):
         return arrays
     least = -(-LONG_ROW // n)
-    for k in range(least, 4 * least + 1):
+    for k in range(least, min(m, 4 * least) + 1):  # k divides m: none past m (batch 1)
         if m % k == 0:
             return tuple(a.reshape(m // k, n * k) for a in arrays)
     return arrays
