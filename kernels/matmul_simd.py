@@ -4,11 +4,11 @@
 a @ b into out, in one pass: ``gemm.matmul``'s long float32 products, and (its micro-kernel
 calls and packing) the SIMD convolutions of ``conv_simd``.
 b is packed first (``pack``: panels of 16 or 32 columns, K rows each, the columns past N zero),
-a is read in place. The output is cut into tiles of ``ROWS_PER_TILE`` rows by one panel; each
-tile runs over slices of K (``K_BLOCK``) blocks of 12 rows (8 to 1 at its end) whose
-accumulators stay in registers over the slice, and Numba's threads take the tiles as they
-come free. Against numpy's (OpenBLAS)
-sgemm on 2 threads this ran 1.2-2.6x faster on long products of a small b (see below).
+a is read in place. The output is cut into tiles of ``ROWS_PER_TILE`` rows by one panel; a tile
+runs slice by slice of K (``K_BLOCK``) its blocks of 12 rows (8 to 1 at its end), whose
+accumulators stay in registers over the slice, and Numba's threads take the tiles as they come
+free. Against numpy's (OpenBLAS) sgemm on 2 threads this ran 1.2-2.6x faster on long products
+of a small b (see below).
 """
 
 from __future__ import annotations
@@ -126,9 +126,9 @@ def _pack_panel(b, lanes, panel, block):
 
 def matmul(a, panels, bias, epilogue, out, threads=1):
     """out (M,N) = a (M,K) @ b + bias (N,) (``simd.BIAS``), the same through max(., 0)
-    (``BIAS_RELU``), or out += a @ b (``ACCUMULATE``, bias unread; ``ACCUMULATE_RELU`` then
-    through max(., 0)); float32, a and out
-    C-contiguous, b packed by ``pack``; tiles on up to ``threads`` of Numba's threads."""
+    (``BIAS_RELU``), or out += a @ b (``ACCUMULATE``, bias unread; ``ACCUMULATE_RELU``: then
+    max(., 0)); float32, a and out C-contiguous, b packed by ``pack``; tiles on up to
+    ``threads`` of Numba's threads."""
     tiles = -(-a.shape[0] // ROWS_PER_TILE) * panels.shape[0]
     if threads > 1 and tiles > 1:
         _tiles_parallel(a, panels, bias, epilogue, out)
