@@ -36,47 +36,53 @@ PARALLEL_BLOCKS = 64
 _REASSOC = {"reassoc", "contract"}
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=_REASSOC)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _softmax_rows(scores, mask, causal, mode, out, start, stop):
     """Rows [start, stop) of the (B * H * Tq, Tv) row view: masked softmax into out (both
     C-contiguous)."""
-    wide_vectors()
     heads, steps, keys = scores.shape[1], scores.shape[2], scores.shape[3]
-    has_mask = mask.shape[0] > 0
-    big = scores.dtype.type(1e9)
-    zero = scores.dtype.type(0)
     flat_scores, flat_out = scores.ravel(), out.ravel()
     in_place = flat_out.ctypes.data == flat_scores.ctypes.data
     for r in range(start, stop):
-        b = r // (heads * steps)
-        i = r % steps
-        row = flat_out[r * keys : (r + 1) * keys]
-        src = flat_scores[r * keys : (r + 1) * keys]
-        if causal or has_mask:
-            for j in range(keys):
-                v = src[j]
-                if (causal and j > i) or (has_mask and not mask[b, i, j]):
-                    v = -big if mode == MASK_REPLACE else v - big
-                row[j] = v
-        elif not in_place:
-            for j in range(keys):
-                row[j] = src[j]
-        # From here on only row is read and written: a loop reading src and writing row
-        # stays scalar when they are the same memory (out is scores), as LLVM cannot rule
-        # out the overlap; and in place, copying it onto itself cost a third of the time.
-        peak = row_max(row)
-        total = zero
+        src, row = flat_scores[r * keys : (r + 1) * keys], flat_out[r * keys : (r + 1) * keys]
+        _softmax_row(src, row, in_place, r // (heads * steps), r % steps, mask, causal, mode)
+
+
+# A function of its own, not inlined: its loops keep its fastmath flags and 512-bit vectors.
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_REASSOC)
+def _softmax_row(src, row, in_place, b, i, mask, causal, mode):
+    """row (Tv,) = the masked softmax of src, query i of batch row b; src may be row itself
+    (``in_place``)."""
+    wide_vectors()
+    keys = row.shape[0]
+    has_mask = mask.shape[0] > 0
+    big = row.dtype.type(1e9)
+    zero = row.dtype.type(0)
+    if causal or has_mask:
         for j in range(keys):
-            e = exp(row[j] - peak)
-            row[j] = e
-            total += e
-        inv = scores.dtype.type(1) / total
+            v = src[j]
+            if (causal and j > i) or (has_mask and not mask[b, i, j]):
+                v = -big if mode == MASK_REPLACE else v - big
+            row[j] = v
+    elif not in_place:
         for j in range(keys):
-            row[j] *= inv
-        if mode == MASK_REPLACE and (causal or has_mask):
-            for j in range(keys):
-                if (causal and j > i) or (has_mask and not mask[b, i, j]):
-                    row[j] = zero
+            row[j] = src[j]
+    # From here on only row is read and written: a loop reading src and writing row stays
+    # scalar when they are the same memory (out is scores), as LLVM cannot rule out the
+    # overlap; and in place, copying it onto itself cost a third of the time.
+    peak = row_max(row)
+    total = zero
+    for j in range(keys):
+        e = exp(row[j] - peak)
+        row[j] = e
+        total += e
+    inv = row.dtype.type(1) / total
+    for j in range(keys):
+        row[j] *= inv
+    if mode == MASK_REPLACE and (causal or has_mask):
+        for j in range(keys):
+            if (causal and j > i) or (has_mask and not mask[b, i, j]):
+                row[j] = zero
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -196,7 +202,10 @@ def attend_heads(q, k, v, heads, scale, mask, causal, mode, weights, out, thread
     (B, Tq, H*d), k (B, Tk, H*d), v (B, Tk, H*dv), a head's d (or dv) columns side by side;
     float32, C-contiguous; mask, causal and mode as ``masked_softmax``'s. Per (batch row, head)
     on up to ``threads`` of Numba's threads: k's head packed (scaled) and v's, both products by
-    the SIMD micro-kernels, which read q and write out in place: no per-head copies."""
+    the SIMD micro-kernels, which read q and write out in place: no per-head copies. With
+    weights empty ((0, 0, 0, 0): not wanted), each block keeps one head's (Tq, Tk) softmax at a
+    time in a buffer of its own, which stays in cache (the whole weights of a batch of 256 rows
+    of 64 steps by 4 heads, 16 MB, were written, read and written again, and read)."""
     pairs = q.shape[0] * heads
     blocks = min(pairs, BLOCKS_PER_THREAD * threads)
     args = (q, k, v, heads, np.float32(scale), mask, causal, mode, weights, out)
@@ -223,15 +232,19 @@ def _heads(q, k, v, heads, scale, mask, causal, mode, weights, out, start, stop)
     key_panels = _panels_for(d, keys)
     value_panels = _panels_for(keys, dv)
     zeros = np.zeros(max(keys, dv), np.float32)  # the epilogue's bias
-    flat_q, flat_w, flat_out = q.reshape(-1), weights.reshape(-1), out.reshape(-1)
+    kept = weights.shape[0] > 0
+    flat_w = weights.reshape(-1) if kept else np.empty(steps * keys, np.float32)
+    flat_q, flat_out = q.reshape(-1), out.reshape(-1)
     for pair in range(start, stop):
         b, h = pair // heads, pair % heads
         pack_into(k[b, :, h * d : (h + 1) * d].T, lanes_for(keys), key_panels)
         key_panels *= scale  # Keras scales the query: the same scores to float32 rounding
-        q_at, w_at = b * steps * q.shape[2] + h * d, pair * steps * keys
+        q_at, w_at = b * steps * q.shape[2] + h * d, pair * steps * keys if kept else 0
         # scores (Tq, Tk) = q_h @ (scale * k_h)^T
         _product(steps, flat_q, q_at, q.shape[2], d, key_panels, keys, flat_w, w_at, keys, zeros)
-        _softmax_rows(weights, mask, causal, mode, weights, pair * steps, (pair + 1) * steps)
+        for i in range(steps):
+            row = flat_w[w_at + i * keys : w_at + (i + 1) * keys]
+            _softmax_row(row, row, True, b, i, mask, causal, mode)
         pack_into(v[b, :, h * dv : (h + 1) * dv], lanes_for(dv), value_panels)
         out_at = b * steps * out.shape[2] + h * dv  # out's head columns = weights @ v_h
         _product(

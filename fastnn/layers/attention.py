@@ -182,6 +182,7 @@ class _MHASaved(NamedTuple):
     options: _Options
     shapes: tuple  # the query, value and key input shapes
     workspace: object  # the forward's Workspace (or None): the backward's arrays too
+    padding: np.ndarray | None  # the (B, Tq, Tv) mask the pass took
 
 
 class MultiHeadAttention(_AttentionBase):
@@ -469,7 +470,8 @@ class MultiHeadAttention(_AttentionBase):
         )
         rows = [np.ascontiguousarray(x).reshape(-1, x.shape[-1]) for x in (query, value, key)]
         if rows[0].dtype == np.float32 and not (training and self.dropout > 0):
-            args = (rows, padding, options, batch, steps, workspace)
+            keep = training or options.scores  # else a backward makes them again
+            args = (rows, padding, options, batch, steps, workspace, keep)
             heads, combined = self._attend_side_by_side(*args)
             dropped, uniform = heads[3], None
         else:
@@ -487,8 +489,9 @@ class MultiHeadAttention(_AttentionBase):
         out = out.reshape(batch, steps, *kernel.shape[2:])
         shapes = (query.shape, value.shape, key.shape)
         ctx = _MHASaved(
-            tuple(rows), (q, k, v), weights, dropped, uniform, combined, options, shapes, workspace
-        )
+            tuple(rows), (q, k, v), weights, dropped, uniform, combined, options, shapes,
+            workspace, padding,
+        )  # fmt: skip
         return ([out, weights.copy()] if options.scores else out), ctx
 
     def _attend_per_head(self, rows, padding, options, training, batch, workspace=None):
@@ -510,12 +513,15 @@ class MultiHeadAttention(_AttentionBase):
         np.copyto(combined, heads_out.transpose(0, 2, 1, 3))
         return (q, k, v, weights), combined.reshape(batch * steps, -1)
 
-    def _attend_side_by_side(self, rows, padding, options, batch, steps, workspace=None):
-        """``_attend_per_head`` for float32 inference: on the projections' rows as they come,
-        the heads side by side (``kernels.attention.attend_heads``); the heads themselves are
-        only made if a backward asks (``_per_head``)."""
+    def _attend_side_by_side(
+        self, rows, padding, options, batch, steps, workspace=None, keep_weights=True
+    ):
+        """``_attend_per_head`` for float32 without dropout: on the projections' rows as they
+        come, the heads side by side (``kernels.attention.attend_heads``); the weights None
+        unless ``keep_weights``."""
         q, k, v = (p.reshape(batch, -1, p.shape[1]) for p in self._projections(rows, workspace))
-        weights = scratch(workspace, "weights", (batch, self.num_heads, steps, k.shape[1]), q.dtype)
+        shape = (batch, self.num_heads, steps, k.shape[1]) if keep_weights else (0, 0, 0, 0)
+        weights = scratch(workspace, "weights", shape, q.dtype)
         combined = scratch(
             workspace, "combined", (batch, steps, self.num_heads * self.value_dim), q.dtype
         )
@@ -523,7 +529,7 @@ class MultiHeadAttention(_AttentionBase):
             q, k, v, self.num_heads, self._scale, padding, options.causal,
             kernels.attention.MASK_REPLACE, weights, combined, threads=runtime.threads(),
         )  # fmt: skip
-        return (q, k, v, weights), combined.reshape(batch * steps, -1)
+        return (q, k, v, weights if keep_weights else None), combined.reshape(batch * steps, -1)
 
     def _per_head(self, q, k, v, batch, workspace=None):
         """(q scaled, k, v) per head (B, H, T, dim) from their projections' rows, the heads side
@@ -558,11 +564,14 @@ class MultiHeadAttention(_AttentionBase):
         return heads
 
     def backward(self, ctx, grad_outputs):
-        rows, (q, k, v), weights, dropped, uniform, combined, options, shapes, workspace = ctx
+        rows, (q, k, v), weights, dropped, uniform, combined, options, shapes, workspace = ctx[:9]
         grad_scores = None
         if options.scores:
             grad_outputs, grad_scores = grad_outputs
         batch, steps = shapes[0][:2]
+        if weights is None:  # an inference pass did not keep them: the same pass again
+            args = (rows, ctx.padding, options, batch, steps, workspace)
+            (q, k, v, weights), combined = self._attend_side_by_side(*args)
         grad = np.ascontiguousarray(grad_outputs).reshape(batch * steps, -1)
         kernel, bias = self._output
         grad_combined = scratch(workspace, "d_combined", combined.shape, combined.dtype)
