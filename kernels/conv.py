@@ -28,21 +28,24 @@ from . import conv_simd, forms, matmul_simd, winograd
 from .activations import (
     _activate_row,
     activate,
+    activate_rows_more,
     bias_activation_forward,
     bias_activation_rows,
     column_sums_add,
 )
-from .codes import EPILOGUE, LINEAR, RELU, SOFTMAX
+from .codes import EPILOGUE, LINEAR, RELU, ROW_WISE, SOFTMAX
 from .gemm import matmul, matmul_bias, matmuls, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .normalization import batchnorm_moments
 from .pooling import (
+    avgpool2d_forward,
     first_max4,
     max_2x2_row,
     max_2x2_row_codes,
     max_pool_2x2,
     max_unpool_2x2_row,
     max_unpool_2x2_rows,
+    mean_2x2_row,
 )
 from .simd import BIAS, BIAS_RELU, LANES
 
@@ -176,10 +179,13 @@ def conv2d_direct(x, kernel, bias, sh, sw, pad_top, pad_left, code, out):
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def conv2d_direct_max_pool(x, kernel, bias, sh, sw, pad_top, pad_left, code, out_w, out, codes):
+def conv2d_direct_max_pool(
+    x, kernel, bias, sh, sw, pad_top, pad_left, code, out_w, out, codes, average=False
+):
     """out (N,oh//2,ow//2,F) = 2x2 stride-2 'valid' max pool of ``conv2d_direct``'s output
     (N,oh,ow,F), whose ow is ``out_w``, row pair by row pair: its rows never leave the cache.
-    codes (same shape, uint8) gets where each maximum was (``max_2x2_row_codes``) unless empty."""
+    codes (same shape, uint8) gets where each maximum was (``max_2x2_row_codes``) unless empty.
+    With ``average``, the 2x2 mean instead (codes unread), for any activation code."""
     pooled_h = out.shape[1]
     for r in prange(x.shape[0] * pooled_h):
         n, p = r // pooled_h, r % pooled_h
@@ -187,7 +193,12 @@ def conv2d_direct_max_pool(x, kernel, bias, sh, sw, pad_top, pad_left, code, out
         for k in range(2):
             h0 = (2 * p + k) * sh - pad_top
             _direct_conv_row(x[n], kernel, bias, h0, sw, pad_left, code, rows[k])
-        if codes.shape[0] == 0:
+            if code not in EPILOGUE:  # the direct rows apply EPILOGUE's codes only
+                row = rows[k] if code in ROW_WISE else rows[k].reshape(1, -1)
+                activate_rows_more(row, code, 0, row.shape[0])
+        if average:
+            mean_2x2_row(rows[0], rows[1], out[n, p])
+        elif codes.shape[0] == 0:
             max_2x2_row(rows[0], rows[1], out[n, p])
         else:
             max_2x2_row_codes(rows[0], rows[1], out[n, p], codes[n, p])
@@ -1218,6 +1229,33 @@ def conv2d_forward_moments(x, kernel, bias, strides, padding, moments, out=None,
     return y
 
 
+def conv2d_forward_average_pool(
+    x, kernel, bias, strides, padding, activation_code, out=None, threads=1
+):
+    """y (N,oh//2,ow//2,F) = 2x2 stride-2 'valid' average pool of ``conv2d_forward``'s y, for
+    inference: where the conv runs by SIMD (in bands of pooled rows) or by the direct kernels (a
+    pair of rows at a time) its output stays in cache and only the pooled output reaches
+    memory; elsewhere (an algorithm that runs whole images) the conv, then the pool. Any
+    activation code (applied before the pool). ``out``: a buffer of the pooled shape to reuse."""
+    array, kept = forms.split(kernel)
+    x = np.ascontiguousarray(x)
+    plan = plan_conv2d(x.shape, array.shape, strides, padding, dtype=x.dtype)
+    out_shape = (len(x), plan.out_h // 2, plan.out_w // 2, array.shape[3])
+    out = np.empty(out_shape, x.dtype) if out is None else out
+    banded = not _strided_1x1(array.shape, strides)
+    if banded and plan.forward == SIMD:
+        args = (activation_code, out, None, threads, kept)
+        return _simd_conv_max_pool(x, array, bias, strides, plan, *args)
+    if banded and plan.forward == DIRECT:
+        k, b = _direct_arguments(array, bias, x.dtype)
+        geometry = (*strides, plan.pad_top, plan.pad_left, activation_code, plan.out_w)
+        conv2d_direct_max_pool(x, k, b, *geometry, out, _NO_CODES, True)
+        return out
+    y = conv2d_forward(x, kernel, bias, strides, padding, activation_code, threads=threads)
+    avgpool2d_forward(y, 2, 2, 2, 2, 0, 0, out)
+    return out
+
+
 def conv2d_forward_max_pool(
     x, kernel, bias, strides, padding, activation_code, out=None, codes=None, threads=1
 ):
@@ -1307,14 +1345,16 @@ SIMD_POOL_CHUNK_PIXELS = 8192
 
 def _simd_conv_max_pool(x, kernel, bias, strides, plan, code, out, codes, threads, kept=None):
     """``conv2d_forward_max_pool`` by SIMD (``conv_simd.forward_max_pool``), in bands of pooled
-    rows that fit SIMD_POOL_CHUNK_PIXELS, and that give every thread BLOCKS_PER_THREAD bands."""
+    rows that fit SIMD_POOL_CHUNK_PIXELS, and that give every thread BLOCKS_PER_THREAD bands;
+    codes None: the average pool (``conv_simd.forward_average_pool``)."""
     n, pooled_h = out.shape[:2]
     per_thread = -(-n * pooled_h // (conv_simd.BLOCKS_PER_THREAD * threads))
     band = max(1, min(SIMD_POOL_CHUNK_PIXELS // (2 * plan.out_w), per_thread, pooled_h))
     panels, b = _simd_arguments(kernel, bias, kept)
     geometry = (kernel.shape, strides, (plan.pad_top, plan.pad_left), (plan.out_h, plan.out_w))
-    args = (code, out, codes, band, threads)
-    return conv_simd.forward_max_pool(x, panels, b, *geometry, *args)
+    if codes is None:
+        return conv_simd.forward_average_pool(x, panels, b, *geometry, code, out, band, threads)
+    return conv_simd.forward_max_pool(x, panels, b, *geometry, code, out, codes, band, threads)
 
 
 def _simd_input_gradient(grad_z, kernel, plan, dx, threads):

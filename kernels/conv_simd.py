@@ -7,9 +7,9 @@ sw * C further on and the next input row's a row further, for any stride. Each b
 copies the input rows under it, an image at a time, into a zero-bordered buffer (in cache: all
 of a 34x34x16 image is 74 KB), so every window lies inside it and the padding costs no
 branches. Bias and a relu are applied as a block leaves its registers. Fused with a 2x2 max
-pool (``forward_max_pool``), a band of an image's rows at a time is convolved into a buffer
-that stays in cache and pooled from there; a small batch splits its images into several
-bands, so it runs on all threads too.
+or average pool (``forward_max_pool``, ``forward_average_pool``), a band of an image's rows at
+a time is convolved into a buffer that stays in cache, activated and pooled from there; a small
+batch splits its images into several bands, so it runs on all threads too.
 
 The kernel gradient of a stride-1 conv (``kernel_gradient``) is the same micro-kernel the other
 way round: a block of 12 of a tap's channels by a block of filters sums over all of an image's
@@ -22,11 +22,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .activations import bias_activation_inplace_rows
-from .codes import RELU, SOFTMAX
+from .activations import activate_rows_more, bias_activation_inplace_rows
+from .codes import LINEAR, RELU, ROW_WISE, SOFTMAX
 from .matmul_simd import block_rows, lanes_for, micro_kernel, pack
 from .normalization import moment_rows
-from .pooling import max_pool_2x2
+from .pooling import max_pool_2x2, mean_pool_2x2
 from .simd import ACCUMULATE, BIAS, BIAS_RELU
 
 # Pixels per block (``matmul_simd.PIXELS``): 12 x 16 and 12 x 32 keep 12 and 24 accumulators of
@@ -127,19 +127,39 @@ def forward_max_pool(
     uint8, or empty) where each maximum was: per band of ``band`` pooled rows of an image, the
     conv into a buffer that stays in cache, then its pool; bands on up to ``threads`` of
     Numba's threads."""
+    args = (x, panels, bias, kernel_shape, strides, pads, conv_shape, code, out, codes, band)
+    return _pooled(*args, threads, False)
+
+
+def forward_average_pool(
+    x, panels, bias, kernel_shape, strides, pads, conv_shape, code, out, band, threads
+):
+    """``forward_max_pool`` with the 2x2 mean for the maximum, for any activation ``code`` (the
+    band activated before its pool), no codes."""
+    args = (x, panels, bias, kernel_shape, strides, pads, conv_shape, code, out, _NO_CODES, band)
+    return _pooled(*args, threads, True)
+
+
+_NO_CODES = np.empty((0, 0, 0, 0), np.uint8)
+
+
+def _pooled(
+    x, panels, bias, kernel_shape, strides, pads, conv_shape, code, out, codes, band, threads,
+    average,
+):  # fmt: skip
     kh, kw = kernel_shape[:2]
     args = (x, panels, bias, kh, kw, *strides, *pads, *conv_shape, code, out, codes, band)
     bands = x.shape[0] * -(-out.shape[1] // band)
     if threads > 1 and bands > 1:
-        _pooled_bands_parallel(*args, min(bands, BLOCKS_PER_THREAD * threads))
+        _pooled_bands_parallel(*args, average, min(bands, BLOCKS_PER_THREAD * threads))
     else:
-        _pooled_bands(*args, 0, bands)
+        _pooled_bands(*args, average, 0, bands)
     return out
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def _pooled_bands_parallel(
-    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, band, blocks
+    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, band, average, blocks
 ):
     """``_pooled_bands`` over all bands in ``blocks`` blocks, on Numba's threads."""
     bands = x.shape[0] * -(-out.shape[1] // band)
@@ -147,16 +167,18 @@ def _pooled_bands_parallel(
         first, last = b * bands // blocks, (b + 1) * bands // blocks
         _pooled_bands(
             x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, band,
-            first, last,
+            average, first, last,
         )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _pooled_bands(
-    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, band, first, last
-):
+    x, panels, bias, kh, kw, sh, sw, pt, pl, out_h, out_w, code, out, codes, band, average, first,
+    last,
+):  # fmt: skip
     """Bands [first, last) of ``band`` pooled rows (numbered image * bands per image + band of
-    the image): the conv's rows under it, their activation, their pool."""
+    the image): the conv's rows under it, their activation, their pool (the 2x2 mean with
+    ``average``, else the maximum)."""
     n, pooled_h, pooled_w, filters = out.shape
     per_image = -(-pooled_h // band)
     y = np.empty((2 * band, out_w, filters), np.float32)
@@ -174,11 +196,17 @@ def _pooled_bands(
             x, panels, bias, kh, kw, sh, sw, pt, pl, code == RELU, out_h, conv, image, start,
             start, start + rows, no_sums, False,
         )  # fmt: skip
-        if code == SOFTMAX:
+        if code == SOFTMAX:  # the activation the epilogue did not apply
             pixels = conv.reshape(rows * out_w, filters)
             bias_activation_inplace_rows(pixels, bias[:0], code, 0, rows * out_w)
+        elif code != LINEAR and code != RELU:  # elementwise ones over one long row
+            pixels = conv.reshape(1, -1) if code not in ROW_WISE else conv.reshape(-1, filters)
+            activate_rows_more(pixels, code, 0, pixels.shape[0])
         at = i * pooled_h + p0
         target = pooled_rows[at : at + p1 - p0].reshape(1, p1 - p0, pooled_w, filters)
+        if average:
+            mean_pool_2x2(conv.reshape(1, rows, out_w, filters), target)
+            continue
         where = code_rows[at : at + p1 - p0].reshape(target.shape) if codes.shape[0] else codes
         max_pool_2x2(conv.reshape(1, rows, out_w, filters), target, where)
 

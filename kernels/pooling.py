@@ -117,6 +117,28 @@ def max_pool_2x2(y, out, codes):
                 max_2x2_row_codes(y[n, 2 * p], y[n, 2 * p + 1], out[n, p], codes[n, p])
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def mean_pool_2x2(y, out):
+    """out (N,H//2,W//2,C) = the mean of each 2x2 stride-2 window of y (N,H,W,C), 'valid' (a
+    last odd row or column is dropped), serially: the pool of a fused conv
+    (``conv2d_forward_average_pool``)."""
+    for n in range(out.shape[0]):
+        for p in range(out.shape[1]):
+            mean_2x2_row(y[n, 2 * p], y[n, 2 * p + 1], out[n, p])
+
+
+@njit(cache=True, error_model="numpy")
+def mean_2x2_row(top, bottom, orow):
+    """orow (W//2,C) = the mean of each 2x2 stride-2 window of the rows top, bottom (W,C), its
+    values summed in ``avgpool2d_forward``'s order and times 1/4, as there."""
+    quarter = orow.dtype.type(0.25)
+    for ow in range(orow.shape[0]):
+        a, b, c, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
+        o = orow[ow]
+        for ch in range(o.shape[0]):
+            o[ch] = (a[ch] + b[ch] + c[ch] + d[ch]) * quarter
+
+
 @njit(cache=True, error_model="numpy")
 def max_2x2_row(top, bottom, orow):
     """orow (W//2,C) = max of each 2x2 stride-2 window of the two rows top, bottom (W,C)."""

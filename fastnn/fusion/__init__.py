@@ -13,6 +13,7 @@ from fastnn.fusion import (
     add_activation,
     base,
     bn_activation,
+    conv_average_pool,
     conv_bn_activation,
     conv_max_pool,
     dense_dropout,
@@ -24,6 +25,7 @@ from fastnn.nodes import Node
 #: The rules, applied in this order.
 RULES: tuple[Rule, ...] = (
     conv_max_pool.RULE,
+    conv_average_pool.RULE,
     embedded_rnn.RULE,
     *conv_bn_activation.RULES,
     bn_activation.RULE,

@@ -157,7 +157,11 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
         (lambda: conv_pool(layers.MaxPooling2D(2, strides=1, name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(2, padding="same", name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(3, name="p")), []),
-        (lambda: conv_pool(layers.AveragePooling2D(2, name="p")), []),
+        (lambda: conv_pool(layers.AveragePooling2D(2, name="p")), ["c+p"]),
+        (lambda: conv_pool(layers.AveragePooling2D(2, strides=1, name="p")), []),
+        (lambda: conv_pool(layers.AveragePooling2D(2, padding="same", name="p")), []),
+        (lambda: conv_pool(layers.AveragePooling2D(3, name="p")), []),
+        (lambda: conv_pool(layers.AveragePooling2D(2, name="p"), second_reader=True), []),
         (lambda: conv_pool(second_reader=True), []),
         (lambda: conv_pool(conv_is_output=True), []),
         (embedded, ["e+r"]),
@@ -198,6 +202,17 @@ def conv_pool_net(activation):
     h = layers.MaxPooling2D(2, dtype=F64)(h)
     h = layers.Conv2D(4, 1, activation=activation, dtype=F64)(h)
     h = layers.MaxPooling2D(2, dtype=F64)(h)
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
+
+
+def average_pool_net(activation):
+    """LeNet's Conv2D -> AveragePooling2D(2) pairs: the conv_average_pool rule (the direct
+    kernels, then a conv the plan runs otherwise, to an odd output)."""
+    x = fastnn.Input((9, 9, 1), dtype=F64)
+    h = layers.Conv2D(3, 5, padding="same", activation=activation, dtype=F64)(x)
+    h = layers.AveragePooling2D(2, dtype=F64)(h)
+    h = layers.Conv2D(4, 2, activation=activation, dtype=F64)(h)
+    h = layers.AveragePooling2D(2, dtype=F64)(h)
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
@@ -258,6 +273,10 @@ def rnn_net(mask_zero, dropout):
     [
         *[
             (lambda a=a: conv_pool_net(a), lambda rng: rng.standard_normal((3, 7, 7, 2)))
+            for a in ("relu", "tanh", "softmax", None)
+        ],
+        *[
+            (lambda a=a: average_pool_net(a), lambda rng: rng.standard_normal((3, 9, 9, 1)))
             for a in ("relu", "tanh", "softmax", None)
         ],
         *[
@@ -363,3 +382,26 @@ def test_fusion_changes_nothing_the_user_sees():
     assert len(model.get_config()["layers"]) == len(unfused.get_config()["layers"])
     assert not isinstance(embedded()._graph.steps[0].layer, ConvMaxPool)
     assert isinstance(embedded()._graph.steps[0].layer, EmbeddedRNN)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", None])
+def test_a_float32_conv_and_average_pool_predict_as_the_layers_as_written(activation):
+    """At inference a float32 Conv2D -> AveragePooling2D(2) runs as one pass (LeNet's convs:
+    the SIMD conv in bands of rows, activated and averaged in cache): the outputs of the layers
+    as written, to float32 rounding."""
+    x = fastnn.Input((28, 28, 1))
+    h = layers.Conv2D(6, 5, padding="same", activation=activation)(x)
+    h = layers.AveragePooling2D(2)(h)
+    h = layers.Conv2D(16, 5, activation=activation)(h)
+    h = layers.AveragePooling2D(2)(h)
+    model = fastnn.Model(x, layers.Flatten()(h))
+    assert fused_names(model) == [f"{model.layers[1].name}+{model.layers[2].name}",
+                                  f"{model.layers[3].name}+{model.layers[4].name}"]  # fmt: skip
+    randomize_weights(model, 3)
+    with fusion.disabled():
+        unfused = Graph(model.inputs, model.outputs)
+    data = np.random.default_rng(4).standard_normal((5, 28, 28, 1)).astype(np.float32)
+    (want,), _ = unfused.forward([data], training=False)
+    got = model.predict(data, verbose=0)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -363,6 +363,33 @@ def test_conv2d_forward_max_pool_matches_reference(path, case, filters, code, us
     np.testing.assert_allclose(pooled, expected, **TOL[dtype])
 
 
+def ref_average_pool_2x2(y):
+    """2x2 stride-2 'valid' average pooling of y (N,H,W,C): a last odd row or column is dropped."""
+    n, h, w, c = y.shape
+    y = y[:, : h // 2 * 2, : w // 2 * 2]
+    return y.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_cases(), st.integers(1, 5), st.sampled_from(CODES), st.booleans(), st.data())
+@pytest.mark.parametrize("path", POOLED_PATHS)
+def test_conv2d_forward_average_pool_matches_reference(path, case, filters, code, use_bias, data):
+    """The inference-only fused conv + AveragePooling2D(2) (SIMD in bands, the direct kernels a
+    pair of rows at a time, the conv then the pool elsewhere), for any activation, odd and
+    too-small outputs included, into a given buffer too."""
+    x_shape, (kh, kw), strides, padding, dtype = case
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    x = _data(rng, x_shape, dtype)
+    k = _data(rng, (kh, kw, x_shape[3], filters), dtype)
+    b = _data(rng, (filters,), dtype) if use_bias else None
+    expected = ref_average_pool_2x2(ref_conv(x, k, b, strides, padding, code))
+    out = np.full(expected.shape, np.nan, dtype) if data.draw(st.booleans()) else None
+    with conv_path(path) as options:
+        pooled = conv.conv2d_forward_average_pool(x, k, b, strides, padding, code, out, **options)
+    assert pooled.dtype == dtype and (out is None or pooled is out)
+    np.testing.assert_allclose(pooled, expected, **TOL[dtype])
+
+
 @settings(max_examples=25, deadline=None)
 @given(conv_cases(), st.integers(1, 5), st.sampled_from([LINEAR, RELU, TANH]), st.data())
 @pytest.mark.parametrize("path", POOLED_PATHS)

@@ -1,0 +1,73 @@
+"""Conv2D (any built-in activation) and the 2x2 stride-2 'valid' AveragePooling2D that alone
+reads it, as one node: at inference one pass, the conv's output never in memory; in training
+the two layers as written."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from fastnn.fusion.base import FusedLayer, Rule
+from fastnn.fusion.conv_max_pool import _is_conv2d
+from fastnn.kernels.workspace import Workspace, kept_for
+from fastnn.layers.convolutional import Conv2D
+from fastnn.layers.pooling import AveragePooling2D
+from fastnn.nodes import Node
+
+
+class _Trained(NamedTuple):
+    """A training pass: the two layers' contexts."""
+
+    conv: tuple
+    pool: tuple
+
+
+class _Inputs(NamedTuple):
+    """An inference pass keeps only the inputs: a backward runs the training pass from them."""
+
+    inputs: np.ndarray
+
+
+class ConvAveragePool(FusedLayer):
+    """``AveragePooling2D(2)(Conv2D(...)(x))`` (LeNet's conv and subsampling).
+
+    Input shape ``(batch, h, w, c)``; output ``(batch, oh // 2, ow // 2, filters)``. At
+    inference the conv's output is computed band by band in cache, activated and averaged
+    (``Conv2D.forward_average_pooled``); a training pass runs the conv, then the pool.
+    """
+
+    uses_workspace = True
+    skips_input_grad = True
+
+    def __init__(self, conv: Conv2D, pool: AveragePooling2D):
+        super().__init__(conv, pool)
+        self.conv, self.pool = conv, pool
+
+    def forward(self, inputs, training, workspace=None):
+        if not training:
+            return self.conv.forward_average_pooled(inputs, workspace), _Inputs(inputs)
+        y, conv_ctx = self.conv.forward(inputs, True, workspace=workspace)
+        # The pool's arrays in a workspace of its own: the conv's may hold ones of its shapes.
+        kept = None if workspace is None else kept_for(workspace, self.pool, Workspace)
+        pooled, pool_ctx = self.pool.forward(y, True, workspace=kept)
+        return pooled, _Trained(conv_ctx, pool_ctx)
+
+    def backward(self, ctx, grad_outputs, need_input_grad=True):
+        if isinstance(ctx, _Inputs):  # an inference pass kept nothing else: run training's
+            _, ctx = self.forward(ctx.inputs, True)
+        grad = self.pool.backward(ctx.pool, grad_outputs)
+        return self.conv.backward(ctx.conv, grad, need_input_grad=need_input_grad)
+
+
+def _is_average_pool_2x2(node: Node) -> bool:
+    pool = node.layer
+    return (
+        isinstance(pool, AveragePooling2D)
+        and pool.pool_size == pool.strides == (2, 2)
+        and pool.padding == "valid"
+        and pool.data_format == "channels_last"
+    )
+
+
+RULE = Rule("conv_average_pool", (_is_conv2d, _is_average_pool_2x2), ConvAveragePool)
