@@ -9,11 +9,10 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn.fusion.base import FusedLayer, Rule
-from fastnn.fusion.conv_max_pool import _is_conv2d
+from fastnn.fusion.conv_max_pool import is_conv2d, is_pool_2x2
 from fastnn.kernels.workspace import Workspace, kept_for
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.pooling import AveragePooling2D
-from fastnn.nodes import Node
 
 
 class _Trained(NamedTuple):
@@ -60,14 +59,4 @@ class ConvAveragePool(FusedLayer):
         return self.conv.backward(ctx.conv, grad, need_input_grad=need_input_grad)
 
 
-def _is_average_pool_2x2(node: Node) -> bool:
-    pool = node.layer
-    return (
-        isinstance(pool, AveragePooling2D)
-        and pool.pool_size == pool.strides == (2, 2)
-        and pool.padding == "valid"
-        and pool.data_format == "channels_last"
-    )
-
-
-RULE = Rule("conv_average_pool", (_is_conv2d, _is_average_pool_2x2), ConvAveragePool)
+RULE = Rule("conv_average_pool", (is_conv2d, is_pool_2x2(AveragePooling2D)), ConvAveragePool)

@@ -11,7 +11,7 @@ import numpy as np
 
 from fastnn.fusion.base import FusedLayer, Rule
 from fastnn.fusion.bn_activation import _is_batch_norm, _is_relu
-from fastnn.fusion.conv_max_pool import _is_max_pool_2x2
+from fastnn.fusion.conv_max_pool import is_max_pool_2x2
 from fastnn.kernels.codes import LINEAR
 from fastnn.kernels.forms import Forms
 from fastnn.layers.base import kept
@@ -163,7 +163,7 @@ def _is_channel_batch_norm(node: Node) -> bool:
 RULES = (
     Rule(
         "conv_bn_act",
-        (_is_linear_conv2d, _is_channel_batch_norm, _is_relu, _is_max_pool_2x2),
+        (_is_linear_conv2d, _is_channel_batch_norm, _is_relu, is_max_pool_2x2),
         LinearBatchNorm,
     ),
     Rule("conv_bn_act", (_is_linear_conv2d, _is_channel_batch_norm, _is_relu), LinearBatchNorm),

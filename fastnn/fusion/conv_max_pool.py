@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -59,21 +60,30 @@ class ConvMaxPool(FusedLayer):
         return self.conv.backward_max_pooled(ctx, grad_outputs, need_input_grad)
 
 
-def _is_conv2d(node: Node) -> bool:
+def is_conv2d(node: Node) -> bool:
+    """A node test: a channels_last Conv2D without dilation or groups."""
     layer = node.layer
     if not isinstance(layer, Conv2D) or layer.data_format != "channels_last":
         return False
     return layer.dilation_rate == (1, 1) and layer.groups == 1
 
 
-def _is_max_pool_2x2(node: Node) -> bool:
-    pool = node.layer
-    return (
-        isinstance(pool, MaxPooling2D)
-        and pool.pool_size == pool.strides == (2, 2)
-        and pool.padding == "valid"
-        and pool.data_format == "channels_last"
-    )
+def is_pool_2x2(kind: type) -> Callable[[Node], bool]:
+    """A node test: a channels_last 2x2 stride-2 'valid' pooling layer of class ``kind``."""
+
+    def test(node: Node) -> bool:
+        pool = node.layer
+        return (
+            isinstance(pool, kind)
+            and pool.pool_size == pool.strides == (2, 2)
+            and pool.padding == "valid"
+            and pool.data_format == "channels_last"
+        )
+
+    return test
 
 
-RULE = Rule("conv_max_pool", (_is_conv2d, _is_max_pool_2x2), ConvMaxPool)
+is_max_pool_2x2 = is_pool_2x2(MaxPooling2D)
+
+
+RULE = Rule("conv_max_pool", (is_conv2d, is_max_pool_2x2), ConvMaxPool)
