@@ -199,7 +199,7 @@ def _pooled_bands(
         if code == SOFTMAX:  # the activation the epilogue did not apply
             pixels = conv.reshape(rows * out_w, filters)
             bias_activation_inplace_rows(pixels, bias[:0], code, 0, rows * out_w)
-        elif code != LINEAR and code != RELU:  # elementwise ones over one long row
+        elif code != LINEAR and code != RELU:  # the band as one row, but log_softmax's pixels
             pixels = conv.reshape(1, -1) if code not in ROW_WISE else conv.reshape(-1, filters)
             activate_rows_more(pixels, code, 0, pixels.shape[0])
         at = i * pooled_h + p0
