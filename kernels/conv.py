@@ -1153,9 +1153,11 @@ def conv2d_forward(
     im2col rows in a small buffer that stays in cache; Winograd per chunk of images. With
     ``dilation`` (stride 1), the taps are that far apart (``dilated_phases``). With ``groups``,
     kernel is (kh,kw,C/groups,F) and each group of C/groups channels makes F/groups filters."""
-    if activation_code not in EPILOGUE:  # the conv, then the activation as a pass of its own
+    if activation_code not in EPILOGUE and not _simd_rows(
+        x, kernel, strides, padding, dilation, groups
+    ):
         args = (x, kernel, bias, strides, padding, LINEAR, out, threads, dilation, groups)
-        y = conv2d_forward(*args)
+        y = conv2d_forward(*args)  # the conv, then the activation as a pass of its own
         activate(y, activation_code)
         return y
     if _strided_1x1(kernel.shape, strides) and groups == 1 and tuple(dilation) == (1, 1):
@@ -1207,6 +1209,15 @@ def conv2d_forward(
 
     row_blocks(run, n * plan.out_h, threads)
     return out
+
+
+def _simd_rows(x, kernel, strides, padding, dilation, groups) -> bool:
+    """Whether ``conv2d_forward`` runs this conv on ``conv_simd.forward``'s rows, which apply
+    any activation as each row is written (other algorithms take EPILOGUE's codes only)."""
+    shape = forms.split(kernel)[0].shape
+    if x.dtype != np.float32 or groups > 1 or tuple(dilation) != (1, 1) or shape[:2] == (1, 1):
+        return False
+    return plan_conv2d(x.shape, shape, strides, padding, dtype=x.dtype).forward == SIMD
 
 
 def conv2d_forward_moments(x, kernel, bias, strides, padding, moments, out=None, threads=1):
@@ -1382,9 +1393,9 @@ def _winograd_u(kernel, kept=None):
 def _simd_conv(
     x, kernel, bias, strides, pad_top, pad_left, code, out, threads, kept=None, moments=None
 ):
-    """``conv_simd.forward`` for a code in ``EPILOGUE`` (a softmax after it, over all filters),
-    on as many threads as its work is worth (SIMD_MIN_FLOPS_PER_THREAD); ``moments`` as
-    there (not for a 1x1 kernel)."""
+    """``conv_simd.forward`` (any activation code; a 1x1 kernel's product a code in
+    ``EPILOGUE``, a softmax after it, over all filters), on as many threads as its work is worth
+    (SIMD_MIN_FLOPS_PER_THREAD); ``moments`` as there (not for a 1x1 kernel)."""
     y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
     kh, kw, c, filters = kernel.shape
     lanes = -(-filters // LANES) * LANES  # what the micro-kernels compute, empty lanes too
@@ -1396,11 +1407,11 @@ def _simd_conv(
         rows = y.reshape(-1, kernel.shape[3])
         epilogue = BIAS_RELU if code == RELU else BIAS
         matmul_simd.matmul(x.reshape(-1, x.shape[3]), panels, b, epilogue, rows, threads)
+        if code == SOFTMAX:
+            activate(y, code)
     else:
         geometry = (kernel.shape, strides, pad_top, pad_left)
-        conv_simd.forward(x, panels, b, *geometry, code == RELU, y, threads, moments)
-    if code == SOFTMAX:
-        activate(y, code)
+        conv_simd.forward(x, panels, b, *geometry, code, y, threads, moments)
     if y is not out:
         out[...] = y
     return out

@@ -6,10 +6,11 @@ kw * C inputs a pixel's window takes from one input row are contiguous, the next
 sw * C further on and the next input row's a row further, for any stride. Each block of rows
 copies the input rows under it, an image at a time, into a zero-bordered buffer (in cache: all
 of a 34x34x16 image is 74 KB), so every window lies inside it and the padding costs no
-branches. Bias and a relu are applied as a block leaves its registers. Fused with a 2x2 max
-or average pool (``forward_max_pool``, ``forward_average_pool``), a band of an image's rows at
-a time is convolved into a buffer that stays in cache, activated and pooled from there; a small
-batch splits its images into several bands, so it runs on all threads too.
+branches. Bias and a relu are applied as a block leaves its registers, any other activation to
+each output row while it is in cache. Fused with a 2x2 max or average pool
+(``forward_max_pool``, ``forward_average_pool``), a band of an image's rows at a time is
+convolved into a buffer that stays in cache and pooled from there; a small batch splits its
+images into several bands, so it runs on all threads too.
 
 The kernel gradient of a stride-1 conv (``kernel_gradient``) is the same micro-kernel the other
 way round: a block of 12 of a tap's channels by a block of filters sums over all of an image's
@@ -48,17 +49,18 @@ def pack_kernel(kernel: np.ndarray) -> np.ndarray:
 
 
 def forward(
-    x, panels, bias, kernel_shape, strides, pad_top, pad_left, relu, out, threads=1, moments=None
+    x, panels, bias, kernel_shape, strides, pad_top, pad_left, code, out, threads=1, moments=None
 ):
-    """out (N,oh,ow,F) = x (N,H,W,C) conv kernel + bias (F,), then max(., 0) with ``relu``;
-    float32, the kernel packed by ``pack_kernel``; on up to ``threads`` of Numba's threads by
-    blocks of output rows. With ``moments`` ((2, F)), also the mean and the biased variance
-    of each filter's outputs, gathered as each row is written (a BatchNormalization's batch
-    statistics without a pass of their own over out)."""
+    """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel + bias (F,)), act the activation ``code``
+    (any: a relu as a block leaves its registers, the others on each output row while it is in
+    cache); float32, the kernel packed by ``pack_kernel``; on up to ``threads`` of Numba's
+    threads by blocks of output rows. With ``moments`` ((2, F), linear only), also the mean and
+    the biased variance of each filter's outputs, gathered as each row is written (a
+    BatchNormalization's batch statistics without a pass of their own over out)."""
     n, out_h, out_w, filters = out.shape
     kh, kw = kernel_shape[:2]
     rows = out.reshape(n * out_h, out_w, filters)
-    args = (x, panels, bias, kh, kw, strides[0], strides[1], pad_top, pad_left, relu, out_h, rows)
+    args = (x, panels, bias, kh, kw, strides[0], strides[1], pad_top, pad_left, code, out_h, rows)
     blocks = min(BLOCKS_PER_THREAD * threads, n * out_h // MIN_ROWS_PER_BLOCK)
     blocks = blocks if threads > 1 and blocks > 1 else 1
     sums, gather = np.zeros((blocks, 3, filters)), moments is not None
@@ -75,7 +77,7 @@ def forward(
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def _conv_blocks(
-    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, sums, gather, blocks
+    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, sums, gather, blocks
 ):
     """``_conv_rows`` over all of out's rows in ``blocks`` blocks, on Numba's threads; with
     ``gather``, block b's moments' sums into sums[b]."""
@@ -84,7 +86,7 @@ def _conv_blocks(
         start, stop = b * rows // blocks, (b + 1) * rows // blocks
         image = _band_buffer(x, kh, kw, sh, sw, out_h, out_w, stop - start)
         _conv_rows(
-            x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, image, 0,
+            x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, image, 0,
             start, stop, sums[b], gather,
         )  # fmt: skip
 
@@ -193,15 +195,9 @@ def _pooled_bands(
         start = i * out_h + 2 * p0
         conv = y[:rows]
         _conv_rows(
-            x, panels, bias, kh, kw, sh, sw, pt, pl, code == RELU, out_h, conv, image, start,
-            start, start + rows, no_sums, False,
+            x, panels, bias, kh, kw, sh, sw, pt, pl, code, out_h, conv, image, start, start,
+            start + rows, no_sums, False,
         )  # fmt: skip
-        if code == SOFTMAX:  # the activation the epilogue did not apply
-            pixels = conv.reshape(rows * out_w, filters)
-            bias_activation_inplace_rows(pixels, bias[:0], code, 0, rows * out_w)
-        elif code != LINEAR and code != RELU:  # the band as one row, but log_softmax's pixels
-            pixels = conv.reshape(1, -1) if code not in ROW_WISE else conv.reshape(-1, filters)
-            activate_rows_more(pixels, code, 0, pixels.shape[0])
         at = i * pooled_h + p0
         target = pooled_rows[at : at + p1 - p0].reshape(1, p1 - p0, pooled_w, filters)
         if average:
@@ -220,13 +216,13 @@ def _band_buffer(x, kh, kw, sh, sw, out_h, out_w, rows):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _conv_rows(
-    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, relu, out_h, out, image, first, start,
+    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, image, first, start,
     stop, sums, gather,
 ):  # fmt: skip
     """Output rows [start, stop) of the conv of x (N,H,W,C), rows numbered n * out_h + y, into
-    out (rows, ow, F) at row - first. Each image's input rows under them are copied into
-    ``image`` (``_band_buffer``), zero-bordered, first. With ``gather``, each row's moments'
-    sums are added into sums (3, F) as it is written (``_add_row_sums``)."""
+    out (rows, ow, F) at row - first, activated by ``code``. Each image's input rows under them
+    are copied into ``image`` (``_band_buffer``), zero-bordered, first. With ``gather``, each
+    row's moments' sums are added into sums (3, F) as it is written (``_add_row_sums``)."""
     lanes = lanes_for(out.shape[2])
     c = x.shape[3]
     out_w, filters = out.shape[1], out.shape[2]
@@ -247,12 +243,27 @@ def _conv_rows(
                 pixels = block_rows(out_w - x0)
                 at = ((row - first) * out_w + x0) * filters + f0
                 a_start = ((y * sh - top) * width + x0 * sw) * c
-                epilogue = BIAS_RELU if relu else BIAS
+                epilogue = BIAS_RELU if code == RELU else BIAS
                 args = (pixels, flat_out, at, filters, count, bias, f0, epilogue, image, a_start)
                 micro_kernel(lanes, (*args, sw * c, width * c, panels[block], 0, run, kh))
                 x0 += pixels
+        if code != LINEAR and code != RELU:
+            _activate_pixels(out[row - first], bias, code)
         if gather:
             _add_row_sums(out[row - first], sums, row == start)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _activate_pixels(pixels, bias, code):
+    """pixels (P, F) = act(pixels) in place for an activation the micro-kernels' epilogue does
+    not apply: over each pixel's filters for softmax and log_softmax, else as one long row (a
+    call per pixel of 6 or 16 values ran a LeNet's fused conv and pool 0.7x)."""
+    if code == SOFTMAX:
+        bias_activation_inplace_rows(pixels, bias[:0], code, 0, pixels.shape[0])
+    elif code in ROW_WISE:
+        activate_rows_more(pixels, code, 0, pixels.shape[0])
+    else:
+        activate_rows_more(pixels.reshape(1, -1), code, 0, 1)
 
 
 def kernel_gradient(x, grad, kernel_shape, pad_top, pad_left, dkernel, threads=1):
