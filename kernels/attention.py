@@ -23,7 +23,7 @@ from numba import njit, prange
 from .dropout import dropout_backward
 from .fastmath import exp, row_max
 from .gemm import row_blocks
-from .matmul_simd import block_rows, lanes_for, micro_kernel, pack_into
+from .matmul_simd import lanes_for, pack_into, panel_rows
 from .simd import BIAS, wide_vectors
 
 MASK_REPLACE = 0
@@ -331,9 +331,5 @@ def _product(rows, a, a_at, lda, depth, panels, columns, out, out_at, ldo, zeros
     lanes = lanes_for(columns)
     for p in range(panels.shape[0]):
         count = min(lanes, columns - p * lanes)
-        i = 0
-        while i < rows:
-            block = block_rows(rows - i)
-            args = (block, out, out_at + i * ldo + p * lanes, ldo, count, zeros, 0, BIAS)
-            micro_kernel(lanes, (*args, a, a_at + i * lda, lda, 0, panels[p], 0, depth, 1))
-            i += block
+        args = (rows, a, a_at, lda, depth, panels[p], lanes, count, out, out_at + p * lanes, ldo)
+        panel_rows(*args, zeros, 0, BIAS)

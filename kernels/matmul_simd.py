@@ -170,8 +170,7 @@ def _tiles_parallel(a, panels, bias, epilogue, out):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _tiles(a, panels, bias, epilogue, out, first, last, by_panel=False):
     """Tiles [first, last) of out, numbered row chunk * panels + panel (``by_panel``: panel *
-    row chunks + row chunk); each over K in slices of K_BLOCK, every block of the chunk's rows
-    by one slice before the next."""
+    row chunks + row chunk), each by ``panel_rows``."""
     m, k = a.shape
     n = out.shape[1]
     lanes = lanes_for(n)
@@ -183,17 +182,30 @@ def _tiles(a, panels, bias, epilogue, out, first, last, by_panel=False):
         else:
             chunk, block = tile // panels.shape[0], tile % panels.shape[0]
         f0 = block * lanes
-        count = min(lanes, n - f0)
         start, stop = chunk * ROWS_PER_TILE, min(m, (chunk + 1) * ROWS_PER_TILE)
-        for k0 in range(0, max(k, 1), K_BLOCK):
-            depth = min(K_BLOCK, k - k0)
-            step = _slice_epilogue(epilogue, k0 == 0, k0 + depth >= k)
-            r = start
-            while r < stop:
-                rows = block_rows(stop - r)
-                args = (rows, flat_out, r * n + f0, n, count, bias, f0, step, flat_a, r * k + k0)
-                micro_kernel(lanes, (*args, k, 0, panels[block], k0 * lanes, depth, 1))
-                r += rows
+        panel_rows(
+            stop - start, flat_a, start * k, k, k, panels[block], lanes, min(lanes, n - f0),
+            flat_out, start * n + f0, n, bias, f0, epilogue,
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def panel_rows(
+    rows, a, a_at, lda, depth, panel, lanes, count, out, out_at, ldo, bias, bias_at, epilogue
+):  # fmt: skip
+    """out[out_at + r * ldo + l] = the ``epilogue`` of the sum over t < depth of
+    a[a_at + r * lda + t] * panel[t * lanes + l] (+ bias[bias_at + l]), for r < rows and
+    l < count: a and out flat float32, the panel one of ``pack``'s. Over the depth in slices
+    of K_BLOCK, every block of the rows by one slice before the next."""
+    for k0 in range(0, max(depth, 1), K_BLOCK):
+        size = min(K_BLOCK, depth - k0)
+        step = _slice_epilogue(epilogue, k0 == 0, k0 + size >= depth)
+        r = 0
+        while r < rows:
+            block = block_rows(rows - r)
+            args = (block, out, out_at + r * ldo, ldo, count, bias, bias_at, step, a)
+            micro_kernel(lanes, (*args, a_at + r * lda + k0, lda, 0, panel, k0 * lanes, size, 1))
+            r += block
 
 
 @njit(cache=True, nogil=True, inline="always")
