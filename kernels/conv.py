@@ -28,12 +28,11 @@ from . import conv_simd, forms, matmul_simd, winograd
 from .activations import (
     _activate_row,
     activate,
-    activate_rows_more,
     bias_activation_forward,
     bias_activation_rows,
     column_sums_add,
 )
-from .codes import EPILOGUE, LINEAR, RELU, ROW_WISE, SOFTMAX
+from .codes import EPILOGUE, LINEAR, RELU, SOFTMAX
 from .gemm import matmul, matmul_bias, matmuls, row_blocks
 from .geometry import conv_geometry, padding_amounts  # noqa: F401 (kernels.conv's name too)
 from .normalization import batchnorm_moments
@@ -194,8 +193,7 @@ def conv2d_direct_max_pool(
             h0 = (2 * p + k) * sh - pad_top
             _direct_conv_row(x[n], kernel, bias, h0, sw, pad_left, code, rows[k])
             if code not in EPILOGUE:  # the direct rows apply EPILOGUE's codes only
-                row = rows[k] if code in ROW_WISE else rows[k].reshape(1, -1)
-                activate_rows_more(row, code, 0, row.shape[0])
+                conv_simd.activate_pixels(rows[k], bias, code)
         if average:
             mean_2x2_row(rows[0], rows[1], out[n, p])
         elif codes.shape[0] == 0:

@@ -248,13 +248,13 @@ def _conv_rows(
                 micro_kernel(lanes, (*args, sw * c, width * c, panels[block], 0, run, kh))
                 x0 += pixels
         if code != LINEAR and code != RELU:
-            _activate_pixels(out[row - first], bias, code)
+            activate_pixels(out[row - first], bias, code)
         if gather:
             _add_row_sums(out[row - first], sums, row == start)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _activate_pixels(pixels, bias, code):
+def activate_pixels(pixels, bias, code):
     """pixels (P, F) = act(pixels) in place for an activation the micro-kernels' epilogue does
     not apply: over each pixel's filters for softmax and log_softmax, else as one long row (a
     call per pixel of 6 or 16 values ran a LeNet's fused conv and pool 0.7x)."""
