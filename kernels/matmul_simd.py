@@ -25,6 +25,8 @@ PIXELS = 12  # rows per micro-kernel call: 12 x 32 keeps 24 accumulators in regi
 BLOCK_ROWS = (PIXELS, 8, 7, 6, 5, 4, 3, 2, 1)
 WIDE_BLOCKS = block_product(WIDE, BLOCK_ROWS)
 NARROW_BLOCKS = block_product(LANES, BLOCK_ROWS)
+STRIDED_WIDE_BLOCKS = block_product(WIDE, BLOCK_ROWS, strided=True)
+STRIDED_NARROW_BLOCKS = block_product(LANES, BLOCK_ROWS, strided=True)
 ROWS_PER_TILE = 48
 # A tile runs over K in slices this deep: a slice of b's panel (256 x 32 floats, 32 KB) stays in
 # cache for all of the tile's blocks of rows. Over all of K at once, each block streamed the
@@ -53,6 +55,16 @@ def micro_kernel(lanes, args):
         WIDE_BLOCKS(*args)
     else:
         NARROW_BLOCKS(*args)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def strided_micro_kernel(lanes, args):
+    """``micro_kernel`` reading a with a step along K: ``args`` are the 17 arguments of
+    ``simd.block_product(..., strided=True)``'s kernels."""
+    if lanes == WIDE:
+        STRIDED_WIDE_BLOCKS(*args)
+    else:
+        STRIDED_NARROW_BLOCKS(*args)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -32,7 +32,7 @@ BIAS, BIAS_RELU, ACCUMULATE, ACCUMULATE_RELU = 0, 1, 2, 3
 
 
 @functools.cache
-def block_product(lanes: int, rows: tuple = (1,)):
+def block_product(lanes: int, rows: tuple = (1,), strided: bool = False):
     """The intrinsic ``f(r_count, out, out_start, ldo, count, bias, bias_start, epilogue, a,
     a_start, lda, a_step, b, b_start, k, outer)`` on float32 1-D contiguous arrays (the rest
     integers), for r < r_count (one of ``rows``: a kernel of each is built) and l < count
@@ -47,48 +47,70 @@ def block_product(lanes: int, rows: tuple = (1,)):
     For a direct conv: r a pixel of an output row, o a kernel row, t the kw * C inputs of a
     window's row. Lanes past ``count`` are neither read nor written; an r_count not in ``rows``
     writes nothing. No bounds checks: the caller's indices must be in range.
+
+    ``strided`` adds a last argument ``a_stride``, a's step along t (``t * a_stride`` for t):
+    a conv's kernel gradient reads a block of a tap's channels pixel after pixel of an NHWC
+    image, C apart.
     """
     if lanes % LANES:
         raise ValueError(f"lanes must be a multiple of {LANES}, got {lanes}")
+
+    def codegen(context, builder, sig, values):
+        _prefer_512_bit_vectors(builder.function)
+        wide = [
+            context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+            for v, t in zip(values, sig.args)
+        ]
+        r_count, out, out_start, ldo, count, bias, bias_start, epilogue = wide[:8]
+        a, a_start, lda, a_step, b, b_start, k, outer = wide[8:16]
+        a_stride = wide[16] if strided else None
+        data = {
+            name: context.make_array(_ARRAY)(context, builder, value).data
+            for name, value in (("out", out), ("bias", bias), ("a", a), ("b", b))
+        }
+        a_ptr, b_ptr = builder.gep(data["a"], [a_start]), builder.gep(data["b"], [b_start])
+        bias_ptr = builder.gep(data["bias"], [bias_start])
+        merge = builder.append_basic_block("micro.merge")
+        switch = builder.switch(r_count, merge)
+        for choice in rows:
+            case = builder.append_basic_block(f"micro.rows{choice}")
+            switch.add_case(ir.Constant(_I64, choice), case)
+            builder.position_at_end(case)
+            kernel = _Kernel(builder, choice, lanes)
+            sums = kernel.products(a_ptr, lda, a_step, b_ptr, k, outer, a_stride)
+            kernel.store_block(sums, bias_ptr, count, epilogue, data["out"], out_start, ldo)
+            builder.branch(merge)
+        builder.position_at_end(merge)
+        return context.get_dummy_value()
+
+    def typed(args):
+        if any(array != _ARRAY for array in (args[1], args[5], args[8], args[12])):
+            return None
+        return types.none(*args), codegen
+
+    if strided:
+
+        @intrinsic
+        def strided_product(
+            typingctx, r_count, out, out_start, ldo, count, bias, bias_start, epilogue,
+            a, a_start, lda, a_step, b, b_start, k, outer, a_stride,
+        ):  # fmt: skip
+            return typed(
+                (r_count, out, out_start, ldo, count, bias, bias_start, epilogue,
+                 a, a_start, lda, a_step, b, b_start, k, outer, a_stride)
+            )  # fmt: skip
+
+        return strided_product
 
     @intrinsic
     def product(
         typingctx, r_count, out, out_start, ldo, count, bias, bias_start, epilogue,
         a, a_start, lda, a_step, b, b_start, k, outer,
     ):  # fmt: skip
-        args = (r_count, out, out_start, ldo, count, bias, bias_start, epilogue)
-        args += (a, a_start, lda, a_step, b, b_start, k, outer)
-        if any(array != _ARRAY for array in (out, bias, a, b)):
-            return None
-
-        def codegen(context, builder, sig, values):
-            _prefer_512_bit_vectors(builder.function)
-            wide = [
-                context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
-                for v, t in zip(values, sig.args)
-            ]
-            r_count, out, out_start, ldo, count, bias, bias_start, epilogue = wide[:8]
-            a, a_start, lda, a_step, b, b_start, k, outer = wide[8:]
-            data = {
-                name: context.make_array(_ARRAY)(context, builder, value).data
-                for name, value in (("out", out), ("bias", bias), ("a", a), ("b", b))
-            }
-            a_ptr, b_ptr = builder.gep(data["a"], [a_start]), builder.gep(data["b"], [b_start])
-            bias_ptr = builder.gep(data["bias"], [bias_start])
-            merge = builder.append_basic_block("micro.merge")
-            switch = builder.switch(r_count, merge)
-            for choice in rows:
-                case = builder.append_basic_block(f"micro.rows{choice}")
-                switch.add_case(ir.Constant(_I64, choice), case)
-                builder.position_at_end(case)
-                kernel = _Kernel(builder, choice, lanes)
-                sums = kernel.products(a_ptr, lda, a_step, b_ptr, k, outer)
-                kernel.store_block(sums, bias_ptr, count, epilogue, data["out"], out_start, ldo)
-                builder.branch(merge)
-            builder.position_at_end(merge)
-            return context.get_dummy_value()
-
-        return types.none(*args), codegen
+        return typed(
+            (r_count, out, out_start, ldo, count, bias, bias_start, epilogue,
+             a, a_start, lda, a_step, b, b_start, k, outer)
+        )  # fmt: skip
 
     return product
 
@@ -150,8 +172,9 @@ class _Kernel:
             module, "llvm.masked.store.v16f32.p0", ir.VoidType(), [_VECTOR, ptr, _I32, mask]
         )
 
-    def products(self, a_ptr, lda, a_step, b_ptr, k, outer):
-        """The sums over o < outer, t < k, as ``rows`` lists of ``vectors`` values."""
+    def products(self, a_ptr, lda, a_step, b_ptr, k, outer, a_stride=None):
+        """The sums over o < outer, t < k, as ``rows`` lists of ``vectors`` values; a read
+        ``a_stride`` apart along t (None: 1)."""
         builder, zero = self.builder, _int(0)
         start = [ir.Constant(_VECTOR, [0.0] * LANES)] * (self.rows * self.vectors)
         row_ptrs = [builder.gep(a_ptr, [builder.mul(lda, _int(r))]) for r in range(self.rows)]
@@ -175,7 +198,7 @@ class _Kernel:
         accs = [builder.phi(_VECTOR) for _ in start]
         b_at = builder.add(b_row, builder.mul(t, _int(self.lanes)))
         panel = [self.load(b_ptr, v * LANES, None, b_at) for v in range(self.vectors)]
-        a_at = builder.add(a_row, t)
+        a_at = builder.add(a_row, t if a_stride is None else builder.mul(t, a_stride))
         updated = []
         for r in range(self.rows):
             scalar = builder.load(builder.gep(row_ptrs[r], [a_at]), align=4)

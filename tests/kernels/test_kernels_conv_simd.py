@@ -4,6 +4,7 @@ pixel tails), 16- and 32-lane filter blocks with the filters past F masked, stri
 the relu epilogue, and blocks of rows on several threads."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
@@ -14,24 +15,34 @@ from fastnn.kernels.codes import LINEAR, RELU
 
 _NARROW = simd.block_product(16, (12, 3))
 _WIDE = simd.block_product(32, (2,))
+_STRIDED_NARROW = simd.block_product(16, (12, 3), strided=True)
+_STRIDED_WIDE = simd.block_product(32, (2,), strided=True)
 
 
 @njit(cache=True)
-def _run(wide, rows, out, start, ldo, count, bias, f0, mode, a, a_start, lda, a_step, b, k, outer):
+def _run(
+    wide, rows, out, start, ldo, count, bias, f0, mode, a, a_start, lda, a_step, b, k, outer,
+    stride,
+):  # fmt: skip
+    """The kernel for ``wide`` lanes (32, else 16); with ``stride`` 0 the unstrided one."""
     args = (rows, out, start, ldo, count, bias, f0, mode, a, a_start, lda, a_step, b, 0, k, outer)
-    if wide:
+    if stride and wide:
+        _STRIDED_WIDE(*args, stride)
+    elif stride:
+        _STRIDED_NARROW(*args, stride)
+    elif wide:
         _WIDE(*args)
     else:
         _NARROW(*args)
 
 
-def ref_sums(rows, lanes, count, a, a_start, lda, a_step, b, k, outer):
+def ref_sums(rows, lanes, count, a, a_start, lda, a_step, b, k, outer, stride=1):
     """The (rows, count) sums ``block_product`` computes, in float64."""
     block = np.zeros((rows, lanes))
     for o in range(outer):
         for r in range(rows):
             start = a_start + o * a_step + r * lda
-            row = a[start : start + k].astype(np.float64)
+            row = a[start : start + k * stride : stride].astype(np.float64)
             block[r] += row @ b[o * k * lanes : (o + 1) * k * lanes].reshape(k, lanes)
     return block[:, :count]
 
@@ -43,17 +54,20 @@ def ref_sums(rows, lanes, count, a, a_start, lda, a_step, b, k, outer):
     k=st.integers(0, 9),
     outer=st.integers(0, 3),
     epilogue=st.sampled_from([simd.BIAS, simd.BIAS_RELU, simd.ACCUMULATE]),
+    stride=st.sampled_from([0, 1, 3]),
     seed=st.integers(0, 2**16),
 )
-def test_block_product_matches_reference(shape, count, k, outer, epilogue, seed):
+def test_block_product_matches_reference(shape, count, k, outer, epilogue, stride, seed):
     """A block's sums over strided rows of A and a packed B panel, plus the bias (and a relu)
     or added to the output, stored to the block's ``count`` lanes and nowhere else (k or outer
-    0: no sums); each of a product's row counts."""
+    0: no sums); each of a product's row counts; A read ``stride`` apart along K by the strided
+    kernels (0: the unstrided ones)."""
     lanes, rows = shape
     count = min(count, lanes)
     rng = np.random.default_rng(seed)
-    lda, a_step, a_start, f0, ldo = k + 3, rows * (k + 3) + 5, 2, 3, lanes + 7
-    a = rng.standard_normal(a_start + outer * a_step + rows * lda + k).astype(np.float32)
+    run = k * max(stride, 1)
+    lda, a_step, a_start, f0, ldo = run + 3, rows * (run + 3) + 5, 2, 3, lanes + 7
+    a = rng.standard_normal(a_start + outer * a_step + rows * lda + run).astype(np.float32)
     b = rng.standard_normal(max(1, outer * k * lanes)).astype(np.float32)
     bias = rng.standard_normal(f0 + lanes).astype(np.float32)
     out = np.full(5 + rows * ldo, np.nan, np.float32)
@@ -76,8 +90,9 @@ def test_block_product_matches_reference(shape, count, k, outer, epilogue, seed)
         b,
         k,
         outer,
+        stride,
     )
-    sums = ref_sums(rows, lanes, count, a, a_start, lda, a_step, b, k, outer)
+    sums = ref_sums(rows, lanes, count, a, a_start, lda, a_step, b, k, outer, max(stride, 1))
     if epilogue == simd.ACCUMULATE:
         expected = before + sums
     else:
@@ -88,9 +103,10 @@ def test_block_product_matches_reference(shape, count, k, outer, epilogue, seed)
     assert np.isnan(written[:, count:]).all() and np.isnan(out[:5]).all()
 
 
-def test_block_product_writes_nothing_for_a_row_count_it_lacks():
+@pytest.mark.parametrize("stride", [0, 2])
+def test_block_product_writes_nothing_for_a_row_count_it_lacks(stride):
     out, ones = np.full(64, np.nan, np.float32), np.ones(64, np.float32)
-    _run(False, 5, out, 0, 16, 16, ones, 0, simd.BIAS, ones, 0, 1, 1, ones, 1, 1)
+    _run(False, 5, out, 0, 16, 16, ones, 0, simd.BIAS, ones, 0, 1, 1, ones, 1, 1, stride)
     assert np.isnan(out).all()
 
 
