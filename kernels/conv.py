@@ -1007,6 +1007,13 @@ SIMD_MIN_FILTERS = 2
 # more channels runs SIMD too (5x5 and 7x7 on 16 to 64 channels 1.35-1.6x; on 3 or 6 channels,
 # a filter block's lanes mostly empty, 0.55-0.9x).
 SIMD_MIN_INPUT_GRADIENT_CHANNELS = 16
+# A strided kernel's gradient runs by SIMD onto SIMD_MIN_STRIDED_GRADIENT_PIXELS or more output
+# pixels per image: at batch 32 on 2 threads 3x3 stride 2 onto 16x16 1.7-2x faster than im2col,
+# 4x4 onto 16x16 and 7x7 stride 3 onto 19x19 1.4x, 5x5 onto 12x12 1.7x; onto 8x8 (or 8x16)
+# 0.65-0.9x (a thread's share of the images too small to pay for its part of the gradient).
+# Its input gradient stays on im2col: as stride-1 SIMD convs of grad_z per phase of the input's
+# pixels (their taps few, 1 to 4 for 3x3 stride 2), 0.5-1.0x.
+SIMD_MIN_STRIDED_GRADIENT_PIXELS = 144
 SIMD_GRADIENTS = True  # False: float32 backward plans as float64's (their own tests' paths)
 
 
@@ -1041,7 +1048,8 @@ def plan_conv2d(
     direct kernels would run). Unpooled, a float32 stride-1 kernel (but 1x1) takes its kernel
     gradient by SIMD, and its input gradient where Winograd would run or im2col from
     SIMD_MIN_INPUT_GRADIENT_CHANNELS channels; a 1x1 one into fewer than 16 filters from 16 or
-    more channels its input gradient. Otherwise (float64 too) as follows.
+    more channels its input gradient; a strided one onto SIMD_MIN_STRIDED_GRADIENT_PIXELS or
+    more output pixels per image its kernel gradient. Otherwise (float64 too) as follows.
 
     A kernel with few taps (``kh * kw * C <= DIRECT_MAX_TAPS``, such as a model's first 3x3 layer
     on a grey image) makes a GEMM too thin to pay for im2col: it runs DIRECT, forward and kernel
@@ -1080,6 +1088,9 @@ def plan_conv2d(
         if SIMD_GRADIENTS and not pooled and stride_1 and dkernel != POINTWISE:
             wide = dx == IM2COL and c >= SIMD_MIN_INPUT_GRADIENT_CHANNELS
             dkernel, dx = SIMD, SIMD if dx == WINOGRAD or wide else dx
+        strided = SIMD_GRADIENTS and not pooled and not stride_1
+        if strided and out_h * out_w >= SIMD_MIN_STRIDED_GRADIENT_PIXELS:
+            dkernel = SIMD
         # dx = grad_z (.., F) @ kernel.T: a GEMM thin in K below 16 filters, a 1x1 conv by SIMD
         thin = filters < SIMD_MIN_POINTWISE_FILTERS <= c
         dx = SIMD if SIMD_GRADIENTS and not pooled and pointwise and thin else dx
@@ -1487,7 +1498,7 @@ def conv2d_backward(
         dkernel = None  # done
     if dkernel is not None and plan.dkernel == SIMD:
         kernel_shape, pads = kernel.shape, (plan.pad_top, plan.pad_left)
-        conv_simd.kernel_gradient(x, grad_z, kernel_shape, *pads, dkernel, threads)
+        conv_simd.kernel_gradient(x, grad_z, kernel_shape, strides, *pads, dkernel, threads)
         dkernel = None
     if not need_dx:
         if dkernel is None:

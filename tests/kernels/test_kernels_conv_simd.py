@@ -127,7 +127,7 @@ def simd_cases(draw, max_h, max_w, channels, strided):
 # rows long enough for every block of pixels (12, 8, 4, 2, 1)
 conv_cases = simd_cases(6, 30, [1, 3, 5, 16], strided=True)
 # channel blocks of 12, 8, 4, 2 and 1
-gradient_cases = simd_cases(7, 9, [1, 3, 8, 15, 16], strided=False)
+gradient_cases = simd_cases(7, 9, [1, 3, 8, 15, 16], strided=True)
 
 
 @settings(max_examples=40, deadline=None)
@@ -150,16 +150,18 @@ def test_simd_conv_matches_reference(case, code, threads, seed):
 @settings(max_examples=40, deadline=None)
 @given(gradient_cases, st.integers(1, 3), st.integers(0, 2**16))
 def test_simd_kernel_gradient_matches_reference(case, threads, seed):
-    """dkernel += the stride-1 conv's kernel gradient, summed over images on several threads."""
-    x_shape, kernel_shape, _, padding = case
+    """dkernel += the conv's kernel gradient, any strides, summed over images on several
+    threads."""
+    x_shape, kernel_shape, strides, padding = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(x_shape).astype(np.float32)
     kernel = rng.standard_normal(kernel_shape).astype(np.float32)
-    out_h, out_w, pad_top, pad_left = conv.conv_geometry(x_shape, kernel_shape, (1, 1), padding)
+    out_h, out_w, pad_top, pad_left = conv.conv_geometry(x_shape, kernel_shape, strides, padding)
     grad = rng.standard_normal((x_shape[0], out_h, out_w, kernel_shape[3])).astype(np.float32)
     dkernel = np.ones(kernel_shape, np.float32)
-    conv_simd.kernel_gradient(x, grad, kernel_shape, pad_top, pad_left, dkernel, threads)
-    _, expected, _ = ref_conv_backward(x, kernel, grad, (1, 1), padding)
+    pads = (pad_top, pad_left)
+    conv_simd.kernel_gradient(x, grad, kernel_shape, strides, *pads, dkernel, threads)
+    _, expected, _ = ref_conv_backward(x, kernel, grad, strides, padding)
     np.testing.assert_allclose(dkernel, expected + 1, rtol=1e-4, atol=1e-4)
 
 
@@ -182,5 +184,25 @@ def test_gradients_the_plan_runs_by_simd_match_reference(kernel_case, threads, s
     dkernel = np.zeros_like(kernel)
     dx = conv.conv2d_backward(grad, x, kernel, (1, 1), padding, dkernel, None, threads=threads)
     expected_dx, expected_dkernel, _ = ref_conv_backward(x, kernel, grad, (1, 1), padding)
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dkernel, expected_dkernel, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_shape, strides", [((3, 3, 4, 8), (2, 2)), ((5, 4, 3, 17), (3, 2))])
+def test_a_strided_kernel_onto_enough_pixels_takes_its_kernel_gradient_by_simd(
+    kernel_shape, strides
+):
+    """conv2d_backward of a strided conv the plan gives SIMD's kernel gradient (im2col's input
+    gradient) matches the reference, both gradients."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 37, 29, kernel_shape[2])).astype(np.float32)
+    plan = conv.plan_conv2d(x.shape, kernel_shape, strides, "same")
+    assert (plan.dkernel, plan.dx) == (conv.SIMD, conv.IM2COL)
+    kernel = rng.standard_normal(kernel_shape).astype(np.float32)
+    y = conv.conv2d_forward(x, kernel, None, strides, "same", LINEAR)
+    grad = rng.standard_normal(y.shape).astype(np.float32)
+    dkernel = np.zeros_like(kernel)
+    dx = conv.conv2d_backward(grad, x, kernel, strides, "same", dkernel, None, threads=2)
+    expected_dx, expected_dkernel, _ = ref_conv_backward(x, kernel, grad, strides, "same")
     np.testing.assert_allclose(dx, expected_dx, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dkernel, expected_dkernel, rtol=1e-4, atol=1e-4)

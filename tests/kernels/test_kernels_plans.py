@@ -74,7 +74,8 @@ S = conv.SIMD
 # channels into 16 or more filters on 256+ pixels, else below 576 taps; fused with a pool too,
 # but where the direct kernels would run. Unpooled, the kernel gradient of a stride-1 kernel but
 # 1x1, on 2+ channels, by SIMD where Winograd or im2col would run; its input gradient where Winograd
-# would, and for a 1x1 one from 16+ channels into fewer than 16 filters
+# would, and for a 1x1 one from 16+ channels into fewer than 16 filters; the kernel gradient of
+# a strided kernel onto 144+ pixels an image by SIMD
 FLOAT32_PLANS = [
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", False, (S, S, I)),  # grey first layers
     ((32, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same", True, (D, D, I)),
@@ -86,7 +87,7 @@ FLOAT32_PLANS = [
     ((64, 14, 14, 64), (3, 3, 64, 64), (1, 1), "same", True, (W, W, W)),  # and enough for W
     ((1, 16, 16, 64), (3, 3, 64, 64), (1, 1), "same", True, (S, W, W)),  # a batch of one
     ((32, 32, 32, 3), (3, 3, 3, 16), (1, 1), "same", False, (S, S, I)),  # RGB first layers
-    ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), "same", False, (S, I, I)),
+    ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), "same", False, (S, S, I)),
     ((32, 32, 32, 16), (3, 3, 16, 16), (1, 1), "same", False, (S, S, S)),  # ResNet-20's
     ((32, 16, 16, 32), (3, 3, 32, 32), (1, 1), "same", False, (S, S, S)),
     ((32, 8, 8, 64), (3, 3, 64, 64), (1, 1), "same", False, (S, S, S)),  # too small for W
@@ -95,7 +96,7 @@ FLOAT32_PLANS = [
     ((32, 16, 16, 64), (3, 3, 64, 32), (1, 1), "same", False, (S, S, S)),
     ((32, 16, 16, 128), (3, 3, 128, 64), (1, 1), "same", False, (W, S, S)),
     ((32, 64, 64, 16), (3, 3, 16, 1), (1, 1), "same", False, (W, S, S)),  # one filter
-    ((32, 32, 32, 16), (3, 3, 16, 32), (2, 2), "same", False, (S, I, I)),
+    ((32, 32, 32, 16), (3, 3, 16, 32), (2, 2), "same", False, (S, S, I)),  # onto 16x16
     ((32, 8, 8, 256), (3, 3, 256, 512), (2, 2), "same", False, (I, I, I)),
     ((32, 16, 16, 128), (3, 3, 128, 128), (2, 2), "same", False, (S, I, I)),  # rows of 8
     ((32, 8, 8, 128), (3, 3, 128, 256), (2, 2), "same", False, (I, I, I)),  # rows of 4
