@@ -14,7 +14,7 @@ images into several bands, so it runs on all threads too.
 
 The kernel gradient (``kernel_gradient``, any stride) is the same micro-kernel the other
 way round: a block of 12 of a tap's channels by a block of filters sums over all of an image's
-output pixels, reading the zero-bordered image in NHWC a pixel (C values) apart
+output pixels, reading the zero-bordered image in NHWC an output pixel (sw * C values) apart
 (``simd.block_product(..., strided=True)``), and is added into the gradient as it leaves its
 registers. (Copied channel by channel into planes, each channel's run contiguous, it ran
 1.3-1.7x slower at 16 to 128 channels: the copy's transpose and twelve streams a plane apart.)
@@ -304,8 +304,9 @@ def _kernel_gradient_blocks(x, grad, kh, kw, sh, sw, pad_top, pad_left, parts):
 def _kernel_gradient_images(x, grad, kh, kw, sh, sw, pad_top, pad_left, dkernel, start, stop):
     """dkernel += the kernel gradient from images [start, stop): each image copied into a
     zero-bordered buffer, still NHWC; each block of filters of its gradient packed (oh*ow,
-    lanes). A call of the micro-kernel sums, over the output pixels (C apart in the buffer), a
-    block of a tap's channels or, with fewer channels than kw, of a channel's row of taps."""
+    lanes). A call of the micro-kernel sums, over the output pixels (sw * C apart in the
+    buffer), a block of a tap's channels or, with fewer channels than kw, of a channel's row of
+    taps."""
     c = x.shape[3]
     _, out_h, out_w, filters = grad.shape
     lanes = lanes_for(filters)
