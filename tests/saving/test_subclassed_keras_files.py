@@ -44,14 +44,14 @@ def test_fastnn_writes_what_keras_reads_and_reads_what_keras_writes(tmp_path):
     np.testing.assert_allclose(mine_again(X), ours(X), rtol=1e-6)
     assert mine_again.units == 2 and mine_again.optimizer.iterations == 1
     read_by_keras = keras.models.load_model(path)
-    np.testing.assert_allclose(to_numpy(read_by_keras(X)), ours(X), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(read_by_keras(X)), ours(X), rtol=1e-5, atol=1e-6)
 
     theirs = theirs_cls(units=2)
     theirs(X)
     path = str(tmp_path / "theirs.keras")
     theirs.save(path)
     read_by_us = fastnn.models.load_model(path)
-    np.testing.assert_allclose(read_by_us(X), to_numpy(theirs(X)), rtol=1e-5)
+    np.testing.assert_allclose(read_by_us(X), to_numpy(theirs(X)), rtol=1e-5, atol=1e-6)
 
 
 @fastnn.saving.register_keras_serializable(package="tests_subclassed_files")
