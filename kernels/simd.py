@@ -143,6 +143,56 @@ def copy_lanes(typingctx, src, src_start, dst, dst_start, count):
 
 
 @intrinsic
+def multiply_sum_lanes(
+    typingctx, out, out_at, count, a, a_at, a_inner, a_outer, b, b_at, b_inner, b_outer,
+    inner, outer,
+):  # fmt: skip
+    """out[out_at + l] += sum over o < outer, t < inner of a[a_at + o * a_outer + t * a_inner
+    + l] * b[b_at + o * b_outer + t * b_inner + l] for l < count (<= 16): the sums of 16 lanes'
+    products in one register, added to out once; float32 1-D contiguous arrays, the rest
+    integers (offsets in values, kept in range by the caller). A depthwise conv's kernel
+    gradient: a tap's block of channels over the output pixels of an image."""
+    arrays = (out, a, b)
+    if any(array != _ARRAY for array in arrays):
+        return None
+    args = (out, out_at, count, a, a_at, a_inner, a_outer, b, b_at, b_inner, b_outer, inner, outer)
+
+    def codegen(context, builder, sig, values):
+        _prefer_512_bit_vectors(builder.function)
+        wide = [
+            context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+            for v, t in zip(values, sig.args)
+        ]
+        out, out_at, count, a, a_at, a_inner, a_outer, b, b_at, b_inner, b_outer = wide[:11]
+        inner, outer = wide[11:]
+        out_ptr, a_ptr, b_ptr = (
+            context.make_array(_ARRAY)(context, builder, array).data for array in (out, a, b)
+        )
+        kernel = _Kernel(builder, 1, LANES)
+        (mask,) = kernel.masks(count)
+        total = cgutils.alloca_once_value(builder, ir.Constant(_VECTOR, [0.0] * LANES))
+        with cgutils.for_range(builder, outer) as row:
+            a_row = builder.add(a_at, builder.mul(row.index, a_outer))
+            b_row = builder.add(b_at, builder.mul(row.index, b_outer))
+            with cgutils.for_range(builder, inner) as step:
+                a_value = kernel.load(
+                    a_ptr, 0, mask, builder.add(a_row, builder.mul(step.index, a_inner))
+                )
+                b_value = kernel.load(
+                    b_ptr, 0, mask, builder.add(b_row, builder.mul(step.index, b_inner))
+                )
+                product = builder.call(kernel.fma, [a_value, b_value, builder.load(total)])
+                builder.store(product, total)
+        target = builder.gep(out_ptr, [out_at])
+        kernel.store(
+            builder.fadd(builder.load(total), kernel.load(target, 0, mask)), target, 0, mask
+        )
+        return context.get_dummy_value()
+
+    return types.none(*args), codegen
+
+
+@intrinsic
 def wide_vectors(typingctx):
     """Marks the kernel that calls it (its LLVM function) to vectorize its loops with 512-bit
     vectors: on CPUs that prefer 256-bit ones LLVM's loop vectorizer uses 8 float32 lanes, 16

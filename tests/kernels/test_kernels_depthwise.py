@@ -153,6 +153,40 @@ def test_layer_shapes_match_reference(case, parallel, monkeypatch):
     check_against_reference(case, codes.RELU, True, seed=11)
 
 
+@pytest.mark.parametrize(
+    "x_shape, kernel_shape, strides, dilation, padding",
+    [
+        ((3, 9, 7, 40), (3, 3, 40, 1), (1, 1), (1, 1), "same"),  # blocks of 16, 16 and 8
+        ((2, 11, 6, 17), (3, 3, 17, 1), (2, 2), (1, 1), "same"),
+        ((2, 8, 9, 16), (2, 3, 16, 1), (1, 2), (2, 1), "valid"),
+        ((1, 5, 5, 33), (5, 5, 33, 1), (1, 1), (1, 1), "same"),  # taps past every border
+    ],
+)
+@pytest.mark.parametrize("band_values", [1, depthwise.BAND_VALUES])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_float32_kernel_gradient_in_registers_matches_reference(
+    x_shape, kernel_shape, strides, dilation, padding, band_values, parallel, monkeypatch
+):
+    """The float32 kernel gradient by blocks of 16 channels summed in a register
+    (``_kernel_lanes_block``), in bands of one output row or of the default size, on one block
+    of rows or on blocks that split images."""
+    monkeypatch.setattr(depthwise, "BAND_VALUES", band_values)
+    monkeypatch.setattr(depthwise, "PARALLEL_MIN_TAPS", 0 if parallel else 2**62)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    k = rng.standard_normal(kernel_shape).astype(np.float32)
+    assert x_shape[2] * x_shape[3] <= depthwise.LANES_MAX_ROW_VALUES  # the path under test
+    out_size, pads, _ = geometry(x_shape, kernel_shape, strides, dilation, padding)
+    dz = rng.standard_normal((x_shape[0], *out_size, x_shape[3])).astype(np.float32)
+    dk = np.full(k.shape, 0.5, np.float32)
+    args = (strides, dilation, pads, dk, None, None, False)
+    depthwise.depthwise_conv2d_backward(dz, x, k, *args)
+    ref_dk = ref_backward(
+        x.astype(np.float64), k, dz.astype(np.float64), strides, dilation, padding
+    )[1]
+    np.testing.assert_allclose(dk, ref_dk + 0.5, **TOL[np.float32])
+
+
 def test_backward_skips_what_is_not_wanted():
     rng = np.random.default_rng(2)
     x, k = rng.standard_normal((2, 5, 5, 3)), rng.standard_normal((3, 3, 3, 1))
@@ -173,4 +207,5 @@ def test_float32_kernels_never_widen_to_double():
     assert float64_ops(depthwise._forward_parallel, x, k, b, *geometry, codes.RELU, out) == []
     assert float64_ops(depthwise._input_parallel, out, k, *geometry, x.copy()) == []
     assert float64_ops(depthwise._kernel_parallel, x, out, *geometry, partial) == []
+    assert float64_ops(depthwise._kernel_lanes_parallel, x, out, *geometry, partial) == []
     assert float64_ops(depthwise._forward_rows, x, k, b, *geometry, codes.RELU, out, 0, 4) == []
