@@ -11,11 +11,12 @@ gradient each.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from .activations import _activate_row, activate, column_sums_add
-from .codes import EPILOGUE, LINEAR
-from .simd import LANES, multiply_sum_lanes
+from .codes import EPILOGUE, LINEAR, RELU
+from .conv_simd import _band_buffer, _load_band
+from .simd import LANES, depthwise_pixels, multiply_sum_lanes
 
 # Fused multiply-adds: without this LLVM keeps each product and sum apart (one rounding fewer).
 _CONTRACT = {"contract"}
@@ -42,11 +43,82 @@ def _parallel(out, kernel) -> bool:
 def depthwise_forward(x, kernel, bias, sh, sw, dh, dw, top, left, code, out):
     """out (N,OH,OW,C*M) = act(depthwise conv of x (N,H,W,C) by kernel (kh,kw,C*M) + bias (C*M,)
     or (0,)); ``code`` an activation code."""
+    if _simd_applies(x, kernel, out, sh, sw, dh, dw):
+        bias = bias if bias.shape[0] else np.zeros(x.shape[3], np.float32)
+        args = (x, kernel.reshape(-1), kernel.shape[0], bias, sh, sw, top, left, code, out)
+        if _parallel(out, kernel):
+            rows = out.shape[0] * out.shape[1]
+            blocks = SIMD_BLOCKS_PER_THREAD * get_num_threads()
+            _forward_simd_parallel(*args, max(1, min(blocks, rows // SIMD_MIN_ROWS_PER_BLOCK)))
+        else:
+            _forward_simd_rows(*args, 0, out.shape[0] * out.shape[1])
+        return
     args = (x, kernel, bias, sh, sw, dh, dw, top, left, code, out)
     if _parallel(out, kernel):
         _forward_parallel(*args)
     else:
         _forward_rows(*args, 0, x.shape[0] * out.shape[1])
+
+
+# The float32 forward of a square 3x3 or 5x5 kernel of multiplier 1 without dilation runs on
+# 16-lane vectors (``simd.depthwise_pixels``): per block of output rows, each image's input rows
+# under them copied into a zero-bordered buffer (``conv_simd._load_band``), then each block of
+# 16 channels along an output row with its taps' weights in registers. At stride 1 that ran
+# 1.8-4.7x faster than the pixel-by-pixel loops (7-17 GB/s on inputs that sit in cache at
+# 70-90 GB/s), 5x5 at stride 2 1.7x; 3x3 at stride 2 0.5-1.0x (the copy of an input four
+# times the output), left on the loops.
+SIMD_KERNEL_SIZES = (3, 5)
+SIMD_MIN_STRIDED_SIZE = 5
+SIMD_BLOCKS_PER_THREAD = 4  # Numba's threads take blocks as they come free
+SIMD_MIN_ROWS_PER_BLOCK = 2
+_PIXELS_3X3, _PIXELS_5X5 = depthwise_pixels(3, 3), depthwise_pixels(5, 5)
+
+
+def _simd_applies(x, kernel, out, sh, sw, dh, dw) -> bool:
+    """Whether ``depthwise_forward`` runs on SIMD vectors (see SIMD_KERNEL_SIZES)."""
+    kh, kw, channels = kernel.shape
+    float32 = x.dtype == kernel.dtype == out.dtype == np.float32
+    square = kh == kw and kh in SIMD_KERNEL_SIZES
+    stride = sh == sw == 1 or kh >= SIMD_MIN_STRIDED_SIZE
+    return float32 and square and stride and channels == x.shape[3] and dh == dw == 1
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _forward_simd_parallel(x, kernel, size, bias, sh, sw, top, left, code, out, blocks):
+    """``_forward_simd_rows`` over all output rows in ``blocks`` blocks, on Numba's threads."""
+    rows = out.shape[0] * out.shape[1]
+    for b in prange(blocks):
+        start, stop = b * rows // blocks, (b + 1) * rows // blocks
+        _forward_simd_rows(x, kernel, size, bias, sh, sw, top, left, code, out, start, stop)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_simd_rows(x, kernel, size, bias, sh, sw, top, left, code, out, start, stop):
+    """Output rows [start, stop) of N*OH of ``depthwise_forward`` for a ``size`` x ``size``
+    kernel (flat: size*size*C) of multiplier 1, on SIMD vectors."""
+    n, out_h, out_w, c = out.shape
+    width = (out_w - 1) * sw + size
+    image = _band_buffer(x, size, size, sh, sw, out_h, out_w, stop - start)
+    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+    relu = 1 if code == RELU else 0
+    loaded, first = -1, 0
+    for row in range(start, stop):
+        i, y = row // out_h, row % out_h
+        if i != loaded:
+            first, last = y * sh, min(stop - i * out_h, out_h) - 1
+            _load_band(flat_x, i, x.shape, image, first, last * sh + size, width, top, left)
+            loaded = i
+        a_at = (y * sh - first) * width * c
+        for c0 in range(0, c, LANES):
+            args = (out_w, flat_out, row * out_w * c + c0, c, min(LANES, c - c0), bias, c0, relu)
+            taps = (image, a_at + c0, sw * c, c, width * c, kernel, c0, c)
+            if size == 3:
+                _PIXELS_3X3(*args, *taps)
+            else:
+                _PIXELS_5X5(*args, *taps)
+        if code != LINEAR and code != RELU:
+            for j in range(out_w):
+                _activate_row(out[i, y, j], code)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -192,6 +192,75 @@ def multiply_sum_lanes(
     return types.none(*args), codegen
 
 
+@functools.cache
+def depthwise_pixels(kh: int, kw: int):
+    """The intrinsic ``f(pixels, out, out_at, out_step, count, bias, bias_at, relu, a, a_at,
+    a_step, a_col, a_row, k, k_at, k_step)`` on float32 1-D contiguous arrays (the rest
+    integers): for j < pixels and l < count (<= 16),
+
+        out[out_at + j * out_step + l] = bias[bias_at + l] + sum over p < kh, q < kw of
+            a[a_at + j * a_step + p * a_row + q * a_col + l] * k[k_at + (p * kw + q) * k_step + l]
+
+    through max(., 0) where ``relu`` is nonzero. A depthwise conv's block of 16 channels along
+    an output row: its kh * kw taps' weights loaded into registers once for the row, each
+    pixel's sums kept in a register per kernel row. No bounds checks."""
+
+    def codegen(context, builder, sig, values):
+        _prefer_512_bit_vectors(builder.function)
+        wide = [
+            context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+            for v, t in zip(values, sig.args)
+        ]
+        pixels, out, out_at, out_step, count, bias, bias_at, relu = wide[:8]
+        a, a_at, a_step, a_col, a_row, k, k_at, k_step = wide[8:]
+        out_ptr, bias_ptr, a_ptr, k_ptr = (
+            context.make_array(_ARRAY)(context, builder, array).data for array in (out, bias, a, k)
+        )
+        kernel = _Kernel(builder, 1, LANES)
+        (mask,) = kernel.masks(count)
+        taps = [
+            kernel.load(k_ptr, 0, mask, builder.add(k_at, builder.mul(_int(t), k_step)))
+            for t in range(kh * kw)
+        ]
+        start = kernel.load(bias_ptr, 0, mask, bias_at)
+        rectify = builder.icmp_signed("!=", relu, _int(0))
+        with cgutils.for_range(builder, pixels) as pixel:
+            j = pixel.index
+            base = builder.add(a_at, builder.mul(j, a_step))
+            rows = []
+            for p in range(kh):
+                total = start if p == 0 else ir.Constant(_VECTOR, [0.0] * LANES)
+                row = builder.add(base, builder.mul(_int(p), a_row))
+                for q in range(kw):
+                    at = builder.add(row, builder.mul(_int(q), a_col))
+                    value = kernel.load(a_ptr, 0, mask, at)
+                    total = builder.call(kernel.fma, [value, taps[p * kw + q], total])
+                rows.append(total)
+            while len(rows) > 1:  # a tree: kh independent chains of kw fused multiply-adds
+                rows = [builder.fadd(x, y) for x, y in zip(rows[::2], rows[1::2])] + (
+                    rows[-1:] if len(rows) % 2 else []
+                )
+            value = builder.select(rectify, kernel.relu(rows[0]), rows[0])
+            target = builder.gep(out_ptr, [builder.add(out_at, builder.mul(j, out_step))])
+            kernel.store(value, target, 0, mask)
+        return context.get_dummy_value()
+
+    @intrinsic
+    def pixels_product(
+        typingctx, pixels, out, out_at, out_step, count, bias, bias_at, relu, a, a_at, a_step,
+        a_col, a_row, k, k_at, k_step,
+    ):  # fmt: skip
+        args = (
+            pixels, out, out_at, out_step, count, bias, bias_at, relu, a, a_at, a_step, a_col,
+            a_row, k, k_at, k_step,
+        )  # fmt: skip
+        if any(array != _ARRAY for array in (out, bias, a, k)):
+            return None
+        return types.none(*args), codegen
+
+    return pixels_product
+
+
 @intrinsic
 def wide_vectors(typingctx):
     """Marks the kernel that calls it (its LLVM function) to vectorize its loops with 512-bit

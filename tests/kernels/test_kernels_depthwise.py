@@ -187,6 +187,35 @@ def test_float32_kernel_gradient_in_registers_matches_reference(
     np.testing.assert_allclose(dk, ref_dk + 0.5, **TOL[np.float32])
 
 
+@pytest.mark.parametrize(
+    "x_shape, kernel_shape, strides, padding",
+    [
+        ((3, 9, 7, 40), (3, 3, 40, 1), (1, 1), "same"),  # blocks of 16, 16 and 8 channels
+        ((2, 6, 5, 3), (3, 3, 3, 1), (1, 1), "valid"),  # fewer channels than a vector's lanes
+        ((2, 11, 12, 17), (5, 5, 17, 1), (2, 2), "same"),  # 5x5 strided: taps past every border
+        ((1, 4, 4, 33), (5, 5, 33, 1), (1, 1), "same"),  # a kernel wider than the image
+        ((2, 13, 9, 16), (5, 5, 16, 1), (3, 2), "valid"),
+    ],
+)
+@pytest.mark.parametrize("code", [codes.LINEAR, codes.RELU, codes.SIGMOID, codes.SOFTMAX])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_float32_forward_on_vectors_matches_reference(
+    x_shape, kernel_shape, strides, padding, code, parallel, monkeypatch
+):
+    """The float32 3x3 and 5x5 forward of multiplier 1 on SIMD vectors
+    (``_forward_simd_rows``): channels in blocks of 16 and part blocks, the relu in registers
+    and the other activations after, on one block of rows or on blocks that split images; a
+    stride-1 input gradient runs it too (the flipped kernel's forward)."""
+    monkeypatch.setattr(depthwise, "PARALLEL_MIN_TAPS", 0 if parallel else 2**62)
+    x = np.zeros(x_shape, np.float32)
+    k = np.zeros(kernel_shape[:3], np.float32)
+    out_size, _, _ = geometry(x_shape, kernel_shape, strides, (1, 1), padding)
+    out = np.zeros((x_shape[0], *out_size, x_shape[3]), np.float32)
+    assert depthwise._simd_applies(x, k, out, *strides, 1, 1)  # the path under test
+    check_against_reference((x_shape, kernel_shape, strides, (1, 1), padding, np.float32), code,
+                            code != codes.LINEAR, seed=3)  # fmt: skip
+
+
 def test_backward_skips_what_is_not_wanted():
     rng = np.random.default_rng(2)
     x, k = rng.standard_normal((2, 5, 5, 3)), rng.standard_normal((3, 3, 3, 1))
@@ -209,3 +238,5 @@ def test_float32_kernels_never_widen_to_double():
     assert float64_ops(depthwise._kernel_parallel, x, out, *geometry, partial) == []
     assert float64_ops(depthwise._kernel_lanes_parallel, x, out, *geometry, partial) == []
     assert float64_ops(depthwise._forward_rows, x, k, b, *geometry, codes.RELU, out, 0, 4) == []
+    simd = (x, k.reshape(-1), 3, b, 1, 1, 1, 1, codes.RELU, out)
+    assert float64_ops(depthwise._forward_simd_parallel, *simd, 2) == []
