@@ -1184,7 +1184,7 @@ def conv2d_forward(
     plan = plan_conv2d(x.shape, kernel.shape, strides, padding, dtype=x.dtype)
     if out is None:
         out = np.empty((n, plan.out_h, plan.out_w, filters), dtype=x.dtype)
-    if plan.forward == SIMD:
+    if plan.forward == SIMD or _kept_pointwise(plan, kept, x.dtype):
         geometry = (strides, plan.pad_top, plan.pad_left)
         return _simd_conv(x, kernel, bias, *geometry, activation_code, out, threads, kept)
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
@@ -1218,6 +1218,23 @@ def conv2d_forward(
 
     row_blocks(run, n * plan.out_h, threads)
     return out
+
+
+def _kept_pointwise(plan, kept, dtype) -> bool:
+    """Whether a float32 1x1 stride-1 conv whose kernel is ``kept`` packed (inference) runs its
+    product on the SIMD micro-kernels at any number of pixels, as a Dense layer's does (packed
+    once, the bias and relu in its epilogue): one image of 4x4 or 8x8 pixels by 64 to 256
+    channels ran 1.1-1.55x faster than OpenBLAS's GEMM and its bias pass, 14x14x256 and eight
+    4x4x256 images 2x, four 8x8x128 images 1.0x (``KEPT_POINTWISE_ON_SIMD``)."""
+    return (
+        KEPT_POINTWISE_ON_SIMD
+        and plan.forward == POINTWISE
+        and kept is not None
+        and (dtype == np.float32)
+    )
+
+
+KEPT_POINTWISE_ON_SIMD = True
 
 
 def _simd_rows(x, kernel, strides, padding, dilation, groups) -> bool:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnn.kernels import conv, conv_simd, gemm, pooling, winograd
+from fastnn.kernels import conv, conv_simd, forms, gemm, matmul_simd, pooling, winograd
 from fastnn.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from fastnn.kernels.codes import ELU, EPILOGUE, LOG_SOFTMAX
 
@@ -731,6 +731,30 @@ def test_conv2d_forward_moments_are_the_outputs_mean_and_variance(
     pixels = want.reshape(-1, kernel[3]).astype(np.float64)
     np.testing.assert_allclose(moments[0], pixels.mean(0), rtol=1e-6)
     np.testing.assert_allclose(moments[1], pixels.var(0), rtol=1e-4)
+
+
+@pytest.mark.parametrize("code", [LINEAR, RELU, SIGMOID, SOFTMAX])
+@pytest.mark.parametrize("x_shape, filters", [((1, 4, 4, 40), 24), ((3, 2, 5, 16), 130)])
+def test_kept_pointwise_conv_runs_on_simd_products_at_any_size(x_shape, filters, code, monkeypatch):
+    """A float32 1x1 conv whose kernel is kept packed (``forms.Forms``: inference) runs its
+    product on the SIMD micro-kernels however few its pixels, the packing made once."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    k = rng.standard_normal((1, 1, x_shape[3], filters)).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    assert conv.plan_conv2d(x.shape, k.shape, (1, 1), "valid").forward == conv.POINTWISE
+    kept, products, product = forms.Forms(k), [], matmul_simd.matmul
+
+    def recorded(*args, **kwargs):
+        products.append(args[1])
+        return product(*args, **kwargs)
+
+    monkeypatch.setattr(matmul_simd, "matmul", recorded)
+    want = ref_conv(x.astype(np.float64), k, b, (1, 1), "valid", code)
+    for _ in range(2):
+        y = conv.conv2d_forward(x, kept, b, (1, 1), "valid", code, threads=2)
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    assert len(products) == 2 and products[0] is products[1]  # packed once
 
 
 @pytest.mark.parametrize("code", [LINEAR, RELU, SIGMOID])
