@@ -1369,10 +1369,12 @@ def conv2d_forward_max_pool(
 _NO_CODES = np.empty((0, 0, 0, 0), dtype=np.uint8)  # the kernels' "no codes wanted"
 
 
-# A SIMD conv (on Numba's threads, whose launch costs ~10 us) runs on a thread per this many
-# flops, its filters' empty lanes counted: 1.15-1.8x faster on 2 threads from 2.5 MFLOP (a
-# LeNet conv at batch 4 to 32), 0.4-0.75x below 1.2 MFLOP.
-SIMD_MIN_FLOPS_PER_THREAD = 2_000_000
+# A SIMD conv (on Numba's threads, whose launch costs ~10 us), fused with a pool too, runs on a
+# thread per this many flops, its filters' empty lanes counted: 1.15-1.8x faster on 2 threads
+# from 2.5 MFLOP (a LeNet conv at batch 4 to 32), 0.4-0.75x below 1.2 MFLOP; a batch-1
+# predict of cifar_cnn (its first conv 1.8 MFLOP) 1.05x faster on 2, of lenet5 (0.3 and 0.5
+# MFLOP) 1.06x faster on 1.
+SIMD_MIN_FLOPS_PER_THREAD = 750_000
 
 
 # Output pixels at most per band of a SIMD conv's fused pool: its buffer (~200 KB at 6 filters)
@@ -1385,6 +1387,7 @@ def _simd_conv_max_pool(x, kernel, bias, strides, plan, code, out, codes, thread
     rows that fit SIMD_POOL_CHUNK_PIXELS, and that give every thread BLOCKS_PER_THREAD bands;
     codes None: the average pool (``conv_simd.forward_average_pool``)."""
     n, pooled_h = out.shape[:2]
+    threads = _simd_threads(kernel.shape, n * plan.out_h * plan.out_w, threads)
     per_thread = -(-n * pooled_h // (conv_simd.BLOCKS_PER_THREAD * threads))
     band = max(1, min(SIMD_POOL_CHUNK_PIXELS // (2 * plan.out_w), per_thread, pooled_h))
     panels, b = _simd_arguments(kernel, bias, kept)
@@ -1416,6 +1419,14 @@ def _winograd_u(kernel, kept=None):
     return forms.derived(kept, kernel, "winograd", winograd.kernel_transform)
 
 
+def _simd_threads(kernel_shape, pixels: int, threads: int) -> int:
+    """Threads a SIMD conv of kernel (kh,kw,C,F) onto ``pixels`` output pixels is worth, up to
+    ``threads`` (SIMD_MIN_FLOPS_PER_THREAD, its filters' empty lanes counted)."""
+    kh, kw, c, filters = kernel_shape
+    lanes = -(-filters // LANES) * LANES  # what the micro-kernels compute, empty lanes too
+    return max(1, min(threads, 2 * pixels * kh * kw * c * lanes // SIMD_MIN_FLOPS_PER_THREAD))
+
+
 def _simd_conv(
     x, kernel, bias, strides, pad_top, pad_left, code, out, threads, kept=None, moments=None
 ):
@@ -1423,10 +1434,7 @@ def _simd_conv(
     ``EPILOGUE``, a softmax after it, over all filters), on as many threads as its work is worth
     (SIMD_MIN_FLOPS_PER_THREAD); ``moments`` as there (not for a 1x1 kernel)."""
     y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
-    kh, kw, c, filters = kernel.shape
-    lanes = -(-filters // LANES) * LANES  # what the micro-kernels compute, empty lanes too
-    flops = 2 * (y.size // filters) * kh * kw * c * lanes
-    threads = max(1, min(threads, flops // SIMD_MIN_FLOPS_PER_THREAD))
+    threads = _simd_threads(kernel.shape, y.size // kernel.shape[3], threads)
     panels, b = _simd_arguments(kernel, bias, kept)
     x = np.ascontiguousarray(x)
     if kernel.shape[:2] == (1, 1) and tuple(strides) == (1, 1):  # one product on x's rows
