@@ -1225,16 +1225,8 @@ def _kept_pointwise(plan, kept, dtype) -> bool:
     product on the SIMD micro-kernels at any number of pixels, as a Dense layer's does (packed
     once, the bias and relu in its epilogue): one image of 4x4 or 8x8 pixels by 64 to 256
     channels ran 1.1-1.55x faster than OpenBLAS's GEMM and its bias pass, 14x14x256 and eight
-    4x4x256 images 2x, four 8x8x128 images 1.0x (``KEPT_POINTWISE_ON_SIMD``)."""
-    return (
-        KEPT_POINTWISE_ON_SIMD
-        and plan.forward == POINTWISE
-        and kept is not None
-        and (dtype == np.float32)
-    )
-
-
-KEPT_POINTWISE_ON_SIMD = True
+    4x4x256 images 2x, four 8x8x128 images 1.0x."""
+    return plan.forward == POINTWISE and kept is not None and dtype == np.float32
 
 
 def _simd_rows(x, kernel, strides, padding, dilation, groups) -> bool:

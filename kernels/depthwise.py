@@ -96,7 +96,7 @@ def _forward_simd_parallel(x, kernel, size, bias, sh, sw, top, left, code, out, 
 def _forward_simd_rows(x, kernel, size, bias, sh, sw, top, left, code, out, start, stop):
     """Output rows [start, stop) of N*OH of ``depthwise_forward`` for a ``size`` x ``size``
     kernel (flat: size*size*C) of multiplier 1, on SIMD vectors."""
-    n, out_h, out_w, c = out.shape
+    _, out_h, out_w, c = out.shape
     width = (out_w - 1) * sw + size
     image = _band_buffer(x, size, size, sh, sw, out_h, out_w, stop - start)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
