@@ -232,11 +232,10 @@ def _conv_rows(
     flat_out, flat_x = out.reshape(-1), x.reshape(-1)
     run, loaded, top = kw * c, -1, 0
     for row in range(start, stop):
-        n, y = row // out_h, row % out_h
-        if n != loaded:
-            top, last = y * sh, min(stop - n * out_h, out_h) - 1
-            _load_band(flat_x, n, x.shape, image, top, last * sh + kh, width, pad_top, pad_left)
-            loaded = n
+        n, y, top = row_in_band(
+            flat_x, x.shape, image, stop, out_h, sh, kh, width, pad_top, pad_left, row, loaded, top
+        )
+        loaded = n
         for block in range(panels.shape[0]):
             f0 = block * lanes
             count = min(lanes, filters - f0)
@@ -354,6 +353,21 @@ def _pack_filters(flat_grad, start, pixels, filters, f0, count, lanes, packed):
         source = start + p * filters + f0
         for j in range(count):
             packed[p * lanes + j] = flat_grad[source + j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def row_in_band(
+    flat_x, shape, image, stop, out_h, sh, kh, width, pad_top, pad_left, row, loaded, top
+):
+    """(image n, output row y, the first padded input row in ``image``) of output ``row``
+    (numbered n * out_h + y) of a block of rows ending at ``stop``: where ``row`` starts
+    another image than the ``loaded`` one, that image's input rows under the rest of the block
+    are loaded into ``image`` (``_load_band``) first; else ``top`` stays."""
+    n, y = row // out_h, row % out_h
+    if n != loaded:
+        top, last = y * sh, min(stop - n * out_h, out_h) - 1
+        _load_band(flat_x, n, shape, image, top, last * sh + kh, width, pad_top, pad_left)
+    return n, y, top
 
 
 @njit(cache=True, nogil=True, inline="always")

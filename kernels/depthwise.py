@@ -15,7 +15,7 @@ from numba import get_num_threads, njit, prange
 
 from .activations import _activate_row, activate, column_sums_add
 from .codes import EPILOGUE, LINEAR, RELU
-from .conv_simd import _band_buffer, _load_band
+from .conv_simd import _band_buffer, row_in_band
 from .simd import LANES, depthwise_pixels, multiply_sum_lanes
 
 # Fused multiply-adds: without this LLVM keeps each product and sum apart (one rounding fewer).
@@ -103,11 +103,10 @@ def _forward_simd_rows(x, kernel, size, bias, sh, sw, top, left, code, out, star
     relu = 1 if code == RELU else 0
     loaded, first = -1, 0
     for row in range(start, stop):
-        i, y = row // out_h, row % out_h
-        if i != loaded:
-            first, last = y * sh, min(stop - i * out_h, out_h) - 1
-            _load_band(flat_x, i, x.shape, image, first, last * sh + size, width, top, left)
-            loaded = i
+        i, y, first = row_in_band(
+            flat_x, x.shape, image, stop, out_h, sh, size, width, top, left, row, loaded, first
+        )
+        loaded = i
         a_at = (y * sh - first) * width * c
         for c0 in range(0, c, LANES):
             args = (out_w, flat_out, row * out_w * c + c0, c, min(LANES, c - c0), bias, c0, relu)

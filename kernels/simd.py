@@ -57,10 +57,7 @@ def block_product(lanes: int, rows: tuple = (1,), strided: bool = False):
 
     def codegen(context, builder, sig, values):
         _prefer_512_bit_vectors(builder.function)
-        wide = [
-            context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
-            for v, t in zip(values, sig.args)
-        ]
+        wide = _widened(context, builder, sig, values)
         r_count, out, out_start, ldo, count, bias, bias_start, epilogue = wide[:8]
         a, a_start, lda, a_step, b, b_start, k, outer = wide[8:16]
         a_stride = wide[16] if strided else None
@@ -159,10 +156,7 @@ def multiply_sum_lanes(
 
     def codegen(context, builder, sig, values):
         _prefer_512_bit_vectors(builder.function)
-        wide = [
-            context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
-            for v, t in zip(values, sig.args)
-        ]
+        wide = _widened(context, builder, sig, values)
         out, out_at, count, a, a_at, a_inner, a_outer, b, b_at, b_inner, b_outer = wide[:11]
         inner, outer = wide[11:]
         out_ptr, a_ptr, b_ptr = (
@@ -207,10 +201,7 @@ def depthwise_pixels(kh: int, kw: int):
 
     def codegen(context, builder, sig, values):
         _prefer_512_bit_vectors(builder.function)
-        wide = [
-            context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
-            for v, t in zip(values, sig.args)
-        ]
+        wide = _widened(context, builder, sig, values)
         pixels, out, out_at, out_step, count, bias, bias_at, relu = wide[:8]
         a, a_at, a_step, a_col, a_row, k, k_at, k_step = wide[8:]
         out_ptr, bias_ptr, a_ptr, k_ptr = (
@@ -411,6 +402,14 @@ class _Kernel:
         one = self.builder.insert_element(undef, scalar, ir.Constant(_I32, 0))
         lane_zero = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
         return self.builder.shuffle_vector(one, undef, lane_zero)
+
+
+def _widened(context, builder, sig, values) -> list:
+    """An intrinsic's argument values, its integers widened to int64."""
+    return [
+        context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+        for v, t in zip(values, sig.args)
+    ]
 
 
 def _int(value: int) -> ir.Constant:
