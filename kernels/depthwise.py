@@ -80,7 +80,9 @@ def _simd_applies(x, kernel, out, sh, sw, dh, dw) -> bool:
     float32 = x.dtype == kernel.dtype == out.dtype == np.float32
     square = kh == kw and kh in SIMD_KERNEL_SIZES
     stride = sh == sw == 1 or kh >= SIMD_MIN_STRIDED_SIZE
-    return float32 and square and stride and channels == x.shape[3] and dh == dw == 1
+    contiguous = x.flags.c_contiguous and out.flags.c_contiguous  # read and written flat
+    plain = float32 and contiguous and channels == x.shape[3] and dh == dw == 1
+    return plain and square and stride
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
