@@ -15,9 +15,11 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
+from fastnn.kernels.forms import Forms
 from fastnn.kernels.geometry import padding_amounts, transpose_axis
 from fastnn.kernels.workspace import Workspace, scratch
-from fastnn.layers.base import Layer, shape_error
+from fastnn.layers.base import Layer, kept, shape_error
+from fastnn.layers.core import biased_product
 from fastnn.layers.geometry import standardize_padding, standardize_tuple
 
 
@@ -793,6 +795,14 @@ class _SeparableConv(_Depthwise):
     def _pointwise_2d(self, array):
         return array.reshape(-1, self.filters)
 
+    def _pointwise_for(self, training: bool):
+        """The pointwise kernel (C*M, filters); at inference as ``kernels.forms.Forms``, packed
+        for the products once while it stays the same (as a Dense layer's)."""
+        value = self.pointwise_kernel.value
+        if training:
+            return self._pointwise_2d(value)
+        return kept(self, "pointwise", (value,), lambda v: Forms(self._pointwise_2d(v)))
+
     def forward(self, inputs, training, workspace=None):
         x = self._to_nhwc(inputs)
         out_size, pads = self._nhwc_geometry(x)
@@ -804,13 +814,13 @@ class _SeparableConv(_Depthwise):
             self._as_2d(self.dilation_rate), pads, kernels.codes.LINEAR, mid,
         )  # fmt: skip
         z = scratch(workspace, "y", (*mid.shape[:3], self.filters), dtype)
-        z2d = z.reshape(-1, self.filters)
-        pointwise = self._pointwise_2d(self.pointwise_kernel.value)
-        runtime.matmul(mid.reshape(-1, mid.shape[3]), pointwise, z2d)
+        z2d, mid2d = z.reshape(-1, self.filters), mid.reshape(-1, mid.shape[3])
         code = self._epilogue_code
-        if self.use_bias or code != kernels.codes.LINEAR:
-            bias = self.bias.value if self.use_bias else np.empty(0, dtype)
-            kernels.activations.bias_activation_forward(z2d, bias, code, z2d)
+        bias = self.bias.value if self.use_bias else np.empty(0, dtype)
+        if not biased_product(mid2d, self._pointwise_for(training), bias, code, z2d):
+            runtime.matmul(mid2d, self._pointwise_2d(self.pointwise_kernel.value), z2d)
+            if self.use_bias or code != kernels.codes.LINEAR:
+                kernels.activations.bias_activation_forward(z2d, bias, code, z2d)
         y, saved = self._activated(z, workspace)
         return self._output(y), _SavedSeparable(x, mid, saved, pads, workspace)
 

@@ -137,7 +137,7 @@ class Dense(Layer):
         kernel = kernel_for(self, training)
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
         out_shape = (*inputs.shape[:-1], self.units)
-        if _biased_product(x, kernel, bias, self._code, y):
+        if biased_product(x, kernel, bias, self._code, y):
             return y.reshape(out_shape), _DenseSaved(x, y, inputs.shape, workspace)
         runtime.matmul(x, kernel, y)
         saved = y
@@ -158,7 +158,7 @@ class Dense(Layer):
         folding an affine map into it)."""
         x = inputs.reshape(-1, inputs.shape[-1])
         y = scratch(workspace, "y", (x.shape[0], self.units), kernel.dtype)
-        if not _biased_product(x, kernel, bias, code, y):
+        if not biased_product(x, kernel, bias, code, y):
             runtime.matmul(x, kernel, y)
             kernels.activations.bias_activation_forward(y, bias, code, y)
         return y.reshape(*inputs.shape[:-1], self.units)
@@ -215,7 +215,7 @@ class _DenseSaved(NamedTuple):
 _NO_BIAS = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
 
 
-def _biased_product(x, kernel, bias, code, y) -> bool:
+def biased_product(x, kernel, bias, code, y) -> bool:
     """y = act(x @ kernel + bias) in one pass for a bias (not empty) where the product runs on
     the SIMD kernels, whose epilogue has the activation ``code``: True; else False, y untouched."""
     return bias.shape[0] > 0 and runtime.matmul_bias(x, kernel, bias, code, y)

@@ -228,3 +228,21 @@ def test_channels_first_is_channels_last_transposed():
         np.testing.assert_allclose(dx_first, dx_last.transpose(0, 3, 1, 2), rtol=1e-12)
         for a, b in zip(first.weights, last.weights):
             np.testing.assert_allclose(a.grad, b.grad, rtol=1e-12, err_msg=a.path)
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear", "sigmoid"])
+def test_separable_inference_follows_new_weights(activation):
+    """At inference a SeparableConv2D keeps its pointwise kernel packed for the products; new
+    weights (set_weights) are packed anew, and predict equals the training pass's output."""
+    rng = np.random.default_rng(0)
+    model = fastnn.Sequential(
+        [L.Input((9, 9, 12)), L.SeparableConv2D(20, 3, padding="same", activation=activation)]
+    )
+    x = rng.standard_normal((64, 9, 9, 12)).astype(np.float32)
+    for _ in range(2):
+        weights = [rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()]
+        model.set_weights(weights)
+        predicted = model.predict(x, verbose=0)
+        np.testing.assert_allclose(model.predict(x, verbose=0), predicted)  # the kept form
+        trained = np.asarray(model(x, training=True))
+        np.testing.assert_allclose(predicted, trained, rtol=1e-5, atol=1e-5)
