@@ -1,7 +1,7 @@
-"""Conv2D, DepthwiseConv2D or Dense (no activation), the BatchNormalization over its last axis
-that alone reads it, optionally the relu (or linear) Activation that alone reads that and (after
-a Conv2D) the 2x2 max pool that alone reads the activation: at inference, one conv or product
-with BN folded in (and pooled in its epilogue)."""
+"""Conv2D, DepthwiseConv2D, SeparableConv2D or Dense (no activation), the BatchNormalization over
+its last axis that alone reads it, optionally the relu (or linear) Activation that alone reads
+that and (after a Conv2D) the 2x2 max pool that alone reads the activation: at inference, one
+conv or product with BN folded in (and pooled in its epilogue)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fastnn.kernels.codes import LINEAR
 from fastnn.kernels.forms import Forms
 from fastnn.layers.base import kept
 from fastnn.layers.convolutional import Conv2D
-from fastnn.layers.convolutional_extra import DepthwiseConv2D
+from fastnn.layers.convolutional_extra import DepthwiseConv2D, SeparableConv2D
 from fastnn.layers.core import Activation, Dense
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.pooling import MaxPooling2D
@@ -39,18 +39,18 @@ class _Inputs(NamedTuple):
 
 
 class LinearBatchNorm(FusedLayer):
-    """``pool(act(BatchNormalization(...)(linear(x))))``, linear a Conv2D, DepthwiseConv2D or
-    Dense without activation, act relu or none, pool (after a Conv2D) a 2x2 stride-2 'valid'
-    MaxPooling2D or none.
+    """``pool(act(BatchNormalization(...)(linear(x))))``, linear a Conv2D, DepthwiseConv2D,
+    SeparableConv2D or Dense without activation, act relu or none, pool (after a Conv2D) a 2x2
+    stride-2 'valid' MaxPooling2D or none.
 
     At inference BN is an affine map per channel (its moving statistics), folded into a copy
     of the layer's kernel and bias that is kept while the weights stay the same: with
     ``s = gamma / sqrt(moving_variance + epsilon)``, ``kernel * s`` and
-    ``(bias - moving_mean) * s + beta``; the activation runs in
-    the layer's epilogue, so its output is written once, as the result (or only the pooled
+    ``(bias - moving_mean) * s + beta`` (a SeparableConv2D's pointwise kernel); the activation
+    runs in the layer's epilogue, so its output is written once, as the result (or only the pooled
     output is, ``Conv2D.max_pooled_with``). In training BN's statistics need the layer's output:
     a Conv2D's kernels gather them as they write it (``kernels.conv.conv2d_forward_moments``;
-    a Dense or DepthwiseConv2D leaves them to BN), then BN and the activation run in one pass (a
+    the others leave them to BN), then BN and the activation run in one pass (a
     frozen BN too: it runs as at inference, unfolded, keeping what the backward needs).
 
     Shapes: a conv's ``(batch, h, w, c)`` to ``(batch, oh, ow, filters)`` (a depthwise conv's
@@ -63,7 +63,7 @@ class LinearBatchNorm(FusedLayer):
 
     def __init__(
         self,
-        linear: Conv2D | DepthwiseConv2D | Dense,
+        linear: Conv2D | DepthwiseConv2D | SeparableConv2D | Dense,
         bn: BatchNormalization,
         activation: Activation | None = None,
         pool: MaxPooling2D | None = None,
@@ -74,20 +74,25 @@ class LinearBatchNorm(FusedLayer):
         self.code = LINEAR if activation is None else activation._code
 
     def folded(self):
-        """The layer's kernel (as ``kernels.forms.Forms``, a depthwise conv's as an array) and
-        bias with BN's moving-statistics affine map folded in, once while the weights stay."""
+        """The layer's kernel (as ``kernels.forms.Forms``, a depthwise conv's as an array, a
+        separable conv's pointwise one (C*M, filters)) and bias with BN's moving-statistics
+        affine map folded in, once while the weights stay."""
         sources = tuple(w.value for w in (*self.linear.weights, *self.bn.weights))
         return kept(self, "folded", sources, lambda *_: self._fold())
 
     def _fold(self):
-        bn, dtype = self.bn, self.linear.kernel.value.dtype
+        bn, dtype = self.bn, self.linear.weights[0].value.dtype
         gamma, beta = bn._affine(dtype)
         invstd = 1 / np.sqrt(bn.moving_variance.value + dtype.type(bn.epsilon))
         scale = (invstd * gamma).astype(dtype)
         bias = -bn.moving_mean.value
         if self.linear.use_bias:
             bias = self.linear.bias.value + bias
-        kernel, bias = self.linear.kernel.value, (bias * scale + beta).astype(dtype)
+        bias = (bias * scale + beta).astype(dtype)
+        if isinstance(self.linear, SeparableConv2D):
+            pointwise = self.linear.pointwise_kernel.value
+            return Forms(pointwise.reshape(-1, pointwise.shape[-1]) * scale), bias
+        kernel = self.linear.kernel.value
         if isinstance(self.linear, DepthwiseConv2D):  # output channel c * M + m: kernel[..., c, m]
             return kernel * scale.reshape(kernel.shape[-2:]), bias
         return Forms(kernel * scale), bias
@@ -148,6 +153,13 @@ def _is_linear_depthwise2d(node: Node) -> bool:
     )
 
 
+def _is_linear_separable2d(node: Node) -> bool:
+    """A channels_last SeparableConv2D without activation."""
+    layer = node.layer
+    channels_last = getattr(layer, "data_format", None) == "channels_last"
+    return type(layer) is SeparableConv2D and layer._code == LINEAR and channels_last
+
+
 def _is_linear_dense(node: Node) -> bool:
     return type(node.layer) is Dense and node.layer._code == LINEAR
 
@@ -174,6 +186,12 @@ RULES = (
         LinearBatchNorm,
     ),
     Rule("depthwise_bn_act", (_is_linear_depthwise2d, _is_channel_batch_norm), LinearBatchNorm),
+    Rule(
+        "separable_bn_act",
+        (_is_linear_separable2d, _is_channel_batch_norm, _is_relu),
+        LinearBatchNorm,
+    ),
+    Rule("separable_bn_act", (_is_linear_separable2d, _is_channel_batch_norm), LinearBatchNorm),
     Rule("dense_bn_act", (_is_linear_dense, _is_channel_batch_norm, _is_relu), LinearBatchNorm),
     Rule("dense_bn_act", (_is_linear_dense, _is_channel_batch_norm), LinearBatchNorm),
 )

@@ -805,6 +805,24 @@ class _SeparableConv(_Depthwise):
 
     def forward(self, inputs, training, workspace=None):
         x = self._to_nhwc(inputs)
+        dtype = self.depthwise_kernel.dtype
+        bias = self.bias.value if self.use_bias else np.empty(0, dtype)
+        pointwise, code = self._pointwise_for(training), self._epilogue_code
+        z, mid, pads = self._separable(x, pointwise, bias, code, workspace)
+        y, saved = self._activated(z, workspace)
+        return self._output(y), _SavedSeparable(x, mid, saved, pads, workspace)
+
+    def forward_with(self, inputs, pointwise, bias, code, workspace=None):
+        """This layer's output (channels_last) from channels_last inputs computed with the
+        ``pointwise`` kernel (C*M, filters) (an array or its ``Forms``), ``bias`` and the
+        activation ``code`` (one of ``kernels.codes.EPILOGUE``) in place of its own (a
+        composite folding an affine map into it)."""
+        return self._separable(inputs, pointwise, bias, code, workspace)[0]
+
+    def _separable(self, x, pointwise, bias, code, workspace):
+        """(act(the 1x1 product of x's depthwise conv with ``pointwise`` + bias), the depthwise
+        conv's output, its padding before): NHWC, ``code`` one of ``kernels.codes.EPILOGUE``
+        (in the product's epilogue where it runs on the SIMD kernels)."""
         out_size, pads = self._nhwc_geometry(x)
         dtype = self.depthwise_kernel.dtype
         mid_shape = (len(x), *out_size, x.shape[3] * self.depth_multiplier)
@@ -815,14 +833,11 @@ class _SeparableConv(_Depthwise):
         )  # fmt: skip
         z = scratch(workspace, "y", (*mid.shape[:3], self.filters), dtype)
         z2d, mid2d = z.reshape(-1, self.filters), mid.reshape(-1, mid.shape[3])
-        code = self._epilogue_code
-        bias = self.bias.value if self.use_bias else np.empty(0, dtype)
-        if not biased_product(mid2d, self._pointwise_for(training), bias, code, z2d):
-            runtime.matmul(mid2d, self._pointwise_2d(self.pointwise_kernel.value), z2d)
-            if self.use_bias or code != kernels.codes.LINEAR:
+        if not biased_product(mid2d, pointwise, bias, code, z2d):
+            runtime.matmul(mid2d, pointwise, z2d)
+            if bias.shape[0] > 0 or code != kernels.codes.LINEAR:
                 kernels.activations.bias_activation_forward(z2d, bias, code, z2d)
-        y, saved = self._activated(z, workspace)
-        return self._output(y), _SavedSeparable(x, mid, saved, pads, workspace)
+        return z, mid, pads
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         x, mid, saved, pads, workspace = ctx

@@ -253,6 +253,15 @@ def depthwise_bn_net(activation, multiplier):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
+def separable_bn_net(activation, multiplier):
+    """SeparableConv2D -> BN -> act: the separable_bn_act rule, BN folded in at inference."""
+    x = fastnn.Input((6, 6, 2), dtype=F64)
+    h = layers.SeparableConv2D(3, 3, depth_multiplier=multiplier, padding="same", dtype=F64)(x)
+    h = layers.BatchNormalization(momentum=0.5, dtype=F64)(h)
+    h = layers.Activation(activation, dtype=F64)(h)
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
+
+
 def dropout_net(activation):
     """Dense(activation) -> Dropout -> Dense: the dense_dropout rule (and Dense's own)."""
     x = fastnn.Input((5,), dtype=F64)
@@ -301,6 +310,10 @@ def rnn_net(mask_zero, dropout):
         ],
         *[
             (lambda a=a, m=m: depthwise_bn_net(a, m), lambda rng: rng.normal(2, 3, (3, 6, 6, 2)))
+            for a, m in (("relu", 1), ("linear", 2))
+        ],
+        *[
+            (lambda a=a, m=m: separable_bn_net(a, m), lambda rng: rng.normal(2, 3, (3, 6, 6, 2)))
             for a, m in (("relu", 1), ("linear", 2))
         ],
         *[
@@ -405,3 +418,24 @@ def test_a_float32_conv_and_average_pool_predict_as_the_layers_as_written(activa
     got = model.predict(data, verbose=0)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_a_float32_separable_conv_and_batch_norm_predict_as_the_layers_as_written(activation):
+    """At inference SeparableConv2D -> BatchNormalization (-> relu) runs as one step, BN folded
+    into the pointwise kernel and bias and the relu in the product's epilogue: the outputs of
+    the layers as written, to float32 rounding."""
+    x = fastnn.Input((10, 10, 16))
+    h = layers.SeparableConv2D(24, 3, padding="same", use_bias=False)(x)
+    h = layers.BatchNormalization()(h)
+    if activation:
+        h = layers.Activation(activation)(h)
+    model = fastnn.Model(x, h)
+    assert isinstance(model._graph.steps[0].layer, LinearBatchNorm)
+    randomize_weights(model, 5)
+    with fusion.disabled():
+        unfused = Graph(model.inputs, model.outputs)
+    data = np.random.default_rng(6).standard_normal((64, 10, 10, 16)).astype(np.float32)
+    (want,), _ = unfused.forward([data], training=False)
+    got = model.predict(data, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
