@@ -397,6 +397,14 @@ def test_fusion_changes_nothing_the_user_sees():
     assert isinstance(embedded()._graph.steps[0].layer, EmbeddedRNN)
 
 
+def predicted_fused_and_unfused(model, data):
+    """(model.predict(data), the output of its layers as written at inference)."""
+    with fusion.disabled():
+        unfused = Graph(model.inputs, model.outputs)
+    (want,), _ = unfused.forward([data], training=False)
+    return model.predict(data, verbose=0), want
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", None])
 def test_a_float32_conv_and_average_pool_predict_as_the_layers_as_written(activation):
     """At inference a float32 Conv2D -> AveragePooling2D(2) runs as one pass (LeNet's convs:
@@ -411,11 +419,8 @@ def test_a_float32_conv_and_average_pool_predict_as_the_layers_as_written(activa
     assert fused_names(model) == [f"{model.layers[1].name}+{model.layers[2].name}",
                                   f"{model.layers[3].name}+{model.layers[4].name}"]  # fmt: skip
     randomize_weights(model, 3)
-    with fusion.disabled():
-        unfused = Graph(model.inputs, model.outputs)
     data = np.random.default_rng(4).standard_normal((5, 28, 28, 1)).astype(np.float32)
-    (want,), _ = unfused.forward([data], training=False)
-    got = model.predict(data, verbose=0)
+    got, want = predicted_fused_and_unfused(model, data)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
@@ -433,9 +438,6 @@ def test_a_float32_separable_conv_and_batch_norm_predict_as_the_layers_as_writte
     model = fastnn.Model(x, h)
     assert isinstance(model._graph.steps[0].layer, LinearBatchNorm)
     randomize_weights(model, 5)
-    with fusion.disabled():
-        unfused = Graph(model.inputs, model.outputs)
     data = np.random.default_rng(6).standard_normal((64, 10, 10, 16)).astype(np.float32)
-    (want,), _ = unfused.forward([data], training=False)
-    got = model.predict(data, verbose=0)
+    got, want = predicted_fused_and_unfused(model, data)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
