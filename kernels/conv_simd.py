@@ -69,7 +69,7 @@ def forward(
     if blocks > 1:
         _conv_blocks(*args, sums, gather, blocks)
     else:
-        image = _band_buffer(x, kh, kw, *strides, out_h, out_w, n * out_h)
+        image = band_buffer(x, kh, kw, *strides, out_h, out_w, n * out_h)
         _conv_rows(*args, image, 0, 0, n * out_h, sums[0], gather)
     if moments is not None:
         bounds = np.arange(blocks + 1) * len(rows) // blocks
@@ -86,7 +86,7 @@ def _conv_blocks(
     rows, out_w = out.shape[:2]
     for b in prange(blocks):
         start, stop = b * rows // blocks, (b + 1) * rows // blocks
-        image = _band_buffer(x, kh, kw, sh, sw, out_h, out_w, stop - start)
+        image = band_buffer(x, kh, kw, sh, sw, out_h, out_w, stop - start)
         _conv_rows(
             x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, image, 0,
             start, stop, sums[b], gather,
@@ -186,7 +186,7 @@ def _pooled_bands(
     n, pooled_h, pooled_w, filters = out.shape
     per_image = -(-pooled_h // band)
     y = np.empty((2 * band, out_w, filters), np.float32)
-    image = _band_buffer(x, kh, kw, sh, sw, out_h, out_w, 2 * band)
+    image = band_buffer(x, kh, kw, sh, sw, out_h, out_w, 2 * band)
     no_sums = np.zeros((3, filters))
     pooled_rows = out.reshape(n * pooled_h, pooled_w, filters)
     code_rows = codes.reshape(codes.shape[0] * codes.shape[1], pooled_w, codes.shape[3])
@@ -210,7 +210,7 @@ def _pooled_bands(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _band_buffer(x, kh, kw, sh, sw, out_h, out_w, rows):
+def band_buffer(x, kh, kw, sh, sw, out_h, out_w, rows):
     """A buffer for the zero-bordered input rows under up to ``rows`` output rows of an image."""
     width = (out_w - 1) * sw + kw
     return np.empty(((min(rows, out_h) - 1) * sh + kh) * width * x.shape[3], np.float32)
@@ -223,7 +223,7 @@ def _conv_rows(
 ):  # fmt: skip
     """Output rows [start, stop) of the conv of x (N,H,W,C), rows numbered n * out_h + y, into
     out (rows, ow, F) at row - first, activated by ``code``. Each image's input rows under them
-    are copied into ``image`` (``_band_buffer``), zero-bordered, first. With ``gather``, each
+    are copied into ``image`` (``band_buffer``), zero-bordered, first. With ``gather``, each
     row's moments' sums are added into sums (3, F) as it is written (``_add_row_sums``)."""
     lanes = lanes_for(out.shape[2])
     c = x.shape[3]

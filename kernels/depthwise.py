@@ -15,7 +15,7 @@ from numba import get_num_threads, njit, prange
 
 from .activations import _activate_row, activate, column_sums_add
 from .codes import EPILOGUE, LINEAR, RELU
-from .conv_simd import _band_buffer, row_in_band
+from .conv_simd import band_buffer, row_in_band
 from .simd import LANES, depthwise_pixels, multiply_sum_lanes
 
 # Fused multiply-adds: without this LLVM keeps each product and sum apart (one rounding fewer).
@@ -62,7 +62,7 @@ def depthwise_forward(x, kernel, bias, sh, sw, dh, dw, top, left, code, out):
 
 # The float32 forward of a square 3x3 or 5x5 kernel of multiplier 1 without dilation runs on
 # 16-lane vectors (``simd.depthwise_pixels``): per block of output rows, each image's input rows
-# under them copied into a zero-bordered buffer (``conv_simd._load_band``), then each block of
+# under them copied into a zero-bordered buffer (``conv_simd.row_in_band``), then each block of
 # 16 channels along an output row with its taps' weights in registers. At stride 1 that ran
 # 1.8-4.7x faster than the pixel-by-pixel loops (7-17 GB/s on inputs that sit in cache at
 # 70-90 GB/s), 5x5 at stride 2 1.7x; 3x3 at stride 2 0.5-1.0x (the copy of an input four
@@ -100,7 +100,7 @@ def _forward_simd_rows(x, kernel, size, bias, sh, sw, top, left, code, out, star
     kernel (flat: size*size*C) of multiplier 1, on SIMD vectors."""
     _, out_h, out_w, c = out.shape
     width = (out_w - 1) * sw + size
-    image = _band_buffer(x, size, size, sh, sw, out_h, out_w, stop - start)
+    image = band_buffer(x, size, size, sh, sw, out_h, out_w, stop - start)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     relu = 1 if code == RELU else 0
     loaded, first = -1, 0
