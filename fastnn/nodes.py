@@ -94,12 +94,14 @@ class Node:
         layer._inbound_nodes.append(self)
 
     @classmethod
-    def fused(cls, layer, first: Node, last: Node) -> Node:
-        """A node running ``layer`` from ``first``'s inputs to ``last``'s outputs, for a fusion
-        rule: the graph runs it in their place; it is not recorded on any layer."""
+    def fused(cls, layer, first: Node, last: Node, joined=()) -> Node:
+        """A node running ``layer`` from ``first``'s inputs (and, as a list after them, the
+        ``joined`` tensors ``last`` reads too) to ``last``'s outputs, for a fusion rule: the
+        graph runs it in their place; it is not recorded on any layer."""
         node = cls.__new__(cls)
         node.layer = layer
-        node.inputs, node.inputs_are_list = first.inputs, first.inputs_are_list
+        node.inputs = [*first.inputs, *joined]
+        node.inputs_are_list = first.inputs_are_list or bool(joined)
         node.outputs, node.outputs_are_list = last.outputs, last.outputs_are_list
         return node
 

@@ -28,6 +28,7 @@ from . import conv_simd, forms, matmul_simd, winograd
 from .activations import (
     _activate_row,
     activate,
+    add_activation_forward,
     bias_activation_forward,
     bias_activation_rows,
     column_sums_add,
@@ -1155,16 +1156,21 @@ def conv2d_forward(
     threads=1,
     dilation=(1, 1),
     groups=1,
+    residual=None,
 ):
     """y (N,oh,ow,F) = act(x (N,H,W,C) conv kernel (kh,kw,C,F) + bias (F,) or None), by
     ``plan_conv2d``'s algorithm; ``out`` is a buffer of y's shape to reuse. On up to ``threads``
     threads: im2col, GEMM and epilogue run together per chunk of output rows, each chunk's
     im2col rows in a small buffer that stays in cache; Winograd per chunk of images. With
     ``dilation`` (stride 1), the taps are that far apart (``dilated_phases``). With ``groups``,
-    kernel is (kh,kw,C/groups,F) and each group of C/groups channels makes F/groups filters."""
-    if activation_code not in EPILOGUE and not _simd_rows(
-        x, kernel, strides, padding, dilation, groups
-    ):
+    kernel is (kh,kw,C/groups,F) and each group of C/groups channels makes F/groups filters.
+    With ``residual`` (y's shape), y = act(conv + bias + residual): a residual block's sum,
+    added as the SIMD kernels write each row, else in one pass with the activation after."""
+    rows_args = (x, kernel, strides, padding, dilation, groups)
+    if residual is not None and not _simd_rows(*rows_args):
+        args = (x, kernel, bias, strides, padding, LINEAR, out, threads, dilation, groups)
+        return _add_activated(conv2d_forward(*args), residual, activation_code)
+    if activation_code not in EPILOGUE and not _simd_rows(*rows_args):
         args = (x, kernel, bias, strides, padding, LINEAR, out, threads, dilation, groups)
         y = conv2d_forward(*args)  # the conv, then the activation as a pass of its own
         activate(y, activation_code)
@@ -1186,7 +1192,8 @@ def conv2d_forward(
         out = np.empty((n, plan.out_h, plan.out_w, filters), dtype=x.dtype)
     if plan.forward == SIMD or _kept_pointwise(plan, kept, x.dtype):
         geometry = (strides, plan.pad_top, plan.pad_left)
-        return _simd_conv(x, kernel, bias, *geometry, activation_code, out, threads, kept)
+        args = (activation_code, out, threads, kept)
+        return _simd_conv(x, kernel, bias, *geometry, *args, residual=residual)
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     if plan.forward in (DIRECT, ROWS):
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
@@ -1218,6 +1225,17 @@ def conv2d_forward(
 
     row_blocks(run, n * plan.out_h, threads)
     return out
+
+
+def _add_activated(y, residual, code):
+    """y = act(y + residual) in place (y, residual (N,oh,ow,F)); returns y."""
+    if code in (LINEAR, RELU):
+        rows = (-1, y.shape[-1])
+        add_activation_forward(y.reshape(rows), residual.reshape(rows), code, y.reshape(rows))
+    else:
+        y += residual
+        activate(y, code)
+    return y
 
 
 def _kept_pointwise(plan, kept, dtype) -> bool:
@@ -1420,11 +1438,13 @@ def _simd_threads(kernel_shape, pixels: int, threads: int) -> int:
 
 
 def _simd_conv(
-    x, kernel, bias, strides, pad_top, pad_left, code, out, threads, kept=None, moments=None
-):
+    x, kernel, bias, strides, pad_top, pad_left, code, out, threads, kept=None, moments=None,
+    residual=None,
+):  # fmt: skip
     """``conv_simd.forward`` (any activation code; a 1x1 kernel's product a code in
     ``EPILOGUE``, a softmax after it, over all filters), on as many threads as its work is worth
-    (SIMD_MIN_FLOPS_PER_THREAD); ``moments`` as there (not for a 1x1 kernel)."""
+    (SIMD_MIN_FLOPS_PER_THREAD); ``moments`` and ``residual`` as there (not for a 1x1
+    kernel)."""
     y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
     threads = _simd_threads(kernel.shape, y.size // kernel.shape[3], threads)
     panels, b = _simd_arguments(kernel, bias, kept)
@@ -1437,7 +1457,8 @@ def _simd_conv(
             activate(y, code)
     else:
         geometry = (kernel.shape, strides, pad_top, pad_left)
-        conv_simd.forward(x, panels, b, *geometry, code, y, threads, moments)
+        added = None if residual is None else np.ascontiguousarray(residual, np.float32)
+        conv_simd.forward(x, panels, b, *geometry, code, y, threads, moments, added)
     if y is not out:
         out[...] = y
     return out

@@ -51,18 +51,23 @@ def pack_kernel(kernel: np.ndarray) -> np.ndarray:
 
 
 def forward(
-    x, panels, bias, kernel_shape, strides, pad_top, pad_left, code, out, threads=1, moments=None
-):
+    x, panels, bias, kernel_shape, strides, pad_top, pad_left, code, out, threads=1, moments=None,
+    residual=None,
+):  # fmt: skip
     """out (N,oh,ow,F) = act(x (N,H,W,C) conv kernel + bias (F,)), act the activation ``code``
     (any: a relu as a block leaves its registers, the others on each output row while it is in
     cache); float32, the kernel packed by ``pack_kernel``; on up to ``threads`` of Numba's
     threads by blocks of output rows. With ``moments`` ((2, F), linear only), also the mean and
     the biased variance of each filter's outputs, gathered as each row is written (a
-    BatchNormalization's batch statistics without a pass of their own over out)."""
+    BatchNormalization's batch statistics without a pass of their own over out). With
+    ``residual`` (out's shape, C-contiguous), out = act(conv + bias + residual), the residual
+    added to each row while it is in cache (a residual block's sum, no pass of its own)."""
     n, out_h, out_w, filters = out.shape
     kh, kw = kernel_shape[:2]
     rows = out.reshape(n * out_h, out_w, filters)
+    added = _NO_RESIDUAL if residual is None else residual.reshape(rows.shape)
     args = (x, panels, bias, kh, kw, strides[0], strides[1], pad_top, pad_left, code, out_h, rows)
+    args = (*args, added)
     blocks = min(BLOCKS_PER_THREAD * threads, n * out_h // MIN_ROWS_PER_BLOCK)
     blocks = blocks if threads > 1 and blocks > 1 else 1
     sums, gather = np.zeros((blocks, 3, filters)), moments is not None
@@ -77,10 +82,14 @@ def forward(
     return out
 
 
+_NO_RESIDUAL = np.empty((0, 0, 0), np.float32)
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _conv_blocks(
-    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, sums, gather, blocks
-):
+    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, residual, sums, gather,
+    blocks,
+):  # fmt: skip
     """``_conv_rows`` over all of out's rows in ``blocks`` blocks, on Numba's threads; with
     ``gather``, block b's moments' sums into sums[b]."""
     rows, out_w = out.shape[:2]
@@ -88,8 +97,8 @@ def _conv_blocks(
         start, stop = b * rows // blocks, (b + 1) * rows // blocks
         image = band_buffer(x, kh, kw, sh, sw, out_h, out_w, stop - start)
         _conv_rows(
-            x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, image, 0,
-            start, stop, sums[b], gather,
+            x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, residual,
+            image, 0, start, stop, sums[b], gather,
         )  # fmt: skip
 
 
@@ -197,8 +206,8 @@ def _pooled_bands(
         start = i * out_h + 2 * p0
         conv = y[:rows]
         _conv_rows(
-            x, panels, bias, kh, kw, sh, sw, pt, pl, code, out_h, conv, image, start, start,
-            start + rows, no_sums, False,
+            x, panels, bias, kh, kw, sh, sw, pt, pl, code, out_h, conv, _NO_RESIDUAL, image,
+            start, start, start + rows, no_sums, False,
         )  # fmt: skip
         at = i * pooled_h + p0
         target = pooled_rows[at : at + p1 - p0].reshape(1, p1 - p0, pooled_w, filters)
@@ -218,19 +227,22 @@ def band_buffer(x, kh, kw, sh, sw, out_h, out_w, rows):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _conv_rows(
-    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, image, first, start,
-    stop, sums, gather,
+    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, residual, image, first,
+    start, stop, sums, gather,
 ):  # fmt: skip
     """Output rows [start, stop) of the conv of x (N,H,W,C), rows numbered n * out_h + y, into
-    out (rows, ow, F) at row - first, activated by ``code``. Each image's input rows under them
-    are copied into ``image`` (``band_buffer``), zero-bordered, first. With ``gather``, each
-    row's moments' sums are added into sums (3, F) as it is written (``_add_row_sums``)."""
+    out (rows, ow, F) at row - first, activated by ``code``; a non-empty ``residual`` (rows of
+    out's numbering) added before the activation. Each image's input rows under them are
+    copied into ``image`` (``band_buffer``), zero-bordered, first. With ``gather``, each row's
+    moments' sums are added into sums (3, F) as it is written (``_add_row_sums``)."""
     lanes = lanes_for(out.shape[2])
     c = x.shape[3]
     out_w, filters = out.shape[1], out.shape[2]
     width = (out_w - 1) * sw + kw
     flat_out, flat_x = out.reshape(-1), x.reshape(-1)
     run, loaded, top = kw * c, -1, 0
+    added = residual.shape[0] > 0
+    epilogue = BIAS_RELU if code == RELU and not added else BIAS
     for row in range(start, stop):
         n, y, top = row_in_band(
             flat_x, x.shape, image, stop, out_h, sh, kh, width, pad_top, pad_left, row, loaded, top
@@ -244,14 +256,29 @@ def _conv_rows(
                 pixels = block_rows(out_w - x0)
                 at = ((row - first) * out_w + x0) * filters + f0
                 a_start = ((y * sh - top) * width + x0 * sw) * c
-                epilogue = BIAS_RELU if code == RELU else BIAS
                 args = (pixels, flat_out, at, filters, count, bias, f0, epilogue, image, a_start)
                 micro_kernel(lanes, (*args, sw * c, width * c, panels[block], 0, run, kh))
                 x0 += pixels
-        if code != LINEAR and code != RELU:
+        if added:
+            _add_activated(out[row - first], residual[row], code, bias)
+        elif code != LINEAR and code != RELU:
             activate_pixels(out[row - first], bias, code)
         if gather:
             _add_row_sums(out[row - first], sums, row == start)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _add_activated(pixels, addend, code, bias):
+    """pixels (P, F) = act(pixels + addend (P, F)) in place."""
+    flat, more = pixels.reshape(-1), addend.reshape(-1)
+    if code == RELU:
+        for i in range(flat.size):
+            flat[i] = max(flat[i] + more[i], np.float32(0))
+        return
+    for i in range(flat.size):
+        flat[i] += more[i]
+    if code != LINEAR:
+        activate_pixels(pixels, bias, code)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

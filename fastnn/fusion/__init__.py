@@ -18,6 +18,7 @@ from fastnn.fusion import (
     conv_max_pool,
     dense_dropout,
     embedded_rnn,
+    residual,
 )
 from fastnn.fusion.base import FusedLayer, Rule, disabled
 from fastnn.nodes import Node
@@ -30,6 +31,7 @@ RULES: tuple[Rule, ...] = (
     *conv_bn_activation.RULES,
     bn_activation.RULE,
     add_activation.RULE,
+    residual.RULE,
     dense_dropout.RULE,
 )
 

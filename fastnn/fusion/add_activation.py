@@ -1,15 +1,16 @@
-"""Add and the Activation that alone reads it (a residual block's ``relu(x + shortcut)``), as
-one node: the sum is activated where it was written, with no array in between."""
+"""Add and the activation layer (Activation or ReLU) that alone reads it (a residual block's
+``relu(x + shortcut)``), as one node: the sum is activated where it was written, with no array
+in between."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from fastnn import kernels
-from fastnn.fusion.base import FusedLayer, Rule
+from fastnn.fusion.base import FusedLayer, Rule, activation_code
 from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.kernels.workspace import scratch
-from fastnn.layers.core import Activation
+from fastnn.layers.base import Layer
 from fastnn.layers.merging import Add, add_rows, sum_arrays
 from fastnn.nodes import Node
 
@@ -24,9 +25,9 @@ class AddActivation(FusedLayer):
     Shapes: inputs ``(batch, ...)``, all alike; output the same.
     """
 
-    def __init__(self, add: Add, activation: Activation):
+    def __init__(self, add: Add, activation: Layer):
         super().__init__(add, activation)
-        self.code = activation._code
+        self.code = activation_code(activation)
 
     uses_workspace = True  # a fresh array per call costs its page faults: 2-4 ms at 17 MB
 
@@ -64,14 +65,11 @@ def _is_plain_add(node: Node) -> bool:
 
 
 def _is_elementwise_activation(node: Node) -> bool:
-    """An Activation applied elementwise (not softmax), keeping its input's dtype."""
-    layer = node.layer
-    return (
-        type(layer) is Activation
-        and layer._code not in kernels.codes.ROW_WISE
-        and layer._code in kernels.codes.CODES.values()  # not a user's function
-        and node.inputs[0].dtype == node.outputs[0].dtype
-    )
+    """An activation layer applied elementwise (``activation_code``, not softmax), keeping its
+    input's dtype."""
+    code = activation_code(node.layer)
+    elementwise = code is not None and code not in kernels.codes.ROW_WISE
+    return elementwise and node.inputs[0].dtype == node.outputs[0].dtype
 
 
 RULE = Rule("add_act", (_is_plain_add, _is_elementwise_activation), AddActivation)

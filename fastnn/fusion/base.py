@@ -3,8 +3,10 @@
 A rule names a chain of node tests: a node that passes the first, whose one output is read by
 one node only (and is no model output), which passes the second, and so on. The chain then runs
 as one node whose layer ``fuse(*layers)`` makes: a ``FusedLayer`` with the ordinary
-``forward``/``backward`` contract. The graph runs the rewritten nodes without knowing which
-are fused; the model's own nodes, layers and weights stay as the user built them.
+``forward``/``backward`` contract. A rule that ``joins`` lets the chain's last node read other
+tensors too (a residual Add's shortcut): the composite reads the first node's inputs, then
+those. The graph runs the rewritten nodes without knowing which are fused; the model's own
+nodes, layers and weights stay as the user built them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
+from fastnn.kernels.codes import CODES, RELU, RELU6
+from fastnn.layers.activations import ReLU
 from fastnn.layers.base import Layer
+from fastnn.layers.core import Activation
 from fastnn.nodes import Node
 
 
@@ -26,6 +31,18 @@ class Rule(NamedTuple):
     name: str
     chain: tuple[Callable[[Node], bool], ...]
     fuse: Callable[..., Layer]
+    joins: bool = False  # the last node may read more than the chain's tensor
+
+
+def activation_code(layer: Layer) -> int | None:
+    """The kernels' code (``kernels.codes``) of an elementwise activation layer: an Activation
+    of a built-in function, or a ReLU with Keras's defaults (relu; relu6 with max_value 6);
+    None for any other layer."""
+    if isinstance(layer, Activation):
+        return layer._code if layer._code in CODES.values() else None  # not a user's function
+    if type(layer) is not ReLU or layer.negative_slope != 0 or layer.threshold != 0:
+        return None
+    return {None: RELU, 6: RELU6}.get(layer.max_value)
 
 
 class FusedLayer(Layer):
@@ -83,28 +100,37 @@ def _apply(rule: Rule, steps: list[Node], model_outputs: set[int]) -> list[Node]
     for step in steps:
         if id(step) in consumed:
             continue
-        chain = _match(rule.chain, step, readers, model_outputs)
+        chain = _match(rule, step, readers, model_outputs)
         if chain is None or any(id(node) in consumed for node in chain):
             continue
         consumed.update(id(node) for node in chain)
-        fused[id(chain[-1])] = Node.fused(rule.fuse(*(n.layer for n in chain)), chain[0], chain[-1])
+        joined = (
+            [t for t in chain[-1].inputs if t is not chain[-2].outputs[0]] if rule.joins else []
+        )
+        layer = rule.fuse(*(n.layer for n in chain))
+        fused[id(chain[-1])] = Node.fused(layer, chain[0], chain[-1], joined)
     # The composite runs where the chain's last node ran: the chain's inner outputs have no
     # other reader, so nothing in between needed them.
     return [fused.get(id(s), s) for s in steps if id(s) in fused or id(s) not in consumed]
 
 
-def _match(tests, first: Node, readers, model_outputs) -> list[Node] | None:
-    """The chain of nodes from ``first`` that passes ``tests``, each the only reader of the one
-    output of the node before it; None if there is none."""
+def _match(rule: Rule, first: Node, readers, model_outputs) -> list[Node] | None:
+    """The chain of nodes from ``first`` that passes the rule's tests, each the only reader of
+    the one output of the node before it (and of nothing else, but for a joining rule's last
+    node); None if there is none."""
+    tests = rule.chain
     chain = [first]
     if first.layer._runs_call or not tests[0](first):  # a layer running call() never fuses
         return None
-    for test in tests[1:]:
+    for position, test in enumerate(tests[1:], 2):
         last = chain[-1]
         if len(last.outputs) != 1 or id(last.outputs[0]) in model_outputs:
             return None
         reading = readers[id(last.outputs[0])]
-        if len(reading) != 1 or reading[0].inputs_are_list or reading[0].layer._runs_call:
+        joining = rule.joins and position == len(tests)
+        if len(reading) != 1 or reading[0].layer._runs_call:
+            return None
+        if reading[0].inputs_are_list and not joining:
             return None
         if not test(reading[0]):
             return None

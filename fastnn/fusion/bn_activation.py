@@ -1,10 +1,11 @@
-"""BatchNormalization and the relu (or linear) Activation that alone reads it, as one pass."""
+"""BatchNormalization and the relu (or linear) activation layer (Activation or ReLU) that alone
+reads it, as one pass."""
 
 from __future__ import annotations
 
-from fastnn.fusion.base import FusedLayer, Rule
+from fastnn.fusion.base import FusedLayer, Rule, activation_code
 from fastnn.kernels.codes import LINEAR, RELU
-from fastnn.layers.core import Activation
+from fastnn.layers.base import Layer
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.nodes import Node
 
@@ -20,9 +21,9 @@ class BatchNormActivation(FusedLayer):
     passes_mask = True
     uses_workspace = True
 
-    def __init__(self, bn: BatchNormalization, activation: Activation):
+    def __init__(self, bn: BatchNormalization, activation: Layer):
         super().__init__(bn, activation)
-        self.bn, self.code = bn, activation._code
+        self.bn, self.code = bn, activation_code(activation)
 
     def forward(self, inputs, training, workspace=None):
         return self.bn.forward_activated(inputs, training, self.code, workspace)
@@ -36,13 +37,10 @@ def _is_batch_norm(node: Node) -> bool:
 
 
 def _is_relu(node: Node) -> bool:
-    """A relu or linear Activation that keeps its input's dtype (no cast in between)."""
-    layer = node.layer
-    return (
-        isinstance(layer, Activation)
-        and layer._code in (LINEAR, RELU)
-        and node.inputs[0].dtype == node.outputs[0].dtype
-    )
+    """A relu or linear activation layer (``activation_code``) that keeps its input's dtype
+    (no cast in between)."""
+    code = activation_code(node.layer)
+    return code in (LINEAR, RELU) and node.inputs[0].dtype == node.outputs[0].dtype
 
 
 RULE = Rule("bn_act", (_is_batch_norm, _is_relu), BatchNormActivation)

@@ -1,7 +1,7 @@
 """Conv2D, DepthwiseConv2D, SeparableConv2D or Dense (no activation), the BatchNormalization over
-its last axis that alone reads it, optionally the relu (or linear) Activation that alone reads
-that and (after a Conv2D) the 2x2 max pool that alone reads the activation: at inference, one
-conv or product with BN folded in (and pooled in its epilogue)."""
+its last axis that alone reads it, optionally the relu (or linear) activation layer (Activation
+or ReLU) that alone reads that and (after a Conv2D) the 2x2 max pool that alone reads the
+activation: at inference, one conv or product with BN folded in (and pooled in its epilogue)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.fusion.base import FusedLayer, Rule
+from fastnn.fusion.base import FusedLayer, Rule, activation_code
 from fastnn.fusion.bn_activation import _is_batch_norm, _is_relu
 from fastnn.fusion.conv_max_pool import is_max_pool_2x2
 from fastnn.kernels.codes import LINEAR
 from fastnn.kernels.forms import Forms
-from fastnn.layers.base import kept
+from fastnn.layers.base import Layer, kept
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.convolutional_extra import DepthwiseConv2D, SeparableConv2D
-from fastnn.layers.core import Activation, Dense
+from fastnn.layers.core import Dense
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.pooling import MaxPooling2D
 from fastnn.nodes import Node
@@ -65,13 +65,13 @@ class LinearBatchNorm(FusedLayer):
         self,
         linear: Conv2D | DepthwiseConv2D | SeparableConv2D | Dense,
         bn: BatchNormalization,
-        activation: Activation | None = None,
+        activation: Layer | None = None,
         pool: MaxPooling2D | None = None,
     ):
         chain = (linear, bn, activation, pool)
         super().__init__(*(layer for layer in chain if layer is not None))
         self.linear, self.bn, self.pool = linear, bn, pool
-        self.code = LINEAR if activation is None else activation._code
+        self.code = LINEAR if activation is None else activation_code(activation)
 
     def folded(self):
         """The layer's kernel (as ``kernels.forms.Forms``, a depthwise conv's as an array, a

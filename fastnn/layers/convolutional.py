@@ -468,15 +468,15 @@ class Conv2D(_Conv):
         y, activated = self._in_format(y)
         return y, _Saved(inputs, saved, workspace, activated)
 
-    def forward_with(self, inputs, kernel, bias, code, workspace=None):
+    def forward_with(self, inputs, kernel, bias, code, workspace=None, residual=None):
         """This conv's output computed with ``kernel`` (an array or its ``Forms``), ``bias`` (or
         None) and the activation ``code`` in place of its own (a composite folding a per-channel
-        affine map into it); channels_last inputs and outputs whatever the layer's
-        data_format."""
+        affine map into it), ``residual`` (the output's shape) added before the activation;
+        channels_last inputs and outputs whatever the layer's data_format."""
         return kernels.conv.conv2d_forward(
             inputs, kernel, bias, self.strides, self.padding, code,
             self._output_buffer(inputs, workspace), threads=runtime.threads(),
-            dilation=self.dilation_rate, groups=self.groups,
+            dilation=self.dilation_rate, groups=self.groups, residual=residual,
         )  # fmt: skip
 
     def _output_buffer(self, inputs, workspace):

@@ -91,6 +91,17 @@ def add_act(activation="relu", inputs=2, shapes_differ=False, sum_is_output=Fals
     return fastnn.Model(x, outputs)
 
 
+def residual_block(activation="relu", add_inputs=2, conv_activation=None, second_reader=False):
+    x = fastnn.Input((6, 6, 3))
+    c = layers.Conv2D(3, 3, padding="same", activation=conv_activation, name="c")(x)
+    b = layers.BatchNormalization(name="b")(c)
+    total = layers.Add(name="s")([b, x, x][:add_inputs])
+    outputs = [total if activation is None else layers.Activation(activation, name="a")(total)]
+    if second_reader:
+        outputs.append(layers.Flatten(name="f")(b))
+    return fastnn.Model(x, outputs)
+
+
 def depthwise_bn(activation="relu", depthwise_activation=None, dilation=1, multiplier=1):
     x = fastnn.Input((6, 6, 3))
     d = layers.DepthwiseConv2D(
@@ -126,7 +137,18 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
         (lambda: dense_dropout("tanh"), []),  # its gradient reads the output dropout scaled
         (lambda: dense_dropout(second_reader=True), []),
         (lambda: dense_dropout(dense_is_output=True), []),
+        (residual_block, ["c+b+s+a"]),
+        (lambda: residual_block("linear"), ["c+b+s+a"]),
+        (lambda: residual_block(None), ["c+b+s"]),
+        (lambda: residual_block("tanh"), ["c+b", "s+a"]),
+        (lambda: residual_block(add_inputs=3), ["c+b", "s+a"]),
+        (lambda: residual_block(conv_activation="relu"), ["s+a"]),
+        (lambda: residual_block(second_reader=True), ["c+b", "s+a"]),
         (add_act, ["s+a"]),
+        (lambda: add_act(act=layers.ReLU(name="a")), ["s+a"]),
+        (lambda: add_act(act=layers.ReLU(max_value=6.0, name="a")), ["s+a"]),
+        (lambda: add_act(act=layers.ReLU(negative_slope=0.1, name="a")), []),
+        (lambda: add_act(act=layers.ReLU(max_value=4.0, name="a")), []),
         (lambda: add_act("gelu", inputs=3), ["s+a"]),
         (lambda: add_act("softmax"), []),
         (lambda: add_act(shapes_differ=True), []),
@@ -134,6 +156,8 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
         (lambda: add_act(act=layers.Dense(2, activation="relu", name="a")), []),
         (bn_act, ["b+a"]),
         (lambda: bn_act(layers.Activation("linear", name="a")), ["b+a"]),
+        (lambda: bn_act(layers.ReLU(name="a")), ["b+a"]),
+        (lambda: bn_act(layers.ReLU(threshold=0.5, name="a")), []),
         (lambda: bn_act(center=False, scale=False), ["b+a"]),
         (lambda: bn_act(layers.Activation("tanh", name="a")), []),
         (lambda: bn_act(layers.Activation("softmax", name="a")), []),
@@ -144,6 +168,8 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
         (lambda: conv_bn("linear"), ["c+b+a"]),
         (lambda: conv_bn("tanh"), ["c+b"]),
         (lambda: conv_bn(conv_activation="relu"), ["b+a"]),
+        (lambda: conv_bn(act_reader=layers.ReLU(name="a")), ["c+b+a"]),
+        (lambda: conv_bn(act_reader=layers.ReLU(max_value=6.0, name="a")), ["c+b"]),
         (lambda: conv_bn(second_reader=True), ["b+a"]),
         (lambda: conv_bn(act_reader=layers.Flatten(name="a")), ["c+b"]),
         (lambda: conv_bn(pool=layers.MaxPooling2D(2, name="p")), ["c+b+a+p"]),
@@ -244,6 +270,36 @@ def residual_net(activation, inputs):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(h))
 
 
+def conv_residual_net(activation, projection):
+    """A ResNet block: relu(BN(conv(relu(BN(conv(x))))) + shortcut), the shortcut x itself or
+    BN(1x1 conv(x)) (a projection): the conv_bn_add_act rule."""
+    x = fastnn.Input((6, 6, 3), dtype=F64)
+    h = layers.Conv2D(4, 3, padding="same", use_bias=False, dtype=F64)(x)
+    h = layers.Activation("relu", dtype=F64)(layers.BatchNormalization(dtype=F64)(h))
+    h = layers.BatchNormalization(momentum=0.5, dtype=F64)(
+        layers.Conv2D(4, 3, padding="same", dtype=F64)(h)
+    )
+    shortcut = layers.Dense(4, dtype=F64)(x)  # a plain projection: no second conv_bn chain
+    if projection:
+        shortcut = layers.Conv2D(4, 1, use_bias=False, dtype=F64)(x)
+        shortcut = layers.BatchNormalization(dtype=F64)(shortcut)
+    total = layers.Add(dtype=F64)([h, shortcut])
+    if activation is not None:
+        total = layers.Activation(activation, dtype=F64)(total)
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(total)))
+
+
+def relu_layer_net(max_value):
+    """Conv2D -> BN -> ReLU() and relu6 (ReLU(max_value=6)) of a sum: the ReLU layer as the
+    conv_bn_act and add_act rules' activation."""
+    x = fastnn.Input((6, 6, 3), dtype=F64)
+    h = layers.Conv2D(4, 3, padding="same", dtype=F64)(x)
+    h = layers.ReLU(dtype=F64)(layers.BatchNormalization(dtype=F64)(h))
+    shortcut = layers.Conv2D(4, 1, dtype=F64)(x)
+    h = layers.ReLU(max_value=max_value, dtype=F64)(layers.Add(dtype=F64)([h, shortcut]))
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
+
+
 def depthwise_bn_net(activation, multiplier):
     """DepthwiseConv2D -> BN -> act: the depthwise_bn_act rule, BN folded in at inference."""
     x = fastnn.Input((6, 6, 2), dtype=F64)
@@ -323,6 +379,14 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda a=a, n=n: residual_net(a, n), lambda rng: rng.standard_normal((4, 5)))
             for a, n in (("relu", 2), ("tanh", 3), ("gelu", 2))
+        ],
+        *[
+            (lambda a=a, p=p: conv_residual_net(a, p), lambda rng: rng.normal(1, 2, (3, 6, 6, 3)))
+            for a, p in (("relu", False), ("relu", True), (None, True))
+        ],
+        *[
+            (lambda v=v: relu_layer_net(v), lambda rng: rng.normal(1, 2, (3, 6, 6, 3)))
+            for v in (None, 6.0)
         ],
         *[
             (lambda m=m, d=d: rnn_net(m, d), lambda rng: rng.integers(0, 7, (3, 6)).astype(F64))
@@ -439,5 +503,24 @@ def test_a_float32_separable_conv_and_batch_norm_predict_as_the_layers_as_writte
     assert isinstance(model._graph.steps[0].layer, LinearBatchNorm)
     randomize_weights(model, 5)
     data = np.random.default_rng(6).standard_normal((64, 10, 10, 16)).astype(np.float32)
+    got, want = predicted_fused_and_unfused(model, data)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("filters, strides", [(16, 1), (24, 1), (32, 2)])
+def test_a_float32_residual_block_predicts_as_the_layers_as_written(filters, strides):
+    """At inference Conv2D -> BatchNormalization -> Add(shortcut) -> relu runs as one step: BN
+    folded into the conv, the shortcut added and the relu applied as each row is written (the
+    SIMD conv's rows, or a pass after the other algorithms): the layers as written, to float32
+    rounding."""
+    x = fastnn.Input((12, 12, 16))
+    h = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    h = layers.BatchNormalization()(h)
+    shortcut = layers.Conv2D(filters, 1, strides=strides)(x)
+    h = layers.Activation("relu")(layers.Add()([shortcut, h]))
+    model = fastnn.Model(x, h)
+    assert len(fused_names(model)) == 1
+    randomize_weights(model, 5)
+    data = np.random.default_rng(6).standard_normal((8, 12, 12, 16)).astype(np.float32)
     got, want = predicted_fused_and_unfused(model, data)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -778,3 +778,28 @@ def test_pointwise_conv_takes_its_bias_in_the_simd_products_epilogue(code, filte
     assert fused == [True]
     want = ref_conv(x.astype(np.float64), k, b, (1, 1), "valid", code)
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel_shape, strides, dtype",
+    [
+        ((2, 9, 9, 16), (3, 3, 16, 24), (1, 1), np.float32),  # SIMD rows: added in each row
+        ((2, 9, 9, 16), (3, 3, 16, 32), (2, 2), np.float32),
+        ((2, 7, 7, 16), (1, 1, 16, 32), (1, 1), np.float32),  # a product, then one pass
+        ((2, 7, 7, 3), (3, 3, 3, 8), (1, 1), np.float64),
+        ((1, 12, 12, 64), (3, 3, 64, 64), (1, 1), np.float64),
+    ],
+)
+@pytest.mark.parametrize("code", [LINEAR, RELU, TANH])
+def test_conv_adds_a_residual_before_its_activation(x_shape, kernel_shape, strides, dtype, code):
+    """conv2d_forward(..., residual=r) = act(conv + bias + r) by whatever algorithm runs it."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    kernel = rng.standard_normal(kernel_shape).astype(dtype)
+    bias = rng.standard_normal(kernel_shape[3]).astype(dtype)
+    linear = ref_conv(x, kernel, bias, strides, "same")
+    residual = rng.standard_normal(linear.shape).astype(dtype)
+    got = conv.conv2d_forward(x, kernel, bias, strides, "same", code, threads=2, residual=residual)
+    tolerance = 1e-4 if dtype == np.float32 else 1e-10
+    want = ref_activation(linear + residual, code)
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)

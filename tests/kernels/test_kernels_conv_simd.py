@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
-from test_kernels_conv import ref_conv, ref_conv_backward
+from test_kernels_conv import ref_activation, ref_conv, ref_conv_backward
 
 from fastnn.kernels import conv, conv_simd, simd
-from fastnn.kernels.codes import LINEAR, RELU
+from fastnn.kernels.codes import LINEAR, RELU, TANH
 
 _NARROW = simd.block_product(16, (12, 3))
 _WIDE = simd.block_product(32, (2,))
@@ -131,8 +131,15 @@ gradient_cases = simd_cases(7, 9, [1, 3, 8, 15, 16], strided=True)
 
 
 @settings(max_examples=40, deadline=None)
-@given(conv_cases, st.sampled_from([LINEAR, RELU]), st.integers(1, 3), st.integers(0, 2**16))
-def test_simd_conv_matches_reference(case, code, threads, seed):
+@given(
+    conv_cases,
+    st.sampled_from([LINEAR, RELU, TANH]),
+    st.booleans(),
+    st.integers(1, 3),
+    st.integers(0, 2**16),
+)
+def test_simd_conv_matches_reference(case, code, with_residual, threads, seed):
+    """act(conv + bias), or act(conv + bias + residual) with a residual added to each row."""
     x_shape, kernel_shape, strides, padding = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(x_shape).astype(np.float32)
@@ -140,10 +147,12 @@ def test_simd_conv_matches_reference(case, code, threads, seed):
     bias = rng.standard_normal(kernel_shape[3]).astype(np.float32)
     out_h, out_w, pad_top, pad_left = conv.conv_geometry(x_shape, kernel_shape, strides, padding)
     out = np.full((x_shape[0], out_h, out_w, kernel_shape[3]), np.nan, np.float32)
+    residual = rng.standard_normal(out.shape).astype(np.float32) if with_residual else None
     panels = conv_simd.pack_kernel(kernel)
     geometry = (kernel_shape, strides, pad_top, pad_left)
-    conv_simd.forward(x, panels, bias, *geometry, code == RELU, out, threads)
-    expected = ref_conv(x, kernel, bias, strides, padding, code)
+    conv_simd.forward(x, panels, bias, *geometry, code, out, threads, residual=residual)
+    expected = ref_conv(x, kernel, bias, strides, padding)
+    expected = ref_activation(expected if residual is None else expected + residual, code)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
 
 
