@@ -127,16 +127,26 @@ def concrete(tensors, batch: int) -> list[tuple]:
 
 
 def constituent_nodes(step, graph) -> list:
-    """The graph's own nodes a step runs: itself, or the chain a fusion rule made it from."""
-    layers = getattr(step.layer, "fused_layers", None)
-    if layers is None:
+    """The graph's own nodes a step runs: itself, or the chain a fusion rule made it from (a
+    rule's chain may hold another's composite: its layers in their order)."""
+    layers = leaf_layers(step.layer)
+    if layers == [step.layer]:
         return [step]
     nodes, inputs = [], step.inputs
-    for layer in layers:
-        node = next(n for n in graph.nodes if n.layer is layer and n.inputs == inputs)
+    for layer in layers:  # each reads the one before (the first, the step's inputs)
+        read = {id(t) for t in inputs}
+        node = next(
+            n for n in graph.nodes if n.layer is layer and any(id(t) in read for t in n.inputs)
+        )
         nodes.append(node)
         inputs = node.outputs
     return nodes
+
+
+def leaf_layers(layer) -> list:
+    """The model's layers a layer runs: itself, or a composite's, in order."""
+    inner = getattr(layer, "fused_layers", None)
+    return [layer] if inner is None else [leaf for part in inner for leaf in leaf_layers(part)]
 
 
 def step_cost(step, graph, batch: int, train: bool, needs_input_grad: bool) -> dict:
