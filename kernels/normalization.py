@@ -9,7 +9,8 @@ the first row keeps ``E[d**2] - E[d]**2`` accurate for inputs with a large mean,
 accumulators keep float32 sums exact enough for millions of rows. Backward is two passes too: the
 two per-column reductions (sum dy, sum dy * (x - mean)) and dx. With ``code == RELU`` the
 forward writes ``relu(z)`` and the backward masks dy by the sign of ``z``, recomputed from x
-exactly as the forward computed it, so no extra array is kept.
+exactly as the forward computed it, so no extra array is kept; ``RELU6`` clips z to [0, 6] and
+masks dy where z is outside (0, 6) (MobileNetV2's activation).
 
 Inputs of at least ``PARALLEL_MIN_ELEMENTS`` run the parallel shells (``prange`` over blocks of
 rows); smaller ones run the serial row kernels, whose launch costs nothing.
@@ -21,7 +22,7 @@ gamma = ones.
 import numpy as np
 from numba import njit, prange
 
-from .codes import RELU
+from .codes import RELU, RELU6
 
 # A parallel launch costs ~10 us and may wait for a scheduler slice on a busy machine: below
 # this many elements the serial kernels run.
@@ -86,13 +87,18 @@ def _finish_moments(partial, partial_sq, shift, rows, eps, mean, var, invstd):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _apply_rows(x, mean, scale, beta, code, y, start, stop):
-    """y = act((x - mean) * scale + beta) over rows [start, stop); act relu or identity."""
-    zero = x.dtype.type(0)
+    """y = act((x - mean) * scale + beta) over rows [start, stop); act relu, relu6 or identity."""
+    zero, six = x.dtype.type(0), x.dtype.type(6)
     if code == RELU:
         for i in range(start, stop):
             for j in range(x.shape[1]):
                 v = (x[i, j] - mean[j]) * scale[j] + beta[j]
                 y[i, j] = zero if v < zero else v
+    elif code == RELU6:
+        for i in range(start, stop):
+            for j in range(x.shape[1]):
+                v = (x[i, j] - mean[j]) * scale[j] + beta[j]
+                y[i, j] = zero if v < zero else six if v > six else v
     else:
         for i in range(start, stop):
             for j in range(x.shape[1]):
@@ -108,7 +114,8 @@ def _apply_parallel(x, mean, scale, beta, code, y):
 
 
 def batchnorm_apply(x, mean, scale, beta, code, y):
-    """y = act((x - mean) * scale + beta); x, y (M, C); mean, scale, beta (C,); act relu or none."""
+    """y = act((x - mean) * scale + beta); x, y (M, C); mean, scale, beta (C,); act the code
+    LINEAR, RELU or RELU6."""
     if _blocks(*x.shape) > 1:
         _apply_parallel(x, mean, scale, beta, code, y)
     else:
@@ -144,13 +151,15 @@ def batchnorm_forward_infer(x, gamma, beta, moving_mean, moving_var, eps, code, 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _grad_sum_rows(grad_y, x, mean, scale, beta, code, acc_b, acc_g, start, stop):
-    """acc_b += sum dz, acc_g += sum dz * (x - mean), float64; dz = dy, masked by relu's z > 0."""
+    """acc_b += sum dz, acc_g += sum dz * (x - mean), float64; dz = dy, masked by relu's z > 0
+    (relu6's 0 < z < 6)."""
     zero = x.dtype.type(0)
-    if code == RELU:
+    if code in (RELU, RELU6):
+        top = x.dtype.type(6 if code == RELU6 else np.inf)
         for i in range(start, stop):
             for j in range(x.shape[1]):
                 d = x[i, j] - mean[j]
-                dz = grad_y[i, j] if d * scale[j] + beta[j] > zero else zero
+                dz = grad_y[i, j] if zero < d * scale[j] + beta[j] < top else zero
                 acc_b[j] += np.float64(dz)
                 acc_g[j] += np.float64(dz) * np.float64(d)
     else:
@@ -174,11 +183,12 @@ def _grad_sums_parallel(grad_y, x, mean, scale, beta, code, part_b, part_g):
 def _grad_x_rows(grad_y, x, mean, scale, beta, code, k_dy, k_x, k_0, grad_x, start, stop):
     """grad_x = k_dy * dz - k_x * (x - mean) + k_0 over rows [start, stop)."""
     zero = x.dtype.type(0)
-    if code == RELU:
+    if code in (RELU, RELU6):
+        top = x.dtype.type(6 if code == RELU6 else np.inf)
         for i in range(start, stop):
             for j in range(x.shape[1]):
                 d = x[i, j] - mean[j]
-                dz = grad_y[i, j] if d * scale[j] + beta[j] > zero else zero
+                dz = grad_y[i, j] if zero < d * scale[j] + beta[j] < top else zero
                 grad_x[i, j] = k_dy[j] * dz - k_x[j] * d + k_0[j]
     else:
         for i in range(start, stop):
@@ -215,7 +225,8 @@ def _grad_coefficients(part_b, part_g, gamma, invstd, rows, dgamma, dbeta, k_dy,
 
 def batchnorm_backward(grad_y, x, gamma, beta, mean, invstd, code, grad_x, dgamma, dbeta):
     """grad_x (M, C) overwritten; dgamma, dbeta (C,) added into; mean, invstd from the forward;
-    code RELU: the forward applied relu after the affine map, its gradient is taken here."""
+    code RELU (RELU6): the forward applied relu (relu6) after the affine map, its gradient is
+    taken here."""
     rows, cols = x.shape
     blocks = _blocks(rows, cols)
     scale = invstd * gamma  # as the forward computed it: the relu mask matches bit for bit

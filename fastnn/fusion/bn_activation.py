@@ -4,16 +4,16 @@ reads it, as one pass."""
 from __future__ import annotations
 
 from fastnn.fusion.base import FusedLayer, Rule, activation_code
-from fastnn.kernels.codes import LINEAR, RELU
+from fastnn.kernels.codes import LINEAR, RELU, RELU6
 from fastnn.layers.base import Layer
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.nodes import Node
 
 
 class BatchNormActivation(FusedLayer):
-    """``Activation("relu")(BatchNormalization(...)(x))``: the normalized values are never
-    written; the forward writes ``relu(z)`` in the normalizing pass and the backward takes the
-    relu's gradient inside BN's (from z's sign, recomputed from x), keeping no extra array.
+    """``Activation("relu")(BatchNormalization(...)(x))`` (or relu6): the normalized values are
+    never written; the forward writes ``relu(z)`` in the normalizing pass and the backward takes
+    the relu's gradient inside BN's (from z, recomputed from x), keeping no extra array.
 
     Input/output shape: ``(batch, ..., channels)``.
     """
@@ -39,8 +39,18 @@ def _is_batch_norm(node: Node) -> bool:
 def _is_relu(node: Node) -> bool:
     """A relu or linear activation layer (``activation_code``) that keeps its input's dtype
     (no cast in between)."""
+    return _activates(node, (LINEAR, RELU))
+
+
+def _is_bn_activation(node: Node) -> bool:
+    """An activation layer BatchNormalization's kernels apply as they normalize: relu, relu6
+    (MobileNetV2's ``ReLU(6.0)``) or linear, keeping its input's dtype."""
+    return _activates(node, (LINEAR, RELU, RELU6))
+
+
+def _activates(node: Node, codes: tuple) -> bool:
     code = activation_code(node.layer)
-    return code in (LINEAR, RELU) and node.inputs[0].dtype == node.outputs[0].dtype
+    return code in codes and node.inputs[0].dtype == node.outputs[0].dtype
 
 
-RULE = Rule("bn_act", (_is_batch_norm, _is_relu), BatchNormActivation)
+RULE = Rule("bn_act", (_is_batch_norm, _is_bn_activation), BatchNormActivation)

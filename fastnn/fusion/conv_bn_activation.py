@@ -1,7 +1,8 @@
 """Conv2D, DepthwiseConv2D, SeparableConv2D or Dense (no activation), the BatchNormalization over
-its last axis that alone reads it, optionally the relu (or linear) activation layer (Activation
-or ReLU) that alone reads that and (after a Conv2D) the 2x2 max pool that alone reads the
-activation: at inference, one conv or product with BN folded in (and pooled in its epilogue)."""
+its last axis that alone reads it, optionally the relu, relu6 (or linear) activation layer
+(Activation or ReLU) that alone reads that and (after a Conv2D) the 2x2 max pool that alone
+reads the activation: at inference, one conv or product with BN folded in (and pooled in its
+epilogue)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn.fusion.base import FusedLayer, Rule, activation_code
-from fastnn.fusion.bn_activation import _is_batch_norm, _is_relu
+from fastnn.fusion.bn_activation import _is_batch_norm, _is_bn_activation, _is_relu
 from fastnn.fusion.conv_max_pool import is_max_pool_2x2
 from fastnn.kernels.codes import LINEAR
 from fastnn.kernels.forms import Forms
@@ -40,8 +41,8 @@ class _Inputs(NamedTuple):
 
 class LinearBatchNorm(FusedLayer):
     """``pool(act(BatchNormalization(...)(linear(x))))``, linear a Conv2D, DepthwiseConv2D,
-    SeparableConv2D or Dense without activation, act relu or none, pool (after a Conv2D) a 2x2
-    stride-2 'valid' MaxPooling2D or none.
+    SeparableConv2D or Dense without activation, act relu, relu6 (not before a pool) or none,
+    pool (after a Conv2D) a 2x2 stride-2 'valid' MaxPooling2D or none.
 
     At inference BN is an affine map per channel (its moving statistics), folded into a copy
     of the layer's kernel and bias that is kept while the weights stay the same: with
@@ -178,20 +179,28 @@ RULES = (
         (_is_linear_conv2d, _is_channel_batch_norm, _is_relu, is_max_pool_2x2),
         LinearBatchNorm,
     ),
-    Rule("conv_bn_act", (_is_linear_conv2d, _is_channel_batch_norm, _is_relu), LinearBatchNorm),
+    Rule(
+        "conv_bn_act",
+        (_is_linear_conv2d, _is_channel_batch_norm, _is_bn_activation),
+        LinearBatchNorm,
+    ),
     Rule("conv_bn_act", (_is_linear_conv2d, _is_channel_batch_norm), LinearBatchNorm),
     Rule(
         "depthwise_bn_act",
-        (_is_linear_depthwise2d, _is_channel_batch_norm, _is_relu),
+        (_is_linear_depthwise2d, _is_channel_batch_norm, _is_bn_activation),
         LinearBatchNorm,
     ),
     Rule("depthwise_bn_act", (_is_linear_depthwise2d, _is_channel_batch_norm), LinearBatchNorm),
     Rule(
         "separable_bn_act",
-        (_is_linear_separable2d, _is_channel_batch_norm, _is_relu),
+        (_is_linear_separable2d, _is_channel_batch_norm, _is_bn_activation),
         LinearBatchNorm,
     ),
     Rule("separable_bn_act", (_is_linear_separable2d, _is_channel_batch_norm), LinearBatchNorm),
-    Rule("dense_bn_act", (_is_linear_dense, _is_channel_batch_norm, _is_relu), LinearBatchNorm),
+    Rule(
+        "dense_bn_act",
+        (_is_linear_dense, _is_channel_batch_norm, _is_bn_activation),
+        LinearBatchNorm,
+    ),
     Rule("dense_bn_act", (_is_linear_dense, _is_channel_batch_norm), LinearBatchNorm),
 )

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import constraints, initializers, kernels, regularizers
-from fastnn.kernels.codes import LINEAR, RELU
+from fastnn.kernels.codes import LINEAR, RELU6
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, shape_error
 from fastnn.ops.tensor import weights_written
@@ -27,7 +27,7 @@ class _Saved(NamedTuple):
     mean: np.ndarray  # the mean used: the batch's, or the moving mean as of the call
     invstd: np.ndarray  # 1 / sqrt(variance + epsilon) used
     batch_stats: bool  # the batch's statistics were used (training), else the moving ones
-    code: int  # the activation applied after the affine map: LINEAR or RELU
+    code: int  # the activation applied after the affine map: LINEAR, RELU or RELU6
     workspace: Workspace | None  # the forward's, where the backward's gradient goes too
     axis: int | None  # the normalized axis when it is not the last (moved there), else None
 
@@ -132,7 +132,7 @@ class BatchNormalization(Layer):
         return self.forward_activated(inputs, training, LINEAR, workspace)
 
     def forward_activated(self, inputs, training, code, workspace=None, moments=None):
-        """``forward`` followed by the activation ``code`` (LINEAR or RELU) in the same pass.
+        """``forward`` followed by the activation ``code`` (LINEAR, RELU or RELU6) in one pass.
         ``moments`` ((2, C): the mean and biased variance of the inputs over the last axis,
         gathered by the layer before) stand in for the batch's statistics in training."""
         axis = self.axis % inputs.ndim
@@ -189,10 +189,9 @@ class BatchNormalization(Layer):
         x, gamma, beta, mean, invstd, batch_stats, code, workspace, _ = ctx
         grad_y = np.ascontiguousarray(grad_outputs).reshape(x.shape)
         if not batch_stats:  # inference mode: a fixed affine map per channel
-            if code == RELU:
+            if code != LINEAR:
                 scale = (invstd * gamma).astype(x.dtype)
-                z = (x - mean) * scale + beta
-                grad_y = np.where(z > 0, grad_y, x.dtype.type(0))
+                grad_y = _passed((x - mean) * scale + beta, grad_y, code)
             if self.trainable:  # still a function of gamma and beta (Keras fine-tuning)
                 if self.scale:
                     self.gamma.grad += np.sum(grad_y * ((x - mean) * invstd), axis=0)
@@ -242,13 +241,19 @@ def _global_moments(x, eps, mean, variance, invstd) -> None:
     invstd[:] = 1 / np.sqrt(squares / rows + eps)
 
 
+def _passed(z, grad_y, code):
+    """grad_y where relu (``code`` RELU) or relu6 (RELU6) of z passes its gradient, else 0."""
+    top = 6 if code == RELU6 else np.inf
+    return np.where((z > 0) & (z < top), grad_y, z.dtype.type(0))
+
+
 def _global_batchnorm_backward(grad_y, x, gamma, beta, mean, invstd, code, grad_x, dgamma, dbeta):
     """``kernels.normalization.batchnorm_backward`` for statistics over every process: this
     process's dgamma, dbeta (summed with the other gradients later); grad_x from the sums of
     dz and dz * (x - mean) over every process."""
     centered = x - mean
-    if code == RELU:  # as the forward computed it: the relu mask matches bit for bit
-        grad_y = np.where(centered * (invstd * gamma) + beta > 0, grad_y, x.dtype.type(0))
+    if code != LINEAR:  # z as the forward computed it: the mask matches bit for bit
+        grad_y = _passed(centered * (invstd * gamma) + beta, grad_y, code)
     cols = x.shape[1]
     sums = np.empty(2 * cols + 1)
     sums[:cols] = grad_y.sum(axis=0, dtype=np.float64)

@@ -158,6 +158,8 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
         (lambda: bn_act(layers.Activation("linear", name="a")), ["b+a"]),
         (lambda: bn_act(layers.ReLU(name="a")), ["b+a"]),
         (lambda: bn_act(layers.ReLU(threshold=0.5, name="a")), []),
+        (lambda: bn_act(layers.ReLU(max_value=6.0, name="a")), ["b+a"]),
+        (lambda: bn_act(layers.Activation("relu6", name="a")), ["b+a"]),
         (lambda: bn_act(center=False, scale=False), ["b+a"]),
         (lambda: bn_act(layers.Activation("tanh", name="a")), []),
         (lambda: bn_act(layers.Activation("softmax", name="a")), []),
@@ -169,7 +171,14 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
         (lambda: conv_bn("tanh"), ["c+b"]),
         (lambda: conv_bn(conv_activation="relu"), ["b+a"]),
         (lambda: conv_bn(act_reader=layers.ReLU(name="a")), ["c+b+a"]),
-        (lambda: conv_bn(act_reader=layers.ReLU(max_value=6.0, name="a")), ["c+b"]),
+        (lambda: conv_bn(act_reader=layers.ReLU(max_value=6.0, name="a")), ["c+b+a"]),
+        (
+            lambda: conv_bn(
+                act_reader=layers.ReLU(max_value=6.0, name="a"),
+                pool=layers.MaxPooling2D(2, name="p"),
+            ),
+            ["c+b+a"],  # the pooled kernels take relu or none
+        ),
         (lambda: conv_bn(second_reader=True), ["b+a"]),
         (lambda: conv_bn(act_reader=layers.Flatten(name="a")), ["c+b"]),
         (lambda: conv_bn(pool=layers.MaxPooling2D(2, name="p")), ["c+b+a+p"]),
@@ -524,3 +533,30 @@ def test_a_float32_residual_block_predicts_as_the_layers_as_written(filters, str
     data = np.random.default_rng(6).standard_normal((8, 12, 12, 16)).astype(np.float32)
     got, want = predicted_fused_and_unfused(model, data)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_relu6_after_batch_norm_fuses_and_clips_as_the_layers_as_written(training):
+    """MobileNetV2's conv -> BN -> ReLU(6.0) and depthwise conv -> BN -> relu6, with BN scaled
+    so that outputs pass 6: fused (BN's kernels clip as they normalize; folded at inference)
+    == the layers as written, values and gradients, in float64."""
+    x = fastnn.Input((6, 6, 3), dtype=F64)
+    h = layers.Conv2D(4, 3, padding="same", use_bias=False, dtype=F64)(x)
+    normalized = layers.BatchNormalization(dtype=F64)(h)
+    h = layers.DepthwiseConv2D(3, padding="same", use_bias=False, dtype=F64)(
+        layers.ReLU(6.0, dtype=F64)(normalized)
+    )
+    h = layers.Activation("relu6", dtype=F64)(layers.BatchNormalization(dtype=F64)(h))
+    model = fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
+    assert len(fused_names(model)) == 2
+    randomize_weights(model, 1)
+    for bn in (layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)):
+        bn.gamma.value[...] = 8.0
+    with fusion.disabled():
+        unfused = Graph(model.inputs, model.outputs)
+    data = np.random.default_rng(2).normal(1, 2, (3, 6, 6, 3))
+    got, want = (pass_and_grads(g, model, data, training) for g in (model._graph, unfused))
+    assert fastnn.Model(x, normalized).predict(data, verbose=0).max() > 6  # relu6 clips
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-14)
+    for w, g, ref in zip(model.weights, got[1], want[1]):
+        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-13, err_msg=w.path)

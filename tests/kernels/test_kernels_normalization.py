@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from numba_checks import float64_ops
 
 from fastnn.kernels import normalization as K
-from fastnn.kernels.codes import LINEAR, RELU
+from fastnn.kernels.codes import LINEAR, RELU, RELU6
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
@@ -19,10 +19,11 @@ seeds = st.integers(0, 2**32 - 1)
 dtypes = st.sampled_from(DTYPES)
 
 
-def _inputs(seed, shape, dtype):
+def _inputs(seed, shape, dtype, code=LINEAR):
+    """x, gamma, beta, the rng; for RELU6 a gamma that takes outputs past 6."""
     rng = np.random.default_rng(seed)
     x = rng.normal(3.0, 2.0, shape).astype(dtype)
-    gamma = rng.uniform(0.5, 2.0, shape[1]).astype(dtype)
+    gamma = (rng.uniform(0.5, 2.0, shape[1]) * (4 if code == RELU6 else 1)).astype(dtype)
     beta = rng.normal(0, 1, shape[1]).astype(dtype)
     return x, gamma, beta, rng
 
@@ -40,13 +41,19 @@ def ref_forward(x, gamma, beta, eps, code=LINEAR):
     mean = x.mean(0)
     invstd = 1 / np.sqrt(x.var(0) + eps)
     y = (x - mean) * invstd * gamma + beta
-    return (np.maximum(y, 0) if code == RELU else y), mean, invstd
+    return ref_activation(y, code), mean, invstd
+
+
+def ref_activation(y, code):
+    """relu (RELU), relu6 (RELU6) or y itself."""
+    return np.clip(y, 0, {RELU: np.inf, RELU6: 6}[code]) if code != LINEAR else y
 
 
 def ref_backward(dy, x, gamma, beta, mean, invstd, code=LINEAR):
     xhat = (x - mean) * invstd
-    if code == RELU:
-        dy = np.where(xhat * gamma + beta > 0, dy, 0)
+    if code != LINEAR:  # the activation passes dy where it is not clipped
+        z = xhat * gamma + beta
+        dy = np.where((z > 0) & (z < (6 if code == RELU6 else np.inf)), dy, 0)
     dbeta = dy.sum(0)
     dgamma = (dy * xhat).sum(0)
     dx = gamma * invstd * (dy - dbeta / len(x) - xhat * dgamma / len(x))
@@ -61,7 +68,7 @@ def split(request, monkeypatch):
         monkeypatch.setattr(K, "MIN_ROWS_PER_BLOCK", 1)
 
 
-codes = st.sampled_from([LINEAR, RELU])
+codes = st.sampled_from([LINEAR, RELU, RELU6])
 FIXTURE = HealthCheck.function_scoped_fixture  # split only patches a constant: safe to share
 
 
@@ -72,7 +79,7 @@ def _close(got, want, dtype):
 @settings(max_examples=25, deadline=None, suppress_health_check=[FIXTURE])
 @given(shape=shapes, seed=seeds, dtype=dtypes, code=codes)
 def test_forward_train(split, shape, seed, dtype, code):
-    x, gamma, beta, _ = _inputs(seed, shape, dtype)
+    x, gamma, beta, _ = _inputs(seed, shape, dtype, code)
     got = forward_train(x, gamma, beta, 1e-3, code)
     want = ref_forward(*(a.astype(np.float64) for a in (x, gamma, beta)), 1e-3, code)
     for g, w in zip(got, want, strict=True):
@@ -82,7 +89,7 @@ def test_forward_train(split, shape, seed, dtype, code):
 @settings(max_examples=25, deadline=None, suppress_health_check=[FIXTURE])
 @given(shape=shapes, seed=seeds, dtype=dtypes, code=codes)
 def test_forward_infer(split, shape, seed, dtype, code):
-    x, gamma, beta, rng = _inputs(seed, shape, dtype)
+    x, gamma, beta, rng = _inputs(seed, shape, dtype, code)
     mm = rng.normal(0, 1, shape[1]).astype(dtype)
     mv = rng.uniform(0.1, 3, shape[1]).astype(dtype)
     y = np.empty_like(x)
@@ -90,13 +97,13 @@ def test_forward_infer(split, shape, seed, dtype, code):
     assert y.dtype == dtype
     w = [a.astype(np.float64) for a in (x, gamma, beta, mm, mv)]
     want = (w[0] - w[3]) / np.sqrt(w[4] + 1e-3) * w[1] + w[2]
-    _close(y, np.maximum(want, 0) if code == RELU else want, dtype)
+    _close(y, ref_activation(want, code), dtype)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[FIXTURE])
 @given(shape=shapes, seed=seeds, dtype=dtypes, code=codes)
 def test_backward_overwrites_grad_x_and_adds_into_dgamma_dbeta(split, shape, seed, dtype, code):
-    x, gamma, beta, rng = _inputs(seed, shape, dtype)
+    x, gamma, beta, rng = _inputs(seed, shape, dtype, code)
     _, mean, invstd = forward_train(x, gamma, beta, 1e-3)
     dy = rng.normal(0, 1, shape).astype(dtype)
     dx = np.full_like(x, np.nan)
@@ -117,7 +124,7 @@ def test_backward_overwrites_grad_x_and_adds_into_dgamma_dbeta(split, shape, see
 @given(shape=st.tuples(st.integers(2, 70), st.integers(1, 3)), seed=seeds, code=codes)
 def test_backward_matches_finite_differences(shape, seed, code):
     """d/d(x, gamma, beta) of sum(w * y) with y the training-mode output, in float64."""
-    x, gamma, beta, rng = _inputs(seed, shape, np.float64)
+    x, gamma, beta, rng = _inputs(seed, shape, np.float64, code)
     w = rng.normal(0, 1, shape)
 
     def objective(x, gamma, beta):
