@@ -520,14 +520,16 @@ def _relu_args(x, negative_slope, max_value, threshold):
 @njit(cache=True, inline="always")
 def _relu_value_and_slope(v, slope, bound, threshold, bounded, zero, one):
     """Keras's relu of v as (y, dy/dv): v where v > threshold (else 0), clipped to [0, bound]
-    when bounded, minus slope * (threshold - v) below the threshold."""
+    when bounded, minus slope * (threshold - v) below the threshold. At the kinks, Keras's
+    gradients: a leaky relu's (threshold 0, unbounded) is the slope at 0, relu6's 0 at 6."""
     y, d = (v, one) if v > threshold else (zero, zero)
     if bounded:
-        if y > bound:
+        if y > bound or (y == bound and bound == 6):
             y, d = bound, zero
         elif y < zero:  # a negative threshold lets v < 0 through; the clip stops it
             y, d = zero, zero
-    if slope != zero and v < threshold:
+    leaky_kink = v == threshold and threshold == zero and not bounded
+    if slope != zero and (v < threshold or leaky_kink):
         y += slope * (v - threshold)
         d += slope
     return y, d

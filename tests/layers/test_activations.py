@@ -334,3 +334,29 @@ def test_gradients_through_a_dense_layer_with_an_activation_on_ops(name):
 def test_an_activation_on_ops_in_a_fused_kernel_layer_says_where_it_runs():
     with pytest.raises(ValueError, match="has no fused kernel.*Activation\\('celu'\\)"):
         L.Conv2D(2, 3, activation="celu")
+
+
+@pytest.mark.parametrize(
+    "make, at",
+    [
+        (lambda lib: lib.layers.LeakyReLU(0.2), 0.0),
+        (lambda lib: lib.layers.ReLU(negative_slope=0.2), 0.0),
+        (lambda lib: lib.layers.ReLU(6.0), 6.0),
+        (lambda lib: lib.layers.ReLU(), 0.0),
+        (lambda lib: lib.layers.ReLU(max_value=4.0), 4.0),
+    ],
+)
+def test_relu_layers_take_keras_gradients_at_their_kinks(make, at):
+    """Exactly at a kink (a zero bias on dead inputs puts many values at 0) the gradient is
+    Keras's: a leaky relu's slope at 0, relu6's 0 at 6 (as the fused kernels' are)."""
+    import torch
+
+    x = np.array([at - 1, at, at + 1], np.float32)
+    with GradientTape() as tape:
+        watched = fastnn.ops.convert_to_tensor(x)
+        tape.watch(watched)
+        y = fastnn.ops.sum(make(fastnn)(watched))
+    ours = np.asarray(tape.gradient(y, watched))
+    theirs = torch.tensor(x, requires_grad=True)
+    make(keras)(theirs).sum().backward()
+    np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-6)
