@@ -18,6 +18,7 @@ from fastnn.fusion import (
     conv_max_pool,
     dense_dropout,
     embedded_rnn,
+    linear_activation,
     residual,
 )
 from fastnn.fusion.base import FusedLayer, Rule, disabled
@@ -33,6 +34,7 @@ RULES: tuple[Rule, ...] = (
     add_activation.RULE,
     residual.RULE,
     dense_dropout.RULE,
+    linear_activation.RULE,
 )
 
 

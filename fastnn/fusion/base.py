@@ -18,8 +18,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
-from fastnn.kernels.codes import CODES, RELU, RELU6
-from fastnn.layers.activations import ReLU
+from fastnn.kernels.codes import CODES, LEAKY_RELU, LEAKY_RELU_SLOPE, RELU, RELU6
+from fastnn.layers.activations import LeakyReLU, ReLU
 from fastnn.layers.base import Layer
 from fastnn.layers.core import Activation
 from fastnn.nodes import Node
@@ -36,13 +36,16 @@ class Rule(NamedTuple):
 
 def activation_code(layer: Layer) -> int | None:
     """The kernels' code (``kernels.codes``) of an elementwise activation layer: an Activation
-    of a built-in function, or a ReLU with Keras's defaults (relu; relu6 with max_value 6);
-    None for any other layer."""
+    of a built-in function, a ReLU with Keras's defaults (relu; relu6 with max_value 6) or a
+    LeakyReLU of slope 0.2 (``activations.leaky_relu``'s); None for any other layer."""
     if isinstance(layer, Activation):
         return layer._code if layer._code in CODES.values() else None  # not a user's function
-    if type(layer) is not ReLU or layer.negative_slope != 0 or layer.threshold != 0:
+    if type(layer) not in (ReLU, LeakyReLU) or layer.threshold:
         return None
-    return {None: RELU, 6: RELU6}.get(layer.max_value)
+    if layer.negative_slope == 0:
+        return {None: RELU, 6: RELU6}.get(layer.max_value)
+    leaky = layer.negative_slope == LEAKY_RELU_SLOPE and layer.max_value is None
+    return LEAKY_RELU if leaky else None
 
 
 class FusedLayer(Layer):
@@ -57,6 +60,12 @@ class FusedLayer(Layer):
     @property
     def weights(self):
         return [w for layer in self.fused_layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        """Those the fused layers train: what a GradientTape's entry for this node
+        differentiates (a custom train_step's tape.gradient)."""
+        return [w for layer in self.fused_layers for w in layer.trainable_weights]
 
 
 _lock = threading.Lock()

@@ -175,31 +175,33 @@ class _Conv(Layer):
     @property
     def _epilogue_code(self) -> int:
         """The activation the conv kernels fuse: none for those whose gradient reads z."""
-        return kernels.codes.LINEAR if self._code in kernels.codes.FROM_INPUT else self._code
+        return _epilogue(self._code)
 
-    def _activated(self, z, workspace=None) -> tuple:
+    def _activated(self, z, workspace=None, code=None) -> tuple:
         """(output, what the backward reads) of the conv kernels' output z, which has the
-        activation unless its gradient reads z (kernels.codes.FROM_INPUT)."""
-        if self._code not in kernels.codes.FROM_INPUT:
+        activation (``code``, else the layer's) unless its gradient reads z
+        (kernels.codes.FROM_INPUT)."""
+        code = self._code if code is None else code
+        if code not in kernels.codes.FROM_INPUT:
             return z, z
         y = scratch(workspace, "activated", z.shape, z.dtype)
         kernels.activations.bias_activation_forward(
-            z.reshape(-1, self.filters), np.empty(0, z.dtype), self._code,
-            y.reshape(-1, self.filters),
-        )  # fmt: skip
+            z.reshape(-1, self.filters), np.empty(0, z.dtype), code, y.reshape(-1, self.filters)
+        )
         return y, z
 
-    def _activation_grad(self, grad_outputs, saved, workspace=None):
-        """dL/dz (contiguous, saved's dtype) from dL/dy through the fused activation; saved is
-        the output y, or z for kernels.codes.FROM_INPUT."""
+    def _activation_grad(self, grad_outputs, saved, workspace=None, code=None):
+        """dL/dz (contiguous, saved's dtype) from dL/dy through the fused activation (``code``,
+        else the layer's); saved is the output y, or z for kernels.codes.FROM_INPUT."""
+        code = self._code if code is None else code
         grad = np.ascontiguousarray(grad_outputs, dtype=saved.dtype)
-        if self._code == kernels.codes.LINEAR:
+        if code == kernels.codes.LINEAR:
             return grad
         grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
         kernels.activations.activation_backward(
             grad.reshape(-1, self.filters),
             saved.reshape(-1, self.filters),
-            self._code,
+            code,
             grad_z.reshape(-1, self.filters),
         )
         return grad_z
@@ -444,15 +446,18 @@ class Conv2D(_Conv):
 
     uses_workspace = True
 
-    def forward(self, inputs, training, workspace=None, moments=None):
+    def forward(self, inputs, training, workspace=None, moments=None, activation_code=None):
         """The layer's forward; with ``moments`` ((2, filters), for a channels_last conv without
         activation, dilation or groups: a BatchNormalization's), also its outputs' mean and
-        biased variance per filter (``kernels.conv.conv2d_forward_moments``)."""
+        biased variance per filter (``kernels.conv.conv2d_forward_moments``). With
+        ``activation_code`` (a channels_last conv without activation: the activation layer
+        after it, fused), that activation in the conv's epilogue."""
         inputs = to_channels_last(inputs, self.data_format)
         bias = self.bias.value if self.use_bias else None
         kernel = kernel_for(self, training)
+        code = self._code if activation_code is None else activation_code
         if moments is None:
-            z = self.forward_with(inputs, kernel, bias, self._epilogue_code, workspace)
+            z = self.forward_with(inputs, kernel, bias, _epilogue(code), workspace)
         else:
             plain = self._code == kernels.codes.LINEAR and self.groups == 1
             if not (plain and self.dilation_rate == (1, 1)):
@@ -464,9 +469,9 @@ class Conv2D(_Conv):
                 inputs, kernel, bias, self.strides, self.padding, moments,
                 self._output_buffer(inputs, workspace), threads=runtime.threads(),
             )  # fmt: skip
-        y, saved = self._activated(z, workspace)
+        y, saved = self._activated(z, workspace, code)
         y, activated = self._in_format(y)
-        return y, _Saved(inputs, saved, workspace, activated)
+        return y, _Saved(inputs, saved, workspace, activated, code)
 
     def forward_with(self, inputs, kernel, bias, code, workspace=None, residual=None):
         """This conv's output computed with ``kernel`` (an array or its ``Forms``), ``bias`` (or
@@ -554,9 +559,9 @@ class Conv2D(_Conv):
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, saved, workspace, activated = ctx
+        x, saved, workspace, activated, code = ctx
         grad_outputs = self._grad_channels_last(grad_outputs, activated)
-        grad = self._activation_grad(grad_outputs, saved, workspace)
+        grad = self._activation_grad(grad_outputs, saved, workspace, code)
         dx = kernels.conv.conv2d_backward(
             grad, x, self.kernel.value, self.strides, self.padding,
             self.kernel.grad if self.trainable else None,
@@ -568,6 +573,12 @@ class Conv2D(_Conv):
         return None if dx is None else from_channels_last(dx, self.data_format)
 
 
+def _epilogue(code: int) -> int:
+    """The part of the activation ``code`` the conv kernels fuse: none of those whose gradient
+    reads z."""
+    return kernels.codes.LINEAR if code in kernels.codes.FROM_INPUT else code
+
+
 class _Saved(NamedTuple):
     """What Conv2D's forward keeps for its backward."""
 
@@ -577,6 +588,7 @@ class _Saved(NamedTuple):
     workspace: Workspace | None  # the node's, or None
     activated: np.ndarray | None = None  # channels_first: the output after a softmax over its
     # last axis (Keras's), or None
+    code: int | None = None  # the activation the forward applied (None: the layer's own)
 
 
 class _SavedPooled(NamedTuple):

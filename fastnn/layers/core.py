@@ -131,26 +131,29 @@ class Dense(Layer):
     uses_workspace = True
     passes_mask = True
 
-    def forward(self, inputs, training, workspace=None):
+    def forward(self, inputs, training, workspace=None, activation_code=None):
+        """The layer's forward; with ``activation_code`` (a Dense without activation: the
+        activation layer after it, fused), that activation in the product's epilogue."""
+        code = self._code if activation_code is None else activation_code
         x = inputs.reshape(-1, inputs.shape[-1])
         y = scratch(workspace, "y", (x.shape[0], self.units), self.kernel.dtype)
         kernel = kernel_for(self, training)
         bias = self.bias.value if self.use_bias else _NO_BIAS[y.dtype.char]
         out_shape = (*inputs.shape[:-1], self.units)
-        if biased_product(x, kernel, bias, self._code, y):
-            return y.reshape(out_shape), _DenseSaved(x, y, inputs.shape, workspace)
+        if biased_product(x, kernel, bias, code, y):
+            return y.reshape(out_shape), _DenseSaved(x, y, inputs.shape, workspace, code)
         runtime.matmul(x, kernel, y)
         saved = y
-        if self._code in kernels.codes.FROM_INPUT:  # the backward reads z = x @ kernel + bias
+        if code in kernels.codes.FROM_INPUT:  # the backward reads z = x @ kernel + bias
             y = scratch(workspace, "activated", saved.shape, saved.dtype)
-            kernels.activations.bias_activation_forward_keep_input(saved, bias, self._code, y)
-        elif self._code == user_activation.USER_FUNCTION:
+            kernels.activations.bias_activation_forward_keep_input(saved, bias, code, y)
+        elif code == user_activation.USER_FUNCTION:
             if self.use_bias:
                 kernels.activations.bias_activation_forward(y, bias, kernels.codes.LINEAR, y)
             y, saved = user_activation.forward(self.activation, y)
-        elif self.use_bias or self._code != kernels.codes.LINEAR:
-            kernels.activations.bias_activation_forward(y, bias, self._code, y)
-        return y.reshape(out_shape), _DenseSaved(x, saved, inputs.shape, workspace)
+        elif self.use_bias or code != kernels.codes.LINEAR:
+            kernels.activations.bias_activation_forward(y, bias, code, y)
+        return y.reshape(out_shape), _DenseSaved(x, saved, inputs.shape, workspace, code)
 
     def forward_with(self, inputs, kernel, bias, code, workspace=None):
         """This layer's output (batch, ..., units) computed with ``kernel`` (an array or its
@@ -166,13 +169,13 @@ class Dense(Layer):
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, saved, in_shape, workspace = ctx
+        x, saved, in_shape, workspace, code = ctx
         grad = np.ascontiguousarray(grad_outputs).reshape(-1, self.units)
-        if self._code == user_activation.USER_FUNCTION:
+        if code == user_activation.USER_FUNCTION:
             grad = user_activation.backward(saved, grad)
-        elif self._code != kernels.codes.LINEAR:
+        elif code != kernels.codes.LINEAR:
             grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
-            kernels.activations.activation_backward(grad, saved, self._code, grad_z)
+            kernels.activations.activation_backward(grad, saved, code, grad_z)
             grad = grad_z
         products = []
         if self.trainable:
@@ -210,6 +213,7 @@ class _DenseSaved(NamedTuple):
     # user's activation function's backward needs (user_activation.forward)
     in_shape: tuple  # the input's shape
     workspace: Workspace | None  # the node's, or None
+    code: int  # the activation the forward applied
 
 
 _NO_BIAS = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}

@@ -1,5 +1,6 @@
 """Fusion rules: where each fires and where not, fused == unfused, and switching rules off."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -91,6 +92,15 @@ def add_act(activation="relu", inputs=2, shapes_differ=False, sum_is_output=Fals
     return fastnn.Model(x, outputs)
 
 
+def linear_act(act, linear=None, second_reader=False):
+    x = fastnn.Input((6, 6, 3))
+    h = (linear or layers.Conv2D(4, 3, name="c"))(x)
+    outputs = [act(h)]
+    if second_reader:
+        outputs.append(layers.Flatten(name="f")(h))
+    return fastnn.Model(x, outputs)
+
+
 def residual_block(activation="relu", add_inputs=2, conv_activation=None, second_reader=False):
     x = fastnn.Input((6, 6, 3))
     c = layers.Conv2D(3, 3, padding="same", activation=conv_activation, name="c")(x)
@@ -137,6 +147,27 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
         (lambda: dense_dropout("tanh"), []),  # its gradient reads the output dropout scaled
         (lambda: dense_dropout(second_reader=True), []),
         (lambda: dense_dropout(dense_is_output=True), []),
+        (lambda: linear_act(layers.LeakyReLU(0.2, name="a")), ["c+a"]),
+        (lambda: linear_act(layers.LeakyReLU(name="a")), []),  # 0.3: no kernel code
+        (lambda: linear_act(layers.Activation("gelu", name="a")), ["c+a"]),
+        (
+            lambda: linear_act(layers.Activation("softmax", name="a"), layers.Dense(5, name="c")),
+            ["c+a"],
+        ),
+        (
+            lambda: linear_act(
+                layers.ReLU(name="a"), layers.Conv2D(4, 3, activation="relu", name="c")
+            ),
+            [],
+        ),
+        (
+            lambda: linear_act(
+                layers.ReLU(name="a"), layers.Conv2D(4, 3, data_format="channels_first", name="c")
+            ),
+            [],
+        ),
+        (lambda: linear_act(layers.ReLU(name="a"), second_reader=True), []),
+        (lambda: linear_act(layers.Activation(lambda t: t * 2, name="a")), []),
         (residual_block, ["c+b+s+a"]),
         (lambda: residual_block("linear"), ["c+b+s+a"]),
         (lambda: residual_block(None), ["c+b+s"]),
@@ -309,6 +340,16 @@ def relu_layer_net(max_value):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
+def linear_act_net(activation):
+    """Conv2D -> LeakyReLU(0.2), Conv2D -> an activation, Dense -> softmax: the linear_act rule
+    (the activation in the layer's epilogue)."""
+    x = fastnn.Input((6, 6, 3), dtype=F64)
+    h = layers.LeakyReLU(0.2, dtype=F64)(layers.Conv2D(4, 3, padding="same", dtype=F64)(x))
+    h = layers.Activation(activation, dtype=F64)(layers.Conv2D(4, 3, dtype=F64)(h))
+    h = layers.Dense(3, dtype=F64)(layers.Flatten(dtype=F64)(h))
+    return fastnn.Model(x, layers.Activation("softmax", dtype=F64)(h))
+
+
 def depthwise_bn_net(activation, multiplier):
     """DepthwiseConv2D -> BN -> act: the depthwise_bn_act rule, BN folded in at inference."""
     x = fastnn.Input((6, 6, 2), dtype=F64)
@@ -392,6 +433,10 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda a=a, p=p: conv_residual_net(a, p), lambda rng: rng.normal(1, 2, (3, 6, 6, 3)))
             for a, p in (("relu", False), ("relu", True), (None, True))
+        ],
+        *[
+            (lambda a=a: linear_act_net(a), lambda rng: rng.normal(0, 2, (3, 6, 6, 3)))
+            for a in ("tanh", "gelu", "relu")
         ],
         *[
             (lambda v=v: relu_layer_net(v), lambda rng: rng.normal(1, 2, (3, 6, 6, 3)))
@@ -560,3 +605,29 @@ def test_relu6_after_batch_norm_fuses_and_clips_as_the_layers_as_written(trainin
     np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-14)
     for w, g, ref in zip(model.weights, got[1], want[1]):
         np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-13, err_msg=w.path)
+
+
+def test_a_gradient_tape_differentiates_the_weights_of_fused_layers():
+    """A custom train_step's GradientTape records a fused node as one entry: the gradients of
+    every weight of the layers it fuses are those of the layers as written (they were None)."""
+
+    def build():
+        fastnn.utils.set_random_seed(1)
+        x = fastnn.Input((8, 8, 2))
+        h = layers.Conv2D(4, 3)(x)
+        h = layers.Activation("relu")(layers.BatchNormalization()(h))
+        h = layers.LeakyReLU(0.2)(layers.Conv2D(3, 1)(h))
+        return fastnn.Model(x, layers.Dense(1)(layers.Flatten()(h)))
+
+    data = np.random.default_rng(0).random((6, 8, 8, 2)).astype(np.float32)
+    grads = []
+    for fused in (True, False):
+        with contextlib.nullcontext() if fused else fusion.disabled():
+            model = build()
+        assert bool(fused_names(model)) == fused
+        with fastnn.GradientTape() as tape:
+            loss = fastnn.ops.mean(model(data, training=True) ** 2)
+        grads.append(tape.gradient(loss, model.trainable_weights))
+    for got, want in zip(*grads):
+        assert got is not None
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)

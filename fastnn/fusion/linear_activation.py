@@ -1,0 +1,53 @@
+"""A Conv2D or Dense without activation and the activation layer that alone reads it, as one
+node: the activation runs as the layer's own would, in its epilogue where the kernels take it
+(Keras code writes ``Conv2D(...)`` then ``LeakyReLU(0.2)``, ``Activation("relu")`` or
+``ReLU()`` as often as ``Conv2D(..., activation="relu")``), so no pass of its own."""
+
+from __future__ import annotations
+
+from fastnn.fusion.base import FusedLayer, Rule, activation_code
+from fastnn.kernels.codes import LINEAR
+from fastnn.layers.base import Layer
+from fastnn.layers.convolutional import Conv2D
+from fastnn.layers.core import Dense
+from fastnn.nodes import Node
+
+
+class LinearActivation(FusedLayer):
+    """``act(linear(x))``, linear a channels_last Conv2D or a Dense without activation, act a
+    built-in activation (``activation_code``): the layer run with act as its activation.
+
+    Shapes: the layer's, ``(batch, h, w, c)`` to ``(batch, oh, ow, filters)`` or
+    ``(batch, ..., input_dim)`` to ``(batch, ..., units)``.
+    """
+
+    uses_workspace = True
+    skips_input_grad = True
+
+    def __init__(self, linear: Conv2D | Dense, activation: Layer):
+        super().__init__(linear, activation)
+        self.linear, self.code = linear, activation_code(activation)
+        self.passes_mask = linear.passes_mask  # a Dense's: the activation's passes it too
+
+    def forward(self, inputs, training, workspace=None):
+        return self.linear.forward(inputs, training, workspace, activation_code=self.code)
+
+    def backward(self, ctx, grad_outputs, need_input_grad=True):
+        return self.linear.backward(ctx, grad_outputs, need_input_grad=need_input_grad)
+
+
+def _is_linear_layer(node: Node) -> bool:
+    """A Dense, or a channels_last Conv2D, without activation."""
+    layer = node.layer
+    if type(layer) is Conv2D and layer.data_format != "channels_last":
+        return False
+    return type(layer) in (Conv2D, Dense) and layer._code == LINEAR
+
+
+def _is_activation(node: Node) -> bool:
+    """An activation layer of a built-in activation that keeps its input's dtype."""
+    code = activation_code(node.layer)
+    return code is not None and node.inputs[0].dtype == node.outputs[0].dtype
+
+
+RULE = Rule("linear_act", (_is_linear_layer, _is_activation), LinearActivation)
