@@ -1,4 +1,5 @@
-"""Conv2D and the 2x2 stride-2 'valid' MaxPooling2D that alone reads it, as one pass."""
+"""Conv2D (and the activation layer that alone reads it, where the conv has none) and the 2x2
+stride-2 'valid' MaxPooling2D that alone reads it, as one pass."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.fusion.base import FusedLayer, Rule
+from fastnn.fusion.base import FusedLayer, Rule, activation_code
+from fastnn.kernels.codes import LINEAR
+from fastnn.layers.base import Layer
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.pooling import MaxPooling2D
 from fastnn.nodes import Node
@@ -27,7 +30,10 @@ class _Inputs(NamedTuple):
 
 
 class ConvMaxPool(FusedLayer):
-    """``MaxPooling2D(2)(Conv2D(...)(x))``: the conv's output never reaches memory.
+    """``MaxPooling2D(2)(Conv2D(...)(x))``, or ``MaxPooling2D(2)(act(Conv2D(...)(x)))`` for an
+    activation layer after a conv without activation (Keras's CIFAR-10 example writes
+    ``Conv2D``, ``Activation('relu')``, ``MaxPooling2D``): the conv's output never reaches
+    memory.
 
     Input shape ``(batch, h, w, c)``; output ``(batch, oh // 2, ow // 2, filters)``. In training
     a uint8 code per pooled value keeps where its maximum was, which is all the backward needs.
@@ -36,20 +42,22 @@ class ConvMaxPool(FusedLayer):
     uses_workspace = True
     skips_input_grad = True
 
-    def __init__(self, conv: Conv2D, pool: MaxPooling2D):
-        super().__init__(conv, pool)
+    def __init__(self, conv: Conv2D, pool: MaxPooling2D, activation: Layer | None = None):
+        super().__init__(*(layer for layer in (conv, activation, pool) if layer is not None))
         self.conv, self.pool = conv, pool
+        self.code = conv._code if activation is None else activation_code(activation)
 
     def forward(self, inputs, training, workspace=None):
         if not training:
-            pooled, _ = self.conv.forward_max_pooled(inputs, False, workspace)
+            pooled, _ = self.conv.forward_max_pooled(inputs, False, workspace, self.code)
             return pooled, _Inputs(inputs)
-        if not self.conv.trains_max_pooled:
-            y, conv_ctx = self.conv.forward(inputs, True, workspace=workspace)
+        if not self.conv.trains_max_pooled(self.code):
+            extra = {"workspace": workspace, "activation_code": self.code}
+            y, conv_ctx = self.conv.forward(inputs, True, **extra)
             # The pool's arrays are its own: the conv's workspace may hold ones of its shapes.
             pooled, pool_ctx = self.pool.forward(y, True)
             return pooled, _Unfused(conv_ctx, pool_ctx)
-        return self.conv.forward_max_pooled(inputs, True, workspace)
+        return self.conv.forward_max_pooled(inputs, True, workspace, self.code)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         if isinstance(ctx, _Inputs):  # an inference pass kept nothing else: run training's
@@ -86,4 +94,20 @@ def is_pool_2x2(kind: type) -> Callable[[Node], bool]:
 is_max_pool_2x2 = is_pool_2x2(MaxPooling2D)
 
 
-RULE = Rule("conv_max_pool", (is_conv2d, is_max_pool_2x2), ConvMaxPool)
+def _is_activation_of_linear_conv(node: Node) -> bool:
+    """An activation layer (``activation_code``) after a conv without activation, keeping its
+    input's dtype."""
+    parent = node.inputs[0].node
+    linear = parent is not None and getattr(parent.layer, "_code", None) == LINEAR
+    code = activation_code(node.layer)
+    return linear and code is not None and node.inputs[0].dtype == node.outputs[0].dtype
+
+
+RULES = (
+    Rule("conv_max_pool", (is_conv2d, is_max_pool_2x2), ConvMaxPool),
+    Rule(
+        "conv_max_pool",
+        (is_conv2d, _is_activation_of_linear_conv, is_max_pool_2x2),
+        lambda conv, activation, pool: ConvMaxPool(conv, pool, activation),
+    ),
+)

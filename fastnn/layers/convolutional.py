@@ -493,20 +493,24 @@ class Conv2D(_Conv):
         )
         return scratch(workspace, "y", (len(inputs), out_h, out_w, self.filters), self.kernel.dtype)
 
-    @property
-    def trains_max_pooled(self) -> bool:
-        """Whether training may run ``forward_max_pooled``: the activation's gradient at a pool's
-        maximum must follow from the pooled value alone (elementwise activations whose gradient
-        reads their output: not softmax, nor gelu)."""
+    def trains_max_pooled(self, activation_code=None) -> bool:
+        """Whether training may run ``forward_max_pooled`` (with ``activation_code`` for the
+        layer's own): the activation's gradient at a pool's maximum must follow from the pooled
+        value alone (elementwise activations whose gradient reads their output: not softmax,
+        nor gelu)."""
         codes = kernels.codes
-        return self._code not in codes.ROW_WISE and self._code not in codes.FROM_INPUT
+        code = self._code if activation_code is None else activation_code
+        return code not in codes.ROW_WISE and code not in codes.FROM_INPUT
 
-    def forward_max_pooled(self, inputs, training, workspace=None):
-        """(MaxPooling2D(2)(this layer's output), ctx) in one pass: (batch, oh//2, ow//2, F).
+    def forward_max_pooled(self, inputs, training, workspace=None, activation_code=None):
+        """(MaxPooling2D(2)(this layer's output), ctx) in one pass: (batch, oh//2, ow//2, F),
+        with ``activation_code`` for the layer's own activation (the activation layer between
+        a conv without one and the pool, fused).
 
         The conv's output never reaches memory; ctx (None at inference) keeps the input and
         where each maximum was (uint8), which is all ``backward_max_pooled`` needs.
         """
+        code = self._code if activation_code is None else activation_code
         bias = self.bias.value if self.use_bias else None
         out_h, out_w, _, _ = kernels.conv.conv_geometry(
             inputs.shape, self.kernel.shape, self.strides, self.padding
@@ -514,8 +518,8 @@ class Conv2D(_Conv):
         shape = (len(inputs), out_h // 2, out_w // 2, self.filters)
         codes = scratch(workspace, "codes", shape, np.uint8) if training else None
         kernel = kernel_for(self, training)
-        pooled = self.max_pooled_with(inputs, kernel, bias, self._code, codes, workspace)
-        return pooled, (_SavedPooled(pooled, codes, inputs, workspace) if training else None)
+        pooled = self.max_pooled_with(inputs, kernel, bias, code, codes, workspace)
+        return pooled, (_SavedPooled(pooled, codes, inputs, workspace, code) if training else None)
 
     def max_pooled_with(self, inputs, kernel, bias, code, codes=None, workspace=None):
         """``forward_max_pooled``'s output computed with ``kernel``, ``bias`` (or None) and the
@@ -547,7 +551,7 @@ class Conv2D(_Conv):
     def backward_max_pooled(self, ctx, grad_pooled, need_input_grad=True):
         """The input's gradient from the pooled output's, after ``forward_max_pooled``."""
         x, workspace = ctx.x, ctx.workspace
-        grad = self._activation_grad(grad_pooled, ctx.pooled, workspace)  # dL/dz at the maxima
+        grad = self._activation_grad(grad_pooled, ctx.pooled, workspace, ctx.code)  # at the maxima
         return kernels.conv.conv2d_backward_max_pooled(
             grad, ctx.codes, x, self.kernel.value, self.strides, self.padding,
             self.kernel.grad if self.trainable else None,
@@ -598,3 +602,4 @@ class _SavedPooled(NamedTuple):
     codes: np.ndarray  # where each maximum was: uint8, pooled's shape
     x: np.ndarray  # the input (batch, h, w, c)
     workspace: Workspace | None  # the node's, or None
+    code: int  # the activation the forward applied

@@ -33,6 +33,12 @@ def conv_pool(pool=None, second_reader=False, conv_is_output=False):
     return fastnn.Model(x, outputs)
 
 
+def conv_act_pool(act, conv_activation=None, pool_size=2):
+    x = fastnn.Input((8, 8, 2))
+    h = act(layers.Conv2D(3, 3, padding="same", activation=conv_activation, name="c")(x))
+    return fastnn.Model(x, layers.MaxPooling2D(pool_size, name="p")(h))
+
+
 def dense_bn(activation="relu", use_bias=False, axis=-1, time_steps=False):
     x = fastnn.Input((3, 4) if time_steps else (4,))
     d = layers.Dense(3, use_bias=use_bias, name="d")(x)
@@ -220,6 +226,11 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
         (lambda: dense_bn("tanh"), ["d+b"]),
         (lambda: dense_bn(time_steps=True, axis=1), ["b+a"]),
         (conv_pool, ["c+p"]),
+        (lambda: conv_act_pool(layers.Activation("relu", name="a")), ["c+a+p"]),
+        (lambda: conv_act_pool(layers.LeakyReLU(0.2, name="a")), ["c+a+p"]),
+        (lambda: conv_act_pool(layers.Activation("gelu", name="a")), ["c+a+p"]),
+        (lambda: conv_act_pool(layers.ReLU(name="a"), conv_activation="tanh"), []),
+        (lambda: conv_act_pool(layers.ReLU(name="a"), pool_size=3), ["c+a"]),
         (lambda: conv_pool(layers.MaxPooling2D(2, strides=1, name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(2, padding="same", name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(3, name="p")), []),
@@ -268,6 +279,15 @@ def conv_pool_net(activation):
     h = layers.MaxPooling2D(2, dtype=F64)(h)
     h = layers.Conv2D(4, 1, activation=activation, dtype=F64)(h)
     h = layers.MaxPooling2D(2, dtype=F64)(h)
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
+
+
+def conv_act_pool_net(activation):
+    """Conv2D -> an activation layer -> MaxPooling2D(2): the conv_max_pool rule's three-layer
+    chain (Keras's CIFAR-10 example)."""
+    x = fastnn.Input((7, 7, 2), dtype=F64)
+    h = layers.Conv2D(3, 3, padding="same", dtype=F64)(x)
+    h = layers.MaxPooling2D(2, dtype=F64)(layers.Activation(activation, dtype=F64)(h))
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
@@ -389,6 +409,10 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda a=a: conv_pool_net(a), lambda rng: rng.standard_normal((3, 7, 7, 2)))
             for a in ("relu", "tanh", "softmax", None)
+        ],
+        *[
+            (lambda a=a: conv_act_pool_net(a), lambda rng: rng.standard_normal((3, 7, 7, 2)))
+            for a in ("relu", "leaky_relu", "gelu", "tanh")
         ],
         *[
             (lambda a=a: average_pool_net(a), lambda rng: rng.standard_normal((3, 9, 9, 1)))
