@@ -27,7 +27,7 @@ from fastnn.nodes import Node
 #: The rules, applied in this order.
 RULES: tuple[Rule, ...] = (
     *conv_max_pool.RULES,
-    conv_average_pool.RULE,
+    *conv_average_pool.RULES,
     embedded_rnn.RULE,
     *conv_bn_activation.RULES,
     bn_activation.RULE,

@@ -1,6 +1,6 @@
-"""Conv2D (any built-in activation) and the 2x2 stride-2 'valid' AveragePooling2D that alone
-reads it, as one node: at inference one pass, the conv's output never in memory; in training
-the two layers as written."""
+"""Conv2D (any built-in activation, or none and the activation layer that alone reads it) and
+the 2x2 stride-2 'valid' AveragePooling2D that alone reads it, as one node: at inference one
+pass, the conv's output never in memory; in training the layers as written."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.fusion.base import FusedLayer, Rule
-from fastnn.fusion.conv_max_pool import is_conv2d, is_pool_2x2
+from fastnn.fusion.base import FusedLayer, Rule, activation_code
+from fastnn.fusion.conv_max_pool import is_activation_of_linear_conv, is_conv2d, is_pool_2x2
 from fastnn.kernels.workspace import Workspace, kept_for
+from fastnn.layers.base import Layer
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.pooling import AveragePooling2D
 
@@ -29,7 +30,8 @@ class _Inputs(NamedTuple):
 
 
 class ConvAveragePool(FusedLayer):
-    """``AveragePooling2D(2)(Conv2D(...)(x))`` (LeNet's conv and subsampling).
+    """``AveragePooling2D(2)(Conv2D(...)(x))`` (LeNet's conv and subsampling), or with an
+    activation layer between a conv without activation and the pool.
 
     Input shape ``(batch, h, w, c)``; output ``(batch, oh // 2, ow // 2, filters)``. At
     inference the conv's output is computed band by band in cache, activated and averaged
@@ -39,14 +41,17 @@ class ConvAveragePool(FusedLayer):
     uses_workspace = True
     skips_input_grad = True
 
-    def __init__(self, conv: Conv2D, pool: AveragePooling2D):
-        super().__init__(conv, pool)
+    def __init__(self, conv: Conv2D, pool: AveragePooling2D, activation: Layer | None = None):
+        super().__init__(*(layer for layer in (conv, activation, pool) if layer is not None))
         self.conv, self.pool = conv, pool
+        self.code = conv._code if activation is None else activation_code(activation)
 
     def forward(self, inputs, training, workspace=None):
         if not training:
-            return self.conv.forward_average_pooled(inputs, workspace), _Inputs(inputs)
-        y, conv_ctx = self.conv.forward(inputs, True, workspace=workspace)
+            pooled = self.conv.forward_average_pooled(inputs, workspace, self.code)
+            return pooled, _Inputs(inputs)
+        extra = {"workspace": workspace, "activation_code": self.code}
+        y, conv_ctx = self.conv.forward(inputs, True, **extra)
         # The pool's arrays in a workspace of its own: the conv's may hold ones of its shapes.
         kept = None if workspace is None else kept_for(workspace, self.pool, Workspace)
         pooled, pool_ctx = self.pool.forward(y, True, workspace=kept)
@@ -59,4 +64,12 @@ class ConvAveragePool(FusedLayer):
         return self.conv.backward(ctx.conv, grad, need_input_grad=need_input_grad)
 
 
-RULE = Rule("conv_average_pool", (is_conv2d, is_pool_2x2(AveragePooling2D)), ConvAveragePool)
+is_average_pool_2x2 = is_pool_2x2(AveragePooling2D)
+RULES = (
+    Rule("conv_average_pool", (is_conv2d, is_average_pool_2x2), ConvAveragePool),
+    Rule(
+        "conv_average_pool",
+        (is_conv2d, is_activation_of_linear_conv, is_average_pool_2x2),
+        lambda conv, activation, pool: ConvAveragePool(conv, pool, activation),
+    ),
+)

@@ -94,7 +94,7 @@ def is_pool_2x2(kind: type) -> Callable[[Node], bool]:
 is_max_pool_2x2 = is_pool_2x2(MaxPooling2D)
 
 
-def _is_activation_of_linear_conv(node: Node) -> bool:
+def is_activation_of_linear_conv(node: Node) -> bool:
     """An activation layer (``activation_code``) after a conv without activation, keeping its
     input's dtype."""
     parent = node.inputs[0].node
@@ -107,7 +107,7 @@ RULES = (
     Rule("conv_max_pool", (is_conv2d, is_max_pool_2x2), ConvMaxPool),
     Rule(
         "conv_max_pool",
-        (is_conv2d, _is_activation_of_linear_conv, is_max_pool_2x2),
+        (is_conv2d, is_activation_of_linear_conv, is_max_pool_2x2),
         lambda conv, activation, pool: ConvMaxPool(conv, pool, activation),
     ),
 )

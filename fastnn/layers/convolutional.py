@@ -534,17 +534,18 @@ class Conv2D(_Conv):
             threads=runtime.threads(),
         )  # fmt: skip
 
-    def forward_average_pooled(self, inputs, workspace=None):
+    def forward_average_pooled(self, inputs, workspace=None, activation_code=None):
         """AveragePooling2D(2)(this layer's output) at inference in one pass (the conv's output
         stays in cache where its kernels allow: ``kernels.conv.conv2d_forward_average_pool``):
-        (batch, oh // 2, ow // 2, filters)."""
+        (batch, oh // 2, ow // 2, filters); ``activation_code`` for the layer's own."""
+        code = self._code if activation_code is None else activation_code
         out_h, out_w, _, _ = kernels.conv.conv_geometry(
             inputs.shape, self.kernel.shape, self.strides, self.padding
         )
         shape = (len(inputs), out_h // 2, out_w // 2, self.filters)
         return kernels.conv.conv2d_forward_average_pool(
             inputs, kernel_for(self, False), self.bias.value if self.use_bias else None,
-            self.strides, self.padding, self._code,
+            self.strides, self.padding, code,
             scratch(workspace, "pooled", shape, self.kernel.dtype), threads=runtime.threads(),
         )  # fmt: skip
 

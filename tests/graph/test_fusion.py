@@ -33,10 +33,11 @@ def conv_pool(pool=None, second_reader=False, conv_is_output=False):
     return fastnn.Model(x, outputs)
 
 
-def conv_act_pool(act, conv_activation=None, pool_size=2):
+def conv_act_pool(act, conv_activation=None, pool_size=2, average=False):
     x = fastnn.Input((8, 8, 2))
     h = act(layers.Conv2D(3, 3, padding="same", activation=conv_activation, name="c")(x))
-    return fastnn.Model(x, layers.MaxPooling2D(pool_size, name="p")(h))
+    pool = layers.AveragePooling2D if average else layers.MaxPooling2D
+    return fastnn.Model(x, pool(pool_size, name="p")(h))
 
 
 def dense_bn(activation="relu", use_bias=False, axis=-1, time_steps=False):
@@ -231,6 +232,7 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
         (lambda: conv_act_pool(layers.Activation("gelu", name="a")), ["c+a+p"]),
         (lambda: conv_act_pool(layers.ReLU(name="a"), conv_activation="tanh"), []),
         (lambda: conv_act_pool(layers.ReLU(name="a"), pool_size=3), ["c+a"]),
+        (lambda: conv_act_pool(layers.Activation("tanh", name="a"), average=True), ["c+a+p"]),
         (lambda: conv_pool(layers.MaxPooling2D(2, strides=1, name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(2, padding="same", name="p")), []),
         (lambda: conv_pool(layers.MaxPooling2D(3, name="p")), []),
@@ -282,12 +284,12 @@ def conv_pool_net(activation):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
-def conv_act_pool_net(activation):
-    """Conv2D -> an activation layer -> MaxPooling2D(2): the conv_max_pool rule's three-layer
-    chain (Keras's CIFAR-10 example)."""
+def conv_act_pool_net(activation, pool=layers.MaxPooling2D):
+    """Conv2D -> an activation layer -> a 2x2 pool: the conv_max_pool and conv_average_pool
+    rules' three-layer chains (Keras's CIFAR-10 example)."""
     x = fastnn.Input((7, 7, 2), dtype=F64)
     h = layers.Conv2D(3, 3, padding="same", dtype=F64)(x)
-    h = layers.MaxPooling2D(2, dtype=F64)(layers.Activation(activation, dtype=F64)(h))
+    h = pool(2, dtype=F64)(layers.Activation(activation, dtype=F64)(h))
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
@@ -413,6 +415,13 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda a=a: conv_act_pool_net(a), lambda rng: rng.standard_normal((3, 7, 7, 2)))
             for a in ("relu", "leaky_relu", "gelu", "tanh")
+        ],
+        *[
+            (
+                lambda a=a: conv_act_pool_net(a, layers.AveragePooling2D),
+                lambda rng: rng.standard_normal((3, 7, 7, 2)),
+            )
+            for a in ("relu", "tanh")
         ],
         *[
             (lambda a=a: average_pool_net(a), lambda rng: rng.standard_normal((3, 9, 9, 1)))
@@ -655,3 +664,22 @@ def test_a_gradient_tape_differentiates_the_weights_of_fused_layers():
     for got, want in zip(*grads):
         assert got is not None
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool", [layers.MaxPooling2D, layers.AveragePooling2D])
+@pytest.mark.parametrize("make_activation", [lambda: layers.LeakyReLU(0.2), layers.ReLU])
+def test_a_float32_conv_activation_layer_and_pool_predict_as_the_layers_as_written(
+    pool, make_activation
+):
+    """Conv2D -> an activation layer -> a 2x2 pool runs as one pass at inference (the SIMD
+    conv activating and pooling in cache), and Conv2D -> an activation layer as the conv with
+    that activation: the layers as written, to float32 rounding."""
+    x = fastnn.Input((16, 16, 8))
+    h = pool(2)(make_activation()(layers.Conv2D(16, 3, padding="same")(x)))
+    h = make_activation()(layers.Conv2D(32, 3, padding="same")(h))
+    model = fastnn.Model(x, h)
+    assert len(fused_names(model)) == 2 and len(model._graph.steps) == 2
+    randomize_weights(model, 5)
+    data = np.random.default_rng(6).standard_normal((16, 16, 16, 8)).astype(np.float32)
+    got, want = predicted_fused_and_unfused(model, data)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
