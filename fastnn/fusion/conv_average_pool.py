@@ -8,8 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.fusion.base import FusedLayer, Rule, activation_code
-from fastnn.fusion.conv_max_pool import is_activation_of_linear_conv, is_conv2d, is_pool_2x2
+from fastnn.fusion.base import FusedLayer, activation_code
+from fastnn.fusion.conv_max_pool import conv_pool_rules, is_pool_2x2
 from fastnn.kernels.workspace import Workspace, kept_for
 from fastnn.layers.base import Layer
 from fastnn.layers.convolutional import Conv2D
@@ -64,12 +64,4 @@ class ConvAveragePool(FusedLayer):
         return self.conv.backward(ctx.conv, grad, need_input_grad=need_input_grad)
 
 
-is_average_pool_2x2 = is_pool_2x2(AveragePooling2D)
-RULES = (
-    Rule("conv_average_pool", (is_conv2d, is_average_pool_2x2), ConvAveragePool),
-    Rule(
-        "conv_average_pool",
-        (is_conv2d, is_activation_of_linear_conv, is_average_pool_2x2),
-        lambda conv, activation, pool: ConvAveragePool(conv, pool, activation),
-    ),
-)
+RULES = conv_pool_rules("conv_average_pool", is_pool_2x2(AveragePooling2D), ConvAveragePool)

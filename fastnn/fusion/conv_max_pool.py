@@ -103,11 +103,18 @@ def is_activation_of_linear_conv(node: Node) -> bool:
     return linear and code is not None and node.inputs[0].dtype == node.outputs[0].dtype
 
 
-RULES = (
-    Rule("conv_max_pool", (is_conv2d, is_max_pool_2x2), ConvMaxPool),
-    Rule(
-        "conv_max_pool",
-        (is_conv2d, is_activation_of_linear_conv, is_max_pool_2x2),
-        lambda conv, activation, pool: ConvMaxPool(conv, pool, activation),
-    ),
-)
+def conv_pool_rules(name: str, is_pool: Callable[[Node], bool], composite) -> tuple[Rule, ...]:
+    """Rules ``name`` for a conv and the pool that alone reads it, and for a conv without
+    activation, the activation layer that alone reads it and such a pool: each made
+    ``composite(conv, pool, activation or None)``."""
+    return (
+        Rule(name, (is_conv2d, is_pool), composite),
+        Rule(
+            name,
+            (is_conv2d, is_activation_of_linear_conv, is_pool),
+            lambda conv, activation, pool: composite(conv, pool, activation),
+        ),
+    )
+
+
+RULES = conv_pool_rules("conv_max_pool", is_max_pool_2x2, ConvMaxPool)
