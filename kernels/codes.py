@@ -59,3 +59,10 @@ ROW_WISE = (SOFTMAX, LOG_SOFTMAX)  # act on a whole row (the last axis), not ele
 # pre-activation z) instead of its output y: these functions dip below zero and come back, so y
 # does not tell z. A layer keeps z for them (``bias_activation_forward_keep_input``).
 FROM_INPUT = (GELU, GELU_TANH, SILU, HARD_SILU, MISH)
+
+
+def kernel_applied(code: int) -> int:
+    """What a conv's kernels apply of the activation ``code`` as they write its output: all of
+    it, or none for the codes in FROM_INPUT (their gradient reads z, so the layer keeps z and
+    applies the activation after)."""
+    return LINEAR if code in FROM_INPUT else code

@@ -1,7 +1,8 @@
-"""A Conv2D or Dense without activation and the activation layer that alone reads it, as one
-node: the activation runs as the layer's own would, in its epilogue where the kernels take it
-(Keras code writes ``Conv2D(...)`` then ``LeakyReLU(0.2)``, ``Activation("relu")`` or
-``ReLU()`` as often as ``Conv2D(..., activation="relu")``), so no pass of its own."""
+"""A Dense, Conv2D, Conv2DTranspose, Conv1DTranspose or DepthwiseConv2D without activation and
+the activation layer that alone reads it, as one node: the activation runs as the layer's own
+would, in its epilogue where the kernels take it (Keras code writes ``Conv2D(...)`` then
+``LeakyReLU(0.2)``, ``Activation("relu")`` or ``ReLU()`` as often as
+``Conv2D(..., activation="relu")``), so no pass of its own."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from fastnn.fusion.base import FusedLayer, Rule, activation_code
 from fastnn.kernels.codes import LINEAR
 from fastnn.layers.base import Layer
 from fastnn.layers.convolutional import Conv2D
+from fastnn.layers.convolutional_extra import Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D
 from fastnn.layers.core import Dense
 from fastnn.nodes import Node
 
 
 class LinearActivation(FusedLayer):
-    """``act(linear(x))``, linear a channels_last Conv2D or a Dense without activation, act a
-    built-in activation (``activation_code``): the layer run with act as its activation.
+    """``act(linear(x))``, linear one of ``LINEAR_LAYERS`` (channels_last) without activation,
+    act a built-in activation (``activation_code``): the layer run with act as its
+    activation.
 
     Shapes: the layer's, ``(batch, h, w, c)`` to ``(batch, oh, ow, filters)`` or
     ``(batch, ..., input_dim)`` to ``(batch, ..., units)``.
@@ -24,7 +27,7 @@ class LinearActivation(FusedLayer):
     uses_workspace = True
     skips_input_grad = True
 
-    def __init__(self, linear: Conv2D | Dense, activation: Layer):
+    def __init__(self, linear: Layer, activation: Layer):
         super().__init__(linear, activation)
         self.linear, self.code = linear, activation_code(activation)
         self.passes_mask = linear.passes_mask  # a Dense's: the activation's passes it too
@@ -36,12 +39,17 @@ class LinearActivation(FusedLayer):
         return self.linear.backward(ctx, grad_outputs, need_input_grad=need_input_grad)
 
 
+#: The layers whose forward takes an activation_code for their own activation.
+LINEAR_LAYERS = (Dense, Conv2D, Conv2DTranspose, Conv1DTranspose, DepthwiseConv2D)
+
+
 def _is_linear_layer(node: Node) -> bool:
-    """A Dense, or a channels_last Conv2D, without activation."""
+    """A Dense, or a channels_last Conv2D, Conv2DTranspose, Conv1DTranspose or
+    DepthwiseConv2D, without activation."""
     layer = node.layer
-    if type(layer) is Conv2D and layer.data_format != "channels_last":
+    if type(layer) not in LINEAR_LAYERS or layer._code != LINEAR:
         return False
-    return type(layer) in (Conv2D, Dense) and layer._code == LINEAR
+    return type(layer) is Dense or layer.data_format == "channels_last"
 
 
 def _is_activation(node: Node) -> bool:

@@ -175,7 +175,7 @@ class _Conv(Layer):
     @property
     def _epilogue_code(self) -> int:
         """The activation the conv kernels fuse: none for those whose gradient reads z."""
-        return _epilogue(self._code)
+        return kernels.codes.kernel_applied(self._code)
 
     def _activated(self, z, workspace=None, code=None) -> tuple:
         """(output, what the backward reads) of the conv kernels' output z, which has the
@@ -457,7 +457,9 @@ class Conv2D(_Conv):
         kernel = kernel_for(self, training)
         code = self._code if activation_code is None else activation_code
         if moments is None:
-            z = self.forward_with(inputs, kernel, bias, _epilogue(code), workspace)
+            z = self.forward_with(
+                inputs, kernel, bias, kernels.codes.kernel_applied(code), workspace
+            )
         else:
             plain = self._code == kernels.codes.LINEAR and self.groups == 1
             if not (plain and self.dilation_rate == (1, 1)):
@@ -576,12 +578,6 @@ class Conv2D(_Conv):
             groups=self.groups,
         )  # fmt: skip
         return None if dx is None else from_channels_last(dx, self.data_format)
-
-
-def _epilogue(code: int) -> int:
-    """The part of the activation ``code`` the conv kernels fuse: none of those whose gradient
-    reads z."""
-    return kernels.codes.LINEAR if code in kernels.codes.FROM_INPUT else code
 
 
 class _Saved(NamedTuple):

@@ -241,30 +241,33 @@ class _SpatialConv(Layer):
     @property
     def _epilogue_code(self) -> int:
         """The activation the kernels fuse: none for those whose gradient reads z."""
-        return kernels.codes.LINEAR if self._code in kernels.codes.FROM_INPUT else self._code
+        return kernels.codes.kernel_applied(self._code)
 
-    def _activated(self, z, workspace=None) -> tuple:
+    def _activated(self, z, workspace=None, code=None) -> tuple:
         """(output, what the backward reads) of the kernels' NHWC output z, which has the
-        activation unless its gradient reads z (kernels.codes.FROM_INPUT)."""
-        if self._code not in kernels.codes.FROM_INPUT:
+        activation (``code``, else the layer's) unless its gradient reads z
+        (kernels.codes.FROM_INPUT)."""
+        code = self._code if code is None else code
+        if code not in kernels.codes.FROM_INPUT:
             return z, z
         channels = z.shape[-1]
         y = scratch(workspace, "activated", z.shape, z.dtype)
         kernels.activations.bias_activation_forward(
-            z.reshape(-1, channels), np.empty(0, z.dtype), self._code, y.reshape(-1, channels)
+            z.reshape(-1, channels), np.empty(0, z.dtype), code, y.reshape(-1, channels)
         )
         return y, z
 
-    def _activation_grad(self, grad, saved, workspace=None) -> np.ndarray:
-        """dL/dz (NHWC, saved's dtype) from dL/dy (NHWC) through the fused activation; saved is
-        the output y, or z for kernels.codes.FROM_INPUT."""
+    def _activation_grad(self, grad, saved, workspace=None, code=None) -> np.ndarray:
+        """dL/dz (NHWC, saved's dtype) from dL/dy (NHWC) through the fused activation (``code``,
+        else the layer's); saved is the output y, or z for kernels.codes.FROM_INPUT."""
+        code = self._code if code is None else code
         grad = np.ascontiguousarray(grad, dtype=saved.dtype)
-        if self._code == kernels.codes.LINEAR:
+        if code == kernels.codes.LINEAR:
             return grad
         channels = saved.shape[-1]
         grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
         kernels.activations.activation_backward(
-            grad.reshape(-1, channels), saved.reshape(-1, channels), self._code,
+            grad.reshape(-1, channels), saved.reshape(-1, channels), code,
             grad_z.reshape(-1, channels),
         )  # fmt: skip
         return grad_z
@@ -373,21 +376,25 @@ class _ConvTranspose(_SpatialConv):
         )
         self._add_bias(self.filters)
 
-    def forward(self, inputs, training, workspace=None):
+    def forward(self, inputs, training, workspace=None, activation_code=None):
+        """The layer's forward; with ``activation_code`` (a channels_last layer without
+        activation: the activation layer after it, fused), that activation."""
+        code = self._code if activation_code is None else activation_code
         x = self._to_nhwc(inputs)
         out_size, crops = self._nhwc_geometry(x)
         out = scratch(workspace, "y", (len(x), *out_size, self.filters), self.kernel.dtype)
         z = kernels.conv_transpose.conv2d_transpose_forward(
             x, self._kernel_2d(self.kernel.value), self.bias.value if self.use_bias else None,
             self._as_2d(self.strides), self._as_2d(self.dilation_rate), crops, out_size,
-            self._epilogue_code, out, threads=runtime.threads(),
+            kernels.codes.kernel_applied(code), out, threads=runtime.threads(),
         )  # fmt: skip
-        y, saved = self._activated(z, workspace)
-        return self._output(y), _Saved(x, saved, crops, workspace)
+        y, saved = self._activated(z, workspace, code)
+        return self._output(y), _Saved(x, saved, crops, workspace, code)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, saved, crops, workspace = ctx
-        grad = self._activation_grad(self._output_grad(grad_outputs, saved), saved, workspace)
+        x, saved, crops, workspace, code = ctx
+        grad = self._output_grad(grad_outputs, saved)
+        grad = self._activation_grad(grad, saved, workspace, code)
         dkernel = self._kernel_2d(self.kernel.grad) if self.trainable else None
         dx = kernels.conv_transpose.conv2d_transpose_backward(
             grad, x, self._kernel_2d(self.kernel.value), self._as_2d(self.strides),
@@ -509,6 +516,7 @@ class _Saved(NamedTuple):
     saved: np.ndarray  # the output, NHWC, or the pre-activation for kernels.codes.FROM_INPUT
     offsets: tuple  # (top, left): crops (transposed) or padding before (depthwise)
     workspace: Workspace | None  # the node's, or None
+    code: int  # the activation the forward applied
 
 
 # ---------------------------------------------------------------------------------- depthwise
@@ -583,12 +591,17 @@ class _DepthwiseConv(_Depthwise):
         )
         self._add_bias(channels * self.depth_multiplier)
 
-    def forward(self, inputs, training, workspace=None):
+    def forward(self, inputs, training, workspace=None, activation_code=None):
+        """The layer's forward; with ``activation_code`` (a channels_last layer without
+        activation: the activation layer after it, fused), that activation."""
+        code = self._code if activation_code is None else activation_code
         x = self._to_nhwc(inputs)
         bias = self.bias.value if self.use_bias else None
-        z, pads = self._depthwise(x, self.kernel.value, bias, self._epilogue_code, workspace)
-        y, saved = self._activated(z, workspace)
-        return self._output(y), _Saved(x, saved, pads, workspace)
+        z, pads = self._depthwise(
+            x, self.kernel.value, bias, kernels.codes.kernel_applied(code), workspace
+        )
+        y, saved = self._activated(z, workspace, code)
+        return self._output(y), _Saved(x, saved, pads, workspace, code)
 
     def forward_with(self, inputs, kernel, bias, code, workspace=None):
         """This layer's output computed with ``kernel`` (its shape), ``bias`` (or None) and the
@@ -610,8 +623,9 @@ class _DepthwiseConv(_Depthwise):
         return z, pads
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x, saved, pads, workspace = ctx
-        grad = self._activation_grad(self._output_grad(grad_outputs, saved), saved, workspace)
+        x, saved, pads, workspace, code = ctx
+        grad = self._output_grad(grad_outputs, saved)
+        grad = self._activation_grad(grad, saved, workspace, code)
         dkernel = self._kernel_2d(self.kernel.grad) if self.trainable else None
         dx = kernels.depthwise.depthwise_conv2d_backward(
             grad, x, self._kernel_2d(self.kernel.value), self._as_2d(self.strides),

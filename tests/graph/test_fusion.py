@@ -174,6 +174,11 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
             [],
         ),
         (lambda: linear_act(layers.ReLU(name="a"), second_reader=True), []),
+        (
+            lambda: linear_act(layers.ReLU(name="a"), layers.Conv2DTranspose(4, 3, name="c")),
+            ["c+a"],
+        ),
+        (lambda: linear_act(layers.ReLU(name="a"), layers.DepthwiseConv2D(3, name="c")), ["c+a"]),
         (lambda: linear_act(layers.Activation(lambda t: t * 2, name="a")), []),
         (residual_block, ["c+b+s+a"]),
         (lambda: residual_block("linear"), ["c+b+s+a"]),
@@ -363,10 +368,13 @@ def relu_layer_net(max_value):
 
 
 def linear_act_net(activation):
-    """Conv2D -> LeakyReLU(0.2), Conv2D -> an activation, Dense -> softmax: the linear_act rule
-    (the activation in the layer's epilogue)."""
+    """Conv2D -> LeakyReLU(0.2), Conv2DTranspose and DepthwiseConv2D -> an activation, Dense ->
+    softmax: the linear_act rule (the activation in the layer's epilogue)."""
     x = fastnn.Input((6, 6, 3), dtype=F64)
     h = layers.LeakyReLU(0.2, dtype=F64)(layers.Conv2D(4, 3, padding="same", dtype=F64)(x))
+    h = layers.Conv2DTranspose(4, 3, strides=2, padding="same", dtype=F64)(h)
+    h = layers.DepthwiseConv2D(3, dtype=F64)(layers.Activation(activation, dtype=F64)(h))
+    h = layers.LeakyReLU(0.2, dtype=F64)(h)
     h = layers.Activation(activation, dtype=F64)(layers.Conv2D(4, 3, dtype=F64)(h))
     h = layers.Dense(3, dtype=F64)(layers.Flatten(dtype=F64)(h))
     return fastnn.Model(x, layers.Activation("softmax", dtype=F64)(h))
