@@ -39,6 +39,33 @@ def _check_filters(filters) -> int:
     return int(filters)
 
 
+def activated_output(z, code: int, workspace=None) -> tuple:
+    """(output, what the backward reads) of a conv kernel's channels-last output z, which has
+    the activation ``code`` unless its gradient reads z (kernels.codes.FROM_INPUT: then it is
+    applied here, into the workspace's array)."""
+    if code not in kernels.codes.FROM_INPUT:
+        return z, z
+    rows = (-1, z.shape[-1])
+    y = scratch(workspace, "activated", z.shape, z.dtype)
+    empty = np.empty(0, z.dtype)
+    kernels.activations.bias_activation_forward(z.reshape(rows), empty, code, y.reshape(rows))
+    return y, z
+
+
+def pre_activation_grad(grad, saved, code: int, workspace=None) -> np.ndarray:
+    """dL/dz (contiguous, saved's dtype) from dL/dy of a conv's channels-last output through
+    its activation ``code``; saved is the output y, or z for kernels.codes.FROM_INPUT."""
+    grad = np.ascontiguousarray(grad, dtype=saved.dtype)
+    if code == kernels.codes.LINEAR:
+        return grad
+    rows = (-1, saved.shape[-1])
+    grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
+    kernels.activations.activation_backward(
+        grad.reshape(rows), saved.reshape(rows), code, grad_z.reshape(rows)
+    )
+    return grad_z
+
+
 class _Conv(Layer):
     """Arguments, weights, activation gradient and config shared by Conv1D and Conv2D."""
 
@@ -178,33 +205,14 @@ class _Conv(Layer):
         return kernels.codes.kernel_applied(self._code)
 
     def _activated(self, z, workspace=None, code=None) -> tuple:
-        """(output, what the backward reads) of the conv kernels' output z, which has the
-        activation (``code``, else the layer's) unless its gradient reads z
-        (kernels.codes.FROM_INPUT)."""
-        code = self._code if code is None else code
-        if code not in kernels.codes.FROM_INPUT:
-            return z, z
-        y = scratch(workspace, "activated", z.shape, z.dtype)
-        kernels.activations.bias_activation_forward(
-            z.reshape(-1, self.filters), np.empty(0, z.dtype), code, y.reshape(-1, self.filters)
-        )
-        return y, z
+        """``activated_output`` with ``code``, else the layer's activation."""
+        return activated_output(z, self._code if code is None else code, workspace)
 
     def _activation_grad(self, grad_outputs, saved, workspace=None, code=None):
-        """dL/dz (contiguous, saved's dtype) from dL/dy through the fused activation (``code``,
-        else the layer's); saved is the output y, or z for kernels.codes.FROM_INPUT."""
-        code = self._code if code is None else code
-        grad = np.ascontiguousarray(grad_outputs, dtype=saved.dtype)
-        if code == kernels.codes.LINEAR:
-            return grad
-        grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
-        kernels.activations.activation_backward(
-            grad.reshape(-1, self.filters),
-            saved.reshape(-1, self.filters),
-            code,
-            grad_z.reshape(-1, self.filters),
+        """``pre_activation_grad`` with ``code``, else the layer's activation."""
+        return pre_activation_grad(
+            grad_outputs, saved, self._code if code is None else code, workspace
         )
-        return grad_z
 
     def convolution_op(self, inputs, kernel):
         """``inputs`` convolved with ``kernel`` by ``fastnn.ops.conv`` (no bias, no activation),

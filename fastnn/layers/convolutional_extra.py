@@ -19,6 +19,7 @@ from fastnn.kernels.forms import Forms
 from fastnn.kernels.geometry import padding_amounts, transpose_axis
 from fastnn.kernels.workspace import Workspace, scratch
 from fastnn.layers.base import Layer, kept, shape_error
+from fastnn.layers.convolutional import activated_output, pre_activation_grad
 from fastnn.layers.core import biased_product
 from fastnn.layers.geometry import standardize_padding, standardize_tuple
 
@@ -244,33 +245,12 @@ class _SpatialConv(Layer):
         return kernels.codes.kernel_applied(self._code)
 
     def _activated(self, z, workspace=None, code=None) -> tuple:
-        """(output, what the backward reads) of the kernels' NHWC output z, which has the
-        activation (``code``, else the layer's) unless its gradient reads z
-        (kernels.codes.FROM_INPUT)."""
-        code = self._code if code is None else code
-        if code not in kernels.codes.FROM_INPUT:
-            return z, z
-        channels = z.shape[-1]
-        y = scratch(workspace, "activated", z.shape, z.dtype)
-        kernels.activations.bias_activation_forward(
-            z.reshape(-1, channels), np.empty(0, z.dtype), code, y.reshape(-1, channels)
-        )
-        return y, z
+        """``activated_output`` of the NHWC output z with ``code``, else the layer's."""
+        return activated_output(z, self._code if code is None else code, workspace)
 
     def _activation_grad(self, grad, saved, workspace=None, code=None) -> np.ndarray:
-        """dL/dz (NHWC, saved's dtype) from dL/dy (NHWC) through the fused activation (``code``,
-        else the layer's); saved is the output y, or z for kernels.codes.FROM_INPUT."""
-        code = self._code if code is None else code
-        grad = np.ascontiguousarray(grad, dtype=saved.dtype)
-        if code == kernels.codes.LINEAR:
-            return grad
-        channels = saved.shape[-1]
-        grad_z = scratch(workspace, "grad_z", grad.shape, grad.dtype)
-        kernels.activations.activation_backward(
-            grad.reshape(-1, channels), saved.reshape(-1, channels), code,
-            grad_z.reshape(-1, channels),
-        )  # fmt: skip
-        return grad_z
+        """``pre_activation_grad`` (NHWC) with ``code``, else the layer's activation."""
+        return pre_activation_grad(grad, saved, self._code if code is None else code, workspace)
 
     def _bias_grad(self):
         return self.bias.grad if self.trainable and self.use_bias else None
