@@ -1,7 +1,7 @@
-"""A Dense, Conv2D, Conv2DTranspose, Conv1DTranspose or DepthwiseConv2D without activation and
-the activation layer that alone reads it, as one node: the activation runs as the layer's own
-would, in its epilogue where the kernels take it (Keras code writes ``Conv2D(...)`` then
-``LeakyReLU(0.2)``, ``Activation("relu")`` or ``ReLU()`` as often as
+"""A Dense, Conv1D, Conv2D, Conv2DTranspose, Conv1DTranspose or DepthwiseConv2D without
+activation and the activation layer that alone reads it, as one node: the activation runs as
+the layer's own would, in its epilogue where the kernels take it (Keras code writes
+``Conv2D(...)`` then ``LeakyReLU(0.2)``, ``Activation("relu")`` or ``ReLU()`` as often as
 ``Conv2D(..., activation="relu")``), so no pass of its own."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastnn.fusion.base import FusedLayer, Rule, activation_code
 from fastnn.kernels.codes import LINEAR
 from fastnn.layers.base import Layer
-from fastnn.layers.convolutional import Conv2D
+from fastnn.layers.convolutional import Conv1D, Conv2D
 from fastnn.layers.convolutional_extra import Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D
 from fastnn.layers.core import Dense
 from fastnn.nodes import Node
@@ -40,11 +40,11 @@ class LinearActivation(FusedLayer):
 
 
 #: The layers whose forward takes an activation_code for their own activation.
-LINEAR_LAYERS = (Dense, Conv2D, Conv2DTranspose, Conv1DTranspose, DepthwiseConv2D)
+LINEAR_LAYERS = (Dense, Conv1D, Conv2D, Conv2DTranspose, Conv1DTranspose, DepthwiseConv2D)
 
 
 def _is_linear_layer(node: Node) -> bool:
-    """A Dense, or a channels_last Conv2D, Conv2DTranspose, Conv1DTranspose or
+    """A Dense, or a channels_last Conv1D, Conv2D, Conv2DTranspose, Conv1DTranspose or
     DepthwiseConv2D, without activation."""
     layer = node.layer
     if type(layer) not in LINEAR_LAYERS or layer._code != LINEAR:

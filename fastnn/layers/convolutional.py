@@ -334,7 +334,10 @@ class Conv1D(_Conv):
         )
         return shape_in_format((shape[0], steps, self.filters), self.data_format)
 
-    def forward(self, inputs, training):
+    def forward(self, inputs, training, workspace=None, activation_code=None):
+        """The layer's forward (``workspace`` unused); with ``activation_code`` (a channels_last
+        layer without activation: the activation layer after it, fused), that activation."""
+        code = self._code if activation_code is None else activation_code
         inputs = to_channels_last(inputs, self.data_format)
         n, steps, c = inputs.shape
         k = self._span[0]
@@ -347,20 +350,20 @@ class Conv1D(_Conv):
         bias = self.bias.value if self.use_bias else None
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         z = kernels.conv.conv2d_forward(
-            x4, kernel, bias, (1, self.strides[0]), padding, self._epilogue_code,
+            x4, kernel, bias, (1, self.strides[0]), padding, kernels.codes.kernel_applied(code),
             threads=runtime.threads(), dilation=(1, self.dilation_rate[0]), groups=self.groups,
         )  # fmt: skip
-        y, saved = self._activated(z)
+        y, saved = self._activated(z, code=code)
         y, activated = self._in_format(y.reshape(n, y.shape[2], self.filters))
-        return y, (x4, saved, padding, activated)
+        return y, (x4, saved, padding, activated, code)
 
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
-        x4, saved, padding, activated = ctx
+        x4, saved, padding, activated, code = ctx
         grad_outputs = self._grad_channels_last(grad_outputs, activated)
         x4_shape = x4.shape
-        grad = self._activation_grad(grad_outputs, saved).reshape(saved.shape)
+        grad = self._activation_grad(grad_outputs, saved, code=code).reshape(saved.shape)
         kernel = self.kernel.value.reshape(1, *self.kernel.shape)
         dkernel = self.kernel.grad.reshape(kernel.shape) if self.trainable else None
         dbias = self.bias.grad if self.trainable and self.use_bias else None

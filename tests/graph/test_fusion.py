@@ -108,6 +108,11 @@ def linear_act(act, linear=None, second_reader=False):
     return fastnn.Model(x, outputs)
 
 
+def conv1d_act(act, padding="valid"):
+    x = fastnn.Input((9, 3))
+    return fastnn.Model(x, act(layers.Conv1D(4, 3, padding=padding, name="c")(x)))
+
+
 def residual_block(activation="relu", add_inputs=2, conv_activation=None, second_reader=False):
     x = fastnn.Input((6, 6, 3))
     c = layers.Conv2D(3, 3, padding="same", activation=conv_activation, name="c")(x)
@@ -179,6 +184,8 @@ def dense_dropout(activation="relu", second_reader=False, dense_is_output=False)
             ["c+a"],
         ),
         (lambda: linear_act(layers.ReLU(name="a"), layers.DepthwiseConv2D(3, name="c")), ["c+a"]),
+        (lambda: conv1d_act(layers.Activation("gelu", name="a")), ["c+a"]),
+        (lambda: conv1d_act(layers.ReLU(name="a"), padding="causal"), ["c+a"]),
         (lambda: linear_act(layers.Activation(lambda t: t * 2, name="a")), []),
         (residual_block, ["c+b+s+a"]),
         (lambda: residual_block("linear"), ["c+b+s+a"]),
@@ -367,6 +374,14 @@ def relu_layer_net(max_value):
     return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
 
 
+def conv1d_act_net(activation):
+    """Conv1D -> an activation layer -> Conv1D (causal) -> relu: the linear_act rule on 1-D."""
+    x = fastnn.Input((9, 3), dtype=F64)
+    h = layers.Activation(activation, dtype=F64)(layers.Conv1D(4, 3, dtype=F64)(x))
+    h = layers.ReLU(dtype=F64)(layers.Conv1D(4, 2, padding="causal", dtype=F64)(h))
+    return fastnn.Model(x, layers.Dense(2, dtype=F64)(layers.Flatten(dtype=F64)(h)))
+
+
 def linear_act_net(activation):
     """Conv2D -> LeakyReLU(0.2), Conv2DTranspose and DepthwiseConv2D -> an activation, Dense ->
     softmax: the linear_act rule (the activation in the layer's epilogue)."""
@@ -478,6 +493,10 @@ def rnn_net(mask_zero, dropout):
         *[
             (lambda a=a: linear_act_net(a), lambda rng: rng.normal(0, 2, (3, 6, 6, 3)))
             for a in ("tanh", "gelu", "relu")
+        ],
+        *[
+            (lambda a=a: conv1d_act_net(a), lambda rng: rng.normal(0, 2, (3, 9, 3)))
+            for a in ("tanh", "gelu")
         ],
         *[
             (lambda v=v: relu_layer_net(v), lambda rng: rng.normal(1, 2, (3, 6, 6, 3)))
