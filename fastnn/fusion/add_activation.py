@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import kernels
-from fastnn.fusion.base import FusedLayer, Rule, activation_code
+from fastnn.fusion.base import FusedLayer, Rule, activation_code, activation_of
 from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.kernels.workspace import scratch
 from fastnn.layers.base import Layer
@@ -65,11 +65,9 @@ def _is_plain_add(node: Node) -> bool:
 
 
 def _is_elementwise_activation(node: Node) -> bool:
-    """An activation layer applied elementwise (``activation_code``, not softmax), keeping its
-    input's dtype."""
-    code = activation_code(node.layer)
-    elementwise = code is not None and code not in kernels.codes.ROW_WISE
-    return elementwise and node.inputs[0].dtype == node.outputs[0].dtype
+    """An activation layer applied elementwise (``activation_of``, not softmax)."""
+    code = activation_of(node)
+    return code is not None and code not in kernels.codes.ROW_WISE
 
 
 RULE = Rule("add_act", (_is_plain_add, _is_elementwise_activation), AddActivation)

@@ -48,6 +48,13 @@ def activation_code(layer: Layer) -> int | None:
     return LEAKY_RELU if leaky else None
 
 
+def activation_of(node: Node) -> int | None:
+    """``activation_code`` of a node's layer where it keeps its input's dtype (no cast in
+    between, which a fused kernel would not do), else None."""
+    code = activation_code(node.layer)
+    return code if code is not None and node.inputs[0].dtype == node.outputs[0].dtype else None
+
+
 class FusedLayer(Layer):
     """Layers that run as one (what a ``Rule`` makes): their weights are theirs, not its own,
     and it is never listed, saved or summarized (the model keeps the layers)."""

@@ -3,7 +3,7 @@ reads it, as one pass."""
 
 from __future__ import annotations
 
-from fastnn.fusion.base import FusedLayer, Rule, activation_code
+from fastnn.fusion.base import FusedLayer, Rule, activation_code, activation_of
 from fastnn.kernels.codes import LINEAR, RELU, RELU6
 from fastnn.layers.base import Layer
 from fastnn.layers.normalization import BatchNormalization
@@ -37,20 +37,14 @@ def _is_batch_norm(node: Node) -> bool:
 
 
 def _is_relu(node: Node) -> bool:
-    """A relu or linear activation layer (``activation_code``) that keeps its input's dtype
-    (no cast in between)."""
-    return _activates(node, (LINEAR, RELU))
+    """A relu or linear activation layer (``activation_of``)."""
+    return activation_of(node) in (LINEAR, RELU)
 
 
 def _is_bn_activation(node: Node) -> bool:
     """An activation layer BatchNormalization's kernels apply as they normalize: relu, relu6
-    (MobileNetV2's ``ReLU(6.0)``) or linear, keeping its input's dtype."""
-    return _activates(node, (LINEAR, RELU, RELU6))
-
-
-def _activates(node: Node, codes: tuple) -> bool:
-    code = activation_code(node.layer)
-    return code in codes and node.inputs[0].dtype == node.outputs[0].dtype
+    (MobileNetV2's ``ReLU(6.0)``) or linear (``activation_of``)."""
+    return activation_of(node) in (LINEAR, RELU, RELU6)
 
 
 RULE = Rule("bn_act", (_is_batch_norm, _is_bn_activation), BatchNormActivation)

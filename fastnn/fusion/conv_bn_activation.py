@@ -172,35 +172,25 @@ def _is_channel_batch_norm(node: Node) -> bool:
     return node.layer.axis in (-1, len(node.outputs[0].shape) - 1)
 
 
-#: Chains under two names: with the activation (and a pool, for a conv), without.
+def _linear_bn_rules(name: str, is_linear) -> tuple[Rule, ...]:
+    """Rules ``name`` for a layer passing ``is_linear`` and its BatchNormalization, with the
+    activation after them and without."""
+    return (
+        Rule(name, (is_linear, _is_channel_batch_norm, _is_bn_activation), LinearBatchNorm),
+        Rule(name, (is_linear, _is_channel_batch_norm), LinearBatchNorm),
+    )
+
+
+#: A conv's chain with a pool first (its activation relu or none), then every layer's chains
+#: with the activation and without.
 RULES = (
     Rule(
         "conv_bn_act",
         (_is_linear_conv2d, _is_channel_batch_norm, _is_relu, is_max_pool_2x2),
         LinearBatchNorm,
     ),
-    Rule(
-        "conv_bn_act",
-        (_is_linear_conv2d, _is_channel_batch_norm, _is_bn_activation),
-        LinearBatchNorm,
-    ),
-    Rule("conv_bn_act", (_is_linear_conv2d, _is_channel_batch_norm), LinearBatchNorm),
-    Rule(
-        "depthwise_bn_act",
-        (_is_linear_depthwise2d, _is_channel_batch_norm, _is_bn_activation),
-        LinearBatchNorm,
-    ),
-    Rule("depthwise_bn_act", (_is_linear_depthwise2d, _is_channel_batch_norm), LinearBatchNorm),
-    Rule(
-        "separable_bn_act",
-        (_is_linear_separable2d, _is_channel_batch_norm, _is_bn_activation),
-        LinearBatchNorm,
-    ),
-    Rule("separable_bn_act", (_is_linear_separable2d, _is_channel_batch_norm), LinearBatchNorm),
-    Rule(
-        "dense_bn_act",
-        (_is_linear_dense, _is_channel_batch_norm, _is_bn_activation),
-        LinearBatchNorm,
-    ),
-    Rule("dense_bn_act", (_is_linear_dense, _is_channel_batch_norm), LinearBatchNorm),
+    *_linear_bn_rules("conv_bn_act", _is_linear_conv2d),
+    *_linear_bn_rules("depthwise_bn_act", _is_linear_depthwise2d),
+    *_linear_bn_rules("separable_bn_act", _is_linear_separable2d),
+    *_linear_bn_rules("dense_bn_act", _is_linear_dense),
 )

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.fusion.base import FusedLayer, Rule, activation_code
+from fastnn.fusion.base import FusedLayer, Rule, activation_code, activation_of
 from fastnn.kernels.codes import LINEAR
 from fastnn.layers.base import Layer
 from fastnn.layers.convolutional import Conv2D
@@ -95,12 +95,10 @@ is_max_pool_2x2 = is_pool_2x2(MaxPooling2D)
 
 
 def is_activation_of_linear_conv(node: Node) -> bool:
-    """An activation layer (``activation_code``) after a conv without activation, keeping its
-    input's dtype."""
+    """An activation layer (``activation_of``) after a conv without activation."""
     parent = node.inputs[0].node
     linear = parent is not None and getattr(parent.layer, "_code", None) == LINEAR
-    code = activation_code(node.layer)
-    return linear and code is not None and node.inputs[0].dtype == node.outputs[0].dtype
+    return linear and activation_of(node) is not None
 
 
 def conv_pool_rules(name: str, is_pool: Callable[[Node], bool], composite) -> tuple[Rule, ...]:

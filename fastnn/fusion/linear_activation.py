@@ -6,7 +6,7 @@ the layer's own would, in its epilogue where the kernels take it (Keras code wri
 
 from __future__ import annotations
 
-from fastnn.fusion.base import FusedLayer, Rule, activation_code
+from fastnn.fusion.base import FusedLayer, Rule, activation_code, activation_of
 from fastnn.kernels.codes import LINEAR
 from fastnn.layers.base import Layer
 from fastnn.layers.convolutional import Conv1D, Conv2D
@@ -53,9 +53,8 @@ def _is_linear_layer(node: Node) -> bool:
 
 
 def _is_activation(node: Node) -> bool:
-    """An activation layer of a built-in activation that keeps its input's dtype."""
-    code = activation_code(node.layer)
-    return code is not None and node.inputs[0].dtype == node.outputs[0].dtype
+    """An activation layer of a built-in activation (``activation_of``)."""
+    return activation_of(node) is not None
 
 
 RULE = Rule("linear_act", (_is_linear_layer, _is_activation), LinearActivation)

@@ -199,11 +199,6 @@ class _Conv(Layer):
             grad_outputs = grad_z.reshape(grad.shape)
         return to_channels_last(grad_outputs, self.data_format)
 
-    @property
-    def _epilogue_code(self) -> int:
-        """The activation the conv kernels fuse: none for those whose gradient reads z."""
-        return kernels.codes.kernel_applied(self._code)
-
     def _activated(self, z, workspace=None, code=None) -> tuple:
         """``activated_output`` with ``code``, else the layer's activation."""
         return activated_output(z, self._code if code is None else code, workspace)

@@ -239,11 +239,6 @@ class _SpatialConv(Layer):
             grad_outputs = grad_y.reshape(grad.shape)
         return self._to_nhwc(grad_outputs)
 
-    @property
-    def _epilogue_code(self) -> int:
-        """The activation the kernels fuse: none for those whose gradient reads z."""
-        return kernels.codes.kernel_applied(self._code)
-
     def _activated(self, z, workspace=None, code=None) -> tuple:
         """``activated_output`` of the NHWC output z with ``code``, else the layer's."""
         return activated_output(z, self._code if code is None else code, workspace)
@@ -801,7 +796,7 @@ class _SeparableConv(_Depthwise):
         x = self._to_nhwc(inputs)
         dtype = self.depthwise_kernel.dtype
         bias = self.bias.value if self.use_bias else np.empty(0, dtype)
-        pointwise, code = self._pointwise_for(training), self._epilogue_code
+        pointwise, code = self._pointwise_for(training), kernels.codes.kernel_applied(self._code)
         z, mid, pads = self._separable(x, pointwise, bias, code, workspace)
         y, saved = self._activated(z, workspace)
         return self._output(y), _SavedSeparable(x, mid, saved, pads, workspace)
