@@ -7,7 +7,11 @@ the state, so the caller gets Keras's "repeat the previous output" by reading th
 
 Work per sequence: one GEMM projects the inputs of every step (``x @ kernel + bias``); each step
 does one GEMM for the recurrent part (``h @ recurrent_kernel``, numpy) and one fused Numba kernel
-for the gate nonlinearities and state update, which saves the gates backward needs. Backward
+for the gate nonlinearities and state update, which saves the gates backward needs. Where the
+time loop runs in Numba with numpy's cblas gemm (what the layers pass) and x is an array, each
+step projects its own inputs in the loop instead (``*_steps_forward_projecting``, two gemm calls
+a step): the (T, N, G) projections never reach memory (26 MB for an LSTM(64) over 100 steps at
+batch 256), and LSTM forwards measured 1.1-1.6x faster at batch 16-256, GRU 1.0-1.2x. Backward
 mirrors it: a fused kernel per step for the gate derivatives, one GEMM per step back to ``h``, then
 one GEMM each for the kernel, recurrent-kernel and input gradients over all steps at once.
 
@@ -266,10 +270,10 @@ def _times(a, w, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _step_product(gemm, a, w, transpose, out):
-    """out (n, G) = a (n, k) @ w (k, G), or @ w.T for w (G, k) with ``transpose``; a and out are
-    rows of C arrays. One call of ``gemm`` (cblas, row-major), or loops on w when it is None
-    (then ``transpose`` is ignored: pass w as (k, G))."""
+def _step_product(gemm, a, w, transpose, out, beta=0.0):
+    """out (n, G) = a (n, k) @ w (k, G), or @ w.T for w (G, k) with ``transpose``, plus ``beta``
+    times out; a and out are rows of C arrays. One call of ``gemm`` (cblas, row-major), or
+    loops on w when it is None (then ``transpose`` and ``beta`` are ignored: pass w as (k, G))."""
     if gemm is None:
         _times(a, w, out)
         return
@@ -281,7 +285,7 @@ def _step_product(gemm, a, w, transpose, out):
     trans = _TRANS if transpose else _NO_TRANS
     gemm(
         _ROW_MAJOR, _NO_TRANS, trans, n, g, k, 1.0, a.ctypes.data, a.strides[0] // item,
-        w.ctypes.data, w.strides[0] // item, 0.0, out.ctypes.data, out.strides[0] // item,
+        w.ctypes.data, w.strides[0] // item, beta, out.ctypes.data, out.strides[0] // item,
     )  # fmt: skip
 
 
@@ -340,6 +344,25 @@ def lstm_steps_forward(
         lstm_step_forward(
             _step_inputs(xp, rows, t * n + r0, t * n + r1, gathered), rec, hs[t, r0:r1],
             cs[t, r0:r1], mask[t, r0:r1], act, rec_act,
+            gates[t if gates.shape[0] == steps else 0, r0:r1], hs[t + 1, r0:r1], cs[t + 1, r0:r1],
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_steps_forward_projecting(
+    x, kernel, bias_rows, recurrent_kernel, hs, cs, mask, act, rec_act, gates, r0, r1, gemm
+):
+    """``lstm_steps_forward`` for rows r0..r1 that projects each step's inputs in the loop:
+    z = x[t, r0:r1] @ kernel + h @ recurrent_kernel, two calls of ``gemm``, plus bias_rows
+    (r1 - r0, 4u), the bias on every row; x (T, N, in). The (T, N, 4u) projections of
+    ``lstm_forward``'s one GEMM never reach memory."""
+    rec = np.empty((r1 - r0, recurrent_kernel.shape[1]), dtype=x.dtype)
+    steps = mask.shape[0]
+    for t in range(steps):
+        _step_product(gemm, x[t, r0:r1], kernel, False, rec)
+        _step_product(gemm, hs[t, r0:r1], recurrent_kernel, False, rec, 1.0)
+        lstm_step_forward(
+            bias_rows, rec, hs[t, r0:r1], cs[t, r0:r1], mask[t, r0:r1], act, rec_act,
             gates[t if gates.shape[0] == steps else 0, r0:r1], hs[t + 1, r0:r1], cs[t + 1, r0:r1],
         )  # fmt: skip
 
@@ -528,6 +551,11 @@ def lstm_forward(
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n, workspace)
+    if _projects_in_loop(x, kernel, cblas, dropout):
+        return _lstm_forward_projecting(
+            x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, workspace, threads,
+            cblas, keep_gates,
+        )  # fmt: skip
     # From an Embedding's table rows the Numba loop gathers each step's projected rows itself:
     # the (T, N, 4u) projections are never written out (26 MB at batch 256 of lstm_text).
     xp, rows = _project_rows(x, kernel, bias, workspace, threads, dropout)
@@ -561,6 +589,45 @@ def lstm_forward(
             )  # fmt: skip
 
     _time_loop(plan, in_numba, in_python, n, threads)
+    return hs, cs, (gates if keep_gates else None)
+
+
+def _projects_in_loop(x, kernel, cblas, dropout) -> bool:
+    """Whether a forward projects each step's inputs in its Numba time loop, by ``cblas``: for
+    an array x without per-gate input dropout and a C-contiguous kernel (cblas reads its rows)."""
+    if cblas is None or dropout is not None or isinstance(x, TableRows):
+        return False
+    return kernel.flags.c_contiguous and kernel.dtype == x.dtype
+
+
+def _bias_rows(bias, n, width, dtype, workspace):
+    """(n, width): the bias (width,) on every row, or zeros for None."""
+    rows = scratch(workspace, "bias_rows", (n, width), dtype)
+    rows[...] = 0 if bias is None else bias
+    return rows
+
+
+def _lstm_forward_projecting(
+    x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, workspace, threads, cblas,
+    keep_gates,
+):  # fmt: skip
+    """``lstm_forward`` by ``lstm_steps_forward_projecting``."""
+    steps, n, dtype = sequence_shape(x)
+    units = recurrent_kernel.shape[0]
+    hs = scratch(workspace, "hs", (steps + 1, n, units), dtype)
+    cs = scratch(workspace, "cs", (steps + 1, n, units), dtype)
+    hs[0] = h0
+    cs[0] = c0
+    gates = scratch(workspace, "gates", (steps if keep_gates else 1, n, 4 * units), dtype)
+    bias_rows = _bias_rows(bias, n, 4 * units, dtype, workspace)
+
+    def in_numba(r0, r1):
+        lstm_steps_forward_projecting(
+            x, kernel, bias_rows[r0:r1], recurrent_kernel, hs, cs, mask, act, rec_act, gates,
+            r0, r1, cblas,
+        )  # fmt: skip
+
+    _time_loop(plan_sequence(LSTM, n, units, True, False), in_numba, None, n, threads)
     return hs, cs, (gates if keep_gates else None)
 
 
@@ -805,6 +872,25 @@ def gru_steps_forward(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def gru_steps_forward_projecting(
+    x, kernel, bias_rows, recurrent_kernel, rbias, hs, mask, act, rec_act, gates, r0, r1, gemm
+):
+    """``gru_steps_forward`` for rows r0..r1 that projects each step's inputs in the loop, as
+    ``lstm_steps_forward_projecting``: x[t, r0:r1] @ kernel plus bias_rows (r1 - r0, 3u), the
+    input bias on every row, by ``gemm``."""
+    xp = np.empty((r1 - r0, kernel.shape[1]), dtype=x.dtype)
+    rec = np.empty((r1 - r0, recurrent_kernel.shape[1]), dtype=x.dtype)
+    for t in range(mask.shape[0]):
+        xp[:] = bias_rows
+        _step_product(gemm, x[t, r0:r1], kernel, False, xp, 1.0)
+        _step_product(gemm, hs[t, r0:r1], recurrent_kernel, False, rec)
+        gru_step_forward(
+            xp, rec, rbias, hs[t, r0:r1], mask[t, r0:r1], act, rec_act, gates[t, r0:r1],
+            hs[t + 1, r0:r1],
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def gru_steps_backward(
     dy, recurrent_kernel, recurrent_t, hs, gates, mask, act, rec_act, dhr, dh, dxp, drec, r0, r1,
     gemm, keep=None,
@@ -838,11 +924,22 @@ def gru_forward(
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n, workspace)
-    xp = _project(x, kernel, None if bias is None else bias[0], workspace, threads, dropout)
     rbias = scratch_zeros(workspace, "rbias", (3 * units,), dtype) if bias is None else bias[1]
     hs = scratch(workspace, "hs", (steps + 1, n, units), dtype)
     hs[0] = h0
     gates = scratch(workspace, "gates", (steps, n, 4 * units), dtype)
+    if _projects_in_loop(x, kernel, cblas, dropout):
+        bias_rows = _bias_rows(None if bias is None else bias[0], n, 3 * units, dtype, workspace)
+
+        def projecting(r0, r1):
+            gru_steps_forward_projecting(
+                x, kernel, bias_rows[r0:r1], recurrent_kernel, rbias, hs, mask, act, rec_act,
+                gates, r0, r1, cblas,
+            )  # fmt: skip
+
+        _time_loop(plan_sequence(GRU, n, units, True, False), projecting, None, n, threads)
+        return hs, gates
+    xp = _project(x, kernel, None if bias is None else bias[0], workspace, threads, dropout)
     rec = scratch(workspace, "rec", (n, 3 * units), dtype)
     keep = _recurrent_keep(dropout)
 
@@ -1154,13 +1251,24 @@ def simple_rnn_step_forward(xp, rec, h_prev, mask, act, h):
     n, u = h.shape
     zero = h.dtype.type(0)
     one = h.dtype.type(1)
+    fast = act == TANH and h.itemsize == 4
     for b in range(n):
         if not mask[b]:
             for j in range(u):
                 h[b, j] = h_prev[b, j]
             continue
+        if fast:
+            _simple_rnn_row32(xp, rec, h, b, u)
+            continue
         for j in range(u):
             h[b, j] = _act(xp[b, j] + rec[b, j], act, zero, one)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
+def _simple_rnn_row32(xp, rec, h, b, u):
+    """Row b of ``simple_rnn_step_forward`` for tanh in float32 (a row kernel, as the LSTM's)."""
+    for j in range(u):
+        h[b, j] = tanh32(xp[b, j] + rec[b, j])
 
 
 @njit(cache=True, nogil=True)
@@ -1191,6 +1299,20 @@ def simple_rnn_steps_forward(xp, recurrent_kernel, hs, mask, act, r0, r1, gemm, 
         out = hs[t + 1, r0:r1]
         _recurrent_product(gemm, hs[t, r0:r1], keep, r0, recurrent_kernel, dropped, out)
         simple_rnn_step_forward(xp[t, r0:r1], out, hs[t, r0:r1], mask[t, r0:r1], act, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def simple_rnn_steps_forward_projecting(
+    x, kernel, bias_rows, recurrent_kernel, hs, mask, act, r0, r1, gemm
+):
+    """``simple_rnn_steps_forward`` for rows r0..r1 that projects each step's inputs in the
+    loop, as ``lstm_steps_forward_projecting``: x[t, r0:r1] @ kernel + h @ recurrent_kernel by
+    ``gemm``, plus bias_rows (r1 - r0, u)."""
+    for t in range(mask.shape[0]):
+        out = hs[t + 1, r0:r1]
+        _step_product(gemm, x[t, r0:r1], kernel, False, out)
+        _step_product(gemm, hs[t, r0:r1], recurrent_kernel, False, out, 1.0)
+        simple_rnn_step_forward(bias_rows, out, hs[t, r0:r1], mask[t, r0:r1], act, out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1226,9 +1348,20 @@ def simple_rnn_forward(
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n, workspace)
-    xp = _project(x, kernel, bias, workspace, threads, dropout)
     hs = scratch(workspace, "hs", (steps + 1, n, units), dtype)
     hs[0] = h0
+    if _projects_in_loop(x, kernel, cblas, dropout):
+        bias_rows = _bias_rows(bias, n, units, dtype, workspace)
+
+        def projecting(r0, r1):
+            simple_rnn_steps_forward_projecting(
+                x, kernel, bias_rows[r0:r1], recurrent_kernel, hs, mask, act, r0, r1, cblas
+            )
+
+        plan = plan_sequence(SIMPLE_RNN, n, units, True, False)
+        _time_loop(plan, projecting, None, n, threads)
+        return (hs,)
+    xp = _project(x, kernel, bias, workspace, threads, dropout)
     keep = _recurrent_keep(dropout)
 
     def in_numba(r0, r1):

@@ -197,6 +197,52 @@ def test_gru_forward_matches_numpy(dtype, steps, batch, in_dim, units, seed, use
     np.testing.assert_allclose(hs, ref, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(**sizes)
+def test_simple_rnn_forward_matches_numpy(
+    dtype, steps, batch, in_dim, units, seed, use_bias, masked
+):
+    p = problem(seed, dtype, "gru", steps, batch, in_dim, units, use_bias, masked)
+    W, U, b = p["W"][:, :units], np.ascontiguousarray(p["U"][:, :units]), p["b"]
+    b = None if b is None else np.ascontiguousarray(b[0, :units])
+    W = np.ascontiguousarray(W)
+    (hs,) = R.simple_rnn_forward(p["x"], W, U, b, p["h"], p["mask"], A.TANH)
+    ref = simple_rnn_reference(
+        *(a if a is None else a.astype(np.float64) for a in (p["x"], W, U, b, p["h"])), p["mask"]
+    )
+    assert hs.dtype == dtype
+    np.testing.assert_allclose(hs, ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("batch", [1, 16, 40])
+def test_projecting_in_the_loop_matches_projecting_up_front(kind, batch, time_loop):
+    """With cblas an array input's steps project their own inputs in the time loop; a kernel
+    cblas cannot read by rows (Fortran order) takes the one GEMM up front: the same states."""
+    p = problem(batch, np.float32, "lstm" if kind == "lstm" else "gru", 6, batch, 5, 7, True, True)
+    W, U, b = p["W"], p["U"], p["b"]
+    if kind == "simple_rnn":
+        W, U, b = (np.ascontiguousarray(a) for a in (W[:, :7], U[:, :7], b[0, :7]))
+    cblas = runtime.cblas_gemm(np.float32)
+    # the fixture's "cblas" run has wrapped the sequence functions to pass it
+    options = dict(threads=2) if time_loop == "cblas" else dict(threads=2, cblas=cblas)
+    outputs = []
+    for kernel in (W, np.asfortranarray(W)):
+        assert R._projects_in_loop(p["x"], kernel, cblas, None) == kernel.flags.c_contiguous
+        if kind == "lstm":
+            args = (p["x"], kernel, U, b, p["h"], p["c"], p["mask"], A.TANH, A.SIGMOID)
+            outputs.append(R.lstm_forward(*args, **options)[:2])
+        elif kind == "gru":
+            args = (p["x"], kernel, U, b, p["h"], p["mask"], A.TANH, A.SIGMOID)
+            outputs.append(R.gru_forward(*args, **options))
+        else:
+            args = (p["x"], kernel, U, b, p["h"], p["mask"], A.TANH)
+            outputs.append(R.simple_rnn_forward(*args, **options))
+    for in_loop, up_front in zip(*outputs):
+        np.testing.assert_allclose(in_loop, up_front, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("a", CODES)
 @pytest.mark.parametrize("ra", [A.SIGMOID, A.LINEAR])
 def test_other_activations_match_numpy(a, ra):
