@@ -10,7 +10,7 @@ from fastnn import runtime
 from fastnn.export import export_model
 from fastnn.graph import Graph
 from fastnn.layers import custom
-from fastnn.layers.base import Layer, Variable, assign_all, snake_case
+from fastnn.layers.base import Layer, Variable, assign_all, is_builtin_class, snake_case
 from fastnn.layers.core import InputLayer
 from fastnn.naming import unique_name
 from fastnn.nodes import Node, SymbolicTensor, is_symbolic
@@ -51,6 +51,7 @@ class Model(Trainer, Layer):
         super().__init_subclass__(**kwargs)
         cls._runs_call = cls.call is not Layer.call  # a subclass's call() is its computation
         cls._takes_mask = cls._runs_call and custom.call_arguments(cls)[1]
+        cls._tracks_layers = cls._runs_call or not is_builtin_class(cls)
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None, **kwargs):
         if inputs is None and outputs is None and (self._runs_call or type(self) is not Model):

@@ -137,6 +137,10 @@ class Layer:
     _takes_mask = False
     #: Called on symbolic tensors as ``layer(a, b)``: the graph's list of inputs is spread.
     _spreads_inputs = False
+    #: Layers it holds as attributes are tracked (their weights are its weights): a ``call()``
+    #: layer's, and any user subclass of Layer or Model, with a call() or not (a VAE's model
+    #: that only writes train_step trains its encoder's and decoder's weights).
+    _tracks_layers = False
 
     #: A user's subclass of a built-in layer that writes call(): the built-in's (forward,
     #: backward), which ``super().call(x)`` runs as one tape entry.
@@ -153,6 +157,9 @@ class Layer:
             cls.forward in _TAPE_FORWARDS or builtin is not None
         )
         cls._takes_mask = cls._runs_call and custom.call_arguments(cls)[1]
+        cls._tracks_layers = cls._runs_call or (
+            cls.forward in _TAPE_FORWARDS and not is_builtin_class(cls)
+        )
         if cls._runs_call:  # the graph calls the tape's forward and backward directly
             cls.forward, cls.backward = custom.forward, custom.backward
             cls.skips_input_grad = True  # the tape computes only the gradients asked for
@@ -248,7 +255,7 @@ class Layer:
             weights = getattr(self, "_weights", None)
             if weights is not None and all(v is not value for v in weights):
                 self._track_variable(value, value.trainable)
-        elif self._runs_call and name not in _UNTRACKED:
+        elif self._tracks_layers and name not in _UNTRACKED:
             value = custom.tracked(value, self)  # lists and dicts: later changes are seen
             object.__setattr__(self, "_tracked_cache", None)  # look for its layers again
         object.__setattr__(self, name, value)
@@ -270,7 +277,7 @@ class Layer:
         """``(key, layer)`` for each layer this one contains (a model's layers by name, a
         wrapper's by attribute, a ``call()`` layer's attributes in assignment order, lists and
         dicts of layers included); none for a plain layer."""
-        return list(self._tracked_layers()) if self._runs_call else []
+        return list(self._tracked_layers()) if self._tracks_layers else []
 
     def _tracked_layers(self) -> list[tuple[str, Layer]]:
         """A ``call()`` layer's layers, found once and again only when an attribute or a
@@ -287,7 +294,7 @@ class Layer:
     @property
     def weights(self) -> list[Variable]:
         """Own weights (trainable kinds first), then those of the layers it holds."""
-        if not self._runs_call:  # a built-in layer's: its own (the training step reads these)
+        if not self._tracks_layers:  # a built-in layer's: its own (the training step reads these)
             return list(self._weights)
         subs = self._tracked_layers()
         if not subs:
@@ -304,7 +311,7 @@ class Layer:
     def trainable_weights(self) -> list[Variable]:
         if not self._trainable:
             return []
-        if not self._runs_call or not self._tracked_layers():
+        if not self._tracks_layers or not self._tracked_layers():
             return [w for w in self._weights if w.trainable]
         return [w for w in self.weights if w.trainable]
 
@@ -823,6 +830,11 @@ def _shapes(structure):
 
 #: What ``forward`` is for a layer that runs ``call()``: the base's, or the tape's bound to it.
 _TAPE_FORWARDS = (Layer.forward, custom.forward)
+
+
+def is_builtin_class(cls) -> bool:
+    """Whether ``cls`` is one of fastnn's own classes (not a user's subclass)."""
+    return cls.__module__.split(".", 1)[0] == "fastnn"
 
 
 def _own_output_shape(cls) -> bool:

@@ -11,10 +11,12 @@ from fastnn import metrics as metrics_module
 from fastnn.training import compile_spec
 
 
-def pack_data(x, y, sample_weight) -> tuple:
-    """Keras's ``pack_x_y_sample_weight``: ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``."""
+def pack_data(x, y, sample_weight):
+    """Keras's ``pack_x_y_sample_weight`` of its data adapters' batches: ``(x, y)`` or ``(x, y,
+    sample_weight)``; without y, x itself, but a list or tuple of inputs as ``(x,)``, so
+    ``data[0]`` is never one input of several."""
     if y is None:
-        return (x,)
+        return (x,) if isinstance(x, (list, tuple)) else x
     if sample_weight is None:
         return (x, y)
     return (x, y, sample_weight)

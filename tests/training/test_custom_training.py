@@ -307,3 +307,90 @@ def test_generators_of_x_alone_feed_a_gan_and_an_add_loss_model():
 
     history = model.fit(x_batches(), epochs=1, verbose=0)
     assert history.history["loss"][0] > 0
+
+
+# ---------------------------------------------------------------- what train_step is given
+def structure(data):
+    """The nesting of a step's ``data``: tuples, lists and dicts as such, arrays by shape."""
+    if isinstance(data, (tuple, list)):
+        return (type(data).__name__, [structure(part) for part in data])
+    if isinstance(data, dict):
+        return ("dict", {key: structure(value) for key, value in sorted(data.items())})
+    return ("array", tuple(np.shape(to_numpy(data))))
+
+
+def recorded_steps(K, x_kind, fit_args, fit_kwargs):
+    """The structure of the data each train_step of ``fit(*fit_args, **fit_kwargs)`` gets, for
+    a model of one input, or two as a list or a dict (``x_kind``)."""
+    seen = []
+
+    class Recording(K.Model):
+        def train_step(self, data):
+            seen.append(structure(data))
+            return {}
+
+    if x_kind == "array":
+        inputs = K.Input((3,), name="a")
+        joined = inputs
+    else:
+        inputs = [K.Input((3,), name=name) for name in "ab"]
+        joined = K.layers.Concatenate()(inputs)
+        inputs = dict(zip("ab", inputs)) if x_kind == "dict" else inputs
+    model = Recording(inputs, K.layers.Dense(1)(joined))
+    model.compile(optimizer="sgd")
+    model.fit(*fit_args, **fit_kwargs, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "x_kind, with_y, with_weight",
+    [("array", False, False), ("array", True, False), ("array", True, True),
+     ("list", False, False), ("list", True, False), ("dict", False, False)],
+)  # fmt: skip
+def test_train_step_gets_the_data_as_keras_packs_it(x_kind, with_y, with_weight):
+    """fit(x) without y hands train_step x itself, not (x,) (the VAE and DCGAN examples); a
+    list of inputs as ((a, b),), so data[0] is all of x."""
+    keras = keras_module()
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 4, 3)).astype("float32")
+    x = {"array": a, "list": [a, b], "dict": {"a": a, "b": b}}[x_kind]
+    fit_args = (x,) + ((np.ones((4, 1), "float32"),) if with_y else ())
+    fit_kwargs = {"sample_weight": np.ones(4, "float32")} if with_weight else {}
+    results = [recorded_steps(K, x_kind, fit_args, fit_kwargs) for K in (fastnn, keras)]
+    assert results[0] == results[1]
+
+
+def test_a_model_without_call_trains_the_layers_it_holds():
+    """A Model subclass that writes only train_step (the VAE example) owns the weights of the
+    models and layers it holds as attributes, as Keras's: its trainable_weights are theirs."""
+    keras = keras_module()
+    counts = []
+    for K in (fastnn, keras):
+        inputs = K.Input((3,))
+        encoder = K.Model(inputs, K.layers.Dense(2)(inputs))
+        dense = K.layers.Dense(4)
+        dense.build((None, 2))
+
+        class Holder(K.Model):
+            def __init__(self, encoder, dense):
+                super().__init__()
+                self.encoder, self.parts = encoder, [dense]
+
+        class HolderLayer(K.layers.Layer):
+            def __init__(self, dense):
+                super().__init__()
+                self.dense = dense
+
+        holder = Holder(encoder, dense)
+        counts.append(
+            (
+                len(holder.weights),
+                len(holder.trainable_weights),
+                len(HolderLayer(dense).weights),
+                len(holder.layers),
+            )
+        )
+        holder.trainable = False
+        counts.append((len(holder.trainable_weights), len(encoder.trainable_weights)))
+    assert counts[0] == counts[2] and counts[1] == counts[3]
+    assert counts[0][:3] == (4, 4, 2)
