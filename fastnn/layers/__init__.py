@@ -47,6 +47,17 @@ from fastnn.layers.pooling import (
     MaxPooling2D,
 )
 from fastnn.layers.preprocessing import CategoryEncoding, Normalization, Rescaling
+from fastnn.layers.preprocessing_image import (
+    CenterCrop,
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+    Resizing,
+)
 from fastnn.layers.recurrent import GRU, LSTM, Masking, SimpleRNN
 from fastnn.layers.regularization import (
     ActivityRegularization,
@@ -104,6 +115,7 @@ __all__ = [
     "BatchNormalization",
     "Bidirectional",
     "CategoryEncoding",
+    "CenterCrop",
     "Concatenate",
     "Conv1D",
     "Conv1DTranspose",
@@ -160,9 +172,17 @@ __all__ = [
     "Permute",
     "ReLU",
     "RNN",
+    "RandomBrightness",
+    "RandomContrast",
+    "RandomCrop",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
     "RepeatVector",
     "Rescaling",
     "Reshape",
+    "Resizing",
     "SeparableConv1D",
     "SeparableConv2D",
     "SeparableConvolution1D",

@@ -262,6 +262,19 @@ def shaping_regularization_preprocessing():
     return model, [RNG.normal(size=(8, 4, 5, 3)).astype("float32"), RNG.integers(0, 4, (8, 3))]
 
 
+def image_preprocessing():
+    inputs = fastnn.Input((8, 8, 3))
+    h = layers.CenterCrop(7, 7)(layers.Resizing(10, 10)(inputs))
+    h = layers.RandomFlip("horizontal", seed=0)(h)
+    h = layers.RandomZoom(0.1, seed=2)(layers.RandomRotation(0.1, seed=1)(h))
+    h = layers.RandomTranslation(0.1, 0.1, seed=3)(h)
+    h = layers.RandomContrast(0.2, value_range=(0, 1), seed=4)(h)
+    h = layers.RandomBrightness(0.1, value_range=(0, 1), seed=5)(h)
+    h = layers.RandomCrop(6, 6, seed=6)(h)
+    h = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu")(h))
+    return fastnn.Model(inputs, layers.Dense(2)(h)), RNG.random((8, 8, 8, 3)).astype("float32")
+
+
 def conv_extra():
     """The transposed, depthwise and separable convs of a small U-Net / MobileNet-style model."""
     images, steps = fastnn.Input((6, 6, 3)), fastnn.Input((7, 2))
@@ -360,6 +373,7 @@ CASES = {
     "float64": float64_model,
     "activation_layers": activation_layers,
     "shaping_regularization_preprocessing": shaping_regularization_preprocessing,
+    "image_preprocessing": image_preprocessing,
     "conv_extra": conv_extra,
     "conv_lstm": conv_lstm,
     "seed_sequential": seed_sequential,
