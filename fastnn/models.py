@@ -52,6 +52,9 @@ class Model(Trainer, Layer):
         cls._runs_call = cls.call is not Layer.call  # a subclass's call() is its computation
         cls._takes_mask = cls._runs_call and custom.call_arguments(cls)[1]
         cls._tracks_layers = cls._runs_call or not is_builtin_class(cls)
+        if cls._runs_call:  # not a built-in under the user's call() (Layer's reading): its
+            # call() on its inputs as it was built from them (a dict's keys kept)
+            cls.forward, cls.backward, cls._builtin_pass = Model.forward, Model.backward, None
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None, **kwargs):
         if inputs is None and outputs is None and (self._runs_call or type(self) is not Model):

@@ -187,6 +187,35 @@ def test_two_inputs_with_token_ids_build_from_the_data():
     )
 
 
+def test_dict_inputs_reach_call_as_a_dict_in_fit_and_predict():
+    """call() indexing its dict input by key (the endpoint-layer example): fit and predict
+    hand it the dict, as a direct call does, and train as Keras."""
+    keras = keras_module()
+
+    def keyed(K):
+        class Keyed(K.Model):
+            def __init__(self):
+                super().__init__()
+                self.dense = K.layers.Dense(1, name="dense")
+
+            def call(self, inputs):
+                return self.dense(inputs["a"]) + inputs["b"]
+
+        return Keyed()
+
+    rng = np.random.default_rng(3)
+    x = {"a": rng.standard_normal((16, 3)), "b": rng.standard_normal((16, 1))}
+    x = {key: value.astype("float32") for key, value in x.items()}
+    y = rng.standard_normal((16, 1)).astype("float32")
+    ours, theirs = keyed(fastnn), keyed(keras)
+    ours(x), theirs(x)
+    copy_weights(theirs, ours)
+    assert_same_history(*fit_both(ours, theirs, x, y, optimizer="sgd", loss="mse"))
+    np.testing.assert_allclose(
+        ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), rtol=1e-4, atol=1e-6
+    )
+
+
 def test_eager_calls_and_gradient_tape():
     model = mlp(fastnn)()
     x, y = _data()
