@@ -9,9 +9,11 @@ import numpy as np
 
 from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
 from fastnn.kernels.workspace import Workspace, scratch
-from fastnn.layers import user_activation
+from fastnn.layers import custom, user_activation
 from fastnn.layers.base import Layer, kernel_for, shape_error, standardize_shape
 from fastnn.nodes import Node
+from fastnn.ops import tape as tape_module
+from fastnn.ops.tensor import NoGradientRule
 from fastnn.seeding import make_rng
 
 
@@ -341,17 +343,18 @@ class Dropout(Layer):
 
 
 class Lambda(Layer):
-    """Wraps a Python function of numpy arrays, ``function(inputs, **arguments)``, for inference.
+    """Wraps a Python function ``function(inputs, **arguments)`` as a layer.
 
-    fastnn differentiates layer by layer, and a Python function has no backward: a model trains
-    with Lambdas that only weightless layers and inputs feed (preprocessing), but not through a
-    Lambda behind weights. Nor can a Lambda be saved, because a file holding code would run it
-    when loaded (Keras's CVE-2024-3660). Write a Layer subclass with ``forward``/``backward``
-    (and ``fastnn.saving.register_serializable``) for either.
-    Example: ``Lambda(lambda x: x[:, :4])(x)``.
+    Written with ``fastnn.ops`` (or the numpy functions that have an op, applied to the
+    tensors it gets), it trains like a ``call()`` layer: in training its function runs on a
+    tape, which differentiates it, so it may sit behind layers with weights (a siamese
+    network's distance). A function the tape cannot follow (other numpy) still runs at
+    inference, and in training where nothing needs its gradient; where something does,
+    training stops with an error naming the layer. A Lambda cannot be saved: a file holding
+    code would run it when loaded (Keras's CVE-2024-3660); write a registered Layer subclass
+    for that. Example: ``Lambda(lambda x: ops.sum(ops.square(x[0] - x[1]), axis=1))``.
     """
 
-    has_backward = False
     samples_independent = False  # the function may mix a batch's samples
 
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
@@ -385,17 +388,64 @@ class Lambda(Layer):
             return [(batch, *np.shape(o)[1:]) for o in out]
         return (batch, *np.shape(out)[1:])
 
+    def call(self, inputs):
+        return self.function(inputs, **self.arguments)
+
     def forward(self, inputs, training):
+        """In training, the function on a tape of its own (the context for the backward)
+        unless it left the tape before; else on arrays."""
+        if training and self.__dict__.get("_follows_tape") is not False:
+            outputs, ctx = self._on_tape(inputs, training)
+            if ctx is not None:
+                return outputs, ctx
+            self.__dict__["_follows_tape"] = False  # numpy the tape cannot follow: no gradient
         outputs = self.function(inputs, **self.arguments)
         if isinstance(outputs, (list, tuple)):
             return [np.asarray(o) for o in outputs], None
         return np.asarray(outputs), None
 
-    def backward(self, ctx, grad_outputs):
-        raise NotImplementedError(
-            f"Lambda '{self.name}' has no gradient: fastnn cannot differentiate a Python "
-            "function. Train without it, or write a Layer subclass with forward and backward."
-        )
+    def _call_arrays(self, inputs, training, extra):
+        if tape_module.STATE.tapes and self._tracked(inputs):  # its ops record on the user's tape
+            return self.function(inputs, **self.arguments)
+        return super()._call_arrays(inputs, training, extra)
+
+    def _on_tape(self, inputs, training):
+        """(outputs, context) of the function run on a tape, the context None where the tape
+        lost track of an output (numpy it cannot follow)."""
+        try:
+            outputs, ctx = custom.forward(self, inputs, training)
+        except NoGradientRule:
+            return None, None
+        if all(ctx.tape.key(y) is not None for y in ctx.outputs):
+            return outputs, ctx
+        return None, None
+
+    @property
+    def has_backward(self) -> bool:
+        """Whether the tape follows the function: found once by running it on zeros of the
+        shapes it was called on (a training step that needs its gradient is refused up front)."""
+        follows = self.__dict__.get("_follows_tape")
+        if follows is None and self._inbound_nodes:
+
+            def zeros(tensor):
+                return np.zeros([1 if d is None else d for d in tensor.shape], tensor.dtype)
+
+            node = self._inbound_nodes[0]
+            probe = node.pack_inputs([zeros(t) for t in node.inputs])
+            follows = self._on_tape(probe, True)[1] is not None
+            self.__dict__["_follows_tape"] = follows
+        return follows is not False
+
+    skips_input_grad = True
+
+    def backward(self, ctx, grad_outputs, need_input_grad=True):
+        if ctx is None:
+            raise NotImplementedError(
+                f"Lambda '{self.name}' has no gradient: its function computes with numpy that "
+                "fastnn cannot differentiate. Write it with fastnn.ops (ops.square, ops.sum, "
+                "...), or as a Layer subclass with call()."
+            )
+        return custom.backward(self, ctx, grad_outputs, need_input_grad)
 
     def get_config(self):
         raise ValueError(

@@ -288,9 +288,13 @@ FUNCTIONS = frozenset([
 ])  # fmt: skip
 
 
+class NoGradientRule(TypeError):
+    """A numpy function fastnn.ops has no counterpart of, called on a tensor a tape tracks."""
+
+
 def _numpy_fallback(what: str, args, kwargs, func):
     if any(tracked(x) for x in _flat(args)):
-        raise TypeError(
+        raise NoGradientRule(
             f"{what} has no gradient rule in fastnn and a recording tape tracks its input; "
             "use the fastnn.ops function, or ops.stop_gradient(x) to take the value alone"
         )

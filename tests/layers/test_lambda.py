@@ -1,10 +1,15 @@
-"""Lambda: runs a numpy function for inference; refuses to train through, save or load it."""
+"""Lambda: runs its function; trains through it where the tape follows the function (ops, or
+numpy functions with an op), refuses to train through one it cannot follow, to save or load it."""
 
 import numpy as np
 import pytest
+from gradcheck import check_model_gradients
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras_twin import assert_same_history, copy_weights, fit_both, keras_module, to_numpy
 
 import fastnn
-from fastnn import layers
+from fastnn import layers, ops
 
 
 def _model():
@@ -49,10 +54,10 @@ def test_loading_a_lambda_config_is_refused():
         fastnn.layers.deserialize(config)
 
 
-def test_training_through_a_lambda_is_refused_before_any_change():
+def test_training_through_a_lambda_the_tape_cannot_follow_is_refused_before_any_change():
     x = fastnn.Input((6,))
     h = layers.BatchNormalization()(layers.Dense(4, name="dense")(x))
-    y = layers.Lambda(lambda t: t * 2.0, name="double")(h)
+    y = layers.Lambda(lambda t: np.asarray(t) * 2.0, name="double")(h)  # off the tape
     model = fastnn.Model(x, y)
     model.compile(optimizer="sgd", loss="mse")
     before = model.get_weights()  # BatchNormalization's moving statistics included
@@ -81,3 +86,55 @@ def test_a_lambda_fed_only_by_inputs_trains():
 def test_function_must_be_callable():
     with pytest.raises(TypeError, match="callable"):
         layers.Lambda("x * 2")
+
+
+def siamese(K):
+    """keras-io's siamese_contrastive head: a shared Dense, a Lambda distance, a Dense."""
+    a, b = K.Input((4,)), K.Input((4,))
+    dense = K.layers.Dense(3, name="shared")
+
+    def distance(pair):
+        return K.ops.sqrt(
+            K.ops.maximum(K.ops.sum(K.ops.square(pair[0] - pair[1]), 1, keepdims=True), 1e-7)
+        )
+
+    d = K.layers.Lambda(distance, name="distance")([dense(a), dense(b)])
+    return K.Model([a, b], K.layers.Dense(1, activation="sigmoid", name="out")(d))
+
+
+def test_a_lambda_of_ops_behind_weights_trains_as_keras():
+    keras = keras_module()
+    ours, theirs = siamese(fastnn), siamese(keras)
+    copy_weights(theirs, ours)
+    rng = np.random.default_rng(1)
+    x = [rng.standard_normal((16, 4)).astype("float32") for _ in range(2)]
+    y = rng.integers(0, 2, (16, 1)).astype("float32")
+    histories = fit_both(ours, theirs, x, y, optimizer="sgd", loss="binary_crossentropy")
+    assert_same_history(*histories)
+    np.testing.assert_allclose(
+        ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), rtol=1e-4, atol=1e-6
+    )
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**16), numpy_square=st.booleans())
+def test_lambda_gradients_in_float64(seed, numpy_square):
+    """Ops, or numpy functions that have an op (np.square on the tensors), differentiate."""
+    square = np.square if numpy_square else ops.square
+    x = fastnn.Input((5,), dtype="float64")
+    h = layers.Dense(4, dtype="float64")(x)
+    y = layers.Lambda(lambda t: ops.tanh(square(t) * 0.5 - t), dtype="float64")(h)
+    model = fastnn.Model(x, layers.Dense(2, dtype="float64")(y))
+    data = np.random.default_rng(seed).standard_normal((3, 5))
+    check_model_gradients(model, data)
+
+
+def test_a_lambda_under_a_gradient_tape():
+    dense = layers.Dense(2)
+    scale = layers.Lambda(lambda t: ops.square(t) * 3.0)
+    x = np.ones((2, 3), "float32")
+    with fastnn.GradientTape() as tape:
+        loss = ops.sum(scale(dense(x)))
+    grads = tape.gradient(loss, dense.trainable_weights)
+    z = x @ dense.kernel.numpy() + dense.bias.numpy()
+    np.testing.assert_allclose(grads[1], (6.0 * z).sum(axis=0), rtol=1e-5)
