@@ -41,6 +41,68 @@ class SymbolicTensor:
     def __hash__(self):
         return id(self)
 
+    def __getitem__(self, index):
+        return _symbolic_op("get_item", self, index)
+
+    def __neg__(self):
+        return _symbolic_op("negative", self)
+
+    def __abs__(self):
+        return _symbolic_op("absolute", self)
+
+    def __invert__(self):
+        return _symbolic_op("logical_not", self)
+
+    @property
+    def T(self):  # noqa: N802 (numpy's name)
+        return _symbolic_op("transpose", self)
+
+
+#: ``layers.tensor_op.symbolic_call``, which that module hands in when it loads (layers sit
+#: above nodes): fastnn.ops on symbolic tensors add a TensorOp node.
+_symbolic_call = None
+
+
+def set_symbolic_call(function) -> None:
+    """Take ``function(name, args, kwargs)``, which makes the node of an op on symbolic tensors."""
+    global _symbolic_call
+    _symbolic_call = function
+
+
+def symbolic_call(name: str, args: tuple, kwargs: dict):
+    """``fastnn.ops.<name>(*args, **kwargs)`` on symbolic tensors: the new node's output(s)."""
+    return _symbolic_call(name, args, kwargs)
+
+
+def _symbolic_op(name: str, *args, **kwargs):
+    return _symbolic_call(name, args, kwargs)
+
+
+def _symbolic_binary(name: str, reflected: bool = False):
+    def method(self, other):
+        return _symbolic_op(name, other, self) if reflected else _symbolic_op(name, self, other)
+
+    method.__name__ = name
+    return method
+
+
+# Python's operators between layers of a Functional model, as Keras's KerasTensor has them
+# (== and != stay identity: the graph code compares tensors).
+for _dunder, _name in {
+    "add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide", "pow": "power",
+    "floordiv": "floor_divide", "mod": "mod", "matmul": "matmul", "and": "logical_and",
+    "or": "logical_or", "xor": "logical_xor",
+}.items():  # fmt: skip
+    setattr(SymbolicTensor, f"__{_dunder}__", _symbolic_binary(_name))
+    setattr(SymbolicTensor, f"__r{_dunder}__", _symbolic_binary(_name, reflected=True))
+for _dunder, _name in {
+    "lt": "less",
+    "le": "less_equal",
+    "gt": "greater",
+    "ge": "greater_equal",
+}.items():
+    setattr(SymbolicTensor, f"__{_dunder}__", _symbolic_binary(_name))
+
 
 def _probe_mask(tensor: SymbolicTensor, probed: dict) -> np.ndarray | None:
     """The mask ``tensor`` would carry on zeros of the graph's input shapes (unknown sizes as

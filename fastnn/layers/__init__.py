@@ -79,6 +79,7 @@ from fastnn.layers.reshaping import (
     ZeroPadding2D,
 )
 from fastnn.layers.rnn_cells import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
+from fastnn.layers.tensor_op import TensorOp  # noqa: F401  (ops between layers: configs name it)
 from fastnn.layers.unit_normalization import UnitNormalization
 from fastnn.layers.wrappers import Bidirectional
 from fastnn.layers.wrappers_time import TimeDistributed

@@ -8,6 +8,11 @@ numpy ops), ``nn`` and ``nn_extra``, ``core`` (conversion, control flow), ``lina
 ``ops.image``), ``signal`` (the Fourier transforms).
 """
 
+import builtins as _builtins  # this module's any, sum, ... are ops
+import functools as _functools
+
+from fastnn.nodes import SymbolicTensor as _SymbolicTensor
+from fastnn.nodes import symbolic_call as _symbolic_call
 from fastnn.ops import (  # noqa: F401  (rules registers the gradients; image, linalg: keras's)
     core,
     image,
@@ -44,4 +49,35 @@ for _name in (*numpy_extra.__all__, *numpy_more.__all__):
 for _name in ("fold", "unfold", "polar"):
     setattr(nn, _name, getattr(numpy_more, _name))
 numpy.slogdet, numpy.vectorize = linalg.slogdet, core.vectorize
+del _name
+
+
+def _is_symbolic(value) -> bool:
+    """A symbolic tensor, or a list or tuple holding one (``ops.concatenate([a, b])``)."""
+    if type(value) is _SymbolicTensor:
+        return True
+    return isinstance(value, (list, tuple)) and _builtins.any(
+        type(v) is _SymbolicTensor for v in value
+    )
+
+
+def _accepting_symbolic(name, function):
+    """``function`` that, given a symbolic tensor (between layers of a Functional model), adds a
+    node that runs it instead (``layers.tensor_op``), as Keras's ops do on KerasTensors."""
+
+    @_functools.wraps(function)
+    def op(*args, **kwargs):
+        for value in (*args, *kwargs.values()) if kwargs else args:
+            if _is_symbolic(value):
+                return _symbolic_call(name, args, kwargs)
+        return function(*args, **kwargs)
+
+    return op
+
+
+# Names whose values are not ops on tensors, or that must see a symbolic tensor as it is.
+_NOT_NODES = {"GradientTape", "Tensor", "convert_to_numpy", "is_tensor", "custom_gradient"}
+for _name in __all__:
+    if _name not in _NOT_NODES and callable(globals()[_name]):
+        globals()[_name] = _accepting_symbolic(_name, globals()[_name])
 del _name

@@ -68,8 +68,9 @@ def unwrap(x):
         return x.value
     if isinstance(x, SymbolicTensor):
         raise TypeError(
-            f"fastnn.ops got a symbolic tensor ({x.name!r}, shape {x.shape}): ops compute on "
-            "arrays. Call them in a layer's call() or wrap them in a Lambda layer"
+            f"a symbolic tensor ({x.name!r}, shape {x.shape}) reached code that computes on "
+            "arrays: between layers use fastnn.ops functions (ops.mean(x, axis=1)) or "
+            "operators (x + y), which add a node, or call the code in a layer's call()"
         )
     return x
 

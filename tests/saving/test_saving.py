@@ -275,6 +275,16 @@ def image_preprocessing():
     return fastnn.Model(inputs, layers.Dense(2)(h)), RNG.random((8, 8, 8, 3)).astype("float32")
 
 
+def ops_between_layers():
+    inputs = fastnn.Input((6, 4))
+    res = layers.Dense(4, activation="tanh")(inputs) + inputs
+    pooled = fastnn.ops.mean(-(res * 2.0) + 1.0 / (1.0 + fastnn.ops.abs(res)), axis=1)
+    picked = fastnn.ops.concatenate([pooled[:, 0:2], fastnn.ops.max(res, axis=1)[:, -1:]], -1)
+    return fastnn.Model(inputs, layers.Dense(2)(picked)), RNG.normal(size=(8, 6, 4)).astype(
+        "float32"
+    )
+
+
 def conv_extra():
     """The transposed, depthwise and separable convs of a small U-Net / MobileNet-style model."""
     images, steps = fastnn.Input((6, 6, 3)), fastnn.Input((7, 2))
@@ -374,6 +384,7 @@ CASES = {
     "activation_layers": activation_layers,
     "shaping_regularization_preprocessing": shaping_regularization_preprocessing,
     "image_preprocessing": image_preprocessing,
+    "ops_between_layers": ops_between_layers,
     "conv_extra": conv_extra,
     "conv_lstm": conv_lstm,
     "seed_sequential": seed_sequential,
