@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 import signal
 import threading
@@ -377,18 +378,25 @@ class Trainer:
             error.loss = total  # for TerminateOnNaN's message
             raise error
 
+    def _users_compute_loss(self, xs, ys, outputs, sample_weight, training: bool):
+        """The user's ``compute_loss`` on a step's data, given ``training`` where it takes it
+        (as Keras: an override written without it is called without it)."""
+        kwargs = {"training": training} if _takes_training(type(self).compute_loss) else {}
+        return self.compute_loss(
+            x=self._pack_inputs(xs),
+            y=self._pack_targets(ys),
+            y_pred=self._pack_outputs(outputs),
+            sample_weight=sample_weight,
+            **kwargs,
+        )
+
     def _loss_on_tape(self, xs, ys, outputs, sample_weight):
         """A user's ``compute_loss`` on the outputs (watched) and the trainable weights: (total,
         no per-output losses, gradients of the outputs then of the weights)."""
         variables = self.trainable_weights
         with GradientTape() as tape:
             watched = [tape.watch(o) for o in outputs]
-            loss = self.compute_loss(
-                x=self._pack_inputs(xs),
-                y=self._pack_targets(ys),
-                y_pred=self._pack_outputs(watched),
-                sample_weight=sample_weight,
-            )
+            loss = self._users_compute_loss(xs, ys, watched, sample_weight, training=True)
         if tape.key(loss) is None:
             grads = [None] * (len(watched) + len(variables))
         else:
@@ -415,13 +423,7 @@ class Trainer:
         outputs, tape = self._graph.forward(xs, training=False, reuse="test")
         self._resolve_metrics(ys, outputs)
         if self._overrides("compute_loss"):
-            loss = self.compute_loss(
-                x=self._pack_inputs(xs),
-                y=self._pack_targets(ys),
-                y_pred=self._pack_outputs(outputs),
-                sample_weight=sample_weight,
-                training=False,
-            )
+            loss = self._users_compute_loss(xs, ys, outputs, sample_weight, training=False)
             total, per_output = float(unwrap(loss)), [None] * len(outputs)
         else:
             total, per_output, _ = self._compute_loss(ys, outputs, sample_weight)
@@ -1031,6 +1033,11 @@ def _named_errors(caller: str):
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+@functools.cache
+def _takes_training(method) -> bool:
+    """Whether ``method`` takes a ``training`` argument (or any keyword)."""
+    parameters = inspect.signature(method).parameters.values()
+    return any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 # predict runs a small model's batches as one pass while their arrays stay under this size (a

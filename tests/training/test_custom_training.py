@@ -394,3 +394,41 @@ def test_a_model_without_call_trains_the_layers_it_holds():
         counts.append((len(holder.trainable_weights), len(encoder.trainable_weights)))
     assert counts[0] == counts[2] and counts[1] == counts[3]
     assert counts[0][:3] == (4, 4, 2)
+
+
+def guided(K):
+    """A model whose compute_loss, written without ``training``, reads a layer of its own."""
+
+    class Guided(K.Model):
+        def __init__(self):
+            super().__init__()
+            self.a = K.layers.Dense(1, name="a")
+            self.b = K.layers.Dense(1, name="b", trainable=False)
+            self.b.build((None, 5))
+
+        def call(self, x):
+            return self.a(x)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, allow_empty=False):
+            guide = K.ops.mean(K.ops.square(y_pred - self.b(x)))
+            return guide + K.ops.mean(K.ops.square(y_pred - y))
+
+    return Guided()
+
+
+def test_compute_loss_without_a_training_argument_in_fit_and_evaluate():
+    """keras-io's knowledge distillation writes compute_loss(..., sample_weight, allow_empty):
+    Keras passes ``training`` only to an override that takes it."""
+    keras = keras_module()
+    ours, theirs = guided(fastnn), guided(keras)
+    x, _ = _data()
+    y = x[:, :1] * 2.0
+    ours(x[:2]), theirs(x[:2])
+    copy_weights(theirs, ours)
+    results = []
+    for model in (ours, theirs):
+        model.compile(optimizer="sgd")
+        history = model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        results.append((history.history["loss"], model.evaluate(x, y, verbose=0)))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4)
