@@ -16,6 +16,7 @@ from fastnn.layers import (
     merging,
     normalization,
     preprocessing,
+    preprocessing_image,
     regularization,
     reshaping,
 )
@@ -206,6 +207,12 @@ def _channels_first_order(shape: tuple) -> np.ndarray:
     regularization.SpatialDropout2D,
     regularization.ActivityRegularization,
     reshaping.Identity,
+    preprocessing_image.RandomFlip,  # the augmentations but RandomCrop, which crops
+    preprocessing_image.RandomRotation,
+    preprocessing_image.RandomZoom,
+    preprocessing_image.RandomTranslation,
+    preprocessing_image.RandomContrast,
+    preprocessing_image.RandomBrightness,
 )
 def _inference_identity(call: Call):
     return [call.x]

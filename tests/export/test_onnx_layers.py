@@ -72,6 +72,14 @@ CASES = {
         layers.SpatialDropout2D(0.5),
         layers.Identity(),
     ),  # fmt: skip
+    "augmentations": lambda: conv_chain(
+        layers.RandomFlip(seed=1),
+        layers.RandomRotation(0.2, seed=2),
+        layers.RandomZoom(0.2, seed=3),
+        layers.RandomTranslation(0.1, 0.1, seed=4),
+        layers.RandomContrast(0.3, seed=5),
+        layers.RandomBrightness(0.2, seed=6),
+    ),  # fmt: skip
     "flatten": lambda: one(layers.Flatten(), (2, 3, 2)),
     "reshape": lambda: one(layers.Reshape((3, -1)), (2, 3, 2)),
     "permute": lambda: one(layers.Permute((2, 1)), (2, 3)),
