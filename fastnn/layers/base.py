@@ -7,6 +7,7 @@ import contextvars
 import functools
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -200,6 +201,13 @@ class Layer:
         self._loss_values: list = []  # add_loss values of the last call
         self._inbound_nodes: list[Node] = []
         self.built = False
+        if input_shape is not None or input_dim is not None:
+            warnings.warn(
+                "Do not pass an `input_shape`/`input_dim` argument to a layer. When using "
+                "Sequential models, prefer using an `Input(shape)` object as the first layer in "
+                "the model instead.",
+                stacklevel=3,
+            )  # Keras 3's words
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         self._input_shape_arg = (
@@ -509,11 +517,19 @@ class Layer:
         else:
             self.check_input_shape(input_shape)
 
-    def __call__(self, inputs, *args, **kwargs):
+    def __call__(self, *args, **kwargs):
         """``layer(x)`` records a node on symbolic tensors, runs on arrays; masking layers also
         take ``mask=`` (batch, steps) on array calls. ``training`` defaults to the enclosing
         call's. Under a recording GradientTape, a built-in layer is one tape entry whose
-        gradient is its backward; a ``call()`` layer's ops record one by one."""
+        gradient is its backward; a ``call()`` layer's ops record one by one. The inputs may
+        come by keyword, under the name ``call()`` gives them (``inputs`` for built-ins)."""
+        if args:
+            inputs, args = args[0], args[1:]
+        else:
+            name = custom.first_input_name(type(self)) if self._runs_call else "inputs"
+            if name not in kwargs:
+                raise TypeError(f"Layer '{self.name}' was called without inputs")
+            inputs = kwargs.pop(name)
         training = kwargs.pop("training", None)
         mask = kwargs.pop("mask", None)
         if self._runs_call:
@@ -654,7 +670,8 @@ class Layer:
     def _call_user(self, inputs, args, kwargs, training, mask):
         """``layer(...)`` of a layer that writes ``call()``: symbolic calls record a node with
         the output shape a run on zeros gives; other calls run ``call()``."""
-        if is_symbolic(inputs) or is_symbolic(mask) or is_symbolic(list(args)):
+        if is_symbolic(inputs) or is_symbolic(mask) or is_symbolic([*args, *kwargs.values()]):
+            args, kwargs = custom.symbolic_arguments(type(self), args, kwargs)
             if args and not kwargs and all(isinstance(a, SymbolicTensor) for a in args):
                 self._spreads_inputs = True  # layer(targets, logits): call(targets, logits)
                 return self._call_symbolic([inputs, *args])
@@ -665,9 +682,10 @@ class Layer:
                     "constructor, or call it inside another layer's call()"
                 )
             return self._call_symbolic(inputs)
-        inputs = custom.convert_inputs(self, inputs)
+        outermost = not custom.SCOPE.get()
+        inputs = custom.convert_inputs(self, inputs, own=outermost)
         self._maybe_build(_shapes(inputs))
-        if custom.SCOPE.get():  # inside another layer's call
+        if not outermost:  # inside another layer's call
             return custom.run_call(self, inputs, training, mask, args, kwargs)
         # outermost: as in Keras, losses are those of the last outermost call
         for layer in custom.layer_tree(self):

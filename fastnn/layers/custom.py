@@ -66,6 +66,38 @@ def positional_slots(cls: type) -> float:
     return sum(kind in plain for kind in kinds)
 
 
+def symbolic_arguments(cls: type, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A symbolic call's arguments after its inputs, as positional tensors where ``cls.call``
+    lists them in order (``layer(logits, targets=t)``: call(logits, targets)), and without the
+    keywords given as None where that is their default: Keras's KerasTensor calls take both."""
+    kwargs = dict(kwargs)
+    args = list(args)
+    for parameter in _parameters(cls)[2 + len(args) :]:  # after self, the inputs and args
+        if parameter.name not in kwargs or parameter.kind not in _PLAIN:
+            break
+        args.append(kwargs.pop(parameter.name))
+    while args and args[-1] is None and _default_is_none(cls, 1 + len(args)):
+        args.pop()  # trailing Nones: call()'s own defaults
+    defaults = {p.name: p.default for p in _parameters(cls)}
+    kwargs = {k: v for k, v in kwargs.items() if not (v is None and defaults.get(k) is None)}
+    return tuple(args), kwargs
+
+
+_PLAIN = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _default_is_none(cls: type, index: int) -> bool:
+    """Whether ``cls.call``'s parameter at ``index`` (0 is self) defaults to None."""
+    parameters = _parameters(cls)
+    return index < len(parameters) and parameters[index].default is None
+
+
+def first_input_name(cls: type) -> str:
+    """The name of ``cls.call``'s inputs parameter (Keras's layers: ``inputs``)."""
+    parameters = _parameters(cls)
+    return parameters[1].name if len(parameters) > 1 else "inputs"
+
+
 @functools.cache
 def _init_signature(cls: type):
     try:
@@ -175,9 +207,11 @@ def run_call(layer, inputs, training: bool | None, mask, args: tuple = (), kwarg
             TRAINING.reset(token_training)
 
 
-def convert_inputs(layer, inputs) -> object:
+def convert_inputs(layer, inputs, own: bool = False) -> object:
     """Inputs as a call takes them: arrays (float ones in the layer's dtype) or, where a tape
-    tracks them, tensors (cast on the tape)."""
+    tracks them, tensors (cast on the tape). With ``own`` (the outermost call, on the caller's
+    arrays) an array is a copy: ``inputs -= m`` in call() leaves the caller's array as it was,
+    as Keras's conversion to a tensor does."""
 
     def convert(x):
         if isinstance(x, Tensor) or is_variable(x):
@@ -188,8 +222,8 @@ def convert_inputs(layer, inputs) -> object:
             return x
         array = np.asarray(x)
         if array.dtype.kind == "f" and layer.casts_inputs and array.dtype != layer.dtype:
-            array = array.astype(layer.dtype)
-        return array
+            return array.astype(layer.dtype)
+        return array.copy() if own and array is x else array
 
     return _map(inputs, convert)
 

@@ -199,6 +199,28 @@ class Normalization(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
+    @property
+    def mean(self) -> np.ndarray:
+        """The mean in the inputs' broadcast shape ((1, features) for -1), as Keras's
+        ``Normalization.mean`` once built: adapted, or as given."""
+        return self._stored_statistics()[0]
+
+    @property
+    def variance(self) -> np.ndarray:
+        """The variance in the inputs' broadcast shape, as Keras's ``Normalization.variance``."""
+        return self._stored_statistics()[1]
+
+    def _stored_statistics(self) -> tuple:
+        if not self.built:
+            raise AttributeError(
+                f"Normalization '{self.name}' has no mean or variance before it is built "
+                "(by adapt(), a call, or build(input_shape))"
+            )
+        if self.input_mean is None:
+            shape = self._broadcast_shape
+            return self.adapt_mean.value.reshape(shape), self.adapt_variance.value.reshape(shape)
+        return tuple(np.array(v) for v in self._given)
+
     def _statistics(self, dtype):
         """(mean, max(sqrt(variance), epsilon)) in the broadcast shape, of ``dtype``."""
         if self.input_mean is None:

@@ -19,6 +19,7 @@ import inspect
 import math
 import signal
 import threading
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -451,7 +452,8 @@ class Trainer:
                     metric.update_state(y, out, sample_weight if i >= plain else None)
 
     def _reset_metrics(self) -> None:
-        for metric in self._attribute_metrics():
+        held = self.__dict__["_held_metrics"] = self._attribute_metrics()  # for this epoch's logs
+        for metric in held:
             metric.reset_state()
         if self._overrides("train_step") or self._overrides("test_step"):
             for metric in self.metrics:
@@ -489,6 +491,9 @@ class Trainer:
                 if loss is not None:
                     logs[tracker.name] = tracker.result()
         logs["loss"] = self._loss_trackers[0].result()
+        held = self.__dict__.get("_held_metrics")
+        for metric in self._attribute_metrics() if held is None else held:
+            logs[metric.name] = metrics_module.result_value(metric.result())  # as Keras logs them
         return dict(sorted(logs.items()))
 
     def _ordered_keys(self, logs: dict) -> list[str]:
@@ -607,16 +612,30 @@ class Trainer:
         return found + self._attribute_metrics()
 
     def _attribute_metrics(self) -> list:
+        """The metrics held as attributes of the model, then of its layers (an endpoint layer's
+        accuracy that its call() updates), each once: Keras's ``model.metrics`` lists them."""
         found, tracker = [], self.__dict__.get("_loss_tracker")
-        for value in vars(self).values():
-            if (
-                isinstance(value, metrics_module.Metric)
-                and not isinstance(value, custom_steps.CompileMetrics)
-                and value is not tracker
-                and all(value is not m for m in found)
-            ):
-                found.append(value)
+        for owner in self._layers_within():
+            for value in vars(owner).values():
+                if (
+                    isinstance(value, metrics_module.Metric)
+                    and not isinstance(value, custom_steps.CompileMetrics)
+                    and value is not tracker
+                    and all(value is not m for m in found)
+                ):
+                    found.append(value)
         return found
+
+    def _layers_within(self) -> list:
+        """The model and every layer it holds, depth first, each once."""
+        seen, order, stack = set(), [], [self]
+        while stack:
+            layer = stack.pop()
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                order.append(layer)
+                stack.extend(reversed([sub for _, sub in layer.sublayers()]))
+        return order
 
     def reset_metrics(self) -> None:
         """Reset every metric in ``metrics``."""
@@ -734,6 +753,8 @@ class Trainer:
         if train is not None:
             shuffle_seed = self._shuffle_seed_for(initial_epoch) if shuffle else None
             epoch_batches = data_adapters.array_batches(*train, batch_size, shuffle_seed)
+        if self.built and not self._overrides("train_step") and not self.trainable_weights:
+            warnings.warn("The model does not have any trainable weights.", stacklevel=3)
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList(
             callbacks,

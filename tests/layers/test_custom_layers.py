@@ -548,3 +548,17 @@ def test_a_masking_custom_layer_passes_the_mask_on():
     twin = fastnn.Model(inputs, model.layers[-1](model.layers[2](model.layers[1](inputs))))
     padded, unpadded = model.predict(batch, verbose=0), twin.predict(short, verbose=0)
     np.testing.assert_allclose(padded[0], unpadded[0], rtol=1e-5)
+
+
+def test_in_place_ops_in_call_leave_the_callers_array_as_it_was():
+    """keras-io's antirectifier writes ``inputs -= ops.mean(inputs, ...)`` in call(): called on
+    a user's array, the array stays as it was (Keras converts it to a tensor first)."""
+
+    class Centered(fastnn.layers.Layer):
+        def call(self, inputs):
+            inputs -= fastnn.ops.mean(inputs, axis=-1, keepdims=True)
+            return inputs
+
+    x = np.array([[1.0, 2.0, 3.0]], "float32")
+    np.testing.assert_array_equal(Centered()(x), [[-1.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(x, [[1.0, 2.0, 3.0]])

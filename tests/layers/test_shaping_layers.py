@@ -47,6 +47,18 @@ def test_adapt_sets_keras_mean_and_variance(axis, shape):
     for got, want in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(ours(x), keras_numpy(theirs(x)), rtol=1e-5, atol=1e-5)
+    for statistic in ("mean", "variance"):  # broadcast-shaped, as Keras exposes them
+        got, want = getattr(ours, statistic), keras_numpy(getattr(theirs, statistic))
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_given_mean_and_variance_are_exposed_as_keras_does():
+    ours, theirs = both("Normalization", mean=[1.0, 2.0], variance=[4.0, 9.0])
+    x = np.ones((2, 2), "float32")
+    ours(x), theirs(x)
+    np.testing.assert_allclose(ours.mean, keras_numpy(theirs.mean))
+    np.testing.assert_allclose(ours.variance, keras_numpy(theirs.variance))
 
 
 @pytest.mark.parametrize("axis, shape", AXES_AND_SHAPES)
