@@ -1,6 +1,7 @@
 """keras.utils: seeding and session helpers, ``to_categorical``, ``normalize``,
 ``pad_sequences``, ``split_dataset``, ``timeseries_dataset_from_array``, ``PyDataset``; on first
-use ``get_file`` (the download cache), ``plot_model``, ``model_to_dot`` and ``plot_history``."""
+use ``get_file`` (the download cache), ``plot_model``, ``model_to_dot``, ``plot_history`` and
+the image helpers (``load_img``, ``img_to_array``, ``array_to_img``, ``save_img``)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ _PLOTTING = ("model_to_dot", "plot_history", "plot_model")
 #: Names imported on first use, for start-up time: file_utils' imports (tarfile, zipfile,
 #: hashlib, tempfile, urllib) would add ~15 ms to `import fastnn`, which imports this module.
 _FILE_UTILS = ("get_file",)
+#: The image helpers (Pillow, the ``fastnn[image]`` extra), also imported on first use.
+_IMAGE_UTILS = ("array_to_img", "img_to_array", "load_img", "save_img")
 
 
 def __getattr__(name: str):
@@ -53,8 +56,10 @@ def __getattr__(name: str):
         return getattr(plotting, name)
     if name in _FILE_UTILS:
         return getattr(importlib.import_module("fastnn.utils.file_utils"), name)
+    if name in _IMAGE_UTILS:
+        return getattr(importlib.import_module("fastnn.utils.image_utils"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_PLOTTING, *_FILE_UTILS])
+    return sorted([*globals(), *_PLOTTING, *_FILE_UTILS, *_IMAGE_UTILS])
