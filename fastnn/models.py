@@ -332,7 +332,7 @@ class Model(Trainer, Layer):
         if kwargs:
             raise TypeError(f"Model '{self.name}' got unexpected call arguments {sorted(kwargs)}")
         self._ensure_built_for_data(inputs)
-        if training is None:
+        if training is None:  # None still, outside any call: each layer's own default (Keras's)
             training = custom.TRAINING.get()
         if tape_module.STATE.tapes:  # each layer a tape entry (call() layers: their ops)
             given = inputs
@@ -343,11 +343,11 @@ class Model(Trainer, Layer):
                 for x, a, t in zip(_as_list(given), self._standardize_x(inputs), self.inputs)
             ]
             with runtime.serial_blas():
-                outputs = self._graph.run(values, bool(training))
+                outputs = self._graph.run(values, training)
             return self._pack_outputs(outputs)
         arrays = self._standardize_x(inputs)
         with runtime.serial_blas():  # once per call on arrays (see fastnn.runtime)
-            outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], bool(training))
+            outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], training)
         if isinstance(self._outputs_struct, dict):  # a dict in the outputs' order, as Keras
             return self._pack_outputs(outputs if isinstance(outputs, list) else [outputs])
         return outputs

@@ -181,8 +181,10 @@ class _ImageLayer(Layer):
         return tuple(input_shape)
 
     def forward(self, inputs, training):
+        """``training`` None (a model called on arrays without it) counts as True, Keras's
+        default for these layers: ``data_augmentation(images)`` augments."""
         x = np.asarray(inputs)
-        y, ctx = self._forward(self._to_nhwc(x), bool(training))
+        y, ctx = self._forward(self._to_nhwc(x), True if training is None else bool(training))
         if ctx is None and y is None:
             return x, None  # the identity
         return self._from_nhwc(y, x.ndim), (x.ndim, ctx)

@@ -352,3 +352,17 @@ def test_model_with_augmentations_saves_and_loads(tmp_path):
         np.testing.assert_array_equal(loaded.predict(x, verbose=0), want)
         configs = [layer.get_config() for layer in loaded.layers]
         assert configs == [layer.get_config() for layer in model.layers]
+
+
+def test_a_model_of_augmentations_called_on_arrays_augments_as_keras():
+    """keras-io's ``data_augmentation(images)``: a model called without ``training`` leaves it
+    to each layer, whose default augments; predict and training=False do not."""
+    augment = fastnn.Sequential(
+        [fastnn.Input((8, 8, 3)), layers.RandomFlip("horizontal", seed=1), layers.Dropout(0.5)]
+    )
+    x = np.random.default_rng(0).random((16, 8, 8, 3)).astype("float32")
+    flipped = augment(x)
+    assert not np.array_equal(flipped, x)
+    assert all(np.array_equal(f, i) or np.array_equal(f, i[:, ::-1]) for f, i in zip(flipped, x))
+    np.testing.assert_array_equal(augment(x, training=False), x)
+    np.testing.assert_array_equal(augment.predict(x, verbose=0), x)
