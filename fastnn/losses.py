@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from fastnn import kernels
+from fastnn.ops import nn as ops_nn
 from fastnn.ops import numpy as fnp
 from fastnn.ops import tape as tape_module
 from fastnn.ops.core import cast as ops_cast
@@ -184,7 +185,10 @@ class _KernelLoss(Loss):
 
     def _values(self, y_true, y_pred):
         """(per-sample losses, mask or None); on a tracked y_pred the losses are a tape entry
-        whose gradient is the kernel's."""
+        whose gradient is the kernel's; on a tracked y_true (a teacher's outputs) the formula
+        in fastnn.ops, which differentiates both."""
+        if isinstance(y_true, TensorOps) and tape_module.tracked(y_true):
+            return self._on_ops(*self._tensors_prepared(y_true, y_pred)), None
         if not (isinstance(y_pred, TensorOps) and tape_module.tracked(y_pred)):
             values, _, mask = self._rows(unwrap(y_true), unwrap(y_pred))
             return values, mask
@@ -196,6 +200,29 @@ class _KernelLoss(Loss):
             return [(g * grad).reshape(pred.shape).astype(pred.dtype, copy=False)]
 
         return tape_module.record(vjp, [y_pred], [values], name=self.name)[0], mask
+
+    def _tensors_prepared(self, y_true, y_pred):
+        """y_true and y_pred as ``_prepare`` checks and shapes them, kept as the tensors they are
+        (their tape entries), y_true in y_pred's dtype."""
+        true_array, pred_array = self._prepare(unwrap(y_true), unwrap(y_pred))
+        if np.shape(unwrap(y_true)) != true_array.shape:
+            y_true = fnp.reshape(y_true, true_array.shape)
+        if np.shape(unwrap(y_pred)) != pred_array.shape:
+            y_pred = fnp.reshape(y_pred, pred_array.shape)
+        if unwrap(y_true).dtype != pred_array.dtype:
+            y_true = ops_cast(y_true, pred_array.dtype)
+        if unwrap(y_pred).dtype != pred_array.dtype:
+            y_pred = ops_cast(y_pred, pred_array.dtype)
+        return y_true, y_pred
+
+    def _on_ops(self, y_true, y_pred):
+        """The per-sample losses in fastnn.ops, for a y_true with a gradient of its own."""
+        raise NotImplementedError(
+            f"{self._who()}: a y_true that a GradientTape tracks (it has a gradient) is "
+            "supported by MeanSquaredError, MeanAbsoluteError, KLDivergence, Huber, LogCosh, "
+            "Poisson, BinaryCrossentropy and CategoricalCrossentropy; take "
+            "ops.stop_gradient(y_true), or write the loss with fastnn.ops"
+        )
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         values, mask = self._values(y_true, y_pred)
@@ -227,6 +254,9 @@ class MeanSquaredError(_KernelLoss):
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
+    def _on_ops(self, y_true, y_pred):
+        return fnp.mean(fnp.square(fnp.subtract(y_true, y_pred)), axis=-1)
+
     def _kernel_args(self, target, pred):
         return kernels.losses.mean_squared_error, target, (), None
 
@@ -238,6 +268,9 @@ class MeanAbsoluteError(_KernelLoss):
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _on_ops(self, y_true, y_pred):
+        return fnp.mean(fnp.abs(fnp.subtract(y_true, y_pred)), axis=-1)
 
     def _kernel_args(self, target, pred):
         return kernels.losses.mean_absolute_error, target, (), None
@@ -290,6 +323,13 @@ class BinaryCrossentropy(_Crossentropy):
     ):
         super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
 
+    def _on_ops(self, y_true, y_pred):
+        if self.label_smoothing:
+            y_true = fnp.add(
+                fnp.multiply(y_true, 1 - self.label_smoothing), 0.5 * self.label_smoothing
+            )
+        return fnp.mean(ops_nn.binary_crossentropy(y_true, y_pred, self.from_logits), axis=-1)
+
     def _kernel_args(self, target, pred):
         if self.label_smoothing:
             ls = pred.dtype.type(self.label_smoothing)
@@ -319,6 +359,12 @@ class CategoricalCrossentropy(_Crossentropy):
         dtype=None,
     ):
         super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
+
+    def _on_ops(self, y_true, y_pred):
+        if self.label_smoothing:
+            smooth = self.label_smoothing / np.shape(unwrap(y_pred))[-1]
+            y_true = fnp.add(fnp.multiply(y_true, 1 - self.label_smoothing), smooth)
+        return ops_nn.categorical_crossentropy(y_true, y_pred, self.from_logits)
 
     def _kernel_args(self, target, pred):
         if pred.shape[1] == 1:
@@ -422,6 +468,12 @@ class Huber(_KernelLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.delta = float(delta)
 
+    def _on_ops(self, y_true, y_pred):
+        error = fnp.abs(fnp.subtract(y_pred, y_true))
+        small = fnp.multiply(0.5, fnp.square(error))
+        large = fnp.subtract(fnp.multiply(self.delta, error), 0.5 * self.delta**2)
+        return fnp.mean(fnp.where(fnp.less_equal(error, self.delta), small, large), axis=-1)
+
     def _kernel_args(self, target, pred):
         return kernels.losses.huber, target, (pred.dtype.type(self.delta),), None
 
@@ -437,6 +489,11 @@ class LogCosh(_KernelLoss):
     def __init__(self, reduction="sum_over_batch_size", name="log_cosh", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
+    def _on_ops(self, y_true, y_pred):
+        x = fnp.subtract(y_pred, y_true)  # log cosh x = x + softplus(-2x) - log 2, stably
+        log_cosh = fnp.subtract(fnp.add(x, fnp.logaddexp(0.0, fnp.multiply(-2.0, x))), np.log(2.0))
+        return fnp.mean(log_cosh, axis=-1)
+
     def _kernel_args(self, target, pred):
         return kernels.losses.log_cosh, target, (), None
 
@@ -449,6 +506,10 @@ class KLDivergence(_KernelLoss):
     def __init__(self, reduction="sum_over_batch_size", name="kl_divergence", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
+    def _on_ops(self, y_true, y_pred):
+        y_true, y_pred = fnp.clip(y_true, EPSILON, 1.0), fnp.clip(y_pred, EPSILON, 1.0)
+        return fnp.sum(fnp.multiply(y_true, fnp.log(fnp.divide(y_true, y_pred))), axis=-1)
+
     def _kernel_args(self, target, pred):
         return kernels.losses.kl_divergence, target, (pred.dtype.type(EPSILON),), None
 
@@ -460,6 +521,10 @@ class Poisson(_KernelLoss):
 
     def __init__(self, reduction="sum_over_batch_size", name="poisson", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _on_ops(self, y_true, y_pred):
+        log_pred = fnp.log(fnp.add(y_pred, EPSILON))
+        return fnp.mean(fnp.subtract(y_pred, fnp.multiply(y_true, log_pred)), axis=-1)
 
     def _kernel_args(self, target, pred):
         return kernels.losses.poisson, target, (pred.dtype.type(EPSILON),), None

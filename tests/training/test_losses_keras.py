@@ -435,3 +435,51 @@ def test_function_forms_inside_a_custom_loss_train_as_keras():
         logs.append([float(model.train_on_batch(x, y)) for _ in range(3)])
     np.testing.assert_allclose(logs[0], logs[1], rtol=1e-4, atol=1e-6)
     assert_same_weights(ours, theirs)
+
+
+# A y_true with a gradient of its own (keras-io's knowledge distillation: a teacher's softened
+# outputs as KLDivergence's y_true): both gradients against torch's autograd.
+TARGET_GRADIENT_CASES = {
+    "kl_divergence": ("KLDivergence", {}, _probs((N, C)), _probs((N, C))),
+    "mse": ("MeanSquaredError", {}, _normal((N, C)), _normal((N, C))),
+    "mae": ("MeanAbsoluteError", {}, _normal((N, C)), _normal((N, C))),
+    "huber": ("Huber", {"delta": 0.5}, _normal((N, C)), _normal((N, C), 2)),
+    "log_cosh": ("LogCosh", {}, _normal((N, C)), _normal((N, C), 3)),
+    "poisson": ("Poisson", {}, _positive((N, C)), _positive((N, C))),
+    "cce_logits_smoothed": (
+        "CategoricalCrossentropy",
+        {"from_logits": True, "label_smoothing": 0.1},
+        _probs((N, C)),
+        _normal((N, C)),
+    ),
+    "cce": ("CategoricalCrossentropy", {}, _probs((N, C)), _probs((N, C))),
+    "bce_logits": ("BinaryCrossentropy", {"from_logits": True}, _probs((N, 1)), _normal((N, 1))),
+    "bce_smoothed": (
+        "BinaryCrossentropy",
+        {"label_smoothing": 0.2},
+        _probs((N, 3)),
+        _probs((N, 3)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TARGET_GRADIENT_CASES))
+def test_a_tracked_y_true_gets_its_gradient_as_keras(case):
+    name, kwargs, y_true, y_pred = TARGET_GRADIENT_CASES[case]
+    with fastnn.GradientTape() as tape:
+        t, p = tape.watch(y_true), tape.watch(y_pred)
+        ours = getattr(losses, name)(**kwargs)(t, p)
+    grads = tape.gradient(ours, [t, p])
+    t, p = (torch.tensor(a, requires_grad=True) for a in (y_true, y_pred))
+    theirs = getattr(keras.losses, name)(**kwargs)(t, p)
+    theirs.backward()
+    np.testing.assert_allclose(float(fastnn.ops.convert_to_numpy(ours)), theirs.item(), rtol=1e-5)
+    for got, want in zip(grads, (t.grad, p.grad)):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_a_tracked_y_true_elsewhere_says_what_to_do():
+    with fastnn.GradientTape() as tape:
+        t = tape.watch(_normal((N, C)))
+        with pytest.raises(NotImplementedError, match="CosineSimilarity.*stop_gradient"):
+            losses.CosineSimilarity()(t, _normal((N, C)))
