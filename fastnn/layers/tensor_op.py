@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import ops as ops_module
 from fastnn.layers.base import Layer
 from fastnn.naming import unique_name
 from fastnn.nodes import SymbolicTensor, set_symbolic_call
@@ -65,14 +66,22 @@ def _filled(template, values: list):
     return template
 
 
+def _op(name: str):
+    """The op ``name`` of fastnn.ops (its public names, and those the operators use), or None."""
+    found = tensor_module.OPERATIONS.get(name)
+    if found is None and name in ops_module.__all__:
+        found = getattr(ops_module, name)
+    return found if callable(found) else None
+
+
 class TensorOp(Layer):
     """One ``fastnn.ops`` op between layers of a Functional model (``x + y``, ``x[:, 0]``,
     ``ops.mean(x, axis=1)``): its arguments as written, symbolic tensors as slots."""
 
     def __init__(self, op: str, arguments, **kwargs):
-        if op not in tensor_module.OPERATIONS:
+        if _op(op) is None:
             raise ValueError(f"TensorOp: fastnn.ops has no op named {op!r}")
-        kwargs.setdefault("name", _layer_name(op))
+        kwargs.setdefault("name", unique_name(op))
         super().__init__(**kwargs)
         self.__dict__["_auto_config"] = False  # its config is get_config's, not the arguments
         self.op = op
@@ -81,7 +90,7 @@ class TensorOp(Layer):
     def call(self, inputs):
         args, kwargs = _filled(self.template, list(inputs))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # as Keras's backends
-            return tensor_module.OPERATIONS[self.op](*args, **kwargs)
+            return _op(self.op)(*args, **kwargs)
 
     def get_config(self):
         arguments = _encoded(self, self.template)
@@ -90,10 +99,6 @@ class TensorOp(Layer):
     @classmethod
     def from_config(cls, config):
         return cls(**{**config, "arguments": _decoded(config["arguments"])})
-
-
-def _layer_name(op: str) -> str:
-    return unique_name(op)
 
 
 def _encoded(layer, value):

@@ -3,13 +3,10 @@
 run on fastnn with only the imports changed.
 
 Changed besides the imports: CIFAR-100 is 256 (train) and 64 (test) random uint8 images of its
-shape (no network); a small ViT (images kept at 32x32, 8x8 patches: 16 patches, projection_dim
-16, 2 heads, 2 Transformer blocks, head [64, 32]), batch 64, 2 epochs; plots on matplotlib's Agg
-backend, the checkpoint in a temporary directory.
-
-Dropped: the augmentation layers ``Resizing``, ``RandomFlip``, ``RandomRotation`` and
-``RandomZoom``, which fastnn does not have (``layers.Normalization`` stays in
-``data_augmentation``); with no ``Resizing``, ``image_size`` is the input's 32.
+shape (no network); a small ViT (images resized to 40x40 instead of 72x72, 8x8 patches: 25
+patches, projection_dim 16, 2 heads, 2 Transformer blocks, head [64, 32]), batch 64, 2 epochs;
+plots on matplotlib's Agg backend, the checkpoint in a temporary directory. The example's
+``data_augmentation`` is whole: Normalization, Resizing, RandomFlip, RandomRotation, RandomZoom.
 """
 
 import numpy as np
@@ -25,7 +22,7 @@ learning_rate = 0.001
 weight_decay = 0.0001
 batch_size = 64
 num_epochs = 2
-image_size = 32  # no Resizing layer: the input's size
+image_size = 40  # We'll resize input images to this size
 patch_size = 8  # Size of the patches to be extract from the input images
 num_patches = (image_size // patch_size) ** 2
 projection_dim = 16
@@ -126,7 +123,16 @@ def vit_parts(k, k_layers, k_ops):
 
 
 def augmentation(k, k_layers, x_train):
-    data_augmentation = k.Sequential([k_layers.Normalization()], name="data_augmentation")
+    data_augmentation = k.Sequential(
+        [
+            k_layers.Normalization(),
+            k_layers.Resizing(image_size, image_size),
+            k_layers.RandomFlip("horizontal"),
+            k_layers.RandomRotation(factor=0.02),
+            k_layers.RandomZoom(height_factor=0.2, width_factor=0.2),
+        ],
+        name="data_augmentation",
+    )
     # Compute the mean and the variance of the training data for normalization.
     data_augmentation.layers[0].adapt(x_train)
     return data_augmentation
@@ -163,7 +169,8 @@ def test_vision_transformer(data, tmp_path, capsys):
     )
     patches = Patches(patch_size)(resized_image)
     assert tuple(patches.shape) == (1, num_patches, patch_size * patch_size * 3)
-    np.testing.assert_allclose(patches[0, 1], image[:8, 8:16].reshape(-1), rtol=1e-5)
+    second = np.asarray(resized_image)[0, :8, 8:16].reshape(-1)
+    np.testing.assert_allclose(patches[0, 1], second, rtol=1e-5)
     n = int(np.sqrt(patches.shape[1]))
     plt.figure(figsize=(4, 4))
     for i, patch in enumerate(patches[0]):
@@ -176,7 +183,7 @@ def test_vision_transformer(data, tmp_path, capsys):
     model = create_vit_classifier(data_augmentation)
     model.summary()
     out = capsys.readouterr().out
-    assert "Total params: 62,059" in out and "Non-trainable params: 7" in out  # as Keras 3
+    assert "Total params: 80,779" in out and "Non-trainable params: 7" in out  # as Keras 3
 
     optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
     model.compile(

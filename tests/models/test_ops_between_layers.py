@@ -19,7 +19,7 @@ def residual_head(K, dtype="float32"):
     x = K.layers.Dense(4, activation="tanh", name="mix", dtype=dtype)(inputs)
     res = x + inputs
     scaled = -(res * 2.0) + 1.0 / (1.0 + K.ops.abs(res))
-    pooled = K.ops.mean(scaled, axis=1)
+    pooled = K.ops.mean(K.ops.softmax(scaled) + K.ops.relu(scaled), axis=1)  # ops.nn's too
     picked = K.ops.concatenate([pooled[:, 0:2], K.ops.max(res, axis=1)[:, -1:] ** 2], axis=-1)
     return K.Model(inputs, K.layers.Dense(1, name="out", dtype=dtype)(picked))
 
