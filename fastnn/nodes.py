@@ -75,7 +75,7 @@ def symbolic_call(name: str, args: tuple, kwargs: dict):
 
 
 def _symbolic_op(name: str, *args, **kwargs):
-    return _symbolic_call(name, args, kwargs)
+    return symbolic_call(name, args, kwargs)
 
 
 def _symbolic_binary(name: str, reflected: bool = False):
@@ -86,21 +86,20 @@ def _symbolic_binary(name: str, reflected: bool = False):
     return method
 
 
-# Python's operators between layers of a Functional model, as Keras's KerasTensor has them
-# (== and != stay identity: the graph code compares tensors).
-for _dunder, _name in {
+#: Python's binary operators (dunder name without underscores) and the fastnn.ops op of each:
+#: a Tensor's (``ops.tensor``) and a symbolic tensor's, as Keras's KerasTensor has them.
+BINARY_OPERATORS = {
     "add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide", "pow": "power",
     "floordiv": "floor_divide", "mod": "mod", "matmul": "matmul", "and": "logical_and",
     "or": "logical_or", "xor": "logical_xor",
-}.items():  # fmt: skip
+}  # fmt: skip
+#: The order comparisons (a symbolic tensor's == and != stay identity: graph code compares them).
+ORDER_COMPARISONS = {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}
+
+for _dunder, _name in BINARY_OPERATORS.items():
     setattr(SymbolicTensor, f"__{_dunder}__", _symbolic_binary(_name))
     setattr(SymbolicTensor, f"__r{_dunder}__", _symbolic_binary(_name, reflected=True))
-for _dunder, _name in {
-    "lt": "less",
-    "le": "less_equal",
-    "gt": "greater",
-    "ge": "greater_equal",
-}.items():
+for _dunder, _name in ORDER_COMPARISONS.items():
     setattr(SymbolicTensor, f"__{_dunder}__", _symbolic_binary(_name))
 
 

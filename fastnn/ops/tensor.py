@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from fastnn import backend
-from fastnn.nodes import SymbolicTensor
+from fastnn.nodes import BINARY_OPERATORS, ORDER_COMPARISONS, SymbolicTensor
 
 
 class OpError(ValueError):
@@ -226,17 +226,10 @@ def _reflected(op: Callable) -> Callable:
 _ARITHMETIC = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
                "pow": "power", "matmul": "matmul"}  # fmt: skip
 
-for _dunder, _name in {
-    "add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide", "pow": "power",
-    "floordiv": "floor_divide", "mod": "mod", "matmul": "matmul", "and": "logical_and",
-    "or": "logical_or", "xor": "logical_xor",
-}.items():  # fmt: skip
+for _dunder, _name in BINARY_OPERATORS.items():
     setattr(TensorOps, f"__{_dunder}__", _binary(_name))
     setattr(TensorOps, f"__r{_dunder}__", _binary(_name, reflected=True))
-for _dunder, _name in {
-    "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal", "eq": "equal",
-    "ne": "not_equal",
-}.items():  # fmt: skip
+for _dunder, _name in {**ORDER_COMPARISONS, "eq": "equal", "ne": "not_equal"}.items():
     setattr(TensorOps, f"__{_dunder}__", _binary(_name))
 
 
