@@ -342,6 +342,12 @@ class Dropout(Layer):
         }
 
 
+class _LambdaInputs(NamedTuple):
+    """What an inference pass of a Lambda keeps for a backward: its inputs."""
+
+    inputs: object
+
+
 class Lambda(Layer):
     """Wraps a Python function ``function(inputs, **arguments)`` as a layer.
 
@@ -400,9 +406,11 @@ class Lambda(Layer):
                 return outputs, ctx
             self.__dict__["_follows_tape"] = False  # numpy the tape cannot follow: no gradient
         outputs = self.function(inputs, **self.arguments)
+        # an inference pass keeps its inputs: a backward runs the function again on a tape
+        ctx = None if self.__dict__.get("_follows_tape") is False else _LambdaInputs(inputs)
         if isinstance(outputs, (list, tuple)):
-            return [np.asarray(o) for o in outputs], None
-        return np.asarray(outputs), None
+            return [np.asarray(o) for o in outputs], ctx
+        return np.asarray(outputs), ctx
 
     def _call_arrays(self, inputs, training, extra):
         if tape_module.STATE.tapes and self._tracked(inputs):  # its ops record on the user's tape
@@ -439,6 +447,8 @@ class Lambda(Layer):
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
+        if isinstance(ctx, _LambdaInputs):
+            ctx = self._on_tape(ctx.inputs, False)[1]
         if ctx is None:
             raise NotImplementedError(
                 f"Lambda '{self.name}' has no gradient: its function computes with numpy that "
