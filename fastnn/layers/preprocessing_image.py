@@ -340,7 +340,20 @@ class Resizing(_ImageLayer):
         }
 
 
-class CenterCrop(_ImageLayer):
+class _CropToSize:
+    """What CenterCrop and RandomCrop share: a ``(height, width)`` output, the backward of a
+    crop and resize, and the config."""
+
+    compute_output_shape = Resizing.compute_output_shape
+
+    def _backward(self, ctx, grad):
+        return _crop_and_resize_backward(ctx, grad)
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}
+
+
+class CenterCrop(_CropToSize, _ImageLayer):
     """Crops the centre ``(height, width)`` of images; always applies. An image smaller than
     that on either side is instead cropped to the target's aspect ratio and resized
     (bilinear), as Keras's ``smart_resize``.
@@ -352,8 +365,6 @@ class CenterCrop(_ImageLayer):
         super().__init__(data_format=data_format, **kwargs)
         self.height, self.width = _check_size(self._label, height, width)
 
-    compute_output_shape = Resizing.compute_output_shape
-
     def _forward(self, x, training):
         h, w = x.shape[1], x.shape[2]
         size = (self.height, self.width)
@@ -362,12 +373,6 @@ class CenterCrop(_ImageLayer):
         else:
             box = _aspect_crop_box(h, w, *size)
         return _crop_and_resize(x, box, size, "bilinear")
-
-    def _backward(self, ctx, grad):
-        return _crop_and_resize_backward(ctx, grad)
-
-    def get_config(self):
-        return {**super().get_config(), "height": self.height, "width": self.width}
 
 
 # ---- RandomFlip, RandomCrop ------------------------------------------------------------------
@@ -418,7 +423,7 @@ class RandomFlip(_RandomImageLayer):
         return {**super().get_config(), "mode": self.mode}
 
 
-class RandomCrop(_RandomImageLayer):
+class RandomCrop(_CropToSize, _RandomImageLayer):
     """Crops a random ``(height, width)`` window while training (one window per batch, as in
     Keras). At inference, and while training when the image is not larger than the window on
     both sides, it crops the largest centred window of the target's aspect ratio and resizes
@@ -431,8 +436,6 @@ class RandomCrop(_RandomImageLayer):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.height, self.width = _check_size(self._label, height, width)
 
-    compute_output_shape = Resizing.compute_output_shape
-
     def _forward(self, x, training):
         h, w = x.shape[1], x.shape[2]
         size = (self.height, self.width)
@@ -443,12 +446,6 @@ class RandomCrop(_RandomImageLayer):
         else:
             box = _aspect_crop_box(h, w, *size)
         return _crop_and_resize(x, box, size, "bilinear")
-
-    def _backward(self, ctx, grad):
-        return _crop_and_resize_backward(ctx, grad)
-
-    def get_config(self):
-        return {**super().get_config(), "height": self.height, "width": self.width}
 
 
 # ---- the affine layers: RandomRotation, RandomZoom, RandomTranslation --------------------------
