@@ -290,6 +290,11 @@ def _maximum(call: Call):
     return [_fold_pairwise(call, "Max")]
 
 
+@converter(merging.Minimum)
+def _minimum(call: Call):
+    return [_fold_pairwise(call, "Min")]
+
+
 @converter(merging.Average)
 def _average(call: Call):
     total = _fold_pairwise(call, "Add")

@@ -264,14 +264,17 @@ class Average(_Elementwise):
         return [_reduce_to(scaled, shape) for shape in ctx]
 
 
-class Maximum(_Elementwise):
-    """Elementwise maximum of a list of inputs (ties send the gradient to the first)."""
+class _Extremum(_Elementwise):
+    """The elementwise ``_pick`` (np.maximum or np.minimum) of a list of inputs; its gradient
+    goes to the input that was picked (ties: to the first)."""
+
+    _pick = staticmethod(np.maximum)
 
     def forward(self, inputs, training):
         aligned = _align(inputs)
         out = aligned[0] if len(aligned) > 1 else aligned[0].copy()
         for x in aligned[1:]:
-            out = np.maximum(out, x)
+            out = self._pick(out, x)
         return out, (aligned, out, [x.shape for x in inputs])
 
     def backward(self, ctx, grad_outputs):
@@ -283,6 +286,18 @@ class Maximum(_Elementwise):
             taken |= mine
             grads.append(_reduce_to(np.where(mine, grad_outputs, 0).astype(out.dtype), shape))
         return grads
+
+
+class Maximum(_Extremum):
+    """Elementwise maximum of a list of inputs (ties send the gradient to the first)."""
+
+    _pick = staticmethod(np.maximum)
+
+
+class Minimum(_Extremum):
+    """Elementwise minimum of a list of inputs (ties send the gradient to the first)."""
+
+    _pick = staticmethod(np.minimum)
 
 
 class Dot(_Merge):
@@ -432,3 +447,8 @@ def dot(inputs, axes=-1, **kwargs):
 def maximum(inputs, **kwargs):
     """Functional form of ``Maximum()(inputs)``."""
     return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    """Functional form of ``Minimum()(inputs)``."""
+    return Minimum(**kwargs)(inputs)

@@ -259,7 +259,9 @@ def conv_merge_case(layer):
     return fastnn.Model(inputs, layers.Conv2D(2, 1)(layer([a, b]))), data(4, 4, 2)
 
 
-for _cls in (layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum):
+for _cls in (
+    layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Minimum
+):  # fmt: skip
     CASES[f"merge-{_cls.__name__}"] = lambda cls=_cls: merge_case(cls())
     CASES[f"merge-{_cls.__name__}-channels-first"] = lambda cls=_cls: conv_merge_case(cls())
 CASES["merge-Add-three"] = lambda: merge_case(layers.Add(), 3)

@@ -181,6 +181,7 @@ ROWS = {
     "subtract-broadcast": row(L.Subtract, [(2, 1), (2, 3)]),
     "average": row(L.Average, [(3,), (3,)]),
     "maximum": row(L.Maximum, [(3,), (3,), (3,)]),
+    "minimum": row(L.Minimum, [(3,), (3,), (3,)]),
     "concatenate": row(L.Concatenate, [(2,), (3,)]),
     "concatenate-axis_1": row(L.Concatenate, [(2, 3), (1, 3)], axis=1),
     "concatenate-one_input": row(L.Concatenate, [(3,)]),

@@ -147,6 +147,7 @@ def merging():
             layers.Multiply(),
             layers.Average(),
             layers.Maximum(),
+            layers.Minimum(),
         )
     ]
     outputs = layers.Concatenate(axis=-1)(merged)
