@@ -551,14 +551,6 @@ def lstm_forward(
     steps, n, dtype = sequence_shape(x)
     units = recurrent_kernel.shape[0]
     mask = _all_steps(mask, steps, n, workspace)
-    if _projects_in_loop(x, kernel, cblas, dropout):
-        return _lstm_forward_projecting(
-            x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, workspace, threads,
-            cblas, keep_gates,
-        )  # fmt: skip
-    # From an Embedding's table rows the Numba loop gathers each step's projected rows itself:
-    # the (T, N, 4u) projections are never written out (26 MB at batch 256 of lstm_text).
-    xp, rows = _project_rows(x, kernel, bias, workspace, threads, dropout)
     hs = scratch(workspace, "hs", (steps + 1, n, units), dtype)
     cs = scratch(workspace, "cs", (steps + 1, n, units), dtype)
     hs[0] = h0
@@ -566,6 +558,20 @@ def lstm_forward(
     # Without keep_gates every step writes the gates of one step: (T, N, 4u) floats never reach
     # memory (lstm_text's inference at batch 256 wrote 26 MB of them).
     gates = scratch(workspace, "gates", (steps if keep_gates else 1, n, 4 * units), dtype)
+    if _projects_in_loop(x, kernel, cblas, dropout):
+        bias_rows = _bias_rows(bias, n, 4 * units, dtype, workspace)
+
+        def projecting(r0, r1):
+            lstm_steps_forward_projecting(
+                x, kernel, bias_rows[r0:r1], recurrent_kernel, hs, cs, mask, act, rec_act, gates,
+                r0, r1, cblas,
+            )  # fmt: skip
+
+        _time_loop(plan_sequence(LSTM, n, units, True, False), projecting, None, n, threads)
+        return hs, cs, (gates if keep_gates else None)
+    # From an Embedding's table rows the Numba loop gathers each step's projected rows itself:
+    # the (T, N, 4u) projections are never written out (26 MB at batch 256 of lstm_text).
+    xp, rows = _project_rows(x, kernel, bias, workspace, threads, dropout)
     rec = scratch(workspace, "rec", (n, 4 * units), dtype)
     keep = _recurrent_keep(dropout)
     plan = plan_sequence(LSTM, n, units, cblas is not None, keep is not None)
@@ -605,30 +611,6 @@ def _bias_rows(bias, n, width, dtype, workspace):
     rows = scratch(workspace, "bias_rows", (n, width), dtype)
     rows[...] = 0 if bias is None else bias
     return rows
-
-
-def _lstm_forward_projecting(
-    x, kernel, recurrent_kernel, bias, h0, c0, mask, act, rec_act, workspace, threads, cblas,
-    keep_gates,
-):  # fmt: skip
-    """``lstm_forward`` by ``lstm_steps_forward_projecting``."""
-    steps, n, dtype = sequence_shape(x)
-    units = recurrent_kernel.shape[0]
-    hs = scratch(workspace, "hs", (steps + 1, n, units), dtype)
-    cs = scratch(workspace, "cs", (steps + 1, n, units), dtype)
-    hs[0] = h0
-    cs[0] = c0
-    gates = scratch(workspace, "gates", (steps if keep_gates else 1, n, 4 * units), dtype)
-    bias_rows = _bias_rows(bias, n, 4 * units, dtype, workspace)
-
-    def in_numba(r0, r1):
-        lstm_steps_forward_projecting(
-            x, kernel, bias_rows[r0:r1], recurrent_kernel, hs, cs, mask, act, rec_act, gates,
-            r0, r1, cblas,
-        )  # fmt: skip
-
-    _time_loop(plan_sequence(LSTM, n, units, True, False), in_numba, None, n, threads)
-    return hs, cs, (gates if keep_gates else None)
 
 
 def lstm_backward(
