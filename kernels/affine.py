@@ -52,6 +52,17 @@ def _taps(coord, bilinear, one, half):
     return i, one, frac - frac
 
 
+@njit(cache=True, inline="always")
+def _source_taps(coef, yf, xf, bilinear, one, half):
+    """(row taps, column taps) of ``_taps`` at the input point output pixel (yf, xf) reads
+    through the map ``coef`` (a0, a1, a2, b0, b1, b2): forward and backward alike."""
+    src_x = yf * coef[1] + xf * coef[0] + coef[2]
+    src_y = yf * coef[4] + xf * coef[3] + coef[5]
+    y0, wy0, wy1 = _taps(src_y, bilinear, one, half)
+    x0, wx0, wx1 = _taps(src_x, bilinear, one, half)
+    return y0, wy0, wy1, x0, wx0, wx1
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def affine_forward(x, coef, bilinear, fill_mode, fill_value, out):
     """out (N,OH,OW,C) = x (N,H,W,C) resampled through ``coef`` (N,6) (``x``'s dtype);
@@ -64,17 +75,11 @@ def affine_forward(x, coef, bilinear, fill_mode, fill_value, out):
     for r in prange(x.shape[0] * out_h):
         n = r // out_h
         i = r % out_h
-        a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
-        b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
         yf = kind(i)
         img = x[n]
         orow = out[n, i]
         for j in range(out_w):
-            xf = kind(j)
-            src_x = yf * a1 + xf * a0 + a2
-            src_y = yf * b1 + xf * b0 + b2
-            y0, wy0, wy1 = _taps(src_y, bilinear, one, half)
-            x0, wx0, wx1 = _taps(src_x, bilinear, one, half)
+            y0, wy0, wy1, x0, wx0, wx1 = _source_taps(coef[n], yf, kind(j), bilinear, one, half)
             ya, va = _fix(y0, h, fill_mode)
             xa, ua = _fix(x0, w, fill_mode)
             dst = orow[j]
@@ -105,16 +110,10 @@ def affine_backward(grad, coef, bilinear, fill_mode, grad_x):
     for n in prange(grad_x.shape[0]):
         acc = grad_x[n]
         acc[:] = 0
-        a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
-        b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
         for i in range(out_h):
             yf = kind(i)
             for j in range(out_w):
-                xf = kind(j)
-                src_x = yf * a1 + xf * a0 + a2
-                src_y = yf * b1 + xf * b0 + b2
-                y0, wy0, wy1 = _taps(src_y, bilinear, one, half)
-                x0, wx0, wx1 = _taps(src_x, bilinear, one, half)
+                y0, wy0, wy1, x0, wx0, wx1 = _source_taps(coef[n], yf, kind(j), bilinear, one, half)
                 g = grad[n, i, j]
                 ya, va = _fix(y0, h, fill_mode)
                 xa, ua = _fix(x0, w, fill_mode)
