@@ -611,7 +611,35 @@ def _rotation_coefficients(angle: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack([a0, a1, a2, b0, b1, b2], axis=1), dtype=kind)
 
 
-class RandomZoom(_AffineLayer):
+class _AxisFactorsLayer(_AffineLayer):
+    """RandomZoom's and RandomTranslation's ``height_factor`` and ``width_factor``: each kept
+    as given (its config) and as its (lower, upper) range."""
+
+    #: Whether -1 is outside the factors' range (a zoom by -100% has no image left).
+    _open_low = False
+    #: Whether ``width_factor`` may be None (RandomZoom: the height's factor for both axes).
+    _width_optional = False
+
+    def _set_factors(self, height_factor, width_factor) -> None:
+        self.height_factor = _as_list(height_factor)
+        self.height_lower, self.height_upper = _axis_factor(
+            self._label, height_factor, "height_factor", self._open_low
+        )
+        self.width_factor = _as_list(width_factor)
+        if width_factor is not None or not self._width_optional:
+            self.width_lower, self.width_upper = _axis_factor(
+                self._label, width_factor, "width_factor", self._open_low
+            )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "height_factor": self.height_factor,
+            "width_factor": self.width_factor,
+        }
+
+
+class RandomZoom(_AxisFactorsLayer):
     """Zooms each image in or out by a random amount about its centre while training.
 
     Args:
@@ -625,6 +653,8 @@ class RandomZoom(_AffineLayer):
     Example: ``RandomZoom(0.1)``.
     """
 
+    _open_low, _width_optional = True, True
+
     def __init__(
         self,
         height_factor,
@@ -637,15 +667,7 @@ class RandomZoom(_AffineLayer):
         **kwargs,
     ):
         super().__init__(fill_mode, interpolation, seed, fill_value, data_format, **kwargs)
-        self.height_factor = _as_list(height_factor)
-        self.height_lower, self.height_upper = _axis_factor(
-            self._label, height_factor, "height_factor", open_low=True
-        )
-        self.width_factor = _as_list(width_factor)
-        if width_factor is not None:
-            self.width_lower, self.width_upper = _axis_factor(
-                self._label, width_factor, "width_factor", open_low=True
-            )
+        self._set_factors(height_factor, width_factor)
 
     def _coefficients(self, n, h, w, dtype):
         kind = np.dtype(dtype).type
@@ -659,15 +681,8 @@ class RandomZoom(_AffineLayer):
         zeros = np.zeros(n, dtype)
         return np.ascontiguousarray(np.stack([zoom_w, zeros, x_offset, zeros, zoom_h, y_offset], 1))
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "height_factor": self.height_factor,
-            "width_factor": self.width_factor,
-        }
 
-
-class RandomTranslation(_AffineLayer):
+class RandomTranslation(_AxisFactorsLayer):
     """Shifts each image by a random offset while training.
 
     Args:
@@ -692,14 +707,7 @@ class RandomTranslation(_AffineLayer):
         **kwargs,
     ):
         super().__init__(fill_mode, interpolation, seed, fill_value, data_format, **kwargs)
-        self.height_factor = _as_list(height_factor)
-        self.height_lower, self.height_upper = _axis_factor(
-            self._label, height_factor, "height_factor", open_low=False
-        )
-        self.width_factor = _as_list(width_factor)
-        self.width_lower, self.width_upper = _axis_factor(
-            self._label, width_factor, "width_factor", open_low=False
-        )
+        self._set_factors(height_factor, width_factor)
 
     def _coefficients(self, n, h, w, dtype):
         kind = np.dtype(dtype).type
@@ -708,24 +716,13 @@ class RandomTranslation(_AffineLayer):
         ones, zeros = np.ones(n, dtype), np.zeros(n, dtype)
         return np.ascontiguousarray(np.stack([ones, zeros, -shift_w, zeros, ones, -shift_h], 1))
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "height_factor": self.height_factor,
-            "width_factor": self.width_factor,
-        }
-
 
 # ---- RandomContrast, RandomBrightness ------------------------------------------------------------
 
 
 def _check_value_range(label: str, value_range) -> list:
-    if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
-        raise ValueError(
-            f"{label}: The `value_range` argument should be a list of two numbers. "
-            f"Received: value_range={value_range}"
-        )
-    if not all(_is_number(v) for v in value_range):
+    pair = isinstance(value_range, (tuple, list)) and len(value_range) == 2
+    if not pair or not all(_is_number(v) for v in value_range):
         raise ValueError(
             f"{label}: The `value_range` argument should be a list of two numbers. "
             f"Received: value_range={value_range}"
