@@ -389,6 +389,11 @@ class Layer:
         """The ``add_loss`` values of the pass whose context is ``ctx``."""
         return ctx.added_losses if self._runs_call else []
 
+    def _layer_tree(self) -> list:
+        """This layer and every layer it holds, depth first, each once (the trainer, which
+        may not import the layers' modules, walks a model by it)."""
+        return custom.layer_tree(self)
+
     @property
     def losses(self) -> list:
         """The ``add_loss`` values of the last call (this layer's, then its layers'), then the

@@ -615,7 +615,7 @@ class Trainer:
         """The metrics held as attributes of the model, then of its layers (an endpoint layer's
         accuracy that its call() updates), each once: Keras's ``model.metrics`` lists them."""
         found, tracker = [], self.__dict__.get("_loss_tracker")
-        for owner in self._layers_within():
+        for owner in self._layer_tree():  # Layer's (a Model is one)
             for value in vars(owner).values():
                 if (
                     isinstance(value, metrics_module.Metric)
@@ -625,17 +625,6 @@ class Trainer:
                 ):
                     found.append(value)
         return found
-
-    def _layers_within(self) -> list:
-        """The model and every layer it holds, depth first, each once."""
-        seen, order, stack = set(), [], [self]
-        while stack:
-            layer = stack.pop()
-            if id(layer) not in seen:
-                seen.add(id(layer))
-                order.append(layer)
-                stack.extend(reversed([sub for _, sub in layer.sublayers()]))
-        return order
 
     def reset_metrics(self) -> None:
         """Reset every metric in ``metrics``."""
