@@ -33,13 +33,17 @@ def one(layer, shape, x=None):
     return fastnn.Model(inputs, layer(inputs)), data(*shape) if x is None else x
 
 
-def with_random_weights(model):
-    """Random weights (BN statistics too), so nothing is exported as a trivial 0 or 1."""
+def with_random_weights(model, rng=None):
+    """Random weights (BN statistics too), so nothing is exported as a trivial 0 or 1. A
+    kernel's spread shrinks with its fan-in, so deep models keep their activations near 1 and
+    their softmax unsaturated: a well-conditioned output that 1e-5 can judge."""
+    rng = RNG if rng is None else rng
     for w in model.weights:
         if "variance" in w.path:
-            value = RNG.uniform(0.5, 1.5, w.shape)
+            value = rng.uniform(0.5, 1.5, w.shape)
         else:
-            value = RNG.normal(0, 0.5, w.shape)
+            fan_in = int(np.prod(w.shape[:-1])) if len(w.shape) > 1 else 1
+            value = rng.normal(0, 0.5 * min(1.0, 4 / np.sqrt(fan_in)), w.shape)
         w.assign(value.astype(w.dtype))
     return model
 
