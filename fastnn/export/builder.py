@@ -56,6 +56,30 @@ def check_opset(opset) -> int:
     return int(opset)
 
 
+ONNX_TYPES = {
+    "float32": "FLOAT",
+    "float64": "DOUBLE",
+    "float16": "FLOAT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "int16": "INT16",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "bool": "BOOL",
+}
+
+
+def onnx_type(onnx, dtype) -> int:
+    """ONNX's element type code of the numpy ``dtype`` (an ExportError for another)."""
+    name = np.dtype(dtype).name
+    if name not in ONNX_TYPES:
+        raise ExportError(f"ONNX export: the dtype {name} has no ONNX form in this exporter")
+    return getattr(onnx.TensorProto, ONNX_TYPES[name])
+
+
 class Value:
     """A tensor of the ONNX graph standing for a model tensor: its name, Keras shape, layout."""
 
@@ -161,6 +185,10 @@ class GraphBuilder:
     def reshape(self, x: str, shape, hint: str) -> str:
         """Reshape to ``shape`` (0 keeps an axis, -1 infers one)."""
         return self.op("Reshape", [x, self.ints(shape, f"{hint}/shape")], hint)
+
+    def cast(self, x: str, dtype, hint: str) -> str:
+        """``x`` cast to the numpy ``dtype``."""
+        return self.op("Cast", [x], hint, to=onnx_type(self.onnx, dtype))
 
     def transpose(self, x: str, perm, hint: str) -> str:
         return self.op("Transpose", [x], hint, perm=list(perm))

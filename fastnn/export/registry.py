@@ -34,6 +34,9 @@ class Call:
     output_mask: str | None = None
     #: Or one mask (or None) per output, set by a converter that decides them (recurrent).
     output_masks: list | None = None
+    #: numpy dtypes of the call's inputs and outputs (the model's tensors').
+    input_dtypes: list = field(default_factory=list)
+    output_dtypes: list = field(default_factory=list)
 
     @property
     def hint(self) -> str:
@@ -96,12 +99,12 @@ def convert(call: Call) -> list[Value]:
             "a Lambda runs a Python function, which has no ONNX form; write the computation "
             "with built-in layers to export it"
         )
-    if getattr(layer, "_runs_call", False):
+    found = find(layer)
+    if found is None and getattr(layer, "_runs_call", False):
         raise call.refuse(
             "it is a custom layer whose call() runs fastnn.ops in Python; the exporter does "
             "not trace ops, so it has no ONNX form (write it with built-in layers to export it)"
         )
-    found = find(layer)
     if found is None:
         raise call.refuse(
             f"there is no ONNX converter for the class {type(layer).__module__}."

@@ -19,6 +19,8 @@ from fastnn.export import (  # noqa: F401 (they register their converters)
     convert_conv,
     convert_core,
     convert_extra,
+    convert_image,
+    convert_ops,
     convert_recurrent,
 )
 from fastnn.export.builder import (
@@ -28,6 +30,7 @@ from fastnn.export.builder import (
     check_opset,
     default_opset,
     import_onnx,
+    onnx_type,
 )
 from fastnn.export.registry import Call, convert, find
 from fastnn.layers.normalization import BatchNormalization
@@ -35,17 +38,6 @@ from fastnn.models import Model
 from fastnn.saving.files import atomic_write
 
 _PROTOBUF_LIMIT = 2**31
-
-_ONNX_TYPES = {
-    "float32": "FLOAT",
-    "float64": "DOUBLE",
-    "float16": "FLOAT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "int8": "INT8",
-    "uint8": "UINT8",
-    "bool": "BOOL",
-}
 
 
 def export_onnx(
@@ -103,7 +95,7 @@ def model_proto(model, opset=None, batch_size=None, assume_post_padding=False):
         shape = (batch, *tensor.shape[1:])
         value = name
         if tensor.dtype.kind == "f" and tensor.dtype != builder.dtype:  # as the layers cast
-            value = builder.op("Cast", [name], name, to=_onnx_type(onnx, builder.dtype))
+            value = builder.op("Cast", [name], name, to=onnx_type(onnx, builder.dtype))
         values[id(tensor)] = Value(value, shape)
         graph_inputs.append(_value_info(onnx, name, tensor.dtype, shape, "batch"))
     masks = {}
@@ -142,12 +134,8 @@ def _ir_version(onnx, opset: int) -> int:
     return onnx.IR_VERSION
 
 
-def _onnx_type(onnx, dtype) -> int:
-    return getattr(onnx.TensorProto, _ONNX_TYPES[np.dtype(dtype).name])
-
-
 def _value_info(onnx, name, dtype, shape, batch_param):
-    elem = _onnx_type(onnx, dtype)
+    elem = onnx_type(onnx, dtype)
     dims = [
         (batch_param if i == 0 else f"{name}_dim{i}") if d is None else int(d)
         for i, d in enumerate(shape)
@@ -215,6 +203,8 @@ def _walk(builder, graph, values: dict, masks: dict, options: dict) -> None:
             in_mask,
             options,
             bn_node.layer if bn_node is not None else None,
+            input_dtypes=[t.dtype for t in node.inputs],
+            output_dtypes=[t.dtype for t in outputs],
         )
         results = convert(call)
         if len(results) != len(outputs):

@@ -365,14 +365,16 @@ class CenterCrop(_CropToSize, _ImageLayer):
         super().__init__(data_format=data_format, **kwargs)
         self.height, self.width = _check_size(self._label, height, width)
 
+    def inference_box(self, height: int, width: int) -> tuple:
+        """(top, left, crop height, crop width) of an image of ``height`` x ``width``."""
+        if height >= self.height and width >= self.width:
+            top, left = (height - self.height) // 2, (width - self.width) // 2
+            return top, left, self.height, self.width
+        return _aspect_crop_box(height, width, self.height, self.width)
+
     def _forward(self, x, training):
-        h, w = x.shape[1], x.shape[2]
-        size = (self.height, self.width)
-        if h >= self.height and w >= self.width:
-            box = ((h - self.height) // 2, (w - self.width) // 2, *size)
-        else:
-            box = _aspect_crop_box(h, w, *size)
-        return _crop_and_resize(x, box, size, "bilinear")
+        box = self.inference_box(x.shape[1], x.shape[2])
+        return _crop_and_resize(x, box, (self.height, self.width), "bilinear")
 
 
 # ---- RandomFlip, RandomCrop ------------------------------------------------------------------
@@ -436,6 +438,11 @@ class RandomCrop(_CropToSize, _RandomImageLayer):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.height, self.width = _check_size(self._label, height, width)
 
+    def inference_box(self, height: int, width: int) -> tuple:
+        """(top, left, crop height, crop width) of an image of ``height`` x ``width`` at
+        inference: the largest centred window of the target's aspect ratio."""
+        return _aspect_crop_box(height, width, self.height, self.width)
+
     def _forward(self, x, training):
         h, w = x.shape[1], x.shape[2]
         size = (self.height, self.width)
@@ -444,7 +451,7 @@ class RandomCrop(_CropToSize, _RandomImageLayer):
             left = int(self._rng.integers(0, w - self.width + 1))
             box = (top, left, *size)
         else:
-            box = _aspect_crop_box(h, w, *size)
+            box = self.inference_box(h, w)
         return _crop_and_resize(x, box, size, "bilinear")
 
 

@@ -84,6 +84,23 @@ CASES = {
         layers.RandomContrast(0.3, seed=5),
         layers.RandomBrightness(0.2, seed=6),
     ),  # fmt: skip
+    "resizing-down": lambda: one(layers.Resizing(4, 5), (7, 9, 2)),
+    "resizing-up-nearest": lambda: one(layers.Resizing(9, 6, interpolation="nearest"), (4, 5, 2)),
+    "resizing-crop-to-aspect": lambda: one(
+        layers.Resizing(3, 6, crop_to_aspect_ratio=True), (7, 9, 2)
+    ),
+    "resizing-pad-to-aspect": lambda: one(
+        layers.Resizing(4, 4, pad_to_aspect_ratio=True, fill_value=0.5), (5, 9, 2)
+    ),
+    "resizing-channels-first": lambda: one(
+        layers.Resizing(3, 4, data_format="channels_first"), (2, 7, 9)
+    ),
+    "resizing-after-conv": lambda: conv_chain(
+        layers.Conv2D(2, 3), layers.Resizing(6, 6), layers.Conv2D(3, 3)
+    ),
+    "center-crop": lambda: one(layers.CenterCrop(4, 5), (7, 9, 2)),
+    "center-crop-smaller-input": lambda: one(layers.CenterCrop(8, 6), (5, 9, 2)),
+    "random-crop-at-inference": lambda: one(layers.RandomCrop(4, 5, seed=1), (7, 9, 2)),
     "flatten": lambda: one(layers.Flatten(), (2, 3, 2)),
     "reshape": lambda: one(layers.Reshape((3, -1)), (2, 3, 2)),
     "permute": lambda: one(layers.Permute((2, 1)), (2, 3)),
