@@ -41,6 +41,13 @@ class SymbolicTensor:
     def __hash__(self):
         return id(self)
 
+    def __bool__(self):
+        raise TypeError(
+            f"A symbolic tensor ({self.name!r}, shape {self.shape}) cannot be used as a "
+            "boolean: its value is not known while the model is built (or traced for export). "
+            "Choose between values with ops.where(condition, x, y)."
+        )
+
     def __getitem__(self, index):
         return _symbolic_op("get_item", self, index)
 

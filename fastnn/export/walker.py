@@ -22,6 +22,7 @@ from fastnn.export import (  # noqa: F401 (they register their converters)
     convert_image,
     convert_ops,
     convert_recurrent,
+    tracing,
 )
 from fastnn.export.builder import (
     ExportError,
@@ -150,11 +151,10 @@ def _functional_graph(model, outermost: bool = False):
             f"ONNX export takes a fastnn Model (Functional or Sequential); got "
             f"{type(model).__module__}.{type(model).__name__}"
         )
-    if getattr(model, "_subclassed", False):
+    if getattr(model, "_subclassed", False) and not model._runs_call:
         raise ExportError(
             f"{type(model).__name__} '{model.name}' cannot be exported to ONNX: it is a "
-            "subclassed model, whose call() runs Python code the exporter cannot see; build "
-            "the same layers as a Functional or Sequential model to export it"
+            "subclassed model without call(), so it computes nothing of its own"
         )
     graph = getattr(model, "_graph", None)
     if graph is None:
@@ -181,12 +181,21 @@ def _walk(builder, graph, values: dict, masks: dict, options: dict) -> None:
         inputs = [values[id(t)] for t in node.inputs]
         in_mask = next((masks[id(t)] for t in node.inputs[:1] if id(t) in masks), None)
         layer = node.layer
-        if _is_model(layer):
-            inner = _functional_graph(layer)
-            inner_values = {id(t): v for t, v in zip(inner.inputs, inputs)}
+        if tracing.traceable(layer) or _is_model(layer):
             inner_masks = {}
-            if in_mask is not None:
-                inner_masks[id(inner.inputs[0])] = in_mask
+            if tracing.traceable(layer):
+                if in_mask is not None:
+                    raise ExportError(
+                        f"{type(layer).__name__} '{layer.name}' cannot be exported to ONNX: a "
+                        "mask (from Embedding(mask_zero=True) or Masking) reaches it, and the "
+                        "exporter does not trace masks into Python code"
+                    )
+                inner = tracing.traced_graph(node)
+            else:
+                inner = _functional_graph(layer)
+                if in_mask is not None:
+                    inner_masks[id(inner.inputs[0])] = in_mask
+            inner_values = {id(t): v for t, v in zip(inner.inputs, inputs)}
             _walk(builder, inner, inner_values, inner_masks, options)
             for outer, t in zip(node.outputs, inner.outputs):
                 values[id(outer)] = inner_values[id(t)]

@@ -676,6 +676,9 @@ class Layer:
         """``layer(...)`` of a layer that writes ``call()``: symbolic calls record a node with
         the output shape a run on zeros gives; other calls run ``call()``."""
         if is_symbolic(inputs) or is_symbolic(mask) or is_symbolic([*args, *kwargs.values()]):
+            keep = custom.INLINE_UNLESS.get()
+            if keep is not None and not is_builtin_class(type(self)) and not keep(self):
+                return custom.run_call(self, inputs, False, mask, args, kwargs)
             args, kwargs = custom.symbolic_arguments(type(self), args, kwargs)
             if args and not kwargs and all(isinstance(a, SymbolicTensor) for a in args):
                 self._spreads_inputs = True  # layer(targets, logits): call(targets, logits)

@@ -19,7 +19,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -40,6 +40,27 @@ SCOPE: contextvars.ContextVar[tuple] = contextvars.ContextVar("fastnn_scope", de
 LOSS_SINK: contextvars.ContextVar[list | None] = contextvars.ContextVar(
     "fastnn_loss_sink", default=None
 )
+#: While the ONNX exporter traces a call (``inlining``): which call() layers keep their own
+#: node on symbolic tensors (the others run their call() on them inline); else None.
+INLINE_UNLESS: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
+    "fastnn_inline_unless", default=None
+)
+
+
+@contextlib.contextmanager
+def inlining(root, keep: Callable) -> Iterator[None]:
+    """Inside: a user's call() layer called on symbolic tensors runs its call() on them (its
+    ops and layers become nodes of the caller's graph) unless ``keep(layer)``; what the
+    ``losses`` of ``root`` and the layers it holds were before is put back after."""
+    layers = layer_tree(root)
+    saved = [list(owner._loss_values) for owner in layers]
+    token = INLINE_UNLESS.set(keep)
+    try:
+        yield
+    finally:
+        INLINE_UNLESS.reset(token)
+        for owner, values in zip(layers, saved):
+            owner._loss_values[:] = values
 
 
 _CALL_ARGUMENTS: dict[type, tuple[bool, bool]] = {}

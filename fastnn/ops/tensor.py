@@ -198,6 +198,8 @@ class TensorOps:
 
 def _binary(name: str, reflected: bool = False) -> Callable:
     def method(self, other):
+        if type(other) is SymbolicTensor:  # a symbolic tensor's reflected operator adds a node
+            return NotImplemented
         op = _op(name)
         return op(other, self) if reflected else op(self, other)
 
@@ -211,15 +213,20 @@ def bind_operators(ops: dict) -> None:
     OPERATIONS.update((name, op) for name, op in ops.items() if callable(op))
     for dunder, name in _ARITHMETIC.items():
         op = ops[name]
-        setattr(TensorOps, f"__{dunder}__", op)
-        setattr(TensorOps, f"__r{dunder}__", _reflected(op))
+        setattr(TensorOps, f"__{dunder}__", _operator(op))
+        setattr(TensorOps, f"__r{dunder}__", _operator(op, reflected=True))
 
 
-def _reflected(op: Callable) -> Callable:
+def _operator(op: Callable, reflected: bool = False) -> Callable:
+    """``self <op> other`` (or ``other <op> self``), deferring to a symbolic tensor's own
+    operator (a Variable times a model's tensor in a traced call() adds a node)."""
+
     def method(self, other):
-        return op(other, self)
+        if type(other) is SymbolicTensor:
+            return NotImplemented
+        return op(other, self) if reflected else op(self, other)
 
-    method.__name__ = f"r{op.__name__}"
+    method.__name__ = f"r{op.__name__}" if reflected else op.__name__
     return method
 
 

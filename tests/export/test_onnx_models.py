@@ -175,40 +175,13 @@ def test_opset_outside_what_onnx_and_the_exporter_know_is_refused(tmp_path):
     refused(model, tmp_path, r"`opset` must be between 13 and \d+ .*; got opset=99", opset=99)
 
 
-def test_lambda_is_refused(tmp_path):
+def test_a_refused_export_leaves_the_file_as_it_was(tmp_path):
     inputs = fastnn.Input((3,))
-    model = fastnn.Model(inputs, layers.Lambda(lambda x: x * 2, name="double")(inputs))
-    refused(model, tmp_path, r"Lambda 'double' cannot be exported to ONNX: a Lambda runs a Python")
-    (tmp_path / "old.onnx").write_bytes(b"old")  # a refused export leaves a file as it was
+    model = fastnn.Model(inputs, ops.sort(inputs, axis=-1))
+    (tmp_path / "old.onnx").write_bytes(b"old")
     with pytest.raises(ExportError):
         model.export(tmp_path / "old.onnx")
     assert (tmp_path / "old.onnx").read_bytes() == b"old"
-
-
-class Scale(fastnn.Layer):
-    def call(self, x):
-        return ops.multiply(x, 2.0)
-
-
-def test_custom_call_layer_is_refused(tmp_path):
-    inputs = fastnn.Input((3,))
-    model = fastnn.Model(inputs, layers.Dense(2)(Scale(name="scale")(inputs)))
-    refused(model, tmp_path, r"Scale 'scale' cannot be exported to ONNX: it is a custom layer")
-
-
-class Doubled(fastnn.Model):
-    def __init__(self):
-        super().__init__()
-        self.dense = layers.Dense(2)
-
-    def call(self, x):
-        return self.dense(x)
-
-
-def test_subclassed_model_is_refused(tmp_path):
-    model = Doubled()
-    model.predict(np.zeros((1, 3), np.float32), verbose=0)
-    refused(model, tmp_path, r"Doubled '\w+' cannot be exported to ONNX: it is a subclassed model")
 
 
 class MyDense(layers.Dense):
