@@ -320,10 +320,13 @@ def _cumsum(o: OpCall) -> str:
 
 # ---- shapes --------------------------------------------------------------------------------
 def _reshape(o: OpCall) -> str:
+    """A first None (the batch size, as ``ops.shape(x)[0]`` gives it) is ONNX's 0: x's own."""
     shape = o.arguments["newshape"]
-    shape = [int(shape)] if isinstance(shape, (int, np.integer)) else [int(d) for d in shape]
-    if 0 in shape:
-        raise o.refuse("a reshape to a size-0 axis is not converted")
+    shape = [shape] if isinstance(shape, (int, np.integer)) else list(shape)
+    if 0 in shape or None in shape[1:]:
+        raise o.refuse(f"a reshape to {tuple(shape)} is not converted (a size 0, or a None "
+                       "past the first axis)")  # fmt: skip
+    shape = [0 if d is None else int(d) for d in shape]
     return o.b.reshape(o.tensor(o.operand()), shape, o.hint)
 
 

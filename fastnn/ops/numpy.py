@@ -409,8 +409,11 @@ def _einsum(*operands, subscripts):
 
 # ---- shapes ------------------------------------------------------------------------------------
 def reshape(x, newshape):
-    """``x`` with shape ``newshape`` (one -1 allowed)."""
+    """``x`` with shape ``newshape`` (one -1 allowed; a first None keeps x's first axis, the
+    batch size ``ops.shape(x)[0]`` gives on a model's symbolic tensor)."""
     newshape = (newshape,) if isinstance(newshape, (int, np.integer)) else tuple(newshape)
+    if newshape and newshape[0] is None and np.ndim(x):
+        newshape = (np.shape(unwrap(x))[0], *newshape[1:])
     if isinstance(x, (np.ndarray, Tensor)) and x.shape == newshape:
         return x  # nothing to record or compute
     return apply("reshape", lambda v, newshape: np.reshape(as_array(v), newshape), x,

@@ -157,6 +157,7 @@ def test_reductions_export(case, tmp_path):
 
 SHAPING = {
     "reshape": lambda x: ops.reshape(x, (-1, 20)),
+    "reshape-batch-from-shape": lambda x: ops.reshape(x, (ops.shape(x)[0], -1, 2)),
     "transpose": lambda x: ops.transpose(x, (0, 2, 1)),
     "transpose-default": lambda x: ops.transpose(x),
     "dot-T": lambda x: x.T,

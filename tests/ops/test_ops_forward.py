@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import ops
 from fastnn import random as frandom
 from fastnn.ops import GradientTape
@@ -163,6 +164,10 @@ def test_products():
 def test_shapes_and_indexing():
     x = np.arange(24.0).reshape(2, 3, 4)
     assert ops.reshape(x, (4, -1)).shape == (4, 6) and ops.reshape(x, 24).shape == (24,)
+    # a first None keeps the batch axis: the size ops.shape(x)[0] gives a model's tensor
+    assert ops.reshape(x, (None, -1, 2)).shape == (2, 6, 2)
+    symbolic = fastnn.Input((3, 4))
+    assert ops.reshape(symbolic, (ops.shape(symbolic)[0], -1, 2)).shape == (None, 6, 2)
     assert ops.expand_dims(x, (0, -1)).shape == (1, 2, 3, 4, 1)
     assert ops.squeeze(x[:1, :, :1]).shape == (3,) and ops.squeeze(x[:1], 0).shape == (3, 4)
     np.testing.assert_array_equal(ops.transpose(x, (2, 0, 1)), x.transpose(2, 0, 1))
