@@ -60,6 +60,8 @@ class LayerSpec:
     no_gradient: str = ""  # why the gradient check cannot run ("": it runs)
     no_config: str = ""  # why the layer refuses get_config ("": it has one)
     no_keras_parity: str = ""  # why Keras's outputs differ by design ("": they must not)
+    no_keras_layer: str = ""  # why Keras cannot make the layer here ("": it can)
+    outputs_dtype: str = "float32"  # of the outputs on float32 inputs (a lookup's: int64)
     keras: Callable | None = None  # keras(keras) -> the Keras layer when no config says it
     keras_call: Callable | None = None  # keras_call(layer, inputs, training) -> outputs
     fused_with: Callable[..., Layer] | None = None  # fused_with(dtype=...): the rule's follower
@@ -92,7 +94,9 @@ def check_layer(spec: LayerSpec, checks=CHECKS, *, seed: int = 0, batch: int = 2
             continue
         if name == "fused" and spec.fused_with is None:
             continue
-        if name == "keras" and (spec.no_keras_parity or keras_module() is None):
+        if name == "keras" and (spec.no_keras_parity or spec.no_keras_layer):
+            continue
+        if name == "keras" and keras_module() is None:
             continue
         _CHECKS[name](spec, seed, batch)
 
@@ -158,7 +162,8 @@ def check_shapes(spec: LayerSpec, seed: int, batch: int) -> None:
     got = [a.shape for a in as_list(arrays)]
     assert [t.shape for t in as_list(symbolic)] == [(None, *s[1:]) for s in got], what + str(got)
     assert all(s[0] == batch for s in got), what + f"batch {batch}, outputs {got}"
-    assert all(np.dtype(t.dtype) == np.float32 for t in as_list(symbolic)), what + "dtype"
+    expected = np.dtype(spec.outputs_dtype)
+    assert all(np.dtype(t.dtype) == expected for t in as_list(symbolic)), what + "dtype"
     concrete = layer.compute_output_shape(spec.pack([(batch, *s) for s in spec.shapes]))
     concrete = concrete if isinstance(concrete, list) else [concrete]
     assert [tuple(s) for s in concrete] == got, what + f"compute_output_shape {concrete}"
@@ -182,7 +187,7 @@ def check_weights(spec: LayerSpec, seed: int, batch: int) -> None:
     layer.set_weights(new)
     for got, want in zip(layer.get_weights(), new):
         np.testing.assert_array_equal(got, want)
-    if keras_module() is not None:
+    if keras_module() is not None and not spec.no_keras_layer:
         _check_same_weights_as_keras(layer, built_keras_layer(spec, layer))
 
 
@@ -265,9 +270,10 @@ def check_float32(spec: LayerSpec, seed: int, batch: int) -> None:
         what = f"{type(layer).__name__} training={training}"
         out, ctx = layer.forward(x, training)
         outs = as_list(out)
-        assert [o.dtype for o in outs] == [np.float32] * len(outs), f"{what}: outputs"
+        expected = np.dtype(spec.outputs_dtype)
+        assert [o.dtype for o in outs] == [expected] * len(outs), f"{what}: outputs"
         called = as_list(layer(x, training))
-        assert all(o.dtype == np.float32 for o in called), f"{what}: the layer call's outputs"
+        assert all(o.dtype == expected for o in called), f"{what}: the layer call's outputs"
         if spec.no_gradient:
             continue
         upstream = [rng.standard_normal(o.shape).astype(np.float32) for o in outs]

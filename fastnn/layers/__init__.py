@@ -15,6 +15,7 @@ from fastnn.layers.convolutional_extra import (
 )
 from fastnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Lambda
 from fastnn.layers.embedding import Embedding
+from fastnn.layers.lookup import IntegerLookup, StringLookup, TextVectorization
 from fastnn.layers.merging import (
     Add,
     Average,
@@ -156,6 +157,7 @@ __all__ = [
     "Identity",
     "Input",
     "InputLayer",
+    "IntegerLookup",
     "LSTM",
     "LSTMCell",
     "Lambda",
@@ -174,7 +176,6 @@ __all__ = [
     "Normalization",
     "PReLU",
     "Permute",
-    "ReLU",
     "RNN",
     "RandomBrightness",
     "RandomContrast",
@@ -183,6 +184,7 @@ __all__ = [
     "RandomRotation",
     "RandomTranslation",
     "RandomZoom",
+    "ReLU",
     "RepeatVector",
     "Rescaling",
     "Reshape",
@@ -197,7 +199,9 @@ __all__ = [
     "SpatialDropout1D",
     "SpatialDropout2D",
     "StackedRNNCells",
+    "StringLookup",
     "Subtract",
+    "TextVectorization",
     "TimeDistributed",
     "UnitNormalization",
     "UpSampling1D",

@@ -360,6 +360,29 @@ def _chain(first, rest):
 _OUTPUT_MODES = ("count", "one_hot", "multi_hot")
 
 
+def encode_ids(ids: np.ndarray, output_mode: str, depth: int, dtype, weights=None) -> np.ndarray:
+    """Integer ids (..., k) as ``"one_hot"`` (..., k, depth) (a last axis of 1 replaced),
+    ``"multi_hot"`` or ``"count"`` (..., depth) over the last axis (its ``weights`` summed in
+    count mode); ids outside [0, depth) count nowhere (a lookup's mask token)."""
+    kept = (ids >= 0) & (ids < depth)
+    if output_mode == "one_hot":
+        if ids.ndim > 1 and ids.shape[-1] == 1:
+            ids, kept = ids.reshape(ids.shape[:-1]), kept.reshape(ids.shape[:-1])
+        out = np.zeros((ids.size, depth), dtype)
+        rows = np.flatnonzero(kept)
+        out[rows, ids.reshape(-1)[rows]] = 1
+        return out.reshape(*ids.shape, depth)
+    lead = ids.shape[:-1]
+    rows = ids.reshape(-1, ids.shape[-1])
+    flat = (np.arange(rows.shape[0])[:, None] * depth + rows).reshape(-1)
+    keep = kept.reshape(-1)
+    weights = None if weights is None else weights.reshape(-1)[keep]
+    counts = np.bincount(flat[keep], weights, minlength=rows.shape[0] * depth)
+    if output_mode == "multi_hot":
+        counts = np.minimum(counts, 1)
+    return counts.astype(dtype).reshape(*lead, depth)
+
+
 class CategoryEncoding(Layer):
     """Integer ids in [0, num_tokens) as one-hot, multi-hot or count vectors.
 
@@ -429,21 +452,7 @@ class CategoryEncoding(Layer):
         return self._encode(self._ids(inputs)), None
 
     def _encode(self, ids, weights=None) -> np.ndarray:
-        depth = self.num_tokens
-        if self.output_mode == "one_hot":
-            if ids.ndim > 1 and ids.shape[-1] == 1:
-                ids = ids.reshape(ids.shape[:-1])
-            out = np.zeros((ids.size, depth), self.dtype)
-            out[np.arange(ids.size), ids.reshape(-1)] = 1
-            return out.reshape(*ids.shape, depth)
-        lead = ids.shape[:-1]
-        rows = ids.reshape(-1, ids.shape[-1])
-        flat = (np.arange(rows.shape[0])[:, None] * depth + rows).reshape(-1)
-        weights = None if weights is None else weights.reshape(-1)
-        counts = np.bincount(flat, weights, minlength=rows.shape[0] * depth)
-        if self.output_mode == "multi_hot":
-            counts = np.minimum(counts, 1)
-        return counts.astype(self.dtype).reshape(*lead, depth)
+        return encode_ids(ids, self.output_mode, self.num_tokens, self.dtype, weights)
 
     def _ids(self, inputs) -> np.ndarray:
         ids = np.asarray(inputs)

@@ -2,12 +2,17 @@
 (examples/nlp/text_classification_from_scratch.py, Keras 3 version, Apache 2.0): its model
 parts run on fastnn with only the imports changed.
 
-Not run: the IMDB download and the ``TextVectorization`` layer (fastnn has no string layers),
-so the data is already vectorized: 200 random reviews of 120 token ids below max_features
-(the example: 500), with a label the model can learn (the share of "positive" ids), in place
-of ``raw_train_ds.map(vectorize_text)``. The tf.data datasets are re-iterables of batches;
-the end-to-end model over raw strings is left out with the layer.
+Not run: the IMDB download, so the training data is already vectorized: 200 random reviews of
+120 token ids below max_features (the example: 500), with a label the model can learn (the
+share of "positive" ids), in place of ``raw_train_ds.map(vectorize_text)``; the vectorizing
+itself runs on raw reviews in its own test, its ``custom_standardization`` written with numpy
+(Keras hands a callable numpy strings on backends other than TensorFlow) where the example
+uses tf.strings. The tf.data datasets are re-iterables of batches; the end-to-end model over
+raw strings is left out (a model's inputs are numbers, as on Keras's torch backend).
 """
+
+import re
+import string
 
 import numpy as np
 
@@ -73,3 +78,39 @@ def test_the_text_convnet_trains_and_evaluates():
     assert 0 <= accuracy <= 1
     # variable-length reviews go through the same model (shape=(None,))
     assert model.predict(test_ds.batches[0][0][:, :50], verbose=0).shape == (32, 1)
+
+
+def custom_standardization(input_data):
+    lowercase = np.char.lower(input_data)
+    stripped_html = np.char.replace(lowercase, "<br />", " ")
+    return np.array([re.sub(f"[{re.escape(string.punctuation)}]", "", t) for t in stripped_html])
+
+
+def test_raw_reviews_are_vectorized():
+    reviews = np.array(
+        [
+            "This movie was GREAT!<br />Great acting, great story.",
+            "Terrible. Just terrible; the story made no sense.",
+            "An okay movie... the acting was fine.",
+        ]
+    )
+    vectorize_layer = keras.layers.TextVectorization(
+        standardize=custom_standardization,
+        max_tokens=max_features,
+        output_mode="int",
+        output_sequence_length=sequence_length,
+    )
+    vectorize_layer.adapt(reviews)
+    vocabulary = vectorize_layer.get_vocabulary()
+    # by count (3 greats), ties by the higher word (was > the > terrible > story ...)
+    assert vocabulary[:5] == ["", "[UNK]", "great", "was", "the"]
+
+    def vectorize_text(text, label):
+        text = np.expand_dims(text, -1)
+        return vectorize_layer(text), label
+
+    ids, labels = vectorize_text(reviews, np.array([1, 0, 1]))
+    assert ids.shape == (3, sequence_length) and ids.dtype == np.int64
+    words = [vocabulary[i] for i in ids[0] if i]
+    assert words == ["this", "movie", "was", "great", "great", "acting", "great", "story"]
+    assert (ids[:, 12:] == 0).all()  # padded to sequence_length

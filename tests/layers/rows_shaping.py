@@ -1,6 +1,7 @@
 """Harness rows of the shape, regularization and preprocessing layers (tests/layer_harness.py):
 Permute, Identity, zero padding, cropping, up-sampling, spatial dropout, Gaussian noise and
-dropout, activity regularization, Rescaling, Normalization, CategoryEncoding, UnitNormalization.
+dropout, activity regularization, Rescaling, Normalization, CategoryEncoding, IntegerLookup,
+UnitNormalization.
 
 A row per code path: each data format, argument form and interpolation; random layers in
 training (``random=True``: compared with Keras at inference only) and with a zero rate (the
@@ -17,6 +18,20 @@ PENALTY_IN_LOSS = (
     "backward adds the penalty's gradient, which the harness's objective (the outputs alone) "
     "leaves out: test_shaping_layers.py checks it with the penalty in the objective"
 )
+
+
+def lookup_row(shape, ids, **kwargs):
+    """An IntegerLookup on ids in [0, ids): int64 outputs, no gradient, no Keras layer here
+    (Keras's runs on TensorFlow, which the dev extra leaves out: test_lookup.py checks it
+    against Keras where TensorFlow is installed, and against Keras's recorded outputs)."""
+    return replace(
+        row(L.IntegerLookup, shape, **kwargs),
+        ids=ids,
+        outputs_dtype="int64",
+        no_gradient="indices have no gradient",
+        no_keras_layer="Keras's IntegerLookup needs TensorFlow",
+    )
+
 
 ROWS = {
     # ---- reshaping
@@ -78,6 +93,13 @@ ROWS = {
     "normalization-given-invert": row(L.Normalization, (2, 3), mean=0.5, variance=2.0, invert=True),
     "normalization-invert": row(L.Normalization, (3,), invert=True),
     "category_encoding": replace(row(L.CategoryEncoding, (3,), 5), ids=5),
+    "integer_lookup": lookup_row((3,), 7, vocabulary=[0, 2, 4, 5]),
+    "integer_lookup-mask-multi_hot": lookup_row(
+        (4,), 5, mask_token=0, vocabulary=[1, 3], output_mode="multi_hot"
+    ),
+    "integer_lookup-two_oov-count": lookup_row(
+        (3,), 6, num_oov_indices=2, vocabulary=[4, 1], output_mode="count"
+    ),
     "category_encoding-one_hot": replace(row(L.CategoryEncoding, (1,), 4, "one_hot"), ids=4),
     "category_encoding-one_hot-sequence": replace(
         row(L.CategoryEncoding, (3,), 4, output_mode="one_hot"), ids=4
