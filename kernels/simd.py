@@ -186,6 +186,130 @@ def multiply_sum_lanes(
     return types.none(*args), codegen
 
 
+_DOUBLES = ir.VectorType(ir.DoubleType(), LANES)
+_F64_ARRAY = types.Array(types.float64, 1, "C")
+
+
+def _batchnorm_lane_values(builder, kernel, values, row):
+    """(dz, d) of ``row`` for a BatchNormalization backward's 16 lanes: d = x - mean, and dz
+    the output gradient where the forward's activation passed it (relu: 0 < z < top for
+    z = d * scale + beta, computed as the forward computes it), the lanes past count zero."""
+    grad_ptr, x_ptr, at, ld, mask, mean, scale, beta, top, relu = values
+    offset = builder.add(at, builder.mul(row, ld))
+    grad = kernel.load(grad_ptr, 0, mask, offset)
+    d = builder.fsub(kernel.load(x_ptr, 0, mask, offset), mean)
+    z = builder.fadd(builder.fmul(d, scale), beta)
+    zeros = ir.Constant(_VECTOR, [0.0] * LANES)
+    passed = builder.and_(
+        builder.fcmp_ordered(">", z, zeros), builder.fcmp_ordered("<", z, kernel.broadcast(top))
+    )
+    flat = builder.icmp_signed("==", relu, _int(0))
+    keep = builder.or_(passed, kernel.broadcast(flat, ir.VectorType(ir.IntType(1), LANES)))
+    return builder.select(keep, grad, zeros), d
+
+
+def _batchnorm_lane_arguments(context, builder, sig, values, names):
+    """The pointers and vectors the BatchNormalization intrinsics share, from their arguments
+    ``names`` (a dict name -> value), the per-lane ones loaded at column ``c0``."""
+    kernel = _Kernel(builder, 1, LANES)
+    (mask,) = kernel.masks(names["count"])
+    data = {
+        key: context.make_array(_ARRAY)(context, builder, names[key]).data
+        for key in ("grad", "x", "mean", "scale", "beta")
+    }
+    c0 = names["c0"]
+    lane_values = [kernel.load(data[key], 0, mask, c0) for key in ("mean", "scale", "beta")]
+    shared = (data["grad"], data["x"], names["at"], names["ld"], mask, *lane_values)
+    return kernel, mask, (*shared, names["top"], names["relu"])
+
+
+@intrinsic
+def batchnorm_grad_sums(
+    typingctx, grad, x, at, rows, ld, count, c0, mean, scale, beta, top, relu, acc_b, acc_g
+):  # fmt: skip
+    """acc_b[c0 + l] += sum over r < rows of dz, acc_g[c0 + l] += sum of dz * d (float64), for
+    the lanes l < count (<= 16) at grad/x[at + r * ld + l]: a BatchNormalization backward's two
+    column sums over a chunk of rows, in registers (``_batchnorm_lane_values``: d, dz; mean,
+    scale, beta read at column c0; ``relu`` nonzero when the forward applied relu, or relu6
+    with ``top`` 6). grad, x, mean, scale, beta float32 1-D contiguous; acc_b, acc_g float64."""
+    arrays = (grad, x, mean, scale, beta)
+    if any(array != _ARRAY for array in arrays) or any(a != _F64_ARRAY for a in (acc_b, acc_g)):
+        return None
+    args = (grad, x, at, rows, ld, count, c0, mean, scale, beta, top, relu, acc_b, acc_g)
+    names = ("grad", "x", "at", "rows", "ld", "count", "c0", "mean", "scale", "beta")
+
+    def codegen(context, builder, sig, values):
+        _prefer_512_bit_vectors(builder.function)
+        wide = _widened(context, builder, sig, values)
+        named = dict(zip((*names, "top", "relu", "acc_b", "acc_g"), wide))
+        named["top"] = context.cast(builder, values[10], sig.args[10], types.float32)
+        kernel, mask, shared = _batchnorm_lane_arguments(context, builder, sig, values, named)
+        zeros = ir.Constant(_DOUBLES, [0.0] * LANES)
+        total = cgutils.alloca_once_value(builder, zeros)
+        weighted = cgutils.alloca_once_value(builder, zeros)
+        with cgutils.for_range(builder, named["rows"]) as loop:
+            dz, d = _batchnorm_lane_values(builder, kernel, shared, loop.index)
+            dz64, d64 = builder.fpext(dz, _DOUBLES), builder.fpext(d, _DOUBLES)
+            builder.store(builder.fadd(builder.load(total), dz64), total)
+            builder.store(builder.fadd(builder.load(weighted), builder.fmul(dz64, d64)), weighted)
+        module = builder.module
+        ptr_type = _DOUBLES.as_pointer()
+        mask_type = ir.VectorType(ir.IntType(1), LANES)
+        load = _function(
+            module, "llvm.masked.load.v16f64.p0", _DOUBLES, [ptr_type, _I32, mask_type, _DOUBLES]
+        )
+        store = _function(
+            module, "llvm.masked.store.v16f64.p0", ir.VoidType(),
+            [_DOUBLES, ptr_type, _I32, mask_type],
+        )  # fmt: skip
+        for key, source in (("acc_b", total), ("acc_g", weighted)):
+            base = context.make_array(_F64_ARRAY)(context, builder, named[key]).data
+            target = builder.bitcast(builder.gep(base, [named["c0"]]), ptr_type)
+            held = builder.call(load, [target, ir.Constant(_I32, 8), mask, zeros])
+            summed = builder.fadd(held, builder.load(source))
+            builder.call(store, [summed, target, ir.Constant(_I32, 8), mask])
+        return context.get_dummy_value()
+
+    return types.none(*args), codegen
+
+
+@intrinsic
+def batchnorm_grad_x(
+    typingctx, grad, x, at, rows, ld, count, c0, mean, scale, beta, top, relu,
+    k_dy, k_x, k_0, out,
+):  # fmt: skip
+    """out[at + r * ld + l] = k_dy[l] * dz - k_x[l] * d + k_0[l] for r < rows and lanes
+    l < count (<= 16), d and dz as ``batchnorm_grad_sums`` has them and the coefficients read
+    at column c0: a BatchNormalization's input gradient over a block of rows; float32 1-D
+    contiguous arrays."""
+    arrays = (grad, x, mean, scale, beta, k_dy, k_x, k_0, out)
+    if any(array != _ARRAY for array in arrays):
+        return None
+    args = (grad, x, at, rows, ld, count, c0, mean, scale, beta, top, relu, k_dy, k_x, k_0, out)
+    names = ("grad", "x", "at", "rows", "ld", "count", "c0", "mean", "scale", "beta")
+
+    def codegen(context, builder, sig, values):
+        _prefer_512_bit_vectors(builder.function)
+        wide = _widened(context, builder, sig, values)
+        named = dict(zip((*names, "top", "relu", "k_dy", "k_x", "k_0", "out"), wide))
+        named["top"] = context.cast(builder, values[10], sig.args[10], types.float32)
+        kernel, mask, shared = _batchnorm_lane_arguments(context, builder, sig, values, named)
+        k_dy, k_x, k_0, out_ptr = (
+            context.make_array(_ARRAY)(context, builder, named[key]).data
+            for key in ("k_dy", "k_x", "k_0", "out")
+        )
+        c0 = named["c0"]
+        k_dy, k_x, k_0 = (kernel.load(ptr, 0, mask, c0) for ptr in (k_dy, k_x, k_0))
+        with cgutils.for_range(builder, named["rows"]) as loop:
+            dz, d = _batchnorm_lane_values(builder, kernel, shared, loop.index)
+            value = builder.fsub(builder.fmul(k_dy, dz), builder.fmul(k_x, d))
+            offset = builder.add(named["at"], builder.mul(loop.index, named["ld"]))
+            kernel.store(builder.fadd(value, k_0), builder.gep(out_ptr, [offset]), 0, mask)
+        return context.get_dummy_value()
+
+    return types.none(*args), codegen
+
+
 @functools.cache
 def depthwise_pixels(kh: int, kw: int):
     """The intrinsic ``f(pixels, out, out_at, out_step, count, bias, bias_at, relu, a, a_at,

@@ -14,7 +14,9 @@ RTOL = {np.float32: 1e-4, np.float64: 1e-10}
 ATOL = {np.float32: 1e-5, np.float64: 1e-11}
 
 # Rows up to 200 cover one block, several blocks and a ragged last block (up to 64 blocks).
-shapes = st.tuples(st.integers(1, 200), st.integers(1, 5))
+# up to 40 columns: float32 rows of up to LANES_MAX_COLUMNS run in blocks of 16 lanes (the last
+# one partial), wider ones on the loops (test_vector_backward_matches_the_loops covers both)
+shapes = st.tuples(st.integers(1, 200), st.integers(1, 40))
 seeds = st.integers(0, 2**32 - 1)
 dtypes = st.sampled_from(DTYPES)
 
@@ -354,3 +356,24 @@ def test_groupnorm_backward_overwrites_grad_x_and_adds_into_dgamma_dbeta(split, 
     np.testing.assert_allclose(dx, want[0], rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
     _close(dgamma, dgamma0 + want[1], dtype)
     _close(dbeta, dbeta0 + want[2], dtype)
+
+
+@pytest.mark.parametrize("cols", [1, 8, 16, 20, 33, 48])
+@pytest.mark.parametrize("code", [LINEAR, RELU, RELU6])
+def test_vector_backward_matches_the_loops(cols, code):
+    """The 16-lane passes compute what the loops compute, bit for bit: the same float32
+    operations for d, z, the mask and dx, the same float64 sums (over rows in another order)."""
+    x, gamma, beta, rng = _inputs(cols, (300, cols), np.float32, code)
+    _, mean, invstd = forward_train(x, gamma, beta, 1e-3)
+    dy = rng.normal(0, 1, x.shape).astype(np.float32)
+    scale = invstd * gamma
+    sums = [np.zeros(cols) for _ in range(4)]
+    K._grad_sum_rows(dy, x, mean, scale, beta, code, sums[0], sums[1], 0, 300)
+    K._grad_sums_lanes(dy, x, mean, scale, beta, code, sums[2], sums[3], 0, 300)
+    np.testing.assert_allclose(sums[2], sums[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sums[3], sums[1], rtol=1e-12, atol=1e-12)
+    k = [rng.normal(0, 1, cols).astype(np.float32) for _ in range(3)]
+    loops, lanes = np.empty_like(x), np.empty_like(x)
+    K._grad_x_rows(dy, x, mean, scale, beta, code, *k, loops, 0, 300)
+    K._grad_x_lanes(dy, x, mean, scale, beta, code, *k, lanes, 0, 300)
+    np.testing.assert_array_equal(lanes, loops)
