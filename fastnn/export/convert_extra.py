@@ -1,6 +1,6 @@
 """ONNX converters written as formulas of basic operators: GroupNormalization,
-UnitNormalization, Normalization, Dot, CategoryEncoding, and TimeDistributed around any
-converted layer."""
+UnitNormalization, Normalization, Dot, CategoryEncoding, IntegerLookup, and TimeDistributed
+around any converted layer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import numpy as np
 from fastnn.export.builder import GraphBuilder, Value
 from fastnn.export.convert_core import normalized
 from fastnn.export.registry import Call, convert, converter
-from fastnn.layers import merging, normalization, preprocessing, unit_normalization, wrappers_time
+from fastnn.layers import (
+    lookup,
+    merging,
+    normalization,
+    preprocessing,
+    unit_normalization,
+    wrappers_time,
+)
 
 
 def _inverse_norm(b: GraphBuilder, x: str, axes, cap: float, hint: str) -> str:
@@ -119,3 +126,70 @@ def _category_encoding(call: Call):
         reduce = "ReduceMax" if layer.output_mode == "multi_hot" else "ReduceSum"
         hot = b.reduce(reduce, hot, [-2], hint, keepdims=False)
     return [Value(hot, call.output_shapes[0])]
+
+
+@converter(lookup.IntegerLookup)
+def _integer_lookup(call: Call):
+    """Each id against the vocabulary (``Equal`` on a new last axis, ``ArgMax`` for where it
+    matched), OOV ids to their index (``Mod`` for several), the mask token to 0; the
+    encodings as comparisons with every index, reduced over the ids; ``invert`` a ``Gather``
+    of the vocabulary."""
+    layer, b, hint = call.layer, call.builder, call.hint
+    if layer.num_oov_indices == 0 and not layer.invert:
+        raise call.refuse("num_oov_indices=0 raises on ids outside the vocabulary; ONNX cannot")
+    x = b.native(call.x, hint)
+    ids = b.op("Cast", [x.name], f"{hint}/ids", to=7)  # INT64, truncated as the layer casts
+    if layer.invert:
+        return [Value(_inverted_lookup(b, layer, ids, hint), call.output_shapes[0])]
+    keys = b.ints(list(layer._index), f"{hint}/keys")
+    matches = b.op("Equal", [b.unsqueeze(ids, [-1], hint), keys], hint)
+    matches = b.op("Cast", [matches], hint, to=6)  # INT32: ArgMax's
+    found = b.op("Cast", [b.reduce("ReduceMax", matches, [-1], hint, keepdims=False)], hint, to=9)
+    index = b.op("Add", [b.op("ArgMax", [matches], hint, axis=-1, keepdims=0),
+                         b.ints(layer._token_start(), f"{hint}/start")], hint)  # fmt: skip
+    oov = b.ints(layer._oov_start(), f"{hint}/oov")
+    if layer.num_oov_indices > 1:  # floormod: the divisor's sign, as numpy's %
+        buckets = b.op("Mod", [ids, b.ints(layer.num_oov_indices, f"{hint}/buckets")], hint)
+        oov = b.op("Add", [buckets, oov], hint)
+    index = b.op("Where", [found, index, oov], hint)
+    if layer.mask_token is not None:  # index 0 in int mode, counted nowhere in the others
+        masked = b.op("Equal", [ids, b.ints(layer.mask_token, f"{hint}/mask")], hint)
+        fill = b.ints(0 if layer.output_mode == "int" else -1, f"{hint}/masked")
+        index = b.op("Where", [masked, fill, index], hint)
+    if layer.output_mode == "int":
+        return [Value(index, call.output_shapes[0])]
+    return [Value(_lookup_encoding(b, layer, index, x.rank, hint), call.output_shapes[0])]
+
+
+def _lookup_encoding(b: GraphBuilder, layer, index: str, rank: int, hint: str) -> str:
+    """The ``one_hot``, ``multi_hot``, ``count`` or ``tf_idf`` encoding of indices (-1
+    nowhere), as the layer's ``encode_ids`` gives it."""
+    depth = layer.max_tokens if layer.pad_to_max_tokens else layer.vocabulary_size()
+    if layer.output_mode == "one_hot" and rank > 1:  # a last axis of 1 is replaced
+        index = b.op("Squeeze", [index, b.ints([-1], f"{hint}/last")], hint)
+    hot = b.op(
+        "Equal", [b.unsqueeze(index, [-1], hint), b.ints(list(range(depth)), f"{hint}/all")], hint
+    )
+    hot = b.op("Cast", [hot], hint, to=7)
+    if layer.output_mode == "one_hot":
+        return hot
+    reduce = "ReduceMax" if layer.output_mode == "multi_hot" else "ReduceSum"
+    counts = b.reduce(reduce, hot, [-2], hint, keepdims=False)
+    if layer.output_mode != "tf_idf":
+        return counts
+    weights = b.const(layer._idf[:depth], f"{hint}/idf")
+    return b.op("Mul", [b.cast(counts, b.dtype, hint), weights], hint)
+
+
+def _inverted_lookup(b: GraphBuilder, layer, ids: str, hint: str) -> str:
+    """Each index's token: the vocabulary gathered, the OOV token past its ends."""
+    vocabulary = layer.get_vocabulary()
+    table = b.ints(vocabulary, f"{hint}/table")
+    inside = b.op("And", [b.op("GreaterOrEqual", [ids, b.ints(0, f"{hint}/zero")], hint),
+                          b.op("Less", [ids, b.ints(len(vocabulary), f"{hint}/size")], hint)],
+                  hint)  # fmt: skip
+    clipped = b.op(
+        "Clip", [ids, b.ints(0, f"{hint}/zero"), b.ints(len(vocabulary) - 1, f"{hint}/top")], hint
+    )
+    gathered = b.op("Gather", [table, clipped], hint, axis=0)
+    return b.op("Where", [inside, gathered, b.ints(layer.oov_token, f"{hint}/oov_token")], hint)

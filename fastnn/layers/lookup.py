@@ -350,8 +350,8 @@ class _IndexLookup(Layer):
 
     @property
     def output_dtype(self):
-        if self.invert:
-            return np.dtype(object)
+        if self.invert:  # the tokens: ints, or strings (object, as no width is known)
+            return np.dtype(object if self._token_type is str else self._token_type)
         return np.dtype(backend.floatx() if self.output_mode == "tf_idf" else np.int64)
 
     def get_config(self):

@@ -101,6 +101,37 @@ CASES = {
     "center-crop": lambda: one(layers.CenterCrop(4, 5), (7, 9, 2)),
     "center-crop-smaller-input": lambda: one(layers.CenterCrop(8, 6), (5, 9, 2)),
     "random-crop-at-inference": lambda: one(layers.RandomCrop(4, 5, seed=1), (7, 9, 2)),
+    "integer-lookup": lambda: one(
+        layers.IntegerLookup(vocabulary=[3, 1, 5]), (4,), ids(4, vocab=8)
+    ),
+    "integer-lookup-mask-two-oov": lambda: one(
+        layers.IntegerLookup(vocabulary=[3, 1, 5], mask_token=0, num_oov_indices=2),
+        (5,),
+        ids(5, vocab=8, pad_after=[3, 5, 1]),
+    ),
+    "integer-lookup-one-hot": lambda: one(
+        layers.IntegerLookup(vocabulary=[2, 4], output_mode="one_hot"), (1,), ids(1, vocab=6)
+    ),
+    "integer-lookup-multi-hot-mask": lambda: one(
+        layers.IntegerLookup(vocabulary=[2, 4], output_mode="multi_hot", mask_token=0),
+        (4,),
+        ids(4, vocab=6, pad_after=[2, 4, 0]),
+    ),
+    "integer-lookup-count-padded": lambda: one(
+        layers.IntegerLookup(
+            vocabulary=[2, 4], output_mode="count", pad_to_max_tokens=True, max_tokens=5
+        ),
+        (6,),
+        ids(6, vocab=6),
+    ),
+    "integer-lookup-tf-idf": lambda: one(
+        layers.IntegerLookup(vocabulary=[2, 4], output_mode="tf_idf", idf_weights=[0.5, 1.5]),
+        (6,),
+        ids(6, vocab=6),
+    ),
+    "integer-lookup-invert": lambda: one(
+        layers.IntegerLookup(vocabulary=[30, 10, 50], invert=True), (4,), ids(4, vocab=6)
+    ),
     "flatten": lambda: one(layers.Flatten(), (2, 3, 2)),
     "reshape": lambda: one(layers.Reshape((3, -1)), (2, 3, 2)),
     "permute": lambda: one(layers.Permute((2, 1)), (2, 3)),
