@@ -49,11 +49,7 @@ def traced_graph(node) -> Graph:
             f"run on symbolic tensors it returned {strays or len(flat)} rather than its "
             f"{len(node.outputs)} output tensor(s) (a computation outside fastnn.ops?)",
         )
-    graph = Graph(inputs, flat)
-    for inner in graph.nodes:  # the trace is the exporter's: the layers keep only their calls
-        if inner in inner.layer._inbound_nodes:
-            inner.layer._inbound_nodes.remove(inner)
-    return graph
+    return Graph(inputs, flat)  # its nodes are the trace's alone: no layer lists them
 
 
 def _run(layer, given):

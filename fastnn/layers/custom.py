@@ -50,17 +50,19 @@ INLINE_UNLESS: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
 @contextlib.contextmanager
 def inlining(root, keep: Callable) -> Iterator[None]:
     """Inside: a user's call() layer called on symbolic tensors runs its call() on them (its
-    ops and layers become nodes of the caller's graph) unless ``keep(layer)``; what the
-    ``losses`` of ``root`` and the layers it holds were before is put back after."""
+    ops and layers become nodes of the caller's graph) unless ``keep(layer)``. The ``losses``
+    and calls (``_inbound_nodes``) of ``root`` and the layers it holds are put back after,
+    whether the code ran through or raised."""
     layers = layer_tree(root)
-    saved = [list(owner._loss_values) for owner in layers]
+    saved = [(list(owner._loss_values), len(owner._inbound_nodes)) for owner in layers]
     token = INLINE_UNLESS.set(keep)
     try:
         yield
     finally:
         INLINE_UNLESS.reset(token)
-        for owner, values in zip(layers, saved):
+        for owner, (values, calls) in zip(layers, saved):
             owner._loss_values[:] = values
+            del owner._inbound_nodes[calls:]
 
 
 _CALL_ARGUMENTS: dict[type, tuple[bool, bool]] = {}

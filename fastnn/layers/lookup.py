@@ -330,6 +330,8 @@ class _IndexLookup(Layer):
         return self.oov_token
 
     def _check_vocabulary(self) -> None:
+        if self.output_mode == "tf_idf" and self._idf is None:
+            raise ValueError("When `output_mode` is `'tf_idf'`, `idf_weights` must be provided.")
         if self.output_mode != "int" and not self.pad_to_max_tokens and not self._tokens:
             raise RuntimeError(
                 f"When using `output_mode={self.output_mode}` and `pad_to_max_tokens=False`, "

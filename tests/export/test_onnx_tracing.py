@@ -179,16 +179,24 @@ def refused(model, tmp_path, match):
     assert not (tmp_path / "refused.onnx").exists()
 
 
-def test_a_branch_on_a_value_is_refused(tmp_path):
+def test_a_branch_on_a_value_is_refused_and_leaves_no_calls(tmp_path):
     class Branch(fastnn.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = layers.Dense(4)
+
         def call(self, x):
+            x = self.dense(x)  # traced before the branch fails
             if ops.sum(x) > 0:
                 return x
             return -x
 
     inputs = fastnn.Input((4,))
-    model = fastnn.Model(inputs, Branch(name="branch")(inputs))
+    branch = Branch(name="branch")
+    model = fastnn.Model(inputs, branch(inputs))
+    model.predict(values(4), verbose=0)
     refused(model, tmp_path, r"Branch 'branch' cannot be .* cannot be used as a boolean")
+    assert branch.dense._inbound_nodes == []
 
 
 def test_numpy_on_a_tensor_is_refused(tmp_path):
