@@ -208,9 +208,13 @@ def _batchnorm_lane_values(builder, kernel, values, row):
     return builder.select(keep, grad, zeros), d
 
 
-def _batchnorm_lane_arguments(context, builder, sig, values, names):
-    """The pointers and vectors the BatchNormalization intrinsics share, from their arguments
-    ``names`` (a dict name -> value), the per-lane ones loaded at column ``c0``."""
+def _batchnorm_lane_arguments(context, builder, sig, values, keys):
+    """An intrinsic's arguments by name (``keys``, in order; integers widened, ``top`` as
+    float32) and what the BatchNormalization intrinsics share: (arguments, kernel, mask, the
+    pointers and per-lane vectors ``_batchnorm_lane_values`` takes, loaded at column c0)."""
+    names = dict(zip(keys, _widened(context, builder, sig, values)))
+    top = keys.index("top")
+    names["top"] = context.cast(builder, values[top], sig.args[top], types.float32)
     kernel = _Kernel(builder, 1, LANES)
     (mask,) = kernel.masks(names["count"])
     data = {
@@ -220,7 +224,7 @@ def _batchnorm_lane_arguments(context, builder, sig, values, names):
     c0 = names["c0"]
     lane_values = [kernel.load(data[key], 0, mask, c0) for key in ("mean", "scale", "beta")]
     shared = (data["grad"], data["x"], names["at"], names["ld"], mask, *lane_values)
-    return kernel, mask, (*shared, names["top"], names["relu"])
+    return names, kernel, mask, (*shared, names["top"], names["relu"])
 
 
 @intrinsic
@@ -240,10 +244,8 @@ def batchnorm_grad_sums(
 
     def codegen(context, builder, sig, values):
         _prefer_512_bit_vectors(builder.function)
-        wide = _widened(context, builder, sig, values)
-        named = dict(zip((*names, "top", "relu", "acc_b", "acc_g"), wide))
-        named["top"] = context.cast(builder, values[10], sig.args[10], types.float32)
-        kernel, mask, shared = _batchnorm_lane_arguments(context, builder, sig, values, named)
+        keys = (*names, "top", "relu", "acc_b", "acc_g")
+        named, kernel, mask, shared = _batchnorm_lane_arguments(context, builder, sig, values, keys)
         zeros = ir.Constant(_DOUBLES, [0.0] * LANES)
         total = cgutils.alloca_once_value(builder, zeros)
         weighted = cgutils.alloca_once_value(builder, zeros)
@@ -290,10 +292,8 @@ def batchnorm_grad_x(
 
     def codegen(context, builder, sig, values):
         _prefer_512_bit_vectors(builder.function)
-        wide = _widened(context, builder, sig, values)
-        named = dict(zip((*names, "top", "relu", "k_dy", "k_x", "k_0", "out"), wide))
-        named["top"] = context.cast(builder, values[10], sig.args[10], types.float32)
-        kernel, mask, shared = _batchnorm_lane_arguments(context, builder, sig, values, named)
+        keys = (*names, "top", "relu", "k_dy", "k_x", "k_0", "out")
+        named, kernel, mask, shared = _batchnorm_lane_arguments(context, builder, sig, values, keys)
         k_dy, k_x, k_0, out_ptr = (
             context.make_array(_ARRAY)(context, builder, named[key]).data
             for key in ("k_dy", "k_x", "k_0", "out")
