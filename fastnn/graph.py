@@ -16,9 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import fusion, kernels
+from fastnn import fusion, kernels, runtime
 from fastnn.kernels.workspace import Workspace, kept_for, scratch
 from fastnn.nodes import SymbolicTensor
+from fastnn.ops.tensor import weights_generation
 
 # Below this many values a fan-out's gradients are summed by numpy; above, on fastnn's threads.
 SUM_KERNEL_MIN_VALUES = 1 << 16
@@ -59,6 +60,7 @@ class Graph:
         self._input_slots = [self._slot[id(t)] for t in self.inputs]
         self._output_slots = [self._slot[id(t)] for t in self.outputs]
         self._thread_workspaces = threading.local()
+        self._thread_calls = threading.local()  # the steps' inference calls (``infer``)
         # Per step: does any input's value depend on weights (or, second list, on the graph's
         # inputs too)? If not, its input gradient reaches nothing that needs it.
         self._input_grad_needed = {flag: self._steps_needing_input_grads(flag) for flag in (0, 1)}
@@ -155,6 +157,47 @@ class Graph:
                 _store_masks(step, out_slots, masks, args, mask)
         return [values[s] for s in self._output_slots], Tape(values, ctxs, workspaces[-1])
 
+    def infer(self, input_arrays: list, reuse: str = "predict", training=False) -> list:
+        """The outputs of an inference pass no backward follows (predict): ``forward`` with
+        ``training`` (False, or None: each layer's default) and ``reuse``, each step run by its
+        layer's ``inference_call`` where it has one (made once per shapes and dtypes of its
+        inputs: every choice the step's kernels make is made then), else by its ``forward``."""
+        if self._makes_masks:
+            return self.forward(input_arrays, training, reuse)[0]
+        workspaces = self._workspaces(reuse)
+        calls = self._inference_calls(reuse)
+        values = [None] * len(self._slot)
+        for slot, array in zip(self._input_slots, input_arrays):
+            values[slot] = array
+        for step, in_slots, out_slots, workspace, made in zip(
+            self.steps, self._step_input_slots, self._step_output_slots, workspaces, calls
+        ):
+            args = step.pack_inputs([values[s] for s in in_slots])
+            key = _signature(args)
+            call = made.get(key, _UNMADE)
+            if call is _UNMADE:
+                if len(made) >= MAX_INFERENCE_CALLS:  # shapes that keep changing: no hoarding
+                    made.clear()
+                call = made[key] = _inference_call(step.layer, args)
+            if call is None:
+                extra = {} if workspace is None else {"workspace": workspace}
+                outputs = step.layer.forward(args, training, **extra)[0]
+            else:
+                outputs = call(args)
+            for s, out in zip(out_slots, outputs if step.outputs_are_list else [outputs]):
+                values[s] = out
+        return [values[s] for s in self._output_slots]
+
+    def _inference_calls(self, reuse: str) -> list:
+        """This thread's steps' ``inference_call``s for ``reuse`` (a dict per step, by
+        ``_signature``), made anew when a weight was written or the thread count changed."""
+        per_thread = self._thread_calls.__dict__
+        state = (weights_generation(), runtime.threads())
+        kept = per_thread.get(reuse)
+        if kept is None or kept[0] != state:
+            kept = per_thread[reuse] = (state, [{} for _ in self.steps])
+        return kept[1]
+
     @property
     def may_add_losses(self) -> bool:
         """Whether a pass may add losses (a step is a call() layer or holds one)."""
@@ -246,6 +289,28 @@ class Graph:
                 # Fan-out: a tensor read by several steps sums their gradients.
                 grads[s] = g if grads[s] is None else _summed(grads[s], g, s, workspace)
         return [grads[s] for s in self._input_slots]
+
+
+#: Input signatures whose inference calls a step keeps (a predict's full and last batch).
+MAX_INFERENCE_CALLS = 4
+_UNMADE = object()
+
+
+def _signature(args) -> tuple:
+    """The shapes and dtypes of a step's inputs: what its inference call is made for."""
+    if isinstance(args, list):
+        return tuple((a.shape, a.dtype) for a in args)
+    return args.shape, args.dtype
+
+
+def _inference_call(layer, args):
+    """``layer.inference_call(args)``, or None where a class below the one that defines it
+    overrides ``forward`` or ``call`` (a user's subclass of Dense computes what it says)."""
+    mro = type(layer).__mro__
+    owner = next(i for i, cls in enumerate(mro) if "inference_call" in cls.__dict__)
+    if any("forward" in cls.__dict__ or "call" in cls.__dict__ for cls in mro[:owner]):
+        return None
+    return layer.inference_call(args)
 
 
 def _summed(held, g, slot: int, workspace: Workspace | None):

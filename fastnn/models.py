@@ -305,6 +305,14 @@ class Model(Trainer, Layer):
             return outputs[0], tape
         return outputs, tape
 
+    def _inferred(self, arrays: list, training):
+        """The outputs of a functional model's call on arrays with ``training`` False or None
+        (``Graph.infer``), as ``forward``'s."""
+        outputs = [np.array(out) for out in self._graph.infer(arrays, "call", training)]
+        if len(outputs) == 1 and not isinstance(self._outputs_struct, (list, tuple)):
+            return outputs[0]
+        return outputs
+
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
@@ -347,7 +355,10 @@ class Model(Trainer, Layer):
             return self._pack_outputs(outputs)
         arrays = self._standardize_x(inputs)
         with runtime.serial_blas():  # once per call on arrays (see fastnn.runtime)
-            outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], training)
+            if training:
+                outputs, _ = self.forward(arrays if len(arrays) > 1 else arrays[0], training)
+            else:  # as predict: the steps' inference calls, their buffers copied out
+                outputs = self._inferred(arrays, training)
         if isinstance(self._outputs_struct, dict):  # a dict in the outputs' order, as Keras
             return self._pack_outputs(outputs if isinstance(outputs, list) else [outputs])
         return outputs

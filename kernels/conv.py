@@ -1238,6 +1238,48 @@ def _add_activated(y, residual, code):
     return y
 
 
+def conv2d_forward_call(
+    x, kernel, bias, strides, padding, activation_code, threads=1, residual=None
+):
+    """``conv2d_forward`` for arrays of x's (and ``residual``'s) shape and dtype, the kernel a
+    ``forms.Forms`` kept the same, its choices made now: a function (x, residual=None) -> y,
+    y a buffer of its own that each call rewrites; None where the conv would not run on the SIMD
+    kernels (or with groups or dilation, which take ``conv2d_forward``)."""
+    array, kept = forms.split(kernel)
+    if kept is None or x.dtype != np.float32:
+        return None
+    if _strided_1x1(array.shape, strides):  # the 1x1 stride-1 conv of the pixels it reads
+        pixels = conv2d_forward_call(
+            _sampled(x, strides), kernel, bias, (1, 1), "valid", activation_code, threads
+        )
+        if pixels is None or residual is not None:
+            return None
+        return lambda x, residual=None: pixels(_sampled(x, strides))
+    plan = plan_conv2d(x.shape, array.shape, strides, padding, dtype=x.dtype)
+    rows = plan.forward == SIMD and array.shape[:2] != (1, 1)  # _simd_rows
+    if residual is not None and not rows:
+        return None
+    if activation_code not in EPILOGUE and not rows:  # the conv, then the activation's pass
+        conv = conv2d_forward_call(x, kernel, bias, strides, padding, LINEAR, threads)
+        return None if conv is None else _then_activated(conv, activation_code)
+    if not (plan.forward == SIMD or _kept_pointwise(plan, kept, x.dtype)):
+        return None
+    out = np.empty((x.shape[0], plan.out_h, plan.out_w, array.shape[3]), np.float32)
+    geometry = (strides, plan.pad_top, plan.pad_left)
+    return _simd_conv_call(x.shape, array, bias, *geometry, activation_code, out, threads, kept)
+
+
+def _then_activated(conv, code):
+    """A conv's call (x, residual=None) -> y followed by the activation ``code``'s pass."""
+
+    def run(x, residual=None):
+        y = conv(x)
+        activate(y, code)
+        return y
+
+    return run
+
+
 def _kept_pointwise(plan, kept, dtype) -> bool:
     """Whether a float32 1x1 stride-1 conv whose kernel is ``kept`` packed (inference) runs its
     product on the SIMD micro-kernels at any number of pixels, as a Dense layer's does (packed
@@ -1446,22 +1488,40 @@ def _simd_conv(
     (SIMD_MIN_FLOPS_PER_THREAD); ``moments`` and ``residual`` as there (not for a 1x1
     kernel)."""
     y = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
-    threads = _simd_threads(kernel.shape, y.size // kernel.shape[3], threads)
-    panels, b = _simd_arguments(kernel, bias, kept)
-    x = np.ascontiguousarray(x)
-    if kernel.shape[:2] == (1, 1) and tuple(strides) == (1, 1):  # one product on x's rows
-        rows = y.reshape(-1, kernel.shape[3])
-        epilogue = BIAS_RELU if code == RELU else BIAS
-        matmul_simd.matmul(x.reshape(-1, x.shape[3]), panels, b, epilogue, rows, threads)
-        if code == SOFTMAX:
-            activate(y, code)
-    else:
-        geometry = (kernel.shape, strides, pad_top, pad_left)
-        added = None if residual is None else np.ascontiguousarray(residual, np.float32)
-        conv_simd.forward(x, panels, b, *geometry, code, y, threads, moments, added)
+    geometry = (strides, pad_top, pad_left)
+    _simd_conv_call(x.shape, kernel, bias, *geometry, code, y, threads, kept, moments)(x, residual)
     if y is not out:
         out[...] = y
     return out
+
+
+def _simd_conv_call(
+    x_shape, kernel, bias, strides, pad_top, pad_left, code, out, threads, kept=None, moments=None
+):  # fmt: skip
+    """``_simd_conv`` for an x of ``x_shape`` into out (C-contiguous), its choices made now:
+    a function (x, residual=None) -> out."""
+    threads = _simd_threads(kernel.shape, out.size // kernel.shape[3], threads)
+    panels, b = _simd_arguments(kernel, bias, kept)
+    if kernel.shape[:2] == (1, 1) and tuple(strides) == (1, 1):  # one product on x's rows
+        rows = out.reshape(-1, kernel.shape[3])
+        epilogue = BIAS_RELU if code == RELU else BIAS
+        product = matmul_simd.matmul_call(len(rows), panels, b, epilogue, rows, threads)
+
+        def run(x, residual=None):
+            product(np.ascontiguousarray(x).reshape(-1, x.shape[3]))
+            if code == SOFTMAX:
+                activate(out, code)
+            return out
+
+        return run
+    geometry = (kernel.shape, strides, pad_top, pad_left)
+    conv = conv_simd.forward_call(x_shape, panels, b, *geometry, code, out, threads, moments)
+
+    def run(x, residual=None):
+        added = None if residual is None else np.ascontiguousarray(residual, np.float32)
+        return conv(np.ascontiguousarray(x), added)
+
+    return run
 
 
 def _geometry(kernel_shape, strides, plan):

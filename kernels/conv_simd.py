@@ -62,24 +62,40 @@ def forward(
     BatchNormalization's batch statistics without a pass of their own over out). With
     ``residual`` (out's shape, C-contiguous), out = act(conv + bias + residual), the residual
     added to each row while it is in cache (a residual block's sum, no pass of its own)."""
+    geometry = (kernel_shape, strides, pad_top, pad_left)
+    run = forward_call(x.shape, panels, bias, *geometry, code, out, threads, moments)
+    return run(x, residual)
+
+
+def forward_call(
+    x_shape, panels, bias, kernel_shape, strides, pad_top, pad_left, code, out, threads=1,
+    moments=None,
+):  # fmt: skip
+    """``forward`` for an x of ``x_shape``, its choices made now: a function (x, residual=None)
+    -> out (moments, if given, written at each call)."""
     n, out_h, out_w, filters = out.shape
     kh, kw = kernel_shape[:2]
     rows = out.reshape(n * out_h, out_w, filters)
-    added = _NO_RESIDUAL if residual is None else residual.reshape(rows.shape)
-    args = (x, panels, bias, kh, kw, strides[0], strides[1], pad_top, pad_left, code, out_h, rows)
-    args = (*args, added)
+    geometry = (kh, kw, strides[0], strides[1], pad_top, pad_left)
+    head = (panels, bias, *geometry, code, out_h, rows)
     blocks = min(BLOCKS_PER_THREAD * threads, n * out_h // MIN_ROWS_PER_BLOCK)
     blocks = blocks if threads > 1 and blocks > 1 else 1
     sums, gather = np.zeros((blocks, 3, filters)), moments is not None
-    if blocks > 1:
-        _conv_blocks(*args, sums, gather, blocks)
-    else:
-        image = band_buffer(x, kh, kw, *strides, out_h, out_w, n * out_h)
-        _conv_rows(*args, image, 0, 0, n * out_h, sums[0], gather)
-    if moments is not None:
-        bounds = np.arange(blocks + 1) * len(rows) // blocks
-        _combine_moments(sums, np.diff(bounds) * out_w, moments)
-    return out
+    counts = np.diff(np.arange(blocks + 1) * len(rows) // blocks) * out_w
+    width = (out_w - 1) * strides[1] + kw  # band_buffer's, for a whole image
+    image = np.empty(((out_h - 1) * strides[0] + kh) * width * x_shape[3], np.float32)
+
+    def run(x, residual=None):
+        added = _NO_RESIDUAL if residual is None else residual.reshape(rows.shape)
+        if blocks > 1:
+            _conv_blocks(x, *head, added, sums, gather, blocks)
+        else:
+            _conv_rows(x, *head, added, image, 0, 0, len(rows), sums[0], gather)
+        if gather:
+            _combine_moments(sums, counts, moments)
+        return out
+
+    return run
 
 
 _NO_RESIDUAL = np.empty((0, 0, 0), np.float32)

@@ -43,21 +43,25 @@ def _parallel(out, kernel) -> bool:
 def depthwise_forward(x, kernel, bias, sh, sw, dh, dw, top, left, code, out):
     """out (N,OH,OW,C*M) = act(depthwise conv of x (N,H,W,C) by kernel (kh,kw,C*M) + bias (C*M,)
     or (0,)); ``code`` an activation code."""
+    depthwise_forward_call(x, kernel, bias, sh, sw, dh, dw, top, left, code, out)(x)
+
+
+def depthwise_forward_call(x, kernel, bias, sh, sw, dh, dw, top, left, code, out):
+    """``depthwise_forward`` for arrays of x's shape, dtype and layout, its choices made now: a
+    function x -> None that writes out."""
+    rows = out.shape[0] * out.shape[1]
     if _simd_applies(x, kernel, out, sh, sw, dh, dw):
         bias = bias if bias.shape[0] else np.zeros(x.shape[3], np.float32)
-        args = (x, kernel.reshape(-1), kernel.shape[0], bias, sh, sw, top, left, code, out)
+        head = (kernel.reshape(-1), kernel.shape[0], bias, sh, sw, top, left, code, out)
         if _parallel(out, kernel):
-            rows = out.shape[0] * out.shape[1]
             blocks = SIMD_BLOCKS_PER_THREAD * get_num_threads()
-            _forward_simd_parallel(*args, max(1, min(blocks, rows // SIMD_MIN_ROWS_PER_BLOCK)))
-        else:
-            _forward_simd_rows(*args, 0, out.shape[0] * out.shape[1])
-        return
-    args = (x, kernel, bias, sh, sw, dh, dw, top, left, code, out)
+            blocks = max(1, min(blocks, rows // SIMD_MIN_ROWS_PER_BLOCK))
+            return lambda x: _forward_simd_parallel(x, *head, blocks)
+        return lambda x: _forward_simd_rows(x, *head, 0, rows)
+    head = (kernel, bias, sh, sw, dh, dw, top, left, code, out)
     if _parallel(out, kernel):
-        _forward_parallel(*args)
-    else:
-        _forward_rows(*args, 0, x.shape[0] * out.shape[1])
+        return lambda x: _forward_parallel(x, *head)
+    return lambda x: _forward_rows(x, *head, 0, rows)
 
 
 # The float32 forward of a square 3x3 or 5x5 kernel of multiplier 1 without dilation runs on
@@ -384,13 +388,26 @@ def depthwise_conv2d_forward(x, kernel, bias, strides, dilation, pads, activatio
     """out (N,OH,OW,C*M) = act(depthwise conv of x (N,H,W,C) by kernel (kh,kw,C,M) + bias (C*M,)
     or None); ``pads`` = (top, left) rows and columns of zeros before x's first; returns out."""
     x = np.ascontiguousarray(x)
-    kernel = _flat_taps(kernel)
+    geometry = (strides, dilation, pads, activation_code, out)
+    return depthwise_conv2d_forward_call(x, kernel, bias, *geometry)(x)
+
+
+def depthwise_conv2d_forward_call(x, kernel, bias, strides, dilation, pads, activation_code, out):
+    """``depthwise_conv2d_forward`` for arrays of x's shape and dtype, its choices made now: a
+    function x -> out."""
+    x = np.ascontiguousarray(x)
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     epilogue = activation_code if activation_code in EPILOGUE else LINEAR
-    depthwise_forward(x, kernel, b, *strides, *dilation, *pads, epilogue, out)
-    if epilogue != activation_code:  # a pass of its own (codes.EPILOGUE)
-        activate(out, activation_code)
-    return out
+    geometry = (*strides, *dilation, *pads, epilogue, out)
+    forward = depthwise_forward_call(x, _flat_taps(kernel), b, *geometry)
+
+    def run(x):
+        forward(np.ascontiguousarray(x))
+        if epilogue != activation_code:  # a pass of its own (codes.EPILOGUE)
+            activate(out, activation_code)
+        return out
+
+    return run
 
 
 def depthwise_conv2d_backward(

@@ -110,19 +110,51 @@ def matmul_bias(a: np.ndarray, b, bias: np.ndarray, code: int, out: np.ndarray, 
     epilogue), act the activation ``code`` (``codes.LINEAR`` or ``RELU``: the epilogue's), where
     ``matmul`` would run the product there: True; elsewhere, or for another activation, False,
     and out is untouched. ``b`` as ``matmul`` takes it."""
+    run = _bias_call(a, b, bias, code, out, threads)
+    if run is None:
+        return False
+    run(a)
+    return True
+
+
+def matmul_bias_call(a: np.ndarray, b, bias: np.ndarray, code: int, out: np.ndarray, threads=1):
+    """``matmul_bias`` for arrays of a's shape and dtype, b a ``forms.Forms`` kept the same,
+    its choices made now: a function a -> out, or None where ``matmul_bias`` returns False."""
+    return None if forms.split(b)[1] is None else _bias_call(a, b, bias, code, out, threads)
+
+
+def _bias_call(a, b, bias, code, out, threads):
+    """``matmul_bias_call`` for any b (one packed now: good for this call only), or None."""
     n = out.shape[1]
     if code not in (LINEAR, RELU) or not may_run_simd(a.shape[0], a.shape[1], n):
-        return False
+        return None
     if bias.shape != (n,) or bias.dtype != np.float32 or not bias.flags.c_contiguous:
-        return False
+        return None
     b, kept = forms.split(b)
     panels = _simd_panels(a, b, kept, out)
     if panels is None:
-        return False
+        return None
     from . import matmul_simd
 
-    matmul_simd.matmul_bias(a, panels, bias, code == RELU, out, threads)
-    return True
+    epilogue = matmul_simd.BIAS_RELU if code == RELU else matmul_simd.BIAS
+    return matmul_simd.matmul_call(a.shape[0], panels, bias, epilogue, out, threads)
+
+
+def matmul_call(a: np.ndarray, b, out: np.ndarray, threads: int = 1):
+    """``matmul`` (out = a @ b) for arrays of a's shape and dtype, b a ``forms.Forms`` kept
+    the same or an array, its choices made now: a function a -> out."""
+    array, kept = forms.split(b)
+    run = (
+        None
+        if kept is None
+        else _bias_call(a, b, np.zeros(out.shape[1], out.dtype), LINEAR, out, threads)
+    )
+    if run is not None:
+        return run
+    m, k = a.shape
+    if min(threads, 2 * m * k * array.shape[1] // MIN_FLOPS_PER_BLOCK) <= 1:
+        return lambda a: np.matmul(a, array, out=out)
+    return lambda a: matmul(a, array, out, False, threads)
 
 
 def _simd_panels(a, b, kept, out):

@@ -141,12 +141,25 @@ def matmul(a, panels, bias, epilogue, out, threads=1):
     (``BIAS_RELU``), or out += a @ b (``ACCUMULATE``, bias unread; ``ACCUMULATE_RELU``: then
     max(., 0)); float32, a and out C-contiguous, b packed by ``pack``; tiles on up to
     ``threads`` of Numba's threads."""
-    tiles = -(-a.shape[0] // ROWS_PER_TILE) * panels.shape[0]
+    return matmul_call(a.shape[0], panels, bias, epilogue, out, threads)(a)
+
+
+def matmul_call(m, panels, bias, epilogue, out, threads=1):
+    """``matmul`` for an a of m rows, its choices made now: a function a -> out."""
+    tiles = -(-m // ROWS_PER_TILE) * panels.shape[0]
     if threads > 1 and tiles > 1:
-        _tiles_parallel(a, panels, bias, epilogue, out)
+
+        def run(a):
+            _tiles_parallel(a, panels, bias, epilogue, out)
+            return out
+
     else:
-        _tiles(a, panels, bias, epilogue, out, 0, tiles)
-    return out
+
+        def run(a):
+            _tiles(a, panels, bias, epilogue, out, 0, tiles)
+            return out
+
+    return run
 
 
 def matmul_bias(a, panels, bias, relu, out, threads=1):

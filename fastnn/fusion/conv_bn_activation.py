@@ -108,6 +108,12 @@ class LinearBatchNorm(FusedLayer):
             return y, _Inputs(inputs)
         return self._run(inputs, training, workspace)
 
+    def inference_call(self, inputs):
+        if self.pool is not None or type(self.linear) not in (Conv2D, Dense, DepthwiseConv2D):
+            return None
+        kernel, bias = self.folded()
+        return self.linear.inference_call_with(inputs, kernel, bias, self.code)
+
     def _run(self, inputs, training, workspace=None):
         """The layers as written (BN and the activation in one pass, the statistics gathered
         by a conv as it writes its output): (output, _Trained)."""

@@ -41,6 +41,9 @@ class DenseDropout(FusedLayer):
         kernels.dropout.dropout_forward(flat, uniform, self.dropout.rate, flat)
         return y, (dense_ctx, uniform)
 
+    def inference_call(self, inputs):
+        return self.dense.inference_call(inputs)
+
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         dense_ctx, uniform = ctx
         grad = grad_outputs

@@ -35,6 +35,11 @@ class LinearActivation(FusedLayer):
     def forward(self, inputs, training, workspace=None):
         return self.linear.forward(inputs, training, workspace, activation_code=self.code)
 
+    def inference_call(self, inputs):
+        if type(self.linear) not in (Dense, Conv2D, DepthwiseConv2D):
+            return None
+        return self.linear.inference_call(inputs, activation_code=self.code)
+
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         return self.linear.backward(ctx, grad_outputs, need_input_grad=need_input_grad)
 

@@ -63,6 +63,12 @@ class ResidualSum(FusedLayer):
         y = conv.forward_with(x, kernel, bias, self.code, workspace, residual=shortcut)
         return y, _Inputs(x, shortcut)
 
+    def inference_call(self, inputs):
+        x, shortcut = inputs
+        kernel, bias = self.conv_bn.folded()
+        conv = self.conv_bn.linear.inference_call_with(x, kernel, bias, self.code, shortcut)
+        return None if conv is None else lambda inputs: conv(*inputs)
+
     def _run(self, x, shortcut, training, workspace=None):
         """The layers as written: (output, _Trained)."""
         inner = None if workspace is None else kept_for(workspace, self, Workspace)

@@ -460,6 +460,15 @@ class Layer:
             return custom.backward(self, ctx, grad_outputs, **kwargs)
         raise NotImplementedError(self._no_computation())
 
+    def inference_call(self, inputs):
+        """A function ``inputs -> outputs`` equal to ``forward(inputs, training)``'s outputs,
+        training False or None (a layer with one is the same for both), for inputs of these
+        shapes and dtypes while no weight is written (``weights_generation``) and fastnn's
+        thread count stays, with every choice made now (the kernels' plans, packed weights,
+        output buffers, which each call rewrites); None where the layer has none. The graph's
+        passes without a backward (predict, a model's call) run it in place of ``forward``."""
+        return None
+
     def _no_computation(self) -> str:
         return (
             f"{type(self).__name__} '{self.name}' has no computation: write call(self, inputs) "

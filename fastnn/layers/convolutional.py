@@ -492,6 +492,23 @@ class Conv2D(_Conv):
             dilation=self.dilation_rate, groups=self.groups, residual=residual,
         )  # fmt: skip
 
+    def inference_call(self, inputs, activation_code=None):
+        """``Layer.inference_call``; with ``activation_code`` as ``forward``'s."""
+        code = self._code if activation_code is None else activation_code
+        bias = self.bias.value if self.use_bias else None
+        return self.inference_call_with(inputs, kernel_for(self, False), bias, code)
+
+    def inference_call_with(self, inputs, kernel, bias, code, residual=None):
+        """``inference_call`` of ``forward_with`` (the activation ``code`` applied whole,
+        ``residual`` an example of the sum's other input): a function (inputs, residual=None)
+        -> outputs, for a channels_last conv without dilation or groups on the SIMD kernels."""
+        plain = self.dilation_rate == (1, 1) and self.groups == 1
+        if self.data_format != "channels_last" or not plain or code in kernels.codes.FROM_INPUT:
+            return None
+        return kernels.conv.conv2d_forward_call(
+            inputs, kernel, bias, self.strides, self.padding, code, runtime.threads(), residual
+        )
+
     def _output_buffer(self, inputs, workspace):
         """The workspace's array for the conv's channels_last output (None without one)."""
         if workspace is None:

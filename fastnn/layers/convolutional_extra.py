@@ -585,6 +585,26 @@ class _DepthwiseConv(_Depthwise):
         z, _ = self._depthwise(self._to_nhwc(inputs), kernel, bias, code, workspace)
         return self._from_nhwc(z)
 
+    def inference_call(self, inputs, activation_code=None):
+        """``Layer.inference_call``; with ``activation_code`` as ``forward``'s."""
+        code = self._code if activation_code is None else activation_code
+        bias = self.bias.value if self.use_bias else None
+        return self.inference_call_with(inputs, self.kernel.value, bias, code)
+
+    def inference_call_with(self, inputs, kernel, bias, code):
+        """``inference_call`` of ``forward_with``: a function inputs -> outputs, for a 2-D
+        channels_last layer whose activation its kernels apply."""
+        plain = self.rank == 2 and self.data_format == "channels_last"
+        last_axis = self._last_axis_code != kernels.codes.LINEAR
+        if not plain or code in kernels.codes.FROM_INPUT or last_axis:
+            return None
+        x = np.ascontiguousarray(inputs)
+        out_size, pads = self._nhwc_geometry(x)
+        out = np.empty((len(x), *out_size, x.shape[3] * self.depth_multiplier), kernel.dtype)
+        return kernels.depthwise.depthwise_conv2d_forward_call(
+            x, kernel, bias, self.strides, self.dilation_rate, pads, code, out
+        )
+
     def _depthwise(self, x, kernel, bias, code, workspace):
         """(act(x (N,H,W,C) depthwise-convolved with kernel + bias), the padding before it
         (top, left))."""

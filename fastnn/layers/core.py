@@ -168,6 +168,33 @@ class Dense(Layer):
             kernels.activations.bias_activation_forward(y, bias, code, y)
         return y.reshape(*inputs.shape[:-1], self.units)
 
+    def inference_call(self, inputs, activation_code=None):
+        """``Layer.inference_call``; with ``activation_code`` as ``forward``'s."""
+        code = self._code if activation_code is None else activation_code
+        bias = self.bias.value if self.use_bias else _NO_BIAS[self.kernel.dtype.char]
+        return self.inference_call_with(inputs, kernel_for(self, False), bias, code)
+
+    def inference_call_with(self, inputs, kernel, bias, code):
+        """``inference_call`` of ``forward_with``'s product: ``kernel`` a ``Forms``."""
+        if code == user_activation.USER_FUNCTION:
+            return None
+        rows = (-1, inputs.shape[-1])
+        y = np.empty((math.prod(inputs.shape[:-1]), self.units), kernel.dtype)
+        result = y.reshape(*inputs.shape[:-1], self.units)
+        x, threads = inputs.reshape(rows), runtime.threads()
+        biased = bias.shape[0] > 0
+        fused = biased and kernels.gemm.matmul_bias_call(x, kernel, bias, code, y, threads)
+        product = fused or kernels.gemm.matmul_call(x, kernel, y, threads)
+        activate = not fused and (biased or code != kernels.codes.LINEAR)
+
+        def call(inputs):
+            product(np.ascontiguousarray(inputs).reshape(rows))
+            if activate:
+                kernels.activations.bias_activation_forward(y, bias, code, y)
+            return result
+
+        return call
+
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):

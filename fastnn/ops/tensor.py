@@ -327,12 +327,12 @@ class Variable(TensorOps):
 
     Python operators, indexing and numpy functions on it go through fastnn.ops (``x @ w + b``
     records on a tape), so ``==`` is elementwise, as in Keras: compare Variables by identity.
-    Write it with ``assign`` (or a layer's ``set_weights``): code that writes ``value`` in place
-    otherwise must call ``weights_written()`` after, or inference may use the forms it kept of
-    the old values.
+    Write it with ``assign`` (or a layer's ``set_weights``), or give it a new array
+    (``w.value = array``): code that writes ``value`` in place otherwise must call
+    ``weights_written()`` after, or inference may use the forms it kept of the old values.
     """
 
-    __slots__ = ("value", "grad", "name", "path", "trainable", "regularizer", "_constraint")
+    __slots__ = ("_value", "grad", "name", "path", "trainable", "regularizer", "_constraint")
 
     def __init__(
         self,
@@ -366,6 +366,16 @@ class Variable(TensorOps):
                 f"Received: constraint={value}"
             )
         self._constraint = value
+
+    @property
+    def value(self) -> np.ndarray:
+        """The weight's array."""
+        return self._value
+
+    @value.setter
+    def value(self, array: np.ndarray) -> None:
+        self._value = array
+        weights_written()  # what inference kept of the old array is stale
 
     @property
     def shape(self) -> tuple:

@@ -926,9 +926,7 @@ class Trainer:
         results = None
         steps = math.ceil(n / batch_size)
         if steps == 1 and not callbacks and verbose == 0:  # no hook to run: one pass (~10 us less)
-            outputs, _ = self._graph.forward(
-                data_adapters.take(xs, slice(None)), training=False, reuse="predict"
-            )
+            outputs = self._graph.infer(data_adapters.take(xs, slice(None)))
             return [np.array(out) for out in outputs]  # the layers reuse their buffers
         cbs = _progress_callbacks(callbacks, self, verbose, steps)
         hooks = bool(cbs.callbacks)  # else no batch hook runs: a 1-sample call costs ~15 us less
@@ -939,9 +937,7 @@ class Trainer:
             for step in range(first, last if hooks else first):
                 cbs.on_predict_batch_begin(step)
             index = slice(first * batch_size, min(n, last * batch_size))
-            outputs, _ = self._graph.forward(
-                data_adapters.take(xs, index), training=False, reuse="predict"
-            )
+            outputs = self._graph.infer(data_adapters.take(xs, index))
             if results is None:
                 results = [np.empty((n, *o.shape[1:]), o.dtype) for o in outputs]
             for result, out in zip(results, outputs):
@@ -965,7 +961,7 @@ class Trainer:
             self._ensure_built_for_data(batch_x)
             with _named_errors(f"predict() batch {step}"):
                 xs = self._standardize_x(batch_x)
-            outputs, _ = self._graph.forward(xs, training=False, reuse="predict")
+            outputs = self._graph.infer(xs)
             parts.append([np.array(out) for out in outputs])  # layers reuse their buffers
             cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(parts[-1])})
         cbs.on_predict_end()
@@ -1024,7 +1020,7 @@ class Trainer:
             xs = self._standardize_x(x)
         # Layers reuse this thread's buffers from the last call (fresh large arrays cost page
         # faults); the outputs, which may be such buffers, are copied out.
-        outputs, _ = self._graph.forward(xs, training=False, reuse="predict")
+        outputs = self._graph.infer(xs)
         return self._pack_outputs([np.array(out) for out in outputs])
 
     def _ensure_built_for_data(self, x) -> None:

@@ -9,7 +9,8 @@ from threadpoolctl import threadpool_info
 
 import fastnn
 from fastnn import config, layers, runtime
-from fastnn.kernels import gemm
+from fastnn.kernels import forms, gemm
+from fastnn.kernels.codes import LINEAR, RELU
 
 pytestmark = pytest.mark.skipif(config.get_num_threads() < 2, reason="splits need 2 threads")
 
@@ -139,13 +140,14 @@ def test_each_public_call_enters_the_section_once(monkeypatch):
     dense = layers.Dense(3)
     model = fastnn.Model(inputs, layers.Dense(1)(dense(inputs)))
     model.compile(optimizer="sgd", loss="mse")
-    forward = model._graph.forward
+    for method in ("forward", "infer"):  # training's passes, and predict's
+        run = getattr(model._graph, method)
 
-    def spy(*args, **kwargs):
-        inside.append(section.depth)
-        return forward(*args, **kwargs)
+        def spy(*args, _run=run, **kwargs):
+            inside.append(section.depth)
+            return _run(*args, **kwargs)
 
-    monkeypatch.setattr(model._graph, "forward", spy)
+        monkeypatch.setattr(model._graph, method, spy)
     x, y = np.ones((16, 4), np.float32), np.ones((16, 1), np.float32)
     calls = {
         "fit": lambda: model.fit(x, y, batch_size=4, epochs=2, verbose=0),
@@ -162,3 +164,28 @@ def test_each_public_call_enters_the_section_once(monkeypatch):
         call()
         assert entered == [0], name  # once, from outside any section
     assert inside and all(depth == 1 for depth in inside)
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 784, 512), (3, 512, 512), (1, 512, 10), (70, 64, 96)])
+@pytest.mark.parametrize("code", [LINEAR, RELU])
+def test_product_calls_compute_each_calls_product(m, k, n, code):
+    """``matmul_call`` and ``matmul_bias_call`` of a kept b, made once, compute the product of
+    each a they are given, on the SIMD kernels or numpy's."""
+    rng = np.random.default_rng(5)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    a_list = [rng.standard_normal((m, k)).astype(np.float32) for _ in range(3)]
+    out = np.empty((m, n), np.float32)
+    kept = forms.Forms(b)
+    product = gemm.matmul_call(a_list[0], kept, out, threads=2)
+    biased = gemm.matmul_bias_call(a_list[0], kept, bias, code, out.copy(), threads=2)
+    assert biased is not None or not gemm.may_run_simd(m, k, n)
+    assert gemm.matmul_bias_call(a_list[0], b, bias, code, out) is None  # b not kept
+    for a in a_list[1:]:
+        want = a.astype(np.float64) @ b
+        np.testing.assert_allclose(product(a), want, rtol=1e-4, atol=1e-4)
+        if biased is not None:
+            z = want + bias
+            np.testing.assert_allclose(
+                biased(a), np.maximum(z, 0) if code == RELU else z, rtol=1e-4, atol=1e-4
+            )

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fastnn.kernels import conv, conv_simd, forms, gemm, matmul_simd, pooling, winograd
 from fastnn.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
-from fastnn.kernels.codes import ELU, EPILOGUE, LOG_SOFTMAX
+from fastnn.kernels.codes import ELU, EPILOGUE, LOG_SOFTMAX, RELU6
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -743,13 +743,13 @@ def test_kept_pointwise_conv_runs_on_simd_products_at_any_size(x_shape, filters,
     k = rng.standard_normal((1, 1, x_shape[3], filters)).astype(np.float32)
     b = rng.standard_normal(filters).astype(np.float32)
     assert conv.plan_conv2d(x.shape, k.shape, (1, 1), "valid").forward == conv.POINTWISE
-    kept, products, product = forms.Forms(k), [], matmul_simd.matmul
+    kept, products, product = forms.Forms(k), [], matmul_simd.matmul_call
 
     def recorded(*args, **kwargs):
-        products.append(args[1])
+        products.append(args[1])  # the panels
         return product(*args, **kwargs)
 
-    monkeypatch.setattr(matmul_simd, "matmul", recorded)
+    monkeypatch.setattr(matmul_simd, "matmul_call", recorded)
     want = ref_conv(x.astype(np.float64), k, b, (1, 1), "valid", code)
     for _ in range(2):
         y = conv.conv2d_forward(x, kept, b, (1, 1), "valid", code, threads=2)
@@ -803,3 +803,44 @@ def test_conv_adds_a_residual_before_its_activation(x_shape, kernel_shape, strid
     tolerance = 1e-4 if dtype == np.float32 else 1e-10
     want = ref_activation(linear + residual, code)
     np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel, strides, padding, code, residual",
+    [
+        ((2, 9, 9, 16), (3, 3, 16, 32), (1, 1), "same", RELU, False),  # SIMD rows
+        ((1, 8, 8, 16), (3, 3, 16, 16), (1, 1), "same", RELU, True),  # a residual block's end
+        ((1, 9, 9, 8), (3, 3, 8, 20), (2, 2), "same", TANH, False),  # strided, rows' activation
+        ((1, 6, 6, 32), (1, 1, 32, 40), (1, 1), "valid", SOFTMAX, False),  # kept pointwise
+        ((1, 6, 6, 32), (1, 1, 32, 24), (1, 1), "valid", RELU6, False),  # then the activation
+        ((3, 8, 8, 16), (1, 1, 16, 32), (2, 2), "valid", LINEAR, False),  # strided 1x1
+    ],
+)
+def test_conv2d_forward_call_computes_each_calls_conv(
+    x_shape, kernel, strides, padding, code, residual
+):
+    """A conv's call, made once, computes the conv of each input it is given (its buffers and
+    plan reused), as the numpy reference does."""
+    rng = np.random.default_rng(11)
+    k = rng.standard_normal(kernel).astype(np.float32)
+    b = rng.standard_normal(kernel[3]).astype(np.float32)
+    xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(3)]
+    out_shape = conv.conv2d_forward(xs[0], k, b, strides, padding, LINEAR).shape
+    adds = [rng.standard_normal(out_shape).astype(np.float32) if residual else None for _ in xs]
+    call = conv.conv2d_forward_call(xs[0], forms.Forms(k), b, strides, padding, code, 2, adds[0])
+    assert call is not None
+    for x, added in zip(xs[1:], adds[1:]):
+        z = ref_conv(x.astype(np.float64), k, b, strides, padding) + (0 if added is None else added)
+        want = np.minimum(np.maximum(z, 0), 6) if code == RELU6 else ref_activation(z, code)
+        np.testing.assert_allclose(call(x, added), want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_forward_call_is_made_only_for_the_simd_kernels_with_a_kept_kernel():
+    x = np.ones((1, 8, 8, 4), np.float32)
+    k = np.ones((3, 3, 4, 16), np.float32)
+    assert conv.conv2d_forward_call(x, k, None, (1, 1), "same", LINEAR) is None  # not kept
+    x64, k64 = x.astype(np.float64), forms.Forms(k.astype(np.float64))
+    assert conv.conv2d_forward_call(x64, k64, None, (1, 1), "same", LINEAR) is None
+    shortcut = np.ones((1, 4, 4, 16), np.float32)
+    one = forms.Forms(np.ones((1, 1, 4, 16), np.float32))
+    assert conv.conv2d_forward_call(x, one, None, (2, 2), "valid", LINEAR, 1, shortcut) is None

@@ -240,3 +240,26 @@ def test_float32_kernels_never_widen_to_double():
     assert float64_ops(depthwise._forward_rows, x, k, b, *geometry, codes.RELU, out, 0, 4) == []
     simd = (x, k.reshape(-1), 3, b, 1, 1, 1, 1, codes.RELU, out)
     assert float64_ops(depthwise._forward_simd_parallel, *simd, 2) == []
+
+
+@pytest.mark.parametrize(
+    "x_shape, k_shape, strides, code",
+    [
+        ((1, 12, 12, 32), (3, 3, 32, 1), (1, 1), codes.RELU),  # SIMD rows, one thread
+        ((2, 40, 40, 32), (3, 3, 32, 1), (1, 1), codes.LINEAR),  # SIMD rows, threaded
+        ((1, 12, 12, 16), (3, 3, 16, 1), (2, 2), codes.TANH),  # the loops
+        ((1, 9, 9, 8), (3, 3, 8, 2), (1, 1), codes.SOFTMAX),  # a multiplier
+    ],
+)
+def test_forward_call_computes_each_calls_conv(x_shape, k_shape, strides, code):
+    """A depthwise conv's call, made once, convolves each input it is given."""
+    rng = np.random.default_rng(3)
+    k = rng.standard_normal(k_shape).astype(np.float32)
+    b = rng.standard_normal(k_shape[2] * k_shape[3]).astype(np.float32)
+    xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(3)]
+    (oh, ow), pads, _ = geometry(x_shape, k_shape, strides, (1, 1), "same")
+    out = np.empty((x_shape[0], oh, ow, k_shape[2] * k_shape[3]), np.float32)
+    call = depthwise.depthwise_conv2d_forward_call(xs[0], k, b, strides, (1, 1), pads, code, out)
+    for x in xs[1:]:
+        want = ref_forward(x.astype(np.float64), k, b, strides, (1, 1), "same", code)
+        np.testing.assert_allclose(call(x), want, **TOL[np.float32])

@@ -180,11 +180,11 @@ def test_predict_of_one_batch_results_survive_the_next_call():
 
 
 def count_passes(model, monkeypatch):
-    """The list of the row counts of the model's forward passes from now on."""
+    """The list of the row counts of the model's inference passes from now on."""
     rows = []
-    forward = model._graph.forward
+    infer = model._graph.infer
     monkeypatch.setattr(
-        model._graph, "forward", lambda xs, *a, **k: rows.append(len(xs[0])) or forward(xs, *a, **k)
+        model._graph, "infer", lambda xs, *a, **k: rows.append(len(xs[0])) or infer(xs, *a, **k)
     )
     return rows
 
