@@ -11,7 +11,7 @@ from fastnn.fusion.base import FusedLayer, Rule, activation_code, activation_of
 from fastnn.kernels.codes import LINEAR, RELU
 from fastnn.kernels.workspace import scratch
 from fastnn.layers.base import Layer
-from fastnn.layers.merging import Add, add_rows, sum_arrays
+from fastnn.layers.merging import Add, add_call, add_rows, sum_arrays
 from fastnn.nodes import Node
 
 _NO_BIAS = np.empty(0, np.float32), np.empty(0, np.float64)
@@ -30,6 +30,9 @@ class AddActivation(FusedLayer):
         self.code = activation_code(activation)
 
     uses_workspace = True  # a fresh array per call costs its page faults: 2-4 ms at 17 MB
+
+    def inference_call(self, inputs):
+        return add_call(inputs, self.code) if self.code in (LINEAR, RELU) else None
 
     def forward(self, inputs, training, workspace=None):
         if len(inputs) == 2 and self.code in (LINEAR, RELU):  # activated as it is summed

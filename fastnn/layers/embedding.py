@@ -72,6 +72,10 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.output_dim)
 
+    @property
+    def makes_masks(self) -> bool:
+        return self.mask_zero
+
     def compute_mask(self, inputs, mask=None):
         """``ids != 0`` if ``mask_zero``, else None (Keras's ``Embedding.compute_mask``)."""
         if not self.mask_zero:
@@ -83,6 +87,17 @@ class Embedding(Layer):
         out = np.empty((ids.size, self.output_dim), dtype=self.embeddings.value.dtype)
         kernels.embedding.embedding_forward(self.embeddings.value, ids, out)
         return out.reshape(*np.shape(inputs), self.output_dim), ids
+
+    def inference_call(self, inputs):
+        table = self.embeddings.value
+        out = np.empty((*np.shape(inputs), self.output_dim), table.dtype)
+        rows = out.reshape(-1, self.output_dim)
+
+        def call(inputs):
+            kernels.embedding.embedding_forward(table, self.flat_ids(inputs), rows)
+            return out
+
+        return call
 
     def flat_ids(self, inputs) -> np.ndarray:
         """``inputs`` as flat int64 ids, checked to be in ``[0, input_dim)``."""

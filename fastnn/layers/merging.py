@@ -194,6 +194,19 @@ def add_rows(a, b, code, out):
     return out
 
 
+def add_call(inputs, code):
+    """An inference call (``Layer.inference_call``) of ``add_rows``: act(a + b) for two float
+    inputs of one shape and dtype, into a buffer of its own; None for other inputs."""
+    if len(inputs) != 2:
+        return None
+    a, b = inputs
+    same = a.shape == b.shape and a.dtype == b.dtype
+    if not same or a.dtype not in (np.float32, np.float64) or a.ndim == 0 or a.size == 0:
+        return None
+    out = np.empty(a.shape, a.dtype)
+    return lambda inputs: add_rows(inputs[0], inputs[1], code, out)
+
+
 class _Elementwise(_Merge):
     def compute_output_shape(self, input_shape):
         return _broadcast_shape(self, input_shape)
@@ -206,6 +219,9 @@ class Add(_Elementwise):
 
     def forward(self, inputs, training, workspace=None):
         return sum_arrays(_align(inputs), workspace), [x.shape for x in inputs]
+
+    def inference_call(self, inputs):
+        return add_call(inputs, LINEAR)
 
     def backward(self, ctx, grad_outputs):
         return [_reduce_to(grad_outputs, shape) for shape in ctx]

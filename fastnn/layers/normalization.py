@@ -489,6 +489,24 @@ class LayerNormalization(_Normalization):
         out = _axes_back(y.reshape(moved.shape), order)
         return out, _NormSaved(x, gamma, mean, rstd, order, moved.shape, workspace)
 
+    def inference_call(self, inputs):
+        axes = self._axes(inputs.shape)
+        if axes != list(range(inputs.ndim - len(axes), inputs.ndim)):
+            return None  # normalized over axes that are not the last ones: forward moves them
+        size = int(np.prod(self._shape))
+        gamma, beta = self._affine(size, inputs.dtype)
+        y = np.empty(inputs.shape, inputs.dtype)
+        rows = y.reshape(-1, size)
+        args = (gamma, beta, self.epsilon, self.rms_scaling, rows)
+        mean, rstd = np.empty(len(rows)), np.empty(len(rows))
+
+        def call(inputs):
+            x = np.ascontiguousarray(inputs).reshape(rows.shape)
+            kernels.normalization.layernorm_forward(x, *args, mean, rstd)
+            return y
+
+        return call
+
     def backward(self, ctx, grad_outputs):
         x, gamma, mean, rstd, order, moved_shape, workspace = ctx
         grad_y = grad_outputs if order is None else grad_outputs.transpose(order)

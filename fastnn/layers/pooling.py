@@ -440,6 +440,8 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
             dx = grad * weights[:, :, None]
         return from_channels_last(dx, self.data_format)
 
+    makes_masks = False  # it ends a mask: none leaves it
+
     def compute_mask(self, inputs, mask=None):
         return None
 

@@ -70,11 +70,24 @@ def separable_cnn():
     return fastnn.Model(x, layers.GlobalAveragePooling2D()(h))
 
 
+def encoder():
+    """A transformer block on an Embedding: sums, layer norms, the feed-forward Denses."""
+    tokens = fastnn.Input((12,), dtype="int32")
+    x = layers.Embedding(50, 16)(tokens)
+    attention = layers.MultiHeadAttention(num_heads=2, key_dim=8)(x, x)
+    x = layers.LayerNormalization()(layers.Add()([x, attention]))
+    h = layers.Dense(16)(layers.Dense(32, activation="relu")(x))
+    x = layers.Activation("relu")(layers.Add()([x, h]))
+    x = layers.LayerNormalization(epsilon=1e-3)(x)
+    return fastnn.Model(tokens, layers.Dense(2)(layers.GlobalAveragePooling1D()(x)))
+
+
 MODELS = {
     "dense_stack": dense_stack,
     "wide_dense": wide_dense,
     "residual_cnn": residual_cnn,
     "separable_cnn": separable_cnn,
+    "encoder": encoder,
 }
 
 
@@ -87,7 +100,10 @@ def ready(make, seed=0):
 
 def inputs_for(model, batch, seed=1):
     shape = (batch, *model.inputs[0].shape[1:])
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    if model.inputs[0].dtype.kind == "i":
+        return rng.integers(0, 50, shape).astype(np.int32)
+    return rng.standard_normal(shape).astype(np.float32)
 
 
 def forward_outputs(model, x):
@@ -123,6 +139,20 @@ def test_the_common_steps_run_by_inference_calls():
     assert steps_without_calls(ready(dense_stack)) == []
     left = steps_without_calls(ready(separable_cnn))
     assert [type(layer).__name__ for layer in left] == ["GlobalAveragePooling2D"]
+    left = steps_without_calls(ready(encoder))
+    assert [type(layer).__name__ for layer in left] == [
+        "MultiHeadAttention",
+        "GlobalAveragePooling1D",
+    ]
+
+
+def test_an_id_out_of_range_is_refused_by_the_inference_call_too():
+    model = ready(encoder)
+    ids = inputs_for(model, 2)
+    model.predict(ids, verbose=0)
+    ids[1, 3] = 50
+    with pytest.raises(ValueError, match="index 50 is out of range"):
+        model.predict(ids, verbose=0)
     assert steps_without_calls(ready(wide_dense), batch=1) == []
 
 
