@@ -42,6 +42,9 @@ MIN_ROWS_PER_BLOCK = 2
 # Blocks per thread: Numba's threads (TBB) take the blocks as they come free, so a thread slowed
 # by the other process's work does not hold the rest up.
 BLOCKS_PER_THREAD = 4
+# Pixels at least in a part of a row (rows too few to share out, ``_row_parts``): each part
+# copies the input rows under its row whole.
+MIN_PIXELS_PER_PART = 24
 
 
 def pack_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -80,22 +83,39 @@ def forward_call(
     head = (panels, bias, *geometry, code, out_h, rows)
     blocks = min(BLOCKS_PER_THREAD * threads, n * out_h // MIN_ROWS_PER_BLOCK)
     blocks = blocks if threads > 1 and blocks > 1 else 1
-    sums, gather = np.zeros((blocks, 3, filters)), moments is not None
-    counts = np.diff(np.arange(blocks + 1) * len(rows) // blocks) * out_w
+    parts = _row_parts(len(rows), out_w, threads) if blocks < 2 * threads else 1
+    tasks = len(rows) * parts if parts > 1 else blocks
+    sums, gather = np.zeros((tasks, 3, filters)), moments is not None
+    if parts > 1:
+        counts = np.tile(np.diff(np.arange(parts + 1) * out_w // parts), len(rows))
+    else:
+        counts = np.diff(np.arange(blocks + 1) * len(rows) // blocks) * out_w
     width = (out_w - 1) * strides[1] + kw  # band_buffer's, for a whole image
     image = np.empty(((out_h - 1) * strides[0] + kh) * width * x_shape[3], np.float32)
 
     def run(x, residual=None):
         added = _NO_RESIDUAL if residual is None else residual.reshape(rows.shape)
-        if blocks > 1:
+        if parts > 1:
+            _conv_row_parts(x, *head, added, sums, gather, parts)
+        elif blocks > 1:
             _conv_blocks(x, *head, added, sums, gather, blocks)
         else:
-            _conv_rows(x, *head, added, image, 0, 0, len(rows), sums[0], gather)
+            _conv_rows(x, *head, added, image, 0, 0, len(rows), sums[0], gather, 0, out_w)
         if gather:
             _combine_moments(sums, counts, moments)
         return out
 
     return run
+
+
+def _row_parts(rows: int, out_w: int, threads: int) -> int:
+    """Spans of pixels each output row runs in where ``rows`` are too few to share out on
+    ``threads`` (1: rows stay whole): about BLOCKS_PER_THREAD tasks a thread, each of at
+    least MIN_PIXELS_PER_PART pixels."""
+    if threads < 2:
+        return 1
+    wanted = -(-BLOCKS_PER_THREAD * threads // rows)
+    return max(1, min(wanted, out_w // MIN_PIXELS_PER_PART))
 
 
 _NO_RESIDUAL = np.empty((0, 0, 0), np.float32)
@@ -114,7 +134,26 @@ def _conv_blocks(
         image = band_buffer(x, kh, kw, sh, sw, out_h, out_w, stop - start)
         _conv_rows(
             x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, residual,
-            image, 0, start, stop, sums[b], gather,
+            image, 0, start, stop, sums[b], gather, 0, out_w,
+        )  # fmt: skip
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _conv_row_parts(
+    x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, residual, sums, gather,
+    parts,
+):  # fmt: skip
+    """``_conv_rows`` over each of out's rows in ``parts`` spans of its pixels (rows too few to
+    share out: a Conv1D's at batch 1), on Numba's threads; with ``gather``, task t's moments'
+    sums into sums[t], t = row * parts + part."""
+    rows, out_w = out.shape[:2]
+    for t in prange(rows * parts):
+        row, part = t // parts, t % parts
+        image = band_buffer(x, kh, kw, sh, sw, out_h, out_w, 1)
+        _conv_rows(
+            x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, residual,
+            image, 0, row, row + 1, sums[t], gather, part * out_w // parts,
+            (part + 1) * out_w // parts,
         )  # fmt: skip
 
 
@@ -223,7 +262,7 @@ def _pooled_bands(
         conv = y[:rows]
         _conv_rows(
             x, panels, bias, kh, kw, sh, sw, pt, pl, code, out_h, conv, _NO_RESIDUAL, image,
-            start, start, start + rows, no_sums, False,
+            start, start, start + rows, no_sums, False, 0, out_w,
         )  # fmt: skip
         at = i * pooled_h + p0
         target = pooled_rows[at : at + p1 - p0].reshape(1, p1 - p0, pooled_w, filters)
@@ -244,13 +283,14 @@ def band_buffer(x, kh, kw, sh, sw, out_h, out_w, rows):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _conv_rows(
     x, panels, bias, kh, kw, sh, sw, pad_top, pad_left, code, out_h, out, residual, image, first,
-    start, stop, sums, gather,
+    start, stop, sums, gather, p0, p1,
 ):  # fmt: skip
     """Output rows [start, stop) of the conv of x (N,H,W,C), rows numbered n * out_h + y, into
     out (rows, ow, F) at row - first, activated by ``code``; a non-empty ``residual`` (rows of
     out's numbering) added before the activation. Each image's input rows under them are
     copied into ``image`` (``band_buffer``), zero-bordered, first. With ``gather``, each row's
-    moments' sums are added into sums (3, F) as it is written (``_add_row_sums``)."""
+    moments' sums are added into sums (3, F) as it is written (``_add_row_sums``). Only the
+    pixels [p0, p1) of each row."""
     lanes = lanes_for(out.shape[2])
     c = x.shape[3]
     out_w, filters = out.shape[1], out.shape[2]
@@ -267,20 +307,21 @@ def _conv_rows(
         for block in range(panels.shape[0]):
             f0 = block * lanes
             count = min(lanes, filters - f0)
-            x0 = 0
-            while x0 < out_w:
-                pixels = block_rows(out_w - x0)
+            x0 = p0
+            while x0 < p1:
+                pixels = block_rows(p1 - x0)
                 at = ((row - first) * out_w + x0) * filters + f0
                 a_start = ((y * sh - top) * width + x0 * sw) * c
                 args = (pixels, flat_out, at, filters, count, bias, f0, epilogue, image, a_start)
                 micro_kernel(lanes, (*args, sw * c, width * c, panels[block], 0, run, kh))
                 x0 += pixels
+        written = out[row - first, p0:p1]
         if added:
-            _add_activated(out[row - first], residual[row], code, bias)
+            _add_activated(written, residual[row, p0:p1], code, bias)
         elif code != LINEAR and code != RELU:
-            activate_pixels(out[row - first], bias, code)
+            activate_pixels(written, bias, code)
         if gather:
-            _add_row_sums(out[row - first], sums, row == start)
+            _add_row_sums(written, sums, row == start)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

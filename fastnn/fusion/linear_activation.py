@@ -36,7 +36,7 @@ class LinearActivation(FusedLayer):
         return self.linear.forward(inputs, training, workspace, activation_code=self.code)
 
     def inference_call(self, inputs):
-        if type(self.linear) not in (Dense, Conv2D, DepthwiseConv2D):
+        if type(self.linear) not in (Dense, Conv1D, Conv2D, DepthwiseConv2D):
             return None
         return self.linear.inference_call(inputs, activation_code=self.code)
 

@@ -13,8 +13,9 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import activations, constraints, initializers, kernels, regularizers, runtime
+from fastnn.kernels.forms import Forms
 from fastnn.kernels.workspace import Workspace, scratch
-from fastnn.layers.base import Layer, kernel_for, shape_error
+from fastnn.layers.base import Layer, kept, kernel_for, shape_error
 from fastnn.layers.geometry import (
     channels_last_shape,
     check_data_format,
@@ -352,6 +353,25 @@ class Conv1D(_Conv):
         y, activated = self._in_format(y.reshape(n, y.shape[2], self.filters))
         return y, (x4, saved, padding, activated, code)
 
+    def inference_call(self, inputs, activation_code=None):
+        """``Layer.inference_call`` (the conv of a one-row image on the SIMD kernels, for a
+        channels_last layer without causal padding, dilation or groups); with
+        ``activation_code`` as ``forward``'s."""
+        code = self._code if activation_code is None else activation_code
+        plain = self.dilation_rate == (1,) and self.groups == 1 and self.padding != "causal"
+        if self.data_format != "channels_last" or not plain or code in kernels.codes.FROM_INPUT:
+            return None
+        image = (len(inputs), 1, *inputs.shape[1:])
+        kernel = kept(self, "image kernel", (self.kernel.value,), _image_kernel)
+        bias = self.bias.value if self.use_bias else None
+        x4 = np.ascontiguousarray(inputs).reshape(image)
+        conv = kernels.conv.conv2d_forward_call(
+            x4, kernel, bias, (1, self.strides[0]), self.padding, code, runtime.threads()
+        )
+        if conv is None:
+            return None
+        return lambda inputs: _row_of(conv(np.ascontiguousarray(inputs).reshape(image)))
+
     skips_input_grad = True
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
@@ -373,6 +393,16 @@ class Conv1D(_Conv):
         if self.padding == "causal":
             dx = dx[:, self._span[0] - 1 :]
         return from_channels_last(dx, self.data_format)
+
+
+def _image_kernel(kernel: np.ndarray) -> Forms:
+    """A Conv1D's kernel (k, C, F) as the one-row image's (1, k, C, F), kept packed."""
+    return Forms(kernel.reshape(1, *kernel.shape))
+
+
+def _row_of(y: np.ndarray) -> np.ndarray:
+    """A one-row image's output (N, 1, W, F) as a Conv1D's (N, W, F)."""
+    return y.reshape(y.shape[0], y.shape[2], y.shape[3])
 
 
 class Conv2D(_Conv):

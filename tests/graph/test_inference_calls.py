@@ -82,12 +82,23 @@ def encoder():
     return fastnn.Model(tokens, layers.Dense(2)(layers.GlobalAveragePooling1D()(x)))
 
 
+def text_cnn():
+    """Conv1D text classifiers: convs with and without padding, an activation layer after one."""
+    tokens = fastnn.Input((40,), dtype="int32")
+    x = layers.Embedding(50, 16)(tokens)
+    x = layers.Conv1D(32, 5, activation="relu")(x)
+    x = layers.Activation("elu")(layers.Conv1D(24, 3, padding="same")(x))
+    x = layers.Conv1D(16, 3, strides=2)(x)
+    return fastnn.Model(tokens, layers.Dense(1)(layers.GlobalMaxPooling1D()(x)))
+
+
 MODELS = {
     "dense_stack": dense_stack,
     "wide_dense": wide_dense,
     "residual_cnn": residual_cnn,
     "separable_cnn": separable_cnn,
     "encoder": encoder,
+    "text_cnn": text_cnn,
 }
 
 
@@ -139,6 +150,8 @@ def test_the_common_steps_run_by_inference_calls():
     assert steps_without_calls(ready(dense_stack)) == []
     left = steps_without_calls(ready(separable_cnn))
     assert [type(layer).__name__ for layer in left] == ["GlobalAveragePooling2D"]
+    left = steps_without_calls(ready(text_cnn))
+    assert [type(layer).__name__ for layer in left] == ["GlobalMaxPooling1D"]
     left = steps_without_calls(ready(encoder))
     assert [type(layer).__name__ for layer in left] == [
         "MultiHeadAttention",

@@ -814,6 +814,8 @@ def test_conv_adds_a_residual_before_its_activation(x_shape, kernel_shape, strid
         ((1, 6, 6, 32), (1, 1, 32, 40), (1, 1), "valid", SOFTMAX, False),  # kept pointwise
         ((1, 6, 6, 32), (1, 1, 32, 24), (1, 1), "valid", RELU6, False),  # then the activation
         ((3, 8, 8, 16), (1, 1, 16, 32), (2, 2), "valid", LINEAR, False),  # strided 1x1
+        ((1, 1, 150, 16), (1, 5, 16, 32), (1, 1), "same", RELU, False),  # a row in parts
+        ((1, 1, 100, 16), (1, 3, 16, 16), (1, 1), "same", SIGMOID, True),  # parts, residual
     ],
 )
 def test_conv2d_forward_call_computes_each_calls_conv(
@@ -844,3 +846,28 @@ def test_conv2d_forward_call_is_made_only_for_the_simd_kernels_with_a_kept_kerne
     shortcut = np.ones((1, 4, 4, 16), np.float32)
     one = forms.Forms(np.ones((1, 1, 4, 16), np.float32))
     assert conv.conv2d_forward_call(x, one, None, (2, 2), "valid", LINEAR, 1, shortcut) is None
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 150, 8), (2, 1, 75, 8), (1, 2, 90, 8)])
+def test_rows_too_few_to_share_run_in_parts_with_their_moments(shape):
+    """A conv of one or two output rows (a Conv1D at batch 1) runs each row in spans of pixels
+    on the threads: the same outputs and moments as on one thread."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(3, 1, shape).astype(np.float32)
+    k = rng.normal(0, 0.3, (1, 3, 8, 24)).astype(np.float32)
+    panels, bias = conv_simd.pack_kernel(k), np.zeros(24, np.float32)
+    assert conv_simd._row_parts(shape[0] * shape[1], shape[2], 2) > 1
+    results = []
+    for threads in (1, 2):
+        out, moments = np.empty((*shape[:3], 24), np.float32), np.empty((2, 24), np.float32)
+        args = (k.shape, (1, 1), 0, 1, LINEAR, out, threads, moments)
+        conv_simd.forward(x, panels, bias, *args)
+        results.append((out, moments))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    pixels = results[0][0].reshape(-1, 24).astype(np.float64)
+    for _, moments in results:
+        np.testing.assert_allclose(moments[0], pixels.mean(0), rtol=1e-5)
+        np.testing.assert_allclose(moments[1], pixels.var(0), rtol=1e-4)
+    np.testing.assert_allclose(
+        results[0][0], ref_conv(x.astype(np.float64), k, None, (1, 1), "same"), rtol=1e-4, atol=1e-4
+    )
