@@ -13,7 +13,6 @@ public ``compute_loss``, ``metrics`` and the optimizer's ``apply`` serve such co
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import math
@@ -1027,15 +1026,21 @@ class Trainer:
         """Hook for models that build from the first data they see (Sequential)."""
 
 
-@contextlib.contextmanager
-def _named_errors(caller: str):
+class _named_errors:  # noqa: N801 (a context manager read as a function; a class: ~1 us less)
     """Prefix data errors with the call they came from: ``fit(): y has keys ...``."""
-    try:
-        yield
-    except (ValueError, TypeError) as error:
-        if type(error) not in (ValueError, TypeError):
-            raise
-        raise type(error)(f"{caller}: {error}") from None
+
+    __slots__ = ("caller",)
+
+    def __init__(self, caller: str):
+        self.caller = caller
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is ValueError or kind is TypeError:
+            raise kind(f"{self.caller}: {error}") from None
+        return False
 
 
 # ---- helpers -----------------------------------------------------------------------------------
