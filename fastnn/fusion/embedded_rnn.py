@@ -20,6 +20,10 @@ class EmbeddedRNN(FusedLayer):
         super().__init__(embedding, rnn)
         self.embedding, self.rnn = embedding, rnn
 
+    @property
+    def makes_masks(self) -> bool:
+        return self.embedding.makes_masks
+
     def compute_mask(self, inputs, mask=None):
         return self.rnn.compute_mask(inputs, self.embedding.compute_mask(inputs))
 

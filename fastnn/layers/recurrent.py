@@ -350,6 +350,8 @@ class _RNN(StatefulStates, SequenceLayer):
             return [out] + [(batch, self.units)] * len(self.state_names)
         return out
 
+    makes_masks = False  # it passes its input's mask on or ends it: none starts here
+
     def compute_mask(self, inputs, mask=None):
         """The output's mask, as Keras: the input mask if ``return_sequences``, else None."""
         if isinstance(mask, list):

@@ -684,6 +684,8 @@ class RNN(StatefulStates, SequenceLayer):
             return [out] + [(batch, s) for s in self._flat_sizes]
         return out
 
+    makes_masks = False  # it passes its input's mask on or ends it: none starts here
+
     def compute_mask(self, inputs, mask=None):
         """The input mask if ``return_sequences``, else None; None for each state."""
         if isinstance(mask, list):

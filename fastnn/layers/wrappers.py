@@ -203,6 +203,8 @@ class Bidirectional(SequenceLayer):
         outs += states
         return outs if len(outs) > 1 else outs[0]
 
+    makes_masks = False  # it passes its input's mask on or ends it: none starts here
+
     def compute_mask(self, inputs, mask=None):
         """The input mask for each sequence output (None without ``return_sequences``)."""
         if isinstance(mask, list):

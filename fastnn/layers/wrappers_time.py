@@ -106,6 +106,8 @@ class TimeDistributed(Layer):
         grad = self.layer.backward(inner, np.asarray(grad_outputs).reshape(y_shape))
         return None if grad is None else grad.reshape(x_shape)
 
+    makes_masks = False  # it passes its input's mask on or ends it: none starts here
+
     def compute_mask(self, inputs, mask=None):
         """The input's ``(batch, time)`` mask, unchanged (Keras passes the previous mask on)."""
         if mask is None or mask.ndim <= 2:

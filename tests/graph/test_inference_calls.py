@@ -263,3 +263,27 @@ def test_float64_models_and_masks_take_their_forward():
     with runtime.serial_blas():
         expected = masked._graph.forward([ids], False)[0][0]
     np.testing.assert_array_equal(masked.predict(ids, verbose=0), expected)
+
+
+@pytest.mark.parametrize(
+    "start, tracks",
+    [
+        (lambda x: layers.Embedding(10, 4)(x), False),
+        (lambda x: layers.Embedding(10, 4, mask_zero=True)(x), True),
+        (lambda x: layers.Masking()(layers.Embedding(10, 4)(x)), True),
+    ],
+)
+def test_only_a_layer_that_starts_a_mask_makes_the_graph_track_masks(start, tracks):
+    """Recurrent layers, their wrappers and the global poolings pass a mask on or end it: a
+    graph of them without a layer that starts one skips masks (and predict runs its steps'
+    inference calls)."""
+    tokens = fastnn.Input((6,), dtype="int32")
+    h = layers.LSTM(5, return_sequences=True)(start(tokens))
+    h = layers.TimeDistributed(layers.Dense(4))(h)
+    h = layers.Bidirectional(layers.GRU(3, return_sequences=True))(h)
+    model = fastnn.Model(tokens, layers.GlobalAveragePooling1D()(h))
+    assert model._graph._makes_masks is tracks
+    ids = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9]], np.int32)
+    with runtime.serial_blas():
+        expected = model._graph.forward([ids], False)[0][0]
+    np.testing.assert_array_equal(model.predict(ids, verbose=0), expected)
