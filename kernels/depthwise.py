@@ -387,7 +387,6 @@ def _kernel_row(img, grow, h0, sw, dh, dw, left, acc):
 def depthwise_conv2d_forward(x, kernel, bias, strides, dilation, pads, activation_code, out):
     """out (N,OH,OW,C*M) = act(depthwise conv of x (N,H,W,C) by kernel (kh,kw,C,M) + bias (C*M,)
     or None); ``pads`` = (top, left) rows and columns of zeros before x's first; returns out."""
-    x = np.ascontiguousarray(x)
     geometry = (strides, dilation, pads, activation_code, out)
     return depthwise_conv2d_forward_call(x, kernel, bias, *geometry)(x)
 

@@ -144,13 +144,11 @@ def matmul_call(a: np.ndarray, b, out: np.ndarray, threads: int = 1):
     """``matmul`` (out = a @ b) for arrays of a's shape and dtype, b a ``forms.Forms`` kept
     the same or an array, its choices made now: a function a -> out."""
     array, kept = forms.split(b)
-    run = (
-        None
-        if kept is None
-        else _bias_call(a, b, np.zeros(out.shape[1], out.dtype), LINEAR, out, threads)
-    )
-    if run is not None:
-        return run
+    if kept is not None:  # on the SIMD kernels where they take it, with a zero bias
+        zeros = np.zeros(out.shape[1], out.dtype)
+        run = _bias_call(a, b, zeros, LINEAR, out, threads)
+        if run is not None:
+            return run
     m, k = a.shape
     if min(threads, 2 * m * k * array.shape[1] // MIN_FLOPS_PER_BLOCK) <= 1:
         return lambda a: np.matmul(a, array, out=out)

@@ -162,11 +162,6 @@ def matmul_call(m, panels, bias, epilogue, out, threads=1):
     return run
 
 
-def matmul_bias(a, panels, bias, relu, out, threads=1):
-    """``matmul`` with the bias epilogue: out = a @ b + bias, through max(., 0) with relu."""
-    return matmul(a, panels, bias, BIAS_RELU if relu else BIAS, out, threads)
-
-
 def product(a, b, out, accumulate=False, threads=1, panels=None):
     """out (M,N) = a (M,K) @ b (K,N), or out += a @ b; float32, a and out C-contiguous, b any
     strides: ``matmul`` with b packed here, or given packed as ``panels``."""
