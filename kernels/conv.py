@@ -1345,6 +1345,36 @@ def conv2d_forward_average_pool(
     return out
 
 
+def conv2d_pooled_call(x, kernel, bias, strides, padding, activation_code, average, threads=1):
+    """``conv2d_forward_average_pool`` (``average``) or ``conv2d_forward_max_pool`` without
+    codes for arrays of x's shape and dtype, the kernel a ``forms.Forms`` kept the same, its
+    choices made now: a function x -> the pooled output (a buffer of its own); None where the
+    conv runs by another algorithm than SIMD's bands or the direct kernels' row pairs."""
+    array, kept = forms.split(kernel)
+    if kept is None or _strided_1x1(array.shape, strides):
+        return None
+    if not average and activation_code not in EPILOGUE:
+        return None
+    plan = plan_conv2d(x.shape, array.shape, strides, padding, not average, x.dtype)
+    out = np.empty((len(x), plan.out_h // 2, plan.out_w // 2, array.shape[3]), x.dtype)
+    if plan.forward == SIMD:
+        codes = None if average else _NO_CODES
+        args = (array, bias, strides, plan, activation_code, out, codes, threads, kept)
+        return lambda x: _simd_conv_max_pool(np.ascontiguousarray(x), *args)
+    quads = not average and plan.quads and activation_code in QUAD_ACTIVATIONS
+    if plan.forward != DIRECT or quads:
+        return None
+    k, b = _direct_arguments(array, bias, x.dtype)
+    geometry = (*strides, plan.pad_top, plan.pad_left, activation_code, plan.out_w)
+    pooled = conv2d_direct_max_pool
+
+    def run(x):
+        pooled(np.ascontiguousarray(x), k, b, *geometry, out, _NO_CODES, average)
+        return out
+
+    return run
+
+
 def conv2d_forward_max_pool(
     x, kernel, bias, strides, padding, activation_code, out=None, codes=None, threads=1
 ):

@@ -11,7 +11,7 @@ import numpy as np
 from fastnn.fusion.base import FusedLayer, activation_code
 from fastnn.fusion.conv_max_pool import conv_pool_rules, is_pool_2x2
 from fastnn.kernels.workspace import Workspace, kept_for
-from fastnn.layers.base import Layer
+from fastnn.layers.base import Layer, kernel_for
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.pooling import AveragePooling2D
 
@@ -56,6 +56,11 @@ class ConvAveragePool(FusedLayer):
         kept = None if workspace is None else kept_for(workspace, self.pool, Workspace)
         pooled, pool_ctx = self.pool.forward(y, True, workspace=kept)
         return pooled, _Trained(conv_ctx, pool_ctx)
+
+    def inference_call(self, inputs):
+        bias = self.conv.bias.value if self.conv.use_bias else None
+        kernel = kernel_for(self.conv, False)
+        return self.conv.pooled_inference_call(inputs, kernel, bias, self.code, average=True)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         if isinstance(ctx, _Inputs):  # an inference pass kept nothing else: run training's

@@ -109,9 +109,11 @@ class LinearBatchNorm(FusedLayer):
         return self._run(inputs, training, workspace)
 
     def inference_call(self, inputs):
-        if self.pool is not None or type(self.linear) not in (Conv2D, Dense, DepthwiseConv2D):
+        if type(self.linear) not in (Conv2D, Dense, DepthwiseConv2D):
             return None
         kernel, bias = self.folded()
+        if self.pool is not None:  # after a Conv2D
+            return self.linear.pooled_inference_call(inputs, kernel, bias, self.code)
         return self.linear.inference_call_with(inputs, kernel, bias, self.code)
 
     def _run(self, inputs, training, workspace=None):

@@ -10,7 +10,7 @@ import numpy as np
 
 from fastnn.fusion.base import FusedLayer, Rule, activation_code, activation_of
 from fastnn.kernels.codes import LINEAR
-from fastnn.layers.base import Layer
+from fastnn.layers.base import Layer, kernel_for
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.pooling import MaxPooling2D
 from fastnn.nodes import Node
@@ -58,6 +58,11 @@ class ConvMaxPool(FusedLayer):
             pooled, pool_ctx = self.pool.forward(y, True)
             return pooled, _Unfused(conv_ctx, pool_ctx)
         return self.conv.forward_max_pooled(inputs, True, workspace, self.code)
+
+    def inference_call(self, inputs):
+        bias = self.conv.bias.value if self.conv.use_bias else None
+        kernel = kernel_for(self.conv, False)
+        return self.conv.pooled_inference_call(inputs, kernel, bias, self.code)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         if isinstance(ctx, _Inputs):  # an inference pass kept nothing else: run training's

@@ -539,6 +539,17 @@ class Conv2D(_Conv):
             inputs, kernel, bias, self.strides, self.padding, code, runtime.threads(), residual
         )
 
+    def pooled_inference_call(self, inputs, kernel, bias, code, average=False):
+        """An inference call of ``max_pooled_with`` (or, ``average``,
+        ``forward_average_pooled``) with ``kernel`` (a ``Forms``), ``bias`` and ``code``: a
+        function inputs -> the 2x2-pooled outputs, where the kernels pool in their bands."""
+        plain = self.dilation_rate == (1, 1) and self.groups == 1
+        if self.data_format != "channels_last" or not plain:
+            return None
+        return kernels.conv.conv2d_pooled_call(
+            inputs, kernel, bias, self.strides, self.padding, code, average, runtime.threads()
+        )
+
     def _output_buffer(self, inputs, workspace):
         """The workspace's array for the conv's channels_last output (None without one)."""
         if workspace is None:

@@ -92,6 +92,22 @@ def text_cnn():
     return fastnn.Model(tokens, layers.Dense(1)(layers.GlobalMaxPooling1D()(x)))
 
 
+def pooled_cnn():
+    """Convs a 2x2 pool follows (fused): average after LeNet's 5x5 tanh convs (SIMD bands),
+    max after conv-BN-relu, after a relu conv, after a grey 3x3 conv (the direct kernels'
+    four-output quads) and average after a few-tap conv (the direct kernels' row pairs)."""
+    x = fastnn.Input((28, 28, 1))
+    g = layers.MaxPooling2D(2)(layers.Conv2D(4, 3, padding="same", activation="relu")(x))
+    d = layers.AveragePooling2D(2)(layers.Conv2D(3, 2, activation="sigmoid")(x))
+    h = layers.AveragePooling2D(2)(layers.Conv2D(6, 5, padding="same", activation="tanh")(x))
+    h = layers.AveragePooling2D(2)(layers.Conv2D(16, 5, activation="tanh")(h))
+    y = layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
+    y = layers.MaxPooling2D(2)(layers.Activation("relu")(layers.BatchNormalization()(y)))
+    z = layers.MaxPooling2D(2)(layers.Conv2D(16, 3, padding="same", activation="relu")(h))
+    flat = [layers.Flatten()(t) for t in (g, d, y, z)]
+    return fastnn.Model(x, layers.Dense(4)(layers.Concatenate()(flat)))
+
+
 MODELS = {
     "dense_stack": dense_stack,
     "wide_dense": wide_dense,
@@ -99,6 +115,7 @@ MODELS = {
     "separable_cnn": separable_cnn,
     "encoder": encoder,
     "text_cnn": text_cnn,
+    "pooled_cnn": pooled_cnn,
 }
 
 
@@ -150,6 +167,9 @@ def test_the_common_steps_run_by_inference_calls():
     assert steps_without_calls(ready(dense_stack)) == []
     left = steps_without_calls(ready(separable_cnn))
     assert [type(layer).__name__ for layer in left] == ["GlobalAveragePooling2D"]
+    left = steps_without_calls(ready(pooled_cnn))
+    names = sorted({type(layer).__name__ for layer in left})  # ConvMaxPool: the grey quads
+    assert names == ["Concatenate", "ConvMaxPool", "Flatten"]
     left = steps_without_calls(ready(text_cnn))
     assert [type(layer).__name__ for layer in left] == ["GlobalMaxPooling1D"]
     left = steps_without_calls(ready(encoder))

@@ -871,3 +871,32 @@ def test_rows_too_few_to_share_run_in_parts_with_their_moments(shape):
     np.testing.assert_allclose(
         results[0][0], ref_conv(x.astype(np.float64), k, None, (1, 1), "same"), rtol=1e-4, atol=1e-4
     )
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel, average, code, direct",
+    [
+        ((2, 12, 12, 4), (3, 3, 4, 16), True, TANH, False),  # SIMD bands, average
+        ((1, 12, 12, 8), (3, 3, 8, 32), False, RELU, False),  # SIMD bands, max
+        ((2, 12, 12, 2), (2, 2, 2, 4), False, LINEAR, False),  # the direct row pairs, max
+        ((1, 12, 12, 3), (3, 3, 3, 16), True, SIGMOID, True),  # the direct row pairs, average
+    ],
+)
+def test_conv2d_pooled_call_computes_each_calls_pooled_conv(
+    x_shape, kernel, average, code, direct, monkeypatch
+):
+    """A pooled conv's call, made once, gives what the pooled conv wrappers give for each
+    input (the direct kernels forced where SIMD would win, to reach their average)."""
+    if direct:
+        monkeypatch.setattr(conv, "_simd_wins", lambda *args: False)
+    rng = np.random.default_rng(6)
+    k = rng.standard_normal(kernel).astype(np.float32)
+    b = rng.standard_normal(kernel[3]).astype(np.float32)
+    xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(3)]
+    kept = forms.Forms(k)
+    pooled = conv.conv2d_forward_average_pool if average else conv.conv2d_forward_max_pool
+    plan = conv.plan_conv2d(x_shape, kernel, (1, 1), "same", not average)
+    assert plan.forward == (conv.DIRECT if direct or kernel[:2] == (2, 2) else conv.SIMD)
+    call = conv.conv2d_pooled_call(xs[0], kept, b, (1, 1), "same", code, average, 2)
+    for x in xs[1:]:
+        np.testing.assert_array_equal(call(x), pooled(x, kept, b, (1, 1), "same", code, threads=2))
