@@ -157,15 +157,24 @@ class Graph:
                 _store_masks(step, out_slots, masks, args, mask)
         return [values[s] for s in self._output_slots], Tape(values, ctxs, workspaces[-1])
 
-    def infer(self, input_arrays: list, reuse: str = "predict", training=False) -> list:
+    def infer(self, input_arrays: list, reuse="predict", training=False, kept=None) -> list:
         """The outputs of an inference pass no backward follows (predict): ``forward`` with
         ``training`` (False, or None: each layer's default) and ``reuse``, each step run by its
         layer's ``inference_call`` where it has one (made once per shapes and dtypes of its
-        inputs: every choice the step's kernels make is made then), else by its ``forward``."""
+        inputs: every choice the step's kernels make is made then), else by its ``forward``.
+        ``kept``: a dict of the caller's that keeps the pass's calls and arrays in place of this
+        thread's for ``reuse`` (a nested model's inference call: one per call site)."""
         if self._makes_masks:
-            return self.forward(input_arrays, training, reuse)[0]
-        workspaces = self._workspaces(reuse)
-        calls = self._inference_calls(reuse)
+            return self.forward(input_arrays, training, None if kept is not None else reuse)[0]
+        if kept is None:
+            workspaces = self._workspaces(reuse)
+            store, key = self._thread_calls.__dict__, (reuse, training is None)
+        else:
+            workspaces = kept.get("workspaces") or kept.setdefault(
+                "workspaces", self._new_workspaces()
+            )
+            store, key = kept, "calls"
+        calls = self._inference_calls(store, key)
         values = [None] * len(self._slot)
         for slot, array in zip(self._input_slots, input_arrays):
             values[slot] = array
@@ -178,7 +187,7 @@ class Graph:
             if call is _UNMADE:
                 if len(made) >= MAX_INFERENCE_CALLS:  # shapes that keep changing: no hoarding
                     made.clear()
-                call = made[key] = _inference_call(step.layer, args)
+                call = made[key] = _inference_call(step.layer, args, training)
             if call is None:
                 extra = {} if workspace is None else {"workspace": workspace}
                 outputs = step.layer.forward(args, training, **extra)[0]
@@ -188,14 +197,13 @@ class Graph:
                 values[s] = out
         return [values[s] for s in self._output_slots]
 
-    def _inference_calls(self, reuse: str) -> list:
-        """This thread's steps' ``inference_call``s for ``reuse`` (a dict per step, by
+    def _inference_calls(self, store: dict, key) -> list:
+        """The steps' ``inference_call``s kept in ``store`` under ``key`` (a dict per step, by
         ``_signature``), made anew when a weight was written or the thread count changed."""
-        per_thread = self._thread_calls.__dict__
         state = (weights_generation(), runtime.threads())
-        kept = per_thread.get(reuse)
+        kept = store.get(key)
         if kept is None or kept[0] != state:
-            kept = per_thread[reuse] = (state, [{} for _ in self.steps])
+            kept = store[key] = (state, [{} for _ in self.steps])
         return kept[1]
 
     @property
@@ -303,9 +311,12 @@ def _signature(args) -> tuple:
     return args.shape, args.dtype
 
 
-def _inference_call(layer, args):
+def _inference_call(layer, args, training):
     """``layer.inference_call(args)``, or None where a class below the one that defines it
-    overrides ``forward`` or ``call`` (a user's subclass of Dense computes what it says)."""
+    overrides ``forward`` or ``call`` (a user's subclass of Dense computes what it says), or
+    for training None where the layer's call stands for training False only."""
+    if training is None and not layer.inference_call_at_none:
+        return None
     mro = type(layer).__mro__
     owner = next(i for i, cls in enumerate(mro) if "inference_call" in cls.__dict__)
     if any("forward" in cls.__dict__ or "call" in cls.__dict__ for cls in mro[:owner]):

@@ -305,6 +305,25 @@ class Model(Trainer, Layer):
             return outputs[0], tape
         return outputs, tape
 
+    inference_call_at_none = False
+
+    def inference_call(self, inputs):
+        """A nested functional model's steps by their own inference calls (``Graph.infer``),
+        its calls and arrays kept for this call site; training False only."""
+        if self._subclassed:
+            return None
+        kept, single = (
+            {},
+            len(self.outputs) == 1 and not isinstance(self._outputs_struct, (list, tuple)),
+        )
+
+        def call(inputs):
+            arrays = inputs if isinstance(inputs, list) else [inputs]
+            outputs = self._graph.infer(arrays, training=False, kept=kept)
+            return outputs[0] if single else outputs
+
+        return call
+
     def _inferred(self, arrays: list, training):
         """The outputs of a functional model's call on arrays with ``training`` False or None
         (``Graph.infer``), as ``forward``'s."""

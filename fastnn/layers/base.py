@@ -469,6 +469,10 @@ class Layer:
         passes without a backward (predict, a model's call) run it in place of ``forward``."""
         return None
 
+    #: ``inference_call`` stands for ``forward`` with training None too (a nested model's
+    #: does not: its layers may differ between None and False).
+    inference_call_at_none = True
+
     def _no_computation(self) -> str:
         return (
             f"{type(self).__name__} '{self.name}' has no computation: write call(self, inputs) "

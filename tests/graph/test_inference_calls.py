@@ -150,11 +150,17 @@ def test_inference_calls_compute_what_forward_does(name, batch):
     np.testing.assert_array_equal(model(x), expected)
 
 
-def steps_without_calls(model, batch=2) -> list:
-    """The layers of the steps a predict at ``batch`` ran by their forward."""
-    model.predict(inputs_for(model, batch), verbose=0)
+def made_calls(model) -> list:
+    """The inference calls predict made for each step (in this thread)."""
+    graph = model._graph
     with runtime.serial_blas():  # the thread count predict's calls were made for
-        made = model._graph._inference_calls("predict")
+        return graph._inference_calls(graph._thread_calls.__dict__, ("predict", False))
+
+
+def steps_without_calls(model, batch=2, xs=None) -> list:
+    """The layers of the steps a predict (at ``batch``, or on ``xs``) ran by their forward."""
+    model.predict(inputs_for(model, batch) if xs is None else xs, verbose=0)
+    made = made_calls(model)
     return [step.layer for step, calls in zip(model._graph.steps, made) if None in calls.values()]
 
 
@@ -219,8 +225,7 @@ def test_shapes_change_from_call_to_call_and_the_kept_calls_stay_bounded():
     for batch in (1, 5, 2, 7, 3, 1, 9):
         x = inputs_for(model, batch, seed=batch)
         np.testing.assert_array_equal(model.predict(x, verbose=0), forward_outputs(model, x))
-    made = model._graph._inference_calls("predict")
-    assert max(len(calls) for calls in made) <= graph_module.MAX_INFERENCE_CALLS
+    assert max(len(calls) for calls in made_calls(model)) <= graph_module.MAX_INFERENCE_CALLS
 
 
 def test_outputs_are_the_callers_own():
@@ -307,3 +312,45 @@ def test_only_a_layer_that_starts_a_mask_makes_the_graph_track_masks(start, trac
     with runtime.serial_blas():
         expected = model._graph.forward([ids], False)[0][0]
     np.testing.assert_array_equal(model.predict(ids, verbose=0), expected)
+
+
+def nested():
+    """A functional base (as keras.applications' include_top=False) inside a model, called
+    twice (a shared base: two call sites), then a head."""
+    image = fastnn.Input((10, 10, 4))
+    h = layers.Conv2D(16, 3, padding="same", use_bias=False)(image)
+    h = layers.Activation("relu")(layers.BatchNormalization()(h))
+    base = fastnn.Model(image, layers.GlobalAveragePooling2D()(h), name="base")
+    a, b = fastnn.Input((10, 10, 4)), fastnn.Input((10, 10, 4))
+    both = layers.Concatenate()([base(a), base(b)])
+    return fastnn.Model([a, b], layers.Dense(3)(both))
+
+
+def test_a_nested_model_runs_its_steps_by_their_calls_at_each_call_site():
+    model = ready(nested)
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((3, 10, 10, 4)).astype(np.float32) for _ in range(2)]
+    with runtime.serial_blas():
+        expected = model._graph.forward(xs, False)[0][0]
+    np.testing.assert_array_equal(model.predict(xs, verbose=0), expected)
+    np.testing.assert_array_equal(model.predict(xs, verbose=0), expected)
+    assert [type(layer).__name__ for layer in steps_without_calls(model, xs=xs)] == ["Concatenate"]
+    base = model.get_layer("base")
+    base.set_weights([w * 0.5 for w in base.get_weights()])  # the nested model's weights
+    with runtime.serial_blas():
+        expected = model._graph.forward(xs, False)[0][0]
+    np.testing.assert_array_equal(model.predict(xs, verbose=0), expected)
+
+
+def test_a_nested_augmentation_model_still_augments_when_called_without_training():
+    """keras-io's ``data_augmentation`` inside a model: a call without ``training`` augments
+    (each layer's default), predict does not; a nested model's inference call stands for
+    training False only."""
+    image = fastnn.Input((8, 8, 3))
+    augment = fastnn.Sequential([fastnn.Input((8, 8, 3)), layers.RandomFlip("horizontal", seed=3)])
+    model = fastnn.Model(image, layers.Conv2D(4, 1)(augment(image)))
+    x = np.random.default_rng(0).random((16, 8, 8, 3)).astype("float32")
+    plain = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(model(x, training=False), plain)
+    assert not np.allclose(model(x), plain)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), plain)
