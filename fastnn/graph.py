@@ -166,15 +166,7 @@ class Graph:
         thread's for ``reuse`` (a nested model's inference call: one per call site)."""
         if self._makes_masks:
             return self.forward(input_arrays, training, None if kept is not None else reuse)[0]
-        if kept is None:
-            workspaces = self._workspaces(reuse)
-            store, key = self._thread_calls.__dict__, (reuse, training is None)
-        else:
-            workspaces = kept.get("workspaces") or kept.setdefault(
-                "workspaces", self._new_workspaces()
-            )
-            store, key = kept, "calls"
-        calls = self._inference_calls(store, key)
+        workspaces, calls = self._inference_state(reuse, training, kept)
         values = [None] * len(self._slot)
         for slot, array in zip(self._input_slots, input_arrays):
             values[slot] = array
@@ -196,6 +188,18 @@ class Graph:
             for s, out in zip(out_slots, outputs if step.outputs_are_list else [outputs]):
                 values[s] = out
         return [values[s] for s in self._output_slots]
+
+    def _inference_state(self, reuse, training, kept) -> tuple[list, list]:
+        """(workspaces, inference calls) of an ``infer`` pass: this thread's for ``reuse``
+        and training None or not, or those ``kept`` holds."""
+        if kept is None:
+            per_thread = self._thread_calls.__dict__
+            return self._workspaces(reuse), self._inference_calls(
+                per_thread, (reuse, training is None)
+            )
+        if "workspaces" not in kept:
+            kept["workspaces"] = self._new_workspaces()
+        return kept["workspaces"], self._inference_calls(kept, "calls")
 
     def _inference_calls(self, store: dict, key) -> list:
         """The steps' ``inference_call``s kept in ``store`` under ``key`` (a dict per step, by
