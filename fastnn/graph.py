@@ -149,7 +149,7 @@ class Graph:
             mask = None if masks is None else _input_mask(step, in_slots, masks)
             if mask is not None and (layer.supports_masking or layer._takes_mask):
                 extra["mask"] = mask
-            outputs, ctx = layer.forward(args, training, **extra)
+            outputs, ctx = layer.forward(args, _mode(training, step), **extra)
             ctxs.append(ctx)
             for s, out in zip(out_slots, outputs if step.outputs_are_list else [outputs]):
                 values[s] = out
@@ -176,13 +176,14 @@ class Graph:
             args = step.pack_inputs([values[s] for s in in_slots])
             key = _signature(args)
             call = made.get(key, _UNMADE)
+            mode = _mode(training, step)
             if call is _UNMADE:
                 if len(made) >= MAX_INFERENCE_CALLS:  # shapes that keep changing: no hoarding
                     made.clear()
-                call = made[key] = _inference_call(step.layer, args, training)
+                call = made[key] = _inference_call(step.layer, args, mode)
             if call is None:
                 extra = {} if workspace is None else {"workspace": workspace}
-                outputs = step.layer.forward(args, training, **extra)[0]
+                outputs = step.layer.forward(args, mode, **extra)[0]
             else:
                 outputs = call(args)
             for s, out in zip(out_slots, outputs if step.outputs_are_list else [outputs]):
@@ -244,12 +245,13 @@ class Graph:
             args = step.pack_inputs([values[s] for s in in_slots])
             extra = {}
             mask = None if masks is None else _input_mask(step, in_slots, masks)
+            mode = _mode(training, step)
             if layer._runs_call:
-                outputs = layer._call_user(args, (), {}, training, mask)
+                outputs = layer._call_user(args, (), {}, mode, mask)
             else:
                 if mask is not None and layer.supports_masking:
                     extra["mask"] = mask
-                outputs = layer._call_arrays(args, training, extra)
+                outputs = layer._call_arrays(args, mode, extra)
             for s, out in zip(out_slots, outputs if step.outputs_are_list else [outputs]):
                 values[s] = out
             if masks is not None:
@@ -315,11 +317,17 @@ def _signature(args) -> tuple:
     return args.shape, args.dtype
 
 
+def _mode(training, step) -> bool | None:
+    """The training mode a step runs in: the pass's, or where that is None the one its call
+    fixed (``Dropout(0.5)(x, training=True)``), as Keras 3's functional models do."""
+    return step.training if training is None else training
+
+
 def _inference_call(layer, args, training):
     """``layer.inference_call(args)``, or None where a class below the one that defines it
-    overrides ``forward`` or ``call`` (a user's subclass of Dense computes what it says), or
-    for training None where the layer's call stands for training False only."""
-    if training is None and not layer.inference_call_at_none:
+    overrides ``forward`` or ``call`` (a user's subclass of Dense computes what it says), for
+    training True, or for None where the layer's call stands for training False only."""
+    if training or (training is None and not layer.inference_call_at_none):
         return None
     mro = type(layer).__mro__
     owner = next(i for i, cls in enumerate(mro) if "inference_call" in cls.__dict__)

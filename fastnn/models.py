@@ -581,6 +581,8 @@ def _call_record(layer, node, tensor_ref) -> dict:
     ``call_record`` spreads them with keyword options (the attention layers)."""
     inputs = node.pack_inputs(node.inputs)
     args, kwargs = layer.call_record(inputs) if hasattr(layer, "call_record") else ([inputs], {})
+    if node.training is not None:  # base(x, training=False)
+        kwargs = {**kwargs, "training": node.training}
     return {"args": _map_tensors(tensor_ref, args), "kwargs": _map_tensors(tensor_ref, kwargs)}
 
 

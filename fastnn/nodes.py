@@ -145,12 +145,18 @@ def is_symbolic(value) -> bool:
 
 
 class Node:
-    """One call of a layer on symbolic tensors: the layer, its input and output tensors."""
+    """One call of a layer on symbolic tensors: the layer, its input and output tensors, and
+    the ``training`` the call gave (``Dropout(0.5)(x, training=True)``), which a pass of the
+    model without one of its own runs it with (Keras 3's rule), or None."""
 
-    __slots__ = ("layer", "inputs", "outputs", "inputs_are_list", "outputs_are_list", "__weakref__")
+    __slots__ = (
+        "layer", "inputs", "outputs", "inputs_are_list", "outputs_are_list", "training",
+        "__weakref__",
+    )  # fmt: skip
 
-    def __init__(self, layer, inputs, output_shapes, output_dtype):
+    def __init__(self, layer, inputs, output_shapes, output_dtype, training=None):
         self.layer = layer
+        self.training = training
         self.inputs_are_list = isinstance(inputs, (list, tuple))
         self.inputs = list(inputs) if self.inputs_are_list else [inputs]
         self.outputs_are_list = isinstance(output_shapes, list)
@@ -167,7 +173,7 @@ class Node:
         ``joined`` tensors ``last`` reads too) to ``last``'s outputs, for a fusion rule: the
         graph runs it in their place; it is not recorded on any layer."""
         node = cls.__new__(cls)
-        node.layer = layer
+        node.layer, node.training = layer, None  # nodes that fix training never fuse
         node.inputs = [*first.inputs, *joined]
         node.inputs_are_list = first.inputs_are_list or bool(joined)
         node.outputs, node.outputs_are_list = last.outputs, last.outputs_are_list

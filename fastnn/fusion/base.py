@@ -136,7 +136,7 @@ def _match(rule: Rule, first: Node, readers, model_outputs) -> list[Node] | None
     node); None if there is none."""
     tests = rule.chain
     chain = [first]
-    if first.layer._runs_call or not tests[0](first):  # a layer running call() never fuses
+    if _stays_apart(first) or not tests[0](first):
         return None
     for position, test in enumerate(tests[1:], 2):
         last = chain[-1]
@@ -144,7 +144,7 @@ def _match(rule: Rule, first: Node, readers, model_outputs) -> list[Node] | None
             return None
         reading = readers[id(last.outputs[0])]
         joining = rule.joins and position == len(tests)
-        if len(reading) != 1 or reading[0].layer._runs_call:
+        if len(reading) != 1 or _stays_apart(reading[0]):
             return None
         if reading[0].inputs_are_list and not joining:
             return None
@@ -152,3 +152,8 @@ def _match(rule: Rule, first: Node, readers, model_outputs) -> list[Node] | None
             return None
         chain.append(reading[0])
     return chain
+
+
+def _stays_apart(node: Node) -> bool:
+    """A node no rule fuses: a layer running call(), or a call that fixed ``training``."""
+    return node.layer._runs_call or node.training is not None

@@ -575,7 +575,7 @@ class Layer:
                     f"{type(self).__name__} '{self.name}': an explicit mask= works on array "
                     "calls; in a model the mask comes from Embedding(mask_zero=True) or Masking"
                 )
-            return self._call_symbolic(inputs)
+            return self._call_symbolic(inputs, None if training is None else bool(training))
         carried = None
         if mask is None and not isinstance(inputs, (list, tuple)):
             carried = carried_mask(inputs)  # an earlier eager call's output carries it
@@ -714,7 +714,9 @@ class Layer:
         with runtime.serial_blas(), custom.collecting_losses(self):
             return custom.run_call(self, inputs, training, mask, args, kwargs)
 
-    def _call_symbolic(self, inputs):
+    def _call_symbolic(self, inputs, training=None):
+        """The symbolic outputs of a call recorded as a node (``training`` as the call fixed
+        it, or None)."""
         tensors = list(inputs) if isinstance(inputs, (list, tuple)) else inputs
         for t in tensors if isinstance(tensors, list) else [tensors]:
             if not isinstance(t, SymbolicTensor):
@@ -730,7 +732,7 @@ class Layer:
             output_shape, dtype = custom.output_shapes(self, shapes, dtypes)
         else:
             output_shape = self.compute_output_shape(shapes)
-        node = Node(self, tensors, output_shape, dtype)
+        node = Node(self, tensors, output_shape, dtype, training)
         return node.symbolic_outputs()
 
     @property

@@ -563,12 +563,10 @@ class _KerasGraph:
             raise ValueError(f"{_label(entry)} has a malformed call {call!r:.80}")
         args, kwargs = call.get("args", []), dict(call.get("kwargs") or {})
         mask = kwargs.pop("mask", None)
-        if kwargs.pop("training", None):
-            raise ValueError(
-                f"{_label(entry)} is called with training=True; fastnn cannot honour a "
-                "training mode fixed in the graph"
-            )
-        unknown = sorted(set(kwargs) - {"initial_state"} - getattr(cls, "call_keywords", set()))
+        if kwargs.get("training") is None:
+            kwargs.pop("training", None)  # base(x, training=False) is kept on the node
+        known = {"initial_state", "training"} | getattr(cls, "call_keywords", set())
+        unknown = sorted(set(kwargs) - known)
         if unknown:
             raise ValueError(f"{_label(entry)} is called with arguments fastnn lacks: {unknown}")
         self._check_no_ops(entry, [args, kwargs])
