@@ -1331,15 +1331,11 @@ def conv2d_forward_average_pool(
     plan = plan_conv2d(x.shape, array.shape, strides, padding, dtype=x.dtype)
     out_shape = (len(x), plan.out_h // 2, plan.out_w // 2, array.shape[3])
     out = np.empty(out_shape, x.dtype) if out is None else out
-    banded = not _strided_1x1(array.shape, strides)
-    if banded and plan.forward == SIMD:
-        args = (activation_code, out, None, threads, kept)
-        return _simd_conv_max_pool(x, array, bias, strides, plan, *args)
-    if banded and plan.forward == DIRECT:
-        k, b = _direct_arguments(array, bias, x.dtype)
-        geometry = (*strides, plan.pad_top, plan.pad_left, activation_code, plan.out_w)
-        conv2d_direct_max_pool(x, k, b, *geometry, out, _NO_CODES, True)
-        return out
+    if not _strided_1x1(array.shape, strides):
+        args = (plan, array, kept, bias, strides, activation_code, out, None, threads)
+        banded = _banded_pool_call(*args)
+        if banded is not None:
+            return banded(x)
     y = conv2d_forward(x, kernel, bias, strides, padding, activation_code, threads=threads)
     avgpool2d_forward(y, 2, 2, 2, 2, 0, 0, out)
     return out
@@ -1357,19 +1353,31 @@ def conv2d_pooled_call(x, kernel, bias, strides, padding, activation_code, avera
         return None
     plan = plan_conv2d(x.shape, array.shape, strides, padding, not average, x.dtype)
     out = np.empty((len(x), plan.out_h // 2, plan.out_w // 2, array.shape[3]), x.dtype)
+    codes = None if average else _NO_CODES
+    banded = _banded_pool_call(
+        plan, array, kept, bias, strides, activation_code, out, codes, threads
+    )
+    return None if banded is None else lambda x: banded(np.ascontiguousarray(x))
+
+
+def _banded_pool_call(plan, kernel, kept, bias, strides, code, out, codes, threads):
+    """The conv of ``plan`` and its 2x2 pool into out, by SIMD's bands or the direct kernels'
+    row pairs: a function x (C-contiguous) -> out; None for the other algorithms and the grey
+    or RGB 3x3 kernels' quads. ``codes`` None: the average pool; else the maximum, where it
+    was into ``codes`` unless empty."""
     if plan.forward == SIMD:
-        codes = None if average else _NO_CODES
-        args = (array, bias, strides, plan, activation_code, out, codes, threads, kept)
-        return lambda x: _simd_conv_max_pool(np.ascontiguousarray(x), *args)
-    quads = not average and plan.quads and activation_code in QUAD_ACTIVATIONS
+        args = (kernel, bias, strides, plan, code, out, codes, threads, kept)
+        return lambda x: _simd_conv_max_pool(x, *args)
+    average = codes is None
+    quads = not average and plan.quads and code in QUAD_ACTIVATIONS
     if plan.forward != DIRECT or quads:
         return None
-    k, b = _direct_arguments(array, bias, x.dtype)
-    geometry = (*strides, plan.pad_top, plan.pad_left, activation_code, plan.out_w)
-    pooled = conv2d_direct_max_pool
+    k, b = _direct_arguments(kernel, bias, out.dtype)
+    geometry = (*strides, plan.pad_top, plan.pad_left, code, plan.out_w, out)
+    where = _NO_CODES if average else codes
 
     def run(x):
-        pooled(np.ascontiguousarray(x), k, b, *geometry, out, _NO_CODES, average)
+        conv2d_direct_max_pool(x, k, b, *geometry, where, average)
         return out
 
     return run
@@ -1407,20 +1415,16 @@ def conv2d_forward_max_pool(
         out = np.empty((n, out_h // 2, out_w // 2, filters), dtype=x.dtype)
     if codes is None:
         codes = _NO_CODES
-    if plan.forward == SIMD:
-        return _simd_conv_max_pool(
-            x, kernel, bias, strides, plan, activation_code, out, codes, threads, kept
-        )
-    if plan.forward == DIRECT:
+    args = (plan, kernel, kept, bias, strides, activation_code, out, codes, threads)
+    banded = _banded_pool_call(*args)
+    if banded is not None:
+        return banded(x)
+    if plan.forward == DIRECT:  # the grey or RGB 3x3 kernels' quads
         kernel, b = _direct_arguments(kernel, bias, x.dtype)
-        if plan.quads and activation_code in QUAD_ACTIVATIONS:
-            quads = conv2d_grey_3x3_max_pool if c == 1 else conv2d_rgb_3x3_max_pool
-            taps = kernel.reshape(-1, filters)
-            relu = activation_code == RELU
-            quads(x, taps, b, plan.pad_top, plan.pad_left, relu, out, codes)
-            return out
-        geometry = (*strides, plan.pad_top, plan.pad_left)
-        conv2d_direct_max_pool(x, kernel, b, *geometry, activation_code, out_w, out, codes)
+        quads = conv2d_grey_3x3_max_pool if c == 1 else conv2d_rgb_3x3_max_pool
+        taps = kernel.reshape(-1, filters)
+        relu = activation_code == RELU
+        quads(x, taps, b, plan.pad_top, plan.pad_left, relu, out, codes)
         return out
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     if plan.forward == WINOGRAD:
