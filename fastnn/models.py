@@ -301,9 +301,14 @@ class Model(Trainer, Layer):
             return custom.forward(self, self._as_call_inputs(inputs), training, **kwargs)
         arrays = inputs if isinstance(inputs, list) else [inputs]
         outputs, tape = self._graph.forward(arrays, training, reuse=workspace)
+        return self._as_forwarded(outputs), tape
+
+    def _as_forwarded(self, outputs: list):
+        """The graph's outputs as ``forward`` gives them: the one array of a model with one
+        output (not in a list), else the list."""
         if len(outputs) == 1 and not isinstance(self._outputs_struct, (list, tuple)):
-            return outputs[0], tape
-        return outputs, tape
+            return outputs[0]
+        return outputs
 
     inference_call_at_none = False
 
@@ -312,15 +317,11 @@ class Model(Trainer, Layer):
         its calls and arrays kept for this call site; training False only."""
         if self._subclassed:
             return None
-        kept, single = (
-            {},
-            len(self.outputs) == 1 and not isinstance(self._outputs_struct, (list, tuple)),
-        )
+        kept = {}
 
         def call(inputs):
             arrays = inputs if isinstance(inputs, list) else [inputs]
-            outputs = self._graph.infer(arrays, training=False, kept=kept)
-            return outputs[0] if single else outputs
+            return self._as_forwarded(self._graph.infer(arrays, training=False, kept=kept))
 
         return call
 
@@ -328,9 +329,7 @@ class Model(Trainer, Layer):
         """The outputs of a functional model's call on arrays with ``training`` False or None
         (``Graph.infer``), as ``forward``'s."""
         outputs = [np.array(out) for out in self._graph.infer(arrays, "call", training)]
-        if len(outputs) == 1 and not isinstance(self._outputs_struct, (list, tuple)):
-            return outputs[0]
-        return outputs
+        return self._as_forwarded(outputs)
 
     skips_input_grad = True
 

@@ -9,9 +9,9 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn.fusion.base import FusedLayer, activation_code
-from fastnn.fusion.conv_max_pool import conv_pool_rules, is_pool_2x2
+from fastnn.fusion.conv_max_pool import conv_pool_rules, is_pool_2x2, pooled_inference_call
 from fastnn.kernels.workspace import Workspace, kept_for
-from fastnn.layers.base import Layer, kernel_for
+from fastnn.layers.base import Layer
 from fastnn.layers.convolutional import Conv2D
 from fastnn.layers.pooling import AveragePooling2D
 
@@ -58,9 +58,7 @@ class ConvAveragePool(FusedLayer):
         return pooled, _Trained(conv_ctx, pool_ctx)
 
     def inference_call(self, inputs):
-        bias = self.conv.bias.value if self.conv.use_bias else None
-        kernel = kernel_for(self.conv, False)
-        return self.conv.pooled_inference_call(inputs, kernel, bias, self.code, average=True)
+        return pooled_inference_call(self.conv, inputs, self.code, average=True)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         if isinstance(ctx, _Inputs):  # an inference pass kept nothing else: run training's

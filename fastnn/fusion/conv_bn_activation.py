@@ -144,11 +144,7 @@ class LinearBatchNorm(FusedLayer):
 def _is_linear_conv2d(node: Node) -> bool:
     """A channels_last Conv2D without activation, dilation or groups."""
     layer = node.layer
-    if not isinstance(layer, Conv2D) or layer._code != LINEAR:
-        return False
-    if layer.data_format != "channels_last":
-        return False
-    return layer.dilation_rate == (1, 1) and layer.groups == 1
+    return isinstance(layer, Conv2D) and layer._code == LINEAR and layer._plain_channels_last()
 
 
 def _is_linear_depthwise2d(node: Node) -> bool:

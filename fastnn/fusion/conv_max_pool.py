@@ -60,9 +60,7 @@ class ConvMaxPool(FusedLayer):
         return self.conv.forward_max_pooled(inputs, True, workspace, self.code)
 
     def inference_call(self, inputs):
-        bias = self.conv.bias.value if self.conv.use_bias else None
-        kernel = kernel_for(self.conv, False)
-        return self.conv.pooled_inference_call(inputs, kernel, bias, self.code)
+        return pooled_inference_call(self.conv, inputs, self.code)
 
     def backward(self, ctx, grad_outputs, need_input_grad=True):
         if isinstance(ctx, _Inputs):  # an inference pass kept nothing else: run training's
@@ -73,12 +71,16 @@ class ConvMaxPool(FusedLayer):
         return self.conv.backward_max_pooled(ctx, grad_outputs, need_input_grad)
 
 
+def pooled_inference_call(conv: Conv2D, inputs, code: int, average: bool = False):
+    """The inference call of ``conv`` (its own kernel and bias), activated by ``code``, and
+    the 2x2 max (or ``average``) pool after it."""
+    bias = conv.bias.value if conv.use_bias else None
+    return conv.pooled_inference_call(inputs, kernel_for(conv, False), bias, code, average)
+
+
 def is_conv2d(node: Node) -> bool:
     """A node test: a channels_last Conv2D without dilation or groups."""
-    layer = node.layer
-    if not isinstance(layer, Conv2D) or layer.data_format != "channels_last":
-        return False
-    return layer.dilation_rate == (1, 1) and layer.groups == 1
+    return isinstance(node.layer, Conv2D) and node.layer._plain_channels_last()
 
 
 def is_pool_2x2(kind: type) -> Callable[[Node], bool]:

@@ -532,19 +532,22 @@ class Conv2D(_Conv):
         """``inference_call`` of ``forward_with`` (the activation ``code`` applied whole,
         ``residual`` an example of the sum's other input): a function (inputs, residual=None)
         -> outputs, for a channels_last conv without dilation or groups on the SIMD kernels."""
-        plain = self.dilation_rate == (1, 1) and self.groups == 1
-        if self.data_format != "channels_last" or not plain or code in kernels.codes.FROM_INPUT:
+        if not self._plain_channels_last() or code in kernels.codes.FROM_INPUT:
             return None
         return kernels.conv.conv2d_forward_call(
             inputs, kernel, bias, self.strides, self.padding, code, runtime.threads(), residual
         )
 
+    def _plain_channels_last(self) -> bool:
+        """A channels_last conv without dilation or groups: what the kernels' call forms take."""
+        plain = self.dilation_rate == (1, 1) and self.groups == 1
+        return plain and self.data_format == "channels_last"
+
     def pooled_inference_call(self, inputs, kernel, bias, code, average=False):
         """An inference call of ``max_pooled_with`` (or, ``average``,
         ``forward_average_pooled``) with ``kernel`` (a ``Forms``), ``bias`` and ``code``: a
         function inputs -> the 2x2-pooled outputs, where the kernels pool in their bands."""
-        plain = self.dilation_rate == (1, 1) and self.groups == 1
-        if self.data_format != "channels_last" or not plain:
+        if not self._plain_channels_last():
             return None
         return kernels.conv.conv2d_pooled_call(
             inputs, kernel, bias, self.strides, self.padding, code, average, runtime.threads()
